@@ -1,0 +1,356 @@
+"""Run, spawn pinned, signal, put and get: the same operations locally or over SSH.
+
+A Transport only knows how to run a shell command and move files. Everything
+else (background processes with pids, signals, CPU affinity read-back) is built
+here on top of `run`, so local and remote hosts behave identically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import signal as _signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from orchestrator.errors import RunFailed, UserError
+
+LEDGER = ".orchestrate-pids"  # in each host's work dir: what `cleanup` may kill
+
+
+@dataclass(frozen=True)
+class Completed:
+    cmd: str
+    rc: int
+    stdout: str
+    stderr: str
+
+
+class RemoteError(RunFailed):
+    """A command failed on a host; carries the host name and what it printed."""
+
+
+class Transport(Protocol):
+    name: str  # the host's name, for messages
+
+    def run(self, cmd: str, *, timeout: float = 60.0, check: bool = True,
+            env: dict[str, str] | None = None) -> Completed: ...
+
+    def put_text(self, text: str, path: str, mode: int = 0o644) -> None: ...
+
+    def get(self, remote: str, local: Path) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _with_env(cmd: str, env: dict[str, str] | None) -> str:
+    if not env:
+        return cmd
+    return "env " + " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) + " sh -c " + shlex.quote(cmd)
+
+
+def _check(name: str, done: Completed, check: bool) -> Completed:
+    if check and done.rc != 0:
+        detail = (done.stderr.strip() or done.stdout.strip()).splitlines()[-3:]
+        raise RemoteError(f"`{done.cmd}` exited {done.rc}: {' | '.join(detail) or 'no output'}",
+                          host=name)
+    return done
+
+
+class LocalTransport:
+    """This machine, through /bin/sh: no SSH involved."""
+
+    def __init__(self, name: str = "localhost"):
+        self.name = name
+
+    def run(self, cmd: str, *, timeout: float = 60.0, check: bool = True,
+            env: dict[str, str] | None = None) -> Completed:
+        # Own session so a timeout can kill the whole command, not just sh.
+        proc = subprocess.Popen(["/bin/sh", "-c", _with_env(cmd, env)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                                start_new_session=True)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, _signal.SIGKILL)
+            proc.communicate()
+            raise RemoteError(f"`{cmd}` did not finish within {timeout:.0f}s", host=self.name) from None
+        except BaseException:
+            # Ctrl-C while waiting: the command must not outlive us.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, _signal.SIGKILL)
+            proc.wait()
+            raise
+        return _check(self.name, Completed(cmd, proc.returncode, out, err), check)
+
+    def put_text(self, text: str, path: str, mode: int = 0o644) -> None:
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+        p.chmod(mode)
+
+    def get(self, remote: str, local: Path) -> None:
+        local.parent.mkdir(parents=True, exist_ok=True)
+        if Path(remote).resolve() != local.resolve():
+            local.write_bytes(Path(remote).read_bytes())
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class SshTarget:
+    host: str  # address to connect to
+    name: str  # inventory name, for messages
+    user: str = "root"
+    port: int = 22
+    key_file: str | None = None
+    known_hosts: str | None = None  # None: ~/.ssh/known_hosts
+    host_key_checking: bool = True
+    connect_timeout: float = 10.0
+
+
+class SshTransport:
+    """A host over SSH with paramiko; host keys are verified unless explicitly turned off."""
+
+    def __init__(self, target: SshTarget):
+        import paramiko  # heavy import, only when SSH is used
+
+        self.name = target.name
+        self.target = target
+        client = paramiko.SSHClient()
+        known = target.known_hosts or os.path.expanduser("~/.ssh/known_hosts")
+        if target.host_key_checking:
+            if os.path.exists(known):
+                client.load_host_keys(known)
+            client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        else:
+            client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        where = f"{target.name} ({target.user}@{target.host}:{target.port})"
+        try:
+            client.connect(target.host, port=target.port, username=target.user,
+                           key_filename=target.key_file, timeout=target.connect_timeout,
+                           banner_timeout=target.connect_timeout, auth_timeout=target.connect_timeout,
+                           allow_agent=target.key_file is None, look_for_keys=target.key_file is None)
+        except paramiko.BadHostKeyException:
+            raise UserError(f"host {where}: host key has CHANGED since it was recorded in {known}; "
+                            "if the host was rebuilt, remove its old key (ssh-keygen -R)") from None
+        except paramiko.SSHException as exc:
+            if "not found in known_hosts" in str(exc):
+                raise UserError(f"host {where}: host key is unknown (not in {known}); add it with "
+                                "ssh-keyscan, or set hosts.ssh.host_key_checking: false to skip "
+                                "the check") from None
+            raise UserError(f"host {where}: SSH failed: {exc}") from None
+        except (TimeoutError, OSError) as exc:
+            raise UserError(f"host {where}: unreachable: {exc}") from None
+        self._client = client
+        self._sftp = None
+        self._lost = (OSError, EOFError, paramiko.SSHException)
+
+    def run(self, cmd: str, *, timeout: float = 60.0, check: bool = True,
+            env: dict[str, str] | None = None) -> Completed:
+        full = _with_env(cmd, env)
+        try:
+            _, stdout, stderr = self._client.exec_command(full, timeout=timeout)
+            chan = stdout.channel
+            deadline = time.monotonic() + timeout
+            out, err = bytearray(), bytearray()
+            # Drain both streams while waiting, so a chatty command cannot block on a full window.
+            while True:
+                while chan.recv_ready():
+                    out += chan.recv(65536)
+                while chan.recv_stderr_ready():
+                    err += chan.recv_stderr(65536)
+                if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
+                    break
+                if time.monotonic() > deadline:
+                    chan.close()
+                    raise RemoteError(f"`{cmd}` did not finish within {timeout:.0f}s", host=self.name)
+                time.sleep(0.005)
+            rc = chan.recv_exit_status()
+        except self._lost as exc:
+            raise RemoteError(f"SSH connection lost running `{cmd}`: {exc or type(exc).__name__}",
+                              host=self.name) from None
+        return _check(self.name, Completed(cmd, rc, out.decode(errors="replace"),
+                                           err.decode(errors="replace")), check)
+
+    def _sftp_client(self):  # type: ignore[no-untyped-def]
+        if self._sftp is None:
+            self._sftp = self._client.open_sftp()
+        return self._sftp
+
+    def put_text(self, text: str, path: str, mode: int = 0o644) -> None:
+        self.run(f"mkdir -p {shlex.quote(str(Path(path).parent))}")
+        sftp = self._sftp_client()
+        with sftp.open(path, "w") as f:
+            f.write(text)
+        sftp.chmod(path, mode)
+
+    def get(self, remote: str, local: Path) -> None:
+        local.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._sftp_client().get(remote, str(local))
+        except OSError as exc:
+            raise RemoteError(f"cannot fetch {remote}: {exc}", host=self.name) from None
+
+    def close(self) -> None:
+        if self._sftp is not None:
+            self._sftp.close()
+        self._client.close()
+
+
+# --- background processes ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Process:
+    """A process started in its own session on a host (pid == its process group)."""
+
+    host: str
+    name: str
+    pid: int
+    stdout: str  # paths on the host
+    stderr: str
+
+
+def spawn(t: Transport, name: str, cmd: str, *, workdir: str, cpus: list[int] | None = None,
+          env: dict[str, str] | None = None) -> Process:
+    """Start `cmd` in the background on the host, pinned to `cpus`, output to files in workdir.
+
+    setsid gives it a process group of its own: one signal reaches all of it,
+    and the terminal's Ctrl-C does not (teardown stops it deliberately).
+    """
+    out, err = f"{workdir}/{name}.out", f"{workdir}/{name}.err"
+    inner = _with_env(cmd, env)
+    if cpus:
+        inner = f"taskset -c {','.join(map(str, cpus))} {inner}"
+    script = (f"mkdir -p {shlex.quote(workdir)} && cd {shlex.quote(workdir)} && "
+              f"(setsid {inner} >{shlex.quote(out)} 2>{shlex.quote(err)} </dev/null & "
+              f"echo $! ; echo \"$! {name}\" >> {LEDGER})")
+    done = t.run(script, timeout=30)
+    try:
+        pid = int(done.stdout.split()[0])
+    except (IndexError, ValueError):
+        raise RemoteError(f"could not start {name}: {done.stderr.strip()}", host=t.name) from None
+    return Process(t.name, name, pid, out, err)
+
+
+def signal(t: Transport, proc: Process, sig: str = "TERM") -> None:
+    """Signal the whole process group; a group already gone is not an error."""
+    t.run(f"kill -s {sig} -- -{proc.pid} 2>/dev/null || kill -s {sig} {proc.pid} 2>/dev/null || true",
+          timeout=15)
+
+
+def alive(t: Transport, proc: Process) -> bool:
+    """True while any process of the group is alive (zombies excluded)."""
+    done = t.run(f"ps -o stat= -g {proc.pid} 2>/dev/null | grep -v '^Z' | grep -c . || true",
+                 timeout=15, check=False)
+    try:
+        return int(done.stdout.strip() or 0) > 0
+    except ValueError:
+        return False
+
+
+def stop(t: Transport, proc: Process, *, sig: str = "TERM", grace: float = 10.0) -> bool:
+    """Signal, wait up to `grace` s, then SIGKILL. True if it stopped on the first signal."""
+    signal(t, proc, sig)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not alive(t, proc):
+            return True
+        time.sleep(0.1)
+    signal(t, proc, "KILL")
+    deadline = time.monotonic() + 5
+    while alive(t, proc) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return False
+
+
+def wait_exit(t: Transport, proc: Process, timeout: float) -> bool:
+    """Wait for the group to end by itself (e.g. wrk after its duration)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive(t, proc):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def read(t: Transport, path: str, *, missing_ok: bool = True) -> str:
+    done = t.run(f"cat {shlex.quote(path)}", timeout=30, check=not missing_ok)
+    return done.stdout if done.rc == 0 else ""
+
+
+def group_pids(t: Transport, pgid: int) -> list[int]:
+    """Every live process of a group (e.g. nginx master and workers)."""
+    done = t.run(f"ps -o pid=,stat= -g {pgid} 2>/dev/null | grep -v ' Z' || true", timeout=15, check=False)
+    return sorted(int(line.split()[0]) for line in done.stdout.splitlines() if line.strip())
+
+
+def thread_affinity(t: Transport, pids: list[int]) -> dict[int, dict[str, object]]:
+    """Each thread's CPU affinity as the kernel has it now (read back, not assumed)."""
+    if not pids:
+        return {}
+    script = ("for p in " + " ".join(map(str, pids)) + "; do for s in /proc/$p/task/*/status; do "
+              "[ -r \"$s\" ] && printf '%s ' \"$p\" && "
+              "awk '/^Name:/{n=$2}/^Pid:/{p=$2}/^Cpus_allowed_list:/{c=$2}END{print p, n, c}' \"$s\"; "
+              "done; done")
+    done = t.run(script, timeout=15, check=False)
+    out: dict[int, dict[str, object]] = {}
+    for line in done.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 4:
+            out[int(parts[1])] = {"pid": int(parts[0]), "name": parts[2],
+                                  "cpus": parse_cpu_list(parts[3])}
+    return out
+
+
+def parse_cpu_list(text: str) -> list[int]:
+    """'0-2,5' -> [0, 1, 2, 5] (the kernel's list format)."""
+    cpus: list[int] = []
+    for part in text.strip().split(","):
+        if not part:
+            continue
+        lo, _, hi = part.partition("-")
+        cpus.extend(range(int(lo), int(hi or lo) + 1))
+    return cpus
+
+
+@dataclass
+class ProcessTable:
+    """Every process one run started, on every host, so teardown can stop them all."""
+
+    transports: dict[str, Transport]
+    procs: list[Process] = field(default_factory=list)
+
+    def spawn(self, host: str, name: str, cmd: str, **kw: object) -> Process:
+        proc = spawn(self.transports[host], name, cmd, **kw)  # type: ignore[arg-type]
+        self.procs.append(proc)
+        return proc
+
+    def forget(self, proc: Process) -> None:
+        if proc in self.procs:
+            self.procs.remove(proc)
+
+    def stop(self, proc: Process, **kw: object) -> bool:
+        clean = stop(self.transports[proc.host], proc, **kw)  # type: ignore[arg-type]
+        self.forget(proc)
+        return clean
+
+    def stop_all(self) -> list[str]:
+        """Stop everything still listed, newest first; returns what it could not stop."""
+        left = []
+        for proc in reversed(list(self.procs)):
+            try:
+                stop(self.transports[proc.host], proc, grace=5.0)
+                self.forget(proc)
+            except (RunFailed, OSError) as exc:
+                left.append(f"{proc.host}: {proc.name} (pid {proc.pid}): {exc}")
+        return left
+
+    def survivors(self) -> list[Process]:
+        return [p for p in self.procs if alive(self.transports[p.host], p)]

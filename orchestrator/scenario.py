@@ -1,0 +1,524 @@
+"""Scenario files: the YAML schema, loading with file:line errors, and `--set` overrides.
+
+Every problem in a file is reported at once, each as `FILE:LINE: key.path: message`,
+so a user fixes a scenario in one pass. Nothing here starts anything.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+import re
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from orchestrator.errors import Problem, UserError
+
+# --- value types -------------------------------------------------------------
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+
+
+def parse_duration(value: Any) -> float:
+    """'10s', '1m30s', '500ms', '2h' or a bare number of seconds -> seconds (float > 0)."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 10s, 500ms or 1m30s")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and value.strip():
+        text = value.strip().replace(" ", "")
+        if text.startswith("-"):
+            raise ValueError(f"duration must be positive, got {value!r}")
+        parts = _DURATION.findall(text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            raise ValueError(f"cannot read {value!r} as a duration; expected e.g. 10s, 500ms, 1m30s")
+        scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+        seconds = sum(float(n) * scale[u] for n, u in parts)
+    else:
+        raise ValueError(f"expected a duration such as 10s, 500ms or 1m30s, got {value!r}")
+    if seconds <= 0 or (isinstance(value, str) and value.strip().startswith("-")):
+        raise ValueError(f"duration must be positive, got {value!r}")
+    return seconds
+
+
+CPU_KEYWORDS = ("even", "odd", "all")
+
+
+def parse_cpus(value: Any) -> list[int] | str:
+    """[0, 2, 4] or '0,2,4-6' -> CPU numbers; 'even', 'odd', 'all' stay symbolic.
+
+    The keywords are resolved against the host that runs the process (see
+    resolve_cpus), so one scenario fits a 2-core laptop and a 64-core server.
+    """
+    if isinstance(value, str) and value.strip() in CPU_KEYWORDS:
+        return value.strip()
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if isinstance(value, str):
+        cpus: list[int] = []
+        for part in value.split(","):
+            part = part.strip()
+            m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+            if not m:
+                raise ValueError(f"cannot read {value!r} as CPUs; expected e.g. [0, 2] or '0-3,8'")
+            lo, hi = int(m[1]), int(m[2] or m[1])
+            cpus.extend(range(lo, hi + 1))
+        value = cpus
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"expected a non-empty list of CPU numbers, got {value!r}")
+    for c in value:
+        if not isinstance(c, int) or isinstance(c, bool) or c < 0:
+            raise ValueError(f"CPU numbers are integers >= 0, got {c!r}")
+    if len(set(value)) != len(value):
+        raise ValueError(f"CPU list has duplicates: {value}")
+    return value
+
+
+def _as_list(value: Any) -> Any:
+    # A matrix axis may be written as one value or a list of values.
+    return value if isinstance(value, list) else [value]
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Cpus = Annotated[list[int] | Literal["even", "odd", "all"], BeforeValidator(parse_cpus)]
+
+
+def resolve_cpus(spec: list[int] | str, available: list[int] | set[int]) -> list[int]:
+    """A scenario's CPU set on a host with `available` CPUs (keywords resolved)."""
+    cpus = sorted(available)
+    if spec == "all":
+        return cpus
+    if spec == "even":
+        return [c for c in cpus if c % 2 == 0] or cpus[:1]
+    if spec == "odd":
+        return [c for c in cpus if c % 2 == 1] or cpus[-1:]
+    return list(spec)
+PositiveInt = Annotated[int, Field(gt=0)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+ARCHES = ("reuseport", "main-sub")
+PROVIDERS = ("local", "netns", "static", "aws")
+TELEMETRY = ("pidstat", "mpstat", "sar", "perf")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+# --- schema ------------------------------------------------------------------
+
+
+class Roles(_Model):
+    server: Annotated[int, Field(ge=1, le=1)] = 1
+    client: Annotated[int, Field(ge=1, le=64)] = 1
+
+
+class Link(_Model):
+    """netns only: a packet-rate cap on every host's link, in each direction."""
+
+    pps: PositiveInt | None = None
+
+
+class Ssh(_Model):
+    user: str = "root"
+    port: Port = 22
+    key: str | None = None  # private key file; default: the lab's or the ssh agent's
+    host_key_checking: bool = True  # off only by explicit choice
+    connect_timeout: Duration = 10.0
+
+
+class Aws(_Model):
+    region: str = "us-east-1"
+    instance_type: dict[Literal["server", "client"], str] = {
+        "server": "c6i.2xlarge",
+        "client": "c6i.2xlarge",
+    }
+    image: str = "resolve:ssm:/aws/service/debian/release/12/latest/amd64"
+    subnet: str | None = None
+    ssh_user: str = "admin"
+    expire_after: Duration = 3 * 3600.0
+    endpoint_url: str | None = None  # for moto or a private endpoint
+
+
+class Hosts(_Model):
+    provider: Literal["local", "netns", "static", "aws"] = "local"
+    roles: Roles = Roles()
+    link: Link = Link()
+    inventory: str | None = None  # static: an Ansible inventory (INI or YAML)
+    lab: str | None = None  # netns: lab name (default: the scenario's)
+    ssh: Ssh = Ssh()
+    aws: Aws | None = None
+    deploy: bool = True  # run playbooks/site.yml on remote hosts first
+
+
+class Server(_Model):
+    arch: Annotated[list[str], BeforeValidator(_as_list)] = ["reuseport"]
+    threads: Annotated[list[PositiveInt], BeforeValidator(_as_list)] = [1]
+    cpus: Cpus = [0]
+    port: Port = 8000
+    bind: str | None = None  # default: 127.0.0.1 on one host, 0.0.0.0 across hosts
+    body: str = "hello\n"
+    # A server of the user's own instead of server/: a shell command template with
+    # {threads} {port} {cpus} {arch} {workdir} {config}; {config} is `config`
+    # rendered with jinja2 into the run's work directory.
+    command: str | None = None
+    config: str | None = None
+    ready_url: str | None = None  # default http://{host}:{port}/
+    ready_timeout: Duration = 20.0
+
+
+class Load(_Model):
+    tool: Literal["wrk"] = "wrk"
+    threads: PositiveInt = 1
+    connections: Annotated[list[PositiveInt], BeforeValidator(_as_list)] = [64]
+    duration: Duration = 10.0
+    timeout: Duration = 2.0
+    cpus: Cpus = [1]
+    pipeline: Annotated[int, Field(ge=1, le=1024)] = 1
+    path: str = "/"
+
+
+class Iperf3(_Model):
+    udp_length: Annotated[int, Field(ge=16, le=65507)] = 64
+    duration: Duration = 5.0
+    bitrate: str = "0"  # 0 = as fast as the path allows
+    tcp: bool = True
+    tcp_duration: Duration = 3.0
+    port: Port = 5201
+
+
+class Baseline(_Model):
+    enabled: bool = True
+    iperf3: Iperf3 = Iperf3()
+
+
+class Thresholds(_Model):
+    """Verdict thresholds (percentages); defaults follow the reference's diagnosis."""
+
+    ceiling_use: Annotated[float, Field(gt=0, le=200)] = 90.0
+    server_busy: Annotated[float, Field(gt=0, le=100)] = 90.0
+    client_busy: Annotated[float, Field(gt=0, le=100)] = 90.0
+    packets_per_request: Annotated[float, Field(gt=0)] = 2.0  # when not measured
+
+
+class Scenario(_Model):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+    description: str = ""
+    hosts: Hosts = Hosts()
+    server: Server = Server()
+    load: Load = Load()
+    baseline: Baseline = Baseline()
+    telemetry: list[Literal["pidstat", "mpstat", "sar", "perf"]] = ["pidstat", "mpstat", "sar"]
+    repeat: Annotated[int, Field(ge=1, le=1000)] = 1
+    thresholds: Thresholds = Thresholds()
+    max_runs: Annotated[int, Field(ge=1)] = 500  # guards against a mistyped matrix
+
+
+# --- loading -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A valid scenario with where it came from (for messages and the results folder)."""
+
+    scenario: Scenario
+    source: str
+    raw: dict[str, Any]  # the document after --set overrides, as written
+
+
+def _compose(text: str, source: str) -> tuple[Any, dict[tuple, int], list[Problem]]:
+    """Parse YAML into plain data plus a map from key path to 1-based line."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else None
+        what = getattr(exc, "problem", None) or str(exc)
+        ctx = getattr(exc, "context", None)
+        msg = f"YAML syntax error: {what}" + (f" ({ctx})" if ctx else "")
+        return None, {}, [Problem(source, line, "", msg)]
+    lines: dict[tuple, int] = {}
+    problems: list[Problem] = []
+
+    def walk(n: yaml.Node | None, path: tuple) -> None:
+        if n is None:
+            return
+        lines.setdefault(path, n.start_mark.line + 1)
+        if isinstance(n, yaml.MappingNode):
+            seen: set[str] = set()
+            for k, v in n.value:
+                key = k.value
+                if key in seen:
+                    problems.append(Problem(source, k.start_mark.line + 1, _dotted(path + (key,)),
+                                            "duplicate key; each key may appear once"))
+                seen.add(key)
+                lines[path + (key,)] = k.start_mark.line + 1
+                walk(v, path + (key,))
+        elif isinstance(n, yaml.SequenceNode):
+            for i, v in enumerate(n.value):
+                walk(v, path + (i,))
+
+    walk(node, ())
+    data = yaml.safe_load(text) if node is not None else None
+    return data, lines, problems
+
+
+def _dotted(path: tuple) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+def _line_for(lines: dict[tuple, int], path: tuple) -> int | None:
+    while path:
+        if path in lines:
+            return lines[path]
+        path = path[:-1]
+    return lines.get(())
+
+
+def _model_at(path: tuple) -> type[BaseModel] | None:
+    """The model class that holds the keys at `path` (for did-you-mean)."""
+    cls: Any = Scenario
+    for part in path:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
+            return None
+        field = cls.model_fields.get(str(part))
+        if field is None:
+            return None
+        cls = _unwrap(field.annotation)
+    return cls if isinstance(cls, type) and issubclass(cls, BaseModel) else None
+
+
+def _unwrap(tp: Any) -> Any:
+    origin = typing.get_origin(tp)
+    if origin is Annotated:
+        return _unwrap(typing.get_args(tp)[0])
+    if origin in (typing.Union, types.UnionType, list):
+        for arg in typing.get_args(tp):
+            found = _unwrap(arg)
+            if isinstance(found, type) and issubclass(found, BaseModel):
+                return found
+    return tp
+
+
+def _message(err: dict[str, Any], loc: tuple) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        model = _model_at(loc[:-1])
+        known = sorted(model.model_fields) if model else []
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        return f"unknown key '{key}'{hint} (expected one of: {', '.join(known)})"
+    if kind == "missing":
+        return "required key is missing"
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    got = err.get("input")
+    if kind not in ("value_error",) and not isinstance(got, dict | list):
+        msg += f", got {got!r}"
+    return msg
+
+
+def _validate(data: Any, source: str, lines: dict[tuple, int]
+              ) -> tuple[Scenario | None, list[Problem], list[tuple]]:
+    """Schema-check `data`; returns the scenario (if valid), problems and their paths."""
+    if not isinstance(data, dict):
+        return None, [Problem(source, _line_for(lines, ()), "",
+                              "a scenario is a YAML mapping (name:, hosts:, server:, load: ...)")], [()]
+    try:
+        return Scenario.model_validate(data), [], []
+    except ValidationError as exc:
+        problems, locs = [], []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            # A matrix axis written as a scalar was wrapped in a list: point at the key.
+            if loc and isinstance(loc[-1], int) and not isinstance(_get(data, loc[:-1]), list):
+                loc = loc[:-1]
+            locs.append(loc)
+            problems.append(Problem(source, _line_for(lines, loc), _dotted(loc), _message(err, loc)))
+        return None, problems, locs
+
+
+def _get(data: Any, path: tuple) -> Any:
+    for p in path:
+        try:
+            data = data[p]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def _without(data: dict[str, Any], locs: list[tuple]) -> dict[str, Any]:
+    """A copy of `data` with the keys at `locs` removed (so defaults stand in)."""
+    out = copy.deepcopy(data)
+    for loc in locs:
+        key_path = loc
+        while key_path and isinstance(key_path[-1], int):
+            key_path = key_path[:-1]  # drop the whole list, not one item
+        parent = _get(out, key_path[:-1])
+        if isinstance(parent, dict):
+            parent.pop(key_path[-1], None)
+    return out
+
+
+def semantic_problems(sc: Scenario, source: str, lines: dict[tuple, int],
+                      host_cpus: set[int] | None = None) -> list[Problem]:
+    """Checks across keys that the schema alone cannot express."""
+    problems: list[Problem] = []
+
+    def add(path: tuple, msg: str) -> None:
+        problems.append(Problem(source, _line_for(lines, path), _dotted(path), msg))
+
+    if sc.server.command is None:
+        for i, arch in enumerate(sc.server.arch):
+            if arch not in ARCHES:
+                close = difflib.get_close_matches(arch, ARCHES, n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                add(("server", "arch", i) if len(sc.server.arch) > 1 else ("server", "arch"),
+                    f"unknown architecture '{arch}'{hint} (expected one of: {', '.join(ARCHES)})")
+    if sc.server.config is not None and sc.server.command is None:
+        add(("server", "config"), "config is a template for a server command; set server.command too")
+    same_machine = sc.hosts.provider in ("local", "netns")
+    if same_machine:
+        avail = host_cpus if host_cpus is not None else local_cpus()
+        server_cpus = resolve_cpus(sc.server.cpus, avail)
+        load_cpus = resolve_cpus(sc.load.cpus, avail)
+        overlap = sorted(set(server_cpus) & set(load_cpus))
+        if overlap:
+            add(("load", "cpus"),
+                f"overlaps server.cpus on CPU(s) {overlap}: server and load generator share "
+                "this machine, so give them disjoint CPU sets")
+        if host_cpus is not None:
+            for key, cpus in (("server", server_cpus), ("load", load_cpus)):
+                missing = sorted(set(cpus) - host_cpus)
+                if missing:
+                    add((key, "cpus"),
+                        f"CPU(s) {missing} not available on this host "
+                        f"(it has {_ranges(sorted(host_cpus))})")
+    if sc.hosts.provider == "static" and not sc.hosts.inventory:
+        add(("hosts", "inventory"), "provider 'static' needs an Ansible inventory file")
+    if sc.hosts.provider == "local" and sc.hosts.roles.client != 1:
+        add(("hosts", "roles", "client"), "provider 'local' has exactly one host; use netns or static")
+    if sc.hosts.link.pps and sc.hosts.provider != "netns":
+        add(("hosts", "link", "pps"), "a link cap is only applied by provider 'netns'")
+    if sc.load.threads > sc.load.connections[0] and len(sc.load.connections) == 1:
+        add(("load", "threads"), "wrk needs at least one connection per thread "
+            f"({sc.load.threads} threads, {sc.load.connections[0]} connections)")
+    runs = len(sc.server.arch) * len(sc.server.threads) * len(sc.load.connections) * sc.repeat
+    if runs > sc.max_runs:
+        add(("repeat",), f"the matrix expands to {runs} runs, more than max_runs={sc.max_runs}; "
+            "shrink the sweep or raise max_runs")
+    return problems
+
+
+def _ranges(cpus: list[int]) -> str:
+    out, start = [], None
+    for i, c in enumerate(cpus):
+        if start is None:
+            start = c
+        if i + 1 == len(cpus) or cpus[i + 1] != c + 1:
+            out.append(str(start) if start == c else f"{start}-{c}")
+            start = None
+    return ",".join(out)
+
+
+def _apply_sets(data: dict[str, Any], sets: list[str]) -> list[Problem]:
+    """Apply `key.path=value` overrides in place; values are read as YAML."""
+    problems = []
+    for item in sets:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            problems.append(Problem("--set", None, item, "expected key.path=value"))
+            continue
+        try:
+            parsed = yaml.safe_load(value) if value else ""
+        except yaml.YAMLError:
+            parsed = value
+        parts = key.split(".")
+        node: Any = data
+        for p in parts[:-1]:
+            if not isinstance(node, dict):
+                break
+            node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            problems.append(Problem("--set", None, key, "cannot set a key inside a non-mapping value"))
+            continue
+        node[parts[-1]] = parsed
+    return problems
+
+
+def local_cpus() -> set[int]:
+    return set(os.sched_getaffinity(0))
+
+
+def load(path: str | os.PathLike[str], sets: list[str] | None = None, *,
+         text: str | None = None, host_cpus: set[int] | None = None) -> Loaded:
+    """Read and validate a scenario; raise UserError listing every problem found.
+
+    `host_cpus` defaults to this machine's CPUs for providers that run on it.
+    """
+    source = str(path)
+    if text is None:
+        try:
+            text = Path(path).read_text()
+        except FileNotFoundError:
+            raise UserError(f"{source}: no such scenario file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"{source}: cannot read: {exc}") from None
+    data, lines, problems = _compose(text, source)
+    if problems and data is None:
+        raise UserError(f"{source}: invalid scenario", problems)
+    if data is None:
+        data = {}
+    set_problems: list[Problem] = []
+    if sets:
+        data = copy.deepcopy(data) if isinstance(data, dict) else data
+        if isinstance(data, dict):
+            set_problems = _apply_sets(data, sets)
+            for item in sets:  # errors in overridden keys point at the override
+                lines[tuple(item.partition("=")[0].split("."))] = 0
+    scenario, schema_problems, bad = _validate(data, source, lines)
+    problems += set_problems + schema_problems
+    checked = scenario
+    if checked is None and isinstance(data, dict) and bad:
+        # Cross-key checks still run on what was valid, so one pass shows everything.
+        checked, _, _ = _validate(_without(data, bad), source, lines)
+    if checked is not None:
+        cpus = host_cpus
+        if cpus is None and checked.hosts.provider in ("local", "netns"):
+            cpus = local_cpus()
+        reported = {p.path for p in problems}
+        problems += [p for p in semantic_problems(checked, source, lines, cpus)
+                     if p.path not in reported]
+    problems.sort(key=lambda p: (p.file, p.line or 0))
+    problems = [_mark_set(p, sets or []) for p in problems]
+    if problems:
+        raise UserError(f"{source}: invalid scenario", problems)
+    assert scenario is not None
+    return Loaded(scenario=scenario, source=source, raw=data)
+
+
+def _mark_set(p: Problem, sets: list[str]) -> Problem:
+    # Line 0 marks a key given with --set: say so instead of pointing into the file.
+    if p.line != 0:
+        return p
+    given = next((s for s in sets if p.path.startswith(s.partition("=")[0])), "")
+    return Problem(f"{p.file} (--set {given})", None, p.path, p.message)
+
+
+def dump(sc: Scenario) -> str:
+    """The resolved scenario as YAML (kept with every results folder)."""
+    return yaml.safe_dump(sc.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,135 @@
+"""The server under test: the project's own (server/) or any command the user gives.
+
+Builds the command line, renders a user's config template, and parses the
+built-in server's two machine-readable lines (ready, and per-thread stats on exit).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from orchestrator.tools.base import ToolError, cpu_list, join
+
+BINARY = "orchestrate-server"
+ENV: dict[str, str] = {}
+REPO_SERVER_DIR = Path(__file__).resolve().parents[2] / "server"
+LOCAL_BINARY = REPO_SERVER_DIR / "build" / "release" / BINARY
+
+
+def version_argv() -> list[str]:
+    return [BINARY, "--version"]
+
+
+def build_command(source_dir: str | Path, build_dir: str | Path) -> str:
+    """Configure and build the Release server (incremental when already built)."""
+    return (f"cmake -S {source_dir} -B {build_dir} -DCMAKE_BUILD_TYPE=Release >/dev/null && "
+            f"cmake --build {build_dir} -j2 >/dev/null")
+
+
+def thread_cpus(cpus: list[int], threads: int) -> list[int]:
+    """Thread i runs on cpus[i mod len]: more threads than CPUs share them round-robin."""
+    return [cpus[i % len(cpus)] for i in range(threads)]
+
+
+def builtin_command(binary: str, *, arch: str, threads: int, cpus: list[int], port: int,
+                    bind: str, body: str) -> list[str]:
+    return [binary, "--arch", arch, "--threads", str(threads),
+            "--cpus", cpu_list(thread_cpus(cpus, threads)), "--acceptor-cpu", str(cpus[0]),
+            "--bind", bind, "--port", str(port), "--body", body]
+
+
+def custom_command(template: str, *, arch: str, threads: int, cpus: list[int], port: int,
+                   workdir: str, config_path: str | None) -> str:
+    """The user's server command with {threads} {port} {cpus} {arch} {workdir} {config} filled in."""
+    values = {"arch": arch, "threads": threads, "cpus": cpu_list(thread_cpus(cpus, threads)),
+              "port": port, "workdir": workdir, "config": config_path or ""}
+    try:
+        return template.format(**values)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ToolError("server", f"cannot fill in server.command: {exc!r}; "
+                        f"known fields: {', '.join('{' + k + '}' for k in values)}") from None
+
+
+def render_config(template: str, **values: Any) -> str:
+    """server.config rendered with jinja2 (threads, port, cpus, cpu_list, arch, workdir, body)."""
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    try:
+        return env.from_string(template).render(**values)
+    except jinja2.TemplateError as exc:
+        raise ToolError("server", f"server.config template: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Ready:
+    arch: str
+    threads: int
+    port: int
+    pid: int
+
+
+@dataclass(frozen=True)
+class ThreadCounters:
+    thread: int
+    cpu: int
+    tid: int
+    connections: int
+    requests: int
+    bytes_in: int
+    bytes_out: int
+
+
+@dataclass(frozen=True)
+class Stats:
+    arch: str
+    threads: tuple[ThreadCounters, ...]
+    acceptor_connections: int | None
+
+    @property
+    def requests(self) -> int:
+        return sum(t.requests for t in self.threads)
+
+
+def _events(stdout: str) -> list[dict[str, Any]]:
+    out = []
+    for line in stdout.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line cut short by a crash
+    return out
+
+
+def parse_ready(stdout: str) -> Ready | None:
+    for ev in _events(stdout):
+        if ev.get("event") == "ready":
+            return Ready(str(ev["arch"]), int(ev["threads"]), int(ev["port"]), int(ev["pid"]))
+    return None
+
+
+def parse_stats(stdout: str) -> Stats | None:
+    for ev in _events(stdout):
+        if ev.get("event") == "stats":
+            threads = tuple(
+                ThreadCounters(int(t["thread"]), int(t.get("cpu", -1)), int(t.get("tid", 0)),
+                               int(t["connections"]), int(t["requests"]),
+                               int(t.get("bytes_in", 0)), int(t.get("bytes_out", 0)))
+                for t in ev.get("threads", []))
+            acc = ev.get("acceptor")
+            return Stats(str(ev.get("arch", "")), threads,
+                         int(acc["connections"]) if isinstance(acc, dict) else None)
+    return None
+
+
+def ready_probe(url: str, timeout_s: float = 1.0) -> str:
+    """A one-shot HTTP GET run on a client host (python3 is there: Ansible needs it too)."""
+    code = ("import sys,urllib.request\n"
+            f"r=urllib.request.urlopen({url!r},timeout={timeout_s})\n"
+            "sys.exit(0 if r.status<500 else 1)")
+    return join(["python3", "-c", code])

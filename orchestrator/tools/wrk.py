@@ -1,0 +1,354 @@
+"""wrk (HTTP load generator): command line, a reporting Lua script, output parsing, merging.
+
+The Lua script (`LUA_SCRIPT`, written to a file by the caller and passed with `-s`) does two
+things wrk cannot do from its flags:
+- pipelining: with depth N > 1, `init` concatenates N `wrk.format()` requests and defines a
+  global `request()` returning them. wrk counts the requests in that buffer
+  (script_verify_request) and expects N responses per send, so `requests` counts responses.
+  With depth 1 no `request()` is defined and wrk keeps its faster static request.
+- reporting: `done()` prints one line `ORCH_JSON {...}` with the summary, the error counters
+  and the full latency histogram, walked with wrk's stats API (script.c): `#latency` is the
+  number of distinct values, `latency(i)` returns the i-th distinct (value_us, count).
+
+Latency facts worth knowing (wrk.c, stats.c, wrk 4.1):
+- one latency sample is recorded per send, i.e. per pipelined batch, not per request;
+- before reporting, wrk applies `stats_correct` (coordinated-omission correction), which
+  adds synthetic samples, so the histogram's total can exceed `requests`. The histogram is
+  exactly the distribution wrk's own percentiles come from, so percentiles computed from it
+  (with wrk's rank rule) equal wrk's.
+- walking the histogram costs about distinct_values x (max - min) steps; when that would be
+  too slow (very wide distributions) the script instead samples 1000 evenly spaced
+  percentiles, weighted to the estimated sample count, and marks the histogram `exact: false`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator.tools.base import ToolError
+
+BINARY = "wrk"
+ENV: dict[str, str] = {"LC_ALL": "C"}
+JSON_PREFIX = "ORCH_JSON "
+SCRIPT_NAME = "orchestrate_wrk.lua"
+
+LUA_SCRIPT = r"""-- orchestrate: optional HTTP pipelining + one machine-readable result line.
+local depth = 1
+
+init = function(args)
+  depth = math.floor(tonumber(args[1]) or 1)
+  if depth > 1 then
+    local r = {}
+    for i = 1, depth do r[i] = wrk.format() end
+    local req = table.concat(r)
+    -- a global request() makes wrk count `depth` requests (and responses) per send
+    request = function() return req end
+  end
+end
+
+local function int(x) return string.format("%.0f", x) end
+
+done = function(summary, latency, requests)
+  local e = summary.errors
+  local n = #latency
+  local lo, hi = 0, 0
+  if n > 0 then lo, hi = latency.min, latency.max end
+  local parts = {}
+  -- latency(i) scans from min each call: the exact walk costs ~ n * (hi - lo) / 2 steps
+  local exact = n * (hi - lo) / 2 <= 5e8
+  if exact then
+    for i = 1, n do
+      local v, c = latency(i)
+      parts[i] = "[" .. int(v) .. "," .. int(c) .. "]"
+    end
+  else
+    local k = 1000
+    local total = math.ceil(summary.requests / depth)
+    for j = 1, k do
+      local c = math.floor(j * total / k) - math.floor((j - 1) * total / k)
+      parts[j] = "[" .. int(latency:percentile((j - 0.5) * 100 / k)) .. "," .. int(c) .. "]"
+    end
+  end
+  local pct = {}
+  for _, p in ipairs({50, 75, 90, 99, 99.9}) do
+    pct[#pct + 1] = "\"" .. p .. "\":" .. int(n > 0 and latency:percentile(p) or 0)
+  end
+  io.write("ORCH_JSON {\"requests\":", int(summary.requests),
+    ",\"duration_us\":", int(summary.duration), ",\"bytes\":", int(summary.bytes),
+    ",\"pipeline\":", int(depth),
+    ",\"errors\":{\"connect\":", int(e.connect), ",\"read\":", int(e.read),
+    ",\"write\":", int(e.write), ",\"status\":", int(e.status),
+    ",\"timeout\":", int(e.timeout), "}",
+    ",\"latency_us\":{\"min\":", int(lo), ",\"max\":", int(hi),
+    ",\"mean\":", string.format("%.3f", n > 0 and latency.mean or 0),
+    ",\"stdev\":", string.format("%.3f", n > 0 and latency.stdev or 0),
+    ",\"percentiles\":{", table.concat(pct, ","), "}",
+    ",\"distinct\":", int(n), ",\"exact\":", tostring(exact),
+    ",\"histogram\":[", table.concat(parts, ","), "]}}\n")
+  io.flush()
+end
+"""
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Latency summary in milliseconds."""
+
+    p50: float
+    p75: float
+    p90: float
+    p99: float
+    max: float
+    mean: float
+
+    def __post_init__(self) -> None:
+        vals = (self.p50, self.p75, self.p90, self.p99, self.max)
+        if any(v < 0 or not math.isfinite(v) for v in (*vals, self.mean)):
+            raise ValueError(f"latency values must be finite and >= 0: {self}")
+        # a tiny tolerance: text output rounds each value on its own
+        if any(a > b * 1.0001 + 1e-9 for a, b in zip(vals, vals[1:], strict=False)):
+            raise ValueError(f"latency percentiles must not decrease: {self}")
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    """One wrk run (or several merged). `histogram` is ((latency_us, count), ...) sorted by
+    latency, empty when only wrk's text output was available."""
+
+    requests: int
+    duration_s: float
+    bytes: int
+    qps: float
+    latency_ms: Latency
+    connect_errors: int
+    read_errors: int
+    write_errors: int
+    timeouts: int
+    non_2xx: int  # wrk's "status" errors: responses with status > 399
+    histogram: tuple[tuple[int, int], ...] = ()
+    histogram_exact: bool = True
+    hosts: int = 1  # how many wrk outputs were merged into this one
+
+    def __post_init__(self) -> None:
+        counts = (self.requests, self.bytes, self.connect_errors, self.read_errors,
+                  self.write_errors, self.timeouts, self.non_2xx)
+        if any(c < 0 for c in counts):
+            raise ValueError(f"wrk counters must be >= 0: {self}")
+        if self.duration_s <= 0 or self.qps < 0:
+            raise ValueError(f"wrk duration must be > 0 and qps >= 0: {self}")
+        prev = -1
+        for value, count in self.histogram:
+            if value <= prev or count <= 0:
+                raise ValueError("histogram must be sorted by latency with positive counts")
+            prev = value
+
+    @property
+    def socket_errors(self) -> int:
+        return self.connect_errors + self.read_errors + self.write_errors + self.timeouts
+
+
+def version_argv() -> list[str]:
+    # `wrk -v` prints "wrk 4.1.0 [epoll] ..." then the usage, and exits 1
+    return [BINARY, "-v"]
+
+
+def _seconds(value: float, what: str) -> str:
+    # wrk reads times as whole numbers with a unit (units.c scan_time)
+    if value <= 0 or value != int(value):
+        raise ValueError(f"wrk {what} must be a whole number of seconds > 0, got {value}")
+    return f"{int(value)}s"
+
+
+def command(
+    url: str,
+    *,
+    threads: int,
+    connections: int,
+    duration_s: float,
+    timeout_s: float,
+    script_path: str,
+    pipeline: int = 1,
+    headers: Mapping[str, str] | None = None,
+) -> list[str]:
+    """wrk's argv; `script_path` must hold LUA_SCRIPT (see write_script)."""
+    if threads < 1 or connections < threads:
+        raise ValueError("wrk needs threads >= 1 and connections >= threads")
+    if pipeline < 1:
+        raise ValueError("pipeline depth must be >= 1")
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"wrk needs an http(s) URL, got {url!r}")
+    argv = [BINARY, "--latency", "-t", str(threads), "-c", str(connections),
+            "-d", _seconds(duration_s, "duration"), "--timeout", _seconds(timeout_s, "timeout"),
+            "-s", str(script_path)]
+    for name, value in (headers or {}).items():
+        argv += ["-H", f"{name}: {value}"]  # wrk only splits on ": "
+    return [*argv, url, "--", str(pipeline)]
+
+
+def write_script(directory: str | Path) -> Path:
+    """Write LUA_SCRIPT into `directory` and return its path."""
+    path = Path(directory) / SCRIPT_NAME
+    path.write_text(LUA_SCRIPT)
+    return path
+
+
+# ---------------------------------------------------------------- parsing
+
+_WRK_PERCENTILE_KEYS = {"p50": 50.0, "p75": 75.0, "p90": 90.0, "p99": 99.0}
+
+
+def percentile(histogram: Sequence[tuple[int, int]], p: float) -> int:
+    """The p-th percentile (us) of a histogram, with wrk's own rank rule (stats.c)."""
+    total = sum(c for _, c in histogram)
+    if total == 0:
+        return 0
+    # C round() rounds halves away from zero; Python's round() would round to even
+    rank = math.floor(p / 100.0 * total + 0.5 + 0.5)
+    running = 0
+    for value, count in histogram:
+        running += count
+        if running >= rank:
+            return value
+    return histogram[-1][0]
+
+
+def _latency_from_histogram(hist: Sequence[tuple[int, int]], mean_us: float | None) -> Latency:
+    total = sum(c for _, c in hist)
+    if mean_us is None:
+        mean_us = sum(v * c for v, c in hist) / total if total else 0.0
+    pcts = {k: percentile(hist, p) / 1000.0 for k, p in _WRK_PERCENTILE_KEYS.items()}
+    return Latency(**pcts, max=(hist[-1][0] if hist else 0) / 1000.0, mean=mean_us / 1000.0)
+
+
+def _from_json(doc: dict) -> WrkResult:
+    try:
+        errors = doc["errors"]
+        lat = doc["latency_us"]
+        hist = tuple((int(v), int(c)) for v, c in lat["histogram"] if int(c) > 0)
+        duration_s = doc["duration_us"] / 1e6
+        requests = int(doc["requests"])
+        latency = _latency_from_histogram(hist, float(lat["mean"]))
+        if lat.get("exact", True) and hist:
+            # the exact histogram knows the true max (the sampled one may not reach it)
+            latency = Latency(latency.p50, latency.p75, latency.p90, latency.p99,
+                              int(lat["max"]) / 1000.0, latency.mean)
+        return WrkResult(
+            requests=requests, duration_s=duration_s, bytes=int(doc["bytes"]),
+            qps=requests / duration_s, latency_ms=latency,
+            connect_errors=int(errors["connect"]), read_errors=int(errors["read"]),
+            write_errors=int(errors["write"]), timeouts=int(errors["timeout"]),
+            non_2xx=int(errors["status"]), histogram=hist,
+            histogram_exact=bool(lat.get("exact", True)),
+        )
+    except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+        raise ToolError("wrk", f"malformed {JSON_PREFIX.strip()} line: {exc}") from exc
+
+
+_TIME_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+_BINARY_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4, "P": 1024**5}
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text)
+    if not m:
+        raise ToolError("wrk", f"unexpected time value {text!r}")
+    return float(m[1]) * _TIME_UNITS[m[2]]
+
+
+def _from_text(text: str) -> WrkResult:
+    m = re.search(r"^\s*(\d+) requests in ([\d.]+\w+), ([\d.]+)([KMGTP]?)B read", text, re.M)
+    if not m:
+        raise ToolError("wrk", "no result in output")
+    requests = int(m[1])
+    duration_s = _ms(m[2]) / 1000.0
+    nbytes = round(float(m[3]) * _BINARY_UNITS[m[4]])
+    qps_m = re.search(r"^Requests/sec:\s*([\d.]+)", text, re.M)
+    qps = float(qps_m[1]) if qps_m else requests / duration_s
+    se = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    conn, read, write, timeout = (int(x) for x in se.groups()) if se else (0, 0, 0, 0)
+    st = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    dist = dict(re.findall(r"^\s+(50|75|90|99)%\s+([\d.]+\w+)\s*$", text, re.M))
+    stats = re.search(r"^\s+Latency\s+([\d.]+\w+)\s+([\d.]+\w+)\s+([\d.]+\w+)", text, re.M)
+    if len(dist) != 4 or not stats:
+        raise ToolError("wrk", "no latency distribution in output (was --latency given?)")
+    latency = Latency(p50=_ms(dist["50"]), p75=_ms(dist["75"]), p90=_ms(dist["90"]),
+                      p99=_ms(dist["99"]), max=_ms(stats[3]), mean=_ms(stats[1]))
+    return WrkResult(requests=requests, duration_s=duration_s, bytes=nbytes, qps=qps,
+                     latency_ms=latency, connect_errors=conn, read_errors=read,
+                     write_errors=write, timeouts=timeout, non_2xx=int(st[1]) if st else 0,
+                     histogram=(), histogram_exact=False)
+
+
+def parse(stdout: str, stderr: str = "") -> WrkResult:
+    """Parse wrk's stdout: the ORCH_JSON line when present, else wrk's text report.
+
+    When wrk produced no result, raise ToolError with wrk's own message (from stderr or
+    stdout, e.g. 'unable to connect to 127.0.0.1:1 Connection refused').
+    """
+    for line in reversed(stdout.splitlines()):
+        if line.startswith(JSON_PREFIX):
+            try:
+                doc = json.loads(line[len(JSON_PREFIX):])
+            except json.JSONDecodeError as exc:
+                raise ToolError("wrk", f"truncated {JSON_PREFIX.strip()} line: {exc}") from exc
+            return _from_json(doc)
+    if re.search(r"requests in .* read", stdout):
+        return _from_text(stdout)
+    for line in (*stderr.splitlines(), *stdout.splitlines()):
+        if line.strip() and not line.startswith(("Running ", "  ")):
+            raise ToolError("wrk", line.strip())
+    raise ToolError("wrk", "no result in output")
+
+
+# ---------------------------------------------------------------- merging
+
+def merge_histograms(
+    histograms: Iterable[Sequence[tuple[int, int]]],
+) -> tuple[tuple[int, int], ...]:
+    total: dict[int, int] = {}
+    for hist in histograms:
+        for value, count in hist:
+            total[value] = total.get(value, 0) + count
+    return tuple(sorted(total.items()))
+
+
+def merge(results: Sequence[WrkResult]) -> WrkResult:
+    """Combine wrk runs made at the same time on several hosts into one result.
+
+    Counters and qps are summed, duration is the longest, and latency percentiles come from
+    the merged histograms (percentiles cannot be averaged). Every input needs a histogram,
+    i.e. was run with LUA_SCRIPT; a text-only result raises ValueError.
+    """
+    if not results:
+        raise ValueError("nothing to merge")
+    if len(results) == 1:
+        return results[0]
+    if any(not r.histogram for r in results if r.requests):
+        raise ValueError("merge needs the latency histogram of every wrk result (LUA_SCRIPT)")
+    hist = merge_histograms(r.histogram for r in results)
+    weights = [sum(c for _, c in r.histogram) for r in results]
+    mean_us = (sum(r.latency_ms.mean * 1000 * w for r, w in zip(results, weights, strict=True))
+               / sum(weights)) if sum(weights) else 0.0
+    latency = _latency_from_histogram(hist, mean_us)
+    latency = Latency(latency.p50, latency.p75, latency.p90, latency.p99,
+                      max(r.latency_ms.max for r in results), latency.mean)
+    return WrkResult(
+        requests=sum(r.requests for r in results),
+        duration_s=max(r.duration_s for r in results),
+        bytes=sum(r.bytes for r in results),
+        qps=sum(r.qps for r in results),
+        latency_ms=latency,
+        connect_errors=sum(r.connect_errors for r in results),
+        read_errors=sum(r.read_errors for r in results),
+        write_errors=sum(r.write_errors for r in results),
+        timeouts=sum(r.timeouts for r in results),
+        non_2xx=sum(r.non_2xx for r in results),
+        histogram=hist,
+        histogram_exact=all(r.histogram_exact for r in results),
+        hosts=sum(r.hosts for r in results),
+    )
