@@ -1,0 +1,138 @@
+"""Host facts: one POSIX sh snippet (run with `sh -c`, locally or over SSH) and its parser.
+
+The snippet prints sections headed `@@orchestrate:NAME@@`; every probe is guarded so a
+missing tool or file yields an empty section or the word `missing`, never a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+BINARY = "sh"
+ENV: dict[str, str] = {"LC_ALL": "C"}
+MARK = "@@orchestrate:{}@@"
+
+# tool -> the command whose first line of output names its version
+VERSION_PROBES: dict[str, str] = {
+    "wrk": "wrk -v",  # prints the version, then usage, and exits 1
+    "iperf3": "iperf3 --version",
+    "sysstat": "pidstat -V",
+    "g++": "g++ --version",
+    "cmake": "cmake --version",
+    "nginx": "nginx -v",  # writes to stderr
+}
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    hostname: str
+    kernel: str
+    cpu_model: str
+    cpus: int  # online CPUs
+    cpus_allowed: tuple[int, ...]  # CPUs a process started like this one may run on
+    threads_per_core: int
+    smt_siblings: tuple[tuple[int, ...], ...]  # each core's hardware threads, deduplicated
+    tool_versions: dict[str, str | None] = field(default_factory=dict)  # None: not installed
+
+    def __post_init__(self) -> None:
+        if self.cpus < 1 or self.threads_per_core < 1:
+            raise ValueError(f"host facts: cpus and threads_per_core must be >= 1: {self}")
+
+
+def version_argv() -> list[str]:
+    return [BINARY, "-c", "echo sh"]
+
+
+def command() -> str:
+    """The sh snippet; run it as `sh -c <snippet>`."""
+    parts = [
+        f"echo '{MARK.format('hostname')}'; hostname 2>/dev/null || uname -n",
+        f"echo '{MARK.format('kernel')}'; uname -r",
+        f"echo '{MARK.format('lscpu')}'; lscpu -J 2>/dev/null",
+        f"echo '{MARK.format('online')}'; getconf _NPROCESSORS_ONLN 2>/dev/null || nproc --all",
+        f"echo '{MARK.format('nproc')}'; nproc 2>/dev/null",
+        f"echo '{MARK.format('allowed')}'; "
+        "sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/self/status 2>/dev/null",
+        f"echo '{MARK.format('smt')}'; "
+        "for f in /sys/devices/system/cpu/cpu[0-9]*/topology/thread_siblings_list; do "
+        '[ -r "$f" ] && cat "$f"; done',
+    ]
+    for tool, probe in VERSION_PROBES.items():
+        binary = probe.split()[0]
+        parts.append(
+            f"echo '{MARK.format('version:' + tool)}'; "
+            f"if command -v {binary} >/dev/null 2>&1; then {probe} 2>&1 | head -n 1; "
+            "else echo missing; fi"
+        )
+    return "; ".join(parts) + "; true"
+
+
+def parse_cpu_list(text: str) -> tuple[int, ...]:
+    """'0-3,8,10-11' -> (0, 1, 2, 3, 8, 10, 11)."""
+    cpus: set[int] = set()
+    for part in text.strip().split(","):
+        part = part.strip()
+        if not part:
+            continue
+        lo, _, hi = part.partition("-")
+        cpus.update(range(int(lo), int(hi or lo) + 1))
+    return tuple(sorted(cpus))
+
+
+def _sections(text: str) -> dict[str, str]:
+    out: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in text.splitlines():
+        m = re.fullmatch(r"@@orchestrate:(.+)@@", line.strip())
+        if m:
+            current = out.setdefault(m[1], [])
+        elif current is not None:
+            current.append(line)
+    return {k: "\n".join(v).strip() for k, v in out.items()}
+
+
+def _lscpu_fields(text: str) -> dict[str, str]:
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError:
+        return {}
+    fields: dict[str, str] = {}
+
+    def walk(items: list[dict[str, Any]]) -> None:
+        for item in items:
+            fields.setdefault(str(item.get("field", "")).rstrip(":"), str(item.get("data", "")))
+            walk(item.get("children", []))
+
+    walk(doc.get("lscpu", []))
+    return fields
+
+
+def _version(line: str) -> str | None:
+    if not line or line == "missing":
+        return None
+    m = re.search(r"\d+\.\d+(?:\.\d+)?", line)
+    return m[0] if m else line
+
+
+def parse(text: str) -> HostFacts:
+    sec = _sections(text)
+    lscpu = _lscpu_fields(sec.get("lscpu", ""))
+    siblings = tuple(sorted({parse_cpu_list(s) for s in sec.get("smt", "").split() if s}))
+    online = sec.get("online", "")
+    cpus = int(online) if online.isdigit() else int(lscpu.get("CPU(s)", "0") or 0)
+    tpc = lscpu.get("Thread(s) per core", "")
+    threads_per_core = int(tpc) if tpc.isdigit() else max((len(s) for s in siblings), default=1)
+    allowed = parse_cpu_list(sec.get("allowed", ""))
+    if not allowed:
+        allowed = tuple(range(cpus))  # no /proc: assume every CPU
+    versions = {tool: _version(sec.get(f"version:{tool}", "").splitlines()[0]
+                               if sec.get(f"version:{tool}") else "")
+                for tool in VERSION_PROBES}
+    return HostFacts(
+        hostname=sec.get("hostname", ""), kernel=sec.get("kernel", ""),
+        cpu_model=lscpu.get("Model name", "unknown"), cpus=cpus, cpus_allowed=allowed,
+        threads_per_core=threads_per_core, smt_siblings=siblings, tool_versions=versions,
+    )

@@ -1,0 +1,196 @@
+"""iperf3: the packets-per-second (UDP, small datagrams) and TCP throughput baseline.
+
+Which counters mean what, in iperf3's JSON (checked on iperf 3.12, client side, with and
+without -R):
+- `end.sum_sent` is the sender's own view: `packets` it wrote, over `seconds`.
+- `end.sum_received` is the receiver's view, sent back to the client at the end of the test:
+  `packets` is the highest sequence number it saw and `lost_packets` the gaps, so what
+  actually arrived is `packets - lost_packets` (equal to `bytes / length`).
+- `end.sum` mixes the two (the sender's bytes and rate with the receiver's loss), so it is
+  NOT a delivered rate; it is only used when sum_sent/sum_received are missing (old iperf3).
+So: pps_sent = sum_sent.packets / sum_sent.seconds and pps_delivered = (sum_received.packets
+- sum_received.lost_packets) / sum_received.seconds. packets_lost = sent - delivered, which
+also counts datagrams still in flight at the end (iperf3's lost_packets does not).
+With -R the server sends: the client's `remote_total` CPU is then the sender's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.tools.base import ToolError
+
+BINARY = "iperf3"
+ENV: dict[str, str] = {"LC_ALL": "C"}
+
+# iperf3's UDP length is the UDP payload; below 16 bytes it can't carry its sequence header
+MIN_UDP_LENGTH = 16
+
+
+@dataclass(frozen=True)
+class UdpResult:
+    packets_sent: int
+    packets_delivered: int
+    packets_lost: int  # sent - delivered: dropped anywhere, or still in flight at the end
+    pps_sent: float
+    pps_delivered: float
+    loss_pct: float
+    length: int  # UDP payload bytes
+    duration_s: float
+    cpu_sender_pct: float
+    cpu_receiver_pct: float
+    reverse: bool = False
+    streams: int = 1
+
+    def __post_init__(self) -> None:
+        if min(self.packets_sent, self.packets_delivered, self.packets_lost) < 0:
+            raise ValueError(f"iperf3 packet counts must be >= 0: {self}")
+        if self.packets_delivered > self.packets_sent:
+            raise ValueError(f"iperf3 delivered more packets than were sent: {self}")
+        if self.duration_s <= 0 or self.length <= 0:
+            raise ValueError(f"iperf3 duration and length must be > 0: {self}")
+        if not 0.0 <= self.loss_pct <= 100.0:
+            raise ValueError(f"iperf3 loss must be within 0..100%: {self}")
+
+
+@dataclass(frozen=True)
+class TcpResult:
+    bits_per_second: float  # as received
+    bits_per_second_sent: float
+    retransmits: int | None  # None when iperf3 could not read them (not Linux, or -R on old)
+    duration_s: float
+    cpu_sender_pct: float
+    cpu_receiver_pct: float
+    reverse: bool = False
+
+    def __post_init__(self) -> None:
+        if self.bits_per_second < 0 or self.duration_s <= 0:
+            raise ValueError(f"iperf3 TCP result out of range: {self}")
+        if self.retransmits is not None and self.retransmits < 0:
+            raise ValueError(f"iperf3 retransmits must be >= 0: {self}")
+
+
+def version_argv() -> list[str]:
+    return [BINARY, "--version"]
+
+
+def _common(host: str, port: int, duration_s: float, reverse: bool) -> list[str]:
+    if duration_s <= 0 or duration_s != int(duration_s):
+        raise ValueError(f"iperf3 duration must be a whole number of seconds > 0: {duration_s}")
+    argv = [BINARY, "-c", host, "-p", str(port), "-t", str(int(duration_s)), "-J"]
+    return [*argv, "-R"] if reverse else argv
+
+
+def server_command(port: int, *, one_off: bool = True, bind: str | None = None) -> list[str]:
+    """iperf3 server; one_off (-1) exits after one test, so nothing is left running."""
+    argv = [BINARY, "-s", "-p", str(port), "-J"]
+    if bind:
+        argv += ["-B", bind]
+    return [*argv, "-1"] if one_off else argv
+
+
+def udp_command(
+    host: str,
+    port: int,
+    *,
+    length: int = 64,
+    duration_s: float,
+    bitrate: str = "0",
+    reverse: bool = False,
+    parallel: int = 1,
+) -> list[str]:
+    """UDP client: `length`-byte datagrams as fast as possible (bitrate '0' = unlimited)."""
+    if length < MIN_UDP_LENGTH:
+        raise ValueError(f"iperf3 UDP length must be >= {MIN_UDP_LENGTH} bytes, got {length}")
+    if parallel < 1:
+        raise ValueError("iperf3 parallel streams must be >= 1")
+    argv = _common(host, port, duration_s, reverse)
+    argv += ["-u", "-l", str(length), "-b", str(bitrate)]
+    return [*argv, "-P", str(parallel)] if parallel > 1 else argv
+
+
+def tcp_command(host: str, port: int, *, duration_s: float, reverse: bool = False) -> list[str]:
+    return _common(host, port, duration_s, reverse)
+
+
+def _load(text: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError:
+        # without valid JSON, iperf3's own words are the best message there is
+        line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "no output")
+        raise ToolError("iperf3", line) from None
+    if not isinstance(doc, dict):
+        raise ToolError("iperf3", "unexpected JSON output")
+    if doc.get("error"):
+        raise ToolError("iperf3", str(doc["error"]))
+    if not doc.get("end"):
+        raise ToolError("iperf3", "no end-of-test results in output")
+    return doc
+
+
+def _cpu(doc: dict[str, Any], reverse: bool) -> tuple[float, float]:
+    cpu = doc["end"].get("cpu_utilization_percent", {})
+    local, remote = float(cpu.get("host_total", 0.0)), float(cpu.get("remote_total", 0.0))
+    # the client ran this parser's output: it sends unless reversed
+    return (remote, local) if reverse else (local, remote)
+
+
+def _reverse(doc: dict[str, Any]) -> bool:
+    return bool(doc.get("start", {}).get("test_start", {}).get("reverse", 0))
+
+
+def parse_udp(text: str) -> UdpResult:
+    """Parse the client's `iperf3 -u -J` output (see the module doc for the counters)."""
+    doc = _load(text)
+    end = doc["end"]
+    test = doc.get("start", {}).get("test_start", {})
+    if test.get("protocol", "UDP") != "UDP":
+        raise ToolError("iperf3", f"expected a UDP test, got {test.get('protocol')}")
+    try:
+        sent = end.get("sum_sent") or end["sum"]
+        recv = end.get("sum_received") or end["sum"]
+        packets_sent = int(sent["packets"])
+        delivered = max(0, int(recv["packets"]) - int(recv["lost_packets"]))
+        delivered = min(delivered, packets_sent)
+        send_s, recv_s = float(sent["seconds"]), float(recv["seconds"])
+        length = int(test.get("blksize") or round(int(sent["bytes"]) / max(packets_sent, 1)))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ToolError("iperf3", f"missing UDP counter in output: {exc}") from exc
+    if packets_sent == 0 or send_s <= 0 or recv_s <= 0:
+        raise ToolError("iperf3", "the UDP test sent no packets")
+    reverse = _reverse(doc)
+    cpu_sender, cpu_receiver = _cpu(doc, reverse)
+    lost = packets_sent - delivered
+    return UdpResult(
+        packets_sent=packets_sent, packets_delivered=delivered, packets_lost=lost,
+        pps_sent=packets_sent / send_s, pps_delivered=delivered / recv_s,
+        loss_pct=100.0 * lost / packets_sent, length=length, duration_s=send_s,
+        cpu_sender_pct=cpu_sender, cpu_receiver_pct=cpu_receiver, reverse=reverse,
+        streams=int(test.get("num_streams", 1)),
+    )
+
+
+def parse_tcp(text: str) -> TcpResult:
+    """Parse the client's `iperf3 -J` (TCP) output: received rate and sender retransmits."""
+    doc = _load(text)
+    end = doc["end"]
+    try:
+        sent, recv = end["sum_sent"], end["sum_received"]
+        bps, bps_sent = float(recv["bits_per_second"]), float(sent["bits_per_second"])
+        seconds = float(recv["seconds"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ToolError("iperf3", f"missing TCP counter in output: {exc}") from exc
+    if not math.isfinite(bps) or seconds <= 0:
+        raise ToolError("iperf3", "the TCP test transferred nothing")
+    retrans = sent.get("retransmits")
+    reverse = _reverse(doc)
+    cpu_sender, cpu_receiver = _cpu(doc, reverse)
+    return TcpResult(
+        bits_per_second=bps, bits_per_second_sent=bps_sent,
+        retransmits=int(retrans) if retrans is not None else None, duration_s=seconds,
+        cpu_sender_pct=cpu_sender, cpu_receiver_pct=cpu_receiver, reverse=reverse,
+    )
