@@ -1,0 +1,600 @@
+"""Runs a Plan: facts -> deploy -> baseline -> for each run (server, telemetry, wrk, stop, fetch).
+
+Teardown happens on every path: every process a run started is stopped on every
+host, the lab is released, and the runs already measured stay in summary.json.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import shlex
+import signal as _signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestrator import hosts as _hosts
+from orchestrator import remote, tools
+from orchestrator.errors import Interrupted, RunFailed, UserError
+from orchestrator.hosts import Host, Lab
+from orchestrator.plan import Plan, RunSpec, expand, fmt_seconds
+from orchestrator.remote import ProcessTable, Transport
+from orchestrator.scenario import Loaded, Scenario, dump, resolve_cpus
+from orchestrator.store import ResultsDir, new_run_id
+from orchestrator.tools import facts as facts_tool
+from orchestrator.tools import iperf3, wrk
+from orchestrator.tools import server as server_tool
+
+Progress = Callable[[str], None]
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+@dataclass
+class Context:
+    """What one `orchestrate run` holds while it runs (owned by run(), passed down)."""
+
+    sc: Scenario
+    lab: Lab
+    results: ResultsDir
+    transports: dict[str, Transport]
+    table: ProcessTable
+    progress: Progress
+    facts: dict[str, Any] = field(default_factory=dict)
+    baseline: dict[str, Any] = field(default_factory=dict)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    phase: str = "start"
+
+    def t(self, host: Host) -> Transport:
+        return self.transports[host.name]
+
+    def cpus(self, host: Host, role: str) -> list[int]:
+        """The scenario's CPUs for a role on a host; inventory vars override; keywords resolved."""
+        spec = host.vars.get(f"{role}_cpus") or (self.sc.server.cpus if role == "server"
+                                                  else self.sc.load.cpus)
+        if isinstance(spec, str) and spec not in ("even", "odd", "all"):
+            spec = remote.parse_cpu_list(spec)
+        allowed = self.facts.get(host.name, {}).get("cpus_allowed") or [0]
+        cpus = resolve_cpus(spec, allowed)
+        missing = sorted(set(cpus) - set(allowed))
+        if missing:
+            raise UserError(f"host {host.name}: {role} CPUs {missing} do not exist there "
+                            f"(it has {len(allowed)} CPUs: {allowed})")
+        return cpus
+
+
+@contextlib.contextmanager
+def _signals_as_interrupts() -> Iterator[None]:
+    """SIGTERM behaves like Ctrl-C: both unwind through teardown, then exit 130."""
+
+    def on_term(signum: int, frame: object) -> None:
+        raise Interrupted("terminated (SIGTERM)")
+
+    old = _signal.signal(_signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        _signal.signal(_signal.SIGTERM, old)
+
+
+@contextlib.contextmanager
+def _shielded() -> Iterator[None]:
+    """Teardown must finish: a second Ctrl-C or SIGTERM during it is ignored."""
+    old_int = _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
+    old_term = _signal.signal(_signal.SIGTERM, _signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        _signal.signal(_signal.SIGINT, old_int)
+        _signal.signal(_signal.SIGTERM, old_term)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    results: Path
+    summary: dict[str, Any]
+
+
+def run(loaded: Loaded, *, results_root: Path, run_id: str | None = None,
+        progress: Progress = _stderr, lab_options: dict[str, Any] | None = None) -> Outcome:
+    """Run the whole scenario; raises RunFailed/Interrupted after teardown, results kept."""
+    sc = loaded.scenario
+    plan = expand(sc)
+    run_id = run_id or new_run_id()
+    results = ResultsDir.create(results_root, sc.name, run_id)
+    results.write_text("scenario.yaml", dump(sc))
+    results.write_json("plan.json", [r.as_dict() for r in plan.runs])
+    summary: dict[str, Any] = {
+        "scenario": sc.name, "run_id": run_id, "source": loaded.source,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "status": "running",
+        "provider": sc.hosts.provider, "hosts": {}, "baseline": {}, "runs": [],
+    }
+    ctx: Context | None = None
+
+    def save(status: str, error: str | None = None) -> None:
+        if ctx is not None:
+            summary.update(hosts=ctx.facts, baseline=ctx.baseline, runs=ctx.runs)
+        summary["status"] = status
+        summary["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        if error:
+            summary["error"] = error
+        results.save_summary(summary)
+
+    progress(f"orchestrate: {sc.name}: {len(plan.runs)} runs, about "
+             f"{fmt_seconds(plan.expected_seconds)}; results in {results.path}")
+    with _signals_as_interrupts():
+        try:
+            with _hosts.open_lab(sc, run_id=run_id, **(lab_options or {})) as lab:
+                transports: dict[str, Transport] = {}
+                try:
+                    for h in lab.hosts:
+                        transports[h.name] = _hosts.connect(h)
+                    ctx = Context(sc, lab, results, transports, ProcessTable(transports), progress)
+                    _execute(ctx, plan)
+                finally:
+                    with _shielded():
+                        _teardown(ctx, transports)
+        except (KeyboardInterrupt, Interrupted) as exc:
+            phase = ctx.phase if ctx else "start"
+            msg = f"interrupted during {phase}" + (f" ({exc})" if str(exc) else "")
+            save("interrupted", msg)
+            raise Interrupted(msg) from None
+        except (RunFailed, UserError, tools.ToolError, OSError) as exc:
+            phase = ctx.phase if ctx else "start"
+            save("failed", f"{phase}: {exc}")
+            if isinstance(exc, UserError):
+                raise
+            if isinstance(exc, RunFailed):
+                raise
+            raise RunFailed(str(exc), phase=phase) from exc
+    save("complete")
+    return Outcome(results.path, summary)
+
+
+def _teardown(ctx: Context | None, transports: dict[str, Transport]) -> None:
+    if ctx is not None:
+        left = ctx.table.stop_all()
+        for line in left:
+            ctx.progress(f"orchestrate: WARNING could not stop {line}")
+    for t in transports.values():
+        with contextlib.suppress(Exception):
+            t.close()
+
+
+def _execute(ctx: Context, plan: Plan) -> None:
+    ctx.phase = "facts"
+    for h in ctx.lab.hosts:
+        ctx.facts[h.name] = _host_facts(ctx, h)
+    ctx.results.write_json("hosts.json", ctx.facts)
+    _check_tools(ctx)
+    ctx.phase = "deploy"
+    binary = _prepare_server(ctx)
+    if ctx.sc.baseline.enabled:
+        ctx.phase = "baseline"
+        ctx.baseline = _baseline(ctx)
+        ctx.results.write_json("baseline.json", ctx.baseline)
+    started = time.monotonic()
+    for i, spec in enumerate(plan.runs):
+        ctx.phase = f"run {spec.run_id}"
+        left = plan.expected_seconds - plan.baseline_s - (time.monotonic() - started)
+        ctx.progress(f"[{spec.index}/{len(plan.runs)}] {spec.arch} threads={spec.server_threads} "
+                     f"connections={spec.connections} rep {spec.repetition}: "
+                     f"{fmt_seconds(ctx.sc.load.duration)} load, ~{fmt_seconds(max(left, 0))} left")
+        record = _one_run(ctx, spec, binary)
+        ctx.runs.append(record)
+        lat = record["latency_ms"]
+        ctx.progress(f"      {record['qps']:,.0f} req/s  p50 {lat['p50']:.2f} ms  "
+                     f"p99 {lat['p99']:.2f} ms  errors {sum(record['errors'].values())}")
+        # Persist after every run: an interruption later keeps this one.
+        ctx.results.save_summary({**_partial(ctx), "status": f"running ({i + 1}/{len(plan.runs)})"})
+
+
+def _partial(ctx: Context) -> dict[str, Any]:
+    return {"scenario": ctx.sc.name, "provider": ctx.sc.hosts.provider, "hosts": ctx.facts,
+            "baseline": ctx.baseline, "runs": ctx.runs}
+
+
+# --- phases ------------------------------------------------------------------
+
+
+def _host_facts(ctx: Context, h: Host) -> dict[str, Any]:
+    t = ctx.t(h)
+    before = time.time()
+    done = t.run(facts_tool.command(), timeout=30, check=False)
+    after = time.time()
+    stamp = t.run("date +%s.%N", timeout=10, check=False).stdout.strip()
+    ctx.results.raw("facts", h.name, "facts").parent.mkdir(parents=True, exist_ok=True)
+    ctx.results.raw("facts", h.name, "facts").write_text(done.stdout + done.stderr)
+    parsed = facts_tool.parse(done.stdout)
+    out = dataclasses.asdict(parsed)
+    out["address"] = h.address
+    out["roles"] = list(h.roles)
+    try:
+        out["clock_offset_s"] = round(float(stamp) - (before + after) / 2, 3)
+    except ValueError:
+        out["clock_offset_s"] = 0.0
+    return out
+
+
+def _check_tools(ctx: Context) -> None:
+    """Every tool the plan needs must be on every host that runs it, before anything starts."""
+    needs: dict[str, list[str]] = {}
+    for h in ctx.lab.hosts:
+        want = []
+        if "client" in h.roles:
+            want.append(wrk.BINARY)
+        if ctx.sc.baseline.enabled:
+            want.append(iperf3.BINARY)
+        for name in ctx.sc.telemetry:
+            mod = tools.get(name)
+            if name != "pidstat" or "server" in h.roles:
+                want.append(mod.BINARY)
+        want.append("taskset")
+        needs[h.name] = sorted(set(want))
+    for h in ctx.lab.hosts:
+        names = needs[h.name]
+        script = "; ".join(f"command -v {shlex.quote(n)} >/dev/null || echo {shlex.quote(n)}"
+                           for n in names)
+        missing = ctx.t(h).run(script, timeout=20, check=False).stdout.split()
+        if missing:
+            raise RunFailed(f"missing tools: {', '.join(missing)} (install them, or let the deploy "
+                            "playbook do it: hosts.deploy: true)", host=h.name, phase="facts")
+
+
+def _prepare_server(ctx: Context) -> str:
+    """Build (local) or deploy (remote) the server; returns the binary path on the server host."""
+    sc, server = ctx.sc, ctx.lab.server
+    if sc.server.command is not None:
+        return ""
+    if server.ssh is None:
+        src = server_tool.REPO_SERVER_DIR
+        build = src / "build" / "release"
+        ctx.progress(f"orchestrate: building the server in {build}")
+        ctx.t(server).run(server_tool.build_command(src, build), timeout=900)
+        return str(build / server_tool.BINARY)
+    if sc.hosts.deploy:
+        from orchestrator import deploy
+
+        ctx.progress("orchestrate: deploying tools and the server with Ansible")
+        deploy.deploy(ctx.lab)
+        return deploy.server_binary(server)
+    return str(server.vars.get("server_binary", "/opt/orchestrate/bin/orchestrate-server"))
+
+
+def _baseline(ctx: Context) -> dict[str, Any]:
+    """iperf3 per path before any load: small-packet UDP PPS both ways, and TCP throughput."""
+    b = ctx.sc.baseline.iperf3
+    server = ctx.lab.server
+    out: dict[str, Any] = {}
+    workdir = f"{server.workdir}/baseline"
+    srv = ctx.table.spawn(server.name, "iperf3-server",
+                          tools.base.join(iperf3.server_command(b.port, one_off=False)),
+                          workdir=workdir, cpus=ctx.cpus(server, "server")[:1], env=iperf3.ENV)
+    try:
+        _wait_port(ctx, server, b.port, srv)
+        for client in ctx.lab.clients:
+            path = f"{client.name}->{server.name}"
+            tests: list[tuple[str, list[str], Callable[[str], Any]]] = [
+                ("udp", iperf3.udp_command(server.address, b.port, length=b.udp_length,
+                                           duration_s=b.duration, bitrate=b.bitrate), iperf3.parse_udp)]
+            if not ctx.lab.single_machine:
+                tests.append(("udp_reverse", iperf3.udp_command(
+                    server.address, b.port, length=b.udp_length, duration_s=b.duration,
+                    bitrate=b.bitrate, reverse=True), iperf3.parse_udp))
+            if b.tcp:
+                tests.append(("tcp", iperf3.tcp_command(server.address, b.port,
+                                                        duration_s=b.tcp_duration), iperf3.parse_tcp))
+            entry: dict[str, Any] = {"client": client.name, "server": server.name}
+            for name, argv, parse in tests:
+                ctx.progress(f"orchestrate: baseline {path} iperf3 {name}")
+                cpus = ctx.cpus(client, "client")[:1]
+                cmd = f"taskset -c {cpus[0]} " + tools.base.join(argv)
+                done = ctx.t(client).run(cmd, timeout=60 + b.duration, check=False, env=iperf3.ENV)
+                raw = ctx.results.raw("baseline", client.name, f"iperf3-{name}")
+                raw.parent.mkdir(parents=True, exist_ok=True)
+                raw.write_text(done.stdout + done.stderr)
+                try:
+                    entry[name] = dataclasses.asdict(parse(done.stdout))
+                except tools.ToolError as exc:
+                    raise RunFailed(f"iperf3 {name} to {server.address}:{b.port}: {exc.message}",
+                                    host=client.name, phase="baseline") from None
+            udp = entry["udp"]
+            ctx.progress(f"      {path}: {udp['pps_delivered']:,.0f} pps delivered of "
+                         f"{udp['pps_sent']:,.0f} sent ({udp['loss_pct']:.1f}% loss)"
+                         + (f", TCP {entry['tcp']['bits_per_second'] / 1e9:.2f} Gbit/s"
+                            if "tcp" in entry else ""))
+            out[path] = entry
+    finally:
+        ctx.table.stop(srv)
+    return out
+
+
+def _wait_port(ctx: Context, host: Host, port: int, proc: remote.Process, timeout: float = 10) -> None:
+    t = ctx.t(host)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done = t.run(f"ss -Hltn 'sport = :{port}' | grep -c LISTEN || true", timeout=10, check=False)
+        if done.stdout.strip() not in ("", "0"):
+            return
+        if not remote.alive(t, proc):
+            err = remote.read(t, proc.stderr).strip()
+            raise RunFailed(f"{proc.name} exited before listening on port {port}: {err[-300:]}",
+                            host=host.name, phase=ctx.phase)
+        time.sleep(0.1)
+    raise RunFailed(f"{proc.name} did not listen on port {port} within {timeout:.0f}s",
+                    host=host.name, phase=ctx.phase)
+
+
+def _server_command(ctx: Context, spec: RunSpec, binary: str, workdir: str) -> tuple[str, list[int]]:
+    sc, server = ctx.sc, ctx.lab.server
+    cpus = ctx.cpus(server, "server")
+    bind = sc.server.bind or ("127.0.0.1" if ctx.lab.single_machine else "0.0.0.0")
+    if sc.server.command is None:
+        argv = server_tool.builtin_command(binary, arch=spec.arch, threads=spec.server_threads,
+                                           cpus=cpus, port=sc.server.port, bind=bind, body=sc.server.body)
+        # The server pins each thread itself; the outer set covers exactly those CPUs.
+        return tools.base.join(argv), sorted(set(server_tool.thread_cpus(cpus, spec.server_threads)))
+    config_path = None
+    if sc.server.config is not None:
+        config_path = f"{workdir}/server.conf"
+        thread_cpus = server_tool.thread_cpus(cpus, spec.server_threads)
+        text = server_tool.render_config(sc.server.config, threads=spec.server_threads,
+                                         port=sc.server.port, cpus=thread_cpus,
+                                         cpu_list=",".join(map(str, thread_cpus)),
+                                         cpu_masks=" ".join(format(1 << c, "b") for c in thread_cpus),
+                                         arch=spec.arch,
+                                         workdir=workdir, body=sc.server.body, bind=bind)
+        ctx.t(server).put_text(text, config_path)
+    cmd = server_tool.custom_command(sc.server.command, arch=spec.arch, threads=spec.server_threads,
+                                     cpus=cpus, port=sc.server.port, workdir=workdir,
+                                     config_path=config_path)
+    return cmd, sorted(set(server_tool.thread_cpus(cpus, spec.server_threads)))
+
+
+def _wait_ready(ctx: Context, proc: remote.Process, url: str) -> None:
+    """Ready = the server said so (built-in) and a client host gets an HTTP answer."""
+    server = ctx.lab.server
+    ts, tc = ctx.t(server), ctx.t(ctx.lab.clients[0])
+    deadline = time.monotonic() + ctx.sc.server.ready_timeout
+    builtin = ctx.sc.server.command is None
+    while time.monotonic() < deadline:
+        if not remote.alive(ts, proc):
+            err = remote.read(ts, proc.stderr).strip() or remote.read(ts, proc.stdout).strip()
+            raise RunFailed(f"server exited during start-up: {err[-400:] or 'no output'}",
+                            host=server.name, phase=ctx.phase)
+        said = not builtin or server_tool.parse_ready(remote.read(ts, proc.stdout)) is not None
+        if said and tc.run(server_tool.ready_probe(url), timeout=10, check=False).rc == 0:
+            return
+        time.sleep(0.1)
+    raise RunFailed(f"server did not answer {url} within {ctx.sc.server.ready_timeout:.0f}s",
+                    host=server.name, phase=ctx.phase)
+
+
+def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
+    sc, server, clients = ctx.sc, ctx.lab.server, ctx.lab.clients
+    ts = ctx.t(server)
+    sdir = f"{server.workdir}/{spec.run_id}"
+    cmd, server_cpus = _server_command(ctx, spec, binary, sdir)
+    srv = ctx.table.spawn(server.name, "server", cmd, workdir=sdir, cpus=server_cpus)
+    url = f"http://{server.address}:{sc.server.port}{sc.load.path}"
+    started: list[remote.Process] = [srv]
+    try:
+        _wait_ready(ctx, srv, url)
+        server_pids = remote.group_pids(ts, srv.pid)
+        affinity = {"server": remote.thread_affinity(ts, server_pids)}
+
+        collectors = _start_telemetry(ctx, spec, server_pids)
+        started += [p for p, _, _ in collectors]
+        time.sleep(1.0)  # one collector sample before the load starts
+
+        wrks = []
+        for c in clients:
+            cdir = f"{c.workdir}/{spec.run_id}"
+            ctx.t(c).put_text(wrk.LUA_SCRIPT, f"{cdir}/report.lua")
+            argv = wrk.command(url, threads=sc.load.threads, connections=spec.connections,
+                               duration_s=sc.load.duration, timeout_s=sc.load.timeout,
+                               script_path=f"{cdir}/report.lua", pipeline=sc.load.pipeline)
+            wrks.append((c, ctx.table.spawn(c.name, "wrk", tools.base.join(argv), workdir=cdir,
+                                            cpus=ctx.cpus(c, "client"), env=wrk.ENV)))
+        started += [p for _, p in wrks]
+        t0 = time.time()
+        time.sleep(0.3)
+        affinity["wrk"] = {c.name: remote.thread_affinity(ctx.t(c), remote.group_pids(ctx.t(c), p.pid))
+                           for c, p in wrks}
+        for c, p in wrks:
+            if not remote.wait_exit(ctx.t(c), p, sc.load.duration + sc.load.timeout + 30):
+                raise RunFailed("wrk did not finish in time", host=c.name, phase=ctx.phase)
+            ctx.table.forget(p)
+        t1 = time.time()
+
+        for p, _, _ in collectors:
+            ctx.table.stop(p, sig="INT", grace=5.0)
+        clean = ctx.table.stop(srv, sig="TERM", grace=10.0)
+        gone = [p for p in started if remote.alive(ctx.t(_host(ctx, p.host)), p)]
+        if gone:
+            raise RunFailed("processes still alive after the run: "
+                            + ", ".join(f"{p.name} (pid {p.pid})" for p in gone),
+                            host=gone[0].host, phase=ctx.phase)
+    finally:
+        for p in started:
+            if p in ctx.table.procs:
+                ctx.table.stop(p, grace=3.0)
+
+    ctx.phase = f"collect {spec.run_id}"
+    raw = _fetch(ctx, spec, started)
+    record = _record(ctx, spec, raw, wrks, collectors, affinity, server_cpus, (t0, t1))
+    record["server_stopped_cleanly"] = clean
+    ctx.results.write_json(f"runs/{spec.run_id}.json", record)
+    return record
+
+
+def _host(ctx: Context, name: str) -> Host:
+    return next(h for h in ctx.lab.hosts if h.name == name)
+
+
+def _start_telemetry(ctx: Context, spec: RunSpec,
+                     server_pids: list[int]) -> list[tuple[remote.Process, Host, str]]:
+    out = []
+    for name in ctx.sc.telemetry:
+        if name == "perf":
+            continue  # flame graphs are recorded by the analysis step's perf support
+        mod = tools.get(name)
+        for h in ctx.lab.hosts:
+            if name == "pidstat":
+                if "server" not in h.roles:
+                    continue
+                argv = mod.command(server_pids)
+            else:
+                argv = mod.command()
+            proc = ctx.table.spawn(h.name, name, tools.base.join(argv),
+                                   workdir=f"{h.workdir}/{spec.run_id}", env=mod.ENV)
+            out.append((proc, h, name))
+    return out
+
+
+def _fetch(ctx: Context, spec: RunSpec, procs: list[remote.Process]) -> dict[tuple[str, str], str]:
+    """Copy every raw output into the results folder; returns {(host, name): stdout text}."""
+    raw: dict[tuple[str, str], str] = {}
+    for p in procs:
+        t = ctx.t(_host(ctx, p.host))
+        for path, suffix in ((p.stdout, ""), (p.stderr, ".stderr")):
+            dest = ctx.results.raw(spec.run_id, p.host, p.name + suffix)
+            try:
+                t.get(path, dest)
+            except (RunFailed, OSError):
+                continue
+            if not suffix:
+                raw[(p.host, p.name)] = dest.read_text(errors="replace")
+    return raw
+
+
+def _record(ctx: Context, spec: RunSpec, raw: dict[tuple[str, str], str],
+            wrks: list[tuple[Host, remote.Process]],
+            collectors: list[tuple[remote.Process, Host, str]],
+            affinity: dict[str, Any], server_cpus: list[int],
+            window: tuple[float, float]) -> dict[str, Any]:
+    sc, server = ctx.sc, ctx.lab.server
+    per_client = []
+    for c, _p in wrks:
+        stderr = ctx.results.raw(spec.run_id, c.name, "wrk.stderr")
+        err_text = stderr.read_text() if stderr.exists() else ""
+        try:
+            per_client.append((c, wrk.parse(raw.get((c.name, "wrk"), ""), err_text)))
+        except tools.ToolError as exc:
+            raise RunFailed(f"wrk: {exc.message}", host=c.name, phase=ctx.phase) from None
+    total = wrk.merge([r for _, r in per_client])
+
+    def shifted(h: Host) -> tuple[float, float]:
+        # Collector timestamps are the host's clock; the window is ours (+1 s settling).
+        off = ctx.facts.get(h.name, {}).get("clock_offset_s", 0.0)
+        return window[0] + 1.0 + off, window[1] + off
+
+    telemetry: dict[str, Any] = {}
+    for _proc, h, name in collectors:
+        mod = tools.get(name)
+        try:
+            samples = mod.parse(raw.get((h.name, name), ""))
+            t0, t1 = shifted(h)
+            summary = mod.summarize(samples, t0, t1)
+        except (tools.ToolError, ValueError) as exc:
+            telemetry.setdefault(name, {})[h.name] = {"error": str(exc)}
+            continue
+        telemetry.setdefault(name, {})[h.name] = _plain(summary)
+
+    stats = server_tool.parse_stats(raw.get((server.name, "server"), ""))
+    lat = dataclasses.asdict(total.latency_ms)
+    record: dict[str, Any] = {
+        **spec.as_dict(),
+        "load": {"threads": sc.load.threads, "pipeline": sc.load.pipeline,
+                 "duration_s": sc.load.duration, "clients": len(wrks)},
+        "requests": total.requests,
+        "qps": total.qps,
+        "latency_ms": {k: lat[k] for k in ("p50", "p75", "p90", "p99", "max", "mean") if k in lat},
+        "errors": {"connect": total.connect_errors, "read": total.read_errors,
+                   "write": total.write_errors, "timeout": total.timeouts},
+        "non_2xx": total.non_2xx,
+        "clients": [{"host": c.name, "qps": r.qps, "requests": r.requests,
+                     "latency_ms": dataclasses.asdict(r.latency_ms)} for c, r in per_client],
+        "server_cpu": _server_cpu(telemetry.get("pidstat", {}).get(server.name)),
+        "client_cpu": {c.name: _cpu_of(telemetry.get("mpstat", {}).get(c.name), ctx.cpus(c, "client"))
+                       for c, _ in wrks},
+        "server_host_cpu": _cpu_of(telemetry.get("mpstat", {}).get(server.name), server_cpus),
+        "affinity": _affinity_summary(affinity, server_cpus, ctx, wrks),
+        "server_counters": dataclasses.asdict(stats) if stats else None,
+        "telemetry": telemetry,
+        "window": {"start": window[0], "end": window[1]},
+        "baseline": _compared_baseline(ctx.baseline),
+    }
+    return record
+
+
+def _compared_baseline(baseline: dict[str, Any]) -> dict[str, Any]:
+    """The ceiling this run is compared against: the tightest measured path."""
+    paths = [(p, e["udp"]) for p, e in baseline.items() if e.get("udp")]
+    if not paths:
+        return {}
+    path, udp = min(paths, key=lambda x: x[1]["pps_delivered"])
+    out = {"path": path, "pps_delivered": udp["pps_delivered"], "pps_sent": udp["pps_sent"],
+           "loss_pct": udp["loss_pct"]}
+    rev = baseline[path].get("udp_reverse")
+    if rev:
+        out["pps_delivered_reverse"] = rev["pps_delivered"]
+    tcp = baseline[path].get("tcp")
+    if tcp:
+        out["tcp_bits_per_second"] = tcp["bits_per_second"]
+    return out
+
+
+def _plain(obj: Any) -> Any:
+    """Dataclasses (and containers of them) -> JSON-able data."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def _server_cpu(threads: Any) -> dict[str, Any]:
+    """Per-thread usr/sys and context switches of the server's process(es), from pidstat."""
+    if not isinstance(threads, list):
+        return {"threads": [], "usr": None, "sys": None}
+    rows = [t for t in threads if t.get("tid") is not None]
+    return {
+        "threads": rows,
+        "usr": round(sum(t.get("usr", 0.0) for t in rows), 2),
+        "sys": round(sum(t.get("sys", 0.0) for t in rows), 2),
+        "cswch_s": round(sum(t.get("cswch_s", 0.0) for t in rows), 1),
+        "nvcswch_s": round(sum(t.get("nvcswch_s", 0.0) for t in rows), 1),
+    }
+
+
+def _cpu_of(per_cpu: Any, cpus: list[int]) -> dict[str, Any]:
+    """mpstat means for the CPUs a role was pinned to."""
+    if not isinstance(per_cpu, dict):
+        return {"cpus": {}, "busy": None}
+    chosen = {str(c): per_cpu[str(c)] for c in cpus if str(c) in per_cpu}
+    busy = [v.get("busy") for v in chosen.values() if isinstance(v, dict) and v.get("busy") is not None]
+    return {"cpus": chosen, "busy": round(sum(busy) / len(busy), 2) if busy else None}
+
+
+def _affinity_summary(affinity: dict[str, Any], server_cpus: list[int], ctx: Context,
+                      wrks: list[tuple[Host, remote.Process]]) -> dict[str, Any]:
+    """What each thread was actually allowed to run on, next to what the scenario asked."""
+    srv = affinity.get("server", {})
+    wrk_aff = affinity.get("wrk", {})
+    return {
+        "server_expected": server_cpus,
+        "server_threads": {str(tid): v["cpus"] for tid, v in srv.items()},
+        "server_actual": sorted({c for v in srv.values() for c in v["cpus"]}),
+        "wrk_expected": {c.name: ctx.cpus(c, "client") for c, _ in wrks},
+        "wrk_actual": {h: sorted({c for v in threads.values() for c in v["cpus"]})
+                       for h, threads in wrk_aff.items()},
+    }

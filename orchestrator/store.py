@@ -1,0 +1,119 @@
+"""The results folder: results/<scenario>/<run-id>/ with raw outputs, summary.json and metrics.csv.
+
+Every file is written to a temporary name and renamed into place, so a crash
+or a full disk never leaves a half-written summary behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import secrets
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+# summary.json format history (refuse what we do not know, like pyperf):
+#   1: first format (runs with qps, latency_ms, errors, server/client CPU, baseline)
+FORMAT_VERSION = 1
+
+
+def new_run_id(now: float | None = None) -> str:
+    """Sortable and unique: 20261127-101500-3fa2."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now or time.time()))
+    return f"{stamp}-{secrets.token_hex(2)}"
+
+
+def atomic_write(path: Path, data: str | bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+class ResultsDir:
+    """One results folder. Paths inside it are fixed so tools and people can find things."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    @classmethod
+    def create(cls, root: Path, scenario: str, run_id: str) -> ResultsDir:
+        path = root / scenario / run_id
+        path.mkdir(parents=True, exist_ok=True)
+        return cls(path)
+
+    def write_text(self, name: str, text: str) -> Path:
+        p = self.path / name
+        atomic_write(p, text)
+        return p
+
+    def write_json(self, name: str, obj: Any) -> Path:
+        return self.write_text(name, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+    def raw(self, run: str, host: str, tool: str) -> Path:
+        """Where a tool's raw output for one run on one host is kept."""
+        return self.path / "raw" / run / host / f"{tool}.txt"
+
+    def save_summary(self, summary: dict[str, Any]) -> None:
+        summary = {"version": FORMAT_VERSION, **summary}
+        self.write_json("summary.json", summary)
+        self.write_text("metrics.csv", metrics_csv(summary.get("runs", [])))
+
+
+# Bulky per-run detail that stays in summary.json / runs/*.json, not in the CSV.
+CSV_SKIP = {"telemetry", "affinity", "clients", "window", "server_counters", "threads", "cpus"}
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts -> one level with dotted keys; lists and bulky detail are left out of the CSV."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if k in CSV_SKIP:
+            continue
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        elif not isinstance(v, list):
+            out[key] = v
+    return out
+
+
+def metrics_csv(runs: list[dict[str, Any]]) -> str:
+    rows = [flatten(r) for r in runs]
+    cols: list[str] = []
+    for r in rows:
+        cols += [c for c in r if c not in cols]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols)
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def load_summary(folder: Path) -> dict[str, Any]:
+    from orchestrator.errors import UserError
+
+    p = folder / "summary.json"
+    try:
+        data = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{p}: no summary.json here; is this a results folder?") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{p}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+    if data.get("version") != FORMAT_VERSION:
+        raise UserError(f"{p}: summary format version {data.get('version')!r} is not one this "
+                        f"orchestrate reads (it reads {FORMAT_VERSION})")
+    return data
