@@ -1,0 +1,297 @@
+#include "Connection.h"
+
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "EventLoop.h"
+#include "Options.h"
+#include "ResponseCache.h"
+#include "Worker.h"
+
+namespace orch {
+
+namespace {
+
+// Collects the responses of one wake-up. A single response is sent straight
+// from the cache; only a second one triggers copying into the scratch buffer.
+class Batch {
+ public:
+  explicit Batch(std::string* scratch) : scratch_(scratch) {}
+  void add(const std::string& s) {
+    if (len_ == 0) {
+      ptr_ = s.data();
+      len_ = s.size();
+      return;
+    }
+    if (!copied_) {
+      scratch_->assign(ptr_, len_);
+      copied_ = true;
+    }
+    scratch_->append(s);
+    ptr_ = scratch_->data();
+    len_ = scratch_->size();
+  }
+  const char* data() const { return ptr_; }
+  size_t size() const { return len_; }
+
+ private:
+  std::string* scratch_;
+  const char* ptr_ = nullptr;
+  size_t len_ = 0;
+  bool copied_ = false;
+};
+
+constexpr int kMaxServeRounds = 16;  // fairness: then yield to other sockets
+
+}  // namespace
+
+Connection::Connection(Worker* worker, int fd, size_t index)
+    : worker_(worker),
+      fd_(fd),
+      channel_(worker->loop(), fd),
+      parser_(worker->options().limits),
+      index_(index),
+      lastActiveMs_(worker->loop()->nowMs()) {
+  channel_.setReadCallback([this] { handleRead(); });
+  channel_.setWriteCallback([this] { handleWrite(); });
+}
+
+Connection::~Connection() {
+  if (state_ != State::kClosed) channel_.forgetBeforeClose();
+}
+
+void Connection::start() { channel_.enableReading(); }
+
+void Connection::handleRead() {
+  if (state_ == State::kClosed) return;
+  if (readPaused_) {
+    // Only EPOLLHUP/ERR get here while paused: the peer is gone.
+    if (channel_.revents() & (EPOLLHUP | EPOLLERR)) close();
+    return;
+  }
+  char* buf = worker_->readBuffer();
+  ssize_t n = ::read(fd_.get(), buf, Worker::kReadBufferSize);
+  if (n > 0) {
+    worker_->stats().bytesIn += static_cast<uint64_t>(n);
+    lastActiveMs_ = worker_->loop()->nowMs();
+    if (state_ != State::kOpen) {
+      // kDraining/kClosing: the request stream is over; discard.
+      if (state_ == State::kClosing) lingerOnClose_ = true;
+      return;
+    }
+    if (in_.empty()) {
+      serve(buf, static_cast<size_t>(n));
+    } else {
+      in_.append(buf, static_cast<size_t>(n));
+      serve(in_.data(), in_.size());
+    }
+  } else if (n == 0) {
+    // The peer finished sending. Pending responses still go out.
+    if (state_ == State::kOpen && hasPendingOutput()) {
+      state_ = State::kClosing;
+      channel_.disableReading();
+    } else if (state_ != State::kClosing) {
+      close();
+    } else {
+      channel_.disableReading();
+    }
+  } else if (errno != EAGAIN && errno != EINTR) {
+    close();
+  }
+}
+
+void Connection::serve(const char* data, size_t len) {
+  const bool inBuffer = !in_.empty() && data == in_.data();
+  for (int round = 0;; ++round) {
+    bool full = false;
+    size_t used = process(data, len, &full);
+    data += used;
+    len -= used;
+    if (state_ == State::kClosed) return;
+    if (len == 0 || state_ != State::kOpen || !full) break;
+    if (hasPendingOutput() || round + 1 >= kMaxServeRounds) {
+      // Back-pressure (or fairness): stop reading. EPOLLOUT fires when the
+      // socket can take more, and handleWrite resumes serving in_.
+      pauseReading();
+      if (!channel_.isWriting()) channel_.enableWriting();
+      break;
+    }
+  }
+  if (state_ != State::kOpen) len = 0;  // the request stream is over
+  if (inBuffer) {
+    in_.erase(0, in_.size() - len);
+  } else {
+    in_.assign(data, len);
+  }
+}
+
+size_t Connection::process(const char* data, size_t len, bool* full) {
+  const ResponseCache& responses = worker_->responses();
+  ThreadStats& stats = worker_->stats();
+  Batch batch(&worker_->writeScratch());
+  const size_t pending = out_.size() - outOffset_;
+  size_t off = 0;
+  bool completed = false;
+  while (off < len) {
+    size_t used = 0;
+    HttpParser::Result r = parser_.parse(data + off, len - off, &used);
+    off += used;
+    if (r == HttpParser::Result::kNeedMore) {
+      if (used == 0 || off == len) break;
+      continue;
+    }
+    ++stats.requests;
+    if (r == HttpParser::Result::kError) {
+      batch.add(responses.error(parser_.errorStatus()));
+      state_ = State::kClosing;
+      lingerOnClose_ = true;  // unread input may follow; avoid an RST
+      break;
+    }
+    completed = true;
+    if (!parser_.keepAlive()) {
+      batch.add(responses.ok(ResponseCache::kClose, parser_.isHead()));
+      state_ = State::kClosing;
+      if (off < len) lingerOnClose_ = true;  // it sent more after "close"
+      break;
+    }
+    batch.add(responses.ok(parser_.version() == 10 ? ResponseCache::kKeepAlive10 : ResponseCache::kKeepAlive11,
+                           parser_.isHead()));
+    if (batch.size() + pending >= kHighWater) {
+      *full = true;
+      break;
+    }
+  }
+  if (completed) requestStartMs_ = -1;
+  if (state_ == State::kOpen && parser_.inRequest() && requestStartMs_ < 0) {
+    requestStartMs_ = worker_->loop()->nowMs();
+  }
+  if (batch.size() > 0) flush(batch.data(), batch.size());
+  return off;
+}
+
+void Connection::flush(const char* data, size_t len) {
+  if (hasPendingOutput()) {
+    out_.append(data, len);
+    return;
+  }
+  ssize_t n = ::send(fd_.get(), data, len, MSG_NOSIGNAL);
+  if (n < 0) {
+    if (errno != EAGAIN && errno != EINTR) {
+      close();
+      return;
+    }
+    n = 0;
+  }
+  worker_->stats().bytesOut += static_cast<uint64_t>(n);
+  if (static_cast<size_t>(n) < len) {
+    out_.assign(data + n, len - static_cast<size_t>(n));
+    outOffset_ = 0;
+    channel_.enableWriting();
+    return;
+  }
+  if (state_ == State::kClosing) afterLastResponse();
+}
+
+void Connection::handleWrite() {
+  if (state_ == State::kClosed) return;
+  if (hasPendingOutput()) {
+    ssize_t n = ::send(fd_.get(), out_.data() + outOffset_, out_.size() - outOffset_, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno != EAGAIN && errno != EINTR) close();
+      return;
+    }
+    worker_->stats().bytesOut += static_cast<uint64_t>(n);
+    lastActiveMs_ = worker_->loop()->nowMs();
+    outOffset_ += static_cast<size_t>(n);
+    if (hasPendingOutput()) {
+      if (outOffset_ > out_.size() / 2) {  // keep the buffer from creeping
+        out_.erase(0, outOffset_);
+        outOffset_ = 0;
+      }
+      return;
+    }
+    out_.clear();
+    outOffset_ = 0;
+  }
+  channel_.disableWriting();
+  if (state_ == State::kClosing) {
+    afterLastResponse();
+  } else if (state_ == State::kOpen && readPaused_) {
+    readPaused_ = false;
+    channel_.enableReading();
+    if (!in_.empty()) serve(in_.data(), in_.size());
+  }
+}
+
+void Connection::afterLastResponse() {
+  if (!lingerOnClose_) {
+    close();
+    return;
+  }
+  // The client may still be sending (a body we refused, pipelined requests
+  // after "Connection: close"). Closing with unread data would send an RST
+  // that can destroy our response in flight, so shut the write side and
+  // read until EOF or the linger deadline.
+  ::shutdown(fd_.get(), SHUT_WR);
+  state_ = State::kDraining;
+  drainDeadlineMs_ = worker_->loop()->nowMs() + kLingerMs;
+  in_.clear();
+  if (!channel_.isReading()) channel_.enableReading();
+  readPaused_ = false;
+}
+
+void Connection::queueError(int status) {
+  ++worker_->stats().requests;
+  state_ = State::kClosing;
+  lingerOnClose_ = true;
+  const std::string& r = worker_->responses().error(status);
+  flush(r.data(), r.size());
+}
+
+void Connection::pauseReading() {
+  if (readPaused_) return;
+  readPaused_ = true;
+  channel_.disableReading();
+}
+
+void Connection::checkTimeouts(int64_t now) {
+  const Options& opt = worker_->options();
+  switch (state_) {
+    case State::kOpen:
+      if (!readPaused_ && requestStartMs_ >= 0 && now - requestStartMs_ >= opt.headerTimeoutMs) {
+        if (hasPendingOutput()) {
+          close();
+        } else {
+          queueError(408);
+        }
+      } else if (now - lastActiveMs_ >= opt.idleTimeoutMs) {
+        close();
+      }
+      break;
+    case State::kClosing:
+      if (now - lastActiveMs_ >= opt.idleTimeoutMs) close();
+      break;
+    case State::kDraining:
+      if (now >= drainDeadlineMs_) close();
+      break;
+    case State::kClosed:
+      break;
+  }
+}
+
+void Connection::forceClose() { close(); }
+
+void Connection::close() {
+  if (state_ == State::kClosed) return;
+  state_ = State::kClosed;
+  // close() drops the fd from the epoll set (it was never dup()ed), so no
+  // EPOLL_CTL_DEL is needed.
+  channel_.forgetBeforeClose();
+  fd_.reset();
+  worker_->connectionClosed(this);
+}
+
+}  // namespace orch

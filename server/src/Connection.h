@@ -1,0 +1,80 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "Channel.h"
+#include "HttpParser.h"
+#include "NonCopyable.h"
+#include "Socket.h"
+
+namespace orch {
+
+class Worker;
+
+// One accepted TCP connection speaking HTTP/1.x. Owned by its Worker
+// (unique_ptr) and used only on the Worker's loop thread; owns its socket.
+//
+// The hot path, per wake-up: one read() into the thread's 64 KiB buffer, parse
+// every complete request in it, append the pre-built responses into one batch,
+// one send(). Level-triggered epoll means a read that did not fill the buffer
+// is not followed by another read (which would just return EAGAIN); if data is
+// left, epoll reports it again. Interest changes (epoll_ctl) happen only on
+// the slow paths: a partial write, back-pressure, or lingering close.
+class Connection : NonCopyable {
+ public:
+  Connection(Worker* worker, int fd, size_t index);
+  ~Connection();
+
+  void start();                       // register for reading
+  void checkTimeouts(int64_t nowMs);  // idle, header (408) and linger limits
+  void forceClose();
+
+  size_t index() const { return index_; }
+  void setIndex(size_t i) { index_ = i; }
+
+ private:
+  enum class State {
+    kOpen,      // serving requests
+    kClosing,   // last response queued; close once it is written
+    kDraining,  // write side shut; discarding input until EOF or deadline
+    kClosed,
+  };
+
+  void handleRead();
+  void handleWrite();
+  // Serves complete requests from [data, data+len) (which may live in in_)
+  // and keeps the unparsed rest in in_.
+  void serve(const char* data, size_t len);
+  // Parses and batches responses; returns bytes consumed. Stops early when
+  // the batch reaches kHighWater (sets *full).
+  size_t process(const char* data, size_t len, bool* full);
+  // Sends the batch (or queues it behind pending output).
+  void flush(const char* data, size_t len);
+  void queueError(int status);
+  void afterLastResponse();  // close now, or linger if the client may still send
+  void pauseReading();
+  void close();
+
+  bool hasPendingOutput() const { return outOffset_ < out_.size(); }
+
+  static constexpr size_t kHighWater = 256 * 1024;
+  static constexpr int64_t kLingerMs = 1000;
+
+  Worker* const worker_;
+  UniqueFd fd_;
+  Channel channel_;
+  HttpParser parser_;
+  std::string in_;   // unconsumed input: a partial head or unserved requests
+  std::string out_;  // unsent output, from outOffset_
+  size_t outOffset_ = 0;
+  size_t index_;
+  State state_ = State::kOpen;
+  bool readPaused_ = false;   // back-pressure: waiting for out_ to drain
+  bool lingerOnClose_ = false;
+  int64_t lastActiveMs_ = 0;
+  int64_t requestStartMs_ = -1;  // first byte of an unfinished request
+  int64_t drainDeadlineMs_ = 0;
+};
+
+}  // namespace orch

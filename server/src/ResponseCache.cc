@@ -1,0 +1,67 @@
+#include "ResponseCache.h"
+
+namespace orch {
+
+namespace {
+
+struct ErrorInfo {
+  int status;
+  const char* reason;
+};
+
+// Index order matches errors_[]; the last entry is the fallback.
+constexpr ErrorInfo kErrors[] = {
+    {400, "Bad Request"},           {408, "Request Timeout"},  {413, "Content Too Large"},
+    {414, "URI Too Long"},          {431, "Request Header Fields Too Large"},
+    {501, "Not Implemented"},       {505, "HTTP Version Not Supported"},
+    {500, "Internal Server Error"},
+};
+
+}  // namespace
+
+ResponseCache::ResponseCache(std::string body) : body_(std::move(body)) { refresh(std::time(nullptr)); }
+
+void ResponseCache::refresh(std::time_t now) {
+  if (now == second_) return;
+  second_ = now;
+  std::tm tm{};
+  ::gmtime_r(&now, &tm);
+  std::strftime(date_, sizeof(date_), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  rebuild();
+}
+
+void ResponseCache::rebuild() {
+  static constexpr const char* kConnection[kNumKinds] = {"", "Connection: keep-alive\r\n",
+                                                         "Connection: close\r\n"};
+  for (int head = 0; head < 2; ++head) {
+    for (int k = 0; k < kNumKinds; ++k) {
+      std::string& r = ok_[head][k];
+      r.clear();
+      r += "HTTP/1.1 200 OK\r\nServer: orchestrate\r\nDate: ";
+      r += date_;
+      r += "\r\nContent-Type: text/plain\r\nContent-Length: ";
+      r += std::to_string(body_.size());
+      r += "\r\n";
+      r += kConnection[k];
+      r += "\r\n";
+      if (head == 0) r += body_;
+    }
+  }
+  for (size_t i = 0; i < std::size(kErrors); ++i) {
+    std::string text = std::string(kErrors[i].reason) + "\n";
+    std::string& r = errors_[i];
+    r = "HTTP/1.1 " + std::to_string(kErrors[i].status) + " " + kErrors[i].reason +
+        "\r\nServer: orchestrate\r\nDate: " + date_ +
+        "\r\nContent-Type: text/plain\r\nContent-Length: " + std::to_string(text.size()) +
+        "\r\nConnection: close\r\n\r\n" + text;
+  }
+}
+
+const std::string& ResponseCache::error(int status) const {
+  for (size_t i = 0; i + 1 < std::size(kErrors); ++i) {
+    if (kErrors[i].status == status) return errors_[i];
+  }
+  return errors_[std::size(kErrors) - 1];
+}
+
+}  // namespace orch

@@ -1,0 +1,78 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "NonCopyable.h"
+#include "ResponseCache.h"
+#include "Socket.h"
+
+namespace orch {
+
+class Acceptor;
+class Connection;
+class EventLoop;
+struct Options;
+
+// Counters of one IO thread. Written only by that thread; read by the main
+// thread after joining it (the join orders the accesses).
+struct ThreadStats {
+  uint64_t connections = 0;  // connections this thread took on
+  uint64_t requests = 0;     // requests answered (200s and errors)
+  uint64_t bytesIn = 0;
+  uint64_t bytesOut = 0;
+};
+
+// Everything one IO thread owns: its connections (unique_ptr, destroyed after
+// the current batch of events), in reuseport mode its own Acceptor, the
+// per-thread response cache, read/write scratch buffers and counters.
+// Created on the main thread, then used only on its loop's thread, except
+// stats(), which is read after the thread has been joined.
+class Worker : NonCopyable {
+ public:
+  // live: shared count of open connections when --max-connections is set,
+  // else nullptr (no shared state on the hot path).
+  Worker(EventLoop* loop, const Options& options, std::atomic<int64_t>* live);
+  ~Worker();
+
+  // Loop thread only from here on.
+  void init();                               // timers; call first
+  void startAcceptor(UniqueFd listenFd);     // reuseport: own listener
+  void newConnection(int fd);                // takes ownership of fd
+  void shutdown();                           // close everything, quit the loop
+
+  // Used by Connection.
+  EventLoop* loop() const { return loop_; }
+  const Options& options() const { return options_; }
+  const ResponseCache& responses() const { return responses_; }
+  char* readBuffer() { return readBuffer_.get(); }
+  static constexpr size_t kReadBufferSize = 64 * 1024;
+  std::string& writeScratch() { return writeScratch_; }
+  ThreadStats& stats() { return stats_; }
+  void connectionClosed(Connection* conn);
+
+  const ThreadStats& stats() const { return stats_; }
+  size_t openConnections() const { return connections_.size(); }
+
+ private:
+  void onTick();
+
+  EventLoop* const loop_;
+  const Options& options_;
+  std::atomic<int64_t>* const live_;
+  ResponseCache responses_;
+  std::unique_ptr<char[]> readBuffer_;
+  std::string writeScratch_;
+  ThreadStats stats_;
+  std::unique_ptr<Acceptor> acceptor_;
+  // Open connections; each knows its index for O(1) swap-removal.
+  std::vector<std::unique_ptr<Connection>> connections_;
+  // Closed during this iteration; freed after the event batch, because a
+  // later event of the same batch may still point at them.
+  std::vector<std::unique_ptr<Connection>> graveyard_;
+};
+
+}  // namespace orch
