@@ -135,7 +135,8 @@ def run(loaded: Loaded, *, results_root: Path, run_id: str | None = None,
                 try:
                     for h in lab.hosts:
                         transports[h.name] = _hosts.connect(h)
-                    ctx = Context(sc, lab, results, transports, ProcessTable(transports), progress)
+                    table = ProcessTable(transports, tag=run_id)
+                    ctx = Context(sc, lab, results, transports, table, progress)
                     _execute(ctx, plan)
                 finally:
                     with _shielded():

@@ -20,6 +20,9 @@ from typing import Protocol
 from orchestrator.errors import RunFailed, UserError
 
 LEDGER = ".orchestrate-pids"  # in each host's work dir: what `cleanup` may kill
+# Every process a run starts carries this variable (value: the run's tag), so a
+# later `cleanup`, or a test, can find survivors even if our pid list was lost.
+MARK = "ORCHESTRATE_RUN"
 
 
 @dataclass(frozen=True)
@@ -218,14 +221,17 @@ class Process:
 
 
 def spawn(t: Transport, name: str, cmd: str, *, workdir: str, cpus: list[int] | None = None,
-          env: dict[str, str] | None = None) -> Process:
+          env: dict[str, str] | None = None, tag: str = "", shell: bool = False) -> Process:
     """Start `cmd` in the background on the host, pinned to `cpus`, output to files in workdir.
 
+    `cmd` is one command line (shell words); with shell=True it may be any sh script.
     setsid gives it a process group of its own: one signal reaches all of it,
     and the terminal's Ctrl-C does not (teardown stops it deliberately).
     """
     out, err = f"{workdir}/{name}.out", f"{workdir}/{name}.err"
-    inner = _with_env(cmd, env)
+    envs = " ".join(f"{k}={shlex.quote(v)}" for k, v in {**(env or {}), MARK: tag or "untagged"}.items())
+    # No sh -c wrapper for a plain command: the pid we keep is the program itself.
+    inner = f"env {envs} " + (f"sh -c {shlex.quote(cmd)}" if shell else cmd)
     if cpus:
         inner = f"taskset -c {','.join(map(str, cpus))} {inner}"
     script = (f"mkdir -p {shlex.quote(workdir)} && cd {shlex.quote(workdir)} && "
@@ -309,6 +315,17 @@ def thread_affinity(t: Transport, pids: list[int]) -> dict[int, dict[str, object
     return out
 
 
+def marked_pids(t: Transport, tag: str) -> list[int]:
+    """Processes on the host started by the run `tag` (found by their environment)."""
+    needle = f"{MARK}={tag}"
+    script = (f"grep -lsaF -- {shlex.quote(needle)} /proc/[0-9]*/environ 2>/dev/null "
+              "| cut -d/ -f3 || true")
+    done = t.run(script, timeout=30, check=False)
+    # grep itself may match its own environ: keep only pids whose environ still has it exactly.
+    own = {str(os.getpid())}
+    return sorted(int(p) for p in done.stdout.split() if p.isdigit() and p not in own)
+
+
 def parse_cpu_list(text: str) -> list[int]:
     """'0-2,5' -> [0, 1, 2, 5] (the kernel's list format)."""
     cpus: list[int] = []
@@ -325,10 +342,11 @@ class ProcessTable:
     """Every process one run started, on every host, so teardown can stop them all."""
 
     transports: dict[str, Transport]
+    tag: str = ""  # marks every process (see MARK)
     procs: list[Process] = field(default_factory=list)
 
     def spawn(self, host: str, name: str, cmd: str, **kw: object) -> Process:
-        proc = spawn(self.transports[host], name, cmd, **kw)  # type: ignore[arg-type]
+        proc = spawn(self.transports[host], name, cmd, tag=self.tag, **kw)  # type: ignore[arg-type]
         self.procs.append(proc)
         return proc
 

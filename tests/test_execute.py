@@ -1,0 +1,85 @@
+"""End to end on this machine: real server, real wrk, real iperf3, real collectors.
+
+Short durations keep the suite quick; the assertions are about sanity and
+plumbing (numbers present and consistent, pinning honoured, nothing leaked),
+not about performance.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from conftest import orchestrate
+
+pytestmark = pytest.mark.slow
+
+SHORT = ["--set", "load.duration=2s", "--set", "baseline.iperf3.duration=1s",
+         "--set", "baseline.iperf3.tcp_duration=1s"]
+
+
+def _only_results(root):
+    folders = [p for p in root.glob("*/*") if p.is_dir()]
+    assert len(folders) == 1, folders
+    return folders[0]
+
+
+def check_results(folder, *, expect_runs: int, server_cpus: list[int], wrk_cpus: list[int]):
+    for name in ("summary.json", "metrics.csv", "scenario.yaml", "hosts.json", "baseline.json"):
+        assert (folder / name).is_file(), name
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["version"] == 1 and summary["status"] == "complete"
+    facts = summary["hosts"]["localhost"]
+    assert facts["cpus"] >= 2 and facts["kernel"] and facts["cpu_model"]
+    base = summary["baseline"]["localhost->localhost"]
+    assert base["udp"]["pps_delivered"] > 0 and base["udp"]["pps_sent"] >= base["udp"]["pps_delivered"]
+    assert base["tcp"]["bits_per_second"] > 0
+    runs = summary["runs"]
+    assert len(runs) == expect_runs
+    for r in runs:
+        assert r["qps"] > 0 and r["requests"] > 0
+        lat = r["latency_ms"]
+        assert 0 < lat["p50"] <= lat["p75"] <= lat["p90"] <= lat["p99"] <= lat["max"]
+        assert r["baseline"]["pps_delivered"] == base["udp"]["pps_delivered"]
+        assert r["affinity"]["server_actual"] == server_cpus
+        assert r["affinity"]["wrk_actual"] == {"localhost": wrk_cpus}
+        threads = r["server_cpu"]["threads"]
+        assert threads and any(t["usr"] + t["sys"] > 0 for t in threads)
+        assert r["client_cpu"]["localhost"]["busy"] > 0
+        for tool in ("wrk", "server", "pidstat", "mpstat", "sar"):
+            assert (folder / "raw" / r["run_id"] / "localhost" / f"{tool}.txt").is_file(), tool
+    df = pd.read_csv(folder / "metrics.csv")
+    assert len(df) == expect_runs and (df["qps"] > 0).all()
+    return summary
+
+
+def test_builtin_server_loopback_end_to_end(tmp_path, run_id):
+    done = orchestrate("run", "--results", str(tmp_path), "--run-id", run_id, *SHORT, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "req/s" in done.stderr and "pps delivered" in done.stdout
+    summary = check_results(_only_results(tmp_path), expect_runs=2, server_cpus=[0], wrk_cpus=[1])
+    for r in summary["runs"]:
+        counters = r["server_counters"]
+        # the server's own count covers every request wrk completed (plus in-flight ones)
+        assert counters["arch"] == r["arch"]
+        assert sum(t["requests"] for t in counters["threads"]) >= r["requests"]
+
+
+def test_nginx_as_a_user_command(tmp_path, repo, run_id):
+    done = orchestrate("run", str(repo / "scenarios" / "nginx.yaml"), "--results", str(tmp_path),
+                       "--run-id", run_id, *SHORT, timeout=600)
+    assert done.returncode == 0, done.stderr
+    summary = check_results(_only_results(tmp_path), expect_runs=1, server_cpus=[0], wrk_cpus=[1])
+    assert summary["runs"][0]["server_counters"] is None
+
+
+def test_server_that_cannot_start_fails_cleanly(tmp_path, repo, run_id):
+    done = orchestrate("run", str(repo / "scenarios" / "nginx.yaml"), "--results", str(tmp_path),
+                       "--set", "server.command=nginx -c /nonexistent.conf -g 'daemon off;'",
+                       "--set", "baseline.enabled=false", "--run-id", run_id, timeout=120)
+    assert done.returncode == 1
+    assert "host localhost" in done.stderr and "server exited during start-up" in done.stderr
+    summary = json.loads((_only_results(tmp_path) / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["runs"] == []

@@ -1,0 +1,72 @@
+"""Local transport and the process helpers built on it (the SSH transport runs the same
+helpers; it is exercised against real sshd hosts in tests/hosts/)."""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+import pytest
+
+from orchestrator import remote
+from orchestrator.errors import RunFailed
+
+
+@pytest.fixture
+def t():
+    return remote.LocalTransport("here")
+
+
+def test_run_reports_failures_with_the_host(t):
+    assert t.run("echo hi").stdout == "hi\n"
+    assert t.run("exit 3", check=False).rc == 3
+    with pytest.raises(RunFailed) as exc:
+        t.run("echo nope >&2; exit 4")
+    assert "host here" in str(exc.value) and "exited 4" in str(exc.value) and "nope" in str(exc.value)
+
+
+def test_env_is_passed(t):
+    assert t.run("echo $FOO", env={"FOO": "a b"}).stdout == "a b\n"
+
+
+def test_timeout_kills_the_whole_command(t, tmp_path):
+    marker = tmp_path / "late"
+    start = time.monotonic()
+    with pytest.raises(RunFailed, match="did not finish within 1s"):
+        t.run(f"(sleep 3; touch {marker}) & sleep 5", timeout=1)
+    assert time.monotonic() - start < 3
+    time.sleep(3.5)
+    assert not marker.exists(), "a child of the timed-out command survived"
+
+
+def test_spawn_pinned_marked_then_stopped(t, tmp_path):
+    tag = f"t-{secrets.token_hex(3)}"
+    table = remote.ProcessTable({"here": t}, tag=tag)
+    proc = table.spawn("here", "sleeper", "sleep 60", workdir=str(tmp_path), cpus=[1])
+    assert remote.alive(t, proc)
+    assert remote.group_pids(t, proc.pid) == [proc.pid]
+    aff = remote.thread_affinity(t, [proc.pid])
+    assert aff[proc.pid]["cpus"] == [1] and aff[proc.pid]["name"] == "sleep"
+    assert remote.marked_pids(t, tag) == [proc.pid]
+    assert (tmp_path / remote.LEDGER).read_text().split() == [str(proc.pid), "sleeper"]
+    assert table.stop_all() == []
+    assert not remote.alive(t, proc) and remote.marked_pids(t, tag) == []
+
+
+def test_stop_escalates_to_kill(t, tmp_path):
+    proc = remote.spawn(t, "stubborn", "trap '' TERM; sleep 60", workdir=str(tmp_path),
+                        shell=True)
+    time.sleep(0.2)
+    assert remote.stop(t, proc, grace=0.5) is False  # needed SIGKILL
+    assert not remote.alive(t, proc)
+
+
+def test_wait_exit_and_read(t, tmp_path):
+    proc = remote.spawn(t, "quick", "echo done", workdir=str(tmp_path))
+    assert remote.wait_exit(t, proc, 5)
+    assert remote.read(t, proc.stdout) == "done\n"
+    assert remote.read(t, str(tmp_path / "missing")) == ""
+
+
+def test_parse_cpu_list():
+    assert remote.parse_cpu_list("0-2,5,7-8") == [0, 1, 2, 5, 7, 8]

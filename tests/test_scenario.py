@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from orchestrator import scenario
+from orchestrator.errors import UserError
+
+CPUS = {0, 1}
+
+
+def load(text: str, sets=None):
+    return scenario.load("s.yaml", sets, text=textwrap.dedent(text), host_cpus=CPUS)
+
+
+def problems(text: str, sets=None) -> list[str]:
+    with pytest.raises(UserError) as exc:
+        load(text, sets)
+    return exc.value.lines()
+
+
+def test_minimal_scenario_gets_defaults():
+    sc = load("name: x\n").scenario
+    assert sc.hosts.provider == "local"
+    assert sc.server.arch == ["reuseport"] and sc.load.connections == [64]
+    assert sc.telemetry == ["pidstat", "mpstat", "sar"]
+
+
+def test_durations_and_matrix_axes_normalise():
+    sc = load("""
+        name: x
+        server: {arch: [reuseport, main-sub], threads: 2, cpus: "0"}
+        load: {duration: 1m30s, timeout: 500ms, connections: [8, 16], cpus: [1]}
+    """).scenario
+    assert sc.load.duration == 90.0 and sc.load.timeout == 0.5
+    assert sc.server.threads == [2] and sc.load.connections == [8, 16]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("10s", 10.0), ("500ms", 0.5), ("1m30s", 90.0), ("2h", 7200.0), (3, 3.0), ("1.5s", 1.5)])
+def test_parse_duration(text, expected):
+    assert scenario.parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("bad", ["10 parsecs", "-3s", "0s", "", "s10", True, [1]])
+def test_parse_duration_rejects(bad):
+    with pytest.raises(ValueError):
+        scenario.parse_duration(bad)
+
+
+def test_cpu_keywords_resolve_against_the_host():
+    assert scenario.resolve_cpus("even", [0, 1, 2, 3]) == [0, 2]
+    assert scenario.resolve_cpus("odd", [0, 1, 2, 3]) == [1, 3]
+    assert scenario.resolve_cpus("all", {3, 1}) == [1, 3]
+    assert scenario.parse_cpus("0-2,5") == [0, 1, 2, 5]
+
+
+def test_three_mistakes_give_three_located_messages():
+    lines = problems("""
+        name: three
+        server:
+          threads: two
+        load:
+          conections: 64
+          duration: 10 parsecs
+    """)
+    assert lines == [
+        "s.yaml:4: server.threads: Input should be a valid integer, unable to parse string as an "
+        "integer, got 'two'",
+        "s.yaml:6: load.conections: unknown key 'conections'; did you mean 'connections'? "
+        "(expected one of: connections, cpus, duration, path, pipeline, threads, timeout, tool)",
+        "s.yaml:7: load.duration: cannot read '10 parsecs' as a duration; expected e.g. 10s, 500ms, 1m30s",
+    ]
+
+
+def test_missing_required_key_and_wrong_type_at_top():
+    lines = problems("repeat: many\n")
+    assert any(line.startswith("s.yaml:1: name: required key is missing") for line in lines)
+    assert any("repeat:" in line and "valid integer" in line for line in lines)
+
+
+def test_overlapping_and_missing_cpus_are_reported_even_with_other_errors():
+    lines = problems("""
+        name: x
+        server: {cpus: [0, 1], port: not-a-port}
+        load: {cpus: [1, 9]}
+    """)
+    text = "\n".join(lines)
+    assert "s.yaml:3: server.port:" in text
+    assert "s.yaml:4: load.cpus: overlaps server.cpus on CPU(s) [1]" in text
+    assert "s.yaml:4: load.cpus: CPU(s) [9] not available on this host (it has 0-1)" in text
+
+
+def test_yaml_syntax_error_has_a_line():
+    lines = problems("name: x\nserver:\n  arch: [reuseport\n  threads: 1\n")
+    assert len(lines) == 1 and lines[0].startswith("s.yaml:") and "YAML syntax error" in lines[0]
+    assert lines[0].split(":")[1].isdigit()
+
+
+def test_duplicate_keys_are_refused():
+    lines = problems("name: x\nrepeat: 1\nrepeat: 2\n")
+    assert lines == ["s.yaml:3: repeat: duplicate key; each key may appear once"]
+
+
+def test_unknown_provider_and_arch_suggest():
+    lines = problems("name: x\nhosts: {provider: netnz}\nserver: {arch: reuseprot}\n")
+    text = "\n".join(lines)
+    assert "s.yaml:2: hosts.provider:" in text and "'local', 'netns', 'static' or 'aws'" in text
+    assert "s.yaml:3: server.arch: unknown architecture 'reuseprot'; did you mean 'reuseport'?" in text
+
+
+def test_set_overrides_are_validated_like_the_file():
+    sc = load("name: x\n", ["load.connections=[1, 2]", "server.port=9000"]).scenario
+    assert sc.load.connections == [1, 2] and sc.server.port == 9000
+    lines = problems("name: x\n", ["load.duration=soon"])
+    assert lines == ["s.yaml (--set load.duration=soon): load.duration: cannot read 'soon' as a "
+                     "duration; expected e.g. 10s, 500ms, 1m30s"]
+
+
+def test_huge_matrix_is_refused():
+    lines = problems("name: x\nload: {connections: [1,2,3,4,5,6,7,8,9,10]}\nrepeat: 100\n")
+    assert any("1000 runs, more than max_runs=500" in line for line in lines)
+
+
+def test_static_needs_an_inventory():
+    lines = problems("name: x\nhosts: {provider: static}\nserver: {cpus: [0]}\nload: {cpus: [0]}\n")
+    assert lines == ["s.yaml:2: hosts.inventory: provider 'static' needs an Ansible inventory file"]
+
+
+def test_shipped_scenarios_are_valid(repo):
+    for path in sorted((repo / "scenarios").glob("*.yaml")):
+        loaded = scenario.load(path, host_cpus=set(range(16)))
+        assert loaded.scenario.name
