@@ -122,10 +122,12 @@ def parse(text: str) -> HostFacts:
     lscpu = _lscpu_fields(sec.get("lscpu", ""))
     siblings = tuple(sorted({parse_cpu_list(s) for s in sec.get("smt", "").split() if s}))
     online = sec.get("online", "")
-    cpus = int(online) if online.isdigit() else int(lscpu.get("CPU(s)", "0") or 0)
+    allowed = parse_cpu_list(sec.get("allowed", ""))
+    listed = lscpu.get("CPU(s)", "")
+    cpus = (int(online) if online.isdigit() else int(listed) if listed.isdigit()
+            else len({c for s in siblings for c in s}) or len(allowed))
     tpc = lscpu.get("Thread(s) per core", "")
     threads_per_core = int(tpc) if tpc.isdigit() else max((len(s) for s in siblings), default=1)
-    allowed = parse_cpu_list(sec.get("allowed", ""))
     if not allowed:
         allowed = tuple(range(cpus))  # no /proc: assume every CPU
     versions = {tool: _version(sec.get(f"version:{tool}", "").splitlines()[0]

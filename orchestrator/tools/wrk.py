@@ -18,7 +18,8 @@ Latency facts worth knowing (wrk.c, stats.c, wrk 4.1):
   (with wrk's rank rule) equal wrk's.
 - walking the histogram costs about distinct_values x (max - min) steps; when that would be
   too slow (very wide distributions) the script instead samples 1000 evenly spaced
-  percentiles, weighted to the estimated sample count, and marks the histogram `exact: false`.
+  percentiles, weighted to the estimated sample count, and marks the histogram `exact: false`
+  (the step budget is the script's optional second argument, default 5e8).
 """
 
 from __future__ import annotations
@@ -38,15 +39,24 @@ JSON_PREFIX = "ORCH_JSON "
 SCRIPT_NAME = "orchestrate_wrk.lua"
 
 LUA_SCRIPT = r"""-- orchestrate: optional HTTP pipelining + one machine-readable result line.
-local depth = 1
+-- setup() and done() run in wrk's main Lua state, init() in each thread's own state:
+-- the depth given to init() is read back from a thread in done().
+local threads = {}
+orch_depth = 1
+orch_budget = 5e8  -- steps allowed for the exact histogram walk (script argument 2)
+
+setup = function(thread)
+  threads[#threads + 1] = thread
+end
 
 init = function(args)
-  depth = math.floor(tonumber(args[1]) or 1)
-  if depth > 1 then
+  orch_depth = math.floor(tonumber(args[1]) or 1)
+  orch_budget = tonumber(args[2]) or orch_budget
+  if orch_depth > 1 then
     local r = {}
-    for i = 1, depth do r[i] = wrk.format() end
+    for i = 1, orch_depth do r[i] = wrk.format() end
     local req = table.concat(r)
-    -- a global request() makes wrk count `depth` requests (and responses) per send
+    -- a global request() makes wrk count orch_depth requests (and responses) per send
     request = function() return req end
   end
 end
@@ -54,13 +64,15 @@ end
 local function int(x) return string.format("%.0f", x) end
 
 done = function(summary, latency, requests)
+  local depth = (threads[1] and threads[1]:get("orch_depth")) or orch_depth
+  local budget = (threads[1] and threads[1]:get("orch_budget")) or orch_budget
   local e = summary.errors
   local n = #latency
   local lo, hi = 0, 0
   if n > 0 then lo, hi = latency.min, latency.max end
   local parts = {}
   -- latency(i) scans from min each call: the exact walk costs ~ n * (hi - lo) / 2 steps
-  local exact = n * (hi - lo) / 2 <= 5e8
+  local exact = n * (hi - lo) / 2 <= budget
   if exact then
     for i = 1, n do
       local v, c = latency(i)
@@ -118,7 +130,8 @@ class Latency:
 @dataclass(frozen=True)
 class WrkResult:
     """One wrk run (or several merged). `histogram` is ((latency_us, count), ...) sorted by
-    latency, empty when only wrk's text output was available."""
+    latency; it is empty when no request completed in time, or when `source` is "text"
+    (only wrk's own report was available: no histogram, so it cannot be merged)."""
 
     requests: int
     duration_s: float
@@ -133,12 +146,15 @@ class WrkResult:
     histogram: tuple[tuple[int, int], ...] = ()
     histogram_exact: bool = True
     hosts: int = 1  # how many wrk outputs were merged into this one
+    source: str = "json"  # "json" (ORCH_JSON line) or "text" (wrk's report)
 
     def __post_init__(self) -> None:
         counts = (self.requests, self.bytes, self.connect_errors, self.read_errors,
                   self.write_errors, self.timeouts, self.non_2xx)
         if any(c < 0 for c in counts):
             raise ValueError(f"wrk counters must be >= 0: {self}")
+        if self.source not in ("json", "text"):
+            raise ValueError(f"unknown wrk result source {self.source!r}")
         if self.duration_s <= 0 or self.qps < 0:
             raise ValueError(f"wrk duration must be > 0 and qps >= 0: {self}")
         prev = -1
@@ -229,7 +245,8 @@ def _from_json(doc: dict) -> WrkResult:
     try:
         errors = doc["errors"]
         lat = doc["latency_us"]
-        hist = tuple((int(v), int(c)) for v, c in lat["histogram"] if int(c) > 0)
+        # sampled histograms repeat values: fold them together
+        hist = merge_histograms([[(int(v), int(c)) for v, c in lat["histogram"] if int(c) > 0]])
         duration_s = doc["duration_us"] / 1e6
         requests = int(doc["requests"])
         latency = _latency_from_histogram(hist, float(lat["mean"]))
@@ -281,7 +298,7 @@ def _from_text(text: str) -> WrkResult:
     return WrkResult(requests=requests, duration_s=duration_s, bytes=nbytes, qps=qps,
                      latency_ms=latency, connect_errors=conn, read_errors=read,
                      write_errors=write, timeouts=timeout, non_2xx=int(st[1]) if st else 0,
-                     histogram=(), histogram_exact=False)
+                     histogram=(), histogram_exact=False, source="text")
 
 
 def parse(stdout: str, stderr: str = "") -> WrkResult:
@@ -328,7 +345,7 @@ def merge(results: Sequence[WrkResult]) -> WrkResult:
         raise ValueError("nothing to merge")
     if len(results) == 1:
         return results[0]
-    if any(not r.histogram for r in results if r.requests):
+    if any(r.source == "text" for r in results):
         raise ValueError("merge needs the latency histogram of every wrk result (LUA_SCRIPT)")
     hist = merge_histograms(r.histogram for r in results)
     weights = [sum(c for _, c in r.histogram) for r in results]
