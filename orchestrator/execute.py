@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestrator import analysis, remote, tools
 from orchestrator import hosts as _hosts
-from orchestrator import remote, tools
 from orchestrator.errors import Interrupted, RunFailed, UserError
 from orchestrator.hosts import Host, Lab
 from orchestrator.plan import Plan, RunSpec, expand, fmt_seconds
@@ -119,7 +119,7 @@ def run(loaded: Loaded, *, results_root: Path, run_id: str | None = None,
 
     def save(status: str, error: str | None = None) -> None:
         if ctx is not None:
-            summary.update(hosts=ctx.facts, baseline=ctx.baseline, runs=ctx.runs)
+            summary.update(_partial(ctx))
         summary["status"] = status
         summary["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         if error:
@@ -190,15 +190,23 @@ def _execute(ctx: Context, plan: Plan) -> None:
         record = _one_run(ctx, spec, binary)
         ctx.runs.append(record)
         lat = record["latency_ms"]
+        verdict = record["analysis"]
         ctx.progress(f"      {record['qps']:,.0f} req/s  p50 {lat['p50']:.2f} ms  "
-                     f"p99 {lat['p99']:.2f} ms  errors {sum(record['errors'].values())}")
+                     f"p99 {lat['p99']:.2f} ms  errors {sum(record['errors'].values())}  "
+                     f"-> {verdict['verdict']}: {'; '.join(verdict['evidence'][:1])}")
         # Persist after every run: an interruption later keeps this one.
         ctx.results.save_summary({**_partial(ctx), "status": f"running ({i + 1}/{len(plan.runs)})"})
 
 
 def _partial(ctx: Context) -> dict[str, Any]:
+    server = ctx.lab.server
     return {"scenario": ctx.sc.name, "provider": ctx.sc.hosts.provider, "hosts": ctx.facts,
-            "baseline": ctx.baseline, "runs": ctx.runs}
+            "topology": {"server": server.name, "interface": server.interface,
+                         "loopback": ctx.lab.single_machine,
+                         "clients": [c.name for c in ctx.lab.clients]},
+            "thresholds": ctx.sc.thresholds.model_dump(),
+            "baseline": ctx.baseline, "runs": ctx.runs,
+            "points": analysis.summarise_points(ctx.runs)}
 
 
 # --- phases ------------------------------------------------------------------
@@ -380,6 +388,7 @@ def _wait_ready(ctx: Context, proc: remote.Process, url: str) -> None:
 def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
     sc, server, clients = ctx.sc, ctx.lab.server, ctx.lab.clients
     ts = ctx.t(server)
+    clean = False
     sdir = f"{server.workdir}/{spec.run_id}"
     cmd, server_cpus = _server_command(ctx, spec, binary, sdir)
     srv = ctx.table.spawn(server.name, "server", cmd, workdir=sdir, cpus=server_cpus)
@@ -431,6 +440,9 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
     raw = _fetch(ctx, spec, started)
     record = _record(ctx, spec, raw, wrks, collectors, affinity, server_cpus, (t0, t1))
     record["server_stopped_cleanly"] = clean
+    record["analysis"] = analysis.analyse_run(record, server=server.name, interface=server.interface,
+                                              loopback=ctx.lab.single_machine,
+                                              th=analysis.Thresholds.from_scenario(sc))
     ctx.results.write_json(f"runs/{spec.run_id}.json", record)
     return record
 
