@@ -18,6 +18,7 @@ from orchestrator.errors import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_REGRESSION,
     Interrupted,
     RunFailed,
     UserError,
@@ -74,13 +75,89 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from orchestrator import execute
+    from orchestrator import compare, execute
     from orchestrator.report import table
 
     loaded = _load(args)
-    outcome = execute.run(loaded, results_root=Path(args.results), run_id=args.run_id)
+    if args.fail_on_regression is not None and not args.baseline:
+        raise UserError("--fail-on-regression needs --baseline REF (a results folder, or 'latest')")
+    if args.baseline and args.baseline != "latest":
+        compare.resolve_ref(args.baseline, scenario=loaded.scenario.name)  # bad REF: fail before starting
+    outcome = execute.run(loaded, results_root=Path(args.results), run_id=args.run_id,
+                          history=args.history)
     print(table.render(outcome.summary))
+    _build_report(outcome.results)
     print(f"results: {outcome.results}")
+    if not args.baseline:
+        return EXIT_OK
+    ref = compare.resolve_ref(args.baseline, scenario=loaded.scenario.name,
+                              exclude=outcome.summary["run_id"], db=args.history)
+    result = compare.compare(compare.load_pair(ref, outcome.results)[0], outcome.summary,
+                             names=(str(ref), str(outcome.results)))
+    print(compare.render(result))
+    if args.fail_on_regression is not None:
+        bad = result.regressions(args.fail_on_regression)
+        if bad:
+            print(f"REGRESSION: {len(bad)} point(s) dropped significantly by more than "
+                  f"{args.fail_on_regression:g}%:", file=sys.stderr)
+            for ch in bad:
+                print(f"  {ch.line()}", file=sys.stderr)
+            return EXIT_REGRESSION
+        print(f"regression gate: no significant drop larger than {args.fail_on_regression:g}%")
+    return EXIT_OK
+
+
+def _build_report(folder: Path) -> None:
+    try:
+        from orchestrator.report import render
+    except ImportError:
+        return
+    try:
+        paths = render.build(folder)
+        print(f"report: {getattr(paths, 'html', paths)}")
+    except Exception as exc:  # a broken plot must not hide the measured results
+        print(f"orchestrate: WARNING report not written: {exc}", file=sys.stderr)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from orchestrator import analysis, store
+    from orchestrator.report import render
+
+    folder = Path(args.dir)
+    summary = store.load_summary(folder)
+    topo = summary.get("topology") or {}
+    if topo:  # re-analyse with the current rules, keep everything measured
+        th = analysis.Thresholds(**{k: v for k, v in (summary.get("thresholds") or {}).items()
+                                    if k in analysis.Thresholds.__dataclass_fields__})
+        analysis.analyse(summary, th=th, server=topo["server"], interface=topo.get("interface"),
+                         loopback=topo.get("loopback", False))
+        store.ResultsDir(folder).save_summary({k: v for k, v in summary.items() if k != "version"})
+    paths = render.build(folder)
+    print(f"report: {getattr(paths, 'html', paths)}")
+    return EXIT_OK
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from orchestrator import compare
+
+    a, b = compare.load_pair(Path(args.a), Path(args.b))
+    result = compare.compare(a, b, names=(args.a, args.b), min_effect_pct=args.min_effect)
+    print(compare.render(result))
+    return EXIT_OK
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from orchestrator import store
+
+    rows = store.history_sessions(args.history, scenario=args.scenario, status=args.status,
+                                  limit=args.limit)
+    if not rows:
+        print(f"no runs recorded in {store.history_path(args.history)}")
+        return EXIT_OK
+    print(f"{'started':<21} {'scenario':<20} {'results id':<24} {'status':<12} {'runs':>4}  path")
+    for r in rows:
+        print(f"{r['started'] or '-':<21} {r['scenario']:<20} {r['results_id']:<24} "
+              f"{(r['status'] or '-'):<12} {r['n_runs']:>4}  {r['path']}")
     return EXIT_OK
 
 
@@ -117,6 +194,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "validate": cmd_validate,
     "plan": cmd_plan,
     "run": cmd_run,
+    "report": cmd_report,
+    "compare": cmd_compare,
+    "history": cmd_history,
     "lab": cmd_lab,
     "cleanup": cmd_cleanup,
 }
@@ -142,6 +222,25 @@ def build_parser() -> argparse.ArgumentParser:
     r = scenario_cmd("run", "run a scenario end to end", False)
     r.add_argument("--results", default="results", metavar="DIR", help="results root (default ./results)")
     r.add_argument("--run-id", help=argparse.SUPPRESS)
+    r.add_argument("--baseline", metavar="REF",
+                   help="compare with this results folder, or 'latest' (newest complete run in history)")
+    r.add_argument("--fail-on-regression", type=float, metavar="PCT",
+                   help="exit 3 if any point drops significantly by more than PCT percent")
+    r.add_argument("--history", type=Path, metavar="DB", help="history database (default "
+                   "$ORCHESTRATE_HISTORY or ~/.local/share/orchestrate/history.sqlite)")
+
+    rep = sub.add_parser("report", help="(re)build report.md and report.html for a results folder")
+    rep.add_argument("dir", metavar="DIR")
+    cmp_ = sub.add_parser("compare", help="compare two results folders run by run")
+    cmp_.add_argument("a", metavar="A")
+    cmp_.add_argument("b", metavar="B")
+    cmp_.add_argument("--min-effect", type=float, default=3.0, metavar="PCT",
+                      help="smallest change called significant (default 3%%)")
+    h = sub.add_parser("history", help="list recorded runs")
+    h.add_argument("--scenario")
+    h.add_argument("--status", choices=["complete", "failed", "interrupted"])
+    h.add_argument("--limit", type=int, default=50)
+    h.add_argument("--history", type=Path, metavar="DB")
 
     lab = sub.add_parser("lab", help="a lab of SSH hosts in network namespaces on this machine")
     lab.add_argument("action", choices=["up", "down", "status"])

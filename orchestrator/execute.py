@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator import analysis, remote, tools
+from orchestrator import analysis, remote, store, tools
 from orchestrator import hosts as _hosts
 from orchestrator.errors import Interrupted, RunFailed, UserError
 from orchestrator.hosts import Host, Lab
@@ -102,8 +102,12 @@ class Outcome:
 
 
 def run(loaded: Loaded, *, results_root: Path, run_id: str | None = None,
-        progress: Progress = _stderr, lab_options: dict[str, Any] | None = None) -> Outcome:
-    """Run the whole scenario; raises RunFailed/Interrupted after teardown, results kept."""
+        progress: Progress = _stderr, lab_options: dict[str, Any] | None = None,
+        history: Path | None = None) -> Outcome:
+    """Run the whole scenario; raises RunFailed/Interrupted after teardown, results kept.
+
+    The final summary (complete, failed or interrupted) also goes into the history database.
+    """
     sc = loaded.scenario
     plan = expand(sc)
     run_id = run_id or new_run_id()
@@ -125,6 +129,10 @@ def run(loaded: Loaded, *, results_root: Path, run_id: str | None = None,
         if error:
             summary["error"] = error
         results.save_summary(summary)
+        try:
+            store.record_history(summary, results.path, history)
+        except Exception as exc:  # the results folder is what matters; history is an index
+            progress(f"orchestrate: WARNING could not record history: {exc}")
 
     progress(f"orchestrate: {sc.name}: {len(plan.runs)} runs, about "
              f"{fmt_seconds(plan.expected_seconds)}; results in {results.path}")
@@ -502,6 +510,11 @@ def _record(ctx: Context, spec: RunSpec, raw: dict[tuple[str, str], str],
         except tools.ToolError as exc:
             raise RunFailed(f"wrk: {exc.message}", host=c.name, phase=ctx.phase) from None
     total = wrk.merge([r for _, r in per_client])
+    if total.requests == 0:
+        # wrk reports a server that never answers as 0 requests and 0 errors
+        raise RunFailed(f"wrk completed no requests against {server.address}:{sc.server.port} "
+                        f"in {sc.load.duration:g}s (server not answering?)", host=server.name,
+                        phase=ctx.phase)
 
     def shifted(h: Host) -> tuple[float, float]:
         # Collector timestamps are the host's clock; the window is ours (+1 s settling).

@@ -417,6 +417,10 @@ def semantic_problems(sc: Scenario, source: str, lines: dict[tuple, int],
     if sc.load.threads > sc.load.connections[0] and len(sc.load.connections) == 1:
         add(("load", "threads"), "wrk needs at least one connection per thread "
             f"({sc.load.threads} threads, {sc.load.connections[0]} connections)")
+    for key in ("duration", "timeout"):
+        value = getattr(sc.load, key)
+        if value != int(value):
+            add(("load", key), f"wrk takes whole seconds; got {value:g}s")
     runs = len(sc.server.arch) * len(sc.server.threads) * len(sc.load.connections) * sc.repeat
     if runs > sc.max_runs:
         add(("repeat",), f"the matrix expands to {runs} runs, more than max_runs={sc.max_runs}; "
