@@ -1,0 +1,183 @@
+"""Deploy: run playbooks/site.yml with ansible-runner on a Lab's hosts.
+
+The inventory is generated from the Lab (the hosts the orchestrator already
+holds), with the same SSH settings the orchestrator's own transport uses: key,
+known_hosts, host-key checking on unless the scenario turned it off. The
+playbooks know nothing of the orchestrator and run alone with ansible-playbook.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orchestrator.errors import RunFailed
+from orchestrator.hosts import Host, Lab
+
+PLAYBOOKS = Path(__file__).resolve().parents[1] / "playbooks"
+SITE = PLAYBOOKS / "site.yml"
+DEFAULT_ROOT = "/opt/orchestrate"  # roles/server/defaults: orchestrate_root
+PYTHON = "/usr/bin/python3"  # interpreter discovery may pick a pyenv shim without python3-apt
+
+
+@dataclass(frozen=True)
+class HostResult:
+    ok: int = 0
+    changed: int = 0
+    skipped: int = 0
+    failed: bool = False
+    unreachable: bool = False
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    hosts: dict[str, HostResult]
+    seconds: float
+    status: str  # ansible-runner's: successful, failed, canceled, timeout
+
+    @property
+    def changed(self) -> dict[str, int]:
+        return {h: r.changed for h, r in self.hosts.items()}
+
+    @property
+    def failed(self) -> list[str]:
+        return [h for h, r in self.hosts.items() if r.failed or r.unreachable]
+
+
+def server_binary(host: Host) -> str:
+    """Where the server role installed the binary on `host`."""
+    if host.vars.get("server_binary"):
+        return str(host.vars["server_binary"])
+    return f"{host.vars.get('orchestrate_root') or DEFAULT_ROOT}/bin/orchestrate-server"
+
+
+def _host_vars(h: Host) -> dict[str, Any]:
+    v: dict[str, Any] = {"ansible_python_interpreter": h.vars.get("ansible_python_interpreter") or PYTHON}
+    if h.vars.get("orchestrate_root"):
+        v["orchestrate_root"] = h.vars["orchestrate_root"]
+    t = h.ssh
+    if t is None:
+        v["ansible_connection"] = "local"
+        return v
+    v.update(ansible_host=t.host, ansible_user=t.user, ansible_port=t.port,
+             ansible_timeout=int(t.connect_timeout), ansible_pipelining=True)
+    args = []
+    if t.key_file:
+        v["ansible_ssh_private_key_file"] = t.key_file
+        args.append("-o IdentitiesOnly=yes")
+    if t.host_key_checking:
+        if t.known_hosts:
+            args.append(f"-o UserKnownHostsFile={shlex.quote(t.known_hosts)}")
+        args.append("-o StrictHostKeyChecking=yes")
+    else:  # the scenario's explicit opt-out, as for the SSH transport
+        v["ansible_host_key_checking"] = False
+        args.append("-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null")
+    v["ansible_ssh_common_args"] = " ".join(args)
+    return v
+
+
+def inventory(lab: Lab) -> dict[str, Any]:
+    """An Ansible inventory (as a dict) of the lab: groups server and client, connection vars."""
+    groups: dict[str, dict[str, Any]] = {"server": {"hosts": {}}, "client": {"hosts": {}}}
+    for h in lab.hosts:
+        for role in h.roles:
+            if role in groups:
+                groups[role]["hosts"][h.name] = _host_vars(h)
+    return {"all": {"children": groups}}
+
+
+def _failure(events: list[dict[str, Any]]) -> tuple[str | None, str] | None:
+    """(host, message) of the first failed or unreachable task, from ansible-runner's events."""
+    for ev in events:
+        kind = ev.get("event")
+        data = ev.get("event_data") or {}
+        if kind not in ("runner_on_failed", "runner_on_unreachable") or data.get("ignore_errors"):
+            continue
+        res = data.get("res") or {}
+        parts = [str(res.get("msg") or "").strip()]
+        for stream in ("stderr", "stdout"):  # a failed shell task says why here
+            text = str(res.get(stream) or "").strip()
+            if text and text not in parts[0]:
+                parts.append(" | ".join(text.splitlines()[-3:]))
+                break
+        if kind == "runner_on_failed" and res.get("results"):  # a loop: the failing item's message
+            item = next((r for r in res["results"] if r.get("failed")), {})
+            parts.append(str(item.get("msg") or "").strip())
+        what = "unreachable" if kind == "runner_on_unreachable" else f"task '{data.get('task', '?')}' failed"
+        return data.get("host"), f"{what}: " + ": ".join(p for p in parts if p)
+    return None
+
+
+def deploy(lab: Lab, *, tags: list[str] | None = None, skip_tags: list[str] | None = None,
+           extra_vars: dict[str, Any] | None = None, playbook: Path = SITE, timeout: float = 1800,
+           log: Path | None = None) -> DeployResult:
+    """Run the playbook on every host of the lab; RunFailed(host=..., phase="deploy") on a failure.
+
+    `log` keeps Ansible's full output (the results folder is a good place).
+    """
+    import ansible_runner  # heavy: only when deploying
+
+    private = Path(tempfile.mkdtemp(prefix="orchestrate-deploy-"))
+    env = {
+        # Our own interpreter's ansible-playbook first (`binary=` would drop the playbook argument).
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+        "ANSIBLE_HOST_KEY_CHECKING": "True",  # ansible-runner turns it off unless told
+        "ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=15s -o ServerAliveInterval=15",
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_LOCAL_TEMP": str(private / "tmp"),
+        "ANSIBLE_DEPRECATION_WARNINGS": "False",
+    }
+    cancel = threading.Event()
+    started = time.monotonic()
+    try:
+        thread, runner = ansible_runner.run_async(
+            private_data_dir=str(private), playbook=str(playbook), inventory=inventory(lab),
+            tags=",".join(tags) if tags else None, skip_tags=",".join(skip_tags) if skip_tags else None,
+            extravars=extra_vars or {}, envvars=env, quiet=True, timeout=int(timeout),
+            settings={"pexpect_timeout": 0.5},
+            cancel_callback=cancel.is_set)
+        try:
+            while thread.is_alive():
+                thread.join(0.2)
+        except BaseException:
+            # Ctrl-C/SIGTERM: ansible-playbook runs on its own pty, so it would not hear it.
+            cancel.set()
+            thread.join(30)
+            raise
+        seconds = time.monotonic() - started
+        stdout = ""
+        with contextlib.suppress(OSError, AttributeError, ValueError):
+            stdout = runner.stdout.read()
+        if log is not None:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.write_text(stdout)
+        events = list(runner.events)
+        stats = runner.stats or {}
+        results = {h.name: HostResult(
+            ok=int(stats.get("ok", {}).get(h.name, 0)), changed=int(stats.get("changed", {}).get(h.name, 0)),
+            skipped=int(stats.get("skipped", {}).get(h.name, 0)),
+            failed=h.name in stats.get("failures", {}), unreachable=h.name in stats.get("dark", {}))
+            for h in lab.hosts}
+        result = DeployResult(hosts=results, seconds=seconds, status=str(runner.status))
+        if runner.status == "timeout":
+            raise RunFailed(f"the deploy playbook did not finish within {timeout:.0f}s", phase="deploy")
+        failure = _failure(events)
+        if failure is not None:
+            host, message = failure
+            raise RunFailed(message, host=host, phase="deploy")
+        if runner.rc != 0:
+            tail = " | ".join(line for line in stdout.strip().splitlines()[-3:] if line.strip())
+            raise RunFailed(f"ansible-playbook exited {runner.rc}: {tail or 'no output'}", phase="deploy")
+        return result
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+

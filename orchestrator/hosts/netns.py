@@ -1,0 +1,555 @@
+"""The `netns` provider: a lab of SSH hosts on this machine, one network namespace each.
+
+Each host is a namespace `orch-<lab>-<i>` with a veth into a bridge in the root
+namespace, an address in the benchmarking range 198.18.0.0/15 and its own sshd
+(own config, host key and pid file, key-only root login). The orchestrator
+reaches the hosts over the bridge with host-key checking on, exactly as it
+reaches real machines. An optional tbf qdisc on both ends of every veth caps the
+packet rate per direction, like a cloud NIC's PPS limit.
+
+State lives in the lab directory (default /tmp/orchestrate/labs/<name>/):
+lab.json (written before anything is created, so `down` always knows what to
+remove), the client key, known_hosts, inventory.ini (usable by ansible-playbook
+alone), and per-host sshd files. Hosts share this machine's filesystem, so each
+gets its own work directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import ipaddress
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from orchestrator.errors import UserError
+from orchestrator.hosts import Host, Lab
+from orchestrator.remote import SshTarget
+from orchestrator.scenario import Scenario
+
+LABS_ROOT = Path(os.environ.get("ORCHESTRATE_LABS", "/tmp/orchestrate/labs"))
+# Where the deploy playbook installs the server for lab hosts: shared by every lab
+# (they all see this filesystem), so a new lab does not rebuild it.
+LAB_ORCHESTRATE_ROOT = "/tmp/orchestrate/opt"
+NETWORK = ipaddress.ip_network("198.18.0.0/15")  # RFC 2544 benchmarking range
+MAX_LABS = NETWORK.num_addresses // 256  # one /24 per lab
+MAX_HOSTS = 253  # .1 .. .253; the bridge is .254
+SSHD = "/usr/sbin/sshd"
+NS_IFACE = "eth0"  # the host's side of its veth, named like a real machine's NIC
+PYTHON = "/usr/bin/python3"  # interpreter discovery finds a pyenv shim here and fails
+NOFILE = 1 << 20  # sshd (and so every process started over SSH) may open this many files
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
+SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class LabHost:
+    name: str  # == its namespace, so `ip netns exec <name>` works for debugging
+    index: int
+    address: str
+    interface: str  # namespace side of the veth
+    veth: str  # root-namespace side (on the bridge)
+
+
+@dataclass(frozen=True)
+class LabState:
+    name: str
+    index: int  # which /24 of 198.18.0.0/15
+    dir: str
+    bridge: str
+    gateway: str  # the bridge's address: where the orchestrator's SSH comes from
+    pps: int | None
+    hosts: tuple[LabHost, ...]
+    key_file: str
+    known_hosts: str
+    inventory: str
+    state: str = "starting"  # "up" once everything answered
+    created: float = 0.0
+    problems: tuple[str, ...] = field(default=(), compare=False)  # filled by status()
+
+    @property
+    def healthy(self) -> bool:
+        return self.state == "up" and not self.problems
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data.pop("problems")
+        return json.dumps({"schema": SCHEMA, **data}, indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> LabState:
+        data = json.loads(text)
+        if data.pop("schema", None) != SCHEMA:
+            raise ValueError("unknown lab.json schema")
+        data["hosts"] = tuple(LabHost(**h) for h in data["hosts"])
+        return cls(**data)
+
+
+# --- small helpers -----------------------------------------------------------
+
+
+def _sh(argv: list[str], *, input: str | None = None, check: bool = True,
+        timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout)
+    if check and done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)}: {done.stderr.strip() or done.stdout.strip()}")
+    return done
+
+
+def _lab_dir(name: str, root: Path | None = None) -> Path:
+    return (root or LABS_ROOT) / name
+
+
+def _check_name(name: str) -> None:
+    if not _NAME.match(name):
+        raise UserError(f"lab name {name!r}: use up to 40 letters, digits, '_', '.', '-' "
+                        "(starting with a letter or digit)")
+
+
+def _subnet(index: int) -> ipaddress.IPv4Network:
+    return ipaddress.IPv4Network((int(NETWORK.network_address) + 256 * index, 24))
+
+
+def _namespaces() -> list[str]:
+    out = _sh(["ip", "netns", "list"], check=False).stdout
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+def _lab_namespaces(name: str) -> list[str]:
+    pat = re.compile(rf"^orch-{re.escape(name)}-\d+$")
+    return [ns for ns in _namespaces() if pat.match(ns)]
+
+
+def _links() -> set[str]:
+    out = _sh(["ip", "-o", "link", "show"], check=False).stdout
+    return {line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if ":" in line}
+
+
+@contextmanager
+def _lock(root: Path) -> Iterator[None]:
+    """Serialises index allocation between concurrent `up`s."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+@contextmanager
+def _shielded() -> Iterator[None]:
+    """Defers Ctrl-C/SIGTERM while tearing down, so teardown cannot itself be cut short."""
+    try:
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    except (ValueError, OSError):  # not the main thread's business
+        old = None
+    try:
+        yield
+    finally:
+        if old is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _read_state(d: Path) -> LabState | None:
+    try:
+        return LabState.from_json((d / "lab.json").read_text())
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
+def _write_state(st: LabState) -> None:
+    path = Path(st.dir) / "lab.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(st.to_json())
+    tmp.replace(path)  # atomic: status() never reads half a file
+
+
+def _plan(name: str, index: int, hosts: int, pps: int | None, root: Path) -> LabState:
+    net = _subnet(index)
+    d = _lab_dir(name, root)
+    lab_hosts = tuple(
+        LabHost(name=f"orch-{name}-{i}", index=i, address=str(net.network_address + i + 1),
+                interface=NS_IFACE, veth=f"orch{index}h{i}")
+        for i in range(hosts))
+    return LabState(name=name, index=index, dir=str(d), bridge=f"orch{index}br",
+                    gateway=str(net.network_address + 254), pps=pps, hosts=lab_hosts,
+                    key_file=str(d / "id_ed25519"), known_hosts=str(d / "known_hosts"),
+                    inventory=str(d / "inventory.ini"), created=time.time())
+
+
+def _free_index(root: Path, name: str) -> int:
+    used: set[int] = set()
+    if root.is_dir():
+        for d in root.iterdir():
+            st = _read_state(d) if d.name != name else None
+            if st is not None:
+                used.add(st.index)
+    links = _links()
+    for i in range(MAX_LABS):
+        if i not in used and f"orch{i}br" not in links:
+            return i
+    raise UserError(f"all {MAX_LABS} lab networks in {NETWORK} are in use; `orchestrate lab down` some")
+
+
+# --- bringing a lab up ---------------------------------------------------------
+
+
+def _keygen(paths: list[Path], comment: str) -> None:
+    procs = [subprocess.Popen(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(p)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for p in paths]
+    for p, proc in zip(paths, procs, strict=True):
+        _, err = proc.communicate(timeout=30)
+        if proc.returncode != 0:
+            raise RuntimeError(f"ssh-keygen {p}: {err.decode().strip()}")
+        p.chmod(0o600)
+
+
+def tc_cap(dev: str, pps: int) -> str:
+    """The tbf qdisc that caps `dev`'s egress at `pps` packets/s (of up to 1500 bytes)."""
+    # stab mpu 1500 counts every packet as at least 1500 bytes, so a byte rate is a packet rate.
+    rate = pps * 1500 * 8
+    burst = max(pps * 3, 15_000)  # ~2 ms of packets (150 kB at 50k pps was measured to work)
+    return f"qdisc replace dev {dev} root stab mpu 1500 tbf rate {rate}bit burst {burst} latency 50ms"
+
+
+def _network(st: LabState) -> None:
+    """Namespaces, bridge, veths, addresses and caps: one `ip -batch` per namespace."""
+    root = [f"netns add {h.name}" for h in st.hosts]
+    root += [f"link add {st.bridge} type bridge", f"addr add {st.gateway}/24 dev {st.bridge}",
+             f"link set {st.bridge} up"]
+    for h in st.hosts:
+        root += [f"link add {h.veth} type veth peer name {h.interface} netns {h.name}",
+                 f"link set {h.veth} master {st.bridge} up"]
+    _sh(["ip", "-batch", "-"], input="\n".join(root) + "\n")
+    for h in st.hosts:
+        _sh(["ip", "-n", h.name, "-batch", "-"],
+            input=f"link set lo up\naddr add {h.address}/24 dev {h.interface}\nlink set {h.interface} up\n")
+    if st.pps:
+        # Root end shapes traffic toward the host, the namespace end traffic from it.
+        _sh(["tc", "-batch", "-"], input="".join(tc_cap(h.veth, st.pps) + "\n" for h in st.hosts))
+        for h in st.hosts:
+            _sh(["tc", "-n", h.name, "-batch", "-"], input=tc_cap(h.interface, st.pps) + "\n")
+
+
+def _sshd_config(st: LabState, h: LabHost) -> str:
+    d = Path(st.dir) / "hosts" / h.name
+    return f"""# sshd for lab host {h.name}; written by orchestrate, removed by `lab down`
+ListenAddress {h.address}:22
+HostKey {d}/ssh_host_ed25519_key
+PidFile {d}/sshd.pid
+AuthorizedKeysFile {st.dir}/authorized_keys
+UsePAM no
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+# The lab dir sits under /tmp (world-writable), which StrictModes would refuse.
+StrictModes no
+UseDNS no
+PrintMotd no
+X11Forwarding no
+# Ansible forks and parallel spawns open many sessions at once.
+MaxStartups 200
+MaxSessions 100
+Subsystem sftp internal-sftp
+LogLevel ERROR
+"""
+
+
+def _start_sshd(st: LabState) -> None:
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege-separation dir sshd insists on
+    procs = []
+    for h in st.hosts:
+        d = Path(st.dir) / "hosts" / h.name
+        procs.append((h, subprocess.Popen(
+            ["ip", "netns", "exec", h.name, SSHD, "-f", str(d / "sshd_config"), "-E", str(d / "sshd.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)))
+    for h, proc in procs:
+        _, err = proc.communicate(timeout=30)
+        if proc.returncode != 0:
+            raise RuntimeError(f"sshd for {h.name} did not start: {err.decode().strip()}")
+
+
+def _wait_ssh(st: LabState, timeout: float = 10.0) -> None:
+    """Until every sshd answers with its banner (it daemonises before it listens)."""
+    deadline = time.monotonic() + timeout
+    pending = list(st.hosts)
+    while pending:
+        h = pending[0]
+        try:
+            with socket.create_connection((h.address, 22), timeout=1.0) as s:
+                if s.recv(64).startswith(b"SSH-"):
+                    pending.pop(0)
+                    continue
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            log = Path(st.dir) / "hosts" / h.name / "sshd.log"
+            tail = log.read_text().strip().splitlines()[-2:] if log.exists() else []
+            raise RuntimeError(f"sshd of {h.name} ({h.address}:22) did not answer in {timeout:.0f}s"
+                               + (f": {' | '.join(tail)}" if tail else ""))
+        time.sleep(0.02)
+
+
+def _raise_nofile(st: LabState) -> None:
+    """sshd's file limit is what every benchmark process started over SSH inherits."""
+    try:
+        limit = min(NOFILE, int(Path("/proc/sys/fs/nr_open").read_text()))
+    except (OSError, ValueError):
+        limit = NOFILE
+    for pid in _sshd_pids(st):
+        try:
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, (limit, limit))
+        except (OSError, ValueError):  # no CAP_SYS_RESOURCE (a container): soft up to the hard limit
+            with contextlib.suppress(OSError, ValueError):
+                hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)[1]
+                resource.prlimit(pid, resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _sshd_pids(st: LabState) -> list[int]:
+    pids = []
+    for h in st.hosts:
+        with contextlib.suppress(OSError, ValueError):
+            pids.append(int((Path(st.dir) / "hosts" / h.name / "sshd.pid").read_text().split()[0]))
+    return pids
+
+
+def _inventory(st: LabState) -> str:
+    server, clients = st.hosts[0], st.hosts[1:]
+    lines = [f"# Ansible inventory of netns lab '{st.name}', written by `orchestrate lab up`;",
+             "# removed by `orchestrate lab down`. Use it alone:",
+             f"#   ansible-playbook -i {st.inventory} playbooks/site.yml",
+             "[server]", f"{server.name} ansible_host={server.address}", "", "[client]"]
+    lines += [f"{h.name} ansible_host={h.address}" for h in clients]
+    ssh_args = f"-o UserKnownHostsFile={st.known_hosts} -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes"
+    lines += ["", "[all:vars]", "ansible_user=root", f"ansible_python_interpreter={PYTHON}",
+              "ansible_pipelining=true", f"ansible_ssh_private_key_file={st.key_file}",
+              f"ansible_ssh_common_args='{ssh_args}'",
+              f"bench_interface={NS_IFACE}", f"orchestrate_root={LAB_ORCHESTRATE_ROOT}", ""]
+    return "\n".join(lines)
+
+
+def up(name: str, hosts: int, pps: int | None = None, *, root: Path | None = None) -> LabState:
+    """Bring up lab `name` with `hosts` hosts; on any failure (or Ctrl-C) nothing is left behind.
+
+    A lab already up with the same shape is returned as is.
+    """
+    _check_name(name)
+    if not 1 <= hosts <= MAX_HOSTS:
+        raise UserError(f"lab {name}: hosts must be 1..{MAX_HOSTS}, got {hosts}")
+    if pps is not None and pps <= 0:
+        raise UserError(f"lab {name}: pps must be a positive number, got {pps}")
+    root = root or LABS_ROOT
+    current = status(name, root=root)
+    if current and current[0].healthy:
+        st = current[0]
+        if len(st.hosts) == hosts and st.pps == pps:
+            return st
+        raise UserError(f"lab {name} is already up with {len(st.hosts)} hosts and pps={st.pps}; "
+                        f"run `orchestrate lab down {name}` first")
+    if current or _lab_namespaces(name) or _lab_dir(name, root).exists():
+        down(name, root=root)  # leftovers of an interrupted lab
+    with _lock(root):
+        st = _plan(name, _free_index(root, name), hosts, pps, root)
+        d = Path(st.dir)
+        d.mkdir(mode=0o700, parents=True)
+        _write_state(st)  # first, so `down` can always find the bridge and namespaces
+    try:
+        for h in st.hosts:
+            (d / "hosts" / h.name).mkdir(parents=True)
+        _keygen([Path(st.key_file)] + [d / "hosts" / h.name / "ssh_host_ed25519_key" for h in st.hosts],
+                comment=f"orchestrate-lab-{name}")
+        shutil.copyfile(st.key_file + ".pub", d / "authorized_keys")
+        for h in st.hosts:
+            (d / "hosts" / h.name / "sshd_config").write_text(_sshd_config(st, h))
+        _network(st)
+        _start_sshd(st)
+        _wait_ssh(st)
+        _raise_nofile(st)
+        known = []
+        for h in st.hosts:
+            kind, key = (d / "hosts" / h.name / "ssh_host_ed25519_key.pub").read_text().split()[:2]
+            known.append(f"{h.address} {kind} {key}\n")
+        Path(st.known_hosts).write_text("".join(known))
+        Path(st.inventory).write_text(_inventory(st))
+        st = replace(st, state="up")
+        _write_state(st)
+        return st
+    except BaseException:
+        with _shielded():
+            down(name, root=root)
+        raise
+
+
+# --- taking it down ------------------------------------------------------------
+
+
+def _kill_namespace_processes(namespaces: list[str]) -> list[str]:
+    """TERM, then KILL, every process in the namespaces (sshd, its sessions, whatever they started)."""
+    victims: dict[int, str] = {}
+    for ns in namespaces:
+        for pid in _sh(["ip", "netns", "pids", ns], check=False).stdout.split():
+            try:
+                comm = Path(f"/proc/{pid}/comm").read_text().strip()
+            except OSError:
+                continue
+            victims[int(pid)] = f"process {pid} ({comm}) in {ns}"
+    for pid in victims:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline and any(_alive(p) for p in victims):
+        time.sleep(0.02)
+    for pid in victims:
+        if _alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    return list(victims.values())
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def down(name: str, *, root: Path | None = None) -> list[str]:
+    """Remove lab `name` entirely; returns what was removed. Safe on half-built or absent labs."""
+    _check_name(name)
+    root = root or LABS_ROOT
+    d = _lab_dir(name, root)
+    st = _read_state(d)
+    removed: list[str] = []
+    namespaces = _lab_namespaces(name)
+    removed += _kill_namespace_processes(namespaces)
+    # An sshd outside its namespace should not exist, but its config path names it for sure.
+    stray = _sh(["pgrep", "-f", f"{d}/hosts/"], check=False).stdout.split()
+    for pid in stray:
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid), signal.SIGKILL)
+            removed.append(f"process {pid} (stray, {d})")
+    if namespaces:
+        # Deleting a namespace deletes both ends of its veth.
+        _sh(["ip", "-batch", "-"], input="".join(f"netns del {ns}\n" for ns in namespaces), check=False)
+        removed += [f"namespace {ns}" for ns in namespaces]
+    if st is not None:
+        links = _links()
+        gone = [v for v in (h.veth for h in st.hosts) if v in links] + \
+               ([st.bridge] if st.bridge in links else [])
+        for link in gone:
+            _sh(["ip", "link", "del", link], check=False)
+        removed += [f"link {link}" for link in gone]
+    if d.exists():
+        shutil.rmtree(d, ignore_errors=True)
+        removed.append(f"directory {d}")
+    return removed
+
+
+# --- looking at labs -----------------------------------------------------------
+
+
+def _problems(st: LabState, namespaces: set[str], links: set[str]) -> tuple[str, ...]:
+    out = []
+    if st.state != "up":
+        out.append("bring-up did not finish (run `orchestrate lab down` to clear it)")
+    if st.bridge not in links:
+        out.append(f"bridge {st.bridge} is missing")
+    alive = {p for p in _sshd_pids(st) if _alive(p)}
+    for h in st.hosts:
+        if h.name not in namespaces:
+            out.append(f"namespace {h.name} is missing")
+    if st.state == "up" and len(alive) < len(st.hosts):
+        out.append(f"{len(st.hosts) - len(alive)} of {len(st.hosts)} sshd are not running")
+    return tuple(out)
+
+
+def status(name: str | None = None, *, root: Path | None = None) -> list[LabState]:
+    """Labs on this machine (or just `name`), each with the problems found; orphans included.
+
+    An orphan is a namespace `orch-<lab>-<i>` whose lab directory is gone: it is
+    reported with a problem so `down(<lab>)` can be suggested.
+    """
+    root = root or LABS_ROOT
+    namespaces = set(_namespaces())
+    links = _links()
+    names = [name] if name else sorted(p.name for p in root.glob("*") if (p / "lab.json").exists())
+    out = []
+    for n in names:
+        st = _read_state(_lab_dir(n, root))
+        if st is not None:
+            out.append(replace(st, problems=_problems(st, namespaces, links)))
+    known = {s.name for s in out}
+    orphans: dict[str, list[str]] = {}
+    for ns in namespaces:
+        m = re.match(r"^orch-(.+)-(\d+)$", ns)
+        if m and m[1] not in known and (name is None or m[1] == name):
+            orphans.setdefault(m[1], []).append(ns)
+    for n, nss in sorted(orphans.items()):
+        out.append(LabState(name=n, index=-1, dir=str(_lab_dir(n, root)), bridge="", gateway="", pps=None,
+                            hosts=(), key_file="", known_hosts="", inventory="", state="orphaned",
+                            problems=(f"namespaces {', '.join(sorted(nss))} have no lab directory",)))
+    return out
+
+
+def is_up(name: str, *, root: Path | None = None) -> bool:
+    found = status(name, root=root)
+    return bool(found) and found[0].healthy
+
+
+# --- the provider --------------------------------------------------------------
+
+
+def hosts_of(st: LabState, *, run_id: str, servers: int = 1, clients: int | None = None,
+             connect_timeout: float = 10.0) -> tuple[Host, ...]:
+    """Host 0 serves, the others load; each with its own work directory for this run."""
+    picked = st.hosts[:1 + (len(st.hosts) - 1 if clients is None else clients)]
+    out = []
+    for h in picked:
+        out.append(Host(
+            name=h.name, address=h.address, roles=("server",) if h.index == 0 else ("client",),
+            workdir=f"{st.dir}/work/{h.name}/{run_id}",
+            ssh=SshTarget(host=h.address, name=h.name, user="root", port=22, key_file=st.key_file,
+                          known_hosts=st.known_hosts, host_key_checking=True,
+                          connect_timeout=connect_timeout),
+            interface=h.interface,
+            vars={"namespace": h.name, "lab": st.name, "orchestrate_root": LAB_ORCHESTRATE_ROOT}))
+    return tuple(out)
+
+
+@contextmanager
+def open_lab(scenario: Scenario, *, run_id: str, root: Path | None = None) -> Iterator[Lab]:
+    """Use the lab named by the scenario if it is up (and leave it up); else bring one up and down."""
+    name = scenario.hosts.lab or scenario.name
+    need = scenario.hosts.roles.server + scenario.hosts.roles.client
+    pps = scenario.hosts.link.pps
+    owned = not is_up(name, root=root)
+    if owned:
+        st = up(name, need, pps, root=root)
+    else:
+        st = status(name, root=root)[0]
+        if len(st.hosts) < need:
+            raise UserError(f"lab {name} has {len(st.hosts)} hosts but the scenario needs {need}; "
+                            f"`orchestrate lab down {name}` or raise its size")
+        if pps is not None and st.pps != pps:
+            raise UserError(f"lab {name} is up with pps={st.pps} but the scenario asks for pps={pps}; "
+                            f"`orchestrate lab down {name}` first, or set hosts.lab to another name")
+    hosts = hosts_of(st, run_id=run_id, clients=scenario.hosts.roles.client,
+                     connect_timeout=scenario.hosts.ssh.connect_timeout)
+    try:
+        yield Lab(provider="netns", hosts=hosts, name=name)
+    finally:
+        with _shielded():
+            for h in hosts:  # raw outputs were fetched into the results folder by now
+                shutil.rmtree(h.workdir, ignore_errors=True)
+            if owned:
+                down(name, root=root)
