@@ -517,9 +517,10 @@ def _record(ctx: Context, spec: RunSpec, raw: dict[tuple[str, str], str],
                         phase=ctx.phase)
 
     def shifted(h: Host) -> tuple[float, float]:
-        # Collector timestamps are the host's clock; the window is ours (+1 s settling).
+        # Collector timestamps are the host's clock, whole seconds marking the END of
+        # each 1 s interval: keep the samples whose interval lies mostly in the load.
         off = ctx.facts.get(h.name, {}).get("clock_offset_s", 0.0)
-        return window[0] + 1.0 + off, window[1] + off
+        return window[0] + 0.5 + off, window[1] + 0.5 + off
 
     telemetry: dict[str, Any] = {}
     for _proc, h, name in collectors:

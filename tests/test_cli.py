@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
-from conftest import orchestrate, watched_pids
+from support import orchestrate
 
 THREE_MISTAKES = textwrap.dedent("""\
     name: broken
@@ -37,15 +37,13 @@ def test_validate_reports_every_problem_with_file_and_line(tmp_path):
     assert "Traceback" not in done.stderr
 
 
-def test_run_on_invalid_scenario_starts_nothing(tmp_path):
+def test_run_on_invalid_scenario_starts_nothing(tmp_path, run_id):
     f = tmp_path / "broken.yaml"
     f.write_text(THREE_MISTAKES)
-    before = watched_pids()
-    done = orchestrate("run", str(f), "--results", str(tmp_path / "results"))
+    done = orchestrate("run", str(f), "--results", str(tmp_path / "results"), "--run-id", run_id)
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 3
-    assert not (tmp_path / "results").exists()
-    assert watched_pids() - before == set()
+    assert not (tmp_path / "results").exists()  # and the run_id fixture checks no process
 
 
 def test_missing_file_and_bad_set(tmp_path):

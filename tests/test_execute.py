@@ -12,11 +12,11 @@ import json
 import pandas as pd
 import pytest
 
-from conftest import orchestrate
+from support import orchestrate
 
 pytestmark = pytest.mark.slow
 
-SHORT = ["--set", "load.duration=2s", "--set", "baseline.iperf3.duration=1s",
+SHORT = ["--set", "load.duration=3s", "--set", "baseline.iperf3.duration=1s",
          "--set", "baseline.iperf3.tcp_duration=1s"]
 
 

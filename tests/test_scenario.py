@@ -31,9 +31,9 @@ def test_durations_and_matrix_axes_normalise():
     sc = load("""
         name: x
         server: {arch: [reuseport, main-sub], threads: 2, cpus: "0"}
-        load: {duration: 1m30s, timeout: 500ms, connections: [8, 16], cpus: [1]}
+        load: {duration: 1m30s, timeout: 2s, connections: [8, 16], cpus: [1]}
     """).scenario
-    assert sc.load.duration == 90.0 and sc.load.timeout == 0.5
+    assert sc.load.duration == 90.0 and sc.load.timeout == 2.0
     assert sc.server.threads == [2] and sc.load.connections == [8, 16]
 
 
@@ -132,3 +132,8 @@ def test_shipped_scenarios_are_valid(repo):
     for path in sorted((repo / "scenarios").glob("*.yaml")):
         loaded = scenario.load(path, host_cpus=set(range(16)))
         assert loaded.scenario.name
+
+
+def test_wrk_durations_are_whole_seconds():
+    assert problems("name: x\nload: {duration: 1500ms, timeout: 2s}\n") == [
+        "s.yaml:2: load.duration: wrk takes whole seconds; got 1.5s"]

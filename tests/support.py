@@ -1,0 +1,18 @@
+"""Helpers shared by the tests (imported as `support`; conftest.py only holds fixtures)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def orchestrate(*args: str, cwd: Path | None = None, timeout: float = 300,
+                env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """The CLI as a user runs it (a real process, real exit code)."""
+    import os
+
+    return subprocess.run([sys.executable, "-m", "orchestrator", *args], capture_output=True,
+                          text=True, cwd=cwd or REPO, timeout=timeout, env={**os.environ, **(env or {})})
