@@ -1,0 +1,464 @@
+"""The report's charts: one function per chart, summary dict in, PNG bytes out (None: nothing to plot).
+
+Charts read only summary.json data (run records, their `analysis`, and `points`), never raw files,
+and tolerate any field being missing or None: a chart leaves out what it cannot draw.
+"""
+
+from __future__ import annotations
+
+import io
+import statistics
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on benchmark hosts or CI; must precede any pyplot import anywhere
+
+from matplotlib.figure import Figure  # noqa: E402  (after use("Agg") on purpose)
+from matplotlib.ticker import FuncFormatter  # noqa: E402
+
+Summary = dict[str, Any]
+Run = dict[str, Any]
+
+DPI = 110
+# One colour per architecture, stable across charts (assigned in order of first appearance).
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+CPU_COLOURS = {"usr": "#4c72b0", "sys": "#dd8452", "soft": "#c44e52"}
+PERCENTILES = ("p50", "p75", "p90", "p99", "max")
+PCT_COLOURS = ("#c6dbef", "#9ecae1", "#6baed6", "#3182bd", "#08519c")
+RC = {
+    "font.size": 10, "axes.titlesize": 12, "axes.titleweight": "bold", "axes.spines.top": False,
+    "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3, "grid.linestyle": "-",
+    "legend.frameon": False, "axes.axisbelow": True,
+}
+
+
+# ---------------------------------------------------------------- data helpers (shared with render.py)
+
+def num(v: Any) -> float | None:
+    """A finite number or None: JSON from older or partial runs may hold null, strings or nothing."""
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return None
+    f = float(v)
+    return f if f == f and f not in (float("inf"), float("-inf")) else None
+
+
+def dig(d: Any, *keys: str | int) -> Any:
+    """d[k1][k2]... or None where any level is missing or not a container."""
+    for k in keys:
+        if isinstance(d, dict):
+            d = d.get(k)
+        elif isinstance(d, list) and isinstance(k, int) and -len(d) <= k < len(d):
+            d = d[k]
+        else:
+            return None
+    return d
+
+
+def runs_of(summary: Summary) -> list[Run]:
+    return [r for r in summary.get("runs") or [] if isinstance(r, dict)]
+
+
+def point_key(r: dict[str, Any]) -> tuple[str, Any, Any]:
+    return (str(r.get("arch") or "?"), r.get("server_threads"), r.get("connections"))
+
+
+def point_label(p: dict[str, Any], sep: str = " ") -> str:
+    arch, threads, conns = point_key(p)
+    return f"{arch}{sep}t{threads if threads is not None else '?'} c{conns if conns is not None else '?'}"
+
+
+def run_label(r: Run) -> str:
+    return str(r.get("run_id") or f"run {r.get('index', '?')}")
+
+
+def mad(values: list[float]) -> float:
+    """Median absolute deviation: a spread that one noisy repetition cannot blow up (as pyperf reports)."""
+    m = statistics.median(values)
+    return statistics.median(abs(v - m) for v in values)
+
+
+def points(summary: Summary) -> list[dict[str, Any]]:
+    """summary["points"] when the analysis wrote them, else the same shape derived from the runs."""
+    given = summary.get("points")
+    if isinstance(given, list) and given:
+        return [p for p in given if isinstance(p, dict)]
+    groups: dict[tuple[str, Any, Any], list[Run]] = {}
+    for r in runs_of(summary):
+        groups.setdefault(point_key(r), []).append(r)
+    out = []
+    for (arch, threads, conns), rs in groups.items():
+        qps = [q for q in (num(r.get("qps")) for r in rs) if q is not None]
+        p50 = [v for v in (num(dig(r, "latency_ms", "p50")) for r in rs) if v is not None]
+        p99 = [v for v in (num(dig(r, "latency_ms", "p99")) for r in rs) if v is not None]
+        verdicts: dict[str, int] = {}
+        for r in rs:
+            v = dig(r, "analysis", "verdict")
+            if v:
+                verdicts[str(v)] = verdicts.get(str(v), 0) + 1
+        out.append({
+            "arch": arch, "server_threads": threads, "connections": conns, "n": len(qps),
+            "qps_median": statistics.median(qps) if qps else None,
+            "qps_min": min(qps) if qps else None, "qps_max": max(qps) if qps else None,
+            "qps_mad": mad(qps) if qps else None,
+            "p50_ms_median": statistics.median(p50) if p50 else None,
+            "p99_ms_median": statistics.median(p99) if p99 else None,
+            "verdicts": verdicts,
+        })
+    return out
+
+
+def runs_at(summary: Summary, p: dict[str, Any]) -> list[Run]:
+    return [r for r in runs_of(summary) if point_key(r) == point_key(p)]
+
+
+def arch_colours(summary: Summary) -> dict[str, str]:
+    archs: list[str] = []
+    for r in [*runs_of(summary), *points(summary)]:
+        a = point_key(r)[0]
+        if a not in archs:
+            archs.append(a)
+    return {a: PALETTE[i % len(PALETTE)] for i, a in enumerate(archs)}
+
+
+# ---------------------------------------------------------------- drawing helpers
+
+def _si(v: float, _pos: Any = None) -> str:
+    a = abs(v)
+    if a >= 1e6:
+        return f"{v / 1e6:.3g}M"
+    if a >= 1e3:
+        return f"{v / 1e3:.3g}k"
+    return f"{v:.3g}"
+
+
+SI = FuncFormatter(_si)
+
+
+def _figure(n_items: int, height: float = 4.6, per_item: float = 0.55, nrows: int = 1) -> Figure:
+    # ~1100 px wide at DPI: the report page's width, so the HTML shows charts 1:1 (sharp, 10 pt text
+    # stays legible); wider only when many bars need room, and the page then scales them down.
+    width = min(max(10.0, 2.5 + per_item * n_items), 16.0)
+    fig = Figure(figsize=(width, height * nrows), dpi=DPI)
+    fig.subplots(nrows, 1, squeeze=False)
+    return fig
+
+
+def _png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight", facecolor="white")
+    return buf.getvalue()
+
+
+def _styled(draw: Callable[..., bytes | None]) -> Callable[[Summary], bytes | None]:
+    """Every chart draws inside the report's rc style without touching global matplotlib state."""
+    def wrapper(summary: Summary) -> bytes | None:
+        with matplotlib.rc_context(RC):
+            return draw(summary)
+    wrapper.__name__, wrapper.__doc__ = draw.__name__, draw.__doc__
+    return wrapper
+
+
+def _xticks(ax: Any, labels: list[str]) -> None:
+    ax.set_xticks(range(len(labels)))
+    long = max((len(s) for s in labels), default=0) > 9 or len(labels) > 8
+    ax.set_xticklabels(labels, rotation=30 if long else 0, ha="right" if long else "center", fontsize=8.5)
+    ax.grid(axis="x", visible=False)
+
+
+def _offsets(k: int, width: float) -> list[float]:
+    return [(i - (k - 1) / 2) * width for i in range(k)]
+
+
+def _or(v: Any, default: float) -> float:
+    f = num(v)
+    return default if f is None else f
+
+
+def _finite(xs: Iterable[Any]) -> list[float]:
+    return [v for v in (num(x) for x in xs) if v is not None]
+
+
+# ---------------------------------------------------------------- charts
+
+@_styled
+def qps_by_threads(summary: Summary) -> bytes | None:
+    """QPS by server thread count, one line per architecture: median, min-max band, each repetition."""
+    pts = [p for p in points(summary) if num(p.get("qps_median")) is not None
+           and num(p.get("server_threads")) is not None]
+    if not pts:
+        return None
+    colours = arch_colours(summary)
+    many_conns = len({p.get("connections") for p in pts}) > 1
+    series: dict[tuple[str, Any], list[dict[str, Any]]] = {}
+    for p in pts:
+        series.setdefault((point_key(p)[0], p.get("connections") if many_conns else None), []).append(p)
+    fig = _figure(0)
+    ax = fig.axes[0]
+    # colour = architecture, line style and marker = connection count (when the sweep has several)
+    conns_order = sorted({c for _, c in series}, key=lambda c: (c is None, c))
+    styles, markers = ("-", "--", ":", "-."), "osD^vP*X"
+    for (arch, conns), ps in series.items():
+        ps.sort(key=lambda p: p["server_threads"])
+        k = conns_order.index(conns)
+        x = [p["server_threads"] for p in ps]
+        med = [p["qps_median"] for p in ps]
+        lo = [_or(p.get("qps_min"), m) for p, m in zip(ps, med, strict=True)]
+        hi = [_or(p.get("qps_max"), m) for p, m in zip(ps, med, strict=True)]
+        c = colours.get(arch, PALETTE[0])
+        label = arch + (f", {conns} conns" if conns is not None else "")
+        ax.fill_between(x, lo, hi, color=c, alpha=0.12, linewidth=0)
+        yerr = [[m - a for m, a in zip(med, lo, strict=True)], [b - m for m, b in zip(med, hi, strict=True)]]
+        ax.errorbar(x, med, yerr=yerr, color=c, marker=markers[k % len(markers)], markersize=7, linewidth=2,
+                    linestyle=styles[k % len(styles)], capsize=4, label=label)
+        for p in ps:  # each repetition, so n and outliers are visible
+            reps = _finite(r.get("qps") for r in runs_at(summary, p))
+            ax.scatter([p["server_threads"]] * len(reps), reps, s=14, color=c, alpha=0.45, zorder=3,
+                       edgecolors="none")
+        for xi, m in zip(x, med, strict=True):
+            ax.annotate(_si(m), (xi, m), textcoords="offset points", xytext=(8, 4), fontsize=8.5, color=c)
+    xs = sorted({p["server_threads"] for p in pts})
+    ax.set_xticks(xs)
+    ax.set_xlim(min(xs) - 0.5, max(xs) + 0.5)
+    ax.set_ylim(bottom=0)
+    ax.yaxis.set_major_formatter(SI)
+    ax.set_xlabel("server threads")
+    ax.set_ylabel("requests / s")
+    ax.set_title("Throughput by server thread count (median, min-max band, dots = repetitions)")
+    # outside the axes: with several series "best" still lands on a line
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9)
+    return _png(fig)
+
+
+@_styled
+def latency_percentiles(summary: Summary) -> bytes | None:
+    """Latency percentiles (median over repetitions) per point, log scale so p50 and max both read."""
+    pts = points(summary)
+    rows = []
+    for p in pts:
+        rs = runs_at(summary, p)
+        vals = []
+        for k in PERCENTILES:
+            xs = [v for v in _finite(dig(r, "latency_ms", k) for r in rs) if v > 0]
+            vals.append(statistics.median(xs) if xs else None)
+        if any(v is not None for v in vals):
+            rows.append((point_label(p, "\n"), vals))
+    if not rows:
+        return None
+    fig = _figure(len(rows) * 2)
+    ax = fig.axes[0]
+    width = 0.8 / len(PERCENTILES)
+    for j, (k, off) in enumerate(zip(PERCENTILES, _offsets(len(PERCENTILES), width), strict=True)):
+        xs = [i + off for i, (_, v) in enumerate(rows) if v[j] is not None]
+        ys = [v[j] for _, v in rows if v[j] is not None]
+        ax.bar(xs, ys, width=width * 0.95, color=PCT_COLOURS[j], label=k, edgecolor="white", linewidth=0.5)
+    _xticks(ax, [lbl for lbl, _ in rows])
+    ax.set_yscale("log")
+    vals = [v for _, vs in rows for v in vs if v is not None]
+    ax.set_ylim(min(vals) / 1.6, max(vals) * 4)  # headroom above the tallest bar for the legend
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
+    ax.set_ylabel("latency, ms (log scale)")
+    ax.set_title("Latency percentiles per point (median of repetitions)")
+    ax.legend(ncol=len(PERCENTILES), loc="upper left", fontsize=9)
+    return _png(fig)
+
+
+@_styled
+def packet_rate(summary: Summary) -> bytes | None:
+    """Server-interface packet rate per direction against the baseline's delivered-pps ceiling."""
+    rows = []
+    for r in runs_of(summary):
+        rate = dig(r, "analysis", "packet_rate")
+        rx, tx = num(dig(rate, "rx")), num(dig(rate, "tx"))
+        if rx is None and tx is None:
+            continue
+        ceiling = num(dig(r, "analysis", "ceiling_pps"))
+        if ceiling is None:
+            ceiling = num(dig(r, "baseline", "pps_delivered"))
+        use = dig(r, "analysis", "ceiling_use")
+        rows.append((run_label(r), rx, tx, ceiling, num(dig(use, "rx")), num(dig(use, "tx"))))
+    if not rows:
+        return None
+    fig = _figure(len(rows) * 1.2)
+    ax = fig.axes[0]
+    w = 0.38
+    for i, (_lbl, rx, tx, ceiling, urx, utx) in enumerate(rows):
+        for off, v, u, c, name in ((-w / 2, rx, urx, "#4c72b0", "rx"), (w / 2, tx, utx, "#55a868", "tx")):
+            if v is None:
+                continue
+            ax.bar(i + off, v, width=w * 0.95, color=c, label=f"achieved {name}" if i == 0 else None)
+            if u is not None:
+                ax.annotate(f"{u:.0%}", (i + off, v), textcoords="offset points", xytext=(0, 3),
+                            ha="center", fontsize=7.5)
+        if ceiling is not None:
+            ax.hlines(ceiling, i - 0.48, i + 0.48, colors="black", linestyles="--", linewidth=1.5,
+                      label="ceiling (baseline delivered pps)" if i == 0 else None)
+    handles, labels = ax.get_legend_handles_labels()
+    seen = dict(zip(labels, handles, strict=True))  # a label once even if run 1 lacked a direction
+    ax.legend(seen.values(), seen.keys(), loc="upper left", fontsize=9, ncol=3)
+    _xticks(ax, [row[0] for row in rows])
+    ax.set_ylim(0, max(_finite(v for row in rows for v in row[1:4])) * 1.18)
+    ax.yaxis.set_major_formatter(SI)
+    ax.set_ylabel("packets / s")
+    ax.set_title("Server packet rate vs ceiling (labels: share of the ceiling)")
+    return _png(fig)
+
+
+@_styled
+def cpu_split(summary: Summary) -> bytes | None:
+    """Server CPU per run stacked as usr / sys / softirq, with the load generator's busy % beside it."""
+    rows = []
+    for r in runs_of(summary):
+        a = r.get("analysis") if isinstance(r.get("analysis"), dict) else {}
+        split = a.get("server_cpu_split_pct")
+        parts = [num(dig(split, k)) for k in CPU_COLOURS]
+        client = num(a.get("client_busy_pct"))
+        if all(v is None for v in parts) and client is None:
+            continue
+        rows.append((run_label(r), parts, client))
+    if not rows:
+        return None
+    fig = _figure(len(rows))
+    ax = fig.axes[0]
+    bottom = [0.0] * len(rows)
+    for j, name in enumerate(CPU_COLOURS):
+        vals = [parts[j] or 0.0 for _, parts, _ in rows]
+        ax.bar(range(len(rows)), vals, bottom=bottom, width=0.6, color=CPU_COLOURS[name],
+               label=f"server {name}" + ("irq" if name == "soft" else ""))
+        bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
+    xs = [i for i, (_, _, c) in enumerate(rows) if c is not None]
+    ax.scatter(xs, [rows[i][2] for i in xs], marker="D", s=40, color="black", zorder=4,
+               label="load generator busy")
+    ax.axhline(100, color="grey", linewidth=1, linestyle=":")
+    _xticks(ax, [row[0] for row in rows])
+    top = max([*bottom, *(rows[i][2] for i in xs), 100.0])
+    ax.set_ylim(0, top * 1.15)
+    ax.set_ylabel("% of a CPU")
+    ax.set_title("Server CPU split per run (usr / sys / softirq)")
+    ax.legend(loc="upper left", ncol=4, fontsize=9)
+    return _png(fig)
+
+
+@_styled
+def cpu_per_request(summary: Summary) -> bytes | None:
+    """Server CPU microseconds per request per run, stacked usr / sys / softirq."""
+    rows = []
+    for r in runs_of(summary):
+        cost = dig(r, "analysis", "cpu_us_per_request")
+        parts = [num(dig(cost, k)) for k in CPU_COLOURS]
+        total = num(dig(cost, "total"))
+        if all(v is None for v in parts) and total is None:
+            continue
+        rows.append((run_label(r), parts, total))
+    if not rows:
+        return None
+    fig = _figure(len(rows))
+    ax = fig.axes[0]
+    bottom = [0.0] * len(rows)
+    for j, name in enumerate(CPU_COLOURS):
+        vals = [parts[j] or 0.0 for _, parts, _ in rows]
+        ax.bar(range(len(rows)), vals, bottom=bottom, width=0.6, color=CPU_COLOURS[name],
+               label=name + ("irq" if name == "soft" else ""))
+        bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
+    for i, (_, _, total) in enumerate(rows):
+        t = total if total is not None else bottom[i]
+        ax.annotate(f"{t:.3g} µs", (i, max(t, bottom[i])), textcoords="offset points", xytext=(0, 3),
+                    ha="center", fontsize=8)
+    _xticks(ax, [row[0] for row in rows])
+    ax.set_ylim(0, max(max(bottom), *(_finite(t for *_, t in rows) or [0.0])) * 1.18 or 1.0)
+    ax.set_ylabel("server CPU µs / request")
+    ax.set_title("CPU cost per request")
+    ax.legend(loc="upper left", ncol=3, fontsize=9)
+    return _png(fig)
+
+
+@_styled
+def thread_balance(summary: Summary) -> bytes | None:
+    """Requests and connections per server thread (the server's own counters), runs with 2+ threads."""
+    rows = []
+    for r in runs_of(summary):
+        threads = [t for t in dig(r, "server_counters", "threads") or [] if isinstance(t, dict)]
+        if len(threads) < 2:  # one thread is balanced by definition: nothing to see
+            continue
+        threads.sort(key=lambda t: num(t.get("thread")) or 0)
+        rows.append((run_label(r), [num(t.get("requests")) or 0.0 for t in threads],
+                     [num(t.get("connections")) or 0.0 for t in threads]))
+    if not rows:
+        return None
+    k = max(len(req) for _, req, _ in rows)
+    fig = _figure(len(rows) * max(1.0, k / 3), height=3.4, nrows=2)
+    cmap = matplotlib.colormaps["tab20"]
+    for ax, idx, ylabel, title in ((fig.axes[0], 1, "requests", "Requests per server thread"),
+                                   (fig.axes[1], 2, "connections", "Connections per server thread")):
+        width = 0.8 / k
+        for t, off in enumerate(_offsets(k, width)):
+            xs = [i + off for i, row in enumerate(rows) if t < len(row[idx])]
+            ys = [row[idx][t] for row in rows if t < len(row[idx])]
+            ax.bar(xs, ys, width=width * 0.92, color=cmap(t % 20), label=f"thread {t}" if k <= 12 else None)
+        for i, row in enumerate(rows):
+            vals = row[idx]
+            mean = sum(vals) / len(vals)
+            ratio = f"max/mean {max(vals) / mean:.2f}" if mean else "max/mean -"
+            ax.annotate(ratio, (i, max(vals)), textcoords="offset points", xytext=(0, 4), ha="center",
+                        fontsize=8)
+        _xticks(ax, [row[0] for row in rows])
+        ax.set_ylim(0, max(v for row in rows for v in row[idx]) * 1.2 or 1.0)
+        ax.yaxis.set_major_formatter(SI)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+    if k <= 12:
+        fig.axes[0].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8.5)
+    fig.tight_layout()
+    return _png(fig)
+
+
+@_styled
+def point_summary(summary: Summary) -> bytes | None:
+    """Every point: each repetition's QPS, the median, the min-max spread and MAD as % of the median."""
+    pts = [p for p in points(summary) if num(p.get("qps_median")) is not None]
+    if not pts:
+        return None
+    colours = arch_colours(summary)
+    fig = _figure(len(pts) * 1.3)
+    ax = fig.axes[0]
+    for i, p in enumerate(pts):
+        c = colours.get(point_key(p)[0], PALETTE[0])
+        med = p["qps_median"]
+        lo, hi = num(p.get("qps_min")), num(p.get("qps_max"))
+        if lo is not None and hi is not None:
+            ax.vlines(i, lo, hi, color=c, linewidth=2, alpha=0.6)
+        reps = _finite(r.get("qps") for r in runs_at(summary, p))
+        offs = _offsets(len(reps), 0.08) if reps else []
+        ax.scatter([i + o for o in offs], reps, s=22, color=c, alpha=0.7, zorder=3, edgecolors="none")
+        ax.hlines(med, i - 0.28, i + 0.28, color=c, linewidth=3, zorder=4)
+        m = num(p.get("qps_mad"))
+        spread = f" ±{m / med:.0%}" if m is not None and med else ""
+        ax.annotate(f"{_si(med)}{spread}\nn={p.get('n', len(reps))}", (i + 0.3, med), fontsize=8,
+                    va="center", color="#333")
+    _xticks(ax, [point_label(p, "\n") for p in pts])
+    ax.set_xlim(-0.6, len(pts) - 0.1)
+    ax.set_ylim(bottom=0)
+    ax.yaxis.set_major_formatter(SI)
+    ax.set_ylabel("requests / s")
+    ax.set_title("Per-point summary: repetitions, median (bar), min-max, ±MAD")
+    return _png(fig)
+
+
+# The report's chart list, in page order: (file stem, heading, function, what to read from it).
+CHARTS: tuple[tuple[str, str, Callable[[Summary], bytes | None], str], ...] = (
+    ("qps_by_threads", "Throughput by server threads", qps_by_threads,
+     "Median QPS per architecture with the min-max band over repetitions; dots are single runs."),
+    ("point_summary", "Per-point summary", point_summary,
+     "Each dot is one repetition; the wide bar is the median, the line the min-max spread."),
+    ("latency_percentiles", "Latency percentiles", latency_percentiles,
+     "p50 / p75 / p90 / p99 / max per point (median of repetitions), log scale."),
+    ("packet_rate", "Packet rate vs ceiling", packet_rate,
+     "Server-interface packets/s per direction; the dashed line is the iperf3 delivered-pps ceiling."),
+    ("cpu_split", "Server CPU split", cpu_split,
+     "Server CPU busy split into user, system and softirq time; diamonds are the load generator's busy %."),
+    ("cpu_per_request", "CPU cost per request", cpu_per_request,
+     "Server CPU microseconds spent per request, split like the chart above."),
+    ("thread_balance", "Per-thread balance", thread_balance,
+     "Requests and connections each server thread handled (server counters); equal bars = even spread."),
+)
