@@ -164,19 +164,40 @@ def analyse_run(run: dict[str, Any], *, server: str, interface: str | None, loop
     if pk and pk.get("drops_s"):
         flags.append(f"{pk['drops_s']:,.0f} dropped packets/s on {pk['interface']}")
 
+    thread_busy = srv.get("thread_busy_max")
+    # Server saturated: a thread of it is busy all the time, or its CPUs are full and it
+    # is being preempted (it was given fewer CPUs than the load needs).
+    preempted = invol_share is not None and invol_share >= 0.25
+    server_saturated = ((thread_busy or 0) >= th.server_busy
+                        or ((server_busy or 0) >= th.server_busy and preempted))
+    client_saturated = (client_busy or 0) >= th.client_busy
+
     server_txt = (f"server CPUs {server_busy:.0f}% busy (usr {srv['split']['usr']:.0f}%, "
                   f"sys {srv['split']['sys']:.0f}%, softirq {srv['split']['soft']:.0f}%)"
                   if server_busy is not None else "server CPU not measured")
+    if thread_busy is not None:
+        server_txt += f", busiest server thread {thread_busy:.0f}%"
     switch_txt = (f"{vol:,.0f} voluntary vs {invol:,.0f} involuntary switches/s"
                   if vol is not None and invol is not None else "")
     client_txt = f"load generator {client_busy:.0f}% busy" if client_busy is not None else ""
 
-    cpu_saturated = ((server_busy or 0) >= th.server_busy or (client_busy or 0) >= th.client_busy)
     # Over loopback there is no NIC: iperf3's "ceiling" is itself CPU-bound, so
     # saturated CPUs explain the number better than the network does.
-    if use_max is not None and use_max * 100 >= th.ceiling_use and not (loopback and cpu_saturated):
+    at_ceiling = use_max is not None and use_max * 100 >= th.ceiling_use
+    nic_caps = {h: d["exceeded"] for h, d in (run.get("nic_allowances") or {}).items()
+                if d.get("exceeded")}
+    if nic_caps:
         verdict = NETWORK
-        direction = max(use, key=use.get) if use else "rx"
+        for h, exceeded in nic_caps.items():
+            evidence.append(f"{h}: the NIC dropped or queued packets over its allowance: "
+                            + ", ".join(f"{k} +{v:,}" for k, v in exceeded.items()))
+        if use_max is not None:
+            evidence.append(f"network ceiling use {use_max:.0%}")
+        evidence += [t for t in (server_txt, client_txt) if t]
+    elif at_ceiling and not (loopback and (server_saturated or client_saturated)):
+        verdict = NETWORK
+        assert use is not None and use_max is not None
+        direction = max(use, key=lambda k: use[k])
         rate = pk[f"{direction}_pps"] if pk else qps * th.packets_per_request
         ppr = pk[f"{direction}_per_request"] if pk else th.packets_per_request
         cap = ceiling if direction == "rx" or loopback else ceiling_rev
@@ -185,33 +206,30 @@ def analyse_run(run: dict[str, Any], *, server: str, interface: str | None, loop
                         f"{use_max:.0%} of the {cap:,.0f} pps ceiling measured by iperf3 "
                         f"(threshold {th.ceiling_use:g}%)")
         evidence += [t for t in (server_txt, client_txt) if t]
-    elif server_busy is not None and server_busy >= th.server_busy and (
-            client_busy is None or client_busy < th.client_busy
-            or (invol_share is not None and invol_share >= 0.5)):
+    elif server_saturated and (not client_saturated or (invol_share or 0) >= 0.5):
         verdict = SERVER
-        evidence.append(f"{server_txt} >= {th.server_busy:g}%")
+        evidence.append(f"{server_txt} (threshold {th.server_busy:g}%)")
         if switch_txt:
-            evidence.append(switch_txt + (" (preempted: CPU contention)" if invol_share and invol_share >= 0.5
-                                          else ""))
+            evidence.append(switch_txt + (" (preempted: fewer CPUs than the load needs)"
+                                          if preempted else ""))
         if client_txt:
-            evidence.append(client_txt)
-    elif client_busy is not None and client_busy >= th.client_busy and (
-            server_busy is None or server_busy < th.server_busy) and (
-            vol is None or invol is None or vol >= invol):
+            evidence.append(client_txt + (" (idle time left)" if not client_saturated else ""))
+    elif client_saturated and not server_saturated:
         verdict = CLIENT
-        evidence.append(f"{client_txt} >= {th.client_busy:g}%")
-        evidence.append(f"{server_txt}: idle time left")
+        evidence.append(f"{client_txt} (threshold {th.client_busy:g}%)")
+        evidence.append(f"{server_txt}: not saturated")
         if switch_txt:
-            evidence.append(switch_txt + " (server threads wait in epoll_wait: starved of requests)")
+            evidence.append(switch_txt + (" (server threads mostly wait in epoll_wait: starved of requests)"
+                                          if not preempted else ""))
     else:
         verdict = INCONCLUSIVE
         evidence += [t for t in (server_txt, client_txt, switch_txt) if t]
-        if use_max is not None:
-            evidence.append(f"network at {use_max:.0%} of the measured ceiling")
-        if (server_busy or 0) >= th.server_busy and (client_busy or 0) >= th.client_busy:
+        if server_saturated and client_saturated:
             evidence.append("server and load generator both saturated: give the load generator "
                             "more CPUs to find the server's limit")
-    if use_max is not None and verdict != NETWORK:
+        elif not server_saturated and not client_saturated and not at_ceiling:
+            evidence.append("nothing saturated: more connections or threads may raise the load")
+    if use_max is not None and verdict not in (NETWORK,):
         evidence.append(f"network ceiling use {use_max:.0%}")
 
     cost = cost_per_request(run, srv)

@@ -69,7 +69,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if sc.hosts.provider == "aws":
         from orchestrator.hosts import aws
 
-        for line in aws.describe_plan(sc, plan.expected_seconds / 3600):
+        for line in aws.describe_plan(sc):
             print(line)
     return EXIT_OK
 
@@ -83,6 +83,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UserError("--fail-on-regression needs --baseline REF (a results folder, or 'latest')")
     if args.baseline and args.baseline != "latest":
         compare.resolve_ref(args.baseline, scenario=loaded.scenario.name)  # bad REF: fail before starting
+    if loaded.scenario.hosts.provider == "aws" and not _confirm_cloud(loaded.scenario, args.yes):
+        print("orchestrate: not started", file=sys.stderr)
+        return EXIT_BAD_INPUT
     outcome = execute.run(loaded, results_root=Path(args.results), run_id=args.run_id,
                           history=args.history)
     print(table.render(outcome.summary))
@@ -105,6 +108,22 @@ def cmd_run(args: argparse.Namespace) -> int:
             return EXIT_REGRESSION
         print(f"regression gate: no significant drop larger than {args.fail_on_regression:g}%")
     return EXIT_OK
+
+
+def _confirm_cloud(sc: Any, yes: bool) -> bool:
+    """Show what the run will rent and what it may cost; ask unless --yes."""
+    from orchestrator.hosts import aws
+
+    for line in aws.describe_plan(sc):
+        print(line)
+    cfg = aws.config(sc)
+    for line in aws.warn_expired(cfg.region, endpoint_url=cfg.endpoint_url):
+        print(f"orchestrate: WARNING {line}", file=sys.stderr)
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        raise UserError("an aws run rents machines: confirm with --yes when running unattended")
+    return input("start these instances? [y/N] ").strip().lower() in ("y", "yes")
 
 
 def _build_report(folder: Path) -> None:
@@ -180,8 +199,16 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     if args.provider == "aws":
         from orchestrator.hosts import aws
 
-        done = aws.cleanup(args.region, all=args.all)
-        print("\n".join(str(d) for d in done) if done else "nothing to clean up")
+        region = args.region or "us-east-1"
+        report = aws.cleanup(region, all=args.all, run_id=args.run_id, dry_run=args.dry_run,
+                             endpoint_url=args.endpoint_url)
+        for line in report.removed:
+            print(f"removed {line}")
+        for line in report.failed:
+            print(f"FAILED {line}", file=sys.stderr)
+        if not report.removed and not report.failed:
+            print(f"aws {region}: nothing to clean up")
+        return EXIT_OK if report.ok else EXIT_FAILURE
     else:
         from orchestrator.hosts import netns
 
@@ -226,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compare with this results folder, or 'latest' (newest complete run in history)")
     r.add_argument("--fail-on-regression", type=float, metavar="PCT",
                    help="exit 3 if any point drops significantly by more than PCT percent")
+    r.add_argument("--yes", action="store_true", help="do not ask before renting cloud machines")
     r.add_argument("--history", type=Path, metavar="DB", help="history database (default "
                    "$ORCHESTRATE_HISTORY or ~/.local/share/orchestrate/history.sqlite)")
 
@@ -252,6 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--provider", choices=["netns", "aws"], default="netns")
     c.add_argument("--region", default=None)
     c.add_argument("--all", action="store_true", help="aws: also resources that have not expired")
+    c.add_argument("--run-id", help="aws: only what this run created")
+    c.add_argument("--dry-run", action="store_true", help="aws: list, remove nothing")
+    c.add_argument("--endpoint-url", help="aws: another EC2 endpoint (e.g. a moto server)")
     return p
 
 

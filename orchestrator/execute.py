@@ -25,8 +25,8 @@ from orchestrator.plan import Plan, RunSpec, expand, fmt_seconds
 from orchestrator.remote import ProcessTable, Transport
 from orchestrator.scenario import Loaded, Scenario, dump, resolve_cpus
 from orchestrator.store import ResultsDir, new_run_id
+from orchestrator.tools import ethtool, iperf3, wrk
 from orchestrator.tools import facts as facts_tool
-from orchestrator.tools import iperf3, wrk
 from orchestrator.tools import server as server_tool
 
 Progress = Callable[[str], None]
@@ -407,6 +407,7 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
         server_pids = remote.group_pids(ts, srv.pid)
         affinity = {"server": remote.thread_affinity(ts, server_pids)}
 
+        nic_before = _nic_counters(ctx, spec, "before")
         collectors = _start_telemetry(ctx, spec, server_pids)
         started += [p for p, _, _ in collectors]
         time.sleep(1.0)  # one collector sample before the load starts
@@ -430,6 +431,7 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
                 raise RunFailed("wrk did not finish in time", host=c.name, phase=ctx.phase)
             ctx.table.forget(p)
         t1 = time.time()
+        nic_after = _nic_counters(ctx, spec, "after")
 
         for p, _, _ in collectors:
             ctx.table.stop(p, sig="INT", grace=5.0)
@@ -448,11 +450,37 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
     raw = _fetch(ctx, spec, started)
     record = _record(ctx, spec, raw, wrks, collectors, affinity, server_cpus, (t0, t1))
     record["server_stopped_cleanly"] = clean
+    record["nic_allowances"] = {
+        h: {"exceeded": d.allowances.exceeded(), "reset": d.reset}
+        for h in nic_before if h in nic_after
+        for d in [ethtool.delta(nic_before[h], nic_after[h])]} or None
     record["analysis"] = analysis.analyse_run(record, server=server.name, interface=server.interface,
                                               loopback=ctx.lab.single_machine,
                                               th=analysis.Thresholds.from_scenario(sc))
     ctx.results.write_json(f"runs/{spec.run_id}.json", record)
     return record
+
+
+def _nic_counters(ctx: Context, spec: RunSpec, when: str) -> dict[str, Any]:
+    """ENA allowance counters (cloud NIC caps: pps, bandwidth) on hosts that have them."""
+    out: dict[str, Any] = {}
+    for h in ctx.lab.hosts:
+        if not h.vars.get("ena"):
+            continue
+        t = ctx.t(h)
+        iface = h.interface or t.run(f"ip -o addr show to {h.address} | awk '{{print $2}}'",
+                                     timeout=10, check=False).stdout.strip()
+        if not iface:
+            continue
+        done = t.run(tools.base.join(ethtool.command(iface)), timeout=15, check=False, env=ethtool.ENV)
+        raw = ctx.results.raw(spec.run_id, h.name, f"ethtool-{when}")
+        raw.parent.mkdir(parents=True, exist_ok=True)
+        raw.write_text(done.stdout + done.stderr)
+        try:
+            out[h.name] = ethtool.parse(done.stdout)
+        except tools.ToolError:
+            continue  # no counters on this NIC: no evidence either way
+    return out
 
 
 def _host(ctx: Context, name: str) -> Host:

@@ -22,6 +22,7 @@ REGISTRY: dict[str, str] = {
     "perf": "perf",
     "server": "server",
     "facts": "facts",
+    "ethtool": "ethtool",
 }
 
 TELEMETRY = ("pidstat", "mpstat", "sar", "perf")
