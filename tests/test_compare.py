@@ -1,0 +1,93 @@
+"""compare and the regression gate on results folders (hand-made summaries with known numbers;
+tests/test_gate.py does it with real runs)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from orchestrator import compare, store
+from orchestrator.errors import UserError
+
+from support import orchestrate
+
+
+def summary(qps_by_point, *, scenario="s", machine="cpu-x", status="complete", run_id="r1"):
+    runs = []
+    for (arch, threads, conns), values in qps_by_point.items():
+        for i, q in enumerate(values, 1):
+            runs.append({"run_id": f"{len(runs) + 1:03d}-{arch}-t{threads}-c{conns}-r{i}", "arch": arch,
+                         "server_threads": threads, "connections": conns, "repetition": i, "qps": q,
+                         "latency_ms": {"p50": 1.0, "p99": 2.0},
+                         "errors": {"connect": 0, "read": 0, "write": 0, "timeout": 0}})
+    return {"scenario": scenario, "run_id": run_id, "status": status, "provider": "local",
+            "started": f"2026-11-27T00:00:0{run_id[-1]}Z",
+            "topology": {"server": "h"}, "hosts": {"h": {"cpu_model": machine, "cpus": 2}}, "runs": runs}
+
+
+P = ("reuseport", 1, 64)
+
+
+def test_judge_words():
+    assert compare.judge([100, 101, 99], [100.5, 99.5, 100])[2] == "no significant change"
+    assert compare.judge([100, 101, 99], [80, 81, 79])[2] == "worse"
+    assert compare.judge([100, 101, 99], [120, 121, 119])[2] == "better"
+    # significant by the test but below the minimum effect: noise, not a change
+    assert compare.judge([100.0, 100.1, 99.9], [101.0, 101.1, 100.9])[2] == "no significant change"
+    change, p, word = compare.judge([100], [50])
+    assert word == "too few repetitions" and p is None and change == -50.0
+
+
+def test_compare_matches_points_and_warns_about_machines():
+    a = summary({P: [100, 101, 99], ("main-sub", 1, 64): [50, 51, 49]})
+    b = summary({P: [80, 81, 79], ("reuseport", 2, 64): [1, 2, 3]}, machine="cpu-y")
+    c = compare.compare(a, b)
+    assert [ch.point for ch in c.changes] == [P]
+    assert c.changes[0].word == "worse" and c.changes[0].change_pct == pytest.approx(-20.0)
+    assert c.only_a == (("main-sub", 1, 64),) and c.only_b == (("reuseport", 2, 64),)
+    assert any("different machines" in w for w in c.warnings)
+    assert [ch.point for ch in c.regressions(10)] == [P] and c.regressions(25) == []
+    text = compare.render(c)
+    assert "100 ->          80 qps (-20.0%, n=3/3" in text and text.rstrip().endswith(
+        "only in B: ('reuseport', 2, 64)")
+
+
+def write(tmp_path, name, s):
+    folder = tmp_path / name
+    store.ResultsDir(folder).save_summary(s)
+    return folder
+
+
+def test_cli_compare_and_history(tmp_path):
+    a = write(tmp_path, "a", summary({P: [100, 101, 99]}))
+    b = write(tmp_path, "b", summary({P: [100, 100.5, 99.5]}, run_id="r2"))
+    done = orchestrate("compare", str(a), str(b))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("no significant change")
+    db = tmp_path / "h.sqlite"
+    store.record_history(json.loads((a / "summary.json").read_text()), a, db)
+    store.record_history(json.loads((b / "summary.json").read_text()), b, db)
+    done = orchestrate("history", "--history", str(db), "--scenario", "s")
+    assert done.returncode == 0 and done.stdout.count("complete") == 2
+    df = store.history_frame(db)
+    assert len(df) == 6 and set(df["results_id"]) == {"r1", "r2"} and df["qps"].max() == 101
+    # 'latest' is the newest complete run of the scenario, not the one being judged
+    assert compare.resolve_ref("latest", scenario="s", exclude="r2", db=db) == a.resolve()
+    with pytest.raises(UserError, match="no earlier complete run of scenario 'other'"):
+        compare.resolve_ref("latest", scenario="other", db=db)
+
+
+def test_bad_inputs_exit_2(tmp_path):
+    done = orchestrate("compare", str(tmp_path), str(tmp_path))
+    assert done.returncode == 2 and "no summary.json here" in done.stderr
+    newer = write(tmp_path, "n", summary({P: [1]}))
+    data = json.loads((newer / "summary.json").read_text())
+    data["version"] = 99
+    (newer / "summary.json").write_text(json.dumps(data))
+    done = orchestrate("compare", str(newer), str(newer))
+    assert done.returncode == 2 and "format version 99 is not one this orchestrate reads" in done.stderr
+    done = orchestrate("run", "--fail-on-regression", "5")
+    assert done.returncode == 2 and "--fail-on-regression needs --baseline" in done.stderr
+    done = orchestrate("run", "--baseline", str(tmp_path / "nope"))
+    assert done.returncode == 2 and "not a results folder" in done.stderr
