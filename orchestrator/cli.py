@@ -86,8 +86,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if loaded.scenario.hosts.provider == "aws" and not _confirm_cloud(loaded.scenario, args.yes):
         print("orchestrate: not started", file=sys.stderr)
         return EXIT_BAD_INPUT
-    outcome = execute.run(loaded, results_root=Path(args.results), run_id=args.run_id,
-                          history=args.history)
+    outcome = execute.run(loaded, results_root=Path(args.results), run_id=args.resume or args.run_id,
+                          history=args.history, resume=bool(args.resume))
     print(table.render(outcome.summary))
     _build_report(outcome.results)
     print(f"results: {outcome.results}")
@@ -253,6 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compare with this results folder, or 'latest' (newest complete run in history)")
     r.add_argument("--fail-on-regression", type=float, metavar="PCT",
                    help="exit 3 if any point drops significantly by more than PCT percent")
+    r.add_argument("--resume", metavar="RUN_ID",
+                   help="continue an interrupted sweep in its results folder, skipping measured runs")
     r.add_argument("--yes", action="store_true", help="do not ask before renting cloud machines")
     r.add_argument("--history", type=Path, metavar="DB", help="history database (default "
                    "$ORCHESTRATE_HISTORY or ~/.local/share/orchestrate/history.sqlite)")

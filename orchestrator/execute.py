@@ -21,7 +21,7 @@ from orchestrator import analysis, remote, store, tools
 from orchestrator import hosts as _hosts
 from orchestrator.errors import Interrupted, RunFailed, UserError
 from orchestrator.hosts import Host, Lab
-from orchestrator.plan import Plan, RunSpec, expand, fmt_seconds
+from orchestrator.plan import RUN_OVERHEAD_S, Plan, RunSpec, expand, fmt_seconds
 from orchestrator.remote import ProcessTable, Transport
 from orchestrator.scenario import Loaded, Scenario, dump, resolve_cpus
 from orchestrator.store import ResultsDir, new_run_id
@@ -103,22 +103,27 @@ class Outcome:
 
 def run(loaded: Loaded, *, results_root: Path, run_id: str | None = None,
         progress: Progress = _stderr, lab_options: dict[str, Any] | None = None,
-        history: Path | None = None) -> Outcome:
+        history: Path | None = None, resume: bool = False) -> Outcome:
     """Run the whole scenario; raises RunFailed/Interrupted after teardown, results kept.
 
+    With `resume`, `run_id` names an earlier, unfinished results folder: the runs it
+    already measured are kept and only the rest of the plan is run.
     The final summary (complete, failed or interrupted) also goes into the history database.
     """
     sc = loaded.scenario
     plan = expand(sc)
     run_id = run_id or new_run_id()
-    results = ResultsDir.create(results_root, sc.name, run_id)
-    results.write_text("scenario.yaml", dump(sc))
-    results.write_json("plan.json", [r.as_dict() for r in plan.runs])
     summary: dict[str, Any] = {
         "scenario": sc.name, "run_id": run_id, "source": loaded.source,
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "status": "running",
         "provider": sc.hosts.provider, "hosts": {}, "baseline": {}, "runs": [],
     }
+    if resume:
+        results, summary = _resume(results_root, sc, run_id, plan)
+    else:
+        results = ResultsDir.create(results_root, sc.name, run_id)
+        results.write_text("scenario.yaml", dump(sc))
+        results.write_json("plan.json", [r.as_dict() for r in plan.runs])
     ctx: Context | None = None
 
     def save(status: str, error: str | None = None) -> None:
@@ -128,42 +133,67 @@ def run(loaded: Loaded, *, results_root: Path, run_id: str | None = None,
         summary["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         if error:
             summary["error"] = error
+        else:
+            summary.pop("error", None)
         results.save_summary(summary)
+
+    def finish(status: str, error: str | None = None) -> None:
+        save(status, error)
         try:
             store.record_history(summary, results.path, history)
         except Exception as exc:  # the results folder is what matters; history is an index
             progress(f"orchestrate: WARNING could not record history: {exc}")
 
-    progress(f"orchestrate: {sc.name}: {len(plan.runs)} runs, about "
-             f"{fmt_seconds(plan.expected_seconds)}; results in {results.path}")
+    done_ids = {r["run_id"] for r in summary["runs"]}
+    todo = [r for r in plan.runs if r.run_id not in done_ids]
+    progress(f"orchestrate: {sc.name}: {len(todo)} of {len(plan.runs)} runs to do, about "
+             f"{fmt_seconds(plan.expected_seconds * len(todo) / max(len(plan.runs), 1))}; "
+             f"results in {results.path}")
     with _signals_as_interrupts():
         try:
-            with _hosts.open_lab(sc, run_id=run_id, **(lab_options or {})) as lab:
+            with _hosts.open_lab(sc, run_id=run_id, **(lab_options or {})) as lab, \
+                    _hosts.lock(lab, run_id):
                 transports: dict[str, Transport] = {}
                 try:
                     for h in lab.hosts:
                         transports[h.name] = _hosts.connect(h)
                     table = ProcessTable(transports, tag=run_id)
-                    ctx = Context(sc, lab, results, transports, table, progress)
-                    _execute(ctx, plan)
+                    ctx = Context(sc, lab, results, transports, table, progress,
+                                  baseline=summary.get("baseline") or {}, runs=list(summary["runs"]))
+                    _execute(ctx, plan, lambda i: save(f"running ({i}/{len(plan.runs)})"))
                 finally:
                     with _shielded():
                         _teardown(ctx, transports)
         except (KeyboardInterrupt, Interrupted) as exc:
             phase = ctx.phase if ctx else "start"
             msg = f"interrupted during {phase}" + (f" ({exc})" if str(exc) else "")
-            save("interrupted", msg)
+            finish("interrupted", msg)
             raise Interrupted(msg) from None
         except (RunFailed, UserError, tools.ToolError, OSError) as exc:
             phase = ctx.phase if ctx else "start"
-            save("failed", f"{phase}: {exc}")
-            if isinstance(exc, UserError):
-                raise
-            if isinstance(exc, RunFailed):
+            try:
+                finish("failed", f"{phase}: {exc}")
+            except OSError as write_exc:  # e.g. the results disk is full: say so, keep the cause
+                progress(f"orchestrate: WARNING could not save the summary: {write_exc}")
+            if isinstance(exc, UserError | RunFailed):
                 raise
             raise RunFailed(str(exc), phase=phase) from exc
-    save("complete")
+    finish("complete")
     return Outcome(results.path, summary)
+
+
+def _resume(results_root: Path, sc: Scenario, run_id: str,
+            plan: Plan) -> tuple[ResultsDir, dict[str, Any]]:
+    """The earlier results folder and its summary, checked to belong to this same plan."""
+    folder = results_root / sc.name / run_id
+    summary = store.load_summary(folder)
+    if (folder / "scenario.yaml").read_text() != dump(sc):
+        raise UserError(f"--resume {run_id}: the scenario differs from the one that run used "
+                        f"({folder / 'scenario.yaml'}); resume needs the same scenario and --set values")
+    known = {r.run_id for r in plan.runs}
+    summary["runs"] = [r for r in summary.get("runs", []) if r.get("run_id") in known]
+    summary["resumed"] = summary.get("resumed", 0) + 1
+    return ResultsDir(folder), summary
 
 
 def _teardown(ctx: Context | None, transports: dict[str, Transport]) -> None:
@@ -176,7 +206,7 @@ def _teardown(ctx: Context | None, transports: dict[str, Transport]) -> None:
             t.close()
 
 
-def _execute(ctx: Context, plan: Plan) -> None:
+def _execute(ctx: Context, plan: Plan, checkpoint: Callable[[int], None]) -> None:
     ctx.phase = "facts"
     for h in ctx.lab.hosts:
         ctx.facts[h.name] = _host_facts(ctx, h)
@@ -184,14 +214,16 @@ def _execute(ctx: Context, plan: Plan) -> None:
     _check_tools(ctx)
     ctx.phase = "deploy"
     binary = _prepare_server(ctx)
-    if ctx.sc.baseline.enabled:
+    if ctx.sc.baseline.enabled and not ctx.baseline:  # a resumed sweep keeps its baseline
         ctx.phase = "baseline"
         ctx.baseline = _baseline(ctx)
         ctx.results.write_json("baseline.json", ctx.baseline)
-    started = time.monotonic()
-    for i, spec in enumerate(plan.runs):
+    done = {r["run_id"] for r in ctx.runs}
+    todo = [spec for spec in plan.runs if spec.run_id not in done]
+    per_run = plan.load_duration_s + RUN_OVERHEAD_S
+    for i, spec in enumerate(todo):
         ctx.phase = f"run {spec.run_id}"
-        left = plan.expected_seconds - plan.baseline_s - (time.monotonic() - started)
+        left = per_run * (len(todo) - i)
         ctx.progress(f"[{spec.index}/{len(plan.runs)}] {spec.arch} threads={spec.server_threads} "
                      f"connections={spec.connections} rep {spec.repetition}: "
                      f"{fmt_seconds(ctx.sc.load.duration)} load, ~{fmt_seconds(max(left, 0))} left")
@@ -203,7 +235,7 @@ def _execute(ctx: Context, plan: Plan) -> None:
                      f"p99 {lat['p99']:.2f} ms  errors {sum(record['errors'].values())}  "
                      f"-> {verdict['verdict']}: {'; '.join(verdict['evidence'][:1])}")
         # Persist after every run: an interruption later keeps this one.
-        ctx.results.save_summary({**_partial(ctx), "status": f"running ({i + 1}/{len(plan.runs)})"})
+        checkpoint(len(ctx.runs))
 
 
 def _partial(ctx: Context) -> dict[str, Any]:

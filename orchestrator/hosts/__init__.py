@@ -7,12 +7,16 @@ whether by success, error or Ctrl-C. Providers know nothing of wrk or servers.
 
 from __future__ import annotations
 
+import fcntl
 import importlib
+import os
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
+from orchestrator.errors import RunFailed
 from orchestrator.remote import LocalTransport, SshTarget, SshTransport, Transport
 from orchestrator.scenario import Scenario
 
@@ -63,6 +67,38 @@ def open_lab(scenario: Scenario, *, run_id: str, **kw: Any) -> AbstractContextMa
     """The provider named by the scenario, opened as a context manager."""
     module = importlib.import_module(PROVIDERS[scenario.hosts.provider])
     return module.open_lab(scenario, run_id=run_id, **kw)
+
+
+LOCK_DIR = Path("/tmp/orchestrate/locks")
+
+
+@contextmanager
+def lock(lab: Lab, run_id: str, lock_dir: Path = LOCK_DIR) -> Iterator[None]:
+    """One run at a time per host: a second run against the same hosts stops before touching them.
+
+    flock locks on this machine, one per host address: the kernel drops them when
+    the holder dies, even by SIGKILL, so a crashed run never leaves a stale lock.
+    """
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    held: list[int] = []
+    try:
+        for h in sorted(lab.hosts, key=lambda h: h.address):
+            path = lock_dir / f"{h.address}.lock"
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                owner = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another run"
+                os.close(fd)
+                raise RunFailed(f"busy: {owner} is running against this host; wait for it to finish "
+                                "or stop it first", host=h.name, phase="start") from None
+            held.append(fd)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"run {run_id} (pid {os.getpid()})".encode(), 0)
+        yield
+    finally:
+        for fd in held:
+            os.close(fd)
 
 
 def connect(host: Host) -> Transport:
