@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import shlex
 import signal as _signal
 import sys
@@ -177,6 +178,9 @@ def run(loaded: Loaded, *, results_root: Path, run_id: str | None = None,
                 progress(f"orchestrate: WARNING could not save the summary: {write_exc}")
             if isinstance(exc, UserError | RunFailed):
                 raise
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+                raise RunFailed(f"cannot write the results folder {results.path}: {exc.strerror}",
+                                phase=phase) from None
             raise RunFailed(str(exc), phase=phase) from exc
     finish("complete")
     return Outcome(results.path, summary)
@@ -368,9 +372,13 @@ def _wait_port(ctx: Context, host: Host, port: int, proc: remote.Process, timeou
     t = ctx.t(host)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        # Alive first: a listener on the port may be someone else's (port already taken).
+        alive = remote.alive(t, proc)
         done = t.run(f"ss -Hltn 'sport = :{port}' | grep -c LISTEN || true", timeout=10, check=False)
-        if done.stdout.strip() not in ("", "0"):
-            return
+        if alive and done.stdout.strip() not in ("", "0"):
+            time.sleep(0.2)
+            if remote.alive(t, proc):
+                return
         if not remote.alive(t, proc):
             err = remote.read(t, proc.stderr).strip()
             raise RunFailed(f"{proc.name} exited before listening on port {port}: {err[-300:]}",
@@ -463,6 +471,11 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
                 raise RunFailed("wrk did not finish in time", host=c.name, phase=ctx.phase)
             ctx.table.forget(p)
         t1 = time.time()
+        if not remote.alive(ts, srv):
+            # Measured against a dead server: the numbers would be wrk's connection errors.
+            err = remote.read(ts, srv.stderr).strip()
+            raise RunFailed("the server died during the load" + (f": {err[-300:]}" if err else
+                            " (killed by a signal?)"), host=server.name, phase=ctx.phase)
         nic_after = _nic_counters(ctx, spec, "after")
 
         for p, _, _ in collectors:

@@ -1,0 +1,214 @@
+"""Faults on this machine: each must end with a clear message naming the host and the phase,
+the right exit code, nothing left running, and every run measured before it kept.
+(Faults that need several SSH hosts are in tests/hosts/test_lab_faults.py.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator.remote import LocalTransport, marked_pids
+
+from support import REPO, orchestrate
+
+pytestmark = pytest.mark.slow
+
+FAST = ["--set", "load.duration=2s", "--set", "baseline.enabled=false"]
+
+
+class Run:
+    """`orchestrate run` in the background, output to files we can watch."""
+
+    def __init__(self, tmp: Path, run_id: str, *args: str, env: dict[str, str] | None = None):
+        self.out, self.err = tmp / "out.txt", tmp / "err.txt"
+        self.results = tmp / "results"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator", "run", "--results", str(self.results),
+             "--run-id", run_id, *args],
+            stdout=self.out.open("w"), stderr=self.err.open("w"), cwd=REPO,
+            env={**os.environ, **(env or {})})
+
+    def wait_for(self, text: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.err.read_text():
+                return
+            assert self.proc.poll() is None, f"exited early: {self.err.read_text()}"
+            time.sleep(0.05)
+        raise AssertionError(f"never saw {text!r}: {self.err.read_text()}")
+
+    def finish(self, timeout: float = 120) -> tuple[int, str]:
+        rc = self.proc.wait(timeout=timeout)
+        return rc, self.err.read_text()
+
+    def summary(self) -> dict:
+        (folder,) = [p for p in self.results.glob("*/*") if p.is_dir()]
+        return json.loads((folder / "summary.json").read_text())
+
+
+def test_ctrl_c_during_load_keeps_the_runs_already_measured(tmp_path, run_id):
+    r = Run(tmp_path, run_id, *FAST, "--set", "repeat=2")
+    r.wait_for("[2/4]")
+    time.sleep(1.5)  # inside the second run's load
+    r.proc.send_signal(signal.SIGINT)
+    rc, err = r.finish()
+    assert rc == 130, err
+    assert "interrupted during run 002-main-sub-t1-c64-r1" in err
+    assert "everything started was stopped" in err
+    s = r.summary()
+    assert s["status"] == "interrupted"
+    assert [x["run_id"] for x in s["runs"]] == ["001-reuseport-t1-c64-r1"]
+    assert s["runs"][0]["qps"] > 0
+
+
+def test_ctrl_c_during_baseline(tmp_path, run_id):
+    r = Run(tmp_path, run_id, "--set", "baseline.iperf3.duration=5s", "--set", "load.duration=2s")
+    r.wait_for("baseline localhost->localhost iperf3 udp")
+    time.sleep(1)
+    r.proc.send_signal(signal.SIGINT)
+    rc, err = r.finish()
+    assert rc == 130 and "interrupted during baseline" in err
+    assert r.summary()["status"] == "interrupted"
+
+
+def test_sigterm_is_an_interrupt_too(tmp_path, run_id):
+    r = Run(tmp_path, run_id, *FAST)
+    r.wait_for("[1/2]")
+    time.sleep(1)
+    r.proc.send_signal(signal.SIGTERM)
+    rc, err = r.finish()
+    assert rc == 130 and "terminated (SIGTERM)" in err
+
+
+def commands(run_id: str) -> dict[int, str]:
+    """pid -> command name of the live processes of a run."""
+    out = {}
+    for pid in marked_pids(LocalTransport(), run_id):
+        try:
+            out[pid] = Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:
+            continue
+    return out
+
+
+def test_server_killed_mid_run(tmp_path, run_id):
+    r = Run(tmp_path, run_id, "--set", "load.duration=4s", "--set", "baseline.enabled=false")
+    r.wait_for("[1/2]")
+    deadline = time.monotonic() + 20
+    server: list[int] = []
+    while time.monotonic() < deadline:
+        procs = commands(run_id)
+        server = [p for p, comm in procs.items() if comm == "orchestrate-ser"]
+        if server and "wrk" in procs.values():  # the load is on
+            break
+        time.sleep(0.1)
+    assert server, "the server never ran"
+    time.sleep(1)
+    os.kill(server[0], signal.SIGKILL)
+    rc, err = r.finish()
+    assert rc == 1, err
+    assert "host localhost, run 001-reuseport-t1-c64-r1: the server died during the load" in err
+    s = r.summary()
+    assert s["status"] == "failed" and s["runs"] == []
+
+
+def test_server_port_already_taken(tmp_path, run_id):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = Run(tmp_path, run_id, *FAST, "--set", f"server.port={port}")
+        rc, err = r.finish()
+    assert rc == 1, err
+    assert "host localhost, run 001-reuseport-t1-c64-r1: server exited during start-up" in err
+    assert "in use" in err.lower()
+
+
+def test_wrk_missing(tmp_path, run_id):
+    # A PATH with every tool the run needs except wrk.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("sh", "env", "taskset", "setsid", "iperf3", "pidstat", "mpstat", "sar", "ps", "grep",
+                 "cat", "mkdir", "kill", "ss", "date", "cmake", "awk", "python3", "sleep", "cut", "ip",
+                 "hostname", "uname", "nproc", "lscpu", "g++", "make", "c++", "nginx", "sadc"):
+        found = shutil.which(tool) or (f"/usr/lib/sysstat/{tool}" if tool == "sadc" else None)
+        if found:
+            (bin_dir / tool).symlink_to(found)
+    r = Run(tmp_path, run_id, *FAST, env={"PATH": str(bin_dir)})
+    rc, err = r.finish()
+    assert rc == 1, err
+    assert "host localhost, facts: missing tools: wrk" in err
+    assert r.summary()["status"] == "failed"
+
+
+def test_iperf3_server_cannot_listen(tmp_path, run_id):
+    with socket.socket() as s:
+        s.bind(("0.0.0.0", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = Run(tmp_path, run_id, "--set", f"baseline.iperf3.port={port}", "--set", "load.duration=2s")
+        rc, err = r.finish()
+    assert rc == 1, err
+    assert f"host localhost, baseline: iperf3-server exited before listening on port {port}" in err
+
+
+def test_second_run_against_the_same_host_is_refused(tmp_path, run_id):
+    first = Run(tmp_path, run_id, "--set", "load.duration=3s", "--set", "baseline.enabled=false")
+    first.wait_for("[1/2]")
+    second = tmp_path / "second"
+    second.mkdir()
+    done = orchestrate("run", "--results", str(second / "results"), "--run-id", run_id + "-b", *FAST)
+    assert done.returncode == 1
+    assert f"host localhost, start: busy: run {run_id} (pid {first.proc.pid}) is running against " \
+           "this host" in done.stderr
+    rc, err = first.finish()
+    assert rc == 0, err  # the first run was not disturbed
+    assert len(first.summary()["runs"]) == 2
+
+
+@pytest.fixture
+def tiny_fs(tmp_path):
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], check=True)
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_results_on_a_full_filesystem(tmp_path, tiny_fs, run_id):
+    # Leave ~16 KiB: the plan and scenario fit, the first run's raw outputs do not.
+    st = os.statvfs(tiny_fs)
+    (tiny_fs / "filler").write_bytes(b"x" * (st.f_bavail * st.f_frsize - 16 * 1024))
+    done = orchestrate("run", "--results", str(tiny_fs), "--run-id", run_id, *FAST, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert f"facts: cannot write the results folder {tiny_fs}/loopback/{run_id}: No space left on " \
+           "device" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_interrupted_sweep_resumed_equals_an_uninterrupted_one(tmp_path, run_id):
+    args = [*FAST, "--set", "repeat=2"]
+    r = Run(tmp_path, run_id, *args)
+    r.wait_for("[3/4]")
+    r.proc.send_signal(signal.SIGINT)
+    rc, err = r.finish()
+    assert rc == 130, err
+    before = [x["run_id"] for x in r.summary()["runs"]]
+    assert before == ["001-reuseport-t1-c64-r1", "002-main-sub-t1-c64-r1"]
+    done = orchestrate("run", "--results", str(r.results), "--resume", run_id, *args, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "2 of 4 runs to do" in done.stderr
+    s = r.summary()
+    assert s["status"] == "complete" and s["resumed"] == 1
+    assert [x["run_id"] for x in s["runs"]] == ["001-reuseport-t1-c64-r1", "002-main-sub-t1-c64-r1",
+                                                "003-reuseport-t1-c64-r2", "004-main-sub-t1-c64-r2"]
+    assert [x["qps"] for x in s["runs"][:2]] == [x["qps"] for x in r.summary()["runs"][:2]]
