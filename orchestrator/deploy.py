@@ -12,6 +12,7 @@ import contextlib
 import os
 import shlex
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -117,6 +118,34 @@ def _failure(events: list[dict[str, Any]]) -> tuple[str | None, str] | None:
     return None
 
 
+def _kill_workers(marker: str) -> None:
+    """SIGKILL what is left of a cancelled ansible-playbook.
+
+    ansible-runner kills the playbook's process group, but Ansible's workers run in
+    sessions of their own (with their ssh children); they carry the playbook's
+    command line, which names our private directory.
+    """
+    me = os.getpgrp()
+    pids = [int(d.name) for d in Path("/proc").glob("[0-9]*") if marker.encode() in _cmdline(int(d.name))]
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            pgid = os.getpgid(pid)
+            if pgid == pid and pgid != me:
+                os.killpg(pgid, signal.SIGKILL)  # the worker and its ssh
+            else:
+                os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and any(_cmdline(p) for p in pids):  # zombies have none
+        time.sleep(0.05)
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def deploy(lab: Lab, *, tags: list[str] | None = None, skip_tags: list[str] | None = None,
            extra_vars: dict[str, Any] | None = None, playbook: Path = SITE, timeout: float = 1800,
            log: Path | None = None) -> DeployResult:
@@ -124,7 +153,7 @@ def deploy(lab: Lab, *, tags: list[str] | None = None, skip_tags: list[str] | No
 
     `log` keeps Ansible's full output (the results folder is a good place).
     """
-    import ansible_runner  # heavy: only when deploying
+    from ansible_runner.interface import init_runner  # heavy: only when deploying
 
     private = Path(tempfile.mkdtemp(prefix="orchestrate-deploy-"))
     env = {
@@ -137,22 +166,38 @@ def deploy(lab: Lab, *, tags: list[str] | None = None, skip_tags: list[str] | No
         "ANSIBLE_DEPRECATION_WARNINGS": "False",
     }
     cancel = threading.Event()
+    done = threading.Event()
+    crashed: list[BaseException] = []
     started = time.monotonic()
     try:
-        thread, runner = ansible_runner.run_async(
+        runner = init_runner(
             private_data_dir=str(private), playbook=str(playbook), inventory=inventory(lab),
             tags=",".join(tags) if tags else None, skip_tags=",".join(skip_tags) if skip_tags else None,
             extravars=extra_vars or {}, envvars=env, quiet=True, timeout=int(timeout),
-            settings={"pexpect_timeout": 0.5},
-            cancel_callback=cancel.is_set)
+            settings={"pexpect_timeout": 0.5}, cancel_callback=cancel.is_set)
+
+        def work() -> None:
+            try:
+                runner.run()
+            except BaseException as exc:  # reported below, in the caller's thread
+                crashed.append(exc)
+            finally:
+                done.set()
+
+        # Our own thread and Event: a Thread.join() cut short by Ctrl-C can return early
+        # afterwards (CPython), and we must wait for ansible-playbook to be gone.
+        threading.Thread(target=work, name="ansible-runner", daemon=True).start()
         try:
-            while thread.is_alive():
-                thread.join(0.2)
+            while not done.wait(0.2):
+                pass
         except BaseException:
             # Ctrl-C/SIGTERM: ansible-playbook runs on its own pty, so it would not hear it.
             cancel.set()
-            thread.join(30)
+            done.wait(30)
+            _kill_workers(str(private))
             raise
+        if crashed:
+            raise RunFailed(f"ansible-runner failed: {crashed[0]}", phase="deploy")
         seconds = time.monotonic() - started
         stdout = ""
         with contextlib.suppress(OSError, AttributeError, ValueError):

@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from orchestrator.errors import UserError
 from orchestrator.hosts import Host, Lab
@@ -355,7 +356,7 @@ def up(name: str, hosts: int, pps: int | None = None, *, root: Path | None = Non
         if len(st.hosts) == hosts and st.pps == pps:
             return st
         raise UserError(f"lab {name} is already up with {len(st.hosts)} hosts and pps={st.pps}; "
-                        f"run `orchestrate lab down {name}` first")
+                        f"run `orchestrate lab down --name {name}` first")
     if current or _lab_namespaces(name) or _lab_dir(name, root).exists():
         down(name, root=root)  # leftovers of an interrupted lab
     with _lock(root):
@@ -461,7 +462,7 @@ def down(name: str, *, root: Path | None = None) -> list[str]:
 def _problems(st: LabState, namespaces: set[str], links: set[str]) -> tuple[str, ...]:
     out = []
     if st.state != "up":
-        out.append("bring-up did not finish (run `orchestrate lab down` to clear it)")
+        out.append(f"bring-up did not finish (`orchestrate lab down --name {st.name}` clears it)")
     if st.bridge not in links:
         out.append(f"bridge {st.bridge} is missing")
     alive = {p for p in _sshd_pids(st) if _alive(p)}
@@ -501,6 +502,31 @@ def status(name: str | None = None, *, root: Path | None = None) -> list[LabStat
     return out
 
 
+def describe(st: LabState) -> str:
+    """A few lines for `orchestrate lab up|status`: hosts, how to reach them, what is wrong."""
+    if st.state == "orphaned":
+        return (f"lab {st.name}: orphaned; " + "; ".join(st.problems)
+                + f" (`orchestrate lab down --name {st.name}` removes them)")
+    cap = f"capped at {st.pps} pps per direction" if st.pps else "no packet-rate cap"
+    health = "up" if st.healthy else "NOT HEALTHY"
+    lines = [f"lab {st.name}: {health}, {len(st.hosts)} hosts, {cap}, bridge {st.bridge} {st.gateway}/24"]
+    for h in st.hosts:
+        role = "server" if h.index == 0 else "client"
+        lines.append(f"  {h.name:<24} {h.address:<15} {role:<7} "
+                     f"ssh -i {st.key_file} -o UserKnownHostsFile={st.known_hosts} root@{h.address}")
+    lines.append(f"  inventory: {st.inventory}  (ansible-playbook -i {st.inventory} playbooks/site.yml)")
+    lines += [f"  problem: {p}" for p in st.problems]
+    return "\n".join(lines)
+
+
+def down_all(*, root: Path | None = None) -> list[str]:
+    """Take down every lab on this machine, orphans included (`orchestrate cleanup`)."""
+    removed: list[str] = []
+    for st in status(root=root):
+        removed += down(st.name, root=root)
+    return removed
+
+
 def is_up(name: str, *, root: Path | None = None) -> bool:
     found = status(name, root=root)
     return bool(found) and found[0].healthy
@@ -527,8 +553,11 @@ def hosts_of(st: LabState, *, run_id: str, servers: int = 1, clients: int | None
 
 
 @contextmanager
-def open_lab(scenario: Scenario, *, run_id: str, root: Path | None = None) -> Iterator[Lab]:
-    """Use the lab named by the scenario if it is up (and leave it up); else bring one up and down."""
+def open_lab(scenario: Scenario, *, run_id: str, root: Path | None = None, **_: Any) -> Iterator[Lab]:
+    """Use the lab named by the scenario if it is up (and leave it up); else bring one up and down.
+
+    Other keyword options (meant for other providers) are ignored.
+    """
     name = scenario.hosts.lab or scenario.name
     need = scenario.hosts.roles.server + scenario.hosts.roles.client
     pps = scenario.hosts.link.pps
@@ -539,10 +568,10 @@ def open_lab(scenario: Scenario, *, run_id: str, root: Path | None = None) -> It
         st = status(name, root=root)[0]
         if len(st.hosts) < need:
             raise UserError(f"lab {name} has {len(st.hosts)} hosts but the scenario needs {need}; "
-                            f"`orchestrate lab down {name}` or raise its size")
+                            f"`orchestrate lab down --name {name}` or raise its size")
         if pps is not None and st.pps != pps:
             raise UserError(f"lab {name} is up with pps={st.pps} but the scenario asks for pps={pps}; "
-                            f"`orchestrate lab down {name}` first, or set hosts.lab to another name")
+                            f"`orchestrate lab down --name {name}` first, or set hosts.lab to another name")
     hosts = hosts_of(st, run_id=run_id, clients=scenario.hosts.roles.client,
                      connect_timeout=scenario.hosts.ssh.connect_timeout)
     try:

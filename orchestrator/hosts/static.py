@@ -74,7 +74,7 @@ def read_inventory(path: str | Path) -> dict[str, dict[str, Any]]:
     except AnsibleError:
         # Ansible explains why as warnings; keep the first line of its reason.
         lines = [ln.strip() for ln in said.getvalue().splitlines() if ln.strip()]
-        reason = next((ln.split(": ", 1)[-1] for ln in lines if "Failed to parse" in ln), "unreadable")
+        reason = next((ln.split("plugin: ", 1)[-1] for ln in lines if "Failed to parse" in ln), "unreadable")
         raise UserError(f"{path}: not an Ansible inventory (INI or YAML): {reason}") from None
     finally:
         C.INVENTORY_ANY_UNPARSED_IS_FAILED = saved
@@ -150,7 +150,7 @@ def hosts_from_inventory(path: str | Path, *, run: str, ssh: Ssh | None = None) 
 
 
 @contextmanager
-def open_lab(scenario: Scenario, *, run_id: str, inventory: str | None = None) -> Iterator[Lab]:
+def open_lab(scenario: Scenario, *, run_id: str, inventory: str | None = None, **_: Any) -> Iterator[Lab]:
     """The inventory's hosts; nothing is acquired, so nothing is released but our handles."""
     path = inventory or scenario.hosts.inventory
     if not path:

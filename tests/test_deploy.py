@@ -1,0 +1,146 @@
+"""Deploy: the playbooks, alone with ansible-playbook and through ansible-runner, on a real netns lab."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator import deploy
+from orchestrator.errors import RunFailed
+from orchestrator.hosts import Host, Lab, netns
+from orchestrator.remote import SshTarget
+
+REPO = Path(__file__).resolve().parents[1]
+ANSIBLE_PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
+
+
+@pytest.fixture(scope="module")
+def lab():
+    if os.geteuid() != 0 or not os.path.exists(netns.SSHD):
+        pytest.skip("netns labs need root and openssh-server")
+    name = f"t{os.getpid() % 100000}-deploy"
+    try:
+        yield netns.up(name, 2)
+    finally:
+        netns.down(name)
+
+
+def _recap(output: str) -> dict[str, dict[str, int]]:
+    """PLAY RECAP lines -> {host: {ok: n, changed: n, failed: n, ...}}."""
+    out = {}
+    for m in re.finditer(r"^(\S+)\s+:\s+((?:\w+=\d+\s*)+)$", output, re.M):
+        out[m[1]] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m[2])}
+    return out
+
+
+def _playbook(inventory: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ANSIBLE_NOCOLOR": "1",
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    return subprocess.run([ANSIBLE_PLAYBOOK, "-i", inventory, "playbooks/site.yml", *extra], cwd=REPO,
+                          capture_output=True, text=True, timeout=600, env=env)
+
+
+def test_inventory_from_a_lab():
+    checked = Host("a", "10.0.0.1", ("server",), "/w", ssh=SshTarget("10.0.0.1", "a", key_file="/k",
+                                                                       known_hosts="/kh", port=2200),
+                   vars={"orchestrate_root": "/srv/o"})
+    unchecked = Host("b", "10.0.0.2", ("client",), "/w",
+                     ssh=SshTarget("10.0.0.2", "b", user="admin", host_key_checking=False))
+    local = Host("localhost", "127.0.0.1", ("server", "client"), "/w")
+    inv = deploy.inventory(Lab("static", (checked, unchecked, local)))
+    server, client = inv["all"]["children"]["server"]["hosts"], inv["all"]["children"]["client"]["hosts"]
+    assert set(server) == {"a", "localhost"} and set(client) == {"b", "localhost"}
+    a = server["a"]
+    assert (a["ansible_host"], a["ansible_port"]) == ("10.0.0.1", 2200)
+    assert a["ansible_ssh_private_key_file"] == "/k"
+    assert "UserKnownHostsFile=/kh" in a["ansible_ssh_common_args"]
+    assert "StrictHostKeyChecking=yes" in a["ansible_ssh_common_args"]
+    assert a["ansible_python_interpreter"] == "/usr/bin/python3" and a["orchestrate_root"] == "/srv/o"
+    assert client["b"]["ansible_host_key_checking"] is False and client["b"]["ansible_user"] == "admin"
+    assert server["localhost"]["ansible_connection"] == "local"
+    assert deploy.server_binary(checked) == "/srv/o/bin/orchestrate-server"
+    assert deploy.server_binary(unchecked) == "/opt/orchestrate/bin/orchestrate-server"
+
+
+def test_playbook_alone_builds_the_server_then_changes_nothing(lab, tmp_path):
+    """ansible-playbook -i <lab inventory> playbooks/site.yml, twice: the second run has changed=0."""
+    root = tmp_path / "opt"  # a fresh root: the server really builds in this test
+    first = _playbook(lab.inventory, "-e", f"orchestrate_root={root}")
+    assert first.returncode == 0, first.stdout[-3000:]
+    recap = _playbook(lab.inventory, "-e", f"orchestrate_root={root}")
+    assert recap.returncode == 0, recap.stdout[-3000:]
+    stats = _recap(recap.stdout)
+    assert set(stats) == {h.name for h in lab.hosts}
+    assert all(s["changed"] == 0 and s["failed"] == 0 for s in stats.values()), stats
+    assert _recap(first.stdout)[lab.hosts[0].name]["changed"] > 0  # shipped, built, installed
+    binary = root / "bin" / "orchestrate-server"
+    assert os.access(binary, os.X_OK)
+    assert "usage" in subprocess.run([binary, "--help"], capture_output=True, text=True).stdout.lower()
+
+    # The same through ansible-runner with an inventory made from the Lab.
+    hosts = netns.hosts_of(lab, run_id="deploy")
+    result = deploy.deploy(Lab("netns", hosts, lab.name), extra_vars={"orchestrate_root": str(root)})
+    assert result.status == "successful" and result.failed == []
+    assert result.changed == {h.name: 0 for h in hosts}
+    assert result.hosts[hosts[0].name].ok > 0
+
+
+def test_tuning_applies_inside_the_namespace_and_is_idempotent(lab):
+    hosts = netns.hosts_of(lab, run_id="tune")
+    one = Lab("netns", hosts, lab.name)
+    values = {"tuning_somaxconn": 1234, "tuning_local_port_range": "20000 40000"}
+    first = deploy.deploy(one, tags=["tuning"], extra_vars=values)
+    assert all(n == 1 for n in first.changed.values()), first.changed  # one looped task
+    second = deploy.deploy(one, tags=["tuning"], extra_vars=values)
+    assert all(n == 0 for n in second.changed.values()), second.changed
+    got = subprocess.run(["ip", "netns", "exec", hosts[1].name, "sysctl", "-n", "net.core.somaxconn"],
+                         capture_output=True, text=True).stdout.strip()
+    assert got == "1234"  # per network namespace: the machine's own value is untouched
+    assert Path("/proc/sys/net/core/somaxconn").read_text().strip() != "1234"
+
+
+def test_a_failing_task_is_a_run_failure_naming_host_and_task(lab, tmp_path):
+    src = tmp_path / "broken"
+    src.mkdir()
+    (src / "CMakeLists.txt").write_text('cmake_minimum_required(VERSION 3.16)\n'
+                                        'project(broken CXX)\nmessage(FATAL_ERROR "broken on purpose")\n')
+    hosts = netns.hosts_of(lab, run_id="fail")
+    with pytest.raises(RunFailed, match=r"Build the server.*broken on purpose") as err:
+        deploy.deploy(Lab("netns", hosts, lab.name), tags=["server"],
+                      extra_vars={"orchestrate_src": str(src), "orchestrate_root": str(tmp_path / "opt")})
+    assert err.value.phase == "deploy" and err.value.host == hosts[0].name
+
+
+def test_an_unreachable_host_is_a_run_failure_naming_it(lab):
+    nowhere = str(netns._subnet(lab.index).network_address + 200)
+    ghost = Host("ghost", nowhere, ("server",), "/tmp/x",
+                 ssh=SshTarget(nowhere, "ghost", key_file=lab.key_file, known_hosts=lab.known_hosts,
+                               connect_timeout=2))
+    with pytest.raises(RunFailed, match="unreachable") as err:
+        deploy.deploy(Lab("netns", (ghost,), lab.name), tags=["tools"])
+    assert err.value.host == "ghost" and err.value.phase == "deploy"
+
+
+def test_ctrl_c_during_deploy_stops_ansible(lab, tmp_path):
+    """ansible-playbook runs on its own pty and would not hear Ctrl-C: deploy must stop it."""
+    hosts = netns.hosts_of(lab, run_id="intr")
+    timer = threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):  # a fresh root: the build takes long enough
+            deploy.deploy(Lab("netns", hosts, lab.name), tags=["server"],
+                          extra_vars={"orchestrate_root": str(tmp_path / "opt")})
+    finally:
+        timer.cancel()
+    assert time.monotonic() - started < 10
+    left = subprocess.run(["pgrep", "-af", "orchestrate-deploy-"], capture_output=True, text=True).stdout
+    assert left.strip() == "", left
