@@ -535,7 +535,7 @@ def is_up(name: str, *, root: Path | None = None) -> bool:
 # --- the provider --------------------------------------------------------------
 
 
-def hosts_of(st: LabState, *, run_id: str, servers: int = 1, clients: int | None = None,
+def hosts_of(st: LabState, *, run_id: str, clients: int | None = None,
              connect_timeout: float = 10.0) -> tuple[Host, ...]:
     """Host 0 serves, the others load; each with its own work directory for this run."""
     picked = st.hosts[:1 + (len(st.hosts) - 1 if clients is None else clients)]
