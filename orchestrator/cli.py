@@ -184,11 +184,11 @@ def cmd_lab(args: argparse.Namespace) -> int:
     from orchestrator.hosts import netns
 
     if args.action == "up":
-        state = netns.up(args.name, args.hosts, pps=args.pps)
+        state = netns.up(args.name or "lab", args.hosts, pps=args.pps)
         print(netns.describe(state))
     elif args.action == "down":
-        removed = netns.down(args.name)
-        print("\n".join(removed) if removed else f"lab {args.name}: nothing to remove")
+        removed = netns.down(args.name or "lab")
+        print("\n".join(removed) if removed else f"lab {args.name or 'lab'}: nothing to remove")
     else:
         states = netns.status(args.name)
         print("\n".join(netns.describe(s) for s in states) if states else "no lab is up")
@@ -274,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     lab = sub.add_parser("lab", help="a lab of SSH hosts in network namespaces on this machine")
     lab.add_argument("action", choices=["up", "down", "status"])
-    lab.add_argument("--name", default="lab")
+    lab.add_argument("--name", default=None, help="lab name (default 'lab'; status: all labs)")
     lab.add_argument("--hosts", type=int, default=3, help="number of hosts (first one is the server)")
     lab.add_argument("--pps", type=int, default=None, help="packet-rate cap per link, each direction")
 

@@ -315,7 +315,7 @@ def _prepare_server(ctx: Context) -> str:
         from orchestrator import deploy
 
         ctx.progress("orchestrate: deploying tools and the server with Ansible")
-        deploy.deploy(ctx.lab)
+        deploy.deploy(ctx.lab, log=ctx.results.path / "raw" / "deploy.log")
         return deploy.server_binary(server)
     return str(server.vars.get("server_binary", "/opt/orchestrate/bin/orchestrate-server"))
 
@@ -453,17 +453,23 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
         time.sleep(1.0)  # one collector sample before the load starts
 
         wrks = []
+        # Every client starts at the same instant (each on its own clock), so their
+        # windows coincide and their rates add up; starting them one SSH call after
+        # another would let the first ones measure a link the others do not use yet.
+        t0 = time.time() + 0.5 + 0.3 * len(clients)
         for c in clients:
             cdir = f"{c.workdir}/{spec.run_id}"
             ctx.t(c).put_text(wrk.LUA_SCRIPT, f"{cdir}/report.lua")
             argv = wrk.command(url, threads=sc.load.threads, connections=spec.connections,
                                duration_s=sc.load.duration, timeout_s=sc.load.timeout,
                                script_path=f"{cdir}/report.lua", pipeline=sc.load.pipeline)
-            wrks.append((c, ctx.table.spawn(c.name, "wrk", tools.base.join(argv), workdir=cdir,
-                                            cpus=ctx.cpus(c, "client"), env=wrk.ENV)))
+            at = t0 + ctx.facts.get(c.name, {}).get("clock_offset_s", 0.0)
+            wait = f"python3 -c 'import time; time.sleep(max(0.0, {at:.3f} - time.time()))'"
+            wrks.append((c, ctx.table.spawn(c.name, "wrk", f"{wait} && exec {tools.base.join(argv)}",
+                                            workdir=cdir, cpus=ctx.cpus(c, "client"), env=wrk.ENV,
+                                            shell=True)))
         started += [p for _, p in wrks]
-        t0 = time.time()
-        time.sleep(0.3)
+        time.sleep(max(0.0, t0 - time.time()) + 0.3)
         affinity["wrk"] = {c.name: remote.thread_affinity(ctx.t(c), remote.group_pids(ctx.t(c), p.pid))
                            for c, p in wrks}
         for c, p in wrks:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # `import support` from any test folder
+sys.path.insert(0, str(Path(__file__).parent))  # `import testkit` from any test folder
 
-from support import REPO  # noqa: E402
+from testkit import REPO  # noqa: E402
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
-from support import orchestrate
+from testkit import orchestrate
 
 THREE_MISTAKES = textwrap.dedent("""\
     name: broken

@@ -10,7 +10,7 @@ import pytest
 from orchestrator import compare, store
 from orchestrator.errors import UserError
 
-from support import orchestrate
+from testkit import orchestrate
 
 
 def summary(qps_by_point, *, scenario="s", machine="cpu-x", status="complete", run_id="r1"):

@@ -12,7 +12,7 @@ import json
 import pandas as pd
 import pytest
 
-from support import orchestrate
+from testkit import orchestrate
 
 pytestmark = pytest.mark.slow
 

@@ -18,7 +18,7 @@ import pytest
 
 from orchestrator.remote import LocalTransport, marked_pids
 
-from support import REPO, orchestrate
+from testkit import REPO, orchestrate
 
 pytestmark = pytest.mark.slow
 

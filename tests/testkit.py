@@ -1,4 +1,4 @@
-"""Helpers shared by the tests (imported as `support`; conftest.py only holds fixtures)."""
+"""Helpers shared by the tests (imported as `testkit`; conftest.py only holds fixtures)."""
 
 from __future__ import annotations
 
