@@ -15,8 +15,13 @@ Channel::~Channel() {
 void Channel::handleEvent() {
   // Errors and hang-ups are delivered to the read side: the following read()
   // returns 0 or the error, which is where the owner decides to close.
-  if ((revents_ & (EPOLLIN | EPOLLPRI | EPOLLERR | EPOLLHUP)) && readCallback_) readCallback_();
+  if ((revents_ & (EPOLLIN | EPOLLPRI | EPOLLRDHUP | EPOLLERR | EPOLLHUP)) && readCallback_) readCallback_();
   if ((revents_ & EPOLLOUT) && writeCallback_) writeCallback_();
+}
+
+void Channel::enableEdgeTriggeredReadWrite() {
+  events_ = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  update();
 }
 
 void Channel::enableReading() { events_ |= EPOLLIN; update(); }

@@ -28,6 +28,9 @@ class Channel : NonCopyable {
   uint32_t revents() const { return revents_; }
   void setRevents(uint32_t revents) { revents_ = revents; }
 
+  // Edge-triggered in/out/rdhup, registered once and never modified: the
+  // connection hot path then needs no epoll_ctl at all.
+  void enableEdgeTriggeredReadWrite();
   void enableReading();
   void disableReading();
   void enableWriting();

@@ -63,44 +63,65 @@ Connection::~Connection() {
   if (state_ != State::kClosed) channel_.forgetBeforeClose();
 }
 
-void Connection::start() { channel_.enableReading(); }
+void Connection::start() { channel_.enableEdgeTriggeredReadWrite(); }
 
 void Connection::handleRead() {
-  if (state_ == State::kClosed) return;
-  if (readPaused_) {
-    // Only EPOLLHUP/ERR get here while paused: the peer is gone.
-    if (channel_.revents() & (EPOLLHUP | EPOLLERR)) close();
-    return;
-  }
+  if (state_ == State::kClosed || readPaused_) return;  // paused: resume() reads
+  const bool peerShut = channel_.revents() & (EPOLLRDHUP | EPOLLHUP | EPOLLERR);
   char* buf = worker_->readBuffer();
-  ssize_t n = ::read(fd_.get(), buf, Worker::kReadBufferSize);
-  if (n > 0) {
-    worker_->stats().bytesIn += static_cast<uint64_t>(n);
-    lastActiveMs_ = worker_->loop()->nowMs();
-    if (state_ != State::kOpen) {
-      // kDraining/kClosing: the request stream is over; discard.
-      if (state_ == State::kClosing) lingerOnClose_ = true;
+  for (int i = 0; i < kMaxReadsPerEvent; ++i) {
+    ssize_t n = ::recv(fd_.get(), buf, Worker::kReadBufferSize, 0);
+    if (n > 0) {
+      worker_->stats().bytesIn += static_cast<uint64_t>(n);
+      lastActiveMs_ = worker_->loop()->nowMs();
+      if (state_ == State::kOpen) {
+        if (in_.empty()) {
+          serve(buf, static_cast<size_t>(n));
+        } else {
+          in_.append(buf, static_cast<size_t>(n));
+          serve(in_.data(), in_.size());
+        }
+      } else if (state_ == State::kClosing) {
+        lingerOnClose_ = true;  // more input after the last request: discard
+      }
+      if (state_ == State::kClosed || readPaused_) return;
+      // A short read drained the socket. Only if the FIN is already queued
+      // is another recv (returning 0) worth its syscall.
+      if (static_cast<size_t>(n) < Worker::kReadBufferSize && !peerShut) return;
+      continue;
+    }
+    if (n == 0) {
+      onPeerEof();
       return;
     }
-    if (in_.empty()) {
-      serve(buf, static_cast<size_t>(n));
-    } else {
-      in_.append(buf, static_cast<size_t>(n));
-      serve(in_.data(), in_.size());
-    }
-  } else if (n == 0) {
-    // The peer finished sending. Pending responses still go out.
-    if (state_ == State::kOpen && hasPendingOutput()) {
-      state_ = State::kClosing;
-      channel_.disableReading();
-    } else if (state_ != State::kClosing) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+    if (errno != EINTR) {
       close();
-    } else {
-      channel_.disableReading();
+      return;
     }
-  } else if (errno != EAGAIN && errno != EINTR) {
-    close();
   }
+  // Still more to read: let the other sockets of this batch go first.
+  readPaused_ = true;
+  worker_->scheduleResume(this);
+}
+
+void Connection::onPeerEof() {
+  // The peer finished sending. Pending responses still go out; there is
+  // nothing left to linger for.
+  lingerOnClose_ = false;
+  if (hasPendingOutput() && state_ != State::kDraining) {
+    state_ = State::kClosing;
+    return;
+  }
+  close();
+}
+
+void Connection::resume() {
+  if (state_ != State::kOpen || !readPaused_) return;
+  readPaused_ = false;
+  if (!in_.empty()) serve(in_.data(), in_.size());
+  // Edge-triggered: data that arrived while paused raised no new event.
+  if (state_ == State::kOpen && !readPaused_) handleRead();
 }
 
 void Connection::serve(const char* data, size_t len) {
@@ -112,11 +133,13 @@ void Connection::serve(const char* data, size_t len) {
     len -= used;
     if (state_ == State::kClosed) return;
     if (len == 0 || state_ != State::kOpen || !full) break;
-    if (hasPendingOutput() || round + 1 >= kMaxServeRounds) {
-      // Back-pressure (or fairness): stop reading. EPOLLOUT fires when the
-      // socket can take more, and handleWrite resumes serving in_.
-      pauseReading();
-      if (!channel_.isWriting()) channel_.enableWriting();
+    if (hasPendingOutput()) {
+      readPaused_ = true;  // handleWrite resumes once the output drains
+      break;
+    }
+    if (round + 1 >= kMaxServeRounds) {
+      readPaused_ = true;  // fairness: finish after the rest of the batch
+      worker_->scheduleResume(this);
       break;
     }
   }
@@ -187,42 +210,40 @@ void Connection::flush(const char* data, size_t len) {
   }
   worker_->stats().bytesOut += static_cast<uint64_t>(n);
   if (static_cast<size_t>(n) < len) {
+    // The send buffer is full; EPOLLOUT (always registered, edge-triggered)
+    // fires when it has room again.
     out_.assign(data + n, len - static_cast<size_t>(n));
     outOffset_ = 0;
-    channel_.enableWriting();
     return;
   }
   if (state_ == State::kClosing) afterLastResponse();
 }
 
 void Connection::handleWrite() {
-  if (state_ == State::kClosed) return;
-  if (hasPendingOutput()) {
-    ssize_t n = ::send(fd_.get(), out_.data() + outOffset_, out_.size() - outOffset_, MSG_NOSIGNAL);
-    if (n < 0) {
-      if (errno != EAGAIN && errno != EINTR) close();
-      return;
-    }
-    worker_->stats().bytesOut += static_cast<uint64_t>(n);
-    lastActiveMs_ = worker_->loop()->nowMs();
-    outOffset_ += static_cast<size_t>(n);
-    if (hasPendingOutput()) {
-      if (outOffset_ > out_.size() / 2) {  // keep the buffer from creeping
-        out_.erase(0, outOffset_);
-        outOffset_ = 0;
-      }
-      return;
-    }
-    out_.clear();
-    outOffset_ = 0;
+  // EPOLLOUT accompanies nearly every EPOLLIN; only pending output matters.
+  if (state_ == State::kClosed || !hasPendingOutput()) return;
+  ssize_t n = ::send(fd_.get(), out_.data() + outOffset_, out_.size() - outOffset_, MSG_NOSIGNAL);
+  if (n < 0) {
+    if (errno != EAGAIN && errno != EINTR) close();
+    return;
   }
-  channel_.disableWriting();
+  worker_->stats().bytesOut += static_cast<uint64_t>(n);
+  lastActiveMs_ = worker_->loop()->nowMs();
+  outOffset_ += static_cast<size_t>(n);
+  if (hasPendingOutput()) {
+    if (outOffset_ > out_.size() / 2) {  // keep the buffer from creeping
+      out_.erase(0, outOffset_);
+      outOffset_ = 0;
+    }
+    return;
+  }
+  out_.clear();
+  outOffset_ = 0;
   if (state_ == State::kClosing) {
     afterLastResponse();
-  } else if (state_ == State::kOpen && readPaused_) {
-    readPaused_ = false;
-    channel_.enableReading();
-    if (!in_.empty()) serve(in_.data(), in_.size());
+    if (state_ == State::kDraining) handleRead();
+  } else if (state_ == State::kOpen && readPaused_ && !resumeScheduled_) {
+    resume();
   }
 }
 
@@ -239,7 +260,6 @@ void Connection::afterLastResponse() {
   state_ = State::kDraining;
   drainDeadlineMs_ = worker_->loop()->nowMs() + kLingerMs;
   in_.clear();
-  if (!channel_.isReading()) channel_.enableReading();
   readPaused_ = false;
 }
 
@@ -249,12 +269,7 @@ void Connection::queueError(int status) {
   lingerOnClose_ = true;
   const std::string& r = worker_->responses().error(status);
   flush(r.data(), r.size());
-}
-
-void Connection::pauseReading() {
-  if (readPaused_) return;
-  readPaused_ = true;
-  channel_.disableReading();
+  if (state_ == State::kDraining) handleRead();
 }
 
 void Connection::checkTimeouts(int64_t now) {
@@ -287,6 +302,7 @@ void Connection::forceClose() { close(); }
 void Connection::close() {
   if (state_ == State::kClosed) return;
   state_ = State::kClosed;
+  if (resumeScheduled_) worker_->cancelResume(this);
   // close() drops the fd from the epoll set (it was never dup()ed), so no
   // EPOLL_CTL_DEL is needed.
   channel_.forgetBeforeClose();

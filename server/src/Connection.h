@@ -15,12 +15,18 @@ class Worker;
 // One accepted TCP connection speaking HTTP/1.x. Owned by its Worker
 // (unique_ptr) and used only on the Worker's loop thread; owns its socket.
 //
-// The hot path, per wake-up: one read() into the thread's 64 KiB buffer, parse
-// every complete request in it, append the pre-built responses into one batch,
-// one send(). Level-triggered epoll means a read that did not fill the buffer
-// is not followed by another read (which would just return EAGAIN); if data is
-// left, epoll reports it again. Interest changes (epoll_ctl) happen only on
-// the slow paths: a partial write, back-pressure, or lingering close.
+// The hot path, per readiness event: one recv() into the thread's 64 KiB
+// buffer, parse every complete request in it, append the pre-built responses
+// into one batch, one send(). The socket is registered once, edge-triggered,
+// for in/out/rdhup and never modified (no epoll_ctl per request, and no
+// level-triggered re-poll of every ready socket on the next epoll_wait). A
+// recv that did not fill the buffer drained the socket, so no read is issued
+// just to see EAGAIN; new data raises a new edge. EPOLLRDHUP tells a short
+// read that the peer's FIN is already queued.
+//
+// Back-pressure: once kHighWater bytes of responses are waiting, reading
+// stops (a flag, no syscall); the data stays in the kernel until the
+// output drains and resume() reads it.
 class Connection : NonCopyable {
  public:
   Connection(Worker* worker, int fd, size_t index);
@@ -29,6 +35,11 @@ class Connection : NonCopyable {
   void start();                       // register for reading
   void checkTimeouts(int64_t nowMs);  // idle, header (408) and linger limits
   void forceClose();
+  // Serves buffered requests and reads again after a pause (back-pressure
+  // or the per-event read budget).
+  void resume();
+  bool resumeScheduled() const { return resumeScheduled_; }
+  void setResumeScheduled(bool v) { resumeScheduled_ = v; }
 
   size_t index() const { return index_; }
   void setIndex(size_t i) { index_ = i; }
@@ -53,13 +64,14 @@ class Connection : NonCopyable {
   void flush(const char* data, size_t len);
   void queueError(int status);
   void afterLastResponse();  // close now, or linger if the client may still send
-  void pauseReading();
+  void onPeerEof();
   void close();
 
   bool hasPendingOutput() const { return outOffset_ < out_.size(); }
 
   static constexpr size_t kHighWater = 256 * 1024;
   static constexpr int64_t kLingerMs = 1000;
+  static constexpr int kMaxReadsPerEvent = 8;  // then yield to other sockets
 
   Worker* const worker_;
   UniqueFd fd_;
@@ -71,6 +83,7 @@ class Connection : NonCopyable {
   size_t index_;
   State state_ = State::kOpen;
   bool readPaused_ = false;   // back-pressure: waiting for out_ to drain
+  bool resumeScheduled_ = false;
   bool lingerOnClose_ = false;
   int64_t lastActiveMs_ = 0;
   int64_t requestStartMs_ = -1;  // first byte of an unfinished request

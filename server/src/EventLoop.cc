@@ -111,6 +111,7 @@ void EventLoop::runAfter(int64_t delayMs, Functor f) {
 }
 
 int EventLoop::pollTimeoutMs() const {
+  if (!deferred_.empty()) return 0;  // work is waiting: just collect events
   if (timers_.empty()) return -1;
   int64_t due = timers_.front().dueMs;
   for (const Timer& t : timers_) due = std::min(due, t.dueMs);

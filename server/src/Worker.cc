@@ -67,6 +67,30 @@ void Worker::connectionClosed(Connection* conn) {
   }
 }
 
+void Worker::scheduleResume(Connection* conn) {
+  if (conn->resumeScheduled()) return;
+  conn->setResumeScheduled(true);
+  resumeList_.push_back(conn);
+  if (resumeList_.size() == 1) loop_->deferInLoop([this] { runResumes(); });
+}
+
+void Worker::cancelResume(Connection* conn) {
+  conn->setResumeScheduled(false);
+  std::erase(resumeList_, conn);
+}
+
+void Worker::runResumes() {
+  std::vector<Connection*> list;
+  list.swap(resumeList_);
+  for (Connection* c : list) {
+    // An earlier resume in this list may have closed c; close() cancels,
+    // which clears the flag.
+    if (!c->resumeScheduled()) continue;
+    c->setResumeScheduled(false);
+    c->resume();
+  }
+}
+
 void Worker::onTick() {
   responses_.refresh(std::time(nullptr));
   int64_t now = loop_->nowMs();

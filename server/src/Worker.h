@@ -53,12 +53,16 @@ class Worker : NonCopyable {
   std::string& writeScratch() { return writeScratch_; }
   ThreadStats& stats() { return stats_; }
   void connectionClosed(Connection* conn);
+  // Calls conn->resume() after the current batch of events (no syscall).
+  void scheduleResume(Connection* conn);
+  void cancelResume(Connection* conn);
 
   const ThreadStats& stats() const { return stats_; }
   size_t openConnections() const { return connections_.size(); }
 
  private:
   void onTick();
+  void runResumes();
 
   EventLoop* const loop_;
   const Options& options_;
@@ -73,6 +77,7 @@ class Worker : NonCopyable {
   // Closed during this iteration; freed after the event batch, because a
   // later event of the same batch may still point at them.
   std::vector<std::unique_ptr<Connection>> graveyard_;
+  std::vector<Connection*> resumeList_;  // live connections only
 };
 
 }  // namespace orch
