@@ -258,10 +258,12 @@ def _partial(ctx: Context) -> dict[str, Any]:
 
 def _host_facts(ctx: Context, h: Host) -> dict[str, Any]:
     t = ctx.t(h)
-    before = time.time()
     done = t.run(facts_tool.command(), timeout=30, check=False)
-    after = time.time()
+    # The host's clock against ours. An SSH command runs late in its round trip
+    # (session and shell start-up come first) and its answer comes back fast, so
+    # compare with the time the answer arrived, not the midpoint.
     stamp = t.run("date +%s.%N", timeout=10, check=False).stdout.strip()
+    after = time.time()
     ctx.results.raw("facts", h.name, "facts").parent.mkdir(parents=True, exist_ok=True)
     ctx.results.raw("facts", h.name, "facts").write_text(done.stdout + done.stderr)
     parsed = facts_tool.parse(done.stdout)
@@ -269,7 +271,7 @@ def _host_facts(ctx: Context, h: Host) -> dict[str, Any]:
     out["address"] = h.address
     out["roles"] = list(h.roles)
     try:
-        out["clock_offset_s"] = round(float(stamp) - (before + after) / 2, 3)
+        out["clock_offset_s"] = round(float(stamp) - after, 3)
     except ValueError:
         out["clock_offset_s"] = 0.0
     return out
@@ -595,23 +597,27 @@ def _record(ctx: Context, spec: RunSpec, raw: dict[tuple[str, str], str],
                         f"in {sc.load.duration:g}s (server not answering?)", host=server.name,
                         phase=ctx.phase)
 
-    def shifted(h: Host) -> tuple[float, float]:
-        # Collector timestamps are the host's clock, whole seconds marking the END of
-        # each 1 s interval: keep the samples whose interval lies mostly in the load.
-        off = ctx.facts.get(h.name, {}).get("clock_offset_s", 0.0)
-        return window[0] + 0.5 + off, window[1] + 0.5 + off
+    # The load ran from the common start for wrk's own duration (our t1 is only
+    # when we noticed it had ended). Collector timestamps are whole seconds marking
+    # the END of each 1 s interval, on the host's clock: keep the intervals that lie
+    # wholly inside the load, or, for a load too short for that, mostly inside.
+    start, end = window[0], window[0] + max(r.duration_s for _, r in per_client)
+    windows = ((start + 1.0, end - 0.0), (start + 0.5, end + 0.5))
 
     telemetry: dict[str, Any] = {}
     for _proc, h, name in collectors:
         mod = tools.get(name)
+        off = ctx.facts.get(h.name, {}).get("clock_offset_s", 0.0)
         try:
             samples = mod.parse(raw.get((h.name, name), ""))
-            t0, t1 = shifted(h)
-            summary = mod.summarize(samples, t0, t1)
+            for lo, hi in windows:
+                summary = _plain(mod.summarize(samples, lo + off, hi + off))
+                if not _empty(summary):
+                    break
         except (tools.ToolError, ValueError) as exc:
             telemetry.setdefault(name, {})[h.name] = {"error": str(exc)}
             continue
-        telemetry.setdefault(name, {})[h.name] = _plain(summary)
+        telemetry.setdefault(name, {})[h.name] = summary
 
     stats = server_tool.parse_stats(raw.get((server.name, "server"), ""))
     lat = dataclasses.asdict(total.latency_ms)
@@ -634,7 +640,7 @@ def _record(ctx: Context, spec: RunSpec, raw: dict[tuple[str, str], str],
         "affinity": _affinity_summary(affinity, server_cpus, ctx, wrks),
         "server_counters": dataclasses.asdict(stats) if stats else None,
         "telemetry": telemetry,
-        "window": {"start": window[0], "end": window[1]},
+        "window": {"start": start, "end": end},
         "baseline": _compared_baseline(ctx.baseline),
     }
     return record
@@ -655,6 +661,13 @@ def _compared_baseline(baseline: dict[str, Any]) -> dict[str, Any]:
     if tcp:
         out["tcp_bits_per_second"] = tcp["bits_per_second"]
     return out
+
+
+def _empty(summary: Any) -> bool:
+    """A telemetry summary with no samples in it (shapes differ per collector)."""
+    if isinstance(summary, dict) and "interfaces" in summary:
+        return not summary["interfaces"]
+    return not summary
 
 
 def _plain(obj: Any) -> Any:
