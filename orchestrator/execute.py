@@ -24,9 +24,10 @@ from orchestrator.errors import Interrupted, RunFailed, UserError
 from orchestrator.hosts import Host, Lab
 from orchestrator.plan import RUN_OVERHEAD_S, Plan, RunSpec, expand, fmt_seconds
 from orchestrator.remote import ProcessTable, Transport
+from orchestrator.report import flamegraph
 from orchestrator.scenario import Loaded, Scenario, dump, resolve_cpus
 from orchestrator.store import ResultsDir, new_run_id
-from orchestrator.tools import ethtool, iperf3, wrk
+from orchestrator.tools import ethtool, iperf3, perf, wrk
 from orchestrator.tools import facts as facts_tool
 from orchestrator.tools import server as server_tool
 
@@ -488,6 +489,10 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
 
         for p, _, _ in collectors:
             ctx.table.stop(p, sig="INT", grace=5.0)
+        if "perf" in sc.telemetry:
+            # Symbols resolve only where the samples were taken: script it on the server host.
+            ts.run(f"cd {sdir} && {tools.base.join(perf.script_command('perf.data'))} "
+                   "> perf-script.txt 2> perf-script.err", timeout=300, check=False, env=perf.ENV)
         clean = ctx.table.stop(srv, sig="TERM", grace=10.0)
         gone = [p for p in started if remote.alive(ctx.t(_host(ctx, p.host)), p)]
         if gone:
@@ -501,8 +506,11 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
 
     ctx.phase = f"collect {spec.run_id}"
     raw = _fetch(ctx, spec, started)
+    flame = _flamegraph(ctx, spec, sdir) if "perf" in sc.telemetry else None
     record = _record(ctx, spec, raw, wrks, collectors, affinity, server_cpus, (t0, t1))
     record["server_stopped_cleanly"] = clean
+    if flame:
+        record["perf"] = flame
     record["nic_allowances"] = {
         h: {"exceeded": d.allowances.exceeded(), "reset": d.reset}
         for h in nic_before if h in nic_after
@@ -544,20 +552,36 @@ def _start_telemetry(ctx: Context, spec: RunSpec,
                      server_pids: list[int]) -> list[tuple[remote.Process, Host, str]]:
     out = []
     for name in ctx.sc.telemetry:
-        if name == "perf":
-            continue  # flame graphs are recorded by the analysis step's perf support
         mod = tools.get(name)
         for h in ctx.lab.hosts:
-            if name == "pidstat":
+            if name in ("pidstat", "perf"):  # these watch the server's processes
                 if "server" not in h.roles:
                     continue
-                argv = mod.command(server_pids)
+                argv = (mod.command(server_pids) if name == "pidstat" else
+                        perf.record_command(server_pids, f"{h.workdir}/{spec.run_id}/perf.data"))
             else:
                 argv = mod.command()
             proc = ctx.table.spawn(h.name, name, tools.base.join(argv),
                                    workdir=f"{h.workdir}/{spec.run_id}", env=mod.ENV)
             out.append((proc, h, name))
     return out
+
+
+def _flamegraph(ctx: Context, spec: RunSpec, sdir: str) -> dict[str, Any] | None:
+    """Fold the server host's `perf script` output into a flame graph kept with the run."""
+    server = ctx.lab.server
+    text_path = ctx.results.raw(spec.run_id, server.name, "perf-script")
+    try:
+        ctx.t(server).get(f"{sdir}/perf-script.txt", text_path)
+    except (RunFailed, OSError):
+        return None
+    folded = perf.fold(text_path.read_text(errors="replace"))
+    if not folded:
+        return None
+    svg = text_path.with_name("flamegraph.svg")
+    svg.write_text(flamegraph.render_svg(folded, title=f"{ctx.sc.name} {spec.run_id} on {server.name}"))
+    return {"flamegraph": str(svg.relative_to(ctx.results.path)), "samples": sum(folded.values()),
+            "top_frames": [[name, round(share, 4)] for name, share in perf.top_frames(folded, 8)]}
 
 
 def _fetch(ctx: Context, spec: RunSpec, procs: list[remote.Process]) -> dict[tuple[str, str], str]:
@@ -606,6 +630,8 @@ def _record(ctx: Context, spec: RunSpec, raw: dict[tuple[str, str], str],
 
     telemetry: dict[str, Any] = {}
     for _proc, h, name in collectors:
+        if name == "perf":
+            continue  # folded into a flame graph, not averaged
         mod = tools.get(name)
         off = ctx.facts.get(h.name, {}).get("clock_offset_s", 0.0)
         try:

@@ -67,12 +67,19 @@ def test_builtin_server_loopback_end_to_end(tmp_path, run_id):
         assert sum(t["requests"] for t in counters["threads"]) >= r["requests"]
 
 
-def test_nginx_as_a_user_command(tmp_path, repo, run_id):
+def test_nginx_as_a_user_command_with_a_flame_graph(tmp_path, repo, run_id):
     done = orchestrate("run", str(repo / "scenarios" / "nginx.yaml"), "--results", str(tmp_path),
-                       "--run-id", run_id, *SHORT, timeout=600)
+                       "--run-id", run_id, *SHORT, "--set", "telemetry=[pidstat, mpstat, sar, perf]",
+                       timeout=600)
     assert done.returncode == 0, done.stderr
-    summary = check_results(_only_results(tmp_path), expect_runs=1, server_cpus=[0], wrk_cpus=[1])
-    assert summary["runs"][0]["server_counters"] is None
+    folder = _only_results(tmp_path)
+    summary = check_results(folder, expect_runs=1, server_cpus=[0], wrk_cpus=[1])
+    run = summary["runs"][0]
+    assert run["server_counters"] is None
+    svg = folder / run["perf"]["flamegraph"]
+    assert svg.read_text().startswith("<svg") and run["perf"]["samples"] > 100
+    assert any(name.endswith("_[k]") for name, _ in run["perf"]["top_frames"])  # kernel frames
+    assert run["perf"]["flamegraph"] in (folder / "report.html").read_text()
 
 
 def test_server_that_cannot_start_fails_cleanly(tmp_path, repo, run_id):
