@@ -86,6 +86,7 @@ def _server_cpus(run: dict[str, Any]) -> dict[str, Any]:
     threads = (run.get("server_cpu") or {}).get("threads") or []
     if threads:
         out["thread_busy_max"] = max(t.get("busy", 0.0) for t in threads)
+        out["thread_wait_max"] = max(t.get("wait", 0.0) for t in threads)
     return out
 
 
@@ -165,9 +166,12 @@ def analyse_run(run: dict[str, Any], *, server: str, interface: str | None, loop
         flags.append(f"{pk['drops_s']:,.0f} dropped packets/s on {pk['interface']}")
 
     thread_busy = srv.get("thread_busy_max")
+    wait = srv.get("thread_wait_max") or 0.0
     # Server saturated: a thread of it is busy all the time, or its CPUs are full and it
-    # is being preempted (it was given fewer CPUs than the load needs).
-    preempted = invol_share is not None and invol_share >= 0.25
+    # is kept from running (it was given fewer CPUs than the load needs): preempted, or
+    # runnable but waiting in the run queue (CFS wake-ups often preempt nothing, so
+    # %wait shows it when involuntary switches do not).
+    preempted = (invol_share is not None and invol_share >= 0.25) or wait >= 20.0
     server_saturated = ((thread_busy or 0) >= th.server_busy
                         or ((server_busy or 0) >= th.server_busy and preempted))
     client_saturated = (client_busy or 0) >= th.client_busy
@@ -209,9 +213,12 @@ def analyse_run(run: dict[str, Any], *, server: str, interface: str | None, loop
     elif server_saturated and (not client_saturated or (invol_share or 0) >= 0.5):
         verdict = SERVER
         evidence.append(f"{server_txt} (threshold {th.server_busy:g}%)")
+        if wait >= 20.0:
+            evidence.append(f"a server thread waited for a CPU {wait:.0f}% of the time (run-queue "
+                            "delay): its CPUs are shared or too few for the load")
         if switch_txt:
             evidence.append(switch_txt + (" (preempted: fewer CPUs than the load needs)"
-                                          if preempted else ""))
+                                          if invol_share is not None and invol_share >= 0.25 else ""))
         if client_txt:
             evidence.append(client_txt + (" (idle time left)" if not client_saturated else ""))
     elif client_saturated and not server_saturated:

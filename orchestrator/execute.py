@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import os
 import shlex
 import signal as _signal
 import sys
@@ -320,7 +321,9 @@ def _prepare_server(ctx: Context) -> str:
         ctx.progress("orchestrate: deploying tools and the server with Ansible")
         deploy.deploy(ctx.lab, log=ctx.results.path / "raw" / "deploy.log")
         return deploy.server_binary(server)
-    return str(server.vars.get("server_binary", "/opt/orchestrate/bin/orchestrate-server"))
+    from orchestrator import deploy
+
+    return deploy.server_binary(server)  # deployed earlier (or by hand) where deploy puts it
 
 
 def _baseline(ctx: Context) -> dict[str, Any]:
@@ -505,6 +508,7 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
                 ctx.table.stop(p, grace=3.0)
 
     ctx.phase = f"collect {spec.run_id}"
+    _pause_point(ctx, "collect")
     raw = _fetch(ctx, spec, started)
     flame = _flamegraph(ctx, spec, sdir) if "perf" in sc.telemetry else None
     record = _record(ctx, spec, raw, wrks, collectors, affinity, server_cpus, (t0, t1))
@@ -542,6 +546,14 @@ def _nic_counters(ctx: Context, spec: RunSpec, when: str) -> dict[str, Any]:
         except tools.ToolError:
             continue  # no counters on this NIC: no evidence either way
     return out
+
+
+def _pause_point(ctx: Context, name: str) -> None:
+    """Fault injection for the test suite: ORCHESTRATE_PAUSE_AT=<name> holds the run here
+    (ORCHESTRATE_PAUSE_S seconds) so a test can interrupt it at a known point."""
+    if os.environ.get("ORCHESTRATE_PAUSE_AT") == name:
+        ctx.progress(f"orchestrate: paused at {name}")
+        time.sleep(float(os.environ.get("ORCHESTRATE_PAUSE_S", "30")))
 
 
 def _host(ctx: Context, name: str) -> Host:

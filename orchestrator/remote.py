@@ -125,6 +125,14 @@ class SshTransport:
 
         self.name = target.name
         self.target = target
+        self._lost = (OSError, EOFError, paramiko.SSHException)
+        self._sftp = None
+        self._client = self._connect()
+
+    def _connect(self):  # type: ignore[no-untyped-def]
+        import paramiko
+
+        target = self.target
         client = paramiko.SSHClient()
         known = target.known_hosts or os.path.expanduser("~/.ssh/known_hosts")
         if target.host_key_checking:
@@ -150,13 +158,24 @@ class SshTransport:
             raise UserError(f"host {where}: SSH failed: {exc}") from None
         except (TimeoutError, OSError) as exc:
             raise UserError(f"host {where}: unreachable: {exc}") from None
-        self._client = client
+        return client
+
+    def _ensure_connected(self) -> None:
+        """Reconnect once if the connection was cut (so teardown can still reach the host)."""
+        transport = self._client.get_transport()
+        if transport is not None and transport.is_active():
+            return
         self._sftp = None
-        self._lost = (OSError, EOFError, paramiko.SSHException)
+        try:
+            self._client = self._connect()
+        except UserError as exc:  # mid-run this is a failure of the run, not bad input
+            raise RemoteError(f"SSH connection lost and could not be re-established: {exc}",
+                              host=self.name) from None
 
     def run(self, cmd: str, *, timeout: float = 60.0, check: bool = True,
             env: dict[str, str] | None = None) -> Completed:
         full = _with_env(cmd, env)
+        self._ensure_connected()
         try:
             _, stdout, stderr = self._client.exec_command(full, timeout=timeout)
             chan = stdout.channel
@@ -182,6 +201,7 @@ class SshTransport:
                                            err.decode(errors="replace")), check)
 
     def _sftp_client(self):  # type: ignore[no-untyped-def]
+        self._ensure_connected()
         if self._sftp is None:
             self._sftp = self._client.open_sftp()
         return self._sftp

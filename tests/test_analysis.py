@@ -118,3 +118,11 @@ def test_cloud_nic_allowance_counters_are_direct_evidence():
     assert a["verdict"] == analysis.NETWORK
     assert a["evidence"][0] == ("server-1: the NIC dropped or queued packets over its allowance: "
                                 "pps_allowance_exceeded +1,234")
+
+
+def test_server_bound_when_waiting_in_the_run_queue():
+    rec = record(server_core=100, thread_busy=36, client=67, vol=2300, invol=42)
+    rec["server_cpu"]["threads"][0]["wait"] = 37.0
+    a = verdict(rec)
+    assert a["verdict"] == analysis.SERVER
+    assert "a server thread waited for a CPU 37% of the time (run-queue delay)" in " ".join(a["evidence"])

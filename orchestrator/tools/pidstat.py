@@ -31,9 +31,10 @@ class ThreadSample:
     cpu: int  # the CPU the task last ran on
     cswch_s: float  # voluntary context switches/s (blocked, e.g. in epoll_wait)
     nvcswch_s: float  # involuntary (preempted)
+    wait: float = 0.0  # %wait: runnable but waiting for a CPU (run-queue delay)
 
     def __post_init__(self) -> None:
-        if min(self.usr, self.sys, self.cpu_pct, self.cswch_s, self.nvcswch_s) < 0:
+        if min(self.usr, self.sys, self.cpu_pct, self.cswch_s, self.nvcswch_s, self.wait) < 0:
             raise ValueError(f"pidstat values must be >= 0: {self}")
         if self.cpu < 0 or self.tgid <= 0:
             raise ValueError(f"pidstat cpu/tgid out of range: {self}")
@@ -53,6 +54,7 @@ class ThreadStat:
     nvcswch_s: float
     n: int
     cpus: tuple[int, ...]  # every CPU the task was seen on, sorted
+    wait: float = 0.0  # mean %wait: the share of time it was runnable but not running
 
 
 def version_argv() -> list[str]:
@@ -94,7 +96,7 @@ def parse(text: str) -> list[ThreadSample]:
                 t=float(row["Time"]), tgid=tgid, tid=tid, command=name.removeprefix("|__"),
                 usr=float(row["%usr"]), sys=float(row["%system"]), cpu_pct=float(row["%CPU"]),
                 cpu=int(row["CPU"]), cswch_s=float(row["cswch/s"]),
-                nvcswch_s=float(row["nvcswch/s"]),
+                nvcswch_s=float(row["nvcswch/s"]), wait=float(row.get("%wait", 0.0)),
             )
         except (KeyError, ValueError):
             continue
@@ -120,5 +122,6 @@ def summarize(
             cswch_s=sum(s.cswch_s for s in group) / n,
             nvcswch_s=sum(s.nvcswch_s for s in group) / n,
             n=n, cpus=tuple(sorted({s.cpu for s in group})),
+            wait=sum(s.wait for s in group) / n,
         ))
     return out

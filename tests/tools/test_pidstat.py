@@ -99,3 +99,12 @@ def test_live_pidstat_sees_a_busy_thread(no_children):
     assert threads and threads[0].n >= 1
     assert threads[0].busy > 20
     assert any(s.tid is None and s.tgid == os.getpid() for s in stats)
+
+
+def test_run_queue_wait_of_a_server_sharing_its_cpu():
+    # Recorded: the project's server pinned to CPU 0 while a busy loop also ran there.
+    samples = pidstat.parse(data("pidstat_contended.txt"))
+    io_thread = [s for s in pidstat.summarize(samples) if s.tid is not None and s.busy > 5]
+    assert len(io_thread) == 1
+    assert io_thread[0].wait > 20  # runnable but not running a large share of the time
+    assert io_thread[0].nvcswch_s < io_thread[0].cswch_s  # yet few involuntary switches
