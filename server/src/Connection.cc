@@ -13,41 +13,6 @@
 
 namespace orch {
 
-namespace {
-
-// Collects the responses of one wake-up. A single response is sent straight
-// from the cache; only a second one triggers copying into the scratch buffer.
-class Batch {
- public:
-  explicit Batch(std::string* scratch) : scratch_(scratch) {}
-  void add(const std::string& s) {
-    if (len_ == 0) {
-      ptr_ = s.data();
-      len_ = s.size();
-      return;
-    }
-    if (!copied_) {
-      scratch_->assign(ptr_, len_);
-      copied_ = true;
-    }
-    scratch_->append(s);
-    ptr_ = scratch_->data();
-    len_ = scratch_->size();
-  }
-  const char* data() const { return ptr_; }
-  size_t size() const { return len_; }
-
- private:
-  std::string* scratch_;
-  const char* ptr_ = nullptr;
-  size_t len_ = 0;
-  bool copied_ = false;
-};
-
-constexpr int kMaxServeRounds = 16;  // fairness: then yield to other sockets
-
-}  // namespace
-
 Connection::Connection(Worker* worker, int fd, size_t index)
     : worker_(worker),
       fd_(fd),
@@ -126,24 +91,16 @@ void Connection::resume() {
 
 void Connection::serve(const char* data, size_t len) {
   const bool inBuffer = !in_.empty() && data == in_.data();
-  for (int round = 0;; ++round) {
-    bool full = false;
-    size_t used = process(data, len, &full);
-    data += used;
-    len -= used;
-    if (state_ == State::kClosed) return;
-    if (len == 0 || state_ != State::kOpen || !full) break;
-    if (hasPendingOutput()) {
-      readPaused_ = true;  // handleWrite resumes once the output drains
-      break;
-    }
-    if (round + 1 >= kMaxServeRounds) {
-      readPaused_ = true;  // fairness: finish after the rest of the batch
-      worker_->scheduleResume(this);
-      break;
-    }
-  }
+  size_t used = process(data, len);
+  data += used;
+  len -= used;
+  if (state_ == State::kClosed) return;
   if (state_ != State::kOpen) len = 0;  // the request stream is over
+  if (len > 0 && hasPendingOutput() && out_.size() - outOffset_ >= kHighWater) {
+    // Back-pressure: stop reading until the responses drain (sendPending
+    // resumes). Unserved requests wait in in_, the rest in the kernel.
+    readPaused_ = true;
+  }
   if (inBuffer) {
     in_.erase(0, in_.size() - len);
   } else {
@@ -151,11 +108,10 @@ void Connection::serve(const char* data, size_t len) {
   }
 }
 
-size_t Connection::process(const char* data, size_t len, bool* full) {
+size_t Connection::process(const char* data, size_t len) {
   const ResponseCache& responses = worker_->responses();
   ThreadStats& stats = worker_->stats();
-  Batch batch(&worker_->writeScratch());
-  const size_t pending = out_.size() - outOffset_;
+  const size_t before = out_.size();
   size_t off = 0;
   bool completed = false;
   while (off < len) {
@@ -168,83 +124,67 @@ size_t Connection::process(const char* data, size_t len, bool* full) {
     }
     ++stats.requests;
     if (r == HttpParser::Result::kError) {
-      batch.add(responses.error(parser_.errorStatus()));
+      out_ += responses.error(parser_.errorStatus());
       state_ = State::kClosing;
       lingerOnClose_ = true;  // unread input may follow; avoid an RST
       break;
     }
     completed = true;
     if (!parser_.keepAlive()) {
-      batch.add(responses.ok(ResponseCache::kClose, parser_.isHead()));
+      out_ += responses.ok(ResponseCache::kClose, parser_.isHead());
       state_ = State::kClosing;
       if (off < len) lingerOnClose_ = true;  // it sent more after "close"
       break;
     }
-    batch.add(responses.ok(parser_.version() == 10 ? ResponseCache::kKeepAlive10 : ResponseCache::kKeepAlive11,
-                           parser_.isHead()));
-    if (batch.size() + pending >= kHighWater) {
-      *full = true;
-      break;
-    }
+    out_ += responses.ok(parser_.version() == 10 ? ResponseCache::kKeepAlive10 : ResponseCache::kKeepAlive11,
+                         parser_.isHead());
+    if (out_.size() - outOffset_ >= kHighWater) break;
   }
   if (completed) requestStartMs_ = -1;
   if (state_ == State::kOpen && parser_.inRequest() && requestStartMs_ < 0) {
     requestStartMs_ = worker_->loop()->nowMs();
   }
-  if (batch.size() > 0) flush(batch.data(), batch.size());
+  if (out_.size() != before && !flushScheduled_) worker_->scheduleFlush(this);
   return off;
 }
 
-void Connection::flush(const char* data, size_t len) {
+void Connection::sendPending() {
+  if (state_ == State::kClosed) return;
   if (hasPendingOutput()) {
-    out_.append(data, len);
-    return;
-  }
-  ssize_t n = ::send(fd_.get(), data, len, MSG_NOSIGNAL);
-  if (n < 0) {
-    if (errno != EAGAIN && errno != EINTR) {
-      close();
+    ssize_t n = ::send(fd_.get(), out_.data() + outOffset_, out_.size() - outOffset_, MSG_NOSIGNAL);
+    if (n < 0) {
+      // EAGAIN: the send buffer is full; EPOLLOUT (always registered,
+      // edge-triggered) fires when it has room.
+      if (errno != EAGAIN && errno != EINTR) close();
       return;
     }
-    n = 0;
-  }
-  worker_->stats().bytesOut += static_cast<uint64_t>(n);
-  if (static_cast<size_t>(n) < len) {
-    // The send buffer is full; EPOLLOUT (always registered, edge-triggered)
-    // fires when it has room again.
-    out_.assign(data + n, len - static_cast<size_t>(n));
-    outOffset_ = 0;
-    return;
-  }
-  if (state_ == State::kClosing) afterLastResponse();
-}
-
-void Connection::handleWrite() {
-  // EPOLLOUT accompanies nearly every EPOLLIN; only pending output matters.
-  if (state_ == State::kClosed || !hasPendingOutput()) return;
-  ssize_t n = ::send(fd_.get(), out_.data() + outOffset_, out_.size() - outOffset_, MSG_NOSIGNAL);
-  if (n < 0) {
-    if (errno != EAGAIN && errno != EINTR) close();
-    return;
-  }
-  worker_->stats().bytesOut += static_cast<uint64_t>(n);
-  lastActiveMs_ = worker_->loop()->nowMs();
-  outOffset_ += static_cast<size_t>(n);
-  if (hasPendingOutput()) {
-    if (outOffset_ > out_.size() / 2) {  // keep the buffer from creeping
-      out_.erase(0, outOffset_);
-      outOffset_ = 0;
+    worker_->stats().bytesOut += static_cast<uint64_t>(n);
+    lastActiveMs_ = worker_->loop()->nowMs();
+    outOffset_ += static_cast<size_t>(n);
+    if (hasPendingOutput()) {
+      if (outOffset_ > out_.size() / 2) {  // keep the buffer from creeping
+        out_.erase(0, outOffset_);
+        outOffset_ = 0;
+      }
+      return;
     }
-    return;
+    out_.clear();
+    outOffset_ = 0;
+    if (out_.capacity() > kKeepCapacity) out_.shrink_to_fit();
   }
-  out_.clear();
-  outOffset_ = 0;
   if (state_ == State::kClosing) {
     afterLastResponse();
-    if (state_ == State::kDraining) handleRead();
+    if (state_ == State::kDraining) handleRead();  // edge-triggered: look now
   } else if (state_ == State::kOpen && readPaused_ && !resumeScheduled_) {
     resume();
   }
+}
+
+void Connection::handleWrite() {
+  // EPOLLOUT accompanies nearly every EPOLLIN; only output that is waiting
+  // for room (not already queued for this batch's flush) matters.
+  if (state_ == State::kClosed || flushScheduled_ || !hasPendingOutput()) return;
+  sendPending();
 }
 
 void Connection::afterLastResponse() {
@@ -267,9 +207,8 @@ void Connection::queueError(int status) {
   ++worker_->stats().requests;
   state_ = State::kClosing;
   lingerOnClose_ = true;
-  const std::string& r = worker_->responses().error(status);
-  flush(r.data(), r.size());
-  if (state_ == State::kDraining) handleRead();
+  out_ += worker_->responses().error(status);
+  if (!flushScheduled_) worker_->scheduleFlush(this);
 }
 
 void Connection::checkTimeouts(int64_t now) {
@@ -303,6 +242,7 @@ void Connection::close() {
   if (state_ == State::kClosed) return;
   state_ = State::kClosed;
   if (resumeScheduled_) worker_->cancelResume(this);
+  if (flushScheduled_) worker_->cancelFlush(this);
   // close() drops the fd from the epoll set (it was never dup()ed), so no
   // EPOLL_CTL_DEL is needed.
   channel_.forgetBeforeClose();

@@ -16,8 +16,11 @@ class Worker;
 // (unique_ptr) and used only on the Worker's loop thread; owns its socket.
 //
 // The hot path, per readiness event: one recv() into the thread's 64 KiB
-// buffer, parse every complete request in it, append the pre-built responses
-// into one batch, one send(). The socket is registered once, edge-triggered,
+// buffer, parse every complete request in it and append the pre-built
+// responses to out_. The sends happen after the whole batch of events has
+// been read (Worker::runFlushes): one send() per connection per batch, and
+// the responses leave back to back, so a client blocked in epoll_wait is
+// woken once for many of them rather than once each. The socket is registered once, edge-triggered,
 // for in/out/rdhup and never modified (no epoll_ctl per request, and no
 // level-triggered re-poll of every ready socket on the next epoll_wait). A
 // recv that did not fill the buffer drained the socket, so no read is issued
@@ -40,6 +43,10 @@ class Connection : NonCopyable {
   void resume();
   bool resumeScheduled() const { return resumeScheduled_; }
   void setResumeScheduled(bool v) { resumeScheduled_ = v; }
+  // Sends queued output; called by the Worker after the batch and on EPOLLOUT.
+  void sendPending();
+  bool flushScheduled() const { return flushScheduled_; }
+  void setFlushScheduled(bool v) { flushScheduled_ = v; }
 
   size_t index() const { return index_; }
   void setIndex(size_t i) { index_ = i; }
@@ -57,11 +64,9 @@ class Connection : NonCopyable {
   // Serves complete requests from [data, data+len) (which may live in in_)
   // and keeps the unparsed rest in in_.
   void serve(const char* data, size_t len);
-  // Parses and batches responses; returns bytes consumed. Stops early when
-  // the batch reaches kHighWater (sets *full).
-  size_t process(const char* data, size_t len, bool* full);
-  // Sends the batch (or queues it behind pending output).
-  void flush(const char* data, size_t len);
+  // Parses and queues responses; returns bytes consumed. Stops early when
+  // kHighWater bytes of output are waiting.
+  size_t process(const char* data, size_t len);
   void queueError(int status);
   void afterLastResponse();  // close now, or linger if the client may still send
   void onPeerEof();
@@ -72,6 +77,7 @@ class Connection : NonCopyable {
   static constexpr size_t kHighWater = 256 * 1024;
   static constexpr int64_t kLingerMs = 1000;
   static constexpr int kMaxReadsPerEvent = 8;  // then yield to other sockets
+  static constexpr size_t kKeepCapacity = 64 * 1024;  // shrink out_ beyond this
 
   Worker* const worker_;
   UniqueFd fd_;
@@ -84,6 +90,7 @@ class Connection : NonCopyable {
   State state_ = State::kOpen;
   bool readPaused_ = false;   // back-pressure: waiting for out_ to drain
   bool resumeScheduled_ = false;
+  bool flushScheduled_ = false;
   bool lingerOnClose_ = false;
   int64_t lastActiveMs_ = 0;
   int64_t requestStartMs_ = -1;  // first byte of an unfinished request

@@ -91,6 +91,32 @@ void Worker::runResumes() {
   }
 }
 
+void Worker::scheduleFlush(Connection* conn) {
+  conn->setFlushScheduled(true);
+  flushList_.push_back(conn);
+  if (flushList_.size() == 1) loop_->deferInLoop([this] { runFlushes(); });
+}
+
+void Worker::cancelFlush(Connection* conn) {
+  conn->setFlushScheduled(false);
+  std::erase(flushList_, conn);
+}
+
+void Worker::runFlushes() {
+  std::vector<Connection*> list;
+  list.swap(flushList_);
+  for (Connection* c : list) {
+    if (!c->flushScheduled()) continue;  // closed meanwhile
+    c->setFlushScheduled(false);
+    c->sendPending();
+  }
+  // Keep the vector's capacity for the next batch.
+  if (flushList_.empty()) {
+    list.clear();
+    flushList_.swap(list);
+  }
+}
+
 void Worker::onTick() {
   responses_.refresh(std::time(nullptr));
   int64_t now = loop_->nowMs();

@@ -50,12 +50,14 @@ class Worker : NonCopyable {
   const ResponseCache& responses() const { return responses_; }
   char* readBuffer() { return readBuffer_.get(); }
   static constexpr size_t kReadBufferSize = 64 * 1024;
-  std::string& writeScratch() { return writeScratch_; }
   ThreadStats& stats() { return stats_; }
   void connectionClosed(Connection* conn);
   // Calls conn->resume() after the current batch of events (no syscall).
   void scheduleResume(Connection* conn);
   void cancelResume(Connection* conn);
+  // Calls conn->sendPending() after the current batch of events.
+  void scheduleFlush(Connection* conn);
+  void cancelFlush(Connection* conn);
 
   const ThreadStats& stats() const { return stats_; }
   size_t openConnections() const { return connections_.size(); }
@@ -63,13 +65,13 @@ class Worker : NonCopyable {
  private:
   void onTick();
   void runResumes();
+  void runFlushes();
 
   EventLoop* const loop_;
   const Options& options_;
   std::atomic<int64_t>* const live_;
   ResponseCache responses_;
   std::unique_ptr<char[]> readBuffer_;
-  std::string writeScratch_;
   ThreadStats stats_;
   std::unique_ptr<Acceptor> acceptor_;
   // Open connections; each knows its index for O(1) swap-removal.
@@ -78,6 +80,7 @@ class Worker : NonCopyable {
   // later event of the same batch may still point at them.
   std::vector<std::unique_ptr<Connection>> graveyard_;
   std::vector<Connection*> resumeList_;  // live connections only
+  std::vector<Connection*> flushList_;   // live connections only
 };
 
 }  // namespace orch
