@@ -1,0 +1,132 @@
+"""Cross-host runs on real SSH hosts (network namespaces with their own sshd), deployed with
+the real playbooks, with packet-rate-capped links: the product's headline path, end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from orchestrator.hosts import netns
+
+from testkit import REPO, orchestrate
+
+pytestmark = pytest.mark.slow
+
+CAP = 20_000
+FAST_BASELINE = ["--set", "baseline.iperf3.duration=2s", "--set", "baseline.iperf3.tcp_duration=1s"]
+
+
+def links() -> set[str]:
+    out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    return {line.split(":")[1].strip().split("@")[0] for line in out.splitlines()}
+
+
+def lab_traces(name: str) -> list[str]:
+    """Anything of lab `name` left on the machine."""
+    left = [ns for ns in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
+            .stdout.split() if ns.startswith(f"orch-{name}-")]
+    lab_dir = netns.LABS_ROOT / name
+    sshd = subprocess.run(["pgrep", "-f", str(lab_dir)], capture_output=True, text=True).stdout.split()
+    left += [f"sshd {p}" for p in sshd]
+    if lab_dir.exists():
+        left.append(str(lab_dir))
+    return left
+
+
+def only_results(root: Path) -> Path:
+    (folder,) = [p for p in root.glob("*/*") if p.is_dir()]
+    return folder
+
+
+def test_capped_cross_host_run_is_network_bound_and_leaves_nothing(tmp_path, run_id):
+    """3 hosts (1 server, 2 clients), deployed with Ansible, links capped at C packets/s."""
+    lab = f"x{os.getpid() % 10000}"
+    before_links = links()
+    done = orchestrate("run", str(REPO / "scenarios" / "cross-host-capped.yaml"), "--results",
+                       str(tmp_path), "--run-id", run_id, "--set", f"hosts.lab={lab}",
+                       "--set", f"hosts.link.pps={CAP}", "--set", "load.duration=4s", *FAST_BASELINE,
+                       timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "deploying tools and the server with Ansible" in done.stderr
+    folder = only_results(tmp_path)
+    s = json.loads((folder / "summary.json").read_text())
+    server = s["topology"]["server"]
+    assert len(s["topology"]["clients"]) == 2 and s["topology"]["loopback"] is False
+
+    # the baseline from every client to the server, both ways, is close to the cap
+    assert len(s["baseline"]) == 2
+    for entry in s["baseline"].values():
+        for way in ("udp", "udp_reverse"):
+            assert 0.95 * CAP <= entry[way]["pps_delivered"] <= 1.05 * CAP, entry[way]
+
+    (run,) = s["runs"]
+    a = run["analysis"]
+    # both wrk started at once; the server's link carried C packets/s each way
+    assert [c["host"] for c in run["clients"]] == s["topology"]["clients"]
+    assert sum(c["requests"] for c in run["clients"]) == run["requests"]
+    for way in ("rx", "tx"):
+        assert 0.9 * CAP <= a["packet_rate"][way] <= 1.05 * CAP, a["packet_rate"]
+        assert 0.9 * CAP <= run["qps"] * a["packets_per_request"][way] <= 1.05 * CAP
+    assert a["verdict"] == "network-bound", a["evidence"]
+    assert "of the" in a["evidence"][0] and "pps ceiling measured by iperf3" in a["evidence"][0]
+    # merged latency lies within the clients' own (merged from histograms, not averaged)
+    p99s = [c["latency_ms"]["p99"] for c in run["clients"]]
+    assert min(p99s) <= run["latency_ms"]["p99"] <= max(p99s)
+    # telemetry on every host, pinning honoured on every client
+    assert set(run["telemetry"]["sar"]) == {server, *s["topology"]["clients"]}
+    assert run["affinity"]["wrk_actual"] == {c: [1] for c in s["topology"]["clients"]}
+    assert run["affinity"]["server_actual"] == [0]
+    assert (folder / "raw" / "deploy.log").stat().st_size > 0
+    # the run brought its lab up, so it took it down: nothing of it is left
+    assert lab_traces(lab) == []
+    assert links() - before_links == set()
+
+
+@pytest.fixture
+def labs():
+    """Two labs kept up across runs (a run borrows a lab that is up and leaves it up)."""
+    base = f"g{os.getpid() % 10000}"
+    made = []
+
+    def make(suffix: str, pps: int) -> str:
+        name = f"{base}{suffix}"
+        netns.up(name, 2, pps=pps)
+        made.append(name)
+        return name
+
+    yield make
+    for name in made:
+        netns.down(name)
+        assert lab_traces(name) == []
+
+
+def test_compare_and_regression_gate_on_real_runs(tmp_path, labs, run_id):
+    a, tight = labs("a", CAP), labs("b", 12_000)
+    common = ["--results", str(tmp_path), "--set", "hosts.roles.client=1", "--set", "repeat=3",
+              "--set", "load.duration=2s", "--set", "hosts.deploy=false", "--set", "baseline.enabled=false"]
+    scenario = str(REPO / "scenarios" / "cross-host-capped.yaml")
+
+    first = orchestrate("run", scenario, *common, "--run-id", run_id, "--set", f"hosts.lab={a}",
+                        "--set", f"hosts.link.pps={CAP}", timeout=600)
+    assert first.returncode == 0, first.stderr
+    ref = tmp_path / "cross-host-capped" / run_id
+
+    same = orchestrate("run", scenario, *common, "--run-id", run_id + "-2", "--set", f"hosts.lab={a}",
+                       "--set", f"hosts.link.pps={CAP}", "--baseline", str(ref),
+                       "--fail-on-regression", "10", timeout=600)
+    assert same.returncode == 0, same.stdout + same.stderr
+    assert "no significant change" in same.stdout and "regression gate: no significant drop" in same.stdout
+
+    done = orchestrate("compare", str(ref), str(tmp_path / "cross-host-capped" / (run_id + "-2")))
+    assert done.returncode == 0 and done.stdout.strip().endswith("no significant change")
+
+    worse = orchestrate("run", scenario, *common, "--run-id", run_id + "-3", "--set", f"hosts.lab={tight}",
+                        "--set", "hosts.link.pps=12000", "--baseline", "latest",
+                        "--fail-on-regression", "10", timeout=600)
+    assert worse.returncode == 3, worse.stdout + worse.stderr
+    assert ": worse" in worse.stdout
+    assert "REGRESSION: 1 point(s) dropped significantly by more than 10%" in worse.stderr
