@@ -490,22 +490,21 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
                             " (killed by a signal?)"), host=server.name, phase=ctx.phase)
         nic_after = _nic_counters(ctx, spec, "after")
 
-        for p, _, _ in collectors:
-            ctx.table.stop(p, sig="INT", grace=5.0)
+        ctx.table.stop_many([p for p, _, _ in collectors], sig="INT", grace=5.0)
         if "perf" in sc.telemetry:
             # Symbols resolve only where the samples were taken: script it on the server host.
             ts.run(f"cd {sdir} && {tools.base.join(perf.script_command('perf.data'))} "
                    "> perf-script.txt 2> perf-script.err", timeout=300, check=False, env=perf.ENV)
         clean = ctx.table.stop(srv, sig="TERM", grace=10.0)
-        gone = [p for p in started if remote.alive(ctx.t(_host(ctx, p.host)), p)]
+        gone = [p for h in dict.fromkeys(p.host for p in started)
+                for live in [remote.alive_many(ctx.t(_host(ctx, h)), [p for p in started if p.host == h])]
+                for p in started if p.host == h and p.pid in live]
         if gone:
             raise RunFailed("processes still alive after the run: "
                             + ", ".join(f"{p.name} (pid {p.pid})" for p in gone),
                             host=gone[0].host, phase=ctx.phase)
     finally:
-        for p in started:
-            if p in ctx.table.procs:
-                ctx.table.stop(p, grace=3.0)
+        ctx.table.stop_many([p for p in started if p in ctx.table.procs], grace=3.0)
 
     ctx.phase = f"collect {spec.run_id}"
     _pause_point(ctx, "collect")

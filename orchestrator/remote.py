@@ -281,19 +281,45 @@ def alive(t: Transport, proc: Process) -> bool:
         return False
 
 
+def alive_many(t: Transport, procs: list[Process]) -> set[int]:
+    """The pids (process groups) among `procs` with any live member: one round trip."""
+    if not procs:
+        return set()
+    groups = ",".join(str(p.pid) for p in procs)
+    done = t.run(f"ps -o pgid=,stat= -g {groups} 2>/dev/null | grep -v ' Z' || true",
+                 timeout=15, check=False)
+    return {int(line.split()[0]) for line in done.stdout.splitlines() if line.strip()}
+
+
+def stop_many(t: Transport, procs: list[Process], *, sig: str = "TERM",
+              grace: float = 10.0) -> dict[int, bool]:
+    """Signal every group at once, wait up to `grace` s, SIGKILL what is left.
+
+    Returns pid -> True if it ended on the first signal. One host, few round trips:
+    over SSH each command costs a session and a shell start.
+    """
+    if not procs:
+        return {}
+    kill = "; ".join(f"kill -s {{sig}} -- -{p.pid} 2>/dev/null || kill -s {{sig}} {p.pid} 2>/dev/null"
+                     for p in procs)
+    t.run(kill.format(sig=sig) + "; true", timeout=15)
+    deadline = time.monotonic() + grace
+    left = alive_many(t, procs)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = alive_many(t, procs)
+    if left:
+        stubborn = [p for p in procs if p.pid in left]
+        t.run("; ".join(f"kill -s KILL -- -{p.pid} 2>/dev/null" for p in stubborn) + "; true", timeout=15)
+        deadline = time.monotonic() + 5
+        while alive_many(t, stubborn) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    return {p.pid: p.pid not in left for p in procs}
+
+
 def stop(t: Transport, proc: Process, *, sig: str = "TERM", grace: float = 10.0) -> bool:
     """Signal, wait up to `grace` s, then SIGKILL. True if it stopped on the first signal."""
-    signal(t, proc, sig)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if not alive(t, proc):
-            return True
-        time.sleep(0.1)
-    signal(t, proc, "KILL")
-    deadline = time.monotonic() + 5
-    while alive(t, proc) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return False
+    return stop_many(t, [proc], sig=sig, grace=grace)[proc.pid]
 
 
 def wait_exit(t: Transport, proc: Process, timeout: float) -> bool:
@@ -379,15 +405,27 @@ class ProcessTable:
         self.forget(proc)
         return clean
 
+    def stop_many(self, procs: list[Process], *, sig: str = "TERM", grace: float = 10.0) -> dict[int, bool]:
+        """Stop several processes, batched per host; pid -> stopped on the first signal."""
+        out: dict[int, bool] = {}
+        for host in dict.fromkeys(p.host for p in procs):
+            mine = [p for p in procs if p.host == host]
+            out.update(stop_many(self.transports[host], mine, sig=sig, grace=grace))
+            for p in mine:
+                self.forget(p)
+        return out
+
     def stop_all(self) -> list[str]:
-        """Stop everything still listed, newest first; returns what it could not stop."""
+        """Stop everything still listed, every host; returns what it could not stop."""
         left = []
-        for proc in reversed(list(self.procs)):
+        for host in dict.fromkeys(p.host for p in reversed(self.procs)):
+            mine = [p for p in reversed(self.procs) if p.host == host]
             try:
-                stop(self.transports[proc.host], proc, grace=5.0)
-                self.forget(proc)
+                stop_many(self.transports[host], mine, grace=5.0)
+                for p in mine:
+                    self.forget(p)
             except (RunFailed, OSError) as exc:
-                left.append(f"{proc.host}: {proc.name} (pid {proc.pid}): {exc}")
+                left += [f"{host}: {p.name} (pid {p.pid}): {exc}" for p in mine]
         return left
 
     def survivors(self) -> list[Process]:
