@@ -46,8 +46,13 @@ class RunFailed(Exception):
     def __init__(self, message: str, *, host: str | None = None, phase: str | None = None):
         where = ", ".join(x for x in (f"host {host}" if host else "", phase or "") if x)
         super().__init__(f"{where}: {message}" if where else message)
+        self.detail = message
         self.host = host
         self.phase = phase
+
+    def in_phase(self, phase: str) -> RunFailed:
+        """The same failure, located in `phase` if it did not say where it happened."""
+        return self if self.phase else type(self)(self.detail, host=self.host, phase=phase)
 
 
 class Interrupted(Exception):

@@ -11,6 +11,7 @@ import dataclasses
 import errno
 import os
 import shlex
+import shutil
 import signal as _signal
 import sys
 import time
@@ -172,14 +173,20 @@ def run(loaded: Loaded, *, results_root: Path, run_id: str | None = None,
             msg = f"interrupted during {phase}" + (f" ({exc})" if str(exc) else "")
             finish("interrupted", msg)
             raise Interrupted(msg) from None
-        except (RunFailed, UserError, tools.ToolError, OSError) as exc:
+        except UserError:
+            # Bad input found only now (an inventory, a host key): nothing was measured,
+            # so leave nothing behind, as for a bad scenario.
+            if not resume and not (ctx and (ctx.runs or ctx.baseline)):
+                shutil.rmtree(results.path, ignore_errors=True)
+            raise
+        except (RunFailed, tools.ToolError, OSError) as exc:
             phase = ctx.phase if ctx else "start"
             try:
                 finish("failed", f"{phase}: {exc}")
             except OSError as write_exc:  # e.g. the results disk is full: say so, keep the cause
                 progress(f"orchestrate: WARNING could not save the summary: {write_exc}")
-            if isinstance(exc, UserError | RunFailed):
-                raise
+            if isinstance(exc, RunFailed):
+                raise exc.in_phase(phase) from None
             if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
                 raise RunFailed(f"cannot write the results folder {results.path}: {exc.strerror}",
                                 phase=phase) from None
@@ -504,7 +511,11 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
                             + ", ".join(f"{p.name} (pid {p.pid})" for p in gone),
                             host=gone[0].host, phase=ctx.phase)
     finally:
-        ctx.table.stop_many([p for p in started if p in ctx.table.procs], grace=3.0)
+        try:
+            ctx.table.stop_many([p for p in started if p in ctx.table.procs], grace=3.0)
+        except RunFailed as exc:
+            # Do not let cleanup hide why the run failed; teardown retries and reports it.
+            ctx.progress(f"orchestrate: WARNING {exc}")
 
     ctx.phase = f"collect {spec.run_id}"
     _pause_point(ctx, "collect")

@@ -121,7 +121,12 @@ class SshTransport:
     """A host over SSH with paramiko; host keys are verified unless explicitly turned off."""
 
     def __init__(self, target: SshTarget):
+        import logging
+
         import paramiko  # heavy import, only when SSH is used
+
+        # paramiko logs its own tracebacks to stderr; our errors say it once, clearly.
+        logging.getLogger("paramiko").setLevel(logging.CRITICAL)
 
         self.name = target.name
         self.target = target
@@ -151,6 +156,8 @@ class SshTransport:
             raise UserError(f"host {where}: host key has CHANGED since it was recorded in {known}; "
                             "if the host was rebuilt, remove its old key (ssh-keygen -R)") from None
         except paramiko.SSHException as exc:
+            if "banner" in str(exc).lower():  # TCP connected (or timed out) but no SSH server answered
+                raise UserError(f"host {where}: unreachable: no SSH answer ({exc})") from None
             if "not found in known_hosts" in str(exc):
                 raise UserError(f"host {where}: host key is unknown (not in {known}); add it with "
                                 "ssh-keyscan, or set hosts.ssh.host_key_checking: false to skip "
@@ -191,11 +198,18 @@ class SshTransport:
                     break
                 if time.monotonic() > deadline:
                     chan.close()
-                    raise RemoteError(f"`{cmd}` did not finish within {timeout:.0f}s", host=self.name)
+                    if not chan.exit_status_ready() and not out and not err:
+                        # Not even a byte back: treat the connection as dead, so the next
+                        # call reconnects (or says the host is unreachable) instead of hanging.
+                        self._client.close()
+                    short = cmd if len(cmd) <= 60 else cmd[:57] + "..."
+                    raise RemoteError(f"no answer within {timeout:.0f}s running `{short}` "
+                                      "(host down or connection cut?)", host=self.name)
                 time.sleep(0.005)
             rc = chan.recv_exit_status()
         except self._lost as exc:
-            raise RemoteError(f"SSH connection lost running `{cmd}`: {exc or type(exc).__name__}",
+            short = cmd if len(cmd) <= 60 else cmd[:57] + "..."
+            raise RemoteError(f"SSH connection lost ({exc or type(exc).__name__}) running `{short}`",
                               host=self.name) from None
         return _check(self.name, Completed(cmd, rc, out.decode(errors="replace"),
                                            err.decode(errors="replace")), check)
@@ -425,7 +439,8 @@ class ProcessTable:
                 for p in mine:
                     self.forget(p)
             except (RunFailed, OSError) as exc:
-                left += [f"{host}: {p.name} (pid {p.pid}): {exc}" for p in mine]
+                why = exc.detail if isinstance(exc, RunFailed) else str(exc)
+                left += [f"{host}: {p.name} (pid {p.pid}): {why}" for p in mine]
         return left
 
     def survivors(self) -> list[Process]:
