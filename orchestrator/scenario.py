@@ -282,7 +282,7 @@ def _line_for(lines: dict[tuple, int], path: tuple) -> int | None:
         if path in lines:
             return lines[path]
         path = path[:-1]
-    return lines.get(())
+    return lines.get((), 1)  # an empty document: point at its first line
 
 
 def _model_at(path: tuple) -> type[BaseModel] | None:
@@ -410,6 +410,9 @@ def semantic_problems(sc: Scenario, source: str, lines: dict[tuple, int],
                         f"(it has {_ranges(sorted(host_cpus))})")
     if sc.hosts.provider == "static" and not sc.hosts.inventory:
         add(("hosts", "inventory"), "provider 'static' needs an Ansible inventory file")
+    elif sc.hosts.provider == "static" and not Path(sc.hosts.inventory).expanduser().exists():
+        add(("hosts", "inventory"), f"no such inventory file: {sc.hosts.inventory} (relative paths are "
+            "from the current directory)")
     if sc.hosts.provider == "local" and sc.hosts.roles.client != 1:
         add(("hosts", "roles", "client"), "provider 'local' has exactly one host; use netns or static")
     if sc.hosts.link.pps and sc.hosts.provider != "netns":
@@ -480,8 +483,14 @@ def load(path: str | os.PathLike[str], sets: list[str] | None = None, *,
             text = Path(path).read_text()
         except FileNotFoundError:
             raise UserError(f"{source}: no such scenario file") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UserError(f"{source}: cannot read: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raw_bytes = Path(path).read_bytes()
+            line = raw_bytes[: exc.start].count(b"\n") + 1
+            raise UserError(f"{source}: not UTF-8 text", [Problem(
+                source, line, "", f"not UTF-8 text (byte 0x{raw_bytes[exc.start]:02x}); a scenario is "
+                "a UTF-8 YAML file")]) from None
+        except OSError as exc:
+            raise UserError(f"{source}: cannot read: {exc.strerror}") from None
     data, lines, problems = _compose(text, source)
     if problems and data is None:
         raise UserError(f"{source}: invalid scenario", problems)
