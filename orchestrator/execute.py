@@ -644,11 +644,12 @@ def _record(ctx: Context, spec: RunSpec, raw: dict[tuple[str, str], str],
                         phase=ctx.phase)
 
     # The load ran from the common start for wrk's own duration (our t1 is only
-    # when we noticed it had ended). Collector timestamps are whole seconds marking
-    # the END of each 1 s interval, on the host's clock: keep the intervals that lie
-    # wholly inside the load, or, for a load too short for that, mostly inside.
+    # when we noticed it had ended). Collector timestamps mark the END of each 1 s
+    # interval, on the host's clock, truncated to whole seconds (the true end is up
+    # to 1 s later): keep the intervals that lie wholly inside the load, or, for a
+    # load too short to have any, the ones mostly inside.
     start, end = window[0], window[0] + max(r.duration_s for _, r in per_client)
-    windows = ((start + 1.0, end - 0.0), (start + 0.5, end + 0.5))
+    windows = ((start + 1.0, end - 1.0), (start + 0.5, end + 0.5))
 
     telemetry: dict[str, Any] = {}
     for _proc, h, name in collectors:
