@@ -230,7 +230,9 @@ def parse_wrk(out: str) -> dict:
            "requests": int(re.search(r"(\d+) requests in", out).group(1))}
     for pct in ("50", "99"):
         m = re.search(rf"^\s+{pct}(?:\.000)?%\s+(\S+)", out, re.M)
-        res[f"p{pct}_us"] = parse_duration_us(m.group(1)) if m else float("nan")
+        value = parse_duration_us(m.group(1)) if m else float("nan")
+        # wrk 4.1 prints 0.00us above p50 when a Lua script pipelines: unusable.
+        res[f"p{pct}_us"] = value if value > 0 else float("nan")
     errors = re.search(r"Socket errors: (.*)", out)
     res["socket_errors"] = errors.group(1) if errors else ""
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -315,7 +317,14 @@ def machine() -> dict:
 
 
 def fmt_us(v: float) -> str:
+    if v != v:  # NaN
+        return "n/a"
     return f"{v / 1000:.2f} ms" if v >= 1000 else f"{v:.0f} us"
+
+
+def median_or_nan(values):
+    values = [v for v in values if v == v]
+    return statistics.median(values) if values else float("nan")
 
 
 def render(results: dict, args, info: dict) -> str:
@@ -326,7 +335,9 @@ def render(results: dict, args, info: dict) -> str:
              f"(`taskset`); {args.threads} server thread(s) / nginx worker(s); wrk -t{args.wrk_threads} "
              f"-c{args.connections}; {args.rounds} alternating rounds of {args.duration:g} s "
              f"(+{args.warmup:g} s warm-up each); medians. CPU us/req = server processes' utime+stime "
-             f"(/proc/<pid>/stat) during the run / requests wrk completed.",
+             f"(/proc/<pid>/stat) during the run / requests wrk completed. A measurement during which other "
+             f"processes used more than {args.max_foreign:.0%} of these CPUs (from /proc/stat) was retried up to "
+             f"{args.retries} times, keeping the least disturbed.",
              f"Reproduce: `python3 bench/server_vs_nginx.py --rounds {args.rounds} --duration {args.duration:g} "
              f"--write-results`", "",
              "| load | server | QPS | p50 | p99 | CPU us/req | QPS vs nginx | CPU/req vs nginx |",
@@ -336,8 +347,8 @@ def render(results: dict, args, info: dict) -> str:
         for target in args.targets:
             runs = results[load][target]
             qps = statistics.median(r["qps"] for r in runs)
-            p50 = statistics.median(r["p50_us"] for r in runs)
-            p99 = statistics.median(r["p99_us"] for r in runs)
+            p50 = median_or_nan([r["p50_us"] for r in runs])
+            p99 = median_or_nan([r["p99_us"] for r in runs])
             cpu = statistics.median(r["cpu_us_per_req"] for r in runs)
             if base and target != "nginx":
                 bq = statistics.median(r["qps"] for r in base)
@@ -348,6 +359,20 @@ def render(results: dict, args, info: dict) -> str:
             name = target if target == "nginx" else f"orchestrate {target}"
             lines.append(f"| {LOADS[load][0]} | {name} | {qps:,.0f} | {fmt_us(p50)} | {fmt_us(p99)} | "
                          f"{cpu:.2f} | {rq} | {rc} |")
+    lines.append("")
+    lines.append("Server counters vs wrk: the per-thread `requests` of the stats line, summed, against the "
+                 "requests wrk completed (warm-up + run); the server may also have answered requests that "
+                 "were in flight when wrk stopped (at most connections x pipeline depth per wrk run).")
+    lines.append("")
+    for load in args.loads:
+        diffs = [r["server_requests"] - r["wrk_total_requests"] for t in args.targets if t != "nginx"
+                 for r in results[load][t] if "server_requests" in r]
+        if diffs:
+            depth = args.pipeline if load == "pipeline16" else 1
+            bound = args.connections * depth * (2 if args.warmup > 0 else 1)
+            ok = all(0 <= d <= bound for d in diffs)
+            lines.append(f"- {load}: server - wrk = {min(diffs)}..{max(diffs)} requests "
+                         f"(bound {bound}): {'consistent' if ok else 'INCONSISTENT'}")
     lines.append("")
     lines.append("Per-round figures (QPS / CPU us per request):")
     lines.append("")
@@ -397,6 +422,7 @@ def main(argv=None) -> int:
     p.add_argument("--json", type=Path, help="write every measurement (with wrk's raw output) here")
     p.add_argument("--write-results", action="store_true", help=f"replace '{SECTION}' in bench/RESULTS.md")
     p.add_argument("--no-build", action="store_true")
+    p.add_argument("--from-json", type=Path, help="only render a --json file written earlier (same flags)")
     args = p.parse_args(argv)
     args.loads = args.loads.split(",")
     args.targets = args.targets.split(",")
@@ -404,6 +430,13 @@ def main(argv=None) -> int:
         if shutil.which(tool) is None:
             print(f"missing tool: {tool}", file=sys.stderr)
             return 2
+    if args.from_json:
+        saved = json.loads(args.from_json.read_text())
+        section = render(saved["results"], args, saved["machine"])
+        print(section)
+        if args.write_results:
+            write_results(section)
+        return 0
     if not args.no_build:
         build_server()
     info = machine()
