@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 from collections.abc import Iterator
 
@@ -21,12 +23,14 @@ def hog() -> Iterator[callable]:
 
     def start(cpu: int) -> None:
         procs.append(subprocess.Popen(["timeout", "120", "taskset", "-c", str(cpu), "sh", "-c",
-                                       "while :; do :; done"]))
+                                       "while :; do :; done"], start_new_session=True))
 
     yield start
     for p in procs:
-        p.kill()
+        os.killpg(p.pid, signal.SIGKILL)  # the whole group: timeout and the loop under it
         p.wait()
+    left = subprocess.run(["pgrep", "-f", "while :; do :; done"], capture_output=True, text=True).stdout
+    assert not left.split(), f"busy loops left running: {left}"
 
 
 def run_loopback(tmp_path, run_id) -> dict:
