@@ -20,12 +20,14 @@ Acceptor::Acceptor(EventLoop* loop, UniqueFd listenFd, NewConnectionCallback cb)
       listenFd_(std::move(listenFd)),
       reserveFd_(openReserve()),
       channel_(std::make_unique<Channel>(loop, listenFd_.get())),
-      newConnection_(std::move(cb)),
-      self_(std::make_shared<Acceptor*>(this)) {
+      newConnection_(std::move(cb)) {
   channel_->setReadCallback([this] { handleRead(); });
 }
 
-Acceptor::~Acceptor() { channel_->remove(); }
+Acceptor::~Acceptor() {
+  if (pauseTimer_ != 0) loop_->cancelTimer(pauseTimer_);
+  channel_->remove();
+}
 
 void Acceptor::listen() {
   loop_->assertInLoopThread();
@@ -58,17 +60,12 @@ void Acceptor::handleRead() {
 }
 
 void Acceptor::pause() {
-  if (paused_) return;
-  paused_ = true;
+  if (pauseTimer_ != 0) return;
   channel_->disableReading();
-  std::weak_ptr<Acceptor*> weak = self_;
-  loop_->runAfter(kPauseMs, [weak] {
-    auto self = weak.lock();
-    if (!self) return;
-    Acceptor* a = *self;
-    a->paused_ = false;
-    if (!a->reserveFd_.valid()) a->reserveFd_.reset(openReserve());
-    a->channel_->enableReading();
+  pauseTimer_ = loop_->runAfter(kPauseMs, [this] {
+    pauseTimer_ = 0;
+    if (!reserveFd_.valid()) reserveFd_.reset(openReserve());
+    channel_->enableReading();
   });
 }
 

@@ -43,9 +43,7 @@ class Acceptor : NonCopyable {
   NewConnectionCallback newConnection_;
   uint64_t accepted_ = 0;
   uint64_t refused_ = 0;  // dropped for lack of file descriptors
-  bool paused_ = false;
-  // The pause timer holds a weak reference so it is harmless after we die.
-  std::shared_ptr<Acceptor*> self_;
+  uint64_t pauseTimer_ = 0;  // pending re-enable timer, cancelled by ~Acceptor
 };
 
 }  // namespace orch

@@ -102,12 +102,19 @@ void EventLoop::queueInLoop(Functor f) {
 void EventLoop::runEvery(int64_t intervalMs, Functor f) {
   assertInLoopThread();
   intervalMs = std::max<int64_t>(intervalMs, 1);
-  timers_.push_back(Timer{monotonicMs() + intervalMs, intervalMs, std::move(f)});
+  timers_.push_back(Timer{monotonicMs() + intervalMs, intervalMs, std::move(f), nextTimerId_++});
 }
 
-void EventLoop::runAfter(int64_t delayMs, Functor f) {
+uint64_t EventLoop::runAfter(int64_t delayMs, Functor f) {
   assertInLoopThread();
-  timers_.push_back(Timer{monotonicMs() + std::max<int64_t>(delayMs, 0), 0, std::move(f)});
+  uint64_t id = nextTimerId_++;
+  timers_.push_back(Timer{monotonicMs() + std::max<int64_t>(delayMs, 0), 0, std::move(f), id});
+  return id;
+}
+
+void EventLoop::cancelTimer(uint64_t id) {
+  assertInLoopThread();
+  std::erase_if(timers_, [id](const Timer& t) { return t.id == id; });
 }
 
 int EventLoop::pollTimeoutMs() const {

@@ -45,8 +45,10 @@ class EventLoop : NonCopyable {
 
   // Periodic task, first run intervalMs from now. Loop thread only.
   void runEvery(int64_t intervalMs, Functor f);
-  // One-shot task. Loop thread only.
-  void runAfter(int64_t delayMs, Functor f);
+  // One-shot task; returns an id for cancelTimer(). Loop thread only.
+  uint64_t runAfter(int64_t delayMs, Functor f);
+  // Drops a pending timer (no-op if it already ran). Loop thread only.
+  void cancelTimer(uint64_t id);
 
   // Monotonic milliseconds, read once per wake-up (cheap vDSO coarse clock).
   int64_t nowMs() const { return nowMs_; }
@@ -65,6 +67,7 @@ class EventLoop : NonCopyable {
     int64_t dueMs;
     int64_t intervalMs;  // 0: one-shot
     Functor f;
+    uint64_t id;
   };
 
   void handleWakeup();
@@ -81,6 +84,7 @@ class EventLoop : NonCopyable {
   std::unique_ptr<Channel> wakeupChannel_;
   std::vector<Channel*> active_;
   std::vector<Timer> timers_;
+  uint64_t nextTimerId_ = 1;
   std::vector<Functor> deferred_;
   int64_t nowMs_;
 
