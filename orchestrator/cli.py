@@ -302,6 +302,12 @@ def main(argv: list[str] | None = None) -> int:
     except RunFailed as exc:
         print(f"orchestrate: run failed: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    except Exception as exc:
+        # A cloud API error is a failure with a message, not a traceback.
+        if type(exc).__module__.startswith(("botocore", "boto3")):
+            print(f"orchestrate: aws: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+        raise
 
 
 if __name__ == "__main__":

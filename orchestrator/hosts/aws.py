@@ -308,8 +308,13 @@ class CleanupReport:
         return not self.failed
 
 
-def _scan(ec2: Any, *, now: datetime, run_id: str | None = None) -> list[Leftover]:
-    """Every live resource carrying our run tag (optionally of one run)."""
+def _scan(ec2: Any, *, now: datetime, run_id: str | None = None,
+          errors: list[str] | None = None) -> list[Leftover]:
+    """Every live resource carrying our run tag (optionally of one run).
+
+    With `errors`, a kind that cannot be listed is noted there and the others are still
+    listed (cleanup removes what it can); without, the first failure raises.
+    """
     flt = [{"Name": f"tag:{TAG_RUN}", "Values": [run_id]}] if run_id else \
         [{"Name": "tag-key", "Values": [TAG_RUN]}]
 
@@ -320,22 +325,36 @@ def _scan(ec2: Any, *, now: datetime, run_id: str | None = None) -> list[Leftove
         return Leftover(kind, rid, tags.get("Name", ""), tags.get(TAG_RUN, ""), tags.get(TAG_SCENARIO, ""),
                         expires, when is None or when <= now, **kw)
 
+    def instances() -> list[Leftover]:
+        pages = ec2.get_paginator("describe_instances").paginate(
+            Filters=flt + [{"Name": "instance-state-name", "Values": list(LIVE_STATES)}])
+        return [mk("instance", i["InstanceId"], _tags_of(i), state=i["State"]["Name"],
+                   instance_type=i.get("InstanceType", ""))
+                for page in pages for res in page["Reservations"] for i in res["Instances"]]
+
+    def placement_groups() -> list[Leftover]:
+        return [mk("placement-group", pg["GroupName"], _tags_of(pg))
+                for pg in ec2.describe_placement_groups(Filters=flt).get("PlacementGroups", [])
+                if pg.get("State") not in ("deleting", "deleted")]
+
+    def security_groups() -> list[Leftover]:
+        return [mk("security-group", sg["GroupId"], _tags_of(sg))
+                for page in ec2.get_paginator("describe_security_groups").paginate(Filters=flt)
+                for sg in page["SecurityGroups"]]
+
+    def key_pairs() -> list[Leftover]:
+        return [mk("key-pair", kp["KeyName"], _tags_of(kp))
+                for kp in ec2.describe_key_pairs(Filters=flt).get("KeyPairs", [])]
+
     out: list[Leftover] = []
-    pages = ec2.get_paginator("describe_instances").paginate(
-        Filters=flt + [{"Name": "instance-state-name", "Values": list(LIVE_STATES)}])
-    for page in pages:
-        for res in page["Reservations"]:
-            for i in res["Instances"]:
-                out.append(mk("instance", i["InstanceId"], _tags_of(i), state=i["State"]["Name"],
-                              instance_type=i.get("InstanceType", "")))
-    for pg in ec2.describe_placement_groups(Filters=flt).get("PlacementGroups", []):
-        if pg.get("State") not in ("deleting", "deleted"):
-            out.append(mk("placement-group", pg["GroupName"], _tags_of(pg)))
-    for page in ec2.get_paginator("describe_security_groups").paginate(Filters=flt):
-        for sg in page["SecurityGroups"]:
-            out.append(mk("security-group", sg["GroupId"], _tags_of(sg)))
-    for kp in ec2.describe_key_pairs(Filters=flt).get("KeyPairs", []):
-        out.append(mk("key-pair", kp["KeyName"], _tags_of(kp)))
+    for kind, lister in (("instance", instances), ("placement-group", placement_groups),
+                         ("security-group", security_groups), ("key-pair", key_pairs)):
+        try:
+            out += lister()
+        except Exception as exc:
+            if errors is None:
+                raise
+            errors.append(f"could not list {kind}s: {_error(exc)}")
     return out
 
 
@@ -395,8 +414,9 @@ def find_leftovers(region: str, *, all: bool = False, run_id: str | None = None,
     return _find(ec2, all=all, run_id=run_id, now=now)
 
 
-def _find(ec2: Any, *, all: bool, run_id: str | None, now: datetime | None) -> list[Leftover]:
-    found = _scan(ec2, now=now or datetime.now(UTC), run_id=run_id)
+def _find(ec2: Any, *, all: bool, run_id: str | None, now: datetime | None,
+          errors: list[str] | None = None) -> list[Leftover]:
+    found = _scan(ec2, now=now or datetime.now(UTC), run_id=run_id, errors=errors)
     return found if (all or run_id) else [x for x in found if x.expired]
 
 
@@ -408,11 +428,13 @@ def cleanup(region: str, *, all: bool = False, run_id: str | None = None,
     With `dry_run`, `removed` lists what would be removed and nothing is touched.
     """
     ec2 = _client(session or make_session(region), "ec2", endpoint_url)
-    items = _find(ec2, all=all, run_id=run_id, now=now)
+    unlisted: list[str] = []
+    items = _find(ec2, all=all, run_id=run_id, now=now, errors=unlisted)
     if dry_run or not items:
-        return CleanupReport(tuple(items) if dry_run else (), ())
+        return CleanupReport(tuple(items) if dry_run else (), tuple(unlisted))
     with _shielded():
         removed, failed = _remove(ec2, items)
+    failed = unlisted + failed
     for line in failed:
         log.warning("cleanup: could not remove %s", line)
     return CleanupReport(tuple(removed), tuple(failed))
