@@ -16,6 +16,7 @@ import signal as _signal
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -221,12 +222,13 @@ def _teardown(ctx: Context | None, transports: dict[str, Transport]) -> None:
 
 def _execute(ctx: Context, plan: Plan, checkpoint: Callable[[int], None]) -> None:
     ctx.phase = "facts"
-    for h in ctx.lab.hosts:
-        ctx.facts[h.name] = _host_facts(ctx, h)
+    hosts = list(ctx.lab.hosts)
+    ctx.facts.update(zip([h.name for h in hosts], _each(hosts, lambda h: _host_facts(ctx, h)), strict=True))
     ctx.results.write_json("hosts.json", ctx.facts)
-    _check_tools(ctx)
     ctx.phase = "deploy"
-    binary = _prepare_server(ctx)
+    binary = _prepare_server(ctx)  # remote hosts: the playbook installs the tools too
+    ctx.phase = "facts"
+    _check_tools(ctx)
     if ctx.sc.baseline.enabled and not ctx.baseline:  # a resumed sweep keeps its baseline
         ctx.phase = "baseline"
         ctx.baseline = _baseline(ctx)
@@ -265,22 +267,34 @@ def _partial(ctx: Context) -> dict[str, Any]:
 # --- phases ------------------------------------------------------------------
 
 
+def _each(hosts: list[Host], fn: Callable[[Host], Any]) -> list[Any]:
+    """fn(host) on every host at once (one SSH connection each), results in order.
+
+    Per-host steps are mostly waiting for a remote shell; in parallel, a run on
+    N client hosts costs about what a run on one costs.
+    """
+    if len(hosts) <= 1:
+        return [fn(h) for h in hosts]
+    with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
+        return list(pool.map(fn, hosts))
+
+
 def _host_facts(ctx: Context, h: Host) -> dict[str, Any]:
     t = ctx.t(h)
-    done = t.run(facts_tool.command(), timeout=30, check=False)
-    # The host's clock against ours. An SSH command runs late in its round trip
-    # (session and shell start-up come first) and its answer comes back fast, so
-    # compare with the time the answer arrived, not the midpoint.
-    stamp = t.run("date +%s.%N", timeout=10, check=False).stdout.strip()
+    # One round trip. The clock is read last: an SSH command runs late in its round
+    # trip (session and shell start-up come first) and its answer comes back fast,
+    # so the host's clock is compared with the time the answer arrived.
+    done = t.run(f"{facts_tool.command()}\necho @@clock@@; date +%s.%N", timeout=30, check=False)
     after = time.time()
-    ctx.results.raw("facts", h.name, "facts").parent.mkdir(parents=True, exist_ok=True)
-    ctx.results.raw("facts", h.name, "facts").write_text(done.stdout + done.stderr)
-    parsed = facts_tool.parse(done.stdout)
-    out = dataclasses.asdict(parsed)
+    text, _, stamp = done.stdout.rpartition("@@clock@@")
+    raw = ctx.results.raw("facts", h.name, "facts")
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    raw.write_text(text + done.stderr)
+    out = dataclasses.asdict(facts_tool.parse(text))
     out["address"] = h.address
     out["roles"] = list(h.roles)
     try:
-        out["clock_offset_s"] = round(float(stamp) - after, 3)
+        out["clock_offset_s"] = round(float(stamp.strip()) - after, 3)
     except ValueError:
         out["clock_offset_s"] = 0.0
     return out
@@ -301,19 +315,27 @@ def _check_tools(ctx: Context) -> None:
                 want.append(mod.BINARY)
         want.append("taskset")
         needs[h.name] = sorted(set(want))
-    for h in ctx.lab.hosts:
-        names = needs[h.name]
+
+    def missing(h: Host) -> list[str]:
         script = "; ".join(f"command -v {shlex.quote(n)} >/dev/null || echo {shlex.quote(n)}"
-                           for n in names)
-        missing = ctx.t(h).run(script, timeout=20, check=False).stdout.split()
-        if missing:
-            raise RunFailed(f"missing tools: {', '.join(missing)} (install them, or let the deploy "
+                           for n in needs[h.name])
+        return ctx.t(h).run(script, timeout=20, check=False).stdout.split()
+
+    for h, gone in zip(ctx.lab.hosts, _each(list(ctx.lab.hosts), missing), strict=True):
+        if gone:
+            raise RunFailed(f"missing tools: {', '.join(gone)} (install them, or let the deploy "
                             "playbook do it: hosts.deploy: true)", host=h.name, phase="facts")
 
 
 def _prepare_server(ctx: Context) -> str:
-    """Build (local) or deploy (remote) the server; returns the binary path on the server host."""
+    """Deploy (remote hosts) and build the server; returns the binary path on the server host."""
+    from orchestrator import deploy
+
     sc, server = ctx.sc, ctx.lab.server
+    remote_hosts = any(h.ssh is not None for h in ctx.lab.hosts)
+    if remote_hosts and sc.hosts.deploy:
+        ctx.progress("orchestrate: deploying tools and the server with Ansible")
+        deploy.deploy(ctx.lab, log=ctx.results.path / "raw" / "deploy.log")
     if sc.server.command is not None:
         return ""
     if server.ssh is None:
@@ -322,15 +344,7 @@ def _prepare_server(ctx: Context) -> str:
         ctx.progress(f"orchestrate: building the server in {build}")
         ctx.t(server).run(server_tool.build_command(src, build), timeout=900)
         return str(build / server_tool.BINARY)
-    if sc.hosts.deploy:
-        from orchestrator import deploy
-
-        ctx.progress("orchestrate: deploying tools and the server with Ansible")
-        deploy.deploy(ctx.lab, log=ctx.results.path / "raw" / "deploy.log")
-        return deploy.server_binary(server)
-    from orchestrator import deploy
-
-    return deploy.server_binary(server)  # deployed earlier (or by hand) where deploy puts it
+    return deploy.server_binary(server)  # where the playbook (now or earlier) installed it
 
 
 def _baseline(ctx: Context) -> dict[str, Any]:
@@ -457,20 +471,20 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
     started: list[remote.Process] = [srv]
     try:
         _wait_ready(ctx, srv, url)
-        server_pids = remote.group_pids(ts, srv.pid)
-        affinity = {"server": remote.thread_affinity(ts, server_pids)}
+        affinity = {"server": remote.group_affinity(ts, srv.pid)}
+        server_pids = sorted({int(v["pid"]) for v in affinity["server"].values()})  # type: ignore[call-overload]
 
         nic_before = _nic_counters(ctx, spec, "before")
         collectors = _start_telemetry(ctx, spec, server_pids)
         started += [p for p, _, _ in collectors]
         time.sleep(1.0)  # one collector sample before the load starts
 
-        wrks = []
         # Every client starts at the same instant (each on its own clock), so their
         # windows coincide and their rates add up; starting them one SSH call after
         # another would let the first ones measure a link the others do not use yet.
-        t0 = time.time() + 0.5 + 0.3 * len(clients)
-        for c in clients:
+        t0 = time.time() + 1.5
+
+        def start_wrk(c: Host) -> remote.Process:
             cdir = f"{c.workdir}/{spec.run_id}"
             ctx.t(c).put_text(wrk.LUA_SCRIPT, f"{cdir}/report.lua")
             argv = wrk.command(url, threads=sc.load.threads, connections=spec.connections,
@@ -478,13 +492,15 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
                                script_path=f"{cdir}/report.lua", pipeline=sc.load.pipeline)
             at = t0 + ctx.facts.get(c.name, {}).get("clock_offset_s", 0.0)
             wait = f"python3 -c 'import time; time.sleep(max(0.0, {at:.3f} - time.time()))'"
-            wrks.append((c, ctx.table.spawn(c.name, "wrk", f"{wait} && exec {tools.base.join(argv)}",
-                                            workdir=cdir, cpus=ctx.cpus(c, "client"), env=wrk.ENV,
-                                            shell=True)))
+            return ctx.table.spawn(c.name, "wrk", f"{wait} && exec {tools.base.join(argv)}",
+                                   workdir=cdir, cpus=ctx.cpus(c, "client"), env=wrk.ENV, shell=True)
+
+        wrks = list(zip(clients, _each(clients, start_wrk), strict=True))
         started += [p for _, p in wrks]
         time.sleep(max(0.0, t0 - time.time()) + 0.3)
-        affinity["wrk"] = {c.name: remote.thread_affinity(ctx.t(c), remote.group_pids(ctx.t(c), p.pid))
-                           for c, p in wrks}
+        pid_of = {c.name: p.pid for c, p in wrks}
+        affinity["wrk"] = dict(zip(pid_of, _each(
+            clients, lambda c: remote.group_affinity(ctx.t(c), pid_of[c.name])), strict=True))
         for c, p in wrks:
             if not remote.wait_exit(ctx.t(c), p, sc.load.duration + sc.load.timeout + 30):
                 raise RunFailed("wrk did not finish in time", host=c.name, phase=ctx.phase)
@@ -572,10 +588,10 @@ def _host(ctx: Context, name: str) -> Host:
 
 def _start_telemetry(ctx: Context, spec: RunSpec,
                      server_pids: list[int]) -> list[tuple[remote.Process, Host, str]]:
-    out = []
-    for name in ctx.sc.telemetry:
-        mod = tools.get(name)
-        for h in ctx.lab.hosts:
+    def start(h: Host) -> list[tuple[remote.Process, Host, str]]:
+        out = []
+        for name in ctx.sc.telemetry:
+            mod = tools.get(name)
             if name in ("pidstat", "perf"):  # these watch the server's processes
                 if "server" not in h.roles:
                     continue
@@ -586,7 +602,9 @@ def _start_telemetry(ctx: Context, spec: RunSpec,
             proc = ctx.table.spawn(h.name, name, tools.base.join(argv),
                                    workdir=f"{h.workdir}/{spec.run_id}", env=mod.ENV)
             out.append((proc, h, name))
-    return out
+        return out
+
+    return [c for per_host in _each(list(ctx.lab.hosts), start) for c in per_host]
 
 
 def _flamegraph(ctx: Context, spec: RunSpec, sdir: str) -> dict[str, Any] | None:
@@ -609,16 +627,20 @@ def _flamegraph(ctx: Context, spec: RunSpec, sdir: str) -> dict[str, Any] | None
 def _fetch(ctx: Context, spec: RunSpec, procs: list[remote.Process]) -> dict[tuple[str, str], str]:
     """Copy every raw output into the results folder; returns {(host, name): stdout text}."""
     raw: dict[tuple[str, str], str] = {}
-    for p in procs:
-        t = ctx.t(_host(ctx, p.host))
-        for path, suffix in ((p.stdout, ""), (p.stderr, ".stderr")):
-            dest = ctx.results.raw(spec.run_id, p.host, p.name + suffix)
-            try:
-                t.get(path, dest)
-            except (RunFailed, OSError):
-                continue
-            if not suffix:
-                raw[(p.host, p.name)] = dest.read_text(errors="replace")
+
+    def fetch(h: Host) -> None:
+        t = ctx.t(h)
+        for p in (p for p in procs if p.host == h.name):
+            for path, suffix in ((p.stdout, ""), (p.stderr, ".stderr")):
+                dest = ctx.results.raw(spec.run_id, p.host, p.name + suffix)
+                try:
+                    t.get(path, dest)
+                except (RunFailed, OSError):
+                    continue
+                if not suffix:
+                    raw[(p.host, p.name)] = dest.read_text(errors="replace")
+
+    _each([h for h in ctx.lab.hosts if any(p.host == h.name for p in procs)], fetch)
     return raw
 
 

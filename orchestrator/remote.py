@@ -13,6 +13,7 @@ import shlex
 import signal as _signal
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -357,11 +358,19 @@ def group_pids(t: Transport, pgid: int) -> list[int]:
     return sorted(int(line.split()[0]) for line in done.stdout.splitlines() if line.strip())
 
 
-def thread_affinity(t: Transport, pids: list[int]) -> dict[int, dict[str, object]]:
+def group_affinity(t: Transport, pgid: int) -> dict[int, dict[str, object]]:
+    """thread_affinity of every live process of a group, found and read in one round trip."""
+    return thread_affinity(t, [], group=pgid)
+
+
+def thread_affinity(t: Transport, pids: list[int], *,
+                    group: int | None = None) -> dict[int, dict[str, object]]:
     """Each thread's CPU affinity as the kernel has it now (read back, not assumed)."""
-    if not pids:
+    if not pids and group is None:
         return {}
-    script = ("for p in " + " ".join(map(str, pids)) + "; do for s in /proc/$p/task/*/status; do "
+    which = (f"$(ps -o pid=,stat= -g {group} 2>/dev/null | grep -v ' Z' | awk '{{print $1}}')"
+             if group is not None else " ".join(map(str, pids)))
+    script = ("for p in " + which + "; do for s in /proc/$p/task/*/status; do "
               "[ -r \"$s\" ] && printf '%s ' \"$p\" && "
               "awk '/^Name:/{n=$2}/^Pid:/{p=$2}/^Cpus_allowed_list:/{c=$2}END{print p, n, c}' \"$s\"; "
               "done; done")
@@ -420,13 +429,25 @@ class ProcessTable:
         return clean
 
     def stop_many(self, procs: list[Process], *, sig: str = "TERM", grace: float = 10.0) -> dict[int, bool]:
-        """Stop several processes, batched per host; pid -> stopped on the first signal."""
-        out: dict[int, bool] = {}
-        for host in dict.fromkeys(p.host for p in procs):
+        """Stop several processes, batched per host and hosts in parallel; pid -> stopped on the
+        first signal. If a host cannot be reached, its processes stay listed (for teardown)."""
+        hosts = list(dict.fromkeys(p.host for p in procs))
+
+        def one(host: str) -> dict[int, bool]:
             mine = [p for p in procs if p.host == host]
-            out.update(stop_many(self.transports[host], mine, sig=sig, grace=grace))
+            done = stop_many(self.transports[host], mine, sig=sig, grace=grace)
             for p in mine:
                 self.forget(p)
+            return done
+
+        out: dict[int, bool] = {}
+        if len(hosts) <= 1:
+            for h in hosts:
+                out.update(one(h))
+            return out
+        with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
+            for done in pool.map(one, hosts):
+                out.update(done)
         return out
 
     def stop_all(self) -> list[str]:
