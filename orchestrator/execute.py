@@ -477,12 +477,11 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
         nic_before = _nic_counters(ctx, spec, "before")
         collectors = _start_telemetry(ctx, spec, server_pids)
         started += [p for p, _, _ in collectors]
-        time.sleep(1.0)  # one collector sample before the load starts
 
         # Every client starts at the same instant (each on its own clock), so their
         # windows coincide and their rates add up; starting them one SSH call after
         # another would let the first ones measure a link the others do not use yet.
-        t0 = time.time() + 1.5
+        t0 = time.time() + 1.5  # time to start them all, and one collector sample before the load
 
         def start_wrk(c: Host) -> remote.Process:
             cdir = f"{c.workdir}/{spec.run_id}"
