@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # `import testkit` from any test folder
 
-from testkit import REPO  # noqa: E402
+from testkit import REPO, stop_process  # noqa: E402
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -63,12 +63,7 @@ def moto_server():
                 time.sleep(0.1)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, 10)
 
 
 @pytest.hookimpl(hookwrapper=True)

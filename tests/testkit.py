@@ -16,3 +16,13 @@ def orchestrate(*args: str, cwd: Path | None = None, timeout: float = 300,
 
     return subprocess.run([sys.executable, "-m", "orchestrator", *args], capture_output=True,
                           text=True, cwd=cwd or REPO, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def stop_process(proc: subprocess.Popen, grace: float = 5.0) -> None:
+    """terminate, wait up to `grace` s, then kill: a test's helper process never outlives it."""
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -305,6 +305,17 @@ def packet_rate(summary: Summary) -> bytes | None:
     return _png(fig)
 
 
+def _stack_cpu(ax: Any, parts: list[list[float | None]], prefix: str = "") -> list[float]:
+    """Bars stacked usr / sys / softirq, one per row; returns the stack heights."""
+    bottom = [0.0] * len(parts)
+    for j, name in enumerate(CPU_COLOURS):
+        vals = [p[j] or 0.0 for p in parts]
+        ax.bar(range(len(parts)), vals, bottom=bottom, width=0.6, color=CPU_COLOURS[name],
+               label=prefix + name + ("irq" if name == "soft" else ""))
+        bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
+    return bottom
+
+
 @_styled
 def cpu_split(summary: Summary) -> bytes | None:
     """Server CPU per run stacked as usr / sys / softirq, with the load generator's busy % beside it."""
@@ -321,12 +332,7 @@ def cpu_split(summary: Summary) -> bytes | None:
         return None
     fig = _figure(len(rows))
     ax = fig.axes[0]
-    bottom = [0.0] * len(rows)
-    for j, name in enumerate(CPU_COLOURS):
-        vals = [parts[j] or 0.0 for _, parts, _ in rows]
-        ax.bar(range(len(rows)), vals, bottom=bottom, width=0.6, color=CPU_COLOURS[name],
-               label=f"server {name}" + ("irq" if name == "soft" else ""))
-        bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
+    bottom = _stack_cpu(ax, [parts for _, parts, _ in rows], prefix="server ")
     xs = [i for i, (_, _, c) in enumerate(rows) if c is not None]
     ax.scatter(xs, [rows[i][2] for i in xs], marker="D", s=40, color="black", zorder=4,
                label="load generator busy")
@@ -355,12 +361,7 @@ def cpu_per_request(summary: Summary) -> bytes | None:
         return None
     fig = _figure(len(rows))
     ax = fig.axes[0]
-    bottom = [0.0] * len(rows)
-    for j, name in enumerate(CPU_COLOURS):
-        vals = [parts[j] or 0.0 for _, parts, _ in rows]
-        ax.bar(range(len(rows)), vals, bottom=bottom, width=0.6, color=CPU_COLOURS[name],
-               label=name + ("irq" if name == "soft" else ""))
-        bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
+    bottom = _stack_cpu(ax, [parts for _, parts, _ in rows])
     for i, (_, _, total) in enumerate(rows):
         t = total if total is not None else bottom[i]
         ax.annotate(f"{t:.3g} µs", (i, max(t, bottom[i])), textcoords="offset points", xytext=(0, 3),

@@ -19,6 +19,8 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+from testkit import stop_process
+
 NGINX_CONF = """daemon off; master_process off; worker_processes 1;
 pid {d}/nginx.pid; error_log {d}/error.log;
 events {{ worker_connections 1024; }}
@@ -89,12 +91,7 @@ def nginx(port: int | None = None) -> Iterator[str]:
             _wait_http(url)
             yield url
         finally:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)
 
 
 @contextlib.contextmanager
@@ -172,9 +169,4 @@ def iperf3_server(port: int | None = None) -> Iterator[int]:
             time.sleep(0.05)
         yield port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
