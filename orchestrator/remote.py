@@ -156,6 +156,10 @@ class SshTransport:
         except paramiko.BadHostKeyException:
             raise UserError(f"host {where}: host key has CHANGED since it was recorded in {known}; "
                             "if the host was rebuilt, remove its old key (ssh-keygen -R)") from None
+        except paramiko.AuthenticationException:
+            key = target.key_file or "the ssh agent's keys and ~/.ssh/id_*"
+            raise UserError(f"host {where}: authentication failed with {key}; is the public key in "
+                            f"{target.user}'s authorized_keys there?") from None
         except paramiko.SSHException as exc:
             if "banner" in str(exc).lower():  # TCP connected (or timed out) but no SSH server answered
                 raise UserError(f"host {where}: unreachable: no SSH answer ({exc})") from None

@@ -160,6 +160,22 @@ def test_unreachable_host_and_changed_host_key_are_bad_input(tmp_path, run_id, k
     assert f"host {client.name}" in done.stderr and "host key has CHANGED" in done.stderr
 
 
+def test_wrong_client_key_is_bad_input(tmp_path, run_id, kept_lab):
+    key = tmp_path / "not-authorized"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    inv = Path(kept_lab.dir) / "inventory.ini"
+    text = inv.read_text()
+    lab_key = next(w.split("=", 1)[1] for w in text.split() if w.startswith("ansible_ssh_private_key_file="))
+    wrong = tmp_path / "wrong-key.ini"
+    wrong.write_text(text.replace(lab_key, str(key)))
+    done = orchestrate("run", SCENARIO, "--results", str(tmp_path / "r"), "--run-id", run_id,
+                       "--set", "hosts.provider=static", "--set", f"hosts.inventory={wrong}",
+                       "--set", "hosts.deploy=false", *QUICK, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert f"host {kept_lab.hosts[0].name}" in done.stderr
+    assert f"authentication failed with {key}" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_missing_inventory_group_is_bad_input(tmp_path):
     inv = tmp_path / "inv.ini"
     inv.write_text(textwrap.dedent("""\
