@@ -358,6 +358,7 @@ def _baseline(ctx: Context) -> dict[str, Any]:
                           workdir=workdir, cpus=ctx.cpus(server, "server")[:1], env=iperf3.ENV)
     try:
         _wait_port(ctx, server, b.port, srv)
+        _pause_point(ctx, "baseline")
         for client in ctx.lab.clients:
             path = f"{client.name}->{server.name}"
             tests: list[tuple[str, list[str], Callable[[str], Any]]] = [

@@ -161,6 +161,18 @@ def test_iperf3_server_cannot_listen(tmp_path, run_id):
     assert f"host localhost, baseline: iperf3-server exited before listening on port {port}" in err
 
 
+def test_iperf3_server_unreachable(tmp_path, run_id):
+    r = Run(tmp_path, run_id, "--set", "load.duration=2s", env={"ORCHESTRATE_PAUSE_AT": "baseline",
+                                                               "ORCHESTRATE_PAUSE_S": "3"})
+    r.wait_for("paused at baseline")
+    (iperf3,) = [p for p, comm in commands(run_id).items() if comm == "iperf3"]
+    os.kill(iperf3, signal.SIGKILL)  # the client will find nobody at the port
+    rc, err = r.finish()
+    assert rc == 1, err
+    assert "host localhost, baseline: iperf3 udp to 127.0.0.1:5201: unable to connect to server" in err
+    assert r.summary()["status"] == "failed"
+
+
 def test_second_run_against_the_same_host_is_refused(tmp_path, run_id):
     first = Run(tmp_path, run_id, "--set", "load.duration=3s", "--set", "baseline.enabled=false")
     first.wait_for("[1/2]")
