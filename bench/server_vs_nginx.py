@@ -16,6 +16,7 @@ Traffic goes to 127.0.0.1 only; every process started is killed on exit.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -178,18 +179,17 @@ http {{
             self.proc.kill()
             self.proc.wait(timeout=5)
         for pid in self.workers:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         shutil.rmtree(self.dir, ignore_errors=True)
         return {}
 
 
 class Server:
     def __init__(self, arch: str, threads: int, cpus: str):
-        self.proc = subprocess.Popen(["taskset", "-c", cpus, str(BINARY), "--arch", arch, "--threads", str(threads),
-                                      "--cpus", cpus, "--acceptor-cpu", cpus.split(",")[0], "--port", "0"],
+        self.proc = subprocess.Popen(["taskset", "-c", cpus, str(BINARY), "--arch", arch,
+                                      "--threads", str(threads), "--cpus", cpus,
+                                      "--acceptor-cpu", cpus.split(",")[0], "--port", "0"],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
         if not line:
@@ -263,10 +263,12 @@ def measure_once(target: str, load: str, args, lua: Path) -> dict:
         cpus = parse_cpus(args.server_cpus) | parse_cpus(args.wrk_cpus)
         wrk = subprocess.Popen(wrk_cmd(load, t.port, args, args.duration, lua), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
-        busy0, cpu0, wrk0, t0 = cpus_busy_ticks(cpus), proc_cpu_ticks(pids), proc_cpu_ticks([wrk.pid]), time.time()
+        busy0, cpu0 = cpus_busy_ticks(cpus), proc_cpu_ticks(pids)
+        wrk0, t0 = proc_cpu_ticks([wrk.pid]), time.time()
         # Sample just before wrk exits: wrk's own ticks vanish with it.
         time.sleep(max(0.0, round(args.duration) - 0.05))
-        busy1, cpu1, wrk1, t1 = cpus_busy_ticks(cpus), proc_cpu_ticks(pids), proc_cpu_ticks([wrk.pid]), time.time()
+        busy1, cpu1 = cpus_busy_ticks(cpus), proc_cpu_ticks(pids)
+        wrk1, t1 = proc_cpu_ticks([wrk.pid]), time.time()
         out, err = wrk.communicate(timeout=args.duration + 60)
         if wrk.returncode != 0:
             raise RuntimeError(f"wrk failed: {err}")
@@ -336,10 +338,10 @@ def render(results: dict, args, info: dict) -> str:
              f"-c{args.connections}; {args.rounds} alternating rounds of {args.duration:g} s "
              f"(+{args.warmup:g} s warm-up each); medians. CPU us/req = server processes' utime+stime "
              f"(/proc/<pid>/stat) during the run / requests wrk completed. A measurement during which other "
-             f"processes used more than {args.max_foreign:.0%} of these CPUs (from /proc/stat) was retried up to "
-             f"{args.retries} times, keeping the least disturbed.",
-             f"Reproduce: `python3 bench/server_vs_nginx.py --rounds {args.rounds} --duration {args.duration:g} "
-             f"--write-results`", "",
+             f"processes used more than {args.max_foreign:.0%} of these CPUs (from /proc/stat) was "
+             f"retried up to {args.retries} times, keeping the least disturbed.",
+             f"Reproduce: `python3 bench/server_vs_nginx.py --rounds {args.rounds} "
+             f"--duration {args.duration:g} --write-results`", "",
              "| load | server | QPS | p50 | p99 | CPU us/req | QPS vs nginx | CPU/req vs nginx |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
     for load in args.loads:
@@ -456,7 +458,8 @@ def main(argv=None) -> int:
                         check = f" server counted {r['server_requests']} (wrk {r['wrk_total_requests']})"
                     print(f"round {rnd + 1}/{args.rounds} {load:10s} {target:9s} {r['qps']:>10,.0f} req/s "
                           f"p50 {fmt_us(r['p50_us'])} p99 {fmt_us(r['p99_us'])} "
-                          f"{r['cpu_us_per_req']:.2f} us/req (wrk {r['wrk_cpu_us_per_req']:.2f}) foreign {r['foreign_share']:.0%}"
+                          f"{r['cpu_us_per_req']:.2f} us/req (wrk {r['wrk_cpu_us_per_req']:.2f}) "
+                          f"foreign {r['foreign_share']:.0%}"
                           f"{check} {r['socket_errors']}", flush=True)
     section = render(results, args, info)
     print()

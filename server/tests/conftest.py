@@ -1,8 +1,6 @@
-import os
 import resource
 
 import pytest
-
 import support
 
 ARCHS = ["reuseport", "main-sub"]

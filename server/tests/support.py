@@ -89,8 +89,8 @@ class ServerProcess:
             out, err = self.proc.communicate(timeout=10)
         self.returncode = self.proc.returncode
         self.stderr = err
-        lines = [json.loads(l) for l in out.splitlines() if l.strip()]
-        stats = [l for l in lines if l.get("event") == "stats"]
+        events = [json.loads(line) for line in out.splitlines() if line.strip()]
+        stats = [e for e in events if e.get("event") == "stats"]
         self.stats = stats[0] if stats else None
         return self.stats
 
@@ -175,7 +175,7 @@ class Client:
                     return False
         except ConnectionResetError:
             return True
-        except socket.timeout:
+        except TimeoutError:
             return False
 
 

@@ -4,16 +4,17 @@ import shutil
 import subprocess
 
 import pytest
-
 from support import SERVER_DIR
 
 FUZZ_DIR = SERVER_DIR / "build" / "fuzz"
 SEEDS = [
     b"\x03GET / HTTP/1.1\r\nHost: a\r\n\r\n",
-    b"\x05POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhelloGET / HTTP/1.0\r\n\r\n",
+    b"\x05POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nConnection: close\r\n\r\n"
+    b"helloGET / HTTP/1.0\r\n\r\n",
     b"\x01HEAD / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n"
     b"Transfer-Encoding: chunked\r\n\r\n",
-    b"\x02GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabcGET * HTTP/2.0\r\n\r\n",
+    b"\x02GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n"
+    b"abcGET * HTTP/2.0\r\n\r\n",
 ]
 
 

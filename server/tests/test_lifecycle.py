@@ -1,5 +1,6 @@
 """Process-level behaviour: ready/stats lines, signals, exit codes, counters,
 timeouts, descriptor exhaustion and connection limits."""
+import contextlib
 import resource
 import signal
 import socket
@@ -7,8 +8,7 @@ import subprocess
 import time
 
 import pytest
-
-from support import Client, ServerProcess, get
+from support import Client, get
 
 
 def test_ready_line(server, variant):
@@ -176,10 +176,8 @@ def test_emfile_does_not_spin_or_crash(start_server):
     s = start_server(threads=2, preexec_fn=_limit_fds(64))
     clients = []
     for _ in range(120):
-        try:
+        with contextlib.suppress(OSError):
             clients.append(Client(s.port, timeout=2))
-        except OSError:
-            pass
     time.sleep(0.3)
     before = s.cpu_ticks()
     time.sleep(1.0)

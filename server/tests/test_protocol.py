@@ -4,7 +4,6 @@ import socket
 import time
 
 import pytest
-
 from support import Client, get
 
 

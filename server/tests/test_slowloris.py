@@ -11,7 +11,7 @@ def test_slowloris_does_not_block_normal_clients(start_server):
     s = start_server()  # default 10 s header timeout: the attackers stay
     slow = []
     try:
-        for i in range(N_SLOW):
+        for _i in range(N_SLOW):
             sock = socket.create_connection(("127.0.0.1", s.port), timeout=5)
             sock.sendall(b"GET /slow HTTP/1.1\r\nHost: t\r\nX-Pad: ")
             slow.append(sock)
@@ -38,7 +38,8 @@ def test_random_garbage_clients(start_server):
 
     s = start_server("--header-timeout-ms", 500, "--idle-timeout-ms", 1000)
     rng = random.Random(1234)
-    pieces = [b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nab",
+    pieces = [b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+              b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nab",
               b"\r\n", b"HTTP/1.0", b"Transfer-Encoding: chunked\r\n", b"Content-Length: 99999999999\r\n",
               b"\x00\xff\x7f", b"GET /" + b"a" * 9000, b" HTTP/1.1\r\n\r\n", b"Connection: close\r\n"]
     sel = selectors.DefaultSelector()
