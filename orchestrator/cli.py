@@ -144,7 +144,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     folder = Path(args.dir)
     summary = store.load_summary(folder)
-    topo = summary.get("topology") or {}
+    topo = summary.get("topology") or _topology_of(summary)
     if topo:  # re-analyse with the current rules, keep everything measured
         th = analysis.Thresholds(**{k: v for k, v in (summary.get("thresholds") or {}).items()
                                     if k in analysis.Thresholds.__dataclass_fields__})
@@ -154,6 +154,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     paths = render.build(folder)
     print(f"report: {getattr(paths, 'html', paths)}")
     return EXIT_OK
+
+
+def _topology_of(summary: dict[str, Any]) -> dict[str, Any]:
+    """Where the server ran, for summaries written before `topology` was recorded."""
+    hosts = summary.get("hosts") or {}
+    server = next((h for h, f in hosts.items() if "server" in (f.get("roles") or [])), None)
+    if server is None:
+        return {}
+    return {"server": server, "interface": None, "loopback": summary.get("provider") == "local"}
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 
 from testkit import orchestrate
@@ -60,3 +61,36 @@ def test_plan_lists_runs_and_time(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "008-main-sub-t1-c16-r2" in done.stdout
     assert "8 runs of 5s load each; expected total" in done.stdout
+
+
+def test_lab_up_status_down(tmp_path):
+    import os
+    import subprocess
+
+    name = f"cli{os.getpid() % 10000}"
+    try:
+        up = orchestrate("lab", "up", "--name", name, "--hosts", "2", "--pps", "10000")
+        assert up.returncode == 0, up.stderr
+        assert "198.18." in up.stdout and "10000" in up.stdout.replace(",", "")
+        status = orchestrate("lab", "status")
+        assert status.returncode == 0 and name in status.stdout
+    finally:
+        down = orchestrate("lab", "down", "--name", name)
+    assert down.returncode == 0 and down.stdout.strip()
+    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert f"orch-{name}-" not in namespaces
+    assert name not in orchestrate("lab", "status").stdout
+
+
+def test_report_rebuilds_from_a_results_folder(tmp_path, repo):
+    import shutil
+
+    folder = tmp_path / "loopback" / "sample"
+    shutil.copytree(repo / "tests" / "report" / "data" / "loopback-sample", folder)
+    done = orchestrate("report", str(folder))
+    assert done.returncode == 0, done.stderr
+    html = (folder / "report.html").read_text()
+    assert "Verdicts" in html and html.count("data:image/png;base64,") >= 3
+    summary = json.loads((folder / "summary.json").read_text())
+    assert all(r["analysis"]["verdict"] for r in summary["runs"])  # re-analysed on rebuild
+    assert orchestrate("report", str(tmp_path)).returncode == 2
