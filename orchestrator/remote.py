@@ -284,12 +284,6 @@ def spawn(t: Transport, name: str, cmd: str, *, workdir: str, cpus: list[int] | 
     return Process(t.name, name, pid, out, err)
 
 
-def signal(t: Transport, proc: Process, sig: str = "TERM") -> None:
-    """Signal the whole process group; a group already gone is not an error."""
-    t.run(f"kill -s {sig} -- -{proc.pid} 2>/dev/null || kill -s {sig} {proc.pid} 2>/dev/null || true",
-          timeout=15)
-
-
 def alive(t: Transport, proc: Process) -> bool:
     """True while any process of the group is alive (zombies excluded)."""
     done = t.run(f"ps -o stat= -g {proc.pid} 2>/dev/null | grep -v '^Z' | grep -c . || true",
