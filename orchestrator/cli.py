@@ -219,10 +219,22 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
             print(f"aws {region}: nothing to clean up")
         return EXIT_OK if report.ok else EXIT_FAILURE
     else:
+        from orchestrator import hosts, remote
         from orchestrator.hosts import netns
 
-        removed = netns.down_all()
+        # Processes of runs whose orchestrator died (kill -9, power loss) carry the run's
+        # mark; a run still alive holds its host lock, and is left alone.
+        t = remote.LocalTransport()
+        live = hosts.live_runs()
+        orphans = {rid: pids for rid, pids in remote.marked_runs(t).items() if rid not in live}
+        for rid, pids in orphans.items():
+            procs = [remote.Process("localhost", "orphan", p, "", "") for p in pids]
+            remote.stop_many(t, procs, grace=5.0)
+            print(f"stopped {len(pids)} process(es) left by run {rid}: pids {', '.join(map(str, pids))}")
+        removed = netns.down_all() if args.provider == "netns" or args.labs else []
         print("\n".join(removed) if removed else "no lab to remove")
+        if not orphans:
+            print("no process left by an earlier run")
     return EXIT_OK
 
 
@@ -288,7 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--pps", type=int, default=None, help="packet-rate cap per link, each direction")
 
     c = sub.add_parser("cleanup", help="remove what a killed run left behind")
-    c.add_argument("--provider", choices=["netns", "aws"], default="netns")
+    c.add_argument("--provider", choices=["local", "netns", "aws"], default="netns",
+                   help="local: processes of dead runs; netns (default): those and every lab; aws")
+    c.add_argument("--labs", action="store_true", help="local: also take down every lab")
     c.add_argument("--region", default=None)
     c.add_argument("--all", action="store_true", help="aws: also resources that have not expired")
     c.add_argument("--run-id", help="aws: only what this run created")

@@ -393,6 +393,19 @@ def marked_pids(t: Transport, tag: str) -> list[int]:
     return sorted(int(p) for p in done.stdout.split() if p.isdigit() and p not in own)
 
 
+def marked_runs(t: Transport) -> dict[str, list[int]]:
+    """Run id -> pids of the processes on the host that carry a run's mark (see MARK)."""
+    script = (f"for f in /proc/[0-9]*/environ; do tr '\\0' '\\n' < $f 2>/dev/null | "
+              f"sed -n 's/^{MARK}=//p' | sed \"s|^|${{f#/proc/}} |\"; done | sed 's|/environ||' || true")
+    done = t.run(script, timeout=60, check=False)
+    runs: dict[str, list[int]] = {}
+    for line in done.stdout.splitlines():
+        pid, _, rid = line.partition(" ")
+        if pid.isdigit() and rid and int(pid) != os.getpid():
+            runs.setdefault(rid, []).append(int(pid))
+    return runs
+
+
 def parse_cpu_list(text: str) -> list[int]:
     """'0-2,5' -> [0, 1, 2, 5] (the kernel's list format)."""
     cpus: list[int] = []

@@ -224,3 +224,33 @@ def test_interrupted_sweep_resumed_equals_an_uninterrupted_one(tmp_path, run_id)
     assert [x["run_id"] for x in s["runs"]] == ["001-reuseport-t1-c64-r1", "002-main-sub-t1-c64-r1",
                                                 "003-reuseport-t1-c64-r2", "004-main-sub-t1-c64-r2"]
     assert [x["qps"] for x in s["runs"][:2]] == [x["qps"] for x in r.summary()["runs"][:2]]
+
+
+def test_cleanup_after_the_orchestrator_was_killed_with_sigkill(tmp_path, run_id):
+    # SIGKILL cannot be caught: what the run started lives on, marked with its run id,
+    # until `orchestrate cleanup` stops it (runs still alive hold a lock and are spared).
+    r = Run(tmp_path, run_id, "--set", "load.duration=8s", "--set", "baseline.enabled=false")
+    deadline = time.monotonic() + 60
+    while "wrk" not in commands(run_id).values():
+        assert time.monotonic() < deadline and r.proc.poll() is None
+        time.sleep(0.1)
+    r.proc.kill()
+    r.proc.wait()
+    left = commands(run_id)
+    assert "orchestrate-ser" in left.values() and "wrk" in left.values()
+    done = orchestrate("cleanup", "--provider", "local")
+    assert done.returncode == 0, done.stderr
+    assert f"left by run {run_id}" in done.stdout
+    assert commands(run_id) == {}
+
+
+def test_cleanup_spares_a_run_that_is_alive(tmp_path, run_id):
+    r = Run(tmp_path, run_id, "--set", "load.duration=4s", "--set", "baseline.enabled=false")
+    deadline = time.monotonic() + 60
+    while "wrk" not in commands(run_id).values():
+        assert time.monotonic() < deadline and r.proc.poll() is None
+        time.sleep(0.1)
+    done = orchestrate("cleanup", "--provider", "local")
+    assert done.returncode == 0 and run_id not in done.stdout
+    rc, err = r.finish()
+    assert rc == 0, err

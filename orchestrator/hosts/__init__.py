@@ -101,6 +101,22 @@ def lock(lab: Lab, run_id: str, lock_dir: Path = LOCK_DIR) -> Iterator[None]:
             os.close(fd)
 
 
+def live_runs(lock_dir: Path = LOCK_DIR) -> set[str]:
+    """Run ids whose orchestrator is alive (it still holds a host lock on this machine)."""
+    live = set()
+    for path in lock_dir.glob("*.lock"):
+        fd = os.open(path, os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(fd, 200, 0).decode(errors="replace").split()
+            if len(owner) >= 2 and owner[0] == "run":
+                live.add(owner[1])
+        finally:
+            os.close(fd)  # closing also drops a lock we just took
+    return live
+
+
 def connect(host: Host) -> Transport:
     return LocalTransport(host.name) if host.ssh is None else SshTransport(host.ssh)
 
