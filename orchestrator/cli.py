@@ -226,12 +226,19 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
         # mark; a run still alive holds its host lock, and is left alone.
         t = remote.LocalTransport()
         live = hosts.live_runs()
-        orphans = {rid: pids for rid, pids in remote.marked_runs(t).items() if rid not in live}
+        orphans = {rid: pids for rid, pids in remote.marked_runs(t).items() if rid not in live.values()}
         for rid, pids in orphans.items():
             procs = [remote.Process("localhost", "orphan", p, "", "") for p in pids]
             remote.stop_many(t, procs, grace=5.0)
             print(f"stopped {len(pids)} process(es) left by run {rid}: pids {', '.join(map(str, pids))}")
-        removed = netns.down_all() if args.provider == "netns" or args.labs else []
+        removed = []
+        if args.provider == "netns" or args.labs:
+            for st in netns.status():
+                busy = {live[h.address] for h in st.hosts if h.address in live}
+                if busy:
+                    print(f"lab {st.name}: in use by run {', '.join(sorted(busy))}; left up")
+                else:
+                    removed += netns.down(st.name)
         print("\n".join(removed) if removed else "no lab to remove")
         if not orphans:
             print("no process left by an earlier run")

@@ -187,3 +187,15 @@ def test_missing_inventory_group_is_bad_input(tmp_path):
     assert done.returncode == 2
     assert str(inv) in done.stderr and "client" in done.stderr
     assert not (tmp_path / "cross-host").exists() or not any((tmp_path / "cross-host").iterdir())
+
+
+def test_cleanup_leaves_a_lab_in_use_alone(tmp_path, run_id, kept_lab):
+    r = Run(tmp_path, run_id, SCENARIO, "--set", f"hosts.lab={kept_lab.name}", "--set", "hosts.deploy=false",
+            "--set", "load.duration=4s", *QUICK)
+    wait_for_pid(run_id, "wrk")
+    done = orchestrate("cleanup")
+    assert done.returncode == 0, done.stderr
+    assert f"lab {kept_lab.name}: in use by run {run_id}; left up" in done.stdout
+    rc, err = r.finish()
+    assert rc == 0, err
+    assert netns.is_up(kept_lab.name)

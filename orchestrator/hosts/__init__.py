@@ -101,9 +101,9 @@ def lock(lab: Lab, run_id: str, lock_dir: Path = LOCK_DIR) -> Iterator[None]:
             os.close(fd)
 
 
-def live_runs(lock_dir: Path = LOCK_DIR) -> set[str]:
-    """Run ids whose orchestrator is alive (it still holds a host lock on this machine)."""
-    live = set()
+def live_runs(lock_dir: Path = LOCK_DIR) -> dict[str, str]:
+    """Host address -> run id, for runs whose orchestrator is alive (it holds the host's lock)."""
+    live = {}
     for path in lock_dir.glob("*.lock"):
         fd = os.open(path, os.O_RDWR)
         try:
@@ -111,7 +111,7 @@ def live_runs(lock_dir: Path = LOCK_DIR) -> set[str]:
         except BlockingIOError:
             owner = os.pread(fd, 200, 0).decode(errors="replace").split()
             if len(owner) >= 2 and owner[0] == "run":
-                live.add(owner[1])
+                live[path.name.removesuffix(".lock")] = owner[1]
         finally:
             os.close(fd)  # closing also drops a lock we just took
     return live
