@@ -1,4 +1,5 @@
-"""Runs a Plan: facts -> deploy -> baseline -> for each run (server, telemetry, wrk, stop, fetch).
+"""Runs a Plan: facts -> deploy -> baseline -> for each run (server, telemetry, wrk, stop, fetch)
+-> record with analysis. The baseline and telemetry steps live in baseline.py and telemetry.py.
 
 Teardown happens on every path: every process a run started is stopped on every
 host, the lab is released, and the runs already measured stay in summary.json.
@@ -9,69 +10,32 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
-import os
 import shlex
 import shutil
 import signal as _signal
 import sys
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator import analysis, remote, store, tools
+from orchestrator import analysis, baseline, remote, store, telemetry, tools
 from orchestrator import hosts as _hosts
+from orchestrator.context import Context, Progress, each, pause_point
 from orchestrator.errors import Interrupted, RunFailed, UserError
-from orchestrator.hosts import Host, Lab
+from orchestrator.hosts import Host
 from orchestrator.plan import RUN_OVERHEAD_S, Plan, RunSpec, expand, fmt_seconds
 from orchestrator.remote import ProcessTable, Transport
-from orchestrator.report import flamegraph
-from orchestrator.scenario import Loaded, Scenario, dump, resolve_cpus
+from orchestrator.scenario import Loaded, Scenario, dump
 from orchestrator.store import ResultsDir, new_run_id
 from orchestrator.tools import ethtool, iperf3, perf, wrk
 from orchestrator.tools import facts as facts_tool
 from orchestrator.tools import server as server_tool
 
-Progress = Callable[[str], None]
-
 
 def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-@dataclass
-class Context:
-    """What one `orchestrate run` holds while it runs (owned by run(), passed down)."""
-
-    sc: Scenario
-    lab: Lab
-    results: ResultsDir
-    transports: dict[str, Transport]
-    table: ProcessTable
-    progress: Progress
-    facts: dict[str, Any] = field(default_factory=dict)
-    baseline: dict[str, Any] = field(default_factory=dict)
-    runs: list[dict[str, Any]] = field(default_factory=list)
-    phase: str = "start"
-
-    def t(self, host: Host) -> Transport:
-        return self.transports[host.name]
-
-    def cpus(self, host: Host, role: str) -> list[int]:
-        """The scenario's CPUs for a role on a host; inventory vars override; keywords resolved."""
-        spec = host.vars.get(f"{role}_cpus") or (self.sc.server.cpus if role == "server"
-                                                  else self.sc.load.cpus)
-        if isinstance(spec, str) and spec not in ("even", "odd", "all"):
-            spec = remote.parse_cpu_list(spec)
-        allowed = self.facts.get(host.name, {}).get("cpus_allowed") or [0]
-        cpus = resolve_cpus(spec, allowed)
-        missing = sorted(set(cpus) - set(allowed))
-        if missing:
-            raise UserError(f"host {host.name}: {role} CPUs {missing} do not exist there "
-                            f"(it has {len(allowed)} CPUs: {allowed})")
-        return cpus
 
 
 @contextlib.contextmanager
@@ -223,7 +187,7 @@ def _teardown(ctx: Context | None, transports: dict[str, Transport]) -> None:
 def _execute(ctx: Context, plan: Plan, checkpoint: Callable[[int], None]) -> None:
     ctx.phase = "facts"
     hosts = list(ctx.lab.hosts)
-    ctx.facts.update(zip([h.name for h in hosts], _each(hosts, lambda h: _host_facts(ctx, h)), strict=True))
+    ctx.facts.update(zip([h.name for h in hosts], each(hosts, lambda h: _host_facts(ctx, h)), strict=True))
     ctx.results.write_json("hosts.json", ctx.facts)
     ctx.phase = "deploy"
     binary = _prepare_server(ctx)  # remote hosts: the playbook installs the tools too
@@ -231,7 +195,7 @@ def _execute(ctx: Context, plan: Plan, checkpoint: Callable[[int], None]) -> Non
     _check_tools(ctx)
     if ctx.sc.baseline.enabled and not ctx.baseline:  # a resumed sweep keeps its baseline
         ctx.phase = "baseline"
-        ctx.baseline = _baseline(ctx)
+        ctx.baseline = baseline.measure(ctx)
         ctx.results.write_json("baseline.json", ctx.baseline)
     done = {r["run_id"] for r in ctx.runs}
     todo = [spec for spec in plan.runs if spec.run_id not in done]
@@ -265,18 +229,6 @@ def _partial(ctx: Context) -> dict[str, Any]:
 
 
 # --- phases ------------------------------------------------------------------
-
-
-def _each(hosts: list[Host], fn: Callable[[Host], Any]) -> list[Any]:
-    """fn(host) on every host at once (one SSH connection each), results in order.
-
-    Per-host steps are mostly waiting for a remote shell; in parallel, a run on
-    N client hosts costs about what a run on one costs.
-    """
-    if len(hosts) <= 1:
-        return [fn(h) for h in hosts]
-    with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
-        return list(pool.map(fn, hosts))
 
 
 def _host_facts(ctx: Context, h: Host) -> dict[str, Any]:
@@ -321,7 +273,7 @@ def _check_tools(ctx: Context) -> None:
                            for n in needs[h.name])
         return ctx.t(h).run(script, timeout=20, check=False).stdout.split()
 
-    for h, gone in zip(ctx.lab.hosts, _each(list(ctx.lab.hosts), missing), strict=True):
+    for h, gone in zip(ctx.lab.hosts, each(list(ctx.lab.hosts), missing), strict=True):
         if gone:
             raise RunFailed(f"missing tools: {', '.join(gone)} (install them, or let the deploy "
                             "playbook do it: hosts.deploy: true)", host=h.name, phase="facts")
@@ -345,75 +297,6 @@ def _prepare_server(ctx: Context) -> str:
         ctx.t(server).run(server_tool.build_command(src, build), timeout=900)
         return str(build / server_tool.BINARY)
     return deploy.server_binary(server)  # where the playbook (now or earlier) installed it
-
-
-def _baseline(ctx: Context) -> dict[str, Any]:
-    """iperf3 per path before any load: small-packet UDP PPS both ways, and TCP throughput."""
-    b = ctx.sc.baseline.iperf3
-    server = ctx.lab.server
-    out: dict[str, Any] = {}
-    workdir = f"{server.workdir}/baseline"
-    srv = ctx.table.spawn(server.name, "iperf3-server",
-                          tools.base.join(iperf3.server_command(b.port, one_off=False)),
-                          workdir=workdir, cpus=ctx.cpus(server, "server")[:1], env=iperf3.ENV)
-    try:
-        _wait_port(ctx, server, b.port, srv)
-        _pause_point(ctx, "baseline")
-        for client in ctx.lab.clients:
-            path = f"{client.name}->{server.name}"
-            tests: list[tuple[str, list[str], Callable[[str], Any]]] = [
-                ("udp", iperf3.udp_command(server.address, b.port, length=b.udp_length,
-                                           duration_s=b.duration, bitrate=b.bitrate), iperf3.parse_udp)]
-            if not ctx.lab.single_machine:
-                tests.append(("udp_reverse", iperf3.udp_command(
-                    server.address, b.port, length=b.udp_length, duration_s=b.duration,
-                    bitrate=b.bitrate, reverse=True), iperf3.parse_udp))
-            if b.tcp:
-                tests.append(("tcp", iperf3.tcp_command(server.address, b.port,
-                                                        duration_s=b.tcp_duration), iperf3.parse_tcp))
-            entry: dict[str, Any] = {"client": client.name, "server": server.name}
-            for name, argv, parse in tests:
-                ctx.progress(f"orchestrate: baseline {path} iperf3 {name}")
-                cpus = ctx.cpus(client, "client")[:1]
-                cmd = f"taskset -c {cpus[0]} " + tools.base.join(argv)
-                done = ctx.t(client).run(cmd, timeout=60 + b.duration, check=False, env=iperf3.ENV)
-                raw = ctx.results.raw("baseline", client.name, f"iperf3-{name}")
-                raw.parent.mkdir(parents=True, exist_ok=True)
-                raw.write_text(done.stdout + done.stderr)
-                try:
-                    entry[name] = dataclasses.asdict(parse(done.stdout))
-                except tools.ToolError as exc:
-                    raise RunFailed(f"iperf3 {name} to {server.address}:{b.port}: {exc.message}",
-                                    host=client.name, phase="baseline") from None
-            udp = entry["udp"]
-            ctx.progress(f"      {path}: {udp['pps_delivered']:,.0f} pps delivered of "
-                         f"{udp['pps_sent']:,.0f} sent ({udp['loss_pct']:.1f}% loss)"
-                         + (f", TCP {entry['tcp']['bits_per_second'] / 1e9:.2f} Gbit/s"
-                            if "tcp" in entry else ""))
-            out[path] = entry
-    finally:
-        ctx.table.stop(srv)
-    return out
-
-
-def _wait_port(ctx: Context, host: Host, port: int, proc: remote.Process, timeout: float = 10) -> None:
-    t = ctx.t(host)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        # Alive first: a listener on the port may be someone else's (port already taken).
-        alive = remote.alive(t, proc)
-        done = t.run(f"ss -Hltn 'sport = :{port}' | grep -c LISTEN || true", timeout=10, check=False)
-        if alive and done.stdout.strip() not in ("", "0"):
-            time.sleep(0.2)
-            if remote.alive(t, proc):
-                return
-        if not remote.alive(t, proc):
-            err = remote.read(t, proc.stderr).strip()
-            raise RunFailed(f"{proc.name} exited before listening on port {port}: {err[-300:]}",
-                            host=host.name, phase=ctx.phase)
-        time.sleep(0.1)
-    raise RunFailed(f"{proc.name} did not listen on port {port} within {timeout:.0f}s",
-                    host=host.name, phase=ctx.phase)
 
 
 def _server_command(ctx: Context, spec: RunSpec, binary: str, workdir: str) -> tuple[str, list[int]]:
@@ -475,8 +358,8 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
         affinity = {"server": remote.group_affinity(ts, srv.pid)}
         server_pids = sorted({int(v["pid"]) for v in affinity["server"].values()})  # type: ignore[call-overload]
 
-        nic_before = _nic_counters(ctx, spec, "before")
-        collectors = _start_telemetry(ctx, spec, server_pids)
+        nic_before = telemetry.nic_counters(ctx, spec, "before")
+        collectors = telemetry.start(ctx, spec, server_pids)
         started += [p for p, _, _ in collectors]
 
         # Every client starts at the same instant (each on its own clock), so their
@@ -495,11 +378,11 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
             return ctx.table.spawn(c.name, "wrk", f"{wait} && exec {tools.base.join(argv)}",
                                    workdir=cdir, cpus=ctx.cpus(c, "client"), env=wrk.ENV, shell=True)
 
-        wrks = list(zip(clients, _each(clients, start_wrk), strict=True))
+        wrks = list(zip(clients, each(clients, start_wrk), strict=True))
         started += [p for _, p in wrks]
         time.sleep(max(0.0, t0 - time.time()) + 0.3)
         pid_of = {c.name: p.pid for c, p in wrks}
-        affinity["wrk"] = dict(zip(pid_of, _each(
+        affinity["wrk"] = dict(zip(pid_of, each(
             clients, lambda c: remote.group_affinity(ctx.t(c), pid_of[c.name])), strict=True))
         for c, p in wrks:
             if not remote.wait_exit(ctx.t(c), p, sc.load.duration + sc.load.timeout + 30):
@@ -511,7 +394,7 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
             err = remote.read(ts, srv.stderr).strip()
             raise RunFailed("the server died during the load" + (f": {err[-300:]}" if err else
                             " (killed by a signal?)"), host=server.name, phase=ctx.phase)
-        nic_after = _nic_counters(ctx, spec, "after")
+        nic_after = telemetry.nic_counters(ctx, spec, "after")
 
         ctx.table.stop_many([p for p, _, _ in collectors], sig="INT", grace=5.0)
         if "perf" in sc.telemetry:
@@ -520,7 +403,7 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
                    "> perf-script.txt 2> perf-script.err", timeout=300, check=False, env=perf.ENV)
         clean = ctx.table.stop(srv, sig="TERM", grace=10.0)
         gone = [p for h in dict.fromkeys(p.host for p in started)
-                for live in [remote.alive_many(ctx.t(_host(ctx, h)), [p for p in started if p.host == h])]
+                for live in [remote.alive_many(ctx.t(ctx.host(h)), [p for p in started if p.host == h])]
                 for p in started if p.host == h and p.pid in live]
         if gone:
             raise RunFailed("processes still alive after the run: "
@@ -534,9 +417,9 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
             ctx.progress(f"orchestrate: WARNING {exc}")
 
     ctx.phase = f"collect {spec.run_id}"
-    _pause_point(ctx, "collect")
+    pause_point(ctx, "collect")
     raw = _fetch(ctx, spec, started)
-    flame = _flamegraph(ctx, spec, sdir) if "perf" in sc.telemetry else None
+    flame = telemetry.flamegraph_svg(ctx, spec, sdir) if "perf" in sc.telemetry else None
     record = _record(ctx, spec, raw, wrks, collectors, affinity, server_cpus, (t0, t1))
     record["server_stopped_cleanly"] = clean
     if flame:
@@ -550,78 +433,6 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
                                               th=analysis.Thresholds.from_scenario(sc))
     ctx.results.write_json(f"runs/{spec.run_id}.json", record)
     return record
-
-
-def _nic_counters(ctx: Context, spec: RunSpec, when: str) -> dict[str, Any]:
-    """ENA allowance counters (cloud NIC caps: pps, bandwidth) on hosts that have them."""
-    out: dict[str, Any] = {}
-    for h in ctx.lab.hosts:
-        if not h.vars.get("ena"):
-            continue
-        t = ctx.t(h)
-        iface = h.interface or t.run(f"ip -o addr show to {h.address} | awk '{{print $2}}'",
-                                     timeout=10, check=False).stdout.strip()
-        if not iface:
-            continue
-        done = t.run(tools.base.join(ethtool.command(iface)), timeout=15, check=False, env=ethtool.ENV)
-        raw = ctx.results.raw(spec.run_id, h.name, f"ethtool-{when}")
-        raw.parent.mkdir(parents=True, exist_ok=True)
-        raw.write_text(done.stdout + done.stderr)
-        try:
-            out[h.name] = ethtool.parse(done.stdout)
-        except tools.ToolError:
-            continue  # no counters on this NIC: no evidence either way
-    return out
-
-
-def _pause_point(ctx: Context, name: str) -> None:
-    """Fault injection for the test suite: ORCHESTRATE_PAUSE_AT=<name> holds the run here
-    (ORCHESTRATE_PAUSE_S seconds) so a test can interrupt it at a known point."""
-    if os.environ.get("ORCHESTRATE_PAUSE_AT") == name:
-        ctx.progress(f"orchestrate: paused at {name}")
-        time.sleep(float(os.environ.get("ORCHESTRATE_PAUSE_S", "30")))
-
-
-def _host(ctx: Context, name: str) -> Host:
-    return next(h for h in ctx.lab.hosts if h.name == name)
-
-
-def _start_telemetry(ctx: Context, spec: RunSpec,
-                     server_pids: list[int]) -> list[tuple[remote.Process, Host, str]]:
-    def start(h: Host) -> list[tuple[remote.Process, Host, str]]:
-        out = []
-        for name in ctx.sc.telemetry:
-            mod = tools.get(name)
-            if name in ("pidstat", "perf"):  # these watch the server's processes
-                if "server" not in h.roles:
-                    continue
-                argv = (mod.command(server_pids) if name == "pidstat" else
-                        perf.record_command(server_pids, f"{h.workdir}/{spec.run_id}/perf.data"))
-            else:
-                argv = mod.command()
-            proc = ctx.table.spawn(h.name, name, tools.base.join(argv),
-                                   workdir=f"{h.workdir}/{spec.run_id}", env=mod.ENV)
-            out.append((proc, h, name))
-        return out
-
-    return [c for per_host in _each(list(ctx.lab.hosts), start) for c in per_host]
-
-
-def _flamegraph(ctx: Context, spec: RunSpec, sdir: str) -> dict[str, Any] | None:
-    """Fold the server host's `perf script` output into a flame graph kept with the run."""
-    server = ctx.lab.server
-    text_path = ctx.results.raw(spec.run_id, server.name, "perf-script")
-    try:
-        ctx.t(server).get(f"{sdir}/perf-script.txt", text_path)
-    except (RunFailed, OSError):
-        return None
-    folded = perf.fold(text_path.read_text(errors="replace"))
-    if not folded:
-        return None
-    svg = text_path.with_name("flamegraph.svg")
-    svg.write_text(flamegraph.render_svg(folded, title=f"{ctx.sc.name} {spec.run_id} on {server.name}"))
-    return {"flamegraph": str(svg.relative_to(ctx.results.path)), "samples": sum(folded.values()),
-            "top_frames": [[name, round(share, 4)] for name, share in perf.top_frames(folded, 8)]}
 
 
 def _fetch(ctx: Context, spec: RunSpec, procs: list[remote.Process]) -> dict[tuple[str, str], str]:
@@ -640,7 +451,7 @@ def _fetch(ctx: Context, spec: RunSpec, procs: list[remote.Process]) -> dict[tup
                 if not suffix:
                     raw[(p.host, p.name)] = dest.read_text(errors="replace")
 
-    _each([h for h in ctx.lab.hosts if any(p.host == h.name for p in procs)], fetch)
+    each([h for h in ctx.lab.hosts if any(p.host == h.name for p in procs)], fetch)
     return raw
 
 
@@ -665,30 +476,8 @@ def _record(ctx: Context, spec: RunSpec, raw: dict[tuple[str, str], str],
                         f"in {sc.load.duration:g}s (server not answering?)", host=server.name,
                         phase=ctx.phase)
 
-    # The load ran from the common start for wrk's own duration (our t1 is only
-    # when we noticed it had ended). Collector timestamps mark the END of each 1 s
-    # interval, on the host's clock, truncated to whole seconds (the true end is up
-    # to 1 s later): keep the intervals that lie wholly inside the load, or, for a
-    # load too short to have any, the ones mostly inside.
     start, end = window[0], window[0] + max(r.duration_s for _, r in per_client)
-    windows = ((start + 1.0, end - 1.0), (start + 0.5, end + 0.5))
-
-    telemetry: dict[str, Any] = {}
-    for _proc, h, name in collectors:
-        if name == "perf":
-            continue  # folded into a flame graph, not averaged
-        mod = tools.get(name)
-        off = ctx.facts.get(h.name, {}).get("clock_offset_s", 0.0)
-        try:
-            samples = mod.parse(raw.get((h.name, name), ""))
-            for lo, hi in windows:
-                summary = _plain(mod.summarize(samples, lo + off, hi + off))
-                if not _empty(summary):
-                    break
-        except (tools.ToolError, ValueError) as exc:
-            telemetry.setdefault(name, {})[h.name] = {"error": str(exc)}
-            continue
-        telemetry.setdefault(name, {})[h.name] = summary
+    telemetry_ = telemetry.summarize(ctx, collectors, raw, start, end)
 
     stats = server_tool.parse_stats(raw.get((server.name, "server"), ""))
     lat = dataclasses.asdict(total.latency_ms)
@@ -704,52 +493,17 @@ def _record(ctx: Context, spec: RunSpec, raw: dict[tuple[str, str], str],
         "non_2xx": total.non_2xx,
         "clients": [{"host": c.name, "qps": r.qps, "requests": r.requests,
                      "latency_ms": dataclasses.asdict(r.latency_ms)} for c, r in per_client],
-        "server_cpu": _server_cpu(telemetry.get("pidstat", {}).get(server.name)),
-        "client_cpu": {c.name: _cpu_of(telemetry.get("mpstat", {}).get(c.name), ctx.cpus(c, "client"))
+        "server_cpu": _server_cpu(telemetry_.get("pidstat", {}).get(server.name)),
+        "client_cpu": {c.name: _cpu_of(telemetry_.get("mpstat", {}).get(c.name), ctx.cpus(c, "client"))
                        for c, _ in wrks},
-        "server_host_cpu": _cpu_of(telemetry.get("mpstat", {}).get(server.name), server_cpus),
+        "server_host_cpu": _cpu_of(telemetry_.get("mpstat", {}).get(server.name), server_cpus),
         "affinity": _affinity_summary(affinity, server_cpus, ctx, wrks),
         "server_counters": dataclasses.asdict(stats) if stats else None,
-        "telemetry": telemetry,
+        "telemetry": telemetry_,
         "window": {"start": start, "end": end},
-        "baseline": _compared_baseline(ctx.baseline),
+        "baseline": baseline.compared(ctx.baseline),
     }
     return record
-
-
-def _compared_baseline(baseline: dict[str, Any]) -> dict[str, Any]:
-    """The ceiling this run is compared against: the tightest measured path."""
-    paths = [(p, e["udp"]) for p, e in baseline.items() if e.get("udp")]
-    if not paths:
-        return {}
-    path, udp = min(paths, key=lambda x: x[1]["pps_delivered"])
-    out = {"path": path, "pps_delivered": udp["pps_delivered"], "pps_sent": udp["pps_sent"],
-           "loss_pct": udp["loss_pct"]}
-    rev = baseline[path].get("udp_reverse")
-    if rev:
-        out["pps_delivered_reverse"] = rev["pps_delivered"]
-    tcp = baseline[path].get("tcp")
-    if tcp:
-        out["tcp_bits_per_second"] = tcp["bits_per_second"]
-    return out
-
-
-def _empty(summary: Any) -> bool:
-    """A telemetry summary with no samples in it (shapes differ per collector)."""
-    if isinstance(summary, dict) and "interfaces" in summary:
-        return not summary["interfaces"]
-    return not summary
-
-
-def _plain(obj: Any) -> Any:
-    """Dataclasses (and containers of them) -> JSON-able data."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.asdict(obj)
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_plain(v) for v in obj]
-    return obj
 
 
 def _server_cpu(threads: Any) -> dict[str, Any]:

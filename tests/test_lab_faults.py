@@ -3,6 +3,7 @@ and the phase, a non-zero exit, nothing left running on any host, and no lab lef
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -38,17 +39,22 @@ def lab_processes(name: str) -> list[str]:
     return out
 
 
+def comm_of(pid: int | str) -> str:
+    """A process's command name, or "" once it has exited (pids race with us)."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
 def wait_for_pid(run_id: str, comm: str, timeout: float = 60) -> int:
     from orchestrator.remote import LocalTransport, marked_pids
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for pid in marked_pids(LocalTransport(), run_id):
-            try:
-                if Path(f"/proc/{pid}/comm").read_text().strip() == comm:
-                    return pid
-            except OSError:
-                continue
+            if comm_of(pid) == comm:
+                return pid
         time.sleep(0.1)
     raise AssertionError(f"no {comm} of run {run_id} appeared")
 
@@ -107,7 +113,7 @@ def test_client_link_cut_mid_load(tmp_path, run_id, kept_lab):
     # ... and nothing of the run is left on the server host, which it could reach
     server_ns = kept_lab.hosts[0].name
     pids = subprocess.run(["ip", "netns", "pids", server_ns], capture_output=True, text=True).stdout.split()
-    assert {Path(f"/proc/{p}/comm").read_text().strip() for p in pids} <= {"sshd"}
+    assert {comm_of(p) for p in pids} - {""} <= {"sshd"}
     s = r.summary()
     assert s["status"] == "failed" and client.name in s["error"]
 
@@ -121,10 +127,11 @@ def test_client_sshd_killed_mid_load(tmp_path, run_id):
     state = json.loads((netns.LABS_ROOT / lab / "lab.json").read_text())
     client_ns = state["hosts"][1]["name"]
     pids = subprocess.run(["ip", "netns", "pids", client_ns], capture_output=True, text=True).stdout.split()
-    sshd = [p for p in pids if Path(f"/proc/{p}/comm").read_text().strip() == "sshd"]
+    sshd = [p for p in pids if comm_of(p) == "sshd"]
     assert sshd
     for p in sshd:
-        os.kill(int(p), signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(p), signal.SIGKILL)
     rc, err = r.finish(timeout=180)
     assert rc == 1, err
     assert f"host {client_ns}" in err and "SSH connection lost" in err

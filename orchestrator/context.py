@@ -1,0 +1,91 @@
+"""What one `orchestrate run` holds while it runs, shared by the pipeline steps.
+
+execute.py owns it; baseline.py and telemetry.py take it so each step reads the
+scenario, hosts and results folder the same way. No global state: one per run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator import remote
+from orchestrator.errors import UserError
+from orchestrator.hosts import Host, Lab
+from orchestrator.remote import ProcessTable, Transport
+from orchestrator.scenario import Scenario, resolve_cpus
+from orchestrator.store import ResultsDir
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Context:
+    """What one `orchestrate run` holds while it runs (owned by run(), passed down)."""
+
+    sc: Scenario
+    lab: Lab
+    results: ResultsDir
+    transports: dict[str, Transport]
+    table: ProcessTable
+    progress: Progress
+    facts: dict[str, Any] = field(default_factory=dict)
+    baseline: dict[str, Any] = field(default_factory=dict)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    phase: str = "start"
+
+    def t(self, host: Host) -> Transport:
+        return self.transports[host.name]
+
+    def cpus(self, host: Host, role: str) -> list[int]:
+        """The scenario's CPUs for a role on a host; inventory vars override; keywords resolved."""
+        spec = host.vars.get(f"{role}_cpus") or (self.sc.server.cpus if role == "server"
+                                                  else self.sc.load.cpus)
+        if isinstance(spec, str) and spec not in ("even", "odd", "all"):
+            spec = remote.parse_cpu_list(spec)
+        allowed = self.facts.get(host.name, {}).get("cpus_allowed") or [0]
+        cpus = resolve_cpus(spec, allowed)
+        missing = sorted(set(cpus) - set(allowed))
+        if missing:
+            raise UserError(f"host {host.name}: {role} CPUs {missing} do not exist there "
+                            f"(it has {len(allowed)} CPUs: {allowed})")
+        return cpus
+
+    def host(self, name: str) -> Host:
+        return next(h for h in self.lab.hosts if h.name == name)
+
+
+def each(hosts: list[Host], fn: Callable[[Host], Any]) -> list[Any]:
+    """fn(host) on every host at once (one SSH connection each), results in order.
+
+    Per-host steps are mostly waiting for a remote shell; in parallel, a run on
+    N client hosts costs about what a run on one costs.
+    """
+    if len(hosts) <= 1:
+        return [fn(h) for h in hosts]
+    with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
+        return list(pool.map(fn, hosts))
+
+
+def pause_point(ctx: Context, name: str) -> None:
+    """Fault injection for the test suite: ORCHESTRATE_PAUSE_AT=<name> holds the run here
+    (ORCHESTRATE_PAUSE_S seconds) so a test can interrupt it at a known point."""
+    if os.environ.get("ORCHESTRATE_PAUSE_AT") == name:
+        ctx.progress(f"orchestrate: paused at {name}")
+        time.sleep(float(os.environ.get("ORCHESTRATE_PAUSE_S", "30")))
+
+
+def plain(obj: Any) -> Any:
+    """Dataclasses (and containers of them) -> JSON-able data."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    if isinstance(obj, dict):
+        return {str(k): plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [plain(v) for v in obj]
+    return obj
