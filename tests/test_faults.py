@@ -29,6 +29,7 @@ class Run:
     """`orchestrate run` in the background, output to files we can watch."""
 
     def __init__(self, tmp: Path, run_id: str, *args: str, env: dict[str, str] | None = None):
+        self.run_id = run_id
         self.out, self.err = tmp / "out.txt", tmp / "err.txt"
         self.results = tmp / "results"
         self.proc = subprocess.Popen(
@@ -45,6 +46,16 @@ class Run:
             assert self.proc.poll() is None, f"exited early: {self.err.read_text()}"
             time.sleep(0.05)
         raise AssertionError(f"never saw {text!r}: {self.err.read_text()}")
+
+    def wait_for_load(self, timeout: float = 60) -> dict[int, str]:
+        """Wait until the run's wrk is running; returns the run's processes (pid -> name)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            procs = commands(self.run_id)
+            if "wrk" in procs.values():
+                return procs
+            assert time.monotonic() < deadline and self.proc.poll() is None, self.err.read_text()
+            time.sleep(0.1)
 
     def finish(self, timeout: float = 120) -> tuple[int, str]:
         rc = self.proc.wait(timeout=timeout)
@@ -103,14 +114,7 @@ def commands(run_id: str) -> dict[int, str]:
 def test_server_killed_mid_run(tmp_path, run_id):
     r = Run(tmp_path, run_id, "--set", "load.duration=4s", "--set", "baseline.enabled=false")
     r.wait_for("[1/2]")
-    deadline = time.monotonic() + 20
-    server: list[int] = []
-    while time.monotonic() < deadline:
-        procs = commands(run_id)
-        server = [p for p, comm in procs.items() if comm == "orchestrate-ser"]
-        if server and "wrk" in procs.values():  # the load is on
-            break
-        time.sleep(0.1)
+    server = [p for p, comm in r.wait_for_load().items() if comm == "orchestrate-ser"]
     assert server, "the server never ran"
     time.sleep(1)
     os.kill(server[0], signal.SIGKILL)
@@ -230,10 +234,7 @@ def test_cleanup_after_the_orchestrator_was_killed_with_sigkill(tmp_path, run_id
     # SIGKILL cannot be caught: what the run started lives on, marked with its run id,
     # until `orchestrate cleanup` stops it (runs still alive hold a lock and are spared).
     r = Run(tmp_path, run_id, "--set", "load.duration=8s", "--set", "baseline.enabled=false")
-    deadline = time.monotonic() + 60
-    while "wrk" not in commands(run_id).values():
-        assert time.monotonic() < deadline and r.proc.poll() is None
-        time.sleep(0.1)
+    r.wait_for_load()
     r.proc.kill()
     r.proc.wait()
     left = commands(run_id)
@@ -246,10 +247,7 @@ def test_cleanup_after_the_orchestrator_was_killed_with_sigkill(tmp_path, run_id
 
 def test_cleanup_spares_a_run_that_is_alive(tmp_path, run_id):
     r = Run(tmp_path, run_id, "--set", "load.duration=4s", "--set", "baseline.enabled=false")
-    deadline = time.monotonic() + 60
-    while "wrk" not in commands(run_id).values():
-        assert time.monotonic() < deadline and r.proc.poll() is None
-        time.sleep(0.1)
+    r.wait_for_load()
     done = orchestrate("cleanup", "--provider", "local")
     assert done.returncode == 0 and run_id not in done.stdout
     rc, err = r.finish()
