@@ -64,21 +64,22 @@ def nofile_preexec(limit: int) -> Callable[[], None]:
     return set_limit
 
 
-def rss_kib(pid: int) -> int:
+def status_kib(pid: int, field: str) -> int:
+    """A memory figure from /proc/<pid>/status, in KiB (e.g. VmRSS, VmHWM)."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for {pid}")
+    raise RuntimeError(f"no {field} for {pid}")
+
+
+def rss_kib(pid: int) -> int:
+    return status_kib(pid, "VmRSS")
 
 
 def hwm_kib(pid: int) -> int:
     """Peak RSS of the process so far (VmHWM)."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no VmHWM for {pid}")
+    return status_kib(pid, "VmHWM")
 
 
 def fd_count(pid: int) -> int:
