@@ -388,7 +388,6 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
             if not remote.wait_exit(ctx.t(c), p, sc.load.duration + sc.load.timeout + 30):
                 raise RunFailed("wrk did not finish in time", host=c.name, phase=ctx.phase)
             ctx.table.forget(p)
-        t1 = time.time()
         if not remote.alive(ts, srv):
             # Measured against a dead server: the numbers would be wrk's connection errors.
             err = remote.read(ts, srv.stderr).strip()
@@ -402,9 +401,7 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
             ts.run(f"cd {sdir} && {tools.base.join(perf.script_command('perf.data'))} "
                    "> perf-script.txt 2> perf-script.err", timeout=300, check=False, env=perf.ENV)
         clean = ctx.table.stop(srv, sig="TERM", grace=10.0)
-        gone = [p for h in dict.fromkeys(p.host for p in started)
-                for live in [remote.alive_many(ctx.t(ctx.host(h)), [p for p in started if p.host == h])]
-                for p in started if p.host == h and p.pid in live]
+        gone = ctx.table.survivors(started)
         if gone:
             raise RunFailed("processes still alive after the run: "
                             + ", ".join(f"{p.name} (pid {p.pid})" for p in gone),
@@ -420,7 +417,7 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
     pause_point(ctx, "collect")
     raw = _fetch(ctx, spec, started)
     flame = telemetry.flamegraph_svg(ctx, spec, sdir) if "perf" in sc.telemetry else None
-    record = _record(ctx, spec, raw, wrks, collectors, affinity, server_cpus, (t0, t1))
+    record = _record(ctx, spec, raw, wrks, collectors, affinity, server_cpus, t0)
     record["server_stopped_cleanly"] = clean
     if flame:
         record["perf"] = flame
@@ -459,7 +456,7 @@ def _record(ctx: Context, spec: RunSpec, raw: dict[tuple[str, str], str],
             wrks: list[tuple[Host, remote.Process]],
             collectors: list[tuple[remote.Process, Host, str]],
             affinity: dict[str, Any], server_cpus: list[int],
-            window: tuple[float, float]) -> dict[str, Any]:
+            load_start: float) -> dict[str, Any]:
     sc, server = ctx.sc, ctx.lab.server
     per_client = []
     for c, _p in wrks:
@@ -476,7 +473,7 @@ def _record(ctx: Context, spec: RunSpec, raw: dict[tuple[str, str], str],
                         f"in {sc.load.duration:g}s (server not answering?)", host=server.name,
                         phase=ctx.phase)
 
-    start, end = window[0], window[0] + max(r.duration_s for _, r in per_client)
+    start, end = load_start, load_start + max(r.duration_s for _, r in per_client)
     telemetry_ = telemetry.summarize(ctx, collectors, raw, start, end)
 
     stats = server_tool.parse_stats(raw.get((server.name, "server"), ""))

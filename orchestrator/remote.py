@@ -475,5 +475,10 @@ class ProcessTable:
                 left += [f"{host}: {p.name} (pid {p.pid}): {why}" for p in mine]
         return left
 
-    def survivors(self) -> list[Process]:
-        return [p for p in self.procs if alive(self.transports[p.host], p)]
+    def survivors(self, procs: list[Process]) -> list[Process]:
+        """Those of `procs` still alive, one round trip per host."""
+        live: set[tuple[str, int]] = set()
+        for host in dict.fromkeys(p.host for p in procs):
+            mine = [p for p in procs if p.host == host]
+            live |= {(host, pid) for pid in alive_many(self.transports[host], mine)}
+        return [p for p in procs if (p.host, p.pid) in live]

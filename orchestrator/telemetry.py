@@ -38,8 +38,8 @@ def start(ctx: Context, spec: RunSpec,
 def summarize(ctx: Context, collectors: list[tuple[remote.Process, Host, str]],
               raw: dict[tuple[str, str], str], start: float, end: float) -> dict[str, Any]:
     """Each collector's output averaged over the load window: {tool: {host: summary}}."""
-    # The load ran from the common start for wrk's own duration (our t1 is only
-    # when we noticed it had ended). Collector timestamps mark the END of each 1 s
+    # start..end is the load itself: the common start plus wrk's own duration (not
+    # when we noticed wrk had ended). Collector timestamps mark the END of each 1 s
     # interval, on the host's clock, truncated to whole seconds (the true end is up
     # to 1 s later): keep the intervals that lie wholly inside the load, or, for a
     # load too short to have any, the ones mostly inside.
