@@ -118,13 +118,16 @@ size_t Connection::process(const char* data, size_t len) {
     size_t used = 0;
     HttpParser::Result r = parser_.parse(data + off, len - off, &used);
     off += used;
+    // Interim 100 before this request's final response (and only once the
+    // head is known to be acceptable, so a 413/417 goes out instead).
+    if (parser_.takeContinue()) out_ += ResponseCache::kContinue;
     if (r == HttpParser::Result::kNeedMore) {
       if (used == 0 || off == len) break;
       continue;
     }
     ++stats.requests;
     if (r == HttpParser::Result::kError) {
-      out_ += responses.error(parser_.errorStatus());
+      out_ += responses.error(parser_.errorStatus(), parser_.errorForHead());
       state_ = State::kClosing;
       lingerOnClose_ = true;  // unread input may follow; avoid an RST
       break;
@@ -207,7 +210,7 @@ void Connection::queueError(int status) {
   ++worker_->stats().requests;
   state_ = State::kClosing;
   lingerOnClose_ = true;
-  out_ += worker_->responses().error(status);
+  out_ += worker_->responses().error(status, parser_.errorForHead());
   if (!flushScheduled_) worker_->scheduleFlush(this);
 }
 

@@ -11,9 +11,11 @@ struct ErrorInfo {
 
 // Index order matches errors_[]; the last entry is the fallback.
 constexpr ErrorInfo kErrors[] = {
-    {400, "Bad Request"},           {408, "Request Timeout"},  {413, "Content Too Large"},
-    {414, "URI Too Long"},          {431, "Request Header Fields Too Large"},
-    {501, "Not Implemented"},       {505, "HTTP Version Not Supported"},
+    {400, "Bad Request"},      {405, "Method Not Allowed"},
+    {408, "Request Timeout"},  {413, "Content Too Large"},
+    {414, "URI Too Long"},     {417, "Expectation Failed"},
+    {431, "Request Header Fields Too Large"},
+    {501, "Not Implemented"},  {505, "HTTP Version Not Supported"},
     {500, "Internal Server Error"},
 };
 
@@ -47,21 +49,25 @@ void ResponseCache::rebuild() {
       if (head == 0) r += body_;
     }
   }
+  static_assert(std::size(kErrors) == kNumErrors);
   for (size_t i = 0; i < std::size(kErrors); ++i) {
     std::string text = std::string(kErrors[i].reason) + "\n";
-    std::string& r = errors_[i];
-    r = "HTTP/1.1 " + std::to_string(kErrors[i].status) + " " + kErrors[i].reason +
-        "\r\nServer: orchestrate\r\nDate: " + date_ +
-        "\r\nContent-Type: text/plain\r\nContent-Length: " + std::to_string(text.size()) +
-        "\r\nConnection: close\r\n\r\n" + text;
+    std::string head = "HTTP/1.1 " + std::to_string(kErrors[i].status) + " " + kErrors[i].reason +
+                       "\r\nServer: orchestrate\r\nDate: " + date_ +
+                       "\r\nContent-Type: text/plain\r\nContent-Length: " + std::to_string(text.size()) +
+                       (kErrors[i].status == 405 ? "\r\nAllow: GET, HEAD, POST, PUT, OPTIONS" : "") +
+                       "\r\nConnection: close\r\n\r\n";
+    errors_[1][i] = head;
+    errors_[0][i] = head + text;
   }
 }
 
-const std::string& ResponseCache::error(int status) const {
+const std::string& ResponseCache::error(int status, bool head) const {
+  const auto& table = errors_[head ? 1 : 0];
   for (size_t i = 0; i + 1 < std::size(kErrors); ++i) {
-    if (kErrors[i].status == status) return errors_[i];
+    if (kErrors[i].status == status) return table[i];
   }
-  return errors_[std::size(kErrors) - 1];
+  return table[std::size(kErrors) - 1];
 }
 
 }  // namespace orch

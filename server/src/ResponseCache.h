@@ -2,6 +2,7 @@
 
 #include <ctime>
 #include <string>
+#include <string_view>
 
 #include "NonCopyable.h"
 
@@ -26,9 +27,12 @@ class ResponseCache : NonCopyable {
   void refresh(std::time_t now);
 
   const std::string& ok(Kind kind, bool head) const { return ok_[head ? 1 : 0][kind]; }
-  // Error responses always close the connection. 408/400/413/414/431/501/505
-  // are pre-built; any other status gets a generic 500-class text.
-  const std::string& error(int status) const;
+  // Error responses always close the connection. Every status the parser or
+  // a timeout produces is pre-built (405 with Allow); any other gets a 500.
+  // head: the same headers without the body (RFC 9110 9.3.2).
+  const std::string& error(int status, bool head) const;
+  // The interim response to "Expect: 100-continue".
+  static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 
  private:
   void rebuild();
@@ -37,7 +41,8 @@ class ResponseCache : NonCopyable {
   std::time_t second_ = -1;
   char date_[64] = {0};
   std::string ok_[2][kNumKinds];  // [head][kind]
-  std::string errors_[8];
+  static constexpr size_t kNumErrors = 10;
+  std::string errors_[2][kNumErrors];  // [head][status index]
 };
 
 }  // namespace orch

@@ -17,7 +17,9 @@
 namespace {
 
 struct Outcome {
-  std::vector<int> events;  // 1 per completed request (+keepAlive*2 +head*4), or -status
+  // 1 per completed request (+keepAlive*2 +head*4), 100 per "100 Continue"
+  // owed, or -status.
+  std::vector<int> events;
   bool operator==(const Outcome&) const = default;
 };
 
@@ -26,7 +28,10 @@ Outcome run(const uint8_t* data, size_t size, size_t chunk) {
   orch::HttpLimits limits;
   limits.maxHeadBytes = 512;  // small limits reach the limit paths quickly
   limits.maxHeaders = 8;
+  limits.maxRequestLineBytes = 256;
   limits.maxBodyBytes = 300;
+  limits.maxChunkLineBytes = 64;
+  limits.maxTrailerBytes = 128;
   orch::HttpParser parser(limits);
   Outcome out;
   std::string pending;
@@ -41,6 +46,7 @@ Outcome run(const uint8_t* data, size_t size, size_t chunk) {
       auto r = parser.parse(pending.data() + off, pending.size() - off, &used);
       if (used > pending.size() - off) std::abort();
       off += used;
+      if (parser.takeContinue()) out.events.push_back(100);
       if (r == orch::HttpParser::Result::kError) {
         out.events.push_back(-parser.errorStatus());
         return out;
@@ -52,7 +58,8 @@ Outcome run(const uint8_t* data, size_t size, size_t chunk) {
       if (used == 0 || off == pending.size()) break;
     }
     pending.erase(0, off);
-    // Unconsumed bytes are at most one unfinished head.
+    // Unconsumed bytes are at most one unfinished head (a chunk-size or
+    // trailer line is shorter).
     if (pending.size() > limits.maxHeadBytes + chunk) std::abort();
   }
   return out;

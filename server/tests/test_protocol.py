@@ -118,6 +118,8 @@ def test_body_is_read_and_discarded(server):
         assert c.read_response().status == 200
 
 
+CHUNKED = b"POST /c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+
 ERROR_CASES = {
     "garbage-request-line": (b"GARBAGE\r\n\r\n", 400),
     "no-version": (b"GET /\r\n\r\n", 400),
@@ -145,10 +147,37 @@ ERROR_CASES = {
     "cl-overflow": (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 99999999999999999999999\r\n\r\n", 413),
     "uri-too-long": (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: t\r\n\r\n", 414),
     "uri-too-long-unterminated": (b"GET /" + b"a" * 9000, 414),
-    "header-too-large": (b"GET / HTTP/1.1\r\nHost: t\r\nX: " + b"a" * 9000 + b"\r\n\r\n", 431),
-    "head-too-large-unterminated": (b"GET / HTTP/1.1\r\nHost: t\r\nX: " + b"a" * 9000, 431),
+    "header-too-large": (b"GET / HTTP/1.1\r\nHost: t\r\nX: " + b"a" * 17000 + b"\r\n\r\n", 431),
+    "head-too-large-unterminated": (b"GET / HTTP/1.1\r\nHost: t\r\nX: " + b"a" * 17000, 431),
+    "head-too-large-many-lines": (b"GET / HTTP/1.1\r\nHost: t\r\n" + (b"X: " + b"a" * 4000 + b"\r\n") * 5,
+                                  431),
     "too-many-headers": (b"GET / HTTP/1.1\r\nHost: t\r\n" + b"X: y\r\n" * 120 + b"\r\n", 431),
-    "chunked": (b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 501),
+    "te-gzip-chunked": (b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
+    "te-chunked-not-last": (b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400),
+    "te-chunked-twice": (b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+                         b"Transfer-Encoding: chunked\r\n\r\n", 400),
+    "chunk-size-not-hex": (CHUNKED + b"zz\r\nhello\r\n0\r\n\r\n", 400),
+    "chunk-size-empty": (CHUNKED + b"\r\n", 400),
+    "chunk-size-bare-lf": (CHUNKED + b"5\nhello\r\n0\r\n\r\n", 400),
+    "chunk-data-no-crlf": (CHUNKED + b"5\r\nhelloXX0\r\n\r\n", 400),
+    "chunk-line-too-long": (CHUNKED + b"5;" + b"e" * 1100 + b"\r\n", 400),
+    "chunk-ext-control-char": (CHUNKED + b"5;a=\x01\r\nhello\r\n0\r\n\r\n", 400),
+    "chunked-too-large": (CHUNKED + b"100001\r\n", 413),
+    "chunked-total-too-large": (CHUNKED + (b"80000\r\n" + b"x" * 0x80000 + b"\r\n") * 2 + b"1\r\n", 413),
+    "chunk-size-overflow": (CHUNKED + b"1" + b"0" * 40 + b"\r\n", 413),
+    "trailer-too-large": (CHUNKED + b"0\r\n" + b"X-T: " + b"t" * 5000 + b"\r\n\r\n", 431),
+    "trailer-malformed": (CHUNKED + b"0\r\nno colon\r\n\r\n", 400),
+    "expect-unknown": (b"POST / HTTP/1.1\r\nHost: t\r\nExpect: 200-ok\r\nContent-Length: 1\r\n\r\n", 417),
+    "expect-too-large": (b"POST / HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
+                         b"Content-Length: 1048577\r\n\r\n", 413),
+    "method-delete": (b"DELETE / HTTP/1.1\r\nHost: t\r\n\r\n", 405),
+    "method-connect": (b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", 405),
+    "method-unknown": (b"BREW / HTTP/1.1\r\nHost: t\r\n\r\n", 501),
+    "method-lowercase": (b"get / HTTP/1.1\r\nHost: t\r\n\r\n", 501),
+    "asterisk-with-get": (b"GET * HTTP/1.1\r\nHost: t\r\n\r\n", 400),
+    "absolute-form-no-authority": (b"GET http:///x HTTP/1.1\r\nHost: t\r\n\r\n", 400),
+    "absolute-form-other-scheme": (b"GET ftp://example.com/ HTTP/1.1\r\nHost: t\r\n\r\n", 400),
+    "scheme-inside-path-form": (b"GET x/http://example.com/ HTTP/1.1\r\nHost: t\r\n\r\n", 400),
 }
 
 
@@ -164,6 +193,84 @@ def test_error_status(server, case):
     # The server is still fine afterwards.
     with Client(server.port) as c:
         assert c.request("/").status == 200
+
+
+def test_error_to_head_has_no_body(server):
+    with Client(server.port) as c:
+        c.send(b"HEAD / HTTP/2.0\r\nHost: t\r\n\r\n")
+        r = c.read_response(head=True)
+        assert r.status == 505 and int(r.headers["content-length"]) > 0
+        assert c.closed_by_peer()
+        assert not c.buf  # no body bytes after the head
+
+
+def test_405_lists_allowed_methods(server):
+    with Client(server.port) as c:
+        r = c.request("/", method="PATCH")
+    assert r.status == 405 and r.headers["allow"] == "GET, HEAD, POST, PUT, OPTIONS"
+
+
+@pytest.mark.parametrize("method,target", [("OPTIONS", "*"), ("OPTIONS", "/"), ("GET", "http://example.com"),
+                                           ("GET", "HTTPS://example.com:8443/a?b"), ("PUT", "/p"),
+                                           ("POST", "/p")])
+def test_served_methods_and_forms(server, method, target):
+    with Client(server.port) as c:
+        assert c.request(target, method=method).status == 200
+
+
+def test_chunked_body_is_read_and_discarded(server):
+    # Extensions, several chunks, trailers, then a pipelined request.
+    body = (b"5;name=value\r\nhello\r\n1a \t;ext\r\n" + b"y" * 26 + b"\r\n"
+            b"0\r\nX-Checksum: abc\r\nX-Other: d\r\n\r\n")
+    with Client(server.port) as c:
+        c.send(CHUNKED + body + get(server.port))
+        assert c.read_response().status == 200
+        assert c.read_response().status == 200
+        # The same split at every byte.
+        for k in range(1, len(body), 3):
+            c.send(CHUNKED + body[:k])
+            time.sleep(0.002)
+            c.send(body[k:])
+            assert c.read_response().status == 200, k
+
+
+def test_chunked_large_body(server):
+    chunk = b"x" * 65536
+    with Client(server.port, timeout=10) as c:
+        c.send(CHUNKED)
+        for _ in range(15):  # 960 KiB: under the 1 MiB limit
+            c.send(b"10000\r\n" + chunk + b"\r\n")
+        c.send(b"0\r\n\r\n")
+        assert c.read_response().status == 200
+
+
+def test_expect_100_continue(server):
+    with Client(server.port) as c:
+        c.send(b"POST /e HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+        interim = c.read_response(head=True)
+        assert interim.status == 100 and interim.headers == {}
+        c.send(b"hello")
+        assert c.read_response().status == 200
+        # Chunked as well, and no 100 without a body or in HTTP/1.0.
+        c.send(CHUNKED[:-2] + b"Expect: 100-continue\r\n\r\n")
+        assert c.read_response(head=True).status == 100
+        c.send(b"0\r\n\r\n")
+        assert c.read_response().status == 200
+        c.send(b"GET / HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n\r\n")
+        assert c.read_response().status == 200
+        c.send(b"POST / HTTP/1.0\r\nConnection: keep-alive\r\nExpect: 100-continue\r\n"
+               b"Content-Length: 2\r\n\r\nhi")
+        assert c.read_response().status == 200
+
+
+def test_cookie_heavy_head_fits(server):
+    # What a browser sends to a site with many cookies: ~12 KiB of head.
+    cookies = "; ".join(f"c{i}={'v' * 90}" for i in range(120))
+    headers = ("Host: t\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/120.0\r\n"
+               f"Accept: text/html,*/*;q=0.8\r\nCookie: {cookies}\r\n")
+    assert 11_000 < len(headers) < 16_000
+    with Client(server.port) as c:
+        assert c.request("/", headers=headers).status == 200
 
 
 def test_error_after_good_pipelined_requests(server):

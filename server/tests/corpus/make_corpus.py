@@ -47,7 +47,8 @@ def cases() -> list[tuple[str, bytes, list[int], str]]:
     add("valid_absolute_form", b"GET http://example.com/x?y=1 HTTP/1.1\r\nHost: example.com\r\n\r\n", [200],
         "absolute-form URI")
     add("valid_asterisk_options", b"OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n", [200], "asterisk-form")
-    add("valid_lowercase_method", b"get / HTTP/1.1\r\nHost: t\r\n\r\n", [200], "methods are tokens")
+    add("valid_lowercase_method", b"get / HTTP/1.1\r\nHost: t\r\n\r\n", [501],
+        "methods are case-sensitive: 'get' is not a method the server knows")
     add("valid_post_body_then_get", POST + b"Content-Length: 5\r\n\r\nhello" + OK,
         [200, 200], "body discarded, next request served")
     add("valid_pipelined_50", OK * 50, [200] * 50, "50 pipelined requests")
@@ -69,8 +70,8 @@ def cases() -> list[tuple[str, bytes, list[int], str]]:
     add("bad_method_utf8", "GÉT / HTTP/1.1\r\nHost: t\r\n\r\n".encode(), [400], "non-ASCII method")
     add("bad_empty_method", b" / HTTP/1.1\r\nHost: t\r\n\r\n", [400], "empty method")
     add("bad_target_no_slash", b"GET index.html HTTP/1.1\r\nHost: t\r\n\r\n", [400], "relative target")
-    add("bad_connect_authority", b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com\r\n\r\n", [400],
-        "authority-form is not served")
+    add("bad_connect_authority", b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com\r\n\r\n", [405],
+        "CONNECT is known but not allowed")
     add("bad_target_utf8", "GET /ü HTTP/1.1\r\nHost: t\r\n\r\n".encode(), [400], "raw non-ASCII in target")
     add("bad_target_del", b"GET /\x7f HTTP/1.1\r\nHost: t\r\n\r\n", [400], "DEL in target")
     add("uri_overlong", b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: t\r\n\r\n", [414], "9 KB target")
@@ -93,8 +94,8 @@ def cases() -> list[tuple[str, bytes, list[int], str]]:
     add("header_empty_name", b"GET / HTTP/1.1\r\nHost: t\r\n: v\r\n\r\n", [400], "empty header name")
     add("header_obs_fold", b"GET / HTTP/1.1\r\nHost: t\r\nX-A: a\r\n  folded\r\n\r\n", [400], "obs-fold")
     add("header_obs_fold_tab", b"GET / HTTP/1.1\r\n\tHost: t\r\n\r\n", [400], "line starting with a tab")
-    add("header_huge_value", b"GET / HTTP/1.1\r\nHost: t\r\nX-Big: " + b"v" * 9000 + b"\r\n\r\n", [431],
-        "9 KB header value")
+    add("header_huge_value", b"GET / HTTP/1.1\r\nHost: t\r\nX-Big: " + b"v" * 17000 + b"\r\n\r\n", [431],
+        "17 KB header value (the head limit is 16 KiB)")
     add("header_huge_endless", b"GET / HTTP/1.1\r\nHost: t\r\nX-Big: " + b"v" * 100000, [431],
         "100 KB header never finished")
     add("header_101_lines", b"GET / HTTP/1.1\r\nHost: t\r\n" + b"X-N: 1\r\n" * 100 + b"\r\n", [431],
@@ -109,8 +110,33 @@ def cases() -> list[tuple[str, bytes, list[int], str]]:
         b"0\r\n\r\n", [400], "Content-Length with Transfer-Encoding")
     add("te_and_cl_case", POST + b"transfer-encoding: chunked\r\nCONTENT-LENGTH: 0\r\n\r\n",
         [400], "same, other case and order")
-    add("te_chunked", POST + b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
-        [501], "chunked is not implemented")
+    add("te_chunked", POST + b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n" + OK,
+        [200, 200], "chunked body discarded, next request served")
+    add("te_chunked_trailers_ext", POST + b"Transfer-Encoding: chunked\r\n\r\n5;a=b\r\nhello\r\n"
+        b"0\r\nX-T: 1\r\n\r\n", [200], "chunk extensions and trailers are ignored")
+    add("te_gzip_chunked", POST + b"Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", [501],
+        "a transfer coding the server lacks")
+    add("te_chunked_not_last", POST + b"Transfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n", [400],
+        "chunked not final: length unknowable")
+    add("chunk_size_bad_hex", POST + b"Transfer-Encoding: chunked\r\n\r\n-5\r\nhello\r\n0\r\n\r\n", [400],
+        "chunk-size is hex digits only")
+    add("chunk_line_endless", POST + b"Transfer-Encoding: chunked\r\n\r\n5;" + b"e" * 5000, [400],
+        "chunk-size line above 1 KiB")
+    add("chunk_too_large", POST + b"Transfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\n", [413],
+        "chunk size above the body limit")
+    add("chunk_unfinished_at_eof", POST + b"Transfer-Encoding: chunked\r\n\r\n5\r\nhel", [],
+        "chunked body cut short")
+    add("trailer_endless", POST + b"Transfer-Encoding: chunked\r\n\r\n0\r\nX: " + b"t" * 5000, [431],
+        "trailer section above 4 KiB")
+    add("expect_unknown", POST + b"Expect: something\r\nContent-Length: 1\r\n\r\nx", [417],
+        "only 100-continue is an expectation")
+    add("method_delete", b"DELETE / HTTP/1.1\r\nHost: t\r\n\r\n", [405], "known method, not allowed")
+    add("method_unknown", b"BREW / HTTP/1.1\r\nHost: t\r\n\r\n", [501], "unknown method")
+    add("asterisk_with_get", b"GET * HTTP/1.1\r\nHost: t\r\n\r\n", [400], "'*' only with OPTIONS")
+    add("absolute_form_other_scheme", b"GET ftp://example.com/ HTTP/1.1\r\nHost: t\r\n\r\n", [400],
+        "absolute-form is http(s) only")
+    add("absolute_form_no_authority", b"GET http:///x HTTP/1.1\r\nHost: t\r\n\r\n", [400],
+        "absolute-form needs an authority")
     add("te_http10", b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", [400],
         "Transfer-Encoding in HTTP/1.0")
     add("te_space_before_colon", POST + b"Transfer-Encoding : chunked\r\n\r\n", [400],
