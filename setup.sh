@@ -9,11 +9,13 @@ mode=${1:-run}; shift || true
 
 # What `run` needs on the machine that drives a local (loopback) experiment.
 RUN_PACKAGES=(python3 python3-venv python3-dev git ca-certificates wrk iperf3 sysstat
-              g++ cmake make procps psmisc iproute2 util-linux openssh-client sshpass)
+              g++ cmake make procps psmisc iproute2 util-linux openssh-client sshpass
+              liburing-dev)
 # What the test suite adds: real sshd hosts in namespaces, nginx as a reference
-# server, clang for the parser fuzz target, perf and chromium for the reports.
+# server, clang for the parser fuzz target, perf and chromium for the reports,
+# third-party HTTP clients for server/tests/test_clients.py.
 TEST_PACKAGES=(openssh-server nginx-light clang libclang-rt-14-dev linux-perf
-               chromium ethtool strace)
+               chromium ethtool strace apache2-utils nghttp2-client httperf curl)
 
 need=()
 packages=("${RUN_PACKAGES[@]}")
