@@ -3,34 +3,172 @@
 Reads run records (summary.json), never raw files. Each verdict carries the
 numbers that decided it, so a reader can check the reasoning, as the reference
 write-up did by hand from iperf3, pidstat and htop.
+
+This module is the one source of truth for the verdict: its names (VERDICTS), its
+thresholds (Thresholds), the rules in words (RULES, from which the README's section
+is generated: `rules_markdown`) and every evidence sentence (TEMPLATES). Evidence is
+formatted from the very numbers the rules compared, and a comparison is printed with
+enough digits that the printed numbers never contradict the printed relation.
 """
 
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
-NETWORK, SERVER, CLIENT, INCONCLUSIVE = "network-bound", "server-bound", "client-bound", "inconclusive"
+NETWORK, SERVER, CLIENT = "network-bound", "server-bound", "client-bound"
+CONCURRENCY, INCONCLUSIVE = "concurrency-bound", "inconclusive"
+VERDICTS = (NETWORK, SERVER, CLIENT, CONCURRENCY, INCONCLUSIVE)
 
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Percentages; the scenario's `thresholds` section overrides these defaults."""
+    """Percentages unless named otherwise; the scenario's `thresholds` section overrides the
+    first four (the others are this module's, named here so rules and README share them)."""
 
     ceiling_use: float = 90.0
     server_busy: float = 90.0
     client_busy: float = 90.0
     packets_per_request: float = 2.0  # used only when packets could not be counted
+    near: float = 3.0  # points either side of a threshold: flagged, the verdict may flip
+    run_queue_wait: float = 20.0  # % of the time runnable but not running (shared CPU, quota)
+    preempted_share: float = 25.0  # % of context switches that are involuntary
+    min_switch_rate: float = 200.0  # switches/s below which switch shares decide nothing
+    hot_thread_others: float = 50.0  # other threads at most this busy: one thread is "hot"
+    allowance_per_s: float = 10.0  # cloud NIC allowance counter growth that matters, per s
+    littles_law: float = 20.0  # % difference QPS vs C/L still counted as "QPS = C/L"
+    flat_gain: float = 1.25  # connections at least doubled, QPS up by less: not concurrency
+    send_lag_ms: float = 1.0  # open-loop mean send lag that shows the generator fell behind
 
     @classmethod
     def from_scenario(cls, sc: Any) -> Thresholds:
         t = sc.thresholds
         return cls(t.ceiling_use, t.server_busy, t.client_busy, t.packets_per_request)
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Thresholds:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    verdict: str
+    text: str  # str.format'ed with the Thresholds' fields
+
+
+# In the order they are tried. The README's verdict section is rules_markdown().
+RULES: tuple[Rule, ...] = (
+    Rule("unmeasured", INCONCLUSIVE,
+         "the server's CPUs (mpstat) and threads (pidstat) were not measured, and no trusted "
+         "network ceiling was reached: unmeasured is never \"not saturated\", so nothing is "
+         "concluded and the evidence names what is missing"),
+    Rule("nic-allowance", NETWORK,
+         "a cloud NIC's allowance counters (`pps_allowance_exceeded`, ...) grew by at least "
+         "{allowance_per_s:g}/s over the load while no CPU was saturated; a single count decides "
+         "nothing, and with a saturated CPU as well the verdict is inconclusive, naming both"),
+    Rule("ceiling", NETWORK,
+         "QPS x packets/request reaches `ceiling_use` ({ceiling_use:g}%) of an iperf3 packet-rate "
+         "ceiling: each client's path against that path's ceiling, and the server's aggregate "
+         "against the ceiling measured by all clients at once. A ceiling measured while iperf3 "
+         "itself was CPU-bound is only a lower bound and never gives this verdict; over loopback "
+         "a saturated CPU explains the number better than the ceiling"),
+    Rule("both-saturated", INCONCLUSIVE,
+         "the server and the load generator are both saturated by the rules below: give the "
+         "load generator more CPUs to find the server's limit"),
+    Rule("server-cpu", SERVER,
+         "one of the server's pinned CPUs is busy at or above `server_busy` ({server_busy:g}%), "
+         "softirq included (the kernel's network stack works for the server); the evidence "
+         "shows the usr/sys/softirq split"),
+    Rule("server-thread", SERVER,
+         "a server thread is busy at or above `server_busy`; when the other threads are below "
+         "{hot_thread_others:g}% it is a hot thread (few connections hashed onto one thread) and "
+         "the evidence shows the balance"),
+    Rule("server-kept-from-running", SERVER,
+         "a server thread was runnable but waited for a CPU at least {run_queue_wait:g}% of the "
+         "time (CPUs shared or too few, or a CPU quota). Context switches only support it: "
+         "at least {preempted_share:g}% involuntary at {min_switch_rate:g} switches/s or more "
+         "reads as preempted, and rates below that are too few to mean anything; voluntary "
+         "switches are never read as \"starved of requests\""),
+    Rule("server-serialised", SERVER,
+         "across the matrix, with nothing saturated, connections at least doubled but QPS rose "
+         "by less than x{flat_gain:g} while mean latency grew: requests queue on the server one "
+         "at a time (a lock, a sleep, a slow backend), not on the load generator"),
+    Rule("client", CLIENT,
+         "the busiest of the load generator's pinned CPUs (the maximum, as for the server) is at "
+         "or above `client_busy` ({client_busy:g}%), or an open-loop generator's mean send lag is "
+         "{send_lag_ms:g} ms or more, while "
+         "the server's CPUs were measured and nothing above saturated"),
+    Rule("concurrency", CONCURRENCY,
+         "nothing is saturated and QPS is within {littles_law:g}% of C/L (Little's law: C "
+         "requests in flight over mean latency L is the most this closed loop can do), and the "
+         "matrix does not show QPS flat along connections: more connections would raise QPS"),
+    Rule("nothing-fits", INCONCLUSIVE,
+         "nothing above applies (for example the load generator's CPUs were not measured, or "
+         "the only ceiling reached is a lower bound); the evidence says what is known"),
+)
+
+# Every evidence sentence the analysis can print, by name (tests render each one).
+TEMPLATES: dict[str, str] = {
+    "missing": "{what} not measured: cannot tell whether it was saturated",
+    "ceiling": "QPS {qps} x {ppr} packets/request ({ppr_source}) = {rate} pps ({where}) = "
+               "{use} {rel} {threshold} of the {cap} pps ceiling measured by iperf3 ({scope})",
+    "lower-bound": "the {cap} pps ceiling ({scope}) is a lower bound: iperf3 was CPU-bound "
+                   "({why}); the load reached {use} of it, so the network's limit is unknown",
+    "allowance": "{host}: NIC allowance counters grew over {seconds} s: {counters}",
+    "allowance-small": "{host}: NIC allowance counters grew too slowly to matter over {seconds} s "
+                       "(< {threshold}/s): {counters}",
+    "server-cpu": "server CPU {cpu} busy {busy} {rel} {threshold} (usr {usr}, sys {sys}, "
+                  "softirq {soft}, other {other})",
+    "server-thread": "busiest server thread {busy} {rel} {threshold} of a CPU",
+    "hot-thread": "hot thread: {n} server threads, the busiest at {busy}, the others at most {others}"
+                  "{balance}",
+    "wait": "a server thread waited for a CPU {wait} {rel} {threshold} of the time (run-queue "
+            "delay or CPU quota)",
+    "switches": "{vol} voluntary vs {invol} involuntary switches/s: {share} involuntary {note}",
+    "client-cpu": "load generator CPU {cpu} on {host} busy {busy} {rel} {threshold}",
+    "client-wait": "load generator on {host} waited for a CPU {wait} {rel} {threshold} of the time",
+    "send-lag": "load generator send lag {lag} ms mean >= {threshold} ms: it could not send on schedule",
+    "littles-law": "Little's law: {c} requests in flight / {l} ms mean latency = {cap} req/s; "
+                   "QPS {qps} is {diff} {rel} {threshold} from it",
+    "serialised": "connections {c1} -> {c2} (x{cx}) but QPS {q1} -> {q2} (x{qx}, < x{threshold}) "
+                  "while mean latency grew {l1} -> {l2} ms: requests queue on the server",
+    "scales": "connections {c1} -> {c2} (x{cx}) raised QPS {q1} -> {q2} (x{qx}, >= x{threshold})",
+    "both": "server and load generator both saturated: give the load generator more CPUs "
+            "to find the server's limit",
+    "network-and-cpu": "NIC allowance counters grew while a CPU was saturated: both limit the run",
+    "ceiling-use": "network ceiling use {use} ({scope})",
+}
+
+
+def say(name: str, **values: Any) -> str:
+    return TEMPLATES[name].format(**values)
+
+
+def rules_markdown(th: Thresholds | None = None) -> str:
+    """The README's list of rules, from RULES and the default thresholds."""
+    th = th or Thresholds()
+    values = {f.name: getattr(th, f.name) for f in fields(th)}
+    return "\n".join(f"- **{r.verdict}** ({r.name}): {r.text.format(**values)}" for r in RULES)
+
 
 def _num(x: Any) -> float | None:
-    return float(x) if isinstance(x, int | float) else None
+    return float(x) if isinstance(x, int | float) and not isinstance(x, bool) else None
+
+
+def pct(value: float, threshold: float | None = None) -> str:
+    """`value`% with as few decimals as keep its side of `threshold` visible (89.96 -> 89.96%)."""
+    for d in (0, 1, 2, 3):
+        r = round(value, d)
+        if threshold is None or (r >= threshold) == (value >= threshold):
+            return f"{r:.{d}f}%"
+    return f"{value}%"
+
+
+def rel(value: float, threshold: float) -> str:
+    return ">=" if value >= threshold else "<"
 
 
 def _server_interface(run: dict[str, Any], server: str, interface: str | None) -> tuple[str, dict] | None:
@@ -74,20 +212,44 @@ def packets(run: dict[str, Any], server: str, interface: str | None,
 
 
 def _server_cpus(run: dict[str, Any]) -> dict[str, Any]:
-    """Busy %, and usr/sys/soft of the server's pinned CPUs (mpstat), with pidstat's threads."""
-    cpus = ((run.get("server_host_cpu") or {}).get("cpus") or {}).values()
-    rows = [c for c in cpus if isinstance(c, dict)]
+    """The server's pinned CPUs (mpstat: busy includes softirq) and its threads (pidstat)."""
+    cpus = (run.get("server_host_cpu") or {}).get("cpus") or {}
+    rows = {str(k): c for k, c in cpus.items() if isinstance(c, dict) and _num(c.get("busy")) is not None}
     out: dict[str, Any] = {}
     if rows:
-        out["busy"] = statistics.fmean(c.get("busy", 0.0) for c in rows)
-        out["max_busy"] = max(c.get("busy", 0.0) for c in rows)
-        out["split"] = {k: statistics.fmean(c.get(k, 0.0) for c in rows) for k in ("usr", "sys", "soft")}
+        out["busy"] = statistics.fmean(c["busy"] for c in rows.values())
+        top = max(rows, key=lambda k: rows[k]["busy"])
+        out["max_busy"], out["max_cpu"] = float(rows[top]["busy"]), top
+        out["max_split"] = {k: float(rows[top].get(k) or 0.0) for k in ("usr", "sys", "soft")}
+        out["split"] = {k: statistics.fmean(c.get(k, 0.0) for c in rows.values())
+                        for k in ("usr", "sys", "soft")}
         out["n_cpus"] = len(rows)
-    threads = (run.get("server_cpu") or {}).get("threads") or []
+    threads = [t for t in (run.get("server_cpu") or {}).get("threads") or []
+               if isinstance(t, dict) and _num(t.get("busy")) is not None]
     if threads:
-        out["thread_busy_max"] = max(t.get("busy", 0.0) for t in threads)
-        out["thread_wait_max"] = max(t.get("wait", 0.0) for t in threads)
+        busy = sorted((float(t["busy"]) for t in threads), reverse=True)
+        out["thread_busy_max"] = busy[0]
+        out["thread_others_max"] = busy[1] if len(busy) > 1 else None
+        out["n_threads"] = len(busy)
+        out["thread_wait_max"] = max(float(t.get("wait") or 0.0) for t in threads)
     return out
+
+
+def _client_cpus(run: dict[str, Any]) -> dict[str, Any] | None:
+    """The busiest of the load generators' pinned CPUs: a one-thread wrk on two CPUs is one
+    CPU at 100%, not two at 50% (the per-host `busy` execute.py stores is their mean)."""
+    best: tuple[float, str, str] | None = None
+    for host, c in (run.get("client_cpu") or {}).items():
+        if not isinstance(c, dict):
+            continue
+        per = {str(k): _num(v.get("busy")) for k, v in (c.get("cpus") or {}).items() if isinstance(v, dict)}
+        cands = [(v, host, k) for k, v in per.items() if v is not None]
+        if not cands and _num(c.get("busy")) is not None:
+            cands = [(float(c["busy"]), host, "(mean)")]
+        for cand in cands:
+            if best is None or cand[0] > best[0]:
+                best = cand
+    return {"busy": best[0], "host": best[1], "cpu": best[2]} if best else None
 
 
 def cost_per_request(run: dict[str, Any], server_cpus: dict[str, Any]) -> dict[str, float] | None:
@@ -122,41 +284,223 @@ def balance(run: dict[str, Any]) -> dict[str, Any] | None:
             "connections_max_over_mean": ratio("connections")}
 
 
+def _duration(run: dict[str, Any]) -> float | None:
+    w = run.get("window") or {}
+    if _num(w.get("start")) is not None and _num(w.get("end")) is not None and w["end"] > w["start"]:
+        return float(w["end"] - w["start"])
+    return _num((run.get("load") or {}).get("duration_s"))
+
+
+def in_flight(run: dict[str, Any]) -> int | None:
+    """C of Little's law: connections per load generator x pipeline depth x generators."""
+    conns = run.get("connections")
+    if not isinstance(conns, int) or conns <= 0:
+        return None
+    load = run.get("load") or {}
+    return conns * int(load.get("pipeline") or 1) * int(load.get("clients") or 1)
+
+
+def littles_law(run: dict[str, Any]) -> dict[str, float] | None:
+    """The closed loop's own ceiling: C requests in flight / mean latency L."""
+    c = in_flight(run)
+    mean_ms = _num((run.get("latency_ms") or {}).get("mean"))
+    qps = _num(run.get("qps"))
+    if not c or not mean_ms or mean_ms <= 0 or not qps:
+        return None
+    cap = c / (mean_ms / 1000.0)
+    return {"in_flight": c, "latency_ms": mean_ms, "qps_cap": cap, "diff_pct": 100.0 * abs(qps - cap) / cap}
+
+
+@dataclass
+class _Check:
+    """One ceiling comparison: a rate against the ceiling it is held to."""
+
+    scope: str  # "path c1->srv" (one client's path), "path", "aggregate of all clients", "loopback"
+    where: str  # "server rx", "c1 -> server", ...
+    direction: str  # rx or tx, as the server sees it
+    top: bool  # the server's own total (not one client's share)
+    qps: float
+    rate: float
+    ppr: float
+    ppr_source: str
+    cap: float
+    lower_bound: str | None  # why the ceiling is only a lower bound, else None
+
+    @property
+    def use(self) -> float:
+        return 100.0 * self.rate / self.cap
+
+
+def _ceiling_checks(run: dict[str, Any], pk: dict[str, Any] | None, server: str, loopback: bool,
+                    th: Thresholds, flags: list[str]) -> list[_Check]:
+    base = run.get("baseline") or {}
+    qps = _num(run.get("qps")) or 0.0
+    if qps <= 0:
+        return []
+    if pk:
+        ppr = {"rx": pk["rx_per_request"], "tx": pk["tx_per_request"]}
+        source = f"measured on {pk['interface']}"
+    else:
+        # Assumed packets per request, per direction: across hosts half go each way; on lo
+        # all of them show as rx (so the rate printed is exactly QPS x the ratio printed).
+        each = th.packets_per_request if loopback else th.packets_per_request / 2
+        ppr, source = {"rx": each, "tx": each}, "assumed"
+        flags.append(f"packets per request not measured; assumed {th.packets_per_request:g}")
+
+    def why(c: dict[str, Any]) -> str | None:
+        if not c.get("lower_bound"):
+            return None
+        return str(c.get("cpu_bound") or "iperf3 CPU-bound")
+
+    checks: list[_Check] = []
+    directions = ("rx",) if loopback else ("rx", "tx")
+    rev_key = {"rx": "pps_delivered", "tx": "pps_delivered_reverse"}
+    clients = [c for c in run.get("clients") or [] if isinstance(c, dict)]
+    paths = base.get("paths") or {}
+    multi = len(clients) > 1
+    if multi and paths:
+        for c in clients:
+            p = paths.get(f"{c.get('host')}->{server}")
+            cq = _num(c.get("qps"))
+            if not p or not cq:
+                continue
+            for d in directions:
+                cap = _num(p.get(rev_key[d])) or _num(p.get("pps_delivered"))
+                if cap:
+                    checks.append(_Check(f"path {c['host']}->{server}",
+                                         f"{c['host']} {'->' if d == 'rx' else '<-'} server", d, False,
+                                         cq, cq * ppr[d], ppr[d], source, cap, why(p)))
+    agg = base.get("aggregate") if multi else None
+    if multi and not agg:
+        flags.append("aggregate ceiling not measured (all clients at once): the server's total "
+                     "packet rate is held to no ceiling")
+    top = agg or (None if multi else base)
+    if top:
+        for d in directions:
+            cap = _num(top.get(rev_key[d])) or _num(top.get("pps_delivered"))
+            if not cap:
+                continue
+            rate = pk[f"{d}_pps"] if pk else qps * ppr[d]
+            scope = "loopback" if loopback else ("aggregate of all clients" if multi else "path")
+            checks.append(_Check(scope, "loopback" if loopback else f"server {d}", d, True,
+                                 qps, rate, ppr[d], source, cap, why(top)))
+    return checks
+
+
+def _allowances(run: dict[str, Any], th: Thresholds) -> tuple[list[str], list[str]]:
+    """(evidence of allowance counters growing at a rate that matters, notes of ones that don't)."""
+    seconds = _duration(run) or 0.0
+    big, small = [], []
+    for host, d in (run.get("nic_allowances") or {}).items():
+        exceeded = {k: v for k, v in ((d or {}).get("exceeded") or {}).items() if _num(v)}
+        if not exceeded:
+            continue
+        counters = ", ".join(f"{k} +{v:,} ({v / seconds:,.1f}/s)" if seconds else f"{k} +{v:,}"
+                             for k, v in exceeded.items())
+        if seconds and max(exceeded.values()) / seconds >= th.allowance_per_s:
+            big.append(say("allowance", host=host, seconds=f"{seconds:.1f}", counters=counters))
+        else:
+            small.append(say("allowance-small", host=host, seconds=f"{seconds:.1f}",
+                             threshold=f"{th.allowance_per_s:g}", counters=counters))
+    return big, small
+
+
 def analyse_run(run: dict[str, Any], *, server: str, interface: str | None, loopback: bool,
                 th: Thresholds) -> dict[str, Any]:
     qps = _num(run.get("qps")) or 0.0
     pk = packets(run, server, interface, loopback)
-    base = run.get("baseline") or {}
-    ceiling = _num(base.get("pps_delivered"))
-    ceiling_rev = _num(base.get("pps_delivered_reverse")) or ceiling
     evidence: list[str] = []
     flags: list[str] = []
+    near: list[str] = []
 
-    use: dict[str, float] | None = None
-    if ceiling and pk:
-        if loopback:
-            use = {"rx": pk["rx_pps"] / ceiling, "tx": pk["tx_pps"] / ceiling}
-        else:
-            use = {"rx": pk["rx_pps"] / ceiling, "tx": pk["tx_pps"] / (ceiling_rev or ceiling)}
-    elif ceiling and qps:
-        # No packet counters: assume packets per request, as the reference did (2 per request).
-        est = qps * th.packets_per_request / (1 if loopback else 2)
-        use = {"rx": est / ceiling, "tx": est / (ceiling_rev or ceiling)}
-        flags.append(f"packets per request not measured; assumed {th.packets_per_request:g}")
-    use_max = max(use.values()) if use else None
+    def close(label: str, value: float, threshold: float) -> None:
+        if abs(value - threshold) < th.near:
+            near.append(f"near threshold: {label} {pct(value, threshold)} vs {threshold:g}%")
 
+    # --- the network -----------------------------------------------------------------------
+    checks = _ceiling_checks(run, pk, server, loopback, th, flags)
+    for c in checks:
+        close(f"ceiling use ({c.scope}, {c.where})", c.use, th.ceiling_use)
+    hit = [c for c in checks if c.use >= th.ceiling_use]
+    trusted = max((c for c in hit if not c.lower_bound), key=lambda c: c.use, default=None)
+    bounded = max((c for c in hit if c.lower_bound), key=lambda c: c.use, default=None)
+    allowance, allowance_small = _allowances(run, th)
+    flags += allowance_small
+
+    # --- the server ---------------------------------------------------------------------
     srv = _server_cpus(run)
-    server_busy = srv.get("max_busy")
-    client_busy_vals = [c.get("busy") for c in (run.get("client_cpu") or {}).values()
-                        if isinstance(c, dict) and c.get("busy") is not None]
-    client_busy = max(client_busy_vals) if client_busy_vals else None
+    server_measured = "max_busy" in srv or "thread_busy_max" in srv
+    server_ev: list[tuple[str, str]] = []  # (rule, evidence) of each way it is saturated
+    if "max_busy" in srv:
+        b, s = srv["max_busy"], srv["max_split"]
+        close(f"server CPU {srv['max_cpu']}", b, th.server_busy)
+        text = say("server-cpu", cpu=srv["max_cpu"], busy=pct(b, th.server_busy), rel=rel(b, th.server_busy),
+                   threshold=f"{th.server_busy:g}%", usr=pct(s["usr"]), sys=pct(s["sys"]),
+                   soft=pct(s["soft"]), other=pct(max(0.0, b - s["usr"] - s["sys"] - s["soft"])))
+        server_ev.append(("server-cpu" if b >= th.server_busy else "", text))
+    if "thread_busy_max" in srv:
+        tb = srv["thread_busy_max"]
+        close("busiest server thread", tb, th.server_busy)
+        others = srv["thread_others_max"]
+        if tb >= th.server_busy and others is not None and others < th.hot_thread_others:
+            bal = balance(run)
+            ratio = (bal or {}).get("requests_max_over_mean")
+            text = say("hot-thread", n=srv["n_threads"], busy=pct(tb, th.server_busy),
+                       others=pct(others, th.hot_thread_others),
+                       balance=f"; requests max/mean {ratio:.2f} (server counters)" if ratio else "")
+        else:
+            text = say("server-thread", busy=pct(tb, th.server_busy), rel=rel(tb, th.server_busy),
+                       threshold=f"{th.server_busy:g}%")
+        server_ev.append(("server-thread" if tb >= th.server_busy else "", text))
+        wait = srv["thread_wait_max"]
+        if wait >= 1.0:
+            close("server run-queue wait", wait, th.run_queue_wait)
+            server_ev.append(("server-kept-from-running" if wait >= th.run_queue_wait else "",
+                              say("wait", wait=pct(wait, th.run_queue_wait), rel=rel(wait, th.run_queue_wait),
+                                  threshold=f"{th.run_queue_wait:g}%")))
     sw = run.get("server_cpu") or {}
     vol, invol = _num(sw.get("cswch_s")), _num(sw.get("nvcswch_s"))
-    invol_share = invol / (vol + invol) if vol is not None and invol is not None and vol + invol > 0 else None
+    if vol is not None and invol is not None:
+        total = vol + invol
+        share = 100.0 * invol / total if total > 0 else 0.0
+        # Switches support, never decide: tens per second flip with noise, and a voluntary
+        # switch may be epoll_wait (starved) as well as a lock or a sleep (serialised).
+        if total < th.min_switch_rate:
+            note = f"(under {th.min_switch_rate:g}/s in all: too few to mean anything)"
+        else:
+            note = f"{rel(share, th.preempted_share)} {th.preempted_share:g}%" + (
+                " (preempted)" if share >= th.preempted_share else "")
+        server_ev.append(("",
+                          say("switches", vol=f"{vol:,.0f}", invol=f"{invol:,.0f}",
+                              share=pct(share, th.preempted_share), note=note)))
+    server_rules = [r for r, _ in server_ev if r]
+    server_saturated = bool(server_rules)
 
-    if client_busy is not None and client_busy >= th.client_busy:
-        flags.append(f"load generator at {client_busy:.0f}% CPU (>= {th.client_busy:g}%): "
+    # --- the load generator -------------------------------------------------------------
+    cli = _client_cpus(run)
+    client_ev: list[tuple[bool, str]] = []
+    if cli:
+        close(f"load generator CPU {cli['cpu']} on {cli['host']}", cli["busy"], th.client_busy)
+        client_ev.append((cli["busy"] >= th.client_busy,
+                          say("client-cpu", cpu=cli["cpu"], host=cli["host"],
+                              busy=pct(cli["busy"], th.client_busy), rel=rel(cli["busy"], th.client_busy),
+                              threshold=f"{th.client_busy:g}%")))
+    for host, p in (run.get("client_proc") or {}).items():  # the generator's own pidstat, if recorded
+        w = _num((p or {}).get("wait"))
+        if w is not None:
+            client_ev.append((w >= th.run_queue_wait,
+                              say("client-wait", host=host, wait=pct(w, th.run_queue_wait),
+                                  rel=rel(w, th.run_queue_wait), threshold=f"{th.run_queue_wait:g}%")))
+    sent_late = run.get("send_lag_ms")  # open-loop generators report it; wrk does not
+    lag = _num(sent_late.get("mean")) if isinstance(sent_late, dict) else None
+    if lag is not None and lag >= th.send_lag_ms:
+        client_ev.append((True, say("send-lag", lag=f"{lag:.2f}", threshold=f"{th.send_lag_ms:g}")))
+    client_measured = bool(client_ev)
+    client_saturated = any(s for s, _ in client_ev)
+    if cli and cli["busy"] >= th.client_busy:
+        flags.append(f"load generator at {pct(cli['busy'], th.client_busy)} CPU (>= {th.client_busy:g}%): "
                      "the result says little about the server's own limit")
+
     errors = sum((run.get("errors") or {}).values()) + int(run.get("non_2xx") or 0)
     if errors:
         flags.append(f"{errors:,} socket errors or non-2xx responses")
@@ -165,85 +509,76 @@ def analyse_run(run: dict[str, Any], *, server: str, interface: str | None, loop
     if pk and pk.get("drops_s"):
         flags.append(f"{pk['drops_s']:,.0f} dropped packets/s on {pk['interface']}")
 
-    thread_busy = srv.get("thread_busy_max")
-    wait = srv.get("thread_wait_max") or 0.0
-    # Server saturated: a thread of it is busy all the time, or its CPUs are full and it
-    # is kept from running (it was given fewer CPUs than the load needs): preempted, or
-    # runnable but waiting in the run queue (CFS wake-ups often preempt nothing, so
-    # %wait shows it when involuntary switches do not).
-    preempted = (invol_share is not None and invol_share >= 0.25) or wait >= 20.0
-    server_saturated = ((thread_busy or 0) >= th.server_busy
-                        or ((server_busy or 0) >= th.server_busy and preempted))
-    client_saturated = (client_busy or 0) >= th.client_busy
+    def ceiling_text(c: _Check) -> str:
+        return say("ceiling", qps=f"{c.qps:,.0f}", ppr=f"{c.ppr:.3f}", ppr_source=c.ppr_source,
+                   rate=f"{c.rate:,.0f}", where=c.where, use=pct(c.use, th.ceiling_use),
+                   rel=rel(c.use, th.ceiling_use), threshold=f"{th.ceiling_use:g}%", cap=f"{c.cap:,.0f}",
+                   scope=c.scope)
 
-    server_txt = (f"server CPUs {server_busy:.0f}% busy (usr {srv['split']['usr']:.0f}%, "
-                  f"sys {srv['split']['sys']:.0f}%, softirq {srv['split']['soft']:.0f}%)"
-                  if server_busy is not None else "server CPU not measured")
-    if thread_busy is not None:
-        server_txt += f", busiest server thread {thread_busy:.0f}%"
-    switch_txt = (f"{vol:,.0f} voluntary vs {invol:,.0f} involuntary switches/s"
-                  if vol is not None and invol is not None else "")
-    client_txt = f"load generator {client_busy:.0f}% busy" if client_busy is not None else ""
-
-    # Over loopback there is no NIC: iperf3's "ceiling" is itself CPU-bound, so
-    # saturated CPUs explain the number better than the network does.
-    at_ceiling = use_max is not None and use_max * 100 >= th.ceiling_use
-    nic_caps = {h: d["exceeded"] for h, d in (run.get("nic_allowances") or {}).items()
-                if d.get("exceeded")}
-    if nic_caps:
-        verdict = NETWORK
-        for h, exceeded in nic_caps.items():
-            evidence.append(f"{h}: the NIC dropped or queued packets over its allowance: "
-                            + ", ".join(f"{k} +{v:,}" for k, v in exceeded.items()))
-        if use_max is not None:
-            evidence.append(f"network ceiling use {use_max:.0%}")
-        evidence += [t for t in (server_txt, client_txt) if t]
-    elif at_ceiling and not (loopback and (server_saturated or client_saturated)):
-        verdict = NETWORK
-        assert use is not None and use_max is not None
-        direction = max(use, key=lambda k: use[k])
-        rate = pk[f"{direction}_pps"] if pk else qps * th.packets_per_request
-        ppr = pk[f"{direction}_per_request"] if pk else th.packets_per_request
-        cap = ceiling if direction == "rx" or loopback else ceiling_rev
-        evidence.append(f"QPS {qps:,.0f} x {ppr:.2f} packets/request = {rate:,.0f} pps "
-                        f"({'server ' + direction if not loopback else 'loopback'}) = "
-                        f"{use_max:.0%} of the {cap:,.0f} pps ceiling measured by iperf3 "
-                        f"(threshold {th.ceiling_use:g}%)")
-        evidence += [t for t in (server_txt, client_txt) if t]
-    elif server_saturated and (not client_saturated or (invol_share or 0) >= 0.5):
-        verdict = SERVER
-        evidence.append(f"{server_txt} (threshold {th.server_busy:g}%)")
-        if wait >= 20.0:
-            evidence.append(f"a server thread waited for a CPU {wait:.0f}% of the time (run-queue "
-                            "delay): its CPUs are shared or too few for the load")
-        if switch_txt:
-            evidence.append(switch_txt + (" (preempted: fewer CPUs than the load needs)"
-                                          if invol_share is not None and invol_share >= 0.25 else ""))
-        if client_txt:
-            evidence.append(client_txt + (" (idle time left)" if not client_saturated else ""))
-    elif client_saturated and not server_saturated:
-        verdict = CLIENT
-        evidence.append(f"{client_txt} (threshold {th.client_busy:g}%)")
-        evidence.append(f"{server_txt}: not saturated")
-        if switch_txt:
-            evidence.append(switch_txt + (" (server threads mostly wait in epoll_wait: starved of requests)"
-                                          if not preempted else ""))
+    server_lines = [t for _, t in server_ev]
+    client_lines = [t for _, t in client_ev]
+    ll = littles_law(run)
+    rule: str
+    # --- the rules, in RULES order ------------------------------------------------------------
+    if not server_measured and not trusted:
+        rule, verdict = "unmeasured", INCONCLUSIVE
+        evidence.append(say("missing", what="server CPU (mpstat) and threads (pidstat)"))
+        evidence += client_lines
+    elif allowance:
+        if server_saturated or client_saturated:
+            rule, verdict = "nic-allowance", INCONCLUSIVE
+            evidence += [say("network-and-cpu"), *allowance, *server_lines, *client_lines]
+        else:
+            rule, verdict = "nic-allowance", NETWORK
+            evidence += [*allowance, *server_lines, *client_lines]
+    elif trusted and not (loopback and (server_saturated or client_saturated)):
+        rule, verdict = "ceiling", NETWORK
+        evidence += [ceiling_text(trusted), *server_lines, *client_lines]
+    elif server_saturated and client_saturated:
+        rule, verdict = "both-saturated", INCONCLUSIVE
+        evidence += [say("both"), *server_lines, *client_lines]
+    elif server_saturated:
+        rule, verdict = server_rules[0], SERVER
+        evidence += [t for r, t in server_ev if r] + [t for r, t in server_ev if not r] + client_lines
+    elif client_saturated:
+        if "max_busy" not in srv:
+            rule, verdict = "unmeasured", INCONCLUSIVE
+            evidence.append(say("missing", what="server CPUs (mpstat, softirq included)"))
+            evidence += [*client_lines, *server_lines]
+        else:
+            rule, verdict = "client", CLIENT
+            evidence += [t for s, t in client_ev if s] + [t for s, t in client_ev if not s] + server_lines
+    elif not client_measured:
+        rule, verdict = "nothing-fits", INCONCLUSIVE
+        evidence += [say("missing", what="load generator CPU (mpstat)"), *server_lines]
+    elif ll and ll["diff_pct"] <= th.littles_law and not bounded:
+        rule, verdict = "concurrency", CONCURRENCY
+        evidence += [_littles_text(ll, qps, th), *server_lines, *client_lines]
     else:
-        verdict = INCONCLUSIVE
-        evidence += [t for t in (server_txt, client_txt, switch_txt) if t]
-        if server_saturated and client_saturated:
-            evidence.append("server and load generator both saturated: give the load generator "
-                            "more CPUs to find the server's limit")
-        elif not server_saturated and not client_saturated and not at_ceiling:
-            evidence.append("nothing saturated: more connections or threads may raise the load")
-    if use_max is not None and verdict not in (NETWORK,):
-        evidence.append(f"network ceiling use {use_max:.0%}")
+        rule, verdict = "nothing-fits", INCONCLUSIVE
+        evidence += [*server_lines, *client_lines]
+        if ll:
+            evidence.append(_littles_text(ll, qps, th))
+    if bounded and verdict != NETWORK:
+        evidence.append(say("lower-bound", cap=f"{bounded.cap:,.0f}", scope=bounded.scope,
+                            why=bounded.lower_bound, use=pct(bounded.use)))
+    if checks and verdict != NETWORK:
+        worst = max(checks, key=lambda c: c.use)
+        evidence.append(say("ceiling-use", use=pct(worst.use, th.ceiling_use), scope=worst.scope))
+    if not server_measured and verdict != INCONCLUSIVE:
+        evidence.append(say("missing", what="server CPU (mpstat) and threads (pidstat)"))
+    flags += near
 
+    server_busy = srv.get("max_busy")
+    ceiling = next((c.cap for c in checks if c.top), None)
+    use = {c.direction: round(c.use / 100, 4) for c in checks if c.top}
     cost = cost_per_request(run, srv)
     return {
         "verdict": verdict,
+        "rule": rule,
         "evidence": evidence,
         "flags": flags,
+        "near_threshold": bool(near),
         "packets_per_request": ({"rx": round(pk["rx_per_request"], 3), "tx": round(pk["tx_per_request"], 3),
                                  "total": round(pk["per_request"], 3),
                                  "tcp_segments": round(pk["tcp_segments_per_request"], 3)
@@ -251,18 +586,74 @@ def analyse_run(run: dict[str, Any], *, server: str, interface: str | None, loop
                                  "source": f"sar DEV {pk['interface']} on {server}"} if pk else None),
         "packet_rate": {"rx": pk["rx_pps"], "tx": pk["tx_pps"]} if pk else None,
         "ceiling_pps": ceiling,
-        "ceiling_use": {k: round(v, 4) for k, v in use.items()} if use else None,
+        "ceiling_use": use or None,
+        "ceiling_lower_bound": any(c.lower_bound for c in checks) if checks else None,
+        "path_use": {f"{c.where} ({c.scope})": round(c.use / 100, 4) for c in checks if not c.top} or None,
         "server_busy_pct": round(server_busy, 2) if server_busy is not None else None,
         "server_cpu_split_pct": {k: round(v, 2) for k, v in srv["split"].items()} if "split" in srv else None,
-        "client_busy_pct": round(client_busy, 2) if client_busy is not None else None,
+        "client_busy_pct": round(cli["busy"], 2) if cli else None,
+        "littles_law": {k: round(v, 3) for k, v in ll.items()} if ll else None,
         "cpu_us_per_request": cost,
         "switches": {"voluntary_s": vol, "involuntary_s": invol},
         "balance": balance(run),
     }
 
 
-def summarise_points(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Median and spread per matrix point over its repetitions (pyperf-style median +- MAD)."""
+def _littles_text(ll: dict[str, float], qps: float, th: Thresholds) -> str:
+    d = ll["diff_pct"]
+    return say("littles-law", c=f"{int(ll['in_flight']):,}", l=f"{ll['latency_ms']:.3f}",
+               cap=f"{ll['qps_cap']:,.0f}", qps=f"{qps:,.0f}", diff=pct(d, th.littles_law),
+               rel=rel(d, th.littles_law), threshold=f"{th.littles_law:g}%")
+
+
+def along_connections(runs: list[dict[str, Any]], th: Thresholds | None = None) -> None:
+    """Across the matrix: for each (arch, threads), QPS and mean latency along the connections
+    axis. Where nothing saturated, QPS that stays flat while connections at least double means
+    the server serialises requests (server-bound, 'server-serialised'); QPS that rises with them
+    confirms concurrency-bound. Rewrites those runs' analysis in place."""
+    th = th or Thresholds()
+    groups: dict[tuple, dict[int, list[dict[str, Any]]]] = {}
+    for r in runs:
+        if isinstance(r.get("connections"), int) and isinstance(r.get("analysis"), dict):
+            groups.setdefault((r.get("arch"), r.get("server_threads")), {}).setdefault(
+                r["connections"], []).append(r)
+    for by_c in groups.values():
+        conns = sorted(by_c)
+        med = {c: (statistics.median(float(r["qps"]) for r in by_c[c]),
+                   statistics.median(float((r.get("latency_ms") or {}).get("mean") or 0.0) for r in by_c[c]))
+               for c in conns}
+        for i, c1 in enumerate(conns):
+            c2 = next((c for c in conns[i + 1:] if c >= 2 * c1), None)
+            if c2 is None:
+                continue
+            (q1, l1), (q2, l2) = med[c1], med[c2]
+            if q1 <= 0 or l1 <= 0:
+                continue
+            qx, cx = q2 / q1, c2 / c1
+            idle = [r for c in (c1, c2) for r in by_c[c]
+                    if r["analysis"].get("verdict") in (CONCURRENCY, INCONCLUSIVE)
+                    and r["analysis"].get("rule") in ("concurrency", "nothing-fits", "server-serialised")]
+            values = {"c1": c1, "c2": c2, "cx": f"{cx:g}", "q1": f"{q1:,.0f}", "q2": f"{q2:,.0f}",
+                      "qx": f"{qx:.2f}", "threshold": f"{th.flat_gain:g}"}
+            if qx < th.flat_gain and l2 > l1:
+                text = say("serialised", **values, l1=f"{l1:.3f}", l2=f"{l2:.3f}")
+                for r in idle:
+                    a = r["analysis"]
+                    if text not in a["evidence"]:
+                        a["evidence"].insert(0, text)
+                    a["verdict"], a["rule"] = SERVER, "server-serialised"
+            elif qx >= th.flat_gain:
+                text = say("scales", **values)
+                for r in by_c[c1]:
+                    a = r["analysis"]
+                    if a.get("verdict") == CONCURRENCY and text not in a["evidence"]:
+                        a["evidence"].append(text)
+
+
+def summarise_points(runs: list[dict[str, Any]], th: Thresholds | None = None) -> list[dict[str, Any]]:
+    """Median and spread per matrix point over its repetitions (pyperf-style median +- MAD),
+    and whether the repetitions agree on the verdict (after the matrix-wide rule)."""
+    along_connections(runs, th)
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in runs:
         groups.setdefault((r["arch"], r["server_threads"], r["connections"]), []).append(r)
@@ -277,6 +668,16 @@ def summarise_points(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if v:
                 verdicts[v] = verdicts.get(v, 0) + 1
         stdev = statistics.stdev(qps) if len(qps) > 1 else 0.0
+        n_judged = sum(verdicts.values())
+        if not verdicts:
+            agreement, verdict_text = None, None
+        elif len(verdicts) == 1:
+            (v,) = verdicts
+            agreement, verdict_text = "agreeing", f"{v} ({n_judged} of {n_judged})"
+        else:
+            agreement = "split"
+            verdict_text = "split: " + ", ".join(f"{v} {k}" for v, k in
+                                                 sorted(verdicts.items(), key=lambda kv: -kv[1]))
         points.append({
             "arch": arch, "server_threads": threads, "connections": conns, "n": len(rs),
             "qps_median": med, "qps_min": min(qps), "qps_max": max(qps), "qps_mad": mad,
@@ -286,6 +687,8 @@ def summarise_points(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "p50_ms_median": statistics.median(r["latency_ms"]["p50"] for r in rs),
             "p99_ms_median": statistics.median(r["latency_ms"]["p99"] for r in rs),
             "verdicts": verdicts,
+            "verdict_agreement": agreement,
+            "verdict_text": verdict_text,
         })
     return points
 
@@ -295,5 +698,5 @@ def analyse(summary: dict[str, Any], *, th: Thresholds, server: str, interface: 
     """Adds `analysis` to every run and `points` to the summary (in place; returns it)."""
     for run in summary.get("runs", []):
         run["analysis"] = analyse_run(run, server=server, interface=interface, loopback=loopback, th=th)
-    summary["points"] = summarise_points(summary.get("runs", []))
+    summary["points"] = summarise_points(summary.get("runs", []), th)
     return summary

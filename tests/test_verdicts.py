@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -47,9 +48,10 @@ def test_server_given_fewer_cpus_than_the_load_is_server_bound(tmp_path, run_id,
     hog(0)
     a = run_loopback(tmp_path, run_id)
     assert a["verdict"] == "server-bound", a["evidence"]
-    text = " ".join(a["evidence"])
-    assert "server CPUs 100% busy" in text or "server CPUs 99% busy" in text
-    assert "waited for a CPU" in text or "preempted" in text
+    # the shared core is full (softirq included), or the server waited to run on it
+    assert a["rule"] in ("server-cpu", "server-kept-from-running"), a
+    assert re.match(r"(server CPU 0 busy [\d.]+% >= 90%|a server thread waited for a CPU [\d.]+% >= 20%)",
+                    a["evidence"][0]), a["evidence"]
     assert a["client_busy_pct"] < 90
 
 
@@ -58,7 +60,7 @@ def test_starved_load_generator_against_a_fast_server_is_client_bound(tmp_path, 
     hog(1)
     a = run_loopback(tmp_path, run_id)
     assert a["verdict"] == "client-bound", a["evidence"]
-    assert a["evidence"][0].startswith("load generator") and "(threshold 90%)" in a["evidence"][0]
-    assert "not saturated" in a["evidence"][1]
+    assert re.match(r"load generator CPU 1 on \S+ busy [\d.]+% >= 90%$", a["evidence"][0]), a["evidence"]
+    assert any(re.match(r"server CPU 0 busy [\d.]+% < 90%", e) for e in a["evidence"]), a["evidence"]
     assert any(f.startswith("load generator at") for f in a["flags"])
     assert a["server_busy_pct"] is not None
