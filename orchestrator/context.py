@@ -17,7 +17,7 @@ from typing import Any
 from orchestrator import remote
 from orchestrator.errors import UserError
 from orchestrator.hosts import Host, Lab
-from orchestrator.remote import ProcessTable, Transport
+from orchestrator.remote import CommandLog, ProcessTable, Transport
 from orchestrator.scenario import Scenario, resolve_cpus
 from orchestrator.store import ResultsDir
 
@@ -38,6 +38,7 @@ class Context:
     baseline: dict[str, Any] = field(default_factory=dict)
     runs: list[dict[str, Any]] = field(default_factory=list)
     phase: str = "start"
+    log: CommandLog = field(default_factory=CommandLog)  # what reached each host, and when
 
     def t(self, host: Host) -> Transport:
         return self.transports[host.name]
@@ -55,6 +56,26 @@ class Context:
             raise UserError(f"host {host.name}: {role} CPUs {missing} do not exist there "
                             f"(it has {len(allowed)} CPUs: {allowed})")
         return cpus
+
+    def measured_cpus(self, host: Host) -> set[int]:
+        """The CPUs the run pins a server or load generator to, on `host` or on any host that
+        shares its kernel (the namespaces of one lab machine share its CPUs)."""
+        boot = self.facts.get(host.name, {}).get("boot_id")
+        used: set[int] = set()
+        for h in self.lab.hosts:
+            if h.name == host.name or (boot and self.facts.get(h.name, {}).get("boot_id") == boot):
+                for role in ("server", "client"):
+                    if role in h.roles:
+                        used |= set(self.cpus(h, role))
+        return used
+
+    def collector_cpus(self, host: Host) -> list[int] | None:
+        """Where telemetry collectors run on `host`: telemetry.cpus, else the CPUs no part of
+        the run uses; None when there are none to spare (they share the measured CPUs)."""
+        allowed = self.facts.get(host.name, {}).get("cpus_allowed") or [0]
+        if self.sc.telemetry.cpus is not None:
+            return resolve_cpus(self.sc.telemetry.cpus, allowed)
+        return sorted(set(allowed) - self.measured_cpus(host)) or None
 
     def host(self, name: str) -> Host:
         return next(h for h in self.lab.hosts if h.name == name)

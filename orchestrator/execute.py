@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import json
+import resource
 import shlex
 import shutil
 import signal as _signal
@@ -123,11 +125,12 @@ def run(loaded: Loaded, *, results_root: Path, run_id: str | None = None,
             with _hosts.open_lab(sc, run_id=run_id, **(lab_options or {})) as lab, \
                     _hosts.lock(lab, run_id):
                 transports: dict[str, Transport] = {}
+                log = remote.CommandLog()  # every command sent, so a quiet window can be shown
                 try:
                     for h in lab.hosts:
-                        transports[h.name] = _hosts.connect(h)
+                        transports[h.name] = remote.Logged(_hosts.connect(h), log)
                     table = ProcessTable(transports, tag=run_id)
-                    ctx = Context(sc, lab, results, transports, table, progress,
+                    ctx = Context(sc, lab, results, transports, table, progress, log=log,
                                   baseline=summary.get("baseline") or {}, runs=list(summary["runs"]))
                     _execute(ctx, plan, lambda i: save(f"running ({i}/{len(plan.runs)})"))
                 finally:
@@ -261,7 +264,7 @@ def _check_tools(ctx: Context) -> None:
             want.append(wrk.BINARY)
         if ctx.sc.baseline.enabled:
             want.append(iperf3.BINARY)
-        for name in ctx.sc.telemetry:
+        for name in ctx.sc.telemetry.collectors:
             mod = tools.get(name)
             if name != "pidstat" or "server" in h.roles:
                 want.append(mod.BINARY)
@@ -348,6 +351,7 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
     sc, server, clients = ctx.sc, ctx.lab.server, ctx.lab.clients
     ts = ctx.t(server)
     clean = False
+    run_began = time.time()
     sdir = f"{server.workdir}/{spec.run_id}"
     cmd, server_cpus = _server_command(ctx, spec, binary, sdir)
     srv = ctx.table.spawn(server.name, "server", cmd, workdir=sdir, cpus=server_cpus)
@@ -361,15 +365,16 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
         nic_before = telemetry.nic_counters(ctx, spec, "before")
         collectors = telemetry.start(ctx, spec, server_pids)
         started += [p for p, _, _ in collectors]
+        each(clients, lambda c: ctx.t(c).put_text(wrk.LUA_SCRIPT, f"{c.workdir}/{spec.run_id}/report.lua"))
 
         # Every client starts at the same instant (each on its own clock), so their
         # windows coincide and their rates add up; starting them one SSH call after
         # another would let the first ones measure a link the others do not use yet.
         t0 = time.time() + 1.5  # time to start them all, and one collector sample before the load
+        end = t0 + sc.load.duration  # the planned end: [t0, end] is the measurement window
 
         def start_wrk(c: Host) -> remote.Process:
             cdir = f"{c.workdir}/{spec.run_id}"
-            ctx.t(c).put_text(wrk.LUA_SCRIPT, f"{cdir}/report.lua")
             argv = wrk.command(url, threads=sc.load.threads, connections=spec.connections,
                                duration_s=sc.load.duration, timeout_s=sc.load.timeout,
                                script_path=f"{cdir}/report.lua", pipeline=sc.load.pipeline)
@@ -380,12 +385,22 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
 
         wrks = list(zip(clients, each(clients, start_wrk), strict=True))
         started += [p for _, p in wrks]
-        time.sleep(max(0.0, t0 - time.time()) + 0.3)
         pid_of = {c.name: p.pid for c, p in wrks}
+        # Read back before the load: the waiting process becomes wrk (exec), and wrk's
+        # threads inherit its affinity. During the load nothing of ours touches a host.
         affinity["wrk"] = dict(zip(pid_of, each(
             clients, lambda c: remote.group_affinity(ctx.t(c), pid_of[c.name])), strict=True))
+        before = telemetry.cpu_reading(ctx, collectors)
+        own_before = _own_cpu_s()
+        ctx.progress(f"      load until {time.strftime('%H:%M:%S', time.localtime(end))}; "
+                     "no command reaches a host until then")
+        # Silence: sleep through the window, then a moment for wrk to print its report.
+        time.sleep(max(0.0, end + 0.3 - time.time()))
+        own_after = _own_cpu_s()
+        after = telemetry.cpu_reading(ctx, collectors)
+        own_rate = round((own_after[1] - own_before[1]) / max(own_after[0] - own_before[0], 1e-9), 5)
         for c, p in wrks:
-            if not remote.wait_exit(ctx.t(c), p, sc.load.duration + sc.load.timeout + 30):
+            if not remote.wait_exit(ctx.t(c), p, sc.load.timeout + 30, quiet_until=end):
                 raise RunFailed("wrk did not finish in time", host=c.name, phase=ctx.phase)
             ctx.table.forget(p)
         if not remote.alive(ts, srv):
@@ -396,7 +411,7 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
         nic_after = telemetry.nic_counters(ctx, spec, "after")
 
         ctx.table.stop_many([p for p, _, _ in collectors], sig="INT", grace=5.0)
-        if "perf" in sc.telemetry:
+        if "perf" in sc.telemetry.collectors:
             # Symbols resolve only where the samples were taken: script it on the server host.
             ts.run(f"cd {sdir} && {tools.base.join(perf.script_command('perf.data'))} "
                    "> perf-script.txt 2> perf-script.err", timeout=300, check=False, env=perf.ENV)
@@ -416,9 +431,12 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
     ctx.phase = f"collect {spec.run_id}"
     pause_point(ctx, "collect")
     raw = _fetch(ctx, spec, started)
-    flame = telemetry.flamegraph_svg(ctx, spec, sdir) if "perf" in sc.telemetry else None
+    flame = telemetry.flamegraph_svg(ctx, spec, sdir) if "perf" in sc.telemetry.collectors else None
     record = _record(ctx, spec, raw, wrks, collectors, affinity, server_cpus, t0)
     record["server_stopped_cleanly"] = clean
+    record["observer"] = telemetry.observer(ctx, collectors, (t0, end), before, after, own_rate)
+    ctx.results.write_text(f"raw/{spec.run_id}/commands.jsonl", "".join(
+        json.dumps(dataclasses.asdict(r)) + "\n" for r in ctx.log.records() if r.end >= run_began))
     if flame:
         record["perf"] = flame
     record["nic_allowances"] = {
@@ -501,6 +519,12 @@ def _record(ctx: Context, spec: RunSpec, raw: dict[tuple[str, str], str],
         "baseline": baseline.compared(ctx.baseline),
     }
     return record
+
+
+def _own_cpu_s() -> tuple[float, float]:
+    """(wall, CPU seconds) of this orchestrator and the commands it has run locally."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.monotonic(), me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def _server_cpu(threads: Any) -> dict[str, Any]:

@@ -12,7 +12,9 @@ import os
 import shlex
 import signal as _signal
 import subprocess
+import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -245,6 +247,76 @@ class SshTransport:
         self._client.close()
 
 
+# --- what reached each host, and when -----------------------------------------
+
+
+@dataclass(frozen=True)
+class CommandRecord:
+    """One command or file transfer sent to a host; times are this machine's time.time()."""
+
+    host: str
+    start: float
+    end: float
+    kind: str  # run | put | get
+    what: str  # the command line, or the remote path
+
+    def overlaps(self, start: float, end: float) -> bool:
+        return self.start < end and self.end > start
+
+
+class CommandLog:
+    """Every command and transfer of one run, on every host: proof of a quiet window."""
+
+    def __init__(self) -> None:
+        self._records: list[CommandRecord] = []
+        self._lock = threading.Lock()  # per-host steps run in threads
+
+    def add(self, record: CommandRecord) -> None:
+        with self._lock:
+            self._records.append(record)
+
+    def records(self) -> list[CommandRecord]:
+        with self._lock:
+            return list(self._records)
+
+    def inside(self, start: float, end: float) -> list[CommandRecord]:
+        """What ran on any host, even partly, between `start` and `end`."""
+        return [r for r in self.records() if r.overlaps(start, end)]
+
+
+class Logged:
+    """A Transport that records everything sent through it (see CommandLog)."""
+
+    def __init__(self, inner: Transport, log: CommandLog):
+        self.inner = inner
+        self.name = inner.name
+        self.log = log
+
+    @contextlib.contextmanager
+    def _record(self, kind: str, what: str) -> Iterator[None]:
+        start = time.time()
+        try:
+            yield
+        finally:  # failed commands reached the host too
+            self.log.add(CommandRecord(self.name, start, time.time(), kind, what))
+
+    def run(self, cmd: str, *, timeout: float = 60.0, check: bool = True,
+            env: dict[str, str] | None = None) -> Completed:
+        with self._record("run", cmd):
+            return self.inner.run(cmd, timeout=timeout, check=check, env=env)
+
+    def put_text(self, text: str, path: str, mode: int = 0o644) -> None:
+        with self._record("put", path):
+            self.inner.put_text(text, path, mode)
+
+    def get(self, remote: str, local: Path) -> None:
+        with self._record("get", remote):
+            self.inner.get(remote, local)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 # --- background processes ----------------------------------------------------
 
 
@@ -335,8 +407,14 @@ def stop(t: Transport, proc: Process, *, sig: str = "TERM", grace: float = 10.0)
     return stop_many(t, [proc], sig=sig, grace=grace)[proc.pid]
 
 
-def wait_exit(t: Transport, proc: Process, timeout: float) -> bool:
-    """Wait for the group to end by itself (e.g. wrk after its duration)."""
+def wait_exit(t: Transport, proc: Process, timeout: float, *, quiet_until: float = 0.0) -> bool:
+    """Wait for the group to end by itself (e.g. wrk after its duration).
+
+    Nothing reaches the host before `quiet_until` (a time.time() instant, e.g. the planned end
+    of a measurement): each check is a command on the host, and over SSH a whole session, so
+    polling during a load would run on the very CPUs being measured. After it, poll.
+    """
+    time.sleep(max(0.0, quiet_until - time.time()))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not alive(t, proc):
@@ -354,6 +432,52 @@ def group_pids(t: Transport, pgid: int) -> list[int]:
     """Every live process of a group (e.g. nginx master and workers)."""
     done = t.run(f"ps -o pid=,stat= -g {pgid} 2>/dev/null | grep -v ' Z' || true", timeout=15, check=False)
     return sorted(int(line.split()[0]) for line in done.stdout.splitlines() if line.strip())
+
+
+@dataclass(frozen=True)
+class CpuTimes:
+    """CPU seconds used so far by process groups (and optionally all sshd), read at one instant."""
+
+    clock: float  # the host's epoch time when read
+    cpu_s: dict[str, float]  # str(pgid) or "sshd" -> user + system s, reaped children included
+    last_cpus: dict[str, list[int]]  # the same keys -> the CPUs those processes last ran on
+    own_s: float  # what the reading's own shell had used: sshd is charged it when the shell ends
+
+
+def cpu_times(t: Transport, pgids: list[int], *, sshd: bool = False) -> CpuTimes:
+    """CPU time per process group (and of every sshd) from /proc/<pid>/stat, one round trip."""
+    lines_of = 'for p in $(%s); do s=$(cat /proc/$p/stat 2>/dev/null) && echo "%s $s"; done; '
+    script = "date +%s.%N; getconf CLK_TCK; "
+    script += "".join(lines_of % (f"ps -o pid= -g {g} 2>/dev/null", g) for g in pgids)
+    if sshd:  # the sshd serving this command: its daemon (the topmost sshd) and all below it
+        script += ('top=$PPID; while pp=$(awk \'/^PPid:/{print $2}\' /proc/$top/status) && '
+                   '[ "$(cat /proc/$pp/comm 2>/dev/null)" = sshd ]; do top=$pp; done; ')
+        script += lines_of % ("ps -e -o pid=,ppid=,comm= | awk -v top=$top '{up[$1]=$2; c[$1]=$3} "
+                              "END {for (p in c) if (c[p] == \"sshd\") {q = p; "
+                              "while (q > 1 && q != top) q = up[q]; if (q == top) print p}}'", "sshd")
+    script += 's=$(cat /proc/$$/stat) && echo "own $s"; true'  # last: nothing of ours after it
+    lines = t.run(script, timeout=15, check=False).stdout.splitlines()
+    try:
+        clock, tck = float(lines[0]), float(lines[1])
+    except (IndexError, ValueError):
+        raise RemoteError(f"cannot read process CPU times: {' '.join(lines[:2]) or 'no output'}",
+                          host=t.name) from None
+    cpu: dict[str, float] = {}
+    last: dict[str, set[int]] = {}
+    for line in lines[2:]:
+        head, _, rest = line.rpartition(")")  # the command name may hold spaces
+        fields = rest.split()
+        try:
+            key = head.split()[0]
+            seconds = sum(int(f) for f in fields[11:15]) / tck  # utime stime cutime cstime
+            where = int(fields[36])
+        except (IndexError, ValueError):
+            continue
+        cpu[key] = cpu.get(key, 0.0) + seconds
+        last.setdefault(key, set()).add(where)
+    own = cpu.pop("own", 0.0)
+    last.pop("own", None)
+    return CpuTimes(clock, cpu, {k: sorted(v) for k, v in last.items()}, own)
 
 
 def group_affinity(t: Transport, pgid: int) -> dict[int, dict[str, object]]:

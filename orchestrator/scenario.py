@@ -208,6 +208,19 @@ class Thresholds(_Model):
     packets_per_request: Annotated[float, Field(gt=0)] = 2.0  # when not measured
 
 
+def _collectors_shorthand(value: Any) -> Any:
+    # `telemetry: [pidstat, mpstat]` is short for `telemetry: {collectors: [pidstat, mpstat]}`.
+    return {"collectors": value} if isinstance(value, list) else value
+
+
+class Telemetry(_Model):
+    collectors: list[Literal["pidstat", "mpstat", "sar", "perf"]] = ["pidstat", "mpstat", "sar"]
+    # Where the collectors run on each host. Default: the CPUs no part of the run is pinned to
+    # (on any host sharing that machine's kernel); with none spare, they share the measured
+    # CPUs and the summary says so.
+    cpus: Cpus | None = None
+
+
 class Scenario(_Model):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
     description: str = ""
@@ -215,7 +228,7 @@ class Scenario(_Model):
     server: Server = Server()
     load: Load = Load()
     baseline: Baseline = Baseline()
-    telemetry: list[Literal["pidstat", "mpstat", "sar", "perf"]] = ["pidstat", "mpstat", "sar"]
+    telemetry: Annotated[Telemetry, BeforeValidator(_collectors_shorthand)] = Telemetry()
     repeat: Annotated[int, Field(ge=1, le=1000)] = 1
     thresholds: Thresholds = Thresholds()
     max_runs: Annotated[int, Field(ge=1)] = 500  # guards against a mistyped matrix
@@ -344,6 +357,8 @@ def _validate(data: Any, source: str, lines: dict[tuple, int]
         problems, locs = [], []
         for err in exc.errors():
             loc = tuple(err["loc"])
+            if loc[:2] == ("telemetry", "collectors") and isinstance(data.get("telemetry"), list):
+                loc = ("telemetry", *loc[2:])  # written in the list shorthand: point into the list
             # A matrix axis written as a scalar was wrapped in a list: point at the key.
             if loc and isinstance(loc[-1], int) and not isinstance(_get(data, loc[:-1]), list):
                 loc = loc[:-1]
@@ -402,7 +417,10 @@ def semantic_problems(sc: Scenario, source: str, lines: dict[tuple, int],
                 f"overlaps server.cpus on CPU(s) {overlap}: server and load generator share "
                 "this machine, so give them disjoint CPU sets")
         if host_cpus is not None:
-            for key, cpus in (("server", server_cpus), ("load", load_cpus)):
+            checked = [("server", server_cpus), ("load", load_cpus)]
+            if sc.telemetry.cpus is not None:
+                checked.append(("telemetry", resolve_cpus(sc.telemetry.cpus, avail)))
+            for key, cpus in checked:
                 missing = sorted(set(cpus) - host_cpus)
                 if missing:
                     add((key, "cpus"),

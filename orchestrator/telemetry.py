@@ -13,12 +13,14 @@ from orchestrator.plan import RunSpec
 from orchestrator.report import flamegraph
 from orchestrator.tools import ethtool, perf
 
+Collector = tuple[remote.Process, Host, str]  # process, where it runs, tool name
 
-def start(ctx: Context, spec: RunSpec,
-                     server_pids: list[int]) -> list[tuple[remote.Process, Host, str]]:
-    def start(h: Host) -> list[tuple[remote.Process, Host, str]]:
+
+def start(ctx: Context, spec: RunSpec, server_pids: list[int]) -> list[Collector]:
+    """The scenario's collectors on every host, on the CPUs the run leaves free (if any)."""
+    def start(h: Host) -> list[Collector]:
         out = []
-        for name in ctx.sc.telemetry:
+        for name in ctx.sc.telemetry.collectors:
             mod = tools.get(name)
             if name in ("pidstat", "perf"):  # these watch the server's processes
                 if "server" not in h.roles:
@@ -27,7 +29,7 @@ def start(ctx: Context, spec: RunSpec,
                         perf.record_command(server_pids, f"{h.workdir}/{spec.run_id}/perf.data"))
             else:
                 argv = mod.command()
-            proc = ctx.table.spawn(h.name, name, tools.base.join(argv),
+            proc = ctx.table.spawn(h.name, name, tools.base.join(argv), cpus=ctx.collector_cpus(h),
                                    workdir=f"{h.workdir}/{spec.run_id}", env=mod.ENV)
             out.append((proc, h, name))
         return out
@@ -35,7 +37,57 @@ def start(ctx: Context, spec: RunSpec,
     return [c for per_host in each(list(ctx.lab.hosts), start) for c in per_host]
 
 
-def summarize(ctx: Context, collectors: list[tuple[remote.Process, Host, str]],
+def cpu_reading(ctx: Context, collectors: list[Collector]) -> dict[str, remote.CpuTimes]:
+    """CPU used so far by each host's collectors and its sshd: one command per host, taken
+    just outside the measurement window on both sides."""
+    def read(h: Host) -> remote.CpuTimes:
+        mine = [p.pid for p, on, _ in collectors if on.name == h.name]
+        return remote.cpu_times(ctx.t(h), mine, sshd=h.ssh is not None)
+
+    hosts = list(ctx.lab.hosts)
+    return dict(zip([h.name for h in hosts], each(hosts, read), strict=True))
+
+
+def observer(ctx: Context, collectors: list[Collector], window: tuple[float, float],
+             before: dict[str, remote.CpuTimes], after: dict[str, remote.CpuTimes],
+             own_cpu_s_per_s: float | None) -> dict[str, Any]:
+    """What measuring cost the measured hosts during the window: each collector's CPU, sshd's
+    CPU (our commands), where the collectors ran, and the commands that reached each host
+    inside the window (by construction none; the command log is the proof)."""
+    inside = ctx.log.inside(*window)
+
+    def rate(key: str, b: remote.CpuTimes | None, a: remote.CpuTimes | None,
+             less: float = 0.0) -> float | None:
+        if b is None or a is None or key not in b.cpu_s or key not in a.cpu_s or a.clock <= b.clock:
+            return None
+        return round(max(0.0, a.cpu_s[key] - b.cpu_s[key] - less) / (a.clock - b.clock), 5)
+
+    hosts: dict[str, Any] = {}
+    for h in ctx.lab.hosts:
+        b, a = before.get(h.name), after.get(h.name)
+        mine = [(p, name) for p, on, name in collectors if on.name == h.name]
+        per = {name: {"cpu_s_per_s": rate(str(p.pid), b, a),
+                      "ran_on": (a.last_cpus.get(str(p.pid)) if a else None)} for p, name in mine}
+        known = [v["cpu_s_per_s"] for v in per.values() if v["cpu_s_per_s"] is not None]
+        pinned = ctx.collector_cpus(h) if mine else None
+        hosts[h.name] = {
+            "collectors": per,
+            "collectors_cpu_s_per_s": round(sum(known), 5) if len(known) == len(per) else None,
+            "collector_cpus": pinned,  # None: not pinned (no CPU to spare)
+            "shares_measured_cpus": bool(mine) and (pinned is None
+                                                    or bool(set(pinned) & ctx.measured_cpus(h))),
+            # the reading's own shell ends after it: that is charged to sshd, not to the window
+            "sshd_cpu_s_per_s": rate("sshd", b, a, less=b.own_s if b else 0.0) if h.ssh else None,
+            "remote_commands_in_window": sum(1 for r in inside if r.host == h.name),
+        }
+    return {"window": {"start": window[0], "planned_end": window[1]},
+            "remote_commands_in_window": len(inside),
+            "commands_in_window": [f"{r.host}: {r.kind} {r.what[:80]}" for r in inside[:10]],
+            "orchestrator_cpu_s_per_s": own_cpu_s_per_s,
+            "hosts": hosts}
+
+
+def summarize(ctx: Context, collectors: list[Collector],
               raw: dict[tuple[str, str], str], start: float, end: float) -> dict[str, Any]:
     """Each collector's output averaged over the load window: {tool: {host: summary}}."""
     # start..end is the load itself: the common start plus wrk's own duration (not

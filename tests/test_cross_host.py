@@ -81,6 +81,9 @@ def test_capped_cross_host_run_is_network_bound_and_leaves_nothing(tmp_path, run
     assert run["affinity"]["wrk_actual"] == {c: [1] for c in s["topology"]["clients"]}
     assert run["affinity"]["server_actual"] == [0]
     assert (folder / "raw" / "deploy.log").stat().st_size > 0
+    from test_observer import assert_silent  # (it imports this module)
+
+    assert_silent(folder)  # three hosts, and not one command reached them during the load
     # the run brought its lab up, so it took it down: nothing of it is left
     assert lab_traces(lab) == []
     assert links() - before_links == set()

@@ -70,3 +70,44 @@ def test_wait_exit_and_read(t, tmp_path):
 
 def test_parse_cpu_list():
     assert remote.parse_cpu_list("0-2,5,7-8") == [0, 1, 2, 5, 7, 8]
+
+
+def test_logged_transport_records_every_command_and_transfer(t, tmp_path):
+    log = remote.CommandLog()
+    lt = remote.Logged(t, log)
+    lt.run("true")
+    lt.run("exit 3", check=False)  # failures reached the host too
+    lt.put_text("x", str(tmp_path / "f"))
+    lt.get(str(tmp_path / "f"), tmp_path / "g")
+    records = log.records()
+    assert [(r.kind, r.host) for r in records] == [("run", "here"), ("run", "here"),
+                                                   ("put", "here"), ("get", "here")]
+    assert all(r.start <= r.end for r in records)
+    assert log.inside(records[0].start, records[-1].end) == records
+    assert log.inside(records[-1].end + 1, records[-1].end + 2) == []
+
+
+def test_wait_exit_is_silent_until_told(t, tmp_path):
+    log = remote.CommandLog()
+    lt = remote.Logged(t, log)
+    proc = remote.spawn(lt, "nap", "sleep 1", workdir=str(tmp_path))
+    quiet_from, quiet_until = time.time(), time.time() + 1.2
+    assert remote.wait_exit(lt, proc, 5, quiet_until=quiet_until)
+    assert log.inside(quiet_from, quiet_until) == []  # not one check while it ran
+    assert log.records()[-1].start >= quiet_until  # then it looked, and saw it had ended
+
+
+def test_cpu_times_of_a_busy_group(t, tmp_path):
+    busy = remote.spawn(t, "busy", "while :; do :; done", workdir=str(tmp_path), shell=True, cpus=[1])
+    idle = remote.spawn(t, "idle", "sleep 30", workdir=str(tmp_path))
+    try:
+        a = remote.cpu_times(t, [busy.pid, idle.pid])
+        time.sleep(1.0)
+        b = remote.cpu_times(t, [busy.pid, idle.pid])
+        key = str(busy.pid)
+        rate = (b.cpu_s[key] - a.cpu_s[key]) / (b.clock - a.clock)
+        assert 0.8 < rate <= 1.05  # one spinning process: about one CPU second per second
+        assert b.cpu_s[str(idle.pid)] < 0.05 and b.last_cpus[key] == [1]
+        assert a.own_s >= 0 and "sshd" not in a.cpu_s
+    finally:
+        remote.stop_many(t, [busy, idle], grace=1)

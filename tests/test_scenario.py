@@ -24,7 +24,7 @@ def test_minimal_scenario_gets_defaults():
     sc = load("name: x\n").scenario
     assert sc.hosts.provider == "local"
     assert sc.server.arch == ["reuseport"] and sc.load.connections == [64]
-    assert sc.telemetry == ["pidstat", "mpstat", "sar"]
+    assert sc.telemetry.collectors == ["pidstat", "mpstat", "sar"] and sc.telemetry.cpus is None
 
 
 def test_durations_and_matrix_axes_normalise():

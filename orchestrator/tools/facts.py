@@ -36,6 +36,9 @@ class HostFacts:
     threads_per_core: int
     smt_siblings: tuple[tuple[int, ...], ...]  # each core's hardware threads, deduplicated
     tool_versions: dict[str, str | None] = field(default_factory=dict)  # None: not installed
+    # The running kernel's identity: hosts with the same one (namespaces of one machine,
+    # containers) share their CPUs, whatever their names say.
+    boot_id: str = ""
 
     def __post_init__(self) -> None:
         if self.cpus < 1 or self.threads_per_core < 1:
@@ -56,6 +59,7 @@ def command() -> str:
         f"echo '{MARK.format('nproc')}'; nproc 2>/dev/null",
         f"echo '{MARK.format('allowed')}'; "
         "sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/self/status 2>/dev/null",
+        f"echo '{MARK.format('boot_id')}'; cat /proc/sys/kernel/random/boot_id 2>/dev/null",
         f"echo '{MARK.format('smt')}'; "
         "for f in /sys/devices/system/cpu/cpu[0-9]*/topology/thread_siblings_list; do "
         '[ -r "$f" ] && cat "$f"; done',
@@ -137,4 +141,5 @@ def parse(text: str) -> HostFacts:
         hostname=sec.get("hostname", ""), kernel=sec.get("kernel", ""),
         cpu_model=lscpu.get("Model name", "unknown"), cpus=cpus, cpus_allowed=allowed,
         threads_per_core=threads_per_core, smt_siblings=siblings, tool_versions=versions,
+        boot_id=sec.get("boot_id", ""),
     )

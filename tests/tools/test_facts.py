@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 from localservers import data
 
@@ -19,6 +20,7 @@ def test_parse_recorded():
     assert f.cpus == 2 and f.cpus_allowed == (0, 1)
     assert f.threads_per_core == 1
     assert f.smt_siblings == ((0,), (1,))
+    assert f.boot_id == ""  # recorded before the probe existed: unknown, not invented
     assert f.tool_versions == {"wrk": "4.1.0", "iperf3": "3.12", "sysstat": "12.6.1",
                                "g++": "12.2.0", "cmake": "3.25.1", "nginx": "1.22.1"}
 
@@ -43,6 +45,7 @@ def test_live_snippet_runs_under_sh():
     assert f.cpus == os.cpu_count()
     assert set(f.cpus_allowed) == os.sched_getaffinity(0)
     assert f.kernel == os.uname().release
+    assert f.boot_id == Path("/proc/sys/kernel/random/boot_id").read_text().strip()
 
 
 def test_missing_tools_are_reported_not_fatal(tmp_path):

@@ -1,0 +1,72 @@
+"""Measuring without disturbing: nothing of ours reaches a measured host during the load.
+
+The proof is the command log every transport keeps (raw/<run>/commands.jsonl): each command
+and file transfer with when it started and ended. Deterministic, not timing-based: one
+command inside the window, on any host, fails the test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from test_cross_host import lab_traces, only_results
+
+from testkit import REPO, orchestrate
+
+pytestmark = pytest.mark.slow
+
+
+def commands(folder: Path, run_id: str) -> list[dict]:
+    lines = (folder / "raw" / run_id / "commands.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def assert_silent(folder: Path) -> dict:
+    """Every run of the results folder had a quiet window on every host; returns the summary."""
+    s = json.loads((folder / "summary.json").read_text())
+    assert s["runs"], "no run to check"
+    for run in s["runs"]:
+        obs = run["observer"]
+        start, end = obs["window"]["start"], obs["window"]["planned_end"]
+        assert end - start == pytest.approx(run["load"]["duration_s"])
+        log = commands(folder, run["run_id"])
+        inside = [c for c in log if c["start"] < end and c["end"] > start]
+        assert inside == [], f"commands reached hosts during the load: {inside}"
+        # ... and the log is not vacuous: the hosts were driven right up to the window and
+        # checked right after it (liveness before and after stays)
+        hosts = {h for h in s["hosts"]}
+        assert {c["host"] for c in log if c["end"] <= start} == hosts
+        assert {c["host"] for c in log if c["start"] >= end} == hosts
+        assert obs["remote_commands_in_window"] == 0 and obs["commands_in_window"] == []
+        assert set(obs["hosts"]) == hosts
+        for h, o in obs["hosts"].items():
+            assert o["remote_commands_in_window"] == 0
+            assert o["collectors"], f"{h}: no collector cost recorded"
+            for name, c in o["collectors"].items():
+                assert 0 <= c["cpu_s_per_s"] < 0.2, (h, name, c)  # a collector is cheap
+                assert c["ran_on"], (h, name)
+            assert o["collectors_cpu_s_per_s"] == pytest.approx(
+                sum(c["cpu_s_per_s"] for c in o["collectors"].values()), abs=1e-4)
+    return s
+
+
+def test_lab_run_sends_nothing_during_the_load_and_records_what_measuring_cost(tmp_path, run_id):
+    lab = f"o{os.getpid() % 10000}"
+    done = orchestrate("run", str(REPO / "scenarios" / "cross-host.yaml"), "--results", str(tmp_path),
+                       "--run-id", run_id, "--set", f"hosts.lab={lab}", "--set", "server.arch=reuseport",
+                       "--set", "load.duration=3s", "--set", "baseline.enabled=false",
+                       "--set", "telemetry={collectors: [pidstat, mpstat, sar], cpus: [0]}", timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "no command reaches a host until then" in done.stderr
+    s = assert_silent(only_results(tmp_path))
+    (run,) = s["runs"]
+    for h, o in run["observer"]["hosts"].items():
+        # collectors went where they were told; CPU 0 is the server's, so they share it
+        assert o["collector_cpus"] == [0] and o["shares_measured_cpus"] is True
+        assert all(c["ran_on"] == [0] for c in o["collectors"].values()), (h, o)
+        # our SSH daemon was idle: no session, no shell start-up files, during the load
+        assert o["sshd_cpu_s_per_s"] is not None and o["sshd_cpu_s_per_s"] < 0.02, (h, o)
+    assert lab_traces(lab) == []
