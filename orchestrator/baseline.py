@@ -8,59 +8,172 @@ from collections.abc import Callable
 from typing import Any
 
 from orchestrator import remote, tools
-from orchestrator.context import Context, pause_point
+from orchestrator.context import Context, each, pause_point
 from orchestrator.errors import RunFailed
 from orchestrator.hosts import Host
 from orchestrator.tools import iperf3
 
 
 def measure(ctx: Context) -> dict[str, Any]:
-    """iperf3 per path before any load: small-packet UDP PPS both ways, and TCP throughput."""
+    """iperf3 per path before any load: small-packet UDP PPS both ways, and TCP throughput.
+
+    A ceiling is only a ceiling if iperf3 itself was not the limit. When it was CPU-bound
+    (iperf3's own CPU figures, or its pinned cores from /proc/stat), the UDP test is repeated
+    with more iperf3 processes, each pinned to its own core within the client and server
+    roles' CPUs, until the rate stops rising or the cores run out; a result still CPU-bound
+    is marked `lower_bound`. With several clients, all of them also measure at once: the
+    server's aggregate ceiling (`udp_aggregate` in every path's entry)."""
     b = ctx.sc.baseline.iperf3
     server = ctx.lab.server
     out: dict[str, Any] = {}
     workdir = f"{server.workdir}/baseline"
-    srv = ctx.table.spawn(server.name, "iperf3-server",
-                          tools.base.join(iperf3.server_command(b.port, one_off=False)),
-                          workdir=workdir, cpus=ctx.cpus(server, "server")[:1], env=iperf3.ENV)
+    srv_cpus = ctx.cpus(server, "server")
+    width = max(len(ctx.lab.clients),
+                *(min(len(srv_cpus), len(ctx.cpus(c, "client"))) for c in ctx.lab.clients))
+    # one iperf3 server per parallel process: an iperf3 server runs one test at a time
+    servers = [ctx.table.spawn(server.name, f"iperf3-server-{i}" if i else "iperf3-server",
+                               tools.base.join(iperf3.server_command(b.port + i, one_off=False)),
+                               workdir=workdir, cpus=[srv_cpus[i % len(srv_cpus)]], env=iperf3.ENV)
+               for i in range(width)]
     try:
-        wait_port(ctx, server, b.port, srv)
+        for i, srv in enumerate(servers):
+            wait_port(ctx, server, b.port + i, srv)
         pause_point(ctx, "baseline")
         for client in ctx.lab.clients:
             path = f"{client.name}->{server.name}"
-            tests: list[tuple[str, list[str], Callable[[str], Any]]] = [
-                ("udp", iperf3.udp_command(server.address, b.port, length=b.udp_length,
-                                           duration_s=b.duration, bitrate=b.bitrate), iperf3.parse_udp)]
-            if not ctx.lab.single_machine:
-                tests.append(("udp_reverse", iperf3.udp_command(
-                    server.address, b.port, length=b.udp_length, duration_s=b.duration,
-                    bitrate=b.bitrate, reverse=True), iperf3.parse_udp))
-            if b.tcp:
-                tests.append(("tcp", iperf3.tcp_command(server.address, b.port,
-                                                        duration_s=b.tcp_duration), iperf3.parse_tcp))
             entry: dict[str, Any] = {"client": client.name, "server": server.name}
-            for name, argv, parse in tests:
+            ways = [False] if ctx.lab.single_machine else [False, True]
+            for reverse in ways:
+                name = "udp_reverse" if reverse else "udp"
                 ctx.progress(f"orchestrate: baseline {path} iperf3 {name}")
+                entry[name] = _udp_scaled(ctx, client, reverse)
+            if b.tcp:
+                ctx.progress(f"orchestrate: baseline {path} iperf3 tcp")
                 cpus = ctx.cpus(client, "client")[:1]
-                cmd = f"taskset -c {cpus[0]} " + tools.base.join(argv)
-                done = ctx.t(client).run(cmd, timeout=60 + b.duration, check=False, env=iperf3.ENV)
-                raw = ctx.results.raw("baseline", client.name, f"iperf3-{name}")
-                raw.parent.mkdir(parents=True, exist_ok=True)
-                raw.write_text(done.stdout + done.stderr)
-                try:
-                    entry[name] = dataclasses.asdict(parse(done.stdout))
-                except tools.ToolError as exc:
-                    raise RunFailed(f"iperf3 {name} to {server.address}:{b.port}: {exc.message}",
-                                    host=client.name, phase="baseline") from None
+                argv = iperf3.tcp_command(server.address, b.port, duration_s=b.tcp_duration)
+                text = _run(ctx, client, [(cpus[0], argv)], "tcp", b.tcp_duration)[0]
+                entry["tcp"] = dataclasses.asdict(_parse(ctx, client, "tcp", text, iperf3.parse_tcp))
             udp = entry["udp"]
             ctx.progress(f"      {path}: {udp['pps_delivered']:,.0f} pps delivered of "
-                         f"{udp['pps_sent']:,.0f} sent ({udp['loss_pct']:.1f}% loss)"
+                         f"{udp['pps_sent']:,.0f} sent ({udp['loss_pct']:.1f}% loss, "
+                         f"{udp['processes']} iperf3 process(es))"
+                         + (f", LOWER BOUND: iperf3 CPU-bound ({udp['cpu_bound']})" if udp["lower_bound"]
+                            else "")
                          + (f", TCP {entry['tcp']['bits_per_second'] / 1e9:.2f} Gbit/s"
                             if "tcp" in entry else ""))
             out[path] = entry
+        if len(ctx.lab.clients) > 1:
+            for reverse in (False, True):
+                name = "udp_aggregate_reverse" if reverse else "udp_aggregate"
+                ctx.progress(f"orchestrate: baseline all clients -> {server.name} at once, iperf3 {name}")
+                agg = _udp_together(ctx, reverse)
+                for entry in out.values():
+                    entry[name] = agg
     finally:
-        ctx.table.stop(srv)
+        for srv in servers:
+            ctx.table.stop(srv)
     return out
+
+
+def _run(ctx: Context, client: Host, jobs: list[tuple[int, list[str]]], name: str,
+         duration: float) -> list[str]:
+    """Run iperf3 clients at once on `client`, each pinned to its CPU; their outputs, in order."""
+    raw = ctx.results.raw("baseline", client.name, f"iperf3-{name}")
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    tmp = f"{client.workdir}/baseline-{client.name}-{name}"  # netns hosts share one filesystem
+    script = f"mkdir -p {tmp}; " + " & ".join(
+        f"taskset -c {cpu} {tools.base.join(argv)} > {tmp}/{i}.json 2>&1"
+        for i, (cpu, argv) in enumerate(jobs)) + " & wait"
+    t = ctx.t(client)
+    t.run(script, timeout=60 + duration, check=False, env=iperf3.ENV)
+    texts = [remote.read(t, f"{tmp}/{i}.json") for i in range(len(jobs))]
+    raw.write_text("\n".join(texts))
+    return texts
+
+
+def _parse(ctx: Context, client: Host, name: str, text: str, parse: Callable[[str], Any]) -> Any:
+    try:
+        return parse(text)
+    except tools.ToolError as exc:
+        b = ctx.sc.baseline.iperf3
+        raise RunFailed(f"iperf3 {name} to {ctx.lab.server.address}:{b.port}: {exc.message}",
+                        host=client.name, phase="baseline") from None
+
+
+def _proc_stat(ctx: Context, host: Host) -> dict[int, tuple[int, int]]:
+    """Busy and total jiffies per CPU (/proc/stat), to see how busy iperf3's pinned cores were."""
+    text = ctx.t(host).run("grep '^cpu[0-9]' /proc/stat", timeout=15, check=False).stdout
+    out = {}
+    for line in text.splitlines():
+        name, *vals = line.split()
+        v = [int(x) for x in vals[:8]]
+        if len(v) == 8:
+            out[int(name[3:])] = (sum(v) - v[3] - v[4], sum(v))
+    return out
+
+
+def _busiest(before: dict[int, tuple[int, int]], after: dict[int, tuple[int, int]],
+             cpus: list[int]) -> float | None:
+    shares = [100.0 * (after[c][0] - before[c][0]) / (after[c][1] - before[c][1])
+              for c in cpus if c in before and c in after and after[c][1] > before[c][1]]
+    return max(shares) if shares else None
+
+
+def _udp_scaled(ctx: Context, client: Host, reverse: bool) -> dict[str, Any]:
+    """UDP small-packet rate, with more iperf3 processes while iperf3 is CPU-bound."""
+    b = ctx.sc.baseline.iperf3
+    server = ctx.lab.server
+    c_cpus, s_cpus = ctx.cpus(client, "client"), ctx.cpus(server, "server")
+    limit = min(len(c_cpus), len(s_cpus))
+    name = "udp_reverse" if reverse else "udp"
+    tried: list[dict[str, Any]] = []
+    best: tuple[iperf3.UdpResult, str | None] | None = None
+    n = 1
+    while True:
+        jobs = [(c_cpus[i], iperf3.udp_command(server.address, b.port + i, length=b.udp_length,
+                                               duration_s=b.duration, bitrate=b.bitrate, reverse=reverse))
+                for i in range(n)]
+        hosts = [client] if client.name == server.name else [client, server]
+        before = {h.name: _proc_stat(ctx, h) for h in hosts}
+        texts = _run(ctx, client, jobs, name if n == 1 else f"{name}-x{n}", b.duration)
+        after = {h.name: _proc_stat(ctx, h) for h in hosts}
+        result = iperf3.combine([_parse(ctx, client, name, t, iperf3.parse_udp) for t in texts])
+        c_busy = _busiest(before[client.name], after[client.name], c_cpus[:n])
+        s_busy = _busiest(before[server.name], after[server.name], s_cpus[:n])
+        sender, receiver = (s_busy, c_busy) if reverse else (c_busy, s_busy)
+        why = iperf3.cpu_bound(result, sender_core=sender, receiver_core=receiver)
+        tried.append({"processes": n, "pps_delivered": result.pps_delivered, "cpu_bound": why,
+                      "sender_core_busy_pct": sender, "receiver_core_busy_pct": receiver})
+        rising = best is None or result.pps_delivered > 1.1 * best[0].pps_delivered
+        if best is None or result.pps_delivered > best[0].pps_delivered:
+            best = (result, why)
+        if not why or n >= limit or not rising:
+            break
+        n += 1
+    result, why = best
+    return {**dataclasses.asdict(result), "cpu_bound": why, "lower_bound": why is not None,
+            "scaling": tried}
+
+
+def _udp_together(ctx: Context, reverse: bool) -> dict[str, Any]:
+    """Every client at once, one iperf3 each (its own server port): the server's aggregate."""
+    b = ctx.sc.baseline.iperf3
+    server = ctx.lab.server
+    clients = ctx.lab.clients
+    name = "udp_aggregate_reverse" if reverse else "udp_aggregate"
+
+    def one(client: Host) -> iperf3.UdpResult:
+        i = clients.index(client)
+        argv = iperf3.udp_command(server.address, b.port + i, length=b.udp_length, duration_s=b.duration,
+                                  bitrate=b.bitrate, reverse=reverse)
+        text = _run(ctx, client, [(ctx.cpus(client, "client")[0], argv)], name, b.duration)[0]
+        return _parse(ctx, client, name, text, iperf3.parse_udp)
+
+    results = each(clients, one)
+    whys = [w for w in (iperf3.cpu_bound(r) for r in results) if w]
+    total = iperf3.combine(results)
+    return {**dataclasses.asdict(total), "cpu_bound": "; ".join(whys) or None, "lower_bound": bool(whys),
+            "clients": len(clients)}
 
 
 def wait_port(ctx: Context, host: Host, port: int, proc: remote.Process, timeout: float = 10) -> None:
@@ -83,18 +196,40 @@ def wait_port(ctx: Context, host: Host, port: int, proc: remote.Process, timeout
                     host=host.name, phase=ctx.phase)
 
 
+def _path_ceiling(entry: dict[str, Any]) -> dict[str, Any]:
+    udp, rev = entry.get("udp") or {}, entry.get("udp_reverse") or {}
+    whys = [w for w in (udp.get("cpu_bound"), rev.get("cpu_bound") and f"reverse: {rev['cpu_bound']}") if w]
+    out: dict[str, Any] = {"pps_delivered": udp.get("pps_delivered"), "lower_bound": bool(whys),
+                           "cpu_bound": "; ".join(whys) or None}
+    if rev:
+        out["pps_delivered_reverse"] = rev.get("pps_delivered")
+    return out
+
+
 def compared(baseline: dict[str, Any]) -> dict[str, Any]:
-    """The ceiling this run is compared against: the tightest measured path."""
-    paths = [(p, e["udp"]) for p, e in baseline.items() if e.get("udp")]
+    """The ceilings this run is compared against: the tightest measured path at the top level
+    (as before), every path's own (`paths`), and the aggregate of all clients at once
+    (`aggregate`, several clients only); each says whether it is only a `lower_bound`."""
+    paths = [(p, e["udp"]) for p, e in baseline.items() if isinstance(e, dict) and e.get("udp")]
     if not paths:
         return {}
     path, udp = min(paths, key=lambda x: x[1]["pps_delivered"])
     out = {"path": path, "pps_delivered": udp["pps_delivered"], "pps_sent": udp["pps_sent"],
            "loss_pct": udp["loss_pct"]}
-    rev = baseline[path].get("udp_reverse")
-    if rev:
-        out["pps_delivered_reverse"] = rev["pps_delivered"]
+    top = _path_ceiling(baseline[path])
+    if "pps_delivered_reverse" in top:
+        out["pps_delivered_reverse"] = top["pps_delivered_reverse"]
+    out["lower_bound"], out["cpu_bound"] = top["lower_bound"], top["cpu_bound"]
     tcp = baseline[path].get("tcp")
     if tcp:
         out["tcp_bits_per_second"] = tcp["bits_per_second"]
+    out["paths"] = {p: _path_ceiling(baseline[p]) for p, _ in paths}
+    agg = baseline[path].get("udp_aggregate")
+    if agg:
+        rev = baseline[path].get("udp_aggregate_reverse") or {}
+        whys = [w for w in (agg.get("cpu_bound"), rev.get("cpu_bound")) if w]
+        out["aggregate"] = {"pps_delivered": agg["pps_delivered"],
+                            "pps_delivered_reverse": rev.get("pps_delivered"),
+                            "clients": agg.get("clients"), "lower_bound": bool(whys),
+                            "cpu_bound": "; ".join(whys) or None}
     return out

@@ -12,6 +12,12 @@ So: pps_sent = sum_sent.packets / sum_sent.seconds and pps_delivered = (sum_rece
 - sum_received.lost_packets) / sum_received.seconds. packets_lost = sent - delivered, which
 also counts datagrams still in flight at the end (iperf3's lost_packets does not).
 With -R the server sends: the client's `remote_total` CPU is then the sender's.
+
+iperf3's `cpu_utilization_percent` is the process's user+system time over the test's wall
+time, so 100 means one CPU (iperf3 before 3.16 runs all its streams on one thread). A
+measurement is CPU-bound (`cpu_bound`) when the receiver used a full CPU, or when the sender
+did and nearly everything it sent arrived: then the sender, not the path, set the rate.
+A sender at 100% that a capped path drops packets from is not the limit (the cap is).
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ class UdpResult:
     cpu_receiver_pct: float
     reverse: bool = False
     streams: int = 1
+    processes: int = 1  # iperf3 client processes whose results were added up (see `combine`)
 
     def __post_init__(self) -> None:
         if min(self.packets_sent, self.packets_delivered, self.packets_lost) < 0:
@@ -172,6 +179,42 @@ def parse_udp(text: str) -> UdpResult:
         cpu_sender_pct=cpu_sender, cpu_receiver_pct=cpu_receiver, reverse=reverse,
         streams=int(test.get("num_streams", 1)),
     )
+
+
+CPU_BOUND_PCT = 90.0  # of one CPU
+CPU_BOUND_MAX_LOSS_PCT = 5.0  # a sender at full CPU with less loss than this set the rate
+
+
+def cpu_bound(r: UdpResult, *, sender_core: float | None = None, receiver_core: float | None = None,
+              threshold: float = CPU_BOUND_PCT) -> str | None:
+    """Why this measurement was limited by iperf3's own CPU rather than the path, else None.
+    `*_core`: the busiest pinned CPU of each side over the test (from /proc/stat), if known."""
+    receiver = max(r.cpu_receiver_pct, receiver_core or 0.0)
+    sender = max(r.cpu_sender_pct, sender_core or 0.0)
+    if receiver >= threshold:
+        return f"receiver at {receiver:.0f}% of a CPU"
+    if sender >= threshold and r.loss_pct < CPU_BOUND_MAX_LOSS_PCT:
+        return f"sender at {sender:.0f}% of a CPU with {r.loss_pct:.1f}% loss"
+    return None
+
+
+def combine(results: list[UdpResult]) -> UdpResult:
+    """Parallel iperf3 processes (one per core) as one measurement: rates add up; the CPU
+    figures are the busiest process's, so one CPU-bound process marks the whole as CPU-bound."""
+    if not results:
+        raise ValueError("nothing to combine")
+    if len(results) == 1:
+        return results[0]
+    sent = sum(r.packets_sent for r in results)
+    delivered = sum(r.packets_delivered for r in results)
+    return UdpResult(
+        packets_sent=sent, packets_delivered=delivered, packets_lost=sent - delivered,
+        pps_sent=sum(r.pps_sent for r in results), pps_delivered=sum(r.pps_delivered for r in results),
+        loss_pct=100.0 * (sent - delivered) / sent if sent else 0.0, length=results[0].length,
+        duration_s=max(r.duration_s for r in results),
+        cpu_sender_pct=max(r.cpu_sender_pct for r in results),
+        cpu_receiver_pct=max(r.cpu_receiver_pct for r in results), reverse=results[0].reverse,
+        streams=sum(r.streams for r in results), processes=sum(r.processes for r in results))
 
 
 def parse_tcp(text: str) -> TcpResult:

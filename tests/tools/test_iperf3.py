@@ -146,3 +146,40 @@ def test_live_udp_small_packets(no_children):
 
 def test_version_argv():
     assert iperf3.version_argv() == ["iperf3", "--version"]
+
+
+# ---------------------------------------------------------------- CPU-bound ceilings
+
+def udp(**kw) -> iperf3.UdpResult:
+    base = {"packets_sent": 1000, "packets_delivered": 990, "packets_lost": 10, "pps_sent": 200_000.0,
+            "pps_delivered": 198_000.0, "loss_pct": 1.0, "length": 64, "duration_s": 5.0,
+            "cpu_sender_pct": 40.0, "cpu_receiver_pct": 40.0}
+    return iperf3.UdpResult(**{**base, **kw})
+
+
+def test_cpu_bound_from_iperf3s_own_figures_and_the_pinned_cores():
+    assert iperf3.cpu_bound(udp()) is None
+    assert iperf3.cpu_bound(udp(cpu_receiver_pct=97.0)) == "receiver at 97% of a CPU"
+    assert iperf3.cpu_bound(udp(cpu_sender_pct=99.4)) == "sender at 99% of a CPU with 1.0% loss"
+    # the pinned core was full although iperf3's own share was not (softirq, a neighbour)
+    assert iperf3.cpu_bound(udp(), receiver_core=95.0) == "receiver at 95% of a CPU"
+
+
+def test_a_full_sender_on_a_capped_path_is_not_the_limit():
+    # sends 10x what arrives: the path dropped them, the sender's CPU did not set the rate
+    capped = udp(packets_sent=10_000, packets_lost=9_010, loss_pct=90.1, cpu_sender_pct=100.0)
+    assert iperf3.cpu_bound(capped) is None
+
+
+def test_parallel_processes_combine_into_one_measurement():
+    a, b = udp(), udp(packets_sent=2000, packets_delivered=1980, packets_lost=20, loss_pct=1.0,
+                      pps_delivered=100_000.0, cpu_sender_pct=99.0)
+    c = iperf3.combine([a, b])
+    assert (c.processes, c.packets_sent, c.packets_delivered) == (2, 3000, 2970)
+    assert c.pps_delivered == 298_000.0 and c.loss_pct == pytest.approx(1.0)
+    assert c.cpu_sender_pct == 99.0  # the busiest process: one at its CPU's limit marks the whole
+    assert iperf3.cpu_bound(c) == "sender at 99% of a CPU with 1.0% loss"
+    assert iperf3.cpu_bound(iperf3.combine([a, a])) is None
+    assert iperf3.combine([a]) is a
+    with pytest.raises(ValueError):
+        iperf3.combine([])
