@@ -105,6 +105,7 @@ def context(summary: dict[str, Any], folder: Path, charts: list[dict[str, Any]])
         "runs": [_run_row(r, folder) for r in runs],
         "points": [_point_row(p) for p in plots.points(summary)],
         "hosts": _hosts(summary),
+        "observer": [row for r in runs for row in _observer_rows(r)],
         "baseline": _baseline(summary),
         "charts": charts,
         "missing_charts": [c for c in charts if not c["available"]],
@@ -123,6 +124,8 @@ def _run_row(r: dict[str, Any], folder: Path) -> dict[str, Any]:
         flags.append(f"{r['non_2xx']:,} non-2xx responses")
     if r.get("error"):
         flags.append(f"run failed: {r['error']}")
+    if num(dig(r, "observer", "remote_commands_in_window")):
+        flags.append(f"{r['observer']['remote_commands_in_window']} remote commands ran during the load")
     fg = dig(r, "perf", "flamegraph")
     split = a.get("server_cpu_split_pct")
     cost = a.get("cpu_us_per_request")
@@ -160,6 +163,32 @@ def _run_row(r: dict[str, Any], folder: Path) -> dict[str, Any]:
         "balance": f_pair(balance, lambda v: f_num(v, 2),
                           ("requests_max_over_mean", "connections_max_over_mean")),
     }
+
+
+def _observer_rows(r: dict[str, Any]) -> list[dict[str, str]]:
+    """What measuring cost each host during the run's load window (see telemetry.observer)."""
+    hosts = dig(r, "observer", "hosts")
+    if not isinstance(hosts, dict):
+        return []
+    rows = []
+    for name, o in hosts.items():
+        collectors = o.get("collectors") if isinstance(o.get("collectors"), dict) else {}
+        pinned = o.get("collector_cpus")
+        where = ("-" if not collectors else
+                 "not pinned: no CPU to spare" if pinned is None else
+                 f"CPUs {','.join(map(str, pinned))}")
+        if collectors and o.get("shares_measured_cpus"):
+            where += " (shares the measured CPUs)"
+        rows.append({
+            "run_id": plots.run_label(r), "host": f_text(name),
+            "collectors": ", ".join(f"{k} {f_num(dig(v, 'cpu_s_per_s'), 4)}"
+                                    for k, v in collectors.items()) or "-",
+            "total": f_num(o.get("collectors_cpu_s_per_s"), 4),
+            "where": where,
+            "sshd": f_num(o.get("sshd_cpu_s_per_s"), 4),
+            "commands": f_text(o.get("remote_commands_in_window")),
+        })
+    return rows
 
 
 def _point_row(p: dict[str, Any]) -> dict[str, Any]:

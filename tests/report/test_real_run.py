@@ -39,3 +39,10 @@ def test_report_from_a_fresh_real_run(tmp_path: Path, run_id: str):
     assert len(dom.imgs) == len(paths.plots)
     assert all((i.get("src") or "").startswith("data:image/png;base64,") for i in dom.imgs)
     assert [row[0] for row in dom.cells["verdicts"]] == [r["run_id"] for r in runs]
+    # what measuring cost, per run and host, from the run's own observer figures
+    assert [row[:2] for row in dom.cells["observer"]] == [[r["run_id"], "localhost"] for r in runs]
+    for row, r in zip(dom.cells["observer"], runs, strict=True):
+        o = r["observer"]["hosts"]["localhost"]
+        assert row[3] == f"{o['collectors_cpu_s_per_s']:,.4f}" and row[6] == "0"
+        assert "shares the measured CPUs" in row[4]  # 2 CPUs: server on 0, wrk on 1, none spare
+    assert "## What measuring cost" in paths.md.read_text()
