@@ -7,7 +7,17 @@
 
 namespace orch {
 
-const char* archName(Arch arch) { return arch == Arch::kReusePort ? "reuseport" : "main-sub"; }
+const char* archName(Arch arch) {
+  switch (arch) {
+    case Arch::kReusePort:
+      return "reuseport";
+    case Arch::kMainSub:
+      return "main-sub";
+    case Arch::kUring:
+      return "uring";
+  }
+  return "?";
+}
 
 namespace {
 
@@ -31,7 +41,7 @@ bool cpuAllowed(int64_t cpu) {
 }  // namespace
 
 std::string usage() {
-  return "usage: orchestrate-server --arch reuseport|main-sub --threads N [--cpus 0,2,4]\n"
+  return "usage: orchestrate-server --arch reuseport|main-sub|uring --threads N [--cpus 0,2,4]\n"
          "         [--acceptor-cpu C] [--bind 127.0.0.1] [--port 8000] [--backlog 4096]\n"
          "         [--body TEXT | --body-size N] [--idle-timeout-ms 60000]\n"
          "         [--header-timeout-ms 10000] [--max-connections N] [--max-body-bytes 1048576]\n";
@@ -62,7 +72,8 @@ ParseOutcome parseOptions(int argc, char** argv, Options* o, std::string* error)
     if (arg == "--arch") {
       if (value == "reuseport") o->arch = Arch::kReusePort;
       else if (value == "main-sub") o->arch = Arch::kMainSub;
-      else return bad("reuseport or main-sub");
+      else if (value == "uring") o->arch = Arch::kUring;
+      else return bad("reuseport, main-sub or uring");
     } else if (arg == "--threads") {
       if (!parseInt(value, 1, 1024, &n)) return bad("1..1024");
       o->threads = static_cast<int>(n);

@@ -8,7 +8,7 @@
 
 namespace orch {
 
-enum class Arch { kReusePort, kMainSub };
+enum class Arch { kReusePort, kMainSub, kUring };
 
 const char* archName(Arch arch);
 

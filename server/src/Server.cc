@@ -14,6 +14,9 @@
 #include "EventLoopThread.h"
 #include "EventLoopThreadPool.h"
 #include "Worker.h"
+#ifdef ORCH_HAVE_URING
+#include "UringServer.h"
+#endif
 
 namespace orch {
 
@@ -41,6 +44,16 @@ bool Server::openListeners(std::vector<UniqueFd>* listeners, int* port) {
 }
 
 int Server::run() {
+  if (options_.arch == Arch::kUring) {
+#ifdef ORCH_HAVE_URING
+    UringServer uring(options_);
+    return uring.run();
+#else
+    std::fprintf(stderr, "orchestrate-server: --arch uring: this binary was built without liburing "
+                         "(apt-get install liburing-dev, then rebuild)\n");
+    return 1;
+#endif
+  }
   // Signals are taken through a signalfd on the main loop; block them before
   // any thread exists so every thread inherits the mask.
   sigset_t mask;

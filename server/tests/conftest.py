@@ -3,7 +3,7 @@ import resource
 import pytest
 import support
 
-ARCHS = ["reuseport", "main-sub"]
+ARCHS = ["reuseport", "main-sub", "uring"]
 BUILD_KINDS = ["release", "asan"]
 
 

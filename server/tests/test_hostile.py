@@ -23,6 +23,8 @@ from pathlib import Path
 import pytest
 import support
 
+from conftest import ARCHS
+
 CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
 N_IDLE = 10_000
 N_SLOW = 2_000
@@ -486,7 +488,7 @@ def release_server(binaries, nofile):
 # ---------------------------------------------------------------- tests
 
 
-@pytest.mark.parametrize("arch", ["reuseport", "main-sub"])
+@pytest.mark.parametrize("arch", ARCHS)
 def test_ten_thousand_idle_connections(release_server, arch):
     s = release_server(arch)
     rep = idle_crowd(s, N_IDLE, hold_s=1.0)
@@ -504,7 +506,7 @@ def test_ten_thousand_idle_connections(release_server, arch):
     assert sum(t["connections"] for t in stats["threads"]) >= N_IDLE
 
 
-@pytest.mark.parametrize("arch", ["reuseport", "main-sub"])
+@pytest.mark.parametrize("arch", ARCHS)
 def test_slowloris_crowd_is_timed_out(release_server, arch):
     s = release_server(arch, "--header-timeout-ms", HEADER_TIMEOUT_MS)
     base_fds = settled_fd_count(s.pid)

@@ -1,0 +1,106 @@
+#include "UringServer.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <latch>
+#include <string>
+
+#include "EventLoopThread.h"  // pinCurrentThread
+#include "Socket.h"
+#include "UringSupport.h"
+#include "UringWorker.h"
+
+namespace orch {
+
+UringServer::UringServer(const Options& options) : options_(options) {}
+
+UringServer::~UringServer() = default;
+
+int UringServer::run() {
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  ::pthread_sigmask(SIG_BLOCK, &mask, nullptr);  // inherited by every thread
+  ::signal(SIGPIPE, SIG_IGN);
+
+  std::string why;
+  if (!checkUringSupport(&why)) {
+    std::fprintf(stderr, "orchestrate-server: --arch uring: %s\n", why.c_str());
+    return 1;
+  }
+  if (options_.acceptorCpu >= 0 && !pinCurrentThread(options_.acceptorCpu)) {
+    std::fprintf(stderr, "warning: cannot pin the main thread to cpu %d\n", options_.acceptorCpu);
+  }
+
+  int port = options_.port;
+  std::atomic<int64_t>* live = options_.maxConnections > 0 ? &live_ : nullptr;
+  for (int i = 0; i < options_.threads; ++i) {
+    std::string error;
+    UniqueFd fd = createListenSocket(options_.bind, port, options_.backlog, true, &error);
+    if (!fd.valid()) {
+      std::fprintf(stderr, "orchestrate-server: %s\n", error.c_str());
+      return 1;
+    }
+    if (i == 0) port = boundPort(fd.get());  // --port 0: the others join it
+    int cpu = options_.cpus.empty() ? -1 : options_.cpus[static_cast<size_t>(i) % options_.cpus.size()];
+    workers_.push_back(std::make_unique<UringWorker>(options_, std::move(fd), live, cpu));
+  }
+
+  // Each thread sets up its own ring (SINGLE_ISSUER: the creating thread is
+  // the only submitter) and arms its accept before the ready line.
+  std::latch started(static_cast<std::ptrdiff_t>(workers_.size()));
+  std::vector<std::string> errors(workers_.size());
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    threads_.emplace_back([this, i, &started, &errors] {
+      UringWorker* w = workers_[i].get();
+      if (w->cpu() >= 0 && !pinCurrentThread(w->cpu())) {
+        std::fprintf(stderr, "warning: cannot pin thread to cpu %d\n", w->cpu());
+      }
+      bool ok = w->init(&errors[i]);
+      started.count_down();
+      if (ok) w->run();
+    });
+  }
+  started.wait();
+  for (const std::string& e : errors) {
+    if (e.empty()) continue;
+    std::fprintf(stderr, "orchestrate-server: --arch uring: %s\n", e.c_str());
+    for (auto& w : workers_) w->stop();
+    for (auto& t : threads_) t.join();
+    return 1;
+  }
+
+  std::printf("{\"event\":\"ready\",\"arch\":\"uring\",\"threads\":%d,\"port\":%d,\"pid\":%d}\n", options_.threads,
+              port, static_cast<int>(::getpid()));
+  std::fflush(stdout);
+
+  siginfo_t info{};
+  while (::sigwaitinfo(&mask, &info) < 0) {
+  }
+
+  for (auto& w : workers_) w->stop();
+  for (auto& t : threads_) t.join();
+  printStats(port);
+  return 0;
+}
+
+void UringServer::printStats(int port) const {
+  std::string out = "{\"event\":\"stats\",\"arch\":\"uring\",\"port\":" + std::to_string(port) + ",\"threads\":[";
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    const UringWorker& w = *workers_[i];
+    const ThreadStats& s = w.stats();
+    if (i > 0) out += ",";
+    out += "{\"thread\":" + std::to_string(i) + ",\"cpu\":" + std::to_string(w.cpu()) +
+           ",\"tid\":" + std::to_string(w.tid()) + ",\"connections\":" + std::to_string(s.connections) +
+           ",\"requests\":" + std::to_string(s.requests) + ",\"bytes_in\":" + std::to_string(s.bytesIn) +
+           ",\"bytes_out\":" + std::to_string(s.bytesOut) + "}";
+  }
+  out += "]}\n";
+  std::fputs(out.c_str(), stdout);
+  std::fflush(stdout);
+}
+
+}  // namespace orch
