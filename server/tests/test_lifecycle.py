@@ -8,7 +8,7 @@ import subprocess
 import time
 
 import pytest
-from support import Client, get
+from support import Client, ServerProcess, get
 
 
 def test_ready_line(server, variant):
@@ -195,3 +195,48 @@ def test_emfile_does_not_spin_or_crash(start_server):
         except (OSError, EOFError):
             assert time.monotonic() < deadline, "server did not recover after EMFILE"
             time.sleep(0.1)
+
+
+def deny_io_uring_setup() -> None:
+    """preexec_fn: a seccomp filter making io_uring_setup fail with ENOSYS,
+    as on a kernel built without io_uring (x86_64 and arm64 share nr 425)."""
+    import ctypes
+    import struct
+
+    def insn(code: int, jt: int, jf: int, k: int) -> bytes:
+        return struct.pack("HBBI", code, jt, jf, k)
+
+    prog = b"".join([
+        insn(0x20, 0, 0, 0),                   # A = seccomp_data.nr
+        insn(0x15, 0, 1, 425),                 # if A == io_uring_setup
+        insn(0x06, 0, 0, 0x00050000 | 38),     #   return ERRNO(ENOSYS)
+        insn(0x06, 0, 0, 0x7FFF0000),          # return ALLOW
+    ])
+    buf = ctypes.create_string_buffer(prog)
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    fprog = SockFprog(len(prog) // 8, ctypes.addressof(buf))
+    libc = ctypes.CDLL(None, use_errno=True)
+    # PR_SET_NO_NEW_PRIVS, then PR_SET_SECCOMP with SECCOMP_MODE_FILTER.
+    if libc.prctl(38, 1, 0, 0, 0) != 0 or libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl")
+
+
+@pytest.mark.parametrize("build_kind", ["release", "asan"])
+def test_uring_without_kernel_support_exits_1_with_one_line(binaries, build_kind):
+    argv = [str(binaries[build_kind]), "--arch", "uring", "--threads", "2", "--bind", "127.0.0.1",
+            "--port", "0"]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, preexec_fn=deny_io_uring_setup)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout == ""  # no ready line
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("orchestrate-server: --arch uring: io_uring is not available"), lines
+    # The epoll architectures do not need it.
+    s = ServerProcess(binaries[build_kind], "reuseport", sanitized=build_kind == "asan",
+                      preexec_fn=deny_io_uring_setup)
+    with Client(s.port) as c:
+        assert c.request("/").status == 200
+    assert s.stop() is not None and s.returncode == 0
