@@ -17,6 +17,7 @@ import shutil
 import signal as _signal
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,7 +138,8 @@ def run(loaded: Loaded, *, results_root: Path, run_id: str | None = None,
                     with _shielded():
                         _teardown(ctx, transports)
         except (KeyboardInterrupt, Interrupted) as exc:
-            phase = ctx.phase if ctx else "start"
+            phase = ctx.phase if ctx else "lab"
+            summary["phase"] = phase
             msg = f"interrupted during {phase}" + (f" ({exc})" if str(exc) else "")
             finish("interrupted", msg)
             raise Interrupted(msg) from None
@@ -147,8 +149,15 @@ def run(loaded: Loaded, *, results_root: Path, run_id: str | None = None,
             if not resume and not (ctx and (ctx.runs or ctx.baseline)):
                 shutil.rmtree(results.path, ignore_errors=True)
             raise
-        except (RunFailed, tools.ToolError, OSError) as exc:
-            phase = ctx.phase if ctx else "start"
+        except Exception as exc:  # noqa: BLE001  every failure: one line, phase named, summary kept
+            phase = (exc.phase if isinstance(exc, RunFailed) and exc.phase else
+                     ctx.phase if ctx else "lab")
+            known = isinstance(exc, RunFailed | tools.ToolError | OSError)
+            if not known:  # a bug of ours: keep the traceback for the report, not the terminal
+                trace = results.path / "traceback.txt"
+                with contextlib.suppress(OSError):
+                    trace.write_text("".join(traceback.format_exception(exc)))
+            summary["phase"] = phase
             try:
                 finish("failed", f"{phase}: {exc}")
             except OSError as write_exc:  # e.g. the results disk is full: say so, keep the cause
@@ -158,7 +167,10 @@ def run(loaded: Loaded, *, results_root: Path, run_id: str | None = None,
             if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
                 raise RunFailed(f"cannot write the results folder {results.path}: {exc.strerror}",
                                 phase=phase) from None
-            raise RunFailed(str(exc), phase=phase) from exc
+            if known:
+                raise RunFailed(str(exc), phase=phase) from None
+            raise RunFailed(f"internal error ({type(exc).__name__}: {exc}); traceback in {trace}",
+                            phase=phase) from None
     finish("complete")
     return Outcome(results.path, summary)
 
@@ -375,9 +387,12 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
 
         def start_wrk(c: Host) -> remote.Process:
             cdir = f"{c.workdir}/{spec.run_id}"
-            argv = wrk.command(url, threads=sc.load.threads, connections=spec.connections,
-                               duration_s=sc.load.duration, timeout_s=sc.load.timeout,
-                               script_path=f"{cdir}/report.lua", pipeline=sc.load.pipeline)
+            try:
+                argv = wrk.command(url, threads=sc.load.threads, connections=spec.connections,
+                                   duration_s=sc.load.duration, timeout_s=sc.load.timeout,
+                                   script_path=f"{cdir}/report.lua", pipeline=sc.load.pipeline)
+            except tools.ToolError as exc:
+                raise RunFailed(str(exc), host=c.name, phase=ctx.phase) from None
             at = t0 + ctx.facts.get(c.name, {}).get("clock_offset_s", 0.0)
             wait = f"python3 -c 'import time; time.sleep(max(0.0, {at:.3f} - time.time()))'"
             return ctx.table.spawn(c.name, "wrk", f"{wait} && exec {tools.base.join(argv)}",

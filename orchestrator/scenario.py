@@ -435,9 +435,9 @@ def semantic_problems(sc: Scenario, source: str, lines: dict[tuple, int],
         add(("hosts", "roles", "client"), "provider 'local' has exactly one host; use netns or static")
     if sc.hosts.link.pps and sc.hosts.provider != "netns":
         add(("hosts", "link", "pps"), "a link cap is only applied by provider 'netns'")
-    if sc.load.threads > sc.load.connections[0] and len(sc.load.connections) == 1:
+    if sc.load.threads > min(sc.load.connections):
         add(("load", "threads"), "wrk needs at least one connection per thread "
-            f"({sc.load.threads} threads, {sc.load.connections[0]} connections)")
+            f"({sc.load.threads} threads, {min(sc.load.connections)} connections)")
     for key in ("duration", "timeout"):
         value = getattr(sc.load, key)
         if value != int(value):

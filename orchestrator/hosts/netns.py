@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import UserError
+from orchestrator.errors import RunFailed, UserError
 from orchestrator.hosts import Host, Lab
 from orchestrator.remote import SshTarget
 from orchestrator.scenario import Scenario
@@ -104,7 +104,8 @@ def _sh(argv: list[str], *, input: str | None = None, check: bool = True,
         timeout: float = 30) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout)
     if check and done.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)}: {done.stderr.strip() or done.stdout.strip()}")
+        raise RunFailed(f"`{' '.join(argv)}` exited {done.returncode}: "
+                        f"{done.stderr.strip() or done.stdout.strip() or 'no output'}", phase="lab")
     return done
 
 
@@ -210,7 +211,7 @@ def _keygen(paths: list[Path], comment: str) -> None:
     for p, proc in zip(paths, procs, strict=True):
         _, err = proc.communicate(timeout=30)
         if proc.returncode != 0:
-            raise RuntimeError(f"ssh-keygen {p}: {err.decode().strip()}")
+            raise RunFailed(f"ssh-keygen {p}: {err.decode().strip()}", phase="lab")
         p.chmod(0o600)
 
 
@@ -277,7 +278,7 @@ def _start_sshd(st: LabState) -> None:
     for h, proc in procs:
         _, err = proc.communicate(timeout=30)
         if proc.returncode != 0:
-            raise RuntimeError(f"sshd for {h.name} did not start: {err.decode().strip()}")
+            raise RunFailed(f"sshd did not start: {err.decode().strip()}", host=h.name, phase="lab")
 
 
 def _wait_ssh(st: LabState, timeout: float = 10.0) -> None:
@@ -296,8 +297,8 @@ def _wait_ssh(st: LabState, timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             log = Path(st.dir) / "hosts" / h.name / "sshd.log"
             tail = log.read_text().strip().splitlines()[-2:] if log.exists() else []
-            raise RuntimeError(f"sshd of {h.name} ({h.address}:22) did not answer in {timeout:.0f}s"
-                               + (f": {' | '.join(tail)}" if tail else ""))
+            raise RunFailed(f"sshd ({h.address}:22) did not answer in {timeout:.0f}s"
+                            + (f": {' | '.join(tail)}" if tail else ""), host=h.name, phase="lab")
         time.sleep(0.02)
 
 

@@ -29,7 +29,6 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from orchestrator.tools.base import ToolError
 
@@ -176,7 +175,7 @@ def version_argv() -> list[str]:
 def _seconds(value: float, what: str) -> str:
     # wrk reads times as whole numbers with a unit (units.c scan_time)
     if value <= 0 or value != int(value):
-        raise ValueError(f"wrk {what} must be a whole number of seconds > 0, got {value}")
+        raise ToolError("wrk", f"{what} must be a whole number of seconds > 0, got {value}")
     return f"{int(value)}s"
 
 
@@ -191,26 +190,20 @@ def command(
     pipeline: int = 1,
     headers: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """wrk's argv; `script_path` must hold LUA_SCRIPT (see write_script)."""
+    """wrk's argv; `script_path` must hold LUA_SCRIPT."""
     if threads < 1 or connections < threads:
-        raise ValueError("wrk needs threads >= 1 and connections >= threads")
+        raise ToolError("wrk", f"needs threads >= 1 and connections >= threads, got {threads} threads "
+                        f"and {connections} connections")
     if pipeline < 1:
-        raise ValueError("pipeline depth must be >= 1")
+        raise ToolError("wrk", f"pipeline depth must be >= 1, got {pipeline}")
     if not url.startswith(("http://", "https://")):
-        raise ValueError(f"wrk needs an http(s) URL, got {url!r}")
+        raise ToolError("wrk", f"needs an http(s) URL, got {url!r}")
     argv = [BINARY, "--latency", "-t", str(threads), "-c", str(connections),
             "-d", _seconds(duration_s, "duration"), "--timeout", _seconds(timeout_s, "timeout"),
             "-s", str(script_path)]
     for name, value in (headers or {}).items():
         argv += ["-H", f"{name}: {value}"]  # wrk only splits on ": "
     return [*argv, url, "--", str(pipeline)]
-
-
-def write_script(directory: str | Path) -> Path:
-    """Write LUA_SCRIPT into `directory` and return its path."""
-    path = Path(directory) / SCRIPT_NAME
-    path.write_text(LUA_SCRIPT)
-    return path
 
 
 # ---------------------------------------------------------------- parsing

@@ -79,7 +79,8 @@ def wrk_cmd(url: str, script: Path, *, t: int = 1, c: int = 10, d: int = 1, time
 
 
 def capture_wrk(tmp: Path) -> None:
-    script = wrk.write_script(tmp)
+    script = tmp / "report.lua"
+    script.write_text(wrk.LUA_SCRIPT)
     with ls.nginx() as url:
         save("wrk_ok.txt", run(wrk_cmd(url, script, t=2, c=20), wrk.ENV)[0])
         save("wrk_pipeline4.txt", run(wrk_cmd(url, script, c=10, pipeline=4), wrk.ENV)[0])
@@ -152,7 +153,8 @@ def capture_telemetry(tmp: Path) -> None:
     save("pidstat_nopid.txt", run(pidstat.command([gone.pid]) + ["1"], pidstat.ENV)[0])
 
     # mpstat and sar during loopback load, stopped with SIGINT in the middle of an interval
-    script = wrk.write_script(tmp)
+    script = tmp / "report.lua"
+    script.write_text(wrk.LUA_SCRIPT)
     with ls.nginx() as url:
         mp = background(mpstat.command(), mpstat.ENV)
         sa = background(sar.command(), sar.ENV)
