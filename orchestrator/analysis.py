@@ -32,12 +32,12 @@ class Thresholds:
     client_busy: float = 90.0
     packets_per_request: float = 2.0  # used only when packets could not be counted
     near: float = 3.0  # points either side of a threshold: flagged, the verdict may flip
-    run_queue_wait: float = 20.0  # % of the time runnable but not running (shared CPU, quota)
+    run_queue_wait: float = 30.0  # % of the time runnable but not running (shared CPU, quota)
     preempted_share: float = 25.0  # % of context switches that are involuntary
     min_switch_rate: float = 200.0  # switches/s below which switch shares decide nothing
     hot_thread_others: float = 50.0  # other threads at most this busy: one thread is "hot"
     allowance_per_s: float = 10.0  # cloud NIC allowance counter growth that matters, per s
-    littles_law: float = 20.0  # % difference QPS vs C/L still counted as "QPS = C/L"
+    littles_law: float = 20.0  # % below C/L that QPS may be and still be "QPS = C/L"
     flat_gain: float = 1.25  # connections at least doubled, QPS up by less: not concurrency
     send_lag_ms: float = 1.0  # open-loop mean send lag that shows the generator fell behind
 
@@ -83,7 +83,8 @@ RULES: tuple[Rule, ...] = (
          "softirq included (the kernel's network stack works for the server); the evidence "
          "shows the usr/sys/softirq split"),
     Rule("server-thread", SERVER,
-         "a server thread is busy at or above `server_busy`; when the other threads are below "
+         "a server thread's demand, the time it ran plus the time it waited for a CPU (pidstat "
+         "%CPU + %wait), is at or above `server_busy`; when every other thread's is below "
          "{hot_thread_others:g}% it is a hot thread (few connections hashed onto one thread) and "
          "the evidence shows the balance"),
     Rule("server-kept-from-running", SERVER,
@@ -102,9 +103,10 @@ RULES: tuple[Rule, ...] = (
          "{send_lag_ms:g} ms or more, while "
          "the server's CPUs were measured and nothing above saturated"),
     Rule("concurrency", CONCURRENCY,
-         "nothing is saturated and QPS is within {littles_law:g}% of C/L (Little's law: C "
-         "requests in flight over mean latency L is the most this closed loop can do), and the "
-         "matrix does not show QPS flat along connections: more connections would raise QPS"),
+         "nothing is saturated and QPS is no more than {littles_law:g}% below C/L (Little's law: "
+         "C requests in flight over mean latency L is the most this closed loop can do; a QPS "
+         "above C/L means the latency figure overstates, and is flagged), and the matrix does "
+         "not show QPS flat along connections: more connections would raise QPS"),
     Rule("nothing-fits", INCONCLUSIVE,
          "nothing above applies (for example the load generator's CPUs were not measured, or "
          "the only ceiling reached is a lower bound); the evidence says what is known"),
@@ -122,9 +124,10 @@ TEMPLATES: dict[str, str] = {
                        "(< {threshold}/s): {counters}",
     "server-cpu": "server CPU {cpu} busy {busy} {rel} {threshold} (usr {usr}, sys {sys}, "
                   "softirq {soft}, other {other})",
-    "server-thread": "busiest server thread {busy} {rel} {threshold} of a CPU",
-    "hot-thread": "hot thread: {n} server threads, the busiest at {busy}, the others at most {others}"
-                  "{balance}",
+    "server-thread": "busiest server thread {busy} running + {wait} waiting for a CPU = {demand} {rel} "
+                     "{threshold} of a CPU",
+    "hot-thread": "hot thread: {n} server threads, the busiest {busy} running + {wait} waiting for a "
+                  "CPU = {demand} {rel} {threshold}, the others at most {others}{balance}",
     "wait": "a server thread waited for a CPU {wait} {rel} {threshold} of the time (run-queue "
             "delay or CPU quota)",
     "switches": "{vol} voluntary vs {invol} involuntary switches/s: {share} involuntary {note}",
@@ -132,7 +135,10 @@ TEMPLATES: dict[str, str] = {
     "client-wait": "load generator on {host} waited for a CPU {wait} {rel} {threshold} of the time",
     "send-lag": "load generator send lag {lag} ms mean >= {threshold} ms: it could not send on schedule",
     "littles-law": "Little's law: {c} requests in flight / {l} ms mean latency = {cap} req/s; "
-                   "QPS {qps} is {diff} {rel} {threshold} from it",
+                   "QPS {qps} is {diff} {rel} {threshold} below it",
+    "littles-law-over": "Little's law: {c} requests in flight / {l} ms mean latency = {cap} req/s, "
+                        "but QPS {qps} is {over} above it: a closed loop cannot exceed C/L, so the "
+                        "mean latency overstates (C / QPS = {implied} ms)",
     "serialised": "connections {c1} -> {c2} (x{cx}) but QPS {q1} -> {q2} (x{qx}, < x{threshold}) "
                   "while mean latency grew {l1} -> {l2} ms: requests queue on the server",
     "scales": "connections {c1} -> {c2} (x{cx}) raised QPS {q1} -> {q2} (x{qx}, >= x{threshold})",
@@ -227,11 +233,14 @@ def _server_cpus(run: dict[str, Any]) -> dict[str, Any]:
     threads = [t for t in (run.get("server_cpu") or {}).get("threads") or []
                if isinstance(t, dict) and _num(t.get("busy")) is not None]
     if threads:
-        busy = sorted((float(t["busy"]) for t in threads), reverse=True)
-        out["thread_busy_max"] = busy[0]
-        out["thread_others_max"] = busy[1] if len(busy) > 1 else None
-        out["n_threads"] = len(busy)
-        out["thread_wait_max"] = max(float(t.get("wait") or 0.0) for t in threads)
+        # A thread's demand is the time it ran plus the time it was runnable but waited for a
+        # CPU: on a shared or quota-limited CPU it is full while its own %CPU is not.
+        rows_t = sorted(((float(t["busy"]), float(t.get("wait") or 0.0)) for t in threads),
+                        key=lambda bw: -(bw[0] + bw[1]))
+        out["thread_busy_max"], out["thread_busy_wait"] = rows_t[0]
+        out["thread_others_max"] = rows_t[1][0] + rows_t[1][1] if len(rows_t) > 1 else None
+        out["n_threads"] = len(rows_t)
+        out["thread_wait_max"] = max(w for _, w in rows_t)
     return out
 
 
@@ -308,7 +317,9 @@ def littles_law(run: dict[str, Any]) -> dict[str, float] | None:
     if not c or not mean_ms or mean_ms <= 0 or not qps:
         return None
     cap = c / (mean_ms / 1000.0)
-    return {"in_flight": c, "latency_ms": mean_ms, "qps_cap": cap, "diff_pct": 100.0 * abs(qps - cap) / cap}
+    # below: how far short of the loop's own ceiling QPS is (0 when at or above it)
+    return {"in_flight": c, "latency_ms": mean_ms, "qps_cap": cap,
+            "below_pct": max(0.0, 100.0 * (cap - qps) / cap), "over_pct": max(0.0, 100.0 * (qps - cap) / cap)}
 
 
 @dataclass
@@ -439,19 +450,20 @@ def analyse_run(run: dict[str, Any], *, server: str, interface: str | None, loop
                    soft=pct(s["soft"]), other=pct(max(0.0, b - s["usr"] - s["sys"] - s["soft"])))
         server_ev.append(("server-cpu" if b >= th.server_busy else "", text))
     if "thread_busy_max" in srv:
-        tb = srv["thread_busy_max"]
-        close("busiest server thread", tb, th.server_busy)
+        tb, tw = srv["thread_busy_max"], srv["thread_busy_wait"]
+        demand = tb + tw
+        close("busiest server thread (running + waiting)", demand, th.server_busy)
         others = srv["thread_others_max"]
-        if tb >= th.server_busy and others is not None and others < th.hot_thread_others:
+        values = {"busy": pct(tb), "wait": pct(tw), "demand": pct(demand, th.server_busy),
+                  "rel": rel(demand, th.server_busy), "threshold": f"{th.server_busy:g}%"}
+        if demand >= th.server_busy and others is not None and others < th.hot_thread_others:
             bal = balance(run)
             ratio = (bal or {}).get("requests_max_over_mean")
-            text = say("hot-thread", n=srv["n_threads"], busy=pct(tb, th.server_busy),
-                       others=pct(others, th.hot_thread_others),
+            text = say("hot-thread", n=srv["n_threads"], **values, others=pct(others, th.hot_thread_others),
                        balance=f"; requests max/mean {ratio:.2f} (server counters)" if ratio else "")
         else:
-            text = say("server-thread", busy=pct(tb, th.server_busy), rel=rel(tb, th.server_busy),
-                       threshold=f"{th.server_busy:g}%")
-        server_ev.append(("server-thread" if tb >= th.server_busy else "", text))
+            text = say("server-thread", **values)
+        server_ev.append(("server-thread" if demand >= th.server_busy else "", text))
         wait = srv["thread_wait_max"]
         if wait >= 1.0:
             close("server run-queue wait", wait, th.run_queue_wait)
@@ -518,6 +530,9 @@ def analyse_run(run: dict[str, Any], *, server: str, interface: str | None, loop
     server_lines = [t for _, t in server_ev]
     client_lines = [t for _, t in client_ev]
     ll = littles_law(run)
+    if ll and ll["over_pct"] >= th.littles_law:
+        flags.append(f"mean latency {ll['latency_ms']:.3f} ms is inconsistent with QPS: Little's law "
+                     f"gives C / QPS = {ll['in_flight'] / qps * 1000:.3f} ms (a latency figure to distrust)")
     rule: str
     # --- the rules, in RULES order ------------------------------------------------------------
     if not server_measured and not trusted:
@@ -551,7 +566,7 @@ def analyse_run(run: dict[str, Any], *, server: str, interface: str | None, loop
     elif not client_measured:
         rule, verdict = "nothing-fits", INCONCLUSIVE
         evidence += [say("missing", what="load generator CPU (mpstat)"), *server_lines]
-    elif ll and ll["diff_pct"] <= th.littles_law and not bounded:
+    elif ll and ll["below_pct"] <= th.littles_law and not bounded:
         rule, verdict = "concurrency", CONCURRENCY
         evidence += [_littles_text(ll, qps, th), *server_lines, *client_lines]
     else:
@@ -600,10 +615,14 @@ def analyse_run(run: dict[str, Any], *, server: str, interface: str | None, loop
 
 
 def _littles_text(ll: dict[str, float], qps: float, th: Thresholds) -> str:
-    d = ll["diff_pct"]
-    return say("littles-law", c=f"{int(ll['in_flight']):,}", l=f"{ll['latency_ms']:.3f}",
-               cap=f"{ll['qps_cap']:,.0f}", qps=f"{qps:,.0f}", diff=pct(d, th.littles_law),
-               rel=rel(d, th.littles_law), threshold=f"{th.littles_law:g}%")
+    common = {"c": f"{int(ll['in_flight']):,}", "l": f"{ll['latency_ms']:.3f}",
+              "cap": f"{ll['qps_cap']:,.0f}", "qps": f"{qps:,.0f}"}
+    if ll["over_pct"] >= th.near:
+        return say("littles-law-over", **common, over=pct(ll["over_pct"]),
+                   implied=f"{ll['in_flight'] / qps * 1000:.3f}")
+    d = ll["below_pct"]
+    return say("littles-law", **common, diff=pct(d, th.littles_law), rel=rel(d, th.littles_law),
+               threshold=f"{th.littles_law:g}%")
 
 
 def along_connections(runs: list[dict[str, Any]], th: Thresholds | None = None) -> None:

@@ -62,7 +62,17 @@ def test_network_bound_names_the_ceiling():
 def test_server_bound_when_its_thread_is_full():
     a = verdict(record(server_core=99, thread_busy=98, client=60))
     assert a["verdict"] == analysis.SERVER
-    assert "busiest server thread 98% >= 90%" in text(a)
+    assert "busiest server thread 98% running + 0% waiting for a CPU = 98% >= 90% of a CPU" in text(a)
+
+
+def test_a_thread_that_runs_or_waits_to_run_all_the_time_is_saturated():
+    # a shared core: the thread ran 69% and waited for the CPU 23% of the time
+    rec = record(server_core=80, thread_busy=69, client=50)
+    rec["server_cpu"]["threads"][0]["wait"] = 23.0
+    a = verdict(rec)
+    assert (a["verdict"], a["rule"]) == (analysis.SERVER, "server-thread")
+    assert a["evidence"][0] == ("busiest server thread 69% running + 23% waiting for a CPU = 92% >= 90% "
+                                "of a CPU")
 
 
 def test_server_bound_when_waiting_in_the_run_queue():
@@ -71,7 +81,7 @@ def test_server_bound_when_waiting_in_the_run_queue():
     rec["server_cpu"]["threads"][0]["wait"] = 37.0
     a = verdict(rec)
     assert (a["verdict"], a["rule"]) == (analysis.SERVER, "server-kept-from-running")
-    assert a["evidence"][0] == ("a server thread waited for a CPU 37% >= 20% of the time "
+    assert a["evidence"][0] == ("a server thread waited for a CPU 37% >= 30% of the time "
                                 "(run-queue delay or CPU quota)")
 
 
@@ -175,7 +185,7 @@ def test_concurrency_bound_when_nothing_is_saturated_and_qps_is_c_over_l():
                        connections=2))
     assert (a["verdict"], a["rule"]) == (analysis.CONCURRENCY, "concurrency")
     assert a["evidence"][0] == ("Little's law: 2 requests in flight / 0.100 ms mean latency = 20,000 req/s; "
-                                "QPS 20,000 is 0% < 20% from it")
+                                "QPS 20,000 is 0% < 20% below it")
 
 
 def test_concurrency_confirmed_when_qps_rises_with_connections():
@@ -194,7 +204,7 @@ def test_qps_far_from_c_over_l_with_nothing_saturated_is_inconclusive():
     a = verdict(record(qps=10_000, server_core=40, thread_busy=35, client=45, connections=64,
                        latency_ms=3.0))  # C/L = 21,333
     assert (a["verdict"], a["rule"]) == (analysis.INCONCLUSIVE, "nothing-fits")
-    assert "QPS 10,000 is 53% >= 20% from it" in text(a)
+    assert "QPS 10,000 is 53% >= 20% below it" in text(a)
 
 
 # --- review: client busy averaged away -----------------------------------------------------
@@ -212,7 +222,7 @@ def test_client_kept_from_running_and_send_lag_are_client_evidence():
     rec["client_proc"] = {"cli": {"wait": 60.0}}
     a = verdict(rec)
     assert a["verdict"] == analysis.CLIENT
-    assert a["evidence"][0] == "load generator on cli waited for a CPU 60% >= 20% of the time"
+    assert a["evidence"][0] == "load generator on cli waited for a CPU 60% >= 30% of the time"
     rec = record(server_core=35, thread_busy=30, client=30)
     rec["send_lag_ms"] = {"mean": 4.5}
     assert verdict(rec)["evidence"][0] == ("load generator send lag 4.50 ms mean >= 1 ms: it could not send "
@@ -281,8 +291,8 @@ def test_hot_thread_is_server_bound_with_the_balance():
                                           {"thread": 1, "connections": 0, "requests": 0}]}
     a = verdict(rec)
     assert a["verdict"] == analysis.SERVER
-    assert ("hot thread: 2 server threads, the busiest at 99%, the others at most 3%; requests max/mean "
-            "2.00 (server counters)") in text(a)
+    assert ("hot thread: 2 server threads, the busiest 99% running + 0% waiting for a CPU = 99% >= 90%, "
+            "the others at most 3%; requests max/mean 2.00 (server counters)") in text(a)
 
 
 def test_numbers_near_a_threshold_are_flagged():
@@ -367,13 +377,17 @@ def contradictions(a: dict) -> list[str]:
                       + r"%, other " + NUM + r"%\)", e)
         if m and abs(sum(map(f, m.groups()[1:])) - f(m[1])) > 2.0:
             bad.append(e)
-        m = re.search(r"in flight / " + NUM + r" ms mean latency = " + NUM + r" req/s; QPS " + NUM
-                      + r" is " + NUM + "%", e)
+        m = re.search(r"in flight / " + NUM + r" ms mean latency = " + NUM + r" req/s[;,] (?:but )?QPS "
+                      + NUM + r" is " + NUM + "% (>= [\\d.]+% below|< [\\d.]+% below|above)", e)
         if m:
-            lat, cap, q, diff = map(f, m.groups())
+            lat, cap, q, diff = map(f, m.groups()[:4])
             c = int(re.search(r"Little's law: " + NUM, e)[1].replace(",", ""))
-            if abs(c / lat * 1000 - cap) > 0.01 * cap + 1 or abs(100 * abs(q - cap) / cap - diff) > 1.5:
+            signed = 100 * (cap - q) / cap if "below" in m[5] else 100 * (q - cap) / cap
+            if abs(c / lat * 1000 - cap) > 0.01 * cap + 1 or abs(signed - diff) > 1.5 or signed < -1.5:
                 bad.append(e)
+        m = re.search(NUM + r"% running \+ " + NUM + r"% waiting for a CPU = " + NUM + "%", e)
+        if m and abs(f(m[1]) + f(m[2]) - f(m[3])) > 1.0:
+            bad.append(e)
         if "not saturated" in e or "starved" in e:
             bad.append(e)
     # the verdict's own first line must say why: a threshold reached, or its named rule's sentence
@@ -411,8 +425,9 @@ def all_cases() -> list[dict]:
     lag["send_lag_ms"] = {"mean": 3.0}
     proc = record()
     proc["client_proc"] = {"cli": {"wait": 50.0}}
-    far = record(latency_ms=50.0)
-    return cases + extra + [hot, lag, proc, far]
+    over = record(latency_ms=50.0)  # C/L far below QPS: the latency overstates
+    below = record(server_core=40, thread_busy=30, client=40, latency_ms=3.0)  # QPS well short of C/L
+    return cases + extra + [hot, lag, proc, over, below]
 
 
 def test_no_evidence_contradicts_its_numbers_and_every_template_is_exercised(monkeypatch):
