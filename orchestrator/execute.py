@@ -32,7 +32,7 @@ from orchestrator.plan import RUN_OVERHEAD_S, Plan, RunSpec, expand, fmt_seconds
 from orchestrator.remote import ProcessTable, Transport
 from orchestrator.scenario import Loaded, Scenario, dump
 from orchestrator.store import ResultsDir, new_run_id
-from orchestrator.tools import ethtool, iperf3, perf, wrk
+from orchestrator.tools import ethtool, iperf3, wrk
 from orchestrator.tools import facts as facts_tool
 from orchestrator.tools import server as server_tool
 
@@ -426,10 +426,7 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
         nic_after = telemetry.nic_counters(ctx, spec, "after")
 
         ctx.table.stop_many([p for p, _, _ in collectors], sig="INT", grace=5.0)
-        if "perf" in sc.telemetry.collectors:
-            # Symbols resolve only where the samples were taken: script it on the server host.
-            ts.run(f"cd {sdir} && {tools.base.join(perf.script_command('perf.data'))} "
-                   "> perf-script.txt 2> perf-script.err", timeout=300, check=False, env=perf.ENV)
+        perf_failure = telemetry.perf_script(ctx, sdir) if "perf" in sc.telemetry.collectors else None
         clean = ctx.table.stop(srv, sig="TERM", grace=10.0)
         gone = ctx.table.survivors(started)
         if gone:
@@ -446,7 +443,10 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
     ctx.phase = f"collect {spec.run_id}"
     pause_point(ctx, "collect")
     raw = _fetch(ctx, spec, started)
-    flame = telemetry.flamegraph_svg(ctx, spec, sdir) if "perf" in sc.telemetry.collectors else None
+    flame = (telemetry.flame_stacks(ctx, spec, sdir, perf_failure)
+             if "perf" in sc.telemetry.collectors else None)
+    if flame and flame.get("error"):
+        ctx.progress(f"orchestrate: WARNING no flame graph for {spec.run_id}: {flame['error']}")
     record = _record(ctx, spec, raw, wrks, collectors, affinity, server_cpus, t0)
     record["server_stopped_cleanly"] = clean
     record["observer"] = telemetry.observer(ctx, collectors, (t0, end), before, after, own_rate)

@@ -10,7 +10,6 @@ from orchestrator.context import Context, each, plain
 from orchestrator.errors import RunFailed
 from orchestrator.hosts import Host
 from orchestrator.plan import RunSpec
-from orchestrator.report import flamegraph
 from orchestrator.tools import ethtool, perf
 
 Collector = tuple[remote.Process, Host, str]  # process, where it runs, tool name
@@ -145,18 +144,44 @@ def nic_counters(ctx: Context, spec: RunSpec, when: str) -> dict[str, Any]:
     return out
 
 
-def flamegraph_svg(ctx: Context, spec: RunSpec, sdir: str) -> dict[str, Any] | None:
-    """Fold the server host's `perf script` output into a flame graph kept with the run."""
+NO_PERF_DATA = 3  # perf_script's own exit status: record left no data (its words on stderr)
+
+
+def perf_script(ctx: Context, sdir: str) -> str | None:
+    """`perf script` on the server host, where the samples' symbols resolve, while the server's
+    binary is still there. Returns what went wrong, in perf's own words, else None."""
+    done = ctx.t(ctx.lab.server).run(
+        f"cd {sdir} && if test -s perf.data; then "
+        f"{tools.base.join(perf.script_command('perf.data'))} > perf-script.txt; "
+        f"else tail -n 3 perf.err >&2; exit {NO_PERF_DATA}; fi", timeout=300, check=False, env=perf.ENV)
+    if done.rc == NO_PERF_DATA:
+        said = done.stderr.strip().splitlines()
+        return f"perf: record wrote no data: {said[-1] if said else 'no message'}"
+    try:
+        perf.check(done.rc, done.stderr)
+    except tools.ToolError as exc:
+        return str(exc)
+    return None
+
+
+def flame_stacks(ctx: Context, spec: RunSpec, sdir: str, failure: str | None) -> dict[str, Any]:
+    """The server host's samples folded into stacks, kept with the run; the report draws the
+    flame graph from them. A failure says why there is none."""
     server = ctx.lab.server
+    if failure:
+        return {"error": failure}
     text_path = ctx.results.raw(spec.run_id, server.name, "perf-script")
     try:
         ctx.t(server).get(f"{sdir}/perf-script.txt", text_path)
-    except (RunFailed, OSError):
-        return None
+    except (RunFailed, OSError) as exc:
+        return {"error": f"perf: cannot fetch its output: {exc}"}
     folded = perf.fold(text_path.read_text(errors="replace"))
     if not folded:
-        return None
-    svg = text_path.with_name("flamegraph.svg")
-    svg.write_text(flamegraph.render_svg(folded, title=f"{ctx.sc.name} {spec.run_id} on {server.name}"))
-    return {"flamegraph": str(svg.relative_to(ctx.results.path)), "samples": sum(folded.values()),
+        return {"error": "perf: no stack samples of the server (did it run on the sampled CPUs?)"}
+    stacks = text_path.with_name("perf.folded")
+    stacks.write_text(perf.dump_folded(folded))
+    rel = stacks.relative_to(ctx.results.path)
+    return {"folded": str(rel), "flamegraph": str(rel.with_name("flamegraph.svg")),
+            "title": f"{ctx.sc.name} {spec.run_id} on {server.name}",
+            "samples": sum(folded.values()),
             "top_frames": [[name, round(share, 4)] for name, share in perf.top_frames(folded, 8)]}

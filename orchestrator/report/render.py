@@ -17,9 +17,10 @@ from typing import Any
 
 import jinja2
 
-from orchestrator.report import plots
+from orchestrator.report import flamegraph, plots
 from orchestrator.report.plots import dig, num
 from orchestrator.store import atomic_write, load_summary
+from orchestrator.tools import perf
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ def build(folder: Path) -> ReportPaths:
     """Write report.md, report.html and plots/*.png into a results folder; returns their paths."""
     folder = Path(folder)
     summary = load_summary(folder)
+    _flamegraphs(summary, folder)
     charts, written = _charts(summary, folder)
     ctx = context(summary, folder, charts)
     env = _env()
@@ -46,6 +48,18 @@ def build(folder: Path) -> ReportPaths:
     _write(md, env.get_template("report.md.j2").render(ctx))
     _write(html, env.get_template("report.html.j2").render(ctx))
     return ReportPaths(md=md, html=html, plots=written)
+
+
+def _flamegraphs(summary: dict[str, Any], folder: Path) -> None:
+    """Each run's flame graph SVG, drawn from the folded stacks the run kept."""
+    for r in plots.runs_of(summary):
+        stacks, svg = dig(r, "perf", "folded"), dig(r, "perf", "flamegraph")
+        if not stacks or not svg or not (folder / str(stacks)).is_file():
+            continue
+        folded = perf.load_folded((folder / str(stacks)).read_text(errors="replace"))
+        if folded:
+            title = str(dig(r, "perf", "title") or r.get("run_id") or "")
+            _write(folder / str(svg), flamegraph.render_svg(folded, title=title))
 
 
 # ---------------------------------------------------------------- formatting (None-safe, "-" when missing)
@@ -124,6 +138,8 @@ def _run_row(r: dict[str, Any], folder: Path) -> dict[str, Any]:
         flags.append(f"{r['non_2xx']:,} non-2xx responses")
     if r.get("error"):
         flags.append(f"run failed: {r['error']}")
+    if dig(r, "perf", "error"):
+        flags.append(f"no flame graph: {r['perf']['error']}")
     if num(dig(r, "observer", "remote_commands_in_window")):
         flags.append(f"{r['observer']['remote_commands_in_window']} remote commands ran during the load")
     fg = dig(r, "perf", "flamegraph")

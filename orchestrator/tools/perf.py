@@ -141,6 +141,21 @@ def fold(script_text: str, *, kernel_suffix: bool = True) -> dict[str, int]:
     return dict(folded)
 
 
+def dump_folded(folded: Mapping[str, int]) -> str:
+    """Folded stacks as text, one "stack count" per line (stackcollapse's format)."""
+    return "".join(f"{stack} {count}\n" for stack, count in sorted(folded.items()))
+
+
+def load_folded(text: str) -> dict[str, int]:
+    """The inverse of dump_folded; lines that are not "stack count" are skipped."""
+    out: dict[str, int] = {}
+    for line in text.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack and count.isdigit():
+            out[stack] = out.get(stack, 0) + int(count)
+    return out
+
+
 def top_frames(folded: Mapping[str, int], n: int = 10) -> list[tuple[str, float]]:
     """The `n` leaf frames with the most self time, as (frame, share of all samples 0..1)."""
     total = sum(folded.values())

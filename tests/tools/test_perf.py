@@ -199,3 +199,10 @@ def test_live_record_sigint_script_fold_render(tmp_path: Path, no_children):
     assert len(frames) >= 2 and all(g.find(f"{ns}rect") is not None for g in frames)
     widest = max(frames, key=lambda g: float(g.find(f"{ns}rect").get("width")))
     assert widest.findtext(f"{ns}title") == f"all ({written:,} samples, 100.00%)"
+
+
+def test_folded_stacks_round_trip():
+    folded = {"srv;main;epoll_wait_[k]": 7, "srv;main;send": 3, "wrk;[unknown]": 1}
+    text = perf.dump_folded(folded)
+    assert text.splitlines()[0] == "srv;main;epoll_wait_[k] 7"
+    assert perf.load_folded(text + "garbage line\n") == folded
