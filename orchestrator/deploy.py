@@ -26,7 +26,7 @@ from orchestrator.hosts import Host, Lab
 
 PLAYBOOKS = Path(__file__).resolve().parents[1] / "playbooks"
 SITE = PLAYBOOKS / "site.yml"
-DEFAULT_ROOT = "/opt/orchestrate"  # roles/server/defaults: orchestrate_root
+DEFAULT_ROOT = "/opt/orchestrate"  # roles/server/defaults: server_root, when no orchestrate_root
 PYTHON = "/usr/bin/python3"  # interpreter discovery may pick a pyenv shim without python3-apt
 
 
