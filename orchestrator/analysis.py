@@ -79,9 +79,11 @@ RULES: tuple[Rule, ...] = (
          "the server and the load generator are both saturated by the rules below: give the "
          "load generator more CPUs to find the server's limit"),
     Rule("server-cpu", SERVER,
-         "one of the server's pinned CPUs is busy at or above `server_busy` ({server_busy:g}%), "
-         "softirq included (the kernel's network stack works for the server); the evidence "
-         "shows the usr/sys/softirq split"),
+         "the server's work on one of its pinned CPUs is at or above `server_busy` "
+         "({server_busy:g}%): its threads' %CPU there (pidstat) plus that CPU's softirq and irq "
+         "(the kernel's network stack works for the server); the evidence shows the split. Other "
+         "processes' time on the CPU is not the server's work (if they crowd it out, its "
+         "run-queue wait shows it); without per-thread placement the CPU's busy % is used"),
     Rule("server-thread", SERVER,
          "a server thread's demand, the time it ran plus the time it waited for a CPU (pidstat "
          "%CPU + %wait), is at or above `server_busy`; when every other thread's is below "
@@ -124,6 +126,8 @@ TEMPLATES: dict[str, str] = {
                        "(< {threshold}/s): {counters}",
     "server-cpu": "server CPU {cpu} busy {busy} {rel} {threshold} (usr {usr}, sys {sys}, "
                   "softirq {soft}, other {other})",
+    "server-work": "server work on CPU {cpu}: its threads {threads} + softirq {soft} + irq {irq} = "
+                   "{work} {rel} {threshold} (the CPU was {busy} busy in all)",
     "server-thread": "busiest server thread {busy} running + {wait} waiting for a CPU = {demand} {rel} "
                      "{threshold} of a CPU",
     "hot-thread": "hot thread: {n} server threads, the busiest {busy} running + {wait} waiting for a "
@@ -222,16 +226,32 @@ def _server_cpus(run: dict[str, Any]) -> dict[str, Any]:
     cpus = (run.get("server_host_cpu") or {}).get("cpus") or {}
     rows = {str(k): c for k, c in cpus.items() if isinstance(c, dict) and _num(c.get("busy")) is not None}
     out: dict[str, Any] = {}
+    threads = [t for t in (run.get("server_cpu") or {}).get("threads") or []
+               if isinstance(t, dict) and _num(t.get("busy")) is not None]
+    placed = [t for t in threads if t.get("cpus")]
     if rows:
         out["busy"] = statistics.fmean(c["busy"] for c in rows.values())
-        top = max(rows, key=lambda k: rows[k]["busy"])
+
+        def work(k: str) -> float:
+            # The server's own work on CPU k: its threads' %CPU there (pidstat), plus softirq
+            # and irq (the kernel's network stack, charged to no thread). Other processes'
+            # time on the CPU is not the server's work; if it crowds the server out, the
+            # server's run-queue wait shows it.
+            c = rows[k]
+            on = sum(float(t["busy"]) / len(t["cpus"]) for t in placed if int(k) in t["cpus"])
+            return min(100.0, on + float(c.get("soft") or 0.0) + float(c.get("irq") or 0.0))
+
+        if placed:
+            top = max(rows, key=work)
+            on = sum(float(t["busy"]) / len(t["cpus"]) for t in placed if int(top) in t["cpus"])
+            out["max_work"], out["max_threads"] = work(top), on
+        else:  # threads not placed on CPUs (or not measured): the CPU's busy time is all we have
+            top = max(rows, key=lambda k: rows[k]["busy"])
         out["max_busy"], out["max_cpu"] = float(rows[top]["busy"]), top
-        out["max_split"] = {k: float(rows[top].get(k) or 0.0) for k in ("usr", "sys", "soft")}
+        out["max_split"] = {k: float(rows[top].get(k) or 0.0) for k in ("usr", "sys", "soft", "irq")}
         out["split"] = {k: statistics.fmean(c.get(k, 0.0) for c in rows.values())
                         for k in ("usr", "sys", "soft")}
         out["n_cpus"] = len(rows)
-    threads = [t for t in (run.get("server_cpu") or {}).get("threads") or []
-               if isinstance(t, dict) and _num(t.get("busy")) is not None]
     if threads:
         # A thread's demand is the time it ran plus the time it was runnable but waited for a
         # CPU: on a shared or quota-limited CPU it is full while its own %CPU is not.
@@ -442,7 +462,14 @@ def analyse_run(run: dict[str, Any], *, server: str, interface: str | None, loop
     srv = _server_cpus(run)
     server_measured = "max_busy" in srv or "thread_busy_max" in srv
     server_ev: list[tuple[str, str]] = []  # (rule, evidence) of each way it is saturated
-    if "max_busy" in srv:
+    if "max_work" in srv:
+        w, s = srv["max_work"], srv["max_split"]
+        close(f"server work on CPU {srv['max_cpu']}", w, th.server_busy)
+        text = say("server-work", cpu=srv["max_cpu"], threads=pct(srv["max_threads"]), soft=pct(s["soft"]),
+                   irq=pct(s["irq"]), work=pct(w, th.server_busy), rel=rel(w, th.server_busy),
+                   threshold=f"{th.server_busy:g}%", busy=pct(srv["max_busy"]))
+        server_ev.append(("server-cpu" if w >= th.server_busy else "", text))
+    elif "max_busy" in srv:
         b, s = srv["max_busy"], srv["max_split"]
         close(f"server CPU {srv['max_cpu']}", b, th.server_busy)
         text = say("server-cpu", cpu=srv["max_cpu"], busy=pct(b, th.server_busy), rel=rel(b, th.server_busy),

@@ -87,11 +87,31 @@ def test_server_bound_when_waiting_in_the_run_queue():
 
 # --- review: saturated server core called client-bound -----------------------------------
 
+def placed(rec: dict, cpu: int = 0) -> dict:
+    """pidstat saw each server thread on `cpu` (as real records have it)."""
+    for t in rec["server_cpu"]["threads"]:
+        t["cpus"] = [cpu]
+    return rec
+
+
 def test_review_softirq_counts_as_server_work():
     # a core at 100%: 70% is the server thread, 30% softirq that no thread is charged for
+    a = verdict(placed(record(server_core=100, soft=30, thread_busy=70, client=50)))
+    assert (a["verdict"], a["rule"]) == (analysis.SERVER, "server-cpu")
+    assert a["evidence"][0] == ("server work on CPU 0: its threads 70% + softirq 30% + irq 0% = 100% >= 90% "
+                                "(the CPU was 100% busy in all)")
+    # without per-thread placement, the CPU's busy % (softirq included) stands in
     a = verdict(record(server_core=100, soft=30, thread_busy=70, client=50))
     assert (a["verdict"], a["rule"]) == (analysis.SERVER, "server-cpu")
-    assert a["evidence"][0] == ("server CPU 0 busy 100% >= 90% (usr 10%, sys 60%, softirq 30%, other 0%)")
+    assert a["evidence"][0] == "server CPU 0 busy 100% >= 90% (usr 10%, sys 60%, softirq 30%, other 0%)"
+
+
+def test_other_processes_on_the_servers_cpu_are_not_server_work():
+    # someone else's job fills the CPU; the server ran 20% and never waited: not server-bound
+    a = verdict(placed(record(server_core=100, soft=5, thread_busy=20, client=50)))
+    assert a["verdict"] != analysis.SERVER
+    assert ("server work on CPU 0: its threads 20% + softirq 5% + irq 0% = 25% < 90% "
+            "(the CPU was 100% busy in all)") in text(a)
 
 
 def test_review_full_server_core_and_busy_client_is_not_client_bound():
@@ -385,6 +405,10 @@ def contradictions(a: dict) -> list[str]:
             signed = 100 * (cap - q) / cap if "below" in m[5] else 100 * (q - cap) / cap
             if abs(c / lat * 1000 - cap) > 0.01 * cap + 1 or abs(signed - diff) > 1.5 or signed < -1.5:
                 bad.append(e)
+        m = re.search(r"its threads " + NUM + r"% \+ softirq " + NUM + r"% \+ irq " + NUM + r"% = "
+                      + NUM + "%", e)
+        if m and abs(f(m[1]) + f(m[2]) + f(m[3]) - f(m[4])) > 1.5 and f(m[4]) < 100:
+            bad.append(e)
         m = re.search(NUM + r"% running \+ " + NUM + r"% waiting for a CPU = " + NUM + "%", e)
         if m and abs(f(m[1]) + f(m[2]) - f(m[3])) > 1.0:
             bad.append(e)
@@ -411,7 +435,7 @@ def all_cases() -> list[dict]:
         rec = record(qps=qps, rx=qps, tx=qps, server_core=core, thread_busy=thread, client=client,
                      vol=400, invol=inv, soft=min(20.0, core - 10))
         rec["server_cpu"]["threads"][0]["wait"] = wait
-        cases.append(rec)
+        cases.append(placed(rec) if int(core) % 2 == 0 else rec)
     extra = []
     for rec in cases[::7]:
         lb = {**rec, "baseline": {**rec["baseline"], "lower_bound": True, "cpu_bound": "sender at 100%"}}
