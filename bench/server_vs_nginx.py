@@ -4,7 +4,7 @@
 Builds the Release server, then for several alternating rounds measures, for
 each load (keep-alive, pipelining depth 16, Connection: close) and each target
 (nginx with 1 worker per server thread and `reuseport`; orchestrate-server in
-`reuseport` and `main-sub`): QPS, latency p50/p99 (wrk --latency) and server
+`reuseport`, `main-sub` and `uring`): QPS, latency p50/p99 (wrk --latency) and server
 CPU microseconds per request from the server processes' own accounting
 (utime+stime in /proc/<pid>/stat, all threads/workers, before/after the run).
 Reports medians and the ratio to nginx, as a markdown table.
@@ -55,7 +55,7 @@ LOADS = {
     "pipeline16": ("keep-alive, pipelining depth 16", ["pipeline"], None),
     "close": ("new connection per request (Connection: close)", ["-H", "Connection: close"], None),
 }
-TARGETS = ["nginx", "reuseport", "main-sub"]
+TARGETS = ["nginx", "reuseport", "main-sub", "uring"]
 
 
 def run(cmd, **kw):
@@ -389,9 +389,9 @@ def render(results: dict, args, info: dict) -> str:
 MARKER = "<!-- end of generated figures; notes below are kept on rewrite -->"
 
 
-def write_results(section: str):
+def write_results(section: str, path: Path = RESULTS):
     """Replaces the generated part of our section; keeps everything else."""
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
     generated = section.rstrip("\n") + "\n\n" + MARKER + "\n"
     start = text.find(SECTION + "\n")
     if start < 0:
@@ -402,7 +402,7 @@ def write_results(section: str):
         mpos = text.find(MARKER, start, limit)
         end = mpos + len(MARKER) + 1 if mpos >= 0 else limit
         text = text[:start] + generated + text[end:]
-    RESULTS.write_text(text)
+    path.write_text(text)
 
 
 def main(argv=None) -> int:
@@ -423,6 +423,7 @@ def main(argv=None) -> int:
     p.add_argument("--retries", type=int, default=3)
     p.add_argument("--json", type=Path, help="write every measurement (with wrk's raw output) here")
     p.add_argument("--write-results", action="store_true", help=f"replace '{SECTION}' in bench/RESULTS.md")
+    p.add_argument("--results-file", type=Path, default=RESULTS, help="the file --write-results rewrites")
     p.add_argument("--no-build", action="store_true")
     p.add_argument("--from-json", type=Path, help="only render a --json file written earlier (same flags)")
     args = p.parse_args(argv)
@@ -437,7 +438,7 @@ def main(argv=None) -> int:
         section = render(saved["results"], args, saved["machine"])
         print(section)
         if args.write_results:
-            write_results(section)
+            write_results(section, args.results_file)
         return 0
     if not args.no_build:
         build_server()
@@ -467,8 +468,8 @@ def main(argv=None) -> int:
     if args.json:
         args.json.write_text(json.dumps({"machine": info, "results": results}, indent=1))
     if args.write_results:
-        write_results(section)
-        print(f"wrote {RESULTS}")
+        write_results(section, args.results_file)
+        print(f"wrote {args.results_file}")
     return 0
 
 
