@@ -11,7 +11,8 @@ from testkit import REPO
 
 
 def test_ruff_is_clean():
-    ruff = shutil.which("ruff", path=str(REPO / ".venv" / "bin")) or shutil.which("ruff")
+    ruff = (shutil.which("ruff", path=str(Path(sys.executable).parent))  # this interpreter's venv
+            or shutil.which("ruff", path=str(REPO / ".venv" / "bin")) or shutil.which("ruff"))
     assert ruff, "ruff is a test dependency (pip install -e .[test])"
     done = subprocess.run([ruff, "check", "orchestrator", "tests", "server/tests", "bench"], cwd=REPO,
                           capture_output=True, text=True)
