@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO / "server" / "tests"))
 import support  # noqa: E402
 import test_hostile as h  # noqa: E402
 
-ARCHS = ["reuseport", "main-sub"]
+ARCHS = ["reuseport", "main-sub", "uring"]
 
 
 def machine() -> str:
