@@ -104,8 +104,6 @@ PositiveInt = Annotated[int, Field(gt=0)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 ARCHES = ("reuseport", "main-sub")
-PROVIDERS = ("local", "netns", "static", "aws")
-TELEMETRY = ("pidstat", "mpstat", "sar", "perf")
 
 
 class _Model(BaseModel):

@@ -2,7 +2,7 @@
 
 Adapters know nothing of scenarios, hosts or transports: they take plain values
 and return plain dataclasses, so each can be tested on recorded real output.
-The registry maps a tool name (as written in a scenario) to its adapter module.
+A tool's name (as written in a scenario) is its adapter's module name.
 """
 
 from __future__ import annotations
@@ -12,22 +12,12 @@ from types import ModuleType
 
 from orchestrator.tools.base import ToolError  # noqa: F401  (re-exported)
 
-# name in a scenario -> module under orchestrator.tools
-REGISTRY: dict[str, str] = {
-    "wrk": "wrk",
-    "iperf3": "iperf3",
-    "pidstat": "pidstat",
-    "mpstat": "mpstat",
-    "sar": "sar",
-    "perf": "perf",
-    "server": "server",
-    "facts": "facts",
-    "ethtool": "ethtool",
-}
-
-TELEMETRY = ("pidstat", "mpstat", "sar", "perf")
+# The tool names a scenario or the pipeline may use; each is a module of this package.
+ADAPTERS = frozenset({"wrk", "iperf3", "pidstat", "mpstat", "sar", "perf", "server", "facts", "ethtool"})
 
 
 def get(name: str) -> ModuleType:
     """The adapter module for a tool name; KeyError for an unknown tool."""
-    return importlib.import_module(f"orchestrator.tools.{REGISTRY[name]}")
+    if name not in ADAPTERS:
+        raise KeyError(name)
+    return importlib.import_module(f"orchestrator.tools.{name}")

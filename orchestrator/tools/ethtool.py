@@ -95,14 +95,10 @@ class AllowanceDelta:
         return self.allowances.exceeded
 
 
-def version_argv() -> list[str]:
-    return [BINARY, "--version"]
-
-
 def command(interface: str) -> list[str]:
     """`ethtool -S IFACE`: the driver's statistics (needs no root on current kernels)."""
     if not interface or interface.startswith("-") or "/" in interface:
-        raise ValueError(f"ethtool: not an interface name: {interface!r}")
+        raise ToolError("ethtool", f"not an interface name: {interface!r}")
     return [BINARY, "-S", interface]
 
 

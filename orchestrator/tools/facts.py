@@ -45,10 +45,6 @@ class HostFacts:
             raise ValueError(f"host facts: cpus and threads_per_core must be >= 1: {self}")
 
 
-def version_argv() -> list[str]:
-    return [BINARY, "-c", "echo sh"]
-
-
 def command() -> str:
     """The sh snippet; run it as `sh -c <snippet>`."""
     parts = [

@@ -43,10 +43,6 @@ _OFFSET = re.compile(r"\+0x[0-9a-fA-F]+$")
 _SAMPLES = re.compile(r"Captured and wrote [\d.]+ MB .*?(?:\((\d+) samples\))? \]$", re.M)
 
 
-def version_argv() -> list[str]:
-    return [BINARY, "--version"]
-
-
 def record_command(pids: Sequence[int], output: str, *, frequency: int = 499) -> list[str]:
     """Sample `pids` on the software clock with call stacks until SIGINT.
 
@@ -56,9 +52,9 @@ def record_command(pids: Sequence[int], output: str, *, frequency: int = 499) ->
     """
     pid_list = [int(p) for p in pids]
     if not pid_list or any(p <= 0 for p in pid_list):
-        raise ValueError(f"perf record needs positive pids, got {pid_list}")
+        raise ToolError("perf", f"record needs positive pids, got {pid_list}")
     if frequency < 1:
-        raise ValueError("perf sampling frequency must be >= 1 Hz")
+        raise ToolError("perf", "sampling frequency must be >= 1 Hz")
     return [BINARY, "record", "-e", "cpu-clock", "-F", str(int(frequency)), "-g",
             "--no-buildid-cache", "-p", ",".join(map(str, pid_list)), "-o", output]
 

@@ -13,10 +13,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from orchestrator.tools.mpstat import in_window
+from orchestrator.tools import sysstat
+from orchestrator.tools.base import ToolError
+from orchestrator.tools.sysstat import in_window
 
 BINARY = "pidstat"
-ENV: dict[str, str] = {"LC_ALL": "C", "TZ": "UTC", "S_TIME_FORMAT": "ISO", "S_COLORS": "never"}
+ENV = sysstat.ENV
 
 
 @dataclass(frozen=True)
@@ -57,17 +59,13 @@ class ThreadStat:
     wait: float = 0.0  # mean %wait: the share of time it was runnable but not running
 
 
-def version_argv() -> list[str]:
-    return [BINARY, "-V"]
-
-
 def command(pids: Iterable[int], interval_s: int = 1) -> list[str]:
     """Per-thread CPU (-u) and context switches (-w) of `pids`, until stopped (SIGINT)."""
     pid_list = [int(p) for p in pids]
     if not pid_list or any(p <= 0 for p in pid_list):
-        raise ValueError(f"pidstat needs positive pids, got {pid_list}")
+        raise ToolError("pidstat", f"needs positive pids, got {pid_list}")
     if interval_s < 1:
-        raise ValueError("pidstat interval must be >= 1 s")
+        raise ToolError("pidstat", "interval must be >= 1 s")
     return [BINARY, "-H", "-h", "-u", "-w", "-t", "-p", ",".join(map(str, pid_list)),
             str(int(interval_s))]
 

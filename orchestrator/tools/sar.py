@@ -11,10 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from orchestrator.tools.mpstat import SysstatClock, in_window
+from orchestrator.tools import sysstat
+from orchestrator.tools.base import ToolError
+from orchestrator.tools.sysstat import SysstatClock, in_window
 
 BINARY = "sar"
-ENV: dict[str, str] = {"LC_ALL": "C", "TZ": "UTC", "S_TIME_FORMAT": "ISO", "S_COLORS": "never"}
+ENV = sysstat.ENV
 
 
 def _non_negative(obj: object, values: Iterable[float]) -> None:
@@ -120,14 +122,10 @@ _REPORTS: dict[str, tuple[str, dict[str, str]]] = {
 _TYPES = {"dev": DevSample, "edev": EdevSample, "tcp": TcpSample, "etcp": EtcpSample}
 
 
-def version_argv() -> list[str]:
-    return [BINARY, "-V"]
-
-
 def command(interval_s: int = 1) -> list[str]:
     """DEV, EDEV, TCP and ETCP reports every interval, until stopped with SIGINT."""
     if interval_s < 1:
-        raise ValueError("sar interval must be >= 1 s")
+        raise ToolError("sar", "interval must be >= 1 s")
     return [BINARY, "-n", "DEV,EDEV,TCP,ETCP", str(int(interval_s))]
 
 

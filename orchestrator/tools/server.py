@@ -18,11 +18,6 @@ from orchestrator.tools.base import ToolError, cpu_list, join
 BINARY = "orchestrate-server"
 ENV: dict[str, str] = {}
 REPO_SERVER_DIR = Path(__file__).resolve().parents[2] / "server"
-LOCAL_BINARY = REPO_SERVER_DIR / "build" / "release" / BINARY
-
-
-def version_argv() -> list[str]:
-    return [BINARY, "--version"]
 
 
 def build_command(source_dir: str | Path, build_dir: str | Path) -> str:

@@ -167,11 +167,6 @@ class WrkResult:
         return self.connect_errors + self.read_errors + self.write_errors + self.timeouts
 
 
-def version_argv() -> list[str]:
-    # `wrk -v` prints "wrk 4.1.0 [epoll] ..." then the usage, and exits 1
-    return [BINARY, "-v"]
-
-
 def _seconds(value: float, what: str) -> str:
     # wrk reads times as whole numbers with a unit (units.c scan_time)
     if value <= 0 or value != int(value):
@@ -335,11 +330,11 @@ def merge(results: Sequence[WrkResult]) -> WrkResult:
     i.e. was run with LUA_SCRIPT; a text-only result raises ValueError.
     """
     if not results:
-        raise ValueError("nothing to merge")
+        raise ToolError("wrk", "no result to merge")
     if len(results) == 1:
         return results[0]
     if any(r.source == "text" for r in results):
-        raise ValueError("merge needs the latency histogram of every wrk result (LUA_SCRIPT)")
+        raise ToolError("wrk", "merging needs the latency histogram of every result (LUA_SCRIPT)")
     hist = merge_histograms(r.histogram for r in results)
     weights = [sum(c for _, c in r.histogram) for r in results]
     mean_us = (sum(r.latency_ms.mean * 1000 * w for r, w in zip(results, weights, strict=True))

@@ -11,7 +11,7 @@ import time
 import pytest
 from localservers import data, need
 
-from orchestrator.tools import pidstat
+from orchestrator.tools import ToolError, pidstat
 
 CHURN = data("pidstat_churn.txt")
 
@@ -23,9 +23,9 @@ def by_name(stats):
 def test_command():
     assert pidstat.command([12, 34]) == [
         "pidstat", "-H", "-h", "-u", "-w", "-t", "-p", "12,34", "1"]
-    with pytest.raises(ValueError):
+    with pytest.raises(ToolError, match="^pidstat: "):
         pidstat.command([])
-    with pytest.raises(ValueError):
+    with pytest.raises(ToolError, match="^pidstat: "):
         pidstat.command([1], interval_s=0)
 
 
