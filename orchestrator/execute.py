@@ -14,16 +14,15 @@ import json
 import resource
 import shlex
 import shutil
-import signal as _signal
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator import analysis, baseline, remote, store, telemetry, tools
+from orchestrator import analysis, baseline, remote, signals, store, telemetry, tools
 from orchestrator import hosts as _hosts
 from orchestrator.context import Context, Progress, each, pause_point
 from orchestrator.errors import Interrupted, RunFailed, UserError
@@ -39,32 +38,6 @@ from orchestrator.tools import server as server_tool
 
 def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-@contextlib.contextmanager
-def _signals_as_interrupts() -> Iterator[None]:
-    """SIGTERM behaves like Ctrl-C: both unwind through teardown, then exit 130."""
-
-    def on_term(signum: int, frame: object) -> None:
-        raise Interrupted("terminated (SIGTERM)")
-
-    old = _signal.signal(_signal.SIGTERM, on_term)
-    try:
-        yield
-    finally:
-        _signal.signal(_signal.SIGTERM, old)
-
-
-@contextlib.contextmanager
-def _shielded() -> Iterator[None]:
-    """Teardown must finish: a second Ctrl-C or SIGTERM during it is ignored."""
-    old_int = _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
-    old_term = _signal.signal(_signal.SIGTERM, _signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        _signal.signal(_signal.SIGINT, old_int)
-        _signal.signal(_signal.SIGTERM, old_term)
 
 
 @dataclass(frozen=True)
@@ -121,7 +94,7 @@ def run(loaded: Loaded, *, results_root: Path, run_id: str | None = None,
     progress(f"orchestrate: {sc.name}: {len(todo)} of {len(plan.runs)} runs to do, about "
              f"{fmt_seconds(plan.expected_seconds * len(todo) / max(len(plan.runs), 1))}; "
              f"results in {results.path}")
-    with _signals_as_interrupts():
+    with signals.as_interrupts():
         try:
             with _hosts.open_lab(sc, run_id=run_id, **(lab_options or {})) as lab, \
                     _hosts.lock(lab, run_id):
@@ -135,7 +108,7 @@ def run(loaded: Loaded, *, results_root: Path, run_id: str | None = None,
                                   baseline=summary.get("baseline") or {}, runs=list(summary["runs"]))
                     _execute(ctx, plan, lambda i: save(f"running ({i}/{len(plan.runs)})"))
                 finally:
-                    with _shielded():
+                    with signals.shielded():
                         _teardown(ctx, transports)
         except (KeyboardInterrupt, Interrupted) as exc:
             phase = ctx.phase if ctx else "lab"

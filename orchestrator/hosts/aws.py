@@ -36,9 +36,7 @@ import logging
 import os
 import re
 import shutil
-import signal
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -53,6 +51,7 @@ from orchestrator.hosts import Host, Lab
 from orchestrator.plan import expand, fmt_seconds
 from orchestrator.remote import SshTarget
 from orchestrator.scenario import Aws, Scenario
+from orchestrator.signals import shielded
 
 log = logging.getLogger(__name__)
 
@@ -432,7 +431,7 @@ def cleanup(region: str, *, all: bool = False, run_id: str | None = None,
     items = _find(ec2, all=all, run_id=run_id, now=now, errors=unlisted)
     if dry_run or not items:
         return CleanupReport(tuple(items) if dry_run else (), tuple(unlisted))
-    with _shielded():
+    with shielded():
         removed, failed = _remove(ec2, items)
     failed = unlisted + failed
     for line in failed:
@@ -716,20 +715,6 @@ def provision(scenario: Scenario, *, run_id: str, created: Created, session: Any
     return Lab(provider="aws", hosts=hosts, name=base)
 
 
-@contextmanager
-def _shielded() -> Iterator[None]:
-    """Ignore SIGINT/SIGTERM while tearing down: a second Ctrl-C must not leak instances."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h if h is not None else signal.SIG_DFL)
-
-
 def teardown(ec2: Any, created: Created, *, now: datetime | None = None) -> TeardownReport:
     """Remove everything of this run: what `created` recorded plus anything found by its run tag."""
     now = now or datetime.now(UTC)
@@ -789,7 +774,7 @@ def open_lab(scenario: Scenario, *, run_id: str, session: Any = None, lab_dir: P
 
 
 def _teardown_logged(ec2: Any, created: Created, region: str) -> TeardownReport:
-    with _shielded():
+    with shielded():
         log.info("aws: tearing down run %s", created.run_id)
         report = teardown(ec2, created)
     if report.ok:

@@ -38,6 +38,7 @@ from orchestrator.errors import RunFailed, UserError
 from orchestrator.hosts import Host, Lab
 from orchestrator.remote import SshTarget
 from orchestrator.scenario import Scenario
+from orchestrator.signals import shielded
 
 LABS_ROOT = Path(os.environ.get("ORCHESTRATE_LABS", "/tmp/orchestrate/labs"))
 # Where the deploy playbook installs the server for lab hosts: shared by every lab
@@ -145,20 +146,6 @@ def _lock(root: Path) -> Iterator[None]:
     with open(root / ".lock", "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         yield
-
-
-@contextmanager
-def _shielded() -> Iterator[None]:
-    """Defers Ctrl-C/SIGTERM while tearing down, so teardown cannot itself be cut short."""
-    try:
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    except (ValueError, OSError):  # not the main thread's business
-        old = None
-    try:
-        yield
-    finally:
-        if old is not None:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _read_state(d: Path) -> LabState | None:
@@ -387,7 +374,7 @@ def up(name: str, hosts: int, pps: int | None = None, *, root: Path | None = Non
         _write_state(st)
         return st
     except BaseException:
-        with _shielded():
+        with shielded():
             down(name, root=root)
         raise
 
@@ -578,7 +565,7 @@ def open_lab(scenario: Scenario, *, run_id: str, root: Path | None = None, **_: 
     try:
         yield Lab(provider="netns", hosts=hosts, name=name)
     finally:
-        with _shielded():
+        with shielded():
             for h in hosts:  # raw outputs were fetched into the results folder by now
                 shutil.rmtree(h.workdir, ignore_errors=True)
             if owned:
