@@ -100,8 +100,11 @@ RULES: tuple[Rule, ...] = (
          "by less than x{flat_gain:g} while mean latency grew: requests queue on the server one "
          "at a time (a lock, a sleep, a slow backend), not on the load generator"),
     Rule("client", CLIENT,
-         "the busiest of the load generator's pinned CPUs (the maximum, as for the server) is at "
-         "or above `client_busy` ({client_busy:g}%), or an open-loop generator's mean send lag is "
+         "the load generator's busiest thread ran or waited for a CPU (pidstat %CPU + %wait) at or "
+         "above `client_busy` ({client_busy:g}%) or waited for one {run_queue_wait:g}% of the time "
+         "or more, or, when the record has no per-thread figures "
+         "for it, the busiest of its pinned CPUs (the maximum, as for the server) is, or an "
+         "open-loop generator's mean send lag is "
          "{send_lag_ms:g} ms or more, while "
          "the server's CPUs were measured and nothing above saturated"),
     Rule("concurrency", CONCURRENCY,
@@ -136,7 +139,10 @@ TEMPLATES: dict[str, str] = {
             "delay or CPU quota)",
     "switches": "{vol} voluntary vs {invol} involuntary switches/s: {share} involuntary {note}",
     "client-cpu": "load generator CPU {cpu} on {host} busy {busy} {rel} {threshold}",
-    "client-wait": "load generator on {host} waited for a CPU {wait} {rel} {threshold} of the time",
+    "client-wait": "load generator on {host} waited for a CPU {wait} {rel} {threshold} of the time "
+                   "(shared CPUs or a CPU quota)",
+    "client-demand": "load generator's busiest thread on {host}: {busy} running + {wait} waiting for a "
+                     "CPU = {demand} {rel} {threshold}",
     "send-lag": "load generator send lag {lag} ms mean >= {threshold} ms: it could not send on schedule",
     "littles-law": "Little's law: {c} requests in flight / {l} ms mean latency = {cap} req/s; "
                    "QPS {qps} is {diff} {rel} {threshold} below it",
@@ -518,25 +524,35 @@ def analyse_run(run: dict[str, Any], *, server: str, interface: str | None, loop
     # --- the load generator -------------------------------------------------------------
     cli = _client_cpus(run)
     client_ev: list[tuple[bool, str]] = []
-    if cli:
-        close(f"load generator CPU {cli['cpu']} on {cli['host']}", cli["busy"], th.client_busy)
-        client_ev.append((cli["busy"] >= th.client_busy,
-                          say("client-cpu", cpu=cli["cpu"], host=cli["host"],
-                              busy=pct(cli["busy"], th.client_busy), rel=rel(cli["busy"], th.client_busy),
-                              threshold=f"{th.client_busy:g}%")))
-    for host, p in (run.get("client_proc") or {}).items():  # the generator's own pidstat, if recorded
-        w = _num((p or {}).get("wait"))
-        if w is not None:
+    # The generator's own threads (pidstat: %CPU + %wait), when the record has them, decide
+    # instead of its CPUs' busy %, which counts whatever else runs there.
+    procs = {h: p for h, p in (run.get("client_proc") or {}).items()
+             if isinstance(p, dict) and _num(p.get("busy")) is not None}
+    for host, p in procs.items():
+        busy, w = float(p["busy"]), float(p.get("wait") or 0.0)
+        close(f"load generator thread on {host} (running + waiting)", busy + w, th.client_busy)
+        if w >= 1.0:
+            close(f"load generator run-queue wait on {host}", w, th.run_queue_wait)
             client_ev.append((w >= th.run_queue_wait,
                               say("client-wait", host=host, wait=pct(w, th.run_queue_wait),
                                   rel=rel(w, th.run_queue_wait), threshold=f"{th.run_queue_wait:g}%")))
+        client_ev.append((busy + w >= th.client_busy,
+                          say("client-demand", host=host, busy=pct(busy), wait=pct(w),
+                              demand=pct(busy + w, th.client_busy), rel=rel(busy + w, th.client_busy),
+                              threshold=f"{th.client_busy:g}%")))
+    if cli:
+        close(f"load generator CPU {cli['cpu']} on {cli['host']}", cli["busy"], th.client_busy)
+        client_ev.append((cli["busy"] >= th.client_busy and not procs,
+                          say("client-cpu", cpu=cli["cpu"], host=cli["host"],
+                              busy=pct(cli["busy"], th.client_busy), rel=rel(cli["busy"], th.client_busy),
+                              threshold=f"{th.client_busy:g}%")))
     sent_late = run.get("send_lag_ms")  # open-loop generators report it; wrk does not
     lag = _num(sent_late.get("mean")) if isinstance(sent_late, dict) else None
     if lag is not None and lag >= th.send_lag_ms:
         client_ev.append((True, say("send-lag", lag=f"{lag:.2f}", threshold=f"{th.send_lag_ms:g}")))
     client_measured = bool(client_ev)
     client_saturated = any(s for s, _ in client_ev)
-    if cli and cli["busy"] >= th.client_busy:
+    if cli and cli["busy"] >= th.client_busy and not procs:
         flags.append(f"load generator at {pct(cli['busy'], th.client_busy)} CPU (>= {th.client_busy:g}%): "
                      "the result says little about the server's own limit")
 

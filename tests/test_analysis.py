@@ -239,10 +239,17 @@ def test_review_client_busy_is_the_busiest_pinned_cpu():
 
 def test_client_kept_from_running_and_send_lag_are_client_evidence():
     rec = record(server_core=35, thread_busy=30, client=30)
-    rec["client_proc"] = {"cli": {"wait": 60.0}}
+    rec["client_proc"] = {"cli": {"busy": 25.0, "wait": 70.0}}  # a CPU quota of 25%
     a = verdict(rec)
     assert a["verdict"] == analysis.CLIENT
-    assert a["evidence"][0] == "load generator on cli waited for a CPU 60% >= 30% of the time"
+    assert a["evidence"][:2] == ["load generator on cli waited for a CPU 70% >= 30% of the time (shared CPUs "
+                                 "or a CPU quota)",
+                                 "load generator's busiest thread on cli: 25% running + 70% waiting for a "
+                                 "CPU = 95% >= 90%"]
+    # with its own figures, a CPU full of someone else's work is not the generator's
+    rec = record(server_core=35, thread_busy=30, client=100)
+    rec["client_proc"] = {"cli": {"busy": 10.0, "wait": 2.0}}
+    assert verdict(rec)["verdict"] != analysis.CLIENT
     rec = record(server_core=35, thread_busy=30, client=30)
     rec["send_lag_ms"] = {"mean": 4.5}
     assert verdict(rec)["evidence"][0] == ("load generator send lag 4.50 ms mean >= 1 ms: it could not send "
@@ -448,7 +455,7 @@ def all_cases() -> list[dict]:
     lag = record()
     lag["send_lag_ms"] = {"mean": 3.0}
     proc = record()
-    proc["client_proc"] = {"cli": {"wait": 50.0}}
+    proc["client_proc"] = {"cli": {"busy": 40.0, "wait": 55.0}}
     over = record(latency_ms=50.0)  # C/L far below QPS: the latency overstates
     below = record(server_core=40, thread_busy=30, client=40, latency_ms=3.0)  # QPS well short of C/L
     return cases + extra + [hot, lag, proc, over, below]

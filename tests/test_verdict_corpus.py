@@ -1,0 +1,285 @@
+"""The verdict corpus: real runs of induced bottlenecks, each with the verdict it must get and
+the deciding number named in the evidence (issue 12). Loads are short (3 s) and local; CPU
+quotas come from cgroup v1's cpu controller (tests/cgroupkit.py). The packet-rate-capped lab
+(network-bound) is tests/test_cross_host.py; the shared-CPU cases are tests/test_verdicts.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import sys
+import time
+from pathlib import Path
+
+import cgroupkit
+import pytest
+import yaml
+
+from orchestrator import analysis
+from orchestrator.tools import server as server_tool
+
+from testkit import REPO, orchestrate
+
+pytestmark = pytest.mark.slow
+
+SERVER_BINARY = REPO / "server" / "build" / "release" / "orchestrate-server"
+
+# One thread, one selector loop, 1 ms asleep per request: requests are served one at a time.
+SLEEPER = r'''
+import selectors, socket, sys, time
+RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: keep-alive\r\n\r\nhello\n"
+sel = selectors.DefaultSelector()
+lst = socket.socket()
+lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+lst.bind(("127.0.0.1", int(sys.argv[1])))
+lst.listen(512)
+lst.setblocking(False)
+sel.register(lst, selectors.EVENT_READ)
+pending = {}
+while True:
+    for key, _ in sel.select():
+        s = key.fileobj
+        if s is lst:
+            c, _ = lst.accept()
+            c.setblocking(True)
+            sel.register(c, selectors.EVENT_READ)
+            pending[c] = b""
+            continue
+        try:
+            data = s.recv(65536)
+        except OSError:  # reset by the load generator at its end
+            data = b""
+        if not data:
+            sel.unregister(s)
+            pending.pop(s, None)
+            s.close()
+            continue
+        buf = pending[s] + data
+        while b"\r\n\r\n" in buf:
+            _, buf = buf.split(b"\r\n\r\n", 1)
+            time.sleep(0.001)
+            try:
+                s.sendall(RESPONSE)
+            except OSError:
+                break
+        pending[s] = buf
+'''
+
+# Two threads, each with its own SO_REUSEPORT listener, serving a connection until it closes
+# with a little CPU work per request: one connection keeps one thread busy, the other idle.
+HOT = r'''
+import socket, sys, threading
+RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: keep-alive\r\n\r\nhello\n"
+def serve(port):
+    lst = socket.socket()
+    lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    lst.bind(("127.0.0.1", port))
+    lst.listen(128)
+    while True:
+        c, _ = lst.accept()
+        buf = b""
+        try:
+            while True:
+                data = c.recv(65536)
+                if not data:
+                    break
+                buf += data
+                n = buf.count(b"\r\n\r\n")
+                buf = buf.rsplit(b"\r\n\r\n", 1)[1] if n else buf
+                for _ in range(n):
+                    sum(i * i for i in range(5000))  # the work a request costs: ~0.3 ms
+                c.sendall(RESPONSE * n)
+        except OSError:
+            pass
+        c.close()
+threads = [threading.Thread(target=serve, args=(int(sys.argv[1]),), daemon=True) for _ in range(2)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+'''
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scenario(port: int, **over) -> dict:
+    sc = {"name": "corpus", "hosts": {"provider": "local"},
+          "server": {"arch": "reuseport", "threads": 1, "cpus": [0], "port": port},
+          "load": {"threads": 1, "connections": 64, "duration": "3s", "cpus": [1]},
+          "baseline": {"enabled": False}, "telemetry": ["pidstat", "mpstat", "sar"], "repeat": 1}
+    for key, value in over.items():
+        sc[key] = {**sc[key], **value} if isinstance(value, dict) else value
+    return sc
+
+
+def run(tmp_path: Path, run_id: str, sc: dict, wrk_quota: float = 1.0) -> dict:
+    """`orchestrate run` of `sc`, with wrk (a wrapper first on PATH) in a cgroup of its own.
+
+    The record has no per-process figures for the load generator (only its CPUs' busy %,
+    which counts whatever else runs there: on a shared machine, other people's jobs). Until
+    execute.py records them (`client_proc`, see issue 12's report), the wrapper measures wrk's
+    own CPU time and throttled time per run (cpuacct.usage, cpu.stat) and the runs are
+    analysed again with them: the verdict rules under test are analysis.py's, unchanged."""
+    real_wrk = next(p for p in ("/usr/bin/wrk", "/usr/local/bin/wrk") if Path(p).exists())
+    bindir, log = tmp_path / "bin", tmp_path / "wrk-accounting.txt"
+    bindir.mkdir(exist_ok=True)
+    path = tmp_path / "scenario.yaml"
+    path.write_text(yaml.safe_dump(sc))
+    with cgroupkit.quota(wrk_quota) as cg:
+        used = f"cat {cg.acct}/cpuacct.usage"
+        throttled = f"awk '/^throttled_time/ {{print $2}}' {cg.path}/cpu.stat"
+        (bindir / "wrk").write_text(
+            f"#!/bin/sh\n{cg.join()}\n"
+            f"a=$({used}); x=$({throttled}); t0=$(date +%s.%N)\n{real_wrk} \"$@\"\nrc=$?\n"
+            f"b=$({used}); y=$({throttled}); t1=$(date +%s.%N)\n"
+            f"echo \"$a $b $x $y $t0 $t1\" >> {log}\nexit $rc\n")
+        (bindir / "wrk").chmod(0o755)
+        env = {"PATH": f"{bindir}:{os.environ['PATH']}"}
+        deadline = time.monotonic() + 240
+        while True:
+            done = orchestrate("run", str(path), "--results", str(tmp_path / "results"), "--run-id", run_id,
+                               timeout=300, env=env)
+            # another run holds this host (a shared machine): wait for it rather than measure beside it
+            if "is running against this host" not in done.stderr or time.monotonic() > deadline:
+                break
+            time.sleep(5)
+        throttles = cg.stat()["nr_throttled"]
+    assert done.returncode == 0, done.stderr[-3000:]
+    (summary,) = (tmp_path / "results").glob("*/*/summary.json")
+    s = json.loads(summary.read_text())
+    s["wrk_throttles"] = throttles
+    per_run = [line.split() for line in log.read_text().splitlines() if len(line.split()) == 6]
+    wrk_runs = [r for r in s["runs"]]
+    assert len(per_run) >= len(wrk_runs), per_run  # the readiness probe is not wrk: one line a run
+    for r, (a, b, x, y, t0, t1) in zip(wrk_runs, per_run[-len(wrk_runs):], strict=True):
+        seconds = float(t1) - float(t0)
+        r["client_proc"] = {"localhost": {"busy": 100.0 * (int(b) - int(a)) / 1e9 / seconds,
+                                          "wait": 100.0 * (int(y) - int(x)) / 1e9 / seconds}}
+    r0 = s["runs"][0]
+    r0["product_analysis"] = r0["analysis"]  # what the record alone gave, for the report
+    analysis.analyse(s, th=analysis.Thresholds(), server=s["topology"]["server"], interface=None,
+                     loopback=True)
+    return s
+
+
+def builtin(port: int, threads: int = 1, cpus: tuple[int, ...] = (0,)) -> str:
+    return " ".join(server_tool.builtin_command(str(SERVER_BINARY), arch="reuseport", threads=threads,
+                                                cpus=list(cpus), port=port, bind="127.0.0.1",
+                                                body="hello\n")).replace("hello\n", "hello")
+
+
+def pct_in(evidence: list[str], pattern: str) -> float:
+    """The number a deciding evidence line printed (the first line matching `pattern`)."""
+    for e in evidence:
+        m = re.search(pattern, e)
+        if m:
+            return float(m[1])
+    raise AssertionError(f"no evidence matches {pattern!r}: {evidence}")
+
+
+def test_server_starved_by_a_cpu_quota_is_server_bound(tmp_path, run_id):
+    """Case 3: the server process tree in a cgroup at 25% of a CPU; the generator is free."""
+    port = free_port()
+    with cgroupkit.quota(0.25) as cg:
+        sc = scenario(port, server={"arch": "quota25", "command": cg.enter_command(builtin(port))})
+        s = run(tmp_path, run_id, sc)
+        throttled = cg.stat()["nr_throttled"]
+    assert s["runs"][0]["product_analysis"]["verdict"] in ("server-bound", "inconclusive")
+    assert throttled > 10  # the quota did bite
+    (r,) = s["runs"]
+    a = r["analysis"]
+    # the wait decides; on a busy machine the shared core may be full as well (rule server-cpu)
+    assert a["verdict"] == "server-bound", a["evidence"]
+    assert a["rule"] in ("server-kept-from-running", "server-thread", "server-cpu"), a
+    wait = pct_in(a["evidence"], r"a server thread waited for a CPU ([\d.]+)% >= 30%")
+    assert wait >= 40  # throttled ~75% of the time: far from the 20% threshold
+    assert r["client_proc"]["localhost"]["busy"] < 90
+
+
+def test_hot_thread_is_server_bound(tmp_path, run_id):
+    """Case 4: two server threads (a user command), one connection, pipelined: the kernel gives
+    the connection to one thread, which works flat out while the other idles."""
+    port = free_port()
+    script = tmp_path / "hot.py"
+    script.write_text(HOT)
+    sc = scenario(port, server={"arch": "hot", "threads": 2, "cpus": [0],
+                                "command": f"{sys.executable} {script} {{port}}"},
+                  load={"connections": 1, "pipeline": 16})
+    (r,) = run(tmp_path, run_id, sc)["runs"]
+    a = r["analysis"]
+    threads = sorted((t["busy"] for t in r["server_cpu"]["threads"]), reverse=True)
+    assert len(threads) >= 2 and threads[1] < 50, threads
+    assert a["verdict"] == "server-bound", a["evidence"]
+    assert any(e.startswith("hot thread: ") for e in a["evidence"]), a["evidence"]
+    busiest = pct_in(a["evidence"], r"hot thread: .* waiting for a CPU = ([\d.]+)% >= 90%")
+    assert busiest >= 90
+
+
+def test_server_that_serialises_requests_is_server_bound_not_client_bound(tmp_path, run_id):
+    """Case 5: a single-threaded server sleeping 1 ms per request (a user command): idle CPUs
+    everywhere; across connections 2 -> 8 QPS stays flat while latency grows."""
+    port = free_port()
+    script = tmp_path / "sleeper.py"
+    script.write_text(SLEEPER)
+    sc = scenario(port, server={"arch": "sleeper", "command": f"{sys.executable} {script} {{port}}"},
+                  load={"connections": [2, 8]})
+    s = run(tmp_path, run_id, sc)
+    by_c = {r["connections"]: r for r in s["runs"]}
+    assert set(by_c) == {2, 8}
+    assert by_c[8]["qps"] < 1.25 * by_c[2]["qps"] and by_c[2]["qps"] < 1000  # 1 ms each, in series
+    for r in s["runs"]:
+        a = r["analysis"]
+        assert (a["verdict"], a["rule"]) == ("server-bound", "server-serialised"), a["evidence"]
+        assert a["evidence"][0].startswith("connections 2 -> 8 (x4) but QPS "), a["evidence"]
+        assert r["client_proc"]["localhost"]["busy"] < 90
+        ll = a["littles_law"]  # within the run: C / L is what the loop could do, and did
+        assert ll["below_pct"] < 20 and ll["over_pct"] < 20
+    assert {p["verdict_text"] for p in s["points"]} == {"server-bound (1 of 1)"}
+
+
+def test_closed_loop_with_one_connection_is_concurrency_bound_and_the_ceiling_a_lower_bound(tmp_path, run_id):
+    """Case 6 (and 7 over loopback): one connection against the fast built-in server; the
+    baseline's iperf3 is CPU-bound over loopback, so its ceiling is only a lower bound."""
+    port = free_port()
+    sc = scenario(port, load={"connections": 1},
+                  baseline={"enabled": True, "iperf3": {"duration": "1s", "tcp": False,
+                                                        "port": free_port()}})
+    s = run(tmp_path, run_id, sc)
+    (r,) = s["runs"]
+    a = r["analysis"]
+    assert (a["verdict"], a["rule"]) == ("concurrency-bound", "concurrency"), a["evidence"]
+    assert a["evidence"][0].startswith("Little's law: 1 requests in flight / ")
+    assert r["client_proc"]["localhost"]["busy"] < 90
+    (entry,) = s["baseline"].values()
+    assert entry["udp"]["lower_bound"] is True and "CPU" in entry["udp"]["cpu_bound"]
+    assert r["baseline"]["lower_bound"] is True and a["ceiling_lower_bound"] is True
+    assert a["verdict"] != "network-bound"
+
+
+def test_server_telemetry_missing_is_inconclusive(tmp_path, run_id):
+    """Case 8: no pidstat or mpstat: whatever the load generator did, nothing is concluded."""
+    port = free_port()
+    (r,) = run(tmp_path, run_id, scenario(port, telemetry=["sar"]))["runs"]
+    a = r["analysis"]
+    assert (a["verdict"], a["rule"]) == ("inconclusive", "unmeasured"), a["evidence"]
+    assert a["evidence"][0] == analysis.say("missing", what="server CPU (mpstat) and threads (pidstat)")
+    assert a["server_busy_pct"] is None
+
+
+def test_load_generator_starved_by_a_cpu_quota_is_client_bound(tmp_path, run_id):
+    """Case 2: wrk in a cgroup at 20% of a CPU against the fast server. mpstat shows wrk's
+    core mostly idle (throttled time is idle time); wrk's own run-queue wait shows the quota."""
+    port = free_port()
+    s = run(tmp_path, run_id, scenario(port), wrk_quota=0.2)
+    assert s["wrk_throttles"] > 10
+    (r,) = s["runs"]
+    a = r["analysis"]
+    assert (a["verdict"], a["rule"]) == ("client-bound", "client"), a["evidence"]
+    assert pct_in(a["evidence"], r"load generator on localhost waited for a CPU ([\d.]+)% >= 30%") >= 50
+    assert r["client_proc"]["localhost"]["busy"] < 30  # it ran no more than its quota
