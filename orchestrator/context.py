@@ -14,11 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator import remote
 from orchestrator.errors import UserError
 from orchestrator.hosts import Host, Lab
 from orchestrator.remote import CommandLog, ProcessTable, Transport
-from orchestrator.scenario import Scenario, resolve_cpus
+from orchestrator.scenario import Scenario, parse_cpus, resolve_cpus
 from orchestrator.store import ResultsDir
 
 Progress = Callable[[str], None]
@@ -45,10 +44,12 @@ class Context:
 
     def cpus(self, host: Host, role: str) -> list[int]:
         """The scenario's CPUs for a role on a host; inventory vars override; keywords resolved."""
-        spec = host.vars.get(f"{role}_cpus") or (self.sc.server.cpus if role == "server"
-                                                  else self.sc.load.cpus)
-        if isinstance(spec, str) and spec not in ("even", "odd", "all"):
-            spec = remote.parse_cpu_list(spec)
+        spec = self.sc.server.cpus if role == "server" else self.sc.load.cpus
+        if host.vars.get(f"{role}_cpus"):  # the inventory's, checked like the scenario's
+            try:
+                spec = parse_cpus(host.vars[f"{role}_cpus"])
+            except ValueError as exc:
+                raise UserError(f"host {host.name}: {role}_cpus: {exc}") from None
         allowed = self.facts.get(host.name, {}).get("cpus_allowed") or [0]
         cpus = resolve_cpus(spec, allowed)
         missing = sorted(set(cpus) - set(allowed))

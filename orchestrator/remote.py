@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from orchestrator import cpus
 from orchestrator.errors import RunFailed, UserError
 
 LEDGER = ".orchestrate-pids"  # in each host's work dir: what `cleanup` may kill
@@ -507,7 +508,7 @@ def thread_affinity(t: Transport, pids: list[int], *,
         parts = line.split()
         if len(parts) == 4:
             out[int(parts[1])] = {"pid": int(parts[0]), "name": parts[2],
-                                  "cpus": parse_cpu_list(parts[3])}
+                                  "cpus": cpus.parse_list(parts[3])}
     return out
 
 
@@ -533,17 +534,6 @@ def marked_runs(t: Transport) -> dict[str, list[int]]:
         if pid.isdigit() and rid and int(pid) != os.getpid():
             runs.setdefault(rid, []).append(int(pid))
     return runs
-
-
-def parse_cpu_list(text: str) -> list[int]:
-    """'0-2,5' -> [0, 1, 2, 5] (the kernel's list format)."""
-    cpus: list[int] = []
-    for part in text.strip().split(","):
-        if not part:
-            continue
-        lo, _, hi = part.partition("-")
-        cpus.extend(range(int(lo), int(hi or lo) + 1))
-    return cpus
 
 
 @dataclass

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from orchestrator.cpus import parse_list, ranges
 from orchestrator.errors import Problem, UserError
 
 # --- value types -------------------------------------------------------------
@@ -62,15 +63,10 @@ def parse_cpus(value: Any) -> list[int] | str:
     if isinstance(value, int) and not isinstance(value, bool):
         value = [value]
     if isinstance(value, str):
-        cpus: list[int] = []
-        for part in value.split(","):
-            part = part.strip()
-            m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
-            if not m:
-                raise ValueError(f"cannot read {value!r} as CPUs; expected e.g. [0, 2] or '0-3,8'")
-            lo, hi = int(m[1]), int(m[2] or m[1])
-            cpus.extend(range(lo, hi + 1))
-        value = cpus
+        try:
+            value = parse_list(value)
+        except ValueError:
+            raise ValueError(f"cannot read {value!r} as CPUs; expected e.g. [0, 2] or '0-3,8'") from None
     if not isinstance(value, list) or not value:
         raise ValueError(f"expected a non-empty list of CPU numbers, got {value!r}")
     for c in value:
@@ -423,7 +419,7 @@ def semantic_problems(sc: Scenario, source: str, lines: dict[tuple, int],
                 if missing:
                     add((key, "cpus"),
                         f"CPU(s) {missing} not available on this host "
-                        f"(it has {_ranges(sorted(host_cpus))})")
+                        f"(it has {ranges(sorted(host_cpus))})")
     if sc.hosts.provider == "static" and not sc.hosts.inventory:
         add(("hosts", "inventory"), "provider 'static' needs an Ansible inventory file")
     elif sc.hosts.provider == "static" and not Path(sc.hosts.inventory).expanduser().exists():
@@ -445,17 +441,6 @@ def semantic_problems(sc: Scenario, source: str, lines: dict[tuple, int],
         add(("repeat",), f"the matrix expands to {runs} runs, more than max_runs={sc.max_runs}; "
             "shrink the sweep or raise max_runs")
     return problems
-
-
-def _ranges(cpus: list[int]) -> str:
-    out, start = [], None
-    for i, c in enumerate(cpus):
-        if start is None:
-            start = c
-        if i + 1 == len(cpus) or cpus[i + 1] != c + 1:
-            out.append(str(start) if start == c else f"{start}-{c}")
-            start = None
-    return ",".join(out)
 
 
 def _apply_sets(data: dict[str, Any], sets: list[str]) -> list[Problem]:

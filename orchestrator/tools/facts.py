@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator import cpus
+
 BINARY = "sh"
 ENV: dict[str, str] = {"LC_ALL": "C"}
 MARK = "@@orchestrate:{}@@"
@@ -70,16 +72,11 @@ def command() -> str:
     return "; ".join(parts) + "; true"
 
 
-def parse_cpu_list(text: str) -> tuple[int, ...]:
-    """'0-3,8,10-11' -> (0, 1, 2, 3, 8, 10, 11)."""
-    cpus: set[int] = set()
-    for part in text.strip().split(","):
-        part = part.strip()
-        if not part:
-            continue
-        lo, _, hi = part.partition("-")
-        cpus.update(range(int(lo), int(hi or lo) + 1))
-    return tuple(sorted(cpus))
+def _cpu_set(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(sorted(set(cpus.parse_list(text))))
+    except ValueError:  # a probe that printed something else: unknown, not fatal
+        return ()
 
 
 def _sections(text: str) -> dict[str, str]:
@@ -120,9 +117,9 @@ def _version(line: str) -> str | None:
 def parse(text: str) -> HostFacts:
     sec = _sections(text)
     lscpu = _lscpu_fields(sec.get("lscpu", ""))
-    siblings = tuple(sorted({parse_cpu_list(s) for s in sec.get("smt", "").split() if s}))
+    siblings = tuple(sorted({_cpu_set(s) for s in sec.get("smt", "").split() if s}))
     online = sec.get("online", "")
-    allowed = parse_cpu_list(sec.get("allowed", ""))
+    allowed = _cpu_set(sec.get("allowed", ""))
     listed = lscpu.get("CPU(s)", "")
     cpus = (int(online) if online.isdigit() else int(listed) if listed.isdigit()
             else len({c for s in siblings for c in s}) or len(allowed))

@@ -25,9 +25,10 @@ def test_parse_recorded():
                                "g++": "12.2.0", "cmake": "3.25.1", "nginx": "1.22.1"}
 
 
-def test_parse_cpu_list():
-    assert facts.parse_cpu_list("0-3,8,10-11\n") == (0, 1, 2, 3, 8, 10, 11)
-    assert facts.parse_cpu_list("") == ()
+def test_unreadable_cpu_lists_are_unknown_not_fatal():
+    text = data("facts.txt").replace("@@orchestrate:allowed@@\n0-1\n", "@@orchestrate:allowed@@\nweird\n")
+    assert "weird" in text
+    assert facts.parse(text).cpus_allowed == (0, 1)  # unknown: every online CPU assumed
 
 
 def test_smt_pairs_are_deduplicated():
