@@ -489,7 +489,11 @@ def analyse_run(run: dict[str, Any], *, server: str, interface: str | None, loop
         others = srv["thread_others_max"]
         values = {"busy": pct(tb), "wait": pct(tw), "demand": pct(demand, th.server_busy),
                   "rel": rel(demand, th.server_busy), "threshold": f"{th.server_busy:g}%"}
-        if demand >= th.server_busy and others is not None and others < th.hot_thread_others:
+        # "Hot" needs threads that could share the load: the server's own per-thread counters
+        # say how many serve requests (an acceptor thread idling beside one IO thread is not it).
+        serving = len((run.get("server_counters") or {}).get("threads") or []) or srv["n_threads"]
+        if demand >= th.server_busy and others is not None and others < th.hot_thread_others \
+                and serving >= 2:
             bal = balance(run)
             ratio = (bal or {}).get("requests_max_over_mean")
             text = say("hot-thread", n=srv["n_threads"], **values, others=pct(others, th.hot_thread_others),

@@ -174,6 +174,15 @@ def builtin(port: int, threads: int = 1, cpus: tuple[int, ...] = (0,)) -> str:
                                                 body="hello\n")).replace("hello\n", "hello")
 
 
+def show(case: str, s: dict) -> None:
+    """One line per run for bench/RESULTS.md (seen with pytest -s)."""
+    for r in s["runs"]:
+        a = r["analysis"]
+        print(f"CORPUS {case} | c={r['connections']} | QPS {r['qps']:,.0f} | {a['verdict']} ({a['rule']}) | "
+              + " | ".join(a["evidence"][:2]) + (f" | record alone: {r['product_analysis']['verdict']}"
+                                                  if "product_analysis" in r else ""))
+
+
 def pct_in(evidence: list[str], pattern: str) -> float:
     """The number a deciding evidence line printed (the first line matching `pattern`)."""
     for e in evidence:
@@ -190,6 +199,7 @@ def test_server_starved_by_a_cpu_quota_is_server_bound(tmp_path, run_id):
         sc = scenario(port, server={"arch": "quota25", "command": cg.enter_command(builtin(port))})
         s = run(tmp_path, run_id, sc)
         throttled = cg.stat()["nr_throttled"]
+    show("3 server quota 25%", s)
     assert s["runs"][0]["product_analysis"]["verdict"] in ("server-bound", "inconclusive")
     assert throttled > 10  # the quota did bite
     (r,) = s["runs"]
@@ -211,7 +221,9 @@ def test_hot_thread_is_server_bound(tmp_path, run_id):
     sc = scenario(port, server={"arch": "hot", "threads": 2, "cpus": [0],
                                 "command": f"{sys.executable} {script} {{port}}"},
                   load={"connections": 1, "pipeline": 16})
-    (r,) = run(tmp_path, run_id, sc)["runs"]
+    s = run(tmp_path, run_id, sc)
+    show("4 hot thread", s)
+    (r,) = s["runs"]
     a = r["analysis"]
     threads = sorted((t["busy"] for t in r["server_cpu"]["threads"]), reverse=True)
     assert len(threads) >= 2 and threads[1] < 50, threads
@@ -230,6 +242,7 @@ def test_server_that_serialises_requests_is_server_bound_not_client_bound(tmp_pa
     sc = scenario(port, server={"arch": "sleeper", "command": f"{sys.executable} {script} {{port}}"},
                   load={"connections": [2, 8]})
     s = run(tmp_path, run_id, sc)
+    show("5 sleeping server", s)
     by_c = {r["connections"]: r for r in s["runs"]}
     assert set(by_c) == {2, 8}
     assert by_c[8]["qps"] < 1.25 * by_c[2]["qps"] and by_c[2]["qps"] < 1000  # 1 ms each, in series
@@ -251,6 +264,7 @@ def test_closed_loop_with_one_connection_is_concurrency_bound_and_the_ceiling_a_
                   baseline={"enabled": True, "iperf3": {"duration": "1s", "tcp": False,
                                                         "port": free_port()}})
     s = run(tmp_path, run_id, sc)
+    show("6+7 one connection, loopback ceiling", s)
     (r,) = s["runs"]
     a = r["analysis"]
     assert (a["verdict"], a["rule"]) == ("concurrency-bound", "concurrency"), a["evidence"]
@@ -265,7 +279,9 @@ def test_closed_loop_with_one_connection_is_concurrency_bound_and_the_ceiling_a_
 def test_server_telemetry_missing_is_inconclusive(tmp_path, run_id):
     """Case 8: no pidstat or mpstat: whatever the load generator did, nothing is concluded."""
     port = free_port()
-    (r,) = run(tmp_path, run_id, scenario(port, telemetry=["sar"]))["runs"]
+    s = run(tmp_path, run_id, scenario(port, telemetry=["sar"]))
+    show("8 no server telemetry", s)
+    (r,) = s["runs"]
     a = r["analysis"]
     assert (a["verdict"], a["rule"]) == ("inconclusive", "unmeasured"), a["evidence"]
     assert a["evidence"][0] == analysis.say("missing", what="server CPU (mpstat) and threads (pidstat)")
@@ -277,6 +293,7 @@ def test_load_generator_starved_by_a_cpu_quota_is_client_bound(tmp_path, run_id)
     core mostly idle (throttled time is idle time); wrk's own run-queue wait shows the quota."""
     port = free_port()
     s = run(tmp_path, run_id, scenario(port), wrk_quota=0.2)
+    show("2 wrk quota 20%", s)
     assert s["wrk_throttles"] > 10
     (r,) = s["runs"]
     a = r["analysis"]
