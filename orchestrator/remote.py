@@ -11,10 +11,11 @@ import contextlib
 import os
 import shlex
 import signal as _signal
+import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -246,6 +247,27 @@ class SshTransport:
         if self._sftp is not None:
             self._sftp.close()
         self._client.close()
+
+
+def wait_for_banner(hosts: list[tuple[str, str]], timeout: float, *, phase: str, port: int = 22,
+                    interval: float = 0.02, explain: Callable[[str], str] | None = None) -> None:
+    """Until the sshd of every (name, address) answers with its banner: a daemon may accept
+    before it serves, and a cloud host's port may be open before its sshd is up."""
+    deadline = time.monotonic() + timeout
+    for name, address in hosts:
+        while True:
+            try:
+                with socket.create_connection((address, port), timeout=min(5.0, timeout)) as s:
+                    s.settimeout(min(5.0, timeout))
+                    if s.recv(8).startswith(b"SSH-"):
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                why = explain(name) if explain else ""
+                raise RunFailed(f"SSH on {address}:{port} did not answer within {timeout:g}s"
+                                + (f": {why}" if why else ""), host=name, phase=phase)
+            time.sleep(interval)
 
 
 # --- what reached each host, and when -----------------------------------------

@@ -110,3 +110,36 @@ def test_cpu_times_of_a_busy_group(t, tmp_path):
         assert a.own_s >= 0 and "sshd" not in a.cpu_s
     finally:
         remote.stop_many(t, [busy, idle], grace=1)
+
+
+def test_wait_for_banner_needs_an_ssh_banner_not_just_a_port():
+    import socket
+    import threading
+
+    def serve(sock: socket.socket, banner: bytes) -> None:
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.sendall(banner)
+
+    servers = []
+    for banner in (b"SSH-2.0-OpenSSH_9.2\r\n", b"HTTP/1.1 400 Bad Request\r\n"):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        threading.Thread(target=serve, args=(s, banner), daemon=True).start()
+        servers.append(s)
+    try:
+        ssh_port, http_port = (s.getsockname()[1] for s in servers)
+        remote.wait_for_banner([("a", "127.0.0.1")], 2, port=ssh_port, phase="lab")
+        with pytest.raises(RunFailed) as exc:
+            remote.wait_for_banner([("b", "127.0.0.1")], 0.3, port=http_port, phase="lab",
+                                   explain=lambda name: f"see {name}.log")
+        assert str(exc.value) == (f"host b, lab: SSH on 127.0.0.1:{http_port} did not answer "
+                                  "within 0.3s: see b.log")
+    finally:
+        for s in servers:
+            s.close()

@@ -49,7 +49,7 @@ from typing import Any
 from orchestrator.errors import RunFailed, UserError
 from orchestrator.hosts import Host, Lab
 from orchestrator.plan import expand, fmt_seconds
-from orchestrator.remote import SshTarget
+from orchestrator.remote import SshTarget, wait_for_banner
 from orchestrator.scenario import Aws, Scenario
 from orchestrator.signals import shielded
 
@@ -505,20 +505,8 @@ HostKeys = Callable[[Any, Sequence[Booted], float], dict[str, list[str]]]
 
 def wait_for_ssh(hosts: Sequence[Booted], timeout: float, *, port: int = 22) -> None:
     """Wait until every host's sshd answers with its banner on its public address."""
-    deadline = time.monotonic() + timeout
-    for h in hosts:
-        while True:
-            try:
-                with socket.create_connection((h.public_ip, port), timeout=5) as s:
-                    s.settimeout(5)
-                    if s.recv(8).startswith(b"SSH-"):
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RunFailed(f"SSH on {h.public_ip}:{port} did not answer within {timeout:.0f}s",
-                                host=h.name, phase="provision")
-            time.sleep(3)
+    wait_for_banner([(h.name, h.public_ip) for h in hosts], timeout, port=port, interval=3.0,
+                    phase="provision")
 
 
 _HOST_KEYS = re.compile(r"-----BEGIN SSH HOST KEY KEYS-----(.*?)-----END SSH HOST KEY KEYS-----", re.S)

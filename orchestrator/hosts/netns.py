@@ -25,7 +25,6 @@ import re
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -36,7 +35,7 @@ from typing import Any
 
 from orchestrator.errors import RunFailed, UserError
 from orchestrator.hosts import Host, Lab
-from orchestrator.remote import SshTarget
+from orchestrator.remote import SshTarget, wait_for_banner
 from orchestrator.scenario import Scenario
 from orchestrator.signals import shielded
 
@@ -270,23 +269,11 @@ def _start_sshd(st: LabState) -> None:
 
 def _wait_ssh(st: LabState, timeout: float = 10.0) -> None:
     """Until every sshd answers with its banner (it daemonises before it listens)."""
-    deadline = time.monotonic() + timeout
-    pending = list(st.hosts)
-    while pending:
-        h = pending[0]
-        try:
-            with socket.create_connection((h.address, 22), timeout=1.0) as s:
-                if s.recv(64).startswith(b"SSH-"):
-                    pending.pop(0)
-                    continue
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            log = Path(st.dir) / "hosts" / h.name / "sshd.log"
-            tail = log.read_text().strip().splitlines()[-2:] if log.exists() else []
-            raise RunFailed(f"sshd ({h.address}:22) did not answer in {timeout:.0f}s"
-                            + (f": {' | '.join(tail)}" if tail else ""), host=h.name, phase="lab")
-        time.sleep(0.02)
+    def log_tail(name: str) -> str:
+        log = Path(st.dir) / "hosts" / name / "sshd.log"
+        return " | ".join(log.read_text().strip().splitlines()[-2:]) if log.exists() else ""
+
+    wait_for_banner([(h.name, h.address) for h in st.hosts], timeout, phase="lab", explain=log_tail)
 
 
 def _raise_nofile(st: LabState) -> None:
