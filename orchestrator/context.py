@@ -10,13 +10,12 @@ import dataclasses
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.errors import UserError
 from orchestrator.hosts import Host, Lab
-from orchestrator.remote import CommandLog, ProcessTable, Transport
+from orchestrator.remote import CommandLog, ProcessTable, Transport, each  # noqa: F401  (each: re-exported)
 from orchestrator.scenario import Scenario, parse_cpus, resolve_cpus
 from orchestrator.store import ResultsDir
 
@@ -80,18 +79,6 @@ class Context:
 
     def host(self, name: str) -> Host:
         return next(h for h in self.lab.hosts if h.name == name)
-
-
-def each(hosts: list[Host], fn: Callable[[Host], Any]) -> list[Any]:
-    """fn(host) on every host at once (one SSH connection each), results in order.
-
-    Per-host steps are mostly waiting for a remote shell; in parallel, a run on
-    N client hosts costs about what a run on one costs.
-    """
-    if len(hosts) <= 1:
-        return [fn(h) for h in hosts]
-    with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
-        return list(pool.map(fn, hosts))
 
 
 def pause_point(ctx: Context, name: str) -> None:

@@ -24,11 +24,11 @@ from typing import Any
 
 from orchestrator import analysis, baseline, remote, signals, store, telemetry, tools
 from orchestrator import hosts as _hosts
-from orchestrator.context import Context, Progress, each, pause_point
+from orchestrator.context import Context, Progress, pause_point
 from orchestrator.errors import Interrupted, RunFailed, UserError
 from orchestrator.hosts import Host
 from orchestrator.plan import RUN_OVERHEAD_S, Plan, RunSpec, expand, fmt_seconds
-from orchestrator.remote import ProcessTable, Transport
+from orchestrator.remote import ProcessTable, Transport, each
 from orchestrator.scenario import Loaded, Scenario, dump
 from orchestrator.store import ResultsDir, new_run_id
 from orchestrator.tools import ethtool, iperf3, wrk

@@ -15,14 +15,17 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from orchestrator import cpus
 from orchestrator.errors import RunFailed, UserError
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 LEDGER = ".orchestrate-pids"  # in each host's work dir: what `cleanup` may kill
 # Every process a run starts carries this variable (value: the run's tag), so a
@@ -268,6 +271,18 @@ def wait_for_banner(hosts: list[tuple[str, str]], timeout: float, *, phase: str,
                 raise RunFailed(f"SSH on {address}:{port} did not answer within {timeout:g}s"
                                 + (f": {why}" if why else ""), host=name, phase=phase)
             time.sleep(interval)
+
+
+def each(items: Sequence[T], fn: Callable[[T], R]) -> list[R]:
+    """fn(item) for every host (or per-host item) at once, results in order.
+
+    Per-host steps are mostly waiting for a remote shell; in parallel, a run on
+    N client hosts costs about what a run on one costs.
+    """
+    if len(items) <= 1:
+        return [fn(x) for x in items]
+    with ThreadPoolExecutor(max_workers=len(items)) as pool:
+        return list(pool.map(fn, items))
 
 
 # --- what reached each host, and when -----------------------------------------
@@ -592,15 +607,7 @@ class ProcessTable:
                 self.forget(p)
             return done
 
-        out: dict[int, bool] = {}
-        if len(hosts) <= 1:
-            for h in hosts:
-                out.update(one(h))
-            return out
-        with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
-            for done in pool.map(one, hosts):
-                out.update(done)
-        return out
+        return {pid: ok for done in each(hosts, one) for pid, ok in done.items()}
 
     def stop_all(self) -> list[str]:
         """Stop everything still listed, every host; returns what it could not stop."""

@@ -6,10 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator import remote, tools
-from orchestrator.context import Context, each, plain
+from orchestrator.context import Context, plain
 from orchestrator.errors import RunFailed
 from orchestrator.hosts import Host
 from orchestrator.plan import RunSpec
+from orchestrator.remote import each
 from orchestrator.tools import ethtool, perf
 
 Collector = tuple[remote.Process, Host, str]  # process, where it runs, tool name
