@@ -300,3 +300,34 @@ def test_load_generator_starved_by_a_cpu_quota_is_client_bound(tmp_path, run_id)
     assert (a["verdict"], a["rule"]) == ("client-bound", "client"), a["evidence"]
     assert pct_in(a["evidence"], r"load generator on localhost waited for a CPU ([\d.]+)% >= 30%") >= 50
     assert r["client_proc"]["localhost"]["busy"] < 30  # it ran no more than its quota
+
+
+def test_uncapped_lab_ceiling_is_a_lower_bound_and_never_network_bound(tmp_path, run_id):
+    """Case 7: an uncapped lab link (veth between namespaces): iperf3 runs out of CPU before
+    the link runs out of packets, so its ceiling is only a lower bound, and no run on it is
+    called network-bound. The run brings its lab up and takes it down."""
+    from orchestrator.hosts import netns
+
+    lab = f"u{os.getpid() % 10000}"
+    try:
+        done = orchestrate("run", str(REPO / "scenarios" / "cross-host.yaml"), "--results", str(tmp_path),
+                           "--run-id", run_id, "--set", f"hosts.lab={lab}", "--set", "server.arch=reuseport",
+                           "--set", "load.duration=3s", "--set", "baseline.iperf3.duration=2s",
+                           "--set", "baseline.iperf3.tcp=false", timeout=600)
+    finally:
+        netns.down(lab)  # safe when the run already took it down
+    assert done.returncode == 0, done.stderr[-3000:]
+    (summary,) = tmp_path.glob("*/*/summary.json")
+    s = json.loads(summary.read_text())
+    (entry,) = s["baseline"].values()
+    for way in ("udp", "udp_reverse"):
+        assert entry[way]["lower_bound"] is True, entry[way]
+        assert "% of a CPU" in entry[way]["cpu_bound"]
+    (r,) = s["runs"]
+    a = r["analysis"]
+    print(f"CORPUS 7 uncapped lab | c={r['connections']} | QPS {r['qps']:,.0f} | {a['verdict']} "
+          f"({a['rule']}) | ceiling {entry['udp']['pps_delivered']:,.0f} pps, lower bound: "
+          f"{entry['udp']['cpu_bound']} "
+          f"| reverse: {entry['udp_reverse']['cpu_bound']} | ceiling use {a['ceiling_use']}")
+    assert r["baseline"]["lower_bound"] is True and a["ceiling_lower_bound"] is True
+    assert a["verdict"] != "network-bound", a["evidence"]
