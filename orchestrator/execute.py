@@ -313,23 +313,58 @@ def _server_command(ctx: Context, spec: RunSpec, binary: str, workdir: str) -> t
     return cmd, sorted(set(server_tool.thread_cpus(cpus, spec.server_threads)))
 
 
+def _ready_url(ctx: Context, load_url: str) -> str:
+    template = ctx.sc.server.ready_url
+    if template is None:
+        return load_url
+    try:
+        return template.format(host=ctx.lab.server.address, port=ctx.sc.server.port)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise UserError(f"server.ready_url: cannot fill in {template!r} ({exc!r}); "
+                        "it knows {host} and {port}") from None
+
+
 def _wait_ready(ctx: Context, proc: remote.Process, url: str) -> None:
-    """Ready = the server said so (built-in) and a client host gets an HTTP answer."""
+    """Ready = the server said so (built-in) and a client host gets a 2xx answer from `url`."""
     server = ctx.lab.server
     ts, tc = ctx.t(server), ctx.t(ctx.lab.clients[0])
     deadline = time.monotonic() + ctx.sc.server.ready_timeout
     builtin = ctx.sc.server.command is None
+    last = "the server never said it was ready" if builtin else "nothing was probed"
     while time.monotonic() < deadline:
         if not remote.alive(ts, proc):
             err = remote.read(ts, proc.stderr).strip() or remote.read(ts, proc.stdout).strip()
             raise RunFailed(f"server exited during start-up: {err[-400:] or 'no output'}",
                             host=server.name, phase=ctx.phase)
-        said = not builtin or server_tool.parse_ready(remote.read(ts, proc.stdout)) is not None
-        if said and tc.run(server_tool.ready_probe(url), timeout=10, check=False).rc == 0:
-            return
+        if not builtin or server_tool.parse_ready(remote.read(ts, proc.stdout)) is not None:
+            probe = server_tool.parse_probe(tc.run(server_tool.ready_probe(url), timeout=10,
+                                                   check=False).stdout)
+            if probe.ok:
+                return
+            if probe.status is not None:  # it answered, and waiting will not change the answer
+                raise RunFailed(f"server answered {url} with {probe.status} {probe.detail}, not 2xx; "
+                                "server.ready_url must name a path it serves", host=server.name,
+                                phase=ctx.phase)
+            last = f"nothing answered: {probe.detail}"
         time.sleep(0.1)
-    raise RunFailed(f"server did not answer {url} within {ctx.sc.server.ready_timeout:.0f}s",
+    raise RunFailed(f"server not ready at {url} within {ctx.sc.server.ready_timeout:g}s ({last})",
                     host=server.name, phase=ctx.phase)
+
+
+def _keep_server_files(ctx: Context, spec: RunSpec, sdir: str, srv: remote.Process | None = None) -> None:
+    """The logs the server's command names (and, given `srv`, its stdout/stderr) under raw/:
+    on a failed run they are what tells the user why. Best effort: a missing log is no error."""
+    server = ctx.lab.server
+    wanted = [(log.format(workdir=sdir), "log-" + Path(log).name) for log in ctx.sc.server.logs]
+    if srv is not None:
+        wanted += [(srv.stdout, "server"), (srv.stderr, "server.stderr")]
+    for path, name in wanted:
+        try:
+            ctx.t(server).get(path, ctx.results.raw(spec.run_id, server.name, name))
+        except OSError:
+            continue  # not written (yet): the others may be
+        except RunFailed:
+            return  # the host is out of reach: do not wait on it once per file
 
 
 def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
@@ -343,7 +378,7 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
     url = f"http://{server.address}:{sc.server.port}{sc.load.path}"
     started: list[remote.Process] = [srv]
     try:
-        _wait_ready(ctx, srv, url)
+        _wait_ready(ctx, srv, _ready_url(ctx, url))
         affinity = {"server": remote.group_affinity(ts, srv.pid)}
         server_pids = sorted({int(v["pid"]) for v in affinity["server"].values()})  # type: ignore[call-overload]
 
@@ -406,6 +441,9 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
             raise RunFailed("processes still alive after the run: "
                             + ", ".join(f"{p.name} (pid {p.pid})" for p in gone),
                             host=gone[0].host, phase=ctx.phase)
+    except RunFailed:
+        _keep_server_files(ctx, spec, sdir, srv)
+        raise
     finally:
         try:
             ctx.table.stop_many([p for p in started if p in ctx.table.procs], grace=3.0)
@@ -416,6 +454,7 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
     ctx.phase = f"collect {spec.run_id}"
     pause_point(ctx, "collect")
     raw = _fetch(ctx, spec, started)
+    _keep_server_files(ctx, spec, sdir)
     flame = (telemetry.flame_stacks(ctx, spec, sdir, perf_failure)
              if "perf" in sc.telemetry.collectors else None)
     if flame and flame.get("error"):

@@ -243,6 +243,9 @@ class SshTransport:
         local.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._sftp_client().get(remote, str(local))
+        except FileNotFoundError:
+            local.unlink(missing_ok=True)  # sftp made it before finding there was nothing
+            raise  # as LocalTransport does: the host answered, the file is not there
         except OSError as exc:
             raise RemoteError(f"cannot fetch {remote}: {exc}", host=self.name) from None
 

@@ -164,7 +164,12 @@ class Server(_Model):
     # rendered with jinja2 into the run's work directory.
     command: str | None = None
     config: str | None = None
-    ready_url: str | None = None  # default http://{host}:{port}/
+    # Where readiness is probed (must answer 2xx); {host} and {port} are filled in.
+    # Default: the URL the load generator requests.
+    ready_url: str | None = None
+    # Log files a user's command writes (e.g. "{workdir}/error.log"): kept under raw/ with the
+    # server's own output, for failed runs too.
+    logs: list[str] = []
     ready_timeout: Duration = 20.0
 
 

@@ -8,6 +8,7 @@ not about performance.
 from __future__ import annotations
 
 import json
+import time
 
 import pandas as pd
 import pytest
@@ -90,3 +91,37 @@ def test_server_that_cannot_start_fails_cleanly(tmp_path, repo, run_id):
     assert "host localhost" in done.stderr and "server exited during start-up" in done.stderr
     summary = json.loads((_only_results(tmp_path) / "summary.json").read_text())
     assert summary["status"] == "failed" and summary["runs"] == []
+
+
+NO_INDEX = """worker_processes 1;
+pid {{ workdir }}/nginx.pid;
+events { worker_connections 64; }
+http { access_log off; server { listen {{ port }}; location / { root {{ workdir }}; } } }
+"""
+
+
+def test_a_server_that_answers_non_2xx_fails_at_once_and_keeps_its_logs(tmp_path, repo, run_id):
+    # A document root without an index page, as a new user's first try often has: 403.
+    start = time.monotonic()
+    done = orchestrate("run", str(repo / "scenarios" / "nginx.yaml"), "--results", str(tmp_path),
+                       "--set", f"server.config={json.dumps(NO_INDEX)}", "--set", "baseline.enabled=false",
+                       "--run-id", run_id, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert time.monotonic() - start < 15  # at once, not after server.ready_timeout (20 s)
+    assert ("host localhost, run 001-nginx-t1-c64-r1: server answered http://127.0.0.1:8080/ "
+            "with 403 Forbidden, not 2xx; server.ready_url must name a path it serves") in done.stderr
+    folder = _only_results(tmp_path)
+    raw = folder / "raw" / "001-nginx-t1-c64-r1" / "localhost"
+    assert "forbidden" in (raw / "log-error.log.txt").read_text()  # nginx's own words, kept
+    assert (raw / "server.stderr.txt").exists() and (raw / "server.txt").exists()
+    assert json.loads((folder / "summary.json").read_text())["status"] == "failed"
+
+
+def test_a_server_that_never_listens_says_nothing_answered(tmp_path, repo, run_id):
+    done = orchestrate("run", str(repo / "scenarios" / "nginx.yaml"), "--results", str(tmp_path),
+                       "--set", "server.command=sleep 60", "--set", "server.ready_timeout=2s",
+                       "--set", "server.ready_url=http://{host}:{port}/health",
+                       "--set", "baseline.enabled=false", "--run-id", run_id, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert ("server not ready at http://127.0.0.1:8080/health within 2s (nothing answered: "
+            "URLError") in done.stderr and "Connection refused" in done.stderr

@@ -123,8 +123,31 @@ def parse_stats(stdout: str) -> Stats | None:
 
 
 def ready_probe(url: str, timeout_s: float = 1.0) -> str:
-    """A one-shot HTTP GET run on a client host (python3 is there: Ansible needs it too)."""
-    code = ("import sys,urllib.request\n"
-            f"r=urllib.request.urlopen({url!r},timeout={timeout_s})\n"
-            "sys.exit(0 if r.status<500 else 1)")
+    """A one-shot HTTP GET run on a client host (python3 is there: Ansible needs it too).
+    It prints one line, read by parse_probe: the status it got, or why it got none."""
+    code = ("import urllib.request as u, urllib.error as e\n"
+            "try:\n"
+            f" r=u.urlopen({url!r},timeout={timeout_s}); print('status',r.status,r.reason)\n"
+            "except e.HTTPError as x: print('status',x.code,x.reason)\n"
+            "except Exception as x: print('error',type(x).__name__,str(x).replace(chr(10),' '))")
     return join(["python3", "-c", code])
+
+
+@dataclass(frozen=True)
+class Probe:
+    status: int | None  # None: no HTTP answer at all
+    detail: str  # the reason phrase, or why nothing answered
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+def parse_probe(stdout: str) -> Probe:
+    words = stdout.strip().splitlines()[-1].split(" ", 2) if stdout.strip() else []
+    if len(words) >= 2 and words[0] == "status" and words[1].isdigit():
+        return Probe(int(words[1]), words[2] if len(words) > 2 else "")
+    if words and words[0] == "error":
+        return Probe(None, " ".join(words[1:]))
+    return Probe(None, stdout.strip()[-200:] or "the probe printed nothing")
+
