@@ -49,9 +49,9 @@ def test_server_given_fewer_cpus_than_the_load_is_server_bound(tmp_path, run_id,
     a = run_loopback(tmp_path, run_id)
     assert a["verdict"] == "server-bound", a["evidence"]
     # the shared core is full (softirq included), or the server waited to run on it
-    assert a["rule"] in ("server-cpu", "server-kept-from-running"), a
-    assert re.match(r"(server CPU 0 busy [\d.]+% >= 90%|a server thread waited for a CPU [\d.]+% >= 20%)",
-                    a["evidence"][0]), a["evidence"]
+    assert a["rule"] in ("server-cpu", "server-thread", "server-kept-from-running"), a
+    assert re.match(r"(server work on CPU 0: .* = [\d.]+% >= 90%|busiest server thread .* = [\d.]+% >= 90%"
+                    r"|a server thread waited for a CPU [\d.]+% >= 30%)", a["evidence"][0]), a["evidence"]
     assert a["client_busy_pct"] < 90
 
 
@@ -61,6 +61,7 @@ def test_starved_load_generator_against_a_fast_server_is_client_bound(tmp_path, 
     a = run_loopback(tmp_path, run_id)
     assert a["verdict"] == "client-bound", a["evidence"]
     assert re.match(r"load generator CPU 1 on \S+ busy [\d.]+% >= 90%$", a["evidence"][0]), a["evidence"]
-    assert any(re.match(r"server CPU 0 busy [\d.]+% < 90%", e) for e in a["evidence"]), a["evidence"]
+    assert any(re.match(r"server work on CPU 0: .* = [\d.]+% < 90%|server CPU 0 busy [\d.]+% < 90%", e)
+               for e in a["evidence"]), a["evidence"]
     assert any(f.startswith("load generator at") for f in a["flags"])
     assert a["server_busy_pct"] is not None
