@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from orchestrator import bounded
 from orchestrator.cpus import parse_list, ranges
 from orchestrator.errors import Problem, UserError
 
@@ -235,6 +236,8 @@ class Scenario(_Model):
 
 # --- loading -----------------------------------------------------------------
 
+MAX_SCENARIO_BYTES = bounded.MiB  # hand-written scenarios are a few KiB
+
 
 @dataclass(frozen=True)
 class Loaded:
@@ -256,6 +259,8 @@ def _compose(text: str, source: str) -> tuple[Any, dict[tuple, int], list[Proble
         ctx = getattr(exc, "context", None)
         msg = f"YAML syntax error: {what}" + (f" ({ctx})" if ctx else "")
         return None, {}, [Problem(source, line, "", msg)]
+    if node is not None:
+        bounded.expanded_nodes(node, source)  # before anything walks or builds it
     lines: dict[tuple, int] = {}
     problems: list[Problem] = []
 
@@ -486,7 +491,7 @@ def load(path: str | os.PathLike[str], sets: list[str] | None = None, *,
     source = str(path)
     if text is None:
         try:
-            text = Path(path).read_text()
+            text = bounded.read_text(path, limit=MAX_SCENARIO_BYTES, what="scenario")
         except FileNotFoundError:
             raise UserError(f"{source}: no such scenario file") from None
         except UnicodeDecodeError as exc:
@@ -497,6 +502,7 @@ def load(path: str | os.PathLike[str], sets: list[str] | None = None, *,
                 "a UTF-8 YAML file")]) from None
         except OSError as exc:
             raise UserError(f"{source}: cannot read: {exc.strerror}") from None
+    bounded.check_text(text, source, limit=MAX_SCENARIO_BYTES, what="scenario")
     data, lines, problems = _compose(text, source)
     if problems and data is None:
         raise UserError(f"{source}: invalid scenario", problems)

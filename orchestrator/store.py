@@ -17,6 +17,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from orchestrator import bounded
+
+MAX_SUMMARY_BYTES = 256 * bounded.MiB  # thousands of runs with their telemetry fit in far less
+
 # summary.json format history (refuse what we do not know, like pyperf):
 #   1: first format (runs with qps, latency_ms, errors, server/client CPU, baseline)
 FORMAT_VERSION = 1
@@ -109,11 +113,15 @@ def load_summary(folder: Path) -> dict[str, Any]:
 
     p = folder / "summary.json"
     try:
-        data = json.loads(p.read_text())
+        data = json.loads(bounded.read_text(p, limit=MAX_SUMMARY_BYTES, what="summary.json"))
     except FileNotFoundError:
         raise UserError(f"{p}: no summary.json here; is this a results folder?") from None
     except json.JSONDecodeError as exc:
         raise UserError(f"{p}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+    except RecursionError:
+        raise UserError(f"{p}: nested too deeply to be a summary") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{p}: not a summary (a JSON object with version, runs, ...)")
     if data.get("version") != FORMAT_VERSION:
         raise UserError(f"{p}: summary format version {data.get('version')!r} is not one this "
                         f"orchestrate reads (it reads {FORMAT_VERSION})")

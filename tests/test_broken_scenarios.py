@@ -4,6 +4,9 @@ and `run` starts nothing for any of them."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -36,6 +39,9 @@ EXPECTED = {
     "cpus_not_on_host": [(3, "server.cpus: CPU(s) [64] not available on this host")],
     "duplicate_key": [(3, "repeat: duplicate key; each key may appear once")],
     "binary": [(1, "not UTF-8 text (byte 0xff)")],
+    # 9 levels of 9 aliases of the level before: 9^9 values once expanded; the first level past
+    # the bound is f (line 7), found on the composed graph before anything expands it
+    "alias_bomb": [(7, "this YAML expands to more than 100,000 values once its aliases are followed")],
 }
 
 
@@ -57,9 +63,41 @@ def test_broken_scenario(name, tmp_path):
         assert re.match(rf"{re.escape(str(path))}:\d+: ", line)
 
 
-@pytest.mark.parametrize("name", ["wrong_types", "huge_matrix", "inventory_not_found", "binary"])
+@pytest.mark.parametrize("name", ["wrong_types", "huge_matrix", "inventory_not_found", "binary",
+                                  "alias_bomb"])
 def test_run_starts_nothing_for_a_broken_scenario(name, tmp_path, run_id):
     done = orchestrate("run", str(CORPUS / f"{name}.yaml"), "--results", str(tmp_path / "r"),
                        "--run-id", run_id)
     assert done.returncode == 2
     assert not Path(tmp_path / "r").exists()
+
+
+def test_hostile_files_are_refused_in_bounded_time_and_memory(tmp_path):
+    """Sizes first, then aliases; each a one-line refusal, exit 2, in well under a second of
+    work and without the memory the expansion would take (capped here at 300 MiB)."""
+    big = tmp_path / "big.yaml"
+    big.write_text("name: big\ndescription: " + "x" * (2 << 20) + "\n")
+    deep = tmp_path / "results" / "deep"
+    deep.mkdir(parents=True)
+    (deep / "summary.json").write_text("[" * 100_000 + "]" * 100_000)
+    inventory = tmp_path / "bomb-inventory.yaml"
+    inventory.write_text((CORPUS / "alias_bomb.yaml").read_text().replace("name: bomb", "all: {}"))
+    scenario = tmp_path / "static.yaml"
+    scenario.write_text(f"name: s\nhosts: {{provider: static, inventory: {inventory}}}\n")
+    cases = [
+        (("validate", str(big)),
+         f"{big}: {big.stat().st_size:,} bytes; a scenario may have at most 1,048,576"),
+        (("report", str(deep)), f"{deep / 'summary.json'}: nested too deeply to be a summary"),
+        (("run", str(scenario), "--results", str(tmp_path / "r")),
+         f"{inventory}:7: this YAML expands to more than 100,000 values"),
+    ]
+    for args, message in cases:
+        limited = ["prlimit", f"--as={300 << 20}", "--", sys.executable, "-m", "orchestrator", *args]
+        start = time.monotonic()
+        done = subprocess.run(limited, capture_output=True, text=True, cwd=REPO, timeout=60)
+        assert done.returncode == 2, done.stderr
+        said = done.stderr.strip().splitlines()
+        assert said[-1].startswith(message), done.stderr  # one line says why ...
+        assert len(said) == (2 if args[0] == "run" else 1), said  # ... after run's opening line
+        assert time.monotonic() - start < 20
+    assert not list((tmp_path / "r").glob("*/*"))  # the inventory was found bad late: no folder kept

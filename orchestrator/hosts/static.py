@@ -24,6 +24,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from orchestrator import bounded
 from orchestrator.errors import UserError
 from orchestrator.hosts import Host, Lab
 from orchestrator.remote import SshTarget
@@ -31,6 +34,7 @@ from orchestrator.scenario import Scenario, Ssh
 
 ROLES = ("server", "client")
 WORK_ROOT = "/tmp/orchestrate"
+MAX_INVENTORY_BYTES = 16 * bounded.MiB
 # Inventory vars handed to the pipeline as Host.vars (plain values, not Ansible's tagged ones).
 PASSTHROUGH = ("server_cpus", "client_cpus", "orchestrate_root", "server_binary", "bench_interface",
                "bench_address", "ansible_python_interpreter")
@@ -64,6 +68,11 @@ def read_inventory(path: str | Path) -> dict[str, dict[str, Any]]:
     from ansible.parsing.dataloader import DataLoader
     from ansible.vars.manager import VariableManager
 
+    text = bounded.read_text(path, limit=MAX_INVENTORY_BYTES, what="inventory")
+    with contextlib.suppress(yaml.YAMLError):  # INI, most likely: Ansible's parser takes it
+        node = yaml.compose(text, Loader=yaml.SafeLoader)  # a YAML inventory: bound its aliases
+        if node is not None:
+            bounded.expanded_nodes(node, str(path))
     loader = DataLoader()
     said = io.StringIO()
     saved = C.INVENTORY_ANY_UNPARSED_IS_FAILED
