@@ -7,6 +7,10 @@ short run several times. Overhead = wall time - load duration. Rounds alternate
 between client counts so machine noise spreads over all of them.
 
     .venv/bin/python bench/orchestration_overhead.py [--rounds 3] [--duration 2] [--max-clients 4]
+    .venv/bin/python bench/orchestration_overhead.py --calibrate orchestrator/data/overheads.json
+
+--calibrate measures what the plan's time estimate is built from (per-step timing that every
+summary records) and writes it as the estimate's data file.
 
 Prints a Markdown table; paste it into bench/RESULTS.md with the machine's description.
 """
@@ -14,6 +18,7 @@ Prints a Markdown table; paste it into bench/RESULTS.md with the machine's descr
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -42,12 +47,79 @@ def one_run(lab: str, clients: int, duration: int, results: Path, deploy: bool) 
     return wall
 
 
+def timed_run(scenario: str, results: Path, *sets: str) -> tuple[float, dict]:
+    """Wall time of one `orchestrate run` and its summary (with its per-step timing)."""
+    cmd = [sys.executable, "-m", "orchestrator", "run", str(REPO / "scenarios" / scenario),
+           "--results", str(results)]
+    for s in sets:
+        cmd += ["--set", s]
+    start = time.monotonic()
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    wall = time.monotonic() - start
+    if done.returncode != 0:
+        raise SystemExit(f"run failed ({scenario} {sets}):\n{done.stderr}")
+    folder = max((p for p in results.glob("*/*") if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    return wall, json.loads((folder / "summary.json").read_text())
+
+
+def overheads_of(wall: float, s: dict, duration: float, baseline_tests: list[float]) -> dict[str, float]:
+    t = s["timing"]
+    runs = s["runs"]
+    steps = sum(v for k, v in t.items() if k != "teardown")
+    return {
+        "start_s": t["lab"] + t.get("facts", 0) + t.get("tools", 0),
+        "deploy_s": t.get("deploy", 0.0),
+        "per_run_s": statistics.median(r["wall_s"] for r in runs) - duration,
+        "per_baseline_test_s": (t.get("baseline", 0.0) - sum(baseline_tests)) / max(len(baseline_tests), 1),
+        "report_s": wall - steps,
+    }
+
+
+def calibrate(rounds: int, duration: int) -> dict:
+    """Each overhead as the median of `rounds` real runs: local, then a lab the run brings up
+    (1 and 2 clients, deploy included, as `cross-host.yaml` ships)."""
+    common = (f"load.duration={duration}s", "server.arch=reuseport", "repeat=2",
+              "baseline.iperf3.duration=2s", "baseline.iperf3.tcp_duration=1s")
+    samples: dict[str, list[dict[str, float]]] = {"local": [], "ssh1": [], "ssh2": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(rounds):
+            wall, s = timed_run("loopback.yaml", Path(tmp), *common)
+            samples["local"].append(overheads_of(wall, s, duration, [2, 1]))
+            for n in (1, 2):
+                wall, s = timed_run("cross-host.yaml", Path(tmp), *common, f"hosts.roles.client={n}",
+                                    f"hosts.lab=cal{n}")
+                tests = [2, 2, 1] * n + ([2, 2] if n > 1 else [])
+                samples[f"ssh{n}"].append(overheads_of(wall, s, duration, tests))
+
+    def med(kind: str, key: str) -> float:
+        return round(statistics.median(x[key] for x in samples[kind]), 2)
+
+    keys = ("start_s", "deploy_s", "per_run_s", "per_baseline_test_s", "report_s")
+    local = {k: med("local", k) for k in keys}
+    ssh = {k: med("ssh1", k) for k in keys}
+    local["per_client_s"] = 0.0
+    ssh["per_client_s"] = round(max(0.0, med("ssh2", "per_run_s") - ssh["per_run_s"]), 2)
+    return {"version": 1,
+            "provenance": f"measured {time.strftime('%Y-%m-%d')} on {platform.node()} ({os.cpu_count()} "
+                          f"CPUs, kernel {platform.release()}) by bench/orchestration_overhead.py "
+                          f"--calibrate, medians of {rounds} rounds",
+            "local": local, "ssh": ssh}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=int, default=2)
     ap.add_argument("--max-clients", type=int, default=4)
+    ap.add_argument("--calibrate", type=Path, metavar="JSON",
+                    help="measure the overheads the plan's estimate uses; write them to JSON "
+                         "(orchestrator/data/overheads.json)")
     args = ap.parse_args()
+    if args.calibrate:
+        doc = calibrate(args.rounds, args.duration)
+        args.calibrate.write_text(json.dumps(doc, indent=2) + "\n")
+        print(json.dumps(doc, indent=2))
+        return
     counts = list(range(1, args.max_clients + 1))
     labs = {n: f"bench{n}" for n in counts}
     walls: dict[int, list[float]] = {n: [] for n in counts}

@@ -65,7 +65,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(f"  {r.index:>3}  {r.run_id:<32} {r.arch:<10} {r.server_threads:>7} "
               f"{r.connections:>6} {r.repetition:>3}")
     print(f"{len(plan.runs)} runs of {fmt_seconds(sc.load.duration)} load each; "
-          f"expected total {fmt_seconds(plan.expected_seconds)}")
+          f"expected total {fmt_seconds(plan.expected_seconds)} (an estimate: load time plus "
+          f"orchestration overheads {plan.overheads.provenance})")
     if sc.hosts.provider == "aws":
         from orchestrator.hosts import aws
 

@@ -6,10 +6,11 @@ scenario, hosts and results folder the same way. No global state: one per run.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,18 @@ class Context:
     runs: list[dict[str, Any]] = field(default_factory=list)
     phase: str = "start"
     log: CommandLog = field(default_factory=CommandLog)  # what reached each host, and when
+    timing: dict[str, float] = field(default_factory=dict)  # wall seconds per step (for the plan)
+
+    @contextlib.contextmanager
+    def step(self, phase: str, key: str | None = None) -> Iterator[None]:
+        """Enter `phase` (named in failures) and add its wall time to timing[key or phase]."""
+        self.phase = phase
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            key = key or phase
+            self.timing[key] = round(self.timing.get(key, 0.0) + time.monotonic() - start, 3)
 
     def t(self, host: Host) -> Transport:
         return self.transports[host.name]

@@ -27,7 +27,7 @@ from orchestrator import hosts as _hosts
 from orchestrator.context import Context, Progress, pause_point
 from orchestrator.errors import Interrupted, RunFailed, UserError
 from orchestrator.hosts import Host
-from orchestrator.plan import RUN_OVERHEAD_S, Plan, RunSpec, expand, fmt_seconds
+from orchestrator.plan import Plan, RunSpec, expand, fmt_seconds
 from orchestrator.remote import ProcessTable, Transport, each
 from orchestrator.scenario import Loaded, Scenario, dump
 from orchestrator.store import ResultsDir, new_run_id
@@ -92,8 +92,10 @@ def run(loaded: Loaded, *, results_root: Path, run_id: str | None = None,
     done_ids = {r["run_id"] for r in summary["runs"]}
     todo = [r for r in plan.runs if r.run_id not in done_ids]
     progress(f"orchestrate: {sc.name}: {len(todo)} of {len(plan.runs)} runs to do, about "
-             f"{fmt_seconds(plan.expected_seconds * len(todo) / max(len(plan.runs), 1))}; "
+             f"{fmt_seconds(plan.seconds_for(len(todo), with_baseline=not summary['baseline']))} "
+             f"(estimated); "
              f"results in {results.path}")
+    began = time.monotonic()
     with signals.as_interrupts():
         try:
             with _hosts.open_lab(sc, run_id=run_id, **(lab_options or {})) as lab, \
@@ -106,10 +108,14 @@ def run(loaded: Loaded, *, results_root: Path, run_id: str | None = None,
                     table = ProcessTable(transports, tag=run_id)
                     ctx = Context(sc, lab, results, transports, table, progress, log=log,
                                   baseline=summary.get("baseline") or {}, runs=list(summary["runs"]))
+                    ctx.timing["lab"] = round(time.monotonic() - began, 3)  # up, locked, connected
                     _execute(ctx, plan, lambda i: save(f"running ({i}/{len(plan.runs)})"))
                 finally:
                     with signals.shielded():
+                        down = time.monotonic()
                         _teardown(ctx, transports)
+                        if ctx is not None:
+                            ctx.timing["teardown"] = round(time.monotonic() - down, 3)
         except (KeyboardInterrupt, Interrupted) as exc:
             phase = ctx.phase if ctx else "lab"
             summary["phase"] = phase
@@ -173,28 +179,30 @@ def _teardown(ctx: Context | None, transports: dict[str, Transport]) -> None:
 
 
 def _execute(ctx: Context, plan: Plan, checkpoint: Callable[[int], None]) -> None:
-    ctx.phase = "facts"
     hosts = list(ctx.lab.hosts)
-    ctx.facts.update(zip([h.name for h in hosts], each(hosts, lambda h: _host_facts(ctx, h)), strict=True))
-    ctx.results.write_json("hosts.json", ctx.facts)
-    ctx.phase = "deploy"
-    binary = _prepare_server(ctx)  # remote hosts: the playbook installs the tools too
-    ctx.phase = "facts"
-    _check_tools(ctx)
+    with ctx.step("facts"):
+        ctx.facts.update(zip([h.name for h in hosts], each(hosts, lambda h: _host_facts(ctx, h)),
+                             strict=True))
+        ctx.results.write_json("hosts.json", ctx.facts)
+    with ctx.step("deploy"):
+        binary = _prepare_server(ctx)  # remote hosts: the playbook installs the tools too
+    with ctx.step("facts", "tools"):
+        _check_tools(ctx)
     if ctx.sc.baseline.enabled and not ctx.baseline:  # a resumed sweep keeps its baseline
-        ctx.phase = "baseline"
-        ctx.baseline = baseline.measure(ctx)
-        ctx.results.write_json("baseline.json", ctx.baseline)
+        with ctx.step("baseline"):
+            ctx.baseline = baseline.measure(ctx)
+            ctx.results.write_json("baseline.json", ctx.baseline)
     done = {r["run_id"] for r in ctx.runs}
     todo = [spec for spec in plan.runs if spec.run_id not in done]
-    per_run = plan.load_duration_s + RUN_OVERHEAD_S
     for i, spec in enumerate(todo):
-        ctx.phase = f"run {spec.run_id}"
-        left = per_run * (len(todo) - i)
+        left = plan.per_run_s * (len(todo) - i) + plan.report_s
         ctx.progress(f"[{spec.index}/{len(plan.runs)}] {spec.arch} threads={spec.server_threads} "
                      f"connections={spec.connections} rep {spec.repetition}: "
                      f"{fmt_seconds(ctx.sc.load.duration)} load, ~{fmt_seconds(max(left, 0))} left")
-        record = _one_run(ctx, spec, binary)
+        started = time.monotonic()
+        with ctx.step(f"run {spec.run_id}", "runs"):
+            record = _one_run(ctx, spec, binary)
+        record["wall_s"] = round(time.monotonic() - started, 3)
         ctx.runs.append(record)
         lat = record["latency_ms"]
         verdict = record["analysis"]
@@ -212,7 +220,7 @@ def _partial(ctx: Context) -> dict[str, Any]:
                          "loopback": ctx.lab.single_machine,
                          "clients": [c.name for c in ctx.lab.clients]},
             "thresholds": ctx.sc.thresholds.model_dump(),
-            "baseline": ctx.baseline, "runs": ctx.runs,
+            "baseline": ctx.baseline, "runs": ctx.runs, "timing": ctx.timing,
             "points": analysis.summarise_points(ctx.runs)}
 
 

@@ -3,14 +3,36 @@
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import asdict, dataclass
+from importlib import resources
 
 from orchestrator.scenario import Scenario
 
-# Measured on this project's lab: start, readiness, collector start/stop and
-# fetches add about this much to each run's load duration (bench/ records it).
-RUN_OVERHEAD_S = 3.0
-BASELINE_OVERHEAD_S = 2.0
+# overheads.json history: 1: per kind of host (local, ssh), seconds per step, with provenance
+OVERHEADS_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Overheads:
+    """What orchestration adds to the measuring itself, in seconds, for one kind of host
+    (local: no SSH; ssh: lab, static and cloud hosts). Measured, not assumed: the figures
+    come from bench/orchestration_overhead.py, which writes data/overheads.json."""
+
+    start_s: float  # lab up, connections, host facts, tool check
+    deploy_s: float  # the playbook on remote hosts (here: the server build) with nothing to change
+    per_run_s: float  # one run beyond its load: start, readiness, collectors, stop, fetch
+    per_client_s: float  # each client host beyond the first, per run
+    per_baseline_test_s: float  # one iperf3 test beyond its own duration
+    report_s: float  # report, history and teardown at the end
+    provenance: str = ""
+
+
+def overheads(kind: str) -> Overheads:
+    doc = json.loads(resources.files("orchestrator").joinpath("data", "overheads.json").read_text())
+    if doc.get("version") != OVERHEADS_VERSION:
+        raise ValueError(f"overheads.json version {doc.get('version')!r}, expected {OVERHEADS_VERSION}")
+    return Overheads(**doc[kind], provenance=str(doc.get("provenance", "")))
 
 
 @dataclass(frozen=True)
@@ -41,12 +63,21 @@ class RunSpec:
 class Plan:
     runs: tuple[RunSpec, ...]
     load_duration_s: float
-    baseline_s: float
+    baseline_s: float  # the iperf3 tests, their own durations plus their overhead
+    start_s: float  # everything before the baseline (lab, facts, deploy, tool check)
+    per_run_s: float  # one run, load included
+    report_s: float
+    overheads: Overheads
 
     @property
     def expected_seconds(self) -> float:
-        per_run = self.load_duration_s + RUN_OVERHEAD_S
-        return self.baseline_s + per_run * len(self.runs)
+        """An estimate from measured overheads (see Overheads), not a promise."""
+        return self.seconds_for(len(self.runs), with_baseline=True)
+
+    def seconds_for(self, runs: int, *, with_baseline: bool) -> float:
+        """The estimate for `runs` of this plan's runs (a resumed sweep has fewer left)."""
+        return (self.start_s + (self.baseline_s if with_baseline else 0.0) + self.per_run_s * runs
+                + self.report_s)
 
 
 def expand(sc: Scenario) -> Plan:
@@ -59,11 +90,20 @@ def expand(sc: Scenario) -> Plan:
     runs = []
     for rep, (arch, threads, conns) in itertools.product(range(1, sc.repeat + 1), points):
         runs.append(RunSpec(len(runs) + 1, arch, threads, conns, rep))
+    remote = sc.hosts.provider != "local"
+    o = overheads("ssh" if remote else "local")
+    clients = sc.hosts.roles.client
     baseline_s = 0.0
     if sc.baseline.enabled:
         b = sc.baseline.iperf3
-        baseline_s = b.duration + (b.tcp_duration if b.tcp else 0) + BASELINE_OVERHEAD_S
-    return Plan(tuple(runs), sc.load.duration, baseline_s)
+        # per client: UDP (both ways across hosts) and TCP; several clients also all at once,
+        # both ways. (A CPU-bound iperf3 is retried wider: not foreseeable, not counted.)
+        udp = b.duration + o.per_baseline_test_s
+        per_path = udp * (2 if remote else 1) + (b.tcp_duration + o.per_baseline_test_s if b.tcp else 0)
+        baseline_s = per_path * clients + (2 * udp if clients > 1 else 0.0)
+    start_s = o.start_s + (o.deploy_s if sc.hosts.deploy or not remote else 0.0)  # local: the build
+    per_run_s = sc.load.duration + o.per_run_s + o.per_client_s * (clients - 1)
+    return Plan(tuple(runs), sc.load.duration, baseline_s, start_s, per_run_s, o.report_s, o)
 
 
 def fmt_seconds(s: float) -> str:

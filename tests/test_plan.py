@@ -1,3 +1,5 @@
+import pytest
+
 from orchestrator import plan, scenario
 
 
@@ -17,7 +19,10 @@ baseline: {iperf3: {duration: 1s, tcp: false}}
     assert p.runs[8].point == p.runs[0].point
     assert len({r.run_id for r in p.runs}) == 16
     assert p.runs[3].run_id == "004-reuseport-t2-c20-r1"
-    assert p.expected_seconds == (1 + plan.BASELINE_OVERHEAD_S) + 16 * (4 + plan.RUN_OVERHEAD_S)
+    o = plan.overheads("local")
+    assert p.baseline_s == 1 + o.per_baseline_test_s and p.per_run_s == 4 + o.per_run_s
+    assert p.start_s == o.start_s + o.deploy_s  # here the deploy step builds the server
+    assert p.expected_seconds == pytest.approx(p.start_s + p.baseline_s + 16 * p.per_run_s + o.report_s)
     assert plan.expand(sc) == p  # same plan every time (resume relies on it)
 
 
@@ -25,3 +30,59 @@ def test_fmt_seconds():
     assert plan.fmt_seconds(5) == "5s"
     assert plan.fmt_seconds(75) == "1m15s"
     assert plan.fmt_seconds(3725) == "1h02m05s"
+
+
+def test_remote_hosts_cost_deploy_both_ways_and_each_client():
+    text = """
+name: m
+hosts: {provider: netns, roles: {server: 1, client: 3}}
+load: {duration: 5s}
+baseline: {iperf3: {duration: 2s, tcp_duration: 1s}}
+"""
+    p = plan.expand(scenario.load("s.yaml", text=text, host_cpus={0, 1}).scenario)
+    o = plan.overheads("ssh")
+    assert p.start_s == o.start_s + o.deploy_s
+    udp = 2 + o.per_baseline_test_s
+    assert p.baseline_s == pytest.approx(3 * (2 * udp + 1 + o.per_baseline_test_s) + 2 * udp)
+    assert p.per_run_s == pytest.approx(5 + o.per_run_s + 2 * o.per_client_s)
+    no_deploy = scenario.load("s.yaml", text=text.replace("client: 3}", "client: 3}, deploy: false"),
+                              host_cpus={0, 1})
+    assert plan.expand(no_deploy.scenario).start_s == o.start_s
+
+
+def _seconds(text: str) -> float:
+    """fmt_seconds' output back to seconds: '1h02m05s', '1m15s', '5s'."""
+    import re
+
+    h, m, s = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(\d+)s", text).groups()  # type: ignore[union-attr]
+    return int(h or 0) * 3600 + int(m or 0) * 60 + int(s)
+
+
+@pytest.mark.slow
+def test_the_plan_predicts_a_warm_lab_run_within_25_percent(tmp_path):
+    import os
+    import re
+    import time
+
+    from orchestrator.hosts import netns
+
+    from testkit import REPO, orchestrate
+
+    lab = f"p{os.getpid() % 10000}"
+    netns.up(lab, 2, pps=20_000)  # capped: iperf3 is not CPU-bound, so no widening retries
+    try:
+        args = [str(REPO / "scenarios" / "cross-host.yaml"), "--set", f"hosts.lab={lab}",
+                "--set", "server.arch=reuseport", "--set", "repeat=2", "--set", "load.duration=3s",
+                "--set", "baseline.iperf3.duration=2s", "--set", "baseline.iperf3.tcp_duration=1s"]
+        warm = orchestrate("run", *args, "--results", str(tmp_path / "warm"), timeout=600)
+        assert warm.returncode == 0, warm.stderr  # deployed once: the lab is warm now
+        planned = orchestrate("plan", *args)
+        assert planned.returncode == 0, planned.stderr
+        expected = _seconds(re.search(r"expected total (\S+) \(an estimate", planned.stdout)[1])
+        start = time.monotonic()
+        done = orchestrate("run", *args, "--results", str(tmp_path / "r"), timeout=600)
+        wall = time.monotonic() - start
+        assert done.returncode == 0, done.stderr
+    finally:
+        netns.down(lab)
+    assert 0.75 * wall <= expected <= 1.25 * wall, (expected, wall)
