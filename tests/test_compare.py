@@ -1,5 +1,5 @@
 """compare and the regression gate on results folders (hand-made summaries with known numbers;
-tests/test_gate.py does it with real runs)."""
+tests/test_cross_host.py does it with real runs on a lab)."""
 
 from __future__ import annotations
 

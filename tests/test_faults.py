@@ -1,6 +1,6 @@
 """Faults on this machine: each must end with a clear message naming the host and the phase,
 the right exit code, nothing left running, and every run measured before it kept.
-(Faults that need several SSH hosts are in tests/hosts/test_lab_faults.py.)"""
+(Faults that need several SSH hosts are in tests/test_lab_faults.py.)"""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ class Run:
 def test_ctrl_c_during_load_keeps_the_runs_already_measured(tmp_path, run_id):
     r = Run(tmp_path, run_id, *FAST, "--set", "repeat=2")
     r.wait_for("[2/4]")
-    time.sleep(1.5)  # inside the second run's load
+    r.wait_for_load()  # the second run's wrk is loading
     r.proc.send_signal(signal.SIGINT)
     rc, err = r.finish()
     assert rc == 130, err
@@ -82,9 +82,9 @@ def test_ctrl_c_during_load_keeps_the_runs_already_measured(tmp_path, run_id):
 
 
 def test_ctrl_c_during_baseline(tmp_path, run_id):
-    r = Run(tmp_path, run_id, "--set", "baseline.iperf3.duration=5s", "--set", "load.duration=2s")
-    r.wait_for("baseline localhost->localhost iperf3 udp")
-    time.sleep(1)
+    r = Run(tmp_path, run_id, "--set", "baseline.iperf3.duration=5s", "--set", "load.duration=2s",
+            env={"ORCHESTRATE_PAUSE_AT": "baseline"})
+    r.wait_for("paused at baseline")  # iperf3's server is up, its clients not yet started
     r.proc.send_signal(signal.SIGINT)
     rc, err = r.finish()
     assert rc == 130 and "interrupted during baseline" in err
@@ -94,7 +94,7 @@ def test_ctrl_c_during_baseline(tmp_path, run_id):
 def test_sigterm_is_an_interrupt_too(tmp_path, run_id):
     r = Run(tmp_path, run_id, *FAST)
     r.wait_for("[1/2]")
-    time.sleep(1)
+    r.wait_for_load()
     r.proc.send_signal(signal.SIGTERM)
     rc, err = r.finish()
     assert rc == 130 and "terminated (SIGTERM)" in err

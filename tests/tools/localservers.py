@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -16,7 +17,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from testkit import stop_process
@@ -55,6 +56,21 @@ def need(*binaries: str) -> None:
 
 
 SLOW_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n"
+
+
+def stop_when(proc: subprocess.Popen, done: Callable[[str], bool], timeout: float = 15.0) -> str:
+    """A collector's whole output, stopped with SIGINT as soon as what it printed so far
+    satisfies `done` (sysstat flushes every interval): a wait on a condition, not a sleep."""
+    assert proc.stdout is not None
+    text, deadline = "", time.monotonic() + timeout
+    while not done(text):
+        line = proc.stdout.readline()
+        if not line or time.monotonic() > deadline:
+            break
+        text += line
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=5)
+    return text + rest
 
 
 def free_port() -> int:

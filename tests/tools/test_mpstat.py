@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import time
 from datetime import UTC, datetime
 
 import pytest
-from localservers import data, need
+from localservers import data, need, stop_when
 
 from orchestrator.tools import mpstat
 
@@ -79,9 +78,7 @@ def test_live_mpstat_two_seconds(no_children):
     start = time.time()
     proc = subprocess.Popen(mpstat.command(), stdout=subprocess.PIPE, text=True,
                             env={**os.environ, **mpstat.ENV})
-    time.sleep(2.4)
-    proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=5)
+    out = stop_when(proc, lambda text: sum(s.cpu == 1 for s in mpstat.parse(text)) >= 2)
     samples = mpstat.parse(out)
     stats = mpstat.summarize(samples)
     assert set(stats) >= {mpstat.ALL, 0}

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import time
 
 import pytest
-from localservers import data, need
+from localservers import data, need, stop_when
 
 from orchestrator.tools import sar
 
@@ -61,9 +59,7 @@ def test_live_sar_two_seconds(no_children):
     need("sar")
     proc = subprocess.Popen(sar.command(), stdout=subprocess.PIPE, text=True,
                             env={**os.environ, **sar.ENV})
-    time.sleep(2.4)
-    proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=5)
+    out = stop_when(proc, lambda text: len(sar.parse(text).tcp) >= 2)  # two whole intervals
     summary = sar.summarize(sar.parse(out))
     assert "lo" in summary.interfaces
     assert summary.interfaces["lo"].n == 2
