@@ -188,7 +188,8 @@ CPU_BOUND_MAX_LOSS_PCT = 5.0  # a sender at full CPU with less loss than this se
 def cpu_bound(r: UdpResult, *, sender_core: float | None = None, receiver_core: float | None = None,
               threshold: float = CPU_BOUND_PCT) -> str | None:
     """Why this measurement was limited by iperf3's own CPU rather than the path, else None.
-    `*_core`: the busiest pinned CPU of each side over the test (from /proc/stat), if known."""
+    `*_core`: each side's share of its pinned core, if known: iperf3's own CPU plus the core's
+    softirq (the network stack working for it, which iperf3's own figure leaves out)."""
     receiver = max(r.cpu_receiver_pct, receiver_core or 0.0)
     sender = max(r.cpu_sender_pct, sender_core or 0.0)
     if receiver >= threshold:
