@@ -423,6 +423,7 @@ def point_summary(summary: Summary) -> bytes | None:
     colours = arch_colours(summary)
     fig = _figure(len(pts) * 1.3)
     ax = fig.axes[0]
+    top = 0.0
     for i, p in enumerate(pts):
         c = colours.get(point_key(p)[0], PALETTE[0])
         med = p["qps_median"]
@@ -434,12 +435,14 @@ def point_summary(summary: Summary) -> bytes | None:
         ax.scatter([i + o for o in offs], reps, s=22, color=c, alpha=0.7, zorder=3, edgecolors="none")
         ax.hlines(med, i - 0.28, i + 0.28, color=c, linewidth=3, zorder=4)
         m = num(p.get("qps_mad"))
-        spread = f" ±{m / med:.0%}" if m is not None and med else ""
-        ax.annotate(f"{_si(med)}{spread}\nn={p.get('n', len(reps))}", (i + 0.3, med), fontsize=8,
-                    va="center", color="#333")
+        n = p.get("n", len(reps))
+        # one repetition has no spread to show: "±0%" would claim a precision nobody measured
+        spread = f" ±{m / med:.0%}" if m is not None and med and len(reps) > 1 else ""
+        ax.annotate(f"{_si(med)}{spread}\nn={n}", (i + 0.3, med), fontsize=8, va="center", color="#333")
+        top = max(top, med, hi or 0.0, *reps)
     _xticks(ax, [point_label(p, "\n") for p in pts])
     ax.set_xlim(-0.6, len(pts) - 0.1)
-    ax.set_ylim(bottom=0)
+    ax.set_ylim(0, top * 1.15 or 1.0)  # room for the top label below the title
     ax.yaxis.set_major_formatter(SI)
     ax.set_ylabel("requests / s")
     ax.set_title("Per-point summary: repetitions, median (bar), min-max, ±MAD")

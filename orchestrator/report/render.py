@@ -233,7 +233,7 @@ def _hosts(summary: dict[str, Any]) -> list[dict[str, str]]:
             "name": str(name), "roles": ", ".join(h.get("roles") or []) or MISSING,
             "address": f_text(h.get("address")), "cpu_model": f_text(h.get("cpu_model")), "cores": cores,
             "kernel": f_text(h.get("kernel")),
-            "tools": ", ".join(f"{k} {v}" for k, v in tools.items()) or MISSING,
+            "tools": ", ".join(f"{k} {v}" for k, v in tools.items() if v) or MISSING,  # None: absent
         })
     return out
 

@@ -149,7 +149,8 @@ def test_failed_before_any_run(tmp_path: Path):
 def test_missing_and_none_fields_everywhere(tmp_path: Path):
     """A summary as sparse as JSON allows: every field absent, None, or of the wrong type."""
     s: dict[str, Any] = {
-        "version": 1, "hosts": {"h": None, "g": {"tool_versions": None, "roles": None, "cpus": None}},
+        "version": 1, "hosts": {"h": None, "g": {"tool_versions": None, "roles": None, "cpus": None},
+                                "k": {"tool_versions": {"wrk": "4.1.0", "nginx": None}}},
         "baseline": {"a->b": {"udp": None}, "c->d": {"udp": {"pps_delivered": None}, "tcp": {}}},
         "points": [{"arch": None, "verdicts": None}],
         "runs": [
@@ -171,6 +172,7 @@ def test_missing_and_none_fields_everywhere(tmp_path: Path):
     assert "(file missing)" in html
     assert len(md_table(paths.md.read_text(), VERDICT_HEADER)) == 3
     assert "chart failed" not in html  # sparse data is "nothing to plot", never an exception
+    assert "wrk 4.1.0" in html and "nginx" not in html  # an absent tool is not listed as "nginx None"
 
 
 def test_a_failing_chart_costs_only_that_chart(analysed_folder: Path, monkeypatch: pytest.MonkeyPatch):
