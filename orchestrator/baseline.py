@@ -117,6 +117,15 @@ def _proc_stat(ctx: Context, host: Host) -> dict[int, tuple[int, int]]:
     return out
 
 
+def _rcvbuf_errors(ctx: Context, host: Host) -> int | None:
+    """UDP datagrams dropped at full receive buffers on `host` so far (/proc/net/snmp)."""
+    text = ctx.t(host).run("grep '^Udp:' /proc/net/snmp", timeout=15, check=False).stdout.splitlines()
+    if len(text) < 2:
+        return None
+    row = dict(zip(text[0].split(), text[1].split(), strict=False))
+    return int(row["RcvbufErrors"]) if row.get("RcvbufErrors", "").isdigit() else None
+
+
 def _softirq(before: dict[int, tuple[int, int]], after: dict[int, tuple[int, int]],
              cpus: list[int]) -> float | None:
     """The highest irq + softirq share of `cpus` over the test: the network stack's work for
@@ -142,8 +151,11 @@ def _udp_scaled(ctx: Context, client: Host, reverse: bool) -> dict[str, Any]:
                                                duration_s=b.duration, bitrate=b.bitrate, reverse=reverse))
                 for i in range(n)]
         hosts = [client] if client.name == server.name else [client, server]
+        receiving = client if reverse else server
         before = {h.name: _proc_stat(ctx, h) for h in hosts}
+        drops0 = _rcvbuf_errors(ctx, receiving)
         texts = _run(ctx, client, jobs, name if n == 1 else f"{name}-x{n}", b.duration)
+        drops1 = _rcvbuf_errors(ctx, receiving)
         after = {h.name: _proc_stat(ctx, h) for h in hosts}
         result = iperf3.combine([_parse(ctx, client, name, t, iperf3.parse_udp) for t in texts])
         c_soft = _softirq(before[client.name], after[client.name], c_cpus[:n])
@@ -152,8 +164,11 @@ def _udp_scaled(ctx: Context, client: Host, reverse: bool) -> dict[str, Any]:
         # iperf3's own CPU plus the softirq on its core: its share of that core
         sender = result.cpu_sender_pct + (sender_soft or 0.0)
         receiver = result.cpu_receiver_pct + (receiver_soft or 0.0)
-        why = iperf3.cpu_bound(result, sender_core=sender, receiver_core=receiver)
+        drops = drops1 - drops0 if drops0 is not None and drops1 is not None else None
+        why = iperf3.cpu_bound(result, sender_core=sender, receiver_core=receiver,
+                               receiver_buffer_drops=drops)
         tried.append({"processes": n, "pps_delivered": result.pps_delivered, "cpu_bound": why,
+                      "receiver_buffer_drops": drops,
                       "sender_core_pct": round(sender, 1), "receiver_core_pct": round(receiver, 1)})
         rising = best is None or result.pps_delivered > 1.1 * best[0].pps_delivered
         if best is None or result.pps_delivered > best[0].pps_delivered:
@@ -184,9 +199,16 @@ def _udp_together(ctx: Context, reverse: bool) -> dict[str, Any]:
         text = _run(ctx, client, [(ctx.cpus(client, "client")[0], argv)], name, b.duration, at=at)[0]
         return _parse(ctx, client, name, text, iperf3.parse_udp)
 
+    receiving = clients if reverse else [server]
+    drops0 = [_rcvbuf_errors(ctx, h) for h in receiving]
     results = each(clients, one)
-    whys = [w for w in (iperf3.cpu_bound(r) for r in results) if w]
+    drops1 = [_rcvbuf_errors(ctx, h) for h in receiving]
     total = iperf3.combine(results)
+    known = [b1 - b0 for b0, b1 in zip(drops0, drops1, strict=True) if b0 is not None and b1 is not None]
+    whys = [w for w in (iperf3.cpu_bound(r) for r in results) if w]
+    dropped = iperf3.cpu_bound(total, receiver_buffer_drops=sum(known) if known else None)
+    if dropped and dropped.startswith("receiver could not keep up"):
+        whys.append(dropped)
     return {**dataclasses.asdict(total), "cpu_bound": "; ".join(whys) or None, "lower_bound": bool(whys),
             "clients": len(clients)}
 

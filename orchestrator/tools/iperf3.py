@@ -186,12 +186,19 @@ CPU_BOUND_MAX_LOSS_PCT = 5.0  # a sender at full CPU with less loss than this se
 
 
 def cpu_bound(r: UdpResult, *, sender_core: float | None = None, receiver_core: float | None = None,
-              threshold: float = CPU_BOUND_PCT) -> str | None:
+              receiver_buffer_drops: int | None = None, threshold: float = CPU_BOUND_PCT) -> str | None:
     """Why this measurement was limited by iperf3's own CPU rather than the path, else None.
     `*_core`: each side's share of its pinned core, if known: iperf3's own CPU plus the core's
-    softirq (the network stack working for it, which iperf3's own figure leaves out)."""
+    softirq (the network stack working for it, which iperf3's own figure leaves out).
+    `receiver_buffer_drops`: the receiving host's UDP RcvbufErrors over the test (/proc/net/snmp)."""
     receiver = max(r.cpu_receiver_pct, receiver_core or 0.0)
     sender = max(r.cpu_sender_pct, sender_core or 0.0)
+    # Datagrams dropped because the receiving socket's buffer was full: the receiver did not
+    # keep up (its CPU, or a CPU it shares), so what arrived is what iperf3 could take.
+    if receiver_buffer_drops and r.packets_lost and receiver_buffer_drops >= 0.5 * r.packets_lost \
+            and r.loss_pct >= 1.0:
+        return (f"receiver could not keep up: {receiver_buffer_drops:,} datagrams dropped at its full "
+                f"socket buffer ({r.loss_pct:.1f}% loss)")
     if receiver >= threshold:
         return f"receiver at {receiver:.0f}% of a CPU"
     if sender >= threshold and r.loss_pct < CPU_BOUND_MAX_LOSS_PCT:

@@ -165,6 +165,14 @@ def test_cpu_bound_from_iperf3s_own_figures_and_the_pinned_cores():
     assert iperf3.cpu_bound(udp(), receiver_core=95.0) == "receiver at 95% of a CPU"
 
 
+def test_drops_at_the_receivers_socket_buffer_mean_it_could_not_keep_up():
+    lossy = udp(packets_sent=10_000, packets_delivered=6_000, packets_lost=4_000, loss_pct=40.0)
+    assert iperf3.cpu_bound(lossy, receiver_buffer_drops=3_900) == (
+        "receiver could not keep up: 3,900 datagrams dropped at its full socket buffer (40.0% loss)")
+    # dropped elsewhere (a capped link's queue): the path set the rate
+    assert iperf3.cpu_bound(lossy, receiver_buffer_drops=10) is None
+
+
 def test_a_full_sender_on_a_capped_path_is_not_the_limit():
     # sends 10x what arrives: the path dropped them, the sender's CPU did not set the rate
     capped = udp(packets_sent=10_000, packets_lost=9_010, loss_pct=90.1, cpu_sender_pct=100.0)
