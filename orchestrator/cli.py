@@ -48,6 +48,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    import json
+
+    from orchestrator import scenario
+
+    text = json.dumps(scenario.json_schema(), indent=2) + "\n"
+    if args.output:
+        Path(args.output).write_text(text)
+        print(f"schema: {args.output}")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     from orchestrator.plan import expand, fmt_seconds
 
@@ -248,6 +262,7 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "validate": cmd_validate,
+    "schema": cmd_schema,
     "plan": cmd_plan,
     "run": cmd_run,
     "report": cmd_report,
@@ -288,6 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--history", type=Path, metavar="DB", help="history database (default "
                    "$ORCHESTRATE_HISTORY or ~/.local/share/orchestrate/history.sqlite)")
 
+    sch = sub.add_parser("schema", help="the scenario JSON Schema (for editors: the shipped scenarios "
+                         "point to scenarios/scenario.schema.json)")
+    sch.add_argument("-o", "--output", metavar="FILE", help="write it here instead of standard output")
     rep = sub.add_parser("report", help="(re)build report.md and report.html for a results folder")
     rep.add_argument("dir", metavar="DIR")
     cmp_ = sub.add_parser("compare", help="compare two results folders run by run")

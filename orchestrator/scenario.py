@@ -83,8 +83,13 @@ def _as_list(value: Any) -> Any:
     return value if isinstance(value, list) else [value]
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-Cpus = Annotated[list[int] | Literal["even", "odd", "all"], BeforeValidator(parse_cpus)]
+# What a user may write (the JSON Schema editors check against), before it is parsed.
+_DURATION_TEXT = Annotated[str, Field(pattern=r"^\s*(\d+(\.\d+)?\s*(ms|s|m|h)\s*)+$")]
+_CPU_TEXT = Annotated[str, Field(pattern=r"^\s*(even|odd|all|\d+(-\d+)?(\s*,\s*\d+(-\d+)?)*)\s*$")]
+
+Duration = Annotated[float, BeforeValidator(parse_duration, json_schema_input_type=float | _DURATION_TEXT)]
+Cpus = Annotated[list[int] | Literal["even", "odd", "all"],
+                 BeforeValidator(parse_cpus, json_schema_input_type=list[int] | int | _CPU_TEXT)]
 
 
 def resolve_cpus(spec: list[int] | str, available: list[int] | set[int]) -> list[int]:
@@ -154,8 +159,10 @@ class Hosts(_Model):
 
 
 class Server(_Model):
-    arch: Annotated[list[str], BeforeValidator(_as_list)] = ["reuseport"]
-    threads: Annotated[list[PositiveInt], BeforeValidator(_as_list)] = [1]
+    arch: Annotated[list[str], BeforeValidator(
+        _as_list, json_schema_input_type=str | list[str])] = ["reuseport"]
+    threads: Annotated[list[PositiveInt], BeforeValidator(
+        _as_list, json_schema_input_type=PositiveInt | list[PositiveInt])] = [1]
     cpus: Cpus = [0]
     port: Port = 8000
     bind: str | None = None  # default: 127.0.0.1 on one host, 0.0.0.0 across hosts
@@ -177,7 +184,8 @@ class Server(_Model):
 class Load(_Model):
     tool: Literal["wrk"] = "wrk"
     threads: PositiveInt = 1
-    connections: Annotated[list[PositiveInt], BeforeValidator(_as_list)] = [64]
+    connections: Annotated[list[PositiveInt], BeforeValidator(
+        _as_list, json_schema_input_type=PositiveInt | list[PositiveInt])] = [64]
     duration: Duration = 10.0
     timeout: Duration = 2.0
     cpus: Cpus = [1]
@@ -213,8 +221,11 @@ def _collectors_shorthand(value: Any) -> Any:
     return {"collectors": value} if isinstance(value, list) else value
 
 
+Collector = Literal["pidstat", "mpstat", "sar", "perf"]
+
+
 class Telemetry(_Model):
-    collectors: list[Literal["pidstat", "mpstat", "sar", "perf"]] = ["pidstat", "mpstat", "sar"]
+    collectors: list[Collector] = ["pidstat", "mpstat", "sar"]
     # Where the collectors run on each host. Default: the CPUs no part of the run is pinned to
     # (on any host sharing that machine's kernel); with none spare, they share the measured
     # CPUs and the summary says so.
@@ -228,7 +239,8 @@ class Scenario(_Model):
     server: Server = Server()
     load: Load = Load()
     baseline: Baseline = Baseline()
-    telemetry: Annotated[Telemetry, BeforeValidator(_collectors_shorthand)] = Telemetry()
+    telemetry: Annotated[Telemetry, BeforeValidator(
+        _collectors_shorthand, json_schema_input_type=Telemetry | list[Collector])] = Telemetry()
     repeat: Annotated[int, Field(ge=1, le=1000)] = 1
     thresholds: Thresholds = Thresholds()
     max_runs: Annotated[int, Field(ge=1)] = 500  # guards against a mistyped matrix
@@ -547,3 +559,12 @@ def _mark_set(p: Problem, sets: list[str]) -> Problem:
 def dump(sc: Scenario) -> str:
     """The resolved scenario as YAML (kept with every results folder)."""
     return yaml.safe_dump(sc.model_dump(mode="json"), sort_keys=False)
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of a scenario file, from the same models that validate it (what a user
+    may write: durations as "10s", CPUs as "0-3" or "even", one value for a matrix axis)."""
+    schema = Scenario.model_json_schema(mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "orchestrate scenario"
+    return schema

@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import json
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from orchestrator import scenario
 from orchestrator.errors import UserError
+
+from testkit import orchestrate
 
 CPUS = {0, 1}
 
@@ -137,3 +141,56 @@ def test_shipped_scenarios_are_valid(repo):
 def test_wrk_durations_are_whole_seconds():
     assert problems("name: x\nload: {duration: 1500ms, timeout: 2s}\n") == [
         "s.yaml:2: load.duration: wrk takes whole seconds; got 1.5s"]
+
+
+# --- the JSON Schema editors check scenarios against ------------------------------------
+
+SCHEMA_FILE = Path(__file__).resolve().parents[1] / "scenarios" / "scenario.schema.json"
+
+
+def test_the_shipped_schema_is_the_one_the_models_give():
+    # regenerate with: orchestrate schema -o orchestrator/defaults/scenario.schema.json
+    assert json.loads(SCHEMA_FILE.read_text()) == scenario.json_schema()
+    done = orchestrate("schema")
+    assert done.returncode == 0 and json.loads(done.stdout) == scenario.json_schema()
+
+
+def test_every_shipped_scenario_points_to_the_schema_and_passes_it():
+    import jsonschema
+    import yaml
+
+    validator = jsonschema.Draft202012Validator(json.loads(SCHEMA_FILE.read_text()))
+    shipped = sorted(SCHEMA_FILE.parent.glob("*.yaml"))
+    assert len(shipped) >= 8
+    for path in shipped:
+        text = path.read_text()
+        assert text.startswith("# yaml-language-server: $schema=scenario.schema.json\n"), path
+        assert (path.parent / "scenario.schema.json").is_file()  # resolves beside the file
+        errors = [e.message for e in validator.iter_errors(yaml.safe_load(text))]
+        assert errors == [], (path, errors)
+
+
+@pytest.mark.parametrize("bad", [
+    {"name": "x", "load": {"duraton": "10s"}},  # a typo an editor should underline
+    {"name": "x", "load": {"duration": "10 parsecs"}},
+    {"name": "x", "server": {"cpus": "evens"}},
+    {"name": "x", "telemetry": ["pidstat", "top"]},
+])
+def test_the_schema_refuses_what_validation_refuses(bad):
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(json.loads(SCHEMA_FILE.read_text()))
+    assert list(validator.iter_errors(bad))
+    with pytest.raises(UserError):
+        load(json.dumps(bad))
+
+
+def test_the_schema_takes_every_short_form_validation_takes():
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(json.loads(SCHEMA_FILE.read_text()))
+    good = {"name": "x", "server": {"arch": "reuseport", "threads": 2, "cpus": "0,2"},
+            "load": {"connections": 64, "duration": "1m30s", "cpus": "odd"},
+            "telemetry": {"collectors": ["mpstat"], "cpus": [3]}}
+    assert list(validator.iter_errors(good)) == []
+    scenario.load("x.yaml", text=json.dumps(good), host_cpus={0, 1, 2, 3})
