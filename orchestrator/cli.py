@@ -159,25 +159,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     folder = Path(args.dir)
     summary = store.load_summary(folder)
-    topo = summary.get("topology") or _topology_of(summary)
+    topo = summary.get("topology")
     if topo:  # re-analyse with the current rules, keep everything measured
-        th = analysis.Thresholds(**{k: v for k, v in (summary.get("thresholds") or {}).items()
-                                    if k in analysis.Thresholds.__dataclass_fields__})
-        analysis.analyse(summary, th=th, server=topo["server"], interface=topo.get("interface"),
+        analysis.analyse(summary, th=analysis.Thresholds.from_dict(summary.get("thresholds") or {}),
+                         server=topo["server"], interface=topo.get("interface"),
                          loopback=topo.get("loopback", False))
         store.ResultsDir(folder).save_summary({k: v for k, v in summary.items() if k != "version"})
     paths = render.build(folder)
     print(f"report: {getattr(paths, 'html', paths)}")
     return EXIT_OK
-
-
-def _topology_of(summary: dict[str, Any]) -> dict[str, Any]:
-    """Where the server ran, for summaries written before `topology` was recorded."""
-    hosts = summary.get("hosts") or {}
-    server = next((h for h, f in hosts.items() if "server" in (f.get("roles") or [])), None)
-    if server is None:
-        return {}
-    return {"server": server, "interface": None, "loopback": summary.get("provider") == "local"}
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -220,6 +210,8 @@ def cmd_lab(args: argparse.Namespace) -> int:
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
+    from orchestrator import cleanup
+
     if args.provider == "aws":
         from orchestrator.hosts import aws
 
@@ -233,30 +225,18 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
         if not report.removed and not report.failed:
             print(f"aws {region}: nothing to clean up")
         return EXIT_OK if report.ok else EXIT_FAILURE
-    else:
-        from orchestrator import hosts, remote
-        from orchestrator.hosts import netns
-
-        # Processes of runs whose orchestrator died (kill -9, power loss) carry the run's
-        # mark; a run still alive holds its host lock, and is left alone.
-        t = remote.LocalTransport()
-        live = hosts.live_runs()
-        orphans = {rid: pids for rid, pids in remote.marked_runs(t).items() if rid not in live.values()}
-        for rid, pids in orphans.items():
-            procs = [remote.Process("localhost", "orphan", p, "", "") for p in pids]
-            remote.stop_many(t, procs, grace=5.0)
-            print(f"stopped {len(pids)} process(es) left by run {rid}: pids {', '.join(map(str, pids))}")
-        removed = []
-        if args.provider == "netns" or args.labs:
-            for st in netns.status():
-                busy = {live[h.address] for h in st.hosts if h.address in live}
-                if busy:
-                    print(f"lab {st.name}: in use by run {', '.join(sorted(busy))}; left up")
-                else:
-                    removed += netns.down(st.name)
+    stopped = cleanup.orphan_processes()
+    for rid, pids in stopped.items():
+        print(f"stopped {len(pids)} process(es) left by run {rid}: pids {', '.join(map(str, pids))}")
+    if args.provider == "netns" or args.labs:
+        kept, removed = cleanup.idle_labs()
+        for name, runs in kept.items():
+            print(f"lab {name}: in use by run {', '.join(runs)}; left up")
         print("\n".join(removed) if removed else "no lab to remove")
-        if not orphans:
-            print("no process left by an earlier run")
+    else:
+        print("no lab to remove")
+    if not stopped:
+        print("no process left by an earlier run")
     return EXIT_OK
 
 

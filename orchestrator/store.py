@@ -125,6 +125,18 @@ def load_summary(folder: Path) -> dict[str, Any]:
     if data.get("version") != FORMAT_VERSION:
         raise UserError(f"{p}: summary format version {data.get('version')!r} is not one this "
                         f"orchestrate reads (it reads {FORMAT_VERSION})")
+    return _upgrade(data)
+
+
+def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
+    """Fill in what early version-1 summaries did not record yet (asv's update_to_N idea)."""
+    if "topology" not in data:  # where the server ran: from its host's roles
+        hosts = data.get("hosts") or {}
+        server = next((h for h, f in hosts.items()
+                       if "server" in ((f or {}).get("roles") or [])), None)
+        if server is not None:
+            data["topology"] = {"server": server, "interface": None,
+                                "loopback": data.get("provider") == "local"}
     return data
 
 
