@@ -696,9 +696,10 @@ def along_connections(runs: list[dict[str, Any]], th: Thresholds | None = None) 
             if q1 <= 0 or l1 <= 0:
                 continue
             qx, cx = q2 / q1, c2 / c1
+            # only runs where everything was measured and nothing saturated (the concurrency
+            # rule held): an unmeasured load generator could be the flat part itself
             idle = [r for c in (c1, c2) for r in by_c[c]
-                    if r["analysis"].get("verdict") in (CONCURRENCY, INCONCLUSIVE)
-                    and r["analysis"].get("rule") in ("concurrency", "nothing-fits", "server-serialised")]
+                    if r["analysis"].get("rule") in ("concurrency", "server-serialised")]
             values = {"c1": c1, "c2": c2, "cx": f"{cx:g}", "q1": f"{q1:,.0f}", "q2": f"{q2:,.0f}",
                       "qx": f"{qx:.2f}", "threshold": f"{th.flat_gain:g}"}
             if qx < th.flat_gain and l2 > l1:

@@ -508,3 +508,14 @@ def test_readme_verdict_section_is_generated_from_the_rules():
     assert analysis.rules_markdown() in section
     for v in analysis.VERDICTS:
         assert f"**{v}**" in section
+
+
+def test_flat_qps_says_nothing_about_the_server_when_the_generator_was_not_measured():
+    runs = []
+    for c in (2, 8):
+        rec = sleeper(c)
+        rec["client_cpu"] = {}
+        rec["analysis"] = verdict(rec)
+        runs.append(rec)
+    analysis.summarise_points(runs)
+    assert {r["analysis"]["rule"] for r in runs} == {"nothing-fits"}
