@@ -82,9 +82,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
           f"expected total {fmt_seconds(plan.expected_seconds)} (an estimate: load time plus "
           f"orchestration overheads {plan.overheads.provenance})")
     if sc.hosts.provider == "aws":
-        from orchestrator.hosts import aws
+        from orchestrator.hosts.aws import prices
 
-        for line in aws.describe_plan(sc):
+        for line in prices.describe_plan(sc):
             print(line)
     return EXIT_OK
 
@@ -127,12 +127,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _confirm_cloud(sc: Any, yes: bool) -> bool:
     """Show what the run will rent and what it may cost; ask unless --yes."""
-    from orchestrator.hosts import aws
+    from orchestrator.hosts.aws import cleanup, ec2, prices
 
-    for line in aws.describe_plan(sc):
+    for line in prices.describe_plan(sc):
         print(line)
-    cfg = aws.config(sc)
-    for line in aws.warn_expired(cfg.region, endpoint_url=cfg.endpoint_url):
+    cfg = ec2.config(sc)
+    for line in cleanup.warn_expired(cfg.region, endpoint_url=cfg.endpoint_url):
         print(f"orchestrate: WARNING {line}", file=sys.stderr)
     if yes:
         return True
@@ -213,10 +213,10 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     from orchestrator import cleanup
 
     if args.provider == "aws":
-        from orchestrator.hosts import aws
+        from orchestrator.hosts.aws import cleanup as aws_cleanup
 
         region = args.region or "us-east-1"
-        report = aws.cleanup(region, all=args.all, run_id=args.run_id, dry_run=args.dry_run,
+        report = aws_cleanup.cleanup(region, all=args.all, run_id=args.run_id, dry_run=args.dry_run,
                              endpoint_url=args.endpoint_url)
         for line in report.removed:
             print(f"removed {line}")

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import boto3
 import pytest
 
-from orchestrator.hosts import aws
+from orchestrator.hosts.aws import ec2 as aws_api
 
 from testkit import REPO, orchestrate
 
@@ -24,7 +24,8 @@ def test_plan_prints_instances_and_an_estimate_without_calling_aws():
     done = orchestrate("plan", SCENARIO, "--set", f"hosts.aws.endpoint_url={DEAD}", env=FAKE)
     assert done.returncode == 0, done.stderr
     assert "server: 1 x c6i.2xlarge (~$" in done.stdout and "client: 1 x c6i.2xlarge" in done.stdout
-    assert "estimated cost: ~$" in done.stdout and "ESTIMATE: list prices as of" in done.stdout
+    assert "estimated cost: ~$" in done.stdout and "ESTIMATE: hand-kept list prices as of" in done.stdout
+    assert "typed from memory, not fetched" in done.stdout and "/h each, estimate)" in done.stdout
     assert orchestrate("validate", SCENARIO, env=FAKE).returncode == 0
 
 
@@ -49,8 +50,9 @@ def test_cleanup_removes_what_a_killed_run_left(ec2, moto_server):
     future = (datetime.now(UTC) + timedelta(hours=5)).isoformat()
 
     def tags(run: str, expires: str) -> list[dict]:
-        return [{"Key": aws.TAG_RUN, "Value": run}, {"Key": aws.TAG_SCENARIO, "Value": "aws-cross-host"},
-                {"Key": aws.TAG_EXPIRES, "Value": expires}]
+        return [{"Key": aws_api.TAG_RUN, "Value": run},
+                {"Key": aws_api.TAG_SCENARIO, "Value": "aws-cross-host"},
+                {"Key": aws_api.TAG_EXPIRES, "Value": expires}]
 
     for run, expires in (("killed-run", past), ("live-run", future)):
         ec2.create_key_pair(KeyName=f"orchestrate-{run}", TagSpecifications=[

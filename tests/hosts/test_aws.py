@@ -27,6 +27,9 @@ import pytest
 from orchestrator.errors import RunFailed, UserError
 from orchestrator.hosts import aws
 from orchestrator.hosts import open_lab as open_any_lab
+from orchestrator.hosts.aws import cleanup as aws_cleanup
+from orchestrator.hosts.aws import ec2 as aws_api
+from orchestrator.hosts.aws import prices
 from orchestrator.scenario import Scenario
 
 REGION = "eu-west-1"
@@ -136,7 +139,7 @@ def fake_credentials(monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setattr(aws, "WAITER", {"Delay": 0, "MaxAttempts": 100})
+    monkeypatch.setattr(aws_api, "WAITER", {"Delay": 0, "MaxAttempts": 100})
 
     def no_lookup(timeout: float = 5.0) -> str:
         raise AssertionError("tests must pass my_address; no external service is called")
@@ -161,10 +164,10 @@ class Cloud:
     def live(self, run_id: str | None = None) -> dict[str, list[str]]:
         """What is left: live instances, groups and keys carrying our tag."""
         ec2 = self.ec2()
-        flt = [{"Name": f"tag:{aws.TAG_RUN}", "Values": [run_id]}] if run_id else \
-            [{"Name": "tag-key", "Values": [aws.TAG_RUN]}]
+        flt = [{"Name": f"tag:{aws_api.TAG_RUN}", "Values": [run_id]}] if run_id else \
+            [{"Name": "tag-key", "Values": [aws_api.TAG_RUN]}]
         inst = [i["InstanceId"] for r in ec2.describe_instances(Filters=flt + [
-            {"Name": "instance-state-name", "Values": list(aws.LIVE_STATES)}])["Reservations"]
+            {"Name": "instance-state-name", "Values": list(aws_api.LIVE_STATES)}])["Reservations"]
             for i in r["Instances"]]
         return {"instances": inst,
                 "security-groups": [g["GroupId"] for g in ec2.describe_security_groups(Filters=flt)
@@ -184,9 +187,9 @@ def cloud(request, monkeypatch):
         endpoint = request.getfixturevalue("moto_server")
         urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")).close()
     fakes = Fakes(endpoint)
-    real = aws.make_session
+    real = aws_api.make_session
     # The provider builds its own session from the standard chain, as for a user; the fakes ride on it.
-    monkeypatch.setattr(aws, "make_session", lambda region: fakes.install(real(region)))
+    monkeypatch.setattr(aws_api, "make_session", lambda region: fakes.install(real(region)))
     if endpoint:
         yield Cloud(endpoint, fakes)
     else:
@@ -240,7 +243,7 @@ def test_provisions_the_cross_host_topology(cloud, tmp_path):
         assert [h.name for h in lab.hosts] == ["server-1", "client-1"]
         assert lab.server.roles == ("server",) and [c.name for c in lab.clients] == ["client-1"]
 
-        res = ec2.describe_instances(Filters=[{"Name": f"tag:{aws.TAG_RUN}", "Values": ["r-topo"]}])
+        res = ec2.describe_instances(Filters=[{"Name": f"tag:{aws_api.TAG_RUN}", "Values": ["r-topo"]}])
         inst = {i["InstanceId"]: i for r in res["Reservations"] for i in r["Instances"]}
         assert len(inst) == 2
         by_name = {next(t["Value"] for t in i["Tags"] if t["Key"] == "Name"): i for i in inst.values()}
@@ -250,8 +253,8 @@ def test_provisions_the_cross_host_topology(cloud, tmp_path):
         for i in inst.values():
             assert i["State"]["Name"] == "running"
             tags = {t["Key"]: t["Value"] for t in i["Tags"]}
-            assert tags[aws.TAG_RUN] == "r-topo" and tags[aws.TAG_SCENARIO] == "cross-host"
-            expires = datetime.fromisoformat(tags[aws.TAG_EXPIRES])
+            assert tags[aws_api.TAG_RUN] == "r-topo" and tags[aws_api.TAG_SCENARIO] == "cross-host"
+            expires = datetime.fromisoformat(tags[aws_api.TAG_EXPIRES])
             assert before + timedelta(hours=3) - timedelta(seconds=5) <= expires
             assert expires <= datetime.now(UTC) + timedelta(hours=3, seconds=5)
 
@@ -267,10 +270,11 @@ def test_provisions_the_cross_host_topology(cloud, tmp_path):
             assert p["NetworkInterfaces"][0]["AssociatePublicIpAddress"] is True
         assert cloud.fakes.groups[name]["Strategy"] == "cluster"
         pg_tags = {t["Key"]: t["Value"] for t in cloud.fakes.groups[name]["Tags"]}
-        assert pg_tags[aws.TAG_RUN] == "r-topo" and pg_tags["Name"] == name and aws.TAG_EXPIRES in pg_tags
+        assert pg_tags[aws_api.TAG_RUN] == "r-topo" and pg_tags["Name"] == name
+        assert aws_api.TAG_EXPIRES in pg_tags
 
         # Security group: SSH from this machine only, everything between members, nothing else.
-        sg = ec2.describe_security_groups(Filters=[{"Name": f"tag:{aws.TAG_RUN}", "Values": ["r-topo"]}])
+        sg = ec2.describe_security_groups(Filters=[{"Name": f"tag:{aws_api.TAG_RUN}", "Values": ["r-topo"]}])
         (group,) = sg["SecurityGroups"]
         rules = group["IpPermissions"]
         ssh = [r for r in rules if r["IpProtocol"] == "tcp"]
@@ -281,7 +285,7 @@ def test_provisions_the_cross_host_topology(cloud, tmp_path):
         assert [p["GroupId"] for p in everything[0]["UserIdGroupPairs"]] == [group["GroupId"]]
         assert len(rules) == 2
 
-        (key,) = ec2.describe_key_pairs(Filters=[{"Name": f"tag:{aws.TAG_RUN}", "Values": ["r-topo"]}])[
+        (key,) = ec2.describe_key_pairs(Filters=[{"Name": f"tag:{aws_api.TAG_RUN}", "Values": ["r-topo"]}])[
             "KeyPairs"]
         assert key["KeyName"] == name
 
@@ -378,7 +382,7 @@ def test_teardown_tries_every_step_and_reports_what_it_could_not_remove(cloud, t
         raise ValueError("boom")
     assert any("r-part2" in n for n in info2.value.__notes__)
     del cloud.fakes.fail["DeleteSecurityGroup"]
-    report = aws.cleanup(REGION, all=True, endpoint_url=cloud.endpoint)
+    report = aws_cleanup.cleanup(REGION, all=True, endpoint_url=cloud.endpoint)
     assert report.ok and cloud.nothing_left()
 
 
@@ -387,7 +391,7 @@ def test_teardown_tries_every_step_and_reports_what_it_could_not_remove(cloud, t
 
 def test_cleanup_removes_a_killed_runs_leftovers(cloud, tmp_path):
     sc = scenario(cloud.endpoint)
-    session = aws.make_session(REGION)
+    session = aws_api.make_session(REGION)
     long_ago = datetime.now(UTC) - timedelta(hours=5)
     # Two runs "killed" before their teardown: provisioning alone, nothing removes them.
     for run_id, when in (("r-old", long_ago), ("r-new", datetime.now(UTC))):
@@ -396,27 +400,28 @@ def test_cleanup_removes_a_killed_runs_leftovers(cloud, tmp_path):
                       wait_ssh=SshSeam(), host_keys=fake_keys, now=when)
     assert cloud.live("r-old")["instances"] and cloud.live("r-new")["instances"]
 
-    expired = aws.find_leftovers(REGION, endpoint_url=cloud.endpoint)
+    expired = aws_cleanup.find_leftovers(REGION, endpoint_url=cloud.endpoint)
     assert {x.run_id for x in expired} == {"r-old"}
-    assert sorted(x.kind for x in expired) == sorted([*aws.KINDS, "instance"])
+    assert sorted(x.kind for x in expired) == sorted([*aws_api.KINDS, "instance"])
     assert all(x.expired and x.scenario == "cross-host" for x in expired)
-    (warning,) = aws.warn_expired(REGION, endpoint_url=cloud.endpoint)
+    (warning,) = aws_cleanup.warn_expired(REGION, endpoint_url=cloud.endpoint)
     assert "r-old" in warning and "2 instance(s) still billed" in warning and "orchestrate cleanup" in warning
 
-    dry = aws.cleanup(REGION, endpoint_url=cloud.endpoint, dry_run=True)
+    dry = aws_cleanup.cleanup(REGION, endpoint_url=cloud.endpoint, dry_run=True)
     assert len(dry.removed) == 5 and cloud.live("r-old")["instances"]
 
-    report = aws.cleanup(REGION, endpoint_url=cloud.endpoint)
+    report = aws_cleanup.cleanup(REGION, endpoint_url=cloud.endpoint)
     assert report.ok and {x.run_id for x in report.removed} == {"r-old"}
     assert [x.kind for x in report.removed][:2] == ["instance", "instance"]  # instances first
     assert cloud.nothing_left("r-old")
     assert not any(not v for v in cloud.live("r-new").values())  # the live run is untouched
-    assert aws.warn_expired(REGION, endpoint_url=cloud.endpoint) == []
+    assert aws_cleanup.warn_expired(REGION, endpoint_url=cloud.endpoint) == []
 
     # Later, past its expiry, or right away with all=True.
     later = datetime.now(UTC) + timedelta(hours=4)
-    assert {x.run_id for x in aws.find_leftovers(REGION, endpoint_url=cloud.endpoint, now=later)} == {"r-new"}
-    report = aws.cleanup(REGION, all=True, endpoint_url=cloud.endpoint)
+    found = aws_cleanup.find_leftovers(REGION, endpoint_url=cloud.endpoint, now=later)
+    assert {x.run_id for x in found} == {"r-new"}
+    report = aws_cleanup.cleanup(REGION, all=True, endpoint_url=cloud.endpoint)
     assert report.ok and len(report.removed) == 5
     assert cloud.nothing_left()
 
@@ -437,32 +442,32 @@ def no_api(monkeypatch):
 
 def test_estimate_and_plan_make_no_api_calls(no_api):
     sc = scenario(None)
-    est = aws.estimate(sc, 2.0)
-    table = aws.load_prices()
+    est = prices.estimate(sc, 2.0)
+    table = prices.load_prices()
     by_role = {r.role: r for r in est.roles}
     assert by_role["server"].instance_type == "c6i.2xlarge" and by_role["server"].count == 1
     assert by_role["server"].hourly == pytest.approx(table.prices[REGION]["c6i.2xlarge"] + 0.005)
     assert est.total == pytest.approx(2.0 * (by_role["server"].hourly + by_role["client"].hourly))
     assert est.prices_as_of == table.as_of and "estimate" in est.disclaimer.lower()
     assert est.as_dict()["estimate"] is True
-    lines = aws.describe_plan(sc)
+    lines = prices.describe_plan(sc)
     text = "\n".join(lines)
     assert "server: 1 x c6i.2xlarge" in text and "client: 1 x c6i.xlarge" in text
     assert "estimated cost: ~$" in text and "ESTIMATE" in text and table.as_of in text
     assert "WARNING" not in text
 
-    unknown = aws.estimate(scenario(None, instance_type={"server": "z9.huge", "client": "c6i.large"}), 1)
+    unknown = prices.estimate(scenario(None, instance_type={"server": "z9.huge", "client": "c6i.large"}), 1)
     assert unknown.total is None and unknown.unpriced == ["z9.huge"]
-    assert "unknown" in "\n".join(aws.describe_plan(scenario(None, instance_type={"server": "z9.huge"})))
+    assert "unknown" in "\n".join(prices.describe_plan(scenario(None, instance_type={"server": "z9.huge"})))
     short = scenario(None, expire_after="5m")
-    assert "WARNING" in "\n".join(aws.describe_plan(short))
+    assert "WARNING" in "\n".join(prices.describe_plan(short))
     with pytest.raises(UserError, match="expire_after"), aws.open_lab(short, run_id="x"):
         pass
 
 
 def test_estimate_without_table_or_api_in_moto_creates_nothing(cloud):
-    aws.describe_plan(scenario(cloud.endpoint))
-    aws.estimate(scenario(cloud.endpoint), 1.0)
+    prices.describe_plan(scenario(cloud.endpoint))
+    prices.estimate(scenario(cloud.endpoint), 1.0)
     assert cloud.fakes.calls == [] and cloud.nothing_left()
 
 
@@ -476,13 +481,13 @@ def test_no_credential_or_key_material_in_results(cloud, tmp_path, caplog):
     sc = scenario(cloud.endpoint)
     with open_any_lab(sc, **lab_kw(tmp_path, "r-sec")) as lab:
         key_text = Path(lab.hosts[0].ssh.key_file).read_text()  # type: ignore[union-attr,arg-type]
-        (results / "lab.json").write_text(json.dumps(aws.redact(lab), indent=1))
-        (results / "lab-raw.json").write_text(json.dumps(asdict(lab), indent=1, default=str))
-        (results / "estimate.json").write_text(json.dumps(aws.redact(aws.estimate(sc, 1.0))))
-        (results / "plan.txt").write_text("\n".join(aws.describe_plan(sc)))
-        leftovers = aws.find_leftovers(REGION, all=True, endpoint_url=cloud.endpoint)
-        (results / "leftovers.json").write_text(json.dumps(aws.redact(leftovers)))
-        warnings = aws.warn_expired(REGION, endpoint_url=cloud.endpoint)
+        # what the provider hands the pipeline and the user, as a results folder would hold it
+        (results / "lab.json").write_text(json.dumps(asdict(lab), indent=1, default=str))
+        (results / "estimate.json").write_text(json.dumps(asdict(prices.estimate(sc, 1.0)), default=str))
+        (results / "plan.txt").write_text("\n".join(prices.describe_plan(sc)))
+        leftovers = aws_cleanup.find_leftovers(REGION, all=True, endpoint_url=cloud.endpoint)
+        (results / "leftovers.json").write_text(json.dumps([asdict(x) for x in leftovers], default=str))
+        warnings = aws_cleanup.warn_expired(REGION, endpoint_url=cloud.endpoint)
         (results / "warnings.txt").write_text("\n".join(warnings))
     (results / "orchestrate.log").write_text(caplog.text)
     body = "".join(line for line in key_text.splitlines() if "-----" not in line)
@@ -495,21 +500,11 @@ def test_no_credential_or_key_material_in_results(cloud, tmp_path, caplog):
     assert "orchestrate-r-sec" in (results / "lab.json").read_text()  # the files do hold the lab
 
 
-def test_redact_masks_secret_looking_values():
-    doc = {"AccessKeyId": "x", "SecretAccessKey": "y", "KeyMaterial": "z",
-           "nested": [{"note": f"id {FAKE_KEY_ID}"}, "-----BEGIN OPENSSH PRIVATE KEY-----\nabc"],
-           "key_file": "/tmp/lab/id_ed25519", "when": datetime(2025, 1, 1, tzinfo=UTC)}
-    out = aws.redact(doc)
-    assert out["AccessKeyId"] == out["SecretAccessKey"] == out["KeyMaterial"] == "***"
-    assert out["nested"] == [{"note": "***"}, "***"]
-    assert out["key_file"] == "/tmp/lab/id_ed25519" and out["when"] == "2025-01-01T00:00:00Z"
-
-
 def test_missing_credentials_is_a_user_error(monkeypatch):
     for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(var)
     with pytest.raises(UserError, match="no AWS credentials"):
-        aws.make_session(REGION)
+        aws_api.make_session(REGION)
 
 
 # --- small pieces -----------------------------------------------------------------------

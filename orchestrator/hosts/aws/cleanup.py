@@ -1,0 +1,201 @@
+"""Leftovers of aws runs: found by their run tag, removed in dependency order
+(`orchestrate cleanup --provider aws`, and a warning before a run)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from orchestrator.hosts.aws import ec2 as api  # attributes read at call time: tests patch them
+from orchestrator.hosts.aws.ec2 import (
+    LIVE_STATES,
+    TAG_EXPIRES,
+    TAG_RUN,
+    TAG_SCENARIO,
+    client,
+    error_text,
+    parse_time,
+    tags_of,
+)
+from orchestrator.signals import shielded
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Leftover:
+    kind: str  # one of KINDS
+    id: str  # what deletes it: instance id, group name (placement), group id, key name
+    name: str
+    run_id: str
+    scenario: str
+    expires: str  # ISO time from the tag ("" when missing)
+    expired: bool
+    state: str = ""  # instances only
+    instance_type: str = ""
+
+
+@dataclass(frozen=True)
+class CleanupReport:
+    removed: tuple[Leftover, ...]
+    failed: tuple[str, ...]  # "kind id: reason"
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def scan(ec2: Any, *, now: datetime, run_id: str | None = None,
+          errors: list[str] | None = None) -> list[Leftover]:
+    """Every live resource carrying our run tag (optionally of one run).
+
+    With `errors`, a kind that cannot be listed is noted there and the others are still
+    listed (cleanup removes what it can); without, the first failure raises.
+    """
+    flt = [{"Name": f"tag:{TAG_RUN}", "Values": [run_id]}] if run_id else \
+        [{"Name": "tag-key", "Values": [TAG_RUN]}]
+
+    def mk(kind: str, rid: str, tags: dict[str, str], **kw: str) -> Leftover:
+        expires = tags.get(TAG_EXPIRES, "")
+        when = parse_time(expires)
+        # A resource of ours with no readable expiry is treated as expired: a leak costs more.
+        return Leftover(kind, rid, tags.get("Name", ""), tags.get(TAG_RUN, ""), tags.get(TAG_SCENARIO, ""),
+                        expires, when is None or when <= now, **kw)
+
+    def instances() -> list[Leftover]:
+        pages = ec2.get_paginator("describe_instances").paginate(
+            Filters=flt + [{"Name": "instance-state-name", "Values": list(LIVE_STATES)}])
+        return [mk("instance", i["InstanceId"], tags_of(i), state=i["State"]["Name"],
+                   instance_type=i.get("InstanceType", ""))
+                for page in pages for res in page["Reservations"] for i in res["Instances"]]
+
+    def placement_groups() -> list[Leftover]:
+        return [mk("placement-group", pg["GroupName"], tags_of(pg))
+                for pg in ec2.describe_placement_groups(Filters=flt).get("PlacementGroups", [])
+                if pg.get("State") not in ("deleting", "deleted")]
+
+    def security_groups() -> list[Leftover]:
+        return [mk("security-group", sg["GroupId"], tags_of(sg))
+                for page in ec2.get_paginator("describe_security_groups").paginate(Filters=flt)
+                for sg in page["SecurityGroups"]]
+
+    def key_pairs() -> list[Leftover]:
+        return [mk("key-pair", kp["KeyName"], tags_of(kp))
+                for kp in ec2.describe_key_pairs(Filters=flt).get("KeyPairs", [])]
+
+    out: list[Leftover] = []
+    for kind, lister in (("instance", instances), ("placement-group", placement_groups),
+                         ("security-group", security_groups), ("key-pair", key_pairs)):
+        try:
+            out += lister()
+        except Exception as exc:
+            if errors is None:
+                raise
+            errors.append(f"could not list {kind}s: {error_text(exc)}")
+    return out
+
+
+def remove(ec2: Any, items: Sequence[Leftover]) -> tuple[list[Leftover], list[str]]:
+    """Delete `items`: instances first (terminated and waited for), then the rest. Tries every step."""
+    removed: list[Leftover] = []
+    failed: list[str] = []
+    instances = [x for x in items if x.kind == "instance"]
+    if instances:
+        ids = [x.id for x in instances]
+        try:
+            ec2.terminate_instances(InstanceIds=ids)
+            ec2.get_waiter("instance_terminated").wait(InstanceIds=ids, WaiterConfig=api.WAITER)
+            removed += instances
+        except Exception as exc:  # teardown goes on whatever failed
+            failed.append(f"instances {', '.join(ids)}: {error_text(exc)}")
+    for item in (x for x in items if x.kind == "placement-group"):
+        _attempt(lambda item=item: ec2.delete_placement_group(GroupName=item.id), item, removed, failed)
+    for item in (x for x in items if x.kind == "security-group"):
+        _attempt(lambda item=item: _delete_group(ec2, item.id), item, removed, failed)
+    for item in (x for x in items if x.kind == "key-pair"):
+        _attempt(lambda item=item: ec2.delete_key_pair(KeyName=item.id), item, removed, failed)
+    return removed, failed
+
+
+def _attempt(step: Callable[[], Any], item: Leftover, removed: list[Leftover], failed: list[str]) -> None:
+    try:
+        step()
+        removed.append(item)
+    except Exception as exc:
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+        if code.endswith("NotFound") or code == "InvalidPlacementGroup.Unknown":
+            removed.append(item)  # already gone: the goal is reached
+        else:
+            failed.append(f"{item.kind} {item.id}: {error_text(exc)}")
+
+
+def _delete_group(ec2: Any, group_id: str, *, wait_s: float = 120.0) -> None:
+    # A terminated instance's network interface lingers for a while; the group is "in use" until then.
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            ec2.delete_security_group(GroupId=group_id)
+            return
+        except Exception as exc:
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+            if code != "DependencyViolation" or time.monotonic() > deadline:
+                raise
+            time.sleep(5)
+
+
+def find_leftovers(region: str, *, all: bool = False, run_id: str | None = None,
+                   endpoint_url: str | None = None, now: datetime | None = None,
+                   session: Any = None) -> list[Leftover]:
+    """Resources tagged by orchestrate in `region`: expired ones, or every one with `all`/`run_id`."""
+    ec2 = client(session or api.make_session(region), "ec2", endpoint_url)
+    return _find(ec2, all=all, run_id=run_id, now=now)
+
+
+def _find(ec2: Any, *, all: bool, run_id: str | None, now: datetime | None,
+          errors: list[str] | None = None) -> list[Leftover]:
+    found = scan(ec2, now=now or datetime.now(UTC), run_id=run_id, errors=errors)
+    return found if (all or run_id) else [x for x in found if x.expired]
+
+
+def cleanup(region: str, *, all: bool = False, run_id: str | None = None,
+            endpoint_url: str | None = None, now: datetime | None = None, session: Any = None,
+            dry_run: bool = False) -> CleanupReport:
+    """Remove what `find_leftovers` finds (instances first); returns what was removed and what failed.
+
+    With `dry_run`, `removed` lists what would be removed and nothing is touched.
+    """
+    ec2 = client(session or api.make_session(region), "ec2", endpoint_url)
+    unlisted: list[str] = []
+    items = _find(ec2, all=all, run_id=run_id, now=now, errors=unlisted)
+    if dry_run or not items:
+        return CleanupReport(tuple(items) if dry_run else (), tuple(unlisted))
+    with shielded():
+        removed, failed = remove(ec2, items)
+    failed = unlisted + failed
+    for line in failed:
+        log.warning("cleanup: could not remove %s", line)
+    return CleanupReport(tuple(removed), tuple(failed))
+
+
+def warn_expired(region: str, *, endpoint_url: str | None = None, now: datetime | None = None,
+                 session: Any = None) -> list[str]:
+    """Warnings for `run` about expired leftovers in `region`; never raises (a check, not a step)."""
+    try:
+        items = find_leftovers(region, endpoint_url=endpoint_url, now=now, session=session)
+    except Exception as exc:
+        return [f"could not check {region} for leftover orchestrate resources: {error_text(exc)}"]
+    if not items:
+        return []
+    running = [x for x in items if x.kind == "instance"]
+    runs = sorted({x.run_id or "?" for x in items})
+    what = f"{len(items)} expired orchestrate resource(s) in {region} from run(s) {', '.join(runs)}"
+    if running:
+        types = ", ".join(sorted({x.instance_type for x in running if x.instance_type}))
+        what += f", including {len(running)} instance(s) still billed ({types})"
+    return [f"{what}; remove them with `orchestrate cleanup --provider aws --region {region}`"]
+
+

@@ -1,0 +1,123 @@
+"""What an aws run would cost, and how long it would hold instances: no API calls.
+
+Prices come from data/aws_prices.json, a hand-kept table whose own note says how it was
+made; every figure shown from it is marked an estimate, with that provenance."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orchestrator.hosts.aws.ec2 import config, instance_type, role_counts
+from orchestrator.plan import expand, fmt_seconds
+from orchestrator.scenario import Scenario
+
+PRICES_FILE = Path(__file__).resolve().parents[2] / "data" / "aws_prices.json"
+# Boot, SSH wait, deploy playbook and teardown are billed too (per second, 60 s minimum).
+PROVISION_OVERHEAD_S = 600.0
+
+
+@dataclass(frozen=True)
+class PriceTable:
+    as_of: str
+    currency: str
+    note: str
+    public_ipv4_hourly: float
+    prices: dict[str, dict[str, float]]  # region -> instance type -> hourly
+
+    def hourly(self, region: str, instance_type: str) -> float | None:
+        return self.prices.get(region, {}).get(instance_type)
+
+
+def load_prices(path: Path | None = None) -> PriceTable:
+    doc = json.loads((path or PRICES_FILE).read_text())
+    if doc.get("version") != 1:
+        raise ValueError(f"unknown price table version {doc.get('version')!r}")
+    return PriceTable(doc["as_of"], doc["currency"], doc["note"], float(doc.get("public_ipv4_hourly", 0.0)),
+                      doc["prices"])
+
+
+@dataclass(frozen=True)
+class RoleCost:
+    role: str
+    instance_type: str
+    count: int
+    hourly: float | None  # per instance, including its public IPv4; None: not in the table
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    region: str
+    hours: float
+    roles: tuple[RoleCost, ...]
+    total: float | None  # None when some instance type has no price in the table
+    currency: str
+    prices_as_of: str
+    disclaimer: str
+
+    @property
+    def unpriced(self) -> list[str]:
+        return [r.instance_type for r in self.roles if r.hourly is None]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "estimate": True}
+
+
+def estimate(scenario: Scenario, hours: float, *, prices: PriceTable | None = None) -> CostEstimate:
+    """What the scenario's instances cost for `hours` at list price (from the project's table)."""
+    if hours <= 0:
+        raise ValueError(f"hours must be > 0, got {hours}")
+    aws, table = config(scenario), prices or load_prices()
+    roles: list[RoleCost] = []
+    total: float | None = 0.0
+    for role, count in role_counts(scenario).items():
+        itype = instance_type(aws, role)
+        price = table.hourly(aws.region, itype)
+        hourly = None if price is None else price + table.public_ipv4_hourly
+        roles.append(RoleCost(role, itype, count, hourly))
+        total = total + hourly * count * hours if hourly is not None and total is not None else None
+    disclaimer = (f"estimate only: on-demand list prices as of {table.as_of} kept in the project, "
+                  f"per-second billing with a 60 s minimum; {table.note}")
+    return CostEstimate(aws.region, hours, tuple(roles), total, table.currency, table.as_of, disclaimer)
+
+
+def planned_seconds(scenario: Scenario) -> float:
+    """How long the instances live: the plan's runs and baseline plus provisioning and teardown."""
+    return expand(scenario).expected_seconds + PROVISION_OVERHEAD_S
+
+
+def describe_plan(scenario: Scenario, *, hours: float | None = None,
+                  prices: PriceTable | None = None) -> list[str]:
+    """Lines for `orchestrate plan`: what would be created and what it should cost. No API calls."""
+    aws = config(scenario)
+    seconds = hours * 3600 if hours is not None else planned_seconds(scenario)
+    est = estimate(scenario, seconds / 3600, prices=prices)
+    where = f"region {aws.region}" + (f" via {aws.endpoint_url}" if aws.endpoint_url else "")
+    lines = [f"aws: {where}, one cluster placement group"]
+    for r in est.roles:
+        price = f"~${r.hourly:.4f}/h each, estimate" if r.hourly is not None else "price not in the table"
+        lines.append(f"  {r.role}: {r.count} x {r.instance_type} ({price})")
+    image = aws.image
+    if image.startswith("resolve:ssm:"):
+        image += " (looked up at run time)"
+    lines.append(f"  image: {image}, ssh user {aws.ssh_user}")
+    lines.append(f"  subnet: {aws.subnet or 'the default subnet of the default VPC'}; SSH admitted "
+                 "only from this machine's public address")
+    lines.append(f"  expiry: {fmt_seconds(aws.expire_after)} after launch; instances power off "
+                 "(terminate) by themselves then")
+    if est.total is not None:
+        lines.append(f"  estimated cost: ~${est.total:.2f} {est.currency} for ~{fmt_seconds(seconds)} "
+                     f"(ESTIMATE: hand-kept list prices as of {est.prices_as_of}, typed from memory, "
+                     "not fetched; excludes EBS, data transfer, tax; check AWS's pricing page)")
+    else:
+        lines.append(f"  estimated cost: unknown, no price for {', '.join(est.unpriced)} in {aws.region} "
+                     f"(table as of {est.prices_as_of})")
+    if seconds > aws.expire_after:
+        lines.append(f"  WARNING: the run (~{fmt_seconds(seconds)}) outlasts hosts.aws.expire_after "
+                     f"({fmt_seconds(aws.expire_after)}); the instances would power off mid-run")
+    return lines
+
+
