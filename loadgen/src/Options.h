@@ -1,0 +1,36 @@
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace orchload {
+
+// Command-line options, validated once on the main thread and read-only afterwards.
+struct Options {
+  std::vector<std::string> urls;      // http://host[:port][/path], one or more
+  int threads = 1;
+  int connections = 10;               // total, split over threads
+  double rate = 0;                    // total requests/s; 0 = closed loop
+  int pipeline = 1;                   // max requests in flight per connection
+  double durationS = 10;
+  double warmupS = 0;
+  double timeoutS = 5;                // a request unanswered this long is a timeout
+  double startAt = 0;                 // absolute epoch seconds; 0 = now
+  std::vector<int> cpus;              // thread i pinned to cpus[i % size]
+  std::string method = "GET";
+  std::vector<std::string> headers;   // "Name: value"
+  std::string body;
+  bool http10 = false;
+  bool close = false;                 // one request per connection (Connection: close)
+
+  bool openLoop() const { return rate > 0; }
+  bool keepAlive() const { return !close; }
+};
+
+// Parses argv; on error prints a message to stderr and returns false (exit 2).
+// --help / --version print to stdout and set *exitNow.
+bool parseOptions(int argc, char** argv, Options* out, bool* exitNow);
+
+extern const char* const kVersion;
+
+}  // namespace orchload

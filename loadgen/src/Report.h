@@ -1,0 +1,27 @@
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "Options.h"
+#include "Stats.h"
+#include "Target.h"
+
+namespace orchload {
+
+// What the run was and how it went, for the one JSON document on stdout.
+struct RunInfo {
+  double startEpoch = 0;  // wall-clock time the warm-up began
+  double measuredS = 0;   // the window actually measured (shorter when interrupted)
+  bool interrupted = false;
+  std::vector<int> threadCpus;
+};
+
+// Format history ("version"): 1 = first release.
+constexpr int kFormatVersion = 1;
+
+// The JSON document (see loadgen/README.md for every field). Pure: no I/O.
+std::string renderReport(const Options& options, const std::vector<Target>& targets,
+                         const Stats& total, const RunInfo& info);
+
+}  // namespace orchload

@@ -1,0 +1,254 @@
+#include "Worker.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "Clock.h"
+
+namespace orchload {
+
+namespace {
+constexpr int64_t kTickNs = 5'000'000;         // timeouts and reconnects checked this often
+constexpr int64_t kSpinNs = 20'000;            // closer than this to a send: don't sleep
+constexpr int64_t kMinBackoffNs = 10'000'000;  // reconnect after a refused connect
+constexpr int64_t kMaxBackoffNs = 200'000'000;
+int wakeTag;                                   // its address marks the eventfd in epoll
+
+int64_t toUs(int64_t ns) { return ns <= 0 ? 0 : (ns + 500) / 1000; }
+}  // namespace
+
+Worker::Worker(int id, int threads, int connections, int cpu, const Options& options,
+               const std::vector<Target>& targets, Timeline* timeline)
+    : id_(id),
+      threads_(threads),
+      cpu_(cpu),
+      options_(options),
+      tl_(timeline),
+      open_(options.openLoop()),
+      periodNs_(options.openLoop() ? 1e9 / options.rate : 0),
+      timeoutNs_(static_cast<int64_t>(options.timeoutS * 1e9)),
+      wakeFd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)),
+      readBuffer_(64 * 1024),
+      stats_(static_cast<size_t>(std::ceil(options.durationS))) {
+  const int depth = options.pipeline;
+  for (int i = 0; i < connections; ++i) {
+    // connection k of the whole run (k = i * threads + id) goes to targets[k % n]
+    size_t k = static_cast<size_t>(i) * static_cast<size_t>(threads) + static_cast<size_t>(id);
+    conns_.push_back(std::make_unique<Connection>(this, &targets[k % targets.size()], depth));
+  }
+  free_.reserve(conns_.size());
+  poller_.add(wakeFd_, EPOLLIN, &wakeTag);
+}
+
+Worker::~Worker() {
+  conns_.clear();  // closes sockets while the poller still exists
+  ::close(wakeFd_);
+}
+
+void Worker::start() { thread_ = std::thread([this] { run(); }); }
+void Worker::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Worker::wake() {
+  uint64_t one = 1;
+  ssize_t rc = ::write(wakeFd_, &one, sizeof one);
+  (void)rc;
+}
+
+void Worker::pin() {
+  prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);  // default 50 µs slack would blur the pacing
+  if (cpu_ < 0) return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu_, &set);
+  pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+}
+
+int64_t Worker::slotTime(int64_t k) const {
+  double slot = static_cast<double>(k) * threads_ + id_;
+  return tl_->startNs + static_cast<int64_t>(std::llround(slot * periodNs_));
+}
+
+int64_t Worker::dueCount(int64_t now) const {
+  if (now < tl_->startNs) return 0;
+  double x = static_cast<double>(now - tl_->startNs) / periodNs_;
+  int64_t k = x < id_ ? 0 : static_cast<int64_t>((x - id_) / threads_) + 1;
+  while (slotTime(k) <= now) ++k;  // settle rounding against slotTime itself
+  while (k > 0 && slotTime(k - 1) > now) --k;
+  return k;
+}
+
+void Worker::makeFree(Connection* c) {
+  if (!c->inFreeList && c->canSend()) {
+    c->inFreeList = true;
+    free_.push_back(c);
+  }
+}
+
+Connection* Worker::popFree() {
+  while (!free_.empty()) {
+    Connection* c = free_.back();
+    free_.pop_back();
+    c->inFreeList = false;
+    if (c->canSend()) return c;
+  }
+  return nullptr;
+}
+
+void Worker::dispatch(int64_t now) {
+  const int64_t end = std::min(tl_->measureEndNs, tl_->stopNs.load(std::memory_order_relaxed));
+  int64_t due = dueCount(std::min(now, end - 1));
+  while (sentSlots_ < due) {
+    Connection* c = popFree();
+    if (!c) break;
+    int64_t intended = slotTime(sentSlots_++);
+    if (inWindow(intended)) ++stats_.sent;
+    c->send(intended, now);
+    makeFree(c);  // pipelining: still room
+  }
+  if (sentSlots_ < due) {
+    for (int64_t k = std::max(sentSlots_, queuedUpTo_); k < due; ++k)
+      if (inWindow(slotTime(k))) ++stats_.queued;
+    queuedUpTo_ = std::max(queuedUpTo_, due);
+    stats_.maxQueue = std::max(stats_.maxQueue, due - sentSlots_);
+  }
+}
+
+void Worker::fill(Connection* c, int64_t now) {
+  if (now >= std::min(tl_->measureEndNs, tl_->stopNs.load(std::memory_order_relaxed))) return;
+  while (c->canSend()) {
+    if (inWindow(now)) {
+      ++stats_.requests;
+      ++stats_.sent;
+    }
+    c->send(now, now);
+  }
+}
+
+void Worker::onConnected(Connection* c, int64_t now) {
+  ++stats_.connects;
+  c->backoffNs = 0;
+  if (open_) makeFree(c);
+  else if (closedStarted_) fill(c, now);
+}
+
+void Worker::onConnectFailed(Connection* c, int64_t now) {
+  ++stats_.errors[static_cast<int>(ErrorKind::kConnect)];
+  c->backoffNs = std::clamp(c->backoffNs * 2, kMinBackoffNs, kMaxBackoffNs);
+  c->retryAtNs = now + c->backoffNs;
+}
+
+void Worker::onResponse(Connection* c, const InFlight& r, int status, int64_t now) {
+  if (now >= tl_->measureStartNs && now < tl_->measureEndNs) {
+    size_t sec = static_cast<size_t>((now - tl_->measureStartNs) / 1000000000LL);
+    if (sec < stats_.perSecond.size()) ++stats_.perSecond[sec];
+  }
+  if (inWindow(r.intendedNs)) {
+    ++stats_.responses;
+    ++stats_.status[status >= 100 && status < 600 ? status / 100 : 0];
+    stats_.latency.record(toUs(now - r.intendedNs));
+    stats_.service.record(toUs(now - r.sentNs));
+    stats_.sendLag.record(toUs(r.sentNs - r.intendedNs));
+  }
+  if (open_) makeFree(c);
+  else fill(c, now);
+}
+
+void Worker::onLost(const InFlight& r, int64_t /*now*/) {
+  if (inWindow(r.intendedNs)) ++stats_.failed;
+}
+
+void Worker::onConnectionDown(Connection* c, ErrorKind kind, int64_t now) {
+  ++stats_.errors[static_cast<int>(kind)];
+  c->retryAtNs = now;  // reconnect at the next tick (a refused connect then backs off)
+}
+
+void Worker::onClosedCleanly(Connection* c, int64_t now) { c->connect(now); }
+
+void Worker::tick(int64_t now) {
+  for (auto& c : conns_) {
+    if (c->state() == Connection::State::kOpen && c->inFlight() > 0 &&
+        now - c->inFlightAt(0).sentNs > timeoutNs_) {
+      stats_.errors[static_cast<int>(ErrorKind::kTimeout)] += c->inFlight() - 1;
+      c->fail(ErrorKind::kTimeout, now);
+    } else if (c->state() == Connection::State::kClosed && now >= c->retryAtNs) {
+      c->connect(now);
+    }
+  }
+}
+
+void Worker::finish(int64_t end) {
+  auto unanswered = [&](int64_t intended, int64_t sent) {
+    if (!inWindow(intended) || intended >= end) return;
+    ++stats_.unanswered;
+    stats_.latency.record(toUs(end - intended));
+    stats_.service.record(toUs(end - sent));
+    stats_.sendLag.record(toUs(sent - intended));
+  };
+  for (auto& c : conns_)
+    for (int i = 0; i < c->inFlight(); ++i) unanswered(c->inFlightAt(i).intendedNs, c->inFlightAt(i).sentNs);
+  if (open_) {
+    for (int64_t k = sentSlots_, due = dueCount(end - 1); k < due; ++k) {
+      int64_t intended = slotTime(k);
+      if (inWindow(intended)) {
+        ++stats_.unsent;
+        unanswered(intended, end);
+      }
+    }
+    for (int64_t k = 0, n = dueCount(std::min(end, tl_->measureEndNs) - 1); k < n; ++k)
+      if (inWindow(slotTime(k))) ++stats_.requests;
+  }
+  conns_.clear();
+}
+
+void Worker::run() {
+  pin();
+  int64_t now = monoNs();
+  for (auto& c : conns_) c->connect(now);
+  epoll_event events[256];
+  int64_t nextTick = now + kTickNs;
+  for (;;) {
+    now = monoNs();
+    const int64_t end = std::min(tl_->measureEndNs, tl_->stopNs.load(std::memory_order_relaxed));
+    if (now >= end) break;
+    int64_t wakeAt = std::min(end, nextTick);
+    if (started(now)) {
+      if (open_) {
+        dispatch(now);
+        if (!free_.empty()) wakeAt = std::min(wakeAt, slotTime(sentSlots_));
+      } else if (!closedStarted_) {
+        closedStarted_ = true;
+        for (auto& c : conns_) fill(c.get(), now);
+      }
+    } else {
+      wakeAt = std::min(wakeAt, tl_->startNs);
+    }
+    int64_t timeout = wakeAt - now;
+    if (timeout < kSpinNs) timeout = 0;
+    int n = poller_.wait(events, 256, std::max<int64_t>(timeout, 0));
+    for (int i = 0; i < n; ++i) {
+      if (events[i].data.ptr == &wakeTag) {
+        uint64_t v;
+        ssize_t rc = ::read(wakeFd_, &v, sizeof v);
+        (void)rc;
+        continue;
+      }
+      static_cast<Connection*>(events[i].data.ptr)->handleEvent(events[i].events);
+    }
+    now = monoNs();
+    if (now >= nextTick) {
+      tick(now);
+      nextTick = now + kTickNs;
+    }
+  }
+  finish(std::min(tl_->measureEndNs, tl_->stopNs.load(std::memory_order_relaxed)));
+}
+
+}  // namespace orchload

@@ -1,0 +1,77 @@
+// orchestrate-load: an HTTP/1.x load generator, closed or open loop (see README.md).
+// main() parses options, resolves targets, fixes the timeline, runs one Worker per
+// thread, waits for the end or SIGINT/SIGTERM, adds the workers' Stats and prints JSON.
+#include <signal.h>
+
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <vector>
+
+#include "Clock.h"
+#include "Options.h"
+#include "Report.h"
+#include "Target.h"
+#include "Worker.h"
+
+using namespace orchload;
+
+int main(int argc, char** argv) {
+  Options options;
+  bool exitNow = false;
+  if (!parseOptions(argc, argv, &options, &exitNow)) return 2;
+  if (exitNow) return 0;
+  std::vector<Target> targets;
+  if (!buildTargets(options, &targets)) return 1;
+
+  signal(SIGPIPE, SIG_IGN);
+  sigset_t stopSignals;
+  sigemptyset(&stopSignals);
+  sigaddset(&stopSignals, SIGINT);
+  sigaddset(&stopSignals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stopSignals, nullptr);  // inherited by workers: main takes them
+
+  // Without --start-at the load begins 0.1 s from now, after the connections are open.
+  const double nowWall = wallSeconds();
+  const int64_t nowMono = monoNs();
+  const double startEpoch = options.startAt > 0 ? options.startAt : nowWall + 0.1;
+  Timeline tl;
+  tl.startNs = nowMono + static_cast<int64_t>(std::llround((startEpoch - nowWall) * 1e9));
+  tl.measureStartNs = tl.startNs + static_cast<int64_t>(std::llround(options.warmupS * 1e9));
+  tl.measureEndNs = tl.measureStartNs + static_cast<int64_t>(std::llround(options.durationS * 1e9));
+
+  RunInfo info;
+  info.startEpoch = startEpoch;
+  std::vector<std::unique_ptr<Worker>> workers;
+  for (int i = 0; i < options.threads; ++i) {
+    int conns = options.connections / options.threads + (i < options.connections % options.threads);
+    int cpu = options.cpus.empty() ? -1 : options.cpus[static_cast<size_t>(i) % options.cpus.size()];
+    info.threadCpus.push_back(cpu);
+    workers.push_back(std::make_unique<Worker>(i, options.threads, conns, cpu, options, targets, &tl));
+  }
+  for (auto& w : workers) w->start();
+
+  for (;;) {
+    int64_t left = tl.measureEndNs - monoNs();
+    if (left <= 0) break;
+    left = std::min<int64_t>(left, 100'000'000);
+    timespec ts{left / 1000000000LL, left % 1000000000LL};
+    int sig = sigtimedwait(&stopSignals, nullptr, &ts);
+    if (sig == SIGINT || sig == SIGTERM) {
+      tl.stopNs.store(monoNs(), std::memory_order_relaxed);
+      info.interrupted = true;
+      for (auto& w : workers) w->wake();
+      break;
+    }
+  }
+  for (auto& w : workers) w->join();
+
+  const int64_t end = std::min(tl.measureEndNs, tl.stopNs.load(std::memory_order_relaxed));
+  info.measuredS = end > tl.measureStartNs ? static_cast<double>(end - tl.measureStartNs) / 1e9 : 0.0;
+  Stats total(static_cast<size_t>(std::ceil(options.durationS)));
+  for (auto& w : workers) total.add(w->stats());
+  std::string doc = renderReport(options, targets, total, info);
+  std::fwrite(doc.data(), 1, doc.size(), stdout);
+  std::fflush(stdout);
+  return 0;
+}
