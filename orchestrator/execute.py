@@ -258,9 +258,8 @@ def _check_tools(ctx: Context) -> None:
         if ctx.sc.baseline.enabled:
             want.append(iperf3.BINARY)
         for name in ctx.sc.telemetry.collectors:
-            mod = tools.get(name)
-            if name != "pidstat" or "server" in h.roles:
-                want.append(mod.BINARY)
+            if name != "perf" or "server" in h.roles:  # pidstat watches servers and generators
+                want.append(tools.get(name).BINARY)
         want.append("taskset")
         needs[h.name] = sorted(set(want))
 
@@ -392,13 +391,17 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
 
         nic_before = telemetry.nic_counters(ctx, spec, "before")
         collectors = telemetry.start(ctx, spec, server_pids)
-        started += [p for p, _, _ in collectors]
+        started += [c.proc for c in collectors]
+        step = time.monotonic()
         each(clients, lambda c: ctx.t(c).put_text(wrk.LUA_SCRIPT, f"{c.workdir}/{spec.run_id}/report.lua"))
+        round_trip = time.monotonic() - step
 
         # Every client starts at the same instant (each on its own clock), so their
         # windows coincide and their rates add up; starting them one SSH call after
         # another would let the first ones measure a link the others do not use yet.
-        t0 = time.time() + 1.5  # time to start them all, and one collector sample before the load
+        # Before it, four steps per host (start, affinity, load watch, CPU reading): slow
+        # hosts get the time they need, so none of it runs into the load.
+        t0 = time.time() + max(1.5, 5 * round_trip)
         end = t0 + sc.load.duration  # the planned end: [t0, end] is the measurement window
 
         def start_wrk(c: Host) -> remote.Process:
@@ -421,6 +424,9 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
         # threads inherit its affinity. During the load nothing of ours touches a host.
         affinity["wrk"] = dict(zip(pid_of, each(
             clients, lambda c: remote.group_affinity(ctx.t(c), pid_of[c.name])), strict=True))
+        watchers = telemetry.watch_load(ctx, spec, pid_of)
+        collectors += watchers
+        started += [c.proc for c in watchers]
         before = telemetry.cpu_reading(ctx, collectors)
         own_before = _own_cpu_s()
         ctx.progress(f"      load until {time.strftime('%H:%M:%S', time.localtime(end))}; "
@@ -441,7 +447,7 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
                             " (killed by a signal?)"), host=server.name, phase=ctx.phase)
         nic_after = telemetry.nic_counters(ctx, spec, "after")
 
-        ctx.table.stop_many([p for p, _, _ in collectors], sig="INT", grace=5.0)
+        ctx.table.stop_many([c.proc for c in collectors], sig="INT", grace=5.0)
         perf_failure = telemetry.perf_script(ctx, sdir) if "perf" in sc.telemetry.collectors else None
         clean = ctx.table.stop(srv, sig="TERM", grace=10.0)
         gone = ctx.table.survivors(started)
@@ -507,7 +513,7 @@ def _fetch(ctx: Context, spec: RunSpec, procs: list[remote.Process]) -> dict[tup
 
 def _record(ctx: Context, spec: RunSpec, raw: dict[tuple[str, str], str],
             wrks: list[tuple[Host, remote.Process]],
-            collectors: list[tuple[remote.Process, Host, str]],
+            collectors: list[telemetry.Collector],
             affinity: dict[str, Any], server_cpus: list[int],
             load_start: float) -> dict[str, Any]:
     sc, server = ctx.sc, ctx.lab.server
@@ -546,6 +552,8 @@ def _record(ctx: Context, spec: RunSpec, raw: dict[tuple[str, str], str],
         "server_cpu": _server_cpu(telemetry_.get("pidstat", {}).get(server.name)),
         "client_cpu": {c.name: _cpu_of(telemetry_.get("mpstat", {}).get(c.name), ctx.cpus(c, "client"))
                        for c, _ in wrks},
+        "client_proc": {c.name: _busiest_thread(telemetry_.get(telemetry.LOAD_PIDSTAT, {}).get(c.name))
+                        for c, _ in wrks if c.name in telemetry_.get(telemetry.LOAD_PIDSTAT, {})} or None,
         "server_host_cpu": _cpu_of(telemetry_.get("mpstat", {}).get(server.name), server_cpus),
         "affinity": _affinity_summary(affinity, server_cpus, ctx, wrks),
         "server_counters": dataclasses.asdict(stats) if stats else None,
@@ -574,6 +582,16 @@ def _server_cpu(threads: Any) -> dict[str, Any]:
         "cswch_s": round(sum(t.get("cswch_s", 0.0) for t in rows), 1),
         "nvcswch_s": round(sum(t.get("nvcswch_s", 0.0) for t in rows), 1),
     }
+
+
+def _busiest_thread(threads: Any) -> dict[str, Any] | None:
+    """The load generator's busiest thread (pidstat %CPU, and %wait: runnable, not running)."""
+    rows = [t for t in threads or [] if isinstance(t, dict) and t.get("tid") is not None]
+    if not rows:
+        return None
+    top = max(rows, key=lambda t: t.get("busy", 0.0) + t.get("wait", 0.0))
+    return {"busy": round(top.get("busy", 0.0), 2), "wait": round(top.get("wait", 0.0), 2),
+            "threads": rows}
 
 
 def _cpu_of(per_cpu: Any, cpus: list[int]) -> dict[str, Any]:

@@ -3,7 +3,7 @@ ENA allowance counters, and perf flame graphs."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from orchestrator import remote, tools
 from orchestrator.context import Context, plain
@@ -11,37 +11,55 @@ from orchestrator.errors import RunFailed
 from orchestrator.hosts import Host
 from orchestrator.plan import RunSpec
 from orchestrator.remote import each
-from orchestrator.tools import ethtool, perf
+from orchestrator.tools import ethtool, perf, pidstat
 
-Collector = tuple[remote.Process, Host, str]  # process, where it runs, tool name
+
+class Collector(NamedTuple):
+    proc: remote.Process  # proc.name labels its output: "pidstat", "pidstat-load", ...
+    host: Host
+    tool: str  # the adapter that parses it
+
+
+LOAD_PIDSTAT = "pidstat-load"  # pidstat on the load generator's own threads
 
 
 def start(ctx: Context, spec: RunSpec, server_pids: list[int]) -> list[Collector]:
-    """The scenario's collectors on every host, on the CPUs the run leaves free (if any)."""
+    """The scenario's collectors on every host, on the CPUs the run leaves free (if any);
+    pidstat and perf watch the server's processes."""
     def start(h: Host) -> list[Collector]:
-        out = []
+        wanted: list[tuple[str, list[str]]] = []
         for name in ctx.sc.telemetry.collectors:
-            mod = tools.get(name)
-            if name in ("pidstat", "perf"):  # these watch the server's processes
-                if "server" not in h.roles:
-                    continue
-                argv = (mod.command(server_pids) if name == "pidstat" else
-                        perf.record_command(server_pids, f"{h.workdir}/{spec.run_id}/perf.data"))
-            else:
-                argv = mod.command()
-            proc = ctx.table.spawn(h.name, name, tools.base.join(argv), cpus=ctx.collector_cpus(h),
-                                   workdir=f"{h.workdir}/{spec.run_id}", env=mod.ENV)
-            out.append((proc, h, name))
-        return out
+            if name in ("pidstat", "perf") and "server" not in h.roles:
+                continue
+            wanted.append((name, pidstat.command(server_pids) if name == "pidstat" else
+                           perf.record_command(server_pids, f"{h.workdir}/{spec.run_id}/perf.data")
+                           if name == "perf" else tools.get(name).command()))
+        return [_spawn(ctx, spec, h, label, label, argv) for label, argv in wanted]
 
     return [c for per_host in each(list(ctx.lab.hosts), start) for c in per_host]
+
+
+def watch_load(ctx: Context, spec: RunSpec, generators: dict[str, int]) -> list[Collector]:
+    """pidstat on each load generator's own threads (host -> its pid, which it keeps when the
+    waiting process execs into it): its %CPU and %wait say whether the client was the limit."""
+    if "pidstat" not in ctx.sc.telemetry.collectors:
+        return []
+    hosts = [h for h in ctx.lab.clients if h.name in generators]
+    return each(hosts, lambda h: _spawn(ctx, spec, h, LOAD_PIDSTAT, "pidstat",
+                                        pidstat.command([generators[h.name]])))
+
+
+def _spawn(ctx: Context, spec: RunSpec, h: Host, label: str, tool: str, argv: list[str]) -> Collector:
+    proc = ctx.table.spawn(h.name, label, tools.base.join(argv), cpus=ctx.collector_cpus(h),
+                           workdir=f"{h.workdir}/{spec.run_id}", env=tools.get(tool).ENV)
+    return Collector(proc, h, tool)
 
 
 def cpu_reading(ctx: Context, collectors: list[Collector]) -> dict[str, remote.CpuTimes]:
     """CPU used so far by each host's collectors and its sshd: one command per host, taken
     just outside the measurement window on both sides."""
     def read(h: Host) -> remote.CpuTimes:
-        mine = [p.pid for p, on, _ in collectors if on.name == h.name]
+        mine = [c.proc.pid for c in collectors if c.host.name == h.name]
         return remote.cpu_times(ctx.t(h), mine, sshd=h.ssh is not None)
 
     hosts = list(ctx.lab.hosts)
@@ -65,7 +83,7 @@ def observer(ctx: Context, collectors: list[Collector], window: tuple[float, flo
     hosts: dict[str, Any] = {}
     for h in ctx.lab.hosts:
         b, a = before.get(h.name), after.get(h.name)
-        mine = [(p, name) for p, on, name in collectors if on.name == h.name]
+        mine = [(c.proc, c.proc.name) for c in collectors if c.host.name == h.name]
         per = {name: {"cpu_s_per_s": rate(str(p.pid), b, a),
                       "ran_on": (a.last_cpus.get(str(p.pid)) if a else None)} for p, name in mine}
         known = [v["cpu_s_per_s"] for v in per.values() if v["cpu_s_per_s"] is not None]
@@ -89,7 +107,7 @@ def observer(ctx: Context, collectors: list[Collector], window: tuple[float, flo
 
 def summarize(ctx: Context, collectors: list[Collector],
               raw: dict[tuple[str, str], str], start: float, end: float) -> dict[str, Any]:
-    """Each collector's output averaged over the load window: {tool: {host: summary}}."""
+    """Each collector's output averaged over the load window: {label: {host: summary}}."""
     # start..end is the load itself: the common start plus wrk's own duration (not
     # when we noticed wrk had ended). Collector timestamps mark the END of each 1 s
     # interval, on the host's clock, truncated to whole seconds (the true end is up
@@ -98,10 +116,11 @@ def summarize(ctx: Context, collectors: list[Collector],
     windows = ((start + 1.0, end - 1.0), (start + 0.5, end + 0.5))
 
     telemetry: dict[str, Any] = {}
-    for _proc, h, name in collectors:
-        if name == "perf":
+    for c in collectors:
+        h, name = c.host, c.proc.name
+        if c.tool == "perf":
             continue  # folded into a flame graph, not averaged
-        mod = tools.get(name)
+        mod = tools.get(c.tool)
         off = ctx.facts.get(h.name, {}).get("clock_offset_s", 0.0)
         try:
             samples = mod.parse(raw.get((h.name, name), ""))
