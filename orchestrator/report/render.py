@@ -17,6 +17,7 @@ from typing import Any
 
 import jinja2
 
+from orchestrator.analysis import VERDICTS
 from orchestrator.report import flamegraph, plots
 from orchestrator.report.plots import dig, num
 from orchestrator.store import atomic_write, load_summary
@@ -25,7 +26,6 @@ from orchestrator.tools import perf
 log = logging.getLogger(__name__)
 
 MISSING = "-"
-VERDICTS = ("network-bound", "server-bound", "client-bound", "inconclusive")
 
 
 @dataclass(frozen=True)
@@ -166,8 +166,13 @@ def _run_row(r: dict[str, Any], folder: Path) -> dict[str, Any]:
         "ppr": f_pair(a.get("packets_per_request"), lambda v: f_num(v, 2)),
         "ppr_source": f_text(dig(a, "packets_per_request", "source")),
         "rate": f_pair(a.get("packet_rate"), f_num),
-        "ceiling": f_num(a.get("ceiling_pps") if a.get("ceiling_pps") is not None
-                         else dig(r, "baseline", "pps_delivered")),
+        "ceiling": (("≥ " if a.get("ceiling_lower_bound") else "")
+                    + f_num(a.get("ceiling_pps") if a.get("ceiling_pps") is not None
+                            else dig(r, "baseline", "pps_delivered"))
+                    + (" (lower bound: iperf3 was CPU-bound)" if a.get("ceiling_lower_bound") else "")),
+        "path_use": ", ".join(f"{k} {f_pct(v, fraction=True)}" for k, v in (a.get("path_use") or {}).items())
+                    or MISSING,
+        "rule": f_text(a.get("rule")),
         "ceiling_use": f_pair(a.get("ceiling_use"), lambda v: f_pct(v, fraction=True)),
         "server_busy": f_pct(a.get("server_busy_pct")),
         "split": " / ".join(f_pct(dig(split, k)) for k in ("usr", "sys", "soft")) if split else MISSING,
@@ -217,7 +222,8 @@ def _point_row(p: dict[str, Any]) -> dict[str, Any]:
         "qps_range": f"{f_num(p.get('qps_min'))} – {f_num(p.get('qps_max'))}",
         "qps_mad": f_num(m) + (f" ({m / med:.1%})" if m is not None and med else ""),
         "p50": f_ms(p.get("p50_ms_median")), "p99": f_ms(p.get("p99_ms_median")),
-        "verdicts": ", ".join(f"{k} ×{v}" for k, v in verdicts.items()) or MISSING,
+        "verdicts": (str(p["verdict_text"]) if p.get("verdict_text") else
+                     ", ".join(f"{k} ×{v}" for k, v in verdicts.items()) or MISSING),
     }
 
 

@@ -15,9 +15,10 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from orchestrator.analysis import VERDICTS
+
 DATA = Path(__file__).parent / "data"
 SAMPLE = DATA / "loopback-sample"
-VERDICTS = ("network-bound", "server-bound", "client-bound", "inconclusive")
 
 
 def fabricate_analysis(summary: dict[str, Any]) -> dict[str, Any]:
