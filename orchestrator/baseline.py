@@ -8,9 +8,10 @@ from collections.abc import Callable
 from typing import Any
 
 from orchestrator import remote, tools
-from orchestrator.context import Context, each, pause_point
+from orchestrator.context import Context, pause_point
 from orchestrator.errors import RunFailed
 from orchestrator.hosts import Host
+from orchestrator.remote import each
 from orchestrator.tools import iperf3
 
 

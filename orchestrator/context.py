@@ -16,7 +16,7 @@ from typing import Any
 
 from orchestrator.errors import UserError
 from orchestrator.hosts import Host, Lab
-from orchestrator.remote import CommandLog, ProcessTable, Transport, each  # noqa: F401  (each: re-exported)
+from orchestrator.remote import CommandLog, ProcessTable, Transport
 from orchestrator.scenario import Scenario, parse_cpus, resolve_cpus
 from orchestrator.store import ResultsDir
 

@@ -80,10 +80,6 @@ class TcpResult:
             raise ValueError(f"iperf3 retransmits must be >= 0: {self}")
 
 
-def version_argv() -> list[str]:
-    return [BINARY, "--version"]
-
-
 def _common(host: str, port: int, duration_s: float, reverse: bool) -> list[str]:
     if duration_s <= 0 or duration_s != int(duration_s):
         raise ValueError(f"iperf3 duration must be a whole number of seconds > 0: {duration_s}")

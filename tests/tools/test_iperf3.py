@@ -144,10 +144,6 @@ def test_live_udp_small_packets(no_children):
     assert r.length == 64
 
 
-def test_version_argv():
-    assert iperf3.version_argv() == ["iperf3", "--version"]
-
-
 # ---------------------------------------------------------------- CPU-bound ceilings
 
 def udp(**kw) -> iperf3.UdpResult:
