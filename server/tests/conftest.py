@@ -3,7 +3,7 @@ import resource
 import pytest
 import support
 
-ARCHS = ["reuseport", "main-sub", "uring"]
+ARCHS = support.ARCHS
 BUILD_KINDS = ["release", "asan"]
 
 

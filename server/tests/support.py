@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SERVER_DIR = Path(__file__).resolve().parents[1]
+ARCHS = ["reuseport", "main-sub", "uring"]  # every --arch the tests run against
 BUILDS = {
     "release": (SERVER_DIR / "build" / "release", ["-DCMAKE_BUILD_TYPE=Release"]),
     "asan": (SERVER_DIR / "build" / "asan", ["-DCMAKE_BUILD_TYPE=Debug", "-DSANITIZE=ON"]),

@@ -22,8 +22,7 @@ from pathlib import Path
 
 import pytest
 import support
-
-from conftest import ARCHS
+from support import ARCHS
 
 CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
 N_IDLE = 10_000
