@@ -7,6 +7,7 @@
 #include <cerrno>
 
 #include "EventLoop.h"
+#include "HttpProcessing.h"
 #include "Options.h"
 #include "ResponseCache.h"
 #include "Worker.h"
@@ -109,46 +110,20 @@ void Connection::serve(const char* data, size_t len) {
 }
 
 size_t Connection::process(const char* data, size_t len) {
-  const ResponseCache& responses = worker_->responses();
-  ThreadStats& stats = worker_->stats();
   const size_t before = out_.size();
-  size_t off = 0;
-  bool completed = false;
-  while (off < len) {
-    size_t used = 0;
-    HttpParser::Result r = parser_.parse(data + off, len - off, &used);
-    off += used;
-    // Interim 100 before this request's final response (and only once the
-    // head is known to be acceptable, so a 413/417 goes out instead).
-    if (parser_.takeContinue()) out_ += ResponseCache::kContinue;
-    if (r == HttpParser::Result::kNeedMore) {
-      if (used == 0 || off == len) break;
-      continue;
-    }
-    ++stats.requests;
-    if (r == HttpParser::Result::kError) {
-      out_ += responses.error(parser_.errorStatus(), parser_.errorForHead());
-      state_ = State::kClosing;
-      lingerOnClose_ = true;  // unread input may follow; avoid an RST
-      break;
-    }
-    completed = true;
-    if (!parser_.keepAlive()) {
-      out_ += responses.ok(ResponseCache::kClose, parser_.isHead());
-      state_ = State::kClosing;
-      if (off < len) lingerOnClose_ = true;  // it sent more after "close"
-      break;
-    }
-    out_ += responses.ok(parser_.version() == 10 ? ResponseCache::kKeepAlive10 : ResponseCache::kKeepAlive11,
-                         parser_.isHead());
-    if (out_.size() - outOffset_ >= kHighWater) break;
+  const size_t pending = out_.size() - outOffset_;
+  ProcessResult r = processRequests(parser_, worker_->responses(), worker_->stats(), data, len, &out_,
+                                    pending < kHighWater ? kHighWater - pending : 0);
+  if (r.lastResponse) {
+    state_ = State::kClosing;
+    if (r.linger) lingerOnClose_ = true;
   }
-  if (completed) requestStartMs_ = -1;
+  if (r.completed) requestStartMs_ = -1;
   if (state_ == State::kOpen && parser_.inRequest() && requestStartMs_ < 0) {
     requestStartMs_ = worker_->loop()->nowMs();
   }
   if (out_.size() != before && !flushScheduled_) worker_->scheduleFlush(this);
-  return off;
+  return r.consumed;
 }
 
 void Connection::sendPending() {

@@ -4,6 +4,7 @@
 
 #include <cerrno>
 
+#include "HttpProcessing.h"
 #include "Options.h"
 #include "ResponseCache.h"
 #include "UringWorker.h"
@@ -97,42 +98,18 @@ void UringConnection::serve(const char* data, size_t len) {
 }
 
 size_t UringConnection::process(const char* data, size_t len) {
-  const ResponseCache& responses = worker_->responses();
-  ThreadStats& stats = worker_->stats();
   const size_t before = out_.size();
-  size_t off = 0;
-  bool completed = false;
-  while (off < len) {
-    size_t used = 0;
-    HttpParser::Result r = parser_.parse(data + off, len - off, &used);
-    off += used;
-    if (parser_.takeContinue()) out_ += ResponseCache::kContinue;
-    if (r == HttpParser::Result::kNeedMore) {
-      if (used == 0 || off == len) break;
-      continue;
-    }
-    ++stats.requests;
-    if (r == HttpParser::Result::kError) {
-      out_ += responses.error(parser_.errorStatus(), parser_.errorForHead());
-      state_ = State::kClosing;
-      lingerOnClose_ = true;  // unread input may follow; avoid an RST
-      break;
-    }
-    completed = true;
-    if (!parser_.keepAlive()) {
-      out_ += responses.ok(ResponseCache::kClose, parser_.isHead());
-      state_ = State::kClosing;
-      if (off < len) lingerOnClose_ = true;  // it sent more after "close"
-      break;
-    }
-    out_ += responses.ok(parser_.version() == 10 ? ResponseCache::kKeepAlive10 : ResponseCache::kKeepAlive11,
-                         parser_.isHead());
-    if (pendingOutput() >= kHighWater) break;
+  const size_t pending = pendingOutput();
+  ProcessResult r = processRequests(parser_, worker_->responses(), worker_->stats(), data, len, &out_,
+                                    pending < kHighWater ? kHighWater - pending : 0);
+  if (r.lastResponse) {
+    state_ = State::kClosing;
+    if (r.linger) lingerOnClose_ = true;
   }
-  if (completed) requestStartMs_ = -1;
+  if (r.completed) requestStartMs_ = -1;
   if (state_ == State::kOpen && parser_.inRequest() && requestStartMs_ < 0) requestStartMs_ = worker_->nowMs();
   if (out_.size() != before) scheduleFlush();
-  return off;
+  return r.consumed;
 }
 
 void UringConnection::scheduleFlush() {
