@@ -139,6 +139,7 @@ void Connection::handleRead() {
     }
     if (n == 0) {  // the peer closed
       batching_ = false;
+      closing_ = true;  // nothing more may be sent here, not even from onResponse
       bool bodyEnded = parser_.finishOnEof() == ResponseParser::Result::kDone && !parser_.idle();
       if (bodyEnded && count_ > 0) {
         InFlight done = inFlightAt(0);

@@ -42,7 +42,6 @@ Worker::Worker(int id, int threads, int connections, int cpu, const Options& opt
     size_t k = static_cast<size_t>(i) * static_cast<size_t>(threads) + static_cast<size_t>(id);
     conns_.push_back(std::make_unique<Connection>(this, &targets[k % targets.size()], depth));
   }
-  free_.reserve(conns_.size());
   poller_.add(wakeFd_, EPOLLIN, &wakeTag);
 }
 
@@ -94,8 +93,8 @@ void Worker::makeFree(Connection* c) {
 
 Connection* Worker::popFree() {
   while (!free_.empty()) {
-    Connection* c = free_.back();
-    free_.pop_back();
+    Connection* c = free_.front();
+    free_.pop_front();
     c->inFreeList = false;
     if (c->canSend()) return c;
   }

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <atomic>
+#include <deque>
 #include <cstdint>
 #include <memory>
 #include <thread>
@@ -79,7 +80,7 @@ class Worker : NonCopyable {
   Poller poller_;
   int wakeFd_;
   std::vector<std::unique_ptr<Connection>> conns_;
-  std::vector<Connection*> free_;
+  std::deque<Connection*> free_;  // FIFO: load spreads evenly over connections and targets
   std::vector<char> readBuffer_;
   int64_t sentSlots_ = 0;    // next own slot to send
   int64_t queuedUpTo_ = 0;   // own slots below this were counted as queued

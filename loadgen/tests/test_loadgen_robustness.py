@@ -1,0 +1,131 @@
+"""The generator against servers that split, chunk, close, reset, stall, lie or vanish: every
+response parsed, every failure counted by kind, a clean exit with what was measured. Each test
+runs on the release and the ASan+UBSan build."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import loadkit
+import pytest
+from loadkit import FakeServer, run_load
+
+
+def check_clean(run: loadkit.Run) -> None:
+    assert run.rc == 0, run.stderr
+    assert not run.sanitizer_reports(), run.stderr
+    assert run.doc["tool"] == "orchestrate-load" and run.doc["version"] == 1
+    c = run.counts
+    # never dropped silently: every request of the window is answered, failed or unanswered
+    assert c["responses"] + c["failed"] + c["unanswered"] == c["requests"], c
+    assert run.doc["latency"]["count"] == c["responses"] + c["unanswered"]
+
+
+@pytest.mark.parametrize("mode,args", [
+    ("split", ["-c", "4", "-p", "8"]),          # pipelined answers cut at random points
+    ("chunked", ["-c", "4", "-p", "4"]),
+    ("interim", ["-c", "2"]),
+    ("close", ["-c", "4", "--close"]),
+    ("until_close", ["-c", "4", "--http1.0", "--close"]),
+])
+def test_parses_every_framing(generator, mode, args):
+    binary, sanitized = generator
+    with FakeServer(mode) as srv:
+        run = run_load(binary, *args, "-d", "1", srv.url, sanitized=sanitized)
+    check_clean(run)
+    assert run.counts["responses"] > 50
+    assert run.counts["status"]["2xx"] == run.counts["responses"]
+    assert sum(run.errors.values()) == 0, run.errors
+
+
+def test_non_2xx_counted_by_class(generator):
+    binary, sanitized = generator
+    with FakeServer("status") as srv:
+        run = run_load(binary, "-c", "2", "-R", "500", "-d", "1", srv.url, sanitized=sanitized)
+    check_clean(run)
+    assert run.counts["status"]["5xx"] == run.counts["responses"] > 400
+    assert run.counts["non_2xx"] == run.counts["responses"]
+
+
+def test_resets_are_counted_and_reconnected(generator):
+    binary, sanitized = generator
+    with FakeServer("reset") as srv:
+        run = run_load(binary, "-c", "4", "-R", "1000", "-d", "1", srv.url, sanitized=sanitized)
+    check_clean(run)
+    assert run.errors["reset"] + run.errors["closed"] > 50
+    assert run.counts["connects"] > 50  # it reconnected after each reset
+    assert run.counts["responses"] > 300
+
+
+def test_garbage_is_a_protocol_error(generator):
+    binary, sanitized = generator
+    with FakeServer("garbage") as srv:
+        run = run_load(binary, "-c", "2", "-R", "200", "-d", "1", srv.url, sanitized=sanitized)
+    check_clean(run)
+    assert run.errors["protocol"] > 20 and run.counts["responses"] == 0
+
+
+def test_stalled_server_times_out_and_unanswered_count_from_intended(generator):
+    binary, sanitized = generator
+    with FakeServer("stall") as srv:
+        run = run_load(binary, "-c", "4", "-R", "200", "-d", "2", "--timeout", "0.5", srv.url,
+                       sanitized=sanitized)
+    check_clean(run)
+    assert run.counts["responses"] == 0
+    assert run.errors["timeout"] >= 8  # 4 connections, each timed out at least twice
+    assert run.counts["unanswered"] > 0
+    assert run.doc["rate"]["sustained"] is False
+
+
+def test_server_vanishing_mid_run(generator, server_binary):
+    """SIGKILL the server 0.5 s into a 1.5 s run: resets/closes and refused reconnects counted,
+    answers before the kill kept."""
+    binary, sanitized = generator
+    srv = loadkit.ServerProcess(server_binary, cpu=None)
+    try:
+        def kill_soon(_proc):
+            time.sleep(0.6)
+            srv.proc.send_signal(signal.SIGKILL)
+        run = run_load(binary, "-c", "8", "-R", "2000", "-d", "1.5", srv.url, sanitized=sanitized,
+                       during=kill_soon)
+    finally:
+        srv.stop()
+    check_clean(run)
+    assert 300 < run.counts["responses"] < 2000
+    assert run.errors["connect"] > 0
+    assert run.doc["rate"]["sustained"] is False
+
+
+def test_sigint_prints_what_was_measured(generator, project_server):
+    binary, sanitized = generator
+
+    def interrupt(proc):
+        time.sleep(1.2)
+        proc.send_signal(signal.SIGINT)
+    t0 = time.monotonic()
+    run = run_load(binary, "-c", "4", "-R", "1000", "-d", "30", project_server.url,
+                   sanitized=sanitized, during=interrupt)
+    assert time.monotonic() - t0 < 10
+    check_clean(run)
+    assert run.doc["interrupted"] is True
+    assert 0.8 < run.doc["window"]["measured_s"] < 2
+    assert run.counts["responses"] > 700
+
+
+def test_several_targets_share_the_connections(generator):
+    binary, sanitized = generator
+    with FakeServer("split") as a, FakeServer("chunked") as b:
+        run = run_load(binary, "-c", "4", "-R", "400", "-d", "1", a.url, b.url, sanitized=sanitized)
+        answered = (a.answered, b.answered)
+    check_clean(run)
+    assert run.counts["responses"] >= 395
+    assert min(answered) > 150  # both targets got about half
+
+
+def test_bad_options_exit_2():
+    binary = loadkit.build("release")
+    for args in (["--rate", "0", "http://127.0.0.1:1/"], ["-c", "1", "-t", "2", "http://127.0.0.1:1/"],
+                 ["--close", "-p", "2", "http://127.0.0.1:1/"], ["ftp://x/"], []):
+        run = run_load(binary, *args)
+        assert run.rc in (1, 2) and not run.stdout and "orchestrate-load:" in run.stderr, args
