@@ -119,26 +119,16 @@ def scenario(port: int, **over) -> dict:
 
 
 def run(tmp_path: Path, run_id: str, sc: dict, wrk_quota: float = 1.0) -> dict:
-    """`orchestrate run` of `sc`, with wrk (a wrapper first on PATH) in a cgroup of its own.
-
-    The record has no per-process figures for the load generator (only its CPUs' busy %,
-    which counts whatever else runs there: on a shared machine, other people's jobs). Until
-    execute.py records them (`client_proc`, see issue 12's report), the wrapper measures wrk's
-    own CPU time and throttled time per run (cpuacct.usage, cpu.stat) and the runs are
-    analysed again with them: the verdict rules under test are analysis.py's, unchanged."""
+    """`orchestrate run` of `sc`, with wrk (a wrapper first on PATH that joins a cgroup, then
+    execs it, keeping its pid) under a CPU quota of `wrk_quota` CPUs. The verdict is the one
+    the run recorded: pidstat watches wrk's own threads (`client_proc`)."""
     real_wrk = next(p for p in ("/usr/bin/wrk", "/usr/local/bin/wrk") if Path(p).exists())
-    bindir, log = tmp_path / "bin", tmp_path / "wrk-accounting.txt"
+    bindir = tmp_path / "bin"
     bindir.mkdir(exist_ok=True)
     path = tmp_path / "scenario.yaml"
     path.write_text(yaml.safe_dump(sc))
     with cgroupkit.quota(wrk_quota) as cg:
-        used = f"cat {cg.acct}/cpuacct.usage"
-        throttled = f"awk '/^throttled_time/ {{print $2}}' {cg.path}/cpu.stat"
-        (bindir / "wrk").write_text(
-            f"#!/bin/sh\n{cg.join()}\n"
-            f"a=$({used}); x=$({throttled}); t0=$(date +%s.%N)\n{real_wrk} \"$@\"\nrc=$?\n"
-            f"b=$({used}); y=$({throttled}); t1=$(date +%s.%N)\n"
-            f"echo \"$a $b $x $y $t0 $t1\" >> {log}\nexit $rc\n")
+        (bindir / "wrk").write_text(f"#!/bin/sh\n{cg.join()}\nexec {real_wrk} \"$@\"\n")
         (bindir / "wrk").chmod(0o755)
         env = {"PATH": f"{bindir}:{os.environ['PATH']}"}
         deadline = time.monotonic() + 240
@@ -154,17 +144,9 @@ def run(tmp_path: Path, run_id: str, sc: dict, wrk_quota: float = 1.0) -> dict:
     (summary,) = (tmp_path / "results").glob("*/*/summary.json")
     s = json.loads(summary.read_text())
     s["wrk_throttles"] = throttles
-    per_run = [line.split() for line in log.read_text().splitlines() if len(line.split()) == 6]
-    wrk_runs = [r for r in s["runs"]]
-    assert len(per_run) >= len(wrk_runs), per_run  # the readiness probe is not wrk: one line a run
-    for r, (a, b, x, y, t0, t1) in zip(wrk_runs, per_run[-len(wrk_runs):], strict=True):
-        seconds = float(t1) - float(t0)
-        r["client_proc"] = {"localhost": {"busy": 100.0 * (int(b) - int(a)) / 1e9 / seconds,
-                                          "wait": 100.0 * (int(y) - int(x)) / 1e9 / seconds}}
-    r0 = s["runs"][0]
-    r0["product_analysis"] = r0["analysis"]  # what the record alone gave, for the report
-    analysis.analyse(s, th=analysis.Thresholds(), server=s["topology"]["server"], interface=None,
-                     loopback=True)
+    if "pidstat" in sc["telemetry"]:  # wrk's own threads were watched: they, not its CPU's busy %, decide
+        for r in s["runs"]:
+            assert r["client_proc"]["localhost"]["threads"], r.get("client_proc")
     return s
 
 
@@ -179,8 +161,7 @@ def show(case: str, s: dict) -> None:
     for r in s["runs"]:
         a = r["analysis"]
         print(f"CORPUS {case} | c={r['connections']} | QPS {r['qps']:,.0f} | {a['verdict']} ({a['rule']}) | "
-              + " | ".join(a["evidence"][:2]) + (f" | record alone: {r['product_analysis']['verdict']}"
-                                                  if "product_analysis" in r else ""))
+              + " | ".join(a["evidence"][:2]))
 
 
 def pct_in(evidence: list[str], pattern: str) -> float:
@@ -200,7 +181,6 @@ def test_server_starved_by_a_cpu_quota_is_server_bound(tmp_path, run_id):
         s = run(tmp_path, run_id, sc)
         throttled = cg.stat()["nr_throttled"]
     show("3 server quota 25%", s)
-    assert s["runs"][0]["product_analysis"]["verdict"] in ("server-bound", "inconclusive")
     assert throttled > 10  # the quota did bite
     (r,) = s["runs"]
     a = r["analysis"]
@@ -251,8 +231,9 @@ def test_server_that_serialises_requests_is_server_bound_not_client_bound(tmp_pa
         assert (a["verdict"], a["rule"]) == ("server-bound", "server-serialised"), a["evidence"]
         assert a["evidence"][0].startswith("connections 2 -> 8 (x4) but QPS "), a["evidence"]
         assert r["client_proc"]["localhost"]["busy"] < 90
-        ll = a["littles_law"]  # within the run: C / L is what the loop could do, and did
-        assert ll["below_pct"] < 20 and ll["over_pct"] < 20
+        # within the run: C / L is what the loop could do, and it did (not less). wrk's mean may
+        # overstate L (its back-filled samples), so QPS may read above C/L: flagged, not asserted.
+        assert a["littles_law"]["below_pct"] < 20
     assert {p["verdict_text"] for p in s["points"]} == {"server-bound (1 of 1)"}
 
 
