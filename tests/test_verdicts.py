@@ -67,8 +67,10 @@ def test_starved_load_generator_against_a_fast_server_is_client_bound(tmp_path, 
     hog(1)
     a = run_loopback(tmp_path, run_id)
     assert a["verdict"] == "client-bound", a["evidence"]
-    assert re.match(r"load generator CPU 1 on \S+ busy [\d.]+% >= 90%$", a["evidence"][0]), a["evidence"]
+    # wrk's own threads (pidstat) decide: kept off its shared CPU by the busy loop
+    assert re.match(r"load generator on \S+ waited for a CPU [\d.]+% >= 30% of the time", a["evidence"][0]) \
+        or re.match(r"load generator's busiest thread on \S+: .* = [\d.]+% >= 90%", a["evidence"][0]), \
+        a["evidence"]
     assert any(re.match(r"server work on CPU 0: .* = [\d.]+% < 90%|server CPU 0 busy [\d.]+% < 90%", e)
                for e in a["evidence"]), a["evidence"]
-    assert any(f.startswith("load generator at") for f in a["flags"])
     assert a["server_busy_pct"] is not None
