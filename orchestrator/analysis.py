@@ -559,6 +559,9 @@ def analyse_run(run: dict[str, Any], *, server: str, interface: str | None, loop
     if cli and cli["busy"] >= th.client_busy and not procs:
         flags.append(f"load generator at {pct(cli['busy'], th.client_busy)} CPU (>= {th.client_busy:g}%): "
                      "the result says little about the server's own limit")
+    elif procs and client_saturated:
+        flags.append("load generator saturated (its own threads, above): the result says little about "
+                     "the server's own limit")
 
     errors = sum((run.get("errors") or {}).values()) + int(run.get("non_2xx") or 0)
     if errors:

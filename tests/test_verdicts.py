@@ -73,4 +73,5 @@ def test_starved_load_generator_against_a_fast_server_is_client_bound(tmp_path, 
         a["evidence"]
     assert any(re.match(r"server work on CPU 0: .* = [\d.]+% < 90%|server CPU 0 busy [\d.]+% < 90%", e)
                for e in a["evidence"]), a["evidence"]
+    assert any(f.startswith("load generator saturated") for f in a["flags"]), a["flags"]
     assert a["server_busy_pct"] is not None
