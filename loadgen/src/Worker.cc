@@ -15,7 +15,10 @@ namespace orchload {
 
 namespace {
 constexpr int64_t kTickNs = 5'000'000;         // timeouts and reconnects checked this often
-constexpr int64_t kSpinNs = 20'000;            // closer than this to a send: don't sleep
+// Never spin: a wait shorter than this is stretched to it and what fell due meanwhile goes out
+// as a batch (lag <= ~30 µs). Spinning at high rates burned a whole core, and under SCHED_FIFO
+// got the thread throttled for 50 ms a second (sched_rt_runtime_us).
+constexpr int64_t kMinSleepNs = 30'000;
 constexpr int64_t kMinBackoffNs = 10'000'000;  // reconnect after a refused connect
 constexpr int64_t kMaxBackoffNs = 200'000'000;
 int wakeTag;                                   // its address marks the eventfd in epoll
@@ -229,9 +232,9 @@ void Worker::run() {
     } else {
       wakeAt = std::min(wakeAt, tl_->startNs);
     }
-    int64_t timeout = wakeAt - now;
-    if (timeout < kSpinNs) timeout = 0;
-    int n = poller_.wait(events, 256, std::max<int64_t>(timeout, 0));
+    int64_t timeout = std::max<int64_t>(wakeAt - now, 0);
+    if (timeout > 0 && timeout < kMinSleepNs) timeout = kMinSleepNs;
+    int n = poller_.wait(events, 256, timeout);
     for (int i = 0; i < n; ++i) {
       if (events[i].data.ptr == &wakeTag) {
         uint64_t v;

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import resource
 import select
 import signal
 import socket
@@ -29,6 +30,7 @@ SANITIZER_ENV = {
     "ASAN_OPTIONS": "abort_on_error=0:exitcode=99:detect_leaks=1:strict_string_checks=1",
     "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1:exitcode=99",
 }
+RT_PRIORITY = 10  # SCHED_FIFO priority of the timing tests' generator and server
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSanitizer")
 
 
@@ -57,8 +59,10 @@ def build_server() -> Path:
 class Run:
     """One finished orchestrate-load process: exit code, its JSON document, stderr."""
 
-    def __init__(self, proc: subprocess.CompletedProcess | None, stdout: str, stderr: str, rc: int):
+    def __init__(self, stdout: str, stderr: str, rc: int, cpu_s: float = 0.0, wall_s: float = 0.0):
         self.rc = rc
+        self.cpu_s = cpu_s  # the generator's user + system CPU time
+        self.wall_s = wall_s
         self.stdout = stdout
         self.stderr = stderr
         self.doc: dict = json.loads(stdout) if stdout.strip() else {}
@@ -80,12 +84,16 @@ class Run:
 
 
 def run_load(binary: Path, *args: str, timeout: float = 60, sanitized: bool = False,
-             during: Callable[[subprocess.Popen], None] | None = None) -> Run:
-    """Runs the generator to completion (`during` is called once it has started)."""
+             during: Callable[[subprocess.Popen], None] | None = None, realtime: bool = False) -> Run:
+    """Runs the generator to completion (`during` is called once it has started).
+    realtime: under SCHED_FIFO (chrt), so other tenants of its CPU cannot delay its sends."""
     env = dict(os.environ)
     if sanitized:
         env.update(SANITIZER_ENV)
-    proc = subprocess.Popen([str(binary), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    prefix = ["chrt", "-f", str(RT_PRIORITY)] if realtime else []
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
+    proc = subprocess.Popen([*prefix, str(binary), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env)
     try:
         if during:
@@ -95,7 +103,9 @@ def run_load(binary: Path, *args: str, timeout: float = 60, sanitized: bool = Fa
         proc.kill()
         proc.communicate(timeout=10)
         raise
-    return Run(None, out, err, proc.returncode)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return Run(out, err, proc.returncode, cpu, time.monotonic() - t0)
 
 
 class ServerProcess:
@@ -115,6 +125,12 @@ class ServerProcess:
             raise RuntimeError("server did not become ready")
         self.port = int(json.loads(line)["port"])
         self.url = f"http://127.0.0.1:{self.port}/"
+
+    def make_realtime(self) -> None:
+        """Every thread to SCHED_FIFO: other work on its CPU no longer steals the server's time."""
+        for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
+            subprocess.run(["chrt", "-f", "-p", str(RT_PRIORITY), task.name], check=True,
+                           capture_output=True, timeout=10)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
