@@ -29,6 +29,8 @@ const char* const kUsage =
     "      --body TEXT        request body (sent with Content-Length)\n"
     "      --http1.0          HTTP/1.0 requests (keep-alive asked for unless --close)\n"
     "      --close            Connection: close, a new connection per request\n"
+    "      --min-sleep-us U   open loop: never sleep less than U µs; sends due meanwhile\n"
+    "                         go out together (30; more = fewer wake-ups, more send lag)\n"
     "      --version, --help\n"
     "Output: one JSON document on stdout (see loadgen/README.md).\n";
 
@@ -111,6 +113,7 @@ bool parseOptions(int argc, char** argv, Options* o, bool* exitNow) {
       else if (is("-d", "--duration")) ok = number(v, &o->durationS) && o->durationS > 0 && o->durationS <= 86400;
       else if (is("-w", "--warmup")) ok = number(v, &o->warmupS) && o->warmupS >= 0 && o->warmupS <= 86400;
       else if (is(nullptr, "--timeout")) ok = number(v, &o->timeoutS) && o->timeoutS > 0 && o->timeoutS <= 60;
+      else if (is(nullptr, "--min-sleep-us")) ok = number(v, &o->minSleepUs) && o->minSleepUs >= 0 && o->minSleepUs <= 1e6;
       else if (is(nullptr, "--start-at")) ok = number(v, &o->startAt) && o->startAt >= 0;
       else if (is(nullptr, "--cpus")) ok = cpuList(v, &o->cpus);
       else if (is("-m", "--method")) {

@@ -22,6 +22,7 @@ struct Options {
   std::string body;
   bool http10 = false;
   bool close = false;                 // one request per connection (Connection: close)
+  double minSleepUs = 30;             // open loop: shortest sleep; what falls due meanwhile is batched
 
   bool openLoop() const { return rate > 0; }
   bool keepAlive() const { return !close; }

@@ -15,10 +15,6 @@ namespace orchload {
 
 namespace {
 constexpr int64_t kTickNs = 5'000'000;         // timeouts and reconnects checked this often
-// Never spin: a wait shorter than this is stretched to it and what fell due meanwhile goes out
-// as a batch (lag <= ~30 µs). Spinning at high rates burned a whole core, and under SCHED_FIFO
-// got the thread throttled for 50 ms a second (sched_rt_runtime_us).
-constexpr int64_t kMinSleepNs = 30'000;
 constexpr int64_t kMinBackoffNs = 10'000'000;  // reconnect after a refused connect
 constexpr int64_t kMaxBackoffNs = 200'000'000;
 int wakeTag;                                   // its address marks the eventfd in epoll
@@ -36,6 +32,7 @@ Worker::Worker(int id, int threads, int connections, int cpu, const Options& opt
       open_(options.openLoop()),
       periodNs_(options.openLoop() ? 1e9 / options.rate : 0),
       timeoutNs_(static_cast<int64_t>(options.timeoutS * 1e9)),
+      minSleepNs_(static_cast<int64_t>(options.minSleepUs * 1e3)),
       wakeFd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)),
       readBuffer_(64 * 1024),
       stats_(static_cast<size_t>(std::ceil(options.durationS))) {
@@ -233,7 +230,10 @@ void Worker::run() {
       wakeAt = std::min(wakeAt, tl_->startNs);
     }
     int64_t timeout = std::max<int64_t>(wakeAt - now, 0);
-    if (timeout > 0 && timeout < kMinSleepNs) timeout = kMinSleepNs;
+    // Never spin: a shorter wait is stretched to --min-sleep-us and what fell due meanwhile
+    // goes out as a batch. Spinning burned a core at high rates (and under SCHED_FIFO got the
+    // thread throttled 50 ms a second); each wake-up costs µs, most of it in a VM.
+    if (timeout > 0 && timeout < minSleepNs_) timeout = minSleepNs_;
     int n = poller_.wait(events, 256, timeout);
     for (int i = 0; i < n; ++i) {
       if (events[i].data.ptr == &wakeTag) {

@@ -77,6 +77,7 @@ class Worker : NonCopyable {
   const bool open_;
   const double periodNs_;  // between global slots (open loop)
   const int64_t timeoutNs_;
+  const int64_t minSleepNs_;
   Poller poller_;
   int wakeFd_;
   std::vector<std::unique_ptr<Connection>> conns_;

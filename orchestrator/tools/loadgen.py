@@ -71,6 +71,7 @@ def command(
     body: str | None = None,
     http10: bool = False,
     close: bool = False,
+    min_sleep_us: float | None = None,
     binary: str = BINARY,
 ) -> list[str]:
     """orchestrate-load's argv. `rate` (total requests/s) makes the run open-loop;
@@ -113,6 +114,10 @@ def command(
         argv.append("--http1.0")
     if close:
         argv.append("--close")
+    if min_sleep_us is not None:
+        if not (0 <= min_sleep_us <= 1e6):
+            raise ToolError(BINARY, f"min_sleep_us must be in [0, 1e6], got {min_sleep_us}")
+        argv += ["--min-sleep-us", _number(min_sleep_us)]
     return [*argv, *targets]
 
 

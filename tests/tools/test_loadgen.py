@@ -40,12 +40,15 @@ def test_command_open_loop_argv():
     assert all(isinstance(a, str) for a in argv)
     closed = loadgen.command("http://127.0.0.1/", threads=1, connections=1, duration_s=1)
     assert "--rate" not in closed and "--start-at" not in closed
+    assert loadgen.command("http://h/", threads=1, connections=1, duration_s=1,
+                           min_sleep_us=100)[-3:-1] == ["--min-sleep-us", "100"]
 
 
 @pytest.mark.parametrize("kwargs", [
     {"rate": 0.5}, {"rate": float("nan")}, {"duration_s": 0}, {"warmup_s": -1}, {"timeout_s": 0},
     {"pipeline": 0}, {"threads": 4, "connections": 2}, {"urls": "127.0.0.1:80"}, {"urls": []},
     {"close": True, "pipeline": 4}, {"method": "GE T"}, {"headers": {"X": "a\r\nB: c"}},
+    {"min_sleep_us": -1},
 ])
 def test_command_rejects_bad_arguments(kwargs):
     args = {"urls": "http://127.0.0.1/", "threads": 1, "connections": 1, "duration_s": 1, **kwargs}
