@@ -195,8 +195,14 @@ class SshTransport:
             env: dict[str, str] | None = None) -> Completed:
         full = _with_env(cmd, env)
         self._ensure_connected()
+        # paramiko waits for the reply to an exec request without a limit: on a cut link that
+        # is forever. Past the deadline, closing the connection ends that wait (and any other).
+        client = self._client
+        watchdog = threading.Timer(timeout + 5.0, client.close)
+        watchdog.daemon = True
+        watchdog.start()
         try:
-            _, stdout, stderr = self._client.exec_command(full, timeout=timeout)
+            _, stdout, stderr = client.exec_command(full, timeout=timeout)
             chan = stdout.channel
             deadline = time.monotonic() + timeout
             out, err = bytearray(), bytearray()
@@ -221,8 +227,13 @@ class SshTransport:
             rc = chan.recv_exit_status()
         except self._lost as exc:
             short = cmd if len(cmd) <= 60 else cmd[:57] + "..."
+            if not watchdog.is_alive():
+                raise RemoteError(f"no answer within {timeout:.0f}s running `{short}` "
+                                  "(host down or connection cut?)", host=self.name) from None
             raise RemoteError(f"SSH connection lost ({exc or type(exc).__name__}) running `{short}`",
                               host=self.name) from None
+        finally:
+            watchdog.cancel()
         return _check(self.name, Completed(cmd, rc, out.decode(errors="replace"),
                                            err.decode(errors="replace")), check)
 
@@ -230,6 +241,7 @@ class SshTransport:
         self._ensure_connected()
         if self._sftp is None:
             self._sftp = self._client.open_sftp()
+            self._sftp.get_channel().settimeout(60.0)  # a transfer on a cut link ends, too
         return self._sftp
 
     def put_text(self, text: str, path: str, mode: int = 0o644) -> None:
