@@ -97,12 +97,13 @@ def test_server_vanishing_mid_run(generator, server_binary):
     assert run.doc["rate"]["sustained"] is False
 
 
-def test_sigint_prints_what_was_measured(generator, project_server):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_prints_what_was_measured(generator, project_server, sig):
     binary, sanitized = generator
 
     def interrupt(proc):
         time.sleep(1.2)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
     t0 = time.monotonic()
     run = run_load(binary, "-c", "4", "-R", "1000", "-d", "30", project_server.url,
                    sanitized=sanitized, during=interrupt)
@@ -111,6 +112,19 @@ def test_sigint_prints_what_was_measured(generator, project_server):
     assert run.doc["interrupted"] is True
     assert 0.8 < run.doc["window"]["measured_s"] < 2
     assert run.counts["responses"] > 700
+
+
+def test_start_at_an_absolute_time(generator, project_server):
+    """--start-at: the load begins at that wall-clock time, not at launch (hosts start together)."""
+    binary, sanitized = generator
+    start = time.time() + 1.0
+    args = ["-c", "2", "-R", "500", "-d", "0.5", "--start-at", f"{start:.6f}", project_server.url]
+    t0 = time.monotonic()
+    run = run_load(binary, *args, sanitized=sanitized)
+    check_clean(run)
+    assert time.monotonic() - t0 >= 1.4  # waited for the start, then ran 0.5 s
+    assert abs(run.doc["window"]["start_epoch"] - start) < 1e-5
+    assert run.counts["requests"] == 250 and run.counts["responses"] == 250
 
 
 def test_several_targets_share_the_connections(generator):
