@@ -14,6 +14,15 @@ from orchestrator.tools import ToolError, loadgen, server
 
 from testkit import REPO, stop_process
 
+# Recorded with loadgen/build/release/orchestrate-load against orchestrate-server (reuseport,
+# 1 thread) on 127.0.0.1 (U = its URL):
+#   open:          -t 2 -c 20 -d 2 -w 0.5 -R 5000 U
+#   closed_pipeline4: -t 1 -c 10 -d 1 -p 4 U
+#   host_a/host_b: two at once, -c 5 -d 1 -R 2000 --start-at <same epoch> U
+#   refused:       -c 4 -d 1 -R 1000 http://127.0.0.1:1/
+#   sigint:        -c 4 -d 5 -R 1000 U, SIGINT after 1.3 s
+#   head_http10:   -c 4 -d 1 -m HEAD -R 100 -H "X-A: b" --http1.0 U
+#   badopt.stderr: --rate 0 U (exit 2)
 RECORDED = ["loadgen_open.json", "loadgen_closed_pipeline4.json", "loadgen_host_a.json",
             "loadgen_host_b.json", "loadgen_refused.json", "loadgen_sigint.json",
             "loadgen_head_http10.json"]
