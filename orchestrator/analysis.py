@@ -683,7 +683,9 @@ def along_connections(runs: list[dict[str, Any]], th: Thresholds | None = None) 
     th = th or Thresholds()
     groups: dict[tuple, dict[int, list[dict[str, Any]]]] = {}
     for r in runs:
-        if isinstance(r.get("connections"), int) and isinstance(r.get("analysis"), dict):
+        # a closed loop only: at a fixed offered rate QPS follows the rate, not the connections
+        if (isinstance(r.get("connections"), int) and isinstance(r.get("analysis"), dict)
+                and point_of(r)[3] is None):
             groups.setdefault((r.get("arch"), r.get("server_threads")), {}).setdefault(
                 r["connections"], []).append(r)
     for by_c in groups.values():
@@ -720,15 +722,31 @@ def along_connections(runs: list[dict[str, Any]], th: Thresholds | None = None) 
                         a["evidence"].append(text)
 
 
+def point_of(run: dict[str, Any]) -> tuple[Any, Any, Any, float | None]:
+    """The matrix point of a run or of a point: (arch, server threads, connections, target rate);
+    the rate is None for a closed loop. A run's `rate` is {target, achieved, sustained}."""
+    rate = run.get("rate")
+    target = rate.get("target") if isinstance(rate, dict) else rate
+    return (run.get("arch"), run.get("server_threads"), run.get("connections"),
+            float(target) if isinstance(target, int | float) else None)
+
+
+def _median_latency(runs: list[dict[str, Any]], key: str) -> float | None:
+    vals = [v for v in (_num((r.get("latency_ms") or {}).get(key)) for r in runs) if v is not None]
+    return statistics.median(vals) if vals else None
+
+
 def summarise_points(runs: list[dict[str, Any]], th: Thresholds | None = None) -> list[dict[str, Any]]:
     """Median and spread per matrix point over its repetitions (pyperf-style median +- MAD),
-    and whether the repetitions agree on the verdict (after the matrix-wide rule)."""
-    along_connections(runs, th)
+    and whether the repetitions agree on the verdict (after the matrix-wide rule). Runs
+    without a QPS are left out; a point whose runs have no latency gets None there."""
+    measured = [r for r in runs if isinstance(r, dict) and _num(r.get("qps")) is not None]
+    along_connections(measured, th)
     groups: dict[tuple, list[dict[str, Any]]] = {}
-    for r in runs:
-        groups.setdefault((r["arch"], r["server_threads"], r["connections"]), []).append(r)
+    for r in measured:
+        groups.setdefault(point_of(r), []).append(r)
     points = []
-    for (arch, threads, conns), rs in groups.items():
+    for (arch, threads, conns, rate), rs in groups.items():
         qps = [float(r["qps"]) for r in rs]
         med = statistics.median(qps)
         mad = statistics.median(abs(q - med) for q in qps)
@@ -748,14 +766,15 @@ def summarise_points(runs: list[dict[str, Any]], th: Thresholds | None = None) -
             agreement = "split"
             verdict_text = "split: " + ", ".join(f"{v} {k}" for v, k in
                                                  sorted(verdicts.items(), key=lambda kv: -kv[1]))
+
         points.append({
-            "arch": arch, "server_threads": threads, "connections": conns, "n": len(rs),
+            "arch": arch, "server_threads": threads, "connections": conns, "rate": rate, "n": len(rs),
             "qps_median": med, "qps_min": min(qps), "qps_max": max(qps), "qps_mad": mad,
             "qps_stdev": stdev,
             # pyperf warns at a std dev of 10% of the mean or more
             "unstable": bool(len(qps) > 1 and stdev >= 0.1 * statistics.fmean(qps)),
-            "p50_ms_median": statistics.median(r["latency_ms"]["p50"] for r in rs),
-            "p99_ms_median": statistics.median(r["latency_ms"]["p99"] for r in rs),
+            "p50_ms_median": _median_latency(rs, "p50"),
+            "p99_ms_median": _median_latency(rs, "p99"),
             "verdicts": verdicts,
             "verdict_agreement": agreement,
             "verdict_text": verdict_text,

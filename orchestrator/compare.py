@@ -12,16 +12,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator.analysis import point_of
 from orchestrator.errors import UserError
 from orchestrator.store import history_sessions, load_summary, machine_fingerprint
+
+Point = tuple[Any, Any, Any, float | None]  # arch, server threads, connections, target rate
 
 ALPHA = 0.05
 MIN_EFFECT_PCT = 3.0  # smaller changes are reported as noise even when "significant"
 
 
+def label(point: Point) -> str:
+    arch, threads, conns, rate = point
+    return f"{arch} threads={threads} conns={conns}" + (f" rate={rate:g}" if rate is not None else "")
+
+
 @dataclass(frozen=True)
 class PointChange:
-    point: tuple[str, int, int]  # arch, server threads, connections
+    point: Point
     before: tuple[float, ...]  # qps of each repetition
     after: tuple[float, ...]
     change_pct: float  # of the medians
@@ -33,11 +41,13 @@ class PointChange:
         return self.word in ("better", "worse")
 
     def line(self) -> str:
-        arch, threads, conns = self.point
+        arch, threads, conns, rate = self.point
         med_a, med_b = statistics.median(self.before), statistics.median(self.after)
         p = f"p={self.p_value:.3g}" if self.p_value is not None else "no test"
-        return (f"{arch:<10} threads={threads:<3} conns={conns:<5} {med_a:>11,.0f} -> {med_b:>11,.0f} qps "
-                f"({self.change_pct:+.1f}%, n={len(self.before)}/{len(self.after)}, {p}): {self.word}")
+        at = f" rate={rate:g}" if rate is not None else ""
+        return (f"{arch:<10} threads={threads:<3} conns={conns:<5}{at} {med_a:>11,.0f} -> "
+                f"{med_b:>11,.0f} qps ({self.change_pct:+.1f}%, n={len(self.before)}/{len(self.after)}, "
+                f"{p}): {self.word}")
 
 
 @dataclass(frozen=True)
@@ -45,18 +55,18 @@ class Comparison:
     a: str
     b: str
     changes: tuple[PointChange, ...]
-    only_a: tuple[tuple[str, int, int], ...]
-    only_b: tuple[tuple[str, int, int], ...]
+    only_a: tuple[Point, ...]
+    only_b: tuple[Point, ...]
     warnings: tuple[str, ...]
 
     def regressions(self, pct: float) -> list[PointChange]:
         return [c for c in self.changes if c.word == "worse" and -c.change_pct > pct]
 
 
-def _samples(summary: dict[str, Any]) -> dict[tuple[str, int, int], list[float]]:
-    out: dict[tuple[str, int, int], list[float]] = {}
+def _samples(summary: dict[str, Any]) -> dict[Point, list[float]]:
+    out: dict[Point, list[float]] = {}
     for r in summary.get("runs", []):
-        out.setdefault((r["arch"], r["server_threads"], r["connections"]), []).append(float(r["qps"]))
+        out.setdefault(point_of(r), []).append(float(r["qps"]))
     return out
 
 
@@ -105,8 +115,8 @@ def render(c: Comparison) -> str:
     lines = [f"compare {c.a} -> {c.b}"]
     lines += [f"warning: {w}" for w in c.warnings]
     lines += [ch.line() for ch in c.changes]
-    lines += [f"only in {c.a}: {p}" for p in c.only_a]
-    lines += [f"only in {c.b}: {p}" for p in c.only_b]
+    lines += [f"only in {c.a}: {label(p)}" for p in c.only_a]
+    lines += [f"only in {c.b}: {label(p)}" for p in c.only_b]
     if not c.changes:
         lines.append("no matching runs to compare")
     return "\n".join(lines)

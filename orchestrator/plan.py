@@ -44,16 +44,19 @@ class RunSpec:
     server_threads: int
     connections: int
     repetition: int  # 1-based
+    rate: float | None = None  # open loop: requests/s in total over the clients; None: closed loop
 
     @property
     def run_id(self) -> str:
         """Stable name of this run; the same plan always gives the same ids (for --resume)."""
-        return f"{self.index:03d}-{self.arch}-t{self.server_threads}-c{self.connections}-r{self.repetition}"
+        rate = f"-q{self.rate:g}" if self.rate is not None else ""
+        return (f"{self.index:03d}-{self.arch}-t{self.server_threads}-c{self.connections}{rate}"
+                f"-r{self.repetition}")
 
     @property
-    def point(self) -> tuple[str, int, int]:
+    def point(self) -> tuple[str, int, int, float | None]:
         """The matrix point, shared by all repetitions of it."""
-        return (self.arch, self.server_threads, self.connections)
+        return (self.arch, self.server_threads, self.connections, self.rate)
 
     def as_dict(self) -> dict[str, object]:
         return {**asdict(self), "run_id": self.run_id}
@@ -86,10 +89,11 @@ def expand(sc: Scenario) -> Plan:
     Repetitions are interleaved (all points once, then again) so slow drift of
     the machine spreads over all points instead of biasing one.
     """
-    points = list(itertools.product(sc.server.arch, sc.server.threads, sc.load.connections))
+    points = list(itertools.product(sc.server.arch, sc.server.threads, sc.load.connections,
+                                    sc.load.rate or [None]))
     runs = []
-    for rep, (arch, threads, conns) in itertools.product(range(1, sc.repeat + 1), points):
-        runs.append(RunSpec(len(runs) + 1, arch, threads, conns, rep))
+    for rep, (arch, threads, conns, rate) in itertools.product(range(1, sc.repeat + 1), points):
+        runs.append(RunSpec(len(runs) + 1, arch, threads, conns, rep, rate))
     remote = sc.hosts.provider != "local"
     o = overheads("ssh" if remote else "local")
     clients = sc.hosts.roles.client
@@ -102,7 +106,7 @@ def expand(sc: Scenario) -> Plan:
         per_path = udp * (2 if remote else 1) + (b.tcp_duration + o.per_baseline_test_s if b.tcp else 0)
         baseline_s = per_path * clients + (2 * udp if clients > 1 else 0.0)
     start_s = o.start_s + (o.deploy_s if sc.hosts.deploy or not remote else 0.0)  # local: the build
-    per_run_s = sc.load.duration + o.per_run_s + o.per_client_s * (clients - 1)
+    per_run_s = sc.load.warmup + sc.load.duration + o.per_run_s + o.per_client_s * (clients - 1)
     return Plan(tuple(runs), sc.load.duration, baseline_s, start_s, per_run_s, o.report_s, o)
 
 

@@ -78,6 +78,11 @@ def parse_cpus(value: Any) -> list[int] | str:
     return value
 
 
+def parse_warmup(value: Any) -> float:
+    """A warm-up may be 0 (none); otherwise a duration like any other."""
+    return 0.0 if value in (0, "0", "0s") else parse_duration(value)
+
+
 def _as_list(value: Any) -> Any:
     # A matrix axis may be written as one value or a list of values.
     return value if isinstance(value, list) else [value]
@@ -181,8 +186,19 @@ class Server(_Model):
     ready_timeout: Duration = 20.0
 
 
+Rate = Annotated[float, Field(ge=1)]
+
+
 class Load(_Model):
-    tool: Literal["wrk"] = "wrk"
+    # wrk: closed loop only, the reference's tool. orchestrate-load (loadgen/): closed loop,
+    # or open loop at `rate`, with latency measured from each request's intended send time.
+    tool: Literal["wrk", "orchestrate-load"] = "wrk"
+    # Requests/s in total over all client hosts (split evenly): the run is open loop.
+    # A matrix axis; none: closed loop.
+    rate: Annotated[list[Rate] | None, BeforeValidator(
+        lambda v: v if v is None else _as_list(v), json_schema_input_type=Rate | list[Rate] | None)] = None
+    warmup: Annotated[float, BeforeValidator(parse_warmup,
+                                             json_schema_input_type=float | _DURATION_TEXT)] = 0.0
     threads: PositiveInt = 1
     connections: Annotated[list[PositiveInt], BeforeValidator(
         _as_list, json_schema_input_type=PositiveInt | list[PositiveInt])] = [64]
@@ -454,11 +470,28 @@ def semantic_problems(sc: Scenario, source: str, lines: dict[tuple, int],
     if sc.load.threads > min(sc.load.connections):
         add(("load", "threads"), "wrk needs at least one connection per thread "
             f"({sc.load.threads} threads, {min(sc.load.connections)} connections)")
+    if sc.load.tool == "wrk":
+        if sc.load.rate is not None:
+            add(("load", "rate"), "wrk runs closed loop only; a rate needs load.tool: orchestrate-load")
+        if sc.load.warmup:
+            add(("load", "warmup"), "wrk has no warm-up; it needs load.tool: orchestrate-load")
+    if sc.load.tool == "orchestrate-load" and sc.load.timeout > 60:
+        add(("load", "timeout"), "orchestrate-load waits at most 60 s for a response; "
+            f"got {sc.load.timeout:g}s")
+    if sc.load.rate is not None:
+        if sc.load.pipeline > 1:
+            add(("load", "pipeline"), "an open-loop load paces each request by itself; with load.rate, "
+                "pipeline must be 1")
+        low = min(sc.load.rate) / sc.hosts.roles.client
+        if low < 1:
+            add(("load", "rate"), f"{min(sc.load.rate):g} requests/s over {sc.hosts.roles.client} client "
+                f"hosts is {low:g} each; each host needs at least 1")
     for key in ("duration", "timeout"):
         value = getattr(sc.load, key)
-        if value != int(value):
+        if sc.load.tool == "wrk" and value != int(value):
             add(("load", key), f"wrk takes whole seconds; got {value:g}s")
-    runs = len(sc.server.arch) * len(sc.server.threads) * len(sc.load.connections) * sc.repeat
+    runs = (len(sc.server.arch) * len(sc.server.threads) * len(sc.load.connections)
+            * len(sc.load.rate or [None]) * sc.repeat)
     if runs > sc.max_runs:
         add(("repeat",), f"the matrix expands to {runs} runs, more than max_runs={sc.max_runs}; "
             "shrink the sweep or raise max_runs")

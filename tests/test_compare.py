@@ -15,7 +15,7 @@ from testkit import orchestrate
 
 def summary(qps_by_point, *, scenario="s", machine="cpu-x", status="complete", run_id="r1"):
     runs = []
-    for (arch, threads, conns), values in qps_by_point.items():
+    for (arch, threads, conns, _rate), values in qps_by_point.items():
         for i, q in enumerate(values, 1):
             runs.append({"run_id": f"{len(runs) + 1:03d}-{arch}-t{threads}-c{conns}-r{i}", "arch": arch,
                          "server_threads": threads, "connections": conns, "repetition": i, "qps": q,
@@ -26,7 +26,7 @@ def summary(qps_by_point, *, scenario="s", machine="cpu-x", status="complete", r
             "topology": {"server": "h"}, "hosts": {"h": {"cpu_model": machine, "cpus": 2}}, "runs": runs}
 
 
-P = ("reuseport", 1, 64)
+P = ("reuseport", 1, 64, None)  # arch, threads, connections, rate (closed loop)
 
 
 def test_judge_words():
@@ -40,17 +40,17 @@ def test_judge_words():
 
 
 def test_compare_matches_points_and_warns_about_machines():
-    a = summary({P: [100, 101, 99], ("main-sub", 1, 64): [50, 51, 49]})
-    b = summary({P: [80, 81, 79], ("reuseport", 2, 64): [1, 2, 3]}, machine="cpu-y")
+    a = summary({P: [100, 101, 99], ("main-sub", 1, 64, None): [50, 51, 49]})
+    b = summary({P: [80, 81, 79], ("reuseport", 2, 64, None): [1, 2, 3]}, machine="cpu-y")
     c = compare.compare(a, b)
     assert [ch.point for ch in c.changes] == [P]
     assert c.changes[0].word == "worse" and c.changes[0].change_pct == pytest.approx(-20.0)
-    assert c.only_a == (("main-sub", 1, 64),) and c.only_b == (("reuseport", 2, 64),)
+    assert c.only_a == (("main-sub", 1, 64, None),) and c.only_b == (("reuseport", 2, 64, None),)
     assert any("different machines" in w for w in c.warnings)
     assert [ch.point for ch in c.regressions(10)] == [P] and c.regressions(25) == []
     text = compare.render(c)
     assert "100 ->          80 qps (-20.0%, n=3/3" in text and text.rstrip().endswith(
-        "only in B: ('reuseport', 2, 64)")
+        "only in B: reuseport threads=2 conns=64")
 
 
 def write(tmp_path, name, s):

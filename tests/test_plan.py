@@ -15,7 +15,7 @@ baseline: {iperf3: {duration: 1s, tcp: false}}
     assert len(p.runs) == 2 * 2 * 2 * 2
     # all points once, then the second repetition
     assert [r.repetition for r in p.runs] == [1] * 8 + [2] * 8
-    assert p.runs[0].point == ("reuseport", 1, 10) and p.runs[1].point == ("reuseport", 1, 20)
+    assert p.runs[0].point == ("reuseport", 1, 10, None) and p.runs[1].point == ("reuseport", 1, 20, None)
     assert p.runs[8].point == p.runs[0].point
     assert len({r.run_id for r in p.runs}) == 16
     assert p.runs[3].run_id == "004-reuseport-t2-c20-r1"

@@ -6,6 +6,7 @@ and tolerate any field being missing or None: a chart leaves out what it cannot 
 
 from __future__ import annotations
 
+import copy
 import io
 import statistics
 from collections.abc import Callable, Iterable
@@ -17,6 +18,8 @@ matplotlib.use("Agg")  # no display on benchmark hosts or CI; must precede any p
 
 from matplotlib.figure import Figure  # noqa: E402  (after use("Agg") on purpose)
 from matplotlib.ticker import FuncFormatter  # noqa: E402
+
+from orchestrator.analysis import point_of, summarise_points  # noqa: E402
 
 Summary = dict[str, Any]
 Run = dict[str, Any]
@@ -60,53 +63,28 @@ def runs_of(summary: Summary) -> list[Run]:
     return [r for r in summary.get("runs") or [] if isinstance(r, dict)]
 
 
-def point_key(r: dict[str, Any]) -> tuple[str, Any, Any]:
-    return (str(r.get("arch") or "?"), r.get("server_threads"), r.get("connections"))
+def point_key(r: dict[str, Any]) -> tuple[str, Any, Any, float | None]:
+    arch, threads, conns, rate = point_of(r)
+    return (str(arch or "?"), threads, conns, rate)
 
 
 def point_label(p: dict[str, Any], sep: str = " ") -> str:
-    arch, threads, conns = point_key(p)
-    return f"{arch}{sep}t{threads if threads is not None else '?'} c{conns if conns is not None else '?'}"
+    arch, threads, conns, rate = point_key(p)
+    return (f"{arch}{sep}t{threads if threads is not None else '?'} c{conns if conns is not None else '?'}"
+            + (f" @{rate:g}/s" if rate is not None else ""))
 
 
 def run_label(r: Run) -> str:
     return str(r.get("run_id") or f"run {r.get('index', '?')}")
 
 
-def mad(values: list[float]) -> float:
-    """Median absolute deviation: a spread that one noisy repetition cannot blow up (as pyperf reports)."""
-    m = statistics.median(values)
-    return statistics.median(abs(v - m) for v in values)
-
-
 def points(summary: Summary) -> list[dict[str, Any]]:
-    """summary["points"] when the analysis wrote them, else the same shape derived from the runs."""
+    """summary["points"] when the analysis wrote them, else the analysis's own summary of the
+    runs (one definition of a point's median and spread), computed on a copy."""
     given = summary.get("points")
     if isinstance(given, list) and given:
         return [p for p in given if isinstance(p, dict)]
-    groups: dict[tuple[str, Any, Any], list[Run]] = {}
-    for r in runs_of(summary):
-        groups.setdefault(point_key(r), []).append(r)
-    out = []
-    for (arch, threads, conns), rs in groups.items():
-        qps = [q for q in (num(r.get("qps")) for r in rs) if q is not None]
-        p50 = [v for v in (num(dig(r, "latency_ms", "p50")) for r in rs) if v is not None]
-        p99 = [v for v in (num(dig(r, "latency_ms", "p99")) for r in rs) if v is not None]
-        verdicts: dict[str, int] = {}
-        for r in rs:
-            v = dig(r, "analysis", "verdict")
-            if v:
-                verdicts[str(v)] = verdicts.get(str(v), 0) + 1
-        out.append({
-            "arch": arch, "server_threads": threads, "connections": conns, "n": len(qps),
-            "qps_median": statistics.median(qps) if qps else None,
-            "qps_min": min(qps) if qps else None, "qps_max": max(qps) if qps else None,
-            "qps_mad": mad(qps) if qps else None,
-            "p50_ms_median": statistics.median(p50) if p50 else None,
-            "p99_ms_median": statistics.median(p99) if p99 else None,
-            "verdicts": verdicts,
-        })
-    return out
+    return summarise_points(copy.deepcopy(runs_of(summary)))
 
 
 def runs_at(summary: Summary, p: dict[str, Any]) -> list[Run]:
