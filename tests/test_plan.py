@@ -85,4 +85,5 @@ def test_the_plan_predicts_a_warm_lab_run_within_25_percent(tmp_path):
         assert done.returncode == 0, done.stderr
     finally:
         netns.down(lab)
+    print(f"PLAN estimate {expected:.0f} s, warm-lab run {wall:.1f} s ({expected / wall:.2f}x)")
     assert 0.75 * wall <= expected <= 1.25 * wall, (expected, wall)
