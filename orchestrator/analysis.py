@@ -104,8 +104,9 @@ RULES: tuple[Rule, ...] = (
          "above `client_busy` ({client_busy:g}%) or waited for one {run_queue_wait:g}% of the time "
          "or more, or, when the record has no per-thread figures "
          "for it, the busiest of its pinned CPUs (the maximum, as for the server) is, or an "
-         "open-loop generator's mean send lag is "
-         "{send_lag_ms:g} ms or more, while "
+         "open-loop generator's mean send lag is {send_lag_ms:g} ms or more, or it reports that it "
+         "did not sustain its rate (`sustained: false`: achieved below 99% of the target, or send "
+         "lag p99 above max(1 ms, 10% of the interval)), while "
          "the server's CPUs were measured and nothing above saturated"),
     Rule("concurrency", CONCURRENCY,
          "nothing is saturated and QPS is no more than {littles_law:g}% below C/L (Little's law: "
@@ -144,6 +145,8 @@ TEMPLATES: dict[str, str] = {
     "client-demand": "load generator's busiest thread on {host}: {busy} running + {wait} waiting for a "
                      "CPU = {demand} {rel} {threshold}",
     "send-lag": "load generator send lag {lag} ms mean >= {threshold} ms: it could not send on schedule",
+    "not-sustained": "load generator did not sustain its rate: {achieved} of {target} requests/s "
+                     "({share} of the target) with send lag p99 {lag} ms (its own self-check)",
     "littles-law": "Little's law: {c} requests in flight / {l} ms mean latency = {cap} req/s; "
                    "QPS {qps} is {diff} {rel} {threshold} below it",
     "littles-law-over": "Little's law: {c} requests in flight / {l} ms mean latency = {cap} req/s, "
@@ -554,6 +557,13 @@ def analyse_run(run: dict[str, Any], *, server: str, interface: str | None, loop
     lag = _num(sent_late.get("mean")) if isinstance(sent_late, dict) else None
     if lag is not None and lag >= th.send_lag_ms:
         client_ev.append((True, say("send-lag", lag=f"{lag:.2f}", threshold=f"{th.send_lag_ms:g}")))
+    rate = run.get("rate") if isinstance(run.get("rate"), dict) else {}
+    if rate.get("sustained") is False and _num(rate.get("target")):
+        achieved, target = float(rate.get("achieved") or 0.0), float(rate["target"])
+        p99 = _num(sent_late.get("p99")) if isinstance(sent_late, dict) else None
+        client_ev.append((True, say("not-sustained", achieved=f"{achieved:,.0f}", target=f"{target:,.0f}",
+                                    share=f"{achieved / target:.1%}",
+                                    lag=f"{p99:.2f}" if p99 is not None else "n/a")))
     client_measured = bool(client_ev)
     client_saturated = any(s for s, _ in client_ev)
     if cli and cli["busy"] >= th.client_busy and not procs:

@@ -39,6 +39,7 @@ class Context:
     phase: str = "start"
     log: CommandLog = field(default_factory=CommandLog)  # what reached each host, and when
     timing: dict[str, float] = field(default_factory=dict)  # wall seconds per step (for the plan)
+    load_binary: dict[str, str] = field(default_factory=dict)  # client host -> orchestrate-load's path
 
     @contextlib.contextmanager
     def step(self, phase: str, key: str | None = None) -> Iterator[None]:

@@ -26,7 +26,7 @@ from orchestrator.hosts import Host, Lab
 
 PLAYBOOKS = Path(__file__).resolve().parents[1] / "playbooks"
 SITE = PLAYBOOKS / "site.yml"
-DEFAULT_ROOT = "/opt/orchestrate"  # roles/server/defaults: server_root, when no orchestrate_root
+DEFAULT_ROOT = "/opt/orchestrate"  # roles/build/defaults: build_root, when no orchestrate_root
 PYTHON = "/usr/bin/python3"  # interpreter discovery may pick a pyenv shim without python3-apt
 
 
@@ -54,8 +54,13 @@ class DeployResult:
         return [h for h, r in self.hosts.items() if r.failed or r.unreachable]
 
 
+def load_binary(host: Host) -> str:
+    """Where the build role installed orchestrate-load on `host`."""
+    return f"{host.vars.get('orchestrate_root') or DEFAULT_ROOT}/bin/orchestrate-load"
+
+
 def server_binary(host: Host) -> str:
-    """Where the server role installed the binary on `host`."""
+    """Where the build role installed the server on `host`."""
     if host.vars.get("server_binary"):
         return str(host.vars["server_binary"])
     return f"{host.vars.get('orchestrate_root') or DEFAULT_ROOT}/bin/orchestrate-server"

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator import analysis, baseline, remote, signals, store, telemetry, tools
+from orchestrator import analysis, baseline, load, remote, signals, store, telemetry, tools
 from orchestrator import hosts as _hosts
 from orchestrator.context import Context, Progress, pause_point
 from orchestrator.errors import Interrupted, RunFailed, UserError
@@ -31,7 +31,7 @@ from orchestrator.plan import Plan, RunSpec, expand, fmt_seconds
 from orchestrator.remote import ProcessTable, Transport, each
 from orchestrator.scenario import Loaded, Scenario, dump
 from orchestrator.store import ResultsDir, new_run_id
-from orchestrator.tools import ethtool, iperf3, wrk
+from orchestrator.tools import ethtool, iperf3, loadgen, wrk
 from orchestrator.tools import facts as facts_tool
 from orchestrator.tools import server as server_tool
 
@@ -186,6 +186,8 @@ def _execute(ctx: Context, plan: Plan, checkpoint: Callable[[int], None]) -> Non
         ctx.results.write_json("hosts.json", ctx.facts)
     with ctx.step("deploy"):
         binary = _prepare_server(ctx)  # remote hosts: the playbook installs the tools too
+        if ctx.sc.load.tool == loadgen.BINARY:
+            ctx.load_binary.update(_prepare_load(ctx))
     with ctx.step("facts", "tools"):
         _check_tools(ctx)
     if ctx.sc.baseline.enabled and not ctx.baseline:  # a resumed sweep keeps its baseline
@@ -254,7 +256,7 @@ def _check_tools(ctx: Context) -> None:
     for h in ctx.lab.hosts:
         want = []
         if "client" in h.roles:
-            want.append(wrk.BINARY)
+            want.append(ctx.load_binary.get(h.name, wrk.BINARY))
         if ctx.sc.baseline.enabled:
             want.append(iperf3.BINARY)
         for name in ctx.sc.telemetry.collectors:
@@ -292,6 +294,24 @@ def _prepare_server(ctx: Context) -> str:
         ctx.t(server).run(server_tool.build_command(src, build), timeout=900)
         return str(build / server_tool.BINARY)
     return deploy.server_binary(server)  # where the playbook (now or earlier) installed it
+
+
+def _prepare_load(ctx: Context) -> dict[str, str]:
+    """orchestrate-load on every client host: built here for this machine, installed by the
+    playbook (the build role, tag loadgen) on remote hosts. Returns host -> the binary's path there."""
+    from orchestrator import deploy
+
+    out: dict[str, str] = {}
+    for c in ctx.lab.clients:
+        if c.ssh is None:
+            build = loadgen.REPO_LOADGEN_DIR / "build" / "release"
+            if not out:
+                ctx.progress(f"orchestrate: building orchestrate-load in {build}")
+                ctx.t(c).run(loadgen.build_command(loadgen.REPO_LOADGEN_DIR, build), timeout=900)
+            out[c.name] = str(build / loadgen.BINARY)
+        else:
+            out[c.name] = deploy.load_binary(c)
+    return out
 
 
 def _server_command(ctx: Context, spec: RunSpec, binary: str, workdir: str) -> tuple[str, list[int]]:
@@ -392,8 +412,9 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
         nic_before = telemetry.nic_counters(ctx, spec, "before")
         collectors = telemetry.start(ctx, spec, server_pids)
         started += [c.proc for c in collectors]
+        gen = load.for_scenario(ctx)
         step = time.monotonic()
-        each(clients, lambda c: ctx.t(c).put_text(wrk.LUA_SCRIPT, f"{c.workdir}/{spec.run_id}/report.lua"))
+        each(clients, lambda c: gen.prepare(ctx, spec, c))
         round_trip = time.monotonic() - step
 
         # Every client starts at the same instant (each on its own clock), so their
@@ -402,26 +423,23 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
         # Before it, four steps per host (start, affinity, load watch, CPU reading): slow
         # hosts get the time they need, so none of it runs into the load.
         t0 = time.time() + max(1.5, 5 * round_trip)
-        end = t0 + sc.load.duration  # the planned end: [t0, end] is the measurement window
+        end = t0 + gen.busy_s(ctx)  # the planned end: [t0, end] is the measurement window
 
-        def start_wrk(c: Host) -> remote.Process:
-            cdir = f"{c.workdir}/{spec.run_id}"
+        def start_load(c: Host) -> remote.Process:
+            at = t0 + ctx.facts.get(c.name, {}).get("clock_offset_s", 0.0)
             try:
-                argv = wrk.command(url, threads=sc.load.threads, connections=spec.connections,
-                                   duration_s=sc.load.duration, timeout_s=sc.load.timeout,
-                                   script_path=f"{cdir}/report.lua", pipeline=sc.load.pipeline)
+                cmd, shell = gen.command(ctx, spec, c, url, at)
             except tools.ToolError as exc:
                 raise RunFailed(str(exc), host=c.name, phase=ctx.phase) from None
-            at = t0 + ctx.facts.get(c.name, {}).get("clock_offset_s", 0.0)
-            wait = f"python3 -c 'import time; time.sleep(max(0.0, {at:.3f} - time.time()))'"
-            return ctx.table.spawn(c.name, "wrk", f"{wait} && exec {tools.base.join(argv)}",
-                                   workdir=cdir, cpus=ctx.cpus(c, "client"), env=wrk.ENV, shell=True)
+            return ctx.table.spawn(c.name, gen.name, cmd, workdir=f"{c.workdir}/{spec.run_id}",
+                                   cpus=ctx.cpus(c, "client"), env=wrk.ENV, shell=shell)
 
-        wrks = list(zip(clients, each(clients, start_wrk), strict=True))
+        wrks = list(zip(clients, each(clients, start_load), strict=True))
         started += [p for _, p in wrks]
         pid_of = {c.name: p.pid for c, p in wrks}
-        # Read back before the load: the waiting process becomes wrk (exec), and wrk's
-        # threads inherit its affinity. During the load nothing of ours touches a host.
+        # Read back before the load: a generator waiting for its start instant is already
+        # itself (or becomes it by exec); its threads inherit the affinity. During the load
+        # nothing of ours touches a host.
         affinity["wrk"] = dict(zip(pid_of, each(
             clients, lambda c: remote.group_affinity(ctx.t(c), pid_of[c.name])), strict=True))
         watchers = telemetry.watch_load(ctx, spec, pid_of)
@@ -431,17 +449,17 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
         own_before = _own_cpu_s()
         ctx.progress(f"      load until {time.strftime('%H:%M:%S', time.localtime(end))}; "
                      "no command reaches a host until then")
-        # Silence: sleep through the window, then a moment for wrk to print its report.
+        # Silence: sleep through the window, then a moment for the generators to report.
         time.sleep(max(0.0, end + 0.3 - time.time()))
         own_after = _own_cpu_s()
         after = telemetry.cpu_reading(ctx, collectors)
         own_rate = round((own_after[1] - own_before[1]) / max(own_after[0] - own_before[0], 1e-9), 5)
         for c, p in wrks:
             if not remote.wait_exit(ctx.t(c), p, sc.load.timeout + 30, quiet_until=end):
-                raise RunFailed("wrk did not finish in time", host=c.name, phase=ctx.phase)
+                raise RunFailed(f"{gen.name} did not finish in time", host=c.name, phase=ctx.phase)
             ctx.table.forget(p)
         if not remote.alive(ts, srv):
-            # Measured against a dead server: the numbers would be wrk's connection errors.
+            # Measured against a dead server: the numbers would be the generators' errors.
             err = remote.read(ts, srv.stderr).strip()
             raise RunFailed("the server died during the load" + (f": {err[-300:]}" if err else
                             " (killed by a signal?)"), host=server.name, phase=ctx.phase)
@@ -473,7 +491,7 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
              if "perf" in sc.telemetry.collectors else None)
     if flame and flame.get("error"):
         ctx.progress(f"orchestrate: WARNING no flame graph for {spec.run_id}: {flame['error']}")
-    record = _record(ctx, spec, raw, wrks, collectors, affinity, server_cpus, t0)
+    record = _record(ctx, spec, raw, gen, wrks, collectors, affinity, server_cpus, t0)
     record["server_stopped_cleanly"] = clean
     record["observer"] = telemetry.observer(ctx, collectors, (t0, end), before, after, own_rate)
     ctx.results.write_text(f"raw/{spec.run_id}/commands.jsonl", "".join(
@@ -511,44 +529,27 @@ def _fetch(ctx: Context, spec: RunSpec, procs: list[remote.Process]) -> dict[tup
     return raw
 
 
-def _record(ctx: Context, spec: RunSpec, raw: dict[tuple[str, str], str],
+def _record(ctx: Context, spec: RunSpec, raw: dict[tuple[str, str], str], gen: load.Generator,
             wrks: list[tuple[Host, remote.Process]],
             collectors: list[telemetry.Collector],
             affinity: dict[str, Any], server_cpus: list[int],
             load_start: float) -> dict[str, Any]:
     sc, server = ctx.sc, ctx.lab.server
-    per_client = []
+    outputs = []
     for c, _p in wrks:
-        stderr = ctx.results.raw(spec.run_id, c.name, "wrk.stderr")
-        err_text = stderr.read_text() if stderr.exists() else ""
-        try:
-            per_client.append((c, wrk.parse(raw.get((c.name, "wrk"), ""), err_text)))
-        except tools.ToolError as exc:
-            raise RunFailed(f"wrk: {exc.message}", host=c.name, phase=ctx.phase) from None
-    total = wrk.merge([r for _, r in per_client])
-    if total.requests == 0:
-        # wrk reports a server that never answers as 0 requests and 0 errors
-        raise RunFailed(f"wrk completed no requests against {server.address}:{sc.server.port} "
-                        f"in {sc.load.duration:g}s (server not answering?)", host=server.name,
-                        phase=ctx.phase)
-
-    start, end = load_start, load_start + max(r.duration_s for _, r in per_client)
+        stderr = ctx.results.raw(spec.run_id, c.name, f"{gen.name}.stderr")
+        outputs.append((c, raw.get((c.name, gen.name), ""), stderr.read_text() if stderr.exists() else ""))
+    fields = gen.record(ctx, spec, outputs)
+    offset, until = fields.pop("window_s")
+    start, end = load_start + offset, load_start + until
     telemetry_ = telemetry.summarize(ctx, collectors, raw, start, end)
 
     stats = server_tool.parse_stats(raw.get((server.name, "server"), ""))
-    lat = dataclasses.asdict(total.latency_ms)
     record: dict[str, Any] = {
         **spec.as_dict(),
-        "load": {"threads": sc.load.threads, "pipeline": sc.load.pipeline,
-                 "duration_s": sc.load.duration, "clients": len(wrks)},
-        "requests": total.requests,
-        "qps": total.qps,
-        "latency_ms": {k: lat[k] for k in ("p50", "p75", "p90", "p99", "max", "mean") if k in lat},
-        "errors": {"connect": total.connect_errors, "read": total.read_errors,
-                   "write": total.write_errors, "timeout": total.timeouts},
-        "non_2xx": total.non_2xx,
-        "clients": [{"host": c.name, "qps": r.qps, "requests": r.requests,
-                     "latency_ms": dataclasses.asdict(r.latency_ms)} for c, r in per_client],
+        "load": {"tool": sc.load.tool, "threads": sc.load.threads, "pipeline": sc.load.pipeline,
+                 "duration_s": sc.load.duration, "warmup_s": sc.load.warmup, "clients": len(wrks)},
+        **fields,
         "server_cpu": _server_cpu(telemetry_.get("pidstat", {}).get(server.name)),
         "client_cpu": {c.name: _cpu_of(telemetry_.get("mpstat", {}).get(c.name), ctx.cpus(c, "client"))
                        for c, _ in wrks},

@@ -110,7 +110,7 @@ def resolve_cpus(spec: list[int] | str, available: list[int] | set[int]) -> list
 PositiveInt = Annotated[int, Field(gt=0)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 
-ARCHES = ("reuseport", "main-sub")
+ARCHES = ("reuseport", "main-sub", "uring")
 
 
 class _Model(BaseModel):

@@ -419,12 +419,17 @@ def contradictions(a: dict) -> list[str]:
         m = re.search(NUM + r"% running \+ " + NUM + r"% waiting for a CPU = " + NUM + "%", e)
         if m and abs(f(m[1]) + f(m[2]) - f(m[3])) > 1.0:
             bad.append(e)
+        m = re.search(r"did not sustain its rate: " + NUM + " of " + NUM + r" requests/s \(" + NUM
+                      + "% of the target", e)
+        if m and abs(100 * f(m[1]) / f(m[2]) - f(m[3])) > 0.1:
+            bad.append(e)
         if "not saturated" in e or "starved" in e:
             bad.append(e)
     # the verdict's own first line must say why: a threshold reached, or its named rule's sentence
     first = a["evidence"][0] if a["evidence"] else ""
     if a["verdict"] in (analysis.SERVER, analysis.CLIENT) and a["rule"] != "server-serialised" \
-            and ">=" not in first and "hot thread" not in first:
+            and ">=" not in first and "hot thread" not in first \
+            and "did not sustain its rate" not in first:  # the generator's own self-check decides
         bad.append(f"{a['verdict']} without a reached threshold first: {first}")
     if a["verdict"] == analysis.CLIENT and any(">=" in e for e in a["evidence"] if e.startswith("server")):
         bad.append("client-bound with a saturated server line")
@@ -456,9 +461,12 @@ def all_cases() -> list[dict]:
     lag["send_lag_ms"] = {"mean": 3.0}
     proc = record()
     proc["client_proc"] = {"cli": {"busy": 40.0, "wait": 55.0}}
+    unsustained = record()
+    unsustained["rate"] = {"target": 50_000.0, "achieved": 41_234.0, "sustained": False}
+    unsustained["send_lag_ms"] = {"mean": 0.4, "p99": 12.5}
     over = record(latency_ms=50.0)  # C/L far below QPS: the latency overstates
     below = record(server_core=40, thread_busy=30, client=40, latency_ms=3.0)  # QPS well short of C/L
-    return cases + extra + [hot, lag, proc, over, below]
+    return cases + extra + [hot, lag, proc, unsustained, over, below]
 
 
 def test_no_evidence_contradicts_its_numbers_and_every_template_is_exercised(monkeypatch):
@@ -519,3 +527,15 @@ def test_flat_qps_says_nothing_about_the_server_when_the_generator_was_not_measu
         runs.append(rec)
     analysis.summarise_points(runs)
     assert {r["analysis"]["rule"] for r in runs} == {"nothing-fits"}
+
+
+def test_an_open_loop_generator_that_could_not_keep_its_rate_is_client_bound():
+    rec = record(server_core=40, thread_busy=30, client=40)
+    rec["rate"] = {"target": 50_000.0, "achieved": 41_234.0, "sustained": False}
+    rec["send_lag_ms"] = {"mean": 0.4, "p99": 12.5}
+    a = verdict(rec)
+    assert (a["verdict"], a["rule"]) == (analysis.CLIENT, "client"), a["evidence"]
+    assert a["evidence"][0] == ("load generator did not sustain its rate: 41,234 of 50,000 requests/s "
+                                "(82.5% of the target) with send lag p99 12.50 ms (its own self-check)")
+    rec["rate"]["sustained"] = True  # the same figures, judged sustained by the generator: not this rule
+    assert verdict(rec)["verdict"] != analysis.CLIENT

@@ -113,9 +113,9 @@ def test_a_failing_task_is_a_run_failure_naming_host_and_task(lab, tmp_path):
     (src / "CMakeLists.txt").write_text('cmake_minimum_required(VERSION 3.16)\n'
                                         'project(broken CXX)\nmessage(FATAL_ERROR "broken on purpose")\n')
     hosts = netns.hosts_of(lab, run_id="fail")
-    with pytest.raises(RunFailed, match=r"Build the server.*broken on purpose") as err:
+    with pytest.raises(RunFailed, match=r"Build server.*broken on purpose") as err:
         deploy.deploy(Lab("netns", hosts, lab.name), tags=["server"],
-                      extra_vars={"server_src": str(src), "orchestrate_root": str(tmp_path / "opt")})
+                      extra_vars={"build_src": str(src), "orchestrate_root": str(tmp_path / "opt")})
     assert err.value.phase == "deploy" and err.value.host == hosts[0].name
 
 

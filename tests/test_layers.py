@@ -18,7 +18,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"remote"}),  # commands and files on a host
     frozenset({"hosts", "deploy"}),  # providers, and Ansible on what they provide
     frozenset({"store", "analysis"}),  # the results folder and history; verdicts from records
-    frozenset({"context", "baseline", "telemetry"}),  # pipeline steps
+    frozenset({"context", "baseline", "telemetry", "load"}),  # pipeline steps
     frozenset({"execute"}),  # the pipeline
     frozenset({"report", "compare", "cleanup"}),  # readers of results
     frozenset({"cli", "__main__"}),

@@ -158,6 +158,11 @@ def _finite(xs: Iterable[Any]) -> list[float]:
     return [v for v in (num(x) for x in xs) if v is not None]
 
 
+# percentiles the open-loop charts draw, with the percentile each stands for
+SPECTRUM = {"p50": 50.0, "p75": 75.0, "p90": 90.0, "p99": 99.0, "p99_9": 99.9, "p99_99": 99.99,
+            "p99_999": 99.999}
+
+
 # ---------------------------------------------------------------- charts
 
 @_styled
@@ -239,6 +244,96 @@ def latency_percentiles(summary: Summary) -> bytes | None:
     ax.set_ylabel("latency, ms (log scale)")
     ax.set_title("Latency percentiles per point (median of repetitions)")
     ax.legend(ncol=len(PERCENTILES), loc="upper left", fontsize=9)
+    return _png(fig)
+
+
+def _open_loop_curves(summary: Summary) -> dict[tuple[str, Any, Any], list[tuple[float, dict[str, float]]]]:
+    """Open-loop points per (arch, threads, connections): (achieved rate, latency percentiles), the
+    medians over repetitions, in order of rate."""
+    curves: dict[tuple[str, Any, Any], list[tuple[float, dict[str, float]]]] = {}
+    for p in points(summary):
+        arch, threads, conns, rate = point_key(p)
+        if rate is None:
+            continue
+        rs = runs_at(summary, p)
+        achieved = _finite(dig(r, "rate", "achieved") for r in rs)
+        lat = {k: statistics.median(v) for k in SPECTRUM
+               if (v := [x for x in _finite(dig(r, "latency_ms", k) for r in rs) if x > 0])}
+        if achieved and lat:
+            curves.setdefault((arch, threads, conns), []).append((statistics.median(achieved), lat))
+    return {k: sorted(v, key=lambda t: t[0]) for k, v in curves.items()}
+
+
+def knee(curve: list[tuple[float, dict[str, float]]], factor: float = 2.0) -> int | None:
+    """Index of the last point before p99 leaves its floor: the highest rate whose p99 is within
+    `factor` of the lowest p99 on the curve (beyond it, queueing takes over)."""
+    p99 = [lat.get("p99") for _, lat in curve]
+    known = [v for v in p99 if v is not None]
+    if len(known) < 2:
+        return None
+    floor = min(known)
+    within = [i for i, v in enumerate(p99) if v is not None and v <= factor * floor]
+    return within[-1] if within and within[-1] < len(curve) - 1 else None
+
+
+@_styled
+def latency_vs_rate(summary: Summary) -> bytes | None:
+    """Open loop: p50, p99 and p99.9 (from the intended send time) against the achieved rate,
+    log latency axis, the knee marked: what a user sees at each rate."""
+    curves = _open_loop_curves(summary)
+    if not curves or all(len(c) < 2 for c in curves.values()):
+        return None
+    colours = arch_colours(summary)
+    fig = _figure(0)
+    ax = fig.axes[0]
+    for (arch, threads, conns), curve in curves.items():
+        c = colours.get(arch, PALETTE[0])
+        x = [rate for rate, _ in curve]
+        for k, style in (("p50", ":"), ("p99", "-"), ("p99_9", "--")):
+            ys = [lat.get(k) for _, lat in curve]
+            ax.plot(x, ys, linestyle=style, marker="o", markersize=4, color=c,
+                    label=f"{arch} t{threads} c{conns} {k.replace('_', '.')}")
+        i = knee(curve)
+        if i is not None:
+            rate, lat = curve[i]
+            ax.scatter([rate], [lat["p99"]], s=160, facecolors="none", edgecolors=c, linewidths=2, zorder=5)
+            ax.annotate(f"knee ~{_si(rate)}/s", (rate, lat["p99"]), textcoords="offset points",
+                        xytext=(8, 10), fontsize=8.5, color=c)
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
+    ax.xaxis.set_major_formatter(SI)
+    ax.set_xlabel("achieved requests / s")
+    ax.set_ylabel("latency from intended send, ms (log)")
+    ax.set_title("Latency against throughput (open loop)")
+    ax.legend(loc="upper left", fontsize=8, ncol=2)
+    return _png(fig)
+
+
+@_styled
+def percentile_spectrum(summary: Summary) -> bytes | None:
+    """Open loop: latency against percentile on a 1/(1-p) axis (HdrHistogram's plot), one line
+    per point, so the tail's shape reads at every rate."""
+    curves = _open_loop_curves(summary)
+    if not curves:
+        return None
+    fig = _figure(0)
+    ax = fig.axes[0]
+    cmap = matplotlib.colormaps["viridis"]
+    rows = [(key, rate, lat) for key, curve in curves.items() for rate, lat in curve]
+    for j, ((arch, threads, conns), rate, lat) in enumerate(rows):
+        ks = [k for k in SPECTRUM if k in lat]
+        x = [1.0 / (1.0 - SPECTRUM[k] / 100.0) for k in ks]
+        ax.plot(x, [lat[k] for k in ks], marker="o", markersize=3, color=cmap(j / max(len(rows) - 1, 1)),
+                label=f"{arch} t{threads} c{conns} @{_si(rate)}/s")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xticks([1.0 / (1.0 - SPECTRUM[k] / 100.0) for k in SPECTRUM])
+    ax.set_xticklabels([k.replace("_", ".") for k in SPECTRUM], fontsize=8.5)
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
+    ax.set_xlabel("percentile (1/(1-p) scale)")
+    ax.set_ylabel("latency from intended send, ms (log)")
+    ax.set_title("Percentile spectrum per point (open loop)")
+    ax.legend(loc="upper left", fontsize=8)
     return _png(fig)
 
 
@@ -427,6 +522,8 @@ def point_summary(summary: Summary) -> bytes | None:
     return _png(fig)
 
 
+OPEN_LOOP_CHARTS = ("latency_vs_rate", "percentile_spectrum")  # drawn only for runs at a set rate
+
 # The report's chart list, in page order: (file stem, heading, function, what to read from it).
 CHARTS: tuple[tuple[str, str, Callable[[Summary], bytes | None], str], ...] = (
     ("qps_by_threads", "Throughput by server threads", qps_by_threads,
@@ -435,6 +532,11 @@ CHARTS: tuple[tuple[str, str, Callable[[Summary], bytes | None], str], ...] = (
      "Each dot is one repetition; the wide bar is the median, the line the min-max spread."),
     ("latency_percentiles", "Latency percentiles", latency_percentiles,
      "p50 / p75 / p90 / p99 / max per point (median of repetitions), log scale."),
+    ("latency_vs_rate", "Latency against throughput", latency_vs_rate,
+     "Open loop: p50 / p99 / p99.9 from each request's intended send time against the achieved rate; "
+     "the circle marks the knee, the last rate before p99 leaves its floor (x2)."),
+    ("percentile_spectrum", "Percentile spectrum", percentile_spectrum,
+     "Open loop: latency against percentile on a 1/(1-p) axis, one line per rate."),
     ("packet_rate", "Packet rate vs ceiling", packet_rate,
      "Server-interface packets/s per direction; the dashed line is the iperf3 delivered-pps ceiling."),
     ("cpu_split", "Server CPU split", cpu_split,

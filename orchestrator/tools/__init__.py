@@ -13,7 +13,8 @@ from types import ModuleType
 from orchestrator.tools.base import ToolError  # noqa: F401  (re-exported)
 
 # The tool names a scenario or the pipeline may use; each is a module of this package.
-ADAPTERS = frozenset({"wrk", "iperf3", "pidstat", "mpstat", "sar", "perf", "server", "facts", "ethtool"})
+ADAPTERS = frozenset({"wrk", "loadgen", "iperf3", "pidstat", "mpstat", "sar", "perf", "server", "facts",
+                      "ethtool"})
 
 
 def get(name: str) -> ModuleType:

@@ -1,0 +1,159 @@
+"""The load step: a generator on every client host, all starting at one instant, and their
+results merged into the run record's load fields. Two generators, one face (`Generator`):
+
+  wrk               closed loop (the reference's tool); a wait wrapper starts it on time
+  orchestrate-load  closed or open loop (load.rate); latency from each request's intended send
+                    time; it starts itself at --start-at; histograms merge exactly across hosts
+
+The tool adapters (tools/wrk.py, tools/loadgen.py) build command lines and parse outputs; this
+module knows the scenario, the hosts and the record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Protocol
+
+from orchestrator import tools
+from orchestrator.context import Context
+from orchestrator.errors import RunFailed
+from orchestrator.hosts import Host
+from orchestrator.plan import RunSpec
+from orchestrator.tools import loadgen, wrk
+
+LATENCY_KEYS = ("p50", "p75", "p90", "p99", "max", "mean")
+
+
+class Generator(Protocol):
+    name: str  # the process name: its outputs are raw/<run>/<host>/<name>.txt
+    binary: str  # what must be installed on client hosts
+
+    def prepare(self, ctx: Context, spec: RunSpec, client: Host) -> None: ...
+
+    def command(self, ctx: Context, spec: RunSpec, client: Host, url: str, at: float) -> tuple[str, bool]:
+        """(command line, needs a shell) starting the load at epoch `at` on the host's clock."""
+        ...
+
+    def busy_s(self, ctx: Context) -> float:
+        """From the start instant to the planned end of the load."""
+        ...
+
+    def record(self, ctx: Context, spec: RunSpec, outputs: list[tuple[Host, str, str]]) -> dict[str, Any]:
+        """The run record's load fields from each client's (host, stdout, stderr); `window_s`
+        is the measured window's offset and length from the start instant."""
+        ...
+
+
+def for_scenario(ctx: Context) -> Generator:
+    return NativeLoad() if ctx.sc.load.tool == loadgen.BINARY else WrkLoad()
+
+
+def _parsed(ctx: Context, host: Host, parse: Any, stdout: str, stderr: str) -> Any:
+    try:
+        return parse(stdout, stderr)
+    except tools.ToolError as exc:
+        raise RunFailed(str(exc), host=host.name, phase=ctx.phase) from None
+
+
+def _nothing_answered(ctx: Context, tool: str) -> RunFailed:
+    # a server that never answers shows as 0 requests and 0 errors
+    return RunFailed(f"{tool} completed no requests against {ctx.lab.server.address}:{ctx.sc.server.port} "
+                     f"in {ctx.sc.load.duration:g}s (server not answering?)", host=ctx.lab.server.name,
+                     phase=ctx.phase)
+
+
+class WrkLoad:
+    name = "wrk"
+    binary = wrk.BINARY
+
+    def prepare(self, ctx: Context, spec: RunSpec, client: Host) -> None:
+        ctx.t(client).put_text(wrk.LUA_SCRIPT, f"{client.workdir}/{spec.run_id}/report.lua")
+
+    def command(self, ctx: Context, spec: RunSpec, client: Host, url: str, at: float) -> tuple[str, bool]:
+        sc = ctx.sc
+        argv = wrk.command(url, threads=sc.load.threads, connections=spec.connections,
+                           duration_s=sc.load.duration, timeout_s=sc.load.timeout,
+                           script_path=f"{client.workdir}/{spec.run_id}/report.lua",
+                           pipeline=sc.load.pipeline)
+        # wrk starts when started: a sleeper that then becomes wrk (exec keeps its pid)
+        wait = f"python3 -c 'import time; time.sleep(max(0.0, {at:.3f} - time.time()))'"
+        return f"{wait} && exec {tools.base.join(argv)}", True
+
+    def busy_s(self, ctx: Context) -> float:
+        return ctx.sc.load.duration
+
+    def record(self, ctx: Context, spec: RunSpec, outputs: list[tuple[Host, str, str]]) -> dict[str, Any]:
+        per_client = [(h, _parsed(ctx, h, wrk.parse, out, err)) for h, out, err in outputs]
+        total = wrk.merge([r for _, r in per_client])
+        if total.requests == 0:
+            raise _nothing_answered(ctx, "wrk")
+        lat = dataclasses.asdict(total.latency_ms)
+        return {
+            "requests": total.requests,
+            "qps": total.qps,
+            "latency_ms": {k: lat[k] for k in LATENCY_KEYS if k in lat},
+            "errors": {"connect": total.connect_errors, "read": total.read_errors,
+                       "write": total.write_errors, "timeout": total.timeouts},
+            "non_2xx": total.non_2xx,
+            "clients": [{"host": h.name, "qps": r.qps, "requests": r.requests,
+                         "latency_ms": dataclasses.asdict(r.latency_ms)} for h, r in per_client],
+            "window_s": (0.0, max(r.duration_s for _, r in per_client)),
+        }
+
+
+class NativeLoad:
+    name = "load"
+    binary = loadgen.BINARY
+
+    def prepare(self, ctx: Context, spec: RunSpec, client: Host) -> None:
+        pass
+
+    def command(self, ctx: Context, spec: RunSpec, client: Host, url: str, at: float) -> tuple[str, bool]:
+        sc = ctx.sc
+        share = spec.rate / len(ctx.lab.clients) if spec.rate is not None else None  # even split
+        argv = loadgen.command(url, threads=sc.load.threads, connections=spec.connections,
+                               duration_s=sc.load.duration, rate=share, warmup_s=sc.load.warmup,
+                               pipeline=sc.load.pipeline, timeout_s=sc.load.timeout, start_at=at,
+                               binary=ctx.load_binary.get(client.name, loadgen.BINARY))
+        return tools.base.join(argv), False
+
+    def busy_s(self, ctx: Context) -> float:
+        return ctx.sc.load.warmup + ctx.sc.load.duration
+
+    def record(self, ctx: Context, spec: RunSpec, outputs: list[tuple[Host, str, str]]) -> dict[str, Any]:
+        per_client = [(h, _parsed(ctx, h, loadgen.parse, out, err)) for h, out, err in outputs]
+        total = loadgen.merge([r for _, r in per_client])
+        if total.counts.responses == 0:
+            raise _nothing_answered(ctx, loadgen.BINARY)
+        errors = dict(total.counts.errors)
+
+        def dist(d: loadgen.Distribution) -> dict[str, float]:
+            return {k: v for k, v in dataclasses.asdict(d).items() if k != "count"}
+
+        histograms = ctx.results.write_text(f"raw/{spec.run_id}/latency-histograms.json", json.dumps({
+            "unit": "us", "layout": {"lowest": loadgen.LOWEST_US, "highest": loadgen.HIGHEST_US,
+                                     "significant_digits": loadgen.SIGNIFICANT_DIGITS},
+            "merged": {k: getattr(total, f"{k}_hist").buckets
+                       for k in ("latency", "service_time", "send_lag")},
+            "hosts": {h.name: r.latency_hist.buckets for h, r in per_client}}) + "\n")
+        return {
+            "requests": total.counts.responses,
+            "qps": total.qps,
+            "latency_ms": dist(total.latency_ms),  # from the intended send time
+            "service_time_ms": dist(total.service_time_ms),  # from the actual send
+            "send_lag_ms": dist(total.send_lag_ms),
+            "rate": {"target": total.rate.target, "achieved": total.rate.achieved,
+                     "sustained": total.rate.sustained, "per_second": total.rate.per_second},
+            "requests_detail": dataclasses.asdict(total.counts),
+            "errors": {"connect": errors.get("connect", 0),
+                       "read": sum(errors.get(k, 0) for k in ("read", "reset", "closed", "protocol")),
+                       "write": errors.get("write", 0), "timeout": errors.get("timeout", 0)},
+            "non_2xx": total.counts.non_2xx,
+            "clients": [{"host": h.name, "qps": r.qps, "requests": r.counts.responses,
+                         "rate": {"target": r.rate.target, "achieved": r.rate.achieved,
+                                  "sustained": r.rate.sustained},
+                         "latency_ms": dist(r.latency_ms)} for h, r in per_client],
+            "histograms": str(histograms.relative_to(ctx.results.path)),
+            "window_s": (ctx.sc.load.warmup, ctx.sc.load.warmup + total.duration_s),
+        }
