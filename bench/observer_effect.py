@@ -8,7 +8,8 @@ side in alternating rounds:
   orch-bare  `orchestrate run` with `telemetry: []`
 on loopback (server on CPU 0, wrk on CPU 1) and on a kept 2-host lab (uncapped; server host
 pinned to CPU 0, client to CPU 1). The order within a round rotates, so drift and warm-up
-spread over all three. Ratios are medians of orchestrate over medians of the hand-run.
+spread over all three. Ratios are medians of the per-round ratios (each run against the
+hand-run of its own round).
 
     .venv/bin/python bench/observer_effect.py [--rounds 5] [--duration 5] [--only loopback|lab]
 
@@ -165,15 +166,19 @@ def main() -> None:
     args.json.write_text(json.dumps(samples, indent=1))
     print(f"\n{args.rounds} alternating rounds of {args.duration} s, reuseport, 1 server thread, "
           f"wrk -t{THREADS} -c{CONNECTIONS}; medians (min-max)\n")
+    # Ratios are taken round by round (each run against the hand-run of its own round), then
+    # their median: the machine's speed drifts between rounds, the pairs share it.
     print("| topology | run | QPS | p99 ms | QPS / hand | p99 / hand | collectors CPU s/s |")
     print("|---|---|--:|--:|--:|--:|--:|")
     for topo, by_kind in samples.items():
-        hq, hp = median([x[0] for x in by_kind["hand"]]), median([x[1] for x in by_kind["hand"]])
+        hand = by_kind["hand"]
         for kind, xs in by_kind.items():
             qs, ps = [x[0] for x in xs], [x[1] for x in xs]
+            q_ratio = median([x[0] / h[0] for x, h in zip(xs, hand, strict=True)])
+            p_ratio = median([x[1] / h[1] for x, h in zip(xs, hand, strict=True)])
             print(f"| {topo} | {kind} | {median(qs):,.0f} ({min(qs):,.0f}-{max(qs):,.0f}) | "
-                  f"{median(ps):.3f} ({min(ps):.3f}-{max(ps):.3f}) | {median(qs) / hq:.3f} | "
-                  f"{median(ps) / hp:.2f} | {median([x[2] for x in xs]):.4f} |")
+                  f"{median(ps):.3f} ({min(ps):.3f}-{max(ps):.3f}) | {q_ratio:.3f} | "
+                  f"{p_ratio:.2f} | {median([x[2] for x in xs]):.4f} |")
 
 
 if __name__ == "__main__":
