@@ -300,6 +300,8 @@ def latency_vs_rate(summary: Summary) -> bytes | None:
             ax.annotate(f"knee ~{_si(rate)}/s", (rate, lat["p99"]), textcoords="offset points",
                         xytext=(8, 10), fontsize=8.5, color=c)
     ax.set_yscale("log")
+    lats = [v for curve in curves.values() for _, lat in curve for v in lat.values()]
+    ax.set_ylim(top=max(lats) * 6)  # headroom above the highest line for the legend
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
     ax.xaxis.set_major_formatter(SI)
     ax.set_xlabel("achieved requests / s")
@@ -327,6 +329,7 @@ def percentile_spectrum(summary: Summary) -> bytes | None:
                 label=f"{arch} t{threads} c{conns} @{_si(rate)}/s")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.set_ylim(top=max(v for _, _, lat in rows for v in lat.values()) * 6)  # room for the legend
     ax.set_xticks([1.0 / (1.0 - SPECTRUM[k] / 100.0) for k in SPECTRUM])
     ax.set_xticklabels([k.replace("_", ".") for k in SPECTRUM], fontsize=8.5)
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
