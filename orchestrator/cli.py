@@ -180,12 +180,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from orchestrator import store
+    from orchestrator import history
 
-    rows = store.history_sessions(args.history, scenario=args.scenario, status=args.status,
-                                  limit=args.limit)
+    rows = history.history_sessions(args.history, scenario=args.scenario, status=args.status,
+                                    limit=args.limit)
     if not rows:
-        print(f"no runs recorded in {store.history_path(args.history)}")
+        print(f"no runs recorded in {history.history_path(args.history)}")
         return EXIT_OK
     print(f"{'started':<21} {'scenario':<20} {'results id':<24} {'status':<12} {'runs':>4}  path")
     for r in rows:

@@ -14,7 +14,8 @@ from typing import Any
 
 from orchestrator.analysis import point_of
 from orchestrator.errors import UserError
-from orchestrator.store import history_sessions, load_summary, machine_fingerprint
+from orchestrator.history import history_sessions, machine_fingerprint
+from orchestrator.store import load_summary
 
 Point = tuple[Any, Any, Any, float | None]  # arch, server threads, connections, target rate
 

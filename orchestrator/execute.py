@@ -26,6 +26,7 @@ from orchestrator import analysis, baseline, load, remote, signals, store, telem
 from orchestrator import hosts as _hosts
 from orchestrator.context import Context, Progress, pause_point
 from orchestrator.errors import Interrupted, RunFailed, UserError
+from orchestrator.history import sqlite as history_index
 from orchestrator.hosts import Host
 from orchestrator.plan import Plan, RunSpec, expand, fmt_seconds
 from orchestrator.remote import ProcessTable, Transport, each
@@ -85,7 +86,7 @@ def run(loaded: Loaded, *, results_root: Path, run_id: str | None = None,
     def finish(status: str, error: str | None = None) -> None:
         save(status, error)
         try:
-            store.record_history(summary, results.path, history)
+            history_index.record_history(summary, results.path, history)
         except Exception as exc:  # the results folder is what matters; history is an index
             progress(f"orchestrate: WARNING could not record history: {exc}")
 

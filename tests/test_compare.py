@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from orchestrator import compare, store
+from orchestrator import compare, history, store
 from orchestrator.errors import UserError
 
 from testkit import orchestrate
@@ -66,11 +66,11 @@ def test_cli_compare_and_history(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("no significant change")
     db = tmp_path / "h.sqlite"
-    store.record_history(json.loads((a / "summary.json").read_text()), a, db)
-    store.record_history(json.loads((b / "summary.json").read_text()), b, db)
+    history.record_history(json.loads((a / "summary.json").read_text()), a, db)
+    history.record_history(json.loads((b / "summary.json").read_text()), b, db)
     done = orchestrate("history", "--history", str(db), "--scenario", "s")
     assert done.returncode == 0 and done.stdout.count("complete") == 2
-    df = store.history_frame(db)
+    df = history.history_frame(db)
     assert len(df) == 6 and set(df["results_id"]) == {"r1", "r2"} and df["qps"].max() == 101
     # 'latest' is the newest complete run of the scenario, not the one being judged
     assert compare.resolve_ref("latest", scenario="s", exclude="r2", db=db) == a.resolve()
