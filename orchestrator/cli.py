@@ -74,11 +74,22 @@ def cmd_plan(args: argparse.Namespace) -> int:
         b = sc.baseline.iperf3
         print(f"  baseline: iperf3 UDP {b.udp_length}-byte packets for {fmt_seconds(b.duration)}"
               + (f", TCP for {fmt_seconds(b.tcp_duration)}" if b.tcp else ""))
-    print(f"  {'#':>3}  {'run id':<32} {'arch':<10} {'threads':>7} {'conns':>6} {'rep':>3}")
+    if plan.searches:
+        from orchestrator.capacity import slo_text
+
+        search = sc.load.search
+        assert search is not None
+        print(f"  capacity search: {slo_text(search)}; {search.min_rate:,.0f}-{search.max_rate:,.0f} "
+              f"req/s, doubling then bisecting to {search.precision:g}%")
+        for s in plan.searches:
+            print(f"  search {s.arch} threads={s.server_threads} conns={s.connections} rep {s.repetition}: "
+                  f"likely {plan.search_runs} runs, at most {plan.search_runs_max}")
+    else:
+        print(f"  {'#':>3}  {'run id':<32} {'arch':<10} {'threads':>7} {'conns':>6} {'rep':>3}")
     for r in plan.runs:
         print(f"  {r.index:>3}  {r.run_id:<32} {r.arch:<10} {r.server_threads:>7} "
               f"{r.connections:>6} {r.repetition:>3}")
-    print(f"{len(plan.runs)} runs of {fmt_seconds(sc.load.duration)} load each; "
+    print(f"{plan.expected_runs} runs of {fmt_seconds(sc.load.duration)} load each; "
           f"expected total {fmt_seconds(plan.expected_seconds)} (an estimate: load time plus "
           f"orchestration overheads {plan.overheads.provenance})")
     if sc.hosts.provider == "aws":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import itertools
 import json
 import resource
 import shlex
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator import analysis, baseline, load, remote, signals, store, telemetry, tools
+from orchestrator import analysis, baseline, capacity, load, remote, signals, store, telemetry, tools
 from orchestrator import hosts as _hosts
 from orchestrator.context import Context, Progress, pause_point
 from orchestrator.errors import Interrupted, RunFailed, UserError
@@ -92,8 +93,14 @@ def run(loaded: Loaded, *, results_root: Path, run_id: str | None = None,
 
     done_ids = {r["run_id"] for r in summary["runs"]}
     todo = [r for r in plan.runs if r.run_id not in done_ids]
-    progress(f"orchestrate: {sc.name}: {len(todo)} of {len(plan.runs)} runs to do, about "
-             f"{fmt_seconds(plan.seconds_for(len(todo), with_baseline=not summary['baseline']))} "
+    if plan.searches:
+        todo_n = max(plan.expected_runs - len(done_ids), 0)
+        what = (f"{len(plan.searches)} capacity search(es), likely {plan.expected_runs} runs "
+                f"(at most {plan.search_runs_max} each)")
+    else:
+        todo_n, what = len(todo), f"{len(todo)} of {len(plan.runs)} runs to do"
+    progress(f"orchestrate: {sc.name}: {what}, about "
+             f"{fmt_seconds(plan.seconds_for(todo_n, with_baseline=not summary['baseline']))} "
              f"(estimated); "
              f"results in {results.path}")
     began = time.monotonic()
@@ -110,7 +117,7 @@ def run(loaded: Loaded, *, results_root: Path, run_id: str | None = None,
                     ctx = Context(sc, lab, results, transports, table, progress, log=log,
                                   baseline=summary.get("baseline") or {}, runs=list(summary["runs"]))
                     ctx.timing["lab"] = round(time.monotonic() - began, 3)  # up, locked, connected
-                    _execute(ctx, plan, lambda i: save(f"running ({i}/{len(plan.runs)})"))
+                    _execute(ctx, plan, lambda i: save(f"running ({i}/{len(plan.runs) or 'search'})"))
                 finally:
                     with signals.shielded():
                         down = time.monotonic()
@@ -164,7 +171,8 @@ def _resume(results_root: Path, sc: Scenario, run_id: str,
         raise UserError(f"--resume {run_id}: the scenario differs from the one that run used "
                         f"({folder / 'scenario.yaml'}); resume needs the same scenario and --set values")
     known = {r.run_id for r in plan.runs}
-    summary["runs"] = [r for r in summary.get("runs", []) if r.get("run_id") in known]
+    if not plan.searches:  # a search's runs are not planned: it replays over all of them
+        summary["runs"] = [r for r in summary.get("runs", []) if r.get("run_id") in known]
     summary["resumed"] = summary.get("resumed", 0) + 1
     return ResultsDir(folder), summary
 
@@ -195,6 +203,9 @@ def _execute(ctx: Context, plan: Plan, checkpoint: Callable[[int], None]) -> Non
         with ctx.step("baseline"):
             ctx.baseline = baseline.measure(ctx)
             ctx.results.write_json("baseline.json", ctx.baseline)
+    if plan.searches:
+        _search(ctx, plan, binary, checkpoint)
+        return
     done = {r["run_id"] for r in ctx.runs}
     todo = [spec for spec in plan.runs if spec.run_id not in done]
     for i, spec in enumerate(todo):
@@ -202,17 +213,69 @@ def _execute(ctx: Context, plan: Plan, checkpoint: Callable[[int], None]) -> Non
         ctx.progress(f"[{spec.index}/{len(plan.runs)}] {spec.arch} threads={spec.server_threads} "
                      f"connections={spec.connections} rep {spec.repetition}: "
                      f"{fmt_seconds(ctx.sc.load.duration)} load, ~{fmt_seconds(max(left, 0))} left")
-        started = time.monotonic()
-        with ctx.step(f"run {spec.run_id}", "runs"):
-            record = _one_run(ctx, spec, binary)
-        record["wall_s"] = round(time.monotonic() - started, 3)
-        ctx.runs.append(record)
-        lat = record["latency_ms"]
-        verdict = record["analysis"]
-        ctx.progress(f"      {record['qps']:,.0f} req/s  p50 {lat['p50']:.2f} ms  "
-                     f"p99 {lat['p99']:.2f} ms  errors {sum(record['errors'].values())}  "
-                     f"-> {verdict['verdict']}: {'; '.join(verdict['evidence'][:1])}")
-        # Persist after every run: an interruption later keeps this one.
+        _measure(ctx, spec, binary, checkpoint)
+
+
+def _measure(ctx: Context, spec: RunSpec, binary: str, checkpoint: Callable[[int], None],
+             extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One run, recorded, shown and persisted; a resumed session reuses what it measured."""
+    earlier = next((r for r in ctx.runs if r["run_id"] == spec.run_id), None)
+    if earlier is not None:
+        return earlier
+    started = time.monotonic()
+    with ctx.step(f"run {spec.run_id}", "runs"):
+        record = _one_run(ctx, spec, binary)
+    record["wall_s"] = round(time.monotonic() - started, 3)
+    record.update(extra or {})
+    ctx.runs.append(record)
+    lat = record["latency_ms"]
+    verdict = record["analysis"]
+    rate = record.get("rate") or {}
+    offered = (f" of {rate['target']:,.0f} offered" + ("" if rate.get("sustained") else " (NOT sustained)")
+               if rate.get("target") else "")
+    ctx.progress(f"      {record['qps']:,.0f} req/s{offered}  p50 {lat['p50']:.2f} ms  "
+                 f"p99 {lat['p99']:.2f} ms  errors {sum(record['errors'].values())}  "
+                 f"-> {verdict['verdict']}: {'; '.join(verdict['evidence'][:1])}")
+    # Persist after every run: an interruption later keeps this one.
+    checkpoint(len(ctx.runs))
+    return record
+
+
+def _search(ctx: Context, plan: Plan, binary: str, checkpoint: Callable[[int], None]) -> None:
+    """A capacity search per matrix point (capacity.py decides; this measures). Run numbers
+    follow the search's own order, so a resumed session replays it over the runs it has."""
+    search = ctx.sc.load.search
+    assert search is not None
+    ctx.capacity.clear()  # rebuilt from the runs, which a resumed session already has
+    number = itertools.count(1)
+    for n, s in enumerate(plan.searches, 1):
+        ctx.progress(f"[search {n}/{len(plan.searches)}] {s.arch} threads={s.server_threads} "
+                     f"connections={s.connections}: capacity under {capacity.slo_text(search)}, "
+                     f"{search.min_rate:,.0f}-{search.max_rate:,.0f} req/s, about {plan.search_runs} "
+                     f"runs of {fmt_seconds(ctx.sc.load.warmup + ctx.sc.load.duration)}")
+        step_no = itertools.count(1)
+
+        def measure(rate: float, attempt: int, s: Any = s, n: int = n,
+                    step_no: Any = step_no) -> capacity.Observation:
+            spec = RunSpec(next(number), s.arch, s.server_threads, s.connections, attempt, rate)
+            step = next(step_no) if attempt == 1 else None
+            ctx.progress(f"  {spec.run_id}: {rate:,.0f} req/s" + (f", attempt {attempt}" if step is None
+                                                                   else f", step {step}"))
+            record = _measure(ctx, spec, binary, checkpoint,
+                              extra={"search": {"number": n, "repetition": s.repetition}})
+            return capacity.observation_of(record)
+
+        found = capacity.search(search, measure)
+        at = found.step_at(found.capacity)
+        above = next((st for st in found.steps if found.capacity is not None and st.rate > found.capacity
+                      and not st.passed), None) if found.bound == "found" else found.steps[0]
+        ctx.capacity.append({
+            "arch": s.arch, "server_threads": s.server_threads, "connections": s.connections,
+            "repetition": s.repetition, **found.as_dict(),
+            "verdict_at_capacity": at.runs[-1].verdict if at else None,
+            "verdict_above": above.runs[-1].verdict if above and found.bound != "at max_rate" else None})
+        ctx.progress(f"      capacity {found.capacity or 0:,.0f} req/s ({found.bound}, {found.runs} runs): "
+                     f"{found.evidence}")
         checkpoint(len(ctx.runs))
 
 
@@ -224,6 +287,7 @@ def _partial(ctx: Context) -> dict[str, Any]:
                          "clients": [c.name for c in ctx.lab.clients]},
             "thresholds": ctx.sc.thresholds.model_dump(),
             "baseline": ctx.baseline, "runs": ctx.runs, "timing": ctx.timing,
+            **({"capacity": ctx.capacity} if ctx.sc.load.search else {}),
             "points": analysis.summarise_points(ctx.runs)}
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from dataclasses import asdict, dataclass
 from importlib import resources
 
-from orchestrator.scenario import Scenario
+from orchestrator.scenario import Scenario, Search
 
 # overheads.json history: 1: per kind of host (local, ssh), seconds per step, with provenance
 OVERHEADS_VERSION = 1
@@ -63,19 +64,40 @@ class RunSpec:
 
 
 @dataclass(frozen=True)
+class SearchSpec:
+    """One capacity search: a matrix point without a rate (the search chooses the rates)."""
+
+    arch: str
+    server_threads: int
+    connections: int
+    repetition: int  # 1-based: `repeat` searches a point this many times, independently
+
+    @property
+    def point(self) -> tuple[str, int, int]:
+        return (self.arch, self.server_threads, self.connections)
+
+
+@dataclass(frozen=True)
 class Plan:
-    runs: tuple[RunSpec, ...]
+    runs: tuple[RunSpec, ...]  # a capacity search plans none: its runs follow from its results
     load_duration_s: float
     baseline_s: float  # the iperf3 tests, their own durations plus their overhead
     start_s: float  # everything before the baseline (lab, facts, deploy, tool check)
     per_run_s: float  # one run, load included
     report_s: float
     overheads: Overheads
+    searches: tuple[SearchSpec, ...] = ()
+    search_runs: int = 0  # a likely number of runs per search (expected_search_runs)
+    search_runs_max: int = 0  # the most one search can take
+
+    @property
+    def expected_runs(self) -> int:
+        return len(self.runs) + len(self.searches) * self.search_runs
 
     @property
     def expected_seconds(self) -> float:
         """An estimate from measured overheads (see Overheads), not a promise."""
-        return self.seconds_for(len(self.runs), with_baseline=True)
+        return self.seconds_for(self.expected_runs, with_baseline=True)
 
     def seconds_for(self, runs: int, *, with_baseline: bool) -> float:
         """The estimate for `runs` of this plan's runs (a resumed sweep has fewer left)."""
@@ -91,9 +113,13 @@ def expand(sc: Scenario) -> Plan:
     """
     points = list(itertools.product(sc.server.arch, sc.server.threads, sc.load.connections,
                                     sc.load.rate or [None]))
-    runs = []
+    runs: list[RunSpec] = []
+    searches: list[SearchSpec] = []
     for rep, (arch, threads, conns, rate) in itertools.product(range(1, sc.repeat + 1), points):
-        runs.append(RunSpec(len(runs) + 1, arch, threads, conns, rep, rate))
+        if sc.load.search is not None:
+            searches.append(SearchSpec(arch, threads, conns, rep))
+        else:
+            runs.append(RunSpec(len(runs) + 1, arch, threads, conns, rep, rate))
     remote = sc.hosts.provider != "local"
     o = overheads("ssh" if remote else "local")
     clients = sc.hosts.roles.client
@@ -107,7 +133,26 @@ def expand(sc: Scenario) -> Plan:
         baseline_s = per_path * clients + (2 * udp if clients > 1 else 0.0)
     start_s = o.start_s + (o.deploy_s if sc.hosts.deploy or not remote else 0.0)  # local: the build
     per_run_s = sc.load.warmup + sc.load.duration + o.per_run_s + o.per_client_s * (clients - 1)
-    return Plan(tuple(runs), sc.load.duration, baseline_s, start_s, per_run_s, o.report_s, o)
+    search = sc.load.search
+    return Plan(tuple(runs), sc.load.duration, baseline_s, start_s, per_run_s, o.report_s, o,
+                searches=tuple(searches),
+                search_runs=expected_search_runs(search) if search else 0,
+                search_runs_max=max_search_runs(search) if search else 0)
+
+
+def max_search_runs(search: Search) -> int:
+    """The most runs one capacity search can take (capacity.py): every doubling, every
+    bisection, each step repeated max_repeat times."""
+    doublings = math.ceil(math.log2(search.max_rate / search.min_rate)) + 1
+    bisections = math.ceil(math.log2(100.0 / search.precision))
+    return (doublings + bisections) * search.max_repeat
+
+
+def expected_search_runs(search: Search) -> int:
+    """A likely count, for the estimate: half the doublings, all bisections, a fifth repeated."""
+    doublings = math.ceil(math.log2(search.max_rate / search.min_rate) / 2) + 1
+    bisections = math.ceil(math.log2(100.0 / search.precision))
+    return math.ceil((doublings + bisections) * 1.2)
 
 
 def fmt_seconds(s: float) -> str:

@@ -12,6 +12,7 @@ import os
 import re
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -189,6 +190,53 @@ class Server(_Model):
 Rate = Annotated[float, Field(ge=1)]
 
 
+def parse_percent(value: Any) -> float:
+    """'2%' or 2 -> 2.0 (percent)."""
+    if isinstance(value, bool):
+        raise ValueError("expected a percentage such as 2% or 2")
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            value = float(value.strip()[:-1])
+        except ValueError:
+            raise ValueError(f"cannot read {value!r} as a percentage; expected e.g. 2%") from None
+    if not isinstance(value, int | float):
+        raise ValueError(f"expected a percentage such as 2% or 2, got {value!r}")
+    return float(value)
+
+
+Percent = Annotated[float, BeforeValidator(parse_percent, json_schema_input_type=float | Annotated[
+    str, Field(pattern=r"^\s*\d+(\.\d+)?\s*%\s*$")])]
+
+
+class Slo(_Model):
+    """What a rate must meet to count as served: latency bounds on the corrected (from the
+    intended send time) percentiles, and a ceiling on failed requests."""
+
+    p50: Duration | None = None
+    p90: Duration | None = None
+    p99: Duration | None = None
+    p99_9: Duration | None = None
+    errors: Annotated[Percent, Field(ge=0, le=100)] = 0.1  # socket errors, timeouts, non-2xx
+
+    def latency_bounds_ms(self) -> dict[str, float]:
+        return {k: getattr(self, k) * 1000.0 for k in ("p50", "p90", "p99", "p99_9")
+                if getattr(self, k) is not None}
+
+
+class Search(_Model):
+    """Capacity under an SLO: the highest rate whose achieved rate is at least 99% of target
+    and whose latency meets the SLO, found by doubling from min_rate, then bisecting."""
+
+    slo: Slo
+    min_rate: Rate
+    max_rate: Rate
+    precision: Annotated[Percent, Field(gt=0, le=50)] = 2.0  # stop when the bracket is this narrow
+    # A step whose figures fall within `noise` of a limit is repeated, up to max_repeat runs,
+    # and decided on their medians: one noisy run must not move the capacity.
+    noise: Annotated[Percent, Field(ge=0, le=100)] = 10.0
+    max_repeat: Annotated[int, Field(ge=1, le=9)] = 3
+
+
 class Load(_Model):
     # wrk: closed loop only, the reference's tool. orchestrate-load (loadgen/): closed loop,
     # or open loop at `rate`, with latency measured from each request's intended send time.
@@ -207,6 +255,8 @@ class Load(_Model):
     cpus: Cpus = [1]
     pipeline: Annotated[int, Field(ge=1, le=1024)] = 1
     path: str = "/"
+    # Capacity search instead of a fixed rate (orchestrate-load, open loop): see Search.
+    search: Search | None = None
 
 
 class Iperf3(_Model):
@@ -421,6 +471,26 @@ def _without(data: dict[str, Any], locs: list[tuple]) -> dict[str, Any]:
     return out
 
 
+def _search_problems(sc: Scenario, add: Callable[[tuple, str], None]) -> None:
+    search = sc.load.search
+    assert search is not None
+    key = ("load", "search")
+    if sc.load.tool != "orchestrate-load":
+        add(key, "a capacity search paces requests at chosen rates; it needs load.tool: orchestrate-load")
+    if sc.load.rate is not None:
+        add(("load", "rate"), "set either load.rate (fixed rates) or load.search (the rate is searched), "
+            "not both")
+    if sc.load.pipeline > 1:
+        add(("load", "pipeline"), "a capacity search runs open loop; pipeline must be 1")
+    if search.min_rate >= search.max_rate:
+        add(key + ("max_rate",), f"must be above min_rate ({search.min_rate:g}); got {search.max_rate:g}")
+    if not search.slo.latency_bounds_ms():
+        add(key + ("slo",), "needs at least one latency bound, e.g. {p99: 2ms}")
+    if search.min_rate / sc.hosts.roles.client < 1:
+        add(key + ("min_rate",), f"{search.min_rate:g} requests/s over {sc.hosts.roles.client} client "
+            "hosts is under 1 each")
+
+
 def semantic_problems(sc: Scenario, source: str, lines: dict[tuple, int],
                       host_cpus: set[int] | None = None) -> list[Problem]:
     """Checks across keys that the schema alone cannot express."""
@@ -478,6 +548,8 @@ def semantic_problems(sc: Scenario, source: str, lines: dict[tuple, int],
     if sc.load.tool == "orchestrate-load" and sc.load.timeout > 60:
         add(("load", "timeout"), "orchestrate-load waits at most 60 s for a response; "
             f"got {sc.load.timeout:g}s")
+    if sc.load.search is not None:
+        _search_problems(sc, add)
     if sc.load.rate is not None:
         if sc.load.pipeline > 1:
             add(("load", "pipeline"), "an open-loop load paces each request by itself; with load.rate, "

@@ -17,7 +17,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"scenario", "plan", "tools"}),  # inputs, and one adapter per external tool
     frozenset({"remote"}),  # commands and files on a host
     frozenset({"hosts", "deploy"}),  # providers, and Ansible on what they provide
-    frozenset({"store", "analysis"}),  # the results folder and history; verdicts from records
+    frozenset({"store", "analysis", "capacity"}),  # results folder, history; verdicts, searches
     frozenset({"context", "baseline", "telemetry", "load"}),  # pipeline steps
     frozenset({"execute"}),  # the pipeline
     frozenset({"report", "compare", "cleanup"}),  # readers of results
