@@ -1,0 +1,519 @@
+"""The records at the results seam: a run (`Run`), its analysis (`Analysis`), a matrix point over
+repetitions (`Point`) and a whole results folder's `Summary`, with the versioned load and dump of
+summary.json (pyperf's Run/Benchmark, asv's Results.update_to_N).
+
+Pydantic models rather than dataclasses: summary.json is input too (`report`, `compare` and
+`--resume` read folders written by older versions and by other people), so the load must check
+every field and refuse a bad one in one line naming its key, and pydantic does that and the
+JSON round trip from the same declaration. The models are frozen (a derived record is a
+`model_copy(update=...)`), and keep keys they do not declare (`extra="allow"`): a producer may
+add a field before it is typed here, and rewriting a summary (`report` re-analyses) must not
+lose it. Every field has a default, because partial and early runs lack most of them.
+
+Bulky telemetry detail stays a typed-but-opaque mapping (`Opaque`): the raw collector windows
+(`telemetry`), the observer's per-host cost (`observer`), the affinity read-back, the native
+generator's request counts and the host facts' extras. Analysis reads a few of them by key, and
+typing a collector's every column here would duplicate its adapter's dataclass for nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+
+from orchestrator.errors import UserError
+
+# summary.json format history (refuse what we do not know, like pyperf):
+#   1: first format (runs with qps, latency_ms, errors, server/client CPU, baseline)
+#   2: the typed records below; a run's `rate` is always {target, achieved, sustained}, the
+#      summary always names its `topology` when it can
+FORMAT_VERSION = 2
+
+Opaque = Mapping[str, Any]  # kept as recorded, read by key where needed
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_absent(cls, data: Any) -> Any:
+        # JSON null for a declared field reads as its default: early and partial runs wrote
+        # null where a part was not measured
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None or k not in cls.model_fields}
+        return data
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON-shaped dict summary.json holds: the fields a record was given, so a loaded
+        summary is written back as it was read."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+def _measured(v: Any) -> Any:
+    """A per-host mapping without its hosts that were not measured (null)."""
+    return {k: x for k, x in v.items() if x is not None} if isinstance(v, dict) else v
+
+
+# ---------------------------------------------------------------- parts of a run
+
+class Latency(Record):
+    """Milliseconds. wrk reports p50..p99 and max; the native generator also the tail."""
+
+    p50: float | None = None
+    p75: float | None = None
+    p90: float | None = None
+    p99: float | None = None
+    p99_9: float | None = None
+    p99_99: float | None = None
+    p99_999: float | None = None
+    max: float | None = None
+    mean: float | None = None
+
+    def at(self, key: str) -> float | None:
+        """A percentile by name ("p99", "p99_9", "max", ...), None when not recorded."""
+        v = getattr(self, key, None)
+        return v if isinstance(v, int | float) else None
+
+
+class Rate(Record):
+    """An open-loop run's offered rate, what was achieved, and the generator's own verdict."""
+
+    target: float | None = None
+    achieved: float | None = None
+    sustained: bool | None = None
+    per_second: tuple[float, ...] | None = None
+
+
+class LoadSettings(Record):
+    tool: str | None = None
+    threads: int | None = None
+    pipeline: int | None = None
+    duration_s: float | None = None
+    warmup_s: float | None = None
+    clients: int | None = None
+
+
+class Errors(Record):
+    connect: int = 0
+    read: int = 0
+    write: int = 0
+    timeout: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.connect + self.read + self.write + self.timeout
+
+
+class ClientResult(Record):
+    """One load generator's share of a run."""
+
+    host: str | None = None
+    qps: float | None = None
+    requests: int | None = None
+    rate: Rate | None = None
+    latency_ms: Latency | None = None
+
+
+class ThreadCpu(Record):
+    """A pidstat row: one thread (or, with tid None, a process total) over the load window."""
+
+    tgid: int | None = None
+    tid: int | None = None
+    command: str | None = None
+    usr: float | None = None
+    sys: float | None = None
+    busy: float | None = None
+    wait: float | None = None
+    cswch_s: float | None = None
+    nvcswch_s: float | None = None
+    n: int | None = None
+    cpus: tuple[int, ...] | None = None
+
+
+class ServerCpu(Record):
+    """The server's threads (pidstat) and their sums."""
+
+    threads: tuple[ThreadCpu, ...] = ()
+    usr: float | None = None
+    sys: float | None = None
+    cswch_s: float | None = None
+    nvcswch_s: float | None = None
+
+
+class CpuLoad(Record):
+    """An mpstat row: one CPU's split over the load window (busy includes softirq and irq)."""
+
+    cpu: int | None = None
+    usr: float | None = None
+    nice: float | None = None
+    sys: float | None = None
+    iowait: float | None = None
+    irq: float | None = None
+    soft: float | None = None
+    steal: float | None = None
+    idle: float | None = None
+    busy: float | None = None
+    n: int | None = None
+
+
+class RoleCpu(Record):
+    """The CPUs a role was pinned to (keys are CPU numbers as strings) and their mean busy %."""
+
+    cpus: dict[str, CpuLoad] = {}
+    busy: float | None = None
+
+
+class BusiestThread(Record):
+    """The load generator's busiest thread on one host (pidstat %CPU and %wait)."""
+
+    busy: float | None = None
+    wait: float | None = None
+    threads: tuple[ThreadCpu, ...] = ()
+
+
+class CounterThread(Record):
+    """One server thread's own counters."""
+
+    thread: int | None = None
+    cpu: int | None = None
+    tid: int | None = None
+    connections: int | None = None
+    requests: int | None = None
+    bytes_in: int | None = None
+    bytes_out: int | None = None
+
+
+class ServerCounters(Record):
+    arch: str | None = None
+    threads: tuple[CounterThread, ...] = ()
+    acceptor_connections: int | None = None
+
+
+class Window(Record):
+    """The measured load window, epoch seconds."""
+
+    start: float | None = None
+    end: float | None = None
+
+
+class Ceiling(Record):
+    """A packet-rate ceiling from the baseline, as this run is held to it."""
+
+    path: str | None = None
+    pps_delivered: float | None = None
+    pps_sent: float | None = None
+    loss_pct: float | None = None
+    pps_delivered_reverse: float | None = None
+    lower_bound: bool | None = None
+    cpu_bound: str | None = None
+    tcp_bits_per_second: float | None = None
+    clients: int | None = None
+
+
+class RunCeilings(Ceiling):
+    """The tightest path at the top level, every path's own, and all clients at once."""
+
+    paths: dict[str, Ceiling] = {}
+    aggregate: Ceiling | None = None
+
+
+class Perf(Record):
+    """The folded stacks kept with the run (paths relative to the results folder), or why none."""
+
+    folded: str | None = None
+    flamegraph: str | None = None
+    title: str | None = None
+    samples: int | None = None
+    top_frames: tuple[tuple[str, float], ...] | None = None
+    error: str | None = None
+
+
+class NicAllowance(Record):
+    exceeded: dict[str, int] = {}
+    reset: bool | None = None
+
+
+# ---------------------------------------------------------------- the analysis of one run
+
+class Pair(Record):
+    rx: float | None = None
+    tx: float | None = None
+
+
+class PacketsPerRequest(Pair):
+    total: float | None = None
+    tcp_segments: float | None = None
+    source: str | None = None
+
+
+class CpuSplit(Record):
+    usr: float | None = None
+    sys: float | None = None
+    soft: float | None = None
+
+
+class CpuCost(CpuSplit):
+    total: float | None = None
+
+
+class Switches(Record):
+    voluntary_s: float | None = None
+    involuntary_s: float | None = None
+
+
+class LittlesLaw(Record):
+    in_flight: float | None = None
+    latency_ms: float | None = None
+    qps_cap: float | None = None
+    below_pct: float | None = None
+    over_pct: float | None = None
+
+
+class Balance(Record):
+    threads: tuple[CounterThread, ...] = ()
+    requests_max_over_mean: float | None = None
+    connections_max_over_mean: float | None = None
+
+
+class Analysis(Record):
+    """The verdict of one run with the evidence that decided it (analysis.py writes it)."""
+
+    verdict: str | None = None
+    rule: str | None = None
+    evidence: tuple[str, ...] = ()
+    flags: tuple[str, ...] = ()
+    near_threshold: bool | None = None
+    packets_per_request: PacketsPerRequest | None = None
+    packet_rate: Pair | None = None
+    ceiling_pps: float | None = None
+    ceiling_use: Pair | None = None
+    ceiling_lower_bound: bool | None = None
+    path_use: dict[str, float] | None = None
+    server_busy_pct: float | None = None
+    server_cpu_split_pct: CpuSplit | None = None
+    client_busy_pct: float | None = None
+    littles_law: LittlesLaw | None = None
+    cpu_us_per_request: CpuCost | None = None
+    switches: Switches | None = None
+    balance: Balance | None = None
+
+
+# ---------------------------------------------------------------- a run, a point, a summary
+
+PointKey = tuple[str | None, int | None, int | None, float | None]  # arch, threads, conns, rate
+
+
+class Run(Record):
+    """One run of the matrix: the spec, what the load generators measured, the telemetry's
+    summaries, and its analysis."""
+
+    index: int | None = None
+    arch: str | None = None
+    server_threads: int | None = None
+    connections: int | None = None
+    repetition: int | None = None
+    run_id: str | None = None
+    rate: Rate | None = None  # open loop only
+    load: LoadSettings | None = None
+    requests: int | None = None
+    qps: float | None = None
+    latency_ms: Latency = Latency()
+    service_time_ms: Latency | None = None  # open loop: from the actual send
+    send_lag_ms: Latency | None = None  # open loop: actual send - intended send
+    requests_detail: Opaque | None = None
+    errors: Errors = Errors()
+    non_2xx: int | None = None
+    clients: tuple[ClientResult, ...] = ()
+    histograms: str | None = None
+    server_cpu: ServerCpu | None = None
+    client_cpu: dict[str, RoleCpu] = {}
+    client_proc: dict[str, BusiestThread] | None = None
+    server_host_cpu: RoleCpu | None = None
+    affinity: Opaque | None = None
+    server_counters: ServerCounters | None = None
+    telemetry: Opaque = {}
+    window: Window | None = None
+    baseline: RunCeilings | None = None
+    server_stopped_cleanly: bool | None = None
+    observer: Opaque | None = None
+    perf: Perf | None = None
+    nic_allowances: dict[str, NicAllowance] | None = None
+    analysis: Analysis | None = None
+    wall_s: float | None = None
+    error: str | None = None
+
+    _per_host = field_validator("client_cpu", "client_proc", "nic_allowances", mode="before")(_measured)
+
+    @field_validator("rate", mode="before")
+    @classmethod
+    def _rate_object(cls, v: Any) -> Any:
+        # a version-1 record of a fixed-rate run could hold the spec's bare target
+        return {"target": v} if isinstance(v, int | float) and not isinstance(v, bool) else v
+
+    @property
+    def key(self) -> PointKey:
+        """The matrix point this run repeats (the rate is None for a closed loop)."""
+        target = self.rate.target if self.rate else None
+        return (self.arch, self.server_threads, self.connections, target)
+
+    @property
+    def label(self) -> str:
+        return self.run_id or f"run {self.index if self.index is not None else '?'}"
+
+    @property
+    def failed_requests(self) -> int:
+        """Socket errors and non-2xx responses."""
+        return self.errors.total + (self.non_2xx or 0)
+
+
+class Point(Record):
+    """A matrix point over its repetitions: median and spread (pyperf-style median +- MAD), and
+    whether the repetitions agree on the verdict (analysis.summarise_points writes it)."""
+
+    arch: str | None = None
+    server_threads: int | None = None
+    connections: int | None = None
+    rate: float | None = None  # the target rate; None for a closed loop
+    n: int = 0
+    qps_median: float | None = None
+    qps_min: float | None = None
+    qps_max: float | None = None
+    qps_mad: float | None = None
+    qps_stdev: float | None = None
+    unstable: bool | None = None
+    p50_ms_median: float | None = None
+    p99_ms_median: float | None = None
+    verdicts: dict[str, int] = {}
+    verdict_agreement: str | None = None
+    verdict_text: str | None = None
+
+    @property
+    def key(self) -> PointKey:
+        return (self.arch, self.server_threads, self.connections, self.rate)
+
+
+class Topology(Record):
+    server: str
+    interface: str | None = None
+    loopback: bool = False
+    clients: tuple[str, ...] | None = None
+
+
+class HostFacts(Record):
+    """What `facts` found on a host (the rest of its keys are kept as recorded)."""
+
+    hostname: str | None = None
+    address: str | None = None
+    roles: tuple[str, ...] = ()
+    kernel: str | None = None
+    cpu_model: str | None = None
+    cpus: int | None = None
+    threads_per_core: int | None = None
+    tool_versions: dict[str, str | None] = {}
+
+
+class UdpCeiling(Record):
+    length: int | None = None
+    pps_sent: float | None = None
+    pps_delivered: float | None = None
+    loss_pct: float | None = None
+    lower_bound: bool | None = None
+    cpu_bound: str | None = None
+
+
+class TcpThroughput(Record):
+    bits_per_second: float | None = None
+    retransmits: int | None = None
+
+
+class BaselinePath(Record):
+    """iperf3 on one client -> server path (the aggregate runs ride on the tightest path)."""
+
+    client: str | None = None
+    server: str | None = None
+    udp: UdpCeiling | None = None
+    udp_reverse: UdpCeiling | None = None
+    tcp: TcpThroughput | None = None
+    udp_aggregate: UdpCeiling | None = None
+    udp_aggregate_reverse: UdpCeiling | None = None
+
+
+class Summary(Record):
+    """A results folder's summary.json: the session, its hosts and baseline, runs and points."""
+
+    scenario: str | None = None
+    run_id: str | None = None
+    source: str | None = None
+    started: str | None = None
+    finished: str | None = None
+    status: str | None = None
+    phase: str | None = None
+    error: str | None = None
+    resumed: int | None = None
+    provider: str | None = None
+    hosts: dict[str, HostFacts] = {}
+    topology: Topology | None = None
+    thresholds: dict[str, float] | None = None
+    baseline: dict[str, BaselinePath] = {}
+    timing: dict[str, float] | None = None
+    runs: tuple[Run, ...] = ()
+    points: tuple[Point, ...] = ()
+
+    @field_validator("hosts", mode="before")
+    @classmethod
+    def _facts_or_none(cls, v: Any) -> Any:
+        # a host whose facts could not be read is still one of the run's hosts
+        return {k: ({} if f is None else f) for k, f in v.items()} if isinstance(v, dict) else v
+
+    def dump(self) -> dict[str, Any]:
+        """What summary.json holds: the format version first, then the record."""
+        return {"version": FORMAT_VERSION, **self.to_json()}
+
+
+# ---------------------------------------------------------------- versioned load
+
+def upgrade_1_to_2(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 -> 2 (asv's update_to_N): early version-1 summaries did not record where the
+    server ran; it follows from the host whose roles name the server. Returns a new dict."""
+    data = dict(data)
+    if "topology" not in data:
+        hosts = data.get("hosts") if isinstance(data.get("hosts"), dict) else {}
+        server = next((h for h, f in hosts.items()
+                       if isinstance(f, dict) and "server" in (f.get("roles") or [])), None)
+        if server is not None:
+            data["topology"] = {"server": server, "interface": None,
+                                "loopback": data.get("provider") == "local"}
+    data["version"] = 2
+    return data
+
+
+UPGRADES = {1: upgrade_1_to_2}  # version N -> N + 1, applied in turn
+
+
+def load(data: Any, where: str = "summary.json") -> Summary:
+    """A summary from its JSON: older versions upgraded in turn, unknown ones refused, and any
+    field of the wrong kind refused in one line naming its key (`where` starts the line)."""
+    if not isinstance(data, dict):
+        raise UserError(f"{where}: not a summary (a JSON object with version, runs, ...)")
+    version = data.get("version")
+    if version not in (*UPGRADES, FORMAT_VERSION):
+        raise UserError(f"{where}: summary format version {version!r} is not one this orchestrate "
+                        f"reads (it reads 1 to {FORMAT_VERSION})")
+    while version in UPGRADES:
+        data = UPGRADES[version](data)
+        version = data["version"]
+    body = {k: v for k, v in data.items() if k != "version"}
+    try:
+        return Summary.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(p) for p in first["loc"])
+        raise UserError(f"{where}: {key}: {first['msg']} (got {_short(first.get('input'))})") from None
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
