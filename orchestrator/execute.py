@@ -27,7 +27,7 @@ from orchestrator import analysis, baseline, capacity, load, remote, signals, st
 from orchestrator import hosts as _hosts
 from orchestrator.context import Context, Progress, pause_point
 from orchestrator.errors import Interrupted, RunFailed, UserError
-from orchestrator.history import sqlite as history_index
+from orchestrator.history import open_history
 from orchestrator.hosts import Host
 from orchestrator.plan import Plan, RunSpec, expand, fmt_seconds
 from orchestrator.remote import ProcessTable, Transport, each
@@ -50,12 +50,13 @@ class Outcome:
 
 def run(loaded: Loaded, *, results_root: Path, run_id: str | None = None,
         progress: Progress = _stderr, lab_options: dict[str, Any] | None = None,
-        history: Path | None = None, resume: bool = False) -> Outcome:
+        history: str | Path | None = None, resume: bool = False) -> Outcome:
     """Run the whole scenario; raises RunFailed/Interrupted after teardown, results kept.
 
     With `resume`, `run_id` names an earlier, unfinished results folder: the runs it
     already measured are kept and only the rest of the plan is run.
-    The final summary (complete, failed or interrupted) also goes into the history database.
+    The final summary (complete, failed or interrupted) also goes into the history
+    (`history`: a SQLite file or s3://bucket/prefix; None: the default).
     """
     sc = loaded.scenario
     plan = expand(sc)
@@ -87,7 +88,7 @@ def run(loaded: Loaded, *, results_root: Path, run_id: str | None = None,
     def finish(status: str, error: str | None = None) -> None:
         save(status, error)
         try:
-            history_index.record_history(summary, results.path, history)
+            open_history(history).record(summary, results.path)
         except Exception as exc:  # the results folder is what matters; history is an index
             progress(f"orchestrate: WARNING could not record history: {exc}")
 
@@ -308,6 +309,8 @@ def _host_facts(ctx: Context, h: Host) -> dict[str, Any]:
     out = dataclasses.asdict(facts_tool.parse(text))
     out["address"] = h.address
     out["roles"] = list(h.roles)
+    # The provider knows the instance type; DMI (facts' `machine`) says it too on EC2 Nitro.
+    out["instance_type"] = str(h.vars.get("instance_type") or out.get("machine") or "")
     try:
         out["clock_offset_s"] = round(float(stamp.strip()) - after, 3)
     except ValueError:
@@ -606,7 +609,9 @@ def _record(ctx: Context, spec: RunSpec, raw: dict[tuple[str, str], str], gen: l
         outputs.append((c, raw.get((c.name, gen.name), ""), stderr.read_text() if stderr.exists() else ""))
     fields = gen.record(ctx, spec, outputs)
     offset, until = fields.pop("window_s")
-    start, end = load_start + offset, load_start + until
+    started = fields.pop("started", None) or {}
+    # the window opens once every client is loading (they start within ms of each other)
+    start, end = max([load_start + offset, *started.values()]), load_start + until
     telemetry_ = telemetry.summarize(ctx, collectors, raw, start, end)
 
     stats = server_tool.parse_stats(raw.get((server.name, "server"), ""))

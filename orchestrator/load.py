@@ -63,6 +63,18 @@ def _nothing_answered(ctx: Context, tool: str) -> RunFailed:
                      phase=ctx.phase)
 
 
+def _starts(ctx: Context, firsts: list[tuple[Host, float | None]]) -> dict[str, float]:
+    """When each client's load began (its first request; wrk: its exec), on this machine's
+    clock: the host's reading less its measured clock offset."""
+    return {h.name: round(t - ctx.facts.get(h.name, {}).get("clock_offset_s", 0.0), 6)
+            for h, t in firsts if t is not None}
+
+
+def _skew_ms(starts: dict[str, float]) -> float | None:
+    """The spread of the clients' start instants: how long some loaded while others did not."""
+    return round((max(starts.values()) - min(starts.values())) * 1000, 3) if starts else None
+
+
 class WrkLoad:
     name = "wrk"
     binary = wrk.BINARY
@@ -76,9 +88,7 @@ class WrkLoad:
                            duration_s=sc.load.duration, timeout_s=sc.load.timeout,
                            script_path=f"{client.workdir}/{spec.run_id}/report.lua",
                            pipeline=sc.load.pipeline)
-        # wrk starts when started: a sleeper that then becomes wrk (exec keeps its pid)
-        wait = f"python3 -c 'import time; time.sleep(max(0.0, {at:.3f} - time.time()))'"
-        return f"{wait} && exec {tools.base.join(argv)}", True
+        return wrk.at_command(argv, at), True  # wrk starts when started: a sleeper execs it
 
     def busy_s(self, ctx: Context) -> float:
         return ctx.sc.load.duration
@@ -89,6 +99,7 @@ class WrkLoad:
         if total.requests == 0:
             raise _nothing_answered(ctx, "wrk")
         lat = dataclasses.asdict(total.latency_ms)
+        starts = _starts(ctx, [(h, wrk.started_at(err)) for h, _, err in outputs])
         return {
             "requests": total.requests,
             "qps": total.qps,
@@ -97,7 +108,10 @@ class WrkLoad:
                        "write": total.write_errors, "timeout": total.timeouts},
             "non_2xx": total.non_2xx,
             "clients": [{"host": h.name, "qps": r.qps, "requests": r.requests,
+                         "started": starts.get(h.name),
                          "latency_ms": dataclasses.asdict(r.latency_ms)} for h, r in per_client],
+            "start_skew_ms": _skew_ms(starts),
+            "started": starts,
             "window_s": (0.0, max(r.duration_s for _, r in per_client)),
         }
 
@@ -124,6 +138,7 @@ class NativeLoad:
     def record(self, ctx: Context, spec: RunSpec, outputs: list[tuple[Host, str, str]]) -> dict[str, Any]:
         per_client = [(h, _parsed(ctx, h, loadgen.parse, out, err)) for h, out, err in outputs]
         total = loadgen.merge([r for _, r in per_client])
+        starts = _starts(ctx, [(h, r.first_send_epoch) for h, r in per_client])
         if total.counts.responses == 0:
             raise _nothing_answered(ctx, loadgen.BINARY)
         errors = dict(total.counts.errors)
@@ -153,7 +168,10 @@ class NativeLoad:
             "clients": [{"host": h.name, "qps": r.qps, "requests": r.counts.responses,
                          "rate": {"target": r.rate.target, "achieved": r.rate.achieved,
                                   "sustained": r.rate.sustained},
+                         "started": starts.get(h.name),
                          "latency_ms": dist(r.latency_ms)} for h, r in per_client],
+            "start_skew_ms": _skew_ms(starts),
+            "started": starts,
             "histograms": str(histograms.relative_to(ctx.results.path)),
             "window_s": (ctx.sc.load.warmup, ctx.sc.load.warmup + total.duration_s),
         }

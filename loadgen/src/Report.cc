@@ -88,6 +88,13 @@ std::string renderReport(const Options& o, const std::vector<Target>& targets, c
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.6f", info.startEpoch);
   out += buf;
+  out += ",\"first_send_epoch\":";
+  if (info.firstSendEpoch > 0) {
+    std::snprintf(buf, sizeof buf, "%.6f", info.firstSendEpoch);
+    out += buf;
+  } else {
+    out += "null";
+  }
   out += ",\"measured_s\":";
   appendNumber(&out, info.measuredS);
   out += "},\"counts\":{";

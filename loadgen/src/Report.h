@@ -12,6 +12,7 @@ namespace orchload {
 // What the run was and how it went, for the one JSON document on stdout.
 struct RunInfo {
   double startEpoch = 0;  // wall-clock time the warm-up began
+  double firstSendEpoch = 0;  // wall-clock time the first request actually left (0: none)
   double measuredS = 0;   // the window actually measured (shorter when interrupted)
   bool interrupted = false;
   std::vector<int> threadCpus;

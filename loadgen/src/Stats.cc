@@ -31,6 +31,7 @@ void Stats::add(const Stats& o) {
   for (int i = 0; i < 6; ++i) status[i] += o.status[i];
   for (int i = 0; i < static_cast<int>(ErrorKind::kCount); ++i) errors[i] += o.errors[i];
   connects += o.connects;
+  if (o.firstSendNs && (!firstSendNs || o.firstSendNs < firstSendNs)) firstSendNs = o.firstSendNs;
   if (perSecond.size() < o.perSecond.size()) perSecond.resize(o.perSecond.size(), 0);
   for (size_t i = 0; i < o.perSecond.size(); ++i) perSecond[i] += o.perSecond[i];
 }

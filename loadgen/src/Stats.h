@@ -34,6 +34,7 @@ struct Stats {
   int64_t status[6] = {};   // responses by class: [1] 1xx .. [5] 5xx, [0] other
   int64_t errors[static_cast<int>(ErrorKind::kCount)] = {};  // whole run, warm-up included
   int64_t connects = 0;     // successful connections (whole run)
+  int64_t firstSendNs = 0;  // monotonic time the first request left (0: none did)
   std::vector<int64_t> perSecond;  // responses completed in each second of the window
 };
 

@@ -109,6 +109,7 @@ void Worker::dispatch(int64_t now) {
     if (!c) break;
     int64_t intended = slotTime(sentSlots_++);
     if (inWindow(intended)) ++stats_.sent;
+    if (!stats_.firstSendNs) stats_.firstSendNs = now;
     c->send(intended, now);
     makeFree(c);  // pipelining: still room
   }
@@ -127,6 +128,7 @@ void Worker::fill(Connection* c, int64_t now) {
       ++stats_.requests;
       ++stats_.sent;
     }
+    if (!stats_.firstSendNs) stats_.firstSendNs = now;
     c->send(now, now);
   }
 }

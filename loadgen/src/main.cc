@@ -70,6 +70,8 @@ int main(int argc, char** argv) {
   info.measuredS = end > tl.measureStartNs ? static_cast<double>(end - tl.measureStartNs) / 1e9 : 0.0;
   Stats total(static_cast<size_t>(std::ceil(options.durationS)));
   for (auto& w : workers) total.add(w->stats());
+  if (total.firstSendNs)  // on the wall clock, so hosts can be compared (their clocks agree by NTP)
+    info.firstSendEpoch = nowWall + static_cast<double>(total.firstSendNs - nowMono) / 1e9;
   std::string doc = renderReport(options, targets, total, info);
   std::fwrite(doc.data(), 1, doc.size(), stdout);
   std::fflush(stdout);

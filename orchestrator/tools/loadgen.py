@@ -278,12 +278,17 @@ class LoadResult:
     send_lag_hist: Histogram
     counts: Counts
     hosts: int = 1
+    first_send_epoch: float | None = None  # when the first request actually left (host clock)
 
     def __post_init__(self) -> None:
         if self.mode not in ("open", "closed"):
             raise ValueError(f"unknown mode {self.mode!r}")
         if self.duration_s < 0 or self.qps < 0:
             raise ValueError(f"duration and qps must be >= 0: {self.duration_s}, {self.qps}")
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def _histogram(doc: Mapping[str, Any]) -> Histogram:
@@ -314,6 +319,7 @@ def _from_doc(doc: Mapping[str, Any]) -> LoadResult:
         connections=int(params["connections"]), pipeline=int(params["pipeline"]),
         duration_s=float(doc["window"]["measured_s"]), interrupted=bool(doc["interrupted"]),
         start_epoch=float(doc["window"]["start_epoch"]), qps=achieved,
+        first_send_epoch=_optional_float(doc["window"].get("first_send_epoch")),
         rate=Rate(target, achieved, sustained, tuple(int(x) for x in rate["per_second"])),
         latency_ms=Distribution.of(hists["latency"]),
         service_time_ms=Distribution.of(hists["service_time"]),
@@ -405,4 +411,6 @@ def merge(results: Sequence[LoadResult]) -> LoadResult:
         latency_hist=hists["latency_hist"], service_time_hist=hists["service_time_hist"],
         send_lag_hist=hists["send_lag_hist"], counts=counts,
         hosts=sum(r.hosts for r in results),
+        first_send_epoch=min((r.first_send_epoch for r in results if r.first_send_epoch is not None),
+                             default=None),
     )

@@ -30,7 +30,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from orchestrator.tools.base import ToolError
+from orchestrator.tools.base import ToolError, join
 
 BINARY = "wrk"
 ENV: dict[str, str] = {"LC_ALL": "C"}
@@ -289,6 +289,25 @@ def _from_text(text: str) -> WrkResult:
                      histogram=(), histogram_exact=False, source="text")
 
 
+# wrk cannot start at an instant by itself: a sleeper waits, notes the time and becomes wrk
+# (exec keeps its pid). The note is the nearest we get to when its first request left.
+START_MARK = "orchestrate: wrk exec at "
+
+
+def at_command(argv: Sequence[str], at: float) -> str:
+    """A shell command that starts `argv` at epoch `at` (this host's clock)."""
+    wait = (f"python3 -c 'import sys, time; time.sleep(max(0.0, {at:.3f} - time.time())); "
+            f"print(\"{START_MARK}\" + repr(time.time()), file=sys.stderr)'")
+    return f"{wait} && exec {join(argv)}"
+
+
+def started_at(stderr: str) -> float | None:
+    for line in stderr.splitlines():
+        if line.startswith(START_MARK):
+            return float(line[len(START_MARK):])
+    return None
+
+
 def parse(stdout: str, stderr: str = "") -> WrkResult:
     """Parse wrk's stdout: the ORCH_JSON line when present, else wrk's text report.
 
@@ -305,7 +324,7 @@ def parse(stdout: str, stderr: str = "") -> WrkResult:
     if re.search(r"requests in .* read", stdout):
         return _from_text(stdout)
     for line in (*stderr.splitlines(), *stdout.splitlines()):
-        if line.strip() and not line.startswith(("Running ", "  ")):
+        if line.strip() and not line.startswith(("Running ", "  ", START_MARK)):
             raise ToolError("wrk", line.strip())
     raise ToolError("wrk", "no result in output")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import time
@@ -174,6 +175,14 @@ def test_merge_two_hosts_adds_counts_exactly():
         loadgen.merge([a, loadgen.parse(data("loadgen_closed_pipeline4.json"))])
 
 
+def test_merge_keeps_the_earliest_first_send_and_old_documents_have_none():
+    a, b = loadgen.parse(data("loadgen_host_a.json")), loadgen.parse(data("loadgen_host_b.json"))
+    assert a.first_send_epoch is None  # recorded before the generator reported it
+    a2, b2 = (dataclasses.replace(r, first_send_epoch=t) for r, t in ((a, 100.25), (b, 100.5)))
+    assert loadgen.merge([a2, b2]).first_send_epoch == 100.25
+    assert loadgen.merge([a, b2]).first_send_epoch == 100.5
+
+
 def test_merged_sustained_needs_every_host():
     a = loadgen.parse(data("loadgen_host_a.json"))
     refused = loadgen.parse(data("loadgen_refused.json"))
@@ -229,6 +238,8 @@ def test_live_open_loop_against_the_project_server(binaries, no_children):
     assert r.counts.socket_errors == 0 and dict(r.counts.status)["2xx"] == r.counts.responses
     assert abs(r.rate.achieved - 2000) <= 40
     assert abs(r.start_epoch - time.time()) < 30
+    # the first request leaves at the start instant, not before, and not much after
+    assert r.first_send_epoch is not None and 0 <= r.first_send_epoch - r.start_epoch < 0.5
 
 
 def test_live_bad_option_is_a_tool_error(binaries):

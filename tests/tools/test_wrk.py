@@ -54,6 +54,21 @@ def test_command_rejects_what_wrk_cannot_take(kwargs):
 
 # ---------------------------------------------------------------- parse: JSON line
 
+def test_at_command_starts_at_the_instant_and_notes_when():
+    at = __import__("time").time() + 0.3
+    run = subprocess.run(wrk.at_command(["echo", "started"], at), shell=True, capture_output=True,
+                         text=True, timeout=10)
+    assert run.stdout == "started\n"
+    began = wrk.started_at(run.stderr)
+    assert began is not None and 0 <= began - at < 0.2
+    assert wrk.started_at("") is None
+
+
+def test_the_start_note_is_not_taken_for_wrk_s_error():
+    with pytest.raises(ToolError, match="unable to connect"):
+        wrk.parse("", f"{wrk.START_MARK}12.5\nunable to connect to 127.0.0.1:1 Connection refused\n")
+
+
 def test_parse_ok_matches_wrk_own_report():
     text = data("wrk_ok.txt")
     r = wrk.parse(text)
