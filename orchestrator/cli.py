@@ -25,6 +25,8 @@ from orchestrator.errors import (
 )
 
 DEFAULT_SCENARIO = "loopback"
+HISTORY_HELP = ("the history: a SQLite file, or s3://BUCKET/PREFIX to keep it (and every results "
+                "folder) in S3 (default $ORCHESTRATE_HISTORY or ~/.local/share/orchestrate/history.sqlite)")
 
 
 def _scenario_path(arg: str | None) -> tuple[str, str | None]:
@@ -69,7 +71,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     sc = loaded.scenario
     plan = expand(sc)
     print(f"scenario {sc.name} ({loaded.source}): provider {sc.hosts.provider}, "
-          f"{sc.hosts.roles.server} server + {sc.hosts.roles.client} client host(s)")
+          f"{sc.hosts.roles.server} server + {sc.hosts.roles.clients} client host(s)")
     if sc.baseline.enabled:
         b = sc.baseline.iperf3
         print(f"  baseline: iperf3 UDP {b.udp_length}-byte packets for {fmt_seconds(b.duration)}"
@@ -102,13 +104,22 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from orchestrator import compare, execute
+    from orchestrator.history import open_history
     from orchestrator.report import table
 
     loaded = _load(args)
-    if args.fail_on_regression is not None and not args.baseline:
-        raise UserError("--fail-on-regression needs --baseline REF (a results folder, or 'latest')")
-    if args.baseline and args.baseline != "latest":
-        compare.resolve_ref(args.baseline, scenario=loaded.scenario.name)  # bad REF: fail before starting
+    history = open_history(args.history)
+    if args.fail_on_regression is not None:
+        if not args.baseline:
+            raise UserError("--fail-on-regression needs --baseline REF (a results folder, 'latest' "
+                            "or 'last:N')")
+        problems = compare.gate_problems(loaded)
+        if problems:
+            raise UserError("the regression gate cannot judge this scenario", problems)
+    if args.baseline:
+        compare.check_ref(args.baseline)  # bad REF: fail before starting
+    if args.history is not None or args.baseline:
+        history.check()  # a missing bucket or denied credentials: before anything starts
     if loaded.scenario.hosts.provider == "aws" and not _confirm_cloud(loaded.scenario, args.yes):
         print("orchestrate: not started", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -119,20 +130,41 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"results: {outcome.results}")
     if not args.baseline:
         return EXIT_OK
-    ref = compare.resolve_ref(args.baseline, scenario=loaded.scenario.name,
-                              exclude=outcome.summary["run_id"], db=args.history)
-    result = compare.compare(compare.load_pair(ref, outcome.results)[0], outcome.summary,
-                             names=(str(ref), str(outcome.results)))
+    return _gate(args, history, outcome.summary)
+
+
+def _gate(args: argparse.Namespace, history: Any, summary: dict[str, Any]) -> int:
+    """Compare the run with its baseline; with --fail-on-regression, exit 3 on a significant drop."""
+    from orchestrator import compare
+
+    found = compare.baseline(args.baseline, scenario=summary["scenario"], history=history,
+                             exclude=summary["run_id"])
+    if found is None:  # a scheduled job's first night: this run becomes the baseline
+        print(f"regression gate: no earlier complete run of scenario '{summary['scenario']}' in "
+              f"{history.where}; nothing to compare with yet")
+        return EXIT_OK
+    name, before = found
+    result = compare.compare(before, summary, names=(name, summary["run_id"]))
     print(compare.render(result))
-    if args.fail_on_regression is not None:
-        bad = result.regressions(args.fail_on_regression)
-        if bad:
-            print(f"REGRESSION: {len(bad)} point(s) dropped significantly by more than "
-                  f"{args.fail_on_regression:g}%:", file=sys.stderr)
-            for ch in bad:
-                print(f"  {ch.line()}", file=sys.stderr)
-            return EXIT_REGRESSION
-        print(f"regression gate: no significant drop larger than {args.fail_on_regression:g}%")
+    for line in compare.shifts_report(history, summary["scenario"]):
+        print(line)
+    if args.fail_on_regression is None:
+        return EXIT_OK
+    bad = result.regressions(args.fail_on_regression)
+    verdict = {"threshold_pct": args.fail_on_regression, "baseline": name,
+               "regressed": [compare.label(ch.point) for ch in bad],
+               "lines": [ch.line() for ch in bad]}
+    try:
+        history.record_gate(summary["run_id"], verdict)
+    except Exception as exc:  # the verdict stands; only the dashboard misses the mark
+        print(f"orchestrate: WARNING could not record the gate's verdict: {exc}", file=sys.stderr)
+    if bad:
+        print(f"REGRESSION: {len(bad)} point(s) dropped significantly by more than "
+              f"{args.fail_on_regression:g}%:", file=sys.stderr)
+        for ch in bad:
+            print(f"  {ch.line()}", file=sys.stderr)
+        return EXIT_REGRESSION
+    print(f"regression gate: no significant drop larger than {args.fail_on_regression:g}%")
     return EXIT_OK
 
 
@@ -170,12 +202,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     folder = Path(args.dir)
     summary = store.load_summary(folder)
-    topo = summary.get("topology")
+    topo = summary.topology
     if topo:  # re-analyse with the current rules, keep everything measured
-        analysis.analyse(summary, th=analysis.Thresholds.from_dict(summary.get("thresholds") or {}),
-                         server=topo["server"], interface=topo.get("interface"),
-                         loopback=topo.get("loopback", False))
-        store.ResultsDir(folder).save_summary({k: v for k, v in summary.items() if k != "version"})
+        summary = analysis.analyse(summary, th=analysis.Thresholds.from_dict(summary.thresholds or {}),
+                                   server=topo.server, interface=topo.interface, loopback=topo.loopback)
+        store.ResultsDir(folder).save_summary(summary)
     paths = render.build(folder)
     print(f"report: {getattr(paths, 'html', paths)}")
     return EXIT_OK
@@ -183,25 +214,49 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from orchestrator import compare
+    from orchestrator.history import open_history
 
-    a, b = compare.load_pair(Path(args.a), Path(args.b))
-    result = compare.compare(a, b, names=(args.a, args.b), min_effect_pct=args.min_effect)
+    history = open_history(args.history)
+    (na, a), (nb, b) = compare.find(args.a, history), compare.find(args.b, history)
+    result = compare.compare(a, b, names=(na, nb), min_effect_pct=args.min_effect)
     print(compare.render(result))
     return EXIT_OK
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from orchestrator import history
+    from orchestrator import compare
+    from orchestrator.history import open_history
 
-    rows = history.history_sessions(args.history, scenario=args.scenario, status=args.status,
-                                    limit=args.limit)
+    history = open_history(args.history)
+    if args.history is not None:
+        history.check()
+    rows = history.sessions(scenario=args.scenario, status=args.status, limit=args.limit)
     if not rows:
-        print(f"no runs recorded in {history.history_path(args.history)}")
+        print(f"no runs recorded in {history.where}")
         return EXIT_OK
+    gates = history.gates()
     print(f"{'started':<21} {'scenario':<20} {'results id':<24} {'status':<12} {'runs':>4}  path")
     for r in rows:
+        gate = gates.get(r["results_id"])
+        mark = f"  REGRESSION: {', '.join(gate['regressed'])}" if gate and gate.get("regressed") else ""
         print(f"{r['started'] or '-':<21} {r['scenario']:<20} {r['results_id']:<24} "
-              f"{(r['status'] or '-'):<12} {r['n_runs']:>4}  {r['path']}")
+              f"{(r['status'] or '-'):<12} {r['n_runs']:>4}  {r['path']}{mark}")
+    if args.changes:
+        for scenario in sorted({r["scenario"] for r in rows}):
+            for line in compare.shifts_report(history, scenario):
+                print(f"{scenario}: {line}")
+    return EXIT_OK
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from orchestrator.history import open_history
+    from orchestrator.site import publish
+
+    history = open_history(args.history)
+    if args.history is not None:
+        history.check()
+    index = publish(history, Path(args.site), scenario=args.scenario)
+    print(f"site: {index}")
     return EXIT_OK
 
 
@@ -209,7 +264,8 @@ def cmd_lab(args: argparse.Namespace) -> int:
     from orchestrator.hosts import netns
 
     if args.action == "up":
-        state = netns.up(args.name or "lab", args.hosts, pps=args.pps)
+        size = netns.size_flags(args.cpu or [], args.cpus or [])
+        state = netns.up(args.name or "lab", args.hosts, pps=args.pps, size=size)
         print(netns.describe(state))
     elif args.action == "down":
         removed = netns.down(args.name or "lab")
@@ -259,6 +315,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "report": cmd_report,
     "compare": cmd_compare,
     "history": cmd_history,
+    "publish": cmd_publish,
     "lab": cmd_lab,
     "cleanup": cmd_cleanup,
 }
@@ -285,14 +342,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--results", default="results", metavar="DIR", help="results root (default ./results)")
     r.add_argument("--run-id", help=argparse.SUPPRESS)
     r.add_argument("--baseline", metavar="REF",
-                   help="compare with this results folder, or 'latest' (newest complete run in history)")
+                   help="compare with this results folder, 'latest' (newest complete run of the "
+                   "scenario in the history) or 'last:N' (its N newest, pooled)")
     r.add_argument("--fail-on-regression", type=float, metavar="PCT",
-                   help="exit 3 if any point drops significantly by more than PCT percent")
+                   help="exit 3 if any point drops significantly by more than PCT percent "
+                   "(needs repeat >= 3)")
     r.add_argument("--resume", metavar="RUN_ID",
                    help="continue an interrupted sweep in its results folder, skipping measured runs")
     r.add_argument("--yes", action="store_true", help="do not ask before renting cloud machines")
-    r.add_argument("--history", type=Path, metavar="DB", help="history database (default "
-                   "$ORCHESTRATE_HISTORY or ~/.local/share/orchestrate/history.sqlite)")
+    r.add_argument("--history", metavar="DB|s3://BUCKET/PREFIX", help=HISTORY_HELP)
 
     sch = sub.add_parser("schema", help="the scenario JSON Schema (for editors: the shipped scenarios "
                          "point to scenarios/scenario.schema.json)")
@@ -300,21 +358,32 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="(re)build report.md and report.html for a results folder")
     rep.add_argument("dir", metavar="DIR")
     cmp_ = sub.add_parser("compare", help="compare two results folders run by run")
-    cmp_.add_argument("a", metavar="A")
+    cmp_.add_argument("a", metavar="A", help="a results folder or a run id in the history")
     cmp_.add_argument("b", metavar="B")
+    cmp_.add_argument("--history", metavar="DB|s3://BUCKET/PREFIX", help=HISTORY_HELP)
     cmp_.add_argument("--min-effect", type=float, default=3.0, metavar="PCT",
                       help="smallest change called significant (default 3%%)")
     h = sub.add_parser("history", help="list recorded runs")
     h.add_argument("--scenario")
     h.add_argument("--status", choices=["complete", "failed", "interrupted"])
     h.add_argument("--limit", type=int, default=50)
-    h.add_argument("--history", type=Path, metavar="DB")
+    h.add_argument("--history", metavar="DB|s3://BUCKET/PREFIX", help=HISTORY_HELP)
+    h.add_argument("--changes", action="store_true", help="also where each point's series shifted")
+    pub = sub.add_parser("publish", help="write a static dashboard of the history (opens without a server)")
+    pub.add_argument("--site", required=True, metavar="DIR", help="where to write it (index.html)")
+    pub.add_argument("--scenario", help="only this scenario")
+    pub.add_argument("--history", metavar="DB|s3://BUCKET/PREFIX", help=HISTORY_HELP)
 
     lab = sub.add_parser("lab", help="a lab of SSH hosts in network namespaces on this machine")
     lab.add_argument("action", choices=["up", "down", "status"])
     lab.add_argument("--name", default=None, help="lab name (default 'lab'; status: all labs)")
     lab.add_argument("--hosts", type=int, default=3, help="number of hosts (first one is the server)")
     lab.add_argument("--pps", type=int, default=None, help="packet-rate cap per link, each direction")
+    lab.add_argument("--cpu", action="append", metavar="[ROLE=]N",
+                     help="size hosts: N CPUs' worth of time each (a cgroup quota, e.g. 0.5); "
+                          "ROLE=N (server= or client=) for one role; repeatable")
+    lab.add_argument("--cpus", action="append", metavar="[ROLE=]LIST",
+                     help="the CPUs hosts may run on (a cpuset, e.g. 1 or 0-1); ROLE=LIST for one role")
 
     c = sub.add_parser("cleanup", help="remove what a killed run left behind")
     c.add_argument("--provider", choices=["local", "netns", "aws"], default="netns",

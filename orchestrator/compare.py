@@ -12,9 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.analysis import point_of
-from orchestrator.errors import UserError
-from orchestrator.history import history_sessions, machine_fingerprint
+from orchestrator.errors import Problem, UserError
+from orchestrator.history import (
+    History,
+    environment_differences,
+    machine_fingerprint,
+    open_history,
+    plain,
+)
+from orchestrator.records import Summary, as_summary
 from orchestrator.store import load_summary
 
 Point = tuple[Any, Any, Any, float | None]  # arch, server threads, connections, target rate
@@ -64,10 +70,12 @@ class Comparison:
         return [c for c in self.changes if c.word == "worse" and -c.change_pct > pct]
 
 
-def _samples(summary: dict[str, Any]) -> dict[Point, list[float]]:
+def _samples(summary: Summary) -> dict[Point, list[float]]:
+    """Each point's QPS over its repetitions (runs that failed before measuring have none)."""
     out: dict[Point, list[float]] = {}
-    for r in summary.get("runs", []):
-        out.setdefault(point_of(r), []).append(float(r["qps"]))
+    for r in summary.runs:
+        if r.qps is not None:
+            out.setdefault(r.key, []).append(r.qps)
     return out
 
 
@@ -90,8 +98,9 @@ def judge(before: list[float], after: list[float], *, min_effect_pct: float = MI
     return change, p, "no significant change"
 
 
-def compare(a: dict[str, Any], b: dict[str, Any], *, names: tuple[str, str] = ("A", "B"),
+def compare(a: Summary | dict[str, Any], b: Summary | dict[str, Any], *, names: tuple[str, str] = ("A", "B"),
             min_effect_pct: float = MIN_EFFECT_PCT) -> Comparison:
+    a, b = as_summary(a, names[0]), as_summary(b, names[1])
     sa, sb = _samples(a), _samples(b)
     changes = []
     for point in sa:
@@ -99,14 +108,15 @@ def compare(a: dict[str, Any], b: dict[str, Any], *, names: tuple[str, str] = ("
             change, p, word = judge(sa[point], sb[point], min_effect_pct=min_effect_pct)
             changes.append(PointChange(point, tuple(sa[point]), tuple(sb[point]), change, p, word))
     warnings = []
-    if a.get("scenario") != b.get("scenario"):
-        warnings.append(f"different scenarios: {a.get('scenario')} vs {b.get('scenario')}")
+    if a.scenario != b.scenario:
+        warnings.append(f"different scenarios: {a.scenario} vs {b.scenario}")
     if machine_fingerprint(a) != machine_fingerprint(b):
         warnings.append(f"different machines: {machine_fingerprint(a)} vs {machine_fingerprint(b)}; "
                         "differences may be the machine, not the server")
+    warnings += [f"environment differs: {d}" for d in environment_differences(a, b)]
     for s, name in ((a, names[0]), (b, names[1])):
-        if s.get("status") != "complete":
-            warnings.append(f"{name} did not complete (status {s.get('status')})")
+        if s.status != "complete":
+            warnings.append(f"{name} did not complete (status {s.status})")
     return Comparison(names[0], names[1], tuple(changes),
                       tuple(p for p in sa if p not in sb), tuple(p for p in sb if p not in sa),
                       tuple(warnings))
@@ -123,20 +133,112 @@ def render(c: Comparison) -> str:
     return "\n".join(lines)
 
 
-def resolve_ref(ref: str, *, scenario: str, exclude: str | None = None,
-                db: Path | None = None) -> Path:
-    """A baseline reference: a results folder, or 'latest' = the newest complete run of the
-    same scenario in the history database (excluding the run being judged)."""
+MIN_GATE_REPEAT = 3  # fewer repetitions per point and Welch's test cannot call a drop significant
+
+
+def gate_problems(loaded: Any) -> list[Problem]:
+    """Why the regression gate could not judge this scenario (empty: it can)."""
+    sc = loaded.scenario
+    if sc.repeat >= MIN_GATE_REPEAT:
+        return []
+    return [loaded.problem(("repeat",), f"--fail-on-regression needs at least {MIN_GATE_REPEAT} "
+                           f"repetitions per point to judge a drop, got {sc.repeat}; set repeat: "
+                           f"{MIN_GATE_REPEAT} or more")]
+
+
+def check_ref(ref: str) -> int | None:
+    """Validate a --baseline REF before anything starts: 'latest', 'last:N' (returns N) or a
+    results folder."""
     if ref == "latest":
-        for s in history_sessions(db, scenario=scenario, status="complete", limit=20):
-            if s["results_id"] != exclude and Path(s["path"]).is_dir():
-                return Path(s["path"])
+        return None
+    if ref.startswith("last:"):
+        n = ref.removeprefix("last:")
+        if not n.isdigit() or not 1 <= int(n) <= 1000:
+            raise UserError(f"--baseline {ref}: expected last:N with N a whole number from 1 to 1000")
+        return int(n)
+    if not (Path(ref) / "summary.json").is_file():
+        raise UserError(f"--baseline {ref}: not a results folder (no summary.json), 'latest' or 'last:N'")
+    return None
+
+
+def _complete(history: History, scenario: str, exclude: str | None, limit: int) -> list[Any]:
+    """Summaries of the newest complete runs of a scenario in the history, newest first."""
+    out = []
+    for s in history.sessions(scenario=scenario, status="complete", limit=limit + 1):
+        if s["results_id"] == exclude:
+            continue
+        folder = history.folder(s)
+        if folder is not None:
+            out.append(load_summary(folder))
+        if len(out) == limit:
+            break
+    return out
+
+
+def baseline(ref: str, *, scenario: str, history: History | None = None,
+             exclude: str | None = None) -> tuple[str, Any] | None:
+    """(name, summary) of a baseline. 'latest': the newest complete run of the same scenario in
+    the history (not `exclude`, the run being judged). 'last:N': the N newest, pooled: every
+    repetition of a point in the window is a sample, so one noisy night cannot decide and a
+    slow drift is measured against more than yesterday. Otherwise a results folder.
+    None: the history has no earlier complete run (the first run of a scheduled job)."""
+    n = check_ref(ref)
+    if ref != "latest" and n is None:
+        return ref, load_summary(Path(ref))
+    history = history or open_history()
+    got = _complete(history, scenario, exclude, n or 1)
+    if not got:
+        return None
+    ids = [str(plain(s).get("run_id")) for s in got]
+    if n is None:
+        return f"latest ({ids[0]})", got[0]
+    if hasattr(got[0], "model_copy"):  # the typed summary record
+        pooled: Any = got[0].model_copy(update={"runs": tuple(r for s in got for r in s.runs)})
+    else:
+        pooled = {**got[0], "runs": [r for s in got for r in s.get("runs", [])]}
+    name = f"last:{n} ({len(got)} run{'s' * (len(got) > 1)}: {ids[-1]} .. {ids[0]})"
+    return name, pooled
+
+
+def resolve_ref(ref: str, *, scenario: str, exclude: str | None = None,
+                db: str | Path | None = None) -> Path:
+    """A single results folder for REF ('latest' or a path); kept for callers that need a folder."""
+    if ref == "latest":
+        history = open_history(db)
+        for s in history.sessions(scenario=scenario, status="complete", limit=20):
+            if s["results_id"] != exclude and (folder := history.folder(s)) is not None:
+                return folder
         raise UserError(f"--baseline latest: no earlier complete run of scenario '{scenario}' in "
                         "the history database")
-    path = Path(ref)
-    if not (path / "summary.json").is_file():
-        raise UserError(f"--baseline {ref}: not a results folder (no summary.json)")
-    return path
+    check_ref(ref)
+    return Path(ref)
+
+
+def find(ref: str, history: History) -> tuple[str, Any]:
+    """A results folder, or a results id recorded in the history (fetched if it is remote)."""
+    if Path(ref).is_dir():
+        return ref, load_summary(Path(ref))
+    for s in history.sessions(limit=100_000):
+        if s["results_id"] == ref:
+            folder = history.folder(s)
+            if folder is None:
+                raise UserError(f"{ref}: recorded in {history.where} but its results are gone")
+            return ref, load_summary(folder)
+    raise UserError(f"{ref}: neither a results folder nor a run id in the history ({history.where})")
+
+
+def shifts_report(history: History, scenario: str, limit: int = 200) -> list[str]:
+    """Where each point's history shifted (oldest to newest complete runs of the scenario)."""
+    from orchestrator.history import changepoint
+
+    summaries = list(reversed(_complete(history, scenario, None, limit)))
+    lines = []
+    for (_, point), series in changepoint.entries(summaries).items():
+        for sh in changepoint.shifts(series):
+            lines.append(f"change point: {label(point)}: {sh.change_pct:+.1f}% at run {sh.results_id} "
+                         f"({sh.before:,.0f} -> {sh.after:,.0f} qps, p={sh.p_value:.2g}, "
+                         f"run {sh.index + 1} of {len(series)})")
+    return lines
 
 
 def load_pair(a: Path, b: Path) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -13,12 +13,12 @@ import re
 import types
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, ValidationError
 
 from orchestrator import bounded
 from orchestrator.cpus import parse_list, ranges
@@ -121,9 +121,35 @@ class _Model(BaseModel):
 # --- schema ------------------------------------------------------------------
 
 
+class ClientRange(_Model):
+    """Client auto-scale: start each point with `min` client hosts and add one while the
+    client is the limit (client-bound, or an open-loop generator not sustaining its rate)."""
+
+    min: Annotated[int, Field(ge=1, le=64)] = 1
+    max: Annotated[int, Field(ge=1, le=64)]
+
+
+# A union picked by the value's shape, so an error names one reading, not both; the tags
+# are left out of the key path in messages (_UNION_TAGS).
+_UNION_TAGS = {"client-count", "client-range"}
+ClientCount = Annotated[
+    Annotated[Annotated[int, Field(ge=1, le=64)], Tag("client-count")]
+    | Annotated[ClientRange, Tag("client-range")],
+    Discriminator(lambda v: "client-range" if isinstance(v, dict | ClientRange) else "client-count")]
+
+
 class Roles(_Model):
     server: Annotated[int, Field(ge=1, le=1)] = 1
-    client: Annotated[int, Field(ge=1, le=64)] = 1
+    client: ClientCount = 1  # a number of hosts, or {min, max} to auto-scale
+
+    @property
+    def clients(self) -> int:
+        """Client hosts a provider makes ready: the count, or the auto-scale's max."""
+        return self.client.max if isinstance(self.client, ClientRange) else self.client
+
+    @property
+    def autoscale(self) -> ClientRange | None:
+        return self.client if isinstance(self.client, ClientRange) else None
 
 
 class Link(_Model):
@@ -140,6 +166,17 @@ class Ssh(_Model):
     connect_timeout: Duration = 10.0
 
 
+def _cidr(value: Any) -> Any:
+    if value is None:
+        return None
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_network(str(value), strict=False))
+    except ValueError:
+        raise ValueError(f"expected a CIDR such as 203.0.113.7/32, got {value!r}") from None
+
+
 class Aws(_Model):
     region: str = "us-east-1"
     instance_type: dict[Literal["server", "client"], str] = {
@@ -151,12 +188,25 @@ class Aws(_Model):
     ssh_user: str = "admin"
     expire_after: Duration = 3 * 3600.0
     endpoint_url: str | None = None  # for moto or a private endpoint
+    # Who may SSH in (a CIDR); default: this machine's public address (a "what is my IP"
+    # lookup, which a proxy or VPN gets wrong), or the VPC's range with ssh_address: private.
+    ssh_cidr: Annotated[str | None, BeforeValidator(_cidr)] = None
+    # Which instance address the orchestrator connects to: private when it runs in the VPC.
+    ssh_address: Literal["public", "private"] = "public"
+
+
+class Size(_Model):
+    """netns only: what of this machine one lab host may use, like a cloud VM's size."""
+
+    cpu: Annotated[float, Field(ge=0.01, le=4096)] | None = None  # CPUs' worth of time (cgroup quota)
+    cpus: Cpus | None = None  # the CPUs it may run on at all (cgroup cpuset)
 
 
 class Hosts(_Model):
     provider: Literal["local", "netns", "static", "aws"] = "local"
     roles: Roles = Roles()
     link: Link = Link()
+    size: dict[Literal["server", "client"], Size] = {}  # netns: per role
     inventory: str | None = None  # static: an Ansible inventory (INI or YAML)
     lab: str | None = None  # netns: lab name (default: the scenario's)
     ssh: Ssh = Ssh()
@@ -324,6 +374,13 @@ class Loaded:
     scenario: Scenario
     source: str
     raw: dict[str, Any]  # the document after --set overrides, as written
+    lines: dict[tuple, int] = field(default_factory=dict, compare=False)  # key path -> line; 0: --set
+    sets: tuple[str, ...] = ()
+
+    def problem(self, path: tuple, message: str) -> Problem:
+        """A problem found after loading (e.g. by a command's own rules), located like the others."""
+        return _mark_set(Problem(self.source, _line_for(self.lines, path), _dotted(path), message),
+                         list(self.sets))
 
 
 def _compose(text: str, source: str) -> tuple[Any, dict[tuple, int], list[Problem]]:
@@ -438,7 +495,7 @@ def _validate(data: Any, source: str, lines: dict[tuple, int]
     except ValidationError as exc:
         problems, locs = [], []
         for err in exc.errors():
-            loc = tuple(err["loc"])
+            loc = tuple(p for p in err["loc"] if p not in _UNION_TAGS)
             if loc[:2] == ("telemetry", "collectors") and isinstance(data.get("telemetry"), list):
                 loc = ("telemetry", *loc[2:])  # written in the list shorthand: point into the list
             # A matrix axis written as a scalar was wrapped in a list: point at the key.
@@ -486,8 +543,8 @@ def _search_problems(sc: Scenario, add: Callable[[tuple, str], None]) -> None:
         add(key + ("max_rate",), f"must be above min_rate ({search.min_rate:g}); got {search.max_rate:g}")
     if not search.slo.latency_bounds_ms():
         add(key + ("slo",), "needs at least one latency bound, e.g. {p99: 2ms}")
-    if search.min_rate / sc.hosts.roles.client < 1:
-        add(key + ("min_rate",), f"{search.min_rate:g} requests/s over {sc.hosts.roles.client} client "
+    if search.min_rate / sc.hosts.roles.clients < 1:
+        add(key + ("min_rate",), f"{search.min_rate:g} requests/s over {sc.hosts.roles.clients} client "
             "hosts is under 1 each")
 
 
@@ -509,6 +566,29 @@ def semantic_problems(sc: Scenario, source: str, lines: dict[tuple, int],
     if sc.server.config is not None and sc.server.command is None:
         add(("server", "config"), "config is a template for a server command; set server.command too")
     same_machine = sc.hosts.provider in ("local", "netns")
+    if sc.hosts.size and sc.hosts.provider != "netns":
+        add(("hosts", "size"), "only the netns provider sizes its hosts (cgroups on this machine); "
+            "for other hosts pick machines of that size (e.g. hosts.aws.instance_type)")
+    elif sc.hosts.size:
+        avail = host_cpus if host_cpus is not None else local_cpus()
+        for role, size in sc.hosts.size.items():
+            where = ("hosts", "size", role)
+            if size.cpus is None:
+                continue
+            cpuset = resolve_cpus(size.cpus, avail)
+            missing = sorted(set(cpuset) - set(avail))
+            if missing:
+                add((*where, "cpus"), f"CPU(s) {missing} not available on this machine "
+                    f"(it has {ranges(sorted(avail))})")
+            if size.cpu is not None and size.cpu > len(cpuset):
+                add((*where, "cpu"), f"{size.cpu:g} CPUs of time, but cpus gives the host only "
+                    f"{len(cpuset)}: at most {len(cpuset)}")
+            pinned = sc.server.cpus if role == "server" else sc.load.cpus
+            outside = sorted(set(resolve_cpus(pinned, cpuset)) - set(cpuset))
+            if outside:
+                key = "server" if role == "server" else "load"
+                add((*where, "cpus"), f"{key}.cpus pins to CPU(s) {outside}, outside this cpuset "
+                    f"({ranges(cpuset)}): a {role} host may only run there")
     if same_machine:
         avail = host_cpus if host_cpus is not None else local_cpus()
         server_cpus = resolve_cpus(sc.server.cpus, avail)
@@ -533,7 +613,10 @@ def semantic_problems(sc: Scenario, source: str, lines: dict[tuple, int],
     elif sc.hosts.provider == "static" and not Path(sc.hosts.inventory).expanduser().exists():
         add(("hosts", "inventory"), f"no such inventory file: {sc.hosts.inventory} (relative paths are "
             "from the current directory)")
-    if sc.hosts.provider == "local" and sc.hosts.roles.client != 1:
+    scale = sc.hosts.roles.autoscale
+    if scale is not None and scale.min > scale.max:
+        add(("hosts", "roles", "client", "min"), f"{scale.min} is above max {scale.max}")
+    if sc.hosts.provider == "local" and sc.hosts.roles.clients != 1:
         add(("hosts", "roles", "client"), "provider 'local' has exactly one host; use netns or static")
     if sc.hosts.link.pps and sc.hosts.provider != "netns":
         add(("hosts", "link", "pps"), "a link cap is only applied by provider 'netns'")
@@ -554,9 +637,9 @@ def semantic_problems(sc: Scenario, source: str, lines: dict[tuple, int],
         if sc.load.pipeline > 1:
             add(("load", "pipeline"), "an open-loop load paces each request by itself; with load.rate, "
                 "pipeline must be 1")
-        low = min(sc.load.rate) / sc.hosts.roles.client
+        low = min(sc.load.rate) / sc.hosts.roles.clients
         if low < 1:
-            add(("load", "rate"), f"{min(sc.load.rate):g} requests/s over {sc.hosts.roles.client} client "
+            add(("load", "rate"), f"{min(sc.load.rate):g} requests/s over {sc.hosts.roles.clients} client "
                 f"hosts is {low:g} each; each host needs at least 1")
     for key in ("duration", "timeout"):
         value = getattr(sc.load, key)
@@ -650,7 +733,7 @@ def load(path: str | os.PathLike[str], sets: list[str] | None = None, *,
     if problems:
         raise UserError(f"{source}: invalid scenario", problems)
     assert scenario is not None
-    return Loaded(scenario=scenario, source=source, raw=data)
+    return Loaded(scenario=scenario, source=source, raw=data, lines=lines, sets=tuple(sets or ()))
 
 
 def _mark_set(p: Problem, sets: list[str]) -> Problem:

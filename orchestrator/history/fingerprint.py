@@ -1,14 +1,87 @@
-"""Which machine a result belongs to, so results from different machines are never mixed."""
+"""What a result depends on besides the server: the machine and its environment.
+
+`machine_fingerprint` decides which results are comparable at all (never mixed in
+history); `environment` is the finer fingerprint kept in every summary's host facts
+(kernel, microcode, governor, mitigations, tool versions, instance type), and
+`environment_differences` is what compare and the gate warn about.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 
-def machine_fingerprint(summary: dict[str, Any]) -> str:
-    """Which machine a result belongs to: results from different machines are never mixed."""
+def plain(summary: Any) -> dict[str, Any]:
+    """A summary as summary.json holds it, whether given as the typed record or a dict."""
+    return summary.to_json() if hasattr(summary, "to_json") else summary
+
+
+def point_key(run: dict[str, Any]) -> tuple[Any, Any, Any, float | None]:
+    """(arch, server threads, connections, target rate) of a run or point as summary.json holds it."""
+    rate = run.get("rate")
+    target = rate.get("target") if isinstance(rate, dict) else rate
+    return (run.get("arch"), run.get("server_threads"), run.get("connections"),
+            float(target) if isinstance(target, int | float) else None)
+
+
+# host fact -> how it is named in a warning
+ENVIRONMENT_FACTS = {
+    "kernel": "kernel", "cpu_model": "CPU model", "microcode": "microcode", "governor": "CPU governor",
+    "mitigations": "mitigations", "tool_versions": "tool versions", "instance_type": "instance type",
+}
+
+
+def _server_facts(summary: dict[str, Any]) -> dict[str, Any]:
     topo = summary.get("topology") or {}
-    facts = (summary.get("hosts") or {}).get(topo.get("server", ""), {})
-    if not facts and summary.get("hosts"):
-        facts = next(iter(summary["hosts"].values()))
+    hosts = summary.get("hosts") or {}
+    facts = hosts.get(topo.get("server", ""), {})
+    if not facts and hosts:
+        facts = next(iter(hosts.values()))
+    return facts or {}
+
+
+def machine_fingerprint(summary: Any) -> str:
+    """Which machine a result belongs to: results from different machines are never mixed."""
+    summary = plain(summary)
+    facts = _server_facts(summary)
     return f"{summary.get('provider', '?')}|{facts.get('cpu_model', '?')}|{facts.get('cpus', '?')} CPUs"
+
+
+def environment(summary: Any) -> dict[str, dict[str, Any]]:
+    """host -> its environment facts (those the summary recorded; older summaries have fewer)."""
+    summary = plain(summary)
+    return {name: {k: f[k] for k in ENVIRONMENT_FACTS if k in f}
+            for name, f in (summary.get("hosts") or {}).items() if isinstance(f, dict)}
+
+
+def _role_envs(summary: Any) -> dict[str, dict[str, Any]]:
+    """Environments keyed by role ("server", "client 1", ...): host names differ between runs."""
+    summary = plain(summary)
+    hosts = summary.get("hosts") or {}
+    env = environment(summary)
+    out: dict[str, dict[str, Any]] = {}
+    counts: dict[str, int] = {}
+    for name in sorted(env):
+        role = "server" if "server" in ((hosts.get(name) or {}).get("roles") or []) else "client"
+        counts[role] = counts.get(role, 0) + 1
+        out[role if role == "server" else f"client {counts[role]}"] = env[name]
+    return out
+
+
+def environment_differences(a: Any, b: Any) -> list[str]:
+    """One line per environment fact that differs between two summaries' hosts, e.g.
+    "server kernel: 6.1.0-18 vs 6.1.0-21". A fact one side did not record is not a difference."""
+    ea, eb = _role_envs(a), _role_envs(b)
+    lines = []
+    for role in sorted(set(ea) & set(eb)):
+        for key, name in ENVIRONMENT_FACTS.items():
+            va, vb = ea[role].get(key), eb[role].get(key)
+            if va is None or vb is None or va == vb:
+                continue
+            if isinstance(va, dict) and isinstance(vb, dict):
+                keys = sorted(k for k in set(va) | set(vb) if va.get(k) != vb.get(k))
+                detail = ", ".join(f"{k} {va.get(k) or '-'} vs {vb.get(k) or '-'}" for k in keys[:4])
+                lines.append(f"{role} {name}: {detail}" + (" ..." if len(keys) > 4 else ""))
+            else:
+                lines.append(f"{role} {name}: {va or '-'} vs {vb or '-'}")
+    return lines

@@ -4,11 +4,12 @@ job can compare against earlier runs and a user can load all of it into pandas."
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from pathlib import Path
 from typing import Any
 
-from orchestrator.history.fingerprint import machine_fingerprint
+from orchestrator.history.fingerprint import machine_fingerprint, plain
 
 HISTORY_ENV = "ORCHESTRATE_HISTORY"
 _SCHEMA = """
@@ -21,6 +22,7 @@ CREATE TABLE IF NOT EXISTS runs (
     qps REAL, p50_ms REAL, p99_ms REAL, errors INTEGER, verdict TEXT, ceiling_pps REAL,
     packets_per_request REAL, cpu_us_per_request REAL,
     PRIMARY KEY (results_id, run_id));
+CREATE TABLE IF NOT EXISTS gates (results_id TEXT PRIMARY KEY, verdict TEXT NOT NULL);
 """
 
 
@@ -33,9 +35,10 @@ def history_path(explicit: str | os.PathLike[str] | None = None) -> Path:
     return base / "orchestrate" / "history.sqlite"
 
 
-def record_history(summary: dict[str, Any], folder: Path, db: Path | None = None) -> Path:
+def record_history(summary: Any, folder: Path, db: Path | None = None) -> Path:
     import sqlite3
 
+    summary = plain(summary)
     path = history_path(db)
     path.parent.mkdir(parents=True, exist_ok=True)
     machine = machine_fingerprint(summary)
@@ -51,10 +54,12 @@ def record_history(summary: dict[str, Any], folder: Path, db: Path | None = None
             a = r.get("analysis") or {}
             ppr = (a.get("packets_per_request") or {}).get("total")
             cost = (a.get("cpu_us_per_request") or {}).get("total")
+            if not isinstance(r.get("qps"), int | float):
+                continue  # a run that failed before measuring
             con.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                         (rid, r["run_id"], summary.get("scenario"), summary.get("started"), machine,
                          r["arch"], r["server_threads"], r["connections"], r["repetition"], r["qps"],
-                         r["latency_ms"].get("p50"), r["latency_ms"].get("p99"),
+                         (r.get("latency_ms") or {}).get("p50"), (r.get("latency_ms") or {}).get("p99"),
                          sum((r.get("errors") or {}).values()), a.get("verdict"), a.get("ceiling_pps"),
                          ppr, cost))
     return path
@@ -91,3 +96,45 @@ def history_frame(db: Path | None = None):  # -> pandas.DataFrame
     with contextlib.closing(sqlite3.connect(history_path(db))) as con:
         con.executescript(_SCHEMA)
         return pd.read_sql_query("SELECT * FROM runs ORDER BY started, run_id", con)
+
+
+class SQLiteHistory:
+    """The embedded default: one SQLite file; results folders stay where the run wrote them."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.where = str(path)
+
+    def check(self) -> None:
+        from orchestrator.errors import UserError
+
+        if self.path.is_dir():
+            raise UserError(f"--history {self.path}: a directory; give a SQLite file or s3://bucket/prefix")
+
+    def record(self, summary: Any, folder: Path) -> str:
+        return str(record_history(summary, folder, self.path))
+
+    def record_gate(self, results_id: str, gate: dict[str, Any]) -> None:
+        import sqlite3
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.closing(sqlite3.connect(self.path)) as con, con:
+            con.executescript(_SCHEMA)
+            con.execute("INSERT OR REPLACE INTO gates VALUES (?, ?)", (results_id, json.dumps(gate)))
+
+    def sessions(self, *, scenario: str | None = None, status: str | None = None,
+                 limit: int = 50) -> list[dict[str, Any]]:
+        return history_sessions(self.path, scenario=scenario, status=status, limit=limit)
+
+    def gates(self) -> dict[str, dict[str, Any]]:
+        import sqlite3
+
+        if not self.path.exists():
+            return {}
+        with contextlib.closing(sqlite3.connect(self.path)) as con:
+            con.executescript(_SCHEMA)
+            return {rid: json.loads(v) for rid, v in con.execute("SELECT results_id, verdict FROM gates")}
+
+    def folder(self, session: dict[str, Any], *, files: tuple[str, ...] = ("summary.json",)) -> Path | None:
+        path = Path(session["path"])
+        return path if (path / "summary.json").is_file() else None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,10 +42,37 @@ class HostFacts:
     # The running kernel's identity: hosts with the same one (namespaces of one machine,
     # containers) share their CPUs, whatever their names say.
     boot_id: str = ""
+    # The environment a result depends on beyond the CPU model (compare warns when it differs).
+    microcode: str = ""
+    governor: str = ""  # cpufreq scaling governor of cpu0; "" when the kernel exposes none (VMs)
+    mitigations: dict[str, str] = field(default_factory=dict)  # vulnerability -> kernel's status
+    machine: str = ""  # DMI product name: the instance type on EC2 (e.g. "c7i.large")
+    # CPUs' worth of time the host's processes may use: the tightest CFS quota on the cgroup
+    # path of the shell that read the facts (a sized lab host, a container, a systemd
+    # CPUQuota); None: no quota. See capacity().
+    cpu_quota: float | None = None
+    cgroup: str = ""  # that shell's cpu cgroup ("" when unknown)
 
     def __post_init__(self) -> None:
         if self.cpus < 1 or self.threads_per_core < 1:
             raise ValueError(f"host facts: cpus and threads_per_core must be >= 1: {self}")
+
+
+# One line per cgroup from this shell's own up to the root: "v1|v2 DIR QUOTA PERIOD"
+# (v1: cpu.cfs_quota_us, -1 = none; v2: cpu.max, "max" = none). `ip netns exec`, containers
+# and cgroup namespaces all show the path relative to what is mounted, so it resolves there.
+_QUOTA_PROBE = (
+    "c=$(awk -F: '$2 ~ /(^|,)cpu(,|$)/ {print $3; exit}' /proc/self/cgroup 2>/dev/null); "
+    "for m in /sys/fs/cgroup/cpu /sys/fs/cgroup/cpu,cpuacct /sys/fs/cgroup/cpuacct,cpu; do "
+    '[ -n "$c" ] && [ -r "$m/cpu.cfs_quota_us" ] || continue; d="$m$c"; '
+    'while [ "${d#"$m"}" != "$d" ]; do [ -r "$d/cpu.cfs_quota_us" ] && '
+    'echo "v1 $d $(cat "$d/cpu.cfs_quota_us") $(cat "$d/cpu.cfs_period_us")"; '
+    '[ "$d" = "$m" ] && break; d=${d%/*}; done; break; done; '
+    "c=$(awk -F: '$1 == \"0\" {print $3; exit}' /proc/self/cgroup 2>/dev/null); m=/sys/fs/cgroup; "
+    'if [ -n "$c" ] && [ -r "$m/cgroup.controllers" ]; then d="$m$c"; '
+    'while [ "${d#"$m"}" != "$d" ]; do [ -r "$d/cpu.max" ] && echo "v2 $d $(cat "$d/cpu.max")"; '
+    '[ "$d" = "$m" ] && break; d=${d%/*}; done; fi'
+)
 
 
 def command() -> str:
@@ -58,6 +86,14 @@ def command() -> str:
         f"echo '{MARK.format('allowed')}'; "
         "sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/self/status 2>/dev/null",
         f"echo '{MARK.format('boot_id')}'; cat /proc/sys/kernel/random/boot_id 2>/dev/null",
+        f"echo '{MARK.format('microcode')}'; "
+        "sed -n 's/^microcode[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo 2>/dev/null | head -n 1",
+        f"echo '{MARK.format('governor')}'; "
+        "cat /sys/devices/system/cpu/cpu0/cpufreq/scaling_governor 2>/dev/null",
+        f"echo '{MARK.format('mitigations')}'; "
+        "grep -H . /sys/devices/system/cpu/vulnerabilities/* 2>/dev/null",
+        f"echo '{MARK.format('machine')}'; cat /sys/class/dmi/id/product_name 2>/dev/null",
+        f"echo '{MARK.format('cpu_quota')}'; {_QUOTA_PROBE}",
         f"echo '{MARK.format('smt')}'; "
         "for f in /sys/devices/system/cpu/cpu[0-9]*/topology/thread_siblings_list; do "
         '[ -r "$f" ] && cat "$f"; done',
@@ -130,9 +166,56 @@ def parse(text: str) -> HostFacts:
     versions = {tool: _version(sec.get(f"version:{tool}", "").splitlines()[0]
                                if sec.get(f"version:{tool}") else "")
                 for tool in VERSION_PROBES}
+    quota, cgroup = _quota(sec.get("cpu_quota", ""))
     return HostFacts(
         hostname=sec.get("hostname", ""), kernel=sec.get("kernel", ""),
         cpu_model=lscpu.get("Model name", "unknown"), cpus=cpus, cpus_allowed=allowed,
         threads_per_core=threads_per_core, smt_siblings=siblings, tool_versions=versions,
-        boot_id=sec.get("boot_id", ""),
+        boot_id=sec.get("boot_id", ""), microcode=sec.get("microcode", ""),
+        governor=sec.get("governor", ""), mitigations=_mitigations(sec.get("mitigations", "")),
+        machine=sec.get("machine", ""), cpu_quota=quota, cgroup=cgroup,
     )
+
+
+def _mitigations(text: str) -> dict[str, str]:
+    """`grep -H .` lines, /sys/.../vulnerabilities/NAME:STATUS -> {NAME: STATUS}."""
+    out = {}
+    for line in text.splitlines():
+        path, sep, status = line.partition(":")
+        if sep:
+            out[path.rsplit("/", 1)[-1]] = status.strip()
+    return out
+
+
+def _quota(text: str) -> tuple[float | None, str]:
+    """The tightest quota (in CPUs) over the probe's lines, and the shell's own cgroup."""
+    quotas: list[float] = []
+    own = ""
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) != 4 or parts[0] not in ("v1", "v2"):
+            continue
+        own = own or parts[1]
+        try:
+            q, period = int(parts[2]), int(parts[3])
+        except ValueError:  # "max": no quota at this level
+            continue
+        if q > 0 and period > 0:
+            quotas.append(q / period)
+    return (round(min(quotas), 4) if quotas else None), own
+
+
+def capacity(facts: HostFacts | Mapping[str, Any]) -> float:
+    """CPUs' worth of time a host can give its processes: the CPUs they may run on, capped
+    by the cgroup quota. Busy % of a host (or of everything a role runs there) is CPU
+    seconds per second over this, not over one core or the machine's CPU count."""
+    data = facts if isinstance(facts, Mapping) else facts.__dict__
+    n = float(len(data.get("cpus_allowed") or ()) or data.get("cpus") or 1)
+    quota = data.get("cpu_quota")
+    return min(n, float(quota)) if quota else n
+
+
+def busy_pct(cpu_s_per_s: float, facts: HostFacts | Mapping[str, Any]) -> float:
+    """CPU seconds per second used on a host (e.g. pidstat %CPU summed over a role's
+    processes, / 100) as a % of the host's capacity(): 100 means it has nothing left."""
+    return 100.0 * cpu_s_per_s / capacity(facts)

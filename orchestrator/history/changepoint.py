@@ -1,0 +1,91 @@
+"""Change points in each matrix point's history: where the series shifted, and by how much.
+
+The library: Apache Otava (formerly Hunter, `apache-otava`), not MongoDB's
+signal-processing-algorithms. Both implement e-divisive means; we compared them here
+(Python 3.11, numpy 2.4): MongoDB's package pins numpy<2 (a downgrade of everything
+else), needs a C extension build and gevent, and decides significance by a random
+permutation test (results vary between calls unless seeded, and each test costs
+hundreds of permutations). Otava adds Hunter's split/merge with a Student t-test,
+which is deterministic, fast, works with the short series a nightly job has
+(Fleming et al., ICPE 2023), and reports each shift's mean before/after and p-value.
+Its analysis core needs only numpy and scipy, and that is all we import (`otava.analysis`);
+its package metadata pins numpy 2.2 / scipy 1.16 and pulls in its BigQuery, Postgres and
+Slack importers (see pyproject.toml).
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.history.fingerprint import plain, point_key
+
+MAX_P = 0.001  # Otava's default; over 30 runs of noise a looser p finds shifts that are not there
+MIN_SHIFT_PCT = 3.0  # as the gate's minimum effect: smaller shifts are not reported
+WINDOW = 30  # Otava's sliding window (runs)
+
+Point = tuple[Any, Any, Any, float | None]
+
+
+@dataclass(frozen=True)
+class Shift:
+    index: int  # the first run after the shift, in the series' order
+    results_id: str  # that run
+    before: float  # mean of the stretch before (up to the previous shift)
+    after: float  # mean of the stretch after (up to the next shift)
+    change_pct: float
+    p_value: float
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One run's value for one point: the median over that run's repetitions."""
+
+    results_id: str
+    started: str
+    qps: float
+    p99_ms: float | None
+    capacity: float | None  # requests/s, where the run measured one
+    n: int  # repetitions
+
+
+def detect(values: list[float], ids: list[str] | None = None, *, max_p: float = MAX_P,
+           min_shift_pct: float = MIN_SHIFT_PCT) -> list[Shift]:
+    """Shifts in one series (oldest first)."""
+    if len(values) < 4:
+        return []
+    from otava.analysis import compute_change_points
+
+    ids = ids or [str(i) for i in range(len(values))]
+    points, _ = compute_change_points([float(v) for v in values], window_len=WINDOW, max_pvalue=max_p,
+                                      min_magnitude=min_shift_pct / 100)
+    return [Shift(int(cp.index), ids[cp.index], float(cp.stats.mean_1), float(cp.stats.mean_2),
+                  float(cp.stats.forward_change_percent()), float(cp.stats.pvalue)) for cp in points]
+
+
+def entries(summaries: list[Any]) -> dict[tuple[str, Point], list[Entry]]:
+    """(scenario, point) -> one Entry per run (summaries oldest first; typed or as dicts)."""
+    out: dict[tuple[str, Point], list[Entry]] = {}
+    for s in map(plain, summaries):
+        per: dict[Point, list[dict[str, Any]]] = {}
+        for r in s.get("runs", []):
+            if not isinstance(r.get("qps"), int | float):
+                continue  # a run that failed before measuring
+            per.setdefault(point_key(r), []).append(r)
+        for point, runs in per.items():
+            p99 = [v for v in ((r.get("latency_ms") or {}).get("p99") for r in runs) if v is not None]
+            cap = [float(r["capacity"]) for r in runs if isinstance(r.get("capacity"), int | float)]
+            cap += [float(p["capacity"]) for p in (s.get("points") or [])
+                    if isinstance(p, dict) and point_key(p) == point
+                    and isinstance(p.get("capacity"), int | float)]
+            out.setdefault((str(s.get("scenario")), point), []).append(Entry(
+                str(s.get("run_id")), str(s.get("started") or ""),
+                statistics.median(float(r["qps"]) for r in runs),
+                statistics.median(p99) if p99 else None,
+                statistics.median(cap) if cap else None, len(runs)))
+    return out
+
+
+def shifts(series: list[Entry]) -> list[Shift]:
+    return detect([e.qps for e in series], [e.results_id for e in series])
