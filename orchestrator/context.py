@@ -37,6 +37,7 @@ class Context:
     baseline: dict[str, Any] = field(default_factory=dict)
     runs: list[dict[str, Any]] = field(default_factory=list)
     capacity: list[dict[str, Any]] = field(default_factory=list)  # one per capacity search done
+    autoscale: list[dict[str, Any]] = field(default_factory=list)  # one per point auto-scaled
     phase: str = "start"
     log: CommandLog = field(default_factory=CommandLog)  # what reached each host, and when
     timing: dict[str, float] = field(default_factory=dict)  # wall seconds per step (for the plan)

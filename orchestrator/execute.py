@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator import analysis, baseline, capacity, load, remote, signals, store, telemetry, tools
+from orchestrator import analysis, baseline, capacity, load, records, remote, signals, store, telemetry, tools
 from orchestrator import hosts as _hosts
 from orchestrator.context import Context, Progress, pause_point
 from orchestrator.errors import Interrupted, RunFailed, UserError
@@ -116,7 +116,8 @@ def run(loaded: Loaded, *, results_root: Path, run_id: str | None = None,
                         transports[h.name] = remote.Logged(_hosts.connect(h), log)
                     table = ProcessTable(transports, tag=run_id)
                     ctx = Context(sc, lab, results, transports, table, progress, log=log,
-                                  baseline=summary.get("baseline") or {}, runs=list(summary["runs"]))
+                                  baseline=summary.get("baseline") or {}, runs=list(summary["runs"]),
+                                  autoscale=list(summary.get("autoscale") or []))
                     ctx.timing["lab"] = round(time.monotonic() - began, 3)  # up, locked, connected
                     _execute(ctx, plan, lambda i: save(f"running ({i}/{len(plan.runs) or 'search'})"))
                 finally:
@@ -167,7 +168,7 @@ def _resume(results_root: Path, sc: Scenario, run_id: str,
             plan: Plan) -> tuple[ResultsDir, dict[str, Any]]:
     """The earlier results folder and its summary, checked to belong to this same plan."""
     folder = results_root / sc.name / run_id
-    summary = store.load_summary(folder)
+    summary = store.load_summary(folder).to_json()  # run() grows it as the JSON it saves
     if (folder / "scenario.yaml").read_text() != dump(sc):
         raise UserError(f"--resume {run_id}: the scenario differs from the one that run used "
                         f"({folder / 'scenario.yaml'}); resume needs the same scenario and --set values")
@@ -207,6 +208,9 @@ def _execute(ctx: Context, plan: Plan, checkpoint: Callable[[int], None]) -> Non
     if plan.searches:
         _search(ctx, plan, binary, checkpoint)
         return
+    if ctx.sc.hosts.roles.autoscale:
+        _autoscale(ctx, plan, binary, checkpoint)
+        return
     done = {r["run_id"] for r in ctx.runs}
     todo = [spec for spec in plan.runs if spec.run_id not in done]
     for i, spec in enumerate(todo):
@@ -240,6 +244,54 @@ def _measure(ctx: Context, spec: RunSpec, binary: str, checkpoint: Callable[[int
     # Persist after every run: an interruption later keeps this one.
     checkpoint(len(ctx.runs))
     return record
+
+
+def _client_limited(record: dict[str, Any]) -> str | None:
+    """Why the client, not the server or the network, set this run's figure (None: it did not)."""
+    if (record.get("rate") or {}).get("sustained") is False:
+        return "the generator did not sustain its rate"
+    verdict = record["analysis"]
+    if verdict["verdict"] == analysis.CLIENT:
+        return f"client-bound: {'; '.join(verdict['evidence'][:1])}"
+    return None
+
+
+def _autoscale(ctx: Context, plan: Plan, binary: str, checkpoint: Callable[[int], None]) -> None:
+    """Each point starts with `min` client hosts; while the client is the limit, one more host
+    and the point again, up to `max`. Later repetitions of the point use the count found. The
+    runs a larger count superseded stay in runs/ and in the path, not among the point's runs."""
+    scale = ctx.sc.hosts.roles.autoscale
+    assert scale is not None
+    found = {(a["arch"], a["server_threads"], a["connections"], a["rate"]): a["clients"]
+             for a in ctx.autoscale}  # a resumed session keeps what it settled
+    for spec in plan.runs:
+        settled = spec.point in found
+        n = found.get(spec.point, scale.min)
+        path: list[dict[str, Any]] = []
+        while True:
+            s = dataclasses.replace(spec, clients=n)
+            ctx.progress(f"[{spec.index}/{len(plan.runs)}] {spec.arch} threads={spec.server_threads} "
+                         f"connections={spec.connections} rep {spec.repetition}, {n} client host(s)")
+            record = _measure(ctx, s, binary, checkpoint)
+            limited = _client_limited(record)
+            path.append({"clients": n, "run_id": s.run_id, "qps": record["qps"],
+                         "verdict": record["analysis"]["verdict"], "client_limited": limited})
+            if settled or limited is None or n >= scale.max:
+                break
+            ctx.runs.remove(record)  # superseded by a run with more clients
+            ctx.progress(f"      {limited}: one more client host")
+            n += 1
+        if settled:
+            continue
+        found[spec.point] = n
+        stopped = (f"not client-bound with {n} client host(s): {path[-1]['verdict']}" if limited is None
+                   else f"still client-limited at max={scale.max} client hosts ({limited}): the figure is "
+                   "the clients', not the server's; raise max or use larger client hosts")
+        ctx.autoscale.append({"arch": spec.arch, "server_threads": spec.server_threads,
+                              "connections": spec.connections, "rate": spec.rate, "clients": n,
+                              "limited": limited is not None, "stopped": stopped, "path": path})
+        ctx.progress(f"      auto-scale: {stopped}")
+        checkpoint(len(ctx.runs))
 
 
 def _search(ctx: Context, plan: Plan, binary: str, checkpoint: Callable[[int], None]) -> None:
@@ -287,9 +339,17 @@ def _partial(ctx: Context) -> dict[str, Any]:
                          "loopback": ctx.lab.single_machine,
                          "clients": [c.name for c in ctx.lab.clients]},
             "thresholds": ctx.sc.thresholds.model_dump(),
-            "baseline": ctx.baseline, "runs": ctx.runs, "timing": ctx.timing,
+            "baseline": ctx.baseline, "timing": ctx.timing,
             **({"capacity": ctx.capacity} if ctx.sc.load.search else {}),
-            "points": analysis.summarise_points(ctx.runs)}
+            **({"autoscale": ctx.autoscale} if ctx.sc.hosts.roles.autoscale else {}),
+            **_across_runs(ctx)}
+
+
+def _across_runs(ctx: Context) -> dict[str, Any]:
+    """The runs with the matrix-wide rule applied, and the points over their repetitions."""
+    runs, points = analysis.across_runs([records.Run.model_validate(r) for r in ctx.runs],
+                                        analysis.Thresholds.from_scenario(ctx.sc))
+    return {"runs": [r.to_json() for r in runs], "points": [p.to_json() for p in points]}
 
 
 # --- phases ------------------------------------------------------------------
@@ -463,7 +523,7 @@ def _keep_server_files(ctx: Context, spec: RunSpec, sdir: str, srv: remote.Proce
 
 
 def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
-    sc, server, clients = ctx.sc, ctx.lab.server, ctx.lab.clients
+    sc, server, clients = ctx.sc, ctx.lab.server, ctx.lab.clients[:spec.clients]
     ts = ctx.t(server)
     clean = False
     run_began = time.time()
@@ -559,7 +619,7 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
              if "perf" in sc.telemetry.collectors else None)
     if flame and flame.get("error"):
         ctx.progress(f"orchestrate: WARNING no flame graph for {spec.run_id}: {flame['error']}")
-    record = _record(ctx, spec, raw, gen, wrks, collectors, affinity, server_cpus, t0)
+    record = _record(ctx, spec, raw, gen, wrks, collectors, affinity, server_cpus, t0).to_json()
     record["server_stopped_cleanly"] = clean
     record["observer"] = telemetry.observer(ctx, collectors, (t0, end), before, after, own_rate)
     ctx.results.write_text(f"raw/{spec.run_id}/commands.jsonl", "".join(
@@ -570,9 +630,9 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
         h: {"exceeded": d.allowances.exceeded(), "reset": d.reset}
         for h in nic_before if h in nic_after
         for d in [ethtool.delta(nic_before[h], nic_after[h])]} or None
-    record["analysis"] = analysis.analyse_run(record, server=server.name, interface=server.interface,
-                                              loopback=ctx.lab.single_machine,
-                                              th=analysis.Thresholds.from_scenario(sc))
+    record["analysis"] = analysis.analyse_run(records.Run.model_validate(record), server=server.name,
+                                              interface=server.interface, loopback=ctx.lab.single_machine,
+                                              th=analysis.Thresholds.from_scenario(sc)).to_json()
     ctx.results.write_json(f"runs/{spec.run_id}.json", record)
     return record
 
@@ -598,13 +658,14 @@ def _fetch(ctx: Context, spec: RunSpec, procs: list[remote.Process]) -> dict[tup
 
 
 def _record(ctx: Context, spec: RunSpec, raw: dict[tuple[str, str], str], gen: load.Generator,
-            wrks: list[tuple[Host, remote.Process]],
+            generators: list[tuple[Host, remote.Process]],
             collectors: list[telemetry.Collector],
             affinity: dict[str, Any], server_cpus: list[int],
-            load_start: float) -> dict[str, Any]:
+            load_start: float) -> records.Run:
+    """The run's record from its raw outputs; `generators` are the load generators by client."""
     sc, server = ctx.sc, ctx.lab.server
     outputs = []
-    for c, _p in wrks:
+    for c, _p in generators:
         stderr = ctx.results.raw(spec.run_id, c.name, f"{gen.name}.stderr")
         outputs.append((c, raw.get((c.name, gen.name), ""), stderr.read_text() if stderr.exists() else ""))
     fields = gen.record(ctx, spec, outputs)
@@ -615,24 +676,24 @@ def _record(ctx: Context, spec: RunSpec, raw: dict[tuple[str, str], str], gen: l
     telemetry_ = telemetry.summarize(ctx, collectors, raw, start, end)
 
     stats = server_tool.parse_stats(raw.get((server.name, "server"), ""))
-    record: dict[str, Any] = {
+    load_threads = telemetry_.get(telemetry.LOAD_PIDSTAT, {})
+    return records.Run.model_validate({
         **spec.as_dict(),
         "load": {"tool": sc.load.tool, "threads": sc.load.threads, "pipeline": sc.load.pipeline,
-                 "duration_s": sc.load.duration, "warmup_s": sc.load.warmup, "clients": len(wrks)},
+                 "duration_s": sc.load.duration, "warmup_s": sc.load.warmup, "clients": len(generators)},
         **fields,
         "server_cpu": _server_cpu(telemetry_.get("pidstat", {}).get(server.name)),
         "client_cpu": {c.name: _cpu_of(telemetry_.get("mpstat", {}).get(c.name), ctx.cpus(c, "client"))
-                       for c, _ in wrks},
-        "client_proc": {c.name: _busiest_thread(telemetry_.get(telemetry.LOAD_PIDSTAT, {}).get(c.name))
-                        for c, _ in wrks if c.name in telemetry_.get(telemetry.LOAD_PIDSTAT, {})} or None,
+                       for c, _ in generators},
+        "client_proc": {c.name: _busiest_thread(load_threads.get(c.name))
+                        for c, _ in generators if c.name in load_threads} or None,
         "server_host_cpu": _cpu_of(telemetry_.get("mpstat", {}).get(server.name), server_cpus),
-        "affinity": _affinity_summary(affinity, server_cpus, ctx, wrks),
+        "affinity": _affinity_summary(affinity, server_cpus, ctx, generators),
         "server_counters": dataclasses.asdict(stats) if stats else None,
         "telemetry": telemetry_,
         "window": {"start": start, "end": end},
         "baseline": baseline.compared(ctx.baseline),
-    }
-    return record
+    })
 
 
 def _own_cpu_s() -> tuple[float, float]:
@@ -675,7 +736,7 @@ def _cpu_of(per_cpu: Any, cpus: list[int]) -> dict[str, Any]:
 
 
 def _affinity_summary(affinity: dict[str, Any], server_cpus: list[int], ctx: Context,
-                      wrks: list[tuple[Host, remote.Process]]) -> dict[str, Any]:
+                      generators: list[tuple[Host, remote.Process]]) -> dict[str, Any]:
     """What each thread was actually allowed to run on, next to what the scenario asked."""
     srv = affinity.get("server", {})
     wrk_aff = affinity.get("wrk", {})
@@ -683,7 +744,7 @@ def _affinity_summary(affinity: dict[str, Any], server_cpus: list[int], ctx: Con
         "server_expected": server_cpus,
         "server_threads": {str(tid): v["cpus"] for tid, v in srv.items()},
         "server_actual": sorted({c for v in srv.values() for c in v["cpus"]}),
-        "wrk_expected": {c.name: ctx.cpus(c, "client") for c, _ in wrks},
+        "wrk_expected": {c.name: ctx.cpus(c, "client") for c, _ in generators},
         "wrk_actual": {h: sorted({c for v in threads.values() for c in v["cpus"]})
                        for h, threads in wrk_aff.items()},
     }

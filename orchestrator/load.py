@@ -125,7 +125,7 @@ class NativeLoad:
 
     def command(self, ctx: Context, spec: RunSpec, client: Host, url: str, at: float) -> tuple[str, bool]:
         sc = ctx.sc
-        share = spec.rate / len(ctx.lab.clients) if spec.rate is not None else None  # even split
+        share = spec.rate / (spec.clients or len(ctx.lab.clients)) if spec.rate is not None else None
         argv = loadgen.command(url, threads=sc.load.threads, connections=spec.connections,
                                duration_s=sc.load.duration, rate=share, warmup_s=sc.load.warmup,
                                pipeline=sc.load.pipeline, timeout_s=sc.load.timeout, start_at=at,

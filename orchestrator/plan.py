@@ -46,13 +46,15 @@ class RunSpec:
     connections: int
     repetition: int  # 1-based
     rate: float | None = None  # open loop: requests/s in total over the clients; None: closed loop
+    clients: int | None = None  # client hosts loading (auto-scale); None: all the lab's clients
 
     @property
     def run_id(self) -> str:
         """Stable name of this run; the same plan always gives the same ids (for --resume)."""
         rate = f"-q{self.rate:g}" if self.rate is not None else ""
+        clients = f"-n{self.clients}" if self.clients is not None else ""
         return (f"{self.index:03d}-{self.arch}-t{self.server_threads}-c{self.connections}{rate}"
-                f"-r{self.repetition}")
+                f"{clients}-r{self.repetition}")
 
     @property
     def point(self) -> tuple[str, int, int, float | None]:
@@ -122,7 +124,7 @@ def expand(sc: Scenario) -> Plan:
             runs.append(RunSpec(len(runs) + 1, arch, threads, conns, rep, rate))
     remote = sc.hosts.provider != "local"
     o = overheads("ssh" if remote else "local")
-    clients = sc.hosts.roles.client
+    clients = sc.hosts.roles.clients
     baseline_s = 0.0
     if sc.baseline.enabled:
         b = sc.baseline.iperf3

@@ -5,7 +5,11 @@ namespace, an address in the benchmarking range 198.18.0.0/15 and its own sshd
 (own config, host key and pid file, key-only root login). The orchestrator
 reaches the hosts over the bridge with host-key checking on, exactly as it
 reaches real machines. An optional tbf qdisc on both ends of every veth caps the
-packet rate per direction, like a cloud NIC's PPS limit.
+packet rate per direction, like a cloud NIC's PPS limit. A sized host (`hosts.size`,
+`lab up --cpu`) gets cgroups named like its namespace: a CPU quota (cpu.cfs_quota_us) and
+optionally a cpuset; its sshd starts inside them, so everything started over SSH runs
+there. Each sshd also mounts this machine's cgroup hierarchies in its own mount namespace
+(which `ip netns exec` gives it), so a host sees its cgroup as a real machine would.
 
 State lives in the lab directory (default /tmp/orchestrate/labs/<name>/):
 lab.json (written before anything is created, so `down` always knows what to
@@ -23,6 +27,7 @@ import json
 import os
 import re
 import resource
+import shlex
 import shutil
 import signal
 import subprocess
@@ -33,10 +38,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from orchestrator.cpus import ranges
 from orchestrator.errors import RunFailed, UserError
 from orchestrator.hosts import Host, Lab
 from orchestrator.remote import SshTarget, wait_for_banner
-from orchestrator.scenario import Scenario
+from orchestrator.scenario import Scenario, Size, resolve_cpus
 from orchestrator.signals import shielded
 
 LABS_ROOT = Path(os.environ.get("ORCHESTRATE_LABS", "/tmp/orchestrate/labs"))
@@ -52,6 +58,8 @@ PYTHON = "/usr/bin/python3"  # interpreter discovery finds a pyenv shim here and
 NOFILE = 1 << 20  # sshd (and so every process started over SSH) may open this many files
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 SCHEMA = 1
+CGROUP_FS = Path("/sys/fs/cgroup")
+CFS_PERIOD_US = 100_000  # the kernel's default: a quota of 0.5 CPU is 50 ms of every 100 ms
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,17 @@ class LabHost:
     address: str
     interface: str  # namespace side of the veth
     veth: str  # root-namespace side (on the bridge)
+    cpu: float | None = None  # CPUs' worth of time per period (its cgroup's CFS quota)
+    cpus: tuple[int, ...] | None = None  # the CPUs it may run on (its cpuset)
+
+    @property
+    def sized(self) -> bool:
+        return self.cpu is not None or self.cpus is not None
+
+    def size_text(self) -> str:
+        parts = ([f"{self.cpu:g} CPU"] if self.cpu is not None else []) + \
+                ([f"on CPUs {ranges(self.cpus)}"] if self.cpus is not None else [])
+        return ", ".join(parts) or "unsized"
 
 
 @dataclass(frozen=True)
@@ -93,7 +112,8 @@ class LabState:
         data = json.loads(text)
         if data.pop("schema", None) != SCHEMA:
             raise ValueError("unknown lab.json schema")
-        data["hosts"] = tuple(LabHost(**h) for h in data["hosts"])
+        data["hosts"] = tuple(LabHost(**{**h, "cpus": tuple(h["cpus"]) if h.get("cpus") is not None
+                                         else None}) for h in data["hosts"])
         return cls(**data)
 
 
@@ -133,6 +153,10 @@ def _lab_namespaces(name: str) -> list[str]:
     return [ns for ns in _namespaces() if pat.match(ns)]
 
 
+def _lab_cgroups(name: str) -> list[Path]:
+    return _cgroups_named(re.compile(rf"^orch-{re.escape(name)}-\d+$"))
+
+
 def _links() -> set[str]:
     out = _sh(["ip", "-o", "link", "show"], check=False).stdout
     return {line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if ":" in line}
@@ -161,12 +185,13 @@ def _write_state(st: LabState) -> None:
     tmp.replace(path)  # atomic: status() never reads half a file
 
 
-def _plan(name: str, index: int, hosts: int, pps: int | None, root: Path) -> LabState:
+def _plan(name: str, index: int, hosts: int, pps: int | None, root: Path,
+          sizes: dict[str, Size]) -> LabState:
     net = _subnet(index)
     d = _lab_dir(name, root)
     lab_hosts = tuple(
         LabHost(name=f"orch-{name}-{i}", index=i, address=str(net.network_address + i + 1),
-                interface=NS_IFACE, veth=f"orch{index}h{i}")
+                interface=NS_IFACE, veth=f"orch{index}h{i}", **_size_of(sizes, i))
         for i in range(hosts))
     return LabState(name=name, index=index, dir=str(d), bridge=f"orch{index}br",
                     gateway=str(net.network_address + 254), pps=pps, hosts=lab_hosts,
@@ -186,6 +211,117 @@ def _free_index(root: Path, name: str) -> int:
         if i not in used and f"orch{i}br" not in links:
             return i
     raise UserError(f"all {MAX_LABS} lab networks in {NETWORK} are in use; `orchestrate lab down` some")
+
+
+# --- sizes: cgroups ------------------------------------------------------------
+
+
+def _size_of(sizes: dict[str, Size], index: int) -> dict[str, Any]:
+    """The LabHost fields for host `index` (0 serves, the rest load); keywords resolved here."""
+    size = sizes.get("server" if index == 0 else "client")
+    if size is None:
+        return {}
+    cpus = tuple(resolve_cpus(size.cpus, os.sched_getaffinity(0))) if size.cpus is not None else None
+    return {"cpu": size.cpu, "cpus": cpus}
+
+
+def _cgroup_mounts() -> list[tuple[str, str, str]]:
+    """This machine's cgroup file systems: (mount point, type, options), /sys/fs/cgroup first."""
+    out = []
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        _, mnt, fstype, opts = line.split()[:4]
+        if mnt == str(CGROUP_FS) or mnt.startswith(f"{CGROUP_FS}/"):
+            out.append((mnt, fstype, opts))
+    return sorted(out)
+
+
+def _controller_dirs() -> dict[str, Path]:
+    """cgroup v1 controller -> its hierarchy's root (co-mounted controllers share one)."""
+    dirs: dict[str, Path] = {}
+    for mnt, fstype, opts in _cgroup_mounts():
+        if fstype == "cgroup":
+            for opt in opts.split(","):
+                if opt in ("cpu", "cpuacct", "cpuset"):
+                    dirs[opt] = Path(mnt)
+    return dirs
+
+
+def _host_cgroups(h: LabHost, dirs: dict[str, Path]) -> list[Path]:
+    """The cgroups a sized host lives in: cpu (its quota), cpuacct (its usage), cpuset."""
+    if not h.sized:
+        return []
+    wanted = ["cpu", "cpuacct"] + (["cpuset"] if h.cpus is not None else [])
+    return list(dict.fromkeys(dirs[c] / h.name for c in wanted if c in dirs))
+
+
+def _make_cgroups(st: LabState) -> None:
+    sized = [h for h in st.hosts if h.sized]
+    if not sized:
+        return
+    dirs = _controller_dirs()
+    need = {"cpu"} | ({"cpuset"} if any(h.cpus is not None for h in sized) else set())
+    if need - set(dirs):
+        raise UserError(f"lab {st.name}: sized hosts need the cgroup v1 controller(s) "
+                        f"{', '.join(sorted(need - set(dirs)))}, not mounted under {CGROUP_FS} here "
+                        "(a cgroup v2-only machine is not supported yet)")
+    for h in sized:
+        try:
+            for d in _host_cgroups(h, dirs):
+                d.mkdir(exist_ok=True)
+            cpu = dirs["cpu"] / h.name
+            if h.cpu is not None:
+                (cpu / "cpu.cfs_period_us").write_text(f"{CFS_PERIOD_US}\n")
+                (cpu / "cpu.cfs_quota_us").write_text(f"{round(h.cpu * CFS_PERIOD_US)}\n")
+            if h.cpus is not None:
+                cs = dirs["cpuset"] / h.name
+                (cs / "cpuset.mems").write_text((dirs["cpuset"] / "cpuset.mems").read_text())
+                (cs / "cpuset.cpus").write_text(ranges(h.cpus) + "\n")
+        except OSError as exc:
+            raise RunFailed(f"cannot size the host ({h.size_text()}): {exc}", host=h.name,
+                            phase="lab") from None
+
+
+def _cgroups_named(pattern: re.Pattern[str]) -> list[Path]:
+    out = []
+    for mnt in dict.fromkeys(_controller_dirs().values()):
+        with contextlib.suppress(OSError):
+            out += [d for d in mnt.iterdir() if d.is_dir() and pattern.match(d.name)]
+    return out
+
+
+def _remove_cgroups(dirs: list[Path]) -> list[str]:
+    """Kill whatever is still inside (nothing, after the namespaces' processes), then rmdir."""
+    removed = []
+    for d in dirs:
+        deadline = time.monotonic() + 3.0
+        while True:
+            with contextlib.suppress(OSError, ValueError):
+                for pid in (d / "cgroup.procs").read_text().split():
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(int(pid), signal.SIGKILL)
+                        removed.append(f"process {pid} (in cgroup {d})")
+            try:
+                d.rmdir()
+                removed.append(f"cgroup {d}")
+                break
+            except FileNotFoundError:
+                break
+            except OSError:  # EBUSY while the killed tasks exit
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.02)
+    return removed
+
+
+def _cgroup_mount_script() -> str:
+    """Mount this machine's cgroup hierarchies in a host's own mount namespace (`ip netns
+    exec` mounts a fresh /sys without them), best effort: they are for looking, not limiting."""
+    steps = []
+    for mnt, fstype, opts in _cgroup_mounts():
+        q = shlex.quote(mnt)
+        steps.append(f"{{ mkdir -p {q}; mount -t {fstype} -o {shlex.quote(opts)} {fstype} {q}; }} "
+                     "2>/dev/null")
+    return "".join(f"{step}; " for step in steps)
 
 
 # --- bringing a lab up ---------------------------------------------------------
@@ -255,11 +391,18 @@ LogLevel ERROR
 
 def _start_sshd(st: LabState) -> None:
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege-separation dir sshd insists on
+    dirs = _controller_dirs()
+    mounts = _cgroup_mount_script()
     procs = []
     for h in st.hosts:
         d = Path(st.dir) / "hosts" / h.name
+        sshd = shlex.join([SSHD, "-f", str(d / "sshd_config"), "-E", str(d / "sshd.log")])
+        # Join the host's cgroups first (children inherit them), then its namespace.
+        join = "".join(f"echo $$ > {shlex.quote(str(c / 'cgroup.procs'))} && "
+                       for c in _host_cgroups(h, dirs))
+        inner = f"{mounts}exec {sshd}"
         procs.append((h, subprocess.Popen(
-            ["ip", "netns", "exec", h.name, SSHD, "-f", str(d / "sshd_config"), "-E", str(d / "sshd.log")],
+            ["sh", "-c", f"{join}exec ip netns exec {h.name} sh -c {shlex.quote(inner)}"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)))
     for h, proc in procs:
         _, err = proc.communicate(timeout=30)
@@ -314,10 +457,43 @@ def _inventory(st: LabState) -> str:
     return "\n".join(lines)
 
 
-def up(name: str, hosts: int, pps: int | None = None, *, root: Path | None = None) -> LabState:
+def size_flags(cpu: list[str], cpus: list[str]) -> dict[str, Size]:
+    """`lab up --cpu [ROLE=]N --cpus [ROLE=]LIST` -> sizes per role, checked like hosts.size."""
+    from pydantic import ValidationError
+
+    fields: dict[str, dict[str, str]] = {}
+    for flag, values in (("cpu", cpu), ("cpus", cpus)):
+        for value in values:
+            role, _, v = value.rpartition("=")
+            if role not in ("", "server", "client"):
+                raise UserError(f"--{flag} {value}: the role is server or client, got {role!r}")
+            for r in ([role] if role else ["server", "client"]):
+                fields.setdefault(r, {})[flag] = v
+    try:
+        return {r: Size.model_validate(f) for r, f in fields.items()}
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        got = "" if err["type"] == "value_error" else f", got {err['input']!r}"  # it says so itself
+        raise UserError(f"--{err['loc'][0]}: {err['msg'].removeprefix('Value error, ')}{got}") from None
+
+
+def _sizes_match(st: LabState, size: dict[str, Size], hosts: int | None = None) -> bool:
+    """Whether the lab's hosts (the first `hosts`) are sized as `size` asks."""
+    return all((h.cpu, h.cpus) == tuple(_size_of(size, h.index).get(k) for k in ("cpu", "cpus"))
+               for h in st.hosts[:hosts])
+
+
+def _sizes_text(st: LabState) -> str:
+    return "; ".join(dict.fromkeys(f"{'server' if h.index == 0 else 'client'}: {h.size_text()}"
+                                   for h in st.hosts))
+
+
+def up(name: str, hosts: int, pps: int | None = None, *, size: dict[str, Size] | None = None,
+       root: Path | None = None) -> LabState:
     """Bring up lab `name` with `hosts` hosts; on any failure (or Ctrl-C) nothing is left behind.
 
-    A lab already up with the same shape is returned as is.
+    `size` sizes hosts per role ("server": host 0, "client": the others). A lab already up
+    with the same shape is returned as is.
     """
     _check_name(name)
     if not 1 <= hosts <= MAX_HOSTS:
@@ -325,17 +501,18 @@ def up(name: str, hosts: int, pps: int | None = None, *, root: Path | None = Non
     if pps is not None and pps <= 0:
         raise UserError(f"lab {name}: pps must be a positive number, got {pps}")
     root = root or LABS_ROOT
+    size = size or {}
     current = status(name, root=root)
     if current and current[0].healthy:
         st = current[0]
-        if len(st.hosts) == hosts and st.pps == pps:
+        if len(st.hosts) == hosts and st.pps == pps and _sizes_match(st, size, hosts):
             return st
-        raise UserError(f"lab {name} is already up with {len(st.hosts)} hosts and pps={st.pps}; "
-                        f"run `orchestrate lab down --name {name}` first")
-    if current or _lab_namespaces(name) or _lab_dir(name, root).exists():
+        raise UserError(f"lab {name} is already up with {len(st.hosts)} hosts, pps={st.pps} and "
+                        f"sizes {_sizes_text(st)}; run `orchestrate lab down --name {name}` first")
+    if current or _lab_namespaces(name) or _lab_dir(name, root).exists() or _lab_cgroups(name):
         down(name, root=root)  # leftovers of an interrupted lab
     with _lock(root):
-        st = _plan(name, _free_index(root, name), hosts, pps, root)
+        st = _plan(name, _free_index(root, name), hosts, pps, root, size)
         d = Path(st.dir)
         d.mkdir(mode=0o700, parents=True)
         _write_state(st)  # first, so `down` can always find the bridge and namespaces
@@ -348,6 +525,7 @@ def up(name: str, hosts: int, pps: int | None = None, *, root: Path | None = Non
         for h in st.hosts:
             (d / "hosts" / h.name / "sshd_config").write_text(_sshd_config(st, h))
         _network(st)
+        _make_cgroups(st)
         _start_sshd(st)
         _wait_ssh(st)
         _raise_nofile(st)
@@ -414,6 +592,7 @@ def down(name: str, *, root: Path | None = None) -> list[str]:
         with contextlib.suppress(ProcessLookupError, ValueError):
             os.kill(int(pid), signal.SIGKILL)
             removed.append(f"process {pid} (stray, {d})")
+    removed += _remove_cgroups(_lab_cgroups(name))
     if namespaces:
         # Deleting a namespace deletes both ends of its veth.
         _sh(["ip", "-batch", "-"], input="".join(f"netns del {ns}\n" for ns in namespaces), check=False)
@@ -446,6 +625,11 @@ def _problems(st: LabState, namespaces: set[str], links: set[str]) -> tuple[str,
             out.append(f"namespace {h.name} is missing")
     if st.state == "up" and len(alive) < len(st.hosts):
         out.append(f"{len(st.hosts) - len(alive)} of {len(st.hosts)} sshd are not running")
+    dirs = _controller_dirs()
+    for h in st.hosts:
+        missing = [str(c) for c in _host_cgroups(h, dirs) if not c.is_dir()]
+        if missing:
+            out.append(f"host {h.name} is sized ({h.size_text()}) but its cgroup {missing[0]} is missing")
     return tuple(out)
 
 
@@ -466,14 +650,17 @@ def status(name: str | None = None, *, root: Path | None = None) -> list[LabStat
             out.append(replace(st, problems=_problems(st, namespaces, links)))
     known = {s.name for s in out}
     orphans: dict[str, list[str]] = {}
-    for ns in namespaces:
-        m = re.match(r"^orch-(.+)-(\d+)$", ns)
+    pattern = re.compile(r"^orch-(.+)-(\d+)$")
+    for what in [*namespaces, *(f"cgroup {d}" for d in _cgroups_named(pattern))]:
+        m = pattern.match(what.rsplit("/", 1)[-1])
         if m and m[1] not in known and (name is None or m[1] == name):
-            orphans.setdefault(m[1], []).append(ns)
+            orphans.setdefault(m[1], []).append(what)
     for n, nss in sorted(orphans.items()):
         out.append(LabState(name=n, index=-1, dir=str(_lab_dir(n, root)), bridge="", gateway="", pps=None,
                             hosts=(), key_file="", known_hosts="", inventory="", state="orphaned",
-                            problems=(f"namespaces {', '.join(sorted(nss))} have no lab directory",)))
+                            problems=(f"namespaces {', '.join(sorted(nss))} have no lab directory"
+                                      if not any(x.startswith("cgroup ") for x in nss) else
+                                      f"{', '.join(sorted(nss))}: no lab directory",)))
     return out
 
 
@@ -487,7 +674,8 @@ def describe(st: LabState) -> str:
     lines = [f"lab {st.name}: {health}, {len(st.hosts)} hosts, {cap}, bridge {st.bridge} {st.gateway}/24"]
     for h in st.hosts:
         role = "server" if h.index == 0 else "client"
-        lines.append(f"  {h.name:<24} {h.address:<15} {role:<7} "
+        size = f"{h.size_text()}  " if h.sized else ""
+        lines.append(f"  {h.name:<24} {h.address:<15} {role:<7} {size}"
                      f"ssh -i {st.key_file} -o UserKnownHostsFile={st.known_hosts} root@{h.address}")
     lines.append(f"  inventory: {st.inventory}  (ansible-playbook -i {st.inventory} playbooks/site.yml)")
     lines += [f"  problem: {p}" for p in st.problems]
@@ -534,11 +722,12 @@ def open_lab(scenario: Scenario, *, run_id: str, root: Path | None = None, **_: 
     Other keyword options (meant for other providers) are ignored.
     """
     name = scenario.hosts.lab or scenario.name
-    need = scenario.hosts.roles.server + scenario.hosts.roles.client
+    need = scenario.hosts.roles.server + scenario.hosts.roles.clients
     pps = scenario.hosts.link.pps
+    size = dict(scenario.hosts.size)
     owned = not is_up(name, root=root)
     if owned:
-        st = up(name, need, pps, root=root)
+        st = up(name, need, pps, size=size, root=root)
     else:
         st = status(name, root=root)[0]
         if len(st.hosts) < need:
@@ -547,7 +736,11 @@ def open_lab(scenario: Scenario, *, run_id: str, root: Path | None = None, **_: 
         if pps is not None and st.pps != pps:
             raise UserError(f"lab {name} is up with pps={st.pps} but the scenario asks for pps={pps}; "
                             f"`orchestrate lab down --name {name}` first, or set hosts.lab to another name")
-    hosts = hosts_of(st, run_id=run_id, clients=scenario.hosts.roles.client,
+        if size and not _sizes_match(st, size, need):
+            raise UserError(f"lab {name} is up with sizes {_sizes_text(st)}, not the scenario's "
+                            f"hosts.size; `orchestrate lab down --name {name}` first, or set hosts.lab "
+                            "to another name")
+    hosts = hosts_of(st, run_id=run_id, clients=scenario.hosts.roles.clients,
                      connect_timeout=scenario.hosts.ssh.connect_timeout)
     try:
         yield Lab(provider="netns", hosts=hosts, name=name)

@@ -1,24 +1,48 @@
 """EC2 basics shared by the aws provider, its cost estimate and its cleanup: the tags that
-mark what a run created, sessions and clients from the standard credential chain, and
-one-line error text (never a request, which carries headers)."""
+mark what a run created, sessions and clients from the standard credential chain, who the
+caller is, retries for EC2's eventual consistency, and one-line errors naming the step
+with an IAM or quota hint (never a request, which carries headers)."""
 
 from __future__ import annotations
 
+import getpass
 import ipaddress
+import logging
+import socket
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from orchestrator.errors import UserError
+from orchestrator.errors import RunFailed, UserError
 from orchestrator.scenario import Aws, Scenario
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 TAG_RUN = "orchestrate:run-id"
 TAG_SCENARIO = "orchestrate:scenario"
 TAG_EXPIRES = "orchestrate:expires"
+TAG_OWNER = "orchestrate:owner"  # who ran it (caller ARN): cleanup leaves other users' runs alone
 ROLES = ("server", "client")
 KINDS = ("instance", "placement-group", "security-group", "key-pair")  # the order cleanup removes them in
-WAITER = {"Delay": 5, "MaxAttempts": 120}  # instance running/terminated: up to 10 minutes
+STATE_TIMEOUT_S = 600.0  # how long an instance may take to reach running, or terminated
 ADDRESS_URL = "https://checkip.amazonaws.com"
 LIVE_STATES = ("pending", "running", "shutting-down", "stopping", "stopped")
+POLL_S = 5.0  # between describe calls while instances change state
+# Backoff for EC2's eventual consistency and for deletes that wait on a dependency:
+# first delay, the longest delay, and how long to keep trying (seconds).
+BACKOFF = (1.0, 15.0, 180.0)
+# What a fresh create answers for a while: the resource exists, the API does not know it yet.
+CONSISTENCY = ("InvalidGroup.NotFound", "InvalidKeyPair.NotFound", "InvalidPlacementGroup.Unknown",
+               "InvalidInstanceID.NotFound", "InvalidNetworkInterfaceID.NotFound")
+# No room for this type here now: another zone may have it.
+CAPACITY = ("InsufficientInstanceCapacity", "Unsupported", "InsufficientCapacity",
+            "Server.InsufficientInstanceCapacity", "InsufficientHostCapacity")
+_IAM = ("UnauthorizedOperation", "AccessDenied", "AccessDeniedException", "AuthFailure",
+        "InvalidClientTokenId", "UnrecognizedClientException", "ExpiredToken", "OptInRequired")
+DOCS = "README, 'AWS: permissions and quotas'"
 
 
 def config(scenario: Scenario) -> Aws:
@@ -31,14 +55,23 @@ def instance_type(aws: Aws, role: str) -> str:
 
 
 def role_counts(scenario: Scenario) -> dict[str, int]:
-    return {"server": scenario.hosts.roles.server, "client": scenario.hosts.roles.client}
+    return {"server": scenario.hosts.roles.server, "client": scenario.hosts.roles.clients}
 
 
-def make_session(region: str) -> Any:
-    """A boto3 session from the standard credential chain only; UserError when it finds none."""
+def make_session(region: str | None, profile: str | None = None) -> Any:
+    """A boto3 session from the standard credential chain only; UserError when it finds none.
+
+    `region` None: the profile's (or AWS_REGION's) region, which must then be set.
+    """
     import boto3  # heavy import, only when AWS is used
+    from botocore.exceptions import BotoCoreError
 
-    session = boto3.session.Session(region_name=region)
+    try:
+        session = boto3.session.Session(region_name=region, profile_name=profile)
+    except BotoCoreError as exc:  # ProfileNotFound and friends
+        raise UserError(f"aws: {exc}") from None
+    if not session.region_name:
+        raise UserError("aws: no region: pass --region, or set one in the profile or AWS_REGION")
     if session.get_credentials() is None:
         raise UserError("no AWS credentials found; configure them the standard way (AWS_PROFILE, "
                         "~/.aws/credentials, aws sso login, or an instance role)")
@@ -86,6 +119,75 @@ def error_text(exc: BaseException) -> str:
         err = resp["Error"]
         return f"{err.get('Code', 'Error')}: {err.get('Message', '')}".strip()
     return f"{type(exc).__name__}: {exc}"
+
+
+def code_of(exc: BaseException) -> str:
+    resp = getattr(exc, "response", None)
+    return str(resp.get("Error", {}).get("Code", "")) if isinstance(resp, dict) else ""
+
+
+def is_aws_error(exc: BaseException) -> bool:
+    """A botocore/boto3 error (ClientError, WaiterError, EndpointConnectionError, ...)."""
+    return type(exc).__module__.startswith(("botocore", "boto3"))
+
+
+def hint(exc: BaseException, service: str = "ec2") -> str:
+    """What to do about an API error, for the errors a user can fix: permissions and quotas."""
+    code = code_of(exc)
+    op = getattr(exc, "operation_name", "") or "this call"
+    if code in _IAM or code.endswith(("AccessDenied", "Unauthorized")):
+        return f" (IAM: the credentials need {service}:{op}; see the {DOCS})"
+    if code.endswith("LimitExceeded") and code != "RequestLimitExceeded":
+        return f" (quota: ask for more in Service Quotas, or free some; see the {DOCS})"
+    if code in CAPACITY:
+        return " (capacity: try another instance type or region, or later)"
+    if "EndpointConnection" in type(exc).__name__ or "ConnectTimeout" in type(exc).__name__:
+        return " (network: the AWS endpoint cannot be reached from here)"
+    return ""
+
+
+@contextmanager
+def step(name: str, *, service: str = "ec2", phase: str = "provision") -> Iterator[None]:
+    """An API error inside becomes one RunFailed line naming `name`, with its hint."""
+    try:
+        yield
+    except Exception as exc:
+        if not is_aws_error(exc):
+            raise
+        raise RunFailed(f"aws {name}: {error_text(exc)}{hint(exc, service)}", phase=phase) from None
+
+
+def retry(call: Callable[[], T], *, codes: tuple[str, ...], what: str) -> T:
+    """`call()`, again with backoff while it answers one of `codes` (until BACKOFF's total)."""
+    first, cap, total = BACKOFF
+    deadline = time.monotonic() + total
+    delay = first
+    while True:
+        try:
+            return call()
+        except Exception as exc:
+            if code_of(exc) not in codes or time.monotonic() + delay > deadline:
+                raise
+            log.info("aws: %s: %s; again in %.1fs", what, code_of(exc), delay)
+            time.sleep(delay)
+            delay = min(delay * 2, cap)
+
+
+def identity(session: Any, endpoint_url: str | None) -> str:
+    """Who runs this, for the owner tag: the caller's ARN (an assumed role without its
+    session name, so a CI role's nightly runs are one owner); the local user if STS fails."""
+    try:
+        arn = str(client(session, "sts", endpoint_url).get_caller_identity()["Arn"])
+    except Exception as exc:
+        if not is_aws_error(exc):
+            raise
+        local = f"local:{getpass.getuser()}@{socket.gethostname()}"
+        log.warning("orchestrate: WARNING aws: cannot ask STS who is calling (%s); owner tag %s",
+                    error_text(exc), local)
+        return local
+    if ":assumed-role/" in arn:
+        arn = arn.rsplit("/", 1)[0]
+    return arn
 
 
 def discover_address(timeout: float = 5.0) -> str:
