@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
+import select
 import shlex
 import signal as _signal
 import socket
@@ -125,8 +127,62 @@ class SshTarget:
     connect_timeout: float = 10.0
 
 
+class _Timeout(Exception):
+    """A command on a control shell did not finish in time (got: whether any byte came back)."""
+
+    def __init__(self, got: bool):
+        super().__init__()
+        self.got = got
+
+
+class _Shell:
+    """One long-lived /bin/sh on a host, fed commands on its channel's stdin.
+
+    sshd runs every exec request through the user's login shell, and bash reads ~/.bashrc
+    for commands that come over SSH (here, pyenv: ~0.2 s a command). A shell that stays up
+    pays that once; each command is then `sh -c CMD </dev/null` (a few ms), framed by a
+    random token that carries its exit status on stdout and ends its stderr.
+    """
+
+    def __init__(self, chan) -> None:  # type: ignore[no-untyped-def]
+        self.chan = chan
+
+    def run(self, cmd: str, timeout: float) -> tuple[int, bytes, bytes]:
+        token = f"@@orchestrate-{secrets.token_hex(8)}@@".encode()
+        end_out, end_err = b"\n" + token + b" ", b"\n" + token + b"\n"
+        line = (f"sh -c {shlex.quote(cmd)} </dev/null; printf '\\n%s %d\\n' {token.decode()} $?; "
+                f"printf '\\n%s\\n' {token.decode()} >&2\n")
+        chan = self.chan
+        chan.sendall(line.encode())
+        out, err = bytearray(), bytearray()
+        deadline = time.monotonic() + timeout
+        while True:
+            while chan.recv_ready():
+                out += chan.recv(65536)
+            while chan.recv_stderr_ready():
+                err += chan.recv_stderr(65536)
+            at = out.rfind(end_out)
+            if at >= 0 and out.endswith(b"\n") and err.endswith(end_err):
+                return int(out[at + len(end_out):-1]), bytes(out[:at]), bytes(err[:-len(end_err)])
+            if chan.exit_status_ready() or chan.eof_received:
+                raise EOFError("the control shell ended")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise _Timeout(bool(out or err))
+            select.select([chan], [], [], min(left, 1.0))  # the channel signals both streams
+
+    def close(self) -> None:
+        self.chan.close()
+
+
 class SshTransport:
-    """A host over SSH with paramiko; host keys are verified unless explicitly turned off."""
+    """A host over SSH with paramiko; host keys are verified unless explicitly turned off.
+
+    One connection per host, and on it up to MAX_SHELLS control shells (see _Shell), so a
+    command costs a round trip, not a login shell's start-up files.
+    """
+
+    MAX_SHELLS = 6  # concurrent commands on one host; sshd's MaxSessions defaults to 10
 
     def __init__(self, target: SshTarget):
         import logging
@@ -140,6 +196,9 @@ class SshTransport:
         self.target = target
         self._lost = (OSError, EOFError, paramiko.SSHException)
         self._sftp = None
+        self._idle: list[_Shell] = []  # last in, first out: one host's steps reuse one shell
+        self._open = 0
+        self._pool = threading.Condition()
         self._client = self._connect()
 
     def _connect(self):  # type: ignore[no-untyped-def]
@@ -185,53 +244,76 @@ class SshTransport:
         if transport is not None and transport.is_active():
             return
         self._sftp = None
+        with self._pool:
+            self._idle.clear()  # their channels went with the connection
+            self._open = 0
         try:
             self._client = self._connect()
         except UserError as exc:  # mid-run this is a failure of the run, not bad input
             raise RemoteError(f"SSH connection lost and could not be re-established: {exc}",
                               host=self.name) from None
 
+    def _take_shell(self, timeout: float) -> _Shell:
+        with self._pool:
+            if not self._idle and self._open >= self.MAX_SHELLS:
+                self._pool.wait_for(lambda: bool(self._idle) or self._open < self.MAX_SHELLS, timeout)
+            if self._idle:
+                return self._idle.pop()
+            self._open += 1
+        try:
+            chan = self._client.get_transport().open_session(timeout=self.target.connect_timeout)
+            chan.exec_command("exec /bin/sh")  # the one start of the login shell this pays
+            return _Shell(chan)
+        except BaseException:
+            self._drop(None)
+            raise
+
+    def _give_back(self, shell: _Shell) -> None:
+        with self._pool:
+            self._idle.append(shell)
+            self._pool.notify()
+
+    def _drop(self, shell: _Shell | None) -> None:
+        if shell is not None:
+            with contextlib.suppress(*self._lost):
+                shell.close()
+        with self._pool:
+            self._open = max(0, self._open - 1)
+            self._pool.notify()
+
     def run(self, cmd: str, *, timeout: float = 60.0, check: bool = True,
             env: dict[str, str] | None = None) -> Completed:
-        full = _with_env(cmd, env)
         self._ensure_connected()
-        # paramiko waits for the reply to an exec request without a limit: on a cut link that
-        # is forever. Past the deadline, closing the connection ends that wait (and any other).
+        # paramiko waits for the reply to a session or exec request without a limit: on a cut
+        # link that is forever. Past the deadline, closing the connection ends that wait.
         client = self._client
         watchdog = threading.Timer(timeout + 5.0, client.close)
         watchdog.daemon = True
         watchdog.start()
+        short = cmd if len(cmd) <= 60 else cmd[:57] + "..."
+        shell = None
         try:
-            _, stdout, stderr = client.exec_command(full, timeout=timeout)
-            chan = stdout.channel
-            deadline = time.monotonic() + timeout
-            out, err = bytearray(), bytearray()
-            # Drain both streams while waiting, so a chatty command cannot block on a full window.
-            while True:
-                while chan.recv_ready():
-                    out += chan.recv(65536)
-                while chan.recv_stderr_ready():
-                    err += chan.recv_stderr(65536)
-                if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
-                    break
-                if time.monotonic() > deadline:
-                    chan.close()
-                    if not chan.exit_status_ready() and not out and not err:
-                        # Not even a byte back: treat the connection as dead, so the next
-                        # call reconnects (or says the host is unreachable) instead of hanging.
-                        self._client.close()
-                    short = cmd if len(cmd) <= 60 else cmd[:57] + "..."
-                    raise RemoteError(f"no answer within {timeout:.0f}s running `{short}` "
-                                      "(host down or connection cut?)", host=self.name)
-                time.sleep(0.005)
-            rc = chan.recv_exit_status()
+            shell = self._take_shell(timeout)
+            rc, out, err = shell.run(_with_env(cmd, env), timeout)
+            self._give_back(shell)
+        except _Timeout as exc:
+            self._drop(shell)  # the command may still run: this shell is no longer ours
+            if not exc.got:
+                # Not even a byte back: treat the connection as dead, so the next
+                # call reconnects (or says the host is unreachable) instead of hanging.
+                client.close()
+            raise RemoteError(f"no answer within {timeout:.0f}s running `{short}` "
+                              "(host down or connection cut?)", host=self.name) from None
         except self._lost as exc:
-            short = cmd if len(cmd) <= 60 else cmd[:57] + "..."
+            self._drop(shell)
             if not watchdog.is_alive():
                 raise RemoteError(f"no answer within {timeout:.0f}s running `{short}` "
                                   "(host down or connection cut?)", host=self.name) from None
             raise RemoteError(f"SSH connection lost ({exc or type(exc).__name__}) running `{short}`",
                               host=self.name) from None
+        except BaseException:  # Ctrl-C mid-command: the shell's framing is lost with it
+            self._drop(shell)
+            raise
         finally:
             watchdog.cancel()
         return _check(self.name, Completed(cmd, rc, out.decode(errors="replace"),
@@ -262,6 +344,11 @@ class SshTransport:
             raise RemoteError(f"cannot fetch {remote}: {exc}", host=self.name) from None
 
     def close(self) -> None:
+        with self._pool:
+            shells, self._idle, self._open = self._idle, [], 0
+        for shell in shells:
+            with contextlib.suppress(*self._lost):
+                shell.close()
         if self._sftp is not None:
             self._sftp.close()
         self._client.close()
@@ -505,11 +592,13 @@ def cpu_times(t: Transport, pgids: list[int], *, sshd: bool = False) -> CpuTimes
                 'echo "%s $s | $(cut -d" " -f1 /proc/$p/schedstat 2>/dev/null)"; done; ')
     script = "date +%s.%N; getconf CLK_TCK; "
     script += "".join(lines_of % (f"ps -o pid= -g {g} 2>/dev/null", g) for g in pgids)
-    if sshd:  # the sshd serving this command: its daemon (the topmost sshd) and all below it
+    if sshd:  # the sshd serving this command: its daemon (the topmost sshd) and all below it,
+        # with the shells its sessions run (our control shells, which reap our commands)
         script += ('top=$PPID; while pp=$(awk \'/^PPid:/{print $2}\' /proc/$top/status) && '
                    '[ "$(cat /proc/$pp/comm 2>/dev/null)" = sshd ]; do top=$pp; done; ')
-        script += lines_of % ("ps -e -o pid=,ppid=,comm= | awk -v top=$top '{up[$1]=$2; c[$1]=$3} "
-                              "END {for (p in c) if (c[p] == \"sshd\") {q = p; "
+        script += lines_of % ("ps -e -o pid=,ppid=,comm= | awk -v top=$top -v self=$$ "
+                              "'{up[$1]=$2; c[$1]=$3} END {for (p in c) "
+                              "if (c[p] == \"sshd\" || (c[up[p]] == \"sshd\" && p != self)) {q = p; "
                               "while (q > 1 && q != top) q = up[q]; if (q == top) print p}}'", "sshd")
     script += 's=$(cat /proc/$$/stat) && echo "own $s |"; true'  # last: nothing of ours after it
     lines = t.run(script, timeout=15, check=False).stdout.splitlines()

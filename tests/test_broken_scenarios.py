@@ -38,6 +38,11 @@ EXPECTED = {
                    "or equal to 65535, got 70000"), (4, "server.cpus: cannot read '0-' as CPUs")],
     "cpus_not_on_host": [(3, "server.cpus: CPU(s) [64] not available on this host")],
     "duplicate_key": [(3, "repeat: duplicate key; each key may appear once")],
+    "bad_size": [(5, "hosts.size.client.cpu: Input should be greater than or equal to 0.01, got 0"),
+                 (6, "hosts.size.db.[key]: Input should be 'server' or 'client', got 'db'")],
+    "size_beyond_cpuset": [(6, "hosts.size.server.cpu: 2 CPUs of time, but cpus gives the host only 1"),
+                           (7, "hosts.size.server.cpus: server.cpus pins to CPU(s) [0], outside this "
+                               "cpuset (1)")],
     "binary": [(1, "not UTF-8 text (byte 0xff)")],
     # 9 levels of 9 aliases of the level before: 9^9 values once expanded; the first level past
     # the bound is f (line 7), found on the composed graph before anything expands it
