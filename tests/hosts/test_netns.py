@@ -219,3 +219,27 @@ def test_up_is_idempotent_and_status_reports_problems(lab3):
         netns.up("no/slash", 1)
     listed = {s.name: s for s in netns.status()}
     assert listed[st.name].healthy
+
+
+def test_commands_share_one_control_shell_per_host(lab3):
+    """Each command is `sh -c` under one long-lived shell: what it prints, its exit status and
+    its environment come back exactly, and the login shell (with its start-up files) ran once."""
+    st, _ = lab3
+    t = SshTransport(netns.hosts_of(st, run_id="ctl")[1].ssh)
+    try:
+        done = t.run("echo out; echo err >&2; printf 'no newline'; exit 3", check=False)
+        assert (done.rc, done.stdout, done.stderr) == (3, "out\nno newline", "err\n")
+        assert t.run("cat <<X\n  two\nlines\nX").stdout == "  two\nlines\n"
+        assert t.run("echo \"$A\"", env={"A": "it's \"quoted\" $HOME"}).stdout == "it's \"quoted\" $HOME\n"
+        assert len(t.run("head -c 3000000 /dev/zero | tr '\\0' x").stdout) == 3_000_000
+        parents = {t.run("echo $PPID $(cat /proc/$PPID/comm)").stdout for _ in range(3)}
+        assert len(parents) == 1 and parents.pop().split()[1] == "sh"
+        with pytest.raises(remote.RemoteError, match="no answer within 1s"):
+            t.run("sleep 5", timeout=1)
+        assert t.run("echo still here").stdout == "still here\n"  # a new shell took its place
+        # more commands at once than one host keeps shells for: they wait their turn
+        outs = remote.each(list(range(SshTransport.MAX_SHELLS + 3)),
+                           lambda i: t.run(f"sleep 0.2; echo {i}").stdout)
+        assert outs == [f"{i}\n" for i in range(SshTransport.MAX_SHELLS + 3)]
+    finally:
+        t.close()
