@@ -43,6 +43,14 @@ EXPECTED = {
     "size_beyond_cpuset": [(6, "hosts.size.server.cpu: 2 CPUs of time, but cpus gives the host only 1"),
                            (7, "hosts.size.server.cpus: server.cpus pins to CPU(s) [0], outside this "
                                "cpuset (1)")],
+    "bad_search": [(4, "load.search: a capacity search paces requests at chosen rates; it needs "
+                       "load.tool: orchestrate-load"),
+                   (5, "load.search.slo: needs at least one latency bound, e.g. {p99: 2ms}"),
+                   (7, "load.search.max_rate: must be above min_rate (5000); got 1000"),
+                   (8, "load.search.precision: expected a percentage such as 2% or 2, got 'lots'")],
+    "bad_autoscale": [(6, "hosts.roles.client.min: 4 is above max 2"),
+                      (14, "load.rate: set either load.rate (fixed rates) or load.search (the rate is "
+                           "searched), not both")],
     "binary": [(1, "not UTF-8 text (byte 0xff)")],
     # 9 levels of 9 aliases of the level before: 9^9 values once expanded; the first level past
     # the bound is f (line 7), found on the composed graph before anything expands it
