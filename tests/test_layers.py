@@ -18,10 +18,10 @@ LAYERS: tuple[frozenset[str], ...] = (
     # and the records of results (runs, analyses, points, summaries)
     frozenset({"remote"}),  # commands and files on a host
     frozenset({"hosts", "deploy"}),  # providers, and Ansible on what they provide
-    frozenset({"store", "analysis", "capacity"}),  # results folder, history; verdicts, searches
+    frozenset({"store", "history", "analysis", "capacity"}),  # results folder, history; verdicts, searches
     frozenset({"context", "baseline", "telemetry", "load"}),  # pipeline steps
     frozenset({"execute"}),  # the pipeline
-    frozenset({"report", "compare", "cleanup"}),  # readers of results
+    frozenset({"report", "compare", "cleanup", "site"}),  # readers of results (site: the dashboard)
     frozenset({"cli", "__main__"}),
 )
 LEVEL = {name: i for i, layer in enumerate(LAYERS) for name in layer}

@@ -1,0 +1,182 @@
+"""`orchestrate publish --site DIR`: a static dashboard of the history (asv's idea).
+
+One index.html with, per scenario and matrix point, QPS, p99 and (where runs measured
+it) capacity over the complete runs, oldest to newest. Every run's dot links to its
+report (copied into the site, so the site is self-contained and opens from a file or
+any static host); change points (history/changepoint.py) are drawn as a dashed line
+with the shift, and runs the regression gate failed are red. Inline SVG and CSS only:
+no script, no server, nothing fetched.
+"""
+
+from __future__ import annotations
+
+import html
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orchestrator.history import History, changepoint, plain
+from orchestrator.store import atomic_write, load_summary
+
+W, H = 760, 200  # one chart
+PAD_L, PAD_R, PAD_T, PAD_B = 70, 20, 26, 34
+SHIFT_COLOUR = "#dd6b20"
+FAIL_COLOUR = "#c53030"
+LINE_COLOUR = "#2b6cb0"
+
+
+@dataclass(frozen=True)
+class Run:
+    session: dict[str, Any]
+    report: str | None  # the report's path inside the site
+    gate: dict[str, Any] | None
+
+
+def _label(point: tuple[Any, ...]) -> str:
+    arch, threads, conns, rate = point
+    return f"{arch} threads={threads} conns={conns}" + (f" rate={rate:g}" if rate is not None else "")
+
+
+def _fmt(v: float) -> str:
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
+
+
+def _chart(title: str, unit: str, series: list[changepoint.Entry], values: list[float | None],
+           runs: dict[str, Run], shifts: list[changepoint.Shift], point_label: str, kind: str) -> str:
+    known = [v for v in values if v is not None]
+    if not known:
+        return ""
+    lo, hi = min(known), max(known)
+    span = (hi - lo) or max(abs(hi) * 0.05, 1e-9)
+    lo, hi = lo - span * 0.15, hi + span * 0.15
+    n = len(series)
+
+    def x(i: int) -> float:
+        return PAD_L + (W - PAD_L - PAD_R) * (i / (n - 1) if n > 1 else 0.5)
+
+    def y(v: float) -> float:
+        return PAD_T + (H - PAD_T - PAD_B) * (1 - (v - lo) / (hi - lo))
+
+    out = [f'<svg class="chart" data-kind="{kind}" data-point="{html.escape(point_label)}" '
+           f'width="{W}" height="{H}" viewBox="0 0 {W} {H}" role="img" '
+           f'aria-label="{html.escape(title)}"><title>{html.escape(title)}</title>',
+           f'<rect x="{PAD_L}" y="{PAD_T}" width="{W - PAD_L - PAD_R}" height="{H - PAD_T - PAD_B}" '
+           'fill="#fafafa" stroke="#ddd"/>']
+    for frac in (0, 0.5, 1):
+        v = lo + (hi - lo) * frac
+        out.append(f'<text x="{PAD_L - 6}" y="{y(v) + 4:.1f}" text-anchor="end" class="tick">'
+                   f'{_fmt(v)}</text>')
+    out.append(f'<text x="{PAD_L}" y="{PAD_T - 10}" class="tick">{unit}</text>')
+    for i in sorted({0, n - 1, n // 2}):
+        anchor = "start" if i == 0 and n > 1 else "end" if i == n - 1 and n > 1 else "middle"
+        out.append(f'<text x="{x(i):.1f}" y="{H - 12}" text-anchor="{anchor}" class="tick">'
+                   f'{html.escape(series[i].started[:10])}</text>')
+    for sh in shifts:  # drawn between the last run before and the first run after
+        sx = (x(sh.index - 1) + x(sh.index)) / 2
+        out.append(f'<line class="shift" data-run="{html.escape(sh.results_id)}" '
+                   f'data-change="{sh.change_pct:.1f}" x1="{sx:.1f}" x2="{sx:.1f}" y1="{PAD_T}" '
+                   f'y2="{H - PAD_B}" stroke="{SHIFT_COLOUR}" stroke-width="2" stroke-dasharray="5 3">'
+                   f'<title>change point at {html.escape(sh.results_id)}: {sh.change_pct:+.1f}% '
+                   f'({_fmt(sh.before)} -> {_fmt(sh.after)} qps)</title></line>')
+        out.append(f'<text class="shift-label" x="{sx + 4:.1f}" y="{PAD_T + 12}" fill="{SHIFT_COLOUR}">'
+                   f'{sh.change_pct:+.1f}%</text>')
+    pts = [(x(i), y(v)) for i, v in enumerate(values) if v is not None]
+    out.append('<polyline fill="none" stroke="{}" stroke-width="1.5" points="{}"/>'.format(
+        LINE_COLOUR, " ".join(f"{a:.1f},{b:.1f}" for a, b in pts)))
+    for i, (e, v) in enumerate(zip(series, values, strict=True)):
+        if v is None:
+            continue
+        run = runs.get(e.results_id)
+        failed = bool(run and run.gate and point_label in (run.gate.get("regressed") or []))
+        dot = (f'<circle class="run{" gate-failure" if failed else ""}" '
+               f'data-run="{html.escape(e.results_id)}" cx="{x(i):.1f}" cy="{y(v):.1f}" '
+               f'r="{5 if failed else 3.5}" '
+               f'fill="{FAIL_COLOUR if failed else LINE_COLOUR}"><title>{html.escape(e.results_id)} '
+               f'({html.escape(e.started)}): {_fmt(v)} {unit}'
+               f'{" - REGRESSION (gate failed)" if failed else ""}</title></circle>')
+        if run and run.report:
+            dot = f'<a href="{html.escape(run.report)}">{dot}</a>'
+        out.append(dot)
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+CSS = """
+body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #222; }
+h1 { font-size: 22px; } h2 { font-size: 18px; margin-top: 32px; } h3 { font-size: 15px; }
+.tick { font-size: 11px; fill: #555; } .shift-label { font-size: 12px; font-weight: bold; }
+table { border-collapse: collapse; margin: 8px 0 24px; }
+td, th { padding: 3px 8px; border-bottom: 1px solid #eee; }
+.fail { color: #c53030; font-weight: bold; } .shiftnote { color: #dd6b20; }
+.legend span { margin-right: 16px; }
+"""
+
+
+def publish(history: History, site: Path, *, scenario: str | None = None) -> Path:
+    """Write site/index.html (and site/runs/<scenario>/<id>/report.html); returns index.html."""
+    sessions = list(reversed(history.sessions(scenario=scenario, limit=1_000_000)))  # oldest first
+    gates = history.gates()
+    runs: dict[str, Run] = {}
+    summaries = []
+    for s in sessions:
+        report = None
+        folder = history.folder(s, files=("summary.json", "report.html")) if s["status"] == "complete" \
+            else None
+        if folder is not None:
+            summaries.append(plain(load_summary(folder)))
+            if (folder / "report.html").is_file():
+                rel = Path("runs") / s["scenario"] / s["results_id"] / "report.html"
+                (site / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(folder / "report.html", site / rel)
+                report = rel.as_posix()
+        runs[s["results_id"]] = Run(s, report, gates.get(s["results_id"]))
+    by_point = changepoint.entries(summaries)
+
+    body = [f"<h1>orchestrate: history</h1><p>{len(sessions)} runs from {html.escape(history.where)}. "
+            "Each dot is one run's median over its repetitions and links to its report; "
+            f'<span style="color:{SHIFT_COLOUR}">dashed lines</span> are change points (where the '
+            f'series shifted, and by how much); <span style="color:{FAIL_COLOUR}">red dots</span> are '
+            "runs the regression gate failed.</p>"]
+    for name in sorted({s["scenario"] for s in sessions}):
+        body.append(f'<section class="scenario" data-scenario="{html.escape(name)}">'
+                    f"<h2>{html.escape(name)}</h2>")
+        for (scn, point), series in by_point.items():
+            if scn != name:
+                continue
+            label = _label(point)
+            shifts = changepoint.shifts(series)
+            body.append(f'<div class="point" data-point="{html.escape(label)}"><h3>{html.escape(label)}</h3>')
+            for sh in shifts:
+                body.append(f'<p class="shiftnote">change point at run {html.escape(sh.results_id)}: '
+                            f"{sh.change_pct:+.1f}% ({_fmt(sh.before)} -> {_fmt(sh.after)} qps, "
+                            f"p={sh.p_value:.2g})</p>")
+            body.append(_chart(f"{label}: QPS", "req/s", series, [e.qps for e in series], runs, shifts,
+                               label, "qps"))
+            body.append(_chart(f"{label}: p99 latency", "p99 ms", series, [e.p99_ms for e in series], runs,
+                               [], label, "p99"))
+            if any(e.capacity is not None for e in series):
+                body.append(_chart(f"{label}: capacity", "req/s", series, [e.capacity for e in series],
+                                   runs, [], label, "capacity"))
+            body.append("</div>")
+        body.append('<table class="runs"><tr><th>started</th><th>run</th><th>status</th><th>gate</th></tr>')
+        for s in reversed([s for s in sessions if s["scenario"] == name]):
+            run = runs[s["results_id"]]
+            rid = html.escape(s["results_id"])
+            link = f'<a href="{html.escape(run.report)}">{rid}</a>' if run.report else rid
+            gate = ""
+            if run.gate is not None:
+                bad = run.gate.get("regressed") or []
+                gate = (f'<span class="fail">REGRESSION: {html.escape(", ".join(bad))}</span>' if bad
+                        else f"passed (&le;{run.gate.get('threshold_pct', '?')}% drop)")
+            body.append(f"<tr><td>{html.escape(s.get('started') or '-')}</td><td>{link}</td>"
+                        f"<td>{html.escape(s.get('status') or '-')}</td><td>{gate}</td></tr>")
+        body.append("</table></section>")
+    if not sessions:
+        body.append(f"<p>No runs recorded in {html.escape(history.where)} yet.</p>")
+    page = ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<title>orchestrate: history</title>"
+            f"<style>{CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+    index = site / "index.html"
+    atomic_write(index, page)
+    return index
