@@ -127,6 +127,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                           history=args.history, resume=bool(args.resume))
     print(table.render(outcome.summary))
     _build_report(outcome.results)
+    try:  # again, now with the report (a remote history keeps the whole folder)
+        history.record(outcome.summary, outcome.results)
+    except Exception as exc:  # the results folder is what matters; history is an index
+        print(f"orchestrate: WARNING could not record history: {exc}", file=sys.stderr)
     print(f"results: {outcome.results}")
     if not args.baseline:
         return EXIT_OK

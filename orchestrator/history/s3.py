@@ -158,10 +158,17 @@ class S3History:
         base = self._key("results", scenario, rid)
         written: list[str] = []
         try:
+            # Recording again (after the report is built) uploads only what is new or changed.
+            pager = self.s3.get_paginator("list_objects_v2")
+            have = {o["Key"]: o["Size"] for page in pager.paginate(Bucket=self.bucket, Prefix=base + "/")
+                    for o in page.get("Contents", [])}
             for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
                 key = f"{base}/{path.relative_to(folder).as_posix()}"
+                if have.get(key) == path.stat().st_size and not path.name.startswith("summary"):
+                    continue
                 self.s3.upload_file(str(path), self.bucket, key)
-                written.append(key)
+                if key not in have:
+                    written.append(key)
             session = {
                 "results_id": rid, "scenario": scenario, "started": summary.get("started"),
                 "finished": summary.get("finished"), "status": summary.get("status"),
