@@ -91,3 +91,44 @@ def test_bad_inputs_exit_2(tmp_path):
     assert done.returncode == 2 and "--fail-on-regression needs --baseline" in done.stderr
     done = orchestrate("run", "--baseline", str(tmp_path / "nope"))
     assert done.returncode == 2 and "not a results folder" in done.stderr
+
+
+def test_last_n_pools_every_repetition_of_the_window(tmp_path):
+    """A slow drift: each night 2% below the one before. Against the latest run alone no step
+    is significant; against the last 5 pooled, the drift shows."""
+    db = tmp_path / "h.sqlite"
+    h = history.open_history(db)
+    for night, level in enumerate((100.0, 98.0, 96.0, 94.0, 92.0), 1):
+        s = summary({P: [level, level + 0.5, level - 0.5]}, run_id=f"n{night}")
+        s["started"] = f"2026-11-0{night}T02:30:00Z"
+        h.record(s, write(tmp_path, f"n{night}", s))
+    tonight = summary({P: [90.0, 90.5, 89.5]}, run_id="n6")
+    name, latest = compare.baseline("latest", scenario="s", history=h, exclude="n6")
+    assert name == "latest (n5)"
+    assert compare.compare(latest, tonight).regressions(5) == []  # -2.2%: not a drop past 5%
+    name, pooled = compare.baseline("last:5", scenario="s", history=h, exclude="n6")
+    assert name == "last:5 (5 runs: n1 .. n5)"
+    (change,) = compare.compare(pooled, tonight).changes
+    assert len(change.before) == 15 and change.word == "worse" and change.change_pct == pytest.approx(-6.25)
+    assert [c.point for c in compare.compare(pooled, tonight).regressions(5)] == [P]
+    # a window larger than the history takes what there is; the judged run never counts
+    name, _ = compare.baseline("last:50", scenario="s", history=h, exclude="n5")
+    assert name == "last:50 (4 runs: n1 .. n4)"
+    assert compare.baseline("last:3", scenario="other", history=h) is None  # first night: nothing
+
+
+def test_environment_differences_are_warned_about():
+    a = summary({P: [100, 101, 99]})
+    b = summary({P: [100, 101, 99]}, run_id="r2")
+    a["hosts"]["h"].update(kernel="6.1.0-18-amd64", microcode="0xa0", governor="performance",
+                           mitigations={"spectre_v2": "Mitigation: IBRS", "mds": "Not affected"},
+                           tool_versions={"wrk": "4.1.0"}, instance_type="c7i.large", roles=["server"])
+    b["hosts"]["h"].update(kernel="6.1.0-21-amd64", microcode="0xa0", governor="powersave",
+                           mitigations={"spectre_v2": "Vulnerable", "mds": "Not affected"},
+                           tool_versions={"wrk": "4.2.0"}, instance_type="c7i.large", roles=["server"])
+    warnings = [w for w in compare.compare(a, b).warnings if w.startswith("environment differs")]
+    assert warnings == ["environment differs: server kernel: 6.1.0-18-amd64 vs 6.1.0-21-amd64",
+                        "environment differs: server CPU governor: performance vs powersave",
+                        "environment differs: server mitigations: spectre_v2 Mitigation: IBRS vs Vulnerable",
+                        "environment differs: server tool versions: wrk 4.1.0 vs 4.2.0"]
+    assert not [w for w in compare.compare(a, a).warnings if w.startswith("environment")]
