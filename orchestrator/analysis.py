@@ -1,6 +1,6 @@
 """Explain the number: packets per request, ceiling use, the bottleneck verdict, cost per request.
 
-Reads run records (summary.json), never raw files. Each verdict carries the
+Reads run records (records.Run), never raw files. Each verdict carries the
 numbers that decided it, so a reader can check the reasoning, as the reference
 write-up did by hand from iperf3, pidstat and htop.
 
@@ -14,8 +14,26 @@ enough digits that the printed numbers never contradict the printed relation.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
+
+from orchestrator.records import (
+    Analysis,
+    Balance,
+    Ceiling,
+    CounterThread,
+    CpuCost,
+    CpuSplit,
+    Latency,
+    LittlesLaw,
+    PacketsPerRequest,
+    Pair,
+    Point,
+    Run,
+    Summary,
+    Switches,
+)
 
 NETWORK, SERVER, CLIENT = "network-bound", "server-bound", "client-bound"
 CONCURRENCY, INCONCLUSIVE = "concurrency-bound", "inconclusive"
@@ -190,9 +208,16 @@ def rel(value: float, threshold: float) -> str:
     return ">=" if value >= threshold else "<"
 
 
-def _server_interface(run: dict[str, Any], server: str, interface: str | None) -> tuple[str, dict] | None:
+def _sar(run: Run, server: str) -> Mapping[str, Any]:
+    """The server host's sar window (telemetry is opaque: the collector's own keys)."""
+    sar = run.telemetry.get("sar")
+    host = sar.get(server) if isinstance(sar, Mapping) else None
+    return host if isinstance(host, Mapping) else {}
+
+
+def _server_interface(run: Run, server: str, interface: str | None) -> tuple[str, dict] | None:
     """The server host's interface that carried the load: the named one, else the busiest."""
-    ifaces = ((run.get("telemetry") or {}).get("sar") or {}).get(server, {}).get("interfaces") or {}
+    ifaces = _sar(run, server).get("interfaces") or {}
     if interface and interface in ifaces:
         return interface, ifaces[interface]
     if not ifaces:
@@ -201,8 +226,7 @@ def _server_interface(run: dict[str, Any], server: str, interface: str | None) -
     return name, ifaces[name]
 
 
-def packets(run: dict[str, Any], server: str, interface: str | None,
-            loopback: bool) -> dict[str, Any] | None:
+def packets(run: Run, server: str, interface: str | None, loopback: bool) -> dict[str, Any] | None:
     """Packets per request and packet rate on the server's interface during the load window.
 
     Across hosts, rx = requests arriving and tx = responses leaving. On loopback
@@ -211,7 +235,7 @@ def packets(run: dict[str, Any], server: str, interface: str | None,
     (iperf3 over lo) measures.
     """
     found = _server_interface(run, server, interface)
-    qps = _num(run.get("qps")) or 0.0
+    qps = run.qps or 0.0
     if not found or qps <= 0:
         return None
     name, iface = found
@@ -222,7 +246,7 @@ def packets(run: dict[str, Any], server: str, interface: str | None,
                            "rx_per_request": rx / qps, "tx_per_request": tx / qps,
                            "drops_s": float(iface.get("rx_drop_s") or 0) + float(iface.get("tx_drop_s") or 0)}
     out["per_request"] = out["rx_per_request"] if loopback else out["rx_per_request"] + out["tx_per_request"]
-    tcp = (run.get("telemetry") or {}).get("sar", {}).get(server, {})
+    tcp = _sar(run, server)
     if _num(tcp.get("iseg_s")) is not None:
         segs = tcp["iseg_s"] + tcp.get("oseg_s", 0)
         out["tcp_segments_per_request"] = segs / qps / (2 if loopback else 1)
@@ -230,41 +254,40 @@ def packets(run: dict[str, Any], server: str, interface: str | None,
     return out
 
 
-def _server_cpus(run: dict[str, Any]) -> dict[str, Any]:
+def _server_cpus(run: Run) -> dict[str, Any]:
     """The server's pinned CPUs (mpstat: busy includes softirq) and its threads (pidstat)."""
-    cpus = (run.get("server_host_cpu") or {}).get("cpus") or {}
-    rows = {str(k): c for k, c in cpus.items() if isinstance(c, dict) and _num(c.get("busy")) is not None}
+    cpus = run.server_host_cpu.cpus if run.server_host_cpu else {}
+    rows = {k: c for k, c in cpus.items() if c.busy is not None}
     out: dict[str, Any] = {}
-    threads = [t for t in (run.get("server_cpu") or {}).get("threads") or []
-               if isinstance(t, dict) and _num(t.get("busy")) is not None]
-    placed = [t for t in threads if t.get("cpus")]
+    threads = [t for t in (run.server_cpu.threads if run.server_cpu else ()) if t.busy is not None]
+    placed = [t for t in threads if t.cpus]
     if rows:
-        out["busy"] = statistics.fmean(c["busy"] for c in rows.values())
+        out["busy"] = statistics.fmean(c.busy or 0.0 for c in rows.values())
 
         def work(k: str) -> float:
             # The server's own work on CPU k: its threads' %CPU there (pidstat), plus softirq
             # and irq (the kernel's network stack, charged to no thread). Other processes'
             # time on the CPU is not the server's work; if it crowds the server out, the
             # server's run-queue wait shows it.
-            c = rows[k]
-            on = sum(float(t["busy"]) / len(t["cpus"]) for t in placed if int(k) in t["cpus"])
-            return min(100.0, on + float(c.get("soft") or 0.0) + float(c.get("irq") or 0.0))
+            return min(100.0, on_cpu(k) + (rows[k].soft or 0.0) + (rows[k].irq or 0.0))
+
+        def on_cpu(k: str) -> float:
+            return sum((t.busy or 0.0) / len(t.cpus or ()) for t in placed if int(k) in (t.cpus or ()))
 
         if placed:
             top = max(rows, key=work)
-            on = sum(float(t["busy"]) / len(t["cpus"]) for t in placed if int(top) in t["cpus"])
-            out["max_work"], out["max_threads"] = work(top), on
+            out["max_work"], out["max_threads"] = work(top), on_cpu(top)
         else:  # threads not placed on CPUs (or not measured): the CPU's busy time is all we have
-            top = max(rows, key=lambda k: rows[k]["busy"])
-        out["max_busy"], out["max_cpu"] = float(rows[top]["busy"]), top
-        out["max_split"] = {k: float(rows[top].get(k) or 0.0) for k in ("usr", "sys", "soft", "irq")}
-        out["split"] = {k: statistics.fmean(c.get(k, 0.0) for c in rows.values())
+            top = max(rows, key=lambda k: rows[k].busy or 0.0)
+        out["max_busy"], out["max_cpu"] = float(rows[top].busy or 0.0), top
+        out["max_split"] = {k: float(getattr(rows[top], k) or 0.0) for k in ("usr", "sys", "soft", "irq")}
+        out["split"] = {k: statistics.fmean(getattr(c, k) or 0.0 for c in rows.values())
                         for k in ("usr", "sys", "soft")}
         out["n_cpus"] = len(rows)
     if threads:
         # A thread's demand is the time it ran plus the time it was runnable but waited for a
         # CPU: on a shared or quota-limited CPU it is full while its own %CPU is not.
-        rows_t = sorted(((float(t["busy"]), float(t.get("wait") or 0.0)) for t in threads),
+        rows_t = sorted(((t.busy or 0.0, t.wait or 0.0) for t in threads),
                         key=lambda bw: -(bw[0] + bw[1]))
         out["thread_busy_max"], out["thread_busy_wait"] = rows_t[0]
         out["thread_others_max"] = rows_t[1][0] + rows_t[1][1] if len(rows_t) > 1 else None
@@ -273,76 +296,71 @@ def _server_cpus(run: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _client_cpus(run: dict[str, Any]) -> dict[str, Any] | None:
+def _client_cpus(run: Run) -> dict[str, Any] | None:
     """The busiest of the load generators' pinned CPUs: a one-thread wrk on two CPUs is one
     CPU at 100%, not two at 50% (the per-host `busy` execute.py stores is their mean)."""
     best: tuple[float, str, str] | None = None
-    for host, c in (run.get("client_cpu") or {}).items():
-        if not isinstance(c, dict):
-            continue
-        per = {str(k): _num(v.get("busy")) for k, v in (c.get("cpus") or {}).items() if isinstance(v, dict)}
-        cands = [(v, host, k) for k, v in per.items() if v is not None]
-        if not cands and _num(c.get("busy")) is not None:
-            cands = [(float(c["busy"]), host, "(mean)")]
+    for host, c in run.client_cpu.items():
+        cands = [(v.busy, host, k) for k, v in c.cpus.items() if v.busy is not None]
+        if not cands and c.busy is not None:
+            cands = [(c.busy, host, "(mean)")]
         for cand in cands:
             if best is None or cand[0] > best[0]:
                 best = cand
     return {"busy": best[0], "host": best[1], "cpu": best[2]} if best else None
 
 
-def cost_per_request(run: dict[str, Any], server_cpus: dict[str, Any]) -> dict[str, float] | None:
+def cost_per_request(run: Run, server_cpus: dict[str, Any]) -> CpuCost | None:
     """Server CPU microseconds per request: usr and sys from the process's own accounting
     (pidstat, all threads), softirq from its pinned CPUs (mpstat; softirq has no owner)."""
-    qps = _num(run.get("qps")) or 0.0
-    sc = run.get("server_cpu") or {}
-    if qps <= 0 or sc.get("usr") is None:
+    qps = run.qps or 0.0
+    sc = run.server_cpu
+    if qps <= 0 or sc is None or sc.usr is None:
         return None
     per = 1e6 / 100.0 / qps  # % of one CPU -> us per request
     soft = server_cpus.get("split", {}).get("soft", 0.0) * server_cpus.get("n_cpus", 0)
-    out = {"usr": sc["usr"] * per, "sys": sc["sys"] * per, "soft": soft * per}
+    out = {"usr": sc.usr * per, "sys": (sc.sys or 0.0) * per, "soft": soft * per}
     out["total"] = out["usr"] + out["sys"] + out["soft"]
-    return {k: round(v, 3) for k, v in out.items()}
+    return CpuCost(**{k: round(v, 3) for k, v in out.items()})
 
 
-def balance(run: dict[str, Any]) -> dict[str, Any] | None:
+def balance(run: Run) -> Balance | None:
     """Per-thread share from the server's own counters (the kernel's SO_REUSEPORT hash shows here)."""
-    counters = run.get("server_counters") or {}
-    threads = counters.get("threads") or []
+    threads = run.server_counters.threads if run.server_counters else ()
     if not threads:
         return None
 
-    def ratio(key: str) -> float | None:
-        vals = [t.get(key, 0) for t in threads]
+    def ratio(vals: list[int]) -> float | None:
         mean = statistics.fmean(vals)
         return round(max(vals) / mean, 3) if mean > 0 else None
 
-    return {"threads": [{k: t.get(k) for k in ("thread", "cpu", "connections", "requests")}
-                        for t in threads],
-            "requests_max_over_mean": ratio("requests"),
-            "connections_max_over_mean": ratio("connections")}
+    return Balance(threads=tuple(CounterThread(thread=t.thread, cpu=t.cpu, connections=t.connections,
+                                               requests=t.requests) for t in threads),
+                   requests_max_over_mean=ratio([t.requests or 0 for t in threads]),
+                   connections_max_over_mean=ratio([t.connections or 0 for t in threads]))
 
 
-def _duration(run: dict[str, Any]) -> float | None:
-    w = run.get("window") or {}
-    if _num(w.get("start")) is not None and _num(w.get("end")) is not None and w["end"] > w["start"]:
-        return float(w["end"] - w["start"])
-    return _num((run.get("load") or {}).get("duration_s"))
+def _duration(run: Run) -> float | None:
+    w = run.window
+    if w and w.start is not None and w.end is not None and w.end > w.start:
+        return w.end - w.start
+    return run.load.duration_s if run.load else None
 
 
-def in_flight(run: dict[str, Any]) -> int | None:
+def in_flight(run: Run) -> int | None:
     """C of Little's law: connections per load generator x pipeline depth x generators."""
-    conns = run.get("connections")
+    conns = run.connections
     if not isinstance(conns, int) or conns <= 0:
         return None
-    load = run.get("load") or {}
-    return conns * int(load.get("pipeline") or 1) * int(load.get("clients") or 1)
+    load = run.load
+    return conns * ((load.pipeline if load else None) or 1) * ((load.clients if load else None) or 1)
 
 
-def littles_law(run: dict[str, Any]) -> dict[str, float] | None:
+def littles_law(run: Run) -> dict[str, float] | None:
     """The closed loop's own ceiling: C requests in flight / mean latency L."""
     c = in_flight(run)
-    mean_ms = _num((run.get("latency_ms") or {}).get("mean"))
-    qps = _num(run.get("qps"))
+    mean_ms = run.latency_ms.mean
+    qps = run.qps
     if not c or not mean_ms or mean_ms <= 0 or not qps:
         return None
     cap = c / (mean_ms / 1000.0)
@@ -371,10 +389,10 @@ class _Check:
         return 100.0 * self.rate / self.cap
 
 
-def _ceiling_checks(run: dict[str, Any], pk: dict[str, Any] | None, server: str, loopback: bool,
+def _ceiling_checks(run: Run, pk: dict[str, Any] | None, server: str, loopback: bool,
                     th: Thresholds, flags: list[str]) -> list[_Check]:
-    base = run.get("baseline") or {}
-    qps = _num(run.get("qps")) or 0.0
+    base = run.baseline
+    qps = run.qps or 0.0
     if qps <= 0:
         return []
     if pk:
@@ -387,37 +405,37 @@ def _ceiling_checks(run: dict[str, Any], pk: dict[str, Any] | None, server: str,
         ppr, source = {"rx": each, "tx": each}, "assumed"
         flags.append(f"packets per request not measured; assumed {th.packets_per_request:g}")
 
-    def why(c: dict[str, Any]) -> str | None:
-        if not c.get("lower_bound"):
-            return None
-        return str(c.get("cpu_bound") or "iperf3 CPU-bound")
+    def why(c: Ceiling) -> str | None:
+        return (c.cpu_bound or "iperf3 CPU-bound") if c.lower_bound else None
+
+    def cap_of(c: Ceiling, d: str) -> float | None:
+        return (c.pps_delivered_reverse if d == "tx" else None) or c.pps_delivered
 
     checks: list[_Check] = []
     directions = ("rx",) if loopback else ("rx", "tx")
-    rev_key = {"rx": "pps_delivered", "tx": "pps_delivered_reverse"}
-    clients = [c for c in run.get("clients") or [] if isinstance(c, dict)]
-    paths = base.get("paths") or {}
+    clients = run.clients
+    paths = base.paths if base else {}
     multi = len(clients) > 1
     if multi and paths:
         for c in clients:
-            p = paths.get(f"{c.get('host')}->{server}")
-            cq = _num(c.get("qps"))
+            p = paths.get(f"{c.host}->{server}")
+            cq = c.qps
             if not p or not cq:
                 continue
             for d in directions:
-                cap = _num(p.get(rev_key[d])) or _num(p.get("pps_delivered"))
+                cap = cap_of(p, d)
                 if cap:
-                    checks.append(_Check(f"path {c['host']}->{server}",
-                                         f"{c['host']} {'->' if d == 'rx' else '<-'} server", d, False,
+                    checks.append(_Check(f"path {c.host}->{server}",
+                                         f"{c.host} {'->' if d == 'rx' else '<-'} server", d, False,
                                          cq, cq * ppr[d], ppr[d], source, cap, why(p)))
-    agg = base.get("aggregate") if multi else None
+    agg = base.aggregate if multi and base else None
     if multi and not agg:
         flags.append("aggregate ceiling not measured (all clients at once): the server's total "
                      "packet rate is held to no ceiling")
     top = agg or (None if multi else base)
     if top:
         for d in directions:
-            cap = _num(top.get(rev_key[d])) or _num(top.get("pps_delivered"))
+            cap = cap_of(top, d)
             if not cap:
                 continue
             rate = pk[f"{d}_pps"] if pk else qps * ppr[d]
@@ -427,12 +445,12 @@ def _ceiling_checks(run: dict[str, Any], pk: dict[str, Any] | None, server: str,
     return checks
 
 
-def _allowances(run: dict[str, Any], th: Thresholds) -> tuple[list[str], list[str]]:
+def _allowances(run: Run, th: Thresholds) -> tuple[list[str], list[str]]:
     """(evidence of allowance counters growing at a rate that matters, notes of ones that don't)."""
     seconds = _duration(run) or 0.0
     big, small = [], []
-    for host, d in (run.get("nic_allowances") or {}).items():
-        exceeded = {k: v for k, v in ((d or {}).get("exceeded") or {}).items() if _num(v)}
+    for host, d in (run.nic_allowances or {}).items():
+        exceeded = {k: v for k, v in d.exceeded.items() if v}
         if not exceeded:
             continue
         counters = ", ".join(f"{k} +{v:,} ({v / seconds:,.1f}/s)" if seconds else f"{k} +{v:,}"
@@ -445,9 +463,9 @@ def _allowances(run: dict[str, Any], th: Thresholds) -> tuple[list[str], list[st
     return big, small
 
 
-def analyse_run(run: dict[str, Any], *, server: str, interface: str | None, loopback: bool,
-                th: Thresholds) -> dict[str, Any]:
-    qps = _num(run.get("qps")) or 0.0
+def analyse_run(run: Run, *, server: str, interface: str | None, loopback: bool,
+                th: Thresholds) -> Analysis:
+    qps = run.qps or 0.0
     pk = packets(run, server, interface, loopback)
     evidence: list[str] = []
     flags: list[str] = []
@@ -494,11 +512,11 @@ def analyse_run(run: dict[str, Any], *, server: str, interface: str | None, loop
                   "rel": rel(demand, th.server_busy), "threshold": f"{th.server_busy:g}%"}
         # "Hot" needs threads that could share the load: the server's own per-thread counters
         # say how many serve requests (an acceptor thread idling beside one IO thread is not it).
-        serving = len((run.get("server_counters") or {}).get("threads") or []) or srv["n_threads"]
+        serving = len(run.server_counters.threads if run.server_counters else ()) or srv["n_threads"]
         if demand >= th.server_busy and others is not None and others < th.hot_thread_others \
                 and serving >= 2:
             bal = balance(run)
-            ratio = (bal or {}).get("requests_max_over_mean")
+            ratio = bal.requests_max_over_mean if bal else None
             text = say("hot-thread", n=srv["n_threads"], **values, others=pct(others, th.hot_thread_others),
                        balance=f"; requests max/mean {ratio:.2f} (server counters)" if ratio else "")
         else:
@@ -510,8 +528,8 @@ def analyse_run(run: dict[str, Any], *, server: str, interface: str | None, loop
             server_ev.append(("server-kept-from-running" if wait >= th.run_queue_wait else "",
                               say("wait", wait=pct(wait, th.run_queue_wait), rel=rel(wait, th.run_queue_wait),
                                   threshold=f"{th.run_queue_wait:g}%")))
-    sw = run.get("server_cpu") or {}
-    vol, invol = _num(sw.get("cswch_s")), _num(sw.get("nvcswch_s"))
+    vol = run.server_cpu.cswch_s if run.server_cpu else None
+    invol = run.server_cpu.nvcswch_s if run.server_cpu else None
     if vol is not None and invol is not None:
         total = vol + invol
         share = 100.0 * invol / total if total > 0 else 0.0
@@ -533,10 +551,9 @@ def analyse_run(run: dict[str, Any], *, server: str, interface: str | None, loop
     client_ev: list[tuple[bool, str]] = []
     # The generator's own threads (pidstat: %CPU + %wait), when the record has them, decide
     # instead of its CPUs' busy %, which counts whatever else runs there.
-    procs = {h: p for h, p in (run.get("client_proc") or {}).items()
-             if isinstance(p, dict) and _num(p.get("busy")) is not None}
+    procs = {h: p for h, p in (run.client_proc or {}).items() if p.busy is not None}
     for host, p in procs.items():
-        busy, w = float(p["busy"]), float(p.get("wait") or 0.0)
+        busy, w = p.busy or 0.0, p.wait or 0.0
         close(f"load generator thread on {host} (running + waiting)", busy + w, th.client_busy)
         if w >= 1.0:
             close(f"load generator run-queue wait on {host}", w, th.run_queue_wait)
@@ -553,14 +570,14 @@ def analyse_run(run: dict[str, Any], *, server: str, interface: str | None, loop
                           say("client-cpu", cpu=cli["cpu"], host=cli["host"],
                               busy=pct(cli["busy"], th.client_busy), rel=rel(cli["busy"], th.client_busy),
                               threshold=f"{th.client_busy:g}%")))
-    sent_late = run.get("send_lag_ms")  # open-loop generators report it; wrk does not
-    lag = _num(sent_late.get("mean")) if isinstance(sent_late, dict) else None
+    sent_late = run.send_lag_ms  # open-loop generators report it; wrk does not
+    lag = sent_late.mean if sent_late else None
     if lag is not None and lag >= th.send_lag_ms:
         client_ev.append((True, say("send-lag", lag=f"{lag:.2f}", threshold=f"{th.send_lag_ms:g}")))
-    rate = run.get("rate") if isinstance(run.get("rate"), dict) else {}
-    if rate.get("sustained") is False and _num(rate.get("target")):
-        achieved, target = float(rate.get("achieved") or 0.0), float(rate["target"])
-        p99 = _num(sent_late.get("p99")) if isinstance(sent_late, dict) else None
+    rate = run.rate
+    if rate and rate.sustained is False and rate.target:
+        achieved, target = rate.achieved or 0.0, rate.target
+        p99 = sent_late.p99 if sent_late else None
         client_ev.append((True, say("not-sustained", achieved=f"{achieved:,.0f}", target=f"{target:,.0f}",
                                     share=f"{achieved / target:.1%}",
                                     lag=f"{p99:.2f}" if p99 is not None else "n/a")))
@@ -573,7 +590,7 @@ def analyse_run(run: dict[str, Any], *, server: str, interface: str | None, loop
         flags.append("load generator saturated (its own threads, above): the result says little about "
                      "the server's own limit")
 
-    errors = sum((run.get("errors") or {}).values()) + int(run.get("non_2xx") or 0)
+    errors = run.failed_requests
     if errors:
         flags.append(f"{errors:,} socket errors or non-2xx responses")
     if pk and pk.get("retrans_s"):
@@ -648,30 +665,32 @@ def analyse_run(run: dict[str, Any], *, server: str, interface: str | None, loop
     ceiling = next((c.cap for c in checks if c.top), None)
     use = {c.direction: round(c.use / 100, 4) for c in checks if c.top}
     cost = cost_per_request(run, srv)
-    return {
-        "verdict": verdict,
-        "rule": rule,
-        "evidence": evidence,
-        "flags": flags,
-        "near_threshold": bool(near),
-        "packets_per_request": ({"rx": round(pk["rx_per_request"], 3), "tx": round(pk["tx_per_request"], 3),
-                                 "total": round(pk["per_request"], 3),
-                                 "tcp_segments": round(pk["tcp_segments_per_request"], 3)
-                                 if "tcp_segments_per_request" in pk else None,
-                                 "source": f"sar DEV {pk['interface']} on {server}"} if pk else None),
-        "packet_rate": {"rx": pk["rx_pps"], "tx": pk["tx_pps"]} if pk else None,
-        "ceiling_pps": ceiling,
-        "ceiling_use": use or None,
-        "ceiling_lower_bound": any(c.lower_bound for c in checks) if checks else None,
-        "path_use": {f"{c.where} ({c.scope})": round(c.use / 100, 4) for c in checks if not c.top} or None,
-        "server_busy_pct": round(server_busy, 2) if server_busy is not None else None,
-        "server_cpu_split_pct": {k: round(v, 2) for k, v in srv["split"].items()} if "split" in srv else None,
-        "client_busy_pct": round(cli["busy"], 2) if cli else None,
-        "littles_law": {k: round(v, 3) for k, v in ll.items()} if ll else None,
-        "cpu_us_per_request": cost,
-        "switches": {"voluntary_s": vol, "involuntary_s": invol},
-        "balance": balance(run),
-    }
+    return Analysis(
+        verdict=verdict,
+        rule=rule,
+        evidence=tuple(evidence),
+        flags=tuple(flags),
+        near_threshold=bool(near),
+        packets_per_request=(PacketsPerRequest(
+            rx=round(pk["rx_per_request"], 3), tx=round(pk["tx_per_request"], 3),
+            total=round(pk["per_request"], 3),
+            tcp_segments=(round(pk["tcp_segments_per_request"], 3)
+                          if "tcp_segments_per_request" in pk else None),
+            source=f"sar DEV {pk['interface']} on {server}") if pk else None),
+        packet_rate=Pair(rx=pk["rx_pps"], tx=pk["tx_pps"]) if pk else None,
+        ceiling_pps=ceiling,
+        ceiling_use=Pair(**use) if use else None,
+        ceiling_lower_bound=any(c.lower_bound for c in checks) if checks else None,
+        path_use={f"{c.where} ({c.scope})": round(c.use / 100, 4) for c in checks if not c.top} or None,
+        server_busy_pct=round(server_busy, 2) if server_busy is not None else None,
+        server_cpu_split_pct=CpuSplit(**{k: round(v, 2) for k, v in srv["split"].items()})
+        if "split" in srv else None,
+        client_busy_pct=round(cli["busy"], 2) if cli else None,
+        littles_law=LittlesLaw(**{k: round(v, 3) for k, v in ll.items()}) if ll else None,
+        cpu_us_per_request=cost,
+        switches=Switches(voluntary_s=vol, involuntary_s=invol),
+        balance=balance(run),
+    )
 
 
 def _littles_text(ll: dict[str, float], qps: float, th: Thresholds) -> str:
@@ -685,26 +704,31 @@ def _littles_text(ll: dict[str, float], qps: float, th: Thresholds) -> str:
                threshold=f"{th.littles_law:g}%")
 
 
-def along_connections(runs: list[dict[str, Any]], th: Thresholds | None = None) -> None:
+def along_connections(runs: Iterable[Run], th: Thresholds | None = None) -> list[Run]:
     """Across the matrix: for each (arch, threads), QPS and mean latency along the connections
     axis. Where nothing saturated, QPS that stays flat while connections at least double means
     the server serialises requests (server-bound, 'server-serialised'); QPS that rises with them
-    confirms concurrency-bound. Rewrites those runs' analysis in place."""
+    confirms concurrency-bound. Returns the runs, those it concerns with their analysis rewritten."""
     th = th or Thresholds()
-    groups: dict[tuple, dict[int, list[dict[str, Any]]]] = {}
-    for r in runs:
+    runs = list(runs)
+    verdict_of: dict[int, Analysis] = {}  # index in runs -> rewritten analysis
+    groups: dict[tuple, dict[int, list[int]]] = {}
+    for i, r in enumerate(runs):
         # a closed loop only: at a fixed offered rate QPS follows the rate, not the connections
-        if (isinstance(r.get("connections"), int) and isinstance(r.get("analysis"), dict)
-                and point_of(r)[3] is None):
-            groups.setdefault((r.get("arch"), r.get("server_threads")), {}).setdefault(
-                r["connections"], []).append(r)
+        if isinstance(r.connections, int) and r.analysis is not None and r.qps is not None \
+                and r.key[3] is None:
+            groups.setdefault((r.arch, r.server_threads), {}).setdefault(r.connections, []).append(i)
+
+    def analysis_of(i: int) -> Analysis:
+        return verdict_of.get(i) or runs[i].analysis or Analysis()
+
     for by_c in groups.values():
         conns = sorted(by_c)
-        med = {c: (statistics.median(float(r["qps"]) for r in by_c[c]),
-                   statistics.median(float((r.get("latency_ms") or {}).get("mean") or 0.0) for r in by_c[c]))
+        med = {c: (statistics.median(runs[i].qps or 0.0 for i in by_c[c]),
+                   statistics.median(runs[i].latency_ms.mean or 0.0 for i in by_c[c]))
                for c in conns}
-        for i, c1 in enumerate(conns):
-            c2 = next((c for c in conns[i + 1:] if c >= 2 * c1), None)
+        for n, c1 in enumerate(conns):
+            c2 = next((c for c in conns[n + 1:] if c >= 2 * c1), None)
             if c2 is None:
                 continue
             (q1, l1), (q2, l2) = med[c1], med[c2]
@@ -713,56 +737,49 @@ def along_connections(runs: list[dict[str, Any]], th: Thresholds | None = None) 
             qx, cx = q2 / q1, c2 / c1
             # only runs where everything was measured and nothing saturated (the concurrency
             # rule held): an unmeasured load generator could be the flat part itself
-            idle = [r for c in (c1, c2) for r in by_c[c]
-                    if r["analysis"].get("rule") in ("concurrency", "server-serialised")]
+            idle = [i for c in (c1, c2) for i in by_c[c]
+                    if analysis_of(i).rule in ("concurrency", "server-serialised")]
             values = {"c1": c1, "c2": c2, "cx": f"{cx:g}", "q1": f"{q1:,.0f}", "q2": f"{q2:,.0f}",
                       "qx": f"{qx:.2f}", "threshold": f"{th.flat_gain:g}"}
             if qx < th.flat_gain and l2 > l1:
                 text = say("serialised", **values, l1=f"{l1:.3f}", l2=f"{l2:.3f}")
-                for r in idle:
-                    a = r["analysis"]
-                    if text not in a["evidence"]:
-                        a["evidence"].insert(0, text)
-                    a["verdict"], a["rule"] = SERVER, "server-serialised"
+                for i in idle:
+                    a = analysis_of(i)
+                    evidence = a.evidence if text in a.evidence else (text, *a.evidence)
+                    verdict_of[i] = a.model_copy(update={"evidence": evidence, "verdict": SERVER,
+                                                         "rule": "server-serialised"})
             elif qx >= th.flat_gain:
                 text = say("scales", **values)
-                for r in by_c[c1]:
-                    a = r["analysis"]
-                    if a.get("verdict") == CONCURRENCY and text not in a["evidence"]:
-                        a["evidence"].append(text)
+                for i in by_c[c1]:
+                    a = analysis_of(i)
+                    if a.verdict == CONCURRENCY and text not in a.evidence:
+                        verdict_of[i] = a.model_copy(update={"evidence": (*a.evidence, text)})
+    return [r.model_copy(update={"analysis": verdict_of[i]}) if i in verdict_of else r
+            for i, r in enumerate(runs)]
 
 
-def point_of(run: dict[str, Any]) -> tuple[Any, Any, Any, float | None]:
-    """The matrix point of a run or of a point: (arch, server threads, connections, target rate);
-    the rate is None for a closed loop. A run's `rate` is {target, achieved, sustained}."""
-    rate = run.get("rate")
-    target = rate.get("target") if isinstance(rate, dict) else rate
-    return (run.get("arch"), run.get("server_threads"), run.get("connections"),
-            float(target) if isinstance(target, int | float) else None)
+def _median(values: Iterable[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
 
 
-def _median_latency(runs: list[dict[str, Any]], key: str) -> float | None:
-    vals = [v for v in (_num((r.get("latency_ms") or {}).get(key)) for r in runs) if v is not None]
-    return statistics.median(vals) if vals else None
-
-
-def summarise_points(runs: list[dict[str, Any]], th: Thresholds | None = None) -> list[dict[str, Any]]:
+def summarise_points(runs: Iterable[Run]) -> list[Point]:
     """Median and spread per matrix point over its repetitions (pyperf-style median +- MAD),
-    and whether the repetitions agree on the verdict (after the matrix-wide rule). Runs
-    without a QPS are left out; a point whose runs have no latency gets None there."""
-    measured = [r for r in runs if isinstance(r, dict) and _num(r.get("qps")) is not None]
-    along_connections(measured, th)
-    groups: dict[tuple, list[dict[str, Any]]] = {}
-    for r in measured:
-        groups.setdefault(point_of(r), []).append(r)
+    and whether the repetitions agree on the verdict. The one place a point's medians are
+    computed (the report and compare read these). Runs without a QPS are left out; a point
+    whose runs have no latency gets None there."""
+    groups: dict[tuple, list[Run]] = {}
+    for r in runs:
+        if r.qps is not None:
+            groups.setdefault(r.key, []).append(r)
     points = []
     for (arch, threads, conns, rate), rs in groups.items():
-        qps = [float(r["qps"]) for r in rs]
+        qps = [r.qps or 0.0 for r in rs]
         med = statistics.median(qps)
         mad = statistics.median(abs(q - med) for q in qps)
         verdicts: dict[str, int] = {}
         for r in rs:
-            v = (r.get("analysis") or {}).get("verdict")
+            v = r.analysis.verdict if r.analysis else None
             if v:
                 verdicts[v] = verdicts.get(v, 0) + 1
         stdev = statistics.stdev(qps) if len(qps) > 1 else 0.0
@@ -777,25 +794,33 @@ def summarise_points(runs: list[dict[str, Any]], th: Thresholds | None = None) -
             verdict_text = "split: " + ", ".join(f"{v} {k}" for v, k in
                                                  sorted(verdicts.items(), key=lambda kv: -kv[1]))
 
-        points.append({
-            "arch": arch, "server_threads": threads, "connections": conns, "rate": rate, "n": len(rs),
-            "qps_median": med, "qps_min": min(qps), "qps_max": max(qps), "qps_mad": mad,
-            "qps_stdev": stdev,
+        points.append(Point(
+            arch=arch, server_threads=threads, connections=conns, rate=rate, n=len(rs),
+            qps_median=med, qps_min=min(qps), qps_max=max(qps), qps_mad=mad, qps_stdev=stdev,
             # pyperf warns at a std dev of 10% of the mean or more
-            "unstable": bool(len(qps) > 1 and stdev >= 0.1 * statistics.fmean(qps)),
-            "p50_ms_median": _median_latency(rs, "p50"),
-            "p99_ms_median": _median_latency(rs, "p99"),
-            "verdicts": verdicts,
-            "verdict_agreement": agreement,
-            "verdict_text": verdict_text,
-        })
+            unstable=bool(len(qps) > 1 and stdev >= 0.1 * statistics.fmean(qps)),
+            p50_ms_median=_median(r.latency_ms.p50 for r in rs),
+            p99_ms_median=_median(r.latency_ms.p99 for r in rs),
+            latency_ms=Latency(**{k: v for k in Latency.model_fields
+                                  if (v := _median(r.latency_ms.at(k) for r in rs)) is not None}),
+            achieved=_median(r.rate.achieved if r.rate else None for r in rs),
+            verdicts=verdicts, verdict_agreement=agreement, verdict_text=verdict_text,
+        ))
     return points
 
 
-def analyse(summary: dict[str, Any], *, th: Thresholds, server: str, interface: str | None,
-            loopback: bool) -> dict[str, Any]:
-    """Adds `analysis` to every run and `points` to the summary (in place; returns it)."""
-    for run in summary.get("runs", []):
-        run["analysis"] = analyse_run(run, server=server, interface=interface, loopback=loopback, th=th)
-    summary["points"] = summarise_points(summary.get("runs", []), th)
-    return summary
+def across_runs(runs: Iterable[Run], th: Thresholds | None = None) -> tuple[list[Run], list[Point]]:
+    """What needs every run of the matrix: the matrix-wide rule (along_connections) rewrites
+    some analyses, then the points summarise the runs as rewritten."""
+    runs = along_connections(runs, th)
+    return runs, summarise_points(runs)
+
+
+def analyse(summary: Summary, *, th: Thresholds, server: str, interface: str | None,
+            loopback: bool) -> Summary:
+    """The summary with every run analysed again by the current rules, and its points."""
+    runs = [r.model_copy(update={"analysis": analyse_run(r, server=server, interface=interface,
+                                                         loopback=loopback, th=th)})
+            for r in summary.runs]
+    runs, points = across_runs(runs, th)
+    return summary.model_copy(update={"runs": tuple(runs), "points": tuple(points)})

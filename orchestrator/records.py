@@ -27,8 +27,10 @@ from orchestrator.errors import UserError
 
 # summary.json format history (refuse what we do not know, like pyperf):
 #   1: first format (runs with qps, latency_ms, errors, server/client CPU, baseline)
-#   2: the typed records below; a run's `rate` is always {target, achieved, sustained}, the
-#      summary always names its `topology` when it can
+#   2: the typed records below: a run's `rate` is always {target, achieved, sustained}; a
+#      point also holds each latency percentile's median and the median achieved rate (version-1
+#      points are dropped on upgrade: they are derived, and analysis.summarise_points remakes
+#      them from the runs); the summary names its `topology` when it can
 FORMAT_VERSION = 2
 
 Opaque = Mapping[str, Any]  # kept as recorded, read by key where needed
@@ -40,10 +42,12 @@ class Record(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _null_is_absent(cls, data: Any) -> Any:
-        # JSON null for a declared field reads as its default: early and partial runs wrote
-        # null where a part was not measured
+        # JSON null for a field that is never None reads as its default: early and partial
+        # runs wrote null where a part was not measured (other nulls are kept as written)
         if isinstance(data, dict):
-            return {k: v for k, v in data.items() if v is not None or k not in cls.model_fields}
+            fields = cls.model_fields
+            return {k: v for k, v in data.items()
+                    if v is not None or k not in fields or fields[k].default is None}
         return data
 
     def to_json(self) -> dict[str, Any]:
@@ -386,6 +390,8 @@ class Point(Record):
     unstable: bool | None = None
     p50_ms_median: float | None = None
     p99_ms_median: float | None = None
+    latency_ms: Latency | None = None  # each percentile's median over the repetitions
+    achieved: float | None = None  # open loop: the median achieved rate
     verdicts: dict[str, int] = {}
     verdict_agreement: str | None = None
     verdict_text: str | None = None
@@ -477,8 +483,11 @@ class Summary(Record):
 
 def upgrade_1_to_2(data: dict[str, Any]) -> dict[str, Any]:
     """Version 1 -> 2 (asv's update_to_N): early version-1 summaries did not record where the
-    server ran; it follows from the host whose roles name the server. Returns a new dict."""
+    server ran; it follows from the host whose roles name the server. Points are derived data
+    without the latency medians version 2 has: dropped, to be remade from the runs. Returns a
+    new dict."""
     data = dict(data)
+    data.pop("points", None)
     if "topology" not in data:
         hosts = data.get("hosts") if isinstance(data.get("hosts"), dict) else {}
         server = next((h for h, f in hosts.items()
@@ -512,6 +521,13 @@ def load(data: Any, where: str = "summary.json") -> Summary:
         first = exc.errors()[0]
         key = ".".join(str(p) for p in first["loc"])
         raise UserError(f"{where}: {key}: {first['msg']} (got {_short(first.get('input'))})") from None
+
+
+def as_summary(summary: Summary | Mapping[str, Any], where: str = "summary") -> Summary:
+    """The typed record of a summary given either way (execute.run still grows a dict)."""
+    if isinstance(summary, Summary):
+        return summary
+    return load(dict(summary) if "version" in summary else {**summary, "version": FORMAT_VERSION}, where)
 
 
 def _short(v: Any) -> str:

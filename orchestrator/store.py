@@ -17,13 +17,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from orchestrator import bounded
+from orchestrator import bounded, records
+from orchestrator.records import FORMAT_VERSION, Summary  # summary.json's format and its upgrades
 
 MAX_SUMMARY_BYTES = 256 * bounded.MiB  # thousands of runs with their telemetry fit in far less
-
-# summary.json format history (refuse what we do not know, like pyperf):
-#   1: first format (runs with qps, latency_ms, errors, server/client CPU, baseline)
-FORMAT_VERSION = 1
 
 
 def new_run_id(now: float | None = None) -> str:
@@ -72,10 +69,14 @@ class ResultsDir:
         """Where a tool's raw output for one run on one host is kept."""
         return self.path / "raw" / run / host / f"{tool}.txt"
 
-    def save_summary(self, summary: dict[str, Any]) -> None:
-        summary = {"version": FORMAT_VERSION, **summary}
-        self.write_json("summary.json", summary)
-        self.write_text("metrics.csv", metrics_csv(summary.get("runs", [])))
+    def save_summary(self, summary: Summary | dict[str, Any]) -> None:
+        """summary.json (the current format) and metrics.csv. A dict (what execute.run still
+        assembles) goes through the typed record first, so what is written always reads back."""
+        if not isinstance(summary, Summary):
+            summary = records.load({**summary, "version": FORMAT_VERSION}, "summary")
+        data = summary.dump()
+        self.write_json("summary.json", data)
+        self.write_text("metrics.csv", metrics_csv(data.get("runs", [])))
 
 
 # Bulky per-run detail that stays in summary.json / runs/*.json, not in the CSV.
@@ -108,7 +109,9 @@ def metrics_csv(runs: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def load_summary(folder: Path) -> dict[str, Any]:
+def load_summary(folder: Path) -> Summary:
+    """A results folder's summary, upgraded from an older format (records.load); anything
+    that is not one is refused in one line naming the file."""
     from orchestrator.errors import UserError
 
     p = folder / "summary.json"
@@ -120,21 +123,4 @@ def load_summary(folder: Path) -> dict[str, Any]:
         raise UserError(f"{p}:{exc.lineno}: not valid JSON: {exc.msg}") from None
     except RecursionError:
         raise UserError(f"{p}: nested too deeply to be a summary") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{p}: not a summary (a JSON object with version, runs, ...)")
-    if data.get("version") != FORMAT_VERSION:
-        raise UserError(f"{p}: summary format version {data.get('version')!r} is not one this "
-                        f"orchestrate reads (it reads {FORMAT_VERSION})")
-    return _upgrade(data)
-
-
-def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
-    """Fill in what early version-1 summaries did not record yet (asv's update_to_N idea)."""
-    if "topology" not in data:  # where the server ran: from its host's roles
-        hosts = data.get("hosts") or {}
-        server = next((h for h, f in hosts.items()
-                       if "server" in ((f or {}).get("roles") or [])), None)
-        if server is not None:
-            data["topology"] = {"server": server, "interface": None,
-                                "loopback": data.get("provider") == "local"}
-    return data
+    return records.load(data, str(p))

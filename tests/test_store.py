@@ -6,7 +6,8 @@ import os
 import pandas as pd
 import pytest
 
-from orchestrator import store
+from orchestrator import records, store
+from orchestrator.errors import UserError
 
 
 def test_atomic_write_replaces_whole_and_leaves_no_temp(tmp_path):
@@ -33,13 +34,34 @@ def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
 def test_summary_and_csv(tmp_path):
     rd = store.ResultsDir.create(tmp_path, "scn", "rid")
     runs = [{"run_id": "001", "qps": 10.5, "latency_ms": {"p50": 1.0}, "telemetry": {"big": 1},
-             "server_cpu": {"usr": 3.0, "threads": [1, 2]}}]
+             "server_cpu": {"usr": 3.0, "threads": [{"tid": 7, "busy": 3.0}]}}]
     rd.save_summary({"scenario": "scn", "runs": runs})
     data = store.load_summary(tmp_path / "scn" / "rid")
-    assert data["version"] == store.FORMAT_VERSION and data["runs"] == runs
+    assert isinstance(data, records.Summary) and data.scenario == "scn"
+    (run,) = data.runs
+    assert (run.qps, run.latency_ms.p50, run.server_cpu.threads[0].tid) == (10.5, 1.0, 7)
+    assert data.dump()["runs"] == runs  # written back as it was given
     df = pd.read_csv(tmp_path / "scn" / "rid" / "metrics.csv")
     assert list(df.columns) == ["run_id", "qps", "latency_ms.p50", "server_cpu.usr"]
-    assert json.loads((tmp_path / "scn" / "rid" / "summary.json").read_text())["version"] == 1
+    assert json.loads((tmp_path / "scn" / "rid" / "summary.json").read_text())["version"] == 2
+
+
+def test_a_typed_summary_saves_and_loads_the_same(tmp_path):
+    rd = store.ResultsDir.create(tmp_path, "scn", "rid")
+    s = records.Summary(scenario="scn", status="complete",
+                        runs=(records.Run(run_id="001", arch="reuseport", qps=5.0,
+                                          rate=records.Rate(target=10.0, achieved=5.0, sustained=False)),))
+    rd.save_summary(s)
+    back = store.load_summary(rd.path)
+    assert back == s and back.runs[0].key == ("reuseport", None, None, 10.0)
+
+
+def test_a_summary_with_a_mistyped_field_is_refused_in_one_line(tmp_path):
+    (tmp_path / "summary.json").write_text(json.dumps({"version": 2, "runs": [{"qps": "fast"}]}))
+    with pytest.raises(UserError) as e:
+        store.load_summary(tmp_path)
+    assert str(e.value) == (f"{tmp_path / 'summary.json'}: runs.0.qps: Input should be a valid number, "
+                            "unable to parse string as a number (got 'fast')")
 
 
 def test_run_ids_sort_by_time():

@@ -1,14 +1,13 @@
-"""The report's charts: one function per chart, summary dict in, PNG bytes out (None: nothing to plot).
+"""The report's charts: one function per chart, a `records.Summary` in, PNG bytes out (None:
+nothing to plot).
 
-Charts read only summary.json data (run records, their `analysis`, and `points`), never raw files,
-and tolerate any field being missing or None: a chart leaves out what it cannot draw.
+Charts read only the summary's records (runs, their `analysis`, and `points`), never raw files,
+and tolerate any field being None: a chart leaves out what it cannot draw.
 """
 
 from __future__ import annotations
 
-import copy
 import io
-import statistics
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -19,10 +18,8 @@ matplotlib.use("Agg")  # no display on benchmark hosts or CI; must precede any p
 from matplotlib.figure import Figure  # noqa: E402  (after use("Agg") on purpose)
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
-from orchestrator.analysis import point_of, summarise_points  # noqa: E402
-
-Summary = dict[str, Any]
-Run = dict[str, Any]
+from orchestrator.analysis import summarise_points  # noqa: E402
+from orchestrator.records import Point, Run, Summary  # noqa: E402
 
 DPI = 110
 # One colour per architecture, stable across charts (assigned in order of first appearance).
@@ -47,53 +44,30 @@ def num(v: Any) -> float | None:
     return f if f == f and f not in (float("inf"), float("-inf")) else None
 
 
-def dig(d: Any, *keys: str | int) -> Any:
-    """d[k1][k2]... or None where any level is missing or not a container."""
-    for k in keys:
-        if isinstance(d, dict):
-            d = d.get(k)
-        elif isinstance(d, list) and isinstance(k, int) and -len(d) <= k < len(d):
-            d = d[k]
-        else:
-            return None
-    return d
-
-
-def runs_of(summary: Summary) -> list[Run]:
-    return [r for r in summary.get("runs") or [] if isinstance(r, dict)]
-
-
-def point_key(r: dict[str, Any]) -> tuple[str, Any, Any, float | None]:
-    arch, threads, conns, rate = point_of(r)
+def point_key(r: Run | Point) -> tuple[str, Any, Any, float | None]:
+    arch, threads, conns, rate = r.key
     return (str(arch or "?"), threads, conns, rate)
 
 
-def point_label(p: dict[str, Any], sep: str = " ") -> str:
+def point_label(p: Run | Point, sep: str = " ") -> str:
     arch, threads, conns, rate = point_key(p)
     return (f"{arch}{sep}t{threads if threads is not None else '?'} c{conns if conns is not None else '?'}"
             + (f" @{rate:g}/s" if rate is not None else ""))
 
 
-def run_label(r: Run) -> str:
-    return str(r.get("run_id") or f"run {r.get('index', '?')}")
+def points(summary: Summary) -> list[Point]:
+    """The summary's points, or (a summary saved before any point was) the analysis's own
+    summary of its runs: one definition of a point's medians and spread."""
+    return list(summary.points) or summarise_points(summary.runs)
 
 
-def points(summary: Summary) -> list[dict[str, Any]]:
-    """summary["points"] when the analysis wrote them, else the analysis's own summary of the
-    runs (one definition of a point's median and spread), computed on a copy."""
-    given = summary.get("points")
-    if isinstance(given, list) and given:
-        return [p for p in given if isinstance(p, dict)]
-    return summarise_points(copy.deepcopy(runs_of(summary)))
-
-
-def runs_at(summary: Summary, p: dict[str, Any]) -> list[Run]:
-    return [r for r in runs_of(summary) if point_key(r) == point_key(p)]
+def runs_at(summary: Summary, p: Point) -> list[Run]:
+    return [r for r in summary.runs if point_key(r) == point_key(p)]
 
 
 def arch_colours(summary: Summary) -> dict[str, str]:
     archs: list[str] = []
-    for r in [*runs_of(summary), *points(summary)]:
+    for r in [*summary.runs, *points(summary)]:
         a = point_key(r)[0]
         if a not in archs:
             archs.append(a)
@@ -168,27 +142,26 @@ SPECTRUM = {"p50": 50.0, "p75": 75.0, "p90": 90.0, "p99": 99.0, "p99_9": 99.9, "
 @_styled
 def qps_by_threads(summary: Summary) -> bytes | None:
     """QPS by server thread count, one line per architecture: median, min-max band, each repetition."""
-    pts = [p for p in points(summary) if num(p.get("qps_median")) is not None
-           and num(p.get("server_threads")) is not None]
+    pts = [p for p in points(summary) if num(p.qps_median) is not None and p.server_threads is not None]
     if not pts:
         return None
     colours = arch_colours(summary)
-    many_conns = len({p.get("connections") for p in pts}) > 1
-    series: dict[tuple[str, Any], list[dict[str, Any]]] = {}
+    many_conns = len({p.connections for p in pts}) > 1
+    series: dict[tuple[str, Any], list[Point]] = {}
     for p in pts:
-        series.setdefault((point_key(p)[0], p.get("connections") if many_conns else None), []).append(p)
+        series.setdefault((point_key(p)[0], p.connections if many_conns else None), []).append(p)
     fig = _figure(0)
     ax = fig.axes[0]
     # colour = architecture, line style and marker = connection count (when the sweep has several)
     conns_order = sorted({c for _, c in series}, key=lambda c: (c is None, c))
     styles, markers = ("-", "--", ":", "-."), "osD^vP*X"
     for (arch, conns), ps in series.items():
-        ps.sort(key=lambda p: p["server_threads"])
+        ps.sort(key=lambda p: p.server_threads or 0)
         k = conns_order.index(conns)
-        x = [p["server_threads"] for p in ps]
-        med = [p["qps_median"] for p in ps]
-        lo = [_or(p.get("qps_min"), m) for p, m in zip(ps, med, strict=True)]
-        hi = [_or(p.get("qps_max"), m) for p, m in zip(ps, med, strict=True)]
+        x = [p.server_threads or 0 for p in ps]
+        med = [p.qps_median or 0.0 for p in ps]
+        lo = [_or(p.qps_min, m) for p, m in zip(ps, med, strict=True)]
+        hi = [_or(p.qps_max, m) for p, m in zip(ps, med, strict=True)]
         c = colours.get(arch, PALETTE[0])
         label = arch + (f", {conns} conns" if conns is not None else "")
         ax.fill_between(x, lo, hi, color=c, alpha=0.12, linewidth=0)
@@ -196,12 +169,12 @@ def qps_by_threads(summary: Summary) -> bytes | None:
         ax.errorbar(x, med, yerr=yerr, color=c, marker=markers[k % len(markers)], markersize=7, linewidth=2,
                     linestyle=styles[k % len(styles)], capsize=4, label=label)
         for p in ps:  # each repetition, so n and outliers are visible
-            reps = _finite(r.get("qps") for r in runs_at(summary, p))
-            ax.scatter([p["server_threads"]] * len(reps), reps, s=14, color=c, alpha=0.45, zorder=3,
+            reps = _finite(r.qps for r in runs_at(summary, p))
+            ax.scatter([p.server_threads] * len(reps), reps, s=14, color=c, alpha=0.45, zorder=3,
                        edgecolors="none")
         for xi, m in zip(x, med, strict=True):
             ax.annotate(_si(m), (xi, m), textcoords="offset points", xytext=(8, 4), fontsize=8.5, color=c)
-    xs = sorted({p["server_threads"] for p in pts})
+    xs = sorted({p.server_threads or 0 for p in pts})
     ax.set_xticks(xs)
     ax.set_xlim(min(xs) - 0.5, max(xs) + 0.5)
     ax.set_ylim(bottom=0)
@@ -217,14 +190,10 @@ def qps_by_threads(summary: Summary) -> bytes | None:
 @_styled
 def latency_percentiles(summary: Summary) -> bytes | None:
     """Latency percentiles (median over repetitions) per point, log scale so p50 and max both read."""
-    pts = points(summary)
     rows = []
-    for p in pts:
-        rs = runs_at(summary, p)
-        vals = []
-        for k in PERCENTILES:
-            xs = [v for v in _finite(dig(r, "latency_ms", k) for r in rs) if v > 0]
-            vals.append(statistics.median(xs) if xs else None)
+    for p in points(summary):
+        vals = [v if v is not None and v > 0 else None
+                for v in (num(p.latency_ms.at(k)) if p.latency_ms else None for k in PERCENTILES)]
         if any(v is not None for v in vals):
             rows.append((point_label(p, "\n"), vals))
     if not rows:
@@ -253,14 +222,11 @@ def _open_loop_curves(summary: Summary) -> dict[tuple[str, Any, Any], list[tuple
     curves: dict[tuple[str, Any, Any], list[tuple[float, dict[str, float]]]] = {}
     for p in points(summary):
         arch, threads, conns, rate = point_key(p)
-        if rate is None:
+        if rate is None or num(p.achieved) is None or p.latency_ms is None:
             continue
-        rs = runs_at(summary, p)
-        achieved = _finite(dig(r, "rate", "achieved") for r in rs)
-        lat = {k: statistics.median(v) for k in SPECTRUM
-               if (v := [x for x in _finite(dig(r, "latency_ms", k) for r in rs) if x > 0])}
-        if achieved and lat:
-            curves.setdefault((arch, threads, conns), []).append((statistics.median(achieved), lat))
+        lat = {k: v for k in SPECTRUM if (v := num(p.latency_ms.at(k))) is not None and v > 0}
+        if lat:
+            curves.setdefault((arch, threads, conns), []).append((p.achieved or 0.0, lat))
     return {k: sorted(v, key=lambda t: t[0]) for k, v in curves.items()}
 
 
@@ -344,16 +310,17 @@ def percentile_spectrum(summary: Summary) -> bytes | None:
 def packet_rate(summary: Summary) -> bytes | None:
     """Server-interface packet rate per direction against the baseline's delivered-pps ceiling."""
     rows = []
-    for r in runs_of(summary):
-        rate = dig(r, "analysis", "packet_rate")
-        rx, tx = num(dig(rate, "rx")), num(dig(rate, "tx"))
-        if rx is None and tx is None:
+    for r in summary.runs:
+        a = r.analysis
+        rate = a.packet_rate if a else None
+        if a is None or rate is None or (num(rate.rx) is None and num(rate.tx) is None):
             continue
-        ceiling = num(dig(r, "analysis", "ceiling_pps"))
-        if ceiling is None:
-            ceiling = num(dig(r, "baseline", "pps_delivered"))
-        use = dig(r, "analysis", "ceiling_use")
-        rows.append((run_label(r), rx, tx, ceiling, num(dig(use, "rx")), num(dig(use, "tx"))))
+        ceiling = num(a.ceiling_pps)
+        if ceiling is None and r.baseline:
+            ceiling = num(r.baseline.pps_delivered)
+        use = a.ceiling_use
+        rows.append((r.label, num(rate.rx), num(rate.tx), ceiling, num(use.rx) if use else None,
+                     num(use.tx) if use else None))
     if not rows:
         return None
     fig = _figure(len(rows) * 1.2)
@@ -396,14 +363,15 @@ def _stack_cpu(ax: Any, parts: list[list[float | None]], prefix: str = "") -> li
 def cpu_split(summary: Summary) -> bytes | None:
     """Server CPU per run stacked as usr / sys / softirq, with the load generator's busy % beside it."""
     rows = []
-    for r in runs_of(summary):
-        a = r.get("analysis") if isinstance(r.get("analysis"), dict) else {}
-        split = a.get("server_cpu_split_pct")
-        parts = [num(dig(split, k)) for k in CPU_COLOURS]
-        client = num(a.get("client_busy_pct"))
+    for r in summary.runs:
+        if r.analysis is None:
+            continue
+        split = r.analysis.server_cpu_split_pct
+        parts = [num(getattr(split, k)) if split else None for k in CPU_COLOURS]
+        client = num(r.analysis.client_busy_pct)
         if all(v is None for v in parts) and client is None:
             continue
-        rows.append((run_label(r), parts, client))
+        rows.append((r.label, parts, client))
     if not rows:
         return None
     fig = _figure(len(rows))
@@ -426,13 +394,15 @@ def cpu_split(summary: Summary) -> bytes | None:
 def cpu_per_request(summary: Summary) -> bytes | None:
     """Server CPU microseconds per request per run, stacked usr / sys / softirq."""
     rows = []
-    for r in runs_of(summary):
-        cost = dig(r, "analysis", "cpu_us_per_request")
-        parts = [num(dig(cost, k)) for k in CPU_COLOURS]
-        total = num(dig(cost, "total"))
+    for r in summary.runs:
+        cost = r.analysis.cpu_us_per_request if r.analysis else None
+        if cost is None:
+            continue
+        parts = [num(getattr(cost, k)) for k in CPU_COLOURS]
+        total = num(cost.total)
         if all(v is None for v in parts) and total is None:
             continue
-        rows.append((run_label(r), parts, total))
+        rows.append((r.label, parts, total))
     if not rows:
         return None
     fig = _figure(len(rows))
@@ -454,13 +424,13 @@ def cpu_per_request(summary: Summary) -> bytes | None:
 def thread_balance(summary: Summary) -> bytes | None:
     """Requests and connections per server thread (the server's own counters), runs with 2+ threads."""
     rows = []
-    for r in runs_of(summary):
-        threads = [t for t in dig(r, "server_counters", "threads") or [] if isinstance(t, dict)]
+    for r in summary.runs:
+        threads = sorted(r.server_counters.threads if r.server_counters else (),
+                         key=lambda t: t.thread or 0)
         if len(threads) < 2:  # one thread is balanced by definition: nothing to see
             continue
-        threads.sort(key=lambda t: num(t.get("thread")) or 0)
-        rows.append((run_label(r), [num(t.get("requests")) or 0.0 for t in threads],
-                     [num(t.get("connections")) or 0.0 for t in threads]))
+        rows.append((r.label, [float(t.requests or 0) for t in threads],
+                     [float(t.connections or 0) for t in threads]))
     if not rows:
         return None
     k = max(len(req) for _, req, _ in rows)
@@ -493,7 +463,7 @@ def thread_balance(summary: Summary) -> bytes | None:
 @_styled
 def point_summary(summary: Summary) -> bytes | None:
     """Every point: each repetition's QPS, the median, the min-max spread and MAD as % of the median."""
-    pts = [p for p in points(summary) if num(p.get("qps_median")) is not None]
+    pts = [p for p in points(summary) if num(p.qps_median) is not None]
     if not pts:
         return None
     colours = arch_colours(summary)
@@ -502,16 +472,16 @@ def point_summary(summary: Summary) -> bytes | None:
     top = 0.0
     for i, p in enumerate(pts):
         c = colours.get(point_key(p)[0], PALETTE[0])
-        med = p["qps_median"]
-        lo, hi = num(p.get("qps_min")), num(p.get("qps_max"))
+        med = p.qps_median or 0.0
+        lo, hi = num(p.qps_min), num(p.qps_max)
         if lo is not None and hi is not None:
             ax.vlines(i, lo, hi, color=c, linewidth=2, alpha=0.6)
-        reps = _finite(r.get("qps") for r in runs_at(summary, p))
+        reps = _finite(r.qps for r in runs_at(summary, p))
         offs = _offsets(len(reps), 0.08) if reps else []
         ax.scatter([i + o for o in offs], reps, s=22, color=c, alpha=0.7, zorder=3, edgecolors="none")
         ax.hlines(med, i - 0.28, i + 0.28, color=c, linewidth=3, zorder=4)
-        m = num(p.get("qps_mad"))
-        n = p.get("n", len(reps))
+        m = num(p.qps_mad)
+        n = p.n or len(reps)
         # one repetition has no spread to show: "±0%" would claim a precision nobody measured
         spread = f" ±{m / med:.0%}" if m is not None and med and len(reps) > 1 else ""
         ax.annotate(f"{_si(med)}{spread}\nn={n}", (i + 0.3, med), fontsize=8, va="center", color="#333")

@@ -1,9 +1,9 @@
 """report.md and report.html for one results folder: verdict table on top, then hosts, baseline, plots.
 
-`build(folder)` reads only summary.json. Plots go to folder/plots/*.png (linked from report.md) and
-are embedded as data URIs in report.html so that one file can be mailed or archived on its own.
-Every number is formatted here, once, so the two templates cannot disagree; a missing or None field
-prints as "-" rather than failing the report.
+`build(folder)` reads only summary.json (a `records.Summary`). Plots go to folder/plots/*.png (linked
+from report.md) and are embedded as data URIs in report.html so that one file can be mailed or
+archived on its own. Every number is formatted here, once, so the two templates cannot disagree;
+a None field prints as "-" rather than failing the report.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from typing import Any
 import jinja2
 
 from orchestrator.analysis import VERDICTS
+from orchestrator.records import Point, Run, Summary
 from orchestrator.report import flamegraph, plots
-from orchestrator.report.plots import dig, num
+from orchestrator.report.plots import num
 from orchestrator.store import atomic_write, load_summary
 from orchestrator.tools import perf
 
@@ -50,16 +51,16 @@ def build(folder: Path) -> ReportPaths:
     return ReportPaths(md=md, html=html, plots=written)
 
 
-def _flamegraphs(summary: dict[str, Any], folder: Path) -> None:
+def _flamegraphs(summary: Summary, folder: Path) -> None:
     """Each run's flame graph SVG, drawn from the folded stacks the run kept."""
-    for r in plots.runs_of(summary):
-        stacks, svg = dig(r, "perf", "folded"), dig(r, "perf", "flamegraph")
-        if not stacks or not svg or not (folder / str(stacks)).is_file():
+    for r in summary.runs:
+        stacks, svg = (r.perf.folded, r.perf.flamegraph) if r.perf else (None, None)
+        if not stacks or not svg or not (folder / stacks).is_file():
             continue
-        folded = perf.load_folded((folder / str(stacks)).read_text(errors="replace"))
+        folded = perf.load_folded((folder / stacks).read_text(errors="replace"))
         if folded:
-            title = str(dig(r, "perf", "title") or r.get("run_id") or "")
-            _write(folder / str(svg), flamegraph.render_svg(folded, title=title))
+            title = (r.perf.title if r.perf else None) or r.run_id or ""
+            _write(folder / svg, flamegraph.render_svg(folded, title=title))
 
 
 # ---------------------------------------------------------------- formatting (None-safe, "-" when missing)
@@ -82,7 +83,8 @@ def f_pct(v: Any, fraction: bool = False) -> str:
 
 
 def f_pair(d: Any, fmt: Any, keys: tuple[str, str] = ("rx", "tx")) -> str:
-    a, b = (fmt(dig(d, k)) for k in keys)
+    """Two fields of a record (rx / tx by default), "-" when the record or both are missing."""
+    a, b = (fmt(getattr(d, k, None)) for k in keys)
     return MISSING if a == b == MISSING else f"{a} / {b}"
 
 
@@ -97,22 +99,22 @@ def md_cell(v: Any) -> str:
 
 # ---------------------------------------------------------------- the template context
 
-def context(summary: dict[str, Any], folder: Path, charts: list[dict[str, Any]]) -> dict[str, Any]:
-    runs = plots.runs_of(summary)
-    status = f_text(summary.get("status"))
-    counts = Counter(str(dig(r, "analysis", "verdict")) for r in runs if dig(r, "analysis", "verdict"))
-    scenario = f_text(summary.get("scenario"))
+def context(summary: Summary, folder: Path, charts: list[dict[str, Any]]) -> dict[str, Any]:
+    runs = summary.runs
+    status = f_text(summary.status)
+    counts = Counter(r.analysis.verdict for r in runs if r.analysis and r.analysis.verdict)
+    scenario = f_text(summary.scenario)
     return {
         "title": f"{scenario} benchmark report",
         "scenario": scenario,
-        "run_id": f_text(summary.get("run_id")),
-        "meta": [("scenario", scenario), ("results", f_text(summary.get("run_id"))),
-                 ("source", f_text(summary.get("source"))), ("provider", f_text(summary.get("provider"))),
-                 ("started", f_text(summary.get("started"))), ("finished", f_text(summary.get("finished"))),
+        "run_id": f_text(summary.run_id),
+        "meta": [("scenario", scenario), ("results", f_text(summary.run_id)),
+                 ("source", f_text(summary.source)), ("provider", f_text(summary.provider)),
+                 ("started", f_text(summary.started)), ("finished", f_text(summary.finished)),
                  ("status", status), ("runs", str(len(runs)))],
         "status": status,
         "incomplete": status != "complete",
-        "error": summary.get("error"),
+        "error": summary.error,
         "verdict_counts": [(v, counts[v]) for v in (*VERDICTS, *sorted(set(counts) - set(VERDICTS)))
                            if counts[v]],
         "analysed": bool(counts),
@@ -126,69 +128,70 @@ def context(summary: dict[str, Any], folder: Path, charts: list[dict[str, Any]])
     }
 
 
-def _run_row(r: dict[str, Any], folder: Path) -> dict[str, Any]:
-    a = r.get("analysis") if isinstance(r.get("analysis"), dict) else {}
-    verdict = a.get("verdict")
-    evidence = [str(e) for e in a.get("evidence") or []]
-    flags = [str(f) for f in a.get("flags") or []]
-    errors = sum(v for v in (r.get("errors") or {}).values() if isinstance(v, int))
-    if errors:
-        flags.append(f"{errors:,} socket errors")
-    if num(r.get("non_2xx")):
-        flags.append(f"{r['non_2xx']:,} non-2xx responses")
-    if r.get("error"):
-        flags.append(f"run failed: {r['error']}")
-    if dig(r, "perf", "error"):
-        flags.append(f"no flame graph: {r['perf']['error']}")
-    if num(dig(r, "observer", "remote_commands_in_window")):
-        flags.append(f"{r['observer']['remote_commands_in_window']} remote commands ran during the load")
-    fg = dig(r, "perf", "flamegraph")
-    split = a.get("server_cpu_split_pct")
-    cost = a.get("cpu_us_per_request")
-    balance = a.get("balance")
+def _run_row(r: Run, folder: Path) -> dict[str, Any]:
+    a = r.analysis
+    verdict = a.verdict if a else None
+    evidence = list(a.evidence) if a else []
+    flags = list(a.flags) if a else []
+    if r.errors.total:
+        flags.append(f"{r.errors.total:,} socket errors")
+    if r.non_2xx:
+        flags.append(f"{r.non_2xx:,} non-2xx responses")
+    if r.error:
+        flags.append(f"run failed: {r.error}")
+    if r.perf and r.perf.error:
+        flags.append(f"no flame graph: {r.perf.error}")
+    in_window = (r.observer or {}).get("remote_commands_in_window")
+    if num(in_window):
+        flags.append(f"{in_window} remote commands ran during the load")
+    fg = r.perf.flamegraph if r.perf else None
+    split = a.server_cpu_split_pct if a else None
+    cost = a.cpu_us_per_request if a else None
+    ceiling = a.ceiling_pps if a and a.ceiling_pps is not None else (
+        r.baseline.pps_delivered if r.baseline else None)
+    lower = bool(a and a.ceiling_lower_bound)
     return {
-        "run_id": plots.run_label(r),
-        "arch": f_text(r.get("arch")),
-        "threads": f_text(r.get("server_threads")),
-        "conns": f_text(r.get("connections")),
-        "rep": f_text(r.get("repetition")),
-        "qps": f_num(r.get("qps")),
-        "p50": f_ms(dig(r, "latency_ms", "p50")),
-        "p99": f_ms(dig(r, "latency_ms", "p99")),
+        "run_id": r.label,
+        "arch": f_text(r.arch),
+        "threads": f_text(r.server_threads),
+        "conns": f_text(r.connections),
+        "rep": f_text(r.repetition),
+        "qps": f_num(r.qps),
+        "p50": f_ms(r.latency_ms.p50),
+        "p99": f_ms(r.latency_ms.p99),
         "verdict": f_text(verdict),
         "verdict_class": str(verdict) if verdict in VERDICTS else "none",
         "deciding": evidence[0] if evidence else MISSING,
         "evidence": evidence,
         "flags": flags,
-        "flamegraph": str(fg) if fg else None,
+        "flamegraph": fg,
         "flamegraph_found": bool(fg) and (folder / str(fg)).is_file(),
         # the numbers behind the verdict, one cell each
-        "ppr": f_pair(a.get("packets_per_request"), lambda v: f_num(v, 2)),
-        "ppr_source": f_text(dig(a, "packets_per_request", "source")),
-        "rate": f_pair(a.get("packet_rate"), f_num),
-        "ceiling": (("≥ " if a.get("ceiling_lower_bound") else "")
-                    + f_num(a.get("ceiling_pps") if a.get("ceiling_pps") is not None
-                            else dig(r, "baseline", "pps_delivered"))
-                    + (" (lower bound: iperf3 was CPU-bound)" if a.get("ceiling_lower_bound") else "")),
-        "path_use": ", ".join(f"{k} {f_pct(v, fraction=True)}" for k, v in (a.get("path_use") or {}).items())
-                    or MISSING,
-        "rule": f_text(a.get("rule")),
-        "ceiling_use": f_pair(a.get("ceiling_use"), lambda v: f_pct(v, fraction=True)),
-        "server_busy": f_pct(a.get("server_busy_pct")),
-        "split": " / ".join(f_pct(dig(split, k)) for k in ("usr", "sys", "soft")) if split else MISSING,
-        "us_per_req": (f"{f_num(dig(cost, 'total'), 2)} ("
-                       + " / ".join(f_num(dig(cost, k), 2) for k in ("usr", "sys", "soft")) + ")"
+        "ppr": f_pair(a.packets_per_request if a else None, lambda v: f_num(v, 2)),
+        "ppr_source": f_text(a.packets_per_request.source if a and a.packets_per_request else None),
+        "rate": f_pair(a.packet_rate if a else None, f_num),
+        "ceiling": (("≥ " if lower else "") + f_num(ceiling)
+                    + (" (lower bound: iperf3 was CPU-bound)" if lower else "")),
+        "path_use": ", ".join(f"{k} {f_pct(v, fraction=True)}" for k, v in ((a.path_use if a else None)
+                                                                             or {}).items()) or MISSING,
+        "rule": f_text(a.rule if a else None),
+        "ceiling_use": f_pair(a.ceiling_use if a else None, lambda v: f_pct(v, fraction=True)),
+        "server_busy": f_pct(a.server_busy_pct if a else None),
+        "split": " / ".join(f_pct(getattr(split, k)) for k in ("usr", "sys", "soft")) if split else MISSING,
+        "us_per_req": (f"{f_num(cost.total, 2)} ("
+                       + " / ".join(f_num(getattr(cost, k), 2) for k in ("usr", "sys", "soft")) + ")"
                        if cost else MISSING),
-        "switches": f_pair(a.get("switches"), f_num, ("voluntary_s", "involuntary_s")),
-        "client_busy": f_pct(a.get("client_busy_pct")),
-        "balance": f_pair(balance, lambda v: f_num(v, 2),
+        "switches": f_pair(a.switches if a else None, f_num, ("voluntary_s", "involuntary_s")),
+        "client_busy": f_pct(a.client_busy_pct if a else None),
+        "balance": f_pair(a.balance if a else None, lambda v: f_num(v, 2),
                           ("requests_max_over_mean", "connections_max_over_mean")),
     }
 
 
-def _observer_rows(r: dict[str, Any]) -> list[dict[str, str]]:
-    """What measuring cost each host during the run's load window (see telemetry.observer)."""
-    hosts = dig(r, "observer", "hosts")
+def _observer_rows(r: Run) -> list[dict[str, str]]:
+    """What measuring cost each host during the run's load window (see telemetry.observer; the
+    observer's record is opaque: its own keys)."""
+    hosts = (r.observer or {}).get("hosts")
     if not isinstance(hosts, dict):
         return []
     rows = []
@@ -201,8 +204,8 @@ def _observer_rows(r: dict[str, Any]) -> list[dict[str, str]]:
         if collectors and o.get("shares_measured_cpus"):
             where += " (shares the measured CPUs)"
         rows.append({
-            "run_id": plots.run_label(r), "host": f_text(name),
-            "collectors": ", ".join(f"{k} {f_num(dig(v, 'cpu_s_per_s'), 4)}"
+            "run_id": r.label, "host": f_text(name),
+            "collectors": ", ".join(f"{k} {f_num((v or {}).get('cpu_s_per_s'), 4)}"
                                     for k, v in collectors.items()) or "-",
             "total": f_num(o.get("collectors_cpu_s_per_s"), 4),
             "where": where,
@@ -212,57 +215,57 @@ def _observer_rows(r: dict[str, Any]) -> list[dict[str, str]]:
     return rows
 
 
-def _point_row(p: dict[str, Any]) -> dict[str, Any]:
-    med, m = num(p.get("qps_median")), num(p.get("qps_mad"))
-    verdicts = p.get("verdicts") if isinstance(p.get("verdicts"), dict) else {}
+def _point_row(p: Point) -> dict[str, Any]:
+    med, m = num(p.qps_median), num(p.qps_mad)
     return {
-        "arch": f_text(p.get("arch")), "threads": f_text(p.get("server_threads")),
-        "conns": f_text(p.get("connections")), "n": f_text(p.get("n")),
+        "arch": f_text(p.arch), "threads": f_text(p.server_threads),
+        "conns": f_text(p.connections), "n": f_text(p.n),
         "qps_median": f_num(med),
-        "qps_range": f"{f_num(p.get('qps_min'))} – {f_num(p.get('qps_max'))}",
+        "qps_range": f"{f_num(p.qps_min)} – {f_num(p.qps_max)}",
         "qps_mad": f_num(m) + (f" ({m / med:.1%})" if m is not None and med else ""),
-        "p50": f_ms(p.get("p50_ms_median")), "p99": f_ms(p.get("p99_ms_median")),
-        "verdicts": (str(p["verdict_text"]) if p.get("verdict_text") else
-                     ", ".join(f"{k} ×{v}" for k, v in verdicts.items()) or MISSING),
+        "p50": f_ms(p.p50_ms_median), "p99": f_ms(p.p99_ms_median),
+        "verdicts": (p.verdict_text if p.verdict_text else
+                     ", ".join(f"{k} ×{v}" for k, v in p.verdicts.items()) or MISSING),
     }
 
 
-def _hosts(summary: dict[str, Any]) -> list[dict[str, str]]:
+def _hosts(summary: Summary) -> list[dict[str, str]]:
     out = []
-    for name, h in (summary.get("hosts") or {}).items():
-        h = h if isinstance(h, dict) else {}
-        tools = h.get("tool_versions") if isinstance(h.get("tool_versions"), dict) else {}
-        cores = f_text(h.get("cpus"))
-        if num(h.get("threads_per_core")) and h["threads_per_core"] > 1:
-            cores += f" ({h['threads_per_core']} threads/core)"
+    for name, h in summary.hosts.items():
+        cores = f_text(h.cpus)
+        if h.threads_per_core and h.threads_per_core > 1:
+            cores += f" ({h.threads_per_core} threads/core)"
         out.append({
-            "name": str(name), "roles": ", ".join(h.get("roles") or []) or MISSING,
-            "address": f_text(h.get("address")), "cpu_model": f_text(h.get("cpu_model")), "cores": cores,
-            "kernel": f_text(h.get("kernel")),
-            "tools": ", ".join(f"{k} {v}" for k, v in tools.items() if v) or MISSING,  # None: absent
+            "name": str(name), "roles": ", ".join(h.roles) or MISSING,
+            "address": f_text(h.address), "cpu_model": f_text(h.cpu_model), "cores": cores,
+            "kernel": f_text(h.kernel),
+            # a tool recorded as None is absent on the host
+            "tools": ", ".join(f"{k} {v}" for k, v in h.tool_versions.items() if v) or MISSING,
         })
     return out
 
 
-def _baseline(summary: dict[str, Any]) -> list[dict[str, str]]:
+def _baseline(summary: Summary) -> list[dict[str, str]]:
     out = []
-    for path, e in (summary.get("baseline") or {}).items():
-        udp, tcp, rev = dig(e, "udp") or {}, dig(e, "tcp") or {}, dig(e, "udp_reverse") or {}
-        bps = num(tcp.get("bits_per_second"))
+    for path, e in summary.baseline.items():
+        udp, tcp, rev = e.udp, e.tcp, e.udp_reverse
+        bps = num(tcp.bits_per_second) if tcp else None
+        loss = num(udp.loss_pct) if udp else None
         out.append({
-            "path": str(path), "length": f_text(udp.get("length")),
-            "pps_sent": f_num(udp.get("pps_sent")), "pps_delivered": f_num(udp.get("pps_delivered")),
-            "loss": MISSING if num(udp.get("loss_pct")) is None else f"{udp['loss_pct']:.1f}%",
-            "reverse": f_num(rev.get("pps_delivered")),
+            "path": str(path), "length": f_text(udp.length if udp else None),
+            "pps_sent": f_num(udp.pps_sent if udp else None),
+            "pps_delivered": f_num(udp.pps_delivered if udp else None),
+            "loss": MISSING if loss is None else f"{loss:.1f}%",
+            "reverse": f_num(rev.pps_delivered if rev else None),
             "tcp": MISSING if bps is None else f"{bps / 1e9:.2f} Gbit/s",
-            "retransmits": f_num(tcp.get("retransmits")),
+            "retransmits": f_num(tcp.retransmits if tcp else None),
         })
     return out
 
 
 # ---------------------------------------------------------------- charts
 
-def _charts(summary: dict[str, Any], folder: Path) -> tuple[list[dict[str, Any]], dict[str, Path]]:
+def _charts(summary: Summary, folder: Path) -> tuple[list[dict[str, Any]], dict[str, Path]]:
     """Render every chart, write plots/<key>.png, and drop a stale PNG whose chart now has no data."""
     out, written = [], {}
     for key, title, draw, caption in plots.CHARTS:

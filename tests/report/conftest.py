@@ -2,34 +2,44 @@
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
-from report_fixtures import SAMPLE, fabricate_analysis, write_summary
+from report_fixtures import CLOSED, OPEN, SAMPLE, analysed, copy_folder
+
+from orchestrator import store
+from orchestrator.records import Summary
+
+
+@pytest.fixture(scope="session")
+def closed_summary() -> Summary:
+    """The recorded closed-loop run, analysed by the current rules."""
+    return analysed(store.load_summary(CLOSED))
+
+
+@pytest.fixture(scope="session")
+def open_summary() -> Summary:
+    return analysed(store.load_summary(OPEN))
+
+
+@pytest.fixture(scope="session")
+def old_summary() -> Summary:
+    """The version-1 sample as loaded (upgraded, never analysed)."""
+    return store.load_summary(SAMPLE)
 
 
 @pytest.fixture
-def real_summary() -> dict[str, Any]:
-    return json.loads((SAMPLE / "summary.json").read_text())
+def old_folder(tmp_path: Path) -> Path:
+    """A copy of the version-1 folder as captured (no analysis): build() writes into it."""
+    return copy_folder(SAMPLE, tmp_path / "old", analyse=False)
 
 
 @pytest.fixture
-def real_folder(tmp_path: Path) -> Path:
-    """A copy of the real results folder as captured (no analysis): build() writes into it."""
-    dest = tmp_path / "real"
-    shutil.copytree(SAMPLE, dest)
-    return dest
+def analysed_folder(tmp_path: Path) -> Path:
+    """A copy of the recorded closed-loop folder, analysed again (as `orchestrate report` does)."""
+    return copy_folder(CLOSED, tmp_path / "analysed")
 
 
 @pytest.fixture
-def analysed_folder(tmp_path: Path, real_summary: dict[str, Any]) -> Path:
-    """The real folder plus fabricated analysis (test input) and a flame graph file for run 1."""
-    s = fabricate_analysis(real_summary)
-    folder = write_summary(tmp_path / "analysed", s)
-    svg = folder / s["runs"][0]["perf"]["flamegraph"]
-    svg.parent.mkdir(parents=True)
-    svg.write_text('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>')
-    return folder
+def open_folder(tmp_path: Path) -> Path:
+    return copy_folder(OPEN, tmp_path / "open")

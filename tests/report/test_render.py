@@ -1,4 +1,5 @@
-"""render.build on a real results folder (with and without fabricated analysis) and on broken ones."""
+"""render.build on recorded real results folders (analysed by the real analysis), on an old
+version-1 folder, and on broken ones."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from typing import Any
 
 import pytest
 from report_checks import PNG_MAGIC, Dom, assert_png, md_table
-from report_fixtures import fabricate_analysis, write_summary
+from report_fixtures import analysed, write_summary
 
+from orchestrator import store
 from orchestrator.errors import UserError
+from orchestrator.records import Summary
 from orchestrator.report import plots, render
 
 ALL_CHARTS = [key for key, *_ in plots.CHARTS if key not in plots.OPEN_LOOP_CHARTS]  # closed loop
@@ -37,8 +40,8 @@ def check_self_contained(html: str) -> Dom:
 
 
 def test_build_analysed(analysed_folder: Path):
-    summary = json.loads((analysed_folder / "summary.json").read_text())
-    runs = summary["runs"]
+    summary = store.load_summary(analysed_folder)
+    runs = summary.runs
     paths = render.build(analysed_folder)
 
     assert paths == render.ReportPaths(md=analysed_folder / "report.md", html=analysed_folder / "report.html",
@@ -58,38 +61,60 @@ def test_build_analysed(analysed_folder: Path):
         assert embedded == paths.plots[img["data-chart"] or ""].read_bytes()
     # verdict table on top: one row per run, in order, with verdict and deciding evidence
     assert html.index('id="verdicts"') < html.index('id="plots-section"')
-    assert dom.rows["verdicts"] == len(runs)
+    assert dom.rows["verdicts"] == len(runs) == 8
     for row, run in zip(dom.cells["verdicts"], runs, strict=True):
-        assert row[0] == run["run_id"]
-        assert row[7] == run["analysis"]["verdict"]
-        assert row[8] == run["analysis"]["evidence"][0]
-    assert dom.rows["points"] == len(summary["points"])
+        assert run.analysis and run.analysis.verdict
+        assert row[0] == run.run_id
+        assert row[4] == f"{run.qps:,.0f}"
+        assert row[7] == run.analysis.verdict
+        assert row[8] == run.analysis.evidence[0]
+    assert dom.rows["points"] == len(summary.points) == 4
+    for row, p in zip(dom.cells["points"], summary.points, strict=True):
+        assert row[4] == f"{p.qps_median:,.0f}" and row[-1] == p.verdict_text
     assert dom.rows["details"] == len(runs)
     assert dom.rows["hosts"] == 1 and dom.rows["baseline"] == 1
-    assert "AMD EPYC" in html and "wrk 4.1.0" in html and "319,335" in html  # hosts and baseline
-    assert f'href="{runs[0]["perf"]["flamegraph"]}"' in html
-    assert "load generator at 99% CPU" in html
+    (host,) = summary.hosts.values()
+    (path,) = summary.baseline.values()
+    assert path.udp and path.udp.pps_delivered
+    assert host.cpu_model and host.cpu_model in html and f"wrk {host.tool_versions['wrk']}" in html
+    assert f"{path.udp.pps_delivered:,.0f}" in html  # the baseline's delivered packet rate
+    flagged = [f for r in runs for f in (r.analysis.flags if r.analysis else ())]
+    assert flagged and all(f.replace("'", "&#39;").replace(">", "&gt;") in html for f in flagged)
 
     md = paths.md.read_text()
     rows = md_table(md, VERDICT_HEADER)
-    assert [r[0] for r in rows] == [r["run_id"] for r in runs]
+    assert [r[0] for r in rows] == [r.run_id for r in runs]
     assert all(len(r) == 10 for r in rows)
     linked = re.findall(r"!\[[^\]]*\]\((plots/[^)]+\.png)\)", md)
     assert linked == [f"plots/{k}.png" for k in ALL_CHARTS]
     assert all((analysed_folder / rel).is_file() for rel in linked)
-    assert f"[flame graph]({runs[0]['perf']['flamegraph']})" in md
-    assert "(file missing)" not in md and "chart failed" not in md
+    # run 1's folded stacks are kept with the recorded folder, the others' are not
+    svg = runs[0].perf.flamegraph if runs[0].perf else None
+    assert svg and f'href="{svg}"' in html and f"[flame graph]({svg})" in md
+    assert (analysed_folder / svg).read_text().startswith("<svg")
+    assert md.count("(file missing)") == len(runs) - 1
+    assert "chart failed" not in md
     # atomic writes leave no temporaries behind
     assert not [p for p in analysed_folder.rglob(".*") if p.is_file()]
 
 
-def test_build_real_summary_without_analysis(real_folder: Path):
-    """Today's real summary.json (no analysis yet): the report still builds and shows "-"."""
-    runs = json.loads((real_folder / "summary.json").read_text())["runs"]
-    paths = render.build(real_folder)
+def test_build_open_loop(open_folder: Path):
+    paths = render.build(open_folder)
+    assert set(plots.OPEN_LOOP_CHARTS) <= set(paths.plots)
+    summary = store.load_summary(open_folder)
+    dom = check_self_contained(paths.html.read_text())
+    assert [row[0] for row in dom.cells["verdicts"]] == [r.run_id for r in summary.runs]
+    assert [r.key[3] for r in summary.runs] == [5000.0, 20000.0, 60000.0]
+
+
+def test_an_old_summary_loads_and_renders(old_folder: Path):
+    """A version-1 summary.json (no analysis, no points): the report still builds and shows "-"."""
+    runs = json.loads((old_folder / "summary.json").read_text())["runs"]
+    paths = render.build(old_folder)
     assert set(paths.plots) == {"qps_by_threads", "point_summary", "latency_percentiles", "thread_balance"}
     dom = check_self_contained(paths.html.read_text())
     assert dom.rows["verdicts"] == len(runs)
+    assert [row[0] for row in dom.cells["verdicts"]] == [r["run_id"] for r in runs]
     assert all(row[7] == "-" and row[8] == "-" for row in dom.cells["verdicts"])
     assert dom.rows["points"] == 4  # derived from the runs: 2 archs x 2 thread counts
     md = paths.md.read_text()
@@ -97,34 +122,48 @@ def test_build_real_summary_without_analysis(real_folder: Path):
     assert "Not drawn: no run has a measured packet rate" in md
 
 
-def test_rebuild_drops_stale_plots(analysed_folder: Path, real_summary: dict[str, Any]):
+def test_an_old_summary_analysed_again_renders_its_verdicts(old_folder: Path):
+    """What `orchestrate report` does to a version-1 folder: upgrade, analyse, save as version 2."""
+    store.ResultsDir(old_folder).save_summary(analysed(store.load_summary(old_folder)))
+    assert json.loads((old_folder / "summary.json").read_text())["version"] == 2
+    paths = render.build(old_folder)
+    assert "packet_rate" in paths.plots
+    dom = check_self_contained(paths.html.read_text())
+    assert all(row[7] != "-" for row in dom.cells["verdicts"])
+
+
+def test_rebuild_drops_stale_plots(analysed_folder: Path):
     render.build(analysed_folder)
     assert (analysed_folder / "plots" / "packet_rate.png").exists()
-    write_summary(analysed_folder, real_summary)  # the analysis went away
+    s = store.load_summary(analysed_folder)
+    unanalysed = s.model_copy(update={"runs": tuple(r.model_copy(update={"analysis": None}) for r in s.runs)})
+    write_summary(analysed_folder, unanalysed)  # the analysis went away
     paths = render.build(analysed_folder)
     assert not (analysed_folder / "plots" / "packet_rate.png").exists()
     assert "packet_rate" not in paths.plots
 
 
-def test_text_is_escaped(tmp_path: Path, real_summary: dict[str, Any]):
-    s = fabricate_analysis(real_summary)
-    s["runs"][0]["analysis"]["evidence"] = ["<script>alert(1)</script> a | b\nnext line"]
-    s["runs"][0]["arch"] = "<b>x</b>"
+def test_text_is_escaped(tmp_path: Path, closed_summary: Summary):
+    first = closed_summary.runs[0]
+    assert first.analysis
+    evil = first.model_copy(update={
+        "arch": "<b>x</b>",
+        "analysis": first.analysis.model_copy(
+            update={"evidence": ("<script>alert(1)</script> a | b\nnext line",)})})
+    s = closed_summary.model_copy(update={"runs": (evil, *closed_summary.runs[1:])})
     folder = write_summary(tmp_path / "esc", s)
     paths = render.build(folder)
     html = paths.html.read_text()
     assert "<script>" not in html and "&lt;script&gt;" in html and "&lt;b&gt;x&lt;/b&gt;" in html
     rows = md_table(paths.md.read_text(), VERDICT_HEADER)
-    assert len(rows) == len(s["runs"]) and all(len(r) == 10 for r in rows)
+    assert len(rows) == len(s.runs) and all(len(r) == 10 for r in rows)
     assert rows[0][8] == r"<script>alert(1)</script> a \| b next line"
 
 
-def test_single_interrupted_run(tmp_path: Path, real_summary: dict[str, Any]):
-    s = fabricate_analysis(real_summary)
-    s["runs"] = s["runs"][1:2]
-    s["points"] = None
-    s["status"] = "interrupted"
-    s["error"] = "interrupted during run 2/8 (SIGINT)"
+def test_single_interrupted_run(tmp_path: Path, closed_summary: Summary):
+    s = closed_summary.model_copy(update={"runs": closed_summary.runs[1:2], "points": (),
+                                          "status": "interrupted",
+                                          "error": "interrupted during run 2/8 (SIGINT)"})
     folder = write_summary(tmp_path / "one", s)
     paths = render.build(folder)
     html = paths.html.read_text()
