@@ -2,9 +2,10 @@
 
 Nothing here can reach real AWS: credentials are fake, the config files are pointed away,
 in-process calls are intercepted by moto, and in server mode every request is checked to
-go to the local endpoint. moto does not implement placement groups, so a small stateful
-fake answers those three calls from botocore's own event hooks (client side, so it works
-in both modes and the code under test makes exactly the calls it makes against AWS).
+go to the local endpoint. What moto lacks or hides (placement groups, the Debian image
+parameters, pending instances, EC2's eventual consistency and its errors) is added from
+botocore's own event hooks by `awskit.Fakes`, so the code under test makes exactly the
+calls it makes against AWS. The scenarios use the shipped Debian 12 image and its user.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from typing import Any
 
 import boto3
 import pytest
+from awskit import DEBIAN, DEBIAN_AMIS, REGION, Fakes, err
 
-from orchestrator.errors import RunFailed, UserError
+from orchestrator.errors import Interrupted, RunFailed, UserError
 from orchestrator.hosts import aws
 from orchestrator.hosts import open_lab as open_any_lab
 from orchestrator.hosts.aws import cleanup as aws_cleanup
@@ -32,97 +34,12 @@ from orchestrator.hosts.aws import ec2 as aws_api
 from orchestrator.hosts.aws import prices
 from orchestrator.scenario import Scenario
 
-REGION = "eu-west-1"
 FAKE_KEY_ID = "AKIAORCHESTRATEFAKE1"
 FAKE_SECRET = "fakeSecret/orchestrate+Test0nlyDoNotUse1234"
 FAKE_TOKEN = "fakeSessionTokenOrchestrateTestOnly"
 MY_ADDRESS = "203.0.113.7"
-IMAGE = "resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+IMAGE = "resolve:ssm:/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"  # moto has it
 HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOrchestrateTestHostKeyOnlyAAAAAAAAAAAAAAAA"
-
-
-class _Http:
-    def __init__(self, status: int):
-        self.status_code = status
-        self.headers: dict[str, str] = {}
-        self.content = b""
-        self.raw = None
-
-
-def _ok(body: dict[str, Any]) -> tuple[_Http, dict[str, Any]]:
-    return _Http(200), {**body, "ResponseMetadata": {"HTTPStatusCode": 200}}
-
-
-def _err(code: str, message: str, status: int = 400) -> tuple[_Http, dict[str, Any]]:
-    return _Http(status), {"Error": {"Code": code, "Message": message},
-                           "ResponseMetadata": {"HTTPStatusCode": status}}
-
-
-class Fakes:
-    """Placement groups (moto lacks them), a call log, and injectable failures; per test."""
-
-    def __init__(self, endpoint: str | None):
-        self.endpoint = endpoint
-        self.groups: dict[str, dict[str, Any]] = {}
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-        self.fail: dict[str, Any] = {}  # operation -> callable(params, nth) -> error response or None
-        self.count: dict[str, int] = {}
-
-    def install(self, session: Any) -> Any:
-        ev = session.events
-        ev.register("before-parameter-build.ec2", self._record)
-        ev.register("before-parameter-build.ssm", self._record)
-        ev.register("before-call.ec2", self._call)
-        if self.endpoint:
-            ev.register("before-send", self._local_only)
-        return session
-
-    def _record(self, params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
-        context["orch_params"] = dict(params)
-        self.calls.append((model.name, dict(params)))
-
-    def _local_only(self, request: Any, **_: Any) -> None:
-        assert request.url.startswith(self.endpoint), f"request left the test endpoint: {request.url}"
-
-    def ops(self) -> list[str]:
-        return [op for op, _ in self.calls]
-
-    def params(self, op: str) -> list[dict[str, Any]]:
-        return [p for o, p in self.calls if o == op]
-
-    def _call(self, model: Any, context: dict[str, Any], **_: Any) -> Any:
-        op, params = model.name, context.get("orch_params", {})
-        self.count[op] = self.count.get(op, 0) + 1
-        if op in self.fail:
-            resp = self.fail[op](params, self.count[op])
-            if resp is not None:
-                return resp
-        if op == "CreatePlacementGroup":
-            name = params["GroupName"]
-            if name in self.groups:
-                return _err("InvalidPlacementGroup.Duplicate", f"{name} exists")
-            tags = [t for s in params.get("TagSpecifications", []) for t in s["Tags"]]
-            self.groups[name] = {"GroupName": name, "Strategy": params["Strategy"], "State": "available",
-                                 "GroupId": f"pg-{len(self.groups):017x}", "Tags": tags}
-            return _ok({"PlacementGroup": self.groups[name]})
-        if op == "DescribePlacementGroups":
-            return _ok({"PlacementGroups": [g for g in self.groups.values()
-                                            if _matches(g, params.get("Filters", []))]})
-        if op == "DeletePlacementGroup":
-            if self.groups.pop(params["GroupName"], None) is None:
-                return _err("InvalidPlacementGroup.Unknown", "no such group")
-            return _ok({})
-        return None
-
-
-def _matches(obj: dict[str, Any], filters: list[dict[str, Any]]) -> bool:
-    tags = {t["Key"]: t["Value"] for t in obj.get("Tags", [])}
-    for f in filters:
-        if f["Name"] == "tag-key" and not set(f["Values"]) & set(tags):
-            return False
-        if f["Name"].startswith("tag:") and tags.get(f["Name"][4:]) not in f["Values"]:
-            return False
-    return True
 
 
 # --- environments ------------------------------------------------------------------
@@ -139,7 +56,9 @@ def fake_credentials(monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setattr(aws_api, "WAITER", {"Delay": 0, "MaxAttempts": 100})
+    monkeypatch.setattr(aws_api, "STATE_TIMEOUT_S", 10.0)
+    monkeypatch.setattr(aws_api, "POLL_S", 0.0)
+    monkeypatch.setattr(aws_api, "BACKOFF", (0.001, 0.01, 5.0))
 
     def no_lookup(timeout: float = 5.0) -> str:
         raise AssertionError("tests must pass my_address; no external service is called")
@@ -189,7 +108,8 @@ def cloud(request, monkeypatch):
     fakes = Fakes(endpoint)
     real = aws_api.make_session
     # The provider builds its own session from the standard chain, as for a user; the fakes ride on it.
-    monkeypatch.setattr(aws_api, "make_session", lambda region: fakes.install(real(region)))
+    monkeypatch.setattr(aws_api, "make_session",
+                        lambda region, profile=None: fakes.install(real(region, profile)))
     if endpoint:
         yield Cloud(endpoint, fakes)
     else:
@@ -201,7 +121,7 @@ def cloud(request, monkeypatch):
 
 def scenario(endpoint: str | None, **aws_kw: Any) -> Scenario:
     cfg = {"region": REGION, "instance_type": {"server": "c6i.2xlarge", "client": "c6i.xlarge"},
-           "image": IMAGE, "expire_after": "3h", "ssh_user": "ec2-user", **aws_kw}
+           "image": DEBIAN, "expire_after": "3h", "ssh_user": "admin", **aws_kw}
     if endpoint:
         cfg["endpoint_url"] = endpoint
     return Scenario.model_validate({"name": "cross-host",
@@ -215,7 +135,7 @@ class SshSeam:
         self.fail = fail
 
     def __call__(self, hosts, timeout):
-        self.seen.append([h.public_ip for h in hosts])
+        self.seen.append([h.reach for h in hosts])
         if self.fail:
             raise self.fail
 
@@ -259,9 +179,19 @@ def test_provisions_the_cross_host_topology(cloud, tmp_path):
             assert expires <= datetime.now(UTC) + timedelta(hours=3, seconds=5)
 
         # One run_instances per role, in the placement group, with the instance's own expiry.
-        runs = cloud.fakes.params("RunInstances")
+        runs = [p for p in cloud.fakes.params("RunInstances") if not p.get("DryRun")]
         assert [(p["InstanceType"], p["MinCount"], p["MaxCount"]) for p in runs] == \
             [("c6i.2xlarge", 1, 1), ("c6i.xlarge", 1, 1)]
+        # Pre-flight, all before the first create: types, zones, quota, a DryRun launch per role.
+        ops = cloud.fakes.ops()
+        first_create = ops.index("CreateKeyPair")
+        for op in ("DescribeInstanceTypes", "DescribeInstanceTypeOfferings", "GetServiceQuota",
+                   "DescribeImages"):
+            assert ops.index(op) < first_create, op
+        dry = [p for p in cloud.fakes.params("RunInstances") if p.get("DryRun")]
+        assert [p["InstanceType"] for p in dry] == ["c6i.2xlarge", "c6i.xlarge"]
+        assert ops.index("RunInstances") < first_create
+        assert {p["ImageId"] for p in runs} == {DEBIAN_AMIS["/aws/service/debian/release/12/latest/amd64"]}
         for p in runs:
             assert p["Placement"] == {"GroupName": name}
             assert p["KeyName"] == name and p["ImageId"].startswith("ami-")
@@ -294,7 +224,7 @@ def test_provisions_the_cross_host_topology(cloud, tmp_path):
             i = by_name[f"{name}-{h.name}"]
             assert h.address == i["PrivateIpAddress"]
             assert h.ssh is not None and h.ssh.host == i["PublicIpAddress"]
-            assert h.ssh.user == "ec2-user" and h.ssh.host_key_checking
+            assert h.ssh.user == "admin" and h.ssh.host_key_checking
             assert h.workdir == "/tmp/orchestrate/r-topo"
             assert h.vars["instance_type"] == i["InstanceType"]
             key_file = Path(h.ssh.key_file or "")
@@ -329,21 +259,6 @@ def test_ctrl_c_inside_the_block_leaves_nothing(cloud, tmp_path):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-def test_failure_half_way_through_provisioning_leaves_nothing(cloud, tmp_path):
-    # The client role's launch fails the way a full cluster placement group does.
-    cloud.fakes.fail["RunInstances"] = lambda params, nth: (
-        _err("InsufficientInstanceCapacity", "We currently do not have sufficient c6i.xlarge capacity")
-        if params["InstanceType"] == "c6i.xlarge" else None)
-    from botocore.exceptions import ClientError
-
-    with pytest.raises(ClientError, match="InsufficientInstanceCapacity"), \
-            open_any_lab(scenario(cloud.endpoint), **lab_kw(tmp_path, "r-half")):
-        pytest.fail("the block must not run")
-    assert cloud.fakes.count["RunInstances"] == 2
-    assert cloud.nothing_left()
-    assert not (tmp_path / "lab-r-half").exists()
-
-
 def test_ssh_never_answering_leaves_nothing(cloud, tmp_path):
     seam = SshSeam(fail=RunFailed("SSH did not answer", phase="provision"))
     with pytest.raises(RunFailed, match="SSH did not answer"), \
@@ -367,23 +282,324 @@ def test_second_ctrl_c_during_teardown_is_ignored(cloud, tmp_path):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-def test_teardown_tries_every_step_and_reports_what_it_could_not_remove(cloud, tmp_path):
-    cloud.fakes.fail["DeleteSecurityGroup"] = lambda params, nth: _err("UnauthorizedOperation", "not allowed")
-    with pytest.raises(RunFailed, match=r"security-group sg-.*UnauthorizedOperation") as info, \
-            open_any_lab(scenario(cloud.endpoint), **lab_kw(tmp_path, "r-part")):
-        pass
-    assert "orchestrate cleanup --provider aws --region eu-west-1 --run-id r-part" in str(info.value)
+def test_leftovers_after_a_complete_run_are_a_warning_with_their_ids(cloud, tmp_path, caplog):
+    cloud.fakes.fail["DeleteSecurityGroup"] = lambda params, nth: err("UnauthorizedOperation", "not allowed")
+    with open_any_lab(scenario(cloud.endpoint), **lab_kw(tmp_path, "r-part")):
+        pass  # the run completes: a group it cannot delete does not fail it
     left = cloud.live("r-part")
-    assert left["security-groups"] and not left["instances"] and not left["key-pairs"]
-    assert not left["placement-groups"]
+    (sg,) = left["security-groups"]
+    assert not left["instances"] and not left["key-pairs"] and not left["placement-groups"]
+    warning = next(r.getMessage() for r in caplog.records
+                   if r.levelname == "WARNING" and sg in r.getMessage())
+    assert "UnauthorizedOperation" in warning
+    assert "orchestrate cleanup --provider aws --region eu-west-1 --run-id r-part" in warning
     # With an error already in flight, that error wins and the leftovers are noted on it.
-    with pytest.raises(ValueError) as info2, \
+    with pytest.raises(ValueError) as info, \
             open_any_lab(scenario(cloud.endpoint), **lab_kw(tmp_path, "r-part2")):
         raise ValueError("boom")
-    assert any("r-part2" in n for n in info2.value.__notes__)
+    assert any("r-part2" in n for n in info.value.__notes__)
     del cloud.fakes.fail["DeleteSecurityGroup"]
     report = aws_cleanup.cleanup(REGION, all=True, endpoint_url=cloud.endpoint)
     assert report.ok and cloud.nothing_left()
+
+
+# --- EC2 as it really behaves (injected through botocore's event hooks) -------------
+
+
+def zone_of_subnets(cloud) -> dict[str, str]:
+    return {s["SubnetId"]: s["AvailabilityZone"] for s in cloud.ec2().describe_subnets()["Subnets"]}
+
+
+def launches(cloud) -> list[dict[str, Any]]:
+    return [p for p in cloud.fakes.params("RunInstances") if not p.get("DryRun")]
+
+
+def test_pending_instances_and_eventual_consistency_are_waited_out(cloud, tmp_path):
+    """pending -> running, new resources unknown for a while after their create, terminate
+    NotFound on a live instance, shutting-down before terminated, groups still in use."""
+    f = cloud.fakes
+    f.boot_polls, f.unseen_polls, f.shutdown_polls = 3, 2, 3
+
+    def first(code: str, times: int = 1):
+        seen = []
+
+        def answer(params, nth):
+            if params.get("DryRun"):
+                return None
+            seen.append(1)
+            return err(code, "not yet") if len(seen) <= times else None
+        return answer
+
+    f.fail["AuthorizeSecurityGroupIngress"] = first("InvalidGroup.NotFound")
+    f.fail["RunInstances"] = first("InvalidKeyPair.NotFound")
+    f.fail["CreateTags"] = first("InvalidInstanceID.NotFound")
+    f.fail["TerminateInstances"] = first("InvalidInstanceID.NotFound")
+    f.fail["DeletePlacementGroup"] = first("InvalidPlacementGroup.InUse", 2)
+    f.fail["DeleteSecurityGroup"] = first("DependencyViolation", 2)
+    with open_any_lab(scenario(cloud.endpoint), **lab_kw(tmp_path, "r-real")) as lab:
+        ids = [h.vars["instance_id"] for h in lab.hosts]
+        assert all(h.ssh and h.ssh.host for h in lab.hosts)  # public addresses, once running
+        shown = [st for st in f.states if set(ids) <= set(st)]
+        assert shown[0] == dict.fromkeys(ids, "pending") and shown[-1] == dict.fromkeys(ids, "running")
+        assert any(not set(ids) & set(st) for st in f.states)  # unknown to the API at first
+    assert cloud.nothing_left()
+    assert f.count["AuthorizeSecurityGroupIngress"] == 2 and f.count["CreateTags"] == 3
+    assert len(launches(cloud)) == 3  # the first launch retried, same ClientToken
+    assert launches(cloud)[0]["ClientToken"] == launches(cloud)[1]["ClientToken"]
+    assert f.count["DeletePlacementGroup"] == 3 and f.count["DeleteSecurityGroup"] == 3
+    # terminate sent again after NotFound; instances seen shutting-down, then terminated
+    assert f.count["TerminateInstances"] >= 2
+    after = [st for st in f.states if set(ids) <= set(st) and "running" not in st.values()
+             and "pending" not in st.values()]
+    assert after[0] == dict.fromkeys(ids, "shutting-down") and after[-1] == dict.fromkeys(ids, "terminated")
+    assert not (tmp_path / "lab-r-real").exists()
+
+
+def test_capacity_on_the_second_role_moves_to_the_next_zone(cloud, tmp_path, caplog):
+    zones = zone_of_subnets(cloud)
+    first_zone = sorted(zones.values())[0]
+
+    def no_room(params, nth):
+        subnet = (params.get("NetworkInterfaces") or [{}])[0].get("SubnetId")
+        if params.get("InstanceType") == "c6i.xlarge" and zones.get(subnet) == first_zone:
+            return err("InsufficientInstanceCapacity", "We currently do not have sufficient c6i.xlarge "
+                       f"capacity in the Availability Zone you requested ({first_zone}).", 500)
+        return None
+
+    cloud.fakes.fail["RunInstances"] = no_room
+    with open_any_lab(scenario(cloud.endpoint), **lab_kw(tmp_path, "r-cap")) as lab:
+        got = cloud.ec2().describe_instances(InstanceIds=[h.vars["instance_id"] for h in lab.hosts])
+        placed = {i["Placement"]["AvailabilityZone"] for r in got["Reservations"] for i in r["Instances"]}
+        assert placed == {sorted(zones.values())[1]}
+        # the first attempt (its server instance and placement group) is gone already
+        assert list(cloud.fakes.groups) == ["orchestrate-r-cap-2"]
+        assert len(cloud.live("r-cap")["instances"]) == 2
+    assert [zones[p["NetworkInterfaces"][0]["SubnetId"]] for p in launches(cloud)] == \
+        [first_zone, first_zone] + [sorted(zones.values())[1]] * 2
+    assert f"no capacity in {first_zone}" in caplog.text and "InsufficientInstanceCapacity" in caplog.text
+    assert cloud.nothing_left()
+
+
+def test_capacity_nowhere_fails_naming_the_step_and_leaves_nothing(cloud, tmp_path):
+    cloud.fakes.fail["RunInstances"] = lambda params, nth: (
+        err("InsufficientInstanceCapacity", "We currently do not have sufficient c6i.xlarge capacity", 500)
+        if params["InstanceType"] == "c6i.xlarge" and not params.get("DryRun") else None)
+    with pytest.raises(RunFailed) as info, \
+            open_any_lab(scenario(cloud.endpoint), **lab_kw(tmp_path, "r-half")):
+        pytest.fail("the block must not run")
+    msg = str(info.value)
+    assert msg.startswith("provision: aws launch: no capacity in any zone") and "\n" not in msg
+    assert "launch client (c6i.xlarge)" in msg and "eu-west-1c" in msg
+    assert len(launches(cloud)) == 6  # server then client, in each of the three zones
+    assert cloud.nothing_left() and not cloud.fakes.groups
+    assert not (tmp_path / "lab-r-half").exists()
+
+
+def test_an_instance_dying_of_capacity_while_pending_moves_on(cloud, tmp_path):
+    # EC2 may accept the launch, then end the instance: pending -> terminated, capacity reason.
+    zones = zone_of_subnets(cloud)
+    first_zone = sorted(zones.values())[0]
+    doomed: list[str] = []
+
+    def die(parsed, **_):
+        for res in parsed.get("Reservations", []):
+            for i in res["Instances"]:
+                if i["Placement"]["AvailabilityZone"] == first_zone and i["InstanceType"] == "c6i.xlarge":
+                    doomed.append(i["InstanceId"])
+                    i["State"] = {"Code": 48, "Name": "terminated"}
+                    i["StateReason"] = {"Code": "Server.InsufficientInstanceCapacity", "Message":
+                                        "Server.InsufficientInstanceCapacity: insufficient capacity"}
+
+    session = aws_api.make_session(REGION)  # the same hooks as the provider's, plus this one
+    session.events.register("after-call.ec2.DescribeInstances", die)
+    with open_any_lab(scenario(cloud.endpoint), session=session, **lab_kw(tmp_path, "r-die")) as lab:
+        assert len(lab.hosts) == 2 and doomed
+    assert cloud.nothing_left()
+
+
+def test_ctrl_c_while_an_instance_is_pending_leaves_nothing(cloud, tmp_path):
+    cloud.fakes.boot_polls = 1000  # never gets to running
+    polls = []
+
+    def interrupt(params, nth):
+        polls.append(nth)
+        if len(polls) == 3:
+            raise KeyboardInterrupt  # what SIGINT does in the main thread, mid-call
+        return None
+
+    cloud.fakes.fail["DescribeInstances"] = interrupt
+    with pytest.raises(Interrupted) as info, \
+            open_any_lab(scenario(cloud.endpoint), **lab_kw(tmp_path, "r-pend")):
+        pytest.fail("the block must not run")
+    assert "during aws provisioning: wait for the instances to run" in str(info.value)
+    assert "everything it created was removed" in str(info.value)
+    before_terminate = cloud.fakes.states[1]
+    assert set(before_terminate.values()) == {"pending"}
+    assert cloud.nothing_left()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_api_errors_are_one_line_naming_the_step_with_a_hint(cloud, tmp_path):
+    cloud.fakes.fail["CreateSecurityGroup"] = lambda params, nth: err(
+        "UnauthorizedOperation", "You are not authorized to perform this operation.", 403)
+    with pytest.raises(RunFailed) as info, \
+            open_any_lab(scenario(cloud.endpoint), **lab_kw(tmp_path, "r-iam")):
+        pytest.fail("the block must not run")
+    assert str(info.value) == (
+        "provision: aws create security group: UnauthorizedOperation: You are not authorized to perform "
+        "this operation. (IAM: the credentials need ec2:CreateSecurityGroup; see the README, "
+        "'AWS: permissions and quotas')")
+    assert info.value.phase == "provision"
+    assert cloud.nothing_left()  # the key pair made before it is gone
+
+    cloud.fakes.fail.clear()
+    cloud.fakes.fail["RunInstances"] = lambda params, nth: None if params.get("DryRun") else err(
+        "VcpuLimitExceeded", "You have requested more vCPU capacity than your current vCPU limit of 8 allows")
+    with pytest.raises(RunFailed, match=r"aws launch server .*VcpuLimitExceeded.*\(quota: ask for more in "
+                       "Service Quotas"), \
+            open_any_lab(scenario(cloud.endpoint), **lab_kw(tmp_path, "r-vcpu")):
+        pytest.fail("the block must not run")
+    assert cloud.nothing_left()
+
+
+# --- pre-flight: nothing is created when it fails ------------------------------------
+
+
+def created_anything(cloud) -> list[str]:
+    made = [op for op in cloud.fakes.ops()
+            if op.startswith("Create") or op == "AuthorizeSecurityGroupIngress"]
+    return made + [f"RunInstances {p['InstanceType']}" for p in launches(cloud)]
+
+
+def test_dry_run_without_permission_stops_before_anything_is_created(cloud, tmp_path):
+    cloud.fakes.fail["RunInstances"] = lambda params, nth: err(
+        "UnauthorizedOperation", "You are not authorized to perform this operation.", 403) \
+        if params.get("DryRun") else None
+    with pytest.raises(RunFailed, match=r"^provision: aws pre-flight: DryRun launch of c6i.2xlarge "
+                       r"\(server\): UnauthorizedOperation: .*"
+                       r"\(IAM: the credentials need ec2:RunInstances"), \
+            open_any_lab(scenario(cloud.endpoint), **lab_kw(tmp_path, "r-dry")):
+        pytest.fail("the block must not run")
+    assert created_anything(cloud) == [] and cloud.nothing_left()
+
+
+def test_vcpu_quota_is_checked_before_anything_is_created(cloud, tmp_path, caplog):
+    # moto has no EC2 quotas: the check says it could not be made, and the run goes on.
+    with open_any_lab(scenario(cloud.endpoint), **lab_kw(tmp_path, "r-q1")):
+        pass
+    assert "vCPU quota not checked (service-quotas L-1216C47A: NoSuchResourceException" in caplog.text
+    assert "needs 12 standard vCPUs" in caplog.text
+    # Where the quota is readable (as on AWS): 8 vCPUs cannot hold c6i.2xlarge + c6i.xlarge (8 + 4).
+    from awskit import ok
+
+    cloud.fakes.fail["GetServiceQuota"] = lambda params, nth: ok(
+        {"Quota": {"ServiceCode": "ec2", "QuotaCode": "L-1216C47A", "Value": 8.0}})
+    cloud.fakes.calls.clear()
+    with pytest.raises(RunFailed, match=r"vCPU quota: the run needs 12 standard vCPUs, 0 of 8 are in use"), \
+            open_any_lab(scenario(cloud.endpoint), **lab_kw(tmp_path, "r-q2")):
+        pytest.fail("the block must not run")
+    assert created_anything(cloud) == [] and cloud.nothing_left()
+
+
+def test_the_zone_is_one_that_offers_every_roles_type(cloud, tmp_path):
+    zones = sorted(set(zone_of_subnets(cloud).values()))
+    offered = {"c6i.2xlarge": zones, "c6i.xlarge": zones[2:]}
+
+    def offerings(params, nth):
+        from awskit import ok
+
+        return ok({"InstanceTypeOfferings": [{"InstanceType": t, "LocationType": "availability-zone",
+                                              "Location": z} for t, zs in offered.items() for z in zs]})
+
+    cloud.fakes.fail["DescribeInstanceTypeOfferings"] = offerings
+    with open_any_lab(scenario(cloud.endpoint), **lab_kw(tmp_path, "r-zone")) as lab:
+        got = cloud.ec2().describe_instances(InstanceIds=[h.vars["instance_id"] for h in lab.hosts])
+        assert {i["Placement"]["AvailabilityZone"] for r in got["Reservations"] for i in r["Instances"]} == \
+            {zones[2]}
+    offered["c6i.xlarge"] = []
+    cloud.fakes.calls.clear()
+    with pytest.raises(UserError, match=r"hosts.aws.instance_type: no subnet is in a zone that offers every "
+                       r"role's type in eu-west-1: c6i.2xlarge in eu-west-1a, .*; c6i.xlarge in no zone"), \
+            open_any_lab(scenario(cloud.endpoint), **lab_kw(tmp_path, "r-nozone")):
+        pytest.fail("the block must not run")
+    assert created_anything(cloud) == [] and cloud.nothing_left()
+
+
+def test_each_role_gets_an_image_of_its_types_architecture(cloud, tmp_path):
+    sc = scenario(cloud.endpoint, instance_type={"server": "c7g.xlarge", "client": "c6i.xlarge"})
+    with open_any_lab(sc, **lab_kw(tmp_path, "r-arch")):
+        images = {p["InstanceType"]: p["ImageId"] for p in launches(cloud)}
+    assert images == {"c7g.xlarge": DEBIAN_AMIS["/aws/service/debian/release/12/latest/arm64"],
+                      "c6i.xlarge": DEBIAN_AMIS["/aws/service/debian/release/12/latest/amd64"]}
+    assert cloud.nothing_left()
+    # An explicit image must fit every role's type: found before anything is created.
+    cloud.fakes.calls.clear()
+    amd64 = DEBIAN_AMIS["/aws/service/debian/release/12/latest/amd64"]
+    with pytest.raises(UserError, match=rf"hosts.aws.image: {amd64} is x86_64, but c7g.xlarge \(server\) "
+                       "runs arm64"), \
+            open_any_lab(scenario(cloud.endpoint, image=amd64, instance_type={"server": "c7g.xlarge"}),
+                         **lab_kw(tmp_path, "r-arch2")):
+        pytest.fail("the block must not run")
+    assert created_anything(cloud) == [] and cloud.nothing_left()
+    with pytest.raises(UserError, match=r"hosts.aws.instance_type: .*InvalidInstanceType"), \
+            open_any_lab(scenario(cloud.endpoint, instance_type={"server": "c9z.huge"}),
+                         **lab_kw(tmp_path, "r-type")):
+        pytest.fail("the block must not run")
+
+
+def test_ssh_cidr_and_private_addresses(cloud, tmp_path, monkeypatch):
+    # ssh_cidr: the SSH rule as given, and no "what is my IP" lookup (the fixture forbids one).
+    kw = lab_kw(tmp_path, "r-cidr")
+    del kw["my_address"]
+    with open_any_lab(scenario(cloud.endpoint, ssh_cidr="198.51.100.0/24"), **kw):
+        (group,) = cloud.ec2().describe_security_groups(
+            Filters=[{"Name": f"tag:{aws_api.TAG_RUN}", "Values": ["r-cidr"]}])["SecurityGroups"]
+        ssh = next(r for r in group["IpPermissions"] if r["IpProtocol"] == "tcp")
+        assert [x["CidrIp"] for x in ssh["IpRanges"]] == ["198.51.100.0/24"]
+    # ssh_address: private: reached on the private address, SSH admitted from the VPC only.
+    kw = lab_kw(tmp_path, "r-priv")
+    del kw["my_address"]
+    seam = SshSeam()
+    with open_any_lab(scenario(cloud.endpoint, ssh_address="private"), **{**kw, "wait_ssh": seam}) as lab:
+        for h in lab.hosts:
+            assert h.ssh is not None and h.ssh.host == h.address
+        assert seam.seen == [[h.address for h in lab.hosts]]
+        (group,) = cloud.ec2().describe_security_groups(
+            Filters=[{"Name": f"tag:{aws_api.TAG_RUN}", "Values": ["r-priv"]}])["SecurityGroups"]
+        ssh = next(r for r in group["IpPermissions"] if r["IpProtocol"] == "tcp")
+        vpc = cloud.ec2().describe_vpcs(VpcIds=[group["VpcId"]])["Vpcs"][0]["CidrBlock"]
+        assert [x["CidrIp"] for x in ssh["IpRanges"]] == [vpc]
+        assert all("AssociatePublicIpAddress" not in p["NetworkInterfaces"][0] for p in launches(cloud)[-2:])
+    assert cloud.nothing_left()
+
+
+def test_failed_provisioning_completes_the_runs_bookkeeping(cloud, tmp_path):
+    """Through the pipeline: the summary says failed, in which phase and step; history has it."""
+    import sqlite3
+
+    from orchestrator import execute, store
+    from orchestrator import scenario as scenario_mod
+
+    cloud.fakes.fail["CreatePlacementGroup"] = lambda params, nth: err(
+        "PlacementGroupLimitExceeded", "You have reached the limit of placement groups")
+    doc = tmp_path / "aws.yaml"
+    cfg = {"region": REGION, "image": DEBIAN, "instance_type": {"server": "c6i.large", "client": "c6i.large"},
+           **({"endpoint_url": cloud.endpoint} if cloud.endpoint else {})}
+    doc.write_text(json.dumps({"name": "aws-book", "hosts": {"provider": "aws", "aws": cfg}}))
+    history = tmp_path / "history.sqlite"
+    with pytest.raises(RunFailed) as info:
+        execute.run(scenario_mod.load(doc), results_root=tmp_path / "results", run_id="r-book",
+                    history=history, progress=lambda m: None,
+                    lab_options={k: v for k, v in lab_kw(tmp_path, "r-book").items() if k != "run_id"})
+    assert str(info.value).startswith("provision: aws create placement group orchestrate-r-book: "
+                                      "PlacementGroupLimitExceeded")
+    summary = json.loads((tmp_path / "results" / "aws-book" / "r-book" / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["phase"] == "provision"
+    assert "create placement group" in summary["error"] and "(quota:" in summary["error"]
+    assert not (tmp_path / "results" / "aws-book" / "r-book" / "traceback.txt").exists()
+    with sqlite3.connect(history) as db:
+        assert db.execute("select count(*) from sessions").fetchone()[0] == 1
+    assert store is not None and cloud.nothing_left()
 
 
 # --- leftovers ----------------------------------------------------------------------
@@ -559,7 +775,7 @@ def test_bad_image_fails_before_anything_is_created(cloud, tmp_path):
     sc = scenario(cloud.endpoint, image="resolve:ssm:/orchestrate/test/missing")
     with pytest.raises(UserError, match="cannot resolve"), open_any_lab(sc, **lab_kw(tmp_path, "r-img")):
         pytest.fail("the block must not run")
-    assert not [op for op in cloud.fakes.ops() if op.startswith(("Create", "Run", "Describe"))]
+    assert not [op for op in cloud.fakes.ops() if op.startswith(("Create", "Run"))]
     assert cloud.nothing_left()
 
 

@@ -1,15 +1,25 @@
 """The `aws` provider: EC2 instances per role in one cluster placement group, always torn down.
 
-What a run creates, all tagged `orchestrate:run-id`, `orchestrate:scenario`,
-`orchestrate:expires` and `Name`, so `cleanup` can find anything a killed run left:
+Before anything is created, `preflight` checks that a zone offers every role's type, picks
+each role's image by its type's architecture, checks the vCPU quota and launches with
+DryRun (permissions). Then a run creates, all tagged `orchestrate:run-id`,
+`orchestrate:scenario`, `orchestrate:expires`, `orchestrate:owner` and `Name`, so
+`cleanup` can find anything a killed run left:
   key pair (ed25519, private key written 0600 into a local lab dir, never logged)
-  security group (SSH from this machine's public address only; all traffic between members)
+  security group (SSH from hosts.aws.ssh_cidr, else this machine's public address or,
+    with ssh_address: private, the VPC; all traffic between members)
   cluster placement group (so the network is comparable run to run)
   instances per role (`run_instances` per role: each role has its own instance type)
+EC2 as it really behaves: a new group, key or instance can be unknown to the API for a
+while (retried with backoff); a zone out of capacity for a type makes the run tear that
+attempt down and try the next zone; instances are `pending` before `running`.
 Teardown runs on every exit path (success, error, Ctrl-C, a failure half-way through
 provisioning) with SIGINT/SIGTERM ignored while it works: instances are terminated and
-waited for, then the placement group, security group and key pair are deleted. It also
-looks resources up by the run's tag, so one whose create reply was lost is not leaked.
+polled until `terminated` (terminate re-sent to any the API does not know yet), then the
+placement group, security group and key pair are deleted, retried while still in use. It
+also looks resources up by the run's tag, so one whose create reply was lost is not leaked.
+Anything it cannot remove after a complete run is a warning with its ID, not a failed run.
+An API error is one line naming the step, with the IAM permission or quota to ask for.
 
 Last line of defence: each instance is told at boot (user data) to power off when its
 expiry passes, and powering off terminates it (InstanceInitiatedShutdownBehavior), so an
@@ -44,21 +54,26 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import RunFailed, UserError
+from orchestrator.errors import Interrupted, RunFailed, UserError
 from orchestrator.hosts import Host, Lab
 from orchestrator.hosts.aws import ec2 as api  # attributes read at call time: tests patch them
-from orchestrator.hosts.aws.cleanup import Leftover, remove, scan
+from orchestrator.hosts.aws import preflight
+from orchestrator.hosts.aws.cleanup import Leftover, delete_when_free, remove, scan, terminate
 from orchestrator.hosts.aws.ec2 import (
+    CAPACITY,
+    CONSISTENCY,
     TAG_EXPIRES,
+    TAG_OWNER,
     TAG_RUN,
     TAG_SCENARIO,
     client,
+    code_of,
     config,
     discover_address,
     error_text,
-    instance_type,
     iso,
     role_counts,
+    step,
     tag_spec,
     tags_of,
 )
@@ -84,7 +99,12 @@ class Booted:
     instance_id: str
     instance_type: str
     private_ip: str  # benchmark traffic
-    public_ip: str  # SSH from the orchestrator
+    public_ip: str  # "" without one
+    ssh_ip: str = ""  # where the orchestrator connects (public, or private inside the VPC)
+
+    @property
+    def reach(self) -> str:
+        return self.ssh_ip or self.public_ip
 
 
 @dataclass
@@ -94,9 +114,10 @@ class Created:
     run_id: str
     lab_dir: Path
     attempted: bool = False  # a create call was made: from here on, teardown must look
+    doing: str = "pre-flight"  # the provisioning step under way, for an interrupt's message
     key_name: str | None = None
     security_group_id: str | None = None
-    placement_group: str | None = None
+    placement_groups: list[str] = field(default_factory=list)  # one per zone tried
     instance_ids: list[str] = field(default_factory=list)
 
 
@@ -119,8 +140,8 @@ HostKeys = Callable[[Any, Sequence[Booted], float], dict[str, list[str]]]
 
 
 def wait_for_ssh(hosts: Sequence[Booted], timeout: float, *, port: int = 22) -> None:
-    """Wait until every host's sshd answers with its banner on its public address."""
-    wait_for_banner([(h.name, h.public_ip) for h in hosts], timeout, port=port, interval=3.0,
+    """Wait until every host's sshd answers with its banner on the address we connect to."""
+    wait_for_banner([(h.name, h.reach) for h in hosts], timeout, port=port, interval=3.0,
                     phase="provision")
 
 
@@ -151,7 +172,9 @@ def fetch_host_keys(ec2: Any, hosts: Sequence[Booted], timeout: float) -> dict[s
             try:
                 out = ec2.get_console_output(InstanceId=h.instance_id, Latest=True).get("Output") or ""
             except Exception:  # Latest is Nitro-only; older types have the buffered console
-                out = ec2.get_console_output(InstanceId=h.instance_id).get("Output") or ""
+                with step(f"read {h.name}'s host keys from its console"):
+                    out = api.retry(lambda h=h: ec2.get_console_output(InstanceId=h.instance_id),
+                                    codes=CONSISTENCY, what="console output").get("Output") or ""
             found = parse_console_host_keys(out)
             if not found:  # the API returns the console base64-encoded
                 with contextlib.suppress(ValueError):
@@ -165,7 +188,7 @@ def fetch_host_keys(ec2: Any, hosts: Sequence[Booted], timeout: float) -> dict[s
         if h.instance_id not in keys:
             log.warning("%s: host key not on the console within %.0fs; trusting the key seen on first "
                         "contact (TOFU)", h.name, timeout)
-            keys[h.instance_id] = [_first_contact_key(h.public_ip)]
+            keys[h.instance_id] = [_first_contact_key(h.reach)]
     return keys
 
 
@@ -196,18 +219,6 @@ def resolve_image(ssm: Any, image: str) -> str:
     return value
 
 
-def _subnet(ec2: Any, subnet: str | None) -> tuple[str, str]:
-    """(subnet id, vpc id): the one given, or the default VPC's default subnet (first AZ by name)."""
-    if subnet:
-        found = ec2.describe_subnets(SubnetIds=[subnet])["Subnets"]
-    else:
-        found = ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"]
-        if not found:
-            raise UserError("no default VPC subnet in this region; set hosts.aws.subnet")
-    best = sorted(found, key=lambda s: s["AvailabilityZone"])[0]
-    return best["SubnetId"], best["VpcId"]
-
-
 def _user_data(expire_after: float) -> str:
     # The instance's own dead-man switch: power off (= terminate, see run_instances) at expiry.
     minutes = max(1, int(expire_after // 60))
@@ -216,32 +227,48 @@ def _user_data(expire_after: float) -> str:
             f"(sleep {minutes * 60}; poweroff) &\n")
 
 
+class _NoCapacity(Exception):
+    """This zone has no room for a type now (a launch error, or an instance that died of it)."""
+
+
+def _ssh_cidr(aws: Any, checked: preflight.Checked, my_address: str | None) -> str:
+    if aws.ssh_cidr:
+        return str(aws.ssh_cidr)
+    if aws.ssh_address == "private":  # the orchestrator runs inside the VPC
+        return checked.vpc_cidr
+    address = ipaddress.ip_address(my_address or discover_address())
+    return f"{address}/{32 if address.version == 4 else 128}"
+
+
 def provision(scenario: Scenario, *, run_id: str, created: Created, session: Any,
               my_address: str | None = None, wait_ssh: WaitSsh = wait_for_ssh,
               host_keys: HostKeys = fetch_host_keys, ssh_timeout: float = SSH_TIMEOUT_S,
               now: datetime | None = None) -> Lab:
-    """Create everything and return the Lab; records each resource in `created` as it appears.
+    """Check, create everything and return the Lab; records each resource in `created` as it appears.
 
     Does not clean up after itself: `open_lab` does (and tests call this directly to
     simulate a run killed before its teardown).
     """
     aws = config(scenario)
     ec2 = client(session, "ec2", aws.endpoint_url)
-    ssm = client(session, "ssm", aws.endpoint_url)
     now = now or datetime.now(UTC)
     base = f"orchestrate-{run_id}"
-    tags = {TAG_RUN: run_id, TAG_SCENARIO: scenario.name,
-            TAG_EXPIRES: iso(now + timedelta(seconds=aws.expire_after)), "Name": base}
 
-    image = resolve_image(ssm, aws.image)
-    subnet_id, vpc_id = _subnet(ec2, aws.subnet)
-    address = ipaddress.ip_address(my_address or discover_address())
-    log.info("aws: %s in %s, image %s, subnet %s", base, aws.region, image, subnet_id)
+    checked = preflight.check(session, aws, role_counts(scenario), resolve_image)
+    cidr = ipaddress.ip_network(_ssh_cidr(aws, checked, my_address), strict=False)
+    tags = {TAG_RUN: run_id, TAG_SCENARIO: scenario.name, TAG_OWNER: api.identity(session, aws.endpoint_url),
+            TAG_EXPIRES: iso(now + timedelta(seconds=aws.expire_after)), "Name": base}
+    log.info("aws: %s in %s: %s; SSH from %s", base, aws.region,
+             ", ".join(f"{r.role} {r.count} x {r.instance_type} ({r.arch}, {r.image})"
+                       for r in checked.roles), cidr)
 
     created.lab_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     created.lab_dir.chmod(0o700)
     created.attempted = True
-    key = ec2.create_key_pair(KeyName=base, KeyType="ed25519", TagSpecifications=tag_spec("key-pair", tags))
+    created.doing = "create the key pair and security group"
+    with step("create key pair"):
+        key = ec2.create_key_pair(KeyName=base, KeyType="ed25519",
+                                  TagSpecifications=tag_spec("key-pair", tags))
     created.key_name = key["KeyName"]
     key_file = created.lab_dir / "id_ed25519"
     fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -249,73 +276,156 @@ def provision(scenario: Scenario, *, run_id: str, created: Created, session: Any
         f.write(key.pop("KeyMaterial"))
     del key
 
-    sg = ec2.create_security_group(GroupName=base, VpcId=vpc_id,
-                                   Description=f"orchestrate run {run_id}: SSH from the orchestrator, "
-                                               "all traffic between members",
-                                   TagSpecifications=tag_spec("security-group", tags))
+    with step("create security group"):
+        sg = ec2.create_security_group(GroupName=base, VpcId=checked.subnets[0].vpc_id,
+                                       Description=f"orchestrate run {run_id}: SSH from the orchestrator, "
+                                                   "all traffic between members",
+                                       TagSpecifications=tag_spec("security-group", tags))
     created.security_group_id = sg_id = sg["GroupId"]
-    cidr = {"CidrIp": f"{address}/32"} if address.version == 4 else {"CidrIpv6": f"{address}/128"}
+    v4 = cidr.version == 4
     ssh_rule: dict[str, Any] = {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
-                                "IpRanges" if address.version == 4 else "Ipv6Ranges": [
-                                    {**cidr, "Description": "orchestrate: SSH from the orchestrator"}]}
+                                "IpRanges" if v4 else "Ipv6Ranges": [
+                                    {"CidrIp" if v4 else "CidrIpv6": str(cidr),
+                                     "Description": "orchestrate: SSH from the orchestrator"}]}
     members = {"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": sg_id, "Description": "benchmark hosts"}]}
-    ec2.authorize_security_group_ingress(GroupId=sg_id, IpPermissions=[ssh_rule, members])
+    with step("authorize SSH and member traffic in the security group"):
+        api.retry(lambda: ec2.authorize_security_group_ingress(GroupId=sg_id,
+                                                               IpPermissions=[ssh_rule, members]),
+                  codes=CONSISTENCY, what="authorize ingress")
 
-    ec2.create_placement_group(GroupName=base, Strategy="cluster",
-                               TagSpecifications=tag_spec("placement-group", tags))
-    created.placement_group = base
-
-    nonce = uuid.uuid4().hex[:16]  # idempotency for botocore's own retries, fresh for every lab
+    described = _launch(ec2, scenario, checked, created, base, tags, sg_id)
+    public = aws.ssh_address == "public"
     booted: list[Booted] = []
-    for role, count in role_counts(scenario).items():
-        itype = instance_type(aws, role)
-        role_tags = {**tags, "Name": f"{base}-{role}", "orchestrate:role": role}
-        resp = ec2.run_instances(
-            ImageId=image, InstanceType=itype, MinCount=count, MaxCount=count, KeyName=created.key_name,
-            Placement={"GroupName": base},
-            NetworkInterfaces=[{"DeviceIndex": 0, "SubnetId": subnet_id, "Groups": [sg_id],
-                                "AssociatePublicIpAddress": True, "DeleteOnTermination": True}],
-            InstanceInitiatedShutdownBehavior="terminate", UserData=_user_data(aws.expire_after),
-            MetadataOptions={"HttpTokens": "required"},
-            TagSpecifications=tag_spec("instance", role_tags) + tag_spec("volume", role_tags),
-            ClientToken=f"orch-{nonce}-{role}")
-        ids = [i["InstanceId"] for i in resp["Instances"]]
-        created.instance_ids += ids
-        log.info("aws: %s: %d x %s: %s", role, count, itype, ", ".join(ids))
-
-    ec2.get_waiter("instance_running").wait(InstanceIds=created.instance_ids, WaiterConfig=api.WAITER)
-    pages = ec2.get_paginator("describe_instances").paginate(InstanceIds=created.instance_ids)
-    described = {i["InstanceId"]: i
-                 for page in pages
-                 for r in page["Reservations"] for i in r["Instances"]}
     seen: dict[str, int] = {}
     for iid in created.instance_ids:
         inst = described[iid]
         role = tags_of(inst).get("orchestrate:role", "")
         seen[role] = seen.get(role, 0) + 1
-        if not inst.get("PublicIpAddress"):
-            raise RunFailed(f"instance {iid} has no public address; use a subnet with internet access",
-                            phase="provision")
+        if public and not inst.get("PublicIpAddress"):
+            raise RunFailed(f"instance {iid} has no public address; use a subnet with internet access, "
+                            "or hosts.aws.ssh_address: private from inside the VPC", phase="provision")
         booted.append(Booted(f"{role}-{seen[role]}", role, iid, inst["InstanceType"],
-                             inst["PrivateIpAddress"], inst["PublicIpAddress"]))
+                             inst["PrivateIpAddress"], inst.get("PublicIpAddress", ""),
+                             inst["PublicIpAddress"] if public else inst["PrivateIpAddress"]))
     for b in booted:
-        ec2.create_tags(Resources=[b.instance_id], Tags=[{"Key": "Name", "Value": f"{base}-{b.name}"}])
+        with step(f"tag {b.instance_id}"):
+            api.retry(lambda b=b: ec2.create_tags(Resources=[b.instance_id],
+                                                  Tags=[{"Key": "Name", "Value": f"{base}-{b.name}"}]),
+                      codes=CONSISTENCY, what="tag instance")
 
+    created.doing = "wait for SSH"
     wait_ssh(booted, ssh_timeout)
+    created.doing = "read the host keys"
     keys = host_keys(ec2, booted, min(ssh_timeout, HOST_KEY_TIMEOUT_S))
     known = created.lab_dir / "known_hosts"
-    known.write_text("".join(f"{b.public_ip} {k}\n" for b in booted for k in keys.get(b.instance_id, [])))
+    known.write_text("".join(f"{b.reach} {k}\n" for b in booted for k in keys.get(b.instance_id, [])))
 
     ssh = scenario.hosts.ssh
     hosts = tuple(
         Host(name=b.name, address=b.private_ip, roles=(b.role,), workdir=f"/tmp/orchestrate/{run_id}",
-             ssh=SshTarget(host=b.public_ip, name=b.name, user=aws.ssh_user, port=22, key_file=str(key_file),
+             ssh=SshTarget(host=b.reach, name=b.name, user=aws.ssh_user, port=22, key_file=str(key_file),
                            known_hosts=str(known), host_key_checking=ssh.host_key_checking,
                            connect_timeout=ssh.connect_timeout),
              interface=None,  # ens5 on Nitro images, but found by address like any host
              vars={"instance_id": b.instance_id, "instance_type": b.instance_type, "ena": True})
         for b in booted)
     return Lab(provider="aws", hosts=hosts, name=base)
+
+
+def _launch(ec2: Any, scenario: Scenario, checked: preflight.Checked, created: Created, base: str,
+            tags: dict[str, str], sg_id: str) -> dict[str, dict[str, Any]]:
+    """Instances per role in one zone, running; a zone out of capacity is torn down and the next tried.
+
+    Returns the instances as described once running, by id.
+    """
+    aws = config(scenario)
+    nonce = uuid.uuid4().hex[:16]  # idempotency for botocore's own retries, fresh for every lab
+    nic: dict[str, Any] = {"DeviceIndex": 0, "Groups": [sg_id], "DeleteOnTermination": True}
+    if aws.ssh_address == "public":
+        nic["AssociatePublicIpAddress"] = True
+    tried: list[str] = []
+    for attempt, subnet in enumerate(checked.subnets, 1):
+        group = base if attempt == 1 else f"{base}-{attempt}"
+        with step(f"create placement group {group}"):
+            ec2.create_placement_group(GroupName=group, Strategy="cluster",
+                                       TagSpecifications=tag_spec("placement-group", tags))
+        created.placement_groups.append(group)
+        created.doing = f"launch in {subnet.zone}"
+        here: list[str] = []
+        try:
+            for r in checked.roles:
+                role_tags = {**tags, "Name": f"{base}-{r.role}", "orchestrate:role": r.role}
+                kw = dict(ImageId=r.image, InstanceType=r.instance_type, MinCount=r.count, MaxCount=r.count,
+                          KeyName=created.key_name, Placement={"GroupName": group},
+                          NetworkInterfaces=[{**nic, "SubnetId": subnet.id}],
+                          InstanceInitiatedShutdownBehavior="terminate",
+                          UserData=_user_data(aws.expire_after),
+                          MetadataOptions={"HttpTokens": "required"},
+                          TagSpecifications=tag_spec("instance", role_tags) + tag_spec("volume", role_tags),
+                          ClientToken=f"orch-{nonce}-{attempt}-{r.role}")
+                with step(f"launch {r.role} ({r.count} x {r.instance_type} in {subnet.zone})"):
+                    try:
+                        resp = api.retry(lambda kw=kw: ec2.run_instances(**kw), codes=CONSISTENCY,
+                                         what=f"launch {r.role}")
+                    except Exception as exc:
+                        if code_of(exc) in CAPACITY:
+                            raise _NoCapacity(f"launch {r.role} ({r.instance_type}): "
+                                              f"{error_text(exc)}") from None
+                        raise
+                ids = [i["InstanceId"] for i in resp["Instances"]]
+                created.instance_ids += ids
+                here += ids
+                log.info("aws: %s: %d x %s in %s: %s", r.role, r.count, r.instance_type, subnet.zone,
+                         ", ".join(ids))
+            created.doing = "wait for the instances to run"
+            return _wait_running(ec2, created.instance_ids)
+        except _NoCapacity as exc:
+            tried.append(f"{subnet.zone}: {exc}")
+            nxt = checked.subnets[attempt].zone if attempt < len(checked.subnets) else None
+            log.warning("orchestrate: WARNING aws: no capacity in %s (%s); %s", subnet.zone, exc,
+                        f"tearing this attempt down and trying {nxt}" if nxt else "no zone left to try")
+            with shielded():
+                left = terminate(ec2, here)
+                if left:
+                    raise RunFailed(f"aws tear down the attempt in {subnet.zone}: "
+                                    + "; ".join(f"{i} {why}" for i, why in left.items()),
+                                    phase="provision") from None
+                created.instance_ids = [i for i in created.instance_ids if i not in here]
+                with step(f"delete placement group {group}"):
+                    delete_when_free(lambda group=group: ec2.delete_placement_group(GroupName=group))
+                created.placement_groups.remove(group)
+    raise RunFailed(f"aws launch: no capacity in any zone offering the types ({'; '.join(tried)}) "
+                    "(capacity: try another instance type or region, or later)", phase="provision")
+
+
+def _wait_running(ec2: Any, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Poll until every instance is `running` (our own loop: a new id may be unknown for a while)."""
+    first, cap, _ = api.BACKOFF
+    deadline = time.monotonic() + api.STATE_TIMEOUT_S
+    delay = first
+    while True:
+        with step("wait for the instances to run"):
+            pages = ec2.get_paginator("describe_instances").paginate(
+                Filters=[{"Name": "instance-id", "Values": ids}])
+            found = {i["InstanceId"]: i for page in pages for res in page["Reservations"]
+                     for i in res["Instances"]}
+        for iid, inst in found.items():
+            state = inst["State"]["Name"]
+            if state in ("shutting-down", "terminated", "stopping", "stopped"):
+                reason = inst.get("StateReason") or {}
+                text = (f"{iid} went {state} while starting: "
+                        f"{reason.get('Code', '?')}: {reason.get('Message', '')}")
+                if reason.get("Code") in CAPACITY:
+                    raise _NoCapacity(text)
+                raise RunFailed(f"aws wait for the instances to run: {text}", phase="provision")
+        if len(found) == len(ids) and all(i["State"]["Name"] == "running" for i in found.values()):
+            return found
+        if time.monotonic() > deadline:
+            states = ", ".join(f"{i} {found[i]['State']['Name'] if i in found else 'unknown'}" for i in ids)
+            raise RunFailed(f"aws wait for the instances to run: not running after "
+                            f"{api.STATE_TIMEOUT_S:.0f}s ({states})", phase="provision")
+        time.sleep(min(delay, api.POLL_S))
+        delay = min(delay * 2, cap)
 
 
 def teardown(ec2: Any, created: Created, *, now: datetime | None = None) -> TeardownReport:
@@ -332,7 +442,8 @@ def teardown(ec2: Any, created: Created, *, now: datetime | None = None) -> Tear
 
     for iid in created.instance_ids:
         known("instance", iid)
-    known("placement-group", created.placement_group)
+    for group in created.placement_groups:
+        known("placement-group", group)
     known("security-group", created.security_group_id)
     known("key-pair", created.key_name)
     failed: list[str] = []
@@ -363,17 +474,26 @@ def open_lab(scenario: Scenario, *, run_id: str, session: Any = None, lab_dir: P
     session = session or api.make_session(aws.region)
     ec2 = client(session, "ec2", aws.endpoint_url)
     created = Created(run_id=run_id, lab_dir=lab_dir or LAB_ROOT / f"aws-{run_id}")
+    lab: Lab | None = None
     try:
-        yield provision(scenario, run_id=run_id, created=created, session=session, my_address=my_address,
+        lab = provision(scenario, run_id=run_id, created=created, session=session, my_address=my_address,
                         wait_ssh=wait_ssh, host_keys=host_keys, ssh_timeout=ssh_timeout, now=now)
+        yield lab
     except BaseException as exc:
         report = _teardown_logged(ec2, created, aws.region)
         if not report.ok:
+            log.error("orchestrate: %s", report.summary(aws.region, run_id))
             exc.add_note(report.summary(aws.region, run_id))
+        if lab is None and isinstance(exc, KeyboardInterrupt | Interrupted):
+            # Say where provisioning was (`pending` instances, ...) and that teardown ran.
+            what = f"{exc} " if str(exc) else ""
+            raise Interrupted(f"{what}during aws provisioning: {created.doing}; "
+                              + ("everything it created was removed" if report.ok else
+                                 report.summary(aws.region, run_id))) from None
         raise
     report = _teardown_logged(ec2, created, aws.region)
-    if not report.ok:
-        raise RunFailed(report.summary(aws.region, run_id), phase="teardown")
+    if not report.ok:  # the run itself is complete: what is left is a warning with its ids
+        log.warning("orchestrate: WARNING %s", report.summary(aws.region, run_id))
 
 
 def _teardown_logged(ec2: Any, created: Created, region: str) -> TeardownReport:
@@ -382,6 +502,4 @@ def _teardown_logged(ec2: Any, created: Created, region: str) -> TeardownReport:
         report = teardown(ec2, created)
     if report.ok:
         log.info("aws: removed %s", ", ".join(report.removed) or "nothing")
-    else:
-        log.error("%s", report.summary(region, created.run_id))
     return report

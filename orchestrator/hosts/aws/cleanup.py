@@ -14,9 +14,11 @@ from orchestrator.hosts.aws import ec2 as api  # attributes read at call time: t
 from orchestrator.hosts.aws.ec2 import (
     LIVE_STATES,
     TAG_EXPIRES,
+    TAG_OWNER,
     TAG_RUN,
     TAG_SCENARIO,
     client,
+    code_of,
     error_text,
     parse_time,
     tags_of,
@@ -37,12 +39,14 @@ class Leftover:
     expired: bool
     state: str = ""  # instances only
     instance_type: str = ""
+    owner: str = ""  # the owner tag: who ran it ("" on resources of older versions)
 
 
 @dataclass(frozen=True)
 class CleanupReport:
     removed: tuple[Leftover, ...]
     failed: tuple[str, ...]  # "kind id: reason"
+    others: int = 0  # matching resources of other owners, left alone (cleanup without all_users)
 
     @property
     def ok(self) -> bool:
@@ -64,7 +68,7 @@ def scan(ec2: Any, *, now: datetime, run_id: str | None = None,
         when = parse_time(expires)
         # A resource of ours with no readable expiry is treated as expired: a leak costs more.
         return Leftover(kind, rid, tags.get("Name", ""), tags.get(TAG_RUN, ""), tags.get(TAG_SCENARIO, ""),
-                        expires, when is None or when <= now, **kw)
+                        expires, when is None or when <= now, owner=tags.get(TAG_OWNER, ""), **kw)
 
     def instances() -> list[Leftover]:
         pages = ec2.get_paginator("describe_instances").paginate(
@@ -105,17 +109,18 @@ def remove(ec2: Any, items: Sequence[Leftover]) -> tuple[list[Leftover], list[st
     failed: list[str] = []
     instances = [x for x in items if x.kind == "instance"]
     if instances:
-        ids = [x.id for x in instances]
         try:
-            ec2.terminate_instances(InstanceIds=ids)
-            ec2.get_waiter("instance_terminated").wait(InstanceIds=ids, WaiterConfig=api.WAITER)
-            removed += instances
+            alive = terminate(ec2, [x.id for x in instances])
         except Exception as exc:  # teardown goes on whatever failed
-            failed.append(f"instances {', '.join(ids)}: {error_text(exc)}")
+            alive = {x.id: error_text(exc) for x in instances}
+        removed += [x for x in instances if x.id not in alive]
+        failed += [f"instance {iid}: {why}" for iid, why in alive.items()]
     for item in (x for x in items if x.kind == "placement-group"):
-        _attempt(lambda item=item: ec2.delete_placement_group(GroupName=item.id), item, removed, failed)
+        _attempt(lambda item=item: delete_when_free(lambda: ec2.delete_placement_group(GroupName=item.id)),
+                 item, removed, failed)
     for item in (x for x in items if x.kind == "security-group"):
-        _attempt(lambda item=item: _delete_group(ec2, item.id), item, removed, failed)
+        _attempt(lambda item=item: delete_when_free(lambda: ec2.delete_security_group(GroupId=item.id)),
+                 item, removed, failed)
     for item in (x for x in items if x.kind == "key-pair"):
         _attempt(lambda item=item: ec2.delete_key_pair(KeyName=item.id), item, removed, failed)
     return removed, failed
@@ -126,33 +131,82 @@ def _attempt(step: Callable[[], Any], item: Leftover, removed: list[Leftover], f
         step()
         removed.append(item)
     except Exception as exc:
-        code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+        code = code_of(exc)
         if code.endswith("NotFound") or code == "InvalidPlacementGroup.Unknown":
             removed.append(item)  # already gone: the goal is reached
         else:
             failed.append(f"{item.kind} {item.id}: {error_text(exc)}")
 
 
-def _delete_group(ec2: Any, group_id: str, *, wait_s: float = 120.0) -> None:
-    # A terminated instance's network interface lingers for a while; the group is "in use" until then.
-    deadline = time.monotonic() + wait_s
+# A group is "in use" until the last instance's network interface is gone, which lags
+# the instance's own `terminated` by seconds to minutes.
+IN_USE = ("DependencyViolation", "InvalidGroup.InUse", "InvalidPlacementGroup.InUse")
+
+
+def delete_when_free(delete: Callable[[], Any]) -> None:
+    api.retry(delete, codes=IN_USE, what="delete (still in use)")
+
+
+def terminate(ec2: Any, ids: Sequence[str], *, timeout: float | None = None) -> dict[str, str]:
+    """Terminate `ids` and poll until each is `terminated`; returns those that are not, with why.
+
+    Our own polling, not botocore's instance_terminated waiter, which gives up on an
+    instance still `pending`. Terminate is sent again to any instance not yet shutting
+    down: one launched seconds ago may answer InvalidInstanceID.NotFound and live on.
+    """
+    first, cap, total = api.BACKOFF
+    deadline = time.monotonic() + (timeout if timeout is not None else
+                                   api.STATE_TIMEOUT_S + total)
+    left = dict.fromkeys(ids, "not seen yet")
+    delay = first
     while True:
+        _send_terminate(ec2, [i for i, st in left.items() if st not in ("shutting-down", "terminated")])
+        pages = ec2.get_paginator("describe_instances").paginate(
+            Filters=[{"Name": "instance-id", "Values": list(left)}])
+        for page in pages:
+            for res in page["Reservations"]:
+                for inst in res["Instances"]:
+                    if inst["InstanceId"] in left:
+                        left[inst["InstanceId"]] = inst["State"]["Name"]
+        left = {i: st for i, st in left.items() if st != "terminated"}
+        if not left:
+            return {}
+        if time.monotonic() > deadline:
+            return {i: f"still {st} after terminate" for i, st in left.items()}
+        time.sleep(min(delay, api.POLL_S))
+        delay = min(delay * 2, cap)
+
+
+def _send_terminate(ec2: Any, ids: list[str]) -> None:
+    if not ids:
+        return
+    try:
+        ec2.terminate_instances(InstanceIds=ids)
+        return
+    except Exception as exc:
+        if code_of(exc) != "InvalidInstanceID.NotFound":
+            raise
+    for iid in ids:  # one unknown id fails the whole call: send the others alone
         try:
-            ec2.delete_security_group(GroupId=group_id)
-            return
+            ec2.terminate_instances(InstanceIds=[iid])
         except Exception as exc:
-            code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
-            if code != "DependencyViolation" or time.monotonic() > deadline:
+            if code_of(exc) != "InvalidInstanceID.NotFound":
                 raise
-            time.sleep(5)
+            log.info("aws: terminate %s: not known yet; sending again", iid)
 
 
-def find_leftovers(region: str, *, all: bool = False, run_id: str | None = None,
+def find_leftovers(region: str | None, *, all: bool = False, run_id: str | None = None,
                    endpoint_url: str | None = None, now: datetime | None = None,
-                   session: Any = None) -> list[Leftover]:
-    """Resources tagged by orchestrate in `region`: expired ones, or every one with `all`/`run_id`."""
-    ec2 = client(session or api.make_session(region), "ec2", endpoint_url)
-    return _find(ec2, all=all, run_id=run_id, now=now)
+                   session: Any = None, all_users: bool = False) -> list[Leftover]:
+    """Resources tagged by orchestrate in `region`: expired ones, or every one with `all`/`run_id`;
+    only the caller's own runs unless `all_users`."""
+    session = session or api.make_session(region)
+    ec2 = client(session, "ec2", endpoint_url)
+    found = _find(ec2, all=all, run_id=run_id, now=now)
+    if all_users:
+        return found
+    me = api.identity(session, endpoint_url)
+    return [x for x in found if x.owner == me]
 
 
 def _find(ec2: Any, *, all: bool, run_id: str | None, now: datetime | None,
@@ -161,29 +215,37 @@ def _find(ec2: Any, *, all: bool, run_id: str | None, now: datetime | None,
     return found if (all or run_id) else [x for x in found if x.expired]
 
 
-def cleanup(region: str, *, all: bool = False, run_id: str | None = None,
+def cleanup(region: str | None, *, all: bool = False, run_id: str | None = None,
             endpoint_url: str | None = None, now: datetime | None = None, session: Any = None,
-            dry_run: bool = False) -> CleanupReport:
+            dry_run: bool = False, all_users: bool = False, profile: str | None = None) -> CleanupReport:
     """Remove what `find_leftovers` finds (instances first); returns what was removed and what failed.
 
+    `region` None: the session's (profile or environment). Only this caller's runs (the owner
+    tag) unless `all_users`; the report counts the others it left alone.
     With `dry_run`, `removed` lists what would be removed and nothing is touched.
     """
-    ec2 = client(session or api.make_session(region), "ec2", endpoint_url)
+    session = session or api.make_session(region, profile)
+    ec2 = client(session, "ec2", endpoint_url)
     unlisted: list[str] = []
     items = _find(ec2, all=all, run_id=run_id, now=now, errors=unlisted)
+    others = 0
+    if not all_users:
+        me = api.identity(session, endpoint_url)
+        mine = [x for x in items if x.owner == me]
+        others, items = len(items) - len(mine), mine
     if dry_run or not items:
-        return CleanupReport(tuple(items) if dry_run else (), tuple(unlisted))
+        return CleanupReport(tuple(items) if dry_run else (), tuple(unlisted), others)
     with shielded():
         removed, failed = remove(ec2, items)
     failed = unlisted + failed
     for line in failed:
         log.warning("cleanup: could not remove %s", line)
-    return CleanupReport(tuple(removed), tuple(failed))
+    return CleanupReport(tuple(removed), tuple(failed), others)
 
 
 def warn_expired(region: str, *, endpoint_url: str | None = None, now: datetime | None = None,
                  session: Any = None) -> list[str]:
-    """Warnings for `run` about expired leftovers in `region`; never raises (a check, not a step)."""
+    """Warnings for `run` about this caller's expired leftovers in `region`; never raises."""
     try:
         items = find_leftovers(region, endpoint_url=endpoint_url, now=now, session=session)
     except Exception as exc:
@@ -197,5 +259,3 @@ def warn_expired(region: str, *, endpoint_url: str | None = None, now: datetime 
         types = ", ".join(sorted({x.instance_type for x in running if x.instance_type}))
         what += f", including {len(running)} instance(s) still billed ({types})"
     return [f"{what}; remove them with `orchestrate cleanup --provider aws --region {region}`"]
-
-

@@ -1,0 +1,221 @@
+"""What the aws provider checks before it creates anything: that some zone offers every
+role's instance type (and a subnet is there), an image of each type's architecture, the
+vCPU quota, and the launch permission (a DryRun). Failing here leaves nothing to remove.
+
+A scenario that cannot work (a type no zone offers, an image of the wrong architecture)
+is a UserError on its key; a permission or quota the account lacks is a RunFailed naming
+the check, with what to ask for.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.errors import RunFailed, UserError
+from orchestrator.hosts.aws.ec2 import (
+    DOCS,
+    client,
+    code_of,
+    error_text,
+    hint,
+    instance_type,
+    is_aws_error,
+    step,
+)
+from orchestrator.scenario import Aws
+
+log = logging.getLogger(__name__)
+
+# "Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances", counted in vCPUs.
+STANDARD_QUOTA = ("ec2", "L-1216C47A")
+_NOT_STANDARD = ("inf", "dl", "hpc", "mac", "trn", "u-", "vt")
+_SSM_ARCH = {"x86_64": "amd64", "arm64": "arm64"}  # EC2's architecture -> the image path's
+
+
+@dataclass(frozen=True)
+class Subnet:
+    id: str
+    zone: str
+    vpc_id: str
+
+
+@dataclass(frozen=True)
+class RolePlan:
+    role: str
+    count: int
+    instance_type: str
+    arch: str  # x86_64 | arm64
+    image: str  # ami-...
+    vcpus: int
+
+
+@dataclass(frozen=True)
+class Checked:
+    roles: tuple[RolePlan, ...]
+    subnets: tuple[Subnet, ...]  # usable ones, in the order zones are tried
+    vpc_cidr: str
+    notes: tuple[str, ...]  # checks that could not be made, said plainly
+
+
+def standard(itype: str) -> bool:
+    return itype[:1] in "acdhimrtz" and not itype.startswith(_NOT_STANDARD)
+
+
+def image_for(image: str, arch: str) -> str:
+    """The image setting for `arch`: an SSM path ending in /amd64 or /arm64 follows the type."""
+    if image.startswith("resolve:ssm:"):
+        head, _, tail = image.rpartition("/")
+        if tail in _SSM_ARCH.values():
+            return f"{head}/{_SSM_ARCH.get(arch, tail)}"
+    return image
+
+
+def check(session: Any, aws: Aws, counts: dict[str, int],
+          resolve: Any) -> Checked:
+    """Everything above, in that order; `resolve(ssm, image)` turns an image setting into an AMI id."""
+    ec2 = client(session, "ec2", aws.endpoint_url)
+    types = {role: instance_type(aws, role) for role in counts}
+    wanted = sorted(set(types.values()))
+
+    with step("pre-flight: describe instance types"):
+        try:
+            found = {t["InstanceType"]: t for t in ec2.describe_instance_types(InstanceTypes=wanted)
+                     ["InstanceTypes"]}
+        except Exception as exc:
+            if code_of(exc) != "InvalidInstanceType":
+                raise
+            raise UserError(f"hosts.aws.instance_type: {error_text(exc)}") from None
+    for role, itype in types.items():
+        if itype not in found:
+            raise UserError(f"hosts.aws.instance_type.{role}: {itype} is not an instance type "
+                            f"in {aws.region}")
+
+    ssm = client(session, "ssm", aws.endpoint_url)
+    roles: list[RolePlan] = []
+    images: dict[str, str] = {}
+    for role, count in counts.items():
+        itype = types[role]
+        archs = found[itype].get("ProcessorInfo", {}).get("SupportedArchitectures", [])
+        arch = "x86_64" if "x86_64" in archs else "arm64" if "arm64" in archs else (archs or ["?"])[0]
+        setting = image_for(aws.image, arch)
+        if setting not in images:
+            images[setting] = resolve(ssm, setting)
+        vcpus = int(found[itype].get("VCpuInfo", {}).get("DefaultVCpus", 0))
+        roles.append(RolePlan(role, count, itype, arch, images[setting], vcpus))
+
+    with step("pre-flight: describe images"):
+        try:
+            described = {i["ImageId"]: i for i in ec2.describe_images(ImageIds=sorted(set(images.values())))
+                         ["Images"]}
+        except Exception as exc:
+            if not code_of(exc).startswith("InvalidAMIID"):
+                raise
+            raise UserError(f"hosts.aws.image: {error_text(exc)}") from None
+    for r in roles:
+        img = described.get(r.image)
+        if img is None:
+            raise UserError(f"hosts.aws.image: {r.image} is not an image in {aws.region}")
+        if img.get("Architecture") and img["Architecture"] != r.arch:
+            raise UserError(f"hosts.aws.image: {r.image} is {img['Architecture']}, but {r.instance_type} "
+                            f"({r.role}) runs {r.arch}; use an image of that architecture, or an SSM "
+                            "path ending in /amd64 or /arm64 (it follows each role's type)")
+
+    subnets, vpc_cidr = _subnets(ec2, aws, roles)
+    notes = _quota(session, ec2, aws, roles)
+    _dry_run(ec2, roles, subnets[0])
+    return Checked(tuple(roles), tuple(subnets), vpc_cidr, tuple(notes))
+
+
+def _subnets(ec2: Any, aws: Aws, roles: list[RolePlan]) -> tuple[list[Subnet], str]:
+    """The subnets in zones that offer every role's type, zones in name order."""
+    with step("pre-flight: describe subnets"):
+        if aws.subnet:
+            try:
+                raw = ec2.describe_subnets(SubnetIds=[aws.subnet])["Subnets"]
+            except Exception as exc:
+                if not code_of(exc).startswith("InvalidSubnetID"):
+                    raise
+                raise UserError(f"hosts.aws.subnet: {error_text(exc)}") from None
+        else:
+            raw = ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"]
+            if not raw:
+                raise UserError(f"hosts.aws.subnet: no default VPC subnet in {aws.region}; set one")
+    all_subnets = sorted((Subnet(s["SubnetId"], s["AvailabilityZone"], s["VpcId"]) for s in raw),
+                         key=lambda s: s.zone)
+    wanted = sorted({r.instance_type for r in roles})
+    with step("pre-flight: describe instance type offerings"):
+        zones: dict[str, set[str]] = {t: set() for t in wanted}
+        pages = ec2.get_paginator("describe_instance_type_offerings").paginate(
+            LocationType="availability-zone", Filters=[{"Name": "instance-type", "Values": wanted}])
+        for page in pages:
+            for o in page["InstanceTypeOfferings"]:
+                zones.setdefault(o["InstanceType"], set()).add(o["Location"])
+    usable = [s for s in all_subnets if all(s.zone in zones[t] for t in wanted)]
+    if not usable:
+        offered = "; ".join(f"{t} in {', '.join(sorted(zones[t])) or 'no zone'}" for t in wanted)
+        where = ", ".join(f"{s.id} ({s.zone})" for s in all_subnets)
+        key = "hosts.aws.subnet" if aws.subnet else "hosts.aws.instance_type"
+        raise UserError(f"{key}: no subnet is in a zone that offers every role's type in {aws.region}: "
+                        f"{offered}; subnets: {where}")
+    with step("pre-flight: describe the VPC"):
+        vpc = ec2.describe_vpcs(VpcIds=[usable[0].vpc_id])["Vpcs"][0]
+    return [s for s in usable if s.vpc_id == usable[0].vpc_id], str(vpc.get("CidrBlock", ""))
+
+
+def _quota(session: Any, ec2: Any, aws: Aws, roles: list[RolePlan]) -> list[str]:
+    """The standard-instance vCPU quota against what the run adds to what already runs."""
+    need = sum(r.vcpus * r.count for r in roles if standard(r.instance_type))
+    if not need:
+        return []
+    try:
+        quotas = client(session, "service-quotas", aws.endpoint_url)
+        limit = float(quotas.get_service_quota(ServiceCode=STANDARD_QUOTA[0], QuotaCode=STANDARD_QUOTA[1])
+                      ["Quota"]["Value"])
+    except Exception as exc:  # no permission, or no service-quotas endpoint (moto, some partitions)
+        if not is_aws_error(exc):
+            raise
+        note = (f"vCPU quota not checked (service-quotas {STANDARD_QUOTA[1]}: {error_text(exc)}); "
+                f"the run needs {need} standard vCPUs")
+        log.warning("orchestrate: WARNING aws: %s", note)
+        return [note]
+    with step("pre-flight: describe running instances"):
+        pages = ec2.get_paginator("describe_instances").paginate(
+            Filters=[{"Name": "instance-state-name", "Values": ["pending", "running"]}])
+        live = [i for p in pages for res in p["Reservations"] for i in res["Instances"]
+                if standard(i.get("InstanceType", ""))]
+    unknown = sorted({i["InstanceType"] for i in live if not (i.get("CpuOptions") or {}).get("CoreCount")})
+    by_type: dict[str, int] = {}
+    if unknown:
+        with step("pre-flight: describe instance types"):
+            by_type = {t["InstanceType"]: int(t["VCpuInfo"]["DefaultVCpus"])
+                       for t in ec2.describe_instance_types(InstanceTypes=unknown)["InstanceTypes"]}
+    used = 0
+    for i in live:
+        cpu = i.get("CpuOptions") or {}
+        used += (int(cpu["CoreCount"]) * int(cpu.get("ThreadsPerCore", 1)) if cpu.get("CoreCount")
+                 else by_type.get(i["InstanceType"], 0))
+    if used + need > limit:
+        raise RunFailed(f"aws pre-flight: vCPU quota: the run needs {need} standard vCPUs, {used} of "
+                        f"{limit:g} are in use in {aws.region} (quota {STANDARD_QUOTA[1]}, Running "
+                        "On-Demand Standard instances; ask for more in Service Quotas, or stop some; "
+                        f"see the {DOCS})", phase="provision")
+    return []
+
+
+def _dry_run(ec2: Any, roles: list[RolePlan], subnet: Subnet) -> None:
+    """A DryRun launch per role: permission to launch this image and type, nothing started."""
+    for r in roles:
+        try:
+            ec2.run_instances(DryRun=True, ImageId=r.image, InstanceType=r.instance_type,
+                              MinCount=r.count, MaxCount=r.count, SubnetId=subnet.id)
+        except Exception as exc:
+            if code_of(exc) == "DryRunOperation":
+                continue
+            if not is_aws_error(exc):
+                raise
+            raise RunFailed(f"aws pre-flight: DryRun launch of {r.instance_type} ({r.role}): "
+                            f"{error_text(exc)}{hint(exc)}", phase="provision") from None
+        raise RunFailed(f"aws pre-flight: DryRun launch of {r.instance_type} ({r.role}) answered "
+                        "without DryRunOperation; not continuing", phase="provision")
