@@ -38,42 +38,69 @@ def test_run_asks_before_renting_machines(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
+ME = "arn:aws:sts::123456789012:user/moto"  # who moto says the caller is
+SOMEONE = "arn:aws:iam::123456789012:user/someone-else"
+
+
 @pytest.fixture
-def ec2(moto_server, monkeypatch):
-    for k, v in FAKE.items():
+def profile(tmp_path, monkeypatch) -> dict[str, str]:
+    """A named profile with its own region, as a user's ~/.aws holds it."""
+    config, creds = tmp_path / "aws-config", tmp_path / "aws-credentials"
+    config.write_text("[profile bench]\nregion = eu-west-2\n")
+    creds.write_text(f"[bench]\naws_access_key_id = {FAKE['AWS_ACCESS_KEY_ID']}\n"
+                     f"aws_secret_access_key = {FAKE['AWS_SECRET_ACCESS_KEY']}\n")
+    env = {**FAKE, "AWS_CONFIG_FILE": str(config), "AWS_SHARED_CREDENTIALS_FILE": str(creds)}
+    env.pop("AWS_DEFAULT_REGION")
+    for k, v in env.items():
         monkeypatch.setenv(k, v)
-    return boto3.session.Session(region_name="us-east-1").client("ec2", endpoint_url=moto_server)
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    return env
 
 
-def test_cleanup_removes_what_a_killed_run_left(ec2, moto_server):
+def test_cleanup_removes_what_a_killed_run_left(profile, moto_server):
+    ec2 = boto3.session.Session(profile_name="bench").client("ec2", endpoint_url=moto_server)
     past = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
     future = (datetime.now(UTC) + timedelta(hours=5)).isoformat()
 
-    def tags(run: str, expires: str) -> list[dict]:
+    def tags(run: str, expires: str, owner: str) -> list[dict]:
         return [{"Key": aws_api.TAG_RUN, "Value": run},
                 {"Key": aws_api.TAG_SCENARIO, "Value": "aws-cross-host"},
-                {"Key": aws_api.TAG_EXPIRES, "Value": expires}]
+                {"Key": aws_api.TAG_EXPIRES, "Value": expires}, {"Key": aws_api.TAG_OWNER, "Value": owner}]
 
-    for run, expires in (("killed-run", past), ("live-run", future)):
+    for run, expires, owner in (("killed-run", past, ME), ("live-run", future, ME),
+                                ("their-killed-run", past, SOMEONE)):
         ec2.create_key_pair(KeyName=f"orchestrate-{run}", TagSpecifications=[
-            {"ResourceType": "key-pair", "Tags": tags(run, expires)}])
+            {"ResourceType": "key-pair", "Tags": tags(run, expires, owner)}])
         ec2.create_security_group(GroupName=f"orchestrate-{run}", Description="test", TagSpecifications=[
-            {"ResourceType": "security-group", "Tags": tags(run, expires)}])
+            {"ResourceType": "security-group", "Tags": tags(run, expires, owner)}])
 
-    env = {**FAKE}
-    done = orchestrate("cleanup", "--provider", "aws", "--region", "us-east-1", "--endpoint-url",
-                       moto_server, env=env)
+    def keys() -> set[str]:
+        return {k["KeyName"].removeprefix("orchestrate-") for k in ec2.describe_key_pairs()["KeyPairs"]}
+
+    # No region anywhere: one line, nothing touched.
+    done = orchestrate("cleanup", "--provider", "aws", "--endpoint-url", moto_server, env=profile)
+    assert done.returncode == 2 and done.stderr.strip().endswith("no region: pass --region, or set one in "
+                                                                 "the profile or AWS_REGION")
+    # The profile's region (eu-west-2, where the resources are), this caller's expired runs only.
+    done = orchestrate("cleanup", "--provider", "aws", "--profile", "bench", "--endpoint-url", moto_server,
+                       env=profile)
     # moto has no placement-group API: cleanup says it could not list them (exit 1) and
     # removes everything else; against AWS the same call lists them too.
     assert done.returncode == 1, done.stderr
     assert "FAILED could not list placement-groups" in done.stderr and "Traceback" not in done.stderr
     assert done.stdout.count("removed") == 2 and "killed-run" in done.stdout and "live-run" not in done.stdout
-    keys = [k["KeyName"] for k in ec2.describe_key_pairs()["KeyPairs"]]
-    assert "orchestrate-killed-run" not in keys and "orchestrate-live-run" in keys
+    assert "left 2 resource(s) of other users' runs alone (--all-users to include them)" in done.stdout
+    assert keys() == {"live-run", "their-killed-run"}
 
-    done = orchestrate("cleanup", "--provider", "aws", "--region", "us-east-1", "--endpoint-url",
-                       moto_server, "--all", env=env)
-    assert done.returncode == 1 and "live-run" in done.stdout
-    assert not [k for k in ec2.describe_key_pairs()["KeyPairs"] if k["KeyName"].startswith("orchestrate-")]
+    done = orchestrate("cleanup", "--provider", "aws", "--profile", "bench", "--endpoint-url", moto_server,
+                       "--all", env=profile)
+    assert done.returncode == 1 and "live-run" in done.stdout and keys() == {"their-killed-run"}
+    done = orchestrate("cleanup", "--provider", "aws", "--profile", "bench", "--endpoint-url", moto_server,
+                       "--all-users", "--dry-run", env=profile)
+    assert "would remove key-pair orchestrate-their-killed-run" in done.stdout
+    assert keys() == {"their-killed-run"}
+    done = orchestrate("cleanup", "--provider", "aws", "--profile", "bench", "--endpoint-url", moto_server,
+                       "--all-users", env=profile)
+    assert done.returncode == 1 and not keys()
     for text in (done.stdout, done.stderr):
         assert FAKE["AWS_SECRET_ACCESS_KEY"] not in text and FAKE["AWS_ACCESS_KEY_ID"] not in text

@@ -47,6 +47,7 @@ class CleanupReport:
     removed: tuple[Leftover, ...]
     failed: tuple[str, ...]  # "kind id: reason"
     others: int = 0  # matching resources of other owners, left alone (cleanup without all_users)
+    region: str = ""
 
     @property
     def ok(self) -> bool:
@@ -233,14 +234,15 @@ def cleanup(region: str | None, *, all: bool = False, run_id: str | None = None,
         me = api.identity(session, endpoint_url)
         mine = [x for x in items if x.owner == me]
         others, items = len(items) - len(mine), mine
+    region = str(session.region_name)
     if dry_run or not items:
-        return CleanupReport(tuple(items) if dry_run else (), tuple(unlisted), others)
+        return CleanupReport(tuple(items) if dry_run else (), tuple(unlisted), others, region)
     with shielded():
         removed, failed = remove(ec2, items)
     failed = unlisted + failed
     for line in failed:
         log.warning("cleanup: could not remove %s", line)
-    return CleanupReport(tuple(removed), tuple(failed), others)
+    return CleanupReport(tuple(removed), tuple(failed), others, region)
 
 
 def warn_expired(region: str, *, endpoint_url: str | None = None, now: datetime | None = None,
