@@ -11,6 +11,7 @@ import re
 import pytest
 
 from orchestrator import analysis
+from orchestrator.records import Analysis, Run
 
 from testkit import REPO
 
@@ -41,27 +42,33 @@ def record(*, qps=10_000.0, rx=10_000.0, tx=10_000.0, ceiling=50_000.0, server_c
     }
 
 
-def verdict(rec, loopback=False, th=TH):
-    return analysis.analyse_run(rec, server="srv", interface=None, loopback=loopback, th=th)
+def verdict(rec, loopback=False, th=TH) -> Analysis:
+    return analysis.analyse_run(Run.model_validate(rec), server="srv", interface=None, loopback=loopback,
+                                th=th)
 
 
-def text(a) -> str:
-    return " | ".join(a["evidence"])
+def across(recs) -> tuple[list[Run], list]:
+    """Each record analysed alone, then what needs the whole matrix (the runs as rewritten, points)."""
+    return analysis.across_runs([Run.model_validate({**rec, "analysis": verdict(rec)}) for rec in recs], TH)
+
+
+def text(a: Analysis) -> str:
+    return " | ".join(a.evidence)
 
 
 def test_network_bound_names_the_ceiling():
     a = verdict(record(qps=24_500, rx=24_600, tx=49_500, ceiling=50_000))
-    assert a["verdict"] == analysis.NETWORK
-    assert a["evidence"][0] == ("QPS 24,500 x 2.020 packets/request (measured on eth0) = 49,500 pps "
+    assert a.verdict == analysis.NETWORK
+    assert a.evidence[0] == ("QPS 24,500 x 2.020 packets/request (measured on eth0) = 49,500 pps "
                                 "(server tx) = 99% >= 90% of the 50,000 pps ceiling measured by iperf3 "
                                 "(path)")
-    assert a["packets_per_request"]["rx"] == pytest.approx(1.004, abs=1e-3)
-    assert a["ceiling_use"]["tx"] == pytest.approx(0.99)
+    assert a.packets_per_request.rx == pytest.approx(1.004, abs=1e-3)
+    assert a.ceiling_use.tx == pytest.approx(0.99)
 
 
 def test_server_bound_when_its_thread_is_full():
     a = verdict(record(server_core=99, thread_busy=98, client=60))
-    assert a["verdict"] == analysis.SERVER
+    assert a.verdict == analysis.SERVER
     assert "busiest server thread 98% running + 0% waiting for a CPU = 98% >= 90% of a CPU" in text(a)
 
 
@@ -70,8 +77,8 @@ def test_a_thread_that_runs_or_waits_to_run_all_the_time_is_saturated():
     rec = record(server_core=80, thread_busy=69, client=50)
     rec["server_cpu"]["threads"][0]["wait"] = 23.0
     a = verdict(rec)
-    assert (a["verdict"], a["rule"]) == (analysis.SERVER, "server-thread")
-    assert a["evidence"][0] == ("busiest server thread 69% running + 23% waiting for a CPU = 92% >= 90% "
+    assert (a.verdict, a.rule) == (analysis.SERVER, "server-thread")
+    assert a.evidence[0] == ("busiest server thread 69% running + 23% waiting for a CPU = 92% >= 90% "
                                 "of a CPU")
 
 
@@ -80,8 +87,8 @@ def test_server_bound_when_waiting_in_the_run_queue():
     rec = record(server_core=40, thread_busy=36, client=67, vol=2300, invol=42)
     rec["server_cpu"]["threads"][0]["wait"] = 37.0
     a = verdict(rec)
-    assert (a["verdict"], a["rule"]) == (analysis.SERVER, "server-kept-from-running")
-    assert a["evidence"][0] == ("a server thread waited for a CPU 37% >= 30% of the time "
+    assert (a.verdict, a.rule) == (analysis.SERVER, "server-kept-from-running")
+    assert a.evidence[0] == ("a server thread waited for a CPU 37% >= 30% of the time "
                                 "(run-queue delay or CPU quota)")
 
 
@@ -97,26 +104,26 @@ def placed(rec: dict, cpu: int = 0) -> dict:
 def test_review_softirq_counts_as_server_work():
     # a core at 100%: 70% is the server thread, 30% softirq that no thread is charged for
     a = verdict(placed(record(server_core=100, soft=30, thread_busy=70, client=50)))
-    assert (a["verdict"], a["rule"]) == (analysis.SERVER, "server-cpu")
-    assert a["evidence"][0] == ("server work on CPU 0: its threads 70% + softirq 30% + irq 0% = 100% >= 90% "
+    assert (a.verdict, a.rule) == (analysis.SERVER, "server-cpu")
+    assert a.evidence[0] == ("server work on CPU 0: its threads 70% + softirq 30% + irq 0% = 100% >= 90% "
                                 "(the CPU was 100% busy in all)")
     # without per-thread placement, the CPU's busy % (softirq included) stands in
     a = verdict(record(server_core=100, soft=30, thread_busy=70, client=50))
-    assert (a["verdict"], a["rule"]) == (analysis.SERVER, "server-cpu")
-    assert a["evidence"][0] == "server CPU 0 busy 100% >= 90% (usr 10%, sys 60%, softirq 30%, other 0%)"
+    assert (a.verdict, a.rule) == (analysis.SERVER, "server-cpu")
+    assert a.evidence[0] == "server CPU 0 busy 100% >= 90% (usr 10%, sys 60%, softirq 30%, other 0%)"
 
 
 def test_other_processes_on_the_servers_cpu_are_not_server_work():
     # someone else's job fills the CPU; the server ran 20% and never waited: not server-bound
     a = verdict(placed(record(server_core=100, soft=5, thread_busy=20, client=50)))
-    assert a["verdict"] != analysis.SERVER
+    assert a.verdict != analysis.SERVER
     assert ("server work on CPU 0: its threads 20% + softirq 5% + irq 0% = 25% < 90% "
             "(the CPU was 100% busy in all)") in text(a)
 
 
 def test_review_full_server_core_and_busy_client_is_not_client_bound():
     a = verdict(record(server_core=100, soft=30, thread_busy=70, client=95))
-    assert (a["verdict"], a["rule"]) == (analysis.INCONCLUSIVE, "both-saturated")
+    assert (a.verdict, a.rule) == (analysis.INCONCLUSIVE, "both-saturated")
     assert "not saturated" not in text(a) and "starved" not in text(a)
     assert "server CPU 0 busy 100% >= 90%" in text(a) and "busy 95% >= 90%" in text(a)
 
@@ -127,8 +134,8 @@ def test_review_unmeasured_server_is_inconclusive_with_the_reason():
     rec = record(client=95)
     rec["server_host_cpu"], rec["server_cpu"] = {"cpus": {}, "busy": None}, {"threads": [], "usr": None}
     a = verdict(rec)
-    assert (a["verdict"], a["rule"]) == (analysis.INCONCLUSIVE, "unmeasured")
-    assert a["evidence"][0] == ("server CPU (mpstat) and threads (pidstat) not measured: cannot tell "
+    assert (a.verdict, a.rule) == (analysis.INCONCLUSIVE, "unmeasured")
+    assert a.evidence[0] == ("server CPU (mpstat) and threads (pidstat) not measured: cannot tell "
                                 "whether it was saturated")
     assert "not saturated" not in text(a)
 
@@ -137,8 +144,8 @@ def test_threads_without_cpus_cannot_rule_out_softirq():
     rec = record(client=95, thread_busy=50)
     rec["server_host_cpu"] = {"cpus": {}, "busy": None}
     a = verdict(rec)
-    assert a["verdict"] == analysis.INCONCLUSIVE
-    assert "server CPUs (mpstat, softirq included) not measured" in a["evidence"][0]
+    assert a.verdict == analysis.INCONCLUSIVE
+    assert "server CPUs (mpstat, softirq included) not measured" in a.evidence[0]
 
 
 # --- review: CPU-bound ceiling called network-bound ----------------------------------------
@@ -147,8 +154,8 @@ def test_review_lower_bound_ceiling_gives_no_network_verdict():
     rec = record(qps=24_500, rx=24_600, tx=49_500, ceiling=50_000)
     rec["baseline"].update(lower_bound=True, cpu_bound="iperf3 sender at 99% of its one pinned CPU")
     a = verdict(rec)
-    assert a["verdict"] != analysis.NETWORK
-    assert a["ceiling_lower_bound"] is True
+    assert a.verdict != analysis.NETWORK
+    assert a.ceiling_lower_bound is True
     assert ("the 50,000 pps ceiling (path) is a lower bound: iperf3 was CPU-bound (iperf3 sender at 99% "
             "of its one pinned CPU); the load reached 99% of it") in text(a)
 
@@ -162,14 +169,14 @@ def test_review_aggregate_load_is_held_to_the_aggregate_ceiling():
     rec["baseline"].update(paths={"c1->srv": path, "c2->srv": path},
                            aggregate={"pps_delivered": 100_000, "pps_delivered_reverse": 100_000})
     a = verdict(rec)
-    assert a["verdict"] != analysis.NETWORK  # 55% of the aggregate, 55% of each path
-    assert a["ceiling_pps"] == 100_000 and a["ceiling_use"]["rx"] == pytest.approx(0.55)
-    assert a["path_use"]["c1 -> server (path c1->srv)"] == pytest.approx(0.55)
+    assert a.verdict != analysis.NETWORK  # 55% of the aggregate, 55% of each path
+    assert a.ceiling_pps == 100_000 and a.ceiling_use.rx == pytest.approx(0.55)
+    assert a.path_use["c1 -> server (path c1->srv)"] == pytest.approx(0.55)
     # one path at its own ceiling is network-bound even when the aggregate has room
     rec["clients"] = [{"host": "c1", "qps": 48_000}, {"host": "c2", "qps": 7_000}]
     a = verdict(rec)
-    assert a["verdict"] == analysis.NETWORK
-    assert a["evidence"][0].startswith("QPS 48,000 x 1.000 packets/request (measured on eth0) = 48,000 pps "
+    assert a.verdict == analysis.NETWORK
+    assert a.evidence[0].startswith("QPS 48,000 x 1.000 packets/request (measured on eth0) = 48,000 pps "
                                        "(c1 -> server) = 96% >= 90% of the 50,000 pps ceiling")
 
 
@@ -183,47 +190,38 @@ def sleeper(connections: int, qps: float = 900.0) -> dict:
 
 
 def test_review_sleeping_server_is_never_client_bound_and_the_matrix_names_it():
-    runs = []
-    for c in (2, 8):
-        for q in (900.0, 905.0):
-            rec = sleeper(c, q)
-            rec["analysis"] = verdict(rec)
-            assert rec["analysis"]["verdict"] == analysis.CONCURRENCY  # one run alone cannot tell
-            runs.append(rec)
-    points = analysis.summarise_points(runs)
+    recs = [sleeper(c, q) for c in (2, 8) for q in (900.0, 905.0)]
+    assert {verdict(rec).verdict for rec in recs} == {analysis.CONCURRENCY}  # one run alone cannot tell
+    runs, points = across(recs)
     for r in runs:
-        a = r["analysis"]
-        assert (a["verdict"], a["rule"]) == (analysis.SERVER, "server-serialised"), a
-        assert a["evidence"][0] == ("connections 2 -> 8 (x4) but QPS 902 -> 902 (x1.00, < x1.25) while "
+        a = r.analysis
+        assert (a.verdict, a.rule) == (analysis.SERVER, "server-serialised"), a
+        assert a.evidence[0] == ("connections 2 -> 8 (x4) but QPS 902 -> 902 (x1.00, < x1.25) while "
                                     "mean latency grew 2.216 -> 8.864 ms: requests queue on the server")
         assert "starved" not in text(a)
-    assert {p["verdict_text"] for p in points} == {"server-bound (2 of 2)"}
+    assert {p.verdict_text for p in points} == {"server-bound (2 of 2)"}
 
 
 def test_concurrency_bound_when_nothing_is_saturated_and_qps_is_c_over_l():
     a = verdict(record(qps=20_000, rx=20_000, tx=20_000, server_core=45, thread_busy=40, client=50,
                        connections=2))
-    assert (a["verdict"], a["rule"]) == (analysis.CONCURRENCY, "concurrency")
-    assert a["evidence"][0] == ("Little's law: 2 requests in flight / 0.100 ms mean latency = 20,000 req/s; "
+    assert (a.verdict, a.rule) == (analysis.CONCURRENCY, "concurrency")
+    assert a.evidence[0] == ("Little's law: 2 requests in flight / 0.100 ms mean latency = 20,000 req/s; "
                                 "QPS 20,000 is 0% < 20% below it")
 
 
 def test_concurrency_confirmed_when_qps_rises_with_connections():
-    runs = []
-    for c, q in ((1, 10_000.0), (2, 19_000.0)):
-        rec = record(qps=q, rx=q, tx=q, server_core=40, thread_busy=35, client=45, connections=c)
-        rec["analysis"] = verdict(rec)
-        runs.append(rec)
-    analysis.summarise_points(runs)
-    a = runs[0]["analysis"]
-    assert a["verdict"] == analysis.CONCURRENCY
+    runs, _ = across([record(qps=q, rx=q, tx=q, server_core=40, thread_busy=35, client=45, connections=c)
+                      for c, q in ((1, 10_000.0), (2, 19_000.0))])
+    a = runs[0].analysis
+    assert a.verdict == analysis.CONCURRENCY
     assert "connections 1 -> 2 (x2) raised QPS 10,000 -> 19,000 (x1.90, >= x1.25)" in text(a)
 
 
 def test_qps_far_from_c_over_l_with_nothing_saturated_is_inconclusive():
     a = verdict(record(qps=10_000, server_core=40, thread_busy=35, client=45, connections=64,
                        latency_ms=3.0))  # C/L = 21,333
-    assert (a["verdict"], a["rule"]) == (analysis.INCONCLUSIVE, "nothing-fits")
+    assert (a.verdict, a.rule) == (analysis.INCONCLUSIVE, "nothing-fits")
     assert "QPS 10,000 is 53% >= 20% below it" in text(a)
 
 
@@ -233,26 +231,26 @@ def test_review_client_busy_is_the_busiest_pinned_cpu():
     rec = record(server_core=35, thread_busy=30, client=50)
     rec["client_cpu"] = {"cli": {"busy": 50.0, "cpus": {"1": {"busy": 100.0}, "3": {"busy": 0.0}}}}
     a = verdict(rec)
-    assert (a["verdict"], a["client_busy_pct"]) == (analysis.CLIENT, 100.0)
-    assert a["evidence"][0] == "load generator CPU 1 on cli busy 100% >= 90%"
+    assert (a.verdict, a.client_busy_pct) == (analysis.CLIENT, 100.0)
+    assert a.evidence[0] == "load generator CPU 1 on cli busy 100% >= 90%"
 
 
 def test_client_kept_from_running_and_send_lag_are_client_evidence():
     rec = record(server_core=35, thread_busy=30, client=30)
     rec["client_proc"] = {"cli": {"busy": 25.0, "wait": 70.0}}  # a CPU quota of 25%
     a = verdict(rec)
-    assert a["verdict"] == analysis.CLIENT
-    assert a["evidence"][:2] == ["load generator on cli waited for a CPU 70% >= 30% of the time (shared CPUs "
-                                 "or a CPU quota)",
+    assert a.verdict == analysis.CLIENT
+    assert list(a.evidence[:2]) == ["load generator on cli waited for a CPU 70% >= 30% of the time "
+                                 "(shared CPUs or a CPU quota)",
                                  "load generator's busiest thread on cli: 25% running + 70% waiting for a "
                                  "CPU = 95% >= 90%"]
     # with its own figures, a CPU full of someone else's work is not the generator's
     rec = record(server_core=35, thread_busy=30, client=100)
     rec["client_proc"] = {"cli": {"busy": 10.0, "wait": 2.0}}
-    assert verdict(rec)["verdict"] != analysis.CLIENT
+    assert verdict(rec).verdict != analysis.CLIENT
     rec = record(server_core=35, thread_busy=30, client=30)
     rec["send_lag_ms"] = {"mean": 4.5}
-    assert verdict(rec)["evidence"][0] == ("load generator send lag 4.50 ms mean >= 1 ms: it could not send "
+    assert verdict(rec).evidence[0] == ("load generator send lag 4.50 ms mean >= 1 ms: it could not send "
                                            "on schedule")
 
 
@@ -266,18 +264,18 @@ def allowances(rec: dict, count: int) -> dict:
 
 def test_review_one_allowance_count_decides_nothing():
     a = verdict(allowances(record(server_core=100, thread_busy=100, client=40), 1))
-    assert a["verdict"] == analysis.SERVER
+    assert a.verdict == analysis.SERVER
     assert any("grew too slowly to matter over 10.0 s (< 10/s): linklocal_allowance_exceeded +1 (0.1/s)"
-               in f for f in a["flags"])
+               in f for f in a.flags)
 
 
 def test_allowance_growth_that_matters_is_network_bound_unless_a_cpu_is_full():
     a = verdict(allowances(record(qps=20_000, rx=20_000, tx=20_000, ceiling=100_000), 12_340))
-    assert a["verdict"] == analysis.NETWORK
-    assert a["evidence"][0] == ("server-1: NIC allowance counters grew over 10.0 s: "
+    assert a.verdict == analysis.NETWORK
+    assert a.evidence[0] == ("server-1: NIC allowance counters grew over 10.0 s: "
                                 "linklocal_allowance_exceeded +12,340 (1,234.0/s)")
     a = verdict(allowances(record(server_core=100, thread_busy=100, client=40), 12_340))
-    assert (a["verdict"], a["rule"]) == (analysis.INCONCLUSIVE, "nic-allowance")
+    assert (a.verdict, a.rule) == (analysis.INCONCLUSIVE, "nic-allowance")
 
 
 # --- review: doubled packet rate in the evidence --------------------------------------------
@@ -286,10 +284,10 @@ def test_review_assumed_packets_per_request_do_not_double_the_rate():
     rec = record(qps=46_000, ceiling=50_000)
     rec["telemetry"] = {}
     a = verdict(rec)
-    assert a["packets_per_request"] is None
-    assert "packets per request not measured; assumed 2" in a["flags"]
-    assert a["verdict"] == analysis.NETWORK
-    assert a["evidence"][0].startswith("QPS 46,000 x 1.000 packets/request (assumed) = 46,000 pps "
+    assert a.packets_per_request is None
+    assert "packets per request not measured; assumed 2" in a.flags
+    assert a.verdict == analysis.NETWORK
+    assert a.evidence[0].startswith("QPS 46,000 x 1.000 packets/request (assumed) = 46,000 pps "
                                        "(server rx) = 92% >= 90% of the 50,000 pps ceiling")
 
 
@@ -298,15 +296,15 @@ def test_review_assumed_packets_per_request_do_not_double_the_rate():
 def test_review_both_saturated_is_inconclusive_whatever_the_switches():
     for vol, invol in ((900, 20), (20, 900)):
         a = verdict(record(server_core=99, thread_busy=96, client=99, vol=vol, invol=invol))
-        assert (a["verdict"], a["rule"]) == (analysis.INCONCLUSIVE, "both-saturated")
+        assert (a.verdict, a.rule) == (analysis.INCONCLUSIVE, "both-saturated")
 
 
 def test_review_switch_rates_of_tens_per_second_decide_nothing():
-    got = {verdict(record(server_core=92, thread_busy=60, client=70, vol=v, invol=i))["verdict"]
+    got = {verdict(record(server_core=92, thread_busy=60, client=70, vol=v, invol=i)).verdict
            for v, i in ((40, 60), (60, 40), (100, 0))}
     assert got == {analysis.SERVER}  # the full core decides, not the switches
     a = verdict(record(server_core=50, thread_busy=45, client=60, vol=40, invol=60))
-    assert "too few to mean anything" in text(a) and a["verdict"] != analysis.SERVER
+    assert "too few to mean anything" in text(a) and a.verdict != analysis.SERVER
 
 
 # --- hot thread, near threshold, repetitions ----------------------------------------------
@@ -317,65 +315,67 @@ def test_hot_thread_is_server_bound_with_the_balance():
     rec["server_counters"] = {"threads": [{"thread": 0, "connections": 1, "requests": 50_000},
                                           {"thread": 1, "connections": 0, "requests": 0}]}
     a = verdict(rec)
-    assert a["verdict"] == analysis.SERVER
+    assert a.verdict == analysis.SERVER
     assert ("hot thread: 2 server threads, the busiest 99% running + 0% waiting for a CPU = 99% >= 90%, "
             "the others at most 3%; requests max/mean 2.00 (server counters)") in text(a)
 
 
 def test_numbers_near_a_threshold_are_flagged():
     a = verdict(record(server_core=88.5, thread_busy=60, client=50))
-    assert "near threshold: server CPU 0 88% vs 90%" in a["flags"] or \
-        "near threshold: server CPU 0 88.5% vs 90%" in a["flags"]
-    assert a["near_threshold"] is True
-    assert verdict(record())["near_threshold"] is False
+    assert "near threshold: server CPU 0 88% vs 90%" in a.flags or \
+        "near threshold: server CPU 0 88.5% vs 90%" in a.flags
+    assert a.near_threshold is True
+    assert verdict(record()).near_threshold is False
 
 
 def test_points_report_agreeing_or_split_verdicts_with_counts():
     def run(q, v):
-        return {"arch": "reuseport", "server_threads": 1, "connections": 8, "qps": q,
-                "latency_ms": {"p50": 1.0, "p99": 2.0}, "analysis": {"verdict": v, "rule": "x"}}
+        return Run.model_validate({"arch": "reuseport", "server_threads": 1, "connections": 8, "qps": q,
+                                   "latency_ms": {"p50": 1.0, "p99": 2.0},
+                                   "analysis": {"verdict": v, "rule": "x"}})
     (p,) = analysis.summarise_points([run(100.0, "server-bound"), run(101.0, "inconclusive"),
                                       run(99.0, "server-bound")])
-    assert (p["verdict_agreement"], p["verdict_text"]) == ("split", "split: server-bound 2, inconclusive 1")
+    assert (p.verdict_agreement, p.verdict_text) == ("split", "split: server-bound 2, inconclusive 1")
     (p,) = analysis.summarise_points([run(100.0, "server-bound"), run(101.0, "server-bound")])
-    assert (p["verdict_agreement"], p["verdict_text"]) == ("agreeing", "server-bound (2 of 2)")
+    assert (p.verdict_agreement, p.verdict_text) == ("agreeing", "server-bound (2 of 2)")
 
 
 def test_loopback_ceiling_does_not_override_saturated_cpus():
     rec = record(qps=60_000, rx=120_000, tx=120_000, ceiling=110_000, server_core=99, thread_busy=98,
                  client=70)
-    assert verdict(rec, loopback=True)["verdict"] == analysis.SERVER
+    assert verdict(rec, loopback=True).verdict == analysis.SERVER
     rec = record(qps=60_000, rx=120_000, tx=120_000, ceiling=110_000)
-    assert verdict(rec, loopback=True)["verdict"] == analysis.NETWORK
+    assert verdict(rec, loopback=True).verdict == analysis.NETWORK
 
 
 def test_thresholds_come_from_the_scenario():
     rec = record(server_core=85, thread_busy=85, client=40)
-    assert verdict(rec)["verdict"] != analysis.SERVER
+    assert verdict(rec).verdict != analysis.SERVER
     low = analysis.Thresholds(server_busy=80)
-    assert verdict(rec, th=low)["verdict"] == analysis.SERVER
+    assert verdict(rec, th=low).verdict == analysis.SERVER
 
 
 def test_cost_per_request_and_balance():
     counters = {"threads": [{"thread": 0, "connections": 30, "requests": 6000},
                             {"thread": 1, "connections": 34, "requests": 4000}]}
     a = verdict(record(qps=10_000, thread_busy=50, counters=counters))
-    cost = a["cpu_us_per_request"]
+    cost = a.cpu_us_per_request
     # usr 10% + sys 40% of one CPU at 10,000 req/s = 50 us; softirq 10% of one CPU = 10 us
-    assert cost == {"usr": 10.0, "sys": 40.0, "soft": 10.0, "total": 60.0}
-    assert a["balance"]["requests_max_over_mean"] == 1.2
-    assert a["balance"]["connections_max_over_mean"] == pytest.approx(34 / 32, abs=1e-3)
+    assert cost and cost.model_dump() == {"usr": 10.0, "sys": 40.0, "soft": 10.0, "total": 60.0}
+    assert a.balance.requests_max_over_mean == 1.2
+    assert a.balance.connections_max_over_mean == pytest.approx(34 / 32, abs=1e-3)
 
 
 def test_points_median_and_spread():
-    runs = [{"arch": "reuseport", "server_threads": 1, "connections": 8, "qps": q,
-             "latency_ms": {"p50": 1.0, "p99": p99}, "analysis": {"verdict": "server-bound"}}
+    runs = [Run.model_validate({"arch": "reuseport", "server_threads": 1, "connections": 8, "qps": q,
+                                "latency_ms": {"p50": 1.0, "p99": p99},
+                                "analysis": {"verdict": "server-bound"}})
             for q, p99 in ((100.0, 5.0), (110.0, 6.0), (130.0, 9.0))]
     (p,) = analysis.summarise_points(runs)
-    assert (p["n"], p["qps_median"], p["qps_min"], p["qps_max"]) == (3, 110.0, 100.0, 130.0)
-    assert p["qps_mad"] == 10.0
-    assert p["p99_ms_median"] == 6.0 and p["verdicts"] == {"server-bound": 3}
-    assert p["unstable"] is True  # std dev 15.3 >= 10% of the mean 113.3
+    assert (p.n, p.qps_median, p.qps_min, p.qps_max) == (3, 110.0, 100.0, 130.0)
+    assert p.qps_mad == 10.0
+    assert p.p99_ms_median == 6.0 and p.verdicts == {"server-bound": 3}
+    assert p.unstable is True  # std dev 15.3 >= 10% of the mean 113.3
 
 
 # --- no evidence contradicts its own numbers --------------------------------------------------
@@ -387,10 +387,10 @@ def f(s: str) -> float:
     return float(s.replace(",", ""))
 
 
-def contradictions(a: dict) -> list[str]:
+def contradictions(a: Analysis) -> list[str]:
     """Every printed comparison must hold for the printed numbers; products and shares add up."""
     bad = []
-    for e in a["evidence"]:
+    for e in a.evidence:
         for x, op, t in re.findall(NUM + r"% (>=|<) " + NUM + "%", e):
             if (f(x) >= f(t)) != (op == ">="):
                 bad.append(e)
@@ -426,12 +426,12 @@ def contradictions(a: dict) -> list[str]:
         if "not saturated" in e or "starved" in e:
             bad.append(e)
     # the verdict's own first line must say why: a threshold reached, or its named rule's sentence
-    first = a["evidence"][0] if a["evidence"] else ""
-    if a["verdict"] in (analysis.SERVER, analysis.CLIENT) and a["rule"] != "server-serialised" \
+    first = a.evidence[0] if a.evidence else ""
+    if a.verdict in (analysis.SERVER, analysis.CLIENT) and a.rule != "server-serialised" \
             and ">=" not in first and "hot thread" not in first \
             and "did not sustain its rate" not in first:  # the generator's own self-check decides
-        bad.append(f"{a['verdict']} without a reached threshold first: {first}")
-    if a["verdict"] == analysis.CLIENT and any(">=" in e for e in a["evidence"] if e.startswith("server")):
+        bad.append(f"{a.verdict} without a reached threshold first: {first}")
+    if a.verdict == analysis.CLIENT and any(">=" in e for e in a.evidence if e.startswith("server")):
         bad.append("client-bound with a saturated server line")
     return bad
 
@@ -482,31 +482,25 @@ def test_no_evidence_contradicts_its_numbers_and_every_template_is_exercised(mon
     for rec in all_cases():
         for loopback in (False, True):
             a = verdict(rec, loopback=loopback)
-            verdicts.add(a["verdict"])
-            assert a["verdict"] in analysis.VERDICTS and a["rule"] in {r.name for r in analysis.RULES}
+            verdicts.add(a.verdict)
+            assert a.verdict in analysis.VERDICTS and a.rule in {r.name for r in analysis.RULES}
             bad += contradictions(a)
-    sleepy = []
-    for c in (2, 8):
-        rec = sleeper(c)
-        rec["analysis"] = verdict(rec)
-        sleepy.append(rec)
-    for c, q in ((16, 1000.0), (32, 3000.0)):
-        rec = record(qps=q, server_core=20, thread_busy=10, client=20, connections=c)
-        rec["analysis"] = verdict(rec)
-        sleepy.append(rec)
-    analysis.summarise_points(sleepy)
+    busy_ones = [record(qps=q, server_core=20, thread_busy=10, client=20, connections=c)
+                 for c, q in ((16, 1000.0), (32, 3000.0))]
+    sleepy, _ = across([sleeper(2), sleeper(8), *busy_ones])
     for r in sleepy:
-        bad += contradictions(r["analysis"])
+        assert r.analysis
+        bad += contradictions(r.analysis)
     assert not bad, "\n".join(bad[:10])
     assert used == set(analysis.TEMPLATES), set(analysis.TEMPLATES) - used
-    assert verdicts | {r["analysis"]["verdict"] for r in sleepy} == set(analysis.VERDICTS)
+    assert verdicts | {r.analysis.verdict for r in sleepy if r.analysis} == set(analysis.VERDICTS)
 
 
 def test_contradiction_check_catches_a_contradiction():
     # the check itself must be able to fail
-    a = {"verdict": analysis.CLIENT, "rule": "client",
-         "evidence": ["load generator CPU 1 on cli busy 90% < 90%", "server CPU 0 busy 95% >= 90% (usr 1%, "
-                      "sys 1%, softirq 1%, other 1%)"]}
+    a = Analysis(verdict=analysis.CLIENT, rule="client",
+                 evidence=("load generator CPU 1 on cli busy 90% < 90%",
+                           "server CPU 0 busy 95% >= 90% (usr 1%, sys 1%, softirq 1%, other 1%)"))
     assert len(contradictions(a)) >= 3
 
 
@@ -519,14 +513,9 @@ def test_readme_verdict_section_is_generated_from_the_rules():
 
 
 def test_flat_qps_says_nothing_about_the_server_when_the_generator_was_not_measured():
-    runs = []
-    for c in (2, 8):
-        rec = sleeper(c)
-        rec["client_cpu"] = {}
-        rec["analysis"] = verdict(rec)
-        runs.append(rec)
-    analysis.summarise_points(runs)
-    assert {r["analysis"]["rule"] for r in runs} == {"nothing-fits"}
+    recs = [{**sleeper(c), "client_cpu": {}} for c in (2, 8)]
+    runs, _ = across(recs)
+    assert {r.analysis.rule for r in runs if r.analysis} == {"nothing-fits"}
 
 
 def test_an_open_loop_generator_that_could_not_keep_its_rate_is_client_bound():
@@ -534,8 +523,8 @@ def test_an_open_loop_generator_that_could_not_keep_its_rate_is_client_bound():
     rec["rate"] = {"target": 50_000.0, "achieved": 41_234.0, "sustained": False}
     rec["send_lag_ms"] = {"mean": 0.4, "p99": 12.5}
     a = verdict(rec)
-    assert (a["verdict"], a["rule"]) == (analysis.CLIENT, "client"), a["evidence"]
-    assert a["evidence"][0] == ("load generator did not sustain its rate: 41,234 of 50,000 requests/s "
+    assert (a.verdict, a.rule) == (analysis.CLIENT, "client"), a.evidence
+    assert a.evidence[0] == ("load generator did not sustain its rate: 41,234 of 50,000 requests/s "
                                 "(82.5% of the target) with send lag p99 12.50 ms (its own self-check)")
     rec["rate"]["sustained"] = True  # the same figures, judged sustained by the generator: not this rule
-    assert verdict(rec)["verdict"] != analysis.CLIENT
+    assert verdict(rec).verdict != analysis.CLIENT
