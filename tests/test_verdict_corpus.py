@@ -5,7 +5,6 @@ quotas come from cgroup v1's cpu controller (tests/cgroupkit.py). The packet-rat
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import socket
@@ -17,7 +16,8 @@ import cgroupkit
 import pytest
 import yaml
 
-from orchestrator import analysis
+from orchestrator import analysis, store
+from orchestrator.records import Analysis, Run, Summary
 from orchestrator.tools import server as server_tool
 
 from testkit import REPO, orchestrate
@@ -118,10 +118,11 @@ def scenario(port: int, **over) -> dict:
     return sc
 
 
-def run(tmp_path: Path, run_id: str, sc: dict, wrk_quota: float = 1.0) -> dict:
+def run(tmp_path: Path, run_id: str, sc: dict, wrk_quota: float = 1.0) -> tuple[Summary, int]:
     """`orchestrate run` of `sc`, with wrk (a wrapper first on PATH that joins a cgroup, then
-    execs it, keeping its pid) under a CPU quota of `wrk_quota` CPUs. The verdict is the one
-    the run recorded: pidstat watches wrk's own threads (`client_proc`)."""
+    execs it, keeping its pid) under a CPU quota of `wrk_quota` CPUs: the summary the run
+    recorded, and how often wrk's quota throttled it. The verdict is the one the run recorded:
+    pidstat watches wrk's own threads (`client_proc`)."""
     real_wrk = next(p for p in ("/usr/bin/wrk", "/usr/local/bin/wrk") if Path(p).exists())
     bindir = tmp_path / "bin"
     bindir.mkdir(exist_ok=True)
@@ -142,12 +143,11 @@ def run(tmp_path: Path, run_id: str, sc: dict, wrk_quota: float = 1.0) -> dict:
         throttles = cg.stat()["nr_throttled"]
     assert done.returncode == 0, done.stderr[-3000:]
     (summary,) = (tmp_path / "results").glob("*/*/summary.json")
-    s = json.loads(summary.read_text())
-    s["wrk_throttles"] = throttles
+    s = store.load_summary(summary.parent)
     if "pidstat" in sc["telemetry"]:  # wrk's own threads were watched: they, not its CPU's busy %, decide
-        for r in s["runs"]:
-            assert r["client_proc"]["localhost"]["threads"], r.get("client_proc")
-    return s
+        for r in s.runs:
+            assert r.client_proc and r.client_proc["localhost"].threads, r.client_proc
+    return s, throttles
 
 
 def builtin(port: int, threads: int = 1, cpus: tuple[int, ...] = (0,)) -> str:
@@ -156,15 +156,29 @@ def builtin(port: int, threads: int = 1, cpus: tuple[int, ...] = (0,)) -> str:
                                                 body="hello\n")).replace("hello\n", "hello")
 
 
-def show(case: str, s: dict) -> None:
+def show(case: str, s: Summary) -> None:
     """One line per run for bench/RESULTS.md (seen with pytest -s)."""
-    for r in s["runs"]:
-        a = r["analysis"]
-        print(f"CORPUS {case} | c={r['connections']} | QPS {r['qps']:,.0f} | {a['verdict']} ({a['rule']}) | "
-              + " | ".join(a["evidence"][:2]))
+    for r, a in runs_analysed(s):
+        print(f"CORPUS {case} | c={r.connections} | QPS {r.qps or 0:,.0f} | {a.verdict} ({a.rule}) | "
+              + " | ".join(a.evidence[:2]))
 
 
-def pct_in(evidence: list[str], pattern: str) -> float:
+def runs_analysed(s: Summary) -> list[tuple[Run, Analysis]]:
+    """Each run with the analysis it recorded (every run of the corpus has one)."""
+    out = []
+    for r in s.runs:
+        assert r.analysis is not None, r.run_id
+        out.append((r, r.analysis))
+    return out
+
+
+def busy(r: Run) -> float:
+    """The load generator's busiest thread on this host (pidstat %CPU)."""
+    assert r.client_proc and r.client_proc["localhost"].busy is not None, r.client_proc
+    return r.client_proc["localhost"].busy
+
+
+def pct_in(evidence: tuple[str, ...], pattern: str) -> float:
     """The number a deciding evidence line printed (the first line matching `pattern`)."""
     for e in evidence:
         m = re.search(pattern, e)
@@ -178,18 +192,17 @@ def test_server_starved_by_a_cpu_quota_is_server_bound(tmp_path, run_id):
     port = free_port()
     with cgroupkit.quota(0.25) as cg:
         sc = scenario(port, server={"arch": "quota25", "command": cg.enter_command(builtin(port))})
-        s = run(tmp_path, run_id, sc)
+        s, _ = run(tmp_path, run_id, sc)
         throttled = cg.stat()["nr_throttled"]
     show("3 server quota 25%", s)
     assert throttled > 10  # the quota did bite
-    (r,) = s["runs"]
-    a = r["analysis"]
+    ((r, a),) = runs_analysed(s)
     # the wait decides; on a busy machine the shared core may be full as well (rule server-cpu)
-    assert a["verdict"] == "server-bound", a["evidence"]
-    assert a["rule"] in ("server-kept-from-running", "server-thread", "server-cpu"), a
-    wait = pct_in(a["evidence"], r"a server thread waited for a CPU ([\d.]+)% >= 30%")
+    assert a.verdict == "server-bound", a.evidence
+    assert a.rule in ("server-kept-from-running", "server-thread", "server-cpu"), a
+    wait = pct_in(a.evidence, r"a server thread waited for a CPU ([\d.]+)% >= 30%")
     assert wait >= 40  # throttled ~75% of the time: far from the 20% threshold
-    assert r["client_proc"]["localhost"]["busy"] < 90
+    assert busy(r) < 90
 
 
 def test_hot_thread_is_server_bound(tmp_path, run_id):
@@ -201,15 +214,14 @@ def test_hot_thread_is_server_bound(tmp_path, run_id):
     sc = scenario(port, server={"arch": "hot", "threads": 2, "cpus": [0],
                                 "command": f"{sys.executable} {script} {{port}}"},
                   load={"connections": 1, "pipeline": 16})
-    s = run(tmp_path, run_id, sc)
+    s, _ = run(tmp_path, run_id, sc)
     show("4 hot thread", s)
-    (r,) = s["runs"]
-    a = r["analysis"]
-    threads = sorted((t["busy"] for t in r["server_cpu"]["threads"]), reverse=True)
+    ((r, a),) = runs_analysed(s)
+    threads = sorted((t.busy or 0.0 for t in (r.server_cpu.threads if r.server_cpu else ())), reverse=True)
     assert len(threads) >= 2 and threads[1] < 50, threads
-    assert a["verdict"] == "server-bound", a["evidence"]
-    assert any(e.startswith("hot thread: ") for e in a["evidence"]), a["evidence"]
-    busiest = pct_in(a["evidence"], r"hot thread: .* waiting for a CPU = ([\d.]+)% >= 90%")
+    assert a.verdict == "server-bound", a.evidence
+    assert any(e.startswith("hot thread: ") for e in a.evidence), a.evidence
+    busiest = pct_in(a.evidence, r"hot thread: .* waiting for a CPU = ([\d.]+)% >= 90%")
     assert busiest >= 90
 
 
@@ -221,20 +233,19 @@ def test_server_that_serialises_requests_is_server_bound_not_client_bound(tmp_pa
     script.write_text(SLEEPER)
     sc = scenario(port, server={"arch": "sleeper", "command": f"{sys.executable} {script} {{port}}"},
                   load={"connections": [2, 8]})
-    s = run(tmp_path, run_id, sc)
+    s, _ = run(tmp_path, run_id, sc)
     show("5 sleeping server", s)
-    by_c = {r["connections"]: r for r in s["runs"]}
+    by_c = {r.connections: r.qps or 0.0 for r in s.runs}
     assert set(by_c) == {2, 8}
-    assert by_c[8]["qps"] < 1.25 * by_c[2]["qps"] and by_c[2]["qps"] < 1000  # 1 ms each, in series
-    for r in s["runs"]:
-        a = r["analysis"]
-        assert (a["verdict"], a["rule"]) == ("server-bound", "server-serialised"), a["evidence"]
-        assert a["evidence"][0].startswith("connections 2 -> 8 (x4) but QPS "), a["evidence"]
-        assert r["client_proc"]["localhost"]["busy"] < 90
+    assert by_c[8] < 1.25 * by_c[2] and by_c[2] < 1000  # 1 ms each, in series
+    for r, a in runs_analysed(s):
+        assert (a.verdict, a.rule) == ("server-bound", "server-serialised"), a.evidence
+        assert a.evidence[0].startswith("connections 2 -> 8 (x4) but QPS "), a.evidence
+        assert busy(r) < 90
         # within the run: C / L is what the loop could do, and it did (not less). wrk's mean may
         # overstate L (its back-filled samples), so QPS may read above C/L: flagged, not asserted.
-        assert a["littles_law"]["below_pct"] < 20
-    assert {p["verdict_text"] for p in s["points"]} == {"server-bound (1 of 1)"}
+        assert a.littles_law and (a.littles_law.below_pct or 0.0) < 20
+    assert {p.verdict_text for p in s.points} == {"server-bound (1 of 1)"}
 
 
 def test_closed_loop_with_one_connection_is_concurrency_bound_and_the_ceiling_a_lower_bound(tmp_path, run_id):
@@ -244,46 +255,44 @@ def test_closed_loop_with_one_connection_is_concurrency_bound_and_the_ceiling_a_
     sc = scenario(port, load={"connections": 1},
                   baseline={"enabled": True, "iperf3": {"duration": "1s", "tcp": False,
                                                         "port": free_port()}})
-    s = run(tmp_path, run_id, sc)
+    s, _ = run(tmp_path, run_id, sc)
     show("6+7 one connection, loopback ceiling", s)
-    (e,) = s["baseline"].values()
-    print(f"CORPUS 7 loopback ceiling {e['udp']['pps_delivered']:,.0f} pps: {e['udp']['cpu_bound']}")
-    (r,) = s["runs"]
-    a = r["analysis"]
-    assert (a["verdict"], a["rule"]) == ("concurrency-bound", "concurrency"), a["evidence"]
-    assert a["evidence"][0].startswith("Little's law: 1 requests in flight / ")
-    assert r["client_proc"]["localhost"]["busy"] < 90
-    (entry,) = s["baseline"].values()
-    assert entry["udp"]["lower_bound"] is True, entry["udp"]
-    assert re.search(r"% of a CPU|could not keep up", entry["udp"]["cpu_bound"])
-    assert r["baseline"]["lower_bound"] is True and a["ceiling_lower_bound"] is True
-    assert a["verdict"] != "network-bound"
+    (e,) = s.baseline.values()
+    assert e.udp and e.udp.pps_delivered
+    print(f"CORPUS 7 loopback ceiling {e.udp.pps_delivered:,.0f} pps: {e.udp.cpu_bound}")
+    ((r, a),) = runs_analysed(s)
+    assert (a.verdict, a.rule) == ("concurrency-bound", "concurrency"), a.evidence
+    assert a.evidence[0].startswith("Little's law: 1 requests in flight / ")
+    assert busy(r) < 90
+    (entry,) = s.baseline.values()
+    assert entry.udp and entry.udp.lower_bound is True, entry.udp
+    assert re.search(r"% of a CPU|could not keep up", entry.udp.cpu_bound or "")
+    assert r.baseline and r.baseline.lower_bound is True and a.ceiling_lower_bound is True
+    assert a.verdict != "network-bound"
 
 
 def test_server_telemetry_missing_is_inconclusive(tmp_path, run_id):
     """Case 8: no pidstat or mpstat: whatever the load generator did, nothing is concluded."""
     port = free_port()
-    s = run(tmp_path, run_id, scenario(port, telemetry=["sar"]))
+    s, _ = run(tmp_path, run_id, scenario(port, telemetry=["sar"]))
     show("8 no server telemetry", s)
-    (r,) = s["runs"]
-    a = r["analysis"]
-    assert (a["verdict"], a["rule"]) == ("inconclusive", "unmeasured"), a["evidence"]
-    assert a["evidence"][0] == analysis.say("missing", what="server CPU (mpstat) and threads (pidstat)")
-    assert a["server_busy_pct"] is None
+    ((r, a),) = runs_analysed(s)
+    assert (a.verdict, a.rule) == ("inconclusive", "unmeasured"), a.evidence
+    assert a.evidence[0] == analysis.say("missing", what="server CPU (mpstat) and threads (pidstat)")
+    assert a.server_busy_pct is None
 
 
 def test_load_generator_starved_by_a_cpu_quota_is_client_bound(tmp_path, run_id):
     """Case 2: wrk in a cgroup at 20% of a CPU against the fast server. mpstat shows wrk's
     core mostly idle (throttled time is idle time); wrk's own run-queue wait shows the quota."""
     port = free_port()
-    s = run(tmp_path, run_id, scenario(port), wrk_quota=0.2)
+    s, throttles = run(tmp_path, run_id, scenario(port), wrk_quota=0.2)
     show("2 wrk quota 20%", s)
-    assert s["wrk_throttles"] > 10
-    (r,) = s["runs"]
-    a = r["analysis"]
-    assert (a["verdict"], a["rule"]) == ("client-bound", "client"), a["evidence"]
-    assert pct_in(a["evidence"], r"load generator on localhost waited for a CPU ([\d.]+)% >= 30%") >= 50
-    assert r["client_proc"]["localhost"]["busy"] < 30  # it ran no more than its quota
+    assert throttles > 10
+    ((r, a),) = runs_analysed(s)
+    assert (a.verdict, a.rule) == ("client-bound", "client"), a.evidence
+    assert pct_in(a.evidence, r"load generator on localhost waited for a CPU ([\d.]+)% >= 30%") >= 50
+    assert busy(r) < 30  # it ran no more than its quota
 
 
 def test_uncapped_lab_ceiling_is_a_lower_bound_and_never_network_bound(tmp_path, run_id):
@@ -302,16 +311,16 @@ def test_uncapped_lab_ceiling_is_a_lower_bound_and_never_network_bound(tmp_path,
         netns.down(lab)  # safe when the run already took it down
     assert done.returncode == 0, done.stderr[-3000:]
     (summary,) = tmp_path.glob("*/*/summary.json")
-    s = json.loads(summary.read_text())
-    (entry,) = s["baseline"].values()
-    for way in ("udp", "udp_reverse"):
-        assert entry[way]["lower_bound"] is True, entry[way]
-        assert re.search(r"% of a CPU|could not keep up", entry[way]["cpu_bound"])
-    (r,) = s["runs"]
-    a = r["analysis"]
-    print(f"CORPUS 7 uncapped lab | c={r['connections']} | QPS {r['qps']:,.0f} | {a['verdict']} "
-          f"({a['rule']}) | ceiling {entry['udp']['pps_delivered']:,.0f} pps, lower bound: "
-          f"{entry['udp']['cpu_bound']} "
-          f"| reverse: {entry['udp_reverse']['cpu_bound']} | ceiling use {a['ceiling_use']}")
-    assert r["baseline"]["lower_bound"] is True and a["ceiling_lower_bound"] is True
-    assert a["verdict"] != "network-bound", a["evidence"]
+    s = store.load_summary(summary.parent)
+    (entry,) = s.baseline.values()
+    assert entry.udp and entry.udp_reverse
+    for way in (entry.udp, entry.udp_reverse):
+        assert way.lower_bound is True, way
+        assert re.search(r"% of a CPU|could not keep up", way.cpu_bound or "")
+    ((r, a),) = runs_analysed(s)
+    print(f"CORPUS 7 uncapped lab | c={r.connections} | QPS {r.qps or 0:,.0f} | {a.verdict} "
+          f"({a.rule}) | ceiling {entry.udp.pps_delivered or 0:,.0f} pps, lower bound: "
+          f"{entry.udp.cpu_bound} "
+          f"| reverse: {entry.udp_reverse.cpu_bound} | ceiling use {a.ceiling_use}")
+    assert r.baseline and r.baseline.lower_bound is True and a.ceiling_lower_bound is True
+    assert a.verdict != "network-bound", a.evidence

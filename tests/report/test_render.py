@@ -231,3 +231,19 @@ def test_not_a_results_folder(tmp_path: Path):
     (tmp_path / "summary.json").write_text('{"version": 99}')
     with pytest.raises(UserError, match="version"):
         render.build(tmp_path)
+
+
+def test_orchestrate_report_on_an_old_folder(old_folder: Path):
+    """The command end to end: a version-1 folder is upgraded, analysed, saved as version 2, rendered."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "orchestrator", "report", str(old_folder)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == f"report: {old_folder / 'report.html'}"
+    saved = store.load_summary(old_folder)
+    assert json.loads((old_folder / "summary.json").read_text())["version"] == 2
+    assert all(r.analysis and r.analysis.verdict for r in saved.runs) and len(saved.points) == 4
+    rows = md_table((old_folder / "report.md").read_text(), VERDICT_HEADER)
+    assert [r[7] for r in rows] == [r.analysis.verdict for r in saved.runs if r.analysis]

@@ -1,0 +1,115 @@
+"""records.py: summary.json's versioned load (upgrade, refusal in one line) and the records'
+round trip, on recorded real summaries (tests/report/data) and small hand-made ones."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from orchestrator import records
+from orchestrator.errors import UserError
+from orchestrator.records import Run, Summary
+
+DATA = Path(__file__).parent / "report" / "data"
+RECORDED = [DATA / "closed-loop", DATA / "open-loop"]  # version 2, analysed when recorded
+
+
+def raw(folder: Path) -> dict:
+    return json.loads((folder / "summary.json").read_text())
+
+
+@pytest.mark.parametrize("folder", RECORDED, ids=lambda p: p.name)
+def test_a_recorded_summary_round_trips_unchanged(folder: Path):
+    data = raw(folder)
+    assert data["version"] == records.FORMAT_VERSION == 2
+    s = records.load(data)
+    assert s.dump() == data  # nothing lost, nothing added: report can rewrite a folder safely
+    assert len(s.runs) == len(data["runs"]) and all(r.analysis and r.analysis.verdict for r in s.runs)
+
+
+def test_the_records_read_as_typed_fields():
+    s = records.load(raw(DATA / "open-loop"))
+    run = s.runs[0]
+    assert run.rate and run.rate.target == 5000.0 and run.key == ("reuseport", 1, 32, 5000.0)
+    assert isinstance(run.latency_ms.p99_9, float) and run.send_lag_ms and run.send_lag_ms.mean is not None
+    assert run.errors.total == 0 and run.failed_requests == (run.non_2xx or 0)
+    assert s.topology and (s.topology.server, s.topology.loopback) == ("localhost", True)
+    assert [p.key for p in s.points] == [r.key for r in s.runs]
+    assert "sar" in run.telemetry  # bulky collector detail stays an opaque mapping
+
+
+def test_version_1_is_upgraded():
+    data = raw(DATA / "loopback-sample")
+    assert data["version"] == 1 and "topology" not in data and "points" not in data
+    s = records.load(data)
+    # where the server ran follows from the host whose roles name it
+    assert s.topology == records.Topology(server="localhost", interface=None, loopback=True)
+    assert s.dump()["version"] == 2 and len(s.runs) == 8 and s.runs[0].analysis is None
+
+
+def test_version_1_points_are_dropped_to_be_remade():
+    data = {"version": 1, "runs": [], "points": [{"arch": "x", "qps_median": 1.0}]}
+    assert records.upgrade_1_to_2(data) == {"version": 2, "runs": []}
+    assert data["points"]  # the upgrade returns a new dict
+    assert records.load(data).points == ()
+
+
+@pytest.mark.parametrize("version", [None, 0, 3, 99, "2"])
+def test_an_unknown_version_is_refused_in_one_line(version):
+    with pytest.raises(UserError) as e:
+        records.load({"version": version, "runs": []}, "x/summary.json")
+    assert str(e.value) == (f"x/summary.json: summary format version {version!r} is not one this "
+                            "orchestrate reads (it reads 1 to 2)")
+
+
+@pytest.mark.parametrize(("data", "line"), [
+    ([], "s.json: not a summary (a JSON object with version, runs, ...)"),
+    ({"version": 2, "runs": {"a": 1}}, "s.json: runs: Input should be a valid tuple (got {'a': 1})"),
+    ({"version": 2, "runs": [{"latency_ms": {"p99": "slow"}}]},
+     "s.json: runs.0.latency_ms.p99: Input should be a valid number, unable to parse string as a number "
+     "(got 'slow')"),
+    ({"version": 1, "hosts": {"h": {"cpus": "many"}}},
+     "s.json: hosts.h.cpus: Input should be a valid integer, unable to parse string as an integer "
+     "(got 'many')"),
+])
+def test_a_mistyped_field_is_refused_in_one_line_naming_its_key(data, line):
+    with pytest.raises(UserError) as e:
+        records.load(data, "s.json")
+    assert str(e.value) == line and "\n" not in str(e.value)
+
+
+def test_null_reads_as_not_measured():
+    s = records.load({"version": 2, "hosts": {"h": None},
+                      "runs": [{"errors": None, "latency_ms": None, "client_proc": {"c": None},
+                                "analysis": {"evidence": None}}]})
+    (run,) = s.runs
+    assert run.errors.total == 0 and run.latency_ms.p50 is None and run.client_proc == {}
+    assert run.analysis and run.analysis.evidence == ()
+    assert s.hosts["h"].roles == ()
+
+
+def test_keys_not_typed_yet_are_kept():
+    data = {"version": 2, "capacity": [{"arch": "x"}], "runs": [{"run_id": "r", "start_skew_ms": 1.5}]}
+    s = records.load(data)
+    assert s.dump() == data
+    assert s.model_extra == {"capacity": [{"arch": "x"}]}
+
+
+def test_a_bare_rate_is_a_target():
+    assert Run.model_validate({"rate": 2000}).rate == records.Rate(target=2000.0)
+
+
+def test_records_are_frozen():
+    run = Run(run_id="r")
+    with pytest.raises(ValueError):
+        run.qps = 1.0  # type: ignore[misc]
+    assert run.model_copy(update={"qps": 1.0}).qps == 1.0 and run.qps is None
+
+
+def test_as_summary_takes_either_form():
+    s = Summary(scenario="x")
+    assert records.as_summary(s) is s
+    assert records.as_summary({"scenario": "x"}) == s
+    assert records.as_summary({"version": 1, "scenario": "x"}) == s
