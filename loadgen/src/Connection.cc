@@ -38,7 +38,7 @@ void Connection::connect(int64_t now) {
   closeSocket();
   fd_ = ::socket(target_->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd_ < 0) {
-    worker_->onConnectFailed(this, now);
+    connectFailed(now);
     return;
   }
   int one = 1;
@@ -46,8 +46,7 @@ void Connection::connect(int64_t now) {
   parser_.reset(target_->head);
   int rc = ::connect(fd_, reinterpret_cast<const sockaddr*>(&target_->addr), target_->addrLen);
   if (rc < 0 && errno != EINPROGRESS) {
-    closeSocket();
-    worker_->onConnectFailed(this, now);
+    connectFailed(now);
     return;
   }
   state_ = State::kConnecting;
@@ -55,13 +54,17 @@ void Connection::connect(int64_t now) {
   worker_->poller()->add(fd_, EPOLLOUT, this);
 }
 
+void Connection::connectFailed(int64_t now) {
+  closeSocket();
+  worker_->onConnectFailed(this, now);  // it backs off and reconnects
+}
+
 void Connection::finishConnect(int64_t now) {
   int err = 0;
   socklen_t len = sizeof err;
   getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len);
   if (err != 0) {
-    closeSocket();
-    worker_->onConnectFailed(this, now);
+    connectFailed(now);
     return;
   }
   state_ = State::kOpen;

@@ -4,9 +4,9 @@
 #include <string>
 #include <vector>
 
-#include "NonCopyable.h"
 #include "ResponseParser.h"
 #include "Stats.h"
+#include "orch/NonCopyable.h"
 
 namespace orchload {
 
@@ -23,7 +23,7 @@ struct InFlight {
 // Owned by its Worker (unique_ptr); lives and is used only on that worker's thread.
 // Writes go straight to the socket; EPOLLOUT is watched only while bytes are pending,
 // and responses completed in one read are answered with one write (batch).
-class Connection : NonCopyable {
+class Connection : orch::NonCopyable {
  public:
   enum class State { kClosed, kConnecting, kOpen };
 
@@ -47,6 +47,7 @@ class Connection : NonCopyable {
 
  private:
   void finishConnect(int64_t now);
+  void connectFailed(int64_t now);
   void handleRead();
   void flush(int64_t now);
   void closeSocket();

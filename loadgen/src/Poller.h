@@ -4,13 +4,13 @@
 
 #include <cstdint>
 
-#include "NonCopyable.h"
+#include "orch/NonCopyable.h"
 
 namespace orchload {
 
 // One epoll instance, owned by one worker thread and used only there.
 // Waits with nanosecond timeouts (epoll_pwait2) so open-loop sends are paced to the µs.
-class Poller : NonCopyable {
+class Poller : orch::NonCopyable {
  public:
   Poller();
   ~Poller();

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <utility>
+#include <vector>
 
 namespace orchload {
 
@@ -24,148 +26,118 @@ void appendString(std::string* out, const std::string& s) {
   *out += '"';
 }
 
-void appendNumber(std::string* out, double v) {
-  char buf[40];
-  std::snprintf(buf, sizeof buf, "%.6g", v);
-  *out += buf;
+std::string str(const std::string& s) {
+  std::string out;
+  appendString(&out, s);
+  return out;
 }
 
-void appendInt(std::string* out, long long v) { *out += std::to_string(v); }
+std::string num(double v) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%.6g", v);
+  return buf;
+}
+
+std::string integer(long long v) { return std::to_string(v); }
+
+std::string epoch(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.6f", v);
+  return buf;
+}
+
+std::string boolean(bool v) { return v ? "true" : "false"; }
+
+// A JSON object of (name, already rendered value) members, in order.
+using Members = std::vector<std::pair<const char*, std::string>>;
+
+std::string object(const Members& members) {
+  std::string out = "{";
+  for (const auto& [name, value] : members) {
+    if (out.size() > 1) out += ',';
+    appendString(&out, name);
+    out += ':';
+    out += value;
+  }
+  return out + "}";
+}
+
+template <class Items, class Render>
+std::string array(const Items& items, Render render) {
+  std::string out = "[";
+  for (const auto& item : items) {
+    if (out.size() > 1) out += ',';
+    out += render(item);
+  }
+  return out + "]";
+}
+
+std::string histogram(const Histogram& h) {
+  std::string out;
+  h.appendJson(&out);
+  return out;
+}
+
+// Self-check: the client kept up if it delivered >= 99% of the target and its p99 send
+// lag stayed within max(1 ms, 10% of the interval between requests).
+std::string rate(const Options& o, const Stats& s, const RunInfo& info) {
+  long long completed = 0;
+  for (long long v : s.perSecond) completed += v;
+  const double achieved = info.measuredS > 0 ? static_cast<double>(completed) / info.measuredS : 0.0;
+  const size_t fullSeconds = std::min(s.perSecond.size(), static_cast<size_t>(info.measuredS + 1e-9));
+  const std::vector<long long> perSecond(s.perSecond.begin(), s.perSecond.begin() + static_cast<long>(fullSeconds));
+  std::string target = "null", sustained = "null", lagLimit = "null";
+  if (o.openLoop()) {
+    const double lagLimitUs = std::max(1000.0, 0.1 * 1e6 / o.rate);
+    target = num(o.rate);
+    sustained = boolean(info.measuredS > 0 && achieved >= 0.99 * o.rate &&
+                        static_cast<double>(s.sendLag.valueAtPercentile(99)) <= lagLimitUs);
+    lagLimit = num(lagLimitUs);
+  }
+  return object({{"target", target}, {"achieved", num(achieved)}, {"sustained", sustained},
+                 {"send_lag_limit_us", lagLimit}, {"per_second", array(perSecond, integer)}});
+}
+
+std::string counts(const Stats& s) {
+  Members members = {
+      {"requests", integer(s.requests)}, {"sent", integer(s.sent)}, {"responses", integer(s.responses)},
+      {"unanswered", integer(s.unanswered)}, {"unsent", integer(s.unsent)}, {"failed", integer(s.failed)},
+      {"queued", integer(s.queued)}, {"max_queue", integer(s.maxQueue)}, {"connects", integer(s.connects)},
+      {"non_2xx", integer(s.responses - s.status[2])}};
+  const char* const classes[] = {"other", "1xx", "2xx", "3xx", "4xx", "5xx"};
+  Members status, errors;
+  for (int i = 0; i < 6; ++i) status.emplace_back(classes[i], integer(s.status[i]));
+  for (int i = 0; i < static_cast<int>(ErrorKind::kCount); ++i) {
+    errors.emplace_back(errorName(static_cast<ErrorKind>(i)), integer(s.errors[i]));
+  }
+  members.emplace_back("status", object(status));
+  members.emplace_back("errors", object(errors));
+  return object(members);
+}
 
 }  // namespace
 
 std::string renderReport(const Options& o, const std::vector<Target>& targets, const Stats& s,
                          const RunInfo& info) {
-  std::string out;
-  out.reserve(64 * 1024);
-  out += "{\"tool\":\"orchestrate-load\",\"version\":";
-  appendInt(&out, kFormatVersion);
-  out += ",\"generator_version\":";
-  appendString(&out, kVersion);
-  out += ",\"parameters\":{\"mode\":";
-  appendString(&out, o.openLoop() ? "open" : "closed");
-  out += ",\"rate\":";
-  if (o.openLoop()) appendNumber(&out, o.rate);
-  else out += "null";
-  out += ",\"threads\":";
-  appendInt(&out, o.threads);
-  out += ",\"connections\":";
-  appendInt(&out, o.connections);
-  out += ",\"pipeline\":";
-  appendInt(&out, o.pipeline);
-  out += ",\"duration_s\":";
-  appendNumber(&out, o.durationS);
-  out += ",\"warmup_s\":";
-  appendNumber(&out, o.warmupS);
-  out += ",\"timeout_s\":";
-  appendNumber(&out, o.timeoutS);
-  out += ",\"method\":";
-  appendString(&out, o.method);
-  out += ",\"http\":";
-  appendString(&out, o.http10 ? "1.0" : "1.1");
-  out += ",\"keepalive\":";
-  out += o.close ? "false" : "true";
-  out += ",\"body_bytes\":";
-  appendInt(&out, static_cast<long long>(o.body.size()));
-  out += ",\"headers\":[";
-  for (size_t i = 0; i < o.headers.size(); ++i) {
-    if (i) out += ',';
-    appendString(&out, o.headers[i]);
-  }
-  out += "],\"targets\":[";
-  for (size_t i = 0; i < targets.size(); ++i) {
-    if (i) out += ',';
-    appendString(&out, targets[i].url);
-  }
-  out += "],\"cpus\":[";
-  for (size_t i = 0; i < info.threadCpus.size(); ++i) {
-    if (i) out += ',';
-    appendInt(&out, info.threadCpus[i]);
-  }
-  out += "]},\"interrupted\":";
-  out += info.interrupted ? "true" : "false";
-  out += ",\"window\":{\"start_epoch\":";
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.6f", info.startEpoch);
-  out += buf;
-  out += ",\"first_send_epoch\":";
-  if (info.firstSendEpoch > 0) {
-    std::snprintf(buf, sizeof buf, "%.6f", info.firstSendEpoch);
-    out += buf;
-  } else {
-    out += "null";
-  }
-  out += ",\"measured_s\":";
-  appendNumber(&out, info.measuredS);
-  out += "},\"counts\":{";
-  const std::pair<const char*, long long> counts[] = {
-      {"requests", s.requests}, {"sent", s.sent}, {"responses", s.responses},
-      {"unanswered", s.unanswered}, {"unsent", s.unsent}, {"failed", s.failed},
-      {"queued", s.queued}, {"max_queue", s.maxQueue}, {"connects", s.connects},
-      {"non_2xx", s.responses - s.status[2]}};
-  for (const auto& [name, value] : counts) {
-    out += '"';
-    out += name;
-    out += "\":";
-    appendInt(&out, value);
-    out += ',';
-  }
-  out += "\"status\":{";
-  const char* const classes[] = {"other", "1xx", "2xx", "3xx", "4xx", "5xx"};
-  for (int i = 0; i < 6; ++i) {
-    if (i) out += ',';
-    out += '"';
-    out += classes[i];
-    out += "\":";
-    appendInt(&out, s.status[i]);
-  }
-  out += "},\"errors\":{";
-  for (int i = 0; i < static_cast<int>(ErrorKind::kCount); ++i) {
-    if (i) out += ',';
-    out += '"';
-    out += errorName(static_cast<ErrorKind>(i));
-    out += "\":";
-    appendInt(&out, s.errors[i]);
-  }
-  out += "}},\"rate\":{\"target\":";
-  const double completed = [&] {
-    long long n = 0;
-    for (long long v : s.perSecond) n += v;
-    return static_cast<double>(n);
-  }();
-  const double achieved = info.measuredS > 0 ? completed / info.measuredS : 0.0;
-  if (o.openLoop()) {
-    // Self-check: the client kept up if it delivered >= 99% of the target and its p99
-    // send lag stayed within max(1 ms, 10% of the interval between requests).
-    const double lagLimitUs = std::max(1000.0, 0.1 * 1e6 / o.rate);
-    const bool sustained = info.measuredS > 0 && achieved >= 0.99 * o.rate &&
-                           static_cast<double>(s.sendLag.valueAtPercentile(99)) <= lagLimitUs;
-    appendNumber(&out, o.rate);
-    out += ",\"achieved\":";
-    appendNumber(&out, achieved);
-    out += ",\"sustained\":";
-    out += sustained ? "true" : "false";
-    out += ",\"send_lag_limit_us\":";
-    appendNumber(&out, lagLimitUs);
-  } else {
-    out += "null,\"achieved\":";
-    appendNumber(&out, achieved);
-    out += ",\"sustained\":null,\"send_lag_limit_us\":null";
-  }
-  out += ",\"per_second\":[";
-  size_t fullSeconds = std::min(s.perSecond.size(), static_cast<size_t>(info.measuredS + 1e-9));
-  for (size_t i = 0; i < fullSeconds; ++i) {
-    if (i) out += ',';
-    appendInt(&out, s.perSecond[i]);
-  }
-  out += "]},\"latency\":";
-  s.latency.appendJson(&out);
-  out += ",\"service_time\":";
-  s.service.appendJson(&out);
-  out += ",\"send_lag\":";
-  s.sendLag.appendJson(&out);
-  out += "}\n";
-  return out;
+  const std::string parameters = object({
+      {"mode", str(o.openLoop() ? "open" : "closed")}, {"rate", o.openLoop() ? num(o.rate) : "null"},
+      {"threads", integer(o.threads)}, {"connections", integer(o.connections)},
+      {"pipeline", integer(o.pipeline)}, {"duration_s", num(o.durationS)}, {"warmup_s", num(o.warmupS)},
+      {"timeout_s", num(o.timeoutS)}, {"method", str(o.method)}, {"http", str(o.http10 ? "1.0" : "1.1")},
+      {"keepalive", boolean(!o.close)}, {"body_bytes", integer(static_cast<long long>(o.body.size()))},
+      {"headers", array(o.headers, str)},
+      {"targets", array(targets, [](const Target& t) { return str(t.url); })},
+      {"cpus", array(info.threadCpus, integer)}});
+  const std::string window = object({
+      {"start_epoch", epoch(info.startEpoch)},
+      {"first_send_epoch", info.firstSendEpoch > 0 ? epoch(info.firstSendEpoch) : "null"},
+      {"measured_s", num(info.measuredS)}});
+  return object({{"tool", str("orchestrate-load")}, {"version", integer(kFormatVersion)},
+                 {"generator_version", str(kVersion)}, {"parameters", parameters},
+                 {"interrupted", boolean(info.interrupted)}, {"window", window}, {"counts", counts(s)},
+                 {"rate", rate(o, s, info)}, {"latency", histogram(s.latency)},
+                 {"service_time", histogram(s.service)}, {"send_lag", histogram(s.sendLag)}}) +
+         "\n";
 }
 
 }  // namespace orchload

@@ -8,11 +8,11 @@
 #include <vector>
 
 #include "Connection.h"
-#include "NonCopyable.h"
 #include "Options.h"
 #include "Poller.h"
 #include "Stats.h"
 #include "Target.h"
+#include "orch/NonCopyable.h"
 
 namespace orchload {
 
@@ -33,7 +33,7 @@ struct Timeline {
 // merged stream is evenly spaced. A due request with no free connection waits in the
 // queue, which is just the range of slot numbers [sent, due): bounded by nothing but
 // the run, and never dropped.
-class Worker : NonCopyable {
+class Worker : orch::NonCopyable {
  public:
   Worker(int id, int threads, int connections, int cpu, const Options& options,
          const std::vector<Target>& targets, Timeline* timeline);

@@ -4,8 +4,8 @@
 #include <memory>
 
 #include "Callbacks.h"
-#include "NonCopyable.h"
 #include "Socket.h"
+#include "orch/NonCopyable.h"
 
 namespace orch {
 

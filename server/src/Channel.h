@@ -3,7 +3,7 @@
 #include <cstdint>
 
 #include "Callbacks.h"
-#include "NonCopyable.h"
+#include "orch/NonCopyable.h"
 
 namespace orch {
 

@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "Callbacks.h"
-#include "NonCopyable.h"
 #include "Socket.h"
+#include "orch/NonCopyable.h"
 
 namespace orch {
 

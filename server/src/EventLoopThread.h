@@ -8,7 +8,7 @@
 #include <thread>
 
 #include "Callbacks.h"
-#include "NonCopyable.h"
+#include "orch/NonCopyable.h"
 
 namespace orch {
 

@@ -4,7 +4,7 @@
 #include <vector>
 
 #include "Callbacks.h"
-#include "NonCopyable.h"
+#include "orch/NonCopyable.h"
 
 namespace orch {
 

@@ -1,7 +1,7 @@
 #include "HttpProcessing.h"
 
 #include "ResponseCache.h"
-#include "Worker.h"  // ThreadStats
+#include "ThreadStats.h"
 
 namespace orch {
 

@@ -3,7 +3,7 @@
 #include <memory>
 #include <vector>
 
-#include "NonCopyable.h"
+#include "orch/NonCopyable.h"
 
 namespace orch {
 

@@ -4,7 +4,7 @@
 #include <string>
 #include <string_view>
 
-#include "NonCopyable.h"
+#include "orch/NonCopyable.h"
 
 namespace orch {
 

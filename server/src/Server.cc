@@ -151,13 +151,9 @@ void Server::printStats() const {
   out += archName(options_.arch);
   out += "\",\"port\":" + std::to_string(port_) + ",\"threads\":[";
   for (size_t i = 0; i < workers_.size(); ++i) {
-    const ThreadStats& s = workers_[i]->stats();
     const EventLoopThread& t = pool_->thread(i);
     if (i > 0) out += ",";
-    out += "{\"thread\":" + std::to_string(i) + ",\"cpu\":" + std::to_string(t.cpu()) +
-           ",\"tid\":" + std::to_string(t.tid()) + ",\"connections\":" + std::to_string(s.connections) +
-           ",\"requests\":" + std::to_string(s.requests) + ",\"bytes_in\":" + std::to_string(s.bytesIn) +
-           ",\"bytes_out\":" + std::to_string(s.bytesOut) + "}";
+    appendThreadStats(&out, i, t.cpu(), t.tid(), workers_[i]->stats());
   }
   out += "]";
   if (options_.arch == Arch::kMainSub) {

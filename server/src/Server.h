@@ -5,9 +5,9 @@
 #include <memory>
 #include <vector>
 
-#include "NonCopyable.h"
 #include "Options.h"
 #include "Socket.h"
+#include "orch/NonCopyable.h"
 
 namespace orch {
 

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <string>
 
-#include "NonCopyable.h"
+#include "orch/NonCopyable.h"
 
 namespace orch {
 

@@ -91,12 +91,8 @@ void UringServer::printStats(int port) const {
   std::string out = "{\"event\":\"stats\",\"arch\":\"uring\",\"port\":" + std::to_string(port) + ",\"threads\":[";
   for (size_t i = 0; i < workers_.size(); ++i) {
     const UringWorker& w = *workers_[i];
-    const ThreadStats& s = w.stats();
     if (i > 0) out += ",";
-    out += "{\"thread\":" + std::to_string(i) + ",\"cpu\":" + std::to_string(w.cpu()) +
-           ",\"tid\":" + std::to_string(w.tid()) + ",\"connections\":" + std::to_string(s.connections) +
-           ",\"requests\":" + std::to_string(s.requests) + ",\"bytes_in\":" + std::to_string(s.bytesIn) +
-           ",\"bytes_out\":" + std::to_string(s.bytesOut) + "}";
+    appendThreadStats(&out, i, w.cpu(), w.tid(), w.stats());
   }
   out += "]}\n";
   std::fputs(out.c_str(), stdout);

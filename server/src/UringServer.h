@@ -6,8 +6,8 @@
 #include <thread>
 #include <vector>
 
-#include "NonCopyable.h"
 #include "Options.h"
+#include "orch/NonCopyable.h"
 
 namespace orch {
 

@@ -111,7 +111,7 @@ void UringWorker::run() {
     }
   }
   // Close everything; the ring's exit (in ~UringRing) cancels what is left.
-  while (!connections_.empty()) connections_.back()->forceClose();
+  connections_.closeAll();
   ring_.reset();  // cancels every operation still in flight
   listenFd_.reset();
 }
@@ -147,8 +147,7 @@ void UringWorker::onAccept(const io_uring_cqe* cqe) {
       ::close(fd);  // over the limit: a prompt close beats a hang
     } else {
       ++stats_.connections;
-      connections_.push_back(std::make_unique<UringConnection>(this, fd, connections_.size()));
-      connections_.back()->start();
+      connections_.add(std::make_unique<UringConnection>(this, fd))->start();
     }
   } else if (fd == -EMFILE || fd == -ENFILE) {
     refuseOne();
@@ -184,13 +183,7 @@ void UringWorker::runFlushes() {
 }
 
 void UringWorker::connectionClosed(UringConnection* conn) {
-  size_t i = conn->index();
-  std::unique_ptr<UringConnection> owned = std::move(connections_[i]);
-  if (i + 1 != connections_.size()) {
-    connections_[i] = std::move(connections_.back());
-    connections_[i]->setIndex(i);
-  }
-  connections_.pop_back();
+  std::unique_ptr<UringConnection> owned = connections_.take(conn);
   if (live_ != nullptr) live_->fetch_sub(1);
   if (owned->inFlight()) {
     zombies_.emplace(conn, std::move(owned));
@@ -213,11 +206,7 @@ void UringWorker::onTick() {
     if (!reserveFd_.valid()) reserveFd_.reset(openReserve());
     if (!acceptArmed_) armAccept();
   }
-  // Backwards: a close swaps the last connection into the current slot,
-  // which has then already been checked.
-  for (size_t i = connections_.size(); i-- > 0;) {
-    if (i < connections_.size()) connections_[i]->checkTimeouts(nowMs_);
-  }
+  connections_.checkTimeouts(nowMs_);
 }
 
 }  // namespace orch

@@ -7,11 +7,12 @@
 #include <unordered_map>
 #include <vector>
 
-#include "NonCopyable.h"
+#include "ConnectionTable.h"
 #include "ResponseCache.h"
 #include "Socket.h"
+#include "ThreadStats.h"
 #include "UringRing.h"
-#include "Worker.h"  // ThreadStats
+#include "orch/NonCopyable.h"
 
 namespace orch {
 
@@ -85,8 +86,7 @@ class UringWorker : NonCopyable {
   int64_t tickMs_ = 250;
   ResponseCache responses_;
   ThreadStats stats_;
-  // Open connections; each knows its index for O(1) swap-removal.
-  std::vector<std::unique_ptr<UringConnection>> connections_;
+  ConnectionTable<UringConnection> connections_;
   // Closed, with an operation still in flight.
   std::unordered_map<UringConnection*, std::unique_ptr<UringConnection>> zombies_;
   // Done with; freed at the start of the next loop iteration.

@@ -17,7 +17,9 @@ Worker::Worker(EventLoop* loop, const Options& options, std::atomic<int64_t>* li
       options_(options),
       live_(live),
       responses_(options.body),
-      readBuffer_(new char[kReadBufferSize]) {}
+      readBuffer_(new char[kReadBufferSize]),
+      resumes_(loop, &Connection::resumeScheduled, &Connection::setResumeScheduled, &Connection::resume),
+      flushes_(loop, &Connection::flushScheduled, &Connection::setFlushScheduled, &Connection::sendPending) {}
 
 Worker::~Worker() = default;
 
@@ -47,18 +49,11 @@ void Worker::startAcceptor(UniqueFd listenFd) {
 void Worker::newConnection(int fd) {
   loop_->assertInLoopThread();
   ++stats_.connections;
-  connections_.push_back(std::make_unique<Connection>(this, fd, connections_.size()));
-  connections_.back()->start();
+  connections_.add(std::make_unique<Connection>(this, fd))->start();
 }
 
 void Worker::connectionClosed(Connection* conn) {
-  size_t i = conn->index();
-  std::unique_ptr<Connection> owned = std::move(connections_[i]);
-  if (i + 1 != connections_.size()) {
-    connections_[i] = std::move(connections_.back());
-    connections_[i]->setIndex(i);
-  }
-  connections_.pop_back();
+  std::unique_ptr<Connection> owned = connections_.take(conn);
   if (live_ != nullptr) live_->fetch_sub(1);
   graveyard_.push_back(std::move(owned));
   if (graveyard_.size() == 1) {
@@ -67,70 +62,23 @@ void Worker::connectionClosed(Connection* conn) {
   }
 }
 
-void Worker::scheduleResume(Connection* conn) {
-  if (conn->resumeScheduled()) return;
-  conn->setResumeScheduled(true);
-  resumeList_.push_back(conn);
-  if (resumeList_.size() == 1) loop_->deferInLoop([this] { runResumes(); });
-}
+void Worker::scheduleResume(Connection* conn) { resumes_.schedule(conn); }
 
-void Worker::cancelResume(Connection* conn) {
-  conn->setResumeScheduled(false);
-  std::erase(resumeList_, conn);
-}
+void Worker::cancelResume(Connection* conn) { resumes_.cancel(conn); }
 
-void Worker::runResumes() {
-  std::vector<Connection*> list;
-  list.swap(resumeList_);
-  for (Connection* c : list) {
-    // An earlier resume in this list may have closed c; close() cancels,
-    // which clears the flag.
-    if (!c->resumeScheduled()) continue;
-    c->setResumeScheduled(false);
-    c->resume();
-  }
-}
+void Worker::scheduleFlush(Connection* conn) { flushes_.schedule(conn); }
 
-void Worker::scheduleFlush(Connection* conn) {
-  conn->setFlushScheduled(true);
-  flushList_.push_back(conn);
-  if (flushList_.size() == 1) loop_->deferInLoop([this] { runFlushes(); });
-}
-
-void Worker::cancelFlush(Connection* conn) {
-  conn->setFlushScheduled(false);
-  std::erase(flushList_, conn);
-}
-
-void Worker::runFlushes() {
-  std::vector<Connection*> list;
-  list.swap(flushList_);
-  for (Connection* c : list) {
-    if (!c->flushScheduled()) continue;  // closed meanwhile
-    c->setFlushScheduled(false);
-    c->sendPending();
-  }
-  // Keep the vector's capacity for the next batch.
-  if (flushList_.empty()) {
-    list.clear();
-    flushList_.swap(list);
-  }
-}
+void Worker::cancelFlush(Connection* conn) { flushes_.cancel(conn); }
 
 void Worker::onTick() {
   responses_.refresh(std::time(nullptr));
-  int64_t now = loop_->nowMs();
-  // Backwards: a close swaps the last connection into the current slot,
-  // which has then already been checked.
-  for (size_t i = connections_.size(); i-- > 0;) {
-    if (i < connections_.size()) connections_[i]->checkTimeouts(now);
-  }
+  connections_.checkTimeouts(loop_->nowMs());
 }
 
 void Worker::shutdown() {
   loop_->assertInLoopThread();
   acceptor_.reset();
-  while (!connections_.empty()) connections_.back()->forceClose();
+  connections_.closeAll();
   graveyard_.clear();
   loop_->quit();
 }

@@ -6,9 +6,12 @@
 #include <string>
 #include <vector>
 
-#include "NonCopyable.h"
+#include "ConnectionTable.h"
+#include "DeferredCalls.h"
 #include "ResponseCache.h"
 #include "Socket.h"
+#include "ThreadStats.h"
+#include "orch/NonCopyable.h"
 
 namespace orch {
 
@@ -16,15 +19,6 @@ class Acceptor;
 class Connection;
 class EventLoop;
 struct Options;
-
-// Counters of one IO thread. Written only by that thread; read by the main
-// thread after joining it (the join orders the accesses).
-struct ThreadStats {
-  uint64_t connections = 0;  // connections this thread took on
-  uint64_t requests = 0;     // requests answered (200s and errors)
-  uint64_t bytesIn = 0;
-  uint64_t bytesOut = 0;
-};
 
 // Everything one IO thread owns: its connections (unique_ptr, destroyed after
 // the current batch of events), in reuseport mode its own Acceptor, the
@@ -60,12 +54,9 @@ class Worker : NonCopyable {
   void cancelFlush(Connection* conn);
 
   const ThreadStats& stats() const { return stats_; }
-  size_t openConnections() const { return connections_.size(); }
 
  private:
   void onTick();
-  void runResumes();
-  void runFlushes();
 
   EventLoop* const loop_;
   const Options& options_;
@@ -74,13 +65,12 @@ class Worker : NonCopyable {
   std::unique_ptr<char[]> readBuffer_;
   ThreadStats stats_;
   std::unique_ptr<Acceptor> acceptor_;
-  // Open connections; each knows its index for O(1) swap-removal.
-  std::vector<std::unique_ptr<Connection>> connections_;
+  ConnectionTable<Connection> connections_;
   // Closed during this iteration; freed after the event batch, because a
   // later event of the same batch may still point at them.
   std::vector<std::unique_ptr<Connection>> graveyard_;
-  std::vector<Connection*> resumeList_;  // live connections only
-  std::vector<Connection*> flushList_;   // live connections only
+  DeferredCalls resumes_;
+  DeferredCalls flushes_;
 };
 
 }  // namespace orch

@@ -2,8 +2,9 @@
 
 namespace orch {
 
-// Base for classes with identity (loops, sockets, connections): copying one
-// would duplicate ownership of a file descriptor or a thread.
+// Base for classes with identity (loops, sockets, connections, workers):
+// copying one would duplicate ownership of a file descriptor or a thread.
+// No copies, and so no implicit moves either.
 class NonCopyable {
  public:
   NonCopyable(const NonCopyable&) = delete;
