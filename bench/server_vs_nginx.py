@@ -1,17 +1,21 @@
 #!/usr/bin/env python3
-"""orchestrate-server vs nginx under the same wrk, same pinning, same run.
+"""orchestrate-server vs nginx under the same load generator, same pinning, same run.
 
-Builds the Release server, then for several alternating rounds measures, for
-each load (keep-alive, pipelining depth 16, Connection: close) and each target
-(nginx with 1 worker per server thread and `reuseport`; orchestrate-server in
-`reuseport`, `main-sub` and `uring`): QPS, latency p50/p99 (wrk --latency) and server
-CPU microseconds per request from the server processes' own accounting
-(utime+stime in /proc/<pid>/stat, all threads/workers, before/after the run).
-Reports medians and the ratio to nginx, as a markdown table.
+The load comes from orchestrate-load (loadgen/, the project's own generator) in closed-loop
+mode: wrk 4.1 was the limit of the earlier series (its core full at ~6 us of its own CPU
+per request, the servers' cores not). Builds the Release server and generator, then for
+several alternating rounds measures, for each load (keep-alive, pipelining depth 16,
+Connection: close) and each target (nginx with 1 worker per server thread and `reuseport`;
+orchestrate-server in `reuseport`, `main-sub` and `uring`): QPS, latency p50/p99, and the
+server's and the client's CPU microseconds per request, from their processes' own accounting
+(utime+stime in /proc/<pid>/stat, every thread and worker) over the measured window only
+(the generator's warm-up is outside it). The busy share of each side's CPUs says which side
+was the limit. Ratios to nginx are the median of the per-round ratios (each round's runs
+share the machine's state of the moment), QPS and CPU the medians of the rounds.
 
 Traffic goes to 127.0.0.1 only; every process started is killed on exit.
 
-    python3 bench/server_vs_nginx.py --rounds 5 --duration 5 --write-results
+    python3 bench/server_vs_nginx.py --rounds 5 --duration 5 --json bench/server_vs_nginx.json
 """
 from __future__ import annotations
 
@@ -32,28 +36,27 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SERVER_DIR = REPO / "server"
-BUILD_DIR = SERVER_DIR / "build" / "release"
-BINARY = BUILD_DIR / "orchestrate-server"
+sys.path.insert(0, str(REPO))
+
+from orchestrator import cpus as cpulist  # noqa: E402
+from orchestrator.tools import loadgen  # noqa: E402
+from orchestrator.tools import server as server_tool  # noqa: E402
+
+SERVER_BUILD = REPO / "server" / "build" / "release"
+LOADGEN_BUILD = REPO / "loadgen" / "build" / "release"
+SERVER_BINARY = SERVER_BUILD / server_tool.BINARY
+LOADGEN_BINARY = LOADGEN_BUILD / loadgen.BINARY
 RESULTS = REPO / "bench" / "RESULTS.md"
 SECTION = "## Server vs nginx"
 BODY = "hello\n"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-PIPELINE_LUA = """
-init = function(args)
-  local r = {}
-  for i = 1, %d do r[i] = wrk.format(nil, "/") end
-  req = table.concat(r)
-end
-request = function() return req end
-"""
+LEAD_S = 0.3  # between starting the generator and its warm-up (--start-at)
 
 LOADS = {
-    # name: (description, extra wrk args, connections)
-    "keepalive": ("keep-alive, no pipelining", [], None),
-    "pipeline16": ("keep-alive, pipelining depth 16", ["pipeline"], None),
-    "close": ("new connection per request (Connection: close)", ["-H", "Connection: close"], None),
+    # name: (description, orchestrate-load keyword arguments)
+    "keepalive": ("keep-alive, no pipelining", {}),
+    "pipeline16": ("keep-alive, pipelining depth 16", {"pipeline": 16}),
+    "close": ("new connection per request (Connection: close)", {"close": True}),
 }
 TARGETS = ["nginx", "reuseport", "main-sub", "uring"]
 
@@ -62,10 +65,10 @@ def run(cmd, **kw):
     return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
 
 
-def build_server():
-    if not (BUILD_DIR / "CMakeCache.txt").exists():
-        run(["cmake", "-S", str(SERVER_DIR), "-B", str(BUILD_DIR), "-DCMAKE_BUILD_TYPE=Release"], timeout=300)
-    run(["cmake", "--build", str(BUILD_DIR), "-j2"], timeout=600)
+def build():
+    for cmd in (server_tool.build_command(REPO / "server", SERVER_BUILD),
+                loadgen.build_command(REPO / "loadgen", LOADGEN_BUILD)):
+        subprocess.run(cmd, shell=True, check=True, timeout=900)
 
 
 def free_port() -> int:
@@ -107,14 +110,6 @@ def cpus_busy_ticks(cpus: set[int]) -> int:
                 v = [int(x) for x in m.group(2).split()]
                 total += v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
     return total
-
-
-def parse_cpus(spec: str) -> set[int]:
-    out = set()
-    for part in spec.split(","):
-        lo, _, hi = part.partition("-")
-        out.update(range(int(lo), int(hi or lo) + 1))
-    return out
 
 
 def children(ppid: int) -> list[int]:
@@ -186,10 +181,10 @@ http {{
 
 
 class Server:
-    def __init__(self, arch: str, threads: int, cpus: str):
-        self.proc = subprocess.Popen(["taskset", "-c", cpus, str(BINARY), "--arch", arch,
-                                      "--threads", str(threads), "--cpus", cpus,
-                                      "--acceptor-cpu", cpus.split(",")[0], "--port", "0"],
+    def __init__(self, arch: str, threads: int, cpus: list[int]):
+        argv = server_tool.builtin_command(str(SERVER_BINARY), arch=arch, threads=threads, cpus=cpus,
+                                           port=0, bind="127.0.0.1", body=BODY)
+        self.proc = subprocess.Popen(["taskset", "-c", cpulist.ranges(cpus), *argv],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
         if not line:
@@ -213,90 +208,68 @@ class Server:
         return {}
 
 
-def start_target(name: str, threads: int, cpus: str):
+def start_target(name: str, args):
     if name == "nginx":
-        return Nginx(threads, cpus, free_port())
-    return Server(name, threads, cpus)
+        return Nginx(args.threads, cpulist.ranges(args.server_cpus), free_port())
+    return Server(name, args.threads, args.server_cpus)
 
 
-def parse_duration_us(text: str) -> float:
-    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
-    value, unit = float(m.group(1)), m.group(2)
-    return value * {"us": 1, "ms": 1e3, "s": 1e6, "m": 60e6}[unit]
+def sleep_until(epoch: float):
+    time.sleep(max(0.0, epoch - time.time()))
 
 
-def parse_wrk(out: str) -> dict:
-    res = {"qps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-           "requests": int(re.search(r"(\d+) requests in", out).group(1))}
-    for pct in ("50", "99"):
-        m = re.search(rf"^\s+{pct}(?:\.000)?%\s+(\S+)", out, re.M)
-        value = parse_duration_us(m.group(1)) if m else float("nan")
-        # wrk 4.1 prints 0.00us above p50 when a Lua script pipelines: unusable.
-        res[f"p{pct}_us"] = value if value > 0 else float("nan")
-    errors = re.search(r"Socket errors: (.*)", out)
-    res["socket_errors"] = errors.group(1) if errors else ""
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    res["non2xx"] = int(non2xx.group(1)) if non2xx else 0
-    return res
-
-
-def wrk_cmd(load: str, port: int, args, duration: float, lua: Path) -> list[str]:
-    extra = LOADS[load][1]
-    cmd = ["taskset", "-c", args.wrk_cpus, "wrk", "-t", str(args.wrk_threads), "-c", str(args.connections),
-           "-d", f"{max(1, round(duration))}s", "--latency", "--timeout", "5s"]
-    if extra == ["pipeline"]:
-        cmd += ["-s", str(lua)]
-    else:
-        cmd += extra
-    return cmd + [f"http://127.0.0.1:{port}/"]
-
-
-def measure_once(target: str, load: str, args, lua: Path) -> dict:
-    t = start_target(target, args.threads, args.server_cpus)
+def measure_once(target: str, load: str, args) -> dict:
+    t = start_target(target, args)
     try:
-        if args.warmup > 0:
-            warm = run(wrk_cmd(load, t.port, args, args.warmup, lua), timeout=args.warmup + 60)
-            warm_requests = parse_wrk(warm.stdout)["requests"]
-        else:
-            warm_requests = 0
+        start_at = time.time() + LEAD_S
+        argv = loadgen.command(f"http://127.0.0.1:{t.port}/", threads=args.client_threads,
+                               connections=args.connections, duration_s=args.duration,
+                               warmup_s=args.warmup, start_at=start_at, cpus=args.client_cpus,
+                               binary=str(LOADGEN_BINARY), **LOADS[load][1])
+        client = subprocess.Popen(["taskset", "-c", cpulist.ranges(args.client_cpus), *argv],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         pids = t.pids()
-        cpus = parse_cpus(args.server_cpus) | parse_cpus(args.wrk_cpus)
-        wrk = subprocess.Popen(wrk_cmd(load, t.port, args, args.duration, lua), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-        busy0, cpu0 = cpus_busy_ticks(cpus), proc_cpu_ticks(pids)
-        wrk0, t0 = proc_cpu_ticks([wrk.pid]), time.time()
-        # Sample just before wrk exits: wrk's own ticks vanish with it.
-        time.sleep(max(0.0, round(args.duration) - 0.05))
-        busy1, cpu1 = cpus_busy_ticks(cpus), proc_cpu_ticks(pids)
-        wrk1, t1 = proc_cpu_ticks([wrk.pid]), time.time()
-        out, err = wrk.communicate(timeout=args.duration + 60)
-        if wrk.returncode != 0:
-            raise RuntimeError(f"wrk failed: {err}")
-        cpu_end = proc_cpu_ticks(pids)
+        cpus = set(args.server_cpus) | set(args.client_cpus)
+        # Sample at the window's edges: after the warm-up, and just before the end
+        # (the client's ticks vanish with it).
+        sleep_until(start_at + args.warmup)
+        busy0, cpu0, client0, t0 = (cpus_busy_ticks(cpus), proc_cpu_ticks(pids),
+                                    proc_cpu_ticks([client.pid]), time.time())
+        sleep_until(start_at + args.warmup + args.duration - 0.05)
+        busy1, cpu1, client1, t1 = (cpus_busy_ticks(cpus), proc_cpu_ticks(pids),
+                                    proc_cpu_ticks([client.pid]), time.time())
+        out, err = client.communicate(timeout=args.duration + 60)
+        if client.returncode != 0:
+            raise RuntimeError(f"orchestrate-load failed: {err.strip()[-500:]}")
     finally:
         stats = t.stop()
-    res = parse_wrk(out)
-    # Server CPU over the whole wrk run (the tail after the sample is tiny).
-    res["cpu_s"] = (cpu_end - cpu0) / CLK_TCK
-    res["cpu_us_per_req"] = res["cpu_s"] * 1e6 / max(res["requests"], 1)
-    res["wrk_cpu_us_per_req"] = (wrk1 - wrk0) / CLK_TCK * 1e6 / max(res["qps"] * (t1 - t0), 1)
-    # CPU time on the benchmark's CPUs used by anything but server and wrk,
-    # as a share of those CPUs' capacity: other people's work disturbing us.
-    foreign = (busy1 - busy0) - (cpu1 - cpu0) - (wrk1 - wrk0)
-    res["foreign_share"] = max(0.0, foreign / CLK_TCK / ((t1 - t0) * len(cpus)))
-    res["wrk_total_requests"] = warm_requests + res["requests"]
+    r = loadgen.parse(out, err)
+    seconds = t1 - t0
+    served = r.qps * seconds  # responses in the sampled part of the window
+    server_s, client_s = (cpu1 - cpu0) / CLK_TCK, (client1 - client0) / CLK_TCK
+    res = {"qps": r.qps, "responses": r.counts.responses, "p50_us": r.latency_ms.p50 * 1000,
+           "p99_us": r.latency_ms.p99 * 1000, "errors": r.counts.socket_errors,
+           "non_2xx": r.counts.non_2xx,
+           "cpu_us_per_req": server_s * 1e6 / max(served, 1),
+           "client_cpu_us_per_req": client_s * 1e6 / max(served, 1),
+           # Busy share of each side's CPUs: the side near 100% is the limit.
+           "server_busy": server_s / (seconds * len(set(args.server_cpus))),
+           "client_busy": client_s / (seconds * len(set(args.client_cpus)))}
+    # CPU time on the benchmark's CPUs used by anything but server and client, as a
+    # share of those CPUs' capacity: other people's work disturbing us.
+    foreign = (busy1 - busy0) - (cpu1 - cpu0) - (client1 - client0)
+    res["foreign_share"] = max(0.0, foreign / CLK_TCK / (seconds * len(cpus)))
     if stats:
         res["server_requests"] = sum(th["requests"] for th in stats["threads"])
         res["per_thread_connections"] = [th["connections"] for th in stats["threads"]]
-    res["raw"] = out
     return res
 
 
-def measure(target: str, load: str, args, lua: Path) -> dict:
+def measure(target: str, load: str, args) -> dict:
     """measure_once, retried while other processes used the benchmark CPUs."""
     best = None
     for attempt in range(args.retries + 1):
-        r = measure_once(target, load, args, lua)
+        r = measure_once(target, load, args)
         r["attempts"] = attempt + 1
         if best is None or r["foreign_share"] < best["foreign_share"]:
             best = r
@@ -312,9 +285,11 @@ def machine() -> dict:
     lscpu = run(["lscpu"]).stdout
     model = re.search(r"Model name:\s+(.*)", lscpu).group(1).strip()
     nginx_v = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()
-    wrk_v = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0].strip()
+    gen_v = run([str(LOADGEN_BINARY), "--version"]).stdout.strip()
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip()
     return {"cpu": model, "cpus": os.cpu_count(), "kernel": platform.release(),
-            "nginx": nginx_v.replace("nginx version: ", ""), "wrk": wrk_v.split(" [")[0],
+            "nginx": nginx_v.replace("nginx version: ", ""), "generator": gen_v, "commit": commit,
             "compiler": run(["c++", "--version"]).stdout.split("\n")[0]}
 
 
@@ -324,63 +299,63 @@ def fmt_us(v: float) -> str:
     return f"{v / 1000:.2f} ms" if v >= 1000 else f"{v:.0f} us"
 
 
-def median_or_nan(values):
-    values = [v for v in values if v == v]
-    return statistics.median(values) if values else float("nan")
+def ratio(runs: list[dict], base: list[dict], key: str) -> float:
+    """Median over rounds of this round's value / nginx's value in the same round."""
+    return statistics.median(r[key] / b[key] for r, b in zip(runs, base, strict=True))
 
 
 def render(results: dict, args, info: dict) -> str:
     lines = [SECTION, "",
              f"Machine: {info['cpu']}, {info['cpus']} CPUs, kernel {info['kernel']}; nginx {info['nginx']}; "
-             f"{info['wrk']}; {info['compiler']}.",
-             f"Server (all threads/workers) on CPU {args.server_cpus}, wrk on CPU {args.wrk_cpus} "
-             f"(`taskset`); {args.threads} server thread(s) / nginx worker(s); wrk -t{args.wrk_threads} "
-             f"-c{args.connections}; {args.rounds} alternating rounds of {args.duration:g} s "
-             f"(+{args.warmup:g} s warm-up each); medians. CPU us/req = server processes' utime+stime "
-             f"(/proc/<pid>/stat) during the run / requests wrk completed. A measurement during which other "
-             f"processes used more than {args.max_foreign:.0%} of these CPUs (from /proc/stat) was "
-             f"retried up to {args.retries} times, keeping the least disturbed.",
+             f"{info['generator']}; {info['compiler']}; commit {info['commit']}. The machine is shared with "
+             f"other engineers' builds and tests, so rounds alternate and ratios are per round.",
+             f"Server (all threads/workers) on CPU {cpulist.ranges(args.server_cpus)}, orchestrate-load on "
+             f"CPU {cpulist.ranges(args.client_cpus)} (`taskset` and `--cpus`); {args.threads} server "
+             f"thread(s) / nginx worker(s); orchestrate-load closed loop, {args.client_threads} thread(s), "
+             f"{args.connections} connections (pipelining: 16 requests in flight on each); "
+             f"{args.rounds} rounds of {args.duration:g} s after {args.warmup:g} s of warm-up, targets in "
+             f"rotating order. QPS, p50, p99, CPU: medians of the rounds; ratios: medians of the per-round "
+             f"ratios to nginx. CPU us/req = the processes' utime+stime (/proc/<pid>/stat) over the window "
+             f"/ responses in it; busy = that CPU time / the side's CPUs over the window. A measurement "
+             f"during which other processes used more than {args.max_foreign:.0%} of these CPUs (from "
+             f"/proc/stat) was retried up to {args.retries} times, keeping the least disturbed.",
              f"Reproduce: `python3 bench/server_vs_nginx.py --rounds {args.rounds} "
-             f"--duration {args.duration:g} --write-results`", "",
-             "| load | server | QPS | p50 | p99 | CPU us/req | QPS vs nginx | CPU/req vs nginx |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+             f"--duration {args.duration:g} --json bench/server_vs_nginx.json --write-results`", "",
+             "| load | server | QPS | p50 | p99 | CPU us/req | QPS vs nginx | CPU/req vs nginx "
+             "| server busy | client busy | client us/req |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for load in args.loads:
         base = results[load].get("nginx")
         for target in args.targets:
             runs = results[load][target]
-            qps = statistics.median(r["qps"] for r in runs)
-            p50 = median_or_nan([r["p50_us"] for r in runs])
-            p99 = median_or_nan([r["p99_us"] for r in runs])
-            cpu = statistics.median(r["cpu_us_per_req"] for r in runs)
+
+            def med(key, runs=runs):
+                return statistics.median(r[key] for r in runs)
+
             if base and target != "nginx":
-                bq = statistics.median(r["qps"] for r in base)
-                bc = statistics.median(r["cpu_us_per_req"] for r in base)
-                rq, rc = f"{qps / bq:.2f}x", f"{cpu / bc:.2f}x"
+                rq = f"{ratio(runs, base, 'qps'):.2f}x"
+                rc = f"{ratio(runs, base, 'cpu_us_per_req'):.2f}x"
             else:
                 rq = rc = "-"
             name = target if target == "nginx" else f"orchestrate {target}"
-            lines.append(f"| {LOADS[load][0]} | {name} | {qps:,.0f} | {fmt_us(p50)} | {fmt_us(p99)} | "
-                         f"{cpu:.2f} | {rq} | {rc} |")
-    lines.append("")
-    lines.append("Server counters vs wrk: the per-thread `requests` of the stats line, summed, against the "
-                 "requests wrk completed (warm-up + run); the server may also have answered requests that "
-                 "were in flight when wrk stopped (at most connections x pipeline depth per wrk run).")
-    lines.append("")
+            lines.append(f"| {LOADS[load][0]} | {name} | {med('qps'):,.0f} | {fmt_us(med('p50_us'))} | "
+                         f"{fmt_us(med('p99_us'))} | {med('cpu_us_per_req'):.2f} | {rq} | {rc} | "
+                         f"{med('server_busy'):.0%} | {med('client_busy'):.0%} | "
+                         f"{med('client_cpu_us_per_req'):.2f} |")
+    lines += ["", "Checks: errors and non-2xx responses seen by the generator, and the server's own count "
+              "of requests (stats line, warm-up included) against the responses of the window:", ""]
     for load in args.loads:
-        diffs = [r["server_requests"] - r["wrk_total_requests"] for t in args.targets if t != "nginx"
-                 for r in results[load][t] if "server_requests" in r]
-        if diffs:
-            depth = args.pipeline if load == "pipeline16" else 1
-            bound = args.connections * depth * (2 if args.warmup > 0 else 1)
-            ok = all(0 <= d <= bound for d in diffs)
-            lines.append(f"- {load}: server - wrk = {min(diffs)}..{max(diffs)} requests "
-                         f"(bound {bound}): {'consistent' if ok else 'INCONSISTENT'}")
-    lines.append("")
-    lines.append("Per-round figures (QPS / CPU us per request):")
-    lines.append("")
+        runs = [r for t in args.targets for r in results[load][t]]
+        errors = sum(r["errors"] + r["non_2xx"] for r in runs)
+        short = [r for r in runs if "server_requests" in r and r["server_requests"] < r["responses"]]
+        lines.append(f"- {load}: {errors} errors or non-2xx in {len(runs)} runs; server counted fewer "
+                     f"requests than the window's responses in {len(short)}")
+    lines += ["", "Per-round figures (QPS / server CPU us per request / share of the CPUs used by others):",
+              ""]
     for load in args.loads:
         for target in args.targets:
-            rounds = ", ".join(f"{r['qps']:,.0f} / {r['cpu_us_per_req']:.2f}" for r in results[load][target])
+            rounds = ", ".join(f"{r['qps']:,.0f} / {r['cpu_us_per_req']:.2f} / {r['foreign_share']:.0%}"
+                               for r in results[load][target])
             lines.append(f"- {load}, {target}: {rounds}")
     lines.append("")
     return "\n".join(lines)
@@ -405,23 +380,32 @@ def write_results(section: str, path: Path = RESULTS):
     path.write_text(text)
 
 
+def cpu_arg(text: str) -> list[int]:
+    try:
+        cpus = cpulist.parse_list(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not cpus:
+        raise argparse.ArgumentTypeError("needs at least one CPU")
+    return cpus
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
-    p.add_argument("--warmup", type=float, default=1.0, help="seconds of warm-up load before each")
+    p.add_argument("--duration", type=float, default=5.0, help="seconds measured per run")
+    p.add_argument("--warmup", type=float, default=1.0, help="seconds of warm-up load before each window")
     p.add_argument("--threads", type=int, default=1, help="server threads = nginx workers")
-    p.add_argument("--server-cpus", default="0")
-    p.add_argument("--wrk-cpus", default="1")
-    p.add_argument("--wrk-threads", type=int, default=1)
+    p.add_argument("--server-cpus", type=cpu_arg, default=[0])
+    p.add_argument("--client-cpus", type=cpu_arg, default=[1])
+    p.add_argument("--client-threads", type=int, default=1)
     p.add_argument("--connections", type=int, default=50)
-    p.add_argument("--pipeline", type=int, default=16)
     p.add_argument("--loads", default=",".join(LOADS))
     p.add_argument("--targets", default=",".join(TARGETS))
     p.add_argument("--max-foreign", type=float, default=0.05,
                    help="retry a measurement if other processes used more than this share of the CPUs")
     p.add_argument("--retries", type=int, default=3)
-    p.add_argument("--json", type=Path, help="write every measurement (with wrk's raw output) here")
+    p.add_argument("--json", type=Path, help="write every measurement here")
     p.add_argument("--write-results", action="store_true", help=f"replace '{SECTION}' in bench/RESULTS.md")
     p.add_argument("--results-file", type=Path, default=RESULTS, help="the file --write-results rewrites")
     p.add_argument("--no-build", action="store_true")
@@ -429,7 +413,12 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     args.loads = args.loads.split(",")
     args.targets = args.targets.split(",")
-    for tool in ("wrk", "nginx", "taskset"):
+    unknown = sorted(set(args.loads) - set(LOADS)) + sorted(set(args.targets) - set(TARGETS))
+    if unknown:
+        print(f"unknown load or target: {', '.join(unknown)}; loads: {', '.join(LOADS)}; "
+              f"targets: {', '.join(TARGETS)}", file=sys.stderr)
+        return 2
+    for tool in ("nginx", "taskset"):
         if shutil.which(tool) is None:
             print(f"missing tool: {tool}", file=sys.stderr)
             return 2
@@ -441,32 +430,26 @@ def main(argv=None) -> int:
             write_results(section, args.results_file)
         return 0
     if not args.no_build:
-        build_server()
+        build()
     info = machine()
     results = {load: {t: [] for t in args.targets} for load in args.loads}
-    with tempfile.TemporaryDirectory() as tmp:
-        lua = Path(tmp) / "pipeline.lua"
-        lua.write_text(PIPELINE_LUA % args.pipeline)
-        for rnd in range(args.rounds):
-            for load in args.loads:
-                # Rotate the order every round so drift hits every target alike.
-                order = args.targets[rnd % len(args.targets):] + args.targets[:rnd % len(args.targets)]
-                for target in order:
-                    r = measure(target, load, args, lua)
-                    results[load][target].append(r)
-                    check = ""
-                    if "server_requests" in r:
-                        check = f" server counted {r['server_requests']} (wrk {r['wrk_total_requests']})"
-                    print(f"round {rnd + 1}/{args.rounds} {load:10s} {target:9s} {r['qps']:>10,.0f} req/s "
-                          f"p50 {fmt_us(r['p50_us'])} p99 {fmt_us(r['p99_us'])} "
-                          f"{r['cpu_us_per_req']:.2f} us/req (wrk {r['wrk_cpu_us_per_req']:.2f}) "
-                          f"foreign {r['foreign_share']:.0%}"
-                          f"{check} {r['socket_errors']}", flush=True)
+    for rnd in range(args.rounds):
+        for load in args.loads:
+            # Rotate the order every round so drift hits every target alike.
+            order = args.targets[rnd % len(args.targets):] + args.targets[:rnd % len(args.targets)]
+            for target in order:
+                r = measure(target, load, args)
+                results[load][target].append(r)
+                print(f"round {rnd + 1}/{args.rounds} {load:10s} {target:9s} {r['qps']:>10,.0f} req/s "
+                      f"p50 {fmt_us(r['p50_us'])} p99 {fmt_us(r['p99_us'])} "
+                      f"{r['cpu_us_per_req']:.2f} us/req (client {r['client_cpu_us_per_req']:.2f}) "
+                      f"busy server {r['server_busy']:.0%} client {r['client_busy']:.0%} "
+                      f"foreign {r['foreign_share']:.0%} errors {r['errors']}", flush=True)
+        if args.json:  # after every round: an interrupted run keeps what it measured
+            args.json.write_text(json.dumps({"machine": info, "results": results}, indent=1) + "\n")
     section = render(results, args, info)
     print()
     print(section)
-    if args.json:
-        args.json.write_text(json.dumps({"machine": info, "results": results}, indent=1))
     if args.write_results:
         write_results(section, args.results_file)
         print(f"wrote {args.results_file}")
