@@ -38,7 +38,8 @@ def history(seed: int, *, step_pct: float = 0.0) -> list[dict]:
     out = []
     for night in range(30):
         level = 100_000 * (1 - step_pct / 100 if night >= STEP_AT else 1)
-        runs = [{"arch": "reuseport", "server_threads": 1, "connections": 64, "repetition": rep,
+        runs = [{"run_id": f"00{rep}-reuseport-t1-c64-r{rep}", "arch": "reuseport", "server_threads": 1,
+                 "connections": 64, "repetition": rep,
                  "qps": float(level * (1 + NOISE * rng.standard_normal())), "latency_ms": {"p99": 1.0}}
                 for rep in range(1, 4)]
         out.append({"scenario": "nightly", "run_id": f"night-{night:02d}",
@@ -81,3 +82,24 @@ def test_over_many_histories_steps_are_found_and_noise_is_left_alone():
 
 def test_a_short_history_has_no_change_points():
     assert changepoint.detect([100.0, 90.0, 80.0]) == []
+
+
+def test_history_changes_prints_where_each_point_shifted(tmp_path):
+    from orchestrator import store
+    from orchestrator.history import open_history
+
+    from testkit import orchestrate
+
+    db = tmp_path / "h.sqlite"
+    h = open_history(db)
+    for s in history(seed=1, step_pct=8):
+        s.update(status="complete", provider="netns", topology={"server": "h"},
+                 hosts={"h": {"cpu_model": "x", "cpus": 2, "roles": ["server"]}})
+        folder = tmp_path / s["run_id"]
+        store.ResultsDir(folder).save_summary(s)
+        h.record(s, folder)
+    done = orchestrate("history", "--history", str(db), "--limit", "3", "--changes")
+    assert done.returncode == 0, done.stderr
+    (line,) = [x for x in done.stdout.splitlines() if "change point" in x]
+    assert line.startswith("nightly: change point: reuseport threads=1 conns=64: -8.0% at run night-20 ")
+    assert line.endswith("run 21 of 30)")
