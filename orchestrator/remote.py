@@ -584,23 +584,36 @@ class CpuTimes:
     own_s: float  # what the reading's own shell had used: sshd is charged it when the shell ends
 
 
+# One pass over every process's /proc/<pid>/stat (a single cat, a single awk: a reading costs
+# the same few forks however many processes there are). Prints "KEY <stat line> | NS" for each
+# process of the wanted groups (KEY: the group) and, with sshd=1, for the sshd tree serving
+# this command (its daemon, the topmost sshd, and all below it, with the shells its sessions
+# run: our control shells, which reap our commands); NS is schedstat's time on a CPU in ns,
+# far finer than stat's ticks (10 ms), which matters for collectors that use a few ms a
+# second. Last, "own": the reading's own shell, whose time sshd is charged when it ends.
+_CPU_AWK = r"""
+{ i = 0; while ((j = index(substr($0, i + 1), ")")) > 0) i += j  # comm may hold ")"
+  o = index($0, "("); p = substr($0, 1, o - 2); comm[p] = substr($0, o + 1, i - o - 1)
+  split(substr($0, i + 2), f, " "); up[p] = f[2]; grp[p] = f[3]; stat[p] = $0 }
+function ns(p,   s) { s = ""; if ((getline s < ("/proc/" p "/schedstat")) > 0) split(s, x, " ")
+  close("/proc/" p "/schedstat"); return s == "" ? "" : x[1] }
+END {
+  n = split(groups, g, ","); for (k = 1; k <= n; k++) want[g[k]] = 1
+  top = up[self]; while (sshd && comm[up[top]] == "sshd") top = up[top]
+  for (p in stat) {
+    if (grp[p] in want) print grp[p], stat[p], "|", ns(p)
+    if (sshd && p != self && (comm[p] == "sshd" || comm[up[p]] == "sshd")) {
+      q = p; while (q > 1 && q != top) q = up[q]
+      if (q == top) print "sshd", stat[p], "|", ns(p) }
+  }
+  print "own", stat[self], "|"
+}"""
+
+
 def cpu_times(t: Transport, pgids: list[int], *, sshd: bool = False) -> CpuTimes:
     """CPU time per process group (and of every sshd) from /proc/<pid>/stat, one round trip."""
-    # schedstat's first field is the task's time on a CPU in ns: far finer than stat's ticks
-    # (10 ms), which matters for collectors that use a few ms a second.
-    lines_of = ('for p in $(%s); do s=$(cat /proc/$p/stat 2>/dev/null) && '
-                'echo "%s $s | $(cut -d" " -f1 /proc/$p/schedstat 2>/dev/null)"; done; ')
-    script = "date +%s.%N; getconf CLK_TCK; "
-    script += "".join(lines_of % (f"ps -o pid= -g {g} 2>/dev/null", g) for g in pgids)
-    if sshd:  # the sshd serving this command: its daemon (the topmost sshd) and all below it,
-        # with the shells its sessions run (our control shells, which reap our commands)
-        script += ('top=$PPID; while pp=$(awk \'/^PPid:/{print $2}\' /proc/$top/status) && '
-                   '[ "$(cat /proc/$pp/comm 2>/dev/null)" = sshd ]; do top=$pp; done; ')
-        script += lines_of % ("ps -e -o pid=,ppid=,comm= | awk -v top=$top -v self=$$ "
-                              "'{up[$1]=$2; c[$1]=$3} END {for (p in c) "
-                              "if (c[p] == \"sshd\" || (c[up[p]] == \"sshd\" && p != self)) {q = p; "
-                              "while (q > 1 && q != top) q = up[q]; if (q == top) print p}}'", "sshd")
-    script += 's=$(cat /proc/$$/stat) && echo "own $s |"; true'  # last: nothing of ours after it
+    script = (f"date +%s.%N; getconf CLK_TCK; cat /proc/[0-9]*/stat 2>/dev/null | awk -v self=$$ "
+              f"-v groups={','.join(map(str, pgids))} -v sshd={int(sshd)} {shlex.quote(_CPU_AWK)}")
     lines = t.run(script, timeout=15, check=False).stdout.splitlines()
     try:
         clock, tck = float(lines[0]), float(lines[1])
@@ -691,7 +704,7 @@ class ProcessTable:
         return proc
 
     def forget(self, proc: Process) -> None:
-        if proc in self.procs:
+        with contextlib.suppress(ValueError):  # hosts stop in parallel threads
             self.procs.remove(proc)
 
     def stop(self, proc: Process, **kw: object) -> bool:
@@ -714,23 +727,25 @@ class ProcessTable:
         return {pid: ok for done in each(hosts, one) for pid, ok in done.items()}
 
     def stop_all(self) -> list[str]:
-        """Stop everything still listed, every host; returns what it could not stop."""
-        left = []
-        for host in dict.fromkeys(p.host for p in reversed(self.procs)):
+        """Stop everything still listed, every host (hosts in parallel); returns what it could
+        not stop."""
+        def one(host: str) -> list[str]:
             mine = [p for p in reversed(self.procs) if p.host == host]
             try:
                 stop_many(self.transports[host], mine, grace=5.0)
-                for p in mine:
-                    self.forget(p)
             except (RunFailed, OSError) as exc:
                 why = exc.detail if isinstance(exc, RunFailed) else str(exc)
-                left += [f"{host}: {p.name} (pid {p.pid}): {why}" for p in mine]
-        return left
+                return [f"{host}: {p.name} (pid {p.pid}): {why}" for p in mine]
+            for p in mine:
+                self.forget(p)
+            return []
+
+        hosts = list(dict.fromkeys(p.host for p in reversed(self.procs)))
+        return [line for left in each(hosts, one) for line in left]
 
     def survivors(self, procs: list[Process]) -> list[Process]:
-        """Those of `procs` still alive, one round trip per host."""
-        live: set[tuple[str, int]] = set()
-        for host in dict.fromkeys(p.host for p in procs):
-            mine = [p for p in procs if p.host == host]
-            live |= {(host, pid) for pid in alive_many(self.transports[host], mine)}
+        """Those of `procs` still alive, one round trip per host, hosts in parallel."""
+        hosts = list(dict.fromkeys(p.host for p in procs))
+        found = each(hosts, lambda h: alive_many(self.transports[h], [p for p in procs if p.host == h]))
+        live = {(h, pid) for h, pids in zip(hosts, found, strict=True) for pid in pids}
         return [p for p in procs if (p.host, p.pid) in live]
