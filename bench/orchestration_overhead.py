@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Orchestration overhead of a warm lab run: wall time minus the time spent measuring.
 
-For 1..4 client hosts: bring a namespace lab up (server + N clients) and keep it up
-(warm: hosts up, tools and server deployed), then time `orchestrate run` of one
-short run several times. Overhead = wall time - load duration. Rounds alternate
-between client counts so machine noise spreads over all of them.
+For 1, 4, 8 and 16 client hosts: bring one namespace lab up (server + the most clients)
+and keep it up (warm: hosts up, tools and server deployed), then time `orchestrate run`
+of one short run on the first N clients, several times. Overhead = wall time - load
+duration. Rounds alternate between client counts (and reverse their order every other
+round) so machine noise spreads over all of them; the ratio to 1 client is taken per
+round, then the median over rounds.
 
-    .venv/bin/python bench/orchestration_overhead.py [--rounds 3] [--duration 2] [--max-clients 4]
+    .venv/bin/python bench/orchestration_overhead.py [--rounds 3] [--duration 2] [--clients 1,4,8,16]
     .venv/bin/python bench/orchestration_overhead.py --calibrate orchestrator/data/overheads.json
 
 --calibrate measures what the plan's time estimate is built from (per-step timing that every
@@ -87,7 +89,7 @@ def calibrate(rounds: int, duration: int) -> dict:
             samples["local"].append(overheads_of(wall, s, duration, [2, 1]))
             for n in (1, 2):
                 wall, s = timed_run("cross-host.yaml", Path(tmp), *common, f"hosts.roles.client={n}",
-                                    f"hosts.lab=cal{n}")
+                                    f"hosts.lab=cal{n}-{os.getpid()}")
                 tests = [2, 2, 1] * n + ([2, 2] if n > 1 else [])
                 samples[f"ssh{n}"].append(overheads_of(wall, s, duration, tests))
 
@@ -110,7 +112,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=int, default=2)
-    ap.add_argument("--max-clients", type=int, default=4)
+    ap.add_argument("--clients", default="1,4,8,16", help="client host counts, comma-separated")
+    ap.add_argument("--deployed", action="store_true",
+                    help="tools and server are installed for labs already (they share "
+                         f"{netns.LAB_ORCHESTRATE_ROOT}): skip the warm-up deploy")
     ap.add_argument("--calibrate", type=Path, metavar="JSON",
                     help="measure the overheads the plan's estimate uses; write them to JSON "
                          "(orchestrator/data/overheads.json)")
@@ -120,29 +125,31 @@ def main() -> None:
         args.calibrate.write_text(json.dumps(doc, indent=2) + "\n")
         print(json.dumps(doc, indent=2))
         return
-    counts = list(range(1, args.max_clients + 1))
-    labs = {n: f"bench{n}" for n in counts}
+    counts = sorted({int(c) for c in args.clients.split(",")})
+    lab = f"ovh{os.getpid()}"  # unique: other people's labs may be up on this machine
     walls: dict[int, list[float]] = {n: [] for n in counts}
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            for n in counts:
-                netns.up(labs[n], n + 1)
-                one_run(labs[n], n, args.duration, Path(tmp), deploy=True)  # warm: deploy once
-            for _ in range(args.rounds):
-                for n in counts:
-                    walls[n].append(one_run(labs[n], n, args.duration, Path(tmp), deploy=False))
+            netns.up(lab, max(counts) + 1)
+            if not args.deployed:
+                one_run(lab, max(counts), args.duration, Path(tmp), deploy=True)  # warm: deploy once
+            for r in range(args.rounds):
+                for n in counts if r % 2 == 0 else counts[::-1]:
+                    walls[n].append(one_run(lab, n, args.duration, Path(tmp), deploy=False))
+                    print(f"round {r + 1}: {n} clients {walls[n][-1] - args.duration:.2f} s", file=sys.stderr)
         finally:
-            for lab in labs.values():
-                netns.down(lab)
+            netns.down(lab)
     print(f"machine: {platform.node()} {os.cpu_count()} CPUs, kernel {platform.release()}, "
           f"{args.rounds} rounds, load {args.duration} s per run, baseline off, deploy warm")
-    print("| client hosts | wall s (median) | overhead s (median) | min-max overhead s |")
-    print("|---|---|---|---|")
+    print("| client hosts | wall s (median) | overhead s (median) | min-max overhead s | "
+          "x of 1 client (median of per-round ratios) |")
+    print("|---|---|---|---|---|")
+    first = counts[0]
     for n in counts:
         over = [w - args.duration for w in walls[n]]
+        ratio = statistics.median(o / (w1 - args.duration) for o, w1 in zip(over, walls[first], strict=True))
         print(f"| {n} | {statistics.median(walls[n]):.2f} | {statistics.median(over):.2f} | "
-              f"{min(over):.2f}-{max(over):.2f} |")
-
+              f"{min(over):.2f}-{max(over):.2f} | {ratio:.2f} |")
 
 if __name__ == "__main__":
     main()
