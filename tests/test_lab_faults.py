@@ -72,16 +72,25 @@ def test_ctrl_c_during_deploy(tmp_path, run_id):
     assert r.summary()["status"] == "interrupted"
 
 
+def lab_cgroups(name: str) -> list[str]:
+    return sorted(str(p) for p in Path("/sys/fs/cgroup").glob(f"*/orch-{name}-*"))
+
+
 def test_ctrl_c_during_collection(tmp_path, run_id):
+    """On a sized lab: the hosts' cgroups go with it too."""
     lab = lab_name("c")
     r = Run(tmp_path, run_id, SCENARIO, "--set", f"hosts.lab={lab}", "--set", "hosts.deploy=false",
-            "--set", "load.duration=2s", *QUICK, env={"ORCHESTRATE_PAUSE_AT": "collect"})
+            "--set", "load.duration=2s", "--set", "hosts.size.client.cpu=0.5", *QUICK,
+            env={"ORCHESTRATE_PAUSE_AT": "collect"})
     r.wait_for("paused at collect", timeout=120)
+    assert lab_cgroups(lab) == [f"/sys/fs/cgroup/cpu/orch-{lab}-1", f"/sys/fs/cgroup/cpuacct/orch-{lab}-1"]
     r.proc.send_signal(signal.SIGINT)
     rc, err = r.finish()
     assert rc == 130, err
     assert "interrupted during collect 001-reuseport-t1-c64-r1" in err
-    assert lab_traces(lab) == []
+    assert lab_traces(lab) == [] and lab_cgroups(lab) == []
+    client = next(h for h in r.summary()["hosts"].values() if h.get("cpu_quota") is not None)
+    assert client["cpu_quota"] == 0.5  # its facts said what it may use
 
 
 @pytest.fixture
