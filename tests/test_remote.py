@@ -4,6 +4,7 @@ helpers; it is exercised against real sshd hosts in tests/hosts/)."""
 from __future__ import annotations
 
 import secrets
+import shlex
 import time
 
 import pytest
@@ -110,6 +111,29 @@ def test_cpu_times_of_a_busy_group(t, tmp_path):
         assert a.own_s >= 0 and "sshd" not in a.cpu_s
     finally:
         remote.stop_many(t, [busy, idle], grace=1)
+
+
+def test_cpu_times_of_a_group_with_a_space_and_a_paren_in_its_name(t, tmp_path):
+    """One awk pass over /proc/*/stat reads a command name holding ") " right."""
+    odd = tmp_path / "odd) x"
+    odd.symlink_to("/bin/sleep")
+    proc = remote.spawn(t, "odd", f"{shlex.quote(str(odd))} 30", workdir=str(tmp_path), shell=True)
+    try:
+        times = remote.cpu_times(t, [proc.pid])
+        assert str(proc.pid) in times.cpu_s and times.cpu_s[str(proc.pid)] < 0.05
+        assert times.last_cpus[str(proc.pid)]
+    finally:
+        remote.stop(t, proc, grace=1)
+
+
+def test_process_table_stops_and_checks_hosts_in_parallel(tmp_path):
+    table = remote.ProcessTable({h: remote.LocalTransport(h) for h in ("a", "b", "c")}, tag="par")
+    procs = [table.spawn(h, "nap", "sleep 30", workdir=str(tmp_path / h)) for h in ("a", "b", "c")]
+    assert table.survivors(procs) == procs
+    started = time.monotonic()
+    assert table.stop_all() == [] and table.procs == []
+    assert table.survivors(procs) == []
+    assert time.monotonic() - started < 5
 
 
 def test_wait_for_banner_needs_an_ssh_banner_not_just_a_port():
