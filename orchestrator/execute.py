@@ -627,7 +627,7 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
     if flame:
         record["perf"] = flame
     record["nic_allowances"] = {
-        h: {"exceeded": d.allowances.exceeded(), "reset": d.reset}
+        h: {"exceeded": d.exceeded, "reset": d.reset}
         for h in nic_before if h in nic_after
         for d in [ethtool.delta(nic_before[h], nic_after[h])]} or None
     record["analysis"] = analysis.analyse_run(records.Run.model_validate(record), server=server.name,
