@@ -73,7 +73,7 @@ def test_ctrl_c_during_deploy(tmp_path, run_id):
 
 
 def lab_cgroups(name: str) -> list[str]:
-    return sorted(str(p) for p in Path("/sys/fs/cgroup").glob(f"*/orch-{name}-*"))
+    return sorted(str(p) for p in Path("/sys/fs/cgroup").glob(f"*/orchlab-{name}-*"))
 
 
 def test_ctrl_c_during_collection(tmp_path, run_id):
@@ -83,7 +83,7 @@ def test_ctrl_c_during_collection(tmp_path, run_id):
             "--set", "load.duration=2s", "--set", "hosts.size.client.cpu=0.5", *QUICK,
             env={"ORCHESTRATE_PAUSE_AT": "collect"})
     r.wait_for("paused at collect", timeout=120)
-    assert lab_cgroups(lab) == [f"/sys/fs/cgroup/cpu/orch-{lab}-1", f"/sys/fs/cgroup/cpuacct/orch-{lab}-1"]
+    assert lab_cgroups(lab) == [f"/sys/fs/cgroup/{c}/orchlab-{lab}-1" for c in ("cpu", "cpuacct")]
     r.proc.send_signal(signal.SIGINT)
     rc, err = r.finish()
     assert rc == 130, err

@@ -59,6 +59,9 @@ NOFILE = 1 << 20  # sshd (and so every process started over SSH) may open this m
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 SCHEMA = 1
 CGROUP_FS = Path("/sys/fs/cgroup")
+# A sized host's cgroups: orchlab-<lab>-<i> in each hierarchy (a prefix of their own, so a
+# cgroup someone else names orch-... is never taken for a lab's).
+CGROUP_PREFIX = "orchlab-"
 CFS_PERIOD_US = 100_000  # the kernel's default: a quota of 0.5 CPU is 50 ms of every 100 ms
 
 
@@ -154,7 +157,7 @@ def _lab_namespaces(name: str) -> list[str]:
 
 
 def _lab_cgroups(name: str) -> list[Path]:
-    return _cgroups_named(re.compile(rf"^orch-{re.escape(name)}-\d+$"))
+    return _cgroups_named(re.compile(rf"^{CGROUP_PREFIX}{re.escape(name)}-\d+$"))
 
 
 def _links() -> set[str]:
@@ -246,12 +249,16 @@ def _controller_dirs() -> dict[str, Path]:
     return dirs
 
 
+def cgroup_name(h: LabHost) -> str:
+    return CGROUP_PREFIX + h.name.removeprefix("orch-")
+
+
 def _host_cgroups(h: LabHost, dirs: dict[str, Path]) -> list[Path]:
     """The cgroups a sized host lives in: cpu (its quota), cpuacct (its usage), cpuset."""
     if not h.sized:
         return []
     wanted = ["cpu", "cpuacct"] + (["cpuset"] if h.cpus is not None else [])
-    return list(dict.fromkeys(dirs[c] / h.name for c in wanted if c in dirs))
+    return list(dict.fromkeys(dirs[c] / cgroup_name(h) for c in wanted if c in dirs))
 
 
 def _make_cgroups(st: LabState) -> None:
@@ -268,12 +275,12 @@ def _make_cgroups(st: LabState) -> None:
         try:
             for d in _host_cgroups(h, dirs):
                 d.mkdir(exist_ok=True)
-            cpu = dirs["cpu"] / h.name
+            cpu = dirs["cpu"] / cgroup_name(h)
             if h.cpu is not None:
                 (cpu / "cpu.cfs_period_us").write_text(f"{CFS_PERIOD_US}\n")
                 (cpu / "cpu.cfs_quota_us").write_text(f"{round(h.cpu * CFS_PERIOD_US)}\n")
             if h.cpus is not None:
-                cs = dirs["cpuset"] / h.name
+                cs = dirs["cpuset"] / cgroup_name(h)
                 (cs / "cpuset.mems").write_text((dirs["cpuset"] / "cpuset.mems").read_text())
                 (cs / "cpuset.cpus").write_text(ranges(h.cpus) + "\n")
         except OSError as exc:
@@ -651,8 +658,9 @@ def status(name: str | None = None, *, root: Path | None = None) -> list[LabStat
     known = {s.name for s in out}
     orphans: dict[str, list[str]] = {}
     pattern = re.compile(r"^orch-(.+)-(\d+)$")
-    for what in [*namespaces, *(f"cgroup {d}" for d in _cgroups_named(pattern))]:
-        m = pattern.match(what.rsplit("/", 1)[-1])
+    in_cgroup = re.compile(rf"^{CGROUP_PREFIX}(.+)-(\d+)$")
+    for what in [*namespaces, *(f"cgroup {d}" for d in _cgroups_named(in_cgroup))]:
+        m = (in_cgroup if what.startswith("cgroup ") else pattern).match(what.rsplit("/", 1)[-1])
         if m and m[1] not in known and (name is None or m[1] == name):
             orphans.setdefault(m[1], []).append(what)
     for n, nss in sorted(orphans.items()):
