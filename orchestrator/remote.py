@@ -261,7 +261,10 @@ class SshTransport:
                 return self._idle.pop()
             self._open += 1
         try:
-            chan = self._client.get_transport().open_session(timeout=self.target.connect_timeout)
+            transport = self._client.get_transport()
+            if transport is None:  # closed under us (the watchdog of another command)
+                raise EOFError("the SSH connection was closed")
+            chan = transport.open_session(timeout=self.target.connect_timeout)
             chan.exec_command("exec /bin/sh")  # the one start of the login shell this pays
             return _Shell(chan)
         except BaseException:
