@@ -198,3 +198,16 @@ def test_orphaned_cgroups_are_found_and_removed(lab_prefix):
         sleeper.kill()
         if d.exists():
             d.rmdir()
+
+
+def test_the_quota_is_the_tightest_on_the_cgroup_path():
+    """What the probe prints on cgroup v1 (quota -1: none) and v2 (cpu.max "max": none)."""
+    v1 = "v1 /sys/fs/cgroup/cpu/a/b 150000 100000\nv1 /sys/fs/cgroup/cpu/a 50000 100000\n" \
+         "v1 /sys/fs/cgroup/cpu -1 100000"
+    assert facts._quota(v1) == (0.5, "/sys/fs/cgroup/cpu/a/b")
+    v2 = "v2 /sys/fs/cgroup/system.slice/x.service 25000 100000\nv2 /sys/fs/cgroup/system.slice max 100000"
+    assert facts._quota(v2) == (0.25, "/sys/fs/cgroup/system.slice/x.service")
+    assert facts._quota("") == (None, "")
+    assert facts.capacity({"cpus": 8, "cpus_allowed": [0, 1], "cpu_quota": None}) == 2.0
+    assert facts.capacity({"cpus": 8, "cpus_allowed": [0, 1], "cpu_quota": 3.0}) == 2.0
+    assert facts.busy_pct(0.2, {"cpus": 8, "cpus_allowed": list(range(8)), "cpu_quota": 0.25}) == 80.0
