@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import bounded, records
-from orchestrator.records import FORMAT_VERSION, Summary  # summary.json's format and its upgrades
+from orchestrator.records import Summary  # summary.json: its format, versions and upgrades
 
 MAX_SUMMARY_BYTES = 256 * bounded.MiB  # thousands of runs with their telemetry fit in far less
 
@@ -71,9 +71,10 @@ class ResultsDir:
 
     def save_summary(self, summary: Summary | dict[str, Any]) -> None:
         """summary.json (the current format) and metrics.csv. A dict (what execute.run still
-        assembles) goes through the typed record first, so what is written always reads back."""
+        assembles) goes through the typed record first, so what is written always reads back;
+        a field of the wrong kind there is our bug (pydantic's ValidationError), not bad input."""
         if not isinstance(summary, Summary):
-            summary = records.load({**summary, "version": FORMAT_VERSION}, "summary")
+            summary = Summary.model_validate({k: v for k, v in summary.items() if k != "version"})
         data = summary.dump()
         self.write_json("summary.json", data)
         self.write_text("metrics.csv", metrics_csv(data.get("runs", [])))

@@ -67,3 +67,14 @@ def test_a_summary_with_a_mistyped_field_is_refused_in_one_line(tmp_path):
 def test_run_ids_sort_by_time():
     a, b = store.new_run_id(1_000_000), store.new_run_id(2_000_000)
     assert a < b and len(a) == len("19700112-134640-abcd")
+
+
+def test_saving_a_malformed_summary_is_our_bug_not_bad_input(tmp_path):
+    """execute.run hands its own dict over: a wrong kind there must not read as the user's error
+    (run() deletes an empty results folder on bad input)."""
+    from pydantic import ValidationError
+
+    rd = store.ResultsDir.create(tmp_path, "scn", "rid")
+    with pytest.raises(ValidationError):
+        rd.save_summary({"scenario": "scn", "runs": [{"qps": "fast"}]})
+    assert not (rd.path / "summary.json").exists()
