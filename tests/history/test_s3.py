@@ -112,6 +112,16 @@ def test_runs_go_up_and_come_back(s3env, tmp_path, monkeypatch):
     done = orchestrate("history", "--history", f"s3://{bucket}/nightly", env=env)
     assert "REGRESSION: reuseport threads=1 conns=64" in done.stdout
 
+    # the dashboard from the S3 history: each run's report fetched into the site
+    site = tmp_path / "site"
+    done = orchestrate("publish", "--site", str(site), "--history", f"s3://{bucket}/nightly",
+                       env={**env, "ORCHESTRATE_CACHE": str(tmp_path / "cache3")})
+    assert done.returncode == 0, done.stderr
+    page = (site / "index.html").read_text()
+    assert 'href="runs/s/r1/report.html"' in page and 'href="runs/s/r2/report.html"' in page
+    assert (site / "runs/s/r2/report.html").read_text() == "<html>report</html>"
+    assert 'class="run gate-failure" data-run="r2"' in page
+
 
 def test_two_writers_never_lose_an_entry(s3env, tmp_path):
     """The index is read-modify-written under If-Match: a writer whose read went stale is
