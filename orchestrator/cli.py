@@ -118,8 +118,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UserError("the regression gate cannot judge this scenario", problems)
     if args.baseline:
         compare.check_ref(args.baseline)  # bad REF: fail before starting
-    if args.history is not None or args.baseline:
-        history.check()  # a missing bucket or denied credentials: before anything starts
+    history.check()  # a missing bucket or denied credentials: before anything starts
     if loaded.scenario.hosts.provider == "aws" and not _confirm_cloud(loaded.scenario, args.yes):
         print("orchestrate: not started", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -232,8 +231,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     from orchestrator.history import open_history
 
     history = open_history(args.history)
-    if args.history is not None:
-        history.check()
+    history.check()
     rows = history.sessions(scenario=args.scenario, status=args.status, limit=args.limit)
     if not rows:
         print(f"no runs recorded in {history.where}")
@@ -257,8 +255,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from orchestrator.site import publish
 
     history = open_history(args.history)
-    if args.history is not None:
-        history.check()
+    history.check()
     index = publish(history, Path(args.site), scenario=args.scenario)
     print(f"site: {index}")
     return EXIT_OK

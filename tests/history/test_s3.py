@@ -198,6 +198,10 @@ def test_a_missing_bucket_stops_the_run_before_it_starts(s3env, tmp_path):
     assert done.stderr == ("history s3://no-such-bucket-here/p: checking the bucket: "
                            "no such bucket 'no-such-bucket-here'\n")
     assert not any(tmp_path.iterdir())
+    # the same from $ORCHESTRATE_HISTORY, as a scheduled job sets it
+    done = orchestrate("run", "--results", str(tmp_path), env={
+        **env, "ORCHESTRATE_HISTORY": "s3://no-such-bucket-here/p"})
+    assert done.returncode == 2 and "no such bucket" in done.stderr and not any(tmp_path.iterdir())
 
 
 def test_denied_credentials_are_one_line_and_nothing_is_written(tmp_path):
