@@ -51,6 +51,7 @@ SECTION = "## Server vs nginx"
 BODY = "hello\n"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 LEAD_S = 0.3  # between starting the generator and its warm-up (--start-at)
+RT_PRIORITY = 10  # SCHED_FIFO priority of server and client with --realtime (as loadgen's timing tests)
 
 LOADS = {
     # name: (description, orchestrate-load keyword arguments)
@@ -125,8 +126,15 @@ def children(ppid: int) -> list[int]:
     return out
 
 
+def pinned(cpus: list[int], args) -> list[str]:
+    """The prefix that runs a command on `cpus`, under SCHED_FIFO with --realtime: the
+    machine's other tenants then wait while ours run, instead of deciding the figures."""
+    rt = ["chrt", "-f", str(RT_PRIORITY)] if args.realtime else []
+    return [*rt, "taskset", "-c", cpulist.ranges(cpus)]
+
+
 class Nginx:
-    def __init__(self, workers: int, cpus: str, port: int):
+    def __init__(self, workers: int, prefix: list[str], port: int):
         self.dir = Path(tempfile.mkdtemp(prefix="bench-nginx-"))
         conf = self.dir / "nginx.conf"
         body = BODY.replace("\n", "\\n")
@@ -153,7 +161,7 @@ http {{
   }}
 }}
 """)
-        self.proc = subprocess.Popen(["taskset", "-c", cpus, "nginx", "-p", str(self.dir), "-e",
+        self.proc = subprocess.Popen([*prefix, "nginx", "-p", str(self.dir), "-e",
                                       str(self.dir / "error.log"), "-c", str(conf)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.port = port
@@ -181,10 +189,10 @@ http {{
 
 
 class Server:
-    def __init__(self, arch: str, threads: int, cpus: list[int]):
+    def __init__(self, arch: str, threads: int, cpus: list[int], prefix: list[str]):
         argv = server_tool.builtin_command(str(SERVER_BINARY), arch=arch, threads=threads, cpus=cpus,
                                            port=0, bind="127.0.0.1", body=BODY)
-        self.proc = subprocess.Popen(["taskset", "-c", cpulist.ranges(cpus), *argv],
+        self.proc = subprocess.Popen([*prefix, *argv],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
         if not line:
@@ -210,8 +218,8 @@ class Server:
 
 def start_target(name: str, args):
     if name == "nginx":
-        return Nginx(args.threads, cpulist.ranges(args.server_cpus), free_port())
-    return Server(name, args.threads, args.server_cpus)
+        return Nginx(args.threads, pinned(args.server_cpus, args), free_port())
+    return Server(name, args.threads, args.server_cpus, pinned(args.server_cpus, args))
 
 
 def sleep_until(epoch: float):
@@ -226,7 +234,7 @@ def measure_once(target: str, load: str, args) -> dict:
                                connections=args.connections, duration_s=args.duration,
                                warmup_s=args.warmup, start_at=start_at, cpus=args.client_cpus,
                                binary=str(LOADGEN_BINARY), **LOADS[load][1])
-        client = subprocess.Popen(["taskset", "-c", cpulist.ranges(args.client_cpus), *argv],
+        client = subprocess.Popen([*pinned(args.client_cpus, args), *argv],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         pids = t.pids()
         cpus = set(args.server_cpus) | set(args.client_cpus)
@@ -273,7 +281,7 @@ def measure(target: str, load: str, args) -> dict:
         r["attempts"] = attempt + 1
         if best is None or r["foreign_share"] < best["foreign_share"]:
             best = r
-        if r["foreign_share"] <= args.max_foreign:
+        if r["foreign_share"] <= args.max_foreign or attempt == args.retries:
             break
         print(f"  disturbed: {r['foreign_share']:.0%} of the CPUs used by other processes; retrying",
               flush=True)
@@ -305,22 +313,27 @@ def ratio(runs: list[dict], base: list[dict], key: str) -> float:
 
 
 def render(results: dict, args, info: dict) -> str:
+    rt = f", both under SCHED_FIFO: chrt -f {RT_PRIORITY}" if args.realtime else ""
+    retried = (f"A measurement during which other processes used more than {args.max_foreign:.0%} of these "
+               f"CPUs (from /proc/stat) was retried up to {args.retries} times, keeping the least disturbed."
+               if args.retries else "No measurement was retried; the last figure of each per-round entry "
+               "below is the share of these CPUs that other processes used (from /proc/stat).")
     lines = [SECTION, "",
              f"Machine: {info['cpu']}, {info['cpus']} CPUs, kernel {info['kernel']}; nginx {info['nginx']}; "
              f"{info['generator']}; {info['compiler']}; commit {info['commit']}. The machine is shared with "
              f"other engineers' builds and tests, so rounds alternate and ratios are per round.",
              f"Server (all threads/workers) on CPU {cpulist.ranges(args.server_cpus)}, orchestrate-load on "
-             f"CPU {cpulist.ranges(args.client_cpus)} (`taskset` and `--cpus`); {args.threads} server "
+             f"CPU {cpulist.ranges(args.client_cpus)} (`taskset` and `--cpus`"
+             f"{rt}); {args.threads} server "
              f"thread(s) / nginx worker(s); orchestrate-load closed loop, {args.client_threads} thread(s), "
              f"{args.connections} connections (pipelining: 16 requests in flight on each); "
              f"{args.rounds} rounds of {args.duration:g} s after {args.warmup:g} s of warm-up, targets in "
              f"rotating order. QPS, p50, p99, CPU: medians of the rounds; ratios: medians of the per-round "
              f"ratios to nginx. CPU us/req = the processes' utime+stime (/proc/<pid>/stat) over the window "
-             f"/ responses in it; busy = that CPU time / the side's CPUs over the window. A measurement "
-             f"during which other processes used more than {args.max_foreign:.0%} of these CPUs (from "
-             f"/proc/stat) was retried up to {args.retries} times, keeping the least disturbed.",
+             f"/ responses in it; busy = that CPU time / the side's CPUs over the window. " + retried,
              f"Reproduce: `python3 bench/server_vs_nginx.py --rounds {args.rounds} "
-             f"--duration {args.duration:g} --json bench/server_vs_nginx.json --write-results`", "",
+             f"--duration {args.duration:g} --retries {args.retries} --json bench/server_vs_nginx.json "
+             f"--write-results`", "",
              "| load | server | QPS | p50 | p99 | CPU us/req | QPS vs nginx | CPU/req vs nginx "
              "| server busy | client busy | client us/req |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -405,6 +418,9 @@ def main(argv=None) -> int:
     p.add_argument("--max-foreign", type=float, default=0.05,
                    help="retry a measurement if other processes used more than this share of the CPUs")
     p.add_argument("--retries", type=int, default=3)
+    p.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=True,
+                   help=f"run server and client under SCHED_FIFO (chrt -f {RT_PRIORITY}), so that other "
+                        "work on a shared machine waits for them (default: on)")
     p.add_argument("--json", type=Path, help="write every measurement here")
     p.add_argument("--write-results", action="store_true", help=f"replace '{SECTION}' in bench/RESULTS.md")
     p.add_argument("--results-file", type=Path, default=RESULTS, help="the file --write-results rewrites")
@@ -418,12 +434,13 @@ def main(argv=None) -> int:
         print(f"unknown load or target: {', '.join(unknown)}; loads: {', '.join(LOADS)}; "
               f"targets: {', '.join(TARGETS)}", file=sys.stderr)
         return 2
-    for tool in ("nginx", "taskset"):
+    for tool in ("nginx", "taskset", *(["chrt"] if args.realtime else [])):
         if shutil.which(tool) is None:
             print(f"missing tool: {tool}", file=sys.stderr)
             return 2
     if args.from_json:
         saved = json.loads(args.from_json.read_text())
+        args.realtime = saved["machine"].get("realtime", args.realtime)
         section = render(saved["results"], args, saved["machine"])
         print(section)
         if args.write_results:
@@ -431,7 +448,7 @@ def main(argv=None) -> int:
         return 0
     if not args.no_build:
         build()
-    info = machine()
+    info = {**machine(), "realtime": args.realtime}
     results = {load: {t: [] for t in args.targets} for load in args.loads}
     for rnd in range(args.rounds):
         for load in args.loads:
