@@ -1,9 +1,7 @@
 # The conventions server/ and loadgen/ share: C++20, the same warnings as
 # errors, Release at -O2 by default, SANITIZE=ON (ASan + UBSan), FUZZ=ON
 # (libFuzzer targets, needs clang), and the shared headers (include/orch/).
-# Each project includes this file through its own cpp-common/, a link to this
-# directory: a project's directory is all its build needs, and the build role
-# (playbooks/roles/build) ships it with the link followed.
+# Each project includes it through its own cpp-common/ link (../README.md).
 
 set(CMAKE_CXX_STANDARD 20)
 set(CMAKE_CXX_STANDARD_REQUIRED ON)

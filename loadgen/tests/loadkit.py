@@ -15,6 +15,7 @@ import select
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -23,37 +24,22 @@ from pathlib import Path
 LOADGEN_DIR = Path(__file__).resolve().parents[1]
 REPO = LOADGEN_DIR.parent
 SERVER_DIR = REPO / "server"
-BUILDS = {
-    "release": (LOADGEN_DIR / "build" / "release", ["-DCMAKE_BUILD_TYPE=Release"]),
-    "asan": (LOADGEN_DIR / "build" / "asan", ["-DCMAKE_BUILD_TYPE=Debug", "-DSANITIZE=ON"]),
-}
-SANITIZER_ENV = {
-    "ASAN_OPTIONS": "abort_on_error=0:exitcode=99:detect_leaks=1:strict_string_checks=1",
-    "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1:exitcode=99",
-}
+sys.path.insert(0, str(LOADGEN_DIR / "cpp-common"))
+import cpptest  # noqa: E402  (builds and sanitizer settings, shared with server/tests)
+
+BUILDS = cpptest.builds(LOADGEN_DIR)
 RT_PRIORITY = 10  # SCHED_FIFO priority of the timing tests' generator and server
-SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSanitizer")
-
-
-def cmake_build(src: Path, build_dir: Path, args: list[str], target: str | None = None) -> None:
-    if not (build_dir / "CMakeCache.txt").exists():
-        subprocess.run(["cmake", "-S", str(src), "-B", str(build_dir), *args],
-                       check=True, capture_output=True, text=True, timeout=300)
-    cmd = ["cmake", "--build", str(build_dir), "-j2", *(["--target", target] if target else [])]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    if proc.returncode != 0:
-        raise RuntimeError(f"build of {build_dir} failed:\n{proc.stdout}\n{proc.stderr}")
 
 
 def build(kind: str) -> Path:
     build_dir, args = BUILDS[kind]
-    cmake_build(LOADGEN_DIR, build_dir, args)
+    cpptest.cmake_build(LOADGEN_DIR, build_dir, args)
     return build_dir / "orchestrate-load"
 
 
 def build_server() -> Path:
-    build_dir = SERVER_DIR / "build" / "release"
-    cmake_build(SERVER_DIR, build_dir, ["-DCMAKE_BUILD_TYPE=Release"])
+    build_dir, args = cpptest.builds(SERVER_DIR)["release"]
+    cpptest.cmake_build(SERVER_DIR, build_dir, args)
     return build_dir / "orchestrate-server"
 
 
@@ -69,7 +55,7 @@ class Run:
         self.doc: dict = json.loads(stdout) if stdout.strip() else {}
 
     def sanitizer_reports(self) -> list[str]:
-        return [m for m in SANITIZER_MARKERS if m in self.stderr]
+        return [m for m in cpptest.SANITIZER_MARKERS if m in self.stderr]
 
     @property
     def counts(self) -> dict:
@@ -97,7 +83,7 @@ def run_load(binary: Path, *args: str, timeout: float = 60, sanitized: bool = Fa
     realtime: under SCHED_FIFO (chrt), so other tenants of its CPU cannot delay its sends."""
     env = dict(os.environ)
     if sanitized:
-        env.update(SANITIZER_ENV)
+        env.update(cpptest.SANITIZER_ENV)
     prefix = ["chrt", "-f", str(RT_PRIORITY)] if realtime and realtime_allowed() else []
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()

@@ -3,12 +3,9 @@ apt packages clang-14 and libclang-rt-14-dev on Debian 12), seeded with every fr
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-
 import loadkit
+from loadkit import cpptest
 
-FUZZ_DIR = loadkit.LOADGEN_DIR / "build" / "fuzz"
 SEEDS = [
     b"\x03HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nhello\nHTTP/1.1 204 No Content\r\n\r\n",
     b"\x05HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x=1\r\nhel\r\n0\r\nT: t\r\n\r\n"
@@ -22,23 +19,5 @@ SEEDS = [
 ]
 
 
-def clang() -> str:
-    for name in ("clang++-14", "clang++"):
-        if shutil.which(name):
-            return name
-    raise AssertionError("clang++ not installed (apt-get install clang-14 libclang-rt-14-dev)")
-
-
 def test_fuzz_response_parser(tmp_path):
-    loadkit.cmake_build(loadkit.LOADGEN_DIR, FUZZ_DIR,
-                        ["-DCMAKE_BUILD_TYPE=Debug", "-DFUZZ=ON", f"-DCMAKE_CXX_COMPILER={clang()}"],
-                        target="fuzz_response_parser")
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    for i, seed in enumerate(SEEDS):
-        (corpus / f"seed{i}").write_bytes(seed)
-    run = subprocess.run([str(FUZZ_DIR / "fuzz_response_parser"), "-runs=300000", "-max_total_time=20",
-                          "-max_len=2048", f"-artifact_prefix={tmp_path}/", str(corpus)],
-                         capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr[-4000:]
-    assert "Done" in run.stderr
+    cpptest.fuzz(loadkit.LOADGEN_DIR, "fuzz_response_parser", SEEDS, tmp_path)

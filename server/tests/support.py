@@ -11,34 +11,23 @@ import select
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 SERVER_DIR = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(SERVER_DIR / "cpp-common"))
+import cpptest  # noqa: E402  (builds and sanitizer settings, shared with loadgen/tests)
+
 ARCHS = ["reuseport", "main-sub", "uring"]  # every --arch the tests run against
-BUILDS = {
-    "release": (SERVER_DIR / "build" / "release", ["-DCMAKE_BUILD_TYPE=Release"]),
-    "asan": (SERVER_DIR / "build" / "asan", ["-DCMAKE_BUILD_TYPE=Debug", "-DSANITIZE=ON"]),
-}
-SANITIZER_ENV = {
-    # Any report fails the process; the tests also grep stderr for reports.
-    "ASAN_OPTIONS": "abort_on_error=0:exitcode=99:detect_leaks=1:strict_string_checks=1",
-    "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1:exitcode=99",
-}
-SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSanitizer")
+BUILDS = cpptest.builds(SERVER_DIR)
 
 
 def build(kind: str) -> Path:
     """Configures (once) and builds one flavour; returns the binary's path."""
     build_dir, args = BUILDS[kind]
-    if not (build_dir / "CMakeCache.txt").exists():
-        subprocess.run(["cmake", "-S", str(SERVER_DIR), "-B", str(build_dir), *args],
-                       check=True, capture_output=True, text=True, timeout=300)
-    proc = subprocess.run(["cmake", "--build", str(build_dir), "-j2"],
-                          capture_output=True, text=True, timeout=600)
-    if proc.returncode != 0:
-        raise RuntimeError(f"build of {kind} failed:\n{proc.stdout}\n{proc.stderr}")
+    cpptest.cmake_build(SERVER_DIR, build_dir, args)
     return build_dir / "orchestrate-server"
 
 
@@ -49,7 +38,7 @@ class ServerProcess:
                  sanitized: bool = False, preexec_fn=None):
         env = dict(os.environ)
         if sanitized:
-            env.update(SANITIZER_ENV)
+            env.update(cpptest.SANITIZER_ENV)
         self.sanitized = sanitized
         self.argv = [str(binary), "--arch", arch, "--threads", str(threads),
                      "--bind", "127.0.0.1", "--port", "0", *map(str, extra)]
@@ -96,7 +85,7 @@ class ServerProcess:
         return self.stats
 
     def sanitizer_reports(self) -> list[str]:
-        return [m for m in SANITIZER_MARKERS if m in self.stderr]
+        return [m for m in cpptest.SANITIZER_MARKERS if m in self.stderr]
 
     def cpu_ticks(self) -> int:
         with open(f"/proc/{self.pid}/stat") as f:

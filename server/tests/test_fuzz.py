@@ -1,12 +1,7 @@
 """A short, bounded libFuzzer run of the HTTP parser (needs clang with
 libFuzzer: apt packages clang-14 and libclang-rt-14-dev on Debian 12)."""
-import shutil
-import subprocess
+from support import SERVER_DIR, cpptest
 
-import pytest
-from support import SERVER_DIR
-
-FUZZ_DIR = SERVER_DIR / "build" / "fuzz"
 SEEDS = [
     b"\x03GET / HTTP/1.1\r\nHost: a\r\n\r\n",
     b"\x05POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nConnection: close\r\n\r\n"
@@ -23,30 +18,5 @@ SEEDS = [
 ]
 
 
-def clang():
-    for name in ("clang++-14", "clang++"):
-        if shutil.which(name):
-            return name
-    return None
-
-
 def test_fuzz_http_parser(tmp_path):
-    cxx = clang()
-    if cxx is None:
-        pytest.skip("clang++ not installed (apt-get install clang-14 libclang-rt-14-dev)")
-    if not (FUZZ_DIR / "CMakeCache.txt").exists():
-        subprocess.run(["cmake", "-S", str(SERVER_DIR), "-B", str(FUZZ_DIR), "-DCMAKE_BUILD_TYPE=Debug",
-                        "-DFUZZ=ON", f"-DCMAKE_CXX_COMPILER={cxx}"],
-                       check=True, capture_output=True, text=True, timeout=300)
-    build = subprocess.run(["cmake", "--build", str(FUZZ_DIR), "-j2", "--target", "fuzz_http_parser"],
-                           capture_output=True, text=True, timeout=600)
-    assert build.returncode == 0, build.stdout + build.stderr
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    for i, seed in enumerate(SEEDS):
-        (corpus / f"seed{i}").write_bytes(seed)
-    run = subprocess.run([str(FUZZ_DIR / "fuzz_http_parser"), "-runs=300000", "-max_total_time=20",
-                          "-max_len=2048", f"-artifact_prefix={tmp_path}/", str(corpus)],
-                         capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr[-4000:]
-    assert "Done" in run.stderr
+    cpptest.fuzz(SERVER_DIR, "fuzz_http_parser", SEEDS, tmp_path)
