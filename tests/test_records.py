@@ -113,3 +113,14 @@ def test_as_summary_takes_either_form():
     assert records.as_summary(s) is s
     assert records.as_summary({"scenario": "x"}) == s
     assert records.as_summary({"version": 1, "scenario": "x"}) == s
+
+
+def test_an_old_folder_still_compares_against_a_new_one():
+    from orchestrator import compare, store
+
+    old, new = store.load_summary(DATA / "loopback-sample"), store.load_summary(DATA / "closed-loop")
+    c = compare.compare(old, new, names=("v1", "v2"))
+    # the same matrix (2 archs x 1, 2 threads x 64 connections, 2 repetitions each) on both sides
+    assert len(c.changes) == 4 and not c.only_a and not c.only_b
+    assert all(len(ch.before) == len(ch.after) == 2 for ch in c.changes)
+    assert "different scenarios: loopback vs report-closed-loop" in c.warnings
