@@ -136,20 +136,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _gate(args, history, outcome.summary)
 
 
-def _gate(args: argparse.Namespace, history: Any, summary: dict[str, Any]) -> int:
+def _gate(args: argparse.Namespace, history: Any, summary: Any) -> int:
     """Compare the run with its baseline; with --fail-on-regression, exit 3 on a significant drop."""
     from orchestrator import compare
+    from orchestrator.history import plain
 
-    found = compare.baseline(args.baseline, scenario=summary["scenario"], history=history,
-                             exclude=summary["run_id"])
+    scenario, run_id = plain(summary)["scenario"], plain(summary)["run_id"]
+    found = compare.baseline(args.baseline, scenario=scenario, history=history, exclude=run_id)
     if found is None:  # a scheduled job's first night: this run becomes the baseline
-        print(f"regression gate: no earlier complete run of scenario '{summary['scenario']}' in "
+        print(f"regression gate: no earlier complete run of scenario '{scenario}' in "
               f"{history.where}; nothing to compare with yet")
         return EXIT_OK
     name, before = found
-    result = compare.compare(before, summary, names=(name, summary["run_id"]))
+    result = compare.compare(before, summary, names=(name, run_id))
     print(compare.render(result))
-    for line in compare.shifts_report(history, summary["scenario"]):
+    for line in compare.shifts_report(history, scenario):
         print(line)
     if args.fail_on_regression is None:
         return EXIT_OK
@@ -158,7 +159,7 @@ def _gate(args: argparse.Namespace, history: Any, summary: dict[str, Any]) -> in
                "regressed": [compare.label(ch.point) for ch in bad],
                "lines": [ch.line() for ch in bad]}
     try:
-        history.record_gate(summary["run_id"], verdict)
+        history.record_gate(run_id, verdict)
     except Exception as exc:  # the verdict stands; only the dashboard misses the mark
         print(f"orchestrate: WARNING could not record the gate's verdict: {exc}", file=sys.stderr)
     if bad:
