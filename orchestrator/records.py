@@ -236,7 +236,7 @@ class Perf(Record):
 
 
 class NicAllowance(Record):
-    exceeded: dict[str, int] = {}
+    exceeded: dict[str, int | float] = {}  # counter growth over the run, by ethtool counter name
     reset: bool | None = None
 
 
@@ -462,9 +462,9 @@ class Summary(Record):
     provider: str | None = None
     hosts: dict[str, HostFacts] = {}
     topology: Topology | None = None
-    thresholds: dict[str, float] | None = None
+    thresholds: Opaque | None = None  # the scenario's, as analysis.Thresholds.from_dict reads them
     baseline: dict[str, BaselinePath] = {}
-    timing: dict[str, float] | None = None
+    timing: Opaque | None = None  # seconds per phase
     runs: tuple[Run, ...] = ()
     points: tuple[Point, ...] = ()
 
