@@ -6,9 +6,10 @@ Pydantic models rather than dataclasses: summary.json is input too (`report`, `c
 `--resume` read folders written by older versions and by other people), so the load must check
 every field and refuse a bad one in one line naming its key, and pydantic does that and the
 JSON round trip from the same declaration. The models are frozen (a derived record is a
-`model_copy(update=...)`), and keep keys they do not declare (`extra="allow"`): a producer may
-add a field before it is typed here, and rewriting a summary (`report` re-analyses) must not
-lose it. Every field has a default, because partial and early runs lack most of them.
+`model_copy(update=...)`, which does not validate: update with records, never dicts), and keep
+keys they do not declare (`extra="allow"`): a producer may add a field before it is typed here,
+and rewriting a summary (`report` re-analyses) must not lose it. Every field but a topology's
+server has a default, because partial and early runs lack most of them.
 
 Bulky telemetry detail stays a typed-but-opaque mapping (`Opaque`): the raw collector windows
 (`telemetry`), the observer's per-host cost (`observer`), the affinity read-back, the native
