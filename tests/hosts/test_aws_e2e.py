@@ -1,0 +1,143 @@
+"""The AWS path end to end: the real aws provider against a moto server (the API) with netns
+lab hosts standing in for the instances. Only the API is simulated: the run pre-flights,
+provisions, waits for SSH, reads the host keys from the console, deploys with the playbooks,
+baselines, measures, analyses and tears down as on EC2.
+
+How the pieces meet: the VPC and subnet are the lab's /24, so the private addresses moto
+hands out (.4 and .5: it reserves the first three, as AWS does) are lab hosts' addresses;
+the provider reaches instances by private address (hosts.aws.ssh_address: private, what a
+user inside the VPC sets). `awskit.LabInstances` authorizes the key pair moto makes on the
+lab and shows each lab host's host key on its instance's console (what cloud-init does on
+an instance). The lab's sshd admits root only, so `ssh_user` is root here, not Debian's admin.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+from awskit import DEBIAN, REGION, Fakes, LabInstances
+
+from orchestrator import execute
+from orchestrator import scenario as scenario_mod
+from orchestrator.hosts import aws, netns
+from orchestrator.hosts.aws import ec2 as aws_api
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def moto_api(monkeypatch):
+    """A moto server in this process, and fake credentials that can reach nothing else."""
+    from moto.server import ThreadedMotoServer
+
+    for var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAORCHESTRATEE2E000")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "fake/e2e/secret/for/tests/only")
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+# Where the playbook builds on the stand-in hosts: they share this machine's filesystem, so
+# not /opt/orchestrate (an instance's default) but the netns labs' build root, shared with
+# them (a build made for one lab serves the next). Where other suites build there at the
+# same moment (several checkouts on one machine), point this test at a root of its own.
+BUILD_ROOT = os.environ.get("ORCHESTRATE_E2E_BUILD_ROOT", netns.LAB_ORCHESTRATE_ROOT)
+
+
+def with_build_root(real_open_lab, root: str):
+    """The provider's hosts with `root` as their build directory; everything else as the
+    provider made it."""
+    def open_lab(scenario, **kw):
+        @contextlib.contextmanager
+        def cm():
+            with real_open_lab(scenario, **kw) as lab:
+                yield dataclasses.replace(lab, hosts=tuple(
+                    dataclasses.replace(h, vars={**h.vars, "orchestrate_root": root}) for h in lab.hosts))
+        return cm()
+    return open_lab
+
+
+def test_aws_run_end_to_end_on_lab_hosts(moto_api, tmp_path, run_id, monkeypatch, lab_leftovers):
+    if os.geteuid() != 0 or not os.path.exists(netns.SSHD):
+        pytest.fail("this test needs root and openssh-server, as the netns labs do")
+    name = f"aws{os.getpid() % 100000}"
+    st = netns.up(name, 5)  # hosts .1-.5; moto's first two instances get .4 and .5
+    try:
+        import boto3
+
+        net = f"{st.hosts[0].address.rsplit('.', 1)[0]}.0/24"
+        session = boto3.session.Session(region_name=REGION)
+        fakes = Fakes(moto_api, boot_polls=2, shutdown_polls=2)  # pending, shutting-down, as EC2
+        stand_ins = LabInstances(st.dir, {h.address: h.name for h in st.hosts[3:]})
+        stand_ins.install(fakes.install(session))
+        ec2 = session.client("ec2", endpoint_url=moto_api)
+        vpc = ec2.create_vpc(CidrBlock=net)["Vpc"]["VpcId"]
+        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=net,
+                                   AvailabilityZone=f"{REGION}a")["Subnet"]["SubnetId"]
+
+        doc = {"name": "aws-e2e",
+               "hosts": {"provider": "aws", "roles": {"server": 1, "client": 1},
+                         "aws": {"region": REGION, "endpoint_url": moto_api, "subnet": subnet,
+                                 "ssh_address": "private", "ssh_user": "root", "image": DEBIAN,
+                                 "instance_type": {"server": "c6i.large", "client": "c6i.large"},
+                                 "expire_after": "1h"}},
+               "server": {"arch": "reuseport", "threads": 1, "cpus": [0], "port": 8000},
+               "load": {"threads": 1, "connections": 16, "duration": "2s", "cpus": [1]},
+               "baseline": {"iperf3": {"udp_length": 64, "duration": "1s", "tcp_duration": "1s"}},
+               "repeat": 1}
+        path = tmp_path / "aws-e2e.yaml"
+        path.write_text(yaml.safe_dump(doc))
+        monkeypatch.setattr(aws, "open_lab", with_build_root(aws.open_lab, BUILD_ROOT))
+        said: list[str] = []
+        outcome = execute.run(scenario_mod.load(path), results_root=tmp_path / "results", run_id=run_id,
+                              progress=said.append, lab_options={"session": session})
+
+        s = json.loads((outcome.results / "summary.json").read_text())
+        assert s["status"] == "complete" and s["provider"] == "aws"
+        # the hosts were the instances: private addresses from moto, which are the lab hosts'
+        assert sorted(stand_ins.address.values()) == [st.hosts[3].address, st.hosts[4].address]
+        assert any("deploying tools and the server with Ansible" in m for m in said)
+        assert (outcome.results / "raw" / "deploy.log").stat().st_size > 0
+        assert s["baseline"], "no baseline measured"
+        assert s["topology"]["server"] == "server-1" and s["topology"]["clients"] == ["client-1"]
+        assert s["baseline"]["client-1->server-1"]["udp"]["pps_delivered"] > 0
+        (run,) = s["runs"]
+        assert run["qps"] > 0 and not any(run["errors"].values()) and run["analysis"]["verdict"]
+        assert len(s["points"]) == 1 and s["points"][0]["n"] == 1
+        # provisioning took the EC2 path: pre-flight, pending instances waited out, console keys
+        ops = fakes.ops()
+        assert ops.index("DescribeInstanceTypeOfferings") < ops.index("CreateKeyPair")
+        assert any(p.get("DryRun") for p in fakes.params("RunInstances"))
+        shown = {v for states in fakes.states for v in states.values()}
+        assert {"pending", "running", "shutting-down", "terminated"} <= shown
+        assert "GetConsoleOutput" in ops
+        known = (Path(netns.LABS_ROOT) / name / "authorized_keys").read_text()
+        assert "orchestrate-" + run_id in known  # the key pair moto made, authorized on the lab
+
+        # nothing left in moto: instances, security groups, key pairs, placement groups
+        live = ec2.describe_instances(Filters=[{"Name": "instance-state-name",
+                                                "Values": list(aws_api.LIVE_STATES)}])["Reservations"]
+        assert live == []
+        groups = [g["GroupName"] for g in ec2.describe_security_groups()["SecurityGroups"]]
+        assert set(groups) == {"default"}  # each VPC's own, which no run creates
+        assert ec2.describe_key_pairs()["KeyPairs"] == []
+        assert fakes.groups == {} and "DeletePlacementGroup" in ops
+        assert not (aws.LAB_ROOT / f"aws-{run_id}").exists()
+    finally:
+        netns.down(name)
+    assert lab_leftovers(st) == []
