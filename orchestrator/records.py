@@ -448,6 +448,62 @@ class BaselinePath(Record):
     udp_aggregate_reverse: UdpCeiling | None = None
 
 
+class SearchStep(Record):
+    """One rate a capacity search tried (capacity.py): its runs' medians and the decision."""
+
+    rate: float
+    passed: bool
+    reason: str = ""  # the deciding figures with their limits
+    repeated: str | None = None  # why it took more than one run
+    achieved: float | None = None
+    latency_ms: dict[str, float] = {}
+    run_ids: tuple[str, ...] = ()
+    verdicts: tuple[str | None, ...] = ()
+
+
+class CapacitySearch(Record):
+    """One capacity search of one matrix point (load.search): the highest rate that met the SLO."""
+
+    arch: str | None = None
+    server_threads: int | None = None
+    connections: int | None = None
+    repetition: int = 1
+    capacity: float | None = None  # None: not even min_rate met the SLO
+    bound: str = "found"  # found | below min_rate | at max_rate
+    evidence: str = ""
+    slo: str = ""
+    runs: int = 0
+    steps: tuple[SearchStep, ...] = ()
+    verdict_at_capacity: str | None = None
+    verdict_above: str | None = None  # at the first rate above it that failed
+
+    @property
+    def key(self) -> tuple[str | None, int | None, int | None, None]:
+        """The matrix point (closed to rates: the search chose them)."""
+        return (self.arch, self.server_threads, self.connections, None)
+
+
+class ScaleStep(Record):
+    clients: int
+    run_id: str | None = None
+    qps: float | None = None
+    verdict: str | None = None
+    client_limited: str | None = None  # why the client was the limit; None: it was not
+
+
+class Autoscale(Record):
+    """How many client hosts a point needed (hosts.roles.client: {min, max}), and the path."""
+
+    arch: str | None = None
+    server_threads: int | None = None
+    connections: int | None = None
+    rate: float | None = None
+    clients: int = 1  # the count the point's runs used
+    limited: bool = False  # still client-limited at max
+    stopped: str = ""
+    path: tuple[ScaleStep, ...] = ()
+
+
 class Summary(Record):
     """A results folder's summary.json: the session, its hosts and baseline, runs and points."""
 
@@ -468,6 +524,8 @@ class Summary(Record):
     timing: Opaque | None = None  # seconds per phase
     runs: tuple[Run, ...] = ()
     points: tuple[Point, ...] = ()
+    capacity: tuple[CapacitySearch, ...] = ()  # load.search: one per point and repetition
+    autoscale: tuple[Autoscale, ...] = ()  # hosts.roles.client {min, max}: one per point
 
     @field_validator("hosts", mode="before")
     @classmethod

@@ -8,6 +8,7 @@ and tolerate any field being None: a chart leaves out what it cannot draw.
 from __future__ import annotations
 
 import io
+import statistics
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -265,6 +266,14 @@ def latency_vs_rate(summary: Summary) -> bytes | None:
             ax.scatter([rate], [lat["p99"]], s=160, facecolors="none", edgecolors=c, linewidths=2, zorder=5)
             ax.annotate(f"knee ~{_si(rate)}/s", (rate, lat["p99"]), textcoords="offset points",
                         xytext=(8, 10), fontsize=8.5, color=c)
+        found = [s.capacity for s in summary.capacity
+                 if (s.arch, s.server_threads, s.connections) == (arch, threads, conns) and s.capacity]
+        if found:  # a capacity search's answer: the median over its repetitions
+            cap = statistics.median(found)
+            ax.axvline(cap, color=c, linestyle="-.", linewidth=1.2)
+            ax.annotate(f"capacity {_si(cap)}/s", (cap, 0.02), xycoords=("data", "axes fraction"),
+                        textcoords="offset points", xytext=(-6, 4), rotation=90, fontsize=8.5,
+                        color=c, ha="right", va="bottom")
     ax.set_yscale("log")
     lats = [v for curve in curves.values() for _, lat in curve for v in lat.values()]
     ax.set_ylim(top=max(lats) * 6)  # headroom above the highest line for the legend

@@ -18,7 +18,7 @@ from typing import Any
 import jinja2
 
 from orchestrator.analysis import VERDICTS
-from orchestrator.records import Point, Run, Summary
+from orchestrator.records import Autoscale, CapacitySearch, Point, Run, Summary
 from orchestrator.report import flamegraph, plots
 from orchestrator.report.plots import num
 from orchestrator.store import atomic_write, load_summary
@@ -120,6 +120,8 @@ def context(summary: Summary, folder: Path, charts: list[dict[str, Any]]) -> dic
         "analysed": bool(counts),
         "runs": [_run_row(r, folder) for r in runs],
         "points": [_point_row(p) for p in plots.points(summary)],
+        "capacity": [_capacity_row(c) for c in summary.capacity],
+        "autoscale": [_autoscale_row(a) for a in summary.autoscale],
         "hosts": _hosts(summary),
         "observer": [row for r in runs for row in _observer_rows(r)],
         "baseline": _baseline(summary),
@@ -227,6 +229,22 @@ def _point_row(p: Point) -> dict[str, Any]:
         "verdicts": (p.verdict_text if p.verdict_text else
                      ", ".join(f"{k} ×{v}" for k, v in p.verdicts.items()) or MISSING),
     }
+
+
+def _capacity_row(c: CapacitySearch) -> dict[str, Any]:
+    return {"arch": f_text(c.arch), "threads": f_text(c.server_threads), "conns": f_text(c.connections),
+            "rep": c.repetition, "capacity": f_num(c.capacity), "bound": c.bound, "runs": c.runs,
+            "slo": c.slo, "verdict": f_text(c.verdict_at_capacity), "evidence": c.evidence,
+            "steps": " → ".join(f"{f_num(s.rate)} {'✓' if s.passed else '✗'}"
+                                + (f" ({len(s.run_ids)} runs)" if len(s.run_ids) > 1 else "")
+                                for s in c.steps)}
+
+
+def _autoscale_row(a: Autoscale) -> dict[str, Any]:
+    return {"arch": f_text(a.arch), "threads": f_text(a.server_threads), "conns": f_text(a.connections),
+            "rate": f_num(a.rate), "clients": a.clients, "stopped": a.stopped,
+            "path": " → ".join(f"{s.clients} client{'s' if s.clients > 1 else ''}: {f_num(s.qps)} req/s "
+                               f"{f_text(s.verdict)}" for s in a.path)}
 
 
 def _hosts(summary: Summary) -> list[dict[str, str]]:
