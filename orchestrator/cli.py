@@ -148,7 +148,7 @@ def _gate(args: argparse.Namespace, history: Any, summary: Any) -> int:
               f"{history.where}; nothing to compare with yet")
         return EXIT_OK
     name, before = found
-    result = compare.compare(before, summary, names=(name, run_id))
+    result = compare.compare(before, summary, names=(name, run_id), metric=args.metric)
     print(compare.render(result))
     for line in compare.shifts_report(history, scenario):
         print(line)
@@ -222,7 +222,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     history = open_history(args.history)
     (na, a), (nb, b) = compare.find(args.a, history), compare.find(args.b, history)
-    result = compare.compare(a, b, names=(na, nb), min_effect_pct=args.min_effect)
+    result = compare.compare(a, b, names=(na, nb), min_effect_pct=args.min_effect, metric=args.metric)
     print(compare.render(result))
     return EXIT_OK
 
@@ -355,6 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--fail-on-regression", type=float, metavar="PCT",
                    help="exit 3 if any point drops significantly by more than PCT percent "
                    "(needs repeat >= 3)")
+    r.add_argument("--metric", choices=["qps", "capacity"],
+                   help="what the baseline comparison judges (default: capacity when the scenario "
+                   "searches for it, else QPS)")
     r.add_argument("--resume", metavar="RUN_ID",
                    help="continue an interrupted sweep in its results folder, skipping measured runs")
     r.add_argument("--yes", action="store_true", help="do not ask before renting cloud machines")
@@ -371,6 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--history", metavar="DB|s3://BUCKET/PREFIX", help=HISTORY_HELP)
     cmp_.add_argument("--min-effect", type=float, default=3.0, metavar="PCT",
                       help="smallest change called significant (default 3%%)")
+    cmp_.add_argument("--metric", choices=["qps", "capacity"],
+                      help="compare QPS, or the capacity searches found (default: capacity when "
+                      "both have it)")
     h = sub.add_parser("history", help="list recorded runs")
     h.add_argument("--scenario")
     h.add_argument("--status", choices=["complete", "failed", "interrupted"])

@@ -27,6 +27,10 @@ Point = tuple[Any, Any, Any, float | None]  # arch, server threads, connections,
 
 ALPHA = 0.05
 MIN_EFFECT_PCT = 3.0  # smaller changes are reported as noise even when "significant"
+# What a point's repetitions are compared on: the QPS of its runs, or the capacity its
+# searches found (load.search: the runs of a search are at rates it chose, not comparable)
+METRICS = ("qps", "capacity")
+UNITS = {"qps": "qps", "capacity": "req/s capacity"}
 
 
 def label(point: Point) -> str:
@@ -42,6 +46,7 @@ class PointChange:
     change_pct: float  # of the medians
     p_value: float | None  # None: too few repetitions for a test
     word: str  # "better" | "worse" | "no significant change" | "too few repetitions"
+    metric: str = "qps"
 
     @property
     def significant(self) -> bool:
@@ -53,7 +58,8 @@ class PointChange:
         p = f"p={self.p_value:.3g}" if self.p_value is not None else "no test"
         at = f" rate={rate:g}" if rate is not None else ""
         return (f"{arch:<10} threads={threads:<3} conns={conns:<5}{at} {med_a:>11,.0f} -> "
-                f"{med_b:>11,.0f} qps ({self.change_pct:+.1f}%, n={len(self.before)}/{len(self.after)}, "
+                f"{med_b:>11,.0f} {UNITS[self.metric]} ({self.change_pct:+.1f}%, "
+                f"n={len(self.before)}/{len(self.after)}, "
                 f"{p}): {self.word}")
 
 
@@ -70,13 +76,24 @@ class Comparison:
         return [c for c in self.changes if c.word == "worse" and -c.change_pct > pct]
 
 
-def _samples(summary: Summary) -> dict[Point, list[float]]:
-    """Each point's QPS over its repetitions (runs that failed before measuring have none)."""
+def _samples(summary: Summary, metric: str = "qps") -> dict[Point, list[float]]:
+    """Each point's QPS over its repetitions (runs that failed before measuring have none), or
+    the capacity each of its searches found (a search that met not even min_rate counts 0)."""
     out: dict[Point, list[float]] = {}
+    if metric == "capacity":
+        for c in summary.capacity:
+            out.setdefault(c.key, []).append(c.capacity or 0.0)
+        return out
     for r in summary.runs:
         if r.qps is not None:
             out.setdefault(r.key, []).append(r.qps)
     return out
+
+
+def metric_of(*summaries: Summary | dict[str, Any]) -> str:
+    """The metric two results share: capacity when both searched for it, else QPS."""
+    typed = [as_summary(s, "summary") for s in summaries]
+    return "capacity" if all(s.capacity for s in typed) else "qps"
 
 
 def judge(before: list[float], after: list[float], *, min_effect_pct: float = MIN_EFFECT_PCT,
@@ -99,15 +116,20 @@ def judge(before: list[float], after: list[float], *, min_effect_pct: float = MI
 
 
 def compare(a: Summary | dict[str, Any], b: Summary | dict[str, Any], *, names: tuple[str, str] = ("A", "B"),
-            min_effect_pct: float = MIN_EFFECT_PCT) -> Comparison:
+            min_effect_pct: float = MIN_EFFECT_PCT, metric: str | None = None) -> Comparison:
+    """Point by point on `metric` (qps or capacity; None: capacity when both sides have it)."""
     a, b = as_summary(a, names[0]), as_summary(b, names[1])
-    sa, sb = _samples(a), _samples(b)
+    metric = metric or metric_of(a, b)
+    sa, sb = _samples(a, metric), _samples(b, metric)
     changes = []
     for point in sa:
         if point in sb:
             change, p, word = judge(sa[point], sb[point], min_effect_pct=min_effect_pct)
-            changes.append(PointChange(point, tuple(sa[point]), tuple(sb[point]), change, p, word))
+            changes.append(PointChange(point, tuple(sa[point]), tuple(sb[point]), change, p, word, metric))
     warnings = []
+    if metric == "capacity" and not (a.capacity and b.capacity):
+        warnings.append(f"capacity compared, but {names[0] if not a.capacity else names[1]} has no "
+                        "capacity search (load.search)")
     if a.scenario != b.scenario:
         warnings.append(f"different scenarios: {a.scenario} vs {b.scenario}")
     if machine_fingerprint(a) != machine_fingerprint(b):
@@ -193,9 +215,11 @@ def baseline(ref: str, *, scenario: str, history: History | None = None,
     if n is None:
         return f"latest ({ids[0]})", got[0]
     if hasattr(got[0], "model_copy"):  # the typed summary record
-        pooled: Any = got[0].model_copy(update={"runs": tuple(r for s in got for r in s.runs)})
+        pooled: Any = got[0].model_copy(update={"runs": tuple(r for s in got for r in s.runs),
+                                                "capacity": tuple(c for s in got for c in s.capacity)})
     else:
-        pooled = {**got[0], "runs": [r for s in got for r in s.get("runs", [])]}
+        pooled = {**got[0], "runs": [r for s in got for r in s.get("runs", [])],
+                  "capacity": [c for s in got for c in s.get("capacity", [])]}
     name = f"last:{n} ({len(got)} run{'s' * (len(got) > 1)}: {ids[-1]} .. {ids[0]})"
     return name, pooled
 

@@ -1,0 +1,59 @@
+"""Capacity as the metric of compare and of the regression gate (load.search results)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from orchestrator import compare, records
+
+from testkit import orchestrate
+
+
+def _summary(run_id: str, capacities: list[float | None], qps: float = 50_000) -> dict:
+    searches = [{"arch": "reuseport", "server_threads": 1, "connections": 64, "repetition": i + 1,
+                 "capacity": c, "bound": "found" if c else "below min_rate", "evidence": "x",
+                 "steps": [{"rate": c or 1000, "passed": bool(c), "run_ids": [f"{i:03d}"]}]}
+                for i, c in enumerate(capacities)]
+    # the searches' runs are at rates the searches chose: their QPS is no metric
+    runs = [{"run_id": f"{i:03d}", "arch": "reuseport", "server_threads": 1, "connections": 64,
+             "repetition": 1, "qps": qps + i, "rate": {"target": 1000.0 * (i + 1), "achieved": qps}}
+            for i in range(len(capacities))]
+    return {"version": records.FORMAT_VERSION, "scenario": "capacity", "run_id": run_id,
+            "status": "complete", "provider": "local", "runs": runs, "capacity": searches}
+
+
+def test_capacity_is_the_metric_when_both_sides_searched():
+    a = records.load(_summary("a", [40_000, 41_000, 40_500]))
+    b = records.load(_summary("b", [34_000, 34_500, 33_800]))
+    c = compare.compare(a, b, names=("a", "b"))
+    (ch,) = c.changes
+    assert ch.metric == "capacity" and ch.point == ("reuseport", 1, 64, None)
+    assert ch.before == (40_000, 41_000, 40_500) and ch.word == "worse"
+    assert round(ch.change_pct, 1) == -16.0  # medians 40,500 -> 34,000
+    assert "req/s capacity" in ch.line()
+    assert c.regressions(10) == [ch]
+    # asked for QPS instead: the searches' run points, each at its own rate
+    q = compare.compare(a, b, names=("a", "b"), metric="qps")
+    assert all(x.metric == "qps" for x in q.changes) and len(q.changes) == 3
+
+
+def test_a_search_that_found_nothing_counts_zero_and_one_side_without_searches_warns():
+    a = records.load(_summary("a", [40_000, 41_000, 40_500]))
+    b = records.load(_summary("b", [None, None, None]))
+    (ch,) = compare.compare(a, b).changes
+    assert ch.after == (0.0, 0.0, 0.0) and ch.word == "worse"
+    plain = records.load({**_summary("p", [1.0]), "capacity": []})
+    assert compare.metric_of(a, plain) == "qps"
+    c = compare.compare(a, plain, metric="capacity", names=("a", "p"))
+    assert any("p has no capacity search" in w for w in c.warnings)
+
+
+def test_cli_compare_on_capacity(tmp_path: Path):
+    for name, caps in (("a", [40_000, 41_000, 40_500]), ("b", [40_200, 40_800, 40_400])):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "summary.json").write_text(json.dumps(_summary(name, caps)))
+    done = orchestrate("compare", str(tmp_path / "a"), str(tmp_path / "b"), "--metric", "capacity",
+                       "--history", str(tmp_path / "h.sqlite"))
+    assert done.returncode == 0, done.stderr
+    assert "req/s capacity" in done.stdout and "no significant change" in done.stdout
