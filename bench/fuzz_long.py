@@ -29,6 +29,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "cpp-common"))
+import cpptest  # noqa: E402  (the clang lookup and cmake build server/tests use)
+
 SERVER_DIR = REPO / "server"
 FUZZ_DIR = SERVER_DIR / "build" / "fuzz"
 TARGET = FUZZ_DIR / "fuzz_http_parser"
@@ -37,20 +40,22 @@ ARTIFACTS = SERVER_DIR / "build" / "fuzz-artifacts"
 SEED_CORPUS = SERVER_DIR / "tests" / "corpus"
 
 
-def clang() -> str:
-    for name in ("clang++-14", "clang++"):
-        if shutil.which(name):
-            return name
-    sys.exit("clang++ not found: apt-get install clang-14 libclang-rt-14-dev")
-
-
 def build() -> None:
-    if not (FUZZ_DIR / "CMakeCache.txt").exists():
-        subprocess.run(["cmake", "-S", str(SERVER_DIR), "-B", str(FUZZ_DIR), "-DCMAKE_BUILD_TYPE=Debug",
-                        "-DFUZZ=ON", f"-DCMAKE_CXX_COMPILER={clang()}"],
-                       check=True, capture_output=True, text=True, timeout=300)
-    subprocess.run(["cmake", "--build", str(FUZZ_DIR), "-j2", "--target", "fuzz_http_parser"],
-                   check=True, capture_output=True, text=True, timeout=900)
+    """The fuzz build of server/tests/test_fuzz.py (cpptest's clang, build/fuzz, FUZZ=ON)."""
+    try:
+        compiler = cpptest.clang()
+        cpptest.cmake_build(SERVER_DIR, FUZZ_DIR, ["-DCMAKE_BUILD_TYPE=Debug", "-DFUZZ=ON",
+                                                   f"-DCMAKE_CXX_COMPILER={compiler}"],
+                            target="fuzz_http_parser")
+    except AssertionError as exc:  # no clang++
+        print(f"fuzz build: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except subprocess.CalledProcessError as exc:  # cmake configure
+        print(f"fuzz build: cmake configure failed:\n{exc.stderr}", file=sys.stderr)
+        sys.exit(1)
+    except RuntimeError as exc:  # compile; the message carries the compiler's output
+        print(f"fuzz build: {exc}", file=sys.stderr)
+        sys.exit(1)
 
 
 def seed(fresh: bool) -> int:
