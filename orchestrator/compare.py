@@ -260,7 +260,7 @@ def shifts_report(history: History, scenario: str, limit: int = 200) -> list[str
     for (_, point), series in changepoint.entries(summaries).items():
         for sh in changepoint.shifts(series):
             lines.append(f"change point: {label(point)}: {sh.change_pct:+.1f}% at run {sh.results_id} "
-                         f"({sh.before:,.0f} -> {sh.after:,.0f} qps, p={sh.p_value:.2g}, "
+                         f"({sh.before:,.0f} -> {sh.after:,.0f} req/s, p={sh.p_value:.2g}, "
                          f"run {sh.index + 1} of {len(series)})")
     return lines
 

@@ -129,3 +129,29 @@ def test_an_empty_history_gives_a_page_that_says_so(tmp_path: Path):
     done = orchestrate("publish", "--site", str(tmp_path / "s"), "--history", str(tmp_path / "none.sqlite"))
     assert done.returncode == 0, done.stderr
     assert "No runs recorded" in (tmp_path / "s" / "index.html").read_text()
+
+
+def test_a_capacity_scenario_is_drawn_as_capacity_over_time(tmp_path: Path):
+    """A scenario with load.search: each run's point is the capacity its searches found (its runs
+    are at rates the search chose, so their QPS is no series); a 20% drop is a change point."""
+    db = tmp_path / "history.sqlite"
+    h = open_history(db)
+    for night, cap in enumerate([50_000, 50_400, 49_700, 50_100, 49_900, 40_000, 40_300, 39_800, 40_100]):
+        rid = f"cap-{night}"
+        summary = {"scenario": "capacity", "run_id": rid, "status": "complete", "provider": "local",
+                   "started": f"2026-10-{night + 1:02d}T02:30:00Z", "topology": {"server": "h"},
+                   "hosts": {"h": {"cpu_model": "cpu-x", "cpus": 2, "roles": ["server"]}},
+                   "runs": [{"run_id": "001-reuseport-t1-c64-rate1000-r1", "arch": "reuseport",
+                             "server_threads": 1, "connections": 64, "repetition": 1, "qps": 1000.0,
+                             "rate": {"target": 1000.0, "achieved": 1000.0, "sustained": True}}],
+                   "capacity": [{"arch": "reuseport", "server_threads": 1, "connections": 64,
+                                 "capacity": float(cap), "bound": "found"}]}
+        folder = tmp_path / "results" / rid
+        store.ResultsDir(folder).save_summary(summary)
+        h.record(store.load_summary(folder), folder)
+    done = orchestrate("publish", "--site", str(tmp_path / "site"), "--history", str(db))
+    assert done.returncode == 0, done.stderr
+    dom = Elements((tmp_path / "site" / "index.html").read_text())
+    assert [c["data-kind"] for c in dom.all("svg", class_="chart")] == ["capacity"]
+    (shift,) = dom.all("line", class_="shift")
+    assert shift["data-run"] == "cap-5" and -21 < float(shift["data-change"]) < -19

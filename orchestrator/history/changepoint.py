@@ -40,14 +40,19 @@ class Shift:
 
 @dataclass(frozen=True)
 class Entry:
-    """One run's value for one point: the median over that run's repetitions."""
+    """One run's value for one point: medians over that run's repetitions (or searches)."""
 
     results_id: str
     started: str
-    qps: float
+    qps: float | None  # None: a capacity search (its runs are at rates it chose)
     p99_ms: float | None
-    capacity: float | None  # requests/s, where the run measured one
+    capacity: float | None  # requests/s, where the run searched for it (load.search)
     n: int  # repetitions
+
+    @property
+    def value(self) -> float:
+        """What the series is judged on: QPS, or the capacity a search found."""
+        return self.qps if self.qps is not None else (self.capacity or 0.0)
 
 
 def detect(values: list[float], ids: list[str] | None = None, *, max_p: float = MAX_P,
@@ -68,6 +73,16 @@ def entries(summaries: list[Any]) -> dict[tuple[str, Point], list[Entry]]:
     """(scenario, point) -> one Entry per run (summaries oldest first; typed or as dicts)."""
     out: dict[tuple[str, Point], list[Entry]] = {}
     for s in map(plain, summaries):
+        rid, started, scenario = str(s.get("run_id")), str(s.get("started") or ""), str(s.get("scenario"))
+        searches = [c for c in s.get("capacity") or [] if isinstance(c, dict)]
+        if searches:  # a capacity scenario: one value per point, the capacity found
+            found: dict[Point, list[float]] = {}
+            for c in searches:
+                found.setdefault(point_key(c), []).append(float(c.get("capacity") or 0.0))
+            for point, caps in found.items():
+                out.setdefault((scenario, point), []).append(
+                    Entry(rid, started, None, None, statistics.median(caps), len(caps)))
+            continue
         per: dict[Point, list[dict[str, Any]]] = {}
         for r in s.get("runs", []):
             if not isinstance(r.get("qps"), int | float):
@@ -75,17 +90,11 @@ def entries(summaries: list[Any]) -> dict[tuple[str, Point], list[Entry]]:
             per.setdefault(point_key(r), []).append(r)
         for point, runs in per.items():
             p99 = [v for v in ((r.get("latency_ms") or {}).get("p99") for r in runs) if v is not None]
-            cap = [float(r["capacity"]) for r in runs if isinstance(r.get("capacity"), int | float)]
-            cap += [float(p["capacity"]) for p in (s.get("points") or [])
-                    if isinstance(p, dict) and point_key(p) == point
-                    and isinstance(p.get("capacity"), int | float)]
-            out.setdefault((str(s.get("scenario")), point), []).append(Entry(
-                str(s.get("run_id")), str(s.get("started") or ""),
-                statistics.median(float(r["qps"]) for r in runs),
-                statistics.median(p99) if p99 else None,
-                statistics.median(cap) if cap else None, len(runs)))
+            out.setdefault((scenario, point), []).append(Entry(
+                rid, started, statistics.median(float(r["qps"]) for r in runs),
+                statistics.median(p99) if p99 else None, None, len(runs)))
     return out
 
 
 def shifts(series: list[Entry]) -> list[Shift]:
-    return detect([e.qps for e in series], [e.results_id for e in series])
+    return detect([e.value for e in series], [e.results_id for e in series])

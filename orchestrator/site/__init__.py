@@ -78,7 +78,7 @@ def _chart(title: str, unit: str, series: list[changepoint.Entry], values: list[
                    f'data-change="{sh.change_pct:.1f}" x1="{sx:.1f}" x2="{sx:.1f}" y1="{PAD_T}" '
                    f'y2="{H - PAD_B}" stroke="{SHIFT_COLOUR}" stroke-width="2" stroke-dasharray="5 3">'
                    f'<title>change point at {html.escape(sh.results_id)}: {sh.change_pct:+.1f}% '
-                   f'({_fmt(sh.before)} -> {_fmt(sh.after)} qps)</title></line>')
+                   f'({_fmt(sh.before)} -> {_fmt(sh.after)} req/s)</title></line>')
         out.append(f'<text class="shift-label" x="{sx + 4:.1f}" y="{PAD_T + 12}" fill="{SHIFT_COLOUR}">'
                    f'{sh.change_pct:+.1f}%</text>')
     pts = [(x(i), y(v)) for i, v in enumerate(values) if v is not None]
@@ -149,15 +149,15 @@ def publish(history: History, site: Path, *, scenario: str | None = None) -> Pat
             body.append(f'<div class="point" data-point="{html.escape(label)}"><h3>{html.escape(label)}</h3>')
             for sh in shifts:
                 body.append(f'<p class="shiftnote">change point at run {html.escape(sh.results_id)}: '
-                            f"{sh.change_pct:+.1f}% ({_fmt(sh.before)} -> {_fmt(sh.after)} qps, "
+                            f"{sh.change_pct:+.1f}% ({_fmt(sh.before)} -> {_fmt(sh.after)} req/s, "
                             f"p={sh.p_value:.2g})</p>")
-            body.append(_chart(f"{label}: QPS", "req/s", series, [e.qps for e in series], runs, shifts,
-                               label, "qps"))
+            searched = any(e.qps is None for e in series)  # change points are on capacity then
+            body.append(_chart(f"{label}: QPS", "req/s", series, [e.qps for e in series], runs,
+                               [] if searched else shifts, label, "qps"))
             body.append(_chart(f"{label}: p99 latency", "p99 ms", series, [e.p99_ms for e in series], runs,
                                [], label, "p99"))
-            if any(e.capacity is not None for e in series):
-                body.append(_chart(f"{label}: capacity", "req/s", series, [e.capacity for e in series],
-                                   runs, [], label, "capacity"))
+            body.append(_chart(f"{label}: capacity", "req/s", series, [e.capacity for e in series],
+                               runs, shifts if searched else [], label, "capacity"))
             body.append("</div>")
         body.append('<table class="runs"><tr><th>started</th><th>run</th><th>status</th><th>gate</th></tr>')
         for s in reversed([s for s in sessions if s["scenario"] == name]):
