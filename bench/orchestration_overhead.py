@@ -77,17 +77,19 @@ def overheads_of(wall: float, s: dict, duration: float, baseline_tests: list[flo
     }
 
 
-def calibrate(rounds: int, duration: int) -> dict:
+def calibrate(rounds: int, duration: int, kinds: set[str], old: dict | None) -> dict:
     """Each overhead as the median of `rounds` real runs: local, then a lab the run brings up
-    (1 and 2 clients, deploy included, as `cross-host.yaml` ships)."""
+    (1 and 2 clients, deploy included, as `cross-host.yaml` ships). A kind not in `kinds`
+    keeps its figures from `old` (the file being rewritten)."""
     common = (f"load.duration={duration}s", "server.arch=reuseport", "repeat=2",
               "baseline.iperf3.duration=2s", "baseline.iperf3.tcp_duration=1s")
     samples: dict[str, list[dict[str, float]]] = {"local": [], "ssh1": [], "ssh2": []}
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(rounds):
-            wall, s = timed_run("loopback.yaml", Path(tmp), *common)
-            samples["local"].append(overheads_of(wall, s, duration, [2, 1]))
-            for n in (1, 2):
+            if "local" in kinds:
+                wall, s = timed_run("loopback.yaml", Path(tmp), *common)
+                samples["local"].append(overheads_of(wall, s, duration, [2, 1]))
+            for n in (1, 2) if "ssh" in kinds else ():
                 wall, s = timed_run("cross-host.yaml", Path(tmp), *common, f"hosts.roles.client={n}",
                                     f"hosts.lab=cal{n}-{os.getpid()}")
                 tests = [2, 2, 1] * n + ([2, 2] if n > 1 else [])
@@ -97,15 +99,20 @@ def calibrate(rounds: int, duration: int) -> dict:
         return round(statistics.median(x[key] for x in samples[kind]), 2)
 
     keys = ("start_s", "deploy_s", "per_run_s", "per_baseline_test_s", "report_s")
-    local = {k: med("local", k) for k in keys}
-    ssh = {k: med("ssh1", k) for k in keys}
-    local["per_client_s"] = 0.0
-    ssh["per_client_s"] = round(max(0.0, med("ssh2", "per_run_s") - ssh["per_run_s"]), 2)
-    return {"version": 1,
-            "provenance": f"measured {time.strftime('%Y-%m-%d')} on {platform.node()} ({os.cpu_count()} "
-                          f"CPUs, kernel {platform.release()}) by bench/orchestration_overhead.py "
-                          f"--calibrate, medians of {rounds} rounds",
-            "local": local, "ssh": ssh}
+    doc = {"version": 1,
+           "provenance": f"measured {time.strftime('%Y-%m-%d')} on {platform.node()} ({os.cpu_count()} "
+                         f"CPUs, kernel {platform.release()}) by bench/orchestration_overhead.py "
+                         f"--calibrate --kinds {','.join(sorted(kinds))}, medians of {rounds} rounds"}
+    if "local" in kinds:
+        doc["local"] = {**{k: med("local", k) for k in keys}, "per_client_s": 0.0}
+    if "ssh" in kinds:
+        ssh = {k: med("ssh1", k) for k in keys}
+        ssh["per_client_s"] = round(max(0.0, med("ssh2", "per_run_s") - ssh["per_run_s"]), 2)
+        doc["ssh"] = ssh
+    for kind in {"local", "ssh"} - kinds:
+        doc[kind] = (old or {})[kind]
+        doc["provenance"] += f"; {kind}: kept from the earlier calibration ({(old or {}).get('provenance')})"
+    return doc
 
 
 def main() -> None:
@@ -119,9 +126,15 @@ def main() -> None:
     ap.add_argument("--calibrate", type=Path, metavar="JSON",
                     help="measure the overheads the plan's estimate uses; write them to JSON "
                          "(orchestrator/data/overheads.json)")
+    ap.add_argument("--kinds", default="local,ssh",
+                    help="with --calibrate: which hosts to measure (the others keep their figures)")
     args = ap.parse_args()
     if args.calibrate:
-        doc = calibrate(args.rounds, args.duration)
+        kinds = set(args.kinds.split(","))
+        old = json.loads(args.calibrate.read_text()) if args.calibrate.exists() else None
+        if kinds - {"local", "ssh"} or (old is None and kinds != {"local", "ssh"}):
+            raise SystemExit(f"--kinds: local and/or ssh (both for a new file), got {args.kinds}")
+        doc = calibrate(args.rounds, args.duration, kinds, old)
         args.calibrate.write_text(json.dumps(doc, indent=2) + "\n")
         print(json.dumps(doc, indent=2))
         return
