@@ -262,12 +262,18 @@ def _autoscale(ctx: Context, plan: Plan, binary: str, checkpoint: Callable[[int]
     runs a larger count superseded stay in runs/ and in the path, not among the point's runs."""
     scale = ctx.sc.hosts.roles.autoscale
     assert scale is not None
+    ctx.autoscale[:] = [a for a in ctx.autoscale if a.get("settled")]  # resumed: keep what settled
     found = {(a["arch"], a["server_threads"], a["connections"], a["rate"]): a["clients"]
-             for a in ctx.autoscale}  # a resumed session keeps what it settled
+             for a in ctx.autoscale}
     for spec in plan.runs:
         settled = spec.point in found
         n = found.get(spec.point, scale.min)
         path: list[dict[str, Any]] = []
+        entry = {"arch": spec.arch, "server_threads": spec.server_threads, "connections": spec.connections,
+                 "rate": spec.rate, "clients": n, "limited": False, "settled": False,
+                 "stopped": "interrupted while scaling", "path": path}
+        if not settled:
+            ctx.autoscale.append(entry)  # the path so far is kept if the session stops here
         while True:
             s = dataclasses.replace(spec, clients=n)
             ctx.progress(f"[{spec.index}/{len(plan.runs)}] {spec.arch} threads={spec.server_threads} "
@@ -276,6 +282,7 @@ def _autoscale(ctx: Context, plan: Plan, binary: str, checkpoint: Callable[[int]
             limited = _client_limited(record)
             path.append({"clients": n, "run_id": s.run_id, "qps": record["qps"],
                          "verdict": record["analysis"]["verdict"], "client_limited": limited})
+            entry["clients"] = n
             if settled or limited is None or n >= scale.max:
                 break
             ctx.runs.remove(record)  # superseded by a run with more clients
@@ -287,9 +294,7 @@ def _autoscale(ctx: Context, plan: Plan, binary: str, checkpoint: Callable[[int]
         stopped = (f"not client-bound with {n} client host(s): {path[-1]['verdict']}" if limited is None
                    else f"still client-limited at max={scale.max} client hosts ({limited}): the figure is "
                    "the clients', not the server's; raise max or use larger client hosts")
-        ctx.autoscale.append({"arch": spec.arch, "server_threads": spec.server_threads,
-                              "connections": spec.connections, "rate": spec.rate, "clients": n,
-                              "limited": limited is not None, "stopped": stopped, "path": path})
+        entry.update(limited=limited is not None, settled=True, stopped=stopped)
         ctx.progress(f"      auto-scale: {stopped}")
         checkpoint(len(ctx.runs))
 
@@ -671,8 +676,10 @@ def _record(ctx: Context, spec: RunSpec, raw: dict[tuple[str, str], str], gen: l
     fields = gen.record(ctx, spec, outputs)
     offset, until = fields.pop("window_s")
     started = fields.pop("started", None) or {}
-    # the window opens once every client is loading (they start within ms of each other)
-    start, end = max([load_start + offset, *started.values()]), load_start + until
+    # The window opens once every client is loading (they start within ms of each other). A
+    # client so late that half the window would go keeps the planned one: start_skew_ms says it.
+    start, end = load_start + offset, load_start + until
+    start = max([start, *(t for t in started.values() if t < start + (end - start) / 2)])
     telemetry_ = telemetry.summarize(ctx, collectors, raw, start, end)
 
     stats = server_tool.parse_stats(raw.get((server.name, "server"), ""))

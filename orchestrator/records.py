@@ -500,6 +500,7 @@ class Autoscale(Record):
     rate: float | None = None
     clients: int = 1  # the count the point's runs used
     limited: bool = False  # still client-limited at max
+    settled: bool = True  # False: the session stopped while this point was scaling
     stopped: str = ""
     path: tuple[ScaleStep, ...] = ()
 
