@@ -101,8 +101,18 @@ class Cloud:
 
 @pytest.fixture(params=["inprocess", "server"])
 def cloud(request, monkeypatch):
+    yield from _cloud(request, monkeypatch, request.param)
+
+
+@pytest.fixture
+def cloud1(request, monkeypatch):
+    """In-process only: for behaviour injected client side, which is the same in both modes."""
+    yield from _cloud(request, monkeypatch, "inprocess")
+
+
+def _cloud(request, monkeypatch, mode: str):
     endpoint = None
-    if request.param == "server":
+    if mode == "server":
         endpoint = request.getfixturevalue("moto_server")
         urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")).close()
     fakes = Fakes(endpoint)
@@ -314,10 +324,10 @@ def launches(cloud) -> list[dict[str, Any]]:
     return [p for p in cloud.fakes.params("RunInstances") if not p.get("DryRun")]
 
 
-def test_pending_instances_and_eventual_consistency_are_waited_out(cloud, tmp_path):
+def test_pending_instances_and_eventual_consistency_are_waited_out(cloud1, tmp_path):
     """pending -> running, new resources unknown for a while after their create, terminate
     NotFound on a live instance, shutting-down before terminated, groups still in use."""
-    f = cloud.fakes
+    f = cloud1.fakes
     f.boot_polls, f.unseen_polls, f.shutdown_polls = 3, 2, 3
 
     def first(code: str, times: int = 1):
@@ -336,16 +346,16 @@ def test_pending_instances_and_eventual_consistency_are_waited_out(cloud, tmp_pa
     f.fail["TerminateInstances"] = first("InvalidInstanceID.NotFound")
     f.fail["DeletePlacementGroup"] = first("InvalidPlacementGroup.InUse", 2)
     f.fail["DeleteSecurityGroup"] = first("DependencyViolation", 2)
-    with open_any_lab(scenario(cloud.endpoint), **lab_kw(tmp_path, "r-real")) as lab:
+    with open_any_lab(scenario(cloud1.endpoint), **lab_kw(tmp_path, "r-real")) as lab:
         ids = [h.vars["instance_id"] for h in lab.hosts]
         assert all(h.ssh and h.ssh.host for h in lab.hosts)  # public addresses, once running
         shown = [st for st in f.states if set(ids) <= set(st)]
         assert shown[0] == dict.fromkeys(ids, "pending") and shown[-1] == dict.fromkeys(ids, "running")
         assert any(not set(ids) & set(st) for st in f.states)  # unknown to the API at first
-    assert cloud.nothing_left()
+    assert cloud1.nothing_left()
     assert f.count["AuthorizeSecurityGroupIngress"] == 2 and f.count["CreateTags"] == 3
-    assert len(launches(cloud)) == 3  # the first launch retried, same ClientToken
-    assert launches(cloud)[0]["ClientToken"] == launches(cloud)[1]["ClientToken"]
+    assert len(launches(cloud1)) == 3  # the first launch retried, same ClientToken
+    assert launches(cloud1)[0]["ClientToken"] == launches(cloud1)[1]["ClientToken"]
     assert f.count["DeletePlacementGroup"] == 3 and f.count["DeleteSecurityGroup"] == 3
     # terminate sent again after NotFound; instances seen shutting-down, then terminated
     assert f.count["TerminateInstances"] >= 2
@@ -355,49 +365,51 @@ def test_pending_instances_and_eventual_consistency_are_waited_out(cloud, tmp_pa
     assert not (tmp_path / "lab-r-real").exists()
 
 
-def test_capacity_on_the_second_role_moves_to_the_next_zone(cloud, tmp_path, caplog):
-    zones = zone_of_subnets(cloud)
+@pytest.mark.parametrize("code", ["InsufficientInstanceCapacity", "Unsupported"])
+def test_capacity_on_the_second_role_moves_to_the_next_zone(cloud1, tmp_path, caplog, code):
+    zones = zone_of_subnets(cloud1)
     first_zone = sorted(zones.values())[0]
 
     def no_room(params, nth):
         subnet = (params.get("NetworkInterfaces") or [{}])[0].get("SubnetId")
         if params.get("InstanceType") == "c6i.xlarge" and zones.get(subnet) == first_zone:
-            return err("InsufficientInstanceCapacity", "We currently do not have sufficient c6i.xlarge "
-                       f"capacity in the Availability Zone you requested ({first_zone}).", 500)
+            return err(code, "We currently do not have sufficient c6i.xlarge capacity in the Availability "
+                       f"Zone you requested ({first_zone})." if code != "Unsupported" else
+                       f"Your requested instance type (c6i.xlarge) is not supported in {first_zone}.", 500)
         return None
 
-    cloud.fakes.fail["RunInstances"] = no_room
-    with open_any_lab(scenario(cloud.endpoint), **lab_kw(tmp_path, "r-cap")) as lab:
-        got = cloud.ec2().describe_instances(InstanceIds=[h.vars["instance_id"] for h in lab.hosts])
+    cloud1.fakes.fail["RunInstances"] = no_room
+    with open_any_lab(scenario(cloud1.endpoint), **lab_kw(tmp_path, "r-cap")) as lab:
+        got = cloud1.ec2().describe_instances(InstanceIds=[h.vars["instance_id"] for h in lab.hosts])
         placed = {i["Placement"]["AvailabilityZone"] for r in got["Reservations"] for i in r["Instances"]}
         assert placed == {sorted(zones.values())[1]}
         # the first attempt (its server instance and placement group) is gone already
-        assert list(cloud.fakes.groups) == ["orchestrate-r-cap-2"]
-        assert len(cloud.live("r-cap")["instances"]) == 2
-    assert [zones[p["NetworkInterfaces"][0]["SubnetId"]] for p in launches(cloud)] == \
+        assert list(cloud1.fakes.groups) == ["orchestrate-r-cap-2"]
+        assert len(cloud1.live("r-cap")["instances"]) == 2
+    assert [zones[p["NetworkInterfaces"][0]["SubnetId"]] for p in launches(cloud1)] == \
         [first_zone, first_zone] + [sorted(zones.values())[1]] * 2
-    assert f"no capacity in {first_zone}" in caplog.text and "InsufficientInstanceCapacity" in caplog.text
-    assert cloud.nothing_left()
+    assert f"no capacity in {first_zone}" in caplog.text and code in caplog.text
+    assert cloud1.nothing_left()
 
 
-def test_capacity_nowhere_fails_naming_the_step_and_leaves_nothing(cloud, tmp_path):
-    cloud.fakes.fail["RunInstances"] = lambda params, nth: (
+def test_capacity_nowhere_fails_naming_the_step_and_leaves_nothing(cloud1, tmp_path):
+    cloud1.fakes.fail["RunInstances"] = lambda params, nth: (
         err("InsufficientInstanceCapacity", "We currently do not have sufficient c6i.xlarge capacity", 500)
         if params["InstanceType"] == "c6i.xlarge" and not params.get("DryRun") else None)
     with pytest.raises(RunFailed) as info, \
-            open_any_lab(scenario(cloud.endpoint), **lab_kw(tmp_path, "r-half")):
+            open_any_lab(scenario(cloud1.endpoint), **lab_kw(tmp_path, "r-half")):
         pytest.fail("the block must not run")
     msg = str(info.value)
     assert msg.startswith("provision: aws launch: no capacity in any zone") and "\n" not in msg
     assert "launch client (c6i.xlarge)" in msg and "eu-west-1c" in msg
-    assert len(launches(cloud)) == 6  # server then client, in each of the three zones
-    assert cloud.nothing_left() and not cloud.fakes.groups
+    assert len(launches(cloud1)) == 6  # server then client, in each of the three zones
+    assert cloud1.nothing_left() and not cloud1.fakes.groups
     assert not (tmp_path / "lab-r-half").exists()
 
 
-def test_an_instance_dying_of_capacity_while_pending_moves_on(cloud, tmp_path):
+def test_an_instance_dying_of_capacity_while_pending_moves_on(cloud1, tmp_path):
     # EC2 may accept the launch, then end the instance: pending -> terminated, capacity reason.
-    zones = zone_of_subnets(cloud)
+    zones = zone_of_subnets(cloud1)
     first_zone = sorted(zones.values())[0]
     doomed: list[str] = []
 
@@ -412,9 +424,9 @@ def test_an_instance_dying_of_capacity_while_pending_moves_on(cloud, tmp_path):
 
     session = aws_api.make_session(REGION)  # the same hooks as the provider's, plus this one
     session.events.register("after-call.ec2.DescribeInstances", die)
-    with open_any_lab(scenario(cloud.endpoint), session=session, **lab_kw(tmp_path, "r-die")) as lab:
+    with open_any_lab(scenario(cloud1.endpoint), session=session, **lab_kw(tmp_path, "r-die")) as lab:
         assert len(lab.hosts) == 2 and doomed
-    assert cloud.nothing_left()
+    assert cloud1.nothing_left()
 
 
 def test_ctrl_c_while_an_instance_is_pending_leaves_nothing(cloud, tmp_path):
@@ -439,27 +451,27 @@ def test_ctrl_c_while_an_instance_is_pending_leaves_nothing(cloud, tmp_path):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-def test_api_errors_are_one_line_naming_the_step_with_a_hint(cloud, tmp_path):
-    cloud.fakes.fail["CreateSecurityGroup"] = lambda params, nth: err(
+def test_api_errors_are_one_line_naming_the_step_with_a_hint(cloud1, tmp_path):
+    cloud1.fakes.fail["CreateSecurityGroup"] = lambda params, nth: err(
         "UnauthorizedOperation", "You are not authorized to perform this operation.", 403)
     with pytest.raises(RunFailed) as info, \
-            open_any_lab(scenario(cloud.endpoint), **lab_kw(tmp_path, "r-iam")):
+            open_any_lab(scenario(cloud1.endpoint), **lab_kw(tmp_path, "r-iam")):
         pytest.fail("the block must not run")
     assert str(info.value) == (
         "provision: aws create security group: UnauthorizedOperation: You are not authorized to perform "
         "this operation. (IAM: the credentials need ec2:CreateSecurityGroup; see the README, "
         "'AWS: permissions and quotas')")
     assert info.value.phase == "provision"
-    assert cloud.nothing_left()  # the key pair made before it is gone
+    assert cloud1.nothing_left()  # the key pair made before it is gone
 
-    cloud.fakes.fail.clear()
-    cloud.fakes.fail["RunInstances"] = lambda params, nth: None if params.get("DryRun") else err(
+    cloud1.fakes.fail.clear()
+    cloud1.fakes.fail["RunInstances"] = lambda params, nth: None if params.get("DryRun") else err(
         "VcpuLimitExceeded", "You have requested more vCPU capacity than your current vCPU limit of 8 allows")
     with pytest.raises(RunFailed, match=r"aws launch server .*VcpuLimitExceeded.*\(quota: ask for more in "
                        "Service Quotas"), \
-            open_any_lab(scenario(cloud.endpoint), **lab_kw(tmp_path, "r-vcpu")):
+            open_any_lab(scenario(cloud1.endpoint), **lab_kw(tmp_path, "r-vcpu")):
         pytest.fail("the block must not run")
-    assert cloud.nothing_left()
+    assert cloud1.nothing_left()
 
 
 # --- pre-flight: nothing is created when it fails ------------------------------------
@@ -471,38 +483,38 @@ def created_anything(cloud) -> list[str]:
     return made + [f"RunInstances {p['InstanceType']}" for p in launches(cloud)]
 
 
-def test_dry_run_without_permission_stops_before_anything_is_created(cloud, tmp_path):
-    cloud.fakes.fail["RunInstances"] = lambda params, nth: err(
+def test_dry_run_without_permission_stops_before_anything_is_created(cloud1, tmp_path):
+    cloud1.fakes.fail["RunInstances"] = lambda params, nth: err(
         "UnauthorizedOperation", "You are not authorized to perform this operation.", 403) \
         if params.get("DryRun") else None
     with pytest.raises(RunFailed, match=r"^provision: aws pre-flight: DryRun launch of c6i.2xlarge "
                        r"\(server\): UnauthorizedOperation: .*"
                        r"\(IAM: the credentials need ec2:RunInstances"), \
-            open_any_lab(scenario(cloud.endpoint), **lab_kw(tmp_path, "r-dry")):
+            open_any_lab(scenario(cloud1.endpoint), **lab_kw(tmp_path, "r-dry")):
         pytest.fail("the block must not run")
-    assert created_anything(cloud) == [] and cloud.nothing_left()
+    assert created_anything(cloud1) == [] and cloud1.nothing_left()
 
 
-def test_vcpu_quota_is_checked_before_anything_is_created(cloud, tmp_path, caplog):
+def test_vcpu_quota_is_checked_before_anything_is_created(cloud1, tmp_path, caplog):
     # moto has no EC2 quotas: the check says it could not be made, and the run goes on.
-    with open_any_lab(scenario(cloud.endpoint), **lab_kw(tmp_path, "r-q1")):
+    with open_any_lab(scenario(cloud1.endpoint), **lab_kw(tmp_path, "r-q1")):
         pass
     assert "vCPU quota not checked (service-quotas L-1216C47A: NoSuchResourceException" in caplog.text
     assert "needs 12 standard vCPUs" in caplog.text
     # Where the quota is readable (as on AWS): 8 vCPUs cannot hold c6i.2xlarge + c6i.xlarge (8 + 4).
     from awskit import ok
 
-    cloud.fakes.fail["GetServiceQuota"] = lambda params, nth: ok(
+    cloud1.fakes.fail["GetServiceQuota"] = lambda params, nth: ok(
         {"Quota": {"ServiceCode": "ec2", "QuotaCode": "L-1216C47A", "Value": 8.0}})
-    cloud.fakes.calls.clear()
+    cloud1.fakes.calls.clear()
     with pytest.raises(RunFailed, match=r"vCPU quota: the run needs 12 standard vCPUs, 0 of 8 are in use"), \
-            open_any_lab(scenario(cloud.endpoint), **lab_kw(tmp_path, "r-q2")):
+            open_any_lab(scenario(cloud1.endpoint), **lab_kw(tmp_path, "r-q2")):
         pytest.fail("the block must not run")
-    assert created_anything(cloud) == [] and cloud.nothing_left()
+    assert created_anything(cloud1) == [] and cloud1.nothing_left()
 
 
-def test_the_zone_is_one_that_offers_every_roles_type(cloud, tmp_path):
-    zones = sorted(set(zone_of_subnets(cloud).values()))
+def test_the_zone_is_one_that_offers_every_roles_type(cloud1, tmp_path):
+    zones = sorted(set(zone_of_subnets(cloud1).values()))
     offered = {"c6i.2xlarge": zones, "c6i.xlarge": zones[2:]}
 
     def offerings(params, nth):
@@ -511,48 +523,48 @@ def test_the_zone_is_one_that_offers_every_roles_type(cloud, tmp_path):
         return ok({"InstanceTypeOfferings": [{"InstanceType": t, "LocationType": "availability-zone",
                                               "Location": z} for t, zs in offered.items() for z in zs]})
 
-    cloud.fakes.fail["DescribeInstanceTypeOfferings"] = offerings
-    with open_any_lab(scenario(cloud.endpoint), **lab_kw(tmp_path, "r-zone")) as lab:
-        got = cloud.ec2().describe_instances(InstanceIds=[h.vars["instance_id"] for h in lab.hosts])
+    cloud1.fakes.fail["DescribeInstanceTypeOfferings"] = offerings
+    with open_any_lab(scenario(cloud1.endpoint), **lab_kw(tmp_path, "r-zone")) as lab:
+        got = cloud1.ec2().describe_instances(InstanceIds=[h.vars["instance_id"] for h in lab.hosts])
         assert {i["Placement"]["AvailabilityZone"] for r in got["Reservations"] for i in r["Instances"]} == \
             {zones[2]}
     offered["c6i.xlarge"] = []
-    cloud.fakes.calls.clear()
+    cloud1.fakes.calls.clear()
     with pytest.raises(UserError, match=r"hosts.aws.instance_type: no subnet is in a zone that offers every "
                        r"role's type in eu-west-1: c6i.2xlarge in eu-west-1a, .*; c6i.xlarge in no zone"), \
-            open_any_lab(scenario(cloud.endpoint), **lab_kw(tmp_path, "r-nozone")):
+            open_any_lab(scenario(cloud1.endpoint), **lab_kw(tmp_path, "r-nozone")):
         pytest.fail("the block must not run")
-    assert created_anything(cloud) == [] and cloud.nothing_left()
+    assert created_anything(cloud1) == [] and cloud1.nothing_left()
 
 
-def test_each_role_gets_an_image_of_its_types_architecture(cloud, tmp_path):
-    sc = scenario(cloud.endpoint, instance_type={"server": "c7g.xlarge", "client": "c6i.xlarge"})
+def test_each_role_gets_an_image_of_its_types_architecture(cloud1, tmp_path):
+    sc = scenario(cloud1.endpoint, instance_type={"server": "c7g.xlarge", "client": "c6i.xlarge"})
     with open_any_lab(sc, **lab_kw(tmp_path, "r-arch")):
-        images = {p["InstanceType"]: p["ImageId"] for p in launches(cloud)}
+        images = {p["InstanceType"]: p["ImageId"] for p in launches(cloud1)}
     assert images == {"c7g.xlarge": DEBIAN_AMIS["/aws/service/debian/release/12/latest/arm64"],
                       "c6i.xlarge": DEBIAN_AMIS["/aws/service/debian/release/12/latest/amd64"]}
-    assert cloud.nothing_left()
+    assert cloud1.nothing_left()
     # An explicit image must fit every role's type: found before anything is created.
-    cloud.fakes.calls.clear()
+    cloud1.fakes.calls.clear()
     amd64 = DEBIAN_AMIS["/aws/service/debian/release/12/latest/amd64"]
     with pytest.raises(UserError, match=rf"hosts.aws.image: {amd64} is x86_64, but c7g.xlarge \(server\) "
                        "runs arm64"), \
-            open_any_lab(scenario(cloud.endpoint, image=amd64, instance_type={"server": "c7g.xlarge"}),
+            open_any_lab(scenario(cloud1.endpoint, image=amd64, instance_type={"server": "c7g.xlarge"}),
                          **lab_kw(tmp_path, "r-arch2")):
         pytest.fail("the block must not run")
-    assert created_anything(cloud) == [] and cloud.nothing_left()
+    assert created_anything(cloud1) == [] and cloud1.nothing_left()
     with pytest.raises(UserError, match=r"hosts.aws.instance_type: .*InvalidInstanceType"), \
-            open_any_lab(scenario(cloud.endpoint, instance_type={"server": "c9z.huge"}),
+            open_any_lab(scenario(cloud1.endpoint, instance_type={"server": "c9z.huge"}),
                          **lab_kw(tmp_path, "r-type")):
         pytest.fail("the block must not run")
 
 
-def test_ssh_cidr_and_private_addresses(cloud, tmp_path, monkeypatch):
+def test_ssh_cidr_and_private_addresses(cloud1, tmp_path, monkeypatch):
     # ssh_cidr: the SSH rule as given, and no "what is my IP" lookup (the fixture forbids one).
     kw = lab_kw(tmp_path, "r-cidr")
     del kw["my_address"]
-    with open_any_lab(scenario(cloud.endpoint, ssh_cidr="198.51.100.0/24"), **kw):
-        (group,) = cloud.ec2().describe_security_groups(
+    with open_any_lab(scenario(cloud1.endpoint, ssh_cidr="198.51.100.0/24"), **kw):
+        (group,) = cloud1.ec2().describe_security_groups(
             Filters=[{"Name": f"tag:{aws_api.TAG_RUN}", "Values": ["r-cidr"]}])["SecurityGroups"]
         ssh = next(r for r in group["IpPermissions"] if r["IpProtocol"] == "tcp")
         assert [x["CidrIp"] for x in ssh["IpRanges"]] == ["198.51.100.0/24"]
@@ -560,31 +572,31 @@ def test_ssh_cidr_and_private_addresses(cloud, tmp_path, monkeypatch):
     kw = lab_kw(tmp_path, "r-priv")
     del kw["my_address"]
     seam = SshSeam()
-    with open_any_lab(scenario(cloud.endpoint, ssh_address="private"), **{**kw, "wait_ssh": seam}) as lab:
+    with open_any_lab(scenario(cloud1.endpoint, ssh_address="private"), **{**kw, "wait_ssh": seam}) as lab:
         for h in lab.hosts:
             assert h.ssh is not None and h.ssh.host == h.address
         assert seam.seen == [[h.address for h in lab.hosts]]
-        (group,) = cloud.ec2().describe_security_groups(
+        (group,) = cloud1.ec2().describe_security_groups(
             Filters=[{"Name": f"tag:{aws_api.TAG_RUN}", "Values": ["r-priv"]}])["SecurityGroups"]
         ssh = next(r for r in group["IpPermissions"] if r["IpProtocol"] == "tcp")
-        vpc = cloud.ec2().describe_vpcs(VpcIds=[group["VpcId"]])["Vpcs"][0]["CidrBlock"]
+        vpc = cloud1.ec2().describe_vpcs(VpcIds=[group["VpcId"]])["Vpcs"][0]["CidrBlock"]
         assert [x["CidrIp"] for x in ssh["IpRanges"]] == [vpc]
-        assert all("AssociatePublicIpAddress" not in p["NetworkInterfaces"][0] for p in launches(cloud)[-2:])
-    assert cloud.nothing_left()
+        assert all("AssociatePublicIpAddress" not in p["NetworkInterfaces"][0] for p in launches(cloud1)[-2:])
+    assert cloud1.nothing_left()
 
 
-def test_failed_provisioning_completes_the_runs_bookkeeping(cloud, tmp_path):
+def test_failed_provisioning_completes_the_runs_bookkeeping(cloud1, tmp_path):
     """Through the pipeline: the summary says failed, in which phase and step; history has it."""
     import sqlite3
 
     from orchestrator import execute, store
     from orchestrator import scenario as scenario_mod
 
-    cloud.fakes.fail["CreatePlacementGroup"] = lambda params, nth: err(
+    cloud1.fakes.fail["CreatePlacementGroup"] = lambda params, nth: err(
         "PlacementGroupLimitExceeded", "You have reached the limit of placement groups")
     doc = tmp_path / "aws.yaml"
     cfg = {"region": REGION, "image": DEBIAN, "instance_type": {"server": "c6i.large", "client": "c6i.large"},
-           **({"endpoint_url": cloud.endpoint} if cloud.endpoint else {})}
+           **({"endpoint_url": cloud1.endpoint} if cloud1.endpoint else {})}
     doc.write_text(json.dumps({"name": "aws-book", "hosts": {"provider": "aws", "aws": cfg}}))
     history = tmp_path / "history.sqlite"
     with pytest.raises(RunFailed) as info:
@@ -599,7 +611,7 @@ def test_failed_provisioning_completes_the_runs_bookkeeping(cloud, tmp_path):
     assert not (tmp_path / "results" / "aws-book" / "r-book" / "traceback.txt").exists()
     with sqlite3.connect(history) as db:
         assert db.execute("select count(*) from sessions").fetchone()[0] == 1
-    assert store is not None and cloud.nothing_left()
+    assert store is not None and cloud1.nothing_left()
 
 
 # --- leftovers ----------------------------------------------------------------------

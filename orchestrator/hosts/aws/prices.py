@@ -104,8 +104,10 @@ def describe_plan(scenario: Scenario, *, hours: float | None = None,
     if image.startswith("resolve:ssm:"):
         image += " (looked up at run time)"
     lines.append(f"  image: {image}, ssh user {aws.ssh_user}")
-    lines.append(f"  subnet: {aws.subnet or 'the default subnet of the default VPC'}; SSH admitted "
-                 "only from this machine's public address")
+    ssh_from = aws.ssh_cidr or ("the VPC's range" if aws.ssh_address == "private" else
+                                "this machine's public address")
+    lines.append(f"  subnet: {aws.subnet or 'a default subnet in a zone offering every type'}; SSH to the "
+                 f"{aws.ssh_address} addresses, admitted only from {ssh_from}")
     lines.append(f"  expiry: {fmt_seconds(aws.expire_after)} after launch; instances power off "
                  "(terminate) by themselves then")
     if est.total is not None:
