@@ -231,7 +231,7 @@ def main(argv=None) -> int:
                   f"{r['plain_cpu_us_per_req']:.2f} us/req (user {r['plain_user_us_per_req']:.2f}); traced "
                   f"{r['cpu_us_per_req']:.2f} us/req; per req: {per}{cpe}", flush=True)
     print("\nmedians:")
-    for target in args.targets:
+    for target in args.targets if args.rounds else []:
         runs = out["counts"][target]
 
         def med(f, runs=runs):
