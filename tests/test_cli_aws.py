@@ -104,3 +104,14 @@ def test_cleanup_removes_what_a_killed_run_left(profile, moto_server):
     assert done.returncode == 1 and not keys()
     for text in (done.stdout, done.stderr):
         assert FAKE["AWS_SECRET_ACCESS_KEY"] not in text and FAKE["AWS_ACCESS_KEY_ID"] not in text
+
+
+def test_bad_ssh_settings_are_bad_input_at_their_line(tmp_path):
+    doc = tmp_path / "aws.yaml"
+    doc.write_text("name: aws-bad\nhosts:\n  provider: aws\n  aws:\n    ssh_cidr: 10.0.0.300/8\n"
+                   "    ssh_address: elastic\n")
+    done = orchestrate("validate", str(doc), env=FAKE)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"{doc}:5: hosts.aws.ssh_cidr: expected a CIDR such as 203.0.113.7/32, " \
+           "got '10.0.0.300/8'" in done.stderr
+    assert f"{doc}:6: hosts.aws.ssh_address: Input should be 'public' or 'private'" in done.stderr
