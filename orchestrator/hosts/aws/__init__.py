@@ -213,7 +213,8 @@ def resolve_image(ssm: Any, image: str) -> str:
     try:
         value = ssm.get_parameter(Name=name)["Parameter"]["Value"]
     except Exception as exc:
-        raise UserError(f"hosts.aws.image: cannot resolve SSM parameter {name}: {error_text(exc)}") from None
+        raise UserError(f"hosts.aws.image: cannot resolve SSM parameter {name}: {error_text(exc)}"
+                        f"{api.hint(exc, 'ssm')}") from None
     if not value.startswith("ami-"):
         raise UserError(f"hosts.aws.image: SSM parameter {name} holds {value!r}, not an AMI id")
     return value
