@@ -435,8 +435,9 @@ def test_ctrl_c_while_an_instance_is_pending_leaves_nothing(cloud, tmp_path):
 
     def interrupt(params, nth):
         polls.append(nth)
-        if len(polls) == 3:
-            raise KeyboardInterrupt  # what SIGINT does in the main thread, mid-call
+        if len(polls) == 3:  # Ctrl-C while the instances are still pending
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)  # KeyboardInterrupt lands here
         return None
 
     cloud.fakes.fail["DescribeInstances"] = interrupt
@@ -612,6 +613,29 @@ def test_failed_provisioning_completes_the_runs_bookkeeping(cloud1, tmp_path):
     with sqlite3.connect(history) as db:
         assert db.execute("select count(*) from sessions").fetchone()[0] == 1
     assert store is not None and cloud1.nothing_left()
+
+    # Ctrl-C while the instances are pending: recorded as interrupted, the step named.
+    del cloud1.fakes.fail["CreatePlacementGroup"]
+    cloud1.fakes.boot_polls = 1000
+
+    def interrupt(params, nth):
+        if nth == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        return None
+
+    cloud1.fakes.fail["DescribeInstances"] = interrupt
+    with pytest.raises(Interrupted):
+        execute.run(scenario_mod.load(doc), results_root=tmp_path / "results", run_id="r-book2",
+                    history=history, progress=lambda m: None,
+                    lab_options={k: v for k, v in lab_kw(tmp_path, "r-book2").items() if k != "run_id"})
+    summary = json.loads((tmp_path / "results" / "aws-book" / "r-book2" / "summary.json").read_text())
+    assert summary["status"] == "interrupted"
+    assert "during aws provisioning: wait for the instances to run; everything it created was removed" \
+        in summary["error"]
+    with sqlite3.connect(history) as db:
+        assert db.execute("select count(*) from sessions").fetchone()[0] == 2
+    assert cloud1.nothing_left()
 
 
 # --- leftovers ----------------------------------------------------------------------
