@@ -120,7 +120,8 @@ RULES: tuple[Rule, ...] = (
     Rule("client", CLIENT,
          "the load generator's busiest thread ran or waited for a CPU (pidstat %CPU + %wait) at or "
          "above `client_busy` ({client_busy:g}%) or waited for one {run_queue_wait:g}% of the time "
-         "or more, or, when the record has no per-thread figures "
+         "or more, or on a host with a CPU quota its threads together used `client_busy` of what "
+         "the quota allows, or, when the record has no per-thread figures "
          "for it, the busiest of its pinned CPUs (the maximum, as for the server) is, or an "
          "open-loop generator's mean send lag is {send_lag_ms:g} ms or more, or it reports that it "
          "did not sustain its rate (`sustained: false`: achieved below 99% of the target, or send "
@@ -162,6 +163,8 @@ TEMPLATES: dict[str, str] = {
                    "(shared CPUs or a CPU quota)",
     "client-demand": "load generator's busiest thread on {host}: {busy} running + {wait} waiting for a "
                      "CPU = {demand} {rel} {threshold}",
+    "client-quota": "load generator on {host} used {share} of the {capacity} CPU its host's quota "
+                    "allows {rel} {threshold}",
     "send-lag": "load generator send lag {lag} ms mean >= {threshold} ms: it could not send on schedule",
     "not-sustained": "load generator did not sustain its rate: {achieved} of {target} requests/s "
                      "({share} of the target) with send lag p99 {lag} ms (its own self-check)",
@@ -564,6 +567,12 @@ def analyse_run(run: Run, *, server: str, interface: str | None, loopback: bool,
                           say("client-demand", host=host, busy=pct(busy), wait=pct(w),
                               demand=pct(busy + w, th.client_busy), rel=rel(busy + w, th.client_busy),
                               threshold=f"{th.client_busy:g}%")))
+        if p.of_capacity is not None and p.capacity:  # a sized host: busy against its quota
+            close(f"load generator on {host} of its CPU quota", p.of_capacity, th.client_busy)
+            client_ev.append((p.of_capacity >= th.client_busy,
+                              say("client-quota", host=host, share=pct(p.of_capacity, th.client_busy),
+                                  capacity=f"{p.capacity:g}", rel=rel(p.of_capacity, th.client_busy),
+                                  threshold=f"{th.client_busy:g}%")))
     if cli:
         close(f"load generator CPU {cli['cpu']} on {cli['host']}", cli["busy"], th.client_busy)
         client_ev.append((cli["busy"] >= th.client_busy and not procs,

@@ -692,7 +692,7 @@ def _record(ctx: Context, spec: RunSpec, raw: dict[tuple[str, str], str], gen: l
         "server_cpu": _server_cpu(telemetry_.get("pidstat", {}).get(server.name)),
         "client_cpu": {c.name: _cpu_of(telemetry_.get("mpstat", {}).get(c.name), ctx.cpus(c, "client"))
                        for c, _ in generators},
-        "client_proc": {c.name: _busiest_thread(load_threads.get(c.name))
+        "client_proc": {c.name: _busiest_thread(load_threads.get(c.name), ctx.facts.get(c.name))
                         for c, _ in generators if c.name in load_threads} or None,
         "server_host_cpu": _cpu_of(telemetry_.get("mpstat", {}).get(server.name), server_cpus),
         "affinity": _affinity_summary(affinity, server_cpus, ctx, generators),
@@ -723,14 +723,20 @@ def _server_cpu(threads: Any) -> dict[str, Any]:
     }
 
 
-def _busiest_thread(threads: Any) -> dict[str, Any] | None:
-    """The load generator's busiest thread (pidstat %CPU, and %wait: runnable, not running)."""
+def _busiest_thread(threads: Any, facts: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The load generator's busiest thread (pidstat %CPU, and %wait: runnable, not running);
+    on a host with a CPU quota also all its threads' CPU over what the quota gives the host."""
     rows = [t for t in threads or [] if isinstance(t, dict) and t.get("tid") is not None]
     if not rows:
         return None
     top = max(rows, key=lambda t: t.get("busy", 0.0) + t.get("wait", 0.0))
-    return {"busy": round(top.get("busy", 0.0), 2), "wait": round(top.get("wait", 0.0), 2),
-            "threads": rows}
+    out = {"busy": round(top.get("busy", 0.0), 2), "wait": round(top.get("wait", 0.0), 2),
+           "threads": rows}
+    if facts and facts.get("cpu_quota"):
+        used = sum(t.get("busy", 0.0) for t in rows) / 100.0  # CPU seconds per second
+        out.update(capacity=round(facts_tool.capacity(facts), 3),
+                   of_capacity=round(facts_tool.busy_pct(used, facts), 2))
+    return out
 
 
 def _cpu_of(per_cpu: Any, cpus: list[int]) -> dict[str, Any]:

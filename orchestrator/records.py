@@ -177,6 +177,8 @@ class BusiestThread(Record):
     busy: float | None = None
     wait: float | None = None
     threads: tuple[ThreadCpu, ...] = ()
+    capacity: float | None = None  # the host's CPUs' worth under its quota (None: no quota)
+    of_capacity: float | None = None  # all the generator's threads' CPU, % of that capacity
 
 
 class CounterThread(Record):

@@ -461,12 +461,26 @@ def all_cases() -> list[dict]:
     lag["send_lag_ms"] = {"mean": 3.0}
     proc = record()
     proc["client_proc"] = {"cli": {"busy": 40.0, "wait": 55.0}}
+    quota = record(client=30)  # a quarter-CPU host: a quarter of a core is all of it
+    quota["client_proc"] = {"cli": {"busy": 24.0, "wait": 2.0, "capacity": 0.25, "of_capacity": 96.0}}
+    roomy = record(client=30)
+    roomy["client_proc"] = {"cli": {"busy": 10.0, "wait": 0.0, "capacity": 0.5, "of_capacity": 20.0}}
     unsustained = record()
     unsustained["rate"] = {"target": 50_000.0, "achieved": 41_234.0, "sustained": False}
     unsustained["send_lag_ms"] = {"mean": 0.4, "p99": 12.5}
     over = record(latency_ms=50.0)  # C/L far below QPS: the latency overstates
     below = record(server_core=40, thread_busy=30, client=40, latency_ms=3.0)  # QPS well short of C/L
-    return cases + extra + [hot, lag, proc, unsustained, over, below]
+    return cases + extra + [hot, lag, proc, quota, roomy, unsustained, over, below]
+
+
+def test_a_generator_at_its_host_quota_is_client_bound_though_its_core_is_mostly_idle():
+    rec = record(server_core=40, thread_busy=30, client=30)
+    rec["client_proc"] = {"cli": {"busy": 24.0, "wait": 2.0, "capacity": 0.25, "of_capacity": 96.0}}
+    a = verdict(rec)
+    assert a.verdict == analysis.CLIENT, a.evidence
+    assert any("used 96% of the 0.25 CPU its host's quota allows >= 90%" in e for e in a.evidence)
+    rec["client_proc"]["cli"].update(capacity=1.0, of_capacity=24.0)  # the same use on a whole CPU
+    assert verdict(rec).verdict != analysis.CLIENT
 
 
 def test_no_evidence_contradicts_its_numbers_and_every_template_is_exercised(monkeypatch):
