@@ -112,8 +112,10 @@ def run(loaded: Loaded, *, results_root: Path, run_id: str | None = None,
                 transports: dict[str, Transport] = {}
                 log = remote.CommandLog()  # every command sent, so a quiet window can be shown
                 try:
-                    for h in lab.hosts:
+                    def connect(h: Host) -> None:  # kept as each succeeds: teardown closes it
                         transports[h.name] = remote.Logged(_hosts.connect(h), log)
+
+                    each(lab.hosts, connect)
                     table = ProcessTable(transports, tag=run_id)
                     ctx = Context(sc, lab, results, transports, table, progress, log=log,
                                   baseline=summary.get("baseline") or {}, runs=list(summary["runs"]),
@@ -567,9 +569,9 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
             return ctx.table.spawn(c.name, gen.name, cmd, workdir=f"{c.workdir}/{spec.run_id}",
                                    cpus=ctx.cpus(c, "client"), env=wrk.ENV, shell=shell)
 
-        wrks = list(zip(clients, each(clients, start_load), strict=True))
-        started += [p for _, p in wrks]
-        pid_of = {c.name: p.pid for c, p in wrks}
+        generators = list(zip(clients, each(clients, start_load), strict=True))
+        started += [p for _, p in generators]
+        pid_of = {c.name: p.pid for c, p in generators}
         # Read back before the load: a generator waiting for its start instant is already
         # itself (or becomes it by exec); its threads inherit the affinity. During the load
         # nothing of ours touches a host.
@@ -587,8 +589,10 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
         own_after = _own_cpu_s()
         after = telemetry.cpu_reading(ctx, collectors)
         own_rate = round((own_after[1] - own_before[1]) / max(own_after[0] - own_before[0], 1e-9), 5)
-        for c, p in wrks:
-            if not remote.wait_exit(ctx.t(c), p, sc.load.timeout + 30, quiet_until=end):
+        finished = each(generators, lambda cp: remote.wait_exit(ctx.t(cp[0]), cp[1], sc.load.timeout + 30,
+                                                          quiet_until=end))
+        for (c, p), ok in zip(generators, finished, strict=True):
+            if not ok:
                 raise RunFailed(f"{gen.name} did not finish in time", host=c.name, phase=ctx.phase)
             ctx.table.forget(p)
         if not remote.alive(ts, srv):
@@ -624,7 +628,7 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
              if "perf" in sc.telemetry.collectors else None)
     if flame and flame.get("error"):
         ctx.progress(f"orchestrate: WARNING no flame graph for {spec.run_id}: {flame['error']}")
-    record = _record(ctx, spec, raw, gen, wrks, collectors, affinity, server_cpus, t0).to_json()
+    record = _record(ctx, spec, raw, gen, generators, collectors, affinity, server_cpus, t0).to_json()
     record["server_stopped_cleanly"] = clean
     record["observer"] = telemetry.observer(ctx, collectors, (t0, end), before, after, own_rate)
     ctx.results.write_text(f"raw/{spec.run_id}/commands.jsonl", "".join(
