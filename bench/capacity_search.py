@@ -59,15 +59,17 @@ def main() -> None:
         r = one_session(args.sets)
         rounds.append(r)
         caps = [s["capacity"] for s in r["searches"]]
-        print(f"round {i + 1}: capacities {caps}, difference {r['difference_pct']:.1f}%, "
+        diff = "n/a" if r["difference_pct"] is None else f"{r['difference_pct']:.1f}%"
+        print(f"round {i + 1}: capacities {caps}, difference {diff}, "
               f"runs {[s['runs'] for s in r['searches']]}, {r['wall_s']:.0f} s", flush=True)
     diffs = [r["difference_pct"] for r in rounds if r["difference_pct"] is not None]
     out = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "sets": args.sets,
            "rounds": rounds, "median_difference_pct": statistics.median(diffs) if diffs else None,
            "max_difference_pct": max(diffs) if diffs else None}
     (REPO / "bench" / "capacity_search.json").write_text(json.dumps(out, indent=2) + "\n")
-    print(f"two searches in a row differ by {out['median_difference_pct']:.1f}% (median), "
-          f"{out['max_difference_pct']:.1f}% at most, over {len(diffs)} rounds")
+    if diffs:
+        print(f"two searches in a row differ by {out['median_difference_pct']:.1f}% (median), "
+              f"{out['max_difference_pct']:.1f}% at most, over {len(diffs)} rounds")
 
 
 if __name__ == "__main__":
