@@ -70,7 +70,7 @@ def test_capped_link_capacity_is_at_most_the_cap_and_network_bound(tmp_path, run
     lab = f"cap{os.getpid() % 10000}"
     done = orchestrate("run", str(REPO / "scenarios" / "capacity-capped.yaml"), "--results", str(tmp_path),
                        "--run-id", run_id, "--set", f"hosts.lab={lab}", "--set", f"hosts.link.pps={CAP}",
-                       "--set", "load.duration=1s", "--set", "baseline.iperf3.duration=2s",
+                       "--set", "baseline.iperf3.duration=2s",
                        "--set", "baseline.iperf3.tcp_duration=1s", timeout=900)
     assert done.returncode == 0, done.stderr
     _, s = _summary(tmp_path)
@@ -79,7 +79,14 @@ def test_capped_link_capacity_is_at_most_the_cap_and_network_bound(tmp_path, run
     _check_search(entry, runs, 5)
     # every request is a packet each way at least: the capacity cannot pass the link's cap
     assert entry["capacity"] <= CAP
-    assert entry["verdict_at_capacity"] == "network-bound", entry
     at = next(st for st in entry["steps"] if st["rate"] == entry["capacity"])
     a = runs[at["run_ids"][-1]]["analysis"]
-    assert "pps ceiling measured by iperf3" in a["evidence"][0]
+    # the link set it: at the capacity the server's packet rate is at the cap
+    assert max(a["packet_rate"]["rx"], a["packet_rate"]["tx"]) >= 0.9 * CAP, a["packet_rate"]
+    lower_bound = any(p.get(way, {}).get("lower_bound") for p in s["baseline"].values()
+                      for way in ("udp", "udp_reverse"))
+    if not lower_bound:  # a ceiling iperf3 measured cleanly names the network
+        assert entry["verdict_at_capacity"] == "network-bound", a["evidence"]
+    else:  # iperf3 itself was CPU-bound here: the ceiling is a lower bound, the network unproven
+        assert entry["verdict_at_capacity"] != "network-bound"
+        assert any("is a lower bound" in e for e in a["evidence"]), a["evidence"]
