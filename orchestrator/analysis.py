@@ -120,8 +120,9 @@ RULES: tuple[Rule, ...] = (
     Rule("client", CLIENT,
          "the load generator's busiest thread ran or waited for a CPU (pidstat %CPU + %wait) at or "
          "above `client_busy` ({client_busy:g}%) or waited for one {run_queue_wait:g}% of the time "
-         "or more, or on a host with a CPU quota its threads together used `client_busy` of what "
-         "the quota allows, or, when the record has no per-thread figures "
+         "or more (on a host with a CPU quota instead: its threads together used `client_busy` of "
+         "what the quota allows, since throttled time reads as waiting), or, when the record has "
+         "no per-thread figures "
          "for it, the busiest of its pinned CPUs (the maximum, as for the server) is, or an "
          "open-loop generator's mean send lag is {send_lag_ms:g} ms or more, or it reports that it "
          "did not sustain its rate (`sustained: false`: achieved below 99% of the target, or send "
@@ -557,17 +558,20 @@ def analyse_run(run: Run, *, server: str, interface: str | None, loopback: bool,
     procs = {h: p for h, p in (run.client_proc or {}).items() if p.busy is not None}
     for host, p in procs.items():
         busy, w = p.busy or 0.0, p.wait or 0.0
+        # On a host with a CPU quota, pidstat's %wait includes the time the quota throttled
+        # it, so wait cannot tell the quota from contention: its use of the quota decides.
+        sized = p.of_capacity is not None and bool(p.capacity)
         close(f"load generator thread on {host} (running + waiting)", busy + w, th.client_busy)
         if w >= 1.0:
             close(f"load generator run-queue wait on {host}", w, th.run_queue_wait)
-            client_ev.append((w >= th.run_queue_wait,
+            client_ev.append((w >= th.run_queue_wait and not sized,
                               say("client-wait", host=host, wait=pct(w, th.run_queue_wait),
                                   rel=rel(w, th.run_queue_wait), threshold=f"{th.run_queue_wait:g}%")))
-        client_ev.append((busy + w >= th.client_busy,
+        client_ev.append((busy + w >= th.client_busy and not sized,
                           say("client-demand", host=host, busy=pct(busy), wait=pct(w),
                               demand=pct(busy + w, th.client_busy), rel=rel(busy + w, th.client_busy),
                               threshold=f"{th.client_busy:g}%")))
-        if p.of_capacity is not None and p.capacity:  # a sized host: busy against its quota
+        if sized:  # busy against the quota
             close(f"load generator on {host} of its CPU quota", p.of_capacity, th.client_busy)
             client_ev.append((p.of_capacity >= th.client_busy,
                               say("client-quota", host=host, share=pct(p.of_capacity, th.client_busy),

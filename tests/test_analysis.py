@@ -481,6 +481,10 @@ def test_a_generator_at_its_host_quota_is_client_bound_though_its_core_is_mostly
     assert any("used 96% of the 0.25 CPU its host's quota allows >= 90%" in e for e in a.evidence)
     rec["client_proc"]["cli"].update(capacity=1.0, of_capacity=24.0)  # the same use on a whole CPU
     assert verdict(rec).verdict != analysis.CLIENT
+    # throttled by its quota, a thread reads as waiting: on a sized host the wait does not decide
+    rec["client_proc"]["cli"].update(busy=10.0, wait=45.0, capacity=0.25, of_capacity=40.0)
+    a = verdict(rec)
+    assert a.verdict != analysis.CLIENT and any("waited for a CPU 45%" in e for e in a.evidence)
 
 
 def test_no_evidence_contradicts_its_numbers_and_every_template_is_exercised(monkeypatch):
