@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from orchestrator.records import Run
 from orchestrator.scenario import Search
 
 SUSTAINED = 0.99  # achieved/target below this: the client could not offer the rate
@@ -45,17 +46,16 @@ class Observation:
         return self.achieved / self.target if self.target else 0.0
 
 
-def observation_of(record: Mapping[str, Any]) -> Observation:
+def observation_of(run: Run) -> Observation:
     """The figures of a run record that the search needs."""
-    rate = record.get("rate") or {}
-    failed = sum((record.get("errors") or {}).values()) + (record.get("non_2xx") or 0)
-    total = (record.get("requests") or 0) + sum((record.get("errors") or {}).values())
+    total = (run.requests or 0) + run.errors.total
+    latency = run.latency_ms.to_json()
     return Observation(
-        run_id=str(record["run_id"]), target=float(rate.get("target") or record.get("rate_target") or 0),
-        achieved=float(rate.get("achieved") or record.get("qps") or 0.0),
-        latency_ms={k: float(v) for k, v in (record.get("latency_ms") or {}).items() if v is not None},
-        errors_pct=100.0 * failed / total if total else 100.0,
-        verdict=(record.get("analysis") or {}).get("verdict"))
+        run_id=str(run.run_id), target=float(run.rate.target or 0) if run.rate else 0.0,
+        achieved=float((run.rate.achieved if run.rate else None) or run.qps or 0.0),
+        latency_ms={k: float(v) for k, v in latency.items() if isinstance(v, int | float)},
+        errors_pct=100.0 * run.failed_requests / total if total else 100.0,
+        verdict=run.analysis.verdict if run.analysis else None)
 
 
 @dataclass(frozen=True)

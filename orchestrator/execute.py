@@ -118,7 +118,8 @@ def run(loaded: Loaded, *, results_root: Path, run_id: str | None = None,
                     each(lab.hosts, connect)
                     table = ProcessTable(transports, tag=run_id)
                     ctx = Context(sc, lab, results, transports, table, progress, log=log,
-                                  baseline=summary.get("baseline") or {}, runs=list(summary["runs"]),
+                                  baseline=summary.get("baseline") or {},
+                                  runs=[records.Run.model_validate(r) for r in summary["runs"]],
                                   autoscale=list(summary.get("autoscale") or []))
                     ctx.timing["lab"] = round(time.monotonic() - began, 3)  # up, locked, connected
                     _execute(ctx, plan, lambda i: save(f"running ({i}/{len(plan.runs) or 'search'})"))
@@ -213,7 +214,7 @@ def _execute(ctx: Context, plan: Plan, checkpoint: Callable[[int], None]) -> Non
     if ctx.sc.hosts.roles.autoscale:
         _autoscale(ctx, plan, binary, checkpoint)
         return
-    done = {r["run_id"] for r in ctx.runs}
+    done = {r.run_id for r in ctx.runs}
     todo = [spec for spec in plan.runs if spec.run_id not in done]
     for i, spec in enumerate(todo):
         left = plan.per_run_s * (len(todo) - i) + plan.report_s
@@ -224,37 +225,35 @@ def _execute(ctx: Context, plan: Plan, checkpoint: Callable[[int], None]) -> Non
 
 
 def _measure(ctx: Context, spec: RunSpec, binary: str, checkpoint: Callable[[int], None],
-             extra: dict[str, Any] | None = None) -> dict[str, Any]:
+             extra: dict[str, Any] | None = None) -> records.Run:
     """One run, recorded, shown and persisted; a resumed session reuses what it measured."""
-    earlier = next((r for r in ctx.runs if r["run_id"] == spec.run_id), None)
+    earlier = next((r for r in ctx.runs if r.run_id == spec.run_id), None)
     if earlier is not None:
         return earlier
     started = time.monotonic()
     with ctx.step(f"run {spec.run_id}", "runs"):
         record = _one_run(ctx, spec, binary)
-    record["wall_s"] = round(time.monotonic() - started, 3)
-    record.update(extra or {})
-    ctx.runs.append(record)
-    lat = record["latency_ms"]
-    verdict = record["analysis"]
-    rate = record.get("rate") or {}
-    offered = (f" of {rate['target']:,.0f} offered" + ("" if rate.get("sustained") else " (NOT sustained)")
-               if rate.get("target") else "")
-    ctx.progress(f"      {record['qps']:,.0f} req/s{offered}  p50 {lat['p50']:.2f} ms  "
-                 f"p99 {lat['p99']:.2f} ms  errors {sum(record['errors'].values())}  "
-                 f"-> {verdict['verdict']}: {'; '.join(verdict['evidence'][:1])}")
+    run = records.Run.model_validate({**record, "wall_s": round(time.monotonic() - started, 3),
+                                      **(extra or {})})
+    ctx.runs.append(run)
+    lat, verdict, rate = run.latency_ms, run.analysis, run.rate
+    offered = (f" of {rate.target:,.0f} offered" + ("" if rate.sustained else " (NOT sustained)")
+               if rate and rate.target else "")
+    ctx.progress(f"      {run.qps or 0:,.0f} req/s{offered}  p50 {lat.p50 or 0:.2f} ms  "
+                 f"p99 {lat.p99 or 0:.2f} ms  errors {run.errors.total}  "
+                 f"-> {verdict.verdict if verdict else '-'}: "
+                 f"{'; '.join(verdict.evidence[:1]) if verdict else ''}")
     # Persist after every run: an interruption later keeps this one.
     checkpoint(len(ctx.runs))
-    return record
+    return run
 
 
-def _client_limited(record: dict[str, Any]) -> str | None:
+def _client_limited(run: records.Run) -> str | None:
     """Why the client, not the server or the network, set this run's figure (None: it did not)."""
-    if (record.get("rate") or {}).get("sustained") is False:
+    if run.rate and run.rate.sustained is False:
         return "the generator did not sustain its rate"
-    verdict = record["analysis"]
-    if verdict["verdict"] == analysis.CLIENT:
-        return f"client-bound: {'; '.join(verdict['evidence'][:1])}"
+    if run.analysis and run.analysis.verdict == analysis.CLIENT:
+        return f"client-bound: {'; '.join(run.analysis.evidence[:1])}"
     return None
 
 
@@ -264,6 +263,8 @@ def _autoscale(ctx: Context, plan: Plan, binary: str, checkpoint: Callable[[int]
     runs a larger count superseded stay in runs/ and in the path, not among the point's runs."""
     scale = ctx.sc.hosts.roles.autoscale
     assert scale is not None
+    # a static inventory may hold fewer client hosts than max: its client group is the limit
+    top = min(scale.max, len(ctx.lab.clients))
     ctx.autoscale[:] = [a for a in ctx.autoscale if a.get("settled")]  # resumed: keep what settled
     found = {(a["arch"], a["server_threads"], a["connections"], a["rate"]): a["clients"]
              for a in ctx.autoscale}
@@ -282,10 +283,11 @@ def _autoscale(ctx: Context, plan: Plan, binary: str, checkpoint: Callable[[int]
                          f"connections={spec.connections} rep {spec.repetition}, {n} client host(s)")
             record = _measure(ctx, s, binary, checkpoint)
             limited = _client_limited(record)
-            path.append({"clients": n, "run_id": s.run_id, "qps": record["qps"],
-                         "verdict": record["analysis"]["verdict"], "client_limited": limited})
+            path.append({"clients": n, "run_id": s.run_id, "qps": record.qps,
+                         "verdict": record.analysis.verdict if record.analysis else None,
+                         "client_limited": limited})
             entry["clients"] = n
-            if settled or limited is None or n >= scale.max:
+            if settled or limited is None or n >= top:
                 break
             ctx.runs.remove(record)  # superseded by a run with more clients
             ctx.progress(f"      {limited}: one more client host")
@@ -294,8 +296,8 @@ def _autoscale(ctx: Context, plan: Plan, binary: str, checkpoint: Callable[[int]
             continue
         found[spec.point] = n
         stopped = (f"not client-bound with {n} client host(s): {path[-1]['verdict']}" if limited is None
-                   else f"still client-limited at max={scale.max} client hosts ({limited}): the figure is "
-                   "the clients', not the server's; raise max or use larger client hosts")
+                   else f"still client-limited at max={top} client hosts ({limited}): the figure is "
+                   "the clients', not the server's; raise max (or add client hosts) or use larger ones")
         entry.update(limited=limited is not None, settled=True, stopped=stopped)
         ctx.progress(f"      auto-scale: {stopped}")
         checkpoint(len(ctx.runs))
@@ -354,8 +356,7 @@ def _partial(ctx: Context) -> dict[str, Any]:
 
 def _across_runs(ctx: Context) -> dict[str, Any]:
     """The runs with the matrix-wide rule applied, and the points over their repetitions."""
-    runs, points = analysis.across_runs([records.Run.model_validate(r) for r in ctx.runs],
-                                        analysis.Thresholds.from_scenario(ctx.sc))
+    runs, points = analysis.across_runs(ctx.runs, analysis.Thresholds.from_scenario(ctx.sc))
     return {"runs": [r.to_json() for r in runs], "points": [p.to_json() for p in points]}
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator import capacity
+from orchestrator import capacity, records
 from orchestrator.plan import expected_search_runs, max_search_runs
 from orchestrator.scenario import Search
 
@@ -136,6 +136,6 @@ def test_observation_from_a_run_record():
            "errors": {"connect": 0, "read": 5, "write": 0, "timeout": 0},
            "rate": {"target": 1000.0, "achieved": 990.0, "sustained": True},
            "latency_ms": {"p50": 0.1, "p99": 1.5, "p99_9": None}, "analysis": {"verdict": "client-bound"}}
-    o = capacity.observation_of(rec)
+    o = capacity.observation_of(records.Run.model_validate(rec))
     assert o.achieved_ratio == pytest.approx(0.99) and o.latency_ms == {"p50": 0.1, "p99": 1.5}
     assert o.errors_pct == pytest.approx(100 * 10 / 995) and o.verdict == "client-bound"
