@@ -296,7 +296,7 @@ START_MARK = "orchestrate: wrk exec at "
 
 def at_command(argv: Sequence[str], at: float) -> str:
     """A shell command that starts `argv` at epoch `at` (this host's clock)."""
-    wait = (f"python3 -c 'import sys, time; time.sleep(max(0.0, {at:.3f} - time.time())); "
+    wait = (f"python3 -c 'import sys, time; time.sleep(max(0.0, {at:.6f} - time.time())); "
             f"print(\"{START_MARK}\" + repr(time.time()), file=sys.stderr)'")
     return f"{wait} && exec {join(argv)}"
 
