@@ -58,6 +58,7 @@ class Thresholds:
     littles_law: float = 20.0  # % below C/L that QPS may be and still be "QPS = C/L"
     flat_gain: float = 1.25  # connections at least doubled, QPS up by less: not concurrency
     send_lag_ms: float = 1.0  # open-loop mean send lag that shows the generator fell behind
+    queued_share: float = 1.0  # % of requests that waited for a free connection: lag is that wait
 
     @classmethod
     def from_scenario(cls, sc: Any) -> Thresholds:
@@ -91,7 +92,8 @@ RULES: tuple[Rule, ...] = (
          "QPS x packets/request reaches `ceiling_use` ({ceiling_use:g}%) of an iperf3 packet-rate "
          "ceiling: each client's path against that path's ceiling, and the server's aggregate "
          "against the ceiling measured by all clients at once. A ceiling measured while iperf3 "
-         "itself was CPU-bound is only a lower bound and never gives this verdict; over loopback "
+         "itself was CPU-bound is only a lower bound and never gives this verdict (per "
+         "direction: a CPU-bound reverse test leaves the forward ceiling trusted); over loopback "
          "a saturated CPU explains the number better than the ceiling"),
     Rule("both-saturated", INCONCLUSIVE,
          "the server and the load generator are both saturated by the rules below: give the "
@@ -127,7 +129,10 @@ RULES: tuple[Rule, ...] = (
          "open-loop generator's mean send lag is {send_lag_ms:g} ms or more, or it reports that it "
          "did not sustain its rate (`sustained: false`: achieved below 99% of the target, or send "
          "lag p99 above max(1 ms, 10% of the interval)), while "
-         "the server's CPUs were measured and nothing above saturated"),
+         "the server's CPUs were measured and nothing above saturated. Lag and a missed rate "
+         "are not the generator's when at least {queued_share:g}% of its requests waited for a "
+         "free connection (all busy: the server or the network held them) while its threads "
+         "were measured and below `client_busy`"),
     Rule("concurrency", CONCURRENCY,
          "nothing is saturated and QPS is no more than {littles_law:g}% below C/L (Little's law: "
          "C requests in flight over mean latency L is the most this closed loop can do; a QPS "
@@ -167,6 +172,9 @@ TEMPLATES: dict[str, str] = {
     "client-quota": "load generator on {host} used {share} of the {capacity} CPU its host's quota "
                     "allows {rel} {threshold}",
     "send-lag": "load generator send lag {lag} ms mean >= {threshold} ms: it could not send on schedule",
+    "queued": "{share} of the load generator's requests waited for a free connection (all {conns} "
+              "busy; up to {depth} waiting) while its CPU was below {threshold}: its send lag is "
+              "that wait, set by the server or the network, not by the generator",
     "not-sustained": "load generator did not sustain its rate: {achieved} of {target} requests/s "
                      "({share} of the target) with send lag p99 {lag} ms (its own self-check)",
     "littles-law": "Little's law: {c} requests in flight / {l} ms mean latency = {cap} req/s; "
@@ -360,6 +368,16 @@ def in_flight(run: Run) -> int | None:
     return conns * ((load.pipeline if load else None) or 1) * ((load.clients if load else None) or 1)
 
 
+def _queued(run: Run) -> tuple[float, int] | None:
+    """(% of the window's requests that waited for a free connection, the longest wait queue),
+    from orchestrate-load's counts; None for a generator that does not count them."""
+    d = run.requests_detail or {}
+    requests, queued = d.get("requests"), d.get("queued")
+    if not isinstance(requests, int) or not isinstance(queued, int) or requests <= 0:
+        return None
+    return 100.0 * queued / requests, int(d.get("max_queue") or 0)
+
+
 def littles_law(run: Run) -> dict[str, float] | None:
     """The closed loop's own ceiling: C requests in flight / mean latency L."""
     c = in_flight(run)
@@ -409,8 +427,12 @@ def _ceiling_checks(run: Run, pk: dict[str, Any] | None, server: str, loopback: 
         ppr, source = {"rx": each, "tx": each}, "assumed"
         flags.append(f"packets per request not measured; assumed {th.packets_per_request:g}")
 
-    def why(c: Ceiling) -> str | None:
-        return (c.cpu_bound or "iperf3 CPU-bound") if c.lower_bound else None
+    def why(c: Ceiling, d: str) -> str | None:
+        if not c.lower_bound:
+            return None
+        if c.cpu_bound_rx is None and c.cpu_bound_tx is None:  # recorded before directions were
+            return c.cpu_bound or "iperf3 CPU-bound"
+        return c.cpu_bound_rx if d == "rx" else c.cpu_bound_tx
 
     def cap_of(c: Ceiling, d: str) -> float | None:
         return (c.pps_delivered_reverse if d == "tx" else None) or c.pps_delivered
@@ -431,7 +453,7 @@ def _ceiling_checks(run: Run, pk: dict[str, Any] | None, server: str, loopback: 
                 if cap:
                     checks.append(_Check(f"path {c.host}->{server}",
                                          f"{c.host} {'->' if d == 'rx' else '<-'} server", d, False,
-                                         cq, cq * ppr[d], ppr[d], source, cap, why(p)))
+                                         cq, cq * ppr[d], ppr[d], source, cap, why(p, d)))
     agg = base.aggregate if multi and base else None
     if multi and not agg:
         flags.append("aggregate ceiling not measured (all clients at once): the server's total "
@@ -445,7 +467,7 @@ def _ceiling_checks(run: Run, pk: dict[str, Any] | None, server: str, loopback: 
             rate = pk[f"{d}_pps"] if pk else qps * ppr[d]
             scope = "loopback" if loopback else ("aggregate of all clients" if multi else "path")
             checks.append(_Check(scope, "loopback" if loopback else f"server {d}", d, True,
-                                 qps, rate, ppr[d], source, cap, why(top)))
+                                 qps, rate, ppr[d], source, cap, why(top, d)))
     return checks
 
 
@@ -583,17 +605,28 @@ def analyse_run(run: Run, *, server: str, interface: str | None, loopback: bool,
                           say("client-cpu", cpu=cli["cpu"], host=cli["host"],
                               busy=pct(cli["busy"], th.client_busy), rel=rel(cli["busy"], th.client_busy),
                               threshold=f"{th.client_busy:g}%")))
+    # Requests that waited for a free connection are late because every connection was busy
+    # (the server or the network kept them), not because the generator's CPU fell behind; with
+    # its CPU measured and clear, that lag and a missed rate are not client evidence.
+    queued = _queued(run)
+    cpu_clear = bool(procs or cli) and not any(s for s, _ in client_ev)
+    waited = cpu_clear and queued is not None and queued[0] >= th.queued_share
     sent_late = run.send_lag_ms  # open-loop generators report it; wrk does not
     lag = sent_late.mean if sent_late else None
-    if lag is not None and lag >= th.send_lag_ms:
-        client_ev.append((True, say("send-lag", lag=f"{lag:.2f}", threshold=f"{th.send_lag_ms:g}")))
+    late = lag is not None and lag >= th.send_lag_ms
+    if late:
+        client_ev.append((not waited, say("send-lag", lag=f"{lag:.2f}", threshold=f"{th.send_lag_ms:g}")))
     rate = run.rate
-    if rate and rate.sustained is False and rate.target:
+    unsustained = bool(rate and rate.sustained is False and rate.target)
+    if rate and unsustained and rate.target:
         achieved, target = rate.achieved or 0.0, rate.target
         p99 = sent_late.p99 if sent_late else None
-        client_ev.append((True, say("not-sustained", achieved=f"{achieved:,.0f}", target=f"{target:,.0f}",
-                                    share=f"{achieved / target:.1%}",
-                                    lag=f"{p99:.2f}" if p99 is not None else "n/a")))
+        client_ev.append((not waited, say("not-sustained", achieved=f"{achieved:,.0f}",
+                                          target=f"{target:,.0f}", share=f"{achieved / target:.1%}",
+                                          lag=f"{p99:.2f}" if p99 is not None else "n/a")))
+    if waited and queued and (late or unsustained):
+        client_ev.append((False, say("queued", share=pct(queued[0]), conns=f"{in_flight(run) or '?'}",
+                                     depth=f"{queued[1]:,}", threshold=f"{th.client_busy:g}%")))
     client_measured = bool(client_ev)
     client_saturated = any(s for s, _ in client_ev)
     if cli and cli["busy"] >= th.client_busy and not procs:

@@ -238,7 +238,7 @@ def _path_ceiling(entry: dict[str, Any]) -> dict[str, Any]:
     udp, rev = entry.get("udp") or {}, entry.get("udp_reverse") or {}
     whys = [w for w in (udp.get("cpu_bound"), rev.get("cpu_bound") and f"reverse: {rev['cpu_bound']}") if w]
     out: dict[str, Any] = {"pps_delivered": udp.get("pps_delivered"), "lower_bound": bool(whys),
-                           "cpu_bound": "; ".join(whys) or None}
+                           "cpu_bound": "; ".join(whys) or None, **_directions(udp, rev)}
     if rev:
         out["pps_delivered_reverse"] = rev.get("pps_delivered")
     return out
@@ -258,6 +258,7 @@ def compared(baseline: dict[str, Any]) -> dict[str, Any]:
     if "pps_delivered_reverse" in top:
         out["pps_delivered_reverse"] = top["pps_delivered_reverse"]
     out["lower_bound"], out["cpu_bound"] = top["lower_bound"], top["cpu_bound"]
+    out["cpu_bound_rx"], out["cpu_bound_tx"] = top["cpu_bound_rx"], top["cpu_bound_tx"]
     tcp = baseline[path].get("tcp")
     if tcp:
         out["tcp_bits_per_second"] = tcp["bits_per_second"]
@@ -269,5 +270,11 @@ def compared(baseline: dict[str, Any]) -> dict[str, Any]:
         out["aggregate"] = {"pps_delivered": agg["pps_delivered"],
                             "pps_delivered_reverse": rev.get("pps_delivered"),
                             "clients": agg.get("clients"), "lower_bound": bool(whys),
-                            "cpu_bound": "; ".join(whys) or None}
+                            "cpu_bound": "; ".join(whys) or None, **_directions(agg, rev)}
     return out
+
+
+def _directions(forward: dict[str, Any], reverse: dict[str, Any]) -> dict[str, Any]:
+    """Why each direction, as the server sees it, is only a lower bound: a CPU-bound reverse
+    test leaves the forward ceiling (the server's rx) as trustworthy as it was measured."""
+    return {"cpu_bound_rx": forward.get("cpu_bound"), "cpu_bound_tx": reverse.get("cpu_bound")}

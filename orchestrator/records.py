@@ -214,8 +214,12 @@ class Ceiling(Record):
     pps_sent: float | None = None
     loss_pct: float | None = None
     pps_delivered_reverse: float | None = None
-    lower_bound: bool | None = None
+    lower_bound: bool | None = None  # either direction (the reasons joined in cpu_bound)
     cpu_bound: str | None = None
+    # Per direction, as the server sees it (rx: clients -> server; tx: the reverse test).
+    # Both None with lower_bound set: a record from before directions were kept.
+    cpu_bound_rx: str | None = None
+    cpu_bound_tx: str | None = None
     tcp_bits_per_second: float | None = None
     clients: int | None = None
 

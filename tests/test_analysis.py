@@ -468,9 +468,13 @@ def all_cases() -> list[dict]:
     unsustained = record()
     unsustained["rate"] = {"target": 50_000.0, "achieved": 41_234.0, "sustained": False}
     unsustained["send_lag_ms"] = {"mean": 0.4, "p99": 12.5}
+    waited = record(client=40)
+    waited["rate"] = {"target": 50_000.0, "achieved": 41_234.0, "sustained": False}
+    waited["send_lag_ms"] = {"mean": 3.0, "p99": 12.5}
+    waited["requests_detail"] = {"requests": 100_000, "queued": 30_000, "max_queue": 41}
     over = record(latency_ms=50.0)  # C/L far below QPS: the latency overstates
     below = record(server_core=40, thread_busy=30, client=40, latency_ms=3.0)  # QPS well short of C/L
-    return cases + extra + [hot, lag, proc, quota, roomy, unsustained, over, below]
+    return cases + extra + [hot, lag, proc, quota, roomy, unsustained, waited, over, below]
 
 
 def test_a_generator_at_its_host_quota_is_client_bound_though_its_core_is_mostly_idle():
@@ -546,3 +550,39 @@ def test_an_open_loop_generator_that_could_not_keep_its_rate_is_client_bound():
                                 "(82.5% of the target) with send lag p99 12.50 ms (its own self-check)")
     rec["rate"]["sustained"] = True  # the same figures, judged sustained by the generator: not this rule
     assert verdict(rec).verdict != analysis.CLIENT
+
+
+def test_lag_from_waiting_for_a_busy_connection_is_not_the_generators():
+    # Measured on a lab link capped at 20,000 packets/s: every one of the 32 connections waited
+    # on the link, requests queued for them, and the send lag was that wait, at 40% client CPU.
+    rec = record(server_core=40, thread_busy=30, client=40)
+    rec["rate"] = {"target": 21_000.0, "achieved": 19_971.0, "sustained": False}
+    rec["send_lag_ms"] = {"mean": 1.2, "p99": 70.0}
+    rec["requests_detail"] = {"requests": 42_000, "queued": 21_000, "max_queue": 900}
+    a = verdict(rec)
+    assert a.verdict != analysis.CLIENT, a.evidence
+    assert any(e.startswith("50% of the load generator's requests waited for a free connection (all 64 busy; "
+                            "up to 900 waiting)") for e in a.evidence), a.evidence
+    # the same lag from a generator whose CPU is saturated is the generator's
+    rec["client_cpu"]["cli"]["cpus"]["1"]["busy"] = 97.0
+    assert verdict(rec).verdict == analysis.CLIENT
+    # and without queueing (a timer that woke late), lag stays client evidence
+    rec["client_cpu"]["cli"]["cpus"]["1"]["busy"] = 40.0
+    rec["requests_detail"] = {"requests": 42_000, "queued": 0, "max_queue": 0}
+    assert verdict(rec).verdict == analysis.CLIENT
+
+
+def test_a_cpu_bound_reverse_test_leaves_the_forward_ceiling_trusted():
+    # the server receives at 99% of the forward ceiling; only the reverse iperf3 was CPU-bound
+    rec = record(qps=19_800, rx=19_800, tx=19_800, ceiling=20_000, client=40)
+    rec["baseline"].update(lower_bound=True, cpu_bound="reverse: sender at 121% of a CPU with 0.0% loss",
+                           cpu_bound_rx=None, cpu_bound_tx="sender at 121% of a CPU with 0.0% loss")
+    a = verdict(rec)
+    assert (a.verdict, a.rule) == (analysis.NETWORK, "ceiling"), a.evidence
+    assert "(server rx)" in a.evidence[0]
+    # CPU-bound forward as well: neither direction is trusted
+    rec["baseline"]["cpu_bound_rx"] = "sender at 100% of a CPU with 0.0% loss"
+    assert verdict(rec).verdict != analysis.NETWORK
+    # a record from before directions were kept: lower_bound covers both
+    del rec["baseline"]["cpu_bound_rx"], rec["baseline"]["cpu_bound_tx"]
+    assert verdict(rec).verdict != analysis.NETWORK
