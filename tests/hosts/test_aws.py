@@ -27,7 +27,7 @@ import pytest
 from awskit import DEBIAN, DEBIAN_AMIS, REGION, Fakes, err
 
 from orchestrator.errors import Interrupted, RunFailed, UserError
-from orchestrator.hosts import aws
+from orchestrator.hosts import NoMoreHosts, aws
 from orchestrator.hosts import open_lab as open_any_lab
 from orchestrator.hosts.aws import cleanup as aws_cleanup
 from orchestrator.hosts.aws import ec2 as aws_api
@@ -129,13 +129,13 @@ def _cloud(request, monkeypatch, mode: str):
             yield Cloud(None, fakes)
 
 
-def scenario(endpoint: str | None, **aws_kw: Any) -> Scenario:
+def scenario(endpoint: str | None, client: Any = 1, **aws_kw: Any) -> Scenario:
     cfg = {"region": REGION, "instance_type": {"server": "c6i.2xlarge", "client": "c6i.xlarge"},
            "image": DEBIAN, "expire_after": "3h", "ssh_user": "admin", **aws_kw}
     if endpoint:
         cfg["endpoint_url"] = endpoint
     return Scenario.model_validate({"name": "cross-host",
-                                    "hosts": {"provider": "aws", "roles": {"server": 1, "client": 1},
+                                    "hosts": {"provider": "aws", "roles": {"server": 1, "client": client},
                                               "aws": cfg}})
 
 
@@ -250,6 +250,89 @@ def test_provisions_the_cross_host_topology(cloud, tmp_path):
     ops = cloud.fakes.ops()
     assert ops.index("TerminateInstances") < ops.index("DeletePlacementGroup") < \
         ops.index("DeleteSecurityGroup") < ops.index("DeleteKeyPair")
+
+
+def test_autoscale_launches_more_clients_like_the_first_and_terminates_them(cloud, tmp_path):
+    """Auto-scale: `min` clients at first; the lab's pool launches more of the client type in
+    the same subnet, placement group and security group, tagged like the others, waited for
+    (SSH, host keys); teardown terminates them with the rest. Quota and DryRun cover max."""
+    seam = SshSeam()
+    sc = scenario(cloud.endpoint, client={"min": 1, "max": 3})
+    with open_any_lab(sc, **lab_kw(tmp_path, "r-grow", wait_ssh=seam)) as lab:
+        assert [h.name for h in lab.hosts] == ["server-1", "client-1"] and lab.client_limit == 3
+        first = launches(cloud)
+        assert [(p["InstanceType"], p["MinCount"], p["MaxCount"]) for p in first] == \
+            [("c6i.2xlarge", 1, 1), ("c6i.xlarge", 1, 1)]
+        dry = [p for p in cloud.fakes.params("RunInstances") if p.get("DryRun")]
+        assert [(p["InstanceType"], p["MinCount"]) for p in dry] == [("c6i.2xlarge", 1), ("c6i.xlarge", 3)]
+
+        grown, new = lab.grow(2)
+        assert [h.name for h in new] == ["client-2", "client-3"]
+        assert [h.name for h in grown.clients] == ["client-1", "client-2", "client-3"]
+        assert grown.client_limit == 3 and grown.pool is not None and grown.pool.spare == 0
+        more = launches(cloud)[2:]
+        assert [(p["InstanceType"], p["MinCount"], p["MaxCount"]) for p in more] == [("c6i.xlarge", 2, 2)]
+        same = ("ImageId", "KeyName", "Placement", "InstanceInitiatedShutdownBehavior", "UserData")
+        assert {k: more[0][k] for k in same} == {k: first[1][k] for k in same}
+        assert more[0]["NetworkInterfaces"] == first[1]["NetworkInterfaces"]  # subnet and group
+        assert more[0]["ClientToken"] != first[1]["ClientToken"]
+        mine = [{"Name": f"tag:{aws_api.TAG_RUN}", "Values": ["r-grow"]}]
+        res = cloud.ec2().describe_instances(Filters=mine)
+        inst = {i["InstanceId"]: {t["Key"]: t["Value"] for t in i["Tags"]}
+                for r in res["Reservations"] for i in r["Instances"]}
+        assert len(inst) == 4
+        for h in new:
+            tags = inst[h.vars["instance_id"]]
+            assert tags["Name"] == f"orchestrate-r-grow-{h.name}" and tags["orchestrate:role"] == "client"
+            assert tags[aws_api.TAG_SCENARIO] == "cross-host" and aws_api.TAG_EXPIRES in tags
+            assert h.roles == ("client",) and h.vars["instance_type"] == "c6i.xlarge"
+            assert h.ssh is not None
+            assert f"{h.ssh.host} {HOST_KEY}\n" in Path(h.ssh.known_hosts or "").read_text()
+        assert seam.seen[-1] == [h.ssh.host for h in new if h.ssh]  # waited for, the new ones only
+        with pytest.raises(NoMoreHosts):
+            grown.grow(1)
+    assert cloud.nothing_left()
+    assert cloud.fakes.count["RunInstances"] == len(dry) + 3
+
+
+def test_no_capacity_for_more_clients_keeps_the_lab_and_leaves_nothing(cloud1, tmp_path):
+    cloud1.fakes.fail["RunInstances"] = lambda params, nth: (
+        err("InsufficientInstanceCapacity", "We currently do not have sufficient c6i.xlarge capacity", 500)
+        if params["MinCount"] == 2 and not params.get("DryRun") else None)
+    sc = scenario(cloud1.endpoint, client={"min": 1, "max": 3})
+    with open_any_lab(sc, **lab_kw(tmp_path, "r-full")) as lab:
+        with pytest.raises(NoMoreHosts) as info:
+            lab.grow(2)
+        assert "no room for more c6i.xlarge" in str(info.value)
+        assert "InsufficientInstanceCapacity" in str(info.value)
+        assert len(cloud1.live("r-full")["instances"]) == 2  # the lab as it was
+        (_, new) = lab.grow(1)  # capacity came back: one at a time still works
+        assert [h.name for h in new] == ["client-2"]
+    assert cloud1.nothing_left()
+
+
+def test_ctrl_c_while_more_clients_are_pending_leaves_nothing(cloud1, tmp_path):
+    sc = scenario(cloud1.endpoint, client={"min": 1, "max": 2})
+    first: set[str] = set()
+    polls: list[int] = []
+
+    def interrupt(params, nth):
+        ids = {v for f in params.get("Filters", []) if f["Name"] == "instance-id" for v in f["Values"]}
+        if first and ids and not ids & first:  # waiting for the new client, still pending
+            polls.append(nth)
+            if len(polls) == 2:
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(5)  # KeyboardInterrupt lands here
+        return None
+
+    cloud1.fakes.fail["DescribeInstances"] = interrupt
+    with pytest.raises(KeyboardInterrupt), open_any_lab(sc, **lab_kw(tmp_path, "r-gint")) as lab:
+        first.update(h.vars["instance_id"] for h in lab.hosts)
+        cloud1.fakes.boot_polls = 1000  # the new instance never gets to running
+        lab.grow(1)
+    assert len(polls) >= 2 and cloud1.fakes.count["RunInstances"] == 2 + 2 + 1  # dry runs, launches, one more
+    assert cloud1.nothing_left()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_an_error_inside_the_block_leaves_nothing(cloud, tmp_path):

@@ -10,6 +10,12 @@ DryRun (permissions). Then a run creates, all tagged `orchestrate:run-id`,
     with ssh_address: private, the VPC; all traffic between members)
   cluster placement group (so the network is comparable run to run)
   instances per role (`run_instances` per role: each role has its own instance type)
+With client auto-scale (`hosts.roles.client: {min, max}`) the run launches `min` clients
+and the lab's pool launches more of the client type while the run needs them: same zone,
+subnet, placement group, security group, key and tags, waited for (running, SSH, host
+keys) like the first; teardown terminates them with the rest. Pre-flight checks the quota
+and permissions for `max`, so a run fails before it starts rather than half-way; a zone
+out of capacity for more clients ends the scaling (said in the summary), not the run.
 EC2 as it really behaves: a new group, key or instance can be unknown to the API for a
 while (retried with backoff); a zone out of capacity for a type makes the run tear that
 attempt down and try the next zone; instances are `pending` before `running`.
@@ -39,6 +45,7 @@ nothing here reads, logs or returns them.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import ipaddress
 import logging
 import os
@@ -55,7 +62,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import Interrupted, RunFailed, UserError
-from orchestrator.hosts import Host, Lab
+from orchestrator.hosts import Host, Lab, NoMoreHosts
 from orchestrator.hosts.aws import ec2 as api  # attributes read at call time: tests patch them
 from orchestrator.hosts.aws import preflight
 from orchestrator.hosts.aws.cleanup import Leftover, delete_when_free, remove, scan, terminate
@@ -294,43 +301,137 @@ def provision(scenario: Scenario, *, run_id: str, created: Created, session: Any
                                                                IpPermissions=[ssh_rule, members]),
                   codes=CONSISTENCY, what="authorize ingress")
 
-    described = _launch(ec2, scenario, checked, created, base, tags, sg_id)
-    public = aws.ssh_address == "public"
-    booted: list[Booted] = []
+    # Auto-scale launches `min` clients now (pre-flight checked quota and permissions for max).
+    start = role_counts(scenario, start=True)
+    launch = dataclasses.replace(checked, roles=tuple(dataclasses.replace(r, count=start[r.role])
+                                                      for r in checked.roles))
+    described = _launch(ec2, scenario, launch, created, base, tags, sg_id)
     seen: dict[str, int] = {}
+    booted: list[Booted] = []
     for iid in created.instance_ids:
-        inst = described[iid]
-        role = tags_of(inst).get("orchestrate:role", "")
+        role = tags_of(described[iid]).get("orchestrate:role", "")
         seen[role] = seen.get(role, 0) + 1
-        if public and not inst.get("PublicIpAddress"):
-            raise RunFailed(f"instance {iid} has no public address; use a subnet with internet access, "
-                            "or hosts.aws.ssh_address: private from inside the VPC", phase="provision")
-        booted.append(Booted(f"{role}-{seen[role]}", role, iid, inst["InstanceType"],
-                             inst["PrivateIpAddress"], inst.get("PublicIpAddress", ""),
-                             inst["PublicIpAddress"] if public else inst["PrivateIpAddress"]))
-    for b in booted:
-        with step(f"tag {b.instance_id}"):
-            api.retry(lambda b=b: ec2.create_tags(Resources=[b.instance_id],
-                                                  Tags=[{"Key": "Name", "Value": f"{base}-{b.name}"}]),
-                      codes=CONSISTENCY, what="tag instance")
+        booted.append(_booted(aws, described[iid], f"{role}-{seen[role]}", role))
+    fleet = _Fleet(ec2, scenario, created, base, tags, sg_id, key_file, wait_ssh, host_keys, ssh_timeout)
+    hosts = fleet.ready(booted)
+    scale = scenario.hosts.roles.autoscale
+    if scale is None:
+        return Lab(provider="aws", hosts=hosts, name=base)
+    first = next(described[i] for i in created.instance_ids)  # the zone and group that had room
+    fleet.more(next(r for r in checked.roles if r.role == "client"), first["SubnetId"],
+               created.placement_groups[-1], used=scale.min, limit=scale.max)
+    return Lab(provider="aws", hosts=hosts, name=base, pool=fleet)
 
-    created.doing = "wait for SSH"
-    wait_ssh(booted, ssh_timeout)
-    created.doing = "read the host keys"
-    keys = host_keys(ec2, booted, min(ssh_timeout, HOST_KEY_TIMEOUT_S))
-    known = created.lab_dir / "known_hosts"
-    known.write_text("".join(f"{b.reach} {k}\n" for b in booted for k in keys.get(b.instance_id, [])))
 
-    ssh = scenario.hosts.ssh
-    hosts = tuple(
-        Host(name=b.name, address=b.private_ip, roles=(b.role,), workdir=f"/tmp/orchestrate/{run_id}",
-             ssh=SshTarget(host=b.reach, name=b.name, user=aws.ssh_user, port=22, key_file=str(key_file),
-                           known_hosts=str(known), host_key_checking=ssh.host_key_checking,
-                           connect_timeout=ssh.connect_timeout),
-             interface=None,  # ens5 on Nitro images, but found by address like any host
-             vars={"instance_id": b.instance_id, "instance_type": b.instance_type, "ena": True})
-        for b in booted)
-    return Lab(provider="aws", hosts=hosts, name=base)
+def _booted(aws: Any, inst: dict[str, Any], name: str, role: str) -> Booted:
+    iid, public = inst["InstanceId"], aws.ssh_address == "public"
+    if public and not inst.get("PublicIpAddress"):
+        raise RunFailed(f"instance {iid} has no public address; use a subnet with internet access, "
+                        "or hosts.aws.ssh_address: private from inside the VPC", phase="provision")
+    return Booted(name, role, iid, inst["InstanceType"], inst["PrivateIpAddress"],
+                  inst.get("PublicIpAddress", ""),
+                  inst["PublicIpAddress"] if public else inst["PrivateIpAddress"])
+
+
+@dataclass
+class _Fleet:
+    """This run's instances made into hosts, and (auto-scale) the pool that launches more
+    clients like the first: same subnet, placement group, security group, key, tags."""
+
+    ec2: Any
+    scenario: Scenario
+    created: Created
+    base: str
+    tags: dict[str, str]
+    sg_id: str
+    key_file: Path
+    wait_ssh: WaitSsh
+    host_keys: HostKeys
+    ssh_timeout: float
+    role: preflight.RolePlan | None = None  # the client role (type, image)
+    subnet_id: str = ""
+    group: str = ""  # the placement group the first instances went into
+    used: int = 0  # client instances launched so far
+    limit: int = 0  # the most the scenario lets it launch
+
+    def more(self, role: preflight.RolePlan, subnet_id: str, group: str, *, used: int, limit: int) -> None:
+        self.role, self.subnet_id, self.group, self.used, self.limit = role, subnet_id, group, used, limit
+
+    @property
+    def spare(self) -> int:
+        return self.limit - self.used
+
+    def add(self, count: int) -> tuple[Host, ...]:
+        assert self.role is not None
+        r, created = dataclasses.replace(self.role, count=count), self.created
+        created.doing = f"launch {count} more client(s)"
+        kw = _run_args(config(self.scenario), r, created, self.group, self.subnet_id, self.sg_id, self.tags,
+                       self.base, token=f"orch-{uuid.uuid4().hex[:16]}-more-{self.used}")
+        with step(f"launch {count} more client(s) ({r.instance_type} in {self.subnet_id})"):
+            try:
+                resp = api.retry(lambda: self.ec2.run_instances(**kw), codes=CONSISTENCY,
+                                 what="launch client")
+            except Exception as exc:
+                if code_of(exc) in CAPACITY:
+                    raise NoMoreHosts(f"aws has no room for more {r.instance_type} in the run's placement "
+                                      f"group now: {error_text(exc)}", phase="add client hosts") from None
+                raise
+        ids = [i["InstanceId"] for i in resp["Instances"]]
+        created.instance_ids += ids  # from here on teardown terminates them with the rest
+        log.info("aws: %d more client(s): %s", count, ", ".join(ids))
+        created.doing = "wait for the new instances to run"
+        try:
+            described = _wait_running(self.ec2, ids)
+        except _NoCapacity as exc:
+            with shielded():
+                terminate(self.ec2, ids)  # not worth keeping until teardown; it looks again then
+            raise NoMoreHosts(f"aws: {exc}", phase="add client hosts") from None
+        booted = [_booted(config(self.scenario), described[iid], f"client-{self.used + i}", "client")
+                  for i, iid in enumerate(ids, 1)]
+        hosts = self.ready(booted)
+        self.used += count
+        return hosts
+
+    def ready(self, booted: list[Booted]) -> tuple[Host, ...]:
+        """Named, reachable over SSH, host keys known: the instances as the lab's hosts."""
+        aws, ec2, created = config(self.scenario), self.ec2, self.created
+        for b in booted:
+            name = [{"Key": "Name", "Value": f"{self.base}-{b.name}"}]
+            with step(f"tag {b.instance_id}"):
+                api.retry(lambda b=b, name=name: ec2.create_tags(Resources=[b.instance_id], Tags=name),
+                          codes=CONSISTENCY, what="tag instance")
+        created.doing = "wait for SSH"
+        self.wait_ssh(booted, self.ssh_timeout)
+        created.doing = "read the host keys"
+        keys = self.host_keys(ec2, booted, min(self.ssh_timeout, HOST_KEY_TIMEOUT_S))
+        known = created.lab_dir / "known_hosts"
+        with known.open("a") as f:
+            f.write("".join(f"{b.reach} {k}\n" for b in booted for k in keys.get(b.instance_id, [])))
+        ssh, workdir = self.scenario.hosts.ssh, f"/tmp/orchestrate/{created.run_id}"
+        return tuple(
+            Host(name=b.name, address=b.private_ip, roles=(b.role,), workdir=workdir,
+                 ssh=SshTarget(host=b.reach, name=b.name, user=aws.ssh_user, port=22,
+                               key_file=str(self.key_file), known_hosts=str(known),
+                               host_key_checking=ssh.host_key_checking, connect_timeout=ssh.connect_timeout),
+                 interface=None,  # ens5 on Nitro images, but found by address like any host
+                 vars={"instance_id": b.instance_id, "instance_type": b.instance_type, "ena": True})
+            for b in booted)
+
+
+def _run_args(aws: Any, r: preflight.RolePlan, created: Created, group: str, subnet_id: str, sg_id: str,
+              tags: dict[str, str], base: str, *, token: str) -> dict[str, Any]:
+    """run_instances' arguments for `r.count` instances of a role (tagged with it)."""
+    nic: dict[str, Any] = {"DeviceIndex": 0, "Groups": [sg_id], "DeleteOnTermination": True,
+                           "SubnetId": subnet_id}
+    if aws.ssh_address == "public":
+        nic["AssociatePublicIpAddress"] = True
+    role_tags = {**tags, "Name": f"{base}-{r.role}", "orchestrate:role": r.role}
+    return dict(ImageId=r.image, InstanceType=r.instance_type, MinCount=r.count, MaxCount=r.count,
+                KeyName=created.key_name, Placement={"GroupName": group}, NetworkInterfaces=[nic],
+                InstanceInitiatedShutdownBehavior="terminate", UserData=_user_data(aws.expire_after),
+                MetadataOptions={"HttpTokens": "required"},
+                TagSpecifications=tag_spec("instance", role_tags) + tag_spec("volume", role_tags),
+                ClientToken=token)
 
 
 def _launch(ec2: Any, scenario: Scenario, checked: preflight.Checked, created: Created, base: str,
@@ -341,9 +442,6 @@ def _launch(ec2: Any, scenario: Scenario, checked: preflight.Checked, created: C
     """
     aws = config(scenario)
     nonce = uuid.uuid4().hex[:16]  # idempotency for botocore's own retries, fresh for every lab
-    nic: dict[str, Any] = {"DeviceIndex": 0, "Groups": [sg_id], "DeleteOnTermination": True}
-    if aws.ssh_address == "public":
-        nic["AssociatePublicIpAddress"] = True
     tried: list[str] = []
     for attempt, subnet in enumerate(checked.subnets, 1):
         group = base if attempt == 1 else f"{base}-{attempt}"
@@ -355,15 +453,8 @@ def _launch(ec2: Any, scenario: Scenario, checked: preflight.Checked, created: C
         here: list[str] = []
         try:
             for r in checked.roles:
-                role_tags = {**tags, "Name": f"{base}-{r.role}", "orchestrate:role": r.role}
-                kw = dict(ImageId=r.image, InstanceType=r.instance_type, MinCount=r.count, MaxCount=r.count,
-                          KeyName=created.key_name, Placement={"GroupName": group},
-                          NetworkInterfaces=[{**nic, "SubnetId": subnet.id}],
-                          InstanceInitiatedShutdownBehavior="terminate",
-                          UserData=_user_data(aws.expire_after),
-                          MetadataOptions={"HttpTokens": "required"},
-                          TagSpecifications=tag_spec("instance", role_tags) + tag_spec("volume", role_tags),
-                          ClientToken=f"orch-{nonce}-{attempt}-{r.role}")
+                kw = _run_args(aws, r, created, group, subnet.id, sg_id, tags, base,
+                               token=f"orch-{nonce}-{attempt}-{r.role}")
                 with step(f"launch {r.role} ({r.count} x {r.instance_type} in {subnet.zone})"):
                     try:
                         resp = api.retry(lambda kw=kw: ec2.run_instances(**kw), codes=CONSISTENCY,

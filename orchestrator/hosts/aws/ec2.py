@@ -54,8 +54,12 @@ def instance_type(aws: Aws, role: str) -> str:
     return aws.instance_type.get(role) or Aws().instance_type[role]  # type: ignore[call-overload,index]
 
 
-def role_counts(scenario: Scenario) -> dict[str, int]:
-    return {"server": scenario.hosts.roles.server, "client": scenario.hosts.roles.clients}
+def role_counts(scenario: Scenario, *, start: bool = False) -> dict[str, int]:
+    """Instances per role: the most a run holds (auto-scale's max), or with `start` those it
+    launches first (auto-scale's min)."""
+    roles = scenario.hosts.roles
+    clients = roles.autoscale.min if start and roles.autoscale else roles.clients
+    return {"server": roles.server, "client": clients}
 
 
 def make_session(region: str | None, profile: str | None = None) -> Any:
