@@ -177,11 +177,11 @@ TEMPLATES: dict[str, str] = {
               "that wait, set by the server or the network, not by the generator",
     "not-sustained": "load generator did not sustain its rate: {achieved} of {target} requests/s "
                      "({share} of the target) with send lag p99 {lag} ms (its own self-check)",
-    "littles-law": "Little's law: {c} requests in flight / {l} ms mean latency = {cap} req/s; "
+    "littles-law": "Little's law: {c} requests in flight / {l} ms mean {what} = {cap} req/s; "
                    "QPS {qps} is {diff} {rel} {threshold} below it",
-    "littles-law-over": "Little's law: {c} requests in flight / {l} ms mean latency = {cap} req/s, "
+    "littles-law-over": "Little's law: {c} requests in flight / {l} ms mean {what} = {cap} req/s, "
                         "but QPS {qps} is {over} above it: a closed loop cannot exceed C/L, so the "
-                        "mean latency overstates (C / QPS = {implied} ms)",
+                        "mean {what} overstates (C / QPS = {implied} ms)",
     "serialised": "connections {c1} -> {c2} (x{cx}) but QPS {q1} -> {q2} (x{qx}, < x{threshold}) "
                   "while mean latency grew {l1} -> {l2} ms: requests queue on the server",
     "scales": "connections {c1} -> {c2} (x{cx}) raised QPS {q1} -> {q2} (x{qx}, >= x{threshold})",
@@ -379,15 +379,18 @@ def _queued(run: Run) -> tuple[float, int] | None:
 
 
 def littles_law(run: Run) -> dict[str, float] | None:
-    """The closed loop's own ceiling: C requests in flight / mean latency L."""
+    """The loop's own ceiling: C requests in flight / mean latency L. In open loop the latency
+    runs from the intended send, queue wait included; what a connection holds is the service
+    time (actual send to response), so that is L there (`open_loop` says which)."""
     c = in_flight(run)
-    mean_ms = run.latency_ms.mean
+    open_loop = bool(run.rate and run.rate.target and run.service_time_ms)
+    mean_ms = (run.service_time_ms.mean if open_loop and run.service_time_ms else run.latency_ms.mean)
     qps = run.qps
     if not c or not mean_ms or mean_ms <= 0 or not qps:
         return None
     cap = c / (mean_ms / 1000.0)
     # below: how far short of the loop's own ceiling QPS is (0 when at or above it)
-    return {"in_flight": c, "latency_ms": mean_ms, "qps_cap": cap,
+    return {"in_flight": c, "latency_ms": mean_ms, "qps_cap": cap, "open_loop": float(open_loop),
             "below_pct": max(0.0, 100.0 * (cap - qps) / cap), "over_pct": max(0.0, 100.0 * (qps - cap) / cap)}
 
 
@@ -654,7 +657,7 @@ def analyse_run(run: Run, *, server: str, interface: str | None, loopback: bool,
     client_lines = [t for _, t in client_ev]
     ll = littles_law(run)
     if ll and ll["over_pct"] >= th.littles_law:
-        flags.append(f"mean latency {ll['latency_ms']:.3f} ms is inconsistent with QPS: Little's law "
+        flags.append(f"mean {_ll_what(ll)} {ll['latency_ms']:.3f} ms is inconsistent with QPS: Little's law "
                      f"gives C / QPS = {ll['in_flight'] / qps * 1000:.3f} ms (a latency figure to distrust)")
     rule: str
     # --- the rules, in RULES order ------------------------------------------------------------
@@ -732,15 +735,20 @@ def analyse_run(run: Run, *, server: str, interface: str | None, loopback: bool,
         server_cpu_split_pct=CpuSplit(**{k: round(v, 2) for k, v in srv["split"].items()})
         if "split" in srv else None,
         client_busy_pct=round(cli["busy"], 2) if cli else None,
-        littles_law=LittlesLaw(**{k: round(v, 3) for k, v in ll.items()}) if ll else None,
+        littles_law=LittlesLaw(**{k: round(v, 3) for k, v in ll.items() if k != "open_loop"},
+                               open_loop=bool(ll["open_loop"])) if ll else None,
         cpu_us_per_request=cost,
         switches=Switches(voluntary_s=vol, involuntary_s=invol),
         balance=balance(run),
     )
 
 
+def _ll_what(ll: dict[str, float]) -> str:
+    return "service time" if ll.get("open_loop") else "latency"
+
+
 def _littles_text(ll: dict[str, float], qps: float, th: Thresholds) -> str:
-    common = {"c": f"{int(ll['in_flight']):,}", "l": f"{ll['latency_ms']:.3f}",
+    common = {"c": f"{int(ll['in_flight']):,}", "l": f"{ll['latency_ms']:.3f}", "what": _ll_what(ll),
               "cap": f"{ll['qps_cap']:,.0f}", "qps": f"{qps:,.0f}"}
     if ll["over_pct"] >= th.near:
         return say("littles-law-over", **common, over=pct(ll["over_pct"]),

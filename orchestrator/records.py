@@ -281,6 +281,7 @@ class LittlesLaw(Record):
     qps_cap: float | None = None
     below_pct: float | None = None
     over_pct: float | None = None
+    open_loop: bool | None = None  # latency_ms is then the mean service time
 
 
 class Balance(Record):

@@ -3,6 +3,7 @@ ENA allowance counters, and perf flame graphs."""
 
 from __future__ import annotations
 
+import time
 from typing import Any, NamedTuple
 
 from orchestrator import remote, tools
@@ -18,9 +19,12 @@ class Collector(NamedTuple):
     proc: remote.Process  # proc.name labels its output: "pidstat", "pidstat-load", ...
     host: Host
     tool: str  # the adapter that parses it
+    started: float | None = None  # when it was spawned (this machine's clock): its 1 s phase
 
 
 LOAD_PIDSTAT = "pidstat-load"  # pidstat on the load generator's own threads
+COLLECTOR_STARTUP_S = 0.005  # spawn to a collector's first reading (fork, exec, sadc)
+PHASE_SLACK_S = 0.1  # how far an interval may stray outside the window (spawn timing, drift)
 
 
 def start(ctx: Context, spec: RunSpec, server_pids: list[int]) -> list[Collector]:
@@ -50,9 +54,10 @@ def watch_load(ctx: Context, spec: RunSpec, generators: dict[str, int]) -> list[
 
 
 def _spawn(ctx: Context, spec: RunSpec, h: Host, label: str, tool: str, argv: list[str]) -> Collector:
+    sent = time.time()
     proc = ctx.table.spawn(h.name, label, tools.base.join(argv), cpus=ctx.collector_cpus(h),
                            workdir=f"{h.workdir}/{spec.run_id}", env=tools.get(tool).ENV)
-    return Collector(proc, h, tool)
+    return Collector(proc, h, tool, (sent + time.time()) / 2)
 
 
 def cpu_reading(ctx: Context, collectors: list[Collector]) -> dict[str, remote.CpuTimes]:
@@ -109,11 +114,7 @@ def summarize(ctx: Context, collectors: list[Collector],
               raw: dict[tuple[str, str], str], start: float, end: float) -> dict[str, Any]:
     """Each collector's output averaged over the load window: {label: {host: summary}}."""
     # start..end is the load itself: the common start plus wrk's own duration (not
-    # when we noticed wrk had ended). Collector timestamps mark the END of each 1 s
-    # interval, on the host's clock, truncated to whole seconds (the true end is up
-    # to 1 s later): keep the intervals that lie wholly inside the load, or, for a
-    # load too short to have any, the ones mostly inside.
-    windows = ((start + 1.0, end - 1.0), (start + 0.5, end + 0.5))
+    # when we noticed wrk had ended).
 
     telemetry: dict[str, Any] = {}
     for c in collectors:
@@ -124,7 +125,7 @@ def summarize(ctx: Context, collectors: list[Collector],
         off = ctx.facts.get(h.name, {}).get("clock_offset_s", 0.0)
         try:
             samples = mod.parse(raw.get((h.name, name), ""))
-            for lo, hi in windows:
+            for lo, hi in stamp_windows(c.started, start, end, off):
                 summary = plain(mod.summarize(samples, lo + off, hi + off))
                 if not empty(summary):
                     break
@@ -133,6 +134,21 @@ def summarize(ctx: Context, collectors: list[Collector],
             continue
         telemetry.setdefault(name, {})[h.name] = summary
     return telemetry
+
+
+def stamp_windows(started: float | None, start: float, end: float,
+                  off: float) -> list[tuple[float, float]]:
+    """Ranges of a collector's timestamps to average over the load start..end (this machine's
+    clock), best first. Timestamps mark the END of each 1 s interval, on the host's clock
+    (`off` ahead of ours), truncated to whole seconds. Keep the intervals wholly inside the
+    load: exactly, from the collector's phase (its intervals end a whole number of seconds
+    after it started); without one, those inside whatever the true end; for a load too
+    short to hold any, the ones mostly inside."""
+    out = [(start + 1.0, end - 1.0), (start + 0.5, end + 0.5)]
+    if started is not None:
+        phase = (started + off + COLLECTOR_STARTUP_S) % 1.0
+        out.insert(0, (start - phase + 1.0 - PHASE_SLACK_S, end - phase + PHASE_SLACK_S))
+    return out
 
 
 def empty(summary: Any) -> bool:

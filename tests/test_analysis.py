@@ -404,8 +404,9 @@ def contradictions(a: Analysis) -> list[str]:
                       + r"%, other " + NUM + r"%\)", e)
         if m and abs(sum(map(f, m.groups()[1:])) - f(m[1])) > 2.0:
             bad.append(e)
-        m = re.search(r"in flight / " + NUM + r" ms mean latency = " + NUM + r" req/s[;,] (?:but )?QPS "
-                      + NUM + r" is " + NUM + "% (>= [\\d.]+% below|< [\\d.]+% below|above)", e)
+        m = re.search(r"in flight / " + NUM + r" ms mean (?:latency|service time) = " + NUM
+                      + r" req/s[;,] (?:but )?QPS " + NUM + r" is " + NUM
+                      + "% (>= [\\d.]+% below|< [\\d.]+% below|above)", e)
         if m:
             lat, cap, q, diff = map(f, m.groups()[:4])
             c = int(re.search(r"Little's law: " + NUM, e)[1].replace(",", ""))
@@ -586,3 +587,21 @@ def test_a_cpu_bound_reverse_test_leaves_the_forward_ceiling_trusted():
     # a record from before directions were kept: lower_bound covers both
     del rec["baseline"]["cpu_bound_rx"], rec["baseline"]["cpu_bound_tx"]
     assert verdict(rec).verdict != analysis.NETWORK
+
+
+def test_open_loop_littles_law_holds_the_connections_to_their_service_time():
+    # 32 connections kept busy 1.6 ms each carry 20,000 req/s; the corrected latency (400 ms,
+    # queue wait included) says nothing of what a connection holds
+    rec = record(qps=20_000, rx=20_000, tx=20_000, ceiling=1e6, server_core=40, thread_busy=30,
+                 client=40, connections=32, latency_ms=400.0)
+    rec["rate"] = {"target": 32_000.0, "achieved": 20_000.0, "sustained": False}
+    rec["service_time_ms"] = {"mean": 1.6, "p99": 3.0}
+    rec["send_lag_ms"] = {"mean": 390.0, "p99": 800.0}
+    rec["requests_detail"] = {"requests": 64_000, "queued": 60_000, "max_queue": 12_000}
+    a = verdict(rec)
+    assert (a.verdict, a.rule) == (analysis.CONCURRENCY, "concurrency"), a.evidence
+    assert a.evidence[0].startswith("Little's law: 32 requests in flight / 1.600 ms mean service time = "
+                                    "20,000 req/s"), a.evidence
+    assert a.littles_law.open_loop is True
+    rec["service_time_ms"]["mean"] = 0.5  # C/S = 64,000 req/s: connections idle most of the time
+    assert verdict(rec).verdict != analysis.CONCURRENCY

@@ -29,3 +29,23 @@ def test_a_failed_flame_graph_is_reported_and_the_measurement_kept(tmp_path, run
     run = json.loads((folder / "summary.json").read_text())["runs"][0]
     assert run["qps"] > 0 and run["perf"]["error"].startswith("perf: ")
     assert f"no flame graph: {run['perf']['error']}" in (folder / "report.md").read_text()
+
+
+def test_collector_intervals_are_kept_only_when_wholly_inside_the_load():
+    from orchestrator.telemetry import stamp_windows
+
+    def kept(started, start, end, off=0.0):
+        lo, hi = stamp_windows(started, start, end, off)[0]
+        # a collector started at `started` prints whole-second stamps of each interval's end
+        return [s for s in range(int(start) - 3, int(end + off) + 4) if lo + off <= s <= hi + off]
+
+    # started at .300: intervals end at .305 (the collector's start-up). A 2 s load from
+    # 105.305 holds two whole intervals, stamped 106 and 107 (their ends truncated)
+    assert kept(100.3, 105.305, 107.305) == [106, 107]
+    # the same load 0.5 s later holds one whole interval: (106.305, 107.305], stamped 107;
+    # the old rule ("mostly inside") also took 108's, half of it after the load
+    assert kept(100.3, 105.805, 107.805) == [107]
+    # a host clock 2.25 s ahead of ours: stamps on its clock, the same intervals
+    assert kept(100.3, 105.305, 107.305, off=2.25) == [108, 109]
+    # no phase known: the rule that holds whatever the true end is comes first
+    assert stamp_windows(None, 105.3, 107.3, 0.0)[0] == (106.3, 106.3)
