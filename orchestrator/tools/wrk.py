@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -292,13 +293,16 @@ def _from_text(text: str) -> WrkResult:
 # wrk cannot start at an instant by itself: a sleeper waits, notes the time and becomes wrk
 # (exec keeps its pid). The note is the nearest we get to when its first request left.
 START_MARK = "orchestrate: wrk exec at "
+# The sleeper execs wrk itself: no interpreter shutdown and no shell waking between the note
+# and wrk, so sleepers sharing a CPU (lab hosts) note and start within a fraction of a ms.
+_SLEEPER = ("import os, sys, time; time.sleep(max(0.0, {at:.6f} - time.time())); "
+            "os.write(2, ('{mark}' + repr(time.time()) + '\\n').encode()); "
+            "os.execvp(sys.argv[1], sys.argv[1:])")
 
 
 def at_command(argv: Sequence[str], at: float) -> str:
     """A shell command that starts `argv` at epoch `at` (this host's clock)."""
-    wait = (f"python3 -c 'import sys, time; time.sleep(max(0.0, {at:.6f} - time.time())); "
-            f"print(\"{START_MARK}\" + repr(time.time()), file=sys.stderr)'")
-    return f"{wait} && exec {join(argv)}"
+    return f"exec python3 -c {shlex.quote(_SLEEPER.format(at=at, mark=START_MARK))} {join(argv)}"
 
 
 def started_at(stderr: str) -> float | None:
