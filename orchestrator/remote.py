@@ -8,13 +8,16 @@ here on top of `run`, so local and remote hosts behave identically.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
+import posixpath
 import secrets
 import select
 import shlex
 import signal as _signal
 import socket
 import subprocess
+import tarfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -56,6 +59,8 @@ class Transport(Protocol):
     def put_text(self, text: str, path: str, mode: int = 0o644) -> None: ...
 
     def get(self, remote: str, local: Path) -> None: ...
+
+    def get_many(self, files: Sequence[tuple[str, Path]]) -> list[str]: ...
 
     def close(self) -> None: ...
 
@@ -111,8 +116,22 @@ class LocalTransport:
         if Path(remote).resolve() != local.resolve():
             local.write_bytes(Path(remote).read_bytes())
 
+    def get_many(self, files: Sequence[tuple[str, Path]]) -> list[str]:
+        """Each (remote, local) file copied; returns the remote paths that are not there."""
+        return _get_each(self, files)
+
     def close(self) -> None:
         pass
+
+
+def _get_each(t: Transport, files: Sequence[tuple[str, Path]]) -> list[str]:
+    missing = []
+    for remote, local in files:
+        try:
+            t.get(remote, local)
+        except FileNotFoundError:
+            missing.append(remote)
+    return missing
 
 
 @dataclass(frozen=True)
@@ -155,13 +174,15 @@ class _Shell:
         chan = self.chan
         chan.sendall(line.encode())
         out, err = bytearray(), bytearray()
+        seen = 0  # out[:seen] holds no end mark: a large output (a fetch) is searched once
         deadline = time.monotonic() + timeout
         while True:
             while chan.recv_ready():
                 out += chan.recv(65536)
             while chan.recv_stderr_ready():
                 err += chan.recv_stderr(65536)
-            at = out.rfind(end_out)
+            at = out.rfind(end_out, seen)
+            seen = max(seen, len(out) - len(end_out) - 24) if at < 0 else seen
             if at >= 0 and out.endswith(b"\n") and err.endswith(end_err):
                 return int(out[at + len(end_out):-1]), bytes(out[:at]), bytes(err[:-len(end_err)])
             if chan.exit_status_ready() or chan.eof_received:
@@ -200,6 +221,11 @@ class SshTransport:
         self._open = 0
         self._pool = threading.Condition()
         self._client = self._connect()
+        # Start the first control shell now: its login shell reads its start-up files on the
+        # host while the other hosts connect, not when the first step needs it. (If it cannot
+        # open, the first command opens one and says why.)
+        with contextlib.suppress(*self._lost):
+            self._give_back(self._take_shell(target.connect_timeout))
 
     def _connect(self):  # type: ignore[no-untyped-def]
         import paramiko
@@ -286,6 +312,12 @@ class SshTransport:
 
     def run(self, cmd: str, *, timeout: float = 60.0, check: bool = True,
             env: dict[str, str] | None = None) -> Completed:
+        rc, out, err = self._run_bytes(_with_env(cmd, env), timeout, cmd)
+        return _check(self.name, Completed(cmd, rc, out.decode(errors="replace"),
+                                           err.decode(errors="replace")), check)
+
+    def _run_bytes(self, line: str, timeout: float, cmd: str) -> tuple[int, bytes, bytes]:
+        """`line` on a control shell: (exit status, stdout, stderr) as bytes; `cmd` names it."""
         self._ensure_connected()
         # paramiko waits for the reply to a session or exec request without a limit: on a cut
         # link that is forever. Past the deadline, closing the connection ends that wait.
@@ -297,7 +329,7 @@ class SshTransport:
         shell = None
         try:
             shell = self._take_shell(timeout)
-            rc, out, err = shell.run(_with_env(cmd, env), timeout)
+            rc, out, err = shell.run(line, timeout)
             self._give_back(shell)
         except _Timeout as exc:
             self._drop(shell)  # the command may still run: this shell is no longer ours
@@ -319,8 +351,7 @@ class SshTransport:
             raise
         finally:
             watchdog.cancel()
-        return _check(self.name, Completed(cmd, rc, out.decode(errors="replace"),
-                                           err.decode(errors="replace")), check)
+        return rc, out, err
 
     def _sftp_client(self):  # type: ignore[no-untyped-def]
         self._ensure_connected()
@@ -329,8 +360,18 @@ class SshTransport:
             self._sftp.get_channel().settimeout(60.0)  # a transfer on a cut link ends, too
         return self._sftp
 
+    SHELL_ARG_MAX = 100_000  # a command on the control shell is one argument of `sh -c`
+
     def put_text(self, text: str, path: str, mode: int = 0o644) -> None:
-        self.run(f"mkdir -p {shlex.quote(str(Path(path).parent))}")
+        folder, where = shlex.quote(str(Path(path).parent)), shlex.quote(path)
+        # One round trip on the control shell. SFTP is a session more, and on a stock sshd
+        # (sftp-server, not internal-sftp) another start of the login shell: ~0.1-0.2 s of
+        # the host's CPU with a heavy ~/.bashrc. SFTP only for what a command cannot carry.
+        cmd = f"mkdir -p {folder} && printf %s {shlex.quote(text)} > {where} && chmod {mode:o} {where}"
+        if "\0" not in text and len(shlex.quote(cmd)) <= self.SHELL_ARG_MAX:
+            self.run(cmd)
+            return
+        self.run(f"mkdir -p {folder}")
         sftp = self._sftp_client()
         with sftp.open(path, "w") as f:
             f.write(text)
@@ -345,6 +386,38 @@ class SshTransport:
             raise  # as LocalTransport does: the host answered, the file is not there
         except OSError as exc:
             raise RemoteError(f"cannot fetch {remote}: {exc}", host=self.name) from None
+
+    def get_many(self, files: Sequence[tuple[str, Path]]) -> list[str]:
+        """Each (remote, local) file copied, all in one round trip: a tar stream on the control
+        shell, not one SFTP request (or several) per file. Returns the remote paths that are not
+        there. A host without tar, or paths that are not absolute, go file by file over SFTP."""
+        if not files:
+            return []
+        if not all(r.startswith("/") for r, _ in files):
+            return _get_each(self, files)
+        wanted = {posixpath.normpath(r).lstrip("/"): (r, local) for r, local in files}
+        names = " ".join(shlex.quote(n) for n in wanted)
+        script = (f"cd / && for f in {names}; do if [ -f \"$f\" ] && [ -r \"$f\" ]; then "
+                  "set -- \"$@\" \"$f\"; fi; done; [ $# -eq 0 ] || exec tar -cf - \"$@\"")
+        rc, out, _err = self._run_bytes(script, 120.0, f"tar -cf - ({len(files)} files)")
+        got: set[str] = set()
+        try:
+            with tarfile.open(fileobj=io.BytesIO(out), mode="r:") as tar:
+                for member in tar:
+                    name = posixpath.normpath(member.name)
+                    data = tar.extractfile(member) if member.isfile() and name in wanted else None
+                    if data is None:
+                        continue
+                    local = wanted[name][1]
+                    local.parent.mkdir(parents=True, exist_ok=True)
+                    local.write_bytes(data.read())
+                    got.add(name)
+        except tarfile.TarError:
+            if out:  # a stream we cannot read: fetch one by one rather than lose outputs
+                return _get_each(self, files)
+        if rc not in (0, 1) and not got:  # 1: GNU tar's "a file changed as we read it"
+            return _get_each(self, files)  # e.g. no tar on the host (127)
+        return [r for name, (r, _) in wanted.items() if name not in got]
 
     def close(self) -> None:
         with self._pool:
@@ -456,6 +529,15 @@ class Logged:
         with self._record("get", remote):
             self.inner.get(remote, local)
 
+    def get_many(self, files: Sequence[tuple[str, Path]]) -> list[str]:
+        start = time.time()
+        try:
+            return self.inner.get_many(files)
+        finally:  # one record per file, all with the one transfer's times
+            end = time.time()
+            for remote, _ in files:
+                self.log.add(CommandRecord(self.name, start, end, "get", remote))
+
     def close(self) -> None:
         self.inner.close()
 
@@ -499,50 +581,87 @@ def spawn(t: Transport, name: str, cmd: str, *, workdir: str, cpus: list[int] | 
     return Process(t.name, name, pid, out, err)
 
 
+# `live G...` sets $L to those of the process groups G with a live (not zombie) member. A
+# group whose leader (pid G) is alive needs no scan: its /proc stat line, read by the shell
+# itself, says so (state, and that it still leads group G, not a reused pid). Only the other
+# groups cost a `ps` (a leader may exit while its children run on). Waiting on the host in
+# 50 ms steps ends a wait within 50 ms of the exit and costs one round trip, not one a poll.
+_LIVE_SH = r"""live() {
+  L= p= q=
+  for g; do
+    s=; read -r s 2>/dev/null </proc/$g/stat; s=${s##*) }; r=${s#* }; r=${r#* }
+    case ${s%% *} in ''|Z|X) p=$p,$g ;; *) if [ "${r%% *}" = "$g" ]; then L="$L $g"; else p=$p,$g; fi ;; esac
+  done
+  [ -z "$p" ] || q=$(ps -o pgid=,stat= -g ${p#,} 2>/dev/null | awk '$2 !~ /^Z/ {print $1}' |
+    sort -u | tr '\n' ' ')
+  [ -z "$q" ] || L="$L $q"
+}
+until_gone() {  # up to N steps of 50 ms, the first five of 10 ms (a signalled process ends fast)
+  i=0; live "$@"
+  while [ -n "$L" ] && [ $i -lt $N ]; do
+    if [ $i -lt 5 ]; then sleep 0.01 2>/dev/null || sleep 1; else sleep 0.05 2>/dev/null || sleep 1; fi
+    i=$((i+1)); live $L
+  done
+}
+"""
+_STEP_S = 0.05
+
+
+def _steps(wait_s: float) -> int:
+    """until_gone's N for waiting about `wait_s` (its first five steps are 10 ms each)."""
+    return round(wait_s / _STEP_S) + 4 if wait_s > 0 else 0
+
+
+def _groups(line: str) -> set[int]:
+    return {int(g) for g in line.split() if g.isdigit()}
+
+
+def _wait_gone(t: Transport, pgids: list[int], wait_s: float) -> set[int]:
+    """The groups among `pgids` still alive after waiting up to `wait_s` on the host for all
+    of them to end (0: just look). One round trip."""
+    if not pgids:
+        return set()
+    groups = " ".join(map(str, pgids))
+    script = (f"# which of the groups {groups} are alive (after waiting up to {wait_s:g} s)\n"
+              f"{_LIVE_SH}N={_steps(wait_s)}; until_gone {groups}; echo \"left:$L\"")
+    done = t.run(script, timeout=wait_s + 15, check=False)
+    _, found, left = done.stdout.rpartition("left:")
+    if not found:
+        raise RemoteError(f"cannot check processes: {done.stderr.strip() or 'no output'}", host=t.name)
+    return _groups(left)
+
+
 def alive(t: Transport, proc: Process) -> bool:
     """True while any process of the group is alive (zombies excluded)."""
-    done = t.run(f"ps -o stat= -g {proc.pid} 2>/dev/null | grep -v '^Z' | grep -c . || true",
-                 timeout=15, check=False)
-    try:
-        return int(done.stdout.strip() or 0) > 0
-    except ValueError:
-        return False
+    return bool(_wait_gone(t, [proc.pid], 0))
 
 
 def alive_many(t: Transport, procs: list[Process]) -> set[int]:
     """The pids (process groups) among `procs` with any live member: one round trip."""
-    if not procs:
-        return set()
-    groups = ",".join(str(p.pid) for p in procs)
-    done = t.run(f"ps -o pgid=,stat= -g {groups} 2>/dev/null | grep -v ' Z' || true",
-                 timeout=15, check=False)
-    return {int(line.split()[0]) for line in done.stdout.splitlines() if line.strip()}
+    return _wait_gone(t, [p.pid for p in procs], 0)
 
 
 def stop_many(t: Transport, procs: list[Process], *, sig: str = "TERM",
               grace: float = 10.0) -> dict[int, bool]:
-    """Signal every group at once, wait up to `grace` s, SIGKILL what is left.
+    """Signal every group at once, wait up to `grace` s, SIGKILL what is left (and wait up to
+    5 s more). Returns pid -> True if it ended on the first signal.
 
-    Returns pid -> True if it ended on the first signal. One host, few round trips:
-    over SSH each command costs a session and a shell start.
+    One round trip for one host: the signals and the waits happen there.
     """
     if not procs:
         return {}
-    kill = "; ".join(f"kill -s {{sig}} -- -{p.pid} 2>/dev/null || kill -s {{sig}} {p.pid} 2>/dev/null"
-                     for p in procs)
-    t.run(kill.format(sig=sig) + "; true", timeout=15)
-    deadline = time.monotonic() + grace
-    left = alive_many(t, procs)
-    while left and time.monotonic() < deadline:
-        time.sleep(0.1)
-        left = alive_many(t, procs)
-    if left:
-        stubborn = [p for p in procs if p.pid in left]
-        t.run("; ".join(f"kill -s KILL -- -{p.pid} 2>/dev/null" for p in stubborn) + "; true", timeout=15)
-        deadline = time.monotonic() + 5
-        while alive_many(t, stubborn) and time.monotonic() < deadline:
-            time.sleep(0.1)
-    return {p.pid: p.pid not in left for p in procs}
+    groups = " ".join(str(p.pid) for p in procs)
+    script = (f"# stop the groups {groups} (SIG{sig}, then KILL after {grace:g} s)\n"
+              f"{_LIVE_SH}for g in {groups}; do kill -s {sig} -- -$g 2>/dev/null || kill -s {sig} $g "
+              f"2>/dev/null; done; N={_steps(grace)}; until_gone {groups}; echo \"first:$L\"; "
+              "if [ -n \"$L\" ]; then for g in $L; do kill -s KILL -- -$g 2>/dev/null; done; "
+              f"N={_steps(5)}; until_gone $L; fi; echo \"final:$L\"")
+    out = t.run(script, timeout=grace + 5 + 15).stdout
+    if "final:" not in out:
+        raise RemoteError(f"could not stop {', '.join(p.name for p in procs)}: no answer from the "
+                          "stopping script", host=t.name)
+    first = _groups(out.partition("first:")[2].partition("\n")[0])
+    return {p.pid: p.pid not in first for p in procs}
 
 
 def stop(t: Transport, proc: Process, *, sig: str = "TERM", grace: float = 10.0) -> bool:
@@ -554,16 +673,18 @@ def wait_exit(t: Transport, proc: Process, timeout: float, *, quiet_until: float
     """Wait for the group to end by itself (e.g. wrk after its duration).
 
     Nothing reaches the host before `quiet_until` (a time.time() instant, e.g. the planned end
-    of a measurement): each check is a command on the host, and over SSH a whole session, so
-    polling during a load would run on the very CPUs being measured. After it, poll.
+    of a measurement): each check is a command on the host, so checking during a load would
+    run on the very CPUs being measured. After it, the host waits for the exit itself, in
+    slices of at most 10 s (one round trip each).
     """
     time.sleep(max(0.0, quiet_until - time.time()))
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not alive(t, proc):
+    while True:
+        left = deadline - time.monotonic()
+        if not _wait_gone(t, [proc.pid], max(0.0, min(left, 10.0))):
             return True
-        time.sleep(0.2)
-    return False
+        if left <= 10.0:
+            return False
 
 
 def read(t: Transport, path: str, *, missing_ok: bool = True) -> str:

@@ -71,6 +71,31 @@ def test_wait_exit_and_read(t, tmp_path):
 
 
 
+def test_a_group_lives_while_any_member_does_and_a_wait_can_time_out(t, tmp_path):
+    """The leader's own /proc entry decides while it lives; once it is gone the group is
+    scanned, so a child left running keeps the group alive."""
+    proc = remote.spawn(t, "parent", "sleep 30 & exit 0", workdir=str(tmp_path), shell=True)
+    time.sleep(0.3)  # the leader (sh) has exited; its sleep runs on in the group
+    assert remote.alive(t, proc) and remote.alive_many(t, [proc]) == {proc.pid}
+    started = time.monotonic()
+    assert remote.wait_exit(t, proc, 0.5) is False
+    assert time.monotonic() - started < 3
+    assert remote.stop_many(t, [proc], grace=2) == {proc.pid: True}
+    assert not remote.alive(t, proc) and remote.alive_many(t, [proc]) == set()
+
+
+def test_get_many_copies_what_is_there_and_names_what_is_not(t, tmp_path):
+    (tmp_path / "a").write_text("one")
+    (tmp_path / "b").write_bytes(b"\x00two\xff")
+    got = t.get_many([(str(tmp_path / "a"), tmp_path / "out" / "a"),
+                      (str(tmp_path / "missing"), tmp_path / "out" / "m"),
+                      (str(tmp_path / "b"), tmp_path / "out" / "b")])
+    assert got == [str(tmp_path / "missing")]
+    assert (tmp_path / "out" / "a").read_text() == "one"
+    assert (tmp_path / "out" / "b").read_bytes() == b"\x00two\xff"
+    assert not (tmp_path / "out" / "m").exists()
+
+
 def test_logged_transport_records_every_command_and_transfer(t, tmp_path):
     log = remote.CommandLog()
     lt = remote.Logged(t, log)
@@ -78,9 +103,12 @@ def test_logged_transport_records_every_command_and_transfer(t, tmp_path):
     lt.run("exit 3", check=False)  # failures reached the host too
     lt.put_text("x", str(tmp_path / "f"))
     lt.get(str(tmp_path / "f"), tmp_path / "g")
+    lt.get_many([(str(tmp_path / "f"), tmp_path / "h"), (str(tmp_path / "nope"), tmp_path / "i")])
     records = log.records()
     assert [(r.kind, r.host) for r in records] == [("run", "here"), ("run", "here"),
-                                                   ("put", "here"), ("get", "here")]
+                                                   ("put", "here"), ("get", "here"),
+                                                   ("get", "here"), ("get", "here")]
+    assert [r.what for r in records[-2:]] == [str(tmp_path / "f"), str(tmp_path / "nope")]
     assert all(r.start <= r.end for r in records)
     assert log.inside(records[0].start, records[-1].end) == records
     assert log.inside(records[-1].end + 1, records[-1].end + 2) == []
@@ -167,3 +195,54 @@ def test_wait_for_banner_needs_an_ssh_banner_not_just_a_port():
     finally:
         for s in servers:
             s.close()
+
+
+# --- over SSH: a one-host namespace lab (a real sshd) --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ssh(tmp_path_factory):
+    import os
+
+    from orchestrator.hosts import netns
+
+    name = f"rm{os.getpid() % 100000}"  # unique: other labs may be up on this machine
+    try:
+        st = netns.up(name, 1)
+        t = remote.SshTransport(netns.hosts_of(st, run_id="remote")[0].ssh)
+        try:
+            yield t, f"{netns.hosts_of(st, run_id='remote')[0].workdir}/files"
+        finally:
+            t.close()
+    finally:
+        netns.down(name)
+
+
+def test_ssh_put_text_and_get_many_carry_any_bytes(ssh, tmp_path):
+    """put_text is one command on the control shell (SFTP only for what a command cannot carry);
+    get_many is one tar stream for all the files, and names the ones that are not there."""
+    t, wd = ssh
+    text = "it's \"quoted\" $HOME `x` \\\\ end\n" * 20
+    t.put_text(text, f"{wd}/odd dir/a.txt", 0o600)
+    assert t.run(f"stat -c %a {shlex.quote(wd)}/'odd dir'/a.txt").stdout == "600\n"
+    big = "y" * 300_000  # too long for one command: goes by SFTP
+    t.put_text(big, f"{wd}/big.txt")
+    t.run(f"printf 'a\\000b\\377' > {wd}/bin")
+    got = t.get_many([(f"{wd}/odd dir/a.txt", tmp_path / "a"), (f"{wd}/none", tmp_path / "n"),
+                      (f"{wd}/big.txt", tmp_path / "sub" / "big"), (f"{wd}//bin", tmp_path / "bin")])
+    assert got == [f"{wd}/none"]
+    assert (tmp_path / "a").read_text() == text and (tmp_path / "sub" / "big").read_text() == big
+    assert (tmp_path / "bin").read_bytes() == b"a\x00b\xff" and not (tmp_path / "n").exists()
+    assert t.get_many([(f"{wd}/none", tmp_path / "n")]) == [f"{wd}/none"]
+
+
+def test_ssh_waits_and_stops_happen_on_the_host(ssh):
+    t, wd = ssh
+    quick = remote.spawn(t, "quick", "sleep 0.5", workdir=wd)
+    assert remote.wait_exit(t, quick, 5) and not remote.alive(t, quick)
+    nap = remote.spawn(t, "nap", "sleep 30", workdir=wd)
+    stubborn = remote.spawn(t, "stubborn", "trap '' TERM; sleep 60", workdir=wd, shell=True)
+    time.sleep(0.2)
+    assert remote.alive_many(t, [nap, stubborn]) == {nap.pid, stubborn.pid}
+    assert remote.stop_many(t, [nap, stubborn], grace=0.5) == {nap.pid: True, stubborn.pid: False}
+    assert remote.alive_many(t, [nap, stubborn]) == set()
