@@ -652,16 +652,16 @@ def _fetch(ctx: Context, spec: RunSpec, procs: list[remote.Process]) -> dict[tup
     raw: dict[tuple[str, str], str] = {}
 
     def fetch(h: Host) -> None:
-        t = ctx.t(h)
-        for p in (p for p in procs if p.host == h.name):
-            for path, suffix in ((p.stdout, ""), (p.stderr, ".stderr")):
-                dest = ctx.results.raw(spec.run_id, p.host, p.name + suffix)
-                try:
-                    t.get(path, dest)
-                except (RunFailed, OSError):
-                    continue
-                if not suffix:
-                    raw[(p.host, p.name)] = dest.read_text(errors="replace")
+        mine = [p for p in procs if p.host == h.name]
+        files = [(path, ctx.results.raw(spec.run_id, p.host, p.name + suffix))
+                 for p in mine for path, suffix in ((p.stdout, ""), (p.stderr, ".stderr"))]
+        try:
+            missing = set(ctx.t(h).get_many(files))  # one round trip for all of a host's files
+        except (RunFailed, OSError):
+            return
+        for p, (_, dest) in zip(mine, files[::2], strict=True):
+            if p.stdout not in missing:
+                raw[(p.host, p.name)] = dest.read_text(errors="replace")
 
     each([h for h in ctx.lab.hosts if any(p.host == h.name for p in procs)], fetch)
     return raw
