@@ -9,6 +9,7 @@ round) so machine noise spreads over all of them; the ratio to 1 client is taken
 round, then the median over rounds.
 
     .venv/bin/python bench/orchestration_overhead.py [--rounds 3] [--duration 2] [--clients 1,4,8,16]
+    .venv/bin/python bench/orchestration_overhead.py --against /tmp/before   # two checkouts, one lab
     .venv/bin/python bench/orchestration_overhead.py --calibrate orchestrator/data/overheads.json
 
 --calibrate measures what the plan's time estimate is built from (per-step timing that every
@@ -36,16 +37,18 @@ sys.path.insert(0, str(REPO))
 from orchestrator.hosts import netns  # noqa: E402
 
 
-def one_run(lab: str, clients: int, duration: int, results: Path, deploy: bool) -> float:
-    cmd = [sys.executable, "-m", "orchestrator", "run", str(REPO / "scenarios" / "cross-host.yaml"),
+def one_run(lab: str, clients: int, duration: int, results: Path, deploy: bool,
+            repo: Path = REPO) -> float:
+    """Wall time of one `orchestrate run` of the checkout `repo` (its own code and scenario)."""
+    cmd = [sys.executable, "-m", "orchestrator", "run", str(repo / "scenarios" / "cross-host.yaml"),
            "--results", str(results), "--set", f"hosts.lab={lab}", "--set", f"hosts.roles.client={clients}",
            "--set", "server.arch=reuseport", "--set", f"load.duration={duration}s",
            "--set", "baseline.enabled=false", "--set", f"hosts.deploy={'true' if deploy else 'false'}"]
     start = time.monotonic()
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=repo)
     wall = time.monotonic() - start
     if done.returncode != 0:
-        raise SystemExit(f"run failed ({clients} clients):\n{done.stderr}")
+        raise SystemExit(f"run failed ({repo}, {clients} clients):\n{done.stderr}")
     return wall
 
 
@@ -128,6 +131,9 @@ def main() -> None:
                          "(orchestrator/data/overheads.json)")
     ap.add_argument("--kinds", default="local,ssh",
                     help="with --calibrate: which hosts to measure (the others keep their figures)")
+    ap.add_argument("--against", type=Path, metavar="CHECKOUT",
+                    help="another checkout of orchestrate (e.g. `git archive` of an earlier commit): "
+                         "every round runs both on the same lab, in alternating order")
     args = ap.parse_args()
     if args.calibrate:
         kinds = set(args.kinds.split(","))
@@ -139,30 +145,41 @@ def main() -> None:
         print(json.dumps(doc, indent=2))
         return
     counts = sorted({int(c) for c in args.clients.split(",")})
+    versions = {"this": REPO, **({"against": args.against.resolve()} if args.against else {})}
     lab = f"ovh{os.getpid()}"  # unique: other people's labs may be up on this machine
-    walls: dict[int, list[float]] = {n: [] for n in counts}
+    walls: dict[tuple[str, int], list[float]] = {(v, n): [] for v in versions for n in counts}
+    loads: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         try:
             netns.up(lab, max(counts) + 1)
             if not args.deployed:
                 one_run(lab, max(counts), args.duration, Path(tmp), deploy=True)  # warm: deploy once
             for r in range(args.rounds):
-                for n in counts if r % 2 == 0 else counts[::-1]:
-                    walls[n].append(one_run(lab, n, args.duration, Path(tmp), deploy=False))
-                    print(f"round {r + 1}: {n} clients {walls[n][-1] - args.duration:.2f} s", file=sys.stderr)
+                order = [(v, n) for n in counts for v in versions]
+                for v, n in order if r % 2 == 0 else order[::-1]:
+                    loads.append(os.getloadavg()[0])
+                    walls[v, n].append(one_run(lab, n, args.duration, Path(tmp), deploy=False,
+                                               repo=versions[v]))
+                    print(f"round {r + 1}: {v} {n} clients {walls[v, n][-1] - args.duration:.2f} s "
+                          f"(load average {loads[-1]:.1f})", file=sys.stderr)
         finally:
             netns.down(lab)
     print(f"machine: {platform.node()} {os.cpu_count()} CPUs, kernel {platform.release()}, "
-          f"{args.rounds} rounds, load {args.duration} s per run, baseline off, deploy warm")
-    print("| client hosts | wall s (median) | overhead s (median) | min-max overhead s | "
-          "x of 1 client (median of per-round ratios) |")
-    print("|---|---|---|---|---|")
-    first = counts[0]
-    for n in counts:
-        over = [w - args.duration for w in walls[n]]
-        ratio = statistics.median(o / (w1 - args.duration) for o, w1 in zip(over, walls[first], strict=True))
-        print(f"| {n} | {statistics.median(walls[n]):.2f} | {statistics.median(over):.2f} | "
-              f"{min(over):.2f}-{max(over):.2f} | {ratio:.2f} |")
+          f"{args.rounds} rounds, load {args.duration} s per run, baseline off, deploy warm; "
+          f"1-minute load average before each run {min(loads):.1f}-{max(loads):.1f} "
+          f"(median {statistics.median(loads):.1f})")
+    for v, repo in versions.items():
+        if len(versions) > 1:
+            print(f"\n{v}: {repo}")
+        print("| client hosts | wall s (median) | overhead s (median) | min-max overhead s | "
+              "x of 1 client (median of per-round ratios) |")
+        print("|---|---|---|---|---|")
+        first = walls[v, counts[0]]
+        for n in counts:
+            over = [w - args.duration for w in walls[v, n]]
+            ratio = statistics.median(o / (w1 - args.duration) for o, w1 in zip(over, first, strict=True))
+            print(f"| {n} | {statistics.median(walls[v, n]):.2f} | {statistics.median(over):.2f} | "
+                  f"{min(over):.2f}-{max(over):.2f} | {ratio:.2f} |")
 
 if __name__ == "__main__":
     main()
