@@ -153,9 +153,11 @@ def _cmdline(pid: int) -> bytes:
 
 def deploy(lab: Lab, *, tags: list[str] | None = None, skip_tags: list[str] | None = None,
            extra_vars: dict[str, Any] | None = None, playbook: Path = SITE, timeout: float = 1800,
-           log: Path | None = None) -> DeployResult:
+           log: Path | None = None, limit: list[str] | None = None) -> DeployResult:
     """Run the playbook on every host of the lab; RunFailed(host=..., phase="deploy") on a failure.
 
+    `limit` names the only hosts the plays run on (Ansible's --limit: client hosts an
+    auto-scale added); the inventory still holds the whole lab, so its groups mean the same.
     `log` keeps Ansible's full output (the results folder is a good place).
     """
     from ansible_runner.interface import init_runner  # heavy: only when deploying
@@ -178,6 +180,7 @@ def deploy(lab: Lab, *, tags: list[str] | None = None, skip_tags: list[str] | No
         runner = init_runner(
             private_data_dir=str(private), playbook=str(playbook), inventory=inventory(lab),
             tags=",".join(tags) if tags else None, skip_tags=",".join(skip_tags) if skip_tags else None,
+            limit=",".join(limit) if limit else None,
             extravars=extra_vars or {}, envvars=env, quiet=True, timeout=int(timeout),
             settings={"pexpect_timeout": 0.5}, cancel_callback=cancel.is_set)
 
@@ -216,7 +219,7 @@ def deploy(lab: Lab, *, tags: list[str] | None = None, skip_tags: list[str] | No
             ok=int(stats.get("ok", {}).get(h.name, 0)), changed=int(stats.get("changed", {}).get(h.name, 0)),
             skipped=int(stats.get("skipped", {}).get(h.name, 0)),
             failed=h.name in stats.get("failures", {}), unreachable=h.name in stats.get("dark", {}))
-            for h in lab.hosts}
+            for h in lab.hosts if not limit or h.name in limit}
         result = DeployResult(hosts=results, seconds=seconds, status=str(runner.status))
         if runner.status == "timeout":
             raise RunFailed(f"the deploy playbook did not finish within {timeout:.0f}s", phase="deploy")

@@ -107,8 +107,8 @@ def run(loaded: Loaded, *, results_root: Path, run_id: str | None = None,
     began = time.monotonic()
     with signals.as_interrupts():
         try:
-            with _hosts.open_lab(sc, run_id=run_id, **(lab_options or {})) as lab, \
-                    _hosts.lock(lab, run_id):
+            with _hosts.open_lab(sc, run_id=run_id, **(lab_options or {})) as opened, \
+                    _hosts.lock(opened, run_id) as lab:  # hosts an auto-scale adds are locked too
                 transports: dict[str, Transport] = {}
                 log = remote.CommandLog()  # every command sent, so a quiet window can be shown
                 try:
@@ -176,6 +176,10 @@ def _resume(results_root: Path, sc: Scenario, run_id: str,
         raise UserError(f"--resume {run_id}: the scenario differs from the one that run used "
                         f"({folder / 'scenario.yaml'}); resume needs the same scenario and --set values")
     known = {r.run_id for r in plan.runs}
+    scale = sc.hosts.roles.autoscale
+    if scale is not None:  # an auto-scaled point's runs: the planned one at each client count
+        known |= {dataclasses.replace(r, clients=n).run_id for r in plan.runs
+                  for n in range(scale.min, scale.max + 1)}
     if not plan.searches:  # a search's runs are not planned: it replays over all of them
         summary["runs"] = [r for r in summary.get("runs", []) if r.get("run_id") in known]
     summary["resumed"] = summary.get("resumed", 0) + 1
@@ -263,8 +267,10 @@ def _autoscale(ctx: Context, plan: Plan, binary: str, checkpoint: Callable[[int]
     runs a larger count superseded stay in runs/ and in the path, not among the point's runs."""
     scale = ctx.sc.hosts.roles.autoscale
     assert scale is not None
-    # a static inventory may hold fewer client hosts than max: its client group is the limit
-    top = min(scale.max, len(ctx.lab.clients))
+    # the provider adds hosts as they are needed; a static inventory's client group (or a lab
+    # that was up before the run) may hold fewer than max: then that is the limit
+    top = min(scale.max, ctx.lab.client_limit)
+    short = "" if top == scale.max else f", all the {ctx.lab.provider} lab has (max is {scale.max})"
     ctx.autoscale[:] = [a for a in ctx.autoscale if a.get("settled")]  # resumed: keep what settled
     found = {(a["arch"], a["server_threads"], a["connections"], a["rate"]): a["clients"]
              for a in ctx.autoscale}
@@ -281,6 +287,8 @@ def _autoscale(ctx: Context, plan: Plan, binary: str, checkpoint: Callable[[int]
             s = dataclasses.replace(spec, clients=n)
             ctx.progress(f"[{spec.index}/{len(plan.runs)}] {spec.arch} threads={spec.server_threads} "
                          f"connections={spec.connections} rep {spec.repetition}, {n} client host(s)")
+            if n > len(ctx.lab.clients) and not _measured(ctx, s):  # a resumed session's count
+                _add_clients(ctx, n - len(ctx.lab.clients))
             record = _measure(ctx, s, binary, checkpoint)
             limited = _client_limited(record)
             path.append({"clients": n, "run_id": s.run_id, "qps": record.qps,
@@ -289,18 +297,61 @@ def _autoscale(ctx: Context, plan: Plan, binary: str, checkpoint: Callable[[int]
             entry["clients"] = n
             if settled or limited is None or n >= top:
                 break
-            ctx.runs.remove(record)  # superseded by a run with more clients
             ctx.progress(f"      {limited}: one more client host")
+            if n + 1 > len(ctx.lab.clients) and not _measured(ctx, dataclasses.replace(spec, clients=n + 1)):
+                try:
+                    _add_clients(ctx, n + 1 - len(ctx.lab.clients))
+                except _hosts.NoMoreHosts as exc:  # a cloud out of capacity: the run goes on
+                    top, short = n, f", all the provider could add ({exc})"
+                    break
+            ctx.runs.remove(record)  # superseded by a run with more clients
             n += 1
         if settled:
             continue
         found[spec.point] = n
+        at = f"{top} client host(s){short}" if short else f"max={top} client hosts"
         stopped = (f"not client-bound with {n} client host(s): {path[-1]['verdict']}" if limited is None
-                   else f"still client-limited at max={top} client hosts ({limited}): the figure is "
+                   else f"still client-limited at {at} ({limited}): the figure is "
                    "the clients', not the server's; raise max (or add client hosts) or use larger ones")
         entry.update(limited=limited is not None, settled=True, stopped=stopped)
         ctx.progress(f"      auto-scale: {stopped}")
         checkpoint(len(ctx.runs))
+
+
+def _measured(ctx: Context, spec: RunSpec) -> bool:
+    return any(r.run_id == spec.run_id for r in ctx.runs)
+
+
+def _add_clients(ctx: Context, count: int) -> None:
+    """`count` more client hosts from the provider, made ready as the first ones were before
+    they load: connected, facts read, tools deployed (Ansible limited to them) and checked, and
+    their paths baselined when the scenario measures a baseline (each path's ceiling is
+    compared against runs; the all-clients-at-once aggregate stays the first clients')."""
+    with ctx.step("add client hosts", "grow"):
+        ctx.progress(f"orchestrate: adding {count} client host(s) to the {ctx.lab.provider} lab")
+        ctx.lab, new = ctx.lab.grow(count)
+        hosts = list(new)
+
+        def connect(h: Host) -> None:  # the transports dict is the one teardown closes
+            ctx.transports[h.name] = remote.Logged(_hosts.connect(h), ctx.log)
+
+        each(hosts, connect)
+        ctx.facts.update(zip([h.name for h in hosts], each(hosts, lambda h: _host_facts(ctx, h)),
+                             strict=True))
+        ctx.results.write_json("hosts.json", ctx.facts)
+        if ctx.sc.hosts.deploy and any(h.ssh is not None for h in hosts):
+            from orchestrator import deploy
+
+            deploy.deploy(ctx.lab, limit=[h.name for h in hosts],
+                          log=ctx.results.path / "raw" / f"deploy-{hosts[0].name}.log")
+        if ctx.sc.load.tool == loadgen.BINARY:
+            ctx.load_binary.update(_prepare_load(ctx, hosts))
+        _check_tools(ctx, hosts)
+    if ctx.sc.baseline.enabled:
+        with ctx.step("baseline"):
+            part = dataclasses.replace(ctx, lab=dataclasses.replace(ctx.lab, hosts=(ctx.lab.server, *hosts)))
+            ctx.baseline.update(baseline.measure(part))
+            ctx.results.write_json("baseline.json", ctx.baseline)
 
 
 def _search(ctx: Context, plan: Plan, binary: str, checkpoint: Callable[[int], None]) -> None:
@@ -386,10 +437,11 @@ def _host_facts(ctx: Context, h: Host) -> dict[str, Any]:
     return out
 
 
-def _check_tools(ctx: Context) -> None:
+def _check_tools(ctx: Context, hosts: list[Host] | None = None) -> None:
     """Every tool the plan needs must be on every host that runs it, before anything starts."""
+    hosts = list(ctx.lab.hosts) if hosts is None else hosts
     needs: dict[str, list[str]] = {}
-    for h in ctx.lab.hosts:
+    for h in hosts:
         want = []
         if "client" in h.roles:
             want.append(ctx.load_binary.get(h.name, wrk.BINARY))
@@ -406,7 +458,7 @@ def _check_tools(ctx: Context) -> None:
                            for n in needs[h.name])
         return ctx.t(h).run(script, timeout=20, check=False).stdout.split()
 
-    for h, gone in zip(ctx.lab.hosts, each(list(ctx.lab.hosts), missing), strict=True):
+    for h, gone in zip(hosts, each(hosts, missing), strict=True):
         if gone:
             raise RunFailed(f"missing tools: {', '.join(gone)} (install them, or let the deploy "
                             "playbook do it: hosts.deploy: true)", host=h.name, phase="facts")
@@ -432,13 +484,13 @@ def _prepare_server(ctx: Context) -> str:
     return deploy.server_binary(server)  # where the playbook (now or earlier) installed it
 
 
-def _prepare_load(ctx: Context) -> dict[str, str]:
+def _prepare_load(ctx: Context, clients: list[Host] | None = None) -> dict[str, str]:
     """orchestrate-load on every client host: built here for this machine, installed by the
     playbook (the build role, tag loadgen) on remote hosts. Returns host -> the binary's path there."""
     from orchestrator import deploy
 
     out: dict[str, str] = {}
-    for c in ctx.lab.clients:
+    for c in ctx.lab.clients if clients is None else clients:
         if c.ssh is None:
             build = loadgen.REPO_LOADGEN_DIR / "build" / "release"
             if not out:

@@ -105,6 +105,16 @@ def test_tuning_applies_inside_the_namespace_and_is_idempotent(lab):
                          capture_output=True, text=True).stdout.strip()
     assert got == "1234"  # per network namespace: the machine's own value is untouched
     assert Path("/proc/sys/net/core/somaxconn").read_text().strip() != "1234"
+    # Limited to one host (a client an auto-scale added): the plays run there alone.
+    limited = deploy.deploy(one, tags=["tuning"], extra_vars={**values, "tuning_somaxconn": 2345},
+                            limit=[hosts[1].name])
+    assert limited.changed == {hosts[1].name: 1}
+
+    def somaxconn(h: Host) -> str:
+        return subprocess.run(["ip", "netns", "exec", h.name, "sysctl", "-n", "net.core.somaxconn"],
+                              capture_output=True, text=True).stdout.strip()
+
+    assert (somaxconn(hosts[0]), somaxconn(hosts[1])) == ("1234", "2345")
 
 
 def test_a_failing_task_is_a_run_failure_naming_host_and_task(lab, tmp_path):

@@ -352,11 +352,13 @@ def tc_cap(dev: str, pps: int) -> str:
     return f"qdisc replace dev {dev} root stab mpu 1500 tbf rate {rate}bit burst {burst} latency 50ms"
 
 
-def _network(st: LabState) -> None:
-    """Namespaces, bridge, veths, addresses and caps: one `ip -batch` per namespace."""
+def _network(st: LabState, *, bridge: bool = True) -> None:
+    """Namespaces, bridge, veths, addresses and caps: one `ip -batch` per namespace.
+    `bridge` False: the bridge is up already (hosts added to a running lab)."""
     root = [f"netns add {h.name}" for h in st.hosts]
-    root += [f"link add {st.bridge} type bridge", f"addr add {st.gateway}/24 dev {st.bridge}",
-             f"link set {st.bridge} up"]
+    if bridge:
+        root += [f"link add {st.bridge} type bridge", f"addr add {st.gateway}/24 dev {st.bridge}",
+                 f"link set {st.bridge} up"]
     for h in st.hosts:
         root += [f"link add {h.veth} type veth peer name {h.interface} netns {h.name}",
                  f"link set {h.veth} master {st.bridge} up"]
@@ -551,6 +553,46 @@ def up(name: str, hosts: int, pps: int | None = None, *, size: dict[str, Size] |
         raise
 
 
+def add_hosts(name: str, count: int, *, size: dict[str, Size] | None = None,
+              root: Path | None = None) -> LabState:
+    """`count` more client hosts in the running lab `name`, sized as `size` says for clients.
+
+    lab.json names them before anything is made, so `down` removes them with the lab
+    whatever happens here (a failure or Ctrl-C half-way leaves them to it).
+    """
+    root = root or LABS_ROOT
+    found = status(name, root=root)
+    if not found or not found[0].healthy:
+        raise RunFailed(f"lab {name} is not up (healthy) to add hosts to", phase="lab")
+    st = replace(found[0], problems=())
+    if len(st.hosts) + count > MAX_HOSTS:
+        raise UserError(f"lab {name}: {len(st.hosts)} hosts and {count} more is over {MAX_HOSTS}")
+    net = _subnet(st.index)
+    new = tuple(LabHost(name=f"orch-{name}-{i}", index=i, address=str(net.network_address + i + 1),
+                        interface=NS_IFACE, veth=f"orch{st.index}h{i}", **_size_of(size or {}, i))
+                for i in range(len(st.hosts), len(st.hosts) + count))
+    grown = replace(st, hosts=st.hosts + new)
+    _write_state(grown)  # first, so `down` finds the new namespaces, veths and cgroups
+    part = replace(grown, hosts=new)  # the steps of `up`, on the new hosts only
+    d = Path(st.dir)
+    for h in new:
+        (d / "hosts" / h.name).mkdir(parents=True, exist_ok=True)
+    _keygen([d / "hosts" / h.name / "ssh_host_ed25519_key" for h in new], comment=f"orchestrate-lab-{name}")
+    for h in new:
+        (d / "hosts" / h.name / "sshd_config").write_text(_sshd_config(part, h))
+    _network(part, bridge=False)
+    _make_cgroups(part)
+    _start_sshd(part)
+    _wait_ssh(part)
+    _raise_nofile(part)
+    with open(st.known_hosts, "a") as f:
+        for h in new:
+            kind, key = (d / "hosts" / h.name / "ssh_host_ed25519_key.pub").read_text().split()[:2]
+            f.write(f"{h.address} {kind} {key}\n")
+    Path(st.inventory).write_text(_inventory(grown))
+    return grown
+
+
 # --- taking it down ------------------------------------------------------------
 
 
@@ -723,6 +765,37 @@ def hosts_of(st: LabState, *, run_id: str, clients: int | None = None,
     return tuple(out)
 
 
+@dataclass
+class _Pool:
+    """More client hosts for auto-scale: the lab's own beyond those in use, and, in a lab
+    this run brought up (`grows`), new namespace hosts (sshd, size, cgroup) added to it."""
+
+    name: str
+    run_id: str
+    root: Path | None
+    size: dict[str, Size]
+    connect_timeout: float
+    used: int  # client hosts handed to the run so far
+    limit: int  # the most it hands out
+    grows: bool
+    handed: list[Host] = field(default_factory=list)  # their work directories go at the end
+
+    @property
+    def spare(self) -> int:
+        return self.limit - self.used
+
+    def add(self, count: int) -> tuple[Host, ...]:
+        st = status(self.name, root=self.root)[0]
+        missing = self.used + count - (len(st.hosts) - 1)
+        if missing > 0 and self.grows:
+            st = add_hosts(self.name, missing, size=self.size, root=self.root)
+        new = hosts_of(st, run_id=self.run_id, clients=self.used + count,
+                       connect_timeout=self.connect_timeout)[1 + self.used:]
+        self.used += len(new)
+        self.handed += new
+        return new
+
+
 @contextmanager
 def open_lab(scenario: Scenario, *, run_id: str, root: Path | None = None, **_: Any) -> Iterator[Lab]:
     """Use the lab named by the scenario if it is up (and leave it up); else bring one up and down.
@@ -730,7 +803,10 @@ def open_lab(scenario: Scenario, *, run_id: str, root: Path | None = None, **_: 
     Other keyword options (meant for other providers) are ignored.
     """
     name = scenario.hosts.lab or scenario.name
-    need = scenario.hosts.roles.server + scenario.hosts.roles.clients
+    roles = scenario.hosts.roles
+    # auto-scale starts with `min` clients; the pool adds more (a lab of our own grows)
+    first = roles.autoscale.min if roles.autoscale else roles.clients
+    need = roles.server + first
     pps = scenario.hosts.link.pps
     size = dict(scenario.hosts.size)
     owned = not is_up(name, root=root)
@@ -748,13 +824,17 @@ def open_lab(scenario: Scenario, *, run_id: str, root: Path | None = None, **_: 
             raise UserError(f"lab {name} is up with sizes {_sizes_text(st)}, not the scenario's "
                             f"hosts.size; `orchestrate lab down --name {name}` first, or set hosts.lab "
                             "to another name")
-    hosts = hosts_of(st, run_id=run_id, clients=scenario.hosts.roles.clients,
-                     connect_timeout=scenario.hosts.ssh.connect_timeout)
+    timeout = scenario.hosts.ssh.connect_timeout
+    hosts = hosts_of(st, run_id=run_id, clients=first, connect_timeout=timeout)
+    pool = None
+    if roles.autoscale:  # a lab that was up lends its other hosts, as many as max takes
+        limit = roles.autoscale.max if owned else min(roles.autoscale.max, len(st.hosts) - 1)
+        pool = _Pool(name, run_id, root, size, timeout, used=first, limit=limit, grows=owned)
     try:
-        yield Lab(provider="netns", hosts=hosts, name=name)
+        yield Lab(provider="netns", hosts=hosts, name=name, pool=pool)
     finally:
         with shielded():
-            for h in hosts:  # raw outputs were fetched into the results folder by now
+            for h in hosts + tuple(pool.handed if pool else ()):  # raw outputs were fetched by now
                 shutil.rmtree(h.workdir, ignore_errors=True)
             if owned:
                 down(name, root=root)

@@ -1,6 +1,8 @@
 """The `static` provider: existing machines listed in a standard Ansible inventory (INI or YAML).
 
-Groups `server` and `client` give the roles (a host may be in both). Ansible's
+Groups `server` and `client` give the roles (a host may be in both). With client
+auto-scale (`hosts.roles.client: {min, max}`) the run starts with the first `min` hosts of
+the `client` group (by name) and takes more of it, in order, while it needs them. Ansible's
 own parser reads the file, so group vars, `[group:vars]`, children and
 group_vars/ directories mean what they mean to ansible-playbook. Per-host vars:
 
@@ -28,7 +30,7 @@ import yaml
 
 from orchestrator import bounded
 from orchestrator.errors import UserError
-from orchestrator.hosts import Host, Lab
+from orchestrator.hosts import Host, Lab, NoMoreHosts
 from orchestrator.remote import SshTarget
 from orchestrator.scenario import Scenario, Ssh
 
@@ -158,6 +160,24 @@ def hosts_from_inventory(path: str | Path, *, run: str, ssh: Ssh | None = None) 
     return tuple(hosts)
 
 
+class ClientGroup:
+    """The rest of the inventory's client group, handed out in order (auto-scale)."""
+
+    def __init__(self, rest: list[Host]):
+        self.rest = rest
+
+    @property
+    def spare(self) -> int:
+        return len(self.rest)
+
+    def add(self, count: int) -> tuple[Host, ...]:
+        if count > len(self.rest):
+            raise NoMoreHosts(f"the inventory's client group has {len(self.rest)} more host(s), not {count}",
+                              phase="add client hosts")
+        new, self.rest = tuple(self.rest[:count]), self.rest[count:]
+        return new
+
+
 @contextmanager
 def open_lab(scenario: Scenario, *, run_id: str, inventory: str | None = None, **_: Any) -> Iterator[Lab]:
     """The inventory's hosts; nothing is acquired, so nothing is released but our handles."""
@@ -165,4 +185,18 @@ def open_lab(scenario: Scenario, *, run_id: str, inventory: str | None = None, *
     if not path:
         raise UserError("provider 'static' needs an Ansible inventory: set hosts.inventory")
     hosts = hosts_from_inventory(path, run=f"{scenario.name}-{run_id}", ssh=scenario.hosts.ssh)
-    yield Lab(provider="static", hosts=hosts, name=str(path))
+    scale = scenario.hosts.roles.autoscale
+    if scale is None:
+        yield Lab(provider="static", hosts=hosts, name=str(path))
+        return
+    # Hosts that serve are always in (one that also loads counts among the clients); hosts
+    # that only load are taken in order: `min` of them first, the rest as the run asks.
+    serving = [h for h in hosts if "server" in h.roles]
+    loading = [h for h in hosts if "server" not in h.roles]
+    clients = sum("client" in h.roles for h in hosts)
+    if clients < scale.min:
+        raise UserError(f"{path}: group 'client' has {clients} host(s) but hosts.roles.client.min is "
+                        f"{scale.min}")
+    take = max(scale.min - (clients - len(loading)), 0)
+    yield Lab(provider="static", hosts=tuple(serving + loading[:take]), name=str(path),
+              pool=ClientGroup(loading[take:]))
