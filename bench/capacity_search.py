@@ -53,6 +53,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--set", action="append", default=[], dest="sets", metavar="KEY=VALUE")
+    ap.add_argument("--out", default="capacity_search.json", help="file name in bench/")
     args = ap.parse_args()
     rounds = []
     for i in range(args.rounds):
@@ -66,7 +67,7 @@ def main() -> None:
     out = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "sets": args.sets,
            "rounds": rounds, "median_difference_pct": statistics.median(diffs) if diffs else None,
            "max_difference_pct": max(diffs) if diffs else None}
-    (REPO / "bench" / "capacity_search.json").write_text(json.dumps(out, indent=2) + "\n")
+    (REPO / "bench" / args.out).write_text(json.dumps(out, indent=2) + "\n")
     if diffs:
         print(f"two searches in a row differ by {out['median_difference_pct']:.1f}% (median), "
               f"{out['max_difference_pct']:.1f}% at most, over {len(diffs)} rounds")
