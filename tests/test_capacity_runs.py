@@ -49,7 +49,8 @@ def test_loopback_search_finds_a_capacity_and_draws_its_curve(tmp_path, run_id):
     done = orchestrate("run", str(REPO / "scenarios" / "capacity.yaml"), "--results", str(tmp_path),
                        "--run-id", run_id, "--set", "load.duration=1s",
                        "--set", "load.warmup=300ms", "--set", "load.search.slo.p99=20ms",
-                       "--set", "load.search.precision=10%", timeout=900)
+                       "--set", "load.search.precision=10%", "--set", "load.search.min_rate=20000",
+                       timeout=900)
     assert done.returncode == 0, done.stderr
     folder, s = _summary(tmp_path)
     runs = {r["run_id"]: r for r in s["runs"]}

@@ -72,7 +72,7 @@ def test_the_plan_predicts_a_warm_lab_run_within_25_percent(tmp_path):
     netns.up(lab, 2, pps=20_000)  # capped: iperf3 is not CPU-bound, so no widening retries
     try:
         args = [str(REPO / "scenarios" / "cross-host.yaml"), "--set", f"hosts.lab={lab}",
-                "--set", "server.arch=reuseport", "--set", "repeat=2", "--set", "load.duration=3s",
+                "--set", "server.arch=reuseport", "--set", "repeat=1", "--set", "load.duration=2s",
                 "--set", "baseline.iperf3.duration=2s", "--set", "baseline.iperf3.tcp_duration=1s"]
         warm = orchestrate("run", *args, "--results", str(tmp_path / "warm"), timeout=600)
         assert warm.returncode == 0, warm.stderr  # deployed once: the lab is warm now
