@@ -13,7 +13,7 @@ import pytest
 
 from orchestrator import remote
 from orchestrator.errors import UserError
-from orchestrator.hosts import netns
+from orchestrator.hosts import NoMoreHosts, netns
 from orchestrator.remote import SshTarget, SshTransport
 from orchestrator.scenario import Scenario
 
@@ -208,6 +208,47 @@ def test_open_lab_brings_up_and_down_unless_already_up(lab3, lab_leftovers, lab_
             _scenario("capped", lab=st3.name, pps=1000), run_id="r4"):
         pass
     assert netns.is_up(st3.name)
+
+
+def test_auto_scale_grows_a_lab_of_its_own_and_lends_the_hosts_of_one_that_was_up(lab3, lab_leftovers,
+                                                                                  lab_prefix):
+    scale = {"min": 1, "max": 3}
+    # A lab the run brings up starts with `min` clients; the pool adds sized namespace hosts.
+    sc = Scenario.model_validate({"name": "grow", "hosts": {
+        "provider": "netns", "lab": f"{lab_prefix}-grow", "roles": {"server": 1, "client": scale},
+        "size": {"client": {"cpu": 0.5}}}})
+    with pytest.raises(RuntimeError), netns.open_lab(sc, run_id="g1") as lab:
+        assert len(lab.clients) == 1 and lab.client_limit == 3
+        grown, new = lab.grow(2)
+        assert [h.name for h in new] == [f"orch-{lab_prefix}-grow-{i}" for i in (2, 3)]
+        assert [h.name for h in grown.clients] == [f"orch-{lab_prefix}-grow-{i}" for i in (1, 2, 3)]
+        st = netns.status(lab.name)[0]
+        assert st.healthy and len(st.hosts) == 4 and {h.cpu for h in st.hosts[1:]} == {0.5}
+        for h in new:  # reachable with host keys checked, inside its own cgroup
+            t = SshTransport(h.ssh)
+            try:
+                assert f"orchlab-{lab_prefix}-grow-" in t.run("cat /proc/self/cgroup").stdout
+            finally:
+                t.close()
+            Path(h.workdir).mkdir(parents=True)
+        inventory = Path(st.inventory).read_text()
+        assert all(f"{h.name} ansible_host={h.address}" in inventory for h in new)
+        with pytest.raises(NoMoreHosts):
+            grown.grow(1)  # max reached
+        raise RuntimeError("the run failed")
+    assert lab_leftovers(st) == [] and not any(os.path.exists(h.workdir) for h in new)
+    assert not list(Path("/sys/fs/cgroup").glob(f"*/orchlab-{lab_prefix}-grow-*"))
+
+    # A lab that was up is used as it is: its other client hosts are lent, none is added.
+    st3, _ = lab3
+    sc = Scenario.model_validate({"name": "lend", "hosts": {
+        "provider": "netns", "lab": st3.name, "roles": {"server": 1, "client": scale}}})
+    with netns.open_lab(sc, run_id="g2") as lab:
+        assert [h.name for h in lab.clients] == [st3.hosts[1].name] and lab.client_limit == 2
+        grown, new = lab.grow(1)
+        assert [h.name for h in new] == [st3.hosts[2].name] and grown.pool is not None
+        assert grown.pool.spare == 0
+    assert netns.status(st3.name)[0] == st3  # as it was, and still up
 
 
 def test_up_is_idempotent_and_status_reports_problems(lab3):

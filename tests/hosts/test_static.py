@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import EXIT_BAD_INPUT, UserError
-from orchestrator.hosts import static
+from orchestrator.hosts import NoMoreHosts, static
 from orchestrator.remote import SshTransport
 from orchestrator.scenario import Scenario
 
@@ -47,9 +47,10 @@ all:
 """
 
 
-def _scenario(inventory: str) -> Scenario:
+def _scenario(inventory: str, client: object = 1) -> Scenario:
     return Scenario.model_validate({"name": "static-test", "hosts": {
-        "provider": "static", "inventory": inventory, "ssh": {"user": "bench", "connect_timeout": 3}}})
+        "provider": "static", "inventory": inventory, "ssh": {"user": "bench", "connect_timeout": 3},
+        "roles": {"server": 1, "client": client}}})
 
 
 @pytest.mark.parametrize("name,text", [("hosts.ini", INI), ("hosts.yml", YAML)])
@@ -70,6 +71,20 @@ def test_ini_and_yaml_give_the_same_hosts(tmp_path, name, text):
         assert h.ssh.key_file == "/keys/bench" and h.ssh.known_hosts == "/keys/known_hosts"
         assert h.ssh.host_key_checking and h.ssh.connect_timeout == 3
         assert h.workdir == f"/tmp/orchestrate/static-test-r1/{h.name}"
+
+
+def test_auto_scale_takes_min_of_the_client_group_first_then_more_of_it(tmp_path):
+    path = tmp_path / "hosts.ini"
+    path.write_text(INI)
+    with static.open_lab(_scenario(str(path), {"min": 1, "max": 4}), run_id="r1") as lab:
+        assert [h.name for h in lab.hosts] == ["srv", "cli1"] and lab.client_limit == 2  # the group's size
+        grown, new = lab.grow(1)
+        assert [h.name for h in new] == ["cli2"] and [h.name for h in grown.clients] == ["cli1", "cli2"]
+        with pytest.raises(NoMoreHosts, match="cannot add 1 client host"):
+            grown.grow(1)
+    with pytest.raises(UserError, match=r"group 'client' has 2 host\(s\) but hosts.roles.client.min is 3"), \
+            static.open_lab(_scenario(str(path), {"min": 3, "max": 4}), run_id="r2"):
+        pass
 
 
 def test_repo_inventories_parse():
