@@ -91,6 +91,7 @@ class Plan:
     searches: tuple[SearchSpec, ...] = ()
     search_runs: int = 0  # a likely number of runs per search (expected_search_runs)
     search_runs_max: int = 0  # the most one search can take
+    scale_runs_max: int = 0  # auto-scale: the most runs it may add (each point from min to max clients)
 
     @property
     def expected_runs(self) -> int:
@@ -136,10 +137,12 @@ def expand(sc: Scenario) -> Plan:
     start_s = o.start_s + (o.deploy_s if sc.hosts.deploy or not remote else 0.0)  # local: the build
     per_run_s = sc.load.warmup + sc.load.duration + o.per_run_s + o.per_client_s * (clients - 1)
     search = sc.load.search
+    scale = sc.hosts.roles.autoscale  # repetitions reuse the count found: only first ones scale
     return Plan(tuple(runs), sc.load.duration, baseline_s, start_s, per_run_s, o.report_s, o,
                 searches=tuple(searches),
                 search_runs=expected_search_runs(search) if search else 0,
-                search_runs_max=max_search_runs(search) if search else 0)
+                search_runs_max=max_search_runs(search) if search else 0,
+                scale_runs_max=len(points) * (scale.max - scale.min) if scale else 0)
 
 
 def max_search_runs(search: Search) -> int:

@@ -14,6 +14,7 @@ import base64
 import json
 import logging
 import os
+import re
 import signal
 import time
 import urllib.request
@@ -32,6 +33,7 @@ from orchestrator.hosts import open_lab as open_any_lab
 from orchestrator.hosts.aws import cleanup as aws_cleanup
 from orchestrator.hosts.aws import ec2 as aws_api
 from orchestrator.hosts.aws import prices
+from orchestrator.plan import expand
 from orchestrator.scenario import Scenario
 
 FAKE_KEY_ID = "AKIAORCHESTRATEFAKE1"
@@ -790,6 +792,22 @@ def test_estimate_and_plan_make_no_api_calls(no_api):
     assert "server: 1 x c6i.2xlarge" in text and "client: 1 x c6i.xlarge" in text
     assert "estimated cost: ~$" in text and "ESTIMATE" in text and table.as_of in text
     assert "WARNING" not in text
+
+    # Auto-scale: a range, from min clients for the least time to max clients for the most.
+    scaled = scenario(None, client={"min": 1, "max": 3})
+    est = prices.estimate(scaled, 2.0, hours_min=1.0)
+    server, client = (next(r for r in est.roles if r.role == role) for role in ("server", "client"))
+    assert (server.count_min, client.count_min, client.count) == (None, 1, 3)
+    assert est.total == pytest.approx(2.0 * (server.hourly + 3 * client.hourly))
+    assert est.total_min == pytest.approx(1.0 * (server.hourly + client.hourly))
+    text = "\n".join(prices.describe_plan(scaled))
+    assert "server: 1 x c6i.2xlarge" in text and "client: 1..3 x c6i.xlarge" in text
+    low, high = (float(x) for x in re.search(r"estimated cost: ~\$([\d.]+)\.\.\$([\d.]+) USD", text).groups())
+    assert 0 < low < high
+    plan = expand(scaled)
+    assert plan.scale_runs_max == 2  # one point, from 1 to 3 clients
+    assert prices.planned_seconds(scaled) - prices.planned_seconds(scaled, least=True) == \
+        pytest.approx(2 * plan.per_run_s + 2 * prices.GROW_OVERHEAD_S)
 
     unknown = prices.estimate(scenario(None, instance_type={"server": "z9.huge", "client": "c6i.large"}), 1)
     assert unknown.total is None and unknown.unpriced == ["z9.huge"]

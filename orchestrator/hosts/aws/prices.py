@@ -18,6 +18,8 @@ from orchestrator.scenario import Scenario
 PRICES_FILE = Path(__file__).resolve().parents[2] / "data" / "aws_prices.json"
 # Boot, SSH wait, deploy playbook and teardown are billed too (per second, 60 s minimum).
 PROVISION_OVERHEAD_S = 600.0
+# Each client host auto-scale adds: launch, boot, SSH wait, the deploy playbook on it alone.
+GROW_OVERHEAD_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -44,8 +46,9 @@ def load_prices(path: Path | None = None) -> PriceTable:
 class RoleCost:
     role: str
     instance_type: str
-    count: int
+    count: int  # the most the run holds (auto-scale's max)
     hourly: float | None  # per instance, including its public IPv4; None: not in the table
+    count_min: int | None = None  # auto-scale: the clients it starts with (and may keep)
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,10 @@ class CostEstimate:
     currency: str
     prices_as_of: str
     disclaimer: str
+    # auto-scale: the least it costs (min clients, no point scaled, `hours_min`); `total` is then
+    # the most (max clients for all of `hours`: later clients are billed less, so an upper bound)
+    total_min: float | None = None
+    hours_min: float | None = None
 
     @property
     def unpriced(self) -> list[str]:
@@ -66,27 +73,45 @@ class CostEstimate:
         return {**dataclasses.asdict(self), "estimate": True}
 
 
-def estimate(scenario: Scenario, hours: float, *, prices: PriceTable | None = None) -> CostEstimate:
-    """What the scenario's instances cost for `hours` at list price (from the project's table)."""
+def estimate(scenario: Scenario, hours: float, *, prices: PriceTable | None = None,
+             hours_min: float | None = None) -> CostEstimate:
+    """What the scenario's instances cost for `hours` at list price (from the project's table).
+
+    With client auto-scale it is a range: `total` holds max clients for `hours` (the most),
+    `total_min` min clients for `hours_min` (default `hours`; the least: no point scaled)."""
     if hours <= 0:
         raise ValueError(f"hours must be > 0, got {hours}")
     aws, table = config(scenario), prices or load_prices()
+    least = role_counts(scenario, start=True)
+    scaled = scenario.hosts.roles.autoscale is not None
+    hours_min = (hours if hours_min is None else hours_min) if scaled else None
     roles: list[RoleCost] = []
     total: float | None = 0.0
+    total_min: float | None = 0.0 if scaled else None
     for role, count in role_counts(scenario).items():
         itype = instance_type(aws, role)
         price = table.hourly(aws.region, itype)
         hourly = None if price is None else price + table.public_ipv4_hourly
-        roles.append(RoleCost(role, itype, count, hourly))
+        scales = scaled and role == "client"
+        roles.append(RoleCost(role, itype, count, hourly, least[role] if scales else None))
         total = total + hourly * count * hours if hourly is not None and total is not None else None
+        if total_min is not None and hours_min is not None:
+            total_min = total_min + hourly * least[role] * hours_min if hourly is not None else None
     disclaimer = (f"estimate only: on-demand list prices as of {table.as_of} kept in the project, "
                   f"per-second billing with a 60 s minimum; {table.note}")
-    return CostEstimate(aws.region, hours, tuple(roles), total, table.currency, table.as_of, disclaimer)
+    return CostEstimate(aws.region, hours, tuple(roles), total, table.currency, table.as_of, disclaimer,
+                        total_min=total_min, hours_min=hours_min)
 
 
-def planned_seconds(scenario: Scenario) -> float:
-    """How long the instances live: the plan's runs and baseline plus provisioning and teardown."""
-    return expand(scenario).expected_seconds + PROVISION_OVERHEAD_S
+def planned_seconds(scenario: Scenario, *, least: bool = False) -> float:
+    """How long the instances live: the plan's runs and baseline plus provisioning and teardown.
+    With auto-scale the most (every point scaled to max, one client added at a time), or with
+    `least` the least (no point needs more than min)."""
+    plan = expand(scenario)
+    scale = scenario.hosts.roles.autoscale
+    grow = 0.0 if scale is None or least else (plan.scale_runs_max * plan.per_run_s
+                                               + (scale.max - scale.min) * GROW_OVERHEAD_S)
+    return plan.expected_seconds + PROVISION_OVERHEAD_S + grow
 
 
 def describe_plan(scenario: Scenario, *, hours: float | None = None,
@@ -94,12 +119,16 @@ def describe_plan(scenario: Scenario, *, hours: float | None = None,
     """Lines for `orchestrate plan`: what would be created and what it should cost. No API calls."""
     aws = config(scenario)
     seconds = hours * 3600 if hours is not None else planned_seconds(scenario)
-    est = estimate(scenario, seconds / 3600, prices=prices)
+    least = hours * 3600 if hours is not None else planned_seconds(scenario, least=True)
+    est = estimate(scenario, seconds / 3600, prices=prices, hours_min=least / 3600)
     where = f"region {aws.region}" + (f" via {aws.endpoint_url}" if aws.endpoint_url else "")
     lines = [f"aws: {where}, one cluster placement group"]
     for r in est.roles:
         price = f"~${r.hourly:.4f}/h each, estimate" if r.hourly is not None else "price not in the table"
-        lines.append(f"  {r.role}: {r.count} x {r.instance_type} ({price})")
+        count = f"{r.count_min}..{r.count}" if r.count_min is not None else f"{r.count}"
+        scaled = (f"; auto-scale: {r.count_min} at first, one more while the client is the limit"
+                  if r.count_min is not None else "")
+        lines.append(f"  {r.role}: {count} x {r.instance_type} ({price}{scaled})")
     image = aws.image
     if image.startswith("resolve:ssm:"):
         image += " (looked up at run time)"
@@ -110,7 +139,13 @@ def describe_plan(scenario: Scenario, *, hours: float | None = None,
                  f"{aws.ssh_address} addresses, admitted only from {ssh_from}")
     lines.append(f"  expiry: {fmt_seconds(aws.expire_after)} after launch; instances power off "
                  "(terminate) by themselves then")
-    if est.total is not None:
+    if est.total is not None and est.total_min is not None:  # auto-scale: from none scaled to all
+        lines.append(f"  estimated cost: ~${est.total_min:.2f}..${est.total:.2f} {est.currency} for "
+                     f"~{fmt_seconds(least)}..{fmt_seconds(seconds)}, from min clients (no point needs more) "
+                     "to max clients held throughout "
+                     f"(ESTIMATE: hand-kept list prices as of {est.prices_as_of}, typed from memory, "
+                     "not fetched; excludes EBS, data transfer, tax; check AWS's pricing page)")
+    elif est.total is not None:
         lines.append(f"  estimated cost: ~${est.total:.2f} {est.currency} for ~{fmt_seconds(seconds)} "
                      f"(ESTIMATE: hand-kept list prices as of {est.prices_as_of}, typed from memory, "
                      "not fetched; excludes EBS, data transfer, tax; check AWS's pricing page)")
