@@ -3,8 +3,12 @@ lab hosts standing in for the instances. Only the API is simulated: the run pre-
 provisions, waits for SSH, reads the host keys from the console, deploys with the playbooks,
 baselines, measures, analyses and tears down as on EC2.
 
+The run auto-scales its clients (1 to 2) at a rate no client can offer, so the provider
+launches a client mid-run, which is deployed (Ansible limited to it) and baselined before
+it loads, and terminated with the rest.
+
 How the pieces meet: the VPC and subnet are the lab's /24, so the private addresses moto
-hands out (.4 and .5: it reserves the first three, as AWS does) are lab hosts' addresses;
+hands out (.4, .5, .6: it reserves the first three, as AWS does) are lab hosts' addresses;
 the provider reaches instances by private address (hosts.aws.ssh_address: private, what a
 user inside the VPC sets). `awskit.LabInstances` authorizes the key pair moto makes on the
 lab and shows each lab host's host key on its instance's console (what cloud-init does on
@@ -76,7 +80,7 @@ def test_aws_run_end_to_end_on_lab_hosts(moto_api, tmp_path, run_id, monkeypatch
     if os.geteuid() != 0 or not os.path.exists(netns.SSHD):
         pytest.fail("this test needs root and openssh-server, as the netns labs do")
     name = f"aws{os.getpid() % 100000}"
-    st = netns.up(name, 5)  # hosts .1-.5; moto's first two instances get .4 and .5
+    st = netns.up(name, 6)  # hosts .1-.6; moto's instances get .4, .5 and (added) .6
     try:
         import boto3
 
@@ -91,13 +95,15 @@ def test_aws_run_end_to_end_on_lab_hosts(moto_api, tmp_path, run_id, monkeypatch
                                    AvailabilityZone=f"{REGION}a")["Subnet"]["SubnetId"]
 
         doc = {"name": "aws-e2e",
-               "hosts": {"provider": "aws", "roles": {"server": 1, "client": 1},
+               "hosts": {"provider": "aws", "roles": {"server": 1, "client": {"min": 1, "max": 2}},
                          "aws": {"region": REGION, "endpoint_url": moto_api, "subnet": subnet,
                                  "ssh_address": "private", "ssh_user": "root", "image": DEBIAN,
                                  "instance_type": {"server": "c6i.large", "client": "c6i.large"},
                                  "expire_after": "1h"}},
                "server": {"arch": "reuseport", "threads": 1, "cpus": [0], "port": 8000},
-               "load": {"threads": 1, "connections": 16, "duration": "2s", "cpus": [1]},
+               # open loop at a rate no client here can send: not sustained, so one more client
+               "load": {"tool": "orchestrate-load", "threads": 1, "connections": 16, "duration": "2s",
+                        "cpus": [1], "rate": 1_000_000},
                "baseline": {"iperf3": {"udp_length": 64, "duration": "1s", "tcp_duration": "1s"}},
                "repeat": 1}
         path = tmp_path / "aws-e2e.yaml"
@@ -110,13 +116,28 @@ def test_aws_run_end_to_end_on_lab_hosts(moto_api, tmp_path, run_id, monkeypatch
         s = json.loads((outcome.results / "summary.json").read_text())
         assert s["status"] == "complete" and s["provider"] == "aws"
         # the hosts were the instances: private addresses from moto, which are the lab hosts'
-        assert sorted(stand_ins.address.values()) == [st.hosts[3].address, st.hosts[4].address]
+        assert sorted(stand_ins.address.values()) == [h.address for h in st.hosts[3:6]]
         assert any("deploying tools and the server with Ansible" in m for m in said)
         assert (outcome.results / "raw" / "deploy.log").stat().st_size > 0
         assert s["baseline"], "no baseline measured"
-        assert s["topology"]["server"] == "server-1" and s["topology"]["clients"] == ["client-1"]
-        assert s["baseline"]["client-1->server-1"]["udp"]["pps_delivered"] > 0
+        assert s["topology"]["server"] == "server-1"
+        assert s["topology"]["clients"] == ["client-1", "client-2"]
+        # auto-scale: one client could not send the rate, the provider launched a second
+        (entry,) = s["autoscale"]
+        assert [p["clients"] for p in entry["path"]] == [1, 2] and entry["limited"]
+        assert "still client-limited at max=2" in entry["stopped"]
+        assert any("adding 1 client host(s) to the aws lab" in m for m in said)
+        launched = [p for p in fakes.params("RunInstances") if not p.get("DryRun")]
+        assert [(p["InstanceType"], p["MinCount"]) for p in launched] == [("c6i.large", 1)] * 3
+        # the new client was made ready as the first: deployed alone, its path baselined
+        recap = (outcome.results / "raw" / "deploy-client-2.log").read_text().split("PLAY RECAP")[-1]
+        assert "client-2" in recap and "server-1 " not in recap and "client-1 " not in recap
+        for path in ("client-1->server-1", "client-2->server-1"):
+            assert s["baseline"][path]["udp"]["pps_delivered"] > 0, path
+        assert set(json.loads((outcome.results / "hosts.json").read_text())) == \
+            {"server-1", "client-1", "client-2"}
         (run,) = s["runs"]
+        assert run["load"]["clients"] == 2 and run["rate"]["sustained"] is False
         assert run["qps"] > 0 and not any(run["errors"].values()) and run["analysis"]["verdict"]
         assert len(s["points"]) == 1 and s["points"][0]["n"] == 1
         # provisioning took the EC2 path: pre-flight, pending instances waited out, console keys
