@@ -10,6 +10,8 @@ packet rate per direction, like a cloud NIC's PPS limit. A sized host (`hosts.si
 optionally a cpuset; its sshd starts inside them, so everything started over SSH runs
 there. Each sshd also mounts this machine's cgroup hierarchies in its own mount namespace
 (which `ip netns exec` gives it), so a host sees its cgroup as a real machine would.
+`add_hosts` grows a running lab by client hosts (client auto-scale, in a lab the run
+brought up): the same steps as `up`, on the new hosts only, named in lab.json first.
 
 State lives in the lab directory (default /tmp/orchestrate/labs/<name>/):
 lab.json (written before anything is created, so `down` always knows what to
