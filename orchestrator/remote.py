@@ -581,16 +581,18 @@ def spawn(t: Transport, name: str, cmd: str, *, workdir: str, cpus: list[int] | 
     return Process(t.name, name, pid, out, err)
 
 
-# `live G...` sets $L to those of the process groups G with a live (not zombie) member. A
-# group whose leader (pid G) is alive needs no scan: its /proc stat line, read by the shell
-# itself, says so (state, and that it still leads group G, not a reused pid). Only the other
-# groups cost a `ps` (a leader may exit while its children run on). Waiting on the host in
-# 50 ms steps ends a wait within 50 ms of the exit and costs one round trip, not one a poll.
+# `live G...` sets $L to those of the process groups G with a live (not zombie) member,
+# with shell built-ins where it can: a group whose leader (pid G) is alive says so in its
+# /proc stat line (its state, and that it still leads group G, not a reused pid); a group with
+# no member at all fails `kill -s 0`. Only a group with members but no live leader (a leader
+# that exited while its children run on, or a zombie) costs a `ps`. Waiting on the host in
+# steps of 10-50 ms ends a wait soon after the exit and costs one round trip, not one a poll.
 _LIVE_SH = r"""live() {
   L= p= q=
   for g; do
     s=; read -r s 2>/dev/null </proc/$g/stat; s=${s##*) }; r=${s#* }; r=${r#* }
-    case ${s%% *} in ''|Z|X) p=$p,$g ;; *) if [ "${r%% *}" = "$g" ]; then L="$L $g"; else p=$p,$g; fi ;; esac
+    case ${s%% *} in ''|Z|X) ;; *) if [ "${r%% *}" = "$g" ]; then L="$L $g"; continue; fi ;; esac
+    kill -s 0 -- -$g 2>/dev/null && p=$p,$g  # no signal: whether the group has any member
   done
   [ -z "$p" ] || q=$(ps -o pgid=,stat= -g ${p#,} 2>/dev/null | awk '$2 !~ /^Z/ {print $1}' |
     sort -u | tr '\n' ' ')
