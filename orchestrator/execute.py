@@ -302,7 +302,7 @@ def _autoscale(ctx: Context, plan: Plan, binary: str, checkpoint: Callable[[int]
                 try:
                     _add_clients(ctx, n + 1 - len(ctx.lab.clients))
                 except _hosts.NoMoreHosts as exc:  # a cloud out of capacity: the run goes on
-                    top, short = n, f", all the provider could add ({exc})"
+                    top, short = n, f", all the provider could add ({exc.detail})"
                     break
             ctx.runs.remove(record)  # superseded by a run with more clients
             n += 1

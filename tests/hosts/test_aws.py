@@ -237,7 +237,7 @@ def test_provisions_the_cross_host_topology(cloud, tmp_path):
             assert h.address == i["PrivateIpAddress"]
             assert h.ssh is not None and h.ssh.host == i["PublicIpAddress"]
             assert h.ssh.user == "admin" and h.ssh.host_key_checking
-            assert h.workdir == "/tmp/orchestrate/r-topo"
+            assert h.workdir == f"/tmp/orchestrate/r-topo/{h.name}"
             assert h.vars["instance_type"] == i["InstanceType"]
             key_file = Path(h.ssh.key_file or "")
             assert key_file.stat().st_mode & 0o777 == 0o600

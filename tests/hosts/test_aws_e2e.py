@@ -3,9 +3,10 @@ lab hosts standing in for the instances. Only the API is simulated: the run pre-
 provisions, waits for SSH, reads the host keys from the console, deploys with the playbooks,
 baselines, measures, analyses and tears down as on EC2.
 
-The run auto-scales its clients (1 to 2) at a rate no client can offer, so the provider
+The run auto-scales its clients (1 up to 3) at a rate no client can offer, so the provider
 launches a client mid-run, which is deployed (Ansible limited to it) and baselined before
-it loads, and terminated with the rest.
+it loads, and terminated with the rest; the zone then has no room for a third, which ends
+the scaling (said in the summary), not the run.
 
 How the pieces meet: the VPC and subnet are the lab's /24, so the private addresses moto
 hands out (.4, .5, .6: it reserves the first three, as AWS does) are lab hosts' addresses;
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from awskit import DEBIAN, REGION, Fakes, LabInstances
+from awskit import DEBIAN, REGION, Fakes, LabInstances, err
 
 from orchestrator import execute
 from orchestrator import scenario as scenario_mod
@@ -89,13 +90,24 @@ def test_aws_run_end_to_end_on_lab_hosts(moto_api, tmp_path, run_id, monkeypatch
         fakes = Fakes(moto_api, boot_polls=2, shutdown_polls=2)  # pending, shutting-down, as EC2
         stand_ins = LabInstances(st.dir, {h.address: h.name for h in st.hosts[3:]})
         stand_ins.install(fakes.install(session))
+        launches: list[int] = []
+
+        def third_client_finds_no_room(params, nth):
+            if not params.get("DryRun"):
+                launches.append(nth)
+                if len(launches) == 4:  # server, client-1, client-2, then this one
+                    return err("InsufficientInstanceCapacity", "We currently do not have sufficient "
+                               "c6i.large capacity in the Availability Zone you requested.", 500)
+            return None
+
+        fakes.fail["RunInstances"] = third_client_finds_no_room
         ec2 = session.client("ec2", endpoint_url=moto_api)
         vpc = ec2.create_vpc(CidrBlock=net)["Vpc"]["VpcId"]
         subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=net,
                                    AvailabilityZone=f"{REGION}a")["Subnet"]["SubnetId"]
 
         doc = {"name": "aws-e2e",
-               "hosts": {"provider": "aws", "roles": {"server": 1, "client": {"min": 1, "max": 2}},
+               "hosts": {"provider": "aws", "roles": {"server": 1, "client": {"min": 1, "max": 3}},
                          "aws": {"region": REGION, "endpoint_url": moto_api, "subnet": subnet,
                                  "ssh_address": "private", "ssh_user": "root", "image": DEBIAN,
                                  "instance_type": {"server": "c6i.large", "client": "c6i.large"},
@@ -125,10 +137,11 @@ def test_aws_run_end_to_end_on_lab_hosts(moto_api, tmp_path, run_id, monkeypatch
         # auto-scale: one client could not send the rate, the provider launched a second
         (entry,) = s["autoscale"]
         assert [p["clients"] for p in entry["path"]] == [1, 2] and entry["limited"]
-        assert "still client-limited at max=2" in entry["stopped"]
-        assert any("adding 1 client host(s) to the aws lab" in m for m in said)
+        assert entry["stopped"].startswith("still client-limited at 2 client host(s), all the provider "
+                                           "could add (aws has no room for more c6i.large"), entry["stopped"]
+        assert sum("adding 1 client host(s) to the aws lab" in m for m in said) == 2
         launched = [p for p in fakes.params("RunInstances") if not p.get("DryRun")]
-        assert [(p["InstanceType"], p["MinCount"]) for p in launched] == [("c6i.large", 1)] * 3
+        assert [(p["InstanceType"], p["MinCount"]) for p in launched] == [("c6i.large", 1)] * 4
         # the new client was made ready as the first: deployed alone, its path baselined
         recap = (outcome.results / "raw" / "deploy-client-2.log").read_text().split("PLAY RECAP")[-1]
         assert "client-2" in recap and "server-1 " not in recap and "client-1 " not in recap

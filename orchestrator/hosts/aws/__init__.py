@@ -407,9 +407,12 @@ class _Fleet:
         known = created.lab_dir / "known_hosts"
         with known.open("a") as f:
             f.write("".join(f"{b.reach} {k}\n" for b in booted for k in keys.get(b.instance_id, [])))
-        ssh, workdir = self.scenario.hosts.ssh, f"/tmp/orchestrate/{created.run_id}"
+        ssh = self.scenario.hosts.ssh
+        # the host's name in its work directory keeps hosts apart where they share a file
+        # system (a home on NFS; the tests' lab hosts standing in for instances)
         return tuple(
-            Host(name=b.name, address=b.private_ip, roles=(b.role,), workdir=workdir,
+            Host(name=b.name, address=b.private_ip, roles=(b.role,),
+                 workdir=f"/tmp/orchestrate/{created.run_id}/{b.name}",
                  ssh=SshTarget(host=b.reach, name=b.name, user=aws.ssh_user, port=22,
                                key_file=str(self.key_file), known_hosts=str(known),
                                host_key_checking=ssh.host_key_checking, connect_timeout=ssh.connect_timeout),
