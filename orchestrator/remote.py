@@ -190,7 +190,9 @@ class _Shell:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise _Timeout(bool(out or err))
-            select.select([chan], [], [], min(left, 1.0))  # the channel signals both streams
+            # The channel's pipe signals both streams, but paramiko can lose a wake-up when
+            # they race (its OrPipe clears after a concurrent set): never sleep long on it.
+            select.select([chan], [], [], min(left, 0.05))
 
     def close(self) -> None:
         self.chan.close()
