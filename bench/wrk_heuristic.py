@@ -11,12 +11,12 @@ Each case stalls the project's server (reuseport, 1 thread, CPU 0) with SIGSTOP 
 runs wrk -t1 (CPU 1) and orchestrate-load -t1 (CPU 1; at wrk's achieved rate from the case's
 first round) against it, alternating which goes first, and compares both with the *truth* for
 an open-loop user at the same rate: a send at time t inside a stall [a, b) waits b - t, and
-after the stall the backlog drains at the server's spare capacity, so the sends that wait are
-a share s / ((1 - rho) W) of the window W for each stall of length s (rho = rate / capacity,
-capacity = ours closed loop with 50 connections), each waiting uniformly 0..s, on top of the
-latency the same user sees unstalled (ours at that rate, no stall). The recorded stalls are
-used, clipped to the client's window; a stall still open at the end counts as end - t, a
-lower bound, as ours counts it. Server, clients and the staller run under SCHED_FIFO.
+after the stall the backlog drains at the server's spare capacity (1 - rho of it; rho = rate /
+capacity, capacity = ours closed loop with 50 connections), so a stall of length s affects the
+sends of s / (1 - rho) seconds, each waiting uniformly 0..s, on top of the latency the same
+user sees unstalled (ours at that rate, no stall). The recorded stalls are used, clipped to
+the client's window; a stall still open at the end counts as end - t (a lower bound, as ours
+counts it). Server, clients and the staller run under SCHED_FIFO.
 
     python3 bench/wrk_heuristic.py                    # every case, 3 rounds, writes the json
     python3 bench/wrk_heuristic.py --rounds 1 --cases end_stall,paced_c4
@@ -78,8 +78,8 @@ CASES = {c.name: c for c in (
          wrk_connections=1, stall_ms=3, period_ms=100),
     Case("short_stalls_c2", "2 connections flat out, 2 ms stalls 20 times a second",
          wrk_connections=2, stall_ms=2, period_ms=50),
-    Case("busy_server_c1", "1 connection flat out against 128 KiB answers (server ~70% busy), "
-         "3.5 ms stalls twice a second", wrk_connections=1, stall_ms=3.5, period_ms=500, body_size=131072),
+    Case("busy_server_c1", "1 connection flat out against 128 KiB answers (server ~1/3 busy), "
+         "3.5 ms stalls 5 times a second", wrk_connections=1, stall_ms=3.5, period_ms=200, body_size=131072),
     Case("paced_c4", "4 connections paced by delay() 2 ms, 5 ms stalls 10 times a second",
          wrk_connections=4, stall_ms=5, period_ms=100, wrk_delay_ms=2),
     Case("paced_c4_long", "4 connections paced by delay() 2 ms, 20 ms stalls 5 times a second",
@@ -189,26 +189,40 @@ def truth_ms(stalls: list[tuple[float, float]], start: float, end: float, rho: f
              rate: float = 0.0, n: int = 1_000_000) -> dict[str, float]:
     """Percentiles an open-loop user at utilisation rho sees over [start, end] (module doc),
     when a `share` of its sends goes to the stalled server: its quiet latency (`quiet`, the
-    unstalled run's buckets in µs) plus, for the waiting share, a wait U(0, s) in a stall of
-    length s picked in proportion to s. Sampled (fixed seed, 10^6 draws).
+    unstalled run's buckets in µs) plus, for the sends a stall affects, their wait (a stall
+    picked in proportion to how long it affects sends). Sampled (fixed seed, 10^6 draws).
     stuck_per_stall > 0: a pool user instead (one_of_two, ours: a request goes to the next free
     connection, so only that many requests, one per connection to the stalled server, are
     caught per stall, each waiting about the whole stall)."""
-    segs = np.array([min(b, end) - max(a, start) for a, b in stalls])
-    segs = segs[segs > 0]
     window = end - start
+    # per stall: how long sends are affected (d), and the range of their waits (lo..hi)
+    d, lo, hi = [], [], []
+    for a, b in stalls:
+        a = max(a, start)
+        if a >= end or b <= a:
+            continue
+        if b >= end:  # still stopped at the end: a send at t counts end - t (no drain seen)
+            s = end - a
+            d.append(s), lo.append(0.0), hi.append(s)
+        else:  # waits fall from s by (1 - rho) per second until the backlog is gone
+            s = b - a
+            dur = min(s / (1 - rho), end - a)
+            d.append(dur), lo.append(s - (1 - rho) * dur), hi.append(s)
+    dur_, lo_, hi_ = (np.array(x, dtype=float) for x in (d, lo, hi))
     if stuck_per_stall:
-        waiting = min(1.0, stuck_per_stall * segs.size / (rate * window)) if rate else 0.0
+        waiting = min(1.0, stuck_per_stall * dur_.size / (rate * window)) if rate else 0.0
     else:
-        waiting = min(1.0, share * segs.sum() / window / (1 - rho)) if window > 0 else 0.0
+        waiting = min(1.0, share * dur_.sum() / window) if window > 0 else 0.0
     rng = np.random.default_rng(1)
     values = np.array([v for v, _ in quiet], dtype=float) / 1000
     counts = np.array([c for _, c in quiet], dtype=float)
     lat = rng.choice(values, size=n, p=counts / counts.sum())
     hit = rng.random(n) < waiting
-    if segs.size and hit.any():
-        picked = rng.choice(segs, size=hit.sum(), p=segs / segs.sum())
-        lat[hit] += (1.0 if stuck_per_stall else rng.random(hit.sum())) * picked * 1000
+    if dur_.size and hit.any():
+        k = int(hit.sum())
+        i = rng.choice(dur_.size, size=k, p=dur_ / dur_.sum())
+        u = np.ones(k) if stuck_per_stall else rng.random(k)
+        lat[hit] += (lo_[i] + u * (hi_[i] - lo_[i])) * 1000
     pct = np.percentile(lat, [q * 100 for _, q in QUANTILES])
     out = {name: round(float(v), 3) for (name, _), v in zip(QUANTILES, pct, strict=True)}
     out["waiting_share"] = round(waiting, 4)
@@ -289,7 +303,7 @@ def judge(run: dict, capacity: float, quiet: list[tuple[int, int]]) -> dict:
     start, end = run["window"]
     rho = min(0.9, run["qps"] / capacity) if capacity else 0.0
     stalls = run["stalls"]
-    out = {k: v for k, v in run.items() if k not in ("window", "stalls")}
+    out = {k: v for k, v in run.items() if k != "window"}
     out["stall_count"] = len(stalls)
     out["stall_ms_mean"] = round(1000 * statistics.fmean([b - a for a, b in stalls]), 3) if stalls else 0.0
     out["rho"] = round(rho, 3)
@@ -297,6 +311,9 @@ def judge(run: dict, capacity: float, quiet: list[tuple[int, int]]) -> dict:
     out["truth"] = truth_ms(stalls, start, end, rho, quiet, run["share"],
                             stuck_per_stall=run["share"] * run["connections"] if pool else 0.0,
                             rate=run["qps"])
+    out["stalls"] = [(round(a - start, 4), round(b - start, 4)) for a, b in stalls]  # from window start
+    for p in ("p99", "p99_9"):
+        out[f"{p}_vs_truth"] = float(f"{out[p] / out['truth'][p]:.3g}") if out["truth"][p] else None
     return out
 
 
@@ -361,6 +378,8 @@ def summary(result: dict) -> dict:
         med = {k: round(statistics.median(r[k] for r in rs), 3) for k in ("qps", "p50", "p99", "p99_9")}
         med["truth_p99"] = round(statistics.median(r["truth"]["p99"] for r in rs), 3)
         med["truth_p99_9"] = round(statistics.median(r["truth"]["p99_9"] for r in rs), 3)
+        for k in ("p99_vs_truth", "p99_9_vs_truth"):  # per run, then the median
+            med[k] = float(f"{statistics.median(r[k] for r in rs):.3g}")
         if tool == "wrk":
             med["interval_us"] = statistics.median(r["interval_us"] for r in rs)
             med["backfilled"] = statistics.median(r["backfilled"] for r in rs)
@@ -388,12 +407,13 @@ def main() -> int:
         results.append(res)
         print(name, f"{time.monotonic() - t0:.0f} s", json.dumps(res["summary"]), flush=True)
     print()
-    print(f"{'case':<17} {'tool':<17} {'req/s':>8} {'p50':>8} {'p99':>8} {'truth':>8} {'p99.9':>8} "
-          f"{'truth':>8}  (ms)")
+    print("medians of the rounds, latencies in ms; x truth = the median of each run's ratio")
+    print(f"{'case':<16} {'tool':<16} {'req/s':>7} {'p99':>9} {'truth':>9} {'x truth':>7} {'p99.9':>9} "
+          f"{'truth':>9} {'x truth':>7}")
     for res in results:
         for tool, m in res["summary"].items():
-            print(f"{res['case']['name']:<17} {tool:<17} {m['qps']:>8} {m['p50']:>8} {m['p99']:>8} "
-                  f"{m['truth_p99']:>8} {m['p99_9']:>8} {m['truth_p99_9']:>8}")
+            print(f"{res['case']['name']:<16} {tool:<16} {m['qps']:>7.0f} {m['p99']:>9} {m['truth_p99']:>9} "
+                  f"{m['p99_vs_truth']:>7} {m['p99_9']:>9} {m['truth_p99_9']:>9} {m['p99_9_vs_truth']:>7}")
     args.json.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                                      "rounds": args.rounds,
                                      "results": results}, indent=1) + "\n")
