@@ -572,9 +572,13 @@ def spawn(t: Transport, name: str, cmd: str, *, workdir: str, cpus: list[int] | 
     inner = f"env {envs} " + (f"sh -c {shlex.quote(cmd)}" if shell else cmd)
     if cpus:
         inner = f"taskset -c {','.join(map(str, cpus))} {inner}"
+    # Before answering, wait (microseconds) until the new process leads its own group, so a
+    # check right after the spawn finds the group (see _LIVE_SH); not if it is already gone.
     script = (f"mkdir -p {shlex.quote(workdir)} && cd {shlex.quote(workdir)} && "
-              f"(setsid {inner} >{shlex.quote(out)} 2>{shlex.quote(err)} </dev/null & "
-              f"echo $! ; echo \"$! {name}\" >> {LEDGER})")
+              f"(setsid {inner} >{shlex.quote(out)} 2>{shlex.quote(err)} </dev/null & p=$!; i=0; "
+              "while [ $i -lt 2000 ]; do s=; read -r s 2>/dev/null </proc/$p/stat || break; "
+              's=${s##*) }; r=${s#* }; r=${r#* }; [ "${r%% *}" = "$p" ] && break; i=$((i+1)); done; '
+              f"echo $p ; echo \"$p {name}\" >> {LEDGER})")
     done = t.run(script, timeout=30)
     try:
         pid = int(done.stdout.split()[0])

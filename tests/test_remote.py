@@ -84,6 +84,18 @@ def test_a_group_lives_while_any_member_does_and_a_wait_can_time_out(t, tmp_path
     assert not remote.alive(t, proc) and remote.alive_many(t, [proc]) == set()
 
 
+def test_a_check_right_after_a_spawn_finds_the_new_group(t, tmp_path):
+    """spawn answers once the process leads its own group: before that a check would find no
+    group (it raced: ~1 in 70 checks said a just-started server had exited)."""
+    procs = []
+    try:
+        for i in range(100):
+            procs.append(remote.spawn(t, f"nap{i}", "sleep 30", workdir=str(tmp_path)))
+            assert remote.alive(t, procs[-1]), f"spawn {i}: its group was not there yet"
+    finally:
+        remote.stop_many(t, procs, grace=2)
+
+
 def test_get_many_copies_what_is_there_and_names_what_is_not(t, tmp_path):
     (tmp_path / "a").write_text("one")
     (tmp_path / "b").write_bytes(b"\x00two\xff")
