@@ -64,6 +64,11 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _client_count(sc: Any) -> str:
+    scale = sc.hosts.roles.autoscale
+    return f"{scale.min}..{scale.max} (auto-scale)" if scale else str(sc.hosts.roles.clients)
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     from orchestrator.plan import expand, fmt_seconds
 
@@ -71,7 +76,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     sc = loaded.scenario
     plan = expand(sc)
     print(f"scenario {sc.name} ({loaded.source}): provider {sc.hosts.provider}, "
-          f"{sc.hosts.roles.server} server + {sc.hosts.roles.clients} client host(s)")
+          f"{sc.hosts.roles.server} server + {_client_count(sc)} client host(s)")
     if sc.baseline.enabled:
         b = sc.baseline.iperf3
         print(f"  baseline: iperf3 UDP {b.udp_length}-byte packets for {fmt_seconds(b.duration)}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import textwrap
 
-from testkit import orchestrate
+from testkit import REPO, orchestrate
 
 THREE_MISTAKES = textwrap.dedent("""\
     name: broken
@@ -61,6 +61,9 @@ def test_plan_lists_runs_and_time(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "008-main-sub-t1-c16-r2" in done.stdout
     assert "8 runs of 5s load each; expected total" in done.stdout
+    scaled = orchestrate("plan", str(REPO / "scenarios" / "autoscale.yaml"))
+    assert scaled.returncode == 0, scaled.stderr
+    assert "1 server + 1..4 (auto-scale) client host(s)" in scaled.stdout.splitlines()[0]
 
 
 def test_lab_up_status_down(tmp_path):
