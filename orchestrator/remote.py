@@ -572,13 +572,12 @@ def spawn(t: Transport, name: str, cmd: str, *, workdir: str, cpus: list[int] | 
     inner = f"env {envs} " + (f"sh -c {shlex.quote(cmd)}" if shell else cmd)
     if cpus:
         inner = f"taskset -c {','.join(map(str, cpus))} {inner}"
-    # Before answering, wait (microseconds) until the new process leads its own group, so a
-    # check right after the spawn finds the group (see _LIVE_SH); not if it is already gone.
+    # The process says its own pid once setsid has made it a group leader (then execs the
+    # command, keeping that pid), so a check right after the spawn finds its group; `$(...)`
+    # returns when it has redirected its output, without waiting for it.
+    child = f"echo $$; exec {inner} >{shlex.quote(out)} 2>{shlex.quote(err)} </dev/null"
     script = (f"mkdir -p {shlex.quote(workdir)} && cd {shlex.quote(workdir)} && "
-              f"(setsid {inner} >{shlex.quote(out)} 2>{shlex.quote(err)} </dev/null & p=$!; i=0; "
-              "while [ $i -lt 2000 ]; do s=; read -r s 2>/dev/null </proc/$p/stat || break; "
-              's=${s##*) }; r=${s#* }; r=${r#* }; [ "${r%% *}" = "$p" ] && break; i=$((i+1)); done; '
-              f"echo $p ; echo \"$p {name}\" >> {LEDGER})")
+              f"p=$(setsid sh -c {shlex.quote(child)} &) && echo $p && echo \"$p {name}\" >> {LEDGER}")
     done = t.run(script, timeout=30)
     try:
         pid = int(done.stdout.split()[0])
@@ -592,7 +591,7 @@ def spawn(t: Transport, name: str, cmd: str, *, workdir: str, cpus: list[int] | 
 # /proc stat line (its state, and that it still leads group G, not a reused pid); a group with
 # no member at all fails `kill -s 0`. Only a group with members but no live leader (a leader
 # that exited while its children run on, or a zombie) costs a `ps`. Waiting on the host in
-# steps of 10-50 ms ends a wait soon after the exit and costs one round trip, not one a poll.
+# steps of 10-100 ms ends a wait soon after the exit and costs one round trip, not one a poll.
 _LIVE_SH = r"""live() {
   L= p= q=
   for g; do
@@ -604,20 +603,17 @@ _LIVE_SH = r"""live() {
     sort -u | tr '\n' ' ')
   [ -z "$q" ] || L="$L $q"
 }
-until_gone() {  # up to N steps of 50 ms, the first five of 10 ms (a signalled process ends fast)
-  i=0; live "$@"
-  while [ -n "$L" ] && [ $i -lt $N ]; do
-    if [ $i -lt 5 ]; then sleep 0.01 2>/dev/null || sleep 1; else sleep 0.05 2>/dev/null || sleep 1; fi
-    i=$((i+1)); live $L
+until_gone() {  # up to N centiseconds; short steps first (a signalled process ends fast)
+  e=0; live "$@"
+  while [ -n "$L" ] && [ $e -lt $N ]; do
+    if [ $e -lt 5 ]; then d=1 t=0.01; elif [ $e -lt 50 ]; then d=5 t=0.05; else d=10 t=0.1; fi
+    sleep $t 2>/dev/null || sleep 1; e=$((e+d)); live $L
   done
 }
 """
-_STEP_S = 0.05
-
-
 def _steps(wait_s: float) -> int:
-    """until_gone's N for waiting about `wait_s` (its first five steps are 10 ms each)."""
-    return round(wait_s / _STEP_S) + 4 if wait_s > 0 else 0
+    """until_gone's N for waiting up to `wait_s`."""
+    return max(0, round(wait_s * 100))
 
 
 def _groups(line: str) -> set[int]:
