@@ -19,7 +19,6 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -643,13 +642,8 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
         own_after = _own_cpu_s()
         after = telemetry.cpu_reading(ctx, collectors)
         own_rate = round((own_after[1] - own_before[1]) / max(own_after[0] - own_before[0], 1e-9), 5)
-        # Every interval of the window is written: the collectors stop while the generators
-        # finish (a generator can take a while to report, on a busy host seconds).
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            stopping = pool.submit(ctx.table.stop_many, [c.proc for c in collectors], sig="INT", grace=5.0)
-            finished = each(generators, lambda cp: remote.wait_exit(ctx.t(cp[0]), cp[1], sc.load.timeout + 30,
-                                                              quiet_until=end))
-            stopping.result()
+        finished = each(generators, lambda cp: remote.wait_exit(ctx.t(cp[0]), cp[1], sc.load.timeout + 30,
+                                                          quiet_until=end))
         for (c, p), ok in zip(generators, finished, strict=True):
             if not ok:
                 raise RunFailed(f"{gen.name} did not finish in time", host=c.name, phase=ctx.phase)
@@ -660,6 +654,8 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
             raise RunFailed("the server died during the load" + (f": {err[-300:]}" if err else
                             " (killed by a signal?)"), host=server.name, phase=ctx.phase)
         nic_after = telemetry.nic_counters(ctx, spec, "after")
+
+        ctx.table.stop_many([c.proc for c in collectors], sig="INT", grace=5.0)
         perf_failure = telemetry.perf_script(ctx, sdir) if "perf" in sc.telemetry.collectors else None
         clean = ctx.table.stop(srv, sig="TERM", grace=10.0)
         gone = ctx.table.survivors(started)
