@@ -591,7 +591,7 @@ def spawn(t: Transport, name: str, cmd: str, *, workdir: str, cpus: list[int] | 
 # /proc stat line (its state, and that it still leads group G, not a reused pid); a group with
 # no member at all fails `kill -s 0`. Only a group with members but no live leader (a leader
 # that exited while its children run on, or a zombie) costs a `ps`. Waiting on the host in
-# steps of 10-100 ms ends a wait soon after the exit and costs one round trip, not one a poll.
+# steps of 5-100 ms ends a wait soon after the exit and costs one round trip, not one a poll.
 _LIVE_SH = r"""live() {
   L= p= q=
   for g; do
@@ -599,21 +599,21 @@ _LIVE_SH = r"""live() {
     case ${s%% *} in ''|Z|X) ;; *) if [ "${r%% *}" = "$g" ]; then L="$L $g"; continue; fi ;; esac
     kill -s 0 -- -$g 2>/dev/null && p=$p,$g  # no signal: whether the group has any member
   done
-  [ -z "$p" ] || q=$(ps -o pgid=,stat= -g ${p#,} 2>/dev/null | awk '$2 !~ /^Z/ {print $1}' |
-    sort -u | tr '\n' ' ')
+  [ -z "$p" ] || q=$(ps -o pgid=,stat= -g ${p#,} 2>/dev/null |
+    awk '$2 !~ /^Z/ && !s[$1]++ {printf "%s ", $1}')
   [ -z "$q" ] || L="$L $q"
 }
-until_gone() {  # up to N centiseconds; short steps first (a signalled process ends fast)
+until_gone() {  # up to N ms; short steps first (a signalled process ends within ms)
   e=0; live "$@"
   while [ -n "$L" ] && [ $e -lt $N ]; do
-    if [ $e -lt 5 ]; then d=1 t=0.01; elif [ $e -lt 50 ]; then d=5 t=0.05; else d=10 t=0.1; fi
+    if [ $e -lt 20 ]; then d=5 t=0.005; elif [ $e -lt 500 ]; then d=50 t=0.05; else d=100 t=0.1; fi
     sleep $t 2>/dev/null || sleep 1; e=$((e+d)); live $L
   done
 }
 """
 def _steps(wait_s: float) -> int:
     """until_gone's N for waiting up to `wait_s`."""
-    return max(0, round(wait_s * 100))
+    return max(0, round(wait_s * 1000))
 
 
 def _groups(line: str) -> set[int]:
@@ -657,7 +657,8 @@ def stop_many(t: Transport, procs: list[Process], *, sig: str = "TERM",
     groups = " ".join(str(p.pid) for p in procs)
     script = (f"# stop the groups {groups} (SIG{sig}, then KILL after {grace:g} s)\n"
               f"{_LIVE_SH}for g in {groups}; do kill -s {sig} -- -$g 2>/dev/null || kill -s {sig} $g "
-              f"2>/dev/null; done; N={_steps(grace)}; until_gone {groups}; echo \"first:$L\"; "
+              f"2>/dev/null; done; sleep 0.005 2>/dev/null; N={_steps(grace)}; until_gone {groups}; "
+              "echo \"first:$L\"; "
               "if [ -n \"$L\" ]; then for g in $L; do kill -s KILL -- -$g 2>/dev/null; done; "
               f"N={_steps(5)}; until_gone $L; fi; echo \"final:$L\"")
     out = t.run(script, timeout=grace + 5 + 15).stdout
