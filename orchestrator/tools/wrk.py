@@ -16,10 +16,13 @@ Latency facts worth knowing (wrk.c, stats.c, wrk 4.1):
   adds synthetic samples, so the histogram's total can exceed `requests`. The histogram is
   exactly the distribution wrk's own percentiles come from, so percentiles computed from it
   (with wrk's rank rule) equal wrk's.
-- walking the histogram costs about distinct_values x (max - min) steps; when that would be
-  too slow (very wide distributions) the script instead samples 1000 evenly spaced
-  percentiles, weighted to the estimated sample count, and marks the histogram `exact: false`
-  (the step budget is the script's optional second argument, default 5e8).
+- walking the histogram costs about distinct_values x (max - min) / 2 steps (each
+  `latency(i)` scans from the minimum); above a budget (the script's optional second
+  argument, default 2e7 steps, ~10 ms) the script instead samples 1000 percentiles, 500
+  evenly to p99 and 499 log-spaced through the tail to one sample from the top, plus the
+  max, weighted to the estimated sample count, and marks the histogram `exact: false`.
+  (5e8 cost up to 0.2 s of CPU per wrk at exit: 16 lab clients on one CPU reported one
+  after another for up to 2.9 s.)
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ LUA_SCRIPT = r"""-- orchestrate: optional HTTP pipelining + one machine-readable
 -- the depth given to init() is read back from a thread in done().
 local threads = {}
 orch_depth = 1
-orch_budget = 5e8  -- steps allowed for the exact histogram walk (script argument 2)
+orch_budget = 2e7  -- steps allowed for the exact histogram walk (script argument 2)
 
 setup = function(thread)
   threads[#threads + 1] = thread
@@ -79,11 +82,23 @@ done = function(summary, latency, requests)
       parts[i] = "[" .. int(v) .. "," .. int(c) .. "]"
     end
   else
-    local k = 1000
+    -- 1000 quantiles: 500 evenly to p99, 499 log-spaced through the tail to one sample from
+    -- the top, and the max; each weighted by the samples since the previous one
     local total = math.ceil(summary.requests / depth)
-    for j = 1, k do
-      local c = math.floor(j * total / k) - math.floor((j - 1) * total / k)
-      parts[j] = "[" .. int(latency:percentile((j - 0.5) * 100 / k)) .. "," .. int(c) .. "]"
+    local tail = math.min(1e-3, math.max(1 / math.max(total, 1), 1e-7))
+    local qs = {}
+    for j = 1, 500 do qs[j] = 0.99 * j / 500 end
+    for j = 1, 499 do qs[500 + j] = 1 - 0.01 * (tail / 0.01) ^ (j / 499) end
+    qs[1000] = 1
+    local prev, taken = 0, 0
+    for j = 1, #qs do
+      local c = math.floor(qs[j] * total + 0.5) - taken
+      if c > 0 then
+        local v = (j == #qs) and hi or latency:percentile(100 * (prev + qs[j]) / 2)
+        parts[#parts + 1] = "[" .. int(v) .. "," .. int(c) .. "]"
+        taken = taken + c
+      end
+      prev = qs[j]
     end
   end
   local pct = {}
