@@ -99,6 +99,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
     print(f"{plan.expected_runs} runs of {fmt_seconds(sc.load.duration)} load each; "
           f"expected total {fmt_seconds(plan.expected_seconds)} (an estimate: load time plus "
           f"orchestration overheads {plan.overheads.provenance})")
+    if plan.scale_runs_max:
+        most = plan.seconds_for(plan.expected_runs + plan.scale_runs_max, with_baseline=True)
+        print(f"  auto-scale: up to {plan.scale_runs_max} more run(s), one per client host added to a "
+              f"point while the client is the limit; {fmt_seconds(most)} at most, plus each added "
+              "host's set-up (connect, facts, deploy)")
     if sc.hosts.provider == "aws":
         from orchestrator.hosts.aws import prices
 

@@ -64,6 +64,8 @@ def test_plan_lists_runs_and_time(tmp_path):
     scaled = orchestrate("plan", str(REPO / "scenarios" / "autoscale.yaml"))
     assert scaled.returncode == 0, scaled.stderr
     assert "1 server + 1..4 (auto-scale) client host(s)" in scaled.stdout.splitlines()[0]
+    assert "auto-scale: up to 3 more run(s), one per client host added" in scaled.stdout
+    assert "auto-scale" not in done.stdout
 
 
 def test_lab_up_status_down(tmp_path):
