@@ -111,6 +111,7 @@ def run(loaded: Loaded, *, results_root: Path, run_id: str | None = None,
                     _hosts.lock(opened, run_id) as lab:  # hosts an auto-scale adds are locked too
                 transports: dict[str, Transport] = {}
                 log = remote.CommandLog()  # every command sent, so a quiet window can be shown
+                completed = False
                 try:
                     def connect(h: Host) -> None:  # kept as each succeeds: teardown closes it
                         transports[h.name] = remote.Logged(_hosts.connect(h), log)
@@ -123,10 +124,11 @@ def run(loaded: Loaded, *, results_root: Path, run_id: str | None = None,
                                   autoscale=list(summary.get("autoscale") or []))
                     ctx.timing["lab"] = round(time.monotonic() - began, 3)  # up, locked, connected
                     _execute(ctx, plan, lambda i: save(f"running ({i}/{len(plan.runs) or 'search'})"))
+                    completed = True
                 finally:
                     with signals.shielded():
                         down = time.monotonic()
-                        _teardown(ctx, transports)
+                        _teardown(ctx, transports, sweep=not completed)
                         if ctx is not None:
                             ctx.timing["teardown"] = round(time.monotonic() - down, 3)
         except (KeyboardInterrupt, Interrupted) as exc:
@@ -186,14 +188,33 @@ def _resume(results_root: Path, sc: Scenario, run_id: str,
     return ResultsDir(folder), summary
 
 
-def _teardown(ctx: Context | None, transports: dict[str, Transport]) -> None:
+def _teardown(ctx: Context | None, transports: dict[str, Transport], *, sweep: bool = False) -> None:
+    """Stop what the run started. After a failure or an interrupt (`sweep`), also every process
+    carrying the run's mark: one whose spawn was cut short never reached the table."""
     if ctx is not None:
         left = ctx.table.stop_all()
         for line in left:
             ctx.progress(f"orchestrate: WARNING could not stop {line}")
+        if sweep:
+            hosts = list(transports)
+            found = each(hosts, lambda h: _swept(transports[h], ctx.table.tag))
+            seen: set[int] = set()  # lab hosts on one machine share its processes
+            for host, pids in zip(hosts, found, strict=True):
+                pids = [p for p in pids if p not in seen]
+                seen.update(pids)
+                if pids:
+                    ctx.progress(f"orchestrate: stopped {len(pids)} process(es) of this run on {host} "
+                                 f"that no step had recorded (a start cut short): pids {pids}")
     for t in transports.values():
         with contextlib.suppress(Exception):
             t.close()
+
+
+def _swept(t: Transport, tag: str) -> list[int]:
+    try:
+        return remote.kill_marked(t, tag)
+    except (RunFailed, OSError):  # an unreachable host: teardown reports what it could not stop
+        return []
 
 
 def _execute(ctx: Context, plan: Plan, checkpoint: Callable[[int], None]) -> None:

@@ -806,6 +806,15 @@ def marked_pids(t: Transport, tag: str) -> list[int]:
     return sorted(int(p) for p in done.stdout.split() if p.isdigit() and p not in own)
 
 
+def kill_marked(t: Transport, tag: str) -> list[int]:
+    """SIGKILL every process on the host that carries the run's mark; the pids it found. For
+    the end of an interrupted run: a process whose spawn was cut short is in no table."""
+    pids = marked_pids(t, tag)
+    if pids:
+        t.run(f"kill -s KILL {' '.join(map(str, pids))} 2>/dev/null; true", timeout=30, check=False)
+    return pids
+
+
 def marked_runs(t: Transport) -> dict[str, list[int]]:
     """Run id -> pids of the processes on the host that carry a run's mark (see MARK)."""
     script = (f"for f in /proc/[0-9]*/environ; do tr '\\0' '\\n' < $f 2>/dev/null | "

@@ -258,3 +258,24 @@ def test_ssh_waits_and_stops_happen_on_the_host(ssh):
     assert remote.alive_many(t, [nap, stubborn]) == {nap.pid, stubborn.pid}
     assert remote.stop_many(t, [nap, stubborn], grace=0.5) == {nap.pid: True, stubborn.pid: False}
     assert remote.alive_many(t, [nap, stubborn]) == set()
+
+
+def test_kill_marked_stops_a_run_s_process_that_no_table_recorded():
+    # a spawn cut short by Ctrl-C leaves a process that carries the run's mark but is in no
+    # table: the end of an interrupted run finds it by the mark, and only the run's own
+    import subprocess
+
+    tag, other = f"test-{secrets.token_hex(4)}", f"test-{secrets.token_hex(4)}"
+    env = {"PATH": "/usr/bin:/bin"}
+    mine = subprocess.Popen(["sleep", "30"], env={**env, remote.MARK: tag}, start_new_session=True)
+    theirs = subprocess.Popen(["sleep", "30"], env={**env, remote.MARK: other}, start_new_session=True)
+    try:
+        t = remote.LocalTransport()
+        assert remote.kill_marked(t, tag) == [mine.pid]
+        assert mine.wait(timeout=5) == -9
+        assert theirs.poll() is None and remote.marked_pids(t, other) == [theirs.pid]
+        assert remote.kill_marked(t, tag) == []
+    finally:
+        for p in (mine, theirs):
+            p.kill()
+            p.wait()
