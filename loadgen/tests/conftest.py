@@ -30,3 +30,13 @@ def project_server(server_binary) -> Iterator[loadkit.ServerProcess]:
     s = loadkit.ServerProcess(server_binary, cpu=0)
     yield s
     s.stop()
+
+
+@pytest.fixture(scope="module")
+def realtime_server(server_binary) -> Iterator[loadkit.ServerProcess]:
+    """The project's server on CPU 0 under SCHED_FIFO (timing tests: the machine's other work
+    must not add hiccups of its own), one per test module."""
+    s = loadkit.ServerProcess(server_binary, cpu=0)
+    s.make_realtime()
+    yield s
+    s.stop()

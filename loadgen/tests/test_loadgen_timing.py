@@ -33,20 +33,12 @@ def record(name: str, data: dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(server_binary):
-    s = loadkit.ServerProcess(server_binary, cpu=0)
-    s.make_realtime()
-    yield s
-    s.stop()
-
-
-@pytest.fixture(scope="module")
-def capacity(generators, server) -> float:
+def capacity(generators, realtime_server) -> float:
     """Closed-loop capacity: 50 connections, the best of two 1.5 s runs."""
     best = 0.0
     for _ in range(2):
         run = run_load(generators["release"], "-c", "50", "-d", "1.5", "-w", "0.3", "--cpus", "1",
-                       server.url, realtime=True)
+                       realtime_server.url, realtime=True)
         best = max(best, run.doc["rate"]["achieved"])
     record("capacity", {"closed_loop_qps": best})
     return best
@@ -54,7 +46,7 @@ def capacity(generators, server) -> float:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fraction", [0.2, 0.5, 0.8])
-def test_pacing_accuracy(generators, server, capacity, fraction):
+def test_pacing_accuracy(generators, realtime_server, capacity, fraction):
     """Achieved within 1% of target and send-lag p99 under 1 ms. Closed-loop capacity on one
     client core is set by the client itself here (loopback TCP costs the sender most of its
     CPU), and open loop costs more per request (every request wakes both sides), so at 80% the
@@ -64,7 +56,7 @@ def test_pacing_accuracy(generators, server, capacity, fraction):
     runs = []
     for _ in range(3):  # a busy machine can still preempt: up to 3 tries, every try recorded
         run = run_load(generators["release"], "-c", "256", "-R", str(rate), "-d", "2", "-w", "0.5",
-                       "--cpus", "1", server.url, realtime=True)
+                       "--cpus", "1", realtime_server.url, realtime=True)
         runs.append({"target": rate, "achieved": run.doc["rate"]["achieved"],
                      "send_lag_p99_ms": run.pct("send_lag", "99"),
                      "latency_p99_ms": run.pct("latency", "99"),
@@ -96,19 +88,19 @@ def wrk_p99_under_stall(server: loadkit.ServerProcess, connections: int) -> floa
 
 
 @pytest.mark.slow
-def test_stall_corrected_latency(generators, server, capacity):
+def test_stall_corrected_latency(generators, realtime_server, capacity):
     """SIGSTOP 100 ms once a second at 2,000 req/s (far below capacity): about 10% of the intended
     sends fall in a stall and wait 0-100 ms, so the corrected p99 is ~90 ms while the p50 stays
     small. With 8 connections only 8 requests per stall are on the wire; the other ~190 wait in
     the generator's queue, so service time (what a closed-loop tool sees) misses the stall."""
     rate = 2000
     assert rate < capacity / 10
-    with Staller(server.proc.pid, stall_s=0.1, period_s=1.0, first_s=0.4):
+    with Staller(realtime_server.proc.pid, stall_s=0.1, period_s=1.0, first_s=0.4):
         run = run_load(generators["release"], "-c", "8", "-R", str(rate), "-d", "3",
-                       "--cpus", "1", server.url, realtime=True)
+                       "--cpus", "1", realtime_server.url, realtime=True)
     p50, p99 = run.pct("latency", "50"), run.pct("latency", "99")
     service_p99 = run.pct("service_time", "99")
-    wrk_p99 = wrk_p99_under_stall(server, 8)
+    wrk_p99 = wrk_p99_under_stall(realtime_server, 8)
     record("stall", {"rate": rate, "connections": 8, "latency_p50_ms": p50, "latency_p99_ms": p99,
                      "latency_p99_9_ms": run.pct("latency", "99.9"), "service_p99_ms": service_p99,
                      "send_lag_p99_ms": run.pct("send_lag", "99"), "queued": run.counts["queued"],
@@ -121,10 +113,10 @@ def test_stall_corrected_latency(generators, server, capacity):
 
 
 @pytest.mark.slow
-def test_overload_is_not_sustained(generators, server, capacity):
+def test_overload_is_not_sustained(generators, realtime_server, capacity):
     rate = round(capacity * 1.5)
     run = run_load(generators["release"], "-c", "50", "-R", str(rate), "-d", "1.5", "--cpus", "1",
-                   server.url, realtime=True)
+                   realtime_server.url, realtime=True)
     r = run.doc["rate"]
     record("overload", {"capacity": capacity, "target": rate, "achieved": r["achieved"],
                         "sustained": r["sustained"], "send_lag_p99_ms": run.pct("send_lag", "99"),

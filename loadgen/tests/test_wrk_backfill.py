@@ -26,21 +26,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import loadkit
-import pytest
 from loadkit import run_load
 
 from orchestrator.tools import wrk
 
 DURATION_S = 3
 TAIL_S = 0.5  # the server is stopped from DURATION_S - TAIL_S into the window
-
-
-@pytest.fixture(scope="module")
-def server(server_binary):
-    s = loadkit.ServerProcess(server_binary, cpu=0)
-    s.make_realtime()
-    yield s
-    s.stop()
 
 
 @contextmanager
@@ -86,13 +77,13 @@ def run_wrk(server: loadkit.ServerProcess, tmp_path) -> tuple[wrk.WrkResult, flo
     return result, result.duration_s, max(0.0, end - stop[0])
 
 
-def test_stall_at_the_end(generators, server, tmp_path):
+def test_stall_at_the_end(generators, realtime_server, tmp_path):
     """wrk reads the stopped tail as nothing (p99 under 1% of the truth); ours reads it within
     10% of the truth's lower bound (HdrHistogram precision and the stop's timing are well inside)."""
     start = time.time() + 0.2
-    with stopped_from(server.proc.pid, start + DURATION_S - TAIL_S) as stop:
+    with stopped_from(realtime_server.proc.pid, start + DURATION_S - TAIL_S) as stop:
         run = run_load(generators["release"], "-c", "32", "-R", "20000", "-d", str(DURATION_S),
-                       "--timeout", "10", "--start-at", f"{start:.6f}", "--cpus", "1", server.url,
+                       "--timeout", "10", "--start-at", f"{start:.6f}", "--cpus", "1", realtime_server.url,
                        realtime=True)
     assert run.rc == 0 and stop, run.stderr
     window = run.doc["window"]["measured_s"]
@@ -100,7 +91,7 @@ def test_stall_at_the_end(generators, server, tmp_path):
     ours = {p: run.pct("latency", p) for p in ("99", "99.9")}
     truth = {p: truth_ms(tail, window, float(p) / 100) for p in ("99", "99.9")}
 
-    w, w_window, w_tail = run_wrk(server, tmp_path)
+    w, w_window, w_tail = run_wrk(realtime_server, tmp_path)
     w_truth = {"99": truth_ms(w_tail, w_window, 0.99), "99.9": truth_ms(w_tail, w_window, 0.999)}
     record = {"ours": {"tail_s": round(tail, 3), "window_s": window, "p99_ms": ours["99"],
                        "p99_9_ms": ours["99.9"], "truth_p99_ms": round(truth["99"], 1),
