@@ -240,11 +240,12 @@ def test_live_wrk_sampled_histogram_with_a_zero_walk_budget(tmp_path, no_childre
     doc = json_doc(out.stdout)
     assert doc["latency_us"]["exact"] is False and not r.histogram_exact
     assert sum(c for _, c in r.histogram) == r.requests  # weights total the estimated samples
-    # sampled percentiles stay close to wrk's own, the tail's too (it is sampled densely)
+    # wrk's own percentiles are among those sampled, valued and ranked as wrk does: they come
+    # back exactly, whatever the shape of the tail (CI once saw p98.9 at 87 us, p99 at 101)
     own = doc["latency_us"]["percentiles"]
-    assert r.latency_ms.p50 * 1000 == pytest.approx(own["50"], rel=0.1, abs=3)
-    assert r.latency_ms.p99 * 1000 == pytest.approx(own["99"], rel=0.1, abs=3)
-    assert wrk.percentile(r.histogram, 99.9) == pytest.approx(own["99.9"], rel=0.1, abs=3)
+    for p in ("50", "75", "90", "99", "99.9"):
+        assert wrk.percentile(r.histogram, float(p)) == own[p], p
+    assert r.latency_ms.p99 * 1000 == own["99"]
     assert r.histogram[-1][0] == doc["latency_us"]["max"]  # the top sample is wrk's max
 
 
