@@ -64,8 +64,8 @@ def _nothing_answered(ctx: Context, tool: str) -> RunFailed:
 
 
 def _starts(ctx: Context, firsts: list[tuple[Host, float | None]]) -> dict[str, float]:
-    """When each client's load began (its first request; wrk: its exec), on this machine's
-    clock: the host's reading less its measured clock offset."""
+    """When each client's load began (its first request; wrk: its first thread about to
+    connect), on this machine's clock: the host's reading less its measured clock offset."""
     return {h.name: round(t - ctx.facts.get(h.name, {}).get("clock_offset_s", 0.0), 6)
             for h, t in firsts if t is not None}
 
@@ -87,8 +87,8 @@ class WrkLoad:
         argv = wrk.command(url, threads=sc.load.threads, connections=spec.connections,
                            duration_s=sc.load.duration, timeout_s=sc.load.timeout,
                            script_path=f"{client.workdir}/{spec.run_id}/report.lua",
-                           pipeline=sc.load.pipeline)
-        return wrk.at_command(argv, at), True  # wrk starts when started: a sleeper execs it
+                           pipeline=sc.load.pipeline, start_at=at)
+        return tools.base.join(argv), False  # wrk waits for `at` in its script
 
     def busy_s(self, ctx: Context) -> float:
         return ctx.sc.load.duration

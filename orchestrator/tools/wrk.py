@@ -32,15 +32,16 @@ from __future__ import annotations
 import json
 import math
 import re
-import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from orchestrator.tools.base import ToolError, join
+from orchestrator.tools.base import ToolError
 
 BINARY = "wrk"
 ENV: dict[str, str] = {"LC_ALL": "C"}
 JSON_PREFIX = "ORCH_JSON "
+START_MARK = "orchestrate: wrk started at "
+WALK_BUDGET = 2e7  # steps allowed for the exact histogram walk (see the module's docstring)
 SCRIPT_NAME = "orchestrate_wrk.lua"
 
 LUA_SCRIPT = r"""-- orchestrate: optional HTTP pipelining + one machine-readable result line.
@@ -54,15 +55,68 @@ setup = function(thread)
   threads[#threads + 1] = thread
 end
 
+-- Starting at an instant (script argument 3, epoch seconds): wrk waits inside its script, in
+-- init(), which wrk runs in its main thread before creating each thread, so only the first one
+-- sleeps; wrk is already running and only wakes from a timer, as orchestrate-load does. Each
+-- thread then notes on stderr when its first request is about to leave: just before it
+-- connects (wrk asks a static script's wrk.request() once per thread there), or at its first
+-- request() when pipelining. The note is evidence, not the wake-up: on a CPU shared by several
+-- generators a woken wrk can wait a scheduler tick or more before it connects.
+local ffi = require("ffi")
+pcall(ffi.cdef, [[
+  struct orch_timespec { long tv_sec; long tv_nsec; };
+  int clock_nanosleep(int clock, int flags, const struct orch_timespec *t, void *rem);
+  int clock_gettime(int clock, struct orch_timespec *t);
+  int getpid(void);
+  int gettid(void);
+]])
+
+local function wait_until(at)
+  local t = ffi.new("struct orch_timespec")
+  t.tv_sec = math.floor(at)
+  t.tv_nsec = math.floor((at - math.floor(at)) * 1e9)
+  -- CLOCK_REALTIME (0), TIMER_ABSTIME (1); only EINTR (4) is worth another try
+  while ffi.C.clock_nanosleep(0, 1, t, nil) == 4 do end
+end
+
+-- true once noted; wrk's main thread also calls request() once, to count the requests in it
+local function note_start()
+  if ffi.C.gettid() == ffi.C.getpid() then return false end
+  local t = ffi.new("struct orch_timespec")
+  ffi.C.clock_gettime(0, t)
+  io.stderr:write(string.format("%s%.6f\n", "@START_MARK@",
+                                tonumber(t.tv_sec) + tonumber(t.tv_nsec) / 1e9))
+  io.stderr:flush()
+  return true
+end
+
 init = function(args)
   orch_depth = math.floor(tonumber(args[1]) or 1)
   orch_budget = tonumber(args[2]) or orch_budget
+  local timed = args[3] ~= nil
+  if timed then wait_until(tonumber(args[3])) end
   if orch_depth > 1 then
     local r = {}
     for i = 1, orch_depth do r[i] = wrk.format() end
     local req = table.concat(r)
     -- a global request() makes wrk count orch_depth requests (and responses) per send
-    request = function() return req end
+    local function plain() return req end
+    request = plain
+    if timed then
+      request = function()
+        if note_start() then request = plain end
+        return req
+      end
+    end
+  elseif timed then
+    -- wrk.init() sets wrk.request after this init(): wrap it as it is set
+    setmetatable(wrk, {__newindex = function(t, k, v)
+      if k == "request" then
+        rawset(t, k, function() note_start(); return v() end)  -- once per thread
+      else
+        rawset(t, k, v)
+      end
+    end})
   end
 end
 
@@ -135,7 +189,7 @@ done = function(summary, latency, requests)
     ",\"histogram\":[", table.concat(parts, ","), "]}}\n")
   io.flush()
 end
-"""
+""".replace("@START_MARK@", START_MARK)
 
 
 @dataclass(frozen=True)
@@ -216,8 +270,15 @@ def command(
     script_path: str,
     pipeline: int = 1,
     headers: Mapping[str, str] | None = None,
+    start_at: float | None = None,
+    walk_budget: float = WALK_BUDGET,
 ) -> list[str]:
-    """wrk's argv; `script_path` must hold LUA_SCRIPT."""
+    """wrk's argv; `script_path` must hold LUA_SCRIPT.
+
+    With `start_at` (epoch seconds, the host's clock) wrk starts at once but waits for that
+    instant inside its script, before its threads connect, and notes when it woke
+    (`started_at`).
+    """
     if threads < 1 or connections < threads:
         raise ToolError("wrk", f"needs threads >= 1 and connections >= threads, got {threads} threads "
                         f"and {connections} connections")
@@ -230,7 +291,10 @@ def command(
             "-s", str(script_path)]
     for name, value in (headers or {}).items():
         argv += ["-H", f"{name}: {value}"]  # wrk only splits on ": "
-    return [*argv, url, "--", str(pipeline)]
+    args = [str(pipeline), f"{walk_budget:g}"]
+    if start_at is not None:
+        args.append(f"{start_at:.6f}")
+    return [*argv, url, "--", *args]
 
 
 # ---------------------------------------------------------------- parsing
@@ -321,22 +385,9 @@ def _from_text(text: str) -> WrkResult:
                      histogram=(), histogram_exact=False, source="text")
 
 
-# wrk cannot start at an instant by itself: a sleeper waits, notes the time and becomes wrk
-# (exec keeps its pid). The note is the nearest we get to when its first request left.
-START_MARK = "orchestrate: wrk exec at "
-# The sleeper execs wrk itself: no interpreter shutdown and no shell waking between the note
-# and wrk, so sleepers sharing a CPU (lab hosts) note and start within a fraction of a ms.
-_SLEEPER = ("import os, sys, time; time.sleep(max(0.0, {at:.6f} - time.time())); "
-            "os.write(2, ('{mark}' + repr(time.time()) + '\\n').encode()); "
-            "os.execvp(sys.argv[1], sys.argv[1:])")
-
-
-def at_command(argv: Sequence[str], at: float) -> str:
-    """A shell command that starts `argv` at epoch `at` (this host's clock)."""
-    return f"exec python3 -c {shlex.quote(_SLEEPER.format(at=at, mark=START_MARK))} {join(argv)}"
-
-
 def started_at(stderr: str) -> float | None:
+    """When wrk's first thread was about to connect and send (the script's note, the host's
+    clock); None when wrk was not started at an instant."""
     for line in stderr.splitlines():
         if line.startswith(START_MARK):
             return float(line[len(START_MARK):])

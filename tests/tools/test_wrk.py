@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 
 import pytest
 from localservers import data, need, nginx
@@ -35,8 +36,11 @@ def test_command_has_latency_script_and_pipeline_after_double_dash():
     assert argv[argv.index("-d") + 1] == "10s"
     assert argv[argv.index("--timeout") + 1] == "2s"
     assert argv[argv.index("-H") + 1] == "Connection: keep-alive"
-    assert argv[-3:] == ["http://127.0.0.1:8000/", "--", "8"]
+    assert argv[-4:] == ["http://127.0.0.1:8000/", "--", "8", "2e+07"]
     assert all(isinstance(a, str) for a in argv)
+    timed = wrk.command("http://127.0.0.1:8000/", threads=1, connections=1, duration_s=1,
+                        timeout_s=1, script_path="x.lua", start_at=1700000000.25, walk_budget=0)
+    assert timed[-3:] == ["1", "0", "1700000000.250000"]
 
 
 @pytest.mark.parametrize("kwargs", [
@@ -54,14 +58,26 @@ def test_command_rejects_what_wrk_cannot_take(kwargs):
 
 # ---------------------------------------------------------------- parse: JSON line
 
-def test_at_command_starts_at_the_instant_and_notes_when():
-    at = __import__("time").time() + 0.3
-    run = subprocess.run(wrk.at_command(["echo", "started"], at), shell=True, capture_output=True,
-                         text=True, timeout=10)
-    assert run.stdout == "started\n"
-    began = wrk.started_at(run.stderr)
-    # (time.sleep may wake a few microseconds early on float rounding: 1 ms of slack below)
-    assert began is not None and -0.001 <= began - at < 0.2
+@pytest.mark.slow
+def test_wrk_waits_for_its_start_instant_inside_its_script_and_notes_when(tmp_path, no_children):
+    # wrk is started at once and sleeps in its script's init() until the instant (LuaJIT's
+    # ffi, clock_nanosleep), before any thread connects: nothing reaches the server earlier,
+    # and the run lasts its duration from then on.
+    need("wrk", "/usr/sbin/nginx")
+    script = tmp_path / "report.lua"
+    script.write_text(wrk.LUA_SCRIPT)
+    with nginx() as url:
+        at = time.time() + 0.8
+        argv = wrk.command(url, threads=2, connections=4, duration_s=1, timeout_s=2,
+                           script_path=str(script), start_at=at)
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=20,
+                             env={"PATH": "/usr/bin:/bin:/usr/sbin", **wrk.ENV})
+        ended = time.time()
+    began = wrk.started_at(out.stderr)
+    assert began is not None and 0 <= began - at < 0.05, began - at
+    assert ended - at >= 1.0  # the duration counts from the instant, not from the exec
+    r = wrk.parse(out.stdout, out.stderr)
+    assert r.requests > 0 and r.socket_errors == 0
     assert wrk.started_at("") is None
 
 
@@ -233,8 +249,8 @@ def test_live_wrk_sampled_histogram_with_a_zero_walk_budget(tmp_path, no_childre
     script.write_text(wrk.LUA_SCRIPT)
     with nginx() as url:
         argv = wrk.command(url, threads=1, connections=4, duration_s=1, timeout_s=2,
-                           script_path=str(script))
-        out = subprocess.run([*argv, "0"], capture_output=True, text=True, timeout=20,
+                           script_path=str(script), walk_budget=0)
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=20,
                              env={"PATH": "/usr/bin:/bin:/usr/sbin", **wrk.ENV})
     r = wrk.parse(out.stdout, out.stderr)
     doc = json_doc(out.stdout)
