@@ -59,23 +59,28 @@ def test_command_rejects_what_wrk_cannot_take(kwargs):
 # ---------------------------------------------------------------- parse: JSON line
 
 @pytest.mark.slow
-def test_wrk_waits_for_its_start_instant_inside_its_script_and_notes_when(tmp_path, no_children):
+@pytest.mark.parametrize("depth", [1, 3])
+def test_wrk_waits_for_its_start_instant_inside_its_script_and_notes_when(tmp_path, depth,
+                                                                           no_children):
     # wrk is started at once and sleeps in its script's init() until the instant (LuaJIT's
     # ffi, clock_nanosleep), before any thread connects: nothing reaches the server earlier,
-    # and the run lasts its duration from then on.
+    # and the run lasts its duration from then on. Each thread notes once, as it is about to
+    # send (static request: before it connects; pipelined: its first request()), never the
+    # main thread that counts the requests in the script's request.
     need("wrk", "/usr/sbin/nginx")
     script = tmp_path / "report.lua"
     script.write_text(wrk.LUA_SCRIPT)
     with nginx() as url:
         at = time.time() + 0.8
         argv = wrk.command(url, threads=2, connections=4, duration_s=1, timeout_s=2,
-                           script_path=str(script), start_at=at)
+                           script_path=str(script), start_at=at, pipeline=depth)
         out = subprocess.run(argv, capture_output=True, text=True, timeout=20,
                              env={"PATH": "/usr/bin:/bin:/usr/sbin", **wrk.ENV})
         ended = time.time()
     began = wrk.started_at(out.stderr)
     assert began is not None and 0 <= began - at < 0.05, began - at
     assert ended - at >= 1.0  # the duration counts from the instant, not from the exec
+    assert out.stderr.count(wrk.START_MARK) == 2  # one per thread
     r = wrk.parse(out.stdout, out.stderr)
     assert r.requests > 0 and r.socket_errors == 0
     assert wrk.started_at("") is None
