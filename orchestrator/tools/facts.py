@@ -58,51 +58,65 @@ class HostFacts:
             raise ValueError(f"host facts: cpus and threads_per_core must be >= 1: {self}")
 
 
+# The snippet reads files with the shell's `read` (a built-in), not cat/sed/awk: every
+# process it forks is CPU on the host (~1.5 ms each), and a lab of 17 hosts on one machine
+# pays them all at once. What is left to fork: lscpu and the version probes.
+# `rd FILE` prints a file's lines; `first PREFIX FILE` what follows the first colon of its
+# first line that starts with PREFIX.
+_HELPERS = (
+    # dash reads a byte at a time, and some sysfs files (bin attributes) answer a 1-byte read
+    # with nothing: then `cat` it
+    'rd() { g=; while IFS= read -r l || [ -n "$l" ]; do g=1; printf "%s\\n" "$l"; done <"$1"; '
+    '[ -n "$g" ] || cat "$1"; } 2>/dev/null; '
+    'first() { while IFS= read -r l; do case $l in "$1"*) printf "%s\\n" "${l#*:}"; '
+    "return;; esac; done <\"$2\"; } 2>/dev/null"
+)
+
 # One line per cgroup from this shell's own up to the root: "v1|v2 DIR QUOTA PERIOD"
 # (v1: cpu.cfs_quota_us, -1 = none; v2: cpu.max, "max" = none). `ip netns exec`, containers
 # and cgroup namespaces all show the path relative to what is mounted, so it resolves there.
+# /proc/self/cgroup lines are "ID:CONTROLLERS:PATH" (v2: "0::PATH").
 _QUOTA_PROBE = (
-    "c=$(awk -F: '$2 ~ /(^|,)cpu(,|$)/ {print $3; exit}' /proc/self/cgroup 2>/dev/null); "
+    "c1= c2=; while IFS=: read -r id ctl path; do case ,$ctl, in *,cpu,*) [ -n \"$c1\" ] || c1=$path;; esac; "
+    '[ "$id" = 0 ] && [ -z "$ctl" ] && c2=$path; done </proc/self/cgroup 2>/dev/null; '
     "for m in /sys/fs/cgroup/cpu /sys/fs/cgroup/cpu,cpuacct /sys/fs/cgroup/cpuacct,cpu; do "
-    '[ -n "$c" ] && [ -r "$m/cpu.cfs_quota_us" ] || continue; d="$m$c"; '
-    'while [ "${d#"$m"}" != "$d" ]; do [ -r "$d/cpu.cfs_quota_us" ] && '
-    'echo "v1 $d $(cat "$d/cpu.cfs_quota_us") $(cat "$d/cpu.cfs_period_us")"; '
-    '[ "$d" = "$m" ] && break; d=${d%/*}; done; break; done; '
-    "c=$(awk -F: '$1 == \"0\" {print $3; exit}' /proc/self/cgroup 2>/dev/null); m=/sys/fs/cgroup; "
-    'if [ -n "$c" ] && [ -r "$m/cgroup.controllers" ]; then d="$m$c"; '
-    'while [ "${d#"$m"}" != "$d" ]; do [ -r "$d/cpu.max" ] && echo "v2 $d $(cat "$d/cpu.max")"; '
-    '[ "$d" = "$m" ] && break; d=${d%/*}; done; fi'
+    '[ -n "$c1" ] && [ -r "$m/cpu.cfs_quota_us" ] || continue; d="$m$c1"; '
+    'while [ "${d#"$m"}" != "$d" ]; do if [ -r "$d/cpu.cfs_quota_us" ]; then '
+    'read -r q <"$d/cpu.cfs_quota_us"; read -r p <"$d/cpu.cfs_period_us"; echo "v1 $d $q $p"; fi; '
+    '[ "$d" = "$m" ] && break; d=${d%/*}; done; break; done; m=/sys/fs/cgroup; '
+    'if [ -n "$c2" ] && [ -r "$m/cgroup.controllers" ]; then d="$m$c2"; '
+    'while [ "${d#"$m"}" != "$d" ]; do if [ -r "$d/cpu.max" ]; then read -r q p <"$d/cpu.max"; '
+    'echo "v2 $d $q $p"; fi; [ "$d" = "$m" ] && break; d=${d%/*}; done; fi'
 )
 
 
 def command() -> str:
     """The sh snippet; run it as `sh -c <snippet>`."""
     parts = [
-        f"echo '{MARK.format('hostname')}'; hostname 2>/dev/null || uname -n",
-        f"echo '{MARK.format('kernel')}'; uname -r",
+        _HELPERS,
+        f"echo '{MARK.format('hostname')}'; rd /proc/sys/kernel/hostname || hostname",
+        f"echo '{MARK.format('kernel')}'; rd /proc/sys/kernel/osrelease || uname -r",
         f"echo '{MARK.format('lscpu')}'; lscpu -J 2>/dev/null",
-        f"echo '{MARK.format('online')}'; getconf _NPROCESSORS_ONLN 2>/dev/null || nproc --all",
-        f"echo '{MARK.format('nproc')}'; nproc 2>/dev/null",
-        f"echo '{MARK.format('allowed')}'; "
-        "sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/self/status 2>/dev/null",
-        f"echo '{MARK.format('boot_id')}'; cat /proc/sys/kernel/random/boot_id 2>/dev/null",
-        f"echo '{MARK.format('microcode')}'; "
-        "sed -n 's/^microcode[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo 2>/dev/null | head -n 1",
-        f"echo '{MARK.format('governor')}'; "
-        "cat /sys/devices/system/cpu/cpu0/cpufreq/scaling_governor 2>/dev/null",
+        f"echo '{MARK.format('online')}'; rd /sys/devices/system/cpu/online || "
+        "getconf _NPROCESSORS_ONLN 2>/dev/null",
+        f"echo '{MARK.format('allowed')}'; first 'Cpus_allowed_list:' /proc/self/status",
+        f"echo '{MARK.format('boot_id')}'; rd /proc/sys/kernel/random/boot_id",
+        f"echo '{MARK.format('microcode')}'; first 'microcode' /proc/cpuinfo",
+        f"echo '{MARK.format('governor')}'; rd /sys/devices/system/cpu/cpu0/cpufreq/scaling_governor",
         f"echo '{MARK.format('mitigations')}'; "
-        "grep -H . /sys/devices/system/cpu/vulnerabilities/* 2>/dev/null",
-        f"echo '{MARK.format('machine')}'; cat /sys/class/dmi/id/product_name 2>/dev/null",
+        "for f in /sys/devices/system/cpu/vulnerabilities/*; do "
+        '[ -r "$f" ] && read -r l <"$f" && printf "%s:%s\\n" "$f" "$l"; done 2>/dev/null',
+        f"echo '{MARK.format('machine')}'; rd /sys/class/dmi/id/product_name",
         f"echo '{MARK.format('cpu_quota')}'; {_QUOTA_PROBE}",
         f"echo '{MARK.format('smt')}'; "
-        "for f in /sys/devices/system/cpu/cpu[0-9]*/topology/thread_siblings_list; do "
-        '[ -r "$f" ] && cat "$f"; done',
+        "cat /sys/devices/system/cpu/cpu[0-9]*/topology/thread_siblings_list 2>/dev/null",
     ]
+    # Each probe's first line is its version (the parser takes it; no `head` to fork).
     for tool, probe in VERSION_PROBES.items():
         binary = probe.split()[0]
         parts.append(
             f"echo '{MARK.format('version:' + tool)}'; "
-            f"if command -v {binary} >/dev/null 2>&1; then {probe} 2>&1 | head -n 1; "
+            f"if command -v {binary} >/dev/null 2>&1; then {probe} 2>&1; "
             "else echo missing; fi"
         )
     return "; ".join(parts) + "; true"
@@ -154,10 +168,11 @@ def parse(text: str) -> HostFacts:
     sec = _sections(text)
     lscpu = _lscpu_fields(sec.get("lscpu", ""))
     siblings = tuple(sorted({_cpu_set(s) for s in sec.get("smt", "").split() if s}))
-    online = sec.get("online", "")
+    online = sec.get("online", "")  # /sys's list of online CPUs ("0-3"), or getconf's count
+    online_n = int(online) if online.isdigit() else len(_cpu_set(online))
     allowed = _cpu_set(sec.get("allowed", ""))
     listed = lscpu.get("CPU(s)", "")
-    cpus = (int(online) if online.isdigit() else int(listed) if listed.isdigit()
+    cpus = (online_n if online_n else int(listed) if listed.isdigit()
             else len({c for s in siblings for c in s}) or len(allowed))
     tpc = lscpu.get("Thread(s) per core", "")
     threads_per_core = int(tpc) if tpc.isdigit() else max((len(s) for s in siblings), default=1)

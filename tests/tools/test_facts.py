@@ -69,3 +69,20 @@ def test_taskset_narrows_cpus_allowed():
     out = subprocess.run(["taskset", "-c", "0", "sh", "-c", facts.command()],
                          capture_output=True, text=True, timeout=30)
     assert facts.parse(out.stdout).cpus_allowed == (0,)
+
+
+def test_the_snippet_reads_files_with_shell_built_ins(tmp_path):
+    # Every process the snippet forks costs the host CPU, and a lab's hosts pay it all at
+    # once: with nothing on PATH but sh, the files are still read (only lscpu, the SMT list
+    # and the version probes need programs).
+    (tmp_path / "sh").symlink_to(shutil.which("sh"))
+    out = subprocess.run(["sh", "-c", facts.command()], capture_output=True, text=True,
+                         timeout=30, env={"PATH": str(tmp_path), **facts.ENV})
+    f = facts.parse(out.stdout)
+    assert f.hostname == os.uname().nodename
+    assert f.kernel == os.uname().release
+    assert f.cpus == os.cpu_count()
+    assert set(f.cpus_allowed) == os.sched_getaffinity(0)
+    assert f.boot_id == Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    assert f.cgroup  # the quota probe found this shell's cgroup without awk or cat
+    assert f.mitigations  # read from /sys without grep
