@@ -567,16 +567,20 @@ def spawn(t: Transport, name: str, cmd: str, *, workdir: str, cpus: list[int] | 
     and the terminal's Ctrl-C does not (teardown stops it deliberately).
     """
     out, err = f"{workdir}/{name}.out", f"{workdir}/{name}.err"
+    # The environment is exported by the shell that execs the command (no `env` to exec), and
+    # the work directory made only when missing: every exec is CPU on the host, and a lab's
+    # hosts share the machine's.
     envs = " ".join(f"{k}={shlex.quote(v)}" for k, v in {**(env or {}), MARK: tag or "untagged"}.items())
     # No sh -c wrapper for a plain command: the pid we keep is the program itself.
-    inner = f"env {envs} " + (f"sh -c {shlex.quote(cmd)}" if shell else cmd)
+    inner = f"sh -c {shlex.quote(cmd)}" if shell else cmd
     if cpus:
         inner = f"taskset -c {','.join(map(str, cpus))} {inner}"
     # The process says its own pid once setsid has made it a group leader (then execs the
     # command, keeping that pid), so a check right after the spawn finds its group; `$(...)`
     # returns when it has redirected its output, without waiting for it.
-    child = f"echo $$; exec {inner} >{shlex.quote(out)} 2>{shlex.quote(err)} </dev/null"
-    script = (f"mkdir -p {shlex.quote(workdir)} && cd {shlex.quote(workdir)} && "
+    child = f"echo $$; export {envs}; exec {inner} >{shlex.quote(out)} 2>{shlex.quote(err)} </dev/null"
+    wd = shlex.quote(workdir)
+    script = (f"{{ [ -d {wd} ] || mkdir -p {wd}; }} && cd {wd} && "
               f"p=$(setsid sh -c {shlex.quote(child)} &) && echo $p && echo \"$p {name}\" >> {LEDGER}")
     done = t.run(script, timeout=30)
     try:
@@ -779,12 +783,13 @@ def thread_affinity(t: Transport, pids: list[int], *,
     """Each thread's CPU affinity as the kernel has it now (read back, not assumed)."""
     if not pids and group is None:
         return {}
-    which = (f"$(ps -o pid=,stat= -g {group} 2>/dev/null | grep -v ' Z' | awk '{{print $1}}')"
+    which = (f"$(ps -o pid=,stat= -g {group} 2>/dev/null | awk '$2 !~ /^Z/ {{print $1}}')"
              if group is not None else " ".join(map(str, pids)))
-    script = ("for p in " + which + "; do for s in /proc/$p/task/*/status; do "
-              "[ -r \"$s\" ] && printf '%s ' \"$p\" && "
-              "awk '/^Name:/{n=$2}/^Pid:/{p=$2}/^Cpus_allowed_list:/{c=$2}END{print p, n, c}' \"$s\"; "
-              "done; done")
+    # One awk over every thread's status file (not one per thread); Tgid is the process.
+    script = ("f=; for p in " + which + "; do for s in /proc/$p/task/*/status; do "
+              "[ -r \"$s\" ] && f=\"$f $s\"; done; done; [ -z \"$f\" ] || awk "
+              "'/^Name:/{n=$2}/^Tgid:/{g=$2}/^Pid:/{p=$2}"
+              "/^Cpus_allowed_list:/{print g, p, n, $2}' $f 2>/dev/null")
     done = t.run(script, timeout=15, check=False)
     out: dict[int, dict[str, object]] = {}
     for line in done.stdout.splitlines():
