@@ -123,7 +123,7 @@ def run(loaded: Loaded, *, results_root: Path, run_id: str | None = None,
                                   runs=[records.Run.model_validate(r) for r in summary["runs"]],
                                   autoscale=list(summary.get("autoscale") or []))
                     ctx.timing["lab"] = round(time.monotonic() - began, 3)  # up, locked, connected
-                    _execute(ctx, plan, lambda i: save(f"running ({i}/{len(plan.runs) or 'search'})"))
+                    _execute(ctx, plan, _paced(lambda i: save(f"running ({i}/{len(plan.runs) or 'search'})")))
                     completed = True
                 finally:
                     with signals.shielded():
@@ -167,6 +167,27 @@ def run(loaded: Loaded, *, results_root: Path, run_id: str | None = None,
                             phase=phase) from None
     finish("complete")
     return Outcome(results.path, summary)
+
+
+def _paced(save: Callable[[int], None], share: float = 0.05) -> Callable[[int], None]:
+    """`save`, skipped while its last call cost more than `share` of the time since it ended.
+
+    Rewriting summary.json after each run costs time in proportion to the runs so far, so a
+    long sweep would spend more of its time saving than measuring (over a second per save at
+    1,000 runs). Each run is in runs/<id>.json as soon as it is measured, and an interrupt or
+    a failure saves the summary in full; a skipped save only delays the running summary.
+    """
+    last = {"end": -float("inf"), "cost": 0.0}
+
+    def checkpoint(done: int) -> None:
+        now = time.monotonic()
+        if now - last["end"] < last["cost"] / share:
+            return
+        save(done)
+        last["end"] = time.monotonic()
+        last["cost"] = last["end"] - now
+
+    return checkpoint
 
 
 def _resume(results_root: Path, sc: Scenario, run_id: str,
@@ -257,9 +278,8 @@ def _measure(ctx: Context, spec: RunSpec, binary: str, checkpoint: Callable[[int
         return earlier
     started = time.monotonic()
     with ctx.step(f"run {spec.run_id}", "runs"):
-        record = _one_run(ctx, spec, binary)
-    run = records.Run.model_validate({**record, "wall_s": round(time.monotonic() - started, 3),
-                                      **(extra or {})})
+        run = _one_run(ctx, spec, binary)
+    run = run.model_copy(update={"wall_s": round(time.monotonic() - started, 3), **(extra or {})})
     ctx.runs.append(run)
     lat, verdict, rate = run.latency_ms, run.analysis, run.rate
     offered = (f" of {rate.target:,.0f} offered" + ("" if rate.sustained else " (NOT sustained)")
@@ -603,7 +623,7 @@ def _keep_server_files(ctx: Context, spec: RunSpec, sdir: str, srv: remote.Proce
             return  # the host is out of reach: do not wait on it once per file
 
 
-def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
+def _one_run(ctx: Context, spec: RunSpec, binary: str) -> records.Run:
     sc, server, clients = ctx.sc, ctx.lab.server, ctx.lab.clients[:spec.clients]
     ts = ctx.t(server)
     clean = False
@@ -647,8 +667,8 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
         started += [p for _, p in generators]
         pid_of = {c.name: p.pid for c, p in generators}
         # Read back before the load: a generator waiting for its start instant is already
-        # itself (or becomes it by exec); its threads inherit the affinity. During the load
-        # nothing of ours touches a host.
+        # itself; the threads it starts then inherit the affinity. During the load nothing of
+        # ours touches a host.
         affinity["wrk"] = dict(zip(pid_of, each(
             clients, lambda c: remote.group_affinity(ctx.t(c), pid_of[c.name])), strict=True))
         watchers = telemetry.watch_load(ctx, spec, pid_of)
@@ -702,22 +722,22 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> dict[str, Any]:
              if "perf" in sc.telemetry.collectors else None)
     if flame and flame.get("error"):
         ctx.progress(f"orchestrate: WARNING no flame graph for {spec.run_id}: {flame['error']}")
-    record = _record(ctx, spec, raw, gen, generators, collectors, affinity, server_cpus, t0).to_json()
-    record["server_stopped_cleanly"] = clean
-    record["observer"] = telemetry.observer(ctx, collectors, (t0, end), before, after, own_rate)
     ctx.results.write_text(f"raw/{spec.run_id}/commands.jsonl", "".join(
         json.dumps(dataclasses.asdict(r)) + "\n" for r in ctx.log.records() if r.end >= run_began))
-    if flame:
-        record["perf"] = flame
-    record["nic_allowances"] = {
-        h: {"exceeded": d.exceeded, "reset": d.reset}
-        for h in nic_before if h in nic_after
-        for d in [ethtool.delta(nic_before[h], nic_after[h])]} or None
-    record["analysis"] = analysis.analyse_run(records.Run.model_validate(record), server=server.name,
-                                              interface=server.interface, loopback=ctx.lab.single_machine,
-                                              th=analysis.Thresholds.from_scenario(sc)).to_json()
-    ctx.results.write_json(f"runs/{spec.run_id}.json", record)
-    return record
+    nics = {h: records.NicAllowance(exceeded=d.exceeded, reset=d.reset)
+            for h in nic_before if h in nic_after
+            for d in [ethtool.delta(nic_before[h], nic_after[h])]}
+    run = _record(ctx, spec, raw, gen, generators, collectors, affinity, server_cpus, t0).model_copy(update={
+        "server_stopped_cleanly": clean,
+        "observer": telemetry.observer(ctx, collectors, (t0, end), before, after, own_rate),
+        **({"perf": records.Perf.model_validate(flame)} if flame else {}),
+        "nic_allowances": nics or None,
+    })
+    run = run.model_copy(update={"analysis": analysis.analyse_run(
+        run, server=server.name, interface=server.interface, loopback=ctx.lab.single_machine,
+        th=analysis.Thresholds.from_scenario(sc))})
+    ctx.results.write_json(f"runs/{spec.run_id}.json", run.to_json())
+    return run
 
 
 def _fetch(ctx: Context, spec: RunSpec, procs: list[remote.Process]) -> dict[tuple[str, str], str]:

@@ -13,6 +13,8 @@ import time
 import pandas as pd
 import pytest
 
+from orchestrator import execute
+
 from testkit import orchestrate
 
 pytestmark = pytest.mark.slow
@@ -125,3 +127,32 @@ def test_a_server_that_never_listens_says_nothing_answered(tmp_path, repo, run_i
     assert done.returncode == 1, done.stderr
     assert ("server not ready at http://127.0.0.1:8080/health within 2s (nothing answered: "
             "URLError") in done.stderr and "Connection refused" in done.stderr
+
+
+def test_checkpoints_are_paced_by_what_they_cost():
+    # A summary rewrite that costs 20 ms may take at most 5% of the time: back-to-back runs
+    # are saved once, and again once 0.4 s have gone by; runs far apart are each saved.
+    saved: list[int] = []
+
+    def slow(done: int) -> None:
+        time.sleep(0.02)
+        saved.append(done)
+
+    checkpoint = execute._paced(slow)
+    for i in range(1, 11):
+        checkpoint(i)
+    assert saved == [1]
+    time.sleep(0.6)
+    checkpoint(11)
+    assert saved == [1, 11]
+    cheap: list[int] = []
+
+    def quick(done: int) -> None:
+        time.sleep(0.001)
+        cheap.append(done)
+
+    checkpoint = execute._paced(quick)
+    for i in range(1, 6):
+        checkpoint(i)
+        time.sleep(0.1)  # a run: 100x what its save costs
+    assert cheap == [1, 2, 3, 4, 5]
