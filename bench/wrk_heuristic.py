@@ -25,7 +25,6 @@ counts it). Server, clients and the staller run under SCHED_FIFO.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import re
@@ -34,7 +33,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -43,6 +41,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+sys.path.insert(0, str(REPO / "loadgen" / "tests"))
+from loadkit import Staller  # noqa: E402  (the generator's tests stall a server the same way)
 
 from orchestrator.tools import loadgen, server, wrk  # noqa: E402
 
@@ -118,49 +119,13 @@ class Server:
         self.proc.communicate(timeout=20)
 
 
-class Staller:
-    """SIGSTOPs `pid` at wall-clock `first` for stall_s (None: until the staller is closed),
-    again every period_s (0: once). Runs in a SCHED_FIFO thread and records every (stop, cont)
-    pair in wall-clock seconds, so the truth uses the stalls that happened."""
-
-    def __init__(self, pid: int, first: float, stall_s: float | None, period_s: float):
-        self.pid, self.first, self.stall_s, self.period_s = pid, first, stall_s, period_s
-        self.stalls: list[tuple[float, float]] = []
-        self._quit = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> Staller:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._quit.set()
-        self._thread.join(5)
-
-    def _run(self) -> None:
-        with contextlib.suppress(PermissionError):  # this thread only (Linux: 0 = the calling thread)
-            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(STALLER_PRIORITY))
-        k = 0
-        while k == 0 or self.period_s > 0:
-            at = self.first + k * self.period_s
-            if self._quit.wait(max(0.0, at - time.time())):
-                return
-            os.kill(self.pid, signal.SIGSTOP)
-            stop = time.time()
-            if self.stall_s is None:
-                self._quit.wait()
-            else:
-                time.sleep(max(0.0, at + self.stall_s - time.time()))
-            os.kill(self.pid, signal.SIGCONT)
-            self.stalls.append((stop, time.time()))
-            k += 1
-
-    @classmethod
-    def of(cls, case: Case, pid: int, start: float) -> Staller:
-        """The case's stalls for a client whose window starts at `start`."""
-        if case.pattern == "tail":
-            return cls(pid, start + case.duration_s - case.first_ms / 1000, None, 0)
-        return cls(pid, start + case.first_ms / 1000, case.stall_ms / 1000, case.period_ms / 1000)
+def staller_of(case: Case, pid: int, start: float) -> Staller:
+    """The case's stalls for a client whose window starts at `start`."""
+    if case.pattern == "tail":
+        return Staller(pid, first=start + case.duration_s - case.first_ms / 1000, stall_s=None,
+                       period_s=0, priority=STALLER_PRIORITY)
+    return Staller(pid, first=start + case.first_ms / 1000, stall_s=case.stall_ms / 1000,
+                   period_s=case.period_ms / 1000, priority=STALLER_PRIORITY)
 
 
 def connections_by_pid(port: int) -> dict[int, int]:
@@ -237,7 +202,7 @@ def client(argv: list[str], case: Case, servers: list[Server], start: float
     share of its connections, and its CPU time over its wall time."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
-    with Staller.of(case, servers[0].proc.pid, start) as st:
+    with staller_of(case, servers[0].proc.pid, start) as st:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         share = _share(case, servers)
         out, err = proc.communicate(timeout=case.duration_s + 30)

@@ -6,6 +6,7 @@ every wait is bounded in time. Named loadkit (not support) so it cannot shadow s
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -140,11 +141,16 @@ class ServerProcess:
 
 
 class Staller:
-    """SIGSTOPs a process for `stall_s` once every `period_s` (first stop at `first_s`)."""
+    """SIGSTOPs `pid` at the wall-clock instant `first` for `stall_s` (None: until the staller
+    is closed), again every `period_s` (0: once), and records every (stop, cont) pair in
+    wall-clock seconds, so a truth can be built from the stalls that happened. With `priority`
+    its thread runs under SCHED_FIFO (where allowed), so stalls start and end on time."""
 
-    def __init__(self, pid: int, stall_s: float = 0.1, period_s: float = 1.0, first_s: float = 0.5):
-        self.pid, self.stall_s, self.period_s, self.first_s = pid, stall_s, period_s, first_s
-        self.stops = 0
+    def __init__(self, pid: int, *, first: float, stall_s: float | None = 0.1, period_s: float = 1.0,
+                 priority: int = 0):
+        self.pid, self.first, self.stall_s, self.period_s = pid, first, stall_s, period_s
+        self.priority = priority
+        self.stalls: list[tuple[float, float]] = []
         self._quit = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -155,19 +161,25 @@ class Staller:
     def __exit__(self, *exc: object) -> None:
         self._quit.set()
         self._thread.join(5)
-        os.kill(self.pid, signal.SIGCONT)
+        os.kill(self.pid, signal.SIGCONT)  # never leave it stopped
 
     def _run(self) -> None:
-        t0 = time.monotonic() + self.first_s
+        if self.priority:
+            with contextlib.suppress(PermissionError):  # this thread only (0: the calling thread)
+                os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(self.priority))
         k = 0
-        while not self._quit.is_set():
-            at = t0 + k * self.period_s
-            if self._quit.wait(max(0.0, at - time.monotonic())):
+        while k == 0 or self.period_s > 0:
+            at = self.first + k * self.period_s
+            if self._quit.wait(max(0.0, at - time.time())):
                 return
             os.kill(self.pid, signal.SIGSTOP)
-            self.stops += 1
-            time.sleep(max(0.0, at + self.stall_s - time.monotonic()))
+            stop = time.time()
+            if self.stall_s is None:
+                self._quit.wait()
+            else:
+                time.sleep(max(0.0, at + self.stall_s - time.time()))
             os.kill(self.pid, signal.SIGCONT)
+            self.stalls.append((stop, time.time()))
             k += 1
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 
 import loadkit
 import pytest
@@ -80,7 +81,7 @@ def test_pacing_accuracy(generators, realtime_server, capacity, fraction):
 
 
 def wrk_p99_under_stall(server: loadkit.ServerProcess, connections: int) -> float:
-    with Staller(server.proc.pid, stall_s=0.1, period_s=1.0, first_s=0.4):
+    with Staller(server.proc.pid, first=time.time() + 0.4, stall_s=0.1, period_s=1.0):
         out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", "-d3s", "--latency",
                               server.url], capture_output=True, text=True, timeout=30)
     assert re.search(r"requests in", out.stdout), out.stdout + out.stderr
@@ -95,7 +96,7 @@ def test_stall_corrected_latency(generators, realtime_server, capacity):
     the generator's queue, so service time (what a closed-loop tool sees) misses the stall."""
     rate = 2000
     assert rate < capacity / 10
-    with Staller(realtime_server.proc.pid, stall_s=0.1, period_s=1.0, first_s=0.4):
+    with Staller(realtime_server.proc.pid, first=time.time() + 0.4, stall_s=0.1, period_s=1.0):
         run = run_load(generators["release"], "-c", "8", "-R", str(rate), "-d", "3",
                        "--cpus", "1", realtime_server.url, realtime=True)
     p50, p99 = run.pct("latency", "50"), run.pct("latency", "99")
