@@ -62,14 +62,23 @@ end
 -- connects (wrk asks a static script's wrk.request() once per thread there), or at its first
 -- request() when pipelining. The note is evidence, not the wake-up: on a CPU shared by several
 -- generators a woken wrk can wait a scheduler tick or more before it connects.
-local ffi = require("ffi")
-pcall(ffi.cdef, [[
-  struct orch_timespec { long tv_sec; long tv_nsec; };
-  int clock_nanosleep(int clock, int flags, const struct orch_timespec *t, void *rem);
-  int clock_gettime(int clock, struct orch_timespec *t);
-  int getpid(void);
-  int gettid(void);
-]])
+local ffi  -- LuaJIT's, loaded when a start instant is given (every wrk 4 build has LuaJIT)
+
+local function load_ffi()
+  local ok, lib = pcall(require, "ffi")
+  if not ok then
+    error("orchestrate: this wrk's Lua has no ffi (LuaJIT): it cannot start at an instant")
+  end
+  ffi = lib
+  pcall(ffi.cdef, [[
+    struct orch_timespec { long tv_sec; long tv_nsec; };
+    int clock_nanosleep(int clock, int flags, const struct orch_timespec *t, void *rem);
+    int clock_gettime(int clock, struct orch_timespec *t);
+    int getpid(void);
+    int gettid(void);
+    long syscall(long number, ...);
+  ]])
+end
 
 local function wait_until(at)
   local t = ffi.new("struct orch_timespec")
@@ -79,9 +88,16 @@ local function wait_until(at)
   while ffi.C.clock_nanosleep(0, 1, t, nil) == 4 do end
 end
 
+local function in_main_thread()
+  -- glibc before 2.30 has no gettid(): then the raw system call (x86-64: 186, arm64: 178)
+  local ok, tid = pcall(function() return ffi.C.gettid() end)
+  if not ok then tid = tonumber(ffi.C.syscall(ffi.arch == "arm64" and 178 or 186)) end
+  return tid == ffi.C.getpid()
+end
+
 -- true once noted; wrk's main thread also calls request() once, to count the requests in it
 local function note_start()
-  if ffi.C.gettid() == ffi.C.getpid() then return false end
+  if in_main_thread() then return false end
   local t = ffi.new("struct orch_timespec")
   ffi.C.clock_gettime(0, t)
   io.stderr:write(string.format("%s%.6f\n", "@START_MARK@",
@@ -94,7 +110,10 @@ init = function(args)
   orch_depth = math.floor(tonumber(args[1]) or 1)
   orch_budget = tonumber(args[2]) or orch_budget
   local timed = args[3] ~= nil
-  if timed then wait_until(tonumber(args[3])) end
+  if timed then
+    load_ffi()
+    wait_until(tonumber(args[3]))
+  end
   if orch_depth > 1 then
     local r = {}
     for i = 1, orch_depth do r[i] = wrk.format() end
