@@ -40,13 +40,39 @@ def one_session(sets: list[str]) -> dict:
             raise SystemExit(f"run failed: {done.stderr.strip()[-800:]}")
         (summary,) = Path(tmp).glob("*/*/summary.json")
         s = json.loads(summary.read_text())
+    runs = {r["run_id"]: r for r in s["runs"]}
     searches = [{"capacity": e["capacity"], "bound": e["bound"], "runs": e["runs"],
                  "repeated_steps": sum(1 for st in e["steps"] if st["repeated"]),
                  "steps": [(st["rate"], st["passed"], len(st["run_ids"])) for st in e["steps"]],
+                 "cpu_us_per_request": {str(int(st["rate"])): cpu_us(runs, st["run_ids"])
+                                        for st in e["steps"] if st["passed"]},
                  "evidence": e["evidence"]} for e in s["capacity"]]
     caps = [x["capacity"] for x in searches if x["capacity"]]
     diff = abs(caps[0] - caps[1]) / max(caps) * 100 if len(caps) == 2 else None
-    return {"wall_s": round(wall, 1), "searches": searches, "difference_pct": diff}
+    return {"wall_s": round(wall, 1), "searches": searches, "difference_pct": diff,
+            "speed": speed(searches)}
+
+
+def cpu_us(runs: dict[str, dict], ids: list[str]) -> float | None:
+    """The server's CPU per request (usr + sys, µs) over a step's runs: the machine's speed at
+    that rate, which a drifting VM changes between two searches."""
+    per = [((r["server_cpu"]["usr"] or 0) + (r["server_cpu"]["sys"] or 0)) / 100 / r["qps"] * 1e6
+           for i in ids if (r := runs.get(i)) and r.get("qps") and (r.get("server_cpu") or {}).get("usr")]
+    return round(statistics.median(per), 2) if per else None
+
+
+def speed(searches: list[dict]) -> dict | None:
+    """The server's CPU per request at the highest rate both searches passed: how far the
+    machine itself moved between them."""
+    if len(searches) != 2:
+        return None
+    a, b = (x["cpu_us_per_request"] for x in searches)
+    common = [r for r in a if r in b and a[r] and b[r]]
+    if not common:
+        return None
+    rate = max(common, key=int)
+    return {"rate": int(rate), "cpu_us": [a[rate], b[rate]],
+            "apart_pct": round(abs(a[rate] - b[rate]) / max(a[rate], b[rate]) * 100, 1)}
 
 
 def main() -> None:
@@ -61,8 +87,11 @@ def main() -> None:
         rounds.append(r)
         caps = [s["capacity"] for s in r["searches"]]
         diff = "n/a" if r["difference_pct"] is None else f"{r['difference_pct']:.1f}%"
+        sp = r["speed"]
+        drift = (f"; server CPU per request at {sp['rate']:,} req/s {sp['cpu_us'][0]} vs "
+                 f"{sp['cpu_us'][1]} µs ({sp['apart_pct']}% apart)" if sp else "")
         print(f"round {i + 1}: capacities {caps}, difference {diff}, "
-              f"runs {[s['runs'] for s in r['searches']]}, {r['wall_s']:.0f} s", flush=True)
+              f"runs {[s['runs'] for s in r['searches']]}, {r['wall_s']:.0f} s{drift}", flush=True)
     diffs = [r["difference_pct"] for r in rounds if r["difference_pct"] is not None]
     out = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "sets": args.sets,
            "rounds": rounds, "median_difference_pct": statistics.median(diffs) if diffs else None,
