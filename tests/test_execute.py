@@ -129,16 +129,18 @@ def test_a_server_that_never_listens_says_nothing_answered(tmp_path, repo, run_i
             "URLError") in done.stderr and "Connection refused" in done.stderr
 
 
+def _save_costing(seconds: float, saved: list[int]):
+    def save(done: int) -> None:
+        time.sleep(seconds)
+        saved.append(done)
+    return save
+
+
 def test_checkpoints_are_paced_by_what_they_cost():
     # A summary rewrite that costs 20 ms may take at most 5% of the time: back-to-back runs
     # are saved once, and again once 0.4 s have gone by; runs far apart are each saved.
     saved: list[int] = []
-
-    def slow(done: int) -> None:
-        time.sleep(0.02)
-        saved.append(done)
-
-    checkpoint = execute._paced(slow)
+    checkpoint = execute._paced(_save_costing(0.02, saved))
     for i in range(1, 11):
         checkpoint(i)
     assert saved == [1]
@@ -146,12 +148,7 @@ def test_checkpoints_are_paced_by_what_they_cost():
     checkpoint(11)
     assert saved == [1, 11]
     cheap: list[int] = []
-
-    def quick(done: int) -> None:
-        time.sleep(0.001)
-        cheap.append(done)
-
-    checkpoint = execute._paced(quick)
+    checkpoint = execute._paced(_save_costing(0.001, cheap))
     for i in range(1, 6):
         checkpoint(i)
         time.sleep(0.1)  # a run: 100x what its save costs
