@@ -17,41 +17,16 @@ bench/RESULTS.md; this run's land in build/timing/wrk_backfill.json.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import loadkit
-from loadkit import run_load
+from loadkit import Staller, run_load
 
 from orchestrator.tools import wrk
 
 DURATION_S = 3
 TAIL_S = 0.5  # the server is stopped from DURATION_S - TAIL_S into the window
-
-
-@contextmanager
-def stopped_from(pid: int, at: float) -> Iterator[list[float]]:
-    """SIGSTOPs pid at wall-clock `at` and keeps it stopped until the block ends; yields
-    [the wall-clock time of the stop] once it happened."""
-    when: list[float] = []
-
-    def stop() -> None:
-        os.kill(pid, signal.SIGSTOP)
-        when.append(time.time())
-
-    timer = threading.Timer(max(0.0, at - time.time()), stop)
-    timer.start()
-    try:
-        yield when
-    finally:
-        timer.cancel()
-        timer.join(5)
-        os.kill(pid, signal.SIGCONT)
 
 
 def truth_ms(tail_s: float, window_s: float, p: float) -> float:
@@ -68,9 +43,11 @@ def run_wrk(server: loadkit.ServerProcess, tmp_path) -> tuple[wrk.WrkResult, flo
             *wrk.command(server.url, threads=1, connections=2, duration_s=DURATION_S, timeout_s=10,
                          script_path=str(script))]
     t0 = time.time()
-    with stopped_from(server.proc.pid, t0 + DURATION_S - TAIL_S) as stop:
+    # stopped from the tail's start until the block ends
+    with Staller(server.proc.pid, first=t0 + DURATION_S - TAIL_S, stall_s=None, period_s=0) as staller:
         out = subprocess.run(argv, capture_output=True, text=True, timeout=30)
         end = time.time()
+    stop = [a for a, _ in staller.stalls]
     assert out.returncode == 0 and stop, out.stdout + out.stderr
     result = wrk.parse(out.stdout)
     # wrk's window: from its start (~t0) for result.duration_s; it exits right after
@@ -81,10 +58,12 @@ def test_stall_at_the_end(generators, realtime_server, tmp_path):
     """wrk reads the stopped tail as nothing (p99 under 1% of the truth); ours reads it within
     10% of the truth's lower bound (HdrHistogram precision and the stop's timing are well inside)."""
     start = time.time() + 0.2
-    with stopped_from(realtime_server.proc.pid, start + DURATION_S - TAIL_S) as stop:
+    with Staller(realtime_server.proc.pid, first=start + DURATION_S - TAIL_S, stall_s=None,
+                 period_s=0) as staller:
         run = run_load(generators["release"], "-c", "32", "-R", "20000", "-d", str(DURATION_S),
                        "--timeout", "10", "--start-at", f"{start:.6f}", "--cpus", "1", realtime_server.url,
                        realtime=True)
+    stop = [a for a, _ in staller.stalls]
     assert run.rc == 0 and stop, run.stderr
     window = run.doc["window"]["measured_s"]
     tail = start + window - stop[0]
