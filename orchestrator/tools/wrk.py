@@ -49,7 +49,7 @@ LUA_SCRIPT = r"""-- orchestrate: optional HTTP pipelining + one machine-readable
 -- the depth given to init() is read back from a thread in done().
 local threads = {}
 orch_depth = 1
-orch_budget = 2e7  -- steps allowed for the exact histogram walk (script argument 2)
+orch_budget = @WALK_BUDGET@  -- steps allowed for the exact histogram walk (script argument 2)
 
 setup = function(thread)
   threads[#threads + 1] = thread
@@ -170,15 +170,12 @@ done = function(summary, latency, requests)
     for j = 1, 500 do ps[#ps + 1] = 99 * j / 500 end
     for j = 1, 499 do ps[#ps + 1] = 100 - (tail / 0.01) ^ (j / 499) end
     table.sort(ps)
-    ps[#ps + 1] = 100
     local taken = 0
     for j = 1, #ps do
       -- the max keeps at least one sample: a rank of `total` is the max in wrk's rule too
       local rank = math.min(math.floor(ps[j] / 100 * total + 0.5 + 0.5), total - 1)
-      if j == #ps then rank = total end
-      local v = (j == #ps) and hi or nil
       if rank > taken then
-        parts[#parts + 1] = {v or latency:percentile(ps[j]), rank - taken}
+        parts[#parts + 1] = {latency:percentile(ps[j]), rank - taken}
         taken = rank
       elseif reported[ps[j]] and #parts > 0 then
         -- wrk's count includes its corrected samples, ours is estimated: where ranks tie,
@@ -186,6 +183,7 @@ done = function(summary, latency, requests)
         parts[#parts][1] = latency:percentile(ps[j])
       end
     end
+    if total > taken then parts[#parts + 1] = {hi, total - taken} end
     for j = 1, #parts do
       parts[j] = "[" .. int(parts[j][1]) .. "," .. int(parts[j][2]) .. "]"
     end
@@ -208,7 +206,7 @@ done = function(summary, latency, requests)
     ",\"histogram\":[", table.concat(parts, ","), "]}}\n")
   io.flush()
 end
-""".replace("@START_MARK@", START_MARK)
+""".replace("@START_MARK@", START_MARK).replace("@WALK_BUDGET@", f"{WALK_BUDGET:g}")
 
 
 @dataclass(frozen=True)
@@ -295,8 +293,8 @@ def command(
     """wrk's argv; `script_path` must hold LUA_SCRIPT.
 
     With `start_at` (epoch seconds, the host's clock) wrk starts at once but waits for that
-    instant inside its script, before its threads connect, and notes when it woke
-    (`started_at`).
+    instant inside its script, before its threads connect; each thread notes when it is about
+    to send its first request (`started_at`).
     """
     if threads < 1 or connections < threads:
         raise ToolError("wrk", f"needs threads >= 1 and connections >= threads, got {threads} threads "
