@@ -5,12 +5,18 @@ the client and the latency figures describe a different rate) and the corrected 
 percentiles and the error share meet the SLO. The search doubles from min_rate until a rate
 fails (or max_rate passes), then bisects the bracket until it is `precision` narrow.
 
-Each step is one run when it passes clearly. A step that fails, or whose figures fall within
-`noise` of a limit, is run again (up to max_repeat) until two runs agree, and is decided on the
-medians: a failure sets the upper end of the bracket, and on a real machine one hiccup of a few
-milliseconds in a short window is enough to fail a p99 far below the capacity (measured on
-this project's VM: one search of two in a row stopped at 9,688 req/s for a 10,000 req/s run
-with p99 1.4 ms, where the other found 52,500).
+A step is decided on all its runs' requests pooled (their latency histograms merged): the
+p99 a user sees at a rate held for the whole step, not the median of short windows. Near the
+knee one window says little about the next: at a fixed rate on this project's VM, 4 s windows
+read p99 anywhere from 0.6 to 52 ms as the kernel's cost per request moved by 15%, so half the
+windows passed a 2 ms SLO that the pooled three minutes missed by 14x. A median of such windows
+passes or fails over a span of rates 30% wide; the pooled figure changes several-fold per 10%.
+
+So a step inside the bracket (and the last pass below the first failure, which bounds it) takes
+at least `knee_runs` runs; far below the knee one clear pass is enough. A failure is confirmed
+by a second run before it bounds the search (one hiccup of a few milliseconds fails a short
+window far below the capacity). A step whose pooled figures fall within `noise` of a limit, or
+whose latest run disagrees with them, runs again, up to `max_repeat` runs.
 
 Everything here is decision logic over measured runs: `search` takes the function that
 measures, so the same code is driven by real runs in execute.py and by tables in tests.
@@ -20,11 +26,12 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from orchestrator.records import Run
 from orchestrator.scenario import Search
+from orchestrator.tools.loadgen import PERCENTILES, Histogram
 
 SUSTAINED = 0.99  # achieved/target below this: the client could not offer the rate
 SUSTAINED_NOISE = 0.005  # achieved/target within this of SUSTAINED: repeat the step
@@ -40,14 +47,18 @@ class Observation:
     latency_ms: Mapping[str, float]  # corrected percentiles (from the intended send time)
     errors_pct: float  # socket errors, timeouts and non-2xx, of all requests
     verdict: str | None = None
+    # The corrected latency histogram, to pool a step's runs; None (a record without one): the
+    # step is judged on the medians of its runs' percentiles.
+    histogram: Histogram | None = field(default=None, repr=False, compare=False)
 
     @property
     def achieved_ratio(self) -> float:
         return self.achieved / self.target if self.target else 0.0
 
 
-def observation_of(run: Run) -> Observation:
-    """The figures of a run record that the search needs."""
+def observation_of(run: Run, histogram: Histogram | None = None) -> Observation:
+    """The figures of a run record that the search needs (with the run's latency histogram,
+    which the record names but does not hold)."""
     total = (run.requests or 0) + run.errors.total
     latency = run.latency_ms.to_json()
     return Observation(
@@ -55,7 +66,7 @@ def observation_of(run: Run) -> Observation:
         achieved=float((run.rate.achieved if run.rate else None) or run.qps or 0.0),
         latency_ms={k: float(v) for k, v in latency.items() if isinstance(v, int | float)},
         errors_pct=100.0 * run.failed_requests / total if total else 100.0,
-        verdict=run.analysis.verdict if run.analysis else None)
+        verdict=run.analysis.verdict if run.analysis else None, histogram=histogram)
 
 
 @dataclass(frozen=True)
@@ -68,13 +79,13 @@ class Step:
 
     @property
     def achieved(self) -> float:
-        return statistics.median(o.achieved for o in self.runs)
+        return statistics.fmean(o.achieved for o in self.runs)
 
     def as_dict(self) -> dict[str, Any]:
         return {"rate": self.rate, "passed": self.passed, "reason": self.reason,
                 "repeated": self.repeated, "achieved": round(self.achieved, 1),
-                "latency_ms": _median_latency(self.runs), "run_ids": [o.run_id for o in self.runs],
-                "verdicts": [o.verdict for o in self.runs]}
+                "latency_ms": step_latency(self.runs), "pooled": _pooled(self.runs),
+                "run_ids": [o.run_id for o in self.runs], "verdicts": [o.verdict for o in self.runs]}
 
 
 Bound = Literal["found", "below min_rate", "at max_rate"]
@@ -96,10 +107,8 @@ class Capacity:
         return next((s for s in self.steps if s.rate == rate), None)
 
     def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["steps"] = [s.as_dict() for s in self.steps]
-        d["runs"] = self.runs
-        return d
+        return {"capacity": self.capacity, "bound": self.bound, "steps": [s.as_dict() for s in self.steps],
+                "evidence": self.evidence, "slo": self.slo, "runs": self.runs}
 
 
 def slo_text(search: Search) -> str:
@@ -113,16 +122,26 @@ def _ms(v: float) -> str:
     return f"{v:.3g} ms"
 
 
-def _median_latency(obs: tuple[Observation, ...]) -> dict[str, float]:
+def _pooled(obs: tuple[Observation, ...]) -> bool:
+    return bool(obs) and all(o.histogram is not None for o in obs)
+
+
+def step_latency(obs: tuple[Observation, ...]) -> dict[str, float]:
+    """A step's latency percentiles (ms): of all its runs' requests pooled, or, where a run
+    has no histogram, the medians of the runs' own percentiles."""
+    if _pooled(obs):
+        merged = Histogram.merged(o.histogram for o in obs if o.histogram is not None)
+        return {k: round(merged.percentile_us(p) / 1000.0, 4) for k, p in PERCENTILES}
     keys = set.intersection(*(set(o.latency_ms) for o in obs)) if obs else set()
     return {k: round(statistics.median(o.latency_ms[k] for o in obs), 4) for k in sorted(keys)}
 
 
 def judge(search: Search, obs: tuple[Observation, ...]) -> tuple[bool, str, str | None]:
-    """(passed, reason, why it is close to a limit or None) on the medians of the runs."""
-    ratio = statistics.median(o.achieved_ratio for o in obs)
-    errors = statistics.median(o.errors_pct for o in obs)
-    latency = _median_latency(obs)
+    """(passed, reason, why it is close to a limit or None) on the step's pooled figures: its
+    requests' percentiles, its achieved and its errors over all its runs."""
+    ratio = sum(o.achieved for o in obs) / sum(o.target for o in obs) if any(o.target for o in obs) else 0.0
+    errors = statistics.fmean(o.errors_pct for o in obs)  # runs of one length at one rate
+    latency = step_latency(obs)
     failed, met, close = [], [], []
     for key, bound in search.slo.latency_bounds_ms().items():
         name = key.replace("_", ".")
@@ -146,29 +165,41 @@ def judge(search: Search, obs: tuple[Observation, ...]) -> tuple[bool, str, str 
     return not failed, "; ".join(failed or met), "; ".join(close) or None
 
 
-def _settled(search: Search, obs: tuple[Observation, ...]) -> bool:
-    """Two runs or more, the last two agreeing on pass or fail, and their medians clear of
-    every limit: more runs would not change the decision."""
-    if len(obs) < 2:
-        return False
-    last = [judge(search, (o,))[0] for o in obs[-2:]]
-    return last[0] == last[1] and judge(search, obs)[2] is None
+def _more(search: Search, obs: tuple[Observation, ...], need: int) -> str | None:
+    """Why the step needs another run (None: more runs would not change its decision)."""
+    if not obs:
+        return "first run"
+    if len(obs) >= search.max_repeat:
+        return None
+    if len(obs) < need:
+        return f"a step near the knee is decided on {need} runs or more"
+    passed, _, close = judge(search, obs)
+    if close:
+        return close
+    if len(obs) == 1:
+        return None if passed else "a failure is confirmed before it bounds the search"
+    if judge(search, obs[-1:])[0] != passed:
+        return f"the latest run {'failed' if passed else 'passed'} where the pooled figures did not"
+    return None
 
 
 def search(search: Search, measure: Callable[[float, int], Observation]) -> Capacity:
     """Run the search; measure(rate, attempt) runs one step's attempt (1-based) at `rate`."""
-    steps: list[Step] = []
+    steps: dict[float, Step] = {}  # by rate, in the order first measured
+    near = min(search.knee_runs, search.max_repeat)
 
-    def step(rate: float) -> Step:
-        obs = (measure(rate, 1),)
-        passed, reason, close = judge(search, obs)
-        why = close or (None if passed else "a failure is confirmed before it bounds the search")
-        while why and len(obs) < search.max_repeat and not _settled(search, obs):
+    def step(rate: float, need: int = 1, earlier: tuple[Observation, ...] = ()) -> Step:
+        obs, whys = earlier, []
+        while why := _more(search, obs, need):
+            if obs and why not in whys:
+                whys.append(why)
             obs += (measure(rate, len(obs) + 1),)
-            passed, reason, close = judge(search, obs)
-        repeated = f"{len(obs)} runs, decided on medians: {why}" if len(obs) > 1 else None
-        steps.append(Step(rate, obs, passed, reason, repeated))
-        return steps[-1]
+        passed, reason, _ = judge(search, obs)
+        how = "pooled" if _pooled(obs) else "medians"
+        repeated = (f"{len(obs)} runs, decided on their {how}: {'; then '.join(whys)}"
+                    if len(obs) > 1 else None)
+        steps[rate] = Step(rate, obs, passed, reason, repeated)
+        return steps[rate]
 
     lo: Step | None = None
     hi: Step | None = None
@@ -182,13 +213,21 @@ def search(search: Search, measure: Callable[[float, int], Observation]) -> Capa
         if rate >= search.max_rate:
             break
         rate = float(min(round(rate * 2), round(search.max_rate)))
+    # The last pass below the first failure bounds the bracket: near the knee, it is confirmed
+    # on as many runs as a step inside it (failing, the failure bounds it and the pass below
+    # is confirmed in turn).
+    while lo is not None and hi is not None and len(lo.runs) < near:
+        lo = step(lo.rate, near, lo.runs)
+        if not lo.passed:
+            hi, lo = lo, max((st for st in steps.values() if st.passed and st.rate < lo.rate),
+                             key=lambda st: st.rate, default=None)
     while lo is not None and hi is not None and (hi.rate - lo.rate) / lo.rate > search.precision / 100:
         mid = float(round((lo.rate + hi.rate) / 2))
         if mid in (lo.rate, hi.rate):
             break
-        s = step(mid)
+        s = step(mid, near)
         lo, hi = (s, hi) if s.passed else (lo, s)
-    return _result(search, tuple(steps), lo, hi)
+    return _result(search, tuple(steps.values()), lo, hi)
 
 
 def _result(search: Search, steps: tuple[Step, ...], lo: Step | None, hi: Step | None) -> Capacity:

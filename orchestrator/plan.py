@@ -147,17 +147,20 @@ def expand(sc: Scenario) -> Plan:
 
 def max_search_runs(search: Search) -> int:
     """The most runs one capacity search can take (capacity.py): every doubling, every
-    bisection, each step repeated max_repeat times."""
+    bisection, each step repeated max_repeat times (confirming the pass that bounds the
+    bracket re-runs a doubling step, it adds none)."""
     doublings = math.ceil(math.log2(search.max_rate / search.min_rate)) + 1
     bisections = math.ceil(math.log2(100.0 / search.precision))
     return (doublings + bisections) * search.max_repeat
 
 
 def expected_search_runs(search: Search) -> int:
-    """A likely count, for the estimate: half the doublings, all bisections, a fifth repeated."""
+    """A likely count, for the estimate: half the doublings at one run each, the failure that
+    ends them confirmed, the pass below it and every bisection at knee_runs, a fifth more."""
+    near = min(search.knee_runs, search.max_repeat)
     doublings = math.ceil(math.log2(search.max_rate / search.min_rate) / 2) + 1
     bisections = math.ceil(math.log2(100.0 / search.precision))
-    return math.ceil((doublings + bisections) * 1.2)
+    return math.ceil((doublings + 1 + (bisections + 1) * near) * 1.2)
 
 
 def fmt_seconds(s: float) -> str:

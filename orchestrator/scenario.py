@@ -281,10 +281,13 @@ class Search(_Model):
     min_rate: Rate
     max_rate: Rate
     precision: Annotated[Percent, Field(gt=0, le=50)] = 2.0  # stop when the bracket is this narrow
-    # A step whose figures fall within `noise` of a limit is repeated, up to max_repeat runs,
-    # and decided on their medians: one noisy run must not move the capacity.
+    # A step is decided on all its runs' requests pooled. Near the knee (inside the bracket, and
+    # the pass that bounds it) a step takes at least knee_runs runs: one short window's p99 says
+    # little about the next. A step whose pooled figures fall within `noise` of a limit, or
+    # whose latest run disagrees with them, is repeated, up to max_repeat runs.
     noise: Annotated[Percent, Field(ge=0, le=100)] = 10.0
-    max_repeat: Annotated[int, Field(ge=1, le=9)] = 3
+    knee_runs: Annotated[int, Field(ge=1, le=9)] = 3
+    max_repeat: Annotated[int, Field(ge=1, le=9)] = 5
 
 
 class Load(_Model):

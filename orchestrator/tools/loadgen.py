@@ -176,6 +176,16 @@ class Histogram:
         return self.max_us
 
     @classmethod
+    def of_buckets(cls, buckets: Iterable[Sequence[int]]) -> Histogram:
+        """A histogram from its bucket counts alone (as a run's latency-histograms.json keeps
+        them): the extremes are the buckets' ends and the mean their starts' weighted mean,
+        which is all percentiles need."""
+        b = tuple((int(v), int(c)) for v, c in buckets)
+        n = sum(c for _, c in b)
+        return cls(buckets=b, min_us=b[0][0] if b else 0, max_us=highest_equivalent(b[-1][0]) if b else 0,
+                   mean_us=sum(v * c for v, c in b) / n if n else 0.0)
+
+    @classmethod
     def merged(cls, histograms: Iterable[Histogram]) -> Histogram:
         hists = list(histograms)
         total: dict[int, int] = {}
