@@ -2,12 +2,17 @@
 """Does a capacity search give the same answer twice? (a benchmark, not part of CI)
 
 Runs the shipped loopback capacity scenario (`scenarios/capacity.yaml`: reuseport server on
-the even CPUs, orchestrate-load open loop on the odd ones, p99 SLO) with `repeat: 2`, i.e.
-two independent searches in a row in one session, for several rounds, and records each
-search's capacity, its steps and runs, and how far the two searches of a round differ.
+the even CPUs, orchestrate-load open loop on the odd ones, p99 SLO) twice in a row, for
+several rounds, and records each search's capacity, its steps and runs, and how far the two
+searches of a round differ. Before, between and after the two it measures the same server
+and generator closed loop: the machine's ceiling right then. Where a pair's capacities differ
+and their shares of the ceiling do not, the machine moved, not the search.
 
     python3 bench/capacity_search.py                        # 3 rounds, the scenario's SLO
     python3 bench/capacity_search.py --rounds 2 --set load.search.slo.p99=2ms
+
+Before each pair it probes the machine's own pauses on the scenario's CPUs (host_hiccups.py):
+a latency SLO near them measures the machine, and they move between pairs.
 
 Writes bench/capacity_search.json; the figures go into bench/RESULTS.md by hand, with the
 machine's state (a shared or quiet machine changes the noise, and so the repeats).
@@ -24,13 +29,16 @@ import tempfile
 import time
 from pathlib import Path
 
+import host_hiccups
+import yaml
+
 REPO = Path(__file__).resolve().parents[1]
+SCENARIO = REPO / "scenarios" / "capacity.yaml"
 
 
-def one_session(sets: list[str]) -> dict:
+def _orchestrate(scenario: Path, sets: list[str]) -> tuple[dict, float]:
     with tempfile.TemporaryDirectory() as tmp:
-        argv = [sys.executable, "-m", "orchestrator", "run", str(REPO / "scenarios" / "capacity.yaml"),
-                "--results", tmp, "--set", "repeat=2"]
+        argv = [sys.executable, "-m", "orchestrator", "run", str(scenario), "--results", tmp]
         for s in sets:
             argv += ["--set", s]
         began = time.monotonic()
@@ -39,18 +47,59 @@ def one_session(sets: list[str]) -> dict:
         if done.returncode != 0:
             raise SystemExit(f"run failed: {done.stderr.strip()[-800:]}")
         (summary,) = Path(tmp).glob("*/*/summary.json")
-        s = json.loads(summary.read_text())
+        return json.loads(summary.read_text()), wall
+
+
+def ceiling(sets: list[str]) -> dict:
+    """The same server and generator closed loop (3 runs of 2 s): the most this machine serves
+    right now, the reference a capacity is a share of."""
+    sc = yaml.safe_load(SCENARIO.read_text())
+    sc["load"].pop("search")
+    sc.update(name="capacity-ceiling", repeat=3)
+    sc["load"]["duration"] = "2s"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "ceiling.yaml"
+        path.write_text(yaml.safe_dump(sc))
+        s, _ = _orchestrate(path, [x for x in sets if not x.startswith("load.search")])
+    qps = [r["qps"] for r in s["runs"]]
+    return {"qps": qps, "median": statistics.median(qps)}
+
+
+def one_search(sets: list[str]) -> tuple[dict, float]:
+    s, wall = _orchestrate(SCENARIO, sets)
     runs = {r["run_id"]: r for r in s["runs"]}
-    searches = [{"capacity": e["capacity"], "bound": e["bound"], "runs": e["runs"],
-                 "repeated_steps": sum(1 for st in e["steps"] if st["repeated"]),
-                 "steps": [(st["rate"], st["passed"], len(st["run_ids"])) for st in e["steps"]],
-                 "cpu_us_per_request": {str(int(st["rate"])): cpu_us(runs, st["run_ids"])
-                                        for st in e["steps"] if st["passed"]},
-                 "evidence": e["evidence"]} for e in s["capacity"]]
+    (e,) = s["capacity"]
+    return {"capacity": e["capacity"], "bound": e["bound"], "runs": e["runs"],
+            "repeated_steps": sum(1 for st in e["steps"] if st["repeated"]),
+            "steps": [(st["rate"], st["passed"], len(st["run_ids"]), st["latency_ms"].get("p99"))
+                      for st in e["steps"]],
+            "cpu_us_per_request": {str(int(st["rate"])): cpu_us(runs, st["run_ids"])
+                                   for st in e["steps"] if st["passed"]},
+            "evidence": e["evidence"]}, wall
+
+
+def one_session(sets: list[str], hiccup_s: float) -> dict:
+    """Two searches in a row, the machine's closed-loop ceiling measured before, between and
+    after them: a capacity that moves with the ceiling moved with the machine."""
+    hiccups = host_hiccups.measure([0, 1], hiccup_s) if hiccup_s else None
+    ceilings = [ceiling(sets)]
+    searches, wall = [], 0.0
+    for _ in range(2):
+        found, w = one_search(sets)
+        searches.append(found)
+        wall += w
+        ceilings.append(ceiling(sets))
+    for i, x in enumerate(searches):  # the ceiling around the search: the mean of before and after
+        around = (ceilings[i]["median"] + ceilings[i + 1]["median"]) / 2
+        x["ceiling_qps"] = round(around)
+        x["share_of_ceiling"] = round(x["capacity"] / around, 4) if x["capacity"] else None
     caps = [x["capacity"] for x in searches if x["capacity"]]
     diff = abs(caps[0] - caps[1]) / max(caps) * 100 if len(caps) == 2 else None
+    shares = [x["share_of_ceiling"] for x in searches if x["share_of_ceiling"]]
+    share_diff = abs(shares[0] - shares[1]) / max(shares) * 100 if len(shares) == 2 else None
     return {"wall_s": round(wall, 1), "searches": searches, "difference_pct": diff,
-            "speed": speed(searches)}
+            "ceilings": ceilings, "share_difference_pct": share_diff,
+            "speed": speed(searches), "hiccups_before": hiccups}
 
 
 def cpu_us(runs: dict[str, dict], ids: list[str]) -> float | None:
@@ -80,22 +129,31 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--set", action="append", default=[], dest="sets", metavar="KEY=VALUE")
     ap.add_argument("--out", default="capacity_search.json", help="file name in bench/")
+    ap.add_argument("--hiccup-seconds", type=float, default=10.0,
+                    help="probe the machine's pauses this long before each pair (0: not)")
     args = ap.parse_args()
     rounds = []
     for i in range(args.rounds):
-        r = one_session(args.sets)
+        r = one_session(args.sets, args.hiccup_seconds)
         rounds.append(r)
         caps = [s["capacity"] for s in r["searches"]]
         diff = "n/a" if r["difference_pct"] is None else f"{r['difference_pct']:.1f}%"
         sp = r["speed"]
         drift = (f"; server CPU per request at {sp['rate']:,} req/s {sp['cpu_us'][0]} vs "
                  f"{sp['cpu_us'][1]} µs ({sp['apart_pct']}% apart)" if sp else "")
+        pauses = f"; before it, {host_hiccups.summary(r['hiccups_before'])}" if r["hiccups_before"] else ""
+        shares = [s["share_of_ceiling"] for s in r["searches"]]
+        ceil = [c["median"] for c in r["ceilings"]]
+        diff += (f" (ceilings {[round(c) for c in ceil]}, shares {shares}, "
+                 f"{r['share_difference_pct']:.1f}% apart)" if r["share_difference_pct"] is not None else "")
         print(f"round {i + 1}: capacities {caps}, difference {diff}, "
-              f"runs {[s['runs'] for s in r['searches']]}, {r['wall_s']:.0f} s{drift}", flush=True)
+              f"runs {[s['runs'] for s in r['searches']]}, {r['wall_s']:.0f} s{drift}{pauses}", flush=True)
     diffs = [r["difference_pct"] for r in rounds if r["difference_pct"] is not None]
+    share_diffs = [r["share_difference_pct"] for r in rounds if r["share_difference_pct"] is not None]
     out = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "sets": args.sets,
            "rounds": rounds, "median_difference_pct": statistics.median(diffs) if diffs else None,
-           "max_difference_pct": max(diffs) if diffs else None}
+           "max_difference_pct": max(diffs) if diffs else None,
+           "median_share_difference_pct": statistics.median(share_diffs) if share_diffs else None}
     (REPO / "bench" / args.out).write_text(json.dumps(out, indent=2) + "\n")
     if diffs:
         print(f"two searches in a row differ by {out['median_difference_pct']:.1f}% (median), "
