@@ -456,13 +456,17 @@ class BaselinePath(Record):
 
 
 class SearchStep(Record):
-    """One rate a capacity search tried (capacity.py): its runs' medians and the decision."""
+    """One rate a capacity search tried (capacity.py): the figures it was decided on, and the
+    decision."""
 
     rate: float
     passed: bool
     reason: str = ""  # the deciding figures with their limits
     repeated: str | None = None  # why it took more than one run
-    achieved: float | None = None
+    achieved: float | None = None  # the mean over its runs
+    # True: latency_ms is of all its runs' requests (histograms merged); False (searches before
+    # pooling, or runs without histograms): the medians of the runs' percentiles
+    pooled: bool = False
     latency_ms: dict[str, float] = {}
     run_ids: tuple[str, ...] = ()
     verdicts: tuple[str | None, ...] = ()

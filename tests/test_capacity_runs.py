@@ -41,6 +41,11 @@ def _check_search(entry: dict, runs: dict[str, dict], precision_pct: float) -> N
     for s in steps:  # every step is real runs of the summary, at its rate, open loop
         for rid in s["run_ids"]:
             assert runs[rid]["rate"]["target"] == pytest.approx(s["rate"])
+        # decided on its runs' requests pooled (their histograms, read back from the results):
+        # a pooled percentile lies between the runs' own
+        assert s["pooled"] is True
+        own = [runs[rid]["latency_ms"]["p99"] for rid in s["run_ids"]]
+        assert min(own) / 1.002 <= s["latency_ms"]["p99"] <= max(own) * 1.002, (s, own)
     assert entry["runs"] == sum(len(s["run_ids"]) for s in steps)
     assert f"{cap:,.0f} req/s met the SLO" in entry["evidence"]
 
@@ -50,6 +55,7 @@ def test_loopback_search_finds_a_capacity_and_draws_its_curve(tmp_path, run_id):
                        "--run-id", run_id, "--set", "load.duration=1s",
                        "--set", "load.warmup=300ms", "--set", "load.search.slo.p99=20ms",
                        "--set", "load.search.precision=10%", "--set", "load.search.min_rate=20000",
+                       "--set", "load.search.knee_runs=2",  # the machinery; the count is unit-tested
                        timeout=900)
     assert done.returncode == 0, done.stderr
     folder, s = _summary(tmp_path)
@@ -72,7 +78,8 @@ def test_capped_link_capacity_is_at_most_the_cap_and_network_bound(tmp_path, run
     done = orchestrate("run", str(REPO / "scenarios" / "capacity-capped.yaml"), "--results", str(tmp_path),
                        "--run-id", run_id, "--set", f"hosts.lab={lab}", "--set", f"hosts.link.pps={CAP}",
                        "--set", "baseline.iperf3.duration=2s", "--set", "baseline.iperf3.tcp_duration=1s",
-                       "--set", "load.warmup=300ms", "--set", "load.search.precision=10%", timeout=900)
+                       "--set", "load.warmup=300ms", "--set", "load.search.precision=10%",
+                       "--set", "load.search.knee_runs=2", timeout=900)
     assert done.returncode == 0, done.stderr
     _, s = _summary(tmp_path)
     runs = {r["run_id"]: r for r in s["runs"]}
