@@ -10,6 +10,7 @@ and their shares of the ceiling do not, the machine moved, not the search.
 
     python3 bench/capacity_search.py                        # 3 rounds, the scenario's SLO
     python3 bench/capacity_search.py --rounds 2 --set load.search.slo.p99=2ms
+    python3 bench/capacity_search.py --windows 130000 40 --out capacity_windows.json
 
 Before each pair it probes the machine's own pauses on the scenario's CPUs (host_hiccups.py):
 a latency SLO near them measures the machine, and they move between pairs.
@@ -33,10 +34,15 @@ import host_hiccups
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from orchestrator.tools.loadgen import Histogram  # noqa: E402
+
 SCENARIO = REPO / "scenarios" / "capacity.yaml"
 
 
-def _orchestrate(scenario: Path, sets: list[str]) -> tuple[dict, float]:
+def _orchestrate(scenario: Path, sets: list[str], histograms: bool = False) -> tuple[dict, float]:
+    """Run a scenario; its summary and wall time (with histograms: each run's corrected latency
+    buckets added to its record as "latency_buckets")."""
     with tempfile.TemporaryDirectory() as tmp:
         argv = [sys.executable, "-m", "orchestrator", "run", str(scenario), "--results", tmp]
         for s in sets:
@@ -47,21 +53,48 @@ def _orchestrate(scenario: Path, sets: list[str]) -> tuple[dict, float]:
         if done.returncode != 0:
             raise SystemExit(f"run failed: {done.stderr.strip()[-800:]}")
         (summary,) = Path(tmp).glob("*/*/summary.json")
-        return json.loads(summary.read_text()), wall
+        s = json.loads(summary.read_text())
+        for r in s["runs"] if histograms else []:
+            doc = json.loads((summary.parent / r["histograms"]).read_text())
+            r["latency_buckets"] = doc["merged"]["latency"]
+        return s, wall
+
+
+def _fixed(name: str, repeat: int, duration: str, rate: float | None) -> dict:
+    """The capacity scenario without its search: closed loop, or open loop at `rate`."""
+    sc = yaml.safe_load(SCENARIO.read_text())
+    sc["load"].pop("search")
+    sc.update(name=name, repeat=repeat)
+    sc["load"]["duration"] = duration
+    if rate:
+        sc["load"]["rate"] = rate
+    return sc
+
+
+def _run_fixed(sc: dict, sets: list[str], histograms: bool = False) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{sc['name']}.yaml"
+        path.write_text(yaml.safe_dump(sc))
+        s, _ = _orchestrate(path, [x for x in sets if not x.startswith("load.search")], histograms)
+    return s
+
+
+def windows(rate: float, count: int, sets: list[str]) -> dict:
+    """`count` windows in a row at one open-loop rate: each window's p99 against all of them
+    pooled, which is what a search's step decides on."""
+    sc = _fixed("capacity-windows", count, yaml.safe_load(SCENARIO.read_text())["load"]["duration"], rate)
+    runs = _run_fixed(sc, sets, histograms=True)["runs"]
+    hists = [Histogram.of_buckets(r["latency_buckets"]) for r in runs]
+    pooled = Histogram.merged(hists)
+    return {"rate": rate, "windows": count, "window_p99_ms": [r["latency_ms"]["p99"] for r in runs],
+            "pooled_p99_ms": pooled.percentile_us(99) / 1000.0,
+            "server_cpu_us_per_request": [cpu_us({r["run_id"]: r}, [r["run_id"]]) for r in runs]}
 
 
 def ceiling(sets: list[str]) -> dict:
     """The same server and generator closed loop (3 runs of 2 s): the most this machine serves
     right now, the reference a capacity is a share of."""
-    sc = yaml.safe_load(SCENARIO.read_text())
-    sc["load"].pop("search")
-    sc.update(name="capacity-ceiling", repeat=3)
-    sc["load"]["duration"] = "2s"
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "ceiling.yaml"
-        path.write_text(yaml.safe_dump(sc))
-        s, _ = _orchestrate(path, [x for x in sets if not x.startswith("load.search")])
-    qps = [r["qps"] for r in s["runs"]]
+    qps = [r["qps"] for r in _run_fixed(_fixed("capacity-ceiling", 3, "2s", None), sets)["runs"]]
     return {"qps": qps, "median": statistics.median(qps)}
 
 
@@ -131,7 +164,17 @@ def main() -> None:
     ap.add_argument("--out", default="capacity_search.json", help="file name in bench/")
     ap.add_argument("--hiccup-seconds", type=float, default=10.0,
                     help="probe the machine's pauses this long before each pair (0: not)")
+    ap.add_argument("--windows", nargs=2, type=float, metavar=("RATE", "COUNT"),
+                    help="instead: COUNT windows in a row at one open-loop RATE, each window's p99 "
+                         "against all of them pooled")
     args = ap.parse_args()
+    if args.windows:
+        w = windows(args.windows[0], int(args.windows[1]), args.sets)
+        w["when"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        (REPO / "bench" / args.out).write_text(json.dumps(w, indent=2) + "\n")
+        print(f"{w['windows']} windows at {w['rate']:,.0f} req/s: p99 {min(w['window_p99_ms'])} to "
+              f"{max(w['window_p99_ms'])} ms each, {w['pooled_p99_ms']} ms pooled")
+        return
     rounds = []
     for i in range(args.rounds):
         r = one_session(args.sets, args.hiccup_seconds)
