@@ -186,7 +186,7 @@ def _more(search: Search, obs: tuple[Observation, ...], need: int) -> str | None
 def search(search: Search, measure: Callable[[float, int], Observation]) -> Capacity:
     """Run the search; measure(rate, attempt) runs one step's attempt (1-based) at `rate`."""
     steps: dict[float, Step] = {}  # by rate, in the order first measured
-    near = min(search.knee_runs, search.max_repeat)
+    near = search.runs_near_knee
 
     def step(rate: float, need: int = 1, earlier: tuple[Observation, ...] = ()) -> Step:
         obs, whys = earlier, []

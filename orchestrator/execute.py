@@ -417,7 +417,8 @@ def _search(ctx: Context, plan: Plan, binary: str, checkpoint: Callable[[int], N
                                                                    else f", step {step}"))
             record = _measure(ctx, spec, binary, checkpoint,
                               extra={"search": {"number": n, "repetition": s.repetition}})
-            return capacity.observation_of(record, _latency_histogram(ctx, record))
+            path = ctx.results.path / record.histograms if record.histograms else None
+            return capacity.observation_of(record, load.latency_histogram(path) if path else None)
 
         found = capacity.search(search, measure)
         at = found.step_at(found.capacity)
@@ -431,15 +432,6 @@ def _search(ctx: Context, plan: Plan, binary: str, checkpoint: Callable[[int], N
         ctx.progress(f"      capacity {found.capacity or 0:,.0f} req/s ({found.bound}, {found.runs} runs): "
                      f"{found.evidence}")
         checkpoint(len(ctx.runs))
-
-
-def _latency_histogram(ctx: Context, run: records.Run) -> loadgen.Histogram | None:
-    """The run's corrected latency histogram (all client hosts merged), which a search pools
-    over a step's runs; None when the record names none."""
-    if not run.histograms:
-        return None
-    doc = json.loads((ctx.results.path / run.histograms).read_text())
-    return loadgen.Histogram.of_buckets(doc["merged"]["latency"])
 
 
 def _partial(ctx: Context) -> dict[str, Any]:

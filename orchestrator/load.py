@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 from typing import Any, Protocol
 
 from orchestrator import tools
@@ -43,6 +44,15 @@ class Generator(Protocol):
         """The run record's load fields from each client's (host, stdout, stderr); `window_s`
         is the measured window's offset and length from the start instant."""
         ...
+
+
+HISTOGRAMS = "latency-histograms.json"  # raw/<run>/: orchestrate-load's bucket counts, in µs
+
+
+def latency_histogram(path: Path) -> loadgen.Histogram:
+    """A run's corrected latency histogram, all client hosts merged, read back from the
+    HISTOGRAMS file NativeLoad.record wrote (the run record names it)."""
+    return loadgen.Histogram.of_buckets(json.loads(path.read_text())["merged"]["latency"])
 
 
 def for_scenario(ctx: Context) -> Generator:
@@ -148,7 +158,7 @@ class NativeLoad:
         def dist(d: loadgen.Distribution) -> dict[str, float]:
             return {k: v for k, v in dataclasses.asdict(d).items() if k != "count"}
 
-        histograms = ctx.results.write_text(f"raw/{spec.run_id}/latency-histograms.json", json.dumps({
+        histograms = ctx.results.write_text(f"raw/{spec.run_id}/{HISTOGRAMS}", json.dumps({
             "unit": "us", "layout": {"lowest": loadgen.LOWEST_US, "highest": loadgen.HIGHEST_US,
                                      "significant_digits": loadgen.SIGNIFICANT_DIGITS},
             "merged": {k: getattr(total, f"{k}_hist").buckets

@@ -157,10 +157,9 @@ def max_search_runs(search: Search) -> int:
 def expected_search_runs(search: Search) -> int:
     """A likely count, for the estimate: half the doublings at one run each, the failure that
     ends them confirmed, the pass below it and every bisection at knee_runs, a fifth more."""
-    near = min(search.knee_runs, search.max_repeat)
     doublings = math.ceil(math.log2(search.max_rate / search.min_rate) / 2) + 1
     bisections = math.ceil(math.log2(100.0 / search.precision))
-    return math.ceil((doublings + 1 + (bisections + 1) * near) * 1.2)
+    return math.ceil((doublings + 1 + (bisections + 1) * search.runs_near_knee) * 1.2)
 
 
 def fmt_seconds(s: float) -> str:

@@ -289,6 +289,11 @@ class Search(_Model):
     knee_runs: Annotated[int, Field(ge=1, le=9)] = 3
     max_repeat: Annotated[int, Field(ge=1, le=9)] = 5
 
+    @property
+    def runs_near_knee(self) -> int:
+        """The runs a step near the knee takes at least: knee_runs, capped by max_repeat."""
+        return min(self.knee_runs, self.max_repeat)
+
 
 class Load(_Model):
     # wrk: closed loop only, the reference's tool. orchestrate-load (loadgen/): closed loop,
