@@ -35,6 +35,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from orchestrator import load  # noqa: E402
 from orchestrator.tools.loadgen import Histogram  # noqa: E402
 
 SCENARIO = REPO / "scenarios" / "capacity.yaml"
@@ -42,7 +43,7 @@ SCENARIO = REPO / "scenarios" / "capacity.yaml"
 
 def _orchestrate(scenario: Path, sets: list[str], histograms: bool = False) -> tuple[dict, float]:
     """Run a scenario; its summary and wall time (with histograms: each run's corrected latency
-    buckets added to its record as "latency_buckets")."""
+    histogram added to its record as "latency_hist")."""
     with tempfile.TemporaryDirectory() as tmp:
         argv = [sys.executable, "-m", "orchestrator", "run", str(scenario), "--results", tmp]
         for s in sets:
@@ -55,17 +56,18 @@ def _orchestrate(scenario: Path, sets: list[str], histograms: bool = False) -> t
         (summary,) = Path(tmp).glob("*/*/summary.json")
         s = json.loads(summary.read_text())
         for r in s["runs"] if histograms else []:
-            doc = json.loads((summary.parent / r["histograms"]).read_text())
-            r["latency_buckets"] = doc["merged"]["latency"]
+            r["latency_hist"] = load.latency_histogram(summary.parent / r["histograms"])
         return s, wall
 
 
-def _fixed(name: str, repeat: int, duration: str, rate: float | None) -> dict:
-    """The capacity scenario without its search: closed loop, or open loop at `rate`."""
+def _fixed(name: str, repeat: int, duration: str | None, rate: float | None) -> dict:
+    """The capacity scenario without its search (its steps' duration unless given): closed
+    loop, or open loop at `rate`."""
     sc = yaml.safe_load(SCENARIO.read_text())
     sc["load"].pop("search")
     sc.update(name=name, repeat=repeat)
-    sc["load"]["duration"] = duration
+    if duration:
+        sc["load"]["duration"] = duration
     if rate:
         sc["load"]["rate"] = rate
     return sc
@@ -82,10 +84,8 @@ def _run_fixed(sc: dict, sets: list[str], histograms: bool = False) -> dict:
 def windows(rate: float, count: int, sets: list[str]) -> dict:
     """`count` windows in a row at one open-loop rate: each window's p99 against all of them
     pooled, which is what a search's step decides on."""
-    sc = _fixed("capacity-windows", count, yaml.safe_load(SCENARIO.read_text())["load"]["duration"], rate)
-    runs = _run_fixed(sc, sets, histograms=True)["runs"]
-    hists = [Histogram.of_buckets(r["latency_buckets"]) for r in runs]
-    pooled = Histogram.merged(hists)
+    runs = _run_fixed(_fixed("capacity-windows", count, None, rate), sets, histograms=True)["runs"]
+    pooled = Histogram.merged(r["latency_hist"] for r in runs)
     return {"rate": rate, "windows": count, "window_p99_ms": [r["latency_ms"]["p99"] for r in runs],
             "pooled_p99_ms": pooled.percentile_us(99) / 1000.0,
             "server_cpu_us_per_request": [cpu_us({r["run_id"]: r}, [r["run_id"]]) for r in runs]}
@@ -136,10 +136,12 @@ def one_session(sets: list[str], hiccup_s: float) -> dict:
 
 
 def cpu_us(runs: dict[str, dict], ids: list[str]) -> float | None:
-    """The server's CPU per request (usr + sys, µs) over a step's runs: the machine's speed at
-    that rate, which a drifting VM changes between two searches."""
-    per = [((r["server_cpu"]["usr"] or 0) + (r["server_cpu"]["sys"] or 0)) / 100 / r["qps"] * 1e6
-           for i in ids if (r := runs.get(i)) and r.get("qps") and (r.get("server_cpu") or {}).get("usr")]
+    """The server's CPU per request (usr + sys, µs, as the run's analysis costs it) over a
+    step's runs: the machine's speed at that rate, which a drifting VM changes between two
+    searches."""
+    per = [cost["usr"] + cost["sys"] for i in ids
+           if (r := runs.get(i)) and (cost := (r.get("analysis") or {}).get("cpu_us_per_request"))
+           and cost.get("usr") is not None and cost.get("sys") is not None]
     return round(statistics.median(per), 2) if per else None
 
 
