@@ -8,7 +8,7 @@ fails (or max_rate passes), then bisects the bracket until it is `precision` nar
 A step is decided on all its runs' requests pooled (their latency histograms merged): the
 p99 a user sees at a rate held for the whole step, not the median of short windows. Near the
 knee one window says little about the next: at a fixed rate on this project's VM, 4 s windows
-read p99 anywhere from 0.6 to 52 ms as the kernel's cost per request moved by 15%, so half the
+read p99 anywhere from 0.6 to 52 ms as the kernel's cost per request moved by 15%, so 12 of 40
 windows passed a 2 ms SLO that the pooled three minutes missed by 14x. A median of such windows
 passes or fails over a span of rates 30% wide; the pooled figure changes several-fold per 10%.
 
