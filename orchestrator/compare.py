@@ -263,7 +263,3 @@ def shifts_report(history: History, scenario: str, limit: int = 200) -> list[str
                          f"({sh.before:,.0f} -> {sh.after:,.0f} req/s, p={sh.p_value:.2g}, "
                          f"run {sh.index + 1} of {len(series)})")
     return lines
-
-
-def load_pair(a: Path, b: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    return load_summary(a), load_summary(b)

@@ -99,10 +99,6 @@ class Lab:
         return all(h.name == self.server.name for h in self.clients)
 
 
-class Provider(Protocol):
-    def open_lab(self, scenario: Scenario, *, run_id: str) -> AbstractContextManager[Lab]: ...
-
-
 def open_lab(scenario: Scenario, *, run_id: str, **kw: Any) -> AbstractContextManager[Lab]:
     """The provider named by the scenario, opened as a context manager."""
     module = importlib.import_module(PROVIDERS[scenario.hosts.provider])
@@ -182,7 +178,3 @@ def live_runs(lock_dir: Path = LOCK_DIR) -> dict[str, str]:
 def connect(host: Host) -> Transport:
     return LocalTransport(host.name) if host.ssh is None else SshTransport(host.ssh)
 
-
-def connect_all(lab: Lab) -> Iterator[tuple[str, Transport]]:
-    for h in lab.hosts:
-        yield h.name, connect(h)

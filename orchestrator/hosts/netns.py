@@ -734,14 +734,6 @@ def describe(st: LabState) -> str:
     return "\n".join(lines)
 
 
-def down_all(*, root: Path | None = None) -> list[str]:
-    """Take down every lab on this machine, orphans included (`orchestrate cleanup`)."""
-    removed: list[str] = []
-    for st in status(root=root):
-        removed += down(st.name, root=root)
-    return removed
-
-
 def is_up(name: str, *, root: Path | None = None) -> bool:
     found = status(name, root=root)
     return bool(found) and found[0].healthy

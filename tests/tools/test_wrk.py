@@ -56,6 +56,15 @@ def test_command_rejects_what_wrk_cannot_take(kwargs):
     assert "done = function(summary, latency, requests)" in wrk.LUA_SCRIPT
 
 
+def test_the_lua_file_carries_the_adapters_constants():
+    # the script is a plain .lua file (package data), not a template: the start mark the
+    # parser looks for and the default walk budget are written in it literally
+    assert f'"{wrk.START_MARK}"' in wrk.LUA_SCRIPT
+    budget = re.search(r"^orch_budget = (\S+)", wrk.LUA_SCRIPT, re.M)
+    assert budget and float(budget.group(1)) == wrk.WALK_BUDGET
+    assert "@" not in wrk.LUA_SCRIPT
+
+
 # ---------------------------------------------------------------- parse: JSON line
 
 @pytest.mark.slow
