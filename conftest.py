@@ -15,3 +15,28 @@ def pytest_runtest_makereport(item, call):
     if os.environ.get("CI") and rep.skipped and not hasattr(rep, "wasxfail"):
         rep.outcome = "failed"
         rep.longrepr = f"skipped in CI, which must run every test: {rep.longrepr}"
+
+
+# The fast tier (`./setup.sh test -m "not slow"`, under 2 minutes) is every test that starts no
+# real process: what catches import, schema, analysis and report breakage. Every test under the
+# C++ projects' own suites builds and runs a binary, and a test taking one of these fixtures
+# brings up real hosts (a lab), a real service (moto) or a real run, so they are slow; so is any
+# test marked by hand (`pytest.mark.slow`, module-wide as `pytestmark`). CI runs both tiers.
+SLOW_DIRS = ("server/tests/", "loadgen/tests/")
+SLOW_MODULES = frozenset({  # real processes without one of the fixtures below
+    "tests/test_deploy.py",  # Ansible against lab hosts
+    "tests/test_remote.py",  # SSH to lab hosts, timeouts that kill real commands
+    "tests/test_lint.py",  # ansible-lint
+    "tests/hosts/test_aws.py", "tests/test_cli_aws.py",  # whole provisioning flows on moto
+    "tests/hosts/test_sized.py",  # cgroups holding busy loops
+    "tests/report/test_browser.py",  # Chromium
+})
+SLOW_FIXTURES = frozenset({"lab3", "make_lab", "moto_server", "run_id", "binaries", "generators",
+                           "server_binary"})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        path = item.nodeid.split("::", 1)[0]
+        if path.startswith(SLOW_DIRS) or path in SLOW_MODULES or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
