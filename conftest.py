@@ -38,5 +38,6 @@ SLOW_FIXTURES = frozenset({"lab3", "make_lab", "moto_server", "run_id", "binarie
 def pytest_collection_modifyitems(config, items):
     for item in items:
         path = item.nodeid.split("::", 1)[0]
-        if path.startswith(SLOW_DIRS) or path in SLOW_MODULES or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if path.startswith(SLOW_DIRS) or path in SLOW_MODULES or SLOW_FIXTURES & fixtures:
             item.add_marker(pytest.mark.slow)
