@@ -109,6 +109,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
         for line in prices.describe_plan(sc):
             print(line)
+        prices.check_spend(sc, getattr(args, "max_hourly", None))
     return EXIT_OK
 
 
@@ -129,6 +130,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.baseline:
         compare.check_ref(args.baseline)  # bad REF: fail before starting
     history.check()  # a missing bucket or denied credentials: before anything starts
+    if loaded.scenario.hosts.provider == "aws":
+        from orchestrator.hosts.aws import prices
+
+        prices.check_spend(loaded.scenario, args.max_hourly)  # before asking, before anything starts
     if loaded.scenario.hosts.provider == "aws" and not _confirm_cloud(loaded.scenario, args.yes):
         print("orchestrate: not started", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -371,6 +376,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", metavar="RUN_ID",
                    help="continue an interrupted sweep in its results folder, skipping measured runs")
     r.add_argument("--yes", action="store_true", help="do not ask before renting cloud machines")
+    r.add_argument("--max-hourly", type=float, metavar="USD",
+                   help="aws: refuse a plan whose worst case costs more per hour "
+                   "(default: hosts.aws.max_hourly)")
     r.add_argument("--history", metavar="DB|s3://BUCKET/PREFIX", help=HISTORY_HELP)
 
     sch = sub.add_parser("schema", help="the scenario JSON Schema (for editors: the shipped scenarios "

@@ -18,7 +18,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PositiveFloat,
+    Tag,
+    ValidationError,
+)
 
 from orchestrator import bounded
 from orchestrator.cpus import parse_list, ranges
@@ -186,8 +195,12 @@ class Aws(_Model):
     image: str = "resolve:ssm:/aws/service/debian/release/12/latest/amd64"
     subnet: str | None = None
     ssh_user: str = "admin"
-    expire_after: Duration = 3 * 3600.0
+    # The instances' own dead-man switch; at most a day, so a forgotten run's bill is bounded.
+    expire_after: Annotated[Duration, Field(gt=0, le=24 * 3600.0)] = 3 * 3600.0
     endpoint_url: str | None = None  # for moto or a private endpoint
+    # cluster: one rack, comparable runs (not for burstable T or -flex types); spread; none.
+    placement: Literal["cluster", "spread", "none"] = "cluster"
+    max_hourly: PositiveFloat | None = None  # USD/h: refuse a plan whose worst case costs more
     # Who may SSH in (a CIDR); default: this machine's public address (a "what is my IP"
     # lookup, which a proxy or VPN gets wrong), or the VPC's range with ssh_address: private.
     ssh_cidr: Annotated[str | None, BeforeValidator(_cidr)] = None

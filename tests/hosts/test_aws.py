@@ -189,6 +189,7 @@ def test_provisions_the_cross_host_topology(cloud, tmp_path):
             expires = datetime.fromisoformat(tags[aws_api.TAG_EXPIRES])
             assert before + timedelta(hours=3) - timedelta(seconds=5) <= expires
             assert expires <= datetime.now(UTC) + timedelta(hours=3, seconds=5)
+            expiry_tag = tags[aws_api.TAG_EXPIRES]
 
         # One run_instances per role, in the placement group, with the instance's own expiry.
         runs = [p for p in cloud.fakes.params("RunInstances") if not p.get("DryRun")]
@@ -208,7 +209,9 @@ def test_provisions_the_cross_host_topology(cloud, tmp_path):
             assert p["Placement"] == {"GroupName": name}
             assert p["KeyName"] == name and p["ImageId"].startswith("ami-")
             assert p["InstanceInitiatedShutdownBehavior"] == "terminate"
-            assert "shutdown -P +180" in base64.b64decode(p["UserData"]).decode()  # botocore encoded it
+            # botocore encoded it; the run's absolute expiry, the same for every instance
+            assert "OnCalendar=" + expiry_tag.replace("T", " ")[:-1] + " UTC" in \
+                base64.b64decode(p["UserData"]).decode()
             assert p["NetworkInterfaces"][0]["AssociatePublicIpAddress"] is True
         assert cloud.fakes.groups[name]["Strategy"] == "cluster"
         pg_tags = {t["Key"]: t["Value"] for t in cloud.fakes.groups[name]["Tags"]}
@@ -905,8 +908,21 @@ def test_host_keys_from_the_console():
     assert aws.fetch_host_keys(Ec2(), [host], 1.0)["i-1"][1].startswith("ssh-ed25519 ")
 
 
-def test_user_data_powers_off_at_expiry():
-    assert "shutdown -P +90 " in aws._user_data(5400)
+def test_user_data_installs_a_timer_at_the_runs_absolute_expiry(tmp_path):
+    """The dead-man switch as the instance runs it: a systemd timer at the absolute UTC time,
+    Persistent so a reboot does not disarm it, powering off (= terminate) when it fires."""
+    import subprocess
+
+    script = tmp_path / "user-data"
+    script.write_text(aws.user_data("2026-03-01T04:05:06Z"))
+    done = subprocess.run(["sh", str(script)], env={**os.environ, "ORCHESTRATE_ROOT": str(tmp_path / "root")},
+                          capture_output=True, text=True, timeout=10)
+    assert done.returncode == 0, done.stderr
+    units = tmp_path / "root" / "etc" / "systemd" / "system"
+    timer = (units / "orchestrate-expire.timer").read_text()
+    assert "OnCalendar=2026-03-01 04:05:06 UTC" in timer and "Persistent=true" in timer
+    assert "WantedBy=timers.target" in timer
+    assert "ExecStart=/bin/systemctl poweroff" in (units / "orchestrate-expire.service").read_text()
 
 
 def test_bad_image_fails_before_anything_is_created(cloud, tmp_path):
@@ -998,3 +1014,26 @@ def test_hints_for_a_fresh_accounts_refusals(code, message, expect):
     exc = ClientError({"Error": {"Code": code, "Message": message}}, "RunInstances")
     assert expect in aws_api.hint(exc)
     assert "IAM" not in aws_api.hint(exc)
+
+
+def test_a_plan_above_max_hourly_is_refused_before_anything_starts(cloud1, tmp_path):
+    sc = scenario(cloud1.endpoint, max_hourly=0.1)  # c6i.2xlarge + c6i.xlarge: well above
+    expect = r"hosts.aws.max_hourly: the plan costs up to ~\$.*above the limit \$0.1/h"
+    with pytest.raises(UserError, match=expect), open_any_lab(sc, **lab_kw(tmp_path, "r-spend")):
+        pass
+    assert "RunInstances" not in cloud1.fakes.ops() and cloud1.nothing_left()
+
+
+def test_cluster_placement_refuses_flex_types_with_the_reason(cloud1, tmp_path):
+    sc = scenario(cloud1.endpoint, instance_type={"server": "c7i-flex.large", "client": "c7i-flex.large"})
+    with pytest.raises(UserError, match="hosts.aws.placement: a cluster placement group does not take "
+                                        "c7i-flex.large"), open_any_lab(sc, **lab_kw(tmp_path, "r-flex")):
+        pass
+    assert cloud1.nothing_left()
+    smoke = scenario(cloud1.endpoint, instance_type={"server": "c7i-flex.large", "client": "c7i-flex.large"},
+                     placement="none")
+    with open_any_lab(smoke, **lab_kw(tmp_path, "r-none")) as lab:
+        assert len(lab.hosts) == 2
+    runs = [p for p in cloud1.fakes.params("RunInstances") if not p.get("DryRun")]
+    assert runs and all("Placement" not in p for p in runs)
+    assert "CreatePlacementGroup" not in cloud1.fakes.ops() and cloud1.nothing_left()

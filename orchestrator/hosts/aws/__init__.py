@@ -85,7 +85,7 @@ from orchestrator.hosts.aws.ec2 import (
     tag_spec,
     tags_of,
 )
-from orchestrator.hosts.aws.prices import planned_seconds
+from orchestrator.hosts.aws.prices import check_spend, planned_seconds
 from orchestrator.plan import fmt_seconds
 from orchestrator.remote import SshTarget, wait_for_banner
 from orchestrator.scenario import Scenario
@@ -231,12 +231,43 @@ def resolve_image(ssm: Any, image: str) -> str:
     return value
 
 
-def _user_data(expire_after: float) -> str:
-    # The instance's own dead-man switch: power off (= terminate, see run_instances) at expiry.
-    minutes = max(1, int(expire_after // 60))
-    return ("#!/bin/sh\n"
-            f"shutdown -P +{minutes} 'orchestrate: expiry reached' || "
-            f"(sleep {minutes * 60}; poweroff) &\n")
+def user_data(expires: str) -> str:
+    """The instance's own dead-man switch: power off (= terminate, see run_instances) at the run's
+    absolute expiry `expires` (ISO UTC), the same for every instance of the run, auto-scaled ones
+    too. A systemd timer survives a reboot (Persistent: one whose time passed while it was down
+    fires at boot); without systemd, a sleep until then. $ORCHESTRATE_ROOT (tests only) writes the
+    units under another root and arms nothing."""
+    at = expires.replace("T", " ").removesuffix("Z") + " UTC"
+    return f"""#!/bin/sh
+# orchestrate: power off at the run's expiry ({expires}), also after a reboot
+root="${{ORCHESTRATE_ROOT:-}}"
+units="$root/etc/systemd/system"
+if [ -n "$root" ] || [ -d /run/systemd/system ]; then
+  mkdir -p "$units"
+  cat > "$units/orchestrate-expire.timer" <<'UNIT'
+[Unit]
+Description=orchestrate: power off at the run's expiry
+[Timer]
+OnCalendar={at}
+Persistent=true
+AccuracySec=1s
+[Install]
+WantedBy=timers.target
+UNIT
+  cat > "$units/orchestrate-expire.service" <<'UNIT'
+[Unit]
+Description=orchestrate: the run's expiry is reached
+[Service]
+Type=oneshot
+ExecStart=/bin/systemctl poweroff
+UNIT
+  [ -n "$root" ] && exit 0
+  systemctl daemon-reload && systemctl enable --now orchestrate-expire.timer && exit 0
+fi
+left=$(( $(date -u -d '{at}' +%s) - $(date -u +%s) ))
+[ "$left" -gt 0 ] || left=0
+(sleep "$left"; poweroff) >/dev/null 2>&1 &
+"""
 
 
 class _NoCapacity(Exception):
@@ -326,7 +357,8 @@ def provision(scenario: Scenario, *, run_id: str, created: Created, session: Any
         return Lab(provider="aws", hosts=hosts, name=base)
     first = next(described[i] for i in created.instance_ids)  # the zone and group that had room
     fleet.more(next(r for r in checked.roles if r.role == "client"), first["SubnetId"],
-               created.placement_groups[-1], used=scale.min, limit=scale.max)
+               created.placement_groups[-1] if created.placement_groups else "", used=scale.min,
+               limit=scale.max)
     return Lab(provider="aws", hosts=hosts, name=base, pool=fleet)
 
 
@@ -440,8 +472,9 @@ def _run_args(aws: Any, r: preflight.RolePlan, created: Created, group: str, sub
         nic["AssociatePublicIpAddress"] = True
     role_tags = {**tags, "Name": f"{base}-{r.role}", "orchestrate:role": r.role}
     return dict(ImageId=r.image, InstanceType=r.instance_type, MinCount=r.count, MaxCount=r.count,
-                KeyName=created.key_name, Placement={"GroupName": group}, NetworkInterfaces=[nic],
-                InstanceInitiatedShutdownBehavior="terminate", UserData=_user_data(aws.expire_after),
+                KeyName=created.key_name, **({"Placement": {"GroupName": group}} if group else {}),
+                NetworkInterfaces=[nic],
+                InstanceInitiatedShutdownBehavior="terminate", UserData=user_data(created.expires),
                 MetadataOptions={"HttpTokens": "required"},
                 TagSpecifications=tag_spec("instance", role_tags) + tag_spec("volume", role_tags),
                 ClientToken=token)
@@ -457,11 +490,12 @@ def _launch(ec2: Any, scenario: Scenario, checked: preflight.Checked, created: C
     nonce = uuid.uuid4().hex[:16]  # idempotency for botocore's own retries, fresh for every lab
     tried: list[str] = []
     for attempt, subnet in enumerate(checked.subnets, 1):
-        group = base if attempt == 1 else f"{base}-{attempt}"
-        with deferred(), step(f"create placement group {group}"):
-            ec2.create_placement_group(GroupName=group, Strategy="cluster",
-                                       TagSpecifications=tag_spec("placement-group", tags))
-            created.placement_groups.append(group)
+        group = "" if aws.placement == "none" else base if attempt == 1 else f"{base}-{attempt}"
+        if group:
+            with deferred(), step(f"create placement group {group}"):
+                ec2.create_placement_group(GroupName=group, Strategy=aws.placement,
+                                           TagSpecifications=tag_spec("placement-group", tags))
+                created.placement_groups.append(group)
         created.doing = f"launch in {subnet.zone}"
         here: list[str] = []
         try:
@@ -496,9 +530,10 @@ def _launch(ec2: Any, scenario: Scenario, checked: preflight.Checked, created: C
                                     + "; ".join(f"{i} {why}" for i, why in left.items()),
                                     phase="provision") from None
                 created.instance_ids = [i for i in created.instance_ids if i not in here]
-                with step(f"delete placement group {group}"):
-                    delete_when_free(lambda group=group: ec2.delete_placement_group(GroupName=group))
-                created.placement_groups.remove(group)
+                if group:
+                    with step(f"delete placement group {group}"):
+                        delete_when_free(lambda group=group: ec2.delete_placement_group(GroupName=group))
+                    created.placement_groups.remove(group)
     raise RunFailed(f"aws launch: no capacity in any zone offering the types ({'; '.join(tried)}) "
                     "(capacity: try another instance type or region, or later)", phase="provision")
 
@@ -583,7 +618,7 @@ def teardown(ec2: Any, created: Created, *, now: datetime | None = None,
 def open_lab(scenario: Scenario, *, run_id: str, session: Any = None, lab_dir: Path | None = None,
              my_address: str | None = None, wait_ssh: WaitSsh = wait_for_ssh,
              host_keys: HostKeys = fetch_host_keys, ssh_timeout: float = SSH_TIMEOUT_S,
-             now: datetime | None = None) -> Iterator[Lab]:
+             now: datetime | None = None, max_hourly: float | None = None) -> Iterator[Lab]:
     """Provision the scenario's hosts on EC2, yield the Lab, and tear everything down on any exit.
 
     `session` defaults to the standard credential chain for the scenario's region;
@@ -593,6 +628,7 @@ def open_lab(scenario: Scenario, *, run_id: str, session: Any = None, lab_dir: P
     if planned_seconds(scenario) > aws.expire_after:
         raise UserError(f"hosts.aws.expire_after ({fmt_seconds(aws.expire_after)}) is shorter than the "
                         f"planned run (~{fmt_seconds(planned_seconds(scenario))}); raise it")
+    check_spend(scenario, max_hourly)
     session = session or api.make_session(aws.region)
     ec2 = client(session, "ec2", aws.endpoint_url, teardown=True)  # few retries, short timeouts
     created = Created(run_id=run_id, lab_dir=lab_dir or LAB_ROOT / f"aws-{run_id}")

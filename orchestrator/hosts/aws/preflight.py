@@ -63,6 +63,19 @@ def standard(itype: str) -> bool:
     return itype[:1] in "acdhimrtz" and not itype.startswith(_NOT_STANDARD)
 
 
+def placement_refuses(placement: str, itype: str, described: dict[str, Any]) -> str:
+    """Why `placement` cannot take `itype` ("" if it can). EC2 answers such a launch with a
+    capacity-like error; said here, before anything exists, it names the real reason."""
+    family = itype.split(".")[0]
+    burstable = bool(described.get("BurstablePerformanceSupported")) or family.startswith("t")
+    if placement == "cluster" and (burstable or family.endswith("-flex")):
+        kind = "burstable (T)" if burstable else "flex"
+        return (f"a cluster placement group does not take {itype} ({kind} types are not supported "
+                "there, and EC2 would answer as if it had no capacity); use placement: none or spread, "
+                "or a non-burstable type such as c6i.large")
+    return ""
+
+
 def image_for(image: str, arch: str) -> str:
     """The image setting for `arch`: an SSM path ending in /amd64 or /arm64 follows the type."""
     if image.startswith("resolve:ssm:"):
@@ -91,6 +104,11 @@ def check(session: Any, aws: Aws, counts: dict[str, int],
         if itype not in found:
             raise UserError(f"hosts.aws.instance_type.{role}: {itype} is not an instance type "
                             f"in {aws.region}")
+
+    for itype in types.values():
+        why = placement_refuses(aws.placement, itype, found[itype])
+        if why:
+            raise UserError(f"hosts.aws.placement: {why}")
 
     ssm = client(session, "ssm", aws.endpoint_url)
     roles: list[RolePlan] = []

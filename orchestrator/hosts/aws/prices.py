@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator.errors import UserError
 from orchestrator.hosts.aws.ec2 import config, instance_type, role_counts
 from orchestrator.plan import expand, fmt_seconds
 from orchestrator.scenario import Scenario
@@ -103,6 +104,31 @@ def estimate(scenario: Scenario, hours: float, *, prices: PriceTable | None = No
                         total_min=total_min, hours_min=hours_min)
 
 
+def worst_hourly(scenario: Scenario, *, prices: PriceTable | None = None) -> float | None:
+    """What the run costs per hour at its largest (auto-scale's max clients); None: unpriced."""
+    est = estimate(scenario, 1.0, prices=prices)
+    return est.total
+
+
+def check_spend(scenario: Scenario, max_hourly: float | None = None, *,
+                prices: PriceTable | None = None) -> None:
+    """Refuse (UserError, nothing started) a plan whose worst case costs more per hour than
+    `max_hourly` (default hosts.aws.max_hourly); a limit that cannot be checked refuses too."""
+    aws = config(scenario)
+    limit = max_hourly if max_hourly is not None else aws.max_hourly
+    if limit is None:
+        return
+    key = "--max-hourly" if max_hourly is not None else "hosts.aws.max_hourly"
+    est = estimate(scenario, 1.0, prices=prices)
+    if est.total is None:
+        raise UserError(f"{key}: cannot check ${limit:g}/h: no price for {', '.join(est.unpriced)} in "
+                        f"{aws.region} in the project's table (as of {est.prices_as_of})")
+    if est.total > limit:
+        what = ", ".join(f"{r.count} x {r.instance_type}" for r in est.roles)
+        raise UserError(f"{key}: the plan costs up to ~${est.total:.3f}/h ({what}, auto-scale at its "
+                        f"most; estimate as of {est.prices_as_of}), above the limit ${limit:g}/h")
+
+
 def planned_seconds(scenario: Scenario, *, least: bool = False) -> float:
     """How long the instances live: the plan's runs and baseline plus provisioning and teardown.
     With auto-scale the most (every point scaled to max, one client added at a time), or with
@@ -122,7 +148,8 @@ def describe_plan(scenario: Scenario, *, hours: float | None = None,
     least = hours * 3600 if hours is not None else planned_seconds(scenario, least=True)
     est = estimate(scenario, seconds / 3600, prices=prices, hours_min=least / 3600)
     where = f"region {aws.region}" + (f" via {aws.endpoint_url}" if aws.endpoint_url else "")
-    lines = [f"aws: {where}, one cluster placement group"]
+    group = "no placement group" if aws.placement == "none" else f"one {aws.placement} placement group"
+    lines = [f"aws: {where}, {group}"]
     for r in est.roles:
         price = f"~${r.hourly:.4f}/h each, estimate" if r.hourly is not None else "price not in the table"
         count = f"{r.count_min}..{r.count}" if r.count_min is not None else f"{r.count}"
@@ -152,6 +179,10 @@ def describe_plan(scenario: Scenario, *, hours: float | None = None,
     else:
         lines.append(f"  estimated cost: unknown, no price for {', '.join(est.unpriced)} in {aws.region} "
                      f"(table as of {est.prices_as_of})")
+    worst = worst_hourly(scenario, prices=prices)
+    if worst is not None:
+        limit = f" (limit ${aws.max_hourly:g}/h)" if aws.max_hourly is not None else ""
+        lines.append(f"  worst case per hour: ~${worst:.3f}{limit}")
     if seconds > aws.expire_after:
         lines.append(f"  WARNING: the run (~{fmt_seconds(seconds)}) outlasts hosts.aws.expire_after "
                      f"({fmt_seconds(aws.expire_after)}); the instances would power off mid-run")
