@@ -644,6 +644,10 @@ def _request_problems(sc: Scenario, add: Callable[[tuple, str], None]) -> None:
         elif name.lower() in ("content-length", "transfer-encoding", "connection", "host"):
             add(("load", "headers", name), "set by the load generator itself (load.body, "
                 "load.keepalive, the target); leave it out")
+    keepalive = load.keepalive if isinstance(load.keepalive, list) else [load.keepalive]
+    if False in keepalive and load.pipeline > 1:
+        add(("load", "pipeline"), "pipelining needs keep-alive connections; with load.keepalive "
+            "false, pipeline must be 1")
     if any(c in load.path for c in "\r\n\0 "):
         add(("load", "path"), "a path may not hold spaces, CR, LF or NUL")
 
@@ -663,6 +667,10 @@ def semantic_problems(sc: Scenario, source: str, lines: dict[tuple, int],
                 hint = f"; did you mean '{close[0]}'?" if close else ""
                 add(("server", "arch", i) if len(sc.server.arch) > 1 else ("server", "arch"),
                     f"unknown architecture '{arch}'{hint} (expected one of: {', '.join(ARCHES)})")
+    work = sc.server.work_us if isinstance(sc.server.work_us, list) else [sc.server.work_us]
+    if sc.server.command is not None and any(work):
+        add(("server", "work_us"), "simulated work is a flag of the built-in server (server/); "
+            "a server.command does its own work")
     if sc.server.config is not None and sc.server.command is None:
         add(("server", "config"), "config is a template for a server command; set server.command too")
     same_machine = sc.hosts.provider in ("local", "netns")
