@@ -91,8 +91,8 @@ def test_keepalive_off_opens_a_connection_per_request_and_the_body_arrives(tool,
     assert stats is not None and answered > 100
     accepted = sum(t.connections for t in stats.threads)
     # every request had its own connection; at the end each of the 4 may have connected again
-    # without sending yet
-    assert stats.requests <= accepted <= stats.requests + 4, (accepted, stats.requests)
+    # without sending yet (wrk here opened one more, as with keep-alive below)
+    assert stats.requests <= accepted <= stats.requests + 5, (accepted, stats.requests)
     assert stats.requests >= answered
     assert sum(t.bytes_in for t in stats.threads) >= stats.requests * len(body)  # POST with its body
     with serving(srv) as s:
@@ -108,7 +108,8 @@ def test_work_us_adds_its_microseconds_of_cpu_to_each_request(binaries, tmp_path
     for work in (0, 20):
         with serving(srv, "--work-us", str(work)) as s:
             before = s.cpu_s()
-            _generate("orchestrate-load", gen, s.url, tmp_path, close=False, connections=2)
+            # one connection: one request per wake-up either way, so no batching hides the work
+            _generate("orchestrate-load", gen, s.url, tmp_path, close=False, connections=1)
             time.sleep(0.05)
             used = s.cpu_s() - before
         assert s.stats is not None
