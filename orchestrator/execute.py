@@ -31,7 +31,7 @@ from orchestrator.history import open_history
 from orchestrator.hosts import Host
 from orchestrator.plan import Plan, RunSpec, expand, fmt_seconds
 from orchestrator.remote import ProcessTable, Transport, each
-from orchestrator.scenario import Loaded, Scenario, dump
+from orchestrator.scenario import Loaded, Scenario, at, dump
 from orchestrator.store import ResultsDir, new_run_id
 from orchestrator.tools import ethtool, iperf3, loadgen, wrk
 from orchestrator.tools import facts as facts_tool
@@ -550,7 +550,8 @@ def _server_command(ctx: Context, spec: RunSpec, binary: str, workdir: str) -> t
     bind = sc.server.bind or ("127.0.0.1" if ctx.lab.single_machine else "0.0.0.0")
     if sc.server.command is None:
         argv = server_tool.builtin_command(binary, arch=spec.arch, threads=spec.server_threads,
-                                           cpus=cpus, port=sc.server.port, bind=bind, body=sc.server.body)
+                                           cpus=cpus, port=sc.server.port, bind=bind, body=sc.server.body,
+                                           work_us=at(sc, spec.point, "server.work_us"))
         # The server pins each thread itself; the outer set covers exactly those CPUs.
         return tools.base.join(argv), sorted(set(server_tool.thread_cpus(cpus, spec.server_threads)))
     config_path = None
