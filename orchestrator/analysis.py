@@ -96,7 +96,12 @@ RULES: tuple[Rule, ...] = (
          "against the ceiling measured by all clients at once. A ceiling measured while iperf3 "
          "itself was CPU-bound is only a lower bound and never gives this verdict (per "
          "direction: a CPU-bound reverse test leaves the forward ceiling trusted); over loopback "
-         "a saturated CPU explains the number better than the ceiling"),
+         "a saturated CPU explains the number better than the ceiling, and across hosts a "
+         "saturated CPU as well makes it inconclusive, naming both (as for the allowance counters)"),
+    Rule("packets-unknown", INCONCLUSIVE,
+         "packets were not counted, and only an assumed {packets_per_request:g} packets/request "
+         "would reach `ceiling_use`: no verdict rests on an assumed figure (wrong by 10x at "
+         "pipeline depth 16), so the network's part is unknown and the evidence says so"),
     Rule("both-saturated", INCONCLUSIVE,
          "the server and the load generator are both saturated by the rules below: give the "
          "load generator more CPUs to find the server's limit"),
@@ -200,6 +205,11 @@ TEMPLATES: dict[str, str] = {
     "both": "server and load generator both saturated: give the load generator more CPUs "
             "to find the server's limit",
     "network-and-cpu": "NIC allowance counters grew while a CPU was saturated: both limit the run",
+    "ceiling-and-cpu": "the network ceiling was reached while a CPU was saturated: both limit the run",
+    "packets-unknown": "packets per request were not counted (sar on the server's interface): at an "
+                       "assumed {ppr} the load reaches the ceiling below, but the real figure may be "
+                       "several times smaller or larger (pipelining, large responses), so whether the "
+                       "network was the limit is unknown",
     "ceiling-use": "network ceiling use {use} ({scope})",
 }
 
@@ -464,6 +474,11 @@ class _Check:
     lower_bound: str | None  # why the ceiling is only a lower bound, else None
 
     @property
+    def assumed(self) -> bool:
+        """The rate is QPS x an assumed packets/request: it decides nothing."""
+        return self.ppr_source == "assumed"
+
+    @property
     def use(self) -> float:
         return 100.0 * self.rate / self.cap
 
@@ -563,7 +578,10 @@ def analyse_run(run: Run, *, server: str, interface: str | None, loopback: bool,
     for c in checks:
         close(f"ceiling use ({c.scope}, {c.where})", c.use, th.ceiling_use)
     hit = [c for c in checks if c.use >= th.ceiling_use]
-    trusted = max((c for c in hit if not c.lower_bound), key=lambda c: c.use, default=None)
+    trusted = max((c for c in hit if not c.lower_bound and not c.assumed), key=lambda c: c.use,
+                  default=None)
+    # reached only on an assumed packets/request: the network may or may not be the limit
+    unknown = max((c for c in hit if not c.lower_bound and c.assumed), key=lambda c: c.use, default=None)
     bounded = max((c for c in hit if c.lower_bound), key=lambda c: c.use, default=None)
     allowance, allowance_small = _allowances(run, th)
     flags += allowance_small
@@ -738,8 +756,16 @@ def analyse_run(run: Run, *, server: str, interface: str | None, loopback: bool,
             rule, verdict = "nic-allowance", NETWORK
             evidence += [*allowance, *server_lines, *client_lines]
     elif trusted and not (loopback and (server_saturated or client_saturated)):
-        rule, verdict = "ceiling", NETWORK
-        evidence += [ceiling_text(trusted), *server_lines, *client_lines]
+        if server_saturated or client_saturated:  # as for the allowance counters: both named
+            rule, verdict = "ceiling", INCONCLUSIVE
+            evidence += [say("ceiling-and-cpu"), ceiling_text(trusted), *server_lines, *client_lines]
+        else:
+            rule, verdict = "ceiling", NETWORK
+            evidence += [ceiling_text(trusted), *server_lines, *client_lines]
+    elif unknown and not (loopback and (server_saturated or client_saturated)):
+        rule, verdict = "packets-unknown", INCONCLUSIVE
+        evidence += [say("packets-unknown", ppr=f"{th.packets_per_request:g}"), ceiling_text(unknown),
+                     *server_lines, *client_lines]
     elif server_saturated and client_saturated:
         rule, verdict = "both-saturated", INCONCLUSIVE
         evidence += [say("both"), *server_lines, *client_lines]

@@ -280,15 +280,28 @@ def test_allowance_growth_that_matters_is_network_bound_unless_a_cpu_is_full():
 
 # --- review: doubled packet rate in the evidence --------------------------------------------
 
-def test_review_assumed_packets_per_request_do_not_double_the_rate():
+def test_review_assumed_packets_per_request_do_not_double_the_rate_and_decide_nothing():
     rec = record(qps=46_000, ceiling=50_000)
     rec["telemetry"] = {}
     a = verdict(rec)
     assert a.packets_per_request is None
     assert "packets per request not measured; assumed 2" in a.flags
-    assert a.verdict == analysis.NETWORK
-    assert a.evidence[0].startswith("QPS 46,000 x 1.000 packets/request (assumed) = 46,000 pps "
-                                       "(server rx) = 92% >= 90% of the 50,000 pps ceiling")
+    # issue 22: an assumed packets/request never decides a verdict
+    assert (a.verdict, a.rule) == (analysis.INCONCLUSIVE, "packets-unknown"), a.evidence
+    assert a.evidence[0].startswith("packets per request were not counted")
+    assert a.evidence[1].startswith("QPS 46,000 x 1.000 packets/request (assumed) = 46,000 pps "
+                                    "(server rx) = 92% >= 90% of the 50,000 pps ceiling")
+    # the same load with its packets counted is network-bound
+    assert verdict(record(qps=46_000, rx=46_000, tx=46_000, ceiling=50_000)).verdict == analysis.NETWORK
+
+
+def test_a_ceiling_reached_with_a_saturated_server_cpu_names_both():
+    # across hosts: as the allowance rule does, both saturated is inconclusive, not network-bound
+    rec = record(qps=46_000, rx=46_000, tx=46_000, ceiling=50_000, server_core=99, thread_busy=97)
+    a = verdict(rec)
+    assert (a.verdict, a.rule) == (analysis.INCONCLUSIVE, "ceiling"), a.evidence
+    assert a.evidence[0] == "the network ceiling was reached while a CPU was saturated: both limit the run"
+    assert "server CPU 0 busy 99% >= 90% (usr 10%, sys 79%, softirq 10%, other 0%)" in a.evidence
 
 
 # --- review: rules and README disagree; switches of tens per second decide ------------------
