@@ -282,7 +282,7 @@ def _measure(ctx: Context, spec: RunSpec, binary: str, checkpoint: Callable[[int
     run = run.model_copy(update={"wall_s": round(time.monotonic() - started, 3), **(extra or {})})
     ctx.runs.append(run)
     lat, verdict, rate = run.latency_ms, run.analysis, run.rate
-    offered = (f" of {rate.target:,.0f} offered" + ("" if rate.sustained else " (NOT sustained)")
+    offered = (f" of {rate.target:,.0f} offered" + ("" if rate.sustained else _failed_checks(rate))
                if rate and rate.target else "")
     ctx.progress(f"      {run.qps or 0:,.0f} req/s{offered}  p50 {lat.p50 or 0:.2f} ms  "
                  f"p99 {lat.p99 or 0:.2f} ms  errors {run.errors.total}  "
@@ -293,10 +293,22 @@ def _measure(ctx: Context, spec: RunSpec, binary: str, checkpoint: Callable[[int
     return run
 
 
+def _failed_checks(rate: records.Rate) -> str:
+    """Which self-check failed, by its side: " (send fidelity failed, completion 20%)"."""
+    parts = []
+    if rate.send_fidelity is False:
+        parts.append("send fidelity failed")
+    if rate.completion is not None and rate.completion < 0.99:
+        parts.append(f"completion {rate.completion:.0%}")
+    return f" ({', '.join(parts) or 'NOT sustained'})"
+
+
 def _client_limited(run: records.Run) -> str | None:
     """Why the client, not the server or the network, set this run's figure (None: it did not)."""
-    if run.rate and run.rate.sustained is False:
-        return "the generator did not sustain its rate"
+    # Only the client's own check counts: answers short of the offered rate are the server's
+    # (a record without the split has it derived by the analysis, whose verdict decides below).
+    if run.rate and run.rate.send_fidelity is False:
+        return "the generator did not send on schedule (send fidelity)"
     if run.analysis and run.analysis.verdict == analysis.CLIENT:
         return f"client-bound: {'; '.join(run.analysis.evidence[:1])}"
     return None

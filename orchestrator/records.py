@@ -84,12 +84,19 @@ class Latency(Record):
 
 
 class Rate(Record):
-    """An open-loop run's offered rate, what was achieved, and the generator's own verdict."""
+    """An open-loop run's offered rate, what was achieved, and the generator's own verdict.
+
+    `sustained` is both self-checks at once; the two are kept apart because they blame
+    different sides. `send_fidelity` is the client's (did it send on schedule: p99 send lag
+    within max(1 ms, 10% of the interval)); `completion` is the server's (answered per second
+    over offered). None: not recorded (summaries written before the split)."""
 
     target: float | None = None
     achieved: float | None = None
     sustained: bool | None = None
     per_second: tuple[float, ...] | None = None
+    send_fidelity: bool | None = None
+    completion: float | None = None
 
 
 class LoadSettings(Record):
