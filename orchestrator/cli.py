@@ -114,6 +114,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from orchestrator import compare, execute
+    from orchestrator.doctor import preflight
     from orchestrator.history import open_history
     from orchestrator.report import table
 
@@ -129,6 +130,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.baseline:
         compare.check_ref(args.baseline)  # bad REF: fail before starting
     history.check()  # a missing bucket or denied credentials: before anything starts
+    preflight.check(loaded)  # CPUs, inventory, account (exit 2); tools to install (exit 1)
     if loaded.scenario.hosts.provider == "aws" and not _confirm_cloud(loaded.scenario, args.yes):
         print("orchestrate: not started", file=sys.stderr)
         return EXIT_BAD_INPUT
