@@ -148,6 +148,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _gate(args, history, outcome.summary)
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from orchestrator.doctor import Check, checks, preflight, render
+
+    loaded = _load(args)
+    sc = loaded.scenario
+    print(f"doctor: {loaded.source} (provider {sc.hosts.provider}), sampling {args.seconds:g} s")
+    found = [Check("scenario", "fail", f"needs {lack}") for lack in preflight.lacking(sc)]
+    found += checks.run_all(sc, args.seconds)
+    print(render(found))
+    return EXIT_FAILURE if any(c.status == "fail" for c in found) else EXIT_OK
+
+
 def _gate(args: argparse.Namespace, history: Any, summary: Any) -> int:
     """Compare the run with its baseline; with --fail-on-regression, exit 3 on a significant drop."""
     from orchestrator import compare
@@ -329,6 +341,7 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "validate": cmd_validate,
+    "doctor": cmd_doctor,
     "schema": cmd_schema,
     "plan": cmd_plan,
     "run": cmd_run,
@@ -357,6 +370,10 @@ def build_parser() -> argparse.ArgumentParser:
         return sp
 
     scenario_cmd("validate", "check a scenario; exit 2 with FILE:LINE messages if it is wrong")
+    doc = scenario_cmd("doctor", "check this machine (and a static inventory's hosts) for a scenario: "
+                       "one ok/warn/fail line per check, with the fix; exit 1 on a fail", False)
+    doc.add_argument("--seconds", type=float, default=1.0, metavar="N",
+                     help="how long to sample the pinned CPUs' load and pauses (default 1)")
     scenario_cmd("plan", "show the runs a scenario expands to and the expected time", False)
     r = scenario_cmd("run", "run a scenario end to end", False)
     r.add_argument("--results", default="results", metavar="DIR", help="results root (default ./results)")
