@@ -16,6 +16,7 @@ from typing import Any
 FOREIGN_WARN_PCT = 10.0  # a pinned CPU busier than this before the run is not the run's own
 FOREIGN_FAIL_PCT = 50.0  # half a pinned CPU taken: the run would measure the intruder
 STEAL_WARN_PCT = 2.0  # the hypervisor gives this much of the CPUs to others
+RUN_SECONDS = 1.0  # what a run spends on each reading, before and after its windows
 
 
 @dataclass(frozen=True)
