@@ -143,9 +143,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     except Exception as exc:  # the results folder is what matters; history is an index
         print(f"orchestrate: WARNING could not record history: {exc}", file=sys.stderr)
     print(f"results: {outcome.results}")
+    _next_step(outcome.results)
     if not args.baseline:
         return EXIT_OK
     return _gate(args, history, outcome.summary)
+
+
+def _next_step(folder: Path) -> None:
+    """The run's last lines: its verdict and the next command worth running."""
+    from orchestrator import store
+    from orchestrator.report import nextstep
+
+    try:
+        advice = nextstep.advise(store.load_summary(folder))
+    except (OSError, ValueError, UserError) as exc:
+        print(f"orchestrate: WARNING no next step: {exc}", file=sys.stderr)
+        return
+    for line in advice.lines() if advice else ["next: orchestrate report " + str(folder)]:
+        print(line)
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:

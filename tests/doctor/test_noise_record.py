@@ -1,5 +1,6 @@
 """A run records the host's noise before its first window and after its last, and its report
-names a hog that was running on a pinned CPU before it started."""
+names a hog that was running on a pinned CPU before it started; the run ends with what to
+do next."""
 
 from __future__ import annotations
 
@@ -31,3 +32,6 @@ def test_a_hog_started_before_the_run_is_in_the_summary_and_named_in_the_report(
     assert noise["after"]["when"] == "after"
     report = (folder / "report.md").read_text()
     assert f"(pid {hog.pid})" in report
+    # The last lines point to the report, the results, the verdict and the next command.
+    tail = done.stdout.strip().splitlines()[-4:]
+    assert [ln.split(":", 1)[0] for ln in tail] == ["report", "results", "verdict", "next"], tail
