@@ -114,6 +114,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from orchestrator import compare, execute
+    from orchestrator.doctor import preflight
     from orchestrator.history import open_history
     from orchestrator.report import table
 
@@ -129,6 +130,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.baseline:
         compare.check_ref(args.baseline)  # bad REF: fail before starting
     history.check()  # a missing bucket or denied credentials: before anything starts
+    preflight.check(loaded)  # CPUs, inventory, account (exit 2); tools to install (exit 1)
     if loaded.scenario.hosts.provider == "aws" and not _confirm_cloud(loaded.scenario, args.yes):
         print("orchestrate: not started", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -141,9 +143,36 @@ def cmd_run(args: argparse.Namespace) -> int:
     except Exception as exc:  # the results folder is what matters; history is an index
         print(f"orchestrate: WARNING could not record history: {exc}", file=sys.stderr)
     print(f"results: {outcome.results}")
+    _next_step(outcome.results)
     if not args.baseline:
         return EXIT_OK
     return _gate(args, history, outcome.summary)
+
+
+def _next_step(folder: Path) -> None:
+    """The run's last lines: its verdict and the next command worth running."""
+    from orchestrator import store
+    from orchestrator.report import nextstep
+
+    try:
+        advice = nextstep.advise(store.load_summary(folder))
+    except (OSError, ValueError, UserError) as exc:
+        print(f"orchestrate: WARNING no next step: {exc}", file=sys.stderr)
+        return
+    for line in advice.lines() if advice else ["next: orchestrate report " + str(folder)]:
+        print(line)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from orchestrator.doctor import Check, checks, preflight, render
+
+    loaded = _load(args)
+    sc = loaded.scenario
+    print(f"doctor: {loaded.source} (provider {sc.hosts.provider}), sampling {args.seconds:g} s")
+    found = [Check("scenario", "fail", f"needs {lack}") for lack in preflight.lacking(sc)]
+    found += checks.run_all(sc, args.seconds)
+    print(render(found))
+    return EXIT_FAILURE if any(c.status == "fail" for c in found) else EXIT_OK
 
 
 def _gate(args: argparse.Namespace, history: Any, summary: Any) -> int:
@@ -327,6 +356,7 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "validate": cmd_validate,
+    "doctor": cmd_doctor,
     "schema": cmd_schema,
     "plan": cmd_plan,
     "run": cmd_run,
@@ -355,6 +385,10 @@ def build_parser() -> argparse.ArgumentParser:
         return sp
 
     scenario_cmd("validate", "check a scenario; exit 2 with FILE:LINE messages if it is wrong")
+    doc = scenario_cmd("doctor", "check this machine (and a static inventory's hosts) for a scenario: "
+                       "one ok/warn/fail line per check, with the fix; exit 1 on a fail", False)
+    doc.add_argument("--seconds", type=float, default=1.0, metavar="N",
+                     help="how long to sample the pinned CPUs' load and pauses (default 1)")
     scenario_cmd("plan", "show the runs a scenario expands to and the expected time", False)
     r = scenario_cmd("run", "run a scenario end to end", False)
     r.add_argument("--results", default="results", metavar="DIR", help="results root (default ./results)")

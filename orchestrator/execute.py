@@ -124,6 +124,7 @@ def run(loaded: Loaded, *, results_root: Path, run_id: str | None = None,
                                   autoscale=list(summary.get("autoscale") or []))
                     ctx.timing["lab"] = round(time.monotonic() - began, 3)  # up, locked, connected
                     _execute(ctx, plan, _paced(lambda i: save(f"running ({i}/{len(plan.runs) or 'search'})")))
+                    _host_noise(ctx, "after")
                     completed = True
                 finally:
                     with signals.shielded():
@@ -250,6 +251,7 @@ def _execute(ctx: Context, plan: Plan, checkpoint: Callable[[int], None]) -> Non
             ctx.load_binary.update(_prepare_load(ctx))
     with ctx.step("facts", "tools"):
         _check_tools(ctx)
+    _host_noise(ctx, "before")
     if ctx.sc.baseline.enabled and not ctx.baseline:  # a resumed sweep keeps its baseline
         with ctx.step("baseline"):
             ctx.baseline = baseline.measure(ctx)
@@ -396,7 +398,8 @@ def _add_clients(ctx: Context, count: int) -> None:
             from orchestrator import deploy
 
             deploy.deploy(ctx.lab, limit=[h.name for h in hosts],
-                          log=ctx.results.path / "raw" / f"deploy-{hosts[0].name}.log")
+                          log=ctx.results.path / "raw" / f"deploy-{hosts[0].name}.log",
+                          max_forks=ctx.sc.hosts.deploy_forks, transport=ctx.t)
         if ctx.sc.load.tool == loadgen.BINARY:
             ctx.load_binary.update(_prepare_load(ctx, hosts))
         _check_tools(ctx, hosts)
@@ -456,6 +459,7 @@ def _partial(ctx: Context) -> dict[str, Any]:
             "baseline": ctx.baseline, "timing": ctx.timing,
             **({"capacity": ctx.capacity} if ctx.sc.load.search else {}),
             **({"autoscale": ctx.autoscale} if ctx.sc.hosts.roles.autoscale else {}),
+            **({"host_noise": ctx.host_noise} if ctx.host_noise else {}),
             **_across_runs(ctx)}
 
 
@@ -518,6 +522,21 @@ def _check_tools(ctx: Context, hosts: list[Host] | None = None) -> None:
                             "playbook do it: hosts.deploy: true)", host=h.name, phase="facts")
 
 
+def _host_noise(ctx: Context, when: str) -> None:
+    """The host's own noise on the pinned CPUs, read while nothing of ours runs there: before
+    the first window (baseline included) and after the last, never inside one. Only where
+    the run's hosts are this machine (local, netns)."""
+    from orchestrator.doctor import checks, noise
+
+    cpus = checks.pinned(ctx.sc)
+    if not cpus:
+        return
+    sample = noise.measure(cpus, noise.RUN_SECONDS, when)
+    ctx.host_noise[when] = sample.as_dict()
+    if sample.worst >= noise.FOREIGN_WARN_PCT or sample.steal_pct >= noise.STEAL_WARN_PCT:
+        ctx.progress(f"orchestrate: WARNING host noise {sample.line()}")
+
+
 def _prepare_server(ctx: Context) -> str:
     """Deploy (remote hosts) and build the server; returns the binary path on the server host."""
     from orchestrator import deploy
@@ -526,7 +545,10 @@ def _prepare_server(ctx: Context) -> str:
     remote_hosts = any(h.ssh is not None for h in ctx.lab.hosts)
     if remote_hosts and sc.hosts.deploy:
         ctx.progress("orchestrate: deploying tools and the server with Ansible")
-        deploy.deploy(ctx.lab, log=ctx.results.path / "raw" / "deploy.log")
+        done = deploy.deploy(ctx.lab, log=ctx.results.path / "raw" / "deploy.log",
+                             max_forks=sc.hosts.deploy_forks, transport=ctx.t)
+        if done.status == "skipped":
+            ctx.progress("orchestrate: deploy skipped: every host holds this build-input hash already")
     if sc.server.command is not None:
         return ""
     if server.ssh is None:

@@ -213,6 +213,8 @@ class Hosts(_Model):
     ssh: Ssh = Ssh()
     aws: Aws | None = None
     deploy: bool = True  # run playbooks/site.yml on remote hosts first
+    # Ansible forks for the deploy: one per host of the run, at most this many.
+    deploy_forks: PositiveInt = 50
 
 
 class Server(_Model):

@@ -123,11 +123,26 @@ def context(summary: Summary, folder: Path, charts: list[dict[str, Any]]) -> dic
         "capacity": [_capacity_row(c) for c in summary.capacity],
         "autoscale": [_autoscale_row(a) for a in summary.autoscale],
         "hosts": _hosts(summary),
+        "host_noise": _host_noise(summary),
         "observer": [row for r in runs for row in _observer_rows(r)],
         "baseline": _baseline(summary),
         "charts": charts,
         "missing_charts": [c for c in charts if not c["available"]],
     }
+
+
+def _host_noise(summary: Summary) -> list[str]:
+    """The host's own noise before the first window and after the last (doctor.noise), if read."""
+    from orchestrator.doctor.noise import HostNoise
+
+    recorded = (summary.model_extra or {}).get("host_noise") or {}
+    out = []
+    for when in ("before", "after"):
+        try:
+            out.append(HostNoise.from_dict(recorded[when]).line())
+        except (KeyError, TypeError, ValueError):  # not read (a remote provider), or unreadable
+            continue
+    return out
 
 
 def _run_row(r: Run, folder: Path) -> dict[str, Any]:
