@@ -105,7 +105,7 @@ def run(loaded: Loaded, *, results_root: Path, run_id: str | None = None,
              f"(estimated); "
              f"results in {results.path}")
     began = time.monotonic()
-    with signals.as_interrupts():
+    with signals.as_interrupts(results.path / signals.LOG_NAME):  # SIGHUP: output goes there
         try:
             with _hosts.open_lab(sc, run_id=run_id, **(lab_options or {})) as opened, \
                     _hosts.lock(opened, run_id) as lab:  # hosts an auto-scale adds are locked too
