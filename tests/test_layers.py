@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "orchestrator"
 
 # lowest first; a top-level name stands for its subpackage too (tools.wrk is "tools")
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"errors", "bounded", "cpus", "signals"}),  # no knowledge of anything else
+    frozenset({"errors", "bounded", "cpus", "signals", "stats"}),  # no knowledge of anything else
     frozenset({"scenario", "plan", "tools", "records"}),  # inputs, one adapter per external tool,
     # and the records of results (runs, analyses, points, summaries)
     frozenset({"remote"}),  # commands and files on a host
