@@ -550,7 +550,8 @@ def _server_command(ctx: Context, spec: RunSpec, binary: str, workdir: str) -> t
     bind = sc.server.bind or ("127.0.0.1" if ctx.lab.single_machine else "0.0.0.0")
     if sc.server.command is None:
         argv = server_tool.builtin_command(binary, arch=spec.arch, threads=spec.server_threads,
-                                           cpus=cpus, port=sc.server.port, bind=bind, body=sc.server.body)
+                                           cpus=cpus, port=sc.server.port, bind=bind, body=sc.server.body,
+                                           backlog=sc.server.backlog)
         # The server pins each thread itself; the outer set covers exactly those CPUs.
         return tools.base.join(argv), sorted(set(server_tool.thread_cpus(cpus, spec.server_threads)))
     config_path = None
