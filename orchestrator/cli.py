@@ -174,11 +174,12 @@ def _gate(args: argparse.Namespace, history: Any, summary: Any) -> int:
         print(f"orchestrate: WARNING could not record the gate's verdict: {exc}", file=sys.stderr)
     if bad:
         print(f"REGRESSION: {len(bad)} point(s) dropped significantly by more than "
-              f"{args.fail_on_regression:g}%:", file=sys.stderr)
+              f"{result.effect_pct(args.fail_on_regression):g}%:", file=sys.stderr)
         for ch in bad:
             print(f"  {ch.line()}", file=sys.stderr)
         return EXIT_REGRESSION
-    print(f"regression gate: no significant drop larger than {args.fail_on_regression:g}%")
+    print(f"regression gate: no significant drop larger than "
+          f"{result.effect_pct(args.fail_on_regression):g}%")
     return EXIT_OK
 
 
@@ -232,7 +233,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     history = open_history(args.history)
     (na, a), (nb, b) = compare.find(args.a, history), compare.find(args.b, history)
-    result = compare.compare(a, b, names=(na, nb), min_effect_pct=args.min_effect, metric=args.metric)
+    result = compare.compare(a, b, names=(na, nb), metric=args.metric)
     print(compare.render(result))
     return EXIT_OK
 
@@ -378,12 +379,11 @@ def build_parser() -> argparse.ArgumentParser:
     sch.add_argument("-o", "--output", metavar="FILE", help="write it here instead of standard output")
     rep = sub.add_parser("report", help="(re)build report.md and report.html for a results folder")
     rep.add_argument("dir", metavar="DIR")
-    cmp_ = sub.add_parser("compare", help="compare two results folders run by run")
+    cmp_ = sub.add_parser("compare", help="compare two results folders point by point: B/A with "
+                          "its 95%% interval (unpaired: carries the drift between them)")
     cmp_.add_argument("a", metavar="A", help="a results folder or a run id in the history")
     cmp_.add_argument("b", metavar="B")
     cmp_.add_argument("--history", metavar="DB|s3://BUCKET/PREFIX", help=HISTORY_HELP)
-    cmp_.add_argument("--min-effect", type=float, default=3.0, metavar="PCT",
-                      help="smallest change called significant (default 3%%)")
     cmp_.add_argument("--metric", choices=["qps", "capacity"],
                       help="compare QPS, or the capacity searches found (default: capacity when "
                       "both have it)")
