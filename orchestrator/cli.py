@@ -7,6 +7,7 @@ Exit codes: 0 ok, 1 a run failed, 2 bad input (nothing started), 3 regression, 1
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable
 from importlib import resources
@@ -158,7 +159,9 @@ def _gate(args: argparse.Namespace, history: Any, summary: Any) -> int:
               f"{history.where}; nothing to compare with yet")
         return EXIT_OK
     name, before = found
-    result = compare.compare(before, summary, names=(name, run_id), metric=args.metric)
+    n = len(before) if isinstance(before, list) and len(before) > 1 else _repetitions(summary)
+    floor = _floor(history, summary, n)
+    result = compare.compare(before, summary, names=(name, run_id), metric=args.metric, floor=floor)
     print(compare.render(result))
     for line in compare.shifts_report(history, scenario):
         print(line)
@@ -180,6 +183,58 @@ def _gate(args: argparse.Namespace, history: Any, summary: Any) -> int:
         return EXIT_REGRESSION
     print(f"regression gate: no significant drop larger than "
           f"{result.effect_pct(args.fail_on_regression):g}%")
+    return EXIT_OK
+
+
+def _repetitions(summary: Any) -> int:
+    from orchestrator.records import as_summary
+
+    return max((r.repetition for r in as_summary(summary, "summary").runs), default=1)
+
+
+def _floor(history: Any, summary: Any, n: int) -> Any:
+    """The noise floor measured on these hosts for this scenario, at n rounds (None: never
+    measured; `orchestrate noise` measures it)."""
+    from orchestrator import noise
+    from orchestrator.history import machine_fingerprint, plain
+
+    try:
+        found = noise.latest(history, plain(summary)["scenario"], machine_fingerprint(summary))
+    except Exception as exc:  # the comparison stands without it; say so
+        print(f"orchestrate: WARNING could not read the noise floor: {exc}", file=sys.stderr)
+        return None
+    return noise.describe(found, n)
+
+
+def cmd_noise(args: argparse.Namespace) -> int:
+    """A/A rounds of a scenario against itself on these hosts: the noise floor."""
+    from orchestrator import execute, noise
+    from orchestrator.history import open_history
+
+    args.set = [*(args.set or []), f"repeat={2 * args.rounds}"]
+    loaded = _load(args)
+    if loaded.scenario.load.search is not None:
+        raise UserError(f"{loaded.source}: load.search: the noise floor is measured on QPS rounds; "
+                        "run `orchestrate noise` on the scenario without load.search")
+    history = open_history(args.history)
+    history.check()
+    if loaded.scenario.hosts.provider == "aws" and not _confirm_cloud(loaded.scenario, args.yes):
+        print("orchestrate: not started", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    outcome = execute.run(loaded, results_root=Path(args.results), run_id=args.run_id, history=args.history)
+    try:
+        measured = noise.measure(outcome.summary)
+    except ValueError as exc:
+        raise RunFailed(f"noise floor: {exc} (results: {outcome.results})", phase="noise") from None
+    (outcome.results / "noise.json").write_text(json.dumps(measured.to_dict(), indent=1) + "\n")
+    try:
+        history.record(outcome.summary, outcome.results)
+        history.record_floor(measured.results_id, measured.to_dict())
+    except Exception as exc:
+        print(f"orchestrate: WARNING could not record the noise floor in history: {exc}", file=sys.stderr)
+    for line in measured.lines():
+        print(line)
+    print(f"results: {outcome.results}")
     return EXIT_OK
 
 
@@ -233,7 +288,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     history = open_history(args.history)
     (na, a), (nb, b) = compare.find(args.a, history), compare.find(args.b, history)
-    result = compare.compare(a, b, names=(na, nb), metric=args.metric)
+    n = min(_repetitions(a), _repetitions(b))
+    result = compare.compare(a, b, names=(na, nb), metric=args.metric, floor=_floor(history, a, n))
     print(compare.render(result))
     return EXIT_OK
 
@@ -333,6 +389,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run,
     "report": cmd_report,
     "compare": cmd_compare,
+    "noise": cmd_noise,
     "history": cmd_history,
     "publish": cmd_publish,
     "lab": cmd_lab,
@@ -373,6 +430,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue an interrupted sweep in its results folder, skipping measured runs")
     r.add_argument("--yes", action="store_true", help="do not ask before renting cloud machines")
     r.add_argument("--history", metavar="DB|s3://BUCKET/PREFIX", help=HISTORY_HELP)
+
+    nz = scenario_cmd("noise", "measure the noise floor: A/A rounds of the scenario against itself "
+                      "on these hosts; kept in the history with the hosts' fingerprint", False)
+    nz.add_argument("--rounds", type=int, default=5, choices=range(2, 51), metavar="N",
+                    help="A/A rounds (each runs every point twice; default 5, 2..50)")
+    nz.add_argument("--results", default="results", metavar="DIR", help="results root (default ./results)")
+    nz.add_argument("--run-id", help=argparse.SUPPRESS)
+    nz.add_argument("--yes", action="store_true", help="do not ask before renting cloud machines")
+    nz.add_argument("--history", metavar="DB|s3://BUCKET/PREFIX", help=HISTORY_HELP)
 
     sch = sub.add_parser("schema", help="the scenario JSON Schema (for editors: the shipped scenarios "
                          "point to scenarios/scenario.schema.json)")
