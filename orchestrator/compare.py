@@ -363,3 +363,108 @@ def shifts_report(history: History, scenario: str, limit: int = 200) -> list[str
                          f"({sh.before:,.0f} -> {sh.after:,.0f} req/s, p={sh.p_value:.2g}, "
                          f"run {sh.index + 1} of {len(series)})")
     return lines
+
+
+# --- paired rounds: a factor compared side by side within one results folder ---------------
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A per-run figure a paired comparison can judge, and which way is better."""
+
+    name: str
+    unit: str
+    higher_is_better: bool
+
+    def read(self, run: Any) -> float | None:
+        a = run.analysis
+        if self.name == "qps":
+            return run.qps
+        if self.name == "cpu_us_per_request":
+            return a.cpu_us_per_request.total if a and a.cpu_us_per_request else None
+        if self.name == "packets_per_request":
+            return a.packets_per_request.total if a and a.packets_per_request else None
+        return run.latency_ms.at(self.name)
+
+
+PAIRED_METRICS = {m.name: m for m in (
+    Metric("qps", "req/s", True), Metric("cpu_us_per_request", "CPU µs/request", False),
+    Metric("packets_per_request", "packets/request", False),
+    Metric("p50", "ms p50", False), Metric("p99", "ms p99", False), Metric("p99_9", "ms p99.9", False))}
+# The axes a factor can be today: the fields of a run's point (issue 23's PointKey widens this)
+FACTORS = {"server.arch": 0, "server.threads": 1, "load.connections": 2}
+
+
+@dataclass(frozen=True)
+class PairedChange:
+    """One variant against the baseline at one combination of the other axes, on one metric."""
+
+    at: str  # the other axes, as a label
+    variant: str
+    baseline: str
+    metric: Metric
+    ratio: stats.Ratio
+    p_adjusted: float | None
+    word: str  # better | worse | not detectable here (...) | not resolved here (...)
+
+    @property
+    def significant(self) -> bool:
+        return self.word in (BETTER, WORSE)
+
+    def line(self) -> str:
+        return (f"{self.at}: {self.variant} / {self.baseline} {self.metric.unit}: {self.ratio.text()} "
+                f"({self.ratio.n} rounds): {self.word}")
+
+
+def paired(summary: Summary | dict[str, Any], factor: str, baseline_value: Any, *,
+           metrics: Sequence[str] = ("qps",), floor: Floor | None = None) -> list[PairedChange]:
+    """Every other value of `factor` against `baseline_value` at each combination of the other
+    axes, round by round (a run's repetition is its round: each round ran every variant once,
+    on the same hosts, so the per-round ratio cancels the machine's drift). Holm across every
+    point and metric compared; a call needs the interval to exclude 1 and Holm's p < 0.05."""
+    if factor not in FACTORS:
+        raise UserError(f"compare.factor {factor}: expected one of {', '.join(FACTORS)}")
+    s = as_summary(summary, "summary")
+    i = FACTORS[factor]
+    cells: dict[tuple[Any, ...], dict[Any, dict[int, Any]]] = {}
+    for r in s.runs:
+        if r.repetition is None:
+            continue
+        rest = tuple(v for j, v in enumerate(r.key) if j != i)
+        cells.setdefault(rest, {}).setdefault(r.key[i], {})[r.repetition] = r
+    found: list[tuple[str, Any, Metric, stats.Ratio]] = []
+    for rest, by_value in cells.items():
+        base = by_value.get(baseline_value)
+        if base is None:
+            continue
+        axes = [n for n in FACTORS if n != factor]
+        at = " ".join(f"{n.split('.')[1]}={v}" for n, v in zip(axes, rest, strict=False) if v is not None)
+        for value, runs in by_value.items():
+            if value == baseline_value:
+                continue
+            for name in metrics:
+                m = PAIRED_METRICS[name]
+                pairs = [(m.read(base[k]), m.read(runs[k])) for k in sorted(base) if k in runs]
+                pairs = [(x, y) for x, y in pairs if x and y and x > 0 and y > 0]
+                if len(pairs) >= 2:
+                    ratio = stats.paired_ratio([x for x, _ in pairs], [y for _, y in pairs])
+                    found.append((at, value, m, ratio))
+    adjusted = stats.holm([r.p_value for *_, r in found])
+    out = []
+    for (at, value, m, ratio), p in zip(found, adjusted, strict=True):
+        if ratio.excludes_one and p is not None and p < ALPHA:
+            word = BETTER if (ratio.estimate > 1) == m.higher_is_better else WORSE
+        elif ratio.p_value is None:
+            word = "not resolved here (no spread to test with)"
+        else:
+            word = _nothing(ratio, floor)
+        out.append(PairedChange(at, str(value), str(baseline_value), m, ratio, p, word))
+    return out
+
+
+def paired_regressions(changes: Sequence[PairedChange], pct: float,
+                       floor: Floor | None = None) -> list[PairedChange]:
+    """Changes whose whole interval lies beyond max(pct, floor) in the metric's bad direction."""
+    effect = max(pct, floor.pct if floor else 0.0) / 100
+    return [c for c in changes if c.word == WORSE and
+            (c.ratio.high < 1 - effect if c.metric.higher_is_better else c.ratio.low > 1 + effect)]

@@ -185,3 +185,46 @@ def test_environment_differences_are_warned_about():
                         "environment differs: server mitigations: spectre_v2 Mitigation: IBRS vs Vulnerable",
                         "environment differs: server tool versions: wrk 4.1.0 vs 4.2.0"]
     assert not [w for w in compare.compare(a, a).warnings if w.startswith("environment")]
+
+
+def rounds_summary(rng, n, *, qps_ratio=1.0, cpu_ratio=1.0, drift=0.05, noise=0.01):
+    """n rounds of reuseport against main-sub: each round drifts the machine by up to `drift`
+    (both variants alike), and each run has its own `noise`."""
+    runs = []
+    for k in range(1, n + 1):
+        level = math.exp(rng.uniform(-drift, drift))
+        for arch, qr, cr in (("main-sub", 1.0, 1.0), ("reuseport", qps_ratio, cpu_ratio)):
+            q = 100_000 * level * qr * math.exp(rng.gauss(0, noise))
+            cpu = 8.0 / level * cr * math.exp(rng.gauss(0, noise))
+            runs.append({"run_id": f"{k}-{arch}", "arch": arch, "server_threads": 1, "connections": 64,
+                         "repetition": k, "qps": q,
+                         "latency_ms": {"p99": 1.0 * math.exp(rng.gauss(0, noise))},
+                         "analysis": {"cpu_us_per_request": {"total": cpu}}})
+    return {"scenario": "s", "run_id": "r", "status": "complete", "runs": runs}
+
+
+def test_paired_rounds_cancel_drift_and_judge_each_metric_its_own_way():
+    rng = random.Random(8)
+    s = rounds_summary(rng, 8, qps_ratio=0.92, cpu_ratio=1.08)
+    changes = compare.paired(s, "server.arch", "main-sub", metrics=("qps", "cpu_us_per_request", "p99"))
+    by = {c.metric.name: c for c in changes}
+    assert by["qps"].word == "worse" and by["qps"].ratio.high < 0.95  # 8% step, ±5% drift a round
+    assert by["cpu_us_per_request"].word == "worse" and by["cpu_us_per_request"].ratio.low > 1.05
+    assert by["p99"].word.startswith("not resolved here")
+    assert by["qps"].line().startswith("threads=1 connections=64: reuseport / main-sub req/s: 0.92")
+    assert [c.metric.name for c in compare.paired_regressions(changes, 5)] == ["qps", "cpu_us_per_request"]
+    assert compare.paired_regressions(changes, 5, compare.Floor(12.0, 8)) == []
+    # unpaired, the same runs carry the drift: the interval is several times wider
+    reps = {a: [r["qps"] for r in s["runs"] if r["arch"] == a] for a in ("main-sub", "reuseport")}
+    unpaired = stats.ratio_of(reps["main-sub"], reps["reuseport"])
+    assert unpaired.half_width_pct > 3 * by["qps"].ratio.half_width_pct
+
+
+def test_paired_a_a_is_not_called_and_a_bad_factor_is_refused():
+    rng = random.Random(9)
+    fired = sum(any(c.significant for c in compare.paired(rounds_summary(rng, 8), "server.arch", "main-sub",
+                                                          metrics=("qps", "cpu_us_per_request")))
+                for _ in range(200))
+    assert fired <= 16, fired  # 5% of 200 is 10; 16 is the binomial 95% upper bound
+    with pytest.raises(UserError, match="compare.factor server.nope: expected one of"):
+        compare.paired(rounds_summary(rng, 3), "server.nope", "x")
