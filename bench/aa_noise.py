@@ -75,7 +75,8 @@ def analyse(path: Path, comparisons: int) -> None:
     data = json.loads(path.read_text())
     rng = random.Random(SEED)
     print(f"A/A rounds recorded {data['started']} on {data['machine']} ({data['results_id']})\n")
-    print("| metric | rounds | sd of log ratios | floor at 5 | at 10 | at 20 | false 'changed' (n=5) | (n=10) |")
+    print("| metric | rounds | sd of log ratios | floor at 5 | at 10 | at 20 "
+          "| false 'changed' (n=5) | (n=10) |")
     print("|---|---|---|---|---|---|---|---|")
     for name, pairs in data["rounds"].items():
         if len(pairs) < 10:

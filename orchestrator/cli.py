@@ -287,10 +287,40 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from orchestrator.history import open_history
 
     history = open_history(args.history)
+    if args.factor:
+        return _compare_paired(args, history)
+    if args.b is None:
+        raise UserError("compare needs two results folders A B, or one with --factor AXIS --baseline VALUE")
     (na, a), (nb, b) = compare.find(args.a, history), compare.find(args.b, history)
     n = min(_repetitions(a), _repetitions(b))
     result = compare.compare(a, b, names=(na, nb), metric=args.metric, floor=_floor(history, a, n))
     print(compare.render(result))
+    return EXIT_OK
+
+
+def _compare_paired(args: argparse.Namespace, history: Any) -> int:
+    """One results folder, a factor against its baseline value, its repetitions as rounds."""
+    from orchestrator import compare, stats
+
+    if args.b is not None or args.baseline is None:
+        raise UserError("--factor AXIS compares within one results folder: give one folder and "
+                        "--baseline VALUE")
+    name, summary = compare.find(args.a, history)
+    metrics = args.paired_metric or ["qps", "cpu_us_per_request"]
+    raw = args.baseline
+    values = {str(getattr(r, f)): getattr(r, f) for r in summary.runs
+              for f in ("arch", "server_threads", "connections")}
+    if raw not in values:
+        raise UserError(f"--baseline {raw}: no run of {name} has that value")
+    changes = compare.paired(summary, args.factor, values[raw], metrics=metrics,
+                             floor=_floor(history, summary, _repetitions(summary)))
+    print(f"compare within {name}: {args.factor}, each value against {raw}, paired by round "
+          f"(repetition k of every value is round k); {stats.PAIRED}; Holm across "
+          f"{len(changes)} comparison(s)")
+    for c in changes:
+        print(c.line())
+    if not changes:
+        print("no rounds to pair (each value needs 2 or more repetitions with the metric measured)")
     return EXIT_OK
 
 
@@ -448,7 +478,15 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_ = sub.add_parser("compare", help="compare two results folders point by point: B/A with "
                           "its 95%% interval (unpaired: carries the drift between them)")
     cmp_.add_argument("a", metavar="A", help="a results folder or a run id in the history")
-    cmp_.add_argument("b", metavar="B")
+    cmp_.add_argument("b", metavar="B", nargs="?", help="the other results folder (not with --factor)")
+    cmp_.add_argument("--factor", choices=["load.connections", "server.arch", "server.threads"],
+                      help="compare the values of this axis within folder A, round by round "
+                      "(repetition k = round k), each against --baseline")
+    cmp_.add_argument("--baseline", metavar="VALUE", help="the factor's baseline value, e.g. main-sub")
+    cmp_.add_argument("--paired-metric", action="append", metavar="METRIC",
+                      choices=["qps", "cpu_us_per_request", "packets_per_request", "p50", "p99", "p99_9"],
+                      help="with --factor: a metric to compare (repeatable; default qps and "
+                      "cpu_us_per_request)")
     cmp_.add_argument("--history", metavar="DB|s3://BUCKET/PREFIX", help=HISTORY_HELP)
     cmp_.add_argument("--metric", choices=["qps", "capacity"],
                       help="compare QPS, or the capacity searches found (default: capacity when "

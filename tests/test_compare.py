@@ -228,3 +228,21 @@ def test_paired_a_a_is_not_called_and_a_bad_factor_is_refused():
     assert fired <= 16, fired  # 5% of 200 is 10; 16 is the binomial 95% upper bound
     with pytest.raises(UserError, match="compare.factor server.nope: expected one of"):
         compare.paired(rounds_summary(rng, 3), "server.nope", "x")
+
+
+def test_cli_compare_paired_within_one_folder(tmp_path):
+    s = rounds_summary(random.Random(8), 8, qps_ratio=0.92, cpu_ratio=1.08)
+    for r in s["runs"]:
+        r["run_id"] = f"{r['repetition']:03d}-{r['arch']}"
+    folder = write(tmp_path, "f", s)
+    done = orchestrate("compare", str(folder), "--factor", "server.arch", "--baseline", "main-sub",
+                       "--history", str(tmp_path / "h.sqlite"))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "paired by round" in lines[0] and "Holm across 2 comparison(s)" in lines[0]
+    assert lines[1].startswith("threads=1 connections=64: reuseport / main-sub req/s: 0.92")
+    assert lines[1].endswith("(8 rounds): worse") and lines[2].endswith("worse")
+    done = orchestrate("compare", str(folder), "--factor", "server.arch", "--baseline", "nope")
+    assert done.returncode == 2 and "--baseline nope: no run of" in done.stderr
+    done = orchestrate("compare", str(folder))
+    assert done.returncode == 2 and "compare needs two results folders" in done.stderr
