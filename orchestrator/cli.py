@@ -160,7 +160,7 @@ def _gate(args: argparse.Namespace, history: Any, summary: Any) -> int:
         return EXIT_OK
     name, before = found
     n = len(before) if isinstance(before, list) and len(before) > 1 else _repetitions(summary)
-    floor = _floor(history, summary, n)
+    floor = _floor(history, summary, n, args.metric)
     result = compare.compare(before, summary, names=(name, run_id), metric=args.metric, floor=floor)
     print(compare.render(result))
     for line in compare.shifts_report(history, scenario):
@@ -192,9 +192,10 @@ def _repetitions(summary: Any) -> int:
     return max((r.repetition for r in as_summary(summary, "summary").runs), default=1)
 
 
-def _floor(history: Any, summary: Any, n: int) -> Any:
-    """The noise floor measured on these hosts for this scenario, at n rounds (None: never
-    measured; `orchestrate noise` measures it)."""
+def _floor(history: Any, summary: Any, n: int, metric: str | None = None) -> Any:
+    """The noise floor measured on these hosts for this scenario, at n rounds, on `metric`
+    (None: the gate's, QPS), or with metric "*" every floor by metric. None / {}: never
+    measured (`orchestrate noise` measures it)."""
     from orchestrator import noise
     from orchestrator.history import machine_fingerprint, plain
 
@@ -202,8 +203,9 @@ def _floor(history: Any, summary: Any, n: int) -> Any:
         found = noise.latest(history, plain(summary)["scenario"], machine_fingerprint(summary))
     except Exception as exc:  # the comparison stands without it; say so
         print(f"orchestrate: WARNING could not read the noise floor: {exc}", file=sys.stderr)
-        return None
-    return noise.describe(found, n)
+        return {} if metric == "*" else None
+    floors = noise.describe(found, n)
+    return floors if metric == "*" else floors.get(metric or noise.METRIC)
 
 
 def cmd_noise(args: argparse.Namespace) -> int:
@@ -293,7 +295,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise UserError("compare needs two results folders A B, or one with --factor AXIS --baseline VALUE")
     (na, a), (nb, b) = compare.find(args.a, history), compare.find(args.b, history)
     n = min(_repetitions(a), _repetitions(b))
-    result = compare.compare(a, b, names=(na, nb), metric=args.metric, floor=_floor(history, a, n))
+    floor = _floor(history, a, n, args.metric)
+    result = compare.compare(a, b, names=(na, nb), metric=args.metric, floor=floor)
     print(compare.render(result))
     return EXIT_OK
 
@@ -313,7 +316,7 @@ def _compare_paired(args: argparse.Namespace, history: Any) -> int:
     if raw not in values:
         raise UserError(f"--baseline {raw}: no run of {name} has that value")
     changes = compare.paired(summary, args.factor, values[raw], metrics=metrics,
-                             floor=_floor(history, summary, _repetitions(summary)))
+                             floors=_floor(history, summary, _repetitions(summary), "*"))
     print(f"compare within {name}: {args.factor}, each value against {raw}, paired by round "
           f"(repetition k of every value is round k); {stats.PAIRED}; Holm across "
           f"{len(changes)} comparison(s)")

@@ -54,6 +54,7 @@ class Floor:
     pct: float
     rounds: int
     sd_log: float = 0.0
+    metric: str = "qps"
 
     def text(self) -> str:
         return f"floor {self.pct:.1f}% at {self.rounds} rounds"
@@ -211,6 +212,8 @@ def compare(a: Summary | dict[str, Any] | Sequence[Summary], b: Summary | dict[s
     a = window[0] if window else as_summary(a, names[0])  # type: ignore[arg-type]
     b = as_summary(b, names[1])
     metric = metric or metric_of(a, b)
+    if floor is not None and floor.metric != metric:
+        floor = None  # a floor holds for the metric it was measured on
     nights = window is not None and len(window) > 1
     sa = _nightly(window, metric) if nights and window else _samples(a, metric)
     sb = _samples(b, metric)
@@ -417,7 +420,8 @@ class PairedChange:
 
 
 def paired(summary: Summary | dict[str, Any], factor: str, baseline_value: Any, *,
-           metrics: Sequence[str] = ("qps",), floor: Floor | None = None) -> list[PairedChange]:
+           metrics: Sequence[str] = ("qps",),
+           floors: dict[str, Floor] | None = None) -> list[PairedChange]:
     """Every other value of `factor` against `baseline_value` at each combination of the other
     axes, round by round (a run's repetition is its round: each round ran every variant once,
     on the same hosts, so the per-round ratio cancels the machine's drift). Holm across every
@@ -457,14 +461,20 @@ def paired(summary: Summary | dict[str, Any], factor: str, baseline_value: Any, 
         elif ratio.p_value is None:
             word = "not resolved here (no spread to test with)"
         else:
-            word = _nothing(ratio, floor)
+            word = _nothing(ratio, (floors or {}).get(m.name))
         out.append(PairedChange(at, str(value), str(baseline_value), m, ratio, p, word))
     return out
 
 
 def paired_regressions(changes: Sequence[PairedChange], pct: float,
-                       floor: Floor | None = None) -> list[PairedChange]:
-    """Changes whose whole interval lies beyond max(pct, floor) in the metric's bad direction."""
-    effect = max(pct, floor.pct if floor else 0.0) / 100
-    return [c for c in changes if c.word == WORSE and
-            (c.ratio.high < 1 - effect if c.metric.higher_is_better else c.ratio.low > 1 + effect)]
+                       floors: dict[str, Floor] | None = None) -> list[PairedChange]:
+    """Changes whose whole interval lies beyond max(pct, the metric's floor) in its bad
+    direction."""
+    out = []
+    for c in changes:
+        floor = (floors or {}).get(c.metric.name)
+        effect = max(pct, floor.pct if floor else 0.0) / 100
+        if c.word == WORSE and (c.ratio.high < 1 - effect if c.metric.higher_is_better
+                                else c.ratio.low > 1 + effect):
+            out.append(c)
+    return out

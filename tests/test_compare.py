@@ -213,7 +213,11 @@ def test_paired_rounds_cancel_drift_and_judge_each_metric_its_own_way():
     assert by["p99"].word.startswith("not resolved here")
     assert by["qps"].line().startswith("threads=1 connections=64: reuseport / main-sub req/s: 0.92")
     assert [c.metric.name for c in compare.paired_regressions(changes, 5)] == ["qps", "cpu_us_per_request"]
-    assert compare.paired_regressions(changes, 5, compare.Floor(12.0, 8)) == []
+    floors = {"qps": compare.Floor(12.0, 8),
+              "cpu_us_per_request": compare.Floor(12.0, 8, metric="cpu_us_per_request")}
+    assert compare.paired_regressions(changes, 5, floors) == []
+    assert [c.metric.name for c in compare.paired_regressions(changes, 5, {"qps": floors["qps"]})] == [
+        "cpu_us_per_request"]
     # unpaired, the same runs carry the drift: the interval is several times wider
     reps = {a: [r["qps"] for r in s["runs"] if r["arch"] == a] for a in ("main-sub", "reuseport")}
     unpaired = stats.ratio_of(reps["main-sub"], reps["reuseport"])

@@ -36,6 +36,7 @@ def test_the_floor_against_hand_computed_figures():
     assert got.floor(5).pct > got.floor(10).pct > got.floor(20).pct
     text = "\n".join(got.lines())
     assert "minimum detectable effect at  5 rounds" in text and "at 20 rounds" in text
+    assert got.others == {} and got.floor(5, "cpu_us_per_request") is None  # not measured
     with pytest.raises(ValueError, match="at least 2 complete A/A rounds"):
         noise.measure(aa_summary({64: [100, 101, 102]}))
 
@@ -68,3 +69,18 @@ def test_below_the_floor_says_not_detectable_and_the_gate_acts_on_the_floor():
     if not ch.significant:
         assert ch.word == f"not detectable here (floor {floor.pct:.1f}% at 5 rounds)"
     assert f"noise floor of these hosts: floor {floor.pct:.1f}% at 5 rounds" in compare.render(gated)
+
+
+def test_each_metric_has_its_own_floor():
+    s = aa_summary({64: [100, 102, 100, 98, 100, 101]})
+    for r, cpu in zip(s["runs"], [8.0, 8.8, 8.0, 7.2, 8.0, 8.4], strict=True):
+        r["analysis"] = {"cpu_us_per_request": {"total": cpu}}
+    got = noise.measure(s)
+    assert set(got.others) == {"cpu_us_per_request"} and got.others["cpu_us_per_request"] > 2 * got.sd_log
+    floors = got.floors(10)
+    assert floors["cpu_us_per_request"].pct > 2 * floors["qps"].pct
+    assert noise.NoiseFloor.from_dict(got.to_dict()) == got
+    # a floor measured on QPS does not speak for capacities
+    a, b = aa_summary({64: [100, 101, 99]}), aa_summary({64: [100.5, 99.5, 100]}, run_id="b")
+    assert compare.compare(a, b, floor=floors["qps"]).floor == floors["qps"]
+    assert compare.compare(a, b, metric="capacity", floor=floors["qps"]).floor is None
