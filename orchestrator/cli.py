@@ -26,6 +26,8 @@ from orchestrator.errors import (
 )
 
 DEFAULT_SCENARIO = "loopback"
+# compare.METRICS, spelled out so --help does not import the comparison stack
+METRIC_CHOICES = ["qps", "capacity", "cpu_us_per_request", "packets_per_request", "p50", "p99", "p99_9"]
 HISTORY_HELP = ("the history: a SQLite file, or s3://BUCKET/PREFIX to keep it (and every results "
                 "folder) in S3 (default $ORCHESTRATE_HISTORY or ~/.local/share/orchestrate/history.sqlite)")
 
@@ -456,9 +458,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--fail-on-regression", type=float, metavar="PCT",
                    help="exit 3 if any point drops significantly by more than PCT percent "
                    "(needs repeat >= 3)")
-    r.add_argument("--metric", choices=["qps", "capacity"],
+    r.add_argument("--metric", choices=METRIC_CHOICES,
                    help="what the baseline comparison judges (default: capacity when the scenario "
-                   "searches for it, else QPS)")
+                   "searches for it, else QPS; CPU per request and latencies: a rise is worse)")
     r.add_argument("--resume", metavar="RUN_ID",
                    help="continue an interrupted sweep in its results folder, skipping measured runs")
     r.add_argument("--yes", action="store_true", help="do not ask before renting cloud machines")
@@ -487,11 +489,11 @@ def build_parser() -> argparse.ArgumentParser:
                       "(repetition k = round k), each against --baseline")
     cmp_.add_argument("--baseline", metavar="VALUE", help="the factor's baseline value, e.g. main-sub")
     cmp_.add_argument("--paired-metric", action="append", metavar="METRIC",
-                      choices=["qps", "cpu_us_per_request", "packets_per_request", "p50", "p99", "p99_9"],
+                      choices=[m for m in METRIC_CHOICES if m != "capacity"],
                       help="with --factor: a metric to compare (repeatable; default qps and "
                       "cpu_us_per_request)")
     cmp_.add_argument("--history", metavar="DB|s3://BUCKET/PREFIX", help=HISTORY_HELP)
-    cmp_.add_argument("--metric", choices=["qps", "capacity"],
+    cmp_.add_argument("--metric", choices=METRIC_CHOICES,
                       help="compare QPS, or the capacity searches found (default: capacity when "
                       "both have it)")
     h = sub.add_parser("history", help="list recorded runs")

@@ -32,10 +32,41 @@ from orchestrator.store import load_summary
 Point = tuple[Any, Any, Any, float | None]  # arch, server threads, connections, target rate
 
 ALPHA = 1 - stats.CONFIDENCE
-# What a point's repetitions are compared on: the QPS of its runs, or the capacity its
+@dataclass(frozen=True)
+class Metric:
+    """A per-run figure a paired comparison can judge, and which way is better."""
+
+    name: str
+    unit: str
+    higher_is_better: bool
+
+    def read(self, run: Any) -> float | None:
+        """The figure of one run (capacity is read from searches, not runs)."""
+        a = run.analysis
+        if self.name == "qps":
+            return run.qps
+        if self.name == "cpu_us_per_request":
+            return a.cpu_us_per_request.total if a and a.cpu_us_per_request else None
+        if self.name == "packets_per_request":
+            return a.packets_per_request.total if a and a.packets_per_request else None
+        if self.name == "capacity":
+            return None
+        return run.latency_ms.at(self.name)
+
+
+PAIRED_METRICS = {m.name: m for m in (
+    Metric("qps", "req/s", True), Metric("capacity", "req/s capacity", True),
+    Metric("cpu_us_per_request", "CPU µs/request", False),
+    Metric("packets_per_request", "packets/request", False),
+    Metric("p50", "ms p50", False), Metric("p99", "ms p99", False), Metric("p99_9", "ms p99.9", False))}
+# What a point's repetitions are compared on: a figure of its runs, or the capacity its
 # searches found (load.search: the runs of a search are at rates it chose, not comparable)
-METRICS = ("qps", "capacity")
-UNITS = {"qps": "qps", "capacity": "req/s capacity"}
+METRICS = tuple(PAIRED_METRICS)
+UNITS = {m.name: m.unit for m in PAIRED_METRICS.values()} | {"qps": "qps"}
+
+
+def _fmt(x: float) -> str:
+    return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.3g}"
 UNPAIRED_NOTE = ("unpaired: A and B ran at different times, so each interval (Welch on the logs) "
                  "also carries whatever drifted between them, and is wider than paired rounds' "
                  "(compare: in a scenario) would be")
@@ -87,8 +118,8 @@ class PointChange:
         at = f" rate={rate:g}" if rate is not None else ""
         interval = f"{self.ratio.text()}, " if self.ratio is not None else ""
         p = f"Holm p={self.p_adjusted:.2g}, " if self.p_adjusted is not None else ""
-        return (f"{arch:<10} threads={threads:<3} conns={conns:<5}{at} {med_a:>11,.0f} -> "
-                f"{med_b:>11,.0f} {UNITS[self.metric]} ({self.change_pct:+.1f}%, {interval}"
+        return (f"{arch:<10} threads={threads:<3} conns={conns:<5}{at} {_fmt(med_a):>11} -> "
+                f"{_fmt(med_b):>11} {UNITS[self.metric]} ({self.change_pct:+.1f}%, {interval}"
                 f"n={len(self.before)}/{len(self.after)}, {p}95%): {self.word}")
 
 
@@ -108,10 +139,16 @@ class Comparison:
         return max(pct, self.floor.pct if self.floor else 0.0)
 
     def regressions(self, pct: float) -> list[PointChange]:
-        """Points whose whole interval lies beyond a drop of max(pct, floor)."""
-        edge = 1 - self.effect_pct(pct) / 100
-        return [c for c in self.changes if c.word == WORSE
-                and (c.ratio is None or c.ratio.high < edge)]
+        """Points whose whole interval lies beyond max(pct, floor) in the metric's bad direction
+        (a drop of QPS or capacity, a rise of CPU per request or latency)."""
+        effect = self.effect_pct(pct) / 100
+        out = []
+        for c in self.changes:
+            up = PAIRED_METRICS[c.metric].higher_is_better
+            if c.word == WORSE and (c.ratio is None or (c.ratio.high < 1 - effect if up
+                                                         else c.ratio.low > 1 + effect)):
+                out.append(c)
+        return out
 
 
 def _samples(summary: Summary, metric: str = "qps") -> dict[Point, list[float]]:
@@ -122,9 +159,10 @@ def _samples(summary: Summary, metric: str = "qps") -> dict[Point, list[float]]:
         for c in summary.capacity:
             out.setdefault(c.key, []).append(c.capacity or 0.0)
         return out
+    read = PAIRED_METRICS[metric].read
     for r in summary.runs:
-        if r.qps is not None:
-            out.setdefault(r.key, []).append(r.qps)
+        if (value := read(r)) is not None:
+            out.setdefault(r.key, []).append(value)
     return out
 
 
@@ -176,15 +214,17 @@ def ratio_for(before: Sequence[float], after: Sequence[float], *, quantum: float
 
 def judge(before: Sequence[float], after: Sequence[float], *, quantum: float = 0.0,
           floor: Floor | None = None, p_adjusted: float | None = None,
-          nights: bool = False) -> tuple[stats.Ratio | None, str]:
+          nights: bool = False, higher_is_better: bool = True) -> tuple[stats.Ratio | None, str]:
     """(ratio, word) for one point; `p_adjusted` (Holm's, when many points are compared) is
     what the call is made on, else the ratio's own p."""
     ratio, why = ratio_for(before, after, quantum=quantum, nights=nights)
     if ratio is None:
+        if why in (BETTER, WORSE) and not higher_is_better:
+            return None, WORSE if why == BETTER else BETTER
         return None, str(why)
     p = p_adjusted if p_adjusted is not None else ratio.p_value
     if ratio.excludes_one and p is not None and p < ALPHA:
-        return ratio, BETTER if ratio.estimate > 1 else WORSE
+        return ratio, BETTER if (ratio.estimate > 1) == higher_is_better else WORSE
     if ratio.p_value is None:
         return ratio, "not resolved here (no spread to test with)"
     return ratio, _nothing(ratio, floor)
@@ -227,7 +267,8 @@ def compare(a: Summary | dict[str, Any] | Sequence[Summary], b: Summary | dict[s
     changes = []
     for point, p_adj in zip(shared, adjusted, strict=True):
         ratio, word = judge(sa[point], sb[point], quantum=quanta.get(point, 0.0), floor=floor,
-                            p_adjusted=p_adj, nights=nights)
+                            p_adjusted=p_adj, nights=nights,
+                            higher_is_better=PAIRED_METRICS[metric].higher_is_better)
         changes.append(PointChange(point, tuple(sa[point]), tuple(sb[point]), ratio, p_adj, word, metric))
     warnings = []
     if metric == "capacity" and not (a.capacity and b.capacity):
@@ -371,29 +412,6 @@ def shifts_report(history: History, scenario: str, limit: int = 200) -> list[str
 # --- paired rounds: a factor compared side by side within one results folder ---------------
 
 
-@dataclass(frozen=True)
-class Metric:
-    """A per-run figure a paired comparison can judge, and which way is better."""
-
-    name: str
-    unit: str
-    higher_is_better: bool
-
-    def read(self, run: Any) -> float | None:
-        a = run.analysis
-        if self.name == "qps":
-            return run.qps
-        if self.name == "cpu_us_per_request":
-            return a.cpu_us_per_request.total if a and a.cpu_us_per_request else None
-        if self.name == "packets_per_request":
-            return a.packets_per_request.total if a and a.packets_per_request else None
-        return run.latency_ms.at(self.name)
-
-
-PAIRED_METRICS = {m.name: m for m in (
-    Metric("qps", "req/s", True), Metric("cpu_us_per_request", "CPU µs/request", False),
-    Metric("packets_per_request", "packets/request", False),
-    Metric("p50", "ms p50", False), Metric("p99", "ms p99", False), Metric("p99_9", "ms p99.9", False))}
 # The axes a factor can be today: the fields of a run's point (issue 23's PointKey widens this)
 FACTORS = {"server.arch": 0, "server.threads": 1, "load.connections": 2}
 

@@ -250,3 +250,18 @@ def test_cli_compare_paired_within_one_folder(tmp_path):
     assert done.returncode == 2 and "--baseline nope: no run of" in done.stderr
     done = orchestrate("compare", str(folder))
     assert done.returncode == 2 and "compare needs two results folders" in done.stderr
+
+
+def test_every_metric_is_compared_in_its_own_direction():
+    from orchestrator import cli
+
+    assert list(compare.METRICS) == cli.METRIC_CHOICES
+    s = rounds_summary(random.Random(3), 6, cpu_ratio=1.25, drift=0.0)
+    a = {**s, "runs": [r for r in s["runs"] if r["arch"] == "main-sub"]}
+    b = {**s, "runs": [{**r, "arch": "main-sub"} for r in s["runs"] if r["arch"] == "reuseport"]}
+    c = compare.compare(a, b, metric="cpu_us_per_request")
+    (ch,) = c.changes
+    assert ch.word == "worse" and ch.ratio.low > 1.15 and "CPU µs/request" in ch.line()
+    assert c.regressions(10) == [ch] and c.regressions(30) == []
+    (back,) = compare.compare(b, a, metric="cpu_us_per_request").changes
+    assert back.word == "better"
