@@ -127,7 +127,29 @@ def context(summary: Summary, folder: Path, charts: list[dict[str, Any]]) -> dic
         "baseline": _baseline(summary),
         "charts": charts,
         "missing_charts": [c for c in charts if not c["available"]],
+        "answer": _answer(summary),
     }
+
+
+ANSWER_BASELINE = "main-sub"  # the reference experiment's baseline, when the run has it
+
+
+def _answer(summary: Summary) -> dict[str, Any] | None:
+    """The comparison the report opens with: when the run swept server.arch over 2 or more
+    repetitions, every other architecture against main-sub (else the first), round by round
+    (repetition k = round k), on QPS and server CPU per request."""
+    from orchestrator import compare
+
+    archs = list(dict.fromkeys(r.arch for r in summary.runs if r.arch is not None))
+    if len(archs) < 2 or max((r.repetition or 1 for r in summary.runs), default=1) < 2:
+        return None
+    base = ANSWER_BASELINE if ANSWER_BASELINE in archs else archs[0]
+    changes = compare.paired(summary, "server.arch", base, metrics=("qps", "cpu_us_per_request"))
+    if not changes:
+        return None
+    return {"baseline": base, "statistic": compare.stats.PAIRED,
+            "rows": [{"at": c.at, "variant": c.variant, "metric": c.metric.unit, "ratio": c.ratio.text(),
+                      "rounds": c.ratio.n, "word": c.word} for c in changes]}
 
 
 def _run_row(r: Run, folder: Path) -> dict[str, Any]:
