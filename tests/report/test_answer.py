@@ -34,3 +34,20 @@ def test_one_repetition_has_no_answer_to_lead_with(tmp_path: Path):
     s = rounds_summary(random.Random(8), 1)
     store.ResultsDir(tmp_path).save_summary(s)
     assert "The answer" not in render.build(tmp_path).md.read_text()
+
+
+def test_a_flag_every_run_carries_is_said_once_above_the_table(tmp_path: Path):
+    s = rounds_summary(random.Random(8), 3)
+    for i, r in enumerate(s["runs"]):
+        r["run_id"] = f"{r['repetition']:03d}-{r['arch']}"
+        r["analysis"]["flags"] = ["the same caveat"] + (["only here"] if i == 0 else [])
+    store.ResultsDir(tmp_path).save_summary(s)
+    paths = render.build(tmp_path)
+    md = paths.md.read_text()
+    assert md.count("**Every run:** the same caveat") == 1
+    table = md[md.index("| run | arch |"):]
+    rows = [line for line in table.splitlines() if line.startswith("| 00")][:6]  # the verdict table
+    assert rows[0].endswith("| only here |")
+    assert all("the same caveat" not in row for row in rows) and rows[1].endswith("| - |")
+    html = paths.html.read_text()
+    assert 'id="common-flags"' in html and html.count("the same caveat") >= 1
