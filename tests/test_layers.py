@@ -22,7 +22,8 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"store", "history", "analysis", "capacity"}),  # results folder, history; verdicts, searches
     frozenset({"context", "baseline", "telemetry", "load", "doctor"}),  # pipeline steps; host checks
     frozenset({"execute"}),  # the pipeline
-    frozenset({"report", "compare", "cleanup", "site"}),  # readers of results (site: the dashboard)
+    frozenset({"report", "compare", "noise", "cleanup", "site"}),  # readers of results (site: the
+    # dashboard; noise: the floor an A/A run measured)
     frozenset({"cli", "__main__"}),
 )
 LEVEL = {name: i for i, layer in enumerate(LAYERS) for name in layer}
