@@ -213,6 +213,8 @@ class Hosts(_Model):
     ssh: Ssh = Ssh()
     aws: Aws | None = None
     deploy: bool = True  # run playbooks/site.yml on remote hosts first
+    # Ansible forks for the deploy: one per host of the run, at most this many.
+    deploy_forks: PositiveInt = 50
 
 
 class Server(_Model):
@@ -224,6 +226,8 @@ class Server(_Model):
     port: Port = 8000
     bind: str | None = None  # default: 127.0.0.1 on one host, 0.0.0.0 across hosts
     body: str = "hello\n"
+    # The built-in server's listen backlog (the kernel caps it at net.core.somaxconn); None: 4096.
+    backlog: PositiveInt | None = None
     # A server of the user's own instead of server/: a shell command template with
     # {threads} {port} {cpus} {arch} {workdir} {config}; {config} is `config`
     # rendered with jinja2 into the run's work directory.
