@@ -16,11 +16,12 @@ import json
 from pathlib import Path
 from typing import Any, Protocol
 
-from orchestrator import tools
+from orchestrator import scenario, tools
 from orchestrator.context import Context
 from orchestrator.errors import RunFailed
 from orchestrator.hosts import Host
 from orchestrator.plan import RunSpec
+from orchestrator.scenario import Scenario
 from orchestrator.tools import loadgen, wrk
 
 LATENCY_KEYS = ("p50", "p75", "p90", "p99", "max", "mean")
@@ -85,6 +86,13 @@ def _skew_ms(starts: dict[str, float]) -> float | None:
     return round((max(starts.values()) - min(starts.values())) * 1000, 3) if starts else None
 
 
+def _shape(sc: Scenario, spec: RunSpec) -> dict[str, Any]:
+    """The request's shape for this run, the same for both generators (load.keepalive may
+    be an axis)."""
+    return {"method": sc.load.method, "headers": sc.load.headers, "body": sc.load.body,
+            "close": not scenario.at(sc, spec.point, "load.keepalive")}
+
+
 class WrkLoad:
     name = "wrk"
     binary = wrk.BINARY
@@ -97,7 +105,7 @@ class WrkLoad:
         argv = wrk.command(url, threads=sc.load.threads, connections=spec.connections,
                            duration_s=sc.load.duration, timeout_s=sc.load.timeout,
                            script_path=f"{client.workdir}/{spec.run_id}/report.lua",
-                           pipeline=sc.load.pipeline, start_at=at)
+                           pipeline=sc.load.pipeline, start_at=at, **_shape(sc, spec))
         return tools.base.join(argv), False  # wrk waits for `at` in its script
 
     def busy_s(self, ctx: Context) -> float:
@@ -139,7 +147,8 @@ class NativeLoad:
         argv = loadgen.command(url, threads=sc.load.threads, connections=spec.connections,
                                duration_s=sc.load.duration, rate=share, warmup_s=sc.load.warmup,
                                pipeline=sc.load.pipeline, timeout_s=sc.load.timeout, start_at=at,
-                               binary=ctx.load_binary.get(client.name, loadgen.BINARY))
+                               binary=ctx.load_binary.get(client.name, loadgen.BINARY),
+                               **_shape(sc, spec))
         return tools.base.join(argv), False
 
     def busy_s(self, ctx: Context) -> float:

@@ -254,6 +254,21 @@ class NicAllowance(Record):
     reset: bool | None = None
 
 
+class KernelCounters(Record):
+    """One host's (or lab namespace's) TCP counters over the window (tools/nstat.py's names):
+    the rise per run, per request and per second; NET_RX/NET_TX softirq counts per pinned CPU.
+    `shared`: on loopback the client and the server are one kernel, one set of counters that
+    no rule may assign to a side."""
+
+    run: dict[str, int | None] = {}
+    per_request: dict[str, float | None] = {}
+    per_second: dict[str, float | None] = {}
+    softirqs: dict[int, dict[str, int]] = {}
+    roles: tuple[str, ...] = ()  # what ran on this host: server, client
+    shared: bool = False
+    reset: bool | None = None  # a counter went down (its namespace restarted): figures are partial
+
+
 # ---------------------------------------------------------------- the analysis of one run
 
 class Pair(Record):
@@ -360,6 +375,7 @@ class Run(Record):
     observer: Opaque | None = None
     perf: Perf | None = None
     nic_allowances: dict[str, NicAllowance] | None = None
+    kernel: dict[str, KernelCounters] | None = None  # by host
     analysis: Analysis | None = None
     wall_s: float | None = None
     error: str | None = None
