@@ -38,7 +38,8 @@ from orchestrator.tools.loadgen import send_lag_limit_ms
 
 NETWORK, SERVER, CLIENT = "network-bound", "server-bound", "client-bound"
 CONCURRENCY, INCONCLUSIVE = "concurrency-bound", "inconclusive"
-VERDICTS = (NETWORK, SERVER, CLIENT, CONCURRENCY, INCONCLUSIVE)
+LATENCY = "latency-bound"  # one run, nothing saturated, QPS = C/L: more connections or a serial server
+VERDICTS = (NETWORK, SERVER, CLIENT, LATENCY, CONCURRENCY, INCONCLUSIVE)
 
 
 @dataclass(frozen=True)
@@ -141,13 +142,18 @@ RULES: tuple[Rule, ...] = (
          "not the generator's when at least {queued_share:g}% of its requests waited for a "
          "free connection (all busy: the server or the network held them) while its threads "
          "were measured and below `client_busy`"),
-    Rule("concurrency", CONCURRENCY,
+    Rule("latency-bound", LATENCY,
          "nothing is saturated and QPS is no more than {littles_law:g}% below C/L (Little's law: "
-         "C requests in flight over mean latency L is the most this closed loop can do; a QPS "
-         "above C/L means the latency figure overstates, and is flagged), and the matrix does "
-         "not show QPS flat along connections: more connections would raise QPS"),
+         "C requests in flight over mean latency L is the most this loop can do; a QPS above "
+         "C/L means the latency figure overstates, and is flagged). In a loop QPS = C/L holds by "
+         "construction, so one run cannot tell more connections would help from a server that "
+         "serialises: the evidence names both, and a connections axis tells them apart "
+         "(server-serialised above, concurrency below)"),
+    Rule("concurrency", CONCURRENCY,
+         "across the matrix, a latency-bound run's connections at least doubled raised QPS by "
+         "x{flat_gain:g} or more: more connections would raise QPS"),
     Rule("server-completion", SERVER,
-         "open loop, nothing saturated and not concurrency-bound: the server answered less than "
+         "open loop, nothing saturated and not latency-bound: the server answered less than "
          "{completion:g}% of the offered rate (the completion self-check, the server's) while the "
          "generator sent on schedule (its send-fidelity self-check held, or its lag was the wait "
          "for a free connection): the offered rate is more than the server completes"),
@@ -202,6 +208,9 @@ TEMPLATES: dict[str, str] = {
     "serialised": "connections {c1} -> {c2} (x{cx}) but QPS {q1} -> {q2} (x{qx}, < x{threshold}) "
                   "while mean latency grew {l1} -> {l2} ms: requests queue on the server",
     "scales": "connections {c1} -> {c2} (x{cx}) raised QPS {q1} -> {q2} (x{qx}, >= x{threshold})",
+    "latency-bound": "nothing saturated and QPS = C/L: either more connections would raise QPS, or "
+                     "the server serialises requests (a lock, a sleep, a slow backend); one run cannot "
+                     "tell them apart, a connections axis in the matrix can",
     "both": "server and load generator both saturated: give the load generator more CPUs "
             "to find the server's limit",
     "network-and-cpu": "NIC allowance counters grew while a CPU was saturated: both limit the run",
@@ -784,8 +793,8 @@ def analyse_run(run: Run, *, server: str, interface: str | None, loopback: bool,
         rule, verdict = "nothing-fits", INCONCLUSIVE
         evidence += [say("missing", what="load generator CPU (mpstat)"), *server_lines]
     elif ll and ll["below_pct"] <= th.littles_law and not bounded:
-        rule, verdict = "concurrency", CONCURRENCY
-        evidence += [_littles_text(ll, qps, th), *server_lines, *client_lines]
+        rule, verdict = "latency-bound", LATENCY
+        evidence += [_littles_text(ll, qps, th), say("latency-bound"), *server_lines, *client_lines]
     elif short and (checks_ and checks_.send_fidelity or waited) and "max_busy" in srv:
         rule, verdict = "server-completion", SERVER
         evidence += [completion_line, *[t for t in server_lines if t != completion_line], *client_lines]
@@ -856,7 +865,8 @@ def along_connections(runs: Iterable[Run], th: Thresholds | None = None) -> list
     """Across the matrix: for each (arch, threads), QPS and mean latency along the connections
     axis. Where nothing saturated, QPS that stays flat while connections at least double means
     the server serialises requests (server-bound, 'server-serialised'); QPS that rises with them
-    confirms concurrency-bound. Returns the runs, those it concerns with their analysis rewritten."""
+    makes a latency-bound run concurrency-bound. Returns the runs, those it concerns with their
+    analysis rewritten."""
     th = th or Thresholds()
     runs = list(runs)
     verdict_of: dict[int, Analysis] = {}  # index in runs -> rewritten analysis
@@ -886,7 +896,7 @@ def along_connections(runs: Iterable[Run], th: Thresholds | None = None) -> list
             # only runs where everything was measured and nothing saturated (the concurrency
             # rule held): an unmeasured load generator could be the flat part itself
             idle = [i for c in (c1, c2) for i in by_c[c]
-                    if analysis_of(i).rule in ("concurrency", "server-serialised")]
+                    if analysis_of(i).rule in ("latency-bound", "concurrency", "server-serialised")]
             values = {"c1": c1, "c2": c2, "cx": f"{cx:g}", "q1": f"{q1:,.0f}", "q2": f"{q2:,.0f}",
                       "qx": f"{qx:.2f}", "threshold": f"{th.flat_gain:g}"}
             if qx < th.flat_gain and l2 > l1:
@@ -900,8 +910,9 @@ def along_connections(runs: Iterable[Run], th: Thresholds | None = None) -> list
                 text = say("scales", **values)
                 for i in by_c[c1]:
                     a = analysis_of(i)
-                    if a.verdict == CONCURRENCY and text not in a.evidence:
-                        verdict_of[i] = a.model_copy(update={"evidence": (*a.evidence, text)})
+                    if a.verdict in (LATENCY, CONCURRENCY) and text not in a.evidence:
+                        verdict_of[i] = a.model_copy(update={"evidence": (text, *a.evidence),
+                                                             "verdict": CONCURRENCY, "rule": "concurrency"})
     return [r.model_copy(update={"analysis": verdict_of[i]}) if i in verdict_of else r
             for i, r in enumerate(runs)]
 

@@ -191,7 +191,7 @@ def sleeper(connections: int, qps: float = 900.0) -> dict:
 
 def test_review_sleeping_server_is_never_client_bound_and_the_matrix_names_it():
     recs = [sleeper(c, q) for c in (2, 8) for q in (900.0, 905.0)]
-    assert {verdict(rec).verdict for rec in recs} == {analysis.CONCURRENCY}  # one run alone cannot tell
+    assert {verdict(rec).verdict for rec in recs} == {analysis.LATENCY}  # one run alone cannot tell
     runs, points = across(recs)
     for r in runs:
         a = r.analysis
@@ -202,20 +202,24 @@ def test_review_sleeping_server_is_never_client_bound_and_the_matrix_names_it():
     assert {p.verdict_text for p in points} == {"server-bound (2 of 2)"}
 
 
-def test_concurrency_bound_when_nothing_is_saturated_and_qps_is_c_over_l():
+def test_one_run_with_nothing_saturated_and_qps_at_c_over_l_is_latency_bound_naming_both():
+    # issue 22: in a loop QPS = C/L by construction; one run cannot claim more connections would help
     a = verdict(record(qps=20_000, rx=20_000, tx=20_000, server_core=45, thread_busy=40, client=50,
                        connections=2))
-    assert (a.verdict, a.rule) == (analysis.CONCURRENCY, "concurrency")
+    assert (a.verdict, a.rule) == (analysis.LATENCY, "latency-bound")
     assert a.evidence[0] == ("Little's law: 2 requests in flight / 0.100 ms mean latency = 20,000 req/s; "
                                 "QPS 20,000 is 0% < 20% below it")
+    assert "more connections would raise QPS, or the server serialises requests" in a.evidence[1]
+    assert "a connections axis in the matrix can" in a.evidence[1]
 
 
 def test_concurrency_confirmed_when_qps_rises_with_connections():
     runs, _ = across([record(qps=q, rx=q, tx=q, server_core=40, thread_busy=35, client=45, connections=c)
                       for c, q in ((1, 10_000.0), (2, 19_000.0))])
     a = runs[0].analysis
-    assert a.verdict == analysis.CONCURRENCY
-    assert "connections 1 -> 2 (x2) raised QPS 10,000 -> 19,000 (x1.90, >= x1.25)" in text(a)
+    assert (a.verdict, a.rule) == (analysis.CONCURRENCY, "concurrency")
+    assert a.evidence[0] == "connections 1 -> 2 (x2) raised QPS 10,000 -> 19,000 (x1.90, >= x1.25)"
+    assert runs[1].analysis.verdict == analysis.LATENCY  # nothing above 2 connections says more
 
 
 def test_qps_far_from_c_over_l_with_nothing_saturated_is_inconclusive():
@@ -529,7 +533,10 @@ def test_no_evidence_contradicts_its_numbers_and_every_template_is_exercised(mon
             bad += contradictions(a)
     busy_ones = [record(qps=q, server_core=20, thread_busy=10, client=20, connections=c)
                  for c, q in ((16, 1000.0), (32, 3000.0))]
+    scaling = [record(qps=q, rx=q, tx=q, server_core=40, thread_busy=35, client=45, connections=c)
+               for c, q in ((1, 10_000.0), (2, 19_000.0))]
     sleepy, _ = across([sleeper(2), sleeper(8), *busy_ones])
+    sleepy += across(scaling)[0]
     for r in sleepy:
         assert r.analysis
         bad += contradictions(r.analysis)
@@ -642,9 +649,9 @@ def test_open_loop_littles_law_holds_the_connections_to_their_service_time():
     rec["send_lag_ms"] = {"mean": 390.0, "p99": 800.0}
     rec["requests_detail"] = {"requests": 64_000, "queued": 60_000, "max_queue": 12_000}
     a = verdict(rec)
-    assert (a.verdict, a.rule) == (analysis.CONCURRENCY, "concurrency"), a.evidence
+    assert (a.verdict, a.rule) == (analysis.LATENCY, "latency-bound"), a.evidence
     assert a.evidence[0].startswith("Little's law: 32 requests in flight / 1.600 ms mean service time = "
                                     "20,000 req/s"), a.evidence
     assert a.littles_law.open_loop is True
     rec["service_time_ms"]["mean"] = 0.5  # C/S = 64,000 req/s: connections idle most of the time
-    assert verdict(rec).verdict != analysis.CONCURRENCY
+    assert verdict(rec).verdict != analysis.LATENCY
