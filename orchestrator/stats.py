@@ -84,12 +84,22 @@ def _logs(a: Sequence[float], b: Sequence[float]) -> list[float]:
     return [math.log(y / x) for x, y in zip(a, b, strict=True)]
 
 
-def _interval(mean: float, se: float, df: float, quantum: float) -> tuple[float, float, float | None]:
-    """(log low, log high, p) with the half-width floored at the quantum's."""
+def _interval(mean: float, se: float, df: float, quantum: float,
+              se_quantum: float = 0.0) -> tuple[float, float, float | None]:
+    """(log low, log high, p) with the half-width floored at the quantum's. The p-value's
+    standard error is never below `se_quantum`, the rounding error a grid of that quantum
+    alone puts on the mean (uniform within a step: sd = step / sqrt(12)), so equal repetitions
+    on a grid give a finite p, never 0."""
     half = t_quantile(0.5 + CONFIDENCE / 2, df) * se if se > 0 else 0.0
     half = max(half, math.log1p(quantum))
-    p = 2 * (1 - _t_cdf(abs(mean) / se, df)) if se > 0 else None
+    se_p = max(se, se_quantum)
+    p = 2 * (1 - _t_cdf(abs(mean) / se_p, df)) if se_p > 0 else None
     return mean - half, mean + half, p
+
+
+def _grid_sd(quantum: float) -> float:
+    """The sd of one value's rounding error on a grid of relative step `quantum` (log scale)."""
+    return math.log1p(quantum) / math.sqrt(12)
 
 
 def paired_ratio(a: Sequence[float], b: Sequence[float], *, quantum: float = 0.0) -> Ratio:
@@ -100,7 +110,7 @@ def paired_ratio(a: Sequence[float], b: Sequence[float], *, quantum: float = 0.0
     if n < 2:
         raise ValueError("an interval needs at least 2 rounds")
     mean, sd = statistics.fmean(logs), statistics.stdev(logs)
-    lo, hi, p = _interval(mean, sd / math.sqrt(n), n - 1, quantum)
+    lo, hi, p = _interval(mean, sd / math.sqrt(n), n - 1, quantum, _grid_sd(quantum) * math.sqrt(2 / n))
     return Ratio(math.exp(mean), math.exp(lo), math.exp(hi), n, PAIRED, p, sd)
 
 
@@ -114,11 +124,37 @@ def ratio_of(a: Sequence[float], b: Sequence[float], *, quantum: float = 0.0) ->
     va, vb = statistics.variance(la) / len(la), statistics.variance(lb) / len(lb)
     se = math.sqrt(va + vb)
     # Welch-Satterthwaite degrees of freedom
-    df = (va + vb) ** 2 / (va**2 / (len(la) - 1) + vb**2 / (len(lb) - 1)) if se > 0 else 1.0
+    df = ((va + vb) ** 2 / (va**2 / (len(la) - 1) + vb**2 / (len(lb) - 1)) if se > 0
+          else len(la) + len(lb) - 2.0)
     mean = statistics.fmean(lb) - statistics.fmean(la)
-    lo, hi, p = _interval(mean, se, df, quantum)
+    lo, hi, p = _interval(mean, se, df, quantum, _grid_sd(quantum) * math.sqrt(1 / len(la) + 1 / len(lb)))
     return Ratio(math.exp(mean), math.exp(lo), math.exp(hi), min(len(a), len(b)), UNPAIRED, p,
                  math.sqrt(statistics.variance(la) + statistics.variance(lb)))
+
+
+NIGHTS = ("tonight over the nights' geometric mean, 95% t prediction interval, "
+          "nights as the unit")
+
+
+def against_nights(nights: Sequence[float], tonight: float, *, quantum: float = 0.0) -> Ratio:
+    """Tonight / a window of earlier nights (last:N), the night being the unit: each night is one
+    value (its repetitions' geometric mean), so repetitions of one night, which share its
+    machine and its drift, are not counted as independent samples. The interval is t's
+    prediction interval for one more night: sd of the nightly logs x sqrt(1 + 1/N), N - 1 df."""
+    if len(nights) < 2:
+        raise ValueError("nights as the unit need at least 2 earlier nights")
+    if any(x <= 0 for x in (*nights, tonight)):
+        raise ValueError("ratios need positive values")
+    logs = [math.log(x) for x in nights]
+    n, sd = len(logs), statistics.stdev(logs)
+    mean = math.log(tonight) - statistics.fmean(logs)
+    lo, hi, p = _interval(mean, sd * math.sqrt(1 + 1 / n), n - 1, quantum,
+                          _grid_sd(quantum) * math.sqrt(1 + 1 / n))
+    return Ratio(math.exp(mean), math.exp(lo), math.exp(hi), n, NIGHTS, p, sd)
+
+
+def geometric_mean(values: Sequence[float]) -> float:
+    return math.exp(statistics.fmean(math.log(x) for x in values))
 
 
 def detectable_effect(sd_log: float, n: int, *, power: float = 0.8) -> float:

@@ -43,3 +43,43 @@ def test_sigterm_becomes_an_interrupt():
     with pytest.raises(Interrupted, match="SIGTERM"), signals.as_interrupts():
         os.kill(os.getpid(), signal.SIGTERM)
         signal.sigtimedwait([], 0)
+
+
+def test_sighup_is_an_interrupt_and_output_moves_to_the_log(tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    log = tmp_path / "orchestrate.log"
+    code = textwrap.dedent(f"""
+        import os, signal, sys
+        from pathlib import Path
+        from orchestrator import signals
+        try:
+            with signals.as_interrupts(Path({str(log)!r})):
+                os.kill(os.getpid(), signal.SIGHUP)
+                signal.sigtimedwait([], 0)
+        except signals.Hangup as exc:
+            print("teardown after", exc, flush=True)
+            print("on stderr too", file=sys.stderr, flush=True)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "" and out.stderr == ""  # nothing reached the (dead) terminal
+    text = log.read_text()
+    assert "teardown after hang-up (SIGHUP)" in text and "on stderr too" in text
+
+
+def test_shielded_ignores_sighup():
+    with signals.shielded():
+        os.kill(os.getpid(), signal.SIGHUP)  # default action would end the test process
+        signal.sigtimedwait([], 0)
+
+
+def test_deferred_holds_a_signal_until_the_create_returns():
+    done = []
+    with pytest.raises(KeyboardInterrupt), signals.deferred():
+        os.kill(os.getpid(), signal.SIGINT)
+        signal.sigtimedwait([], 0)
+        done.append("create returned")  # not cut short: its answer is recorded
+    assert done == ["create returned"]

@@ -81,3 +81,20 @@ def test_bad_input_is_refused():
         stats.paired_ratio([1.0, 2.0], [1.0])
     with pytest.raises(ValueError):
         stats.paired_ratio([1.0, 0.0], [1.0, 1.0])
+
+
+def test_nights_are_the_unit_of_a_window():
+    """By hand: nights 100, 102, 99, 101, 98 (geometric mean 99.98999), tonight 90. sd of the
+    nightly logs 0.0158135; prediction se = sd * sqrt(1 + 1/5) = 0.0173228; t(0.975, 4) =
+    2.776445; half-width 0.048096 on logs; ratio 90 / 99.98999 = 0.900090."""
+    r = stats.against_nights([100, 102, 99, 101, 98], 90)
+    assert r.estimate == pytest.approx(0.900090, rel=1e-5) and r.n == 5
+    assert math.log(r.high / r.estimate) == pytest.approx(0.048096, rel=1e-4)
+    assert r.statistic == stats.NIGHTS and r.p_value < 0.01
+    # repetitions of one night do not narrow it: only nights count
+    assert not stats.against_nights([100, 102, 99, 101, 98], 99).excludes_one
+    # a grid: a finite p even with equal nights, and the interval at least a step wide
+    grid = stats.against_nights([100, 100, 100], 100, quantum=0.02)
+    assert grid.half_width_pct == pytest.approx(2.0) and grid.p_value == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="at least 2 earlier nights"):
+        stats.against_nights([100], 90)

@@ -553,7 +553,7 @@ def test_api_errors_are_one_line_naming_the_step_with_a_hint(cloud1, tmp_path):
     cloud1.fakes.fail.clear()
     cloud1.fakes.fail["RunInstances"] = lambda params, nth: None if params.get("DryRun") else err(
         "VcpuLimitExceeded", "You have requested more vCPU capacity than your current vCPU limit of 8 allows")
-    with pytest.raises(RunFailed, match=r"aws launch server .*VcpuLimitExceeded.*\(quota: ask for more in "
+    with pytest.raises(RunFailed, match=r"aws launch server .*VcpuLimitExceeded.*\(quota: .*ask for more in "
                        "Service Quotas"), \
             open_any_lab(scenario(cloud1.endpoint), **lab_kw(tmp_path, "r-vcpu")):
         pytest.fail("the block must not run")
@@ -702,9 +702,10 @@ def test_failed_provisioning_completes_the_runs_bookkeeping(cloud1, tmp_path):
     # Ctrl-C while the instances are pending: recorded as interrupted, the step named.
     del cloud1.fakes.fail["CreatePlacementGroup"]
     cloud1.fakes.boot_polls = 1000
+    before = cloud1.fakes.count.get("DescribeInstances", 0)  # the first run's teardown scans counted
 
     def interrupt(params, nth):
-        if nth == 3:
+        if nth - before == 3:
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(5)
         return None
@@ -928,3 +929,72 @@ def test_host_key_falls_back_to_first_contact(monkeypatch, caplog):
     host = aws.Booted("client-1", "client", "i-2", "c6i.large", "10.0.0.2", "198.51.100.2")
     assert aws.fetch_host_keys(Ec2(), [host], 0.0) == {"i-2": ["ssh-ed25519 KEYOF198.51.100.2"]}
     assert "TOFU" in caplog.text
+
+
+# --- a first real run: lost network, interrupts, hints ---------------------------------
+
+
+def test_an_unreachable_endpoint_ends_teardown_at_once_with_the_cleanup_line(cloud1, tmp_path):
+    """No network at teardown: it stops at the first connection error (seconds, not botocore's
+    minutes), and the line says what may remain, the cleanup command and when it expires."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on: connections are refused
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    ec2 = aws_api.client(boto3.session.Session(region_name=REGION), "ec2", dead, teardown=True)
+    created = aws.Created(run_id="r-offline", lab_dir=tmp_path / "lab", attempted=True, key_name="k",
+                          security_group_id="sg-1", placement_groups=["pg"], instance_ids=["i-1", "i-2"],
+                          expires="2026-01-01T03:00:00Z")
+    began = time.monotonic()
+    report = aws.teardown(ec2, created, deadline_s=30.0)
+    took = time.monotonic() - began
+    assert took < 30.0, took
+    line = report.summary(REGION, "r-offline")
+    assert "instance i-1" in line
+    assert "security-group sg-1: not removed (the endpoint cannot be reached)" in line
+    assert f"orchestrate cleanup --provider aws --region {REGION} --run-id r-offline" in line
+    assert "power off by themselves at 2026-01-01T03:00:00Z" in line
+    # 1 scan + 1 terminate, each at most TEARDOWN_ATTEMPTS quick refusals: nothing else was tried
+    assert took < 4 * aws_api.TEARDOWN_ATTEMPTS * aws_api.CONNECT_TIMEOUT_S
+
+
+def test_an_interrupt_during_run_instances_leaves_nothing(cloud1, tmp_path):
+    """Ctrl-C arriving while RunInstances is on the wire: held until its reply is recorded, then
+    the run unwinds and teardown terminates the instance it would otherwise not know of."""
+    def interrupt(params, nth):
+        if not params.get("DryRun") and not sent:
+            sent.append(nth)
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.5)  # the signal is pending while the call goes on
+        return None
+
+    sent: list[int] = []
+
+    cloud1.fakes.fail["RunInstances"] = interrupt
+    expect = "during aws provisioning: launch in .*everything it created was removed"
+    with pytest.raises(Interrupted, match=expect), \
+            open_any_lab(scenario(cloud1.endpoint), **lab_kw(tmp_path, "r-int")):
+        pass
+    launched = [p for p in cloud1.fakes.params("RunInstances") if not p.get("DryRun")]
+    assert len(launched) == 1  # the interrupt landed right after the first launch returned
+    # ... which did create its instance (the signal did not cut the call short), and teardown knew it
+    assert cloud1.fakes.params("TerminateInstances")
+    assert cloud1.nothing_left()
+
+
+@pytest.mark.parametrize("code,message,expect", [
+    ("PendingVerification", "Your request for accessing resources in this region is being validated",
+     "verification:"),
+    ("OptInRequired", "You are not subscribed to this service", "opt-in:"),
+    ("InvalidParameterCombination", "The specified instance type is not eligible for Free Tier.",
+     "free plan:"),
+    ("VcpuLimitExceeded", "You have requested more vCPU capacity than your current vCPU limit of 4 allows",
+     "scenarios/aws-smoke.yaml, which fits 4 vCPUs"),
+])
+def test_hints_for_a_fresh_accounts_refusals(code, message, expect):
+    from botocore.exceptions import ClientError
+
+    exc = ClientError({"Error": {"Code": code, "Message": message}}, "RunInstances")
+    assert expect in aws_api.hint(exc)
+    assert "IAM" not in aws_api.hint(exc)

@@ -69,6 +69,7 @@ from orchestrator.hosts.aws.cleanup import Leftover, delete_when_free, remove, s
 from orchestrator.hosts.aws.ec2 import (
     CAPACITY,
     CONSISTENCY,
+    QUOTA,
     TAG_EXPIRES,
     TAG_OWNER,
     TAG_RUN,
@@ -88,7 +89,7 @@ from orchestrator.hosts.aws.prices import planned_seconds
 from orchestrator.plan import fmt_seconds
 from orchestrator.remote import SshTarget, wait_for_banner
 from orchestrator.scenario import Scenario
-from orchestrator.signals import shielded
+from orchestrator.signals import deferred, shielded
 
 log = logging.getLogger(__name__)
 
@@ -126,20 +127,23 @@ class Created:
     security_group_id: str | None = None
     placement_groups: list[str] = field(default_factory=list)  # one per zone tried
     instance_ids: list[str] = field(default_factory=list)
+    expires: str = ""  # ISO time the instances power off by themselves (their dead-man switch)
 
 
 @dataclass(frozen=True)
 class TeardownReport:
     removed: tuple[str, ...]
     failed: tuple[str, ...]
+    expires: str = ""  # when what may remain powers itself off ("" if nothing was launched)
 
     @property
     def ok(self) -> bool:
         return not self.failed
 
     def summary(self, region: str, run_id: str) -> str:
+        when = f"; its instances power off by themselves at {self.expires}" if self.expires else ""
         return (f"AWS teardown could not remove: {'; '.join(self.failed)}. Remove them with "
-                f"`orchestrate cleanup --provider aws --region {region} --run-id {run_id}`")
+                f"`orchestrate cleanup --provider aws --region {region} --run-id {run_id}`{when}")
 
 
 WaitSsh = Callable[[Sequence[Booted], float], None]
@@ -264,8 +268,9 @@ def provision(scenario: Scenario, *, run_id: str, created: Created, session: Any
 
     checked = preflight.check(session, aws, role_counts(scenario), resolve_image)
     cidr = ipaddress.ip_network(_ssh_cidr(aws, checked, my_address), strict=False)
+    created.expires = iso(now + timedelta(seconds=aws.expire_after))
     tags = {TAG_RUN: run_id, TAG_SCENARIO: scenario.name, TAG_OWNER: api.identity(session, aws.endpoint_url),
-            TAG_EXPIRES: iso(now + timedelta(seconds=aws.expire_after)), "Name": base}
+            TAG_EXPIRES: created.expires, "Name": base}
     log.info("aws: %s in %s: %s; SSH from %s", base, aws.region,
              ", ".join(f"{r.role} {r.count} x {r.instance_type} ({r.arch}, {r.image})"
                        for r in checked.roles), cidr)
@@ -274,22 +279,24 @@ def provision(scenario: Scenario, *, run_id: str, created: Created, session: Any
     created.lab_dir.chmod(0o700)
     created.attempted = True
     created.doing = "create the key pair and security group"
-    with step("create key pair"):
+    # Each create runs with signals deferred (not dropped): a Ctrl-C or hang-up lands once its
+    # id is recorded, so teardown knows it.
+    with deferred(), step("create key pair"):
         key = ec2.create_key_pair(KeyName=base, KeyType="ed25519",
                                   TagSpecifications=tag_spec("key-pair", tags))
-    created.key_name = key["KeyName"]
+        created.key_name = key["KeyName"]
     key_file = created.lab_dir / "id_ed25519"
     fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(key.pop("KeyMaterial"))
     del key
 
-    with step("create security group"):
+    with deferred(), step("create security group"):
         sg = ec2.create_security_group(GroupName=base, VpcId=checked.subnets[0].vpc_id,
                                        Description=f"orchestrate run {run_id}: SSH from the orchestrator, "
                                                    "all traffic between members",
                                        TagSpecifications=tag_spec("security-group", tags))
-    created.security_group_id = sg_id = sg["GroupId"]
+        created.security_group_id = sg_id = sg["GroupId"]
     v4 = cidr.version == 4
     ssh_rule: dict[str, Any] = {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
                                 "IpRanges" if v4 else "Ipv6Ranges": [
@@ -367,7 +374,7 @@ class _Fleet:
         created.doing = f"launch {count} more client(s)"
         kw = _run_args(config(self.scenario), r, created, self.group, self.subnet_id, self.sg_id, self.tags,
                        self.base, token=f"orch-{uuid.uuid4().hex[:16]}-more-{self.used}")
-        with step(f"launch {count} more client(s) ({r.instance_type} in {self.subnet_id})"):
+        with deferred(), step(f"launch {count} more client(s) ({r.instance_type} in {self.subnet_id})"):
             try:
                 resp = api.retry(lambda: self.ec2.run_instances(**kw), codes=CONSISTENCY,
                                  what="launch client")
@@ -375,9 +382,12 @@ class _Fleet:
                 if code_of(exc) in CAPACITY:
                     raise NoMoreHosts(f"aws has no room for more {r.instance_type} in the run's placement "
                                       f"group now: {error_text(exc)}", phase="add client hosts") from None
+                if code_of(exc) in QUOTA:  # scaling stops here; the run goes on with what it has
+                    raise NoMoreHosts(f"aws quota allows no more {r.instance_type} now: {error_text(exc)}"
+                                      f"{api.hint(exc)}", phase="add client hosts") from None
                 raise
-        ids = [i["InstanceId"] for i in resp["Instances"]]
-        created.instance_ids += ids  # from here on teardown terminates them with the rest
+            ids = [i["InstanceId"] for i in resp["Instances"]]
+            created.instance_ids += ids  # from here on teardown terminates them with the rest
         log.info("aws: %d more client(s): %s", count, ", ".join(ids))
         created.doing = "wait for the new instances to run"
         try:
@@ -448,17 +458,17 @@ def _launch(ec2: Any, scenario: Scenario, checked: preflight.Checked, created: C
     tried: list[str] = []
     for attempt, subnet in enumerate(checked.subnets, 1):
         group = base if attempt == 1 else f"{base}-{attempt}"
-        with step(f"create placement group {group}"):
+        with deferred(), step(f"create placement group {group}"):
             ec2.create_placement_group(GroupName=group, Strategy="cluster",
                                        TagSpecifications=tag_spec("placement-group", tags))
-        created.placement_groups.append(group)
+            created.placement_groups.append(group)
         created.doing = f"launch in {subnet.zone}"
         here: list[str] = []
         try:
             for r in checked.roles:
                 kw = _run_args(aws, r, created, group, subnet.id, sg_id, tags, base,
                                token=f"orch-{nonce}-{attempt}-{r.role}")
-                with step(f"launch {r.role} ({r.count} x {r.instance_type} in {subnet.zone})"):
+                with deferred(), step(f"launch {r.role} ({r.count} x {r.instance_type} in {subnet.zone})"):
                     try:
                         resp = api.retry(lambda kw=kw: ec2.run_instances(**kw), codes=CONSISTENCY,
                                          what=f"launch {r.role}")
@@ -467,8 +477,8 @@ def _launch(ec2: Any, scenario: Scenario, checked: preflight.Checked, created: C
                             raise _NoCapacity(f"launch {r.role} ({r.instance_type}): "
                                               f"{error_text(exc)}") from None
                         raise
-                ids = [i["InstanceId"] for i in resp["Instances"]]
-                created.instance_ids += ids
+                    ids = [i["InstanceId"] for i in resp["Instances"]]
+                    created.instance_ids += ids
                 here += ids
                 log.info("aws: %s: %d x %s in %s: %s", r.role, r.count, r.instance_type, subnet.zone,
                          ", ".join(ids))
@@ -523,9 +533,14 @@ def _wait_running(ec2: Any, ids: list[str]) -> dict[str, dict[str, Any]]:
         delay = min(delay * 2, cap)
 
 
-def teardown(ec2: Any, created: Created, *, now: datetime | None = None) -> TeardownReport:
-    """Remove everything of this run: what `created` recorded plus anything found by its run tag."""
+def teardown(ec2: Any, created: Created, *, now: datetime | None = None,
+             deadline_s: float | None = None) -> TeardownReport:
+    """Remove everything of this run: what `created` recorded plus anything found by its run tag,
+    which is looked for again once the rest is gone (a launch whose reply was lost shows up in
+    DescribeInstances late). Ends by `deadline_s` (default TEARDOWN_DEADLINE_S), or at the first
+    sign that the endpoint cannot be reached, reporting what may remain."""
     now = now or datetime.now(UTC)
+    deadline = time.monotonic() + (api.TEARDOWN_DEADLINE_S if deadline_s is None else deadline_s)
     if not created.attempted:  # failed before creating anything (bad image, no default VPC, ...)
         shutil.rmtree(created.lab_dir, ignore_errors=True)
         return TeardownReport((), ())
@@ -542,14 +557,26 @@ def teardown(ec2: Any, created: Created, *, now: datetime | None = None) -> Tear
     known("security-group", created.security_group_id)
     known("key-pair", created.key_name)
     failed: list[str] = []
+    reachable = True
     try:
         for x in scan(ec2, now=now, run_id=created.run_id):
             items.setdefault((x.kind, x.id), x)
     except Exception as exc:
         failed.append(f"looking up this run's resources by tag: {error_text(exc)}")
-    removed, not_removed = remove(ec2, list(items.values()))
+        reachable = not api.offline(exc)
+    removed, not_removed = remove(ec2, list(items.values()), deadline=deadline)
+    if reachable and not not_removed:  # once more: what the first scan could not see yet
+        try:
+            late = [x for x in scan(ec2, now=now, run_id=created.run_id) if (x.kind, x.id) not in items]
+        except Exception as exc:
+            late, not_removed = [], [f"looking again by tag: {error_text(exc)}"]
+        if late:
+            log.info("aws: found late: %s", ", ".join(f"{x.kind} {x.id}" for x in late))
+            more, not_removed = remove(ec2, late, deadline=deadline)
+            removed += more
     shutil.rmtree(created.lab_dir, ignore_errors=True)  # the key is useless once the pair is deleted
-    return TeardownReport(tuple(f"{x.kind} {x.id}" for x in removed), tuple(failed + not_removed))
+    return TeardownReport(tuple(f"{x.kind} {x.id}" for x in removed), tuple(failed + not_removed),
+                          created.expires if created.instance_ids else "")
 
 
 @contextmanager
@@ -567,7 +594,7 @@ def open_lab(scenario: Scenario, *, run_id: str, session: Any = None, lab_dir: P
         raise UserError(f"hosts.aws.expire_after ({fmt_seconds(aws.expire_after)}) is shorter than the "
                         f"planned run (~{fmt_seconds(planned_seconds(scenario))}); raise it")
     session = session or api.make_session(aws.region)
-    ec2 = client(session, "ec2", aws.endpoint_url)
+    ec2 = client(session, "ec2", aws.endpoint_url, teardown=True)  # few retries, short timeouts
     created = Created(run_id=run_id, lab_dir=lab_dir or LAB_ROOT / f"aws-{run_id}")
     lab: Lab | None = None
     try:
@@ -587,7 +614,9 @@ def open_lab(scenario: Scenario, *, run_id: str, session: Any = None, lab_dir: P
                                  report.summary(aws.region, run_id))) from None
         raise
     report = _teardown_logged(ec2, created, aws.region)
-    if not report.ok:  # the run itself is complete: what is left is a warning with its ids
+    if any(f.startswith("instance ") for f in report.failed):  # still billed: the run failed
+        raise RunFailed(report.summary(aws.region, run_id), phase="teardown")
+    if not report.ok:  # the run itself is complete: free leftovers are a warning with their ids
         log.warning("orchestrate: WARNING %s", report.summary(aws.region, run_id))
 
 

@@ -104,30 +104,49 @@ def scan(ec2: Any, *, now: datetime, run_id: str | None = None,
     return out
 
 
-def remove(ec2: Any, items: Sequence[Leftover]) -> tuple[list[Leftover], list[str]]:
-    """Delete `items`: instances first (terminated and waited for), then the rest. Tries every step."""
+def remove(ec2: Any, items: Sequence[Leftover], *,
+           deadline: float | None = None) -> tuple[list[Leftover], list[str]]:
+    """Delete `items`: instances first (terminated and waited for), then the rest. Tries every step,
+    unless the endpoint cannot be reached or the `deadline` (time.monotonic()) has passed: then
+    what is not yet removed is reported as such at once, rather than each step timing out."""
     removed: list[Leftover] = []
     failed: list[str] = []
     instances = [x for x in items if x.kind == "instance"]
+    stop = ""
     if instances:
         try:
-            alive = terminate(ec2, [x.id for x in instances])
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            alive = terminate(ec2, [x.id for x in instances], timeout=left)
         except Exception as exc:  # teardown goes on whatever failed
             alive = {x.id: error_text(exc) for x in instances}
+            stop = "the endpoint cannot be reached" if api.offline(exc) else ""
         removed += [x for x in instances if x.id not in alive]
         failed += [f"instance {iid}: {why}" for iid, why in alive.items()]
-    for item in (x for x in items if x.kind == "placement-group"):
-        _attempt(lambda item=item: delete_when_free(lambda: ec2.delete_placement_group(GroupName=item.id)),
-                 item, removed, failed)
-    for item in (x for x in items if x.kind == "security-group"):
-        _attempt(lambda item=item: delete_when_free(lambda: ec2.delete_security_group(GroupId=item.id)),
-                 item, removed, failed)
-    for item in (x for x in items if x.kind == "key-pair"):
-        _attempt(lambda item=item: ec2.delete_key_pair(KeyName=item.id), item, removed, failed)
+    deletes: list[tuple[Leftover, Callable[[], Any]]] = []
+    for item in items:
+        if item.kind == "placement-group":
+            deletes.append((item, lambda item=item: delete_when_free(
+                lambda: ec2.delete_placement_group(GroupName=item.id))))
+    for item in items:
+        if item.kind == "security-group":
+            deletes.append((item, lambda item=item: delete_when_free(
+                lambda: ec2.delete_security_group(GroupId=item.id))))
+    for item in items:
+        if item.kind == "key-pair":
+            deletes.append((item, lambda item=item: ec2.delete_key_pair(KeyName=item.id)))
+    for item, delete in deletes:
+        if not stop and deadline is not None and time.monotonic() > deadline:
+            stop = "the teardown deadline passed"
+        if stop:
+            failed.append(f"{item.kind} {item.id}: not removed ({stop})")
+            continue
+        if _attempt(delete, item, removed, failed):
+            stop = "the endpoint cannot be reached"
     return removed, failed
 
 
-def _attempt(step: Callable[[], Any], item: Leftover, removed: list[Leftover], failed: list[str]) -> None:
+def _attempt(step: Callable[[], Any], item: Leftover, removed: list[Leftover], failed: list[str]) -> bool:
+    """One delete; True when it failed because the endpoint cannot be reached."""
     try:
         step()
         removed.append(item)
@@ -137,6 +156,8 @@ def _attempt(step: Callable[[], Any], item: Leftover, removed: list[Leftover], f
             removed.append(item)  # already gone: the goal is reached
         else:
             failed.append(f"{item.kind} {item.id}: {error_text(exc)}")
+            return api.offline(exc)
+    return False
 
 
 # A group is "in use" until the last instance's network interface is gone, which lags

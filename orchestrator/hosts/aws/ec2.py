@@ -31,6 +31,14 @@ STATE_TIMEOUT_S = 600.0  # how long an instance may take to reach running, or te
 ADDRESS_URL = "https://checkip.amazonaws.com"
 LIVE_STATES = ("pending", "running", "shutting-down", "stopping", "stopped")
 POLL_S = 5.0  # between describe calls while instances change state
+# Seconds, not botocore's 60 s: with no network every call would otherwise take minutes while
+# Ctrl-C is shielded, and the user reaches for kill -9. Teardown also retries less and stops
+# at its deadline, then says what may remain and when it expires by itself.
+CONNECT_TIMEOUT_S = 5.0
+READ_TIMEOUT_S = 30.0
+ATTEMPTS = 5  # standard retry mode's attempts (throttling), for provisioning
+TEARDOWN_ATTEMPTS = 2
+TEARDOWN_DEADLINE_S = 900.0  # terminate + wait for terminated + delete the groups and key
 # Backoff for EC2's eventual consistency and for deletes that wait on a dependency:
 # first delay, the longest delay, and how long to keep trying (seconds).
 BACKOFF = (1.0, 15.0, 180.0)
@@ -40,8 +48,10 @@ CONSISTENCY = ("InvalidGroup.NotFound", "InvalidKeyPair.NotFound", "InvalidPlace
 # No room for this type here now: another zone may have it.
 CAPACITY = ("InsufficientInstanceCapacity", "Unsupported", "InsufficientCapacity",
             "Server.InsufficientInstanceCapacity", "InsufficientHostCapacity")
+# The account may not launch more now: the run as planned cannot, but auto-scale can stop here.
+QUOTA = ("VcpuLimitExceeded", "InstanceLimitExceeded", "MaxSpotInstanceCountExceeded")
 _IAM = ("UnauthorizedOperation", "AccessDenied", "AccessDeniedException", "AuthFailure",
-        "InvalidClientTokenId", "UnrecognizedClientException", "ExpiredToken", "OptInRequired")
+        "InvalidClientTokenId", "UnrecognizedClientException", "ExpiredToken")
 DOCS = "README, 'AWS: permissions and quotas'"
 
 
@@ -82,12 +92,27 @@ def make_session(region: str | None, profile: str | None = None) -> Any:
     return session
 
 
-def client(session: Any, service: str, endpoint_url: str | None) -> Any:
+def client(session: Any, service: str, endpoint_url: str | None, *, teardown: bool = False) -> Any:
     from botocore.config import Config
 
     # Standard retry mode backs off on throttling; ClientToken keeps run_instances retries single.
-    cfg = Config(retries={"mode": "standard", "max_attempts": 8}, user_agent_extra="orchestrate")
+    cfg = Config(retries={"mode": "standard", "max_attempts": TEARDOWN_ATTEMPTS if teardown else ATTEMPTS},
+                 connect_timeout=CONNECT_TIMEOUT_S, read_timeout=READ_TIMEOUT_S,
+                 user_agent_extra="orchestrate")
     return session.client(service, endpoint_url=endpoint_url, config=cfg)
+
+
+def offline(exc: BaseException) -> bool:
+    """The endpoint cannot be reached (no network, DNS, a timeout): retrying here will not help."""
+    from botocore.exceptions import (
+        ConnectionClosedError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        ReadTimeoutError,
+    )
+
+    return isinstance(exc, EndpointConnectionError | ConnectTimeoutError | ReadTimeoutError
+                      | ConnectionClosedError)
 
 
 def iso(t: datetime) -> str:
@@ -139,6 +164,21 @@ def hint(exc: BaseException, service: str = "ec2") -> str:
     """What to do about an API error, for the errors a user can fix: permissions and quotas."""
     code = code_of(exc)
     op = getattr(exc, "operation_name", "") or "this call"
+    text = error_text(exc).lower()
+    if code == "PendingVerification":
+        return (" (verification: AWS is still verifying this account for the region, which can take "
+                f"up to 4 hours; try again then, or in a region already in use; see the {DOCS})")
+    if code == "OptInRequired":
+        return (" (opt-in: the account is not subscribed to EC2 here, or the region is an opt-in one "
+                f"not enabled for it: enable it under Account > AWS Regions; see the {DOCS})")
+    if "free tier" in text or "free plan" in text:
+        return (" (free plan: the account may launch only free-tier-eligible types, so the defaults "
+                "are refused; start with scenarios/aws-smoke.yaml, or upgrade the plan to a paid one; "
+                f"see the {DOCS})")
+    if code == "VcpuLimitExceeded" or "vcpu limit" in text:
+        return (" (quota: the account's Running On-Demand Standard instances vCPU quota, L-1216C47A, is "
+                "below what the run needs; ask for more in Service Quotas, or start with "
+                f"scenarios/aws-smoke.yaml, which fits 4 vCPUs; see the {DOCS})")
     if code in _IAM or code.endswith(("AccessDenied", "Unauthorized")):
         return f" (IAM: the credentials need {service}:{op}; see the {DOCS})"
     if code.endswith("LimitExceeded") and code != "RequestLimitExceeded":
