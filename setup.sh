@@ -7,14 +7,18 @@ set -euo pipefail
 cd "$(dirname "$0")"
 mode=${1:-run}; shift || true
 
-# What `run` needs on the machine that drives a local (loopback) experiment.
+# What `run` needs for every shipped scenario on this machine: the loopback ones (load,
+# telemetry, the server's build), the netns lab's (sshd per host, ip/tc for links and
+# caps) and nginx.yaml's server. orchestrator/packages.py maps each tool to one of these;
+# tests/test_packages.py checks that every tool a shipped scenario uses is in this list.
+# Installing openssh-server and nginx-light also enables their system services (port 22,
+# port 80); the lab and nginx.yaml start their own instances and need neither.
 RUN_PACKAGES=(python3 python3-venv python3-dev git ca-certificates wrk iperf3 sysstat
               g++ cmake make procps psmisc iproute2 util-linux openssh-client sshpass
-              liburing-dev)
-# What the test suite adds: real sshd hosts in namespaces, nginx as a reference
-# server, clang for the parser fuzz target, perf and chromium for the reports,
-# third-party HTTP clients for server/tests/test_clients.py.
-TEST_PACKAGES=(openssh-server nginx-light clang libclang-rt-14-dev linux-perf
+              liburing-dev openssh-server nginx-light)
+# What the test suite adds: clang for the parser fuzz target, perf and chromium for the
+# reports, third-party HTTP clients for server/tests/test_clients.py.
+TEST_PACKAGES=(clang libclang-rt-14-dev linux-perf
                chromium ethtool strace apache2-utils nghttp2-client httperf curl)
 
 need=()

@@ -10,6 +10,7 @@ round, then the median over rounds.
 
     .venv/bin/python bench/orchestration_overhead.py [--rounds 3] [--duration 2] [--clients 1,4,8,16]
     .venv/bin/python bench/orchestration_overhead.py --against /tmp/before   # two checkouts, one lab
+    .venv/bin/python bench/orchestration_overhead.py --deploy-on --clients 1,8,16 --against /tmp/before
     .venv/bin/python bench/orchestration_overhead.py --calibrate orchestrator/data/overheads.json
 
 --calibrate measures what the plan's time estimate is built from (per-step timing that every
@@ -126,6 +127,9 @@ def main() -> None:
     ap.add_argument("--deployed", action="store_true",
                     help="tools and server are installed for labs already (they share "
                          f"{netns.LAB_ORCHESTRATE_ROOT}): skip the warm-up deploy")
+    ap.add_argument("--deploy-on", action="store_true",
+                    help="every timed run deploys too (hosts.deploy: true), at inputs already "
+                         "deployed: the cost of a deploy that has nothing to do")
     ap.add_argument("--calibrate", type=Path, metavar="JSON",
                     help="measure the overheads the plan's estimate uses; write them to JSON "
                          "(orchestrator/data/overheads.json)")
@@ -158,14 +162,15 @@ def main() -> None:
                 order = [(v, n) for n in counts for v in versions]
                 for v, n in order if r % 2 == 0 else order[::-1]:
                     loads.append(os.getloadavg()[0])
-                    walls[v, n].append(one_run(lab, n, args.duration, Path(tmp), deploy=False,
+                    walls[v, n].append(one_run(lab, n, args.duration, Path(tmp), deploy=args.deploy_on,
                                                repo=versions[v]))
                     print(f"round {r + 1}: {v} {n} clients {walls[v, n][-1] - args.duration:.2f} s "
                           f"(load average {loads[-1]:.1f})", file=sys.stderr)
         finally:
             netns.down(lab)
     print(f"machine: {platform.node()} {os.cpu_count()} CPUs, kernel {platform.release()}, "
-          f"{args.rounds} rounds, load {args.duration} s per run, baseline off, deploy warm; "
+          f"{args.rounds} rounds, load {args.duration} s per run, baseline off, deploy warm"
+          f"{' and on in every run' if args.deploy_on else ''}; "
           f"1-minute load average before each run {min(loads):.1f}-{max(loads):.1f} "
           f"(median {statistics.median(loads):.1f})")
     for v, repo in versions.items():

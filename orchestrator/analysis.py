@@ -34,10 +34,12 @@ from orchestrator.records import (
     Summary,
     Switches,
 )
+from orchestrator.tools.loadgen import send_lag_limit_ms
 
 NETWORK, SERVER, CLIENT = "network-bound", "server-bound", "client-bound"
 CONCURRENCY, INCONCLUSIVE = "concurrency-bound", "inconclusive"
-VERDICTS = (NETWORK, SERVER, CLIENT, CONCURRENCY, INCONCLUSIVE)
+LATENCY = "latency-bound"  # one run, nothing saturated, QPS = C/L: more connections or a serial server
+VERDICTS = (NETWORK, SERVER, CLIENT, LATENCY, CONCURRENCY, INCONCLUSIVE)
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class Thresholds:
     flat_gain: float = 1.25  # connections at least doubled, QPS up by less: not concurrency
     send_lag_ms: float = 1.0  # open-loop mean send lag that shows the generator fell behind
     queued_share: float = 1.0  # % of requests that waited for a free connection: lag is that wait
+    completion: float = 99.0  # % of the offered rate answered below which the server fell short
 
     @classmethod
     def from_scenario(cls, sc: Any) -> Thresholds:
@@ -94,7 +97,12 @@ RULES: tuple[Rule, ...] = (
          "against the ceiling measured by all clients at once. A ceiling measured while iperf3 "
          "itself was CPU-bound is only a lower bound and never gives this verdict (per "
          "direction: a CPU-bound reverse test leaves the forward ceiling trusted); over loopback "
-         "a saturated CPU explains the number better than the ceiling"),
+         "a saturated CPU explains the number better than the ceiling, and across hosts a "
+         "saturated CPU as well makes it inconclusive, naming both (as for the allowance counters)"),
+    Rule("packets-unknown", INCONCLUSIVE,
+         "packets were not counted, and only an assumed {packets_per_request:g} packets/request "
+         "would reach `ceiling_use`: no verdict rests on an assumed figure (wrong by 10x at "
+         "pipeline depth 16), so the network's part is unknown and the evidence says so"),
     Rule("both-saturated", INCONCLUSIVE,
          "the server and the load generator are both saturated by the rules below: give the "
          "load generator more CPUs to find the server's limit"),
@@ -126,18 +134,29 @@ RULES: tuple[Rule, ...] = (
          "what the quota allows, since throttled time reads as waiting), or, when the record has "
          "no per-thread figures "
          "for it, the busiest of its pinned CPUs (the maximum, as for the server) is, or an "
-         "open-loop generator's mean send lag is {send_lag_ms:g} ms or more, or it reports that it "
-         "did not sustain its rate (`sustained: false`: achieved below 99% of the target, or send "
-         "lag p99 above max(1 ms, 10% of the interval)), while "
-         "the server's CPUs were measured and nothing above saturated. Lag and a missed rate "
-         "are not the generator's when at least {queued_share:g}% of its requests waited for a "
+         "open-loop generator's mean send lag is {send_lag_ms:g} ms or more, or its send-fidelity "
+         "self-check failed (send lag p99 above max(1 ms, 10% of the interval); a summary that "
+         "did not record it has it derived from its send lag p99), while "
+         "the server's CPUs were measured and nothing above saturated. Answers short of the "
+         "offered rate are never the generator's (see server-completion). Send lag is "
+         "not the generator's when at least {queued_share:g}% of its requests waited for a "
          "free connection (all busy: the server or the network held them) while its threads "
          "were measured and below `client_busy`"),
-    Rule("concurrency", CONCURRENCY,
+    Rule("latency-bound", LATENCY,
          "nothing is saturated and QPS is no more than {littles_law:g}% below C/L (Little's law: "
-         "C requests in flight over mean latency L is the most this closed loop can do; a QPS "
-         "above C/L means the latency figure overstates, and is flagged), and the matrix does "
-         "not show QPS flat along connections: more connections would raise QPS"),
+         "C requests in flight over mean latency L is the most this loop can do; a QPS above "
+         "C/L means the latency figure overstates, and is flagged). In a loop QPS = C/L holds by "
+         "construction, so one run cannot tell more connections would help from a server that "
+         "serialises: the evidence names both, and a connections axis tells them apart "
+         "(server-serialised above, concurrency below)"),
+    Rule("concurrency", CONCURRENCY,
+         "across the matrix, a latency-bound run's connections at least doubled raised QPS by "
+         "x{flat_gain:g} or more: more connections would raise QPS"),
+    Rule("server-completion", SERVER,
+         "open loop, nothing saturated and not latency-bound: the server answered less than "
+         "{completion:g}% of the offered rate (the completion self-check, the server's) while the "
+         "generator sent on schedule (its send-fidelity self-check held, or its lag was the wait "
+         "for a free connection): the offered rate is more than the server completes"),
     Rule("nothing-fits", INCONCLUSIVE,
          "nothing above applies (for example the load generator's CPUs were not measured, or "
          "the only ceiling reached is a lower bound); the evidence says what is known"),
@@ -175,8 +194,12 @@ TEMPLATES: dict[str, str] = {
     "queued": "{share} of the load generator's requests waited for a free connection (all {conns} "
               "busy; up to {depth} waiting) while its CPU was below {threshold}: its send lag is "
               "that wait, set by the server or the network, not by the generator",
-    "not-sustained": "load generator did not sustain its rate: {achieved} of {target} requests/s "
-                     "({share} of the target) with send lag p99 {lag} ms (its own self-check)",
+    "send-fidelity": "load generator did not send on schedule: send lag p99 {lag} ms > {limit} ms "
+                     "(send fidelity, its own self-check; {basis})",
+    "send-fidelity-ok": "load generator sent on schedule: send lag p99 {lag} ms <= {limit} ms "
+                        "(send fidelity; {basis})",
+    "completion": "the server answered {achieved} of {target} requests/s offered ({share} < {threshold}; "
+                  "completion rate) while {fidelity}",
     "littles-law": "Little's law: {c} requests in flight / {l} ms mean {what} = {cap} req/s; "
                    "QPS {qps} is {diff} {rel} {threshold} below it",
     "littles-law-over": "Little's law: {c} requests in flight / {l} ms mean {what} = {cap} req/s, "
@@ -185,9 +208,17 @@ TEMPLATES: dict[str, str] = {
     "serialised": "connections {c1} -> {c2} (x{cx}) but QPS {q1} -> {q2} (x{qx}, < x{threshold}) "
                   "while mean latency grew {l1} -> {l2} ms: requests queue on the server",
     "scales": "connections {c1} -> {c2} (x{cx}) raised QPS {q1} -> {q2} (x{qx}, >= x{threshold})",
+    "latency-bound": "nothing saturated and QPS = C/L: either more connections would raise QPS, or "
+                     "the server serialises requests (a lock, a sleep, a slow backend); one run cannot "
+                     "tell them apart, a connections axis in the matrix can",
     "both": "server and load generator both saturated: give the load generator more CPUs "
             "to find the server's limit",
     "network-and-cpu": "NIC allowance counters grew while a CPU was saturated: both limit the run",
+    "ceiling-and-cpu": "the network ceiling was reached while a CPU was saturated: both limit the run",
+    "packets-unknown": "packets per request were not counted (sar on the server's interface): at an "
+                       "assumed {ppr} the load reaches the ceiling below, but the real figure may be "
+                       "several times smaller or larger (pipelining, large responses), so whether the "
+                       "network was the limit is unknown",
     "ceiling-use": "network ceiling use {use} ({scope})",
 }
 
@@ -207,9 +238,10 @@ def _num(x: Any) -> float | None:
     return float(x) if isinstance(x, int | float) and not isinstance(x, bool) else None
 
 
-def pct(value: float, threshold: float | None = None) -> str:
-    """`value`% with as few decimals as keep its side of `threshold` visible (89.96 -> 89.96%)."""
-    for d in (0, 1, 2, 3):
+def pct(value: float, threshold: float | None = None, decimals: int = 0) -> str:
+    """`value`% with as few decimals (at least `decimals`) as keep its side of `threshold`
+    visible (89.96 -> 89.96%)."""
+    for d in range(decimals, 4):
         r = round(value, d)
         if threshold is None or (r >= threshold) == (value >= threshold):
             return f"{r:.{d}f}%"
@@ -394,6 +426,47 @@ def littles_law(run: Run) -> dict[str, float] | None:
             "below_pct": max(0.0, 100.0 * (cap - qps) / cap), "over_pct": max(0.0, 100.0 * (qps - cap) / cap)}
 
 
+@dataclass(frozen=True)
+class SelfChecks:
+    """An open-loop run's two self-checks, kept apart because they blame different sides:
+    send fidelity is the client's (did it send on schedule), completion the server's (answered
+    per second over offered). None: not measured."""
+
+    target: float
+    achieved: float | None
+    completion: float | None  # % of the offered rate answered
+    send_fidelity: bool | None
+    lag_p99_ms: float | None
+    lag_limit_ms: float
+    basis: str  # where send_fidelity came from
+
+
+def self_checks(run: Run) -> SelfChecks | None:
+    """The two self-checks of an open-loop run; a summary written before they were recorded
+    apart has them derived from its rate and send-lag p99 (and says so)."""
+    rate = run.rate
+    if not rate or not rate.target:
+        return None
+    target = rate.target
+    lag = run.send_lag_ms.p99 if run.send_lag_ms else None
+    limit = send_lag_limit_ms(target)
+    if rate.send_fidelity is not None:
+        fidelity, basis = rate.send_fidelity, "as the generator recorded it"
+    elif lag is not None:
+        fidelity, basis = lag <= limit, "derived from the recorded send lag"
+    else:
+        fidelity, basis = None, "send lag not recorded"
+    if rate.completion is not None:
+        completion: float | None = 100.0 * rate.completion
+    else:
+        completion = 100.0 * rate.achieved / target if rate.achieved is not None else None
+    return SelfChecks(target, rate.achieved, completion, fidelity, lag, limit, basis)
+
+
+def _ms(v: float | None) -> str:
+    return f"{v:.2f}" if v is not None else "n/a"
+
+
 @dataclass
 class _Check:
     """One ceiling comparison: a rate against the ceiling it is held to."""
@@ -408,6 +481,11 @@ class _Check:
     ppr_source: str
     cap: float
     lower_bound: str | None  # why the ceiling is only a lower bound, else None
+
+    @property
+    def assumed(self) -> bool:
+        """The rate is QPS x an assumed packets/request: it decides nothing."""
+        return self.ppr_source == "assumed"
 
     @property
     def use(self) -> float:
@@ -509,7 +587,10 @@ def analyse_run(run: Run, *, server: str, interface: str | None, loopback: bool,
     for c in checks:
         close(f"ceiling use ({c.scope}, {c.where})", c.use, th.ceiling_use)
     hit = [c for c in checks if c.use >= th.ceiling_use]
-    trusted = max((c for c in hit if not c.lower_bound), key=lambda c: c.use, default=None)
+    trusted = max((c for c in hit if not c.lower_bound and not c.assumed), key=lambda c: c.use,
+                  default=None)
+    # reached only on an assumed packets/request: the network may or may not be the limit
+    unknown = max((c for c in hit if not c.lower_bound and c.assumed), key=lambda c: c.use, default=None)
     bounded = max((c for c in hit if c.lower_bound), key=lambda c: c.use, default=None)
     allowance, allowance_small = _allowances(run, th)
     flags += allowance_small
@@ -619,15 +700,26 @@ def analyse_run(run: Run, *, server: str, interface: str | None, loopback: bool,
     late = lag is not None and lag >= th.send_lag_ms
     if late:
         client_ev.append((not waited, say("send-lag", lag=f"{lag:.2f}", threshold=f"{th.send_lag_ms:g}")))
-    rate = run.rate
-    unsustained = bool(rate and rate.sustained is False and rate.target)
-    if rate and unsustained and rate.target:
-        achieved, target = rate.achieved or 0.0, rate.target
-        p99 = sent_late.p99 if sent_late else None
-        client_ev.append((not waited, say("not-sustained", achieved=f"{achieved:,.0f}",
-                                          target=f"{target:,.0f}", share=f"{achieved / target:.1%}",
-                                          lag=f"{p99:.2f}" if p99 is not None else "n/a")))
-    if waited and queued and (late or unsustained):
+    checks_ = self_checks(run)
+    unsustained = checks_ is not None and checks_.send_fidelity is False
+    if checks_ and unsustained:
+        client_ev.append((not waited, say("send-fidelity", lag=_ms(checks_.lag_p99_ms),
+                                          limit=f"{checks_.lag_limit_ms:g}", basis=checks_.basis)))
+    short = checks_ is not None and checks_.completion is not None and checks_.completion < th.completion
+    if checks_ and short:
+        completion_line = say("completion", achieved=f"{checks_.achieved or 0:,.0f}",
+                              target=f"{checks_.target:,.0f}",
+                              share=pct(checks_.completion, th.completion, 2),
+                              threshold=f"{th.completion:g}%",
+                              fidelity=("the generator sent on schedule" if checks_.send_fidelity
+                                        else "its send lag was that wait" if waited
+                                        else "the generator also sent late" if unsustained
+                                        else "whether the generator sent on schedule is not measured"))
+        server_ev.append(("", completion_line))
+        if checks_.send_fidelity:
+            client_ev.append((False, say("send-fidelity-ok", lag=_ms(checks_.lag_p99_ms),
+                                         limit=f"{checks_.lag_limit_ms:g}", basis=checks_.basis)))
+    if waited and queued and (late or unsustained or short):
         client_ev.append((False, say("queued", share=pct(queued[0]), conns=f"{in_flight(run) or '?'}",
                                      depth=f"{queued[1]:,}", threshold=f"{th.client_busy:g}%")))
     client_measured = bool(client_ev)
@@ -673,8 +765,16 @@ def analyse_run(run: Run, *, server: str, interface: str | None, loopback: bool,
             rule, verdict = "nic-allowance", NETWORK
             evidence += [*allowance, *server_lines, *client_lines]
     elif trusted and not (loopback and (server_saturated or client_saturated)):
-        rule, verdict = "ceiling", NETWORK
-        evidence += [ceiling_text(trusted), *server_lines, *client_lines]
+        if server_saturated or client_saturated:  # as for the allowance counters: both named
+            rule, verdict = "ceiling", INCONCLUSIVE
+            evidence += [say("ceiling-and-cpu"), ceiling_text(trusted), *server_lines, *client_lines]
+        else:
+            rule, verdict = "ceiling", NETWORK
+            evidence += [ceiling_text(trusted), *server_lines, *client_lines]
+    elif unknown and not (loopback and (server_saturated or client_saturated)):
+        rule, verdict = "packets-unknown", INCONCLUSIVE
+        evidence += [say("packets-unknown", ppr=f"{th.packets_per_request:g}"), ceiling_text(unknown),
+                     *server_lines, *client_lines]
     elif server_saturated and client_saturated:
         rule, verdict = "both-saturated", INCONCLUSIVE
         evidence += [say("both"), *server_lines, *client_lines]
@@ -693,8 +793,11 @@ def analyse_run(run: Run, *, server: str, interface: str | None, loopback: bool,
         rule, verdict = "nothing-fits", INCONCLUSIVE
         evidence += [say("missing", what="load generator CPU (mpstat)"), *server_lines]
     elif ll and ll["below_pct"] <= th.littles_law and not bounded:
-        rule, verdict = "concurrency", CONCURRENCY
-        evidence += [_littles_text(ll, qps, th), *server_lines, *client_lines]
+        rule, verdict = "latency-bound", LATENCY
+        evidence += [_littles_text(ll, qps, th), say("latency-bound"), *server_lines, *client_lines]
+    elif short and (checks_ and checks_.send_fidelity or waited) and "max_busy" in srv:
+        rule, verdict = "server-completion", SERVER
+        evidence += [completion_line, *[t for t in server_lines if t != completion_line], *client_lines]
     else:
         rule, verdict = "nothing-fits", INCONCLUSIVE
         evidence += [*server_lines, *client_lines]
@@ -762,7 +865,8 @@ def along_connections(runs: Iterable[Run], th: Thresholds | None = None) -> list
     """Across the matrix: for each (arch, threads), QPS and mean latency along the connections
     axis. Where nothing saturated, QPS that stays flat while connections at least double means
     the server serialises requests (server-bound, 'server-serialised'); QPS that rises with them
-    confirms concurrency-bound. Returns the runs, those it concerns with their analysis rewritten."""
+    makes a latency-bound run concurrency-bound. Returns the runs, those it concerns with their
+    analysis rewritten."""
     th = th or Thresholds()
     runs = list(runs)
     verdict_of: dict[int, Analysis] = {}  # index in runs -> rewritten analysis
@@ -792,7 +896,7 @@ def along_connections(runs: Iterable[Run], th: Thresholds | None = None) -> list
             # only runs where everything was measured and nothing saturated (the concurrency
             # rule held): an unmeasured load generator could be the flat part itself
             idle = [i for c in (c1, c2) for i in by_c[c]
-                    if analysis_of(i).rule in ("concurrency", "server-serialised")]
+                    if analysis_of(i).rule in ("latency-bound", "concurrency", "server-serialised")]
             values = {"c1": c1, "c2": c2, "cx": f"{cx:g}", "q1": f"{q1:,.0f}", "q2": f"{q2:,.0f}",
                       "qx": f"{qx:.2f}", "threshold": f"{th.flat_gain:g}"}
             if qx < th.flat_gain and l2 > l1:
@@ -806,8 +910,9 @@ def along_connections(runs: Iterable[Run], th: Thresholds | None = None) -> list
                 text = say("scales", **values)
                 for i in by_c[c1]:
                     a = analysis_of(i)
-                    if a.verdict == CONCURRENCY and text not in a.evidence:
-                        verdict_of[i] = a.model_copy(update={"evidence": (*a.evidence, text)})
+                    if a.verdict in (LATENCY, CONCURRENCY) and text not in a.evidence:
+                        verdict_of[i] = a.model_copy(update={"evidence": (text, *a.evidence),
+                                                             "verdict": CONCURRENCY, "rule": "concurrency"})
     return [r.model_copy(update={"analysis": verdict_of[i]}) if i in verdict_of else r
             for i, r in enumerate(runs)]
 

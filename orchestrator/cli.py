@@ -7,6 +7,7 @@ Exit codes: 0 ok, 1 a run failed, 2 bad input (nothing started), 3 regression, 1
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable
 from importlib import resources
@@ -25,6 +26,8 @@ from orchestrator.errors import (
 )
 
 DEFAULT_SCENARIO = "loopback"
+# compare.METRICS, spelled out so --help does not import the comparison stack
+METRIC_CHOICES = ["qps", "capacity", "cpu_us_per_request", "packets_per_request", "p50", "p99", "p99_9"]
 HISTORY_HELP = ("the history: a SQLite file, or s3://BUCKET/PREFIX to keep it (and every results "
                 "folder) in S3 (default $ORCHESTRATE_HISTORY or ~/.local/share/orchestrate/history.sqlite)")
 
@@ -115,6 +118,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from orchestrator import compare, execute
+    from orchestrator.doctor import preflight
     from orchestrator.history import open_history
     from orchestrator.report import table
 
@@ -133,7 +137,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if loaded.scenario.hosts.provider == "aws":
         from orchestrator.hosts.aws import prices
 
-        prices.check_spend(loaded.scenario, args.max_hourly)  # before asking, before anything starts
+        # before asking, before anything starts
+        prices.check_spend(loaded.scenario, getattr(args, "max_hourly", None))
+    preflight.check(loaded)  # CPUs, inventory, account (exit 2); tools to install (exit 1)
     if loaded.scenario.hosts.provider == "aws" and not _confirm_cloud(loaded.scenario, args.yes):
         print("orchestrate: not started", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -146,9 +152,36 @@ def cmd_run(args: argparse.Namespace) -> int:
     except Exception as exc:  # the results folder is what matters; history is an index
         print(f"orchestrate: WARNING could not record history: {exc}", file=sys.stderr)
     print(f"results: {outcome.results}")
+    _next_step(outcome.results)
     if not args.baseline:
         return EXIT_OK
     return _gate(args, history, outcome.summary)
+
+
+def _next_step(folder: Path) -> None:
+    """The run's last lines: its verdict and the next command worth running."""
+    from orchestrator import store
+    from orchestrator.report import nextstep
+
+    try:
+        advice = nextstep.advise(store.load_summary(folder))
+    except (OSError, ValueError, UserError) as exc:
+        print(f"orchestrate: WARNING no next step: {exc}", file=sys.stderr)
+        return
+    for line in advice.lines() if advice else ["next: orchestrate report " + str(folder)]:
+        print(line)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from orchestrator.doctor import Check, checks, preflight, render
+
+    loaded = _load(args)
+    sc = loaded.scenario
+    print(f"doctor: {loaded.source} (provider {sc.hosts.provider}), sampling {args.seconds:g} s")
+    found = [Check("scenario", "fail", f"needs {lack}") for lack in preflight.lacking(sc)]
+    found += checks.run_all(sc, args.seconds)
+    print(render(found))
+    return EXIT_FAILURE if any(c.status == "fail" for c in found) else EXIT_OK
 
 
 def _gate(args: argparse.Namespace, history: Any, summary: Any) -> int:
@@ -163,7 +196,9 @@ def _gate(args: argparse.Namespace, history: Any, summary: Any) -> int:
               f"{history.where}; nothing to compare with yet")
         return EXIT_OK
     name, before = found
-    result = compare.compare(before, summary, names=(name, run_id), metric=args.metric)
+    n = len(before) if isinstance(before, list) and len(before) > 1 else _repetitions(summary)
+    floor = _floor(history, summary, n, args.metric)
+    result = compare.compare(before, summary, names=(name, run_id), metric=args.metric, floor=floor)
     print(compare.render(result))
     for line in compare.shifts_report(history, scenario):
         print(line)
@@ -179,11 +214,66 @@ def _gate(args: argparse.Namespace, history: Any, summary: Any) -> int:
         print(f"orchestrate: WARNING could not record the gate's verdict: {exc}", file=sys.stderr)
     if bad:
         print(f"REGRESSION: {len(bad)} point(s) dropped significantly by more than "
-              f"{args.fail_on_regression:g}%:", file=sys.stderr)
+              f"{result.effect_pct(args.fail_on_regression):g}%:", file=sys.stderr)
         for ch in bad:
             print(f"  {ch.line()}", file=sys.stderr)
         return EXIT_REGRESSION
-    print(f"regression gate: no significant drop larger than {args.fail_on_regression:g}%")
+    print(f"regression gate: no significant drop larger than "
+          f"{result.effect_pct(args.fail_on_regression):g}%")
+    return EXIT_OK
+
+
+def _repetitions(summary: Any) -> int:
+    from orchestrator.records import as_summary
+
+    return max((r.repetition for r in as_summary(summary, "summary").runs), default=1)
+
+
+def _floor(history: Any, summary: Any, n: int, metric: str | None = None) -> Any:
+    """The noise floor measured on these hosts for this scenario, at n rounds, on `metric`
+    (None: the gate's, QPS), or with metric "*" every floor by metric. None / {}: never
+    measured (`orchestrate noise` measures it)."""
+    from orchestrator import noise
+    from orchestrator.history import machine_fingerprint, plain
+
+    try:
+        found = noise.latest(history, plain(summary)["scenario"], machine_fingerprint(summary))
+    except Exception as exc:  # the comparison stands without it; say so
+        print(f"orchestrate: WARNING could not read the noise floor: {exc}", file=sys.stderr)
+        return {} if metric == "*" else None
+    floors = noise.describe(found, n)
+    return floors if metric == "*" else floors.get(metric or noise.METRIC)
+
+
+def cmd_noise(args: argparse.Namespace) -> int:
+    """A/A rounds of a scenario against itself on these hosts: the noise floor."""
+    from orchestrator import execute, noise
+    from orchestrator.history import open_history
+
+    args.set = [*(args.set or []), f"repeat={2 * args.rounds}"]
+    loaded = _load(args)
+    if loaded.scenario.load.search is not None:
+        raise UserError(f"{loaded.source}: load.search: the noise floor is measured on QPS rounds; "
+                        "run `orchestrate noise` on the scenario without load.search")
+    history = open_history(args.history)
+    history.check()
+    if loaded.scenario.hosts.provider == "aws" and not _confirm_cloud(loaded.scenario, args.yes):
+        print("orchestrate: not started", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    outcome = execute.run(loaded, results_root=Path(args.results), run_id=args.run_id, history=args.history)
+    try:
+        measured = noise.measure(outcome.summary)
+    except ValueError as exc:
+        raise RunFailed(f"noise floor: {exc} (results: {outcome.results})", phase="noise") from None
+    (outcome.results / "noise.json").write_text(json.dumps(measured.to_dict(), indent=1) + "\n")
+    try:
+        history.record(outcome.summary, outcome.results)
+        history.record_floor(measured.results_id, measured.to_dict())
+    except Exception as exc:
+        print(f"orchestrate: WARNING could not record the noise floor in history: {exc}", file=sys.stderr)
+    for line in measured.lines():
+        print(line)
+    print(f"results: {outcome.results}")
     return EXIT_OK
 
 
@@ -236,9 +326,41 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from orchestrator.history import open_history
 
     history = open_history(args.history)
+    if args.factor:
+        return _compare_paired(args, history)
+    if args.b is None:
+        raise UserError("compare needs two results folders A B, or one with --factor AXIS --baseline VALUE")
     (na, a), (nb, b) = compare.find(args.a, history), compare.find(args.b, history)
-    result = compare.compare(a, b, names=(na, nb), min_effect_pct=args.min_effect, metric=args.metric)
+    n = min(_repetitions(a), _repetitions(b))
+    floor = _floor(history, a, n, args.metric)
+    result = compare.compare(a, b, names=(na, nb), metric=args.metric, floor=floor)
     print(compare.render(result))
+    return EXIT_OK
+
+
+def _compare_paired(args: argparse.Namespace, history: Any) -> int:
+    """One results folder, a factor against its baseline value, its repetitions as rounds."""
+    from orchestrator import compare, stats
+
+    if args.b is not None or args.baseline is None:
+        raise UserError("--factor AXIS compares within one results folder: give one folder and "
+                        "--baseline VALUE")
+    name, summary = compare.find(args.a, history)
+    metrics = args.paired_metric or ["qps", "cpu_us_per_request"]
+    raw = args.baseline
+    values = {str(getattr(r, f)): getattr(r, f) for r in summary.runs
+              for f in ("arch", "server_threads", "connections")}
+    if raw not in values:
+        raise UserError(f"--baseline {raw}: no run of {name} has that value")
+    changes = compare.paired(summary, args.factor, values[raw], metrics=metrics,
+                             floors=_floor(history, summary, _repetitions(summary), "*"))
+    print(f"compare within {name}: {args.factor}, each value against {raw}, paired by round "
+          f"(repetition k of every value is round k); {stats.PAIRED}; Holm across "
+          f"{len(changes)} comparison(s)")
+    for c in changes:
+        print(c.line())
+    if not changes:
+        print("no rounds to pair (each value needs 2 or more repetitions with the metric measured)")
     return EXIT_OK
 
 
@@ -332,11 +454,13 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "validate": cmd_validate,
+    "doctor": cmd_doctor,
     "schema": cmd_schema,
     "plan": cmd_plan,
     "run": cmd_run,
     "report": cmd_report,
     "compare": cmd_compare,
+    "noise": cmd_noise,
     "history": cmd_history,
     "publish": cmd_publish,
     "lab": cmd_lab,
@@ -360,6 +484,10 @@ def build_parser() -> argparse.ArgumentParser:
         return sp
 
     scenario_cmd("validate", "check a scenario; exit 2 with FILE:LINE messages if it is wrong")
+    doc = scenario_cmd("doctor", "check this machine (and a static inventory's hosts) for a scenario: "
+                       "one ok/warn/fail line per check, with the fix; exit 1 on a fail", False)
+    doc.add_argument("--seconds", type=float, default=1.0, metavar="N",
+                     help="how long to sample the pinned CPUs' load and pauses (default 1)")
     scenario_cmd("plan", "show the runs a scenario expands to and the expected time", False)
     r = scenario_cmd("run", "run a scenario end to end", False)
     r.add_argument("--results", default="results", metavar="DIR", help="results root (default ./results)")
@@ -370,9 +498,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--fail-on-regression", type=float, metavar="PCT",
                    help="exit 3 if any point drops significantly by more than PCT percent "
                    "(needs repeat >= 3)")
-    r.add_argument("--metric", choices=["qps", "capacity"],
+    r.add_argument("--metric", choices=METRIC_CHOICES,
                    help="what the baseline comparison judges (default: capacity when the scenario "
-                   "searches for it, else QPS)")
+                   "searches for it, else QPS; CPU per request and latencies: a rise is worse)")
     r.add_argument("--resume", metavar="RUN_ID",
                    help="continue an interrupted sweep in its results folder, skipping measured runs")
     r.add_argument("--yes", action="store_true", help="do not ask before renting cloud machines")
@@ -381,18 +509,34 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: hosts.aws.max_hourly)")
     r.add_argument("--history", metavar="DB|s3://BUCKET/PREFIX", help=HISTORY_HELP)
 
+    nz = scenario_cmd("noise", "measure the noise floor: A/A rounds of the scenario against itself "
+                      "on these hosts; kept in the history with the hosts' fingerprint", False)
+    nz.add_argument("--rounds", type=int, default=5, choices=range(2, 51), metavar="N",
+                    help="A/A rounds (each runs every point twice; default 5, 2..50)")
+    nz.add_argument("--results", default="results", metavar="DIR", help="results root (default ./results)")
+    nz.add_argument("--run-id", help=argparse.SUPPRESS)
+    nz.add_argument("--yes", action="store_true", help="do not ask before renting cloud machines")
+    nz.add_argument("--history", metavar="DB|s3://BUCKET/PREFIX", help=HISTORY_HELP)
+
     sch = sub.add_parser("schema", help="the scenario JSON Schema (for editors: the shipped scenarios "
                          "point to scenarios/scenario.schema.json)")
     sch.add_argument("-o", "--output", metavar="FILE", help="write it here instead of standard output")
     rep = sub.add_parser("report", help="(re)build report.md and report.html for a results folder")
     rep.add_argument("dir", metavar="DIR")
-    cmp_ = sub.add_parser("compare", help="compare two results folders run by run")
+    cmp_ = sub.add_parser("compare", help="compare two results folders point by point: B/A with "
+                          "its 95%% interval (unpaired: carries the drift between them)")
     cmp_.add_argument("a", metavar="A", help="a results folder or a run id in the history")
-    cmp_.add_argument("b", metavar="B")
+    cmp_.add_argument("b", metavar="B", nargs="?", help="the other results folder (not with --factor)")
+    cmp_.add_argument("--factor", choices=["load.connections", "server.arch", "server.threads"],
+                      help="compare the values of this axis within folder A, round by round "
+                      "(repetition k = round k), each against --baseline")
+    cmp_.add_argument("--baseline", metavar="VALUE", help="the factor's baseline value, e.g. main-sub")
+    cmp_.add_argument("--paired-metric", action="append", metavar="METRIC",
+                      choices=[m for m in METRIC_CHOICES if m != "capacity"],
+                      help="with --factor: a metric to compare (repeatable; default qps and "
+                      "cpu_us_per_request)")
     cmp_.add_argument("--history", metavar="DB|s3://BUCKET/PREFIX", help=HISTORY_HELP)
-    cmp_.add_argument("--min-effect", type=float, default=3.0, metavar="PCT",
-                      help="smallest change called significant (default 3%%)")
-    cmp_.add_argument("--metric", choices=["qps", "capacity"],
+    cmp_.add_argument("--metric", choices=METRIC_CHOICES,
                       help="compare QPS, or the capacity searches found (default: capacity when "
                       "both have it)")
     h = sub.add_parser("history", help="list recorded runs")

@@ -1,17 +1,23 @@
 """Compare two results folders point by point, and the regression gate built on it.
 
-A difference is called significant only when a statistical test says so AND
-the change is at least a minimum effect size (pyperf's rule): repeated runs of
-the same thing always differ a little, and a scheduled job must not cry wolf.
+Every figure goes through orchestrator/stats.py: a point's change is a ratio B/A with its 95%
+interval, never two medians and a p-value. Two results folders are unpaired (made at different
+times), so their interval is Welch's on the logs and carries whatever drifted between them; a
+window of nights (last:N) counts each night once. A point is called better or worse only when
+its interval excludes 1 and its p-value, Holm-adjusted across the points compared, is below
+5%: testing many points must not make one of them fire by chance. Zero spread is never
+certainty, and a capacity's interval is never narrower than its search's grid.
 """
 
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator import stats
 from orchestrator.errors import Problem, UserError
 from orchestrator.history import (
     History,
@@ -25,12 +31,46 @@ from orchestrator.store import load_summary
 
 Point = tuple[Any, Any, Any, float | None]  # arch, server threads, connections, target rate
 
-ALPHA = 0.05
-MIN_EFFECT_PCT = 3.0  # smaller changes are reported as noise even when "significant"
-# What a point's repetitions are compared on: the QPS of its runs, or the capacity its
+ALPHA = 1 - stats.CONFIDENCE
+@dataclass(frozen=True)
+class Metric:
+    """A per-run figure a paired comparison can judge, and which way is better."""
+
+    name: str
+    unit: str
+    higher_is_better: bool
+
+    def read(self, run: Any) -> float | None:
+        """The figure of one run (capacity is read from searches, not runs)."""
+        a = run.analysis
+        if self.name == "qps":
+            return run.qps
+        if self.name == "cpu_us_per_request":
+            return a.cpu_us_per_request.total if a and a.cpu_us_per_request else None
+        if self.name == "packets_per_request":
+            return a.packets_per_request.total if a and a.packets_per_request else None
+        if self.name == "capacity":
+            return None
+        return run.latency_ms.at(self.name)
+
+
+PAIRED_METRICS = {m.name: m for m in (
+    Metric("qps", "req/s", True), Metric("capacity", "req/s capacity", True),
+    Metric("cpu_us_per_request", "CPU µs/request", False),
+    Metric("packets_per_request", "packets/request", False),
+    Metric("p50", "ms p50", False), Metric("p99", "ms p99", False), Metric("p99_9", "ms p99.9", False))}
+# What a point's repetitions are compared on: a figure of its runs, or the capacity its
 # searches found (load.search: the runs of a search are at rates it chose, not comparable)
-METRICS = ("qps", "capacity")
-UNITS = {"qps": "qps", "capacity": "req/s capacity"}
+METRICS = tuple(PAIRED_METRICS)
+UNITS = {m.name: m.unit for m in PAIRED_METRICS.values()} | {"qps": "qps"}
+
+
+def _fmt(x: float) -> str:
+    return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.3g}"
+UNPAIRED_NOTE = ("unpaired: A and B ran at different times, so each interval (Welch on the logs) "
+                 "also carries whatever drifted between them, and is wider than paired rounds' "
+                 "(compare: in a scenario) would be")
+BETTER, WORSE = "better", "worse"
 
 
 def label(point: Point) -> str:
@@ -39,28 +79,48 @@ def label(point: Point) -> str:
 
 
 @dataclass(frozen=True)
+class Floor:
+    """The noise floor of these hosts: the smallest change n rounds detect (from an A/A run)."""
+
+    pct: float
+    rounds: int
+    sd_log: float = 0.0
+    metric: str = "qps"
+
+    def text(self) -> str:
+        return f"floor {self.pct:.1f}% at {self.rounds} rounds"
+
+
+@dataclass(frozen=True)
 class PointChange:
     point: Point
-    before: tuple[float, ...]  # qps of each repetition
+    before: tuple[float, ...]  # the values compared: repetitions, or one per night (last:N)
     after: tuple[float, ...]
-    change_pct: float  # of the medians
-    p_value: float | None  # None: too few repetitions for a test
-    word: str  # "better" | "worse" | "no significant change" | "too few repetitions"
+    ratio: stats.Ratio | None  # None: no interval could be formed (see word)
+    p_adjusted: float | None  # Holm across the comparison's points
+    word: str  # better | worse | not resolved here (...) | not detectable here (...) | ...
     metric: str = "qps"
 
     @property
     def significant(self) -> bool:
-        return self.word in ("better", "worse")
+        return self.word in (BETTER, WORSE)
+
+    @property
+    def change_pct(self) -> float:
+        if self.ratio is not None:
+            return (self.ratio.estimate - 1) * 100
+        med_a, med_b = statistics.median(self.before), statistics.median(self.after)
+        return (med_b - med_a) / med_a * 100 if med_a else 0.0
 
     def line(self) -> str:
         arch, threads, conns, rate = self.point
         med_a, med_b = statistics.median(self.before), statistics.median(self.after)
-        p = f"p={self.p_value:.3g}" if self.p_value is not None else "no test"
         at = f" rate={rate:g}" if rate is not None else ""
-        return (f"{arch:<10} threads={threads:<3} conns={conns:<5}{at} {med_a:>11,.0f} -> "
-                f"{med_b:>11,.0f} {UNITS[self.metric]} ({self.change_pct:+.1f}%, "
-                f"n={len(self.before)}/{len(self.after)}, "
-                f"{p}): {self.word}")
+        interval = f"{self.ratio.text()}, " if self.ratio is not None else ""
+        p = f"Holm p={self.p_adjusted:.2g}, " if self.p_adjusted is not None else ""
+        return (f"{arch:<10} threads={threads:<3} conns={conns:<5}{at} {_fmt(med_a):>11} -> "
+                f"{_fmt(med_b):>11} {UNITS[self.metric]} ({self.change_pct:+.1f}%, {interval}"
+                f"n={len(self.before)}/{len(self.after)}, {p}95%): {self.word}")
 
 
 @dataclass(frozen=True)
@@ -71,9 +131,24 @@ class Comparison:
     only_a: tuple[Point, ...]
     only_b: tuple[Point, ...]
     warnings: tuple[str, ...]
+    statistic: str = stats.UNPAIRED
+    floor: Floor | None = None
+
+    def effect_pct(self, pct: float) -> float:
+        """The effect a gate acts on: the requested one, or the floor where that is larger."""
+        return max(pct, self.floor.pct if self.floor else 0.0)
 
     def regressions(self, pct: float) -> list[PointChange]:
-        return [c for c in self.changes if c.word == "worse" and -c.change_pct > pct]
+        """Points whose whole interval lies beyond max(pct, floor) in the metric's bad direction
+        (a drop of QPS or capacity, a rise of CPU per request or latency)."""
+        effect = self.effect_pct(pct) / 100
+        out = []
+        for c in self.changes:
+            up = PAIRED_METRICS[c.metric].higher_is_better
+            if c.word == WORSE and (c.ratio is None or (c.ratio.high < 1 - effect if up
+                                                         else c.ratio.low > 1 + effect)):
+                out.append(c)
+        return out
 
 
 def _samples(summary: Summary, metric: str = "qps") -> dict[Point, list[float]]:
@@ -84,9 +159,23 @@ def _samples(summary: Summary, metric: str = "qps") -> dict[Point, list[float]]:
         for c in summary.capacity:
             out.setdefault(c.key, []).append(c.capacity or 0.0)
         return out
+    read = PAIRED_METRICS[metric].read
     for r in summary.runs:
-        if r.qps is not None:
-            out.setdefault(r.key, []).append(r.qps)
+        if (value := read(r)) is not None:
+            out.setdefault(r.key, []).append(value)
+    return out
+
+
+def quantum_of(summary: Summary, metric: str) -> dict[Point, float]:
+    """A capacity's resolution: the widest gap, relative to the capacity, between it and the
+    first failing step above it in any of the point's searches (the search's grid). QPS: 0."""
+    out: dict[Point, float] = {}
+    if metric != "capacity":
+        return out
+    for c in summary.capacity:
+        above = [s.rate for s in c.steps if not s.passed and c.capacity and s.rate > c.capacity]
+        if c.capacity and above:
+            out[c.key] = max(out.get(c.key, 0.0), min(above) / c.capacity - 1)
     return out
 
 
@@ -96,36 +185,91 @@ def metric_of(*summaries: Summary | dict[str, Any]) -> str:
     return "capacity" if all(s.capacity for s in typed) else "qps"
 
 
-def judge(before: list[float], after: list[float], *, min_effect_pct: float = MIN_EFFECT_PCT,
-          alpha: float = ALPHA) -> tuple[float, float | None, str]:
-    """(change % of medians, p-value, word) for two sets of repetitions."""
-    med_a, med_b = statistics.median(before), statistics.median(after)
-    change = (med_b - med_a) / med_a * 100 if med_a else 0.0
-    if len(before) < 2 or len(after) < 2:
-        return change, None, "too few repetitions"
-    from scipy import stats  # heavy import, only when comparing
-
-    # Welch's t-test: with 3 repetitions a side, Mann-Whitney cannot reach p < 0.1.
-    if statistics.pstdev(before) == 0 and statistics.pstdev(after) == 0:
-        p = 0.0 if med_a != med_b else 1.0
-    else:
-        p = float(stats.ttest_ind(after, before, equal_var=False).pvalue)
-    if p < alpha and abs(change) >= min_effect_pct:
-        return change, p, "better" if change > 0 else "worse"
-    return change, p, "no significant change"
+def _nothing(ratio: stats.Ratio, floor: Floor | None) -> str:
+    """What an interval that does not exclude 1 says: never "no change"."""
+    if floor is not None:
+        return f"not detectable here ({floor.text()})"
+    return f"not resolved here (interval \u00b1{ratio.half_width_pct:.1f}%)"
 
 
-def compare(a: Summary | dict[str, Any], b: Summary | dict[str, Any], *, names: tuple[str, str] = ("A", "B"),
-            min_effect_pct: float = MIN_EFFECT_PCT, metric: str | None = None) -> Comparison:
-    """Point by point on `metric` (qps or capacity; None: capacity when both sides have it)."""
-    a, b = as_summary(a, names[0]), as_summary(b, names[1])
+def ratio_for(before: Sequence[float], after: Sequence[float], *, quantum: float = 0.0,
+              nights: bool = False) -> tuple[stats.Ratio | None, str | None]:
+    """(ratio, None) or (None, why no interval): too few values, or a zero that has no log."""
+    if nights:
+        if len(before) < 2:
+            return None, "too few nights"
+    elif len(before) < 2 or len(after) < 2:
+        return None, "too few repetitions"
+    zero_a, zero_b = any(x <= 0 for x in before), any(x <= 0 for x in after)
+    if zero_a or zero_b:
+        if all(x > 0 for x in before) and all(x <= 0 for x in after):
+            return None, WORSE  # every search found nothing where each found a capacity before
+        if all(x <= 0 for x in before) and all(x > 0 for x in after):
+            return None, BETTER
+        return None, "not resolved here (some repetitions found no capacity)"
+    if nights:
+        return stats.against_nights(before, stats.geometric_mean(after), quantum=quantum), None
+    return stats.ratio_of(before, after, quantum=quantum), None
+
+
+def judge(before: Sequence[float], after: Sequence[float], *, quantum: float = 0.0,
+          floor: Floor | None = None, p_adjusted: float | None = None,
+          nights: bool = False, higher_is_better: bool = True) -> tuple[stats.Ratio | None, str]:
+    """(ratio, word) for one point; `p_adjusted` (Holm's, when many points are compared) is
+    what the call is made on, else the ratio's own p."""
+    ratio, why = ratio_for(before, after, quantum=quantum, nights=nights)
+    if ratio is None:
+        if why in (BETTER, WORSE) and not higher_is_better:
+            return None, WORSE if why == BETTER else BETTER
+        return None, str(why)
+    p = p_adjusted if p_adjusted is not None else ratio.p_value
+    if ratio.excludes_one and p is not None and p < ALPHA:
+        return ratio, BETTER if (ratio.estimate > 1) == higher_is_better else WORSE
+    if ratio.p_value is None:
+        return ratio, "not resolved here (no spread to test with)"
+    return ratio, _nothing(ratio, floor)
+
+
+def _nightly(nights: Sequence[Summary], metric: str) -> dict[Point, list[float]]:
+    """One value per night per point: the geometric mean of that night's repetitions."""
+    out: dict[Point, list[float]] = {}
+    for s in nights:
+        for point, values in _samples(s, metric).items():
+            if values and all(v > 0 for v in values):
+                out.setdefault(point, []).append(stats.geometric_mean(values))
+            elif values:
+                out.setdefault(point, []).append(0.0)
+    return out
+
+
+def compare(a: Summary | dict[str, Any] | Sequence[Summary], b: Summary | dict[str, Any], *,
+            names: tuple[str, str] = ("A", "B"), metric: str | None = None,
+            floor: Floor | None = None) -> Comparison:
+    """Point by point on `metric` (qps or capacity; None: capacity when both sides have it).
+    `a` as a list of summaries is a window of nights (newest first): with two or more, each
+    night is one value and B is judged against the nights' spread."""
+    window = [as_summary(s, names[0]) for s in a] if isinstance(a, list | tuple) else None
+    a = window[0] if window else as_summary(a, names[0])  # type: ignore[arg-type]
+    b = as_summary(b, names[1])
     metric = metric or metric_of(a, b)
-    sa, sb = _samples(a, metric), _samples(b, metric)
+    if floor is not None and floor.metric != metric:
+        floor = None  # a floor holds for the metric it was measured on
+    nights = window is not None and len(window) > 1
+    sa = _nightly(window, metric) if nights and window else _samples(a, metric)
+    sb = _samples(b, metric)
+    quanta = quantum_of(b, metric)
+    for s in window or [a]:
+        for point, q in quantum_of(s, metric).items():
+            quanta[point] = max(quanta.get(point, 0.0), q)
+    shared = [p for p in sa if p in sb]
+    ratios = {p: ratio_for(sa[p], sb[p], quantum=quanta.get(p, 0.0), nights=nights)[0] for p in shared}
+    adjusted = stats.holm([r.p_value if r else None for r in ratios.values()])
     changes = []
-    for point in sa:
-        if point in sb:
-            change, p, word = judge(sa[point], sb[point], min_effect_pct=min_effect_pct)
-            changes.append(PointChange(point, tuple(sa[point]), tuple(sb[point]), change, p, word, metric))
+    for point, p_adj in zip(shared, adjusted, strict=True):
+        ratio, word = judge(sa[point], sb[point], quantum=quanta.get(point, 0.0), floor=floor,
+                            p_adjusted=p_adj, nights=nights,
+                            higher_is_better=PAIRED_METRICS[metric].higher_is_better)
+        changes.append(PointChange(point, tuple(sa[point]), tuple(sb[point]), ratio, p_adj, word, metric))
     warnings = []
     if metric == "capacity" and not (a.capacity and b.capacity):
         warnings.append(f"capacity compared, but {names[0] if not a.capacity else names[1]} has no "
@@ -141,11 +285,16 @@ def compare(a: Summary | dict[str, Any], b: Summary | dict[str, Any], *, names: 
             warnings.append(f"{name} did not complete (status {s.status})")
     return Comparison(names[0], names[1], tuple(changes),
                       tuple(p for p in sa if p not in sb), tuple(p for p in sb if p not in sa),
-                      tuple(warnings))
+                      tuple(warnings), stats.NIGHTS if nights else stats.UNPAIRED, floor)
 
 
 def render(c: Comparison) -> str:
-    lines = [f"compare {c.a} -> {c.b}"]
+    lines = [f"compare {c.a} -> {c.b}: B/A as {c.statistic}; a point is called better or "
+             "worse when its interval excludes 1 and its Holm-adjusted p is below 0.05"]
+    if c.statistic == stats.UNPAIRED:
+        lines.append(UNPAIRED_NOTE)
+    if c.floor is not None:
+        lines.append(f"noise floor of these hosts: {c.floor.text()}")
     lines += [f"warning: {w}" for w in c.warnings]
     lines += [ch.line() for ch in c.changes]
     lines += [f"only in {c.a}: {label(p)}" for p in c.only_a]
@@ -199,11 +348,12 @@ def _complete(history: History, scenario: str, exclude: str | None, limit: int) 
 
 def baseline(ref: str, *, scenario: str, history: History | None = None,
              exclude: str | None = None) -> tuple[str, Any] | None:
-    """(name, summary) of a baseline. 'latest': the newest complete run of the same scenario in
-    the history (not `exclude`, the run being judged). 'last:N': the N newest, pooled: every
-    repetition of a point in the window is a sample, so one noisy night cannot decide and a
-    slow drift is measured against more than yesterday. Otherwise a results folder.
-    None: the history has no earlier complete run (the first run of a scheduled job)."""
+    """(name, summary or window) of a baseline. 'latest': the newest complete run of the same
+    scenario in the history (not `exclude`, the run being judged). 'last:N': the N newest, as a
+    list (newest first): compare() counts each night once, so one noisy night cannot decide and
+    a night's repetitions, which share its drift, are not taken as independent samples.
+    Otherwise a results folder. None: the history has no earlier complete run (the first run of
+    a scheduled job)."""
     n = check_ref(ref)
     if ref != "latest" and n is None:
         return ref, load_summary(Path(ref))
@@ -214,14 +364,8 @@ def baseline(ref: str, *, scenario: str, history: History | None = None,
     ids = [str(plain(s).get("run_id")) for s in got]
     if n is None:
         return f"latest ({ids[0]})", got[0]
-    if hasattr(got[0], "model_copy"):  # the typed summary record
-        pooled: Any = got[0].model_copy(update={"runs": tuple(r for s in got for r in s.runs),
-                                                "capacity": tuple(c for s in got for c in s.capacity)})
-    else:
-        pooled = {**got[0], "runs": [r for s in got for r in s.get("runs", [])],
-                  "capacity": [c for s in got for c in s.get("capacity", [])]}
     name = f"last:{n} ({len(got)} run{'s' * (len(got) > 1)}: {ids[-1]} .. {ids[0]})"
-    return name, pooled
+    return name, got
 
 
 def resolve_ref(ref: str, *, scenario: str, exclude: str | None = None,
@@ -263,3 +407,92 @@ def shifts_report(history: History, scenario: str, limit: int = 200) -> list[str
                          f"({sh.before:,.0f} -> {sh.after:,.0f} req/s, p={sh.p_value:.2g}, "
                          f"run {sh.index + 1} of {len(series)})")
     return lines
+
+
+# --- paired rounds: a factor compared side by side within one results folder ---------------
+
+
+# The axes a factor can be today: the fields of a run's point (issue 23's PointKey widens this)
+FACTORS = {"server.arch": 0, "server.threads": 1, "load.connections": 2}
+
+
+@dataclass(frozen=True)
+class PairedChange:
+    """One variant against the baseline at one combination of the other axes, on one metric."""
+
+    at: str  # the other axes, as a label
+    variant: str
+    baseline: str
+    metric: Metric
+    ratio: stats.Ratio
+    p_adjusted: float | None
+    word: str  # better | worse | not detectable here (...) | not resolved here (...)
+
+    @property
+    def significant(self) -> bool:
+        return self.word in (BETTER, WORSE)
+
+    def line(self) -> str:
+        return (f"{self.at}: {self.variant} / {self.baseline} {self.metric.unit}: {self.ratio.text()} "
+                f"({self.ratio.n} rounds): {self.word}")
+
+
+def paired(summary: Summary | dict[str, Any], factor: str, baseline_value: Any, *,
+           metrics: Sequence[str] = ("qps",),
+           floors: dict[str, Floor] | None = None) -> list[PairedChange]:
+    """Every other value of `factor` against `baseline_value` at each combination of the other
+    axes, round by round (a run's repetition is its round: each round ran every variant once,
+    on the same hosts, so the per-round ratio cancels the machine's drift). Holm across every
+    point and metric compared; a call needs the interval to exclude 1 and Holm's p < 0.05."""
+    if factor not in FACTORS:
+        raise UserError(f"compare.factor {factor}: expected one of {', '.join(FACTORS)}")
+    s = as_summary(summary, "summary")
+    i = FACTORS[factor]
+    cells: dict[tuple[Any, ...], dict[Any, dict[int, Any]]] = {}
+    for r in s.runs:
+        if r.repetition is None:
+            continue
+        rest = tuple(v for j, v in enumerate(r.key) if j != i)
+        cells.setdefault(rest, {}).setdefault(r.key[i], {})[r.repetition] = r
+    found: list[tuple[str, Any, Metric, stats.Ratio]] = []
+    for rest, by_value in cells.items():
+        base = by_value.get(baseline_value)
+        if base is None:
+            continue
+        axes = [n for n in FACTORS if n != factor]
+        at = " ".join(f"{n.split('.')[1]}={v}" for n, v in zip(axes, rest, strict=False) if v is not None)
+        for value, runs in by_value.items():
+            if value == baseline_value:
+                continue
+            for name in metrics:
+                m = PAIRED_METRICS[name]
+                pairs = [(m.read(base[k]), m.read(runs[k])) for k in sorted(base) if k in runs]
+                pairs = [(x, y) for x, y in pairs if x and y and x > 0 and y > 0]
+                if len(pairs) >= 2:
+                    ratio = stats.paired_ratio([x for x, _ in pairs], [y for _, y in pairs])
+                    found.append((at, value, m, ratio))
+    adjusted = stats.holm([r.p_value for *_, r in found])
+    out = []
+    for (at, value, m, ratio), p in zip(found, adjusted, strict=True):
+        if ratio.excludes_one and p is not None and p < ALPHA:
+            word = BETTER if (ratio.estimate > 1) == m.higher_is_better else WORSE
+        elif ratio.p_value is None:
+            word = "not resolved here (no spread to test with)"
+        else:
+            word = _nothing(ratio, (floors or {}).get(m.name))
+        out.append(PairedChange(at, str(value), str(baseline_value), m, ratio, p, word))
+    return out
+
+
+def paired_regressions(changes: Sequence[PairedChange], pct: float,
+                       floors: dict[str, Floor] | None = None) -> list[PairedChange]:
+    """Changes whose whole interval lies beyond max(pct, the metric's floor) in its bad
+    direction."""
+    out = []
+    for c in changes:
+        floor = (floors or {}).get(c.metric.name)
+        effect = max(pct, floor.pct if floor else 0.0) / 100
+        if c.word == WORSE and (c.ratio.high < 1 - effect if c.metric.higher_is_better
+                                else c.ratio.low > 1 + effect):
+            out.append(c)
+    return out

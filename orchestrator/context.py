@@ -42,6 +42,8 @@ class Context:
     phase: str = "start"
     log: CommandLog = field(default_factory=CommandLog)  # what reached each host, and when
     timing: dict[str, float] = field(default_factory=dict)  # wall seconds per step (for the plan)
+    # doctor.noise's HostNoise as JSON, "before" the first window and "after" the last
+    host_noise: dict[str, Any] = field(default_factory=dict)
     load_binary: dict[str, str] = field(default_factory=dict)  # client host -> orchestrate-load's path
 
     @contextlib.contextmanager

@@ -9,6 +9,8 @@ playbooks know nothing of the orchestrator and run alone with ansible-playbook.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import shlex
 import shutil
@@ -17,17 +19,24 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import RunFailed
 from orchestrator.hosts import Host, Lab
+from orchestrator.remote import Transport, each
 
 PLAYBOOKS = Path(__file__).resolve().parents[1] / "playbooks"
 SITE = PLAYBOOKS / "site.yml"
 DEFAULT_ROOT = "/opt/orchestrate"  # roles/build/defaults: build_root, when no orchestrate_root
 PYTHON = "/usr/bin/python3"  # interpreter discovery may pick a pyenv shim without python3-apt
+REPO = PLAYBOOKS.parent
+# What site.yml ships and builds: a change in any of these is a change in what a host holds.
+INPUTS = ("playbooks", "server", "loadgen", "cpp-common")
+_SKIP_DIRS = {".git", ".cache", "__pycache__", "tests"}
+MAX_FORKS = 50  # hosts.deploy_forks' default: Ansible's forks cover the run's hosts up to this
 
 
 @dataclass(frozen=True)
@@ -151,15 +160,80 @@ def _cmdline(pid: int) -> bytes:
         return b""
 
 
+def inputs_hash(playbook: Path = SITE, tags: list[str] | None = None, skip_tags: list[str] | None = None,
+                extra_vars: dict[str, Any] | None = None) -> str:
+    """sha256 of everything a deploy depends on: the playbooks, the sources it builds (their
+    tests excluded, as the hosts never build them) and how it was asked to run."""
+    h = hashlib.sha256(json.dumps([str(playbook), tags, skip_tags, extra_vars], sort_keys=True,
+                                  default=str).encode())
+    for top in INPUTS:
+        for path in sorted((REPO / top).rglob("*")):
+            rel = path.relative_to(REPO)
+            if any(p in _SKIP_DIRS or p.startswith("build") for p in rel.parts[1:]) or not path.is_file():
+                continue
+            h.update(str(rel).encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def stamp_path(host: Host) -> str:
+    """Where a host records the inputs hash of its last successful deploy (per host name:
+    lab hosts share one filesystem)."""
+    return f"{host.vars.get('orchestrate_root') or DEFAULT_ROOT}/.deployed.{host.name}"
+
+
+def up_to_date(hosts: list[Host], digest: str, transport: Callable[[Host], Transport]) -> set[str]:
+    """Names of the hosts whose stamp says they hold `digest` already: one `cat` each, at once."""
+    def read(h: Host) -> str:
+        return transport(h).run(f"cat {shlex.quote(stamp_path(h))} 2>/dev/null", timeout=20,
+                                check=False).stdout.strip()
+
+    return {h.name for h, got in zip(hosts, each(hosts, read), strict=True) if got == digest}
+
+
+def _write_stamps(hosts: list[Host], digest: str, transport: Callable[[Host], Transport]) -> None:
+    def write(h: Host) -> None:
+        path = shlex.quote(stamp_path(h))
+        # Best effort: a host without a stamp (say, a login that cannot write there) is
+        # only deployed again next time.
+        transport(h).run(f"mkdir -p \"$(dirname {path})\" && printf '%s\\n' {digest} > {path}.new "
+                         f"&& mv -f {path}.new {path}", timeout=20, check=False)
+
+    each(hosts, write)
+
+
 def deploy(lab: Lab, *, tags: list[str] | None = None, skip_tags: list[str] | None = None,
            extra_vars: dict[str, Any] | None = None, playbook: Path = SITE, timeout: float = 1800,
-           log: Path | None = None, limit: list[str] | None = None) -> DeployResult:
+           log: Path | None = None, limit: list[str] | None = None, max_forks: int = MAX_FORKS,
+           transport: Callable[[Host], Transport] | None = None) -> DeployResult:
     """Run the playbook on every host of the lab; RunFailed(host=..., phase="deploy") on a failure.
 
     `limit` names the only hosts the plays run on (Ansible's --limit: client hosts an
     auto-scale added); the inventory still holds the whole lab, so its groups mean the same.
     `log` keeps Ansible's full output (the results folder is a good place).
+    Ansible's forks cover every host of the play, up to `max_forks`.
+    With `transport` (how to run a command on a host), each host's stamp of the inputs hash
+    is read first: hosts deployed at this hash already are left out of the play (status
+    "skipped" when that is all of them), and the stamp is written after a successful play.
     """
+    targets = [h for h in lab.hosts if not limit or h.name in limit]
+    digest = ""
+    if transport is not None:
+        digest = inputs_hash(playbook, tags, skip_tags, extra_vars)
+        current = up_to_date(targets, digest, transport)
+        if len(current) == len(targets):
+            return DeployResult(hosts={h.name: HostResult() for h in targets}, seconds=0.0, status="skipped")
+        targets = [h for h in targets if h.name not in current]
+        limit = [h.name for h in targets]
+    result = _play(lab, tags=tags, skip_tags=skip_tags, extra_vars=extra_vars, playbook=playbook,
+                   timeout=timeout, log=log, limit=limit, forks=max(1, min(len(targets), max_forks)))
+    if transport is not None:
+        _write_stamps(targets, digest, transport)
+    return result
+
+
+def _play(lab: Lab, *, tags: list[str] | None, skip_tags: list[str] | None, extra_vars: dict[str, Any] | None,
+          playbook: Path, timeout: float, log: Path | None, limit: list[str] | None,
+          forks: int) -> DeployResult:
     from ansible_runner.interface import init_runner  # heavy: only when deploying
 
     private = Path(tempfile.mkdtemp(prefix="orchestrate-deploy-"))
@@ -180,7 +254,7 @@ def deploy(lab: Lab, *, tags: list[str] | None = None, skip_tags: list[str] | No
         runner = init_runner(
             private_data_dir=str(private), playbook=str(playbook), inventory=inventory(lab),
             tags=",".join(tags) if tags else None, skip_tags=",".join(skip_tags) if skip_tags else None,
-            limit=",".join(limit) if limit else None,
+            limit=",".join(limit) if limit else None, forks=forks,
             extravars=extra_vars or {}, envvars=env, quiet=True, timeout=int(timeout),
             settings={"pexpect_timeout": 0.5}, cancel_callback=cancel.is_set)
 

@@ -31,9 +31,9 @@ from orchestrator.history import open_history
 from orchestrator.hosts import Host
 from orchestrator.plan import Plan, RunSpec, expand, fmt_seconds
 from orchestrator.remote import ProcessTable, Transport, each
-from orchestrator.scenario import Loaded, Scenario, dump
+from orchestrator.scenario import Loaded, Scenario, at, dump
 from orchestrator.store import ResultsDir, new_run_id
-from orchestrator.tools import ethtool, iperf3, loadgen, wrk
+from orchestrator.tools import ethtool, iperf3, loadgen, nstat, wrk
 from orchestrator.tools import facts as facts_tool
 from orchestrator.tools import server as server_tool
 
@@ -124,6 +124,7 @@ def run(loaded: Loaded, *, results_root: Path, run_id: str | None = None,
                                   autoscale=list(summary.get("autoscale") or []))
                     ctx.timing["lab"] = round(time.monotonic() - began, 3)  # up, locked, connected
                     _execute(ctx, plan, _paced(lambda i: save(f"running ({i}/{len(plan.runs) or 'search'})")))
+                    _host_noise(ctx, "after")
                     completed = True
                 finally:
                     with signals.shielded():
@@ -250,6 +251,7 @@ def _execute(ctx: Context, plan: Plan, checkpoint: Callable[[int], None]) -> Non
             ctx.load_binary.update(_prepare_load(ctx))
     with ctx.step("facts", "tools"):
         _check_tools(ctx)
+    _host_noise(ctx, "before")
     if ctx.sc.baseline.enabled and not ctx.baseline:  # a resumed sweep keeps its baseline
         with ctx.step("baseline"):
             ctx.baseline = baseline.measure(ctx)
@@ -282,7 +284,7 @@ def _measure(ctx: Context, spec: RunSpec, binary: str, checkpoint: Callable[[int
     run = run.model_copy(update={"wall_s": round(time.monotonic() - started, 3), **(extra or {})})
     ctx.runs.append(run)
     lat, verdict, rate = run.latency_ms, run.analysis, run.rate
-    offered = (f" of {rate.target:,.0f} offered" + ("" if rate.sustained else " (NOT sustained)")
+    offered = (f" of {rate.target:,.0f} offered" + ("" if rate.sustained else _failed_checks(rate))
                if rate and rate.target else "")
     ctx.progress(f"      {run.qps or 0:,.0f} req/s{offered}  p50 {lat.p50 or 0:.2f} ms  "
                  f"p99 {lat.p99 or 0:.2f} ms  errors {run.errors.total}  "
@@ -293,10 +295,22 @@ def _measure(ctx: Context, spec: RunSpec, binary: str, checkpoint: Callable[[int
     return run
 
 
+def _failed_checks(rate: records.Rate) -> str:
+    """Which self-check failed, by its side: " (send fidelity failed, completion 20%)"."""
+    parts = []
+    if rate.send_fidelity is False:
+        parts.append("send fidelity failed")
+    if rate.completion is not None and rate.completion < 0.99:
+        parts.append(f"completion {rate.completion:.0%}")
+    return f" ({', '.join(parts) or 'NOT sustained'})"
+
+
 def _client_limited(run: records.Run) -> str | None:
     """Why the client, not the server or the network, set this run's figure (None: it did not)."""
-    if run.rate and run.rate.sustained is False:
-        return "the generator did not sustain its rate"
+    # Only the client's own check counts: answers short of the offered rate are the server's
+    # (a record without the split has it derived by the analysis, whose verdict decides below).
+    if run.rate and run.rate.send_fidelity is False:
+        return "the generator did not send on schedule (send fidelity)"
     if run.analysis and run.analysis.verdict == analysis.CLIENT:
         return f"client-bound: {'; '.join(run.analysis.evidence[:1])}"
     return None
@@ -384,7 +398,8 @@ def _add_clients(ctx: Context, count: int) -> None:
             from orchestrator import deploy
 
             deploy.deploy(ctx.lab, limit=[h.name for h in hosts],
-                          log=ctx.results.path / "raw" / f"deploy-{hosts[0].name}.log")
+                          log=ctx.results.path / "raw" / f"deploy-{hosts[0].name}.log",
+                          max_forks=ctx.sc.hosts.deploy_forks, transport=ctx.t)
         if ctx.sc.load.tool == loadgen.BINARY:
             ctx.load_binary.update(_prepare_load(ctx, hosts))
         _check_tools(ctx, hosts)
@@ -444,6 +459,7 @@ def _partial(ctx: Context) -> dict[str, Any]:
             "baseline": ctx.baseline, "timing": ctx.timing,
             **({"capacity": ctx.capacity} if ctx.sc.load.search else {}),
             **({"autoscale": ctx.autoscale} if ctx.sc.hosts.roles.autoscale else {}),
+            **({"host_noise": ctx.host_noise} if ctx.host_noise else {}),
             **_across_runs(ctx)}
 
 
@@ -506,6 +522,21 @@ def _check_tools(ctx: Context, hosts: list[Host] | None = None) -> None:
                             "playbook do it: hosts.deploy: true)", host=h.name, phase="facts")
 
 
+def _host_noise(ctx: Context, when: str) -> None:
+    """The host's own noise on the pinned CPUs, read while nothing of ours runs there: before
+    the first window (baseline included) and after the last, never inside one. Only where
+    the run's hosts are this machine (local, netns)."""
+    from orchestrator.doctor import checks, noise
+
+    cpus = checks.pinned(ctx.sc)
+    if not cpus:
+        return
+    sample = noise.measure(cpus, noise.RUN_SECONDS, when)
+    ctx.host_noise[when] = sample.as_dict()
+    if sample.worst >= noise.FOREIGN_WARN_PCT or sample.steal_pct >= noise.STEAL_WARN_PCT:
+        ctx.progress(f"orchestrate: WARNING host noise {sample.line()}")
+
+
 def _prepare_server(ctx: Context) -> str:
     """Deploy (remote hosts) and build the server; returns the binary path on the server host."""
     from orchestrator import deploy
@@ -514,7 +545,10 @@ def _prepare_server(ctx: Context) -> str:
     remote_hosts = any(h.ssh is not None for h in ctx.lab.hosts)
     if remote_hosts and sc.hosts.deploy:
         ctx.progress("orchestrate: deploying tools and the server with Ansible")
-        deploy.deploy(ctx.lab, log=ctx.results.path / "raw" / "deploy.log")
+        done = deploy.deploy(ctx.lab, log=ctx.results.path / "raw" / "deploy.log",
+                             max_forks=sc.hosts.deploy_forks, transport=ctx.t)
+        if done.status == "skipped":
+            ctx.progress("orchestrate: deploy skipped: every host holds this build-input hash already")
     if sc.server.command is not None:
         return ""
     if server.ssh is None:
@@ -550,7 +584,9 @@ def _server_command(ctx: Context, spec: RunSpec, binary: str, workdir: str) -> t
     bind = sc.server.bind or ("127.0.0.1" if ctx.lab.single_machine else "0.0.0.0")
     if sc.server.command is None:
         argv = server_tool.builtin_command(binary, arch=spec.arch, threads=spec.server_threads,
-                                           cpus=cpus, port=sc.server.port, bind=bind, body=sc.server.body)
+                                           cpus=cpus, port=sc.server.port, bind=bind, body=sc.server.body,
+                                           work_us=at(sc, spec.point, "server.work_us"),
+                                           backlog=sc.server.backlog)
         # The server pins each thread itself; the outer set covers exactly those CPUs.
         return tools.base.join(argv), sorted(set(server_tool.thread_cpus(cpus, spec.server_threads)))
     config_path = None
@@ -640,6 +676,7 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> records.Run:
         server_pids = sorted({int(v["pid"]) for v in affinity["server"].values()})  # type: ignore[call-overload]
 
         nic_before = telemetry.nic_counters(ctx, spec, "before")
+        tcp_before = telemetry.kernel_counters(ctx, spec, "before")
         collectors = telemetry.start(ctx, spec, server_pids)
         started += [c.proc for c in collectors]
         gen = load.for_scenario(ctx)
@@ -696,6 +733,7 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> records.Run:
             raise RunFailed("the server died during the load" + (f": {err[-300:]}" if err else
                             " (killed by a signal?)"), host=server.name, phase=ctx.phase)
         nic_after = telemetry.nic_counters(ctx, spec, "after")
+        tcp_after = telemetry.kernel_counters(ctx, spec, "after")
 
         ctx.table.stop_many([c.proc for c in collectors], sig="INT", grace=5.0)
         perf_failure = telemetry.perf_script(ctx, sdir) if "perf" in sc.telemetry.collectors else None
@@ -734,11 +772,43 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> records.Run:
         **({"perf": records.Perf.model_validate(flame)} if flame else {}),
         "nic_allowances": nics or None,
     })
+    kernel = _kernel(ctx, spec, run, server_cpus, tcp_before, tcp_after)
+    run = run.model_copy(update={"kernel": kernel or None})
     run = run.model_copy(update={"analysis": analysis.analyse_run(
         run, server=server.name, interface=server.interface, loopback=ctx.lab.single_machine,
         th=analysis.Thresholds.from_scenario(sc))})
     ctx.results.write_json(f"runs/{spec.run_id}.json", run.to_json())
     return run
+
+
+def _kernel(ctx: Context, spec: RunSpec, run: records.Run, server_cpus: list[int],
+            before: dict[str, nstat.Reading],
+            after: dict[str, nstat.Reading]) -> dict[str, records.KernelCounters]:
+    """Each host's counter rises over the run, per request and per second of the window;
+    softirq counts on the CPUs pinned there."""
+    w = run.window
+    secs = w.end - w.start if w and w.start is not None and w.end is not None else None
+
+    def per(d: dict[str, int | None], unit: float | None, digits: int) -> dict[str, float | None]:
+        return {k: round(v / unit, digits) if v is not None and unit else None for k, v in d.items()}
+
+    clients = {c.name for c in ctx.lab.clients[:spec.clients]}
+    out: dict[str, records.KernelCounters] = {}
+    for h in ctx.lab.hosts:
+        if h.name not in before or h.name not in after:
+            continue
+        roles = (("server",) if h.name == ctx.lab.server.name else ()) + (
+            ("client",) if h.name in clients else ())
+        cpus = set(server_cpus if "server" in roles else [])
+        cpus |= set(ctx.cpus(h, "client") if "client" in roles else [])
+        d = nstat.delta(before[h.name], after[h.name], sorted(cpus))
+        counters = dict(d.counters)
+        out[h.name] = records.KernelCounters(
+            run=counters, per_request=per(counters, run.requests, 6),
+            per_second=per(counters, secs if secs and secs > 0 else None, 3),
+            softirqs={c: dict(v) for c, v in d.softirqs.items()}, roles=roles,
+            shared=len(roles) > 1, reset=d.reset)
+    return out
 
 
 def _fetch(ctx: Context, spec: RunSpec, procs: list[remote.Process]) -> dict[tuple[str, str], str]:

@@ -16,11 +16,12 @@ import json
 from pathlib import Path
 from typing import Any, Protocol
 
-from orchestrator import tools
+from orchestrator import scenario, tools
 from orchestrator.context import Context
 from orchestrator.errors import RunFailed
 from orchestrator.hosts import Host
 from orchestrator.plan import RunSpec
+from orchestrator.scenario import Scenario
 from orchestrator.tools import loadgen, wrk
 
 LATENCY_KEYS = ("p50", "p75", "p90", "p99", "max", "mean")
@@ -85,6 +86,13 @@ def _skew_ms(starts: dict[str, float]) -> float | None:
     return round((max(starts.values()) - min(starts.values())) * 1000, 3) if starts else None
 
 
+def _shape(sc: Scenario, spec: RunSpec) -> dict[str, Any]:
+    """The request's shape for this run, the same for both generators (load.keepalive may
+    be an axis)."""
+    return {"method": sc.load.method, "headers": sc.load.headers, "body": sc.load.body,
+            "close": not scenario.at(sc, spec.point, "load.keepalive")}
+
+
 class WrkLoad:
     name = "wrk"
     binary = wrk.BINARY
@@ -97,7 +105,7 @@ class WrkLoad:
         argv = wrk.command(url, threads=sc.load.threads, connections=spec.connections,
                            duration_s=sc.load.duration, timeout_s=sc.load.timeout,
                            script_path=f"{client.workdir}/{spec.run_id}/report.lua",
-                           pipeline=sc.load.pipeline, start_at=at)
+                           pipeline=sc.load.pipeline, start_at=at, **_shape(sc, spec))
         return tools.base.join(argv), False  # wrk waits for `at` in its script
 
     def busy_s(self, ctx: Context) -> float:
@@ -139,7 +147,8 @@ class NativeLoad:
         argv = loadgen.command(url, threads=sc.load.threads, connections=spec.connections,
                                duration_s=sc.load.duration, rate=share, warmup_s=sc.load.warmup,
                                pipeline=sc.load.pipeline, timeout_s=sc.load.timeout, start_at=at,
-                               binary=ctx.load_binary.get(client.name, loadgen.BINARY))
+                               binary=ctx.load_binary.get(client.name, loadgen.BINARY),
+                               **_shape(sc, spec))
         return tools.base.join(argv), False
 
     def busy_s(self, ctx: Context) -> float:
@@ -171,7 +180,8 @@ class NativeLoad:
             "service_time_ms": dist(total.service_time_ms),  # from the actual send
             "send_lag_ms": dist(total.send_lag_ms),
             "rate": {"target": total.rate.target, "achieved": total.rate.achieved,
-                     "sustained": total.rate.sustained, "per_second": total.rate.per_second},
+                     "sustained": total.rate.sustained, "per_second": total.rate.per_second,
+                     "send_fidelity": total.rate.send_fidelity, "completion": total.rate.completion},
             "requests_detail": dataclasses.asdict(total.counts),
             "errors": {"connect": errors.get("connect", 0),
                        "read": sum(errors.get(k, 0) for k in ("read", "reset", "closed", "protocol")),
@@ -179,7 +189,8 @@ class NativeLoad:
             "non_2xx": total.counts.non_2xx,
             "clients": [{"host": h.name, "qps": r.qps, "requests": r.counts.responses,
                          "rate": {"target": r.rate.target, "achieved": r.rate.achieved,
-                                  "sustained": r.rate.sustained},
+                                  "sustained": r.rate.sustained,
+                                  "send_fidelity": r.rate.send_fidelity, "completion": r.rate.completion},
                          "started": starts.get(h.name),
                          "latency_ms": dist(r.latency_ms)} for h, r in per_client],
             "start_skew_ms": _skew_ms(starts),

@@ -1,4 +1,4 @@
-"""Matrix expansion: a Scenario becomes an ordered list of RunSpecs (arch x threads x conns x repeat)."""
+"""Matrix expansion: a Scenario becomes an ordered list of RunSpecs (every point of its axes x repeat)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,11 @@ import math
 from dataclasses import asdict, dataclass
 from importlib import resources
 
+from orchestrator import scenario as _scenario
+from orchestrator.point import PointKey
 from orchestrator.scenario import Scenario, Search
+
+NO_AXES = PointKey()
 
 # overheads.json history: 1: per kind of host (local, ssh), seconds per step, with provenance
 OVERHEADS_VERSION = 1
@@ -47,22 +51,36 @@ class RunSpec:
     repetition: int  # 1-based
     rate: float | None = None  # open loop: requests/s in total over the clients; None: closed loop
     clients: int | None = None  # client hosts loading (auto-scale); None: all the lab's clients
+    axes: PointKey = NO_AXES  # the scenario's other swept keys (scenario.AXES), in order
 
     @property
     def run_id(self) -> str:
-        """Stable name of this run; the same plan always gives the same ids (for --resume)."""
+        """Stable name of this run; the same plan always gives the same ids (for --resume).
+        The classic four are always there (ids of older results stay valid), other axes short."""
         rate = f"-q{self.rate:g}" if self.rate is not None else ""
         clients = f"-n{self.clients}" if self.clients is not None else ""
+        more = f"-{self.axes.short(_scenario.AXES)}" if self.axes else ""
         return (f"{self.index:03d}-{self.arch}-t{self.server_threads}-c{self.connections}{rate}"
-                f"{clients}-r{self.repetition}")
+                f"{more}{clients}-r{self.repetition}")
 
     @property
-    def point(self) -> tuple[str, int, int, float | None]:
+    def point(self) -> PointKey:
         """The matrix point, shared by all repetitions of it."""
-        return (self.arch, self.server_threads, self.connections, self.rate)
+        return classic_point(self.arch, self.server_threads, self.connections, self.rate, self.axes)
 
     def as_dict(self) -> dict[str, object]:
-        return {**asdict(self), "run_id": self.run_id}
+        return {**{k: v for k, v in asdict(self).items() if k != "axes"},
+                "axes": self.axes.as_json(), "run_id": self.run_id}
+
+
+def classic_point(arch: str, threads: int, conns: int, rate: float | None,
+                  axes: PointKey = NO_AXES) -> PointKey:
+    """A point from the four axes every point has, then the others."""
+    p = PointKey((("server.arch", arch), ("server.threads", threads), ("load.connections", conns),
+                  ("load.rate", rate)))
+    for a, v in axes.items():
+        p = p.with_axis(a, v)
+    return p
 
 
 @dataclass(frozen=True)
@@ -73,10 +91,11 @@ class SearchSpec:
     server_threads: int
     connections: int
     repetition: int  # 1-based: `repeat` searches a point this many times, independently
+    axes: PointKey = NO_AXES  # the scenario's other swept keys
 
     @property
-    def point(self) -> tuple[str, int, int]:
-        return (self.arch, self.server_threads, self.connections)
+    def point(self) -> PointKey:
+        return classic_point(self.arch, self.server_threads, self.connections, None, self.axes)
 
 
 @dataclass(frozen=True)
@@ -114,15 +133,17 @@ def expand(sc: Scenario) -> Plan:
     Repetitions are interleaved (all points once, then again) so slow drift of
     the machine spreads over all points instead of biasing one.
     """
-    points = list(itertools.product(sc.server.arch, sc.server.threads, sc.load.connections,
-                                    sc.load.rate or [None]))
+    points = _scenario.points(sc)
+    classic = ("server.arch", "server.threads", "load.connections", "load.rate")
     runs: list[RunSpec] = []
     searches: list[SearchSpec] = []
-    for rep, (arch, threads, conns, rate) in itertools.product(range(1, sc.repeat + 1), points):
+    for rep, p in itertools.product(range(1, sc.repeat + 1), points):
+        arch, threads, conns, rate = (p[a] for a in classic)
+        others = PointKey((a, v) for a, v in p.items() if a not in classic)
         if sc.load.search is not None:
-            searches.append(SearchSpec(arch, threads, conns, rep))
+            searches.append(SearchSpec(arch, threads, conns, rep, others))
         else:
-            runs.append(RunSpec(len(runs) + 1, arch, threads, conns, rep, rate))
+            runs.append(RunSpec(len(runs) + 1, arch, threads, conns, rep, rate, axes=others))
     remote = sc.hosts.provider != "local"
     o = overheads("ssh" if remote else "local")
     clients = sc.hosts.roles.clients

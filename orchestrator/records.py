@@ -84,12 +84,19 @@ class Latency(Record):
 
 
 class Rate(Record):
-    """An open-loop run's offered rate, what was achieved, and the generator's own verdict."""
+    """An open-loop run's offered rate, what was achieved, and the generator's own verdict.
+
+    `sustained` is both self-checks at once; the two are kept apart because they blame
+    different sides. `send_fidelity` is the client's (did it send on schedule: p99 send lag
+    within max(1 ms, 10% of the interval)); `completion` is the server's (answered per second
+    over offered). None: not recorded (summaries written before the split)."""
 
     target: float | None = None
     achieved: float | None = None
     sustained: bool | None = None
     per_second: tuple[float, ...] | None = None
+    send_fidelity: bool | None = None
+    completion: float | None = None
 
 
 class LoadSettings(Record):
@@ -247,6 +254,21 @@ class NicAllowance(Record):
     reset: bool | None = None
 
 
+class KernelCounters(Record):
+    """One host's (or lab namespace's) TCP counters over the window (tools/nstat.py's names):
+    the rise per run, per request and per second; NET_RX/NET_TX softirq counts per pinned CPU.
+    `shared`: on loopback the client and the server are one kernel, one set of counters that
+    no rule may assign to a side."""
+
+    run: dict[str, int | None] = {}
+    per_request: dict[str, float | None] = {}
+    per_second: dict[str, float | None] = {}
+    softirqs: dict[int, dict[str, int]] = {}
+    roles: tuple[str, ...] = ()  # what ran on this host: server, client
+    shared: bool = False
+    reset: bool | None = None  # a counter went down (its namespace restarted): figures are partial
+
+
 # ---------------------------------------------------------------- the analysis of one run
 
 class Pair(Record):
@@ -353,6 +375,7 @@ class Run(Record):
     observer: Opaque | None = None
     perf: Perf | None = None
     nic_allowances: dict[str, NicAllowance] | None = None
+    kernel: dict[str, KernelCounters] | None = None  # by host
     analysis: Analysis | None = None
     wall_s: float | None = None
     error: str | None = None

@@ -32,6 +32,7 @@ from pydantic import (
 from orchestrator import bounded
 from orchestrator.cpus import parse_list, ranges
 from orchestrator.errors import Problem, UserError
+from orchestrator.point import Axis, PointKey, Value
 
 # --- value types -------------------------------------------------------------
 
@@ -225,6 +226,8 @@ class Hosts(_Model):
     ssh: Ssh = Ssh()
     aws: Aws | None = None
     deploy: bool = True  # run playbooks/site.yml on remote hosts first
+    # Ansible forks for the deploy: one per host of the run, at most this many.
+    deploy_forks: PositiveInt = 50
 
 
 class Server(_Model):
@@ -236,6 +239,8 @@ class Server(_Model):
     port: Port = 8000
     bind: str | None = None  # default: 127.0.0.1 on one host, 0.0.0.0 across hosts
     body: str = "hello\n"
+    # The built-in server's listen backlog (the kernel caps it at net.core.somaxconn); None: 4096.
+    backlog: PositiveInt | None = None
     # A server of the user's own instead of server/: a shell command template with
     # {threads} {port} {cpus} {arch} {workdir} {config}; {config} is `config`
     # rendered with jinja2 into the run's work directory.
@@ -248,9 +253,15 @@ class Server(_Model):
     # server's own output, for failed runs too.
     logs: list[str] = []
     ready_timeout: Duration = 20.0
+    # Busy CPU per request in the server (server/ --work-us), simulating application work;
+    # a list is an axis.
+    work_us: Annotated[int, Field(ge=0, le=1_000_000)] | list[
+        Annotated[int, Field(ge=0, le=1_000_000)]] = 0
 
 
 Rate = Annotated[float, Field(ge=1)]
+MAX_BODY_BYTES = 64 * 1024  # a request body the server reads whole (its parser's own limit is higher)
+SERVED_METHODS = ("GET", "HEAD", "POST", "PUT", "OPTIONS")  # server/src/HttpParser.cc kServed
 
 
 def parse_percent(value: Any) -> float:
@@ -326,6 +337,11 @@ class Load(_Model):
     cpus: Cpus = [1]
     pipeline: Annotated[int, Field(ge=1, le=1024)] = 1
     path: str = "/"
+    # The request's shape. keepalive false: a new connection per request (a list is an axis).
+    keepalive: bool | list[bool] = True
+    method: str = "GET"
+    headers: dict[str, str] = {}
+    body: Annotated[str, Field(max_length=MAX_BODY_BYTES)] | None = None
     # Capacity search instead of a fixed rate (orchestrate-load, open loop): see Search.
     search: Search | None = None
 
@@ -381,6 +397,62 @@ class Scenario(_Model):
     repeat: Annotated[int, Field(ge=1, le=1000)] = 1
     thresholds: Thresholds = Thresholds()
     max_runs: Annotated[int, Field(ge=1)] = 500  # guards against a mistyped matrix
+
+
+# --- axes --------------------------------------------------------------------
+
+# The keys that may be swept, in the order a point lists them. A key is an axis of a scenario
+# when written as a list (the classic four always are: every point has had them since
+# format 1). A new axis is one more entry here, with its key in the schema.
+AXES: tuple[Axis, ...] = (
+    Axis("server.arch", "", classic=True),
+    Axis("server.threads", "t", classic=True),
+    Axis("load.connections", "c", classic=True),
+    Axis("load.rate", "q", classic=True),
+    Axis("server.work_us", "w"),
+    Axis("load.keepalive", "ka"),
+)
+AXIS_NAMES = tuple(a.name for a in AXES)
+
+
+def setting(sc: Scenario, key: str) -> Any:
+    """The value of a dotted key as validated (a list where the key is swept)."""
+    node: Any = sc
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, dict) else getattr(node, part)
+    return node
+
+
+def axis_values(sc: Scenario, axis: Axis) -> list[Value] | None:
+    """The values a scenario sweeps on `axis`; None when the key is not swept here."""
+    value = setting(sc, axis.name)
+    if axis.classic:
+        return list(value) if value is not None else [None]
+    return list(value) if isinstance(value, list) else None
+
+
+def swept(sc: Scenario) -> tuple[tuple[Axis, list[Value]], ...]:
+    """The axes this scenario sweeps, each with its values, in AXES order."""
+    out = []
+    for axis in AXES:
+        values = axis_values(sc, axis)
+        if values is not None:
+            out.append((axis, values))
+    return tuple(out)
+
+
+def points(sc: Scenario) -> list[PointKey]:
+    """Every point of the matrix, the last axis varying fastest."""
+    found = [PointKey()]
+    for axis, values in swept(sc):
+        found = [p.with_axis(axis.name, v) for p in found for v in values]
+    return found
+
+
+def at(sc: Scenario, point: PointKey, key: str) -> Any:
+    """A setting as one run of `point` uses it: the point's value if `key` is one of its
+    axes, else the scenario's own (single) value."""
+    return point[key] if key in point else setting(sc, key)
 
 
 # --- loading -----------------------------------------------------------------
@@ -569,6 +641,34 @@ def _search_problems(sc: Scenario, add: Callable[[tuple, str], None]) -> None:
             "hosts is under 1 each")
 
 
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 token: methods, header names
+
+
+def _request_problems(sc: Scenario, add: Callable[[tuple, str], None]) -> None:
+    """The request's shape: nothing that would split a request line or a header."""
+    load = sc.load
+    if not _TOKEN.match(load.method):
+        add(("load", "method"), "a method is one token (letters, digits, !#$%&'*+.^_`|~-); "
+            f"got {load.method!r}")
+    elif sc.server.command is None and load.method not in SERVED_METHODS:
+        add(("load", "method"), f"the built-in server answers 405 to {load.method!r} "
+            f"(it serves: {', '.join(SERVED_METHODS)})")
+    for name, value in load.headers.items():
+        if not _TOKEN.match(name):
+            add(("load", "headers", name), "a header name is one token (no spaces, colons or CR/LF)")
+        elif any(c in value for c in "\r\n\0"):
+            add(("load", "headers", name), "a header value may not hold CR, LF or NUL")
+        elif name.lower() in ("content-length", "transfer-encoding", "connection", "host"):
+            add(("load", "headers", name), "set by the load generator itself (load.body, "
+                "load.keepalive, the target); leave it out")
+    keepalive = load.keepalive if isinstance(load.keepalive, list) else [load.keepalive]
+    if False in keepalive and load.pipeline > 1:
+        add(("load", "pipeline"), "pipelining needs keep-alive connections; with load.keepalive "
+            "false, pipeline must be 1")
+    if any(c in load.path for c in "\r\n\0 "):
+        add(("load", "path"), "a path may not hold spaces, CR, LF or NUL")
+
+
 def semantic_problems(sc: Scenario, source: str, lines: dict[tuple, int],
                       host_cpus: set[int] | None = None) -> list[Problem]:
     """Checks across keys that the schema alone cannot express."""
@@ -584,6 +684,10 @@ def semantic_problems(sc: Scenario, source: str, lines: dict[tuple, int],
                 hint = f"; did you mean '{close[0]}'?" if close else ""
                 add(("server", "arch", i) if len(sc.server.arch) > 1 else ("server", "arch"),
                     f"unknown architecture '{arch}'{hint} (expected one of: {', '.join(ARCHES)})")
+    work = sc.server.work_us if isinstance(sc.server.work_us, list) else [sc.server.work_us]
+    if sc.server.command is not None and any(work):
+        add(("server", "work_us"), "simulated work is a flag of the built-in server (server/); "
+            "a server.command does its own work")
     if sc.server.config is not None and sc.server.command is None:
         add(("server", "config"), "config is a template for a server command; set server.command too")
     same_machine = sc.hosts.provider in ("local", "netns")
@@ -666,8 +770,13 @@ def semantic_problems(sc: Scenario, source: str, lines: dict[tuple, int],
         value = getattr(sc.load, key)
         if sc.load.tool == "wrk" and value != int(value):
             add(("load", key), f"wrk takes whole seconds; got {value:g}s")
-    runs = (len(sc.server.arch) * len(sc.server.threads) * len(sc.load.connections)
-            * len(sc.load.rate or [None]) * sc.repeat)
+    _request_problems(sc, add)
+    for axis, values in swept(sc):
+        if not axis.classic and not values:
+            add(tuple(axis.name.split(".")), "an axis needs at least one value")
+        elif not axis.classic and len(set(map(repr, values))) != len(values):
+            add(tuple(axis.name.split(".")), f"an axis lists each value once; got {values}")
+    runs = len(points(sc)) * sc.repeat
     if runs > sc.max_runs:
         add(("repeat",), f"the matrix expands to {runs} runs, more than max_runs={sc.max_runs}; "
             "shrink the sweep or raise max_runs")

@@ -12,7 +12,7 @@ from orchestrator.errors import RunFailed
 from orchestrator.hosts import Host
 from orchestrator.plan import RunSpec
 from orchestrator.remote import each
-from orchestrator.tools import ethtool, perf, pidstat
+from orchestrator.tools import ethtool, nstat, perf, pidstat
 
 
 class Collector(NamedTuple):
@@ -178,6 +178,24 @@ def nic_counters(ctx: Context, spec: RunSpec, when: str) -> dict[str, Any]:
         except tools.ToolError:
             continue  # no counters on this NIC: no evidence either way
     return out
+
+
+def kernel_counters(ctx: Context, spec: RunSpec, when: str) -> dict[str, nstat.Reading]:
+    """Every host's TCP counters and softirq counts (one round trip each, all hosts at once);
+    the raw text is kept. A host whose kernel shows none is left out: no evidence either way."""
+    hosts = [ctx.lab.server] + [c for c in ctx.lab.clients[:spec.clients] if c.name != ctx.lab.server.name]
+
+    def read(h: Host) -> nstat.Reading | None:
+        done = ctx.t(h).run(nstat.command(), timeout=15, check=False)
+        raw = ctx.results.raw(spec.run_id, h.name, f"nstat-{when}")
+        raw.parent.mkdir(parents=True, exist_ok=True)
+        raw.write_text(done.stdout + done.stderr)
+        try:
+            return nstat.parse(done.stdout)
+        except tools.ToolError:
+            return None
+
+    return {h.name: r for h, r in zip(hosts, each(hosts, read), strict=True) if r is not None}
 
 
 NO_PERF_DATA = 3  # perf_script's own exit status: record left no data (its words on stderr)

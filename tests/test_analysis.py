@@ -191,7 +191,7 @@ def sleeper(connections: int, qps: float = 900.0) -> dict:
 
 def test_review_sleeping_server_is_never_client_bound_and_the_matrix_names_it():
     recs = [sleeper(c, q) for c in (2, 8) for q in (900.0, 905.0)]
-    assert {verdict(rec).verdict for rec in recs} == {analysis.CONCURRENCY}  # one run alone cannot tell
+    assert {verdict(rec).verdict for rec in recs} == {analysis.LATENCY}  # one run alone cannot tell
     runs, points = across(recs)
     for r in runs:
         a = r.analysis
@@ -202,20 +202,24 @@ def test_review_sleeping_server_is_never_client_bound_and_the_matrix_names_it():
     assert {p.verdict_text for p in points} == {"server-bound (2 of 2)"}
 
 
-def test_concurrency_bound_when_nothing_is_saturated_and_qps_is_c_over_l():
+def test_one_run_with_nothing_saturated_and_qps_at_c_over_l_is_latency_bound_naming_both():
+    # issue 22: in a loop QPS = C/L by construction; one run cannot claim more connections would help
     a = verdict(record(qps=20_000, rx=20_000, tx=20_000, server_core=45, thread_busy=40, client=50,
                        connections=2))
-    assert (a.verdict, a.rule) == (analysis.CONCURRENCY, "concurrency")
+    assert (a.verdict, a.rule) == (analysis.LATENCY, "latency-bound")
     assert a.evidence[0] == ("Little's law: 2 requests in flight / 0.100 ms mean latency = 20,000 req/s; "
                                 "QPS 20,000 is 0% < 20% below it")
+    assert "more connections would raise QPS, or the server serialises requests" in a.evidence[1]
+    assert "a connections axis in the matrix can" in a.evidence[1]
 
 
 def test_concurrency_confirmed_when_qps_rises_with_connections():
     runs, _ = across([record(qps=q, rx=q, tx=q, server_core=40, thread_busy=35, client=45, connections=c)
                       for c, q in ((1, 10_000.0), (2, 19_000.0))])
     a = runs[0].analysis
-    assert a.verdict == analysis.CONCURRENCY
-    assert "connections 1 -> 2 (x2) raised QPS 10,000 -> 19,000 (x1.90, >= x1.25)" in text(a)
+    assert (a.verdict, a.rule) == (analysis.CONCURRENCY, "concurrency")
+    assert a.evidence[0] == "connections 1 -> 2 (x2) raised QPS 10,000 -> 19,000 (x1.90, >= x1.25)"
+    assert runs[1].analysis.verdict == analysis.LATENCY  # nothing above 2 connections says more
 
 
 def test_qps_far_from_c_over_l_with_nothing_saturated_is_inconclusive():
@@ -280,15 +284,28 @@ def test_allowance_growth_that_matters_is_network_bound_unless_a_cpu_is_full():
 
 # --- review: doubled packet rate in the evidence --------------------------------------------
 
-def test_review_assumed_packets_per_request_do_not_double_the_rate():
+def test_review_assumed_packets_per_request_do_not_double_the_rate_and_decide_nothing():
     rec = record(qps=46_000, ceiling=50_000)
     rec["telemetry"] = {}
     a = verdict(rec)
     assert a.packets_per_request is None
     assert "packets per request not measured; assumed 2" in a.flags
-    assert a.verdict == analysis.NETWORK
-    assert a.evidence[0].startswith("QPS 46,000 x 1.000 packets/request (assumed) = 46,000 pps "
-                                       "(server rx) = 92% >= 90% of the 50,000 pps ceiling")
+    # issue 22: an assumed packets/request never decides a verdict
+    assert (a.verdict, a.rule) == (analysis.INCONCLUSIVE, "packets-unknown"), a.evidence
+    assert a.evidence[0].startswith("packets per request were not counted")
+    assert a.evidence[1].startswith("QPS 46,000 x 1.000 packets/request (assumed) = 46,000 pps "
+                                    "(server rx) = 92% >= 90% of the 50,000 pps ceiling")
+    # the same load with its packets counted is network-bound
+    assert verdict(record(qps=46_000, rx=46_000, tx=46_000, ceiling=50_000)).verdict == analysis.NETWORK
+
+
+def test_a_ceiling_reached_with_a_saturated_server_cpu_names_both():
+    # across hosts: as the allowance rule does, both saturated is inconclusive, not network-bound
+    rec = record(qps=46_000, rx=46_000, tx=46_000, ceiling=50_000, server_core=99, thread_busy=97)
+    a = verdict(rec)
+    assert (a.verdict, a.rule) == (analysis.INCONCLUSIVE, "ceiling"), a.evidence
+    assert a.evidence[0] == "the network ceiling was reached while a CPU was saturated: both limit the run"
+    assert "server CPU 0 busy 99% >= 90% (usr 10%, sys 79%, softirq 10%, other 0%)" in a.evidence
 
 
 # --- review: rules and README disagree; switches of tens per second decide ------------------
@@ -420,9 +437,11 @@ def contradictions(a: Analysis) -> list[str]:
         m = re.search(NUM + r"% running \+ " + NUM + r"% waiting for a CPU = " + NUM + "%", e)
         if m and abs(f(m[1]) + f(m[2]) - f(m[3])) > 1.0:
             bad.append(e)
-        m = re.search(r"did not sustain its rate: " + NUM + " of " + NUM + r" requests/s \(" + NUM
-                      + "% of the target", e)
+        m = re.search(r"answered " + NUM + " of " + NUM + r" requests/s offered \(" + NUM + "% <", e)
         if m and abs(100 * f(m[1]) / f(m[2]) - f(m[3])) > 0.1:
+            bad.append(e)
+        m = re.search(r"send lag p99 " + NUM + r" ms (>|<=) " + NUM + " ms", e)
+        if m and (f(m[1]) > f(m[3])) != (m[2] == ">"):
             bad.append(e)
         if "not saturated" in e or "starved" in e:
             bad.append(e)
@@ -430,7 +449,8 @@ def contradictions(a: Analysis) -> list[str]:
     first = a.evidence[0] if a.evidence else ""
     if a.verdict in (analysis.SERVER, analysis.CLIENT) and a.rule != "server-serialised" \
             and ">=" not in first and "hot thread" not in first \
-            and "did not sustain its rate" not in first:  # the generator's own self-check decides
+            and "did not send on schedule" not in first \
+            and "completion rate" not in first:  # a self-check decides
         bad.append(f"{a.verdict} without a reached threshold first: {first}")
     if a.verdict == analysis.CLIENT and any(">=" in e for e in a.evidence if e.startswith("server")):
         bad.append("client-bound with a saturated server line")
@@ -473,9 +493,12 @@ def all_cases() -> list[dict]:
     waited["rate"] = {"target": 50_000.0, "achieved": 41_234.0, "sustained": False}
     waited["send_lag_ms"] = {"mean": 3.0, "p99": 12.5}
     waited["requests_detail"] = {"requests": 100_000, "queued": 30_000, "max_queue": 41}
+    slow = record(qps=1_000, rx=1_000, tx=1_000, server_core=40, thread_busy=30, client=40, latency_ms=3.0)
+    slow["rate"] = {"target": 5_000.0, "achieved": 1_000.0, "sustained": False}
+    slow["send_lag_ms"] = {"mean": 0.05, "p99": 0.3}
     over = record(latency_ms=50.0)  # C/L far below QPS: the latency overstates
     below = record(server_core=40, thread_busy=30, client=40, latency_ms=3.0)  # QPS well short of C/L
-    return cases + extra + [hot, lag, proc, quota, roomy, unsustained, waited, over, below]
+    return cases + extra + [hot, lag, proc, quota, roomy, unsustained, waited, slow, over, below]
 
 
 def test_a_generator_at_its_host_quota_is_client_bound_though_its_core_is_mostly_idle():
@@ -510,7 +533,10 @@ def test_no_evidence_contradicts_its_numbers_and_every_template_is_exercised(mon
             bad += contradictions(a)
     busy_ones = [record(qps=q, server_core=20, thread_busy=10, client=20, connections=c)
                  for c, q in ((16, 1000.0), (32, 3000.0))]
+    scaling = [record(qps=q, rx=q, tx=q, server_core=40, thread_busy=35, client=45, connections=c)
+               for c, q in ((1, 10_000.0), (2, 19_000.0))]
     sleepy, _ = across([sleeper(2), sleeper(8), *busy_ones])
+    sleepy += across(scaling)[0]
     for r in sleepy:
         assert r.analysis
         bad += contradictions(r.analysis)
@@ -541,15 +567,39 @@ def test_flat_qps_says_nothing_about_the_server_when_the_generator_was_not_measu
     assert {r.analysis.rule for r in runs if r.analysis} == {"nothing-fits"}
 
 
-def test_an_open_loop_generator_that_could_not_keep_its_rate_is_client_bound():
+def test_an_open_loop_generator_that_could_not_send_on_schedule_is_client_bound():
     rec = record(server_core=40, thread_busy=30, client=40)
-    rec["rate"] = {"target": 50_000.0, "achieved": 41_234.0, "sustained": False}
+    rec["rate"] = {"target": 50_000.0, "achieved": 41_234.0, "sustained": False,
+                   "send_fidelity": False, "completion": 0.8247}
     rec["send_lag_ms"] = {"mean": 0.4, "p99": 12.5}
     a = verdict(rec)
     assert (a.verdict, a.rule) == (analysis.CLIENT, "client"), a.evidence
-    assert a.evidence[0] == ("load generator did not sustain its rate: 41,234 of 50,000 requests/s "
-                                "(82.5% of the target) with send lag p99 12.50 ms (its own self-check)")
-    rec["rate"]["sustained"] = True  # the same figures, judged sustained by the generator: not this rule
+    assert a.evidence[0] == ("load generator did not send on schedule: send lag p99 12.50 ms > 1 ms "
+                             "(send fidelity, its own self-check; as the generator recorded it)")
+    # the generator's CPU was clear: the shortfall in completions is shown beside it
+    assert any("answered 41,234 of 50,000 requests/s offered (82.47% < 99%" in e for e in a.evidence)
+
+
+def test_a_server_that_cannot_complete_the_offered_rate_is_not_blamed_on_the_client():
+    # sent on schedule (the client's check holds), answered 1,000 of 5,000/s (the server's fails)
+    rec = record(qps=1_000, rx=1_000, tx=1_000, server_core=40, thread_busy=30, client=40,
+                 latency_ms=3.0)
+    rec["rate"] = {"target": 5_000.0, "achieved": 1_000.0, "sustained": False,
+                   "send_fidelity": True, "completion": 0.2}
+    rec["send_lag_ms"] = {"mean": 0.05, "p99": 0.3}
+    a = verdict(rec)
+    assert (a.verdict, a.rule) == (analysis.SERVER, "server-completion"), a.evidence
+    assert a.evidence[0] == ("the server answered 1,000 of 5,000 requests/s offered (20.00% < 99%; "
+                             "completion rate) while the generator sent on schedule")
+    assert any(e.startswith("load generator sent on schedule: send lag p99 0.30 ms <= 1 ms")
+               for e in a.evidence), a.evidence
+    # a summary from before the split: the same figures, the checks derived from rate and lag
+    rec["rate"] = {"target": 5_000.0, "achieved": 1_000.0, "sustained": False}
+    a = verdict(rec)
+    assert (a.verdict, a.rule) == (analysis.SERVER, "server-completion"), a.evidence
+    assert any("derived from the recorded send lag" in e for e in a.evidence)
+    # without any send lag, which check failed is unknown: never client-bound on it
+    del rec["send_lag_ms"]
     assert verdict(rec).verdict != analysis.CLIENT
 
 
@@ -599,9 +649,9 @@ def test_open_loop_littles_law_holds_the_connections_to_their_service_time():
     rec["send_lag_ms"] = {"mean": 390.0, "p99": 800.0}
     rec["requests_detail"] = {"requests": 64_000, "queued": 60_000, "max_queue": 12_000}
     a = verdict(rec)
-    assert (a.verdict, a.rule) == (analysis.CONCURRENCY, "concurrency"), a.evidence
+    assert (a.verdict, a.rule) == (analysis.LATENCY, "latency-bound"), a.evidence
     assert a.evidence[0].startswith("Little's law: 32 requests in flight / 1.600 ms mean service time = "
                                     "20,000 req/s"), a.evidence
     assert a.littles_law.open_loop is True
     rec["service_time_ms"]["mean"] = 0.5  # C/S = 64,000 req/s: connections idle most of the time
-    assert verdict(rec).verdict != analysis.CONCURRENCY
+    assert verdict(rec).verdict != analysis.LATENCY

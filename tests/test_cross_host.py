@@ -122,10 +122,12 @@ def test_compare_and_regression_gate_on_real_runs(tmp_path, labs, run_id):
                        "--set", f"hosts.link.pps={CAP}", "--baseline", str(ref),
                        "--fail-on-regression", "10", timeout=600)
     assert same.returncode == 0, same.stdout + same.stderr
-    assert "no significant change" in same.stdout and "regression gate: no significant drop" in same.stdout
+    # a capped link holds QPS so still that a 0.2% drift may be resolved; the gate acts only
+    # on an interval wholly beyond 10%
+    assert "regression gate: no significant drop larger than 10%" in same.stdout
 
     done = orchestrate("compare", str(ref), str(tmp_path / "cross-host-capped" / (run_id + "-2")))
-    assert done.returncode == 0 and done.stdout.strip().endswith("no significant change")
+    assert done.returncode == 0 and "unpaired: A and B ran at different times" in done.stdout
 
     worse = orchestrate("run", scenario, *common, "--run-id", run_id + "-3", "--set", f"hosts.lab={tight}",
                         "--set", "hosts.link.pps=12000", "--baseline", "latest",

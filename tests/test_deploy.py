@@ -123,7 +123,7 @@ def test_a_failing_task_is_a_run_failure_naming_host_and_task(lab, tmp_path):
     (src / "CMakeLists.txt").write_text('cmake_minimum_required(VERSION 3.16)\n'
                                         'project(broken CXX)\nmessage(FATAL_ERROR "broken on purpose")\n')
     hosts = netns.hosts_of(lab, run_id="fail")
-    with pytest.raises(RunFailed, match=r"Build server.*broken on purpose") as err:
+    with pytest.raises(RunFailed, match=r"build and install server.*broken on purpose") as err:
         deploy.deploy(Lab("netns", hosts, lab.name), tags=["server"],
                       extra_vars={"build_src": str(src), "orchestrate_root": str(tmp_path / "opt")})
     assert err.value.phase == "deploy" and err.value.host == hosts[0].name
@@ -154,3 +154,57 @@ def test_ctrl_c_during_deploy_stops_ansible(lab, tmp_path):
     assert time.monotonic() - started < 10
     left = subprocess.run(["pgrep", "-af", "orchestrate-deploy-"], capture_output=True, text=True).stdout
     assert left.strip() == "", left
+
+
+@pytest.fixture(scope="module")
+def lab3():
+    """Server and two clients: what several clients building at once needs."""
+    if os.geteuid() != 0 or not os.path.exists(netns.SSHD):
+        pytest.skip("netns labs need root and openssh-server")
+    name = f"t{os.getpid() % 100000}-deploy3"
+    try:
+        yield netns.up(name, 3)
+    finally:
+        netns.down(name)
+
+
+def _builds(root: Path) -> list[tuple[float, float, str]]:
+    """(start, end, host) of each build the role ran in this root."""
+    lines = (root / "bin" / ".slowbuild.built").read_text().splitlines()
+    return [(float(a), float(b), host) for a, b, host in (line.split() for line in lines)]
+
+
+def test_hosts_with_their_own_build_directories_build_at_once_and_skip_the_same_hash(lab3, tmp_path):
+    import dataclasses
+
+    from orchestrator.hosts import connect
+
+    playbook = REPO / "tests" / "data" / "build-parallel.yml"
+    hosts = tuple(dataclasses.replace(h, vars={**h.vars, "orchestrate_root": str(tmp_path / h.name)})
+                  for h in netns.hosts_of(lab3, run_id="parallel"))
+    one = Lab("netns", hosts, lab3.name)
+    transports = {h.name: connect(h) for h in hosts}
+    try:
+        first = deploy.deploy(one, playbook=playbook, transport=lambda h: transports[h.name])
+        assert first.status == "successful"
+        spans = [span for h in hosts[1:] for span in _builds(tmp_path / h.name)]
+        assert len(spans) == 2
+        # Each build sleeps 2 s: one after the other, the second would start after the first ended.
+        assert max(s for s, _, _ in spans) < min(e for _, e, _ in spans), spans
+        second = deploy.deploy(one, playbook=playbook, transport=lambda h: transports[h.name])
+        assert second.status == "skipped" and second.seconds == 0.0
+        assert [span for h in hosts[1:] for span in _builds(tmp_path / h.name)] == spans  # no rebuild
+    finally:
+        for t in transports.values():
+            t.close()
+
+
+def test_hosts_sharing_a_build_directory_build_once(lab3, tmp_path):
+    """The lab's own layout: one root on one filesystem; the lock in it lets one host build."""
+    hosts = netns.hosts_of(lab3, run_id="shared")
+    playbook = REPO / "tests" / "data" / "build-parallel.yml"
+    result = deploy.deploy(Lab("netns", hosts, lab3.name), playbook=playbook,
+                           extra_vars={"orchestrate_root": str(tmp_path / "shared")})
+    assert result.status == "successful"
+    assert len(_builds(tmp_path / "shared")) == 1  # the other host found the stamp, under the lock
+    assert os.access(tmp_path / "shared" / "bin" / "slowbuild", os.X_OK)

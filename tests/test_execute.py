@@ -68,6 +68,14 @@ def test_builtin_server_loopback_end_to_end(tmp_path, run_id):
         # the server's own count covers every request wrk completed (plus in-flight ones)
         assert counters["arch"] == r["arch"]
         assert sum(t["requests"] for t in counters["threads"]) >= r["requests"]
+        # the kernel's counters: one shared set on loopback, per run/request/second, raw kept
+        k = r["kernel"]["localhost"]
+        assert k["shared"] and k["roles"] == ["server", "client"]
+        assert k["run"]["out_segs"] >= r["requests"]  # every response is at least one segment
+        assert k["per_request"]["out_segs"] >= 1 and k["per_second"]["out_segs"] > 0
+        assert set(k["softirqs"]) == {"0", "1"}  # the server's CPU 0 and wrk's CPU 1
+        raw = _only_results(tmp_path) / "raw" / r["run_id"] / "localhost"
+        assert (raw / "nstat-before.txt").is_file() and (raw / "nstat-after.txt").is_file()
 
 
 def test_nginx_as_a_user_command_with_a_flame_graph(tmp_path, repo, run_id):

@@ -150,8 +150,9 @@ def test_wrk_missing(tmp_path, run_id):
     r = Run(tmp_path, run_id, *FAST, env={"PATH": str(bin_dir)})
     rc, err = r.finish()
     assert rc == 1, err
-    assert "host localhost, facts: missing tools: wrk" in err
-    assert r.summary()["status"] == "failed"
+    # refused before anything starts, naming the package that provides it (first contact, #26)
+    assert "host this machine, preflight: wrk is missing: apt-get install -y wrk" in err
+    assert not list(tmp_path.rglob("metrics.csv"))
 
 
 def test_iperf3_server_cannot_listen(tmp_path, run_id):

@@ -14,15 +14,16 @@ PACKAGE = Path(__file__).resolve().parents[1] / "orchestrator"
 
 # lowest first; a top-level name stands for its subpackage too (tools.wrk is "tools")
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"errors", "bounded", "cpus", "signals"}),  # no knowledge of anything else
-    frozenset({"scenario", "plan", "tools", "records"}),  # inputs, one adapter per external tool,
-    # and the records of results (runs, analyses, points, summaries)
+    frozenset({"errors", "bounded", "cpus", "signals", "stats", "point"}),  # no knowledge of anything else
+    frozenset({"scenario", "plan", "tools", "records", "packages"}),  # inputs, one adapter per
+    # external tool, the records of results (runs, analyses, points, summaries), tools' packages
     frozenset({"remote"}),  # commands and files on a host
     frozenset({"hosts", "deploy"}),  # providers, and Ansible on what they provide
     frozenset({"store", "history", "analysis", "capacity"}),  # results folder, history; verdicts, searches
-    frozenset({"context", "baseline", "telemetry", "load"}),  # pipeline steps
+    frozenset({"context", "baseline", "telemetry", "load", "doctor"}),  # pipeline steps; host checks
     frozenset({"execute"}),  # the pipeline
-    frozenset({"report", "compare", "cleanup", "site"}),  # readers of results (site: the dashboard)
+    frozenset({"report", "compare", "noise", "cleanup", "site"}),  # readers of results (site: the
+    # dashboard; noise: the floor an A/A run measured)
     frozenset({"cli", "__main__"}),
 )
 LEVEL = {name: i for i, layer in enumerate(LAYERS) for name in layer}

@@ -15,7 +15,8 @@ baseline: {iperf3: {duration: 1s, tcp: false}}
     assert len(p.runs) == 2 * 2 * 2 * 2
     # all points once, then the second repetition
     assert [r.repetition for r in p.runs] == [1] * 8 + [2] * 8
-    assert p.runs[0].point == ("reuseport", 1, 10, None) and p.runs[1].point == ("reuseport", 1, 20, None)
+    assert tuple(p.runs[0].point.values()) == ("reuseport", 1, 10, None)
+    assert tuple(p.runs[1].point.values()) == ("reuseport", 1, 20, None)
     assert p.runs[8].point == p.runs[0].point
     assert len({r.run_id for r in p.runs}) == 16
     assert p.runs[3].run_id == "004-reuseport-t2-c20-r1"
@@ -24,6 +25,29 @@ baseline: {iperf3: {duration: 1s, tcp: false}}
     assert p.start_s == o.start_s + o.deploy_s  # here the deploy step builds the server
     assert p.expected_seconds == pytest.approx(p.start_s + p.baseline_s + 16 * p.per_run_s + o.report_s)
     assert plan.expand(sc) == p  # same plan every time (resume relies on it)
+
+
+def test_three_new_axes_make_eight_points_with_short_readable_ids():
+    sc = scenario.load("s.yaml", text="""
+name: m
+server: {arch: [reuseport, main-sub], work_us: [0, 5], cpus: [0]}
+load: {keepalive: [true, false], cpus: [1]}
+""", host_cpus={0, 1}).scenario
+    p = plan.expand(sc)
+    assert len(p.runs) == 8 and len({r.point for r in p.runs}) == 8
+    first = p.runs[0]
+    assert first.point.axes == ("server.arch", "server.threads", "load.connections", "load.rate",
+                                "server.work_us", "load.keepalive")
+    assert first.run_id == "001-reuseport-t1-c64-w0-kaon-r1"
+    assert p.runs[-1].run_id == "008-main-sub-t1-c64-w5-kaoff-r1"
+    assert p.runs[-1].point.label() == ("server.arch=main-sub server.threads=1 load.connections=64 "
+                                        "server.work_us=5 load.keepalive=false")
+    assert p.runs[-1].as_dict()["axes"] == {"server.work_us": 5, "load.keepalive": False}
+    # a key written once is a setting, not an axis: the point and the id stay as before
+    single = scenario.load("s.yaml", text="name: m\nserver: {work_us: 5, cpus: [0]}\nload: {cpus: [1]}\n",
+                           host_cpus={0, 1}).scenario
+    assert plan.expand(single).runs[0].run_id == "001-reuseport-t1-c64-r1"
+    assert scenario.at(single, plan.expand(single).runs[0].point, "server.work_us") == 5
 
 
 def test_fmt_seconds():

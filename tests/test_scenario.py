@@ -73,8 +73,8 @@ def test_three_mistakes_give_three_located_messages():
         "s.yaml:4: server.threads: Input should be a valid integer, unable to parse string as an "
         "integer, got 'two'",
         "s.yaml:6: load.conections: unknown key 'conections'; did you mean 'connections'? "
-        "(expected one of: connections, cpus, duration, path, pipeline, rate, search, threads, timeout, "
-        "tool, warmup)",
+        "(expected one of: body, connections, cpus, duration, headers, keepalive, method, path, "
+        "pipeline, rate, search, threads, timeout, tool, warmup)",
         "s.yaml:7: load.duration: cannot read '10 parsecs' as a duration; expected e.g. 10s, 500ms, 1m30s",
     ]
 

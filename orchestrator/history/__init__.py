@@ -48,6 +48,12 @@ class History(Protocol):
     def gates(self) -> dict[str, dict[str, Any]]:
         """results_id -> the gate's verdict on it."""
 
+    def record_floor(self, results_id: str, floor: dict[str, Any]) -> None:
+        """Keep a noise floor measured by an A/A run (orchestrator/noise.py), with its hosts."""
+
+    def floors(self) -> dict[str, dict[str, Any]]:
+        """results_id -> the noise floor that A/A run measured."""
+
     def folder(self, session: dict[str, Any], *, files: tuple[str, ...] = ("summary.json",)) -> Path | None:
         """A local results folder for a session (fetched when the store is remote), or None if gone."""
 

@@ -203,6 +203,12 @@ class S3History:
     def gates(self) -> dict[str, dict[str, Any]]:
         return dict(self._read_index()[0].get("gates") or {})
 
+    def record_floor(self, results_id: str, floor: dict[str, Any]) -> None:
+        self._update_index(lambda index: index.setdefault("floors", {}).__setitem__(results_id, floor))
+
+    def floors(self) -> dict[str, dict[str, Any]]:
+        return dict(self._read_index()[0].get("floors") or {})
+
     def folder(self, session: dict[str, Any], *, files: tuple[str, ...] = ("summary.json",)) -> Path | None:
         """Fetch `files` of a session's results folder into the local cache (kept: results never
         change once indexed); "*" fetches the whole folder."""

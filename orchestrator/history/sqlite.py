@@ -23,6 +23,7 @@ CREATE TABLE IF NOT EXISTS runs (
     packets_per_request REAL, cpu_us_per_request REAL,
     PRIMARY KEY (results_id, run_id));
 CREATE TABLE IF NOT EXISTS gates (results_id TEXT PRIMARY KEY, verdict TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS floors (results_id TEXT PRIMARY KEY, floor TEXT NOT NULL);
 """
 
 
@@ -134,6 +135,23 @@ class SQLiteHistory:
         with contextlib.closing(sqlite3.connect(self.path)) as con:
             con.executescript(_SCHEMA)
             return {rid: json.loads(v) for rid, v in con.execute("SELECT results_id, verdict FROM gates")}
+
+    def record_floor(self, results_id: str, floor: dict[str, Any]) -> None:
+        import sqlite3
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.closing(sqlite3.connect(self.path)) as con, con:
+            con.executescript(_SCHEMA)
+            con.execute("INSERT OR REPLACE INTO floors VALUES (?, ?)", (results_id, json.dumps(floor)))
+
+    def floors(self) -> dict[str, dict[str, Any]]:
+        import sqlite3
+
+        if not self.path.exists():
+            return {}
+        with contextlib.closing(sqlite3.connect(self.path)) as con:
+            con.executescript(_SCHEMA)
+            return {rid: json.loads(v) for rid, v in con.execute("SELECT results_id, floor FROM floors")}
 
     def folder(self, session: dict[str, Any], *, files: tuple[str, ...] = ("summary.json",)) -> Path | None:
         path = Path(session["path"])

@@ -40,6 +40,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from orchestrator import packages
 from orchestrator.cpus import ranges
 from orchestrator.errors import RunFailed, UserError
 from orchestrator.hosts import Host, Lab
@@ -54,9 +55,9 @@ LAB_ORCHESTRATE_ROOT = "/tmp/orchestrate/opt"
 NETWORK = ipaddress.ip_network("198.18.0.0/15")  # RFC 2544 benchmarking range
 MAX_LABS = NETWORK.num_addresses // 256  # one /24 per lab
 MAX_HOSTS = 253  # .1 .. .253; the bridge is .254
-SSHD = "/usr/sbin/sshd"
 NS_IFACE = "eth0"  # the host's side of its veth, named like a real machine's NIC
 PYTHON = "/usr/bin/python3"  # interpreter discovery finds a pyenv shim here and fails
+SSHD = "/usr/sbin/sshd"  # Debian's; packages.which finds it elsewhere too
 NOFILE = 1 << 20  # sshd (and so every process started over SSH) may open this many files
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 SCHEMA = 1
@@ -401,13 +402,16 @@ LogLevel ERROR
 
 
 def _start_sshd(st: LabState) -> None:
+    binary = packages.which("sshd")
+    if binary is None:
+        raise RunFailed(str(packages.Missing("sshd", packages.TOOL_PACKAGES["sshd"])), phase="lab")
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege-separation dir sshd insists on
     dirs = _controller_dirs()
     mounts = _cgroup_mount_script()
     procs = []
     for h in st.hosts:
         d = Path(st.dir) / "hosts" / h.name
-        sshd = shlex.join([SSHD, "-f", str(d / "sshd_config"), "-E", str(d / "sshd.log")])
+        sshd = shlex.join([binary, "-f", str(d / "sshd_config"), "-E", str(d / "sshd.log")])
         # Join the host's cgroups first (children inherit them), then its namespace.
         join = "".join(f"echo $$ > {shlex.quote(str(c / 'cgroup.procs'))} && "
                        for c in _host_cgroups(h, dirs))

@@ -104,6 +104,10 @@ def context(summary: Summary, folder: Path, charts: list[dict[str, Any]]) -> dic
     status = f_text(summary.status)
     counts = Counter(r.analysis.verdict for r in runs if r.analysis and r.analysis.verdict)
     scenario = f_text(summary.scenario)
+    rows = [_run_row(r, folder) for r in runs]
+    common = _common_flags(rows)
+    for row in rows:  # the verdict table shows what differs; the common flags are said once above
+        row["table_flags"] = [f for f in row["flags"] if f not in common]
     return {
         "title": f"{scenario} benchmark report",
         "scenario": scenario,
@@ -118,16 +122,61 @@ def context(summary: Summary, folder: Path, charts: list[dict[str, Any]]) -> dic
         "verdict_counts": [(v, counts[v]) for v in (*VERDICTS, *sorted(set(counts) - set(VERDICTS)))
                            if counts[v]],
         "analysed": bool(counts),
-        "runs": [_run_row(r, folder) for r in runs],
+        "runs": rows,
+        "common_flags": common,
         "points": [_point_row(p) for p in plots.points(summary)],
         "capacity": [_capacity_row(c) for c in summary.capacity],
         "autoscale": [_autoscale_row(a) for a in summary.autoscale],
         "hosts": _hosts(summary),
+        "host_noise": _host_noise(summary),
         "observer": [row for r in runs for row in _observer_rows(r)],
         "baseline": _baseline(summary),
         "charts": charts,
         "missing_charts": [c for c in charts if not c["available"]],
+        "answer": _answer(summary),
     }
+
+
+def _host_noise(summary: Summary) -> list[str]:
+    """The host's own noise before the first window and after the last (doctor.noise), if read."""
+    from orchestrator.doctor.noise import HostNoise
+
+    recorded = (summary.model_extra or {}).get("host_noise") or {}
+    out = []
+    for when in ("before", "after"):
+        try:
+            out.append(HostNoise.from_dict(recorded[when]).line())
+        except (KeyError, TypeError, ValueError):  # not read (a remote provider), or unreadable
+            continue
+    return out
+
+
+def _common_flags(rows: list[dict[str, Any]]) -> list[str]:
+    """Flags every run carries (2 runs or more): said once, not on every row."""
+    if len(rows) < 2:
+        return []
+    return [f for f in rows[0]["flags"] if all(f in r["flags"] for r in rows[1:])]
+
+
+ANSWER_BASELINE = "main-sub"  # the reference experiment's baseline, when the run has it
+
+
+def _answer(summary: Summary) -> dict[str, Any] | None:
+    """The comparison the report opens with: when the run swept server.arch over 2 or more
+    repetitions, every other architecture against main-sub (else the first), round by round
+    (repetition k = round k), on QPS and server CPU per request."""
+    from orchestrator import compare
+
+    archs = list(dict.fromkeys(r.arch for r in summary.runs if r.arch is not None))
+    if len(archs) < 2 or max((r.repetition or 1 for r in summary.runs), default=1) < 2:
+        return None
+    base = ANSWER_BASELINE if ANSWER_BASELINE in archs else archs[0]
+    changes = compare.paired(summary, "server.arch", base, metrics=("qps", "cpu_us_per_request"))
+    if not changes:
+        return None
+    return {"baseline": base, "statistic": compare.stats.PAIRED,
+            "rows": [{"at": c.at, "variant": c.variant, "metric": c.metric.unit, "ratio": c.ratio.text(),
+                      "rounds": c.ratio.n, "word": c.word} for c in changes]}
 
 
 def _run_row(r: Run, folder: Path) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from orchestrator.tools.base import ToolError  # noqa: F401  (re-exported)
 
 # The tool names a scenario or the pipeline may use; each is a module of this package.
 ADAPTERS = frozenset({"wrk", "loadgen", "iperf3", "pidstat", "mpstat", "sar", "perf", "server", "facts",
-                      "ethtool"})
+                      "ethtool", "nstat"})
 
 
 def get(name: str) -> ModuleType:

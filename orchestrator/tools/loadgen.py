@@ -229,12 +229,16 @@ class Distribution:
 class Rate:
     """Open loop: the target (total req/s), what was achieved, and the generator's self-check:
     sustained is False when achieved < 99% of target or p99 send lag > max(1 ms, 10% of the
-    interval between requests). Closed loop: target and sustained are None."""
+    interval between requests). The two halves are kept apart, since they blame different
+    sides: send_fidelity (the lag half, the client's) and completion (achieved / target, the
+    server's). Closed loop: target, sustained, send_fidelity and completion are None."""
 
     target: float | None
     achieved: float
     sustained: bool | None
     per_second: tuple[int, ...]  # responses completed in each whole second of the window
+    send_fidelity: bool | None = None
+    completion: float | None = None
 
 
 @dataclass(frozen=True)
@@ -311,9 +315,25 @@ def _histogram(doc: Mapping[str, Any]) -> Histogram:
                      mean_us=float(doc["mean"]))
 
 
+def send_lag_limit_ms(target: float) -> float:
+    """The send-fidelity bound on p99 send lag: max(1 ms, 10% of the interval between requests)."""
+    return max(1.0, 0.1 * 1e3 / target)
+
+
+def _send_fidelity(target: float, send_lag: Histogram) -> bool:
+    return send_lag.percentile_us(99) <= 1000.0 * send_lag_limit_ms(target)
+
+
 def _sustained(target: float, achieved: float, send_lag: Histogram) -> bool:
-    limit_us = max(1000.0, 0.1 * 1e6 / target)
-    return achieved >= 0.99 * target and send_lag.percentile_us(99) <= limit_us
+    return achieved >= 0.99 * target and _send_fidelity(target, send_lag)
+
+
+def _rate(target: float | None, achieved: float, sustained: bool | None, per_second: tuple[int, ...],
+          send_lag: Histogram) -> Rate:
+    if target is None or target <= 0:
+        return Rate(target, achieved, sustained, per_second)
+    return Rate(target, achieved, sustained, per_second, _send_fidelity(target, send_lag),
+                round(achieved / target, 4))
 
 
 def _from_doc(doc: Mapping[str, Any]) -> LoadResult:
@@ -330,7 +350,8 @@ def _from_doc(doc: Mapping[str, Any]) -> LoadResult:
         duration_s=float(doc["window"]["measured_s"]), interrupted=bool(doc["interrupted"]),
         start_epoch=float(doc["window"]["start_epoch"]), qps=achieved,
         first_send_epoch=_optional_float(doc["window"].get("first_send_epoch")),
-        rate=Rate(target, achieved, sustained, tuple(int(x) for x in rate["per_second"])),
+        rate=_rate(target, achieved, sustained, tuple(int(x) for x in rate["per_second"]),
+                   hists["send_lag"]),
         latency_ms=Distribution.of(hists["latency"]),
         service_time_ms=Distribution.of(hists["service_time"]),
         send_lag_ms=Distribution.of(hists["send_lag"]),
@@ -414,7 +435,7 @@ def merge(results: Sequence[LoadResult]) -> LoadResult:
         duration_s=max(r.duration_s for r in results),
         interrupted=any(r.interrupted for r in results),
         start_epoch=min(r.start_epoch for r in results), qps=achieved,
-        rate=Rate(target, achieved, sustained, per_second),
+        rate=_rate(target, achieved, sustained, per_second, hists["send_lag_hist"]),
         latency_ms=Distribution.of(hists["latency_hist"]),
         service_time_ms=Distribution.of(hists["service_time_hist"]),
         send_lag_ms=Distribution.of(hists["send_lag_hist"]),

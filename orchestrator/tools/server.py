@@ -32,10 +32,14 @@ def thread_cpus(cpus: list[int], threads: int) -> list[int]:
 
 
 def builtin_command(binary: str, *, arch: str, threads: int, cpus: list[int], port: int,
-                    bind: str, body: str) -> list[str]:
+                    bind: str, body: str, work_us: int = 0, backlog: int | None = None) -> list[str]:
+    """server/'s argv; `work_us`: busy CPU per request, simulating application work; `backlog`:
+    listen(2)'s, which the kernel caps at net.core.somaxconn (None: the server's 4096)."""
+    work = ["--work-us", str(work_us)] if work_us else []
     return [binary, "--arch", arch, "--threads", str(threads),
             "--cpus", cpu_list(thread_cpus(cpus, threads)), "--acceptor-cpu", str(cpus[0]),
-            "--bind", bind, "--port", str(port), "--body", body]
+            "--bind", bind, "--port", str(port), "--body", body, *work,
+            *(["--backlog", str(backlog)] if backlog is not None else [])]
 
 
 def custom_command(template: str, *, arch: str, threads: int, cpus: list[int], port: int,

@@ -60,10 +60,29 @@ local function note_start()
   return true
 end
 
+-- The request's shape, as named arguments after the positional ones (wrk.py command):
+-- method=M, body=TEXT, close=1 (Connection: close, so wrk opens a new connection per request).
+-- Set before wrk.init() formats the request (it calls this init() first).
+local function shape(args)
+  for i = 3, #args do
+    local name, value = string.match(args[i], "^(%a+)=(.*)$")
+    if name == "method" then
+      wrk.method = value
+    elseif name == "body" then
+      wrk.body = value
+    elseif name == "close" then
+      wrk.headers["Connection"] = "close"
+    elseif name ~= nil then
+      error("orchestrate: unknown script argument " .. name)
+    end
+  end
+end
+
 init = function(args)
   orch_depth = math.floor(tonumber(args[1]) or 1)
   orch_budget = tonumber(args[2]) or orch_budget
-  local timed = args[3] ~= nil
+  shape(args)
+  local timed = args[3] ~= nil and tonumber(args[3]) ~= nil
   if timed then
     load_ffi()
     wait_until(tonumber(args[3]))

@@ -130,8 +130,14 @@ def command(
     headers: Mapping[str, str] | None = None,
     start_at: float | None = None,
     walk_budget: float = WALK_BUDGET,
+    method: str = "GET",
+    body: str | None = None,
+    close: bool = False,
 ) -> list[str]:
     """wrk's argv; `script_path` must hold LUA_SCRIPT.
+
+    The method, the body and `close` (Connection: close: a new connection per request) reach
+    the script as named arguments; wrk's -H carries the other headers.
 
     With `start_at` (epoch seconds, the host's clock) wrk starts at once but waits for that
     instant inside its script, before its threads connect; each thread notes when it is about
@@ -147,11 +153,23 @@ def command(
     argv = [BINARY, "--latency", "-t", str(threads), "-c", str(connections),
             "-d", _seconds(duration_s, "duration"), "--timeout", _seconds(timeout_s, "timeout"),
             "-s", str(script_path)]
+    if close and pipeline > 1:
+        raise ToolError("wrk", "pipelining needs keep-alive connections (close=True given)")
+    if not method or any(c.isspace() or c == "=" for c in method):
+        raise ToolError("wrk", f"bad method {method!r}")
     for name, value in (headers or {}).items():
+        if not name or ":" in name or any(c in f"{name}{value}" for c in "\r\n"):
+            raise ToolError("wrk", f"bad header {name!r}: {value!r}")
         argv += ["-H", f"{name}: {value}"]  # wrk only splits on ": "
     args = [str(pipeline), f"{walk_budget:g}"]
     if start_at is not None:
         args.append(f"{start_at:.6f}")
+    if method != "GET":
+        args.append(f"method={method}")
+    if body is not None:
+        args.append(f"body={body}")
+    if close:
+        args.append("close=1")
     return [*argv, url, "--", *args]
 
 

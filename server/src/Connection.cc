@@ -12,7 +12,7 @@
 namespace orch {
 
 Connection::Connection(Worker* worker, int fd)
-    : HttpSession(fd, worker->options(), worker->responses(), worker->stats(), worker->loop()->nowMs()),
+    : HttpSession(fd, worker->options(), worker->responses(), worker->work(), worker->stats(), worker->loop()->nowMs()),
       worker_(worker),
       channel_(worker->loop(), fd) {
   channel_.setReadCallback([this] { handleRead(); });

@@ -1,11 +1,13 @@
 #include "HttpProcessing.h"
 
 #include "ResponseCache.h"
+#include "SimulatedWork.h"
 #include "ThreadStats.h"
 
 namespace orch {
 
-ProcessResult processRequests(HttpParser& parser, const ResponseCache& responses, ThreadStats& stats,
+ProcessResult processRequests(HttpParser& parser, const ResponseCache& responses, const SimulatedWork& work,
+                              ThreadStats& stats,
                               const char* data, size_t len, std::string* out, size_t budget) {
   ProcessResult r;
   const size_t before = out->size();
@@ -29,6 +31,7 @@ ProcessResult processRequests(HttpParser& parser, const ResponseCache& responses
       break;
     }
     r.completed = true;
+    if (work.enabled()) work.perform();  // the handler's time, before its response
     if (!parser.keepAlive()) {
       *out += responses.ok(ResponseCache::kClose, parser.isHead());
       r.lastResponse = true;

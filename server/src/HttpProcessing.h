@@ -8,6 +8,7 @@
 namespace orch {
 
 class ResponseCache;
+class SimulatedWork;
 struct ThreadStats;
 
 // What processRequests() did with one range of input.
@@ -23,8 +24,9 @@ struct ProcessResult {
 // [data, data+len) and appends its response (and any "100 Continue") to
 // *out, counting requests in stats. Stops after the last response, or once
 // `budget` bytes or more were appended (the caller's room below its
-// back-pressure mark).
-ProcessResult processRequests(HttpParser& parser, const ResponseCache& responses, ThreadStats& stats,
+// back-pressure mark). Each request first costs `work` (--work-us).
+ProcessResult processRequests(HttpParser& parser, const ResponseCache& responses, const SimulatedWork& work,
+                              ThreadStats& stats,
                               const char* data, size_t len, std::string* out, size_t budget);
 
 }  // namespace orch

@@ -10,6 +10,7 @@
 #include "HttpProcessing.h"
 #include "Options.h"
 #include "ResponseCache.h"
+#include "SimulatedWork.h"
 #include "Socket.h"
 #include "ThreadStats.h"
 #include "orch/NonCopyable.h"
@@ -45,8 +46,8 @@ class HttpSession : NonCopyable {
     kClosed,
   };
 
-  HttpSession(int fd, const Options& options, const ResponseCache& responses, ThreadStats& stats,
-              int64_t nowMs);
+  HttpSession(int fd, const Options& options, const ResponseCache& responses, const SimulatedWork& work,
+              ThreadStats& stats, int64_t nowMs);
   ~HttpSession() = default;  // never deleted through the base
 
   // The transport's hooks (members of Transport, befriending this class):
@@ -91,6 +92,7 @@ class HttpSession : NonCopyable {
 
   const Options& options_;
   const ResponseCache& responses_;
+  const SimulatedWork& work_;
   ThreadStats& stats_;
   HttpParser parser_;
   std::string in_;  // unconsumed input: a partial head or unserved requests
@@ -105,11 +107,12 @@ class HttpSession : NonCopyable {
 // ---- the template's definitions
 
 template <class Transport>
-HttpSession<Transport>::HttpSession(int fd, const Options& options, const ResponseCache& responses, ThreadStats& stats,
-                         int64_t nowMs)
+HttpSession<Transport>::HttpSession(int fd, const Options& options, const ResponseCache& responses,
+                                    const SimulatedWork& work, ThreadStats& stats, int64_t nowMs)
     : fd_(fd),
       options_(options),
       responses_(responses),
+      work_(work),
       stats_(stats),
       parser_(options.limits),
       lastActiveMs_(nowMs) {}
@@ -166,7 +169,7 @@ template <class Transport>
 size_t HttpSession<Transport>::process(const char* data, size_t len, int64_t now) {
   const size_t before = out_.size();
   const size_t waiting = pending();
-  ProcessResult r = processRequests(parser_, responses_, stats_, data, len, &out_,
+  ProcessResult r = processRequests(parser_, responses_, work_, stats_, data, len, &out_,
                                     waiting < kHighWater ? kHighWater - waiting : 0);
   if (r.lastResponse) {
     state_ = State::kClosing;

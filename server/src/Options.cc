@@ -44,7 +44,8 @@ std::string usage() {
   return "usage: orchestrate-server --arch reuseport|main-sub|uring --threads N [--cpus 0,2,4]\n"
          "         [--acceptor-cpu C] [--bind 127.0.0.1] [--port 8000] [--backlog 4096]\n"
          "         [--body TEXT | --body-size N] [--idle-timeout-ms 60000]\n"
-         "         [--header-timeout-ms 10000] [--max-connections N] [--max-body-bytes 1048576]\n";
+         "         [--header-timeout-ms 10000] [--max-connections N] [--max-body-bytes 1048576]\n"
+         "         [--work-us N]  (N us of busy CPU per request: simulated application work)\n";
 }
 
 ParseOutcome parseOptions(int argc, char** argv, Options* o, std::string* error) {
@@ -121,6 +122,9 @@ ParseOutcome parseOptions(int argc, char** argv, Options* o, std::string* error)
     } else if (arg == "--max-connections") {
       if (!parseInt(value, 0, 1 << 30, &n)) return bad("0..2^30, 0 = no limit");
       o->maxConnections = n;
+    } else if (arg == "--work-us") {
+      if (!parseInt(value, 0, 1000000, &n)) return bad("0..1000000 microseconds");
+      o->workUs = n;
     } else if (arg == "--max-body-bytes") {
       if (!parseInt(value, 0, int64_t{1} << 40, &n)) return bad("0..2^40");
       o->limits.maxBodyBytes = static_cast<uint64_t>(n);

@@ -25,6 +25,7 @@ struct Options {
   int64_t idleTimeoutMs = 60000;
   int64_t headerTimeoutMs = 10000;
   int64_t maxConnections = 0;  // 0: limited only by RLIMIT_NOFILE
+  int64_t workUs = 0;          // busy CPU per request (SimulatedWork)
   HttpLimits limits;
 };
 

@@ -9,7 +9,7 @@
 namespace orch {
 
 UringConnection::UringConnection(UringWorker* worker, int fd)
-    : HttpSession(fd, worker->options(), worker->responses(), worker->stats(), worker->nowMs()),
+    : HttpSession(fd, worker->options(), worker->responses(), worker->work(), worker->stats(), worker->nowMs()),
       worker_(worker) {}
 
 UringConnection::~UringConnection() = default;

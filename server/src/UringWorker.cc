@@ -29,7 +29,8 @@ UringWorker::UringWorker(const Options& options, UniqueFd listenFd, std::atomic<
       cpu_(cpu),
       listenFd_(std::move(listenFd)),
       reserveFd_(openReserve()),
-      responses_(options.body) {}
+      responses_(options.body),
+      work_(options.workUs) {}
 
 UringWorker::~UringWorker() = default;
 

@@ -9,6 +9,7 @@
 
 #include "ConnectionTable.h"
 #include "ResponseCache.h"
+#include "SimulatedWork.h"
 #include "Socket.h"
 #include "ThreadStats.h"
 #include "UringRing.h"
@@ -48,6 +49,7 @@ class UringWorker : NonCopyable {
   UringRing& ring() { return *ring_; }
   const Options& options() const { return options_; }
   const ResponseCache& responses() const { return responses_; }
+  const SimulatedWork& work() const { return work_; }
   ThreadStats& stats() { return stats_; }
   int64_t nowMs() const { return nowMs_; }
   void scheduleFlush(UringConnection* conn);
@@ -85,6 +87,7 @@ class UringWorker : NonCopyable {
   int64_t nowMs_ = 0;
   int64_t tickMs_ = 250;
   ResponseCache responses_;
+  SimulatedWork work_;
   ThreadStats stats_;
   ConnectionTable<UringConnection> connections_;
   // Closed, with an operation still in flight.

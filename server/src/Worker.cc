@@ -17,6 +17,7 @@ Worker::Worker(EventLoop* loop, const Options& options, std::atomic<int64_t>* li
       options_(options),
       live_(live),
       responses_(options.body),
+      work_(options.workUs),
       readBuffer_(new char[kReadBufferSize]),
       resumes_(loop, &Connection::resumeScheduled, &Connection::setResumeScheduled, &Connection::resume),
       flushes_(loop, &Connection::flushScheduled, &Connection::setFlushScheduled, &Connection::sendPending) {}

@@ -9,6 +9,7 @@
 #include "ConnectionTable.h"
 #include "DeferredCalls.h"
 #include "ResponseCache.h"
+#include "SimulatedWork.h"
 #include "Socket.h"
 #include "ThreadStats.h"
 #include "orch/NonCopyable.h"
@@ -42,6 +43,7 @@ class Worker : NonCopyable {
   EventLoop* loop() const { return loop_; }
   const Options& options() const { return options_; }
   const ResponseCache& responses() const { return responses_; }
+  const SimulatedWork& work() const { return work_; }
   char* readBuffer() { return readBuffer_.get(); }
   static constexpr size_t kReadBufferSize = 64 * 1024;
   ThreadStats& stats() { return stats_; }
@@ -62,6 +64,7 @@ class Worker : NonCopyable {
   const Options& options_;
   std::atomic<int64_t>* const live_;
   ResponseCache responses_;
+  SimulatedWork work_;
   std::unique_ptr<char[]> readBuffer_;
   ThreadStats stats_;
   std::unique_ptr<Acceptor> acceptor_;

@@ -55,10 +55,10 @@ def test_screenshot_is_a_rendered_page(report: render.ReportPaths, tmp_path: Pat
     assert non_white > 0.05, non_white
     assert colours > 200, colours
     # the recorded run's verdict badges' colours are on screen (server-bound #c05621,
-    # concurrency-bound green #2f855a)
+    # latency-bound teal #2c7a7b)
     seen = [c for _, c in counts]
     assert any(abs(r - 0xC0) < 12 and abs(g - 0x56) < 12 and abs(b - 0x21) < 12 for r, g, b in seen)
-    assert any(abs(r - 0x2F) < 12 and abs(g - 0x85) < 12 and abs(b - 0x5A) < 12 for r, g, b in seen)
+    assert any(abs(r - 0x2C) < 8 and abs(g - 0x7A) < 8 and abs(b - 0x7B) < 8 for r, g, b in seen)
 
 
 def test_dom_has_verdict_table_and_every_plot(report: render.ReportPaths, tmp_path: Path):

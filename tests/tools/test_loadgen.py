@@ -94,6 +94,8 @@ def test_parse_open_loop_run():
     r = loadgen.parse(data("loadgen_open.json"))
     assert (r.mode, r.threads, r.connections) == ("open", 2, 20)
     assert r.rate.target == 5000 and r.rate.sustained is True
+    # the two halves of the self-check, kept apart: the client's and the server's
+    assert r.rate.send_fidelity is True and r.rate.completion == 1.0
     assert abs(r.rate.achieved - 5000) < 50 and r.qps == r.rate.achieved
     assert r.rate.per_second == (5000, 5000)
     assert r.counts.requests == r.counts.responses == 10000 and r.counts.socket_errors == 0
@@ -108,6 +110,7 @@ def test_parse_closed_loop_has_no_target():
     r = loadgen.parse(data("loadgen_closed_pipeline4.json"))
     assert r.mode == "closed" and r.pipeline == 4
     assert r.rate.target is None and r.rate.sustained is None and r.qps > 1000
+    assert r.rate.send_fidelity is None and r.rate.completion is None
     assert r.send_lag_ms.max == 0  # closed loop: intended = actual send
 
 
@@ -115,6 +118,7 @@ def test_parse_refused_counts_connect_errors_and_is_not_sustained():
     r = loadgen.parse(data("loadgen_refused.json"))
     assert r.counts.error("connect") > 0 and r.counts.responses == 0
     assert r.rate.sustained is False and r.qps == 0
+    assert r.rate.completion == 0.0  # nothing answered: the completion check fails
     # nothing could be sent: every request of the window is unanswered, none dropped
     assert r.counts.unanswered == r.counts.unsent == r.counts.requests == 1000
     assert r.latency_ms.max >= 900  # the first request waited (almost) the whole second

@@ -296,3 +296,19 @@ def test_live_wrk_against_local_nginx(tmp_path, depth, no_children):
     assert r.socket_errors == 0 and r.non_2xx == 0
     assert 0 < r.latency_ms.p50 <= r.latency_ms.p99 <= r.latency_ms.max
 
+
+
+def test_the_request_shape_reaches_the_script_as_named_arguments():
+    argv = wrk.command("http://127.0.0.1/", threads=1, connections=1, duration_s=1, timeout_s=1,
+                       script_path="s.lua", method="POST", body="a=b c", close=True,
+                       headers={"X-A": "1"})
+    assert argv[argv.index("--") + 1:] == ["1", "2e+07", "method=POST", "body=a=b c", "close=1"]
+    assert argv[argv.index("-H") + 1] == "X-A: 1"
+    assert wrk.command("http://127.0.0.1/", threads=1, connections=1, duration_s=1, timeout_s=1,
+                       script_path="s.lua")[-3:] == ["--", "1", "2e+07"]  # GET, keep-alive: as before
+    with pytest.raises(ToolError, match="keep-alive"):
+        wrk.command("http://127.0.0.1/", threads=1, connections=1, duration_s=1, timeout_s=1,
+                    script_path="s.lua", close=True, pipeline=2)
+    with pytest.raises(ToolError, match="bad header"):
+        wrk.command("http://127.0.0.1/", threads=1, connections=1, duration_s=1, timeout_s=1,
+                    script_path="s.lua", headers={"X": "a\r\nB: c"})
