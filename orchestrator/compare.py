@@ -208,7 +208,7 @@ def ratio_for(before: Sequence[float], after: Sequence[float], *, quantum: float
             return None, BETTER
         return None, "not resolved here (some repetitions found no capacity)"
     if nights:
-        return stats.against_nights(before, stats.geometric_mean(after), quantum=quantum), None
+        return stats.against_nights(before, statistics.geometric_mean(after), quantum=quantum), None
     return stats.ratio_of(before, after, quantum=quantum), None
 
 
@@ -236,7 +236,7 @@ def _nightly(nights: Sequence[Summary], metric: str) -> dict[Point, list[float]]
     for s in nights:
         for point, values in _samples(s, metric).items():
             if values and all(v > 0 for v in values):
-                out.setdefault(point, []).append(stats.geometric_mean(values))
+                out.setdefault(point, []).append(statistics.geometric_mean(values))
             elif values:
                 out.setdefault(point, []).append(0.0)
     return out

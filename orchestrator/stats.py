@@ -153,10 +153,6 @@ def against_nights(nights: Sequence[float], tonight: float, *, quantum: float = 
     return Ratio(math.exp(mean), math.exp(lo), math.exp(hi), n, NIGHTS, p, sd)
 
 
-def geometric_mean(values: Sequence[float]) -> float:
-    return math.exp(statistics.fmean(math.log(x) for x in values))
-
-
 def detectable_effect(sd_log: float, n: int, *, power: float = 0.8) -> float:
     """The smallest ratio change (as a fraction, 0.05 = 5%) that n paired rounds detect with the
     given power at 95% confidence, for per-round log ratios spread by sd_log (from an A/A run)."""

@@ -22,15 +22,19 @@ REPO = Path(__file__).resolve().parents[1]
 ANSIBLE_PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
 
 
-@pytest.fixture(scope="module")
-def lab():
+def _lab(suffix: str, hosts: int):
     if os.geteuid() != 0 or not os.path.exists(netns.SSHD):
         pytest.skip("netns labs need root and openssh-server")
-    name = f"t{os.getpid() % 100000}-deploy"
+    name = f"t{os.getpid() % 100000}-{suffix}"
     try:
-        yield netns.up(name, 2)
+        yield netns.up(name, hosts)
     finally:
         netns.down(name)
+
+
+@pytest.fixture(scope="module")
+def lab():
+    yield from _lab("deploy", 2)
 
 
 def _recap(output: str) -> dict[str, dict[str, int]]:
@@ -159,13 +163,7 @@ def test_ctrl_c_during_deploy_stops_ansible(lab, tmp_path):
 @pytest.fixture(scope="module")
 def lab3():
     """Server and two clients: what several clients building at once needs."""
-    if os.geteuid() != 0 or not os.path.exists(netns.SSHD):
-        pytest.skip("netns labs need root and openssh-server")
-    name = f"t{os.getpid() % 100000}-deploy3"
-    try:
-        yield netns.up(name, 3)
-    finally:
-        netns.down(name)
+    yield from _lab("deploy3", 3)
 
 
 def _builds(root: Path) -> list[tuple[float, float, str]]:

@@ -8,7 +8,7 @@ import pytest
 
 from orchestrator import cli, packages, scenario
 
-from testkit import REPO
+from testkit import REPO, path_without
 
 SCENARIOS = sorted((REPO / "scenarios").glob("*.yaml"))
 
@@ -48,14 +48,7 @@ def test_missing_line_names_the_package_and_the_command():
 @pytest.fixture
 def path_without_sshd(tmp_path, monkeypatch):
     """A PATH holding every tool this machine has except sshd (nothing else changed)."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for tool in packages.TOOL_PACKAGES:
-        found = packages.which(tool)
-        if tool != "sshd" and found:
-            (bin_dir / tool).symlink_to(found)
-    for tool in ("sh", "python3"):
-        (bin_dir / tool).symlink_to(packages.which(tool) or f"/usr/bin/{tool}")
+    bin_dir = path_without("sshd", tmp_path, also=("sh", "python3"))
     monkeypatch.setenv("PATH", str(bin_dir))
     monkeypatch.setenv("ORCHESTRATE_PATH_ONLY", "1")
     return bin_dir

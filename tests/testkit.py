@@ -26,3 +26,19 @@ def stop_process(proc: subprocess.Popen, grace: float = 5.0) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def path_without(tool: str, tmp_path: Path, *, also: tuple[str, ...] = ()) -> Path:
+    """A bin folder linking every tool orchestrator.packages knows that this machine has, except
+    `tool`, plus `also` (what the test's own commands need); for a PATH that lacks just one."""
+    from orchestrator import packages
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in packages.TOOL_PACKAGES:
+        found = packages.which(name)
+        if name != tool and found:
+            (bin_dir / name).symlink_to(found)
+    for name in also:
+        (bin_dir / name).symlink_to(packages.which(name) or f"/usr/bin/{name}")
+    return bin_dir

@@ -116,42 +116,38 @@ class SQLiteHistory:
         return str(record_history(summary, folder, self.path))
 
     def record_gate(self, results_id: str, gate: dict[str, Any]) -> None:
-        import sqlite3
-
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.closing(sqlite3.connect(self.path)) as con, con:
-            con.executescript(_SCHEMA)
-            con.execute("INSERT OR REPLACE INTO gates VALUES (?, ?)", (results_id, json.dumps(gate)))
+        self._put("gates", results_id, gate)
 
     def sessions(self, *, scenario: str | None = None, status: str | None = None,
                  limit: int = 50) -> list[dict[str, Any]]:
         return history_sessions(self.path, scenario=scenario, status=status, limit=limit)
 
     def gates(self) -> dict[str, dict[str, Any]]:
-        import sqlite3
-
-        if not self.path.exists():
-            return {}
-        with contextlib.closing(sqlite3.connect(self.path)) as con:
-            con.executescript(_SCHEMA)
-            return {rid: json.loads(v) for rid, v in con.execute("SELECT results_id, verdict FROM gates")}
+        return self._all("gates", "verdict")
 
     def record_floor(self, results_id: str, floor: dict[str, Any]) -> None:
+        self._put("floors", results_id, floor)
+
+    def floors(self) -> dict[str, dict[str, Any]]:
+        return self._all("floors", "floor")
+
+    # gates and floors are both results id -> one JSON value; the table names are ours, not input
+    def _put(self, table: str, results_id: str, value: dict[str, Any]) -> None:
         import sqlite3
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.closing(sqlite3.connect(self.path)) as con, con:
             con.executescript(_SCHEMA)
-            con.execute("INSERT OR REPLACE INTO floors VALUES (?, ?)", (results_id, json.dumps(floor)))
+            con.execute(f"INSERT OR REPLACE INTO {table} VALUES (?, ?)", (results_id, json.dumps(value)))
 
-    def floors(self) -> dict[str, dict[str, Any]]:
+    def _all(self, table: str, column: str) -> dict[str, dict[str, Any]]:
         import sqlite3
 
         if not self.path.exists():
             return {}
         with contextlib.closing(sqlite3.connect(self.path)) as con:
             con.executescript(_SCHEMA)
-            return {rid: json.loads(v) for rid, v in con.execute("SELECT results_id, floor FROM floors")}
+            return {rid: json.loads(v) for rid, v in con.execute(f"SELECT results_id, {column} FROM {table}")}
 
     def folder(self, session: dict[str, Any], *, files: tuple[str, ...] = ("summary.json",)) -> Path | None:
         path = Path(session["path"])

@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from orchestrator import cli, packages, scenario
+from orchestrator import cli, scenario
 from orchestrator.doctor import Check, checks, noise, render
 
-from testkit import REPO, stop_process
+from testkit import REPO, path_without, stop_process
 
 
 def load(name: str, *sets: str) -> scenario.Scenario:
@@ -19,13 +19,7 @@ def load(name: str, *sets: str) -> scenario.Scenario:
 
 
 def test_a_missing_tool_is_a_fail_line_with_the_install_command(tmp_path, monkeypatch):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for tool in packages.TOOL_PACKAGES:
-        found = packages.which(tool)
-        if tool != "wrk" and found:
-            (bin_dir / tool).symlink_to(found)
-    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.setenv("PATH", str(path_without("wrk", tmp_path)))
     monkeypatch.setenv("ORCHESTRATE_PATH_ONLY", "1")
     found = {c.name: c for c in checks.tools(load("loopback.yaml"))}
     assert found["tool wrk"].status == "fail"
