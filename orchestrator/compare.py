@@ -32,6 +32,8 @@ from orchestrator.store import load_summary
 Point = tuple[Any, Any, Any, float | None]  # arch, server threads, connections, target rate
 
 ALPHA = 1 - stats.CONFIDENCE
+
+
 @dataclass(frozen=True)
 class Metric:
     """A per-run figure a paired comparison can judge, and which way is better."""
@@ -67,6 +69,8 @@ UNITS = {m.name: m.unit for m in PAIRED_METRICS.values()} | {"qps": "qps"}
 
 def _fmt(x: float) -> str:
     return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.3g}"
+
+
 UNPAIRED_NOTE = ("unpaired: A and B ran at different times, so each interval (Welch on the logs) "
                  "also carries whatever drifted between them, and is wider than paired rounds' "
                  "(compare: in a scenario) would be")
@@ -142,13 +146,8 @@ class Comparison:
         """Points whose whole interval lies beyond max(pct, floor) in the metric's bad direction
         (a drop of QPS or capacity, a rise of CPU per request or latency)."""
         effect = self.effect_pct(pct) / 100
-        out = []
-        for c in self.changes:
-            up = PAIRED_METRICS[c.metric].higher_is_better
-            if c.word == WORSE and (c.ratio is None or (c.ratio.high < 1 - effect if up
-                                                         else c.ratio.low > 1 + effect)):
-                out.append(c)
-        return out
+        return [c for c in self.changes if c.word == WORSE and (
+            c.ratio is None or _beyond(c.ratio, effect, PAIRED_METRICS[c.metric].higher_is_better))]
 
 
 def _samples(summary: Summary, metric: str = "qps") -> dict[Point, list[float]]:
@@ -192,6 +191,31 @@ def _nothing(ratio: stats.Ratio, floor: Floor | None) -> str:
     return f"not resolved here (interval \u00b1{ratio.half_width_pct:.1f}%)"
 
 
+def _beyond(ratio: stats.Ratio, effect: float, higher_is_better: bool) -> bool:
+    """The whole interval lies beyond `effect` (a fraction) in the metric's bad direction."""
+    return ratio.high < 1 - effect if higher_is_better else ratio.low > 1 + effect
+
+
+def _call(ratio: stats.Ratio, p: float | None, floor: Floor | None, higher_is_better: bool) -> str:
+    """The word for an interval: better or worse only when it excludes 1 and `p` (Holm's,
+    where many are compared) is below 0.05; otherwise never "no change"."""
+    if ratio.excludes_one and p is not None and p < ALPHA:
+        return BETTER if (ratio.estimate > 1) == higher_is_better else WORSE
+    if ratio.p_value is None:
+        return "not resolved here (no spread to test with)"
+    return _nothing(ratio, floor)
+
+
+def _word(ratio: stats.Ratio | None, why: str | None, p_adjusted: float | None,
+          floor: Floor | None, higher_is_better: bool) -> str:
+    """The word for one point, from ratio_for's answer."""
+    if ratio is None:
+        if why in (BETTER, WORSE) and not higher_is_better:
+            return WORSE if why == BETTER else BETTER
+        return str(why)
+    return _call(ratio, p_adjusted if p_adjusted is not None else ratio.p_value, floor, higher_is_better)
+
+
 def ratio_for(before: Sequence[float], after: Sequence[float], *, quantum: float = 0.0,
               nights: bool = False) -> tuple[stats.Ratio | None, str | None]:
     """(ratio, None) or (None, why no interval): too few values, or a zero that has no log."""
@@ -218,16 +242,7 @@ def judge(before: Sequence[float], after: Sequence[float], *, quantum: float = 0
     """(ratio, word) for one point; `p_adjusted` (Holm's, when many points are compared) is
     what the call is made on, else the ratio's own p."""
     ratio, why = ratio_for(before, after, quantum=quantum, nights=nights)
-    if ratio is None:
-        if why in (BETTER, WORSE) and not higher_is_better:
-            return None, WORSE if why == BETTER else BETTER
-        return None, str(why)
-    p = p_adjusted if p_adjusted is not None else ratio.p_value
-    if ratio.excludes_one and p is not None and p < ALPHA:
-        return ratio, BETTER if (ratio.estimate > 1) == higher_is_better else WORSE
-    if ratio.p_value is None:
-        return ratio, "not resolved here (no spread to test with)"
-    return ratio, _nothing(ratio, floor)
+    return ratio, _word(ratio, why, p_adjusted, floor, higher_is_better)
 
 
 def _nightly(nights: Sequence[Summary], metric: str) -> dict[Point, list[float]]:
@@ -262,13 +277,12 @@ def compare(a: Summary | dict[str, Any] | Sequence[Summary], b: Summary | dict[s
         for point, q in quantum_of(s, metric).items():
             quanta[point] = max(quanta.get(point, 0.0), q)
     shared = [p for p in sa if p in sb]
-    ratios = {p: ratio_for(sa[p], sb[p], quantum=quanta.get(p, 0.0), nights=nights)[0] for p in shared}
-    adjusted = stats.holm([r.p_value if r else None for r in ratios.values()])
+    found = {p: ratio_for(sa[p], sb[p], quantum=quanta.get(p, 0.0), nights=nights) for p in shared}
+    adjusted = stats.holm([r.p_value if r else None for r, _ in found.values()])
     changes = []
     for point, p_adj in zip(shared, adjusted, strict=True):
-        ratio, word = judge(sa[point], sb[point], quantum=quanta.get(point, 0.0), floor=floor,
-                            p_adjusted=p_adj, nights=nights,
-                            higher_is_better=PAIRED_METRICS[metric].higher_is_better)
+        ratio, why = found[point]  # each interval computed once: Holm's p and the word share it
+        word = _word(ratio, why, p_adj, floor, PAIRED_METRICS[metric].higher_is_better)
         changes.append(PointChange(point, tuple(sa[point]), tuple(sb[point]), ratio, p_adj, word, metric))
     warnings = []
     if metric == "capacity" and not (a.capacity and b.capacity):
@@ -474,12 +488,7 @@ def paired(summary: Summary | dict[str, Any], factor: str, baseline_value: Any, 
     adjusted = stats.holm([r.p_value for *_, r in found])
     out = []
     for (at, value, m, ratio), p in zip(found, adjusted, strict=True):
-        if ratio.excludes_one and p is not None and p < ALPHA:
-            word = BETTER if (ratio.estimate > 1) == m.higher_is_better else WORSE
-        elif ratio.p_value is None:
-            word = "not resolved here (no spread to test with)"
-        else:
-            word = _nothing(ratio, (floors or {}).get(m.name))
+        word = _call(ratio, p, (floors or {}).get(m.name), m.higher_is_better)
         out.append(PairedChange(at, str(value), str(baseline_value), m, ratio, p, word))
     return out
 
@@ -492,7 +501,6 @@ def paired_regressions(changes: Sequence[PairedChange], pct: float,
     for c in changes:
         floor = (floors or {}).get(c.metric.name)
         effect = max(pct, floor.pct if floor else 0.0) / 100
-        if c.word == WORSE and (c.ratio.high < 1 - effect if c.metric.higher_is_better
-                                else c.ratio.low > 1 + effect):
+        if c.word == WORSE and _beyond(c.ratio, effect, c.metric.higher_is_better):
             out.append(c)
     return out
