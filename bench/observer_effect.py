@@ -8,8 +8,11 @@ side in alternating rounds:
   orch-bare  `orchestrate run` with `telemetry: []`
 on loopback (server on CPU 0, wrk on CPU 1) and on a kept 2-host lab (uncapped; server host
 pinned to CPU 0, client to CPU 1). The order within a round rotates, so drift and warm-up
-spread over all three. Ratios are medians of the per-round ratios (each run against the
-hand-run of its own round).
+spread over all three. Each ratio (orch / hand, orch-bare / hand) is orchestrator.stats'
+paired statistic, chosen before the data: the geometric mean of per-round ratios (each run
+against the hand-run of its own round) with a 95% t interval on the logs. The goals (QPS
+within 2%, p99 within 1.25x) hold when the whole interval lies inside them; an interval wider
+than a goal is "not resolved here".
 
     .venv/bin/python bench/observer_effect.py [--rounds 5] [--duration 5] [--only loopback|lab]
 
@@ -31,7 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from orchestrator import deploy  # noqa: E402
+from orchestrator import deploy, stats  # noqa: E402
 from orchestrator.hosts import netns  # noqa: E402
 from orchestrator.tools import server as server_tool  # noqa: E402
 from orchestrator.tools import wrk  # noqa: E402
@@ -139,7 +142,12 @@ def main() -> None:
     ap.add_argument("--duration", type=int, default=5)
     ap.add_argument("--only", choices=("loopback", "lab"))
     ap.add_argument("--json", type=Path, default=Path("/tmp/observer_effect.json"))
+    ap.add_argument("--table", type=Path, metavar="JSON", help="only print the table of recorded samples")
     args = ap.parse_args()
+    if args.table:
+        recorded = json.loads(args.table.read_text())
+        table(recorded, len(next(iter(recorded.values()))["hand"]), args.duration)
+        return
     samples: dict[str, dict[str, list[Sample]]] = {}
     lab_name = "obsbench"
     with tempfile.TemporaryDirectory() as tmp_s:
@@ -164,21 +172,33 @@ def main() -> None:
             if args.only in (None, "lab"):
                 netns.down(lab_name)
     args.json.write_text(json.dumps(samples, indent=1))
-    print(f"\n{args.rounds} alternating rounds of {args.duration} s, reuseport, 1 server thread, "
-          f"wrk -t{THREADS} -c{CONNECTIONS}; medians (min-max)\n")
-    # Ratios are taken round by round (each run against the hand-run of its own round), then
-    # their median: the machine's speed drifts between rounds, the pairs share it.
+    table(samples, args.rounds, args.duration)
+
+
+QPS_GOAL, P99_GOAL = (0.98, 1.02), (1 / 1.25, 1.25)
+
+
+def table(samples: dict[str, dict[str, list[Sample]]], rounds: int, duration: int) -> None:
+    """The Markdown table: medians (min-max) per kind; ratios to the hand-run of the same round
+    as stats.paired_ratio (the machine's speed drifts between rounds, the pairs share it)."""
+    print(f"\n{rounds} alternating rounds of {duration} s, reuseport, 1 server thread, "
+          f"wrk -t{THREADS} -c{CONNECTIONS}; medians (min-max); ratios: {stats.PAIRED}\n")
     print("| topology | run | QPS | p99 ms | QPS / hand | p99 / hand | collectors CPU s/s |")
     print("|---|---|--:|--:|--:|--:|--:|")
     for topo, by_kind in samples.items():
         hand = by_kind["hand"]
         for kind, xs in by_kind.items():
             qs, ps = [x[0] for x in xs], [x[1] for x in xs]
-            q_ratio = median([x[0] / h[0] for x, h in zip(xs, hand, strict=True)])
-            p_ratio = median([x[1] / h[1] for x, h in zip(xs, hand, strict=True)])
+            ratios = ""
+            if kind != "hand":
+                q = stats.paired_ratio([h[0] for h in hand], qs)
+                p = stats.paired_ratio([h[1] for h in hand], ps)
+                ratios = (f"{q.text()} {q.judge(*QPS_GOAL)} | {p.text(2)} {p.judge(*P99_GOAL)}")
+            else:
+                ratios = "1 | 1"
             print(f"| {topo} | {kind} | {median(qs):,.0f} ({min(qs):,.0f}-{max(qs):,.0f}) | "
-                  f"{median(ps):.3f} ({min(ps):.3f}-{max(ps):.3f}) | {q_ratio:.3f} | "
-                  f"{p_ratio:.2f} | {median([x[2] for x in xs]):.4f} |")
+                  f"{median(ps):.3f} ({min(ps):.3f}-{max(ps):.3f}) | {ratios} | "
+                  f"{median([x[2] for x in xs]):.4f} |")
 
 
 if __name__ == "__main__":
