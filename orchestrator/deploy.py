@@ -216,19 +216,30 @@ def deploy(lab: Lab, *, tags: list[str] | None = None, skip_tags: list[str] | No
     "skipped" when that is all of them), and the stamp is written after a successful play.
     """
     targets = [h for h in lab.hosts if not limit or h.name in limit]
-    digest = ""
+    digest, skipped = "", ""
     if transport is not None:
         digest = inputs_hash(playbook, tags, skip_tags, extra_vars)
         current = up_to_date(targets, digest, transport)
+        skipped = (f"deploy: skipped {', '.join(sorted(current))}: already at build-input hash {digest}\n"
+                   if current else "")
         if len(current) == len(targets):
+            _keep_log(log, skipped)  # the log says why there was no play, not nothing at all
             return DeployResult(hosts={h.name: HostResult() for h in targets}, seconds=0.0, status="skipped")
         targets = [h for h in targets if h.name not in current]
         limit = [h.name for h in targets]
     result = _play(lab, tags=tags, skip_tags=skip_tags, extra_vars=extra_vars, playbook=playbook,
                    timeout=timeout, log=log, limit=limit, forks=max(1, min(len(targets), max_forks)))
+    if skipped and log is not None and log.exists():
+        _keep_log(log, skipped + log.read_text())
     if transport is not None:
         _write_stamps(targets, digest, transport)
     return result
+
+
+def _keep_log(log: Path | None, text: str) -> None:
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(text)
 
 
 def _play(lab: Lab, *, tags: list[str] | None, skip_tags: list[str] | None, extra_vars: dict[str, Any] | None,
@@ -284,9 +295,7 @@ def _play(lab: Lab, *, tags: list[str] | None, skip_tags: list[str] | None, extr
         stdout = ""
         with contextlib.suppress(OSError, AttributeError, ValueError):
             stdout = runner.stdout.read()
-        if log is not None:
-            log.parent.mkdir(parents=True, exist_ok=True)
-            log.write_text(stdout)
+        _keep_log(log, stdout)
         events = list(runner.events)
         stats = runner.stats or {}
         results = {h.name: HostResult(

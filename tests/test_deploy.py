@@ -189,8 +189,12 @@ def test_hosts_with_their_own_build_directories_build_at_once_and_skip_the_same_
         assert len(spans) == 2
         # Each build sleeps 2 s: one after the other, the second would start after the first ended.
         assert max(s for s, _, _ in spans) < min(e for _, e, _ in spans), spans
-        second = deploy.deploy(one, playbook=playbook, transport=lambda h: transports[h.name])
+        log = tmp_path / "deploy.log"
+        second = deploy.deploy(one, playbook=playbook, transport=lambda h: transports[h.name], log=log)
         assert second.status == "skipped" and second.seconds == 0.0
+        # the log is still there, and says why no play ran
+        assert log.read_text().startswith(f"deploy: skipped {', '.join(sorted(h.name for h in hosts))}: "
+                                          "already at build-input hash ")
         assert [span for h in hosts[1:] for span in _builds(tmp_path / h.name)] == spans  # no rebuild
     finally:
         for t in transports.values():
