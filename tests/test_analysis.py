@@ -655,3 +655,36 @@ def test_open_loop_littles_law_holds_the_connections_to_their_service_time():
     assert a.littles_law.open_loop is True
     rec["service_time_ms"]["mean"] = 0.5  # C/S = 64,000 req/s: connections idle most of the time
     assert verdict(rec).verdict != analysis.LATENCY
+
+
+def template_pattern(name: str) -> re.Pattern[str]:
+    """A TEMPLATES sentence with its fields as wildcards."""
+    parts = re.split(r"\{[a-z_]+\}", analysis.TEMPLATES[name])
+    return re.compile(".*".join(map(re.escape, parts)) + "$", re.S)
+
+
+def test_each_verdicts_deciding_sentence_is_one_of_its_rules_templates():
+    rules = {r.name: r for r in analysis.RULES}
+    seen = set()
+    for rec in all_cases():
+        for loopback in (False, True):
+            a = verdict(rec, loopback=loopback)
+            templates = rules[a.rule].templates
+            if templates:
+                assert any(template_pattern(t).match(a.evidence[0]) for t in templates), (a.rule, a.evidence)
+                seen.add(a.rule)
+    assert len(seen) >= 8, seen
+
+
+def test_a_rule_is_one_row_of_the_table(monkeypatch):
+    # a new verdict is one Rule in RULES: tried in its place, named in the README's section
+    def crowded(ev: analysis.Evidence) -> analysis.Decision | None:
+        busy = ev.server.cpus.get("max_busy", 0)
+        return analysis.Decision(analysis.SERVER, ["crowded"]) if busy > 60 else None
+
+    row = analysis.Rule("crowded", analysis.SERVER, crowded, (), "the server's CPU is above 60%")
+    monkeypatch.setattr(analysis, "RULES", (row, *analysis.RULES))
+    a = verdict(record(server_core=70, thread_busy=40))
+    assert (a.verdict, a.rule, a.evidence[0]) == (analysis.SERVER, "crowded", "crowded")
+    assert verdict(record(server_core=50, thread_busy=40)).rule != "crowded"
+    assert "- **server-bound** (crowded): the server's CPU is above 60%" in analysis.rules_markdown()
