@@ -86,8 +86,9 @@ TEMPLATES: dict[str, str] = {
                        "(< {threshold}/s): {counters}",
     "server-cpu": "server CPU {cpu} busy {busy} {rel} {threshold} (usr {usr}, sys {sys}, "
                   "softirq {soft}, other {other})",
-    "server-work": "server work on CPU {cpu}: its threads {threads} + softirq {soft} + irq {irq} = "
-                   "{work} {rel} {threshold} (the CPU was {busy} busy in all)",
+    "server-work": "server work on CPU {cpu}: its threads {threads} + softirq and irq not charged to "
+                   "them {extra} = {work} {rel} {threshold} (the CPU was {busy} busy in all, softirq "
+                   "{soft} + irq {irq}; {basis})",
     "server-thread": "busiest server thread {busy} running + {wait} waiting for a CPU = {demand} {rel} "
                      "{threshold} of a CPU",
     "hot-thread": "hot thread: {n} server threads, the busiest {busy} running + {wait} waiting for a "
@@ -210,6 +211,27 @@ def packets(run: Run, server: str, interface: str | None, loopback: bool) -> dic
     return out
 
 
+def _unowned(busy: float, threads: float, kernel: float) -> float:
+    """The softirq and irq time of a CPU not already charged to the server's threads there.
+
+    With tick-based CPU accounting and no IRQ time accounting (CONFIG_IRQ_TIME_ACCOUNTING
+    unset, as on this project's VM) a tick that lands in softirq is counted as the CPU's
+    %soft *and* charged to the running task's system time: softirq that ran in a server
+    thread's context is in that thread's %CPU already. Softirq charged to no server thread
+    (to the idle task, ksoftirqd or another process) is part of the CPU's busy time the
+    threads were not charged for, so it is at most busy - threads. With IRQ time accounting,
+    softirq is charged to no task and this is simply softirq + irq."""
+    return min(kernel, max(0.0, busy - threads))
+
+
+def _accounting(busy: float, threads: float, kernel: float) -> str:
+    """Which accounting the figures show (the basis the evidence states)."""
+    if threads + kernel > busy + 0.5:  # they disagree: some softirq is in the threads' time
+        return (f"softirq charged to the running thread (tick accounting): its threads + softirq + irq "
+                f"would be {pct(threads + kernel)}, more than the CPU's busy")
+    return "threads + softirq + irq are within the CPU's busy: none of it counted twice"
+
+
 def _server_cpus(run: Run) -> dict[str, Any]:
     """The server's pinned CPUs (mpstat: busy includes softirq) and its threads (pidstat)."""
     cpus = run.server_host_cpu.cpus if run.server_host_cpu else {}
@@ -220,21 +242,37 @@ def _server_cpus(run: Run) -> dict[str, Any]:
     if rows:
         out["busy"] = statistics.fmean(c.busy or 0.0 for c in rows.values())
 
-        def work(k: str) -> float:
-            # The server's own work on CPU k: its threads' %CPU there (pidstat), plus softirq
-            # and irq (the kernel's network stack, charged to no thread). Other processes'
-            # time on the CPU is not the server's work; if it crowds the server out, the
-            # server's run-queue wait shows it.
-            return min(100.0, on_cpu(k) + (rows[k].soft or 0.0) + (rows[k].irq or 0.0))
-
         def on_cpu(k: str) -> float:
             return sum((t.busy or 0.0) / len(t.cpus or ()) for t in placed if int(k) in (t.cpus or ()))
 
+        def kernel(k: str) -> float:
+            return (rows[k].soft or 0.0) + (rows[k].irq or 0.0)
+
+        def work(k: str) -> float:
+            # The server's own work on CPU k, counted once: its threads' %CPU there (pidstat),
+            # plus the softirq and irq (the kernel's network stack working for it) not already
+            # charged to them (_unowned). Other processes' time on the CPU is not the
+            # server's work; if it crowds the server out, the server's run-queue wait shows it.
+            t = on_cpu(k)
+            return t + _unowned(rows[k].busy or 0.0, t, kernel(k))
+
         if placed:
             top = max(rows, key=work)
-            out["max_work"], out["max_threads"] = work(top), on_cpu(top)
+            t = on_cpu(top)
+            out["max_work"], out["max_threads"] = work(top), t
+            out["max_unowned"] = out["max_work"] - t
+            out["max_basis"] = _accounting(rows[top].busy or 0.0, t, kernel(top))
+            out["unowned"] = sum(_unowned(rows[k].busy or 0.0, on_cpu(k), kernel(k)) for k in rows)
+            out["cost_basis"] = ("softirq and irq not charged to the server's threads, per pinned CPU "
+                                 "(mpstat busy - the threads there, at most its softirq + irq)")
         else:  # threads not placed on CPUs (or not measured): the CPU's busy time is all we have
             top = max(rows, key=lambda k: rows[k].busy or 0.0)
+            sc = run.server_cpu
+            own = (sc.usr or 0.0) + (sc.sys or 0.0) if sc and sc.usr is not None else 0.0
+            out["unowned"] = _unowned(sum(c.busy or 0.0 for c in rows.values()), own,
+                                      sum(kernel(k) for k in rows))
+            out["cost_basis"] = ("softirq and irq not charged to the server, over its pinned CPUs "
+                                 "(mpstat busy - the process's usr + sys, at most their softirq + irq)")
         out["max_busy"], out["max_cpu"] = float(rows[top].busy or 0.0), top
         out["max_split"] = {k: float(getattr(rows[top], k) or 0.0) for k in ("usr", "sys", "soft", "irq")}
         out["split"] = {k: statistics.fmean(getattr(c, k) or 0.0 for c in rows.values())
@@ -267,17 +305,22 @@ def _client_cpus(run: Run) -> dict[str, Any] | None:
 
 
 def cost_per_request(run: Run, server_cpus: dict[str, Any]) -> CpuCost | None:
-    """Server CPU microseconds per request: usr and sys from the process's own accounting
-    (pidstat, all threads), softirq from its pinned CPUs (mpstat; softirq has no owner)."""
+    """Server CPU microseconds per request, counted once: usr and sys from the process's own
+    accounting (pidstat, all threads), and as `soft` only the softirq and irq on its pinned
+    CPUs not already charged to it (mpstat; see _unowned). `basis` says how; softirq unmeasured
+    (no mpstat) leaves soft and total None."""
     qps = run.qps or 0.0
     sc = run.server_cpu
     if qps <= 0 or sc is None or sc.usr is None:
         return None
     per = 1e6 / 100.0 / qps  # % of one CPU -> us per request
-    soft = server_cpus.get("split", {}).get("soft", 0.0) * server_cpus.get("n_cpus", 0)
-    out = {"usr": sc.usr * per, "sys": (sc.sys or 0.0) * per, "soft": soft * per}
-    out["total"] = out["usr"] + out["sys"] + out["soft"]
-    return CpuCost(**{k: round(v, 3) for k, v in out.items()})
+    usr, sys_ = sc.usr * per, (sc.sys or 0.0) * per
+    if "unowned" not in server_cpus:
+        return CpuCost(usr=round(usr, 3), sys=round(sys_, 3), soft=None, total=None,
+                       basis="softirq not measured (no mpstat on the server's CPUs): total unknown")
+    soft = server_cpus["unowned"] * per
+    return CpuCost(usr=round(usr, 3), sys=round(sys_, 3), soft=round(soft, 3),
+                   total=round(usr + sys_ + soft, 3), basis=server_cpus["cost_basis"])
 
 
 def balance(run: Run) -> Balance | None:
@@ -596,9 +639,11 @@ def server_evidence(run: Run, th: Thresholds) -> ServerEvidence:
     if "max_work" in srv:
         w, s = srv["max_work"], srv["max_split"]
         near += _near(f"server work on CPU {srv['max_cpu']}", w, th.server_busy, th)
-        text = say("server-work", cpu=srv["max_cpu"], threads=pct(srv["max_threads"]), soft=pct(s["soft"]),
-                   irq=pct(s["irq"]), work=pct(w, th.server_busy), rel=rel(w, th.server_busy),
-                   threshold=f"{th.server_busy:g}%", busy=pct(srv["max_busy"]))
+        text = say("server-work", cpu=srv["max_cpu"], threads=pct(srv["max_threads"], decimals=1),
+                   extra=pct(srv["max_unowned"], decimals=1), soft=pct(s["soft"]), irq=pct(s["irq"]),
+                   work=pct(w, th.server_busy, 1), rel=rel(w, th.server_busy),
+                   threshold=f"{th.server_busy:g}%", busy=pct(srv["max_busy"], decimals=1),
+                   basis=srv["max_basis"])
         lines.append(("server-cpu" if w >= th.server_busy else "", text))
     elif "max_busy" in srv:
         b, s = srv["max_busy"], srv["max_split"]
@@ -927,8 +972,13 @@ RULES: tuple[Rule, ...] = (
          "load generator more CPUs to find the server's limit"),
     Rule("server-cpu", SERVER, _server("server-cpu"), ("server-work", "server-cpu"),
          "the server's work on one of its pinned CPUs is at or above `server_busy` "
-         "({server_busy:g}%): its threads' %CPU there (pidstat) plus that CPU's softirq and irq "
-         "(the kernel's network stack works for the server); the evidence shows the split. Other "
+         "({server_busy:g}%): its threads' %CPU there (pidstat) plus only the softirq and irq "
+         "of that CPU (the kernel's network stack works for the server) not already charged to "
+         "them, counted once: with tick accounting and no IRQ time accounting (this project's "
+         "VM) a softirq tick is charged to the running thread too, so the part added is at most "
+         "the CPU's busy time (mpstat) the threads were not charged for, and the sum never "
+         "exceeds the CPU's busy; the evidence shows the split and which accounting the figures "
+         "show. CPU µs per request count softirq the same way. Other "
          "processes' time on the CPU is not the server's work (if they crowd it out, its "
          "run-queue wait shows it); without per-thread placement the CPU's busy % is used"),
     Rule("server-thread", SERVER, _server("server-thread"), ("server-thread", "hot-thread"),

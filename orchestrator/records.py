@@ -289,7 +289,12 @@ class CpuSplit(Record):
 
 
 class CpuCost(CpuSplit):
+    """Server CPU µs per request: usr and sys its own (pidstat), soft the softirq and irq on its
+    CPUs not already charged to it. `basis` says how soft was counted; None: a record from before
+    it was counted once (softirq added in full, possibly twice)."""
+
     total: float | None = None
+    basis: str | None = None
 
 
 class Switches(Record):
