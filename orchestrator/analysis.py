@@ -290,11 +290,15 @@ def _server_cpus(run: Run) -> dict[str, Any]:
     return out
 
 
-def _client_cpus(run: Run) -> dict[str, Any] | None:
-    """The busiest of the load generators' pinned CPUs: a one-thread wrk on two CPUs is one
-    CPU at 100%, not two at 50% (the per-host `busy` execute.py stores is their mean)."""
+def _client_cpus(run: Run, skip: Iterable[str] = ()) -> dict[str, Any] | None:
+    """The busiest of the load generators' pinned CPUs (on hosts not in `skip`): a one-thread
+    wrk on two CPUs is one CPU at 100%, not two at 50% (the per-host `busy` execute.py stores
+    is their mean)."""
     best: tuple[float, str, str] | None = None
+    skip = set(skip)
     for host, c in run.client_cpu.items():
+        if host in skip:
+            continue
         cands = [(v.busy, host, k) for k, v in c.cpus.items() if v.busy is not None]
         if not cands and c.busy is not None:
             cands = [(c.busy, host, "(mean)")]
@@ -724,11 +728,16 @@ def client_evidence(run: Run, th: Thresholds) -> ClientEvidence:
                           say("client-quota", host=host, share=pct(p.of_capacity, th.client_busy),
                               capacity=f"{p.capacity:g}", rel=rel(p.of_capacity, th.client_busy),
                               threshold=f"{th.client_busy:g}%")))
-    if cli:
-        near += _near(f"load generator CPU {cli['cpu']} on {cli['host']}", cli["busy"], th.client_busy, th)
-        lines.append((cli["busy"] >= th.client_busy and not procs,
-                      say("client-cpu", cpu=cli["cpu"], host=cli["host"],
-                          busy=pct(cli["busy"], th.client_busy), rel=rel(cli["busy"], th.client_busy),
+    # Each host is judged by what it has: its threads where pidstat watched them, else the
+    # busiest of its pinned CPUs (a host without per-thread figures is not ignored).
+    bare = _client_cpus(run, skip=procs) if procs else cli
+    shown = bare or cli
+    if shown:
+        near += _near(f"load generator CPU {shown['cpu']} on {shown['host']}", shown["busy"],
+                      th.client_busy, th)
+        lines.append((bare is not None and shown["busy"] >= th.client_busy,
+                      say("client-cpu", cpu=shown["cpu"], host=shown["host"],
+                          busy=pct(shown["busy"], th.client_busy), rel=rel(shown["busy"], th.client_busy),
                           threshold=f"{th.client_busy:g}%")))
     # Requests that waited for a free connection are late because every connection was busy
     # (the server or the network kept them), not because the generator's CPU fell behind; with
@@ -765,8 +774,8 @@ def client_evidence(run: Run, th: Thresholds) -> ClientEvidence:
         lines.append((False, say("queued", share=pct(queued[0]), conns=f"{in_flight(run) or '?'}",
                                  depth=f"{queued[1]:,}", threshold=f"{th.client_busy:g}%")))
     saturated = any(s for s, _ in lines)
-    if cli and cli["busy"] >= th.client_busy and not procs:
-        flags.append(f"load generator at {pct(cli['busy'], th.client_busy)} CPU (>= {th.client_busy:g}%): "
+    if bare and bare["busy"] >= th.client_busy:
+        flags.append(f"load generator at {pct(bare['busy'], th.client_busy)} CPU (>= {th.client_busy:g}%): "
                      "the result says little about the server's own limit")
     elif procs and saturated:
         flags.append("load generator saturated (its own threads, above): the result says little about "

@@ -764,3 +764,17 @@ def test_no_server_share_adds_up_to_more_than_its_cpus_measured_busy():
                              "them 30.0% = 106.0% >= 90% (the CPU was 78.0% busy in all, softirq 30% + "
                              "irq 0%; x)",))
     assert contradictions(old)
+
+
+def test_client_busy_is_judged_per_host_from_what_each_host_has():
+    # issue 22: one host with per-thread figures (idle), another with only its CPUs (full):
+    # the second is not ignored
+    rec = record(server_core=40, thread_busy=30, client=30)
+    rec["client_cpu"]["cli2"] = {"busy": 97.0, "cpus": {"1": {"busy": 97.0}}}
+    rec["client_proc"] = {"cli": {"busy": 20.0, "wait": 0.0}}
+    a = verdict(rec)
+    assert (a.verdict, a.rule) == (analysis.CLIENT, "client"), a.evidence
+    assert a.evidence[0] == "load generator CPU 1 on cli2 busy 97% >= 90%"
+    # with per-thread figures for both, a CPU full of someone else's work is not the generator's
+    rec["client_proc"]["cli2"] = {"busy": 20.0, "wait": 0.0}
+    assert verdict(rec).verdict != analysis.CLIENT
