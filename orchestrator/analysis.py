@@ -79,7 +79,10 @@ TEMPLATES: dict[str, str] = {
     "missing": "{what} not measured: cannot tell whether it was saturated",
     "ceiling": "QPS {qps} x {ppr} packets/request ({ppr_source}) = {rate} pps ({where}) = "
                "{use} {rel} {threshold} of the {cap} pps ceiling measured by iperf3 ({scope})",
-    "lower-bound": "the {cap} pps ceiling ({scope}) is a lower bound: iperf3 was CPU-bound "
+    "bandwidth": "QPS {qps} x {bpr} bytes/request of TCP payload ({source}) = {rate} Mbit/s ({where}) "
+                 "= {use} {rel} {threshold} of the {cap} Mbit/s TCP bandwidth ceiling measured by "
+                 "iperf3 ({scope}; {basis})",
+    "lower-bound": "the {cap} ceiling ({scope}) is a lower bound: iperf3 was CPU-bound "
                    "({why}); the load reached {use} of it, so the network's limit is unknown",
     "allowance": "{host}: NIC allowance counters grew over {seconds} s: {counters}",
     "allowance-small": "{host}: NIC allowance counters grew too slowly to matter over {seconds} s "
@@ -208,7 +211,20 @@ def packets(run: Run, server: str, interface: str | None, loopback: bool) -> dic
         segs = tcp["iseg_s"] + tcp.get("oseg_s", 0)
         out["tcp_segments_per_request"] = segs / qps / (2 if loopback else 1)
         out["retrans_s"] = tcp.get("retrans_s")
+    rkb, tkb = _num(iface.get("rx_kbs")), _num(iface.get("tx_kbs"))
+    if rkb is not None and tkb is not None:
+        # TCP payload: the interface's bytes less the headers of each packet sar counted (a
+        # GSO/GRO packet is counted once with one set of headers, as its bytes are)
+        for d, kb, pps in (("rx", rkb, rx), ("tx", tkb, tx)):
+            payload = max(0.0, kb * 1024 - pps * HEADER_BYTES)
+            out[f"{d}_payload_bps"] = payload * 8
+            out[f"{d}_bytes_per_request"] = payload / qps
     return out
+
+
+HEADER_BYTES = 66  # Ethernet 14 + IPv4 20 + TCP 20 with the timestamp option 12
+BANDWIDTH_BASIS = (f"TCP payload on both sides: sar's interface bytes less {HEADER_BYTES} bytes of "
+                   "Ethernet, IP and TCP headers per packet it counted, against iperf3's TCP goodput")
 
 
 def _unowned(busy: float, threads: float, kernel: float) -> float:
@@ -440,6 +456,11 @@ class _Check:
     ppr_source: str
     cap: float
     lower_bound: str | None  # why the ceiling is only a lower bound, else None
+    kind: str = "packets"  # packets: pps against iperf3 UDP; bandwidth: bits/s against iperf3 TCP
+
+    @property
+    def cap_text(self) -> str:
+        return f"{self.cap:,.0f} pps" if self.kind == "packets" else f"{self.cap / 1e6:,.1f} Mbit/s TCP"
 
     @property
     def assumed(self) -> bool:
@@ -508,6 +529,45 @@ def _ceiling_checks(run: Run, pk: dict[str, Any] | None, server: str, loopback: 
             scope = "loopback" if loopback else ("aggregate of all clients" if multi else "path")
             checks.append(_Check(scope, "loopback" if loopback else f"server {d}", d, True,
                                  qps, rate, ppr[d], source, cap, why(top, d)))
+    if pk and "rx_payload_bps" in pk and not loopback:  # over lo a TCP figure is a memory copy
+        checks += _bandwidth_checks(run, pk, server, paths, multi, directions, flags)
+    return checks
+
+
+def _bandwidth_checks(run: Run, pk: dict[str, Any], server: str, paths: Mapping[str, Ceiling],
+                      multi: bool, directions: tuple[str, ...], flags: list[str]) -> list[_Check]:
+    """The run's TCP payload rate each way against iperf3's TCP throughput that way: each
+    client's share (QPS x bytes/request) against its path's, one client's total against its
+    path's (several clients at once have no aggregate TCP figure: flagged)."""
+    source = f"measured on {pk['interface']}"
+
+    def tcp(c: Ceiling, d: str) -> tuple[float | None, str | None]:
+        cap = c.tcp_bits_per_second if d == "rx" else c.tcp_bits_per_second_reverse
+        if "tcp_cpu_bound" not in c.model_fields_set:
+            return cap, "recorded before iperf3's CPU was checked for TCP"
+        return cap, c.tcp_cpu_bound if d == "rx" else c.tcp_cpu_bound_reverse
+
+    checks = []
+    if multi:
+        flags.append("aggregate TCP ceiling not measured (all clients at once): the server's total "
+                     "bytes/s are held to each client's path only")
+        for c in run.clients:
+            p = paths.get(f"{c.host}->{server}")
+            if not p or not c.qps:
+                continue
+            for d in directions:
+                cap, lower = tcp(p, d)
+                if cap:
+                    bpr = pk[f"{d}_bytes_per_request"]
+                    checks.append(_Check(f"path {c.host}->{server}",
+                                         f"{c.host} {'->' if d == 'rx' else '<-'} server", d, False,
+                                         c.qps, c.qps * bpr * 8, bpr, source, cap, lower, "bandwidth"))
+    elif run.baseline:
+        for d in directions:
+            cap, lower = tcp(run.baseline, d)
+            if cap:
+                checks.append(_Check("path", f"server {d}", d, True, run.qps or 0.0, pk[f"{d}_payload_bps"],
+                                     pk[f"{d}_bytes_per_request"], source, cap, lower, "bandwidth"))
     return checks
 
 
@@ -822,6 +882,11 @@ class Evidence:
 
     def ceiling_text(self, c: _Check) -> str:
         th = self.th
+        if c.kind == "bandwidth":
+            return say("bandwidth", qps=f"{c.qps:,.0f}", bpr=f"{c.ppr:,.0f}", source=c.ppr_source,
+                       rate=f"{c.rate / 1e6:,.2f}", where=c.where, use=pct(c.use, th.ceiling_use),
+                       rel=rel(c.use, th.ceiling_use), threshold=f"{th.ceiling_use:g}%",
+                       cap=f"{c.cap / 1e6:,.2f}", scope=c.scope, basis=BANDWIDTH_BASIS)
         return say("ceiling", qps=f"{c.qps:,.0f}", ppr=f"{c.ppr:.3f}", ppr_source=c.ppr_source,
                    rate=f"{c.rate:,.0f}", where=c.where, use=pct(c.use, th.ceiling_use),
                    rel=rel(c.use, th.ceiling_use), threshold=f"{th.ceiling_use:g}%", cap=f"{c.cap:,.0f}",
@@ -964,14 +1029,18 @@ RULES: tuple[Rule, ...] = (
          "a cloud NIC's allowance counters (`pps_allowance_exceeded`, ...) grew by at least "
          "{allowance_per_s:g}/s over the load while no CPU was saturated; a single count decides "
          "nothing, and with a saturated CPU as well the verdict is inconclusive, naming both"),
-    Rule("ceiling", NETWORK, _ceiling, ("ceiling", "ceiling-and-cpu"),
+    Rule("ceiling", NETWORK, _ceiling, ("ceiling", "bandwidth", "ceiling-and-cpu"),
          "QPS x packets/request reaches `ceiling_use` ({ceiling_use:g}%) of an iperf3 packet-rate "
          "ceiling: each client's path against that path's ceiling, and the server's aggregate "
          "against the ceiling measured by all clients at once. A ceiling measured while iperf3 "
          "itself was CPU-bound is only a lower bound and never gives this verdict (per "
          "direction: a CPU-bound reverse test leaves the forward ceiling trusted); over loopback "
          "a saturated CPU explains the number better than the ceiling, and across hosts a "
-         "saturated CPU as well makes it inconclusive, naming both (as for the allowance counters)"),
+         "saturated CPU as well makes it inconclusive, naming both (as for the allowance counters). "
+         "Bandwidth likewise: across hosts, the TCP payload bits/s on the server's interface each "
+         "way (sar's bytes less each counted packet's headers) reaching `ceiling_use` of iperf3's "
+         "TCP throughput that way (payload against payload; the forward test for rx, -R for tx); "
+         "the evidence names which ceiling, packet rate or bandwidth"),
     Rule("packets-unknown", INCONCLUSIVE, _packets_unknown, ("packets-unknown",),
          "packets were not counted, and only an assumed {packets_per_request:g} packets/request "
          "would reach `ceiling_use`: no verdict rests on an assumed figure (wrong by 10x at "
@@ -1053,11 +1122,12 @@ def analyse_run(run: Run, *, server: str, interface: str | None, loopback: bool,
     evidence = list(decision.evidence)
     bounded = net.bounded
     if bounded and verdict != NETWORK:
-        evidence.append(say("lower-bound", cap=f"{bounded.cap:,.0f}", scope=bounded.scope,
+        evidence.append(say("lower-bound", cap=bounded.cap_text, scope=bounded.scope,
                             why=bounded.lower_bound, use=pct(bounded.use)))
     if net.checks and verdict != NETWORK:
         worst = max(net.checks, key=lambda c: c.use)
-        evidence.append(say("ceiling-use", use=pct(worst.use, th.ceiling_use), scope=worst.scope))
+        scope = worst.scope if worst.kind == "packets" else f"{worst.scope}, TCP bandwidth"
+        evidence.append(say("ceiling-use", use=pct(worst.use, th.ceiling_use), scope=scope))
     if not srv.measured and verdict != INCONCLUSIVE:
         evidence.append(say("missing", what="server CPU (mpstat) and threads (pidstat)"))
 
@@ -1076,8 +1146,10 @@ def analyse_run(run: Run, *, server: str, interface: str | None, loopback: bool,
 
     s = srv.cpus
     server_busy = s.get("max_busy")
-    ceiling = next((c.cap for c in net.checks if c.top), None)
-    use = {c.direction: round(c.use / 100, 4) for c in net.checks if c.top}
+    pchecks = [c for c in net.checks if c.kind == "packets"]
+    bchecks = [c for c in net.checks if c.kind == "bandwidth" and c.top]
+    ceiling = next((c.cap for c in pchecks if c.top), None)
+    use = {c.direction: round(c.use / 100, 4) for c in pchecks if c.top}
     ll = conc.littles_law
     return Analysis(
         verdict=verdict,
@@ -1094,8 +1166,16 @@ def analyse_run(run: Run, *, server: str, interface: str | None, loopback: bool,
         packet_rate=Pair(rx=pk["rx_pps"], tx=pk["tx_pps"]) if pk else None,
         ceiling_pps=ceiling,
         ceiling_use=Pair(**use) if use else None,
-        ceiling_lower_bound=any(c.lower_bound for c in net.checks) if net.checks else None,
-        path_use={f"{c.where} ({c.scope})": round(c.use / 100, 4) for c in net.checks if not c.top} or None,
+        bytes_per_request=Pair(rx=round(pk["rx_bytes_per_request"], 1),
+                               tx=round(pk["tx_bytes_per_request"], 1)) if pk and "rx_bytes_per_request" in pk
+        else None,
+        payload_bps=Pair(rx=round(pk["rx_payload_bps"]), tx=round(pk["tx_payload_bps"]))
+        if pk and "rx_payload_bps" in pk else None,
+        bandwidth_bps=Pair(**{c.direction: c.cap for c in bchecks}) if bchecks else None,
+        bandwidth_use=Pair(**{c.direction: round(c.use / 100, 4) for c in bchecks}) if bchecks else None,
+        bandwidth_basis=BANDWIDTH_BASIS if bchecks else None,
+        ceiling_lower_bound=any(c.lower_bound for c in pchecks) if pchecks else None,
+        path_use={f"{c.where} ({c.scope})": round(c.use / 100, 4) for c in pchecks if not c.top} or None,
         server_busy_pct=round(server_busy, 2) if server_busy is not None else None,
         server_cpu_split_pct=CpuSplit(**{k: round(v, 2) for k, v in s["split"].items()})
         if "split" in s else None,

@@ -228,6 +228,11 @@ class Ceiling(Record):
     cpu_bound_rx: str | None = None
     cpu_bound_tx: str | None = None
     tcp_bits_per_second: float | None = None
+    # the server's tx (iperf3 -R: the server sends); *_cpu_bound: why that direction's TCP
+    # figure is only a lower bound (iperf3 at a full CPU), None when it is not
+    tcp_bits_per_second_reverse: float | None = None
+    tcp_cpu_bound: str | None = None
+    tcp_cpu_bound_reverse: str | None = None
     clients: int | None = None
 
 
@@ -327,6 +332,13 @@ class Analysis(Record):
     near_threshold: bool | None = None
     packets_per_request: PacketsPerRequest | None = None
     packet_rate: Pair | None = None
+    # TCP payload bytes per request and bits/s on the server's interface (sar's bytes less the
+    # headers of the packets it counted), and the iperf3 TCP ceiling each way they are held to
+    bytes_per_request: Pair | None = None
+    payload_bps: Pair | None = None
+    bandwidth_bps: Pair | None = None
+    bandwidth_use: Pair | None = None
+    bandwidth_basis: str | None = None
     ceiling_pps: float | None = None
     ceiling_use: Pair | None = None
     ceiling_lower_bound: bool | None = None
@@ -479,6 +491,7 @@ class BaselinePath(Record):
     udp: UdpCeiling | None = None
     udp_reverse: UdpCeiling | None = None
     tcp: TcpThroughput | None = None
+    tcp_reverse: TcpThroughput | None = None  # iperf3 -R: the server sends
     udp_aggregate: UdpCeiling | None = None
     udp_aggregate_reverse: UdpCeiling | None = None
 

@@ -66,6 +66,38 @@ def test_network_bound_names_the_ceiling():
     assert a.ceiling_use.tx == pytest.approx(0.99)
 
 
+def bandwidth(rec: dict, *, rx_payload=1_500 * 100.0, tx_payload=1_500 * 65_600.0, tcp_rx=1e9, tcp_tx=0.8e9,
+              cpu_bound: str | None = None) -> dict:
+    """sar's bytes on eth0 for the given TCP payload bytes/s each way, and iperf3's TCP
+    throughput each way in the baseline."""
+    iface = rec["telemetry"]["sar"]["srv"]["interfaces"]["eth0"]
+    for d, payload in (("rx", rx_payload), ("tx", tx_payload)):
+        iface[f"{d}_kbs"] = (payload + iface[f"{d}_pps"] * analysis.HEADER_BYTES) / 1024
+    rec["baseline"].update(tcp_bits_per_second=tcp_rx, tcp_bits_per_second_reverse=tcp_tx,
+                           tcp_cpu_bound=None, tcp_cpu_bound_reverse=cpu_bound)
+    return rec
+
+
+def test_network_bound_by_bandwidth_names_the_bandwidth_ceiling():
+    # issue 22: 64 KiB responses fill the link's bytes long before its packet rate
+    a = verdict(bandwidth(record(qps=1_500, rx=1_500, tx=24_000, ceiling=1e6)))
+    assert (a.verdict, a.rule) == (analysis.NETWORK, "ceiling"), a.evidence
+    assert a.evidence[0].startswith("QPS 1,500 x 65,600 bytes/request of TCP payload (measured on eth0) = "
+                                    "787.20 Mbit/s (server tx) = 98% >= 90% of the 800.00 Mbit/s TCP "
+                                    "bandwidth ceiling measured by iperf3 (path; TCP payload on both sides")
+    assert a.bytes_per_request.tx == pytest.approx(65_600, abs=0.1)
+    assert a.bandwidth_use.tx == pytest.approx(0.984) and a.bandwidth_bps.rx == 1e9
+    assert a.ceiling_use.tx == pytest.approx(0.024)  # the packet-rate ceiling is far
+    # iperf3 at a full CPU measured its own limit, not the link's: no verdict on it
+    a = verdict(bandwidth(record(qps=1_500, rx=1_500, tx=24_000, ceiling=1e6),
+                          cpu_bound="iperf3 TCP at 100% of a CPU"))
+    assert a.verdict != analysis.NETWORK
+    assert any(e.startswith("the 800.0 Mbit/s TCP ceiling (path) is a lower bound") for e in a.evidence)
+    # over loopback a TCP figure is a memory copy: no bandwidth ceiling
+    a = verdict(bandwidth(record(qps=1_500, rx=1_500, tx=24_000, ceiling=1e6)), loopback=True)
+    assert a.bandwidth_bps is None and a.verdict != analysis.NETWORK
+
+
 def test_server_bound_when_its_thread_is_full():
     a = verdict(record(server_core=99, thread_busy=98, client=60))
     assert a.verdict == analysis.SERVER
@@ -474,6 +506,12 @@ def contradictions(a: Analysis) -> list[str]:
         m = re.search(NUM + r"% running \+ " + NUM + r"% waiting for a CPU = " + NUM + "%", e)
         if m and abs(f(m[1]) + f(m[2]) - f(m[3])) > 1.0:
             bad.append(e)
+        m = re.search(r"QPS " + NUM + " x " + NUM + r" bytes/request of TCP payload \([^)]*\) = " + NUM
+                      + r" Mbit/s \([^)]*\) = " + NUM + r"% (?:>=|<) [\d.]+% of the " + NUM + " Mbit/s", e)
+        if m:
+            q, bpr, rate, use, cap = map(f, m.groups())
+            if abs(q * bpr * 8 / 1e6 - rate) > 0.001 * rate + 0.01 or abs(100 * rate / cap - use) > 0.5:
+                bad.append(e)
         m = re.search(r"answered " + NUM + " of " + NUM + r" requests/s offered \(" + NUM + "% <", e)
         if m and abs(100 * f(m[1]) / f(m[2]) - f(m[3])) > 0.1:
             bad.append(e)
@@ -533,9 +571,12 @@ def all_cases() -> list[dict]:
     slow = record(qps=1_000, rx=1_000, tx=1_000, server_core=40, thread_busy=30, client=40, latency_ms=3.0)
     slow["rate"] = {"target": 5_000.0, "achieved": 1_000.0, "sustained": False}
     slow["send_lag_ms"] = {"mean": 0.05, "p99": 0.3}
+    wide = bandwidth(record(qps=1_500, rx=1_500, tx=24_000, ceiling=1e6))  # 64 KiB responses
+    narrow = bandwidth(record(qps=1_500, rx=1_500, tx=24_000, ceiling=1e6), tcp_tx=1.2e9)
     over = record(latency_ms=50.0)  # C/L far below QPS: the latency overstates
     below = record(server_core=40, thread_busy=30, client=40, latency_ms=3.0)  # QPS well short of C/L
-    return cases + extra + [hot, lag, proc, quota, roomy, unsustained, waited, slow, over, below]
+    return cases + extra + [hot, lag, proc, quota, roomy, unsustained, waited, slow, over, below, wide,
+                            narrow]
 
 
 def test_a_generator_at_its_host_quota_is_client_bound_though_its_core_is_mostly_idle():
