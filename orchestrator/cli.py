@@ -32,6 +32,17 @@ HISTORY_HELP = ("the history: a SQLite file, or s3://BUCKET/PREFIX to keep it (a
                 "folder) in S3 (default $ORCHESTRATE_HISTORY or ~/.local/share/orchestrate/history.sqlite)")
 
 
+def _bit_rate(text: str) -> int:
+    """--rate: bits/s, or e.g. 100mbit (the scenario's hosts.link.rate)."""
+    from orchestrator.scenario import parse_rate
+
+    try:
+        rate = parse_rate(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return int(rate)
+
+
 def _scenario_path(arg: str | None) -> tuple[str, str | None]:
     """(name for messages, text) for a FILE argument; no argument = the embedded default."""
     if arg:
@@ -404,7 +415,8 @@ def cmd_lab(args: argparse.Namespace) -> int:
 
     if args.action == "up":
         size = netns.size_flags(args.cpu or [], args.cpus or [])
-        state = netns.up(args.name or "lab", args.hosts, pps=args.pps, size=size)
+        state = netns.up(args.name or "lab", args.hosts, pps=args.pps, size=size, rate=args.rate,
+                         queue=args.queue)
         print(netns.describe(state))
     elif args.action == "down":
         removed = netns.down(args.name or "lab")
@@ -555,6 +567,11 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--name", default=None, help="lab name (default 'lab'; status: all labs)")
     lab.add_argument("--hosts", type=int, default=3, help="number of hosts (first one is the server)")
     lab.add_argument("--pps", type=int, default=None, help="packet-rate cap per link, each direction")
+    lab.add_argument("--rate", type=_bit_rate, default=None,
+                     help="bandwidth cap per link, each direction (bits/s, or e.g. 100mbit; no packet-size "
+                          "floor); instead of --pps")
+    lab.add_argument("--queue", type=int, default=None,
+                     help="the cap's queue in bytes (default: what 50 ms at the cap holds)")
     lab.add_argument("--cpu", action="append", metavar="[ROLE=]N",
                      help="size hosts: N CPUs' worth of time each (a cgroup quota, e.g. 0.5); "
                           "ROLE=N (server= or client=) for one role; repeatable")
