@@ -307,12 +307,16 @@ def _failed_checks(rate: records.Rate) -> str:
 
 def _client_limited(run: records.Run) -> str | None:
     """Why the client, not the server or the network, set this run's figure (None: it did not)."""
-    # Only the client's own check counts: answers short of the offered rate are the server's
-    # (a record without the split has it derived by the analysis, whose verdict decides below).
+    # Only the client's own evidence counts: answers short of the offered rate are the server's.
+    # The analysis decides where there is one: it reads the generator's send fidelity, and not
+    # as the generator's when the lag was the wait for a free connection (all busy: the server
+    # held them) while its CPU was clear.
+    if run.analysis and run.analysis.verdict:
+        if run.analysis.verdict == analysis.CLIENT:
+            return f"client-bound: {'; '.join(run.analysis.evidence[:1])}"
+        return None
     if run.rate and run.rate.send_fidelity is False:
         return "the generator did not send on schedule (send fidelity)"
-    if run.analysis and run.analysis.verdict == analysis.CLIENT:
-        return f"client-bound: {'; '.join(run.analysis.evidence[:1])}"
     return None
 
 
@@ -365,7 +369,9 @@ def _autoscale(ctx: Context, plan: Plan, binary: str, checkpoint: Callable[[int]
             continue
         found[spec.point] = n
         at = f"{top} client host(s){short}" if short else f"max={top} client hosts"
-        stopped = (f"not client-bound with {n} client host(s): {path[-1]['verdict']}" if limited is None
+        why = record.analysis.evidence[0] if record.analysis and record.analysis.evidence else ""
+        stopped = (f"not client-bound with {n} client host(s): {path[-1]['verdict']}"
+                   + (f" ({why})" if why else "") if limited is None
                    else f"still client-limited at {at} ({limited}): the figure is "
                    "the clients', not the server's; raise max (or add client hosts) or use larger ones")
         entry.update(limited=limited is not None, settled=True, stopped=stopped)
