@@ -145,11 +145,29 @@ def say(name: str, **values: Any) -> str:
     return TEMPLATES[name].format(**values)
 
 
+# An open-loop run's two self-checks, in words (the README's verdict section ends with them).
+SELF_CHECKS: dict[str, str] = {
+    "send fidelity": "the client's own check: did the generator send on schedule (send lag p99 "
+                     "within max(1 ms, 10% of the interval between requests)). Lag that was the wait "
+                     "for a free connection (at least {queued_share:g}% of requests queued, all "
+                     "connections busy, the generator's CPU clear) is the server's or the network's "
+                     "slowness, not the generator's. Only this check failing, or the generator's CPU, "
+                     "makes a run client-bound or makes auto-scale add a client host",
+    "completion": "the server's check: answered per second against offered. Below "
+                  "{completion:g}% the server fell short of the offered rate (server-completion); it "
+                  "is never client evidence. A summary written before the two were recorded apart "
+                  "has them derived from its rate and send lag, and says so",
+}
+
+
 def rules_markdown(th: Thresholds | None = None) -> str:
-    """The README's list of rules, from RULES and the default thresholds."""
+    """The README's list of rules, from RULES and the default thresholds, then the open loop's
+    self-checks (SELF_CHECKS)."""
     th = th or Thresholds()
     values = {f.name: getattr(th, f.name) for f in fields(th)}
-    return "\n".join(f"- **{r.verdict}** ({r.name}): {r.text.format(**values)}" for r in RULES)
+    rules = [f"- **{r.verdict}** ({r.name}): {r.text.format(**values)}" for r in RULES]
+    checks = [f"- **self-check: {k}**: {v.format(**values)}" for k, v in SELF_CHECKS.items()]
+    return "\n".join(rules + checks)
 
 
 def _num(x: Any) -> float | None:
