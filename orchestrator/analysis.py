@@ -84,6 +84,8 @@ TEMPLATES: dict[str, str] = {
                  "iperf3 ({scope}; {basis})",
     "lower-bound": "the {cap} ceiling ({scope}) is a lower bound: iperf3 was CPU-bound "
                    "({why}); the load reached {use} of it, so the network's limit is unknown",
+    "lower-bound-stale": "the {cap} ceiling ({scope}) is a lower bound: {why} (client hosts added since "
+                         "the baseline); the load reached {use} of it, so the network's limit is unknown",
     "allowance": "{host}: NIC allowance counters grew over {seconds} s: {counters}",
     "allowance-small": "{host}: NIC allowance counters grew too slowly to matter over {seconds} s "
                        "(< {threshold}/s): {counters}",
@@ -477,6 +479,7 @@ class _Check:
     cap: float
     lower_bound: str | None  # why the ceiling is only a lower bound, else None
     kind: str = "packets"  # packets: pps against iperf3 UDP; bandwidth: bits/s against iperf3 TCP
+    stale: bool = False  # lower_bound because it was measured with fewer clients than the run had
 
     @property
     def cap_text(self) -> str:
@@ -527,6 +530,9 @@ def _ceiling_checks(run: Run, pk: dict[str, Any] | None, server: str, loopback: 
         for c in clients:
             p = paths.get(f"{c.host}->{server}")
             cq = c.qps
+            if not p and cq:
+                flags.append(f"no ceiling measured for the path {c.host}->{server} (a client host added "
+                             "after the baseline): its share is held to none")
             if not p or not cq:
                 continue
             for d in directions:
@@ -540,6 +546,10 @@ def _ceiling_checks(run: Run, pk: dict[str, Any] | None, server: str, loopback: 
         flags.append("aggregate ceiling not measured (all clients at once): the server's total "
                      "packet rate is held to no ceiling")
     top = agg or (None if multi else base)
+    # an aggregate measured with fewer clients than the run had (auto-scale added hosts since)
+    # is stale: what more clients at once could push is unknown, so it is only a lower bound
+    stale = (f"measured with {agg.clients} clients at once, the run had {len(clients)}"
+             if agg and agg.clients and agg.clients < len(clients) else None)
     if top:
         for d in directions:
             cap = cap_of(top, d)
@@ -548,7 +558,7 @@ def _ceiling_checks(run: Run, pk: dict[str, Any] | None, server: str, loopback: 
             rate = pk[f"{d}_pps"] if pk else qps * ppr[d]
             scope = "loopback" if loopback else ("aggregate of all clients" if multi else "path")
             checks.append(_Check(scope, "loopback" if loopback else f"server {d}", d, True,
-                                 qps, rate, ppr[d], source, cap, why(top, d)))
+                                 qps, rate, ppr[d], source, cap, stale or why(top, d), stale=bool(stale)))
     if pk and "rx_payload_bps" in pk and not loopback:  # over lo a TCP figure is a memory copy
         checks += _bandwidth_checks(run, pk, server, paths, multi, directions, flags)
     return checks
@@ -1143,7 +1153,8 @@ def analyse_run(run: Run, *, server: str, interface: str | None, loopback: bool,
     evidence = list(decision.evidence)
     bounded = net.bounded
     if bounded and verdict != NETWORK:
-        evidence.append(say("lower-bound", cap=bounded.cap_text, scope=bounded.scope,
+        evidence.append(say("lower-bound-stale" if bounded.stale else "lower-bound", cap=bounded.cap_text,
+                            scope=bounded.scope,
                             why=bounded.lower_bound, use=pct(bounded.use)))
     if net.checks and verdict != NETWORK:
         worst = max(net.checks, key=lambda c: c.use)
