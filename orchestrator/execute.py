@@ -496,8 +496,12 @@ def _host_facts(ctx: Context, h: Host) -> dict[str, Any]:
     out["instance_type"] = str(h.vars.get("instance_type") or out.get("machine") or "")
     try:
         out["clock_offset_s"] = round(float(stamp.strip()) - after, 3)
-    except ValueError:
-        out["clock_offset_s"] = 0.0
+    except ValueError:  # not measured is not 0: None, with the reason (its times are then ours)
+        out["clock_offset_s"] = None
+        printed = stamp.strip()[:40]
+        out["clock_offset_error"] = f"the host's clock could not be read (date printed {printed!r})"
+        ctx.progress(f"orchestrate: WARNING {h.name}: clock offset not measured "
+                     f"({out['clock_offset_error']}): its start time and telemetry windows assume our clock")
     return out
 
 
@@ -699,7 +703,7 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> records.Run:
         end = t0 + gen.busy_s(ctx)  # the planned end: [t0, end] is the measurement window
 
         def start_load(c: Host) -> remote.Process:
-            at = t0 + ctx.facts.get(c.name, {}).get("clock_offset_s", 0.0)
+            at = t0 + (ctx.facts.get(c.name, {}).get("clock_offset_s") or 0.0)
             try:
                 cmd, shell = gen.command(ctx, spec, c, url, at)
             except tools.ToolError as exc:
