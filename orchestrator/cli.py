@@ -359,8 +359,9 @@ def _compare_paired(args: argparse.Namespace, history: Any) -> int:
     name, summary = compare.find(args.a, history)
     metrics = args.paired_metric or ["qps", "cpu_us_per_request"]
     raw = args.baseline
-    values = {str(getattr(r, f)): getattr(r, f) for r in summary.runs
-              for f in ("arch", "server_threads", "connections")}
+    from orchestrator.point import text
+
+    values = {text(v): v for r in summary.runs if (v := r.key.get(args.factor)) is not None}
     if raw not in values:
         raise UserError(f"--baseline {raw}: no run of {name} has that value")
     changes = compare.paired(summary, args.factor, values[raw], metrics=metrics,

@@ -30,6 +30,7 @@ from orchestrator.errors import Interrupted, RunFailed, UserError
 from orchestrator.history import open_history
 from orchestrator.hosts import Host
 from orchestrator.plan import Plan, RunSpec, expand, fmt_seconds
+from orchestrator.point import classic
 from orchestrator.remote import ProcessTable, Transport, each
 from orchestrator.scenario import Loaded, Scenario, at, dump
 from orchestrator.store import ResultsDir, new_run_id
@@ -327,14 +328,15 @@ def _autoscale(ctx: Context, plan: Plan, binary: str, checkpoint: Callable[[int]
     top = min(scale.max, ctx.lab.client_limit)
     short = "" if top == scale.max else f", all the {ctx.lab.provider} lab has (max is {scale.max})"
     ctx.autoscale[:] = [a for a in ctx.autoscale if a.get("settled")]  # resumed: keep what settled
-    found = {(a["arch"], a["server_threads"], a["connections"], a["rate"]): a["clients"]
+    found = {classic(a["arch"], a["server_threads"], a["connections"], a["rate"], a.get("axes")): a["clients"]
              for a in ctx.autoscale}
     for spec in plan.runs:
         settled = spec.point in found
         n = found.get(spec.point, scale.min)
         path: list[dict[str, Any]] = []
         entry = {"arch": spec.arch, "server_threads": spec.server_threads, "connections": spec.connections,
-                 "rate": spec.rate, "clients": n, "limited": False, "settled": False,
+                 "rate": spec.rate, "axes": spec.axes.as_json(), "clients": n, "limited": False,
+                 "settled": False,
                  "stopped": "interrupted while scaling", "path": path}
         if not settled:
             ctx.autoscale.append(entry)  # the path so far is kept if the session stops here
@@ -441,7 +443,7 @@ def _search(ctx: Context, plan: Plan, binary: str, checkpoint: Callable[[int], N
                       and not st.passed), None) if found.bound == "found" else found.steps[0]
         ctx.capacity.append({
             "arch": s.arch, "server_threads": s.server_threads, "connections": s.connections,
-            "repetition": s.repetition, **found.as_dict(),
+            "axes": s.axes.as_json(), "repetition": s.repetition, **found.as_dict(),
             "verdict_at_capacity": at.runs[-1].verdict if at else None,
             "verdict_above": above.runs[-1].verdict if above and found.bound != "at max_rate" else None})
         ctx.progress(f"      capacity {found.capacity or 0:,.0f} req/s ({found.bound}, {found.runs} runs): "
