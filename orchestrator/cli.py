@@ -113,6 +113,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
     print(f"{plan.expected_runs} runs of {fmt_seconds(sc.load.duration)} load each; "
           f"expected total {fmt_seconds(plan.expected_seconds)} (an estimate: load time plus "
           f"orchestration overheads {plan.overheads.provenance})")
+    if plan.drain_max_s:
+        print(f"  after each window orchestrate-load drains: it reads the answers still in flight, each "
+              f"for up to load.timeout ({fmt_seconds(plan.drain_max_s)}); usually milliseconds, but a "
+              f"server that leaves requests unanswered makes it {fmt_seconds(plan.seconds_at_most_draining)} "
+              "in all")
     if plan.scale_runs_max:
         most = plan.seconds_for(plan.expected_runs + plan.scale_runs_max, with_baseline=True)
         print(f"  auto-scale: up to {plan.scale_runs_max} more run(s), one per client host added to a "
