@@ -32,7 +32,7 @@ from orchestrator.hosts import NoMoreHosts, aws
 from orchestrator.hosts import open_lab as open_any_lab
 from orchestrator.hosts.aws import cleanup as aws_cleanup
 from orchestrator.hosts.aws import ec2 as aws_api
-from orchestrator.hosts.aws import prices
+from orchestrator.hosts.aws import launch, prices
 from orchestrator.plan import expand
 from orchestrator.scenario import Scenario
 
@@ -133,7 +133,7 @@ def _cloud(request, monkeypatch, mode: str):
 
 def scenario(endpoint: str | None, client: Any = 1, **aws_kw: Any) -> Scenario:
     cfg = {"region": REGION, "instance_type": {"server": "c6i.2xlarge", "client": "c6i.xlarge"},
-           "image": DEBIAN, "expire_after": "3h", "ssh_user": "admin", **aws_kw}
+           "image": DEBIAN, "expire_after": "3h", **aws_kw}
     if endpoint:
         cfg["endpoint_url"] = endpoint
     return Scenario.model_validate({"name": "cross-host",
@@ -170,8 +170,8 @@ def test_provisions_the_cross_host_topology(cloud, tmp_path):
     before = datetime.now(UTC)
     with open_any_lab(sc, **lab_kw(tmp_path, "r-topo", wait_ssh=seam)) as lab:
         ec2 = cloud.ec2()
-        name = "orchestrate-r-topo"
-        assert lab.provider == "aws" and lab.name == name
+        name = lab.name  # unique per attempt: a resumed run's names do not collide with its killed one's
+        assert lab.provider == "aws" and re.fullmatch(r"orchestrate-r-topo-[0-9a-f]{6}", name)
         assert [h.name for h in lab.hosts] == ["server-1", "client-1"]
         assert lab.server.roles == ("server",) and [c.name for c in lab.clients] == ["client-1"]
 
@@ -203,6 +203,13 @@ def test_provisions_the_cross_host_topology(cloud, tmp_path):
             assert ops.index(op) < first_create, op
         dry = [p for p in cloud.fakes.params("RunInstances") if p.get("DryRun")]
         assert [p["InstanceType"] for p in dry] == ["c6i.2xlarge", "c6i.xlarge"]
+        # ... with the real launch's arguments (an organisation policy on tags, IMDSv2, public
+        # addresses or user data refuses it there), less what does not exist yet: key, groups
+        for d, p in zip(dry, runs, strict=True):
+            real = {k: v for k, v in p.items() if k not in ("KeyName", "Placement", "ClientToken")}
+            real["NetworkInterfaces"] = [{k: v for k, v in nic.items() if k != "Groups"}
+                                         for nic in p["NetworkInterfaces"]]
+            assert {k: v for k, v in d.items() if k != "DryRun"} == real
         assert ops.index("RunInstances") < first_create
         assert {p["ImageId"] for p in runs} == {DEBIAN_AMIS["/aws/service/debian/release/12/latest/amd64"]}
         for p in runs:
@@ -239,7 +246,7 @@ def test_provisions_the_cross_host_topology(cloud, tmp_path):
             i = by_name[f"{name}-{h.name}"]
             assert h.address == i["PrivateIpAddress"]
             assert h.ssh is not None and h.ssh.host == i["PublicIpAddress"]
-            assert h.ssh.user == "admin" and h.ssh.host_key_checking
+            assert h.ssh.user == "admin" and h.ssh.host_key_checking  # Debian's, from the image
             assert h.workdir == f"/tmp/orchestrate/r-topo/{h.name}"
             assert h.vars["instance_type"] == i["InstanceType"]
             key_file = Path(h.ssh.key_file or "")
@@ -288,7 +295,7 @@ def test_autoscale_launches_more_clients_like_the_first_and_terminates_them(clou
         assert len(inst) == 4
         for h in new:
             tags = inst[h.vars["instance_id"]]
-            assert tags["Name"] == f"orchestrate-r-grow-{h.name}" and tags["orchestrate:role"] == "client"
+            assert tags["Name"] == f"{lab.name}-{h.name}" and tags["orchestrate:role"] == "client"
             assert tags[aws_api.TAG_SCENARIO] == "cross-host" and aws_api.TAG_EXPIRES in tags
             assert h.roles == ("client",) and h.vars["instance_type"] == "c6i.xlarge"
             assert h.ssh is not None
@@ -460,6 +467,8 @@ def test_capacity_on_the_second_role_moves_to_the_next_zone(cloud1, tmp_path, ca
 
     def no_room(params, nth):
         subnet = (params.get("NetworkInterfaces") or [{}])[0].get("SubnetId")
+        if params.get("DryRun"):  # a DryRun checks permissions, not capacity
+            return None
         if params.get("InstanceType") == "c6i.xlarge" and zones.get(subnet) == first_zone:
             return err(code, "We currently do not have sufficient c6i.xlarge capacity in the Availability "
                        f"Zone you requested ({first_zone})." if code != "Unsupported" else
@@ -472,7 +481,7 @@ def test_capacity_on_the_second_role_moves_to_the_next_zone(cloud1, tmp_path, ca
         placed = {i["Placement"]["AvailabilityZone"] for r in got["Reservations"] for i in r["Instances"]}
         assert placed == {sorted(zones.values())[1]}
         # the first attempt (its server instance and placement group) is gone already
-        assert list(cloud1.fakes.groups) == ["orchestrate-r-cap-2"]
+        assert list(cloud1.fakes.groups) == [f"{lab.name}-2"]
         assert len(cloud1.live("r-cap")["instances"]) == 2
     assert [zones[p["NetworkInterfaces"][0]["SubnetId"]] for p in launches(cloud1)] == \
         [first_zone, first_zone] + [sorted(zones.values())[1]] * 2
@@ -692,8 +701,8 @@ def test_failed_provisioning_completes_the_runs_bookkeeping(cloud1, tmp_path):
         execute.run(scenario_mod.load(doc), results_root=tmp_path / "results", run_id="r-book",
                     history=history, progress=lambda m: None,
                     lab_options={k: v for k, v in lab_kw(tmp_path, "r-book").items() if k != "run_id"})
-    assert str(info.value).startswith("provision: aws create placement group orchestrate-r-book: "
-                                      "PlacementGroupLimitExceeded")
+    assert re.match(r"provision: aws create placement group orchestrate-r-book-[0-9a-f]{6}: "
+                    "PlacementGroupLimitExceeded", str(info.value))
     summary = json.loads((tmp_path / "results" / "aws-book" / "r-book" / "summary.json").read_text())
     assert summary["status"] == "failed" and summary["phase"] == "provision"
     assert "create placement group" in summary["error"] and "(quota:" in summary["error"]
@@ -914,7 +923,7 @@ def test_user_data_installs_a_timer_at_the_runs_absolute_expiry(tmp_path):
     import subprocess
 
     script = tmp_path / "user-data"
-    script.write_text(aws.user_data("2026-03-01T04:05:06Z"))
+    script.write_text(launch.user_data("2026-03-01T04:05:06Z"))
     done = subprocess.run(["sh", str(script)], env={**os.environ, "ORCHESTRATE_ROOT": str(tmp_path / "root")},
                           capture_output=True, text=True, timeout=10)
     assert done.returncode == 0, done.stderr
@@ -1037,3 +1046,40 @@ def test_cluster_placement_refuses_flex_types_with_the_reason(cloud1, tmp_path):
     runs = [p for p in cloud1.fakes.params("RunInstances") if not p.get("DryRun")]
     assert runs and all("Placement" not in p for p in runs)
     assert "CreatePlacementGroup" not in cloud1.fakes.ops() and cloud1.nothing_left()
+
+
+def test_the_ssh_user_follows_the_image_and_a_non_apt_image_is_refused(cloud1, tmp_path):
+    """Debian's user is admin (the other tests), Ubuntu's ubuntu; Amazon Linux 2023 (dnf) is
+    refused at pre-flight with the reason, before anything exists, set ssh_user or not."""
+    from awskit import UBUNTU_AMI
+
+    sc = scenario(cloud1.endpoint, image=UBUNTU_AMI)
+    with open_any_lab(sc, **lab_kw(tmp_path, "r-ubu")) as lab:
+        assert {h.ssh.user for h in lab.hosts if h.ssh} == {"ubuntu"}
+    assert cloud1.nothing_left()
+    cloud1.fakes.calls.clear()
+    for kw in ({}, {"ssh_user": "ec2-user"}):
+        expect = r"hosts.aws.image: ami-\w+ \(server\) is refused: it is not an apt-based OS \('al2023' in " \
+                 r"'al2023-ami-.*use Debian or Ubuntu"
+        with pytest.raises(UserError, match=expect), \
+                open_any_lab(scenario(cloud1.endpoint, image=IMAGE, **kw), **lab_kw(tmp_path, "r-al")):
+            pytest.fail("the block must not run")
+    assert created_anything(cloud1) == [] and "RunInstances" not in cloud1.fakes.ops()
+
+
+def test_resume_after_kill_9_does_not_collide_with_the_killed_attempt(cloud1, tmp_path):
+    """kill -9 mid-provisioning leaves the key pair, groups and instances; `--resume` runs
+    again under the same run id: its names are its own (no Duplicate), its client tokens are
+    fresh (EC2 would otherwise answer with the killed attempt's instances), and its teardown
+    removes the killed attempt's leftovers too (same run tag)."""
+    sc = scenario(cloud1.endpoint)
+    killed = aws.Created(run_id="r-again", lab_dir=tmp_path / "lab-killed")
+    aws.provision(sc, session=aws_api.make_session(REGION), created=killed,
+                  **{k: v for k, v in lab_kw(tmp_path, "r-again").items() if k not in ("lab_dir",)})
+    assert len(cloud1.live("r-again")["instances"]) == 2
+    with open_any_lab(sc, **lab_kw(tmp_path, "r-again")) as lab:
+        mine = {h.vars["instance_id"] for h in lab.hosts}
+        assert not mine & set(killed.instance_ids) and lab.name != killed.key_name
+    tokens = [p["ClientToken"] for p in launches(cloud1)]
+    assert len(set(tokens)) == 4
+    assert cloud1.nothing_left()

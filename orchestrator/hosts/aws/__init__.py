@@ -85,6 +85,7 @@ from orchestrator.hosts.aws.ec2 import (
     tag_spec,
     tags_of,
 )
+from orchestrator.hosts.aws.launch import run_args
 from orchestrator.hosts.aws.prices import check_spend, planned_seconds
 from orchestrator.plan import fmt_seconds
 from orchestrator.remote import SshTarget, wait_for_banner
@@ -231,45 +232,6 @@ def resolve_image(ssm: Any, image: str) -> str:
     return value
 
 
-def user_data(expires: str) -> str:
-    """The instance's own dead-man switch: power off (= terminate, see run_instances) at the run's
-    absolute expiry `expires` (ISO UTC), the same for every instance of the run, auto-scaled ones
-    too. A systemd timer survives a reboot (Persistent: one whose time passed while it was down
-    fires at boot); without systemd, a sleep until then. $ORCHESTRATE_ROOT (tests only) writes the
-    units under another root and arms nothing."""
-    at = expires.replace("T", " ").removesuffix("Z") + " UTC"
-    return f"""#!/bin/sh
-# orchestrate: power off at the run's expiry ({expires}), also after a reboot
-root="${{ORCHESTRATE_ROOT:-}}"
-units="$root/etc/systemd/system"
-if [ -n "$root" ] || [ -d /run/systemd/system ]; then
-  mkdir -p "$units"
-  cat > "$units/orchestrate-expire.timer" <<'UNIT'
-[Unit]
-Description=orchestrate: power off at the run's expiry
-[Timer]
-OnCalendar={at}
-Persistent=true
-AccuracySec=1s
-[Install]
-WantedBy=timers.target
-UNIT
-  cat > "$units/orchestrate-expire.service" <<'UNIT'
-[Unit]
-Description=orchestrate: the run's expiry is reached
-[Service]
-Type=oneshot
-ExecStart=/bin/systemctl poweroff
-UNIT
-  [ -n "$root" ] && exit 0
-  systemctl daemon-reload && systemctl enable --now orchestrate-expire.timer && exit 0
-fi
-left=$(( $(date -u -d '{at}' +%s) - $(date -u +%s) ))
-[ "$left" -gt 0 ] || left=0
-(sleep "$left"; poweroff) >/dev/null 2>&1 &
-"""
-
-
 class _NoCapacity(Exception):
     """This zone has no room for a type now (a launch error, or an instance that died of it)."""
 
@@ -295,19 +257,24 @@ def provision(scenario: Scenario, *, run_id: str, created: Created, session: Any
     aws = config(scenario)
     ec2 = client(session, "ec2", aws.endpoint_url)
     now = now or datetime.now(UTC)
-    base = f"orchestrate-{run_id}"
+    # Names are unique per attempt, not per run: `--resume` after a kill -9 reuses the run id,
+    # and the killed attempt's key pair or group may still exist (its tag finds it for teardown).
+    base = f"orchestrate-{run_id}-{uuid.uuid4().hex[:6]}"
 
-    checked = preflight.check(session, aws, role_counts(scenario), resolve_image)
-    cidr = ipaddress.ip_network(_ssh_cidr(aws, checked, my_address), strict=False)
     created.expires = iso(now + timedelta(seconds=aws.expire_after))
     tags = {TAG_RUN: run_id, TAG_SCENARIO: scenario.name, TAG_OWNER: api.identity(session, aws.endpoint_url),
             TAG_EXPIRES: created.expires, "Name": base}
+    checked = preflight.check(session, aws, role_counts(scenario), resolve_image, tags=tags, base=base,
+                              expires=created.expires)
+    cidr = ipaddress.ip_network(_ssh_cidr(aws, checked, my_address), strict=False)
     log.info("aws: %s in %s: %s; SSH from %s", base, aws.region,
              ", ".join(f"{r.role} {r.count} x {r.instance_type} ({r.arch}, {r.image})"
                        for r in checked.roles), cidr)
 
     created.lab_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     created.lab_dir.chmod(0o700)
+    # A resumed run's lab dir may hold a killed attempt's host keys for addresses now reused.
+    (created.lab_dir / "known_hosts").unlink(missing_ok=True)
     created.attempted = True
     created.doing = "create the key pair and security group"
     # Each create runs with signals deferred (not dropped): a Ctrl-C or hang-up lands once its
@@ -350,7 +317,8 @@ def provision(scenario: Scenario, *, run_id: str, created: Created, session: Any
         role = tags_of(described[iid]).get("orchestrate:role", "")
         seen[role] = seen.get(role, 0) + 1
         booted.append(_booted(aws, described[iid], f"{role}-{seen[role]}", role))
-    fleet = _Fleet(ec2, scenario, created, base, tags, sg_id, key_file, wait_ssh, host_keys, ssh_timeout)
+    fleet = _Fleet(ec2, scenario, created, base, tags, sg_id, key_file, wait_ssh, host_keys, ssh_timeout,
+                   users={r.role: r.ssh_user for r in checked.roles})
     hosts = fleet.ready(booted)
     scale = scenario.hosts.roles.autoscale
     if scale is None:
@@ -387,6 +355,7 @@ class _Fleet:
     wait_ssh: WaitSsh
     host_keys: HostKeys
     ssh_timeout: float
+    users: dict[str, str] = field(default_factory=dict)  # role -> its image's SSH user
     role: preflight.RolePlan | None = None  # the client role (type, image)
     subnet_id: str = ""
     group: str = ""  # the placement group the first instances went into
@@ -455,7 +424,9 @@ class _Fleet:
         return tuple(
             Host(name=b.name, address=b.private_ip, roles=(b.role,),
                  workdir=f"/tmp/orchestrate/{created.run_id}/{b.name}",
-                 ssh=SshTarget(host=b.reach, name=b.name, user=aws.ssh_user, port=22,
+                 ssh=SshTarget(host=b.reach, name=b.name,
+                               user=self.users.get(b.role) or aws.ssh_user or "admin",
+                               port=22,
                                key_file=str(self.key_file), known_hosts=str(known),
                                host_key_checking=ssh.host_key_checking, connect_timeout=ssh.connect_timeout),
                  interface=None,  # ens5 on Nitro images, but found by address like any host
@@ -465,19 +436,9 @@ class _Fleet:
 
 def _run_args(aws: Any, r: preflight.RolePlan, created: Created, group: str, subnet_id: str, sg_id: str,
               tags: dict[str, str], base: str, *, token: str) -> dict[str, Any]:
-    """run_instances' arguments for `r.count` instances of a role (tagged with it)."""
-    nic: dict[str, Any] = {"DeviceIndex": 0, "Groups": [sg_id], "DeleteOnTermination": True,
-                           "SubnetId": subnet_id}
-    if aws.ssh_address == "public":
-        nic["AssociatePublicIpAddress"] = True
-    role_tags = {**tags, "Name": f"{base}-{r.role}", "orchestrate:role": r.role}
-    return dict(ImageId=r.image, InstanceType=r.instance_type, MinCount=r.count, MaxCount=r.count,
-                KeyName=created.key_name, **({"Placement": {"GroupName": group}} if group else {}),
-                NetworkInterfaces=[nic],
-                InstanceInitiatedShutdownBehavior="terminate", UserData=user_data(created.expires),
-                MetadataOptions={"HttpTokens": "required"},
-                TagSpecifications=tag_spec("instance", role_tags) + tag_spec("volume", role_tags),
-                ClientToken=token)
+    return run_args(aws, role=r.role, image=r.image, instance_type=r.instance_type, count=r.count,
+                    subnet_id=subnet_id, tags=tags, base=base, expires=created.expires,
+                    key_name=created.key_name, sg_id=sg_id, group=group, token=token)
 
 
 def _launch(ec2: Any, scenario: Scenario, checked: preflight.Checked, created: Created, base: str,

@@ -159,7 +159,8 @@ def describe_plan(scenario: Scenario, *, hours: float | None = None,
     image = aws.image
     if image.startswith("resolve:ssm:"):
         image += " (looked up at run time)"
-    lines.append(f"  image: {image}, ssh user {aws.ssh_user}")
+    user = aws.ssh_user or "the image's (admin on Debian, ubuntu on Ubuntu)"
+    lines.append(f"  image: {image}, ssh user {user}")
     ssh_from = aws.ssh_cidr or ("the VPC's range" if aws.ssh_address == "private" else
                                 "this machine's public address")
     lines.append(f"  subnet: {aws.subnet or 'a default subnet in a zone offering every type'}; SSH to the "
