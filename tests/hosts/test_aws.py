@@ -33,6 +33,7 @@ from orchestrator.hosts import open_lab as open_any_lab
 from orchestrator.hosts.aws import cleanup as aws_cleanup
 from orchestrator.hosts.aws import ec2 as aws_api
 from orchestrator.hosts.aws import launch, prices
+from orchestrator.hosts.aws import state as aws_state
 from orchestrator.plan import expand
 from orchestrator.scenario import Scenario
 
@@ -58,6 +59,7 @@ def fake_credentials(monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("ORCHESTRATE_STATE_DIR", str(tmp_path / "aws-runs"))  # the local run records
     monkeypatch.setattr(aws_api, "STATE_TIMEOUT_S", 10.0)
     monkeypatch.setattr(aws_api, "POLL_S", 0.0)
     monkeypatch.setattr(aws_api, "BACKOFF", (0.001, 0.01, 5.0))
@@ -256,7 +258,12 @@ def test_provisions_the_cross_host_topology(cloud, tmp_path):
             assert f"{h.ssh.host} {HOST_KEY}\n" in known
         assert (tmp_path / "lab-r-topo").stat().st_mode & 0o777 == 0o700
         assert seam.seen == [[h.ssh.host for h in lab.hosts if h.ssh]]
-    assert cloud.nothing_left()
+        # the local record: where the run is and what it made, for a cleanup with no --region
+        (record,) = aws_state.load_all()
+        assert (record.run_id, record.attempt, record.region) == ("r-topo", name, REGION)
+        assert sorted(record.ids["instance"]) == sorted(inst) and record.ids["key-pair"] == [name]
+        assert record.ids["placement-group"] == [name] and record.ids["security-group"] == [group["GroupId"]]
+    assert cloud.nothing_left() and aws_state.load_all() == []  # nothing left: the record goes too
     assert not (tmp_path / "lab-r-topo").exists()
     # Teardown order: instances gone before the groups and the key.
     ops = cloud.fakes.ops()

@@ -37,7 +37,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def moto_api(monkeypatch):
+def moto_api(monkeypatch, tmp_path):
     """A moto server in this process, and fake credentials that can reach nothing else."""
     from moto.server import ThreadedMotoServer
 
@@ -48,6 +48,7 @@ def moto_api(monkeypatch):
     monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("ORCHESTRATE_STATE_DIR", str(tmp_path / "aws-runs"))  # the local run records
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:

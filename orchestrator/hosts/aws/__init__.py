@@ -64,7 +64,7 @@ from typing import Any
 from orchestrator.errors import Interrupted, RunFailed, UserError
 from orchestrator.hosts import Host, Lab, NoMoreHosts
 from orchestrator.hosts.aws import ec2 as api  # attributes read at call time: tests patch them
-from orchestrator.hosts.aws import preflight
+from orchestrator.hosts.aws import preflight, state
 from orchestrator.hosts.aws.cleanup import Leftover, delete_when_free, remove, scan, terminate
 from orchestrator.hosts.aws.ec2 import (
     CAPACITY,
@@ -129,6 +129,18 @@ class Created:
     placement_groups: list[str] = field(default_factory=list)  # one per zone tried
     instance_ids: list[str] = field(default_factory=list)
     expires: str = ""  # ISO time the instances power off by themselves (their dead-man switch)
+    record: state.RunState | None = None  # the local record of the run, written as ids are learned
+
+    def save(self) -> None:
+        """Write the local record with the ids known now (cleanup reads it to know the region)."""
+        if self.record is None:
+            return
+        self.record.expires = self.expires
+        self.record.ids = {"instance": list(self.instance_ids),
+                           "placement-group": list(self.placement_groups),
+                           "security-group": [self.security_group_id] if self.security_group_id else [],
+                           "key-pair": [self.key_name] if self.key_name else []}
+        self.record.save()
 
 
 @dataclass(frozen=True)
@@ -276,6 +288,9 @@ def provision(scenario: Scenario, *, run_id: str, created: Created, session: Any
     # A resumed run's lab dir may hold a killed attempt's host keys for addresses now reused.
     (created.lab_dir / "known_hosts").unlink(missing_ok=True)
     created.attempted = True
+    created.record = state.RunState(run_id, base, aws.region, getattr(session, "profile_name", None),
+                                    aws.endpoint_url)
+    created.save()  # before the first create: from here on something may exist in aws.region
     created.doing = "create the key pair and security group"
     # Each create runs with signals deferred (not dropped): a Ctrl-C or hang-up lands once its
     # id is recorded, so teardown knows it.
@@ -283,6 +298,7 @@ def provision(scenario: Scenario, *, run_id: str, created: Created, session: Any
         key = ec2.create_key_pair(KeyName=base, KeyType="ed25519",
                                   TagSpecifications=tag_spec("key-pair", tags))
         created.key_name = key["KeyName"]
+        created.save()
     key_file = created.lab_dir / "id_ed25519"
     fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -295,6 +311,7 @@ def provision(scenario: Scenario, *, run_id: str, created: Created, session: Any
                                                    "all traffic between members",
                                        TagSpecifications=tag_spec("security-group", tags))
         created.security_group_id = sg_id = sg["GroupId"]
+        created.save()
     v4 = cidr.version == 4
     ssh_rule: dict[str, Any] = {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
                                 "IpRanges" if v4 else "Ipv6Ranges": [
@@ -389,6 +406,7 @@ class _Fleet:
                 raise
             ids = [i["InstanceId"] for i in resp["Instances"]]
             created.instance_ids += ids  # from here on teardown terminates them with the rest
+            created.save()
         log.info("aws: %d more client(s): %s", count, ", ".join(ids))
         created.doing = "wait for the new instances to run"
         try:
@@ -457,6 +475,7 @@ def _launch(ec2: Any, scenario: Scenario, checked: preflight.Checked, created: C
                 ec2.create_placement_group(GroupName=group, Strategy=aws.placement,
                                            TagSpecifications=tag_spec("placement-group", tags))
                 created.placement_groups.append(group)
+                created.save()
         created.doing = f"launch in {subnet.zone}"
         here: list[str] = []
         try:
@@ -474,6 +493,7 @@ def _launch(ec2: Any, scenario: Scenario, checked: preflight.Checked, created: C
                         raise
                     ids = [i["InstanceId"] for i in resp["Instances"]]
                     created.instance_ids += ids
+                    created.save()
                 here += ids
                 log.info("aws: %s: %d x %s in %s: %s", r.role, r.count, r.instance_type, subnet.zone,
                          ", ".join(ids))
@@ -495,6 +515,7 @@ def _launch(ec2: Any, scenario: Scenario, checked: preflight.Checked, created: C
                     with step(f"delete placement group {group}"):
                         delete_when_free(lambda group=group: ec2.delete_placement_group(GroupName=group))
                     created.placement_groups.remove(group)
+                    created.save()
     raise RunFailed(f"aws launch: no capacity in any zone offering the types ({'; '.join(tried)}) "
                     "(capacity: try another instance type or region, or later)", phase="provision")
 
@@ -600,6 +621,8 @@ def open_lab(scenario: Scenario, *, run_id: str, session: Any = None, lab_dir: P
         yield lab
     except BaseException as exc:
         report = _teardown_logged(ec2, created, aws.region)
+        if report.ok:
+            state.forget(run_id)
         if not report.ok:
             log.error("orchestrate: %s", report.summary(aws.region, run_id))
             exc.add_note(report.summary(aws.region, run_id))
@@ -611,6 +634,8 @@ def open_lab(scenario: Scenario, *, run_id: str, session: Any = None, lab_dir: P
                                  report.summary(aws.region, run_id))) from None
         raise
     report = _teardown_logged(ec2, created, aws.region)
+    if report.ok:  # nothing of the run is left: its local record goes too
+        state.forget(run_id)
     if any(f.startswith("instance ") for f in report.failed):  # still billed: the run failed
         raise RunFailed(report.summary(aws.region, run_id), phase="teardown")
     if not report.ok:  # the run itself is complete: free leftovers are a warning with their ids
