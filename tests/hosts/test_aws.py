@@ -27,6 +27,7 @@ import boto3
 import pytest
 from awskit import DEBIAN, DEBIAN_AMIS, REGION, Fakes, err
 
+from orchestrator import records
 from orchestrator.errors import Interrupted, RunFailed, UserError
 from orchestrator.hosts import NoMoreHosts, aws
 from orchestrator.hosts import open_lab as open_any_lab
@@ -263,7 +264,16 @@ def test_provisions_the_cross_host_topology(cloud, tmp_path):
         assert (record.run_id, record.attempt, record.region) == ("r-topo", name, REGION)
         assert sorted(record.ids["instance"]) == sorted(inst) and record.ids["key-pair"] == [name]
         assert record.ids["placement-group"] == [name] and record.ids["security-group"] == [group["GroupId"]]
+        # the run's estimated cost: each instance's list price for as long as it was held
+        table = prices.load_prices()
+        cost = records.Summary.model_validate({"cost": lab.cost()}).cost
+        assert cost is not None and cost.estimate and cost.prices_as_of == table.as_of
+        assert cost.instance_hours == {"c6i.2xlarge": round(1 / 60, 4), "c6i.xlarge": round(1 / 60, 4)}
+        assert cost.total == pytest.approx(sum(table.prices[REGION][t] + table.public_ipv4_hourly
+                                               for t in ("c6i.2xlarge", "c6i.xlarge")) / 60, abs=1e-4)
+        assert "ESTIMATE" in (cost.note or "")
     assert cloud.nothing_left() and aws_state.load_all() == []  # nothing left: the record goes too
+    assert all(end is not None for _, _, end in lab.cost.__self__.held.values())  # billed until torn down
     assert not (tmp_path / "lab-r-topo").exists()
     # Teardown order: instances gone before the groups and the key.
     ops = cloud.fakes.ops()
@@ -824,6 +834,11 @@ def test_estimate_and_plan_make_no_api_calls(no_api):
     assert "server: 1 x c6i.2xlarge" in text and "client: 1..3 x c6i.xlarge" in text
     low, high = (float(x) for x in re.search(r"estimated cost: ~\$([\d.]+)\.\.\$([\d.]+) USD", text).groups())
     assert 0 < low < high
+    # the worst case: every client auto-scale may add, per hour and until the instances expire
+    worst = server.hourly + 3 * client.hourly
+    assert f"worst case per hour: ~${worst:.3f} (4 instances, auto-scale at its most)" in text
+    assert f"~${worst * 3:.2f} if they are held until they expire (3h00m00s" in text
+    assert prices.worst_hourly(scaled) == pytest.approx(worst)
     plan = expand(scaled)
     assert plan.scale_runs_max == 2  # one point, from 1 to 3 clients
     assert prices.planned_seconds(scaled) - prices.planned_seconds(scaled, least=True) == \

@@ -86,7 +86,7 @@ from orchestrator.hosts.aws.ec2 import (
     tags_of,
 )
 from orchestrator.hosts.aws.launch import run_args
-from orchestrator.hosts.aws.prices import check_spend, planned_seconds
+from orchestrator.hosts.aws.prices import check_spend, held_cost, planned_seconds
 from orchestrator.plan import fmt_seconds
 from orchestrator.remote import SshTarget, wait_for_banner
 from orchestrator.scenario import Scenario
@@ -130,6 +130,23 @@ class Created:
     instance_ids: list[str] = field(default_factory=list)
     expires: str = ""  # ISO time the instances power off by themselves (their dead-man switch)
     record: state.RunState | None = None  # the local record of the run, written as ids are learned
+    region: str = ""
+    # instance id -> (type, launched, terminated or None), epoch seconds: what the run is billed for
+    held: dict[str, tuple[str, float, float | None]] = field(default_factory=dict)
+
+    def launched(self, ids: list[str], instance_type: str) -> None:
+        self.instance_ids += ids
+        self.held.update({i: (instance_type, time.time(), None) for i in ids})
+        self.save()
+
+    def ended(self, ids: Sequence[str]) -> None:
+        now = time.time()
+        self.held.update({i: (self.held[i][0], self.held[i][1], now) for i in ids
+                          if i in self.held and self.held[i][2] is None})
+
+    def cost(self) -> dict[str, Any] | None:
+        """The run's estimated cost so far (records.Cost's fields); None before any launch."""
+        return held_cost(self.region, self.held, now=time.time()) if self.held else None
 
     def save(self) -> None:
         """Write the local record with the ids known now (cleanup reads it to know the region)."""
@@ -339,12 +356,12 @@ def provision(scenario: Scenario, *, run_id: str, created: Created, session: Any
     hosts = fleet.ready(booted)
     scale = scenario.hosts.roles.autoscale
     if scale is None:
-        return Lab(provider="aws", hosts=hosts, name=base)
+        return Lab(provider="aws", hosts=hosts, name=base, cost=created.cost)
     first = next(described[i] for i in created.instance_ids)  # the zone and group that had room
     fleet.more(next(r for r in checked.roles if r.role == "client"), first["SubnetId"],
                created.placement_groups[-1] if created.placement_groups else "", used=scale.min,
                limit=scale.max)
-    return Lab(provider="aws", hosts=hosts, name=base, pool=fleet)
+    return Lab(provider="aws", hosts=hosts, name=base, pool=fleet, cost=created.cost)
 
 
 def _booted(aws: Any, inst: dict[str, Any], name: str, role: str) -> Booted:
@@ -405,15 +422,15 @@ class _Fleet:
                                       f"{api.hint(exc)}", phase="add client hosts") from None
                 raise
             ids = [i["InstanceId"] for i in resp["Instances"]]
-            created.instance_ids += ids  # from here on teardown terminates them with the rest
-            created.save()
+            created.launched(ids, r.instance_type)  # from here on teardown terminates them with the rest
         log.info("aws: %d more client(s): %s", count, ", ".join(ids))
         created.doing = "wait for the new instances to run"
         try:
             described = _wait_running(self.ec2, ids)
         except _NoCapacity as exc:
             with shielded():
-                terminate(self.ec2, ids)  # not worth keeping until teardown; it looks again then
+                if not terminate(self.ec2, ids):  # not worth keeping until teardown; it looks again then
+                    created.ended(ids)
             raise NoMoreHosts(f"aws: {exc}", phase="add client hosts") from None
         booted = [_booted(config(self.scenario), described[iid], f"client-{self.used + i}", "client")
                   for i, iid in enumerate(ids, 1)]
@@ -492,8 +509,7 @@ def _launch(ec2: Any, scenario: Scenario, checked: preflight.Checked, created: C
                                               f"{error_text(exc)}") from None
                         raise
                     ids = [i["InstanceId"] for i in resp["Instances"]]
-                    created.instance_ids += ids
-                    created.save()
+                    created.launched(ids, r.instance_type)
                 here += ids
                 log.info("aws: %s: %d x %s in %s: %s", r.role, r.count, r.instance_type, subnet.zone,
                          ", ".join(ids))
@@ -511,6 +527,7 @@ def _launch(ec2: Any, scenario: Scenario, checked: preflight.Checked, created: C
                                     + "; ".join(f"{i} {why}" for i, why in left.items()),
                                     phase="provision") from None
                 created.instance_ids = [i for i in created.instance_ids if i not in here]
+                created.ended(here)
                 if group:
                     with step(f"delete placement group {group}"):
                         delete_when_free(lambda group=group: ec2.delete_placement_group(GroupName=group))
@@ -591,6 +608,7 @@ def teardown(ec2: Any, created: Created, *, now: datetime | None = None,
             log.info("aws: found late: %s", ", ".join(f"{x.kind} {x.id}" for x in late))
             more, not_removed = remove(ec2, late, deadline=deadline)
             removed += more
+    created.ended([x.id for x in removed if x.kind == "instance"])
     shutil.rmtree(created.lab_dir, ignore_errors=True)  # the key is useless once the pair is deleted
     return TeardownReport(tuple(f"{x.kind} {x.id}" for x in removed), tuple(failed + not_removed),
                           created.expires if created.instance_ids else "")
@@ -613,7 +631,7 @@ def open_lab(scenario: Scenario, *, run_id: str, session: Any = None, lab_dir: P
     check_spend(scenario, max_hourly)
     session = session or api.make_session(aws.region)
     ec2 = client(session, "ec2", aws.endpoint_url, teardown=True)  # few retries, short timeouts
-    created = Created(run_id=run_id, lab_dir=lab_dir or LAB_ROOT / f"aws-{run_id}")
+    created = Created(run_id=run_id, lab_dir=lab_dir or LAB_ROOT / f"aws-{run_id}", region=aws.region)
     lab: Lab | None = None
     try:
         lab = provision(scenario, run_id=run_id, created=created, session=session, my_address=my_address,
