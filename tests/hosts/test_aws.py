@@ -28,6 +28,7 @@ import pytest
 from awskit import DEBIAN, DEBIAN_AMIS, REGION, Fakes, err
 
 from orchestrator import records
+from orchestrator import scenario as scenario_mod
 from orchestrator.errors import Interrupted, RunFailed, UserError
 from orchestrator.hosts import NoMoreHosts, aws
 from orchestrator.hosts import open_lab as open_any_lab
@@ -634,6 +635,29 @@ def test_vcpu_quota_is_checked_before_anything_is_created(cloud1, tmp_path, capl
             open_any_lab(scenario(cloud1.endpoint), **lab_kw(tmp_path, "r-q2")):
         pytest.fail("the block must not run")
     assert created_anything(cloud1) == [] and cloud1.nothing_left()
+
+
+def test_a_4_vcpu_quota_refuses_the_default_plan_before_anything_is_created(cloud1, tmp_path):
+    """A fresh account (4 vCPUs of L-1216C47A) against the defaults (2 x c6i.2xlarge, 16 vCPUs):
+    refused at pre-flight, nothing created, pointing at the smoke scenario, which fits."""
+    from awskit import ok
+
+    cloud1.fakes.fail["GetServiceQuota"] = lambda params, nth: ok(
+        {"Quota": {"ServiceCode": "ec2", "QuotaCode": "L-1216C47A", "Value": 4.0}})
+    cfg = {"region": REGION, **({"endpoint_url": cloud1.endpoint} if cloud1.endpoint else {})}
+    defaults = Scenario.model_validate({"name": "defaults", "hosts": {"provider": "aws", "aws": cfg}})
+    expect = (r"vCPU quota: the run needs 16 standard vCPUs, 0 of 4 are in use in eu-west-1 "
+              r"\(quota L-1216C47A, .*start with scenarios/aws-smoke.yaml, which fits 4 vCPUs")
+    with pytest.raises(RunFailed, match=expect), open_any_lab(defaults, **lab_kw(tmp_path, "r-4cpu")):
+        pytest.fail("the block must not run")
+    assert created_anything(cloud1) == [] and "RunInstances" not in cloud1.fakes.ops()
+    assert cloud1.nothing_left() and aws_state.load_all() == []
+    # ... and the smoke scenario as shipped (us-east-1, its max_hourly) passes that quota
+    smoke = scenario_mod.load(Path(__file__).resolve().parents[2] / "scenarios" / "aws-smoke.yaml").scenario
+    assert smoke.hosts.aws is not None and cloud1.endpoint is None  # in-process: no endpoint to set
+    with open_any_lab(smoke, **lab_kw(tmp_path, "r-smoke")) as lab:
+        assert [h.vars["instance_type"] for h in lab.hosts] == ["c7i-flex.large"] * 2
+    assert cloud1.nothing_left()
 
 
 def test_the_zone_is_one_that_offers_every_roles_type(cloud1, tmp_path):

@@ -258,8 +258,9 @@ def _quota(session: Any, ec2: Any, aws: Aws, roles: list[RolePlan]) -> list[str]
     if used + need > limit:
         raise RunFailed(f"aws pre-flight: vCPU quota: the run needs {need} standard vCPUs, {used} of "
                         f"{limit:g} are in use in {aws.region} (quota {STANDARD_QUOTA[1]}, Running "
-                        "On-Demand Standard instances; ask for more in Service Quotas, or stop some; "
-                        f"see the {DOCS})", phase="provision")
+                        "On-Demand Standard instances; ask for more in Service Quotas, or stop some"
+                        + ("; or start with scenarios/aws-smoke.yaml, which fits 4 vCPUs" if limit - used >= 4
+                           else "") + f"; see the {DOCS})", phase="provision")
     return []
 
 
