@@ -1137,3 +1137,85 @@ def test_resume_after_kill_9_does_not_collide_with_the_killed_attempt(cloud1, tm
     tokens = [p["ClientToken"] for p in launches(cloud1)]
     assert len(set(tokens)) == 4
     assert cloud1.nothing_left()
+
+
+HANGUP_CHILD = """
+import sys, time
+from awskit import Fakes
+from orchestrator.hosts import aws
+from orchestrator.hosts.aws import ec2 as api
+
+real = api.make_session  # EC2 as it behaves (placement groups, Debian), as in the other tests
+api.make_session = lambda region, profile=None: Fakes(sys.argv[1]).install(real(region, profile))
+
+def never(hosts, timeout, **kw):  # instances that never answer SSH: the run holds them, waiting
+    print("orchestrate-test: instances launched, waiting for SSH", flush=True)
+    time.sleep(300)
+
+aws.wait_for_banner = never
+from orchestrator.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_a_hang_up_with_the_terminal_closed_leaves_nothing(moto_server, tmp_path):
+    """`orchestrate run` on a terminal (a pty) that is closed while the run holds instances:
+    SIGHUP unwinds the run through teardown, whose output goes to the run's log (the terminal
+    is gone: writing there fails), and nothing is left in the region or in the local records."""
+    import fcntl
+    import pty
+    import select
+    import subprocess
+    import sys
+    import termios
+
+    urllib.request.urlopen(urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST")).close()
+    doc = tmp_path / "hup.yaml"
+    doc.write_text(json.dumps({"name": "hup", "hosts": {"provider": "aws", "aws": {
+        "region": REGION, "endpoint_url": moto_server, "image": DEBIAN,
+        "ssh_cidr": f"{MY_ADDRESS}/32", "instance_type": {"server": "c6i.large", "client": "c6i.large"}}}}))
+    master, slave = pty.openpty()
+
+    def controlling_terminal() -> None:  # the child's own session, with the pty as its terminal
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", HANGUP_CHILD, moto_server, "run", str(doc), "--yes", "--run-id", "r-hup",
+         "--results", str(tmp_path / "results"), "--history", str(tmp_path / "history.sqlite")],
+        stdin=slave, stdout=slave, stderr=slave, start_new_session=True, preexec_fn=controlling_terminal,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    os.close(slave)
+    seen = b""
+    try:
+        deadline = time.monotonic() + 120
+        while b"waiting for SSH" not in seen:
+            assert time.monotonic() < deadline and child.poll() is None, seen.decode(errors="replace")
+            if select.select([master], [], [], 1.0)[0]:
+                seen += os.read(master, 65536)
+        ec2 = boto3.session.Session(region_name=REGION).client("ec2", endpoint_url=moto_server)
+        mine = [{"Name": f"tag:{aws_api.TAG_RUN}", "Values": ["r-hup"]}]
+
+        def live() -> list[str]:
+            return [i["InstanceId"] for r in ec2.describe_instances(Filters=mine + [
+                {"Name": "instance-state-name", "Values": ["pending", "running"]}])["Reservations"]
+                for i in r["Instances"]]
+
+        assert len(live()) == 2  # mid-run: the run holds its instances
+        assert [r.run_id for r in aws_state.load_all()] == ["r-hup"]
+    finally:
+        os.close(master)  # the terminal goes away: the kernel hangs up its session (SIGHUP)
+    try:
+        rc = child.wait(120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert rc == 130  # interrupted, after teardown
+    log = (tmp_path / "results" / "hup" / "r-hup" / "orchestrate.log").read_text()
+    assert "hang-up (SIGHUP)" in log and "Traceback" not in log, log
+    summary = json.loads((tmp_path / "results" / "hup" / "r-hup" / "summary.json").read_text())
+    assert summary["status"] == "interrupted"
+    assert live() == []
+    assert ec2.describe_key_pairs(Filters=mine)["KeyPairs"] == []
+    assert ec2.describe_security_groups(Filters=mine)["SecurityGroups"] == []
+    assert aws_state.load_all() == []  # teardown left nothing: the local record went too
+    assert "during aws provisioning: wait for SSH; everything it created was removed" in log
