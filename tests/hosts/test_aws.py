@@ -988,6 +988,39 @@ def test_user_data_installs_a_timer_at_the_runs_absolute_expiry(tmp_path):
     assert "ExecStart=/bin/systemctl poweroff" in (units / "orchestrate-expire.service").read_text()
 
 
+def test_the_user_data_a_run_sends_arms_a_timer_at_its_expiry_inside_a_lab_host(cloud1, tmp_path, lab3):
+    """The user data of a real launch (what RunInstances was sent), run as root inside a lab
+    host: the timer it installs fires at the run's absolute expiry (the instances' expires
+    tag), which systemd itself reads back. ORCHESTRATE_ROOT keeps it from arming anything."""
+    import subprocess
+
+    with open_any_lab(scenario(cloud1.endpoint, client={"min": 1, "max": 2}),
+                      **lab_kw(tmp_path, "r-ud")) as lab:
+        grown, _ = lab.grow(1)  # an auto-scaled client counts from the run's start, not its own boot
+        got = cloud1.ec2().describe_instances(InstanceIds=[h.vars["instance_id"] for h in grown.hosts])
+        expires = {aws_api.tags_of(i)[aws_api.TAG_EXPIRES]
+                   for r in got["Reservations"] for i in r["Instances"]}
+    sent = {base64.b64decode(p["UserData"]).decode() for p in launches(cloud1)}
+    assert len(sent) == 1 and len(launches(cloud1)) == 3 and len(expires) == 1  # one expiry for all
+    (script,), (expiry,) = sent, expires
+    (tmp_path / "user-data").write_text(script)
+    st, _ = lab3
+    host = st.hosts[0].name
+    done = subprocess.run(["ip", "netns", "exec", host, "env", f"ORCHESTRATE_ROOT={tmp_path / 'root'}",
+                           "sh", str(tmp_path / "user-data")], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    units = tmp_path / "root" / "etc" / "systemd" / "system"
+    timer = (units / "orchestrate-expire.timer").read_text()
+    (calendar,) = re.findall(r"^OnCalendar=(.*)$", timer, re.M)
+    assert "Persistent=true" in timer and "WantedBy=timers.target" in timer
+    assert "ExecStart=/bin/systemctl poweroff" in (units / "orchestrate-expire.service").read_text()
+    read = subprocess.run(["systemd-analyze", "calendar", calendar], capture_output=True, text=True,
+                          env={**os.environ, "TZ": "UTC"}, timeout=30)
+    assert read.returncode == 0, read.stderr
+    when = datetime.fromisoformat(expiry.replace("Z", "+00:00"))
+    assert f"Next elapse: {when:%a %Y-%m-%d %H:%M:%S} UTC" in read.stdout, read.stdout
+
+
 def test_bad_image_fails_before_anything_is_created(cloud, tmp_path):
     sc = scenario(cloud.endpoint, image="resolve:ssm:/orchestrate/test/missing")
     with pytest.raises(UserError, match="cannot resolve"), open_any_lab(sc, **lab_kw(tmp_path, "r-img")):
