@@ -439,22 +439,23 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     if args.provider == "aws":
         from orchestrator.hosts.aws import cleanup as aws_cleanup
 
-        # The session's region and profile (as for the aws CLI); only this caller's runs
-        # unless --all-users.
-        report = aws_cleanup.cleanup(args.region, all=args.all, run_id=args.run_id, dry_run=args.dry_run,
-                                     endpoint_url=args.endpoint_url, profile=args.profile,
-                                     all_users=args.all_users)
-        for x in report.removed:
-            print(f"{'would remove' if args.dry_run else 'removed'} {x.kind} {x.id} (run {x.run_id or '?'}, "
-                  f"expires {x.expires or '?'})")
-        for line in report.failed:
-            print(f"FAILED {line}", file=sys.stderr)
-        if report.others:
-            print(f"left {report.others} resource(s) of other users' runs alone "
-                  "(--all-users to include them)")
-        if not report.removed and not report.failed:
-            print(f"aws {report.region}: nothing to clean up")
-        return EXIT_OK if report.ok else EXIT_FAILURE
+        # The given region, or every region the local run records name and the profile's; only
+        # this caller's runs unless --all-users.
+        reports = aws_cleanup.cleanup_everywhere(args.region, all=args.all, run_id=args.run_id,
+                                                 dry_run=args.dry_run, endpoint_url=args.endpoint_url,
+                                                 profile=args.profile, all_users=args.all_users)
+        for report in reports:
+            for x in report.removed:
+                print(f"{'would remove' if args.dry_run else 'removed'} {x.kind} {x.id} in {report.region} "
+                      f"(run {x.run_id or '?'}, expires {x.expires or '?'})")
+            for line in report.failed:
+                print(f"FAILED {report.region}: {line}", file=sys.stderr)
+            if report.others:
+                print(f"left {report.others} resource(s) of other users' runs alone in {report.region} "
+                      "(--all-users to include them)")
+            if not report.removed and not report.failed:
+                print(f"aws {report.region}: nothing to clean up")
+        return EXIT_OK if all(r.ok for r in reports) else EXIT_FAILURE
     stopped = cleanup.orphan_processes()
     for rid, pids in stopped.items():
         print(f"stopped {len(pids)} process(es) left by run {rid}: pids {', '.join(map(str, pids))}")
@@ -588,7 +589,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--provider", choices=["local", "netns", "aws"], default="netns",
                    help="local: processes of dead runs; netns (default): those and every lab; aws")
     c.add_argument("--labs", action="store_true", help="local: also take down every lab")
-    c.add_argument("--region", default=None, help="aws: default: the profile's or AWS_REGION's")
+    c.add_argument("--region", default=None, help="aws: default: every region the local run records "
+                   "name, and the profile's or AWS_REGION's")
     c.add_argument("--profile", default=None, help="aws: a named profile (default: AWS_PROFILE or default)")
     c.add_argument("--all", action="store_true", help="aws: also resources that have not expired")
     c.add_argument("--all-users", action="store_true",

@@ -462,6 +462,7 @@ def _partial(ctx: Context) -> dict[str, Any]:
             **({"capacity": ctx.capacity} if ctx.sc.load.search else {}),
             **({"autoscale": ctx.autoscale} if ctx.sc.hosts.roles.autoscale else {}),
             **({"host_noise": ctx.host_noise} if ctx.host_noise else {}),
+            **({"cost": cost} if ctx.lab.cost is not None and (cost := ctx.lab.cost()) else {}),
             **_across_runs(ctx)}
 
 

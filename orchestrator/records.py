@@ -579,6 +579,18 @@ class Autoscale(Record):
         return classic(self.arch, self.server_threads, self.connections, self.rate, self.axes)
 
 
+class Cost(Record):
+    """A cloud run's estimated cost: each instance's list price for as long as the run held it
+    (per-second billing, 60 s minimum). An estimate, never a bill: `note` says from what."""
+
+    estimate: bool = True
+    currency: str | None = None
+    total: float | None = None  # None: some instance type has no price in the table
+    instance_hours: dict[str, float] = {}  # instance type -> hours held, all instances of it
+    prices_as_of: str | None = None
+    note: str | None = None
+
+
 class Summary(Record):
     """A results folder's summary.json: the session, its hosts and baseline, runs and points."""
 
@@ -601,6 +613,7 @@ class Summary(Record):
     points: tuple[Point, ...] = ()
     capacity: tuple[CapacitySearch, ...] = ()  # load.search: one per point and repetition
     autoscale: tuple[Autoscale, ...] = ()  # hosts.roles.client {min, max}: one per point
+    cost: Cost | None = None  # cloud providers: what the run's instances cost, estimated
 
     @field_validator("hosts", mode="before")
     @classmethod

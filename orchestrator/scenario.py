@@ -215,7 +215,7 @@ class Aws(_Model):
     }
     image: str = "resolve:ssm:/aws/service/debian/release/12/latest/amd64"
     subnet: str | None = None
-    ssh_user: str = "admin"
+    ssh_user: str | None = None  # default: the image's (Debian: admin, Ubuntu: ubuntu)
     # The instances' own dead-man switch; at most a day, so a forgotten run's bill is bounded.
     expire_after: Annotated[Duration, Field(gt=0, le=24 * 3600.0)] = 3 * 3600.0
     endpoint_url: str | None = None  # for moto or a private endpoint
