@@ -99,8 +99,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
     for r in plan.runs:
         print(f"  {r.index:>3}  {r.run_id:<32} {r.arch:<10} {r.server_threads:>7} "
               f"{r.connections:>6} {r.repetition:>3}")
+    from orchestrator import refs
+
+    builds = refs.plan_builds(sc)  # server.ref: what building the refs costs, before anything runs
+    for line in builds.lines() if builds else []:
+        print(line)
     print(f"{plan.expected_runs} runs of {fmt_seconds(sc.load.duration)} load each; "
-          f"expected total {fmt_seconds(plan.expected_seconds)} (an estimate: load time plus "
+          f"expected total {fmt_seconds(plan.expected_seconds + (builds.seconds if builds else 0))} "
+          "(an estimate: load time, builds plus "
           f"orchestration overheads {plan.overheads.provenance})")
     if plan.scale_runs_max:
         most = plan.seconds_for(plan.expected_runs + plan.scale_runs_max, with_baseline=True)
@@ -139,6 +145,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         # before asking, before anything starts
         prices.check_spend(loaded.scenario, getattr(args, "max_hourly", None))
+    _build_refs(loaded.scenario)  # server.ref: resolved and built here, before anything is provisioned
     preflight.check(loaded)  # CPUs, inventory, account (exit 2); tools to install (exit 1)
     if loaded.scenario.hosts.provider == "aws" and not _confirm_cloud(loaded.scenario, args.yes):
         print("orchestrate: not started", file=sys.stderr)
@@ -156,6 +163,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.baseline:
         return EXIT_OK
     return _gate(args, history, outcome.summary)
+
+
+def _build_refs(sc: Any) -> None:
+    """Every server.ref resolved (unknown: exit 2) and built locally (does not build: exit 1)."""
+    from orchestrator import refs
+
+    for ref, built in refs.prepare(sc, progress=lambda m: print(m, file=sys.stderr, flush=True)).items():
+        how = "cached" if built.cached else f"built in {built.seconds:.0f}s"
+        print(f"orchestrate: server.ref {ref} = {built.commit.short} {built.commit.subject!r}: {how}",
+              file=sys.stderr)
 
 
 def _next_step(folder: Path) -> None:
