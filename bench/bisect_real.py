@@ -72,7 +72,8 @@ def make_clone(where: Path) -> list[str]:
         (lambda: edit(repo, "server/src/Options.h", "int64_t workUs = 0;", f"int64_t workUs = {WORK_US};"),
          f"server: default work per request {WORK_US} us (was 0)"),
         (lambda: append(repo, "README.md", "\nMore docs."), "docs: more"),
-        (lambda: append(repo, "cpp-common/README.md", "\n(A cpp-common/ docs line.)"), "cpp-common: a README line"),
+        (lambda: append(repo, "cpp-common/README.md", "\n(A cpp-common/ docs line.)"),
+         "cpp-common: a README line"),
         (lambda: append(repo, "README.md", "\nEven more docs."), "docs: even more"),
         (lambda: append(repo, "README.md", "\nThe last docs."), "docs: the last"),
     ]
