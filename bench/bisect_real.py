@@ -32,7 +32,7 @@ name: bisect-real
 description: one server thread over loopback; the server's own defaults (no --work-us passed)
 hosts: {provider: local}
 server: {arch: reuseport, threads: 1, cpus: [0]}
-load: {tool: wrk, threads: 1, connections: 16, duration: 2s, cpus: [1]}
+load: {tool: wrk, threads: 1, connections: 16, duration: 3s, cpus: [1]}
 baseline: {enabled: false}
 telemetry: [pidstat]
 """
@@ -100,8 +100,8 @@ def main() -> int:
                "ORCHESTRATE_HISTORY": str(where / "history.sqlite"), "PYTHONPATH": str(REPO)}
         cmd = [sys.executable, "-m", "orchestrator", "bisect", str(scenario), "--good", shas[0][:12],
                "--bad", shas[-1][:12], "--repo", str(where / "scratch"), "--results", str(where / "results"),
-               "--rounds", "3", "--max-rounds", "6", "--bisect-id", "real"]
-        print("$ orchestrate bisect bisect-real.yaml --good COMMIT1 --bad COMMIT8 --rounds 3 --max-rounds 6",
+               "--rounds", "4", "--max-rounds", "12", "--bisect-id", "real"]
+        print("$ orchestrate bisect bisect-real.yaml --good COMMIT1 --bad COMMIT8 --rounds 4 --max-rounds 12",
               flush=True)
         started = time.monotonic()
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=REPO)
