@@ -552,6 +552,9 @@ def _prepare_server(ctx: Context) -> str:
                              max_forks=sc.hosts.deploy_forks, transport=ctx.t)
         if done.status == "skipped":
             ctx.progress("orchestrate: deploy skipped: every host holds this build-input hash already")
+    if sc.server.command is None and sc.server.ref is not None:
+        _prepare_refs(ctx)
+        return ""
     if sc.server.command is not None:
         return ""
     if server.ssh is None:
@@ -561,6 +564,24 @@ def _prepare_server(ctx: Context) -> str:
         ctx.t(server).run(server_tool.build_command(src, build), timeout=900)
         return str(build / server_tool.BINARY)
     return deploy.server_binary(server)  # where the playbook (now or earlier) installed it
+
+
+def _prepare_refs(ctx: Context) -> None:
+    """server.ref: every ref built here (the cache makes this a look-up: the CLI built them
+    before provisioning), then on remote server hosts through the build role, each in its own
+    root. ctx.server_binaries: ref -> the binary's path on the server host."""
+    from orchestrator import deploy, refs
+
+    sc, server = ctx.sc, ctx.lab.server
+    builds = refs.prepare(sc, progress=ctx.progress)
+    ctx.results.write_json("refs.json", {r: b.as_json() for r, b in builds.items()})
+    if server.ssh is None:
+        ctx.server_binaries.update({r: str(b.binary) for r, b in builds.items()})
+        return
+    refs.deploy_refs(ctx.lab, builds, repo=refs.scenario_repo(sc), log_dir=ctx.results.path / "raw",
+                     progress=ctx.progress)
+    root = str(server.vars.get("orchestrate_root") or deploy.DEFAULT_ROOT)
+    ctx.server_binaries.update({r: refs.remote_binary(root, b.key) for r, b in builds.items()})
 
 
 def _prepare_load(ctx: Context, clients: list[Host] | None = None) -> dict[str, str]:
@@ -586,6 +607,8 @@ def _server_command(ctx: Context, spec: RunSpec, binary: str, workdir: str) -> t
     cpus = ctx.cpus(server, "server")
     bind = sc.server.bind or ("127.0.0.1" if ctx.lab.single_machine else "0.0.0.0")
     if sc.server.command is None:
+        ref = at(sc, spec.point, "server.ref")
+        binary = ctx.server_binaries[str(ref)] if ref is not None else binary  # the ref's own build
         argv = server_tool.builtin_command(binary, arch=spec.arch, threads=spec.server_threads,
                                            cpus=cpus, port=sc.server.port, bind=bind, body=sc.server.body,
                                            work_us=at(sc, spec.point, "server.work_us"),

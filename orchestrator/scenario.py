@@ -277,6 +277,11 @@ class Server(_Model):
     # a list is an axis.
     work_us: Annotated[int, Field(ge=0, le=1_000_000)] | list[
         Annotated[int, Field(ge=0, le=1_000_000)]] = 0
+    # The project's own server built at git refs (branches, tags, commit ids; refs.py): one, or
+    # a list as an axis (versions side by side); `repo`: the git repository they are in
+    # (default: this checkout).
+    ref: Annotated[str, Field(min_length=1)] | list[Annotated[str, Field(min_length=1)]] | None = None
+    repo: str | None = None
 
 
 Rate = Annotated[float, Field(ge=1)]
@@ -431,6 +436,7 @@ AXES: tuple[Axis, ...] = (
     Axis("load.rate", "q", classic=True),
     Axis("server.work_us", "w"),
     Axis("load.keepalive", "ka"),
+    Axis("server.ref", "ref"),
 )
 AXIS_NAMES = tuple(a.name for a in AXES)
 
