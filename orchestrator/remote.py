@@ -24,10 +24,13 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from orchestrator import cpus
 from orchestrator.errors import RunFailed, UserError
+
+if TYPE_CHECKING:
+    import paramiko
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -163,7 +166,7 @@ class _Shell:
     random token that carries its exit status on stdout and ends its stderr.
     """
 
-    def __init__(self, chan) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, chan: paramiko.Channel) -> None:
         self.chan = chan
 
     def run(self, cmd: str, timeout: float) -> tuple[int, bytes, bytes]:
@@ -218,7 +221,7 @@ class SshTransport:
         self.name = target.name
         self.target = target
         self._lost = (OSError, EOFError, paramiko.SSHException)
-        self._sftp = None
+        self._sftp: paramiko.SFTPClient | None = None
         self._idle: list[_Shell] = []  # last in, first out: one host's steps reuse one shell
         self._open = 0
         self._pool = threading.Condition()
@@ -229,7 +232,7 @@ class SshTransport:
         with contextlib.suppress(*self._lost):
             self._give_back(self._take_shell(target.connect_timeout))
 
-    def _connect(self):  # type: ignore[no-untyped-def]
+    def _connect(self) -> paramiko.SSHClient:
         import paramiko
 
         target = self.target
@@ -355,11 +358,13 @@ class SshTransport:
             watchdog.cancel()
         return rc, out, err
 
-    def _sftp_client(self):  # type: ignore[no-untyped-def]
+    def _sftp_client(self) -> paramiko.SFTPClient:
         self._ensure_connected()
         if self._sftp is None:
-            self._sftp = self._client.open_sftp()
-            self._sftp.get_channel().settimeout(60.0)  # a transfer on a cut link ends, too
+            self._sftp = sftp = self._client.open_sftp()
+            channel = sftp.get_channel()
+            assert channel is not None  # an open SFTP session has its channel
+            channel.settimeout(60.0)  # a transfer on a cut link ends, too
         return self._sftp
 
     SHELL_ARG_MAX = 100_000  # a command on the control shell is one argument of `sh -c`
@@ -841,8 +846,10 @@ class ProcessTable:
     tag: str = ""  # marks every process (see MARK)
     procs: list[Process] = field(default_factory=list)
 
-    def spawn(self, host: str, name: str, cmd: str, **kw: object) -> Process:
-        proc = spawn(self.transports[host], name, cmd, tag=self.tag, **kw)  # type: ignore[arg-type]
+    def spawn(self, host: str, name: str, cmd: str, *, workdir: str, cpus: list[int] | None = None,
+              env: dict[str, str] | None = None, shell: bool = False) -> Process:
+        proc = spawn(self.transports[host], name, cmd, workdir=workdir, cpus=cpus, env=env, tag=self.tag,
+                     shell=shell)
         self.procs.append(proc)
         return proc
 
@@ -850,8 +857,8 @@ class ProcessTable:
         with contextlib.suppress(ValueError):  # hosts stop in parallel threads
             self.procs.remove(proc)
 
-    def stop(self, proc: Process, **kw: object) -> bool:
-        clean = stop(self.transports[proc.host], proc, **kw)  # type: ignore[arg-type]
+    def stop(self, proc: Process, *, sig: str = "TERM", grace: float = 10.0) -> bool:
+        clean = stop(self.transports[proc.host], proc, sig=sig, grace=grace)
         self.forget(proc)
         return clean
 
