@@ -259,7 +259,8 @@ def _gate(args: argparse.Namespace, history: Any, summary: Any) -> int:
 def _repetitions(summary: Any) -> int:
     from orchestrator.records import as_summary
 
-    return max((r.repetition for r in as_summary(summary, "summary").runs), default=1)
+    return max((r.repetition for r in as_summary(summary, "summary").runs if r.repetition is not None),
+               default=1)
 
 
 def _floor(history: Any, summary: Any, n: int, metric: str | None = None) -> Any:
@@ -400,7 +401,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     summary = store.load_summary(folder)
     topo = summary.topology
     if topo:  # re-analyse with the current rules, keep everything measured
-        summary = analysis.analyse(summary, th=analysis.Thresholds.from_dict(summary.thresholds or {}),
+        summary = analysis.analyse(summary, th=analysis.Thresholds.from_dict(dict(summary.thresholds or {})),
                                    server=topo.server, interface=topo.interface, loopback=topo.loopback)
         store.ResultsDir(folder).save_summary(summary)
     paths = render.build(folder)

@@ -63,7 +63,7 @@ class Context:
 
     def cpus(self, host: Host, role: str) -> list[int]:
         """The scenario's CPUs for a role on a host; inventory vars override; keywords resolved."""
-        spec = self.sc.server.cpus if role == "server" else self.sc.load.cpus
+        spec: list[int] | str = self.sc.server.cpus if role == "server" else self.sc.load.cpus
         if host.vars.get(f"{role}_cpus"):  # the inventory's, checked like the scenario's
             try:
                 spec = parse_cpus(host.vars[f"{role}_cpus"])

@@ -383,7 +383,7 @@ def _write(path: Path, data: str | bytes) -> None:
 def _env() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("orchestrator.report", "templates"),
-        autoescape=lambda name: bool(name) and name.endswith(".html.j2"),
+        autoescape=lambda name: name is not None and name.endswith(".html.j2"),
         undefined=jinja2.StrictUndefined,  # a typo in a template fails the tests, not the reader
         trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
     )
