@@ -20,7 +20,8 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"remote"}),  # commands and files on a host
     frozenset({"hosts", "deploy"}),  # providers, and Ansible on what they provide
     frozenset({"store", "history", "analysis", "capacity"}),  # results folder, history; verdicts, searches
-    frozenset({"context", "baseline", "telemetry", "load", "doctor"}),  # pipeline steps; host checks
+    frozenset({"context", "baseline", "telemetry", "load", "doctor", "sysctl"}),  # pipeline steps;
+    # host checks; the kernel settings a run applies and restores
     frozenset({"execute"}),  # the pipeline
     frozenset({"report", "compare", "noise", "cleanup", "site"}),  # readers of results (site: the
     # dashboard; noise: the floor an A/A run measured)
