@@ -531,6 +531,11 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     stopped = cleanup.orphan_processes()
     for rid, pids in stopped.items():
         print(f"stopped {len(pids)} process(es) left by run {rid}: pids {', '.join(map(str, pids))}")
+    restored, unrestored = cleanup.sysctls()  # before the labs go: a kept lab gets its values back
+    for line in restored:
+        print(line)
+    for line in unrestored:
+        print(f"FAILED sysctl {line}", file=sys.stderr)
     if args.provider == "netns" or args.labs:
         kept, removed = cleanup.idle_labs()
         for name, runs in kept.items():
@@ -540,7 +545,7 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
         print("no lab to remove")
     if not stopped:
         print("no process left by an earlier run")
-    return EXIT_OK
+    return EXIT_FAILURE if unrestored else EXIT_OK
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {

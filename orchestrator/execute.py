@@ -25,6 +25,7 @@ from typing import Any
 
 from orchestrator import analysis, baseline, capacity, load, records, remote, signals, store, telemetry, tools
 from orchestrator import hosts as _hosts
+from orchestrator import sysctl as _sysctl
 from orchestrator.context import Context, Progress, pause_point
 from orchestrator.errors import Interrupted, RunFailed, UserError
 from orchestrator.history import open_history
@@ -124,6 +125,7 @@ def run(loaded: Loaded, *, results_root: Path, run_id: str | None = None,
                                   runs=[records.Run.model_validate(r) for r in summary["runs"]],
                                   autoscale=list(summary.get("autoscale") or []))
                     ctx.timing["lab"] = round(time.monotonic() - began, 3)  # up, locked, connected
+                    ctx.sysctl = _sysctl.Tuner(sc, run_id, ctx.t, progress, lab=lab.provider == "netns")
                     _execute(ctx, plan, _paced(lambda i: save(f"running ({i}/{len(plan.runs) or 'search'})")))
                     _host_noise(ctx, "after")
                     completed = True
@@ -218,6 +220,10 @@ def _teardown(ctx: Context | None, transports: dict[str, Transport], *, sweep: b
         left = ctx.table.stop_all()
         for line in left:
             ctx.progress(f"orchestrate: WARNING could not stop {line}")
+        if ctx.sysctl is not None:  # after the processes: nothing of ours runs on them any more
+            for line in ctx.sysctl.restore():
+                ctx.progress(f"orchestrate: WARNING sysctl not restored: {line}; "
+                             "`orchestrate cleanup` retries from the state saved on the host")
         if sweep:
             hosts = list(transports)
             found = each(hosts, lambda h: _swept(transports[h], ctx.table.tag))
@@ -252,6 +258,11 @@ def _execute(ctx: Context, plan: Plan, checkpoint: Callable[[int], None]) -> Non
             ctx.load_binary.update(_prepare_load(ctx))
     with ctx.step("facts", "tools"):
         _check_tools(ctx)
+    if ctx.sysctl is not None:
+        with ctx.step("sysctl"):  # refused settings stop the run here, before any change
+            each(hosts, ctx.sysctl.observe)
+            if ctx.sysctl.active:
+                each(hosts, ctx.sysctl.prepare)
     _host_noise(ctx, "before")
     if ctx.sc.baseline.enabled and not ctx.baseline:  # a resumed sweep keeps its baseline
         with ctx.step("baseline"):
@@ -453,7 +464,13 @@ def _search(ctx: Context, plan: Plan, binary: str, checkpoint: Callable[[int], N
 
 def _partial(ctx: Context) -> dict[str, Any]:
     server = ctx.lab.server
-    return {"scenario": ctx.sc.name, "provider": ctx.sc.hosts.provider, "hosts": ctx.facts,
+    hosts = ctx.facts
+    if ctx.sysctl is not None:  # the kernel settings the runs had, for the environment diff
+        kernel = ctx.sysctl.facts(r.sysctl for r in ctx.runs)
+        hosts = {h: {**f, **({"sysctl": kernel[h]} if kernel.get(h) else {}),
+                     **({"sysctl_original": ctx.sysctl.saved[h]} if h in ctx.sysctl.saved else {})}
+                 for h, f in ctx.facts.items()}
+    return {"scenario": ctx.sc.name, "provider": ctx.sc.hosts.provider, "hosts": hosts,
             "topology": {"server": server.name, "interface": server.interface,
                          "loopback": ctx.lab.single_machine,
                          "clients": [c.name for c in ctx.lab.clients]},
@@ -612,7 +629,7 @@ def _server_command(ctx: Context, spec: RunSpec, binary: str, workdir: str) -> t
         argv = server_tool.builtin_command(binary, arch=spec.arch, threads=spec.server_threads,
                                            cpus=cpus, port=sc.server.port, bind=bind, body=sc.server.body,
                                            work_us=at(sc, spec.point, "server.work_us"),
-                                           backlog=sc.server.backlog)
+                                           backlog=at(sc, spec.point, "server.backlog"))
         # The server pins each thread itself; the outer set covers exactly those CPUs.
         return tools.base.join(argv), sorted(set(server_tool.thread_cpus(cpus, spec.server_threads)))
     config_path = None
@@ -692,6 +709,8 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> records.Run:
     clean = False
     run_began = time.time()
     sdir = f"{server.workdir}/{spec.run_id}"
+    kernel_set = (ctx.sysctl.apply(ctx.lab.hosts, spec.point)
+                  if ctx.sysctl is not None and ctx.sysctl.active else {})
     cmd, server_cpus = _server_command(ctx, spec, binary, sdir)
     srv = ctx.table.spawn(server.name, "server", cmd, workdir=sdir, cpus=server_cpus)
     url = f"http://{server.address}:{sc.server.port}{sc.load.path}"
@@ -799,7 +818,7 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> records.Run:
         "nic_allowances": nics or None,
     })
     kernel = _kernel(ctx, spec, run, server_cpus, tcp_before, tcp_after)
-    run = run.model_copy(update={"kernel": kernel or None})
+    run = run.model_copy(update={"kernel": kernel or None, "sysctl": kernel_set or None})
     run = run.model_copy(update={"analysis": analysis.analyse_run(
         run, server=server.name, interface=server.interface, loopback=ctx.lab.single_machine,
         th=analysis.Thresholds.from_scenario(sc))})

@@ -59,7 +59,7 @@ class RunSpec:
         The classic four are always there (ids of older results stay valid), other axes short."""
         rate = f"-q{self.rate:g}" if self.rate is not None else ""
         clients = f"-n{self.clients}" if self.clients is not None else ""
-        more = f"-{self.axes.short(_scenario.AXES)}" if self.axes else ""
+        more = f"-{self.axes.short(_scenario.axes_of(self.axes))}" if self.axes else ""
         return (f"{self.index:03d}-{self.arch}-t{self.server_threads}-c{self.connections}{rate}"
                 f"{more}{clients}-r{self.repetition}")
 

@@ -400,6 +400,7 @@ class Run(Record):
     perf: Perf | None = None
     nic_allowances: dict[str, NicAllowance] | None = None
     kernel: dict[str, KernelCounters] | None = None  # by host
+    sysctl: dict[str, dict[str, str]] | None = None  # host -> the kernel.sysctl values in force
     analysis: Analysis | None = None
     wall_s: float | None = None
     error: str | None = None
