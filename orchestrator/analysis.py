@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from orchestrator.point import PointKey
 from orchestrator.records import (
     Analysis,
     Balance,
@@ -1244,12 +1245,13 @@ def along_connections(runs: Iterable[Run], th: Thresholds | None = None) -> list
     th = th or Thresholds()
     runs = list(runs)
     verdict_of: dict[int, Analysis] = {}  # index in runs -> rewritten analysis
-    groups: dict[tuple, dict[int, list[int]]] = {}
+    groups: dict[PointKey, dict[int, list[int]]] = {}
     for i, r in enumerate(runs):
-        # a closed loop only: at a fixed offered rate QPS follows the rate, not the connections
+        # a closed loop only: at a fixed offered rate QPS follows the rate, not the connections;
+        # along connections with every other axis of the point held
         if isinstance(r.connections, int) and r.analysis is not None and r.qps is not None \
-                and r.key[3] is None:
-            groups.setdefault((r.arch, r.server_threads), {}).setdefault(r.connections, []).append(i)
+                and r.key["load.rate"] is None:
+            groups.setdefault(r.key.without("load.connections"), {}).setdefault(r.connections, []).append(i)
 
     def analysis_of(i: int) -> Analysis:
         return verdict_of.get(i) or runs[i].analysis or Analysis()
@@ -1301,12 +1303,12 @@ def summarise_points(runs: Iterable[Run]) -> list[Point]:
     and whether the repetitions agree on the verdict. The one place a point's medians are
     computed (the report and compare read these). Runs without a QPS are left out; a point
     whose runs have no latency gets None there."""
-    groups: dict[tuple, list[Run]] = {}
+    groups: dict[PointKey, list[Run]] = {}
     for r in runs:
         if r.qps is not None:
             groups.setdefault(r.key, []).append(r)
     points = []
-    for (arch, threads, conns, rate), rs in groups.items():
+    for key, rs in groups.items():
         qps = [r.qps or 0.0 for r in rs]
         med = statistics.median(qps)
         mad = statistics.median(abs(q - med) for q in qps)
@@ -1328,7 +1330,7 @@ def summarise_points(runs: Iterable[Run]) -> list[Point]:
                                                  sorted(verdicts.items(), key=lambda kv: -kv[1]))
 
         points.append(Point(
-            arch=arch, server_threads=threads, connections=conns, rate=rate, n=len(rs),
+            **Point.fields_of(key), n=len(rs),
             qps_median=med, qps_min=min(qps), qps_max=max(qps), qps_mad=mad, qps_stdev=stdev,
             # pyperf warns at a std dev of 10% of the mean or more
             unstable=bool(len(qps) > 1 and stdev >= 0.1 * statistics.fmean(qps)),

@@ -157,7 +157,9 @@ def judge(search: Search, obs: tuple[Observation, ...]) -> tuple[bool, str, str 
     ratio = sum(o.achieved for o in obs) / sum(o.target for o in obs) if any(o.target for o in obs) else 0.0
     errors = statistics.fmean(o.errors_pct for o in obs)  # runs of one length at one rate
     latency = step_latency(obs)
-    failed, met, close = [], [], []
+    failed: list[str] = []
+    met: list[str] = []
+    close: list[str] = []
     for key, bound in search.slo.latency_bounds_ms().items():
         name = key.replace("_", ".")
         value = latency.get(key)
