@@ -280,6 +280,10 @@ def test_provisions_the_cross_host_topology(cloud, tmp_path):
     ops = cloud.fakes.ops()
     assert ops.index("TerminateInstances") < ops.index("DeletePlacementGroup") < \
         ops.index("DeleteSecurityGroup") < ops.index("DeleteKeyPair")
+    # every call a run makes is in the README's list of IAM actions to grant
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme[readme.index("### AWS: the first run"):readme.index("**Spend.**")]
+    assert [op for op in sorted(set(ops)) if f"`{op}`" not in table] == []
 
 
 def test_autoscale_launches_more_clients_like_the_first_and_terminates_them(cloud, tmp_path):
@@ -584,7 +588,7 @@ def test_api_errors_are_one_line_naming_the_step_with_a_hint(cloud1, tmp_path):
     assert str(info.value) == (
         "provision: aws create security group: UnauthorizedOperation: You are not authorized to perform "
         "this operation. (IAM: the credentials need ec2:CreateSecurityGroup; see the README, "
-        "'AWS: permissions and quotas')")
+        "'AWS: the first run, permissions, spend and cleanup')")
     assert info.value.phase == "provision"
     assert cloud1.nothing_left()  # the key pair made before it is gone
 
