@@ -1099,6 +1099,34 @@ def test_an_interrupt_during_run_instances_leaves_nothing(cloud1, tmp_path):
     assert cloud1.nothing_left()
 
 
+def test_a_launch_whose_reply_was_lost_is_found_by_its_client_token(cloud1, tmp_path):
+    """RunInstances made the instance but its reply never came (a read timeout), so the run never
+    learned the id, and EC2's tag index has not caught up (a tag scan misses it): teardown finds
+    it by the launch's ClientToken, known before the call, and terminates it."""
+    from botocore.exceptions import ReadTimeoutError
+
+    lost: list[str] = []
+
+    def reply_lost(parsed, context, **_):
+        if not lost and not context.get("orch_params", {}).get("DryRun"):
+            lost.extend(i["InstanceId"] for i in parsed["Instances"])
+            cloud1.fakes.untagged.update(lost)
+            raise ReadTimeoutError(endpoint_url="https://ec2.eu-west-1.amazonaws.com/")
+
+    session = aws_api.make_session(REGION)
+    session.events.register("after-call.ec2.RunInstances", reply_lost)
+    with pytest.raises(RunFailed, match="launch server .*ReadTimeoutError"), \
+            open_any_lab(scenario(cloud1.endpoint), session=session, **lab_kw(tmp_path, "r-lost")):
+        pytest.fail("the block must not run")
+    assert len(lost) == 1 and cloud1.live("r-lost")["instances"] == []  # the tag scan cannot see it
+    by_token = [p for p in cloud1.fakes.params("DescribeInstances")
+                if any(f["Name"] == "client-token" for f in p.get("Filters", []))]
+    assert by_token and [p["InstanceIds"] for p in cloud1.fakes.params("TerminateInstances")] == [lost]
+    (inst,) = [i for r in cloud1.ec2().describe_instances(InstanceIds=lost)["Reservations"]
+               for i in r["Instances"]]
+    assert inst["State"]["Name"] == "terminated" and cloud1.nothing_left()
+
+
 @pytest.mark.parametrize("code,message,expect", [
     ("PendingVerification", "Your request for accessing resources in this region is being validated",
      "verification:"),

@@ -131,6 +131,9 @@ class Created:
     expires: str = ""  # ISO time the instances power off by themselves (their dead-man switch)
     record: state.RunState | None = None  # the local record of the run, written as ids are learned
     region: str = ""
+    # every launch's ClientToken, known before the call: an instance whose launch reply was lost
+    # (ids unknown) and that a tag scan does not show yet is found by it
+    tokens: list[str] = field(default_factory=list)
     # instance id -> (type, launched, terminated or None), epoch seconds: what the run is billed for
     held: dict[str, tuple[str, float, float | None]] = field(default_factory=dict)
 
@@ -409,6 +412,7 @@ class _Fleet:
         created.doing = f"launch {count} more client(s)"
         kw = _run_args(config(self.scenario), r, created, self.group, self.subnet_id, self.sg_id, self.tags,
                        self.base, token=f"orch-{uuid.uuid4().hex[:16]}-more-{self.used}")
+        created.tokens.append(kw["ClientToken"])
         with deferred(), step(f"launch {count} more client(s) ({r.instance_type} in {self.subnet_id})"):
             try:
                 resp = api.retry(lambda: self.ec2.run_instances(**kw), codes=CONSISTENCY,
@@ -499,6 +503,7 @@ def _launch(ec2: Any, scenario: Scenario, checked: preflight.Checked, created: C
             for r in checked.roles:
                 kw = _run_args(aws, r, created, group, subnet.id, sg_id, tags, base,
                                token=f"orch-{nonce}-{attempt}-{r.role}")
+                created.tokens.append(kw["ClientToken"])
                 with deferred(), step(f"launch {r.role} ({r.count} x {r.instance_type} in {subnet.zone})"):
                     try:
                         resp = api.retry(lambda kw=kw: ec2.run_instances(**kw), codes=CONSISTENCY,
@@ -567,12 +572,23 @@ def _wait_running(ec2: Any, ids: list[str]) -> dict[str, dict[str, Any]]:
         delay = min(delay * 2, cap)
 
 
+def launched_with(ec2: Any, tokens: Sequence[str]) -> list[str]:
+    """Live instances launched with any of these ClientTokens (none asked for: none)."""
+    if not tokens:
+        return []
+    pages = ec2.get_paginator("describe_instances").paginate(
+        Filters=[{"Name": "client-token", "Values": list(tokens)},
+                 {"Name": "instance-state-name", "Values": list(api.LIVE_STATES)}])
+    return [i["InstanceId"] for page in pages for res in page["Reservations"] for i in res["Instances"]]
+
+
 def teardown(ec2: Any, created: Created, *, now: datetime | None = None,
              deadline_s: float | None = None) -> TeardownReport:
-    """Remove everything of this run: what `created` recorded plus anything found by its run tag,
-    which is looked for again once the rest is gone (a launch whose reply was lost shows up in
-    DescribeInstances late). Ends by `deadline_s` (default TEARDOWN_DEADLINE_S), or at the first
-    sign that the endpoint cannot be reached, reporting what may remain."""
+    """Remove everything of this run: what `created` recorded plus anything found by its run tag
+    or by the launches' ClientTokens, both looked for again once the rest is gone (a launch whose
+    reply was lost shows up in DescribeInstances late). Ends by `deadline_s` (default
+    TEARDOWN_DEADLINE_S), or at the first sign that the endpoint cannot be reached, reporting what
+    may remain."""
     now = now or datetime.now(UTC)
     deadline = time.monotonic() + (api.TEARDOWN_DEADLINE_S if deadline_s is None else deadline_s)
     if not created.attempted:  # failed before creating anything (bad image, no default VPC, ...)
@@ -595,6 +611,8 @@ def teardown(ec2: Any, created: Created, *, now: datetime | None = None,
     try:
         for x in scan(ec2, now=now, run_id=created.run_id):
             items.setdefault((x.kind, x.id), x)
+        for iid in launched_with(ec2, created.tokens):
+            known("instance", iid)
     except Exception as exc:
         failed.append(f"looking up this run's resources by tag: {error_text(exc)}")
         reachable = not api.offline(exc)
@@ -602,6 +620,9 @@ def teardown(ec2: Any, created: Created, *, now: datetime | None = None,
     if reachable and not not_removed:  # once more: what the first scan could not see yet
         try:
             late = [x for x in scan(ec2, now=now, run_id=created.run_id) if (x.kind, x.id) not in items]
+            late += [Leftover("instance", iid, "", created.run_id, "", "", True)
+                     for iid in launched_with(ec2, created.tokens)
+                     if ("instance", iid) not in items and iid not in {x.id for x in late}]
         except Exception as exc:
             late, not_removed = [], [f"looking again by tag: {error_text(exc)}"]
         if late:
