@@ -1,10 +1,12 @@
-"""The `aws` provider: EC2 instances per role in one cluster placement group, always torn down.
+"""The `aws` provider: EC2 instances per role (placement: cluster, spread or none), always torn down.
 
 Before anything is created, `preflight` checks that a zone offers every role's type, picks
-each role's image by its type's architecture, checks the vCPU quota and launches with
-DryRun (permissions). Then a run creates, all tagged `orchestrate:run-id`,
-`orchestrate:scenario`, `orchestrate:expires`, `orchestrate:owner` and `Name`, so
-`cleanup` can find anything a killed run left:
+each role's image by its type's architecture (an apt-based OS, whose user is the SSH user),
+checks the vCPU quota and launches with DryRun and the real launch arguments. Then a run
+creates, all tagged `orchestrate:run-id`, `orchestrate:scenario`, `orchestrate:expires`,
+`orchestrate:owner` and `Name` (`orchestrate-<run id>-<nonce>`: an attempt's own, so
+`--resume` does not collide), and records where and what in a local file (`state`), so
+`cleanup` can find anything a killed run left, in whichever region:
   key pair (ed25519, private key written 0600 into a local lab dir, never logged)
   security group (SSH from hosts.aws.ssh_cidr, else this machine's public address or,
     with ssh_address: private, the VPC; all traffic between members)
@@ -23,12 +25,14 @@ Teardown runs on every exit path (success, error, Ctrl-C, a failure half-way thr
 provisioning) with SIGINT/SIGTERM ignored while it works: instances are terminated and
 polled until `terminated` (terminate re-sent to any the API does not know yet), then the
 placement group, security group and key pair are deleted, retried while still in use. It
-also looks resources up by the run's tag, so one whose create reply was lost is not leaked.
+also looks resources up by the run's tag and instances by the launches' ClientTokens, so one
+whose create reply was lost is not leaked.
 Anything it cannot remove after a complete run is a warning with its ID, not a failed run.
 An API error is one line naming the step, with the IAM permission or quota to ask for.
 
-Last line of defence: each instance is told at boot (user data) to power off when its
-expiry passes, and powering off terminates it (InstanceInitiatedShutdownBehavior), so an
+Last line of defence: each instance is told at boot (user data: a systemd timer at the run's
+absolute expiry, which survives a reboot) to power off when its expiry passes, and powering
+off terminates it (InstanceInitiatedShutdownBehavior), so an
 orchestrator killed with SIGKILL leaks at most the free resources (groups, key) until
 `orchestrate cleanup --provider aws` runs.
 
