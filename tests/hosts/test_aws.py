@@ -819,6 +819,12 @@ def test_cleanup_removes_a_killed_runs_leftovers(cloud, tmp_path):
     assert cloud.nothing_left("r-old")
     assert not any(not v for v in cloud.live("r-new").values())  # the live run is untouched
     assert aws_cleanup.warn_expired(REGION, endpoint_url=cloud.endpoint) == []
+    # an expired run recorded in another region: named before a run, with no call made there
+    aws_state.RunState("r-far", "orchestrate-r-far-abcdef", "ap-south-1",
+                       expires=aws_api.iso(long_ago)).save()
+    (far,) = aws_cleanup.warn_expired(REGION, endpoint_url=cloud.endpoint)
+    assert far.startswith("local records name expired run(s) in ap-south-1") and "--dry-run" in far
+    aws_state.forget("r-far")
 
     # Later, past its expiry, or right away with all=True.
     later = datetime.now(UTC) + timedelta(hours=4)
