@@ -585,7 +585,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "one ok/warn/fail line per check, with the fix; exit 1 on a fail", False)
     doc.add_argument("--seconds", type=float, default=1.0, metavar="N",
                      help="how long to sample the pinned CPUs' load and pauses (default 1)")
-    scenario_cmd("plan", "show the runs a scenario expands to and the expected time", False)
+    pl = scenario_cmd("plan", "show the runs a scenario expands to and the expected time", False)
+    pl.add_argument("--max-hourly", type=float, metavar="USD",
+                    help="aws: refuse a plan whose worst case costs more per hour "
+                    "(default: hosts.aws.max_hourly)")
     r = scenario_cmd("run", "run a scenario end to end", False)
     r.add_argument("--results", default="results", metavar="DIR", help="results root (default ./results)")
     r.add_argument("--run-id", help=argparse.SUPPRESS)
