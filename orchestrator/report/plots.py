@@ -20,7 +20,8 @@ from matplotlib.figure import Figure  # noqa: E402  (after use("Agg") on purpose
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from orchestrator.analysis import summarise_points  # noqa: E402
-from orchestrator.records import Point, Run, Summary  # noqa: E402
+from orchestrator.point import PointKey, others, text  # noqa: E402
+from orchestrator.records import CapacitySearch, Point, Run, Summary  # noqa: E402
 
 if TYPE_CHECKING:
     from matplotlib.typing import RcKeyType
@@ -48,15 +49,27 @@ def num(v: Any) -> float | None:
     return f if f == f and f not in (float("inf"), float("-inf")) else None
 
 
-def point_key(r: Run | Point) -> tuple[str, Any, Any, float | None]:
-    arch, threads, conns, rate = r.key
-    return (str(arch or "?"), threads, conns, rate)
+def point_key(r: Run | Point) -> PointKey:
+    """The record's point (orchestrator/point.py), "?" for an architecture not recorded."""
+    return r.key.replace(**{"server.arch": arch_of(r)})
+
+
+def arch_of(r: Run | Point | CapacitySearch) -> str:
+    return str(r.key.get("server.arch") or "?")
+
+
+def extra(key: PointKey, sep: str = " ") -> str:
+    """The axes beyond the classic four, `work_us=5 keepalive=false` ("" when none)."""
+    return sep.join(f"{a.rsplit('.', 1)[-1]}={text(v)}" for a, v in others(key).items() if v is not None)
 
 
 def point_label(p: Run | Point, sep: str = " ") -> str:
-    arch, threads, conns, rate = point_key(p)
-    return (f"{arch}{sep}t{threads if threads is not None else '?'} c{conns if conns is not None else '?'}"
-            + (f" @{rate:g}/s" if rate is not None else ""))
+    k = p.key
+    threads, conns, rate = k.get("server.threads"), k.get("load.connections"), k.get("load.rate")
+    more = extra(k, sep)
+    t, c = (x if x is not None else "?" for x in (threads, conns))
+    return (f"{arch_of(p)}{sep}t{t} c{c}" + (f" @{rate:g}/s" if rate is not None else "")
+            + (f"{sep}{more}" if more else ""))
 
 
 def points(summary: Summary) -> list[Point]:
@@ -71,9 +84,8 @@ def runs_at(summary: Summary, p: Point) -> list[Run]:
 
 def arch_colours(summary: Summary) -> dict[str, str]:
     archs: list[str] = []
-    items: list[Run | Point] = [*summary.runs, *points(summary)]
-    for r in items:
-        a = point_key(r)[0]
+    for r in [*summary.runs, *points(summary)]:
+        a = arch_of(r)
         if a not in archs:
             archs.append(a)
     return {a: PALETTE[i % len(PALETTE)] for i, a in enumerate(archs)}
@@ -152,15 +164,16 @@ def qps_by_threads(summary: Summary) -> bytes | None:
         return None
     colours = arch_colours(summary)
     many_conns = len({p.connections for p in pts}) > 1
-    series: dict[tuple[str, Any], list[Point]] = {}
-    for p in pts:
-        series.setdefault((point_key(p)[0], p.connections if many_conns else None), []).append(p)
+    series: dict[tuple[str, Any, str], list[Point]] = {}
+    for p in pts:  # one line per architecture, connection count and combination of other axes
+        series.setdefault((arch_of(p), p.connections if many_conns else None, extra(p.key, ", ")),
+                          []).append(p)
     fig = _figure(0)
     ax = fig.axes[0]
     # colour = architecture, line style and marker = connection count (when the sweep has several)
-    conns_order = sorted({c for _, c in series}, key=lambda c: (c is None, c))
+    conns_order = sorted({c for _, c, _ in series}, key=lambda c: (c is None, c))
     styles, markers = ("-", "--", ":", "-."), "osD^vP*X"
-    for (arch, conns), ps in series.items():
+    for (arch, conns, more), ps in series.items():
         ps.sort(key=lambda p: p.server_threads or 0)
         k = conns_order.index(conns)
         x = [p.server_threads or 0 for p in ps]
@@ -168,7 +181,7 @@ def qps_by_threads(summary: Summary) -> bytes | None:
         lo = [_or(p.qps_min, m) for p, m in zip(ps, med, strict=True)]
         hi = [_or(p.qps_max, m) for p, m in zip(ps, med, strict=True)]
         c = colours.get(arch, PALETTE[0])
-        label = arch + (f", {conns} conns" if conns is not None else "")
+        label = arch + (f", {conns} conns" if conns is not None else "") + (f", {more}" if more else "")
         ax.fill_between(x, lo, hi, color=c, alpha=0.12, linewidth=0)
         yerr = [[m - a for m, a in zip(med, lo, strict=True)], [b - m for m, b in zip(med, hi, strict=True)]]
         ax.errorbar(x, med, yerr=yerr, color=c, marker=markers[k % len(markers)], markersize=7, linewidth=2,
@@ -221,18 +234,24 @@ def latency_percentiles(summary: Summary) -> bytes | None:
     return _png(fig)
 
 
-def _open_loop_curves(summary: Summary) -> dict[tuple[str, Any, Any], list[tuple[float, dict[str, float]]]]:
-    """Open-loop points per (arch, threads, connections): (achieved rate, latency percentiles), the
+def _open_loop_curves(summary: Summary) -> dict[PointKey, list[tuple[float, dict[str, float]]]]:
+    """Open-loop points per point without its rate: (achieved rate, latency percentiles), the
     medians over repetitions, in order of rate."""
-    curves: dict[tuple[str, Any, Any], list[tuple[float, dict[str, float]]]] = {}
+    curves: dict[PointKey, list[tuple[float, dict[str, float]]]] = {}
     for p in points(summary):
-        arch, threads, conns, rate = point_key(p)
-        if rate is None or num(p.achieved) is None or p.latency_ms is None:
+        key = point_key(p)
+        if key["load.rate"] is None or num(p.achieved) is None or p.latency_ms is None:
             continue
         lat = {k: v for k in SPECTRUM if (v := num(p.latency_ms.at(k))) is not None and v > 0}
         if lat:
-            curves.setdefault((arch, threads, conns), []).append((p.achieved or 0.0, lat))
+            curves.setdefault(key.without("load.rate"), []).append((p.achieved or 0.0, lat))
     return {k: sorted(v, key=lambda t: t[0]) for k, v in curves.items()}
+
+
+def _curve_label(key: PointKey) -> str:
+    more = extra(key)
+    head = f"{key['server.arch']} t{key['server.threads']} c{key['load.connections']}"
+    return head + (f" {more}" if more else "")
 
 
 def knee(curve: list[tuple[float, dict[str, float]]], factor: float = 2.0) -> int | None:
@@ -257,13 +276,14 @@ def latency_vs_rate(summary: Summary) -> bytes | None:
     colours = arch_colours(summary)
     fig = _figure(0)
     ax = fig.axes[0]
-    for (arch, threads, conns), curve in curves.items():
+    for key, curve in curves.items():
+        arch = str(key["server.arch"])
         c = colours.get(arch, PALETTE[0])
         x = [rate for rate, _ in curve]
         for k, style in (("p50", ":"), ("p99", "-"), ("p99_9", "--")):
             ys = [float("nan") if (y := lat.get(k)) is None else y for _, lat in curve]  # a gap
             ax.plot(x, ys, linestyle=style, marker="o", markersize=4, color=c,
-                    label=f"{arch} t{threads} c{conns} {k.replace('_', '.')}")
+                    label=f"{_curve_label(key)} {k.replace('_', '.')}")
         i = knee(curve)
         if i is not None:
             rate, lat = curve[i]
@@ -271,7 +291,7 @@ def latency_vs_rate(summary: Summary) -> bytes | None:
             ax.annotate(f"knee ~{_si(rate)}/s", (rate, lat["p99"]), textcoords="offset points",
                         xytext=(8, 10), fontsize=8.5, color=c)
         found = [s.capacity for s in summary.capacity
-                 if (s.arch, s.server_threads, s.connections) == (arch, threads, conns) and s.capacity]
+                 if s.key.replace(**{"server.arch": arch_of(s)}).without("load.rate") == key and s.capacity]
         if found:  # a capacity search's answer: the median over its repetitions
             cap = statistics.median(found)
             ax.axvline(cap, color=c, linestyle="-.", linewidth=1.2)
@@ -301,11 +321,11 @@ def percentile_spectrum(summary: Summary) -> bytes | None:
     ax = fig.axes[0]
     cmap = matplotlib.colormaps["viridis"]
     rows = [(key, rate, lat) for key, curve in curves.items() for rate, lat in curve]
-    for j, ((arch, threads, conns), rate, lat) in enumerate(rows):
+    for j, (key, rate, lat) in enumerate(rows):
         ks = [k for k in SPECTRUM if k in lat]
         x = [1.0 / (1.0 - SPECTRUM[k] / 100.0) for k in ks]
         ax.plot(x, [lat[k] for k in ks], marker="o", markersize=3, color=cmap(j / max(len(rows) - 1, 1)),
-                label=f"{arch} t{threads} c{conns} @{_si(rate)}/s")
+                label=f"{_curve_label(key)} @{_si(rate)}/s")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_ylim(top=max(v for _, _, lat in rows for v in lat.values()) * 6)  # room for the legend
@@ -486,7 +506,7 @@ def point_summary(summary: Summary) -> bytes | None:
     ax = fig.axes[0]
     top = 0.0
     for i, p in enumerate(pts):
-        c = colours.get(point_key(p)[0], PALETTE[0])
+        c = colours.get(arch_of(p), PALETTE[0])
         med = p.qps_median or 0.0
         lo, hi = num(p.qps_min), num(p.qps_max)
         if lo is not None and hi is not None:

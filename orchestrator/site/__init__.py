@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.history import History, changepoint, plain
+from orchestrator.point import PointKey
 from orchestrator.store import atomic_write, load_summary
 
 W, H = 760, 200  # one chart
@@ -33,9 +34,9 @@ class Run:
     gate: dict[str, Any] | None
 
 
-def _label(point: tuple[Any, ...]) -> str:
-    arch, threads, conns, rate = point
-    return f"{arch} threads={threads} conns={conns}" + (f" rate={rate:g}" if rate is not None else "")
+def _label(point: PointKey) -> str:
+    """The point as gates name it (compare.label), so a failed gate marks its dots."""
+    return point.compact()
 
 
 def _fmt(v: float) -> str:
