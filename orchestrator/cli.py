@@ -382,8 +382,8 @@ def cmd_bisect(args: argparse.Namespace) -> int:
                                progress=lambda line: print(line, flush=True))
     except (KeyboardInterrupt, Interrupted):
         bisect.save_state(path, state)
-        kept = sum(len(b) for b in state.batches.values())
-        print(f"orchestrate bisect: interrupted; {kept} batch(es) measured are kept in {path}; continue "
+        batches = sum(len(b) for b in state.batches.values())
+        print(f"orchestrate bisect: interrupted; {batches} batch(es) measured are kept in {path}; continue "
               f"with: orchestrate bisect {args.file or ''} --resume {path.name}".replace("  ", " "),
               file=sys.stderr)
         return EXIT_INTERRUPTED
