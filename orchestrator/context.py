@@ -45,6 +45,8 @@ class Context:
     # doctor.noise's HostNoise as JSON, "before" the first window and "after" the last
     host_noise: dict[str, Any] = field(default_factory=dict)
     load_binary: dict[str, str] = field(default_factory=dict)  # client host -> orchestrate-load's path
+    # compare: the rounds as planned (plan.Rounds) and as run: how many, and why they stopped
+    rounds: dict[str, Any] = field(default_factory=dict)
 
     @contextlib.contextmanager
     def step(self, phase: str, key: str | None = None) -> Iterator[None]:

@@ -264,12 +264,48 @@ def _execute(ctx: Context, plan: Plan, checkpoint: Callable[[int], None]) -> Non
         return
     done = {r.run_id for r in ctx.runs}
     todo = [spec for spec in plan.runs if spec.run_id not in done]
+    if plan.rounds is not None:
+        ctx.rounds = {**plan.rounds.as_dict(), "run": 0, "stopped": "planned rounds not yet run"}
     for i, spec in enumerate(todo):
+        if plan.rounds is not None and _rounds_done(ctx, plan, spec.repetition - 1):
+            break
         left = plan.per_run_s * (len(todo) - i) + plan.report_s
         ctx.progress(f"[{spec.index}/{len(plan.runs)}] {spec.arch} threads={spec.server_threads} "
                      f"connections={spec.connections} rep {spec.repetition}: "
                      f"{fmt_seconds(ctx.sc.load.duration)} load, ~{fmt_seconds(max(left, 0))} left")
         _measure(ctx, spec, binary, checkpoint)
+    else:
+        if plan.rounds is not None:
+            _rounds_done(ctx, plan, plan.rounds.max)
+
+
+def _rounds_done(ctx: Context, plan: Plan, completed: int) -> bool:
+    """Whether the rounds may stop before the next one, `completed` rounds having run: only
+    from round min on, and only on the intervals' width (every variant's half-width on
+    compare.metric at or below `until`), never on what they say. Records why in ctx.rounds."""
+    from orchestrator import metrics, stats
+
+    r = plan.rounds
+    assert r is not None
+    ctx.rounds.update(run=completed, stopped=f"all {r.max} planned rounds run")
+    if completed >= r.max:
+        return True
+    if r.until is None or completed < r.min:
+        return False
+    m = metrics.PAIRED_METRICS[r.metric]
+    widths = []
+    for got in metrics.rounds(ctx.runs, r.factor, r.baseline, m).values():
+        got = [g for g in got if g[0] <= completed]
+        if len(got) < 2:
+            return False
+        ratio = stats.paired_ratio([x for _, x, _ in got], [y for *_, y in got])
+        widths.append(ratio.half_width_pct)
+    if not widths or max(widths) > r.until:
+        return False
+    ctx.rounds["stopped"] = (f"after round {completed}: every interval on {r.metric} within "
+                             f"\u00b1{max(widths):.1f}% (until \u00b1{r.until:g}%)")
+    ctx.progress(f"  rounds: {ctx.rounds['stopped']}")
+    return True
 
 
 def _measure(ctx: Context, spec: RunSpec, binary: str, checkpoint: Callable[[int], None],
@@ -460,6 +496,7 @@ def _partial(ctx: Context) -> dict[str, Any]:
             **({"capacity": ctx.capacity} if ctx.sc.load.search else {}),
             **({"autoscale": ctx.autoscale} if ctx.sc.hosts.roles.autoscale else {}),
             **({"host_noise": ctx.host_noise} if ctx.host_noise else {}),
+            **({"rounds": ctx.rounds} if ctx.rounds else {}),
             **_across_runs(ctx)}
 
 
