@@ -153,6 +153,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     outcome = execute.run(loaded, results_root=Path(args.results), run_id=args.resume or args.run_id,
                           history=args.history, resume=bool(args.resume))
     print(table.render(outcome.summary))
+    if loaded.scenario.compare is not None:  # the floors the report shows beside the answer
+        _keep_floors(history, outcome.summary, outcome.results)
     _build_report(outcome.results)
     try:  # again, now with the report (a remote history keeps the whole folder)
         history.record(outcome.summary, outcome.results)
@@ -166,6 +168,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.baseline:
         return code
     return max(code, _gate(args, history, outcome.summary))
+
+
+def _keep_floors(history: Any, summary: Any, folder: Path) -> None:
+    import dataclasses
+
+    from orchestrator.report.render import FLOORS_FILE
+
+    floors = _floor(history, summary, _repetitions(summary), "*")
+    (folder / FLOORS_FILE).write_text(json.dumps({m: dataclasses.asdict(f) for m, f in floors.items()},
+                                                 indent=1) + "\n")
 
 
 def _factor_gate(args: argparse.Namespace, history: Any, summary: Any, sc: Any) -> int:

@@ -559,6 +559,9 @@ def _check_tools(ctx: Context, hosts: list[Host] | None = None) -> None:
                             "playbook do it: hosts.deploy: true)", host=h.name, phase="facts")
 
 
+PAUSE_PROBE_S = 0.3  # per reading, before the first window and after the last
+
+
 def _host_noise(ctx: Context, when: str) -> None:
     """The host's own noise on the pinned CPUs, read while nothing of ours runs there: before
     the first window (baseline included) and after the last, never inside one. Only where
@@ -568,8 +571,12 @@ def _host_noise(ctx: Context, when: str) -> None:
     cpus = checks.pinned(ctx.sc)
     if not cpus:
         return
+    from orchestrator.doctor import pauses
+
     sample = noise.measure(cpus, noise.RUN_SECONDS, when)
-    ctx.host_noise[when] = sample.as_dict()
+    # then the pauses the pinned CPUs take (a busy probe each, so not during the reading above):
+    # the report warns when a latency SLO lies near them
+    ctx.host_noise[when] = {**sample.as_dict(), "pauses": pauses.measure(cpus, PAUSE_PROBE_S)}
     if sample.worst >= noise.FOREIGN_WARN_PCT or sample.steal_pct >= noise.STEAL_WARN_PCT:
         ctx.progress(f"orchestrate: WARNING host noise {sample.line()}")
 
