@@ -27,10 +27,11 @@ from orchestrator.history import (
     plain,
 )
 from orchestrator.metrics import PAIRED_METRICS, Metric, rounds, run_point
+from orchestrator.point import PointKey, text
 from orchestrator.records import Summary, as_summary
 from orchestrator.store import load_summary
 
-Point = tuple[Any, Any, Any, float | None]  # arch, server threads, connections, target rate
+Point = PointKey  # a matrix point (orchestrator/point.py): runs, points and searches share it
 
 ALPHA = 1 - stats.CONFIDENCE
 
@@ -52,8 +53,8 @@ BETTER, WORSE = "better", "worse"
 
 
 def label(point: Point) -> str:
-    arch, threads, conns, rate = point
-    return f"{arch} threads={threads} conns={conns}" + (f" rate={rate:g}" if rate is not None else "")
+    """`reuseport threads=1 conns=64 work_us=5`: what gates and history name a point by."""
+    return point.compact()
 
 
 @dataclass(frozen=True)
@@ -91,9 +92,10 @@ class PointChange:
         return (med_b - med_a) / med_a * 100 if med_a else 0.0
 
     def line(self) -> str:
-        arch, threads, conns, rate = self.point
+        p = self.point
+        arch, threads, conns = p.get("server.arch"), p.get("server.threads"), p.get("load.connections")
         med_a, med_b = statistics.median(self.before), statistics.median(self.after)
-        at = f" rate={rate:g}" if rate is not None else ""
+        at = "".join(f" {x}" for x in label(p).split()[3:])  # the rate and the other axes
         interval = f"{self.ratio.text()}, " if self.ratio is not None else ""
         p = f"Holm p={self.p_adjusted:.2g}, " if self.p_adjusted is not None else ""
         return (f"{arch:<10} threads={threads:<3} conns={conns:<5}{at} {_fmt(med_a):>11} -> "
@@ -432,10 +434,10 @@ def paired(summary: Summary | dict[str, Any], factor: str, baseline_value: Any, 
     drift). Holm across every point and metric compared; a call needs the interval to exclude 1
     and Holm's p < 0.05."""
     s = as_summary(summary, "summary")
-    axes = list(dict.fromkeys(a for r in s.runs for a in run_point(r)))
-    if factor not in axes:
-        raise UserError(f"compare.factor {factor}: expected one of {', '.join(axes)} (the axes of "
-                        "these runs)")
+    axes = list(dict.fromkeys(a for r in s.runs for a, v in run_point(r).items() if v is not None))
+    if factor not in axes or factor == "load.rate":
+        raise UserError(f"compare.factor {factor}: expected one of "
+                        f"{', '.join(a for a in axes if a != 'load.rate')} (the axes of its runs)")
     found: list[tuple[str, Any, Metric, stats.Ratio]] = []
     for name in metrics:
         m = PAIRED_METRICS[name]
@@ -447,7 +449,7 @@ def paired(summary: Summary | dict[str, Any], factor: str, baseline_value: Any, 
     out = []
     for (at, value, m, ratio), p in zip(found, adjusted, strict=True):
         word = _call(ratio, p, (floors or {}).get(m.name), m.higher_is_better)
-        out.append(PairedChange(at, value_text(value), value_text(baseline_value), m, ratio, p, word))
+        out.append(PairedChange(at, text(value), text(baseline_value), m, ratio, p, word))
     return out
 
 
@@ -457,8 +459,7 @@ def _at(point: Any) -> str:
                     if v is not None) or "(single point)"
 
 
-def value_text(v: Any) -> str:
-    return ("true" if v else "false") if isinstance(v, bool) else str(v)
+value_text = text  # a value as a person writes it (point.text)
 
 
 def paired_regressions(changes: Sequence[PairedChange], pct: float,

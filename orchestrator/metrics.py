@@ -48,6 +48,9 @@ CLASSIC = ("server.arch", "server.threads", "load.connections", "load.rate")
 
 def run_point(run: Any) -> PointKey:
     """A run's whole matrix point: the classic four axes, then the others it recorded."""
+    key = getattr(run, "key", None)
+    if isinstance(key, PointKey):
+        return key
     target = run.rate.target if getattr(run, "rate", None) else None
     p = PointKey(zip(CLASSIC, (run.arch, run.server_threads, run.connections, target), strict=True))
     extra = getattr(run, "model_extra", None) or {}
