@@ -528,8 +528,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "its 95%% interval (unpaired: carries the drift between them)")
     cmp_.add_argument("a", metavar="A", help="a results folder or a run id in the history")
     cmp_.add_argument("b", metavar="B", nargs="?", help="the other results folder (not with --factor)")
-    cmp_.add_argument("--factor", choices=["load.connections", "server.arch", "server.threads"],
-                      help="compare the values of this axis within folder A, round by round "
+    cmp_.add_argument("--factor", metavar="AXIS",
+                      help="compare the values of this axis (server.arch, variant, server.work_us, "
+                      "load.keepalive, ...) within folder A, round by round "
                       "(repetition k = round k), each against --baseline")
     cmp_.add_argument("--baseline", metavar="VALUE", help="the factor's baseline value, e.g. main-sub")
     cmp_.add_argument("--paired-metric", action="append", metavar="METRIC",
