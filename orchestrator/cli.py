@@ -717,8 +717,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("a", metavar="A", help="a results folder or a run id in the history")
     cmp_.add_argument("b", metavar="B", nargs="?", help="the other results folder (not with --factor)")
     cmp_.add_argument("--factor", metavar="AXIS",
-                      help="an axis of the matrix (server.arch, server.work_us, ...): compare its values "
-                      "within folder A, round by round "
+                      help="compare the values of this axis (server.arch, variant, server.work_us, "
+                      "load.keepalive, ...) within folder A, round by round "
                       "(repetition k = round k), each against --baseline")
     cmp_.add_argument("--baseline", metavar="VALUE", help="the factor's baseline value, e.g. main-sub")
     cmp_.add_argument("--paired-metric", action="append", metavar="METRIC",

@@ -34,6 +34,7 @@ from orchestrator.plan import Plan, RunSpec, expand, fmt_seconds
 from orchestrator.point import classic
 from orchestrator.remote import ProcessTable, Transport, each
 from orchestrator.scenario import Loaded, Scenario, at, dump
+from orchestrator.scenario import for_point as scenario_for
 from orchestrator.store import ResultsDir, new_run_id
 from orchestrator.tools import ethtool, iperf3, loadgen, nstat, wrk
 from orchestrator.tools import facts as facts_tool
@@ -327,8 +328,13 @@ def _measure(ctx: Context, spec: RunSpec, binary: str, checkpoint: Callable[[int
     if earlier is not None:
         return earlier
     started = time.monotonic()
-    with ctx.step(f"run {spec.run_id}", "runs"):
-        run = _one_run(ctx, spec, binary)
+    base = ctx.sc
+    ctx.sc = scenario_for(base, spec.point)  # a named variant's run: its block merged in
+    try:
+        with ctx.step(f"run {spec.run_id}", "runs"):
+            run = _one_run(ctx, spec, binary)
+    finally:
+        ctx.sc = base
     run = run.model_copy(update={"wall_s": round(time.monotonic() - started, 3), **(extra or {})})
     ctx.runs.append(run)
     lat, verdict, rate = run.latency_ms, run.analysis, run.rate
