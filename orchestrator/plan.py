@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from importlib import resources
 
 from orchestrator import scenario as _scenario
-from orchestrator.point import PointKey
+from orchestrator.point import CLASSIC, PointKey, classic, others
 from orchestrator.scenario import Scenario, Search
 
 NO_AXES = PointKey()
@@ -59,28 +59,20 @@ class RunSpec:
         The classic four are always there (ids of older results stay valid), other axes short."""
         rate = f"-q{self.rate:g}" if self.rate is not None else ""
         clients = f"-n{self.clients}" if self.clients is not None else ""
-        more = f"-{self.axes.short(_scenario.AXES)}" if self.axes else ""
+        more = f"-{self.axes.short(_scenario.axes_of(self.axes))}" if self.axes else ""
         return (f"{self.index:03d}-{self.arch}-t{self.server_threads}-c{self.connections}{rate}"
                 f"{more}{clients}-r{self.repetition}")
 
     @property
     def point(self) -> PointKey:
         """The matrix point, shared by all repetitions of it."""
-        return classic_point(self.arch, self.server_threads, self.connections, self.rate, self.axes)
+        return classic(self.arch, self.server_threads, self.connections, self.rate, self.axes)
 
     def as_dict(self) -> dict[str, object]:
         return {**{k: v for k, v in asdict(self).items() if k != "axes"},
                 "axes": self.axes.as_json(), "run_id": self.run_id}
 
 
-def classic_point(arch: str, threads: int, conns: int, rate: float | None,
-                  axes: PointKey = NO_AXES) -> PointKey:
-    """A point from the four axes every point has, then the others."""
-    p = PointKey((("server.arch", arch), ("server.threads", threads), ("load.connections", conns),
-                  ("load.rate", rate)))
-    for a, v in axes.items():
-        p = p.with_axis(a, v)
-    return p
 
 
 @dataclass(frozen=True)
@@ -95,7 +87,7 @@ class SearchSpec:
 
     @property
     def point(self) -> PointKey:
-        return classic_point(self.arch, self.server_threads, self.connections, None, self.axes)
+        return classic(self.arch, self.server_threads, self.connections, None, self.axes)
 
 
 @dataclass(frozen=True)
@@ -147,16 +139,14 @@ def expand(sc: Scenario) -> Plan:
     the machine spreads over all points instead of biasing one.
     """
     points = _scenario.points(sc)
-    classic = ("server.arch", "server.threads", "load.connections", "load.rate")
     runs: list[RunSpec] = []
     searches: list[SearchSpec] = []
     for rep, p in itertools.product(range(1, sc.repeat + 1), points):
-        arch, threads, conns, rate = (p[a] for a in classic)
-        others = PointKey((a, v) for a, v in p.items() if a not in classic)
+        arch, threads, conns, rate = (p[a] for a in CLASSIC)
         if sc.load.search is not None:
-            searches.append(SearchSpec(arch, threads, conns, rep, others))
+            searches.append(SearchSpec(arch, threads, conns, rep, others(p)))
         else:
-            runs.append(RunSpec(len(runs) + 1, arch, threads, conns, rep, rate, axes=others))
+            runs.append(RunSpec(len(runs) + 1, arch, threads, conns, rep, rate, axes=others(p)))
     remote = sc.hosts.provider != "local"
     o = overheads("ssh" if remote else "local")
     clients = sc.hosts.roles.clients

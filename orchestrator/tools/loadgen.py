@@ -431,9 +431,10 @@ def merge(results: Sequence[LoadResult]) -> LoadResult:
     per_second = tuple(sum(r.rate.per_second[i] for r in results if i < len(r.rate.per_second))
                        for i in range(width))
     if modes == {"open"}:
-        target: float | None = sum(r.rate.target or 0.0 for r in results)
+        total = sum(r.rate.target or 0.0 for r in results)
+        target: float | None = total
         sustained: bool | None = (all(bool(r.rate.sustained) for r in results)
-                                  and _sustained(target, achieved, hists["send_lag_hist"]))
+                                  and _sustained(total, achieved, hists["send_lag_hist"]))
     else:
         target, sustained = None, None
 
