@@ -26,10 +26,11 @@ from orchestrator.history import (
     open_history,
     plain,
 )
+from orchestrator.point import PointKey, text
 from orchestrator.records import Summary, as_summary
 from orchestrator.store import load_summary
 
-Point = tuple[Any, Any, Any, float | None]  # arch, server threads, connections, target rate
+Point = PointKey  # a matrix point (orchestrator/point.py): runs, points and searches share it
 
 ALPHA = 1 - stats.CONFIDENCE
 
@@ -78,8 +79,8 @@ BETTER, WORSE = "better", "worse"
 
 
 def label(point: Point) -> str:
-    arch, threads, conns, rate = point
-    return f"{arch} threads={threads} conns={conns}" + (f" rate={rate:g}" if rate is not None else "")
+    """`reuseport threads=1 conns=64 work_us=5`: what gates and history name a point by."""
+    return point.compact()
 
 
 @dataclass(frozen=True)
@@ -117,9 +118,10 @@ class PointChange:
         return (med_b - med_a) / med_a * 100 if med_a else 0.0
 
     def line(self) -> str:
-        arch, threads, conns, rate = self.point
+        p = self.point
+        arch, threads, conns = p.get("server.arch"), p.get("server.threads"), p.get("load.connections")
         med_a, med_b = statistics.median(self.before), statistics.median(self.after)
-        at = f" rate={rate:g}" if rate is not None else ""
+        at = "".join(f" {x}" for x in label(p).split()[3:])  # the rate and the other axes
         interval = f"{self.ratio.text()}, " if self.ratio is not None else ""
         p = f"Holm p={self.p_adjusted:.2g}, " if self.p_adjusted is not None else ""
         return (f"{arch:<10} threads={threads:<3} conns={conns:<5}{at} {_fmt(med_a):>11} -> "
@@ -426,10 +428,6 @@ def shifts_report(history: History, scenario: str, limit: int = 200) -> list[str
 # --- paired rounds: a factor compared side by side within one results folder ---------------
 
 
-# The axes a factor can be today: the fields of a run's point (issue 23's PointKey widens this)
-FACTORS = {"server.arch": 0, "server.threads": 1, "load.connections": 2}
-
-
 @dataclass(frozen=True)
 class PairedChange:
     """One variant against the baseline at one combination of the other axes, on one metric."""
@@ -458,23 +456,22 @@ def paired(summary: Summary | dict[str, Any], factor: str, baseline_value: Any, 
     axes, round by round (a run's repetition is its round: each round ran every variant once,
     on the same hosts, so the per-round ratio cancels the machine's drift). Holm across every
     point and metric compared; a call needs the interval to exclude 1 and Holm's p < 0.05."""
-    if factor not in FACTORS:
-        raise UserError(f"compare.factor {factor}: expected one of {', '.join(FACTORS)}")
     s = as_summary(summary, "summary")
-    i = FACTORS[factor]
-    cells: dict[tuple[Any, ...], dict[Any, dict[int, Any]]] = {}
+    axes = list(dict.fromkeys(a for r in s.runs for a, v in r.key.items() if v is not None))
+    if factor not in axes or factor == "load.rate":
+        raise UserError(f"compare.factor {factor}: expected one of "
+                        f"{', '.join(a for a in axes if a != 'load.rate')} (the axes of its runs)")
+    cells: dict[PointKey, dict[Any, dict[int, Any]]] = {}
     for r in s.runs:
         if r.repetition is None:
             continue
-        rest = tuple(v for j, v in enumerate(r.key) if j != i)
-        cells.setdefault(rest, {}).setdefault(r.key[i], {})[r.repetition] = r
+        cells.setdefault(r.key.without(factor), {}).setdefault(r.key[factor], {})[r.repetition] = r
     found: list[tuple[str, Any, Metric, stats.Ratio]] = []
     for rest, by_value in cells.items():
         base = by_value.get(baseline_value)
         if base is None:
             continue
-        axes = [n for n in FACTORS if n != factor]
-        at = " ".join(f"{n.split('.')[1]}={v}" for n, v in zip(axes, rest, strict=False) if v is not None)
+        at = " ".join(f"{n.rsplit('.', 1)[-1]}={text(v)}" for n, v in rest.items() if v is not None)
         for value, runs in by_value.items():
             if value == baseline_value:
                 continue
@@ -489,7 +486,7 @@ def paired(summary: Summary | dict[str, Any], factor: str, baseline_value: Any, 
     out = []
     for (at, value, m, ratio), p in zip(found, adjusted, strict=True):
         word = _call(ratio, p, (floors or {}).get(m.name), m.higher_is_better)
-        out.append(PairedChange(at, str(value), str(baseline_value), m, ratio, p, word))
+        out.append(PairedChange(at, text(value), text(baseline_value), m, ratio, p, word))
     return out
 
 

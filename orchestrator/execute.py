@@ -31,6 +31,7 @@ from orchestrator.errors import Interrupted, RunFailed, UserError
 from orchestrator.history import open_history
 from orchestrator.hosts import Host
 from orchestrator.plan import Plan, RunSpec, expand, fmt_seconds
+from orchestrator.point import classic
 from orchestrator.remote import ProcessTable, Transport, each
 from orchestrator.scenario import Loaded, Scenario, at, dump
 from orchestrator.store import ResultsDir, new_run_id
@@ -338,14 +339,15 @@ def _autoscale(ctx: Context, plan: Plan, binary: str, checkpoint: Callable[[int]
     top = min(scale.max, ctx.lab.client_limit)
     short = "" if top == scale.max else f", all the {ctx.lab.provider} lab has (max is {scale.max})"
     ctx.autoscale[:] = [a for a in ctx.autoscale if a.get("settled")]  # resumed: keep what settled
-    found = {(a["arch"], a["server_threads"], a["connections"], a["rate"]): a["clients"]
+    found = {classic(a["arch"], a["server_threads"], a["connections"], a["rate"], a.get("axes")): a["clients"]
              for a in ctx.autoscale}
     for spec in plan.runs:
         settled = spec.point in found
         n = found.get(spec.point, scale.min)
         path: list[dict[str, Any]] = []
         entry = {"arch": spec.arch, "server_threads": spec.server_threads, "connections": spec.connections,
-                 "rate": spec.rate, "clients": n, "limited": False, "settled": False,
+                 "rate": spec.rate, "axes": spec.axes.as_json(), "clients": n, "limited": False,
+                 "settled": False,
                  "stopped": "interrupted while scaling", "path": path}
         if not settled:
             ctx.autoscale.append(entry)  # the path so far is kept if the session stops here
@@ -452,7 +454,7 @@ def _search(ctx: Context, plan: Plan, binary: str, checkpoint: Callable[[int], N
                       and not st.passed), None) if found.bound == "found" else found.steps[0]
         ctx.capacity.append({
             "arch": s.arch, "server_threads": s.server_threads, "connections": s.connections,
-            "repetition": s.repetition, **found.as_dict(),
+            "axes": s.axes.as_json(), "repetition": s.repetition, **found.as_dict(),
             "verdict_at_capacity": at.runs[-1].verdict if at else None,
             "verdict_above": above.runs[-1].verdict if above and found.bound != "at max_rate" else None})
         ctx.progress(f"      capacity {found.capacity or 0:,.0f} req/s ({found.bound}, {found.runs} runs): "
@@ -477,6 +479,7 @@ def _partial(ctx: Context) -> dict[str, Any]:
             **({"capacity": ctx.capacity} if ctx.sc.load.search else {}),
             **({"autoscale": ctx.autoscale} if ctx.sc.hosts.roles.autoscale else {}),
             **({"host_noise": ctx.host_noise} if ctx.host_noise else {}),
+            **({"cost": cost} if ctx.lab.cost is not None and (cost := ctx.lab.cost()) else {}),
             **_across_runs(ctx)}
 
 
@@ -566,6 +569,9 @@ def _prepare_server(ctx: Context) -> str:
                              max_forks=sc.hosts.deploy_forks, transport=ctx.t)
         if done.status == "skipped":
             ctx.progress("orchestrate: deploy skipped: every host holds this build-input hash already")
+    if sc.server.command is None and sc.server.ref is not None:
+        _prepare_refs(ctx)
+        return ""
     if sc.server.command is not None:
         return ""
     if server.ssh is None:
@@ -575,6 +581,24 @@ def _prepare_server(ctx: Context) -> str:
         ctx.t(server).run(server_tool.build_command(src, build), timeout=900)
         return str(build / server_tool.BINARY)
     return deploy.server_binary(server)  # where the playbook (now or earlier) installed it
+
+
+def _prepare_refs(ctx: Context) -> None:
+    """server.ref: every ref built here (the cache makes this a look-up: the CLI built them
+    before provisioning), then on remote server hosts through the build role, each in its own
+    root. ctx.server_binaries: ref -> the binary's path on the server host."""
+    from orchestrator import deploy, refs
+
+    sc, server = ctx.sc, ctx.lab.server
+    builds = refs.prepare(sc, progress=ctx.progress)
+    ctx.results.write_json("refs.json", {r: b.as_json() for r, b in builds.items()})
+    if server.ssh is None:
+        ctx.server_binaries.update({r: str(b.binary) for r, b in builds.items()})
+        return
+    refs.deploy_refs(ctx.lab, builds, repo=refs.scenario_repo(sc), log_dir=ctx.results.path / "raw",
+                     progress=ctx.progress)
+    root = str(server.vars.get("orchestrate_root") or deploy.DEFAULT_ROOT)
+    ctx.server_binaries.update({r: refs.remote_binary(root, b.key) for r, b in builds.items()})
 
 
 def _prepare_load(ctx: Context, clients: list[Host] | None = None) -> dict[str, str]:
@@ -600,6 +624,8 @@ def _server_command(ctx: Context, spec: RunSpec, binary: str, workdir: str) -> t
     cpus = ctx.cpus(server, "server")
     bind = sc.server.bind or ("127.0.0.1" if ctx.lab.single_machine else "0.0.0.0")
     if sc.server.command is None:
+        ref = at(sc, spec.point, "server.ref")
+        binary = ctx.server_binaries[str(ref)] if ref is not None else binary  # the ref's own build
         argv = server_tool.builtin_command(binary, arch=spec.arch, threads=spec.server_threads,
                                            cpus=cpus, port=sc.server.port, bind=bind, body=sc.server.body,
                                            work_us=at(sc, spec.point, "server.work_us"),

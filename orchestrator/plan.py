@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from importlib import resources
 
 from orchestrator import scenario as _scenario
-from orchestrator.point import PointKey
+from orchestrator.point import CLASSIC, PointKey, classic, others
 from orchestrator.scenario import Scenario, Search
 
 NO_AXES = PointKey()
@@ -66,21 +66,13 @@ class RunSpec:
     @property
     def point(self) -> PointKey:
         """The matrix point, shared by all repetitions of it."""
-        return classic_point(self.arch, self.server_threads, self.connections, self.rate, self.axes)
+        return classic(self.arch, self.server_threads, self.connections, self.rate, self.axes)
 
     def as_dict(self) -> dict[str, object]:
         return {**{k: v for k, v in asdict(self).items() if k != "axes"},
                 "axes": self.axes.as_json(), "run_id": self.run_id}
 
 
-def classic_point(arch: str, threads: int, conns: int, rate: float | None,
-                  axes: PointKey = NO_AXES) -> PointKey:
-    """A point from the four axes every point has, then the others."""
-    p = PointKey((("server.arch", arch), ("server.threads", threads), ("load.connections", conns),
-                  ("load.rate", rate)))
-    for a, v in axes.items():
-        p = p.with_axis(a, v)
-    return p
 
 
 @dataclass(frozen=True)
@@ -95,7 +87,7 @@ class SearchSpec:
 
     @property
     def point(self) -> PointKey:
-        return classic_point(self.arch, self.server_threads, self.connections, None, self.axes)
+        return classic(self.arch, self.server_threads, self.connections, None, self.axes)
 
 
 @dataclass(frozen=True)
@@ -111,6 +103,12 @@ class Plan:
     search_runs: int = 0  # a likely number of runs per search (expected_search_runs)
     search_runs_max: int = 0  # the most one search can take
     scale_runs_max: int = 0  # auto-scale: the most runs it may add (each point from min to max clients)
+    # orchestrate-load drains after each window: it reads the answers to what is still in flight,
+    # each request up to load.timeout. Against a server that answers, that takes about one
+    # latency (ms), inside the settling time per_run_s already has (measured); requests the
+    # server leaves unanswered make it last the timeout. So it is in the estimate at its usual
+    # length and in `seconds_at_most_draining` at its bound: this many seconds per run (wrk: 0).
+    drain_max_s: float = 0.0
 
     @property
     def expected_runs(self) -> int:
@@ -121,10 +119,17 @@ class Plan:
         """An estimate from measured overheads (see Overheads), not a promise."""
         return self.seconds_for(self.expected_runs, with_baseline=True)
 
-    def seconds_for(self, runs: int, *, with_baseline: bool) -> float:
-        """The estimate for `runs` of this plan's runs (a resumed sweep has fewer left)."""
-        return (self.start_s + (self.baseline_s if with_baseline else 0.0) + self.per_run_s * runs
+    def seconds_for(self, runs: int, *, with_baseline: bool, drains: bool = False) -> float:
+        """The estimate for `runs` of this plan's runs (a resumed sweep has fewer left);
+        `drains`: every run's drain at its bound (a server leaving requests unanswered)."""
+        per_run = self.per_run_s + (self.drain_max_s if drains else 0.0)
+        return (self.start_s + (self.baseline_s if with_baseline else 0.0) + per_run * runs
                 + self.report_s)
+
+    @property
+    def seconds_at_most_draining(self) -> float:
+        """The expected runs with every drain at its bound (load.timeout each)."""
+        return self.seconds_for(self.expected_runs, with_baseline=True, drains=True)
 
 
 def expand(sc: Scenario) -> Plan:
@@ -134,16 +139,14 @@ def expand(sc: Scenario) -> Plan:
     the machine spreads over all points instead of biasing one.
     """
     points = _scenario.points(sc)
-    classic = ("server.arch", "server.threads", "load.connections", "load.rate")
     runs: list[RunSpec] = []
     searches: list[SearchSpec] = []
     for rep, p in itertools.product(range(1, sc.repeat + 1), points):
-        arch, threads, conns, rate = (p[a] for a in classic)
-        others = PointKey((a, v) for a, v in p.items() if a not in classic)
+        arch, threads, conns, rate = (p[a] for a in CLASSIC)
         if sc.load.search is not None:
-            searches.append(SearchSpec(arch, threads, conns, rep, others))
+            searches.append(SearchSpec(arch, threads, conns, rep, others(p)))
         else:
-            runs.append(RunSpec(len(runs) + 1, arch, threads, conns, rep, rate, axes=others))
+            runs.append(RunSpec(len(runs) + 1, arch, threads, conns, rep, rate, axes=others(p)))
     remote = sc.hosts.provider != "local"
     o = overheads("ssh" if remote else "local")
     clients = sc.hosts.roles.clients
@@ -163,7 +166,8 @@ def expand(sc: Scenario) -> Plan:
                 searches=tuple(searches),
                 search_runs=expected_search_runs(search) if search else 0,
                 search_runs_max=max_search_runs(search) if search else 0,
-                scale_runs_max=len(points) * (scale.max - scale.min) if scale else 0)
+                scale_runs_max=len(points) * (scale.max - scale.min) if scale else 0,
+                drain_max_s=sc.load.timeout if sc.load.tool == "orchestrate-load" else 0.0)
 
 
 def max_search_runs(search: Search) -> int:

@@ -162,10 +162,30 @@ class Roles(_Model):
         return self.client if isinstance(self.client, ClientRange) else None
 
 
+_RATE_UNITS = {"bit": 1, "kbit": 10**3, "mbit": 10**6, "gbit": 10**9}
+
+
+def parse_rate(v: Any) -> Any:
+    """A bit rate: a number of bits/s, or text like "100mbit" (tc's units: bit, kbit, mbit,
+    gbit; decimal)."""
+    if isinstance(v, str):
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(bit|kbit|mbit|gbit)?\s*", v.lower())
+        if not m:
+            raise ValueError(f"not a bit rate: {v!r} (a number of bits/s, or e.g. 100mbit, 1gbit)")
+        return int(float(m[1]) * _RATE_UNITS[m[2] or "bit"])
+    return v
+
+
 class Link(_Model):
-    """netns only: a packet-rate cap on every host's link, in each direction."""
+    """netns only: a cap on every host's link, in each direction (a tbf qdisc at both ends of
+    its veth): `pps` packets/s (each packet counted as at least 1500 bytes), or `rate` bits/s
+    (bytes as they are, no packet-size floor); `queue`: the tbf's queue in bytes (default: what
+    50 ms at the cap holds)."""
 
     pps: PositiveInt | None = None
+    rate: Annotated[PositiveInt | None,
+                    BeforeValidator(parse_rate, json_schema_input_type=int | str | None)] = None
+    queue: PositiveInt | None = None
 
 
 class Ssh(_Model):
@@ -195,7 +215,7 @@ class Aws(_Model):
     }
     image: str = "resolve:ssm:/aws/service/debian/release/12/latest/amd64"
     subnet: str | None = None
-    ssh_user: str = "admin"
+    ssh_user: str | None = None  # default: the image's (Debian: admin, Ubuntu: ubuntu)
     # The instances' own dead-man switch; at most a day, so a forgotten run's bill is bounded.
     expire_after: Annotated[Duration, Field(gt=0, le=24 * 3600.0)] = 3 * 3600.0
     endpoint_url: str | None = None  # for moto or a private endpoint
@@ -258,6 +278,11 @@ class Server(_Model):
     # a list is an axis.
     work_us: Annotated[int, Field(ge=0, le=1_000_000)] | list[
         Annotated[int, Field(ge=0, le=1_000_000)]] = 0
+    # The project's own server built at git refs (branches, tags, commit ids; refs.py): one, or
+    # a list as an axis (versions side by side); `repo`: the git repository they are in
+    # (default: this checkout).
+    ref: Annotated[str, Field(min_length=1)] | list[Annotated[str, Field(min_length=1)]] | None = None
+    repo: str | None = None
 
 
 Rate = Annotated[float, Field(ge=1)]
@@ -452,6 +477,7 @@ AXES: tuple[Axis, ...] = (
     Axis("load.rate", "q", classic=True),
     Axis("server.work_us", "w"),
     Axis("load.keepalive", "ka"),
+    Axis("server.ref", "ref"),
     Axis("server.backlog", "b"),
 )
 AXIS_NAMES = tuple(a.name for a in AXES)
@@ -838,8 +864,14 @@ def semantic_problems(sc: Scenario, source: str, lines: dict[tuple, int],
         add(("hosts", "roles", "client", "min"), f"{scale.min} is above max {scale.max}")
     if sc.hosts.provider == "local" and sc.hosts.roles.clients != 1:
         add(("hosts", "roles", "client"), "provider 'local' has exactly one host; use netns or static")
-    if sc.hosts.link.pps and sc.hosts.provider != "netns":
-        add(("hosts", "link", "pps"), "a link cap is only applied by provider 'netns'")
+    link = sc.hosts.link
+    for key in ("pps", "rate", "queue"):
+        if getattr(link, key) and sc.hosts.provider != "netns":
+            add(("hosts", "link", key), "a link cap is only applied by provider 'netns'")
+    if link.pps and link.rate:
+        add(("hosts", "link", "rate"), "one cap per link: pps (a packet rate) or rate (bits/s), not both")
+    if link.queue and not (link.pps or link.rate):
+        add(("hosts", "link", "queue"), "a queue belongs to a cap: set pps or rate as well")
     if sc.load.threads > min(sc.load.connections):
         add(("load", "threads"), "wrk needs at least one connection per thread "
             f"({sc.load.threads} threads, {min(sc.load.connections)} connections)")

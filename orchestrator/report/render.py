@@ -18,6 +18,7 @@ from typing import Any
 import jinja2
 
 from orchestrator.analysis import VERDICTS
+from orchestrator.point import others, text
 from orchestrator.records import Autoscale, CapacitySearch, Point, Run, Summary
 from orchestrator.report import flamegraph, plots
 from orchestrator.report.plots import num
@@ -105,6 +106,12 @@ def context(summary: Summary, folder: Path, charts: list[dict[str, Any]]) -> dic
     counts = Counter(r.analysis.verdict for r in runs if r.analysis and r.analysis.verdict)
     scenario = f_text(summary.scenario)
     rows = [_run_row(r, folder) for r in runs]
+    pts = plots.points(summary)
+    # the swept axes beyond the classic four: one column each in the runs' and points' tables
+    axes = list(dict.fromkeys(a for r in (*runs, *pts) for a, v in others(r.key).items() if v is not None))
+    for row, r in zip(rows, runs, strict=True):
+        row["axes"] = [f_text(text(r.key.get(a))) for a in axes]
+    point_rows = [{**_point_row(p), "axes": [f_text(text(p.key.get(a))) for a in axes]} for p in pts]
     common = _common_flags(rows)
     for row in rows:  # the verdict table shows what differs; the common flags are said once above
         row["table_flags"] = [f for f in row["flags"] if f not in common]
@@ -124,7 +131,8 @@ def context(summary: Summary, folder: Path, charts: list[dict[str, Any]]) -> dic
         "analysed": bool(counts),
         "runs": rows,
         "common_flags": common,
-        "points": [_point_row(p) for p in plots.points(summary)],
+        "axes": axes,
+        "points": point_rows,
         "capacity": [_capacity_row(c) for c in summary.capacity],
         "autoscale": [_autoscale_row(a) for a in summary.autoscale],
         "hosts": _hosts(summary),
@@ -375,7 +383,7 @@ def _write(path: Path, data: str | bytes) -> None:
 def _env() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("orchestrator.report", "templates"),
-        autoescape=lambda name: bool(name) and name.endswith(".html.j2"),
+        autoescape=lambda name: name is not None and name.endswith(".html.j2"),
         undefined=jinja2.StrictUndefined,  # a typo in a template fails the tests, not the reader
         trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
     )
