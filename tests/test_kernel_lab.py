@@ -79,7 +79,12 @@ def test_accept_queue_at_8_overflows_and_at_4096_does_not(tmp_path, tuned, run_i
     overflows = small["kernel"][server]["run"]["listen_overflows"]
     assert overflows > 0
     assert large["kernel"][server]["run"]["listen_overflows"] == 0
-    # VERDICT
+    a = small["analysis"]
+    said = [*a["evidence"], *a["flags"]]
+    assert a["verdict"] == "accept-bound" or (a["rule"] == "both-saturated" and any(
+        f.startswith("accept-bound: ") for f in a["flags"])), a
+    assert any(f"ListenOverflows {overflows:,} (" in e for e in said), said
+    assert "ListenOverflows" not in " ".join([*large["analysis"]["evidence"], *large["analysis"]["flags"]])
     # reuseport beside it: recorded, an observation, not a pass/fail
     assert by[("reuseport", 8)]["kernel"][server]["run"]["listen_overflows"] is not None
     assert [somaxconn(ns) for ns in spaces] == [ORIGINAL] * len(spaces)
