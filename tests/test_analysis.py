@@ -580,8 +580,10 @@ def all_cases() -> list[dict]:
     narrow = bandwidth(record(qps=1_500, rx=1_500, tx=24_000, ceiling=1e6), tcp_tx=1.2e9)
     over = record(latency_ms=50.0)  # C/L far below QPS: the latency overstates
     below = record(server_core=40, thread_busy=30, client=40, latency_ms=3.0)  # QPS well short of C/L
+    from test_kernel_verdicts import kernel_cases  # accept-bound, loss-bound
+
     return cases + extra + [hot, lag, proc, quota, roomy, unsustained, waited, slow, over, below, wide,
-                            narrow, grown]
+                            narrow, grown, *kernel_cases()]
 
 
 def test_a_generator_at_its_host_quota_is_client_bound_though_its_core_is_mostly_idle():
