@@ -464,7 +464,8 @@ class Compare(_Model):
     metric: Literal[PAIRED] = "qps"  # type: ignore[valid-type]  # `until` and the gate's
 
 
-ORDERS = ("alternate", "random")
+Order = Literal["alternate", "random"]
+ORDERS: tuple[str, ...] = ("alternate", "random")
 
 
 class RoundsRange(_Model):
@@ -477,7 +478,7 @@ class RoundsRange(_Model):
     until: Annotated[Percent, Field(gt=0, le=100)] | None = None
     # the order of the factor's values in each round: alternate (round k starts at the k-th
     # value: A B, B A, ...) or random (a shuffle per round from `seed`, recorded)
-    order: Literal[ORDERS] = "alternate"  # type: ignore[valid-type]
+    order: Order = "alternate"
     seed: int = 1
 
 
