@@ -345,7 +345,8 @@ def render(results: dict, args, info: dict) -> str:
              f"of the per-round ratios with its 95% t interval on the logs (stats.paired_ratio), chosen "
              f"before the data. A QPS ratio marked *client full* had the client's CPUs at least "
              f"{CLIENT_FULL:.0%} busy on both sides: it is the ratio of the client's costs per request "
-             f"with each server, not of the servers' ceilings. CPU us/req = the processes' utime+stime (/proc/<pid>/stat) over the window "
+             f"with each server, not of the servers' ceilings. CPU us/req = the processes' utime+stime "
+             f"(/proc/<pid>/stat) over the window "
              f"/ responses in it; busy = that CPU time / the side's CPUs over the window. " + retried,
              f"Reproduce: `python3 bench/server_vs_nginx.py --rounds {args.rounds} "
              f"--duration {args.duration:g} --retries {args.retries} --json bench/server_vs_nginx.json "
