@@ -1336,8 +1336,8 @@ def summarise_points(runs: Iterable[Run]) -> list[Point]:
             unstable=bool(len(qps) > 1 and stdev >= 0.1 * statistics.fmean(qps)),
             p50_ms_median=_median(r.latency_ms.p50 for r in rs),
             p99_ms_median=_median(r.latency_ms.p99 for r in rs),
-            latency_ms=Latency(**{k: v for k in Latency.model_fields
-                                  if (v := _median(r.latency_ms.at(k) for r in rs)) is not None}),
+            latency_ms=Latency(**{k: m for k in Latency.model_fields
+                                  if (m := _median(r.latency_ms.at(k) for r in rs)) is not None}),
             achieved=_median(r.rate.achieved if r.rate else None for r in rs),
             verdicts=verdicts, verdict_agreement=agreement, verdict_text=verdict_text,
         ))

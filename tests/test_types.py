@@ -15,7 +15,6 @@ from testkit import REPO
 # file -> mypy errors it had when the checker joined the suite (issue 28); remove a line once its
 # file is clean
 KNOWN = {
-    "orchestrator/analysis.py": 6,
     "orchestrator/compare.py": 1,
     "orchestrator/execute.py": 7,
     "orchestrator/history/sqlite.py": 1,
