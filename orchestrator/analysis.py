@@ -366,6 +366,18 @@ def cost_per_request(run: Run, server_cpus: dict[str, Any]) -> CpuCost | None:
                    total=round(usr + sys_ + soft, 3), basis=server_cpus["cost_basis"])
 
 
+def cpu_cost(run: Run) -> CpuCost | None:
+    """The run's CPU µs per request counted once: as recorded when it was (its `basis` says
+    how), else (a record from before softirq was counted once) recomputed from the run's own
+    mpstat and pidstat figures, so compare and history show no step that is only the fix (a
+    record without them keeps its figure, its basis None marking it as of the old count)."""
+    cost = run.analysis.cpu_us_per_request if run.analysis else None
+    if cost is None or cost.basis is not None:
+        return cost
+    again = cost_per_request(run, _server_cpus(run))
+    return again if again and again.total is not None else cost
+
+
 def balance(run: Run) -> Balance | None:
     """Per-thread share from the server's own counters (the kernel's SO_REUSEPORT hash shows here)."""
     threads = run.server_counters.threads if run.server_counters else ()

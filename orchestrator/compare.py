@@ -48,8 +48,11 @@ class Metric:
         a = run.analysis
         if self.name == "qps":
             return run.qps
-        if self.name == "cpu_us_per_request":
-            return a.cpu_us_per_request.total if a and a.cpu_us_per_request else None
+        if self.name == "cpu_us_per_request":  # counted once, older records upgraded
+            from orchestrator.analysis import cpu_cost
+
+            cost = cpu_cost(run) if a else None
+            return cost.total if cost else None
         if self.name == "packets_per_request":
             return a.packets_per_request.total if a and a.packets_per_request else None
         if self.name == "capacity":
