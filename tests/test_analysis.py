@@ -853,3 +853,15 @@ def test_a_cost_recorded_before_softirq_was_counted_once_is_upgraded_for_compari
     new = {**old, "total": 61.0, "basis": "as counted"}
     run = Run.model_validate({**rec, "analysis": {"verdict": "x", "cpu_us_per_request": new}})
     assert compare.PAIRED_METRICS["cpu_us_per_request"].read(run) == 61.0
+
+
+def test_softirq_not_measured_is_said_not_taken_as_zero():
+    rec = placed(record(server_core=80, soft=10, thread_busy=60))
+    del rec["server_host_cpu"]["cpus"]["0"]["soft"]
+    a = verdict(rec)
+    (line,) = [e for e in a.evidence if e.startswith("server work")]
+    assert "softirq not measured + irq 0%; softirq not measured on this CPU" in line, line
+    cost = a.cpu_us_per_request
+    assert cost and cost.total is None and cost.basis == "softirq not measured on CPU 0: total unknown"
+    a = verdict({**rec, "server_cpu": {**rec["server_cpu"], "threads": []}})  # threads not placed
+    assert any("softirq not measured, other" in e for e in a.evidence), a.evidence
