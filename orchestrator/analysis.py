@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from orchestrator import kernel
 from orchestrator.point import PointKey
 from orchestrator.records import (
     Analysis,
@@ -40,7 +41,8 @@ from orchestrator.tools.loadgen import send_lag_limit_ms
 NETWORK, SERVER, CLIENT = "network-bound", "server-bound", "client-bound"
 CONCURRENCY, INCONCLUSIVE = "concurrency-bound", "inconclusive"
 LATENCY = "latency-bound"  # one run, nothing saturated, QPS = C/L: more connections or a serial server
-VERDICTS = (NETWORK, SERVER, CLIENT, LATENCY, CONCURRENCY, INCONCLUSIVE)
+ACCEPT, LOSS = "accept-bound", "loss-bound"  # the kernel's side: listen queue full; segments lost
+VERDICTS = (NETWORK, ACCEPT, LOSS, SERVER, CLIENT, LATENCY, CONCURRENCY, INCONCLUSIVE)
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,8 @@ class Thresholds:
     send_lag_ms: float = 1.0  # open-loop mean send lag that shows the generator fell behind
     queued_share: float = 1.0  # % of requests that waited for a free connection: lag is that wait
     completion: float = 99.0  # % of the offered rate answered below which the server fell short
+    loss_retrans: float = 1.0  # % of a host's segments sent that were retransmissions: loss-bound
+    loss_drops_per_s: float = 10.0  # receive-side socket drops per second: loss-bound
 
     @classmethod
     def from_scenario(cls, sc: Any) -> Thresholds:
@@ -141,6 +145,13 @@ TEMPLATES: dict[str, str] = {
                        "several times smaller or larger (pipelining, large responses), so whether the "
                        "network was the limit is unknown",
     "ceiling-use": "network ceiling use {use} ({scope})",
+    "accept": "ListenOverflows {overflows} ({per_s}/s, {per_request} per request) and ListenDrops "
+              "{drops} on {host}: the listen queue was full, so the kernel dropped completed "
+              "handshakes the server had not accepted yet (a queue holds min(backlog, "
+              "net.core.somaxconn)){shared}",
+    "loss": "{retrans} of {segs} segments retransmitted by {side} ({pct} {rel} {threshold}), "
+            "{timeouts} retransmission timeouts, {drops} receive-side drops ({drops_s}/s; "
+            "threshold {drops_threshold}/s) on the path {path}",
 }
 
 
@@ -391,6 +402,18 @@ def cpu_cost(run: Run) -> CpuCost | None:
         return cost
     again = cost_per_request(run, _server_cpus(run))
     return again if again and again.total is not None else cost
+
+
+def upgrade_costs(summary: Summary) -> Summary:
+    """The summary with every run's CPU µs per request counted once (cpu_cost): a summary
+    written before the fix reads, wherever it is compared, as if measured after it."""
+    runs = []
+    for r in summary.runs:
+        a = r.analysis
+        cost = cpu_cost(r) if a else None
+        runs.append(r if a is None or cost is a.cpu_us_per_request
+                    else r.model_copy(update={"analysis": a.model_copy(update={"cpu_us_per_request": cost})}))
+    return summary.model_copy(update={"runs": tuple(runs)})
 
 
 def balance(run: Run) -> Balance | None:
@@ -1011,6 +1034,36 @@ def _packets_unknown(ev: Evidence) -> Decision | None:
                                    ev.ceiling_text(c), *ev.server_lines, *ev.client_lines])
 
 
+def _accept_text(a: kernel.Accept) -> str:
+    return say("accept", overflows=f"{a.overflows:,}", drops=f"{a.drops:,}", host=a.host,
+               per_s=f"{a.per_second:,.1f}" if a.per_second is not None else "?",
+               per_request=f"{a.per_request:.4f}" if a.per_request is not None else "?",
+               shared=" (loopback: one kernel's counters; only the server listens)" if a.shared else "")
+
+
+def _loss_text(x: kernel.Loss, ev: Evidence) -> str:
+    th = ev.th
+    return say("loss", retrans=f"{x.retrans:,}", segs=f"{x.out_segs:,}", side=x.side or x.host,
+               pct=pct(x.retrans_pct, th.loss_retrans, 2), rel=rel(x.retrans_pct, th.loss_retrans),
+               threshold=f"{th.loss_retrans:g}%", timeouts=f"{x.timeouts:,}", drops=f"{x.drops:,}",
+               drops_s=f"{x.drops_per_second:,.1f}" if x.drops_per_second is not None else "?",
+               drops_threshold=f"{th.loss_drops_per_s:g}", path=kernel.path_of(x, ev.run))
+
+
+def _accept(ev: Evidence) -> Decision | None:
+    a = kernel.accept(ev.run)
+    if a is None or ev.client.saturated:  # then a flag beside both-saturated (or client-bound)
+        return None
+    return Decision(ACCEPT, [_accept_text(a), *ev.server_lines, *ev.client_lines])
+
+
+def _loss(ev: Evidence) -> Decision | None:
+    x = kernel.worst_loss(ev.run, ev.th.loss_retrans, ev.th.loss_drops_per_s)
+    if x is None or kernel.accept(ev.run) is not None:  # SYNs resent after overflows: the queue's
+        return None
+    return Decision(LOSS, [_loss_text(x, ev), *ev.server_lines, *ev.client_lines])
+
+
 def _both_saturated(ev: Evidence) -> Decision | None:
     if not (ev.server.saturated and ev.client.saturated):
         return None
@@ -1104,6 +1157,20 @@ RULES: tuple[Rule, ...] = (
          "packets were not counted, and only an assumed {packets_per_request:g} packets/request "
          "would reach `ceiling_use`: no verdict rests on an assumed figure (wrong by 10x at "
          "pipeline depth 16), so the network's part is unknown and the evidence says so"),
+    Rule("accept-bound", ACCEPT, _accept, ("accept",),
+         "the server host's ListenOverflows or ListenDrops (/proc/net/netstat, read before and "
+         "after the window) rose during the run: the listen queue was full and the kernel "
+         "dropped connections the server had not accepted yet. When the load generator is "
+         "saturated too it is not the verdict but a flag beside both-saturated (or client-bound); "
+         "beside any other verdict it is a flag as well"),
+    Rule("loss-bound", LOSS, _loss, ("loss",),
+         "a host retransmitted at least {loss_retrans:g}% of the segments it sent, or its sockets "
+         "dropped at least {loss_drops_per_s:g} received segments/s (TCPBacklogDrop, RcvPruned, "
+         "OfoPruned), and no listen queue overflowed (then the resent SYNs are the queue's). The "
+         "evidence names the path and, across hosts, the side that resent; on loopback client "
+         "and server share one kernel's counters and no side is named. Where a link's "
+         "packet-rate or bandwidth ceiling is also reached the verdict is network-bound (above) "
+         "with the loss as its evidence"),
     Rule("both-saturated", INCONCLUSIVE, _both_saturated, ("both",),
          "the server and the load generator are both saturated by the rules below: give the "
          "load generator more CPUs to find the server's limit"),
@@ -1201,6 +1268,12 @@ def analyse_run(run: Run, *, server: str, interface: str | None, loopback: bool,
     if pk and pk.get("drops_s"):
         flags.append(f"{pk['drops_s']:,.0f} dropped packets/s on {pk['interface']}")
     flags += conc.flags
+    accepted = kernel.accept(run)
+    if accepted is not None and verdict != ACCEPT:
+        flags.append(f"{ACCEPT}: {_accept_text(accepted)}")
+    lost = kernel.worst_loss(run, th.loss_retrans, th.loss_drops_per_s)
+    if lost is not None and verdict == NETWORK:
+        evidence.append(_loss_text(lost, ev))
     near = [*net.near, *srv.near, *cli.near]
     flags += near
 

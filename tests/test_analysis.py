@@ -11,7 +11,7 @@ import re
 import pytest
 
 from orchestrator import analysis
-from orchestrator.records import Analysis, Run
+from orchestrator.records import Analysis, Run, Summary
 
 from testkit import REPO
 
@@ -580,8 +580,10 @@ def all_cases() -> list[dict]:
     narrow = bandwidth(record(qps=1_500, rx=1_500, tx=24_000, ceiling=1e6), tcp_tx=1.2e9)
     over = record(latency_ms=50.0)  # C/L far below QPS: the latency overstates
     below = record(server_core=40, thread_busy=30, client=40, latency_ms=3.0)  # QPS well short of C/L
+    from test_kernel_verdicts import kernel_cases  # accept-bound, loss-bound
+
     return cases + extra + [hot, lag, proc, quota, roomy, unsustained, waited, slow, over, below, wide,
-                            narrow, grown]
+                            narrow, grown, *kernel_cases()]
 
 
 def test_a_generator_at_its_host_quota_is_client_bound_though_its_core_is_mostly_idle():
@@ -842,17 +844,19 @@ def test_an_aggregate_ceiling_measured_with_fewer_clients_is_stale():
 
 
 def test_a_cost_recorded_before_softirq_was_counted_once_is_upgraded_for_comparisons():
-    from orchestrator import compare
+    from orchestrator import metrics
 
     rec = record(qps=10_000, thread_busy=50)  # the softirq is in the process's sys already
     old = {"usr": 10.0, "sys": 40.0, "soft": 10.0, "total": 60.0}  # as recorded before: twice
     run = Run.model_validate({**rec, "analysis": {"verdict": "x", "cpu_us_per_request": old}})
     assert analysis.cpu_cost(run).total == 50.0 and analysis.cpu_cost(run).basis
-    assert compare.PAIRED_METRICS["cpu_us_per_request"].read(run) == 50.0
+    (up,) = analysis.upgrade_costs(Summary(runs=(run,))).runs
+    assert metrics.PAIRED_METRICS["cpu_us_per_request"].read(up) == 50.0
     # counted once already: read as recorded
     new = {**old, "total": 61.0, "basis": "as counted"}
     run = Run.model_validate({**rec, "analysis": {"verdict": "x", "cpu_us_per_request": new}})
-    assert compare.PAIRED_METRICS["cpu_us_per_request"].read(run) == 61.0
+    (up,) = analysis.upgrade_costs(Summary(runs=(run,))).runs
+    assert metrics.PAIRED_METRICS["cpu_us_per_request"].read(up) == 61.0
 
 
 def test_softirq_not_measured_is_said_not_taken_as_zero():
