@@ -32,6 +32,17 @@ HISTORY_HELP = ("the history: a SQLite file, or s3://BUCKET/PREFIX to keep it (a
                 "folder) in S3 (default $ORCHESTRATE_HISTORY or ~/.local/share/orchestrate/history.sqlite)")
 
 
+def _bit_rate(text: str) -> int:
+    """--rate: bits/s, or e.g. 100mbit (the scenario's hosts.link.rate)."""
+    from orchestrator.scenario import parse_rate
+
+    try:
+        rate = parse_rate(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return int(rate)
+
+
 def _scenario_path(arg: str | None) -> tuple[str, str | None]:
     """(name for messages, text) for a FILE argument; no argument = the embedded default."""
     if arg:
@@ -99,9 +110,20 @@ def cmd_plan(args: argparse.Namespace) -> int:
     for r in plan.runs:
         print(f"  {r.index:>3}  {r.run_id:<32} {r.arch:<10} {r.server_threads:>7} "
               f"{r.connections:>6} {r.repetition:>3}")
+    from orchestrator import refs
+
+    builds = refs.plan_builds(sc)  # server.ref: what building the refs costs, before anything runs
+    for line in builds.lines() if builds else []:
+        print(line)
     print(f"{plan.expected_runs} runs of {fmt_seconds(sc.load.duration)} load each; "
-          f"expected total {fmt_seconds(plan.expected_seconds)} (an estimate: load time plus "
+          f"expected total {fmt_seconds(plan.expected_seconds + (builds.seconds if builds else 0))} "
+          "(an estimate: load time, builds plus "
           f"orchestration overheads {plan.overheads.provenance})")
+    if plan.drain_max_s:
+        print(f"  after each window orchestrate-load drains: it reads the answers still in flight, each "
+              f"for up to load.timeout ({fmt_seconds(plan.drain_max_s)}); usually milliseconds, but a "
+              f"server that leaves requests unanswered makes it {fmt_seconds(plan.seconds_at_most_draining)} "
+              "in all")
     if plan.scale_runs_max:
         most = plan.seconds_for(plan.expected_runs + plan.scale_runs_max, with_baseline=True)
         print(f"  auto-scale: up to {plan.scale_runs_max} more run(s), one per client host added to a "
@@ -139,6 +161,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         # before asking, before anything starts
         prices.check_spend(loaded.scenario, getattr(args, "max_hourly", None))
+    _build_refs(loaded.scenario)  # server.ref: resolved and built here, before anything is provisioned
     preflight.check(loaded)  # CPUs, inventory, account (exit 2); tools to install (exit 1)
     if loaded.scenario.hosts.provider == "aws" and not _confirm_cloud(loaded.scenario, args.yes):
         print("orchestrate: not started", file=sys.stderr)
@@ -156,6 +179,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.baseline:
         return EXIT_OK
     return _gate(args, history, outcome.summary)
+
+
+def _build_refs(sc: Any) -> None:
+    """Every server.ref resolved (unknown: exit 2) and built locally (does not build: exit 1)."""
+    from orchestrator import refs
+
+    for ref, built in refs.prepare(sc, progress=lambda m: print(m, file=sys.stderr, flush=True)).items():
+        how = "cached" if built.cached else f"built in {built.seconds:.0f}s"
+        print(f"orchestrate: server.ref {ref} = {built.commit.short} {built.commit.subject!r}: {how}",
+              file=sys.stderr)
 
 
 def _next_step(folder: Path) -> None:
@@ -226,7 +259,8 @@ def _gate(args: argparse.Namespace, history: Any, summary: Any) -> int:
 def _repetitions(summary: Any) -> int:
     from orchestrator.records import as_summary
 
-    return max((r.repetition for r in as_summary(summary, "summary").runs), default=1)
+    return max((r.repetition for r in as_summary(summary, "summary").runs if r.repetition is not None),
+               default=1)
 
 
 def _floor(history: Any, summary: Any, n: int, metric: str | None = None) -> Any:
@@ -305,6 +339,60 @@ def _build_report(folder: Path) -> None:
         print(f"orchestrate: WARNING report not written: {exc}", file=sys.stderr)
 
 
+def cmd_bisect(args: argparse.Namespace) -> int:
+    import json
+
+    from orchestrator import bisect, refs
+
+    name, text = _scenario_path(args.file)
+    sc = _load(args).scenario
+    repo = Path(args.repo).expanduser().resolve() if args.repo else refs.scenario_repo(sc)
+    root = Path(args.results)
+    if args.resume:
+        path = bisect.folder(root, sc.name, args.resume)
+        try:
+            state = bisect.State.from_json(json.loads((path / "bisect.json").read_text()))
+        except (OSError, ValueError, KeyError) as exc:
+            raise UserError(f"bisect --resume {args.resume}: cannot read {path / 'bisect.json'}: "
+                            f"{exc}") from None
+        for given, kept, what in ((args.good, state.good, "good"), (args.bad, state.bad, "bad")):
+            if given and refs.resolve(given, repo).sha != kept.sha:
+                raise UserError(f"bisect --resume {args.resume}: --{what} {given} is not the bisect's "
+                                f"{what} ({kept.short})")
+    else:
+        if not args.good or not args.bad:
+            raise UserError("bisect needs --good REF and --bad REF (or --resume ID)")
+        state = bisect.start(sc.name, args.good, args.bad, repo=repo, metric=args.metric,
+                             threshold_pct=args.threshold, min_rounds=args.rounds,
+                             max_rounds=max(args.rounds, args.max_rounds))
+        path = bisect.folder(root, sc.name, args.bisect_id or bisect.new_id())
+        if (path / "bisect.json").exists():
+            raise UserError(f"bisect: {path} exists already (--resume {path.name} continues it)")
+        bisect.save_state(path, state)
+    print(f"orchestrate bisect: {len(state.commits)} commits after {state.good.short}, up to "
+          f"{state.bad.short}; {state.metric}, {state.min_rounds}..{state.max_rounds} rounds a step; "
+          f"state in {path}", file=sys.stderr)
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    runner = bisect.real_runner(name, text, args.set or [], repo, root, state.metric, args.history, say)
+    try:
+        result = bisect.search(state, runner, save=lambda: bisect.save_state(path, state),
+                               progress=lambda line: print(line, flush=True))
+    except (KeyboardInterrupt, Interrupted):
+        bisect.save_state(path, state)
+        kept = sum(len(b) for b in state.batches.values())
+        print(f"orchestrate bisect: interrupted; {kept} batch(es) measured are kept in {path}; continue "
+              f"with: orchestrate bisect {args.file or ''} --resume {path.name}".replace("  ", " "),
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    bisect.save_state(path, state)
+    print(result.lines()[-1])
+    print(f"report: {bisect.report(result, state, path)}")
+    return EXIT_OK if result.status == "found" else EXIT_FAILURE
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from orchestrator import analysis, store
     from orchestrator.report import render
@@ -313,7 +401,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     summary = store.load_summary(folder)
     topo = summary.topology
     if topo:  # re-analyse with the current rules, keep everything measured
-        summary = analysis.analyse(summary, th=analysis.Thresholds.from_dict(summary.thresholds or {}),
+        summary = analysis.analyse(summary, th=analysis.Thresholds.from_dict(dict(summary.thresholds or {})),
                                    server=topo.server, interface=topo.interface, loopback=topo.loopback)
         store.ResultsDir(folder).save_summary(summary)
     paths = render.build(folder)
@@ -405,7 +493,8 @@ def cmd_lab(args: argparse.Namespace) -> int:
 
     if args.action == "up":
         size = netns.size_flags(args.cpu or [], args.cpus or [])
-        state = netns.up(args.name or "lab", args.hosts, pps=args.pps, size=size)
+        state = netns.up(args.name or "lab", args.hosts, pps=args.pps, size=size, rate=args.rate,
+                         queue=args.queue)
         print(netns.describe(state))
     elif args.action == "down":
         removed = netns.down(args.name or "lab")
@@ -422,25 +511,31 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     if args.provider == "aws":
         from orchestrator.hosts.aws import cleanup as aws_cleanup
 
-        # The session's region and profile (as for the aws CLI); only this caller's runs
-        # unless --all-users.
-        report = aws_cleanup.cleanup(args.region, all=args.all, run_id=args.run_id, dry_run=args.dry_run,
-                                     endpoint_url=args.endpoint_url, profile=args.profile,
-                                     all_users=args.all_users)
-        for x in report.removed:
-            print(f"{'would remove' if args.dry_run else 'removed'} {x.kind} {x.id} (run {x.run_id or '?'}, "
-                  f"expires {x.expires or '?'})")
-        for line in report.failed:
-            print(f"FAILED {line}", file=sys.stderr)
-        if report.others:
-            print(f"left {report.others} resource(s) of other users' runs alone "
-                  "(--all-users to include them)")
-        if not report.removed and not report.failed:
-            print(f"aws {report.region}: nothing to clean up")
-        return EXIT_OK if report.ok else EXIT_FAILURE
+        # The given region, or every region the local run records name and the profile's; only
+        # this caller's runs unless --all-users.
+        reports = aws_cleanup.cleanup_everywhere(args.region, all=args.all, run_id=args.run_id,
+                                                 dry_run=args.dry_run, endpoint_url=args.endpoint_url,
+                                                 profile=args.profile, all_users=args.all_users)
+        for report in reports:
+            for x in report.removed:
+                print(f"{'would remove' if args.dry_run else 'removed'} {x.kind} {x.id} in {report.region} "
+                      f"(run {x.run_id or '?'}, expires {x.expires or '?'})")
+            for line in report.failed:
+                print(f"FAILED {report.region}: {line}", file=sys.stderr)
+            if report.others:
+                print(f"left {report.others} resource(s) of other users' runs alone in {report.region} "
+                      "(--all-users to include them)")
+            if not report.removed and not report.failed:
+                print(f"aws {report.region}: nothing to clean up")
+        return EXIT_OK if all(r.ok for r in reports) else EXIT_FAILURE
     stopped = cleanup.orphan_processes()
     for rid, pids in stopped.items():
         print(f"stopped {len(pids)} process(es) left by run {rid}: pids {', '.join(map(str, pids))}")
+    restored, unrestored = cleanup.sysctls()  # before the labs go: a kept lab gets its values back
+    for line in restored:
+        print(line)
+    for line in unrestored:
+        print(f"FAILED sysctl {line}", file=sys.stderr)
     if args.provider == "netns" or args.labs:
         kept, removed = cleanup.idle_labs()
         for name, runs in kept.items():
@@ -450,7 +545,7 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
         print("no lab to remove")
     if not stopped:
         print("no process left by an earlier run")
-    return EXIT_OK
+    return EXIT_FAILURE if unrestored else EXIT_OK
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
@@ -462,6 +557,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "report": cmd_report,
     "compare": cmd_compare,
     "noise": cmd_noise,
+    "bisect": cmd_bisect,
     "history": cmd_history,
     "publish": cmd_publish,
     "lab": cmd_lab,
@@ -519,6 +615,27 @@ def build_parser() -> argparse.ArgumentParser:
     nz.add_argument("--yes", action="store_true", help="do not ask before renting cloud machines")
     nz.add_argument("--history", metavar="DB|s3://BUCKET/PREFIX", help=HISTORY_HELP)
 
+    bi = scenario_cmd("bisect", "find the first commit between --good and --bad that moved the metric: "
+                      "each step builds a commit and runs it against good in paired rounds", False)
+    bi.add_argument("--good", metavar="REF", help="a commit where the metric was as expected")
+    bi.add_argument("--bad", metavar="REF", help="a later commit where it had moved")
+    bi.add_argument("--metric", default="qps", choices=["qps", "p99", "cpu_us_per_request"],
+                    help="what is compared, other/good per round (default qps)")
+    bi.add_argument("--threshold", type=float, metavar="PCT",
+                    help="a commit is bad beyond this change (default: half the good-bad difference "
+                    "measured in the first step)")
+    bi.add_argument("--rounds", type=int, default=3, choices=range(2, 51), metavar="N",
+                    help="paired rounds per batch (default 3)")
+    bi.add_argument("--max-rounds", type=int, default=9, metavar="N",
+                    help="an undecided step gets more batches up to this many rounds, then is skipped "
+                    "(default 9)")
+    bi.add_argument("--repo", metavar="DIR",
+                    help="the git repository (default: server.repo, else this checkout)")
+    bi.add_argument("--resume", metavar="ID", help="continue an interrupted bisect (its folder's name)")
+    bi.add_argument("--results", default="results", metavar="DIR", help="results root (default ./results)")
+    bi.add_argument("--bisect-id", help=argparse.SUPPRESS)
+    bi.add_argument("--history", metavar="DB|s3://BUCKET/PREFIX", help=HISTORY_HELP)
+
     sch = sub.add_parser("schema", help="the scenario JSON Schema (for editors: the shipped scenarios "
                          "point to scenarios/scenario.schema.json)")
     sch.add_argument("-o", "--output", metavar="FILE", help="write it here instead of standard output")
@@ -557,6 +674,11 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--name", default=None, help="lab name (default 'lab'; status: all labs)")
     lab.add_argument("--hosts", type=int, default=3, help="number of hosts (first one is the server)")
     lab.add_argument("--pps", type=int, default=None, help="packet-rate cap per link, each direction")
+    lab.add_argument("--rate", type=_bit_rate, default=None,
+                     help="bandwidth cap per link, each direction (bits/s, or e.g. 100mbit; no packet-size "
+                          "floor); instead of --pps")
+    lab.add_argument("--queue", type=int, default=None,
+                     help="the cap's queue in bytes (default: what 50 ms at the cap holds)")
     lab.add_argument("--cpu", action="append", metavar="[ROLE=]N",
                      help="size hosts: N CPUs' worth of time each (a cgroup quota, e.g. 0.5); "
                           "ROLE=N (server= or client=) for one role; repeatable")
@@ -567,7 +689,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--provider", choices=["local", "netns", "aws"], default="netns",
                    help="local: processes of dead runs; netns (default): those and every lab; aws")
     c.add_argument("--labs", action="store_true", help="local: also take down every lab")
-    c.add_argument("--region", default=None, help="aws: default: the profile's or AWS_REGION's")
+    c.add_argument("--region", default=None, help="aws: default: every region the local run records "
+                   "name, and the profile's or AWS_REGION's")
     c.add_argument("--profile", default=None, help="aws: a named profile (default: AWS_PROFILE or default)")
     c.add_argument("--all", action="store_true", help="aws: also resources that have not expired")
     c.add_argument("--all-users", action="store_true",

@@ -45,6 +45,8 @@ class Context:
     # doctor.noise's HostNoise as JSON, "before" the first window and "after" the last
     host_noise: dict[str, Any] = field(default_factory=dict)
     load_binary: dict[str, str] = field(default_factory=dict)  # client host -> orchestrate-load's path
+    server_binaries: dict[str, str] = field(default_factory=dict)  # server.ref -> its build's path
+    sysctl: Any = None  # sysctl.Tuner: the scenario's kernel settings, restored at teardown
 
     @contextlib.contextmanager
     def step(self, phase: str, key: str | None = None) -> Iterator[None]:
@@ -62,7 +64,7 @@ class Context:
 
     def cpus(self, host: Host, role: str) -> list[int]:
         """The scenario's CPUs for a role on a host; inventory vars override; keywords resolved."""
-        spec = self.sc.server.cpus if role == "server" else self.sc.load.cpus
+        spec: list[int] | str = self.sc.server.cpus if role == "server" else self.sc.load.cpus
         if host.vars.get(f"{role}_cpus"):  # the inventory's, checked like the scenario's
             try:
                 spec = parse_cpus(host.vars[f"{role}_cpus"])

@@ -25,6 +25,7 @@ from typing import Any
 
 from orchestrator import analysis, baseline, capacity, load, records, remote, signals, store, telemetry, tools
 from orchestrator import hosts as _hosts
+from orchestrator import sysctl as _sysctl
 from orchestrator.context import Context, Progress, pause_point
 from orchestrator.errors import Interrupted, RunFailed, UserError
 from orchestrator.history import open_history
@@ -125,6 +126,7 @@ def run(loaded: Loaded, *, results_root: Path, run_id: str | None = None,
                                   runs=[records.Run.model_validate(r) for r in summary["runs"]],
                                   autoscale=list(summary.get("autoscale") or []))
                     ctx.timing["lab"] = round(time.monotonic() - began, 3)  # up, locked, connected
+                    ctx.sysctl = _sysctl.Tuner(sc, run_id, ctx.t, progress, lab=lab.provider == "netns")
                     _execute(ctx, plan, _paced(lambda i: save(f"running ({i}/{len(plan.runs) or 'search'})")))
                     _host_noise(ctx, "after")
                     completed = True
@@ -219,6 +221,10 @@ def _teardown(ctx: Context | None, transports: dict[str, Transport], *, sweep: b
         left = ctx.table.stop_all()
         for line in left:
             ctx.progress(f"orchestrate: WARNING could not stop {line}")
+        if ctx.sysctl is not None:  # after the processes: nothing of ours runs on them any more
+            for line in ctx.sysctl.restore():
+                ctx.progress(f"orchestrate: WARNING sysctl not restored: {line}; "
+                             "`orchestrate cleanup` retries from the state saved on the host")
         if sweep:
             hosts = list(transports)
             found = each(hosts, lambda h: _swept(transports[h], ctx.table.tag))
@@ -253,6 +259,11 @@ def _execute(ctx: Context, plan: Plan, checkpoint: Callable[[int], None]) -> Non
             ctx.load_binary.update(_prepare_load(ctx))
     with ctx.step("facts", "tools"):
         _check_tools(ctx)
+    if ctx.sysctl is not None:
+        with ctx.step("sysctl"):  # refused settings stop the run here, before any change
+            each(hosts, ctx.sysctl.observe)
+            if ctx.sysctl.active:
+                each(hosts, ctx.sysctl.prepare)
     _host_noise(ctx, "before")
     if ctx.sc.baseline.enabled and not ctx.baseline:  # a resumed sweep keeps its baseline
         with ctx.step("baseline"):
@@ -459,7 +470,13 @@ def _search(ctx: Context, plan: Plan, binary: str, checkpoint: Callable[[int], N
 
 def _partial(ctx: Context) -> dict[str, Any]:
     server = ctx.lab.server
-    return {"scenario": ctx.sc.name, "provider": ctx.sc.hosts.provider, "hosts": ctx.facts,
+    hosts = ctx.facts
+    if ctx.sysctl is not None:  # the kernel settings the runs had, for the environment diff
+        kernel = ctx.sysctl.facts(r.sysctl for r in ctx.runs)
+        hosts = {h: {**f, **({"sysctl": kernel[h]} if kernel.get(h) else {}),
+                     **({"sysctl_original": ctx.sysctl.saved[h]} if h in ctx.sysctl.saved else {})}
+                 for h, f in ctx.facts.items()}
+    return {"scenario": ctx.sc.name, "provider": ctx.sc.hosts.provider, "hosts": hosts,
             "topology": {"server": server.name, "interface": server.interface,
                          "loopback": ctx.lab.single_machine,
                          "clients": [c.name for c in ctx.lab.clients]},
@@ -468,6 +485,7 @@ def _partial(ctx: Context) -> dict[str, Any]:
             **({"capacity": ctx.capacity} if ctx.sc.load.search else {}),
             **({"autoscale": ctx.autoscale} if ctx.sc.hosts.roles.autoscale else {}),
             **({"host_noise": ctx.host_noise} if ctx.host_noise else {}),
+            **({"cost": cost} if ctx.lab.cost is not None and (cost := ctx.lab.cost()) else {}),
             **_across_runs(ctx)}
 
 
@@ -557,6 +575,9 @@ def _prepare_server(ctx: Context) -> str:
                              max_forks=sc.hosts.deploy_forks, transport=ctx.t)
         if done.status == "skipped":
             ctx.progress("orchestrate: deploy skipped: every host holds this build-input hash already")
+    if sc.server.command is None and sc.server.ref is not None:
+        _prepare_refs(ctx)
+        return ""
     if sc.server.command is not None:
         return ""
     if server.ssh is None:
@@ -566,6 +587,24 @@ def _prepare_server(ctx: Context) -> str:
         ctx.t(server).run(server_tool.build_command(src, build), timeout=900)
         return str(build / server_tool.BINARY)
     return deploy.server_binary(server)  # where the playbook (now or earlier) installed it
+
+
+def _prepare_refs(ctx: Context) -> None:
+    """server.ref: every ref built here (the cache makes this a look-up: the CLI built them
+    before provisioning), then on remote server hosts through the build role, each in its own
+    root. ctx.server_binaries: ref -> the binary's path on the server host."""
+    from orchestrator import deploy, refs
+
+    sc, server = ctx.sc, ctx.lab.server
+    builds = refs.prepare(sc, progress=ctx.progress)
+    ctx.results.write_json("refs.json", {r: b.as_json() for r, b in builds.items()})
+    if server.ssh is None:
+        ctx.server_binaries.update({r: str(b.binary) for r, b in builds.items()})
+        return
+    refs.deploy_refs(ctx.lab, builds, repo=refs.scenario_repo(sc), log_dir=ctx.results.path / "raw",
+                     progress=ctx.progress)
+    root = str(server.vars.get("orchestrate_root") or deploy.DEFAULT_ROOT)
+    ctx.server_binaries.update({r: refs.remote_binary(root, b.key) for r, b in builds.items()})
 
 
 def _prepare_load(ctx: Context, clients: list[Host] | None = None) -> dict[str, str]:
@@ -591,10 +630,12 @@ def _server_command(ctx: Context, spec: RunSpec, binary: str, workdir: str) -> t
     cpus = ctx.cpus(server, "server")
     bind = sc.server.bind or ("127.0.0.1" if ctx.lab.single_machine else "0.0.0.0")
     if sc.server.command is None:
+        ref = at(sc, spec.point, "server.ref")
+        binary = ctx.server_binaries[str(ref)] if ref is not None else binary  # the ref's own build
         argv = server_tool.builtin_command(binary, arch=spec.arch, threads=spec.server_threads,
                                            cpus=cpus, port=sc.server.port, bind=bind, body=sc.server.body,
                                            work_us=at(sc, spec.point, "server.work_us"),
-                                           backlog=sc.server.backlog)
+                                           backlog=at(sc, spec.point, "server.backlog"))
         # The server pins each thread itself; the outer set covers exactly those CPUs.
         return tools.base.join(argv), sorted(set(server_tool.thread_cpus(cpus, spec.server_threads)))
     config_path = None
@@ -674,6 +715,8 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> records.Run:
     clean = False
     run_began = time.time()
     sdir = f"{server.workdir}/{spec.run_id}"
+    kernel_set = (ctx.sysctl.apply(ctx.lab.hosts, spec.point)
+                  if ctx.sysctl is not None and ctx.sysctl.active else {})
     cmd, server_cpus = _server_command(ctx, spec, binary, sdir)
     srv = ctx.table.spawn(server.name, "server", cmd, workdir=sdir, cpus=server_cpus)
     url = f"http://{server.address}:{sc.server.port}{sc.load.path}"
@@ -781,7 +824,7 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> records.Run:
         "nic_allowances": nics or None,
     })
     kernel = _kernel(ctx, spec, run, server_cpus, tcp_before, tcp_after)
-    run = run.model_copy(update={"kernel": kernel or None})
+    run = run.model_copy(update={"kernel": kernel or None, "sysctl": kernel_set or None})
     run = run.model_copy(update={"analysis": analysis.analyse_run(
         run, server=server.name, interface=server.interface, loopback=ctx.lab.single_machine,
         th=analysis.Thresholds.from_scenario(sc))})

@@ -59,7 +59,7 @@ class RunSpec:
         The classic four are always there (ids of older results stay valid), other axes short."""
         rate = f"-q{self.rate:g}" if self.rate is not None else ""
         clients = f"-n{self.clients}" if self.clients is not None else ""
-        more = f"-{self.axes.short(_scenario.AXES)}" if self.axes else ""
+        more = f"-{self.axes.short(_scenario.axes_of(self.axes))}" if self.axes else ""
         return (f"{self.index:03d}-{self.arch}-t{self.server_threads}-c{self.connections}{rate}"
                 f"{more}{clients}-r{self.repetition}")
 
@@ -103,6 +103,12 @@ class Plan:
     search_runs: int = 0  # a likely number of runs per search (expected_search_runs)
     search_runs_max: int = 0  # the most one search can take
     scale_runs_max: int = 0  # auto-scale: the most runs it may add (each point from min to max clients)
+    # orchestrate-load drains after each window: it reads the answers to what is still in flight,
+    # each request up to load.timeout. Against a server that answers, that takes about one
+    # latency (ms), inside the settling time per_run_s already has (measured); requests the
+    # server leaves unanswered make it last the timeout. So it is in the estimate at its usual
+    # length and in `seconds_at_most_draining` at its bound: this many seconds per run (wrk: 0).
+    drain_max_s: float = 0.0
 
     @property
     def expected_runs(self) -> int:
@@ -113,10 +119,17 @@ class Plan:
         """An estimate from measured overheads (see Overheads), not a promise."""
         return self.seconds_for(self.expected_runs, with_baseline=True)
 
-    def seconds_for(self, runs: int, *, with_baseline: bool) -> float:
-        """The estimate for `runs` of this plan's runs (a resumed sweep has fewer left)."""
-        return (self.start_s + (self.baseline_s if with_baseline else 0.0) + self.per_run_s * runs
+    def seconds_for(self, runs: int, *, with_baseline: bool, drains: bool = False) -> float:
+        """The estimate for `runs` of this plan's runs (a resumed sweep has fewer left);
+        `drains`: every run's drain at its bound (a server leaving requests unanswered)."""
+        per_run = self.per_run_s + (self.drain_max_s if drains else 0.0)
+        return (self.start_s + (self.baseline_s if with_baseline else 0.0) + per_run * runs
                 + self.report_s)
+
+    @property
+    def seconds_at_most_draining(self) -> float:
+        """The expected runs with every drain at its bound (load.timeout each)."""
+        return self.seconds_for(self.expected_runs, with_baseline=True, drains=True)
 
 
 def expand(sc: Scenario) -> Plan:
@@ -153,7 +166,8 @@ def expand(sc: Scenario) -> Plan:
                 searches=tuple(searches),
                 search_runs=expected_search_runs(search) if search else 0,
                 search_runs_max=max_search_runs(search) if search else 0,
-                scale_runs_max=len(points) * (scale.max - scale.min) if scale else 0)
+                scale_runs_max=len(points) * (scale.max - scale.min) if scale else 0,
+                drain_max_s=sc.load.timeout if sc.load.tool == "orchestrate-load" else 0.0)
 
 
 def max_search_runs(search: Search) -> int:

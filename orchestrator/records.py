@@ -234,6 +234,11 @@ class Ceiling(Record):
     cpu_bound_rx: str | None = None
     cpu_bound_tx: str | None = None
     tcp_bits_per_second: float | None = None
+    # the server's tx (iperf3 -R: the server sends); *_cpu_bound: why that direction's TCP
+    # figure is only a lower bound (iperf3 at a full CPU), None when it is not
+    tcp_bits_per_second_reverse: float | None = None
+    tcp_cpu_bound: str | None = None
+    tcp_cpu_bound_reverse: str | None = None
     clients: int | None = None
 
 
@@ -295,7 +300,12 @@ class CpuSplit(Record):
 
 
 class CpuCost(CpuSplit):
+    """Server CPU µs per request: usr and sys its own (pidstat), soft the softirq and irq on its
+    CPUs not already charged to it. `basis` says how soft was counted; None: a record from before
+    it was counted once (softirq added in full, possibly twice)."""
+
     total: float | None = None
+    basis: str | None = None
 
 
 class Switches(Record):
@@ -328,6 +338,13 @@ class Analysis(Record):
     near_threshold: bool | None = None
     packets_per_request: PacketsPerRequest | None = None
     packet_rate: Pair | None = None
+    # TCP payload bytes per request and bits/s on the server's interface (sar's bytes less the
+    # headers of the packets it counted), and the iperf3 TCP ceiling each way they are held to
+    bytes_per_request: Pair | None = None
+    payload_bps: Pair | None = None
+    bandwidth_bps: Pair | None = None
+    bandwidth_use: Pair | None = None
+    bandwidth_basis: str | None = None
     ceiling_pps: float | None = None
     ceiling_use: Pair | None = None
     ceiling_lower_bound: bool | None = None
@@ -383,6 +400,7 @@ class Run(Record):
     perf: Perf | None = None
     nic_allowances: dict[str, NicAllowance] | None = None
     kernel: dict[str, KernelCounters] | None = None  # by host
+    sysctl: dict[str, dict[str, str]] | None = None  # host -> the kernel.sysctl values in force
     analysis: Analysis | None = None
     wall_s: float | None = None
     error: str | None = None
@@ -490,6 +508,7 @@ class BaselinePath(Record):
     udp: UdpCeiling | None = None
     udp_reverse: UdpCeiling | None = None
     tcp: TcpThroughput | None = None
+    tcp_reverse: TcpThroughput | None = None  # iperf3 -R: the server sends
     udp_aggregate: UdpCeiling | None = None
     udp_aggregate_reverse: UdpCeiling | None = None
 
@@ -561,6 +580,18 @@ class Autoscale(Record):
         return classic(self.arch, self.server_threads, self.connections, self.rate, self.axes)
 
 
+class Cost(Record):
+    """A cloud run's estimated cost: each instance's list price for as long as the run held it
+    (per-second billing, 60 s minimum). An estimate, never a bill: `note` says from what."""
+
+    estimate: bool = True
+    currency: str | None = None
+    total: float | None = None  # None: some instance type has no price in the table
+    instance_hours: dict[str, float] = {}  # instance type -> hours held, all instances of it
+    prices_as_of: str | None = None
+    note: str | None = None
+
+
 class Summary(Record):
     """A results folder's summary.json: the session, its hosts and baseline, runs and points."""
 
@@ -583,6 +614,7 @@ class Summary(Record):
     points: tuple[Point, ...] = ()
     capacity: tuple[CapacitySearch, ...] = ()  # load.search: one per point and repetition
     autoscale: tuple[Autoscale, ...] = ()  # hosts.roles.client {min, max}: one per point
+    cost: Cost | None = None  # cloud providers: what the run's instances cost, estimated
 
     @field_validator("hosts", mode="before")
     @classmethod
@@ -605,7 +637,7 @@ def upgrade_1_to_2(data: dict[str, Any]) -> dict[str, Any]:
     data = dict(data)
     data.pop("points", None)
     if "topology" not in data:
-        hosts = data.get("hosts") if isinstance(data.get("hosts"), dict) else {}
+        hosts: dict[str, Any] = data["hosts"] if isinstance(data.get("hosts"), dict) else {}
         server = next((h for h, f in hosts.items()
                        if isinstance(f, dict) and "server" in (f.get("roles") or [])), None)
         if server is not None:
@@ -621,7 +653,7 @@ def upgrade_2_to_3(data: dict[str, Any]) -> dict[str, Any]:
     (`axes`, written since the plan swept them) were merged across those axes: dropped, to
     be remade from the runs. Returns a new dict."""
     data = dict(data)
-    runs = data.get("runs") if isinstance(data.get("runs"), list) else []
+    runs: list[Any] = data["runs"] if isinstance(data.get("runs"), list) else []
     if any(isinstance(r, dict) and r.get("axes") for r in runs):
         data.pop("points", None)
     data["version"] = 3

@@ -163,10 +163,30 @@ class Roles(_Model):
         return self.client if isinstance(self.client, ClientRange) else None
 
 
+_RATE_UNITS = {"bit": 1, "kbit": 10**3, "mbit": 10**6, "gbit": 10**9}
+
+
+def parse_rate(v: Any) -> Any:
+    """A bit rate: a number of bits/s, or text like "100mbit" (tc's units: bit, kbit, mbit,
+    gbit; decimal)."""
+    if isinstance(v, str):
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(bit|kbit|mbit|gbit)?\s*", v.lower())
+        if not m:
+            raise ValueError(f"not a bit rate: {v!r} (a number of bits/s, or e.g. 100mbit, 1gbit)")
+        return int(float(m[1]) * _RATE_UNITS[m[2] or "bit"])
+    return v
+
+
 class Link(_Model):
-    """netns only: a packet-rate cap on every host's link, in each direction."""
+    """netns only: a cap on every host's link, in each direction (a tbf qdisc at both ends of
+    its veth): `pps` packets/s (each packet counted as at least 1500 bytes), or `rate` bits/s
+    (bytes as they are, no packet-size floor); `queue`: the tbf's queue in bytes (default: what
+    50 ms at the cap holds)."""
 
     pps: PositiveInt | None = None
+    rate: Annotated[PositiveInt | None,
+                    BeforeValidator(parse_rate, json_schema_input_type=int | str | None)] = None
+    queue: PositiveInt | None = None
 
 
 class Ssh(_Model):
@@ -196,7 +216,7 @@ class Aws(_Model):
     }
     image: str = "resolve:ssm:/aws/service/debian/release/12/latest/amd64"
     subnet: str | None = None
-    ssh_user: str = "admin"
+    ssh_user: str | None = None  # default: the image's (Debian: admin, Ubuntu: ubuntu)
     # The instances' own dead-man switch; at most a day, so a forgotten run's bill is bounded.
     expire_after: Annotated[Duration, Field(gt=0, le=24 * 3600.0)] = 3 * 3600.0
     endpoint_url: str | None = None  # for moto or a private endpoint
@@ -241,7 +261,8 @@ class Server(_Model):
     bind: str | None = None  # default: 127.0.0.1 on one host, 0.0.0.0 across hosts
     body: str = "hello\n"
     # The built-in server's listen backlog (the kernel caps it at net.core.somaxconn); None: 4096.
-    backlog: PositiveInt | None = None
+    # A list is an axis.
+    backlog: PositiveInt | list[PositiveInt] | None = None
     # A server of the user's own instead of server/: a shell command template with
     # {threads} {port} {cpus} {arch} {workdir} {config}; {config} is `config`
     # rendered with jinja2 into the run's work directory.
@@ -258,6 +279,11 @@ class Server(_Model):
     # a list is an axis.
     work_us: Annotated[int, Field(ge=0, le=1_000_000)] | list[
         Annotated[int, Field(ge=0, le=1_000_000)]] = 0
+    # The project's own server built at git refs (branches, tags, commit ids; refs.py): one, or
+    # a list as an axis (versions side by side); `repo`: the git repository they are in
+    # (default: this checkout).
+    ref: Annotated[str, Field(min_length=1)] | list[Annotated[str, Field(min_length=1)]] | None = None
+    repo: str | None = None
 
 
 Rate = Annotated[float, Field(ge=1)]
@@ -386,6 +412,45 @@ class Telemetry(_Model):
     cpus: Cpus | None = None
 
 
+SYSCTL_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[A-Za-z0-9_-]+)+$")
+
+
+def _sysctl_value(v: Any) -> Any:
+    if isinstance(v, bool) or not isinstance(v, int | str):
+        raise ValueError(f"a sysctl value is a number or a string such as '1024 65535', got {v!r}")
+    if isinstance(v, str) and (not v.strip() or any(c in v for c in "\r\n\0")):
+        raise ValueError(f"a sysctl value is one line, not empty, got {v!r}")
+    return v
+
+
+def _sysctls(value: Any) -> Any:
+    if not isinstance(value, dict):
+        raise ValueError("expected a mapping of sysctl name to value (a list of values is an axis)")
+    for name, v in value.items():
+        if not isinstance(name, str) or not SYSCTL_NAME.match(name):
+            raise ValueError(f"{name!r} is not a sysctl name such as net.core.somaxconn")
+        for x in v if isinstance(v, list) else [v]:
+            _sysctl_value(x)
+        if isinstance(v, list) and not v:
+            raise ValueError(f"{name}: an axis needs at least one value")
+    return value
+
+
+SysctlValue = int | str
+Sysctls = Annotated[dict[str, SysctlValue | list[SysctlValue]], BeforeValidator(
+    _sysctls, json_schema_input_type=dict[str, SysctlValue | list[SysctlValue]])]
+SYSCTL_SCOPES = ("sysctl", "server", "client")  # every host, the server host, the client hosts
+
+
+class Kernel(_Model):
+    """Kernel settings (sysctl names, `net.core.somaxconn`) applied on the hosts before each
+    run and restored after it; a list of values is an axis. Multi-field values are strings."""
+
+    sysctl: Sysctls = {}  # every host
+    server: Sysctls = {}  # the server host only
+    client: Sysctls = {}  # the client hosts only
+
+
 class Scenario(_Model):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
     description: str = ""
@@ -397,6 +462,7 @@ class Scenario(_Model):
         _collectors_shorthand, json_schema_input_type=Telemetry | list[Collector])] = Telemetry()
     repeat: Annotated[int, Field(ge=1, le=1000)] = 1
     thresholds: Thresholds = Thresholds()
+    kernel: Kernel = Kernel()
     max_runs: Annotated[int, Field(ge=1)] = 500  # guards against a mistyped matrix
     # Named variants: an axis whose values are whole blocks of overrides, each written as the
     # keys it changes (`{nginx-small: {server: {config: ...}}}`) and validated as if written in
@@ -419,17 +485,36 @@ AXES: tuple[Axis, ...] = (
     Axis("variant", ""),
     Axis("server.work_us", "w"),
     Axis("load.keepalive", "ka"),
+    Axis("server.ref", "ref"),
+    Axis("server.backlog", "b"),
 )
 AXIS_NAMES = tuple(a.name for a in AXES)
+# Every sysctl a scenario sets is a key `kernel.<scope>.<sysctl name>`; written as a list, it
+# is an axis after those above, in the file's order (run ids: `somaxconn8`).
+SYSCTL_PREFIX = "kernel."
+
+
+def sysctl_axis(name: str) -> Axis:
+    """The axis of `kernel.<scope>.<sysctl>`: short tag from the sysctl's last part."""
+    return Axis(name, name.rsplit(".", 1)[-1])
+
+
+def axes_of(names: Any) -> tuple[Axis, ...]:
+    """The declared axes plus those of any sysctl among `names` (for run ids)."""
+    return AXES + tuple(sysctl_axis(n) for n in names if str(n).startswith(SYSCTL_PREFIX))
 
 
 def setting(sc: Scenario, key: str) -> Any:
-    """The value of a dotted key as validated (a list where the key is swept)."""
+    """The value of a dotted key as validated (a list where the key is swept). Under a
+    mapping (a sysctl's scope) the rest of the key is one name: `kernel.sysctl.net.core.somaxconn`."""
     if key == "variant":
         return list(sc.variants) or None
     node: Any = sc
-    for part in key.split("."):
-        node = node.get(part) if isinstance(node, dict) else getattr(node, part)
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        if isinstance(node, dict):
+            return node.get(".".join(parts[i:]))
+        node = getattr(node, part)
     return node
 
 
@@ -441,10 +526,16 @@ def axis_values(sc: Scenario, axis: Axis) -> list[Value] | None:
     return list(value) if isinstance(value, list) else None
 
 
+def sysctl_axes(sc: Scenario) -> tuple[Axis, ...]:
+    """The sysctls this scenario sweeps (written as lists), in scope then file order."""
+    return tuple(sysctl_axis(f"kernel.{scope}.{name}") for scope in SYSCTL_SCOPES
+                 for name, v in getattr(sc.kernel, scope).items() if isinstance(v, list))
+
+
 def swept(sc: Scenario) -> tuple[tuple[Axis, list[Value]], ...]:
-    """The axes this scenario sweeps, each with its values, in AXES order."""
+    """The axes this scenario sweeps, each with its values, in AXES order, then its sysctls."""
     out = []
-    for axis in AXES:
+    for axis in AXES + sysctl_axes(sc):
         values = axis_values(sc, axis)
         if values is not None:
             out.append((axis, values))
@@ -707,6 +798,36 @@ def _request_problems(sc: Scenario, add: Callable[[tuple, str], None]) -> None:
         add(("load", "path"), "a path may not hold spaces, CR, LF or NUL")
 
 
+def axis_path(name: str) -> tuple[str, ...]:
+    """An axis's key path in the file (a sysctl's name is one key: kernel.sysctl.<name>)."""
+    if name.startswith(SYSCTL_PREFIX):
+        _, scope, sysctl = name.split(".", 2)
+        return ("kernel", scope, sysctl)
+    return tuple(name.split("."))
+
+
+# Under these a sysctl is per network namespace (when /proc/sys shows it writable there);
+# kernel.*, vm.*, fs.* are the machine's whatever namespace writes them.
+NAMESPACED_SYSCTLS = ("net.",)
+
+
+def _kernel_problems(sc: Scenario, add: Callable[[tuple, str], None]) -> None:
+    k = sc.kernel
+    for role in ("server", "client"):
+        for name in sorted(set(k.sysctl) & set(getattr(k, role))):
+            add(("kernel", role, name), "also set in kernel.sysctl (every host); set it in one place")
+    if sc.hosts.provider == "netns":
+        for scope in SYSCTL_SCOPES:
+            for name in getattr(k, scope):
+                if not name.startswith(NAMESPACED_SYSCTLS):
+                    add(("kernel", scope, name), "the lab's hosts are network namespaces of this "
+                        "machine: only net.* settings are their own; this one is the machine's "
+                        "(global), so the lab refuses to change it")
+    if sc.server.backlog is not None and sc.server.command is not None:
+        add(("server", "backlog"), "backlog is a flag of the built-in server (server/); a "
+            "server.command sets its own listen backlog")
+
+
 def semantic_problems(sc: Scenario, source: str, lines: dict[tuple, int],
                       host_cpus: set[int] | None = None) -> list[Problem]:
     """Checks across keys that the schema alone cannot express."""
@@ -781,8 +902,14 @@ def semantic_problems(sc: Scenario, source: str, lines: dict[tuple, int],
         add(("hosts", "roles", "client", "min"), f"{scale.min} is above max {scale.max}")
     if sc.hosts.provider == "local" and sc.hosts.roles.clients != 1:
         add(("hosts", "roles", "client"), "provider 'local' has exactly one host; use netns or static")
-    if sc.hosts.link.pps and sc.hosts.provider != "netns":
-        add(("hosts", "link", "pps"), "a link cap is only applied by provider 'netns'")
+    link = sc.hosts.link
+    for key in ("pps", "rate", "queue"):
+        if getattr(link, key) and sc.hosts.provider != "netns":
+            add(("hosts", "link", key), "a link cap is only applied by provider 'netns'")
+    if link.pps and link.rate:
+        add(("hosts", "link", "rate"), "one cap per link: pps (a packet rate) or rate (bits/s), not both")
+    if link.queue and not (link.pps or link.rate):
+        add(("hosts", "link", "queue"), "a queue belongs to a cap: set pps or rate as well")
     if sc.load.threads > min(sc.load.connections):
         add(("load", "threads"), "wrk needs at least one connection per thread "
             f"({sc.load.threads} threads, {min(sc.load.connections)} connections)")
@@ -809,11 +936,12 @@ def semantic_problems(sc: Scenario, source: str, lines: dict[tuple, int],
         if sc.load.tool == "wrk" and value != int(value):
             add(("load", key), f"wrk takes whole seconds; got {value:g}s")
     _request_problems(sc, add)
+    _kernel_problems(sc, add)
     for axis, values in swept(sc):
         if not axis.classic and not values:
-            add(tuple(axis.name.split(".")), "an axis needs at least one value")
+            add(axis_path(axis.name), "an axis needs at least one value")
         elif not axis.classic and len(set(map(repr, values))) != len(values):
-            add(tuple(axis.name.split(".")), f"an axis lists each value once; got {values}")
+            add(axis_path(axis.name), f"an axis lists each value once; got {values}")
     runs = len(points(sc)) * sc.repeat
     if runs > sc.max_runs:
         add(("repeat",), f"the matrix expands to {runs} runs, more than max_runs={sc.max_runs}; "

@@ -24,6 +24,13 @@ DEBIAN_AMIS = {  # what the public parameters answer here: moto images of each a
     "/aws/service/debian/release/12/latest/amd64": "ami-04681a1dbd79675a5",
     "/aws/service/debian/release/12/latest/arm64": "ami-0e9271c829888680e",
 }
+# moto's images behind those ids are Amazon Linux: DescribeImages shows them as the Debian
+# images they stand in for (name, description, owner as Debian publishes them).
+DEBIAN_NAMES = {
+    "ami-04681a1dbd79675a5": "debian-12-amd64-20240717-1811",
+    "ami-0e9271c829888680e": "debian-12-arm64-20240717-1811",
+}
+UBUNTU_AMI = "ami-1e749f67"  # moto's own: ubuntu/images/hvm-ssd/ubuntu-trusty-14.04-amd64-server-...
 
 
 class Http:
@@ -83,6 +90,7 @@ class Fakes:
         ev.register("before-call.service-quotas", self._call)
         ev.register("before-call.ssm.GetParameter", self._parameter)
         ev.register("after-call.ec2.DescribeInstances", self._transitions)
+        ev.register("after-call.ec2.DescribeImages", self._debian)
         if self.endpoint:
             ev.register("before-send", self._local_only)
         return session
@@ -129,6 +137,13 @@ class Fakes:
                 return err("InvalidPlacementGroup.Unknown", "no such group")
             return ok({})
         return None
+
+    def _debian(self, parsed: dict[str, Any], **_: Any) -> None:
+        for img in parsed.get("Images", []):
+            if img["ImageId"] in DEBIAN_NAMES:
+                name = DEBIAN_NAMES[img["ImageId"]]
+                img.update(Name=name, Description=f"Debian 12 ({name})", OwnerId="136693071363",
+                           ImageLocation=f"136693071363/{name}")
 
     def _transitions(self, parsed: dict[str, Any], **_: Any) -> None:
         shown: dict[str, str] = {}

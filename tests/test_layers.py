@@ -20,10 +20,11 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"remote"}),  # commands and files on a host
     frozenset({"hosts", "deploy"}),  # providers, and Ansible on what they provide
     frozenset({"store", "history", "analysis", "capacity"}),  # results folder, history; verdicts, searches
-    frozenset({"context", "baseline", "telemetry", "load", "doctor"}),  # pipeline steps; host checks
+    frozenset({"context", "baseline", "telemetry", "load", "doctor", "refs", "sysctl"}),  # pipeline
+    # steps; host checks; the server built at git refs; the kernel settings a run applies and restores
     frozenset({"execute"}),  # the pipeline
-    frozenset({"report", "compare", "noise", "cleanup", "site"}),  # readers of results (site: the
-    # dashboard; noise: the floor an A/A run measured)
+    frozenset({"report", "compare", "noise", "cleanup", "site", "bisect", "explain"}),  # readers of
+    # results (site: the dashboard; noise: the floor an A/A run measured; bisect: runs at refs)
     frozenset({"cli", "__main__"}),
 )
 LEVEL = {name: i for i, layer in enumerate(LAYERS) for name in layer}

@@ -326,3 +326,50 @@ def test_uncapped_lab_ceiling_is_a_lower_bound_and_never_network_bound(tmp_path,
           f"| reverse: {entry.udp_reverse.cpu_bound} | ceiling use {a.ceiling_use}")
     assert r.baseline and r.baseline.lower_bound is True and a.ceiling_lower_bound is True
     assert a.verdict != "network-bound", a.evidence
+
+
+@pytest.fixture(scope="module")
+def bandwidth_run(tmp_path_factory) -> Summary:
+    """A lab link capped at 50 Mbit/s (tbf rate, no packet-size floor) and 64 KiB responses:
+    the link's bytes fill long before its packets or any CPU. The run brings its lab up and down."""
+    from orchestrator.hosts import netns
+
+    tmp = tmp_path_factory.mktemp("bandwidth")
+    lab = f"bw{os.getpid() % 10000}"
+    sc = {"name": "bandwidth", "hosts": {"provider": "netns", "lab": lab, "roles": {"server": 1, "client": 1},
+                                         "link": {"rate": "50mbit"}},
+          "server": {"arch": "reuseport", "threads": 1, "cpus": [0], "port": 8000, "body": "x" * 65536},
+          "load": {"threads": 1, "connections": 8, "duration": "4s", "cpus": [1]},
+          "baseline": {"iperf3": {"duration": "1s", "tcp_duration": "2s"}},
+          "telemetry": ["pidstat", "mpstat", "sar"], "repeat": 1}
+    path = tmp / "scenario.yaml"
+    path.write_text(yaml.safe_dump(sc))
+    try:
+        done = orchestrate("run", str(path), "--results", str(tmp / "results"), "--run-id", "bw", timeout=600)
+    finally:
+        netns.down(lab)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (summary,) = (tmp / "results").glob("*/*/summary.json")
+    return store.load_summary(summary.parent)
+
+
+def test_bandwidth_capped_link_with_large_responses_is_network_bound_by_bandwidth(bandwidth_run):
+    """Issue 22: a link capped by bandwidth with 64 KiB responses is network-bound by the
+    bandwidth ceiling (iperf3 TCP, -R for the server's tx), at 0.95-1.05 of it on the stated
+    basis (TCP payload both sides)."""
+    s = bandwidth_run
+    (entry,) = s.baseline.values()
+    assert entry.tcp and entry.tcp_reverse, entry
+    ((r, a),) = runs_analysed(s)
+    print(f"CORPUS bandwidth 50mbit | QPS {r.qps or 0:,.0f} | {a.verdict} ({a.rule}) | {a.evidence[0]} | "
+          f"ceiling {a.bandwidth_bps} use {a.bandwidth_use} bytes/request {a.bytes_per_request} "
+          f"packets/request {a.packets_per_request}")
+    assert (a.verdict, a.rule) == ("network-bound", "ceiling"), a.evidence
+    assert re.match(r"QPS [\d,]+ x [\d,]+ bytes/request of TCP payload \(measured on \S+\) = [\d.]+ Mbit/s "
+                    r"\(server tx\) = [\d.]+% >= 90% of the [\d.]+ Mbit/s TCP bandwidth ceiling",
+                    a.evidence[0])
+    assert "TCP payload on both sides" in a.evidence[0]
+    assert a.bandwidth_use and 0.95 <= (a.bandwidth_use.tx or 0) <= 1.05, a.bandwidth_use
+    assert a.bytes_per_request and 65_536 <= (a.bytes_per_request.tx or 0) <= 67_000
+    assert a.packets_per_request and a.packets_per_request.tx  # both figures in the record
+    assert a.ceiling_use and (a.ceiling_use.tx or 0) < 0.9  # not the packet rate

@@ -110,7 +110,7 @@ void Connection::flush(int64_t now) {
 }
 
 void Connection::fail(ErrorKind kind, int64_t now) {
-  for (int i = 0; i < count_; ++i) worker_->onLost(inFlightAt(i), now);
+  for (int i = 0; i < count_; ++i) worker_->onLost(inFlightAt(i), kind, now);
   closeSocket();
   worker_->onConnectionDown(this, kind, now);
 }

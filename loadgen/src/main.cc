@@ -1,6 +1,7 @@
 // orchestrate-load: an HTTP/1.x load generator, closed or open loop (see README.md).
 // main() parses options, resolves targets, fixes the timeline, runs one Worker per
-// thread, waits for the end or SIGINT/SIGTERM, adds the workers' Stats and prints JSON.
+// thread, waits for the end or SIGINT/SIGTERM, then for the drain (a second signal cuts it),
+// adds the workers' Stats and prints JSON.
 #include <signal.h>
 
 #include <cmath>
@@ -64,12 +65,24 @@ int main(int argc, char** argv) {
       break;
     }
   }
+  // The drain: the workers read answers to what is still in flight, each request up to its
+  // timeout. A signal now ends it at once (what is still in flight then counts as unanswered).
+  while (tl.finished.load(std::memory_order_acquire) < options.threads) {
+    timespec ts{0, 20'000'000};
+    int sig = sigtimedwait(&stopSignals, nullptr, &ts);
+    if (sig == SIGINT || sig == SIGTERM) {
+      tl.drainStopNs.store(monoNs(), std::memory_order_relaxed);
+      for (auto& w : workers) w->wake();
+      break;
+    }
+  }
   for (auto& w : workers) w->join();
 
   const int64_t end = std::min(tl.measureEndNs, tl.stopNs.load(std::memory_order_relaxed));
   info.measuredS = end > tl.measureStartNs ? static_cast<double>(end - tl.measureStartNs) / 1e9 : 0.0;
   Stats total(static_cast<size_t>(std::ceil(options.durationS)));
   for (auto& w : workers) total.add(w->stats());
+  info.drainS = total.drainEndNs > end ? static_cast<double>(total.drainEndNs - end) / 1e9 : 0.0;
   if (total.firstSendNs)  // on the wall clock, so hosts can be compared (their clocks agree by NTP)
     info.firstSendEpoch = nowWall + static_cast<double>(total.firstSendNs - nowMono) / 1e9;
   std::string doc = renderReport(options, targets, total, info);

@@ -33,6 +33,7 @@ def point_key(run: dict[str, Any]) -> PointKey:
 ENVIRONMENT_FACTS = {
     "kernel": "kernel", "cpu_model": "CPU model", "microcode": "microcode", "governor": "CPU governor",
     "mitigations": "mitigations", "tool_versions": "tool versions", "instance_type": "instance type",
+    "sysctl": "sysctl",  # the kernel settings the runs had (sysctl.Tuner.facts)
 }
 
 

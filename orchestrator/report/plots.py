@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import statistics
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -23,13 +23,16 @@ from orchestrator.analysis import summarise_points  # noqa: E402
 from orchestrator.point import PointKey, others, text  # noqa: E402
 from orchestrator.records import CapacitySearch, Point, Run, Summary  # noqa: E402
 
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
 DPI = 110
 # One colour per architecture, stable across charts (assigned in order of first appearance).
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 CPU_COLOURS = {"usr": "#4c72b0", "sys": "#dd8452", "soft": "#c44e52"}
 PERCENTILES = ("p50", "p75", "p90", "p99", "max")
 PCT_COLOURS = ("#c6dbef", "#9ecae1", "#6baed6", "#3182bd", "#08519c")
-RC = {
+RC: dict[RcKeyType, Any] = {
     "font.size": 10, "axes.titlesize": 12, "axes.titleweight": "bold", "axes.spines.top": False,
     "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3, "grid.linestyle": "-",
     "legend.frameon": False, "axes.axisbelow": True,
@@ -81,7 +84,8 @@ def runs_at(summary: Summary, p: Point) -> list[Run]:
 
 def arch_colours(summary: Summary) -> dict[str, str]:
     archs: list[str] = []
-    for r in [*summary.runs, *points(summary)]:
+    records: list[Run | Point] = [*summary.runs, *points(summary)]
+    for r in records:
         a = arch_of(r)
         if a not in archs:
             archs.append(a)
@@ -102,7 +106,7 @@ def _si(v: float, _pos: Any = None) -> str:
 SI = FuncFormatter(_si)
 
 
-def _figure(n_items: int, height: float = 4.6, per_item: float = 0.55, nrows: int = 1) -> Figure:
+def _figure(n_items: float, height: float = 4.6, per_item: float = 0.55, nrows: int = 1) -> Figure:
     # ~1100 px wide at DPI: the report page's width, so the HTML shows charts 1:1 (sharp, 10 pt text
     # stays legible); wider only when many bars need room, and the page then scales them down.
     width = min(max(10.0, 2.5 + per_item * n_items), 16.0)
@@ -185,7 +189,7 @@ def qps_by_threads(summary: Summary) -> bytes | None:
                     linestyle=styles[k % len(styles)], capsize=4, label=label)
         for p in ps:  # each repetition, so n and outliers are visible
             reps = _finite(r.qps for r in runs_at(summary, p))
-            ax.scatter([p.server_threads] * len(reps), reps, s=14, color=c, alpha=0.45, zorder=3,
+            ax.scatter([p.server_threads or 0] * len(reps), reps, s=14, color=c, alpha=0.45, zorder=3,
                        edgecolors="none")
         for xi, m in zip(x, med, strict=True):
             ax.annotate(_si(m), (xi, m), textcoords="offset points", xytext=(8, 4), fontsize=8.5, color=c)
@@ -218,12 +222,12 @@ def latency_percentiles(summary: Summary) -> bytes | None:
     width = 0.8 / len(PERCENTILES)
     for j, (k, off) in enumerate(zip(PERCENTILES, _offsets(len(PERCENTILES), width), strict=True)):
         xs = [i + off for i, (_, v) in enumerate(rows) if v[j] is not None]
-        ys = [v[j] for _, v in rows if v[j] is not None]
+        ys = [y for _, v in rows if (y := v[j]) is not None]
         ax.bar(xs, ys, width=width * 0.95, color=PCT_COLOURS[j], label=k, edgecolor="white", linewidth=0.5)
     _xticks(ax, [lbl for lbl, _ in rows])
     ax.set_yscale("log")
-    vals = [v for _, vs in rows for v in vs if v is not None]
-    ax.set_ylim(min(vals) / 1.6, max(vals) * 4)  # headroom above the tallest bar for the legend
+    known = [v for _, vs in rows for v in vs if v is not None]
+    ax.set_ylim(min(known) / 1.6, max(known) * 4)  # headroom above the tallest bar for the legend
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
     ax.set_ylabel("latency, ms (log scale)")
     ax.set_title("Latency percentiles per point (median of repetitions)")
@@ -278,7 +282,7 @@ def latency_vs_rate(summary: Summary) -> bytes | None:
         c = colours.get(arch, PALETTE[0])
         x = [rate for rate, _ in curve]
         for k, style in (("p50", ":"), ("p99", "-"), ("p99_9", "--")):
-            ys = [lat.get(k) for _, lat in curve]
+            ys = [float("nan") if (y := lat.get(k)) is None else y for _, lat in curve]  # a gap
             ax.plot(x, ys, linestyle=style, marker="o", markersize=4, color=c,
                     label=f"{_curve_label(key)} {k.replace('_', '.')}")
         i = knee(curve)
@@ -366,7 +370,7 @@ def packet_rate(summary: Summary) -> bytes | None:
                             ha="center", fontsize=7.5)
         if ceiling is not None:
             ax.hlines(ceiling, i - 0.48, i + 0.48, colors="black", linestyles="--", linewidth=1.5,
-                      label="ceiling (baseline delivered pps)" if i == 0 else None)
+                      label="ceiling (baseline delivered pps)" if i == 0 else "_nolegend_")
     handles, labels = ax.get_legend_handles_labels()
     seen = dict(zip(labels, handles, strict=True))  # a label once even if run 1 lacked a direction
     ax.legend(seen.values(), seen.keys(), loc="upper left", fontsize=9, ncol=3)
@@ -407,12 +411,13 @@ def cpu_split(summary: Summary) -> bytes | None:
     fig = _figure(len(rows))
     ax = fig.axes[0]
     bottom = _stack_cpu(ax, [parts for _, parts, _ in rows], prefix="server ")
-    xs = [i for i, (_, _, c) in enumerate(rows) if c is not None]
-    ax.scatter(xs, [rows[i][2] for i in xs], marker="D", s=40, color="black", zorder=4,
+    clients = [(i, c) for i, (_, _, c) in enumerate(rows) if c is not None]
+    xs = [i for i, _ in clients]
+    ax.scatter(xs, [c for _, c in clients], marker="D", s=40, color="black", zorder=4,
                label="load generator busy")
     ax.axhline(100, color="grey", linewidth=1, linestyle=":")
     _xticks(ax, [row[0] for row in rows])
-    top = max([*bottom, *(rows[i][2] for i in xs), 100.0])
+    top = max([*bottom, *(c for _, c in clients), 100.0])
     ax.set_ylim(0, top * 1.15)
     ax.set_ylabel("% of a CPU")
     ax.set_title("Server CPU split per run (usr / sys / softirq)")
@@ -466,21 +471,22 @@ def thread_balance(summary: Summary) -> bytes | None:
     k = max(len(req) for _, req, _ in rows)
     fig = _figure(len(rows) * max(1.0, k / 3), height=3.4, nrows=2)
     cmap = matplotlib.colormaps["tab20"]
-    for ax, idx, ylabel, title in ((fig.axes[0], 1, "requests", "Requests per server thread"),
-                                   (fig.axes[1], 2, "connections", "Connections per server thread")):
+    requests, connections = [row[1] for row in rows], [row[2] for row in rows]
+    for ax, series, ylabel, title in (
+            (fig.axes[0], requests, "requests", "Requests per server thread"),
+            (fig.axes[1], connections, "connections", "Connections per server thread")):
         width = 0.8 / k
         for t, off in enumerate(_offsets(k, width)):
-            xs = [i + off for i, row in enumerate(rows) if t < len(row[idx])]
-            ys = [row[idx][t] for row in rows if t < len(row[idx])]
+            xs = [i + off for i, vals in enumerate(series) if t < len(vals)]
+            ys = [vals[t] for vals in series if t < len(vals)]
             ax.bar(xs, ys, width=width * 0.92, color=cmap(t % 20), label=f"thread {t}" if k <= 12 else None)
-        for i, row in enumerate(rows):
-            vals = row[idx]
+        for i, vals in enumerate(series):
             mean = sum(vals) / len(vals)
             ratio = f"max/mean {max(vals) / mean:.2f}" if mean else "max/mean -"
             ax.annotate(ratio, (i, max(vals)), textcoords="offset points", xytext=(0, 4), ha="center",
                         fontsize=8)
         _xticks(ax, [row[0] for row in rows])
-        ax.set_ylim(0, max(v for row in rows for v in row[idx]) * 1.2 or 1.0)
+        ax.set_ylim(0, max(v for vals in series for v in vals) * 1.2 or 1.0)
         ax.yaxis.set_major_formatter(SI)
         ax.set_ylabel(ylabel)
         ax.set_title(title)

@@ -108,7 +108,8 @@ def context(summary: Summary, folder: Path, charts: list[dict[str, Any]]) -> dic
     rows = [_run_row(r, folder) for r in runs]
     pts = plots.points(summary)
     # the swept axes beyond the classic four: one column each in the runs' and points' tables
-    axes = list(dict.fromkeys(a for r in (*runs, *pts) for a, v in others(r.key).items() if v is not None))
+    recs: list[Run | Point] = [*runs, *pts]
+    axes = list(dict.fromkeys(a for r in recs for a, v in others(r.key).items() if v is not None))
     for row, r in zip(rows, runs, strict=True):
         row["axes"] = [f_text(text(r.key.get(a))) for a in axes]
     point_rows = [{**_point_row(p), "axes": [f_text(text(p.key.get(a))) for a in axes]} for p in pts]
@@ -383,7 +384,7 @@ def _write(path: Path, data: str | bytes) -> None:
 def _env() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("orchestrator.report", "templates"),
-        autoescape=lambda name: bool(name) and name.endswith(".html.j2"),
+        autoescape=lambda name: name is not None and name.endswith(".html.j2"),
         undefined=jinja2.StrictUndefined,  # a typo in a template fails the tests, not the reader
         trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
     )

@@ -65,9 +65,9 @@ def _chart(title: str, unit: str, series: list[changepoint.Entry], values: list[
            f'<rect x="{PAD_L}" y="{PAD_T}" width="{W - PAD_L - PAD_R}" height="{H - PAD_T - PAD_B}" '
            'fill="#fafafa" stroke="#ddd"/>']
     for frac in (0, 0.5, 1):
-        v = lo + (hi - lo) * frac
-        out.append(f'<text x="{PAD_L - 6}" y="{y(v) + 4:.1f}" text-anchor="end" class="tick">'
-                   f'{_fmt(v)}</text>')
+        tick = lo + (hi - lo) * frac
+        out.append(f'<text x="{PAD_L - 6}" y="{y(tick) + 4:.1f}" text-anchor="end" class="tick">'
+                   f'{_fmt(tick)}</text>')
     out.append(f'<text x="{PAD_L}" y="{PAD_T - 10}" class="tick">{unit}</text>')
     for i in sorted({0, n - 1, n // 2}):
         anchor = "start" if i == 0 and n > 1 else "end" if i == n - 1 and n > 1 else "middle"

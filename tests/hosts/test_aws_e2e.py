@@ -37,7 +37,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def moto_api(monkeypatch):
+def moto_api(monkeypatch, tmp_path):
     """A moto server in this process, and fake credentials that can reach nothing else."""
     from moto.server import ThreadedMotoServer
 
@@ -48,6 +48,7 @@ def moto_api(monkeypatch):
     monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("ORCHESTRATE_STATE_DIR", str(tmp_path / "aws-runs"))  # the local run records
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:
@@ -153,6 +154,9 @@ def test_aws_run_end_to_end_on_lab_hosts(moto_api, tmp_path, run_id, monkeypatch
         assert run["load"]["clients"] == 2 and run["rate"]["sustained"] is False
         assert run["qps"] > 0 and not any(run["errors"].values()) and run["analysis"]["verdict"]
         assert len(s["points"]) == 1 and s["points"][0]["n"] == 1
+        # the summary records what the run's instances cost (an estimate: held time x list price)
+        assert s["cost"]["estimate"] is True and s["cost"]["total"] > 0
+        assert list(s["cost"]["instance_hours"]) == ["c6i.large"] and "ESTIMATE" in s["cost"]["note"]
         # provisioning took the EC2 path: pre-flight, pending instances waited out, console keys
         ops = fakes.ops()
         assert ops.index("DescribeInstanceTypeOfferings") < ops.index("CreateKeyPair")

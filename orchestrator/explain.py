@@ -1,0 +1,136 @@
+"""Why a paired comparison moved: the same paired intervals for what each request cost, and one
+sentence naming the component that moved most.
+
+Every run records the server's CPU per request split into usr, sys and softirq, its context
+switches, and the packets and bytes per request; a comparison of two variants run in rounds gives
+each of these a per-round ratio, and stats.paired_ratio an interval. The sentence leads with the
+server's CPU per request when its interval excludes 1 and says which part of the CPU carries the
+change (its share of the mean absolute change, round by round); otherwise it names whichever
+component moved most (largest |log ratio| among those whose interval excludes 1); otherwise it
+says nothing moved beyond its interval. (System calls per request are not here: counting them
+disturbs the window.)
+
+compare.py calls explain(pairs, variant, baseline) with the runs of one cell, round by round.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator import stats
+
+
+def _cpu(part: str) -> Callable[[Any], float | None]:
+    def read(run: Any) -> float | None:
+        a = run.analysis
+        cost = a.cpu_us_per_request if a is not None else None
+        return getattr(cost, part) if cost is not None else None
+
+    return read
+
+
+def _switches(run: Any) -> float | None:
+    s = run.analysis.switches if run.analysis is not None else None
+    if s is None or not run.qps or s.voluntary_s is None:
+        return None
+    return (s.voluntary_s + (s.involuntary_s or 0.0)) / run.qps
+
+
+def _packets(run: Any) -> float | None:
+    p = run.analysis.packets_per_request if run.analysis is not None else None
+    return p.total if p is not None else None
+
+
+def _bytes(run: Any) -> float | None:
+    c = run.server_counters
+    if c is None or not c.threads:
+        return None
+    requests = sum(t.requests or 0 for t in c.threads)
+    moved = sum((t.bytes_in or 0) + (t.bytes_out or 0) for t in c.threads)
+    return moved / requests if requests and moved else None
+
+
+@dataclass(frozen=True)
+class Part:
+    name: str
+    label: str  # as the sentence says it
+    read: Callable[[Any], float | None]
+
+
+CPU_TOTAL = Part("cpu_us_per_request", "server CPU µs per request", _cpu("total"))
+CPU_PARTS = (Part("cpu_usr_us_per_request", "usr", _cpu("usr")),
+             Part("cpu_sys_us_per_request", "sys", _cpu("sys")),
+             Part("cpu_softirq_us_per_request", "softirq", _cpu("soft")))
+OTHERS = (Part("switches_per_request", "context switches per request", _switches),
+          Part("packets_per_request", "packets per request", _packets),
+          Part("bytes_per_request", "bytes per request (server, in + out)", _bytes))
+PARTS = (CPU_TOTAL, *CPU_PARTS, *OTHERS)
+
+
+@dataclass(frozen=True)
+class Component:
+    part: Part
+    ratio: stats.Ratio
+    change: float  # mean per-round absolute change, variant - baseline (in the part's unit)
+
+    def line(self) -> str:
+        label = f"{self.part.label} CPU µs per request" if self.part in CPU_PARTS else self.part.label
+        return f"{label}: {self.ratio.text(2)}"
+
+
+@dataclass(frozen=True)
+class Explanation:
+    components: tuple[Component, ...]
+    sentence: str
+
+    def lines(self) -> list[str]:
+        return [self.sentence, *(f"  {c.line()}" for c in self.components)]
+
+
+def components(pairs: Sequence[tuple[Any, Any]]) -> list[Component]:
+    """Each part with at least 2 rounds measured on both sides: its paired ratio variant/baseline."""
+    out = []
+    for part in PARTS:
+        values = [(part.read(a), part.read(b)) for a, b in pairs]
+        values = [(x, y) for x, y in values if x is not None and y is not None and x > 0 and y > 0]
+        if len(values) >= 2:
+            ratio = stats.paired_ratio([x for x, _ in values], [y for _, y in values])
+            out.append(Component(part, ratio, statistics.fmean(y - x for x, y in values)))
+    return out
+
+
+def sentence(found: Sequence[Component], variant: str, baseline: str) -> str:
+    by = {c.part.name: c for c in found}
+    total = by.get(CPU_TOTAL.name)
+    if total is not None and total.ratio.excludes_one:
+        parts = [by[p.name] for p in CPU_PARTS if p.name in by]
+        same_way = [c for c in parts if c.change * total.change > 0]
+        where = ""
+        if same_way and total.change:
+            top = max(same_way, key=lambda c: abs(c.change))
+            share = abs(top.change / total.change)
+            word = "almost all" if share >= 0.9 else "most" if share >= 0.5 else "the largest part"
+            where = (f", {word} of it {top.part.label} time ({top.part.label} {top.ratio.text(2)}, "
+                     f"{min(share, 1.0):.0%} of the change)")
+        return (f"{variant} costs {total.ratio.text(2)} the server CPU per request of {baseline}"
+                f"{where}.")
+    moved = [c for c in found if c.ratio.excludes_one and c.part is not CPU_TOTAL]
+    if moved:
+        top = max(moved, key=lambda c: abs(math.log(c.ratio.estimate)))
+        label = f"{top.part.label} CPU µs per request" if top.part in CPU_PARTS else top.part.label
+        return f"{label} moved most: {variant}/{baseline} {top.ratio.text(2)}."
+    cpu = f" (server CPU per request {total.ratio.text(2)})" if total is not None else ""
+    return f"no measured component of {variant} against {baseline} moved beyond its interval{cpu}."
+
+
+def explain(pairs: Sequence[tuple[Any, Any]], variant: str, baseline: str) -> Explanation | None:
+    """`pairs`: (baseline run, variant run) of each round, records.Run (or alike). None: fewer
+    than 2 rounds with any component measured."""
+    found = components(pairs)
+    if not found:
+        return None
+    return Explanation(tuple(found), sentence(found, variant, baseline))

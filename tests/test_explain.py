@@ -1,0 +1,78 @@
+"""The comparison explains itself: paired intervals per component and one sentence."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from orchestrator import explain, records, store
+
+import testkit
+
+
+def run(usr: float, sys: float, soft: float, qps: float = 20_000.0, switches_s: float = 4_000.0,
+        packets: float = 2.0) -> records.Run:
+    return records.Run.model_validate({
+        "qps": qps, "analysis": {
+            "cpu_us_per_request": {"usr": usr, "sys": sys, "soft": soft, "total": usr + sys + soft},
+            "switches": {"voluntary_s": switches_s, "involuntary_s": 0.0},
+            "packets_per_request": {"total": packets}},
+        "server_counters": {"threads": [{"requests": 1000, "bytes_in": 80_000, "bytes_out": 120_000}]}})
+
+
+def test_a_sys_time_change_is_named_with_its_share_and_interval():
+    pairs = [(run(10, 20, 5), run(10.2, 31, 5.1)), (run(11, 21, 5), run(10.9, 32.5, 5)),
+             (run(10, 19, 6), run(10.1, 30.2, 6.1))]
+    e = explain.explain(pairs, "main-sub", "reuseport")
+    assert e is not None
+    assert e.sentence.startswith("main-sub costs 1.3")
+    assert "the server CPU per request of reuseport, almost all of it sys time (sys 1.5" in e.sentence
+    names = [c.part.name for c in e.components]
+    assert names == ["cpu_us_per_request", "cpu_usr_us_per_request", "cpu_sys_us_per_request",
+                     "cpu_softirq_us_per_request", "switches_per_request", "packets_per_request",
+                     "bytes_per_request"]
+    assert e.components[6].ratio.estimate == pytest.approx(1.0)  # 200 bytes a request both sides
+
+
+def test_without_a_cpu_change_the_component_that_moved_most_is_named():
+    pairs = [(run(10, 20, 5, packets=2.0), run(10, 20, 5, packets=3.1)),
+             (run(10, 20, 5.1, packets=2.1), run(10.1, 20, 5, packets=3.0)),
+             (run(10, 20.2, 5, packets=1.9), run(10, 20, 5.1, packets=2.9))]
+    e = explain.explain(pairs, "B", "A")
+    assert e is not None and e.sentence.startswith("packets per request moved most: B/A 1.5")
+    same = explain.explain([(run(10, 20, 5), run(10, 20, 5)), (run(10, 20, 5), run(10, 20, 5))], "B", "A")
+    assert same is not None and same.sentence.startswith("no measured component of B against A moved")
+    assert explain.explain([(records.Run(), records.Run())], "B", "A") is None
+
+
+SCENARIO = """\
+name: explain-work
+hosts: {provider: local}
+server: {arch: reuseport, threads: 1, cpus: [0], work_us: [0, 3]}
+load: {tool: wrk, threads: 1, connections: 16, duration: 1s, cpus: [1]}
+baseline: {enabled: false}
+telemetry: [pidstat]
+repeat: 3
+"""
+
+
+def test_work_us_0_against_3_names_usr_cpu_per_request(tmp_path: Path, run_id: str):
+    path = tmp_path / "explain.yaml"
+    path.write_text(textwrap.dedent(SCENARIO))
+    done = testkit.orchestrate("run", str(path), "--results", str(tmp_path / "r"), "--run-id", run_id)
+    assert done.returncode == 0, done.stderr[-2000:]
+    folder = tmp_path / "r" / "explain-work" / run_id
+    work = {p["run_id"]: (p["axes"]["server.work_us"], p["repetition"])
+            for p in json.loads((folder / "plan.json").read_text())}
+    by: dict[int, dict[int, records.Run]] = {}
+    for r in store.load_summary(folder).runs:
+        w, rep = work[r.run_id]
+        by.setdefault(rep, {})[w] = r
+    e = explain.explain([(v[0], v[3]) for _, v in sorted(by.items())], "work_us=3", "work_us=0")
+    assert e is not None, "no component measured"
+    assert "usr time" in e.sentence, e.lines()
+    usr = next(c for c in e.components if c.part.name == "cpu_usr_us_per_request")
+    assert usr.ratio.low > 1.0 and usr.change > 1.5  # about 3 µs more usr CPU a request
