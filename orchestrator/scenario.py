@@ -33,6 +33,7 @@ from pydantic import (
 from orchestrator import bounded
 from orchestrator.cpus import parse_list, ranges
 from orchestrator.errors import Problem, UserError
+from orchestrator.metrics import NAMES, same
 from orchestrator.point import Axis, PointKey, Value
 
 # --- value types -------------------------------------------------------------
@@ -451,6 +452,43 @@ class Kernel(_Model):
     client: Sysctls = {}  # the client hosts only
 
 
+PAIRED = tuple(n for n in NAMES if n != "capacity")  # figures of runs, what rounds pair
+
+
+class Compare(_Model):
+    """A factor compared side by side: every other value of `factor` (an axis this scenario
+    sweeps) against `baseline`, at each combination of the other axes, round by round."""
+
+    factor: str
+    baseline: str | int | float | bool
+    metric: Literal[PAIRED] = "qps"  # type: ignore[valid-type]  # `until` and the gate's
+
+
+Order = Literal["alternate", "random"]
+ORDERS: tuple[str, ...] = ("alternate", "random")
+
+
+class RoundsRange(_Model):
+    """Rounds until the interval is narrow enough: at least `min`, at most `max`; after each
+    round from `min` on, stop once every variant's 95% interval on compare.metric has a
+    half-width of `until` or less. Stopping is on width, never on significance."""
+
+    min: Annotated[int, Field(ge=2, le=1000)] = 3
+    max: Annotated[int, Field(ge=2, le=1000)]
+    until: Annotated[Percent, Field(gt=0, le=100)] | None = None
+    # the order of the factor's values in each round: alternate (round k starts at the k-th
+    # value: A B, B A, ...) or random (a shuffle per round from `seed`, recorded)
+    order: Order = "alternate"
+    seed: int = 1
+
+
+RoundsSpec = Annotated[
+    Annotated[Annotated[int, Field(ge=2, le=1000)], Tag("round-count")]
+    | Annotated[RoundsRange, Tag("round-range")],
+    Discriminator(lambda v: "round-range" if isinstance(v, dict | RoundsRange) else "round-count")]
+_UNION_TAGS |= {"round-count", "round-range"}
+
+
 class Scenario(_Model):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
     description: str = ""
@@ -461,6 +499,10 @@ class Scenario(_Model):
     telemetry: Annotated[Telemetry, BeforeValidator(
         _collectors_shorthand, json_schema_input_type=Telemetry | list[Collector])] = Telemetry()
     repeat: Annotated[int, Field(ge=1, le=1000)] = 1
+    # A factor compared in paired rounds (each round runs every value of it once, the order
+    # changing between rounds); rounds: N, or {min, max, until: 2%, order, seed}.
+    compare: Compare | None = None
+    rounds: RoundsSpec | None = None
     thresholds: Thresholds = Thresholds()
     kernel: Kernel = Kernel()
     max_runs: Annotated[int, Field(ge=1)] = 500  # guards against a mistyped matrix
@@ -942,11 +984,67 @@ def semantic_problems(sc: Scenario, source: str, lines: dict[tuple, int],
             add(axis_path(axis.name), "an axis needs at least one value")
         elif not axis.classic and len(set(map(repr, values))) != len(values):
             add(axis_path(axis.name), f"an axis lists each value once; got {values}")
-    runs = len(points(sc)) * sc.repeat
+    _compare_problems(sc, add)
+    runs = len(points(sc)) * repetitions(sc)
     if runs > sc.max_runs:
         add(("repeat",), f"the matrix expands to {runs} runs, more than max_runs={sc.max_runs}; "
             "shrink the sweep or raise max_runs")
     return problems
+
+
+def rounds_range(sc: Scenario) -> RoundsRange | None:
+    """The rounds of a compared factor as a range (rounds: N is {min: N, max: N}); None: the
+    scenario compares no factor."""
+    if sc.compare is None:
+        return None
+    r = sc.rounds if sc.rounds is not None else sc.repeat
+    return r if isinstance(r, RoundsRange) else RoundsRange.model_construct(min=r, max=r, until=None,
+                                                                            order="alternate", seed=1)
+
+
+def repetitions(sc: Scenario) -> int:
+    """How many times the plan runs each point at most: rounds' max with a factor, else repeat."""
+    r = rounds_range(sc)
+    return r.max if r is not None else sc.repeat
+
+
+def _compare_problems(sc: Scenario, add: Callable[[tuple, str], None]) -> None:
+    if sc.rounds is not None and sc.compare is None:
+        add(("rounds",), "rounds pair the values of a compared factor; set compare: {factor: AXIS, "
+            "baseline: VALUE} too (or use repeat)")
+        return
+    if sc.compare is None:
+        return
+    c = sc.compare
+    axes = dict(swept(sc))
+    by_name = {a.name: v for a, v in axes.items()}
+    known = AXIS_NAMES + tuple(a.name for a in sysctl_axes(sc))
+    if c.factor not in known:
+        close = difflib.get_close_matches(c.factor, known, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        add(("compare", "factor"), f"unknown axis '{c.factor}'{hint} (axes: {', '.join(known)})")
+    else:
+        values = [v for v in by_name.get(c.factor) or [] if v is not None]
+        if len(values) < 2:
+            add(("compare", "factor"), f"{c.factor} is not swept here: write it as a list of 2 or more "
+                "values, the baseline among them")
+        elif not any(same(v, c.baseline) for v in values):
+            add(("compare", "baseline"), f"{c.baseline!r} is not a value of {c.factor} "
+                f"({', '.join(map(str, values))})")
+    if sc.load.search is not None:
+        add(("compare",), "paired rounds compare runs' figures; a capacity search's runs are at "
+            "rates it chose (compare capacities with `orchestrate compare A B --metric capacity`)")
+    if sc.rounds is not None and sc.repeat > 1:
+        add(("repeat",), "with rounds, each round runs every point once; leave repeat out")
+    elif sc.rounds is None and sc.repeat < 2:
+        add(("compare",), "a comparison needs rounds: N (2 or more), or {min, max, until: 2%}")
+    r = sc.rounds
+    if isinstance(r, RoundsRange):
+        if r.min > r.max:
+            add(("rounds", "min"), f"{r.min} is above max {r.max}")
+        if r.until is None and r.min != r.max:
+            add(("rounds", "until"), "rounds from min to max stop on the interval's width: set "
+                "until (e.g. 2%), or give one number of rounds")
 
 
 def _apply_sets(data: dict[str, Any], sets: list[str]) -> list[Problem]:
