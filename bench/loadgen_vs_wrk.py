@@ -5,7 +5,8 @@ The project's server (reuseport, 1 thread) runs on CPU 0; each client runs alone
 (wrk -t1 under taskset, orchestrate-load -t1 --cpus 1), same connections, same duration.
 Rounds alternate the order (wrk first, then ours first, ...) so drift on a shared machine
 hits both alike; the summary is the median of the rounds. Client CPU is the client process's
-own user + system time (getrusage of the child) over the requests it completed.
+own user + system time (getrusage of the child) over the requests it completed. Both get the
+same timeout (TIMEOUT_S, wrk's default and the scenarios' load.timeout).
 
     python3 bench/loadgen_vs_wrk.py                      # 6 rounds x 5 s, 50 connections
     python3 bench/loadgen_vs_wrk.py --rounds 4 --duration 3 --ab
@@ -36,6 +37,7 @@ from orchestrator.tools import loadgen, server, wrk  # noqa: E402
 
 LOADGEN_BUILD = REPO / "loadgen" / "build" / "release"
 SERVER_BUILD = REPO / "server" / "build" / "release"
+TIMEOUT_S = 2  # both clients: a request unanswered this long is a timeout (issue 22)
 
 
 def build() -> tuple[Path, Path]:
@@ -58,7 +60,8 @@ def timed(argv: list[str], timeout: float) -> tuple[str, float]:
 
 def run_ours(binary: Path, url: str, args: argparse.Namespace) -> dict:
     argv = loadgen.command(url, threads=1, connections=args.connections, duration_s=args.duration,
-                           pipeline=args.pipeline, cpus=[args.client_cpu], binary=str(binary))
+                           pipeline=args.pipeline, timeout_s=TIMEOUT_S, cpus=[args.client_cpu],
+                           binary=str(binary))
     out, cpu = timed(argv, args.duration + 30)
     r = loadgen.parse(out)
     return {"qps": r.qps, "requests": r.counts.responses, "cpu_s": cpu,
@@ -68,7 +71,7 @@ def run_ours(binary: Path, url: str, args: argparse.Namespace) -> dict:
 def run_wrk(url: str, args: argparse.Namespace, script: Path) -> dict:
     argv = ["taskset", "-c", str(args.client_cpu),
             *wrk.command(url, threads=1, connections=args.connections, duration_s=args.duration,
-                         timeout_s=2, script_path=str(script), pipeline=args.pipeline)]
+                         timeout_s=TIMEOUT_S, script_path=str(script), pipeline=args.pipeline)]
     out, cpu = timed(argv, args.duration + 30)
     r = wrk.parse(out)
     return {"qps": r.qps, "requests": r.requests, "cpu_s": cpu, "p99_ms": r.latency_ms.p99,

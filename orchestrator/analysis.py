@@ -14,10 +14,12 @@ enough digits that the printed numbers never contradict the printed relation.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from orchestrator import kernel
+from orchestrator.point import PointKey
 from orchestrator.records import (
     Analysis,
     Balance,
@@ -39,7 +41,8 @@ from orchestrator.tools.loadgen import send_lag_limit_ms
 NETWORK, SERVER, CLIENT = "network-bound", "server-bound", "client-bound"
 CONCURRENCY, INCONCLUSIVE = "concurrency-bound", "inconclusive"
 LATENCY = "latency-bound"  # one run, nothing saturated, QPS = C/L: more connections or a serial server
-VERDICTS = (NETWORK, SERVER, CLIENT, LATENCY, CONCURRENCY, INCONCLUSIVE)
+ACCEPT, LOSS = "accept-bound", "loss-bound"  # the kernel's side: listen queue full; segments lost
+VERDICTS = (NETWORK, ACCEPT, LOSS, SERVER, CLIENT, LATENCY, CONCURRENCY, INCONCLUSIVE)
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,8 @@ class Thresholds:
     send_lag_ms: float = 1.0  # open-loop mean send lag that shows the generator fell behind
     queued_share: float = 1.0  # % of requests that waited for a free connection: lag is that wait
     completion: float = 99.0  # % of the offered rate answered below which the server fell short
+    loss_retrans: float = 1.0  # % of a host's segments sent that were retransmissions: loss-bound
+    loss_drops_per_s: float = 10.0  # receive-side socket drops per second: loss-bound
 
     @classmethod
     def from_scenario(cls, sc: Any) -> Thresholds:
@@ -74,108 +79,26 @@ class Thresholds:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-@dataclass(frozen=True)
-class Rule:
-    name: str
-    verdict: str
-    text: str  # str.format'ed with the Thresholds' fields
-
-
-# In the order they are tried. The README's verdict section is rules_markdown().
-RULES: tuple[Rule, ...] = (
-    Rule("unmeasured", INCONCLUSIVE,
-         "the server's CPUs (mpstat) and threads (pidstat) were not measured, and no trusted "
-         "network ceiling was reached: unmeasured is never \"not saturated\", so nothing is "
-         "concluded and the evidence names what is missing"),
-    Rule("nic-allowance", NETWORK,
-         "a cloud NIC's allowance counters (`pps_allowance_exceeded`, ...) grew by at least "
-         "{allowance_per_s:g}/s over the load while no CPU was saturated; a single count decides "
-         "nothing, and with a saturated CPU as well the verdict is inconclusive, naming both"),
-    Rule("ceiling", NETWORK,
-         "QPS x packets/request reaches `ceiling_use` ({ceiling_use:g}%) of an iperf3 packet-rate "
-         "ceiling: each client's path against that path's ceiling, and the server's aggregate "
-         "against the ceiling measured by all clients at once. A ceiling measured while iperf3 "
-         "itself was CPU-bound is only a lower bound and never gives this verdict (per "
-         "direction: a CPU-bound reverse test leaves the forward ceiling trusted); over loopback "
-         "a saturated CPU explains the number better than the ceiling, and across hosts a "
-         "saturated CPU as well makes it inconclusive, naming both (as for the allowance counters)"),
-    Rule("packets-unknown", INCONCLUSIVE,
-         "packets were not counted, and only an assumed {packets_per_request:g} packets/request "
-         "would reach `ceiling_use`: no verdict rests on an assumed figure (wrong by 10x at "
-         "pipeline depth 16), so the network's part is unknown and the evidence says so"),
-    Rule("both-saturated", INCONCLUSIVE,
-         "the server and the load generator are both saturated by the rules below: give the "
-         "load generator more CPUs to find the server's limit"),
-    Rule("server-cpu", SERVER,
-         "the server's work on one of its pinned CPUs is at or above `server_busy` "
-         "({server_busy:g}%): its threads' %CPU there (pidstat) plus that CPU's softirq and irq "
-         "(the kernel's network stack works for the server); the evidence shows the split. Other "
-         "processes' time on the CPU is not the server's work (if they crowd it out, its "
-         "run-queue wait shows it); without per-thread placement the CPU's busy % is used"),
-    Rule("server-thread", SERVER,
-         "a server thread's demand, the time it ran plus the time it waited for a CPU (pidstat "
-         "%CPU + %wait), is at or above `server_busy`; when every other thread's is below "
-         "{hot_thread_others:g}% it is a hot thread (few connections hashed onto one thread) and "
-         "the evidence shows the balance"),
-    Rule("server-kept-from-running", SERVER,
-         "a server thread was runnable but waited for a CPU at least {run_queue_wait:g}% of the "
-         "time (CPUs shared or too few, or a CPU quota). Context switches only support it: "
-         "at least {preempted_share:g}% involuntary at {min_switch_rate:g} switches/s or more "
-         "reads as preempted, and rates below that are too few to mean anything; voluntary "
-         "switches are never read as \"starved of requests\""),
-    Rule("server-serialised", SERVER,
-         "across the matrix, with nothing saturated, connections at least doubled but QPS rose "
-         "by less than x{flat_gain:g} while mean latency grew: requests queue on the server one "
-         "at a time (a lock, a sleep, a slow backend), not on the load generator"),
-    Rule("client", CLIENT,
-         "the load generator's busiest thread ran or waited for a CPU (pidstat %CPU + %wait) at or "
-         "above `client_busy` ({client_busy:g}%) or waited for one {run_queue_wait:g}% of the time "
-         "or more (on a host with a CPU quota instead: its threads together used `client_busy` of "
-         "what the quota allows, since throttled time reads as waiting), or, when the record has "
-         "no per-thread figures "
-         "for it, the busiest of its pinned CPUs (the maximum, as for the server) is, or an "
-         "open-loop generator's mean send lag is {send_lag_ms:g} ms or more, or its send-fidelity "
-         "self-check failed (send lag p99 above max(1 ms, 10% of the interval); a summary that "
-         "did not record it has it derived from its send lag p99), while "
-         "the server's CPUs were measured and nothing above saturated. Answers short of the "
-         "offered rate are never the generator's (see server-completion). Send lag is "
-         "not the generator's when at least {queued_share:g}% of its requests waited for a "
-         "free connection (all busy: the server or the network held them) while its threads "
-         "were measured and below `client_busy`"),
-    Rule("latency-bound", LATENCY,
-         "nothing is saturated and QPS is no more than {littles_law:g}% below C/L (Little's law: "
-         "C requests in flight over mean latency L is the most this loop can do; a QPS above "
-         "C/L means the latency figure overstates, and is flagged). In a loop QPS = C/L holds by "
-         "construction, so one run cannot tell more connections would help from a server that "
-         "serialises: the evidence names both, and a connections axis tells them apart "
-         "(server-serialised above, concurrency below)"),
-    Rule("concurrency", CONCURRENCY,
-         "across the matrix, a latency-bound run's connections at least doubled raised QPS by "
-         "x{flat_gain:g} or more: more connections would raise QPS"),
-    Rule("server-completion", SERVER,
-         "open loop, nothing saturated and not latency-bound: the server answered less than "
-         "{completion:g}% of the offered rate (the completion self-check, the server's) while the "
-         "generator sent on schedule (its send-fidelity self-check held, or its lag was the wait "
-         "for a free connection): the offered rate is more than the server completes"),
-    Rule("nothing-fits", INCONCLUSIVE,
-         "nothing above applies (for example the load generator's CPUs were not measured, or "
-         "the only ceiling reached is a lower bound); the evidence says what is known"),
-)
-
 # Every evidence sentence the analysis can print, by name (tests render each one).
 TEMPLATES: dict[str, str] = {
     "missing": "{what} not measured: cannot tell whether it was saturated",
     "ceiling": "QPS {qps} x {ppr} packets/request ({ppr_source}) = {rate} pps ({where}) = "
                "{use} {rel} {threshold} of the {cap} pps ceiling measured by iperf3 ({scope})",
-    "lower-bound": "the {cap} pps ceiling ({scope}) is a lower bound: iperf3 was CPU-bound "
+    "bandwidth": "QPS {qps} x {bpr} bytes/request of TCP payload ({source}) = {rate} Mbit/s ({where}) "
+                 "= {use} {rel} {threshold} of the {cap} Mbit/s TCP bandwidth ceiling measured by "
+                 "iperf3 ({scope}; {basis})",
+    "lower-bound": "the {cap} ceiling ({scope}) is a lower bound: iperf3 was CPU-bound "
                    "({why}); the load reached {use} of it, so the network's limit is unknown",
+    "lower-bound-stale": "the {cap} ceiling ({scope}) is a lower bound: {why} (client hosts added since "
+                         "the baseline); the load reached {use} of it, so the network's limit is unknown",
     "allowance": "{host}: NIC allowance counters grew over {seconds} s: {counters}",
     "allowance-small": "{host}: NIC allowance counters grew too slowly to matter over {seconds} s "
                        "(< {threshold}/s): {counters}",
     "server-cpu": "server CPU {cpu} busy {busy} {rel} {threshold} (usr {usr}, sys {sys}, "
                   "softirq {soft}, other {other})",
-    "server-work": "server work on CPU {cpu}: its threads {threads} + softirq {soft} + irq {irq} = "
-                   "{work} {rel} {threshold} (the CPU was {busy} busy in all)",
+    "server-work": "server work on CPU {cpu}: its threads {threads} + softirq and irq not charged to "
+                   "them {extra} = {work} {rel} {threshold} (the CPU was {busy} busy in all, softirq "
+                   "{soft} + irq {irq}; {basis})",
     "server-thread": "busiest server thread {busy} running + {wait} waiting for a CPU = {demand} {rel} "
                      "{threshold} of a CPU",
     "hot-thread": "hot thread: {n} server threads, the busiest {busy} running + {wait} waiting for a "
@@ -196,6 +119,8 @@ TEMPLATES: dict[str, str] = {
               "that wait, set by the server or the network, not by the generator",
     "send-fidelity": "load generator did not send on schedule: send lag p99 {lag} ms > {limit} ms "
                      "(send fidelity, its own self-check; {basis})",
+    "send-fidelity-queued": "load generator's send lag p99 {lag} ms > {limit} ms is the wait for a free "
+                            "connection, not its own sending (send fidelity as {basis} counts that wait)",
     "send-fidelity-ok": "load generator sent on schedule: send lag p99 {lag} ms <= {limit} ms "
                         "(send fidelity; {basis})",
     "completion": "the server answered {achieved} of {target} requests/s offered ({share} < {threshold}; "
@@ -220,6 +145,13 @@ TEMPLATES: dict[str, str] = {
                        "several times smaller or larger (pipelining, large responses), so whether the "
                        "network was the limit is unknown",
     "ceiling-use": "network ceiling use {use} ({scope})",
+    "accept": "ListenOverflows {overflows} ({per_s}/s, {per_request} per request) and ListenDrops "
+              "{drops} on {host}: the listen queue was full, so the kernel dropped completed "
+              "handshakes the server had not accepted yet (a queue holds min(backlog, "
+              "net.core.somaxconn)){shared}",
+    "loss": "{retrans} of {segs} segments retransmitted by {side} ({pct} {rel} {threshold}), "
+            "{timeouts} retransmission timeouts, {drops} receive-side drops ({drops_s}/s; "
+            "threshold {drops_threshold}/s) on the path {path}",
 }
 
 
@@ -227,11 +159,29 @@ def say(name: str, **values: Any) -> str:
     return TEMPLATES[name].format(**values)
 
 
+# An open-loop run's two self-checks, in words (the README's verdict section ends with them).
+SELF_CHECKS: dict[str, str] = {
+    "send fidelity": "the client's own check: did the generator send on schedule (send lag p99 "
+                     "within max(1 ms, 10% of the interval between requests)). Lag that was the wait "
+                     "for a free connection (at least {queued_share:g}% of requests queued, all "
+                     "connections busy, the generator's CPU clear) is the server's or the network's "
+                     "slowness, not the generator's. Only this check failing, or the generator's CPU, "
+                     "makes a run client-bound or makes auto-scale add a client host",
+    "completion": "the server's check: answered per second against offered. Below "
+                  "{completion:g}% the server fell short of the offered rate (server-completion); it "
+                  "is never client evidence. A summary written before the two were recorded apart "
+                  "has them derived from its rate and send lag, and says so",
+}
+
+
 def rules_markdown(th: Thresholds | None = None) -> str:
-    """The README's list of rules, from RULES and the default thresholds."""
+    """The README's list of rules, from RULES and the default thresholds, then the open loop's
+    self-checks (SELF_CHECKS)."""
     th = th or Thresholds()
     values = {f.name: getattr(th, f.name) for f in fields(th)}
-    return "\n".join(f"- **{r.verdict}** ({r.name}): {r.text.format(**values)}" for r in RULES)
+    rules = [f"- **{r.verdict}** ({r.name}): {r.text.format(**values)}" for r in RULES]
+    checks = [f"- **self-check: {k}**: {v.format(**values)}" for k, v in SELF_CHECKS.items()]
+    return "\n".join(rules + checks)
 
 
 def _num(x: Any) -> float | None:
@@ -295,7 +245,41 @@ def packets(run: Run, server: str, interface: str | None, loopback: bool) -> dic
         segs = tcp["iseg_s"] + tcp.get("oseg_s", 0)
         out["tcp_segments_per_request"] = segs / qps / (2 if loopback else 1)
         out["retrans_s"] = tcp.get("retrans_s")
+    rkb, tkb = _num(iface.get("rx_kbs")), _num(iface.get("tx_kbs"))
+    if rkb is not None and tkb is not None:
+        # TCP payload: the interface's bytes less the headers of each packet sar counted (a
+        # GSO/GRO packet is counted once with one set of headers, as its bytes are)
+        for d, kb, pps in (("rx", rkb, rx), ("tx", tkb, tx)):
+            payload = max(0.0, kb * 1024 - pps * HEADER_BYTES)
+            out[f"{d}_payload_bps"] = payload * 8
+            out[f"{d}_bytes_per_request"] = payload / qps
     return out
+
+
+HEADER_BYTES = 66  # Ethernet 14 + IPv4 20 + TCP 20 with the timestamp option 12
+BANDWIDTH_BASIS = (f"TCP payload on both sides: sar's interface bytes less {HEADER_BYTES} bytes of "
+                   "Ethernet, IP and TCP headers per packet it counted, against iperf3's TCP goodput")
+
+
+def _unowned(busy: float, threads: float, kernel: float) -> float:
+    """The softirq and irq time of a CPU not already charged to the server's threads there.
+
+    With tick-based CPU accounting and no IRQ time accounting (CONFIG_IRQ_TIME_ACCOUNTING
+    unset, as on this project's VM) a tick that lands in softirq is counted as the CPU's
+    %soft *and* charged to the running task's system time: softirq that ran in a server
+    thread's context is in that thread's %CPU already. Softirq charged to no server thread
+    (to the idle task, ksoftirqd or another process) is part of the CPU's busy time the
+    threads were not charged for, so it is at most busy - threads. With IRQ time accounting,
+    softirq is charged to no task and this is simply softirq + irq."""
+    return min(kernel, max(0.0, busy - threads))
+
+
+def _accounting(busy: float, threads: float, kernel: float) -> str:
+    """Which accounting the figures show (the basis the evidence states)."""
+    if threads + kernel > busy + 0.5:  # they disagree: some softirq is in the threads' time
+        return (f"softirq charged to the running thread (tick accounting): its threads + softirq + irq "
+                f"would be {pct(threads + kernel)}, more than the CPU's busy")
+    return "threads + softirq + irq are within the CPU's busy: none of it counted twice"
 
 
 def _server_cpus(run: Run) -> dict[str, Any]:
@@ -308,21 +292,37 @@ def _server_cpus(run: Run) -> dict[str, Any]:
     if rows:
         out["busy"] = statistics.fmean(c.busy or 0.0 for c in rows.values())
 
-        def work(k: str) -> float:
-            # The server's own work on CPU k: its threads' %CPU there (pidstat), plus softirq
-            # and irq (the kernel's network stack, charged to no thread). Other processes'
-            # time on the CPU is not the server's work; if it crowds the server out, the
-            # server's run-queue wait shows it.
-            return min(100.0, on_cpu(k) + (rows[k].soft or 0.0) + (rows[k].irq or 0.0))
-
         def on_cpu(k: str) -> float:
             return sum((t.busy or 0.0) / len(t.cpus or ()) for t in placed if int(k) in (t.cpus or ()))
 
+        def kernel(k: str) -> float:
+            return (rows[k].soft or 0.0) + (rows[k].irq or 0.0)
+
+        def work(k: str) -> float:
+            # The server's own work on CPU k, counted once: its threads' %CPU there (pidstat),
+            # plus the softirq and irq (the kernel's network stack working for it) not already
+            # charged to them (_unowned). Other processes' time on the CPU is not the
+            # server's work; if it crowds the server out, the server's run-queue wait shows it.
+            t = on_cpu(k)
+            return t + _unowned(rows[k].busy or 0.0, t, kernel(k))
+
         if placed:
             top = max(rows, key=work)
-            out["max_work"], out["max_threads"] = work(top), on_cpu(top)
+            t = on_cpu(top)
+            out["max_work"], out["max_threads"] = work(top), t
+            out["max_unowned"] = out["max_work"] - t
+            out["max_basis"] = _accounting(rows[top].busy or 0.0, t, kernel(top))
+            out["unowned"] = sum(_unowned(rows[k].busy or 0.0, on_cpu(k), kernel(k)) for k in rows)
+            out["cost_basis"] = ("softirq and irq not charged to the server's threads, per pinned CPU "
+                                 "(mpstat busy - the threads there, at most its softirq + irq)")
         else:  # threads not placed on CPUs (or not measured): the CPU's busy time is all we have
             top = max(rows, key=lambda k: rows[k].busy or 0.0)
+            sc = run.server_cpu
+            own = (sc.usr or 0.0) + (sc.sys or 0.0) if sc and sc.usr is not None else 0.0
+            out["unowned"] = _unowned(sum(c.busy or 0.0 for c in rows.values()), own,
+                                      sum(kernel(k) for k in rows))
+            out["cost_basis"] = ("softirq and irq not charged to the server, over its pinned CPUs "
+                                 "(mpstat busy - the process's usr + sys, at most their softirq + irq)")
         out["max_busy"], out["max_cpu"] = float(rows[top].busy or 0.0), top
         out["max_split"] = {k: float(getattr(rows[top], k) or 0.0) for k in ("usr", "sys", "soft", "irq")}
         out["split"] = {k: statistics.fmean(getattr(c, k) or 0.0 for c in rows.values())
@@ -340,11 +340,15 @@ def _server_cpus(run: Run) -> dict[str, Any]:
     return out
 
 
-def _client_cpus(run: Run) -> dict[str, Any] | None:
-    """The busiest of the load generators' pinned CPUs: a one-thread wrk on two CPUs is one
-    CPU at 100%, not two at 50% (the per-host `busy` execute.py stores is their mean)."""
+def _client_cpus(run: Run, skip: Iterable[str] = ()) -> dict[str, Any] | None:
+    """The busiest of the load generators' pinned CPUs (on hosts not in `skip`): a one-thread
+    wrk on two CPUs is one CPU at 100%, not two at 50% (the per-host `busy` execute.py stores
+    is their mean)."""
     best: tuple[float, str, str] | None = None
+    skip = set(skip)
     for host, c in run.client_cpu.items():
+        if host in skip:
+            continue
         cands = [(v.busy, host, k) for k, v in c.cpus.items() if v.busy is not None]
         if not cands and c.busy is not None:
             cands = [(c.busy, host, "(mean)")]
@@ -355,17 +359,22 @@ def _client_cpus(run: Run) -> dict[str, Any] | None:
 
 
 def cost_per_request(run: Run, server_cpus: dict[str, Any]) -> CpuCost | None:
-    """Server CPU microseconds per request: usr and sys from the process's own accounting
-    (pidstat, all threads), softirq from its pinned CPUs (mpstat; softirq has no owner)."""
+    """Server CPU microseconds per request, counted once: usr and sys from the process's own
+    accounting (pidstat, all threads), and as `soft` only the softirq and irq on its pinned
+    CPUs not already charged to it (mpstat; see _unowned). `basis` says how; softirq unmeasured
+    (no mpstat) leaves soft and total None."""
     qps = run.qps or 0.0
     sc = run.server_cpu
     if qps <= 0 or sc is None or sc.usr is None:
         return None
     per = 1e6 / 100.0 / qps  # % of one CPU -> us per request
-    soft = server_cpus.get("split", {}).get("soft", 0.0) * server_cpus.get("n_cpus", 0)
-    out = {"usr": sc.usr * per, "sys": (sc.sys or 0.0) * per, "soft": soft * per}
-    out["total"] = out["usr"] + out["sys"] + out["soft"]
-    return CpuCost(**{k: round(v, 3) for k, v in out.items()})
+    usr, sys_ = sc.usr * per, (sc.sys or 0.0) * per
+    if "unowned" not in server_cpus:
+        return CpuCost(usr=round(usr, 3), sys=round(sys_, 3), soft=None, total=None,
+                       basis="softirq not measured (no mpstat on the server's CPUs): total unknown")
+    soft = server_cpus["unowned"] * per
+    return CpuCost(usr=round(usr, 3), sys=round(sys_, 3), soft=round(soft, 3),
+                   total=round(usr + sys_ + soft, 3), basis=server_cpus["cost_basis"])
 
 
 def balance(run: Run) -> Balance | None:
@@ -481,6 +490,12 @@ class _Check:
     ppr_source: str
     cap: float
     lower_bound: str | None  # why the ceiling is only a lower bound, else None
+    kind: str = "packets"  # packets: pps against iperf3 UDP; bandwidth: bits/s against iperf3 TCP
+    stale: bool = False  # lower_bound because it was measured with fewer clients than the run had
+
+    @property
+    def cap_text(self) -> str:
+        return f"{self.cap:,.0f} pps" if self.kind == "packets" else f"{self.cap / 1e6:,.1f} Mbit/s TCP"
 
     @property
     def assumed(self) -> bool:
@@ -527,6 +542,9 @@ def _ceiling_checks(run: Run, pk: dict[str, Any] | None, server: str, loopback: 
         for c in clients:
             p = paths.get(f"{c.host}->{server}")
             cq = c.qps
+            if not p and cq:
+                flags.append(f"no ceiling measured for the path {c.host}->{server} (a client host added "
+                             "after the baseline): its share is held to none")
             if not p or not cq:
                 continue
             for d in directions:
@@ -540,6 +558,10 @@ def _ceiling_checks(run: Run, pk: dict[str, Any] | None, server: str, loopback: 
         flags.append("aggregate ceiling not measured (all clients at once): the server's total "
                      "packet rate is held to no ceiling")
     top = agg or (None if multi else base)
+    # an aggregate measured with fewer clients than the run had (auto-scale added hosts since)
+    # is stale: what more clients at once could push is unknown, so it is only a lower bound
+    stale = (f"measured with {agg.clients} clients at once, the run had {len(clients)}"
+             if agg and agg.clients and agg.clients < len(clients) else None)
     if top:
         for d in directions:
             cap = cap_of(top, d)
@@ -548,7 +570,46 @@ def _ceiling_checks(run: Run, pk: dict[str, Any] | None, server: str, loopback: 
             rate = pk[f"{d}_pps"] if pk else qps * ppr[d]
             scope = "loopback" if loopback else ("aggregate of all clients" if multi else "path")
             checks.append(_Check(scope, "loopback" if loopback else f"server {d}", d, True,
-                                 qps, rate, ppr[d], source, cap, why(top, d)))
+                                 qps, rate, ppr[d], source, cap, stale or why(top, d), stale=bool(stale)))
+    if pk and "rx_payload_bps" in pk and not loopback:  # over lo a TCP figure is a memory copy
+        checks += _bandwidth_checks(run, pk, server, paths, multi, directions, flags)
+    return checks
+
+
+def _bandwidth_checks(run: Run, pk: dict[str, Any], server: str, paths: Mapping[str, Ceiling],
+                      multi: bool, directions: tuple[str, ...], flags: list[str]) -> list[_Check]:
+    """The run's TCP payload rate each way against iperf3's TCP throughput that way: each
+    client's share (QPS x bytes/request) against its path's, one client's total against its
+    path's (several clients at once have no aggregate TCP figure: flagged)."""
+    source = f"measured on {pk['interface']}"
+
+    def tcp(c: Ceiling, d: str) -> tuple[float | None, str | None]:
+        cap = c.tcp_bits_per_second if d == "rx" else c.tcp_bits_per_second_reverse
+        if "tcp_cpu_bound" not in c.model_fields_set:
+            return cap, "recorded before iperf3's CPU was checked for TCP"
+        return cap, c.tcp_cpu_bound if d == "rx" else c.tcp_cpu_bound_reverse
+
+    checks = []
+    if multi:
+        flags.append("aggregate TCP ceiling not measured (all clients at once): the server's total "
+                     "bytes/s are held to each client's path only")
+        for c in run.clients:
+            p = paths.get(f"{c.host}->{server}")
+            if not p or not c.qps:
+                continue
+            for d in directions:
+                cap, lower = tcp(p, d)
+                if cap:
+                    bpr = pk[f"{d}_bytes_per_request"]
+                    checks.append(_Check(f"path {c.host}->{server}",
+                                         f"{c.host} {'->' if d == 'rx' else '<-'} server", d, False,
+                                         c.qps, c.qps * bpr * 8, bpr, source, cap, lower, "bandwidth"))
+    elif run.baseline:
+        for d in directions:
+            cap, lower = tcp(run.baseline, d)
+            if cap:
+                checks.append(_Check("path", f"server {d}", d, True, run.qps or 0.0, pk[f"{d}_payload_bps"],
+                                     pk[f"{d}_bytes_per_request"], source, cap, lower, "bandwidth"))
     return checks
 
 
@@ -570,22 +631,102 @@ def _allowances(run: Run, th: Thresholds) -> tuple[list[str], list[str]]:
     return big, small
 
 
-def analyse_run(run: Run, *, server: str, interface: str | None, loopback: bool,
-                th: Thresholds) -> Analysis:
-    qps = run.qps or 0.0
+# ---------------------------------------------------------------- the evidence, one group each
+# Each group reads the run and returns a record of what it measured: the sentences it can print
+# and the figures the rules compare. The rules (RULES, below) read the records, never the run's
+# raw figures, so a rule is one row: its name, its verdict, its condition and its sentence.
+
+Line = tuple[str, str]  # (the rule a sentence shows saturated, "" when it only informs; the sentence)
+
+
+@dataclass(frozen=True)
+class NetworkEvidence:
+    """Packets on the server's interface, every ceiling comparison, and cloud NIC allowances."""
+
+    packets: dict[str, Any] | None  # packets(): per request and per second, None when not counted
+    checks: tuple[_Check, ...]
+    trusted: _Check | None  # the highest use at or above ceiling_use of a trusted ceiling, measured
+    unknown: _Check | None  # ... reached only on an assumed packets/request
+    bounded: _Check | None  # ... of a ceiling that is a lower bound
+    allowance: tuple[str, ...]  # allowance counters growing at a rate that matters
+    flags: tuple[str, ...]
+    near: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ServerEvidence:
+    """The server's pinned CPUs (mpstat) and threads (pidstat), and its context switches."""
+
+    cpus: dict[str, Any]  # _server_cpus()
+    lines: tuple[Line, ...]
+    voluntary_s: float | None
+    involuntary_s: float | None
+    near: tuple[str, ...]
+
+    @property
+    def measured(self) -> bool:
+        return "max_busy" in self.cpus or "thread_busy_max" in self.cpus
+
+    @property
+    def cpus_measured(self) -> bool:
+        """Its pinned CPUs (softirq included) were measured."""
+        return "max_busy" in self.cpus
+
+    @property
+    def rules(self) -> tuple[str, ...]:
+        """The server rules its figures reach, in the order of its lines."""
+        return tuple(r for r, _ in self.lines if r)
+
+    @property
+    def saturated(self) -> bool:
+        return bool(self.rules)
+
+
+@dataclass(frozen=True)
+class ClientEvidence:
+    """The load generator's threads and CPUs, its send lag and an open loop's two self-checks
+    (send fidelity, the client's; completion, the server's: `completion` is the server's line)."""
+
+    lines: tuple[tuple[bool, str], ...]  # (saturated, sentence)
+    busiest: dict[str, Any] | None  # _client_cpus()
+    threads: bool  # per-thread figures (pidstat) for some host
+    checks: SelfChecks | None
+    waited: bool  # its lag was the wait for a free connection, its CPU clear
+    short: bool  # the server answered less than `completion` of the offered rate
+    completion: str | None  # the completion line (server evidence)
+    flags: tuple[str, ...]
+    near: tuple[str, ...]
+
+    @property
+    def measured(self) -> bool:
+        return bool(self.lines)
+
+    @property
+    def saturated(self) -> bool:
+        return any(s for s, _ in self.lines)
+
+
+@dataclass(frozen=True)
+class ConcurrencyEvidence:
+    """Little's law for the loop: C requests in flight over the mean latency."""
+
+    littles_law: dict[str, float] | None
+    flags: tuple[str, ...]
+
+
+def _near(label: str, value: float, threshold: float, th: Thresholds) -> list[str]:
+    if abs(value - threshold) < th.near:
+        return [f"near threshold: {label} {pct(value, threshold)} vs {threshold:g}%"]
+    return []
+
+
+def network_evidence(run: Run, *, server: str, interface: str | None, loopback: bool,
+                     th: Thresholds) -> NetworkEvidence:
     pk = packets(run, server, interface, loopback)
-    evidence: list[str] = []
     flags: list[str] = []
-    near: list[str] = []
-
-    def close(label: str, value: float, threshold: float) -> None:
-        if abs(value - threshold) < th.near:
-            near.append(f"near threshold: {label} {pct(value, threshold)} vs {threshold:g}%")
-
-    # --- the network -----------------------------------------------------------------------
     checks = _ceiling_checks(run, pk, server, loopback, th, flags)
-    for c in checks:
-        close(f"ceiling use ({c.scope}, {c.where})", c.use, th.ceiling_use)
+    near = [n for c in checks
+            for n in _near(f"ceiling use ({c.scope}, {c.where})", c.use, th.ceiling_use, th)]
     hit = [c for c in checks if c.use >= th.ceiling_use]
     trusted = max((c for c in hit if not c.lower_bound and not c.assumed), key=lambda c: c.use,
                   default=None)
@@ -593,30 +734,34 @@ def analyse_run(run: Run, *, server: str, interface: str | None, loopback: bool,
     unknown = max((c for c in hit if not c.lower_bound and c.assumed), key=lambda c: c.use, default=None)
     bounded = max((c for c in hit if c.lower_bound), key=lambda c: c.use, default=None)
     allowance, allowance_small = _allowances(run, th)
-    flags += allowance_small
+    return NetworkEvidence(pk, tuple(checks), trusted, unknown, bounded, tuple(allowance),
+                           (*flags, *allowance_small), tuple(near))
 
-    # --- the server ---------------------------------------------------------------------
+
+def server_evidence(run: Run, th: Thresholds) -> ServerEvidence:
     srv = _server_cpus(run)
-    server_measured = "max_busy" in srv or "thread_busy_max" in srv
-    server_ev: list[tuple[str, str]] = []  # (rule, evidence) of each way it is saturated
+    near: list[str] = []
+    lines: list[Line] = []  # (rule, evidence) of each way it is saturated
     if "max_work" in srv:
         w, s = srv["max_work"], srv["max_split"]
-        close(f"server work on CPU {srv['max_cpu']}", w, th.server_busy)
-        text = say("server-work", cpu=srv["max_cpu"], threads=pct(srv["max_threads"]), soft=pct(s["soft"]),
-                   irq=pct(s["irq"]), work=pct(w, th.server_busy), rel=rel(w, th.server_busy),
-                   threshold=f"{th.server_busy:g}%", busy=pct(srv["max_busy"]))
-        server_ev.append(("server-cpu" if w >= th.server_busy else "", text))
+        near += _near(f"server work on CPU {srv['max_cpu']}", w, th.server_busy, th)
+        text = say("server-work", cpu=srv["max_cpu"], threads=pct(srv["max_threads"], decimals=1),
+                   extra=pct(srv["max_unowned"], decimals=1), soft=pct(s["soft"]), irq=pct(s["irq"]),
+                   work=pct(w, th.server_busy, 1), rel=rel(w, th.server_busy),
+                   threshold=f"{th.server_busy:g}%", busy=pct(srv["max_busy"], decimals=1),
+                   basis=srv["max_basis"])
+        lines.append(("server-cpu" if w >= th.server_busy else "", text))
     elif "max_busy" in srv:
         b, s = srv["max_busy"], srv["max_split"]
-        close(f"server CPU {srv['max_cpu']}", b, th.server_busy)
+        near += _near(f"server CPU {srv['max_cpu']}", b, th.server_busy, th)
         text = say("server-cpu", cpu=srv["max_cpu"], busy=pct(b, th.server_busy), rel=rel(b, th.server_busy),
                    threshold=f"{th.server_busy:g}%", usr=pct(s["usr"]), sys=pct(s["sys"]),
                    soft=pct(s["soft"]), other=pct(max(0.0, b - s["usr"] - s["sys"] - s["soft"])))
-        server_ev.append(("server-cpu" if b >= th.server_busy else "", text))
+        lines.append(("server-cpu" if b >= th.server_busy else "", text))
     if "thread_busy_max" in srv:
         tb, tw = srv["thread_busy_max"], srv["thread_busy_wait"]
         demand = tb + tw
-        close("busiest server thread (running + waiting)", demand, th.server_busy)
+        near += _near("busiest server thread (running + waiting)", demand, th.server_busy, th)
         others = srv["thread_others_max"]
         values = {"busy": pct(tb), "wait": pct(tw), "demand": pct(demand, th.server_busy),
                   "rel": rel(demand, th.server_busy), "threshold": f"{th.server_busy:g}%"}
@@ -631,13 +776,13 @@ def analyse_run(run: Run, *, server: str, interface: str | None, loopback: bool,
                        balance=f"; requests max/mean {ratio:.2f} (server counters)" if ratio else "")
         else:
             text = say("server-thread", **values)
-        server_ev.append(("server-thread" if demand >= th.server_busy else "", text))
+        lines.append(("server-thread" if demand >= th.server_busy else "", text))
         wait = srv["thread_wait_max"]
         if wait >= 1.0:
-            close("server run-queue wait", wait, th.run_queue_wait)
-            server_ev.append(("server-kept-from-running" if wait >= th.run_queue_wait else "",
-                              say("wait", wait=pct(wait, th.run_queue_wait), rel=rel(wait, th.run_queue_wait),
-                                  threshold=f"{th.run_queue_wait:g}%")))
+            near += _near("server run-queue wait", wait, th.run_queue_wait, th)
+            lines.append(("server-kept-from-running" if wait >= th.run_queue_wait else "",
+                          say("wait", wait=pct(wait, th.run_queue_wait), rel=rel(wait, th.run_queue_wait),
+                              threshold=f"{th.run_queue_wait:g}%")))
     vol = run.server_cpu.cswch_s if run.server_cpu else None
     invol = run.server_cpu.nvcswch_s if run.server_cpu else None
     if vol is not None and invol is not None:
@@ -650,15 +795,16 @@ def analyse_run(run: Run, *, server: str, interface: str | None, loopback: bool,
         else:
             note = f"{rel(share, th.preempted_share)} {th.preempted_share:g}%" + (
                 " (preempted)" if share >= th.preempted_share else "")
-        server_ev.append(("",
-                          say("switches", vol=f"{vol:,.0f}", invol=f"{invol:,.0f}",
+        lines.append(("", say("switches", vol=f"{vol:,.0f}", invol=f"{invol:,.0f}",
                               share=pct(share, th.preempted_share), note=note)))
-    server_rules = [r for r, _ in server_ev if r]
-    server_saturated = bool(server_rules)
+    return ServerEvidence(srv, tuple(lines), vol, invol, tuple(near))
 
-    # --- the load generator -------------------------------------------------------------
+
+def client_evidence(run: Run, th: Thresholds) -> ClientEvidence:
     cli = _client_cpus(run)
-    client_ev: list[tuple[bool, str]] = []
+    near: list[str] = []
+    flags: list[str] = []
+    lines: list[tuple[bool, str]] = []
     # The generator's own threads (pidstat: %CPU + %wait), when the record has them, decide
     # instead of its CPUs' busy %, which counts whatever else runs there.
     procs = {h: p for h, p in (run.client_proc or {}).items() if p.busy is not None}
@@ -667,70 +813,414 @@ def analyse_run(run: Run, *, server: str, interface: str | None, loopback: bool,
         # On a host with a CPU quota, pidstat's %wait includes the time the quota throttled
         # it, so wait cannot tell the quota from contention: its use of the quota decides.
         sized = p.of_capacity is not None and bool(p.capacity)
-        close(f"load generator thread on {host} (running + waiting)", busy + w, th.client_busy)
+        near += _near(f"load generator thread on {host} (running + waiting)", busy + w, th.client_busy, th)
         if w >= 1.0:
-            close(f"load generator run-queue wait on {host}", w, th.run_queue_wait)
-            client_ev.append((w >= th.run_queue_wait and not sized,
-                              say("client-wait", host=host, wait=pct(w, th.run_queue_wait),
-                                  rel=rel(w, th.run_queue_wait), threshold=f"{th.run_queue_wait:g}%")))
-        client_ev.append((busy + w >= th.client_busy and not sized,
-                          say("client-demand", host=host, busy=pct(busy), wait=pct(w),
-                              demand=pct(busy + w, th.client_busy), rel=rel(busy + w, th.client_busy),
-                              threshold=f"{th.client_busy:g}%")))
+            near += _near(f"load generator run-queue wait on {host}", w, th.run_queue_wait, th)
+            lines.append((w >= th.run_queue_wait and not sized,
+                          say("client-wait", host=host, wait=pct(w, th.run_queue_wait),
+                              rel=rel(w, th.run_queue_wait), threshold=f"{th.run_queue_wait:g}%")))
+        lines.append((busy + w >= th.client_busy and not sized,
+                      say("client-demand", host=host, busy=pct(busy), wait=pct(w),
+                          demand=pct(busy + w, th.client_busy), rel=rel(busy + w, th.client_busy),
+                          threshold=f"{th.client_busy:g}%")))
         if sized:  # busy against the quota
-            close(f"load generator on {host} of its CPU quota", p.of_capacity, th.client_busy)
-            client_ev.append((p.of_capacity >= th.client_busy,
-                              say("client-quota", host=host, share=pct(p.of_capacity, th.client_busy),
-                                  capacity=f"{p.capacity:g}", rel=rel(p.of_capacity, th.client_busy),
-                                  threshold=f"{th.client_busy:g}%")))
-    if cli:
-        close(f"load generator CPU {cli['cpu']} on {cli['host']}", cli["busy"], th.client_busy)
-        client_ev.append((cli["busy"] >= th.client_busy and not procs,
-                          say("client-cpu", cpu=cli["cpu"], host=cli["host"],
-                              busy=pct(cli["busy"], th.client_busy), rel=rel(cli["busy"], th.client_busy),
+            assert p.of_capacity is not None and p.capacity is not None
+            near += _near(f"load generator on {host} of its CPU quota", p.of_capacity, th.client_busy, th)
+            lines.append((p.of_capacity >= th.client_busy,
+                          say("client-quota", host=host, share=pct(p.of_capacity, th.client_busy),
+                              capacity=f"{p.capacity:g}", rel=rel(p.of_capacity, th.client_busy),
                               threshold=f"{th.client_busy:g}%")))
+    # Each host is judged by what it has: its threads where pidstat watched them, else the
+    # busiest of its pinned CPUs (a host without per-thread figures is not ignored).
+    bare = _client_cpus(run, skip=procs) if procs else cli
+    shown = bare or cli
+    if shown:
+        near += _near(f"load generator CPU {shown['cpu']} on {shown['host']}", shown["busy"],
+                      th.client_busy, th)
+        lines.append((bare is not None and shown["busy"] >= th.client_busy,
+                      say("client-cpu", cpu=shown["cpu"], host=shown["host"],
+                          busy=pct(shown["busy"], th.client_busy), rel=rel(shown["busy"], th.client_busy),
+                          threshold=f"{th.client_busy:g}%")))
     # Requests that waited for a free connection are late because every connection was busy
     # (the server or the network kept them), not because the generator's CPU fell behind; with
     # its CPU measured and clear, that lag and a missed rate are not client evidence.
     queued = _queued(run)
-    cpu_clear = bool(procs or cli) and not any(s for s, _ in client_ev)
+    cpu_clear = bool(procs or cli) and not any(s for s, _ in lines)
     waited = cpu_clear and queued is not None and queued[0] >= th.queued_share
     sent_late = run.send_lag_ms  # open-loop generators report it; wrk does not
     lag = sent_late.mean if sent_late else None
     late = lag is not None and lag >= th.send_lag_ms
     if late:
-        client_ev.append((not waited, say("send-lag", lag=f"{lag:.2f}", threshold=f"{th.send_lag_ms:g}")))
-    checks_ = self_checks(run)
-    unsustained = checks_ is not None and checks_.send_fidelity is False
-    if checks_ and unsustained:
-        client_ev.append((not waited, say("send-fidelity", lag=_ms(checks_.lag_p99_ms),
-                                          limit=f"{checks_.lag_limit_ms:g}", basis=checks_.basis)))
-    short = checks_ is not None and checks_.completion is not None and checks_.completion < th.completion
-    if checks_ and short:
-        completion_line = say("completion", achieved=f"{checks_.achieved or 0:,.0f}",
-                              target=f"{checks_.target:,.0f}",
-                              share=pct(checks_.completion, th.completion, 2),
-                              threshold=f"{th.completion:g}%",
-                              fidelity=("the generator sent on schedule" if checks_.send_fidelity
-                                        else "its send lag was that wait" if waited
-                                        else "the generator also sent late" if unsustained
-                                        else "whether the generator sent on schedule is not measured"))
-        server_ev.append(("", completion_line))
-        if checks_.send_fidelity:
-            client_ev.append((False, say("send-fidelity-ok", lag=_ms(checks_.lag_p99_ms),
-                                         limit=f"{checks_.lag_limit_ms:g}", basis=checks_.basis)))
+        lines.append((not waited, say("send-lag", lag=f"{lag:.2f}", threshold=f"{th.send_lag_ms:g}")))
+    checks = self_checks(run)
+    unsustained = checks is not None and checks.send_fidelity is False
+    if checks and unsustained:
+        lines.append((not waited, say("send-fidelity-queued" if waited else "send-fidelity",
+                                      lag=_ms(checks.lag_p99_ms), limit=f"{checks.lag_limit_ms:g}",
+                                      basis=checks.basis)))
+    short = checks is not None and checks.completion is not None and checks.completion < th.completion
+    completion = None
+    if checks and short:
+        assert checks.completion is not None
+        completion = say("completion", achieved=f"{checks.achieved or 0:,.0f}",
+                         target=f"{checks.target:,.0f}",
+                         share=pct(checks.completion, th.completion, 2),
+                         threshold=f"{th.completion:g}%",
+                         fidelity=("the generator sent on schedule" if checks.send_fidelity
+                                   else "its send lag was that wait" if waited
+                                   else "the generator also sent late" if unsustained
+                                   else "whether the generator sent on schedule is not measured"))
+        if checks.send_fidelity:
+            lines.append((False, say("send-fidelity-ok", lag=_ms(checks.lag_p99_ms),
+                                     limit=f"{checks.lag_limit_ms:g}", basis=checks.basis)))
     if waited and queued and (late or unsustained or short):
-        client_ev.append((False, say("queued", share=pct(queued[0]), conns=f"{in_flight(run) or '?'}",
-                                     depth=f"{queued[1]:,}", threshold=f"{th.client_busy:g}%")))
-    client_measured = bool(client_ev)
-    client_saturated = any(s for s, _ in client_ev)
-    if cli and cli["busy"] >= th.client_busy and not procs:
-        flags.append(f"load generator at {pct(cli['busy'], th.client_busy)} CPU (>= {th.client_busy:g}%): "
+        lines.append((False, say("queued", share=pct(queued[0]), conns=f"{in_flight(run) or '?'}",
+                                 depth=f"{queued[1]:,}", threshold=f"{th.client_busy:g}%")))
+    saturated = any(s for s, _ in lines)
+    if bare and bare["busy"] >= th.client_busy:
+        flags.append(f"load generator at {pct(bare['busy'], th.client_busy)} CPU (>= {th.client_busy:g}%): "
                      "the result says little about the server's own limit")
-    elif procs and client_saturated:
+    elif procs and saturated:
         flags.append("load generator saturated (its own threads, above): the result says little about "
                      "the server's own limit")
+    return ClientEvidence(tuple(lines), cli, bool(procs), checks, waited, short, completion, tuple(flags),
+                          tuple(near))
 
+
+def concurrency_evidence(run: Run, th: Thresholds) -> ConcurrencyEvidence:
+    ll = littles_law(run)
+    flags = []
+    if ll and ll["over_pct"] >= th.littles_law:
+        qps = run.qps or 0.0
+        flags.append(f"mean {_ll_what(ll)} {ll['latency_ms']:.3f} ms is inconsistent with QPS: Little's law "
+                     f"gives C / QPS = {ll['in_flight'] / qps * 1000:.3f} ms (a latency figure to distrust)")
+    return ConcurrencyEvidence(ll, tuple(flags))
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Everything one run's rules read: the groups above, and how the run was placed."""
+
+    run: Run
+    th: Thresholds
+    loopback: bool
+    network: NetworkEvidence
+    server: ServerEvidence
+    client: ClientEvidence
+    concurrency: ConcurrencyEvidence
+
+    @property
+    def server_lines(self) -> list[str]:
+        """The server's sentences, the completion self-check (the server's) last."""
+        completion = [self.client.completion] if self.client.completion else []
+        return [t for _, t in self.server.lines] + completion
+
+    @property
+    def client_lines(self) -> list[str]:
+        return [t for _, t in self.client.lines]
+
+    @property
+    def cpu_saturated(self) -> bool:
+        return self.server.saturated or self.client.saturated
+
+    def ceiling_text(self, c: _Check) -> str:
+        th = self.th
+        if c.kind == "bandwidth":
+            return say("bandwidth", qps=f"{c.qps:,.0f}", bpr=f"{c.ppr:,.0f}", source=c.ppr_source,
+                       rate=f"{c.rate / 1e6:,.2f}", where=c.where, use=pct(c.use, th.ceiling_use),
+                       rel=rel(c.use, th.ceiling_use), threshold=f"{th.ceiling_use:g}%",
+                       cap=f"{c.cap / 1e6:,.2f}", scope=c.scope, basis=BANDWIDTH_BASIS)
+        return say("ceiling", qps=f"{c.qps:,.0f}", ppr=f"{c.ppr:.3f}", ppr_source=c.ppr_source,
+                   rate=f"{c.rate:,.0f}", where=c.where, use=pct(c.use, th.ceiling_use),
+                   rel=rel(c.use, th.ceiling_use), threshold=f"{th.ceiling_use:g}%", cap=f"{c.cap:,.0f}",
+                   scope=c.scope)
+
+    def littles_text(self) -> str:
+        assert self.concurrency.littles_law is not None
+        return _littles_text(self.concurrency.littles_law, self.run.qps or 0.0, self.th)
+
+
+def gather(run: Run, *, server: str, interface: str | None, loopback: bool, th: Thresholds) -> Evidence:
+    return Evidence(run, th, loopback,
+                    network_evidence(run, server=server, interface=interface, loopback=loopback, th=th),
+                    server_evidence(run, th), client_evidence(run, th), concurrency_evidence(run, th))
+
+
+# ---------------------------------------------------------------- the rules, in the order tried
+
+@dataclass(frozen=True)
+class Decision:
+    """What a rule concluded: the verdict and its evidence, deciding sentence first. `rule`
+    names another row when a rule finds its own precondition unmeasured (client -> unmeasured)."""
+
+    verdict: str
+    evidence: list[str]
+    rule: str | None = None
+
+
+Condition = Callable[[Evidence], Decision | None]
+
+
+def _unmeasured(ev: Evidence) -> Decision | None:
+    if ev.server.measured or ev.network.trusted:
+        return None
+    return Decision(INCONCLUSIVE, [say("missing", what="server CPU (mpstat) and threads (pidstat)"),
+                                   *ev.client_lines])
+
+
+def _nic_allowance(ev: Evidence) -> Decision | None:
+    if not ev.network.allowance:
+        return None
+    if ev.cpu_saturated:
+        return Decision(INCONCLUSIVE, [say("network-and-cpu"), *ev.network.allowance, *ev.server_lines,
+                                       *ev.client_lines])
+    return Decision(NETWORK, [*ev.network.allowance, *ev.server_lines, *ev.client_lines])
+
+
+def _ceiling(ev: Evidence) -> Decision | None:
+    c = ev.network.trusted
+    if not c or (ev.loopback and ev.cpu_saturated):
+        return None
+    if ev.cpu_saturated:  # as for the allowance counters: both named
+        return Decision(INCONCLUSIVE, [say("ceiling-and-cpu"), ev.ceiling_text(c), *ev.server_lines,
+                                       *ev.client_lines])
+    return Decision(NETWORK, [ev.ceiling_text(c), *ev.server_lines, *ev.client_lines])
+
+
+def _packets_unknown(ev: Evidence) -> Decision | None:
+    c = ev.network.unknown
+    if not c or (ev.loopback and ev.cpu_saturated):
+        return None
+    return Decision(INCONCLUSIVE, [say("packets-unknown", ppr=f"{ev.th.packets_per_request:g}"),
+                                   ev.ceiling_text(c), *ev.server_lines, *ev.client_lines])
+
+
+def _accept_text(a: kernel.Accept) -> str:
+    return say("accept", overflows=f"{a.overflows:,}", drops=f"{a.drops:,}", host=a.host,
+               per_s=f"{a.per_second:,.1f}" if a.per_second is not None else "?",
+               per_request=f"{a.per_request:.4f}" if a.per_request is not None else "?",
+               shared=" (loopback: one kernel's counters; only the server listens)" if a.shared else "")
+
+
+def _loss_text(x: kernel.Loss, ev: Evidence) -> str:
+    th = ev.th
+    return say("loss", retrans=f"{x.retrans:,}", segs=f"{x.out_segs:,}", side=x.side or x.host,
+               pct=pct(x.retrans_pct, th.loss_retrans, 2), rel=rel(x.retrans_pct, th.loss_retrans),
+               threshold=f"{th.loss_retrans:g}%", timeouts=f"{x.timeouts:,}", drops=f"{x.drops:,}",
+               drops_s=f"{x.drops_per_second:,.1f}" if x.drops_per_second is not None else "?",
+               drops_threshold=f"{th.loss_drops_per_s:g}", path=kernel.path_of(x, ev.run))
+
+
+def _accept(ev: Evidence) -> Decision | None:
+    a = kernel.accept(ev.run)
+    if a is None or ev.client.saturated:  # then a flag beside both-saturated (or client-bound)
+        return None
+    return Decision(ACCEPT, [_accept_text(a), *ev.server_lines, *ev.client_lines])
+
+
+def _loss(ev: Evidence) -> Decision | None:
+    x = kernel.worst_loss(ev.run, ev.th.loss_retrans, ev.th.loss_drops_per_s)
+    if x is None or kernel.accept(ev.run) is not None:  # SYNs resent after overflows: the queue's
+        return None
+    return Decision(LOSS, [_loss_text(x, ev), *ev.server_lines, *ev.client_lines])
+
+
+def _both_saturated(ev: Evidence) -> Decision | None:
+    if not (ev.server.saturated and ev.client.saturated):
+        return None
+    return Decision(INCONCLUSIVE, [say("both"), *ev.server_lines, *ev.client_lines])
+
+
+def _server(rule: str) -> Condition:
+    """server-cpu, server-thread, server-kept-from-running: the first the server's figures reach."""
+
+    def decide(ev: Evidence) -> Decision | None:
+        if rule not in ev.server.rules:
+            return None
+        lines = ev.server.lines
+        return Decision(SERVER, [t for r, t in lines if r] + [t for r, t in lines if not r]
+                        + ([ev.client.completion] if ev.client.completion else []) + ev.client_lines)
+
+    return decide
+
+
+def _client(ev: Evidence) -> Decision | None:
+    if not ev.client.saturated:
+        return None
+    if not ev.server.cpus_measured:
+        return Decision(INCONCLUSIVE, [say("missing", what="server CPUs (mpstat, softirq included)"),
+                                       *ev.client_lines, *ev.server_lines], rule="unmeasured")
+    lines = ev.client.lines
+    return Decision(CLIENT, [t for s, t in lines if s] + [t for s, t in lines if not s] + ev.server_lines)
+
+
+def _latency_bound(ev: Evidence) -> Decision | None:
+    ll = ev.concurrency.littles_law
+    if not ev.client.measured or not ll or ll["below_pct"] > ev.th.littles_law or ev.network.bounded:
+        return None
+    return Decision(LATENCY, [ev.littles_text(), say("latency-bound"), *ev.server_lines, *ev.client_lines])
+
+
+def _server_completion(ev: Evidence) -> Decision | None:
+    c = ev.client
+    if not (c.measured and c.short and (c.checks and c.checks.send_fidelity or c.waited)
+            and ev.server.cpus_measured):
+        return None
+    assert c.completion is not None
+    return Decision(SERVER, [c.completion, *[t for t in ev.server_lines if t != c.completion],
+                             *ev.client_lines])
+
+
+def _nothing_fits(ev: Evidence) -> Decision:
+    if not ev.client.measured:
+        return Decision(INCONCLUSIVE, [say("missing", what="load generator CPU (mpstat)"), *ev.server_lines])
+    return Decision(INCONCLUSIVE, [*ev.server_lines, *ev.client_lines]
+                    + ([ev.littles_text()] if ev.concurrency.littles_law else []))
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One row of the verdict table. `decide` is None for a rule that needs the whole matrix
+    (along_connections applies it); `templates` name the TEMPLATES its deciding sentence is
+    printed from; `text` is the README's, str.format'ed with the Thresholds' fields."""
+
+    name: str
+    verdict: str
+    decide: Condition | None
+    templates: tuple[str, ...]
+    text: str
+
+
+# In the order they are tried; the first whose condition holds decides. Adding a verdict is
+# adding a row here (and its sentence to TEMPLATES). The README's section is rules_markdown().
+RULES: tuple[Rule, ...] = (
+    Rule("unmeasured", INCONCLUSIVE, _unmeasured, ("missing",),
+         "the server's CPUs (mpstat) and threads (pidstat) were not measured, and no trusted "
+         "network ceiling was reached: unmeasured is never \"not saturated\", so nothing is "
+         "concluded and the evidence names what is missing"),
+    Rule("nic-allowance", NETWORK, _nic_allowance, ("allowance", "network-and-cpu"),
+         "a cloud NIC's allowance counters (`pps_allowance_exceeded`, ...) grew by at least "
+         "{allowance_per_s:g}/s over the load while no CPU was saturated; a single count decides "
+         "nothing, and with a saturated CPU as well the verdict is inconclusive, naming both"),
+    Rule("ceiling", NETWORK, _ceiling, ("ceiling", "bandwidth", "ceiling-and-cpu"),
+         "QPS x packets/request reaches `ceiling_use` ({ceiling_use:g}%) of an iperf3 packet-rate "
+         "ceiling: each client's path against that path's ceiling, and the server's aggregate "
+         "against the ceiling measured by all clients at once. A ceiling measured while iperf3 "
+         "itself was CPU-bound is only a lower bound and never gives this verdict (per "
+         "direction: a CPU-bound reverse test leaves the forward ceiling trusted); over loopback "
+         "a saturated CPU explains the number better than the ceiling, and across hosts a "
+         "saturated CPU as well makes it inconclusive, naming both (as for the allowance counters). "
+         "Bandwidth likewise: across hosts, the TCP payload bits/s on the server's interface each "
+         "way (sar's bytes less each counted packet's headers) reaching `ceiling_use` of iperf3's "
+         "TCP throughput that way (payload against payload; the forward test for rx, -R for tx); "
+         "the evidence names which ceiling, packet rate or bandwidth"),
+    Rule("packets-unknown", INCONCLUSIVE, _packets_unknown, ("packets-unknown",),
+         "packets were not counted, and only an assumed {packets_per_request:g} packets/request "
+         "would reach `ceiling_use`: no verdict rests on an assumed figure (wrong by 10x at "
+         "pipeline depth 16), so the network's part is unknown and the evidence says so"),
+    Rule("accept-bound", ACCEPT, _accept, ("accept",),
+         "the server host's ListenOverflows or ListenDrops (/proc/net/netstat, read before and "
+         "after the window) rose during the run: the listen queue was full and the kernel "
+         "dropped connections the server had not accepted yet. When the load generator is "
+         "saturated too it is not the verdict but a flag beside both-saturated (or client-bound); "
+         "beside any other verdict it is a flag as well"),
+    Rule("loss-bound", LOSS, _loss, ("loss",),
+         "a host retransmitted at least {loss_retrans:g}% of the segments it sent, or its sockets "
+         "dropped at least {loss_drops_per_s:g} received segments/s (TCPBacklogDrop, RcvPruned, "
+         "OfoPruned), and no listen queue overflowed (then the resent SYNs are the queue's). The "
+         "evidence names the path and, across hosts, the side that resent; on loopback client "
+         "and server share one kernel's counters and no side is named. Where a link's "
+         "packet-rate or bandwidth ceiling is also reached the verdict is network-bound (above) "
+         "with the loss as its evidence"),
+    Rule("both-saturated", INCONCLUSIVE, _both_saturated, ("both",),
+         "the server and the load generator are both saturated by the rules below: give the "
+         "load generator more CPUs to find the server's limit"),
+    Rule("server-cpu", SERVER, _server("server-cpu"), ("server-work", "server-cpu"),
+         "the server's work on one of its pinned CPUs is at or above `server_busy` "
+         "({server_busy:g}%): its threads' %CPU there (pidstat) plus only the softirq and irq "
+         "of that CPU (the kernel's network stack works for the server) not already charged to "
+         "them, counted once: with tick accounting and no IRQ time accounting (this project's "
+         "VM) a softirq tick is charged to the running thread too, so the part added is at most "
+         "the CPU's busy time (mpstat) the threads were not charged for, and the sum never "
+         "exceeds the CPU's busy; the evidence shows the split and which accounting the figures "
+         "show. CPU µs per request count softirq the same way. Other "
+         "processes' time on the CPU is not the server's work (if they crowd it out, its "
+         "run-queue wait shows it); without per-thread placement the CPU's busy % is used"),
+    Rule("server-thread", SERVER, _server("server-thread"), ("server-thread", "hot-thread"),
+         "a server thread's demand, the time it ran plus the time it waited for a CPU (pidstat "
+         "%CPU + %wait), is at or above `server_busy`; when every other thread's is below "
+         "{hot_thread_others:g}% it is a hot thread (few connections hashed onto one thread) and "
+         "the evidence shows the balance"),
+    Rule("server-kept-from-running", SERVER, _server("server-kept-from-running"), ("wait",),
+         "a server thread was runnable but waited for a CPU at least {run_queue_wait:g}% of the "
+         "time (CPUs shared or too few, or a CPU quota). Context switches only support it: "
+         "at least {preempted_share:g}% involuntary at {min_switch_rate:g} switches/s or more "
+         "reads as preempted, and rates below that are too few to mean anything; voluntary "
+         "switches are never read as \"starved of requests\""),
+    Rule("server-serialised", SERVER, None, ("serialised",),
+         "across the matrix, with nothing saturated, connections at least doubled but QPS rose "
+         "by less than x{flat_gain:g} while mean latency grew: requests queue on the server one "
+         "at a time (a lock, a sleep, a slow backend), not on the load generator"),
+    Rule("client", CLIENT, _client,
+         ("client-wait", "client-demand", "client-quota", "client-cpu", "send-lag", "send-fidelity"),
+         "the load generator's busiest thread ran or waited for a CPU (pidstat %CPU + %wait) at or "
+         "above `client_busy` ({client_busy:g}%) or waited for one {run_queue_wait:g}% of the time "
+         "or more (on a host with a CPU quota instead: its threads together used `client_busy` of "
+         "what the quota allows, since throttled time reads as waiting), or, when the record has "
+         "no per-thread figures "
+         "for it, the busiest of its pinned CPUs (the maximum, as for the server) is, or an "
+         "open-loop generator's mean send lag is {send_lag_ms:g} ms or more, or its send-fidelity "
+         "self-check failed (send lag p99 above max(1 ms, 10% of the interval); a summary that "
+         "did not record it has it derived from its send lag p99), while "
+         "the server's CPUs were measured and nothing above saturated. Answers short of the "
+         "offered rate are never the generator's (see server-completion). Send lag is "
+         "not the generator's when at least {queued_share:g}% of its requests waited for a "
+         "free connection (all busy: the server or the network held them) while its threads "
+         "were measured and below `client_busy`"),
+    Rule("latency-bound", LATENCY, _latency_bound, ("littles-law", "littles-law-over"),
+         "nothing is saturated and QPS is no more than {littles_law:g}% below C/L (Little's law: "
+         "C requests in flight over mean latency L is the most this loop can do; a QPS above "
+         "C/L means the latency figure overstates, and is flagged). In a loop QPS = C/L holds by "
+         "construction, so one run cannot tell more connections would help from a server that "
+         "serialises: the evidence names both, and a connections axis tells them apart "
+         "(server-serialised above, concurrency below)"),
+    Rule("concurrency", CONCURRENCY, None, ("scales",),
+         "across the matrix, a latency-bound run's connections at least doubled raised QPS by "
+         "x{flat_gain:g} or more: more connections would raise QPS"),
+    Rule("server-completion", SERVER, _server_completion, ("completion",),
+         "open loop, nothing saturated and not latency-bound: the server answered less than "
+         "{completion:g}% of the offered rate (the completion self-check, the server's) while the "
+         "generator sent on schedule (its send-fidelity self-check held, or its lag was the wait "
+         "for a free connection): the offered rate is more than the server completes"),
+    Rule("nothing-fits", INCONCLUSIVE, _nothing_fits, (),
+         "nothing above applies (for example the load generator's CPUs were not measured, or "
+         "the only ceiling reached is a lower bound); the evidence says what is known"),
+)
+
+
+def analyse_run(run: Run, *, server: str, interface: str | None, loopback: bool,
+                th: Thresholds) -> Analysis:
+    """The verdict of one run: its evidence gathered, then the first rule of RULES that holds."""
+    ev = gather(run, server=server, interface=interface, loopback=loopback, th=th)
+    net, srv, cli, conc = ev.network, ev.server, ev.client, ev.concurrency
+    rule, decision = next((r.name, d) for r in RULES if r.decide and (d := r.decide(ev)) is not None)
+    rule = decision.rule or rule
+    verdict = decision.verdict
+    evidence = list(decision.evidence)
+    bounded = net.bounded
+    if bounded and verdict != NETWORK:
+        evidence.append(say("lower-bound-stale" if bounded.stale else "lower-bound", cap=bounded.cap_text,
+                            scope=bounded.scope,
+                            why=bounded.lower_bound, use=pct(bounded.use)))
+    if net.checks and verdict != NETWORK:
+        worst = max(net.checks, key=lambda c: c.use)
+        scope = worst.scope if worst.kind == "packets" else f"{worst.scope}, TCP bandwidth"
+        evidence.append(say("ceiling-use", use=pct(worst.use, th.ceiling_use), scope=scope))
+    if not srv.measured and verdict != INCONCLUSIVE:
+        evidence.append(say("missing", what="server CPU (mpstat) and threads (pidstat)"))
+
+    pk = net.packets
+    flags = [*net.flags, *cli.flags]
     errors = run.failed_requests
     if errors:
         flags.append(f"{errors:,} socket errors or non-2xx responses")
@@ -738,85 +1228,23 @@ def analyse_run(run: Run, *, server: str, interface: str | None, loopback: bool,
         flags.append(f"{pk['retrans_s']:,.0f} TCP retransmits/s on the server host")
     if pk and pk.get("drops_s"):
         flags.append(f"{pk['drops_s']:,.0f} dropped packets/s on {pk['interface']}")
-
-    def ceiling_text(c: _Check) -> str:
-        return say("ceiling", qps=f"{c.qps:,.0f}", ppr=f"{c.ppr:.3f}", ppr_source=c.ppr_source,
-                   rate=f"{c.rate:,.0f}", where=c.where, use=pct(c.use, th.ceiling_use),
-                   rel=rel(c.use, th.ceiling_use), threshold=f"{th.ceiling_use:g}%", cap=f"{c.cap:,.0f}",
-                   scope=c.scope)
-
-    server_lines = [t for _, t in server_ev]
-    client_lines = [t for _, t in client_ev]
-    ll = littles_law(run)
-    if ll and ll["over_pct"] >= th.littles_law:
-        flags.append(f"mean {_ll_what(ll)} {ll['latency_ms']:.3f} ms is inconsistent with QPS: Little's law "
-                     f"gives C / QPS = {ll['in_flight'] / qps * 1000:.3f} ms (a latency figure to distrust)")
-    rule: str
-    # --- the rules, in RULES order ------------------------------------------------------------
-    if not server_measured and not trusted:
-        rule, verdict = "unmeasured", INCONCLUSIVE
-        evidence.append(say("missing", what="server CPU (mpstat) and threads (pidstat)"))
-        evidence += client_lines
-    elif allowance:
-        if server_saturated or client_saturated:
-            rule, verdict = "nic-allowance", INCONCLUSIVE
-            evidence += [say("network-and-cpu"), *allowance, *server_lines, *client_lines]
-        else:
-            rule, verdict = "nic-allowance", NETWORK
-            evidence += [*allowance, *server_lines, *client_lines]
-    elif trusted and not (loopback and (server_saturated or client_saturated)):
-        if server_saturated or client_saturated:  # as for the allowance counters: both named
-            rule, verdict = "ceiling", INCONCLUSIVE
-            evidence += [say("ceiling-and-cpu"), ceiling_text(trusted), *server_lines, *client_lines]
-        else:
-            rule, verdict = "ceiling", NETWORK
-            evidence += [ceiling_text(trusted), *server_lines, *client_lines]
-    elif unknown and not (loopback and (server_saturated or client_saturated)):
-        rule, verdict = "packets-unknown", INCONCLUSIVE
-        evidence += [say("packets-unknown", ppr=f"{th.packets_per_request:g}"), ceiling_text(unknown),
-                     *server_lines, *client_lines]
-    elif server_saturated and client_saturated:
-        rule, verdict = "both-saturated", INCONCLUSIVE
-        evidence += [say("both"), *server_lines, *client_lines]
-    elif server_saturated:
-        rule, verdict = server_rules[0], SERVER
-        evidence += [t for r, t in server_ev if r] + [t for r, t in server_ev if not r] + client_lines
-    elif client_saturated:
-        if "max_busy" not in srv:
-            rule, verdict = "unmeasured", INCONCLUSIVE
-            evidence.append(say("missing", what="server CPUs (mpstat, softirq included)"))
-            evidence += [*client_lines, *server_lines]
-        else:
-            rule, verdict = "client", CLIENT
-            evidence += [t for s, t in client_ev if s] + [t for s, t in client_ev if not s] + server_lines
-    elif not client_measured:
-        rule, verdict = "nothing-fits", INCONCLUSIVE
-        evidence += [say("missing", what="load generator CPU (mpstat)"), *server_lines]
-    elif ll and ll["below_pct"] <= th.littles_law and not bounded:
-        rule, verdict = "latency-bound", LATENCY
-        evidence += [_littles_text(ll, qps, th), say("latency-bound"), *server_lines, *client_lines]
-    elif short and (checks_ and checks_.send_fidelity or waited) and "max_busy" in srv:
-        rule, verdict = "server-completion", SERVER
-        evidence += [completion_line, *[t for t in server_lines if t != completion_line], *client_lines]
-    else:
-        rule, verdict = "nothing-fits", INCONCLUSIVE
-        evidence += [*server_lines, *client_lines]
-        if ll:
-            evidence.append(_littles_text(ll, qps, th))
-    if bounded and verdict != NETWORK:
-        evidence.append(say("lower-bound", cap=f"{bounded.cap:,.0f}", scope=bounded.scope,
-                            why=bounded.lower_bound, use=pct(bounded.use)))
-    if checks and verdict != NETWORK:
-        worst = max(checks, key=lambda c: c.use)
-        evidence.append(say("ceiling-use", use=pct(worst.use, th.ceiling_use), scope=worst.scope))
-    if not server_measured and verdict != INCONCLUSIVE:
-        evidence.append(say("missing", what="server CPU (mpstat) and threads (pidstat)"))
+    flags += conc.flags
+    accepted = kernel.accept(run)
+    if accepted is not None and verdict != ACCEPT:
+        flags.append(f"{ACCEPT}: {_accept_text(accepted)}")
+    lost = kernel.worst_loss(run, th.loss_retrans, th.loss_drops_per_s)
+    if lost is not None and verdict == NETWORK:
+        evidence.append(_loss_text(lost, ev))
+    near = [*net.near, *srv.near, *cli.near]
     flags += near
 
-    server_busy = srv.get("max_busy")
-    ceiling = next((c.cap for c in checks if c.top), None)
-    use = {c.direction: round(c.use / 100, 4) for c in checks if c.top}
-    cost = cost_per_request(run, srv)
+    s = srv.cpus
+    server_busy = s.get("max_busy")
+    pchecks = [c for c in net.checks if c.kind == "packets"]
+    bchecks = [c for c in net.checks if c.kind == "bandwidth" and c.top]
+    ceiling = next((c.cap for c in pchecks if c.top), None)
+    use = {c.direction: round(c.use / 100, 4) for c in pchecks if c.top}
+    ll = conc.littles_law
     return Analysis(
         verdict=verdict,
         rule=rule,
@@ -832,16 +1260,24 @@ def analyse_run(run: Run, *, server: str, interface: str | None, loopback: bool,
         packet_rate=Pair(rx=pk["rx_pps"], tx=pk["tx_pps"]) if pk else None,
         ceiling_pps=ceiling,
         ceiling_use=Pair(**use) if use else None,
-        ceiling_lower_bound=any(c.lower_bound for c in checks) if checks else None,
-        path_use={f"{c.where} ({c.scope})": round(c.use / 100, 4) for c in checks if not c.top} or None,
+        bytes_per_request=Pair(rx=round(pk["rx_bytes_per_request"], 1),
+                               tx=round(pk["tx_bytes_per_request"], 1)) if pk and "rx_bytes_per_request" in pk
+        else None,
+        payload_bps=Pair(rx=round(pk["rx_payload_bps"]), tx=round(pk["tx_payload_bps"]))
+        if pk and "rx_payload_bps" in pk else None,
+        bandwidth_bps=Pair(**{c.direction: c.cap for c in bchecks}) if bchecks else None,
+        bandwidth_use=Pair(**{c.direction: round(c.use / 100, 4) for c in bchecks}) if bchecks else None,
+        bandwidth_basis=BANDWIDTH_BASIS if bchecks else None,
+        ceiling_lower_bound=any(c.lower_bound for c in pchecks) if pchecks else None,
+        path_use={f"{c.where} ({c.scope})": round(c.use / 100, 4) for c in pchecks if not c.top} or None,
         server_busy_pct=round(server_busy, 2) if server_busy is not None else None,
-        server_cpu_split_pct=CpuSplit(**{k: round(v, 2) for k, v in srv["split"].items()})
-        if "split" in srv else None,
-        client_busy_pct=round(cli["busy"], 2) if cli else None,
+        server_cpu_split_pct=CpuSplit(**{k: round(v, 2) for k, v in s["split"].items()})
+        if "split" in s else None,
+        client_busy_pct=round(cli.busiest["busy"], 2) if cli.busiest else None,
         littles_law=LittlesLaw(**{k: round(v, 3) for k, v in ll.items() if k != "open_loop"},
                                open_loop=bool(ll["open_loop"])) if ll else None,
-        cpu_us_per_request=cost,
-        switches=Switches(voluntary_s=vol, involuntary_s=invol),
+        cpu_us_per_request=cost_per_request(run, s),
+        switches=Switches(voluntary_s=srv.voluntary_s, involuntary_s=srv.involuntary_s),
         balance=balance(run),
     )
 
@@ -870,12 +1306,13 @@ def along_connections(runs: Iterable[Run], th: Thresholds | None = None) -> list
     th = th or Thresholds()
     runs = list(runs)
     verdict_of: dict[int, Analysis] = {}  # index in runs -> rewritten analysis
-    groups: dict[tuple, dict[int, list[int]]] = {}
+    groups: dict[PointKey, dict[int, list[int]]] = {}
     for i, r in enumerate(runs):
-        # a closed loop only: at a fixed offered rate QPS follows the rate, not the connections
+        # a closed loop only: at a fixed offered rate QPS follows the rate, not the connections;
+        # along connections with every other axis of the point held
         if isinstance(r.connections, int) and r.analysis is not None and r.qps is not None \
-                and r.key[3] is None:
-            groups.setdefault((r.arch, r.server_threads), {}).setdefault(r.connections, []).append(i)
+                and r.key["load.rate"] is None:
+            groups.setdefault(r.key.without("load.connections"), {}).setdefault(r.connections, []).append(i)
 
     def analysis_of(i: int) -> Analysis:
         return verdict_of.get(i) or runs[i].analysis or Analysis()
@@ -927,12 +1364,12 @@ def summarise_points(runs: Iterable[Run]) -> list[Point]:
     and whether the repetitions agree on the verdict. The one place a point's medians are
     computed (the report and compare read these). Runs without a QPS are left out; a point
     whose runs have no latency gets None there."""
-    groups: dict[tuple, list[Run]] = {}
+    groups: dict[PointKey, list[Run]] = {}
     for r in runs:
         if r.qps is not None:
             groups.setdefault(r.key, []).append(r)
     points = []
-    for (arch, threads, conns, rate), rs in groups.items():
+    for key, rs in groups.items():
         qps = [r.qps or 0.0 for r in rs]
         med = statistics.median(qps)
         mad = statistics.median(abs(q - med) for q in qps)
@@ -954,7 +1391,7 @@ def summarise_points(runs: Iterable[Run]) -> list[Point]:
                                                  sorted(verdicts.items(), key=lambda kv: -kv[1]))
 
         points.append(Point(
-            arch=arch, server_threads=threads, connections=conns, rate=rate, n=len(rs),
+            **Point.fields_of(key), n=len(rs),
             qps_median=med, qps_min=min(qps), qps_max=max(qps), qps_mad=mad, qps_stdev=stdev,
             # pyperf warns at a std dev of 10% of the mean or more
             unstable=bool(len(qps) > 1 and stdev >= 0.1 * statistics.fmean(qps)),

@@ -49,11 +49,14 @@ def measure(ctx: Context) -> dict[str, Any]:
                 ctx.progress(f"orchestrate: baseline {path} iperf3 {name}")
                 entry[name] = _udp_scaled(ctx, client, reverse)
             if b.tcp:
-                ctx.progress(f"orchestrate: baseline {path} iperf3 tcp")
                 cpus = ctx.cpus(client, "client")[:1]
-                argv = iperf3.tcp_command(server.address, b.port, duration_s=b.tcp_duration)
-                text = _run(ctx, client, [(cpus[0], argv)], "tcp", b.tcp_duration)[0]
-                entry["tcp"] = dataclasses.asdict(_parse(ctx, client, "tcp", text, iperf3.parse_tcp))
+                for reverse in ways:  # the bandwidth ceiling each way (-R: the server sends)
+                    name = "tcp_reverse" if reverse else "tcp"
+                    ctx.progress(f"orchestrate: baseline {path} iperf3 {name}")
+                    argv = iperf3.tcp_command(server.address, b.port, duration_s=b.tcp_duration,
+                                              reverse=reverse)
+                    text = _run(ctx, client, [(cpus[0], argv)], name, b.tcp_duration)[0]
+                    entry[name] = dataclasses.asdict(_parse(ctx, client, name, text, iperf3.parse_tcp))
             udp = entry["udp"]
             ctx.progress(f"      {path}: {udp['pps_delivered']:,.0f} pps delivered of "
                          f"{udp['pps_sent']:,.0f} sent ({udp['loss_pct']:.1f}% loss, "
@@ -85,7 +88,7 @@ def _run(ctx: Context, client: Host, jobs: list[tuple[int, list[str]]], name: st
     tmp = f"{client.workdir}/baseline-{client.name}-{name}"  # netns hosts share one filesystem
     wait = ""
     if at is not None:
-        when = at + ctx.facts.get(client.name, {}).get("clock_offset_s", 0.0)
+        when = at + (ctx.facts.get(client.name, {}).get("clock_offset_s") or 0.0)
         wait = f"python3 -c 'import time; time.sleep(max(0.0, {when:.3f} - time.time()))'; "
     script = f"mkdir -p {tmp}; {wait}" + " & ".join(
         f"taskset -c {cpu} {tools.base.join(argv)} > {tmp}/{i}.json 2>&1"
@@ -241,6 +244,21 @@ def _path_ceiling(entry: dict[str, Any]) -> dict[str, Any]:
                            "cpu_bound": "; ".join(whys) or None, **_directions(udp, rev)}
     if rev:
         out["pps_delivered_reverse"] = rev.get("pps_delivered")
+    return {**out, **_tcp(entry)}
+
+
+def _tcp(entry: dict[str, Any]) -> dict[str, Any]:
+    """The path's TCP throughput each way (bits/s of payload, as received) and why a direction
+    is only a lower bound: iperf3 at a full CPU on either end set the rate, not the path."""
+    out: dict[str, Any] = {}
+    for key, name in (("tcp", "tcp_bits_per_second"), ("tcp_reverse", "tcp_bits_per_second_reverse")):
+        tcp = entry.get(key)
+        if not tcp:
+            continue
+        out[name] = tcp["bits_per_second"]
+        busy = max(tcp.get("cpu_sender_pct") or 0.0, tcp.get("cpu_receiver_pct") or 0.0)
+        out[f"{name.replace('bits_per_second', 'cpu_bound')}"] = (
+            f"iperf3 TCP at {busy:.0f}% of a CPU" if busy >= iperf3.CPU_BOUND_PCT else None)
     return out
 
 
@@ -259,9 +277,7 @@ def compared(baseline: dict[str, Any]) -> dict[str, Any]:
         out["pps_delivered_reverse"] = top["pps_delivered_reverse"]
     out["lower_bound"], out["cpu_bound"] = top["lower_bound"], top["cpu_bound"]
     out["cpu_bound_rx"], out["cpu_bound_tx"] = top["cpu_bound_rx"], top["cpu_bound_tx"]
-    tcp = baseline[path].get("tcp")
-    if tcp:
-        out["tcp_bits_per_second"] = tcp["bits_per_second"]
+    out.update(_tcp(baseline[path]))
     out["paths"] = {p: _path_ceiling(baseline[p]) for p, _ in paths}
     agg = baseline[path].get("udp_aggregate")
     if agg:

@@ -45,7 +45,7 @@ class Observation:
     target: float
     achieved: float
     latency_ms: Mapping[str, float]  # corrected percentiles (from the intended send time)
-    errors_pct: float  # socket errors, timeouts and non-2xx, of all requests
+    errors_pct: float  # failed requests (lost or non-2xx) of requests (error_share)
     verdict: str | None = None
     # The corrected latency histogram, to pool a step's runs; None (a record without one): the
     # step is judged on the medians of its runs' percentiles.
@@ -56,16 +56,31 @@ class Observation:
         return self.achieved / self.target if self.target else 0.0
 
 
+def error_share(run: Run) -> float:
+    """Failed requests over requests, in %: requests only, never connection events (whose
+    counts include the warm-up). orchestrate-load counts the requests due in the window and
+    those lost (timed out, reset, closed); wrk counts answered requests, and of its errors
+    only timeouts and read/write errors are requests (a connect error is a connection)."""
+    d = run.requests_detail or {}
+    due, lost = d.get("requests"), d.get("failed")
+    if isinstance(due, int) and isinstance(lost, int):
+        failed, total = lost + (run.non_2xx or 0), due
+    else:
+        e = run.errors
+        lost = e.read + e.write + e.timeout
+        failed, total = lost + (run.non_2xx or 0), (run.requests or 0) + lost
+    return 100.0 * failed / total if total else 100.0
+
+
 def observation_of(run: Run, histogram: Histogram | None = None) -> Observation:
     """The figures of a run record that the search needs (with the run's latency histogram,
     which the record names but does not hold)."""
-    total = (run.requests or 0) + run.errors.total
     latency = run.latency_ms.to_json()
     return Observation(
         run_id=str(run.run_id), target=float(run.rate.target or 0) if run.rate else 0.0,
         achieved=float((run.rate.achieved if run.rate else None) or run.qps or 0.0),
         latency_ms={k: float(v) for k, v in latency.items() if isinstance(v, int | float)},
-        errors_pct=100.0 * run.failed_requests / total if total else 100.0,
+        errors_pct=error_share(run),
         verdict=run.analysis.verdict if run.analysis else None, histogram=histogram)
 
 
@@ -119,7 +134,7 @@ def slo_text(search: Search) -> str:
 
 
 def _ms(v: float) -> str:
-    return f"{v:.3g} ms"
+    return f"{v:,.0f} ms" if v >= 1000 else f"{v:.3g} ms"  # 2,004 ms, not 2e+03 ms
 
 
 def _pooled(obs: tuple[Observation, ...]) -> bool:
@@ -142,7 +157,9 @@ def judge(search: Search, obs: tuple[Observation, ...]) -> tuple[bool, str, str 
     ratio = sum(o.achieved for o in obs) / sum(o.target for o in obs) if any(o.target for o in obs) else 0.0
     errors = statistics.fmean(o.errors_pct for o in obs)  # runs of one length at one rate
     latency = step_latency(obs)
-    failed, met, close = [], [], []
+    failed: list[str] = []
+    met: list[str] = []
+    close: list[str] = []
     for key, bound in search.slo.latency_bounds_ms().items():
         name = key.replace("_", ".")
         value = latency.get(key)

@@ -5,7 +5,7 @@ A live run holds a lock per host (hosts.lock), so what it uses is never touched 
 
 from __future__ import annotations
 
-from orchestrator import hosts, remote
+from orchestrator import hosts, remote, sysctl
 from orchestrator.hosts import netns
 
 
@@ -32,3 +32,9 @@ def idle_labs() -> tuple[dict[str, list[str]], list[str]]:
         else:
             removed += netns.down(st.name)
     return kept, removed
+
+
+def sysctls() -> tuple[list[str], list[str]]:
+    """The kernel settings dead runs left changed on this machine and in its lab namespaces,
+    restored from the originals each saved before its first change: (done, could not)."""
+    return sysctl.restore_left_behind(set(hosts.live_runs().values()))

@@ -46,6 +46,9 @@ class Context:
     host_noise: dict[str, Any] = field(default_factory=dict)
     load_binary: dict[str, str] = field(default_factory=dict)  # client host -> orchestrate-load's path
     server_binaries: dict[str, str] = field(default_factory=dict)  # server.ref -> its build's path
+    sysctl: Any = None  # sysctl.Tuner: the scenario's kernel settings, restored at teardown
+    # compare: the rounds as planned (plan.Rounds) and as run: how many, and why they stopped
+    rounds: dict[str, Any] = field(default_factory=dict)
 
     @contextlib.contextmanager
     def step(self, phase: str, key: str | None = None) -> Iterator[None]:
@@ -63,7 +66,7 @@ class Context:
 
     def cpus(self, host: Host, role: str) -> list[int]:
         """The scenario's CPUs for a role on a host; inventory vars override; keywords resolved."""
-        spec = self.sc.server.cpus if role == "server" else self.sc.load.cpus
+        spec: list[int] | str = self.sc.server.cpus if role == "server" else self.sc.load.cpus
         if host.vars.get(f"{role}_cpus"):  # the inventory's, checked like the scenario's
             try:
                 spec = parse_cpus(host.vars[f"{role}_cpus"])

@@ -125,7 +125,7 @@ def _failure(events: list[dict[str, Any]]) -> tuple[str | None, str] | None:
                 parts.append(" | ".join(text.splitlines()[-3:]))
                 break
         if kind == "runner_on_failed" and res.get("results"):  # a loop: the failing item's message
-            item = next((r for r in res["results"] if r.get("failed")), {})
+            item: dict[str, Any] = next((r for r in res["results"] if r.get("failed")), {})
             parts.append(str(item.get("msg") or "").strip())
         what = "unreachable" if kind == "runner_on_unreachable" else f"task '{data.get('task', '?')}' failed"
         return data.get("host"), f"{what}: " + ": ".join(p for p in parts if p)

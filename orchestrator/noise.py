@@ -65,7 +65,8 @@ class NoiseFloor:
         for metric in (self.metric, *self.others):
             sd = self.sd_log if metric == self.metric else self.others[metric]
             out.append(f"  {metric}: per-round log ratios spread {math.expm1(sd) * 100:.2f}% (sd)")
-            out += [f"    minimum detectable effect at {n:>2} rounds: {self.floor(n, metric).pct:.1f}%"
+            out += [f"    minimum detectable effect at {n:>2} rounds: "
+                    f"{stats.detectable_effect(sd, n) * 100:.1f}%"
                     for n in sorted({*REPORTED_ROUNDS, self.rounds})]
         return out
 
@@ -113,7 +114,7 @@ def measure(summary: Summary | dict[str, Any]) -> NoiseFloor:
         except ValueError:
             continue  # not measured (no telemetry): only the main floor
     data = plain(s)
-    return NoiseFloor(s.scenario, machine_fingerprint(s), str(data.get("run_id")),
+    return NoiseFloor(s.scenario or "", machine_fingerprint(s), str(data.get("run_id")),
                       str(data.get("started") or ""), METRIC, least,
                       sum(len(p) >= 2 for p in rounds.values()), sd, others)
 

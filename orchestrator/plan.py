@@ -5,11 +5,12 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import random
 from dataclasses import asdict, dataclass
 from importlib import resources
 
 from orchestrator import scenario as _scenario
-from orchestrator.point import PointKey
+from orchestrator.point import CLASSIC, PointKey, Value, classic, others
 from orchestrator.scenario import Scenario, Search
 
 NO_AXES = PointKey()
@@ -59,28 +60,20 @@ class RunSpec:
         The classic four are always there (ids of older results stay valid), other axes short."""
         rate = f"-q{self.rate:g}" if self.rate is not None else ""
         clients = f"-n{self.clients}" if self.clients is not None else ""
-        more = f"-{self.axes.short(_scenario.AXES)}" if self.axes else ""
+        more = f"-{self.axes.short(_scenario.axes_of(self.axes))}" if self.axes else ""
         return (f"{self.index:03d}-{self.arch}-t{self.server_threads}-c{self.connections}{rate}"
                 f"{more}{clients}-r{self.repetition}")
 
     @property
     def point(self) -> PointKey:
         """The matrix point, shared by all repetitions of it."""
-        return classic_point(self.arch, self.server_threads, self.connections, self.rate, self.axes)
+        return classic(self.arch, self.server_threads, self.connections, self.rate, self.axes)
 
     def as_dict(self) -> dict[str, object]:
         return {**{k: v for k, v in asdict(self).items() if k != "axes"},
                 "axes": self.axes.as_json(), "run_id": self.run_id}
 
 
-def classic_point(arch: str, threads: int, conns: int, rate: float | None,
-                  axes: PointKey = NO_AXES) -> PointKey:
-    """A point from the four axes every point has, then the others."""
-    p = PointKey((("server.arch", arch), ("server.threads", threads), ("load.connections", conns),
-                  ("load.rate", rate)))
-    for a, v in axes.items():
-        p = p.with_axis(a, v)
-    return p
 
 
 @dataclass(frozen=True)
@@ -95,7 +88,59 @@ class SearchSpec:
 
     @property
     def point(self) -> PointKey:
-        return classic_point(self.arch, self.server_threads, self.connections, None, self.axes)
+        return classic(self.arch, self.server_threads, self.connections, None, self.axes)
+
+
+@dataclass(frozen=True)
+class Rounds:
+    """A factor compared in paired rounds: round k runs every value of the factor once at each
+    combination of the other axes, in `orders[k-1]`; from round `min` on, execute stops once
+    every variant's interval on `metric` is within +-`until` % (None: all `max` rounds)."""
+
+    factor: str
+    baseline: Value
+    metric: str
+    min: int
+    max: int
+    until: float | None
+    order: str  # alternate | random
+    seed: int
+    orders: tuple[tuple[Value, ...], ...]  # each round's order of the factor's values
+
+    def as_dict(self) -> dict[str, object]:
+        return {**asdict(self), "orders": [list(o) for o in self.orders]}
+
+    def lines(self) -> list[str]:
+        until = (f", stopping from round {self.min} once every interval on {self.metric} is within "
+                 f"\u00b1{self.until:g}% (width, never significance)" if self.until is not None else "")
+        many = f"{self.min}-{self.max}" if self.min != self.max else str(self.max)
+        out = [f"  compare {self.factor}: each value against {value_text(self.baseline)}, paired by "
+               f"round; {many} rounds{until}; order {self.order}"
+               + (f" (seed {self.seed})" if self.order == "random" else "")]
+        out += [f"    round {k}: {' -> '.join(value_text(v) for v in o)}"
+                for k, o in enumerate(self.orders, 1)]
+        return out
+
+
+def value_text(v: Value) -> str:
+    return ("true" if v else "false") if isinstance(v, bool) else f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def round_orders(values: list[Value], n: int, order: str, seed: int) -> tuple[tuple[Value, ...], ...]:
+    """The factor's order in each of n rounds. alternate: round k starts at value k (A B, B A,
+    A B, ... for two; a rotation for more), so each value takes each position equally often.
+    random: a shuffle per round from `seed` (random.Random, reproducible: --resume and the
+    recorded seed give the same plan)."""
+    if order == "random":
+        rng = random.Random(seed)
+        out = []
+        for _ in range(n):
+            o = list(values)
+            rng.shuffle(o)
+            out.append(tuple(o))
+        return tuple(out)
+    k = len(values)
+    return tuple(tuple(values[(r + i) % k] for i in range(k)) for r in range(n))
 
 
 @dataclass(frozen=True)
@@ -111,6 +156,13 @@ class Plan:
     search_runs: int = 0  # a likely number of runs per search (expected_search_runs)
     search_runs_max: int = 0  # the most one search can take
     scale_runs_max: int = 0  # auto-scale: the most runs it may add (each point from min to max clients)
+    # orchestrate-load drains after each window: it reads the answers to what is still in flight,
+    # each request up to load.timeout. Against a server that answers, that takes about one
+    # latency (ms), inside the settling time per_run_s already has (measured); requests the
+    # server leaves unanswered make it last the timeout. So it is in the estimate at its usual
+    # length and in `seconds_at_most_draining` at its bound: this many seconds per run (wrk: 0).
+    drain_max_s: float = 0.0
+    rounds: Rounds | None = None  # compare: a factor in paired rounds
 
     @property
     def expected_runs(self) -> int:
@@ -121,10 +173,17 @@ class Plan:
         """An estimate from measured overheads (see Overheads), not a promise."""
         return self.seconds_for(self.expected_runs, with_baseline=True)
 
-    def seconds_for(self, runs: int, *, with_baseline: bool) -> float:
-        """The estimate for `runs` of this plan's runs (a resumed sweep has fewer left)."""
-        return (self.start_s + (self.baseline_s if with_baseline else 0.0) + self.per_run_s * runs
+    def seconds_for(self, runs: int, *, with_baseline: bool, drains: bool = False) -> float:
+        """The estimate for `runs` of this plan's runs (a resumed sweep has fewer left);
+        `drains`: every run's drain at its bound (a server leaving requests unanswered)."""
+        per_run = self.per_run_s + (self.drain_max_s if drains else 0.0)
+        return (self.start_s + (self.baseline_s if with_baseline else 0.0) + per_run * runs
                 + self.report_s)
+
+    @property
+    def seconds_at_most_draining(self) -> float:
+        """The expected runs with every drain at its bound (load.timeout each)."""
+        return self.seconds_for(self.expected_runs, with_baseline=True, drains=True)
 
 
 def expand(sc: Scenario) -> Plan:
@@ -134,16 +193,17 @@ def expand(sc: Scenario) -> Plan:
     the machine spreads over all points instead of biasing one.
     """
     points = _scenario.points(sc)
-    classic = ("server.arch", "server.threads", "load.connections", "load.rate")
     runs: list[RunSpec] = []
     searches: list[SearchSpec] = []
-    for rep, p in itertools.product(range(1, sc.repeat + 1), points):
-        arch, threads, conns, rate = (p[a] for a in classic)
-        others = PointKey((a, v) for a, v in p.items() if a not in classic)
+    rounds = _rounds(sc, points)
+    order = (_in_rounds(points, rounds) if rounds is not None
+             else list(itertools.product(range(1, sc.repeat + 1), points)))
+    for rep, p in order:
+        arch, threads, conns, rate = (p[a] for a in CLASSIC)
         if sc.load.search is not None:
-            searches.append(SearchSpec(arch, threads, conns, rep, others))
+            searches.append(SearchSpec(arch, threads, conns, rep, others(p)))
         else:
-            runs.append(RunSpec(len(runs) + 1, arch, threads, conns, rep, rate, axes=others))
+            runs.append(RunSpec(len(runs) + 1, arch, threads, conns, rep, rate, axes=others(p)))
     remote = sc.hosts.provider != "local"
     o = overheads("ssh" if remote else "local")
     clients = sc.hosts.roles.clients
@@ -163,7 +223,29 @@ def expand(sc: Scenario) -> Plan:
                 searches=tuple(searches),
                 search_runs=expected_search_runs(search) if search else 0,
                 search_runs_max=max_search_runs(search) if search else 0,
-                scale_runs_max=len(points) * (scale.max - scale.min) if scale else 0)
+                scale_runs_max=len(points) * (scale.max - scale.min) if scale else 0,
+                drain_max_s=sc.load.timeout if sc.load.tool == "orchestrate-load" else 0.0,
+                rounds=rounds)
+
+
+def _rounds(sc: Scenario, points: list[PointKey]) -> Rounds | None:
+    r = _scenario.rounds_range(sc)
+    if r is None or sc.compare is None:
+        return None
+    values = list(dict.fromkeys(p[sc.compare.factor] for p in points))
+    c = sc.compare
+    return Rounds(c.factor, c.baseline, c.metric, r.min, r.max, r.until, r.order, r.seed,
+                  round_orders(values, r.max, r.order, r.seed))
+
+
+def _in_rounds(points: list[PointKey], rounds: Rounds) -> list[tuple[int, PointKey]]:
+    """Round by round: in each, every combination of the other axes (a block) runs the
+    factor's values back to back in that round's order, so a pair's runs are minutes apart at
+    most and the order moves between rounds."""
+    blocks: dict[PointKey, dict[Value, PointKey]] = {}
+    for p in points:
+        blocks.setdefault(p.without(rounds.factor), {})[p[rounds.factor]] = p
+    return [(k, block[v]) for k, o in enumerate(rounds.orders, 1) for block in blocks.values() for v in o]
 
 
 def max_search_runs(search: Search) -> int:

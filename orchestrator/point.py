@@ -94,7 +94,19 @@ class PointKey(Mapping[str, Value]):
 
     def label(self) -> str:
         """For people: `server.arch=reuseport load.keepalive=false` (unset values left out)."""
-        return " ".join(f"{a}={_text(v)}" for a, v in self._items if v is not None) or "(single point)"
+        return " ".join(f"{a}={text(v)}" for a, v in self._items if v is not None) or "(single point)"
+
+    def compact(self) -> str:
+        """For tables and lines: `reuseport threads=1 conns=64 rate=2000 work_us=5 keepalive=false`
+        (the classic four as every format has written them, other axes by their last key part)."""
+        get = self.get
+        head = [f"{get('server.arch')} threads={get('server.threads')} conns={get('load.connections')}"] \
+            if any(a in self for a in CLASSIC[:3]) else []
+        if get("load.rate") is not None:
+            head.append(f"rate={text(get('load.rate'))}")
+        head += [f"{a.rsplit('.', 1)[-1]}={text(v)}" for a, v in self._items
+                 if a not in CLASSIC and v is not None]
+        return " ".join(head) or "(single point)"
 
     def short(self, axes: Iterable[Axis]) -> str:
         """For run ids: each set value by its axis's short prefix, `reuseport-t2-c64-w5-kaoff`."""
@@ -116,6 +128,24 @@ class PointKey(Mapping[str, Value]):
         return cls(data.items())
 
 
+CLASSIC = ("server.arch", "server.threads", "load.connections", "load.rate")
+
+
+def classic(arch: Value, threads: Value, conns: Value, rate: Value,
+            axes: Mapping[str, Value] | None = None) -> PointKey:
+    """A point from the four axes every point has had since format 1, then the others in the
+    order they were recorded (how runs, points and history rows of every format are keyed)."""
+    p = PointKey(zip(CLASSIC, (arch, threads, conns, rate), strict=True))
+    for a, v in (axes or {}).items():
+        p = p.with_axis(a, v)
+    return p
+
+
+def others(point: PointKey) -> PointKey:
+    """The point without the classic four: what a record keeps as its `axes`."""
+    return PointKey((a, v) for a, v in point.items() if a not in CLASSIC)
+
+
 def by_all_but(points: Iterable[PointKey], axis: str) -> dict[PointKey, list[PointKey]]:
     """Points grouped by every axis except `axis`, in first-seen order (a factor's pairs)."""
     groups: dict[PointKey, list[PointKey]] = {}
@@ -124,7 +154,8 @@ def by_all_but(points: Iterable[PointKey], axis: str) -> dict[PointKey, list[Poi
     return groups
 
 
-def _text(v: Value) -> str:
+def text(v: Value) -> str:
+    """A value as a person (or --set, or --baseline) writes it."""
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, float):

@@ -25,6 +25,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from orchestrator.errors import UserError
+from orchestrator.point import CLASSIC, PointKey, Value, classic
 
 # summary.json format history (refuse what we do not know, like pyperf):
 #   1: first format (runs with qps, latency_ms, errors, server/client CPU, baseline)
@@ -32,7 +33,12 @@ from orchestrator.errors import UserError
 #      point also holds each latency percentile's median and the median achieved rate (version-1
 #      points are dropped on upgrade: they are derived, and analysis.summarise_points remakes
 #      them from the runs); the summary names its `topology` when it can
-FORMAT_VERSION = 2
+#   3: N-axis points (orchestrator/point.py): a run, a point, a capacity search and an
+#      auto-scale record keep the classic four fields plus `axes`, the other swept keys in
+#      order (server.work_us, load.keepalive, variant, ...); their `key` is a PointKey.
+#      Version-2 points of a summary whose runs had axes are dropped on upgrade (they were
+#      merged across those axes) and remade from the runs
+FORMAT_VERSION = 3
 
 Opaque = Mapping[str, Any]  # kept as recorded, read by key where needed
 
@@ -228,6 +234,11 @@ class Ceiling(Record):
     cpu_bound_rx: str | None = None
     cpu_bound_tx: str | None = None
     tcp_bits_per_second: float | None = None
+    # the server's tx (iperf3 -R: the server sends); *_cpu_bound: why that direction's TCP
+    # figure is only a lower bound (iperf3 at a full CPU), None when it is not
+    tcp_bits_per_second_reverse: float | None = None
+    tcp_cpu_bound: str | None = None
+    tcp_cpu_bound_reverse: str | None = None
     clients: int | None = None
 
 
@@ -289,7 +300,12 @@ class CpuSplit(Record):
 
 
 class CpuCost(CpuSplit):
+    """Server CPU µs per request: usr and sys its own (pidstat), soft the softirq and irq on its
+    CPUs not already charged to it. `basis` says how soft was counted; None: a record from before
+    it was counted once (softirq added in full, possibly twice)."""
+
     total: float | None = None
+    basis: str | None = None
 
 
 class Switches(Record):
@@ -322,6 +338,13 @@ class Analysis(Record):
     near_threshold: bool | None = None
     packets_per_request: PacketsPerRequest | None = None
     packet_rate: Pair | None = None
+    # TCP payload bytes per request and bits/s on the server's interface (sar's bytes less the
+    # headers of the packets it counted), and the iperf3 TCP ceiling each way they are held to
+    bytes_per_request: Pair | None = None
+    payload_bps: Pair | None = None
+    bandwidth_bps: Pair | None = None
+    bandwidth_use: Pair | None = None
+    bandwidth_basis: str | None = None
     ceiling_pps: float | None = None
     ceiling_use: Pair | None = None
     ceiling_lower_bound: bool | None = None
@@ -337,7 +360,7 @@ class Analysis(Record):
 
 # ---------------------------------------------------------------- a run, a point, a summary
 
-PointKey = tuple[str | None, int | None, int | None, float | None]  # arch, threads, conns, rate
+Axes = dict[str, Value]  # a point's swept keys beyond the classic four, in order
 
 
 class Run(Record):
@@ -349,6 +372,7 @@ class Run(Record):
     server_threads: int | None = None
     connections: int | None = None
     repetition: int | None = None
+    axes: Axes = {}
     run_id: str | None = None
     rate: Rate | None = None  # open loop only
     load: LoadSettings | None = None
@@ -376,6 +400,7 @@ class Run(Record):
     perf: Perf | None = None
     nic_allowances: dict[str, NicAllowance] | None = None
     kernel: dict[str, KernelCounters] | None = None  # by host
+    sysctl: dict[str, dict[str, str]] | None = None  # host -> the kernel.sysctl values in force
     analysis: Analysis | None = None
     wall_s: float | None = None
     error: str | None = None
@@ -392,7 +417,7 @@ class Run(Record):
     def key(self) -> PointKey:
         """The matrix point this run repeats (the rate is None for a closed loop)."""
         target = self.rate.target if self.rate else None
-        return (self.arch, self.server_threads, self.connections, target)
+        return classic(self.arch, self.server_threads, self.connections, target, self.axes)
 
     @property
     def label(self) -> str:
@@ -412,6 +437,7 @@ class Point(Record):
     server_threads: int | None = None
     connections: int | None = None
     rate: float | None = None  # the target rate; None for a closed loop
+    axes: Axes = {}
     n: int = 0
     qps_median: float | None = None
     qps_min: float | None = None
@@ -429,7 +455,15 @@ class Point(Record):
 
     @property
     def key(self) -> PointKey:
-        return (self.arch, self.server_threads, self.connections, self.rate)
+        return classic(self.arch, self.server_threads, self.connections, self.rate, self.axes)
+
+    @staticmethod
+    def fields_of(key: PointKey) -> dict[str, Any]:
+        """The fields a point record keeps for `key` (the classic four and the other axes)."""
+        axes = {a: v for a, v in key.items() if a not in CLASSIC}
+        return {"arch": key.get("server.arch"), "server_threads": key.get("server.threads"),
+                "connections": key.get("load.connections"), "rate": key.get("load.rate"),
+                **({"axes": axes} if axes else {})}
 
 
 class Topology(Record):
@@ -474,6 +508,7 @@ class BaselinePath(Record):
     udp: UdpCeiling | None = None
     udp_reverse: UdpCeiling | None = None
     tcp: TcpThroughput | None = None
+    tcp_reverse: TcpThroughput | None = None  # iperf3 -R: the server sends
     udp_aggregate: UdpCeiling | None = None
     udp_aggregate_reverse: UdpCeiling | None = None
 
@@ -501,6 +536,7 @@ class CapacitySearch(Record):
     arch: str | None = None
     server_threads: int | None = None
     connections: int | None = None
+    axes: Axes = {}
     repetition: int = 1
     capacity: float | None = None  # None: not even min_rate met the SLO
     bound: str = "found"  # found | below min_rate | at max_rate
@@ -512,9 +548,9 @@ class CapacitySearch(Record):
     verdict_above: str | None = None  # at the first rate above it that failed
 
     @property
-    def key(self) -> tuple[str | None, int | None, int | None, None]:
+    def key(self) -> PointKey:
         """The matrix point (closed to rates: the search chose them)."""
-        return (self.arch, self.server_threads, self.connections, None)
+        return classic(self.arch, self.server_threads, self.connections, None, self.axes)
 
 
 class ScaleStep(Record):
@@ -532,11 +568,28 @@ class Autoscale(Record):
     server_threads: int | None = None
     connections: int | None = None
     rate: float | None = None
+    axes: Axes = {}
     clients: int = 1  # the count the point's runs used
     limited: bool = False  # still client-limited at max
     settled: bool = True  # False: the session stopped while this point was scaling
     stopped: str = ""
     path: tuple[ScaleStep, ...] = ()
+
+    @property
+    def key(self) -> PointKey:
+        return classic(self.arch, self.server_threads, self.connections, self.rate, self.axes)
+
+
+class Cost(Record):
+    """A cloud run's estimated cost: each instance's list price for as long as the run held it
+    (per-second billing, 60 s minimum). An estimate, never a bill: `note` says from what."""
+
+    estimate: bool = True
+    currency: str | None = None
+    total: float | None = None  # None: some instance type has no price in the table
+    instance_hours: dict[str, float] = {}  # instance type -> hours held, all instances of it
+    prices_as_of: str | None = None
+    note: str | None = None
 
 
 class Summary(Record):
@@ -561,6 +614,7 @@ class Summary(Record):
     points: tuple[Point, ...] = ()
     capacity: tuple[CapacitySearch, ...] = ()  # load.search: one per point and repetition
     autoscale: tuple[Autoscale, ...] = ()  # hosts.roles.client {min, max}: one per point
+    cost: Cost | None = None  # cloud providers: what the run's instances cost, estimated
 
     @field_validator("hosts", mode="before")
     @classmethod
@@ -593,7 +647,20 @@ def upgrade_1_to_2(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-UPGRADES = {1: upgrade_1_to_2}  # version N -> N + 1, applied in turn
+def upgrade_2_to_3(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 2 -> 3: the classic fields are unchanged and `axes` defaults to none, so a
+    version-2 record reads as it was. Points of a summary whose runs recorded other axes
+    (`axes`, written since the plan swept them) were merged across those axes: dropped, to
+    be remade from the runs. Returns a new dict."""
+    data = dict(data)
+    runs = data.get("runs") if isinstance(data.get("runs"), list) else []
+    if any(isinstance(r, dict) and r.get("axes") for r in runs):
+        data.pop("points", None)
+    data["version"] = 3
+    return data
+
+
+UPGRADES = {1: upgrade_1_to_2, 2: upgrade_2_to_3}  # version N -> N + 1, applied in turn
 
 
 def load(data: Any, where: str = "summary.json") -> Summary:

@@ -81,7 +81,7 @@ class ResultsDir:
 
 
 # Bulky per-run detail that stays in summary.json / runs/*.json, not in the CSV.
-CSV_SKIP = {"telemetry", "affinity", "clients", "window", "server_counters", "threads", "cpus"}
+CSV_SKIP = {"telemetry", "affinity", "clients", "window", "server_counters", "threads", "cpus", "axes"}
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -99,7 +99,13 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def metrics_csv(runs: list[dict[str, Any]]) -> str:
-    rows = [flatten(r) for r in runs]
+    """One row per run: first its point, one column per axis named by its key (server.arch,
+    server.work_us, load.keepalive, ...; an axis no run set is left out), then its figures."""
+    keys = [records.Run.model_validate(r).key for r in runs]
+    axes: list[str] = []
+    for k in keys:
+        axes += [a for a, v in k.items() if v is not None and a not in axes]
+    rows = [{**{a: k.get(a) for a in axes}, **flatten(r)} for k, r in zip(keys, runs, strict=True)]
     cols: list[str] = []
     for r in rows:
         cols += [c for c in r if c not in cols]

@@ -16,6 +16,7 @@ shows its lab host's real SSH host key, as cloud-init prints it.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 REGION = "eu-west-1"
@@ -24,6 +25,13 @@ DEBIAN_AMIS = {  # what the public parameters answer here: moto images of each a
     "/aws/service/debian/release/12/latest/amd64": "ami-04681a1dbd79675a5",
     "/aws/service/debian/release/12/latest/arm64": "ami-0e9271c829888680e",
 }
+# moto's images behind those ids are Amazon Linux: DescribeImages shows them as the Debian
+# images they stand in for (name, description, owner as Debian publishes them).
+DEBIAN_NAMES = {
+    "ami-04681a1dbd79675a5": "debian-12-amd64-20240717-1811",
+    "ami-0e9271c829888680e": "debian-12-arm64-20240717-1811",
+}
+UBUNTU_AMI = "ami-1e749f67"  # moto's own: ubuntu/images/hvm-ssd/ubuntu-trusty-14.04-amd64-server-...
 
 
 class Http:
@@ -74,6 +82,8 @@ class Fakes:
         self.seen: dict[str, int] = {}  # instance id -> DescribeInstances answers it was in (running)
         self.dying: dict[str, int] = {}  # instance id -> answers since terminated
         self.states: list[dict[str, str]] = []  # per DescribeInstances answer: id -> state shown
+        self.tokens: dict[str, list[str]] = {}  # ClientToken -> the instances its launch made
+        self.untagged: set[str] = set()  # instances a tag filter does not find yet (EC2's lag)
 
     def install(self, session: Any) -> Any:
         ev = session.events
@@ -83,13 +93,26 @@ class Fakes:
         ev.register("before-call.service-quotas", self._call)
         ev.register("before-call.ssm.GetParameter", self._parameter)
         ev.register("after-call.ec2.DescribeInstances", self._transitions)
+        ev.register("after-call.ec2.DescribeImages", self._debian)
+        ev.register("after-call.ec2.RunInstances", self._launched)
         if self.endpoint:
             ev.register("before-send", self._local_only)
         return session
 
     def _record(self, params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
-        context["orch_params"] = dict(params)
-        self.calls.append((model.name, dict(params)))
+        context["orch_params"] = copy.deepcopy(params)
+        self.calls.append((model.name, copy.deepcopy(params)))
+        if model.name == "DescribeInstances":  # moto has no client-token filter: by the ids it made
+            flt = params.get("Filters") or []
+            for f in flt:
+                if f["Name"] == "client-token":
+                    ids = [i for t in f["Values"] for i in self.tokens.get(t, [])]
+                    f.update(Name="instance-id", Values=ids or ["i-0000000000000000"])
+
+    def _launched(self, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        token = context.get("orch_params", {}).get("ClientToken")
+        if token:
+            self.tokens.setdefault(token, []).extend(i["InstanceId"] for i in parsed.get("Instances", []))
 
     def _local_only(self, request: Any, **_: Any) -> None:
         assert request.url.startswith(self.endpoint), f"request left the test endpoint: {request.url}"
@@ -130,12 +153,22 @@ class Fakes:
             return ok({})
         return None
 
-    def _transitions(self, parsed: dict[str, Any], **_: Any) -> None:
+    def _debian(self, parsed: dict[str, Any], **_: Any) -> None:
+        for img in parsed.get("Images", []):
+            if img["ImageId"] in DEBIAN_NAMES:
+                name = DEBIAN_NAMES[img["ImageId"]]
+                img.update(Name=name, Description=f"Debian 12 ({name})", OwnerId="136693071363",
+                           ImageLocation=f"136693071363/{name}")
+
+    def _transitions(self, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         shown: dict[str, str] = {}
+        by_tag = any(f["Name"].startswith("tag") for f in context.get("orch_params", {}).get("Filters") or [])
         for res in parsed.get("Reservations", []):
             keep = []
             for inst in res["Instances"]:
                 iid, state = inst["InstanceId"], inst["State"]["Name"]
+                if by_tag and iid in self.untagged:
+                    continue
                 if state == "terminated":
                     n = self.dying.get(iid, 0)
                     self.dying[iid] = n + 1

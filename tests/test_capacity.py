@@ -205,3 +205,11 @@ def test_observation_from_a_run_record():
     o = capacity.observation_of(records.Run.model_validate(rec))
     assert o.achieved_ratio == pytest.approx(0.99) and o.latency_ms == {"p50": 0.1, "p99": 1.5}
     assert o.errors_pct == pytest.approx(100 * 10 / 995) and o.verdict == "client-bound"
+    # issue 22: connection events (warm-up included) are not requests; orchestrate-load's own
+    # counts of the window's requests decide where the record has them
+    rec["errors"] = {"connect": 400, "read": 0, "write": 0, "timeout": 0}
+    o = capacity.observation_of(records.Run.model_validate(rec))
+    assert o.errors_pct == pytest.approx(100 * 5 / 990)
+    rec["requests_detail"] = {"requests": 1000, "failed": 15, "responses": 985}
+    o = capacity.observation_of(records.Run.model_validate(rec))
+    assert o.errors_pct == pytest.approx(100 * 20 / 1000)

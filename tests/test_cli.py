@@ -66,6 +66,9 @@ def test_plan_lists_runs_and_time(tmp_path):
     assert "1 server + 1..4 (auto-scale) client host(s)" in scaled.stdout.splitlines()[0]
     assert "auto-scale: up to 3 more run(s), one per client host added" in scaled.stdout
     assert "auto-scale" not in done.stdout
+    # orchestrate-load's drain after each window: its bound is shown beside the estimate
+    assert "orchestrate-load drains" in scaled.stdout and "up to load.timeout (2s)" in scaled.stdout
+    assert "drains" not in done.stdout  # wrk
 
 
 def test_lab_up_status_down(tmp_path):

@@ -27,6 +27,11 @@ def test_plan_prints_instances_and_an_estimate_without_calling_aws():
     assert "estimated cost: ~$" in done.stdout and "ESTIMATE: hand-kept list prices as of" in done.stdout
     assert "typed from memory, not fetched" in done.stdout and "/h each, estimate)" in done.stdout
     assert orchestrate("validate", SCENARIO, env=FAKE).returncode == 0
+    # the spend limit: the plan's worst case (2 x c6i.2xlarge) is above $0.1/h
+    done = orchestrate("plan", SCENARIO, "--max-hourly", "0.1", "--set", f"hosts.aws.endpoint_url={DEAD}",
+                       env=FAKE)
+    assert done.returncode == 2 and "--max-hourly: the plan costs up to ~$" in done.stderr
+    assert "above the limit $0.1/h" in done.stderr
 
 
 def test_run_asks_before_renting_machines(tmp_path):
@@ -49,7 +54,8 @@ def profile(tmp_path, monkeypatch) -> dict[str, str]:
     config.write_text("[profile bench]\nregion = eu-west-2\n")
     creds.write_text(f"[bench]\naws_access_key_id = {FAKE['AWS_ACCESS_KEY_ID']}\n"
                      f"aws_secret_access_key = {FAKE['AWS_SECRET_ACCESS_KEY']}\n")
-    env = {**FAKE, "AWS_CONFIG_FILE": str(config), "AWS_SHARED_CREDENTIALS_FILE": str(creds)}
+    env = {**FAKE, "AWS_CONFIG_FILE": str(config), "AWS_SHARED_CREDENTIALS_FILE": str(creds),
+           "ORCHESTRATE_STATE_DIR": str(tmp_path / "state")}  # the local run records: none yet
     env.pop("AWS_DEFAULT_REGION")
     for k, v in env.items():
         monkeypatch.setenv(k, v)
@@ -87,9 +93,11 @@ def test_cleanup_removes_what_a_killed_run_left(profile, moto_server):
     # moto has no placement-group API: cleanup says it could not list them (exit 1) and
     # removes everything else; against AWS the same call lists them too.
     assert done.returncode == 1, done.stderr
-    assert "FAILED could not list placement-groups" in done.stderr and "Traceback" not in done.stderr
+    assert "FAILED eu-west-2: could not list placement-groups" in done.stderr
+    assert "Traceback" not in done.stderr
     assert done.stdout.count("removed") == 2 and "killed-run" in done.stdout and "live-run" not in done.stdout
-    assert "left 2 resource(s) of other users' runs alone (--all-users to include them)" in done.stdout
+    assert "left 2 resource(s) of other users' runs alone in eu-west-2 (--all-users to include them)" \
+        in done.stdout
     assert keys() == {"live-run", "their-killed-run"}
 
     done = orchestrate("cleanup", "--provider", "aws", "--profile", "bench", "--endpoint-url", moto_server,
@@ -104,6 +112,60 @@ def test_cleanup_removes_what_a_killed_run_left(profile, moto_server):
     assert done.returncode == 1 and not keys()
     for text in (done.stdout, done.stderr):
         assert FAKE["AWS_SECRET_ACCESS_KEY"] not in text and FAKE["AWS_ACCESS_KEY_ID"] not in text
+
+
+def test_cleanup_with_no_region_finds_a_killed_run_in_another_region(profile, moto_server, tmp_path):
+    """A run in us-west-2 killed with kill -9 (provisioned, never torn down) while the profile
+    says eu-west-2: its local record names the region, so a bare cleanup finds it there."""
+    from awskit import UBUNTU_AMI
+
+    from orchestrator.hosts import aws
+    from orchestrator.hosts.aws import state
+    from orchestrator.scenario import Scenario
+
+    sc = Scenario.model_validate({"name": "elsewhere", "hosts": {"provider": "aws", "aws": {
+        "region": "us-west-2", "endpoint_url": moto_server, "image": UBUNTU_AMI, "placement": "none",
+        "instance_type": {"server": "c6i.large", "client": "c6i.large"}}}})
+    created = aws.Created(run_id="killed-elsewhere", lab_dir=tmp_path / "lab")
+    aws.provision(sc, run_id="killed-elsewhere", created=created, session=aws_api.make_session("us-west-2"),
+                  my_address="203.0.113.7", wait_ssh=lambda hosts, timeout: None,
+                  host_keys=lambda ec2, hosts, timeout: {h.instance_id: ["ssh-ed25519 AAAA"] for h in hosts})
+    (record,) = state.load_all()
+    assert record.region == "us-west-2" and sorted(record.ids["instance"]) == sorted(created.instance_ids)
+    west = boto3.session.Session(region_name="us-west-2").client("ec2", endpoint_url=moto_server)
+
+    def live() -> list[str]:
+        return [i["InstanceId"] for r in west.describe_instances(Filters=[
+            {"Name": f"tag:{aws_api.TAG_RUN}", "Values": ["killed-elsewhere"]},
+            {"Name": "instance-state-name", "Values": ["pending", "running"]}])["Reservations"]
+            for i in r["Instances"]]
+
+    assert len(live()) == 2
+    done = orchestrate("cleanup", "--provider", "aws", "--profile", "bench", "--endpoint-url", moto_server,
+                       "--all", env=profile)
+    # both regions scanned (moto's placement-group API fails in each: listed as such, exit 1)
+    assert "FAILED eu-west-2: could not list placement-groups" in done.stderr, done.stdout + done.stderr
+    assert done.returncode == 1 and "in eu-west-2" not in done.stdout
+    for iid in created.instance_ids:
+        assert f"removed instance {iid} in us-west-2 (run killed-elsewhere" in done.stdout
+    assert "removed key-pair orchestrate-killed-elsewhere-" in done.stdout
+    assert live() == [] and state.load_all() == []  # nothing left there, so the record went too
+
+
+def test_local_cleanup_without_aws_credentials_is_not_bothered_by_aws(tmp_path, monkeypatch):
+    """A record of an aws run is here, and no AWS credentials: cleanup for the local provider
+    neither asks AWS nor mentions it."""
+    from orchestrator.hosts.aws import state
+
+    env = {"ORCHESTRATE_STATE_DIR": str(tmp_path / "state"), "AWS_CONFIG_FILE": os.devnull,
+           "AWS_SHARED_CREDENTIALS_FILE": os.devnull, "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "",
+           "AWS_EC2_METADATA_DISABLED": "true"}
+    monkeypatch.setenv("ORCHESTRATE_STATE_DIR", env["ORCHESTRATE_STATE_DIR"])
+    state.RunState("r-1", "orchestrate-r-1-abcdef", "ap-south-1", ids={"instance": ["i-1"]}).save()
+    assert [r.region for r in state.load_all()] == ["ap-south-1"]
+    done = orchestrate("cleanup", "--provider", "local", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "aws" not in (done.stdout + done.stderr).lower() and "credential" not in done.stderr.lower()
 
 
 def test_bad_ssh_settings_are_bad_input_at_their_line(tmp_path):

@@ -30,7 +30,7 @@ def test_capacity_is_the_metric_when_both_sides_searched():
     b = records.load(_summary("b", [34_000, 34_500, 33_800]))
     c = compare.compare(a, b, names=("a", "b"))
     (ch,) = c.changes
-    assert ch.metric == "capacity" and ch.point == ("reuseport", 1, 64, None)
+    assert ch.metric == "capacity" and tuple(ch.point.values()) == ("reuseport", 1, 64, None)
     assert ch.before == (40_000, 41_000, 40_500) and ch.word == "worse"
     assert round(ch.change_pct, 1) == -15.8  # geometric means 40,498 -> 34,098
     assert "req/s capacity" in ch.line()

@@ -111,3 +111,21 @@ def test_the_plan_predicts_a_warm_lab_run_within_25_percent(tmp_path):
         netns.down(lab)
     print(f"PLAN estimate {expected:.0f} s, warm-lab run {wall:.1f} s ({expected / wall:.2f}x)")
     assert 0.75 * wall <= expected <= 1.25 * wall, (expected, wall)
+
+
+def test_the_drain_is_bounded_in_the_estimate():
+    """orchestrate-load drains up to load.timeout after each window: usually milliseconds (in
+    the measured per-run overhead), at most the timeout per run (issue 22); wrk does not."""
+    text = """
+name: m
+load: {tool: orchestrate-load, rate: [1000, 2000], duration: 3s, timeout: 1500ms, cpus: [1]}
+server: {cpus: [0]}
+baseline: {enabled: false}
+"""
+    p = plan.expand(scenario.load("s.yaml", text=text, host_cpus={0, 1}).scenario)
+    assert p.drain_max_s == 1.5
+    assert p.seconds_at_most_draining == pytest.approx(p.expected_seconds + 2 * 1.5)
+    assert p.per_run_s == pytest.approx(3 + plan.overheads("local").per_run_s)
+    wrk = plan.expand(scenario.load("s.yaml", text="name: m\nload: {cpus: [1]}\nserver: {cpus: [0]}\n",
+                                    host_cpus={0, 1}).scenario)
+    assert wrk.drain_max_s == 0 and wrk.seconds_at_most_draining == wrk.expected_seconds

@@ -10,6 +10,7 @@ import pytest
 
 from orchestrator import records
 from orchestrator.errors import UserError
+from orchestrator.point import PointKey
 from orchestrator.records import Run, Summary
 
 DATA = Path(__file__).parent / "report" / "data"
@@ -23,16 +24,20 @@ def raw(folder: Path) -> dict:
 @pytest.mark.parametrize("folder", RECORDED, ids=lambda p: p.name)
 def test_a_recorded_summary_round_trips_unchanged(folder: Path):
     data = raw(folder)
-    assert data["version"] == records.FORMAT_VERSION == 2
+    assert data["version"] == 2 and records.FORMAT_VERSION == 3
     s = records.load(data)
-    assert s.dump() == data  # nothing lost, nothing added: report can rewrite a folder safely
+    # nothing lost, nothing added: report can rewrite a folder safely (as version 3)
+    assert s.dump() == {**data, "version": 3}
+    assert records.load(s.dump()) == s
     assert len(s.runs) == len(data["runs"]) and all(r.analysis and r.analysis.verdict for r in s.runs)
 
 
 def test_the_records_read_as_typed_fields():
     s = records.load(raw(DATA / "open-loop"))
     run = s.runs[0]
-    assert run.rate and run.rate.target == 5000.0 and run.key == ("reuseport", 1, 32, 5000.0)
+    assert run.rate and run.rate.target == 5000.0
+    assert run.key == PointKey({"server.arch": "reuseport", "server.threads": 1, "load.connections": 32,
+                                "load.rate": 5000.0})
     assert isinstance(run.latency_ms.p99_9, float) and run.send_lag_ms and run.send_lag_ms.mean is not None
     assert run.errors.total == 0 and run.failed_requests == (run.non_2xx or 0)
     assert s.topology and (s.topology.server, s.topology.loopback) == ("localhost", True)
@@ -46,7 +51,7 @@ def test_version_1_is_upgraded():
     s = records.load(data)
     # where the server ran follows from the host whose roles name it
     assert s.topology == records.Topology(server="localhost", interface=None, loopback=True)
-    assert s.dump()["version"] == 2 and len(s.runs) == 8 and s.runs[0].analysis is None
+    assert s.dump()["version"] == 3 and len(s.runs) == 8 and s.runs[0].analysis is None
 
 
 def test_version_1_points_are_dropped_to_be_remade():
@@ -56,12 +61,12 @@ def test_version_1_points_are_dropped_to_be_remade():
     assert records.load(data).points == ()
 
 
-@pytest.mark.parametrize("version", [None, 0, 3, 99, "2"])
+@pytest.mark.parametrize("version", [None, 0, 4, 99, "2"])
 def test_an_unknown_version_is_refused_in_one_line(version):
     with pytest.raises(UserError) as e:
         records.load({"version": version, "runs": []}, "x/summary.json")
     assert str(e.value) == (f"x/summary.json: summary format version {version!r} is not one this "
-                            "orchestrate reads (it reads 1 to 2)")
+                            "orchestrate reads (it reads 1 to 3)")
 
 
 @pytest.mark.parametrize(("data", "line"), [
@@ -93,7 +98,7 @@ def test_null_reads_as_not_measured():
 def test_keys_not_typed_yet_are_kept():
     data = {"version": 2, "not_typed_yet": [{"arch": "x"}], "runs": [{"run_id": "r", "new_field": 1.5}]}
     s = records.load(data)
-    assert s.dump() == data
+    assert s.dump() == {**data, "version": 3}
     assert s.model_extra == {"not_typed_yet": [{"arch": "x"}]} and s.runs[0].model_extra == {"new_field": 1.5}
 
 
@@ -124,3 +129,42 @@ def test_an_old_folder_still_compares_against_a_new_one():
     assert len(c.changes) == 4 and not c.only_a and not c.only_b
     assert all(len(ch.before) == len(ch.after) == 2 for ch in c.changes)
     assert "different scenarios: loopback vs report-closed-loop" in c.warnings
+
+
+def test_version_2_points_merged_across_axes_are_dropped_to_be_remade():
+    run = {"arch": "reuseport", "server_threads": 1, "connections": 8, "qps": 1.0}
+    plain = {"version": 2, "runs": [run], "points": [{"arch": "reuseport", "n": 1}]}
+    assert records.upgrade_2_to_3(plain) == {**plain, "version": 3}  # nothing else changes
+    swept = {"version": 2, "points": [{"arch": "reuseport", "n": 2}],
+             "runs": [{**run, "axes": {"server.work_us": w}} for w in (0, 5)]}
+    s = records.load(swept)
+    assert s.points == () and [r.key["server.work_us"] for r in s.runs] == [0, 5]
+
+
+def test_a_point_keeps_every_axis_in_order():
+    runs = [Run(arch="reuseport", server_threads=1, connections=8, repetition=k, qps=q,
+                axes={"server.work_us": w, "load.keepalive": ka})
+            for k, (w, ka, q) in enumerate([(0, True, 10.0), (5, True, 8.0), (0, False, 3.0),
+                                            (0, True, 12.0)])]
+    from orchestrator import analysis
+
+    points = analysis.summarise_points(runs)
+    assert [p.n for p in points] == [2, 1, 1]  # not merged across work_us or keep-alive
+    assert points[0].key == runs[0].key and points[0].qps_median == 11.0
+    assert list(points[2].key) == ["server.arch", "server.threads", "load.connections", "load.rate",
+                                   "server.work_us", "load.keepalive"]
+    assert points[2].key.label() == ("server.arch=reuseport server.threads=1 load.connections=8 "
+                                     "server.work_us=0 load.keepalive=false")
+    s = Summary(runs=tuple(runs), points=tuple(points))
+    back = records.load(json.loads(json.dumps(s.dump())))
+    assert back == s and back.points[2].key == points[2].key
+
+
+def test_an_old_summary_compares_against_a_new_one_point_by_point():
+    from orchestrator import compare, store
+
+    old = store.load_summary(DATA / "closed-loop")  # recorded as version 2
+    new = records.load(json.loads(json.dumps(old.dump())))  # the same runs as version 3
+    c = compare.compare(old, new, names=("v2", "v3"))
+    assert len(c.changes) == 4 and not c.only_a and not c.only_b
+    assert all(ch.ratio and abs(ch.ratio.estimate - 1) < 1e-9 for ch in c.changes)

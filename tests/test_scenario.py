@@ -195,3 +195,15 @@ def test_the_schema_takes_every_short_form_validation_takes():
             "telemetry": {"collectors": ["mpstat"], "cpus": [3]}}
     assert list(validator.iter_errors(good)) == []
     scenario.load("x.yaml", text=json.dumps(good), host_cpus={0, 1, 2, 3})
+
+
+def test_link_caps_a_packet_rate_or_a_bandwidth_with_a_queue():
+    sc = load("name: x\nhosts: {provider: netns, link: {rate: 2.5gbit, queue: 30000}}\n").scenario
+    assert (sc.hosts.link.rate, sc.hosts.link.queue, sc.hosts.link.pps) == (2_500_000_000, 30000, None)
+    assert load("name: x\nhosts: {provider: netns, link: {rate: 50000}}\n").scenario.hosts.link.rate == 50000
+    got = problems("name: x\nhosts: {provider: netns, link: {pps: 1000, rate: 10mbit}}\n")
+    assert any("hosts.link.rate" in p and "not both" in p for p in got), got
+    got = problems("name: x\nhosts: {provider: netns, link: {queue: 1000}}\n")
+    assert any("hosts.link.queue" in p and "set pps or rate" in p for p in got), got
+    got = problems("name: x\nhosts: {link: {rate: fast}}\n")
+    assert any("hosts.link.rate" in p and "not a bit rate" in p for p in got), got

@@ -43,7 +43,20 @@ def test_summary_and_csv(tmp_path):
     assert data.dump()["runs"] == runs  # written back as it was given
     df = pd.read_csv(tmp_path / "scn" / "rid" / "metrics.csv")
     assert list(df.columns) == ["run_id", "qps", "latency_ms.p50", "server_cpu.usr"]
-    assert json.loads((tmp_path / "scn" / "rid" / "summary.json").read_text())["version"] == 2
+    assert json.loads((tmp_path / "scn" / "rid" / "summary.json").read_text())["version"] == 3
+
+
+def test_metrics_csv_has_one_column_per_axis(tmp_path):
+    rd = store.ResultsDir.create(tmp_path, "scn", "rid")
+    runs = [{"run_id": f"00{i}", "arch": "reuseport", "server_threads": 1, "connections": 8, "qps": 1.0 + i,
+             "axes": {"server.work_us": w, "load.keepalive": ka}}
+            for i, (w, ka) in enumerate([(0, True), (5, False)])]
+    rd.save_summary({"scenario": "scn", "runs": runs})
+    df = pd.read_csv(tmp_path / "scn" / "rid" / "metrics.csv")
+    assert list(df.columns)[:5] == ["server.arch", "server.threads", "load.connections", "server.work_us",
+                                    "load.keepalive"]  # load.rate: no run set it
+    assert df["server.work_us"].tolist() == [0, 5] and df["load.keepalive"].tolist() == [True, False]
+    assert not any(c.startswith("axes.") for c in df.columns)
 
 
 def test_a_typed_summary_saves_and_loads_the_same(tmp_path):
@@ -53,7 +66,8 @@ def test_a_typed_summary_saves_and_loads_the_same(tmp_path):
                                           rate=records.Rate(target=10.0, achieved=5.0, sustained=False)),))
     rd.save_summary(s)
     back = store.load_summary(rd.path)
-    assert back == s and back.runs[0].key == ("reuseport", None, None, 10.0)
+    assert back == s and back.runs[0].key.as_json() == {
+        "server.arch": "reuseport", "server.threads": None, "load.connections": None, "load.rate": 10.0}
 
 
 def test_a_summary_with_a_mistyped_field_is_refused_in_one_line(tmp_path):

@@ -105,11 +105,13 @@ std::string counts(const Stats& s) {
       {"queued", integer(s.queued)}, {"max_queue", integer(s.maxQueue)}, {"connects", integer(s.connects)},
       {"non_2xx", integer(s.responses - s.status[2])}};
   const char* const classes[] = {"other", "1xx", "2xx", "3xx", "4xx", "5xx"};
-  Members status, errors;
+  Members status, errors, failedBy;
   for (int i = 0; i < 6; ++i) status.emplace_back(classes[i], integer(s.status[i]));
   for (int i = 0; i < static_cast<int>(ErrorKind::kCount); ++i) {
     errors.emplace_back(errorName(static_cast<ErrorKind>(i)), integer(s.errors[i]));
+    failedBy.emplace_back(errorName(static_cast<ErrorKind>(i)), integer(s.failedBy[i]));
   }
+  members.emplace_back("failed_by", object(failedBy));
   members.emplace_back("status", object(status));
   members.emplace_back("errors", object(errors));
   return object(members);
@@ -131,7 +133,8 @@ std::string renderReport(const Options& o, const std::vector<Target>& targets, c
   const std::string window = object({
       {"start_epoch", epoch(info.startEpoch)},
       {"first_send_epoch", info.firstSendEpoch > 0 ? epoch(info.firstSendEpoch) : "null"},
-      {"measured_s", num(info.measuredS)}});
+      {"measured_s", num(info.measuredS)}, {"drain_s", num(info.drainS)},
+      {"drain_cut", boolean(s.drainCut)}});
   return object({{"tool", str("orchestrate-load")}, {"version", integer(kFormatVersion)},
                  {"generator_version", str(kVersion)}, {"parameters", parameters},
                  {"interrupted", boolean(info.interrupted)}, {"window", window}, {"counts", counts(s)},

@@ -1,5 +1,7 @@
 #include "Stats.h"
 
+#include <algorithm>
+
 namespace orchload {
 
 const char* errorName(ErrorKind kind) {
@@ -29,7 +31,12 @@ void Stats::add(const Stats& o) {
   queued += o.queued;
   maxQueue += o.maxQueue;  // per-thread maxima need not coincide: the sum bounds the total
   for (int i = 0; i < 6; ++i) status[i] += o.status[i];
-  for (int i = 0; i < static_cast<int>(ErrorKind::kCount); ++i) errors[i] += o.errors[i];
+  for (int i = 0; i < static_cast<int>(ErrorKind::kCount); ++i) {
+    errors[i] += o.errors[i];
+    failedBy[i] += o.failedBy[i];
+  }
+  drainEndNs = std::max(drainEndNs, o.drainEndNs);
+  drainCut = drainCut || o.drainCut;
   connects += o.connects;
   if (o.firstSendNs && (!firstSendNs || o.firstSendNs < firstSendNs)) firstSendNs = o.firstSendNs;
   if (perSecond.size() < o.perSecond.size()) perSecond.resize(o.perSecond.size(), 0);

@@ -22,19 +22,24 @@ struct Stats {
   Histogram latency;   // from the intended send time (closed loop: the actual send)
   Histogram service;   // from the actual send
   Histogram sendLag;   // actual send - intended
-  // Requests whose intended time fell in the window, and what became of them.
+  // Requests whose intended time fell in the window, and what became of them. Every one of
+  // them is in the histograms: requests = responses + failed + unanswered = latency.count().
   int64_t requests = 0;     // intended in the window
   int64_t sent = 0;         // of those, written to a socket
-  int64_t responses = 0;    // of those, answered
-  int64_t unanswered = 0;   // of those, still waiting at the end (counted as end - intended)
+  int64_t responses = 0;    // of those, answered (in the window or in the drain after it)
+  int64_t unanswered = 0;   // of those, never sent, or in flight when a signal cut the drain
+                            // (counted as drain end - intended)
   int64_t unsent = 0;       // of the unanswered, never sent (no free connection)
-  int64_t failed = 0;       // of those, lost with their connection (error or timeout)
+  int64_t failed = 0;       // of those, timed out or lost with their connection
+  int64_t failedBy[static_cast<int>(ErrorKind::kCount)] = {};  // the failed, by kind
   int64_t queued = 0;       // of those, had to wait for a free connection
   int64_t maxQueue = 0;     // most requests ever waiting at once (whole run)
   int64_t status[6] = {};   // responses by class: [1] 1xx .. [5] 5xx, [0] other
   int64_t errors[static_cast<int>(ErrorKind::kCount)] = {};  // whole run, warm-up included
   int64_t connects = 0;     // successful connections (whole run)
   int64_t firstSendNs = 0;  // monotonic time the first request left (0: none did)
+  int64_t drainEndNs = 0;   // monotonic time the drain after the window ended
+  bool drainCut = false;    // a signal ended the drain before every request was settled
   std::vector<int64_t> perSecond;  // responses completed in each second of the window
 };
 

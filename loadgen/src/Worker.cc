@@ -154,16 +154,28 @@ void Worker::onResponse(Connection* c, const InFlight& r, int status, int64_t no
   if (inWindow(r.intendedNs)) {
     ++stats_.responses;
     ++stats_.status[status >= 100 && status < 600 ? status / 100 : 0];
-    stats_.latency.record(toUs(now - r.intendedNs));
-    stats_.service.record(toUs(now - r.sentNs));
-    stats_.sendLag.record(toUs(r.sentNs - r.intendedNs));
+    recordLatency(r, now);
   }
   if (open_) makeFree(c);
   else fill(c, now);
 }
 
-void Worker::onLost(const InFlight& r, int64_t /*now*/) {
-  if (inWindow(r.intendedNs)) ++stats_.failed;
+void Worker::recordLatency(const InFlight& r, int64_t now, int64_t minServiceNs) {
+  const int64_t lag = r.sentNs - r.intendedNs;
+  const int64_t service = std::max(now - r.sentNs, minServiceNs);
+  stats_.latency.record(toUs(lag + service));
+  stats_.service.record(toUs(service));
+  stats_.sendLag.record(toUs(lag));
+}
+
+// A timed-out request counts at least --timeout from its send (the connection's later
+// requests, failed with it, too: pipelined answers come in order, so theirs would have come
+// later still); one lost with its connection counts until now, when that was known.
+void Worker::onLost(const InFlight& r, ErrorKind kind, int64_t now) {
+  if (!inWindow(r.intendedNs)) return;
+  ++stats_.failed;
+  ++stats_.failedBy[static_cast<int>(kind)];
+  recordLatency(r, now, kind == ErrorKind::kTimeout ? timeoutNs_ : 0);
 }
 
 void Worker::onConnectionDown(Connection* c, ErrorKind kind, int64_t now) {
@@ -171,7 +183,9 @@ void Worker::onConnectionDown(Connection* c, ErrorKind kind, int64_t now) {
   c->retryAtNs = now;  // reconnect at the next tick (a refused connect then backs off)
 }
 
-void Worker::onClosedCleanly(Connection* c, int64_t now) { c->connect(now); }
+void Worker::onClosedCleanly(Connection* c, int64_t now) {
+  if (!draining_) c->connect(now);
+}
 
 void Worker::tick(int64_t now) {
   for (auto& c : conns_) {
@@ -179,41 +193,86 @@ void Worker::tick(int64_t now) {
         now - c->inFlightAt(0).sentNs > timeoutNs_) {
       stats_.errors[static_cast<int>(ErrorKind::kTimeout)] += c->inFlight() - 1;
       c->fail(ErrorKind::kTimeout, now);
-    } else if (c->state() == Connection::State::kClosed && now >= c->retryAtNs) {
+    } else if (!draining_ && c->state() == Connection::State::kClosed && now >= c->retryAtNs) {
       c->connect(now);
     }
   }
 }
 
-void Worker::finish(int64_t end) {
-  auto unanswered = [&](int64_t intended, int64_t sent) {
-    if (!inWindow(intended) || intended >= end) return;
-    ++stats_.unanswered;
-    stats_.latency.record(toUs(end - intended));
-    stats_.service.record(toUs(end - sent));
-    stats_.sendLag.record(toUs(sent - intended));
-  };
-  for (auto& c : conns_)
-    for (int i = 0; i < c->inFlight(); ++i) unanswered(c->inFlightAt(i).intendedNs, c->inFlightAt(i).sentNs);
+int64_t Worker::drain(int64_t end) {
+  draining_ = true;
+  // every request in flight was sent before `end`: by this time each has been answered or
+  // timed out by tick() (which runs every kTickNs)
+  const int64_t deadline = end + timeoutNs_ + 2 * kTickNs;
+  int64_t now = monoNs();
+  int64_t nextTick = now;
+  for (;;) {
+    if (now >= nextTick) {
+      tick(now);
+      nextTick = now + kTickNs;
+    }
+    bool inFlight = std::any_of(conns_.begin(), conns_.end(), [](const auto& c) { return c->inFlight() > 0; });
+    if (!inFlight || now >= deadline) return now;
+    if (now >= tl_->drainStopNs.load(std::memory_order_relaxed)) {
+      stats_.drainCut = true;
+      return now;
+    }
+    pollOnce(std::max<int64_t>(std::min(deadline, nextTick) - now, 0));
+    now = monoNs();
+  }
+}
+
+void Worker::finish(int64_t end, int64_t drainEnd, bool cut) {
+  for (auto& c : conns_) {
+    for (int i = 0; i < c->inFlight(); ++i) {
+      const InFlight& r = c->inFlightAt(i);
+      if (!cut) ++stats_.errors[static_cast<int>(ErrorKind::kTimeout)];
+      if (!inWindow(r.intendedNs)) continue;
+      if (cut) {  // a signal ended the drain: unanswered, until now
+        ++stats_.unanswered;
+        recordLatency(r, drainEnd);
+      } else {    // the drain's deadline passed: timed out
+        ++stats_.failed;
+        ++stats_.failedBy[static_cast<int>(ErrorKind::kTimeout)];
+        recordLatency(r, drainEnd, timeoutNs_);
+      }
+    }
+  }
   if (open_) {
+    // still waiting for a free connection: from the intended time to the drain's end
     for (int64_t k = sentSlots_, due = dueCount(end - 1); k < due; ++k) {
       int64_t intended = slotTime(k);
       if (inWindow(intended)) {
         ++stats_.unsent;
-        unanswered(intended, end);
+        ++stats_.unanswered;
+        recordLatency(InFlight{intended, drainEnd}, drainEnd);
       }
     }
     for (int64_t k = 0, n = dueCount(std::min(end, tl_->measureEndNs) - 1); k < n; ++k)
       if (inWindow(slotTime(k))) ++stats_.requests;
   }
+  stats_.drainEndNs = drainEnd;
   conns_.clear();
+}
+
+void Worker::pollOnce(int64_t timeoutNs) {
+  epoll_event events[256];
+  int n = poller_.wait(events, 256, timeoutNs);
+  for (int i = 0; i < n; ++i) {
+    if (events[i].data.ptr == &wakeTag) {
+      uint64_t v;
+      ssize_t rc = ::read(wakeFd_, &v, sizeof v);
+      (void)rc;
+      continue;
+    }
+    static_cast<Connection*>(events[i].data.ptr)->handleEvent(events[i].events);
+  }
 }
 
 void Worker::run() {
   pin();
   int64_t now = monoNs();
   for (auto& c : conns_) c->connect(now);
-  epoll_event events[256];
   int64_t nextTick = now + kTickNs;
   for (;;) {
     now = monoNs();
@@ -236,23 +295,17 @@ void Worker::run() {
     // goes out as a batch. Spinning burned a core at high rates (and under SCHED_FIFO got the
     // thread throttled 50 ms a second); each wake-up costs µs, most of it in a VM.
     if (timeout > 0 && timeout < minSleepNs_) timeout = minSleepNs_;
-    int n = poller_.wait(events, 256, timeout);
-    for (int i = 0; i < n; ++i) {
-      if (events[i].data.ptr == &wakeTag) {
-        uint64_t v;
-        ssize_t rc = ::read(wakeFd_, &v, sizeof v);
-        (void)rc;
-        continue;
-      }
-      static_cast<Connection*>(events[i].data.ptr)->handleEvent(events[i].events);
-    }
+    pollOnce(timeout);
     now = monoNs();
     if (now >= nextTick) {
       tick(now);
       nextTick = now + kTickNs;
     }
   }
-  finish(std::min(tl_->measureEndNs, tl_->stopNs.load(std::memory_order_relaxed)));
+  const int64_t end = std::min(tl_->measureEndNs, tl_->stopNs.load(std::memory_order_relaxed));
+  const int64_t drainEnd = drain(end);
+  finish(end, drainEnd, stats_.drainCut);
+  tl_->finished.fetch_add(1, std::memory_order_release);
 }
 
 }  // namespace orchload

@@ -23,6 +23,10 @@ struct Timeline {
   int64_t measureStartNs = 0;  // warm-up ends, the window opens
   int64_t measureEndNs = 0;    // the window closes
   std::atomic<int64_t> stopNs{INT64_MAX};
+  // The drain after the window (requests in flight get up to --timeout to be answered) ends
+  // early when the main thread sets this (a signal during the drain).
+  std::atomic<int64_t> drainStopNs{INT64_MAX};
+  std::atomic<int> finished{0};  // workers done, drain included
 };
 
 // One thread, one epoll loop, its own connections and Stats: nothing on the hot path is
@@ -33,6 +37,11 @@ struct Timeline {
 // merged stream is evenly spaced. A due request with no free connection waits in the
 // queue, which is just the range of slot numbers [sent, due): bounded by nothing but
 // the run, and never dropped.
+// Every request intended in the window gets a latency: answered; lost to a timeout (at
+// least --timeout, from the actual send, after its intended time) or to its connection
+// (intended time to when that was known); still in flight at the window's end: drained
+// (nothing more is sent; answers are read until each request's timeout), then timed out;
+// still queued at the end: intended time to the drain's end.
 class Worker : orch::NonCopyable {
  public:
   Worker(int id, int threads, int connections, int cpu, const Options& options,
@@ -51,7 +60,7 @@ class Worker : orch::NonCopyable {
   void onConnected(Connection* c, int64_t now);
   void onConnectFailed(Connection* c, int64_t now);
   void onResponse(Connection* c, const InFlight& r, int status, int64_t now);
-  void onLost(const InFlight& r, int64_t now);
+  void onLost(const InFlight& r, ErrorKind kind, int64_t now);
   void onConnectionDown(Connection* c, ErrorKind kind, int64_t now);
   void onClosedCleanly(Connection* c, int64_t now);
 
@@ -60,8 +69,12 @@ class Worker : orch::NonCopyable {
   void pin();
   void dispatch(int64_t now);            // open loop: send what is due
   void fill(Connection* c, int64_t now);  // closed loop: keep `pipeline` in flight
-  void tick(int64_t now);                 // timeouts and reconnects
-  void finish(int64_t end);
+  void tick(int64_t now);                 // timeouts and reconnects (none while draining)
+  int64_t drain(int64_t end);             // after the window; returns when it ended
+  void finish(int64_t end, int64_t drainEnd, bool cut);
+  void pollOnce(int64_t timeoutNs);
+  // One request of the window into the three histograms; service time at least minServiceNs.
+  void recordLatency(const InFlight& r, int64_t now, int64_t minServiceNs = 0);
   void makeFree(Connection* c);
   Connection* popFree();
   int64_t slotTime(int64_t k) const;
@@ -86,6 +99,7 @@ class Worker : orch::NonCopyable {
   int64_t sentSlots_ = 0;    // next own slot to send
   int64_t queuedUpTo_ = 0;   // own slots below this were counted as queued
   bool closedStarted_ = false;
+  bool draining_ = false;
   Stats stats_;
   std::thread thread_;
 };

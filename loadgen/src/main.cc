@@ -1,11 +1,13 @@
 // orchestrate-load: an HTTP/1.x load generator, closed or open loop (see README.md).
 // main() parses options, resolves targets, fixes the timeline, runs one Worker per
-// thread, waits for the end or SIGINT/SIGTERM, adds the workers' Stats and prints JSON.
+// thread, waits for the end or SIGINT/SIGTERM, then for the drain (a second signal cuts it),
+// adds the workers' Stats and prints JSON.
 #include <signal.h>
 
 #include <cmath>
 #include <cstdio>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "Clock.h"
@@ -18,9 +20,20 @@ using namespace orchload;
 
 int main(int argc, char** argv) {
   Options options;
-  bool exitNow = false;
-  if (!parseOptions(argc, argv, &options, &exitNow)) return 2;
-  if (exitNow) return 0;
+  std::string error;
+  switch (parseOptions(argc, argv, &options, &error)) {
+    case orch::ParseOutcome::kHelp:
+      std::fputs(usage().c_str(), stdout);
+      return 0;
+    case orch::ParseOutcome::kVersion:
+      std::printf("orchestrate-load %s\n", kVersion);
+      return 0;
+    case orch::ParseOutcome::kError:
+      std::fprintf(stderr, "orchestrate-load: %s\n%s", error.c_str(), usage().c_str());
+      return 2;
+    case orch::ParseOutcome::kOk:
+      break;
+  }
   std::vector<Target> targets;
   if (!buildTargets(options, &targets)) return 1;
 
@@ -64,12 +77,24 @@ int main(int argc, char** argv) {
       break;
     }
   }
+  // The drain: the workers read answers to what is still in flight, each request up to its
+  // timeout. A signal now ends it at once (what is still in flight then counts as unanswered).
+  while (tl.finished.load(std::memory_order_acquire) < options.threads) {
+    timespec ts{0, 20'000'000};
+    int sig = sigtimedwait(&stopSignals, nullptr, &ts);
+    if (sig == SIGINT || sig == SIGTERM) {
+      tl.drainStopNs.store(monoNs(), std::memory_order_relaxed);
+      for (auto& w : workers) w->wake();
+      break;
+    }
+  }
   for (auto& w : workers) w->join();
 
   const int64_t end = std::min(tl.measureEndNs, tl.stopNs.load(std::memory_order_relaxed));
   info.measuredS = end > tl.measureStartNs ? static_cast<double>(end - tl.measureStartNs) / 1e9 : 0.0;
   Stats total(static_cast<size_t>(std::ceil(options.durationS)));
   for (auto& w : workers) total.add(w->stats());
+  info.drainS = total.drainEndNs > end ? static_cast<double>(total.drainEndNs - end) / 1e9 : 0.0;
   if (total.firstSendNs)  // on the wall clock, so hosts can be compared (their clocks agree by NTP)
     info.firstSendEpoch = nowWall + static_cast<double>(total.firstSendNs - nowMono) / 1e9;
   std::string doc = renderReport(options, targets, total, info);

@@ -204,11 +204,13 @@ class FakeServer:
     - status:      503 answers
     - reset:       after 3 answers the connection is reset (RST)
     - stall:       reads requests and never answers
+    - late:        answers each request LATE_S after it arrived (one at a time per connection)
     - garbage:     answers with something that is not HTTP
     - interim:     a 100 Continue before each 200
     """
 
     BODY = b"hello\n"
+    LATE_S = 0.3
 
     def __init__(self, mode: str):
         self.mode = mode
@@ -287,6 +289,13 @@ class FakeServer:
                 buf += chunk
                 n = _requests_in(buf)
                 if n == 0 or self.mode == "stall":
+                    continue
+                if self.mode == "late":
+                    for _ in range(n):
+                        time.sleep(self.LATE_S)
+                        conn.sendall(self._answer())
+                    with self._lock:
+                        self.answered += n
                     continue
                 if self.mode == "reset" and served + n > 3:
                     conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")

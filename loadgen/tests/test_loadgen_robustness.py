@@ -15,11 +15,15 @@ from loadkit import FakeServer, run_load
 def check_clean(run: loadkit.Run) -> None:
     assert run.rc == 0, run.stderr
     assert not run.sanitizer_reports(), run.stderr
-    assert run.doc["tool"] == "orchestrate-load" and run.doc["version"] == 1
+    assert run.doc["tool"] == "orchestrate-load" and run.doc["version"] == 2
     c = run.counts
-    # never dropped silently: every request of the window is answered, failed or unanswered
+    # never dropped silently: every request of the window is answered, failed or unanswered,
+    # and every one of them has a latency (issue 22)
     assert c["responses"] + c["failed"] + c["unanswered"] == c["requests"], c
-    assert run.doc["latency"]["count"] == c["responses"] + c["unanswered"]
+    for hist in ("latency", "service_time", "send_lag"):
+        assert run.doc[hist]["count"] == c["requests"], (hist, c)
+    assert sum(c["failed_by"].values()) == c["failed"], c
+    assert run.doc["window"]["drain_s"] >= 0
 
 
 @pytest.mark.parametrize("mode,args", [
@@ -56,6 +60,9 @@ def test_resets_are_counted_and_reconnected(generator):
     assert run.errors["reset"] + run.errors["closed"] > 50
     assert run.counts["connects"] > 50  # it reconnected after each reset
     assert run.counts["responses"] > 300
+    # the requests lost with their connections keep their kind, and have latencies
+    lost = run.counts["failed_by"]
+    assert lost["reset"] + lost["closed"] == run.counts["failed"] > 50, lost
 
 
 def test_garbage_is_a_protocol_error(generator):
@@ -67,15 +74,59 @@ def test_garbage_is_a_protocol_error(generator):
 
 
 def test_stalled_server_times_out_and_unanswered_count_from_intended(generator):
+    """Timed-out requests count at least the timeout; those in flight at the end are drained
+    until they time out; those never sent count from their intended time to the drain's end."""
     binary, sanitized = generator
     with FakeServer("stall") as srv:
         run = run_load(binary, "-c", "4", "-R", "200", "-d", "2", "--timeout", "0.5", srv.url,
                        sanitized=sanitized)
     check_clean(run)
-    assert run.counts["responses"] == 0
+    c = run.counts
+    assert c["responses"] == 0
     assert run.errors["timeout"] >= 8  # 4 connections, each timed out at least twice
-    assert run.counts["unanswered"] > 0
+    assert c["failed_by"]["timeout"] == c["failed"] >= 8
+    assert c["unanswered"] == c["unsent"] > 0
+    drain = run.doc["window"]["drain_s"]
+    assert 0 < drain <= 0.5 + 0.02  # the last ones in flight timed out in the drain
+    # every timed-out request >= 500 ms; every unsent one waited at least the drain
+    assert run.doc["latency"]["min"] >= min(500_000, drain * 1e6) - 1000, run.doc["latency"]
     assert run.doc["rate"]["sustained"] is False
+
+
+def test_requests_in_flight_at_the_end_are_drained(generator):
+    """A server answering each request 0.3 s late: those in flight when the window closes are
+    answered in the drain and counted as answered, at their real latency (not cut at the end)."""
+    binary, sanitized = generator
+    with FakeServer("late") as srv:
+        run = run_load(binary, "-c", "16", "-R", "20", "-d", "1", "--timeout", "2", srv.url,
+                       sanitized=sanitized)
+    check_clean(run)
+    c = run.counts
+    assert c["requests"] == 20 and c["responses"] == 20 and c["failed"] == c["unanswered"] == 0, c
+    assert 0.2 < run.doc["window"]["drain_s"] < 2  # the last one answered 0.3 s after its send
+    assert run.doc["latency"]["min"] >= 300_000  # the last ones too: their real 0.3 s
+
+
+def test_a_second_signal_cuts_the_drain(generator):
+    """SIGTERM ends the window; a second one ends the drain at once (a stalled server would
+    keep it going for the 5 s timeout): what was still in flight counts as unanswered."""
+    binary, sanitized = generator
+
+    def twice(proc):
+        time.sleep(0.7)
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.4)
+        proc.send_signal(signal.SIGTERM)
+    with FakeServer("stall") as srv:
+        t0 = time.monotonic()
+        run = run_load(binary, "-c", "4", "-R", "100", "-d", "10", "--timeout", "5", srv.url,
+                       sanitized=sanitized, during=twice)
+        wall = time.monotonic() - t0
+    check_clean(run)
+    assert wall < 4.5  # not the 5 s the drain would take uncut
+    assert run.doc["interrupted"] is True and run.doc["window"]["drain_cut"] is True
+    assert 0.2 < run.doc["window"]["drain_s"] < 2
+    assert run.counts["unanswered"] > run.counts["unsent"] > 0  # the 4 in flight, and the queue
 
 
 def test_server_vanishing_mid_run(generator, server_binary):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from orchestrator import packages
 from orchestrator.cpus import ranges
-from orchestrator.doctor import Check
+from orchestrator.doctor import Check, Status
 from orchestrator.doctor import noise as noise_mod
 from orchestrator.doctor import pauses as pauses_mod
 from orchestrator.errors import RunFailed, UserError
@@ -197,7 +197,7 @@ def _smt(sc: Scenario, cpu_list: list[int]) -> list[Check]:
 def noise_checks(sample: noise_mod.HostNoise) -> list[Check]:
     out = []
     for c, pct in sorted(sample.busy_pct.items()):
-        status = ("fail" if pct >= noise_mod.FOREIGN_FAIL_PCT
+        status: Status = ("fail" if pct >= noise_mod.FOREIGN_FAIL_PCT
                   else "warn" if pct >= noise_mod.FOREIGN_WARN_PCT else "ok")
         names = ", ".join(f"{i.command} (pid {i.pid}, {i.cpu_pct:.0f}%)" for i in sample.intruders[:3])
         seen = f"{pct:.0f}% busy with nothing of ours running"

@@ -52,14 +52,3 @@ def measure(cpus: list[int], seconds: float) -> dict[str, dict]:
         out[str(cpu)]["lost_pct"] = round(100.0 * sum(lost) / 1000.0 / seconds, 2)
         out[str(cpu)]["seconds"] = seconds
     return out
-
-
-def summary(result: dict[str, dict]) -> str:
-    return "; ".join(f"CPU {cpu}: {r['1-5ms']['count']} pauses of 1-5 ms, "
-                     f"{r['5-20ms']['count'] + r['>20ms']['count']} of 5 ms or more in {r['seconds']:g} s "
-                     f"({r['lost_pct']}% lost)" for cpu, r in result.items())
-
-
-def lost_pct(result: dict[str, dict]) -> float:
-    """The largest share of time any probed CPU lost to pauses."""
-    return max((float(r["lost_pct"]) for r in result.values()), default=0.0)

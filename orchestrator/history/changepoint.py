@@ -20,12 +20,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.history.fingerprint import plain, point_key
+from orchestrator.point import PointKey
 
 MAX_P = 0.001  # Otava's default; over 30 runs of noise a looser p finds shifts that are not there
 MIN_SHIFT_PCT = 3.0  # as the gate's minimum effect: smaller shifts are not reported
 WINDOW = 30  # Otava's sliding window (runs)
 
-Point = tuple[Any, Any, Any, float | None]
+Point = PointKey  # orchestrator/point.py
 
 
 @dataclass(frozen=True)

@@ -10,24 +10,30 @@ from __future__ import annotations
 
 from typing import Any
 
+from orchestrator.point import PointKey, classic
+
 
 def plain(summary: Any) -> dict[str, Any]:
     """A summary as summary.json holds it, whether given as the typed record or a dict."""
     return summary.to_json() if hasattr(summary, "to_json") else summary
 
 
-def point_key(run: dict[str, Any]) -> tuple[Any, Any, Any, float | None]:
-    """(arch, server threads, connections, target rate) of a run or point as summary.json holds it."""
+def point_key(run: dict[str, Any]) -> PointKey:
+    """The matrix point of a run, point or search as summary.json holds it (any version): the
+    classic four (arch, server threads, connections, target rate), then its other `axes`."""
     rate = run.get("rate")
     target = rate.get("target") if isinstance(rate, dict) else rate
-    return (run.get("arch"), run.get("server_threads"), run.get("connections"),
-            float(target) if isinstance(target, int | float) else None)
+    axes = run.get("axes")
+    return classic(run.get("arch"), run.get("server_threads"), run.get("connections"),
+                   float(target) if isinstance(target, int | float) else None,
+                   axes if isinstance(axes, dict) else None)
 
 
 # host fact -> how it is named in a warning
 ENVIRONMENT_FACTS = {
     "kernel": "kernel", "cpu_model": "CPU model", "microcode": "microcode", "governor": "CPU governor",
     "mitigations": "mitigations", "tool_versions": "tool versions", "instance_type": "instance type",
+    "sysctl": "sysctl",  # the kernel settings the runs had (sysctl.Tuner.facts)
 }
 
 

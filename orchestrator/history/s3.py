@@ -5,6 +5,12 @@ Layout under s3://bucket/prefix/:
                                       and the gate's verdicts
   results/<scenario>/<results id>/... each run's results folder, uploaded whole
 
+index.json's versions (an older one is upgraded on read and written back as the current one
+at the next update; results folders' keys are unchanged, so old sessions still read):
+  1: sessions, gates, floors
+  2: each session also names its points (orchestrator/point.py, JSON objects in axis order)
+     and the summary format it was written in; version-1 sessions read with none
+
 The index is the one object two runners may write at once. Every update is a
 read-modify-write guarded by S3 conditional writes: If-None-Match: * creates it only
 if absent, If-Match: <ETag> replaces only the version that was read; a runner that
@@ -24,10 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import RunFailed, UserError
-from orchestrator.history.fingerprint import machine_fingerprint, plain
+from orchestrator.history.fingerprint import machine_fingerprint, plain, point_key
+from orchestrator.records import FORMAT_VERSION
 
 INDEX = "index.json"
-INDEX_VERSION = 1
+INDEX_VERSION = 2
 MAX_INDEX_BYTES = 64 * 1024 * 1024
 RETRIES = 8  # lost races on the index before giving up
 CACHE_ENV = "ORCHESTRATE_CACHE"
@@ -47,6 +54,16 @@ def parse_url(url: str) -> tuple[str, str]:
     if "//" in prefix:
         raise UserError(f"--history {url}: empty path segment in the prefix")
     return m[1], prefix
+
+
+def upgrade_index_1_to_2(index: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 -> 2: sessions recorded before points were named have none (their summaries,
+    read through records.load, still give them). Returns a new dict."""
+    sessions = {rid: {"points": [], "format": None, **s} for rid, s in (index.get("sessions") or {}).items()}
+    return {**index, "sessions": sessions, "version": 2}
+
+
+INDEX_UPGRADES = {1: upgrade_index_1_to_2}
 
 
 def _code(exc: Exception) -> str:
@@ -108,9 +125,11 @@ class S3History:
         except ValueError:
             raise RunFailed(f"history {self.where}: {INDEX} is not JSON; not touching it",
                             phase="history") from None
-        if not isinstance(index, dict) or index.get("version") != INDEX_VERSION:
+        if not isinstance(index, dict) or index.get("version") not in INDEX_UPGRADES.keys() | {INDEX_VERSION}:
             raise RunFailed(f"history {self.where}: {INDEX} is not an index this orchestrate reads "
-                            f"(version {INDEX_VERSION})", phase="history")
+                            f"(versions 1 to {INDEX_VERSION})", phase="history")
+        while index["version"] in INDEX_UPGRADES:
+            index = INDEX_UPGRADES[index["version"]](index)
         return index, obj["ETag"]
 
     def _update_index(self, change: Any) -> None:
@@ -174,6 +193,8 @@ class S3History:
                 "finished": summary.get("finished"), "status": summary.get("status"),
                 "provider": summary.get("provider"), "machine": machine_fingerprint(summary),
                 "path": f"s3://{self.bucket}/{base}", "n_runs": len(summary.get("runs", [])),
+                "format": summary.get("version") or FORMAT_VERSION,
+                "points": list({k: k.as_json() for k in map(point_key, summary.get("runs", []))}.values()),
             }
             self._update_index(lambda index: index["sessions"].__setitem__(rid, session))
         except (ClientError, BotoCoreError, RunFailed) as exc:

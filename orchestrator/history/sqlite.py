@@ -9,9 +9,17 @@ import os
 from pathlib import Path
 from typing import Any
 
-from orchestrator.history.fingerprint import machine_fingerprint, plain
+from orchestrator.history.fingerprint import machine_fingerprint, plain, point_key
+from orchestrator.point import PointKey
 
 HISTORY_ENV = "ORCHESTRATE_HISTORY"
+# The database's format, in PRAGMA user_version (asv's update_to_N, one step at a time):
+#   0: the first: a run's point was its arch, server_threads and connections columns
+#   1: N-axis points: `point` holds the run's whole point as a JSON object in axis order
+#      (orchestrator/point.py; server.work_us, load.keepalive, variants, ...), `point_label`
+#      names it as compare and the gate do, `rate` is the target rate; version-0 rows are given
+#      theirs from the old columns (their rate was not recorded: null)
+SCHEMA_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
     results_id TEXT PRIMARY KEY, scenario TEXT NOT NULL, started TEXT, finished TEXT,
@@ -21,6 +29,7 @@ CREATE TABLE IF NOT EXISTS runs (
     machine TEXT, arch TEXT, server_threads INTEGER, connections INTEGER, repetition INTEGER,
     qps REAL, p50_ms REAL, p99_ms REAL, errors INTEGER, verdict TEXT, ceiling_pps REAL,
     packets_per_request REAL, cpu_us_per_request REAL,
+    rate REAL, point TEXT, point_label TEXT,
     PRIMARY KEY (results_id, run_id));
 CREATE TABLE IF NOT EXISTS gates (results_id TEXT PRIMARY KEY, verdict TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS floors (results_id TEXT PRIMARY KEY, floor TEXT NOT NULL);
@@ -36,16 +45,60 @@ def history_path(explicit: str | os.PathLike[str] | None = None) -> Path:
     return base / "orchestrate" / "history.sqlite"
 
 
-def record_history(summary: Any, folder: Path, db: Path | None = None) -> Path:
+def _connect(path: Path):  # -> sqlite3.Connection, its schema current
     import sqlite3
 
+    con = sqlite3.connect(path)
+    try:
+        version = con.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            from orchestrator.errors import UserError
+
+            raise UserError(f"{path}: history database version {version} was written by a newer "
+                            f"orchestrate (this one reads 0 to {SCHEMA_VERSION})")
+        with con:
+            con.executescript(_SCHEMA)
+            if version < 1:
+                _upgrade_0_to_1(con)
+            con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def _upgrade_0_to_1(con: Any) -> None:
+    """The point columns of version 0 become an N-axis point (kept: older readers use them)."""
+    have = {row[1] for row in con.execute("PRAGMA table_info(runs)")}
+    for column, kind in (("rate", "REAL"), ("point", "TEXT"), ("point_label", "TEXT")):
+        if column not in have:
+            con.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
+    rows = con.execute("SELECT results_id, run_id, arch, server_threads, connections, rate FROM runs "
+                       "WHERE point IS NULL").fetchall()
+    for rid, run_id, arch, threads, conns, rate in rows:
+        key = point_key({"arch": arch, "server_threads": threads, "connections": conns, "rate": rate})
+        con.execute("UPDATE runs SET point = ?, point_label = ? WHERE results_id = ? AND run_id = ?",
+                    (json.dumps(key.as_json()), key.compact(), rid, run_id))
+
+
+def row_point(row: dict[str, Any]) -> PointKey:
+    """The point of a history row (its `point` column)."""
+    return PointKey(json.loads(row["point"]).items()) if row.get("point") else point_key(row)
+
+
+RUN_COLUMNS = ("results_id", "run_id", "scenario", "started", "machine", "arch", "server_threads",
+               "connections", "repetition", "qps", "p50_ms", "p99_ms", "errors", "verdict", "ceiling_pps",
+               "packets_per_request", "cpu_us_per_request", "rate", "point", "point_label")
+_INSERT_RUN = f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})"
+
+
+def record_history(summary: Any, folder: Path, db: Path | None = None) -> Path:
     summary = plain(summary)
     path = history_path(db)
     path.parent.mkdir(parents=True, exist_ok=True)
     machine = machine_fingerprint(summary)
     rid = summary.get("run_id") or folder.name
-    with contextlib.closing(sqlite3.connect(path)) as con, con:
-        con.executescript(_SCHEMA)
+    with contextlib.closing(_connect(path)) as con, con:
         con.execute("INSERT OR REPLACE INTO sessions VALUES (?,?,?,?,?,?,?,?,?)",
                     (rid, summary.get("scenario"), summary.get("started"), summary.get("finished"),
                      summary.get("status"), summary.get("provider"), machine, str(folder.resolve()),
@@ -57,12 +110,14 @@ def record_history(summary: Any, folder: Path, db: Path | None = None) -> Path:
             cost = (a.get("cpu_us_per_request") or {}).get("total")
             if not isinstance(r.get("qps"), int | float):
                 continue  # a run that failed before measuring
-            con.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            key = point_key(r)
+            lat = r.get("latency_ms") or {}
+            con.execute(_INSERT_RUN,
                         (rid, r["run_id"], summary.get("scenario"), summary.get("started"), machine,
-                         r["arch"], r["server_threads"], r["connections"], r["repetition"], r["qps"],
-                         (r.get("latency_ms") or {}).get("p50"), (r.get("latency_ms") or {}).get("p99"),
+                         r.get("arch"), r.get("server_threads"), r.get("connections"), r.get("repetition"),
+                         r["qps"], lat.get("p50"), lat.get("p99"),
                          sum((r.get("errors") or {}).values()), a.get("verdict"), a.get("ceiling_pps"),
-                         ppr, cost))
+                         ppr, cost, key.get("load.rate"), json.dumps(key.as_json()), key.compact()))
     return path
 
 
@@ -82,21 +137,23 @@ def history_sessions(db: Path | None = None, *, scenario: str | None = None, sta
         args.append(status)
     q += " ORDER BY started DESC, results_id DESC LIMIT ?"
     args.append(limit)
-    with contextlib.closing(sqlite3.connect(path)) as con:
+    with contextlib.closing(_connect(path)) as con:
         con.row_factory = sqlite3.Row
-        con.executescript(_SCHEMA)
         return [dict(row) for row in con.execute(q, args)]
 
 
 def history_frame(db: Path | None = None):  # -> pandas.DataFrame
-    """Every recorded run as one pandas DataFrame (one call, as users expect)."""
-    import sqlite3
-
+    """Every recorded run as one pandas DataFrame (one call, as users expect), with one column
+    per axis of the points (server.arch, ..., server.work_us, load.keepalive) after its own."""
     import pandas as pd
 
-    with contextlib.closing(sqlite3.connect(history_path(db))) as con:
-        con.executescript(_SCHEMA)
-        return pd.read_sql_query("SELECT * FROM runs ORDER BY started, run_id", con)
+    with contextlib.closing(_connect(history_path(db))) as con:
+        df = pd.read_sql_query("SELECT * FROM runs ORDER BY started, run_id", con)
+    points = [row_point({"point": p}) if p else PointKey() for p in df.get("point", [])]
+    axes = list(dict.fromkeys(a for p in points for a in p))
+    for a in axes:
+        df[a] = [p.get(a) for p in points]
+    return df
 
 
 class SQLiteHistory:
@@ -133,20 +190,16 @@ class SQLiteHistory:
 
     # gates and floors are both results id -> one JSON value; the table names are ours, not input
     def _put(self, table: str, results_id: str, value: dict[str, Any]) -> None:
-        import sqlite3
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.closing(sqlite3.connect(self.path)) as con, con:
-            con.executescript(_SCHEMA)
+        with contextlib.closing(_connect(self.path)) as con, con:
             con.execute(f"INSERT OR REPLACE INTO {table} VALUES (?, ?)", (results_id, json.dumps(value)))
 
     def _all(self, table: str, column: str) -> dict[str, dict[str, Any]]:
-        import sqlite3
 
         if not self.path.exists():
             return {}
-        with contextlib.closing(sqlite3.connect(self.path)) as con:
-            con.executescript(_SCHEMA)
+        with contextlib.closing(_connect(self.path)) as con:
             return {rid: json.loads(v) for rid, v in con.execute(f"SELECT results_id, {column} FROM {table}")}
 
     def folder(self, session: dict[str, Any], *, files: tuple[str, ...] = ("summary.json",)) -> Path | None:

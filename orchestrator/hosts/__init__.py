@@ -71,6 +71,8 @@ class Lab:
     hosts: tuple[Host, ...]
     name: str = ""
     pool: ClientPool | None = field(default=None, compare=False, repr=False)  # None: a fixed lab
+    # cloud providers: the run's estimated cost so far (records.Cost's fields), None: nothing billed
+    cost: Callable[[], dict[str, Any] | None] | None = field(default=None, compare=False, repr=False)
 
     @property
     def client_limit(self) -> int:

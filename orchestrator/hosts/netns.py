@@ -102,6 +102,8 @@ class LabState:
     inventory: str
     state: str = "starting"  # "up" once everything answered
     created: float = 0.0
+    rate: int | None = None  # bits/s cap per direction (no packet-size floor), beside or instead of pps
+    queue: int | None = None  # the caps' queue in bytes; None: 50 ms at the cap
     problems: tuple[str, ...] = field(default=(), compare=False)  # filled by status()
 
     @property
@@ -192,7 +194,7 @@ def _write_state(st: LabState) -> None:
 
 
 def _plan(name: str, index: int, hosts: int, pps: int | None, root: Path,
-          sizes: dict[str, Size]) -> LabState:
+          sizes: dict[str, Size], rate: int | None = None, queue: int | None = None) -> LabState:
     net = _subnet(index)
     d = _lab_dir(name, root)
     lab_hosts = tuple(
@@ -202,7 +204,7 @@ def _plan(name: str, index: int, hosts: int, pps: int | None, root: Path,
     return LabState(name=name, index=index, dir=str(d), bridge=f"orch{index}br",
                     gateway=str(net.network_address + 254), pps=pps, hosts=lab_hosts,
                     key_file=str(d / "id_ed25519"), known_hosts=str(d / "known_hosts"),
-                    inventory=str(d / "inventory.ini"), created=time.time())
+                    inventory=str(d / "inventory.ini"), created=time.time(), rate=rate, queue=queue)
 
 
 def _free_index(root: Path, name: str) -> int:
@@ -347,12 +349,28 @@ def _keygen(paths: list[Path], comment: str) -> None:
         p.chmod(0o600)
 
 
-def tc_cap(dev: str, pps: int) -> str:
-    """The tbf qdisc that caps `dev`'s egress at `pps` packets/s (of up to 1500 bytes)."""
-    # stab mpu 1500 counts every packet as at least 1500 bytes, so a byte rate is a packet rate.
-    rate = pps * 1500 * 8
-    burst = max(pps * 3, 15_000)  # ~2 ms of packets (150 kB at 50k pps was measured to work)
-    return f"qdisc replace dev {dev} root stab mpu 1500 tbf rate {rate}bit burst {burst} latency 50ms"
+def tc_cap(dev: str, pps: int | None = None, *, rate: int | None = None, queue: int | None = None) -> str:
+    """The tbf qdisc that caps `dev`'s egress: at `pps` packets/s (of up to 1500 bytes), or at
+    `rate` bits/s of bytes as they are (no packet-size floor); `queue`: tbf's limit in bytes
+    (default: what 50 ms at the cap holds). One of pps and rate."""
+    limit = f"limit {queue}" if queue else "latency 50ms"
+    if pps:
+        # stab mpu 1500 counts every packet as at least 1500 bytes, so a byte rate is a packet rate.
+        bits = pps * 1500 * 8
+        burst = max(pps * 3, 15_000)  # ~2 ms of packets (150 kB at 50k pps was measured to work)
+        return f"qdisc replace dev {dev} root stab mpu 1500 tbf rate {bits}bit burst {burst} {limit}"
+    if not rate:
+        raise ValueError("tc_cap: pps or rate")
+    burst = max(rate // 8 // 100, 15_000)  # 10 ms at the rate: above what one timer tick (4 ms) passes
+    return f"qdisc replace dev {dev} root tbf rate {rate}bit burst {burst} {limit}"
+
+
+def link_text(pps: int | None, rate: int | None, queue: int | None) -> str:
+    """The lab's cap in words (`lab up|status`, errors)."""
+    if not (pps or rate):
+        return "no link cap"
+    cap = f"{pps} pps" if pps else f"{rate / 1e6:g} Mbit/s"
+    return f"capped at {cap} per direction" + (f", queue {queue} bytes" if queue else "")
 
 
 def _network(st: LabState, *, bridge: bool = True) -> None:
@@ -369,11 +387,12 @@ def _network(st: LabState, *, bridge: bool = True) -> None:
     for h in st.hosts:
         _sh(["ip", "-n", h.name, "-batch", "-"],
             input=f"link set lo up\naddr add {h.address}/24 dev {h.interface}\nlink set {h.interface} up\n")
-    if st.pps:
+    if st.pps or st.rate:
         # Root end shapes traffic toward the host, the namespace end traffic from it.
-        _sh(["tc", "-batch", "-"], input="".join(tc_cap(h.veth, st.pps) + "\n" for h in st.hosts))
+        cap = {"rate": st.rate, "queue": st.queue}
+        _sh(["tc", "-batch", "-"], input="".join(tc_cap(h.veth, st.pps, **cap) + "\n" for h in st.hosts))
         for h in st.hosts:
-            _sh(["tc", "-n", h.name, "-batch", "-"], input=tc_cap(h.interface, st.pps) + "\n")
+            _sh(["tc", "-n", h.name, "-batch", "-"], input=tc_cap(h.interface, st.pps, **cap) + "\n")
 
 
 def _sshd_config(st: LabState, h: LabHost) -> str:
@@ -504,7 +523,7 @@ def _sizes_text(st: LabState) -> str:
 
 
 def up(name: str, hosts: int, pps: int | None = None, *, size: dict[str, Size] | None = None,
-       root: Path | None = None) -> LabState:
+       root: Path | None = None, rate: int | None = None, queue: int | None = None) -> LabState:
     """Bring up lab `name` with `hosts` hosts; on any failure (or Ctrl-C) nothing is left behind.
 
     `size` sizes hosts per role ("server": host 0, "client": the others). A lab already up
@@ -513,21 +532,28 @@ def up(name: str, hosts: int, pps: int | None = None, *, size: dict[str, Size] |
     _check_name(name)
     if not 1 <= hosts <= MAX_HOSTS:
         raise UserError(f"lab {name}: hosts must be 1..{MAX_HOSTS}, got {hosts}")
-    if pps is not None and pps <= 0:
-        raise UserError(f"lab {name}: pps must be a positive number, got {pps}")
+    for what, v in (("pps", pps), ("rate", rate), ("queue", queue)):
+        if v is not None and v <= 0:
+            raise UserError(f"lab {name}: {what} must be a positive number, got {v}")
+    if pps and rate:
+        raise UserError(f"lab {name}: one cap per link: pps or rate, not both")
+    if queue and not (pps or rate):
+        raise UserError(f"lab {name}: a queue belongs to a cap: give pps or rate as well")
     root = root or LABS_ROOT
     size = size or {}
     current = status(name, root=root)
     if current and current[0].healthy:
         st = current[0]
-        if len(st.hosts) == hosts and st.pps == pps and _sizes_match(st, size, hosts):
+        if len(st.hosts) == hosts and (st.pps, st.rate, st.queue) == (pps, rate, queue) \
+                and _sizes_match(st, size, hosts):
             return st
-        raise UserError(f"lab {name} is already up with {len(st.hosts)} hosts, pps={st.pps} and "
+        raise UserError(f"lab {name} is already up with {len(st.hosts)} hosts, "
+                        f"{link_text(st.pps, st.rate, st.queue)} and "
                         f"sizes {_sizes_text(st)}; run `orchestrate lab down --name {name}` first")
     if current or _lab_namespaces(name) or _lab_dir(name, root).exists() or _lab_cgroups(name):
         down(name, root=root)  # leftovers of an interrupted lab
     with _lock(root):
-        st = _plan(name, _free_index(root, name), hosts, pps, root, size)
+        st = _plan(name, _free_index(root, name), hosts, pps, root, size, rate, queue)
         d = Path(st.dir)
         d.mkdir(mode=0o700, parents=True)
         _write_state(st)  # first, so `down` can always find the bridge and namespaces
@@ -725,7 +751,7 @@ def describe(st: LabState) -> str:
     if st.state == "orphaned":
         return (f"lab {st.name}: orphaned; " + "; ".join(st.problems)
                 + f" (`orchestrate lab down --name {st.name}` removes them)")
-    cap = f"capped at {st.pps} pps per direction" if st.pps else "no packet-rate cap"
+    cap = link_text(st.pps, st.rate, st.queue)
     health = "up" if st.healthy else "NOT HEALTHY"
     lines = [f"lab {st.name}: {health}, {len(st.hosts)} hosts, {cap}, bridge {st.bridge} {st.gateway}/24"]
     for h in st.hosts:
@@ -805,18 +831,21 @@ def open_lab(scenario: Scenario, *, run_id: str, root: Path | None = None, **_: 
     # auto-scale starts with `min` clients; the pool adds more (a lab of our own grows)
     first = roles.autoscale.min if roles.autoscale else roles.clients
     need = roles.server + first
-    pps = scenario.hosts.link.pps
+    link = scenario.hosts.link
+    pps = link.pps
     size = dict(scenario.hosts.size)
     owned = not is_up(name, root=root)
     if owned:
-        st = up(name, need, pps, size=size, root=root)
+        st = up(name, need, pps, size=size, root=root, rate=link.rate, queue=link.queue)
     else:
         st = status(name, root=root)[0]
         if len(st.hosts) < need:
             raise UserError(f"lab {name} has {len(st.hosts)} hosts but the scenario needs {need}; "
                             f"`orchestrate lab down --name {name}` or raise its size")
-        if pps is not None and st.pps != pps:
-            raise UserError(f"lab {name} is up with pps={st.pps} but the scenario asks for pps={pps}; "
+        if (pps is not None and st.pps != pps) or (link.rate is not None and st.rate != link.rate) \
+                or (link.queue is not None and st.queue != link.queue):
+            raise UserError(f"lab {name} is up {link_text(st.pps, st.rate, st.queue)} but the scenario asks "
+                            f"for {link_text(pps, link.rate, link.queue)}; "
                             f"`orchestrate lab down --name {name}` first, or set hosts.lab to another name")
         if size and not _sizes_match(st, size, need):
             raise UserError(f"lab {name} is up with sizes {_sizes_text(st)}, not the scenario's "

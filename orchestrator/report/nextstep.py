@@ -65,7 +65,7 @@ def advise(summary: Summary) -> Advice | None:
     analysed = [r.analysis for r in summary.runs if r.analysis and r.analysis.verdict]
     if not analysed:
         return None
-    rules = Counter(a.rule or a.verdict for a in analysed)
+    rules = Counter(str(a.rule or a.verdict) for a in analysed)
     rule, count = rules.most_common(1)[0]
     first = next(a for a in analysed if (a.rule or a.verdict) == rule)
     todo, why = NEXT.get(rule, GENERIC)

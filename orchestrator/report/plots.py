@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import statistics
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -20,7 +20,11 @@ from matplotlib.figure import Figure  # noqa: E402  (after use("Agg") on purpose
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from orchestrator.analysis import summarise_points  # noqa: E402
-from orchestrator.records import Point, Run, Summary  # noqa: E402
+from orchestrator.point import PointKey, others, text  # noqa: E402
+from orchestrator.records import CapacitySearch, Point, Run, Summary  # noqa: E402
+
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
 
 DPI = 110
 # One colour per architecture, stable across charts (assigned in order of first appearance).
@@ -28,7 +32,7 @@ PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e
 CPU_COLOURS = {"usr": "#4c72b0", "sys": "#dd8452", "soft": "#c44e52"}
 PERCENTILES = ("p50", "p75", "p90", "p99", "max")
 PCT_COLOURS = ("#c6dbef", "#9ecae1", "#6baed6", "#3182bd", "#08519c")
-RC = {
+RC: dict[RcKeyType, Any] = {
     "font.size": 10, "axes.titlesize": 12, "axes.titleweight": "bold", "axes.spines.top": False,
     "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3, "grid.linestyle": "-",
     "legend.frameon": False, "axes.axisbelow": True,
@@ -45,15 +49,27 @@ def num(v: Any) -> float | None:
     return f if f == f and f not in (float("inf"), float("-inf")) else None
 
 
-def point_key(r: Run | Point) -> tuple[str, Any, Any, float | None]:
-    arch, threads, conns, rate = r.key
-    return (str(arch or "?"), threads, conns, rate)
+def point_key(r: Run | Point) -> PointKey:
+    """The record's point (orchestrator/point.py), "?" for an architecture not recorded."""
+    return r.key.replace(**{"server.arch": arch_of(r)})
+
+
+def arch_of(r: Run | Point | CapacitySearch) -> str:
+    return str(r.key.get("server.arch") or "?")
+
+
+def extra(key: PointKey, sep: str = " ") -> str:
+    """The axes beyond the classic four, `work_us=5 keepalive=false` ("" when none)."""
+    return sep.join(f"{a.rsplit('.', 1)[-1]}={text(v)}" for a, v in others(key).items() if v is not None)
 
 
 def point_label(p: Run | Point, sep: str = " ") -> str:
-    arch, threads, conns, rate = point_key(p)
-    return (f"{arch}{sep}t{threads if threads is not None else '?'} c{conns if conns is not None else '?'}"
-            + (f" @{rate:g}/s" if rate is not None else ""))
+    k = p.key
+    threads, conns, rate = k.get("server.threads"), k.get("load.connections"), k.get("load.rate")
+    more = extra(k, sep)
+    t, c = (x if x is not None else "?" for x in (threads, conns))
+    return (f"{arch_of(p)}{sep}t{t} c{c}" + (f" @{rate:g}/s" if rate is not None else "")
+            + (f"{sep}{more}" if more else ""))
 
 
 def points(summary: Summary) -> list[Point]:
@@ -68,8 +84,9 @@ def runs_at(summary: Summary, p: Point) -> list[Run]:
 
 def arch_colours(summary: Summary) -> dict[str, str]:
     archs: list[str] = []
-    for r in [*summary.runs, *points(summary)]:
-        a = point_key(r)[0]
+    items: list[Run | Point] = [*summary.runs, *points(summary)]
+    for r in items:
+        a = arch_of(r)
         if a not in archs:
             archs.append(a)
     return {a: PALETTE[i % len(PALETTE)] for i, a in enumerate(archs)}
@@ -89,7 +106,7 @@ def _si(v: float, _pos: Any = None) -> str:
 SI = FuncFormatter(_si)
 
 
-def _figure(n_items: int, height: float = 4.6, per_item: float = 0.55, nrows: int = 1) -> Figure:
+def _figure(n_items: float, height: float = 4.6, per_item: float = 0.55, nrows: int = 1) -> Figure:
     # ~1100 px wide at DPI: the report page's width, so the HTML shows charts 1:1 (sharp, 10 pt text
     # stays legible); wider only when many bars need room, and the page then scales them down.
     width = min(max(10.0, 2.5 + per_item * n_items), 16.0)
@@ -148,15 +165,16 @@ def qps_by_threads(summary: Summary) -> bytes | None:
         return None
     colours = arch_colours(summary)
     many_conns = len({p.connections for p in pts}) > 1
-    series: dict[tuple[str, Any], list[Point]] = {}
-    for p in pts:
-        series.setdefault((point_key(p)[0], p.connections if many_conns else None), []).append(p)
+    series: dict[tuple[str, Any, str], list[Point]] = {}
+    for p in pts:  # one line per architecture, connection count and combination of other axes
+        series.setdefault((arch_of(p), p.connections if many_conns else None, extra(p.key, ", ")),
+                          []).append(p)
     fig = _figure(0)
     ax = fig.axes[0]
     # colour = architecture, line style and marker = connection count (when the sweep has several)
-    conns_order = sorted({c for _, c in series}, key=lambda c: (c is None, c))
+    conns_order = sorted({c for _, c, _ in series}, key=lambda c: (c is None, c))
     styles, markers = ("-", "--", ":", "-."), "osD^vP*X"
-    for (arch, conns), ps in series.items():
+    for (arch, conns, more), ps in series.items():
         ps.sort(key=lambda p: p.server_threads or 0)
         k = conns_order.index(conns)
         x = [p.server_threads or 0 for p in ps]
@@ -164,14 +182,14 @@ def qps_by_threads(summary: Summary) -> bytes | None:
         lo = [_or(p.qps_min, m) for p, m in zip(ps, med, strict=True)]
         hi = [_or(p.qps_max, m) for p, m in zip(ps, med, strict=True)]
         c = colours.get(arch, PALETTE[0])
-        label = arch + (f", {conns} conns" if conns is not None else "")
+        label = arch + (f", {conns} conns" if conns is not None else "") + (f", {more}" if more else "")
         ax.fill_between(x, lo, hi, color=c, alpha=0.12, linewidth=0)
         yerr = [[m - a for m, a in zip(med, lo, strict=True)], [b - m for m, b in zip(med, hi, strict=True)]]
         ax.errorbar(x, med, yerr=yerr, color=c, marker=markers[k % len(markers)], markersize=7, linewidth=2,
                     linestyle=styles[k % len(styles)], capsize=4, label=label)
         for p in ps:  # each repetition, so n and outliers are visible
             reps = _finite(r.qps for r in runs_at(summary, p))
-            ax.scatter([p.server_threads] * len(reps), reps, s=14, color=c, alpha=0.45, zorder=3,
+            ax.scatter([p.server_threads or 0] * len(reps), reps, s=14, color=c, alpha=0.45, zorder=3,
                        edgecolors="none")
         for xi, m in zip(x, med, strict=True):
             ax.annotate(_si(m), (xi, m), textcoords="offset points", xytext=(8, 4), fontsize=8.5, color=c)
@@ -204,12 +222,12 @@ def latency_percentiles(summary: Summary) -> bytes | None:
     width = 0.8 / len(PERCENTILES)
     for j, (k, off) in enumerate(zip(PERCENTILES, _offsets(len(PERCENTILES), width), strict=True)):
         xs = [i + off for i, (_, v) in enumerate(rows) if v[j] is not None]
-        ys = [v[j] for _, v in rows if v[j] is not None]
+        ys = [y for _, v in rows if (y := v[j]) is not None]
         ax.bar(xs, ys, width=width * 0.95, color=PCT_COLOURS[j], label=k, edgecolor="white", linewidth=0.5)
     _xticks(ax, [lbl for lbl, _ in rows])
     ax.set_yscale("log")
-    vals = [v for _, vs in rows for v in vs if v is not None]
-    ax.set_ylim(min(vals) / 1.6, max(vals) * 4)  # headroom above the tallest bar for the legend
+    known = [v for _, vs in rows for v in vs if v is not None]
+    ax.set_ylim(min(known) / 1.6, max(known) * 4)  # headroom above the tallest bar for the legend
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
     ax.set_ylabel("latency, ms (log scale)")
     ax.set_title("Latency percentiles per point (median of repetitions)")
@@ -217,18 +235,24 @@ def latency_percentiles(summary: Summary) -> bytes | None:
     return _png(fig)
 
 
-def _open_loop_curves(summary: Summary) -> dict[tuple[str, Any, Any], list[tuple[float, dict[str, float]]]]:
-    """Open-loop points per (arch, threads, connections): (achieved rate, latency percentiles), the
+def _open_loop_curves(summary: Summary) -> dict[PointKey, list[tuple[float, dict[str, float]]]]:
+    """Open-loop points per point without its rate: (achieved rate, latency percentiles), the
     medians over repetitions, in order of rate."""
-    curves: dict[tuple[str, Any, Any], list[tuple[float, dict[str, float]]]] = {}
+    curves: dict[PointKey, list[tuple[float, dict[str, float]]]] = {}
     for p in points(summary):
-        arch, threads, conns, rate = point_key(p)
-        if rate is None or num(p.achieved) is None or p.latency_ms is None:
+        key = point_key(p)
+        if key["load.rate"] is None or num(p.achieved) is None or p.latency_ms is None:
             continue
         lat = {k: v for k in SPECTRUM if (v := num(p.latency_ms.at(k))) is not None and v > 0}
         if lat:
-            curves.setdefault((arch, threads, conns), []).append((p.achieved or 0.0, lat))
+            curves.setdefault(key.without("load.rate"), []).append((p.achieved or 0.0, lat))
     return {k: sorted(v, key=lambda t: t[0]) for k, v in curves.items()}
+
+
+def _curve_label(key: PointKey) -> str:
+    more = extra(key)
+    head = f"{key['server.arch']} t{key['server.threads']} c{key['load.connections']}"
+    return head + (f" {more}" if more else "")
 
 
 def knee(curve: list[tuple[float, dict[str, float]]], factor: float = 2.0) -> int | None:
@@ -253,13 +277,14 @@ def latency_vs_rate(summary: Summary) -> bytes | None:
     colours = arch_colours(summary)
     fig = _figure(0)
     ax = fig.axes[0]
-    for (arch, threads, conns), curve in curves.items():
+    for key, curve in curves.items():
+        arch = str(key["server.arch"])
         c = colours.get(arch, PALETTE[0])
         x = [rate for rate, _ in curve]
         for k, style in (("p50", ":"), ("p99", "-"), ("p99_9", "--")):
-            ys = [lat.get(k) for _, lat in curve]
+            ys = [float("nan") if (y := lat.get(k)) is None else y for _, lat in curve]  # a gap
             ax.plot(x, ys, linestyle=style, marker="o", markersize=4, color=c,
-                    label=f"{arch} t{threads} c{conns} {k.replace('_', '.')}")
+                    label=f"{_curve_label(key)} {k.replace('_', '.')}")
         i = knee(curve)
         if i is not None:
             rate, lat = curve[i]
@@ -267,7 +292,7 @@ def latency_vs_rate(summary: Summary) -> bytes | None:
             ax.annotate(f"knee ~{_si(rate)}/s", (rate, lat["p99"]), textcoords="offset points",
                         xytext=(8, 10), fontsize=8.5, color=c)
         found = [s.capacity for s in summary.capacity
-                 if (s.arch, s.server_threads, s.connections) == (arch, threads, conns) and s.capacity]
+                 if s.key.replace(**{"server.arch": arch_of(s)}).without("load.rate") == key and s.capacity]
         if found:  # a capacity search's answer: the median over its repetitions
             cap = statistics.median(found)
             ax.axvline(cap, color=c, linestyle="-.", linewidth=1.2)
@@ -297,11 +322,11 @@ def percentile_spectrum(summary: Summary) -> bytes | None:
     ax = fig.axes[0]
     cmap = matplotlib.colormaps["viridis"]
     rows = [(key, rate, lat) for key, curve in curves.items() for rate, lat in curve]
-    for j, ((arch, threads, conns), rate, lat) in enumerate(rows):
+    for j, (key, rate, lat) in enumerate(rows):
         ks = [k for k in SPECTRUM if k in lat]
         x = [1.0 / (1.0 - SPECTRUM[k] / 100.0) for k in ks]
         ax.plot(x, [lat[k] for k in ks], marker="o", markersize=3, color=cmap(j / max(len(rows) - 1, 1)),
-                label=f"{arch} t{threads} c{conns} @{_si(rate)}/s")
+                label=f"{_curve_label(key)} @{_si(rate)}/s")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_ylim(top=max(v for _, _, lat in rows for v in lat.values()) * 6)  # room for the legend
@@ -345,7 +370,7 @@ def packet_rate(summary: Summary) -> bytes | None:
                             ha="center", fontsize=7.5)
         if ceiling is not None:
             ax.hlines(ceiling, i - 0.48, i + 0.48, colors="black", linestyles="--", linewidth=1.5,
-                      label="ceiling (baseline delivered pps)" if i == 0 else None)
+                      label="ceiling (baseline delivered pps)" if i == 0 else "_nolegend_")
     handles, labels = ax.get_legend_handles_labels()
     seen = dict(zip(labels, handles, strict=True))  # a label once even if run 1 lacked a direction
     ax.legend(seen.values(), seen.keys(), loc="upper left", fontsize=9, ncol=3)
@@ -386,12 +411,13 @@ def cpu_split(summary: Summary) -> bytes | None:
     fig = _figure(len(rows))
     ax = fig.axes[0]
     bottom = _stack_cpu(ax, [parts for _, parts, _ in rows], prefix="server ")
-    xs = [i for i, (_, _, c) in enumerate(rows) if c is not None]
-    ax.scatter(xs, [rows[i][2] for i in xs], marker="D", s=40, color="black", zorder=4,
+    clients = [(i, c) for i, (_, _, c) in enumerate(rows) if c is not None]
+    xs = [i for i, _ in clients]
+    ax.scatter(xs, [c for _, c in clients], marker="D", s=40, color="black", zorder=4,
                label="load generator busy")
     ax.axhline(100, color="grey", linewidth=1, linestyle=":")
     _xticks(ax, [row[0] for row in rows])
-    top = max([*bottom, *(rows[i][2] for i in xs), 100.0])
+    top = max([*bottom, *(c for _, c in clients), 100.0])
     ax.set_ylim(0, top * 1.15)
     ax.set_ylabel("% of a CPU")
     ax.set_title("Server CPU split per run (usr / sys / softirq)")
@@ -445,21 +471,22 @@ def thread_balance(summary: Summary) -> bytes | None:
     k = max(len(req) for _, req, _ in rows)
     fig = _figure(len(rows) * max(1.0, k / 3), height=3.4, nrows=2)
     cmap = matplotlib.colormaps["tab20"]
-    for ax, idx, ylabel, title in ((fig.axes[0], 1, "requests", "Requests per server thread"),
-                                   (fig.axes[1], 2, "connections", "Connections per server thread")):
+    requests, connections = [row[1] for row in rows], [row[2] for row in rows]
+    for ax, series, ylabel, title in (
+            (fig.axes[0], requests, "requests", "Requests per server thread"),
+            (fig.axes[1], connections, "connections", "Connections per server thread")):
         width = 0.8 / k
         for t, off in enumerate(_offsets(k, width)):
-            xs = [i + off for i, row in enumerate(rows) if t < len(row[idx])]
-            ys = [row[idx][t] for row in rows if t < len(row[idx])]
+            xs = [i + off for i, vals in enumerate(series) if t < len(vals)]
+            ys = [vals[t] for vals in series if t < len(vals)]
             ax.bar(xs, ys, width=width * 0.92, color=cmap(t % 20), label=f"thread {t}" if k <= 12 else None)
-        for i, row in enumerate(rows):
-            vals = row[idx]
+        for i, vals in enumerate(series):
             mean = sum(vals) / len(vals)
             ratio = f"max/mean {max(vals) / mean:.2f}" if mean else "max/mean -"
             ax.annotate(ratio, (i, max(vals)), textcoords="offset points", xytext=(0, 4), ha="center",
                         fontsize=8)
         _xticks(ax, [row[0] for row in rows])
-        ax.set_ylim(0, max(v for row in rows for v in row[idx]) * 1.2 or 1.0)
+        ax.set_ylim(0, max(v for vals in series for v in vals) * 1.2 or 1.0)
         ax.yaxis.set_major_formatter(SI)
         ax.set_ylabel(ylabel)
         ax.set_title(title)
@@ -480,7 +507,7 @@ def point_summary(summary: Summary) -> bytes | None:
     ax = fig.axes[0]
     top = 0.0
     for i, p in enumerate(pts):
-        c = colours.get(point_key(p)[0], PALETTE[0])
+        c = colours.get(arch_of(p), PALETTE[0])
         med = p.qps_median or 0.0
         lo, hi = num(p.qps_min), num(p.qps_max)
         if lo is not None and hi is not None:

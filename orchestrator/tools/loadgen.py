@@ -5,12 +5,18 @@ Closed loop (`rate=None`: N connections as fast as they are answered, wrk's mode
 it, so a stalled server cannot hide behind a waiting client: no coordinated omission).
 
 Its stdout is one JSON document (format history, "version"):
-  1: first release.
-An unknown version is refused. Histograms are HdrHistogram-layout bucket counts in microseconds
-(lowest 1, highest 60 s, 3 significant digits): `[[lowest_equivalent_value, count], ...]`. Bucket
-boundaries depend only on those three constants, so histograms of threads and hosts merge exactly
-by adding counts (`merge`), and percentiles here are computed with HdrHistogram's own rule, the
-same as the generator's (checked by the tests on recorded outputs).
+  1: first release. Only answered requests (and those still unanswered when the window closed,
+     at end - intended) were in the histograms: timed-out and lost ones were only counted.
+  2: every request of the window is in the histograms: timed out (at least the timeout after
+     its intended time), lost with its connection (until that was known), still in flight at
+     the window's end (drained: answered, or timed out), never sent (until the drain's end).
+     Adds counts.failed_by (the failed requests by kind) and window.drain_s / drain_cut.
+Both are read (`LoadResult.complete` says which); an unknown version is refused.
+Histograms are HdrHistogram-layout bucket counts in microseconds (lowest 1, highest 60 s,
+3 significant digits): `[[lowest_equivalent_value, count], ...]`. Bucket boundaries depend only
+on those three constants, so histograms of threads and hosts merge exactly by adding counts
+(`merge`), and percentiles here are computed with HdrHistogram's own rule, the same as the
+generator's (checked by the tests on recorded outputs).
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ from orchestrator.tools.base import ToolError, cpu_list
 
 BINARY = "orchestrate-load"
 ENV: dict[str, str] = {}
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 REPO_LOADGEN_DIR = Path(__file__).resolve().parents[2] / "loadgen"
 
 # The layout every histogram must have to be merged (the generator's Histogram.h).
@@ -241,6 +248,9 @@ class Rate:
     completion: float | None = None
 
 
+_KINDED = ("status", "errors", "failed_by")  # Counts' fields that are (kind, count) pairs
+
+
 @dataclass(frozen=True)
 class Counts:
     """Requests whose intended send time fell in the window, and what became of them."""
@@ -250,17 +260,20 @@ class Counts:
     responses: int
     unanswered: int  # still waiting at the end: counted in latency as (end - intended)
     unsent: int      # of the unanswered, never sent (no free connection)
-    failed: int      # lost with their connection (an error or a timeout)
+    failed: int      # timed out, or lost with their connection
     queued: int      # waited for a free connection
     max_queue: int
     connects: int
     non_2xx: int
     status: tuple[tuple[str, int], ...]  # ("1xx", n) ... ("5xx", n), ("other", n)
     errors: tuple[tuple[str, int], ...]  # by kind (ERROR_KINDS), whole run incl. warm-up
+    # the failed requests of the window by kind (ERROR_KINDS); None: not reported (format 1)
+    failed_by: tuple[tuple[str, int], ...] | None = None
 
     def __post_init__(self) -> None:
-        nums = [getattr(self, f.name) for f in fields(self) if f.name not in ("status", "errors")]
-        if any(v < 0 for v in (*nums, *(v for _, v in self.status), *(v for _, v in self.errors))):
+        nums = [getattr(self, f.name) for f in fields(self) if f.name not in _KINDED]
+        kinded = (*self.status, *self.errors, *(self.failed_by or ()))
+        if any(v < 0 for v in (*nums, *(v for _, v in kinded))):
             raise ValueError(f"counts must be >= 0: {self}")
 
     def error(self, kind: str) -> int:
@@ -293,6 +306,10 @@ class LoadResult:
     counts: Counts
     hosts: int = 1
     first_send_epoch: float | None = None  # when the first request actually left (host clock)
+    # Every request of the window is in the latency histogram (format 2); False: timed-out and
+    # lost requests were left out of it (format 1), so its tail reads short.
+    complete: bool = True
+    drain_s: float | None = None  # after the window, reading answers to what was in flight
 
     def __post_init__(self) -> None:
         if self.mode not in ("open", "closed"):
@@ -341,6 +358,8 @@ def _from_doc(doc: Mapping[str, Any]) -> LoadResult:
     hists = {k: _histogram(doc[k]) for k in ("latency", "service_time", "send_lag")}
     status = tuple((k, int(counts["status"][k])) for k in STATUS_CLASSES)
     errors = tuple((k, int(counts["errors"][k])) for k in ERROR_KINDS)
+    v1 = doc["version"] == 1
+    failed_by = None if v1 else tuple((k, int(counts["failed_by"][k])) for k in ERROR_KINDS)
     target = None if rate["target"] is None else float(rate["target"])
     sustained = None if rate["sustained"] is None else bool(rate["sustained"])
     achieved = float(rate["achieved"])
@@ -350,6 +369,7 @@ def _from_doc(doc: Mapping[str, Any]) -> LoadResult:
         duration_s=float(doc["window"]["measured_s"]), interrupted=bool(doc["interrupted"]),
         start_epoch=float(doc["window"]["start_epoch"]), qps=achieved,
         first_send_epoch=_optional_float(doc["window"].get("first_send_epoch")),
+        complete=not v1, drain_s=None if v1 else float(doc["window"]["drain_s"]),
         rate=_rate(target, achieved, sustained, tuple(int(x) for x in rate["per_second"]),
                    hists["send_lag"]),
         latency_ms=Distribution.of(hists["latency"]),
@@ -363,7 +383,7 @@ def _from_doc(doc: Mapping[str, Any]) -> LoadResult:
             unsent=int(counts["unsent"]), failed=int(counts["failed"]),
             queued=int(counts["queued"]), max_queue=int(counts["max_queue"]),
             connects=int(counts["connects"]), non_2xx=int(counts["non_2xx"]),
-            status=status, errors=errors),
+            status=status, errors=errors, failed_by=failed_by),
     )
 
 
@@ -380,9 +400,9 @@ def parse(stdout: str, stderr: str = "") -> LoadResult:
         raise ToolError(BINARY, f"output is not one JSON document: {exc}") from None
     if not isinstance(doc, dict) or doc.get("tool") != BINARY:
         raise ToolError(BINARY, "output is not an orchestrate-load document")
-    if doc.get("version") != FORMAT_VERSION:
+    if doc.get("version") not in READABLE_VERSIONS:
         raise ToolError(BINARY, f"unknown output format version {doc.get('version')!r} "
-                        f"(this adapter reads {FORMAT_VERSION})")
+                        f"(this adapter reads {', '.join(map(str, READABLE_VERSIONS))})")
     try:
         return _from_doc(doc)
     except (KeyError, TypeError, ValueError) as exc:
@@ -411,9 +431,10 @@ def merge(results: Sequence[LoadResult]) -> LoadResult:
     per_second = tuple(sum(r.rate.per_second[i] for r in results if i < len(r.rate.per_second))
                        for i in range(width))
     if modes == {"open"}:
-        target: float | None = sum(r.rate.target or 0.0 for r in results)
+        total = sum(r.rate.target or 0.0 for r in results)
+        target: float | None = total
         sustained: bool | None = (all(bool(r.rate.sustained) for r in results)
-                                  and _sustained(target, achieved, hists["send_lag_hist"]))
+                                  and _sustained(total, achieved, hists["send_lag_hist"]))
     else:
         target, sustained = None, None
 
@@ -426,9 +447,10 @@ def merge(results: Sequence[LoadResult]) -> LoadResult:
 
     c = [r.counts for r in results]
     counts = Counts(
-        **{f.name: sum(getattr(x, f.name) for x in c) for f in fields(Counts)
-           if f.name not in ("status", "errors")},
-        status=add(x.status for x in c), errors=add(x.errors for x in c))
+        **{f.name: sum(getattr(x, f.name) for x in c) for f in fields(Counts) if f.name not in _KINDED},
+        status=add(x.status for x in c), errors=add(x.errors for x in c),
+        failed_by=(None if any(x.failed_by is None for x in c)
+                   else add(x.failed_by for x in c if x.failed_by is not None)))
     return LoadResult(
         mode=results[0].mode, threads=sum(r.threads for r in results),
         connections=sum(r.connections for r in results), pipeline=results[0].pipeline,
@@ -444,4 +466,6 @@ def merge(results: Sequence[LoadResult]) -> LoadResult:
         hosts=sum(r.hosts for r in results),
         first_send_epoch=min((r.first_send_epoch for r in results if r.first_send_epoch is not None),
                              default=None),
+        complete=all(r.complete for r in results),
+        drain_s=None if any(r.drain_s is None for r in results) else max(r.drain_s or 0.0 for r in results),
     )

@@ -217,3 +217,47 @@ def test_denied_credentials_are_one_line_and_nothing_is_written(tmp_path):
         assert done.returncode == 2 and "access denied" in done.stderr and "Traceback" not in done.stderr
     finally:
         stop_process(proc, 10)
+
+
+def test_a_version_1_index_reads_and_upgrades_on_the_next_write(s3env, tmp_path, monkeypatch):
+    """An index and results folder as the version-1 code left them: the old session still reads
+    and compares against a new one, and the next record writes the index as version 2 with
+    each session's points."""
+    _, bucket, client = s3env
+    monkeypatch.setenv("ORCHESTRATE_CACHE", str(tmp_path / "cache"))
+    old, old_folder = results(tmp_path, "old", [100.0, 101.0, 99.0], started="2026-11-20T00:00:00Z")
+    old["version"] = 2  # written before format 3
+    (old_folder / "summary.json").write_text(json.dumps(old))
+    base = "p/results/s/old"
+    client.upload_file(str(old_folder / "summary.json"), bucket, f"{base}/summary.json")
+    v1 = {"version": 1, "gates": {}, "sessions": {"old": {
+        "results_id": "old", "scenario": "s", "started": old["started"], "finished": None,
+        "status": "complete", "provider": "local", "machine": "local|cpu-x|2 CPUs",
+        "path": f"s3://{bucket}/{base}", "n_runs": 3}}}
+    client.put_object(Bucket=bucket, Key=f"p/{INDEX}", Body=json.dumps(v1).encode())
+
+    h = open_history(f"s3://{bucket}/p")
+    h.check()
+    (row,) = h.sessions()
+    assert row["results_id"] == "old" and row["points"] == []
+    new, new_folder = results(tmp_path, "new", [80.0, 81.0, 79.0], started="2026-11-21T00:00:00Z")
+    for r in new["runs"]:
+        r["axes"] = {"server.work_us": 0}
+    h.record(new, new_folder)
+    index = json.loads(client.get_object(Bucket=bucket, Key=f"p/{INDEX}")["Body"].read())
+    assert index["version"] == 2 and set(index["sessions"]) == {"old", "new"}
+    assert index["sessions"]["new"]["points"] == [{"server.arch": "reuseport", "server.threads": 1,
+                                                   "load.connections": 64, "load.rate": None,
+                                                   "server.work_us": 0}]
+    assert index["sessions"]["new"]["format"] == 3
+    # the old session compares against a new run with the same point
+    same, same_folder = results(tmp_path, "same", [80.0, 81.0, 79.0], started="2026-11-22T00:00:00Z")
+    h.record(same, same_folder)
+    from orchestrator import compare
+
+    name, baseline = compare.baseline("latest", scenario="s", history=h, exclude="same")
+    assert name == "latest (new)"
+    _, old_back = compare.find("old", h)
+    c = compare.compare(old_back, store.load_summary(same_folder))
+    (ch,) = c.changes
+    assert ch.word == "worse" and round(ch.change_pct) == -20

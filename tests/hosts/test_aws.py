@@ -27,12 +27,15 @@ import boto3
 import pytest
 from awskit import DEBIAN, DEBIAN_AMIS, REGION, Fakes, err
 
+from orchestrator import records
+from orchestrator import scenario as scenario_mod
 from orchestrator.errors import Interrupted, RunFailed, UserError
 from orchestrator.hosts import NoMoreHosts, aws
 from orchestrator.hosts import open_lab as open_any_lab
 from orchestrator.hosts.aws import cleanup as aws_cleanup
 from orchestrator.hosts.aws import ec2 as aws_api
-from orchestrator.hosts.aws import prices
+from orchestrator.hosts.aws import launch, prices
+from orchestrator.hosts.aws import state as aws_state
 from orchestrator.plan import expand
 from orchestrator.scenario import Scenario
 
@@ -58,6 +61,7 @@ def fake_credentials(monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("ORCHESTRATE_STATE_DIR", str(tmp_path / "aws-runs"))  # the local run records
     monkeypatch.setattr(aws_api, "STATE_TIMEOUT_S", 10.0)
     monkeypatch.setattr(aws_api, "POLL_S", 0.0)
     monkeypatch.setattr(aws_api, "BACKOFF", (0.001, 0.01, 5.0))
@@ -133,7 +137,7 @@ def _cloud(request, monkeypatch, mode: str):
 
 def scenario(endpoint: str | None, client: Any = 1, **aws_kw: Any) -> Scenario:
     cfg = {"region": REGION, "instance_type": {"server": "c6i.2xlarge", "client": "c6i.xlarge"},
-           "image": DEBIAN, "expire_after": "3h", "ssh_user": "admin", **aws_kw}
+           "image": DEBIAN, "expire_after": "3h", **aws_kw}
     if endpoint:
         cfg["endpoint_url"] = endpoint
     return Scenario.model_validate({"name": "cross-host",
@@ -170,8 +174,8 @@ def test_provisions_the_cross_host_topology(cloud, tmp_path):
     before = datetime.now(UTC)
     with open_any_lab(sc, **lab_kw(tmp_path, "r-topo", wait_ssh=seam)) as lab:
         ec2 = cloud.ec2()
-        name = "orchestrate-r-topo"
-        assert lab.provider == "aws" and lab.name == name
+        name = lab.name  # unique per attempt: a resumed run's names do not collide with its killed one's
+        assert lab.provider == "aws" and re.fullmatch(r"orchestrate-r-topo-[0-9a-f]{6}", name)
         assert [h.name for h in lab.hosts] == ["server-1", "client-1"]
         assert lab.server.roles == ("server",) and [c.name for c in lab.clients] == ["client-1"]
 
@@ -203,6 +207,13 @@ def test_provisions_the_cross_host_topology(cloud, tmp_path):
             assert ops.index(op) < first_create, op
         dry = [p for p in cloud.fakes.params("RunInstances") if p.get("DryRun")]
         assert [p["InstanceType"] for p in dry] == ["c6i.2xlarge", "c6i.xlarge"]
+        # ... with the real launch's arguments (an organisation policy on tags, IMDSv2, public
+        # addresses or user data refuses it there), less what does not exist yet: key, groups
+        for d, p in zip(dry, runs, strict=True):
+            real = {k: v for k, v in p.items() if k not in ("KeyName", "Placement", "ClientToken")}
+            real["NetworkInterfaces"] = [{k: v for k, v in nic.items() if k != "Groups"}
+                                         for nic in p["NetworkInterfaces"]]
+            assert {k: v for k, v in d.items() if k != "DryRun"} == real
         assert ops.index("RunInstances") < first_create
         assert {p["ImageId"] for p in runs} == {DEBIAN_AMIS["/aws/service/debian/release/12/latest/amd64"]}
         for p in runs:
@@ -239,7 +250,7 @@ def test_provisions_the_cross_host_topology(cloud, tmp_path):
             i = by_name[f"{name}-{h.name}"]
             assert h.address == i["PrivateIpAddress"]
             assert h.ssh is not None and h.ssh.host == i["PublicIpAddress"]
-            assert h.ssh.user == "admin" and h.ssh.host_key_checking
+            assert h.ssh.user == "admin" and h.ssh.host_key_checking  # Debian's, from the image
             assert h.workdir == f"/tmp/orchestrate/r-topo/{h.name}"
             assert h.vars["instance_type"] == i["InstanceType"]
             key_file = Path(h.ssh.key_file or "")
@@ -249,12 +260,30 @@ def test_provisions_the_cross_host_topology(cloud, tmp_path):
             assert f"{h.ssh.host} {HOST_KEY}\n" in known
         assert (tmp_path / "lab-r-topo").stat().st_mode & 0o777 == 0o700
         assert seam.seen == [[h.ssh.host for h in lab.hosts if h.ssh]]
-    assert cloud.nothing_left()
+        # the local record: where the run is and what it made, for a cleanup with no --region
+        (record,) = aws_state.load_all()
+        assert (record.run_id, record.attempt, record.region) == ("r-topo", name, REGION)
+        assert sorted(record.ids["instance"]) == sorted(inst) and record.ids["key-pair"] == [name]
+        assert record.ids["placement-group"] == [name] and record.ids["security-group"] == [group["GroupId"]]
+        # the run's estimated cost: each instance's list price for as long as it was held
+        table = prices.load_prices()
+        cost = records.Summary.model_validate({"cost": lab.cost()}).cost
+        assert cost is not None and cost.estimate and cost.prices_as_of == table.as_of
+        assert cost.instance_hours == {"c6i.2xlarge": round(1 / 60, 4), "c6i.xlarge": round(1 / 60, 4)}
+        assert cost.total == pytest.approx(sum(table.prices[REGION][t] + table.public_ipv4_hourly
+                                               for t in ("c6i.2xlarge", "c6i.xlarge")) / 60, abs=1e-4)
+        assert "ESTIMATE" in (cost.note or "")
+    assert cloud.nothing_left() and aws_state.load_all() == []  # nothing left: the record goes too
+    assert all(end is not None for _, _, end in lab.cost.__self__.held.values())  # billed until torn down
     assert not (tmp_path / "lab-r-topo").exists()
     # Teardown order: instances gone before the groups and the key.
     ops = cloud.fakes.ops()
     assert ops.index("TerminateInstances") < ops.index("DeletePlacementGroup") < \
         ops.index("DeleteSecurityGroup") < ops.index("DeleteKeyPair")
+    # every call a run makes is in the README's list of IAM actions to grant
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme[readme.index("### AWS: the first run"):readme.index("**Spend.**")]
+    assert [op for op in sorted(set(ops)) if f"`{op}`" not in table] == []
 
 
 def test_autoscale_launches_more_clients_like_the_first_and_terminates_them(cloud, tmp_path):
@@ -288,7 +317,7 @@ def test_autoscale_launches_more_clients_like_the_first_and_terminates_them(clou
         assert len(inst) == 4
         for h in new:
             tags = inst[h.vars["instance_id"]]
-            assert tags["Name"] == f"orchestrate-r-grow-{h.name}" and tags["orchestrate:role"] == "client"
+            assert tags["Name"] == f"{lab.name}-{h.name}" and tags["orchestrate:role"] == "client"
             assert tags[aws_api.TAG_SCENARIO] == "cross-host" and aws_api.TAG_EXPIRES in tags
             assert h.roles == ("client",) and h.vars["instance_type"] == "c6i.xlarge"
             assert h.ssh is not None
@@ -300,16 +329,24 @@ def test_autoscale_launches_more_clients_like_the_first_and_terminates_them(clou
     assert cloud.fakes.count["RunInstances"] == len(dry) + 3
 
 
-def test_no_capacity_for_more_clients_keeps_the_lab_and_leaves_nothing(cloud1, tmp_path):
+@pytest.mark.parametrize("code,message,said", [
+    ("InsufficientInstanceCapacity", "We currently do not have sufficient c6i.xlarge capacity",
+     "aws has no room for more c6i.xlarge in the run's placement group now: InsufficientInstanceCapacity"),
+    ("VcpuLimitExceeded", "You have requested more vCPU capacity than your current vCPU limit of 16 allows",
+     "aws quota allows no more c6i.xlarge now: VcpuLimitExceeded: .* \\(quota: .*L-1216C47A"),
+])
+def test_no_capacity_or_quota_for_more_clients_stops_the_scaling_not_the_run(cloud1, tmp_path, code, message,
+                                                                               said):
+    """Out of capacity or of vCPU quota while auto-scaling: NoMoreHosts (the run goes on with
+    the clients it has, and execute says why the scaling stopped), nothing half-launched."""
     cloud1.fakes.fail["RunInstances"] = lambda params, nth: (
-        err("InsufficientInstanceCapacity", "We currently do not have sufficient c6i.xlarge capacity", 500)
+        err(code, message, 500 if code.startswith("Insufficient") else 400)
         if params["MinCount"] == 2 and not params.get("DryRun") else None)
     sc = scenario(cloud1.endpoint, client={"min": 1, "max": 3})
     with open_any_lab(sc, **lab_kw(tmp_path, "r-full")) as lab:
-        with pytest.raises(NoMoreHosts) as info:
+        with pytest.raises(NoMoreHosts, match=said) as info:
             lab.grow(2)
-        assert "no room for more c6i.xlarge" in str(info.value)
-        assert "InsufficientInstanceCapacity" in str(info.value)
+        assert info.value.phase == "add client hosts"
         assert len(cloud1.live("r-full")["instances"]) == 2  # the lab as it was
         (_, new) = lab.grow(1)  # capacity came back: one at a time still works
         assert [h.name for h in new] == ["client-2"]
@@ -460,6 +497,8 @@ def test_capacity_on_the_second_role_moves_to_the_next_zone(cloud1, tmp_path, ca
 
     def no_room(params, nth):
         subnet = (params.get("NetworkInterfaces") or [{}])[0].get("SubnetId")
+        if params.get("DryRun"):  # a DryRun checks permissions, not capacity
+            return None
         if params.get("InstanceType") == "c6i.xlarge" and zones.get(subnet) == first_zone:
             return err(code, "We currently do not have sufficient c6i.xlarge capacity in the Availability "
                        f"Zone you requested ({first_zone})." if code != "Unsupported" else
@@ -472,7 +511,7 @@ def test_capacity_on_the_second_role_moves_to_the_next_zone(cloud1, tmp_path, ca
         placed = {i["Placement"]["AvailabilityZone"] for r in got["Reservations"] for i in r["Instances"]}
         assert placed == {sorted(zones.values())[1]}
         # the first attempt (its server instance and placement group) is gone already
-        assert list(cloud1.fakes.groups) == ["orchestrate-r-cap-2"]
+        assert list(cloud1.fakes.groups) == [f"{lab.name}-2"]
         assert len(cloud1.live("r-cap")["instances"]) == 2
     assert [zones[p["NetworkInterfaces"][0]["SubnetId"]] for p in launches(cloud1)] == \
         [first_zone, first_zone] + [sorted(zones.values())[1]] * 2
@@ -549,7 +588,7 @@ def test_api_errors_are_one_line_naming_the_step_with_a_hint(cloud1, tmp_path):
     assert str(info.value) == (
         "provision: aws create security group: UnauthorizedOperation: You are not authorized to perform "
         "this operation. (IAM: the credentials need ec2:CreateSecurityGroup; see the README, "
-        "'AWS: permissions and quotas')")
+        "'AWS: the first run, permissions, spend and cleanup')")
     assert info.value.phase == "provision"
     assert cloud1.nothing_left()  # the key pair made before it is gone
 
@@ -600,6 +639,29 @@ def test_vcpu_quota_is_checked_before_anything_is_created(cloud1, tmp_path, capl
             open_any_lab(scenario(cloud1.endpoint), **lab_kw(tmp_path, "r-q2")):
         pytest.fail("the block must not run")
     assert created_anything(cloud1) == [] and cloud1.nothing_left()
+
+
+def test_a_4_vcpu_quota_refuses_the_default_plan_before_anything_is_created(cloud1, tmp_path):
+    """A fresh account (4 vCPUs of L-1216C47A) against the defaults (2 x c6i.2xlarge, 16 vCPUs):
+    refused at pre-flight, nothing created, pointing at the smoke scenario, which fits."""
+    from awskit import ok
+
+    cloud1.fakes.fail["GetServiceQuota"] = lambda params, nth: ok(
+        {"Quota": {"ServiceCode": "ec2", "QuotaCode": "L-1216C47A", "Value": 4.0}})
+    cfg = {"region": REGION, **({"endpoint_url": cloud1.endpoint} if cloud1.endpoint else {})}
+    defaults = Scenario.model_validate({"name": "defaults", "hosts": {"provider": "aws", "aws": cfg}})
+    expect = (r"vCPU quota: the run needs 16 standard vCPUs, 0 of 4 are in use in eu-west-1 "
+              r"\(quota L-1216C47A, .*start with scenarios/aws-smoke.yaml, which fits 4 vCPUs")
+    with pytest.raises(RunFailed, match=expect), open_any_lab(defaults, **lab_kw(tmp_path, "r-4cpu")):
+        pytest.fail("the block must not run")
+    assert created_anything(cloud1) == [] and "RunInstances" not in cloud1.fakes.ops()
+    assert cloud1.nothing_left() and aws_state.load_all() == []
+    # ... and the smoke scenario as shipped (us-east-1, its max_hourly) passes that quota
+    smoke = scenario_mod.load(Path(__file__).resolve().parents[2] / "scenarios" / "aws-smoke.yaml").scenario
+    assert smoke.hosts.aws is not None and cloud1.endpoint is None  # in-process: no endpoint to set
+    with open_any_lab(smoke, **lab_kw(tmp_path, "r-smoke")) as lab:
+        assert [h.vars["instance_type"] for h in lab.hosts] == ["c7i-flex.large"] * 2
+    assert cloud1.nothing_left()
 
 
 def test_the_zone_is_one_that_offers_every_roles_type(cloud1, tmp_path):
@@ -692,8 +754,8 @@ def test_failed_provisioning_completes_the_runs_bookkeeping(cloud1, tmp_path):
         execute.run(scenario_mod.load(doc), results_root=tmp_path / "results", run_id="r-book",
                     history=history, progress=lambda m: None,
                     lab_options={k: v for k, v in lab_kw(tmp_path, "r-book").items() if k != "run_id"})
-    assert str(info.value).startswith("provision: aws create placement group orchestrate-r-book: "
-                                      "PlacementGroupLimitExceeded")
+    assert re.match(r"provision: aws create placement group orchestrate-r-book-[0-9a-f]{6}: "
+                    "PlacementGroupLimitExceeded", str(info.value))
     summary = json.loads((tmp_path / "results" / "aws-book" / "r-book" / "summary.json").read_text())
     assert summary["status"] == "failed" and summary["phase"] == "provision"
     assert "create placement group" in summary["error"] and "(quota:" in summary["error"]
@@ -757,6 +819,12 @@ def test_cleanup_removes_a_killed_runs_leftovers(cloud, tmp_path):
     assert cloud.nothing_left("r-old")
     assert not any(not v for v in cloud.live("r-new").values())  # the live run is untouched
     assert aws_cleanup.warn_expired(REGION, endpoint_url=cloud.endpoint) == []
+    # an expired run recorded in another region: named before a run, with no call made there
+    aws_state.RunState("r-far", "orchestrate-r-far-abcdef", "ap-south-1",
+                       expires=aws_api.iso(long_ago)).save()
+    (far,) = aws_cleanup.warn_expired(REGION, endpoint_url=cloud.endpoint)
+    assert far.startswith("local records name expired run(s) in ap-south-1") and "--dry-run" in far
+    aws_state.forget("r-far")
 
     # Later, past its expiry, or right away with all=True.
     later = datetime.now(UTC) + timedelta(hours=4)
@@ -808,6 +876,11 @@ def test_estimate_and_plan_make_no_api_calls(no_api):
     assert "server: 1 x c6i.2xlarge" in text and "client: 1..3 x c6i.xlarge" in text
     low, high = (float(x) for x in re.search(r"estimated cost: ~\$([\d.]+)\.\.\$([\d.]+) USD", text).groups())
     assert 0 < low < high
+    # the worst case: every client auto-scale may add, per hour and until the instances expire
+    worst = server.hourly + 3 * client.hourly
+    assert f"worst case per hour: ~${worst:.3f} (4 instances, auto-scale at its most)" in text
+    assert f"~${worst * 3:.2f} if they are held until they expire (3h00m00s" in text
+    assert prices.worst_hourly(scaled) == pytest.approx(worst)
     plan = expand(scaled)
     assert plan.scale_runs_max == 2  # one point, from 1 to 3 clients
     assert prices.planned_seconds(scaled) - prices.planned_seconds(scaled, least=True) == \
@@ -914,7 +987,7 @@ def test_user_data_installs_a_timer_at_the_runs_absolute_expiry(tmp_path):
     import subprocess
 
     script = tmp_path / "user-data"
-    script.write_text(aws.user_data("2026-03-01T04:05:06Z"))
+    script.write_text(launch.user_data("2026-03-01T04:05:06Z"))
     done = subprocess.run(["sh", str(script)], env={**os.environ, "ORCHESTRATE_ROOT": str(tmp_path / "root")},
                           capture_output=True, text=True, timeout=10)
     assert done.returncode == 0, done.stderr
@@ -923,6 +996,39 @@ def test_user_data_installs_a_timer_at_the_runs_absolute_expiry(tmp_path):
     assert "OnCalendar=2026-03-01 04:05:06 UTC" in timer and "Persistent=true" in timer
     assert "WantedBy=timers.target" in timer
     assert "ExecStart=/bin/systemctl poweroff" in (units / "orchestrate-expire.service").read_text()
+
+
+def test_the_user_data_a_run_sends_arms_a_timer_at_its_expiry_inside_a_lab_host(cloud1, tmp_path, lab3):
+    """The user data of a real launch (what RunInstances was sent), run as root inside a lab
+    host: the timer it installs fires at the run's absolute expiry (the instances' expires
+    tag), which systemd itself reads back. ORCHESTRATE_ROOT keeps it from arming anything."""
+    import subprocess
+
+    with open_any_lab(scenario(cloud1.endpoint, client={"min": 1, "max": 2}),
+                      **lab_kw(tmp_path, "r-ud")) as lab:
+        grown, _ = lab.grow(1)  # an auto-scaled client counts from the run's start, not its own boot
+        got = cloud1.ec2().describe_instances(InstanceIds=[h.vars["instance_id"] for h in grown.hosts])
+        expires = {aws_api.tags_of(i)[aws_api.TAG_EXPIRES]
+                   for r in got["Reservations"] for i in r["Instances"]}
+    sent = {base64.b64decode(p["UserData"]).decode() for p in launches(cloud1)}
+    assert len(sent) == 1 and len(launches(cloud1)) == 3 and len(expires) == 1  # one expiry for all
+    (script,), (expiry,) = sent, expires
+    (tmp_path / "user-data").write_text(script)
+    st, _ = lab3
+    host = st.hosts[0].name
+    done = subprocess.run(["ip", "netns", "exec", host, "env", f"ORCHESTRATE_ROOT={tmp_path / 'root'}",
+                           "sh", str(tmp_path / "user-data")], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    units = tmp_path / "root" / "etc" / "systemd" / "system"
+    timer = (units / "orchestrate-expire.timer").read_text()
+    (calendar,) = re.findall(r"^OnCalendar=(.*)$", timer, re.M)
+    assert "Persistent=true" in timer and "WantedBy=timers.target" in timer
+    assert "ExecStart=/bin/systemctl poweroff" in (units / "orchestrate-expire.service").read_text()
+    read = subprocess.run(["systemd-analyze", "calendar", calendar], capture_output=True, text=True,
+                          env={**os.environ, "TZ": "UTC"}, timeout=30)
+    assert read.returncode == 0, read.stderr
+    when = datetime.fromisoformat(expiry.replace("Z", "+00:00"))
+    assert f"Next elapse: {when:%a %Y-%m-%d %H:%M:%S} UTC" in read.stdout, read.stdout
 
 
 def test_bad_image_fails_before_anything_is_created(cloud, tmp_path):
@@ -999,6 +1105,34 @@ def test_an_interrupt_during_run_instances_leaves_nothing(cloud1, tmp_path):
     assert cloud1.nothing_left()
 
 
+def test_a_launch_whose_reply_was_lost_is_found_by_its_client_token(cloud1, tmp_path):
+    """RunInstances made the instance but its reply never came (a read timeout), so the run never
+    learned the id, and EC2's tag index has not caught up (a tag scan misses it): teardown finds
+    it by the launch's ClientToken, known before the call, and terminates it."""
+    from botocore.exceptions import ReadTimeoutError
+
+    lost: list[str] = []
+
+    def reply_lost(parsed, context, **_):
+        if not lost and not context.get("orch_params", {}).get("DryRun"):
+            lost.extend(i["InstanceId"] for i in parsed["Instances"])
+            cloud1.fakes.untagged.update(lost)
+            raise ReadTimeoutError(endpoint_url="https://ec2.eu-west-1.amazonaws.com/")
+
+    session = aws_api.make_session(REGION)
+    session.events.register("after-call.ec2.RunInstances", reply_lost)
+    with pytest.raises(RunFailed, match="launch server .*ReadTimeoutError"), \
+            open_any_lab(scenario(cloud1.endpoint), session=session, **lab_kw(tmp_path, "r-lost")):
+        pytest.fail("the block must not run")
+    assert len(lost) == 1 and cloud1.live("r-lost")["instances"] == []  # the tag scan cannot see it
+    by_token = [p for p in cloud1.fakes.params("DescribeInstances")
+                if any(f["Name"] == "client-token" for f in p.get("Filters", []))]
+    assert by_token and [p["InstanceIds"] for p in cloud1.fakes.params("TerminateInstances")] == [lost]
+    (inst,) = [i for r in cloud1.ec2().describe_instances(InstanceIds=lost)["Reservations"]
+               for i in r["Instances"]]
+    assert inst["State"]["Name"] == "terminated" and cloud1.nothing_left()
+
+
 @pytest.mark.parametrize("code,message,expect", [
     ("PendingVerification", "Your request for accessing resources in this region is being validated",
      "verification:"),
@@ -1037,3 +1171,122 @@ def test_cluster_placement_refuses_flex_types_with_the_reason(cloud1, tmp_path):
     runs = [p for p in cloud1.fakes.params("RunInstances") if not p.get("DryRun")]
     assert runs and all("Placement" not in p for p in runs)
     assert "CreatePlacementGroup" not in cloud1.fakes.ops() and cloud1.nothing_left()
+
+
+def test_the_ssh_user_follows_the_image_and_a_non_apt_image_is_refused(cloud1, tmp_path):
+    """Debian's user is admin (the other tests), Ubuntu's ubuntu; Amazon Linux 2023 (dnf) is
+    refused at pre-flight with the reason, before anything exists, set ssh_user or not."""
+    from awskit import UBUNTU_AMI
+
+    sc = scenario(cloud1.endpoint, image=UBUNTU_AMI)
+    with open_any_lab(sc, **lab_kw(tmp_path, "r-ubu")) as lab:
+        assert {h.ssh.user for h in lab.hosts if h.ssh} == {"ubuntu"}
+    assert cloud1.nothing_left()
+    cloud1.fakes.calls.clear()
+    for kw in ({}, {"ssh_user": "ec2-user"}):
+        expect = r"hosts.aws.image: ami-\w+ \(server\) is refused: it is not an apt-based OS \('al2023' in " \
+                 r"'al2023-ami-.*use Debian or Ubuntu"
+        with pytest.raises(UserError, match=expect), \
+                open_any_lab(scenario(cloud1.endpoint, image=IMAGE, **kw), **lab_kw(tmp_path, "r-al")):
+            pytest.fail("the block must not run")
+    assert created_anything(cloud1) == [] and "RunInstances" not in cloud1.fakes.ops()
+
+
+def test_resume_after_kill_9_does_not_collide_with_the_killed_attempt(cloud1, tmp_path):
+    """kill -9 mid-provisioning leaves the key pair, groups and instances; `--resume` runs
+    again under the same run id: its names are its own (no Duplicate), its client tokens are
+    fresh (EC2 would otherwise answer with the killed attempt's instances), and its teardown
+    removes the killed attempt's leftovers too (same run tag)."""
+    sc = scenario(cloud1.endpoint)
+    killed = aws.Created(run_id="r-again", lab_dir=tmp_path / "lab-killed")
+    aws.provision(sc, session=aws_api.make_session(REGION), created=killed,
+                  **{k: v for k, v in lab_kw(tmp_path, "r-again").items() if k not in ("lab_dir",)})
+    assert len(cloud1.live("r-again")["instances"]) == 2
+    with open_any_lab(sc, **lab_kw(tmp_path, "r-again")) as lab:
+        mine = {h.vars["instance_id"] for h in lab.hosts}
+        assert not mine & set(killed.instance_ids) and lab.name != killed.key_name
+    tokens = [p["ClientToken"] for p in launches(cloud1)]
+    assert len(set(tokens)) == 4
+    assert cloud1.nothing_left()
+
+
+HANGUP_CHILD = """
+import sys, time
+from awskit import Fakes
+from orchestrator.hosts import aws
+from orchestrator.hosts.aws import ec2 as api
+
+real = api.make_session  # EC2 as it behaves (placement groups, Debian), as in the other tests
+api.make_session = lambda region, profile=None: Fakes(sys.argv[1]).install(real(region, profile))
+
+def never(hosts, timeout, **kw):  # instances that never answer SSH: the run holds them, waiting
+    print("orchestrate-test: instances launched, waiting for SSH", flush=True)
+    time.sleep(300)
+
+aws.wait_for_banner = never
+from orchestrator.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_a_hang_up_with_the_terminal_closed_leaves_nothing(moto_server, tmp_path):
+    """`orchestrate run` on a terminal (a pty) that is closed while the run holds instances:
+    SIGHUP unwinds the run through teardown, whose output goes to the run's log (the terminal
+    is gone: writing there fails), and nothing is left in the region or in the local records."""
+    import fcntl
+    import pty
+    import select
+    import subprocess
+    import sys
+    import termios
+
+    urllib.request.urlopen(urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST")).close()
+    doc = tmp_path / "hup.yaml"
+    doc.write_text(json.dumps({"name": "hup", "hosts": {"provider": "aws", "aws": {
+        "region": REGION, "endpoint_url": moto_server, "image": DEBIAN,
+        "ssh_cidr": f"{MY_ADDRESS}/32", "instance_type": {"server": "c6i.large", "client": "c6i.large"}}}}))
+    master, slave = pty.openpty()
+
+    def controlling_terminal() -> None:  # the child's own session, with the pty as its terminal
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", HANGUP_CHILD, moto_server, "run", str(doc), "--yes", "--run-id", "r-hup",
+         "--results", str(tmp_path / "results"), "--history", str(tmp_path / "history.sqlite")],
+        stdin=slave, stdout=slave, stderr=slave, start_new_session=True, preexec_fn=controlling_terminal,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    os.close(slave)
+    seen = b""
+    try:
+        deadline = time.monotonic() + 120
+        while b"waiting for SSH" not in seen:
+            assert time.monotonic() < deadline and child.poll() is None, seen.decode(errors="replace")
+            if select.select([master], [], [], 1.0)[0]:
+                seen += os.read(master, 65536)
+        ec2 = boto3.session.Session(region_name=REGION).client("ec2", endpoint_url=moto_server)
+        mine = [{"Name": f"tag:{aws_api.TAG_RUN}", "Values": ["r-hup"]}]
+
+        def live() -> list[str]:
+            return [i["InstanceId"] for r in ec2.describe_instances(Filters=mine + [
+                {"Name": "instance-state-name", "Values": ["pending", "running"]}])["Reservations"]
+                for i in r["Instances"]]
+
+        assert len(live()) == 2  # mid-run: the run holds its instances
+        assert [r.run_id for r in aws_state.load_all()] == ["r-hup"]
+    finally:
+        os.close(master)  # the terminal goes away: the kernel hangs up its session (SIGHUP)
+    try:
+        rc = child.wait(120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert rc == 130  # interrupted, after teardown
+    log = (tmp_path / "results" / "hup" / "r-hup" / "orchestrate.log").read_text()
+    assert "hang-up (SIGHUP)" in log and "Traceback" not in log, log
+    summary = json.loads((tmp_path / "results" / "hup" / "r-hup" / "summary.json").read_text())
+    assert summary["status"] == "interrupted"
+    assert live() == []
+    assert ec2.describe_key_pairs(Filters=mine)["KeyPairs"] == []
+    assert ec2.describe_security_groups(Filters=mine)["SecurityGroups"] == []
+    assert aws_state.load_all() == []  # teardown left nothing: the local record went too
+    assert "during aws provisioning: wait for SSH; everything it created was removed" in log

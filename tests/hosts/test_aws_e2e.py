@@ -37,7 +37,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def moto_api(monkeypatch):
+def moto_api(monkeypatch, tmp_path):
     """A moto server in this process, and fake credentials that can reach nothing else."""
     from moto.server import ThreadedMotoServer
 
@@ -48,6 +48,7 @@ def moto_api(monkeypatch):
     monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("ORCHESTRATE_STATE_DIR", str(tmp_path / "aws-runs"))  # the local run records
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:
@@ -153,6 +154,9 @@ def test_aws_run_end_to_end_on_lab_hosts(moto_api, tmp_path, run_id, monkeypatch
         assert run["load"]["clients"] == 2 and run["rate"]["sustained"] is False
         assert run["qps"] > 0 and not any(run["errors"].values()) and run["analysis"]["verdict"]
         assert len(s["points"]) == 1 and s["points"][0]["n"] == 1
+        # the summary records what the run's instances cost (an estimate: held time x list price)
+        assert s["cost"]["estimate"] is True and s["cost"]["total"] > 0
+        assert list(s["cost"]["instance_hours"]) == ["c6i.large"] and "ESTIMATE" in s["cost"]["note"]
         # provisioning took the EC2 path: pre-flight, pending instances waited out, console keys
         ops = fakes.ops()
         assert ops.index("DescribeInstanceTypeOfferings") < ops.index("CreateKeyPair")
@@ -172,6 +176,55 @@ def test_aws_run_end_to_end_on_lab_hosts(moto_api, tmp_path, run_id, monkeypatch
         assert ec2.describe_key_pairs()["KeyPairs"] == []
         assert fakes.groups == {} and "DeletePlacementGroup" in ops
         assert not (aws.LAB_ROOT / f"aws-{run_id}").exists()
+    finally:
+        netns.down(name)
+    assert lab_leftovers(st) == []
+
+
+def test_the_smoke_scenario_end_to_end_on_lab_hosts(moto_api, tmp_path, run_id, monkeypatch, lab_leftovers):
+    """scenarios/aws-smoke.yaml as shipped (us-east-1, 2 x c7i-flex.large, no placement group,
+    the image's own SSH user, max_hourly), with only what the stand-ins need changed (endpoint,
+    the lab's subnet, private addresses, root, whom the lab admits) and its durations shortened:
+    pre-flight, both runs, teardown, nothing left, and the cost recorded."""
+    if os.geteuid() != 0 or not os.path.exists(netns.SSHD):
+        pytest.fail("this test needs root and openssh-server, as the netns labs do")
+    import boto3
+
+    from orchestrator.hosts.aws import state
+
+    doc = yaml.safe_load((Path(__file__).resolve().parents[2] / "scenarios" / "aws-smoke.yaml").read_text())
+    region = doc["hosts"]["aws"]["region"]
+    name = f"awss{os.getpid() % 100000}"
+    st = netns.up(name, 5)  # moto's instances get .4 and .5
+    try:
+        net = f"{st.hosts[0].address.rsplit('.', 1)[0]}.0/24"
+        session = boto3.session.Session(region_name=region)
+        fakes = Fakes(moto_api, boot_polls=1, shutdown_polls=1)
+        LabInstances(st.dir, {h.address: h.name for h in st.hosts[3:]}).install(fakes.install(session))
+        ec2 = session.client("ec2", endpoint_url=moto_api)
+        vpc = ec2.create_vpc(CidrBlock=net)["Vpc"]["VpcId"]
+        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=net,
+                                   AvailabilityZone=f"{region}a")["Subnet"]["SubnetId"]
+        doc["hosts"]["aws"].update(endpoint_url=moto_api, subnet=subnet, ssh_address="private",
+                                   ssh_user="root")
+        doc["load"]["duration"] = "1s"
+        doc["baseline"]["iperf3"].update(duration="1s", tcp_duration="1s")
+        path = tmp_path / "aws-smoke.yaml"
+        path.write_text(yaml.safe_dump(doc))
+        monkeypatch.setattr(aws, "open_lab", with_build_root(aws.open_lab, BUILD_ROOT))
+        outcome = execute.run(scenario_mod.load(path), results_root=tmp_path / "results", run_id=run_id,
+                              progress=lambda m: None, lab_options={"session": session})
+
+        s = json.loads((outcome.results / "summary.json").read_text())
+        assert s["status"] == "complete" and len(s["runs"]) == 2
+        assert all(r["qps"] > 0 and not any(r["errors"].values()) for r in s["runs"])
+        launched = [p for p in fakes.params("RunInstances") if not p.get("DryRun")]
+        assert [(p["InstanceType"], "Placement" in p) for p in launched] == [("c7i-flex.large", False)] * 2
+        assert "CreatePlacementGroup" not in fakes.ops()
+        assert list(s["cost"]["instance_hours"]) == ["c7i-flex.large"] and 0 < s["cost"]["total"] < 0.5
+        live = ec2.describe_instances(Filters=[{"Name": "instance-state-name",
+                                                "Values": list(aws_api.LIVE_STATES)}])["Reservations"]
+        assert live == [] and ec2.describe_key_pairs()["KeyPairs"] == [] and state.load_all() == []
     finally:
         netns.down(name)
     assert lab_leftovers(st) == []

@@ -284,3 +284,13 @@ def test_commands_share_one_control_shell_per_host(lab3):
         assert outs == [f"{i}\n" for i in range(SshTransport.MAX_SHELLS + 3)]
     finally:
         t.close()
+
+
+def test_tc_cap_is_a_packet_rate_or_a_byte_rate_with_its_queue():
+    # pps: every packet counted as at least 1500 bytes; rate: bytes as they are
+    assert netns.tc_cap("v0", 50_000) == ("qdisc replace dev v0 root stab mpu 1500 tbf rate 600000000bit "
+                                         "burst 150000 latency 50ms")
+    assert netns.tc_cap("v0", rate=50_000_000, queue=30_000) == (
+        "qdisc replace dev v0 root tbf rate 50000000bit burst 62500 limit 30000")
+    assert "mpu" not in netns.tc_cap("v0", rate=10_000_000)
+    assert netns.link_text(None, 50_000_000, 30_000) == "capped at 50 Mbit/s per direction, queue 30000 bytes"

@@ -13,7 +13,7 @@ import pytest
 from report_checks import PNG_MAGIC, Dom, assert_png, md_table
 from report_fixtures import analysed, write_summary
 
-from orchestrator import store
+from orchestrator import records, store
 from orchestrator.errors import UserError
 from orchestrator.records import Summary
 from orchestrator.report import plots, render
@@ -104,7 +104,7 @@ def test_build_open_loop(open_folder: Path):
     summary = store.load_summary(open_folder)
     dom = check_self_contained(paths.html.read_text())
     assert [row[0] for row in dom.cells["verdicts"]] == [r.run_id for r in summary.runs]
-    assert [r.key[3] for r in summary.runs] == [5000.0, 20000.0, 60000.0]
+    assert [r.key["load.rate"] for r in summary.runs] == [5000.0, 20000.0, 60000.0]
 
 
 def test_an_old_summary_loads_and_renders(old_folder: Path):
@@ -125,7 +125,7 @@ def test_an_old_summary_loads_and_renders(old_folder: Path):
 def test_an_old_summary_analysed_again_renders_its_verdicts(old_folder: Path):
     """What `orchestrate report` does to a version-1 folder: upgrade, analyse, save as version 2."""
     store.ResultsDir(old_folder).save_summary(analysed(store.load_summary(old_folder)))
-    assert json.loads((old_folder / "summary.json").read_text())["version"] == 2
+    assert json.loads((old_folder / "summary.json").read_text())["version"] == records.FORMAT_VERSION == 3
     paths = render.build(old_folder)
     assert "packet_rate" in paths.plots
     dom = check_self_contained(paths.html.read_text())
@@ -243,7 +243,7 @@ def test_orchestrate_report_on_an_old_folder(old_folder: Path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == f"report: {old_folder / 'report.html'}"
     saved = store.load_summary(old_folder)
-    assert json.loads((old_folder / "summary.json").read_text())["version"] == 2
+    assert json.loads((old_folder / "summary.json").read_text())["version"] == records.FORMAT_VERSION == 3
     assert all(r.analysis and r.analysis.verdict for r in saved.runs) and len(saved.points) == 4
     rows = md_table((old_folder / "report.md").read_text(), VERDICT_HEADER)
     assert [r[7] for r in rows] == [r.analysis.verdict for r in saved.runs if r.analysis]

@@ -24,9 +24,12 @@ from testkit import REPO, stop_process
 #   sigint:        -c 4 -d 5 -R 1000 U, SIGINT after 1.3 s
 #   head_http10:   -c 4 -d 1 -m HEAD -R 100 -H "X-A: b" --http1.0 U
 #   badopt.stderr: --rate 0 U (exit 2)
+# (format 1, the generator before issue 22), and in format 2:
+#   slow_timeouts: -t 2 -c 32 -R 500 -d 2 --timeout 2 S, S a server answering one request in
+#                  200 after 3 s (tests/test_verdict_corpus.py's SLOW_ONE_IN_200)
 RECORDED = ["loadgen_open.json", "loadgen_closed_pipeline4.json", "loadgen_host_a.json",
             "loadgen_host_b.json", "loadgen_refused.json", "loadgen_sigint.json",
-            "loadgen_head_http10.json"]
+            "loadgen_head_http10.json", "loadgen_slow_timeouts.json"]
 
 
 def doc(name: str) -> dict:
@@ -128,6 +131,32 @@ def test_parse_interrupted_run_keeps_what_was_measured():
     r = loadgen.parse(data("loadgen_sigint.json"))
     assert r.interrupted and 1.0 < r.duration_s < 5
     assert r.counts.responses > 1000
+
+
+def test_parse_format_2_every_request_has_a_latency():
+    """Timed-out requests are in the histogram at no less than the timeout after their intended
+    time: 5 of 1,000 requests took over 2 s, and p99.9 says so (format 1 left them out)."""
+    r = loadgen.parse(data("loadgen_slow_timeouts.json"))
+    assert r.complete is True and r.drain_s is not None and 0 < r.drain_s <= 2.02
+    c = r.counts
+    assert c.requests == 1000 == r.latency_hist.count == r.service_time_hist.count == r.send_lag_hist.count
+    assert c.responses + c.failed + c.unanswered == c.requests
+    assert c.failed_by is not None and dict(c.failed_by)["timeout"] == c.failed == c.error("timeout") == 5
+    assert r.latency_ms.p99_9 >= 2000 and r.latency_ms.p50 < 5
+    # the timed-out ones are the only ones past the timeout
+    over = sum(n for v, n in r.latency_hist.buckets if v >= loadgen.lowest_equivalent(2_000_000))
+    assert over == 5
+
+
+def test_format_1_still_reads_and_says_it_left_failures_out():
+    r = loadgen.parse(data("loadgen_refused.json"))
+    assert r.complete is False and r.drain_s is None and r.counts.failed_by is None
+    slow = loadgen.parse(data("loadgen_slow_timeouts.json"))
+    m = loadgen.merge([loadgen.parse(data("loadgen_host_a.json")), slow])
+    assert m.complete is False and m.drain_s is None and m.counts.failed_by is None
+    both = loadgen.merge([slow, slow])
+    assert both.complete is True and both.counts.failed_by is not None
+    assert dict(both.counts.failed_by)["timeout"] == 10 and both.drain_s == slow.drain_s
 
 
 def test_parse_refuses_other_versions_and_garbage():

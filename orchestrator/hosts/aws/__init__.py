@@ -1,10 +1,12 @@
-"""The `aws` provider: EC2 instances per role in one cluster placement group, always torn down.
+"""The `aws` provider: EC2 instances per role (placement: cluster, spread or none), always torn down.
 
 Before anything is created, `preflight` checks that a zone offers every role's type, picks
-each role's image by its type's architecture, checks the vCPU quota and launches with
-DryRun (permissions). Then a run creates, all tagged `orchestrate:run-id`,
-`orchestrate:scenario`, `orchestrate:expires`, `orchestrate:owner` and `Name`, so
-`cleanup` can find anything a killed run left:
+each role's image by its type's architecture (an apt-based OS, whose user is the SSH user),
+checks the vCPU quota and launches with DryRun and the real launch arguments. Then a run
+creates, all tagged `orchestrate:run-id`, `orchestrate:scenario`, `orchestrate:expires`,
+`orchestrate:owner` and `Name` (`orchestrate-<run id>-<nonce>`: an attempt's own, so
+`--resume` does not collide), and records where and what in a local file (`state`), so
+`cleanup` can find anything a killed run left, in whichever region:
   key pair (ed25519, private key written 0600 into a local lab dir, never logged)
   security group (SSH from hosts.aws.ssh_cidr, else this machine's public address or,
     with ssh_address: private, the VPC; all traffic between members)
@@ -23,12 +25,14 @@ Teardown runs on every exit path (success, error, Ctrl-C, a failure half-way thr
 provisioning) with SIGINT/SIGTERM ignored while it works: instances are terminated and
 polled until `terminated` (terminate re-sent to any the API does not know yet), then the
 placement group, security group and key pair are deleted, retried while still in use. It
-also looks resources up by the run's tag, so one whose create reply was lost is not leaked.
+also looks resources up by the run's tag and instances by the launches' ClientTokens, so one
+whose create reply was lost is not leaked.
 Anything it cannot remove after a complete run is a warning with its ID, not a failed run.
 An API error is one line naming the step, with the IAM permission or quota to ask for.
 
-Last line of defence: each instance is told at boot (user data) to power off when its
-expiry passes, and powering off terminates it (InstanceInitiatedShutdownBehavior), so an
+Last line of defence: each instance is told at boot (user data: a systemd timer at the run's
+absolute expiry, which survives a reboot) to power off when its expiry passes, and powering
+off terminates it (InstanceInitiatedShutdownBehavior), so an
 orchestrator killed with SIGKILL leaks at most the free resources (groups, key) until
 `orchestrate cleanup --provider aws` runs.
 
@@ -64,7 +68,7 @@ from typing import Any
 from orchestrator.errors import Interrupted, RunFailed, UserError
 from orchestrator.hosts import Host, Lab, NoMoreHosts
 from orchestrator.hosts.aws import ec2 as api  # attributes read at call time: tests patch them
-from orchestrator.hosts.aws import preflight
+from orchestrator.hosts.aws import preflight, state
 from orchestrator.hosts.aws.cleanup import Leftover, delete_when_free, remove, scan, terminate
 from orchestrator.hosts.aws.ec2 import (
     CAPACITY,
@@ -85,7 +89,8 @@ from orchestrator.hosts.aws.ec2 import (
     tag_spec,
     tags_of,
 )
-from orchestrator.hosts.aws.prices import check_spend, planned_seconds
+from orchestrator.hosts.aws.launch import run_args
+from orchestrator.hosts.aws.prices import check_spend, held_cost, planned_seconds
 from orchestrator.plan import fmt_seconds
 from orchestrator.remote import SshTarget, wait_for_banner
 from orchestrator.scenario import Scenario
@@ -128,6 +133,38 @@ class Created:
     placement_groups: list[str] = field(default_factory=list)  # one per zone tried
     instance_ids: list[str] = field(default_factory=list)
     expires: str = ""  # ISO time the instances power off by themselves (their dead-man switch)
+    record: state.RunState | None = None  # the local record of the run, written as ids are learned
+    region: str = ""
+    # every launch's ClientToken, known before the call: an instance whose launch reply was lost
+    # (ids unknown) and that a tag scan does not show yet is found by it
+    tokens: list[str] = field(default_factory=list)
+    # instance id -> (type, launched, terminated or None), epoch seconds: what the run is billed for
+    held: dict[str, tuple[str, float, float | None]] = field(default_factory=dict)
+
+    def launched(self, ids: list[str], instance_type: str) -> None:
+        self.instance_ids += ids
+        self.held.update({i: (instance_type, time.time(), None) for i in ids})
+        self.save()
+
+    def ended(self, ids: Sequence[str]) -> None:
+        now = time.time()
+        self.held.update({i: (self.held[i][0], self.held[i][1], now) for i in ids
+                          if i in self.held and self.held[i][2] is None})
+
+    def cost(self) -> dict[str, Any] | None:
+        """The run's estimated cost so far (records.Cost's fields); None before any launch."""
+        return held_cost(self.region, self.held, now=time.time()) if self.held else None
+
+    def save(self) -> None:
+        """Write the local record with the ids known now (cleanup reads it to know the region)."""
+        if self.record is None:
+            return
+        self.record.expires = self.expires
+        self.record.ids = {"instance": list(self.instance_ids),
+                           "placement-group": list(self.placement_groups),
+                           "security-group": [self.security_group_id] if self.security_group_id else [],
+                           "key-pair": [self.key_name] if self.key_name else []}
+        self.record.save()
 
 
 @dataclass(frozen=True)
@@ -231,45 +268,6 @@ def resolve_image(ssm: Any, image: str) -> str:
     return value
 
 
-def user_data(expires: str) -> str:
-    """The instance's own dead-man switch: power off (= terminate, see run_instances) at the run's
-    absolute expiry `expires` (ISO UTC), the same for every instance of the run, auto-scaled ones
-    too. A systemd timer survives a reboot (Persistent: one whose time passed while it was down
-    fires at boot); without systemd, a sleep until then. $ORCHESTRATE_ROOT (tests only) writes the
-    units under another root and arms nothing."""
-    at = expires.replace("T", " ").removesuffix("Z") + " UTC"
-    return f"""#!/bin/sh
-# orchestrate: power off at the run's expiry ({expires}), also after a reboot
-root="${{ORCHESTRATE_ROOT:-}}"
-units="$root/etc/systemd/system"
-if [ -n "$root" ] || [ -d /run/systemd/system ]; then
-  mkdir -p "$units"
-  cat > "$units/orchestrate-expire.timer" <<'UNIT'
-[Unit]
-Description=orchestrate: power off at the run's expiry
-[Timer]
-OnCalendar={at}
-Persistent=true
-AccuracySec=1s
-[Install]
-WantedBy=timers.target
-UNIT
-  cat > "$units/orchestrate-expire.service" <<'UNIT'
-[Unit]
-Description=orchestrate: the run's expiry is reached
-[Service]
-Type=oneshot
-ExecStart=/bin/systemctl poweroff
-UNIT
-  [ -n "$root" ] && exit 0
-  systemctl daemon-reload && systemctl enable --now orchestrate-expire.timer && exit 0
-fi
-left=$(( $(date -u -d '{at}' +%s) - $(date -u +%s) ))
-[ "$left" -gt 0 ] || left=0
-(sleep "$left"; poweroff) >/dev/null 2>&1 &
-"""
-
-
 class _NoCapacity(Exception):
     """This zone has no room for a type now (a launch error, or an instance that died of it)."""
 
@@ -295,20 +293,28 @@ def provision(scenario: Scenario, *, run_id: str, created: Created, session: Any
     aws = config(scenario)
     ec2 = client(session, "ec2", aws.endpoint_url)
     now = now or datetime.now(UTC)
-    base = f"orchestrate-{run_id}"
+    # Names are unique per attempt, not per run: `--resume` after a kill -9 reuses the run id,
+    # and the killed attempt's key pair or group may still exist (its tag finds it for teardown).
+    base = f"orchestrate-{run_id}-{uuid.uuid4().hex[:6]}"
 
-    checked = preflight.check(session, aws, role_counts(scenario), resolve_image)
-    cidr = ipaddress.ip_network(_ssh_cidr(aws, checked, my_address), strict=False)
     created.expires = iso(now + timedelta(seconds=aws.expire_after))
     tags = {TAG_RUN: run_id, TAG_SCENARIO: scenario.name, TAG_OWNER: api.identity(session, aws.endpoint_url),
             TAG_EXPIRES: created.expires, "Name": base}
+    checked = preflight.check(session, aws, role_counts(scenario), resolve_image, tags=tags, base=base,
+                              expires=created.expires)
+    cidr = ipaddress.ip_network(_ssh_cidr(aws, checked, my_address), strict=False)
     log.info("aws: %s in %s: %s; SSH from %s", base, aws.region,
              ", ".join(f"{r.role} {r.count} x {r.instance_type} ({r.arch}, {r.image})"
                        for r in checked.roles), cidr)
 
     created.lab_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     created.lab_dir.chmod(0o700)
+    # A resumed run's lab dir may hold a killed attempt's host keys for addresses now reused.
+    (created.lab_dir / "known_hosts").unlink(missing_ok=True)
     created.attempted = True
+    created.record = state.RunState(run_id, base, aws.region, getattr(session, "profile_name", None),
+                                    aws.endpoint_url)
+    created.save()  # before the first create: from here on something may exist in aws.region
     created.doing = "create the key pair and security group"
     # Each create runs with signals deferred (not dropped): a Ctrl-C or hang-up lands once its
     # id is recorded, so teardown knows it.
@@ -316,6 +322,7 @@ def provision(scenario: Scenario, *, run_id: str, created: Created, session: Any
         key = ec2.create_key_pair(KeyName=base, KeyType="ed25519",
                                   TagSpecifications=tag_spec("key-pair", tags))
         created.key_name = key["KeyName"]
+        created.save()
     key_file = created.lab_dir / "id_ed25519"
     fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -328,6 +335,7 @@ def provision(scenario: Scenario, *, run_id: str, created: Created, session: Any
                                                    "all traffic between members",
                                        TagSpecifications=tag_spec("security-group", tags))
         created.security_group_id = sg_id = sg["GroupId"]
+        created.save()
     v4 = cidr.version == 4
     ssh_rule: dict[str, Any] = {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
                                 "IpRanges" if v4 else "Ipv6Ranges": [
@@ -350,16 +358,17 @@ def provision(scenario: Scenario, *, run_id: str, created: Created, session: Any
         role = tags_of(described[iid]).get("orchestrate:role", "")
         seen[role] = seen.get(role, 0) + 1
         booted.append(_booted(aws, described[iid], f"{role}-{seen[role]}", role))
-    fleet = _Fleet(ec2, scenario, created, base, tags, sg_id, key_file, wait_ssh, host_keys, ssh_timeout)
+    fleet = _Fleet(ec2, scenario, created, base, tags, sg_id, key_file, wait_ssh, host_keys, ssh_timeout,
+                   users={r.role: r.ssh_user for r in checked.roles})
     hosts = fleet.ready(booted)
     scale = scenario.hosts.roles.autoscale
     if scale is None:
-        return Lab(provider="aws", hosts=hosts, name=base)
+        return Lab(provider="aws", hosts=hosts, name=base, cost=created.cost)
     first = next(described[i] for i in created.instance_ids)  # the zone and group that had room
     fleet.more(next(r for r in checked.roles if r.role == "client"), first["SubnetId"],
                created.placement_groups[-1] if created.placement_groups else "", used=scale.min,
                limit=scale.max)
-    return Lab(provider="aws", hosts=hosts, name=base, pool=fleet)
+    return Lab(provider="aws", hosts=hosts, name=base, pool=fleet, cost=created.cost)
 
 
 def _booted(aws: Any, inst: dict[str, Any], name: str, role: str) -> Booted:
@@ -387,6 +396,7 @@ class _Fleet:
     wait_ssh: WaitSsh
     host_keys: HostKeys
     ssh_timeout: float
+    users: dict[str, str] = field(default_factory=dict)  # role -> its image's SSH user
     role: preflight.RolePlan | None = None  # the client role (type, image)
     subnet_id: str = ""
     group: str = ""  # the placement group the first instances went into
@@ -406,6 +416,7 @@ class _Fleet:
         created.doing = f"launch {count} more client(s)"
         kw = _run_args(config(self.scenario), r, created, self.group, self.subnet_id, self.sg_id, self.tags,
                        self.base, token=f"orch-{uuid.uuid4().hex[:16]}-more-{self.used}")
+        created.tokens.append(kw["ClientToken"])
         with deferred(), step(f"launch {count} more client(s) ({r.instance_type} in {self.subnet_id})"):
             try:
                 resp = api.retry(lambda: self.ec2.run_instances(**kw), codes=CONSISTENCY,
@@ -419,14 +430,15 @@ class _Fleet:
                                       f"{api.hint(exc)}", phase="add client hosts") from None
                 raise
             ids = [i["InstanceId"] for i in resp["Instances"]]
-            created.instance_ids += ids  # from here on teardown terminates them with the rest
+            created.launched(ids, r.instance_type)  # from here on teardown terminates them with the rest
         log.info("aws: %d more client(s): %s", count, ", ".join(ids))
         created.doing = "wait for the new instances to run"
         try:
             described = _wait_running(self.ec2, ids)
         except _NoCapacity as exc:
             with shielded():
-                terminate(self.ec2, ids)  # not worth keeping until teardown; it looks again then
+                if not terminate(self.ec2, ids):  # not worth keeping until teardown; it looks again then
+                    created.ended(ids)
             raise NoMoreHosts(f"aws: {exc}", phase="add client hosts") from None
         booted = [_booted(config(self.scenario), described[iid], f"client-{self.used + i}", "client")
                   for i, iid in enumerate(ids, 1)]
@@ -455,7 +467,9 @@ class _Fleet:
         return tuple(
             Host(name=b.name, address=b.private_ip, roles=(b.role,),
                  workdir=f"/tmp/orchestrate/{created.run_id}/{b.name}",
-                 ssh=SshTarget(host=b.reach, name=b.name, user=aws.ssh_user, port=22,
+                 ssh=SshTarget(host=b.reach, name=b.name,
+                               user=self.users.get(b.role) or aws.ssh_user or "admin",
+                               port=22,
                                key_file=str(self.key_file), known_hosts=str(known),
                                host_key_checking=ssh.host_key_checking, connect_timeout=ssh.connect_timeout),
                  interface=None,  # ens5 on Nitro images, but found by address like any host
@@ -465,19 +479,9 @@ class _Fleet:
 
 def _run_args(aws: Any, r: preflight.RolePlan, created: Created, group: str, subnet_id: str, sg_id: str,
               tags: dict[str, str], base: str, *, token: str) -> dict[str, Any]:
-    """run_instances' arguments for `r.count` instances of a role (tagged with it)."""
-    nic: dict[str, Any] = {"DeviceIndex": 0, "Groups": [sg_id], "DeleteOnTermination": True,
-                           "SubnetId": subnet_id}
-    if aws.ssh_address == "public":
-        nic["AssociatePublicIpAddress"] = True
-    role_tags = {**tags, "Name": f"{base}-{r.role}", "orchestrate:role": r.role}
-    return dict(ImageId=r.image, InstanceType=r.instance_type, MinCount=r.count, MaxCount=r.count,
-                KeyName=created.key_name, **({"Placement": {"GroupName": group}} if group else {}),
-                NetworkInterfaces=[nic],
-                InstanceInitiatedShutdownBehavior="terminate", UserData=user_data(created.expires),
-                MetadataOptions={"HttpTokens": "required"},
-                TagSpecifications=tag_spec("instance", role_tags) + tag_spec("volume", role_tags),
-                ClientToken=token)
+    return run_args(aws, role=r.role, image=r.image, instance_type=r.instance_type, count=r.count,
+                    subnet_id=subnet_id, tags=tags, base=base, expires=created.expires,
+                    key_name=created.key_name, sg_id=sg_id, group=group, token=token)
 
 
 def _launch(ec2: Any, scenario: Scenario, checked: preflight.Checked, created: Created, base: str,
@@ -496,12 +500,14 @@ def _launch(ec2: Any, scenario: Scenario, checked: preflight.Checked, created: C
                 ec2.create_placement_group(GroupName=group, Strategy=aws.placement,
                                            TagSpecifications=tag_spec("placement-group", tags))
                 created.placement_groups.append(group)
+                created.save()
         created.doing = f"launch in {subnet.zone}"
         here: list[str] = []
         try:
             for r in checked.roles:
                 kw = _run_args(aws, r, created, group, subnet.id, sg_id, tags, base,
                                token=f"orch-{nonce}-{attempt}-{r.role}")
+                created.tokens.append(kw["ClientToken"])
                 with deferred(), step(f"launch {r.role} ({r.count} x {r.instance_type} in {subnet.zone})"):
                     try:
                         resp = api.retry(lambda kw=kw: ec2.run_instances(**kw), codes=CONSISTENCY,
@@ -512,7 +518,7 @@ def _launch(ec2: Any, scenario: Scenario, checked: preflight.Checked, created: C
                                               f"{error_text(exc)}") from None
                         raise
                     ids = [i["InstanceId"] for i in resp["Instances"]]
-                    created.instance_ids += ids
+                    created.launched(ids, r.instance_type)
                 here += ids
                 log.info("aws: %s: %d x %s in %s: %s", r.role, r.count, r.instance_type, subnet.zone,
                          ", ".join(ids))
@@ -530,10 +536,12 @@ def _launch(ec2: Any, scenario: Scenario, checked: preflight.Checked, created: C
                                     + "; ".join(f"{i} {why}" for i, why in left.items()),
                                     phase="provision") from None
                 created.instance_ids = [i for i in created.instance_ids if i not in here]
+                created.ended(here)
                 if group:
                     with step(f"delete placement group {group}"):
                         delete_when_free(lambda group=group: ec2.delete_placement_group(GroupName=group))
                     created.placement_groups.remove(group)
+                    created.save()
     raise RunFailed(f"aws launch: no capacity in any zone offering the types ({'; '.join(tried)}) "
                     "(capacity: try another instance type or region, or later)", phase="provision")
 
@@ -568,12 +576,23 @@ def _wait_running(ec2: Any, ids: list[str]) -> dict[str, dict[str, Any]]:
         delay = min(delay * 2, cap)
 
 
+def launched_with(ec2: Any, tokens: Sequence[str]) -> list[str]:
+    """Live instances launched with any of these ClientTokens (none asked for: none)."""
+    if not tokens:
+        return []
+    pages = ec2.get_paginator("describe_instances").paginate(
+        Filters=[{"Name": "client-token", "Values": list(tokens)},
+                 {"Name": "instance-state-name", "Values": list(api.LIVE_STATES)}])
+    return [i["InstanceId"] for page in pages for res in page["Reservations"] for i in res["Instances"]]
+
+
 def teardown(ec2: Any, created: Created, *, now: datetime | None = None,
              deadline_s: float | None = None) -> TeardownReport:
-    """Remove everything of this run: what `created` recorded plus anything found by its run tag,
-    which is looked for again once the rest is gone (a launch whose reply was lost shows up in
-    DescribeInstances late). Ends by `deadline_s` (default TEARDOWN_DEADLINE_S), or at the first
-    sign that the endpoint cannot be reached, reporting what may remain."""
+    """Remove everything of this run: what `created` recorded plus anything found by its run tag
+    or by the launches' ClientTokens, both looked for again once the rest is gone (a launch whose
+    reply was lost shows up in DescribeInstances late). Ends by `deadline_s` (default
+    TEARDOWN_DEADLINE_S), or at the first sign that the endpoint cannot be reached, reporting what
+    may remain."""
     now = now or datetime.now(UTC)
     deadline = time.monotonic() + (api.TEARDOWN_DEADLINE_S if deadline_s is None else deadline_s)
     if not created.attempted:  # failed before creating anything (bad image, no default VPC, ...)
@@ -596,6 +615,8 @@ def teardown(ec2: Any, created: Created, *, now: datetime | None = None,
     try:
         for x in scan(ec2, now=now, run_id=created.run_id):
             items.setdefault((x.kind, x.id), x)
+        for iid in launched_with(ec2, created.tokens):
+            known("instance", iid)
     except Exception as exc:
         failed.append(f"looking up this run's resources by tag: {error_text(exc)}")
         reachable = not api.offline(exc)
@@ -603,12 +624,16 @@ def teardown(ec2: Any, created: Created, *, now: datetime | None = None,
     if reachable and not not_removed:  # once more: what the first scan could not see yet
         try:
             late = [x for x in scan(ec2, now=now, run_id=created.run_id) if (x.kind, x.id) not in items]
+            late += [Leftover("instance", iid, "", created.run_id, "", "", True)
+                     for iid in launched_with(ec2, created.tokens)
+                     if ("instance", iid) not in items and iid not in {x.id for x in late}]
         except Exception as exc:
             late, not_removed = [], [f"looking again by tag: {error_text(exc)}"]
         if late:
             log.info("aws: found late: %s", ", ".join(f"{x.kind} {x.id}" for x in late))
             more, not_removed = remove(ec2, late, deadline=deadline)
             removed += more
+    created.ended([x.id for x in removed if x.kind == "instance"])
     shutil.rmtree(created.lab_dir, ignore_errors=True)  # the key is useless once the pair is deleted
     return TeardownReport(tuple(f"{x.kind} {x.id}" for x in removed), tuple(failed + not_removed),
                           created.expires if created.instance_ids else "")
@@ -631,7 +656,7 @@ def open_lab(scenario: Scenario, *, run_id: str, session: Any = None, lab_dir: P
     check_spend(scenario, max_hourly)
     session = session or api.make_session(aws.region)
     ec2 = client(session, "ec2", aws.endpoint_url, teardown=True)  # few retries, short timeouts
-    created = Created(run_id=run_id, lab_dir=lab_dir or LAB_ROOT / f"aws-{run_id}")
+    created = Created(run_id=run_id, lab_dir=lab_dir or LAB_ROOT / f"aws-{run_id}", region=aws.region)
     lab: Lab | None = None
     try:
         lab = provision(scenario, run_id=run_id, created=created, session=session, my_address=my_address,
@@ -639,6 +664,8 @@ def open_lab(scenario: Scenario, *, run_id: str, session: Any = None, lab_dir: P
         yield lab
     except BaseException as exc:
         report = _teardown_logged(ec2, created, aws.region)
+        if report.ok:
+            state.forget(run_id)
         if not report.ok:
             log.error("orchestrate: %s", report.summary(aws.region, run_id))
             exc.add_note(report.summary(aws.region, run_id))
@@ -650,6 +677,8 @@ def open_lab(scenario: Scenario, *, run_id: str, session: Any = None, lab_dir: P
                                  report.summary(aws.region, run_id))) from None
         raise
     report = _teardown_logged(ec2, created, aws.region)
+    if report.ok:  # nothing of the run is left: its local record goes too
+        state.forget(run_id)
     if any(f.startswith("instance ") for f in report.failed):  # still billed: the run failed
         raise RunFailed(report.summary(aws.region, run_id), phase="teardown")
     if not report.ok:  # the run itself is complete: free leftovers are a warning with their ids

@@ -1,5 +1,6 @@
 """Leftovers of aws runs: found by their run tag, removed in dependency order
-(`orchestrate cleanup --provider aws`, and a warning before a run)."""
+(`orchestrate cleanup --provider aws`, and a warning before a run). Which regions to look in
+comes from the local run records (`state`), so a run outside the profile's region is found."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from orchestrator.errors import UserError
 from orchestrator.hosts.aws import ec2 as api  # attributes read at call time: tests patch them
+from orchestrator.hosts.aws import state
 from orchestrator.hosts.aws.ec2 import (
     LIVE_STATES,
     TAG_EXPIRES,
@@ -268,17 +271,73 @@ def cleanup(region: str | None, *, all: bool = False, run_id: str | None = None,
 
 def warn_expired(region: str, *, endpoint_url: str | None = None, now: datetime | None = None,
                  session: Any = None) -> list[str]:
-    """Warnings for `run` about this caller's expired leftovers in `region`; never raises."""
+    """Warnings for `run` about this caller's expired leftovers in `region` (asked of the API) and
+    in other regions (from the local run records, no call); never raises."""
+    when = now or datetime.now(UTC)
+    elsewhere = sorted({r.region for r in state.load_all() if r.region != region
+                        and (parse_time(r.expires) or when) <= when})
+    lines = [f"local records name expired run(s) in {', '.join(elsewhere)} that may have left resources; "
+             "check with `orchestrate cleanup --provider aws --dry-run`"] if elsewhere else []
     try:
         items = find_leftovers(region, endpoint_url=endpoint_url, now=now, session=session)
     except Exception as exc:
-        return [f"could not check {region} for leftover orchestrate resources: {error_text(exc)}"]
+        return lines + [f"could not check {region} for leftover orchestrate resources: {error_text(exc)}"]
     if not items:
-        return []
+        return lines
     running = [x for x in items if x.kind == "instance"]
     runs = sorted({x.run_id or "?" for x in items})
     what = f"{len(items)} expired orchestrate resource(s) in {region} from run(s) {', '.join(runs)}"
     if running:
         types = ", ".join(sorted({x.instance_type for x in running if x.instance_type}))
         what += f", including {len(running)} instance(s) still billed ({types})"
-    return [f"{what}; remove them with `orchestrate cleanup --provider aws --region {region}`"]
+    return lines + [f"{what}; remove them with `orchestrate cleanup --provider aws --region {region}`"]
+
+
+def cleanup_everywhere(region: str | None, *, profile: str | None = None, endpoint_url: str | None = None,
+                       **kw: Any) -> list[CleanupReport]:
+    """`cleanup` in `region`, or with none in every region the local run records name plus the
+    profile's (or AWS_REGION's) own; one report per region. A record whose run has nothing
+    left in its region is removed (not with dry_run)."""
+    records = [r for r in state.load_all() if not kw.get("run_id") or r.run_id == kw["run_id"]]
+    where: dict[str, str | None] = {}
+    if region:
+        where[region] = endpoint_url
+    else:
+        for r in records:
+            where.setdefault(r.region, endpoint_url or r.endpoint_url)
+        if home := _home_region(profile):
+            where.setdefault(home, endpoint_url)
+    if not where:
+        raise UserError("aws: no region: pass --region, or set one in the profile or AWS_REGION")
+    reports = []
+    for reg, ep in sorted(where.items()):
+        session = api.make_session(reg, profile)
+        reports.append(cleanup(reg, endpoint_url=ep, session=session, **kw))
+        if not kw.get("dry_run"):
+            _forget_finished(client(session, "ec2", ep), [r for r in records if r.region == reg])
+    return reports
+
+
+def _home_region(profile: str | None) -> str | None:
+    import boto3
+    from botocore.exceptions import BotoCoreError
+
+    try:
+        return boto3.session.Session(profile_name=profile).region_name
+    except BotoCoreError as exc:  # ProfileNotFound and friends
+        raise UserError(f"aws: {exc}") from None
+
+
+def _forget_finished(ec2: Any, records: list[state.RunState]) -> None:
+    """Remove the records of runs with nothing left (a kind that could not be listed counts as
+    empty only if the record names none of it)."""
+    for rec in records:
+        errors: list[str] = []
+        try:
+            found = scan(ec2, now=datetime.now(UTC), run_id=rec.run_id, errors=errors)
+        except Exception as exc:  # the record stays; the next cleanup looks again
+            log.info("aws: could not check run %s: %s", rec.run_id, error_text(exc))
+            continue
+        unlisted = any(f"could not list {kind}s" in e for kind, ids in rec.ids.items() if ids for e in errors)
+        if not found and not unlisted:
+            rec.path.unlink(missing_ok=True)

@@ -1,6 +1,8 @@
 """What the aws provider checks before it creates anything: that some zone offers every
-role's instance type (and a subnet is there), an image of each type's architecture, the
-vCPU quota, and the launch permission (a DryRun). Failing here leaves nothing to remove.
+role's instance type (and a subnet is there), an image of each type's architecture and of
+an apt-based OS (Debian, Ubuntu: what the playbooks install with; its SSH user follows), the
+vCPU quota, and the launch itself (a DryRun with the real launch arguments, placement aside,
+so an organisation policy refuses it here). Failing here leaves nothing to remove.
 
 A scenario that cannot work (a type no zone offers, an image of the wrong architecture)
 is a UserError on its key; a permission or quota the account lacks is a RunFailed naming
@@ -9,7 +11,9 @@ the check, with what to ask for.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +28,7 @@ from orchestrator.hosts.aws.ec2 import (
     is_aws_error,
     step,
 )
+from orchestrator.hosts.aws.launch import run_args
 from orchestrator.scenario import Aws
 
 log = logging.getLogger(__name__)
@@ -49,6 +54,8 @@ class RolePlan:
     arch: str  # x86_64 | arm64
     image: str  # ami-...
     vcpus: int
+    os_family: str = "debian"  # debian | ubuntu (apt-based: what the playbooks support)
+    ssh_user: str = "admin"  # hosts.aws.ssh_user, else the image's default user
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,28 @@ def placement_refuses(placement: str, itype: str, described: dict[str, Any]) -> 
     return ""
 
 
+# The apt-based families the playbooks support, and each one's default SSH user.
+APT_FAMILIES = {"debian": "admin", "ubuntu": "ubuntu"}
+_NOT_APT = re.compile(r"\b(al20\d\d|amzn\d?|amazon linux|rhel|red hat|centos|rocky|alma ?linux|fedora|"
+                      r"suse|sles|bottlerocket|windows|freebsd|flatcar)", re.I)
+
+
+def os_family(image: dict[str, Any], setting: str = "") -> tuple[str | None, str]:
+    """(family, why): an apt family the playbooks support (why ""), "other" (an OS they do not
+    support) or None (cannot be told from the image's name and description), with why."""
+    text = " ".join(str(image.get(k) or "") for k in ("Name", "Description", "ImageLocation"))
+    if str(image.get("Platform") or "").lower() == "windows":
+        return "other", "it is a Windows image; the playbooks install with apt, so use Debian or Ubuntu"
+    if m := _NOT_APT.search(text):
+        return "other", (f"it is not an apt-based OS ({m[1]!r} in {image.get('Name') or text!r}); the "
+                      "playbooks install with apt, so use Debian or Ubuntu")
+    for family in APT_FAMILIES:
+        if re.search(rf"\b{family}\b", f"{text} {setting}", re.I):
+            return family, ""
+    return None, (f"its OS cannot be told from its name {image.get('Name')!r}; the playbooks need "
+                  "Debian or Ubuntu (apt)")
+
+
 def image_for(image: str, arch: str) -> str:
     """The image setting for `arch`: an SSM path ending in /amd64 or /arm64 follows the type."""
     if image.startswith("resolve:ssm:"):
@@ -85,9 +114,11 @@ def image_for(image: str, arch: str) -> str:
     return image
 
 
-def check(session: Any, aws: Aws, counts: dict[str, int],
-          resolve: Any) -> Checked:
-    """Everything above, in that order; `resolve(ssm, image)` turns an image setting into an AMI id."""
+def check(session: Any, aws: Aws, counts: dict[str, int], resolve: Any, *,
+          tags: dict[str, str] | None = None, base: str = "orchestrate-preflight",
+          expires: str = "1970-01-01T00:00:00Z") -> Checked:
+    """Everything above, in that order; `resolve(ssm, image)` turns an image setting into an AMI id.
+    `tags`, `base` and `expires` are the run's, for the DryRun."""
     ec2 = client(session, "ec2", aws.endpoint_url)
     types = {role: instance_type(aws, role) for role in counts}
     wanted = sorted(set(types.values()))
@@ -139,10 +170,20 @@ def check(session: Any, aws: Aws, counts: dict[str, int],
             raise UserError(f"hosts.aws.image: {r.image} is {img['Architecture']}, but {r.instance_type} "
                             f"({r.role}) runs {r.arch}; use an image of that architecture, or an SSM "
                             "path ending in /amd64 or /arm64 (it follows each role's type)")
+    for i, r in enumerate(roles):
+        family, why = os_family(described[r.image], aws.image)
+        if family == "other" or (family is None and not aws.ssh_user):
+            raise UserError(f"hosts.aws.image: {r.image} ({r.role}) is refused: {why}"
+                            + ("" if family else "; or set hosts.aws.ssh_user if it is apt-based"))
+        if family is None:  # the user named the image and its user: trusted to be apt-based
+            log.warning("orchestrate: WARNING aws: %s: %s; going on as hosts.aws.ssh_user is set",
+                        r.image, why)
+        roles[i] = dataclasses.replace(r, os_family=family or "unknown",
+                                       ssh_user=aws.ssh_user or APT_FAMILIES[family or "debian"])
 
     subnets, vpc_cidr = _subnets(ec2, aws, roles)
     notes = _quota(session, ec2, aws, roles)
-    _dry_run(ec2, roles, subnets[0])
+    _dry_run(ec2, aws, roles, subnets[0], tags or {}, base, expires)
     return Checked(tuple(roles), tuple(subnets), vpc_cidr, tuple(notes))
 
 
@@ -217,17 +258,22 @@ def _quota(session: Any, ec2: Any, aws: Aws, roles: list[RolePlan]) -> list[str]
     if used + need > limit:
         raise RunFailed(f"aws pre-flight: vCPU quota: the run needs {need} standard vCPUs, {used} of "
                         f"{limit:g} are in use in {aws.region} (quota {STANDARD_QUOTA[1]}, Running "
-                        "On-Demand Standard instances; ask for more in Service Quotas, or stop some; "
-                        f"see the {DOCS})", phase="provision")
+                        "On-Demand Standard instances; ask for more in Service Quotas, or stop some"
+                        + ("; or start with scenarios/aws-smoke.yaml, which fits 4 vCPUs" if limit - used >= 4
+                           else "") + f"; see the {DOCS})", phase="provision")
     return []
 
 
-def _dry_run(ec2: Any, roles: list[RolePlan], subnet: Subnet) -> None:
-    """A DryRun launch per role: permission to launch this image and type, nothing started."""
+def _dry_run(ec2: Any, aws: Aws, roles: list[RolePlan], subnet: Subnet, tags: dict[str, str], base: str,
+             expires: str) -> None:
+    """A DryRun launch per role with the launch's own arguments (network interface, tags, metadata
+    options, shutdown behaviour, user data), less what does not exist yet (key, security and
+    placement group): the permissions and any policy on them are checked, nothing started."""
     for r in roles:
+        kw = run_args(aws, role=r.role, image=r.image, instance_type=r.instance_type, count=r.count,
+                      subnet_id=subnet.id, tags=tags, base=base, expires=expires)
         try:
-            ec2.run_instances(DryRun=True, ImageId=r.image, InstanceType=r.instance_type,
-                              MinCount=r.count, MaxCount=r.count, SubnetId=subnet.id)
+            ec2.run_instances(DryRun=True, **kw)
         except Exception as exc:
             if code_of(exc) == "DryRunOperation":
                 continue

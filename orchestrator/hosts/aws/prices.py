@@ -159,7 +159,8 @@ def describe_plan(scenario: Scenario, *, hours: float | None = None,
     image = aws.image
     if image.startswith("resolve:ssm:"):
         image += " (looked up at run time)"
-    lines.append(f"  image: {image}, ssh user {aws.ssh_user}")
+    user = aws.ssh_user or "the image's (admin on Debian, ubuntu on Ubuntu)"
+    lines.append(f"  image: {image}, ssh user {user}")
     ssh_from = aws.ssh_cidr or ("the VPC's range" if aws.ssh_address == "private" else
                                 "this machine's public address")
     lines.append(f"  subnet: {aws.subnet or 'a default subnet in a zone offering every type'}; SSH to the "
@@ -182,10 +183,36 @@ def describe_plan(scenario: Scenario, *, hours: float | None = None,
     worst = worst_hourly(scenario, prices=prices)
     if worst is not None:
         limit = f" (limit ${aws.max_hourly:g}/h)" if aws.max_hourly is not None else ""
-        lines.append(f"  worst case per hour: ~${worst:.3f}{limit}")
+        most = sum(r.count for r in est.roles)
+        scaled = ", auto-scale at its most" if any(r.count_min is not None for r in est.roles) else ""
+        lines.append(f"  worst case per hour: ~${worst:.3f} ({most} instances{scaled}){limit}; "
+                     f"~${worst * aws.expire_after / 3600:.2f} if they are held until they expire "
+                     f"({fmt_seconds(aws.expire_after)}: a run that cannot tear down)")
     if seconds > aws.expire_after:
         lines.append(f"  WARNING: the run (~{fmt_seconds(seconds)}) outlasts hosts.aws.expire_after "
                      f"({fmt_seconds(aws.expire_after)}); the instances would power off mid-run")
     return lines
 
 
+
+
+def held_cost(region: str, held: dict[str, tuple[str, float, float | None]], *, now: float,
+              prices: PriceTable | None = None) -> dict[str, Any]:
+    """What the run's instances cost, estimated: `held` is instance id -> (type, launched, ended or
+    None: still held at `now`), epoch seconds. records.Cost's fields."""
+    table = prices or load_prices()
+    hours: dict[str, float] = {}
+    for itype, start, end in held.values():
+        billed = max(60.0, (end if end is not None else now) - start)  # per second, 60 s minimum
+        hours[itype] = hours.get(itype, 0.0) + billed / 3600
+    total: float | None = 0.0
+    for itype, h in hours.items():
+        price = table.hourly(region, itype)
+        total = None if price is None or total is None else total + (price + table.public_ipv4_hourly) * h
+    return {"estimate": True, "currency": table.currency,
+            "total": None if total is None else round(total, 4),
+            "instance_hours": {t: round(h, 4) for t, h in sorted(hours.items())},
+            "prices_as_of": table.as_of,
+            "note": f"ESTIMATE in {region}: on-demand list prices as of {table.as_of} kept in the project "
+                    "(hand-kept, not fetched), each instance from launch to teardown, public IPv4 "
+                    "included; excludes EBS, data transfer, tax"}
