@@ -11,7 +11,9 @@ part that moved most; then the non-CPU component that moved most (switches, pack
 request); with none moved it says so. (System calls per request are not here: counting them
 disturbs the window.)
 
-compare.py calls explain(pairs, variant, baseline) with the runs of one cell, round by round.
+compare.py calls by_cell(runs, factor, baseline) for a paired comparison (each variant at each
+combination of the other axes, paired by round as metrics.rounds pairs them), or
+explain(pairs, variant, baseline) with the runs of one cell, round by round.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator import stats
+from orchestrator.metrics import run_point, same
+from orchestrator.point import PointKey, Value, text
 
 
 def _cpu(part: str) -> Callable[[Any], float | None]:
@@ -139,3 +143,25 @@ def explain(pairs: Sequence[tuple[Any, Any]], variant: str, baseline: str) -> Ex
     if not found:
         return None
     return Explanation(tuple(found), sentence(found, variant, baseline))
+
+
+def by_cell(runs: Sequence[Any], factor: str, baseline: Value) -> dict[tuple[PointKey, Value], Explanation]:
+    """Each (other axes, variant value) of a factor compared in rounds: its explanation against
+    the baseline value (a run's repetition is its round, as in metrics.rounds)."""
+    cells: dict[PointKey, dict[Value, dict[int, Any]]] = {}
+    for r in runs:
+        p = run_point(r)
+        if r.repetition is not None and factor in p:
+            cells.setdefault(p.without(factor), {}).setdefault(p[factor], {})[r.repetition] = r
+    out = {}
+    for at, by_value in cells.items():
+        base = next((rs for v, rs in by_value.items() if same(v, baseline)), None)
+        if base is None:
+            continue
+        for value, rs in by_value.items():
+            if same(value, baseline):
+                continue
+            e = explain([(base[k], rs[k]) for k in sorted(base) if k in rs], text(value), text(baseline))
+            if e is not None:
+                out[(at, value)] = e
+    return out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import textwrap
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator import explain, records, store
+from orchestrator.point import PointKey
 
 import testkit
 
@@ -50,6 +50,20 @@ def test_without_a_cpu_change_the_component_that_moved_most_is_named():
     assert explain.explain([(records.Run(), records.Run())], "B", "A") is None
 
 
+def test_by_cell_pairs_each_variant_with_the_baseline_round_by_round():
+    def at(arch: str, rep: int, sys: float) -> records.Run:
+        r = run(10, sys, 5)
+        return r.model_copy(update={"arch": arch, "server_threads": 1, "connections": 64, "repetition": rep})
+
+    runs = [at("reuseport", 1, 20), at("main-sub", 1, 30), at("main-sub", 2, 31), at("reuseport", 2, 21),
+            at("reuseport", 3, 19), at("main-sub", 3, 29.5)]
+    cells = explain.by_cell(runs, "server.arch", "reuseport")
+    assert [v for _, v in cells] == ["main-sub"]
+    e = cells[next(iter(cells))]
+    assert e.sentence == ("main-sub costs 1.29x [1.25, 1.33] the server CPU per request of reuseport, and "
+                          "sys time moved most (sys 1.51x [1.42, 1.61], 100% of the change).")
+
+
 SCENARIO = """\
 name: explain-work
 hosts: {provider: local}
@@ -67,13 +81,10 @@ def test_work_us_0_against_3_names_usr_cpu_per_request(tmp_path: Path, run_id: s
     done = testkit.orchestrate("run", str(path), "--results", str(tmp_path / "r"), "--run-id", run_id)
     assert done.returncode == 0, done.stdout[-1500:] + done.stderr[-1500:]
     folder = tmp_path / "r" / "explain-work" / run_id
-    work = {p["run_id"]: (p["axes"]["server.work_us"], p["repetition"])
-            for p in json.loads((folder / "plan.json").read_text())}
-    by: dict[int, dict[int, records.Run]] = {}
-    for r in store.load_summary(folder).runs:
-        w, rep = work[r.run_id]
-        by.setdefault(rep, {})[w] = r
-    e = explain.explain([(v[0], v[3]) for _, v in sorted(by.items())], "work_us=3", "work_us=0")
+    cells = explain.by_cell(store.load_summary(folder).runs, "server.work_us", 0)
+    assert list(cells) == [(PointKey([("server.arch", "reuseport"), ("server.threads", 1),
+                                       ("load.connections", 16), ("load.rate", None)]), 3)]
+    e = next(iter(cells.values()))
     assert e is not None, "no component measured"
     assert re.search(r"usr (time|CPU µs per request) moved most", e.sentence), e.lines()
     usr = next(c for c in e.components if c.part.name == "cpu_usr_us_per_request")
