@@ -85,7 +85,7 @@ def test_a_differing_sysctl_is_named_in_the_environment_diff():
 
 
 def test_facts_join_an_axis_values_over_the_observed_ones():
-    t = sysctl.Tuner(load(""), "r", transport=lambda h: None)  # type: ignore[arg-type,return-value]
+    t = sysctl.Tuner(load(""), "r", transport=lambda h: None)  # type: ignore[arg-type,return-value]  # facts() connects to nothing
     t.observed = {"a": {"net.core.somaxconn": "4096", "net.ipv4.tcp_tw_reuse": "2"}}
     runs = [{"a": {"net.core.somaxconn": "8"}}, None, {"a": {"net.core.somaxconn": "4096"}}]
     assert t.facts(runs) == {"a": {"net.core.somaxconn": "8 | 4096", "net.ipv4.tcp_tw_reuse": "2"}}
