@@ -89,6 +89,8 @@ TEMPLATES: dict[str, str] = {
                  "iperf3 ({scope}; {basis})",
     "lower-bound": "the {cap} ceiling ({scope}) is a lower bound: iperf3 was CPU-bound "
                    "({why}); the load reached {use} of it, so the network's limit is unknown",
+    "lower-bound-stale": "the {cap} ceiling ({scope}) is a lower bound: {why} (client hosts added since "
+                         "the baseline); the load reached {use} of it, so the network's limit is unknown",
     "allowance": "{host}: NIC allowance counters grew over {seconds} s: {counters}",
     "allowance-small": "{host}: NIC allowance counters grew too slowly to matter over {seconds} s "
                        "(< {threshold}/s): {counters}",
@@ -117,6 +119,8 @@ TEMPLATES: dict[str, str] = {
               "that wait, set by the server or the network, not by the generator",
     "send-fidelity": "load generator did not send on schedule: send lag p99 {lag} ms > {limit} ms "
                      "(send fidelity, its own self-check; {basis})",
+    "send-fidelity-queued": "load generator's send lag p99 {lag} ms > {limit} ms is the wait for a free "
+                            "connection, not its own sending (send fidelity as {basis} counts that wait)",
     "send-fidelity-ok": "load generator sent on schedule: send lag p99 {lag} ms <= {limit} ms "
                         "(send fidelity; {basis})",
     "completion": "the server answered {achieved} of {target} requests/s offered ({share} < {threshold}; "
@@ -155,11 +159,29 @@ def say(name: str, **values: Any) -> str:
     return TEMPLATES[name].format(**values)
 
 
+# An open-loop run's two self-checks, in words (the README's verdict section ends with them).
+SELF_CHECKS: dict[str, str] = {
+    "send fidelity": "the client's own check: did the generator send on schedule (send lag p99 "
+                     "within max(1 ms, 10% of the interval between requests)). Lag that was the wait "
+                     "for a free connection (at least {queued_share:g}% of requests queued, all "
+                     "connections busy, the generator's CPU clear) is the server's or the network's "
+                     "slowness, not the generator's. Only this check failing, or the generator's CPU, "
+                     "makes a run client-bound or makes auto-scale add a client host",
+    "completion": "the server's check: answered per second against offered. Below "
+                  "{completion:g}% the server fell short of the offered rate (server-completion); it "
+                  "is never client evidence. A summary written before the two were recorded apart "
+                  "has them derived from its rate and send lag, and says so",
+}
+
+
 def rules_markdown(th: Thresholds | None = None) -> str:
-    """The README's list of rules, from RULES and the default thresholds."""
+    """The README's list of rules, from RULES and the default thresholds, then the open loop's
+    self-checks (SELF_CHECKS)."""
     th = th or Thresholds()
     values = {f.name: getattr(th, f.name) for f in fields(th)}
-    return "\n".join(f"- **{r.verdict}** ({r.name}): {r.text.format(**values)}" for r in RULES)
+    rules = [f"- **{r.verdict}** ({r.name}): {r.text.format(**values)}" for r in RULES]
+    checks = [f"- **self-check: {k}**: {v.format(**values)}" for k, v in SELF_CHECKS.items()]
+    return "\n".join(rules + checks)
 
 
 def _num(x: Any) -> float | None:
@@ -469,6 +491,7 @@ class _Check:
     cap: float
     lower_bound: str | None  # why the ceiling is only a lower bound, else None
     kind: str = "packets"  # packets: pps against iperf3 UDP; bandwidth: bits/s against iperf3 TCP
+    stale: bool = False  # lower_bound because it was measured with fewer clients than the run had
 
     @property
     def cap_text(self) -> str:
@@ -519,6 +542,9 @@ def _ceiling_checks(run: Run, pk: dict[str, Any] | None, server: str, loopback: 
         for c in clients:
             p = paths.get(f"{c.host}->{server}")
             cq = c.qps
+            if not p and cq:
+                flags.append(f"no ceiling measured for the path {c.host}->{server} (a client host added "
+                             "after the baseline): its share is held to none")
             if not p or not cq:
                 continue
             for d in directions:
@@ -532,6 +558,10 @@ def _ceiling_checks(run: Run, pk: dict[str, Any] | None, server: str, loopback: 
         flags.append("aggregate ceiling not measured (all clients at once): the server's total "
                      "packet rate is held to no ceiling")
     top = agg or (None if multi else base)
+    # an aggregate measured with fewer clients than the run had (auto-scale added hosts since)
+    # is stale: what more clients at once could push is unknown, so it is only a lower bound
+    stale = (f"measured with {agg.clients} clients at once, the run had {len(clients)}"
+             if agg and agg.clients and agg.clients < len(clients) else None)
     if top:
         for d in directions:
             cap = cap_of(top, d)
@@ -540,7 +570,7 @@ def _ceiling_checks(run: Run, pk: dict[str, Any] | None, server: str, loopback: 
             rate = pk[f"{d}_pps"] if pk else qps * ppr[d]
             scope = "loopback" if loopback else ("aggregate of all clients" if multi else "path")
             checks.append(_Check(scope, "loopback" if loopback else f"server {d}", d, True,
-                                 qps, rate, ppr[d], source, cap, why(top, d)))
+                                 qps, rate, ppr[d], source, cap, stale or why(top, d), stale=bool(stale)))
     if pk and "rx_payload_bps" in pk and not loopback:  # over lo a TCP figure is a memory copy
         checks += _bandwidth_checks(run, pk, server, paths, multi, directions, flags)
     return checks
@@ -825,8 +855,9 @@ def client_evidence(run: Run, th: Thresholds) -> ClientEvidence:
     checks = self_checks(run)
     unsustained = checks is not None and checks.send_fidelity is False
     if checks and unsustained:
-        lines.append((not waited, say("send-fidelity", lag=_ms(checks.lag_p99_ms),
-                                      limit=f"{checks.lag_limit_ms:g}", basis=checks.basis)))
+        lines.append((not waited, say("send-fidelity-queued" if waited else "send-fidelity",
+                                      lag=_ms(checks.lag_p99_ms), limit=f"{checks.lag_limit_ms:g}",
+                                      basis=checks.basis)))
     short = checks is not None and checks.completion is not None and checks.completion < th.completion
     completion = None
     if checks and short:
@@ -1178,7 +1209,8 @@ def analyse_run(run: Run, *, server: str, interface: str | None, loopback: bool,
     evidence = list(decision.evidence)
     bounded = net.bounded
     if bounded and verdict != NETWORK:
-        evidence.append(say("lower-bound", cap=bounded.cap_text, scope=bounded.scope,
+        evidence.append(say("lower-bound-stale" if bounded.stale else "lower-bound", cap=bounded.cap_text,
+                            scope=bounded.scope,
                             why=bounded.lower_bound, use=pct(bounded.use)))
     if net.checks and verdict != NETWORK:
         worst = max(net.checks, key=lambda c: c.use)

@@ -106,10 +106,17 @@ def cmd_plan(args: argparse.Namespace) -> int:
             print(f"  search {s.arch} threads={s.server_threads} conns={s.connections} rep {s.repetition}: "
                   f"likely {plan.search_runs} runs, at most {plan.search_runs_max}")
     else:
-        print(f"  {'#':>3}  {'run id':<32} {'arch':<10} {'threads':>7} {'conns':>6} {'rep':>3}")
+        for line in plan.rounds.lines() if plan.rounds else []:
+            print(line)
+        rep = "round" if plan.rounds else "rep"
+        print(f"  {'#':>3}  {'run id':<32} {'arch':<10} {'threads':>7} {'conns':>6} {rep:>5}")
     for r in plan.runs:
         print(f"  {r.index:>3}  {r.run_id:<32} {r.arch:<10} {r.server_threads:>7} "
-              f"{r.connections:>6} {r.repetition:>3}")
+              f"{r.connections:>6} {r.repetition:>5}")
+    if plan.rounds and plan.rounds.until is not None:
+        fewest = len(plan.runs) * plan.rounds.min // plan.rounds.max
+        print(f"  at least {fewest} runs ({plan.rounds.min} rounds); the estimate below is for all "
+              f"{plan.rounds.max} rounds")
     from orchestrator import refs
 
     builds = refs.plan_builds(sc)  # server.ref: what building the refs costs, before anything runs
@@ -147,9 +154,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     loaded = _load(args)
     history = open_history(args.history)
     if args.fail_on_regression is not None:
-        if not args.baseline:
+        if not args.baseline and loaded.scenario.compare is None:
             raise UserError("--fail-on-regression needs --baseline REF (a results folder, 'latest' "
-                            "or 'last:N')")
+                            "or 'last:N'), or a scenario with compare: {factor, baseline}")
         problems = compare.gate_problems(loaded)
         if problems:
             raise UserError("the regression gate cannot judge this scenario", problems)
@@ -169,6 +176,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     outcome = execute.run(loaded, results_root=Path(args.results), run_id=args.resume or args.run_id,
                           history=args.history, resume=bool(args.resume))
     print(table.render(outcome.summary))
+    if loaded.scenario.compare is not None:  # the floors the report shows beside the answer
+        _keep_floors(history, outcome.summary, outcome.results)
     _build_report(outcome.results)
     try:  # again, now with the report (a remote history keeps the whole folder)
         history.record(outcome.summary, outcome.results)
@@ -176,9 +185,68 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"orchestrate: WARNING could not record history: {exc}", file=sys.stderr)
     print(f"results: {outcome.results}")
     _next_step(outcome.results)
+    code = EXIT_OK
+    if loaded.scenario.compare is not None:
+        code = _factor_gate(args, history, outcome.summary, loaded.scenario)
     if not args.baseline:
+        return code
+    return max(code, _gate(args, history, outcome.summary))
+
+
+def _keep_floors(history: Any, summary: Any, folder: Path) -> None:
+    import dataclasses
+
+    from orchestrator.report.render import FLOORS_FILE
+
+    floors = _floor(history, summary, _repetitions(summary), "*")
+    (folder / FLOORS_FILE).write_text(json.dumps({m: dataclasses.asdict(f) for m, f in floors.items()},
+                                                 indent=1) + "\n")
+
+
+def _factor_gate(args: argparse.Namespace, history: Any, summary: Any, sc: Any) -> int:
+    """The run's own answer: every value of the compared factor against its baseline, paired by
+    round. With --fail-on-regression P: exit 3 when a variant's interval on the compared
+    metric lies beyond max(P, the floor) in the bad direction."""
+    from orchestrator import compare, stats
+    from orchestrator.history import plain
+
+    c = sc.compare
+    gated = args.metric if args.metric and args.metric != "capacity" else c.metric
+    floors = _floor(history, summary, _repetitions(summary), "*")
+    metrics = list(dict.fromkeys([gated, "qps", "cpu_us_per_request"]))
+    changes = compare.paired(summary, c.factor, c.baseline, metrics=metrics, floors=floors)
+    print(f"compare {c.factor}: each value against {compare.value_text(c.baseline)}, paired by "
+          f"round; {stats.PAIRED}; Holm across {len(changes)} comparison(s)")
+    for ch in changes:
+        floor = floors.get(ch.metric.name)
+        print(f"  {ch.line()}" + (f" [{floor.text()}]" if floor else ""))
+    if not changes:
+        print("  no rounds to pair (each value needs 2 or more rounds with the metric measured)")
+    if args.fail_on_regression is None:
         return EXIT_OK
-    return _gate(args, history, outcome.summary)
+    pct = args.fail_on_regression
+    bad = compare.paired_regressions([ch for ch in changes if ch.metric.name == gated], pct, floors)
+    floor = floors.get(gated)
+    effect = max(pct, floor.pct if floor else 0.0)
+    floor_text = floor.text() if floor else "noise floor not measured here (orchestrate noise)"
+    lines = [f"{ch.at}: {c.factor}={ch.variant} against {ch.baseline}: {ch.metric.unit} "
+             f"{ch.ratio.text()} ({ch.ratio.n} rounds), beyond {effect:g}% ({floor_text})" for ch in bad]
+    run_id = plain(summary)["run_id"]
+    try:
+        history.record_gate(run_id, {"threshold_pct": pct, "baseline": f"{c.factor}={c.baseline}",
+                                     "regressed": [f"{ch.at} {c.factor}={ch.variant}" for ch in bad],
+                                     "lines": lines})
+    except Exception as exc:  # the verdict stands; only the dashboard misses the mark
+        print(f"orchestrate: WARNING could not record the gate's verdict: {exc}", file=sys.stderr)
+    if bad:
+        print(f"REGRESSION: {len(bad)} variant(s) of {c.factor} worse than "
+              f"{compare.value_text(c.baseline)} by more than {effect:g}% on {gated}:", file=sys.stderr)
+        for line in lines:
+            print(f"  {line}", file=sys.stderr)
+        return EXIT_REGRESSION
+    print(f"regression gate: no variant of {c.factor} worse by more than {effect:g}% on {gated} "
+          f"({floor_text})")
+    return EXIT_OK
 
 
 def _build_refs(sc: Any) -> None:
@@ -382,8 +450,8 @@ def cmd_bisect(args: argparse.Namespace) -> int:
                                progress=lambda line: print(line, flush=True))
     except (KeyboardInterrupt, Interrupted):
         bisect.save_state(path, state)
-        kept = sum(len(b) for b in state.batches.values())
-        print(f"orchestrate bisect: interrupted; {kept} batch(es) measured are kept in {path}; continue "
+        batches = sum(len(b) for b in state.batches.values())
+        print(f"orchestrate bisect: interrupted; {batches} batch(es) measured are kept in {path}; continue "
               f"with: orchestrate bisect {args.file or ''} --resume {path.name}".replace("  ", " "),
               file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -429,6 +497,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def _compare_paired(args: argparse.Namespace, history: Any) -> int:
     """One results folder, a factor against its baseline value, its repetitions as rounds."""
     from orchestrator import compare, stats
+    from orchestrator.point import text
 
     if args.b is not None or args.baseline is None:
         raise UserError("--factor AXIS compares within one results folder: give one folder and "
@@ -436,12 +505,10 @@ def _compare_paired(args: argparse.Namespace, history: Any) -> int:
     name, summary = compare.find(args.a, history)
     metrics = args.paired_metric or ["qps", "cpu_us_per_request"]
     raw = args.baseline
-    from orchestrator.point import text
-
     values = {text(v): v for r in summary.runs if (v := r.key.get(args.factor)) is not None}
-    if raw not in values:
+    if raw not in values and values:
         raise UserError(f"--baseline {raw}: no run of {name} has that value")
-    changes = compare.paired(summary, args.factor, values[raw], metrics=metrics,
+    changes = compare.paired(summary, args.factor, values.get(raw, raw), metrics=metrics,
                              floors=_floor(history, summary, _repetitions(summary), "*"))
     print(f"compare within {name}: {args.factor}, each value against {raw}, paired by round "
           f"(repetition k of every value is round k); {stats.PAIRED}; Holm across "
@@ -585,7 +652,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "one ok/warn/fail line per check, with the fix; exit 1 on a fail", False)
     doc.add_argument("--seconds", type=float, default=1.0, metavar="N",
                      help="how long to sample the pinned CPUs' load and pauses (default 1)")
-    scenario_cmd("plan", "show the runs a scenario expands to and the expected time", False)
+    pl = scenario_cmd("plan", "show the runs a scenario expands to and the expected time", False)
+    pl.add_argument("--max-hourly", type=float, metavar="USD",
+                    help="aws: refuse a plan whose worst case costs more per hour "
+                    "(default: hosts.aws.max_hourly)")
     r = scenario_cmd("run", "run a scenario end to end", False)
     r.add_argument("--results", default="results", metavar="DIR", help="results root (default ./results)")
     r.add_argument("--run-id", help=argparse.SUPPRESS)
@@ -594,7 +664,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "scenario in the history) or 'last:N' (its N newest, pooled)")
     r.add_argument("--fail-on-regression", type=float, metavar="PCT",
                    help="exit 3 if any point drops significantly by more than PCT percent "
-                   "(needs repeat >= 3)")
+                   "(against --baseline: needs repeat >= 3) or, in a scenario with compare:, if a "
+                   "variant's interval lies beyond max(PCT, the noise floor) in the bad direction")
     r.add_argument("--metric", choices=METRIC_CHOICES,
                    help="what the baseline comparison judges (default: capacity when the scenario "
                    "searches for it, else QPS; CPU per request and latencies: a rise is worse)")
@@ -645,8 +716,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "its 95%% interval (unpaired: carries the drift between them)")
     cmp_.add_argument("a", metavar="A", help="a results folder or a run id in the history")
     cmp_.add_argument("b", metavar="B", nargs="?", help="the other results folder (not with --factor)")
-    cmp_.add_argument("--factor", choices=["load.connections", "server.arch", "server.threads"],
-                      help="compare the values of this axis within folder A, round by round "
+    cmp_.add_argument("--factor", metavar="AXIS",
+                      help="compare the values of this axis (server.arch, variant, server.work_us, "
+                      "load.keepalive, ...) within folder A, round by round "
                       "(repetition k = round k), each against --baseline")
     cmp_.add_argument("--baseline", metavar="VALUE", help="the factor's baseline value, e.g. main-sub")
     cmp_.add_argument("--paired-metric", action="append", metavar="METRIC",

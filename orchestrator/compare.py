@@ -26,6 +26,7 @@ from orchestrator.history import (
     open_history,
     plain,
 )
+from orchestrator.metrics import PAIRED_METRICS, Metric, rounds, run_point
 from orchestrator.point import PointKey, text
 from orchestrator.records import Summary, as_summary
 from orchestrator.store import load_summary
@@ -35,33 +36,6 @@ Point = PointKey  # a matrix point (orchestrator/point.py): runs, points and sea
 ALPHA = 1 - stats.CONFIDENCE
 
 
-@dataclass(frozen=True)
-class Metric:
-    """A per-run figure a paired comparison can judge, and which way is better."""
-
-    name: str
-    unit: str
-    higher_is_better: bool
-
-    def read(self, run: Any) -> float | None:
-        """The figure of one run (capacity is read from searches, not runs)."""
-        a = run.analysis
-        if self.name == "qps":
-            return run.qps
-        if self.name == "cpu_us_per_request":
-            return a.cpu_us_per_request.total if a and a.cpu_us_per_request else None
-        if self.name == "packets_per_request":
-            return a.packets_per_request.total if a and a.packets_per_request else None
-        if self.name == "capacity":
-            return None
-        return run.latency_ms.at(self.name)
-
-
-PAIRED_METRICS = {m.name: m for m in (
-    Metric("qps", "req/s", True), Metric("capacity", "req/s capacity", True),
-    Metric("cpu_us_per_request", "CPU µs/request", False),
-    Metric("packets_per_request", "packets/request", False),
-    Metric("p50", "ms p50", False), Metric("p99", "ms p99", False), Metric("p99_9", "ms p99.9", False))}
 # What a point's repetitions are compared on: a figure of its runs, or the capacity its
 # searches found (load.search: the runs of a search are at rates it chose, not comparable)
 METRICS = tuple(PAIRED_METRICS)
@@ -326,6 +300,8 @@ MIN_GATE_REPEAT = 3  # fewer repetitions per point and Welch's test cannot call 
 def gate_problems(loaded: Any) -> list[Problem]:
     """Why the regression gate could not judge this scenario (empty: it can)."""
     sc = loaded.scenario
+    if sc.compare is not None:  # paired rounds: the scenario's own checks ask for 2 or more
+        return []
     if sc.repeat >= MIN_GATE_REPEAT:
         return []
     return [loaded.problem(("repeat",), f"--fail-on-regression needs at least {MIN_GATE_REPEAT} "
@@ -452,42 +428,38 @@ class PairedChange:
 def paired(summary: Summary | dict[str, Any], factor: str, baseline_value: Any, *,
            metrics: Sequence[str] = ("qps",),
            floors: dict[str, Floor] | None = None) -> list[PairedChange]:
-    """Every other value of `factor` against `baseline_value` at each combination of the other
-    axes, round by round (a run's repetition is its round: each round ran every variant once,
-    on the same hosts, so the per-round ratio cancels the machine's drift). Holm across every
-    point and metric compared; a call needs the interval to exclude 1 and Holm's p < 0.05."""
+    """Every other value of `factor` (any axis of the matrix) against `baseline_value` at each
+    combination of the other axes, round by round (a run's repetition is its round: each round
+    ran every value once, on the same hosts, so the per-round ratio cancels the machine's
+    drift). Holm across every point and metric compared; a call needs the interval to exclude 1
+    and Holm's p < 0.05."""
     s = as_summary(summary, "summary")
-    axes = list(dict.fromkeys(a for r in s.runs for a, v in r.key.items() if v is not None))
+    axes = list(dict.fromkeys(a for r in s.runs for a, v in run_point(r).items() if v is not None))
     if factor not in axes or factor == "load.rate":
         raise UserError(f"compare.factor {factor}: expected one of "
                         f"{', '.join(a for a in axes if a != 'load.rate')} (the axes of its runs)")
-    cells: dict[PointKey, dict[Any, dict[int, Any]]] = {}
-    for r in s.runs:
-        if r.repetition is None:
-            continue
-        cells.setdefault(r.key.without(factor), {}).setdefault(r.key[factor], {})[r.repetition] = r
     found: list[tuple[str, Any, Metric, stats.Ratio]] = []
-    for rest, by_value in cells.items():
-        base = by_value.get(baseline_value)
-        if base is None:
-            continue
-        at = " ".join(f"{n.rsplit('.', 1)[-1]}={text(v)}" for n, v in rest.items() if v is not None)
-        for value, runs in by_value.items():
-            if value == baseline_value:
-                continue
-            for name in metrics:
-                m = PAIRED_METRICS[name]
-                pairs = [(m.read(base[k]), m.read(runs[k])) for k in sorted(base) if k in runs]
-                pairs = [(x, y) for x, y in pairs if x and y and x > 0 and y > 0]
-                if len(pairs) >= 2:
-                    ratio = stats.paired_ratio([x for x, _ in pairs], [y for _, y in pairs])
-                    found.append((at, value, m, ratio))
+    for name in metrics:
+        m = PAIRED_METRICS[name]
+        for (at, value), got in rounds(s.runs, factor, baseline_value, m).items():
+            if len(got) >= 2:
+                ratio = stats.paired_ratio([x for _, x, _ in got], [y for *_, y in got])
+                found.append((_at(at), value, m, ratio))
     adjusted = stats.holm([r.p_value for *_, r in found])
     out = []
     for (at, value, m, ratio), p in zip(found, adjusted, strict=True):
         word = _call(ratio, p, (floors or {}).get(m.name), m.higher_is_better)
         out.append(PairedChange(at, text(value), text(baseline_value), m, ratio, p, word))
     return out
+
+
+def _at(point: Any) -> str:
+    """The other axes of a pair, short: `threads=1 connections=64 keepalive=false`."""
+    return " ".join(f"{a.rsplit('.', 1)[-1]}={value_text(v)}" for a, v in point.items()
+                    if v is not None) or "(single point)"
+
+
+value_text = text  # a value as a person writes it (point.text)
 
 
 def paired_regressions(changes: Sequence[PairedChange], pct: float,

@@ -47,6 +47,8 @@ class Context:
     load_binary: dict[str, str] = field(default_factory=dict)  # client host -> orchestrate-load's path
     server_binaries: dict[str, str] = field(default_factory=dict)  # server.ref -> its build's path
     sysctl: Any = None  # sysctl.Tuner: the scenario's kernel settings, restored at teardown
+    # compare: the rounds as planned (plan.Rounds) and as run: how many, and why they stopped
+    rounds: dict[str, Any] = field(default_factory=dict)
 
     @contextlib.contextmanager
     def step(self, phase: str, key: str | None = None) -> Iterator[None]:

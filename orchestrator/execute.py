@@ -34,6 +34,7 @@ from orchestrator.plan import Plan, RunSpec, expand, fmt_seconds
 from orchestrator.point import classic
 from orchestrator.remote import ProcessTable, Transport, each
 from orchestrator.scenario import Loaded, Scenario, at, dump
+from orchestrator.scenario import for_point as scenario_for
 from orchestrator.store import ResultsDir, new_run_id
 from orchestrator.tools import ethtool, iperf3, loadgen, nstat, wrk
 from orchestrator.tools import facts as facts_tool
@@ -276,12 +277,48 @@ def _execute(ctx: Context, plan: Plan, checkpoint: Callable[[int], None]) -> Non
         return
     done = {r.run_id for r in ctx.runs}
     todo = [spec for spec in plan.runs if spec.run_id not in done]
+    if plan.rounds is not None:
+        ctx.rounds = {**plan.rounds.as_dict(), "run": 0, "stopped": "planned rounds not yet run"}
     for i, spec in enumerate(todo):
+        if plan.rounds is not None and _rounds_done(ctx, plan, spec.repetition - 1):
+            break
         left = plan.per_run_s * (len(todo) - i) + plan.report_s
         ctx.progress(f"[{spec.index}/{len(plan.runs)}] {spec.arch} threads={spec.server_threads} "
                      f"connections={spec.connections} rep {spec.repetition}: "
                      f"{fmt_seconds(ctx.sc.load.duration)} load, ~{fmt_seconds(max(left, 0))} left")
         _measure(ctx, spec, binary, checkpoint)
+    else:
+        if plan.rounds is not None:
+            _rounds_done(ctx, plan, plan.rounds.max)
+
+
+def _rounds_done(ctx: Context, plan: Plan, completed: int) -> bool:
+    """Whether the rounds may stop before the next one, `completed` rounds having run: only
+    from round min on, and only on the intervals' width (every variant's half-width on
+    compare.metric at or below `until`), never on what they say. Records why in ctx.rounds."""
+    from orchestrator import metrics, stats
+
+    r = plan.rounds
+    assert r is not None
+    ctx.rounds.update(run=completed, stopped=f"all {r.max} planned rounds run")
+    if completed >= r.max:
+        return True
+    if r.until is None or completed < r.min:
+        return False
+    m = metrics.PAIRED_METRICS[r.metric]
+    widths = []
+    for got in metrics.rounds(ctx.runs, r.factor, r.baseline, m).values():
+        got = [g for g in got if g[0] <= completed]
+        if len(got) < 2:
+            return False
+        ratio = stats.paired_ratio([x for _, x, _ in got], [y for *_, y in got])
+        widths.append(ratio.half_width_pct)
+    if not widths or max(widths) > r.until:
+        return False
+    ctx.rounds["stopped"] = (f"after round {completed}: every interval on {r.metric} within "
+                             f"\u00b1{max(widths):.1f}% (until \u00b1{r.until:g}%)")
+    ctx.progress(f"  rounds: {ctx.rounds['stopped']}")
+    return True
 
 
 def _measure(ctx: Context, spec: RunSpec, binary: str, checkpoint: Callable[[int], None],
@@ -291,8 +328,13 @@ def _measure(ctx: Context, spec: RunSpec, binary: str, checkpoint: Callable[[int
     if earlier is not None:
         return earlier
     started = time.monotonic()
-    with ctx.step(f"run {spec.run_id}", "runs"):
-        run = _one_run(ctx, spec, binary)
+    base = ctx.sc
+    ctx.sc = scenario_for(base, spec.point)  # a named variant's run: its block merged in
+    try:
+        with ctx.step(f"run {spec.run_id}", "runs"):
+            run = _one_run(ctx, spec, binary)
+    finally:
+        ctx.sc = base
     run = run.model_copy(update={"wall_s": round(time.monotonic() - started, 3), **(extra or {})})
     ctx.runs.append(run)
     lat, verdict, rate = run.latency_ms, run.analysis, run.rate
@@ -319,12 +361,16 @@ def _failed_checks(rate: records.Rate) -> str:
 
 def _client_limited(run: records.Run) -> str | None:
     """Why the client, not the server or the network, set this run's figure (None: it did not)."""
-    # Only the client's own check counts: answers short of the offered rate are the server's
-    # (a record without the split has it derived by the analysis, whose verdict decides below).
+    # Only the client's own evidence counts: answers short of the offered rate are the server's.
+    # The analysis decides where there is one: it reads the generator's send fidelity, and not
+    # as the generator's when the lag was the wait for a free connection (all busy: the server
+    # held them) while its CPU was clear.
+    if run.analysis and run.analysis.verdict:
+        if run.analysis.verdict == analysis.CLIENT:
+            return f"client-bound: {'; '.join(run.analysis.evidence[:1])}"
+        return None
     if run.rate and run.rate.send_fidelity is False:
         return "the generator did not send on schedule (send fidelity)"
-    if run.analysis and run.analysis.verdict == analysis.CLIENT:
-        return f"client-bound: {'; '.join(run.analysis.evidence[:1])}"
     return None
 
 
@@ -378,7 +424,9 @@ def _autoscale(ctx: Context, plan: Plan, binary: str, checkpoint: Callable[[int]
             continue
         found[spec.point] = n
         at = f"{top} client host(s){short}" if short else f"max={top} client hosts"
-        stopped = (f"not client-bound with {n} client host(s): {path[-1]['verdict']}" if limited is None
+        why = record.analysis.evidence[0] if record.analysis and record.analysis.evidence else ""
+        stopped = (f"not client-bound with {n} client host(s): {path[-1]['verdict']}"
+                   + (f" ({why})" if why else "") if limited is None
                    else f"still client-limited at {at} ({limited}): the figure is "
                    "the clients', not the server's; raise max (or add client hosts) or use larger ones")
         entry.update(limited=limited is not None, settled=True, stopped=stopped)
@@ -479,6 +527,7 @@ def _partial(ctx: Context) -> dict[str, Any]:
             **({"capacity": ctx.capacity} if ctx.sc.load.search else {}),
             **({"autoscale": ctx.autoscale} if ctx.sc.hosts.roles.autoscale else {}),
             **({"host_noise": ctx.host_noise} if ctx.host_noise else {}),
+            **({"rounds": ctx.rounds} if ctx.rounds else {}),
             **({"cost": cost} if ctx.lab.cost is not None and (cost := ctx.lab.cost()) else {}),
             **_across_runs(ctx)}
 
@@ -510,8 +559,12 @@ def _host_facts(ctx: Context, h: Host) -> dict[str, Any]:
     out["instance_type"] = str(h.vars.get("instance_type") or out.get("machine") or "")
     try:
         out["clock_offset_s"] = round(float(stamp.strip()) - after, 3)
-    except ValueError:
-        out["clock_offset_s"] = 0.0
+    except ValueError:  # not measured is not 0: None, with the reason (its times are then ours)
+        out["clock_offset_s"] = None
+        printed = stamp.strip()[:40]
+        out["clock_offset_error"] = f"the host's clock could not be read (date printed {printed!r})"
+        ctx.progress(f"orchestrate: WARNING {h.name}: clock offset not measured "
+                     f"({out['clock_offset_error']}): its start time and telemetry windows assume our clock")
     return out
 
 
@@ -542,6 +595,9 @@ def _check_tools(ctx: Context, hosts: list[Host] | None = None) -> None:
                             "playbook do it: hosts.deploy: true)", host=h.name, phase="facts")
 
 
+PAUSE_PROBE_S = 0.3  # per reading, before the first window and after the last
+
+
 def _host_noise(ctx: Context, when: str) -> None:
     """The host's own noise on the pinned CPUs, read while nothing of ours runs there: before
     the first window (baseline included) and after the last, never inside one. Only where
@@ -551,8 +607,12 @@ def _host_noise(ctx: Context, when: str) -> None:
     cpus = checks.pinned(ctx.sc)
     if not cpus:
         return
+    from orchestrator.doctor import pauses
+
     sample = noise.measure(cpus, noise.RUN_SECONDS, when)
-    ctx.host_noise[when] = sample.as_dict()
+    # then the pauses the pinned CPUs take (a busy probe each, so not during the reading above):
+    # the report warns when a latency SLO lies near them
+    ctx.host_noise[when] = {**sample.as_dict(), "pauses": pauses.measure(cpus, PAUSE_PROBE_S)}
     if sample.worst >= noise.FOREIGN_WARN_PCT or sample.steal_pct >= noise.STEAL_WARN_PCT:
         ctx.progress(f"orchestrate: WARNING host noise {sample.line()}")
 
@@ -738,7 +798,7 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> records.Run:
         end = t0 + gen.busy_s(ctx)  # the planned end: [t0, end] is the measurement window
 
         def start_load(c: Host) -> remote.Process:
-            at = t0 + ctx.facts.get(c.name, {}).get("clock_offset_s", 0.0)
+            at = t0 + (ctx.facts.get(c.name, {}).get("clock_offset_s") or 0.0)
             try:
                 cmd, shell = gen.command(ctx, spec, c, url, at)
             except tools.ToolError as exc:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import random
 from dataclasses import asdict, dataclass
 from importlib import resources
 
 from orchestrator import scenario as _scenario
-from orchestrator.point import CLASSIC, PointKey, classic, others
+from orchestrator.point import CLASSIC, PointKey, Value, classic, others
 from orchestrator.scenario import Scenario, Search
 
 NO_AXES = PointKey()
@@ -91,6 +92,58 @@ class SearchSpec:
 
 
 @dataclass(frozen=True)
+class Rounds:
+    """A factor compared in paired rounds: round k runs every value of the factor once at each
+    combination of the other axes, in `orders[k-1]`; from round `min` on, execute stops once
+    every variant's interval on `metric` is within +-`until` % (None: all `max` rounds)."""
+
+    factor: str
+    baseline: Value
+    metric: str
+    min: int
+    max: int
+    until: float | None
+    order: str  # alternate | random
+    seed: int
+    orders: tuple[tuple[Value, ...], ...]  # each round's order of the factor's values
+
+    def as_dict(self) -> dict[str, object]:
+        return {**asdict(self), "orders": [list(o) for o in self.orders]}
+
+    def lines(self) -> list[str]:
+        until = (f", stopping from round {self.min} once every interval on {self.metric} is within "
+                 f"\u00b1{self.until:g}% (width, never significance)" if self.until is not None else "")
+        many = f"{self.min}-{self.max}" if self.min != self.max else str(self.max)
+        out = [f"  compare {self.factor}: each value against {value_text(self.baseline)}, paired by "
+               f"round; {many} rounds{until}; order {self.order}"
+               + (f" (seed {self.seed})" if self.order == "random" else "")]
+        out += [f"    round {k}: {' -> '.join(value_text(v) for v in o)}"
+                for k, o in enumerate(self.orders, 1)]
+        return out
+
+
+def value_text(v: Value) -> str:
+    return ("true" if v else "false") if isinstance(v, bool) else f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def round_orders(values: list[Value], n: int, order: str, seed: int) -> tuple[tuple[Value, ...], ...]:
+    """The factor's order in each of n rounds. alternate: round k starts at value k (A B, B A,
+    A B, ... for two; a rotation for more), so each value takes each position equally often.
+    random: a shuffle per round from `seed` (random.Random, reproducible: --resume and the
+    recorded seed give the same plan)."""
+    if order == "random":
+        rng = random.Random(seed)
+        out = []
+        for _ in range(n):
+            o = list(values)
+            rng.shuffle(o)
+            out.append(tuple(o))
+        return tuple(out)
+    k = len(values)
+    return tuple(tuple(values[(r + i) % k] for i in range(k)) for r in range(n))
+
+
+@dataclass(frozen=True)
 class Plan:
     runs: tuple[RunSpec, ...]  # a capacity search plans none: its runs follow from its results
     load_duration_s: float
@@ -109,6 +162,7 @@ class Plan:
     # server leaves unanswered make it last the timeout. So it is in the estimate at its usual
     # length and in `seconds_at_most_draining` at its bound: this many seconds per run (wrk: 0).
     drain_max_s: float = 0.0
+    rounds: Rounds | None = None  # compare: a factor in paired rounds
 
     @property
     def expected_runs(self) -> int:
@@ -141,7 +195,10 @@ def expand(sc: Scenario) -> Plan:
     points = _scenario.points(sc)
     runs: list[RunSpec] = []
     searches: list[SearchSpec] = []
-    for rep, p in itertools.product(range(1, sc.repeat + 1), points):
+    rounds = _rounds(sc, points)
+    order = (_in_rounds(points, rounds) if rounds is not None
+             else list(itertools.product(range(1, sc.repeat + 1), points)))
+    for rep, p in order:
         arch, threads, conns, rate = (p[a] for a in CLASSIC)
         if sc.load.search is not None:
             searches.append(SearchSpec(arch, threads, conns, rep, others(p)))
@@ -167,7 +224,28 @@ def expand(sc: Scenario) -> Plan:
                 search_runs=expected_search_runs(search) if search else 0,
                 search_runs_max=max_search_runs(search) if search else 0,
                 scale_runs_max=len(points) * (scale.max - scale.min) if scale else 0,
-                drain_max_s=sc.load.timeout if sc.load.tool == "orchestrate-load" else 0.0)
+                drain_max_s=sc.load.timeout if sc.load.tool == "orchestrate-load" else 0.0,
+                rounds=rounds)
+
+
+def _rounds(sc: Scenario, points: list[PointKey]) -> Rounds | None:
+    r = _scenario.rounds_range(sc)
+    if r is None or sc.compare is None:
+        return None
+    values = list(dict.fromkeys(p[sc.compare.factor] for p in points))
+    c = sc.compare
+    return Rounds(c.factor, c.baseline, c.metric, r.min, r.max, r.until, r.order, r.seed,
+                  round_orders(values, r.max, r.order, r.seed))
+
+
+def _in_rounds(points: list[PointKey], rounds: Rounds) -> list[tuple[int, PointKey]]:
+    """Round by round: in each, every combination of the other axes (a block) runs the
+    factor's values back to back in that round's order, so a pair's runs are minutes apart at
+    most and the order moves between rounds."""
+    blocks: dict[PointKey, dict[Value, PointKey]] = {}
+    for p in points:
+        blocks.setdefault(p.without(rounds.factor), {})[p[rounds.factor]] = p
+    return [(k, block[v]) for k, o in enumerate(rounds.orders, 1) for block in blocks.values() for v in o]
 
 
 def max_search_runs(search: Search) -> int:

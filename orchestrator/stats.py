@@ -153,6 +153,17 @@ def against_nights(nights: Sequence[float], tonight: float, *, quantum: float = 
     return Ratio(math.exp(mean), math.exp(lo), math.exp(hi), n, NIGHTS, p, sd)
 
 
+def mean_interval(values: Sequence[float]) -> tuple[float, float, float] | None:
+    """(geometric mean, low, high): the 95% t interval of one sample's geometric mean (a night's
+    repetitions, say); None with fewer than 2 positive values."""
+    logs = [math.log(v) for v in values if v > 0]
+    if len(logs) < 2:
+        return None
+    mean, sd = statistics.fmean(logs), statistics.stdev(logs)
+    half = t_quantile(0.5 + CONFIDENCE / 2, len(logs) - 1) * sd / math.sqrt(len(logs))
+    return math.exp(mean), math.exp(mean - half), math.exp(mean + half)
+
+
 def detectable_effect(sd_log: float, n: int, *, power: float = 0.8) -> float:
     """The smallest ratio change (as a fraction, 0.05 = 5%) that n paired rounds detect with the
     given power at 95% confidence, for per-round log ratios spread by sd_log (from an A/A run)."""

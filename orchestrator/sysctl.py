@@ -164,8 +164,8 @@ class Tuner:
                     if v not in vs:
                         vs.append(v)
         out = {h: dict(v) for h, v in self.observed.items()}
-        for h, joined in seen.items():
-            out.setdefault(h, {}).update({n: " | ".join(vs) for n, vs in joined.items()})
+        for h, lists in seen.items():
+            out.setdefault(h, {}).update({n: " | ".join(vs) for n, vs in lists.items()})
         return out
 
     @property

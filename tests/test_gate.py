@@ -30,10 +30,10 @@ def test_a_gate_on_one_repetition_is_refused_at_the_repeat_line(tmp_path):
 
 
 def test_a_gate_on_a_set_repeat_names_the_override(tmp_path):
-    done = orchestrate("run", "scenarios/nightly.yaml", "--set", "repeat=2", "--baseline", "last:5",
+    done = orchestrate("run", "scenarios/cross-host.yaml", "--set", "repeat=2", "--baseline", "last:5",
                        "--fail-on-regression", "5", "--results", str(tmp_path))
     assert done.returncode == 2
-    assert done.stderr.startswith("scenarios/nightly.yaml (--set repeat=2): repeat: ")
+    assert done.stderr.startswith("scenarios/cross-host.yaml (--set repeat=2): repeat: ")
     assert "got 2" in done.stderr
     assert not any(tmp_path.iterdir())
 
@@ -69,6 +69,15 @@ def test_every_shipped_schedule_runs_a_scenario_the_gate_can_judge(path):
     for words in commands:
         loaded = scenario.load(REPO / words[0])
         assert compare.gate_problems(loaded) == [], words
-        assert loaded.scenario.repeat >= compare.MIN_GATE_REPEAT
-        ref = words[words.index("--baseline") + 1]
-        assert compare.check_ref(ref) == 5  # a window: one noisy night does not decide
+        # side by side: a factor in paired rounds, not tonight against earlier nights
+        sc = loaded.scenario
+        assert sc.compare is not None and "--baseline" not in words, words
+        assert scenario.rounds_range(sc).min >= 5
+        assert words[words.index("--fail-on-regression") + 1] == "5"
+
+
+def test_a_factor_gate_needs_no_baseline_but_a_plain_scenario_does(tmp_path):
+    done = orchestrate("run", "scenarios/cross-host.yaml", "--fail-on-regression", "5", "--results",
+                       str(tmp_path))
+    assert done.returncode == 2 and "or a scenario with compare: {factor, baseline}" in done.stderr
+    assert not any(tmp_path.iterdir())

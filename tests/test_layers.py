@@ -15,8 +15,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "orchestrator"
 # lowest first; a top-level name stands for its subpackage too (tools.wrk is "tools")
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"errors", "bounded", "cpus", "signals", "stats", "point"}),  # no knowledge of anything else
-    frozenset({"scenario", "plan", "tools", "records", "packages"}),  # inputs, one adapter per
-    # external tool, the records of results (runs, analyses, points, summaries), tools' packages
+    frozenset({"scenario", "plan", "tools", "records", "packages", "metrics"}),  # inputs, one adapter
+    # per external tool, the records of results (runs, analyses, points, summaries), tools'
+    # packages, the metrics a comparison reads from runs
     frozenset({"remote"}),  # commands and files on a host
     frozenset({"hosts", "deploy"}),  # providers, and Ansible on what they provide
     frozenset({"store", "history", "analysis", "capacity", "kernel"}),  # results folder, history;

@@ -155,3 +155,37 @@ def test_a_capacity_scenario_is_drawn_as_capacity_over_time(tmp_path: Path):
     assert [c["data-kind"] for c in dom.all("svg", class_="chart")] == ["capacity"]
     (shift,) = dom.all("line", class_="shift")
     assert shift["data-run"] == "cap-5" and -21 < float(shift["data-change"]) < -19
+
+
+def test_two_nights_within_the_noise_are_not_drawn_as_a_cliff(tmp_path: Path):
+    """Two nights 1.2% apart, 3 repetitions each, and a floor measured on these hosts: each
+    night has its interval bar, the floor is a band, and the dots are a few percent of the
+    plot's height apart (the axis once spanned just their range: a full-height drop)."""
+    db = tmp_path / "history.sqlite"
+    h = open_history(db)
+    for night, level in enumerate((100_000, 98_800)):
+        runs = [{"run_id": f"00{rep}-reuseport-t1-c64-r{rep}", "arch": "reuseport", "server_threads": 1,
+                 "connections": 64, "repetition": rep, "qps": level * (1 + 0.01 * (rep - 2)),
+                 "latency_ms": {"p99": 1.0}} for rep in (1, 2, 3)]
+        rid = f"night-{night}"
+        folder = tmp_path / "results" / "nightly" / rid
+        store.ResultsDir(folder).save_summary({
+            "scenario": "nightly", "run_id": rid, "status": "complete", "provider": "local",
+            "started": f"2026-10-0{night + 1}T02:30:00Z", "runs": runs})
+        h.record(store.load_summary(folder), folder)
+    h.record_floor("aa-1", {"scenario": "nightly", "machine": "m", "results_id": "aa-1",
+                            "started": "2026-10-01T01:00:00Z", "metric": "qps", "rounds": 5, "points": 1,
+                            "sd_log": 0.02})
+    out = tmp_path / "site"
+    assert orchestrate("publish", "--site", str(out), "--history", str(db)).returncode == 0
+    page = Elements((out / "index.html").read_text())
+    qps = [a for a in page.all("circle", "run")][:2]
+    ys = [float(a["cy"]) for a in qps]
+    plot_height = 200 - 26 - 34
+    assert abs(ys[0] - ys[1]) < 0.15 * plot_height, ys  # 1.2% is not a cliff
+    assert ys[1] > ys[0]  # still drawn lower
+    bars = page.all("line", "interval")
+    assert [b["data-run"] for b in bars] == ["night-0", "night-1"]
+    assert all(float(b["y1"]) > float(b["y2"]) for b in bars)  # low end below the high end
+    (band,) = page.all("rect", "floor-band")
+    assert float(band["height"]) > 0

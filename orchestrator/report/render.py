@@ -9,6 +9,7 @@ a None field prints as "-" rather than failing the report.
 from __future__ import annotations
 
 import base64
+import json
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from typing import Any
 import jinja2
 
 from orchestrator.analysis import VERDICTS
+from orchestrator.errors import UserError
 from orchestrator.point import others, text
 from orchestrator.records import Autoscale, CapacitySearch, Point, Run, Summary
 from orchestrator.report import flamegraph, plots
@@ -108,7 +110,8 @@ def context(summary: Summary, folder: Path, charts: list[dict[str, Any]]) -> dic
     rows = [_run_row(r, folder) for r in runs]
     pts = plots.points(summary)
     # the swept axes beyond the classic four: one column each in the runs' and points' tables
-    axes = list(dict.fromkeys(a for r in (*runs, *pts) for a, v in others(r.key).items() if v is not None))
+    keyed: list[Run | Point] = [*runs, *pts]
+    axes = list(dict.fromkeys(a for r in keyed for a, v in others(r.key).items() if v is not None))
     for row, r in zip(rows, runs, strict=True):
         row["axes"] = [f_text(text(r.key.get(a))) for a in axes]
     point_rows = [{**_point_row(p), "axes": [f_text(text(p.key.get(a))) for a in axes]} for p in pts]
@@ -141,7 +144,8 @@ def context(summary: Summary, folder: Path, charts: list[dict[str, Any]]) -> dic
         "baseline": _baseline(summary),
         "charts": charts,
         "missing_charts": [c for c in charts if not c["available"]],
-        "answer": _answer(summary),
+        "answer": _answer(summary, folder),
+        "slo_warnings": _slo_warnings(summary),
     }
 
 
@@ -167,24 +171,102 @@ def _common_flags(rows: list[dict[str, Any]]) -> list[str]:
 
 
 ANSWER_BASELINE = "main-sub"  # the reference experiment's baseline, when the run has it
+FLOORS_FILE = "floors.json"  # the noise floors a run's comparison used (cli writes it)
+# a verdict said plainly, by which way the metric is better
+_PLAIN = {(True, "better"): "faster", (True, "worse"): "slower",
+          (False, "better"): "cheaper", (False, "worse"): "costlier"}
+_LATENCY = {"p50", "p99", "p99_9"}
 
 
-def _answer(summary: Summary) -> dict[str, Any] | None:
-    """The comparison the report opens with: when the run swept server.arch over 2 or more
-    repetitions, every other architecture against main-sub (else the first), round by round
-    (repetition k = round k), on QPS and server CPU per request."""
+def _plain(metric: Any, word: str) -> str:
+    if word not in ("better", "worse"):
+        return word
+    if metric.name in _LATENCY:
+        return "faster" if word == "better" else "slower"
+    return _PLAIN[(metric.higher_is_better, word)]
+
+
+def _floors(folder: Path | None) -> dict[str, Any]:
+    """The floors a run's comparison used, by metric (none: never measured on these hosts)."""
     from orchestrator import compare
 
-    archs = list(dict.fromkeys(r.arch for r in summary.runs if r.arch is not None))
-    if len(archs) < 2 or max((r.repetition or 1 for r in summary.runs), default=1) < 2:
+    try:
+        data = json.loads((Path(folder) / FLOORS_FILE).read_text()) if folder else {}
+    except (OSError, ValueError):
+        return {}
+    return {m: compare.Floor(**f) for m, f in data.items() if isinstance(f, dict)}
+
+
+def _answer(summary: Summary, folder: Path | None = None) -> dict[str, Any] | None:
+    """The comparison the report opens with. A scenario with compare: its factor against its
+    baseline, round by round, on its metric, QPS and CPU per request, each with its floor.
+    Else, when the run swept server.arch over 2 or more repetitions, every other architecture
+    against main-sub (else the first) on QPS and CPU per request."""
+    from orchestrator import compare
+
+    rounds = (summary.model_extra or {}).get("rounds") or {}
+    if rounds.get("factor"):
+        factor, base = str(rounds["factor"]), rounds.get("baseline")
+        metrics = list(dict.fromkeys([str(rounds.get("metric") or "qps"), "qps", "cpu_us_per_request"]))
+    else:
+        archs = list(dict.fromkeys(r.arch for r in summary.runs if r.arch is not None))
+        if len(archs) < 2 or max((r.repetition or 1 for r in summary.runs), default=1) < 2:
+            return None
+        factor, base = "server.arch", ANSWER_BASELINE if ANSWER_BASELINE in archs else archs[0]
+        metrics = ["qps", "cpu_us_per_request"]
+    floors = _floors(folder)
+    try:
+        changes = compare.paired(summary, factor, base, metrics=metrics, floors=floors)
+    except UserError:
         return None
-    base = ANSWER_BASELINE if ANSWER_BASELINE in archs else archs[0]
-    changes = compare.paired(summary, "server.arch", base, metrics=("qps", "cpu_us_per_request"))
     if not changes:
         return None
-    return {"baseline": base, "statistic": compare.stats.PAIRED,
+    title = ("each architecture" if factor == "server.arch" else f"{factor}") + \
+        f" against {compare.value_text(base)}"
+    return {"baseline": compare.value_text(base), "title": title, "factor": factor,
+            "statistic": compare.stats.PAIRED,
             "rows": [{"at": c.at, "variant": c.variant, "metric": c.metric.unit, "ratio": c.ratio.text(),
-                      "rounds": c.ratio.n, "word": c.word} for c in changes]}
+                      "rounds": c.ratio.n, "word": c.word, "plain": _plain(c.metric, c.word),
+                      "floor": (floors[c.metric.name].text() if c.metric.name in floors
+                                else "not measured")} for c in changes],
+            "floors_measured": bool(floors),
+            "stopped": rounds.get("stopped"), "orders": rounds.get("orders")}
+
+
+def _slo_warnings(summary: Summary) -> list[str]:
+    """A latency SLO near the pauses this host took on its pinned CPUs (recorded before and
+    after the windows): a bound within twice the longest pause band seen measures the machine."""
+    recorded = (summary.model_extra or {}).get("host_noise") or {}
+    longest = 0.0
+    for when in ("before", "after"):
+        for bands in ((recorded.get(when) or {}).get("pauses") or {}).values():
+            for name, top in (("0.5-1ms", 1.0), ("1-5ms", 5.0), ("5-20ms", 20.0), (">20ms", 100.0)):
+                if (bands.get(name) or {}).get("count"):
+                    longest = max(longest, top)
+    if not longest:
+        return []
+    out = []
+    for c in summary.capacity:
+        for part in str(c.slo or "").split(","):
+            name, _, bound = part.strip().partition(" <= ")
+            ms = _ms(bound)
+            if ms is not None and ms <= 2 * longest:
+                out.append(f"the SLO {name} <= {bound} lies near this host's pauses (up to {longest:g} ms "
+                           "on the pinned CPUs before or after the windows): it measures the machine as "
+                           "much as the server")
+    return list(dict.fromkeys(out))
+
+
+def _ms(text: str) -> float | None:
+    text = text.strip()
+    try:
+        if text.endswith("ms"):
+            return float(text[:-2])
+        if text.endswith("s"):
+            return float(text[:-1]) * 1000
+    except ValueError:
+        return None
+    return None
 
 
 def _run_row(r: Run, folder: Path) -> dict[str, Any]:

@@ -3,7 +3,11 @@
 One index.html with, per scenario and matrix point, QPS, p99 and (where runs measured
 it) capacity over the complete runs, oldest to newest. Every run's dot links to its
 report (copied into the site, so the site is self-contained and opens from a file or
-any static host); change points (history/changepoint.py) are drawn as a dashed line
+any static host), with a bar for its 95% interval over its repetitions; the noise floor
+measured on these hosts (`orchestrate noise`) is a grey band around the series' median, and
+the y-axis spans at least +-max(10%, 2 x floor) of it, so noise is never drawn as a cliff
+(two nights 1.2% apart take a few percent of the height, not all of it); change points
+(history/changepoint.py) are drawn as a dashed line
 with the shift, and runs the regression gate failed are red. Inline SVG and CSS only:
 no script, no server, nothing fetched.
 """
@@ -12,10 +16,12 @@ from __future__ import annotations
 
 import html
 import shutil
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator import stats
 from orchestrator.history import History, changepoint, plain
 from orchestrator.point import PointKey
 from orchestrator.store import atomic_write, load_summary
@@ -25,6 +31,8 @@ PAD_L, PAD_R, PAD_T, PAD_B = 70, 20, 26, 34
 SHIFT_COLOUR = "#dd6b20"
 FAIL_COLOUR = "#c53030"
 LINE_COLOUR = "#2b6cb0"
+BAND_COLOUR = "#e2e8f0"
+MIN_SPAN = 0.10  # the y-axis spans at least +-10% of the series' median (or +-2 x the floor)
 
 
 @dataclass(frozen=True)
@@ -43,14 +51,27 @@ def _fmt(v: float) -> str:
     return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
 
 
+def axis_range(values: list[float], floor_pct: float = 0.0) -> tuple[float, float]:
+    """The y-axis: the values (and their intervals) with a margin, and never narrower than
+    +-max(MIN_SPAN, 2 x floor) around their median, so a difference inside the noise stays a
+    small fraction of the height."""
+    lo, hi = min(values), max(values)
+    span = hi - lo
+    lo, hi = lo - span * 0.15, hi + span * 0.15
+    centre = statistics.median(values)
+    half = abs(centre) * max(MIN_SPAN, 2 * floor_pct / 100) or 1e-9
+    return min(lo, centre - half), max(hi, centre + half)
+
+
 def _chart(title: str, unit: str, series: list[changepoint.Entry], values: list[float | None],
-           runs: dict[str, Run], shifts: list[changepoint.Shift], point_label: str, kind: str) -> str:
+           runs: dict[str, Run], shifts: list[changepoint.Shift], point_label: str, kind: str,
+           intervals: list[tuple[float, float] | None] | None = None, floor_pct: float = 0.0) -> str:
     known = [v for v in values if v is not None]
     if not known:
         return ""
-    lo, hi = min(known), max(known)
-    span = (hi - lo) or max(abs(hi) * 0.05, 1e-9)
-    lo, hi = lo - span * 0.15, hi + span * 0.15
+    intervals = intervals or [None] * len(values)
+    bars = [iv for iv in intervals if iv is not None]
+    lo, hi = axis_range(known + [b for iv in bars for b in iv], floor_pct)
     n = len(series)
 
     def x(i: int) -> float:
@@ -64,6 +85,13 @@ def _chart(title: str, unit: str, series: list[changepoint.Entry], values: list[
            f'aria-label="{html.escape(title)}"><title>{html.escape(title)}</title>',
            f'<rect x="{PAD_L}" y="{PAD_T}" width="{W - PAD_L - PAD_R}" height="{H - PAD_T - PAD_B}" '
            'fill="#fafafa" stroke="#ddd"/>']
+    if floor_pct:
+        centre = statistics.median(known)
+        top, bottom = y(centre * (1 + floor_pct / 100)), y(centre * (1 - floor_pct / 100))
+        out.append(f'<rect class="floor-band" x="{PAD_L}" y="{top:.1f}" width="{W - PAD_L - PAD_R}" '
+                   f'height="{bottom - top:.1f}" fill="{BAND_COLOUR}"><title>noise floor: '
+                   f'\u00b1{floor_pct:.1f}% around the median (orchestrate noise, these hosts)'
+                   '</title></rect>')
     for frac in (0, 0.5, 1):
         tick = lo + (hi - lo) * frac
         out.append(f'<text x="{PAD_L - 6}" y="{y(tick) + 4:.1f}" text-anchor="end" class="tick">'
@@ -82,6 +110,12 @@ def _chart(title: str, unit: str, series: list[changepoint.Entry], values: list[
                    f'({_fmt(sh.before)} -> {_fmt(sh.after)} req/s)</title></line>')
         out.append(f'<text class="shift-label" x="{sx + 4:.1f}" y="{PAD_T + 12}" fill="{SHIFT_COLOUR}">'
                    f'{sh.change_pct:+.1f}%</text>')
+    for i, (e, iv) in enumerate(zip(series, intervals, strict=True)):
+        if iv is not None:
+            out.append(f'<line class="interval" data-run="{html.escape(e.results_id)}" x1="{x(i):.1f}" '
+                       f'x2="{x(i):.1f}" y1="{y(iv[0]):.1f}" y2="{y(iv[1]):.1f}" stroke="{LINE_COLOUR}" '
+                       f'stroke-opacity="0.45" stroke-width="2"><title>{html.escape(e.results_id)}: 95% '
+                       f'interval {_fmt(iv[0])} - {_fmt(iv[1])} {unit} over its repetitions</title></line>')
     pts = [(x(i), y(v)) for i, v in enumerate(values) if v is not None]
     out.append('<polyline fill="none" stroke="{}" stroke-width="1.5" points="{}"/>'.format(
         LINE_COLOUR, " ".join(f"{a:.1f},{b:.1f}" for a, b in pts)))
@@ -101,6 +135,37 @@ def _chart(title: str, unit: str, series: list[changepoint.Entry], values: list[
         out.append(dot)
     out.append("</svg>")
     return "\n".join(out)
+
+
+def _repetitions(summaries: list[dict[str, Any]]) -> dict[tuple[str, Any, str], list[float]]:
+    """(scenario, point, results id) -> that run's QPS over its repetitions."""
+    out: dict[tuple[str, Any, str], list[float]] = {}
+    for s in summaries:
+        for r in s.get("runs") or []:
+            if isinstance(r.get("qps"), int | float) and not s.get("capacity"):
+                key = (str(s.get("scenario")), changepoint.point_key(r), str(s.get("run_id")))
+                out.setdefault(key, []).append(float(r["qps"]))
+    return out
+
+
+def _iv(values: list[float] | None) -> tuple[float, float] | None:
+    found = stats.mean_interval(values) if values else None
+    return (found[1], found[2]) if found else None
+
+
+def _floors(history: History) -> dict[str, Any]:
+    """scenario -> the newest noise floor measured for it (any hosts: the dashboard is one
+    history, usually one machine's)."""
+    from orchestrator.noise import NoiseFloor
+
+    out: dict[str, Any] = {}
+    try:
+        found = [NoiseFloor.from_dict(f) for f in history.floors().values()]
+    except Exception:  # an older history without floors: draw without the band
+        return out
+    for f in sorted(found, key=lambda f: (f.started, f.results_id)):
+        out[f.scenario] = f
+    return out
 
 
 CSS = """
@@ -133,6 +198,8 @@ def publish(history: History, site: Path, *, scenario: str | None = None) -> Pat
                 report = rel.as_posix()
         runs[s["results_id"]] = Run(s, report, gates.get(s["results_id"]))
     by_point = changepoint.entries(summaries)
+    spread = _repetitions(summaries)
+    floors = _floors(history)
 
     body = [f"<h1>orchestrate: history</h1><p>{len(sessions)} runs from {html.escape(history.where)}. "
             "Each dot is one run's median over its repetitions and links to its report; "
@@ -153,8 +220,12 @@ def publish(history: History, site: Path, *, scenario: str | None = None) -> Pat
                             f"{sh.change_pct:+.1f}% ({_fmt(sh.before)} -> {_fmt(sh.after)} req/s, "
                             f"p={sh.p_value:.2g})</p>")
             searched = any(e.qps is None for e in series)  # change points are on capacity then
+            floor = floors.get(name)
+            qps_iv = [_iv(spread.get((name, point, e.results_id))) for e in series]
+            n = statistics.median([e.n for e in series]) if series else 0
+            floor_pct = floor.floor(max(2, int(n))).pct if floor and floor.floor(max(2, int(n))) else 0.0
             body.append(_chart(f"{label}: QPS", "req/s", series, [e.qps for e in series], runs,
-                               [] if searched else shifts, label, "qps"))
+                               [] if searched else shifts, label, "qps", qps_iv, floor_pct))
             body.append(_chart(f"{label}: p99 latency", "p99 ms", series, [e.p99_ms for e in series], runs,
                                [], label, "p99"))
             body.append(_chart(f"{label}: capacity", "req/s", series, [e.capacity for e in series],

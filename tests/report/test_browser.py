@@ -71,3 +71,70 @@ def test_dom_has_verdict_table_and_every_plot(report: render.ReportPaths, tmp_pa
     assert [i.get("data-chart") for i in dom.imgs] == [key for key, *_ in plots.CHARTS
                                                        if key not in plots.OPEN_LOOP_CHARTS]
     assert all((i.get("src") or "").startswith("data:image/png;base64,") for i in dom.imgs)
+
+
+# Measured in the page after layout: every table fits its wrapper at desktop width (no
+# horizontal scroll, no column off the right edge), and no cell's content spills out of its
+# cell at either width (a narrow window may scroll a table inside its wrapper, never clip it).
+LAYOUT_JS = """<script>
+addEventListener('load', () => {
+  const out = [];
+  for (const t of document.querySelectorAll('table')) {
+    const wrap = t.closest('.table-wrap') || t.parentElement;
+    const scrolls = getComputedStyle(wrap).overflowX;
+    out.push({table: t.id || '(anonymous)', width: t.scrollWidth, room: wrap.clientWidth, scrolls,
+              spilled: [...t.querySelectorAll('td, th')].filter(c => c.scrollWidth > c.clientWidth + 1)
+                        .map(c => c.textContent.trim().slice(0, 40))});
+  }
+  out.push({page: document.documentElement.scrollWidth, window: innerWidth});
+  document.body.setAttribute('data-layout', JSON.stringify(out));
+});
+</script></body>"""
+
+
+def layout(html: Path, tmp_path: Path, width: int) -> list[dict]:
+    probe = html.with_name(f"layout-{width}.html")
+    probe.write_text(html.read_text().replace("</body>", LAYOUT_JS))
+    done = run_chromium(tmp_path, "--dump-dom", f"--window-size={width},1000", probe.as_uri())
+    assert done.returncode == 0, done.stderr[-2000:]
+    import re
+
+    found = re.search(r'data-layout="([^"]*)"', done.stdout)
+    assert found, "the layout probe did not run"
+    import html as html_mod
+
+    return json.loads(html_mod.unescape(found.group(1)))
+
+
+@pytest.mark.parametrize("width", [1300, 700])
+def test_no_column_is_clipped_and_the_answer_comes_first(tmp_path: Path, width: int):
+    import random
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from test_answer import factor_summary
+
+    from orchestrator import store
+
+    folder = tmp_path / "factor"
+    store.ResultsDir(folder).save_summary(factor_summary(random.Random(4), 6, cpu_ratio=1.3))
+    paths = render.build(folder)
+    found = layout(paths.html, tmp_path, width)
+    *tables, page = found
+    assert page["page"] <= page["window"], page  # the page itself never scrolls sideways
+    assert {t["table"] for t in tables} >= {"answer", "verdicts"}
+    for t in tables:
+        assert not t["spilled"], t
+        if width >= 1300:
+            assert t["width"] <= t["room"], t  # at desktop width every column is on screen
+        else:
+            assert t["width"] <= t["room"] or t["scrolls"] in ("auto", "scroll"), t
+    html = paths.html.read_text()
+    assert html.index('id="answer-section"') < html.index('id="verdict-section"')
+
+
+def test_the_recorded_runs_report_fits_at_desktop_width(report: render.ReportPaths, tmp_path: Path):
+    *tables, page = layout(report.html, tmp_path, 1300)
+    assert page["page"] <= page["window"], page
+    for t in tables:
+        assert not t["spilled"] and t["width"] <= t["room"], t
