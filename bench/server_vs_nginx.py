@@ -10,8 +10,11 @@ orchestrate-server in `reuseport`, `main-sub` and `uring`): QPS, latency p50/p99
 server's and the client's CPU microseconds per request, from their processes' own accounting
 (utime+stime in /proc/<pid>/stat, every thread and worker) over the measured window only
 (the generator's warm-up is outside it). The busy share of each side's CPUs says which side
-was the limit. Ratios to nginx are the median of the per-round ratios (each round's runs
-share the machine's state of the moment), QPS and CPU the medians of the rounds.
+was the limit. Ratios to nginx are the geometric mean of the per-round ratios with a 95% t
+interval on their logs (orchestrator/stats.paired_ratio; each round's runs share the
+machine's state of the moment), chosen before the data; QPS and CPU the medians of the rounds.
+Where the client's CPUs were at least CLIENT_FULL busy on both sides, the QPS ratio is the
+ratio of the client's own costs, not of the servers' ceilings, and the table says so.
 
 Traffic goes to 127.0.0.1 only; every process started is killed on exit.
 
@@ -39,6 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from orchestrator import cpus as cpulist  # noqa: E402
+from orchestrator import stats  # noqa: E402
 from orchestrator.tools import loadgen  # noqa: E402
 from orchestrator.tools import server as server_tool  # noqa: E402
 
@@ -307,9 +311,18 @@ def fmt_us(v: float) -> str:
     return f"{v / 1000:.2f} ms" if v >= 1000 else f"{v:.0f} us"
 
 
-def ratio(runs: list[dict], base: list[dict], key: str) -> float:
-    """Median over rounds of this round's value / nginx's value in the same round."""
-    return statistics.median(r[key] / b[key] for r, b in zip(runs, base, strict=True))
+CLIENT_FULL = 0.90  # a generator this busy on both sides sets QPS itself
+
+
+def ratio(runs: list[dict], base: list[dict], key: str) -> stats.Ratio:
+    """This round's value / nginx's value in the same round, over the rounds: geometric mean
+    with its 95% interval."""
+    return stats.paired_ratio([b[key] for b in base], [r[key] for r in runs])
+
+
+def client_bound(runs: list[dict], base: list[dict]) -> bool:
+    """The generator was full on both sides in the median round: QPS followed its cost."""
+    return min(statistics.median(r["client_busy"] for r in side) for side in (runs, base)) >= CLIENT_FULL
 
 
 def render(results: dict, args, info: dict) -> str:
@@ -328,8 +341,12 @@ def render(results: dict, args, info: dict) -> str:
              f"thread(s) / nginx worker(s); orchestrate-load closed loop, {args.client_threads} thread(s), "
              f"{args.connections} connections (pipelining: 16 requests in flight on each); "
              f"{args.rounds} rounds of {args.duration:g} s after {args.warmup:g} s of warm-up, targets in "
-             f"rotating order. QPS, p50, p99, CPU: medians of the rounds; ratios: medians of the per-round "
-             f"ratios to nginx. CPU us/req = the processes' utime+stime (/proc/<pid>/stat) over the window "
+             f"rotating order. QPS, p50, p99, CPU: medians of the rounds; ratios to nginx: geometric mean "
+             f"of the per-round ratios with its 95% t interval on the logs (stats.paired_ratio), chosen "
+             f"before the data. A QPS ratio marked *client full* had the client's CPUs at least "
+             f"{CLIENT_FULL:.0%} busy on both sides: it is the ratio of the client's costs per request "
+             f"with each server, not of the servers' ceilings. CPU us/req = the processes' utime+stime "
+             f"(/proc/<pid>/stat) over the window "
              f"/ responses in it; busy = that CPU time / the side's CPUs over the window. " + retried,
              f"Reproduce: `python3 bench/server_vs_nginx.py --rounds {args.rounds} "
              f"--duration {args.duration:g} --retries {args.retries} --json bench/server_vs_nginx.json "
@@ -346,8 +363,10 @@ def render(results: dict, args, info: dict) -> str:
                 return statistics.median(r[key] for r in runs)
 
             if base and target != "nginx":
-                rq = f"{ratio(runs, base, 'qps'):.2f}x"
-                rc = f"{ratio(runs, base, 'cpu_us_per_req'):.2f}x"
+                rq = ratio(runs, base, "qps").text(2)
+                if client_bound(runs, base):
+                    rq += " *client full*"
+                rc = ratio(runs, base, "cpu_us_per_req").text(2)
             else:
                 rq = rc = "-"
             name = target if target == "nginx" else f"orchestrate {target}"

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from orchestrator import kernel
 from orchestrator.point import PointKey
 from orchestrator.records import (
     Analysis,
@@ -40,7 +41,8 @@ from orchestrator.tools.loadgen import send_lag_limit_ms
 NETWORK, SERVER, CLIENT = "network-bound", "server-bound", "client-bound"
 CONCURRENCY, INCONCLUSIVE = "concurrency-bound", "inconclusive"
 LATENCY = "latency-bound"  # one run, nothing saturated, QPS = C/L: more connections or a serial server
-VERDICTS = (NETWORK, SERVER, CLIENT, LATENCY, CONCURRENCY, INCONCLUSIVE)
+ACCEPT, LOSS = "accept-bound", "loss-bound"  # the kernel's side: listen queue full; segments lost
+VERDICTS = (NETWORK, ACCEPT, LOSS, SERVER, CLIENT, LATENCY, CONCURRENCY, INCONCLUSIVE)
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,8 @@ class Thresholds:
     send_lag_ms: float = 1.0  # open-loop mean send lag that shows the generator fell behind
     queued_share: float = 1.0  # % of requests that waited for a free connection: lag is that wait
     completion: float = 99.0  # % of the offered rate answered below which the server fell short
+    loss_retrans: float = 1.0  # % of a host's segments sent that were retransmissions: loss-bound
+    loss_drops_per_s: float = 10.0  # receive-side socket drops per second: loss-bound
 
     @classmethod
     def from_scenario(cls, sc: Any) -> Thresholds:
@@ -85,6 +89,8 @@ TEMPLATES: dict[str, str] = {
                  "iperf3 ({scope}; {basis})",
     "lower-bound": "the {cap} ceiling ({scope}) is a lower bound: iperf3 was CPU-bound "
                    "({why}); the load reached {use} of it, so the network's limit is unknown",
+    "lower-bound-stale": "the {cap} ceiling ({scope}) is a lower bound: {why} (client hosts added since "
+                         "the baseline); the load reached {use} of it, so the network's limit is unknown",
     "allowance": "{host}: NIC allowance counters grew over {seconds} s: {counters}",
     "allowance-small": "{host}: NIC allowance counters grew too slowly to matter over {seconds} s "
                        "(< {threshold}/s): {counters}",
@@ -113,6 +119,8 @@ TEMPLATES: dict[str, str] = {
               "that wait, set by the server or the network, not by the generator",
     "send-fidelity": "load generator did not send on schedule: send lag p99 {lag} ms > {limit} ms "
                      "(send fidelity, its own self-check; {basis})",
+    "send-fidelity-queued": "load generator's send lag p99 {lag} ms > {limit} ms is the wait for a free "
+                            "connection, not its own sending (send fidelity as {basis} counts that wait)",
     "send-fidelity-ok": "load generator sent on schedule: send lag p99 {lag} ms <= {limit} ms "
                         "(send fidelity; {basis})",
     "completion": "the server answered {achieved} of {target} requests/s offered ({share} < {threshold}; "
@@ -137,6 +145,13 @@ TEMPLATES: dict[str, str] = {
                        "several times smaller or larger (pipelining, large responses), so whether the "
                        "network was the limit is unknown",
     "ceiling-use": "network ceiling use {use} ({scope})",
+    "accept": "ListenOverflows {overflows} ({per_s}/s, {per_request} per request) and ListenDrops "
+              "{drops} on {host}: the listen queue was full, so the kernel dropped completed "
+              "handshakes the server had not accepted yet (a queue holds min(backlog, "
+              "net.core.somaxconn)){shared}",
+    "loss": "{retrans} of {segs} segments retransmitted by {side} ({pct} {rel} {threshold}), "
+            "{timeouts} retransmission timeouts, {drops} receive-side drops ({drops_s}/s; "
+            "threshold {drops_threshold}/s) on the path {path}",
 }
 
 
@@ -144,11 +159,29 @@ def say(name: str, **values: Any) -> str:
     return TEMPLATES[name].format(**values)
 
 
+# An open-loop run's two self-checks, in words (the README's verdict section ends with them).
+SELF_CHECKS: dict[str, str] = {
+    "send fidelity": "the client's own check: did the generator send on schedule (send lag p99 "
+                     "within max(1 ms, 10% of the interval between requests)). Lag that was the wait "
+                     "for a free connection (at least {queued_share:g}% of requests queued, all "
+                     "connections busy, the generator's CPU clear) is the server's or the network's "
+                     "slowness, not the generator's. Only this check failing, or the generator's CPU, "
+                     "makes a run client-bound or makes auto-scale add a client host",
+    "completion": "the server's check: answered per second against offered. Below "
+                  "{completion:g}% the server fell short of the offered rate (server-completion); it "
+                  "is never client evidence. A summary written before the two were recorded apart "
+                  "has them derived from its rate and send lag, and says so",
+}
+
+
 def rules_markdown(th: Thresholds | None = None) -> str:
-    """The README's list of rules, from RULES and the default thresholds."""
+    """The README's list of rules, from RULES and the default thresholds, then the open loop's
+    self-checks (SELF_CHECKS)."""
     th = th or Thresholds()
     values = {f.name: getattr(th, f.name) for f in fields(th)}
-    return "\n".join(f"- **{r.verdict}** ({r.name}): {r.text.format(**values)}" for r in RULES)
+    rules = [f"- **{r.verdict}** ({r.name}): {r.text.format(**values)}" for r in RULES]
+    checks = [f"- **self-check: {k}**: {v.format(**values)}" for k, v in SELF_CHECKS.items()]
+    return "\n".join(rules + checks)
 
 
 def _num(x: Any) -> float | None:
@@ -458,6 +491,7 @@ class _Check:
     cap: float
     lower_bound: str | None  # why the ceiling is only a lower bound, else None
     kind: str = "packets"  # packets: pps against iperf3 UDP; bandwidth: bits/s against iperf3 TCP
+    stale: bool = False  # lower_bound because it was measured with fewer clients than the run had
 
     @property
     def cap_text(self) -> str:
@@ -508,6 +542,9 @@ def _ceiling_checks(run: Run, pk: dict[str, Any] | None, server: str, loopback: 
         for c in clients:
             p = paths.get(f"{c.host}->{server}")
             cq = c.qps
+            if not p and cq:
+                flags.append(f"no ceiling measured for the path {c.host}->{server} (a client host added "
+                             "after the baseline): its share is held to none")
             if not p or not cq:
                 continue
             for d in directions:
@@ -521,6 +558,10 @@ def _ceiling_checks(run: Run, pk: dict[str, Any] | None, server: str, loopback: 
         flags.append("aggregate ceiling not measured (all clients at once): the server's total "
                      "packet rate is held to no ceiling")
     top = agg or (None if multi else base)
+    # an aggregate measured with fewer clients than the run had (auto-scale added hosts since)
+    # is stale: what more clients at once could push is unknown, so it is only a lower bound
+    stale = (f"measured with {agg.clients} clients at once, the run had {len(clients)}"
+             if agg and agg.clients and agg.clients < len(clients) else None)
     if top:
         for d in directions:
             cap = cap_of(top, d)
@@ -529,7 +570,7 @@ def _ceiling_checks(run: Run, pk: dict[str, Any] | None, server: str, loopback: 
             rate = pk[f"{d}_pps"] if pk else qps * ppr[d]
             scope = "loopback" if loopback else ("aggregate of all clients" if multi else "path")
             checks.append(_Check(scope, "loopback" if loopback else f"server {d}", d, True,
-                                 qps, rate, ppr[d], source, cap, why(top, d)))
+                                 qps, rate, ppr[d], source, cap, stale or why(top, d), stale=bool(stale)))
     if pk and "rx_payload_bps" in pk and not loopback:  # over lo a TCP figure is a memory copy
         checks += _bandwidth_checks(run, pk, server, paths, multi, directions, flags)
     return checks
@@ -814,8 +855,9 @@ def client_evidence(run: Run, th: Thresholds) -> ClientEvidence:
     checks = self_checks(run)
     unsustained = checks is not None and checks.send_fidelity is False
     if checks and unsustained:
-        lines.append((not waited, say("send-fidelity", lag=_ms(checks.lag_p99_ms),
-                                      limit=f"{checks.lag_limit_ms:g}", basis=checks.basis)))
+        lines.append((not waited, say("send-fidelity-queued" if waited else "send-fidelity",
+                                      lag=_ms(checks.lag_p99_ms), limit=f"{checks.lag_limit_ms:g}",
+                                      basis=checks.basis)))
     short = checks is not None and checks.completion is not None and checks.completion < th.completion
     completion = None
     if checks and short:
@@ -953,6 +995,36 @@ def _packets_unknown(ev: Evidence) -> Decision | None:
                                    ev.ceiling_text(c), *ev.server_lines, *ev.client_lines])
 
 
+def _accept_text(a: kernel.Accept) -> str:
+    return say("accept", overflows=f"{a.overflows:,}", drops=f"{a.drops:,}", host=a.host,
+               per_s=f"{a.per_second:,.1f}" if a.per_second is not None else "?",
+               per_request=f"{a.per_request:.4f}" if a.per_request is not None else "?",
+               shared=" (loopback: one kernel's counters; only the server listens)" if a.shared else "")
+
+
+def _loss_text(x: kernel.Loss, ev: Evidence) -> str:
+    th = ev.th
+    return say("loss", retrans=f"{x.retrans:,}", segs=f"{x.out_segs:,}", side=x.side or x.host,
+               pct=pct(x.retrans_pct, th.loss_retrans, 2), rel=rel(x.retrans_pct, th.loss_retrans),
+               threshold=f"{th.loss_retrans:g}%", timeouts=f"{x.timeouts:,}", drops=f"{x.drops:,}",
+               drops_s=f"{x.drops_per_second:,.1f}" if x.drops_per_second is not None else "?",
+               drops_threshold=f"{th.loss_drops_per_s:g}", path=kernel.path_of(x, ev.run))
+
+
+def _accept(ev: Evidence) -> Decision | None:
+    a = kernel.accept(ev.run)
+    if a is None or ev.client.saturated:  # then a flag beside both-saturated (or client-bound)
+        return None
+    return Decision(ACCEPT, [_accept_text(a), *ev.server_lines, *ev.client_lines])
+
+
+def _loss(ev: Evidence) -> Decision | None:
+    x = kernel.worst_loss(ev.run, ev.th.loss_retrans, ev.th.loss_drops_per_s)
+    if x is None or kernel.accept(ev.run) is not None:  # SYNs resent after overflows: the queue's
+        return None
+    return Decision(LOSS, [_loss_text(x, ev), *ev.server_lines, *ev.client_lines])
+
+
 def _both_saturated(ev: Evidence) -> Decision | None:
     if not (ev.server.saturated and ev.client.saturated):
         return None
@@ -1046,6 +1118,20 @@ RULES: tuple[Rule, ...] = (
          "packets were not counted, and only an assumed {packets_per_request:g} packets/request "
          "would reach `ceiling_use`: no verdict rests on an assumed figure (wrong by 10x at "
          "pipeline depth 16), so the network's part is unknown and the evidence says so"),
+    Rule("accept-bound", ACCEPT, _accept, ("accept",),
+         "the server host's ListenOverflows or ListenDrops (/proc/net/netstat, read before and "
+         "after the window) rose during the run: the listen queue was full and the kernel "
+         "dropped connections the server had not accepted yet. When the load generator is "
+         "saturated too it is not the verdict but a flag beside both-saturated (or client-bound); "
+         "beside any other verdict it is a flag as well"),
+    Rule("loss-bound", LOSS, _loss, ("loss",),
+         "a host retransmitted at least {loss_retrans:g}% of the segments it sent, or its sockets "
+         "dropped at least {loss_drops_per_s:g} received segments/s (TCPBacklogDrop, RcvPruned, "
+         "OfoPruned), and no listen queue overflowed (then the resent SYNs are the queue's). The "
+         "evidence names the path and, across hosts, the side that resent; on loopback client "
+         "and server share one kernel's counters and no side is named. Where a link's "
+         "packet-rate or bandwidth ceiling is also reached the verdict is network-bound (above) "
+         "with the loss as its evidence"),
     Rule("both-saturated", INCONCLUSIVE, _both_saturated, ("both",),
          "the server and the load generator are both saturated by the rules below: give the "
          "load generator more CPUs to find the server's limit"),
@@ -1123,7 +1209,8 @@ def analyse_run(run: Run, *, server: str, interface: str | None, loopback: bool,
     evidence = list(decision.evidence)
     bounded = net.bounded
     if bounded and verdict != NETWORK:
-        evidence.append(say("lower-bound", cap=bounded.cap_text, scope=bounded.scope,
+        evidence.append(say("lower-bound-stale" if bounded.stale else "lower-bound", cap=bounded.cap_text,
+                            scope=bounded.scope,
                             why=bounded.lower_bound, use=pct(bounded.use)))
     if net.checks and verdict != NETWORK:
         worst = max(net.checks, key=lambda c: c.use)
@@ -1142,6 +1229,12 @@ def analyse_run(run: Run, *, server: str, interface: str | None, loopback: bool,
     if pk and pk.get("drops_s"):
         flags.append(f"{pk['drops_s']:,.0f} dropped packets/s on {pk['interface']}")
     flags += conc.flags
+    accepted = kernel.accept(run)
+    if accepted is not None and verdict != ACCEPT:
+        flags.append(f"{ACCEPT}: {_accept_text(accepted)}")
+    lost = kernel.worst_loss(run, th.loss_retrans, th.loss_drops_per_s)
+    if lost is not None and verdict == NETWORK:
+        evidence.append(_loss_text(lost, ev))
     near = [*net.near, *srv.near, *cli.near]
     flags += near
 

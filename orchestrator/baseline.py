@@ -88,7 +88,7 @@ def _run(ctx: Context, client: Host, jobs: list[tuple[int, list[str]]], name: st
     tmp = f"{client.workdir}/baseline-{client.name}-{name}"  # netns hosts share one filesystem
     wait = ""
     if at is not None:
-        when = at + ctx.facts.get(client.name, {}).get("clock_offset_s", 0.0)
+        when = at + (ctx.facts.get(client.name, {}).get("clock_offset_s") or 0.0)
         wait = f"python3 -c 'import time; time.sleep(max(0.0, {when:.3f} - time.time()))'; "
     script = f"mkdir -p {tmp}; {wait}" + " & ".join(
         f"taskset -c {cpu} {tools.base.join(argv)} > {tmp}/{i}.json 2>&1"

@@ -135,7 +135,7 @@ class State:
 
         return cls(data["scenario"], c(data["good"]), c(data["bad"]), tuple(c(x) for x in data["commits"]),
                    data["metric"], data["threshold_pct"], data["min_rounds"], data["max_rounds"],
-                   {k: [Batch(tuple(tuple(v) for v in b["values"]), b.get("results", ""))  # type: ignore[misc]
+                   {k: [Batch(tuple(tuple(v) for v in b["values"]), b.get("results", ""))
                         for b in bs] for k, bs in data["batches"].items()})
 
 

@@ -134,7 +134,7 @@ def slo_text(search: Search) -> str:
 
 
 def _ms(v: float) -> str:
-    return f"{v:.3g} ms"
+    return f"{v:,.0f} ms" if v >= 1000 else f"{v:.3g} ms"  # 2,004 ms, not 2e+03 ms
 
 
 def _pooled(obs: tuple[Observation, ...]) -> bool:

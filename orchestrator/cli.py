@@ -451,8 +451,8 @@ def cmd_bisect(args: argparse.Namespace) -> int:
                                progress=lambda line: print(line, flush=True))
     except (KeyboardInterrupt, Interrupted):
         bisect.save_state(path, state)
-        kept = sum(len(b) for b in state.batches.values())
-        print(f"orchestrate bisect: interrupted; {kept} batch(es) measured are kept in {path}; continue "
+        batches = sum(len(b) for b in state.batches.values())
+        print(f"orchestrate bisect: interrupted; {batches} batch(es) measured are kept in {path}; continue "
               f"with: orchestrate bisect {args.file or ''} --resume {path.name}".replace("  ", " "),
               file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -653,7 +653,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "one ok/warn/fail line per check, with the fix; exit 1 on a fail", False)
     doc.add_argument("--seconds", type=float, default=1.0, metavar="N",
                      help="how long to sample the pinned CPUs' load and pauses (default 1)")
-    scenario_cmd("plan", "show the runs a scenario expands to and the expected time", False)
+    pl = scenario_cmd("plan", "show the runs a scenario expands to and the expected time", False)
+    pl.add_argument("--max-hourly", type=float, metavar="USD",
+                    help="aws: refuse a plan whose worst case costs more per hour "
+                    "(default: hosts.aws.max_hourly)")
     r = scenario_cmd("run", "run a scenario end to end", False)
     r.add_argument("--results", default="results", metavar="DIR", help="results root (default ./results)")
     r.add_argument("--run-id", help=argparse.SUPPRESS)
@@ -715,8 +718,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("a", metavar="A", help="a results folder or a run id in the history")
     cmp_.add_argument("b", metavar="B", nargs="?", help="the other results folder (not with --factor)")
     cmp_.add_argument("--factor", metavar="AXIS",
-                      help="an axis of the matrix (server.arch, server.work_us, ...): compare its values "
-                      "within folder A, round by round "
+                      help="compare the values of this axis (server.arch, variant, server.work_us, "
+                      "load.keepalive, ...) within folder A, round by round "
                       "(repetition k = round k), each against --baseline")
     cmp_.add_argument("--baseline", metavar="VALUE", help="the factor's baseline value, e.g. main-sub")
     cmp_.add_argument("--paired-metric", action="append", metavar="METRIC",

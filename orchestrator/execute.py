@@ -34,6 +34,7 @@ from orchestrator.plan import Plan, RunSpec, expand, fmt_seconds
 from orchestrator.point import classic
 from orchestrator.remote import ProcessTable, Transport, each
 from orchestrator.scenario import Loaded, Scenario, at, dump
+from orchestrator.scenario import for_point as scenario_for
 from orchestrator.store import ResultsDir, new_run_id
 from orchestrator.tools import ethtool, iperf3, loadgen, nstat, wrk
 from orchestrator.tools import facts as facts_tool
@@ -327,8 +328,13 @@ def _measure(ctx: Context, spec: RunSpec, binary: str, checkpoint: Callable[[int
     if earlier is not None:
         return earlier
     started = time.monotonic()
-    with ctx.step(f"run {spec.run_id}", "runs"):
-        run = _one_run(ctx, spec, binary)
+    base = ctx.sc
+    ctx.sc = scenario_for(base, spec.point)  # a named variant's run: its block merged in
+    try:
+        with ctx.step(f"run {spec.run_id}", "runs"):
+            run = _one_run(ctx, spec, binary)
+    finally:
+        ctx.sc = base
     run = run.model_copy(update={"wall_s": round(time.monotonic() - started, 3), **(extra or {})})
     ctx.runs.append(run)
     lat, verdict, rate = run.latency_ms, run.analysis, run.rate
@@ -355,12 +361,16 @@ def _failed_checks(rate: records.Rate) -> str:
 
 def _client_limited(run: records.Run) -> str | None:
     """Why the client, not the server or the network, set this run's figure (None: it did not)."""
-    # Only the client's own check counts: answers short of the offered rate are the server's
-    # (a record without the split has it derived by the analysis, whose verdict decides below).
+    # Only the client's own evidence counts: answers short of the offered rate are the server's.
+    # The analysis decides where there is one: it reads the generator's send fidelity, and not
+    # as the generator's when the lag was the wait for a free connection (all busy: the server
+    # held them) while its CPU was clear.
+    if run.analysis and run.analysis.verdict:
+        if run.analysis.verdict == analysis.CLIENT:
+            return f"client-bound: {'; '.join(run.analysis.evidence[:1])}"
+        return None
     if run.rate and run.rate.send_fidelity is False:
         return "the generator did not send on schedule (send fidelity)"
-    if run.analysis and run.analysis.verdict == analysis.CLIENT:
-        return f"client-bound: {'; '.join(run.analysis.evidence[:1])}"
     return None
 
 
@@ -414,7 +424,9 @@ def _autoscale(ctx: Context, plan: Plan, binary: str, checkpoint: Callable[[int]
             continue
         found[spec.point] = n
         at = f"{top} client host(s){short}" if short else f"max={top} client hosts"
-        stopped = (f"not client-bound with {n} client host(s): {path[-1]['verdict']}" if limited is None
+        why = record.analysis.evidence[0] if record.analysis and record.analysis.evidence else ""
+        stopped = (f"not client-bound with {n} client host(s): {path[-1]['verdict']}"
+                   + (f" ({why})" if why else "") if limited is None
                    else f"still client-limited at {at} ({limited}): the figure is "
                    "the clients', not the server's; raise max (or add client hosts) or use larger ones")
         entry.update(limited=limited is not None, settled=True, stopped=stopped)
@@ -547,8 +559,12 @@ def _host_facts(ctx: Context, h: Host) -> dict[str, Any]:
     out["instance_type"] = str(h.vars.get("instance_type") or out.get("machine") or "")
     try:
         out["clock_offset_s"] = round(float(stamp.strip()) - after, 3)
-    except ValueError:
-        out["clock_offset_s"] = 0.0
+    except ValueError:  # not measured is not 0: None, with the reason (its times are then ours)
+        out["clock_offset_s"] = None
+        printed = stamp.strip()[:40]
+        out["clock_offset_error"] = f"the host's clock could not be read (date printed {printed!r})"
+        ctx.progress(f"orchestrate: WARNING {h.name}: clock offset not measured "
+                     f"({out['clock_offset_error']}): its start time and telemetry windows assume our clock")
     return out
 
 
@@ -782,7 +798,7 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> records.Run:
         end = t0 + gen.busy_s(ctx)  # the planned end: [t0, end] is the measurement window
 
         def start_load(c: Host) -> remote.Process:
-            at = t0 + ctx.facts.get(c.name, {}).get("clock_offset_s", 0.0)
+            at = t0 + (ctx.facts.get(c.name, {}).get("clock_offset_s") or 0.0)
             try:
                 cmd, shell = gen.command(ctx, spec, c, url, at)
             except tools.ToolError as exc:

@@ -96,10 +96,10 @@ def components(pairs: Sequence[tuple[Any, Any]]) -> list[Component]:
     out = []
     for part in PARTS:
         values = [(part.read(a), part.read(b)) for a, b in pairs]
-        values = [(x, y) for x, y in values if x is not None and y is not None and x > 0 and y > 0]
-        if len(values) >= 2:
-            ratio = stats.paired_ratio([x for x, _ in values], [y for _, y in values])
-            out.append(Component(part, ratio, statistics.fmean(y - x for x, y in values)))
+        both = [(x, y) for x, y in values if x is not None and y is not None and x > 0 and y > 0]
+        if len(both) >= 2:
+            ratio = stats.paired_ratio([x for x, _ in both], [y for _, y in both])
+            out.append(Component(part, ratio, statistics.fmean(y - x for x, y in both)))
     return out
 
 

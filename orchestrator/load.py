@@ -77,7 +77,7 @@ def _nothing_answered(ctx: Context, tool: str) -> RunFailed:
 def _starts(ctx: Context, firsts: list[tuple[Host, float | None]]) -> dict[str, float]:
     """When each client's load began (its first request; wrk: its first thread about to
     connect), on this machine's clock: the host's reading less its measured clock offset."""
-    return {h.name: round(t - ctx.facts.get(h.name, {}).get("clock_offset_s", 0.0), 6)
+    return {h.name: round(t - (ctx.facts.get(h.name, {}).get("clock_offset_s") or 0.0), 6)
             for h, t in firsts if t is not None}
 
 

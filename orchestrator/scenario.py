@@ -25,6 +25,7 @@ from pydantic import (
     Discriminator,
     Field,
     PositiveFloat,
+    PrivateAttr,
     Tag,
     ValidationError,
 )
@@ -463,7 +464,8 @@ class Compare(_Model):
     metric: Literal[PAIRED] = "qps"  # type: ignore[valid-type]  # `until` and the gate's
 
 
-ORDERS = ("alternate", "random")
+Order = Literal["alternate", "random"]
+ORDERS: tuple[str, ...] = ("alternate", "random")
 
 
 class RoundsRange(_Model):
@@ -476,7 +478,7 @@ class RoundsRange(_Model):
     until: Annotated[Percent, Field(gt=0, le=100)] | None = None
     # the order of the factor's values in each round: alternate (round k starts at the k-th
     # value: A B, B A, ...) or random (a shuffle per round from `seed`, recorded)
-    order: Literal[ORDERS] = "alternate"  # type: ignore[valid-type]
+    order: Order = "alternate"
     seed: int = 1
 
 
@@ -504,6 +506,12 @@ class Scenario(_Model):
     thresholds: Thresholds = Thresholds()
     kernel: Kernel = Kernel()
     max_runs: Annotated[int, Field(ge=1)] = 500  # guards against a mistyped matrix
+    # Named variants: an axis whose values are whole blocks of overrides, each written as the
+    # keys it changes (`{nginx-small: {server: {config: ...}}}`) and validated as if written in
+    # place. A run of variant V uses the scenario with V's block merged in (variant_scenario).
+    variants: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)],
+                   dict[str, Any]] = {}
+    _variant_cache: dict[str, Scenario] = PrivateAttr(default_factory=dict)
 
 
 # --- axes --------------------------------------------------------------------
@@ -516,6 +524,7 @@ AXES: tuple[Axis, ...] = (
     Axis("server.threads", "t", classic=True),
     Axis("load.connections", "c", classic=True),
     Axis("load.rate", "q", classic=True),
+    Axis("variant", ""),
     Axis("server.work_us", "w"),
     Axis("load.keepalive", "ka"),
     Axis("server.ref", "ref"),
@@ -540,6 +549,8 @@ def axes_of(names: Any) -> tuple[Axis, ...]:
 def setting(sc: Scenario, key: str) -> Any:
     """The value of a dotted key as validated (a list where the key is swept). Under a
     mapping (a sysctl's scope) the rest of the key is one name: `kernel.sysctl.net.core.somaxconn`."""
+    if key == "variant":
+        return list(sc.variants) or None
     node: Any = sc
     parts = key.split(".")
     for i, part in enumerate(parts):
@@ -583,8 +594,36 @@ def points(sc: Scenario) -> list[PointKey]:
 
 def at(sc: Scenario, point: PointKey, key: str) -> Any:
     """A setting as one run of `point` uses it: the point's value if `key` is one of its
-    axes, else the scenario's own (single) value."""
-    return point[key] if key in point else setting(sc, key)
+    axes, else its variant's value (if it has one), else the scenario's own (single) value."""
+    return point[key] if key in point else setting(for_point(sc, point), key)
+
+
+def for_point(sc: Scenario, point: PointKey) -> Scenario:
+    """The scenario a run of `point` uses: its variant's, or `sc` itself."""
+    name = point.get("variant")
+    return variant_scenario(sc, str(name)) if name is not None and sc.variants else sc
+
+
+def merged(base: dict[str, Any], block: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `block`'s keys written over it, mappings merged key by key (a new dict)."""
+    out = copy.deepcopy(base)
+    for k, v in block.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merged(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def variant_scenario(sc: Scenario, name: str) -> Scenario:
+    """The scenario with variant `name`'s block merged in (and no variants of its own)."""
+    got = sc._variant_cache.get(name)
+    if got is None:
+        if name not in sc.variants:
+            raise KeyError(f"no variant {name!r} (the scenario has: {', '.join(sc.variants)})")
+        base = sc.model_dump(mode="json", exclude={"variants"})
+        got = sc._variant_cache[name] = Scenario.model_validate(merged(base, sc.variants[name]))
+    return got
 
 
 # --- loading -----------------------------------------------------------------
@@ -1083,12 +1122,55 @@ def load(path: str | os.PathLike[str], sets: list[str] | None = None, *,
         reported = {p.path for p in problems}
         problems += [p for p in semantic_problems(checked, source, lines, cpus)
                      if p.path not in reported]
+    if scenario is not None and not problems:
+        problems += _variant_problems(data, source, lines, host_cpus)
     problems.sort(key=lambda p: (p.file, p.line or 0))
     problems = [_mark_set(p, sets or []) for p in problems]
     if problems:
         raise UserError(f"{source}: invalid scenario", problems)
     assert scenario is not None
     return Loaded(scenario=scenario, source=source, raw=data, lines=lines, sets=tuple(sets or ()))
+
+
+def _variant_problems(data: dict[str, Any], source: str, lines: dict[tuple, int],
+                      host_cpus: set[int] | None) -> list[Problem]:
+    """Each variant's block validated as if written in place: the scenario with the block merged
+    in, checked by the schema and the cross-key rules, each problem at the block's own line
+    (`variants.NAME.server.config`) or, when it comes of the merge, at the base key's line with
+    the variant named."""
+    problems: list[Problem] = []
+    base = {k: v for k, v in data.items() if k != "variants"}
+    for name, block in (data.get("variants") or {}).items():
+        here = ("variants", name)
+        own = {p[2:]: n for p, n in lines.items() if p[:2] == here and len(p) > 2}
+        vlines = {**lines, **own}
+        written = {_dotted(p) for p in own if not isinstance(_get(block, p), dict)}  # its leaves
+
+        def add(path: tuple, message: str, *, _here: tuple = here) -> None:
+            problems.append(Problem(source, _line_for(lines, _here + path), _dotted(_here + path), message))
+
+        for axis in AXES:
+            parts = tuple(axis.name.split("."))
+            if _get(block, parts) is not None and axis.name != "variant":
+                add(parts, f"{axis.name} is an axis of the matrix (every variant runs at each of its "
+                    "values); set it at the top level, not in a variant")
+        for key in ("name", "variants", "repeat", "max_runs"):
+            if key in block:
+                add((key,), "a variant changes how a run is made; it cannot set " + key)
+        if any(p.path.startswith(_dotted(here)) for p in problems):
+            continue
+        sc, found, _ = _validate(merged(base, block), source, vlines)
+        if sc is not None:
+            cpus = host_cpus
+            if cpus is None and sc.hosts.provider in ("local", "netns"):
+                cpus = local_cpus()
+            found = semantic_problems(sc, source, vlines, cpus)
+        for p in found:
+            mine = any(p.path == w or p.path.startswith(w + ".") or p.path.startswith(w + "[")
+                       for w in written)
+            problems.append(Problem(p.file, p.line, f"variants.{name}.{p.path}" if mine else p.path,
+                                    p.message if mine else f"{p.message} (with variant {name})"))
+    return problems
 
 
 def _mark_set(p: Problem, sets: list[str]) -> Problem:

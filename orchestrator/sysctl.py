@@ -81,7 +81,8 @@ class Seen:
 
 def parse_read(text: str) -> dict[str, Seen]:
     out: dict[str, Seen] = {}
-    name, lines = None, []
+    name: str | None = None
+    lines: list[str] = []
 
     def close() -> None:
         if name is not None:
@@ -163,8 +164,8 @@ class Tuner:
                     if v not in vs:
                         vs.append(v)
         out = {h: dict(v) for h, v in self.observed.items()}
-        for h, values in seen.items():
-            out.setdefault(h, {}).update({n: " | ".join(vs) for n, vs in values.items()})
+        for h, lists in seen.items():
+            out.setdefault(h, {}).update({n: " | ".join(vs) for n, vs in lists.items()})
         return out
 
     @property

@@ -122,7 +122,7 @@ def summarize(ctx: Context, collectors: list[Collector],
         if c.tool == "perf":
             continue  # folded into a flame graph, not averaged
         mod = tools.get(c.tool)
-        off = ctx.facts.get(h.name, {}).get("clock_offset_s", 0.0)
+        off = (ctx.facts.get(h.name, {}).get("clock_offset_s") or 0.0)
         try:
             samples = mod.parse(raw.get((h.name, name), ""))
             for lo, hi in stamp_windows(c.started, start, end, off):

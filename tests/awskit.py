@@ -16,6 +16,7 @@ shows its lab host's real SSH host key, as cloud-init prints it.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 REGION = "eu-west-1"
@@ -81,6 +82,8 @@ class Fakes:
         self.seen: dict[str, int] = {}  # instance id -> DescribeInstances answers it was in (running)
         self.dying: dict[str, int] = {}  # instance id -> answers since terminated
         self.states: list[dict[str, str]] = []  # per DescribeInstances answer: id -> state shown
+        self.tokens: dict[str, list[str]] = {}  # ClientToken -> the instances its launch made
+        self.untagged: set[str] = set()  # instances a tag filter does not find yet (EC2's lag)
 
     def install(self, session: Any) -> Any:
         ev = session.events
@@ -91,13 +94,25 @@ class Fakes:
         ev.register("before-call.ssm.GetParameter", self._parameter)
         ev.register("after-call.ec2.DescribeInstances", self._transitions)
         ev.register("after-call.ec2.DescribeImages", self._debian)
+        ev.register("after-call.ec2.RunInstances", self._launched)
         if self.endpoint:
             ev.register("before-send", self._local_only)
         return session
 
     def _record(self, params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
-        context["orch_params"] = dict(params)
-        self.calls.append((model.name, dict(params)))
+        context["orch_params"] = copy.deepcopy(params)
+        self.calls.append((model.name, copy.deepcopy(params)))
+        if model.name == "DescribeInstances":  # moto has no client-token filter: by the ids it made
+            flt = params.get("Filters") or []
+            for f in flt:
+                if f["Name"] == "client-token":
+                    ids = [i for t in f["Values"] for i in self.tokens.get(t, [])]
+                    f.update(Name="instance-id", Values=ids or ["i-0000000000000000"])
+
+    def _launched(self, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        token = context.get("orch_params", {}).get("ClientToken")
+        if token:
+            self.tokens.setdefault(token, []).extend(i["InstanceId"] for i in parsed.get("Instances", []))
 
     def _local_only(self, request: Any, **_: Any) -> None:
         assert request.url.startswith(self.endpoint), f"request left the test endpoint: {request.url}"
@@ -145,12 +160,15 @@ class Fakes:
                 img.update(Name=name, Description=f"Debian 12 ({name})", OwnerId="136693071363",
                            ImageLocation=f"136693071363/{name}")
 
-    def _transitions(self, parsed: dict[str, Any], **_: Any) -> None:
+    def _transitions(self, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         shown: dict[str, str] = {}
+        by_tag = any(f["Name"].startswith("tag") for f in context.get("orch_params", {}).get("Filters") or [])
         for res in parsed.get("Reservations", []):
             keep = []
             for inst in res["Instances"]:
                 iid, state = inst["InstanceId"], inst["State"]["Name"]
+                if by_tag and iid in self.untagged:
+                    continue
                 if state == "terminated":
                     n = self.dying.get(iid, 0)
                     self.dying[iid] = n + 1

@@ -572,11 +572,18 @@ def all_cases() -> list[dict]:
     slow["rate"] = {"target": 5_000.0, "achieved": 1_000.0, "sustained": False}
     slow["send_lag_ms"] = {"mean": 0.05, "p99": 0.3}
     wide = bandwidth(record(qps=1_500, rx=1_500, tx=24_000, ceiling=1e6))  # 64 KiB responses
+    grown = record(qps=55_000, rx=55_000, tx=55_000, ceiling=50_000)  # auto-scale added a third client
+    grown["clients"] = [{"host": h, "qps": 18_000} for h in ("c1", "c2", "c3")]
+    grown["baseline"].update(paths={f"c{i}->srv": {"pps_delivered": 50_000} for i in (1, 2)},
+                             aggregate={"pps_delivered": 58_000, "pps_delivered_reverse": 58_000,
+                                        "clients": 2})
     narrow = bandwidth(record(qps=1_500, rx=1_500, tx=24_000, ceiling=1e6), tcp_tx=1.2e9)
     over = record(latency_ms=50.0)  # C/L far below QPS: the latency overstates
     below = record(server_core=40, thread_busy=30, client=40, latency_ms=3.0)  # QPS well short of C/L
+    from test_kernel_verdicts import kernel_cases  # accept-bound, loss-bound
+
     return cases + extra + [hot, lag, proc, quota, roomy, unsustained, waited, slow, over, below, wide,
-                            narrow]
+                            narrow, grown, *kernel_cases()]
 
 
 def test_a_generator_at_its_host_quota_is_client_bound_though_its_core_is_mostly_idle():
@@ -819,3 +826,18 @@ def test_client_busy_is_judged_per_host_from_what_each_host_has():
     # with per-thread figures for both, a CPU full of someone else's work is not the generator's
     rec["client_proc"]["cli2"] = {"busy": 20.0, "wait": 0.0}
     assert verdict(rec).verdict != analysis.CLIENT
+
+
+def test_an_aggregate_ceiling_measured_with_fewer_clients_is_stale():
+    # issue 22: after auto-scale the aggregate is still the first clients' one: a lower bound
+    rec = record(qps=55_000, rx=55_000, tx=55_000, ceiling=50_000)
+    rec["clients"] = [{"host": h, "qps": 18_000} for h in ("c1", "c2", "c3")]
+    rec["baseline"].update(paths={f"c{i}->srv": {"pps_delivered": 50_000} for i in (1, 2)},
+                           aggregate={"pps_delivered": 58_000, "pps_delivered_reverse": 58_000, "clients": 2})
+    a = verdict(rec)
+    assert a.verdict != analysis.NETWORK and a.ceiling_lower_bound is True, a.evidence
+    assert any(e.startswith("the 58,000 pps ceiling (aggregate of all clients) is a lower bound: measured "
+                            "with 2 clients at once, the run had 3") for e in a.evidence), a.evidence
+    assert any("no ceiling measured for the path c3->srv" in f for f in a.flags), a.flags
+    rec["baseline"]["aggregate"]["clients"] = 3
+    assert verdict(rec).verdict == analysis.NETWORK

@@ -27,6 +27,11 @@ def test_plan_prints_instances_and_an_estimate_without_calling_aws():
     assert "estimated cost: ~$" in done.stdout and "ESTIMATE: hand-kept list prices as of" in done.stdout
     assert "typed from memory, not fetched" in done.stdout and "/h each, estimate)" in done.stdout
     assert orchestrate("validate", SCENARIO, env=FAKE).returncode == 0
+    # the spend limit: the plan's worst case (2 x c6i.2xlarge) is above $0.1/h
+    done = orchestrate("plan", SCENARIO, "--max-hourly", "0.1", "--set", f"hosts.aws.endpoint_url={DEAD}",
+                       env=FAKE)
+    assert done.returncode == 2 and "--max-hourly: the plan costs up to ~$" in done.stderr
+    assert "above the limit $0.1/h" in done.stderr
 
 
 def test_run_asks_before_renting_machines(tmp_path):

@@ -20,7 +20,8 @@ LAYERS: tuple[frozenset[str], ...] = (
     # packages, the metrics a comparison reads from runs
     frozenset({"remote"}),  # commands and files on a host
     frozenset({"hosts", "deploy"}),  # providers, and Ansible on what they provide
-    frozenset({"store", "history", "analysis", "capacity"}),  # results folder, history; verdicts, searches
+    frozenset({"store", "history", "analysis", "capacity", "kernel"}),  # results folder, history;
+    # verdicts (kernel: the TCP counters as their evidence), searches
     frozenset({"context", "baseline", "telemetry", "load", "doctor", "refs", "sysctl"}),  # pipeline
     # steps; host checks; the server built at git refs; the kernel settings a run applies and restores
     frozenset({"execute"}),  # the pipeline

@@ -20,10 +20,9 @@ Connection::Connection(Worker* worker, const Target* target, int depth)
 Connection::~Connection() { closeSocket(); }
 
 void Connection::closeSocket() {
-  if (fd_ >= 0) {
-    worker_->poller()->remove(fd_);
-    ::close(fd_);
-    fd_ = -1;
+  if (fd_.valid()) {
+    worker_->poller()->remove(fd_.get());
+    fd_.reset();
   }
   state_ = State::kClosed;
   closing_ = false;
@@ -36,22 +35,22 @@ void Connection::closeSocket() {
 
 void Connection::connect(int64_t now) {
   closeSocket();
-  fd_ = ::socket(target_->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd_ < 0) {
+  fd_.reset(::socket(target_->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd_.valid()) {
     connectFailed(now);
     return;
   }
   int one = 1;
-  setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  setsockopt(fd_.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   parser_.reset(target_->head);
-  int rc = ::connect(fd_, reinterpret_cast<const sockaddr*>(&target_->addr), target_->addrLen);
+  int rc = ::connect(fd_.get(), reinterpret_cast<const sockaddr*>(&target_->addr), target_->addrLen);
   if (rc < 0 && errno != EINPROGRESS) {
     connectFailed(now);
     return;
   }
   state_ = State::kConnecting;
   wantWrite_ = true;
-  worker_->poller()->add(fd_, EPOLLOUT, this);
+  worker_->poller()->add(fd_.get(), EPOLLOUT, this);
 }
 
 void Connection::connectFailed(int64_t now) {
@@ -62,22 +61,22 @@ void Connection::connectFailed(int64_t now) {
 void Connection::finishConnect(int64_t now) {
   int err = 0;
   socklen_t len = sizeof err;
-  getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len);
+  getsockopt(fd_.get(), SOL_SOCKET, SO_ERROR, &err, &len);
   if (err != 0) {
     connectFailed(now);
     return;
   }
   state_ = State::kOpen;
   wantWrite_ = false;
-  worker_->poller()->modify(fd_, EPOLLIN, this);
+  worker_->poller()->modify(fd_.get(), EPOLLIN, this);
   worker_->onConnected(this, now);
 }
 
 void Connection::updateEvents() {
   bool want = outOff_ < out_.size();
-  if (want != wantWrite_ && fd_ >= 0) {
+  if (want != wantWrite_ && fd_.valid()) {
     wantWrite_ = want;
-    worker_->poller()->modify(fd_, want ? EPOLLIN | EPOLLOUT : EPOLLIN, this);
+    worker_->poller()->modify(fd_.get(), want ? EPOLLIN | EPOLLOUT : EPOLLIN, this);
   }
 }
 
@@ -90,7 +89,7 @@ void Connection::send(int64_t intendedNs, int64_t now) {
 
 void Connection::flush(int64_t now) {
   while (outOff_ < out_.size()) {
-    ssize_t n = ::send(fd_, out_.data() + outOff_, out_.size() - outOff_, MSG_NOSIGNAL);
+    ssize_t n = ::send(fd_.get(), out_.data() + outOff_, out_.size() - outOff_, MSG_NOSIGNAL);
     if (n > 0) {
       outOff_ += static_cast<size_t>(n);
     } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
@@ -131,7 +130,7 @@ void Connection::handleRead() {
   const size_t cap = worker_->readBufferSize();
   batching_ = true;
   for (;;) {
-    ssize_t n = ::recv(fd_, buf, cap, 0);
+    ssize_t n = ::recv(fd_.get(), buf, cap, 0);
     int64_t now = monoNs();
     if (n < 0) {
       if (errno == EINTR) continue;

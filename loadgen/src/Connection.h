@@ -7,6 +7,7 @@
 #include "ResponseParser.h"
 #include "Stats.h"
 #include "orch/NonCopyable.h"
+#include "orch/UniqueFd.h"
 
 namespace orchload {
 
@@ -56,7 +57,7 @@ class Connection : orch::NonCopyable {
   Worker* const worker_;
   const Target* const target_;
   const int depth_;
-  int fd_ = -1;
+  orch::UniqueFd fd_;
   State state_ = State::kClosed;
   bool batching_ = false;
   bool closing_ = false;     // the server said Connection: close; no more requests here

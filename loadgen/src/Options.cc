@@ -2,11 +2,6 @@
 
 #include "Clock.h"
 
-#include <cmath>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
-
 namespace orchload {
 
 const char* const kVersion = "0.1.0";
@@ -23,7 +18,7 @@ const char* const kUsage =
     "  -w, --warmup S         warm-up before the window, excluded from histograms (0)\n"
     "      --timeout S        a request unanswered this long counts as a timeout (5)\n"
     "      --start-at EPOCH   start the warm-up at this wall-clock time (default: now)\n"
-    "      --cpus LIST        pin thread i to cpus[i %% n], e.g. 1,3\n"
+    "      --cpus LIST        pin thread i to cpus[i % n], e.g. 1,3\n"
     "  -m, --method M         request method (GET)\n"
     "  -H, --header 'N: V'    extra request header (repeatable)\n"
     "      --body TEXT        request body (sent with Content-Length)\n"
@@ -34,108 +29,83 @@ const char* const kUsage =
     "      --version, --help\n"
     "Output: one JSON document on stdout (see loadgen/README.md).\n";
 
-bool number(const char* s, double* out) {
-  char* end = nullptr;
-  double v = std::strtod(s, &end);
-  if (end == s || *end || !std::isfinite(v)) return false;
-  *out = v;
-  return true;
-}
-
-bool integer(const char* s, int* out) {
-  char* end = nullptr;
-  long v = std::strtol(s, &end, 10);
-  if (end == s || *end || v < 0 || v > 1000000) return false;
-  *out = static_cast<int>(v);
-  return true;
-}
-
-bool cpuList(const char* s, std::vector<int>* out) {
-  out->clear();
-  const char* p = s;
-  while (*p) {
-    char* end = nullptr;
-    long a = std::strtol(p, &end, 10);
-    if (end == p || a < 0 || a > 4095) return false;
-    long b = a;
-    p = end;
-    if (*p == '-') {
-      b = std::strtol(p + 1, &end, 10);
-      if (end == p + 1 || b < a || b > 4095) return false;
-      p = end;
-    }
-    for (long c = a; c <= b; ++c) out->push_back(static_cast<int>(c));
-    if (*p == ',') ++p;
-    else if (*p) return false;
-  }
-  return !out->empty();
-}
-
-bool bad(const char* what, const char* value) {
-  std::fprintf(stderr, "orchestrate-load: %s: %s\n%s", what, value ? value : "", kUsage);
-  return false;
-}
-
 }  // namespace
 
-bool parseOptions(int argc, char** argv, Options* o, bool* exitNow) {
-  *exitNow = false;
+std::string usage() { return kUsage; }
+
+orch::ParseOutcome parseOptions(int argc, char** argv, Options* o, std::string* error) {
+  using orch::ParseOutcome;
+  auto fail = [&](const std::string& why) {
+    *error = why;
+    return ParseOutcome::kError;
+  };
   for (int i = 1; i < argc; ++i) {
-    const char* a = argv[i];
-    auto value = [&](const char** v) {
-      if (i + 1 >= argc) return false;
-      *v = argv[++i];
-      return true;
-    };
-    const char* v = nullptr;
-    auto is = [&](const char* s, const char* l) {
-      return (s && std::strcmp(a, s) == 0) || std::strcmp(a, l) == 0;
-    };
-    if (is(nullptr, "--help")) {
-      std::fputs(kUsage, stdout);
-      *exitNow = true;
-      return true;
-    } else if (is(nullptr, "--version")) {
-      std::printf("orchestrate-load %s\n", kVersion);
-      *exitNow = true;
-      return true;
-    } else if (is(nullptr, "--http1.0")) {
+    std::string arg = argv[i];
+    if (arg == "--help") return ParseOutcome::kHelp;
+    if (arg == "--version") return ParseOutcome::kVersion;
+    if (arg == "--http1.0") {
       o->http10 = true;
-    } else if (is(nullptr, "--close")) {
-      o->close = true;
-    } else if (a[0] == '-' && a[1]) {
-      if (!value(&v)) return bad("option needs a value", a);
-      bool ok = true;
-      if (is("-t", "--threads")) ok = integer(v, &o->threads) && o->threads >= 1 && o->threads <= 1024;
-      else if (is("-c", "--connections")) ok = integer(v, &o->connections) && o->connections >= 1;
-      else if (is("-R", "--rate")) ok = number(v, &o->rate) && o->rate >= 1;
-      else if (is("-p", "--pipeline")) ok = integer(v, &o->pipeline) && o->pipeline >= 1 && o->pipeline <= 1024;
-      else if (is("-d", "--duration")) ok = number(v, &o->durationS) && o->durationS > 0 && o->durationS <= 86400;
-      else if (is("-w", "--warmup")) ok = number(v, &o->warmupS) && o->warmupS >= 0 && o->warmupS <= 86400;
-      else if (is(nullptr, "--timeout")) ok = number(v, &o->timeoutS) && o->timeoutS > 0 && o->timeoutS <= 60;
-      else if (is(nullptr, "--min-sleep-us")) ok = number(v, &o->minSleepUs) && o->minSleepUs >= 0 && o->minSleepUs <= 1e6;
-      else if (is(nullptr, "--start-at")) ok = number(v, &o->startAt) && o->startAt >= 0;
-      else if (is(nullptr, "--cpus")) ok = cpuList(v, &o->cpus);
-      else if (is("-m", "--method")) {
-        o->method = v;
-        ok = !o->method.empty() && o->method.find_first_of(" \r\n\t") == std::string::npos;
-      } else if (is("-H", "--header")) {
-        std::string h = v;
-        ok = h.find(':') != std::string::npos && h.find_first_of("\r\n") == std::string::npos && h[0] != ':';
-        o->headers.push_back(h);
-      } else if (is(nullptr, "--body")) o->body = v;
-      else return bad("unknown option", a);
-      if (!ok) return bad(a, v);
-    } else {
-      o->urls.emplace_back(a);
+      continue;
     }
+    if (arg == "--close") {
+      o->close = true;
+      continue;
+    }
+    if (arg.size() < 2 || arg[0] != '-') {
+      o->urls.push_back(arg);
+      continue;
+    }
+    std::string value;
+    if (!orch::nextOption(argc, argv, &i, true, &arg, &value)) {
+      return fail("option " + arg + " needs a value");
+    }
+    auto is = [&](const char* s, const char* l) { return (s && arg == s) || arg == l; };
+    auto check = [&](bool ok, const char* want) {
+      return ok ? ParseOutcome::kOk : fail("bad value for " + arg + ": '" + value + "' (" + want + ")");
+    };
+    ParseOutcome got = ParseOutcome::kOk;
+    if (is("-t", "--threads")) {
+      got = check(orch::parseInt(value, 1, 1024, &o->threads), "1..1024");
+    } else if (is("-c", "--connections")) {
+      got = check(orch::parseInt(value, 1, 1000000, &o->connections), "1..1000000");
+    } else if (is("-R", "--rate")) {
+      got = check(orch::parseNumber(value, 1, 1e12, &o->rate), "at least 1 request/s");
+    } else if (is("-p", "--pipeline")) {
+      got = check(orch::parseInt(value, 1, 1024, &o->pipeline), "1..1024");
+    } else if (is("-d", "--duration")) {
+      got = check(orch::parseNumber(value, 0, 86400, &o->durationS) && o->durationS > 0, "(0, 86400] s");
+    } else if (is("-w", "--warmup")) {
+      got = check(orch::parseNumber(value, 0, 86400, &o->warmupS), "[0, 86400] s");
+    } else if (is(nullptr, "--timeout")) {
+      got = check(orch::parseNumber(value, 0, 60, &o->timeoutS) && o->timeoutS > 0, "(0, 60] s");
+    } else if (is(nullptr, "--min-sleep-us")) {
+      got = check(orch::parseNumber(value, 0, 1e6, &o->minSleepUs), "[0, 1e6] us");
+    } else if (is(nullptr, "--start-at")) {
+      got = check(orch::parseNumber(value, 0, 1e11, &o->startAt), "epoch seconds");
+    } else if (is(nullptr, "--cpus")) {
+      got = check(orch::parseCpuList(value, 4096, &o->cpus), "CPU numbers, e.g. 1,3 or 0-3");
+    } else if (is("-m", "--method")) {
+      o->method = value;
+      got = check(!value.empty() && value.find_first_of(" \r\n\t") == std::string::npos, "a token");
+    } else if (is("-H", "--header")) {
+      got = check(value.find(':') != std::string::npos && value.find_first_of("\r\n") == std::string::npos &&
+                      value[0] != ':',
+                  "'Name: value'");
+      o->headers.push_back(value);
+    } else if (is(nullptr, "--body")) {
+      o->body = value;
+    } else {
+      return fail("unknown option " + arg);
+    }
+    if (got != ParseOutcome::kOk) return got;
   }
-  if (o->urls.empty()) return bad("no URL given", "");
-  if (o->connections < o->threads) return bad("--connections must be >= --threads", "");
-  if (o->close && o->pipeline > 1) return bad("--pipeline needs keep-alive (not with --close)", "");
-  if (o->startAt > 0 && o->startAt < wallSeconds() - 3600)
-    return bad("--start-at is more than an hour in the past", "");
-  return true;
+  if (o->urls.empty()) return fail("no URL given");
+  if (o->connections < o->threads) return fail("--connections must be >= --threads");
+  if (o->close && o->pipeline > 1) return fail("--pipeline needs keep-alive (not with --close)");
+  if (o->startAt > 0 && o->startAt < wallSeconds() - 3600) {
+    return fail("--start-at is more than an hour in the past");
+  }
+  return ParseOutcome::kOk;
 }
 
 }  // namespace orchload

@@ -3,6 +3,8 @@
 #include <string>
 #include <vector>
 
+#include "orch/Args.h"
+
 namespace orchload {
 
 // Command-line options, validated once on the main thread and read-only afterwards.
@@ -28,9 +30,9 @@ struct Options {
   bool keepAlive() const { return !close; }
 };
 
-// Parses argv; on error prints a message to stderr and returns false (exit 2).
-// --help / --version print to stdout and set *exitNow.
-bool parseOptions(int argc, char** argv, Options* out, bool* exitNow);
+// Parses argv (orch/Args.h's style, as the server's); on kError *error says what is wrong.
+orch::ParseOutcome parseOptions(int argc, char** argv, Options* out, std::string* error);
+std::string usage();
 
 extern const char* const kVersion;
 

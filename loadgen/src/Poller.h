@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "orch/NonCopyable.h"
+#include "orch/UniqueFd.h"
 
 namespace orchload {
 
@@ -22,7 +23,7 @@ class Poller : orch::NonCopyable {
   int wait(epoll_event* events, int max, int64_t timeoutNs);
 
  private:
-  int epfd_;
+  orch::UniqueFd epfd_;
 };
 
 }  // namespace orchload

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "Clock.h"
@@ -19,9 +20,20 @@ using namespace orchload;
 
 int main(int argc, char** argv) {
   Options options;
-  bool exitNow = false;
-  if (!parseOptions(argc, argv, &options, &exitNow)) return 2;
-  if (exitNow) return 0;
+  std::string error;
+  switch (parseOptions(argc, argv, &options, &error)) {
+    case orch::ParseOutcome::kHelp:
+      std::fputs(usage().c_str(), stdout);
+      return 0;
+    case orch::ParseOutcome::kVersion:
+      std::printf("orchestrate-load %s\n", kVersion);
+      return 0;
+    case orch::ParseOutcome::kError:
+      std::fprintf(stderr, "orchestrate-load: %s\n%s", error.c_str(), usage().c_str());
+      return 2;
+    case orch::ParseOutcome::kOk:
+      break;
+  }
   std::vector<Target> targets;
   if (!buildTargets(options, &targets)) return 1;
 

@@ -84,7 +84,8 @@ def runs_at(summary: Summary, p: Point) -> list[Run]:
 
 def arch_colours(summary: Summary) -> dict[str, str]:
     archs: list[str] = []
-    for r in [*summary.runs, *points(summary)]:
+    items: list[Run | Point] = [*summary.runs, *points(summary)]
+    for r in items:
         a = arch_of(r)
         if a not in archs:
             archs.append(a)

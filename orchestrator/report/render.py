@@ -110,7 +110,8 @@ def context(summary: Summary, folder: Path, charts: list[dict[str, Any]]) -> dic
     rows = [_run_row(r, folder) for r in runs]
     pts = plots.points(summary)
     # the swept axes beyond the classic four: one column each in the runs' and points' tables
-    axes = list(dict.fromkeys(a for r in (*runs, *pts) for a, v in others(r.key).items() if v is not None))
+    keyed: list[Run | Point] = [*runs, *pts]
+    axes = list(dict.fromkeys(a for r in keyed for a, v in others(r.key).items() if v is not None))
     for row, r in zip(rows, runs, strict=True):
         row["axes"] = [f_text(text(r.key.get(a))) for a in axes]
     point_rows = [{**_point_row(p), "axes": [f_text(text(p.key.get(a))) for a in axes]} for p in pts]

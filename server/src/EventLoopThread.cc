@@ -7,15 +7,9 @@
 #include <cstring>
 
 #include "EventLoop.h"
+#include "orch/Affinity.h"
 
 namespace orch {
-
-bool pinCurrentThread(int cpu) {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(cpu, &set);
-  return ::pthread_setaffinity_np(::pthread_self(), sizeof(set), &set) == 0;
-}
 
 EventLoopThread::EventLoopThread(int cpu, ThreadInitCallback init) : cpu_(cpu), init_(std::move(init)) {}
 
@@ -39,9 +33,7 @@ void EventLoopThread::join() {
 }
 
 void EventLoopThread::threadFunc() {
-  if (cpu_ >= 0 && !pinCurrentThread(cpu_)) {
-    std::fprintf(stderr, "warning: cannot pin thread to cpu %d: %s\n", cpu_, std::strerror(errno));
-  }
+  pinCurrentThreadOrWarn(cpu_, "orchestrate-server", "an IO thread");
   EventLoop loop;
   tid_ = loop.tid();
   if (init_) init_(&loop);

@@ -43,7 +43,4 @@ class EventLoopThread : NonCopyable {
   bool exited_ = false;        // guarded by mutex_
 };
 
-// Pins the calling thread to one CPU; returns false (errno set) on failure.
-bool pinCurrentThread(int cpu);
-
 }  // namespace orch

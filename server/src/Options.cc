@@ -2,8 +2,7 @@
 
 #include <sched.h>
 
-#include <charconv>
-#include <cstring>
+#include <string>
 
 namespace orch {
 
@@ -22,14 +21,6 @@ const char* archName(Arch arch) {
 namespace {
 
 constexpr size_t kMaxBodySize = 64u << 20;
-
-bool parseInt(const std::string& s, int64_t lo, int64_t hi, int64_t* out) {
-  int64_t v = 0;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || p != s.data() + s.size() || v < lo || v > hi) return false;
-  *out = v;
-  return true;
-}
 
 bool cpuAllowed(int64_t cpu) {
   cpu_set_t set;
@@ -55,13 +46,7 @@ ParseOutcome parseOptions(int argc, char** argv, Options* o, std::string* error)
     std::string arg = argv[i];
     if (arg == "-h" || arg == "--help") return ParseOutcome::kHelp;
     std::string value;
-    size_t eq = arg.find('=');
-    if (arg.rfind("--", 0) == 0 && eq != std::string::npos) {
-      value = arg.substr(eq + 1);
-      arg.resize(eq);
-    } else if (i + 1 < argc) {
-      value = argv[++i];
-    } else {
+    if (!nextOption(argc, argv, &i, true, &arg, &value)) {
       *error = "option " + arg + " needs a value";
       return ParseOutcome::kError;
     }
@@ -79,16 +64,9 @@ ParseOutcome parseOptions(int argc, char** argv, Options* o, std::string* error)
       if (!parseInt(value, 1, 1024, &n)) return bad("1..1024");
       o->threads = static_cast<int>(n);
     } else if (arg == "--cpus") {
-      o->cpus.clear();
-      size_t start = 0;
-      while (start <= value.size()) {
-        size_t comma = value.find(',', start);
-        std::string item = value.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-        if (!parseInt(item, 0, CPU_SETSIZE - 1, &n)) return bad("comma-separated CPU numbers");
-        if (!cpuAllowed(n)) return bad("cpu " + item + " is not available to this process");
-        o->cpus.push_back(static_cast<int>(n));
-        if (comma == std::string::npos) break;
-        start = comma + 1;
+      if (!parseCpuList(value, CPU_SETSIZE, &o->cpus)) return bad("CPU numbers, e.g. 0,2,4 or 0-3");
+      for (int cpu : o->cpus) {
+        if (!cpuAllowed(cpu)) return bad("cpu " + std::to_string(cpu) + " is not available to this process");
       }
     } else if (arg == "--acceptor-cpu") {
       if (!parseInt(value, 0, CPU_SETSIZE - 1, &n) || !cpuAllowed(n)) return bad("an available CPU");

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "HttpParser.h"
+#include "orch/Args.h"
 
 namespace orch {
 
@@ -29,9 +30,7 @@ struct Options {
   HttpLimits limits;
 };
 
-enum class ParseOutcome { kOk, kHelp, kError };
-
-// Parses argv; on kError *error says what is wrong.
+// Parses argv (orch/Args.h's style, as the load generator's); on kError *error says what is wrong.
 ParseOutcome parseOptions(int argc, char** argv, Options* out, std::string* error);
 std::string usage();
 

@@ -14,6 +14,7 @@
 #include "EventLoopThread.h"
 #include "EventLoopThreadPool.h"
 #include "Worker.h"
+#include "orch/Affinity.h"
 #ifdef ORCH_HAVE_URING
 #include "UringServer.h"
 #endif
@@ -63,9 +64,7 @@ int Server::run() {
   ::pthread_sigmask(SIG_BLOCK, &mask, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
 
-  if (options_.acceptorCpu >= 0 && !pinCurrentThread(options_.acceptorCpu)) {
-    std::fprintf(stderr, "warning: cannot pin the main thread to cpu %d\n", options_.acceptorCpu);
-  }
+  pinCurrentThreadOrWarn(options_.acceptorCpu, "orchestrate-server", "the main thread");
 
   std::vector<UniqueFd> listeners;
   if (!openListeners(&listeners, &port_)) return 1;
@@ -87,9 +86,8 @@ int Server::run() {
 
   pool_ = std::make_unique<EventLoopThreadPool>(options_.threads, options_.cpus);
   pool_->start(nullptr);
-  std::atomic<int64_t>* live = options_.maxConnections > 0 ? &live_ : nullptr;
   for (size_t i = 0; i < pool_->size(); ++i) {
-    workers_.push_back(std::make_unique<Worker>(pool_->loop(i), options_, live));
+    workers_.push_back(std::make_unique<Worker>(pool_->loop(i), options_, &limit_));
   }
 
   // Finish each Worker's setup on its own thread; the ready line waits for
@@ -135,11 +133,7 @@ int Server::run() {
 }
 
 void Server::handOff(int fd) {
-  if (options_.maxConnections > 0 && live_.fetch_add(1) >= options_.maxConnections) {
-    live_.fetch_sub(1);
-    ::close(fd);
-    return;
-  }
+  if (!limit_.admit(fd)) return;
   Worker* w = workers_[next_].get();
   next_ = (next_ + 1) % workers_.size();
   // Wakes the IO thread only if it has no wake-up pending already.

@@ -5,6 +5,7 @@
 #include <memory>
 #include <vector>
 
+#include "ConnectionLimit.h"
 #include "Options.h"
 #include "Socket.h"
 #include "orch/NonCopyable.h"
@@ -43,7 +44,7 @@ class Server : NonCopyable {
   void printStats() const;
 
   const Options options_;
-  std::atomic<int64_t> live_{0};  // open connections, only with --max-connections
+  ConnectionLimit limit_{options_.maxConnections};  // every thread's admission
   int port_ = 0;
   std::unique_ptr<EventLoop> mainLoop_;
   UniqueFd signalFd_;

@@ -11,11 +11,6 @@
 
 namespace orch {
 
-void UniqueFd::reset(int fd) {
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = fd;
-}
-
 UniqueFd createListenSocket(const std::string& bindAddress, int port, int backlog, bool reusePort,
                             std::string* error) {
   sockaddr_storage ss{};

@@ -7,10 +7,10 @@
 #include <latch>
 #include <string>
 
-#include "EventLoopThread.h"  // pinCurrentThread
 #include "Socket.h"
 #include "UringSupport.h"
 #include "UringWorker.h"
+#include "orch/Affinity.h"
 
 namespace orch {
 
@@ -31,12 +31,9 @@ int UringServer::run() {
     std::fprintf(stderr, "orchestrate-server: --arch uring: %s\n", why.c_str());
     return 1;
   }
-  if (options_.acceptorCpu >= 0 && !pinCurrentThread(options_.acceptorCpu)) {
-    std::fprintf(stderr, "warning: cannot pin the main thread to cpu %d\n", options_.acceptorCpu);
-  }
+  pinCurrentThreadOrWarn(options_.acceptorCpu, "orchestrate-server", "the main thread");
 
   int port = options_.port;
-  std::atomic<int64_t>* live = options_.maxConnections > 0 ? &live_ : nullptr;
   for (int i = 0; i < options_.threads; ++i) {
     std::string error;
     UniqueFd fd = createListenSocket(options_.bind, port, options_.backlog, true, &error);
@@ -46,7 +43,7 @@ int UringServer::run() {
     }
     if (i == 0) port = boundPort(fd.get());  // --port 0: the others join it
     int cpu = options_.cpus.empty() ? -1 : options_.cpus[static_cast<size_t>(i) % options_.cpus.size()];
-    workers_.push_back(std::make_unique<UringWorker>(options_, std::move(fd), live, cpu));
+    workers_.push_back(std::make_unique<UringWorker>(options_, std::move(fd), &limit_, cpu));
   }
 
   // Each thread sets up its own ring (SINGLE_ISSUER: the creating thread is
@@ -56,9 +53,7 @@ int UringServer::run() {
   for (size_t i = 0; i < workers_.size(); ++i) {
     threads_.emplace_back([this, i, &started, &errors] {
       UringWorker* w = workers_[i].get();
-      if (w->cpu() >= 0 && !pinCurrentThread(w->cpu())) {
-        std::fprintf(stderr, "warning: cannot pin thread to cpu %d\n", w->cpu());
-      }
+      pinCurrentThreadOrWarn(w->cpu(), "orchestrate-server", "an IO thread");
       bool ok = w->init(&errors[i]);
       started.count_down();
       if (ok) w->run();

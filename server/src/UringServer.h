@@ -6,6 +6,7 @@
 #include <thread>
 #include <vector>
 
+#include "ConnectionLimit.h"
 #include "Options.h"
 #include "orch/NonCopyable.h"
 
@@ -33,7 +34,7 @@ class UringServer : NonCopyable {
   void printStats(int port) const;
 
   const Options& options_;
-  std::atomic<int64_t> live_{0};  // open connections, only with --max-connections
+  ConnectionLimit limit_{options_.maxConnections};  // every thread's admission
   std::vector<std::unique_ptr<UringWorker>> workers_;
   std::vector<std::thread> threads_;
 };

@@ -23,9 +23,9 @@ constexpr int64_t kAcceptPauseMs = 100;
 constexpr unsigned kRingEntries = 4096;
 }  // namespace
 
-UringWorker::UringWorker(const Options& options, UniqueFd listenFd, std::atomic<int64_t>* live, int cpu)
+UringWorker::UringWorker(const Options& options, UniqueFd listenFd, ConnectionLimit* limit, int cpu)
     : options_(options),
-      live_(live),
+      limit_(limit),
       cpu_(cpu),
       listenFd_(std::move(listenFd)),
       reserveFd_(openReserve()),
@@ -143,10 +143,7 @@ void UringWorker::onAccept(const io_uring_cqe* cqe) {
   if ((cqe->flags & IORING_CQE_F_MORE) == 0) acceptArmed_ = false;
   const int fd = cqe->res;
   if (fd >= 0) {
-    if (live_ != nullptr && live_->fetch_add(1) >= options_.maxConnections) {
-      live_->fetch_sub(1);
-      ::close(fd);  // over the limit: a prompt close beats a hang
-    } else {
+    if (limit_->admit(fd)) {
       ++stats_.connections;
       connections_.add(std::make_unique<UringConnection>(this, fd))->start();
     }
@@ -185,7 +182,7 @@ void UringWorker::runFlushes() {
 
 void UringWorker::connectionClosed(UringConnection* conn) {
   std::unique_ptr<UringConnection> owned = connections_.take(conn);
-  if (live_ != nullptr) live_->fetch_sub(1);
+  limit_->release();
   if (owned->inFlight()) {
     zombies_.emplace(conn, std::move(owned));
   } else {

@@ -7,6 +7,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "ConnectionLimit.h"
 #include "ConnectionTable.h"
 #include "ResponseCache.h"
 #include "SimulatedWork.h"
@@ -38,7 +39,7 @@ class UringWorker : NonCopyable {
   enum Op : uint64_t { kAccept = 1, kRecv = 2, kSend = 3, kWake = 4, kIgnore = 5, kOpMask = 7 };
   static uint64_t tag(const void* p, Op op) { return reinterpret_cast<uint64_t>(p) | op; }
 
-  UringWorker(const Options& options, UniqueFd listenFd, std::atomic<int64_t>* live, int cpu);
+  UringWorker(const Options& options, UniqueFd listenFd, ConnectionLimit* limit, int cpu);
   ~UringWorker();
 
   bool init(std::string* error);  // IO thread: ring, accept, wake-up; before run()
@@ -71,7 +72,7 @@ class UringWorker : NonCopyable {
   void updateNow();
 
   const Options& options_;
-  std::atomic<int64_t>* const live_;
+  ConnectionLimit* const limit_;
   const int cpu_;
   int tid_ = 0;
   // Exited at the end of run(), on this thread, before the connections (and

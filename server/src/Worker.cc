@@ -12,10 +12,10 @@
 
 namespace orch {
 
-Worker::Worker(EventLoop* loop, const Options& options, std::atomic<int64_t>* live)
+Worker::Worker(EventLoop* loop, const Options& options, ConnectionLimit* limit)
     : loop_(loop),
       options_(options),
-      live_(live),
+      limit_(limit),
       responses_(options.body),
       work_(options.workUs),
       readBuffer_(new char[kReadBufferSize]),
@@ -37,12 +37,7 @@ void Worker::init() {
 void Worker::startAcceptor(UniqueFd listenFd) {
   loop_->assertInLoopThread();
   acceptor_ = std::make_unique<Acceptor>(loop_, std::move(listenFd), [this](int fd) {
-    if (live_ != nullptr && live_->fetch_add(1) >= options_.maxConnections) {
-      live_->fetch_sub(1);
-      ::close(fd);  // over the limit: a prompt close beats a hang
-      return;
-    }
-    newConnection(fd);
+    if (limit_->admit(fd)) newConnection(fd);
   });
   acceptor_->listen();
 }
@@ -55,7 +50,7 @@ void Worker::newConnection(int fd) {
 
 void Worker::connectionClosed(Connection* conn) {
   std::unique_ptr<Connection> owned = connections_.take(conn);
-  if (live_ != nullptr) live_->fetch_sub(1);
+  limit_->release();
   graveyard_.push_back(std::move(owned));
   if (graveyard_.size() == 1) {
     // Runs after this batch of events: no syscall, unlike queueInLoop.

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "ConnectionLimit.h"
 #include "ConnectionTable.h"
 #include "DeferredCalls.h"
 #include "ResponseCache.h"
@@ -28,9 +29,8 @@ struct Options;
 // stats(), which is read after the thread has been joined.
 class Worker : NonCopyable {
  public:
-  // live: shared count of open connections when --max-connections is set,
-  // else nullptr (no shared state on the hot path).
-  Worker(EventLoop* loop, const Options& options, std::atomic<int64_t>* live);
+  // limit: the server's --max-connections admission, shared by every thread.
+  Worker(EventLoop* loop, const Options& options, ConnectionLimit* limit);
   ~Worker();
 
   // Loop thread only from here on.
@@ -62,7 +62,7 @@ class Worker : NonCopyable {
 
   EventLoop* const loop_;
   const Options& options_;
-  std::atomic<int64_t>* const live_;
+  ConnectionLimit* const limit_;
   ResponseCache responses_;
   SimulatedWork work_;
   std::unique_ptr<char[]> readBuffer_;

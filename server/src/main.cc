@@ -10,6 +10,7 @@ int main(int argc, char** argv) {
   std::string error;
   switch (orch::parseOptions(argc, argv, &options, &error)) {
     case orch::ParseOutcome::kHelp:
+    case orch::ParseOutcome::kVersion:  // the server has no --version: help, as -h
       std::fputs(orch::usage().c_str(), stdout);
       return 0;
     case orch::ParseOutcome::kError:

@@ -280,6 +280,10 @@ def test_provisions_the_cross_host_topology(cloud, tmp_path):
     ops = cloud.fakes.ops()
     assert ops.index("TerminateInstances") < ops.index("DeletePlacementGroup") < \
         ops.index("DeleteSecurityGroup") < ops.index("DeleteKeyPair")
+    # every call a run makes is in the README's list of IAM actions to grant
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme[readme.index("### AWS: the first run"):readme.index("**Spend.**")]
+    assert [op for op in sorted(set(ops)) if f"`{op}`" not in table] == []
 
 
 def test_autoscale_launches_more_clients_like_the_first_and_terminates_them(cloud, tmp_path):
@@ -584,7 +588,7 @@ def test_api_errors_are_one_line_naming_the_step_with_a_hint(cloud1, tmp_path):
     assert str(info.value) == (
         "provision: aws create security group: UnauthorizedOperation: You are not authorized to perform "
         "this operation. (IAM: the credentials need ec2:CreateSecurityGroup; see the README, "
-        "'AWS: permissions and quotas')")
+        "'AWS: the first run, permissions, spend and cleanup')")
     assert info.value.phase == "provision"
     assert cloud1.nothing_left()  # the key pair made before it is gone
 
@@ -815,6 +819,12 @@ def test_cleanup_removes_a_killed_runs_leftovers(cloud, tmp_path):
     assert cloud.nothing_left("r-old")
     assert not any(not v for v in cloud.live("r-new").values())  # the live run is untouched
     assert aws_cleanup.warn_expired(REGION, endpoint_url=cloud.endpoint) == []
+    # an expired run recorded in another region: named before a run, with no call made there
+    aws_state.RunState("r-far", "orchestrate-r-far-abcdef", "ap-south-1",
+                       expires=aws_api.iso(long_ago)).save()
+    (far,) = aws_cleanup.warn_expired(REGION, endpoint_url=cloud.endpoint)
+    assert far.startswith("local records name expired run(s) in ap-south-1") and "--dry-run" in far
+    aws_state.forget("r-far")
 
     # Later, past its expiry, or right away with all=True.
     later = datetime.now(UTC) + timedelta(hours=4)
@@ -1093,6 +1103,34 @@ def test_an_interrupt_during_run_instances_leaves_nothing(cloud1, tmp_path):
     # ... which did create its instance (the signal did not cut the call short), and teardown knew it
     assert cloud1.fakes.params("TerminateInstances")
     assert cloud1.nothing_left()
+
+
+def test_a_launch_whose_reply_was_lost_is_found_by_its_client_token(cloud1, tmp_path):
+    """RunInstances made the instance but its reply never came (a read timeout), so the run never
+    learned the id, and EC2's tag index has not caught up (a tag scan misses it): teardown finds
+    it by the launch's ClientToken, known before the call, and terminates it."""
+    from botocore.exceptions import ReadTimeoutError
+
+    lost: list[str] = []
+
+    def reply_lost(parsed, context, **_):
+        if not lost and not context.get("orch_params", {}).get("DryRun"):
+            lost.extend(i["InstanceId"] for i in parsed["Instances"])
+            cloud1.fakes.untagged.update(lost)
+            raise ReadTimeoutError(endpoint_url="https://ec2.eu-west-1.amazonaws.com/")
+
+    session = aws_api.make_session(REGION)
+    session.events.register("after-call.ec2.RunInstances", reply_lost)
+    with pytest.raises(RunFailed, match="launch server .*ReadTimeoutError"), \
+            open_any_lab(scenario(cloud1.endpoint), session=session, **lab_kw(tmp_path, "r-lost")):
+        pytest.fail("the block must not run")
+    assert len(lost) == 1 and cloud1.live("r-lost")["instances"] == []  # the tag scan cannot see it
+    by_token = [p for p in cloud1.fakes.params("DescribeInstances")
+                if any(f["Name"] == "client-token" for f in p.get("Filters", []))]
+    assert by_token and [p["InstanceIds"] for p in cloud1.fakes.params("TerminateInstances")] == [lost]
+    (inst,) = [i for r in cloud1.ec2().describe_instances(InstanceIds=lost)["Reservations"]
+               for i in r["Instances"]]
+    assert inst["State"]["Name"] == "terminated" and cloud1.nothing_left()
 
 
 @pytest.mark.parametrize("code,message,expect", [

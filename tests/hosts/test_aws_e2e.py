@@ -179,3 +179,52 @@ def test_aws_run_end_to_end_on_lab_hosts(moto_api, tmp_path, run_id, monkeypatch
     finally:
         netns.down(name)
     assert lab_leftovers(st) == []
+
+
+def test_the_smoke_scenario_end_to_end_on_lab_hosts(moto_api, tmp_path, run_id, monkeypatch, lab_leftovers):
+    """scenarios/aws-smoke.yaml as shipped (us-east-1, 2 x c7i-flex.large, no placement group,
+    the image's own SSH user, max_hourly), with only what the stand-ins need changed (endpoint,
+    the lab's subnet, private addresses, root, whom the lab admits) and its durations shortened:
+    pre-flight, both runs, teardown, nothing left, and the cost recorded."""
+    if os.geteuid() != 0 or not os.path.exists(netns.SSHD):
+        pytest.fail("this test needs root and openssh-server, as the netns labs do")
+    import boto3
+
+    from orchestrator.hosts.aws import state
+
+    doc = yaml.safe_load((Path(__file__).resolve().parents[2] / "scenarios" / "aws-smoke.yaml").read_text())
+    region = doc["hosts"]["aws"]["region"]
+    name = f"awss{os.getpid() % 100000}"
+    st = netns.up(name, 5)  # moto's instances get .4 and .5
+    try:
+        net = f"{st.hosts[0].address.rsplit('.', 1)[0]}.0/24"
+        session = boto3.session.Session(region_name=region)
+        fakes = Fakes(moto_api, boot_polls=1, shutdown_polls=1)
+        LabInstances(st.dir, {h.address: h.name for h in st.hosts[3:]}).install(fakes.install(session))
+        ec2 = session.client("ec2", endpoint_url=moto_api)
+        vpc = ec2.create_vpc(CidrBlock=net)["Vpc"]["VpcId"]
+        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=net,
+                                   AvailabilityZone=f"{region}a")["Subnet"]["SubnetId"]
+        doc["hosts"]["aws"].update(endpoint_url=moto_api, subnet=subnet, ssh_address="private",
+                                   ssh_user="root")
+        doc["load"]["duration"] = "1s"
+        doc["baseline"]["iperf3"].update(duration="1s", tcp_duration="1s")
+        path = tmp_path / "aws-smoke.yaml"
+        path.write_text(yaml.safe_dump(doc))
+        monkeypatch.setattr(aws, "open_lab", with_build_root(aws.open_lab, BUILD_ROOT))
+        outcome = execute.run(scenario_mod.load(path), results_root=tmp_path / "results", run_id=run_id,
+                              progress=lambda m: None, lab_options={"session": session})
+
+        s = json.loads((outcome.results / "summary.json").read_text())
+        assert s["status"] == "complete" and len(s["runs"]) == 2
+        assert all(r["qps"] > 0 and not any(r["errors"].values()) for r in s["runs"])
+        launched = [p for p in fakes.params("RunInstances") if not p.get("DryRun")]
+        assert [(p["InstanceType"], "Placement" in p) for p in launched] == [("c7i-flex.large", False)] * 2
+        assert "CreatePlacementGroup" not in fakes.ops()
+        assert list(s["cost"]["instance_hours"]) == ["c7i-flex.large"] and 0 < s["cost"]["total"] < 0.5
+        live = ec2.describe_instances(Filters=[{"Name": "instance-state-name",
+                                                "Values": list(aws_api.LIVE_STATES)}])["Reservations"]
+        assert live == [] and ec2.describe_key_pairs()["KeyPairs"] == [] and state.load_all() == []
+    finally:
+        netns.down(name)
+    assert lab_leftovers(st) == []

@@ -1,10 +1,12 @@
-"""The `aws` provider: EC2 instances per role in one cluster placement group, always torn down.
+"""The `aws` provider: EC2 instances per role (placement: cluster, spread or none), always torn down.
 
 Before anything is created, `preflight` checks that a zone offers every role's type, picks
-each role's image by its type's architecture, checks the vCPU quota and launches with
-DryRun (permissions). Then a run creates, all tagged `orchestrate:run-id`,
-`orchestrate:scenario`, `orchestrate:expires`, `orchestrate:owner` and `Name`, so
-`cleanup` can find anything a killed run left:
+each role's image by its type's architecture (an apt-based OS, whose user is the SSH user),
+checks the vCPU quota and launches with DryRun and the real launch arguments. Then a run
+creates, all tagged `orchestrate:run-id`, `orchestrate:scenario`, `orchestrate:expires`,
+`orchestrate:owner` and `Name` (`orchestrate-<run id>-<nonce>`: an attempt's own, so
+`--resume` does not collide), and records where and what in a local file (`state`), so
+`cleanup` can find anything a killed run left, in whichever region:
   key pair (ed25519, private key written 0600 into a local lab dir, never logged)
   security group (SSH from hosts.aws.ssh_cidr, else this machine's public address or,
     with ssh_address: private, the VPC; all traffic between members)
@@ -23,12 +25,14 @@ Teardown runs on every exit path (success, error, Ctrl-C, a failure half-way thr
 provisioning) with SIGINT/SIGTERM ignored while it works: instances are terminated and
 polled until `terminated` (terminate re-sent to any the API does not know yet), then the
 placement group, security group and key pair are deleted, retried while still in use. It
-also looks resources up by the run's tag, so one whose create reply was lost is not leaked.
+also looks resources up by the run's tag and instances by the launches' ClientTokens, so one
+whose create reply was lost is not leaked.
 Anything it cannot remove after a complete run is a warning with its ID, not a failed run.
 An API error is one line naming the step, with the IAM permission or quota to ask for.
 
-Last line of defence: each instance is told at boot (user data) to power off when its
-expiry passes, and powering off terminates it (InstanceInitiatedShutdownBehavior), so an
+Last line of defence: each instance is told at boot (user data: a systemd timer at the run's
+absolute expiry, which survives a reboot) to power off when its expiry passes, and powering
+off terminates it (InstanceInitiatedShutdownBehavior), so an
 orchestrator killed with SIGKILL leaks at most the free resources (groups, key) until
 `orchestrate cleanup --provider aws` runs.
 
@@ -131,6 +135,9 @@ class Created:
     expires: str = ""  # ISO time the instances power off by themselves (their dead-man switch)
     record: state.RunState | None = None  # the local record of the run, written as ids are learned
     region: str = ""
+    # every launch's ClientToken, known before the call: an instance whose launch reply was lost
+    # (ids unknown) and that a tag scan does not show yet is found by it
+    tokens: list[str] = field(default_factory=list)
     # instance id -> (type, launched, terminated or None), epoch seconds: what the run is billed for
     held: dict[str, tuple[str, float, float | None]] = field(default_factory=dict)
 
@@ -409,6 +416,7 @@ class _Fleet:
         created.doing = f"launch {count} more client(s)"
         kw = _run_args(config(self.scenario), r, created, self.group, self.subnet_id, self.sg_id, self.tags,
                        self.base, token=f"orch-{uuid.uuid4().hex[:16]}-more-{self.used}")
+        created.tokens.append(kw["ClientToken"])
         with deferred(), step(f"launch {count} more client(s) ({r.instance_type} in {self.subnet_id})"):
             try:
                 resp = api.retry(lambda: self.ec2.run_instances(**kw), codes=CONSISTENCY,
@@ -499,6 +507,7 @@ def _launch(ec2: Any, scenario: Scenario, checked: preflight.Checked, created: C
             for r in checked.roles:
                 kw = _run_args(aws, r, created, group, subnet.id, sg_id, tags, base,
                                token=f"orch-{nonce}-{attempt}-{r.role}")
+                created.tokens.append(kw["ClientToken"])
                 with deferred(), step(f"launch {r.role} ({r.count} x {r.instance_type} in {subnet.zone})"):
                     try:
                         resp = api.retry(lambda kw=kw: ec2.run_instances(**kw), codes=CONSISTENCY,
@@ -567,12 +576,23 @@ def _wait_running(ec2: Any, ids: list[str]) -> dict[str, dict[str, Any]]:
         delay = min(delay * 2, cap)
 
 
+def launched_with(ec2: Any, tokens: Sequence[str]) -> list[str]:
+    """Live instances launched with any of these ClientTokens (none asked for: none)."""
+    if not tokens:
+        return []
+    pages = ec2.get_paginator("describe_instances").paginate(
+        Filters=[{"Name": "client-token", "Values": list(tokens)},
+                 {"Name": "instance-state-name", "Values": list(api.LIVE_STATES)}])
+    return [i["InstanceId"] for page in pages for res in page["Reservations"] for i in res["Instances"]]
+
+
 def teardown(ec2: Any, created: Created, *, now: datetime | None = None,
              deadline_s: float | None = None) -> TeardownReport:
-    """Remove everything of this run: what `created` recorded plus anything found by its run tag,
-    which is looked for again once the rest is gone (a launch whose reply was lost shows up in
-    DescribeInstances late). Ends by `deadline_s` (default TEARDOWN_DEADLINE_S), or at the first
-    sign that the endpoint cannot be reached, reporting what may remain."""
+    """Remove everything of this run: what `created` recorded plus anything found by its run tag
+    or by the launches' ClientTokens, both looked for again once the rest is gone (a launch whose
+    reply was lost shows up in DescribeInstances late). Ends by `deadline_s` (default
+    TEARDOWN_DEADLINE_S), or at the first sign that the endpoint cannot be reached, reporting what
+    may remain."""
     now = now or datetime.now(UTC)
     deadline = time.monotonic() + (api.TEARDOWN_DEADLINE_S if deadline_s is None else deadline_s)
     if not created.attempted:  # failed before creating anything (bad image, no default VPC, ...)
@@ -595,6 +615,8 @@ def teardown(ec2: Any, created: Created, *, now: datetime | None = None,
     try:
         for x in scan(ec2, now=now, run_id=created.run_id):
             items.setdefault((x.kind, x.id), x)
+        for iid in launched_with(ec2, created.tokens):
+            known("instance", iid)
     except Exception as exc:
         failed.append(f"looking up this run's resources by tag: {error_text(exc)}")
         reachable = not api.offline(exc)
@@ -602,6 +624,9 @@ def teardown(ec2: Any, created: Created, *, now: datetime | None = None,
     if reachable and not not_removed:  # once more: what the first scan could not see yet
         try:
             late = [x for x in scan(ec2, now=now, run_id=created.run_id) if (x.kind, x.id) not in items]
+            late += [Leftover("instance", iid, "", created.run_id, "", "", True)
+                     for iid in launched_with(ec2, created.tokens)
+                     if ("instance", iid) not in items and iid not in {x.id for x in late}]
         except Exception as exc:
             late, not_removed = [], [f"looking again by tag: {error_text(exc)}"]
         if late:

@@ -271,20 +271,26 @@ def cleanup(region: str | None, *, all: bool = False, run_id: str | None = None,
 
 def warn_expired(region: str, *, endpoint_url: str | None = None, now: datetime | None = None,
                  session: Any = None) -> list[str]:
-    """Warnings for `run` about this caller's expired leftovers in `region`; never raises."""
+    """Warnings for `run` about this caller's expired leftovers in `region` (asked of the API) and
+    in other regions (from the local run records, no call); never raises."""
+    when = now or datetime.now(UTC)
+    elsewhere = sorted({r.region for r in state.load_all() if r.region != region
+                        and (parse_time(r.expires) or when) <= when})
+    lines = [f"local records name expired run(s) in {', '.join(elsewhere)} that may have left resources; "
+             "check with `orchestrate cleanup --provider aws --dry-run`"] if elsewhere else []
     try:
         items = find_leftovers(region, endpoint_url=endpoint_url, now=now, session=session)
     except Exception as exc:
-        return [f"could not check {region} for leftover orchestrate resources: {error_text(exc)}"]
+        return lines + [f"could not check {region} for leftover orchestrate resources: {error_text(exc)}"]
     if not items:
-        return []
+        return lines
     running = [x for x in items if x.kind == "instance"]
     runs = sorted({x.run_id or "?" for x in items})
     what = f"{len(items)} expired orchestrate resource(s) in {region} from run(s) {', '.join(runs)}"
     if running:
         types = ", ".join(sorted({x.instance_type for x in running if x.instance_type}))
         what += f", including {len(running)} instance(s) still billed ({types})"
-    return [f"{what}; remove them with `orchestrate cleanup --provider aws --region {region}`"]
+    return lines + [f"{what}; remove them with `orchestrate cleanup --provider aws --region {region}`"]
 
 
 def cleanup_everywhere(region: str | None, *, profile: str | None = None, endpoint_url: str | None = None,

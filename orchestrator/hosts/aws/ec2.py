@@ -52,7 +52,7 @@ CAPACITY = ("InsufficientInstanceCapacity", "Unsupported", "InsufficientCapacity
 QUOTA = ("VcpuLimitExceeded", "InstanceLimitExceeded", "MaxSpotInstanceCountExceeded")
 _IAM = ("UnauthorizedOperation", "AccessDenied", "AccessDeniedException", "AuthFailure",
         "InvalidClientTokenId", "UnrecognizedClientException", "ExpiredToken")
-DOCS = "README, 'AWS: permissions and quotas'"
+DOCS = "README, 'AWS: the first run, permissions, spend and cleanup'"
 
 
 def config(scenario: Scenario) -> Aws:
