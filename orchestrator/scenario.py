@@ -1139,7 +1139,8 @@ def _variant_problems(data: dict[str, Any], source: str, lines: dict[tuple, int]
     (`variants.NAME.server.config`) or, when it comes of the merge, at the base key's line with
     the variant named."""
     problems: list[Problem] = []
-    base = {k: v for k, v in data.items() if k != "variants"}
+    # compare/rounds pair the variants (or another axis) across runs: checked once, at the top
+    base = {k: v for k, v in data.items() if k not in ("variants", "compare", "rounds")}
     for name, block in (data.get("variants") or {}).items():
         here = ("variants", name)
         own = {p[2:]: n for p, n in lines.items() if p[:2] == here and len(p) > 2}
@@ -1154,7 +1155,7 @@ def _variant_problems(data: dict[str, Any], source: str, lines: dict[tuple, int]
             if _get(block, parts) is not None and axis.name != "variant":
                 add(parts, f"{axis.name} is an axis of the matrix (every variant runs at each of its "
                     "values); set it at the top level, not in a variant")
-        for key in ("name", "variants", "repeat", "max_runs"):
+        for key in ("name", "variants", "repeat", "max_runs", "compare", "rounds"):
             if key in block:
                 add((key,), "a variant changes how a run is made; it cannot set " + key)
         if any(p.path.startswith(_dotted(here)) for p in problems):
