@@ -353,7 +353,8 @@ def cmd_noise(args: argparse.Namespace) -> int:
     from orchestrator import execute, noise
     from orchestrator.history import open_history
 
-    args.set = [*(args.set or []), f"repeat={2 * args.rounds}"]
+    # A/A: every point 2N times; a compared factor's own rounds are not what is measured here
+    args.set = [*(args.set or []), f"repeat={2 * args.rounds}", "compare=null", "rounds=null"]
     loaded = _load(args)
     if loaded.scenario.load.search is not None:
         raise UserError(f"{loaded.source}: load.search: the noise floor is measured on QPS rounds; "
