@@ -1005,10 +1005,10 @@ def _busiest_thread(threads: Any, facts: dict[str, Any] | None = None) -> dict[s
     top = max(rows, key=lambda t: t.get("busy", 0.0) + t.get("wait", 0.0))
     out = {"busy": round(top.get("busy", 0.0), 2), "wait": round(top.get("wait", 0.0), 2),
            "threads": rows}
-    if facts and facts.get("cpu_quota"):
+    cap = facts_tool.capacity(facts) if facts and facts.get("cpu_quota") else None
+    if facts and cap:  # a host whose CPU count is unknown gets no share of it (not one of 1 CPU)
         used = sum(t.get("busy", 0.0) for t in rows) / 100.0  # CPU seconds per second
-        out.update(capacity=round(facts_tool.capacity(facts), 3),
-                   of_capacity=round(facts_tool.busy_pct(used, facts), 2))
+        out.update(capacity=round(cap, 3), of_capacity=round(100.0 * used / cap, 2))
     return out
 
 

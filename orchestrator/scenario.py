@@ -1155,9 +1155,18 @@ def _variant_problems(data: dict[str, Any], source: str, lines: dict[tuple, int]
 
         for axis in AXES:
             parts = tuple(axis.name.split("."))
-            if _get(block, parts) is not None and axis.name != "variant":
+            got = _get(block, parts)
+            # a variant may fix a key that could be an axis but is not swept here (somaxconn with
+            # server.backlog, moved together); never one the matrix sweeps
+            if got is not None and axis.name != "variant" and (
+                    axis.classic or isinstance(got, list) or isinstance(_get(base, parts), list)):
                 add(parts, f"{axis.name} is an axis of the matrix (every variant runs at each of its "
                     "values); set it at the top level, not in a variant")
+        for scope in SYSCTL_SCOPES:
+            for sysctl, got in (_get(block, ("kernel", scope)) or {}).items():
+                if isinstance(got, list) or isinstance(_get(base, ("kernel", scope, sysctl)), list):
+                    add(("kernel", scope, sysctl), f"kernel.{scope}.{sysctl} is an axis of the matrix "
+                        "here, or written as one; a variant sets one value")
         for key in ("name", "repeat", "max_runs", *_MATRIX_ONLY):
             if key in block:
                 add((key,), "a variant changes how a run is made; it cannot set " + key)
