@@ -18,8 +18,6 @@ KNOWN = {
     "orchestrator/compare.py": 3,
     "orchestrator/execute.py": 5,
     "orchestrator/history/sqlite.py": 1,
-    "orchestrator/hosts/aws/__init__.py": 4,
-    "orchestrator/hosts/aws/cleanup.py": 3,
     "orchestrator/hosts/netns.py": 9,
     "orchestrator/plan.py": 7,
     "orchestrator/scenario.py": 4,
