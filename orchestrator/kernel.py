@@ -82,7 +82,7 @@ def losses(run: Run) -> list[Loss]:
         if k.run.get("retrans_segs") is None and all(k.run.get(d) is None for d in DROPS):
             continue
         drops = sum(_int(k.run.get(d)) for d in DROPS)
-        per_s = [k.per_second.get(d) for d in DROPS if k.per_second.get(d) is not None]
+        per_s = [v for d in DROPS if (v := k.per_second.get(d)) is not None]
         out.append(Loss(host, tuple(k.roles), _int(k.run.get("retrans_segs")), _int(k.run.get("out_segs")),
                         _int(k.run.get("timeouts")), drops, sum(per_s) if per_s else None, k.shared))
     return out
