@@ -71,7 +71,7 @@ server: {arch: reuseport, threads: 1, cpus: [0], work_us: [0, 3], port: 18325}
 load: {tool: wrk, threads: 1, connections: 16, duration: 2s, cpus: [1]}
 baseline: {enabled: false}
 telemetry: [pidstat, mpstat, sar]
-repeat: 3
+repeat: 4
 """
 
 
@@ -88,5 +88,9 @@ def test_work_us_0_against_3_names_usr_cpu_per_request(tmp_path: Path, run_id: s
     assert e is not None, "no component measured"
     assert re.search(r"usr (time|CPU µs per request) moved most", e.sentence), e.lines()
     usr = next(c for c in e.components if c.part.name == "cpu_usr_us_per_request")
+    shown = testkit.orchestrate("compare", str(folder), "--factor", "server.work_us", "--baseline", "0")
+    assert shown.returncode == 0, shown.stderr
+    assert f"why, at server.arch=reuseport server.threads=1 load.connections=16: {e.sentence}" in shown.stdout
+    assert "  usr CPU µs per request: " in shown.stdout
     # more usr CPU a request (pidstat's tick accounting read +0.9 µs of the 3 here, 2026-12-06)
     assert usr.ratio.low > 1.0 and usr.change > 0
