@@ -13,7 +13,7 @@ import time
 import pandas as pd
 import pytest
 
-from orchestrator import execute
+from orchestrator import execute, records
 
 from testkit import orchestrate
 
@@ -33,7 +33,7 @@ def check_results(folder, *, expect_runs: int, server_cpus: list[int], wrk_cpus:
     for name in ("summary.json", "metrics.csv", "scenario.yaml", "hosts.json", "baseline.json"):
         assert (folder / name).is_file(), name
     summary = json.loads((folder / "summary.json").read_text())
-    assert summary["version"] == 2 and summary["status"] == "complete"
+    assert summary["version"] == records.FORMAT_VERSION and summary["status"] == "complete"
     facts = summary["hosts"]["localhost"]
     assert facts["cpus"] >= 2 and facts["kernel"] and facts["cpu_model"]
     base = summary["baseline"]["localhost->localhost"]
