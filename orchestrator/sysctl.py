@@ -28,7 +28,7 @@ from orchestrator.errors import RunFailed
 from orchestrator.hosts import Host
 from orchestrator.point import PointKey
 from orchestrator.remote import Transport
-from orchestrator.scenario import NAMESPACED_SYSCTLS, SYSCTL_SCOPES, Scenario, at
+from orchestrator.scenario import NAMESPACED_SYSCTLS, SYSCTL_SCOPES, Scenario, at, for_point, variant_scenario
 
 STATE_DIR = "/var/tmp/orchestrate/sysctl"
 # Read on every host of every session (whether the scenario sets them or not), so compare's
@@ -49,20 +49,32 @@ def norm(value: object) -> str:
     return " ".join(str(value).split())
 
 
+def _scenarios(sc: Scenario) -> list[Scenario]:
+    """The scenario and each of its named variants' (a variant may set sysctls of its own)."""
+    return [sc, *(variant_scenario(sc, v) for v in sc.variants)]
+
+
 def names_for(sc: Scenario, roles: Iterable[str]) -> list[str]:
-    """Every sysctl a host with `roles` gets in some run of the scenario."""
+    """Every sysctl a host with `roles` gets in some run of the scenario (variants included)."""
     scopes = ["sysctl", *(r for r in ("server", "client") if r in roles)]
-    return [n for s in scopes for n in getattr(sc.kernel, s)]
+    return list(dict.fromkeys(n for one in _scenarios(sc) for s in scopes for n in getattr(one.kernel, s)))
+
+
+def any_set(sc: Scenario) -> bool:
+    return any(getattr(one.kernel, s) for one in _scenarios(sc) for s in SYSCTL_SCOPES)
 
 
 def wanted(sc: Scenario, point: PointKey, roles: Iterable[str]) -> dict[str, str]:
-    """The values a host with `roles` runs `point` with (an axis's value where swept)."""
+    """The values a host with `roles` runs `point` with (an axis's value where swept, a named
+    variant's where the point is one). A sysctl another point sets and this one does not
+    goes back to its original."""
     roles = tuple(roles)
+    mine = for_point(sc, point)
     out: dict[str, str] = {}
     for scope in SYSCTL_SCOPES:
         if scope != "sysctl" and scope not in roles:
             continue
-        for name in getattr(sc.kernel, scope):
+        for name in getattr(mine.kernel, scope):
             out[name] = norm(at(sc, point, f"kernel.{scope}.{name}"))
     return out
 
@@ -170,7 +182,7 @@ class Tuner:
 
     @property
     def active(self) -> bool:
-        return any(getattr(self.sc.kernel, s) for s in SYSCTL_SCOPES)
+        return any_set(self.sc)
 
     def prepare(self, host: Host) -> None:
         """Check the host can take every setting, restore what a dead run left there, then
@@ -212,9 +224,10 @@ class Tuner:
         out: dict[str, dict[str, str]] = {}
         for h in hosts:
             want = wanted(self.sc, point, h.roles)
-            if not want:
-                continue
             self.prepare(h)
+            if h.name not in self.originals:
+                continue  # nothing is ever set on this host
+            want = {**{n: v for n, v in self.originals[h.name].items() if n not in want}, **want}
             change = {n: v for n, v in want.items() if self.now[h.name].get(n) != v}
             if change:
                 t = self.transport(h)

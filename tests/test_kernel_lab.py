@@ -63,17 +63,16 @@ def states(run_id: str) -> list[Path]:
 
 def test_accept_queue_at_8_overflows_and_at_4096_does_not(tmp_path, tuned, run_id):
     name, spaces = tuned
+    # variants queue-8 and queue-4096 move server.backlog and net.core.somaxconn together
     done = orchestrate("run", SCENARIO, "--results", str(tmp_path), "--run-id", run_id, *COMMON,
-                       "--set", f"hosts.lab={name}", "--set", "load.duration=2s",
-                       # the server asks for 4096: the kernel caps the queue at somaxconn
-                       "--set", "server.backlog=4096", timeout=300)
+                       "--set", f"hosts.lab={name}", "--set", "load.duration=2s", timeout=300)
     assert done.returncode == 0, done.stderr
     folder = tmp_path / "accept-bound" / run_id
     runs = {r["run_id"]: r for r in json.loads((folder / "summary.json").read_text())["runs"]}
     server = spaces[0]
-    by = {(r["arch"], r["axes"]["kernel.sysctl.net.core.somaxconn"]): r for r in runs.values()}
+    by = {(r["arch"], r["axes"]["variant"]): r for r in runs.values()}
     assert len(by) == 4, sorted(runs)
-    small, large = by[("main-sub", 8)], by[("main-sub", 4096)]
+    small, large = by[("main-sub", "queue-8")], by[("main-sub", "queue-4096")]
     assert small["sysctl"][server] == {"net.core.somaxconn": "8"}
     assert large["sysctl"][server] == {"net.core.somaxconn": "4096"}
     overflows = small["kernel"][server]["run"]["listen_overflows"]
@@ -86,7 +85,7 @@ def test_accept_queue_at_8_overflows_and_at_4096_does_not(tmp_path, tuned, run_i
     assert any(f"ListenOverflows {overflows:,} (" in e for e in said), said
     assert "ListenOverflows" not in " ".join([*large["analysis"]["evidence"], *large["analysis"]["flags"]])
     # reuseport beside it: recorded, an observation, not a pass/fail
-    assert by[("reuseport", 8)]["kernel"][server]["run"]["listen_overflows"] is not None
+    assert by[("reuseport", "queue-8")]["kernel"][server]["run"]["listen_overflows"] is not None
     assert [somaxconn(ns) for ns in spaces] == [ORIGINAL] * len(spaces)
     assert states(run_id) == []
     hosts = json.loads((folder / "summary.json").read_text())["hosts"]
@@ -96,7 +95,7 @@ def test_accept_queue_at_8_overflows_and_at_4096_does_not(tmp_path, tuned, run_i
     # a sysctl that differs between two compared sessions is named in compare's environment diff
     other = orchestrate("run", SCENARIO, "--results", str(tmp_path), "--run-id", run_id + "-b", *COMMON,
                         "--set", f"hosts.lab={name}", "--set", "load.duration=1s",
-                        "--set", "server.arch=main-sub", "--set", "server.backlog=4096",
+                        "--set", "server.arch=main-sub", "--set", "variants={}",
                         "--set", "kernel.sysctl={net.core.somaxconn: 8}", timeout=300)
     assert other.returncode == 0, other.stderr
     diff = orchestrate("compare", str(folder), str(tmp_path / "accept-bound" / (run_id + "-b")))
@@ -106,7 +105,7 @@ def test_accept_queue_at_8_overflows_and_at_4096_does_not(tmp_path, tuned, run_i
 def test_ctrl_c_mid_load_leaves_every_namespace_as_it_was(tmp_path, tuned, run_id):
     name, spaces = tuned
     r = Run(tmp_path, run_id, SCENARIO, *COMMON, "--set", f"hosts.lab={name}",
-            "--set", "server.arch=main-sub", "--set", "server.backlog=4096", "--set", "load.duration=5s")
+            "--set", "server.arch=main-sub", "--set", "load.duration=5s")
     r.wait_for("no command reaches a host until then", timeout=120)
     assert [somaxconn(ns) for ns in spaces] == ["8"] * len(spaces)  # applied: the test can fail
     r.proc.send_signal(signal.SIGINT)
@@ -119,7 +118,7 @@ def test_ctrl_c_mid_load_leaves_every_namespace_as_it_was(tmp_path, tuned, run_i
 def test_kill_9_mid_load_then_cleanup_restores(tmp_path, tuned, run_id):
     name, spaces = tuned
     r = Run(tmp_path, run_id, SCENARIO, *COMMON, "--set", f"hosts.lab={name}",
-            "--set", "server.arch=main-sub", "--set", "server.backlog=4096", "--set", "load.duration=5s")
+            "--set", "server.arch=main-sub", "--set", "load.duration=5s")
     r.wait_for("no command reaches a host until then", timeout=120)
     r.proc.kill()
     r.proc.wait()
@@ -140,7 +139,7 @@ def test_a_global_sysctl_is_refused_in_the_lab_with_the_reason(tmp_path, tuned, 
     name, spaces = tuned
     done = orchestrate("run", SCENARIO, "--results", str(tmp_path), "--run-id", run_id, *COMMON,
                        "--set", f"hosts.lab={name}", "--set", "server.arch=main-sub",
-                       "--set", "kernel.sysctl={net.core.somaxconn: [8, 4096], net.core.rmem_max: 1000000}")
+                       "--set", "kernel.sysctl={net.core.rmem_max: 1000000}")
     assert done.returncode != 0
     assert "net.core.rmem_max: global on this kernel" in done.stderr, done.stderr
     assert "the lab refuses it" in done.stderr

@@ -85,9 +85,26 @@ def test_a_differing_sysctl_is_named_in_the_environment_diff():
 
 
 def test_facts_join_an_axis_values_over_the_observed_ones():
-    t = sysctl.Tuner(load(""), "r", transport=lambda h: None)  # type: ignore[arg-type,return-value]
+    t = sysctl.Tuner(load(""), "r", transport=lambda h: None)  # type: ignore[arg-type,return-value]  # facts() connects to nothing
     t.observed = {"a": {"net.core.somaxconn": "4096", "net.ipv4.tcp_tw_reuse": "2"}}
     runs = [{"a": {"net.core.somaxconn": "8"}}, None, {"a": {"net.core.somaxconn": "4096"}}]
     assert t.facts(runs) == {"a": {"net.core.somaxconn": "8 | 4096", "net.ipv4.tcp_tw_reuse": "2"}}
     assert PointKey({"kernel.sysctl.net.core.somaxconn": 8}).short(scenario.axes_of(
         ["kernel.sysctl.net.core.somaxconn"])) == "somaxconn8"
+
+
+def test_a_named_variant_moves_somaxconn_with_the_backlog():
+    base = BASE.replace("backlog: [8, 4096]", "backlog: 4096")
+    sc = load("variants:\n  q8: {server: {backlog: 8}, kernel: {sysctl: {net.core.somaxconn: 8}}}\n"
+              "  wide: {}\n", base)
+    runs = plan.expand(sc).runs
+    assert [r.run_id for r in runs] == ["001-main-sub-t2-c256-q8-r1", "002-main-sub-t2-c256-wide-r1"]
+    assert [scenario.at(sc, r.point, "server.backlog") for r in runs] == [8, 4096]
+    assert sysctl.wanted(sc, runs[0].point, ("server",)) == {"net.core.somaxconn": "8"}
+    assert sysctl.wanted(sc, runs[1].point, ("server",)) == {}  # back to the original (Tuner.apply)
+    assert sysctl.names_for(sc, ("client",)) == ["net.core.somaxconn"] and sysctl.any_set(sc)
+    for block, said in (("{kernel: {sysctl: {net.core.somaxconn: [8, 16]}}}", "a variant sets one value"),
+                        ("{load: {keepalive: [true, false]}}", "load.keepalive is an axis of the matrix")):
+        with pytest.raises(UserError) as err:
+            load(f"variants: {{v: {block}}}\n", base)
+        assert said in "\n".join(map(str, err.value.problems))
