@@ -84,6 +84,18 @@ def _shared_run(tmp_path_factory, name: str, *args: str, env: dict[str, str] | N
 
 
 @pytest.fixture(scope="session")
+def loopback_run(tmp_path_factory):
+    """The built-in loopback scenario, short: both architectures, 1 and 2 server threads, 3 s
+    each (long enough for a whole collector interval inside the load), a 1 s baseline. Shared
+    by the tests that check different properties of the same run (test_execute: the folder,
+    its figures, pinning and kernel counters; report/test_real_run: the report built from it),
+    which each made their own run before."""
+    return _shared_run(tmp_path_factory, "loopback", "--set", "server.threads=[1,2]",
+                       "--set", "load.duration=3s", "--set", "baseline.iperf3.duration=1s",
+                       "--set", "baseline.iperf3.tcp_duration=1s")
+
+
+@pytest.fixture(scope="session")
 def native_run(tmp_path_factory):
     """One closed-loop run of the project's own generator against the built-in server (reuseport,
     2 s, no baseline) with pidstat and a perf that cannot open its events (as with
