@@ -240,7 +240,7 @@ def compare(a: Summary | dict[str, Any] | Sequence[Summary], b: Summary | dict[s
     `a` as a list of summaries is a window of nights (newest first): with two or more, each
     night is one value and B is judged against the nights' spread."""
     window = [as_summary(s, names[0]) for s in a] if isinstance(a, list | tuple) else None
-    a = window[0] if window else as_summary(a, names[0])  # type: ignore[arg-type]
+    a = window[0] if window else as_summary(a, names[0])  # type: ignore[arg-type]  # a single side here
     b = as_summary(b, names[1])
     metric = metric or metric_of(a, b)
     if floor is not None and floor.metric != metric:
@@ -447,9 +447,9 @@ def paired(summary: Summary | dict[str, Any], factor: str, baseline_value: Any, 
                 found.append((_at(at), value, m, ratio))
     adjusted = stats.holm([r.p_value for *_, r in found])
     out = []
-    for (at, value, m, ratio), p in zip(found, adjusted, strict=True):
+    for (where, value, m, ratio), p in zip(found, adjusted, strict=True):
         word = _call(ratio, p, (floors or {}).get(m.name), m.higher_is_better)
-        out.append(PairedChange(at, text(value), text(baseline_value), m, ratio, p, word))
+        out.append(PairedChange(where, text(value), text(baseline_value), m, ratio, p, word))
     return out
 
 

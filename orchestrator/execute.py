@@ -776,8 +776,8 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> records.Run:
     started: list[remote.Process] = [srv]
     try:
         _wait_ready(ctx, srv, _ready_url(ctx, url))
-        affinity = {"server": remote.group_affinity(ts, srv.pid)}
-        server_pids = sorted({int(v["pid"]) for v in affinity["server"].values()})  # type: ignore[call-overload]
+        affinity: dict[str, Any] = {"server": remote.group_affinity(ts, srv.pid)}
+        server_pids = sorted({int(v["pid"]) for v in affinity["server"].values()})
 
         nic_before = telemetry.nic_counters(ctx, spec, "before")
         tcp_before = telemetry.kernel_counters(ctx, spec, "before")
@@ -867,7 +867,7 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> records.Run:
         ctx.progress(f"orchestrate: WARNING no flame graph for {spec.run_id}: {flame['error']}")
     ctx.results.write_text(f"raw/{spec.run_id}/commands.jsonl", "".join(
         json.dumps(dataclasses.asdict(r)) + "\n" for r in ctx.log.records() if r.end >= run_began))
-    nics = {h: records.NicAllowance(exceeded=d.exceeded, reset=d.reset)
+    nics = {h: records.NicAllowance(exceeded=dict(d.exceeded), reset=d.reset)
             for h in nic_before if h in nic_after
             for d in [ethtool.delta(nic_before[h], nic_after[h])]}
     run = _record(ctx, spec, raw, gen, generators, collectors, affinity, server_cpus, t0).model_copy(update={
@@ -1017,7 +1017,7 @@ def _cpu_of(per_cpu: Any, cpus: list[int]) -> dict[str, Any]:
     if not isinstance(per_cpu, dict):
         return {"cpus": {}, "busy": None}
     chosen = {str(c): per_cpu[str(c)] for c in cpus if str(c) in per_cpu}
-    busy = [v.get("busy") for v in chosen.values() if isinstance(v, dict) and v.get("busy") is not None]
+    busy = [float(v["busy"]) for v in chosen.values() if isinstance(v, dict) and v.get("busy") is not None]
     return {"cpus": chosen, "busy": round(sum(busy) / len(busy), 2) if busy else None}
 
 

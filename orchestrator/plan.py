@@ -200,10 +200,12 @@ def expand(sc: Scenario) -> Plan:
              else list(itertools.product(range(1, sc.repeat + 1), points)))
     for rep, p in order:
         arch, threads, conns, rate = (p[a] for a in CLASSIC)
+        arch, threads, conns = str(arch), int(threads or 0), int(conns or 0)
         if sc.load.search is not None:
             searches.append(SearchSpec(arch, threads, conns, rep, others(p)))
         else:
-            runs.append(RunSpec(len(runs) + 1, arch, threads, conns, rep, rate, axes=others(p)))
+            runs.append(RunSpec(len(runs) + 1, arch, threads, conns, rep,
+                                None if rate is None else float(rate), axes=others(p)))
     remote = sc.hosts.provider != "local"
     o = overheads("ssh" if remote else "local")
     clients = sc.hosts.roles.clients

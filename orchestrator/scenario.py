@@ -12,7 +12,7 @@ import os
 import re
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -119,6 +119,8 @@ def resolve_cpus(spec: list[int] | str, available: list[int] | set[int]) -> list
         return [c for c in cpus if c % 2 == 0] or cpus[:1]
     if spec == "odd":
         return [c for c in cpus if c % 2 == 1] or cpus[-1:]
+    if isinstance(spec, str):  # validation lets only the keywords above through as text
+        raise ValueError(f"unknown CPU keyword {spec!r}")
     return list(spec)
 PositiveInt = Annotated[int, Field(gt=0)]
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -732,7 +734,7 @@ def _unwrap(tp: Any) -> Any:
     return tp
 
 
-def _message(err: dict[str, Any], loc: tuple) -> str:
+def _message(err: Mapping[str, Any], loc: tuple) -> str:
     kind = err["type"]
     if kind == "extra_forbidden":
         key = str(loc[-1])
@@ -940,7 +942,7 @@ def semantic_problems(sc: Scenario, source: str, lines: dict[tuple, int],
                         f"(it has {ranges(sorted(host_cpus))})")
     if sc.hosts.provider == "static" and not sc.hosts.inventory:
         add(("hosts", "inventory"), "provider 'static' needs an Ansible inventory file")
-    elif sc.hosts.provider == "static" and not Path(sc.hosts.inventory).expanduser().exists():
+    elif sc.hosts.provider == "static" and not Path(sc.hosts.inventory or "").expanduser().is_file():
         add(("hosts", "inventory"), f"no such inventory file: {sc.hosts.inventory} (relative paths are "
             "from the current directory)")
     scale = sc.hosts.roles.autoscale
@@ -1089,7 +1091,7 @@ def load(path: str | os.PathLike[str], sets: list[str] | None = None, *,
     source = str(path)
     if text is None:
         try:
-            text = bounded.read_text(path, limit=MAX_SCENARIO_BYTES, what="scenario")
+            text = bounded.read_text(Path(path), limit=MAX_SCENARIO_BYTES, what="scenario")
         except FileNotFoundError:
             raise UserError(f"{source}: no such scenario file") from None
         except UnicodeDecodeError as exc:

@@ -91,7 +91,7 @@ def observer(ctx: Context, collectors: list[Collector], window: tuple[float, flo
         mine = [(c.proc, c.proc.name) for c in collectors if c.host.name == h.name]
         per = {name: {"cpu_s_per_s": rate(str(p.pid), b, a),
                       "ran_on": (a.last_cpus.get(str(p.pid)) if a else None)} for p, name in mine}
-        known = [v["cpu_s_per_s"] for v in per.values() if v["cpu_s_per_s"] is not None]
+        known = [c for v in per.values() if isinstance(c := v["cpu_s_per_s"], float)]
         pinned = ctx.collector_cpus(h) if mine else None
         hosts[h.name] = {
             "collectors": per,

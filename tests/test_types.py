@@ -15,13 +15,7 @@ from testkit import REPO
 
 # file -> mypy errors it had at the last merge of main (issue 28); remove a line once it is clean
 KNOWN = {
-    "orchestrator/compare.py": 2,
-    "orchestrator/execute.py": 5,
-    "orchestrator/history/sqlite.py": 1,
     "orchestrator/hosts/netns.py": 8,
-    "orchestrator/plan.py": 7,
-    "orchestrator/scenario.py": 4,
-    "orchestrator/telemetry.py": 1,
 }
 ERROR = re.compile(r"^(?P<file>[^:\s]+\.py):\d+: error: ", re.M)
 
@@ -51,7 +45,7 @@ def test_mypy_sees_an_error(tmp_path):
 
 IGNORE = re.compile(r"#\s*type:\s*ignore(?P<rest>.*)$")
 # file -> bare ignores it still had then, in files other work of this round is reshaping
-KNOWN_BARE = {"orchestrator/compare.py": 1, "orchestrator/execute.py": 1, "orchestrator/hosts/aws/ec2.py": 1}
+KNOWN_BARE: dict[str, int] = {}
 
 
 def test_every_type_ignore_names_its_code_and_a_reason():

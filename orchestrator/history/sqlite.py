@@ -128,7 +128,7 @@ def history_sessions(db: Path | None = None, *, scenario: str | None = None, sta
     path = history_path(db)
     if not path.exists():
         return []
-    q, args = "SELECT * FROM sessions WHERE 1=1", []
+    q, args = "SELECT * FROM sessions WHERE 1=1", list[Any]()
     if scenario:
         q += " AND scenario = ?"
         args.append(scenario)

@@ -61,7 +61,8 @@ def config(scenario: Scenario) -> Aws:
 
 def instance_type(aws: Aws, role: str) -> str:
     # A scenario may set one role's type only; the other keeps the default.
-    return aws.instance_type.get(role) or Aws().instance_type[role]  # type: ignore[call-overload,index]
+    mine = {str(r): t for r, t in aws.instance_type.items()}
+    return mine.get(role) or {str(r): t for r, t in Aws().instance_type.items()}[role]
 
 
 def role_counts(scenario: Scenario, *, start: bool = False) -> dict[str, int]:
