@@ -311,7 +311,9 @@ def _server_cpus(run: Run) -> dict[str, Any]:
             t = on_cpu(top)
             out["max_work"], out["max_threads"] = work(top), t
             out["max_unowned"] = out["max_work"] - t
-            out["max_basis"] = _accounting(rows[top].busy or 0.0, t, kernel(top))
+            unmeasured = "softirq not measured on this CPU: the server's work is at least its threads'"
+            out["max_basis"] = (unmeasured if rows[top].soft is None
+                                else _accounting(rows[top].busy or 0.0, t, kernel(top)))
             out["unowned"] = sum(_unowned(rows[k].busy or 0.0, on_cpu(k), kernel(k)) for k in rows)
             out["cost_basis"] = ("softirq and irq not charged to the server's threads, per pinned CPU "
                                  "(mpstat busy - the threads there, at most its softirq + irq)")
@@ -328,6 +330,9 @@ def _server_cpus(run: Run) -> dict[str, Any]:
         out["split"] = {k: statistics.fmean(getattr(c, k) or 0.0 for c in rows.values())
                         for k in ("usr", "sys", "soft")}
         out["n_cpus"] = len(rows)
+        if any(c.soft is None for c in rows.values()):  # not measured is not 0
+            out.pop("unowned")
+            out["soft_unmeasured"] = sorted(k for k, c in rows.items() if c.soft is None)
     if threads:
         # A thread's demand is the time it ran plus the time it was runnable but waited for a
         # CPU: on a shared or quota-limited CPU it is full while its own %CPU is not.
@@ -358,6 +363,13 @@ def _client_cpus(run: Run, skip: Iterable[str] = ()) -> dict[str, Any] | None:
     return {"busy": best[0], "host": best[1], "cpu": best[2]} if best else None
 
 
+def _soft(srv: dict[str, Any]) -> str:
+    """The busiest CPU's softirq share, or that it was not measured."""
+    if srv["max_cpu"] in srv.get("soft_unmeasured", ()):
+        return "not measured"
+    return pct(srv["max_split"]["soft"])
+
+
 def cost_per_request(run: Run, server_cpus: dict[str, Any]) -> CpuCost | None:
     """Server CPU microseconds per request, counted once: usr and sys from the process's own
     accounting (pidstat, all threads), and as `soft` only the softirq and irq on its pinned
@@ -370,11 +382,38 @@ def cost_per_request(run: Run, server_cpus: dict[str, Any]) -> CpuCost | None:
     per = 1e6 / 100.0 / qps  # % of one CPU -> us per request
     usr, sys_ = sc.usr * per, (sc.sys or 0.0) * per
     if "unowned" not in server_cpus:
+        unmeasured = server_cpus.get("soft_unmeasured")
+        why = (f"softirq not measured on CPU {', '.join(unmeasured)}" if unmeasured
+               else "softirq not measured (no mpstat on the server's CPUs)")
         return CpuCost(usr=round(usr, 3), sys=round(sys_, 3), soft=None, total=None,
-                       basis="softirq not measured (no mpstat on the server's CPUs): total unknown")
+                       basis=f"{why}: total unknown")
     soft = server_cpus["unowned"] * per
     return CpuCost(usr=round(usr, 3), sys=round(sys_, 3), soft=round(soft, 3),
                    total=round(usr + sys_ + soft, 3), basis=server_cpus["cost_basis"])
+
+
+def cpu_cost(run: Run) -> CpuCost | None:
+    """The run's CPU µs per request counted once: as recorded when it was (its `basis` says
+    how), else (a record from before softirq was counted once) recomputed from the run's own
+    mpstat and pidstat figures, so compare and history show no step that is only the fix (a
+    record without them keeps its figure, its basis None marking it as of the old count)."""
+    cost = run.analysis.cpu_us_per_request if run.analysis else None
+    if cost is None or cost.basis is not None:
+        return cost
+    again = cost_per_request(run, _server_cpus(run))
+    return again if again and again.total is not None else cost
+
+
+def upgrade_costs(summary: Summary) -> Summary:
+    """The summary with every run's CPU µs per request counted once (cpu_cost): a summary
+    written before the fix reads, wherever it is compared, as if measured after it."""
+    runs = []
+    for r in summary.runs:
+        a = r.analysis
+        cost = cpu_cost(r) if a else None
+        runs.append(r if a is None or cost is a.cpu_us_per_request
+                    else r.model_copy(update={"analysis": a.model_copy(update={"cpu_us_per_request": cost})}))
+    return summary.model_copy(update={"runs": tuple(runs)})
 
 
 def balance(run: Run) -> Balance | None:
@@ -746,7 +785,7 @@ def server_evidence(run: Run, th: Thresholds) -> ServerEvidence:
         w, s = srv["max_work"], srv["max_split"]
         near += _near(f"server work on CPU {srv['max_cpu']}", w, th.server_busy, th)
         text = say("server-work", cpu=srv["max_cpu"], threads=pct(srv["max_threads"], decimals=1),
-                   extra=pct(srv["max_unowned"], decimals=1), soft=pct(s["soft"]), irq=pct(s["irq"]),
+                   extra=pct(srv["max_unowned"], decimals=1), soft=_soft(srv), irq=pct(s["irq"]),
                    work=pct(w, th.server_busy, 1), rel=rel(w, th.server_busy),
                    threshold=f"{th.server_busy:g}%", busy=pct(srv["max_busy"], decimals=1),
                    basis=srv["max_basis"])
@@ -756,7 +795,7 @@ def server_evidence(run: Run, th: Thresholds) -> ServerEvidence:
         near += _near(f"server CPU {srv['max_cpu']}", b, th.server_busy, th)
         text = say("server-cpu", cpu=srv["max_cpu"], busy=pct(b, th.server_busy), rel=rel(b, th.server_busy),
                    threshold=f"{th.server_busy:g}%", usr=pct(s["usr"]), sys=pct(s["sys"]),
-                   soft=pct(s["soft"]), other=pct(max(0.0, b - s["usr"] - s["sys"] - s["soft"])))
+                   soft=_soft(srv), other=pct(max(0.0, b - s["usr"] - s["sys"] - s["soft"])))
         lines.append(("server-cpu" if b >= th.server_busy else "", text))
     if "thread_busy_max" in srv:
         tb, tw = srv["thread_busy_max"], srv["thread_busy_wait"]
@@ -1397,8 +1436,8 @@ def summarise_points(runs: Iterable[Run]) -> list[Point]:
             unstable=bool(len(qps) > 1 and stdev >= 0.1 * statistics.fmean(qps)),
             p50_ms_median=_median(r.latency_ms.p50 for r in rs),
             p99_ms_median=_median(r.latency_ms.p99 for r in rs),
-            latency_ms=Latency(**{k: v for k in Latency.model_fields
-                                  if (v := _median(r.latency_ms.at(k) for r in rs)) is not None}),
+            latency_ms=Latency(**{k: m for k in Latency.model_fields
+                                  if (m := _median(r.latency_ms.at(k) for r in rs)) is not None}),
             achieved=_median(r.rate.achieved if r.rate else None for r in rs),
             verdicts=verdicts, verdict_agreement=agreement, verdict_text=verdict_text,
         ))

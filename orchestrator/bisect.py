@@ -284,7 +284,8 @@ def report(result: Result, state: State, path: Path) -> Path:
 
 def real_runner(source: str, text: str | None, sets: Sequence[str], repo: Path, results_root: Path,
                 metric: str, history: str | None, progress: Callable[[str], None]) -> Runner:
-    """Each batch: the scenario with server.ref: [good, other] and repeat = rounds, run like
+    """Each batch: the scenario with server.ref: [good, other] compared in `rounds` paired rounds
+    (compare.factor server.ref, baseline good: the order alternates round by round), run like
     `orchestrate run` (results folder, history)."""
     from orchestrator import execute, refs, scenario, store
 
@@ -292,7 +293,9 @@ def real_runner(source: str, text: str | None, sets: Sequence[str], repo: Path, 
 
     def run(good: Commit, other: Commit, rounds: int, role: str) -> Batch:
         loaded = scenario.load(source, [*sets, f"server.ref=['{good.short}', '{other.short}']",
-                                        f"server.repo={repo}", f"repeat={rounds}"], text=text)
+                                        f"server.repo={repo}", "repeat=1",
+                                        f"compare={{factor: server.ref, baseline: '{good.short}'}}",
+                                        f"rounds={rounds}"], text=text)
         progress(f"orchestrate bisect: {role} {other.short} {other.subject!r} against good "
                  f"{good.short}: {rounds} rounds")
         refs.prepare(loaded.scenario, progress=progress)  # builds the midpoint (or finds it cached)

@@ -27,7 +27,8 @@ from orchestrator.errors import (
 
 DEFAULT_SCENARIO = "loopback"
 # compare.METRICS, spelled out so --help does not import the comparison stack
-METRIC_CHOICES = ["qps", "capacity", "cpu_us_per_request", "packets_per_request", "p50", "p99", "p99_9"]
+METRIC_CHOICES = ["qps", "capacity", "cpu_us_per_request", "process_cpu_us_per_request",
+                  "packets_per_request", "p50", "p99", "p99_9"]
 HISTORY_HELP = ("the history: a SQLite file, or s3://BUCKET/PREFIX to keep it (and every results "
                 "folder) in S3 (default $ORCHESTRATE_HISTORY or ~/.local/share/orchestrate/history.sqlite)")
 
@@ -352,7 +353,8 @@ def cmd_noise(args: argparse.Namespace) -> int:
     from orchestrator import execute, noise
     from orchestrator.history import open_history
 
-    args.set = [*(args.set or []), f"repeat={2 * args.rounds}"]
+    # A/A: every point 2N times; a compared factor's own rounds are not what is measured here
+    args.set = [*(args.set or []), f"repeat={2 * args.rounds}", "compare=null", "rounds=null"]
     loaded = _load(args)
     if loaded.scenario.load.search is not None:
         raise UserError(f"{loaded.source}: load.search: the noise floor is measured on QPS rounds; "
@@ -517,6 +519,10 @@ def _compare_paired(args: argparse.Namespace, history: Any) -> int:
         print(c.line())
     if not changes:
         print("no rounds to pair (each value needs 2 or more repetitions with the metric measured)")
+    from orchestrator import explain
+
+    for (at, _), why in explain.by_cell(summary.runs, args.factor, values.get(raw, raw)).items():
+        print(f"why, at {at.label()}: " + "\n".join(why.lines()))
     return EXIT_OK
 
 

@@ -97,10 +97,10 @@ class PointChange:
         med_a, med_b = statistics.median(self.before), statistics.median(self.after)
         at = "".join(f" {x}" for x in label(p).split()[3:])  # the rate and the other axes
         interval = f"{self.ratio.text()}, " if self.ratio is not None else ""
-        p = f"Holm p={self.p_adjusted:.2g}, " if self.p_adjusted is not None else ""
+        holm = f"Holm p={self.p_adjusted:.2g}, " if self.p_adjusted is not None else ""
         return (f"{arch:<10} threads={threads:<3} conns={conns:<5}{at} {_fmt(med_a):>11} -> "
                 f"{_fmt(med_b):>11} {UNITS[self.metric]} ({self.change_pct:+.1f}%, {interval}"
-                f"n={len(self.before)}/{len(self.after)}, {p}95%): {self.word}")
+                f"n={len(self.before)}/{len(self.after)}, {holm}95%): {self.word}")
 
 
 @dataclass(frozen=True)

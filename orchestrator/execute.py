@@ -283,8 +283,7 @@ def _execute(ctx: Context, plan: Plan, checkpoint: Callable[[int], None]) -> Non
         if plan.rounds is not None and _rounds_done(ctx, plan, spec.repetition - 1):
             break
         left = plan.per_run_s * (len(todo) - i) + plan.report_s
-        ctx.progress(f"[{spec.index}/{len(plan.runs)}] {spec.arch} threads={spec.server_threads} "
-                     f"connections={spec.connections} rep {spec.repetition}: "
+        ctx.progress(f"[{spec.index}/{len(plan.runs)}] {spec.point.compact()} rep {spec.repetition}: "
                      f"{fmt_seconds(ctx.sc.load.duration)} load, ~{fmt_seconds(max(left, 0))} left")
         _measure(ctx, spec, binary, checkpoint)
     else:
@@ -399,8 +398,8 @@ def _autoscale(ctx: Context, plan: Plan, binary: str, checkpoint: Callable[[int]
             ctx.autoscale.append(entry)  # the path so far is kept if the session stops here
         while True:
             s = dataclasses.replace(spec, clients=n)
-            ctx.progress(f"[{spec.index}/{len(plan.runs)}] {spec.arch} threads={spec.server_threads} "
-                         f"connections={spec.connections} rep {spec.repetition}, {n} client host(s)")
+            ctx.progress(f"[{spec.index}/{len(plan.runs)}] {spec.point.compact()} rep {spec.repetition}, "
+                         f"{n} client host(s)")
             if n > len(ctx.lab.clients) and not _measured(ctx, s):  # a resumed session's count
                 _add_clients(ctx, n - len(ctx.lab.clients))
             record = _measure(ctx, s, binary, checkpoint)
@@ -479,8 +478,8 @@ def _search(ctx: Context, plan: Plan, binary: str, checkpoint: Callable[[int], N
     ctx.capacity.clear()  # rebuilt from the runs, which a resumed session already has
     number = itertools.count(1)
     for n, s in enumerate(plan.searches, 1):
-        ctx.progress(f"[search {n}/{len(plan.searches)}] {s.arch} threads={s.server_threads} "
-                     f"connections={s.connections}: capacity under {capacity.slo_text(search)}, "
+        ctx.progress(f"[search {n}/{len(plan.searches)}] {s.point.compact()}: "
+                     f"capacity under {capacity.slo_text(search)}, "
                      f"{search.min_rate:,.0f}-{search.max_rate:,.0f} req/s, about {plan.search_runs} "
                      f"runs of {fmt_seconds(ctx.sc.load.warmup + ctx.sc.load.duration)}")
         step_no = itertools.count(1)
@@ -1006,10 +1005,10 @@ def _busiest_thread(threads: Any, facts: dict[str, Any] | None = None) -> dict[s
     top = max(rows, key=lambda t: t.get("busy", 0.0) + t.get("wait", 0.0))
     out = {"busy": round(top.get("busy", 0.0), 2), "wait": round(top.get("wait", 0.0), 2),
            "threads": rows}
-    if facts and facts.get("cpu_quota"):
+    cap = facts_tool.capacity(facts) if facts and facts.get("cpu_quota") else None
+    if facts and cap:  # a host whose CPU count is unknown gets no share of it (not one of 1 CPU)
         used = sum(t.get("busy", 0.0) for t in rows) / 100.0  # CPU seconds per second
-        out.update(capacity=round(facts_tool.capacity(facts), 3),
-                   of_capacity=round(facts_tool.busy_pct(used, facts), 2))
+        out.update(capacity=round(cap, 3), of_capacity=round(100.0 * used / cap, 2))
     return out
 
 

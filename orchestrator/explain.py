@@ -3,14 +3,17 @@ sentence naming the component that moved most.
 
 Every run records the server's CPU per request split into usr, sys and softirq, its context
 switches, and the packets and bytes per request; a comparison of two variants run in rounds gives
-each of these a per-round ratio, and stats.paired_ratio an interval. The sentence leads with the
-server's CPU per request when its interval excludes 1 and says which part of the CPU carries the
-change (its share of the mean absolute change, round by round); otherwise it names whichever
-component moved most (largest |log ratio| among those whose interval excludes 1); otherwise it
-says nothing moved beyond its interval. (System calls per request are not here: counting them
+each of these a per-round ratio, and stats.paired_ratio an interval. "Moved most" is the largest
+|log ratio| among the components whose interval excludes 1; CPU, the cost, comes first. The
+sentence leads with the server's CPU per request when its interval excludes 1, naming the part
+(usr, sys, softirq) that moved most and its share of the mean absolute change; else with the
+part that moved most; then the non-CPU component that moved most (switches, packets, bytes per
+request); with none moved it says so. (System calls per request are not here: counting them
 disturbs the window.)
 
-compare.py calls explain(pairs, variant, baseline) with the runs of one cell, round by round.
+compare.py calls by_cell(runs, factor, baseline) for a paired comparison (each variant at each
+combination of the other axes, paired by round as metrics.rounds pairs them), or
+explain(pairs, variant, baseline) with the runs of one cell, round by round.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator import stats
+from orchestrator.metrics import run_point, same
+from orchestrator.point import PointKey, Value, text
 
 
 def _cpu(part: str) -> Callable[[Any], float | None]:
@@ -103,27 +108,31 @@ def components(pairs: Sequence[tuple[Any, Any]]) -> list[Component]:
     return out
 
 
+def _most(cs: Sequence[Component]) -> Component | None:
+    return max(cs, key=lambda c: abs(math.log(c.ratio.estimate)), default=None)
+
+
 def sentence(found: Sequence[Component], variant: str, baseline: str) -> str:
     by = {c.part.name: c for c in found}
     total = by.get(CPU_TOTAL.name)
-    if total is not None and total.ratio.excludes_one:
-        parts = [by[p.name] for p in CPU_PARTS if p.name in by]
-        same_way = [c for c in parts if c.change * total.change > 0]
-        where = ""
-        if same_way and total.change:
-            top = max(same_way, key=lambda c: abs(c.change))
-            share = abs(top.change / total.change)
-            word = "almost all" if share >= 0.9 else "most" if share >= 0.5 else "the largest part"
-            where = (f", {word} of it {top.part.label} time ({top.part.label} {top.ratio.text(2)}, "
-                     f"{min(share, 1.0):.0%} of the change)")
-        return (f"{variant} costs {total.ratio.text(2)} the server CPU per request of {baseline}"
-                f"{where}.")
     moved = [c for c in found if c.ratio.excludes_one and c.part is not CPU_TOTAL]
-    if moved:
-        top = max(moved, key=lambda c: abs(math.log(c.ratio.estimate)))
-        label = f"{top.part.label} CPU µs per request" if top.part in CPU_PARTS else top.part.label
-        return f"{label} moved most: {variant}/{baseline} {top.ratio.text(2)}."
+    part = _most([c for c in moved if c.part in CPU_PARTS])
+    other = _most([c for c in moved if c.part in OTHERS])
+    beyond = (f" Beyond CPU, {other.part.label} moved most: {other.ratio.text(2)}." if other else "")
     cpu = f" (server CPU per request {total.ratio.text(2)})" if total is not None else ""
+    if total is not None and total.ratio.excludes_one:
+        where = ""
+        if part is not None:
+            share = f", {abs(part.change / total.change):.0%} of the change" if total.change else ""
+            where = f", and {part.part.label} time moved most ({part.part.label} {part.ratio.text(2)}{share})"
+        return (f"{variant} costs {total.ratio.text(2)} the server CPU per request of {baseline}{where}."
+                f"{beyond}")
+    if part is not None:  # a part of the cost moved though the total is not resolved
+        return (f"{part.part.label} CPU µs per request moved most: {variant}/{baseline} {part.ratio.text(2)}"
+                f"{cpu}.{beyond}")
+    if other is not None:
+        return (f"{other.part.label} moved most: {variant}/{baseline} {other.ratio.text(2)}"
+                f"{cpu}.")
     return f"no measured component of {variant} against {baseline} moved beyond its interval{cpu}."
 
 
@@ -134,3 +143,25 @@ def explain(pairs: Sequence[tuple[Any, Any]], variant: str, baseline: str) -> Ex
     if not found:
         return None
     return Explanation(tuple(found), sentence(found, variant, baseline))
+
+
+def by_cell(runs: Sequence[Any], factor: str, baseline: Value) -> dict[tuple[PointKey, Value], Explanation]:
+    """Each (other axes, variant value) of a factor compared in rounds: its explanation against
+    the baseline value (a run's repetition is its round, as in metrics.rounds)."""
+    cells: dict[PointKey, dict[Value, dict[int, Any]]] = {}
+    for r in runs:
+        p = run_point(r)
+        if r.repetition is not None and factor in p:
+            cells.setdefault(p.without(factor), {}).setdefault(p[factor], {})[r.repetition] = r
+    out = {}
+    for at, by_value in cells.items():
+        base = next((rs for v, rs in by_value.items() if same(v, baseline)), None)
+        if base is None:
+            continue
+        for value, rs in by_value.items():
+            if same(value, baseline):
+                continue
+            e = explain([(base[k], rs[k]) for k in sorted(base) if k in rs], text(value), text(baseline))
+            if e is not None:
+                out[(at, value)] = e
+    return out

@@ -30,6 +30,9 @@ class Metric:
             return run.qps
         if self.name == "cpu_us_per_request":
             return a.cpu_us_per_request.total if a and a.cpu_us_per_request else None
+        if self.name == "process_cpu_us_per_request":
+            c = a.cpu_us_per_request if a else None
+            return (c.usr or 0.0) + (c.sys or 0.0) if c and c.usr is not None and c.sys is not None else None
         if self.name == "packets_per_request":
             return a.packets_per_request.total if a and a.packets_per_request else None
         if self.name == "capacity":
@@ -40,6 +43,9 @@ class Metric:
 PAIRED_METRICS = {m.name: m for m in (
     Metric("qps", "req/s", True), Metric("capacity", "req/s capacity", True),
     Metric("cpu_us_per_request", "CPU µs/request", False),
+    # the server process's own CPU (usr + sys, pidstat) per request, without the softirq share
+    # read from mpstat on its CPUs, which on a shared machine also carries other processes' work
+    Metric("process_cpu_us_per_request", "process CPU µs/request", False),
     Metric("packets_per_request", "packets/request", False),
     Metric("p50", "ms p50", False), Metric("p99", "ms p99", False), Metric("p99_9", "ms p99.9", False))}
 NAMES = tuple(PAIRED_METRICS)

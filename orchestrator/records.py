@@ -637,7 +637,7 @@ def upgrade_1_to_2(data: dict[str, Any]) -> dict[str, Any]:
     data = dict(data)
     data.pop("points", None)
     if "topology" not in data:
-        hosts = data.get("hosts") if isinstance(data.get("hosts"), dict) else {}
+        hosts: dict[str, Any] = data["hosts"] if isinstance(data.get("hosts"), dict) else {}
         server = next((h for h, f in hosts.items()
                        if isinstance(f, dict) and "server" in (f.get("roles") or [])), None)
         if server is not None:
@@ -653,7 +653,7 @@ def upgrade_2_to_3(data: dict[str, Any]) -> dict[str, Any]:
     (`axes`, written since the plan swept them) were merged across those axes: dropped, to
     be remade from the runs. Returns a new dict."""
     data = dict(data)
-    runs = data.get("runs") if isinstance(data.get("runs"), list) else []
+    runs: list[Any] = data["runs"] if isinstance(data.get("runs"), list) else []
     if any(isinstance(r, dict) and r.get("axes") for r in runs):
         data.pop("points", None)
     data["version"] = 3

@@ -615,13 +615,17 @@ def merged(base: dict[str, Any], block: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# Keys about the whole matrix, not one run: a variant's own scenario leaves them out
+_MATRIX_ONLY = ("variants", "compare", "rounds")
+
+
 def variant_scenario(sc: Scenario, name: str) -> Scenario:
     """The scenario with variant `name`'s block merged in (and no variants of its own)."""
     got = sc._variant_cache.get(name)
     if got is None:
         if name not in sc.variants:
             raise KeyError(f"no variant {name!r} (the scenario has: {', '.join(sc.variants)})")
-        base = sc.model_dump(mode="json", exclude={"variants"})
+        base = sc.model_dump(mode="json", exclude=set(_MATRIX_ONLY))
         got = sc._variant_cache[name] = Scenario.model_validate(merged(base, sc.variants[name]))
     return got
 
@@ -1139,7 +1143,7 @@ def _variant_problems(data: dict[str, Any], source: str, lines: dict[tuple, int]
     (`variants.NAME.server.config`) or, when it comes of the merge, at the base key's line with
     the variant named."""
     problems: list[Problem] = []
-    base = {k: v for k, v in data.items() if k != "variants"}
+    base = {k: v for k, v in data.items() if k not in _MATRIX_ONLY}
     for name, block in (data.get("variants") or {}).items():
         here = ("variants", name)
         own = {p[2:]: n for p, n in lines.items() if p[:2] == here and len(p) > 2}
@@ -1163,7 +1167,7 @@ def _variant_problems(data: dict[str, Any], source: str, lines: dict[tuple, int]
                 if isinstance(got, list) or isinstance(_get(base, ("kernel", scope, sysctl)), list):
                     add(("kernel", scope, sysctl), f"kernel.{scope}.{sysctl} is an axis of the matrix "
                         "here, or written as one; a variant sets one value")
-        for key in ("name", "variants", "repeat", "max_runs"):
+        for key in ("name", "repeat", "max_runs", *_MATRIX_ONLY):
             if key in block:
                 add((key,), "a variant changes how a run is made; it cannot set " + key)
         if any(p.path.startswith(_dotted(here)) for p in problems):

@@ -64,3 +64,48 @@ def moto_server():
         yield url
     finally:
         stop_process(proc, 10)
+
+
+def _shared_run(tmp_path_factory, name: str, *args: str, env: dict[str, str] | None = None):
+    """A real `orchestrate run` made once for the session: (its results folder, the finished
+    process). No process of it may outlive it (every process a run starts carries its id)."""
+    from orchestrator.remote import LocalTransport, marked_pids
+
+    from testkit import orchestrate
+
+    root = tmp_path_factory.mktemp(name)
+    rid = f"test-{name}-{secrets.token_hex(4)}"
+    done = orchestrate("run", "--results", str(root / "results"), "--run-id", rid, *args, env=env,
+                       timeout=600)
+    left = marked_pids(LocalTransport(), rid)
+    assert not left, f"processes of run {rid} left running: {left}"
+    folders = [p for p in (root / "results").glob("*/*") if p.is_dir()]
+    return (folders[0] if len(folders) == 1 else None), done
+
+
+@pytest.fixture(scope="session")
+def loopback_run(tmp_path_factory):
+    """The built-in loopback scenario, short: both architectures, 1 and 2 server threads, 3 s
+    each (long enough for a whole collector interval inside the load), a 1 s baseline. Shared
+    by the tests that check different properties of the same run (test_execute: the folder,
+    its figures, pinning and kernel counters; report/test_real_run: the report built from it),
+    which each made their own run before."""
+    return _shared_run(tmp_path_factory, "loopback", "--set", "server.threads=[1,2]",
+                       "--set", "load.duration=3s", "--set", "baseline.iperf3.duration=1s",
+                       "--set", "baseline.iperf3.tcp_duration=1s")
+
+
+@pytest.fixture(scope="session")
+def native_run(tmp_path_factory):
+    """One closed-loop run of the project's own generator against the built-in server (reuseport,
+    2 s, no baseline) with pidstat and a perf that cannot open its events (as with
+    kernel.perf_event_paranoid=3 for a non-root user). Shared by test_load (the generator's
+    face) and test_telemetry (a failed flame graph is reported, the measurement kept)."""
+    bin_dir = tmp_path_factory.mktemp("perf-denied")
+    (bin_dir / "perf").write_text(
+        "#!/bin/sh\necho 'Error: No permission to enable cpu-clock event.' >&2\nexit 255\n")
+    (bin_dir / "perf").chmod(0o755)
+    return _shared_run(tmp_path_factory, "native", "--set", "load.tool=orchestrate-load",
+                       "--set", "server.arch=reuseport", "--set", "baseline.enabled=false",
+                       "--set", "load.duration=2s", "--set", "telemetry=[pidstat, perf]",
+                       env={"PATH": f"{bin_dir}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"})

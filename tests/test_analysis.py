@@ -11,7 +11,7 @@ import re
 import pytest
 
 from orchestrator import analysis
-from orchestrator.records import Analysis, Run
+from orchestrator.records import Analysis, Run, Summary
 
 from testkit import REPO
 
@@ -841,3 +841,31 @@ def test_an_aggregate_ceiling_measured_with_fewer_clients_is_stale():
     assert any("no ceiling measured for the path c3->srv" in f for f in a.flags), a.flags
     rec["baseline"]["aggregate"]["clients"] = 3
     assert verdict(rec).verdict == analysis.NETWORK
+
+
+def test_a_cost_recorded_before_softirq_was_counted_once_is_upgraded_for_comparisons():
+    from orchestrator import metrics
+
+    rec = record(qps=10_000, thread_busy=50)  # the softirq is in the process's sys already
+    old = {"usr": 10.0, "sys": 40.0, "soft": 10.0, "total": 60.0}  # as recorded before: twice
+    run = Run.model_validate({**rec, "analysis": {"verdict": "x", "cpu_us_per_request": old}})
+    assert analysis.cpu_cost(run).total == 50.0 and analysis.cpu_cost(run).basis
+    (up,) = analysis.upgrade_costs(Summary(runs=(run,))).runs
+    assert metrics.PAIRED_METRICS["cpu_us_per_request"].read(up) == 50.0
+    # counted once already: read as recorded
+    new = {**old, "total": 61.0, "basis": "as counted"}
+    run = Run.model_validate({**rec, "analysis": {"verdict": "x", "cpu_us_per_request": new}})
+    (up,) = analysis.upgrade_costs(Summary(runs=(run,))).runs
+    assert metrics.PAIRED_METRICS["cpu_us_per_request"].read(up) == 61.0
+
+
+def test_softirq_not_measured_is_said_not_taken_as_zero():
+    rec = placed(record(server_core=80, soft=10, thread_busy=60))
+    del rec["server_host_cpu"]["cpus"]["0"]["soft"]
+    a = verdict(rec)
+    (line,) = [e for e in a.evidence if e.startswith("server work")]
+    assert "softirq not measured + irq 0%; softirq not measured on this CPU" in line, line
+    cost = a.cpu_us_per_request
+    assert cost and cost.total is None and cost.basis == "softirq not measured on CPU 0: total unknown"
+    a = verdict({**rec, "server_cpu": {**rec["server_cpu"], "threads": []}})  # threads not placed
+    assert any("softirq not measured, other" in e for e in a.evidence), a.evidence

@@ -13,7 +13,7 @@ import time
 import pandas as pd
 import pytest
 
-from orchestrator import execute
+from orchestrator import execute, records
 
 from testkit import orchestrate
 
@@ -33,7 +33,7 @@ def check_results(folder, *, expect_runs: int, server_cpus: list[int], wrk_cpus:
     for name in ("summary.json", "metrics.csv", "scenario.yaml", "hosts.json", "baseline.json"):
         assert (folder / name).is_file(), name
     summary = json.loads((folder / "summary.json").read_text())
-    assert summary["version"] == 2 and summary["status"] == "complete"
+    assert summary["version"] == records.FORMAT_VERSION and summary["status"] == "complete"
     facts = summary["hosts"]["localhost"]
     assert facts["cpus"] >= 2 and facts["kernel"] and facts["cpu_model"]
     base = summary["baseline"]["localhost->localhost"]
@@ -58,11 +58,13 @@ def check_results(folder, *, expect_runs: int, server_cpus: list[int], wrk_cpus:
     return summary
 
 
-def test_builtin_server_loopback_end_to_end(tmp_path, run_id):
-    done = orchestrate("run", "--results", str(tmp_path), "--run-id", run_id, *SHORT, timeout=600)
+def test_builtin_server_loopback_end_to_end(loopback_run):
+    folder, done = loopback_run  # both architectures, 1 and 2 server threads (conftest.py)
     assert done.returncode == 0, done.stderr
     assert "req/s" in done.stderr and "pps delivered" in done.stdout
-    summary = check_results(_only_results(tmp_path), expect_runs=2, server_cpus=[0], wrk_cpus=[1])
+    summary = check_results(folder, expect_runs=4, server_cpus=[0], wrk_cpus=[1])
+    assert {(r["arch"], r["server_threads"]) for r in summary["runs"]} == {
+        (a, t) for a in ("reuseport", "main-sub") for t in (1, 2)}
     for r in summary["runs"]:
         counters = r["server_counters"]
         # the server's own count covers every request wrk completed (plus in-flight ones)
@@ -74,7 +76,7 @@ def test_builtin_server_loopback_end_to_end(tmp_path, run_id):
         assert k["run"]["out_segs"] >= r["requests"]  # every response is at least one segment
         assert k["per_request"]["out_segs"] >= 1 and k["per_second"]["out_segs"] > 0
         assert set(k["softirqs"]) == {"0", "1"}  # the server's CPU 0 and wrk's CPU 1
-        raw = _only_results(tmp_path) / "raw" / r["run_id"] / "localhost"
+        raw = folder / "raw" / r["run_id"] / "localhost"
         assert (raw / "nstat-before.txt").is_file() and (raw / "nstat-after.txt").is_file()
 
 

@@ -135,3 +135,30 @@ rounds: {min: 3, max: 6, until: 3%}
                           progress=lambda _: None)
     assert not execute._rounds_done(ctx, p, 3) and not execute._rounds_done(ctx, p, 5)
     assert execute._rounds_done(ctx, p, 6) and ctx.rounds["stopped"] == "all 6 planned rounds run"
+
+
+def test_named_variants_are_a_factor_like_any_axis():
+    sc = scenario.load("s.yaml", host_cpus={0, 1}, text="""
+name: m
+server: {cpus: [0]}
+load: {cpus: [1]}
+variants:
+  small: {server: {body: "ok\\n"}}
+  large: {server: {body: "a much longer body than the other\\n"}}
+compare: {factor: variant, baseline: small}
+rounds: 3
+""").scenario
+    p = plan.expand(sc)
+    assert p.rounds is not None and p.rounds.orders == (("small", "large"), ("large", "small"),
+                                                        ("small", "large"))
+    assert [r.axes["variant"] for r in p.runs] == ["small", "large", "large", "small", "small", "large"]
+    with pytest.raises(UserError) as exc:
+        scenario.load("s.yaml", host_cpus={0, 1}, text="""
+name: m
+server: {cpus: [0]}
+load: {cpus: [1]}
+variants: {small: {}, large: {server: {body: "xx"}}}
+compare: {factor: variant, baseline: big}
+rounds: 3
+""")
+    assert exc.value.lines() == ["s.yaml:6: compare.baseline: 'big' is not a value of variant (small, large)"]

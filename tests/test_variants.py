@@ -113,13 +113,15 @@ def _opens(raw: Path) -> int:
 @pytest.mark.slow
 def test_two_nginx_configs_compare_point_by_point(tmp_path, run_id):
     done = orchestrate("run", str(NGINX), "--results", str(tmp_path), "--run-id", run_id,
-                       "--set", "load.duration=1s", "--set", "repeat=2", "--set", "telemetry=[]", timeout=300)
+                       "--set", "load.duration=1s", "--set", "rounds=2", "--set", "telemetry=[]", timeout=300)
     assert done.returncode == 0, done.stderr
     folder = tmp_path / "nginx-variants" / run_id
     summary = json.loads((folder / "summary.json").read_text())
     variants = ["unlimited", "close-every-100"]
-    assert [r["axes"] for r in summary["runs"]] == [{"variant": v} for v in variants * 2]
-    assert [p["axes"]["variant"] for p in summary["points"]] == ["unlimited", "close-every-100"]
+    # two rounds, each running both variants (in alternating order)
+    assert sorted((r["repetition"], r["axes"]["variant"]) for r in summary["runs"]) == \
+        sorted((k, v) for k in (1, 2) for v in variants)
+    assert [p["axes"]["variant"] for p in summary["points"]] == variants
     # each run used its own block: nginx closes a connection every 100 requests in one of them
     for r in summary["runs"]:
         opens = _opens(folder / "raw" / r["run_id"] / "localhost")

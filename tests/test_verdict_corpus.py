@@ -483,7 +483,13 @@ def slow_search(tmp_path_factory) -> tuple[Path, dict, str]:
     path = tmp / "scenario.yaml"
     path.write_text(yaml.safe_dump(sc))
     rid = f"test-{secrets.token_hex(4)}"
-    done = orchestrate("run", str(path), "--results", str(tmp / "results"), "--run-id", rid, timeout=300)
+    deadline = time.monotonic() + 240
+    while True:
+        done = orchestrate("run", str(path), "--results", str(tmp / "results"), "--run-id", rid, timeout=300)
+        # another run holds this host (a shared machine): wait for it rather than measure beside it
+        if "is running against this host" not in done.stderr or time.monotonic() > deadline:
+            break
+        time.sleep(5)
     assert not marked_pids(LocalTransport(), rid)
     assert done.returncode == 0, done.stderr[-3000:]
     (summary,) = (tmp / "results").glob("*/*/summary.json")

@@ -369,7 +369,7 @@ def link_text(pps: int | None, rate: int | None, queue: int | None) -> str:
     """The lab's cap in words (`lab up|status`, errors)."""
     if not (pps or rate):
         return "no link cap"
-    cap = f"{pps} pps" if pps else f"{rate / 1e6:g} Mbit/s"
+    cap = f"{pps} pps" if pps else f"{(rate or 0) / 1e6:g} Mbit/s"
     return f"capped at {cap} per direction" + (f", queue {queue} bytes" if queue else "")
 
 

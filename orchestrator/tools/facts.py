@@ -220,17 +220,22 @@ def _quota(text: str) -> tuple[float | None, str]:
     return (round(min(quotas), 4) if quotas else None), own
 
 
-def capacity(facts: HostFacts | Mapping[str, Any]) -> float:
+def capacity(facts: HostFacts | Mapping[str, Any]) -> float | None:
     """CPUs' worth of time a host can give its processes: the CPUs they may run on, capped
     by the cgroup quota. Busy % of a host (or of everything a role runs there) is CPU
-    seconds per second over this, not over one core or the machine's CPU count."""
+    seconds per second over this, not over one core or the machine's CPU count. None: the
+    host's CPU count was not read (unknown is not 1)."""
     data = facts if isinstance(facts, Mapping) else facts.__dict__
-    n = float(len(data.get("cpus_allowed") or ()) or data.get("cpus") or 1)
+    n = len(data.get("cpus_allowed") or ()) or data.get("cpus")
+    if not n:
+        return None
     quota = data.get("cpu_quota")
-    return min(n, float(quota)) if quota else n
+    return min(float(n), float(quota)) if quota else float(n)
 
 
-def busy_pct(cpu_s_per_s: float, facts: HostFacts | Mapping[str, Any]) -> float:
+def busy_pct(cpu_s_per_s: float, facts: HostFacts | Mapping[str, Any]) -> float | None:
     """CPU seconds per second used on a host (e.g. pidstat %CPU summed over a role's
-    processes, / 100) as a % of the host's capacity(): 100 means it has nothing left."""
-    return 100.0 * cpu_s_per_s / capacity(facts)
+    processes, / 100) as a % of the host's capacity(): 100 means it has nothing left.
+    None when its capacity is unknown."""
+    cap = capacity(facts)
+    return 100.0 * cpu_s_per_s / cap if cap else None

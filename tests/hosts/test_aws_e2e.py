@@ -228,3 +228,115 @@ def test_the_smoke_scenario_end_to_end_on_lab_hosts(moto_api, tmp_path, run_id, 
     finally:
         netns.down(name)
     assert lab_leftovers(st) == []
+
+
+HANGUP_CHILD = """
+import contextlib, dataclasses, json, sys
+from awskit import Fakes, LabInstances
+from orchestrator.hosts import aws
+from orchestrator.hosts.aws import ec2 as api
+
+endpoint, lab_dir, stand_ins, build_root = sys.argv[1:5]
+real_session, real_open_lab = api.make_session, aws.open_lab
+
+
+def session(region, profile=None):  # EC2 as it behaves, the lab hosts behind its instances
+    s = real_session(region, profile)
+    LabInstances(lab_dir, json.loads(stand_ins)).install(Fakes(endpoint).install(s))
+    return s
+
+
+@contextlib.contextmanager
+def open_lab(scenario, **kw):  # the lab's build root, as in the test above
+    with real_open_lab(scenario, **kw) as lab:
+        yield dataclasses.replace(lab, hosts=tuple(dataclasses.replace(
+            h, vars={**h.vars, "orchestrate_root": build_root}) for h in lab.hosts))
+
+
+api.make_session, aws.open_lab = session, open_lab
+from orchestrator.cli import main
+sys.exit(main(sys.argv[5:]))
+"""
+
+
+def test_a_hang_up_mid_measurement_with_the_terminal_closed_leaves_nothing(moto_api, tmp_path, run_id,
+                                                                            lab_leftovers):
+    """`orchestrate run` on a pty, on lab hosts standing in for the instances; the terminal is
+    closed while the first run is loading: SIGHUP unwinds the run (processes on the hosts
+    stopped, instances terminated, groups and key deleted), its output in the run's log."""
+    if os.geteuid() != 0 or not os.path.exists(netns.SSHD):
+        pytest.fail("this test needs root and openssh-server, as the netns labs do")
+    import fcntl
+    import pty
+    import select
+    import subprocess
+    import sys
+    import termios
+    import time
+
+    import boto3
+
+    name = f"awsh{os.getpid() % 100000}"
+    st = netns.up(name, 5)  # moto's instances get .4 and .5
+    try:
+        net = f"{st.hosts[0].address.rsplit('.', 1)[0]}.0/24"
+        ec2 = boto3.session.Session(region_name=REGION).client("ec2", endpoint_url=moto_api)
+        vpc = ec2.create_vpc(CidrBlock=net)["Vpc"]["VpcId"]
+        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=net,
+                                   AvailabilityZone=f"{REGION}a")["Subnet"]["SubnetId"]
+        doc = {"name": "aws-hup",
+               "hosts": {"provider": "aws", "roles": {"server": 1, "client": 1},
+                         "aws": {"region": REGION, "endpoint_url": moto_api, "subnet": subnet,
+                                 "ssh_address": "private", "ssh_user": "root", "image": DEBIAN,
+                                 "instance_type": {"server": "c6i.large", "client": "c6i.large"},
+                                 "expire_after": "1h"}},
+               "server": {"arch": "reuseport", "threads": [1, 2], "cpus": [0, 1], "port": 8000},
+               "load": {"threads": 1, "connections": 16, "duration": "5s", "cpus": [1]},
+               "baseline": {"iperf3": {"udp_length": 64, "duration": "1s", "tcp_duration": "1s"}}}
+        path = tmp_path / "aws-hup.yaml"
+        path.write_text(yaml.safe_dump(doc))
+        stand_ins = json.dumps({h.address: h.name for h in st.hosts[3:]})
+        master, slave = pty.openpty()
+
+        def controlling_terminal() -> None:
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+        child = subprocess.Popen(
+            [sys.executable, "-c", HANGUP_CHILD, moto_api, st.dir, stand_ins, BUILD_ROOT,
+             "run", str(path), "--yes", "--run-id", run_id, "--results", str(tmp_path / "results"),
+             "--history", str(tmp_path / "history.sqlite")],
+            stdin=slave, stdout=slave, stderr=slave, start_new_session=True, preexec_fn=controlling_terminal,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+        os.close(slave)
+        seen = b""
+        try:
+            deadline = time.monotonic() + 300
+            while b"[1/2]" not in seen:
+                assert time.monotonic() < deadline and child.poll() is None, seen.decode(errors="replace")
+                if select.select([master], [], [], 1.0)[0]:
+                    seen += os.read(master, 65536)
+            time.sleep(2.0)  # inside the first run's load
+            mine = [{"Name": f"tag:{aws_api.TAG_RUN}", "Values": [run_id]},
+                    {"Name": "instance-state-name", "Values": ["pending", "running"]}]
+            assert len([i for r in ec2.describe_instances(Filters=mine)["Reservations"]
+                        for i in r["Instances"]]) == 2
+        finally:
+            os.close(master)  # the terminal goes away: SIGHUP
+        try:
+            rc = child.wait(180)
+        finally:
+            if child.poll() is None:
+                child.kill()
+        folder = tmp_path / "results" / "aws-hup" / run_id
+        log = (folder / "orchestrate.log").read_text()
+        assert rc == 130, log
+        assert "hang-up (SIGHUP)" in log and "Traceback" not in log, log
+        summary = json.loads((folder / "summary.json").read_text())
+        assert summary["status"] == "interrupted" and summary["runs"] == [], summary.get("error")
+        live = ec2.describe_instances(Filters=[{"Name": "instance-state-name",
+                                                "Values": list(aws_api.LIVE_STATES)}])["Reservations"]
+        assert live == [] and ec2.describe_key_pairs()["KeyPairs"] == []
+        assert {g["GroupName"] for g in ec2.describe_security_groups()["SecurityGroups"]} == {"default"}
+    finally:
+        netns.down(name)
+    assert lab_leftovers(st) == []

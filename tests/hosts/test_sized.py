@@ -211,3 +211,5 @@ def test_the_quota_is_the_tightest_on_the_cgroup_path():
     assert facts.capacity({"cpus": 8, "cpus_allowed": [0, 1], "cpu_quota": None}) == 2.0
     assert facts.capacity({"cpus": 8, "cpus_allowed": [0, 1], "cpu_quota": 3.0}) == 2.0
     assert facts.busy_pct(0.2, {"cpus": 8, "cpus_allowed": list(range(8)), "cpu_quota": 0.25}) == 80.0
+    # issue 22: a CPU count not read is unknown, not 1
+    assert facts.capacity({"cpu_quota": 0.5}) is None and facts.busy_pct(0.2, {}) is None

@@ -1,32 +1,24 @@
-"""End to end: a short real `orchestrate run`, then a report built from the folder it wrote."""
+"""End to end: a short real `orchestrate run` (the session's, conftest.py), then a report built from
+the folder it wrote."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from report_checks import Dom, assert_png
 
 from orchestrator.report import render
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 @pytest.mark.slow
-def test_report_from_a_fresh_real_run(tmp_path: Path, run_id: str):
-    # 2 runs of 1 s (reuseport, 1 and 2 threads): the smallest run that still has a thread sweep
-    # and per-thread counters. Shares 2 cores with everything else, so keep it this short.
-    cmd = [sys.executable, "-m", "orchestrator", "run", "scenarios/loopback.yaml", "--results",
-           str(tmp_path), "--run-id", run_id, "--set", "load.duration=1s", "--set", "server.arch=reuseport",
-           "--set", "server.threads=[1,2]", "--set", "repeat=1"]
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=240)
+def test_report_from_a_fresh_real_run(loopback_run):
+    # the session's short loopback run (conftest.py: 4 runs of 3 s, both architectures, 1 and 2
+    # threads): the smallest that still has a thread sweep and per-thread counters
+    folder, done = loopback_run
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    folder = next(tmp_path.glob(f"*/{run_id}"))
     runs = json.loads((folder / "summary.json").read_text())["runs"]
-    assert len(runs) == 2
+    assert len(runs) == 4
 
     paths = render.build(folder)
     assert {"qps_by_threads", "point_summary", "latency_percentiles", "thread_balance"} <= set(paths.plots)
@@ -35,7 +27,7 @@ def test_report_from_a_fresh_real_run(tmp_path: Path, run_id: str):
     html = paths.html.read_text()
     dom = Dom(html)
     assert 'src="http' not in html
-    assert dom.rows["verdicts"] == 2
+    assert dom.rows["verdicts"] == len(runs)
     assert len(dom.imgs) == len(paths.plots)
     assert all((i.get("src") or "").startswith("data:image/png;base64,") for i in dom.imgs)
     assert [row[0] for row in dom.cells["verdicts"]] == [r["run_id"] for r in runs]

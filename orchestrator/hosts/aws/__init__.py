@@ -62,6 +62,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -221,7 +222,7 @@ def fetch_host_keys(ec2: Any, hosts: Sequence[Booted], timeout: float) -> dict[s
                 out = ec2.get_console_output(InstanceId=h.instance_id, Latest=True).get("Output") or ""
             except Exception:  # Latest is Nitro-only; older types have the buffered console
                 with step(f"read {h.name}'s host keys from its console"):
-                    out = api.retry(lambda h=h: ec2.get_console_output(InstanceId=h.instance_id),
+                    out = api.retry(partial(ec2.get_console_output, InstanceId=h.instance_id),
                                     codes=CONSISTENCY, what="console output").get("Output") or ""
             found = parse_console_host_keys(out)
             if not found:  # the API returns the console base64-encoded
@@ -452,7 +453,7 @@ class _Fleet:
         for b in booted:
             name = [{"Key": "Name", "Value": f"{self.base}-{b.name}"}]
             with step(f"tag {b.instance_id}"):
-                api.retry(lambda b=b, name=name: ec2.create_tags(Resources=[b.instance_id], Tags=name),
+                api.retry(partial(ec2.create_tags, Resources=[b.instance_id], Tags=name),
                           codes=CONSISTENCY, what="tag instance")
         created.doing = "wait for SSH"
         self.wait_ssh(booted, self.ssh_timeout)
@@ -510,7 +511,7 @@ def _launch(ec2: Any, scenario: Scenario, checked: preflight.Checked, created: C
                 created.tokens.append(kw["ClientToken"])
                 with deferred(), step(f"launch {r.role} ({r.count} x {r.instance_type} in {subnet.zone})"):
                     try:
-                        resp = api.retry(lambda kw=kw: ec2.run_instances(**kw), codes=CONSISTENCY,
+                        resp = api.retry(partial(ec2.run_instances, **kw), codes=CONSISTENCY,
                                          what=f"launch {r.role}")
                     except Exception as exc:
                         if code_of(exc) in CAPACITY:
@@ -539,7 +540,7 @@ def _launch(ec2: Any, scenario: Scenario, checked: preflight.Checked, created: C
                 created.ended(here)
                 if group:
                     with step(f"delete placement group {group}"):
-                        delete_when_free(lambda group=group: ec2.delete_placement_group(GroupName=group))
+                        delete_when_free(partial(ec2.delete_placement_group, GroupName=group))
                     created.placement_groups.remove(group)
                     created.save()
     raise RunFailed(f"aws launch: no capacity in any zone offering the types ({'; '.join(tried)}) "

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from orchestrator.errors import UserError
@@ -128,15 +129,15 @@ def remove(ec2: Any, items: Sequence[Leftover], *,
     deletes: list[tuple[Leftover, Callable[[], Any]]] = []
     for item in items:
         if item.kind == "placement-group":
-            deletes.append((item, lambda item=item: delete_when_free(
-                lambda: ec2.delete_placement_group(GroupName=item.id))))
+            deletes.append((item, partial(delete_when_free,
+                                          partial(ec2.delete_placement_group, GroupName=item.id))))
     for item in items:
         if item.kind == "security-group":
-            deletes.append((item, lambda item=item: delete_when_free(
-                lambda: ec2.delete_security_group(GroupId=item.id))))
+            deletes.append((item, partial(delete_when_free,
+                                          partial(ec2.delete_security_group, GroupId=item.id))))
     for item in items:
         if item.kind == "key-pair":
-            deletes.append((item, lambda item=item: ec2.delete_key_pair(KeyName=item.id)))
+            deletes.append((item, partial(ec2.delete_key_pair, KeyName=item.id)))
     for item, delete in deletes:
         if not stop and deadline is not None and time.monotonic() > deadline:
             stop = "the teardown deadline passed"
