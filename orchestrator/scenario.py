@@ -942,7 +942,7 @@ def semantic_problems(sc: Scenario, source: str, lines: dict[tuple, int],
                         f"(it has {ranges(sorted(host_cpus))})")
     if sc.hosts.provider == "static" and not sc.hosts.inventory:
         add(("hosts", "inventory"), "provider 'static' needs an Ansible inventory file")
-    elif sc.hosts.provider == "static" and not Path(sc.hosts.inventory or "").expanduser().is_file():
+    elif sc.hosts.provider == "static" and not Path(sc.hosts.inventory or "").expanduser().exists():
         add(("hosts", "inventory"), f"no such inventory file: {sc.hosts.inventory} (relative paths are "
             "from the current directory)")
     scale = sc.hosts.roles.autoscale
