@@ -632,12 +632,12 @@ def _kill_namespace_processes(namespaces: list[str]) -> list[str]:
     """TERM, then KILL, every process in the namespaces (sshd, its sessions, whatever they started)."""
     victims: dict[int, str] = {}
     for ns in namespaces:
-        for pid in _sh(["ip", "netns", "pids", ns], check=False).stdout.split():
+        for word in _sh(["ip", "netns", "pids", ns], check=False).stdout.split():
             try:
-                comm = Path(f"/proc/{pid}/comm").read_text().strip()
+                comm = Path(f"/proc/{word}/comm").read_text().strip()
             except OSError:
                 continue
-            victims[int(pid)] = f"process {pid} ({comm}) in {ns}"
+            victims[int(word)] = f"process {word} ({comm}) in {ns}"
     for pid in victims:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
@@ -833,7 +833,7 @@ def open_lab(scenario: Scenario, *, run_id: str, root: Path | None = None, **_: 
     need = roles.server + first
     link = scenario.hosts.link
     pps = link.pps
-    size = dict(scenario.hosts.size)
+    size = {str(role): s for role, s in scenario.hosts.size.items()}
     owned = not is_up(name, root=root)
     if owned:
         st = up(name, need, pps, size=size, root=root, rate=link.rate, queue=link.queue)
