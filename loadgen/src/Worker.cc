@@ -1,7 +1,5 @@
 #include "Worker.h"
 
-#include <pthread.h>
-#include <sched.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -10,6 +8,7 @@
 #include <cmath>
 
 #include "Clock.h"
+#include "orch/Affinity.h"
 
 namespace orchload {
 
@@ -42,12 +41,11 @@ Worker::Worker(int id, int threads, int connections, int cpu, const Options& opt
     size_t k = static_cast<size_t>(i) * static_cast<size_t>(threads) + static_cast<size_t>(id);
     conns_.push_back(std::make_unique<Connection>(this, &targets[k % targets.size()], depth));
   }
-  poller_.add(wakeFd_, EPOLLIN, &wakeTag);
+  poller_.add(wakeFd_.get(), EPOLLIN, &wakeTag);
 }
 
 Worker::~Worker() {
   conns_.clear();  // closes sockets while the poller still exists
-  ::close(wakeFd_);
 }
 
 void Worker::start() { thread_ = std::thread([this] { run(); }); }
@@ -57,17 +55,13 @@ void Worker::join() {
 
 void Worker::wake() {
   uint64_t one = 1;
-  ssize_t rc = ::write(wakeFd_, &one, sizeof one);
+  ssize_t rc = ::write(wakeFd_.get(), &one, sizeof one);
   (void)rc;
 }
 
 void Worker::pin() {
   prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);  // default 50 µs slack would blur the pacing
-  if (cpu_ < 0) return;
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(cpu_, &set);
-  pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+  orch::pinCurrentThreadOrWarn(cpu_, "orchestrate-load", "a load thread");
 }
 
 int64_t Worker::slotTime(int64_t k) const {
@@ -261,7 +255,7 @@ void Worker::pollOnce(int64_t timeoutNs) {
   for (int i = 0; i < n; ++i) {
     if (events[i].data.ptr == &wakeTag) {
       uint64_t v;
-      ssize_t rc = ::read(wakeFd_, &v, sizeof v);
+      ssize_t rc = ::read(wakeFd_.get(), &v, sizeof v);
       (void)rc;
       continue;
     }

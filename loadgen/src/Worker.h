@@ -13,6 +13,7 @@
 #include "Stats.h"
 #include "Target.h"
 #include "orch/NonCopyable.h"
+#include "orch/UniqueFd.h"
 
 namespace orchload {
 
@@ -92,7 +93,7 @@ class Worker : orch::NonCopyable {
   const int64_t timeoutNs_;
   const int64_t minSleepNs_;
   Poller poller_;
-  int wakeFd_;
+  orch::UniqueFd wakeFd_;
   std::vector<std::unique_ptr<Connection>> conns_;
   std::deque<Connection*> free_;  // FIFO: load spreads evenly over connections and targets
   std::vector<char> readBuffer_;
