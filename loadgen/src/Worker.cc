@@ -78,9 +78,10 @@ int64_t Worker::dueCount(int64_t now) const {
   return k;
 }
 
-void Worker::makeFree(Connection* c) {
+void Worker::makeFree(Connection* c, int64_t now) {
   if (!c->inFreeList && c->canSend()) {
     c->inFreeList = true;
+    c->freeSinceNs = now;
     free_.push_back(c);
   }
 }
@@ -102,10 +103,14 @@ void Worker::dispatch(int64_t now) {
     Connection* c = popFree();
     if (!c) break;
     int64_t intended = slotTime(sentSlots_++);
-    if (inWindow(intended)) ++stats_.sent;
+    if (inWindow(intended)) {
+      ++stats_.sent;
+      stats_.clientSendLag.record(toUs(now - std::max(intended, c->freeSinceNs)));
+    }
     if (!stats_.firstSendNs) stats_.firstSendNs = now;
+    const int64_t freeSince = c->freeSinceNs;
     c->send(intended, now);
-    makeFree(c);  // pipelining: still room
+    makeFree(c, freeSince);  // pipelining: still room, free all along
   }
   if (sentSlots_ < due) {
     for (int64_t k = std::max(sentSlots_, queuedUpTo_); k < due; ++k)
@@ -130,7 +135,7 @@ void Worker::fill(Connection* c, int64_t now) {
 void Worker::onConnected(Connection* c, int64_t now) {
   ++stats_.connects;
   c->backoffNs = 0;
-  if (open_) makeFree(c);
+  if (open_) makeFree(c, now);
   else if (closedStarted_) fill(c, now);
 }
 
@@ -150,7 +155,7 @@ void Worker::onResponse(Connection* c, const InFlight& r, int status, int64_t no
     ++stats_.status[status >= 100 && status < 600 ? status / 100 : 0];
     recordLatency(r, now);
   }
-  if (open_) makeFree(c);
+  if (open_) makeFree(c, now);
   else fill(c, now);
 }
 

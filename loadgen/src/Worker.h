@@ -76,7 +76,7 @@ class Worker : orch::NonCopyable {
   void pollOnce(int64_t timeoutNs);
   // One request of the window into the three histograms; service time at least minServiceNs.
   void recordLatency(const InFlight& r, int64_t now, int64_t minServiceNs = 0);
-  void makeFree(Connection* c);
+  void makeFree(Connection* c, int64_t now);
   Connection* popFree();
   int64_t slotTime(int64_t k) const;
   int64_t dueCount(int64_t now) const;
