@@ -135,6 +135,7 @@ void Worker::fill(Connection* c, int64_t now) {
 void Worker::onConnected(Connection* c, int64_t now) {
   ++stats_.connects;
   c->backoffNs = 0;
+  c->freeSinceNs = now;  // free from now on, even if a stale entry is still in the free list
   if (open_) makeFree(c, now);
   else if (closedStarted_) fill(c, now);
 }
