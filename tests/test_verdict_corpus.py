@@ -385,7 +385,7 @@ def slow_server_run(tmp_path_factory) -> Summary:
     script = tmp / "sleeper.py"
     script.write_text(SLEEPER.replace('"127.0.0.1"', '"0.0.0.0"'))
     lab = f"sl{os.getpid() % 10000}"
-    sc = {"name": "slow-server", "hosts": {"provider": "netns", "lab": lab, "deploy": False,
+    sc = {"name": "slow-server", "hosts": {"provider": "netns", "lab": lab,
                                            "roles": {"server": 1, "client": {"min": 1, "max": 4}}},
           "server": {"arch": "sleeper", "threads": 1, "cpus": [0], "port": 8000,
                      "command": f"{sys.executable} {script} {{port}}"},
