@@ -223,6 +223,8 @@ def _answer(summary: Summary, folder: Path | None = None) -> dict[str, Any] | No
         return None
     if not changes:
         return None
+    why = compare.explanations(summary, factor, base)
+    cells = list(dict.fromkeys((c.at, c.variant) for c in changes))
     title = ("each architecture" if factor == "server.arch" else f"{factor}") + \
         f" against {compare.value_text(base)}"
     return {"baseline": compare.value_text(base), "title": title, "factor": factor,
@@ -231,6 +233,10 @@ def _answer(summary: Summary, folder: Path | None = None) -> dict[str, Any] | No
                       "rounds": c.ratio.n, "word": c.word, "plain": _plain(c.metric, c.word),
                       "floor": (floors[c.metric.name].text() if c.metric.name in floors
                                 else "not measured")} for c in changes],
+            "why": [{"at": at, "variant": variant, "sentence": e.sentence,
+                     "components": [{"name": x.label, "ratio": x.ratio.text(2), "rounds": x.ratio.n,
+                                     "moved": x.ratio.excludes_one} for x in e.components]}
+                    for at, variant in cells if (e := why.get((at, variant))) is not None],
             "floors_measured": bool(floors),
             "stopped": rounds.get("stopped"), "orders": rounds.get("orders")}
 
