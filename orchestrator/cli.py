@@ -230,8 +230,8 @@ def _factor_gate(args: argparse.Namespace, history: Any, summary: Any, sc: Any) 
     floor = floors.get(gated)
     effect = max(pct, floor.pct if floor else 0.0)
     floor_text = floor.text() if floor else "noise floor not measured here (orchestrate noise)"
-    lines = [f"{ch.at}: {c.factor}={ch.variant} against {ch.baseline}: {ch.metric.unit} "
-             f"{ch.ratio.text()} ({ch.ratio.n} rounds), beyond {effect:g}% ({floor_text})" for ch in bad]
+    lines = compare.paired_gate_lines(bad, c.factor, effect, floor_text,
+                                      compare.explanations(summary, c.factor, c.baseline) if bad else None)
     run_id = plain(summary)["run_id"]
     try:
         history.record_gate(run_id, {"threshold_pct": pct, "baseline": f"{c.factor}={c.baseline}",

@@ -462,6 +462,29 @@ def _at(point: Any) -> str:
 value_text = text  # a value as a person writes it (point.text)
 
 
+def explanations(summary: Summary | dict[str, Any], factor: str,
+                 baseline_value: Any) -> dict[tuple[str, str], Any]:
+    """explain.by_cell for a paired comparison, keyed as its PairedChange is: (at, variant)."""
+    from orchestrator import explain
+
+    s = as_summary(summary, "summary")
+    return {(_at(at), text(value)): why
+            for (at, value), why in explain.by_cell(s.runs, factor, baseline_value).items()}
+
+
+def paired_gate_lines(bad: Sequence[PairedChange], factor: str, effect: float, floor_text: str,
+                      why: dict[tuple[str, str], Any] | None = None) -> list[str]:
+    """The gate's lines for the changes it failed on: point, variant, metric, interval, rounds,
+    the effect and floor it needed, then the cell's explanation (what each request cost moved)."""
+    out = []
+    for ch in bad:
+        line = (f"{ch.at}: {factor}={ch.variant} against {ch.baseline}: {ch.metric.unit} "
+                f"{ch.ratio.text()} ({ch.ratio.n} rounds), beyond {effect:g}% ({floor_text})")
+        e = (why or {}).get((ch.at, ch.variant))
+        out.append(line + (f"; why: {e.sentence}" if e is not None else ""))
+    return out
+
+
 def paired_regressions(changes: Sequence[PairedChange], pct: float,
                        floors: dict[str, Floor] | None = None) -> list[PairedChange]:
     """Changes whose whole interval lies beyond max(pct, the metric's floor) in its bad

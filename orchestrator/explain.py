@@ -82,9 +82,12 @@ class Component:
     ratio: stats.Ratio
     change: float  # mean per-round absolute change, variant - baseline (in the part's unit)
 
+    @property
+    def label(self) -> str:
+        return f"{self.part.label} CPU µs per request" if self.part in CPU_PARTS else self.part.label
+
     def line(self) -> str:
-        label = f"{self.part.label} CPU µs per request" if self.part in CPU_PARTS else self.part.label
-        return f"{label}: {self.ratio.text(2)}"
+        return f"{self.label}: {self.ratio.text(2)}"
 
 
 @dataclass(frozen=True)

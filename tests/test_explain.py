@@ -94,3 +94,52 @@ def test_work_us_0_against_3_names_usr_cpu_per_request(tmp_path: Path, run_id: s
     assert "  usr CPU µs per request: " in shown.stdout
     # more usr CPU a request (pidstat's tick accounting read +0.9 µs of the 3 here, 2026-12-06)
     assert usr.ratio.low > 1.0 and usr.change > 0
+
+
+def sys_summary() -> dict:
+    """Three rounds of main-sub against reuseport, main-sub paying ~50% more sys time a request."""
+    runs = []
+    for rep, (base_sys, var_sys) in enumerate(((20, 30), (21, 31), (19, 29.5)), start=1):
+        for arch, sys in (("reuseport", base_sys), ("main-sub", var_sys)):
+            r = run(10, sys, 5).model_dump(mode="json", exclude_none=True)
+            runs.append({**r, "run_id": f"{rep}-{arch}", "arch": arch, "server_threads": 1,
+                         "connections": 64, "repetition": rep})
+    return {"scenario": "s", "run_id": "r", "status": "complete", "runs": runs,
+            "rounds": {"factor": "server.arch", "baseline": "reuseport", "metric": "cpu_us_per_request",
+                       "run": 3, "stopped": "all 3 planned rounds run"}}
+
+
+SENTENCE = ("main-sub costs 1.29x [1.25, 1.33] the server CPU per request of reuseport, and "
+            "sys time moved most (sys 1.51x [1.42, 1.61], 100% of the change).")
+
+
+def test_the_gate_names_why_a_factor_regressed():
+    from orchestrator import compare
+
+    s = sys_summary()
+    changes = compare.paired(s, "server.arch", "reuseport", metrics=["cpu_us_per_request"])
+    bad = compare.paired_regressions(changes, 5)
+    assert [(c.at, c.variant) for c in bad] == [("threads=1 connections=64", "main-sub")]
+    why = compare.explanations(s, "server.arch", "reuseport")
+    assert set(why) == {("threads=1 connections=64", "main-sub")}
+    (line,) = compare.paired_gate_lines(bad, "server.arch", 5.0, "noise floor not measured here", why)
+    assert line.startswith("threads=1 connections=64: server.arch=main-sub against reuseport: "
+                           "CPU µs/request 1.29")
+    assert "(3 rounds), beyond 5% (noise floor not measured here); why: " + SENTENCE in line
+    assert "why:" not in compare.paired_gate_lines(bad, "server.arch", 5.0, "x")[0]
+
+
+def test_the_report_explains_each_cell_of_the_comparison(tmp_path: Path):
+    from orchestrator.report import render
+
+    store.ResultsDir(tmp_path).save_summary(sys_summary())
+    paths = render.build(tmp_path)
+    md = paths.md.read_text()
+    answer = md[md.index("## The answer: each architecture against reuseport"):md.index("## Verdicts")]
+    assert f"**Why, at threads=1 connections=64, main-sub against reuseport:** {SENTENCE}" in answer
+    rows = {line.split(" | ")[0][2:]: line for line in answer.splitlines() if line.startswith("| ")}
+    assert rows["sys CPU µs per request"] == "| sys CPU µs per request | 1.51x [1.42, 1.61] | 3 | yes |"
+    assert rows["bytes per request (server, in + out)"].endswith("| 3 | no |")  # 200 bytes both sides
+    assert answer.index("**Why, at") > answer.index("| threads=1 connections=64 | main-sub | CPU µs/request")
+    html = paths.html.read_text()
+    assert html.index('class="why-components"') < html.index('id="verdict-section"')

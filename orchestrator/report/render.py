@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import statistics
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,6 +146,7 @@ def context(summary: Summary, folder: Path, charts: list[dict[str, Any]]) -> dic
         "charts": charts,
         "missing_charts": [c for c in charts if not c["available"]],
         "answer": _answer(summary, folder),
+        "search_answer": _search_answer(summary, charts),
         "slo_warnings": _slo_warnings(summary),
     }
 
@@ -221,6 +223,8 @@ def _answer(summary: Summary, folder: Path | None = None) -> dict[str, Any] | No
         return None
     if not changes:
         return None
+    why = compare.explanations(summary, factor, base)
+    cells = list(dict.fromkeys((c.at, c.variant) for c in changes))
     title = ("each architecture" if factor == "server.arch" else f"{factor}") + \
         f" against {compare.value_text(base)}"
     return {"baseline": compare.value_text(base), "title": title, "factor": factor,
@@ -229,8 +233,49 @@ def _answer(summary: Summary, folder: Path | None = None) -> dict[str, Any] | No
                       "rounds": c.ratio.n, "word": c.word, "plain": _plain(c.metric, c.word),
                       "floor": (floors[c.metric.name].text() if c.metric.name in floors
                                 else "not measured")} for c in changes],
+            "why": [{"at": at, "variant": variant, "sentence": e.sentence,
+                     "components": [{"name": x.label, "ratio": x.ratio.text(2), "rounds": x.ratio.n,
+                                     "moved": x.ratio.excludes_one} for x in e.components]}
+                    for at, variant in cells if (e := why.get((at, variant))) is not None],
             "floors_measured": bool(floors),
             "stopped": rounds.get("stopped"), "orders": rounds.get("orders")}
+
+
+SEARCH_CURVE = "latency_vs_rate"  # the chart a search's answer shows: its latency curve, capacity marked
+
+
+def _search_answer(summary: Summary, charts: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The answer a capacity search (load.search) opens with: each point's capacity under the
+    SLO, with the 95% interval of its geometric mean and its min-max when searched more than
+    once, then the latency curve with the capacity marked."""
+    from orchestrator import stats
+
+    if not summary.capacity:
+        return None
+    by_point: dict[Any, list[CapacitySearch]] = {}
+    for c in summary.capacity:
+        by_point.setdefault(c.key, []).append(c)
+    rows = []
+    for key, searches in by_point.items():
+        found = [c.capacity for c in searches if c.capacity]
+        ci = stats.mean_interval(found) if len(found) >= 2 else None
+        if not found:
+            capacity = "none: not even the lowest rate met the SLO"
+        elif len(found) == 1:
+            capacity = f_num(found[0])
+        else:
+            capacity = f"{f_num(statistics.median(found))} (median)"
+        rows.append({
+            "at": key.compact(), "capacity": capacity, "searches": len(searches),
+            "interval": f"{f_num(ci[0])} [{f_num(ci[1])}, {f_num(ci[2])}]" if ci else MISSING,
+            "spread": (f"{f_num(lo)} – {f_num(hi)} ({(hi - lo) / lo:.1%})"
+                       if len(found) >= 2 and (lo := min(found)) and (hi := max(found)) else MISSING),
+            "bounds": ", ".join(f"{b} ×{n}" if n > 1 else b
+                                for b, n in Counter(c.bound for c in searches).items()),
+        })
+    curve = next((c for c in charts if c["key"] == SEARCH_CURVE), None)
+    return {"slo": summary.capacity[0].slo, "rows": rows,
+            "curve": curve if curve and curve["available"] else None}
 
 
 def _slo_warnings(summary: Summary) -> list[str]:

@@ -138,3 +138,25 @@ def test_the_recorded_runs_report_fits_at_desktop_width(report: render.ReportPat
     assert page["page"] <= page["window"], page
     for t in tables:
         assert not t["spilled"] and t["width"] <= t["room"], t
+
+
+@pytest.mark.parametrize("width", [1300, 700])
+def test_a_search_answer_fits_and_comes_first(tmp_path: Path, width: int):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from test_search_answer import recorded_search_summary
+
+    from orchestrator import store
+
+    folder = tmp_path / "search"
+    store.ResultsDir(folder).save_summary(recorded_search_summary())
+    paths = render.build(folder)
+    *tables, page = layout(paths.html, tmp_path, width)
+    assert page["page"] <= page["window"], page
+    assert [t["table"] for t in tables][:2] == ["search-answer", "verdicts"]
+    for t in tables:
+        assert not t["spilled"], t
+        # the answer fits at desktop width; the detail tables below it may scroll in their frame
+        strict = width >= 1300 and t["table"] in ("search-answer", "verdicts")
+        assert t["width"] <= t["room"] or (not strict and t["scrolls"] in ("auto", "scroll")), t
