@@ -35,6 +35,7 @@ from orchestrator.records import (
     Run,
     Summary,
     Switches,
+    ThreadCpu,
 )
 from orchestrator.tools.loadgen import send_lag_limit_ms
 
@@ -334,14 +335,21 @@ def _server_cpus(run: Run) -> dict[str, Any]:
             out.pop("unowned")
             out["soft_unmeasured"] = sorted(k for k, c in rows.items() if c.soft is None)
     if threads:
-        # A thread's demand is the time it ran plus the time it was runnable but waited for a
-        # CPU: on a shared or quota-limited CPU it is full while its own %CPU is not.
-        rows_t = sorted(((t.busy or 0.0, t.wait or 0.0) for t in threads),
-                        key=lambda bw: -(bw[0] + bw[1]))
-        out["thread_busy_max"], out["thread_busy_wait"] = rows_t[0]
-        out["thread_others_max"] = rows_t[1][0] + rows_t[1][1] if len(rows_t) > 1 else None
-        out["n_threads"] = len(rows_t)
-        out["thread_wait_max"] = max(w for _, w in rows_t)
+        out.update(_thread_demand(threads))
+    return out
+
+
+def _thread_demand(threads: list[ThreadCpu]) -> dict[str, Any]:
+    """The busiest server thread's demand and the runner-up's: kept apart from the CPU rows above."""
+    # A thread's demand is the time it ran plus the time it was runnable but waited for a
+    # CPU: on a shared or quota-limited CPU it is full while its own %CPU is not.
+    rows_t = sorted(((t.busy or 0.0, t.wait or 0.0) for t in threads),
+                    key=lambda bw: -(bw[0] + bw[1]))
+    out: dict[str, Any] = {}
+    out["thread_busy_max"], out["thread_busy_wait"] = rows_t[0]
+    out["thread_others_max"] = rows_t[1][0] + rows_t[1][1] if len(rows_t) > 1 else None
+    out["n_threads"] = len(rows_t)
+    out["thread_wait_max"] = max(w for _, w in rows_t)
     return out
 
 
@@ -546,52 +554,67 @@ class _Check:
         return 100.0 * self.rate / self.cap
 
 
+def _packets_per_request(pk: dict[str, Any] | None, loopback: bool, th: Thresholds,
+                         flags: list[str]) -> tuple[dict[str, float], str]:
+    """Packets per request per direction and where the figure came from (measured or assumed)."""
+    if pk:
+        return {"rx": pk["rx_per_request"], "tx": pk["tx_per_request"]}, f"measured on {pk['interface']}"
+    # Assumed packets per request, per direction: across hosts half go each way; on lo
+    # all of them show as rx (so the rate printed is exactly QPS x the ratio printed).
+    each = th.packets_per_request if loopback else th.packets_per_request / 2
+    flags.append(f"packets per request not measured; assumed {th.packets_per_request:g}")
+    return {"rx": each, "tx": each}, "assumed"
+
+
+def _ceiling_why(c: Ceiling, d: str) -> str | None:
+    """Why a ceiling is only a lower bound in direction d (None: it is a real ceiling)."""
+    if not c.lower_bound:
+        return None
+    if c.cpu_bound_rx is None and c.cpu_bound_tx is None:  # recorded before directions were
+        return c.cpu_bound or "iperf3 CPU-bound"
+    return c.cpu_bound_rx if d == "rx" else c.cpu_bound_tx
+
+
+def _ceiling_cap(c: Ceiling, d: str) -> float | None:
+    """A ceiling's packet rate in direction d (the reverse measurement for tx when there is one)."""
+    return (c.pps_delivered_reverse if d == "tx" else None) or c.pps_delivered
+
+
+def _path_checks(run: Run, server: str, paths: dict[str, Ceiling], directions: tuple[str, ...],
+                 ppr: dict[str, float], source: str, flags: list[str]) -> list[_Check]:
+    """Each client's share held to its own path's ceiling (multi-client runs only)."""
+    checks: list[_Check] = []
+    for c in run.clients:
+        p = paths.get(f"{c.host}->{server}")
+        cq = c.qps
+        if not p and cq:
+            flags.append(f"no ceiling measured for the path {c.host}->{server} (a client host added "
+                         "after the baseline): its share is held to none")
+        if not p or not cq:
+            continue
+        for d in directions:
+            cap = _ceiling_cap(p, d)
+            if cap:
+                checks.append(_Check(f"path {c.host}->{server}",
+                                     f"{c.host} {'->' if d == 'rx' else '<-'} server", d, False,
+                                     cq, cq * ppr[d], ppr[d], source, cap, _ceiling_why(p, d)))
+    return checks
+
+
 def _ceiling_checks(run: Run, pk: dict[str, Any] | None, server: str, loopback: bool,
                     th: Thresholds, flags: list[str]) -> list[_Check]:
     base = run.baseline
     qps = run.qps or 0.0
     if qps <= 0:
         return []
-    if pk:
-        ppr = {"rx": pk["rx_per_request"], "tx": pk["tx_per_request"]}
-        source = f"measured on {pk['interface']}"
-    else:
-        # Assumed packets per request, per direction: across hosts half go each way; on lo
-        # all of them show as rx (so the rate printed is exactly QPS x the ratio printed).
-        each = th.packets_per_request if loopback else th.packets_per_request / 2
-        ppr, source = {"rx": each, "tx": each}, "assumed"
-        flags.append(f"packets per request not measured; assumed {th.packets_per_request:g}")
-
-    def why(c: Ceiling, d: str) -> str | None:
-        if not c.lower_bound:
-            return None
-        if c.cpu_bound_rx is None and c.cpu_bound_tx is None:  # recorded before directions were
-            return c.cpu_bound or "iperf3 CPU-bound"
-        return c.cpu_bound_rx if d == "rx" else c.cpu_bound_tx
-
-    def cap_of(c: Ceiling, d: str) -> float | None:
-        return (c.pps_delivered_reverse if d == "tx" else None) or c.pps_delivered
-
+    ppr, source = _packets_per_request(pk, loopback, th, flags)
     checks: list[_Check] = []
     directions = ("rx",) if loopback else ("rx", "tx")
     clients = run.clients
     paths = base.paths if base else {}
     multi = len(clients) > 1
     if multi and paths:
-        for c in clients:
-            p = paths.get(f"{c.host}->{server}")
-            cq = c.qps
-            if not p and cq:
-                flags.append(f"no ceiling measured for the path {c.host}->{server} (a client host added "
-                             "after the baseline): its share is held to none")
-            if not p or not cq:
-                continue
-            for d in directions:
-                cap = cap_of(p, d)
-                if cap:
-                    checks.append(_Check(f"path {c.host}->{server}",
-                                         f"{c.host} {'->' if d == 'rx' else '<-'} server", d, False,
-                                         cq, cq * ppr[d], ppr[d], source, cap, why(p, d)))
+        checks += _path_checks(run, server, paths, directions, ppr, source, flags)
     agg = base.aggregate if multi and base else None
     if multi and not agg:
         flags.append("aggregate ceiling not measured (all clients at once): the server's total "
@@ -603,13 +626,14 @@ def _ceiling_checks(run: Run, pk: dict[str, Any] | None, server: str, loopback: 
              if agg and agg.clients and agg.clients < len(clients) else None)
     if top:
         for d in directions:
-            cap = cap_of(top, d)
+            cap = _ceiling_cap(top, d)
             if not cap:
                 continue
             rate = pk[f"{d}_pps"] if pk else qps * ppr[d]
             scope = "loopback" if loopback else ("aggregate of all clients" if multi else "path")
             checks.append(_Check(scope, "loopback" if loopback else f"server {d}", d, True,
-                                 qps, rate, ppr[d], source, cap, stale or why(top, d), stale=bool(stale)))
+                                 qps, rate, ppr[d], source, cap, stale or _ceiling_why(top, d),
+                                 stale=bool(stale)))
     if pk and "rx_payload_bps" in pk and not loopback:  # over lo a TCP figure is a memory copy
         checks += _bandwidth_checks(run, pk, server, paths, multi, directions, flags)
     return checks
