@@ -23,6 +23,7 @@ from orchestrator.point import PointKey
 from orchestrator.records import (
     Analysis,
     Balance,
+    BusiestThread,
     Ceiling,
     CounterThread,
     CpuCost,
@@ -863,6 +864,58 @@ def server_evidence(run: Run, th: Thresholds) -> ServerEvidence:
     return ServerEvidence(srv, tuple(lines), vol, invol, tuple(near))
 
 
+def _client_thread_lines(host: str, p: BusiestThread, th: Thresholds,
+                         lines: list[tuple[bool, str]]) -> list[str]:
+    """One host's generator threads judged (demand, wait, quota): appends lines, returns the near misses."""
+    near: list[str] = []
+    busy, w = p.busy or 0.0, p.wait or 0.0
+    # On a host with a CPU quota, pidstat's %wait includes the time the quota throttled
+    # it, so wait cannot tell the quota from contention: its use of the quota decides.
+    sized = p.of_capacity is not None and bool(p.capacity)
+    near += _near(f"load generator thread on {host} (running + waiting)", busy + w, th.client_busy, th)
+    if w >= 1.0:
+        near += _near(f"load generator run-queue wait on {host}", w, th.run_queue_wait, th)
+        lines.append((w >= th.run_queue_wait and not sized,
+                      say("client-wait", host=host, wait=pct(w, th.run_queue_wait),
+                          rel=rel(w, th.run_queue_wait), threshold=f"{th.run_queue_wait:g}%")))
+    lines.append((busy + w >= th.client_busy and not sized,
+                  say("client-demand", host=host, busy=pct(busy), wait=pct(w),
+                      demand=pct(busy + w, th.client_busy), rel=rel(busy + w, th.client_busy),
+                      threshold=f"{th.client_busy:g}%")))
+    if sized:  # busy against the quota
+        assert p.of_capacity is not None and p.capacity is not None
+        near += _near(f"load generator on {host} of its CPU quota", p.of_capacity, th.client_busy, th)
+        lines.append((p.of_capacity >= th.client_busy,
+                      say("client-quota", host=host, share=pct(p.of_capacity, th.client_busy),
+                          capacity=f"{p.capacity:g}", rel=rel(p.of_capacity, th.client_busy),
+                          threshold=f"{th.client_busy:g}%")))
+    return near
+
+
+def _completion_line(checks: SelfChecks, th: Thresholds, waited: bool, unsustained: bool) -> str:
+    """The sentence for a run that completed short of its target, saying what the sending did."""
+    assert checks.completion is not None
+    return say("completion", achieved=f"{checks.achieved or 0:,.0f}",
+               target=f"{checks.target:,.0f}",
+               share=pct(checks.completion, th.completion, 2),
+               threshold=f"{th.completion:g}%",
+               fidelity=("the generator sent on schedule" if checks.send_fidelity
+                         else "its send lag was that wait" if waited
+                         else "the generator also sent late" if unsustained
+                         else "whether the generator sent on schedule is not measured"))
+
+
+def _client_flags(bare: dict[str, Any] | None, procs: bool, saturated: bool, th: Thresholds,
+                  flags: list[str]) -> None:
+    """Flag a saturated generator: by its pinned CPUs' busy % or else by its own threads."""
+    if bare and bare["busy"] >= th.client_busy:
+        flags.append(f"load generator at {pct(bare['busy'], th.client_busy)} CPU (>= {th.client_busy:g}%): "
+                     "the result says little about the server's own limit")
+    elif procs and saturated:
+        flags.append("load generator saturated (its own threads, above): the result says little about "
+                     "the server's own limit")
+
+
 def client_evidence(run: Run, th: Thresholds) -> ClientEvidence:
     cli = _client_cpus(run)
     near: list[str] = []
@@ -872,27 +925,7 @@ def client_evidence(run: Run, th: Thresholds) -> ClientEvidence:
     # instead of its CPUs' busy %, which counts whatever else runs there.
     procs = {h: p for h, p in (run.client_proc or {}).items() if p.busy is not None}
     for host, p in procs.items():
-        busy, w = p.busy or 0.0, p.wait or 0.0
-        # On a host with a CPU quota, pidstat's %wait includes the time the quota throttled
-        # it, so wait cannot tell the quota from contention: its use of the quota decides.
-        sized = p.of_capacity is not None and bool(p.capacity)
-        near += _near(f"load generator thread on {host} (running + waiting)", busy + w, th.client_busy, th)
-        if w >= 1.0:
-            near += _near(f"load generator run-queue wait on {host}", w, th.run_queue_wait, th)
-            lines.append((w >= th.run_queue_wait and not sized,
-                          say("client-wait", host=host, wait=pct(w, th.run_queue_wait),
-                              rel=rel(w, th.run_queue_wait), threshold=f"{th.run_queue_wait:g}%")))
-        lines.append((busy + w >= th.client_busy and not sized,
-                      say("client-demand", host=host, busy=pct(busy), wait=pct(w),
-                          demand=pct(busy + w, th.client_busy), rel=rel(busy + w, th.client_busy),
-                          threshold=f"{th.client_busy:g}%")))
-        if sized:  # busy against the quota
-            assert p.of_capacity is not None and p.capacity is not None
-            near += _near(f"load generator on {host} of its CPU quota", p.of_capacity, th.client_busy, th)
-            lines.append((p.of_capacity >= th.client_busy,
-                          say("client-quota", host=host, share=pct(p.of_capacity, th.client_busy),
-                              capacity=f"{p.capacity:g}", rel=rel(p.of_capacity, th.client_busy),
-                              threshold=f"{th.client_busy:g}%")))
+        near += _client_thread_lines(host, p, th, lines)
     # Each host is judged by what it has: its threads where pidstat watched them, else the
     # busiest of its pinned CPUs (a host without per-thread figures is not ignored).
     bare = _client_cpus(run, skip=procs) if procs else cli
@@ -924,28 +957,14 @@ def client_evidence(run: Run, th: Thresholds) -> ClientEvidence:
     short = checks is not None and checks.completion is not None and checks.completion < th.completion
     completion = None
     if checks and short:
-        assert checks.completion is not None
-        completion = say("completion", achieved=f"{checks.achieved or 0:,.0f}",
-                         target=f"{checks.target:,.0f}",
-                         share=pct(checks.completion, th.completion, 2),
-                         threshold=f"{th.completion:g}%",
-                         fidelity=("the generator sent on schedule" if checks.send_fidelity
-                                   else "its send lag was that wait" if waited
-                                   else "the generator also sent late" if unsustained
-                                   else "whether the generator sent on schedule is not measured"))
+        completion = _completion_line(checks, th, waited, unsustained)
         if checks.send_fidelity:
             lines.append((False, say("send-fidelity-ok", lag=_ms(checks.lag_p99_ms),
                                      limit=f"{checks.lag_limit_ms:g}", basis=checks.basis)))
     if waited and queued and (late or unsustained or short):
         lines.append((False, say("queued", share=pct(queued[0]), conns=f"{in_flight(run) or '?'}",
                                  depth=f"{queued[1]:,}", threshold=f"{th.client_busy:g}%")))
-    saturated = any(s for s, _ in lines)
-    if bare and bare["busy"] >= th.client_busy:
-        flags.append(f"load generator at {pct(bare['busy'], th.client_busy)} CPU (>= {th.client_busy:g}%): "
-                     "the result says little about the server's own limit")
-    elif procs and saturated:
-        flags.append("load generator saturated (its own threads, above): the result says little about "
-                     "the server's own limit")
+    _client_flags(bare, bool(procs), any(s for s, _ in lines), th, flags)
     return ClientEvidence(tuple(lines), cli, bool(procs), checks, waited, short, completion, tuple(flags),
                           tuple(near))
 
