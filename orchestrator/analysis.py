@@ -1280,15 +1280,10 @@ RULES: tuple[Rule, ...] = (
 )
 
 
-def analyse_run(run: Run, *, server: str, interface: str | None, loopback: bool,
-                th: Thresholds) -> Analysis:
-    """The verdict of one run: its evidence gathered, then the first rule of RULES that holds."""
-    ev = gather(run, server=server, interface=interface, loopback=loopback, th=th)
-    net, srv, cli, conc = ev.network, ev.server, ev.client, ev.concurrency
-    rule, decision = next((r.name, d) for r in RULES if r.decide and (d := r.decide(ev)) is not None)
-    rule = decision.rule or rule
-    verdict = decision.verdict
-    evidence = list(decision.evidence)
+def _context_evidence(ev: Evidence, verdict: str, th: Thresholds) -> list[str]:
+    """What a verdict other than network-bound still says about the ceilings, and what was missing."""
+    net, srv = ev.network, ev.server
+    evidence: list[str] = []
     bounded = net.bounded
     if bounded and verdict != NETWORK:
         evidence.append(say("lower-bound-stale" if bounded.stale else "lower-bound", cap=bounded.cap_text,
@@ -1300,9 +1295,13 @@ def analyse_run(run: Run, *, server: str, interface: str | None, loopback: bool,
         evidence.append(say("ceiling-use", use=pct(worst.use, th.ceiling_use), scope=scope))
     if not srv.measured and verdict != INCONCLUSIVE:
         evidence.append(say("missing", what="server CPU (mpstat) and threads (pidstat)"))
+    return evidence
 
-    pk = net.packets
-    flags = [*net.flags, *cli.flags]
+
+def _run_flags(run: Run, ev: Evidence, verdict: str) -> list[str]:
+    """The run's warnings that do not decide its verdict: errors, retransmits, drops, accept queue."""
+    pk = ev.network.packets
+    flags = [*ev.network.flags, *ev.client.flags]
     errors = run.failed_requests
     if errors:
         flags.append(f"{errors:,} socket errors or non-2xx responses")
@@ -1310,10 +1309,34 @@ def analyse_run(run: Run, *, server: str, interface: str | None, loopback: bool,
         flags.append(f"{pk['retrans_s']:,.0f} TCP retransmits/s on the server host")
     if pk and pk.get("drops_s"):
         flags.append(f"{pk['drops_s']:,.0f} dropped packets/s on {pk['interface']}")
-    flags += conc.flags
+    flags += ev.concurrency.flags
     accepted = kernel.accept(run)
     if accepted is not None and verdict != ACCEPT:
         flags.append(f"{ACCEPT}: {_accept_text(accepted)}")
+    return flags
+
+
+def _packets_record(pk: dict[str, Any], server: str) -> PacketsPerRequest:
+    """The measured packets per request as recorded in the analysis (rounded, with its source)."""
+    return PacketsPerRequest(
+        rx=round(pk["rx_per_request"], 3), tx=round(pk["tx_per_request"], 3),
+        total=round(pk["per_request"], 3),
+        tcp_segments=(round(pk["tcp_segments_per_request"], 3)
+                      if "tcp_segments_per_request" in pk else None),
+        source=f"sar DEV {pk['interface']} on {server}")
+
+
+def analyse_run(run: Run, *, server: str, interface: str | None, loopback: bool,
+                th: Thresholds) -> Analysis:
+    """The verdict of one run: its evidence gathered, then the first rule of RULES that holds."""
+    ev = gather(run, server=server, interface=interface, loopback=loopback, th=th)
+    net, srv, cli, conc = ev.network, ev.server, ev.client, ev.concurrency
+    rule, decision = next((r.name, d) for r in RULES if r.decide and (d := r.decide(ev)) is not None)
+    rule = decision.rule or rule
+    verdict = decision.verdict
+    evidence = [*decision.evidence, *_context_evidence(ev, verdict, th)]
+    pk = net.packets
+    flags = _run_flags(run, ev, verdict)
     lost = kernel.worst_loss(run, th.loss_retrans, th.loss_drops_per_s)
     if lost is not None and verdict == NETWORK:
         evidence.append(_loss_text(lost, ev))
@@ -1333,12 +1356,7 @@ def analyse_run(run: Run, *, server: str, interface: str | None, loopback: bool,
         evidence=tuple(evidence),
         flags=tuple(flags),
         near_threshold=bool(near),
-        packets_per_request=(PacketsPerRequest(
-            rx=round(pk["rx_per_request"], 3), tx=round(pk["tx_per_request"], 3),
-            total=round(pk["per_request"], 3),
-            tcp_segments=(round(pk["tcp_segments_per_request"], 3)
-                          if "tcp_segments_per_request" in pk else None),
-            source=f"sar DEV {pk['interface']} on {server}") if pk else None),
+        packets_per_request=_packets_record(pk, server) if pk else None,
         packet_rate=Pair(rx=pk["rx_pps"], tx=pk["tx_pps"]) if pk else None,
         ceiling_pps=ceiling,
         ceiling_use=Pair(**use) if use else None,
