@@ -808,6 +808,10 @@ def _keep_server_files(ctx: Context, spec: RunSpec, sdir: str, srv: remote.Proce
 
 
 def _one_run(ctx: Context, spec: RunSpec, binary: str) -> records.Run:
+    # long: one run's timeline in order (server, telemetry, a load started at one instant on every
+    # client, the silent window, stop, collect); its locals (started, collectors, generators, the
+    # window, the readings) feed both the single try/finally that stops every process it started
+    # and the record. Split, they would travel as a state object; that is a change, not a refactor.
     sc, server, clients = ctx.sc, ctx.lab.server, ctx.lab.clients[:spec.clients]
     ts = ctx.t(server)
     clean = False
