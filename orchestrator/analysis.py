@@ -498,6 +498,12 @@ class SelfChecks:
     basis: str  # where send_fidelity came from
 
 
+def _client_lag(run: Run) -> Latency | None:
+    """The generator's own send lag: from when a connection was free where it was recorded
+    (orchestrate-load), else from the intended time (which counts the wait for a connection)."""
+    return run.client_send_lag_ms or run.send_lag_ms
+
+
 def self_checks(run: Run) -> SelfChecks | None:
     """The two self-checks of an open-loop run; a summary written before they were recorded
     apart has them derived from its rate and send-lag p99 (and says so)."""
@@ -505,7 +511,8 @@ def self_checks(run: Run) -> SelfChecks | None:
     if not rate or not rate.target:
         return None
     target = rate.target
-    lag = run.send_lag_ms.p99 if run.send_lag_ms else None
+    client_lag = _client_lag(run)
+    lag = client_lag.p99 if client_lag else None
     limit = send_lag_limit_ms(target)
     if rate.send_fidelity is not None:
         fidelity, basis = rate.send_fidelity, "as the generator recorded it"
@@ -943,7 +950,7 @@ def client_evidence(run: Run, th: Thresholds) -> ClientEvidence:
     queued = _queued(run)
     cpu_clear = bool(procs or cli) and not any(s for s, _ in lines)
     waited = cpu_clear and queued is not None and queued[0] >= th.queued_share
-    sent_late = run.send_lag_ms  # open-loop generators report it; wrk does not
+    sent_late = _client_lag(run)  # open-loop generators report it; wrk does not
     lag = sent_late.mean if sent_late else None
     late = lag is not None and lag >= th.send_lag_ms
     if late:

@@ -179,6 +179,9 @@ class NativeLoad:
             "latency_ms": dist(total.latency_ms),  # from the intended send time
             "service_time_ms": dist(total.service_time_ms),  # from the actual send
             "send_lag_ms": dist(total.send_lag_ms),
+            # the client's own send lag (from when a connection was free), send fidelity's basis
+            "client_send_lag_ms": (dist(total.client_send_lag_ms)
+                                   if total.client_send_lag_ms is not None else None),
             "rate": {"target": total.rate.target, "achieved": total.rate.achieved,
                      "sustained": total.rate.sustained, "per_second": total.rate.per_second,
                      "send_fidelity": total.rate.send_fidelity, "completion": total.rate.completion},

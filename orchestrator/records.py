@@ -381,6 +381,9 @@ class Run(Record):
     latency_ms: Latency = Latency()
     service_time_ms: Latency | None = None  # open loop: from the actual send
     send_lag_ms: Latency | None = None  # open loop: actual send - intended send
+    # open loop (orchestrate-load): actual send - max(intended, when a connection was free), the
+    # client's own lag, without the wait for a busy connection (the server's); send fidelity's basis
+    client_send_lag_ms: Latency | None = None
     requests_detail: Opaque | None = None
     errors: Errors = Errors()
     non_2xx: int | None = None

@@ -688,6 +688,27 @@ def test_a_server_that_cannot_complete_the_offered_rate_is_not_blamed_on_the_cli
     assert verdict(rec).verdict != analysis.CLIENT
 
 
+def test_the_generators_own_send_lag_leaves_out_the_wait_for_a_busy_connection():
+    # orchestrate-load records its lag from when a connection was free (client_send_lag_ms):
+    # a slow server's queue (send lag from the intended time: seconds) is not the client's
+    rec = record(qps=1_000, rx=1_000, tx=1_000, server_core=40, thread_busy=30, client=40,
+                 latency_ms=3.0)
+    rec["rate"] = {"target": 5_000.0, "achieved": 1_000.0, "sustained": False,
+                   "send_fidelity": True, "completion": 0.2}
+    rec["send_lag_ms"] = {"mean": 1500.0, "p99": 2900.0}
+    rec["client_send_lag_ms"] = {"mean": 0.002, "p99": 0.005}
+    rec["requests_detail"] = {"requests": 15_000, "queued": 14_996, "max_queue": 14_430}
+    a = verdict(rec)
+    assert (a.verdict, a.rule) == (analysis.SERVER, "server-completion"), a.evidence
+    assert any(e.startswith("load generator sent on schedule: send lag p99 0.01 ms <= 1 ms")
+               for e in a.evidence), a.evidence
+    assert not any("could not send on schedule" in e for e in a.evidence), a.evidence
+    # an older summary (no client_send_lag_ms): the same check falls back to the send lag
+    del rec["client_send_lag_ms"]
+    checks = analysis.self_checks(Run.model_validate(rec))
+    assert checks is not None and checks.lag_p99_ms == 2900.0
+
+
 def test_lag_from_waiting_for_a_busy_connection_is_not_the_generators():
     # Measured on a lab link capped at 20,000 packets/s: every one of the 32 connections waited
     # on the link, requests queued for them, and the send lag was that wait, at 40% client CPU.

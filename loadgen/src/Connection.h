@@ -45,6 +45,7 @@ class Connection : orch::NonCopyable {
   int64_t retryAtNs = 0;    // when to reconnect after a failed connect (worker's business)
   int64_t backoffNs = 0;
   bool inFreeList = false;  // worker's free-list bookkeeping
+  int64_t freeSinceNs = 0;  // when it last became free to send (worker's bookkeeping)
 
  private:
   void finishConnect(int64_t now);

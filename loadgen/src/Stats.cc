@@ -22,6 +22,7 @@ void Stats::add(const Stats& o) {
   latency.add(o.latency);
   service.add(o.service);
   sendLag.add(o.sendLag);
+  clientSendLag.add(o.clientSendLag);
   requests += o.requests;
   sent += o.sent;
   responses += o.responses;

@@ -21,7 +21,10 @@ struct Stats {
 
   Histogram latency;   // from the intended send time (closed loop: the actual send)
   Histogram service;   // from the actual send
-  Histogram sendLag;   // actual send - intended
+  Histogram sendLag;   // actual send - intended (the wait for a free connection included)
+  // Open loop, each request of the window that was sent: actual send - max(intended, when a
+  // connection was free). The client's own lag: a wait for a busy connection is the server's.
+  Histogram clientSendLag;
   // Requests whose intended time fell in the window, and what became of them. Every one of
   // them is in the histograms: requests = responses + failed + unanswered = latency.count().
   int64_t requests = 0;     // intended in the window

@@ -1,7 +1,5 @@
 #include "Worker.h"
 
-#include <pthread.h>
-#include <sched.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -10,6 +8,7 @@
 #include <cmath>
 
 #include "Clock.h"
+#include "orch/Affinity.h"
 
 namespace orchload {
 
@@ -42,12 +41,11 @@ Worker::Worker(int id, int threads, int connections, int cpu, const Options& opt
     size_t k = static_cast<size_t>(i) * static_cast<size_t>(threads) + static_cast<size_t>(id);
     conns_.push_back(std::make_unique<Connection>(this, &targets[k % targets.size()], depth));
   }
-  poller_.add(wakeFd_, EPOLLIN, &wakeTag);
+  poller_.add(wakeFd_.get(), EPOLLIN, &wakeTag);
 }
 
 Worker::~Worker() {
   conns_.clear();  // closes sockets while the poller still exists
-  ::close(wakeFd_);
 }
 
 void Worker::start() { thread_ = std::thread([this] { run(); }); }
@@ -57,17 +55,13 @@ void Worker::join() {
 
 void Worker::wake() {
   uint64_t one = 1;
-  ssize_t rc = ::write(wakeFd_, &one, sizeof one);
+  ssize_t rc = ::write(wakeFd_.get(), &one, sizeof one);
   (void)rc;
 }
 
 void Worker::pin() {
   prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);  // default 50 µs slack would blur the pacing
-  if (cpu_ < 0) return;
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(cpu_, &set);
-  pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+  orch::pinCurrentThreadOrWarn(cpu_, "orchestrate-load", "a load thread");
 }
 
 int64_t Worker::slotTime(int64_t k) const {
@@ -84,9 +78,10 @@ int64_t Worker::dueCount(int64_t now) const {
   return k;
 }
 
-void Worker::makeFree(Connection* c) {
+void Worker::makeFree(Connection* c, int64_t now) {
   if (!c->inFreeList && c->canSend()) {
     c->inFreeList = true;
+    c->freeSinceNs = now;
     free_.push_back(c);
   }
 }
@@ -108,10 +103,14 @@ void Worker::dispatch(int64_t now) {
     Connection* c = popFree();
     if (!c) break;
     int64_t intended = slotTime(sentSlots_++);
-    if (inWindow(intended)) ++stats_.sent;
+    if (inWindow(intended)) {
+      ++stats_.sent;
+      stats_.clientSendLag.record(toUs(now - std::max(intended, c->freeSinceNs)));
+    }
     if (!stats_.firstSendNs) stats_.firstSendNs = now;
+    const int64_t freeSince = c->freeSinceNs;
     c->send(intended, now);
-    makeFree(c);  // pipelining: still room
+    makeFree(c, freeSince);  // pipelining: still room, free all along
   }
   if (sentSlots_ < due) {
     for (int64_t k = std::max(sentSlots_, queuedUpTo_); k < due; ++k)
@@ -136,7 +135,8 @@ void Worker::fill(Connection* c, int64_t now) {
 void Worker::onConnected(Connection* c, int64_t now) {
   ++stats_.connects;
   c->backoffNs = 0;
-  if (open_) makeFree(c);
+  c->freeSinceNs = now;  // free from now on, even if a stale entry is still in the free list
+  if (open_) makeFree(c, now);
   else if (closedStarted_) fill(c, now);
 }
 
@@ -156,7 +156,7 @@ void Worker::onResponse(Connection* c, const InFlight& r, int status, int64_t no
     ++stats_.status[status >= 100 && status < 600 ? status / 100 : 0];
     recordLatency(r, now);
   }
-  if (open_) makeFree(c);
+  if (open_) makeFree(c, now);
   else fill(c, now);
 }
 
@@ -261,7 +261,7 @@ void Worker::pollOnce(int64_t timeoutNs) {
   for (int i = 0; i < n; ++i) {
     if (events[i].data.ptr == &wakeTag) {
       uint64_t v;
-      ssize_t rc = ::read(wakeFd_, &v, sizeof v);
+      ssize_t rc = ::read(wakeFd_.get(), &v, sizeof v);
       (void)rc;
       continue;
     }

@@ -13,6 +13,7 @@
 #include "Stats.h"
 #include "Target.h"
 #include "orch/NonCopyable.h"
+#include "orch/UniqueFd.h"
 
 namespace orchload {
 
@@ -75,7 +76,7 @@ class Worker : orch::NonCopyable {
   void pollOnce(int64_t timeoutNs);
   // One request of the window into the three histograms; service time at least minServiceNs.
   void recordLatency(const InFlight& r, int64_t now, int64_t minServiceNs = 0);
-  void makeFree(Connection* c);
+  void makeFree(Connection* c, int64_t now);
   Connection* popFree();
   int64_t slotTime(int64_t k) const;
   int64_t dueCount(int64_t now) const;
@@ -92,7 +93,7 @@ class Worker : orch::NonCopyable {
   const int64_t timeoutNs_;
   const int64_t minSleepNs_;
   Poller poller_;
-  int wakeFd_;
+  orch::UniqueFd wakeFd_;
   std::vector<std::unique_ptr<Connection>> conns_;
   std::deque<Connection*> free_;  // FIFO: load spreads evenly over connections and targets
   std::vector<char> readBuffer_;

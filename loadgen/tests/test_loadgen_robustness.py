@@ -22,6 +22,10 @@ def check_clean(run: loadkit.Run) -> None:
     assert c["responses"] + c["failed"] + c["unanswered"] == c["requests"], c
     for hist in ("latency", "service_time", "send_lag"):
         assert run.doc[hist]["count"] == c["requests"], (hist, c)
+    # the client's own send lag: open loop, one per request sent (closed loop: none)
+    open_loop = run.doc["parameters"]["mode"] == "open"
+    assert run.doc["client_send_lag"]["count"] == (c["sent"] if open_loop else 0), c
+    assert run.doc["client_send_lag"]["max"] <= run.doc["send_lag"]["max"]
     assert sum(c["failed_by"].values()) == c["failed"], c
     assert run.doc["window"]["drain_s"] >= 0
 

@@ -60,6 +60,7 @@ def test_pacing_accuracy(generators, realtime_server, capacity, fraction):
                        "--cpus", "1", realtime_server.url, realtime=True)
         runs.append({"target": rate, "achieved": run.doc["rate"]["achieved"],
                      "send_lag_p99_ms": run.pct("send_lag", "99"),
+                     "client_send_lag_p99_ms": run.pct("client_send_lag", "99"),
                      "latency_p99_ms": run.pct("latency", "99"),
                      "sustained": run.doc["rate"]["sustained"],
                      # busy share of the loaded 2.5 s (warm-up + window)
@@ -74,9 +75,10 @@ def test_pacing_accuracy(generators, realtime_server, capacity, fraction):
         assert last["send_lag_p99_ms"] < 1.0, runs
     else:
         assert all(r["generator_cpu"] > 0.85 for r in runs), runs
-    # the self-check agrees with the figures it is made of, every time
+    # the self-check agrees with the figures it is made of, every time (its lag is the client's
+    # own, from when a connection was free)
     for r in runs:
-        ok = r["achieved"] >= 0.99 * rate and r["send_lag_p99_ms"] <= 1.0
+        ok = r["achieved"] >= 0.99 * rate and r["client_send_lag_p99_ms"] <= 1.0
         assert r["sustained"] is ok, r
 
 

@@ -11,6 +11,10 @@ Its stdout is one JSON document (format history, "version"):
      its intended time), lost with its connection (until that was known), still in flight at
      the window's end (drained: answered, or timed out), never sent (until the drain's end).
      Adds counts.failed_by (the failed requests by kind) and window.drain_s / drain_cut.
+     Later, within 2: client_send_lag, the open loop's send lag counted from when a connection
+     was free (max(intended, free)), not from the intended time: the client's own lag, which
+     send fidelity (and rate.sustained) is judged on; waiting for a busy connection is the
+     server's slowness. Without it (older output) send fidelity falls back to send_lag.
 Both are read (`LoadResult.complete` says which); an unknown version is refused.
 Histograms are HdrHistogram-layout bucket counts in microseconds (lowest 1, highest 60 s,
 3 significant digits): `[[lowest_equivalent_value, count], ...]`. Bucket boundaries depend only
@@ -307,7 +311,7 @@ class LoadResult:
     rate: Rate
     latency_ms: Distribution       # from the intended send time (corrected)
     service_time_ms: Distribution  # from the actual send
-    send_lag_ms: Distribution      # actual send - intended
+    send_lag_ms: Distribution      # actual send - intended (waiting for a connection included)
     latency_hist: Histogram
     service_time_hist: Histogram
     send_lag_hist: Histogram
@@ -318,6 +322,16 @@ class LoadResult:
     # lost requests were left out of it (format 1), so its tail reads short.
     complete: bool = True
     drain_s: float | None = None  # after the window, reading answers to what was in flight
+    # Open loop: actual send - max(intended, when a connection was free), the client's own lag
+    # (send fidelity is judged on it). None: not reported (older output, or closed loop merged
+    # with older output); fidelity then falls back to send_lag.
+    client_send_lag_ms: Distribution | None = None
+    client_send_lag_hist: Histogram | None = None
+
+    @property
+    def fidelity_lag_hist(self) -> Histogram:
+        """The send lag send fidelity is judged on: the client's own when reported."""
+        return self.client_send_lag_hist if self.client_send_lag_hist is not None else self.send_lag_hist
 
     def __post_init__(self) -> None:
         if self.mode not in ("open", "closed"):
@@ -364,6 +378,7 @@ def _rate(target: float | None, achieved: float, sustained: bool | None, per_sec
 def _from_doc(doc: Mapping[str, Any]) -> LoadResult:
     params, counts, rate = doc["parameters"], doc["counts"], doc["rate"]
     hists = {k: _histogram(doc[k]) for k in ("latency", "service_time", "send_lag")}
+    client_lag = _histogram(doc["client_send_lag"]) if "client_send_lag" in doc else None
     status = tuple((k, int(counts["status"][k])) for k in STATUS_CLASSES)
     errors = tuple((k, int(counts["errors"][k])) for k in ERROR_KINDS)
     v1 = doc["version"] == 1
@@ -379,12 +394,14 @@ def _from_doc(doc: Mapping[str, Any]) -> LoadResult:
         first_send_epoch=_optional_float(doc["window"].get("first_send_epoch")),
         complete=not v1, drain_s=None if v1 else float(doc["window"]["drain_s"]),
         rate=_rate(target, achieved, sustained, tuple(int(x) for x in rate["per_second"]),
-                   hists["send_lag"]),
+                   hists["send_lag"] if client_lag is None else client_lag),
         latency_ms=Distribution.of(hists["latency"]),
         service_time_ms=Distribution.of(hists["service_time"]),
         send_lag_ms=Distribution.of(hists["send_lag"]),
         latency_hist=hists["latency"], service_time_hist=hists["service_time"],
         send_lag_hist=hists["send_lag"],
+        client_send_lag_ms=None if client_lag is None else Distribution.of(client_lag),
+        client_send_lag_hist=client_lag,
         counts=Counts(
             requests=int(counts["requests"]), sent=int(counts["sent"]),
             responses=int(counts["responses"]), unanswered=int(counts["unanswered"]),
@@ -434,6 +451,10 @@ def merge(results: Sequence[LoadResult]) -> LoadResult:
         raise ToolError(BINARY, f"cannot merge open- and closed-loop runs: {sorted(modes)}")
     hists = {name: Histogram.merged(getattr(r, name) for r in results)
              for name in ("latency_hist", "service_time_hist", "send_lag_hist")}
+    client_lag = (None if any(r.client_send_lag_hist is None for r in results)
+                  else Histogram.merged(r.client_send_lag_hist for r in results
+                                        if r.client_send_lag_hist is not None))
+    fidelity_lag = hists["send_lag_hist"] if client_lag is None else client_lag
     achieved = sum(r.rate.achieved for r in results)
     width = max(len(r.rate.per_second) for r in results)
     per_second = tuple(sum(r.rate.per_second[i] for r in results if i < len(r.rate.per_second))
@@ -442,7 +463,7 @@ def merge(results: Sequence[LoadResult]) -> LoadResult:
         total = sum(r.rate.target or 0.0 for r in results)
         target: float | None = total
         sustained: bool | None = (all(bool(r.rate.sustained) for r in results)
-                                  and _sustained(total, achieved, hists["send_lag_hist"]))
+                                  and _sustained(total, achieved, fidelity_lag))
     else:
         target, sustained = None, None
 
@@ -465,12 +486,14 @@ def merge(results: Sequence[LoadResult]) -> LoadResult:
         duration_s=max(r.duration_s for r in results),
         interrupted=any(r.interrupted for r in results),
         start_epoch=min(r.start_epoch for r in results), qps=achieved,
-        rate=_rate(target, achieved, sustained, per_second, hists["send_lag_hist"]),
+        rate=_rate(target, achieved, sustained, per_second, fidelity_lag),
         latency_ms=Distribution.of(hists["latency_hist"]),
         service_time_ms=Distribution.of(hists["service_time_hist"]),
         send_lag_ms=Distribution.of(hists["send_lag_hist"]),
         latency_hist=hists["latency_hist"], service_time_hist=hists["service_time_hist"],
         send_lag_hist=hists["send_lag_hist"], counts=counts,
+        client_send_lag_ms=None if client_lag is None else Distribution.of(client_lag),
+        client_send_lag_hist=client_lag,
         hosts=sum(r.hosts for r in results),
         first_send_epoch=min((r.first_send_epoch for r in results if r.first_send_epoch is not None),
                              default=None),

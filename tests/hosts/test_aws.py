@@ -664,6 +664,25 @@ def test_a_4_vcpu_quota_refuses_the_default_plan_before_anything_is_created(clou
     assert cloud1.nothing_left()
 
 
+def test_doctor_fails_a_4_vcpu_quota_against_the_default_plan_before_anything_is_created(cloud1):
+    """`orchestrate doctor` on an AWS scenario runs the provider's own pre-flight (issue 26): a
+    fresh account's 4 vCPUs against the defaults' 16 is a fail line with its fix, and nothing
+    is created in the account."""
+    from awskit import ok
+
+    from orchestrator.doctor import checks
+
+    cloud1.fakes.fail["GetServiceQuota"] = lambda params, nth: ok(
+        {"Quota": {"ServiceCode": "ec2", "QuotaCode": "L-1216C47A", "Value": 4.0}})
+    cfg = {"region": REGION, **({"endpoint_url": cloud1.endpoint} if cloud1.endpoint else {})}
+    defaults = Scenario.model_validate({"name": "defaults", "hosts": {"provider": "aws", "aws": cfg}})
+    (check,) = checks.aws(defaults)
+    assert check.status == "fail", check
+    assert "vCPU quota: the run needs 16 standard vCPUs, 0 of 4 are in use" in check.line(), check.line()
+    assert "aws-smoke.yaml" in check.line(), check.line()
+    assert created_anything(cloud1) == [] and "RunInstances" not in cloud1.fakes.ops()
+
+
 def test_the_zone_is_one_that_offers_every_roles_type(cloud1, tmp_path):
     zones = sorted(set(zone_of_subnets(cloud1).values()))
     offered = {"c6i.2xlarge": zones, "c6i.xlarge": zones[2:]}

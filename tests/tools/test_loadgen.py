@@ -216,6 +216,32 @@ def test_merge_keeps_the_earliest_first_send_and_old_documents_have_none():
     assert loadgen.merge([a, b2]).first_send_epoch == 100.5
 
 
+def test_send_fidelity_is_judged_on_the_clients_own_lag_when_reported():
+    """client_send_lag (added within format 2) counts from when a connection was free: a late
+    send that only waited for a busy connection is the server's, so fidelity reads it; older
+    output without it falls back to send_lag (which counts that wait)."""
+    quick = doc("loadgen_open.json")["send_lag"]  # p99 well under 1 ms
+    slow = doc("loadgen_slow_timeouts.json")["latency"]  # p99 past the 1 ms limit
+    old = loadgen.parse(data("loadgen_open.json"))
+    assert old.client_send_lag_hist is None and old.client_send_lag_ms is None
+    assert old.fidelity_lag_hist is old.send_lag_hist and old.rate.send_fidelity is True
+
+    waited = {**doc("loadgen_open.json"), "send_lag": slow, "client_send_lag": quick}
+    r = loadgen.parse(json.dumps(waited))
+    assert r.send_lag_ms.p99 > 1 and r.client_send_lag_ms is not None
+    assert r.client_send_lag_ms.p99 < 1 and r.rate.send_fidelity is True
+    late = loadgen.parse(json.dumps({**doc("loadgen_open.json"), "client_send_lag": slow}))
+    assert late.send_lag_ms.p99 < 1 and late.rate.send_fidelity is False
+
+    # merged: the client lags add when every host reported one, else fidelity falls back
+    m = loadgen.merge([r, r])
+    assert m.client_send_lag_hist is not None and m.client_send_lag_hist.count == 2 * quick["count"]
+    assert m.rate.send_fidelity is True
+    waited_old = loadgen.parse(json.dumps({**doc("loadgen_open.json"), "send_lag": slow}))
+    mixed = loadgen.merge([r, waited_old])
+    assert mixed.client_send_lag_hist is None and mixed.rate.send_fidelity is False
+
+
 def test_merged_sustained_needs_every_host():
     a = loadgen.parse(data("loadgen_host_a.json"))
     refused = loadgen.parse(data("loadgen_refused.json"))
@@ -273,6 +299,9 @@ def test_live_open_loop_against_the_project_server(binaries, no_children):
     assert r.counts.socket_errors == 0 and dict(r.counts.status)["2xx"] == r.counts.responses
     assert abs(r.rate.achieved - 2000) <= 40
     assert abs(r.start_epoch - time.time()) < 30
+    # the client's own send lag: one per request sent, never more than the lag from the intended time
+    assert r.client_send_lag_hist is not None and r.client_send_lag_hist.count == r.counts.sent
+    assert r.client_send_lag_hist.max_us <= r.send_lag_hist.max_us
     # the first request leaves at the start instant, not before, and not much after
     assert r.first_send_epoch is not None and 0 <= r.first_send_epoch - r.start_epoch < 0.5
 
