@@ -436,6 +436,22 @@ def parse(stdout: str, stderr: str = "") -> LoadResult:
 
 # ---------------------------------------------------------------- merging
 
+def _merged_counts(c: list[Counts]) -> Counts:
+    """Several hosts' counts added: plain counts summed, kinded ones (status, errors) per kind."""
+    def add(pairs: Iterable[tuple[tuple[str, int], ...]]) -> tuple[tuple[str, int], ...]:
+        total: dict[str, int] = {}
+        for items in pairs:
+            for k, v in items:
+                total[k] = total.get(k, 0) + v
+        return tuple(total.items())
+
+    return Counts(
+        **{f.name: sum(getattr(x, f.name) for x in c) for f in fields(Counts) if f.name not in _KINDED},
+        status=add(x.status for x in c), errors=add(x.errors for x in c),
+        failed_by=(None if any(x.failed_by is None for x in c)
+                   else add(x.failed_by for x in c if x.failed_by is not None)))
+
+
 def merge(results: Sequence[LoadResult]) -> LoadResult:
     """Runs made at the same time (threads of one host are already merged by the generator;
     this merges hosts). Histograms add bucket counts exactly, so merged percentiles are those
@@ -466,20 +482,7 @@ def merge(results: Sequence[LoadResult]) -> LoadResult:
                                   and _sustained(total, achieved, fidelity_lag))
     else:
         target, sustained = None, None
-
-    def add(pairs: Iterable[tuple[tuple[str, int], ...]]) -> tuple[tuple[str, int], ...]:
-        total: dict[str, int] = {}
-        for items in pairs:
-            for k, v in items:
-                total[k] = total.get(k, 0) + v
-        return tuple(total.items())
-
-    c = [r.counts for r in results]
-    counts = Counts(
-        **{f.name: sum(getattr(x, f.name) for x in c) for f in fields(Counts) if f.name not in _KINDED},
-        status=add(x.status for x in c), errors=add(x.errors for x in c),
-        failed_by=(None if any(x.failed_by is None for x in c)
-                   else add(x.failed_by for x in c if x.failed_by is not None)))
+    counts = _merged_counts([r.counts for r in results])
     return LoadResult(
         mode=results[0].mode, threads=sum(r.threads for r in results),
         connections=sum(r.connections for r in results), pipeline=results[0].pipeline,
