@@ -23,6 +23,7 @@ from orchestrator.point import PointKey
 from orchestrator.records import (
     Analysis,
     Balance,
+    BusiestThread,
     Ceiling,
     CounterThread,
     CpuCost,
@@ -35,6 +36,7 @@ from orchestrator.records import (
     Run,
     Summary,
     Switches,
+    ThreadCpu,
 )
 from orchestrator.tools.loadgen import send_lag_limit_ms
 
@@ -334,14 +336,21 @@ def _server_cpus(run: Run) -> dict[str, Any]:
             out.pop("unowned")
             out["soft_unmeasured"] = sorted(k for k, c in rows.items() if c.soft is None)
     if threads:
-        # A thread's demand is the time it ran plus the time it was runnable but waited for a
-        # CPU: on a shared or quota-limited CPU it is full while its own %CPU is not.
-        rows_t = sorted(((t.busy or 0.0, t.wait or 0.0) for t in threads),
-                        key=lambda bw: -(bw[0] + bw[1]))
-        out["thread_busy_max"], out["thread_busy_wait"] = rows_t[0]
-        out["thread_others_max"] = rows_t[1][0] + rows_t[1][1] if len(rows_t) > 1 else None
-        out["n_threads"] = len(rows_t)
-        out["thread_wait_max"] = max(w for _, w in rows_t)
+        out.update(_thread_demand(threads))
+    return out
+
+
+def _thread_demand(threads: list[ThreadCpu]) -> dict[str, Any]:
+    """The busiest server thread's demand and the runner-up's: kept apart from the CPU rows above."""
+    # A thread's demand is the time it ran plus the time it was runnable but waited for a
+    # CPU: on a shared or quota-limited CPU it is full while its own %CPU is not.
+    rows_t = sorted(((t.busy or 0.0, t.wait or 0.0) for t in threads),
+                    key=lambda bw: -(bw[0] + bw[1]))
+    out: dict[str, Any] = {}
+    out["thread_busy_max"], out["thread_busy_wait"] = rows_t[0]
+    out["thread_others_max"] = rows_t[1][0] + rows_t[1][1] if len(rows_t) > 1 else None
+    out["n_threads"] = len(rows_t)
+    out["thread_wait_max"] = max(w for _, w in rows_t)
     return out
 
 
@@ -553,52 +562,67 @@ class _Check:
         return 100.0 * self.rate / self.cap
 
 
+def _packets_per_request(pk: dict[str, Any] | None, loopback: bool, th: Thresholds,
+                         flags: list[str]) -> tuple[dict[str, float], str]:
+    """Packets per request per direction and where the figure came from (measured or assumed)."""
+    if pk:
+        return {"rx": pk["rx_per_request"], "tx": pk["tx_per_request"]}, f"measured on {pk['interface']}"
+    # Assumed packets per request, per direction: across hosts half go each way; on lo
+    # all of them show as rx (so the rate printed is exactly QPS x the ratio printed).
+    each = th.packets_per_request if loopback else th.packets_per_request / 2
+    flags.append(f"packets per request not measured; assumed {th.packets_per_request:g}")
+    return {"rx": each, "tx": each}, "assumed"
+
+
+def _ceiling_why(c: Ceiling, d: str) -> str | None:
+    """Why a ceiling is only a lower bound in direction d (None: it is a real ceiling)."""
+    if not c.lower_bound:
+        return None
+    if c.cpu_bound_rx is None and c.cpu_bound_tx is None:  # recorded before directions were
+        return c.cpu_bound or "iperf3 CPU-bound"
+    return c.cpu_bound_rx if d == "rx" else c.cpu_bound_tx
+
+
+def _ceiling_cap(c: Ceiling, d: str) -> float | None:
+    """A ceiling's packet rate in direction d (the reverse measurement for tx when there is one)."""
+    return (c.pps_delivered_reverse if d == "tx" else None) or c.pps_delivered
+
+
+def _path_checks(run: Run, server: str, paths: dict[str, Ceiling], directions: tuple[str, ...],
+                 ppr: dict[str, float], source: str, flags: list[str]) -> list[_Check]:
+    """Each client's share held to its own path's ceiling (multi-client runs only)."""
+    checks: list[_Check] = []
+    for c in run.clients:
+        p = paths.get(f"{c.host}->{server}")
+        cq = c.qps
+        if not p and cq:
+            flags.append(f"no ceiling measured for the path {c.host}->{server} (a client host added "
+                         "after the baseline): its share is held to none")
+        if not p or not cq:
+            continue
+        for d in directions:
+            cap = _ceiling_cap(p, d)
+            if cap:
+                checks.append(_Check(f"path {c.host}->{server}",
+                                     f"{c.host} {'->' if d == 'rx' else '<-'} server", d, False,
+                                     cq, cq * ppr[d], ppr[d], source, cap, _ceiling_why(p, d)))
+    return checks
+
+
 def _ceiling_checks(run: Run, pk: dict[str, Any] | None, server: str, loopback: bool,
                     th: Thresholds, flags: list[str]) -> list[_Check]:
     base = run.baseline
     qps = run.qps or 0.0
     if qps <= 0:
         return []
-    if pk:
-        ppr = {"rx": pk["rx_per_request"], "tx": pk["tx_per_request"]}
-        source = f"measured on {pk['interface']}"
-    else:
-        # Assumed packets per request, per direction: across hosts half go each way; on lo
-        # all of them show as rx (so the rate printed is exactly QPS x the ratio printed).
-        each = th.packets_per_request if loopback else th.packets_per_request / 2
-        ppr, source = {"rx": each, "tx": each}, "assumed"
-        flags.append(f"packets per request not measured; assumed {th.packets_per_request:g}")
-
-    def why(c: Ceiling, d: str) -> str | None:
-        if not c.lower_bound:
-            return None
-        if c.cpu_bound_rx is None and c.cpu_bound_tx is None:  # recorded before directions were
-            return c.cpu_bound or "iperf3 CPU-bound"
-        return c.cpu_bound_rx if d == "rx" else c.cpu_bound_tx
-
-    def cap_of(c: Ceiling, d: str) -> float | None:
-        return (c.pps_delivered_reverse if d == "tx" else None) or c.pps_delivered
-
+    ppr, source = _packets_per_request(pk, loopback, th, flags)
     checks: list[_Check] = []
     directions = ("rx",) if loopback else ("rx", "tx")
     clients = run.clients
     paths = base.paths if base else {}
     multi = len(clients) > 1
     if multi and paths:
-        for c in clients:
-            p = paths.get(f"{c.host}->{server}")
-            cq = c.qps
-            if not p and cq:
-                flags.append(f"no ceiling measured for the path {c.host}->{server} (a client host added "
-                             "after the baseline): its share is held to none")
-            if not p or not cq:
-                continue
-            for d in directions:
-                cap = cap_of(p, d)
-                if cap:
-                    checks.append(_Check(f"path {c.host}->{server}",
-                                         f"{c.host} {'->' if d == 'rx' else '<-'} server", d, False,
-                                         cq, cq * ppr[d], ppr[d], source, cap, why(p, d)))
+        checks += _path_checks(run, server, paths, directions, ppr, source, flags)
     agg = base.aggregate if multi and base else None
     if multi and not agg:
         flags.append("aggregate ceiling not measured (all clients at once): the server's total "
@@ -610,13 +634,14 @@ def _ceiling_checks(run: Run, pk: dict[str, Any] | None, server: str, loopback: 
              if agg and agg.clients and agg.clients < len(clients) else None)
     if top:
         for d in directions:
-            cap = cap_of(top, d)
+            cap = _ceiling_cap(top, d)
             if not cap:
                 continue
             rate = pk[f"{d}_pps"] if pk else qps * ppr[d]
             scope = "loopback" if loopback else ("aggregate of all clients" if multi else "path")
             checks.append(_Check(scope, "loopback" if loopback else f"server {d}", d, True,
-                                 qps, rate, ppr[d], source, cap, stale or why(top, d), stale=bool(stale)))
+                                 qps, rate, ppr[d], source, cap, stale or _ceiling_why(top, d),
+                                 stale=bool(stale)))
     if pk and "rx_payload_bps" in pk and not loopback:  # over lo a TCP figure is a memory copy
         checks += _bandwidth_checks(run, pk, server, paths, multi, directions, flags)
     return checks
@@ -846,6 +871,58 @@ def server_evidence(run: Run, th: Thresholds) -> ServerEvidence:
     return ServerEvidence(srv, tuple(lines), vol, invol, tuple(near))
 
 
+def _client_thread_lines(host: str, p: BusiestThread, th: Thresholds,
+                         lines: list[tuple[bool, str]]) -> list[str]:
+    """One host's generator threads judged (demand, wait, quota): appends lines, returns the near misses."""
+    near: list[str] = []
+    busy, w = p.busy or 0.0, p.wait or 0.0
+    # On a host with a CPU quota, pidstat's %wait includes the time the quota throttled
+    # it, so wait cannot tell the quota from contention: its use of the quota decides.
+    sized = p.of_capacity is not None and bool(p.capacity)
+    near += _near(f"load generator thread on {host} (running + waiting)", busy + w, th.client_busy, th)
+    if w >= 1.0:
+        near += _near(f"load generator run-queue wait on {host}", w, th.run_queue_wait, th)
+        lines.append((w >= th.run_queue_wait and not sized,
+                      say("client-wait", host=host, wait=pct(w, th.run_queue_wait),
+                          rel=rel(w, th.run_queue_wait), threshold=f"{th.run_queue_wait:g}%")))
+    lines.append((busy + w >= th.client_busy and not sized,
+                  say("client-demand", host=host, busy=pct(busy), wait=pct(w),
+                      demand=pct(busy + w, th.client_busy), rel=rel(busy + w, th.client_busy),
+                      threshold=f"{th.client_busy:g}%")))
+    if sized:  # busy against the quota
+        assert p.of_capacity is not None and p.capacity is not None
+        near += _near(f"load generator on {host} of its CPU quota", p.of_capacity, th.client_busy, th)
+        lines.append((p.of_capacity >= th.client_busy,
+                      say("client-quota", host=host, share=pct(p.of_capacity, th.client_busy),
+                          capacity=f"{p.capacity:g}", rel=rel(p.of_capacity, th.client_busy),
+                          threshold=f"{th.client_busy:g}%")))
+    return near
+
+
+def _completion_line(checks: SelfChecks, th: Thresholds, waited: bool, unsustained: bool) -> str:
+    """The sentence for a run that completed short of its target, saying what the sending did."""
+    assert checks.completion is not None
+    return say("completion", achieved=f"{checks.achieved or 0:,.0f}",
+               target=f"{checks.target:,.0f}",
+               share=pct(checks.completion, th.completion, 2),
+               threshold=f"{th.completion:g}%",
+               fidelity=("the generator sent on schedule" if checks.send_fidelity
+                         else "its send lag was that wait" if waited
+                         else "the generator also sent late" if unsustained
+                         else "whether the generator sent on schedule is not measured"))
+
+
+def _client_flags(bare: dict[str, Any] | None, procs: bool, saturated: bool, th: Thresholds,
+                  flags: list[str]) -> None:
+    """Flag a saturated generator: by its pinned CPUs' busy % or else by its own threads."""
+    if bare and bare["busy"] >= th.client_busy:
+        flags.append(f"load generator at {pct(bare['busy'], th.client_busy)} CPU (>= {th.client_busy:g}%): "
+                     "the result says little about the server's own limit")
+    elif procs and saturated:
+        flags.append("load generator saturated (its own threads, above): the result says little about "
+                     "the server's own limit")
+
+
 def client_evidence(run: Run, th: Thresholds) -> ClientEvidence:
     cli = _client_cpus(run)
     near: list[str] = []
@@ -855,27 +932,7 @@ def client_evidence(run: Run, th: Thresholds) -> ClientEvidence:
     # instead of its CPUs' busy %, which counts whatever else runs there.
     procs = {h: p for h, p in (run.client_proc or {}).items() if p.busy is not None}
     for host, p in procs.items():
-        busy, w = p.busy or 0.0, p.wait or 0.0
-        # On a host with a CPU quota, pidstat's %wait includes the time the quota throttled
-        # it, so wait cannot tell the quota from contention: its use of the quota decides.
-        sized = p.of_capacity is not None and bool(p.capacity)
-        near += _near(f"load generator thread on {host} (running + waiting)", busy + w, th.client_busy, th)
-        if w >= 1.0:
-            near += _near(f"load generator run-queue wait on {host}", w, th.run_queue_wait, th)
-            lines.append((w >= th.run_queue_wait and not sized,
-                          say("client-wait", host=host, wait=pct(w, th.run_queue_wait),
-                              rel=rel(w, th.run_queue_wait), threshold=f"{th.run_queue_wait:g}%")))
-        lines.append((busy + w >= th.client_busy and not sized,
-                      say("client-demand", host=host, busy=pct(busy), wait=pct(w),
-                          demand=pct(busy + w, th.client_busy), rel=rel(busy + w, th.client_busy),
-                          threshold=f"{th.client_busy:g}%")))
-        if sized:  # busy against the quota
-            assert p.of_capacity is not None and p.capacity is not None
-            near += _near(f"load generator on {host} of its CPU quota", p.of_capacity, th.client_busy, th)
-            lines.append((p.of_capacity >= th.client_busy,
-                          say("client-quota", host=host, share=pct(p.of_capacity, th.client_busy),
-                              capacity=f"{p.capacity:g}", rel=rel(p.of_capacity, th.client_busy),
-                              threshold=f"{th.client_busy:g}%")))
+        near += _client_thread_lines(host, p, th, lines)
     # Each host is judged by what it has: its threads where pidstat watched them, else the
     # busiest of its pinned CPUs (a host without per-thread figures is not ignored).
     bare = _client_cpus(run, skip=procs) if procs else cli
@@ -907,28 +964,14 @@ def client_evidence(run: Run, th: Thresholds) -> ClientEvidence:
     short = checks is not None and checks.completion is not None and checks.completion < th.completion
     completion = None
     if checks and short:
-        assert checks.completion is not None
-        completion = say("completion", achieved=f"{checks.achieved or 0:,.0f}",
-                         target=f"{checks.target:,.0f}",
-                         share=pct(checks.completion, th.completion, 2),
-                         threshold=f"{th.completion:g}%",
-                         fidelity=("the generator sent on schedule" if checks.send_fidelity
-                                   else "its send lag was that wait" if waited
-                                   else "the generator also sent late" if unsustained
-                                   else "whether the generator sent on schedule is not measured"))
+        completion = _completion_line(checks, th, waited, unsustained)
         if checks.send_fidelity:
             lines.append((False, say("send-fidelity-ok", lag=_ms(checks.lag_p99_ms),
                                      limit=f"{checks.lag_limit_ms:g}", basis=checks.basis)))
     if waited and queued and (late or unsustained or short):
         lines.append((False, say("queued", share=pct(queued[0]), conns=f"{in_flight(run) or '?'}",
                                  depth=f"{queued[1]:,}", threshold=f"{th.client_busy:g}%")))
-    saturated = any(s for s, _ in lines)
-    if bare and bare["busy"] >= th.client_busy:
-        flags.append(f"load generator at {pct(bare['busy'], th.client_busy)} CPU (>= {th.client_busy:g}%): "
-                     "the result says little about the server's own limit")
-    elif procs and saturated:
-        flags.append("load generator saturated (its own threads, above): the result says little about "
-                     "the server's own limit")
+    _client_flags(bare, bool(procs), any(s for s, _ in lines), th, flags)
     return ClientEvidence(tuple(lines), cli, bool(procs), checks, waited, short, completion, tuple(flags),
                           tuple(near))
 
@@ -1244,15 +1287,10 @@ RULES: tuple[Rule, ...] = (
 )
 
 
-def analyse_run(run: Run, *, server: str, interface: str | None, loopback: bool,
-                th: Thresholds) -> Analysis:
-    """The verdict of one run: its evidence gathered, then the first rule of RULES that holds."""
-    ev = gather(run, server=server, interface=interface, loopback=loopback, th=th)
-    net, srv, cli, conc = ev.network, ev.server, ev.client, ev.concurrency
-    rule, decision = next((r.name, d) for r in RULES if r.decide and (d := r.decide(ev)) is not None)
-    rule = decision.rule or rule
-    verdict = decision.verdict
-    evidence = list(decision.evidence)
+def _context_evidence(ev: Evidence, verdict: str, th: Thresholds) -> list[str]:
+    """What a verdict other than network-bound still says about the ceilings, and what was missing."""
+    net, srv = ev.network, ev.server
+    evidence: list[str] = []
     bounded = net.bounded
     if bounded and verdict != NETWORK:
         evidence.append(say("lower-bound-stale" if bounded.stale else "lower-bound", cap=bounded.cap_text,
@@ -1264,9 +1302,13 @@ def analyse_run(run: Run, *, server: str, interface: str | None, loopback: bool,
         evidence.append(say("ceiling-use", use=pct(worst.use, th.ceiling_use), scope=scope))
     if not srv.measured and verdict != INCONCLUSIVE:
         evidence.append(say("missing", what="server CPU (mpstat) and threads (pidstat)"))
+    return evidence
 
-    pk = net.packets
-    flags = [*net.flags, *cli.flags]
+
+def _run_flags(run: Run, ev: Evidence, verdict: str) -> list[str]:
+    """The run's warnings that do not decide its verdict: errors, retransmits, drops, accept queue."""
+    pk = ev.network.packets
+    flags = [*ev.network.flags, *ev.client.flags]
     errors = run.failed_requests
     if errors:
         flags.append(f"{errors:,} socket errors or non-2xx responses")
@@ -1274,10 +1316,34 @@ def analyse_run(run: Run, *, server: str, interface: str | None, loopback: bool,
         flags.append(f"{pk['retrans_s']:,.0f} TCP retransmits/s on the server host")
     if pk and pk.get("drops_s"):
         flags.append(f"{pk['drops_s']:,.0f} dropped packets/s on {pk['interface']}")
-    flags += conc.flags
+    flags += ev.concurrency.flags
     accepted = kernel.accept(run)
     if accepted is not None and verdict != ACCEPT:
         flags.append(f"{ACCEPT}: {_accept_text(accepted)}")
+    return flags
+
+
+def _packets_record(pk: dict[str, Any], server: str) -> PacketsPerRequest:
+    """The measured packets per request as recorded in the analysis (rounded, with its source)."""
+    return PacketsPerRequest(
+        rx=round(pk["rx_per_request"], 3), tx=round(pk["tx_per_request"], 3),
+        total=round(pk["per_request"], 3),
+        tcp_segments=(round(pk["tcp_segments_per_request"], 3)
+                      if "tcp_segments_per_request" in pk else None),
+        source=f"sar DEV {pk['interface']} on {server}")
+
+
+def analyse_run(run: Run, *, server: str, interface: str | None, loopback: bool,
+                th: Thresholds) -> Analysis:
+    """The verdict of one run: its evidence gathered, then the first rule of RULES that holds."""
+    ev = gather(run, server=server, interface=interface, loopback=loopback, th=th)
+    net, srv, cli, conc = ev.network, ev.server, ev.client, ev.concurrency
+    rule, decision = next((r.name, d) for r in RULES if r.decide and (d := r.decide(ev)) is not None)
+    rule = decision.rule or rule
+    verdict = decision.verdict
+    evidence = [*decision.evidence, *_context_evidence(ev, verdict, th)]
+    pk = net.packets
+    flags = _run_flags(run, ev, verdict)
     lost = kernel.worst_loss(run, th.loss_retrans, th.loss_drops_per_s)
     if lost is not None and verdict == NETWORK:
         evidence.append(_loss_text(lost, ev))
@@ -1297,12 +1363,7 @@ def analyse_run(run: Run, *, server: str, interface: str | None, loopback: bool,
         evidence=tuple(evidence),
         flags=tuple(flags),
         near_threshold=bool(near),
-        packets_per_request=(PacketsPerRequest(
-            rx=round(pk["rx_per_request"], 3), tx=round(pk["tx_per_request"], 3),
-            total=round(pk["per_request"], 3),
-            tcp_segments=(round(pk["tcp_segments_per_request"], 3)
-                          if "tcp_segments_per_request" in pk else None),
-            source=f"sar DEV {pk['interface']} on {server}") if pk else None),
+        packets_per_request=_packets_record(pk, server) if pk else None,
         packet_rate=Pair(rx=pk["rx_pps"], tx=pk["tx_pps"]) if pk else None,
         ceiling_pps=ceiling,
         ceiling_use=Pair(**use) if use else None,

@@ -41,31 +41,7 @@ def measure(ctx: Context) -> dict[str, Any]:
             wait_port(ctx, server, b.port + i, srv)
         pause_point(ctx, "baseline")
         for client in ctx.lab.clients:
-            path = f"{client.name}->{server.name}"
-            entry: dict[str, Any] = {"client": client.name, "server": server.name}
-            ways = [False] if ctx.lab.single_machine else [False, True]
-            for reverse in ways:
-                name = "udp_reverse" if reverse else "udp"
-                ctx.progress(f"orchestrate: baseline {path} iperf3 {name}")
-                entry[name] = _udp_scaled(ctx, client, reverse)
-            if b.tcp:
-                cpus = ctx.cpus(client, "client")[:1]
-                for reverse in ways:  # the bandwidth ceiling each way (-R: the server sends)
-                    name = "tcp_reverse" if reverse else "tcp"
-                    ctx.progress(f"orchestrate: baseline {path} iperf3 {name}")
-                    argv = iperf3.tcp_command(server.address, b.port, duration_s=b.tcp_duration,
-                                              reverse=reverse)
-                    text = _run(ctx, client, [(cpus[0], argv)], name, b.tcp_duration)[0]
-                    entry[name] = dataclasses.asdict(_parse(ctx, client, name, text, iperf3.parse_tcp))
-            udp = entry["udp"]
-            ctx.progress(f"      {path}: {udp['pps_delivered']:,.0f} pps delivered of "
-                         f"{udp['pps_sent']:,.0f} sent ({udp['loss_pct']:.1f}% loss, "
-                         f"{udp['processes']} iperf3 process(es))"
-                         + (f", LOWER BOUND: iperf3 CPU-bound ({udp['cpu_bound']})" if udp["lower_bound"]
-                            else "")
-                         + (f", TCP {entry['tcp']['bits_per_second'] / 1e9:.2f} Gbit/s"
-                            if "tcp" in entry else ""))
-            out[path] = entry
+            out[f"{client.name}->{server.name}"] = _measure_path(ctx, client)
         if len(ctx.lab.clients) > 1:
             for reverse in (False, True):
                 name = "udp_aggregate_reverse" if reverse else "udp_aggregate"
@@ -77,6 +53,37 @@ def measure(ctx: Context) -> dict[str, Any]:
         for srv in servers:
             ctx.table.stop(srv)
     return out
+
+
+def _measure_path(ctx: Context, client: Host) -> dict[str, Any]:
+    """One client's path to the server: UDP each way (scaled until iperf3 is not the limit), TCP."""
+    b = ctx.sc.baseline.iperf3
+    server = ctx.lab.server
+    path = f"{client.name}->{server.name}"
+    entry: dict[str, Any] = {"client": client.name, "server": server.name}
+    ways = [False] if ctx.lab.single_machine else [False, True]
+    for reverse in ways:
+        name = "udp_reverse" if reverse else "udp"
+        ctx.progress(f"orchestrate: baseline {path} iperf3 {name}")
+        entry[name] = _udp_scaled(ctx, client, reverse)
+    if b.tcp:
+        cpus = ctx.cpus(client, "client")[:1]
+        for reverse in ways:  # the bandwidth ceiling each way (-R: the server sends)
+            name = "tcp_reverse" if reverse else "tcp"
+            ctx.progress(f"orchestrate: baseline {path} iperf3 {name}")
+            argv = iperf3.tcp_command(server.address, b.port, duration_s=b.tcp_duration,
+                                      reverse=reverse)
+            text = _run(ctx, client, [(cpus[0], argv)], name, b.tcp_duration)[0]
+            entry[name] = dataclasses.asdict(_parse(ctx, client, name, text, iperf3.parse_tcp))
+    udp = entry["udp"]
+    ctx.progress(f"      {path}: {udp['pps_delivered']:,.0f} pps delivered of "
+                 f"{udp['pps_sent']:,.0f} sent ({udp['loss_pct']:.1f}% loss, "
+                 f"{udp['processes']} iperf3 process(es))"
+                 + (f", LOWER BOUND: iperf3 CPU-bound ({udp['cpu_bound']})" if udp["lower_bound"]
+                    else "")
+                 + (f", TCP {entry['tcp']['bits_per_second'] / 1e9:.2f} Gbit/s"
+                    if "tcp" in entry else ""))
+    return entry
 
 
 def _run(ctx: Context, client: Host, jobs: list[tuple[int, list[str]]], name: str,

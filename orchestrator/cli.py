@@ -638,31 +638,30 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="orchestrate",
-        description="Run a network-server benchmark end to end and explain the number.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def _scenario_cmd(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help: str,
+                  file_required: bool = True) -> argparse.ArgumentParser:
+    """A command that takes a scenario FILE and --set overrides, like every scenario command."""
+    sp = sub.add_parser(name, help=help, description=help)
+    sp.add_argument("file", nargs=None if file_required else "?", metavar="FILE",
+                    help="scenario YAML" + ("" if file_required else
+                                            " (default: the embedded loopback scenario)"))
+    sp.add_argument("--set", action="append", metavar="KEY.PATH=VALUE",
+                    help="override a scenario key (validated like the file); repeatable")
+    return sp
 
-    def scenario_cmd(name: str, help: str, file_required: bool = True) -> argparse.ArgumentParser:
-        sp = sub.add_parser(name, help=help, description=help)
-        sp.add_argument("file", nargs=None if file_required else "?", metavar="FILE",
-                        help="scenario YAML" + ("" if file_required else
-                                                " (default: the embedded loopback scenario)"))
-        sp.add_argument("--set", action="append", metavar="KEY.PATH=VALUE",
-                        help="override a scenario key (validated like the file); repeatable")
-        return sp
 
-    scenario_cmd("validate", "check a scenario; exit 2 with FILE:LINE messages if it is wrong")
-    doc = scenario_cmd("doctor", "check this machine (and a static inventory's hosts) for a scenario: "
-                       "one ok/warn/fail line per check, with the fix; exit 1 on a fail", False)
+def _run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """validate, doctor, plan and run: a scenario checked, planned and run."""
+    _scenario_cmd(sub, "validate", "check a scenario; exit 2 with FILE:LINE messages if it is wrong")
+    doc = _scenario_cmd(sub, "doctor", "check this machine (and a static inventory's hosts) for a scenario: "
+                            "one ok/warn/fail line per check, with the fix; exit 1 on a fail", False)
     doc.add_argument("--seconds", type=float, default=1.0, metavar="N",
                      help="how long to sample the pinned CPUs' load and pauses (default 1)")
-    pl = scenario_cmd("plan", "show the runs a scenario expands to and the expected time", False)
+    pl = _scenario_cmd(sub, "plan", "show the runs a scenario expands to and the expected time", False)
     pl.add_argument("--max-hourly", type=float, metavar="USD",
                     help="aws: refuse a plan whose worst case costs more per hour "
                     "(default: hosts.aws.max_hourly)")
-    r = scenario_cmd("run", "run a scenario end to end", False)
+    r = _scenario_cmd(sub, "run", "run a scenario end to end", False)
     r.add_argument("--results", default="results", metavar="DIR", help="results root (default ./results)")
     r.add_argument("--run-id", help=argparse.SUPPRESS)
     r.add_argument("--baseline", metavar="REF",
@@ -683,8 +682,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: hosts.aws.max_hourly)")
     r.add_argument("--history", metavar="DB|s3://BUCKET/PREFIX", help=HISTORY_HELP)
 
-    nz = scenario_cmd("noise", "measure the noise floor: A/A rounds of the scenario against itself "
-                      "on these hosts; kept in the history with the hosts' fingerprint", False)
+
+def _study_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """noise and bisect: a scenario run again and again to measure the floor or find a commit."""
+    nz = _scenario_cmd(sub, "noise", "measure the noise floor: A/A rounds of the scenario against itself "
+                           "on these hosts; kept in the history with the hosts' fingerprint", False)
     nz.add_argument("--rounds", type=int, default=5, choices=range(2, 51), metavar="N",
                     help="A/A rounds (each runs every point twice; default 5, 2..50)")
     nz.add_argument("--results", default="results", metavar="DIR", help="results root (default ./results)")
@@ -692,8 +694,8 @@ def build_parser() -> argparse.ArgumentParser:
     nz.add_argument("--yes", action="store_true", help="do not ask before renting cloud machines")
     nz.add_argument("--history", metavar="DB|s3://BUCKET/PREFIX", help=HISTORY_HELP)
 
-    bi = scenario_cmd("bisect", "find the first commit between --good and --bad that moved the metric: "
-                      "each step builds a commit and runs it against good in paired rounds", False)
+    bi = _scenario_cmd(sub, "bisect", "find the first commit between --good and --bad that moved the metric: "
+                           "each step builds a commit and runs it against good in paired rounds", False)
     bi.add_argument("--good", metavar="REF", help="a commit where the metric was as expected")
     bi.add_argument("--bad", metavar="REF", help="a later commit where it had moved")
     bi.add_argument("--metric", default="qps", choices=["qps", "p99", "cpu_us_per_request"],
@@ -713,6 +715,9 @@ def build_parser() -> argparse.ArgumentParser:
     bi.add_argument("--bisect-id", help=argparse.SUPPRESS)
     bi.add_argument("--history", metavar="DB|s3://BUCKET/PREFIX", help=HISTORY_HELP)
 
+
+def _results_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """schema, report, compare, history and publish: what reads results rather than making them."""
     sch = sub.add_parser("schema", help="the scenario JSON Schema (for editors: the shipped scenarios "
                          "point to scenarios/scenario.schema.json)")
     sch.add_argument("-o", "--output", metavar="FILE", help="write it here instead of standard output")
@@ -746,6 +751,9 @@ def build_parser() -> argparse.ArgumentParser:
     pub.add_argument("--scenario", help="only this scenario")
     pub.add_argument("--history", metavar="DB|s3://BUCKET/PREFIX", help=HISTORY_HELP)
 
+
+def _lab_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """lab and cleanup: the hosts themselves."""
     lab = sub.add_parser("lab", help="a lab of SSH hosts in network namespaces on this machine")
     lab.add_argument("action", choices=["up", "down", "status"])
     lab.add_argument("--name", default=None, help="lab name (default 'lab'; status: all labs)")
@@ -775,6 +783,18 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--run-id", help="aws: only what this run created")
     c.add_argument("--dry-run", action="store_true", help="aws: list, remove nothing")
     c.add_argument("--endpoint-url", help="aws: another EC2 endpoint (e.g. a moto server)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="orchestrate",
+        description="Run a network-server benchmark end to end and explain the number.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    _run_commands(sub)
+    _study_commands(sub)
+    _results_commands(sub)
+    _lab_commands(sub)
     return p
 
 

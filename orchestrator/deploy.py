@@ -242,13 +242,9 @@ def _keep_log(log: Path | None, text: str) -> None:
         log.write_text(text)
 
 
-def _play(lab: Lab, *, tags: list[str] | None, skip_tags: list[str] | None, extra_vars: dict[str, Any] | None,
-          playbook: Path, timeout: float, log: Path | None, limit: list[str] | None,
-          forks: int) -> DeployResult:
-    from ansible_runner.interface import init_runner  # heavy: only when deploying
-
-    private = Path(tempfile.mkdtemp(prefix="orchestrate-deploy-"))
-    env = {
+def _runner_env(private: Path) -> dict[str, str]:
+    """ansible-playbook's environment: our interpreter's ansible, host keys checked, no colour."""
+    return {
         # Our own interpreter's ansible-playbook first (`binary=` would drop the playbook argument).
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
         "ANSIBLE_HOST_KEY_CHECKING": "True",  # ansible-runner turns it off unless told
@@ -257,9 +253,54 @@ def _play(lab: Lab, *, tags: list[str] | None, skip_tags: list[str] | None, extr
         "ANSIBLE_LOCAL_TEMP": str(private / "tmp"),
         "ANSIBLE_DEPRECATION_WARNINGS": "False",
     }
-    cancel = threading.Event()
+
+
+def _run_watched(runner: Any, cancel: threading.Event, private: Path) -> None:
+    """Run the playbook in a thread we can interrupt: Ctrl-C cancels it and kills its workers."""
     done = threading.Event()
     crashed: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            runner.run()
+        except BaseException as exc:  # reported below, in the caller's thread
+            crashed.append(exc)
+        finally:
+            done.set()
+
+    # Our own thread and Event: a Thread.join() cut short by Ctrl-C can return early
+    # afterwards (CPython), and we must wait for ansible-playbook to be gone.
+    threading.Thread(target=work, name="ansible-runner", daemon=True).start()
+    try:
+        while not done.wait(0.2):
+            pass
+    except BaseException:
+        # Ctrl-C/SIGTERM: ansible-playbook runs on its own pty, so it would not hear it.
+        cancel.set()
+        done.wait(30)
+        _kill_workers(str(private))
+        raise
+    if crashed:
+        raise RunFailed(f"ansible-runner failed: {crashed[0]}", phase="deploy")
+
+
+def _host_results(lab: Lab, stats: dict[str, Any], limit: list[str] | None) -> dict[str, HostResult]:
+    """Each deployed host's task counts from ansible's play recap."""
+    return {h.name: HostResult(
+        ok=int(stats.get("ok", {}).get(h.name, 0)), changed=int(stats.get("changed", {}).get(h.name, 0)),
+        skipped=int(stats.get("skipped", {}).get(h.name, 0)),
+        failed=h.name in stats.get("failures", {}), unreachable=h.name in stats.get("dark", {}))
+        for h in lab.hosts if not limit or h.name in limit}
+
+
+def _play(lab: Lab, *, tags: list[str] | None, skip_tags: list[str] | None, extra_vars: dict[str, Any] | None,
+          playbook: Path, timeout: float, log: Path | None, limit: list[str] | None,
+          forks: int) -> DeployResult:
+    from ansible_runner.interface import init_runner  # heavy: only when deploying
+
+    private = Path(tempfile.mkdtemp(prefix="orchestrate-deploy-"))
+    env = _runner_env(private)
+    cancel = threading.Event()
     started = time.monotonic()
     try:
         runner = init_runner(
@@ -268,29 +309,7 @@ def _play(lab: Lab, *, tags: list[str] | None, skip_tags: list[str] | None, extr
             limit=",".join(limit) if limit else None, forks=forks,
             extravars=extra_vars or {}, envvars=env, quiet=True, timeout=int(timeout),
             settings={"pexpect_timeout": 0.5}, cancel_callback=cancel.is_set)
-
-        def work() -> None:
-            try:
-                runner.run()
-            except BaseException as exc:  # reported below, in the caller's thread
-                crashed.append(exc)
-            finally:
-                done.set()
-
-        # Our own thread and Event: a Thread.join() cut short by Ctrl-C can return early
-        # afterwards (CPython), and we must wait for ansible-playbook to be gone.
-        threading.Thread(target=work, name="ansible-runner", daemon=True).start()
-        try:
-            while not done.wait(0.2):
-                pass
-        except BaseException:
-            # Ctrl-C/SIGTERM: ansible-playbook runs on its own pty, so it would not hear it.
-            cancel.set()
-            done.wait(30)
-            _kill_workers(str(private))
-            raise
-        if crashed:
-            raise RunFailed(f"ansible-runner failed: {crashed[0]}", phase="deploy")
+        _run_watched(runner, cancel, private)
         seconds = time.monotonic() - started
         stdout = ""
         with contextlib.suppress(OSError, AttributeError, ValueError):
@@ -298,11 +317,7 @@ def _play(lab: Lab, *, tags: list[str] | None, skip_tags: list[str] | None, extr
         _keep_log(log, stdout)
         events = list(runner.events)
         stats = runner.stats or {}
-        results = {h.name: HostResult(
-            ok=int(stats.get("ok", {}).get(h.name, 0)), changed=int(stats.get("changed", {}).get(h.name, 0)),
-            skipped=int(stats.get("skipped", {}).get(h.name, 0)),
-            failed=h.name in stats.get("failures", {}), unreachable=h.name in stats.get("dark", {}))
-            for h in lab.hosts if not limit or h.name in limit}
+        results = _host_results(lab, stats, limit)
         result = DeployResult(hosts=results, seconds=seconds, status=str(runner.status))
         if runner.status == "timeout":
             raise RunFailed(f"the deploy playbook did not finish within {timeout:.0f}s", phase="deploy")

@@ -18,10 +18,10 @@ import shutil
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from orchestrator import analysis, baseline, capacity, load, records, remote, signals, store, telemetry, tools
 from orchestrator import hosts as _hosts
@@ -51,6 +51,113 @@ class Outcome:
     summary: dict[str, Any]
 
 
+def _open_results(loaded: Loaded, results_root: Path, run_id: str, plan: Plan,
+                  resume: bool) -> tuple[ResultsDir, dict[str, Any]]:
+    """The results folder and the summary to fill: a new one, or the resumed run's."""
+    sc = loaded.scenario
+    summary: dict[str, Any] = {
+        "scenario": sc.name, "run_id": run_id, "source": loaded.source,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "status": "running",
+        "provider": sc.hosts.provider, "hosts": {}, "baseline": {}, "runs": [],
+    }
+    if resume:
+        results, summary = _resume(results_root, sc, run_id, plan)
+    else:
+        results = ResultsDir.create(results_root, sc.name, run_id)
+        results.write_text("scenario.yaml", dump(sc))
+        results.write_json("plan.json", [r.as_dict() for r in plan.runs])
+    return results, summary
+
+
+def _save_summary(results: ResultsDir, summary: dict[str, Any], ctx: Context | None, status: str,
+                  error: str | None) -> None:
+    """Write the summary as it stands (with what ctx measured so far) under `status`."""
+    if ctx is not None:
+        summary.update(_partial(ctx))
+    summary["status"] = status
+    summary["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    if error:
+        summary["error"] = error
+    else:
+        summary.pop("error", None)
+    results.save_summary(summary)
+
+
+def _announce(sc: Scenario, plan: Plan, summary: dict[str, Any], results: ResultsDir,
+              progress: Progress) -> None:
+    """Say what is left to do, how long it should take and where the results go."""
+    done_ids = {r["run_id"] for r in summary["runs"]}
+    todo = [r for r in plan.runs if r.run_id not in done_ids]
+    if plan.searches:
+        todo_n = max(plan.expected_runs - len(done_ids), 0)
+        what = (f"{len(plan.searches)} capacity search(es), likely {plan.expected_runs} runs "
+                f"(at most {plan.search_runs_max} each)")
+    else:
+        todo_n, what = len(todo), f"{len(todo)} of {len(plan.runs)} runs to do"
+    progress(f"orchestrate: {sc.name}: {what}, about "
+             f"{fmt_seconds(plan.seconds_for(todo_n, with_baseline=not summary['baseline']))} "
+             f"(estimated); "
+             f"results in {results.path}")
+
+
+def _connect(hosts: Sequence[Host], transports: dict[str, Transport], log: remote.CommandLog) -> None:
+    """Connect every host, keeping each transport as it succeeds: teardown closes what is there."""
+    def connect(h: Host) -> None:  # kept as each succeeds: teardown closes it
+        transports[h.name] = remote.Logged(_hosts.connect(h), log)
+
+    each(hosts, connect)
+
+
+def _context(sc: Scenario, lab: _hosts.Lab, results: ResultsDir, transports: dict[str, Transport],
+             progress: Progress, log: remote.CommandLog, summary: dict[str, Any], run_id: str,
+             began: float) -> Context:
+    """The run's Context over connected hosts, carrying what a resumed summary already measured."""
+    table = ProcessTable(transports, tag=run_id)
+    ctx = Context(sc, lab, results, transports, table, progress, log=log,
+                  baseline=summary.get("baseline") or {},
+                  runs=[records.Run.model_validate(r) for r in summary["runs"]],
+                  autoscale=list(summary.get("autoscale") or []))
+    ctx.timing["lab"] = round(time.monotonic() - began, 3)  # up, locked, connected
+    ctx.sysctl = _sysctl.Tuner(sc, run_id, ctx.t, progress, lab=lab.provider == "netns")
+    return ctx
+
+
+def _interrupted(exc: BaseException, ctx: Context | None, summary: dict[str, Any],
+                 finish: Callable[[str, str | None], None]) -> NoReturn:
+    """Record an interrupted run (the phase it was in) and raise Interrupted."""
+    phase = ctx.phase if ctx else "lab"
+    summary["phase"] = phase
+    msg = f"interrupted during {phase}" + (f" ({exc})" if str(exc) else "")
+    finish("interrupted", msg)
+    raise Interrupted(msg) from None
+
+
+def _failed(exc: Exception, ctx: Context | None, results: ResultsDir, summary: dict[str, Any],
+            finish: Callable[[str, str | None], None], progress: Progress) -> NoReturn:
+    """Record a failed run and raise one RunFailed line naming its phase (a bug's traceback kept)."""
+    phase = (exc.phase if isinstance(exc, RunFailed) and exc.phase else
+             ctx.phase if ctx else "lab")
+    known = isinstance(exc, RunFailed | tools.ToolError | OSError)
+    if not known:  # a bug of ours: keep the traceback for the report, not the terminal
+        trace = results.path / "traceback.txt"
+        with contextlib.suppress(OSError):
+            trace.write_text("".join(traceback.format_exception(exc)))
+    summary["phase"] = phase
+    try:
+        finish("failed", f"{phase}: {exc}")
+    except OSError as write_exc:  # e.g. the results disk is full: say so, keep the cause
+        progress(f"orchestrate: WARNING could not save the summary: {write_exc}")
+    if isinstance(exc, RunFailed):
+        raise exc.in_phase(phase) from None
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+        raise RunFailed(f"cannot write the results folder {results.path}: {exc.strerror}",
+                        phase=phase) from None
+    if known:
+        raise RunFailed(str(exc), phase=phase) from None
+    raise RunFailed(f"internal error ({type(exc).__name__}: {exc}); traceback in {trace}",
+                    phase=phase) from None
+
+
 def run(loaded: Loaded, *, results_root: Path, run_id: str | None = None,
         progress: Progress = _stderr, lab_options: dict[str, Any] | None = None,
         history: str | Path | None = None, resume: bool = False) -> Outcome:
@@ -64,29 +171,11 @@ def run(loaded: Loaded, *, results_root: Path, run_id: str | None = None,
     sc = loaded.scenario
     plan = expand(sc)
     run_id = run_id or new_run_id()
-    summary: dict[str, Any] = {
-        "scenario": sc.name, "run_id": run_id, "source": loaded.source,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "status": "running",
-        "provider": sc.hosts.provider, "hosts": {}, "baseline": {}, "runs": [],
-    }
-    if resume:
-        results, summary = _resume(results_root, sc, run_id, plan)
-    else:
-        results = ResultsDir.create(results_root, sc.name, run_id)
-        results.write_text("scenario.yaml", dump(sc))
-        results.write_json("plan.json", [r.as_dict() for r in plan.runs])
+    results, summary = _open_results(loaded, results_root, run_id, plan, resume)
     ctx: Context | None = None
 
     def save(status: str, error: str | None = None) -> None:
-        if ctx is not None:
-            summary.update(_partial(ctx))
-        summary["status"] = status
-        summary["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        if error:
-            summary["error"] = error
-        else:
-            summary.pop("error", None)
-        results.save_summary(summary)
+        _save_summary(results, summary, ctx, status, error)
 
     def finish(status: str, error: str | None = None) -> None:
         save(status, error)
@@ -95,18 +184,7 @@ def run(loaded: Loaded, *, results_root: Path, run_id: str | None = None,
         except Exception as exc:  # the results folder is what matters; history is an index
             progress(f"orchestrate: WARNING could not record history: {exc}")
 
-    done_ids = {r["run_id"] for r in summary["runs"]}
-    todo = [r for r in plan.runs if r.run_id not in done_ids]
-    if plan.searches:
-        todo_n = max(plan.expected_runs - len(done_ids), 0)
-        what = (f"{len(plan.searches)} capacity search(es), likely {plan.expected_runs} runs "
-                f"(at most {plan.search_runs_max} each)")
-    else:
-        todo_n, what = len(todo), f"{len(todo)} of {len(plan.runs)} runs to do"
-    progress(f"orchestrate: {sc.name}: {what}, about "
-             f"{fmt_seconds(plan.seconds_for(todo_n, with_baseline=not summary['baseline']))} "
-             f"(estimated); "
-             f"results in {results.path}")
+    _announce(sc, plan, summary, results, progress)
     began = time.monotonic()
     with signals.as_interrupts(results.path / signals.LOG_NAME):  # SIGHUP: output goes there
         try:
@@ -116,17 +194,8 @@ def run(loaded: Loaded, *, results_root: Path, run_id: str | None = None,
                 log = remote.CommandLog()  # every command sent, so a quiet window can be shown
                 completed = False
                 try:
-                    def connect(h: Host) -> None:  # kept as each succeeds: teardown closes it
-                        transports[h.name] = remote.Logged(_hosts.connect(h), log)
-
-                    each(lab.hosts, connect)
-                    table = ProcessTable(transports, tag=run_id)
-                    ctx = Context(sc, lab, results, transports, table, progress, log=log,
-                                  baseline=summary.get("baseline") or {},
-                                  runs=[records.Run.model_validate(r) for r in summary["runs"]],
-                                  autoscale=list(summary.get("autoscale") or []))
-                    ctx.timing["lab"] = round(time.monotonic() - began, 3)  # up, locked, connected
-                    ctx.sysctl = _sysctl.Tuner(sc, run_id, ctx.t, progress, lab=lab.provider == "netns")
+                    _connect(lab.hosts, transports, log)
+                    ctx = _context(sc, lab, results, transports, progress, log, summary, run_id, began)
                     _execute(ctx, plan, _paced(lambda i: save(f"running ({i}/{len(plan.runs) or 'search'})")))
                     _host_noise(ctx, "after")
                     completed = True
@@ -137,11 +206,7 @@ def run(loaded: Loaded, *, results_root: Path, run_id: str | None = None,
                         if ctx is not None:
                             ctx.timing["teardown"] = round(time.monotonic() - down, 3)
         except (KeyboardInterrupt, Interrupted) as exc:
-            phase = ctx.phase if ctx else "lab"
-            summary["phase"] = phase
-            msg = f"interrupted during {phase}" + (f" ({exc})" if str(exc) else "")
-            finish("interrupted", msg)
-            raise Interrupted(msg) from None
+            _interrupted(exc, ctx, summary, finish)
         except UserError:
             # Bad input found only now (an inventory, a host key): nothing was measured,
             # so leave nothing behind, as for a bad scenario.
@@ -149,27 +214,7 @@ def run(loaded: Loaded, *, results_root: Path, run_id: str | None = None,
                 shutil.rmtree(results.path, ignore_errors=True)
             raise
         except Exception as exc:  # noqa: BLE001  every failure: one line, phase named, summary kept
-            phase = (exc.phase if isinstance(exc, RunFailed) and exc.phase else
-                     ctx.phase if ctx else "lab")
-            known = isinstance(exc, RunFailed | tools.ToolError | OSError)
-            if not known:  # a bug of ours: keep the traceback for the report, not the terminal
-                trace = results.path / "traceback.txt"
-                with contextlib.suppress(OSError):
-                    trace.write_text("".join(traceback.format_exception(exc)))
-            summary["phase"] = phase
-            try:
-                finish("failed", f"{phase}: {exc}")
-            except OSError as write_exc:  # e.g. the results disk is full: say so, keep the cause
-                progress(f"orchestrate: WARNING could not save the summary: {write_exc}")
-            if isinstance(exc, RunFailed):
-                raise exc.in_phase(phase) from None
-            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
-                raise RunFailed(f"cannot write the results folder {results.path}: {exc.strerror}",
-                                phase=phase) from None
-            if known:
-                raise RunFailed(str(exc), phase=phase) from None
-            raise RunFailed(f"internal error ({type(exc).__name__}: {exc}); traceback in {trace}",
-                            phase=phase) from None
+            _failed(exc, ctx, results, summary, finish, progress)
     finish("complete")
     return Outcome(results.path, summary)
 
@@ -763,6 +808,10 @@ def _keep_server_files(ctx: Context, spec: RunSpec, sdir: str, srv: remote.Proce
 
 
 def _one_run(ctx: Context, spec: RunSpec, binary: str) -> records.Run:
+    # long: one run's timeline in order (server, telemetry, a load started at one instant on every
+    # client, the silent window, stop, collect); its locals (started, collectors, generators, the
+    # window, the readings) feed both the single try/finally that stops every process it started
+    # and the record. Split, they would travel as a state object; that is a change, not a refactor.
     sc, server, clients = ctx.sc, ctx.lab.server, ctx.lab.clients[:spec.clients]
     ts = ctx.t(server)
     clean = False

@@ -876,14 +876,8 @@ def _kernel_problems(sc: Scenario, add: Callable[[tuple, str], None]) -> None:
             "server.command sets its own listen backlog")
 
 
-def semantic_problems(sc: Scenario, source: str, lines: dict[tuple, int],
-                      host_cpus: set[int] | None = None) -> list[Problem]:
-    """Checks across keys that the schema alone cannot express."""
-    problems: list[Problem] = []
-
-    def add(path: tuple, msg: str) -> None:
-        problems.append(Problem(source, _line_for(lines, path), _dotted(path), msg))
-
+def _server_problems(sc: Scenario, add: Callable[[tuple, str], None]) -> None:
+    """The server's keys against each other: arch names, and flags only the built-in server has."""
     if sc.server.command is None:
         for i, arch in enumerate(sc.server.arch):
             if arch not in ARCHES:
@@ -897,6 +891,10 @@ def semantic_problems(sc: Scenario, source: str, lines: dict[tuple, int],
             "a server.command does its own work")
     if sc.server.config is not None and sc.server.command is None:
         add(("server", "config"), "config is a template for a server command; set server.command too")
+
+
+def _cpu_problems(sc: Scenario, add: Callable[[tuple, str], None], host_cpus: set[int] | None) -> None:
+    """Host sizes and CPU pinning against the CPUs this machine (or the given host) has."""
     same_machine = sc.hosts.provider in ("local", "netns")
     if sc.hosts.size and sc.hosts.provider != "netns":
         add(("hosts", "size"), "only the netns provider sizes its hosts (cgroups on this machine); "
@@ -940,6 +938,10 @@ def semantic_problems(sc: Scenario, source: str, lines: dict[tuple, int],
                     add((key, "cpus"),
                         f"CPU(s) {missing} not available on this host "
                         f"(it has {ranges(sorted(host_cpus))})")
+
+
+def _hosts_problems(sc: Scenario, add: Callable[[tuple, str], None]) -> None:
+    """The hosts section: inventory, client counts and link caps that only some providers honour."""
     if sc.hosts.provider == "static" and not sc.hosts.inventory:
         add(("hosts", "inventory"), "provider 'static' needs an Ansible inventory file")
     elif sc.hosts.provider == "static" and not Path(sc.hosts.inventory or "").expanduser().exists():
@@ -958,6 +960,10 @@ def semantic_problems(sc: Scenario, source: str, lines: dict[tuple, int],
         add(("hosts", "link", "rate"), "one cap per link: pps (a packet rate) or rate (bits/s), not both")
     if link.queue and not (link.pps or link.rate):
         add(("hosts", "link", "queue"), "a queue belongs to a cap: set pps or rate as well")
+
+
+def _load_problems(sc: Scenario, add: Callable[[tuple, str], None]) -> None:
+    """The load section: what each generator tool can do, and rates that leave a host nothing."""
     if sc.load.threads > min(sc.load.connections):
         add(("load", "threads"), "wrk needs at least one connection per thread "
             f"({sc.load.threads} threads, {min(sc.load.connections)} connections)")
@@ -983,6 +989,20 @@ def semantic_problems(sc: Scenario, source: str, lines: dict[tuple, int],
         value = getattr(sc.load, key)
         if sc.load.tool == "wrk" and value != int(value):
             add(("load", key), f"wrk takes whole seconds; got {value:g}s")
+
+
+def semantic_problems(sc: Scenario, source: str, lines: dict[tuple, int],
+                      host_cpus: set[int] | None = None) -> list[Problem]:
+    """Checks across keys that the schema alone cannot express."""
+    problems: list[Problem] = []
+
+    def add(path: tuple, msg: str) -> None:
+        problems.append(Problem(source, _line_for(lines, path), _dotted(path), msg))
+
+    _server_problems(sc, add)
+    _cpu_problems(sc, add, host_cpus)
+    _hosts_problems(sc, add)
+    _load_problems(sc, add)
     _request_problems(sc, add)
     _kernel_problems(sc, add)
     for axis, values in swept(sc):

@@ -522,13 +522,8 @@ def _sizes_text(st: LabState) -> str:
                                    for h in st.hosts))
 
 
-def up(name: str, hosts: int, pps: int | None = None, *, size: dict[str, Size] | None = None,
-       root: Path | None = None, rate: int | None = None, queue: int | None = None) -> LabState:
-    """Bring up lab `name` with `hosts` hosts; on any failure (or Ctrl-C) nothing is left behind.
-
-    `size` sizes hosts per role ("server": host 0, "client": the others). A lab already up
-    with the same shape is returned as is.
-    """
+def _check_shape(name: str, hosts: int, pps: int | None, rate: int | None, queue: int | None) -> None:
+    """Refuse a lab's name, host count or link caps before anything is created for it."""
     _check_name(name)
     if not 1 <= hosts <= MAX_HOSTS:
         raise UserError(f"lab {name}: hosts must be 1..{MAX_HOSTS}, got {hosts}")
@@ -539,6 +534,16 @@ def up(name: str, hosts: int, pps: int | None = None, *, size: dict[str, Size] |
         raise UserError(f"lab {name}: one cap per link: pps or rate, not both")
     if queue and not (pps or rate):
         raise UserError(f"lab {name}: a queue belongs to a cap: give pps or rate as well")
+
+
+def up(name: str, hosts: int, pps: int | None = None, *, size: dict[str, Size] | None = None,
+       root: Path | None = None, rate: int | None = None, queue: int | None = None) -> LabState:
+    """Bring up lab `name` with `hosts` hosts; on any failure (or Ctrl-C) nothing is left behind.
+
+    `size` sizes hosts per role ("server": host 0, "client": the others). A lab already up
+    with the same shape is returned as is.
+    """
+    _check_shape(name, hosts, pps, rate, queue)
     root = root or LABS_ROOT
     size = size or {}
     current = status(name, root=root)

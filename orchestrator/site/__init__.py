@@ -17,6 +17,7 @@ from __future__ import annotations
 import html
 import shutil
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,15 +102,7 @@ def _chart(title: str, unit: str, series: list[changepoint.Entry], values: list[
         anchor = "start" if i == 0 and n > 1 else "end" if i == n - 1 and n > 1 else "middle"
         out.append(f'<text x="{x(i):.1f}" y="{H - 12}" text-anchor="{anchor}" class="tick">'
                    f'{html.escape(series[i].started[:10])}</text>')
-    for sh in shifts:  # drawn between the last run before and the first run after
-        sx = (x(sh.index - 1) + x(sh.index)) / 2
-        out.append(f'<line class="shift" data-run="{html.escape(sh.results_id)}" '
-                   f'data-change="{sh.change_pct:.1f}" x1="{sx:.1f}" x2="{sx:.1f}" y1="{PAD_T}" '
-                   f'y2="{H - PAD_B}" stroke="{SHIFT_COLOUR}" stroke-width="2" stroke-dasharray="5 3">'
-                   f'<title>change point at {html.escape(sh.results_id)}: {sh.change_pct:+.1f}% '
-                   f'({_fmt(sh.before)} -> {_fmt(sh.after)} req/s)</title></line>')
-        out.append(f'<text class="shift-label" x="{sx + 4:.1f}" y="{PAD_T + 12}" fill="{SHIFT_COLOUR}">'
-                   f'{sh.change_pct:+.1f}%</text>')
+    out += _shift_marks(shifts, x)
     for i, (e, iv) in enumerate(zip(series, intervals, strict=True)):
         if iv is not None:
             out.append(f'<line class="interval" data-run="{html.escape(e.results_id)}" x1="{x(i):.1f}" '
@@ -119,20 +112,7 @@ def _chart(title: str, unit: str, series: list[changepoint.Entry], values: list[
     pts = [(x(i), y(v)) for i, v in enumerate(values) if v is not None]
     out.append('<polyline fill="none" stroke="{}" stroke-width="1.5" points="{}"/>'.format(
         LINE_COLOUR, " ".join(f"{a:.1f},{b:.1f}" for a, b in pts)))
-    for i, (e, v) in enumerate(zip(series, values, strict=True)):
-        if v is None:
-            continue
-        run = runs.get(e.results_id)
-        failed = bool(run and run.gate and point_label in (run.gate.get("regressed") or []))
-        dot = (f'<circle class="run{" gate-failure" if failed else ""}" '
-               f'data-run="{html.escape(e.results_id)}" cx="{x(i):.1f}" cy="{y(v):.1f}" '
-               f'r="{5 if failed else 3.5}" '
-               f'fill="{FAIL_COLOUR if failed else LINE_COLOUR}"><title>{html.escape(e.results_id)} '
-               f'({html.escape(e.started)}): {_fmt(v)} {unit}'
-               f'{" - REGRESSION (gate failed)" if failed else ""}</title></circle>')
-        if run and run.report:
-            dot = f'<a href="{html.escape(run.report)}">{dot}</a>'
-        out.append(dot)
+    out += _run_dots(series, values, runs, point_label, unit, x, y)
     out.append("</svg>")
     return "\n".join(out)
 
@@ -179,10 +159,46 @@ td, th { padding: 3px 8px; border-bottom: 1px solid #eee; }
 """
 
 
-def publish(history: History, site: Path, *, scenario: str | None = None) -> Path:
-    """Write site/index.html (and site/runs/<scenario>/<id>/report.html); returns index.html."""
-    sessions = list(reversed(history.sessions(scenario=scenario, limit=1_000_000)))  # oldest first
-    gates = history.gates()
+def _shift_marks(shifts: list[changepoint.Shift], x: Callable[[int], float]) -> list[str]:
+    """A chart's change points: a dashed line and its percentage between the runs either side."""
+    out: list[str] = []
+    for sh in shifts:  # drawn between the last run before and the first run after
+        sx = (x(sh.index - 1) + x(sh.index)) / 2
+        out.append(f'<line class="shift" data-run="{html.escape(sh.results_id)}" '
+                   f'data-change="{sh.change_pct:.1f}" x1="{sx:.1f}" x2="{sx:.1f}" y1="{PAD_T}" '
+                   f'y2="{H - PAD_B}" stroke="{SHIFT_COLOUR}" stroke-width="2" stroke-dasharray="5 3">'
+                   f'<title>change point at {html.escape(sh.results_id)}: {sh.change_pct:+.1f}% '
+                   f'({_fmt(sh.before)} -> {_fmt(sh.after)} req/s)</title></line>')
+        out.append(f'<text class="shift-label" x="{sx + 4:.1f}" y="{PAD_T + 12}" fill="{SHIFT_COLOUR}">'
+                   f'{sh.change_pct:+.1f}%</text>')
+    return out
+
+
+def _run_dots(series: list[changepoint.Entry], values: list[float | None], runs: dict[str, Run],
+              point_label: str, unit: str, x: Callable[[int], float],
+              y: Callable[[float], float]) -> list[str]:
+    """A chart's runs: one dot each, red where the gate failed, linked to the run's report."""
+    out: list[str] = []
+    for i, (e, v) in enumerate(zip(series, values, strict=True)):
+        if v is None:
+            continue
+        run = runs.get(e.results_id)
+        failed = bool(run and run.gate and point_label in (run.gate.get("regressed") or []))
+        dot = (f'<circle class="run{" gate-failure" if failed else ""}" '
+               f'data-run="{html.escape(e.results_id)}" cx="{x(i):.1f}" cy="{y(v):.1f}" '
+               f'r="{5 if failed else 3.5}" '
+               f'fill="{FAIL_COLOUR if failed else LINE_COLOUR}"><title>{html.escape(e.results_id)} '
+               f'({html.escape(e.started)}): {_fmt(v)} {unit}'
+               f'{" - REGRESSION (gate failed)" if failed else ""}</title></circle>')
+        if run and run.report:
+            dot = f'<a href="{html.escape(run.report)}">{dot}</a>'
+        out.append(dot)
+    return out
+
+
+def _copy_reports(history: History, site: Path, sessions: list[dict[str, Any]],
+                  gates: dict[str, dict[str, Any]]) -> tuple[dict[str, Run], list[dict[str, Any]]]:
+    """Each session's Run (its report copied into the site) and the complete runs' summaries."""
     runs: dict[str, Run] = {}
     summaries = []
     for s in sessions:
@@ -197,6 +213,33 @@ def publish(history: History, site: Path, *, scenario: str | None = None) -> Pat
                 shutil.copyfile(folder / "report.html", site / rel)
                 report = rel.as_posix()
         runs[s["results_id"]] = Run(s, report, gates.get(s["results_id"]))
+    return runs, summaries
+
+
+def _runs_table(sessions: list[dict[str, Any]], name: str, runs: dict[str, Run]) -> list[str]:
+    """One scenario's table of runs, newest first, with the gate's outcome; closes its section."""
+    body: list[str] = []
+    body.append('<table class="runs"><tr><th>started</th><th>run</th><th>status</th><th>gate</th></tr>')
+    for s in reversed([s for s in sessions if s["scenario"] == name]):
+        run = runs[s["results_id"]]
+        rid = html.escape(s["results_id"])
+        link = f'<a href="{html.escape(run.report)}">{rid}</a>' if run.report else rid
+        gate = ""
+        if run.gate is not None:
+            bad = run.gate.get("regressed") or []
+            gate = (f'<span class="fail">REGRESSION: {html.escape(", ".join(bad))}</span>' if bad
+                    else f"passed (&le;{run.gate.get('threshold_pct', '?')}% drop)")
+        body.append(f"<tr><td>{html.escape(s.get('started') or '-')}</td><td>{link}</td>"
+                    f"<td>{html.escape(s.get('status') or '-')}</td><td>{gate}</td></tr>")
+    body.append("</table></section>")
+    return body
+
+
+def publish(history: History, site: Path, *, scenario: str | None = None) -> Path:
+    """Write site/index.html (and site/runs/<scenario>/<id>/report.html); returns index.html."""
+    sessions = list(reversed(history.sessions(scenario=scenario, limit=1_000_000)))  # oldest first
+    gates = history.gates()
+    runs, summaries = _copy_reports(history, site, sessions, gates)
     by_point = changepoint.entries(summaries)
     spread = _repetitions(summaries)
     floors = _floors(history)
@@ -231,19 +274,7 @@ def publish(history: History, site: Path, *, scenario: str | None = None) -> Pat
             body.append(_chart(f"{label}: capacity", "req/s", series, [e.capacity for e in series],
                                runs, shifts if searched else [], label, "capacity"))
             body.append("</div>")
-        body.append('<table class="runs"><tr><th>started</th><th>run</th><th>status</th><th>gate</th></tr>')
-        for s in reversed([s for s in sessions if s["scenario"] == name]):
-            run = runs[s["results_id"]]
-            rid = html.escape(s["results_id"])
-            link = f'<a href="{html.escape(run.report)}">{rid}</a>' if run.report else rid
-            gate = ""
-            if run.gate is not None:
-                bad = run.gate.get("regressed") or []
-                gate = (f'<span class="fail">REGRESSION: {html.escape(", ".join(bad))}</span>' if bad
-                        else f"passed (&le;{run.gate.get('threshold_pct', '?')}% drop)")
-            body.append(f"<tr><td>{html.escape(s.get('started') or '-')}</td><td>{link}</td>"
-                        f"<td>{html.escape(s.get('status') or '-')}</td><td>{gate}</td></tr>")
-        body.append("</table></section>")
+        body += _runs_table(sessions, name, runs)
     if not sessions:
         body.append(f"<p>No runs recorded in {html.escape(history.where)} yet.</p>")
     page = ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"

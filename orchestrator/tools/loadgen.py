@@ -65,6 +65,30 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
+def _check_args(targets: list[str], threads: int, connections: int, duration_s: float,
+                warmup_s: float, timeout_s: float, rate: float | None, pipeline: int, close: bool,
+                method: str) -> None:
+    """Refuse arguments orchestrate-load would refuse, here, with a message naming the limit."""
+    if not targets or any(not u.startswith("http://") for u in targets):
+        raise ToolError(BINARY, f"needs one or more http:// URLs, got {targets!r}")
+    if threads < 1 or connections < threads:
+        raise ToolError(BINARY, f"needs threads >= 1 and connections >= threads, got {threads} threads "
+                        f"and {connections} connections")
+    if not (0 < duration_s <= 86400) or not (0 <= warmup_s <= 86400):
+        raise ToolError(BINARY, f"duration must be in (0, 86400] s and warm-up in [0, 86400] s, got "
+                        f"{duration_s} and {warmup_s}")
+    if not (0 < timeout_s <= 60):
+        raise ToolError(BINARY, f"timeout must be in (0, 60] s, got {timeout_s}")
+    if rate is not None and not (math.isfinite(rate) and rate >= 1):
+        raise ToolError(BINARY, f"rate must be >= 1 request/s, got {rate}")
+    if not (1 <= pipeline <= 1024):
+        raise ToolError(BINARY, f"pipeline depth must be in [1, 1024], got {pipeline}")
+    if close and pipeline > 1:
+        raise ToolError(BINARY, "pipelining needs keep-alive connections (close=True given)")
+    if not method or any(c.isspace() for c in method):
+        raise ToolError(BINARY, f"bad method {method!r}")
+
+
 def command(
     urls: str | Sequence[str],
     *,
@@ -88,24 +112,8 @@ def command(
     """orchestrate-load's argv. `rate` (total requests/s) makes the run open-loop;
     `start_at` (epoch seconds) lets several hosts start at the same instant."""
     targets = [urls] if isinstance(urls, str) else list(urls)
-    if not targets or any(not u.startswith("http://") for u in targets):
-        raise ToolError(BINARY, f"needs one or more http:// URLs, got {targets!r}")
-    if threads < 1 or connections < threads:
-        raise ToolError(BINARY, f"needs threads >= 1 and connections >= threads, got {threads} threads "
-                        f"and {connections} connections")
-    if not (0 < duration_s <= 86400) or not (0 <= warmup_s <= 86400):
-        raise ToolError(BINARY, f"duration must be in (0, 86400] s and warm-up in [0, 86400] s, got "
-                        f"{duration_s} and {warmup_s}")
-    if not (0 < timeout_s <= 60):
-        raise ToolError(BINARY, f"timeout must be in (0, 60] s, got {timeout_s}")
-    if rate is not None and not (math.isfinite(rate) and rate >= 1):
-        raise ToolError(BINARY, f"rate must be >= 1 request/s, got {rate}")
-    if not (1 <= pipeline <= 1024):
-        raise ToolError(BINARY, f"pipeline depth must be in [1, 1024], got {pipeline}")
-    if close and pipeline > 1:
-        raise ToolError(BINARY, "pipelining needs keep-alive connections (close=True given)")
-    if not method or any(c.isspace() for c in method):
-        raise ToolError(BINARY, f"bad method {method!r}")
+    _check_args(targets, threads, connections, duration_s, warmup_s, timeout_s, rate, pipeline,
+                close, method)
     argv = [binary, "--threads", str(threads), "--connections", str(connections),
             "--duration", _number(duration_s), "--warmup", _number(warmup_s),
             "--timeout", _number(timeout_s), "--pipeline", str(pipeline), "--method", method]
@@ -428,6 +436,22 @@ def parse(stdout: str, stderr: str = "") -> LoadResult:
 
 # ---------------------------------------------------------------- merging
 
+def _merged_counts(c: list[Counts]) -> Counts:
+    """Several hosts' counts added: plain counts summed, kinded ones (status, errors) per kind."""
+    def add(pairs: Iterable[tuple[tuple[str, int], ...]]) -> tuple[tuple[str, int], ...]:
+        total: dict[str, int] = {}
+        for items in pairs:
+            for k, v in items:
+                total[k] = total.get(k, 0) + v
+        return tuple(total.items())
+
+    return Counts(
+        **{f.name: sum(getattr(x, f.name) for x in c) for f in fields(Counts) if f.name not in _KINDED},
+        status=add(x.status for x in c), errors=add(x.errors for x in c),
+        failed_by=(None if any(x.failed_by is None for x in c)
+                   else add(x.failed_by for x in c if x.failed_by is not None)))
+
+
 def merge(results: Sequence[LoadResult]) -> LoadResult:
     """Runs made at the same time (threads of one host are already merged by the generator;
     this merges hosts). Histograms add bucket counts exactly, so merged percentiles are those
@@ -458,20 +482,7 @@ def merge(results: Sequence[LoadResult]) -> LoadResult:
                                   and _sustained(total, achieved, fidelity_lag))
     else:
         target, sustained = None, None
-
-    def add(pairs: Iterable[tuple[tuple[str, int], ...]]) -> tuple[tuple[str, int], ...]:
-        total: dict[str, int] = {}
-        for items in pairs:
-            for k, v in items:
-                total[k] = total.get(k, 0) + v
-        return tuple(total.items())
-
-    c = [r.counts for r in results]
-    counts = Counts(
-        **{f.name: sum(getattr(x, f.name) for x in c) for f in fields(Counts) if f.name not in _KINDED},
-        status=add(x.status for x in c), errors=add(x.errors for x in c),
-        failed_by=(None if any(x.failed_by is None for x in c)
-                   else add(x.failed_by for x in c if x.failed_by is not None)))
+    counts = _merged_counts([r.counts for r in results])
     return LoadResult(
         mode=results[0].mode, threads=sum(r.threads for r in results),
         connections=sum(r.connections for r in results), pipeline=results[0].pipeline,

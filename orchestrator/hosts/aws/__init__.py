@@ -282,6 +282,58 @@ def _ssh_cidr(aws: Any, checked: preflight.Checked, my_address: str | None) -> s
     return f"{address}/{32 if address.version == 4 else 128}"
 
 
+def _create_key_pair(ec2: Any, base: str, tags: dict[str, str], created: Created) -> Path:
+    """The run's key pair, recorded in `created` as it appears; its private key kept in the lab dir."""
+    # Each create runs with signals deferred (not dropped): a Ctrl-C or hang-up lands once its
+    # id is recorded, so teardown knows it.
+    with deferred(), step("create key pair"):
+        key = ec2.create_key_pair(KeyName=base, KeyType="ed25519",
+                                  TagSpecifications=tag_spec("key-pair", tags))
+        created.key_name = key["KeyName"]
+        created.save()
+    key_file = created.lab_dir / "id_ed25519"
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key.pop("KeyMaterial"))
+    del key
+    return key_file
+
+
+def _create_security_group(ec2: Any, run_id: str, base: str, checked: preflight.Checked,
+                           tags: dict[str, str], created: Created,
+                           cidr: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
+    """The run's security group (recorded in `created`): SSH from us, all traffic between members."""
+    with deferred(), step("create security group"):
+        sg = ec2.create_security_group(GroupName=base, VpcId=checked.subnets[0].vpc_id,
+                                       Description=f"orchestrate run {run_id}: SSH from the orchestrator, "
+                                                   "all traffic between members",
+                                       TagSpecifications=tag_spec("security-group", tags))
+        created.security_group_id = sg_id = sg["GroupId"]
+        created.save()
+    v4 = cidr.version == 4
+    ssh_rule: dict[str, Any] = {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
+                                "IpRanges" if v4 else "Ipv6Ranges": [
+                                    {"CidrIp" if v4 else "CidrIpv6": str(cidr),
+                                     "Description": "orchestrate: SSH from the orchestrator"}]}
+    members = {"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": sg_id, "Description": "benchmark hosts"}]}
+    with step("authorize SSH and member traffic in the security group"):
+        api.retry(lambda: ec2.authorize_security_group_ingress(GroupId=sg_id,
+                                                               IpPermissions=[ssh_rule, members]),
+                  codes=CONSISTENCY, what="authorize ingress")
+    return sg_id
+
+
+def _name_booted(aws: Any, described: dict[str, Any], created: Created) -> list[Booted]:
+    """The launched instances in launch order, named per role (server-1, client-1, client-2, ...)."""
+    seen: dict[str, int] = {}
+    booted: list[Booted] = []
+    for iid in created.instance_ids:
+        role = tags_of(described[iid]).get("orchestrate:role", "")
+        seen[role] = seen.get(role, 0) + 1
+        booted.append(_booted(aws, described[iid], f"{role}-{seen[role]}", role))
+    return booted
+
+
 def provision(scenario: Scenario, *, run_id: str, created: Created, session: Any,
               my_address: str | None = None, wait_ssh: WaitSsh = wait_for_ssh,
               host_keys: HostKeys = fetch_host_keys, ssh_timeout: float = SSH_TIMEOUT_S,
@@ -317,48 +369,15 @@ def provision(scenario: Scenario, *, run_id: str, created: Created, session: Any
                                     aws.endpoint_url)
     created.save()  # before the first create: from here on something may exist in aws.region
     created.doing = "create the key pair and security group"
-    # Each create runs with signals deferred (not dropped): a Ctrl-C or hang-up lands once its
-    # id is recorded, so teardown knows it.
-    with deferred(), step("create key pair"):
-        key = ec2.create_key_pair(KeyName=base, KeyType="ed25519",
-                                  TagSpecifications=tag_spec("key-pair", tags))
-        created.key_name = key["KeyName"]
-        created.save()
-    key_file = created.lab_dir / "id_ed25519"
-    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(key.pop("KeyMaterial"))
-    del key
-
-    with deferred(), step("create security group"):
-        sg = ec2.create_security_group(GroupName=base, VpcId=checked.subnets[0].vpc_id,
-                                       Description=f"orchestrate run {run_id}: SSH from the orchestrator, "
-                                                   "all traffic between members",
-                                       TagSpecifications=tag_spec("security-group", tags))
-        created.security_group_id = sg_id = sg["GroupId"]
-        created.save()
-    v4 = cidr.version == 4
-    ssh_rule: dict[str, Any] = {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
-                                "IpRanges" if v4 else "Ipv6Ranges": [
-                                    {"CidrIp" if v4 else "CidrIpv6": str(cidr),
-                                     "Description": "orchestrate: SSH from the orchestrator"}]}
-    members = {"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": sg_id, "Description": "benchmark hosts"}]}
-    with step("authorize SSH and member traffic in the security group"):
-        api.retry(lambda: ec2.authorize_security_group_ingress(GroupId=sg_id,
-                                                               IpPermissions=[ssh_rule, members]),
-                  codes=CONSISTENCY, what="authorize ingress")
+    key_file = _create_key_pair(ec2, base, tags, created)
+    sg_id = _create_security_group(ec2, run_id, base, checked, tags, created, cidr)
 
     # Auto-scale launches `min` clients now (pre-flight checked quota and permissions for max).
     start = role_counts(scenario, start=True)
     launch = dataclasses.replace(checked, roles=tuple(dataclasses.replace(r, count=start[r.role])
                                                       for r in checked.roles))
     described = _launch(ec2, scenario, launch, created, base, tags, sg_id)
-    seen: dict[str, int] = {}
-    booted: list[Booted] = []
-    for iid in created.instance_ids:
-        role = tags_of(described[iid]).get("orchestrate:role", "")
-        seen[role] = seen.get(role, 0) + 1
-        booted.append(_booted(aws, described[iid], f"{role}-{seen[role]}", role))
+    booted = _name_booted(aws, described, created)
     fleet = _Fleet(ec2, scenario, created, base, tags, sg_id, key_file, wait_ssh, host_keys, ssh_timeout,
                    users={r.role: r.ssh_user for r in checked.roles})
     hosts = fleet.ready(booted)

@@ -114,15 +114,9 @@ def image_for(image: str, arch: str) -> str:
     return image
 
 
-def check(session: Any, aws: Aws, counts: dict[str, int], resolve: Any, *,
-          tags: dict[str, str] | None = None, base: str = "orchestrate-preflight",
-          expires: str = "1970-01-01T00:00:00Z") -> Checked:
-    """Everything above, in that order; `resolve(ssm, image)` turns an image setting into an AMI id.
-    `tags`, `base` and `expires` are the run's, for the DryRun."""
-    ec2 = client(session, "ec2", aws.endpoint_url)
-    types = {role: instance_type(aws, role) for role in counts}
+def _instance_types(ec2: Any, aws: Aws, types: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Each role's instance type as EC2 describes it; refused if unknown here or the placement refuses it."""
     wanted = sorted(set(types.values()))
-
     with step("pre-flight: describe instance types"):
         try:
             found = {t["InstanceType"]: t for t in ec2.describe_instance_types(InstanceTypes=wanted)
@@ -135,11 +129,43 @@ def check(session: Any, aws: Aws, counts: dict[str, int], resolve: Any, *,
         if itype not in found:
             raise UserError(f"hosts.aws.instance_type.{role}: {itype} is not an instance type "
                             f"in {aws.region}")
-
     for itype in types.values():
         why = placement_refuses(aws.placement, itype, found[itype])
         if why:
             raise UserError(f"hosts.aws.placement: {why}")
+    return found
+
+
+def _images(ec2: Any, aws: Aws, roles: list[RolePlan]) -> dict[str, dict[str, Any]]:
+    """Each role's image as EC2 describes it; refused if missing or of another architecture."""
+    with step("pre-flight: describe images"):
+        try:
+            # every resolved image is some role's: the same set the resolving loop built
+            ids = sorted({r.image for r in roles})
+            described = {i["ImageId"]: i for i in ec2.describe_images(ImageIds=ids)["Images"]}
+        except Exception as exc:
+            if not code_of(exc).startswith("InvalidAMIID"):
+                raise
+            raise UserError(f"hosts.aws.image: {error_text(exc)}") from None
+    for r in roles:
+        img = described.get(r.image)
+        if img is None:
+            raise UserError(f"hosts.aws.image: {r.image} is not an image in {aws.region}")
+        if img.get("Architecture") and img["Architecture"] != r.arch:
+            raise UserError(f"hosts.aws.image: {r.image} is {img['Architecture']}, but {r.instance_type} "
+                            f"({r.role}) runs {r.arch}; use an image of that architecture, or an SSM "
+                            "path ending in /amd64 or /arm64 (it follows each role's type)")
+    return described
+
+
+def check(session: Any, aws: Aws, counts: dict[str, int], resolve: Any, *,
+          tags: dict[str, str] | None = None, base: str = "orchestrate-preflight",
+          expires: str = "1970-01-01T00:00:00Z") -> Checked:
+    """Everything above, in that order; `resolve(ssm, image)` turns an image setting into an AMI id.
+    `tags`, `base` and `expires` are the run's, for the DryRun."""
+    ec2 = client(session, "ec2", aws.endpoint_url)
+    types = {role: instance_type(aws, role) for role in counts}
+    found = _instance_types(ec2, aws, types)
 
     ssm = client(session, "ssm", aws.endpoint_url)
     roles: list[RolePlan] = []
@@ -154,22 +180,7 @@ def check(session: Any, aws: Aws, counts: dict[str, int], resolve: Any, *,
         vcpus = int(found[itype].get("VCpuInfo", {}).get("DefaultVCpus", 0))
         roles.append(RolePlan(role, count, itype, arch, images[setting], vcpus))
 
-    with step("pre-flight: describe images"):
-        try:
-            described = {i["ImageId"]: i for i in ec2.describe_images(ImageIds=sorted(set(images.values())))
-                         ["Images"]}
-        except Exception as exc:
-            if not code_of(exc).startswith("InvalidAMIID"):
-                raise
-            raise UserError(f"hosts.aws.image: {error_text(exc)}") from None
-    for r in roles:
-        img = described.get(r.image)
-        if img is None:
-            raise UserError(f"hosts.aws.image: {r.image} is not an image in {aws.region}")
-        if img.get("Architecture") and img["Architecture"] != r.arch:
-            raise UserError(f"hosts.aws.image: {r.image} is {img['Architecture']}, but {r.instance_type} "
-                            f"({r.role}) runs {r.arch}; use an image of that architecture, or an SSM "
-                            "path ending in /amd64 or /arm64 (it follows each role's type)")
+    described = _images(ec2, aws, roles)
     for i, r in enumerate(roles):
         family, why = os_family(described[r.image], aws.image)
         if family == "other" or (family is None and not aws.ssh_user):
