@@ -48,9 +48,9 @@ def capacity(generators, realtime_server) -> float:
 @pytest.mark.slow
 @pytest.mark.parametrize("fraction", [0.2, 0.5, 0.8])
 def test_pacing_accuracy(generators, realtime_server, capacity, fraction):
-    """Achieved within 1% of target and send-lag p99 under 1 ms. Closed-loop capacity on one
-    client core is set by the client itself here (loopback TCP costs the sender most of its
-    CPU), and open loop costs more per request (every request wakes both sides), so at 80% the
+    """Achieved within 1% of target and the generator's own send-lag p99 under 1 ms.
+    Closed-loop capacity on one client core is set by the client itself here (loopback TCP
+    costs the sender most of its CPU), and open loop costs more per request (every request wakes both sides), so at 80% the
     generator can run out of its core: then it must say so itself (sustained: false while its
     CPU is above 85% of its core during the load), never report a rate it did not deliver as sustained."""
     rate = round(capacity * fraction)
@@ -72,7 +72,10 @@ def test_pacing_accuracy(generators, realtime_server, capacity, fraction):
     if fraction < 0.8 or last["sustained"]:
         assert last["sustained"] is True, runs
         assert abs(last["achieved"] - rate) <= 0.01 * rate, runs
-        assert last["send_lag_p99_ms"] < 1.0, runs
+        # the generator's own pacing: its lag from when a connection was free (send_lag also
+        # holds the wait for a free connection, which at 80% of the server's capacity is the
+        # server's queue: 26 ms here once, with the client's own lag at 0.33 ms)
+        assert last["client_send_lag_p99_ms"] < 1.0, runs
     else:
         assert all(r["generator_cpu"] > 0.85 for r in runs), runs
     # the self-check agrees with the figures it is made of, every time (its lag is the client's
