@@ -50,9 +50,10 @@ def capacity(generators, realtime_server) -> float:
 def test_pacing_accuracy(generators, realtime_server, capacity, fraction):
     """Achieved within 1% of target and the generator's own send-lag p99 under 1 ms.
     Closed-loop capacity on one client core is set by the client itself here (loopback TCP
-    costs the sender most of its CPU), and open loop costs more per request (every request wakes both sides), so at 80% the
-    generator can run out of its core: then it must say so itself (sustained: false while its
-    CPU is above 85% of its core during the load), never report a rate it did not deliver as sustained."""
+    costs the sender most of its CPU), and open loop costs more per request (every request
+    wakes both sides), so at 80% the generator can run out of its core: then it must say so
+    itself (sustained: false while its CPU is above 85% of its core during the load), never
+    report a rate it did not deliver as sustained."""
     rate = round(capacity * fraction)
     runs = []
     for _ in range(3):  # a busy machine can still preempt: up to 3 tries, every try recorded
