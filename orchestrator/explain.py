@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator import stats
-from orchestrator.metrics import run_point, same
+from orchestrator.metrics import paired_runs
 from orchestrator.point import PointKey, Value, text
 
 
@@ -151,20 +151,9 @@ def explain(pairs: Sequence[tuple[Any, Any]], variant: str, baseline: str) -> Ex
 def by_cell(runs: Sequence[Any], factor: str, baseline: Value) -> dict[tuple[PointKey, Value], Explanation]:
     """Each (other axes, variant value) of a factor compared in rounds: its explanation against
     the baseline value (a run's repetition is its round, as in metrics.rounds)."""
-    cells: dict[PointKey, dict[Value, dict[int, Any]]] = {}
-    for r in runs:
-        p = run_point(r)
-        if r.repetition is not None and factor in p:
-            cells.setdefault(p.without(factor), {}).setdefault(p[factor], {})[r.repetition] = r
     out = {}
-    for at, by_value in cells.items():
-        base = next((rs for v, rs in by_value.items() if same(v, baseline)), None)
-        if base is None:
-            continue
-        for value, rs in by_value.items():
-            if same(value, baseline):
-                continue
-            e = explain([(base[k], rs[k]) for k in sorted(base) if k in rs], text(value), text(baseline))
-            if e is not None:
-                out[(at, value)] = e
+    for (at, value), pairs in paired_runs(runs, factor, baseline).items():
+        e = explain([(a, b) for _, a, b in pairs], text(value), text(baseline))
+        if e is not None:
+            out[(at, value)] = e
     return out

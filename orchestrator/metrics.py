@@ -73,10 +73,10 @@ def same(a: Value, b: Value) -> bool:
     return a == b or str(a) == str(b)
 
 
-def rounds(runs: Iterable[Any], factor: str, baseline: Value, metric: Metric
-           ) -> dict[tuple[PointKey, Value], list[tuple[int, float, float]]]:
-    """Each (other axes, variant value): its rounds as (round, baseline's figure, variant's),
-    a round counted where both sides measured the metric (> 0). A run's repetition is its round."""
+def paired_runs(runs: Iterable[Any], factor: str, baseline: Value
+                ) -> dict[tuple[PointKey, Value], list[tuple[int, Any, Any]]]:
+    """Each (other axes, variant value) of a factor compared in rounds: its rounds as (round,
+    baseline's run, variant's run), where both ran. A run's repetition is its round."""
     cells: dict[PointKey, dict[Value, dict[int, Any]]] = {}
     for r in runs:
         if r.repetition is None:
@@ -85,19 +85,27 @@ def rounds(runs: Iterable[Any], factor: str, baseline: Value, metric: Metric
         if factor not in p:
             continue
         cells.setdefault(p.without(factor), {}).setdefault(p[factor], {})[r.repetition] = r
-    out: dict[tuple[PointKey, Value], list[tuple[int, float, float]]] = {}
+    out: dict[tuple[PointKey, Value], list[tuple[int, Any, Any]]] = {}
     for at, by_value in cells.items():
         base = next((runs_ for v, runs_ in by_value.items() if same(v, baseline)), None)
         if base is None:
             continue
         for value, runs_ in by_value.items():
-            if same(value, baseline):
-                continue
-            got = []
-            for k in sorted(base):
-                if k in runs_:
-                    x, y = metric.read(base[k]), metric.read(runs_[k])
-                    if x and y and x > 0 and y > 0:
-                        got.append((k, x, y))
-            out[(at, value)] = got
+            if not same(value, baseline):
+                out[(at, value)] = [(k, base[k], runs_[k]) for k in sorted(base) if k in runs_]
+    return out
+
+
+def rounds(runs: Iterable[Any], factor: str, baseline: Value, metric: Metric
+           ) -> dict[tuple[PointKey, Value], list[tuple[int, float, float]]]:
+    """Each (other axes, variant value): its rounds as (round, baseline's figure, variant's),
+    a round counted where both sides measured the metric (> 0). A run's repetition is its round."""
+    out: dict[tuple[PointKey, Value], list[tuple[int, float, float]]] = {}
+    for cell, pairs in paired_runs(runs, factor, baseline).items():
+        got = []
+        for k, a, b in pairs:
+            x, y = metric.read(a), metric.read(b)
+            if x and y and x > 0 and y > 0:
+                got.append((k, x, y))
+        out[cell] = got
     return out
