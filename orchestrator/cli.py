@@ -232,21 +232,27 @@ def _factor_gate(args: argparse.Namespace, history: Any, summary: Any, sc: Any) 
     floor_text = floor.text() if floor else "noise floor not measured here (orchestrate noise)"
     lines = compare.paired_gate_lines(bad, c.factor, effect, floor_text,
                                       compare.explanations(summary, c.factor, c.baseline) if bad else None)
-    run_id = plain(summary)["run_id"]
+    verdict = {"threshold_pct": pct, "baseline": f"{c.factor}={c.baseline}",
+               "regressed": [f"{ch.at} {c.factor}={ch.variant}" for ch in bad], "lines": lines}
+    return _gate_verdict(history, plain(summary)["run_id"], verdict,
+                         f"{len(bad)} variant(s) of {c.factor} worse than {compare.value_text(c.baseline)} "
+                         f"by more than {effect:g}% on {gated}",
+                         f"no variant of {c.factor} worse by more than {effect:g}% on {gated} ({floor_text})")
+
+
+def _gate_verdict(history: Any, run_id: str, verdict: dict[str, Any], regressed: str, passed: str) -> int:
+    """Either gate's ending: the verdict kept in history (for the dashboard), then exit 3 with
+    its lines when something regressed, else the passing line."""
     try:
-        history.record_gate(run_id, {"threshold_pct": pct, "baseline": f"{c.factor}={c.baseline}",
-                                     "regressed": [f"{ch.at} {c.factor}={ch.variant}" for ch in bad],
-                                     "lines": lines})
+        history.record_gate(run_id, verdict)
     except Exception as exc:  # the verdict stands; only the dashboard misses the mark
         print(f"orchestrate: WARNING could not record the gate's verdict: {exc}", file=sys.stderr)
-    if bad:
-        print(f"REGRESSION: {len(bad)} variant(s) of {c.factor} worse than "
-              f"{compare.value_text(c.baseline)} by more than {effect:g}% on {gated}:", file=sys.stderr)
-        for line in lines:
+    if verdict["regressed"]:
+        print(f"REGRESSION: {regressed}:", file=sys.stderr)
+        for line in verdict["lines"]:
             print(f"  {line}", file=sys.stderr)
         return EXIT_REGRESSION
-    print(f"regression gate: no variant of {c.factor} worse by more than {effect:g}% on {gated} "
-          f"({floor_text})")
+    print(f"regression gate: {passed}")
     return EXIT_OK
 
 
@@ -310,19 +316,10 @@ def _gate(args: argparse.Namespace, history: Any, summary: Any) -> int:
     verdict = {"threshold_pct": args.fail_on_regression, "baseline": name,
                "regressed": [compare.label(ch.point) for ch in bad],
                "lines": [ch.line() for ch in bad]}
-    try:
-        history.record_gate(run_id, verdict)
-    except Exception as exc:  # the verdict stands; only the dashboard misses the mark
-        print(f"orchestrate: WARNING could not record the gate's verdict: {exc}", file=sys.stderr)
-    if bad:
-        print(f"REGRESSION: {len(bad)} point(s) dropped significantly by more than "
-              f"{result.effect_pct(args.fail_on_regression):g}%:", file=sys.stderr)
-        for ch in bad:
-            print(f"  {ch.line()}", file=sys.stderr)
-        return EXIT_REGRESSION
-    print(f"regression gate: no significant drop larger than "
-          f"{result.effect_pct(args.fail_on_regression):g}%")
-    return EXIT_OK
+    effect = result.effect_pct(args.fail_on_regression)
+    return _gate_verdict(history, run_id, verdict,
+                         f"{len(bad)} point(s) dropped significantly by more than {effect:g}%",
+                         f"no significant drop larger than {effect:g}%")
 
 
 def _repetitions(summary: Any) -> int:
