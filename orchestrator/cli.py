@@ -114,10 +114,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     for r in plan.runs:
         print(f"  {r.index:>3}  {r.run_id:<32} {r.arch:<10} {r.server_threads:>7} "
               f"{r.connections:>6} {r.repetition:>5}")
-    if plan.rounds and plan.rounds.until is not None:
-        fewest = len(plan.runs) * plan.rounds.min // plan.rounds.max
-        print(f"  at least {fewest} runs ({plan.rounds.min} rounds); the estimate below is for all "
-              f"{plan.rounds.max} rounds")
+    cost = plan.rounds_cost()
+    if cost:
+        print(cost)
     from orchestrator import refs
 
     builds = refs.plan_builds(sc)  # server.ref: what building the refs costs, before anything runs
