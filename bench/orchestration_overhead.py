@@ -93,6 +93,7 @@ def calibrate(rounds: int, duration: int, kinds: set[str], old: dict | None) -> 
     (1 and 2 clients, deploy included, as `cross-host.yaml` ships). A kind not in `kinds`
     keeps its figures from `old` (the file being rewritten)."""
     common = (f"load.duration={duration}s", "server.arch=reuseport", "repeat=2",
+              "compare=null", "rounds=null",  # loopback.yaml (the embedded default) compares arch
               "baseline.iperf3.duration=2s", "baseline.iperf3.tcp_duration=1s")
     samples: dict[str, list[dict[str, float]]] = {"local": [], "ssh1": [], "ssh2": []}
     with tempfile.TemporaryDirectory() as tmp:
