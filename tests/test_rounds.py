@@ -205,7 +205,7 @@ def test_the_embedded_default_answers_the_reference_question_in_paired_rounds():
     assert p.rounds.orders[:2] == (("reuseport", "main-sub"), ("main-sub", "reuseport"))
     assert [(r.repetition, r.arch) for r in p.runs[:4]] == [(1, "reuseport"), (1, "main-sub"),
                                                              (2, "main-sub"), (2, "reuseport")]
-    assert p.expected_seconds <= 75, p.expected_seconds  # README: about a minute, all rounds run
+    assert p.expected_seconds <= 90, p.expected_seconds  # README: about a minute (73 s), all rounds run
     (ch,) = compare.paired(_default_rounds([0.9, 1.1, 0.95, 1.05]), c.factor, c.baseline, metrics=[c.metric])
     assert ch.ratio.low < 1 < ch.ratio.high
     assert ch.line().startswith("threads=1 connections=64: reuseport / main-sub process CPU µs/request: ")
