@@ -518,7 +518,7 @@ def _compare_paired(args: argparse.Namespace, history: Any) -> int:
         print("no rounds to pair (each value needs 2 or more repetitions with the metric measured)")
     from orchestrator import explain
 
-    for (at, _), why in explain.by_cell(summary.runs, args.factor, values.get(raw, raw)).items():
+    for (at, _), why in explain.by_cell(summary.runs, args.factor, values.get(raw, raw), summary).items():
         print(f"why, at {at.label()}: " + "\n".join(why.lines()))
     return EXIT_OK
 

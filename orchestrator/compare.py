@@ -286,6 +286,9 @@ def render(c: Comparison) -> str:
     if c.floor is not None:
         lines.append(f"noise floor of these hosts: {c.floor.text()}")
     lines += [f"warning: {w}" for w in c.warnings]
+    if not any(w.startswith("environment differs") for w in c.warnings):
+        lines.append("environment: no recorded fact differs between A and B (kernel, CPU model, "
+                     "governor, tool versions, sysctl, host noise: those both recorded)")
     lines += [ch.line() for ch in c.changes]
     lines += [f"only in {c.a}: {label(p)}" for p in c.only_a]
     lines += [f"only in {c.b}: {label(p)}" for p in c.only_b]
@@ -469,7 +472,7 @@ def explanations(summary: Summary | dict[str, Any], factor: str,
 
     s = as_summary(summary, "summary")
     return {(_at(at), text(value)): why
-            for (at, value), why in explain.by_cell(s.runs, factor, baseline_value).items()}
+            for (at, value), why in explain.by_cell(s.runs, factor, baseline_value, s).items()}
 
 
 def paired_gate_lines(bad: Sequence[PairedChange], factor: str, effect: float, floor_text: str,
@@ -481,7 +484,8 @@ def paired_gate_lines(bad: Sequence[PairedChange], factor: str, effect: float, f
         line = (f"{ch.at}: {factor}={ch.variant} against {ch.baseline}: {ch.metric.unit} "
                 f"{ch.ratio.text()} ({ch.ratio.n} rounds), beyond {effect:g}% ({floor_text})")
         e = (why or {}).get((ch.at, ch.variant))
-        out.append(line + (f"; why: {e.sentence}" if e is not None else ""))
+        env = f"; {e.environment_line}" if e is not None and e.environment else ""
+        out.append(line + (f"; why: {e.sentence}{env}" if e is not None else ""))
     return out
 
 

@@ -143,3 +143,47 @@ def test_the_report_explains_each_cell_of_the_comparison(tmp_path: Path):
     assert answer.index("**Why, at") > answer.index("| threads=1 connections=64 | main-sub | CPU µs/request")
     html = paths.html.read_text()
     assert html.index('class="why-components"') < html.index('id="verdict-section"')
+
+
+def noisy_summary() -> dict:
+    """sys_summary with the verdicts recorded, a sysctl that differed on main-sub's runs, and
+    steal that rose from before the windows to after them."""
+    s = sys_summary()
+    for r in s["runs"]:
+        r["analysis"]["verdict"] = "server-cpu-bound" if r["arch"] == "main-sub" or r["repetition"] > 1 \
+            else "client-bound"
+        r["sysctl"] = {"srv": {"net.core.somaxconn": "128" if r["arch"] == "main-sub" else "4096",
+                               "net.ipv4.tcp_fin_timeout": "60"}}
+    reading = {"when": "before", "seconds": 1.0, "cpus": [0, 1], "busy_pct": {"0": 1.0, "1": 2.0},
+               "steal_pct": 0.1, "intruders": [], "pauses": {"0": {"lost_pct": 0.01}}}
+    s["host_noise"] = {"before": reading, "after": {**reading, "when": "after", "steal_pct": 4.2}}
+    return s
+
+
+def test_the_explanation_carries_the_verdicts_and_the_environment_diff(tmp_path: Path):
+    from orchestrator import compare
+    from orchestrator.report import render
+
+    s = noisy_summary()
+    (e,) = compare.explanations(s, "server.arch", "reuseport").values()
+    assert e.sentence == SENTENCE  # the sentence is the components'; the diff stands beside it
+    assert e.verdicts == ("verdicts: reuseport server-cpu-bound x2, client-bound x1; "
+                          "main-sub server-cpu-bound x3")
+    assert e.environment == ("sysctl srv net.core.somaxconn: 4096 vs 128",  # not fin_timeout: same
+                             "host noise: steal 0.1% before the windows vs 4.2% after")
+    assert e.lines()[-1] == ("  environment differs: sysctl srv net.core.somaxconn: 4096 vs 128; "
+                             "host noise: steal 0.1% before the windows vs 4.2% after")
+    bad = compare.paired_regressions(compare.paired(s, "server.arch", "reuseport",
+                                                    metrics=["cpu_us_per_request"]), 5)
+    (line,) = compare.paired_gate_lines(bad, "server.arch", 5.0, "x", compare.explanations(
+        s, "server.arch", "reuseport"))
+    assert line.endswith(f"why: {SENTENCE}; " + e.environment_line)
+    store.ResultsDir(tmp_path).save_summary(s)
+    md = render.build(tmp_path).md.read_text()
+    assert "verdicts: reuseport server-cpu-bound x2, client-bound x1; main-sub server-cpu-bound x3. " \
+           "environment differs: sysctl srv net.core.somaxconn: 4096 vs 128" in md
+    # nothing differing is said too, and the gate line then stays the sentence alone
+    (quiet,) = compare.explanations(sys_summary(), "server.arch", "reuseport").values()
+    assert quiet.environment == () and quiet.verdicts is None
+    assert quiet.lines()[-1] == ("  environment: no recorded fact differs between the sides (same "
+                                 "hosts, rounds interleaved)")

@@ -233,7 +233,8 @@ def _answer(summary: Summary, folder: Path | None = None) -> dict[str, Any] | No
                       "rounds": c.ratio.n, "word": c.word, "plain": _plain(c.metric, c.word),
                       "floor": (floors[c.metric.name].text() if c.metric.name in floors
                                 else "not measured")} for c in changes],
-            "why": [{"at": at, "variant": variant, "sentence": e.sentence,
+            "why": [{"at": at, "variant": variant, "sentence": e.sentence, "verdicts": e.verdicts,
+                     "environment": e.environment_line,
                      "components": [{"name": x.label, "ratio": x.ratio.text(2), "rounds": x.ratio.n,
                                      "moved": x.ratio.excludes_one} for x in e.components]}
                     for at, variant in cells if (e := why.get((at, variant))) is not None],
