@@ -52,15 +52,32 @@ def _scenario_path(arg: str | None) -> tuple[str, str | None]:
     return f"<embedded {DEFAULT_SCENARIO}.yaml>", text
 
 
-def _load(args: argparse.Namespace) -> Any:
+def _load(args: argparse.Namespace, *, last_passed: bool = True) -> Any:
+    """The scenario, with `last-passed` (a server.ref, or a variant's) replaced by the commit the
+    newest passing run of the scenario had as its candidate (refs.last_passed_sets), said on
+    stderr; `last_passed=False` leaves it as written."""
     from orchestrator import scenario
 
     name, text = _scenario_path(args.file)
-    return scenario.load(name, getattr(args, "set", None) or [], text=text)
+    loaded = scenario.load(name, getattr(args, "set", None) or [], text=text)
+    return _last_passed(args, loaded) if last_passed else loaded
+
+
+def _last_passed(args: argparse.Namespace, loaded: Any) -> Any:
+    from orchestrator import refs, scenario
+
+    if refs.LAST_PASSED not in refs.scenario_refs(loaded.scenario):
+        return loaded
+    from orchestrator.history import open_history
+
+    more, why = refs.last_passed_sets(loaded.scenario, open_history(getattr(args, "history", None)))
+    print(f"orchestrate: {why}", file=sys.stderr)
+    name, text = _scenario_path(args.file)
+    return scenario.load(name, [*(getattr(args, "set", None) or []), *more], text=text)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    loaded = _load(args)
+    loaded = _load(args, last_passed=False)
     print(f"{loaded.source}: ok ({loaded.scenario.name})")
     return EXIT_OK
 
@@ -152,7 +169,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from orchestrator.history import open_history
     from orchestrator.report import table
 
-    loaded = _load(args)
+    loaded = _load(args, last_passed=False)  # bad input first; then `last-passed` is looked up
     history = open_history(args.history)
     if args.fail_on_regression is not None:
         if not args.baseline and loaded.scenario.compare is None:
@@ -169,6 +186,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         # before asking, before anything starts
         prices.check_spend(loaded.scenario, getattr(args, "max_hourly", None))
+    loaded = _last_passed(args, loaded)
     _build_refs(loaded.scenario)  # server.ref: resolved and built here, before anything is provisioned
     preflight.check(loaded)  # CPUs, inventory, account (exit 2); tools to install (exit 1)
     if loaded.scenario.hosts.provider == "aws" and not _confirm_cloud(loaded.scenario, args.yes):
@@ -188,7 +206,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _next_step(outcome.results)
     code = EXIT_OK
     if loaded.scenario.compare is not None:
-        code = _factor_gate(args, history, outcome.summary, loaded.scenario)
+        code = _factor_gate(args, history, outcome.summary, loaded.scenario, outcome.results)
     if not args.baseline:
         return code
     return max(code, _gate(args, history, outcome.summary))
@@ -204,7 +222,18 @@ def _keep_floors(history: Any, summary: Any, folder: Path) -> None:
                                                  indent=1) + "\n")
 
 
-def _factor_gate(args: argparse.Namespace, history: Any, summary: Any, sc: Any) -> int:
+def _passed_commit(sc: Any, folder: Path) -> dict[str, str] | None:
+    """{ref, sha} of the commit the gate judged against its baseline (refs.json), if one was."""
+    from orchestrator import refs
+
+    try:
+        built = json.loads((folder / "refs.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return refs.candidate(sc, built) if isinstance(built, dict) else None
+
+
+def _factor_gate(args: argparse.Namespace, history: Any, summary: Any, sc: Any, folder: Path) -> int:
     """The run's own answer: every value of the compared factor against its baseline, paired by
     round. With --fail-on-regression P: exit 3 when a variant's interval on the compared
     metric lies beyond max(P, the floor) in the bad direction."""
@@ -234,6 +263,8 @@ def _factor_gate(args: argparse.Namespace, history: Any, summary: Any, sc: Any) 
                                       compare.explanations(summary, c.factor, c.baseline) if bad else None)
     verdict = {"threshold_pct": pct, "baseline": f"{c.factor}={c.baseline}",
                "regressed": [f"{ch.at} {c.factor}={ch.variant}" for ch in bad], "lines": lines}
+    if not bad and (passed := _passed_commit(sc, folder)) is not None:
+        verdict["passed"] = passed  # the commit a later `server.ref: last-passed` names
     return _gate_verdict(history, plain(summary)["run_id"], verdict,
                          f"{len(bad)} variant(s) of {c.factor} worse than {compare.value_text(c.baseline)} "
                          f"by more than {effect:g}% on {gated}",

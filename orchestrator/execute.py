@@ -673,7 +673,9 @@ def _prepare_server(ctx: Context) -> str:
                              max_forks=sc.hosts.deploy_forks, transport=ctx.t)
         if done.status == "skipped":
             ctx.progress("orchestrate: deploy skipped: every host holds this build-input hash already")
-    if sc.server.command is None and sc.server.ref is not None:
+    from orchestrator import refs
+
+    if sc.server.command is None and refs.scenario_refs(sc):  # server.ref, or a variant's
         _prepare_refs(ctx)
         return ""
     if sc.server.command is not None:
