@@ -440,10 +440,15 @@ def _build_report(folder: Path) -> None:
 def cmd_bisect(args: argparse.Namespace) -> int:
     import json
 
-    from orchestrator import bisect, refs
+    from orchestrator import bisect, refs, scenario
 
     name, text = _scenario_path(args.file)
     sc = _load(args).scenario
+    more, why = bisect.one_point(sc)  # like with like: one point, every step
+    if more:
+        print(f"orchestrate {why}", file=sys.stderr)
+        args.set = [*(args.set or []), *more]
+        sc = scenario.load(name, args.set, text=text).scenario
     repo = Path(args.repo).expanduser().resolve() if args.repo else refs.scenario_repo(sc)
     root = Path(args.results)
     if args.resume:
