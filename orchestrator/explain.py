@@ -105,6 +105,7 @@ class Explanation:
     sentence: str
     verdicts: str | None = None  # "verdicts: reuseport cpu-bound x3; main-sub cpu-bound x3"
     environment: tuple[str, ...] = ()  # what differed between the sides' records; () none
+    paired: bool = True  # False: two results folders (compare A B), whose warnings hold the diff
 
     @property
     def environment_line(self) -> str:
@@ -114,8 +115,9 @@ class Explanation:
         return "environment differs: " + "; ".join(self.environment)
 
     def lines(self) -> list[str]:
+        env = [f"  {self.environment_line}"] if self.paired else []
         return [self.sentence, *(f"  {c.line()}" for c in self.components),
-                *([f"  {self.verdicts}"] if self.verdicts else []), f"  {self.environment_line}"]
+                *([f"  {self.verdicts}"] if self.verdicts else []), *env]
 
 
 def components(pairs: Sequence[tuple[Any, Any]]) -> list[Component]:
@@ -224,3 +226,22 @@ def by_cell(runs: Sequence[Any], factor: str, baseline: Value,
         if e is not None:
             out[(at, value)] = e
     return out
+
+
+def unpaired(before: Sequence[Any], after: Sequence[Any], variant: str, baseline: str) -> Explanation | None:
+    """Two results folders (compare A B): each part's ratio of geometric means over the point's
+    repetitions, with Welch's interval on the logs (stats.ratio_of: unpaired, so it carries
+    whatever drifted between the runs); `change` is the difference of the means. The
+    environment diff is compare's (its warnings), said once for the whole comparison. None:
+    fewer than 2 repetitions a side with any part measured."""
+    found = []
+    for part in PARTS:
+        xs = [v for r in before if (v := part.read(r)) is not None and v > 0]
+        ys = [v for r in after if (v := part.read(r)) is not None and v > 0]
+        if len(xs) >= 2 and len(ys) >= 2:
+            found.append(Component(part, stats.ratio_of(xs, ys), statistics.fmean(ys) - statistics.fmean(xs)))
+    if not found:
+        return None
+    a, b = _count(before), _count(after)
+    said = None if a == b == "none recorded" else f"verdicts: {baseline} {a}; {variant} {b}"
+    return Explanation(tuple(found), sentence(found, variant, baseline), said, (), paired=False)

@@ -187,3 +187,25 @@ def test_the_explanation_carries_the_verdicts_and_the_environment_diff(tmp_path:
     assert quiet.environment == () and quiet.verdicts is None
     assert quiet.lines()[-1] == ("  environment: no recorded fact differs between the sides (same "
                                  "hosts, rounds interleaved)")
+
+
+def test_compare_of_two_folders_explains_each_point_with_unpaired_intervals():
+    from orchestrator import compare
+
+    def folder(rid: str, sys: tuple[float, ...]) -> dict:
+        runs = []
+        for rep, s in enumerate(sys, start=1):
+            r = run(10, s, 5).model_dump(mode="json", exclude_none=True)
+            r["analysis"]["verdict"] = "server-cpu-bound"
+            runs.append({**r, "run_id": f"{rid}-{rep}", "arch": "reuseport", "server_threads": 1,
+                         "connections": 64, "repetition": rep})
+        return {"scenario": "s", "run_id": rid, "status": "complete", "runs": runs}
+
+    c = compare.compare(folder("a", (20, 21, 19)), folder("b", (30, 31, 29.5)), names=("night-1", "night-2"))
+    ((point, e),) = c.why
+    assert e.sentence.startswith("night-2 costs 1.2") and "sys time moved most (sys 1.5" in e.sentence
+    assert e.verdicts == "verdicts: night-1 server-cpu-bound x3; night-2 server-cpu-bound x3"
+    text = compare.render(c)
+    assert f"why, at {compare.label(point)} (unpaired intervals): {e.sentence}\n" in text
+    assert "\n  sys CPU µs per request: 1.5" in text
+    assert text.count("environment") == 1  # said once, at the top, not per point
