@@ -385,7 +385,7 @@ def _measure(ctx: Context, spec: RunSpec, binary: str, checkpoint: Callable[[int
     offered = (f" of {rate.target:,.0f} offered" + ("" if rate.sustained else _failed_checks(rate))
                if rate and rate.target else "")
     ctx.progress(f"      {run.qps or 0:,.0f} req/s{offered}  p50 {lat.p50 or 0:.2f} ms  "
-                 f"p99 {lat.p99 or 0:.2f} ms  errors {run.errors.total}  "
+                 f"p99 {lat.p99 or 0:.2f} ms  errors {_errors_text(run)}  "
                  f"-> {verdict.verdict if verdict else '-'}: "
                  f"{'; '.join(verdict.evidence[:1]) if verdict else ''}")
     # Persist after every run: an interruption later keeps this one.
@@ -476,6 +476,12 @@ def _autoscale(ctx: Context, plan: Plan, binary: str, checkpoint: Callable[[int]
         entry.update(limited=limited is not None, settled=True, stopped=stopped)
         ctx.progress(f"      auto-scale: {stopped}")
         checkpoint(len(ctx.runs))
+
+
+def _errors_text(run: records.Run) -> str:
+    """The run's socket errors for the progress line ('not measured' when the record has none)."""
+    total = run.errors.total if run.errors is not None else None
+    return "not measured" if total is None else str(total)
 
 
 def _measured(ctx: Context, spec: RunSpec) -> bool:

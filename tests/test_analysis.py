@@ -890,3 +890,15 @@ def test_softirq_not_measured_is_said_not_taken_as_zero():
     assert cost and cost.total is None and cost.basis == "softirq not measured on CPU 0: total unknown"
     a = verdict({**rec, "server_cpu": {**rec["server_cpu"], "threads": []}})  # threads not placed
     assert any("softirq not measured, other" in e for e in a.evidence), a.evidence
+
+
+def test_missing_error_counters_are_not_measured_not_zero():
+    # issue 22, item 7: a run without error counters is flagged 'not measured', with the reason
+    rec = record()
+    del rec["errors"]
+    a = verdict(rec)
+    assert "socket errors not measured (the record has no error counters)" in a.flags, a.flags
+    rec["errors"] = {"connect": 0, "read": 0, "write": 0}
+    assert "socket errors not measured (timeout not reported)" in verdict(rec).flags
+    rec["errors"]["timeout"] = 0
+    assert not any("errors" in f for f in verdict(rec).flags)  # measured: 0 errors, no flag
