@@ -921,3 +921,17 @@ def test_cpu_us_per_request_times_qps_is_the_server_cores_busy_share_on_a_quiet_
         busy = sum(c.busy or 0.0 for c in host.cpus.values())
         shares.append(cost.total * r.qps / 1e4 / busy)
     assert len(shares) == 27 and all(0.95 <= x <= 1.05 for x in shares), shares
+
+
+@pytest.mark.parametrize(("server", "client", "proc"), [(91, 89, None), (89, 91, None), (91, 89, 88),
+                                                         (89, 89, 88), (91, 91, 90)])
+def test_server_and_generator_both_near_their_thresholds_are_both_named(server, client, proc):
+    # issue 22 (the capacity's three repetitions read server-bound, inconclusive, inconclusive
+    # with the generator at 89-90% against 90%): whatever label wins, both sides are named
+    rec = record(server_core=server, thread_busy=server - 2, client=client)
+    if proc is not None:
+        rec["client_proc"] = {"cli": {"busy": proc, "wait": 0.0}}
+    a = verdict(rec)
+    assert a.near_threshold
+    assert any(f.startswith("near threshold: server CPU 0 ") for f in a.flags), a.flags
+    assert any(f.startswith("near threshold: load generator ") for f in a.flags), a.flags
