@@ -52,13 +52,16 @@ def _check_search(entry: dict, runs: dict[str, dict], precision_pct: float) -> N
     assert f"{cap:,.0f} req/s met the SLO" in entry["evidence"]
 
 
-SERVER_WORK = re.compile(r"^server work on CPU \S+: .* = ([\d.]+)% .*\(the CPU was ([\d.]+)% busy")
+SERVER_WORK = re.compile(r"^server work on CPU \S+: its threads ([\d.]+)% .* = ([\d.]+)% .*\(the CPU was "
+                         r"([\d.]+)% busy")
 
 
 def _check_busy_counted_once(runs: list[dict]) -> None:
     """Issue 22, capacity on loopback: in every step's evidence the server's work is at most
     its CPU's measured busy share, and the CPU µs per request (usr + sys + soft) times QPS is
-    never above the server cores' measured busy share by more than 5% (busy counted once).
+    never above the server cores' measured busy share by more than 5% (busy counted once): the
+    softirq added never takes either past the busy share, or past the process's own time where
+    pidstat reads its threads a little above mpstat's busy (two tools, two samplings).
 
     Not asserted: the lower side ("within 5%"). mpstat's busy also counts every other process
     that ran on the core, and this machine's 2 CPUs are shared by other suites: on the first
@@ -71,12 +74,15 @@ def _check_busy_counted_once(runs: list[dict]) -> None:
         a = r["analysis"]
         for e in a["evidence"]:
             if m := SERVER_WORK.match(e):
-                assert float(m[1]) <= float(m[2]) + 0.5, e
+                # the softirq added never takes the work past the CPU's busy (pidstat's threads
+                # alone may read a point or two above mpstat's busy: two tools, two samplings)
+                assert float(m[2]) <= max(float(m[1]), float(m[3])) + 0.5, e
         cost = a.get("cpu_us_per_request") or {}
         cpus = (r.get("server_host_cpu") or {}).get("cpus") or {}
         busy = sum(c["busy"] for c in cpus.values() if c.get("busy") is not None)
         if cost.get("total") is not None and r.get("qps") and busy:
-            shares.append(cost["total"] * r["qps"] / 1e4 / busy)
+            process = (cost["usr"] + cost["sys"]) * r["qps"] / 1e4
+            shares.append(cost["total"] * r["qps"] / 1e4 / max(busy, process))
     assert shares and max(shares) <= 1.05, shares
     print(f"cost x QPS / server cores' busy: median {statistics.median(shares):.3f}, "
           f"range {min(shares):.3f}-{max(shares):.3f} over {len(shares)} runs")
