@@ -55,7 +55,7 @@ def _playbook(inventory: str, *extra: str) -> subprocess.CompletedProcess[str]:
 def test_inventory_from_a_lab():
     checked = Host("a", "10.0.0.1", ("server",), "/w", ssh=SshTarget("10.0.0.1", "a", key_file="/k",
                                                                        known_hosts="/kh", port=2200),
-                   vars={"orchestrate_root": "/srv/o"})
+                   vars={"orchestrate_root": "/srv/o", "orchestrate_shared_root": "true"})
     unchecked = Host("b", "10.0.0.2", ("client",), "/w",
                      ssh=SshTarget("10.0.0.2", "b", user="admin", host_key_checking=False))
     local = Host("localhost", "127.0.0.1", ("server", "client"), "/w")
@@ -68,6 +68,8 @@ def test_inventory_from_a_lab():
     assert "UserKnownHostsFile=/kh" in a["ansible_ssh_common_args"]
     assert "StrictHostKeyChecking=yes" in a["ansible_ssh_common_args"]
     assert a["ansible_python_interpreter"] == "/usr/bin/python3" and a["orchestrate_root"] == "/srv/o"
+    # only hosts that share a root take turns installing packages (the build role's throttle)
+    assert a["orchestrate_shared_root"] == "true" and "orchestrate_shared_root" not in client["b"]
     assert client["b"]["ansible_host_key_checking"] is False and client["b"]["ansible_user"] == "admin"
     assert server["localhost"]["ansible_connection"] == "local"
     assert deploy.server_binary(checked) == "/srv/o/bin/orchestrate-server"
@@ -178,7 +180,8 @@ def test_hosts_with_their_own_build_directories_build_at_once_and_skip_the_same_
     from orchestrator.hosts import connect
 
     playbook = REPO / "tests" / "data" / "build-parallel.yml"
-    hosts = tuple(dataclasses.replace(h, vars={**h.vars, "orchestrate_root": str(tmp_path / h.name)})
+    hosts = tuple(dataclasses.replace(h, vars={**h.vars, "orchestrate_root": str(tmp_path / h.name),
+                                               "orchestrate_shared_root": "false"})
                   for h in netns.hosts_of(lab3, run_id="parallel"))
     one = Lab("netns", hosts, lab3.name)
     transports = {h.name: connect(h) for h in hosts}
