@@ -204,6 +204,26 @@ def test_hosts_with_their_own_build_directories_build_at_once_and_skip_the_same_
             t.close()
 
 
+def test_forks_cover_every_host_up_to_the_cap(tmp_path):
+    """A real play on 6 local hosts, each working 1 s: with the default cap all start together;
+    with hosts.deploy_forks: 2 they go 2 by 2 (Ansible's own default, 5, would do neither)."""
+    hosts = tuple(Host(f"h{i}", "127.0.0.1", ("client",), "/w") for i in range(6))
+    lab = Lab("static", hosts)
+
+    def starts(cap: int) -> list[float]:
+        out = tmp_path / f"cap{cap}"
+        out.mkdir()
+        result = deploy.deploy(lab, playbook=REPO / "tests" / "data" / "forks.yml", max_forks=cap,
+                               extra_vars={"forks_out": str(out)})
+        assert result.status == "successful"
+        return sorted(float((out / h.name).read_text()) for h in hosts)
+
+    every = starts(deploy.MAX_FORKS)
+    assert every[-1] - every[0] < 1.0, every  # all 6 began within the first host's second (5 forks: not)
+    two = starts(2)
+    assert two[-1] - two[0] >= 1.8, two  # three waves of 2, a second apart
+
+
 def test_hosts_sharing_a_build_directory_build_once(lab3, tmp_path):
     """The lab's own layout: one root on one filesystem; the lock in it lets one host build."""
     hosts = netns.hosts_of(lab3, run_id="shared")
