@@ -163,7 +163,7 @@ def deploy_cost_summary(path: Path) -> None:
     counts = sorted({r["clients"] for r in runs})
     loads = [r["load_avg"] for r in runs]
     print(f"{len({r['round'] for r in runs})} rounds; 1-minute load average before each run "
-          f"{min(loads):.1f}-{max(loads):.1f} (median {statistics.median(loads):.1f})")
+          f"{min(loads):.1f}-{max(loads):.1f} (median {statistics.median(loads):.1f})\n")
     print("| client hosts | rounds | overhead s, deploy off (warm) | overhead s, deploy on | "
           "deploy's own cost s (on - off, paired) | deploy on, x of 1 client |")
     print("|---|---|---|---|---|---|")
