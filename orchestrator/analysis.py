@@ -1312,6 +1312,8 @@ def _run_flags(run: Run, ev: Evidence, verdict: str) -> list[str]:
     errors = run.failed_requests
     if errors:
         flags.append(f"{errors:,} socket errors or non-2xx responses")
+    elif errors is None:  # unknown is not 0 errors
+        flags.append(run.errors_not_measured or "errors not measured")
     if pk and pk.get("retrans_s"):
         flags.append(f"{pk['retrans_s']:,.0f} TCP retransmits/s on the server host")
     if pk and pk.get("drops_s"):

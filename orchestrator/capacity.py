@@ -45,7 +45,8 @@ class Observation:
     target: float
     achieved: float
     latency_ms: Mapping[str, float]  # corrected percentiles (from the intended send time)
-    errors_pct: float  # failed requests (lost or non-2xx) of requests (error_share)
+    # failed requests (lost or non-2xx) of requests (error_share); None: not measured
+    errors_pct: float | None
     verdict: str | None = None
     # The corrected latency histogram, to pool a step's runs; None (a record without one): the
     # step is judged on the medians of its runs' percentiles.
@@ -56,19 +57,25 @@ class Observation:
         return self.achieved / self.target if self.target else 0.0
 
 
-def error_share(run: Run) -> float:
+def error_share(run: Run) -> float | None:
     """Failed requests over requests, in %: requests only, never connection events (whose
     counts include the warm-up). orchestrate-load counts the requests due in the window and
     those lost (timed out, reset, closed); wrk counts answered requests, and of its errors
-    only timeouts and read/write errors are requests (a connect error is a connection)."""
+    only timeouts and read/write errors are requests (a connect error is a connection).
+    None when the counters were not measured (never read as 0 errors)."""
     d = run.requests_detail or {}
     due, lost = d.get("requests"), d.get("failed")
     if isinstance(due, int) and isinstance(lost, int):
-        failed, total = lost + (run.non_2xx or 0), due
+        non_2xx = run.non_2xx if run.non_2xx is not None else d.get("non_2xx")
+        if not isinstance(non_2xx, int):
+            return None
+        failed, total = lost + non_2xx, due
     else:
         e = run.errors
+        if e is None or e.read is None or e.write is None or e.timeout is None or run.non_2xx is None:
+            return None
         lost = e.read + e.write + e.timeout
-        failed, total = lost + (run.non_2xx or 0), (run.requests or 0) + lost
+        failed, total = lost + run.non_2xx, (run.requests or 0) + lost
     return 100.0 * failed / total if total else 100.0
 
 
@@ -155,7 +162,9 @@ def judge(search: Search, obs: tuple[Observation, ...]) -> tuple[bool, str, str 
     """(passed, reason, why it is close to a limit or None) on the step's pooled figures: its
     requests' percentiles, its achieved and its errors over all its runs."""
     ratio = sum(o.achieved for o in obs) / sum(o.target for o in obs) if any(o.target for o in obs) else 0.0
-    errors = statistics.fmean(o.errors_pct for o in obs)  # runs of one length at one rate
+    shares = [o.errors_pct for o in obs if o.errors_pct is not None]
+    # runs of one length at one rate; a run whose errors were not measured leaves them unknown
+    errors = statistics.fmean(shares) if shares and len(shares) == len(obs) else None
     latency = step_latency(obs)
     failed: list[str] = []
     met: list[str] = []
@@ -177,7 +186,9 @@ def judge(search: Search, obs: tuple[Observation, ...]) -> tuple[bool, str, str 
         met.append(f"achieved {ratio:.1%} of the target")
     if abs(ratio - SUSTAINED) < SUSTAINED_NOISE:
         close.append(f"achieved {ratio:.1%} is near {SUSTAINED:.0%}")
-    if errors > search.slo.errors:
+    if errors is None:
+        failed.append("errors not measured (a run of the step has no error counters)")
+    elif errors > search.slo.errors:
         failed.append(f"errors {errors:.2g}% > {search.slo.errors:g}%")
     return not failed, "; ".join(failed or met), "; ".join(close) or None
 

@@ -385,7 +385,7 @@ def _measure(ctx: Context, spec: RunSpec, binary: str, checkpoint: Callable[[int
     offered = (f" of {rate.target:,.0f} offered" + ("" if rate.sustained else _failed_checks(rate))
                if rate and rate.target else "")
     ctx.progress(f"      {run.qps or 0:,.0f} req/s{offered}  p50 {lat.p50 or 0:.2f} ms  "
-                 f"p99 {lat.p99 or 0:.2f} ms  errors {run.errors.total}  "
+                 f"p99 {lat.p99 or 0:.2f} ms  errors {_errors_text(run)}  "
                  f"-> {verdict.verdict if verdict else '-'}: "
                  f"{'; '.join(verdict.evidence[:1]) if verdict else ''}")
     # Persist after every run: an interruption later keeps this one.
@@ -476,6 +476,12 @@ def _autoscale(ctx: Context, plan: Plan, binary: str, checkpoint: Callable[[int]
         entry.update(limited=limited is not None, settled=True, stopped=stopped)
         ctx.progress(f"      auto-scale: {stopped}")
         checkpoint(len(ctx.runs))
+
+
+def _errors_text(run: records.Run) -> str:
+    """The run's socket errors for the progress line ('not measured' when the record has none)."""
+    total = run.errors.total if run.errors is not None else None
+    return "not measured" if total is None else str(total)
 
 
 def _measured(ctx: Context, spec: RunSpec) -> bool:
@@ -601,15 +607,22 @@ def _host_facts(ctx: Context, h: Host) -> dict[str, Any]:
     out["roles"] = list(h.roles)
     # The provider knows the instance type; DMI (facts' `machine`) says it too on EC2 Nitro.
     out["instance_type"] = str(h.vars.get("instance_type") or out.get("machine") or "")
-    try:
-        out["clock_offset_s"] = round(float(stamp.strip()) - after, 3)
-    except ValueError:  # not measured is not 0: None, with the reason (its times are then ours)
-        out["clock_offset_s"] = None
-        printed = stamp.strip()[:40]
-        out["clock_offset_error"] = f"the host's clock could not be read (date printed {printed!r})"
+    out.update(clock_offset(stamp, after))
+    if out["clock_offset_s"] is None:
         ctx.progress(f"orchestrate: WARNING {h.name}: clock offset not measured "
                      f"({out['clock_offset_error']}): its start time and telemetry windows assume our clock")
     return out
+
+
+def clock_offset(stamp: str, after: float) -> dict[str, Any]:
+    """The host's clock ahead of ours, from its `date +%s.%N` read when the answer arrived at
+    `after`. Not measured is not 0: None, with the reason (its times are then taken as ours)."""
+    try:
+        return {"clock_offset_s": round(float(stamp.strip()) - after, 3)}
+    except ValueError:
+        printed = stamp.strip()[:40]
+        return {"clock_offset_s": None,
+                "clock_offset_error": f"the host's clock could not be read (date printed {printed!r})"}
 
 
 def _check_tools(ctx: Context, hosts: list[Host] | None = None) -> None:

@@ -115,14 +115,25 @@ class LoadSettings(Record):
 
 
 class Errors(Record):
-    connect: int = 0
-    read: int = 0
-    write: int = 0
-    timeout: int = 0
+    """The generator's error counters by kind; a kind it did not report is None (not measured,
+    never read as 0 errors)."""
+
+    connect: int | None = None
+    read: int | None = None
+    write: int | None = None
+    timeout: int | None = None
 
     @property
-    def total(self) -> int:
-        return self.connect + self.read + self.write + self.timeout
+    def missing(self) -> tuple[str, ...]:
+        """The kinds not reported."""
+        return tuple(k for k in ("connect", "read", "write", "timeout") if getattr(self, k) is None)
+
+    @property
+    def total(self) -> int | None:
+        """All kinds summed; None when any kind was not measured."""
+        if self.missing:
+            return None
+        return (self.connect or 0) + (self.read or 0) + (self.write or 0) + (self.timeout or 0)
 
 
 class ClientResult(Record):
@@ -385,7 +396,7 @@ class Run(Record):
     # client's own lag, without the wait for a busy connection (the server's); send fidelity's basis
     client_send_lag_ms: Latency | None = None
     requests_detail: Opaque | None = None
-    errors: Errors = Errors()
+    errors: Errors | None = None  # None: not measured (errors_not_measured says why)
     non_2xx: int | None = None
     clients: tuple[ClientResult, ...] = ()
     histograms: str | None = None
@@ -427,9 +438,22 @@ class Run(Record):
         return self.run_id or f"run {self.index if self.index is not None else '?'}"
 
     @property
-    def failed_requests(self) -> int:
-        """Socket errors and non-2xx responses."""
-        return self.errors.total + (self.non_2xx or 0)
+    def failed_requests(self) -> int | None:
+        """Socket errors and non-2xx responses; None when either was not measured."""
+        total = self.errors.total if self.errors is not None else None
+        return None if total is None or self.non_2xx is None else total + self.non_2xx
+
+    @property
+    def errors_not_measured(self) -> str | None:
+        """Why the run's failed requests are unknown (None: they were measured)."""
+        if self.errors is None:
+            why = f"the run failed: {self.error}" if self.error else "the record has no error counters"
+            return f"socket errors not measured ({why})"
+        if self.errors.missing:
+            return f"socket errors not measured ({', '.join(self.errors.missing)} not reported)"
+        if self.non_2xx is None:
+            return "non-2xx responses not measured (the record has no count of them)"
+        return None
 
 
 class Point(Record):

@@ -213,3 +213,10 @@ def test_observation_from_a_run_record():
     rec["requests_detail"] = {"requests": 1000, "failed": 15, "responses": 985}
     o = capacity.observation_of(records.Run.model_validate(rec))
     assert o.errors_pct == pytest.approx(100 * 20 / 1000)
+    # missing error counters are not 0 errors: the share is unknown, and a step with it fails
+    # its errors bound saying why, instead of passing on an assumed 0%
+    del rec["requests_detail"], rec["errors"]
+    o = capacity.observation_of(records.Run.model_validate(rec))
+    assert o.errors_pct is None
+    passed, reason, _ = capacity.judge(_search(), (o,))
+    assert not passed and "errors not measured (a run of the step has no error counters)" in reason

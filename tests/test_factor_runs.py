@@ -46,8 +46,10 @@ def test_the_rounds_and_their_orders_are_recorded(gated):
     _, _, summary = gated
     r = summary["rounds"]
     assert (r["factor"], r["baseline"], r["metric"]) == ("server.work_us", 0, "process_cpu_us_per_request")
-    assert r["run"] == 4
-    assert r["orders"] == [[0, 3], [3, 0], [0, 3], [3, 0]] and r["stopped"] == "all 4 planned rounds run"
+    assert r["run"] == len(r["orders"]) in (4, 5)
+    assert r["orders"][:4] == [[0, 3], [3, 0], [0, 3], [3, 0]]
+    assert r["stopped"].startswith("after round 4: every interval on process_cpu_us_per_request within ±") \
+        or r["stopped"] == "all 5 planned rounds run", r["stopped"]
     ran = [(run["repetition"], run["axes"]["server.work_us"]) for run in summary["runs"]]
     assert ran == [(k, w) for k, order in enumerate(r["orders"], 1) for w in order]
 
@@ -62,7 +64,7 @@ def test_more_work_is_detected_with_an_interval_above_one(gated):
     assert cpu.ratio.low > 1.0 and cpu.word == "worse", cpu.line()  # CPU per request up
     got = metrics.rounds(as_summary(summary, "s").runs, "server.work_us", 0,
                          metrics.PAIRED_METRICS["process_cpu_us_per_request"])
-    assert [k for k, *_ in next(iter(got.values()))] == [1, 2, 3, 4]
+    assert len(next(iter(got.values()))) == 4
 
 
 @pytest.mark.slow
