@@ -92,7 +92,7 @@ def test_loopback_search_finds_a_capacity_and_draws_its_curve(tmp_path, run_id):
     done = orchestrate("run", str(REPO / "scenarios" / "capacity.yaml"), "--results", str(tmp_path),
                        "--run-id", run_id, "--set", "load.duration=1s",
                        "--set", "load.warmup=300ms", "--set", "load.search.slo.p99=20ms",
-                       "--set", "load.search.precision=10%", "--set", "load.search.min_rate=20000",
+                       "--set", "load.search.precision=20%", "--set", "load.search.min_rate=20000",
                        "--set", "load.search.knee_runs=2",  # the machinery; the count is unit-tested
                        timeout=900)
     assert done.returncode == 0, done.stderr
@@ -100,7 +100,9 @@ def test_loopback_search_finds_a_capacity_and_draws_its_curve(tmp_path, run_id):
     runs = {r["run_id"]: r for r in s["runs"]}
     assert len(s["capacity"]) == 1  # one search (repeat: N runs N independent ones)
     for entry in s["capacity"]:
-        _check_search(entry, runs, 10)  # found: above min_rate, below max_rate
+        # found: above min_rate, below max_rate (20%: the bisection's machinery in fewer steps;
+        # the capped test below holds a search to 10%)
+        _check_search(entry, runs, 20)
     _check_busy_counted_once(s["runs"])
     # (how closely two searches agree depends on the machine's noise: bench/capacity_search.py
     # measures it, bench/RESULTS.md records it)
@@ -118,6 +120,8 @@ def test_capped_link_capacity_is_at_most_the_cap_and_network_bound(tmp_path, run
                        "--run-id", run_id, "--set", f"hosts.lab={lab}", "--set", f"hosts.link.pps={CAP}",
                        "--set", "baseline.iperf3.duration=2s", "--set", "baseline.iperf3.tcp_duration=1s",
                        "--set", "load.warmup=300ms", "--set", "load.search.precision=10%",
+                       # from a quarter of the cap (the shipped 2,000 doubles twice more to get there)
+                       "--set", f"load.search.min_rate={CAP // 4}",
                        "--set", "load.search.knee_runs=2", timeout=900)
     assert done.returncode == 0, done.stderr
     _, s = _summary(tmp_path)

@@ -1,7 +1,8 @@
 """A factor compared for real, in paired rounds on this host: server.work_us 0 against 3
-(3 µs of busy CPU per request in the built-in server). One short run, shared: the gate at 5%
-exits 3 naming the point, the summary keeps the rounds and their orders, the interval on CPU
-per request excludes 1.0 upwards, and the report opens with that answer.
+(3 µs of busy CPU per request in the built-in server). One short run, shared (with
+test_explain too: tests/conftest.py work_factor_run): the gate at 5% exits 3 naming the point,
+the summary keeps the rounds and their orders, the interval on CPU per request excludes 1.0
+upwards, and the report opens with that answer.
 
 Robust to this VM's noise: a per-round ratio cancels the drift both runs of a round share, and
 with 16 requests pipelined on one connection a request's own CPU is ~1.5 µs, so 3 µs of work
@@ -18,19 +19,12 @@ import pytest
 from orchestrator import compare, metrics
 from orchestrator.records import as_summary
 
-from testkit import orchestrate
-
-# 4 measured rounds: the width stop (50%, always met) ends them after round 4 unless one side
-# of a round went unmeasured (a pidstat sample lost on a busy machine), when a 5th replaces it
-SHORT = ["--set", "load.duration=2s", "--set", "rounds.max=5", "--set", "rounds.until=50%"]
-
 
 @pytest.fixture(scope="module")
-def gated(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("factor")
-    done = orchestrate("run", "scenarios/factor-work.yaml", *SHORT, "--results", str(tmp), "--history",
-                       str(tmp / "h.sqlite"), "--fail-on-regression", "5", timeout=400)
-    (folder,) = (tmp / "factor-work").iterdir()
+def gated(work_factor_run):
+    """The shared run (tests/conftest.py): the orchestrate process, its folder, its summary."""
+    folder, done = work_factor_run
+    assert folder is not None, done.stderr[-3000:]
     return done, folder, json.loads((folder / "summary.json").read_text())
 
 
