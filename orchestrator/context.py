@@ -16,7 +16,7 @@ from typing import Any
 
 from orchestrator.errors import UserError
 from orchestrator.hosts import Host, Lab
-from orchestrator.records import Run
+from orchestrator.records import Record, Run
 from orchestrator.remote import CommandLog, ProcessTable, Transport
 from orchestrator.scenario import Scenario, parse_cpus, resolve_cpus
 from orchestrator.store import ResultsDir
@@ -113,7 +113,9 @@ def pause_point(ctx: Context, name: str) -> None:
 
 
 def plain(obj: Any) -> Any:
-    """Dataclasses (and containers of them) -> JSON-able data."""
+    """Dataclasses and records (and containers of them) -> JSON-able data."""
+    if isinstance(obj, Record):
+        return obj.to_json()
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return dataclasses.asdict(obj)
     if isinstance(obj, dict):
