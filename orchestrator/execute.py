@@ -114,7 +114,8 @@ def _context(sc: Scenario, lab: _hosts.Lab, results: ResultsDir, transports: dic
     """The run's Context over connected hosts, carrying what a resumed summary already measured."""
     table = ProcessTable(transports, tag=run_id)
     ctx = Context(sc, lab, results, transports, table, progress, log=log,
-                  baseline=summary.get("baseline") or {},
+                  baseline={p: records.BaselinePath.model_validate(e)
+                            for p, e in (summary.get("baseline") or {}).items()},
                   runs=[records.Run.model_validate(r) for r in summary["runs"]],
                   autoscale=list(summary.get("autoscale") or []))
     ctx.timing["lab"] = round(time.monotonic() - began, 3)  # up, locked, connected
@@ -313,7 +314,7 @@ def _execute(ctx: Context, plan: Plan, checkpoint: Callable[[int], None]) -> Non
     if ctx.sc.baseline.enabled and not ctx.baseline:  # a resumed sweep keeps its baseline
         with ctx.step("baseline"):
             ctx.baseline = baseline.measure(ctx)
-            ctx.results.write_json("baseline.json", ctx.baseline)
+            ctx.results.write_json("baseline.json", plain(ctx.baseline))
     if plan.searches:
         _search(ctx, plan, binary, checkpoint)
         return
@@ -512,7 +513,7 @@ def _add_clients(ctx: Context, count: int) -> None:
         with ctx.step("baseline"):
             part = dataclasses.replace(ctx, lab=dataclasses.replace(ctx.lab, hosts=(ctx.lab.server, *hosts)))
             ctx.baseline.update(baseline.measure(part))
-            ctx.results.write_json("baseline.json", ctx.baseline)
+            ctx.results.write_json("baseline.json", plain(ctx.baseline))
 
 
 def _search(ctx: Context, plan: Plan, binary: str, checkpoint: Callable[[int], None]) -> None:
@@ -567,7 +568,7 @@ def _partial(ctx: Context) -> dict[str, Any]:
                          "loopback": ctx.lab.single_machine,
                          "clients": [c.name for c in ctx.lab.clients]},
             "thresholds": ctx.sc.thresholds.model_dump(),
-            "baseline": ctx.baseline, "timing": ctx.timing,
+            "baseline": plain(ctx.baseline), "timing": ctx.timing,
             **({"capacity": ctx.capacity} if ctx.sc.load.search else {}),
             **({"autoscale": ctx.autoscale} if ctx.sc.hosts.roles.autoscale else {}),
             **({"host_noise": ctx.host_noise} if ctx.host_noise else {}),

@@ -41,3 +41,42 @@ def test_role_cpu_picks_the_pinned_cpus_of_mpstats_records():
     role = execute._cpu_of(per_cpu, [1, 7])  # CPU 7 was not sampled
     assert list(role.cpus) == ["1"] and role.busy == round(per_cpu[1].busy or 0, 2)
     assert execute._cpu_of({"error": "x"}.get("no"), [0]).to_json() == {"cpus": {}, "busy": None}
+
+
+def test_iperf3_parses_into_the_baselines_record_and_the_ceiling_is_built_from_records():
+    from orchestrator import baseline
+    from orchestrator.tools import iperf3
+
+    udp = iperf3.parse_udp((DATA / "iperf3_udp.json").read_text())
+    assert isinstance(udp, records.UdpCeiling) and udp.to_json()["processes"] == 1  # as asdict wrote it
+    tcp = iperf3.parse_tcp((DATA / "iperf3_tcp.json").read_text())
+    slow = udp.model_copy(update={"pps_delivered": (udp.pps_delivered or 0) / 2,
+                                  "cpu_bound": "receiver at 97% of a CPU", "lower_bound": True})
+    paths = {"a->s": records.BaselinePath(client="a", server="s", udp=udp, tcp=tcp),
+             "b->s": records.BaselinePath(client="b", server="s", udp=slow)}
+    ceiling = baseline.compared(paths)
+    assert isinstance(ceiling, records.RunCeilings)
+    assert (ceiling.path, ceiling.pps_delivered, ceiling.cpu_bound_rx) == ("b->s", slow.pps_delivered,
+                                                                           "receiver at 97% of a CPU")
+    assert ceiling.paths["a->s"].tcp_bits_per_second == tcp.bits_per_second
+    assert baseline.compared({}).to_json() == {}
+
+
+def test_recorded_runs_ceilings_are_what_the_recorded_baseline_gives():
+    from orchestrator import baseline, store
+
+    root = Path(__file__).resolve().parent
+    folders = [f for f in sorted((root / "report" / "data").iterdir())
+               if (f / "summary.json").exists()]
+    checked = 0
+    for folder in folders:
+        s = store.load_summary(folder)
+        ceiling = baseline.compared(s.baseline).to_json()
+        for run in s.runs:
+            if run.baseline is None:
+                continue
+            recorded = run.baseline.to_json()  # older runs lack the per-direction fields
+            assert {k: ceiling[k] for k in recorded if k != "paths"} == {
+                k: v for k, v in recorded.items() if k != "paths"}, folder
+            checked += 1
+    assert checked >= 16
