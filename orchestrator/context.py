@@ -16,7 +16,7 @@ from typing import Any
 
 from orchestrator.errors import UserError
 from orchestrator.hosts import Host, Lab
-from orchestrator.records import BaselinePath, Record, Run
+from orchestrator.records import BaselinePath, CapacitySearch, Record, Run
 from orchestrator.remote import CommandLog, ProcessTable, Transport
 from orchestrator.scenario import Scenario, parse_cpus, resolve_cpus
 from orchestrator.store import ResultsDir
@@ -37,7 +37,7 @@ class Context:
     facts: dict[str, Any] = field(default_factory=dict)
     baseline: dict[str, BaselinePath] = field(default_factory=dict)  # by path (baseline.measure)
     runs: list[Run] = field(default_factory=list)
-    capacity: list[dict[str, Any]] = field(default_factory=list)  # one per capacity search done
+    capacity: list[CapacitySearch] = field(default_factory=list)  # one per capacity search done
     autoscale: list[dict[str, Any]] = field(default_factory=list)  # one per point auto-scaled
     phase: str = "start"
     log: CommandLog = field(default_factory=CommandLog)  # what reached each host, and when

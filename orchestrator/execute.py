@@ -545,11 +545,11 @@ def _search(ctx: Context, plan: Plan, binary: str, checkpoint: Callable[[int], N
         at = found.step_at(found.capacity)
         above = next((st for st in found.steps if found.capacity is not None and st.rate > found.capacity
                       and not st.passed), None) if found.bound == "found" else found.steps[0]
-        ctx.capacity.append({
+        ctx.capacity.append(found.model_copy(update={
             "arch": s.arch, "server_threads": s.server_threads, "connections": s.connections,
-            "axes": s.axes.as_json(), "repetition": s.repetition, **found.as_dict(),
-            "verdict_at_capacity": at.runs[-1].verdict if at else None,
-            "verdict_above": above.runs[-1].verdict if above and found.bound != "at max_rate" else None})
+            "axes": s.axes.as_json(), "repetition": s.repetition,
+            "verdict_at_capacity": at.verdicts[-1] if at else None,
+            "verdict_above": above.verdicts[-1] if above and found.bound != "at max_rate" else None}))
         ctx.progress(f"      capacity {found.capacity or 0:,.0f} req/s ({found.bound}, {found.runs} runs): "
                      f"{found.evidence}")
         checkpoint(len(ctx.runs))
@@ -569,7 +569,7 @@ def _partial(ctx: Context) -> dict[str, Any]:
                          "clients": [c.name for c in ctx.lab.clients]},
             "thresholds": ctx.sc.thresholds.model_dump(),
             "baseline": plain(ctx.baseline), "timing": ctx.timing,
-            **({"capacity": ctx.capacity} if ctx.sc.load.search else {}),
+            **({"capacity": plain(ctx.capacity)} if ctx.sc.load.search else {}),
             **({"autoscale": ctx.autoscale} if ctx.sc.hosts.roles.autoscale else {}),
             **({"host_noise": ctx.host_noise} if ctx.host_noise else {}),
             **({"rounds": ctx.rounds} if ctx.rounds else {}),

@@ -20,7 +20,7 @@ typing a collector's every column here would duplicate its adapter's dataclass f
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
@@ -587,13 +587,16 @@ class CapacitySearch(Record):
     axes: Axes = {}
     repetition: int = 1
     capacity: float | None = None  # None: not even min_rate met the SLO
-    bound: str = "found"  # found | below min_rate | at max_rate
+    bound: Literal["found", "below min_rate", "at max_rate"] = "found"
     evidence: str = ""
     slo: str = ""
     runs: int = 0
     steps: tuple[SearchStep, ...] = ()
     verdict_at_capacity: str | None = None
     verdict_above: str | None = None  # at the first rate above it that failed
+
+    def step_at(self, rate: float | None) -> SearchStep | None:
+        return next((s for s in self.steps if s.rate == rate), None)
 
     @property
     def key(self) -> PointKey:
