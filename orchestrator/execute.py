@@ -339,7 +339,7 @@ def _execute(ctx: Context, plan: Plan, checkpoint: Callable[[int], None]) -> Non
 
 def _rounds_done(ctx: Context, plan: Plan, completed: int) -> bool:
     """Whether the rounds may stop before the next one, `completed` rounds having run: only
-    from round min on, and only on the intervals' width (every variant's half-width on
+    once every cell has min measured rounds, and only on the intervals' width (every variant's half-width on
     compare.metric at or below `until`), never on what they say. Records why in ctx.rounds."""
     from orchestrator import metrics, stats
 
@@ -354,7 +354,7 @@ def _rounds_done(ctx: Context, plan: Plan, completed: int) -> bool:
     widths = []
     for got in metrics.rounds(ctx.runs, r.factor, r.baseline, m).values():
         got = [g for g in got if g[0] <= completed]
-        if len(got) < 2:
+        if len(got) < max(2, r.min):  # a round one side of which went unmeasured does not count
             return False
         ratio = stats.paired_ratio([x for _, x, _ in got], [y for *_, y in got])
         widths.append(ratio.half_width_pct)

@@ -129,6 +129,11 @@ rounds: {min: 3, max: 6, until: 3%}
     assert execute._rounds_done(ctx, p, 3)
     assert ctx.rounds["run"] == 3 and ctx.rounds["stopped"].startswith(
         "after round 3: every interval on cpu_us_per_request within \u00b1")
+    # round 2's variant went unmeasured: 3 rounds run but 2 measured, so not min yet
+    lost = _runs([1.5, 1.5, 1.5, 1.5])  # two measured rounds alone would already be narrow
+    lost[3] = lost[3].model_copy(update={"analysis": None})
+    ctx = SimpleNamespace(runs=lost, rounds={}, progress=lambda _: None)
+    assert not execute._rounds_done(ctx, p, 3) and execute._rounds_done(ctx, p, 4)
     # wide: go on, however clearly it excludes 1 (never stop on significance)
     rng = random.Random(2)
     ctx = SimpleNamespace(runs=_runs([1.5 * math.exp(rng.gauss(0, 0.1)) for _ in range(6)]), rounds={},
