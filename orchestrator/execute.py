@@ -1019,7 +1019,7 @@ def _record(ctx: Context, spec: RunSpec, raw: dict[tuple[str, str], str], gen: l
                         for c, _ in generators if c.name in load_threads} or None,
         "server_host_cpu": _cpu_of(telemetry_.get("mpstat", {}).get(server.name), server_cpus),
         "affinity": _affinity_summary(affinity, server_cpus, ctx, generators),
-        "server_counters": dataclasses.asdict(stats) if stats else None,
+        "server_counters": stats,
         "telemetry": plain(telemetry_),
         "window": {"start": start, "end": end},
         "baseline": baseline.compared(ctx.baseline),

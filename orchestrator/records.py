@@ -207,9 +207,15 @@ class CounterThread(Record):
 
 
 class ServerCounters(Record):
+    """The server's own counters (tools/server.parse_stats): per thread, and its acceptor's."""
+
     arch: str | None = None
     threads: tuple[CounterThread, ...] = ()
     acceptor_connections: int | None = None
+
+    @property
+    def requests(self) -> int:
+        return sum(t.requests or 0 for t in self.threads)
 
 
 class Window(Record):

@@ -80,3 +80,15 @@ def test_recorded_runs_ceilings_are_what_the_recorded_baseline_gives():
                 k: v for k, v in recorded.items() if k != "paths"}, folder
             checked += 1
     assert checked >= 16
+
+
+def test_the_servers_exit_counters_parse_into_the_runs_record():
+    from orchestrator.tools import server
+
+    out = ('listening\n{"event":"stats","arch":"reuseport","threads":[{"thread":0,"cpu":1,"tid":5,'
+           '"connections":3,"requests":10,"bytes_in":700}],"acceptor":{"connections":3}}\n')
+    stats = server.parse_stats(out)
+    assert isinstance(stats, records.ServerCounters) and stats.requests == 10
+    assert stats.to_json() == {"arch": "reuseport", "acceptor_connections": 3, "threads": [
+        {"thread": 0, "cpu": 1, "tid": 5, "connections": 3, "requests": 10, "bytes_in": 700, "bytes_out": 0}]}
+    assert server.parse_stats("no stats event\n") is None
