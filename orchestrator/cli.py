@@ -318,7 +318,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     sc = loaded.scenario
     print(f"doctor: {loaded.source} (provider {sc.hosts.provider}), sampling {args.seconds:g} s")
     found = [Check("scenario", "fail", f"needs {lack}") for lack in preflight.lacking(sc)]
-    found += checks.run_all(sc, args.seconds)
+    found += checks.run_all(sc, args.seconds, ssh_probe=args.ssh_probe)
     print(render(found))
     return EXIT_FAILURE if any(c.status == "fail" for c in found) else EXIT_OK
 
@@ -683,6 +683,13 @@ def _scenario_cmd(sub: argparse._SubParsersAction[argparse.ArgumentParser], name
     return sp
 
 
+def _host_port(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":") if ":" in text else (text, "", "22")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"HOST[:PORT], got {text!r}")
+    return host, int(port)
+
+
 def _run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """validate, doctor, plan and run: a scenario checked, planned and run."""
     _scenario_cmd(sub, "validate", "check a scenario; exit 2 with FILE:LINE messages if it is wrong")
@@ -690,6 +697,9 @@ def _run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                             "one ok/warn/fail line per check, with the fix; exit 1 on a fail", False)
     doc.add_argument("--seconds", type=float, default=1.0, metavar="N",
                      help="how long to sample the pinned CPUs' load and pauses (default 1)")
+    doc.add_argument("--ssh-probe", type=_host_port, metavar="HOST[:PORT]",
+                     help="aws: the public SSH server that shows TCP port 22 leaves this network "
+                          "(default github.com:22)")
     pl = _scenario_cmd(sub, "plan", "show the runs a scenario expands to and the expected time", False)
     pl.add_argument("--max-hourly", type=float, metavar="USD",
                     help="aws: refuse a plan whose worst case costs more per hour "

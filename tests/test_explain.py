@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -64,35 +63,24 @@ def test_by_cell_pairs_each_variant_with_the_baseline_round_by_round():
                           "sys time moved most (sys 1.51x [1.42, 1.61], 100% of the change).")
 
 
-SCENARIO = """\
-name: explain-work
-hosts: {provider: local}
-server: {arch: reuseport, threads: 1, cpus: [0], work_us: [0, 3], port: 18325}
-load: {tool: wrk, threads: 1, connections: 16, duration: 2s, cpus: [1]}
-baseline: {enabled: false}
-telemetry: [pidstat, mpstat, sar]
-repeat: 4
-"""
-
-
-def test_work_us_0_against_3_names_usr_cpu_per_request(tmp_path: Path, run_id: str):
-    path = tmp_path / "explain.yaml"
-    path.write_text(textwrap.dedent(SCENARIO))
-    done = testkit.orchestrate("run", str(path), "--results", str(tmp_path / "r"), "--run-id", run_id)
-    assert done.returncode == 0, done.stdout[-1500:] + done.stderr[-1500:]
-    folder = tmp_path / "r" / "explain-work" / run_id
+def test_work_us_0_against_3_names_usr_cpu_per_request(work_factor_run):
+    """On the shared real run of scenarios/factor-work.yaml (tests/conftest.py: server.work_us 0
+    against 3 in 4 paired rounds, one connection with 16 requests pipelined, pidstat)."""
+    folder, _ = work_factor_run
+    assert folder is not None
     cells = explain.by_cell(store.load_summary(folder).runs, "server.work_us", 0)
     assert list(cells) == [(PointKey([("server.arch", "reuseport"), ("server.threads", 1),
-                                       ("load.connections", 16), ("load.rate", None)]), 3)]
+                                       ("load.connections", 1), ("load.rate", None)]), 3)]
     e = next(iter(cells.values()))
     assert e is not None, "no component measured"
     assert re.search(r"usr (time|CPU µs per request) moved most", e.sentence), e.lines()
     usr = next(c for c in e.components if c.part.name == "cpu_usr_us_per_request")
     shown = testkit.orchestrate("compare", str(folder), "--factor", "server.work_us", "--baseline", "0")
     assert shown.returncode == 0, shown.stderr
-    assert f"why, at server.arch=reuseport server.threads=1 load.connections=16: {e.sentence}" in shown.stdout
+    assert f"why, at server.arch=reuseport server.threads=1 load.connections=1: {e.sentence}" in shown.stdout
     assert "  usr CPU µs per request: " in shown.stdout
-    # more usr CPU a request (pidstat's tick accounting read +0.9 µs of the 3 here, 2026-12-06)
+    # more usr CPU a request (pidstat's tick accounting read +0.9 µs of the 3 with 16
+    # unpipelined connections, 2026-12-06)
     assert usr.ratio.low > 1.0 and usr.change > 0
 
 
