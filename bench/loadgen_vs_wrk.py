@@ -33,6 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from orchestrator import stats  # noqa: E402
 from orchestrator.tools import loadgen, server, wrk  # noqa: E402
 
 LOADGEN_BUILD = REPO / "loadgen" / "build" / "release"
@@ -118,6 +119,37 @@ def profile(binary: Path, url: str, args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+def table(rounds: list[dict[str, dict]], names: list[str], args: argparse.Namespace) -> None:
+    """Medians per client; ratios to wrk as stats.paired_ratio (chosen before the data: the
+    geometric mean of per-round ratios, 95% t interval on the logs; a round's runs share the
+    machine's state), judged against the goal (>= 1.15x wrk's QPS, <= 1.0x its CPU/request)."""
+    def per_req(r: dict) -> float:
+        return r["cpu_s"] / max(r["requests"], 1) * 1e6
+
+    def med(name: str, key: str) -> float:
+        if key == "cpu_per_req_us":
+            return statistics.median(per_req(r[name]) for r in rounds)
+        return statistics.median(r[name][key] for r in rounds)
+
+    print(f"\nClosed loop, {args.connections} connections, pipeline {args.pipeline}, {args.duration:g} s x "
+          f"{len(rounds)} alternating rounds; server CPU {args.server_cpu}, client CPU {args.client_cpu}; "
+          f"medians; ratios: {stats.PAIRED}.\n")
+    print("| client | req/s | client CPU us/req | p99 ms | QPS vs wrk | CPU/req vs wrk |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name in names:
+        if name == "wrk":
+            ratios = "1 | 1"
+        else:
+            q = stats.paired_ratio([r["wrk"]["qps"] for r in rounds], [r[name]["qps"] for r in rounds])
+            c = stats.paired_ratio([per_req(r["wrk"]) for r in rounds], [per_req(r[name]) for r in rounds])
+            ratios = f"{q.text(2)} | {c.text(2)}"
+            if name == "orchestrate-load":
+                ratios = (f"{q.text(2)} {q.judge(1.15, float('inf'))} | "
+                          f"{c.text(2)} {c.judge(0.0, 1.0)}")
+        print(f"| {name} | {med(name, 'qps'):,.0f} | {med(name, 'cpu_per_req_us'):.2f} | "
+              f"{med(name, 'p99_ms'):.2f} | {ratios} |")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=6)
@@ -129,7 +161,12 @@ def main() -> int:
     ap.add_argument("--ab", action="store_true", help="also run ab -k as a reference")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--json", type=Path, help="write every round here")
+    ap.add_argument("--table", type=Path, metavar="JSON", help="only print the table of recorded rounds")
     args = ap.parse_args()
+    if args.table:
+        rounds = json.loads(args.table.read_text())
+        table(rounds, list(rounds[0]), args)
+        return 0
     gen, srv_bin = build()
     script = Path("/tmp/orchestrate_wrk_bench.lua")
     script.write_text(wrk.LUA_SCRIPT)
@@ -161,22 +198,7 @@ def main() -> int:
         srv.terminate()
         srv.wait(20)
 
-    def med(name: str, key: str) -> float:
-        if key == "cpu_per_req_us":
-            return statistics.median(r[name]["cpu_s"] / max(r[name]["requests"], 1) * 1e6 for r in rounds)
-        return statistics.median(r[name][key] for r in rounds)
-
-    print(f"\nClosed loop, {args.connections} connections, pipeline {args.pipeline}, {args.duration:g} s x "
-          f"{args.rounds} alternating rounds; server CPU {args.server_cpu}, client CPU {args.client_cpu}; "
-          f"medians.\n")
-    print("| client | req/s | client CPU us/req | p99 ms | QPS vs wrk | CPU/req vs wrk |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for name in clients:
-        print(f"| {name} | {med(name, 'qps'):,.0f} | {med(name, 'cpu_per_req_us'):.2f} | "
-              f"{med(name, 'p99_ms'):.2f} | {med(name, 'qps') / med('wrk', 'qps'):.2f}x | "
-              f"{med(name, 'cpu_per_req_us') / med('wrk', 'cpu_per_req_us'):.2f}x |")
-    ratios = [r["orchestrate-load"]["qps"] / r["wrk"]["qps"] for r in rounds]
-    print(f"\nper-round QPS ratio ours/wrk: {', '.join(f'{x:.2f}' for x in ratios)}")
+    table(rounds, list(clients), args)
     if prof:
         print("\n" + prof)
     if args.json:

@@ -146,8 +146,8 @@ def main() -> None:
     ap.add_argument("--table", type=Path, metavar="JSON", help="only print the table of recorded samples")
     args = ap.parse_args()
     if args.table:
-        recorded = json.loads(args.table.read_text())
-        table(recorded, len(next(iter(recorded.values()))["hand"]), args.duration)
+        recorded = {k: v for k, v in json.loads(args.table.read_text()).items() if isinstance(v, dict)}
+        table(recorded, args.duration)
         return
     samples: dict[str, dict[str, list[Sample]]] = {}
     lab_name = "obsbench"
@@ -173,20 +173,35 @@ def main() -> None:
             if args.only in (None, "lab"):
                 netns.down(lab_name)
     args.json.write_text(json.dumps(samples, indent=1))
-    table(samples, args.rounds, args.duration)
+    table(samples, args.duration)
 
 
 QPS_GOAL, P99_GOAL = (0.98, 1.02), (1 / 1.25, 1.25)
 
 
-def table(samples: dict[str, dict[str, list[Sample]]], rounds: int, duration: int) -> None:
+def pooled(samples: dict[str, dict[str, list[Sample]]]) -> dict[str, dict[str, list[Sample]]]:
+    """Series of one topology recorded apart ('lab', 'lab_second_series', ...) joined into one
+    more entry, 'lab, all N rounds': the ratios are per round, so rounds of any series pool."""
+    groups: dict[str, list[str]] = {}
+    for name in samples:
+        groups.setdefault(name.split("_")[0], []).append(name)
+    out = dict(samples)
+    for base, names in groups.items():
+        if len(names) > 1:
+            joined = {k: [x for n in names for x in samples[n][k]] for k in KINDS}
+            out[f"{base}, all {len(joined['hand'])} rounds"] = joined
+    return out
+
+
+def table(samples: dict[str, dict[str, list[Sample]]], duration: int) -> None:
     """The Markdown table: medians (min-max) per kind; ratios to the hand-run of the same round
-    as stats.paired_ratio (the machine's speed drifts between rounds, the pairs share it)."""
-    print(f"\n{rounds} alternating rounds of {duration} s, reuseport, 1 server thread, "
+    as stats.paired_ratio (the machine's speed drifts between rounds, the pairs share it), the
+    one statistic, chosen before the data, judged against the goal by its 95% interval."""
+    print(f"\nalternating rounds of {duration} s, reuseport, 1 server thread, "
           f"wrk -t{THREADS} -c{CONNECTIONS}; medians (min-max); ratios: {stats.PAIRED}\n")
-    print("| topology | run | QPS | p99 ms | QPS / hand | p99 / hand | collectors CPU s/s |")
+    print("| topology (rounds) | run | QPS | p99 ms | QPS / hand | p99 / hand | collectors CPU s/s |")
     print("|---|---|--:|--:|--:|--:|--:|")
-    for topo, by_kind in samples.items():
+    for topo, by_kind in pooled(samples).items():
         hand = by_kind["hand"]
         for kind, xs in by_kind.items():
             qs, ps = [x[0] for x in xs], [x[1] for x in xs]
@@ -197,7 +212,7 @@ def table(samples: dict[str, dict[str, list[Sample]]], rounds: int, duration: in
                 ratios = (f"{q.text()} {q.judge(*QPS_GOAL)} | {p.text(2)} {p.judge(*P99_GOAL)}")
             else:
                 ratios = "1 | 1"
-            print(f"| {topo} | {kind} | {median(qs):,.0f} ({min(qs):,.0f}-{max(qs):,.0f}) | "
+            print(f"| {topo} ({len(xs)}) | {kind} | {median(qs):,.0f} ({min(qs):,.0f}-{max(qs):,.0f}) | "
                   f"{median(ps):.3f} ({min(ps):.3f}-{max(ps):.3f}) | {ratios} | "
                   f"{median([x[2] for x in xs]):.4f} |")
 

@@ -12,6 +12,14 @@ round, then the median over rounds.
     .venv/bin/python bench/orchestration_overhead.py --against /tmp/before   # two checkouts, one lab
     .venv/bin/python bench/orchestration_overhead.py --deploy-on --clients 1,8,16 --against /tmp/before
     .venv/bin/python bench/orchestration_overhead.py --calibrate orchestrator/data/overheads.json
+    .venv/bin/python bench/orchestration_overhead.py --deploy-cost bench/deploy_cost.json --clients 1,8,16 \
+        --lab NAME --rounds 2        # appends rounds; then --deploy-cost bench/deploy_cost.json --summary
+
+--deploy-cost runs every client count twice per round, deploy off (warm) and deploy on (at inputs
+already deployed), back to back in alternating order, and appends each run to a JSON file, so rounds
+from several short sessions (each under the machine's heavy lock) add up; --summary prints, per
+client count, the mean overhead with and without deploy and the deploy's own cost (on minus off,
+paired per round), each with its 95% t interval.
 
 --calibrate measures what the plan's time estimate is built from (per-step timing that every
 summary records) and writes it as the estimate's data file.
@@ -36,6 +44,7 @@ REPO = Path(__file__).resolve().parents[1]
 BUSY_WAIT_S = 600  # how long a calibration run waits for another run to release this host
 sys.path.insert(0, str(REPO))
 
+from orchestrator import stats  # noqa: E402
 from orchestrator.hosts import netns  # noqa: E402
 
 
@@ -127,6 +136,59 @@ def calibrate(rounds: int, duration: int, kinds: set[str], old: dict | None) -> 
     return doc
 
 
+def _mean_t(values: list[float]) -> str:
+    """Arithmetic mean [95% t interval] (differences can be negative: no logs)."""
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return f"{mean:.2f} (1 round)"
+    half = stats.t_quantile(0.975, len(values) - 1) * statistics.stdev(values) / len(values) ** 0.5
+    return f"{mean:.2f} [{mean - half:.2f}, {mean + half:.2f}]"
+
+
+def deploy_cost_rounds(out: Path, lab: str, counts: list[int], rounds: int, duration: int) -> None:
+    """Append `rounds` rounds of (deploy off, deploy on) runs per client count to `out`."""
+    doc = json.loads(out.read_text()) if out.exists() else {"runs": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        one_run(lab, max(counts), duration, Path(tmp), deploy=True)  # warm: whatever changed since
+        for r in range(rounds):
+            session_round = f"{time.strftime('%Y-%m-%dT%H:%M:%S')}-{r}"
+            order = [(n, d) for n in counts for d in ((False, True) if (r + n) % 2 else (True, False))]
+            for n, deploy in order if r % 2 == 0 else order[::-1]:
+                load = os.getloadavg()[0]
+                over = one_run(lab, n, duration, Path(tmp), deploy=deploy) - duration
+                doc["runs"].append({"round": session_round, "clients": n, "deploy": deploy,
+                                    "overhead_s": round(over, 3), "load_avg": round(load, 2),
+                                    "machine": f"{platform.node()} {os.cpu_count()} CPUs "
+                                               f"{platform.release()}"})
+                print(f"{session_round}: {n} clients deploy {'on ' if deploy else 'off'} {over:.2f} s "
+                      f"(load average {load:.1f})", file=sys.stderr)
+                out.write_text(json.dumps(doc, indent=1) + "\n")
+
+
+def deploy_cost_summary(path: Path) -> None:
+    runs = json.loads(path.read_text())["runs"]
+    cell = {(r["round"], r["clients"], r["deploy"]): r["overhead_s"] for r in runs}
+    counts = sorted({r["clients"] for r in runs})
+    loads = [r["load_avg"] for r in runs]
+    print(f"{len({r['round'] for r in runs})} rounds; 1-minute load average before each run "
+          f"{min(loads):.1f}-{max(loads):.1f} (median {statistics.median(loads):.1f})\n")
+    print("| client hosts | rounds | overhead s, deploy off (warm) | overhead s, deploy on | "
+          "deploy's own cost s (on - off, paired) | deploy on, x of 1 client |")
+    print("|---|---|---|---|---|---|")
+    for n in counts:
+        rounds = sorted(k for k, m, d in cell if m == n and d and (k, n, False) in cell)
+        off = [cell[k, n, False] for k in rounds]
+        on = [cell[k, n, True] for k in rounds]
+        paired = [k for k in rounds if (k, counts[0], True) in cell]
+        ratio = "1" if n == counts[0] else "-"
+        if n != counts[0] and len(paired) >= 2:
+            r = stats.paired_ratio([cell[k, counts[0], True] for k in paired],
+                                   [cell[k, n, True] for k in paired])
+            ratio = f"{r.estimate:.2f} [{r.low:.2f}, {r.high:.2f}]"
+        print(f"| {n} | {len(rounds)} | {_mean_t(off)} | {_mean_t(on)} | "
+              f"{_mean_t([b - a for a, b in zip(off, on, strict=True)])} | {ratio} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
@@ -146,7 +208,25 @@ def main() -> None:
     ap.add_argument("--against", type=Path, metavar="CHECKOUT",
                     help="another checkout of orchestrate (e.g. `git archive` of an earlier commit): "
                          "every round runs both on the same lab, in alternating order")
+    ap.add_argument("--deploy-cost", type=Path, metavar="JSON",
+                    help="rounds of deploy off/on per client count, appended to JSON (see above)")
+    ap.add_argument("--summary", action="store_true", help="with --deploy-cost: print its table")
+    ap.add_argument("--lab", help="an existing netns lab to run on (left up); default: one of its own")
     args = ap.parse_args()
+    if args.deploy_cost and args.summary:
+        deploy_cost_summary(args.deploy_cost)
+        return
+    if args.deploy_cost:
+        counts = sorted({int(c) for c in args.clients.split(",")})
+        lab = args.lab or f"dc{os.getpid()}"
+        try:
+            if not args.lab:
+                netns.up(lab, max(counts) + 1)
+            deploy_cost_rounds(args.deploy_cost, lab, counts, args.rounds, args.duration)
+        finally:
+            if not args.lab:
+                netns.down(lab)
+        return
     if args.calibrate:
         kinds = set(args.kinds.split(","))
         old = json.loads(args.calibrate.read_text()) if args.calibrate.exists() else None
@@ -158,12 +238,13 @@ def main() -> None:
         return
     counts = sorted({int(c) for c in args.clients.split(",")})
     versions = {"this": REPO, **({"against": args.against.resolve()} if args.against else {})}
-    lab = f"ovh{os.getpid()}"  # unique: other people's labs may be up on this machine
+    lab = args.lab or f"ovh{os.getpid()}"  # unique: other people's labs may be up on this machine
     walls: dict[tuple[str, int], list[float]] = {(v, n): [] for v in versions for n in counts}
     loads: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            netns.up(lab, max(counts) + 1)
+            if not args.lab:
+                netns.up(lab, max(counts) + 1)
             if not args.deployed:
                 one_run(lab, max(counts), args.duration, Path(tmp), deploy=True)  # warm: deploy once
             for r in range(args.rounds):
@@ -175,7 +256,8 @@ def main() -> None:
                     print(f"round {r + 1}: {v} {n} clients {walls[v, n][-1] - args.duration:.2f} s "
                           f"(load average {loads[-1]:.1f})", file=sys.stderr)
         finally:
-            netns.down(lab)
+            if not args.lab:
+                netns.down(lab)
     print(f"machine: {platform.node()} {os.cpu_count()} CPUs, kernel {platform.release()}, "
           f"{args.rounds} rounds, load {args.duration} s per run, baseline off, deploy warm"
           f"{' and on in every run' if args.deploy_on else ''}; "

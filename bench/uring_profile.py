@@ -194,6 +194,22 @@ def record_run(target: str, args) -> dict:
             "data": str(data)}
 
 
+def ratios(counts: dict) -> None:
+    """Each target against nginx, as stats.paired_ratio (chosen before the data: geometric mean
+    of per-round ratios, 95% t interval on the logs): the rounds share the machine's state."""
+    from orchestrator import stats
+
+    for target, runs in counts.items():
+        if "nginx" not in counts or target == "nginx":
+            continue
+        base = counts["nginx"]
+        cpu = stats.paired_ratio([b["plain_cpu_us_per_req"] for b in base],
+                                 [r["plain_cpu_us_per_req"] for r in runs])
+        qps = stats.paired_ratio([b["plain_qps"] for b in base], [r["plain_qps"] for r in runs])
+        print(f"{target:9s} vs nginx ({stats.PAIRED}, {len(runs)} rounds): CPU/req {cpu.text(2)}, "
+              f"QPS {qps.text(2)}")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=3)
@@ -203,7 +219,11 @@ def main(argv=None) -> int:
     p.add_argument("--targets", default="nginx,reuseport,uring")
     p.add_argument("--connections", type=int, default=50)
     p.add_argument("--json", type=Path)
+    p.add_argument("--table", type=Path, metavar="JSON", help="only print the ratios of recorded rounds")
     args = p.parse_args(argv)
+    if args.table:
+        ratios(json.loads(args.table.read_text())["counts"])
+        return 0
     args.targets = args.targets.split(",")
     unknown = sorted(set(args.targets) - set(bench.TARGETS))
     if unknown:
@@ -243,11 +263,7 @@ def main(argv=None) -> int:
               f"{med(lambda r: r['per_request'].get('sys_enter', 0)):.3f}"
               + (f"; completions/enter {med(lambda r: r['completions_per_enter']):.1f}, submits/enter "
                  f"{med(lambda r: r['submits_per_enter']):.1f}" if runs[0]["completions_per_enter"] else ""))
-        if "nginx" in out["counts"] and target != "nginx":
-            pairs = list(zip(runs, out["counts"]["nginx"], strict=True))
-            cpu = statistics.median(r["plain_cpu_us_per_req"] / b["plain_cpu_us_per_req"] for r, b in pairs)
-            qps = statistics.median(r["plain_qps"] / b["plain_qps"] for r, b in pairs)
-            print(f"{'':9s} vs nginx (median of per-round ratios): CPU/req {cpu:.2f}x, QPS {qps:.2f}x")
+    ratios(out["counts"])
     for target in args.targets if args.record else []:
         prof = record_run(target, args)
         out["profiles"][target] = prof

@@ -151,6 +151,9 @@ TEMPLATES: dict[str, str] = {
               "{drops} on {host}: the listen queue was full, so the kernel dropped completed "
               "handshakes the server had not accepted yet (a queue holds min(backlog, "
               "net.core.somaxconn)){shared}",
+    "accept-and-client": "the server's listen queue overflowed (accept-bound, flagged) while the load "
+                         "generator was saturated: both limit the run; give the load generator more "
+                         "CPUs to find the server's limit",
     "loss": "{retrans} of {segs} segments retransmitted by {side} ({pct} {rel} {threshold}), "
             "{timeouts} retransmission timeouts, {drops} receive-side drops ({drops_s}/s; "
             "threshold {drops_threshold}/s) on the path {path}",
@@ -1102,8 +1105,11 @@ def _loss_text(x: kernel.Loss, ev: Evidence) -> str:
 
 def _accept(ev: Evidence) -> Decision | None:
     a = kernel.accept(ev.run)
-    if a is None or ev.client.saturated:  # then a flag beside both-saturated (or client-bound)
+    if a is None or (ev.client.saturated and ev.server.saturated):  # both-saturated, flag beside it
         return None
+    if ev.client.saturated:  # the queue and the generator both limit: both-saturated, flag beside it
+        return Decision(INCONCLUSIVE, [say("accept-and-client"), *ev.client_lines, *ev.server_lines],
+                        rule="both-saturated")
     return Decision(ACCEPT, [_accept_text(a), *ev.server_lines, *ev.client_lines])
 
 
@@ -1211,7 +1217,8 @@ RULES: tuple[Rule, ...] = (
          "the server host's ListenOverflows or ListenDrops (/proc/net/netstat, read before and "
          "after the window) rose during the run: the listen queue was full and the kernel "
          "dropped connections the server had not accepted yet. When the load generator is "
-         "saturated too it is not the verdict but a flag beside both-saturated (or client-bound); "
+         "saturated too it is not the verdict but a flag beside both-saturated (the listen queue "
+         "and the generator both limit the run, whether or not the server's CPU is saturated); "
          "beside any other verdict it is a flag as well"),
     Rule("loss-bound", LOSS, _loss, ("loss",),
          "a host retransmitted at least {loss_retrans:g}% of the segments it sent, or its sockets "
@@ -1221,8 +1228,9 @@ RULES: tuple[Rule, ...] = (
          "and server share one kernel's counters and no side is named. Where a link's "
          "packet-rate or bandwidth ceiling is also reached the verdict is network-bound (above) "
          "with the loss as its evidence"),
-    Rule("both-saturated", INCONCLUSIVE, _both_saturated, ("both",),
-         "the server and the load generator are both saturated by the rules below: give the "
+    Rule("both-saturated", INCONCLUSIVE, _both_saturated, ("both", "accept-and-client"),
+         "the server and the load generator are both saturated by the rules below (or the load "
+         "generator is and the server's listen queue overflowed, above): give the "
          "load generator more CPUs to find the server's limit"),
     Rule("server-cpu", SERVER, _server("server-cpu"), ("server-work", "server-cpu"),
          "the server's work on one of its pinned CPUs is at or above `server_busy` "
@@ -1312,6 +1320,8 @@ def _run_flags(run: Run, ev: Evidence, verdict: str) -> list[str]:
     errors = run.failed_requests
     if errors:
         flags.append(f"{errors:,} socket errors or non-2xx responses")
+    elif errors is None:  # unknown is not 0 errors
+        flags.append(run.errors_not_measured or "errors not measured")
     if pk and pk.get("retrans_s"):
         flags.append(f"{pk['retrans_s']:,.0f} TCP retransmits/s on the server host")
     if pk and pk.get("drops_s"):

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from orchestrator import remote, tools
 from orchestrator.context import Context, pause_point
 from orchestrator.errors import RunFailed
 from orchestrator.hosts import Host
+from orchestrator.records import BaselinePath, Ceiling, RunCeilings, UdpCeiling
 from orchestrator.remote import each
 from orchestrator.tools import iperf3
 
 
-def measure(ctx: Context) -> dict[str, Any]:
+def measure(ctx: Context) -> dict[str, BaselinePath]:
     """iperf3 per path before any load: small-packet UDP PPS both ways, and TCP throughput.
 
     A ceiling is only a ceiling if iperf3 itself was not the limit. When it was CPU-bound
@@ -26,7 +26,7 @@ def measure(ctx: Context) -> dict[str, Any]:
     server's aggregate ceiling (`udp_aggregate` in every path's entry)."""
     b = ctx.sc.baseline.iperf3
     server = ctx.lab.server
-    out: dict[str, Any] = {}
+    out: dict[str, BaselinePath] = {}
     workdir = f"{server.workdir}/baseline"
     srv_cpus = ctx.cpus(server, "server")
     width = max(len(ctx.lab.clients),
@@ -47,15 +47,14 @@ def measure(ctx: Context) -> dict[str, Any]:
                 name = "udp_aggregate_reverse" if reverse else "udp_aggregate"
                 ctx.progress(f"orchestrate: baseline all clients -> {server.name} at once, iperf3 {name}")
                 agg = _udp_together(ctx, reverse)
-                for entry in out.values():
-                    entry[name] = agg
+                out = {p: entry.model_copy(update={name: agg}) for p, entry in out.items()}
     finally:
         for srv in servers:
             ctx.table.stop(srv)
     return out
 
 
-def _measure_path(ctx: Context, client: Host) -> dict[str, Any]:
+def _measure_path(ctx: Context, client: Host) -> BaselinePath:
     """One client's path to the server: UDP each way (scaled until iperf3 is not the limit), TCP."""
     b = ctx.sc.baseline.iperf3
     server = ctx.lab.server
@@ -74,16 +73,14 @@ def _measure_path(ctx: Context, client: Host) -> dict[str, Any]:
             argv = iperf3.tcp_command(server.address, b.port, duration_s=b.tcp_duration,
                                       reverse=reverse)
             text = _run(ctx, client, [(cpus[0], argv)], name, b.tcp_duration)[0]
-            entry[name] = dataclasses.asdict(_parse(ctx, client, name, text, iperf3.parse_tcp))
-    udp = entry["udp"]
-    ctx.progress(f"      {path}: {udp['pps_delivered']:,.0f} pps delivered of "
-                 f"{udp['pps_sent']:,.0f} sent ({udp['loss_pct']:.1f}% loss, "
-                 f"{udp['processes']} iperf3 process(es))"
-                 + (f", LOWER BOUND: iperf3 CPU-bound ({udp['cpu_bound']})" if udp["lower_bound"]
-                    else "")
-                 + (f", TCP {entry['tcp']['bits_per_second'] / 1e9:.2f} Gbit/s"
-                    if "tcp" in entry else ""))
-    return entry
+            entry[name] = _parse(ctx, client, name, text, iperf3.parse_tcp)
+    udp, tcp = entry["udp"], entry.get("tcp")
+    ctx.progress(f"      {path}: {udp.pps_delivered:,.0f} pps delivered of "
+                 f"{udp.pps_sent:,.0f} sent ({udp.loss_pct:.1f}% loss, "
+                 f"{udp.processes} iperf3 process(es))"
+                 + (f", LOWER BOUND: iperf3 CPU-bound ({udp.cpu_bound})" if udp.lower_bound else "")
+                 + (f", TCP {tcp.bits_per_second / 1e9:.2f} Gbit/s" if tcp else ""))
+    return BaselinePath(**entry)
 
 
 def _run(ctx: Context, client: Host, jobs: list[tuple[int, list[str]]], name: str,
@@ -147,7 +144,7 @@ def _softirq(before: dict[int, tuple[int, int]], after: dict[int, tuple[int, int
     return max(shares) if shares else None
 
 
-def _udp_scaled(ctx: Context, client: Host, reverse: bool) -> dict[str, Any]:
+def _udp_scaled(ctx: Context, client: Host, reverse: bool) -> UdpCeiling:
     """UDP small-packet rate, with more iperf3 processes while iperf3 is CPU-bound."""
     b = ctx.sc.baseline.iperf3
     server = ctx.lab.server
@@ -155,7 +152,7 @@ def _udp_scaled(ctx: Context, client: Host, reverse: bool) -> dict[str, Any]:
     limit = min(len(c_cpus), len(s_cpus))
     name = "udp_reverse" if reverse else "udp"
     tried: list[dict[str, Any]] = []
-    best: tuple[iperf3.UdpResult, str | None] | None = None
+    best: tuple[UdpCeiling, str | None] | None = None
     n = 1
     while True:
         jobs = [(c_cpus[i], iperf3.udp_command(server.address, b.port + i, length=b.udp_length,
@@ -173,26 +170,27 @@ def _udp_scaled(ctx: Context, client: Host, reverse: bool) -> dict[str, Any]:
         s_soft = _softirq(before[server.name], after[server.name], s_cpus[:n])
         sender_soft, receiver_soft = (s_soft, c_soft) if reverse else (c_soft, s_soft)
         # iperf3's own CPU plus the softirq on its core: its share of that core
-        sender = result.cpu_sender_pct + (sender_soft or 0.0)
-        receiver = result.cpu_receiver_pct + (receiver_soft or 0.0)
+        sender = (result.cpu_sender_pct or 0.0) + (sender_soft or 0.0)
+        receiver = (result.cpu_receiver_pct or 0.0) + (receiver_soft or 0.0)
         drops = drops1 - drops0 if drops0 is not None and drops1 is not None else None
         why = iperf3.cpu_bound(result, sender_core=sender, receiver_core=receiver,
                                receiver_buffer_drops=drops)
         tried.append({"processes": n, "pps_delivered": result.pps_delivered, "cpu_bound": why,
                       "receiver_buffer_drops": drops,
                       "sender_core_pct": round(sender, 1), "receiver_core_pct": round(receiver, 1)})
-        rising = best is None or result.pps_delivered > 1.1 * best[0].pps_delivered
-        if best is None or result.pps_delivered > best[0].pps_delivered:
+        pps, best_pps = result.pps_delivered or 0.0, (best[0].pps_delivered or 0.0) if best else 0.0
+        rising = best is None or pps > 1.1 * best_pps
+        if best is None or pps > best_pps:
             best = (result, why)
         if not why or n >= limit or not rising:
             break
         n += 1
     result, why = best
-    return {**dataclasses.asdict(result), "cpu_bound": why, "lower_bound": why is not None,
-            "scaling": tried}
+    return result.model_copy(update={"cpu_bound": why, "lower_bound": why is not None,
+                                     "scaling": tuple(tried)})
 
 
-def _udp_together(ctx: Context, reverse: bool) -> dict[str, Any]:
+def _udp_together(ctx: Context, reverse: bool) -> UdpCeiling:
     """Every client at once, one iperf3 each (its own server port): the server's aggregate."""
     b = ctx.sc.baseline.iperf3
     server = ctx.lab.server
@@ -203,7 +201,7 @@ def _udp_together(ctx: Context, reverse: bool) -> dict[str, Any]:
     # overlap would add up to more than the link ever carried at once.
     at = time.time() + 1.5
 
-    def one(client: Host) -> iperf3.UdpResult:
+    def one(client: Host) -> UdpCeiling:
         i = clients.index(client)
         argv = iperf3.udp_command(server.address, b.port + i, length=b.udp_length, duration_s=b.duration,
                                   bitrate=b.bitrate, reverse=reverse)
@@ -220,8 +218,8 @@ def _udp_together(ctx: Context, reverse: bool) -> dict[str, Any]:
     dropped = iperf3.cpu_bound(total, receiver_buffer_drops=sum(known) if known else None)
     if dropped and dropped.startswith("receiver could not keep up"):
         whys.append(dropped)
-    return {**dataclasses.asdict(total), "cpu_bound": "; ".join(whys) or None, "lower_bound": bool(whys),
-            "clients": len(clients)}
+    return total.model_copy(update={"cpu_bound": "; ".join(whys) or None, "lower_bound": bool(whys),
+                                    "clients": len(clients)})
 
 
 def wait_port(ctx: Context, host: Host, port: int, proc: remote.Process, timeout: float = 10) -> None:
@@ -244,60 +242,66 @@ def wait_port(ctx: Context, host: Host, port: int, proc: remote.Process, timeout
                     host=host.name, phase=ctx.phase)
 
 
-def _path_ceiling(entry: dict[str, Any]) -> dict[str, Any]:
-    udp, rev = entry.get("udp") or {}, entry.get("udp_reverse") or {}
-    whys = [w for w in (udp.get("cpu_bound"), rev.get("cpu_bound") and f"reverse: {rev['cpu_bound']}") if w]
-    out: dict[str, Any] = {"pps_delivered": udp.get("pps_delivered"), "lower_bound": bool(whys),
+def _given(r: Any) -> bool:
+    """A measurement recorded with something in it (an empty one, `{}` in an old file, is none)."""
+    return r is not None and bool(r.model_fields_set)
+
+
+def _path_ceiling(entry: BaselinePath) -> dict[str, Any]:
+    udp = entry.udp if _given(entry.udp) else None
+    rev = entry.udp_reverse if _given(entry.udp_reverse) else None
+    whys = [w for w in (udp and udp.cpu_bound, rev and rev.cpu_bound and f"reverse: {rev.cpu_bound}") if w]
+    out: dict[str, Any] = {"pps_delivered": udp.pps_delivered if udp else None, "lower_bound": bool(whys),
                            "cpu_bound": "; ".join(whys) or None, **_directions(udp, rev)}
     if rev:
-        out["pps_delivered_reverse"] = rev.get("pps_delivered")
+        out["pps_delivered_reverse"] = rev.pps_delivered
     return {**out, **_tcp(entry)}
 
 
-def _tcp(entry: dict[str, Any]) -> dict[str, Any]:
+def _tcp(entry: BaselinePath) -> dict[str, Any]:
     """The path's TCP throughput each way (bits/s of payload, as received) and why a direction
     is only a lower bound: iperf3 at a full CPU on either end set the rate, not the path."""
     out: dict[str, Any] = {}
-    for key, name in (("tcp", "tcp_bits_per_second"), ("tcp_reverse", "tcp_bits_per_second_reverse")):
-        tcp = entry.get(key)
-        if not tcp:
+    for tcp, name in ((entry.tcp, "tcp_bits_per_second"), (entry.tcp_reverse, "tcp_bits_per_second_reverse")):
+        if tcp is None or not _given(tcp):
             continue
-        out[name] = tcp["bits_per_second"]
-        busy = max(tcp.get("cpu_sender_pct") or 0.0, tcp.get("cpu_receiver_pct") or 0.0)
+        out[name] = tcp.bits_per_second
+        busy = max(tcp.cpu_sender_pct or 0.0, tcp.cpu_receiver_pct or 0.0)
         out[f"{name.replace('bits_per_second', 'cpu_bound')}"] = (
             f"iperf3 TCP at {busy:.0f}% of a CPU" if busy >= iperf3.CPU_BOUND_PCT else None)
     return out
 
 
-def compared(baseline: dict[str, Any]) -> dict[str, Any]:
+def compared(baseline: Mapping[str, BaselinePath]) -> RunCeilings:
     """The ceilings this run is compared against: the tightest measured path at the top level
     (as before), every path's own (`paths`), and the aggregate of all clients at once
     (`aggregate`, several clients only); each says whether it is only a `lower_bound`."""
-    paths = [(p, e["udp"]) for p, e in baseline.items() if isinstance(e, dict) and e.get("udp")]
+    paths = [(p, e.udp) for p, e in baseline.items() if e.udp is not None and _given(e.udp)]
     if not paths:
-        return {}
-    path, udp = min(paths, key=lambda x: x[1]["pps_delivered"])
-    out = {"path": path, "pps_delivered": udp["pps_delivered"], "pps_sent": udp["pps_sent"],
-           "loss_pct": udp["loss_pct"]}
+        return RunCeilings()
+    path, udp = min(paths, key=lambda x: x[1].pps_delivered or 0.0)
+    out: dict[str, Any] = {"path": path, "pps_delivered": udp.pps_delivered, "pps_sent": udp.pps_sent,
+                           "loss_pct": udp.loss_pct}
     top = _path_ceiling(baseline[path])
     if "pps_delivered_reverse" in top:
         out["pps_delivered_reverse"] = top["pps_delivered_reverse"]
     out["lower_bound"], out["cpu_bound"] = top["lower_bound"], top["cpu_bound"]
     out["cpu_bound_rx"], out["cpu_bound_tx"] = top["cpu_bound_rx"], top["cpu_bound_tx"]
     out.update(_tcp(baseline[path]))
-    out["paths"] = {p: _path_ceiling(baseline[p]) for p, _ in paths}
-    agg = baseline[path].get("udp_aggregate")
-    if agg:
-        rev = baseline[path].get("udp_aggregate_reverse") or {}
-        whys = [w for w in (agg.get("cpu_bound"), rev.get("cpu_bound")) if w]
-        out["aggregate"] = {"pps_delivered": agg["pps_delivered"],
-                            "pps_delivered_reverse": rev.get("pps_delivered"),
-                            "clients": agg.get("clients"), "lower_bound": bool(whys),
-                            "cpu_bound": "; ".join(whys) or None, **_directions(agg, rev)}
-    return out
+    out["paths"] = {p: Ceiling(**_path_ceiling(baseline[p])) for p, _ in paths}
+    agg = baseline[path].udp_aggregate
+    if agg is not None and _given(agg):
+        rev = baseline[path].udp_aggregate_reverse
+        whys = [w for w in (agg.cpu_bound, rev and rev.cpu_bound) if w]
+        out["aggregate"] = Ceiling(pps_delivered=agg.pps_delivered,
+                                   pps_delivered_reverse=rev.pps_delivered if rev else None,
+                                   clients=agg.clients, lower_bound=bool(whys),
+                                   cpu_bound="; ".join(whys) or None, **_directions(agg, rev))
+    return RunCeilings(**out)
 
 
-def _directions(forward: dict[str, Any], reverse: dict[str, Any]) -> dict[str, Any]:
+def _directions(forward: UdpCeiling | None, reverse: UdpCeiling | None) -> dict[str, Any]:
     """Why each direction, as the server sees it, is only a lower bound: a CPU-bound reverse
     test leaves the forward ceiling (the server's rx) as trustworthy as it was measured."""
-    return {"cpu_bound_rx": forward.get("cpu_bound"), "cpu_bound_tx": reverse.get("cpu_bound")}
+    return {"cpu_bound_rx": forward.cpu_bound if forward else None,
+            "cpu_bound_tx": reverse.cpu_bound if reverse else None}

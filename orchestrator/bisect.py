@@ -16,6 +16,11 @@ Every batch of rounds is an ordinary run (a results folder, a line in the histor
 (every batch measured) is kept in the bisect's own folder after each batch: Ctrl-C keeps it and
 --resume continues, re-measuring nothing. The search itself is a pure function of the recorded
 measurements, so a stand-in runner drives it in the tests.
+
+A step compares like with like: one point of the matrix, good and other at it in every round.
+A scenario that sweeps more (the embedded default sweeps server.arch: reuseport, main-sub) is
+bisected at its first point, each swept axis fixed at its first value and the line saying so
+(one_point); an axis that cannot be fixed that way (named variants) is refused, naming it.
 """
 
 from __future__ import annotations
@@ -282,6 +287,34 @@ def report(result: Result, state: State, path: Path) -> Path:
     return out
 
 
+def one_point(sc: Any) -> tuple[list[str], str]:
+    """--set overrides fixing every axis the scenario sweeps with more than one value (server.ref
+    aside: bisect sets it) at its first value, and the line that says so; ([], "") when it
+    sweeps one point. UserError for an axis --set cannot fix (named variants)."""
+    from orchestrator.scenario import swept
+
+    sets, fixed = [], []
+    for axis, values in swept(sc):
+        if axis.name == "server.ref" or len(values) < 2:
+            continue
+        if axis.name == "variant":
+            raise UserError(f"bisect compares one point, and {sc.name} sweeps named variants "
+                            f"({', '.join(map(str, values))}); bisect a scenario without them")
+        value = json.dumps(values[0])
+        key = axis.name if not axis.name.startswith("kernel.") else None
+        if key is None:  # a sysctl's key holds dots of its own: --set cannot name it
+            raise UserError(f"bisect compares one point, and {sc.name} sweeps {axis.name} "
+                            f"({', '.join(map(str, values))}); write one value for it")
+        sets.append(f"{key}={value}")
+        fixed.append(f"{key}={values[0]} (of {', '.join(map(str, values))})")
+    if not fixed:
+        return [], ""
+    if getattr(sc, "compare", None) is not None:  # its factor may be fixed now; each step sets its own
+        sets = ["compare=null", "rounds=null", *sets]
+    return sets, (f"bisect compares one point, like with like: {'; '.join(fixed)}; choose another "
+                  "with --set KEY=VALUE")
+
+
 def real_runner(source: str, text: str | None, sets: Sequence[str], repo: Path, results_root: Path,
                 metric: str, history: str | None, progress: Callable[[str], None]) -> Runner:
     """Each batch: the scenario with server.ref: [good, other] compared in `rounds` paired rounds
@@ -303,6 +336,11 @@ def real_runner(source: str, text: str | None, sets: Sequence[str], repo: Path, 
         plan = json.loads((done.results / "plan.json").read_text())
         ref_of = {p["run_id"]: (p["axes"].get("server.ref"), p["repetition"]) for p in plan}
         by: dict[int, dict[str, float]] = {}
+        points = {json.dumps([p.get("arch"), p.get("server_threads"), p.get("connections"), p.get("rate"),
+                              {k: v for k, v in (p.get("axes") or {}).items() if k != "server.ref"}])
+                  for p in plan}
+        if len(points) > 1:  # one_point fixed the axes: two points here would pair unlike runs
+            raise UserError(f"bisect: {done.results} ran {len(points)} points; a step compares one")
         for r in store.load_summary(done.results).model_dump(mode="json")["runs"]:
             ref, rep = ref_of.get(r.get("run_id"), (None, None))
             value = read(r)

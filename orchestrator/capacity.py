@@ -27,9 +27,8 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
 
-from orchestrator.records import Run
+from orchestrator.records import CapacitySearch, Run, SearchStep
 from orchestrator.scenario import Search
 from orchestrator.tools.loadgen import PERCENTILES, Histogram
 
@@ -45,7 +44,8 @@ class Observation:
     target: float
     achieved: float
     latency_ms: Mapping[str, float]  # corrected percentiles (from the intended send time)
-    errors_pct: float  # failed requests (lost or non-2xx) of requests (error_share)
+    # failed requests (lost or non-2xx) of requests (error_share); None: not measured
+    errors_pct: float | None
     verdict: str | None = None
     # The corrected latency histogram, to pool a step's runs; None (a record without one): the
     # step is judged on the medians of its runs' percentiles.
@@ -56,19 +56,25 @@ class Observation:
         return self.achieved / self.target if self.target else 0.0
 
 
-def error_share(run: Run) -> float:
+def error_share(run: Run) -> float | None:
     """Failed requests over requests, in %: requests only, never connection events (whose
     counts include the warm-up). orchestrate-load counts the requests due in the window and
     those lost (timed out, reset, closed); wrk counts answered requests, and of its errors
-    only timeouts and read/write errors are requests (a connect error is a connection)."""
+    only timeouts and read/write errors are requests (a connect error is a connection).
+    None when the counters were not measured (never read as 0 errors)."""
     d = run.requests_detail or {}
     due, lost = d.get("requests"), d.get("failed")
     if isinstance(due, int) and isinstance(lost, int):
-        failed, total = lost + (run.non_2xx or 0), due
+        non_2xx = run.non_2xx if run.non_2xx is not None else d.get("non_2xx")
+        if not isinstance(non_2xx, int):
+            return None
+        failed, total = lost + non_2xx, due
     else:
         e = run.errors
+        if e is None or e.read is None or e.write is None or e.timeout is None or run.non_2xx is None:
+            return None
         lost = e.read + e.write + e.timeout
-        failed, total = lost + (run.non_2xx or 0), (run.requests or 0) + lost
+        failed, total = lost + run.non_2xx, (run.requests or 0) + lost
     return 100.0 * failed / total if total else 100.0
 
 
@@ -84,46 +90,13 @@ def observation_of(run: Run, histogram: Histogram | None = None) -> Observation:
         verdict=run.analysis.verdict if run.analysis else None, histogram=histogram)
 
 
-@dataclass(frozen=True)
-class Step:
-    rate: float
-    runs: tuple[Observation, ...]
-    passed: bool
-    reason: str  # the figures that decided, with their limits
-    repeated: str | None  # why the step took more than one run
-
-    @property
-    def achieved(self) -> float:
-        return statistics.fmean(o.achieved for o in self.runs)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"rate": self.rate, "passed": self.passed, "reason": self.reason,
-                "repeated": self.repeated, "achieved": round(self.achieved, 1),
-                "latency_ms": step_latency(self.runs), "pooled": _pooled(self.runs),
-                "run_ids": [o.run_id for o in self.runs], "verdicts": [o.verdict for o in self.runs]}
-
-
-Bound = Literal["found", "below min_rate", "at max_rate"]
-
-
-@dataclass(frozen=True)
-class Capacity:
-    capacity: float | None  # the highest rate that met the SLO; None: not even min_rate
-    bound: Bound
-    steps: tuple[Step, ...]
-    evidence: str
-    slo: str  # the SLO in words, for reports
-
-    @property
-    def runs(self) -> int:
-        return sum(len(s.runs) for s in self.steps)
-
-    def step_at(self, rate: float | None) -> Step | None:
-        return next((s for s in self.steps if s.rate == rate), None)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"capacity": self.capacity, "bound": self.bound, "steps": [s.as_dict() for s in self.steps],
-                "evidence": self.evidence, "slo": self.slo, "runs": self.runs}
+def step_record(rate: float, obs: tuple[Observation, ...], passed: bool, reason: str,
+                repeated: str | None) -> SearchStep:
+    """A decided step as the summary keeps it: the decision and the figures of its runs."""
+    return SearchStep(rate=rate, passed=passed, reason=reason, repeated=repeated,
+                      achieved=round(statistics.fmean(o.achieved for o in obs), 1),
+                      latency_ms=step_latency(obs), pooled=_pooled(obs),
+                      run_ids=tuple(o.run_id for o in obs), verdicts=tuple(o.verdict for o in obs))
 
 
 def slo_text(search: Search) -> str:
@@ -155,7 +128,9 @@ def judge(search: Search, obs: tuple[Observation, ...]) -> tuple[bool, str, str 
     """(passed, reason, why it is close to a limit or None) on the step's pooled figures: its
     requests' percentiles, its achieved and its errors over all its runs."""
     ratio = sum(o.achieved for o in obs) / sum(o.target for o in obs) if any(o.target for o in obs) else 0.0
-    errors = statistics.fmean(o.errors_pct for o in obs)  # runs of one length at one rate
+    shares = [o.errors_pct for o in obs if o.errors_pct is not None]
+    # runs of one length at one rate; a run whose errors were not measured leaves them unknown
+    errors = statistics.fmean(shares) if shares and len(shares) == len(obs) else None
     latency = step_latency(obs)
     failed: list[str] = []
     met: list[str] = []
@@ -177,7 +152,9 @@ def judge(search: Search, obs: tuple[Observation, ...]) -> tuple[bool, str, str 
         met.append(f"achieved {ratio:.1%} of the target")
     if abs(ratio - SUSTAINED) < SUSTAINED_NOISE:
         close.append(f"achieved {ratio:.1%} is near {SUSTAINED:.0%}")
-    if errors > search.slo.errors:
+    if errors is None:
+        failed.append("errors not measured (a run of the step has no error counters)")
+    elif errors > search.slo.errors:
         failed.append(f"errors {errors:.2g}% > {search.slo.errors:g}%")
     return not failed, "; ".join(failed or met), "; ".join(close) or None
 
@@ -200,13 +177,15 @@ def _more(search: Search, obs: tuple[Observation, ...], need: int) -> str | None
     return None
 
 
-def search(search: Search, measure: Callable[[float, int], Observation]) -> Capacity:
-    """Run the search; measure(rate, attempt) runs one step's attempt (1-based) at `rate`."""
-    steps: dict[float, Step] = {}  # by rate, in the order first measured
+def search(search: Search, measure: Callable[[float, int], Observation]) -> CapacitySearch:
+    """Run the search; measure(rate, attempt) runs one step's attempt (1-based) at `rate`. The
+    record has the capacity and every step; the caller adds the matrix point it searched."""
+    steps: dict[float, SearchStep] = {}  # by rate, in the order first measured
+    seen: dict[float, tuple[Observation, ...]] = {}  # each step's runs, histograms and all
     near = search.runs_near_knee
 
-    def step(rate: float, need: int = 1, earlier: tuple[Observation, ...] = ()) -> Step:
-        obs, whys = earlier, []
+    def step(rate: float, need: int = 1) -> SearchStep:
+        obs, whys = seen.get(rate, ()), []
         while why := _more(search, obs, need):
             if obs and why not in whys:
                 whys.append(why)
@@ -215,11 +194,12 @@ def search(search: Search, measure: Callable[[float, int], Observation]) -> Capa
         how = "pooled" if _pooled(obs) else "medians"
         repeated = (f"{len(obs)} runs, decided on their {how}: {'; then '.join(whys)}"
                     if len(obs) > 1 else None)
-        steps[rate] = Step(rate, obs, passed, reason, repeated)
+        seen[rate] = obs
+        steps[rate] = step_record(rate, obs, passed, reason, repeated)
         return steps[rate]
 
-    lo: Step | None = None
-    hi: Step | None = None
+    lo: SearchStep | None = None
+    hi: SearchStep | None = None
     rate = float(round(search.min_rate))
     while True:  # doubling
         s = step(rate)
@@ -233,8 +213,8 @@ def search(search: Search, measure: Callable[[float, int], Observation]) -> Capa
     # The last pass below the first failure bounds the bracket: near the knee, it is confirmed
     # on as many runs as a step inside it (failing, the failure bounds it and the pass below
     # is confirmed in turn).
-    while lo is not None and hi is not None and len(lo.runs) < near:
-        lo = step(lo.rate, near, lo.runs)
+    while lo is not None and hi is not None and len(lo.run_ids) < near:
+        lo = step(lo.rate, near)
         if not lo.passed:
             hi, lo = lo, max((st for st in steps.values() if st.passed and st.rate < lo.rate),
                              key=lambda st: st.rate, default=None)
@@ -247,17 +227,17 @@ def search(search: Search, measure: Callable[[float, int], Observation]) -> Capa
     return _result(search, tuple(steps.values()), lo, hi)
 
 
-def _result(search: Search, steps: tuple[Step, ...], lo: Step | None, hi: Step | None) -> Capacity:
-    slo = slo_text(search)
+def _result(search: Search, steps: tuple[SearchStep, ...], lo: SearchStep | None,
+            hi: SearchStep | None) -> CapacitySearch:
+    slo, runs = slo_text(search), sum(len(s.run_ids) for s in steps)
     if lo is None:
         assert hi is not None
-        return Capacity(None, "below min_rate", steps,
-                        f"even min_rate {hi.rate:,.0f} req/s missed the SLO: {hi.reason}", slo)
+        return CapacitySearch(capacity=None, bound="below min_rate", steps=steps, slo=slo, runs=runs,
+                              evidence=f"even min_rate {hi.rate:,.0f} req/s missed the SLO: {hi.reason}")
     if hi is None:
-        return Capacity(lo.rate, "at max_rate", steps,
-                        f"max_rate {lo.rate:,.0f} req/s still met the SLO ({lo.reason}); the capacity is "
-                        "at least that: raise max_rate to find it", slo)
-    return Capacity(lo.rate, "found", steps,
-                    f"{lo.rate:,.0f} req/s met the SLO ({lo.reason}); {hi.rate:,.0f} req/s did not "
-                    f"({hi.reason})", slo)
-
+        return CapacitySearch(capacity=lo.rate, bound="at max_rate", steps=steps, slo=slo, runs=runs,
+                              evidence=f"max_rate {lo.rate:,.0f} req/s still met the SLO ({lo.reason}); "
+                              "the capacity is at least that: raise max_rate to find it")
+    return CapacitySearch(capacity=lo.rate, bound="found", steps=steps, slo=slo, runs=runs,
+                          evidence=f"{lo.rate:,.0f} req/s met the SLO ({lo.reason}); {hi.rate:,.0f} "
+                          f"req/s did not ({hi.reason})")

@@ -52,15 +52,32 @@ def _scenario_path(arg: str | None) -> tuple[str, str | None]:
     return f"<embedded {DEFAULT_SCENARIO}.yaml>", text
 
 
-def _load(args: argparse.Namespace) -> Any:
+def _load(args: argparse.Namespace, *, last_passed: bool = True) -> Any:
+    """The scenario, with `last-passed` (a server.ref, or a variant's) replaced by the commit the
+    newest passing run of the scenario had as its candidate (refs.last_passed_sets), said on
+    stderr; `last_passed=False` leaves it as written."""
     from orchestrator import scenario
 
     name, text = _scenario_path(args.file)
-    return scenario.load(name, getattr(args, "set", None) or [], text=text)
+    loaded = scenario.load(name, getattr(args, "set", None) or [], text=text)
+    return _last_passed(args, loaded) if last_passed else loaded
+
+
+def _last_passed(args: argparse.Namespace, loaded: Any) -> Any:
+    from orchestrator import refs, scenario
+
+    if refs.LAST_PASSED not in refs.scenario_refs(loaded.scenario):
+        return loaded
+    from orchestrator.history import open_history
+
+    more, why = refs.last_passed_sets(loaded.scenario, open_history(getattr(args, "history", None)))
+    print(f"orchestrate: {why}", file=sys.stderr)
+    name, text = _scenario_path(args.file)
+    return scenario.load(name, [*(getattr(args, "set", None) or []), *more], text=text)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    loaded = _load(args)
+    loaded = _load(args, last_passed=False)
     print(f"{loaded.source}: ok ({loaded.scenario.name})")
     return EXIT_OK
 
@@ -151,7 +168,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from orchestrator.history import open_history
     from orchestrator.report import table
 
-    loaded = _load(args)
+    loaded = _load(args, last_passed=False)  # bad input first; then `last-passed` is looked up
     history = open_history(args.history)
     if args.fail_on_regression is not None:
         if not args.baseline and loaded.scenario.compare is None:
@@ -168,6 +185,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         # before asking, before anything starts
         prices.check_spend(loaded.scenario, getattr(args, "max_hourly", None))
+    loaded = _last_passed(args, loaded)
     _build_refs(loaded.scenario)  # server.ref: resolved and built here, before anything is provisioned
     preflight.check(loaded)  # CPUs, inventory, account (exit 2); tools to install (exit 1)
     if loaded.scenario.hosts.provider == "aws" and not _confirm_cloud(loaded.scenario, args.yes):
@@ -187,7 +205,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _next_step(outcome.results)
     code = EXIT_OK
     if loaded.scenario.compare is not None:
-        code = _factor_gate(args, history, outcome.summary, loaded.scenario)
+        code = _factor_gate(args, history, outcome.summary, loaded.scenario, outcome.results)
     if not args.baseline:
         return code
     return max(code, _gate(args, history, outcome.summary))
@@ -203,7 +221,18 @@ def _keep_floors(history: Any, summary: Any, folder: Path) -> None:
                                                  indent=1) + "\n")
 
 
-def _factor_gate(args: argparse.Namespace, history: Any, summary: Any, sc: Any) -> int:
+def _passed_commit(sc: Any, folder: Path) -> dict[str, str] | None:
+    """{ref, sha} of the commit the gate judged against its baseline (refs.json), if one was."""
+    from orchestrator import refs
+
+    try:
+        built = json.loads((folder / "refs.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return refs.candidate(sc, built) if isinstance(built, dict) else None
+
+
+def _factor_gate(args: argparse.Namespace, history: Any, summary: Any, sc: Any, folder: Path) -> int:
     """The run's own answer: every value of the compared factor against its baseline, paired by
     round. With --fail-on-regression P: exit 3 when a variant's interval on the compared
     metric lies beyond max(P, the floor) in the bad direction."""
@@ -233,6 +262,8 @@ def _factor_gate(args: argparse.Namespace, history: Any, summary: Any, sc: Any) 
                                       compare.explanations(summary, c.factor, c.baseline) if bad else None)
     verdict = {"threshold_pct": pct, "baseline": f"{c.factor}={c.baseline}",
                "regressed": [f"{ch.at} {c.factor}={ch.variant}" for ch in bad], "lines": lines}
+    if not bad and (passed := _passed_commit(sc, folder)) is not None:
+        verdict["passed"] = passed  # the commit a later `server.ref: last-passed` names
     return _gate_verdict(history, plain(summary)["run_id"], verdict,
                          f"{len(bad)} variant(s) of {c.factor} worse than {compare.value_text(c.baseline)} "
                          f"by more than {effect:g}% on {gated}",
@@ -286,7 +317,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     sc = loaded.scenario
     print(f"doctor: {loaded.source} (provider {sc.hosts.provider}), sampling {args.seconds:g} s")
     found = [Check("scenario", "fail", f"needs {lack}") for lack in preflight.lacking(sc)]
-    found += checks.run_all(sc, args.seconds)
+    found += checks.run_all(sc, args.seconds, ssh_probe=args.ssh_probe)
     print(render(found))
     return EXIT_FAILURE if any(c.status == "fail" for c in found) else EXIT_OK
 
@@ -408,10 +439,15 @@ def _build_report(folder: Path) -> None:
 def cmd_bisect(args: argparse.Namespace) -> int:
     import json
 
-    from orchestrator import bisect, refs
+    from orchestrator import bisect, refs, scenario
 
     name, text = _scenario_path(args.file)
     sc = _load(args).scenario
+    more, why = bisect.one_point(sc)  # like with like: one point, every step
+    if more:
+        print(f"orchestrate {why}", file=sys.stderr)
+        args.set = [*(args.set or []), *more]
+        sc = scenario.load(name, args.set, text=text).scenario
     repo = Path(args.repo).expanduser().resolve() if args.repo else refs.scenario_repo(sc)
     root = Path(args.results)
     if args.resume:
@@ -517,7 +553,7 @@ def _compare_paired(args: argparse.Namespace, history: Any) -> int:
         print("no rounds to pair (each value needs 2 or more repetitions with the metric measured)")
     from orchestrator import explain
 
-    for (at, _), why in explain.by_cell(summary.runs, args.factor, values.get(raw, raw)).items():
+    for (at, _), why in explain.by_cell(summary.runs, args.factor, values.get(raw, raw), summary).items():
         print(f"why, at {at.label()}: " + "\n".join(why.lines()))
     return EXIT_OK
 
@@ -646,6 +682,13 @@ def _scenario_cmd(sub: argparse._SubParsersAction[argparse.ArgumentParser], name
     return sp
 
 
+def _host_port(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":") if ":" in text else (text, "", "22")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"HOST[:PORT], got {text!r}")
+    return host, int(port)
+
+
 def _run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """validate, doctor, plan and run: a scenario checked, planned and run."""
     _scenario_cmd(sub, "validate", "check a scenario; exit 2 with FILE:LINE messages if it is wrong")
@@ -653,6 +696,9 @@ def _run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                             "one ok/warn/fail line per check, with the fix; exit 1 on a fail", False)
     doc.add_argument("--seconds", type=float, default=1.0, metavar="N",
                      help="how long to sample the pinned CPUs' load and pauses (default 1)")
+    doc.add_argument("--ssh-probe", type=_host_port, metavar="HOST[:PORT]",
+                     help="aws: the public SSH server that shows TCP port 22 leaves this network "
+                          "(default github.com:22)")
     pl = _scenario_cmd(sub, "plan", "show the runs a scenario expands to and the expected time", False)
     pl.add_argument("--max-hourly", type=float, metavar="USD",
                     help="aws: refuse a plan whose worst case costs more per hour "

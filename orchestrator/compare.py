@@ -113,6 +113,7 @@ class Comparison:
     warnings: tuple[str, ...]
     statistic: str = stats.UNPAIRED
     floor: Floor | None = None
+    why: tuple[tuple[Point, Any], ...] = ()  # (point, explain.Explanation): what each request cost moved
 
     def effect_pct(self, pct: float) -> float:
         """The effect a gate acts on: the requested one, or the floor where that is larger."""
@@ -275,7 +276,22 @@ def compare(a: Summary | dict[str, Any] | Sequence[Summary], b: Summary | dict[s
             warnings.append(f"{name} did not complete (status {s.status})")
     return Comparison(names[0], names[1], tuple(changes),
                       tuple(p for p in sa if p not in sb), tuple(p for p in sb if p not in sa),
-                      tuple(warnings), stats.NIGHTS if nights else stats.UNPAIRED, floor)
+                      tuple(warnings), stats.NIGHTS if nights else stats.UNPAIRED, floor,
+                      _why(a, b, shared, names))
+
+
+def _why(a: Summary, b: Summary, points: Sequence[Point],
+         names: tuple[str, str]) -> tuple[tuple[Point, Any], ...]:
+    """explain.unpaired at each point both sides ran (A: the newest night of a window)."""
+    from orchestrator import explain
+
+    out = []
+    for point in points:
+        e = explain.unpaired([r for r in a.runs if r.key == point], [r for r in b.runs if r.key == point],
+                             names[1], names[0])
+        if e is not None:
+            out.append((point, e))
+    return tuple(out)
 
 
 def render(c: Comparison) -> str:
@@ -286,7 +302,12 @@ def render(c: Comparison) -> str:
     if c.floor is not None:
         lines.append(f"noise floor of these hosts: {c.floor.text()}")
     lines += [f"warning: {w}" for w in c.warnings]
+    if not any(w.startswith("environment differs") for w in c.warnings):
+        lines.append("environment: no recorded fact differs between A and B (kernel, CPU model, "
+                     "governor, tool versions, sysctl, host noise: those both recorded)")
     lines += [ch.line() for ch in c.changes]
+    for point, e in c.why:
+        lines.append(f"why, at {label(point)} (unpaired intervals): " + "\n".join(e.lines()))
     lines += [f"only in {c.a}: {label(p)}" for p in c.only_a]
     lines += [f"only in {c.b}: {label(p)}" for p in c.only_b]
     if not c.changes:
@@ -469,7 +490,7 @@ def explanations(summary: Summary | dict[str, Any], factor: str,
 
     s = as_summary(summary, "summary")
     return {(_at(at), text(value)): why
-            for (at, value), why in explain.by_cell(s.runs, factor, baseline_value).items()}
+            for (at, value), why in explain.by_cell(s.runs, factor, baseline_value, s).items()}
 
 
 def paired_gate_lines(bad: Sequence[PairedChange], factor: str, effect: float, floor_text: str,
@@ -481,7 +502,8 @@ def paired_gate_lines(bad: Sequence[PairedChange], factor: str, effect: float, f
         line = (f"{ch.at}: {factor}={ch.variant} against {ch.baseline}: {ch.metric.unit} "
                 f"{ch.ratio.text()} ({ch.ratio.n} rounds), beyond {effect:g}% ({floor_text})")
         e = (why or {}).get((ch.at, ch.variant))
-        out.append(line + (f"; why: {e.sentence}" if e is not None else ""))
+        env = f"; {e.environment_line}" if e is not None and e.environment else ""
+        out.append(line + (f"; why: {e.sentence}{env}" if e is not None else ""))
     return out
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from orchestrator.errors import UserError
 from orchestrator.hosts import Host, Lab
-from orchestrator.records import Run
+from orchestrator.records import BaselinePath, CapacitySearch, Record, Run
 from orchestrator.remote import CommandLog, ProcessTable, Transport
 from orchestrator.scenario import Scenario, parse_cpus, resolve_cpus
 from orchestrator.store import ResultsDir
@@ -35,9 +35,9 @@ class Context:
     table: ProcessTable
     progress: Progress
     facts: dict[str, Any] = field(default_factory=dict)
-    baseline: dict[str, Any] = field(default_factory=dict)
+    baseline: dict[str, BaselinePath] = field(default_factory=dict)  # by path (baseline.measure)
     runs: list[Run] = field(default_factory=list)
-    capacity: list[dict[str, Any]] = field(default_factory=list)  # one per capacity search done
+    capacity: list[CapacitySearch] = field(default_factory=list)  # one per capacity search done
     autoscale: list[dict[str, Any]] = field(default_factory=list)  # one per point auto-scaled
     phase: str = "start"
     log: CommandLog = field(default_factory=CommandLog)  # what reached each host, and when
@@ -113,7 +113,9 @@ def pause_point(ctx: Context, name: str) -> None:
 
 
 def plain(obj: Any) -> Any:
-    """Dataclasses (and containers of them) -> JSON-able data."""
+    """Dataclasses and records (and containers of them) -> JSON-able data."""
+    if isinstance(obj, Record):
+        return obj.to_json()
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return dataclasses.asdict(obj)
     if isinstance(obj, dict):

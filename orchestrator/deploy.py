@@ -77,8 +77,10 @@ def server_binary(host: Host) -> str:
 
 def _host_vars(h: Host) -> dict[str, Any]:
     v: dict[str, Any] = {"ansible_python_interpreter": h.vars.get("ansible_python_interpreter") or PYTHON}
-    if h.vars.get("orchestrate_root"):
-        v["orchestrate_root"] = h.vars["orchestrate_root"]
+    # the build role's root, and whether the hosts share it (then their package installs take turns)
+    for key in ("orchestrate_root", "orchestrate_shared_root"):
+        if h.vars.get(key):
+            v[key] = h.vars[key]
     t = h.ssh
     if t is None:
         v["ansible_connection"] = "local"

@@ -26,7 +26,7 @@ from typing import Any, NoReturn
 from orchestrator import analysis, baseline, capacity, load, records, remote, signals, store, telemetry, tools
 from orchestrator import hosts as _hosts
 from orchestrator import sysctl as _sysctl
-from orchestrator.context import Context, Progress, pause_point
+from orchestrator.context import Context, Progress, pause_point, plain
 from orchestrator.errors import Interrupted, RunFailed, UserError
 from orchestrator.history import open_history
 from orchestrator.hosts import Host
@@ -114,7 +114,8 @@ def _context(sc: Scenario, lab: _hosts.Lab, results: ResultsDir, transports: dic
     """The run's Context over connected hosts, carrying what a resumed summary already measured."""
     table = ProcessTable(transports, tag=run_id)
     ctx = Context(sc, lab, results, transports, table, progress, log=log,
-                  baseline=summary.get("baseline") or {},
+                  baseline={p: records.BaselinePath.model_validate(e)
+                            for p, e in (summary.get("baseline") or {}).items()},
                   runs=[records.Run.model_validate(r) for r in summary["runs"]],
                   autoscale=list(summary.get("autoscale") or []))
     ctx.timing["lab"] = round(time.monotonic() - began, 3)  # up, locked, connected
@@ -313,7 +314,7 @@ def _execute(ctx: Context, plan: Plan, checkpoint: Callable[[int], None]) -> Non
     if ctx.sc.baseline.enabled and not ctx.baseline:  # a resumed sweep keeps its baseline
         with ctx.step("baseline"):
             ctx.baseline = baseline.measure(ctx)
-            ctx.results.write_json("baseline.json", ctx.baseline)
+            ctx.results.write_json("baseline.json", plain(ctx.baseline))
     if plan.searches:
         _search(ctx, plan, binary, checkpoint)
         return
@@ -385,7 +386,7 @@ def _measure(ctx: Context, spec: RunSpec, binary: str, checkpoint: Callable[[int
     offered = (f" of {rate.target:,.0f} offered" + ("" if rate.sustained else _failed_checks(rate))
                if rate and rate.target else "")
     ctx.progress(f"      {run.qps or 0:,.0f} req/s{offered}  p50 {lat.p50 or 0:.2f} ms  "
-                 f"p99 {lat.p99 or 0:.2f} ms  errors {run.errors.total}  "
+                 f"p99 {lat.p99 or 0:.2f} ms  errors {_errors_text(run)}  "
                  f"-> {verdict.verdict if verdict else '-'}: "
                  f"{'; '.join(verdict.evidence[:1]) if verdict else ''}")
     # Persist after every run: an interruption later keeps this one.
@@ -478,6 +479,12 @@ def _autoscale(ctx: Context, plan: Plan, binary: str, checkpoint: Callable[[int]
         checkpoint(len(ctx.runs))
 
 
+def _errors_text(run: records.Run) -> str:
+    """The run's socket errors for the progress line ('not measured' when the record has none)."""
+    total = run.errors.total if run.errors is not None else None
+    return "not measured" if total is None else str(total)
+
+
 def _measured(ctx: Context, spec: RunSpec) -> bool:
     return any(r.run_id == spec.run_id for r in ctx.runs)
 
@@ -512,7 +519,7 @@ def _add_clients(ctx: Context, count: int) -> None:
         with ctx.step("baseline"):
             part = dataclasses.replace(ctx, lab=dataclasses.replace(ctx.lab, hosts=(ctx.lab.server, *hosts)))
             ctx.baseline.update(baseline.measure(part))
-            ctx.results.write_json("baseline.json", ctx.baseline)
+            ctx.results.write_json("baseline.json", plain(ctx.baseline))
 
 
 def _search(ctx: Context, plan: Plan, binary: str, checkpoint: Callable[[int], None]) -> None:
@@ -544,11 +551,11 @@ def _search(ctx: Context, plan: Plan, binary: str, checkpoint: Callable[[int], N
         at = found.step_at(found.capacity)
         above = next((st for st in found.steps if found.capacity is not None and st.rate > found.capacity
                       and not st.passed), None) if found.bound == "found" else found.steps[0]
-        ctx.capacity.append({
+        ctx.capacity.append(found.model_copy(update={
             "arch": s.arch, "server_threads": s.server_threads, "connections": s.connections,
-            "axes": s.axes.as_json(), "repetition": s.repetition, **found.as_dict(),
-            "verdict_at_capacity": at.runs[-1].verdict if at else None,
-            "verdict_above": above.runs[-1].verdict if above and found.bound != "at max_rate" else None})
+            "axes": s.axes.as_json(), "repetition": s.repetition,
+            "verdict_at_capacity": at.verdicts[-1] if at else None,
+            "verdict_above": above.verdicts[-1] if above and found.bound != "at max_rate" else None}))
         ctx.progress(f"      capacity {found.capacity or 0:,.0f} req/s ({found.bound}, {found.runs} runs): "
                      f"{found.evidence}")
         checkpoint(len(ctx.runs))
@@ -567,8 +574,8 @@ def _partial(ctx: Context) -> dict[str, Any]:
                          "loopback": ctx.lab.single_machine,
                          "clients": [c.name for c in ctx.lab.clients]},
             "thresholds": ctx.sc.thresholds.model_dump(),
-            "baseline": ctx.baseline, "timing": ctx.timing,
-            **({"capacity": ctx.capacity} if ctx.sc.load.search else {}),
+            "baseline": plain(ctx.baseline), "timing": ctx.timing,
+            **({"capacity": plain(ctx.capacity)} if ctx.sc.load.search else {}),
             **({"autoscale": ctx.autoscale} if ctx.sc.hosts.roles.autoscale else {}),
             **({"host_noise": ctx.host_noise} if ctx.host_noise else {}),
             **({"rounds": ctx.rounds} if ctx.rounds else {}),
@@ -601,15 +608,22 @@ def _host_facts(ctx: Context, h: Host) -> dict[str, Any]:
     out["roles"] = list(h.roles)
     # The provider knows the instance type; DMI (facts' `machine`) says it too on EC2 Nitro.
     out["instance_type"] = str(h.vars.get("instance_type") or out.get("machine") or "")
-    try:
-        out["clock_offset_s"] = round(float(stamp.strip()) - after, 3)
-    except ValueError:  # not measured is not 0: None, with the reason (its times are then ours)
-        out["clock_offset_s"] = None
-        printed = stamp.strip()[:40]
-        out["clock_offset_error"] = f"the host's clock could not be read (date printed {printed!r})"
+    out.update(clock_offset(stamp, after))
+    if out["clock_offset_s"] is None:
         ctx.progress(f"orchestrate: WARNING {h.name}: clock offset not measured "
                      f"({out['clock_offset_error']}): its start time and telemetry windows assume our clock")
     return out
+
+
+def clock_offset(stamp: str, after: float) -> dict[str, Any]:
+    """The host's clock ahead of ours, from its `date +%s.%N` read when the answer arrived at
+    `after`. Not measured is not 0: None, with the reason (its times are then taken as ours)."""
+    try:
+        return {"clock_offset_s": round(float(stamp.strip()) - after, 3)}
+    except ValueError:
+        printed = stamp.strip()[:40]
+        return {"clock_offset_s": None,
+                "clock_offset_error": f"the host's clock could not be read (date printed {printed!r})"}
 
 
 def _check_tools(ctx: Context, hosts: list[Host] | None = None) -> None:
@@ -673,7 +687,9 @@ def _prepare_server(ctx: Context) -> str:
                              max_forks=sc.hosts.deploy_forks, transport=ctx.t)
         if done.status == "skipped":
             ctx.progress("orchestrate: deploy skipped: every host holds this build-input hash already")
-    if sc.server.command is None and sc.server.ref is not None:
+    from orchestrator import refs
+
+    if sc.server.command is None and refs.scenario_refs(sc):  # server.ref, or a variant's
         _prepare_refs(ctx)
         return ""
     if sc.server.command is not None:
@@ -1018,8 +1034,8 @@ def _record(ctx: Context, spec: RunSpec, raw: dict[tuple[str, str], str], gen: l
                         for c, _ in generators if c.name in load_threads} or None,
         "server_host_cpu": _cpu_of(telemetry_.get("mpstat", {}).get(server.name), server_cpus),
         "affinity": _affinity_summary(affinity, server_cpus, ctx, generators),
-        "server_counters": dataclasses.asdict(stats) if stats else None,
-        "telemetry": telemetry_,
+        "server_counters": stats,
+        "telemetry": plain(telemetry_),
         "window": {"start": start, "end": end},
         "baseline": baseline.compared(ctx.baseline),
     })
@@ -1031,43 +1047,49 @@ def _own_cpu_s() -> tuple[float, float]:
     return time.monotonic(), me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def _server_cpu(threads: Any) -> dict[str, Any]:
+def _server_cpu(threads: Any) -> records.ServerCpu:
     """Per-thread usr/sys and context switches of the server's process(es), from pidstat."""
     if not isinstance(threads, list):
-        return {"threads": [], "usr": None, "sys": None}
-    rows = [t for t in threads if t.get("tid") is not None]
-    return {
-        "threads": rows,
-        "usr": round(sum(t.get("usr", 0.0) for t in rows), 2),
-        "sys": round(sum(t.get("sys", 0.0) for t in rows), 2),
-        "cswch_s": round(sum(t.get("cswch_s", 0.0) for t in rows), 1),
-        "nvcswch_s": round(sum(t.get("nvcswch_s", 0.0) for t in rows), 1),
-    }
+        return records.ServerCpu(threads=(), usr=None, sys=None)
+    rows = _thread_rows(threads)
+    return records.ServerCpu(
+        threads=rows,
+        usr=round(sum(t.usr or 0.0 for t in rows), 2),
+        sys=round(sum(t.sys or 0.0 for t in rows), 2),
+        cswch_s=round(sum(t.cswch_s or 0.0 for t in rows), 1),
+        nvcswch_s=round(sum(t.nvcswch_s or 0.0 for t in rows), 1),
+    )
 
 
-def _busiest_thread(threads: Any, facts: dict[str, Any] | None = None) -> dict[str, Any] | None:
+def _thread_rows(threads: Any) -> tuple[records.ThreadCpu, ...]:
+    """pidstat's thread rows (not the process totals) of a telemetry summary."""
+    return tuple(t for t in threads if isinstance(t, records.ThreadCpu) and t.tid is not None) \
+        if isinstance(threads, list) else ()
+
+
+def _busiest_thread(threads: Any, facts: dict[str, Any] | None = None) -> records.BusiestThread | None:
     """The load generator's busiest thread (pidstat %CPU, and %wait: runnable, not running);
     on a host with a CPU quota also all its threads' CPU over what the quota gives the host."""
-    rows = [t for t in threads or [] if isinstance(t, dict) and t.get("tid") is not None]
+    rows = _thread_rows(threads)
     if not rows:
         return None
-    top = max(rows, key=lambda t: t.get("busy", 0.0) + t.get("wait", 0.0))
-    out = {"busy": round(top.get("busy", 0.0), 2), "wait": round(top.get("wait", 0.0), 2),
-           "threads": rows}
+    top = max(rows, key=lambda t: (t.busy or 0.0) + (t.wait or 0.0))
+    out: dict[str, Any] = {"busy": round(top.busy or 0.0, 2), "wait": round(top.wait or 0.0, 2),
+                           "threads": rows}
     cap = facts_tool.capacity(facts) if facts and facts.get("cpu_quota") else None
     if facts and cap:  # a host whose CPU count is unknown gets no share of it (not one of 1 CPU)
-        used = sum(t.get("busy", 0.0) for t in rows) / 100.0  # CPU seconds per second
+        used = sum(t.busy or 0.0 for t in rows) / 100.0  # CPU seconds per second
         out.update(capacity=round(cap, 3), of_capacity=round(100.0 * used / cap, 2))
-    return out
+    return records.BusiestThread(**out)
 
 
-def _cpu_of(per_cpu: Any, cpus: list[int]) -> dict[str, Any]:
+def _cpu_of(per_cpu: Any, cpus: list[int]) -> records.RoleCpu:
     """mpstat means for the CPUs a role was pinned to."""
     if not isinstance(per_cpu, dict):
-        return {"cpus": {}, "busy": None}
-    chosen = {str(c): per_cpu[str(c)] for c in cpus if str(c) in per_cpu}
-    busy = [float(v["busy"]) for v in chosen.values() if isinstance(v, dict) and v.get("busy") is not None]
-    return {"cpus": chosen, "busy": round(sum(busy) / len(busy), 2) if busy else None}
+        return records.RoleCpu(cpus={}, busy=None)
+    chosen = {str(c): v for c in cpus if isinstance(v := per_cpu.get(c), records.CpuLoad)}
+    busy = [v.busy for v in chosen.values() if v.busy is not None]
+    return records.RoleCpu(cpus=chosen, busy=round(sum(busy) / len(busy), 2) if busy else None)
 
 
 def _affinity_summary(affinity: dict[str, Any], server_cpus: list[int], ctx: Context,

@@ -11,6 +11,13 @@ part that moved most; then the non-CPU component that moved most (switches, pack
 request); with none moved it says so. (System calls per request are not here: counting them
 disturbs the window.)
 
+Beside the intervals: the verdicts on each side (analysis.py's, counted over the rounds), and the
+environment diff, what differed between the two sides' records. Paired rounds share their
+hosts, so the host facts (kernel, governor, CPU model, tool versions) are the same on both sides
+by construction; what can differ is each run's own record (the sysctl values in force on each
+host) and, over the whole run, the host's noise read before the first window against after the
+last (fingerprint.noise_differences). With nothing differing the line says so.
+
 compare.py calls by_cell(runs, factor, baseline) for a paired comparison (each variant at each
 combination of the other axes, paired by round as metrics.rounds pairs them), or
 explain(pairs, variant, baseline) with the runs of one cell, round by round.
@@ -20,11 +27,13 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from orchestrator import stats
+from orchestrator.history.fingerprint import noise_differences, noise_facts, plain
 from orchestrator.metrics import paired_runs
 from orchestrator.point import PointKey, Value, text
 
@@ -94,9 +103,21 @@ class Component:
 class Explanation:
     components: tuple[Component, ...]
     sentence: str
+    verdicts: str | None = None  # "verdicts: reuseport cpu-bound x3; main-sub cpu-bound x3"
+    environment: tuple[str, ...] = ()  # what differed between the sides' records; () none
+    paired: bool = True  # False: two results folders (compare A B), whose warnings hold the diff
+
+    @property
+    def environment_line(self) -> str:
+        if not self.environment:
+            return ("environment: no recorded fact differs between the sides (same hosts, "
+                    "rounds interleaved)")
+        return "environment differs: " + "; ".join(self.environment)
 
     def lines(self) -> list[str]:
-        return [self.sentence, *(f"  {c.line()}" for c in self.components)]
+        env = [f"  {self.environment_line}"] if self.paired else []
+        return [self.sentence, *(f"  {c.line()}" for c in self.components),
+                *([f"  {self.verdicts}"] if self.verdicts else []), *env]
 
 
 def components(pairs: Sequence[tuple[Any, Any]]) -> list[Component]:
@@ -139,21 +160,88 @@ def sentence(found: Sequence[Component], variant: str, baseline: str) -> str:
     return f"no measured component of {variant} against {baseline} moved beyond its interval{cpu}."
 
 
-def explain(pairs: Sequence[tuple[Any, Any]], variant: str, baseline: str) -> Explanation | None:
-    """`pairs`: (baseline run, variant run) of each round, records.Run (or alike). None: fewer
-    than 2 rounds with any component measured."""
+def _count(runs: Iterable[Any]) -> str:
+    got = Counter(r.analysis.verdict for r in runs if r.analysis is not None and r.analysis.verdict)
+    return ", ".join(f"{v} x{n}" for v, n in got.most_common()) or "none recorded"
+
+
+def verdicts(pairs: Sequence[tuple[Any, Any]], variant: str, baseline: str) -> str | None:
+    """The verdicts on each side, counted over the rounds; None when no run has one."""
+    a, b = _count(x for x, _ in pairs), _count(y for _, y in pairs)
+    if a == b == "none recorded":
+        return None
+    return f"verdicts: {baseline} {a}; {variant} {b}"
+
+
+def _sysctls(runs: Iterable[Any]) -> dict[str, set[str]]:
+    """"host key" -> every value it had in these runs' records."""
+    out: dict[str, set[str]] = {}
+    for r in runs:
+        for host, values in (r.sysctl or {}).items():
+            for key, value in values.items():
+                out.setdefault(f"{host} {key}", set()).add(str(value))
+    return out
+
+
+def run_differences(pairs: Sequence[tuple[Any, Any]]) -> list[str]:
+    """What differed between the sides' own run records: the sysctl values in force on a host
+    (a key only one side recorded is not a difference)."""
+    a, b = _sysctls(x for x, _ in pairs), _sysctls(y for _, y in pairs)
+    return [f"sysctl {k}: {'/'.join(sorted(a[k]))} vs {'/'.join(sorted(b[k]))}"
+            for k in sorted(set(a) & set(b)) if a[k] != b[k]]
+
+
+def noise_during(summary: Any) -> list[str]:
+    """How the host's noise moved over the run: the reading before the first window against the
+    one after the last (both sides ran between them), where it moved beyond its margin."""
+    if summary is None:
+        return []
+    recorded = plain(summary).get("host_noise") or {}
+    before, after = noise_facts(recorded.get("before")), noise_facts(recorded.get("after"))
+    return [line.replace(" vs ", " before the windows vs ") + " after"
+            for line in noise_differences(before, after)]
+
+
+def explain(pairs: Sequence[tuple[Any, Any]], variant: str, baseline: str,
+            environment: Sequence[str] = ()) -> Explanation | None:
+    """`pairs`: (baseline run, variant run) of each round, records.Run (or alike); `environment`:
+    lines about the whole run (noise_during). None: fewer than 2 rounds with any component
+    measured."""
     found = components(pairs)
     if not found:
         return None
-    return Explanation(tuple(found), sentence(found, variant, baseline))
+    return Explanation(tuple(found), sentence(found, variant, baseline), verdicts(pairs, variant, baseline),
+                       (*run_differences(pairs), *environment))
 
 
-def by_cell(runs: Sequence[Any], factor: str, baseline: Value) -> dict[tuple[PointKey, Value], Explanation]:
+def by_cell(runs: Sequence[Any], factor: str, baseline: Value,
+            summary: Any = None) -> dict[tuple[PointKey, Value], Explanation]:
     """Each (other axes, variant value) of a factor compared in rounds: its explanation against
-    the baseline value (a run's repetition is its round, as in metrics.rounds)."""
+    the baseline value (a run's repetition is its round, as in metrics.rounds). `summary`, when
+    given, adds how the host's noise moved over the run to each environment diff."""
     out = {}
+    whole = noise_during(summary)
     for (at, value), pairs in paired_runs(runs, factor, baseline).items():
-        e = explain([(a, b) for _, a, b in pairs], text(value), text(baseline))
+        e = explain([(a, b) for _, a, b in pairs], text(value), text(baseline), whole)
         if e is not None:
             out[(at, value)] = e
     return out
+
+
+def unpaired(before: Sequence[Any], after: Sequence[Any], variant: str, baseline: str) -> Explanation | None:
+    """Two results folders (compare A B): each part's ratio of geometric means over the point's
+    repetitions, with Welch's interval on the logs (stats.ratio_of: unpaired, so it carries
+    whatever drifted between the runs); `change` is the difference of the means. The
+    environment diff is compare's (its warnings), said once for the whole comparison. None:
+    fewer than 2 repetitions a side with any part measured."""
+    found = []
+    for part in PARTS:
+        xs = [v for r in before if (v := part.read(r)) is not None and v > 0]
+        ys = [v for r in after if (v := part.read(r)) is not None and v > 0]
+        if len(xs) >= 2 and len(ys) >= 2:
+            found.append(Component(part, stats.ratio_of(xs, ys), statistics.fmean(ys) - statistics.fmean(xs)))
+    if not found:
+        return None
+    a, b = _count(before), _count(after)
+    said = None if a == b == "none recorded" else f"verdicts: {baseline} {a}; {variant} {b}"
+    return Explanation(tuple(found), sentence(found, variant, baseline), said, (), paired=False)

@@ -20,7 +20,7 @@ typing a collector's every column here would duplicate its adapter's dataclass f
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
@@ -115,14 +115,25 @@ class LoadSettings(Record):
 
 
 class Errors(Record):
-    connect: int = 0
-    read: int = 0
-    write: int = 0
-    timeout: int = 0
+    """The generator's error counters by kind; a kind it did not report is None (not measured,
+    never read as 0 errors)."""
+
+    connect: int | None = None
+    read: int | None = None
+    write: int | None = None
+    timeout: int | None = None
 
     @property
-    def total(self) -> int:
-        return self.connect + self.read + self.write + self.timeout
+    def missing(self) -> tuple[str, ...]:
+        """The kinds not reported."""
+        return tuple(k for k in ("connect", "read", "write", "timeout") if getattr(self, k) is None)
+
+    @property
+    def total(self) -> int | None:
+        """All kinds summed; None when any kind was not measured."""
+        if self.missing:
+            return None
+        return (self.connect or 0) + (self.read or 0) + (self.write or 0) + (self.timeout or 0)
 
 
 class ClientResult(Record):
@@ -207,9 +218,15 @@ class CounterThread(Record):
 
 
 class ServerCounters(Record):
+    """The server's own counters (tools/server.parse_stats): per thread, and its acceptor's."""
+
     arch: str | None = None
     threads: tuple[CounterThread, ...] = ()
     acceptor_connections: int | None = None
+
+    @property
+    def requests(self) -> int:
+        return sum(t.requests or 0 for t in self.threads)
 
 
 class Window(Record):
@@ -385,7 +402,7 @@ class Run(Record):
     # client's own lag, without the wait for a busy connection (the server's); send fidelity's basis
     client_send_lag_ms: Latency | None = None
     requests_detail: Opaque | None = None
-    errors: Errors = Errors()
+    errors: Errors | None = None  # None: not measured (errors_not_measured says why)
     non_2xx: int | None = None
     clients: tuple[ClientResult, ...] = ()
     histograms: str | None = None
@@ -427,9 +444,22 @@ class Run(Record):
         return self.run_id or f"run {self.index if self.index is not None else '?'}"
 
     @property
-    def failed_requests(self) -> int:
-        """Socket errors and non-2xx responses."""
-        return self.errors.total + (self.non_2xx or 0)
+    def failed_requests(self) -> int | None:
+        """Socket errors and non-2xx responses; None when either was not measured."""
+        total = self.errors.total if self.errors is not None else None
+        return None if total is None or self.non_2xx is None else total + self.non_2xx
+
+    @property
+    def errors_not_measured(self) -> str | None:
+        """Why the run's failed requests are unknown (None: they were measured)."""
+        if self.errors is None:
+            why = f"the run failed: {self.error}" if self.error else "the record has no error counters"
+            return f"socket errors not measured ({why})"
+        if self.errors.missing:
+            return f"socket errors not measured ({', '.join(self.errors.missing)} not reported)"
+        if self.non_2xx is None:
+            return "non-2xx responses not measured (the record has no count of them)"
+        return None
 
 
 class Point(Record):
@@ -490,17 +520,62 @@ class HostFacts(Record):
 
 
 class UdpCeiling(Record):
-    length: int | None = None
+    """iperf3's small-datagram UDP test (tools/iperf3.parse_udp makes it, `combine` adds parallel
+    processes up) and, once baseline.py has judged it, whether iperf3's own CPU set the rate
+    (`cpu_bound`, `lower_bound`). Optional for old and partial summaries; the parser sets all."""
+
+    length: int | None = None  # UDP payload bytes
+    packets_sent: int | None = None
+    packets_delivered: int | None = None
+    packets_lost: int | None = None  # sent - delivered: dropped anywhere, or still in flight at the end
     pps_sent: float | None = None
     pps_delivered: float | None = None
     loss_pct: float | None = None
+    duration_s: float | None = None
+    cpu_sender_pct: float | None = None
+    cpu_receiver_pct: float | None = None
+    reverse: bool = False
+    streams: int = 1
+    processes: int = 1  # iperf3 client processes whose results were added up
     lower_bound: bool | None = None
     cpu_bound: str | None = None
+    clients: int | None = None  # the all-clients-at-once aggregate: how many
+    scaling: tuple[Opaque, ...] | None = None  # each process count tried while iperf3 was CPU-bound
+
+    @model_validator(mode="after")
+    def _consistent(self) -> UdpCeiling:
+        counts = [c for c in (self.packets_sent, self.packets_delivered, self.packets_lost) if c is not None]
+        if min(counts, default=0) < 0:
+            raise ValueError("iperf3 packet counts must be >= 0")
+        if (self.packets_sent is not None and self.packets_delivered is not None
+                and self.packets_delivered > self.packets_sent):
+            raise ValueError("iperf3 delivered more packets than were sent")
+        if any(v is not None and v <= 0 for v in (self.duration_s, self.length)):
+            raise ValueError("iperf3 duration and length must be > 0")
+        if self.loss_pct is not None and not 0.0 <= self.loss_pct <= 100.0:
+            raise ValueError("iperf3 loss must be within 0..100%")
+        return self
 
 
 class TcpThroughput(Record):
+    """iperf3's TCP test (tools/iperf3.parse_tcp): the rate as received, retransmits (None when
+    iperf3 could not read them) and each end's CPU."""
+
     bits_per_second: float | None = None
+    bits_per_second_sent: float | None = None
     retransmits: int | None = None
+    duration_s: float | None = None
+    cpu_sender_pct: float | None = None
+    cpu_receiver_pct: float | None = None
+    reverse: bool = False
+
+    @model_validator(mode="after")
+    def _in_range(self) -> TcpThroughput:
+        if ((self.bits_per_second is not None and self.bits_per_second < 0)
+                or (self.duration_s is not None and self.duration_s <= 0)
+                or (self.retransmits is not None and self.retransmits < 0)):
+            raise ValueError("iperf3 TCP result out of range")
+        return self
 
 
 class BaselinePath(Record):
@@ -542,13 +617,16 @@ class CapacitySearch(Record):
     axes: Axes = {}
     repetition: int = 1
     capacity: float | None = None  # None: not even min_rate met the SLO
-    bound: str = "found"  # found | below min_rate | at max_rate
+    bound: Literal["found", "below min_rate", "at max_rate"] = "found"
     evidence: str = ""
     slo: str = ""
     runs: int = 0
     steps: tuple[SearchStep, ...] = ()
     verdict_at_capacity: str | None = None
     verdict_above: str | None = None  # at the first rate above it that failed
+
+    def step_at(self, rate: float | None) -> SearchStep | None:
+        return next((s for s in self.steps if s.rate == rate), None)
 
     @property
     def key(self) -> PointKey:

@@ -88,7 +88,10 @@ def resolve(ref: str, repo: Path = REPO) -> Commit:
     done = _git(repo, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}",
                 check=False)
     if done.returncode != 0 or not done.stdout.strip():
-        raise UserError(f"server.ref {ref}: no such commit in {repo}")
+        shallow = _git(repo, "rev-parse", "--is-shallow-repository", check=False).stdout.strip()
+        hint = (" (a shallow clone: fetch the full history, e.g. actions/checkout with "
+                "fetch-depth: 0)") if shallow == "true" else ""
+        raise UserError(f"server.ref {ref}: no such commit in {repo}{hint}")
     sha = done.stdout.strip()
     subject = _git(repo, "log", "-1", "--format=%s", sha).stdout.strip()
     return Commit(ref, sha, subject)
@@ -244,13 +247,106 @@ def is_cached(key: str, cache: Path | None = None) -> bool:
 # --- a scenario's refs --------------------------------------------------------------------
 
 
-def scenario_refs(sc: Any) -> list[str]:
-    """The refs a scenario names (server.ref: one, or a list: an axis), in order, once each."""
+def _refs_of(sc: Any) -> list[str]:
     value = getattr(sc.server, "ref", None)
     if value is None:
         return []
-    refs = value if isinstance(value, list) else [value]
-    return list(dict.fromkeys(str(r) for r in refs))
+    return [str(r) for r in (value if isinstance(value, list) else [value])]
+
+
+def scenario_refs(sc: Any) -> list[str]:
+    """The refs a scenario names (server.ref: one, or a list: an axis; or one per named variant
+    that sets it), in order, once each."""
+    from orchestrator.scenario import variant_scenario
+
+    found = _refs_of(sc)
+    for name in getattr(sc, "variants", None) or {}:
+        found += _refs_of(variant_scenario(sc, name))
+    return list(dict.fromkeys(found))
+
+
+# --- the commit that last passed ------------------------------------------------------------
+# A scheduled job has no release to compare with: it names `last-passed` as a ref, the commit
+# its newest passing run (a factor gate that passed, kept in history) had as the candidate.
+
+LAST_PASSED = "last-passed"
+
+
+def ref_of_value(sc: Any, factor: str, value: Any) -> str | None:
+    """The ref the runs of one value of the compared factor build: the value itself for
+    server.ref, a named variant's server.ref for `variant`; None when it names none."""
+    from orchestrator.scenario import variant_scenario
+
+    if factor == "server.ref":
+        return str(value)
+    if factor == "variant" and str(value) in (getattr(sc, "variants", None) or {}):
+        got = _refs_of(variant_scenario(sc, str(value)))
+        return got[0] if len(got) == 1 else None
+    return None
+
+
+def candidate(sc: Any, built: dict[str, Any]) -> dict[str, str] | None:
+    """{ref, sha} of the one commit a factor gate judges against its baseline (`built`: the
+    results folder's refs.json, ref -> its build); None when the factor is not one commit
+    against another."""
+    c = getattr(sc, "compare", None)
+    if c is None:
+        return None
+    from orchestrator.scenario import swept
+
+    values = next((v for axis, v in swept(sc) if axis.name == c.factor), [])
+    others = {ref_of_value(sc, c.factor, v) for v in values if v != c.baseline}
+    if len(others) != 1 or None in others:
+        return None
+    ref = others.pop()
+    sha = (built.get(str(ref)) or {}).get("sha")
+    return {"ref": str(ref), "sha": str(sha)} if sha else None
+
+
+def last_passed(history: Any, scenario: str) -> tuple[str, str] | None:
+    """(sha, results id) of the commit the newest passing gate of `scenario` passed: its
+    candidate, recorded in the verdict (cli._factor_gate). None: none has passed yet."""
+    gates = history.gates()
+    for s in history.sessions(scenario=scenario, status="complete", limit=1000):
+        g = gates.get(s["results_id"]) or {}
+        passed = g.get("passed") if not g.get("regressed") else None
+        if isinstance(passed, dict) and passed.get("sha"):
+            return str(passed["sha"]), str(s["results_id"])
+    return None
+
+
+def last_passed_sets(sc: Any, history: Any, repo: Path | None = None) -> tuple[list[str], str]:
+    """--set overrides putting the commit that last passed where the scenario names
+    `last-passed` (server.ref, or a variant's), and the line that says which; ([], "") when it
+    names none. With no passing run yet it is HEAD: that night compares HEAD with itself."""
+    from orchestrator.scenario import variant_scenario
+
+    places = []
+    if LAST_PASSED in _refs_of(sc):
+        value = sc.server.ref
+        places.append(("server.ref", [str(r) for r in value] if isinstance(value, list) else str(value)))
+    for name in getattr(sc, "variants", None) or {}:
+        if _refs_of(variant_scenario(sc, name)) == [LAST_PASSED]:
+            places.append((f"variants.{name}.server.ref", LAST_PASSED))
+    if not places:
+        return [], ""
+    found = last_passed(history, sc.name)
+    if found is None:
+        sha = resolve("HEAD", repo or scenario_repo(sc)).sha
+        why = (f"server.ref {LAST_PASSED} = HEAD {sha[:12]}: no run of {sc.name} has passed its "
+               "gate yet (kept in history), so this run compares HEAD with itself")
+    else:
+        sha, rid = found
+        resolve(sha, repo or scenario_repo(sc))  # exit 2 when the checkout lacks it (shallow?)
+        why = f"server.ref {LAST_PASSED} = {sha[:12]}: the commit run {rid} of {sc.name} passed"
+    sets = []
+    for key, value in places:
+        if isinstance(value, list):
+            got = [sha if v == LAST_PASSED else v for v in value]
+            sets.append(f"{key}=[{', '.join(repr(v) for v in got)}]")
+        else:
+            sets.append(f"{key}={sha}")
+    return sets, why
 
 
 def scenario_repo(sc: Any) -> Path:

@@ -111,12 +111,14 @@ def observer(ctx: Context, collectors: list[Collector], window: tuple[float, flo
 
 
 def summarize(ctx: Context, collectors: list[Collector],
-              raw: dict[tuple[str, str], str], start: float, end: float) -> dict[str, Any]:
-    """Each collector's output averaged over the load window: {label: {host: summary}}."""
+              raw: dict[tuple[str, str], str], start: float, end: float) -> dict[str, dict[str, Any]]:
+    """Each collector's output averaged over the load window: {label: {host: summary}}, the
+    summary as its adapter returns it (pidstat: [ThreadCpu], mpstat: {cpu: CpuLoad}, ...) or
+    {"error": why}; `plain` of it is what a run's `telemetry` holds."""
     # start..end is the load itself: the common start plus wrk's own duration (not
     # when we noticed wrk had ended).
 
-    telemetry: dict[str, Any] = {}
+    telemetry: dict[str, dict[str, Any]] = {}
     for c in collectors:
         h, name = c.host, c.proc.name
         if c.tool == "perf":
@@ -126,7 +128,7 @@ def summarize(ctx: Context, collectors: list[Collector],
         try:
             samples = mod.parse(raw.get((h.name, name), ""))
             for lo, hi in stamp_windows(c.started, start, end, off):
-                summary = plain(mod.summarize(samples, lo + off, hi + off))
+                summary = mod.summarize(samples, lo + off, hi + off)
                 if not empty(summary):
                     break
         except (tools.ToolError, ValueError) as exc:
@@ -153,6 +155,7 @@ def stamp_windows(started: float | None, start: float, end: float,
 
 def empty(summary: Any) -> bool:
     """A telemetry summary with no samples in it (shapes differ per collector)."""
+    summary = plain(summary)
     if isinstance(summary, dict) and "interfaces" in summary:
         return not summary["interfaces"]
     return not summary

@@ -151,9 +151,35 @@ def test_commits_between_and_the_command_line(tmp_path: Path):
     assert [c.subject for c in st.commits] == ["c2", "c3", "c4"] and st.good.subject == "c1"
     done = testkit.orchestrate("bisect", "--good", "nope", "--bad", "HEAD", "--repo", str(repo),
                                "--results", str(tmp_path / "r"))
-    assert done.returncode == 2 and done.stderr.strip() == f"server.ref nope: no such commit in {repo}"
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [  # the embedded default, at its first point
+        "orchestrate bisect compares one point, like with like: server.arch=reuseport (of reuseport, "
+        "main-sub); choose another with --set KEY=VALUE", f"server.ref nope: no such commit in {repo}"]
+    chosen = testkit.orchestrate("bisect", "--good", "nope", "--bad", "HEAD", "--repo", str(repo),
+                                 "--set", "server.arch=main-sub", "--results", str(tmp_path / "r"))
+    assert chosen.stderr.strip() == f"server.ref nope: no such commit in {repo}"  # one point already
     backwards = testkit.orchestrate("bisect", "--good", "HEAD", "--bad", "HEAD~2", "--repo", str(repo),
                                     "--results", str(tmp_path / "r"))
     assert backwards.returncode == 2 and "HEAD~2 does not descend from HEAD" in backwards.stderr
     missing = testkit.orchestrate("bisect", "--resume", "nothing-here", "--results", str(tmp_path / "r"))
     assert missing.returncode == 2 and "bisect --resume nothing-here: cannot read" in missing.stderr
+
+
+def test_a_step_compares_one_point_like_with_like(tmp_path: Path):
+    from orchestrator import scenario
+
+    default = scenario.load("<embedded>", [], text=(testkit.REPO / "orchestrator" / "defaults" /
+                                                    "loopback.yaml").read_text()).scenario
+    sets, line = bisect.one_point(default)
+    assert sets == ['server.arch="reuseport"'] and "server.arch=reuseport (of reuseport, main-sub)" in line
+    fixed = scenario.load("<embedded>", sets, text=(testkit.REPO / "orchestrator" / "defaults" /
+                                                    "loopback.yaml").read_text()).scenario
+    assert len(scenario.points(fixed)) == 1 and bisect.one_point(fixed) == ([], "")
+    two = scenario.load(testkit.REPO / "scenarios" / "factor-work.yaml").scenario
+    sets, line = bisect.one_point(two)
+    assert len(scenario.points(scenario.load(testkit.REPO / "scenarios" / "factor-work.yaml",
+                                             sets).scenario)) == 1, sets
+    nightly = scenario.load(testkit.REPO / "scenarios" / "nightly.yaml").scenario
+    with pytest.raises(bisect.UserError, match="bisect compares one point, and nightly sweeps named "
+                                               "variants \\(last-passed, head\\)"):
+        bisect.one_point(nightly)

@@ -73,13 +73,13 @@ def test_finds_the_knee_within_precision_by_doubling_then_bisecting():
     # far below the knee a clear pass is one run; the failure that ends the doubling is
     # confirmed by a second; the pass below it bounds the bracket, so it is confirmed on
     # knee_runs (3), as is every step inside the bracket; all decided on their requests pooled
-    assert all(len(by_rate[r].runs) == 1 and by_rate[r].repeated is None for r in rates[:5])
-    assert len(by_rate[64000].runs) == 2 and "failure is confirmed" in by_rate[64000].repeated
+    assert all(len(by_rate[r].run_ids) == 1 and by_rate[r].repeated is None for r in rates[:5])
+    assert len(by_rate[64000].run_ids) == 2 and "failure is confirmed" in by_rate[64000].repeated
     for r in [32000, *rates[7:]]:
         st = by_rate[r]
         assert "decided on their pooled: a step near the knee" in st.repeated, st
         # more than 3 only while the pooled p99 is within `noise` (10%) of the SLO
-        assert len(st.runs) == 3 or ("within 10% of 2 ms" in st.repeated and len(st.runs) <= 5), st
+        assert len(st.run_ids) == 3 or ("within 10% of 2 ms" in st.repeated and len(st.run_ids) <= 5), st
     assert [a for r, a in server.calls if r == 32000] == [1, 2, 3]
     passed = [s.rate for s in found.steps if s.passed]
     failed = [s.rate for s in found.steps if not s.passed]
@@ -121,8 +121,8 @@ def test_the_pass_that_bounds_the_bracket_is_confirmed_and_may_move_it_down():
     server = Lucky(knee=50_000)
     found = capacity.search(_search(), server)
     by_rate = {s.rate: s for s in found.steps}
-    assert not by_rate[32000].passed and len(by_rate[32000].runs) == 3
-    assert by_rate[16000].passed and len(by_rate[16000].runs) == 3
+    assert not by_rate[32000].passed and len(by_rate[32000].run_ids) == 3
+    assert by_rate[16000].passed and len(by_rate[16000].run_ids) == 3
     assert 16000 <= found.capacity < 32000 and found.bound == "found"
     assert all(16000 < r < 32000 for r, a in server.calls[server.calls.index((16000, 2)):] if a == 1)
     assert len(server.calls) <= max_search_runs(_search())
@@ -145,7 +145,7 @@ def test_errors_over_the_slo_fail_a_step():
 def test_below_min_rate_and_at_max_rate_are_said():
     low = capacity.search(_search(min_rate=50_000), Server(knee=50_000))
     assert low.capacity is None and low.bound == "below min_rate" and len(low.steps) == 1
-    assert len(low.steps[0].runs) == 2  # confirmed
+    assert len(low.steps[0].run_ids) == 2  # confirmed
     assert "even min_rate" in low.evidence
     high = capacity.search(_search(max_rate=30_000), Server(knee=50_000))
     assert high.capacity == 30_000 and high.bound == "at max_rate"
@@ -159,11 +159,11 @@ def test_a_step_near_the_slo_is_repeated_and_decided_on_its_pooled_requests():
     server = Server(knee=49_176, jitter={1: 1.1, 2: 0.95, 3: 1.0})
     found = capacity.search(_search(min_rate=1375, max_rate=44_000), server)
     last = found.steps[-1]
-    assert last.rate == 44_000 and len(last.runs) >= 2 and last.passed
+    assert last.rate == 44_000 and len(last.run_ids) >= 2 and last.passed
     assert "within 10% of 2 ms" in last.repeated and "pooled" in last.repeated
-    assert all(len(s.runs) == 1 and s.repeated is None for s in found.steps[:-1])
+    assert all(len(s.run_ids) == 1 and s.repeated is None for s in found.steps[:-1])
     assert found.capacity == 44_000
-    assert found.runs == len(server.calls) == len(found.steps) + len(last.runs) - 1
+    assert found.runs == len(server.calls) == len(found.steps) + len(last.run_ids) - 1
 
 
 def test_one_hiccup_far_below_the_capacity_does_not_end_the_search():
@@ -178,14 +178,14 @@ def test_one_hiccup_far_below_the_capacity_does_not_end_the_search():
     found = capacity.search(_search(), server)
     assert found.capacity >= 44_000
     at = found.step_at(8000)
-    assert at.passed and len(at.runs) >= 2 and "failure is confirmed" in at.repeated
+    assert at.passed and len(at.run_ids) >= 2 and "failure is confirmed" in at.repeated
 
 
 def test_max_repeat_one_never_repeats():
     server = Server(knee=49_176, jitter={1: 1.1, 2: 0.95, 3: 1.0})
     found = capacity.search(_search(min_rate=1375, max_rate=44_000, max_repeat=1), server)
     assert found.capacity < 44_000  # the one noisy run decides
-    assert all(len(s.runs) == 1 for s in found.steps) and len(server.calls) == len(found.steps)
+    assert all(len(s.run_ids) == 1 for s in found.steps) and len(server.calls) == len(found.steps)
 
 
 @pytest.mark.parametrize("knee", [3_000, 45_000, 700_000])
@@ -213,3 +213,10 @@ def test_observation_from_a_run_record():
     rec["requests_detail"] = {"requests": 1000, "failed": 15, "responses": 985}
     o = capacity.observation_of(records.Run.model_validate(rec))
     assert o.errors_pct == pytest.approx(100 * 20 / 1000)
+    # missing error counters are not 0 errors: the share is unknown, and a step with it fails
+    # its errors bound saying why, instead of passing on an assumed 0%
+    del rec["requests_detail"], rec["errors"]
+    o = capacity.observation_of(records.Run.model_validate(rec))
+    assert o.errors_pct is None
+    passed, reason, _ = capacity.judge(_search(), (o,))
+    assert not passed and "errors not measured (a run of the step has no error counters)" in reason

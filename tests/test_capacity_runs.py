@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import statistics
 from pathlib import Path
 
 import pytest
@@ -50,11 +52,47 @@ def _check_search(entry: dict, runs: dict[str, dict], precision_pct: float) -> N
     assert f"{cap:,.0f} req/s met the SLO" in entry["evidence"]
 
 
+SERVER_WORK = re.compile(r"^server work on CPU \S+: its threads ([\d.]+)% .* = ([\d.]+)% .*\(the CPU was "
+                         r"([\d.]+)% busy")
+
+
+def _check_busy_counted_once(runs: list[dict]) -> None:
+    """Issue 22, capacity on loopback: in every step's evidence the server's work is at most
+    its CPU's measured busy share, and the CPU µs per request (usr + sys + soft) times QPS is
+    never above the server cores' measured busy share by more than 5% (busy counted once): the
+    softirq added never takes either past the busy share, or past the process's own time where
+    pidstat reads its threads a little above mpstat's busy (two tools, two samplings).
+
+    Not asserted: the lower side ("within 5%"). mpstat's busy also counts every other process
+    that ran on the core, and this machine's 2 CPUs are shared by other suites: on the first
+    real run of this check, the median run's cost x QPS was 0.31 of CPU 0's busy (the searches'
+    low steps, where the server used a small share of a core that others' tests also used).
+    On a quiet machine the two agree (bench/reports/three-architectures: 1.000 in all 27 runs,
+    tests/test_analysis.py holds the arithmetic)."""
+    shares = []
+    for r in runs:
+        a = r["analysis"]
+        for e in a["evidence"]:
+            if m := SERVER_WORK.match(e):
+                # the softirq added never takes the work past the CPU's busy (pidstat's threads
+                # alone may read a point or two above mpstat's busy: two tools, two samplings)
+                assert float(m[2]) <= max(float(m[1]), float(m[3])) + 0.5, e
+        cost = a.get("cpu_us_per_request") or {}
+        cpus = (r.get("server_host_cpu") or {}).get("cpus") or {}
+        busy = sum(c["busy"] for c in cpus.values() if c.get("busy") is not None)
+        if cost.get("total") is not None and r.get("qps") and busy:
+            process = (cost["usr"] + cost["sys"]) * r["qps"] / 1e4
+            shares.append(cost["total"] * r["qps"] / 1e4 / max(busy, process))
+    assert shares and max(shares) <= 1.05, shares
+    print(f"cost x QPS / server cores' busy: median {statistics.median(shares):.3f}, "
+          f"range {min(shares):.3f}-{max(shares):.3f} over {len(shares)} runs")
+
+
 def test_loopback_search_finds_a_capacity_and_draws_its_curve(tmp_path, run_id):
     done = orchestrate("run", str(REPO / "scenarios" / "capacity.yaml"), "--results", str(tmp_path),
                        "--run-id", run_id, "--set", "load.duration=1s",
                        "--set", "load.warmup=300ms", "--set", "load.search.slo.p99=20ms",
-                       "--set", "load.search.precision=10%", "--set", "load.search.min_rate=20000",
+                       "--set", "load.search.precision=20%", "--set", "load.search.min_rate=20000",
                        "--set", "load.search.knee_runs=2",  # the machinery; the count is unit-tested
                        timeout=900)
     assert done.returncode == 0, done.stderr
@@ -62,7 +100,10 @@ def test_loopback_search_finds_a_capacity_and_draws_its_curve(tmp_path, run_id):
     runs = {r["run_id"]: r for r in s["runs"]}
     assert len(s["capacity"]) == 1  # one search (repeat: N runs N independent ones)
     for entry in s["capacity"]:
-        _check_search(entry, runs, 10)  # found: above min_rate, below max_rate
+        # found: above min_rate, below max_rate (20%: the bisection's machinery in fewer steps;
+        # the capped test below holds a search to 10%)
+        _check_search(entry, runs, 20)
+    _check_busy_counted_once(s["runs"])
     # (how closely two searches agree depends on the machine's noise: bench/capacity_search.py
     # measures it, bench/RESULTS.md records it)
     a = s["capacity"][0]["capacity"]
@@ -79,6 +120,8 @@ def test_capped_link_capacity_is_at_most_the_cap_and_network_bound(tmp_path, run
                        "--run-id", run_id, "--set", f"hosts.lab={lab}", "--set", f"hosts.link.pps={CAP}",
                        "--set", "baseline.iperf3.duration=2s", "--set", "baseline.iperf3.tcp_duration=1s",
                        "--set", "load.warmup=300ms", "--set", "load.search.precision=10%",
+                       # from a quarter of the cap (the shipped 2,000 doubles twice more to get there)
+                       "--set", f"load.search.min_rate={CAP // 4}",
                        "--set", "load.search.knee_runs=2", timeout=900)
     assert done.returncode == 0, done.stderr
     _, s = _summary(tmp_path)

@@ -191,6 +191,8 @@ def test_environment_differences_are_warned_about():
                         "environment differs: server mitigations: spectre_v2 Mitigation: IBRS vs Vulnerable",
                         "environment differs: server tool versions: wrk 4.1.0 vs 4.2.0"]
     assert not [w for w in compare.compare(a, a).warnings if w.startswith("environment")]
+    assert "\nenvironment: no recorded fact differs between A and B" in compare.render(compare.compare(a, a))
+    assert "environment: no recorded fact" not in compare.render(compare.compare(a, b))
 
 
 def rounds_summary(rng, n, *, qps_ratio=1.0, cpu_ratio=1.0, drift=0.05, noise=0.01):

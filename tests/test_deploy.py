@@ -55,7 +55,7 @@ def _playbook(inventory: str, *extra: str) -> subprocess.CompletedProcess[str]:
 def test_inventory_from_a_lab():
     checked = Host("a", "10.0.0.1", ("server",), "/w", ssh=SshTarget("10.0.0.1", "a", key_file="/k",
                                                                        known_hosts="/kh", port=2200),
-                   vars={"orchestrate_root": "/srv/o"})
+                   vars={"orchestrate_root": "/srv/o", "orchestrate_shared_root": "true"})
     unchecked = Host("b", "10.0.0.2", ("client",), "/w",
                      ssh=SshTarget("10.0.0.2", "b", user="admin", host_key_checking=False))
     local = Host("localhost", "127.0.0.1", ("server", "client"), "/w")
@@ -68,6 +68,8 @@ def test_inventory_from_a_lab():
     assert "UserKnownHostsFile=/kh" in a["ansible_ssh_common_args"]
     assert "StrictHostKeyChecking=yes" in a["ansible_ssh_common_args"]
     assert a["ansible_python_interpreter"] == "/usr/bin/python3" and a["orchestrate_root"] == "/srv/o"
+    # only hosts that share a root take turns installing packages (the build role's throttle)
+    assert a["orchestrate_shared_root"] == "true" and "orchestrate_shared_root" not in client["b"]
     assert client["b"]["ansible_host_key_checking"] is False and client["b"]["ansible_user"] == "admin"
     assert server["localhost"]["ansible_connection"] == "local"
     assert deploy.server_binary(checked) == "/srv/o/bin/orchestrate-server"
@@ -178,7 +180,8 @@ def test_hosts_with_their_own_build_directories_build_at_once_and_skip_the_same_
     from orchestrator.hosts import connect
 
     playbook = REPO / "tests" / "data" / "build-parallel.yml"
-    hosts = tuple(dataclasses.replace(h, vars={**h.vars, "orchestrate_root": str(tmp_path / h.name)})
+    hosts = tuple(dataclasses.replace(h, vars={**h.vars, "orchestrate_root": str(tmp_path / h.name),
+                                               "orchestrate_shared_root": "false"})
                   for h in netns.hosts_of(lab3, run_id="parallel"))
     one = Lab("netns", hosts, lab3.name)
     transports = {h.name: connect(h) for h in hosts}
@@ -199,6 +202,26 @@ def test_hosts_with_their_own_build_directories_build_at_once_and_skip_the_same_
     finally:
         for t in transports.values():
             t.close()
+
+
+def test_forks_cover_every_host_up_to_the_cap(tmp_path):
+    """A real play on 6 local hosts, each working 1 s: with the default cap all start together;
+    with hosts.deploy_forks: 2 they go 2 by 2 (Ansible's own default, 5, would do neither)."""
+    hosts = tuple(Host(f"h{i}", "127.0.0.1", ("client",), "/w") for i in range(6))
+    lab = Lab("static", hosts)
+
+    def starts(cap: int) -> list[float]:
+        out = tmp_path / f"cap{cap}"
+        out.mkdir()
+        result = deploy.deploy(lab, playbook=REPO / "tests" / "data" / "forks.yml", max_forks=cap,
+                               extra_vars={"forks_out": str(out)})
+        assert result.status == "successful"
+        return sorted(float((out / h.name).read_text()) for h in hosts)
+
+    every = starts(deploy.MAX_FORKS)
+    assert every[-1] - every[0] < 1.0, every  # all 6 began within the first host's second (5 forks: not)
+    two = starts(2)
+    assert two[-1] - two[0] >= 1.8, two  # three waves of 2, a second apart
 
 
 def test_hosts_sharing_a_build_directory_build_once(lab3, tmp_path):

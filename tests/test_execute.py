@@ -183,3 +183,12 @@ def test_checkpoints_are_paced_by_what_they_cost():
         checkpoint(i)
         time.sleep(0.1)  # a run: 100x what its save costs
     assert cheap == [1, 2, 3, 4, 5]
+
+
+def test_a_clock_that_could_not_be_read_is_not_measured_not_offset_0():
+    # issue 22, item 7: a failed clock probe is None with the reason, never a measured 0
+    assert execute.clock_offset("1000.25\n", 1000.0) == {"clock_offset_s": 0.25}
+    got = execute.clock_offset("date: command not found\n", 1000.0)
+    assert got == {"clock_offset_s": None, "clock_offset_error":
+                   "the host's clock could not be read (date printed 'date: command not found')"}
+    assert execute.clock_offset("", 1000.0)["clock_offset_s"] is None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -64,35 +63,24 @@ def test_by_cell_pairs_each_variant_with_the_baseline_round_by_round():
                           "sys time moved most (sys 1.51x [1.42, 1.61], 100% of the change).")
 
 
-SCENARIO = """\
-name: explain-work
-hosts: {provider: local}
-server: {arch: reuseport, threads: 1, cpus: [0], work_us: [0, 3], port: 18325}
-load: {tool: wrk, threads: 1, connections: 16, duration: 2s, cpus: [1]}
-baseline: {enabled: false}
-telemetry: [pidstat, mpstat, sar]
-repeat: 4
-"""
-
-
-def test_work_us_0_against_3_names_usr_cpu_per_request(tmp_path: Path, run_id: str):
-    path = tmp_path / "explain.yaml"
-    path.write_text(textwrap.dedent(SCENARIO))
-    done = testkit.orchestrate("run", str(path), "--results", str(tmp_path / "r"), "--run-id", run_id)
-    assert done.returncode == 0, done.stdout[-1500:] + done.stderr[-1500:]
-    folder = tmp_path / "r" / "explain-work" / run_id
+def test_work_us_0_against_3_names_usr_cpu_per_request(work_factor_run):
+    """On the shared real run of scenarios/factor-work.yaml (tests/conftest.py: server.work_us 0
+    against 3 in 4 paired rounds, one connection with 16 requests pipelined, pidstat)."""
+    folder, _ = work_factor_run
+    assert folder is not None
     cells = explain.by_cell(store.load_summary(folder).runs, "server.work_us", 0)
     assert list(cells) == [(PointKey([("server.arch", "reuseport"), ("server.threads", 1),
-                                       ("load.connections", 16), ("load.rate", None)]), 3)]
+                                       ("load.connections", 1), ("load.rate", None)]), 3)]
     e = next(iter(cells.values()))
     assert e is not None, "no component measured"
     assert re.search(r"usr (time|CPU µs per request) moved most", e.sentence), e.lines()
     usr = next(c for c in e.components if c.part.name == "cpu_usr_us_per_request")
     shown = testkit.orchestrate("compare", str(folder), "--factor", "server.work_us", "--baseline", "0")
     assert shown.returncode == 0, shown.stderr
-    assert f"why, at server.arch=reuseport server.threads=1 load.connections=16: {e.sentence}" in shown.stdout
+    assert f"why, at server.arch=reuseport server.threads=1 load.connections=1: {e.sentence}" in shown.stdout
     assert "  usr CPU µs per request: " in shown.stdout
-    # more usr CPU a request (pidstat's tick accounting read +0.9 µs of the 3 here, 2026-12-06)
+    # more usr CPU a request (pidstat's tick accounting read +0.9 µs of the 3 with 16
+    # unpipelined connections, 2026-12-06)
     assert usr.ratio.low > 1.0 and usr.change > 0
 
 
@@ -143,3 +131,69 @@ def test_the_report_explains_each_cell_of_the_comparison(tmp_path: Path):
     assert answer.index("**Why, at") > answer.index("| threads=1 connections=64 | main-sub | CPU µs/request")
     html = paths.html.read_text()
     assert html.index('class="why-components"') < html.index('id="verdict-section"')
+
+
+def noisy_summary() -> dict:
+    """sys_summary with the verdicts recorded, a sysctl that differed on main-sub's runs, and
+    steal that rose from before the windows to after them."""
+    s = sys_summary()
+    for r in s["runs"]:
+        r["analysis"]["verdict"] = "server-cpu-bound" if r["arch"] == "main-sub" or r["repetition"] > 1 \
+            else "client-bound"
+        r["sysctl"] = {"srv": {"net.core.somaxconn": "128" if r["arch"] == "main-sub" else "4096",
+                               "net.ipv4.tcp_fin_timeout": "60"}}
+    reading = {"when": "before", "seconds": 1.0, "cpus": [0, 1], "busy_pct": {"0": 1.0, "1": 2.0},
+               "steal_pct": 0.1, "intruders": [], "pauses": {"0": {"lost_pct": 0.01}}}
+    s["host_noise"] = {"before": reading, "after": {**reading, "when": "after", "steal_pct": 4.2}}
+    return s
+
+
+def test_the_explanation_carries_the_verdicts_and_the_environment_diff(tmp_path: Path):
+    from orchestrator import compare
+    from orchestrator.report import render
+
+    s = noisy_summary()
+    (e,) = compare.explanations(s, "server.arch", "reuseport").values()
+    assert e.sentence == SENTENCE  # the sentence is the components'; the diff stands beside it
+    assert e.verdicts == ("verdicts: reuseport server-cpu-bound x2, client-bound x1; "
+                          "main-sub server-cpu-bound x3")
+    assert e.environment == ("sysctl srv net.core.somaxconn: 4096 vs 128",  # not fin_timeout: same
+                             "host noise: steal 0.1% before the windows vs 4.2% after")
+    assert e.lines()[-1] == ("  environment differs: sysctl srv net.core.somaxconn: 4096 vs 128; "
+                             "host noise: steal 0.1% before the windows vs 4.2% after")
+    bad = compare.paired_regressions(compare.paired(s, "server.arch", "reuseport",
+                                                    metrics=["cpu_us_per_request"]), 5)
+    (line,) = compare.paired_gate_lines(bad, "server.arch", 5.0, "x", compare.explanations(
+        s, "server.arch", "reuseport"))
+    assert line.endswith(f"why: {SENTENCE}; " + e.environment_line)
+    store.ResultsDir(tmp_path).save_summary(s)
+    md = render.build(tmp_path).md.read_text()
+    assert "verdicts: reuseport server-cpu-bound x2, client-bound x1; main-sub server-cpu-bound x3. " \
+           "environment differs: sysctl srv net.core.somaxconn: 4096 vs 128" in md
+    # nothing differing is said too, and the gate line then stays the sentence alone
+    (quiet,) = compare.explanations(sys_summary(), "server.arch", "reuseport").values()
+    assert quiet.environment == () and quiet.verdicts is None
+    assert quiet.lines()[-1] == ("  environment: no recorded fact differs between the sides (same "
+                                 "hosts, rounds interleaved)")
+
+
+def test_compare_of_two_folders_explains_each_point_with_unpaired_intervals():
+    from orchestrator import compare
+
+    def folder(rid: str, sys: tuple[float, ...]) -> dict:
+        runs = []
+        for rep, s in enumerate(sys, start=1):
+            r = run(10, s, 5).model_dump(mode="json", exclude_none=True)
+            r["analysis"]["verdict"] = "server-cpu-bound"
+            runs.append({**r, "run_id": f"{rid}-{rep}", "arch": "reuseport", "server_threads": 1,
+                         "connections": 64, "repetition": rep})
+        return {"scenario": "s", "run_id": rid, "status": "complete", "runs": runs}
+
+    c = compare.compare(folder("a", (20, 21, 19)), folder("b", (30, 31, 29.5)), names=("night-1", "night-2"))
+    ((point, e),) = c.why
+    assert e.sentence.startswith("night-2 costs 1.2") and "sys time moved most (sys 1.5" in e.sentence
+    assert e.verdicts == "verdicts: night-1 server-cpu-bound x3; night-2 server-cpu-bound x3"
+    text = compare.render(c)
+    assert f"why, at {compare.label(point)} (unpaired intervals): {e.sentence}\n" in text
+    assert "\n  sys CPU µs per request: 1.5" in text
+    assert text.count("environment") == 1  # said once, at the top, not per point

@@ -25,11 +25,11 @@ pytestmark = pytest.mark.slow
 CAP, TIGHTER = 5_000, 2_500
 # Short: 1 s loads, no iperf3 baseline, no collectors, one architecture (the gate judges
 # QPS; the suite's time is tight).
-# The shipped nightly compares server.arch side by side (its own gate, tests/test_factor_runs.py);
+# The shipped nightly compares HEAD with the commit that last passed side by side (tests/test_nightly.py);
 # this test keeps the night-against-history gate, on one architecture with repeat: 3.
 SHORT = ["--set", "load.duration=1s", "--set", "baseline.enabled=false", "--set", "telemetry=[]",
          "--set", "server.arch=reuseport", "--set", "compare=null", "--set", "rounds=null",
-         "--set", "repeat=3"]
+         "--set", "repeat=3", "--set", "variants={}"]
 CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
          "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 POINTS = ["reuseport threads=1 conns=64"]

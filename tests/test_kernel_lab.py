@@ -1,7 +1,11 @@
 """The kernel's side on real lab hosts (network namespaces with their own sshd): sysctls set in
 each host's namespace and read back as they were after Ctrl-C, and, after kill -9, after
-`orchestrate cleanup`; the accept-queue case (ListenOverflows at 8, none at 4096). Sysctls
-change only inside this test's lab namespaces, never on this machine."""
+`orchestrate cleanup`; the accept-queue case (ListenOverflows at 8, none at 4096); a link whose
+queue is too short for its load (retransmissions: loss-bound). Sysctls change only inside this
+test's lab namespaces, never on this machine.
+
+The lab hosts share this machine's filesystem: with hosts.deploy=false they run the binaries an
+earlier deploy left in the lab's orchestrate_root (the suite's cross-host tests deploy first)."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 from test_faults import Run
 
 from orchestrator import sysctl
@@ -80,10 +85,11 @@ def test_accept_queue_at_8_overflows_and_at_4096_does_not(tmp_path, tuned, run_i
     assert large["kernel"][server]["run"]["listen_overflows"] == 0
     a = small["analysis"]
     said = [*a["evidence"], *a["flags"]]
-    # accept-bound, or (the load generator saturated too on this 2-CPU machine) a flag beside
-    # both-saturated or client-bound
-    assert a["verdict"] == "accept-bound" or (a["rule"] in ("both-saturated", "client") and any(
+    # accept-bound, or (the load generator saturated too, as it mostly is on this 2-CPU machine)
+    # the accept-bound flag beside both-saturated: never a verdict that leaves the queue out
+    assert a["verdict"] == "accept-bound" or (a["rule"] == "both-saturated" and any(
         f.startswith("accept-bound: ") for f in a["flags"])), a
+    print(f"KERNEL accept-bound main-sub queue 8: {a['verdict']} ({a['rule']}), {overflows:,} overflows")
     assert any(f"ListenOverflows {overflows:,} (" in e for e in said), said
     assert "ListenOverflows" not in " ".join([*large["analysis"]["evidence"], *large["analysis"]["flags"]])
     # reuseport beside it: recorded, an observation, not a pass/fail
@@ -147,3 +153,53 @@ def test_a_global_sysctl_is_refused_in_the_lab_with_the_reason(tmp_path, tuned, 
     assert "the lab refuses it" in done.stderr
     assert [somaxconn(ns) for ns in spaces] == [ORIGINAL] * len(spaces)
     assert states(run_id) == []
+
+
+# Issue 22's bandwidth-capped lab link, its tbf queue cut to 3,000 bytes (2 full-size packets):
+# seen here, 4.2% and 3.8% of the client's segments resent (1,133 of 26,905 and 1,022 of
+# 27,209), none of the server's, loss-bound; 19 s with its lab. A 1,500-byte queue at 10,000
+# pps lost so much that SSH to the hosts timed out before the run.
+LOSS_LINK = {"rate": "20mbit", "queue": 3000}
+LOSS_CONNECTIONS = 256
+
+
+def test_a_link_queue_too_short_for_the_load_is_loss_bound_with_the_retransmissions(tmp_path, run_id):
+    """Small answers on many connections: their bursts overflow the short queue, the tbf drops
+    segments and TCP resends them. No iperf3 baseline (so no ceiling to reach): the verdict is
+    loss-bound, the retransmissions its deciding evidence, naming the side and the path. The
+    run brings its lab up and down."""
+    lab = f"q{os.getpid() % 10000}"
+    sc = {"name": "loss",
+          "hosts": {"provider": "netns", "lab": lab, "roles": {"server": 1, "client": 1}, "link": LOSS_LINK,
+                    "deploy": False},
+          "server": {"arch": "reuseport", "threads": 1, "cpus": [0]},
+          "load": {"threads": 1, "connections": LOSS_CONNECTIONS, "duration": "2s", "cpus": [1]},
+          "baseline": {"enabled": False}, "telemetry": ["pidstat", "mpstat", "sar"], "repeat": 1}
+    path = tmp_path / "loss.yaml"
+    path.write_text(yaml.safe_dump(sc))
+    try:
+        done = orchestrate("run", str(path), "--results", str(tmp_path), "--run-id", run_id, timeout=300)
+    finally:
+        netns.down(lab)
+    assert done.returncode == 0, done.stderr[-3000:]
+    s = json.loads((tmp_path / "loss" / run_id / "summary.json").read_text())
+    (run,) = s["runs"]
+    server, client = s["topology"]["server"], s["topology"]["clients"][0]
+    seen = {h: {c: k["run"][c] for c in ("retrans_segs", "out_segs", "timeouts")}
+            for h, k in run["kernel"].items()}
+    a = run["analysis"]
+    print(f"KERNEL loss {LOSS_LINK}: QPS {run['qps']:,.0f} | {a['verdict']} ({a['rule']}) | {seen} | "
+          f"{a['evidence'][0]}")
+    # counters on both hosts, each its own kernel (not loopback's shared set)
+    assert {h: k["roles"] for h, k in run["kernel"].items()} == {server: ["server"], client: ["client"]}
+    assert all(not k["shared"] for k in run["kernel"].values())
+    host = max(seen, key=lambda h: seen[h]["retrans_segs"] / max(seen[h]["out_segs"], 1))
+    retrans, out = seen[host]["retrans_segs"], seen[host]["out_segs"]
+    assert retrans >= 0.01 * out > 0, seen  # the queue's drops, resent
+    assert (a["verdict"], a["rule"]) == ("loss-bound", "loss-bound"), a
+    path = f"server {server} -> client {client}" if host == server else f"client {client} -> server {server}"
+    side = path.split()[0]
+    assert a["evidence"][0].startswith(f"{retrans:,} of {out:,} segments retransmitted by {side} ("), a
+    assert a["evidence"][0].endswith(f"on the path {path}"), a
+    raw = tmp_path / "loss" / run_id / "raw" / run["run_id"]
+    assert {p.name for p in (raw / server).glob("nstat-*")} == {"nstat-before.txt", "nstat-after.txt"}

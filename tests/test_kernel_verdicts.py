@@ -38,6 +38,7 @@ def kernel_cases() -> list[dict]:
     quiet = record(server_core=40, thread_busy=30, client=40)
     return [with_counters(quiet, srv=OVERFLOWS),
             with_counters(record(server_core=95, thread_busy=90, client=95), srv=OVERFLOWS),
+            with_counters(record(server_core=40, thread_busy=30, client=95), srv=OVERFLOWS),
             with_counters(quiet, cli=LOSSY, srv={"out_segs": 100_000}),
             with_counters(quiet, loopback=True, cli=LOSSY),
             with_counters(record(qps=46_000, rx=46_000, tx=46_000, server_core=40, thread_busy=30, client=40),
@@ -50,7 +51,7 @@ def verdict(rec: dict, loopback: bool = False) -> analysis.Analysis:
 
 
 def test_listen_overflows_make_a_run_accept_bound_with_the_counts_as_evidence():
-    quiet, busy, *_ = kernel_cases()
+    quiet, busy, client_only, *_ = kernel_cases()
     a = verdict(quiet)
     assert (a.verdict, a.rule) == (analysis.ACCEPT, "accept-bound")
     assert a.evidence[0].startswith("ListenOverflows 975 (97.5/s, 0.0097 per request) and ListenDrops 975 "
@@ -59,15 +60,22 @@ def test_listen_overflows_make_a_run_accept_bound_with_the_counts_as_evidence():
     b = verdict(busy)
     assert b.rule == "both-saturated"
     assert any(f.startswith("accept-bound: ListenOverflows 975") for f in b.flags)
+    # only the generator saturated: the queue and the generator both limit the run, so it is
+    # both-saturated too (never client-bound, which would say the server had room)
+    c = verdict(client_only)
+    assert (c.verdict, c.rule) == (analysis.INCONCLUSIVE, "both-saturated"), c.evidence
+    assert c.evidence[0].startswith("the server's listen queue overflowed (accept-bound, flagged) while the "
+                                    "load generator was saturated")
+    assert any(f.startswith("accept-bound: ListenOverflows 975") for f in c.flags)
     # none: no such verdict nor flag
     from test_analysis import record
 
-    c = verdict(with_counters(record(server_core=40, thread_busy=30, client=40), srv={"out_segs": 1}))
-    assert c.verdict != analysis.ACCEPT and not any("ListenOverflows" in f for f in c.flags)
+    d = verdict(with_counters(record(server_core=40, thread_busy=30, client=40), srv={"out_segs": 1}))
+    assert d.verdict != analysis.ACCEPT and not any("ListenOverflows" in f for f in d.flags)
 
 
 def test_retransmissions_above_the_threshold_are_loss_bound_naming_path_and_side():
-    _, _, across, loop, capped = kernel_cases()
+    _, _, _, across, loop, capped = kernel_cases()
     a = verdict(across)
     assert a.verdict == analysis.LOSS
     assert a.evidence[0].startswith("2,000 of 100,000 segments retransmitted by client (2.00% >= 1%)")

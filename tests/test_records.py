@@ -90,9 +90,22 @@ def test_null_reads_as_not_measured():
                       "runs": [{"errors": None, "latency_ms": None, "client_proc": {"c": None},
                                 "analysis": {"evidence": None}}]})
     (run,) = s.runs
-    assert run.errors.total == 0 and run.latency_ms.p50 is None and run.client_proc == {}
+    # issue 22: missing error counters are not 0 errors: absent, and said so with the reason
+    assert run.errors is None and run.failed_requests is None
+    assert run.errors_not_measured == "socket errors not measured (the record has no error counters)"
+    assert run.latency_ms.p50 is None and run.client_proc == {}
     assert run.analysis and run.analysis.evidence == ()
     assert s.hosts["h"].roles == ()
+    # a counter missing from the record is not measured either, nor is an absent non-2xx count
+    (run,) = records.load({"version": 3, "runs": [{"errors": {"connect": 0, "read": 0}, "non_2xx": 0}]}).runs
+    assert run.errors and run.errors.total is None and run.failed_requests is None
+    assert run.errors_not_measured == "socket errors not measured (write, timeout not reported)"
+    (run,) = records.load({"version": 3, "runs": [
+        {"errors": {"connect": 0, "read": 1, "write": 0, "timeout": 2}}]}).runs
+    assert run.failed_requests is None and run.errors_not_measured and "non-2xx" in run.errors_not_measured
+    (run,) = records.load({"version": 3, "runs": [
+        {"errors": {"connect": 0, "read": 1, "write": 0, "timeout": 2}, "non_2xx": 3}]}).runs
+    assert run.failed_requests == 6 and run.errors_not_measured is None
 
 
 def test_keys_not_typed_yet_are_kept():

@@ -8,6 +8,7 @@ flag an older build lacks read from its --help.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import textwrap
 from pathlib import Path
@@ -157,3 +158,35 @@ def test_plan_shows_the_build_cost(scratch, tmp_path):
     assert "builds: 1 of 1 distinct input set(s) to build" in done.stdout
     cached = testkit.orchestrate("plan", str(sc), env=env)
     assert "builds: 0 of 1 distinct input set(s) to build, ~0s" in cached.stdout, cached.stdout
+
+
+def test_refs_build_on_the_server_hosts_through_the_build_role(scratch, tmp_path):
+    """Remote server hosts build each ref from its own sources through the playbooks' build role
+    (deploy_refs), into a root of its own: a real netns lab host over ssh, two refs with
+    different inputs, each binary the one its commit builds (it prints its version)."""
+    import dataclasses
+    import os
+
+    from orchestrator.hosts import Lab, netns
+
+    root = tmp_path / "opt"  # a fresh root: each ref really builds there
+    built = {r: refs.build(refs.resolve(r, scratch.repo), scratch.repo, cache=scratch.cache)
+             for r in (scratch.c1, scratch.c3)}
+    name = f"t{os.getpid() % 100000}-refs"
+    st = netns.up(name, 1)
+    said: list[str] = []
+    try:
+        (server,) = [dataclasses.replace(h, vars={**h.vars, "orchestrate_root": str(root)})
+                     for h in netns.hosts_of(st, run_id="refs")]
+        refs.deploy_refs(Lab("netns", (server,)), built, repo=scratch.repo, log_dir=tmp_path,
+                         progress=said.append)
+    finally:
+        netns.down(name)
+    assert said == [f"orchestrate: building the server at {r} ({b.commit.short}) on the server hosts"
+                    for r, b in built.items()]
+    for version, b in zip(("1", "2"), built.values(), strict=True):
+        binary = Path(refs.remote_binary(str(root), b.key))  # a netns host shares this filesystem
+        assert subprocess.run([str(binary)], capture_output=True, text=True).stdout.strip() == version
+        log = (tmp_path / f"deploy-ref-{b.key[:12]}.log").read_text()
+        assert re.search(rf"{server.name}\s+:\s+ok=\d+\s+changed=[1-9]\d*\s+unreachable=0\s+failed=0", log), \
+            log[-1500:]

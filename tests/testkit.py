@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,3 +49,29 @@ def path_without(tool: str, tmp_path: Path, *, also: tuple[str, ...] = ()) -> Pa
     for name in also:
         (bin_dir / name).symlink_to(packages.which(name) or f"/usr/bin/{name}")
     return bin_dir
+
+
+@contextmanager
+def listener(greeting: bytes) -> Iterator[int]:
+    """A TCP server on 127.0.0.1 that sends `greeting` to each connection; yields its port."""
+    srv = socket.create_server(("127.0.0.1", 0))
+    srv.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.sendall(greeting)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        yield srv.getsockname()[1]
+    finally:
+        stop.set()
+        t.join()
+        srv.close()

@@ -12,6 +12,7 @@ import os
 import platform
 import socket
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from orchestrator import packages
@@ -264,28 +265,43 @@ def static_hosts(sc: Scenario) -> list[Check]:
     return list(each(list(hosts), probe))
 
 
-def aws(sc: Scenario) -> list[Check]:
+def aws(sc: Scenario, *, ssh_probe: tuple[str, int] | None = None,
+        my_address: Callable[[], str] | None = None) -> list[Check]:
+    """The provider's own pre-flight, then the path SSH will take to the instances (doctor.reach):
+    out of this network, through the security group's rule and the subnet's route."""
+    from orchestrator.doctor import reach
     from orchestrator.hosts.aws import ec2, preflight, resolve_image
     from orchestrator.hosts.aws.ec2 import config, role_counts
 
     aws_cfg = config(sc)
+    probe = [] if aws_cfg.ssh_address == "private" else [reach.outbound(ssh_probe or reach.SSH_PROBE)]
     try:
         session = ec2.make_session(aws_cfg.region)
-        preflight.check(session, aws_cfg, role_counts(sc), resolve_image)
+        checked = preflight.check(session, aws_cfg, role_counts(sc), resolve_image)
     except (UserError, RunFailed) as exc:  # the quota, types, image or permissions say no
         said = " ".join(exc.lines()) if isinstance(exc, UserError) else str(exc)
-        return [Check("aws pre-flight", "fail", said,
-                      "see the line above; nothing was created")]
-    return [Check("aws pre-flight", "ok",
-                  f"{aws_cfg.region}: types, image, quota and permissions allow the plan")]
+        return [Check("aws pre-flight", "fail", said, "see the line above; nothing was created"), *probe]
+    out = [Check("aws pre-flight", "ok",
+                 f"{aws_cfg.region}: types, image, quota and permissions allow the plan"), *probe]
+    out.append(reach.ssh_rule(aws_cfg, checked.vpc_cidr, my_address or ec2.discover_address))
+    if aws_cfg.ssh_address == "public":
+        subnet = checked.subnets[0]
+        try:
+            api = ec2.client(session, "ec2", aws_cfg.endpoint_url)
+            out.append(reach.route(api, subnet.id, subnet.vpc_id))
+        except Exception as exc:  # a denied DescribeRouteTables: say so, the run may still work
+            out.append(Check("ssh route", "warn",
+                             f"cannot read subnet {subnet.id}'s routes: {ec2.error_text(exc)}",
+                             "allow ec2:DescribeRouteTables, or check the subnet is public by hand"))
+    return out
 
 
-def run_all(sc: Scenario, seconds: float) -> list[Check]:
+def run_all(sc: Scenario, seconds: float, *, ssh_probe: tuple[str, int] | None = None) -> list[Check]:
     out = tools(sc) + kernel(sc) + port(sc) + time_sync()
     if sc.hosts.provider in ("local", "netns"):
         out += cpus(sc, seconds) + pauses(sc, seconds)
     elif sc.hosts.provider == "static" and sc.hosts.inventory:
         out += static_hosts(sc)
     elif sc.hosts.provider == "aws":
-        out += aws(sc)
+        out += aws(sc, ssh_probe=ssh_probe)
     return out

@@ -3,7 +3,10 @@
 `machine_fingerprint` decides which results are comparable at all (never mixed in
 history); `environment` is the finer fingerprint kept in every summary's host facts
 (kernel, microcode, governor, mitigations, tool versions, instance type), and
-`environment_differences` is what compare and the gate warn about.
+`environment_differences` is what compare and the gate warn about, the host's noise included
+(doctor.noise's readings before the first window and after the last: steal, foreign load on the
+pinned CPUs, time lost to pauses there), where two readings differ by more than NOISE_FACTS'
+margin: a reading always moves a little, and a sliver of steal is not a different machine.
 """
 
 from __future__ import annotations
@@ -74,9 +77,57 @@ def _role_envs(summary: Any) -> dict[str, dict[str, Any]]:
     return out
 
 
+# the host's noise: fact -> (how a line names it, the margin in percentage points below which
+# two readings are the same host)
+NOISE_FACTS = {"steal_pct": ("steal", 1.0),
+               "busy_pct": ("foreign load on the pinned CPUs (busiest)", 5.0),
+               "lost_pct": ("time lost to pauses on the pinned CPUs (worst)", 0.5)}
+
+
+def noise_facts(reading: Any) -> dict[str, float]:
+    """One host-noise reading (doctor.noise, as summary.json's host_noise holds it) as the
+    figures NOISE_FACTS compares; {} when there is none."""
+    if not isinstance(reading, dict):
+        return {}
+    out: dict[str, float] = {}
+    if isinstance(reading.get("steal_pct"), int | float):
+        out["steal_pct"] = float(reading["steal_pct"])
+    busy = reading.get("busy_pct")
+    if isinstance(busy, dict) and busy:
+        out["busy_pct"] = max(float(v) for v in busy.values())
+    pauses = reading.get("pauses")
+    lost = [float(c["lost_pct"]) for c in (pauses or {}).values()
+            if isinstance(c, dict) and isinstance(c.get("lost_pct"), int | float)]
+    if lost:
+        out["lost_pct"] = max(lost)
+    return out
+
+
+def host_noise(summary: Any) -> dict[str, float]:
+    """A summary's host noise: the worse of its readings before and after the windows."""
+    recorded = plain(summary).get("host_noise") or {}
+    out: dict[str, float] = {}
+    for when in ("before", "after"):
+        for k, v in noise_facts(recorded.get(when)).items():
+            out[k] = max(out.get(k, v), v)
+    return out
+
+
+def noise_differences(a: dict[str, float], b: dict[str, float]) -> list[str]:
+    """"host noise: steal 0.2% vs 3.1%", per NOISE_FACTS figure both readings have that differs
+    by more than its margin."""
+    return [f"host noise: {name} {a[k]:.1f}% vs {b[k]:.1f}%" for k, (name, margin) in NOISE_FACTS.items()
+            if k in a and k in b and abs(a[k] - b[k]) > margin]
+
+
 def environment_differences(a: Any, b: Any) -> list[str]:
     """One line per environment fact that differs between two summaries' hosts, e.g.
-    "server kernel: 6.1.0-18 vs 6.1.0-21". A fact one side did not record is not a difference."""
+    "server kernel: 6.1.0-18 vs 6.1.0-21", then the host's noise (noise_differences). A fact
+    one side did not record is not a difference."""
+    return _fact_differences(a, b) + noise_differences(host_noise(a), host_noise(b))
+
+
+def _fact_differences(a: Any, b: Any) -> list[str]:
     ea, eb = _role_envs(a), _role_envs(b)
     lines = []
     for role in sorted(set(ea) & set(eb)):

@@ -116,9 +116,18 @@ def record_history(summary: Any, folder: Path, db: Path | None = None) -> Path:
                         (rid, r["run_id"], summary.get("scenario"), summary.get("started"), machine,
                          r.get("arch"), r.get("server_threads"), r.get("connections"), r.get("repetition"),
                          r["qps"], lat.get("p50"), lat.get("p99"),
-                         sum((r.get("errors") or {}).values()), a.get("verdict"), a.get("ceiling_pps"),
+                         _errors(r), a.get("verdict"), a.get("ceiling_pps"),
                          ppr, cost, key.get("load.rate"), json.dumps(key.as_json()), key.compact()))
     return path
+
+
+def _errors(run: dict[str, Any]) -> int | None:
+    """A run's socket errors for its row: NULL when a counter is missing (not measured is not 0)."""
+    counts = run.get("errors")
+    kinds = ("connect", "read", "write", "timeout")
+    if not isinstance(counts, dict) or any(counts.get(k) is None for k in kinds):
+        return None
+    return sum(int(v) for v in counts.values() if isinstance(v, int | float))
 
 
 def history_sessions(db: Path | None = None, *, scenario: str | None = None, status: str | None = None,

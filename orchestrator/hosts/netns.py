@@ -487,7 +487,8 @@ def _inventory(st: LabState) -> str:
     lines += ["", "[all:vars]", "ansible_user=root", f"ansible_python_interpreter={PYTHON}",
               "ansible_pipelining=true", f"ansible_ssh_private_key_file={st.key_file}",
               f"ansible_ssh_common_args='{ssh_args}'",
-              f"bench_interface={NS_IFACE}", f"orchestrate_root={LAB_ORCHESTRATE_ROOT}", ""]
+              f"bench_interface={NS_IFACE}", f"orchestrate_root={LAB_ORCHESTRATE_ROOT}",
+              "orchestrate_shared_root=true", ""]
     return "\n".join(lines)
 
 
@@ -790,7 +791,8 @@ def hosts_of(st: LabState, *, run_id: str, clients: int | None = None,
                           known_hosts=st.known_hosts, host_key_checking=True,
                           connect_timeout=connect_timeout),
             interface=h.interface,
-            vars={"namespace": h.name, "lab": st.name, "orchestrate_root": LAB_ORCHESTRATE_ROOT}))
+            vars={"namespace": h.name, "lab": st.name, "orchestrate_root": LAB_ORCHESTRATE_ROOT,
+                  "orchestrate_shared_root": "true"}))
     return tuple(out)
 
 

@@ -14,6 +14,8 @@ group_vars/ directories mean what they mean to ansible-playbook. Per-host vars:
   bench_address                address for benchmark traffic, if not ansible_host
   bench_workdir                scratch root (default /tmp/orchestrate): <root>/<scenario>-<run>/<host>
   orchestrate_root             where the deploy playbook installs the server
+  orchestrate_shared_root      true when the hosts share that root's filesystem (NFS, say): their
+                               package installs take turns (builds order themselves by a lock there)
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ ROLES = ("server", "client")
 WORK_ROOT = "/tmp/orchestrate"
 MAX_INVENTORY_BYTES = 16 * bounded.MiB
 # Inventory vars handed to the pipeline as Host.vars (plain values, not Ansible's tagged ones).
-PASSTHROUGH = ("server_cpus", "client_cpus", "orchestrate_root", "server_binary", "bench_interface",
-               "bench_address", "ansible_python_interpreter")
+PASSTHROUGH = ("server_cpus", "client_cpus", "orchestrate_root", "orchestrate_shared_root", "server_binary",
+               "bench_interface", "bench_address", "ansible_python_interpreter")
 
 
 def _plain(value: Any) -> Any:

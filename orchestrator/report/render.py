@@ -233,7 +233,8 @@ def _answer(summary: Summary, folder: Path | None = None) -> dict[str, Any] | No
                       "rounds": c.ratio.n, "word": c.word, "plain": _plain(c.metric, c.word),
                       "floor": (floors[c.metric.name].text() if c.metric.name in floors
                                 else "not measured")} for c in changes],
-            "why": [{"at": at, "variant": variant, "sentence": e.sentence,
+            "why": [{"at": at, "variant": variant, "sentence": e.sentence, "verdicts": e.verdicts,
+                     "environment": e.environment_line,
                      "components": [{"name": x.label, "ratio": x.ratio.text(2), "rounds": x.ratio.n,
                                      "moved": x.ratio.excludes_one} for x in e.components]}
                     for at, variant in cells if (e := why.get((at, variant))) is not None],
@@ -314,13 +315,23 @@ def _ms(text: str) -> float | None:
     return None
 
 
+def _error_flags(r: Run) -> list[str]:
+    """The run's socket errors, or that they were not measured (never a silent 0)."""
+    e = r.errors
+    if e is None:
+        return [] if r.error else [r.errors_not_measured or "socket errors not measured"]
+    seen = sum(v for v in (e.connect, e.read, e.write, e.timeout) if v)
+    if seen:
+        return [f"{seen:,} socket errors" + (f" ({', '.join(e.missing)} not measured)" if e.missing else "")]
+    return [r.errors_not_measured] if e.missing and r.errors_not_measured else []
+
+
 def _run_row(r: Run, folder: Path) -> dict[str, Any]:
     a = r.analysis
     verdict = a.verdict if a else None
     evidence = list(a.evidence) if a else []
     flags = list(a.flags) if a else []
-    if r.errors.total:
-        flags.append(f"{r.errors.total:,} socket errors")
+    flags += _error_flags(r)
     if r.non_2xx:
         flags.append(f"{r.non_2xx:,} non-2xx responses")
     if r.error:

@@ -40,7 +40,8 @@ def render(summary: Summary | Mapping[str, Any]) -> str:
         lines.append(
             f"{r.label:<30} {r.qps or 0:>10,.0f} {_fmt(lat.p50, '.2f'):>8} "
             f"{_fmt(lat.p90, '.2f'):>8} {_fmt(lat.p99, '.2f'):>8} "
-            f"{_fmt(lat.max, '.2f'):>8} {r.errors.total:>5} {r.non_2xx or 0:>6} "
+            f"{_fmt(lat.max, '.2f'):>8} {_fmt(r.errors.total if r.errors else None, 'd'):>5} "
+            f"{_fmt(r.non_2xx, 'd'):>6} "
             f"{_fmt(max(client) if client else None, '.0f'):>7}  {per_thread}")
     if summary.status and summary.status != "complete":
         lines.append(f"status: {summary.status}" + (f" ({summary.error})" if summary.error else ""))

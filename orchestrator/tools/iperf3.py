@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from typing import Any
 
+from orchestrator.records import TcpThroughput, UdpCeiling
 from orchestrator.tools.base import ToolError
 
 BINARY = "iperf3"
@@ -34,50 +34,6 @@ ENV: dict[str, str] = {"LC_ALL": "C"}
 
 # iperf3's UDP length is the UDP payload; below 16 bytes it can't carry its sequence header
 MIN_UDP_LENGTH = 16
-
-
-@dataclass(frozen=True)
-class UdpResult:
-    packets_sent: int
-    packets_delivered: int
-    packets_lost: int  # sent - delivered: dropped anywhere, or still in flight at the end
-    pps_sent: float
-    pps_delivered: float
-    loss_pct: float
-    length: int  # UDP payload bytes
-    duration_s: float
-    cpu_sender_pct: float
-    cpu_receiver_pct: float
-    reverse: bool = False
-    streams: int = 1
-    processes: int = 1  # iperf3 client processes whose results were added up (see `combine`)
-
-    def __post_init__(self) -> None:
-        if min(self.packets_sent, self.packets_delivered, self.packets_lost) < 0:
-            raise ValueError(f"iperf3 packet counts must be >= 0: {self}")
-        if self.packets_delivered > self.packets_sent:
-            raise ValueError(f"iperf3 delivered more packets than were sent: {self}")
-        if self.duration_s <= 0 or self.length <= 0:
-            raise ValueError(f"iperf3 duration and length must be > 0: {self}")
-        if not 0.0 <= self.loss_pct <= 100.0:
-            raise ValueError(f"iperf3 loss must be within 0..100%: {self}")
-
-
-@dataclass(frozen=True)
-class TcpResult:
-    bits_per_second: float  # as received
-    bits_per_second_sent: float
-    retransmits: int | None  # None when iperf3 could not read them (not Linux, or -R on old)
-    duration_s: float
-    cpu_sender_pct: float
-    cpu_receiver_pct: float
-    reverse: bool = False
-
-    def __post_init__(self) -> None:
-        if self.bits_per_second < 0 or self.duration_s <= 0:
-            raise ValueError(f"iperf3 TCP result out of range: {self}")
-        if self.retransmits is not None and self.retransmits < 0:
-            raise ValueError(f"iperf3 retransmits must be >= 0: {self}")
 
 
 def _common(host: str, port: int, duration_s: float, reverse: bool) -> list[str]:
@@ -146,7 +102,7 @@ def _reverse(doc: dict[str, Any]) -> bool:
     return bool(doc.get("start", {}).get("test_start", {}).get("reverse", 0))
 
 
-def parse_udp(text: str) -> UdpResult:
+def parse_udp(text: str) -> UdpCeiling:
     """Parse the client's `iperf3 -u -J` output (see the module doc for the counters)."""
     doc = _load(text)
     end = doc["end"]
@@ -168,12 +124,12 @@ def parse_udp(text: str) -> UdpResult:
     reverse = _reverse(doc)
     cpu_sender, cpu_receiver = _cpu(doc, reverse)
     lost = packets_sent - delivered
-    return UdpResult(
+    return UdpCeiling(
         packets_sent=packets_sent, packets_delivered=delivered, packets_lost=lost,
         pps_sent=packets_sent / send_s, pps_delivered=delivered / recv_s,
         loss_pct=100.0 * lost / packets_sent, length=length, duration_s=send_s,
         cpu_sender_pct=cpu_sender, cpu_receiver_pct=cpu_receiver, reverse=reverse,
-        streams=int(test.get("num_streams", 1)),
+        streams=int(test.get("num_streams", 1)), processes=1,
     )
 
 
@@ -181,47 +137,49 @@ CPU_BOUND_PCT = 90.0  # of one CPU
 CPU_BOUND_MAX_LOSS_PCT = 5.0  # a sender at full CPU with less loss than this set the rate
 
 
-def cpu_bound(r: UdpResult, *, sender_core: float | None = None, receiver_core: float | None = None,
+def cpu_bound(r: UdpCeiling, *, sender_core: float | None = None, receiver_core: float | None = None,
               receiver_buffer_drops: int | None = None, threshold: float = CPU_BOUND_PCT) -> str | None:
     """Why this measurement was limited by iperf3's own CPU rather than the path, else None.
     `*_core`: each side's share of its pinned core, if known: iperf3's own CPU plus the core's
     softirq (the network stack working for it, which iperf3's own figure leaves out).
     `receiver_buffer_drops`: the receiving host's UDP RcvbufErrors over the test (/proc/net/snmp)."""
-    receiver = max(r.cpu_receiver_pct, receiver_core or 0.0)
-    sender = max(r.cpu_sender_pct, sender_core or 0.0)
+    receiver = max(r.cpu_receiver_pct or 0.0, receiver_core or 0.0)
+    sender = max(r.cpu_sender_pct or 0.0, sender_core or 0.0)
+    loss = r.loss_pct or 0.0
     # Datagrams dropped because the receiving socket's buffer was full: the receiver did not
     # keep up (its CPU, or a CPU it shares), so what arrived is what iperf3 could take.
     if receiver_buffer_drops and r.packets_lost and receiver_buffer_drops >= 0.5 * r.packets_lost \
-            and r.loss_pct >= 1.0:
+            and loss >= 1.0:
         return (f"receiver could not keep up: {receiver_buffer_drops:,} datagrams dropped at its full "
-                f"socket buffer ({r.loss_pct:.1f}% loss)")
+                f"socket buffer ({loss:.1f}% loss)")
     if receiver >= threshold:
         return f"receiver at {receiver:.0f}% of a CPU"
-    if sender >= threshold and r.loss_pct < CPU_BOUND_MAX_LOSS_PCT:
-        return f"sender at {sender:.0f}% of a CPU with {r.loss_pct:.1f}% loss"
+    if sender >= threshold and loss < CPU_BOUND_MAX_LOSS_PCT:
+        return f"sender at {sender:.0f}% of a CPU with {loss:.1f}% loss"
     return None
 
 
-def combine(results: list[UdpResult]) -> UdpResult:
+def combine(results: list[UdpCeiling]) -> UdpCeiling:
     """Parallel iperf3 processes (one per core) as one measurement: rates add up; the CPU
     figures are the busiest process's, so one CPU-bound process marks the whole as CPU-bound."""
     if not results:
         raise ValueError("nothing to combine")
     if len(results) == 1:
         return results[0]
-    sent = sum(r.packets_sent for r in results)
-    delivered = sum(r.packets_delivered for r in results)
-    return UdpResult(
+    sent = sum(r.packets_sent or 0 for r in results)
+    delivered = sum(r.packets_delivered or 0 for r in results)
+    return UdpCeiling(
         packets_sent=sent, packets_delivered=delivered, packets_lost=sent - delivered,
-        pps_sent=sum(r.pps_sent for r in results), pps_delivered=sum(r.pps_delivered for r in results),
+        pps_sent=sum(r.pps_sent or 0.0 for r in results),
+        pps_delivered=sum(r.pps_delivered or 0.0 for r in results),
         loss_pct=100.0 * (sent - delivered) / sent if sent else 0.0, length=results[0].length,
-        duration_s=max(r.duration_s for r in results),
-        cpu_sender_pct=max(r.cpu_sender_pct for r in results),
-        cpu_receiver_pct=max(r.cpu_receiver_pct for r in results), reverse=results[0].reverse,
+        duration_s=max(r.duration_s or 0.0 for r in results),
+        cpu_sender_pct=max(r.cpu_sender_pct or 0.0 for r in results),
+        cpu_receiver_pct=max(r.cpu_receiver_pct or 0.0 for r in results), reverse=results[0].reverse,
         streams=sum(r.streams for r in results), processes=sum(r.processes for r in results))
 
 
-def parse_tcp(text: str) -> TcpResult:
+def parse_tcp(text: str) -> TcpThroughput:
     """Parse the client's `iperf3 -J` (TCP) output: received rate and sender retransmits."""
     doc = _load(text)
     end = doc["end"]
@@ -236,7 +194,7 @@ def parse_tcp(text: str) -> TcpResult:
     retrans = sent.get("retransmits")
     reverse = _reverse(doc)
     cpu_sender, cpu_receiver = _cpu(doc, reverse)
-    return TcpResult(
+    return TcpThroughput(
         bits_per_second=bps, bits_per_second_sent=bps_sent,
         retransmits=int(retrans) if retrans is not None else None, duration_s=seconds,
         cpu_sender_pct=cpu_sender, cpu_receiver_pct=cpu_receiver, reverse=reverse,

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from orchestrator.records import CpuLoad
 from orchestrator.tools import sysstat
 from orchestrator.tools.base import ToolError
 from orchestrator.tools.sysstat import SysstatClock, in_window
@@ -44,23 +45,6 @@ class CpuSample:
     @property
     def busy(self) -> float:
         return 100.0 - self.idle
-
-
-@dataclass(frozen=True)
-class CpuStat:
-    """Means over the samples of one CPU; busy = 100 - idle (includes irq and softirq)."""
-
-    cpu: int
-    usr: float
-    nice: float
-    sys: float
-    iowait: float
-    irq: float
-    soft: float
-    steal: float
-    idle: float
-    busy: float
-    n: int
 
 
 _FIELDS = ("usr", "nice", "sys", "iowait", "irq", "soft", "steal", "idle")
@@ -102,15 +86,16 @@ def parse(text: str) -> list[CpuSample]:
 
 def summarize(
     samples: Iterable[CpuSample], t0: float | None = None, t1: float | None = None
-) -> dict[int, CpuStat]:
-    """Per-CPU means of the samples with t0 <= t <= t1 (ALL included as key -1)."""
+) -> dict[int, CpuLoad]:
+    """Per-CPU means of the samples with t0 <= t <= t1 (ALL included as key -1); busy = 100 - idle
+    (includes irq and softirq)."""
     groups: dict[int, list[CpuSample]] = {}
     for s in samples:
         if in_window(s.t, t0, t1):
             groups.setdefault(s.cpu, []).append(s)
-    out: dict[int, CpuStat] = {}
+    out: dict[int, CpuLoad] = {}
     for cpu, group in sorted(groups.items()):
         n = len(group)
         means = {k: sum(getattr(s, k) for s in group) / n for k in _FIELDS}
-        out[cpu] = CpuStat(cpu=cpu, **means, busy=100.0 - means["idle"], n=n)
+        out[cpu] = CpuLoad(cpu=cpu, **means, busy=100.0 - means["idle"], n=n)
     return out

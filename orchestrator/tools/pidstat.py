@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from orchestrator.records import ThreadCpu
 from orchestrator.tools import sysstat
 from orchestrator.tools.base import ToolError
 from orchestrator.tools.sysstat import in_window
@@ -40,23 +41,6 @@ class ThreadSample:
             raise ValueError(f"pidstat values must be >= 0: {self}")
         if self.cpu < 0 or self.tgid <= 0:
             raise ValueError(f"pidstat cpu/tgid out of range: {self}")
-
-
-@dataclass(frozen=True)
-class ThreadStat:
-    """Means over one task's samples; busy is the mean %CPU."""
-
-    tgid: int
-    tid: int | None
-    command: str
-    usr: float
-    sys: float
-    busy: float
-    cswch_s: float
-    nvcswch_s: float
-    n: int
-    cpus: tuple[int, ...]  # every CPU the task was seen on, sorted
-    wait: float = 0.0  # mean %wait: the share of time it was runnable but not running
 
 
 def command(pids: Iterable[int], interval_s: int = 1) -> list[str]:
@@ -104,8 +88,9 @@ def parse(text: str) -> list[ThreadSample]:
 
 def summarize(
     samples: Iterable[ThreadSample], t0: float | None = None, t1: float | None = None
-) -> list[ThreadStat]:
-    """Per-task means over the samples with t0 <= t <= t1, ordered by (tgid, tid)."""
+) -> list[ThreadCpu]:
+    """Per-task means over the samples with t0 <= t <= t1, ordered by (tgid, tid): busy is the
+    mean %CPU, wait the mean %wait (runnable but not running), cpus every CPU the task was seen on."""
     groups: dict[tuple[int, int | None], list[ThreadSample]] = {}
     for s in samples:
         if in_window(s.t, t0, t1):
@@ -113,7 +98,7 @@ def summarize(
     out = []
     for (tgid, tid), group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or -1)):
         n = len(group)
-        out.append(ThreadStat(
+        out.append(ThreadCpu(
             tgid=tgid, tid=tid, command=group[-1].command,
             usr=sum(s.usr for s in group) / n, sys=sum(s.sys for s in group) / n,
             busy=sum(s.cpu_pct for s in group) / n,

@@ -13,6 +13,7 @@ from typing import Any
 
 import jinja2
 
+from orchestrator.records import CounterThread, ServerCounters
 from orchestrator.tools.base import ToolError, cpu_list, join
 
 BINARY = "orchestrate-server"
@@ -71,28 +72,6 @@ class Ready:
     pid: int
 
 
-@dataclass(frozen=True)
-class ThreadCounters:
-    thread: int
-    cpu: int
-    tid: int
-    connections: int
-    requests: int
-    bytes_in: int
-    bytes_out: int
-
-
-@dataclass(frozen=True)
-class Stats:
-    arch: str
-    threads: tuple[ThreadCounters, ...]
-    acceptor_connections: int | None
-
-    @property
-    def requests(self) -> int:
-        return sum(t.requests for t in self.threads)
-
-
 def _events(stdout: str) -> list[dict[str, Any]]:
     out = []
     for line in stdout.splitlines():
@@ -112,17 +91,19 @@ def parse_ready(stdout: str) -> Ready | None:
     return None
 
 
-def parse_stats(stdout: str) -> Stats | None:
+def parse_stats(stdout: str) -> ServerCounters | None:
+    """The server's own per-thread counters, from the `stats` event it prints on exit."""
     for ev in _events(stdout):
         if ev.get("event") == "stats":
             threads = tuple(
-                ThreadCounters(int(t["thread"]), int(t.get("cpu", -1)), int(t.get("tid", 0)),
-                               int(t["connections"]), int(t["requests"]),
-                               int(t.get("bytes_in", 0)), int(t.get("bytes_out", 0)))
+                CounterThread(thread=int(t["thread"]), cpu=int(t.get("cpu", -1)), tid=int(t.get("tid", 0)),
+                              connections=int(t["connections"]), requests=int(t["requests"]),
+                              bytes_in=int(t.get("bytes_in", 0)), bytes_out=int(t.get("bytes_out", 0)))
                 for t in ev.get("threads", []))
             acc = ev.get("acceptor")
-            return Stats(str(ev.get("arch", "")), threads,
-                         int(acc["connections"]) if isinstance(acc, dict) else None)
+            accepted = int(acc["connections"]) if isinstance(acc, dict) else None
+            return ServerCounters(arch=str(ev.get("arch", "")), threads=threads,
+                                  acceptor_connections=accepted)
     return None
 
 

@@ -246,6 +246,7 @@ def _from_text(text: str) -> WrkResult:
     nbytes = round(float(m[3]) * _BINARY_UNITS[m[4]])
     qps_m = re.search(r"^Requests/sec:\s*([\d.]+)", text, re.M)
     qps = float(qps_m[1]) if qps_m else requests / duration_s
+    # wrk prints these two lines only when a count is non-zero: their absence is wrk's 0, measured
     se = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
     conn, read, write, timeout = (int(x) for x in se.groups()) if se else (0, 0, 0, 0)
     st = re.search(r"Non-2xx or 3xx responses: (\d+)", text)

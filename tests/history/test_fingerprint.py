@@ -41,3 +41,17 @@ def test_a_fact_only_one_side_recorded_is_not_a_difference():
     assert environment_differences(old, new) == []  # host names differ; roles match them
     new["hosts"]["b"]["kernel"] = "6.2"
     assert environment_differences(old, new) == ["server kernel: 6.1 vs 6.2"]
+
+
+def test_the_host_noise_is_an_environment_difference_beyond_its_margin():
+    def with_noise(steal: float, busy: float, lost: float) -> dict:
+        reading = {"steal_pct": steal, "busy_pct": {"0": 1.0, "1": busy},
+                   "pauses": {"0": {"lost_pct": lost}, "1": {"lost_pct": 0.0}}}
+        return {"hosts": {}, "host_noise": {"before": reading, "after": {**reading, "steal_pct": 0.0}}}
+
+    assert environment_differences(with_noise(0.2, 3.0, 0.1), with_noise(0.9, 7.0, 0.4)) == []
+    assert environment_differences(with_noise(0.2, 3.0, 0.1), with_noise(3.5, 40.0, 1.2)) == [
+        "host noise: steal 0.2% vs 3.5%",
+        "host noise: foreign load on the pinned CPUs (busiest) 3.0% vs 40.0%",
+        "host noise: time lost to pauses on the pinned CPUs (worst) 0.1% vs 1.2%"]
+    assert environment_differences({"hosts": {}}, with_noise(9.0, 90.0, 5.0)) == []  # one side unread

@@ -204,6 +204,7 @@ def test_a_missing_bucket_stops_the_run_before_it_starts(s3env, tmp_path):
     assert done.returncode == 2 and "no such bucket" in done.stderr and not any(tmp_path.iterdir())
 
 
+@pytest.mark.slow  # a moto server of its own (a real process; 10 s here): not the fast tier
 def test_denied_credentials_are_one_line_and_nothing_is_written(tmp_path):
     """A moto server that checks credentials (as S3 does): unknown keys are refused."""
     proc, url = start_moto({"INITIAL_NO_AUTH_ACTION_COUNT": "0"})

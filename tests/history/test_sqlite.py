@@ -113,3 +113,12 @@ def test_a_newer_database_is_refused(tmp_path):
         con.execute("PRAGMA user_version = 99")
     with pytest.raises(UserError, match="version 99 was written by a newer orchestrate"):
         history_sessions(db)
+
+
+def test_a_run_without_error_counters_has_null_errors_not_zero():
+    from orchestrator.history.sqlite import _errors
+
+    # issue 22: not measured is not 0 errors
+    assert _errors({}) is None and _errors({"errors": None}) is None
+    assert _errors({"errors": {"connect": 0, "read": 2}}) is None
+    assert _errors({"errors": {"connect": 0, "read": 2, "write": 0, "timeout": 1}}) == 3

@@ -18,6 +18,8 @@ import re
 import signal
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -676,11 +678,66 @@ def test_doctor_fails_a_4_vcpu_quota_against_the_default_plan_before_anything_is
         {"Quota": {"ServiceCode": "ec2", "QuotaCode": "L-1216C47A", "Value": 4.0}})
     cfg = {"region": REGION, **({"endpoint_url": cloud1.endpoint} if cloud1.endpoint else {})}
     defaults = Scenario.model_validate({"name": "defaults", "hosts": {"provider": "aws", "aws": cfg}})
-    (check,) = checks.aws(defaults)
+    with ssh_server() as port:
+        check, out = checks.aws(defaults, ssh_probe=("127.0.0.1", port))
     assert check.status == "fail", check
+    assert out.name == "ssh out" and out.status == "ok", out  # the path out is checked all the same
     assert "vCPU quota: the run needs 16 standard vCPUs, 0 of 4 are in use" in check.line(), check.line()
     assert "aws-smoke.yaml" in check.line(), check.line()
     assert created_anything(cloud1) == [] and "RunInstances" not in cloud1.fakes.ops()
+
+
+@contextmanager
+def ssh_server() -> Iterator[int]:
+    """A real socket on 127.0.0.1 that greets like sshd: the public SSH server doctor's probe reaches."""
+    from testkit import listener
+
+    with listener(b"SSH-2.0-OpenSSH_9.2\r\n") as port:
+        yield port
+
+
+def public_subnet(cloud) -> None:
+    """What a real default VPC has and moto's lacks: an internet gateway its main table routes to."""
+    ec2 = cloud.ec2()
+    vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+    igw = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+    ec2.attach_internet_gateway(InternetGatewayId=igw, VpcId=vpc)
+    filters = [{"Name": "vpc-id", "Values": [vpc]}, {"Name": "association.main", "Values": ["true"]}]
+    (main,) = ec2.describe_route_tables(Filters=filters)["RouteTables"]
+    ec2.create_route(RouteTableId=main["RouteTableId"], DestinationCidrBlock="0.0.0.0/0", GatewayId=igw)
+
+
+def test_doctor_checks_the_ssh_path_to_the_instances_before_anything_is_created(cloud1):
+    """doctor for aws, port 22 reachable from here (issue 26): out of this network (a real
+    socket standing in for the public SSH server), admitted by the run's SSH rule (this machine's
+    address against hosts.aws.ssh_cidr), and routed into the subnet (its route table on moto).
+    Each broken piece is a fail line with its fix; nothing is created."""
+    from orchestrator.doctor import checks, reach
+
+    def lines(sc: Scenario, port: int, here: str = "203.0.113.7") -> dict[str, Any]:
+        return {c.name: c for c in checks.aws(sc, ssh_probe=("127.0.0.1", port), my_address=lambda: here)}
+
+    with ssh_server() as port:
+        got = lines(scenario(cloud1.endpoint), port)
+        assert got["aws pre-flight"].status == "ok" and got["ssh out"].status == "ok", got
+        assert got["ssh rule"].status == "ok" and "203.0.113.7/32" in got["ssh rule"].detail, got
+        # moto's default VPC routes nothing out: its instances' public addresses are unreachable
+        route = got["ssh route"]
+        assert route.status == "fail" and "no route to an internet gateway" in route.detail, route
+        assert "hosts.aws.subnet" in got["ssh route"].fix
+        assert created_anything(cloud1) == []
+        public_subnet(cloud1)
+        before = created_anything(cloud1)  # the gateway and route just made, and nothing more below
+        got = lines(scenario(cloud1.endpoint, ssh_cidr="198.51.100.0/24"), port)
+        assert got["ssh route"].status == "ok" and "igw-" in got["ssh route"].detail, got["ssh route"]
+        rule = got["ssh rule"]
+        assert rule.status == "fail" and "outside it" in rule.detail and "203.0.113.7/32" in rule.fix, rule
+        assert lines(scenario(cloud1.endpoint, ssh_cidr="203.0.113.0/24"), port)["ssh rule"].status == "ok"
+    blocked = reach.outbound(("127.0.0.1", port), timeout=2)  # the same port, nothing listening now
+    assert blocked.status == "fail" and "refused" in blocked.detail.lower(), blocked
+    assert created_anything(cloud1) == before  # pre-flight's launches were dry runs
+    dry = cloud1.fakes.params("RunInstances")
+    assert all(p.get("DryRun") for p in dry), dry
 
 
 def test_the_zone_is_one_that_offers_every_roles_type(cloud1, tmp_path):

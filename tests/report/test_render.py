@@ -208,6 +208,9 @@ def test_missing_and_none_fields_everywhere(tmp_path: Path):
     dom = check_self_contained(html)
     assert dom.rows["verdicts"] == 3
     assert "3 socket errors" in html and "2 non-2xx responses" in html and "run failed: server died" in html
+    # issue 22: counters the record lacks are not 0 errors
+    assert "3 socket errors (read, write, timeout not measured)" in html
+    assert "socket errors not measured (the record has no error counters)" in html
     assert "(file missing)" in html
     assert len(md_table(paths.md.read_text(), VERDICT_HEADER)) == 3
     assert "chart failed" not in html  # sparse data is "nothing to plot", never an exception

@@ -8,6 +8,7 @@ import subprocess
 import pytest
 from localservers import data, iperf3_server, need
 
+from orchestrator import records
 from orchestrator.tools import ToolError, iperf3
 
 
@@ -146,11 +147,11 @@ def test_live_udp_small_packets(no_children):
 
 # ---------------------------------------------------------------- CPU-bound ceilings
 
-def udp(**kw) -> iperf3.UdpResult:
+def udp(**kw) -> records.UdpCeiling:
     base = {"packets_sent": 1000, "packets_delivered": 990, "packets_lost": 10, "pps_sent": 200_000.0,
             "pps_delivered": 198_000.0, "loss_pct": 1.0, "length": 64, "duration_s": 5.0,
             "cpu_sender_pct": 40.0, "cpu_receiver_pct": 40.0}
-    return iperf3.UdpResult(**{**base, **kw})
+    return records.UdpCeiling(**{**base, **kw})
 
 
 def test_cpu_bound_from_iperf3s_own_figures_and_the_pinned_cores():

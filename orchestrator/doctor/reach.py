@@ -1,0 +1,120 @@
+"""Port 22 reachable from here, for an aws scenario: the path SSH will take to the instances,
+checked before anything exists (so, each piece of the path on its own):
+
+- `outbound`: this network lets TCP to port 22 out (a real connection to a public SSH server,
+  read up to its banner; corporate and hotel networks often block it);
+- `ssh_rule`: the run's security group will admit this machine: its public address (as AWS
+  sees it) inside `hosts.aws.ssh_cidr`, or, with `ssh_address: private`, its route to the VPC
+  leaving from an address inside the VPC's range;
+- `route`: with public addresses, the launch subnet's route table sends 0.0.0.0/0 to an
+  internet gateway (a private subnet gives instances public addresses nothing can reach).
+
+Network ACLs and firewalls inside the instance are not checked: the run's SSH wait names them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from orchestrator.doctor import Check
+from orchestrator.errors import UserError
+
+# A public SSH server that answers on port 22 from anywhere: reaching its banner shows this
+# network lets SSH out (no instance exists yet to try). `orchestrate doctor --ssh-probe` changes it.
+SSH_PROBE = ("github.com", 22)
+PROBE_TIMEOUT_S = 5.0
+_NO_WAY = ("open outbound TCP port 22 to the region in this network's firewall, or run orchestrate "
+           "from inside the VPC (hosts.aws.ssh_address: private)")
+
+
+def banner(host: str, port: int, timeout: float) -> str:
+    """"" when an SSH server at host:port answered with its banner, else why not."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.settimeout(timeout)
+            first = s.recv(8)
+    except socket.gaierror as exc:
+        return f"cannot resolve {host}: {exc.strerror}"
+    except TimeoutError:
+        return f"no answer within {timeout:g} s (dropped on the way)"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return "" if first.startswith(b"SSH-") else f"connected, but no SSH banner (got {first!r})"
+
+
+def outbound(target: tuple[str, int] = SSH_PROBE, timeout: float = PROBE_TIMEOUT_S) -> Check:
+    host, port = target
+    why = banner(host, port, timeout)
+    if not why:
+        return Check("ssh out", "ok", f"TCP port {port} leaves this network: {host}:{port} answered SSH")
+    if why.startswith("cannot resolve"):
+        return Check("ssh out", "warn", f"cannot tell whether TCP port {port} leaves this network: {why}",
+                     "check DNS, or name another public SSH server: "
+                     "orchestrate doctor --ssh-probe HOST[:PORT]")
+    return Check("ssh out", "fail", f"TCP port {port} to {host} from here: {why}", _NO_WAY)
+
+
+def source_address(network: str) -> str:
+    """The address this machine sends from towards `network` (its route's source; nothing is sent)."""
+    net = ipaddress.ip_network(network, strict=False)
+    probe = net.network_address + (1 if net.num_addresses > 1 else 0)
+    with socket.socket(socket.AF_INET if net.version == 4 else socket.AF_INET6, socket.SOCK_DGRAM) as s:
+        s.connect((str(probe), 22))
+        return str(s.getsockname()[0])
+
+
+def ssh_rule(aws: Any, vpc_cidr: str, my_address: Callable[[], str],
+             source: Callable[[str], str] = source_address) -> Check:
+    """Will the run's security group admit SSH from here? `aws` is the scenario's hosts.aws."""
+    if aws.ssh_address == "private":
+        try:
+            here = source(vpc_cidr)
+        except (OSError, ValueError) as exc:
+            return Check("ssh rule", "fail", f"no route from here to the VPC {vpc_cidr}: {exc}",
+                         "run orchestrate inside the VPC, or hosts.aws.ssh_address: public")
+        inside = ipaddress.ip_address(here) in ipaddress.ip_network(vpc_cidr, strict=False)
+        return Check("ssh rule", "ok" if inside else "fail",
+                     f"SSH admitted from the VPC {vpc_cidr}; this machine reaches it from {here}"
+                     + ("" if inside else ", outside it"),
+                     "run orchestrate inside the VPC, or hosts.aws.ssh_address: public")
+    try:
+        here = my_address()
+    except UserError as exc:
+        if aws.ssh_cidr:
+            return Check("ssh rule", "warn", f"SSH admitted from {aws.ssh_cidr}; cannot tell if that is "
+                         f"this machine: {exc}", "check that hosts.aws.ssh_cidr holds this machine's address")
+        return Check("ssh rule", "fail", f"the run admits SSH from this machine's public address, and "
+                     f"cannot find it: {exc}", "set hosts.aws.ssh_cidr to this machine's public address/32")
+    if not aws.ssh_cidr:
+        return Check("ssh rule", "ok", f"SSH will be admitted from this machine's public address {here}/32")
+    inside = ipaddress.ip_address(here) in ipaddress.ip_network(aws.ssh_cidr, strict=False)
+    return Check("ssh rule", "ok" if inside else "fail",
+                 f"SSH admitted from hosts.aws.ssh_cidr {aws.ssh_cidr}; this machine is {here}"
+                 + ("" if inside else ", outside it: the security group will drop its SSH"),
+                 f"--set hosts.aws.ssh_cidr={here}/32 (or drop ssh_cidr: the run then admits this address)")
+
+
+def route(ec2: Any, subnet_id: str, vpc_id: str) -> Check:
+    """Does the launch subnet route the internet through a gateway (so public addresses answer)?"""
+    tables = ec2.describe_route_tables(
+        Filters=[{"Name": "association.subnet-id", "Values": [subnet_id]}])["RouteTables"]
+    if not tables:  # no table of its own: the VPC's main table routes it
+        main = [{"Name": "vpc-id", "Values": [vpc_id]}, {"Name": "association.main", "Values": ["true"]}]
+        tables = ec2.describe_route_tables(Filters=main)["RouteTables"]
+    routes = [r for t in tables for r in t.get("Routes", [])]
+    default = [r for r in routes if r.get("DestinationCidrBlock") == "0.0.0.0/0"
+               or r.get("DestinationIpv6CidrBlock") == "::/0"]
+    via = [r.get("GatewayId", "") for r in default if str(r.get("GatewayId", "")).startswith("igw-")]
+    if via:
+        return Check("ssh route", "ok", f"subnet {subnet_id} routes the internet through {via[0]}")
+    other = ", ".join(sorted({str(r.get("NatGatewayId") or r.get("GatewayId") or r.get("InstanceId") or "?")
+                              for r in default}))
+    return Check("ssh route", "fail",
+                 f"subnet {subnet_id} has no route to an internet gateway"
+                 + (f" (its default route goes to {other})" if other else "")
+                 + ": its instances' public addresses cannot be reached from here",
+                 "set hosts.aws.subnet to a public subnet, route 0.0.0.0/0 to an internet gateway, "
+                 "or run from inside the VPC with hosts.aws.ssh_address: private")
