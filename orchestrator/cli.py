@@ -442,6 +442,9 @@ def cmd_bisect(args: argparse.Namespace) -> int:
     from orchestrator import bisect, refs, scenario
 
     name, text = _scenario_path(args.file)
+    # each step compares server.ref in rounds of its own: the scenario's own comparison (the
+    # embedded default's server.arch) gives way first, so --set server.arch=X is one point
+    args.set = ["compare=null", "rounds=null", *(args.set or [])]
     sc = _load(args).scenario
     more, why = bisect.one_point(sc)  # like with like: one point, every step
     if more:
