@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from test_faults import Run
 
 from orchestrator import deploy, sysctl
 from orchestrator.hosts import Lab, netns
+from orchestrator.remote import SshTransport
 
 from testkit import REPO, orchestrate
 
@@ -177,12 +179,16 @@ def test_a_global_sysctl_is_refused_in_the_lab_with_the_reason(tmp_path, tuned, 
 # Issue 22's bandwidth-capped lab link, its tbf queue cut to 3,000 bytes (2 full-size packets):
 # seen here over 2 s, 4.2% and 3.8% of the client's segments resent (1,133 of 26,905 and 1,022
 # of 27,209), none of the server's, loss-bound; over 1 s, 4.3%, 4.0% and 4.5% (615 of 14,301,
-# 583 of 14,520, 636 of 14,275), loss-bound each time: 1 s keeps 4x the 1% threshold. Most of
-# the test's ~18 s is SSH over that queue, not the load: a command with a few kB of output
-# takes ~0.7 s there (0.01 s on an uncapped link), so the load starts ~3.4 s after its setup
-# (5 round trips) and fetching the raw files takes ~3 s. A 1,500-byte queue at 10,000 pps
-# lost so much that SSH to the hosts timed out before the run.
+# 583 of 14,520, 636 of 14,275). The load runs 2 s: once SSH was quick, a 1 s window held no
+# whole 1 s mpstat/pidstat sample (the run was inconclusive, unmeasured, with 3.8% resent). The
+# client's requests are small segments, one packet each whatever the offloads: the loss is
+# their bursts. The lab sends one segment per packet (netns.wire_sized); before it did, TCP's
+# GSO super-packets, larger than the whole queue, were dropped whole on every try, and SSH
+# over that queue (not the load) made most of this test's ~18 s: a command with a few kB of
+# output took ~0.7 s. A 1,500-byte queue at 10,000 pps lost so much that SSH to the hosts
+# timed out before the run.
 LOSS_LINK = {"rate": "20mbit", "queue": 3000}
+LOSS_RATE = 20_000_000
 LOSS_CONNECTIONS = 256
 
 
@@ -191,20 +197,51 @@ def test_a_link_queue_too_short_for_the_load_is_loss_bound_with_the_retransmissi
     """Small answers on many connections: their bursts overflow the short queue, the tbf drops
     segments and TCP resends them. No iperf3 baseline (so no ceiling to reach): the verdict is
     loss-bound, the retransmissions its deciding evidence, naming the side and the path. The
-    run brings its lab up and down."""
+    lab is up first, to check its links carry one segment per packet (a 16 kB answer over SSH
+    is quick), and the run borrows it."""
     lab = f"q{os.getpid() % 10000}"
+    st = netns.up(lab, 2, rate=LOSS_RATE, queue=LOSS_LINK["queue"])
+    try:
+        _check_wire_sized(st)
+        _run_loss(tmp_path, run_id, lab)
+    finally:
+        netns.down(lab)
+
+
+def _check_wire_sized(st: netns.LabState) -> None:
+    def segs(dev: str, ns: str | None = None) -> str:
+        where = ["-n", ns] if ns else []
+        out = subprocess.run(["ip", *where, "-d", "link", "show", "dev", dev], capture_output=True,
+                             text=True, check=True).stdout
+        return out.split("gso_max_segs ")[1].split()[0]
+
+    assert [segs(d) for d in [st.bridge, *(h.veth for h in st.hosts)]] == ["1"] * (len(st.hosts) + 1)
+    assert [segs(h.interface, h.name) for h in st.hosts] == ["1"] * len(st.hosts)
+    (host, *_) = netns.hosts_of(st, run_id="wire")
+    assert host.ssh is not None
+    t = SshTransport(host.ssh)
+    try:
+        t.run("true")
+        began = time.monotonic()
+        out = t.run("head -c 16000 /dev/zero | tr '\\0' x").stdout
+        took = time.monotonic() - began
+    finally:
+        t.close()
+    assert len(out.strip()) == 16000
+    # one segment per packet: ~0.02 s here; a GSO super-packet dropped whole: 2 s and more
+    assert took < 0.5, f"16 kB over SSH through the {LOSS_LINK['queue']}-byte queue took {took:.2f} s"
+
+
+def _run_loss(tmp_path: Path, run_id: str, lab: str) -> None:
     sc = {"name": "loss",
           "hosts": {"provider": "netns", "lab": lab, "roles": {"server": 1, "client": 1}, "link": LOSS_LINK,
                     "deploy": False},
           "server": {"arch": "reuseport", "threads": 1, "cpus": [0]},
-          "load": {"threads": 1, "connections": LOSS_CONNECTIONS, "duration": "1s", "cpus": [1]},
+          "load": {"threads": 1, "connections": LOSS_CONNECTIONS, "duration": "2s", "cpus": [1]},
           "baseline": {"enabled": False}, "telemetry": ["pidstat", "mpstat", "sar"], "repeat": 1}
     path = tmp_path / "loss.yaml"
     path.write_text(yaml.safe_dump(sc))
-    try:
-        done = orchestrate("run", str(path), "--results", str(tmp_path), "--run-id", run_id, timeout=300)
-    finally:
-        netns.down(lab)
+    done = orchestrate("run", str(path), "--results", str(tmp_path), "--run-id", run_id, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     s = json.loads((tmp_path / "loss" / run_id / "summary.json").read_text())
     (run,) = s["runs"]
