@@ -69,17 +69,20 @@ def source_address(network: str) -> str:
 def ssh_rule(aws: Any, vpc_cidr: str, my_address: Callable[[], str],
              source: Callable[[str], str] = source_address) -> Check:
     """Will the run's security group admit SSH from here? `aws` is the scenario's hosts.aws."""
-    if aws.ssh_address == "private":
+    if aws.ssh_address == "private":  # SSH admitted from the VPC, unless ssh_cidr says otherwise
         try:
             here = source(vpc_cidr)
         except (OSError, ValueError) as exc:
             return Check("ssh rule", "fail", f"no route from here to the VPC {vpc_cidr}: {exc}",
                          "run orchestrate inside the VPC, or hosts.aws.ssh_address: public")
-        inside = ipaddress.ip_address(here) in ipaddress.ip_network(vpc_cidr, strict=False)
+        admitted = str(aws.ssh_cidr or vpc_cidr)
+        inside = ipaddress.ip_address(here) in ipaddress.ip_network(admitted, strict=False)
+        by = "hosts.aws.ssh_cidr" if aws.ssh_cidr else "the VPC"
         return Check("ssh rule", "ok" if inside else "fail",
-                     f"SSH admitted from the VPC {vpc_cidr}; this machine reaches it from {here}"
+                     f"SSH admitted from {by} {admitted}; this machine reaches the VPC {vpc_cidr} from {here}"
                      + ("" if inside else ", outside it"),
-                     "run orchestrate inside the VPC, or hosts.aws.ssh_address: public")
+                     "run orchestrate inside the VPC, or hosts.aws.ssh_address: public"
+                     + (f", or --set hosts.aws.ssh_cidr={here}/32" if aws.ssh_cidr else ""))
     try:
         here = my_address()
     except UserError as exc:

@@ -74,6 +74,11 @@ def test_private_addresses_need_a_route_from_inside_the_vpc():
                              lambda: pytest.fail("no lookup"))
     assert outside.status == "fail" and "10.255.255.252/30" in outside.detail, outside.line()
     assert "hosts.aws.ssh_address: public" in outside.fix
+    # ssh_cidr, when set, is what the run's group admits: this machine's VPC-side address against it
+    narrow = reach.ssh_rule(aws(ssh_address="private", ssh_cidr="127.0.0.2/32"), "127.0.0.0/8",
+                            lambda: pytest.fail("no lookup"))
+    assert narrow.status == "fail" and "hosts.aws.ssh_cidr 127.0.0.2/32" in narrow.detail, narrow.line()
+    assert "--set hosts.aws.ssh_cidr=127.0.0.1/32" in narrow.fix, narrow.line()
 
 
 @pytest.mark.parametrize(("text", "want"), [("example.org", ("example.org", 22)),

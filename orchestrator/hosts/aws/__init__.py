@@ -2,7 +2,9 @@
 
 Before anything is created, `preflight` checks that a zone offers every role's type, picks
 each role's image by its type's architecture (an apt-based OS, whose user is the SSH user),
-checks the vCPU quota and launches with DryRun and the real launch arguments. Then a run
+checks the vCPU quota and launches with DryRun and the real launch arguments; then
+`preflight.ssh_path` checks the way SSH will take as `orchestrate doctor` does (the SSH rule
+against this machine's address, each subnet's route to an internet gateway). Then a run
 creates, all tagged `orchestrate:run-id`, `orchestrate:scenario`, `orchestrate:expires`,
 `orchestrate:owner` and `Name` (`orchestrate-<run id>-<nonce>`: an attempt's own, so
 `--resume` does not collide), and records where and what in a local file (`state`), so
@@ -273,12 +275,23 @@ class _NoCapacity(Exception):
     """This zone has no room for a type now (a launch error, or an instance that died of it)."""
 
 
-def _ssh_cidr(aws: Any, checked: preflight.Checked, my_address: str | None) -> str:
+def _address_once(given: str | None) -> Callable[[], str]:
+    """This machine's public address: `given`, else looked up once, when first asked for."""
+    found: list[str] = [given] if given else []
+
+    def address() -> str:
+        if not found:
+            found.append(discover_address())
+        return found[0]
+    return address
+
+
+def _ssh_cidr(aws: Any, checked: preflight.Checked, my_address: Callable[[], str]) -> str:
     if aws.ssh_cidr:
         return str(aws.ssh_cidr)
     if aws.ssh_address == "private":  # the orchestrator runs inside the VPC
         return checked.vpc_cidr
-    address = ipaddress.ip_address(my_address or discover_address())
+    address = ipaddress.ip_address(my_address())
     return f"{address}/{32 if address.version == 4 else 128}"
 
 
@@ -355,7 +368,9 @@ def provision(scenario: Scenario, *, run_id: str, created: Created, session: Any
             TAG_EXPIRES: created.expires, "Name": base}
     checked = preflight.check(session, aws, role_counts(scenario), resolve_image, tags=tags, base=base,
                               expires=created.expires)
-    cidr = ipaddress.ip_network(_ssh_cidr(aws, checked, my_address), strict=False)
+    mine = _address_once(my_address)
+    preflight.ssh_path(ec2, aws, checked, mine)  # doctor's SSH-path checks: refused before any create
+    cidr = ipaddress.ip_network(_ssh_cidr(aws, checked, mine), strict=False)
     log.info("aws: %s in %s: %s; SSH from %s", base, aws.region,
              ", ".join(f"{r.role} {r.count} x {r.instance_type} ({r.arch}, {r.image})"
                        for r in checked.roles), cidr)
