@@ -98,7 +98,8 @@ def orch_run(topo: Topology, duration: int, tmp: Path, *, bare: bool) -> Sample:
     cmd = [sys.executable, "-m", "orchestrator", "run", str(topo.scenario), "--results", str(tmp),
            "--set", "server.arch=reuseport", "--set", f"server.threads={THREADS}",
            "--set", f"load.connections={CONNECTIONS}", "--set", f"load.duration={duration}s",
-           "--set", "baseline.enabled=false", "--set", "repeat=1"]
+           "--set", "baseline.enabled=false", "--set", "repeat=1",
+           "--set", "compare=null", "--set", "rounds=null"]
     for extra in topo.sets:
         cmd += ["--set", extra]
     if bare:

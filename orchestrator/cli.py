@@ -131,10 +131,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     for r in plan.runs:
         print(f"  {r.index:>3}  {r.run_id:<32} {r.arch:<10} {r.server_threads:>7} "
               f"{r.connections:>6} {r.repetition:>5}")
-    if plan.rounds and plan.rounds.until is not None:
-        fewest = len(plan.runs) * plan.rounds.min // plan.rounds.max
-        print(f"  at least {fewest} runs ({plan.rounds.min} rounds); the estimate below is for all "
-              f"{plan.rounds.max} rounds")
+    cost = plan.rounds_cost()
+    if cost:
+        print(cost)
     from orchestrator import refs
 
     builds = refs.plan_builds(sc)  # server.ref: what building the refs costs, before anything runs
@@ -443,6 +442,9 @@ def cmd_bisect(args: argparse.Namespace) -> int:
     from orchestrator import bisect, refs, scenario
 
     name, text = _scenario_path(args.file)
+    # each step compares server.ref in rounds of its own: the scenario's own comparison (the
+    # embedded default's server.arch) gives way first, so --set server.arch=X is one point
+    args.set = ["compare=null", "rounds=null", *(args.set or [])]
     sc = _load(args).scenario
     more, why = bisect.one_point(sc)  # like with like: one point, every step
     if more:

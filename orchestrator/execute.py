@@ -1049,9 +1049,9 @@ def _own_cpu_s() -> tuple[float, float]:
 
 def _server_cpu(threads: Any) -> records.ServerCpu:
     """Per-thread usr/sys and context switches of the server's process(es), from pidstat."""
-    if not isinstance(threads, list):
-        return records.ServerCpu(threads=(), usr=None, sys=None)
     rows = _thread_rows(threads)
+    if not rows:  # no pidstat, or no sample of the server inside the window: unknown, not 0% CPU
+        return records.ServerCpu(threads=(), usr=None, sys=None)
     return records.ServerCpu(
         threads=rows,
         usr=round(sum(t.usr or 0.0 for t in rows), 2),

@@ -180,6 +180,21 @@ class Plan:
         return (self.start_s + (self.baseline_s if with_baseline else 0.0) + per_run * runs
                 + self.report_s)
 
+    def rounds_cost(self) -> str | None:
+        """Paired rounds: how many rounds of how many runs, and what they cost, fewest (the
+        width stop at `min`) to most; None without rounds."""
+        r = self.rounds
+        if r is None or not self.runs:
+            return None
+        per_round = len(self.runs) // r.max
+        cost = fmt_seconds(per_round * self.per_run_s)
+        if r.until is None or r.min == r.max:
+            return f"  rounds: {r.max} x {per_round} runs = {len(self.runs)} runs, {cost} a round"
+        fewest = self.seconds_for(per_round * r.min, with_baseline=True)
+        return (f"  rounds: {r.min}-{r.max} x {per_round} runs = {per_round * r.min}-{len(self.runs)} "
+                f"runs, {cost} a round: {fmt_seconds(fewest)} in all if the interval is within "
+                f"\u00b1{r.until:g}% after round {r.min}; the estimate below is for all {r.max}")
+
     @property
     def seconds_at_most_draining(self) -> float:
         """The expected runs with every drain at its bound (load.timeout each)."""

@@ -1034,6 +1034,10 @@ def repetitions(sc: Scenario) -> int:
     return r.max if r is not None else sc.repeat
 
 
+# the way out for a user who narrows a compared factor to one value (the embedded default compares)
+NO_COMPARE_HINT = " (or measure without the comparison: --set compare=null --set rounds=null)"
+
+
 def _compare_problems(sc: Scenario, add: Callable[[tuple, str], None]) -> None:
     if sc.rounds is not None and sc.compare is None:
         add(("rounds",), "rounds pair the values of a compared factor; set compare: {factor: AXIS, "
@@ -1053,7 +1057,7 @@ def _compare_problems(sc: Scenario, add: Callable[[tuple, str], None]) -> None:
         values = [v for v in by_name.get(c.factor) or [] if v is not None]
         if len(values) < 2:
             add(("compare", "factor"), f"{c.factor} is not swept here: write it as a list of 2 or more "
-                "values, the baseline among them")
+                f"values, the baseline among them{NO_COMPARE_HINT}")
         elif not any(same(v, c.baseline) for v in values):
             add(("compare", "baseline"), f"{c.baseline!r} is not a value of {c.factor} "
                 f"({', '.join(map(str, values))})")
@@ -1061,7 +1065,7 @@ def _compare_problems(sc: Scenario, add: Callable[[tuple, str], None]) -> None:
         add(("compare",), "paired rounds compare runs' figures; a capacity search's runs are at "
             "rates it chose (compare capacities with `orchestrate compare A B --metric capacity`)")
     if sc.rounds is not None and sc.repeat > 1:
-        add(("repeat",), "with rounds, each round runs every point once; leave repeat out")
+        add(("repeat",), f"with rounds, each round runs every point once; leave repeat out{NO_COMPARE_HINT}")
     elif sc.rounds is None and sc.repeat < 2:
         add(("compare",), "a comparison needs rounds: N (2 or more), or {min, max, until: 2%}")
     r = sc.rounds

@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # `import testkit` from any test folder
 
-from testkit import REPO, stop_process  # noqa: E402
+from testkit import NO_COMPARE, REPO, stop_process  # noqa: E402
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -85,14 +85,12 @@ def _shared_run(tmp_path_factory, name: str, *args: str, env: dict[str, str] | N
 
 @pytest.fixture(scope="session")
 def loopback_run(tmp_path_factory):
-    """The built-in loopback scenario, short: both architectures, 1 and 2 server threads, 3 s
-    each (long enough for a whole collector interval inside the load), a 1 s baseline. Shared
-    by the tests that check different properties of the same run (test_execute: the folder,
-    its figures, pinning and kernel counters; report/test_real_run: the report built from it),
-    which each made their own run before."""
-    return _shared_run(tmp_path_factory, "loopback", "--set", "server.threads=[1,2]",
-                       "--set", "load.duration=3s", "--set", "baseline.iperf3.duration=1s",
-                       "--set", "baseline.iperf3.tcp_duration=1s")
+    """The embedded default as `./setup.sh run` runs it (reuseport against main-sub in paired
+    rounds, 3 s windows, a 1 s baseline), short: 2 rounds, at 1 and 2 server threads (8 runs).
+    Shared by the tests that check different properties of the same run (test_execute: the
+    folder, its figures, pinning, kernel counters and the paired answer; report/test_real_run:
+    the report built from it), which each made their own run before."""
+    return _shared_run(tmp_path_factory, "loopback", "--set", "server.threads=[1,2]", "--set", "rounds=2")
 
 
 @pytest.fixture(scope="session")
@@ -105,7 +103,7 @@ def native_run(tmp_path_factory):
     (bin_dir / "perf").write_text(
         "#!/bin/sh\necho 'Error: No permission to enable cpu-clock event.' >&2\nexit 255\n")
     (bin_dir / "perf").chmod(0o755)
-    return _shared_run(tmp_path_factory, "native", "--set", "load.tool=orchestrate-load",
+    return _shared_run(tmp_path_factory, "native", *NO_COMPARE, "--set", "load.tool=orchestrate-load",
                        "--set", "server.arch=reuseport", "--set", "baseline.enabled=false",
                        "--set", "load.duration=2s", "--set", "telemetry=[pidstat, perf]",
                        env={"PATH": f"{bin_dir}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"})

@@ -12,7 +12,7 @@ import pytest
 from orchestrator import compare, history, stats, store
 from orchestrator.errors import UserError
 
-from testkit import orchestrate
+from testkit import NO_COMPARE, orchestrate
 
 
 def summary(qps_by_point, *, scenario="s", machine="cpu-x", status="complete", run_id="r1"):
@@ -139,7 +139,7 @@ def test_bad_inputs_exit_2(tmp_path):
     (newer / "summary.json").write_text(json.dumps(data))
     done = orchestrate("compare", str(newer), str(newer))
     assert done.returncode == 2 and "format version 99 is not one this orchestrate reads" in done.stderr
-    done = orchestrate("run", "--fail-on-regression", "5")
+    done = orchestrate("run", *NO_COMPARE, "--fail-on-regression", "5")
     assert done.returncode == 2 and "--fail-on-regression needs --baseline" in done.stderr
     done = orchestrate("run", "--baseline", str(tmp_path / "nope"))
     assert done.returncode == 2 and "not a results folder" in done.stderr

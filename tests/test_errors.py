@@ -48,7 +48,7 @@ def test_a_tool_argument_rejected_inside_the_pipeline_names_host_and_phase(tmp_p
     # A value the scenario check would refuse, slipped past it: the tool adapter itself must
     # stop it, as a failure of that host and run, not a traceback.
     loaded = load(REPO / "scenarios" / "loopback.yaml", ["server.arch=reuseport", "baseline.enabled=false",
-                                                          "load.duration=1s"])
+                                                          "load.duration=1s", "compare=null", "rounds=null"])
     sc = loaded.scenario
     broken = sc.model_copy(update={"load": sc.load.model_copy(update={"pipeline": 0})})
     with pytest.raises(RunFailed) as exc:

@@ -8,6 +8,7 @@ not about performance.
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pandas as pd
@@ -58,13 +59,32 @@ def check_results(folder, *, expect_runs: int, server_cpus: list[int], wrk_cpus:
     return summary
 
 
+# the embedded default's answer: reuseport against main-sub, a ratio with its 95% interval and a
+# word that never says "no change" (2 rounds: the interval is wide, so usually "not resolved here")
+PAIRED_LINE = (r"  threads=(\d) connections=64: reuseport / main-sub "
+               r"(process CPU µs/request|req/s|CPU µs/request): "
+               r"\d+\.\d{3}x \[\d+\.\d{3}, \d+\.\d{3}\] \(2 rounds\): "
+               r"(better|worse|not resolved here \(interval ±[\d.]+%\)|not detectable here \(.+\))$")
+
+
 def test_builtin_server_loopback_end_to_end(loopback_run):
-    folder, done = loopback_run  # both architectures, 1 and 2 server threads (conftest.py)
+    folder, done = loopback_run  # the embedded default: 2 rounds at 1 and 2 server threads (conftest.py)
     assert done.returncode == 0, done.stderr
     assert "req/s" in done.stderr and "pps delivered" in done.stdout
-    summary = check_results(folder, expect_runs=4, server_cpus=[0], wrk_cpus=[1])
+    summary = check_results(folder, expect_runs=8, server_cpus=[0], wrk_cpus=[1])
     assert {(r["arch"], r["server_threads"]) for r in summary["runs"]} == {
         (a, t) for a in ("reuseport", "main-sub") for t in (1, 2)}
+    # paired rounds, the order alternating: reuseport first in round 1, main-sub in round 2
+    r = summary["rounds"]
+    assert (r["factor"], r["baseline"], r["metric"]) == ("server.arch", "main-sub",
+                                                          "process_cpu_us_per_request")
+    assert r["orders"] == [["reuseport", "main-sub"], ["main-sub", "reuseport"]] and r["run"] == 2
+    assert [(x["repetition"], x["server_threads"], x["arch"]) for x in summary["runs"]] == [
+        (k, t, a) for k, order in enumerate(r["orders"], 1) for t in (1, 2) for a in order]
+    assert "compare server.arch: each value against main-sub, paired by round" in done.stdout
+    answers = [m for m in (re.match(PAIRED_LINE, ln) for ln in done.stdout.splitlines()) if m]
+    assert sorted((m[1], m[2]) for m in answers) == sorted(
+        (t, u) for t in "12" for u in ("process CPU µs/request", "req/s", "CPU µs/request")), done.stdout
     for r in summary["runs"]:
         counters = r["server_counters"]
         # the server's own count covers every request wrk completed (plus in-flight ones)

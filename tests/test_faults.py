@@ -18,11 +18,11 @@ import pytest
 
 from orchestrator.remote import LocalTransport, marked_pids
 
-from testkit import REPO, orchestrate
+from testkit import NO_COMPARE, REPO, orchestrate
 
 pytestmark = pytest.mark.slow
 
-FAST = ["--set", "load.duration=2s", "--set", "baseline.enabled=false"]
+FAST = ["--set", "load.duration=2s", "--set", "baseline.enabled=false", *NO_COMPARE]
 
 
 class Run:
@@ -34,7 +34,7 @@ class Run:
         self.results = tmp / "results"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "orchestrator", "run", "--results", str(self.results),
-             "--run-id", run_id, *args],
+             "--run-id", run_id, *NO_COMPARE, *args],
             stdout=self.out.open("w"), stderr=self.err.open("w"), cwd=REPO,
             env={**os.environ, **(env or {})})
 

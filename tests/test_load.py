@@ -12,11 +12,11 @@ import pytest
 from test_cross_host import lab_traces, only_results
 from test_observer import assert_silent
 
-from testkit import REPO, orchestrate
+from testkit import NO_COMPARE, REPO, orchestrate
 
 pytestmark = pytest.mark.slow
 
-NATIVE = ["--set", "load.tool=orchestrate-load", "--set", "server.arch=reuseport",
+NATIVE = [*NO_COMPARE, "--set", "load.tool=orchestrate-load", "--set", "server.arch=reuseport",
           "--set", "baseline.enabled=false", "--set", "load.duration=2s"]
 
 

@@ -39,7 +39,8 @@ repeat: 3
 compare: {factor: server.wrk_us, baseline: 7, metric: cpu}
 rounds: {min: 5, max: 3}
 """)
-    assert "s.yaml:6: repeat: with rounds, each round runs every point once; leave repeat out" in found
+    assert ("s.yaml:6: repeat: with rounds, each round runs every point once; leave repeat out (or "
+            "measure without the comparison: --set compare=null --set rounds=null)") in found
     assert any(p.startswith("s.yaml:7: compare.factor: unknown axis 'server.wrk_us'; did you mean "
                             "'server.work_us'?") for p in found)
     assert any(p.startswith("s.yaml:7: compare.metric: Input should be 'qps'") for p in found)
@@ -49,7 +50,8 @@ rounds: {min: 5, max: 3}
         "s.yaml:5: compare.baseline: 5 is not a value of server.work_us (0, 3)"]
     assert problems("compare: {factor: server.threads, baseline: 1}\nrounds: 3\n") == [
         "s.yaml:5: compare.factor: server.threads is not swept here: write it as a list of 2 or "
-        "more values, the baseline among them"]
+        "more values, the baseline among them (or measure without the comparison: --set compare=null "
+        "--set rounds=null)"]
     assert problems("rounds: 3\n") == [
         "s.yaml:5: rounds: rounds pair the values of a compared factor; set compare: {factor: AXIS, "
         "baseline: VALUE} too (or use repeat)"]
@@ -100,7 +102,17 @@ def test_plan_shows_the_rounds(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "compare server.work_us: each value against 0, paired by round; 2-3 rounds" in done.stdout
     assert "    round 2: 3 -> 0" in done.stdout and " round\n" in done.stdout
-    assert "at least 8 runs (2 rounds)" in done.stdout
+    # rounds x runs and their cost: the fewest (stopped on width at round 2) and all 3
+    compared = "compare: {factor: server.work_us, baseline: 0}\n"
+    p = plan.expand(load(compared + "rounds: {min: 2, max: 3, until: 5%}\n").scenario)
+    assert (f"  rounds: 2-3 x 4 runs = 8-12 runs, {plan.fmt_seconds(4 * p.per_run_s)} a round: "
+            f"{plan.fmt_seconds(p.seconds_for(8, with_baseline=True))} in all if the interval is within "
+            "\u00b15% after round 2; the estimate below is for all 3\n") in done.stdout
+    assert f"12 runs of 1s load each; expected total {plan.fmt_seconds(p.expected_seconds)} " in done.stdout
+    fixed = plan.expand(load(compared + "rounds: 3\n").scenario)
+    a_round = plan.fmt_seconds(4 * fixed.per_run_s)
+    assert fixed.rounds_cost() == f"  rounds: 3 x 4 runs = 12 runs, {a_round} a round"
+    assert plan.expand(load("").scenario).rounds_cost() is None
 
 
 def _runs(ratios: list[float]) -> list[records.Run]:
@@ -167,3 +179,43 @@ compare: {factor: variant, baseline: big}
 rounds: 3
 """)
     assert exc.value.lines() == ["s.yaml:6: compare.baseline: 'big' is not a value of variant (small, large)"]
+
+
+def _default_rounds(cpu_ratios: list[float]) -> dict:
+    """Recorded rounds of the embedded default's shape: main-sub and reuseport at its one point,
+    the server process's CPU per request (usr + sys) drifting with the machine round by round."""
+    runs = []
+    for k, ratio in enumerate(cpu_ratios, 1):
+        level = 1.0 + 0.1 * (k % 3)  # the machine's drift: both sides of a round alike
+        for arch, cpu in (("main-sub", 8.0 * level), ("reuseport", 8.0 * level * ratio)):
+            runs.append({"run_id": f"{k}-{arch}", "arch": arch, "server_threads": 1, "connections": 64,
+                         "repetition": k, "qps": 50_000.0, "latency_ms": {"p99": 1.0},
+                         "analysis": {"cpu_us_per_request": {"usr": cpu * 0.4, "sys": cpu * 0.6}}})
+    return {"scenario": "loopback", "run_id": "r", "status": "complete", "runs": runs}
+
+
+def test_the_embedded_default_answers_the_reference_question_in_paired_rounds():
+    """`./setup.sh run` (no scenario) compares reuseport with main-sub in rounds that alternate
+    the order, on the server process's CPU per request, in about a minute (README), and its
+    answer is a ratio with its interval: a call only when the interval excludes 1."""
+    from orchestrator import cli, compare
+
+    name, text = cli._scenario_path(None)
+    sc = scenario.load(name, text=text).scenario
+    c = sc.compare
+    assert c is not None and (c.factor, c.baseline, c.metric) == ("server.arch", "main-sub",
+                                                                   "process_cpu_us_per_request")
+    p = plan.expand(sc)
+    assert p.rounds is not None
+    assert p.rounds.orders[:2] == (("reuseport", "main-sub"), ("main-sub", "reuseport"))
+    assert [(r.repetition, r.arch) for r in p.runs[:4]] == [(1, "reuseport"), (1, "main-sub"),
+                                                             (2, "main-sub"), (2, "reuseport")]
+    assert p.expected_seconds <= 90, p.expected_seconds  # README: about a minute (73 s), all rounds run
+    (ch,) = compare.paired(_default_rounds([0.9, 1.1, 0.95, 1.05]), c.factor, c.baseline, metrics=[c.metric])
+    assert ch.ratio.low < 1 < ch.ratio.high
+    assert ch.line().startswith("threads=1 connections=64: reuseport / main-sub process CPU µs/request: ")
+    width = f"{ch.ratio.half_width_pct:.1f}"
+    assert ch.line().endswith(f"(4 rounds): not resolved here (interval \u00b1{width}%)")
+    steady = _default_rounds([0.9, 0.91, 0.89, 0.9])
+    (cheaper,) = compare.paired(steady, c.factor, c.baseline, metrics=[c.metric])
+    assert cheaper.ratio.high < 1 and cheaper.word == "better", cheaper.line()

@@ -26,6 +26,11 @@ def test_server_cpu_sums_the_thread_rows_not_the_process_total():
     assert cpu.to_json()["threads"][2] == plain(threads[3])  # the run keeps pidstat's record as it is
     gone = execute._server_cpu({"error": "pidstat: gone"})
     assert gone.to_json() == {"threads": [], "usr": None, "sys": None}
+    # no sample of the server inside the window: not measured, never 0% CPU (a paired round
+    # reading 0 would be dropped in silence, or an A/B read a server as idle)
+    empty = execute._server_cpu(pidstat.summarize(pidstat.parse((DATA / "pidstat_churn.txt").read_text()),
+                                                  0.0, 1.0))
+    assert empty.to_json() == {"threads": [], "usr": None, "sys": None}
 
 
 def test_busiest_thread_is_by_busy_plus_wait_and_its_capacity_share_needs_a_quota():

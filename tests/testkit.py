@@ -11,6 +11,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# The embedded default compares server.arch in paired rounds; a test that measures one
+# architecture, or repeats a point, runs it without the comparison.
+NO_COMPARE = ["--set", "compare=null", "--set", "rounds=null"]
 
 
 def orchestrate(*args: str, cwd: Path | None = None, timeout: float = 300,

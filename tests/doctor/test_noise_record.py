@@ -8,7 +8,7 @@ import json
 import subprocess
 import sys
 
-from testkit import orchestrate, stop_process
+from testkit import NO_COMPARE, orchestrate, stop_process
 
 
 def test_a_hog_started_before_the_run_is_in_the_summary_and_named_in_the_report(tmp_path, run_id):
@@ -17,7 +17,7 @@ def test_a_hog_started_before_the_run_is_in_the_summary_and_named_in_the_report(
     try:
         done = orchestrate("run", "--results", str(tmp_path), "--run-id", run_id,
                            "--set", "load.duration=2s", "--set", "baseline.enabled=false",
-                           "--set", "server.arch=reuseport", "--set", "telemetry=[]",
+                           "--set", "server.arch=reuseport", "--set", "telemetry=[]", *NO_COMPARE,
                            "--history", str(tmp_path / "h.sqlite"), timeout=300)
     finally:
         stop_process(hog)

@@ -13,12 +13,12 @@ from orchestrator.report import render
 
 @pytest.mark.slow
 def test_report_from_a_fresh_real_run(loopback_run):
-    # the session's short loopback run (conftest.py: 4 runs of 3 s, both architectures, 1 and 2
-    # threads): the smallest that still has a thread sweep and per-thread counters
+    # the session's short run of the embedded default (conftest.py: 2 paired rounds of both
+    # architectures at 1 and 2 threads, 8 runs of 3 s): a thread sweep and per-thread counters
     folder, done = loopback_run
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     runs = json.loads((folder / "summary.json").read_text())["runs"]
-    assert len(runs) == 4
+    assert len(runs) == 8
 
     paths = render.build(folder)
     assert {"qps_by_threads", "point_summary", "latency_percentiles", "thread_balance"} <= set(paths.plots)
@@ -38,3 +38,11 @@ def test_report_from_a_fresh_real_run(loopback_run):
         assert row[3] == f"{o['collectors_cpu_s_per_s']:,.4f}" and row[6] == "0"
         assert "shares the measured CPUs" in row[4]  # 2 CPUs: server on 0, wrk on 1, none spare
     assert "## What measuring cost" in paths.md.read_text()
+    # with a factor it opens with the answer: reuseport against main-sub, per thread count
+    md = paths.md.read_text()
+    first = md.index("## ")
+    assert md[first:].startswith("## The answer"), md[first:first + 200]
+    answer = md[first:md.index("## Verdicts")]
+    for threads in (1, 2):
+        row = f"| threads={threads} connections=64 | reuseport | process CPU µs/request | "
+        assert any(x.startswith(row) for x in answer.splitlines()), answer
