@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,16 +29,27 @@ def gated(work_factor_run):
     return done, folder, json.loads((folder / "summary.json").read_text())
 
 
+def _measured(summary: dict[str, Any]) -> int:
+    """How many rounds measured both sides (4, or 5 when the interval was still wider than 50%
+    after round 4, or when a 5th replaced a round one side of which went unmeasured)."""
+    got = metrics.rounds(as_summary(summary, "s").runs, "server.work_us", 0,
+                         metrics.PAIRED_METRICS["process_cpu_us_per_request"])
+    n = len(next(iter(got.values())))
+    assert n in (4, 5) and n <= summary["rounds"]["run"], (n, summary["rounds"])
+    return n
+
+
 @pytest.mark.slow
 def test_the_gate_exits_3_naming_point_metric_interval_and_floor(gated):
-    done, _, _ = gated
+    done, _, summary = gated
     assert done.returncode == 3, done.stdout[-3000:] + done.stderr[-3000:]
     assert ("REGRESSION: 1 variant(s) of server.work_us worse than 0 by more than 5% on "
             "process_cpu_us_per_request:") in done.stderr
     (line,) = [x for x in done.stderr.splitlines() if "server.work_us=3 against 0" in x]
     assert line.lstrip().startswith("arch=reuseport threads=1 connections=1: server.work_us=3 against 0: "
                                     "process CPU µs/request ")
-    assert "(4 rounds), beyond 5% (noise floor not measured here (orchestrate noise))" in line
+    assert (f"({_measured(summary)} rounds), beyond 5% (noise floor not measured here (orchestrate noise))"
+            in line), line
     assert "compare server.work_us: each value against 0, paired by round" in done.stdout
 
 
@@ -60,20 +72,17 @@ def test_more_work_is_detected_with_an_interval_above_one(gated):
     by = {c.metric.name: c for c in compare.paired(summary, "server.work_us", 0,
                                                   metrics=("process_cpu_us_per_request", "qps"))}
     cpu = by["process_cpu_us_per_request"]
-    assert cpu.variant == "3" and cpu.ratio.n == 4
+    assert cpu.variant == "3" and cpu.ratio.n == _measured(summary)
     assert cpu.ratio.low > 1.0 and cpu.word == "worse", cpu.line()  # CPU per request up
-    got = metrics.rounds(as_summary(summary, "s").runs, "server.work_us", 0,
-                         metrics.PAIRED_METRICS["process_cpu_us_per_request"])
-    assert len(next(iter(got.values()))) == 4
 
 
 @pytest.mark.slow
 def test_the_report_opens_with_the_comparison(gated):
-    _, folder, _ = gated
+    _, folder, summary = gated
     md = (Path(folder) / "report.md").read_text()
     first = md.index("## ")
     assert md[first:].startswith("## The answer"), md[first:first + 200]
     answer = md[first:md.index("## Verdicts")]
     start = "| arch=reuseport threads=1 connections=1 | 3 | process CPU µs/request | "
     row = next(x for x in answer.splitlines() if x.startswith(start))
-    assert row.endswith("| 4 | not measured | **costlier** |"), row
+    assert row.endswith(f"| {_measured(summary)} | not measured | **costlier** |"), row

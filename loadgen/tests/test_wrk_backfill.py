@@ -60,7 +60,7 @@ def run_wrk(server: loadkit.ServerProcess, tmp_path) -> tuple[wrk.WrkResult, flo
 
 
 def test_stall_at_the_end(generators, realtime_server, tmp_path):
-    """wrk reads the stopped tail as nothing (p99 under 1% of the truth); ours reads it within
+    """wrk reads the stopped tail as nothing (p99 under 10% of the truth); ours reads it within
     10% of the truth's lower bound (HdrHistogram precision and the stop's timing are well inside),
     the drain after its window included."""
     start = time.time() + 0.2
@@ -102,5 +102,7 @@ def test_stall_at_the_end(generators, realtime_server, tmp_path):
         assert 0.9 * truth[p] <= ours[p] <= 1.1 * truth[p], record
     # wrk: the requests caught in the stall never completed, so nothing was back-filled from them
     assert w.requests > 0 and w.socket_errors == 0, record
-    assert w.latency_ms.p99 < 0.01 * w_truth["99"], record
+    # (10%, not 1%: a pause of the machine before the stop, 37 ms once in CI, is back-filled
+    # into ~1,000 synthetic samples and lifts wrk's p99 to ~20 ms; the stopped tail is ~480 ms)
+    assert w.latency_ms.p99 < 0.1 * w_truth["99"], record
     assert record["wrk"]["p99_9_ms"] < 0.1 * w_truth["99.9"], record
