@@ -79,7 +79,7 @@ def fake_credentials(monkeypatch, tmp_path):
 def ssh_probe(monkeypatch) -> Iterator[tuple[str, int]]:
     """The public SSH server a run's pre-flight probes (port 22 out of this network): a real
     socket on 127.0.0.1 that greets like sshd, so no test reaches the internet."""
-    from orchestrator.doctor import reach
+    from orchestrator.hosts.aws import reach
 
     with ssh_server() as port:
         monkeypatch.setattr(reach, "SSH_PROBE", ("127.0.0.1", port))
@@ -741,7 +741,8 @@ def test_doctor_checks_the_ssh_path_to_the_instances_before_anything_is_created(
     socket standing in for the public SSH server), admitted by the run's SSH rule (this machine's
     address against hosts.aws.ssh_cidr), and routed into the subnet (its route table on moto).
     Each broken piece is a fail line with its fix; nothing is created."""
-    from orchestrator.doctor import checks, reach
+    from orchestrator.doctor import checks
+    from orchestrator.hosts.aws import reach
 
     def lines(sc: Scenario, port: int, here: str = "203.0.113.7") -> dict[str, Any]:
         return {c.name: c for c in checks.aws(sc, ssh_probe=("127.0.0.1", port), my_address=lambda: here)}
@@ -775,17 +776,17 @@ def test_run_refuses_a_broken_ssh_path_before_anything_is_created(cloud1, tmp_pa
     this machine outside hosts.aws.ssh_cidr, refuses the run with one line naming the subnet or
     the key and the fix, before any instance, group or key exists; port 22 blocked out of this
     network only warns (the run goes on)."""
-    from orchestrator.doctor import reach
+    from orchestrator.hosts.aws import reach
 
     no_internet_route(cloud1.endpoint)
     with pytest.raises(RunFailed) as refused, open_any_lab(scenario(cloud1.endpoint),
                                                            **lab_kw(tmp_path, "r-noroute")):
         pytest.fail("the block must not run")
     line = str(refused.value)
-    assert re.fullmatch(r"provision: aws pre-flight: subnet subnet-\w+ has no route to an internet gateway: "
-                        r"its instances' public addresses cannot be reached from here; set hosts.aws.subnet "
-                        r"to a public subnet, route 0.0.0.0/0 to an internet gateway, .*ssh_address: private",
-                        line), line
+    assert re.fullmatch(r"provision: aws pre-flight: ssh route: subnet subnet-\w+ has no route to an "
+                        r"internet gateway: its instances' public addresses cannot be reached from here; "
+                        r"fix: set hosts.aws.subnet to a public subnet, route 0.0.0.0/0 to an internet "
+                        r"gateway, .*ssh_address: private", line), line
     assert "\n" not in line and refused.value.exit_code == 1
     assert created_anything(cloud1) == [] and cloud1.nothing_left()
     ec2 = cloud1.ec2()
@@ -793,9 +794,9 @@ def test_run_refuses_a_broken_ssh_path_before_anything_is_created(cloud1, tmp_pa
     assert ec2.describe_key_pairs()["KeyPairs"] == [] and aws_state.load_all() == []
     # the route as a real account has it: the same run passes the check
     public_default_vpc(cloud1.endpoint)
-    with pytest.raises(UserError, match=r"^hosts.aws.ssh_cidr: SSH admitted from hosts.aws.ssh_cidr "
-                       r"198.51.100.0/24; this machine is 203.0.113.7, outside it: the security group will "
-                       r"drop its SSH; --set hosts.aws.ssh_cidr=203.0.113.7/32"), \
+    with pytest.raises(UserError, match=r"^hosts.aws.ssh_cidr: ssh rule: SSH admitted from "
+                       r"hosts.aws.ssh_cidr 198.51.100.0/24; this machine is 203.0.113.7, outside it: the "
+                       r"security group will drop its SSH; fix: --set hosts.aws.ssh_cidr=203.0.113.7/32"), \
             open_any_lab(scenario(cloud1.endpoint, ssh_cidr="198.51.100.0/24"), **lab_kw(tmp_path, "r-out")):
         pytest.fail("the block must not run")
     assert created_anything(cloud1) == [] and ec2.describe_instances()["Reservations"] == []
@@ -808,6 +809,46 @@ def test_run_refuses_a_broken_ssh_path_before_anything_is_created(cloud1, tmp_pa
     assert re.search(r"WARNING aws: ssh out: TCP port \d+ to 127.0.0.1 from here: .*refused.*; open outbound "
                      r"TCP port 22 .*; going on", caplog.text), caplog.text
     assert "route tables" not in caplog.text and cloud1.nothing_left()
+
+
+def private_subnet(endpoint: str | None, subnet: str, region: str = REGION) -> str:
+    """`subnet` given a route table of its own that routes nothing out of the VPC (a private
+    subnet in a VPC whose main table has the internet gateway); made outside the fakes."""
+    ec2 = boto3.session.Session(region_name=region).client("ec2", endpoint_url=endpoint)
+    vpc = ec2.describe_subnets(SubnetIds=[subnet])["Subnets"][0]["VpcId"]
+    table = ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
+    ec2.associate_route_table(RouteTableId=table, SubnetId=subnet)
+    return str(table)
+
+
+def test_every_subnet_the_launch_may_use_is_checked_not_only_the_first(cloud1, tmp_path):
+    """The launch tries the VPC's subnets zone after zone: doctor and a run check the route of
+    each. The first routes to an internet gateway, the second has a table of its own without
+    one: doctor fails on that subnet by name, and the run is refused naming it, before any
+    instance, group or key exists."""
+    from orchestrator.doctor import checks
+
+    public_default_vpc(cloud1.endpoint)
+    by_zone = sorted(zone_of_subnets(cloud1).items(), key=lambda kv: kv[1])
+    (first, _), (second, _) = by_zone[:2]
+    private_subnet(cloud1.endpoint, second)
+    got = checks.aws(scenario(cloud1.endpoint), my_address=lambda: MY_ADDRESS)
+    routes = [c for c in got if c.name == "ssh route"]
+    assert len(routes) == len(by_zone), [c.line() for c in got]  # every zone offers c6i here
+    assert routes[0].status == "ok" and first in routes[0].detail and "igw-" in routes[0].detail, routes[0]
+    (bad,) = [c for c in routes if c.status != "ok"]
+    assert bad.status == "fail" and f"subnet {second} has no route to an internet gateway" in bad.detail, bad
+    assert "hosts.aws.subnet" in bad.fix
+    with pytest.raises(RunFailed) as refused, open_any_lab(scenario(cloud1.endpoint),
+                                                           **lab_kw(tmp_path, "r-second")):
+        pytest.fail("the block must not run")
+    assert f"aws pre-flight: ssh route: subnet {second} has no route" in str(refused.value)
+    assert created_anything(cloud1) == [] and cloud1.ec2().describe_instances()["Reservations"] == []
+    # the one subnet named in the scenario is the one the launch uses: only its route counts
+    with open_any_lab(scenario(cloud1.endpoint, subnet=first), **lab_kw(tmp_path, "r-first")) as lab:
+        assert len(lab.hosts) == 2
+    assert {p["NetworkInterfaces"][0]["SubnetId"] for p in launches(cloud1)} == {first}
+    assert cloud1.nothing_left()
 
 
 def test_the_zone_is_one_that_offers_every_roles_type(cloud1, tmp_path):
@@ -875,7 +916,7 @@ def test_ssh_cidr_and_private_addresses(cloud1, tmp_path, monkeypatch, caplog):
         assert [x["CidrIp"] for x in ssh["IpRanges"]] == ["198.51.100.0/24"]
     # ssh_address: private: reached on the private address, SSH admitted from the VPC only. The
     # orchestrator is inside the VPC: its route there leaves from a VPC address (moto's 172.31/16).
-    from orchestrator.doctor import reach
+    from orchestrator.hosts.aws import reach
 
     monkeypatch.setattr(reach, "source_address", lambda cidr: "172.31.7.7")
     kw = lab_kw(tmp_path, "r-priv")

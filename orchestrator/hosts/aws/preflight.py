@@ -8,8 +8,8 @@ A scenario that cannot work (a type no zone offers, an image of the wrong archit
 is a UserError on its key; a permission or quota the account lacks is a RunFailed naming
 the check, with what to ask for.
 
-Then `ssh_path`: the SSH rule against this machine's address and the subnets' route to an
-internet gateway, as `orchestrate doctor` checks them (doctor.reach), also before anything exists.
+The path SSH will take (this machine's address against the SSH rule, each subnet's route to an
+internet gateway) is checked next, from what this returns: hosts.aws.reach.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -299,42 +298,3 @@ def _dry_run(ec2: Any, aws: Aws, roles: list[RolePlan], subnet: Subnet, tags: di
         raise RunFailed(f"aws pre-flight: DryRun launch of {r.instance_type} ({r.role}) answered "
                         "without DryRunOperation; not continuing", phase="provision")
 
-
-def ssh_path(ec2: Any, aws: Aws, checked: Checked, my_address: Callable[[], str], *,
-             source: Callable[[str], str] | None = None, probe: tuple[str, int] | None = None) -> None:
-    """The path SSH will take to the instances, as `orchestrate doctor` checks it (doctor.reach),
-    where it can be decided before any instance exists. Refused here: a security group rule that
-    will not admit this machine (UserError on hosts.aws.ssh_cidr or ssh_address) and, with public
-    addresses, a subnet the launch may use whose route table sends nothing to an internet gateway
-    (RunFailed, as the quota). Only warned about: TCP port 22 out of this network (a probe to a
-    public SSH server, which a machine without internet fails though the VPC may be reachable), a
-    public address that cannot be looked up while ssh_cidr is set, and route tables we may not read."""
-    from orchestrator.doctor import Check, reach
-
-    public = aws.ssh_address == "public"
-    if public:
-        _warn(reach.outbound(probe or reach.SSH_PROBE))
-    rule = reach.ssh_rule(aws, checked.vpc_cidr, my_address, source or reach.source_address)
-    if rule.status == "fail":
-        key = "hosts.aws.ssh_cidr" if public or aws.ssh_cidr else "hosts.aws.ssh_address: private"
-        raise UserError(f"{key}: {rule.detail}; {rule.fix}")
-    _warn(rule)
-    if not public:
-        return
-    for subnet in checked.subnets:  # every subnet the launch may try, zone after zone
-        try:
-            route = reach.route(ec2, subnet.id, subnet.vpc_id)
-        except Exception as exc:  # a denied DescribeRouteTables: said, the run may still work
-            if not is_aws_error(exc):
-                raise
-            _warn(Check("ssh route", "warn", f"cannot read subnet {subnet.id}'s routes: "
-                        f"{error_text(exc)}", "allow ec2:DescribeRouteTables"))
-            return
-        if route.status == "fail":
-            raise RunFailed(f"aws pre-flight: {route.detail}; {route.fix}", phase="provision")
-
-
-def _warn(check: Any) -> None:
-    if check.status != "ok":
-        log.warning("orchestrate: WARNING aws: %s: %s%s; going on", check.name, check.detail,
-                    f"; {check.fix}" if check.fix else "")

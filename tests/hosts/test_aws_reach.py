@@ -1,5 +1,6 @@
-"""doctor for aws, port 22 from here: real sockets on this machine's loopback stand in for the
-public SSH server the probe reaches, and this machine's own routes answer where it sends from."""
+"""The aws SSH path (hosts.aws.reach: run by doctor and by a run's pre-flight), port 22 from
+here: real sockets on this machine's loopback stand in for the public SSH server the probe
+reaches, and this machine's own routes answer where it sends from."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import socket
 import pytest
 
 from orchestrator import cli
-from orchestrator.doctor import reach
 from orchestrator.errors import UserError
+from orchestrator.hosts.aws import reach
 from orchestrator.scenario import Aws
 
 from testkit import listener
