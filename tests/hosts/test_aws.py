@@ -28,7 +28,7 @@ from typing import Any
 
 import boto3
 import pytest
-from awskit import DEBIAN, DEBIAN_AMIS, REGION, Fakes, err
+from awskit import DEBIAN, DEBIAN_AMIS, REGION, Fakes, err, no_internet_route, public_default_vpc
 
 from orchestrator import records
 from orchestrator import scenario as scenario_mod
@@ -149,31 +149,6 @@ def _cloud(request, monkeypatch, mode: str):
         with mock_aws():
             public_default_vpc(None)
             yield Cloud(None, fakes)
-
-
-def public_default_vpc(endpoint: str | None, region: str = REGION) -> str:
-    """What a real account's default VPC has and moto's lacks: an internet gateway, attached, that
-    its main route table sends 0.0.0.0/0 to (made outside the fakes, so no test counts it as the
-    run's). Returns the main route table's id."""
-    ec2 = boto3.session.Session(region_name=region).client("ec2", endpoint_url=endpoint)
-    vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
-    filters = [{"Name": "vpc-id", "Values": [vpc]}, {"Name": "association.main", "Values": ["true"]}]
-    (main,) = ec2.describe_route_tables(Filters=filters)["RouteTables"]
-    if not any(r.get("DestinationCidrBlock") == "0.0.0.0/0" for r in main["Routes"]):
-        attached = ec2.describe_internet_gateways(
-            Filters=[{"Name": "attachment.vpc-id", "Values": [vpc]}])["InternetGateways"]
-        igw = attached[0]["InternetGatewayId"] if attached else \
-            ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
-        if not attached:
-            ec2.attach_internet_gateway(InternetGatewayId=igw, VpcId=vpc)
-        ec2.create_route(RouteTableId=main["RouteTableId"], DestinationCidrBlock="0.0.0.0/0", GatewayId=igw)
-    return str(main["RouteTableId"])
-
-
-def no_internet_route(endpoint: str | None, region: str = REGION) -> None:
-    """The default VPC as moto makes it: its main table routes nothing out of the VPC."""
-    ec2 = boto3.session.Session(region_name=region).client("ec2", endpoint_url=endpoint)
-    ec2.delete_route(RouteTableId=public_default_vpc(endpoint, region), DestinationCidrBlock="0.0.0.0/0")
 
 
 def scenario(endpoint: str | None, client: Any = 1, **aws_kw: Any) -> Scenario:
