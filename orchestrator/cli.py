@@ -188,10 +188,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     loaded = _last_passed(args, loaded)
     _build_refs(loaded.scenario)  # server.ref: resolved and built here, before anything is provisioned
     preflight.check(loaded)  # CPUs, inventory, account (exit 2); tools to install (exit 1)
-    if loaded.scenario.hosts.provider == "aws" and not _confirm_cloud(loaded.scenario, args.yes):
+    aws = loaded.scenario.hosts.provider == "aws"
+    if aws and not _confirm_cloud(loaded.scenario, args.yes):
         print("orchestrate: not started", file=sys.stderr)
         return EXIT_BAD_INPUT
-    aws = loaded.scenario.hosts.provider == "aws"
     outcome = execute.run(loaded, results_root=Path(args.results), run_id=args.resume or args.run_id,
                           history=args.history, resume=bool(args.resume),
                           lab_options={"ssh_probe": args.ssh_probe} if aws and args.ssh_probe else None)
