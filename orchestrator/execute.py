@@ -161,14 +161,13 @@ def _failed(exc: Exception, ctx: Context | None, results: ResultsDir, summary: d
 
 def run(loaded: Loaded, *, results_root: Path, run_id: str | None = None,
         progress: Progress = _stderr, lab_options: dict[str, Any] | None = None,
-        history: str | Path | None = None, resume: bool = False) -> Outcome:
+        history: str | Path | None = None, resume: bool = False,
+        on_complete: Callable[[Outcome], None] | None = None) -> Outcome:
     """Run the whole scenario; raises RunFailed/Interrupted after teardown, results kept.
-
-    With `resume`, `run_id` names an earlier, unfinished results folder: the runs it
-    already measured are kept and only the rest of the plan is run.
-    The final summary (complete, failed or interrupted) also goes into the history
-    (`history`: a SQLite file or s3://bucket/prefix; None: the default).
-    """
+    `resume`: `run_id` names an unfinished results folder whose measured runs are kept.
+    The final summary (complete, failed or interrupted) goes into the history (a SQLite file or
+    s3://bucket/prefix; None: the default) here only, as the last step: `on_complete` (complete
+    only) runs first, so what it adds (report, noise.json) is in the folder a remote history copies."""
     sc = loaded.scenario
     plan = expand(sc)
     run_id = run_id or new_run_id()
@@ -181,9 +180,10 @@ def run(loaded: Loaded, *, results_root: Path, run_id: str | None = None,
     def finish(status: str, error: str | None = None) -> None:
         save(status, error)
         try:
-            open_history(history).record(summary, results.path)
-        except Exception as exc:  # the results folder is what matters; history is an index
-            progress(f"orchestrate: WARNING could not record history: {exc}")
+            if status == "complete" and on_complete is not None:
+                on_complete(Outcome(results.path, summary))
+        finally:
+            _index(history, summary, results.path, progress)
 
     _announce(sc, plan, summary, results, progress)
     began = time.monotonic()
@@ -218,6 +218,15 @@ def run(loaded: Loaded, *, results_root: Path, run_id: str | None = None,
             _failed(exc, ctx, results, summary, finish, progress)
     finish("complete")
     return Outcome(results.path, summary)
+
+
+def _index(history: str | Path | None, summary: dict[str, Any], folder: Path, progress: Progress) -> None:
+    """The one place a session goes into the history (an index: a failure to write it is a
+    warning, the results folder is what matters)."""
+    try:
+        open_history(history).record(summary, folder)
+    except Exception as exc:  # noqa: BLE001
+        progress(f"orchestrate: WARNING could not record history: {exc}")
 
 
 def _paced(save: Callable[[int], None], share: float = 0.05) -> Callable[[int], None]:
