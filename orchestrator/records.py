@@ -696,6 +696,8 @@ class Summary(Record):
     capacity: tuple[CapacitySearch, ...] = ()  # load.search: one per point and repetition
     autoscale: tuple[Autoscale, ...] = ()  # hosts.roles.client {min, max}: one per point
     cost: Cost | None = None  # cloud providers: what the run's instances cost, estimated
+    host_noise: Opaque | None = None  # doctor.noise's readings: {before, after} the windows
+    rounds: Opaque | None = None  # paired rounds: how many ran, and why they stopped
 
     @field_validator("hosts", mode="before")
     @classmethod
