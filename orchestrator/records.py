@@ -776,7 +776,7 @@ def load(data: Any, where: str = "summary.json") -> Summary:
 
 
 def as_summary(summary: Summary | Mapping[str, Any], where: str = "summary") -> Summary:
-    """The typed record of a summary given either way (execute.run still grows a dict)."""
+    """The typed record of a summary given either way (a dict: summary.json's, or a test's)."""
     if isinstance(summary, Summary):
         return summary
     return load(dict(summary) if "version" in summary else {**summary, "version": FORMAT_VERSION}, where)

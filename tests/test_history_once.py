@@ -23,7 +23,7 @@ class Recorder:
         self.records: list[tuple[str, set[str]]] = []
 
     def record(self, summary, folder: Path) -> str:
-        self.records.append((summary["status"], {p.name for p in folder.iterdir()}))
+        self.records.append((summary.status, {p.name for p in folder.iterdir()}))
         return str(folder)
 
 
@@ -62,7 +62,7 @@ def test_a_complete_session_is_indexed_once_after_on_complete(tmp_path, stubbed)
     seen: list[str] = []
 
     def report(outcome: execute.Outcome) -> None:
-        seen.append(outcome.summary["status"])
+        seen.append(outcome.summary.status)
         (outcome.results / "report.md").write_text("the report\n")
 
     done = _run(tmp_path, "once", report)
