@@ -1025,9 +1025,9 @@ def _record(ctx: Context, spec: RunSpec, raw: dict[tuple[str, str], str], gen: l
     for c, _p in generators:
         stderr = ctx.results.raw(spec.run_id, c.name, f"{gen.name}.stderr")
         outputs.append((c, raw.get((c.name, gen.name), ""), stderr.read_text() if stderr.exists() else ""))
-    fields = gen.record(ctx, spec, outputs)
-    offset, until = fields.pop("window_s")
-    started = fields.pop("started", None) or {}
+    measured = gen.record(ctx, spec, outputs)
+    offset, until = measured.window_s
+    started = measured.started
     # The window opens once every client is loading (they start within ms of each other). A
     # client so late that half the window would go keeps the planned one: start_skew_ms says it.
     start, end = load_start + offset, load_start + until
@@ -1040,7 +1040,7 @@ def _record(ctx: Context, spec: RunSpec, raw: dict[tuple[str, str], str], gen: l
         **spec.as_dict(),
         "load": {"tool": sc.load.tool, "threads": sc.load.threads, "pipeline": sc.load.pipeline,
                  "duration_s": sc.load.duration, "warmup_s": sc.load.warmup, "clients": len(generators)},
-        **fields,
+        **measured.given(),
         "server_cpu": _server_cpu(telemetry_.get("pidstat", {}).get(server.name)),
         "client_cpu": {c.name: _cpu_of(telemetry_.get("mpstat", {}).get(c.name), ctx.cpus(c, "client"))
                        for c, _ in generators},
