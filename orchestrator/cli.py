@@ -192,17 +192,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     if aws and not _confirm_cloud(loaded.scenario, args.yes):
         print("orchestrate: not started", file=sys.stderr)
         return EXIT_BAD_INPUT
+
+    def completed(outcome: execute.Outcome) -> None:  # before execute indexes the session
+        print(table.render(outcome.summary))
+        if loaded.scenario.compare is not None:  # the floors the report shows beside the answer
+            _keep_floors(history, outcome.summary, outcome.results)
+        _build_report(outcome.results)  # in the folder a remote history keeps
+
     outcome = execute.run(loaded, results_root=Path(args.results), run_id=args.resume or args.run_id,
-                          history=args.history, resume=bool(args.resume),
+                          history=args.history, resume=bool(args.resume), on_complete=completed,
                           lab_options={"ssh_probe": args.ssh_probe} if aws and args.ssh_probe else None)
-    print(table.render(outcome.summary))
-    if loaded.scenario.compare is not None:  # the floors the report shows beside the answer
-        _keep_floors(history, outcome.summary, outcome.results)
-    _build_report(outcome.results)
-    try:  # again, now with the report (a remote history keeps the whole folder)
-        history.record(outcome.summary, outcome.results)
-    except Exception as exc:  # the results folder is what matters; history is an index
-        print(f"orchestrate: WARNING could not record history: {exc}", file=sys.stderr)
     print(f"results: {outcome.results}")
     _next_step(outcome.results)
     code = EXIT_OK
@@ -393,14 +392,19 @@ def cmd_noise(args: argparse.Namespace) -> int:
     if loaded.scenario.hosts.provider == "aws" and not _confirm_cloud(loaded.scenario, args.yes):
         print("orchestrate: not started", file=sys.stderr)
         return EXIT_BAD_INPUT
-    outcome = execute.run(loaded, results_root=Path(args.results), run_id=args.run_id, history=args.history)
+    found: list[Any] = []
+
+    def completed(outcome: execute.Outcome) -> None:  # noise.json in the folder history keeps
+        try:
+            found.append(noise.measure(outcome.summary))
+        except ValueError as exc:
+            raise RunFailed(f"noise floor: {exc} (results: {outcome.results})", phase="noise") from None
+        (outcome.results / "noise.json").write_text(json.dumps(found[0].to_dict(), indent=1) + "\n")
+
+    outcome = execute.run(loaded, results_root=Path(args.results), run_id=args.run_id, history=args.history,
+                          on_complete=completed)
+    measured = found[0]
     try:
-        measured = noise.measure(outcome.summary)
-    except ValueError as exc:
-        raise RunFailed(f"noise floor: {exc} (results: {outcome.results})", phase="noise") from None
-    (outcome.results / "noise.json").write_text(json.dumps(measured.to_dict(), indent=1) + "\n")
-    try:
-        history.record(outcome.summary, outcome.results)
         history.record_floor(measured.results_id, measured.to_dict())
     except Exception as exc:
         print(f"orchestrate: WARNING could not record the noise floor in history: {exc}", file=sys.stderr)

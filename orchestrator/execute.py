@@ -48,45 +48,62 @@ def _stderr(msg: str) -> None:
 @dataclass(frozen=True)
 class Outcome:
     results: Path
-    summary: dict[str, Any]
+    summary: records.Summary
 
 
 def _open_results(loaded: Loaded, results_root: Path, run_id: str, plan: Plan,
-                  resume: bool) -> tuple[ResultsDir, dict[str, Any]]:
-    """The results folder and the summary to fill: a new one, or the resumed run's."""
+                  resume: bool) -> tuple[ResultsDir, records.Summary]:
+    """The results folder and the summary it starts from: a new one, or the resumed run's."""
     sc = loaded.scenario
-    summary: dict[str, Any] = {
-        "scenario": sc.name, "run_id": run_id, "source": loaded.source,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "status": "running",
-        "provider": sc.hosts.provider, "hosts": {}, "baseline": {}, "runs": [],
-    }
     if resume:
-        results, summary = _resume(results_root, sc, run_id, plan)
-    else:
-        results = ResultsDir.create(results_root, sc.name, run_id)
-        results.write_text("scenario.yaml", dump(sc))
-        results.write_json("plan.json", [r.as_dict() for r in plan.runs])
-    return results, summary
+        return _resume(results_root, sc, run_id, plan)
+    results = ResultsDir.create(results_root, sc.name, run_id)
+    results.write_text("scenario.yaml", dump(sc))
+    results.write_json("plan.json", [r.as_dict() for r in plan.runs])
+    return results, records.Summary(
+        scenario=sc.name, run_id=run_id, source=loaded.source,
+        started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), status="running",
+        provider=sc.hosts.provider, hosts={}, baseline={}, runs=())
 
 
-def _save_summary(results: ResultsDir, summary: dict[str, Any], ctx: Context | None, status: str,
-                  error: str | None) -> None:
-    """Write the summary as it stands (with what ctx measured so far) under `status`."""
-    if ctx is not None:
-        summary.update(_partial(ctx))
-    summary["status"] = status
-    summary["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    if error:
-        summary["error"] = error
-    else:
-        summary.pop("error", None)
-    results.save_summary(summary)
+class _Session:
+    """One session's summary, as saved last: the record it opened with and what the Context
+    measured since, made anew (and checked) at every save; its end is saved, then indexed in
+    the history once (`on_complete` first, for a complete session)."""
+
+    def __init__(self, results: ResultsDir, opened: records.Summary, history: str | Path | None,
+                 progress: Progress, on_complete: Callable[[Outcome], None] | None):
+        self.results, self.opened, self.summary = results, opened, opened
+        self.history, self.progress, self.on_complete = history, progress, on_complete
+        self.ctx: Context | None = None
+
+    @property
+    def outcome(self) -> Outcome:
+        return Outcome(self.results.path, self.summary)
+
+    def save(self, status: str, error: str | None = None, phase: str | None = None) -> None:
+        """Write the summary as it stands (with what ctx measured so far) under `status`."""
+        fields: dict[str, Any] = {k: getattr(self.opened, k) for k in self.opened.model_fields_set}
+        fields.pop("error", None)  # the error is this save's, or none
+        fields.update(_partial(self.ctx) if self.ctx is not None else {})
+        fields.update(status=status, finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                      **({"phase": phase} if phase else {}), **({"error": error} if error else {}))
+        self.summary = records.Summary(**fields)
+        self.results.save_summary(self.summary)
+
+    def finish(self, status: str, error: str | None = None, phase: str | None = None) -> None:
+        self.save(status, error, phase)
+        try:
+            if status == "complete" and self.on_complete is not None:
+                self.on_complete(self.outcome)
+        finally:
+            _index(self.history, self.summary, self.results.path, self.progress)
 
 
-def _announce(sc: Scenario, plan: Plan, summary: dict[str, Any], results: ResultsDir,
+def _announce(sc: Scenario, plan: Plan, summary: records.Summary, results: ResultsDir,
               progress: Progress) -> None:
     """Say what is left to do, how long it should take and where the results go."""
-    done_ids = {r["run_id"] for r in summary["runs"]}
+    done_ids = {r.run_id for r in summary.runs}
     todo = [r for r in plan.runs if r.run_id not in done_ids]
     if plan.searches:
         todo_n = max(plan.expected_runs - len(done_ids), 0)
@@ -95,7 +112,7 @@ def _announce(sc: Scenario, plan: Plan, summary: dict[str, Any], results: Result
     else:
         todo_n, what = len(todo), f"{len(todo)} of {len(plan.runs)} runs to do"
     progress(f"orchestrate: {sc.name}: {what}, about "
-             f"{fmt_seconds(plan.seconds_for(todo_n, with_baseline=not summary['baseline']))} "
+             f"{fmt_seconds(plan.seconds_for(todo_n, with_baseline=not summary.baseline))} "
              f"(estimated); "
              f"results in {results.path}")
 
@@ -109,45 +126,40 @@ def _connect(hosts: Sequence[Host], transports: dict[str, Transport], log: remot
 
 
 def _context(sc: Scenario, lab: _hosts.Lab, results: ResultsDir, transports: dict[str, Transport],
-             progress: Progress, log: remote.CommandLog, summary: dict[str, Any], run_id: str,
+             progress: Progress, log: remote.CommandLog, summary: records.Summary, run_id: str,
              began: float) -> Context:
     """The run's Context over connected hosts, carrying what a resumed summary already measured."""
     table = ProcessTable(transports, tag=run_id)
     ctx = Context(sc, lab, results, transports, table, progress, log=log,
-                  baseline={p: records.BaselinePath.model_validate(e)
-                            for p, e in (summary.get("baseline") or {}).items()},
-                  runs=[records.Run.model_validate(r) for r in summary["runs"]],
-                  autoscale=list(summary.get("autoscale") or []))
+                  baseline=dict(summary.baseline), runs=list(summary.runs),
+                  autoscale=[a.to_json() for a in summary.autoscale])
     ctx.timing["lab"] = round(time.monotonic() - began, 3)  # up, locked, connected
     ctx.sysctl = _sysctl.Tuner(sc, run_id, ctx.t, progress, lab=lab.provider == "netns")
     return ctx
 
 
-def _interrupted(exc: BaseException, ctx: Context | None, summary: dict[str, Any],
-                 finish: Callable[[str, str | None], None]) -> NoReturn:
+def _interrupted(exc: BaseException, ctx: Context | None, session: _Session) -> NoReturn:
     """Record an interrupted run (the phase it was in) and raise Interrupted."""
     phase = ctx.phase if ctx else "lab"
-    summary["phase"] = phase
     msg = f"interrupted during {phase}" + (f" ({exc})" if str(exc) else "")
-    finish("interrupted", msg)
+    session.finish("interrupted", msg, phase)
     raise Interrupted(msg) from None
 
 
-def _failed(exc: Exception, ctx: Context | None, results: ResultsDir, summary: dict[str, Any],
-            finish: Callable[[str, str | None], None], progress: Progress) -> NoReturn:
+def _failed(exc: Exception, ctx: Context | None, session: _Session) -> NoReturn:
     """Record a failed run and raise one RunFailed line naming its phase (a bug's traceback kept)."""
     phase = (exc.phase if isinstance(exc, RunFailed) and exc.phase else
              ctx.phase if ctx else "lab")
     known = isinstance(exc, RunFailed | tools.ToolError | OSError)
+    results = session.results
     if not known:  # a bug of ours: keep the traceback for the report, not the terminal
         trace = results.path / "traceback.txt"
         with contextlib.suppress(OSError):
             trace.write_text("".join(traceback.format_exception(exc)))
-    summary["phase"] = phase
     try:
-        finish("failed", f"{phase}: {exc}")
+        session.finish("failed", f"{phase}: {exc}", phase)
     except OSError as write_exc:  # e.g. the results disk is full: say so, keep the cause
-        progress(f"orchestrate: WARNING could not save the summary: {write_exc}")
+        session.progress(f"orchestrate: WARNING could not save the summary: {write_exc}")
     if isinstance(exc, RunFailed):
         raise exc.in_phase(phase) from None
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
@@ -161,31 +173,20 @@ def _failed(exc: Exception, ctx: Context | None, results: ResultsDir, summary: d
 
 def run(loaded: Loaded, *, results_root: Path, run_id: str | None = None,
         progress: Progress = _stderr, lab_options: dict[str, Any] | None = None,
-        history: str | Path | None = None, resume: bool = False) -> Outcome:
+        history: str | Path | None = None, resume: bool = False,
+        on_complete: Callable[[Outcome], None] | None = None) -> Outcome:
     """Run the whole scenario; raises RunFailed/Interrupted after teardown, results kept.
-
-    With `resume`, `run_id` names an earlier, unfinished results folder: the runs it
-    already measured are kept and only the rest of the plan is run.
-    The final summary (complete, failed or interrupted) also goes into the history
-    (`history`: a SQLite file or s3://bucket/prefix; None: the default).
-    """
+    `resume`: `run_id` names an unfinished results folder whose measured runs are kept.
+    The final summary (complete, failed or interrupted) goes into the history (a SQLite file or
+    s3://bucket/prefix; None: the default) here only, as the last step: `on_complete` (complete
+    only) runs first, so what it adds (report, noise.json) is in the folder a remote history copies."""
     sc = loaded.scenario
     plan = expand(sc)
     run_id = run_id or new_run_id()
-    results, summary = _open_results(loaded, results_root, run_id, plan, resume)
+    results, start = _open_results(loaded, results_root, run_id, plan, resume)
+    session = _Session(results, start, history, progress, on_complete)
     ctx: Context | None = None
-
-    def save(status: str, error: str | None = None) -> None:
-        _save_summary(results, summary, ctx, status, error)
-
-    def finish(status: str, error: str | None = None) -> None:
-        save(status, error)
-        try:
-            open_history(history).record(summary, results.path)
-        except Exception as exc:  # the results folder is what matters; history is an index
-            progress(f"orchestrate: WARNING could not record history: {exc}")
-
-    _announce(sc, plan, summary, results, progress)
+    _announce(sc, plan, start, results, progress)
     began = time.monotonic()
     with signals.as_interrupts(results.path / signals.LOG_NAME):  # SIGHUP: output goes there
         try:
@@ -196,8 +197,9 @@ def run(loaded: Loaded, *, results_root: Path, run_id: str | None = None,
                 completed = False
                 try:
                     _connect(lab.hosts, transports, log)
-                    ctx = _context(sc, lab, results, transports, progress, log, summary, run_id, began)
-                    _execute(ctx, plan, _paced(lambda i: save(f"running ({i}/{len(plan.runs) or 'search'})")))
+                    ctx = _context(sc, lab, results, transports, progress, log, start, run_id, began)
+                    session.ctx, of = ctx, len(plan.runs) or "search"
+                    _execute(ctx, plan, _paced(lambda i: session.save(f"running ({i}/{of})")))
                     _host_noise(ctx, "after")
                     completed = True
                 finally:
@@ -207,7 +209,7 @@ def run(loaded: Loaded, *, results_root: Path, run_id: str | None = None,
                         if ctx is not None:
                             ctx.timing["teardown"] = round(time.monotonic() - down, 3)
         except (KeyboardInterrupt, Interrupted) as exc:
-            _interrupted(exc, ctx, summary, finish)
+            _interrupted(exc, ctx, session)
         except UserError:
             # Bad input found only now (an inventory, a host key): nothing was measured,
             # so leave nothing behind, as for a bad scenario.
@@ -215,9 +217,18 @@ def run(loaded: Loaded, *, results_root: Path, run_id: str | None = None,
                 shutil.rmtree(results.path, ignore_errors=True)
             raise
         except Exception as exc:  # noqa: BLE001  every failure: one line, phase named, summary kept
-            _failed(exc, ctx, results, summary, finish, progress)
-    finish("complete")
-    return Outcome(results.path, summary)
+            _failed(exc, ctx, session)
+    session.finish("complete")
+    return session.outcome
+
+
+def _index(history: str | Path | None, summary: records.Summary, folder: Path, progress: Progress) -> None:
+    """The one place a session goes into the history (an index: a failure to write it is a
+    warning, the results folder is what matters)."""
+    try:
+        open_history(history).record(summary, folder)
+    except Exception as exc:  # noqa: BLE001
+        progress(f"orchestrate: WARNING could not record history: {exc}")
 
 
 def _paced(save: Callable[[int], None], share: float = 0.05) -> Callable[[int], None]:
@@ -242,10 +253,10 @@ def _paced(save: Callable[[int], None], share: float = 0.05) -> Callable[[int], 
 
 
 def _resume(results_root: Path, sc: Scenario, run_id: str,
-            plan: Plan) -> tuple[ResultsDir, dict[str, Any]]:
+            plan: Plan) -> tuple[ResultsDir, records.Summary]:
     """The earlier results folder and its summary, checked to belong to this same plan."""
     folder = results_root / sc.name / run_id
-    summary = store.load_summary(folder).to_json()  # run() grows it as the JSON it saves
+    summary = store.load_summary(folder)
     if (folder / "scenario.yaml").read_text() != dump(sc):
         raise UserError(f"--resume {run_id}: the scenario differs from the one that run used "
                         f"({folder / 'scenario.yaml'}); resume needs the same scenario and --set values")
@@ -254,10 +265,10 @@ def _resume(results_root: Path, sc: Scenario, run_id: str,
     if scale is not None:  # an auto-scaled point's runs: the planned one at each client count
         known |= {dataclasses.replace(r, clients=n).run_id for r in plan.runs
                   for n in range(scale.min, scale.max + 1)}
-    if not plan.searches:  # a search's runs are not planned: it replays over all of them
-        summary["runs"] = [r for r in summary.get("runs", []) if r.get("run_id") in known]
-    summary["resumed"] = summary.get("resumed", 0) + 1
-    return ResultsDir(folder), summary
+    # a search's runs are not planned: it replays over all of them
+    runs = summary.runs if plan.searches else tuple(r for r in summary.runs if r.run_id in known)
+    return ResultsDir(folder), summary.model_copy(update={"runs": runs,
+                                                          "resumed": (summary.resumed or 0) + 1})
 
 
 def _teardown(ctx: Context | None, transports: dict[str, Transport], *, sweep: bool = False) -> None:
@@ -562,6 +573,7 @@ def _search(ctx: Context, plan: Plan, binary: str, checkpoint: Callable[[int], N
 
 
 def _partial(ctx: Context) -> dict[str, Any]:
+    """The summary's fields from what ctx measured so far, as records (Summary checks them)."""
     server = ctx.lab.server
     hosts = ctx.facts
     if ctx.sysctl is not None:  # the kernel settings the runs had, for the environment diff
@@ -569,16 +581,18 @@ def _partial(ctx: Context) -> dict[str, Any]:
         hosts = {h: {**f, **({"sysctl": kernel[h]} if kernel.get(h) else {}),
                      **({"sysctl_original": ctx.sysctl.saved[h]} if h in ctx.sysctl.saved else {})}
                  for h, f in ctx.facts.items()}
-    return {"scenario": ctx.sc.name, "provider": ctx.sc.hosts.provider, "hosts": hosts,
-            "topology": {"server": server.name, "interface": server.interface,
-                         "loopback": ctx.lab.single_machine,
-                         "clients": [c.name for c in ctx.lab.clients]},
+    return {"scenario": ctx.sc.name, "provider": ctx.sc.hosts.provider,
+            "hosts": {h: records.HostFacts.model_validate(f or {}) for h, f in hosts.items()},
+            "topology": records.Topology(server=server.name, interface=server.interface,
+                                         loopback=ctx.lab.single_machine,
+                                         clients=tuple(c.name for c in ctx.lab.clients)),
             "thresholds": ctx.sc.thresholds.model_dump(),
-            "baseline": plain(ctx.baseline), "timing": ctx.timing,
-            **({"capacity": plain(ctx.capacity)} if ctx.sc.load.search else {}),
-            **({"autoscale": ctx.autoscale} if ctx.sc.hosts.roles.autoscale else {}),
-            **({"host_noise": ctx.host_noise} if ctx.host_noise else {}),
-            **({"rounds": ctx.rounds} if ctx.rounds else {}),
+            "baseline": dict(ctx.baseline), "timing": dict(ctx.timing),
+            **({"capacity": tuple(ctx.capacity)} if ctx.sc.load.search else {}),
+            **({"autoscale": tuple(map(records.Autoscale.model_validate, ctx.autoscale))}
+               if ctx.sc.hosts.roles.autoscale else {}),
+            **({"host_noise": dict(ctx.host_noise)} if ctx.host_noise else {}),
+            **({"rounds": dict(ctx.rounds)} if ctx.rounds else {}),
             **({"cost": cost} if ctx.lab.cost is not None and (cost := ctx.lab.cost()) else {}),
             **_across_runs(ctx)}
 
@@ -586,7 +600,7 @@ def _partial(ctx: Context) -> dict[str, Any]:
 def _across_runs(ctx: Context) -> dict[str, Any]:
     """The runs with the matrix-wide rule applied, and the points over their repetitions."""
     runs, points = analysis.across_runs(ctx.runs, analysis.Thresholds.from_scenario(ctx.sc))
-    return {"runs": [r.to_json() for r in runs], "points": [p.to_json() for p in points]}
+    return {"runs": tuple(runs), "points": tuple(points)}
 
 
 # --- phases ------------------------------------------------------------------
@@ -1011,9 +1025,9 @@ def _record(ctx: Context, spec: RunSpec, raw: dict[tuple[str, str], str], gen: l
     for c, _p in generators:
         stderr = ctx.results.raw(spec.run_id, c.name, f"{gen.name}.stderr")
         outputs.append((c, raw.get((c.name, gen.name), ""), stderr.read_text() if stderr.exists() else ""))
-    fields = gen.record(ctx, spec, outputs)
-    offset, until = fields.pop("window_s")
-    started = fields.pop("started", None) or {}
+    measured = gen.record(ctx, spec, outputs)
+    offset, until = measured.window_s
+    started = measured.started
     # The window opens once every client is loading (they start within ms of each other). A
     # client so late that half the window would go keeps the planned one: start_skew_ms says it.
     start, end = load_start + offset, load_start + until
@@ -1026,7 +1040,7 @@ def _record(ctx: Context, spec: RunSpec, raw: dict[tuple[str, str], str], gen: l
         **spec.as_dict(),
         "load": {"tool": sc.load.tool, "threads": sc.load.threads, "pipeline": sc.load.pipeline,
                  "duration_s": sc.load.duration, "warmup_s": sc.load.warmup, "clients": len(generators)},
-        **fields,
+        **measured.given(),
         "server_cpu": _server_cpu(telemetry_.get("pidstat", {}).get(server.name)),
         "client_cpu": {c.name: _cpu_of(telemetry_.get("mpstat", {}).get(c.name), ctx.cpus(c, "client"))
                        for c, _ in generators},

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any, Protocol
 
-from orchestrator import scenario, tools
+from orchestrator import records, scenario, tools
 from orchestrator.context import Context
 from orchestrator.errors import RunFailed
 from orchestrator.hosts import Host
@@ -25,6 +25,20 @@ from orchestrator.scenario import Scenario
 from orchestrator.tools import loadgen, wrk
 
 LATENCY_KEYS = ("p50", "p75", "p90", "p99", "max", "mean")
+
+
+@dataclasses.dataclass(frozen=True)
+class Measured:
+    """What the generators measured: the run record's load fields (a `Run` holding only those),
+    the measured window as (offset, end) from the start instant, and when each client began."""
+
+    fields: records.Run
+    window_s: tuple[float, float]
+    started: dict[str, float]
+
+    def given(self) -> dict[str, Any]:
+        """The load fields as set, as records (for the Run execute assembles)."""
+        return {k: getattr(self.fields, k) for k in self.fields.model_fields_set}
 
 
 class Generator(Protocol):
@@ -41,9 +55,8 @@ class Generator(Protocol):
         """From the start instant to the planned end of the load."""
         ...
 
-    def record(self, ctx: Context, spec: RunSpec, outputs: list[tuple[Host, str, str]]) -> dict[str, Any]:
-        """The run record's load fields from each client's (host, stdout, stderr); `window_s`
-        is the measured window's offset and length from the start instant."""
+    def record(self, ctx: Context, spec: RunSpec, outputs: list[tuple[Host, str, str]]) -> Measured:
+        """The run record's load fields from each client's (host, stdout, stderr)."""
         ...
 
 
@@ -111,27 +124,26 @@ class WrkLoad:
     def busy_s(self, ctx: Context) -> float:
         return ctx.sc.load.duration
 
-    def record(self, ctx: Context, spec: RunSpec, outputs: list[tuple[Host, str, str]]) -> dict[str, Any]:
+    def record(self, ctx: Context, spec: RunSpec, outputs: list[tuple[Host, str, str]]) -> Measured:
         per_client = [(h, _parsed(ctx, h, wrk.parse, out, err)) for h, out, err in outputs]
         total = wrk.merge([r for _, r in per_client])
         if total.requests == 0:
             raise _nothing_answered(ctx, "wrk")
         lat = dataclasses.asdict(total.latency_ms)
         starts = _starts(ctx, [(h, wrk.started_at(err)) for h, _, err in outputs])
-        return {
-            "requests": total.requests,
-            "qps": total.qps,
-            "latency_ms": {k: lat[k] for k in LATENCY_KEYS if k in lat},
-            "errors": {"connect": total.connect_errors, "read": total.read_errors,
-                       "write": total.write_errors, "timeout": total.timeouts},
-            "non_2xx": total.non_2xx,
-            "clients": [{"host": h.name, "qps": r.qps, "requests": r.requests,
-                         "started": starts.get(h.name),
-                         "latency_ms": dataclasses.asdict(r.latency_ms)} for h, r in per_client],
-            "start_skew_ms": _skew_ms(starts),
-            "started": starts,
-            "window_s": (0.0, max(r.duration_s for _, r in per_client)),
-        }
+        return Measured(records.Run(
+            requests=total.requests,
+            qps=total.qps,
+            latency_ms=records.Latency(**{k: lat[k] for k in LATENCY_KEYS if k in lat}),
+            errors=records.Errors(connect=total.connect_errors, read=total.read_errors,
+                                  write=total.write_errors, timeout=total.timeouts),
+            non_2xx=total.non_2xx,
+            clients=tuple(records.ClientResult(host=h.name, qps=r.qps, requests=r.requests,
+                                               started=starts.get(h.name),
+                                               latency_ms=records.Latency(**dataclasses.asdict(r.latency_ms)))
+                          for h, r in per_client),
+            start_skew_ms=_skew_ms(starts),
+        ), (0.0, max(r.duration_s for _, r in per_client)), starts)
 
 
 class NativeLoad:
@@ -154,7 +166,7 @@ class NativeLoad:
     def busy_s(self, ctx: Context) -> float:
         return ctx.sc.load.warmup + ctx.sc.load.duration
 
-    def record(self, ctx: Context, spec: RunSpec, outputs: list[tuple[Host, str, str]]) -> dict[str, Any]:
+    def record(self, ctx: Context, spec: RunSpec, outputs: list[tuple[Host, str, str]]) -> Measured:
         per_client = [(h, _parsed(ctx, h, loadgen.parse, out, err)) for h, out, err in outputs]
         total = loadgen.merge([r for _, r in per_client])
         starts = _starts(ctx, [(h, r.first_send_epoch) for h, r in per_client])
@@ -163,41 +175,39 @@ class NativeLoad:
         if total.counts.responses == 0 and not any(total.rate.per_second):
             raise _nothing_answered(ctx, loadgen.BINARY)
         errors = dict(total.counts.errors)
-
-        def dist(d: loadgen.Distribution) -> dict[str, float]:
-            return {k: v for k, v in dataclasses.asdict(d).items() if k != "count"}
-
         histograms = ctx.results.write_text(f"raw/{spec.run_id}/{HISTOGRAMS}", json.dumps({
             "unit": "us", "layout": {"lowest": loadgen.LOWEST_US, "highest": loadgen.HIGHEST_US,
                                      "significant_digits": loadgen.SIGNIFICANT_DIGITS},
             "merged": {k: getattr(total, f"{k}_hist").buckets
                        for k in ("latency", "service_time", "send_lag")},
             "hosts": {h.name: r.latency_hist.buckets for h, r in per_client}}) + "\n")
-        return {
-            "requests": total.counts.responses,
-            "qps": total.qps,
-            "latency_ms": dist(total.latency_ms),  # from the intended send time
-            "service_time_ms": dist(total.service_time_ms),  # from the actual send
-            "send_lag_ms": dist(total.send_lag_ms),
+        return Measured(records.Run(
+            requests=total.counts.responses,
+            qps=total.qps,
+            latency_ms=_latency(total.latency_ms),  # from the intended send time
+            service_time_ms=_latency(total.service_time_ms),  # from the actual send
+            send_lag_ms=_latency(total.send_lag_ms),
             # the client's own send lag (from when a connection was free), send fidelity's basis
-            "client_send_lag_ms": (dist(total.client_send_lag_ms)
-                                   if total.client_send_lag_ms is not None else None),
-            "rate": {"target": total.rate.target, "achieved": total.rate.achieved,
-                     "sustained": total.rate.sustained, "per_second": total.rate.per_second,
-                     "send_fidelity": total.rate.send_fidelity, "completion": total.rate.completion},
-            "requests_detail": dataclasses.asdict(total.counts),
-            "errors": {"connect": errors.get("connect", 0),
-                       "read": sum(errors.get(k, 0) for k in ("read", "reset", "closed", "protocol")),
-                       "write": errors.get("write", 0), "timeout": errors.get("timeout", 0)},
-            "non_2xx": total.counts.non_2xx,
-            "clients": [{"host": h.name, "qps": r.qps, "requests": r.counts.responses,
-                         "rate": {"target": r.rate.target, "achieved": r.rate.achieved,
-                                  "sustained": r.rate.sustained,
-                                  "send_fidelity": r.rate.send_fidelity, "completion": r.rate.completion},
-                         "started": starts.get(h.name),
-                         "latency_ms": dist(r.latency_ms)} for h, r in per_client],
-            "start_skew_ms": _skew_ms(starts),
-            "started": starts,
-            "histograms": str(histograms.relative_to(ctx.results.path)),
-            "window_s": (ctx.sc.load.warmup, ctx.sc.load.warmup + total.duration_s),
-        }
+            client_send_lag_ms=(_latency(total.client_send_lag_ms)
+                                if total.client_send_lag_ms is not None else None),
+            rate=records.Rate(target=total.rate.target, achieved=total.rate.achieved,
+                              sustained=total.rate.sustained, per_second=tuple(total.rate.per_second),
+                              send_fidelity=total.rate.send_fidelity, completion=total.rate.completion),
+            requests_detail=dataclasses.asdict(total.counts),
+            errors=records.Errors(connect=errors.get("connect", 0),
+                                  read=sum(errors.get(k, 0) for k in ("read", "reset", "closed", "protocol")),
+                                  write=errors.get("write", 0), timeout=errors.get("timeout", 0)),
+            non_2xx=total.counts.non_2xx,
+            clients=tuple(records.ClientResult(
+                host=h.name, qps=r.qps, requests=r.counts.responses,
+                rate=records.Rate(target=r.rate.target, achieved=r.rate.achieved, sustained=r.rate.sustained,
+                                  send_fidelity=r.rate.send_fidelity, completion=r.rate.completion),
+                started=starts.get(h.name), latency_ms=_latency(r.latency_ms)) for h, r in per_client),
+            start_skew_ms=_skew_ms(starts),
+            histograms=str(histograms.relative_to(ctx.results.path)),
+        ), (ctx.sc.load.warmup, ctx.sc.load.warmup + total.duration_s), starts)
+
+
+def _latency(d: loadgen.Distribution) -> records.Latency:
+    """A histogram's percentiles as the record keeps them (its count is in requests_detail)."""
+    return records.Latency(**{k: v for k, v in dataclasses.asdict(d).items() if k != "count"})

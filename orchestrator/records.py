@@ -6,10 +6,12 @@ Pydantic models rather than dataclasses: summary.json is input too (`report`, `c
 `--resume` read folders written by older versions and by other people), so the load must check
 every field and refuse a bad one in one line naming its key, and pydantic does that and the
 JSON round trip from the same declaration. The models are frozen (a derived record is a
-`model_copy(update=...)`, which does not validate: update with records, never dicts), and keep
-keys they do not declare (`extra="allow"`): a producer may add a field before it is typed here,
-and rewriting a summary (`report` re-analyses) must not lose it. Every field but a topology's
-server has a default, because partial and early runs lack most of them.
+`model_copy(update=...)`, which does not validate: update with records, never dicts), and refuse
+keys they do not declare (`extra="forbid"`): a misspelt key is an error naming its path, and a
+producer declares a new field here first. The one exception is `HostFacts` (what a provider
+found on a host, open by nature: kept as recorded). No key an older format wrote has been
+removed since, so no upgrade strips any; one that is must come with an upgrade function (see
+UPGRADES). Most fields have a default, because partial and early runs lack most of them.
 
 Bulky telemetry detail stays a typed-but-opaque mapping (`Opaque`): the raw collector windows
 (`telemetry`), the observer's per-host cost (`observer`), the affinity read-back, the native
@@ -44,7 +46,7 @@ Opaque = Mapping[str, Any]  # kept as recorded, read by key where needed
 
 
 class Record(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="allow")
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     @model_validator(mode="before")
     @classmethod
@@ -143,6 +145,7 @@ class ClientResult(Record):
     qps: float | None = None
     requests: int | None = None
     rate: Rate | None = None
+    started: float | None = None  # its first request (wrk: first thread connecting), epoch s, our clock
     latency_ms: Latency | None = None
 
 
@@ -405,6 +408,7 @@ class Run(Record):
     errors: Errors | None = None  # None: not measured (errors_not_measured says why)
     non_2xx: int | None = None
     clients: tuple[ClientResult, ...] = ()
+    start_skew_ms: float | None = None  # between the first and the last client's first request
     histograms: str | None = None
     server_cpu: ServerCpu | None = None
     client_cpu: dict[str, RoleCpu] = {}
@@ -507,7 +511,11 @@ class Topology(Record):
 
 
 class HostFacts(Record):
-    """What `facts` found on a host (the rest of its keys are kept as recorded)."""
+    """What `facts` found on a host. The one open record: the keys below are the ones read by
+    name; the rest (microcode, governor, cgroup, sysctl, clock offset, instance type, ...) vary
+    by provider and kernel and are kept as recorded, for the environment diff to compare."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
 
     hostname: str | None = None
     address: str | None = None
@@ -696,6 +704,8 @@ class Summary(Record):
     capacity: tuple[CapacitySearch, ...] = ()  # load.search: one per point and repetition
     autoscale: tuple[Autoscale, ...] = ()  # hosts.roles.client {min, max}: one per point
     cost: Cost | None = None  # cloud providers: what the run's instances cost, estimated
+    host_noise: Opaque | None = None  # doctor.noise's readings: {before, after} the windows
+    rounds: Opaque | None = None  # paired rounds: how many ran, and why they stopped
 
     @field_validator("hosts", mode="before")
     @classmethod
@@ -766,7 +776,7 @@ def load(data: Any, where: str = "summary.json") -> Summary:
 
 
 def as_summary(summary: Summary | Mapping[str, Any], where: str = "summary") -> Summary:
-    """The typed record of a summary given either way (execute.run still grows a dict)."""
+    """The typed record of a summary given either way (a dict: summary.json's, or a test's)."""
     if isinstance(summary, Summary):
         return summary
     return load(dict(summary) if "version" in summary else {**summary, "version": FORMAT_VERSION}, where)

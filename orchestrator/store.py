@@ -70,8 +70,8 @@ class ResultsDir:
         return self.path / "raw" / run / host / f"{tool}.txt"
 
     def save_summary(self, summary: Summary | dict[str, Any]) -> None:
-        """summary.json (the current format) and metrics.csv. A dict (what execute.run still
-        assembles) goes through the typed record first, so what is written always reads back;
+        """summary.json (the current format) and metrics.csv. execute hands the record; a dict
+        (tests, tools) goes through the typed record first, so what is written always reads back;
         a field of the wrong kind there is our bug (pydantic's ValidationError), not bad input."""
         if not isinstance(summary, Summary):
             summary = Summary.model_validate({k: v for k, v in summary.items() if k != "version"})

@@ -108,11 +108,22 @@ def test_null_reads_as_not_measured():
     assert run.failed_requests == 6 and run.errors_not_measured is None
 
 
-def test_keys_not_typed_yet_are_kept():
-    data = {"version": 2, "not_typed_yet": [{"arch": "x"}], "runs": [{"run_id": "r", "new_field": 1.5}]}
+def test_a_key_no_record_declares_is_refused_in_one_line():
+    # a misspelt key is not data: it is refused, naming where it is (issue 28)
+    for data, where in (({"version": 3, "runs": [{"run_id": "r", "qsp": 1.5}]}, "runs.0.qsp"),
+                        ({"version": 3, "not_typed": 1, "runs": []}, "not_typed"),
+                        ({"version": 2, "runs": [{"latency_ms": {"p99": 1.0, "p42": 2.0}}]},
+                         "runs.0.latency_ms.p42")):
+        with pytest.raises(UserError, match=rf"^summary.json: {where}: Extra inputs are not permitted"):
+            records.load(data)
+
+
+def test_host_facts_keep_what_the_provider_found():
+    # the one open record: facts vary by provider and kernel, and the environment diff reads them
+    data = {"version": 3, "hosts": {"h": {"cpus": 2, "governor": "performance", "sysctl": {"a": "1"}}},
+            "runs": []}
     s = records.load(data)
-    assert s.dump() == {**data, "version": 3}
-    assert s.model_extra == {"not_typed_yet": [{"arch": "x"}]} and s.runs[0].model_extra == {"new_field": 1.5}
+    assert s.dump() == data and s.hosts["h"].model_extra == {"governor": "performance", "sysctl": {"a": "1"}}
 
 
 def test_a_bare_rate_is_a_target():

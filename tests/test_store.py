@@ -84,8 +84,9 @@ def test_run_ids_sort_by_time():
 
 
 def test_saving_a_malformed_summary_is_our_bug_not_bad_input(tmp_path):
-    """execute.run hands its own dict over: a wrong kind there must not read as the user's error
-    (run() deletes an empty results folder on bad input)."""
+    """What we hand over built wrong (a dict here; execute's record fails the same way when it
+    is made) must not read as the user's error (run() deletes an empty results folder on bad
+    input)."""
     from pydantic import ValidationError
 
     rd = store.ResultsDir.create(tmp_path, "scn", "rid")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from orchestrator.history.fingerprint import (
+    SummaryLike,
     environment,
     environment_differences,
     machine_fingerprint,
@@ -35,7 +36,7 @@ class History(Protocol):
     def check(self) -> None:
         """Raise UserError now if the store cannot be used (before anything starts)."""
 
-    def record(self, summary: Any, folder: Path) -> str:
+    def record(self, summary: SummaryLike, folder: Path) -> str:
         """Index a run (and keep its results folder); returns where it went."""
 
     def record_gate(self, results_id: str, gate: dict[str, Any]) -> None:
@@ -70,6 +71,6 @@ def open_history(spec: str | os.PathLike[str] | None = None) -> History:
     return SQLiteHistory(history_path(spec))
 
 
-__all__ = ["HISTORY_ENV", "History", "environment", "environment_differences", "history_frame",
+__all__ = ["HISTORY_ENV", "History", "SummaryLike", "environment", "environment_differences", "history_frame",
            "history_path", "history_sessions", "machine_fingerprint", "open_history", "plain",
            "record_history"]

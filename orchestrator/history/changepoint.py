@@ -16,11 +16,12 @@ Slack importers (see pyproject.toml).
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from orchestrator.history.fingerprint import plain, point_key
+from orchestrator.history.fingerprint import SummaryLike, typed
 from orchestrator.point import PointKey
+from orchestrator.records import Run
 
 MAX_P = 0.001  # Otava's default; over 30 runs of noise a looser p finds shifts that are not there
 MIN_SHIFT_PCT = 3.0  # as the gate's minimum effect: smaller shifts are not reported
@@ -70,29 +71,27 @@ def detect(values: list[float], ids: list[str] | None = None, *, max_p: float = 
                   float(cp.stats.forward_change_percent()), float(cp.stats.pvalue)) for cp in points]
 
 
-def entries(summaries: list[Any]) -> dict[tuple[str, Point], list[Entry]]:
+def entries(summaries: Sequence[SummaryLike]) -> dict[tuple[str, Point], list[Entry]]:
     """(scenario, point) -> one Entry per run (summaries oldest first; typed or as dicts)."""
     out: dict[tuple[str, Point], list[Entry]] = {}
-    for s in map(plain, summaries):
-        rid, started, scenario = str(s.get("run_id")), str(s.get("started") or ""), str(s.get("scenario"))
-        searches = [c for c in s.get("capacity") or [] if isinstance(c, dict)]
-        if searches:  # a capacity scenario: one value per point, the capacity found
+    for s in map(typed, summaries):
+        rid, started, scenario = str(s.run_id), s.started or "", str(s.scenario)
+        if s.capacity:  # a capacity scenario: one value per point, the capacity found
             found: dict[Point, list[float]] = {}
-            for c in searches:
-                found.setdefault(point_key(c), []).append(float(c.get("capacity") or 0.0))
+            for c in s.capacity:
+                found.setdefault(c.key, []).append(c.capacity or 0.0)
             for point, caps in found.items():
                 out.setdefault((scenario, point), []).append(
                     Entry(rid, started, None, None, statistics.median(caps), len(caps)))
             continue
-        per: dict[Point, list[dict[str, Any]]] = {}
-        for r in s.get("runs", []):
-            if not isinstance(r.get("qps"), int | float):
-                continue  # a run that failed before measuring
-            per.setdefault(point_key(r), []).append(r)
+        per: dict[Point, list[Run]] = {}
+        for r in s.runs:
+            if r.qps is not None:  # else a run that failed before measuring
+                per.setdefault(r.key, []).append(r)
         for point, runs in per.items():
-            p99 = [v for v in ((r.get("latency_ms") or {}).get("p99") for r in runs) if v is not None]
+            p99 = [r.latency_ms.p99 for r in runs if r.latency_ms.p99 is not None]
             out.setdefault((scenario, point), []).append(Entry(
-                rid, started, statistics.median(float(r["qps"]) for r in runs),
+                rid, started, statistics.median(r.qps or 0.0 for r in runs),
                 statistics.median(p99) if p99 else None, None, len(runs)))
     return out
 

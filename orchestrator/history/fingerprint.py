@@ -11,9 +11,13 @@ margin: a reading always moves a little, and a sliver of steal is not a differen
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from orchestrator.point import PointKey, classic
+from orchestrator.records import HostFacts, Summary, as_summary
+
+SummaryLike = Summary | Mapping[str, Any]  # the typed record, or summary.json's dict (any version)
 
 
 def plain(summary: Any) -> dict[str, Any]:
@@ -21,9 +25,15 @@ def plain(summary: Any) -> dict[str, Any]:
     return summary.to_json() if hasattr(summary, "to_json") else summary
 
 
+def typed(summary: SummaryLike) -> Summary:
+    """The typed record of a summary given either way (a dict is loaded: upgraded, checked)."""
+    return as_summary(summary, "summary")
+
+
 def point_key(run: dict[str, Any]) -> PointKey:
-    """The matrix point of a run, point or search as summary.json holds it (any version): the
-    classic four (arch, server threads, connections, target rate), then its other `axes`."""
+    """The matrix point of a run, point or search as summary.json holds it (any version), for
+    rows read back from history's own tables: the classic four (arch, server threads,
+    connections, target rate), then its other `axes`. A typed record has its own `key`."""
     rate = run.get("rate")
     target = rate.get("target") if isinstance(rate, dict) else rate
     axes = run.get("axes")
@@ -40,38 +50,42 @@ ENVIRONMENT_FACTS = {
 }
 
 
-def _server_facts(summary: dict[str, Any]) -> dict[str, Any]:
-    topo = summary.get("topology") or {}
-    hosts = summary.get("hosts") or {}
-    facts = hosts.get(topo.get("server", ""), {})
-    if not facts and hosts:
-        facts = next(iter(hosts.values()))
-    return facts or {}
+def _facts(found: HostFacts | None) -> dict[str, Any]:
+    """A host's facts as recorded (the declared ones and the rest; a host's facts are open)."""
+    return found.to_json() if found is not None else {}
 
 
-def machine_fingerprint(summary: Any) -> str:
+def _server_facts(summary: Summary) -> dict[str, Any]:
+    server = summary.topology.server if summary.topology else ""
+    facts = _facts(summary.hosts.get(server))
+    if not facts and summary.hosts:
+        facts = _facts(next(iter(summary.hosts.values())))
+    return facts
+
+
+def machine_fingerprint(summary: SummaryLike) -> str:
     """Which machine a result belongs to: results from different machines are never mixed."""
-    summary = plain(summary)
-    facts = _server_facts(summary)
-    return f"{summary.get('provider', '?')}|{facts.get('cpu_model', '?')}|{facts.get('cpus', '?')} CPUs"
+    s = typed(summary)
+    facts = _server_facts(s)
+    return f"{s.provider if 'provider' in s.model_fields_set else '?'}|{facts.get('cpu_model', '?')}|" \
+           f"{facts.get('cpus', '?')} CPUs"
 
 
-def environment(summary: Any) -> dict[str, dict[str, Any]]:
-    """host -> its environment facts (those the summary recorded; older summaries have fewer)."""
-    summary = plain(summary)
-    return {name: {k: f[k] for k in ENVIRONMENT_FACTS if k in f}
-            for name, f in (summary.get("hosts") or {}).items() if isinstance(f, dict)}
+def environment(summary: SummaryLike) -> dict[str, dict[str, Any]]:
+    """host -> its environment facts (those the summary recorded; older summaries have fewer;
+    a host whose facts could not be read has none)."""
+    hosts = {name: _facts(f) for name, f in typed(summary).hosts.items()}
+    return {name: {k: f[k] for k in ENVIRONMENT_FACTS if k in f} for name, f in hosts.items() if f}
 
 
-def _role_envs(summary: Any) -> dict[str, dict[str, Any]]:
+def _role_envs(summary: SummaryLike) -> dict[str, dict[str, Any]]:
     """Environments keyed by role ("server", "client 1", ...): host names differ between runs."""
-    summary = plain(summary)
-    hosts = summary.get("hosts") or {}
-    env = environment(summary)
+    s = typed(summary)
+    env = environment(s)
     out: dict[str, dict[str, Any]] = {}
     counts: dict[str, int] = {}
     for name in sorted(env):
-        role = "server" if "server" in ((hosts.get(name) or {}).get("roles") or []) else "client"
+        role = "server" if "server" in s.hosts[name].roles else "client"
         counts[role] = counts.get(role, 0) + 1
         out[role if role == "server" else f"client {counts[role]}"] = env[name]
     return out
@@ -103,9 +117,9 @@ def noise_facts(reading: Any) -> dict[str, float]:
     return out
 
 
-def host_noise(summary: Any) -> dict[str, float]:
+def host_noise(summary: SummaryLike) -> dict[str, float]:
     """A summary's host noise: the worse of its readings before and after the windows."""
-    recorded = plain(summary).get("host_noise") or {}
+    recorded = typed(summary).host_noise or {}
     out: dict[str, float] = {}
     for when in ("before", "after"):
         for k, v in noise_facts(recorded.get(when)).items():
@@ -120,14 +134,14 @@ def noise_differences(a: dict[str, float], b: dict[str, float]) -> list[str]:
             if k in a and k in b and abs(a[k] - b[k]) > margin]
 
 
-def environment_differences(a: Any, b: Any) -> list[str]:
+def environment_differences(a: SummaryLike, b: SummaryLike) -> list[str]:
     """One line per environment fact that differs between two summaries' hosts, e.g.
     "server kernel: 6.1.0-18 vs 6.1.0-21", then the host's noise (noise_differences). A fact
     one side did not record is not a difference."""
     return _fact_differences(a, b) + noise_differences(host_noise(a), host_noise(b))
 
 
-def _fact_differences(a: Any, b: Any) -> list[str]:
+def _fact_differences(a: SummaryLike, b: SummaryLike) -> list[str]:
     ea, eb = _role_envs(a), _role_envs(b)
     lines = []
     for role in sorted(set(ea) & set(eb)):

@@ -26,11 +26,12 @@ import json
 import os
 import re
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import RunFailed, UserError
-from orchestrator.history.fingerprint import machine_fingerprint, plain, point_key
+from orchestrator.history.fingerprint import SummaryLike, machine_fingerprint, typed
 from orchestrator.records import FORMAT_VERSION
 
 INDEX = "index.json"
@@ -168,16 +169,17 @@ class S3History:
         except RunFailed as exc:
             raise UserError(str(exc)) from None
 
-    def record(self, summary: Any, folder: Path) -> str:
+    def record(self, summary: SummaryLike, folder: Path) -> str:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        summary = plain(summary)
-        rid = summary.get("run_id") or folder.name
-        scenario = str(summary.get("scenario") or "unnamed")
+        version = summary.get("version") if isinstance(summary, Mapping) else None  # as read, if read
+        s = typed(summary)
+        rid = s.run_id or folder.name
+        scenario = str(s.scenario or "unnamed")
         base = self._key("results", scenario, rid)
         written: list[str] = []
         try:
-            # Recording again (after the report is built) uploads only what is new or changed.
+            # Recording again (a resumed session) uploads only what is new or changed.
             pager = self.s3.get_paginator("list_objects_v2")
             have = {o["Key"]: o["Size"] for page in pager.paginate(Bucket=self.bucket, Prefix=base + "/")
                     for o in page.get("Contents", [])}
@@ -188,13 +190,12 @@ class S3History:
                 self.s3.upload_file(str(path), self.bucket, key)
                 if key not in have:
                     written.append(key)
-            session = {
-                "results_id": rid, "scenario": scenario, "started": summary.get("started"),
-                "finished": summary.get("finished"), "status": summary.get("status"),
-                "provider": summary.get("provider"), "machine": machine_fingerprint(summary),
-                "path": f"s3://{self.bucket}/{base}", "n_runs": len(summary.get("runs", [])),
-                "format": summary.get("version") or FORMAT_VERSION,
-                "points": list({k: k.as_json() for k in map(point_key, summary.get("runs", []))}.values()),
+            session: dict[str, Any] = {
+                "results_id": rid, "scenario": scenario, "started": s.started, "finished": s.finished,
+                "status": s.status, "provider": s.provider, "machine": machine_fingerprint(s),
+                "path": f"s3://{self.bucket}/{base}", "n_runs": len(s.runs),
+                "format": version or FORMAT_VERSION,
+                "points": list({r.key: r.key.as_json() for r in s.runs}.values()),
             }
             self._update_index(lambda index: index["sessions"].__setitem__(rid, session))
         except (ClientError, BotoCoreError, RunFailed) as exc:

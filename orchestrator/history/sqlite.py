@@ -9,8 +9,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from orchestrator.history.fingerprint import machine_fingerprint, plain, point_key
+from orchestrator.history.fingerprint import SummaryLike, machine_fingerprint, point_key, typed
 from orchestrator.point import PointKey
+from orchestrator.records import Run
 
 HISTORY_ENV = "ORCHESTRATE_HISTORY"
 # The database's format, in PRAGMA user_version (asv's update_to_N, one step at a time):
@@ -92,42 +93,33 @@ RUN_COLUMNS = ("results_id", "run_id", "scenario", "started", "machine", "arch",
 _INSERT_RUN = f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})"
 
 
-def record_history(summary: Any, folder: Path, db: Path | None = None) -> Path:
-    summary = plain(summary)
+def record_history(summary: SummaryLike, folder: Path, db: Path | None = None) -> Path:
+    s = typed(summary)
     path = history_path(db)
     path.parent.mkdir(parents=True, exist_ok=True)
-    machine = machine_fingerprint(summary)
-    rid = summary.get("run_id") or folder.name
+    machine = machine_fingerprint(s)
+    rid = s.run_id or folder.name
     with contextlib.closing(_connect(path)) as con, con:
         con.execute("INSERT OR REPLACE INTO sessions VALUES (?,?,?,?,?,?,?,?,?)",
-                    (rid, summary.get("scenario"), summary.get("started"), summary.get("finished"),
-                     summary.get("status"), summary.get("provider"), machine, str(folder.resolve()),
-                     len(summary.get("runs", []))))
+                    (rid, s.scenario, s.started, s.finished, s.status, s.provider, machine,
+                     str(folder.resolve()), len(s.runs)))
         con.execute("DELETE FROM runs WHERE results_id = ?", (rid,))
-        for r in summary.get("runs", []):
-            a = r.get("analysis") or {}
-            ppr = (a.get("packets_per_request") or {}).get("total")
-            cost = (a.get("cpu_us_per_request") or {}).get("total")
-            if not isinstance(r.get("qps"), int | float):
-                continue  # a run that failed before measuring
-            key = point_key(r)
-            lat = r.get("latency_ms") or {}
-            con.execute(_INSERT_RUN,
-                        (rid, r["run_id"], summary.get("scenario"), summary.get("started"), machine,
-                         r.get("arch"), r.get("server_threads"), r.get("connections"), r.get("repetition"),
-                         r["qps"], lat.get("p50"), lat.get("p99"),
-                         _errors(r), a.get("verdict"), a.get("ceiling_pps"),
-                         ppr, cost, key.get("load.rate"), json.dumps(key.as_json()), key.compact()))
+        for r in s.runs:
+            if r.qps is not None:  # else a run that failed before measuring
+                con.execute(_INSERT_RUN, (rid, r.run_id, s.scenario, s.started, machine, *_run_row(r)))
     return path
 
 
-def _errors(run: dict[str, Any]) -> int | None:
-    """A run's socket errors for its row: NULL when a counter is missing (not measured is not 0)."""
-    counts = run.get("errors")
-    kinds = ("connect", "read", "write", "timeout")
-    if not isinstance(counts, dict) or any(counts.get(k) is None for k in kinds):
-        return None
-    return sum(int(v) for v in counts.values() if isinstance(v, int | float))
+def _run_row(r: Run) -> tuple[Any, ...]:
+    """A measured run's own columns, from arch on (errors NULL when a counter is missing: not
+    measured is not 0)."""
+    a = r.analysis
+    ppr = a.packets_per_request.total if a and a.packets_per_request else None
+    cost = a.cpu_us_per_request.total if a and a.cpu_us_per_request else None
+    key = r.key
+    return (r.arch, r.server_threads, r.connections, r.repetition, r.qps, r.latency_ms.p50, r.latency_ms.p99,
+            r.errors.total if r.errors else None, a.verdict if a else None, a.ceiling_pps if a else None,
+            ppr, cost, key.get("load.rate"), json.dumps(key.as_json()), key.compact())
 
 
 def history_sessions(db: Path | None = None, *, scenario: str | None = None, status: str | None = None,
@@ -178,7 +170,7 @@ class SQLiteHistory:
         if self.path.is_dir():
             raise UserError(f"--history {self.path}: a directory; give a SQLite file or s3://bucket/prefix")
 
-    def record(self, summary: Any, folder: Path) -> str:
+    def record(self, summary: SummaryLike, folder: Path) -> str:
         return str(record_history(summary, folder, self.path))
 
     def record_gate(self, results_id: str, gate: dict[str, Any]) -> None:

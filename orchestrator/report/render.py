@@ -155,7 +155,7 @@ def _host_noise(summary: Summary) -> list[str]:
     """The host's own noise before the first window and after the last (doctor.noise), if read."""
     from orchestrator.doctor.noise import HostNoise
 
-    recorded = (summary.model_extra or {}).get("host_noise") or {}
+    recorded = summary.host_noise or {}
     out = []
     for when in ("before", "after"):
         try:
@@ -206,7 +206,7 @@ def _answer(summary: Summary, folder: Path | None = None) -> dict[str, Any] | No
     against main-sub (else the first) on QPS and CPU per request."""
     from orchestrator import compare
 
-    rounds = (summary.model_extra or {}).get("rounds") or {}
+    rounds = summary.rounds or {}
     if rounds.get("factor"):
         factor, base = str(rounds["factor"]), rounds.get("baseline")
         metrics = list(dict.fromkeys([str(rounds.get("metric") or "qps"), "qps", "cpu_us_per_request"]))
@@ -282,7 +282,7 @@ def _search_answer(summary: Summary, charts: list[dict[str, Any]]) -> dict[str, 
 def _slo_warnings(summary: Summary) -> list[str]:
     """A latency SLO near the pauses this host took on its pinned CPUs (recorded before and
     after the windows): a bound within twice the longest pause band seen measures the machine."""
-    recorded = (summary.model_extra or {}).get("host_noise") or {}
+    recorded = summary.host_noise or {}
     longest = 0.0
     for when in ("before", "after"):
         for bands in ((recorded.get(when) or {}).get("pauses") or {}).values():

@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import stats
-from orchestrator.history import History, changepoint, plain
-from orchestrator.point import PointKey
+from orchestrator.compare import label as _label  # the point as gates name it: a failed gate marks its dots
+from orchestrator.history import History, changepoint
+from orchestrator.records import Summary
 from orchestrator.store import atomic_write, load_summary
 
 W, H = 760, 200  # one chart
@@ -41,11 +42,6 @@ class Run:
     session: dict[str, Any]
     report: str | None  # the report's path inside the site
     gate: dict[str, Any] | None
-
-
-def _label(point: PointKey) -> str:
-    """The point as gates name it (compare.label), so a failed gate marks its dots."""
-    return point.compact()
 
 
 def _fmt(v: float) -> str:
@@ -117,14 +113,13 @@ def _chart(title: str, unit: str, series: list[changepoint.Entry], values: list[
     return "\n".join(out)
 
 
-def _repetitions(summaries: list[dict[str, Any]]) -> dict[tuple[str, Any, str], list[float]]:
+def _repetitions(summaries: list[Summary]) -> dict[tuple[str, Any, str], list[float]]:
     """(scenario, point, results id) -> that run's QPS over its repetitions."""
     out: dict[tuple[str, Any, str], list[float]] = {}
     for s in summaries:
-        for r in s.get("runs") or []:
-            if isinstance(r.get("qps"), int | float) and not s.get("capacity"):
-                key = (str(s.get("scenario")), changepoint.point_key(r), str(s.get("run_id")))
-                out.setdefault(key, []).append(float(r["qps"]))
+        for r in s.runs if not s.capacity else ():
+            if r.qps is not None:
+                out.setdefault((str(s.scenario), r.key, str(s.run_id)), []).append(r.qps)
     return out
 
 
@@ -197,16 +192,16 @@ def _run_dots(series: list[changepoint.Entry], values: list[float | None], runs:
 
 
 def _copy_reports(history: History, site: Path, sessions: list[dict[str, Any]],
-                  gates: dict[str, dict[str, Any]]) -> tuple[dict[str, Run], list[dict[str, Any]]]:
+                  gates: dict[str, dict[str, Any]]) -> tuple[dict[str, Run], list[Summary]]:
     """Each session's Run (its report copied into the site) and the complete runs' summaries."""
     runs: dict[str, Run] = {}
-    summaries = []
+    summaries: list[Summary] = []
     for s in sessions:
         report = None
         folder = history.folder(s, files=("summary.json", "report.html")) if s["status"] == "complete" \
             else None
         if folder is not None:
-            summaries.append(plain(load_summary(folder)))
+            summaries.append(load_summary(folder))
             if (folder / "report.html").is_file():
                 rel = Path("runs") / s["scenario"] / s["results_id"] / "report.html"
                 (site / rel).parent.mkdir(parents=True, exist_ok=True)
