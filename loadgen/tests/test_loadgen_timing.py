@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 import time
 
 import loadkit
@@ -133,3 +134,68 @@ def test_overload_is_not_sustained(generators, realtime_server, capacity):
     assert r["achieved"] < 0.99 * rate
     # what could not be sent waited in the queue and counts, from its intended time
     assert run.counts["unsent"] > 0 and run.pct("latency", "99") > 100
+
+
+# One thread, 1 ms asleep per request, answering connections in turn: every connection of the
+# generator stays busy, so nearly every request waits for one (the corpus's slow server).
+SLEEPER = r'''
+import selectors, socket, sys, time
+RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: keep-alive\r\n\r\nhello\n"
+sel, lst = selectors.DefaultSelector(), socket.socket()
+lst.bind(("127.0.0.1", 0))
+lst.listen(512)
+lst.setblocking(False)
+sel.register(lst, selectors.EVENT_READ)
+print(lst.getsockname()[1], flush=True)
+pending = {}
+while True:
+    for key, _ in sel.select():
+        s = key.fileobj
+        if s is lst:
+            c, _ = lst.accept()
+            sel.register(c, selectors.EVENT_READ)
+            pending[c] = b""
+            continue
+        try:
+            data = s.recv(65536)
+        except OSError:
+            data = b""
+        if not data:
+            sel.unregister(s)
+            pending.pop(s, None)
+            s.close()
+            continue
+        buf = pending[s] + data
+        while b"\r\n\r\n" in buf:
+            _, buf = buf.split(b"\r\n\r\n", 1)
+            time.sleep(0.001)
+            s.sendall(RESPONSE)
+        pending[s] = buf
+'''
+
+
+@pytest.mark.slow
+def test_waiting_for_a_busy_connection_is_not_the_clients_send_lag(generators):
+    """Issue 22: offered 5,000/s against ~1,000/s with all 32 connections busy, the wait for a
+    connection is in send_lag (seconds: the server's queue) but not in client_send_lag, which
+    counts from the moment a connection was free: µs of the generator's own work."""
+    server = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-c", SLEEPER], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline())
+        run = run_load(generators["release"], "-c", "32", "-R", "5000", "-d", "2", "-w", "0.1",
+                       "--cpus", "1", f"http://127.0.0.1:{port}/", realtime=True)
+    finally:
+        server.kill()
+        server.wait(10)
+    c, lag = run.counts, run.doc["client_send_lag"]
+    record("busy_connections", {"achieved": run.doc["rate"]["achieved"], "sent": c["sent"],
+                                "send_lag_p99_ms": run.pct("send_lag", "99"),
+                                "client_send_lag_p99_ms": run.pct("client_send_lag", "99"),
+                                "client_send_lag_max_ms": lag["max"] / 1000.0})
+    assert run.doc["rate"]["achieved"] < 0.5 * 5000 and c["unsent"] > 0  # the server's queue
+    assert lag["count"] == c["sent"] > 300
+    assert run.pct("send_lag", "99") > 500  # waited for a connection: the server's slowness
+    assert run.pct("client_send_lag", "99") < 1.0, lag  # not the client's
+    assert run.doc["rate"]["sustained"] is False  # completion failed: 99% of target not reached
