@@ -960,8 +960,8 @@ LEAD_MARGIN = 3.0  # times the slowest pre-load steps so far (start, affinity, w
 def _lead(ctx: Context, round_trip: float) -> float:
     """Seconds from now to the load's start instant: time for the four pre-load steps on every
     client (five round trips of the one just timed), and once a window has shown how long
-    those steps take here, three times the slowest of them rather than a fixed 1.5 s (about
-    0.1 s on this machine and on a netns lab: a second saved per window)."""
+    those steps take here, three times the slowest of them rather than a fixed 1.5 s (on
+    this 2-CPU machine, local hosts, the 0.5 s floor applied: a second saved per window)."""
     if ctx.pre_load_s is None:
         return max(LEAD_FIRST_S, 5 * round_trip)
     return max(LEAD_MIN_S, 5 * round_trip, LEAD_MARGIN * ctx.pre_load_s)
