@@ -188,11 +188,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     loaded = _last_passed(args, loaded)
     _build_refs(loaded.scenario)  # server.ref: resolved and built here, before anything is provisioned
     preflight.check(loaded)  # CPUs, inventory, account (exit 2); tools to install (exit 1)
-    if loaded.scenario.hosts.provider == "aws" and not _confirm_cloud(loaded.scenario, args.yes):
+    aws = loaded.scenario.hosts.provider == "aws"
+    if aws and not _confirm_cloud(loaded.scenario, args.yes):
         print("orchestrate: not started", file=sys.stderr)
         return EXIT_BAD_INPUT
     outcome = execute.run(loaded, results_root=Path(args.results), run_id=args.resume or args.run_id,
-                          history=args.history, resume=bool(args.resume))
+                          history=args.history, resume=bool(args.resume),
+                          lab_options={"ssh_probe": args.ssh_probe} if aws and args.ssh_probe else None)
     print(table.render(outcome.summary))
     if loaded.scenario.compare is not None:  # the floors the report shows beside the answer
         _keep_floors(history, outcome.summary, outcome.results)
@@ -726,6 +728,9 @@ def _run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                    help="aws: refuse a plan whose worst case costs more per hour "
                    "(default: hosts.aws.max_hourly)")
     r.add_argument("--history", metavar="DB|s3://BUCKET/PREFIX", help=HISTORY_HELP)
+    r.add_argument("--ssh-probe", type=_host_port, metavar="HOST[:PORT]",
+                   help="aws: the public SSH server whose banner shows TCP port 22 leaves this network, "
+                   "checked before anything is created (default github.com:22)")
 
 
 def _study_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -9,6 +9,9 @@ makes exactly the calls it makes against AWS):
 - real state transitions: instances `pending` for a few polls before `running`,
   `shutting-down` before `terminated`, and unknown to DescribeInstances right after launch.
 
+`public_default_vpc` gives moto's default VPC the internet gateway and route a real account's
+has (`no_internet_route` takes the route away again).
+
 `LabInstances` puts netns lab hosts behind the instances moto "launches", for the end to
 end test: the key pair moto makes is authorized on the lab, and each instance's console
 shows its lab host's real SSH host key, as cloud-init prints it.
@@ -18,6 +21,8 @@ from __future__ import annotations
 
 import copy
 from typing import Any
+
+import boto3
 
 REGION = "eu-west-1"
 DEBIAN = "resolve:ssm:/aws/service/debian/release/12/latest/amd64"  # the shipped image setting
@@ -32,6 +37,31 @@ DEBIAN_NAMES = {
     "ami-0e9271c829888680e": "debian-12-arm64-20240717-1811",
 }
 UBUNTU_AMI = "ami-1e749f67"  # moto's own: ubuntu/images/hvm-ssd/ubuntu-trusty-14.04-amd64-server-...
+
+
+def public_default_vpc(endpoint: str | None, region: str = REGION) -> str:
+    """What a real account's default VPC has and moto's lacks: an internet gateway, attached, that
+    its main route table sends 0.0.0.0/0 to (made outside the fakes, so no test counts it as the
+    run's). Returns the main route table's id."""
+    ec2 = boto3.session.Session(region_name=region).client("ec2", endpoint_url=endpoint)
+    vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+    filters = [{"Name": "vpc-id", "Values": [vpc]}, {"Name": "association.main", "Values": ["true"]}]
+    (main,) = ec2.describe_route_tables(Filters=filters)["RouteTables"]
+    if not any(r.get("DestinationCidrBlock") == "0.0.0.0/0" for r in main["Routes"]):
+        attached = ec2.describe_internet_gateways(
+            Filters=[{"Name": "attachment.vpc-id", "Values": [vpc]}])["InternetGateways"]
+        igw = attached[0]["InternetGatewayId"] if attached else \
+            ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+        if not attached:
+            ec2.attach_internet_gateway(InternetGatewayId=igw, VpcId=vpc)
+        ec2.create_route(RouteTableId=main["RouteTableId"], DestinationCidrBlock="0.0.0.0/0", GatewayId=igw)
+    return str(main["RouteTableId"])
+
+
+def no_internet_route(endpoint: str | None, region: str = REGION) -> None:
+    """The default VPC as moto makes it: its main table routes nothing out of the VPC."""
+    ec2 = boto3.session.Session(region_name=region).client("ec2", endpoint_url=endpoint)
+    ec2.delete_route(RouteTableId=public_default_vpc(endpoint, region), DestinationCidrBlock="0.0.0.0/0")
 
 
 class Http:

@@ -117,19 +117,25 @@ def test_cleanup_removes_what_a_killed_run_left(profile, moto_server):
 def test_cleanup_with_no_region_finds_a_killed_run_in_another_region(profile, moto_server, tmp_path):
     """A run in us-west-2 killed with kill -9 (provisioned, never torn down) while the profile
     says eu-west-2: its local record names the region, so a bare cleanup finds it there."""
-    from awskit import UBUNTU_AMI
+    from awskit import UBUNTU_AMI, public_default_vpc
 
     from orchestrator.hosts import aws
     from orchestrator.hosts.aws import state
     from orchestrator.scenario import Scenario
 
+    from testkit import listener
+
     sc = Scenario.model_validate({"name": "elsewhere", "hosts": {"provider": "aws", "aws": {
         "region": "us-west-2", "endpoint_url": moto_server, "image": UBUNTU_AMI, "placement": "none",
         "instance_type": {"server": "c6i.large", "client": "c6i.large"}}}})
     created = aws.Created(run_id="killed-elsewhere", lab_dir=tmp_path / "lab")
-    aws.provision(sc, run_id="killed-elsewhere", created=created, session=aws_api.make_session("us-west-2"),
-                  my_address="203.0.113.7", wait_ssh=lambda hosts, timeout: None,
-                  host_keys=lambda ec2, hosts, timeout: {h.instance_id: ["ssh-ed25519 AAAA"] for h in hosts})
+    public_default_vpc(moto_server, "us-west-2")  # the internet gateway a real default VPC has
+    with listener(b"SSH-2.0-OpenSSH_9.2\r\n") as port:  # the public SSH server pre-flight probes
+        aws.provision(sc, run_id="killed-elsewhere", created=created,
+                      session=aws_api.make_session("us-west-2"), my_address="203.0.113.7",
+                      wait_ssh=lambda hosts, timeout: None, ssh_probe=("127.0.0.1", port),
+                      host_keys=lambda ec2, hosts, timeout: {h.instance_id: ["ssh-ed25519 AAAA"]
+                                                             for h in hosts})
     (record,) = state.load_all()
     assert record.region == "us-west-2" and sorted(record.ids["instance"]) == sorted(created.instance_ids)
     west = boto3.session.Session(region_name="us-west-2").client("ec2", endpoint_url=moto_server)
@@ -177,3 +183,86 @@ def test_bad_ssh_settings_are_bad_input_at_their_line(tmp_path):
     assert f"{doc}:5: hosts.aws.ssh_cidr: expected a CIDR such as 203.0.113.7/32, " \
            "got '10.0.0.300/8'" in done.stderr
     assert f"{doc}:6: hosts.aws.ssh_address: Input should be 'public' or 'private'" in done.stderr
+
+
+
+def _cloud_env(tmp_path) -> dict[str, str]:
+    """FAKE credentials, the run's local records in tmp_path, and no way out for the public
+    address lookup (a dead proxy: with hosts.aws.ssh_cidr set, the run only warns about it)."""
+    return {**FAKE, "ORCHESTRATE_STATE_DIR": str(tmp_path / "state"), "HTTPS_PROXY": DEAD,
+            "https_proxy": DEAD, "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+
+
+def _what_exists(ec2) -> dict[str, list[str]]:
+    """What a run could create in the region: instances (any state), key pairs, security groups
+    and VPCs besides the default ones."""
+    return {"instances": [i["InstanceId"] for r in ec2.describe_instances()["Reservations"]
+                          for i in r["Instances"]],
+            "key pairs": [k["KeyName"] for k in ec2.describe_key_pairs()["KeyPairs"]],
+            "security groups": [g["GroupId"] for g in ec2.describe_security_groups()["SecurityGroups"]
+                                if g["GroupName"] != "default"],
+            "vpcs": [v["VpcId"] for v in ec2.describe_vpcs()["Vpcs"] if not v.get("IsDefault")]}
+
+
+def test_run_checks_the_ssh_path_before_it_creates_anything(moto_server, tmp_path, monkeypatch):
+    """`orchestrate run` on aws runs doctor's SSH-path checks before its first create (issue 26).
+    moto's default VPC as moto makes it (no route to an internet gateway) refuses the run with
+    exit 1 and one line naming the check, the subnet and the fix, nothing created in the
+    account; with the route a real account has, the same command goes on and launches (Ctrl-C
+    once its instances exist ends it, terminating them)."""
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from awskit import UBUNTU_AMI, no_internet_route, public_default_vpc
+
+    from testkit import listener
+
+    for k, v in FAKE.items():
+        monkeypatch.setenv(k, v)
+    region = "ap-northeast-1"  # a region of its own on the module's moto server
+    ec2 = boto3.session.Session(region_name=region).client("ec2", endpoint_url=moto_server)
+    no_internet_route(moto_server, region)
+    before = _what_exists(ec2)
+    subnets = {s["SubnetId"] for s in ec2.describe_subnets()["Subnets"]}
+    env = _cloud_env(tmp_path)
+    with listener(b"SSH-2.0-OpenSSH_9.2\r\n") as port:  # the public SSH server the probe reaches
+        args = ["run", SCENARIO, "--yes", "--results", str(tmp_path / "results"), "--ssh-probe",
+                f"127.0.0.1:{port}", "--set", f"hosts.aws.endpoint_url={moto_server}", "--set",
+                f"hosts.aws.region={region}", "--set", f"hosts.aws.image={UBUNTU_AMI}", "--set",
+                "hosts.aws.placement=none", "--set", "hosts.aws.ssh_cidr=0.0.0.0/0"]
+        done = orchestrate(*args, env=env, timeout=120)
+        assert done.returncode == 1, done.stderr
+        (line,) = [x for x in done.stderr.splitlines() if "ssh route" in x]
+        m = re.fullmatch(r"orchestrate: run failed: provision: aws pre-flight: ssh route: subnet "
+                         r"(subnet-\w+) has no route to an internet gateway: its instances' public "
+                         r"addresses cannot be reached from here; fix: set hosts.aws.subnet to a public "
+                         r"subnet, route 0.0.0.0/0 to an internet gateway, or run from inside the VPC with "
+                         r"hosts.aws.ssh_address: private", line)
+        assert m and m[1] in subnets, line
+        assert "Traceback" not in done.stderr and "ssh out" not in done.stderr  # the probe answered
+        assert _what_exists(ec2) == before  # not even a terminated instance: nothing was launched
+
+        public_default_vpc(moto_server, region)
+        proc = subprocess.Popen([sys.executable, "-m", "orchestrator", *args], cwd=REPO,
+                                env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        try:
+            deadline = time.monotonic() + 90
+            while len(_what_exists(ec2)["instances"]) < 2 and proc.poll() is None \
+                    and time.monotonic() < deadline:
+                time.sleep(0.2)
+            launched = _what_exists(ec2)
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert len(launched["instances"]) == 2 and len(launched["key pairs"]) == 1, (launched, err)
+    assert proc.returncode == 130 and "during aws provisioning: wait for SSH" in err, err
+    assert "ssh route" not in err and "ssh out" not in err, err
+    states = {i["State"]["Name"] for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]}
+    assert states <= {"shutting-down", "terminated"}, states
+    assert _what_exists(ec2)["key pairs"] == [] and _what_exists(ec2)["security groups"] == []

@@ -14,7 +14,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "orchestrator"
 
 # lowest first; a top-level name stands for its subpackage too (tools.wrk is "tools")
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"errors", "bounded", "cpus", "signals", "stats", "point"}),  # no knowledge of anything else
+    frozenset({"errors", "bounded", "cpus", "signals", "stats", "point", "check"}),  # no knowledge of
+    # anything else (check: one check's outcome, made by doctor and by a provider's pre-flight)
     frozenset({"scenario", "plan", "tools", "records", "packages", "metrics"}),  # inputs, one adapter
     # per external tool, the records of results (runs, analyses, points, summaries), tools'
     # packages, the metrics a comparison reads from runs

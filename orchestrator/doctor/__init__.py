@@ -2,28 +2,16 @@
 run` runs the preflight ones before it provisions anything and records the host's noise
 (doctor.noise) before and after its windows.
 
-Each check is a `Check` (ok, warn or fail, what was seen, and the fix), printed one per line
-by `render` (pyperf's `system show`, flutter's `doctor`).
+Each check is a `Check` (orchestrator.check: ok, warn or fail, what was seen, and the fix),
+printed one per line by `render` (pyperf's `system show`, flutter's `doctor`). The aws SSH-path
+checks live with the provider (hosts.aws.reach), which runs them in its own pre-flight too.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from orchestrator.check import Check, Status
 
-Status = Literal["ok", "warn", "fail"]
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    status: Status
-    detail: str
-    fix: str = ""
-
-    def line(self) -> str:
-        text = f"{self.status:<4}  {self.name}: {self.detail}"
-        return f"{text}\n      fix: {self.fix}" if self.fix and self.status != "ok" else text
+__all__ = ["Check", "Status", "render"]
 
 
 def render(checks: list[Check]) -> str:

@@ -267,10 +267,10 @@ def static_hosts(sc: Scenario) -> list[Check]:
 
 def aws(sc: Scenario, *, ssh_probe: tuple[str, int] | None = None,
         my_address: Callable[[], str] | None = None) -> list[Check]:
-    """The provider's own pre-flight, then the path SSH will take to the instances (doctor.reach):
-    out of this network, through the security group's rule and the subnet's route."""
-    from orchestrator.doctor import reach
-    from orchestrator.hosts.aws import ec2, preflight, resolve_image
+    """The provider's own pre-flight, then the path SSH will take to the instances, as a run
+    checks it (hosts.aws.reach): out of this network, through the security group's rule and
+    every subnet the launch may use."""
+    from orchestrator.hosts.aws import ec2, preflight, reach, resolve_image
     from orchestrator.hosts.aws.ec2 import config, role_counts
 
     aws_cfg = config(sc)
@@ -281,19 +281,10 @@ def aws(sc: Scenario, *, ssh_probe: tuple[str, int] | None = None,
     except (UserError, RunFailed) as exc:  # the quota, types, image or permissions say no
         said = " ".join(exc.lines()) if isinstance(exc, UserError) else str(exc)
         return [Check("aws pre-flight", "fail", said, "see the line above; nothing was created"), *probe]
-    out = [Check("aws pre-flight", "ok",
-                 f"{aws_cfg.region}: types, image, quota and permissions allow the plan"), *probe]
-    out.append(reach.ssh_rule(aws_cfg, checked.vpc_cidr, my_address or ec2.discover_address))
-    if aws_cfg.ssh_address == "public":
-        subnet = checked.subnets[0]
-        try:
-            api = ec2.client(session, "ec2", aws_cfg.endpoint_url)
-            out.append(reach.route(api, subnet.id, subnet.vpc_id))
-        except Exception as exc:  # a denied DescribeRouteTables: say so, the run may still work
-            out.append(Check("ssh route", "warn",
-                             f"cannot read subnet {subnet.id}'s routes: {ec2.error_text(exc)}",
-                             "allow ec2:DescribeRouteTables, or check the subnet is public by hand"))
-    return out
+    ok = Check("aws pre-flight", "ok",
+               f"{aws_cfg.region}: types, image, quota and permissions allow the plan")
+    api = ec2.client(session, "ec2", aws_cfg.endpoint_url)
+    return [ok, *probe, *reach.checks(api, aws_cfg, checked, my_address or ec2.discover_address)]
 
 
 def run_all(sc: Scenario, seconds: float, *, ssh_probe: tuple[str, int] | None = None) -> list[Check]:

@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -27,7 +28,7 @@ from typing import Any
 
 import boto3
 import pytest
-from awskit import DEBIAN, DEBIAN_AMIS, REGION, Fakes, err
+from awskit import DEBIAN, DEBIAN_AMIS, REGION, Fakes, err, no_internet_route, public_default_vpc
 
 from orchestrator import records
 from orchestrator import scenario as scenario_mod
@@ -72,6 +73,17 @@ def fake_credentials(monkeypatch, tmp_path):
         raise AssertionError("tests must pass my_address; no external service is called")
 
     monkeypatch.setattr(aws, "discover_address", no_lookup)
+
+
+@pytest.fixture(autouse=True)
+def ssh_probe(monkeypatch) -> Iterator[tuple[str, int]]:
+    """The public SSH server a run's pre-flight probes (port 22 out of this network): a real
+    socket on 127.0.0.1 that greets like sshd, so no test reaches the internet."""
+    from orchestrator.hosts.aws import reach
+
+    with ssh_server() as port:
+        monkeypatch.setattr(reach, "SSH_PROBE", ("127.0.0.1", port))
+        yield reach.SSH_PROBE
 
 
 class Cloud:
@@ -129,11 +141,13 @@ def _cloud(request, monkeypatch, mode: str):
     monkeypatch.setattr(aws_api, "make_session",
                         lambda region, profile=None: fakes.install(real(region, profile)))
     if endpoint:
+        public_default_vpc(endpoint)
         yield Cloud(endpoint, fakes)
     else:
         from moto import mock_aws
 
         with mock_aws():
+            public_default_vpc(None)
             yield Cloud(None, fakes)
 
 
@@ -205,7 +219,7 @@ def test_provisions_the_cross_host_topology(cloud, tmp_path):
         ops = cloud.fakes.ops()
         first_create = ops.index("CreateKeyPair")
         for op in ("DescribeInstanceTypes", "DescribeInstanceTypeOfferings", "GetServiceQuota",
-                   "DescribeImages"):
+                   "DescribeImages", "DescribeRouteTables"):
             assert ops.index(op) < first_create, op
         dry = [p for p in cloud.fakes.params("RunInstances") if p.get("DryRun")]
         assert [p["InstanceType"] for p in dry] == ["c6i.2xlarge", "c6i.xlarge"]
@@ -661,6 +675,7 @@ def test_a_4_vcpu_quota_refuses_the_default_plan_before_anything_is_created(clou
     # ... and the smoke scenario as shipped (us-east-1, its max_hourly) passes that quota
     smoke = scenario_mod.load(Path(__file__).resolve().parents[2] / "scenarios" / "aws-smoke.yaml").scenario
     assert smoke.hosts.aws is not None and cloud1.endpoint is None  # in-process: no endpoint to set
+    public_default_vpc(None, smoke.hosts.aws.region)
     with open_any_lab(smoke, **lab_kw(tmp_path, "r-smoke")) as lab:
         assert [h.vars["instance_type"] for h in lab.hosts] == ["c7i-flex.large"] * 2
     assert cloud1.nothing_left()
@@ -696,27 +711,18 @@ def ssh_server() -> Iterator[int]:
         yield port
 
 
-def public_subnet(cloud) -> None:
-    """What a real default VPC has and moto's lacks: an internet gateway its main table routes to."""
-    ec2 = cloud.ec2()
-    vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
-    igw = ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
-    ec2.attach_internet_gateway(InternetGatewayId=igw, VpcId=vpc)
-    filters = [{"Name": "vpc-id", "Values": [vpc]}, {"Name": "association.main", "Values": ["true"]}]
-    (main,) = ec2.describe_route_tables(Filters=filters)["RouteTables"]
-    ec2.create_route(RouteTableId=main["RouteTableId"], DestinationCidrBlock="0.0.0.0/0", GatewayId=igw)
-
-
 def test_doctor_checks_the_ssh_path_to_the_instances_before_anything_is_created(cloud1):
     """doctor for aws, port 22 reachable from here (issue 26): out of this network (a real
     socket standing in for the public SSH server), admitted by the run's SSH rule (this machine's
     address against hosts.aws.ssh_cidr), and routed into the subnet (its route table on moto).
     Each broken piece is a fail line with its fix; nothing is created."""
-    from orchestrator.doctor import checks, reach
+    from orchestrator.doctor import checks
+    from orchestrator.hosts.aws import reach
 
     def lines(sc: Scenario, port: int, here: str = "203.0.113.7") -> dict[str, Any]:
         return {c.name: c for c in checks.aws(sc, ssh_probe=("127.0.0.1", port), my_address=lambda: here)}
 
+    no_internet_route(cloud1.endpoint)
     with ssh_server() as port:
         got = lines(scenario(cloud1.endpoint), port)
         assert got["aws pre-flight"].status == "ok" and got["ssh out"].status == "ok", got
@@ -726,8 +732,7 @@ def test_doctor_checks_the_ssh_path_to_the_instances_before_anything_is_created(
         assert route.status == "fail" and "no route to an internet gateway" in route.detail, route
         assert "hosts.aws.subnet" in got["ssh route"].fix
         assert created_anything(cloud1) == []
-        public_subnet(cloud1)
-        before = created_anything(cloud1)  # the gateway and route just made, and nothing more below
+        public_default_vpc(cloud1.endpoint)  # the gateway and route, made outside the fakes
         got = lines(scenario(cloud1.endpoint, ssh_cidr="198.51.100.0/24"), port)
         assert got["ssh route"].status == "ok" and "igw-" in got["ssh route"].detail, got["ssh route"]
         rule = got["ssh rule"]
@@ -735,9 +740,90 @@ def test_doctor_checks_the_ssh_path_to_the_instances_before_anything_is_created(
         assert lines(scenario(cloud1.endpoint, ssh_cidr="203.0.113.0/24"), port)["ssh rule"].status == "ok"
     blocked = reach.outbound(("127.0.0.1", port), timeout=2)  # the same port, nothing listening now
     assert blocked.status == "fail" and "refused" in blocked.detail.lower(), blocked
-    assert created_anything(cloud1) == before  # pre-flight's launches were dry runs
+    assert created_anything(cloud1) == []  # pre-flight's launches were dry runs
     dry = cloud1.fakes.params("RunInstances")
     assert all(p.get("DryRun") for p in dry), dry
+
+
+def test_run_refuses_a_broken_ssh_path_before_anything_is_created(cloud1, tmp_path, monkeypatch, caplog):
+    """`orchestrate run` runs doctor's SSH-path checks in the provider's pre-flight (issue 26):
+    a subnet without a route to an internet gateway (moto's default VPC as moto makes it), or
+    this machine outside hosts.aws.ssh_cidr, refuses the run with one line naming the subnet or
+    the key and the fix, before any instance, group or key exists; port 22 blocked out of this
+    network only warns (the run goes on)."""
+    from orchestrator.hosts.aws import reach
+
+    no_internet_route(cloud1.endpoint)
+    with pytest.raises(RunFailed) as refused, open_any_lab(scenario(cloud1.endpoint),
+                                                           **lab_kw(tmp_path, "r-noroute")):
+        pytest.fail("the block must not run")
+    line = str(refused.value)
+    assert re.fullmatch(r"provision: aws pre-flight: ssh route: subnet subnet-\w+ has no route to an "
+                        r"internet gateway: its instances' public addresses cannot be reached from here; "
+                        r"fix: set hosts.aws.subnet to a public subnet, route 0.0.0.0/0 to an internet "
+                        r"gateway, .*ssh_address: private", line), line
+    assert "\n" not in line and refused.value.exit_code == 1
+    assert created_anything(cloud1) == [] and cloud1.nothing_left()
+    ec2 = cloud1.ec2()
+    assert ec2.describe_instances()["Reservations"] == []  # not even a terminated one
+    assert ec2.describe_key_pairs()["KeyPairs"] == [] and aws_state.load_all() == []
+    # the route as a real account has it: the same run passes the check
+    public_default_vpc(cloud1.endpoint)
+    with pytest.raises(UserError, match=r"^hosts.aws.ssh_cidr: ssh rule: SSH admitted from "
+                       r"hosts.aws.ssh_cidr 198.51.100.0/24; this machine is 203.0.113.7, outside it: the "
+                       r"security group will drop its SSH; fix: --set hosts.aws.ssh_cidr=203.0.113.7/32"), \
+            open_any_lab(scenario(cloud1.endpoint, ssh_cidr="198.51.100.0/24"), **lab_kw(tmp_path, "r-out")):
+        pytest.fail("the block must not run")
+    assert created_anything(cloud1) == [] and ec2.describe_instances()["Reservations"] == []
+    # port 22 blocked on the way out: a warning, and the run provisions
+    with socket.socket() as s:  # bound, never listening: a connection is refused
+        s.bind(("127.0.0.1", 0))
+        monkeypatch.setattr(reach, "SSH_PROBE", s.getsockname())
+        with open_any_lab(scenario(cloud1.endpoint), **lab_kw(tmp_path, "r-probe")) as lab:
+            assert len(lab.hosts) == 2
+    assert re.search(r"WARNING aws: ssh out: TCP port \d+ to 127.0.0.1 from here: .*refused.*; open outbound "
+                     r"TCP port 22 .*; going on", caplog.text), caplog.text
+    assert "route tables" not in caplog.text and cloud1.nothing_left()
+
+
+def private_subnet(endpoint: str | None, subnet: str, region: str = REGION) -> str:
+    """`subnet` given a route table of its own that routes nothing out of the VPC (a private
+    subnet in a VPC whose main table has the internet gateway); made outside the fakes."""
+    ec2 = boto3.session.Session(region_name=region).client("ec2", endpoint_url=endpoint)
+    vpc = ec2.describe_subnets(SubnetIds=[subnet])["Subnets"][0]["VpcId"]
+    table = ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
+    ec2.associate_route_table(RouteTableId=table, SubnetId=subnet)
+    return str(table)
+
+
+def test_every_subnet_the_launch_may_use_is_checked_not_only_the_first(cloud1, tmp_path):
+    """The launch tries the VPC's subnets zone after zone: doctor and a run check the route of
+    each. The first routes to an internet gateway, the second has a table of its own without
+    one: doctor fails on that subnet by name, and the run is refused naming it, before any
+    instance, group or key exists."""
+    from orchestrator.doctor import checks
+
+    public_default_vpc(cloud1.endpoint)
+    by_zone = sorted(zone_of_subnets(cloud1).items(), key=lambda kv: kv[1])
+    (first, _), (second, _) = by_zone[:2]
+    private_subnet(cloud1.endpoint, second)
+    got = checks.aws(scenario(cloud1.endpoint), my_address=lambda: MY_ADDRESS)
+    routes = [c for c in got if c.name == "ssh route"]
+    assert len(routes) == len(by_zone), [c.line() for c in got]  # every zone offers c6i here
+    assert routes[0].status == "ok" and first in routes[0].detail and "igw-" in routes[0].detail, routes[0]
+    (bad,) = [c for c in routes if c.status != "ok"]
+    assert bad.status == "fail" and f"subnet {second} has no route to an internet gateway" in bad.detail, bad
+    assert "hosts.aws.subnet" in bad.fix
+    with pytest.raises(RunFailed) as refused, open_any_lab(scenario(cloud1.endpoint),
+                                                           **lab_kw(tmp_path, "r-second")):
+        pytest.fail("the block must not run")
+    assert f"aws pre-flight: ssh route: subnet {second} has no route" in str(refused.value)
+    assert created_anything(cloud1) == [] and cloud1.ec2().describe_instances()["Reservations"] == []
+    # the one subnet named in the scenario is the one the launch uses: only its route counts
+    with open_any_lab(scenario(cloud1.endpoint, subnet=first), **lab_kw(tmp_path, "r-first")) as lab:
+        assert len(lab.hosts) == 2
+    assert {p["NetworkInterfaces"][0]["SubnetId"] for p in launches(cloud1)} == {first}
+    assert cloud1.nothing_left()
 
 
 def test_the_zone_is_one_that_offers_every_roles_type(cloud1, tmp_path):
@@ -786,16 +872,28 @@ def test_each_role_gets_an_image_of_its_types_architecture(cloud1, tmp_path):
         pytest.fail("the block must not run")
 
 
-def test_ssh_cidr_and_private_addresses(cloud1, tmp_path, monkeypatch):
-    # ssh_cidr: the SSH rule as given, and no "what is my IP" lookup (the fixture forbids one).
+def test_ssh_cidr_and_private_addresses(cloud1, tmp_path, monkeypatch, caplog):
+    # ssh_cidr: the SSH rule as given; this machine's address checked against it, and when it
+    # cannot be looked up (no service reachable), a warning, not a refusal.
+    def no_service(timeout: float = 5.0) -> str:
+        raise UserError("cannot find this machine's public address via https://checkip.amazonaws.com: "
+                        "timed out; pass it explicitly")
+
+    monkeypatch.setattr(aws, "discover_address", no_service)
     kw = lab_kw(tmp_path, "r-cidr")
     del kw["my_address"]
     with open_any_lab(scenario(cloud1.endpoint, ssh_cidr="198.51.100.0/24"), **kw):
+        assert "WARNING aws: ssh rule: SSH admitted from 198.51.100.0/24; cannot tell if that is this " \
+            "machine" in caplog.text, caplog.text
         (group,) = cloud1.ec2().describe_security_groups(
             Filters=[{"Name": f"tag:{aws_api.TAG_RUN}", "Values": ["r-cidr"]}])["SecurityGroups"]
         ssh = next(r for r in group["IpPermissions"] if r["IpProtocol"] == "tcp")
         assert [x["CidrIp"] for x in ssh["IpRanges"]] == ["198.51.100.0/24"]
-    # ssh_address: private: reached on the private address, SSH admitted from the VPC only.
+    # ssh_address: private: reached on the private address, SSH admitted from the VPC only. The
+    # orchestrator is inside the VPC: its route there leaves from a VPC address (moto's 172.31/16).
+    from orchestrator.hosts.aws import reach
+
+    monkeypatch.setattr(reach, "source_address", lambda cidr: "172.31.7.7")
     kw = lab_kw(tmp_path, "r-priv")
     del kw["my_address"]
     seam = SshSeam()

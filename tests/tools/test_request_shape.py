@@ -105,16 +105,19 @@ def test_keepalive_off_opens_a_connection_per_request_and_the_body_arrives(tool,
 def test_work_us_adds_its_microseconds_of_cpu_to_each_request(binaries, tmp_path):
     gen, srv = binaries
     # 200 us, not 20: the per-request cost without work moves by +-5 us between runs on this
-    # machine (16-26 us at one connection), which is 25% of 20 us but under 3% of 200
-    cost = {}
-    for work in (0, 200):
-        with serving(srv, "--work-us", str(work)) as s:
-            before = s.cpu_s()
-            # one connection: one request per wake-up either way, so no batching hides the work
-            _generate("orchestrate-load", gen, s.url, tmp_path, close=False, connections=1)
-            time.sleep(0.05)
-            used = s.cpu_s() - before
-        assert s.stats is not None
-        cost[work] = used / s.stats.requests * 1e6
+    # machine (16-26 us at one connection), which is 25% of 20 us but under 3% of 200. Two
+    # alternating rounds, the cheaper of each kept: other load on the machine only adds CPU per
+    # request (it read 1.24x once in CI beside other jobs, 1.02-1.10x quiet).
+    cost: dict[int, float] = {}
+    for _ in range(2):
+        for work in (0, 200):
+            with serving(srv, "--work-us", str(work)) as s:
+                before = s.cpu_s()
+                # one connection: one request per wake-up either way, so no batching hides the work
+                _generate("orchestrate-load", gen, s.url, tmp_path, close=False, connections=1)
+                time.sleep(0.05)
+                used = s.cpu_s() - before
+            assert s.stats is not None
+            cost[work] = min(cost.get(work, float("inf")), used / s.stats.requests * 1e6)
     added = cost[200] - cost[0]
     assert 160 <= added <= 240, cost  # about N us per request, within 20%

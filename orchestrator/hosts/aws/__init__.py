@@ -2,7 +2,9 @@
 
 Before anything is created, `preflight` checks that a zone offers every role's type, picks
 each role's image by its type's architecture (an apt-based OS, whose user is the SSH user),
-checks the vCPU quota and launches with DryRun and the real launch arguments. Then a run
+checks the vCPU quota and launches with DryRun and the real launch arguments; then
+`reach.ssh_path` checks the way SSH will take as `orchestrate doctor` does (the SSH rule
+against this machine's address, each subnet's route to an internet gateway). Then a run
 creates, all tagged `orchestrate:run-id`, `orchestrate:scenario`, `orchestrate:expires`,
 `orchestrate:owner` and `Name` (`orchestrate-<run id>-<nonce>`: an attempt's own, so
 `--resume` does not collide), and records where and what in a local file (`state`), so
@@ -69,7 +71,7 @@ from typing import Any
 from orchestrator.errors import Interrupted, RunFailed, UserError
 from orchestrator.hosts import Host, Lab, NoMoreHosts
 from orchestrator.hosts.aws import ec2 as api  # attributes read at call time: tests patch them
-from orchestrator.hosts.aws import preflight, state
+from orchestrator.hosts.aws import preflight, reach, state
 from orchestrator.hosts.aws.cleanup import Leftover, delete_when_free, remove, scan, terminate
 from orchestrator.hosts.aws.ec2 import (
     CAPACITY,
@@ -273,12 +275,23 @@ class _NoCapacity(Exception):
     """This zone has no room for a type now (a launch error, or an instance that died of it)."""
 
 
-def _ssh_cidr(aws: Any, checked: preflight.Checked, my_address: str | None) -> str:
+def _address_once(given: str | None) -> Callable[[], str]:
+    """This machine's public address: `given`, else looked up once, when first asked for."""
+    found: list[str] = [given] if given else []
+
+    def address() -> str:
+        if not found:
+            found.append(discover_address())
+        return found[0]
+    return address
+
+
+def _ssh_cidr(aws: Any, checked: preflight.Checked, my_address: Callable[[], str]) -> str:
     if aws.ssh_cidr:
         return str(aws.ssh_cidr)
     if aws.ssh_address == "private":  # the orchestrator runs inside the VPC
         return checked.vpc_cidr
-    address = ipaddress.ip_address(my_address or discover_address())
+    address = ipaddress.ip_address(my_address())
     return f"{address}/{32 if address.version == 4 else 128}"
 
 
@@ -337,8 +350,9 @@ def _name_booted(aws: Any, described: dict[str, Any], created: Created) -> list[
 def provision(scenario: Scenario, *, run_id: str, created: Created, session: Any,
               my_address: str | None = None, wait_ssh: WaitSsh = wait_for_ssh,
               host_keys: HostKeys = fetch_host_keys, ssh_timeout: float = SSH_TIMEOUT_S,
-              now: datetime | None = None) -> Lab:
+              now: datetime | None = None, ssh_probe: tuple[str, int] | None = None) -> Lab:
     """Check, create everything and return the Lab; records each resource in `created` as it appears.
+    `ssh_probe`: the public SSH server that shows port 22 leaves this network (reach.SSH_PROBE).
 
     Does not clean up after itself: `open_lab` does (and tests call this directly to
     simulate a run killed before its teardown).
@@ -355,7 +369,9 @@ def provision(scenario: Scenario, *, run_id: str, created: Created, session: Any
             TAG_EXPIRES: created.expires, "Name": base}
     checked = preflight.check(session, aws, role_counts(scenario), resolve_image, tags=tags, base=base,
                               expires=created.expires)
-    cidr = ipaddress.ip_network(_ssh_cidr(aws, checked, my_address), strict=False)
+    mine = _address_once(my_address)
+    reach.ssh_path(ec2, aws, checked, mine, probe=ssh_probe)  # doctor's SSH-path checks, before any create
+    cidr = ipaddress.ip_network(_ssh_cidr(aws, checked, mine), strict=False)
     log.info("aws: %s in %s: %s; SSH from %s", base, aws.region,
              ", ".join(f"{r.role} {r.count} x {r.instance_type} ({r.arch}, {r.image})"
                        for r in checked.roles), cidr)
@@ -663,7 +679,8 @@ def teardown(ec2: Any, created: Created, *, now: datetime | None = None,
 def open_lab(scenario: Scenario, *, run_id: str, session: Any = None, lab_dir: Path | None = None,
              my_address: str | None = None, wait_ssh: WaitSsh = wait_for_ssh,
              host_keys: HostKeys = fetch_host_keys, ssh_timeout: float = SSH_TIMEOUT_S,
-             now: datetime | None = None, max_hourly: float | None = None) -> Iterator[Lab]:
+             now: datetime | None = None, max_hourly: float | None = None,
+             ssh_probe: tuple[str, int] | None = None) -> Iterator[Lab]:
     """Provision the scenario's hosts on EC2, yield the Lab, and tear everything down on any exit.
 
     `session` defaults to the standard credential chain for the scenario's region;
@@ -680,7 +697,8 @@ def open_lab(scenario: Scenario, *, run_id: str, session: Any = None, lab_dir: P
     lab: Lab | None = None
     try:
         lab = provision(scenario, run_id=run_id, created=created, session=session, my_address=my_address,
-                        wait_ssh=wait_ssh, host_keys=host_keys, ssh_timeout=ssh_timeout, now=now)
+                        wait_ssh=wait_ssh, host_keys=host_keys, ssh_timeout=ssh_timeout, now=now,
+                        ssh_probe=ssh_probe)
         yield lab
     except BaseException as exc:
         report = _teardown_logged(ec2, created, aws.region)

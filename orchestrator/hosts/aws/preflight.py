@@ -7,6 +7,9 @@ so an organisation policy refuses it here). Failing here leaves nothing to remov
 A scenario that cannot work (a type no zone offers, an image of the wrong architecture)
 is a UserError on its key; a permission or quota the account lacks is a RunFailed naming
 the check, with what to ask for.
+
+The path SSH will take (this machine's address against the SSH rule, each subnet's route to an
+internet gateway) is checked next, from what this returns: hosts.aws.reach.
 """
 
 from __future__ import annotations
@@ -294,3 +297,4 @@ def _dry_run(ec2: Any, aws: Aws, roles: list[RolePlan], subnet: Subnet, tags: di
                             f"{error_text(exc)}{hint(exc)}", phase="provision") from None
         raise RunFailed(f"aws pre-flight: DryRun launch of {r.instance_type} ({r.role}) answered "
                         "without DryRunOperation; not continuing", phase="provision")
+

@@ -1,5 +1,6 @@
-"""doctor for aws, port 22 from here: real sockets on this machine's loopback stand in for the
-public SSH server the probe reaches, and this machine's own routes answer where it sends from."""
+"""The aws SSH path (hosts.aws.reach: run by doctor and by a run's pre-flight), port 22 from
+here: real sockets on this machine's loopback stand in for the public SSH server the probe
+reaches, and this machine's own routes answer where it sends from."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import socket
 import pytest
 
 from orchestrator import cli
-from orchestrator.doctor import reach
 from orchestrator.errors import UserError
+from orchestrator.hosts.aws import reach
 from orchestrator.scenario import Aws
 
 from testkit import listener
@@ -74,6 +75,11 @@ def test_private_addresses_need_a_route_from_inside_the_vpc():
                              lambda: pytest.fail("no lookup"))
     assert outside.status == "fail" and "10.255.255.252/30" in outside.detail, outside.line()
     assert "hosts.aws.ssh_address: public" in outside.fix
+    # ssh_cidr, when set, is what the run's group admits: this machine's VPC-side address against it
+    narrow = reach.ssh_rule(aws(ssh_address="private", ssh_cidr="127.0.0.2/32"), "127.0.0.0/8",
+                            lambda: pytest.fail("no lookup"))
+    assert narrow.status == "fail" and "hosts.aws.ssh_cidr 127.0.0.2/32" in narrow.detail, narrow.line()
+    assert "--set hosts.aws.ssh_cidr=127.0.0.1/32" in narrow.fix, narrow.line()
 
 
 @pytest.mark.parametrize(("text", "want"), [("example.org", ("example.org", 22)),
