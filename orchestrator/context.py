@@ -49,6 +49,9 @@ class Context:
     sysctl: Any = None  # sysctl.Tuner: the scenario's kernel settings, restored at teardown
     # compare: the rounds as planned (plan.Rounds) and as run: how many, and why they stopped
     rounds: dict[str, Any] = field(default_factory=dict)
+    # the slowest pre-load steps so far (from the start instant's choice to the CPU reading),
+    # which sets how far ahead later windows start (execute._lead); None before any window
+    pre_load_s: float | None = None
 
     @contextlib.contextmanager
     def step(self, phase: str, key: str | None = None) -> Iterator[None]:
