@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 import shlex
+import signal
 import time
 
 import pytest
@@ -174,6 +175,29 @@ def test_process_table_stops_and_checks_hosts_in_parallel(tmp_path):
     assert table.stop_all() == [] and table.procs == []
     assert table.survivors(procs) == []
     assert time.monotonic() - started < 5
+
+
+class _InterruptedAfterTheCall(remote.LocalTransport):
+    """Ctrl-C lands while the spawn's command is still returning: the process already runs."""
+
+    interrupted = False
+
+    def run(self, cmd: str, **kw):  # type: ignore[no-untyped-def]
+        done = super().run(cmd, **kw)
+        if not self.interrupted:  # once: teardown's own commands run undisturbed
+            self.interrupted = True
+            signal.raise_signal(signal.SIGINT)
+        return done
+
+
+def test_ctrl_c_inside_a_spawn_still_lists_the_process_for_teardown(tmp_path):
+    table = remote.ProcessTable({"h": _InterruptedAfterTheCall("h")}, tag="int")
+    with pytest.raises(KeyboardInterrupt):
+        table.spawn("h", "nap", "sleep 30", workdir=str(tmp_path))
+    # the interrupt was raised after the pid was listed: teardown finds and stops it
+    (proc,) = table.procs
+    assert table.survivors([proc]) == [proc]
+    assert table.stop_all() == [] and table.survivors([proc]) == []
 
 
 def test_wait_for_banner_needs_an_ssh_banner_not_just_a_port():

@@ -10,6 +10,7 @@ import shlex
 import time
 from dataclasses import dataclass, field
 
+from orchestrator import signals
 from orchestrator.errors import RunFailed
 from orchestrator.remote.transport import RemoteError, Transport, each
 
@@ -222,9 +223,13 @@ class ProcessTable:
 
     def spawn(self, host: str, name: str, cmd: str, *, workdir: str, cpus: list[int] | None = None,
               env: dict[str, str] | None = None, shell: bool = False) -> Process:
-        proc = spawn(self.transports[host], name, cmd, workdir=workdir, cpus=cpus, env=env, tag=self.tag,
-                     shell=shell)
-        self.procs.append(proc)
+        # A Ctrl-C inside the spawn call would unwind after the process started but before its
+        # pid is listed, and teardown would miss it (a server left listening on the port, seen
+        # in CI): the signal is held until the process is in the table.
+        with signals.deferred():
+            proc = spawn(self.transports[host], name, cmd, workdir=workdir, cpus=cpus, env=env,
+                         tag=self.tag, shell=shell)
+            self.procs.append(proc)
         return proc
 
     def forget(self, proc: Process) -> None:
