@@ -222,6 +222,9 @@ def test_interrupted_sweep_resumed_equals_an_uninterrupted_one(tmp_path, run_id)
     assert rc == 130, err
     before = [x["run_id"] for x in r.summary()["runs"]]
     assert before == ["001-reuseport-t1-c64-r1", "002-main-sub-t1-c64-r1"]
+    # nothing of the interrupted session lives on (a server that did once shared the resumed
+    # reuseport run's port with it)
+    assert commands(run_id) == {}
     done = orchestrate("run", "--results", str(r.results), "--resume", run_id, *NO_COMPARE, *args,
                        timeout=300)
     assert done.returncode == 0, done.stderr
