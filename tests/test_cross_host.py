@@ -44,11 +44,15 @@ def only_results(root: Path) -> Path:
 
 def test_capped_cross_host_run_is_network_bound_and_leaves_nothing(tmp_path, run_id):
     """3 hosts (1 server, 2 clients), deployed with Ansible, links capped at C packets/s."""
+    # 12,000, not CAP: on this 2-CPU machine the server's CPU also takes the lab's softirq
+    # (56% of it at 20,000 pps), and at 20,000 it once read 92% busy against the 90% bar, so
+    # the honest verdict was "both limit"; at 12,000 the cap is the only limit
+    cap = 12_000
     lab = f"x{os.getpid() % 10000}"
     before_links = links()
     done = orchestrate("run", str(REPO / "scenarios" / "cross-host-capped.yaml"), "--results",
                        str(tmp_path), "--run-id", run_id, "--set", f"hosts.lab={lab}",
-                       "--set", f"hosts.link.pps={CAP}", "--set", "load.duration=4s", *FAST_BASELINE,
+                       "--set", f"hosts.link.pps={cap}", "--set", "load.duration=4s", *FAST_BASELINE,
                        timeout=600)
     assert done.returncode == 0, done.stderr
     assert "deploying tools and the server with Ansible" in done.stderr
@@ -61,7 +65,7 @@ def test_capped_cross_host_run_is_network_bound_and_leaves_nothing(tmp_path, run
     assert len(s["baseline"]) == 2
     for entry in s["baseline"].values():
         for way in ("udp", "udp_reverse"):
-            assert 0.95 * CAP <= entry[way]["pps_delivered"] <= 1.05 * CAP, entry[way]
+            assert 0.95 * cap <= entry[way]["pps_delivered"] <= 1.05 * cap, entry[way]
 
     (run,) = s["runs"]
     a = run["analysis"]
@@ -69,8 +73,8 @@ def test_capped_cross_host_run_is_network_bound_and_leaves_nothing(tmp_path, run
     assert [c["host"] for c in run["clients"]] == s["topology"]["clients"]
     assert sum(c["requests"] for c in run["clients"]) == run["requests"]
     for way in ("rx", "tx"):
-        assert 0.9 * CAP <= a["packet_rate"][way] <= 1.05 * CAP, a["packet_rate"]
-        assert 0.9 * CAP <= run["qps"] * a["packets_per_request"][way] <= 1.05 * CAP
+        assert 0.9 * cap <= a["packet_rate"][way] <= 1.05 * cap, a["packet_rate"]
+        assert 0.9 * cap <= run["qps"] * a["packets_per_request"][way] <= 1.05 * cap
     assert a["verdict"] == "network-bound", a["evidence"]
     assert "of the" in a["evidence"][0] and "pps ceiling measured by iperf3" in a["evidence"][0]
     # merged latency lies within the clients' own (merged from histograms, not averaged)
