@@ -49,7 +49,8 @@ def capacity(generators, realtime_server) -> float:
 @pytest.mark.slow
 @pytest.mark.parametrize("fraction", [0.2, 0.5, 0.8])
 def test_pacing_accuracy(generators, realtime_server, capacity, fraction):
-    """Achieved within 1% of target and the generator's own send-lag p99 under 1 ms.
+    """The sends made within 1% of the target's, answers at least 99% of it, and the generator's
+    own send-lag p99 under 1 ms.
     Closed-loop capacity on one client core is set by the client itself here (loopback TCP
     costs the sender most of its CPU), and open loop costs more per request (every request
     wakes both sides), so at 80% the generator can run out of its core: then it must say so
@@ -65,6 +66,8 @@ def test_pacing_accuracy(generators, realtime_server, capacity, fraction):
                      "client_send_lag_p99_ms": run.pct("client_send_lag", "99"),
                      "latency_p99_ms": run.pct("latency", "99"),
                      "sustained": run.doc["rate"]["sustained"],
+                     "due": run.counts["requests"], "sent": run.counts["sent"],
+                     "window_s": run.doc["window"]["measured_s"],
                      # busy share of the loaded 2.5 s (warm-up + window)
                      "generator_cpu": round(run.cpu_s / 2.5, 3)})
         if run.doc["rate"]["sustained"]:
@@ -73,7 +76,13 @@ def test_pacing_accuracy(generators, realtime_server, capacity, fraction):
     last = runs[-1]
     if fraction < 0.8 or last["sustained"]:
         assert last["sustained"] is True, runs
-        assert abs(last["achieved"] - rate) <= 0.01 * rate, runs
+        # pacing: the window's schedule holds the target, and the sends made are the sends due
+        assert abs(last["due"] / last["window_s"] - rate) <= 0.01 * rate, runs
+        assert last["sent"] >= 0.99 * last["due"], runs
+        # answers: at least 99% of the target; more is possible near the server's capacity,
+        # where requests queued in the warm-up are answered inside the window (CI once read
+        # 101.7% at 80%, with a 66 ms server queue)
+        assert last["achieved"] >= 0.99 * rate, runs
         # the generator's own pacing: its lag from when a connection was free (send_lag also
         # holds the wait for a free connection, which at 80% of the server's capacity is the
         # server's queue: 26 ms here once, with the client's own lag at 0.33 ms)
