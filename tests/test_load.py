@@ -51,7 +51,11 @@ def test_open_loop_on_loopback_keeps_its_rate_and_records_corrected_latency(tmp_
         assert sum(c for _, c in hist["merged"]["latency"]) == r["requests_detail"]["requests"]
         assert set(hist["hosts"]) == {"localhost"}
         assert r["window"]["end"] - r["window"]["start"] == pytest.approx(2.0, abs=0.05)  # no warm-up
-        assert r["analysis"]["verdict"] != "client-bound", r["analysis"]["evidence"]
+        # never client-bound, unless the self-check above said the sends were late (a machine
+        # pause in the window did that once in CI: send lag p99 1.24 ms at 2,000/s), which is
+        # client evidence by the verdict rules
+        if rate["send_fidelity"] is not False:
+            assert r["analysis"]["verdict"] != "client-bound", r["analysis"]["evidence"]
     assert_silent(folder)
     # the report draws latency against throughput and each point's percentile spectrum
     drawn = {p.name for p in (folder / "plots").iterdir()}
