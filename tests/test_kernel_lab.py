@@ -4,9 +4,9 @@ each host's namespace and read back as they were after Ctrl-C, and, after kill -
 queue is too short for its load (retransmissions: loss-bound). Sysctls change only inside this
 test's lab namespaces, never on this machine.
 
-The lab hosts share this machine's filesystem: the module deploys once, with Ansible as a run
-would, over the module lab's uncapped link; every run here then has hosts.deploy=false and runs
-those binaries (so the module needs no earlier test's deploy)."""
+The lab hosts share this machine's filesystem and one orchestrate_root: the session's warm lab
+(conftest.py) deploys there once, with Ansible through a run; every run here has
+hosts.deploy=false and runs those binaries."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ import pytest
 import yaml
 from test_faults import Run
 
-from orchestrator import deploy, sysctl
-from orchestrator.hosts import Lab, netns
+from orchestrator import sysctl
+from orchestrator.hosts import netns
 from orchestrator.remote import SshTransport
 
 from testkit import REPO, orchestrate
@@ -45,19 +45,21 @@ def set_somaxconn(ns: str, value: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def lab():
-    """One lab kept up for the module (a run borrows a lab that is up and leaves it up), deployed
-    once as a run with hosts.deploy would do it: the tools, the server and the load generator
-    in the lab's orchestrate_root, which the loss test's lab (same filesystem) runs too. Its link
-    is uncapped, as the accept-queue case needs (over the loss test's short queue, which now
-    carries one segment per packet, a deploy took 7.3 s and succeeded here)."""
+def lab(warm_lab):
+    """One lab kept up for the module (a run borrows a lab that is up and leaves it up). Its
+    hosts run the tools, the server and the load generator that the session's warm lab
+    (conftest.py) deployed with Ansible, through a run, into the labs' orchestrate_root: every
+    lab's hosts share that root (one filesystem), as the loss test's lab does too. Its link is
+    uncapped, as the accept-queue case needs."""
+    _, _, warm = warm_lab
+    assert warm.returncode == 0, warm.stderr
+    assert all(Path(netns.LAB_ORCHESTRATE_ROOT, "bin", b).is_file()
+               for b in ("orchestrate-server", "orchestrate-load"))
     name = f"k{os.getpid() % 10000}"
     st = netns.up(name, 2)
     try:
-        done = deploy.deploy(Lab("netns", netns.hosts_of(st, run_id="deploy"), name))
-        assert done.status == "successful" and done.failed == [], done
-        assert all(Path(netns.LAB_ORCHESTRATE_ROOT, "bin", b).is_file()
-                   for b in ("orchestrate-server", "orchestrate-load"))
+        assert all(h.vars["orchestrate_root"] == netns.LAB_ORCHESTRATE_ROOT
+                   for h in netns.hosts_of(st, run_id="deploy"))
         yield name, [h.name for h in st.hosts]
     finally:
         netns.down(name)
