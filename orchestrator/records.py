@@ -235,8 +235,8 @@ class ServerCounters(Record):
 class Window(Record):
     """The measured load window, epoch seconds."""
 
-    start: float | None = None
-    end: float | None = None
+    start: float
+    end: float
 
 
 class Ceiling(Record):
@@ -530,18 +530,18 @@ class HostFacts(Record):
 class UdpCeiling(Record):
     """iperf3's small-datagram UDP test (tools/iperf3.parse_udp makes it, `combine` adds parallel
     processes up) and, once baseline.py has judged it, whether iperf3's own CPU set the rate
-    (`cpu_bound`, `lower_bound`). Optional for old and partial summaries; the parser sets all."""
+    (`cpu_bound`, `lower_bound`: None until it has)."""
 
-    length: int | None = None  # UDP payload bytes
-    packets_sent: int | None = None
-    packets_delivered: int | None = None
-    packets_lost: int | None = None  # sent - delivered: dropped anywhere, or still in flight at the end
-    pps_sent: float | None = None
-    pps_delivered: float | None = None
-    loss_pct: float | None = None
-    duration_s: float | None = None
-    cpu_sender_pct: float | None = None
-    cpu_receiver_pct: float | None = None
+    length: int  # UDP payload bytes
+    packets_sent: int
+    packets_delivered: int
+    packets_lost: int  # sent - delivered: dropped anywhere, or still in flight at the end
+    pps_sent: float
+    pps_delivered: float
+    loss_pct: float
+    duration_s: float
+    cpu_sender_pct: float
+    cpu_receiver_pct: float
     reverse: bool = False
     streams: int = 1
     processes: int = 1  # iperf3 client processes whose results were added up
@@ -552,15 +552,13 @@ class UdpCeiling(Record):
 
     @model_validator(mode="after")
     def _consistent(self) -> UdpCeiling:
-        counts = [c for c in (self.packets_sent, self.packets_delivered, self.packets_lost) if c is not None]
-        if min(counts, default=0) < 0:
+        if min(self.packets_sent, self.packets_delivered, self.packets_lost) < 0:
             raise ValueError("iperf3 packet counts must be >= 0")
-        if (self.packets_sent is not None and self.packets_delivered is not None
-                and self.packets_delivered > self.packets_sent):
+        if self.packets_delivered > self.packets_sent:
             raise ValueError("iperf3 delivered more packets than were sent")
-        if any(v is not None and v <= 0 for v in (self.duration_s, self.length)):
+        if self.duration_s <= 0 or self.length <= 0:
             raise ValueError("iperf3 duration and length must be > 0")
-        if self.loss_pct is not None and not 0.0 <= self.loss_pct <= 100.0:
+        if not 0.0 <= self.loss_pct <= 100.0:
             raise ValueError("iperf3 loss must be within 0..100%")
         return self
 
@@ -569,18 +567,17 @@ class TcpThroughput(Record):
     """iperf3's TCP test (tools/iperf3.parse_tcp): the rate as received, retransmits (None when
     iperf3 could not read them) and each end's CPU."""
 
-    bits_per_second: float | None = None
-    bits_per_second_sent: float | None = None
+    bits_per_second: float
+    bits_per_second_sent: float
     retransmits: int | None = None
-    duration_s: float | None = None
-    cpu_sender_pct: float | None = None
-    cpu_receiver_pct: float | None = None
+    duration_s: float
+    cpu_sender_pct: float
+    cpu_receiver_pct: float
     reverse: bool = False
 
     @model_validator(mode="after")
     def _in_range(self) -> TcpThroughput:
-        if ((self.bits_per_second is not None and self.bits_per_second < 0)
-                or (self.duration_s is not None and self.duration_s <= 0)
+        if (self.bits_per_second < 0 or self.duration_s <= 0
                 or (self.retransmits is not None and self.retransmits < 0)):
             raise ValueError("iperf3 TCP result out of range")
         return self
