@@ -196,6 +196,8 @@ class RoleCpu(Record):
 
     cpus: dict[str, CpuLoad] = {}
     busy: float | None = None
+    # the server's CPUs: other tasks' time there, % of one CPU summed over them (telemetry.other_work)
+    other: float | None = None
 
 
 class BusiestThread(Record):
@@ -206,6 +208,11 @@ class BusiestThread(Record):
     threads: tuple[ThreadCpu, ...] = ()
     capacity: float | None = None  # the host's CPUs' worth under its quota (None: no quota)
     of_capacity: float | None = None  # all the generator's threads' CPU, % of that capacity
+    # its host's cgroup under that quota over the window (cpu.stat; None: not read): the CFS
+    # periods it had work in, % of them the quota throttled it in, % of the time throttled
+    periods: int | None = None
+    throttled_periods: float | None = None
+    throttled: float | None = None
 
 
 class CounterThread(Record):
