@@ -11,7 +11,10 @@ keys they do not declare (`extra="forbid"`): a misspelt key is an error naming i
 producer declares a new field here first. The one exception is `HostFacts` (what a provider
 found on a host, open by nature: kept as recorded). No key an older format wrote has been
 removed since, so no upgrade strips any; one that is must come with an upgrade function (see
-UPGRADES). Most fields have a default, because partial and early runs lack most of them.
+UPGRADES). A field every producer writes is required (a host-noise reading, a window, iperf3's
+results, a client's host and rate); the others have a default, each for a reason: a part not
+measured (a failed or partial run, a remote provider), a figure older formats did not keep, or
+a record the generators hand execute before it adds the run's identity (load.Measured).
 
 Bulky telemetry detail stays a typed-but-opaque mapping (`Opaque`): the raw collector windows
 (`telemetry`), the observer's per-host cost (`observer`), the affinity read-back, the native
@@ -139,10 +142,10 @@ class Errors(Record):
 
 
 class ClientResult(Record):
-    """One load generator's share of a run."""
+    """One load generator's share of a run (both generators set host and qps)."""
 
-    host: str | None = None
-    qps: float | None = None
+    host: str
+    qps: float
     requests: int | None = None
     rate: Rate | None = None
     started: float | None = None  # its first request (wrk: first thread connecting), epoch s, our clock
