@@ -684,7 +684,7 @@ def _host_noise(ctx: Context, when: str) -> None:
     sample = noise.measure(cpus, noise.RUN_SECONDS, when)
     # then the pauses the pinned CPUs take (a busy probe each, so not during the reading above):
     # the report warns when a latency SLO lies near them
-    ctx.host_noise[when] = {**sample.as_dict(), "pauses": pauses.measure(cpus, PAUSE_PROBE_S)}
+    ctx.host_noise[when] = sample.model_copy(update={"pauses": pauses.measure(cpus, PAUSE_PROBE_S)})
     if sample.worst >= noise.FOREIGN_WARN_PCT or sample.steal_pct >= noise.STEAL_WARN_PCT:
         ctx.progress(f"orchestrate: WARNING host noise {sample.line()}")
 

@@ -7,7 +7,6 @@ The decision logic alone is tested in tests/test_capacity.py; here the figures a
 from __future__ import annotations
 
 import json
-import os
 import re
 import statistics
 from pathlib import Path
@@ -123,8 +122,10 @@ def test_loopback_search_finds_a_capacity_and_draws_its_curve(tmp_path, run_id):
     assert "Capacity under the SLO" in html and f"{a:,.0f}" in html
 
 
-def test_capped_link_capacity_is_at_most_the_cap_and_network_bound(tmp_path, run_id):
-    lab = f"cap{os.getpid() % 10000}"
+def test_capped_link_capacity_is_at_most_the_cap_and_network_bound(tmp_path, run_id, warm_lab):
+    # the session's lab (conftest.py), capped at CAP and deployed already: the run skips the
+    # deploy (its stamps hold this build-input hash), and a lab whose cap is not CAP is refused
+    lab, _, _ = warm_lab
     done = orchestrate("run", str(REPO / "scenarios" / "capacity-capped.yaml"), "--results", str(tmp_path),
                        "--run-id", run_id, "--set", f"hosts.lab={lab}", "--set", f"hosts.link.pps={CAP}",
                        "--set", "baseline.iperf3.duration=2s", "--set", "baseline.iperf3.tcp_duration=1s",
