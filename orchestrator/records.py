@@ -11,7 +11,10 @@ keys they do not declare (`extra="forbid"`): a misspelt key is an error naming i
 producer declares a new field here first. The one exception is `HostFacts` (what a provider
 found on a host, open by nature: kept as recorded). No key an older format wrote has been
 removed since, so no upgrade strips any; one that is must come with an upgrade function (see
-UPGRADES). Most fields have a default, because partial and early runs lack most of them.
+UPGRADES). A field every producer writes is required (a host-noise reading, a window, iperf3's
+results, a client's host and rate); the others have a default, each for a reason: a part not
+measured (a failed or partial run, a remote provider), a figure older formats did not keep, or
+a record the generators hand execute before it adds the run's identity (load.Measured).
 
 Bulky telemetry detail stays a typed-but-opaque mapping (`Opaque`): the raw collector windows
 (`telemetry`), the observer's per-host cost (`observer`), the affinity read-back, the native
@@ -139,10 +142,10 @@ class Errors(Record):
 
 
 class ClientResult(Record):
-    """One load generator's share of a run."""
+    """One load generator's share of a run (both generators set host and qps)."""
 
-    host: str | None = None
-    qps: float | None = None
+    host: str
+    qps: float
     requests: int | None = None
     rate: Rate | None = None
     started: float | None = None  # its first request (wrk: first thread connecting), epoch s, our clock
@@ -196,6 +199,8 @@ class RoleCpu(Record):
 
     cpus: dict[str, CpuLoad] = {}
     busy: float | None = None
+    # the server's CPUs: other tasks' time there, % of one CPU summed over them (telemetry.other_work)
+    other: float | None = None
 
 
 class BusiestThread(Record):
@@ -206,6 +211,11 @@ class BusiestThread(Record):
     threads: tuple[ThreadCpu, ...] = ()
     capacity: float | None = None  # the host's CPUs' worth under its quota (None: no quota)
     of_capacity: float | None = None  # all the generator's threads' CPU, % of that capacity
+    # its host's cgroup under that quota over the window (cpu.stat; None: not read): the CFS
+    # periods it had work in, % of them the quota throttled it in, % of the time throttled
+    periods: int | None = None
+    throttled_periods: float | None = None
+    throttled: float | None = None
 
 
 class CounterThread(Record):
@@ -235,8 +245,8 @@ class ServerCounters(Record):
 class Window(Record):
     """The measured load window, epoch seconds."""
 
-    start: float | None = None
-    end: float | None = None
+    start: float
+    end: float
 
 
 class Ceiling(Record):
@@ -530,18 +540,18 @@ class HostFacts(Record):
 class UdpCeiling(Record):
     """iperf3's small-datagram UDP test (tools/iperf3.parse_udp makes it, `combine` adds parallel
     processes up) and, once baseline.py has judged it, whether iperf3's own CPU set the rate
-    (`cpu_bound`, `lower_bound`). Optional for old and partial summaries; the parser sets all."""
+    (`cpu_bound`, `lower_bound`: None until it has)."""
 
-    length: int | None = None  # UDP payload bytes
-    packets_sent: int | None = None
-    packets_delivered: int | None = None
-    packets_lost: int | None = None  # sent - delivered: dropped anywhere, or still in flight at the end
-    pps_sent: float | None = None
-    pps_delivered: float | None = None
-    loss_pct: float | None = None
-    duration_s: float | None = None
-    cpu_sender_pct: float | None = None
-    cpu_receiver_pct: float | None = None
+    length: int  # UDP payload bytes
+    packets_sent: int
+    packets_delivered: int
+    packets_lost: int  # sent - delivered: dropped anywhere, or still in flight at the end
+    pps_sent: float
+    pps_delivered: float
+    loss_pct: float
+    duration_s: float
+    cpu_sender_pct: float
+    cpu_receiver_pct: float
     reverse: bool = False
     streams: int = 1
     processes: int = 1  # iperf3 client processes whose results were added up
@@ -552,15 +562,13 @@ class UdpCeiling(Record):
 
     @model_validator(mode="after")
     def _consistent(self) -> UdpCeiling:
-        counts = [c for c in (self.packets_sent, self.packets_delivered, self.packets_lost) if c is not None]
-        if min(counts, default=0) < 0:
+        if min(self.packets_sent, self.packets_delivered, self.packets_lost) < 0:
             raise ValueError("iperf3 packet counts must be >= 0")
-        if (self.packets_sent is not None and self.packets_delivered is not None
-                and self.packets_delivered > self.packets_sent):
+        if self.packets_delivered > self.packets_sent:
             raise ValueError("iperf3 delivered more packets than were sent")
-        if any(v is not None and v <= 0 for v in (self.duration_s, self.length)):
+        if self.duration_s <= 0 or self.length <= 0:
             raise ValueError("iperf3 duration and length must be > 0")
-        if self.loss_pct is not None and not 0.0 <= self.loss_pct <= 100.0:
+        if not 0.0 <= self.loss_pct <= 100.0:
             raise ValueError("iperf3 loss must be within 0..100%")
         return self
 
@@ -569,18 +577,17 @@ class TcpThroughput(Record):
     """iperf3's TCP test (tools/iperf3.parse_tcp): the rate as received, retransmits (None when
     iperf3 could not read them) and each end's CPU."""
 
-    bits_per_second: float | None = None
-    bits_per_second_sent: float | None = None
+    bits_per_second: float
+    bits_per_second_sent: float
     retransmits: int | None = None
-    duration_s: float | None = None
-    cpu_sender_pct: float | None = None
-    cpu_receiver_pct: float | None = None
+    duration_s: float
+    cpu_sender_pct: float
+    cpu_receiver_pct: float
     reverse: bool = False
 
     @model_validator(mode="after")
     def _in_range(self) -> TcpThroughput:
-        if ((self.bits_per_second is not None and self.bits_per_second < 0)
-                or (self.duration_s is not None and self.duration_s <= 0)
+        if (self.bits_per_second < 0 or self.duration_s <= 0
                 or (self.retransmits is not None and self.retransmits < 0)):
             raise ValueError("iperf3 TCP result out of range")
         return self
@@ -681,6 +688,47 @@ class Cost(Record):
     note: str | None = None
 
 
+class Intruder(Record):
+    """A process of someone else's that ran on the pinned CPUs during a host-noise reading."""
+
+    pid: int
+    command: str
+    cpu_pct: float  # of one CPU, over the interval
+
+
+class HostNoise(Record):
+    """doctor.noise's reading of the CPUs a run pins, taken while nothing of ours runs there:
+    `orchestrate doctor`'s, and a run's before its first window and after its last."""
+
+    when: str  # "before" (the first window), "after" (the last), or "now" (the doctor)
+    seconds: float
+    cpus: tuple[int, ...]
+    busy_pct: dict[int, float]  # per pinned CPU: time not idle (ours is idle then)
+    steal_pct: float  # over all CPUs
+    intruders: tuple[Intruder, ...] = ()  # busiest first
+    # doctor.pauses per pinned CPU ({band: {count, ms}, lost_pct, seconds}); None: not probed
+    # (the doctor's own reading; a run probes after each reading)
+    pauses: dict[str, Opaque] | None = None
+
+    @property
+    def worst(self) -> float:
+        return max(self.busy_pct.values(), default=0.0)
+
+    @property
+    def lost_pct(self) -> float | None:
+        """The worst pinned CPU's time lost to pauses; None: not probed."""
+        lost = [float(c["lost_pct"]) for c in (self.pauses or {}).values()
+                if isinstance(c.get("lost_pct"), int | float)]
+        return max(lost) if lost else None
+
+    def line(self) -> str:
+        """One line for the report and the doctor."""
+        busy = ", ".join(f"cpu{c} {p:.0f}%" for c, p in sorted(self.busy_pct.items()))
+        who = "; ".join(f"{i.command} (pid {i.pid}) {i.cpu_pct:.0f}%" for i in self.intruders[:3])
+        return (f"{self.when} the windows: pinned CPUs busy {busy or '-'}, steal {self.steal_pct:.1f}%"
+                + (f"; foreign processes: {who}" if who else ""))
+
+
 class Summary(Record):
     """A results folder's summary.json: the session, its hosts and baseline, runs and points."""
 
@@ -704,7 +752,7 @@ class Summary(Record):
     capacity: tuple[CapacitySearch, ...] = ()  # load.search: one per point and repetition
     autoscale: tuple[Autoscale, ...] = ()  # hosts.roles.client {min, max}: one per point
     cost: Cost | None = None  # cloud providers: what the run's instances cost, estimated
-    host_noise: Opaque | None = None  # doctor.noise's readings: {before, after} the windows
+    host_noise: dict[Literal["before", "after"], HostNoise] | None = None  # local hosts only
     rounds: Opaque | None = None  # paired rounds: how many ran, and why they stopped
 
     @field_validator("hosts", mode="before")

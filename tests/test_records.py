@@ -4,6 +4,7 @@ round trip, on recorded real summaries (tests/report/data) and small hand-made o
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -115,6 +116,29 @@ def test_a_key_no_record_declares_is_refused_in_one_line():
                         ({"version": 2, "runs": [{"latency_ms": {"p99": 1.0, "p42": 2.0}}]},
                          "runs.0.latency_ms.p42")):
         with pytest.raises(UserError, match=rf"^summary.json: {where}: Extra inputs are not permitted"):
+            records.load(data)
+
+
+def test_a_field_every_producer_sets_is_required():
+    # issue 28: what the parsers and execute always write is required, so a record that lacks it
+    # is refused naming it, not read as "not measured" (what can truly be unmeasured stays optional)
+    udp = {"length": 64, "packets_sent": 10, "packets_delivered": 9, "packets_lost": 1, "pps_sent": 2.0,
+           "pps_delivered": 1.8, "loss_pct": 10.0, "duration_s": 5.0, "cpu_sender_pct": 1.0,
+           "cpu_receiver_pct": 2.0}
+    tcp = {"bits_per_second": 1e9, "bits_per_second_sent": 1e9, "duration_s": 5.0, "cpu_sender_pct": 1.0,
+           "cpu_receiver_pct": 2.0}  # no retransmits: iperf3 could not read them
+    base = {"version": 3, "baseline": {"c->s": {"udp": udp, "tcp": tcp}},
+            "runs": [{"window": {"start": 1.0, "end": 2.0}}]}
+    assert records.load(base).baseline["c->s"].tcp.retransmits is None
+    no_duration = {k: v for k, v in tcp.items() if k != "duration_s"}
+    for data, where in (({**base, "baseline": {"c->s": {"udp": {**udp, "pps_delivered": None}}}},
+                         "baseline.c->s.udp.pps_delivered"),
+                        ({**base, "baseline": {"c->s": {"tcp": no_duration}}},
+                         "baseline.c->s.tcp.duration_s"),
+                        ({**base, "runs": [{"window": {"start": 1.0}}]}, "runs.0.window.end"),
+                        ({**base, "host_noise": {"before": {"when": "before"}}},
+                         "host_noise.before.seconds")):
+        with pytest.raises(UserError, match=rf"^summary.json: {re.escape(where)}: Field required"):
             records.load(data)
 
 

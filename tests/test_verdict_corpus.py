@@ -26,46 +26,9 @@ pytestmark = pytest.mark.slow
 
 SERVER_BINARY = REPO / "server" / "build" / "release" / "orchestrate-server"
 
-# One thread, one selector loop, 1 ms asleep per request: requests are served one at a time.
-SLEEPER = r'''
-import selectors, socket, sys, time
-RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: keep-alive\r\n\r\nhello\n"
-sel = selectors.DefaultSelector()
-lst = socket.socket()
-lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-lst.bind(("127.0.0.1", int(sys.argv[1])))
-lst.listen(512)
-lst.setblocking(False)
-sel.register(lst, selectors.EVENT_READ)
-pending = {}
-while True:
-    for key, _ in sel.select():
-        s = key.fileobj
-        if s is lst:
-            c, _ = lst.accept()
-            c.setblocking(True)
-            sel.register(c, selectors.EVENT_READ)
-            pending[c] = b""
-            continue
-        try:
-            data = s.recv(65536)
-        except OSError:  # reset by the load generator at its end
-            data = b""
-        if not data:
-            sel.unregister(s)
-            pending.pop(s, None)
-            s.close()
-            continue
-        buf = pending[s] + data
-        while b"\r\n\r\n" in buf:
-            _, buf = buf.split(b"\r\n\r\n", 1)
-            time.sleep(0.001)
-            try:
-                s.sendall(RESPONSE)
-            except OSError:
-                break
-        pending[s] = buf
-'''
+# One thread, one selector loop, 1 ms asleep per request: requests are served one at a time
+# (shared with the generator's timing test).
+SLEEPER = REPO / "loadgen" / "tests" / "sleeper.py"
 
 # Two threads, each with its own SO_REUSEPORT listener, serving a connection until it closes
 # with a little CPU work per request: one connection keeps one thread busy, the other idle.
@@ -229,9 +192,7 @@ def test_server_that_serialises_requests_is_server_bound_not_client_bound(tmp_pa
     """Case 5: a single-threaded server sleeping 1 ms per request (a user command): idle CPUs
     everywhere; across connections 2 -> 8 QPS stays flat while latency grows."""
     port = free_port()
-    script = tmp_path / "sleeper.py"
-    script.write_text(SLEEPER)
-    sc = scenario(port, server={"arch": "sleeper", "command": f"{sys.executable} {script} {{port}}"},
+    sc = scenario(port, server={"arch": "sleeper", "command": f"{sys.executable} {SLEEPER} {{port}}"},
                   load={"connections": [2, 8]})
     s, _ = run(tmp_path, run_id, sc)
     show("5 sleeping server", s)
@@ -382,13 +343,11 @@ def slow_server_run(tmp_path_factory) -> Summary:
     from orchestrator.hosts import netns
 
     tmp = tmp_path_factory.mktemp("slow")
-    script = tmp / "sleeper.py"
-    script.write_text(SLEEPER.replace('"127.0.0.1"', '"0.0.0.0"'))
     lab = f"sl{os.getpid() % 10000}"
     sc = {"name": "slow-server", "hosts": {"provider": "netns", "lab": lab,
                                            "roles": {"server": 1, "client": {"min": 1, "max": 4}}},
           "server": {"arch": "sleeper", "threads": 1, "cpus": [0], "port": 8000,
-                     "command": f"{sys.executable} {script} {{port}}"},
+                     "command": f"{sys.executable} {SLEEPER} {{port}} 0.0.0.0"},
           "load": {"tool": "orchestrate-load", "threads": 1, "connections": 32, "rate": 5000,
                    "warmup": "500ms", "duration": "3s", "cpus": [1]},
           "baseline": {"enabled": False}, "telemetry": ["pidstat", "mpstat", "sar"], "repeat": 1}

@@ -147,40 +147,7 @@ def test_overload_is_not_sustained(generators, realtime_server, capacity):
 
 # One thread, 1 ms asleep per request, answering connections in turn: every connection of the
 # generator stays busy, so nearly every request waits for one (the corpus's slow server).
-SLEEPER = r'''
-import selectors, socket, sys, time
-RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: keep-alive\r\n\r\nhello\n"
-sel, lst = selectors.DefaultSelector(), socket.socket()
-lst.bind(("127.0.0.1", 0))
-lst.listen(512)
-lst.setblocking(False)
-sel.register(lst, selectors.EVENT_READ)
-print(lst.getsockname()[1], flush=True)
-pending = {}
-while True:
-    for key, _ in sel.select():
-        s = key.fileobj
-        if s is lst:
-            c, _ = lst.accept()
-            sel.register(c, selectors.EVENT_READ)
-            pending[c] = b""
-            continue
-        try:
-            data = s.recv(65536)
-        except OSError:
-            data = b""
-        if not data:
-            sel.unregister(s)
-            pending.pop(s, None)
-            s.close()
-            continue
-        buf = pending[s] + data
-        while b"\r\n\r\n" in buf:
-            _, buf = buf.split(b"\r\n\r\n", 1)
-            time.sleep(0.001)
-            s.sendall(RESPONSE)
-        pending[s] = buf
-'''
+SLEEPER = loadkit.LOADGEN_DIR / "tests" / "sleeper.py"
 
 
 @pytest.mark.slow
@@ -188,7 +155,7 @@ def test_waiting_for_a_busy_connection_is_not_the_clients_send_lag(generators):
     """Issue 22: offered 5,000/s against ~1,000/s with all 32 connections busy, the wait for a
     connection is in send_lag (seconds: the server's queue) but not in client_send_lag, which
     counts from the moment a connection was free: µs of the generator's own work."""
-    server = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-c", SLEEPER], stdout=subprocess.PIPE,
+    server = subprocess.Popen(["taskset", "-c", "0", sys.executable, str(SLEEPER)], stdout=subprocess.PIPE,
                               text=True)
     try:
         assert server.stdout is not None
