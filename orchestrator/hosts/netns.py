@@ -708,9 +708,23 @@ def down(name: str, *, root: Path | None = None) -> list[str]:
         for link in gone:
             _sh(["ip", "link", "del", link], check=False)
         removed += [f"link {link}" for link in gone]
+    removed += _remove_deploy_stamps(name)
     if d.exists():
         shutil.rmtree(d, ignore_errors=True)
         removed.append(f"directory {d}")
+    return removed
+
+
+def _remove_deploy_stamps(name: str) -> list[str]:
+    """The lab's hosts' deploy stamps go with them: the binaries stay in the shared root, but what
+    a deploy set inside a namespace (its sysctls) does not, so a lab brought up again under the
+    same name must be deployed again, not skipped as "already at this hash"."""
+    host = re.compile(rf"^\.deployed\.orch-{re.escape(name)}-\d+$")
+    removed = []
+    for stamp in Path(LAB_ORCHESTRATE_ROOT).glob(f".deployed.orch-{name}-*"):
+        if host.match(stamp.name):
+            stamp.unlink(missing_ok=True)
+            removed.append(f"deploy stamp {stamp}")
     return removed
 
 

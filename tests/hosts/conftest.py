@@ -7,6 +7,7 @@ import re
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -66,6 +67,8 @@ def leftovers(st: netns.LabState) -> list[str]:
     left += [f"sshd pid {p}" for p in sshd]
     if os.path.exists(st.dir):
         left.append(f"directory {st.dir}")
+    left += [f"deploy stamp {p}" for p in (Path(netns.LAB_ORCHESTRATE_ROOT) / f".deployed.{h.name}"
+                                           for h in st.hosts) if p.exists()]
     return left
 
 

@@ -151,6 +151,9 @@ def test_down_leaves_nothing(make_lab, lab_leftovers):
     t = SshTransport(h.ssh)
     proc = remote.spawn(t, "sleeper", "sleep 60", workdir=h.workdir)  # an SSH session child too
     t.close()
+    stamp = Path(netns.LAB_ORCHESTRATE_ROOT) / f".deployed.{h.name}"  # as a deploy leaves it
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text("hash\n")
     started = time.monotonic()
     removed = netns.down(st.name)
     seconds = time.monotonic() - started
