@@ -93,7 +93,7 @@ class Cloud:
         self._ec2: Any = None
 
     def session(self) -> Any:
-        return self.fakes.install(boto3.session.Session(region_name=REGION))
+        return self.fakes.install(aws_api.boto_session(REGION))
 
     def ec2(self) -> Any:
         if self._ec2 is None:  # one client: loading the EC2 model takes a while
@@ -789,7 +789,7 @@ def test_run_refuses_a_broken_ssh_path_before_anything_is_created(cloud1, tmp_pa
 def private_subnet(endpoint: str | None, subnet: str, region: str = REGION) -> str:
     """`subnet` given a route table of its own that routes nothing out of the VPC (a private
     subnet in a VPC whose main table has the internet gateway); made outside the fakes."""
-    ec2 = boto3.session.Session(region_name=region).client("ec2", endpoint_url=endpoint)
+    ec2 = aws_api.boto_session(region).client("ec2", endpoint_url=endpoint)
     vpc = ec2.describe_subnets(SubnetIds=[subnet])["Subnets"][0]["VpcId"]
     table = ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
     ec2.associate_route_table(RouteTableId=table, SubnetId=subnet)
@@ -1141,6 +1141,21 @@ ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB9 root@ip-172-31-0-4
 """
 
 
+def test_sessions_share_one_loader_of_botocore_models(monkeypatch, tmp_path):
+    """Every session of the process reads botocore's models through one loader (each would
+    otherwise parse the EC2 model and the endpoints table again); another data path, which a
+    profile or AWS_DATA_PATH may set, gets a loader of its own, as botocore would make it."""
+    a, b = aws_api.boto_session(REGION), aws_api.boto_session("us-east-1")
+    loader = a._session.get_component("data_loader")  # botocore's; boto3 has no public accessor
+    assert b._session.get_component("data_loader") is loader
+    model = a.client("ec2", endpoint_url="http://127.0.0.1:9").meta.service_model
+    assert b.client("ec2", endpoint_url="http://127.0.0.1:9").meta.service_model.operation_names == \
+        model.operation_names and "RunInstances" in model.operation_names
+    monkeypatch.setenv("AWS_DATA_PATH", str(tmp_path))
+    other = aws_api.boto_session(REGION)._session.get_component("data_loader")
+    assert other is not loader and str(tmp_path) in other.search_paths
+
+
 def test_host_keys_from_the_console():
     assert aws.parse_console_host_keys(CONSOLE) == [
         "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTY=",
@@ -1238,7 +1253,7 @@ def test_an_unreachable_endpoint_ends_teardown_at_once_with_the_cleanup_line(clo
     with socket.socket() as s:  # a port nothing listens on: connections are refused
         s.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{s.getsockname()[1]}"
-    ec2 = aws_api.client(boto3.session.Session(region_name=REGION), "ec2", dead, teardown=True)
+    ec2 = aws_api.client(aws_api.boto_session(REGION), "ec2", dead, teardown=True)
     created = aws.Created(run_id="r-offline", lab_dir=tmp_path / "lab", attempted=True, key_name="k",
                           security_group_id="sg-1", placement_groups=["pg"], instance_ids=["i-1", "i-2"],
                           expires="2026-01-01T03:00:00Z")
