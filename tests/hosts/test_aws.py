@@ -124,6 +124,17 @@ def cloud(request, monkeypatch):
     yield from _cloud(request, monkeypatch, request.param)
 
 
+# Which transports a test runs on. [server]: every request goes through endpoint_url to a
+# standalone moto server, over HTTP, as a user's run goes to AWS; [inprocess]: moto answers
+# inside botocore. Both where the transport is what is checked (every client of a run, and of
+# cleanup, goes to the endpoint); the server alone where a request really on the wire matters
+# (a signal while it is sent, the credentials it carries); in process alone where the test
+# checks the provider's own control flow, which is the same on either (and the server tests
+# have shown that flow's requests reach the endpoint).
+ON_THE_WIRE = pytest.mark.parametrize("cloud", ["server"], indirect=True)
+CONTROL_FLOW = pytest.mark.parametrize("cloud", ["inprocess"], indirect=True)
+
+
 @pytest.fixture
 def cloud1(request, monkeypatch):
     """In-process only: for behaviour injected client side, which is the same in both modes."""
@@ -302,6 +313,7 @@ def test_provisions_the_cross_host_topology(cloud, tmp_path):
     assert [op for op in sorted(set(ops)) if f"`{op}`" not in table] == []
 
 
+@CONTROL_FLOW  # the pool and its launches are the provider's flow; the topology test covers the wire
 def test_autoscale_launches_more_clients_like_the_first_and_terminates_them(cloud, tmp_path):
     """Auto-scale: `min` clients at first; the lab's pool launches more of the client type in
     the same subnet, placement group and security group, tagged like the others, waited for
@@ -393,6 +405,7 @@ def test_ctrl_c_while_more_clients_are_pending_leaves_nothing(cloud1, tmp_path):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+@CONTROL_FLOW  # teardown on an exception: the provider's flow
 def test_an_error_inside_the_block_leaves_nothing(cloud, tmp_path):
     sc = scenario(cloud.endpoint)
     with pytest.raises(ZeroDivisionError), open_any_lab(sc, **lab_kw(tmp_path, "r-err")):
@@ -402,6 +415,7 @@ def test_an_error_inside_the_block_leaves_nothing(cloud, tmp_path):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+@CONTROL_FLOW  # raised in the block, no request in flight
 def test_ctrl_c_inside_the_block_leaves_nothing(cloud, tmp_path):
     sc = scenario(cloud.endpoint)
     with pytest.raises(KeyboardInterrupt), open_any_lab(sc, **lab_kw(tmp_path, "r-int")):
@@ -410,6 +424,7 @@ def test_ctrl_c_inside_the_block_leaves_nothing(cloud, tmp_path):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+@CONTROL_FLOW  # the SSH wait is a seam: the provider's flow
 def test_ssh_never_answering_leaves_nothing(cloud, tmp_path):
     seam = SshSeam(fail=RunFailed("SSH did not answer", phase="provision"))
     with pytest.raises(RunFailed, match="SSH did not answer"), \
@@ -418,6 +433,7 @@ def test_ssh_never_answering_leaves_nothing(cloud, tmp_path):
     assert cloud.nothing_left()
 
 
+@ON_THE_WIRE  # SIGINT while TerminateInstances is being sent over HTTP
 def test_second_ctrl_c_during_teardown_is_ignored(cloud, tmp_path):
     # SIGINT arrives while instances are being terminated: teardown must finish regardless.
     def interrupt(params, nth):
@@ -433,6 +449,7 @@ def test_second_ctrl_c_during_teardown_is_ignored(cloud, tmp_path):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+@ON_THE_WIRE  # the cleanup it names runs against the endpoint
 def test_leftovers_after_a_complete_run_are_a_warning_with_their_ids(cloud, tmp_path, caplog):
     cloud.fakes.fail["DeleteSecurityGroup"] = lambda params, nth: err("UnauthorizedOperation", "not allowed")
     with open_any_lab(scenario(cloud.endpoint), **lab_kw(tmp_path, "r-part")):
@@ -572,6 +589,7 @@ def test_an_instance_dying_of_capacity_while_pending_moves_on(cloud1, tmp_path):
     assert cloud1.nothing_left()
 
 
+@ON_THE_WIRE  # an interrupted poll, then teardown's requests over HTTP
 def test_ctrl_c_while_an_instance_is_pending_leaves_nothing(cloud, tmp_path):
     cloud.fakes.boot_polls = 1000  # never gets to running
     polls = []
@@ -1078,6 +1096,7 @@ def test_estimate_without_table_or_api_in_moto_creates_nothing(cloud):
 # --- secrets ------------------------------------------------------------------------
 
 
+@ON_THE_WIRE  # signed requests really sent, DEBUG logging on
 def test_no_credential_or_key_material_in_results(cloud, tmp_path, caplog):
     caplog.set_level(logging.DEBUG, logger="orchestrator")
     results = tmp_path / "results" / "cross-host" / "r-sec"
@@ -1220,6 +1239,7 @@ def test_the_user_data_a_run_sends_arms_a_timer_at_its_expiry_inside_a_lab_host(
     assert f"Next elapse: {when:%a %Y-%m-%d %H:%M:%S} UTC" in read.stdout, read.stdout
 
 
+@CONTROL_FLOW  # refused at pre-flight: the provider's flow
 def test_bad_image_fails_before_anything_is_created(cloud, tmp_path):
     sc = scenario(cloud.endpoint, image="resolve:ssm:/orchestrate/test/missing")
     with pytest.raises(UserError, match="cannot resolve"), open_any_lab(sc, **lab_kw(tmp_path, "r-img")):

@@ -49,6 +49,12 @@ def moto_api(monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("ORCHESTRATE_STATE_DIR", str(tmp_path / "aws-runs"))  # the local run records
+    # EC2's waits at the test's pace: the provider still polls through the pending and
+    # shutting-down answers the fakes give (boot_polls, shutdown_polls), without EC2's seconds
+    # between polls (1 s, doubling up to POLL_S: 3 s for each launch or teardown seen pending
+    # twice).
+    monkeypatch.setattr(aws_api, "POLL_S", 0.05)
+    monkeypatch.setattr(aws_api, "BACKOFF", (0.05, 0.2, aws_api.BACKOFF[2]))
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:
