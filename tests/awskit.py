@@ -22,7 +22,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-import boto3
+from orchestrator.hosts.aws.ec2 import boto_session
 
 REGION = "eu-west-1"
 DEBIAN = "resolve:ssm:/aws/service/debian/release/12/latest/amd64"  # the shipped image setting
@@ -43,7 +43,7 @@ def public_default_vpc(endpoint: str | None, region: str = REGION) -> str:
     """What a real account's default VPC has and moto's lacks: an internet gateway, attached, that
     its main route table sends 0.0.0.0/0 to (made outside the fakes, so no test counts it as the
     run's). Returns the main route table's id."""
-    ec2 = boto3.session.Session(region_name=region).client("ec2", endpoint_url=endpoint)
+    ec2 = boto_session(region).client("ec2", endpoint_url=endpoint)
     vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
     filters = [{"Name": "vpc-id", "Values": [vpc]}, {"Name": "association.main", "Values": ["true"]}]
     (main,) = ec2.describe_route_tables(Filters=filters)["RouteTables"]
@@ -60,7 +60,7 @@ def public_default_vpc(endpoint: str | None, region: str = REGION) -> str:
 
 def no_internet_route(endpoint: str | None, region: str = REGION) -> None:
     """The default VPC as moto makes it: its main table routes nothing out of the VPC."""
-    ec2 = boto3.session.Session(region_name=region).client("ec2", endpoint_url=endpoint)
+    ec2 = boto_session(region).client("ec2", endpoint_url=endpoint)
     ec2.delete_route(RouteTableId=public_default_vpc(endpoint, region), DestinationCidrBlock="0.0.0.0/0")
 
 

@@ -14,6 +14,38 @@ sys.path.insert(0, str(Path(__file__).parent))  # `import testkit` from any test
 from testkit import NO_COMPARE, REPO, stop_process  # noqa: E402
 
 
+def _moto_images() -> str:
+    """A file for MOTO_AMIS_PATH: moto's default images plus the latest Amazon Linux ones of
+    eu-west-1 (awskit.REGION; the tests resolve one through its SSM parameter), without the
+    ~1,300 ECS-optimized images moto otherwise makes in every region, each with a snapshot
+    (0.26 s per EC2 backend, and every reset and region builds one). The provider only
+    describes images by id, so the code path is the same."""
+    import atexit
+    import gzip
+    import importlib.util
+    import json
+    import tempfile
+
+    spec = importlib.util.find_spec("moto")
+    if spec is None or not spec.submodule_search_locations:
+        return ""
+    res = Path(spec.submodule_search_locations[0]) / "ec2" / "resources"
+    images = []
+    for name in ("amis.json.gz", "latest_amis/eu-west-1.json.gz"):
+        with gzip.open(res / name, "rt", encoding="utf-8") as f:
+            images += json.load(f)
+    fd, path = tempfile.mkstemp(prefix="orchestrate-moto-amis-", suffix=".json")
+    with os.fdopen(fd, "w") as f:
+        json.dump(images, f)
+    atexit.register(os.unlink, path)
+    return path
+
+
+# Read by moto when it is first imported, here or in the moto server a fixture starts.
+if "MOTO_AMIS_PATH" not in os.environ and (_images := _moto_images()):
+    os.environ["MOTO_AMIS_PATH"] = _images
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _private_history(tmp_path_factory):
     """Runs in tests record into a throw-away history database, never the user's."""

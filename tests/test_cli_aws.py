@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime, timedelta
 
-import boto3
 import pytest
 
 from orchestrator.hosts.aws import ec2 as aws_api
@@ -64,7 +63,7 @@ def profile(tmp_path, monkeypatch) -> dict[str, str]:
 
 
 def test_cleanup_removes_what_a_killed_run_left(profile, moto_server):
-    ec2 = boto3.session.Session(profile_name="bench").client("ec2", endpoint_url=moto_server)
+    ec2 = aws_api.boto_session(None, "bench").client("ec2", endpoint_url=moto_server)
     past = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
     future = (datetime.now(UTC) + timedelta(hours=5)).isoformat()
 
@@ -138,7 +137,7 @@ def test_cleanup_with_no_region_finds_a_killed_run_in_another_region(profile, mo
                                                              for h in hosts})
     (record,) = state.load_all()
     assert record.region == "us-west-2" and sorted(record.ids["instance"]) == sorted(created.instance_ids)
-    west = boto3.session.Session(region_name="us-west-2").client("ec2", endpoint_url=moto_server)
+    west = aws_api.boto_session("us-west-2").client("ec2", endpoint_url=moto_server)
 
     def live() -> list[str]:
         return [i["InstanceId"] for r in west.describe_instances(Filters=[
@@ -223,7 +222,7 @@ def test_run_checks_the_ssh_path_before_it_creates_anything(moto_server, tmp_pat
     for k, v in FAKE.items():
         monkeypatch.setenv(k, v)
     region = "ap-northeast-1"  # a region of its own on the module's moto server
-    ec2 = boto3.session.Session(region_name=region).client("ec2", endpoint_url=moto_server)
+    ec2 = aws_api.boto_session(region).client("ec2", endpoint_url=moto_server)
     no_internet_route(moto_server, region)
     before = _what_exists(ec2)
     subnets = {s["SubnetId"] for s in ec2.describe_subnets()["Subnets"]}

@@ -93,7 +93,7 @@ class Cloud:
         self._ec2: Any = None
 
     def session(self) -> Any:
-        return self.fakes.install(boto3.session.Session(region_name=REGION))
+        return self.fakes.install(aws_api.boto_session(REGION))
 
     def ec2(self) -> Any:
         if self._ec2 is None:  # one client: loading the EC2 model takes a while
@@ -122,6 +122,17 @@ class Cloud:
 @pytest.fixture(params=["inprocess", "server"])
 def cloud(request, monkeypatch):
     yield from _cloud(request, monkeypatch, request.param)
+
+
+# Which transports a test runs on. [server]: every request goes through endpoint_url to a
+# standalone moto server, over HTTP, as a user's run goes to AWS; [inprocess]: moto answers
+# inside botocore. Both where the transport is what is checked (every client of a run, and of
+# cleanup, goes to the endpoint); the server alone where a request really on the wire matters
+# (a signal while it is sent, the credentials it carries); in process alone where the test
+# checks the provider's own control flow, which is the same on either (and the server tests
+# have shown that flow's requests reach the endpoint).
+ON_THE_WIRE = pytest.mark.parametrize("cloud", ["server"], indirect=True)
+CONTROL_FLOW = pytest.mark.parametrize("cloud", ["inprocess"], indirect=True)
 
 
 @pytest.fixture
@@ -302,6 +313,7 @@ def test_provisions_the_cross_host_topology(cloud, tmp_path):
     assert [op for op in sorted(set(ops)) if f"`{op}`" not in table] == []
 
 
+@CONTROL_FLOW  # the pool and its launches are the provider's flow; the topology test covers the wire
 def test_autoscale_launches_more_clients_like_the_first_and_terminates_them(cloud, tmp_path):
     """Auto-scale: `min` clients at first; the lab's pool launches more of the client type in
     the same subnet, placement group and security group, tagged like the others, waited for
@@ -393,6 +405,7 @@ def test_ctrl_c_while_more_clients_are_pending_leaves_nothing(cloud1, tmp_path):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+@CONTROL_FLOW  # teardown on an exception: the provider's flow
 def test_an_error_inside_the_block_leaves_nothing(cloud, tmp_path):
     sc = scenario(cloud.endpoint)
     with pytest.raises(ZeroDivisionError), open_any_lab(sc, **lab_kw(tmp_path, "r-err")):
@@ -402,6 +415,7 @@ def test_an_error_inside_the_block_leaves_nothing(cloud, tmp_path):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+@CONTROL_FLOW  # raised in the block, no request in flight
 def test_ctrl_c_inside_the_block_leaves_nothing(cloud, tmp_path):
     sc = scenario(cloud.endpoint)
     with pytest.raises(KeyboardInterrupt), open_any_lab(sc, **lab_kw(tmp_path, "r-int")):
@@ -410,6 +424,7 @@ def test_ctrl_c_inside_the_block_leaves_nothing(cloud, tmp_path):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+@CONTROL_FLOW  # the SSH wait is a seam: the provider's flow
 def test_ssh_never_answering_leaves_nothing(cloud, tmp_path):
     seam = SshSeam(fail=RunFailed("SSH did not answer", phase="provision"))
     with pytest.raises(RunFailed, match="SSH did not answer"), \
@@ -418,6 +433,7 @@ def test_ssh_never_answering_leaves_nothing(cloud, tmp_path):
     assert cloud.nothing_left()
 
 
+@ON_THE_WIRE  # SIGINT while TerminateInstances is being sent over HTTP
 def test_second_ctrl_c_during_teardown_is_ignored(cloud, tmp_path):
     # SIGINT arrives while instances are being terminated: teardown must finish regardless.
     def interrupt(params, nth):
@@ -433,6 +449,7 @@ def test_second_ctrl_c_during_teardown_is_ignored(cloud, tmp_path):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+@ON_THE_WIRE  # the cleanup it names runs against the endpoint
 def test_leftovers_after_a_complete_run_are_a_warning_with_their_ids(cloud, tmp_path, caplog):
     cloud.fakes.fail["DeleteSecurityGroup"] = lambda params, nth: err("UnauthorizedOperation", "not allowed")
     with open_any_lab(scenario(cloud.endpoint), **lab_kw(tmp_path, "r-part")):
@@ -572,6 +589,7 @@ def test_an_instance_dying_of_capacity_while_pending_moves_on(cloud1, tmp_path):
     assert cloud1.nothing_left()
 
 
+@ON_THE_WIRE  # an interrupted poll, then teardown's requests over HTTP
 def test_ctrl_c_while_an_instance_is_pending_leaves_nothing(cloud, tmp_path):
     cloud.fakes.boot_polls = 1000  # never gets to running
     polls = []
@@ -789,7 +807,7 @@ def test_run_refuses_a_broken_ssh_path_before_anything_is_created(cloud1, tmp_pa
 def private_subnet(endpoint: str | None, subnet: str, region: str = REGION) -> str:
     """`subnet` given a route table of its own that routes nothing out of the VPC (a private
     subnet in a VPC whose main table has the internet gateway); made outside the fakes."""
-    ec2 = boto3.session.Session(region_name=region).client("ec2", endpoint_url=endpoint)
+    ec2 = aws_api.boto_session(region).client("ec2", endpoint_url=endpoint)
     vpc = ec2.describe_subnets(SubnetIds=[subnet])["Subnets"][0]["VpcId"]
     table = ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
     ec2.associate_route_table(RouteTableId=table, SubnetId=subnet)
@@ -1078,6 +1096,7 @@ def test_estimate_without_table_or_api_in_moto_creates_nothing(cloud):
 # --- secrets ------------------------------------------------------------------------
 
 
+@ON_THE_WIRE  # signed requests really sent, DEBUG logging on
 def test_no_credential_or_key_material_in_results(cloud, tmp_path, caplog):
     caplog.set_level(logging.DEBUG, logger="orchestrator")
     results = tmp_path / "results" / "cross-host" / "r-sec"
@@ -1139,6 +1158,21 @@ ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTY= root@ip-172
 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB9 root@ip-172-31-0-4
 -----END SSH HOST KEY KEYS-----
 """
+
+
+def test_sessions_share_one_loader_of_botocore_models(monkeypatch, tmp_path):
+    """Every session of the process reads botocore's models through one loader (each would
+    otherwise parse the EC2 model and the endpoints table again); another data path, which a
+    profile or AWS_DATA_PATH may set, gets a loader of its own, as botocore would make it."""
+    a, b = aws_api.boto_session(REGION), aws_api.boto_session("us-east-1")
+    loader = a._session.get_component("data_loader")  # botocore's; boto3 has no public accessor
+    assert b._session.get_component("data_loader") is loader
+    model = a.client("ec2", endpoint_url="http://127.0.0.1:9").meta.service_model
+    assert b.client("ec2", endpoint_url="http://127.0.0.1:9").meta.service_model.operation_names == \
+        model.operation_names and "RunInstances" in model.operation_names
+    monkeypatch.setenv("AWS_DATA_PATH", str(tmp_path))
+    other = aws_api.boto_session(REGION)._session.get_component("data_loader")
+    assert other is not loader and str(tmp_path) in other.search_paths
 
 
 def test_host_keys_from_the_console():
@@ -1205,6 +1239,7 @@ def test_the_user_data_a_run_sends_arms_a_timer_at_its_expiry_inside_a_lab_host(
     assert f"Next elapse: {when:%a %Y-%m-%d %H:%M:%S} UTC" in read.stdout, read.stdout
 
 
+@CONTROL_FLOW  # refused at pre-flight: the provider's flow
 def test_bad_image_fails_before_anything_is_created(cloud, tmp_path):
     sc = scenario(cloud.endpoint, image="resolve:ssm:/orchestrate/test/missing")
     with pytest.raises(UserError, match="cannot resolve"), open_any_lab(sc, **lab_kw(tmp_path, "r-img")):
@@ -1238,7 +1273,7 @@ def test_an_unreachable_endpoint_ends_teardown_at_once_with_the_cleanup_line(clo
     with socket.socket() as s:  # a port nothing listens on: connections are refused
         s.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{s.getsockname()[1]}"
-    ec2 = aws_api.client(boto3.session.Session(region_name=REGION), "ec2", dead, teardown=True)
+    ec2 = aws_api.client(aws_api.boto_session(REGION), "ec2", dead, teardown=True)
     created = aws.Created(run_id="r-offline", lab_dir=tmp_path / "lab", attempted=True, key_name="k",
                           security_group_id="sg-1", placement_groups=["pg"], instance_ids=["i-1", "i-2"],
                           expires="2026-01-01T03:00:00Z")

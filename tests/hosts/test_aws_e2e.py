@@ -49,6 +49,12 @@ def moto_api(monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("ORCHESTRATE_STATE_DIR", str(tmp_path / "aws-runs"))  # the local run records
+    # EC2's waits at the test's pace: the provider still polls through the pending and
+    # shutting-down answers the fakes give (boot_polls, shutdown_polls), without EC2's seconds
+    # between polls (1 s, doubling up to POLL_S: 3 s for each launch or teardown seen pending
+    # twice).
+    monkeypatch.setattr(aws_api, "POLL_S", 0.05)
+    monkeypatch.setattr(aws_api, "BACKOFF", (0.05, 0.2, aws_api.BACKOFF[2]))
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:
@@ -84,10 +90,8 @@ def test_aws_run_end_to_end_on_lab_hosts(moto_api, tmp_path, run_id, monkeypatch
     name = f"aws{os.getpid() % 100000}"
     st = netns.up(name, 6)  # hosts .1-.6; moto's instances get .4, .5 and (added) .6
     try:
-        import boto3
-
         net = f"{st.hosts[0].address.rsplit('.', 1)[0]}.0/24"
-        session = boto3.session.Session(region_name=REGION)
+        session = aws_api.boto_session(REGION)
         fakes = Fakes(moto_api, boot_polls=2, shutdown_polls=2)  # pending, shutting-down, as EC2
         stand_ins = LabInstances(st.dir, {h.address: h.name for h in st.hosts[3:]})
         stand_ins.install(fakes.install(session))
@@ -202,8 +206,6 @@ def test_the_smoke_scenario_end_to_end_on_lab_hosts(moto_api, tmp_path, run_id, 
     pre-flight, both runs, teardown, nothing left, and the cost recorded."""
     if os.geteuid() != 0 or not os.path.exists(netns.SSHD):
         pytest.fail("this test needs root and openssh-server, as the netns labs do")
-    import boto3
-
     from orchestrator.hosts.aws import state
 
     doc = yaml.safe_load((Path(__file__).resolve().parents[2] / "scenarios" / "aws-smoke.yaml").read_text())
@@ -212,7 +214,7 @@ def test_the_smoke_scenario_end_to_end_on_lab_hosts(moto_api, tmp_path, run_id, 
     st = netns.up(name, 5)  # moto's instances get .4 and .5
     try:
         net = f"{st.hosts[0].address.rsplit('.', 1)[0]}.0/24"
-        session = boto3.session.Session(region_name=region)
+        session = aws_api.boto_session(region)
         fakes = Fakes(moto_api, boot_polls=1, shutdown_polls=1)
         LabInstances(st.dir, {h.address: h.name for h in st.hosts[3:]}).install(fakes.install(session))
         ec2 = session.client("ec2", endpoint_url=moto_api)
@@ -288,13 +290,11 @@ def test_a_hang_up_mid_measurement_with_the_terminal_closed_leaves_nothing(moto_
     import termios
     import time
 
-    import boto3
-
     name = f"awsh{os.getpid() % 100000}"
     st = netns.up(name, 5)  # moto's instances get .4 and .5
     try:
         net = f"{st.hosts[0].address.rsplit('.', 1)[0]}.0/24"
-        ec2 = boto3.session.Session(region_name=REGION).client("ec2", endpoint_url=moto_api)
+        ec2 = aws_api.boto_session(REGION).client("ec2", endpoint_url=moto_api)
         vpc = ec2.create_vpc(CidrBlock=net)["Vpc"]["VpcId"]
         subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=net,
                                    AvailabilityZone=f"{REGION}a")["Subnet"]["SubnetId"]

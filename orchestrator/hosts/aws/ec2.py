@@ -73,16 +73,36 @@ def role_counts(scenario: Scenario, *, start: bool = False) -> dict[str, int]:
     return {"server": roles.server, "client": clients}
 
 
+_LOADERS: dict[str, Any] = {}  # botocore data path -> the one loader the process's sessions share
+
+
+def boto_session(region: str | None, profile: str | None = None) -> Any:
+    """A boto3 session that reads botocore's models through the process's one loader, which keeps
+    what it parsed. A session's own loader would parse the EC2 model and the endpoints table
+    again (0.2-0.3 s of CPU per session), and a run makes several: doctor's pre-flight and the
+    provider's, cleanup one per region. A session's clients share its loader in any case, so
+    sharing it across sessions adds no new concurrency."""
+    import boto3  # heavy import, only when AWS is used
+    import botocore.session
+
+    core = botocore.session.get_session()
+    session = boto3.session.Session(region_name=region, profile_name=profile, botocore_session=core)
+    # the data path can come from the profile: one loader per path, as botocore would make it
+    own = core.get_component("data_loader")  # boto3 has added its own data folder to it
+    shared = _LOADERS.setdefault(str(core.get_config_variable("data_path")), own)
+    core.register_component("data_loader", shared)
+    return session
+
+
 def make_session(region: str | None, profile: str | None = None) -> Any:
     """A boto3 session from the standard credential chain only; UserError when it finds none.
 
     `region` None: the profile's (or AWS_REGION's) region, which must then be set.
     """
-    import boto3  # heavy import, only when AWS is used
     from botocore.exceptions import BotoCoreError
 
     try:
-        session = boto3.session.Session(region_name=region, profile_name=profile)
+        session = boto_session(region, profile)
     except BotoCoreError as exc:  # ProfileNotFound and friends
         raise UserError(f"aws: {exc}") from None
     if not session.region_name:
