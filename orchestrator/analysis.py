@@ -33,6 +33,7 @@ from orchestrator.records import (
     PacketsPerRequest,
     Pair,
     Point,
+    RoleCpu,
     Run,
     Summary,
     Switches,
@@ -67,6 +68,7 @@ class Thresholds:
     send_lag_ms: float = 1.0  # open-loop mean send lag that shows the generator fell behind
     queued_share: float = 1.0  # % of requests that waited for a free connection: lag is that wait
     completion: float = 99.0  # % of the offered rate answered below which the server fell short
+    throttled_periods: float = 50.0  # % of a quota-held host's CFS periods throttled: at its quota
     loss_retrans: float = 1.0  # % of a host's segments sent that were retransmissions: loss-bound
     loss_drops_per_s: float = 10.0  # receive-side socket drops per second: loss-bound
 
@@ -115,6 +117,9 @@ TEMPLATES: dict[str, str] = {
                      "CPU = {demand} {rel} {threshold}",
     "client-quota": "load generator on {host} used {share} of the {capacity} CPU its host's quota "
                     "allows {rel} {threshold}",
+    "client-throttled": "load generator on {host}: its CPU quota throttled it in {share} of {periods} "
+                        "CFS periods {rel} {threshold} ({throttled} of the time), and it waited for a "
+                        "CPU {other} of the time besides {orel} {wait_threshold} (other work on its CPUs)",
     "send-lag": "load generator send lag {lag} ms mean >= {threshold} ms: it could not send on schedule",
     "queued": "{share} of the load generator's requests waited for a free connection (all {conns} "
               "busy; up to {depth} waiting) while its CPU was below {threshold}: its send lag is "
@@ -266,7 +271,7 @@ BANDWIDTH_BASIS = (f"TCP payload on both sides: sar's interface bytes less {HEAD
                    "Ethernet, IP and TCP headers per packet it counted, against iperf3's TCP goodput")
 
 
-def _unowned(busy: float, threads: float, kernel: float) -> float:
+def _unowned(busy: float, threads: float, kernel: float, other: float = 0.0) -> float:
     """The softirq and irq time of a CPU not already charged to the server's threads there.
 
     With tick-based CPU accounting and no IRQ time accounting (CONFIG_IRQ_TIME_ACCOUNTING
@@ -274,9 +279,11 @@ def _unowned(busy: float, threads: float, kernel: float) -> float:
     %soft *and* charged to the running task's system time: softirq that ran in a server
     thread's context is in that thread's %CPU already. Softirq charged to no server thread
     (to the idle task, ksoftirqd or another process) is part of the CPU's busy time the
-    threads were not charged for, so it is at most busy - threads. With IRQ time accounting,
-    softirq is charged to no task and this is simply softirq + irq."""
-    return min(kernel, max(0.0, busy - threads))
+    threads were not charged for, so it is at most busy - threads - `other` (other tasks'
+    measured time on the CPU: without it, their time would let softirq already in the threads'
+    time be added again). With IRQ time accounting, softirq is charged to no task and this is
+    simply softirq + irq."""
+    return min(kernel, max(0.0, busy - threads - other))
 
 
 def _accounting(busy: float, threads: float, kernel: float) -> str:
@@ -287,11 +294,18 @@ def _accounting(busy: float, threads: float, kernel: float) -> str:
     return "threads + softirq + irq are within the CPU's busy: none of it counted twice"
 
 
+def _less(other: float | None) -> str:
+    """The cost basis's words for other tasks' time on the server's CPUs, subtracted or not."""
+    return " - other tasks' time there (cpuacct)" if other is not None else ""
+
+
 def _server_cpus(run: Run) -> dict[str, Any]:
     """The server's pinned CPUs (mpstat: busy includes softirq) and its threads (pidstat)."""
-    cpus = run.server_host_cpu.cpus if run.server_host_cpu else {}
-    rows = {k: c for k, c in cpus.items() if c.busy is not None}
+    host = run.server_host_cpu or RoleCpu()
+    rows = {k: c for k, c in host.cpus.items() if c.busy is not None}
     out: dict[str, Any] = {}
+    other = host.other  # other tasks' time on these CPUs (cpuacct, in sum): one CPU's is its own
+    one = other if other is not None and len(rows) == 1 else 0.0
     threads = [t for t in (run.server_cpu.threads if run.server_cpu else ()) if t.busy is not None]
     placed = [t for t in threads if t.cpus]
     if rows:
@@ -304,12 +318,11 @@ def _server_cpus(run: Run) -> dict[str, Any]:
             return (rows[k].soft or 0.0) + (rows[k].irq or 0.0)
 
         def work(k: str) -> float:
-            # The server's own work on CPU k, counted once: its threads' %CPU there (pidstat),
-            # plus the softirq and irq (the kernel's network stack working for it) not already
-            # charged to them (_unowned). Other processes' time on the CPU is not the
-            # server's work; if it crowds the server out, the server's run-queue wait shows it.
+            # The server's own work on CPU k, counted once: its threads' %CPU there (pidstat) plus
+            # the softirq and irq (the network stack working for it) not charged to them (_unowned).
+            # Other tasks' time is not its work; if it crowds the server out, its run-queue wait shows.
             t = on_cpu(k)
-            return t + _unowned(rows[k].busy or 0.0, t, kernel(k))
+            return t + _unowned(rows[k].busy or 0.0, t, kernel(k), one)
 
         if placed:
             top = max(rows, key=work)
@@ -320,16 +333,21 @@ def _server_cpus(run: Run) -> dict[str, Any]:
             out["max_basis"] = (unmeasured if rows[top].soft is None
                                 else _accounting(rows[top].busy or 0.0, t, kernel(top)))
             out["unowned"] = sum(_unowned(rows[k].busy or 0.0, on_cpu(k), kernel(k)) for k in rows)
+            if other is not None:  # over several CPUs it is known in sum only
+                out["unowned"] = _unowned(sum(c.busy or 0 for c in rows.values()), sum(map(on_cpu, rows)),
+                                          out["unowned"], other)
             out["cost_basis"] = ("softirq and irq not charged to the server's threads, per pinned CPU "
-                                 "(mpstat busy - the threads there, at most its softirq + irq)")
+                                 "(mpstat busy - the threads there" + _less(other) + ", at most its "
+                                 "softirq + irq)")
         else:  # threads not placed on CPUs (or not measured): the CPU's busy time is all we have
             top = max(rows, key=lambda k: rows[k].busy or 0.0)
             sc = run.server_cpu
             own = (sc.usr or 0.0) + (sc.sys or 0.0) if sc and sc.usr is not None else 0.0
             out["unowned"] = _unowned(sum(c.busy or 0.0 for c in rows.values()), own,
-                                      sum(kernel(k) for k in rows))
+                                      sum(kernel(k) for k in rows), other or 0.0)
             out["cost_basis"] = ("softirq and irq not charged to the server, over its pinned CPUs "
-                                 "(mpstat busy - the process's usr + sys, at most their softirq + irq)")
+                                 "(mpstat busy - the process's usr + sys" + _less(other) + ", at most "
+                                 "their softirq + irq)")
         out["max_busy"], out["max_cpu"] = float(rows[top].busy or 0.0), top
         out["max_split"] = {k: float(getattr(rows[top], k) or 0.0) for k in ("usr", "sys", "soft", "irq")}
         out["split"] = {k: statistics.fmean(getattr(c, k) or 0.0 for c in rows.values())
@@ -892,6 +910,8 @@ def _client_thread_lines(host: str, p: BusiestThread, th: Thresholds,
                   say("client-demand", host=host, busy=pct(busy), wait=pct(w),
                       demand=pct(busy + w, th.client_busy), rel=rel(busy + w, th.client_busy),
                       threshold=f"{th.client_busy:g}%")))
+    if sized and p.throttled_periods is not None and p.throttled is not None:
+        near += _throttled_line(host, p, w, th, lines)
     if sized:  # busy against the quota
         assert p.of_capacity is not None and p.capacity is not None
         near += _near(f"load generator on {host} of its CPU quota", p.of_capacity, th.client_busy, th)
@@ -900,6 +920,26 @@ def _client_thread_lines(host: str, p: BusiestThread, th: Thresholds,
                           capacity=f"{p.capacity:g}", rel=rel(p.of_capacity, th.client_busy),
                           threshold=f"{th.client_busy:g}%")))
     return near
+
+
+def _throttled_line(host: str, p: BusiestThread, wait: float, th: Thresholds,
+                    lines: list[tuple[bool, str]]) -> list[str]:
+    """A quota-held generator's cgroup: throttled in most CFS periods is CPU-bound at its quota;
+    waiting for a CPU beyond its throttled time (pidstat's %wait holds both) is other work on
+    its CPUs starving it. Either is the client's limit, though it used less than its quota."""
+    assert p.throttled_periods is not None and p.throttled is not None
+    # throttled time is summed over the cgroup's CPUs: taken whole from one thread's wait, the
+    # rest is a lower bound on its wait for other work
+    other = max(0.0, wait - p.throttled)
+    lines.append((p.throttled_periods >= th.throttled_periods or other >= th.run_queue_wait,
+                  say("client-throttled", host=host, share=pct(p.throttled_periods, th.throttled_periods),
+                      periods=f"{p.periods or 0:,}", rel=rel(p.throttled_periods, th.throttled_periods),
+                      threshold=f"{th.throttled_periods:g}%", throttled=pct(p.throttled),
+                      other=pct(other, th.run_queue_wait), orel=rel(other, th.run_queue_wait),
+                      wait_threshold=f"{th.run_queue_wait:g}%")))
+    return (_near(f"load generator on {host}: periods throttled", p.throttled_periods,
+                  th.throttled_periods, th)
+            + _near(f"load generator on {host}: wait beyond throttling", other, th.run_queue_wait, th))
 
 
 def _completion_line(checks: SelfChecks, th: Thresholds, waited: bool, unsustained: bool) -> str:
@@ -1259,11 +1299,15 @@ RULES: tuple[Rule, ...] = (
          "by less than x{flat_gain:g} while mean latency grew: requests queue on the server one "
          "at a time (a lock, a sleep, a slow backend), not on the load generator"),
     Rule("client", CLIENT, _client,
-         ("client-wait", "client-demand", "client-quota", "client-cpu", "send-lag", "send-fidelity"),
+         ("client-wait", "client-demand", "client-quota", "client-throttled", "client-cpu", "send-lag",
+          "send-fidelity"),
          "the load generator's busiest thread ran or waited for a CPU (pidstat %CPU + %wait) at or "
          "above `client_busy` ({client_busy:g}%) or waited for one {run_queue_wait:g}% of the time "
          "or more (on a host with a CPU quota instead: its threads together used `client_busy` of "
-         "what the quota allows, since throttled time reads as waiting), or, when the record has "
+         "what the quota allows, since throttled time reads as waiting; or, its cgroup read "
+         "(cpu.stat), the quota throttled it in {throttled_periods:g}% of its CFS periods or more, "
+         "or it waited for a CPU {run_queue_wait:g}% of the time or more beyond its throttled time: "
+         "other work on its CPUs starved it, while it used less than its quota), or, when the record has "
          "no per-thread figures "
          "for it, the busiest of its pinned CPUs (the maximum, as for the server) is, or an "
          "open-loop generator's mean send lag is {send_lag_ms:g} ms or more, or its send-fidelity "

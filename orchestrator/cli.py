@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.errors import (
     EXIT_BAD_INPUT,
@@ -24,6 +24,9 @@ from orchestrator.errors import (
     RunFailed,
     UserError,
 )
+
+if TYPE_CHECKING:
+    from orchestrator.records import Summary
 
 DEFAULT_SCENARIO = "loopback"
 # compare.METRICS, spelled out so --help does not import the comparison stack
@@ -212,7 +215,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return max(code, _gate(args, history, outcome.summary))
 
 
-def _keep_floors(history: Any, summary: Any, folder: Path) -> None:
+def _keep_floors(history: Any, summary: Summary, folder: Path) -> None:
     import dataclasses
 
     from orchestrator.report.render import FLOORS_FILE
@@ -233,12 +236,11 @@ def _passed_commit(sc: Any, folder: Path) -> dict[str, str] | None:
     return refs.candidate(sc, built) if isinstance(built, dict) else None
 
 
-def _factor_gate(args: argparse.Namespace, history: Any, summary: Any, sc: Any, folder: Path) -> int:
+def _factor_gate(args: argparse.Namespace, history: Any, summary: Summary, sc: Any, folder: Path) -> int:
     """The run's own answer: every value of the compared factor against its baseline, paired by
     round. With --fail-on-regression P: exit 3 when a variant's interval on the compared
     metric lies beyond max(P, the floor) in the bad direction."""
     from orchestrator import compare, stats
-    from orchestrator.history import plain
 
     c = sc.compare
     gated = args.metric if args.metric and args.metric != "capacity" else c.metric
@@ -265,7 +267,7 @@ def _factor_gate(args: argparse.Namespace, history: Any, summary: Any, sc: Any, 
                "regressed": [f"{ch.at} {c.factor}={ch.variant}" for ch in bad], "lines": lines}
     if not bad and (passed := _passed_commit(sc, folder)) is not None:
         verdict["passed"] = passed  # the commit a later `server.ref: last-passed` names
-    return _gate_verdict(history, plain(summary)["run_id"], verdict,
+    return _gate_verdict(history, str(summary.run_id), verdict,
                          f"{len(bad)} variant(s) of {c.factor} worse than {compare.value_text(c.baseline)} "
                          f"by more than {effect:g}% on {gated}",
                          f"no variant of {c.factor} worse by more than {effect:g}% on {gated} ({floor_text})")
@@ -323,12 +325,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return EXIT_FAILURE if any(c.status == "fail" for c in found) else EXIT_OK
 
 
-def _gate(args: argparse.Namespace, history: Any, summary: Any) -> int:
+def _gate(args: argparse.Namespace, history: Any, summary: Summary) -> int:
     """Compare the run with its baseline; with --fail-on-regression, exit 3 on a significant drop."""
     from orchestrator import compare
-    from orchestrator.history import plain
 
-    scenario, run_id = plain(summary)["scenario"], plain(summary)["run_id"]
+    scenario, run_id = str(summary.scenario), str(summary.run_id)
     found = compare.baseline(args.baseline, scenario=scenario, history=history, exclude=run_id)
     if found is None:  # a scheduled job's first night: this run becomes the baseline
         print(f"regression gate: no earlier complete run of scenario '{scenario}' in "
@@ -360,15 +361,15 @@ def _repetitions(summary: Any) -> int:
                default=1)
 
 
-def _floor(history: Any, summary: Any, n: int, metric: str | None = None) -> Any:
+def _floor(history: Any, summary: Summary, n: int, metric: str | None = None) -> Any:
     """The noise floor measured on these hosts for this scenario, at n rounds, on `metric`
     (None: the gate's, QPS), or with metric "*" every floor by metric. None / {}: never
     measured (`orchestrate noise` measures it)."""
     from orchestrator import noise
-    from orchestrator.history import machine_fingerprint, plain
+    from orchestrator.history import machine_fingerprint
 
     try:
-        found = noise.latest(history, plain(summary)["scenario"], machine_fingerprint(summary))
+        found = noise.latest(history, str(summary.scenario), machine_fingerprint(summary))
     except Exception as exc:  # the comparison stands without it; say so
         print(f"orchestrate: WARNING could not read the noise floor: {exc}", file=sys.stderr)
         return {} if metric == "*" else None

@@ -24,7 +24,6 @@ from orchestrator.history import (
     environment_differences,
     machine_fingerprint,
     open_history,
-    plain,
 )
 from orchestrator.metrics import PAIRED_METRICS, Metric, rounds, run_point
 from orchestrator.point import PointKey, text
@@ -345,7 +344,7 @@ def check_ref(ref: str) -> int | None:
     return None
 
 
-def _complete(history: History, scenario: str, exclude: str | None, limit: int) -> list[Any]:
+def _complete(history: History, scenario: str, exclude: str | None, limit: int) -> list[Summary]:
     """Summaries of the newest complete runs of a scenario in the history, newest first."""
     out = []
     for s in history.sessions(scenario=scenario, status="complete", limit=limit + 1):
@@ -374,7 +373,7 @@ def baseline(ref: str, *, scenario: str, history: History | None = None,
     got = _complete(history, scenario, exclude, n or 1)
     if not got:
         return None
-    ids = [str(plain(s).get("run_id")) for s in got]
+    ids = [str(s.run_id) for s in got]
     if n is None:
         return f"latest ({ids[0]})", got[0]
     name = f"last:{n} ({len(got)} run{'s' * (len(got) > 1)}: {ids[-1]} .. {ids[0]})"

@@ -16,7 +16,7 @@ from typing import Any
 
 from orchestrator.errors import UserError
 from orchestrator.hosts import Host, Lab
-from orchestrator.records import BaselinePath, CapacitySearch, Record, Run
+from orchestrator.records import BaselinePath, CapacitySearch, HostNoise, Record, Run
 from orchestrator.remote import CommandLog, ProcessTable, Transport
 from orchestrator.scenario import Scenario, parse_cpus, resolve_cpus
 from orchestrator.store import ResultsDir
@@ -42,8 +42,8 @@ class Context:
     phase: str = "start"
     log: CommandLog = field(default_factory=CommandLog)  # what reached each host, and when
     timing: dict[str, float] = field(default_factory=dict)  # wall seconds per step (for the plan)
-    # doctor.noise's HostNoise as JSON, "before" the first window and "after" the last
-    host_noise: dict[str, Any] = field(default_factory=dict)
+    # doctor.noise's readings, "before" the first window and "after" the last
+    host_noise: dict[str, HostNoise] = field(default_factory=dict)
     load_binary: dict[str, str] = field(default_factory=dict)  # client host -> orchestrate-load's path
     server_binaries: dict[str, str] = field(default_factory=dict)  # server.ref -> its build's path
     sysctl: Any = None  # sysctl.Tuner: the scenario's kernel settings, restored at teardown

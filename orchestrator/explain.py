@@ -30,16 +30,16 @@ import statistics
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from orchestrator import stats
-from orchestrator.history.fingerprint import noise_differences, noise_facts, plain
+from orchestrator.history.fingerprint import noise_differences, noise_facts
 from orchestrator.metrics import paired_runs
 from orchestrator.point import PointKey, Value, text
+from orchestrator.records import Run, Summary
 
 
-def _cpu(part: str) -> Callable[[Any], float | None]:
-    def read(run: Any) -> float | None:
+def _cpu(part: str) -> Callable[[Run], float | None]:
+    def read(run: Run) -> float | None:
         a = run.analysis
         cost = a.cpu_us_per_request if a is not None else None
         return getattr(cost, part) if cost is not None else None
@@ -47,19 +47,19 @@ def _cpu(part: str) -> Callable[[Any], float | None]:
     return read
 
 
-def _switches(run: Any) -> float | None:
+def _switches(run: Run) -> float | None:
     s = run.analysis.switches if run.analysis is not None else None
     if s is None or not run.qps or s.voluntary_s is None:
         return None
     return (s.voluntary_s + (s.involuntary_s or 0.0)) / run.qps
 
 
-def _packets(run: Any) -> float | None:
+def _packets(run: Run) -> float | None:
     p = run.analysis.packets_per_request if run.analysis is not None else None
     return p.total if p is not None else None
 
 
-def _bytes(run: Any) -> float | None:
+def _bytes(run: Run) -> float | None:
     c = run.server_counters
     if c is None or not c.threads:
         return None
@@ -72,7 +72,7 @@ def _bytes(run: Any) -> float | None:
 class Part:
     name: str
     label: str  # as the sentence says it
-    read: Callable[[Any], float | None]
+    read: Callable[[Run], float | None]
 
 
 CPU_TOTAL = Part("cpu_us_per_request", "server CPU µs per request", _cpu("total"))
@@ -120,7 +120,7 @@ class Explanation:
                 *([f"  {self.verdicts}"] if self.verdicts else []), *env]
 
 
-def components(pairs: Sequence[tuple[Any, Any]]) -> list[Component]:
+def components(pairs: Sequence[tuple[Run, Run]]) -> list[Component]:
     """Each part with at least 2 rounds measured on both sides: its paired ratio variant/baseline."""
     out = []
     for part in PARTS:
@@ -160,12 +160,12 @@ def sentence(found: Sequence[Component], variant: str, baseline: str) -> str:
     return f"no measured component of {variant} against {baseline} moved beyond its interval{cpu}."
 
 
-def _count(runs: Iterable[Any]) -> str:
+def _count(runs: Iterable[Run]) -> str:
     got = Counter(r.analysis.verdict for r in runs if r.analysis is not None and r.analysis.verdict)
     return ", ".join(f"{v} x{n}" for v, n in got.most_common()) or "none recorded"
 
 
-def verdicts(pairs: Sequence[tuple[Any, Any]], variant: str, baseline: str) -> str | None:
+def verdicts(pairs: Sequence[tuple[Run, Run]], variant: str, baseline: str) -> str | None:
     """The verdicts on each side, counted over the rounds; None when no run has one."""
     a, b = _count(x for x, _ in pairs), _count(y for _, y in pairs)
     if a == b == "none recorded":
@@ -173,7 +173,7 @@ def verdicts(pairs: Sequence[tuple[Any, Any]], variant: str, baseline: str) -> s
     return f"verdicts: {baseline} {a}; {variant} {b}"
 
 
-def _sysctls(runs: Iterable[Any]) -> dict[str, set[str]]:
+def _sysctls(runs: Iterable[Run]) -> dict[str, set[str]]:
     """"host key" -> every value it had in these runs' records."""
     out: dict[str, set[str]] = {}
     for r in runs:
@@ -183,7 +183,7 @@ def _sysctls(runs: Iterable[Any]) -> dict[str, set[str]]:
     return out
 
 
-def run_differences(pairs: Sequence[tuple[Any, Any]]) -> list[str]:
+def run_differences(pairs: Sequence[tuple[Run, Run]]) -> list[str]:
     """What differed between the sides' own run records: the sysctl values in force on a host
     (a key only one side recorded is not a difference)."""
     a, b = _sysctls(x for x, _ in pairs), _sysctls(y for _, y in pairs)
@@ -191,20 +191,18 @@ def run_differences(pairs: Sequence[tuple[Any, Any]]) -> list[str]:
             for k in sorted(set(a) & set(b)) if a[k] != b[k]]
 
 
-def noise_during(summary: Any) -> list[str]:
+def noise_during(summary: Summary | None) -> list[str]:
     """How the host's noise moved over the run: the reading before the first window against the
     one after the last (both sides ran between them), where it moved beyond its margin."""
-    if summary is None:
-        return []
-    recorded = plain(summary).get("host_noise") or {}
+    recorded = (summary.host_noise if summary is not None else None) or {}
     before, after = noise_facts(recorded.get("before")), noise_facts(recorded.get("after"))
     return [line.replace(" vs ", " before the windows vs ") + " after"
             for line in noise_differences(before, after)]
 
 
-def explain(pairs: Sequence[tuple[Any, Any]], variant: str, baseline: str,
+def explain(pairs: Sequence[tuple[Run, Run]], variant: str, baseline: str,
             environment: Sequence[str] = ()) -> Explanation | None:
-    """`pairs`: (baseline run, variant run) of each round, records.Run (or alike); `environment`:
+    """`pairs`: (baseline run, variant run) of each round; `environment`:
     lines about the whole run (noise_during). None: fewer than 2 rounds with any component
     measured."""
     found = components(pairs)
@@ -214,8 +212,8 @@ def explain(pairs: Sequence[tuple[Any, Any]], variant: str, baseline: str,
                        (*run_differences(pairs), *environment))
 
 
-def by_cell(runs: Sequence[Any], factor: str, baseline: Value,
-            summary: Any = None) -> dict[tuple[PointKey, Value], Explanation]:
+def by_cell(runs: Sequence[Run], factor: str, baseline: Value,
+            summary: Summary | None = None) -> dict[tuple[PointKey, Value], Explanation]:
     """Each (other axes, variant value) of a factor compared in rounds: its explanation against
     the baseline value (a run's repetition is its round, as in metrics.rounds). `summary`, when
     given, adds how the host's noise moved over the run to each environment diff."""
@@ -228,7 +226,7 @@ def by_cell(runs: Sequence[Any], factor: str, baseline: Value,
     return out
 
 
-def unpaired(before: Sequence[Any], after: Sequence[Any], variant: str, baseline: str) -> Explanation | None:
+def unpaired(before: Sequence[Run], after: Sequence[Run], variant: str, baseline: str) -> Explanation | None:
     """Two results folders (compare A B): each part's ratio of geometric means over the point's
     repetitions, with Welch's interval on the logs (stats.ratio_of: unpaired, so it carries
     whatever drifted between the runs); `change` is the difference of the means. The

@@ -18,7 +18,7 @@ from typing import Any
 
 from orchestrator import stats
 from orchestrator.compare import PAIRED_METRICS, Floor, Point
-from orchestrator.history import History, machine_fingerprint, plain
+from orchestrator.history import History, machine_fingerprint
 from orchestrator.records import Summary, as_summary
 
 REPORTED_ROUNDS = (5, 10, 20)
@@ -113,9 +113,7 @@ def measure(summary: Summary | dict[str, Any]) -> NoiseFloor:
             others[metric] = pooled_sd(aa_rounds(s, metric))[0]
         except ValueError:
             continue  # not measured (no telemetry): only the main floor
-    data = plain(s)
-    return NoiseFloor(s.scenario or "", machine_fingerprint(s), str(data.get("run_id")),
-                      str(data.get("started") or ""), METRIC, least,
+    return NoiseFloor(s.scenario or "", machine_fingerprint(s), str(s.run_id), s.started or "", METRIC, least,
                       sum(len(p) >= 2 for p in rounds.values()), sd, others)
 
 

@@ -196,6 +196,8 @@ class RoleCpu(Record):
 
     cpus: dict[str, CpuLoad] = {}
     busy: float | None = None
+    # the server's CPUs: other tasks' time there, % of one CPU summed over them (telemetry.other_work)
+    other: float | None = None
 
 
 class BusiestThread(Record):
@@ -206,6 +208,11 @@ class BusiestThread(Record):
     threads: tuple[ThreadCpu, ...] = ()
     capacity: float | None = None  # the host's CPUs' worth under its quota (None: no quota)
     of_capacity: float | None = None  # all the generator's threads' CPU, % of that capacity
+    # its host's cgroup under that quota over the window (cpu.stat; None: not read): the CFS
+    # periods it had work in, % of them the quota throttled it in, % of the time throttled
+    periods: int | None = None
+    throttled_periods: float | None = None
+    throttled: float | None = None
 
 
 class CounterThread(Record):
@@ -681,6 +688,47 @@ class Cost(Record):
     note: str | None = None
 
 
+class Intruder(Record):
+    """A process of someone else's that ran on the pinned CPUs during a host-noise reading."""
+
+    pid: int
+    command: str
+    cpu_pct: float  # of one CPU, over the interval
+
+
+class HostNoise(Record):
+    """doctor.noise's reading of the CPUs a run pins, taken while nothing of ours runs there:
+    `orchestrate doctor`'s, and a run's before its first window and after its last."""
+
+    when: str  # "before" (the first window), "after" (the last), or "now" (the doctor)
+    seconds: float
+    cpus: tuple[int, ...]
+    busy_pct: dict[int, float]  # per pinned CPU: time not idle (ours is idle then)
+    steal_pct: float  # over all CPUs
+    intruders: tuple[Intruder, ...] = ()  # busiest first
+    # doctor.pauses per pinned CPU ({band: {count, ms}, lost_pct, seconds}); None: not probed
+    # (the doctor's own reading; a run probes after each reading)
+    pauses: dict[str, Opaque] | None = None
+
+    @property
+    def worst(self) -> float:
+        return max(self.busy_pct.values(), default=0.0)
+
+    @property
+    def lost_pct(self) -> float | None:
+        """The worst pinned CPU's time lost to pauses; None: not probed."""
+        lost = [float(c["lost_pct"]) for c in (self.pauses or {}).values()
+                if isinstance(c.get("lost_pct"), int | float)]
+        return max(lost) if lost else None
+
+    def line(self) -> str:
+        """One line for the report and the doctor."""
+        busy = ", ".join(f"cpu{c} {p:.0f}%" for c, p in sorted(self.busy_pct.items()))
+        who = "; ".join(f"{i.command} (pid {i.pid}) {i.cpu_pct:.0f}%" for i in self.intruders[:3])
+        return (f"{self.when} the windows: pinned CPUs busy {busy or '-'}, steal {self.steal_pct:.1f}%"
+                + (f"; foreign processes: {who}" if who else ""))
+
+
 class Summary(Record):
     """A results folder's summary.json: the session, its hosts and baseline, runs and points."""
 
@@ -704,7 +752,7 @@ class Summary(Record):
     capacity: tuple[CapacitySearch, ...] = ()  # load.search: one per point and repetition
     autoscale: tuple[Autoscale, ...] = ()  # hosts.roles.client {min, max}: one per point
     cost: Cost | None = None  # cloud providers: what the run's instances cost, estimated
-    host_noise: Opaque | None = None  # doctor.noise's readings: {before, after} the windows
+    host_noise: dict[Literal["before", "after"], HostNoise] | None = None  # local hosts only
     rounds: Opaque | None = None  # paired rounds: how many ran, and why they stopped
 
     @field_validator("hosts", mode="before")

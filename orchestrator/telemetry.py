@@ -60,12 +60,18 @@ def _spawn(ctx: Context, spec: RunSpec, h: Host, label: str, tool: str, argv: li
     return Collector(proc, h, tool, (sent + time.time()) / 2)
 
 
-def cpu_reading(ctx: Context, collectors: list[Collector]) -> dict[str, remote.CpuTimes]:
-    """CPU used so far by each host's collectors and its sshd: one command per host, taken
-    just outside the measurement window on both sides."""
+def cpu_reading(ctx: Context, collectors: list[Collector],
+                server_pid: int | None = None) -> dict[str, remote.CpuTimes]:
+    """CPU used so far by each host's collectors and its sshd (and the server's process group,
+    every task per CPU: see other_work): one command per host, taken just outside the
+    measurement window on both sides."""
     def read(h: Host) -> remote.CpuTimes:
         mine = [c.proc.pid for c in collectors if c.host.name == h.name]
-        return remote.cpu_times(ctx.t(h), mine, sshd=h.ssh is not None)
+        whole = [server_pid] if server_pid and h.name == ctx.lab.server.name else []
+        facts = ctx.facts.get(h.name) or {}
+        # a host held to a CPU quota: its cgroup's throttling (see throttling())
+        cgroup = str(facts.get("cgroup") or "") if facts.get("cpu_quota") else ""
+        return remote.cpu_times(ctx.t(h), mine, sshd=h.ssh is not None, whole=whole, cgroup=cgroup)
 
     hosts = list(ctx.lab.hosts)
     return dict(zip([h.name for h in hosts], each(hosts, read), strict=True))
@@ -108,6 +114,45 @@ def observer(ctx: Context, collectors: list[Collector], window: tuple[float, flo
             "commands_in_window": [f"{r.host}: {r.kind} {r.what[:80]}" for r in inside[:10]],
             "orchestrator_cpu_s_per_s": own_cpu_s_per_s,
             "hosts": hosts}
+
+
+def other_work(before: remote.CpuTimes | None, after: remote.CpuTimes | None, server_pid: int,
+               cpus: list[int]) -> float | None:
+    """Other tasks' time on the server's pinned CPUs between two readings, % of one CPU summed
+    over them: every task's time there (cpuacct, exact) less the server's own (all its threads,
+    pinned there) and their ksoftirqd threads' (softirq: the CPU's %soft, the network's work for
+    the server). What mpstat's busy holds that is neither the server's nor its softirq. None:
+    not readable (cgroup v2 has no per-CPU task time)."""
+    key = f"all:{server_pid}"
+    if (not cpus or before is None or after is None or not before.percpu_ns or not after.percpu_ns
+            or key not in before.cpu_s or key not in after.cpu_s or after.clock <= before.clock
+            or max(cpus) >= len(after.percpu_ns)):
+        return None
+
+    def delta(k: str) -> float:
+        return after.cpu_s.get(k, 0.0) - before.cpu_s.get(k, 0.0)
+
+    tasks = sum(after.percpu_ns[c] - before.percpu_ns[c] for c in cpus) / 1e9
+    soft = sum(delta(f"ksoftirqd/{c}") for c in cpus)
+    # the server's stat time has 10 ms resolution: a reading a tick short can go below 0
+    return round(max(0.0, tasks - soft - delta(key)) / (after.clock - before.clock) * 100.0, 2)
+
+
+def throttling(before: remote.CpuTimes | None, after: remote.CpuTimes | None) -> dict[str, Any]:
+    """A quota-held host's cgroup between two readings (cpu.stat): the CFS periods it had work
+    in, the share of them its quota throttled it in, and the share of the time it spent
+    throttled (summed over its CPUs' run queues). Empty: not read (no quota, cgroup v2)."""
+    b, a = (before.cpu_stat if before else None), (after.cpu_stat if after else None)
+    keys = ("nr_periods", "nr_throttled", "throttled_time")
+    if not b or not a or any(k not in b or k not in a for k in keys) or a is b:
+        return {}
+    assert before is not None and after is not None
+    periods, secs = a["nr_periods"] - b["nr_periods"], after.clock - before.clock
+    if periods <= 0 or secs <= 0:
+        return {}
+    return {"periods": periods,
+            "throttled_periods": round(100.0 * (a["nr_throttled"] - b["nr_throttled"]) / periods, 2),
+            "throttled": round(min(100.0, (a["throttled_time"] - b["throttled_time"]) / 1e7 / secs), 2)}
 
 
 def summarize(ctx: Context, collectors: list[Collector],

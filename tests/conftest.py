@@ -123,3 +123,26 @@ def work_factor_run(tmp_path_factory):
                        "--set", "load.duration=2s", "--set", "rounds.max=5",
                        "--set", "rounds.until=50%", "--history", str(history),
                        "--fail-on-regression", "5")
+
+
+@pytest.fixture(scope="session")
+def warm_lab(tmp_path_factory):
+    """A 2-host netns lab capped at 20,000 pps (capped: iperf3 is not CPU-bound there), up for
+    the session, deployed by one short run of scenarios/cross-host.yaml that borrowed it
+    (reuseport, 3 s, no baseline, collectors pinned to CPU 0): (lab name, that run's results
+    folder, the finished process). Shared by test_observer (the run's silence and what measuring
+    cost) and test_plan (a warm lab to time the plan against), which each ran a run on a lab of
+    their own before; the lab is taken down at the session's end."""
+    from orchestrator.hosts import netns
+
+    name = f"w{os.getpid() % 10000}"
+    netns.up(name, 2, pps=20_000)
+    try:
+        folder, done = _shared_run(
+            tmp_path_factory, "warm-lab", str(REPO / "scenarios" / "cross-host.yaml"),
+            "--set", f"hosts.lab={name}", "--set", "server.arch=reuseport", "--set", "load.duration=3s",
+            "--set", "baseline.enabled=false",
+            "--set", "telemetry={collectors: [pidstat, mpstat, sar], cpus: [0]}")
+        yield name, folder, done
+    finally:
+        netns.down(name)

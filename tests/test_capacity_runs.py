@@ -7,7 +7,6 @@ The decision logic alone is tested in tests/test_capacity.py; here the figures a
 from __future__ import annotations
 
 import json
-import os
 import re
 import statistics
 from pathlib import Path
@@ -59,16 +58,21 @@ SERVER_WORK = re.compile(r"^server work on CPU \S+: its threads ([\d.]+)% .* = (
 def _check_busy_counted_once(runs: list[dict]) -> None:
     """Issue 22, capacity on loopback: in every step's evidence the server's work is at most
     its CPU's measured busy share, and the CPU µs per request (usr + sys + soft) times QPS is
-    never above the server cores' measured busy share by more than 5% (busy counted once): the
-    softirq added never takes either past the busy share, or past the process's own time where
-    pidstat reads its threads a little above mpstat's busy (two tools, two samplings).
+    the server cores' measured busy share within 5% either way (busy counted once, none missed).
 
-    Not asserted: the lower side ("within 5%"). mpstat's busy also counts every other process
-    that ran on the core, and this machine's 2 CPUs are shared by other suites: on the first
-    real run of this check, the median run's cost x QPS was 0.31 of CPU 0's busy (the searches'
-    low steps, where the server used a small share of a core that others' tests also used).
-    On a quiet machine the two agree (bench/reports/three-architectures: 1.000 in all 27 runs,
-    tests/test_analysis.py holds the arithmetic)."""
+    mpstat's busy also counts every other task that ran on the core (this machine's 2 CPUs are
+    shared by other suites: before it was subtracted, a run here read the median run's cost x
+    QPS at 0.31 of CPU 0's busy). The run measures that time (`other`: every task's time on the
+    CPU from cpuacct, less the server's threads and ksoftirqd's) and the comparison takes it
+    out. Where pidstat reads the threads a little above that (two tools, two samplings), the
+    process's own time is the floor. Printed per run: cost x QPS, busy, other, the ratio.
+
+    The lower side holds for the search's runs taken together (their median), not each run:
+    `other` is read at the window's edges (lead, warm-up and load: ~2 s), mpstat's busy over
+    one whole 1 s interval inside the load, and other suites' work comes in bursts. One run in
+    five here read 0.76 (20,000/s: busy 74.0%, other 28.8% over its readings, cost x QPS
+    34.3%), all of that search's other runs 1.000. Each run's own other work, read over
+    mpstat's interval, would take a sampler of its own (not built)."""
     shares = []
     for r in runs:
         a = r["analysis"]
@@ -78,13 +82,17 @@ def _check_busy_counted_once(runs: list[dict]) -> None:
                 # alone may read a point or two above mpstat's busy: two tools, two samplings)
                 assert float(m[2]) <= max(float(m[1]), float(m[3])) + 0.5, e
         cost = a.get("cpu_us_per_request") or {}
-        cpus = (r.get("server_host_cpu") or {}).get("cpus") or {}
-        busy = sum(c["busy"] for c in cpus.values() if c.get("busy") is not None)
+        host = r.get("server_host_cpu") or {}
+        busy = sum(c["busy"] for c in (host.get("cpus") or {}).values() if c.get("busy") is not None)
         if cost.get("total") is not None and r.get("qps") and busy:
+            assert host.get("other") is not None, host  # measured here (cgroup v1's cpuacct)
             process = (cost["usr"] + cost["sys"]) * r["qps"] / 1e4
-            shares.append(cost["total"] * r["qps"] / 1e4 / max(busy, process))
-    assert shares and max(shares) <= 1.05, shares
-    print(f"cost x QPS / server cores' busy: median {statistics.median(shares):.3f}, "
+            server = max(busy - host["other"], process)
+            shares.append(cost["total"] * r["qps"] / 1e4 / server)
+            print(f"rate {r['rate']['target']:>9,.0f}: cost x QPS {cost['total'] * r['qps'] / 1e4:5.1f}% "
+                  f"busy {busy:5.1f}% other {host['other']:5.1f}% ratio {shares[-1]:.3f}")
+    assert shares and max(shares) <= 1.05 and statistics.median(shares) >= 0.95, shares
+    print(f"cost x QPS / server cores' busy less other tasks': median {statistics.median(shares):.3f}, "
           f"range {min(shares):.3f}-{max(shares):.3f} over {len(shares)} runs")
 
 
@@ -114,8 +122,10 @@ def test_loopback_search_finds_a_capacity_and_draws_its_curve(tmp_path, run_id):
     assert "Capacity under the SLO" in html and f"{a:,.0f}" in html
 
 
-def test_capped_link_capacity_is_at_most_the_cap_and_network_bound(tmp_path, run_id):
-    lab = f"cap{os.getpid() % 10000}"
+def test_capped_link_capacity_is_at_most_the_cap_and_network_bound(tmp_path, run_id, warm_lab):
+    # the session's lab (conftest.py), capped at CAP and deployed already: the run skips the
+    # deploy (its stamps hold this build-input hash), and a lab whose cap is not CAP is refused
+    lab, _, _ = warm_lab
     done = orchestrate("run", str(REPO / "scenarios" / "capacity-capped.yaml"), "--results", str(tmp_path),
                        "--run-id", run_id, "--set", f"hosts.lab={lab}", "--set", f"hosts.link.pps={CAP}",
                        "--set", "baseline.iperf3.duration=2s", "--set", "baseline.iperf3.tcp_duration=1s",

@@ -3,6 +3,7 @@ helpers; it is exercised against real sshd hosts in tests/hosts/)."""
 
 from __future__ import annotations
 
+import os
 import secrets
 import shlex
 import signal
@@ -141,17 +142,48 @@ def test_cpu_times_of_a_busy_group(t, tmp_path):
     busy = remote.spawn(t, "busy", "while :; do :; done", workdir=str(tmp_path), shell=True, cpus=[1])
     idle = remote.spawn(t, "idle", "sleep 30", workdir=str(tmp_path))
     try:
-        a = remote.cpu_times(t, [busy.pid, idle.pid])
+        a = remote.cpu_times(t, [busy.pid, idle.pid], whole=[busy.pid])
         time.sleep(1.0)
-        b = remote.cpu_times(t, [busy.pid, idle.pid])
+        b = remote.cpu_times(t, [busy.pid, idle.pid], whole=[busy.pid])
         key = str(busy.pid)
         rate = (b.cpu_s[key] - a.cpu_s[key]) / (b.clock - a.clock)
         # one spinning process: up to one CPU second per second (less if it shares CPU 1)
         assert 0.3 < rate <= 1.05
         assert b.cpu_s[str(idle.pid)] < 0.05 and b.last_cpus[key] == [1]
         assert a.own_s >= 0 and "sshd" not in a.cpu_s
+        # every task's time per CPU (cpuacct): CPU 1 ran at least the spinner's (stat: 10 ms)
+        assert a.percpu_ns and b.percpu_ns and len(b.percpu_ns) == len(os.sched_getaffinity(0))
+        spun = b.cpu_s[f"all:{key}"] - a.cpu_s[f"all:{key}"]
+        assert spun > 0.3 and (b.percpu_ns[1] - a.percpu_ns[1]) / 1e9 >= spun - 0.02
+        assert {"ksoftirqd/0", "ksoftirqd/1"} <= set(b.cpu_s)  # softirq's threads, by name
     finally:
         remote.stop_many(t, [busy, idle], grace=1)
+
+
+def test_cpu_times_read_a_quota_held_cgroups_throttling(t, tmp_path):
+    """Issue 22: a host held to a CPU quota, its cgroup's cpu.stat read with the CPU times; a
+    spinner held to a quarter CPU is throttled (at least once in ~6 periods, even on a CPU
+    shared with others' work)."""
+    import cgroupkit
+
+    from orchestrator import telemetry
+
+    with cgroupkit.quota(0.25) as cg:
+        spin = remote.spawn(t, "spin", cg.enter_command("sh -c 'while :; do :; done'"),
+                            workdir=str(tmp_path), shell=True, cpus=[1])
+        try:
+            time.sleep(0.2)
+            a = remote.cpu_times(t, [], cgroup=str(cg.path))
+            time.sleep(0.6)
+            b = remote.cpu_times(t, [], cgroup=str(cg.path))
+            direct = cg.stat()
+        finally:
+            remote.stop(t, spin, grace=1)
+    assert a.cpu_stat and b.cpu_stat and b.cpu_stat["nr_periods"] <= direct["nr_periods"]
+    got = telemetry.throttling(a, b)
+    assert got["periods"] >= 1 and got["periods"] == b.cpu_stat["nr_periods"] - a.cpu_stat["nr_periods"]
+    assert 0 < got["throttled_periods"] <= 100 and 0 < got["throttled"] <= 100, got
+    assert remote.cpu_times(t, []).cpu_stat is None  # not asked: not read
 
 
 def test_cpu_times_of_a_group_with_a_space_and_a_paren_in_its_name(t, tmp_path):

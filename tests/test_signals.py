@@ -12,6 +12,15 @@ from orchestrator import signals
 from orchestrator.errors import Interrupted
 
 
+@pytest.fixture(autouse=True)
+def python_sigint_handler():
+    """These tests need Python's own Ctrl-C handler, which a suite started in the background
+    (cron, `cmd &` in a script) does not inherit: the shell starts it with SIGINT ignored."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 def test_shielded_ignores_both_signals_and_restores_the_handlers():
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     with signals.shielded():

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+
+from orchestrator.records import HostNoise, Intruder  # the reading is the summary's record
 
 FOREIGN_WARN_PCT = 10.0  # a pinned CPU busier than this before the run is not the run's own
 FOREIGN_FAIL_PCT = 50.0  # half a pinned CPU taken: the run would measure the intruder
@@ -21,48 +21,6 @@ STEAL_WARN_PCT = 2.0  # the hypervisor gives this much of the CPUs to others
 # is 50 per CPU: the warning bar (10%) is 5 of them and a hog (50%+) 25, and any process that
 # ran for one tick is named (2% >= 1%).
 RUN_SECONDS = 0.5
-
-
-@dataclass(frozen=True)
-class Intruder:
-    """A process of someone else's that ran on the pinned CPUs during the interval."""
-
-    pid: int
-    command: str
-    cpu_pct: float  # of one CPU, over the interval
-
-
-@dataclass(frozen=True)
-class HostNoise:
-    when: str  # "before" (the first window) or "after" (the last)
-    seconds: float
-    cpus: tuple[int, ...]
-    busy_pct: dict[int, float]  # per pinned CPU: time not idle (ours is idle then)
-    steal_pct: float  # over all CPUs
-    intruders: tuple[Intruder, ...]  # busiest first
-
-    @property
-    def worst(self) -> float:
-        return max(self.busy_pct.values(), default=0.0)
-
-    def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["busy_pct"] = {str(k): v for k, v in self.busy_pct.items()}
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> HostNoise:
-        return cls(when=str(d["when"]), seconds=float(d["seconds"]), cpus=tuple(d["cpus"]),
-                   busy_pct={int(k): float(v) for k, v in d["busy_pct"].items()},
-                   steal_pct=float(d["steal_pct"]),
-                   intruders=tuple(Intruder(**i) for i in d.get("intruders", ())))
-
-    def line(self) -> str:
-        """One line for the report and the doctor."""
-        busy = ", ".join(f"cpu{c} {p:.0f}%" for c, p in sorted(self.busy_pct.items()))
-        who = "; ".join(f"{i.command} (pid {i.pid}) {i.cpu_pct:.0f}%" for i in self.intruders[:3])
-        return (f"{self.when} the windows: pinned CPUs busy {busy or '-'}, steal {self.steal_pct:.1f}%"
-                + (f"; foreign processes: {who}" if who else ""))
 
 
 def _cpu_times(stat: str) -> dict[str, list[int]]:
@@ -113,6 +71,7 @@ def measure(cpus: list[int], seconds: float, when: str, *, exclude: set[int] | N
             continue
         pct = 100.0 * (ticks - procs0[pid][2]) / hz / max(t1 - t0, 1e-3)
         if pct >= 1.0:
-            intruders.append(Intruder(pid, comm, round(pct, 1)))
+            intruders.append(Intruder(pid=pid, command=comm, cpu_pct=round(pct, 1)))
     intruders.sort(key=lambda i: -i.cpu_pct)
-    return HostNoise(when, round(t1 - t0, 2), tuple(cpus), busy, steal, tuple(intruders[:5]))
+    return HostNoise(when=when, seconds=round(t1 - t0, 2), cpus=tuple(cpus), busy_pct=busy,
+                     steal_pct=steal, intruders=tuple(intruders[:5]))

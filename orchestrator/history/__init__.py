@@ -16,7 +16,6 @@ from orchestrator.history.fingerprint import (
     environment,
     environment_differences,
     machine_fingerprint,
-    plain,
 )
 from orchestrator.history.sqlite import (
     HISTORY_ENV,
@@ -72,5 +71,5 @@ def open_history(spec: str | os.PathLike[str] | None = None) -> History:
 
 
 __all__ = ["HISTORY_ENV", "History", "SummaryLike", "environment", "environment_differences", "history_frame",
-           "history_path", "history_sessions", "machine_fingerprint", "open_history", "plain",
+           "history_path", "history_sessions", "machine_fingerprint", "open_history",
            "record_history"]

@@ -15,14 +15,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from orchestrator.point import PointKey, classic
-from orchestrator.records import HostFacts, Summary, as_summary
+from orchestrator.records import HostFacts, HostNoise, Summary, as_summary
 
 SummaryLike = Summary | Mapping[str, Any]  # the typed record, or summary.json's dict (any version)
-
-
-def plain(summary: Any) -> dict[str, Any]:
-    """A summary as summary.json holds it, whether given as the typed record or a dict."""
-    return summary.to_json() if hasattr(summary, "to_json") else summary
 
 
 def typed(summary: SummaryLike) -> Summary:
@@ -98,22 +93,15 @@ NOISE_FACTS = {"steal_pct": ("steal", 1.0),
                "lost_pct": ("time lost to pauses on the pinned CPUs (worst)", 0.5)}
 
 
-def noise_facts(reading: Any) -> dict[str, float]:
-    """One host-noise reading (doctor.noise, as summary.json's host_noise holds it) as the
-    figures NOISE_FACTS compares; {} when there is none."""
-    if not isinstance(reading, dict):
+def noise_facts(reading: HostNoise | None) -> dict[str, float]:
+    """One host-noise reading as the figures NOISE_FACTS compares; {} when there is none."""
+    if reading is None:
         return {}
-    out: dict[str, float] = {}
-    if isinstance(reading.get("steal_pct"), int | float):
-        out["steal_pct"] = float(reading["steal_pct"])
-    busy = reading.get("busy_pct")
-    if isinstance(busy, dict) and busy:
-        out["busy_pct"] = max(float(v) for v in busy.values())
-    pauses = reading.get("pauses")
-    lost = [float(c["lost_pct"]) for c in (pauses or {}).values()
-            if isinstance(c, dict) and isinstance(c.get("lost_pct"), int | float)]
-    if lost:
-        out["lost_pct"] = max(lost)
+    out = {"steal_pct": reading.steal_pct}
+    if reading.busy_pct:
+        out["busy_pct"] = reading.worst
+    if reading.lost_pct is not None:
+        out["lost_pct"] = reading.lost_pct
     return out
 
 

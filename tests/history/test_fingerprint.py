@@ -45,9 +45,11 @@ def test_a_fact_only_one_side_recorded_is_not_a_difference():
 
 def test_the_host_noise_is_an_environment_difference_beyond_its_margin():
     def with_noise(steal: float, busy: float, lost: float) -> dict:
-        reading = {"steal_pct": steal, "busy_pct": {"0": 1.0, "1": busy},
+        reading = {"when": "before", "seconds": 1.0, "cpus": [0, 1], "steal_pct": steal,
+                   "busy_pct": {"0": 1.0, "1": busy},
                    "pauses": {"0": {"lost_pct": lost}, "1": {"lost_pct": 0.0}}}
-        return {"hosts": {}, "host_noise": {"before": reading, "after": {**reading, "steal_pct": 0.0}}}
+        after = {**reading, "when": "after", "steal_pct": 0.0}
+        return {"hosts": {}, "host_noise": {"before": reading, "after": after}}
 
     assert environment_differences(with_noise(0.2, 3.0, 0.1), with_noise(0.9, 7.0, 0.4)) == []
     assert environment_differences(with_noise(0.2, 3.0, 0.1), with_noise(3.5, 40.0, 1.2)) == [

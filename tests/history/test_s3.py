@@ -20,7 +20,7 @@ import pytest
 
 from orchestrator import store
 from orchestrator.errors import RunFailed
-from orchestrator.history import open_history, plain
+from orchestrator.history import open_history
 from orchestrator.history.s3 import INDEX, S3History
 
 from testkit import orchestrate, stop_process
@@ -96,7 +96,7 @@ def test_runs_go_up_and_come_back(s3env, tmp_path, monkeypatch):
     assert [r["results_id"] for r in rows] == ["r2", "r1"] and rows[0]["n_runs"] == 3
     local = h.folder(rows[0])
     assert local is not None and local.is_relative_to(tmp_path / "cache")
-    assert plain(store.load_summary(local))["run_id"] == "r2"
+    assert store.load_summary(local).run_id == "r2"
 
     # the CLI reads the same history: list it, compare two runs by id (fetched from S3)
     done = orchestrate("history", "--history", f"s3://{bucket}/nightly", env=env)
