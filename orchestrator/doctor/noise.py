@@ -16,7 +16,11 @@ from orchestrator.records import HostNoise, Intruder  # the reading is the summa
 FOREIGN_WARN_PCT = 10.0  # a pinned CPU busier than this before the run is not the run's own
 FOREIGN_FAIL_PCT = 50.0  # half a pinned CPU taken: the run would measure the intruder
 STEAL_WARN_PCT = 2.0  # the hypervisor gives this much of the CPUs to others
-RUN_SECONDS = 1.0  # what a run spends on each reading, before and after its windows
+# What a run spends on each reading, before and after its windows: added to every run's wall
+# time, as nothing of ours may run beside it. /proc counts in 1/100 s ticks, so half a second
+# is 50 per CPU: the warning bar (10%) is 5 of them and a hog (50%+) 25, and any process that
+# ran for one tick is named (2% >= 1%).
+RUN_SECONDS = 0.5
 
 
 def _cpu_times(stat: str) -> dict[str, list[int]]:

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import io
 import statistics
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")  # no display on benchmark hosts or CI; must precede any pyplot import anywhere
 
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402  (after use("Agg") on purpose)
 from matplotlib.ticker import FuncFormatter  # noqa: E402
+from PIL import Image  # noqa: E402  (matplotlib's own PNG writer)
 
 from orchestrator.analysis import summarise_points  # noqa: E402
 from orchestrator.point import PointKey, others, text  # noqa: E402
@@ -110,22 +114,65 @@ def _figure(n_items: float, height: float = 4.6, per_item: float = 0.55, nrows: 
     # ~1100 px wide at DPI: the report page's width, so the HTML shows charts 1:1 (sharp, 10 pt text
     # stays legible); wider only when many bars need room, and the page then scales them down.
     width = min(max(10.0, 2.5 + per_item * n_items), 16.0)
-    fig = Figure(figsize=(width, height * nrows), dpi=DPI)
+    fig = Figure(figsize=(width, height * nrows), dpi=DPI, facecolor="white")
     fig.subplots(nrows, 1, squeeze=False)
     return fig
 
 
+PAD_IN = 0.1  # the margin kept around the content (savefig's pad_inches)
+ROOM_IN = 2.0  # canvas added on each side while drawing: room for what sits outside the axes
+
+
 def _png(fig: Figure) -> bytes:
+    """The figure cropped to what it draws plus PAD_IN of white, as savefig(bbox_inches="tight")
+    crops it, from one draw instead of tight's two (one to measure, one at the cropped size).
+    The canvas first grows by ROOM_IN on each side, the axes kept where they are in inches, so a
+    legend placed outside the axes is drawn, not clipped; the crop is the drawn pixels' box."""
+    w, h = fig.get_size_inches()
+    big_w, big_h = w + 2 * ROOM_IN, h + 2 * ROOM_IN
+    for ax in fig.axes:
+        x, y, aw, ah = ax.get_position().bounds
+        ax.set_position(((x * w + ROOM_IN) / big_w, (y * h + ROOM_IN) / big_h,
+                         aw * w / big_w, ah * h / big_h))
+    fig.set_size_inches(big_w, big_h)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    rgba = np.asarray(canvas.buffer_rgba())
+    ink = rgba.view(np.uint32)[..., 0] != np.uint32(0xFFFFFFFF)  # all but the opaque white ground
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    pad = round(PAD_IN * DPI)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight", facecolor="white")
+    legends = [*fig.legends, *(leg for ax in fig.axes if (leg := ax.get_legend()) is not None)]
+    cut = [b for leg in legends if (b := leg.get_window_extent(canvas.get_renderer())).x0 < 0 or b.y0 < 0
+           or b.x1 > rgba.shape[1] or b.y1 > rgba.shape[0]]  # (a legend wholly off the canvas has no ink)
+    if cut or not rows.size or min(rows.min(), cols.min()) < pad or rows.max() + pad >= rgba.shape[0] \
+            or cols.max() + pad >= rgba.shape[1]:  # drawn beyond even the room: measure it
+        fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight", pad_inches=PAD_IN)
+        return buf.getvalue()
+    box = (int(cols.min()) - pad, int(rows.min()) - pad, int(cols.max()) + 1 + pad, int(rows.max()) + 1 + pad)
+    Image.fromarray(rgba).crop(box).save(buf, format="png", dpi=(DPI, DPI))
     return buf.getvalue()
 
 
+_DRAWN: OrderedDict[tuple[str, str], bytes | None] = OrderedDict()  # (chart, summary JSON) -> PNG
+_DRAWN_MAX = 64  # a few reports' charts (~50 kB each)
+
+
 def _styled(draw: Callable[..., bytes | None]) -> Callable[[Summary], bytes | None]:
-    """Every chart draws inside the report's rc style without touching global matplotlib state."""
+    """Every chart draws inside the report's rc style without touching global matplotlib state,
+    and once per summary: a process that builds a report again from the same records (a rebuild,
+    a site, the report tests) gets the same bytes without drawing them again."""
     def wrapper(summary: Summary) -> bytes | None:
+        key = (draw.__name__, summary.model_dump_json())
+        if key in _DRAWN:
+            _DRAWN.move_to_end(key)
+            return _DRAWN[key]
         with matplotlib.rc_context(RC):
-            return draw(summary)
+            png = draw(summary)
+        _DRAWN[key] = png
+        if len(_DRAWN) > _DRAWN_MAX:
+            _DRAWN.popitem(last=False)
+        return png
     wrapper.__name__, wrapper.__doc__ = draw.__name__, draw.__doc__
     return wrapper
 

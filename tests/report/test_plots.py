@@ -4,8 +4,9 @@ The summaries are recorded real runs analysed by the real analysis (report_fixtu
 from __future__ import annotations
 
 import matplotlib
+import matplotlib.figure
 import pytest
-from report_checks import assert_png
+from report_checks import assert_png, png_size
 
 from orchestrator import analysis
 from orchestrator.records import Analysis, CpuCost, Latency, Point, Rate, Run, Summary
@@ -131,3 +132,41 @@ def test_the_recorded_open_loop_run_has_its_knee(open_summary: Summary):
     (curve,) = plots._open_loop_curves(open_summary).values()
     assert len(curve) == 3 and [round(r, -3) for r, _ in curve] == sorted(round(r, -3) for r, _ in curve)
     assert analysis.summarise_points(open_summary.runs) == list(open_summary.points)
+
+
+def _legend_figure(anchor_x: float) -> matplotlib.figure.Figure:
+    """A chart-sized figure whose legend sits outside its axes, `anchor_x` axes widths across."""
+    fig = plots._figure(0)
+    ax = fig.axes[0]
+    ax.plot([1, 2, 3], [3, 1, 2], label="a legend entry with a long name")
+    ax.set_title("a title")
+    ax.legend(loc="upper left", bbox_to_anchor=(anchor_x, 1.0))
+    return fig
+
+
+def test_one_draw_crops_as_savefig_tight_does():
+    """_png draws once and crops to the drawn pixels plus PAD_IN; savefig's tight box measures
+    text boxes (a little wider than their ink), then draws again: the same picture size."""
+    import io
+
+    one = png_size(plots._png(_legend_figure(1.01)))
+    buf = io.BytesIO()
+    _legend_figure(1.01).savefig(buf, format="png", dpi=plots.DPI, bbox_inches="tight")
+    tight = png_size(buf.getvalue())
+    assert one[0] > plots.DPI * 10  # the legend outside the 10-inch figure is in the picture
+    assert abs(one[0] - tight[0]) <= 12 and abs(one[1] - tight[1]) <= 12, (one, tight)
+
+
+def test_a_legend_beyond_the_room_is_still_drawn():
+    far = plots._png(_legend_figure(1.6))  # ~4.6 in beyond the axes: past ROOM_IN
+    assert_png(far)
+    assert png_size(far)[0] > plots.DPI * (10 + plots.ROOM_IN)
+
+
+def test_a_chart_is_drawn_once_per_summary(closed_summary: Summary):
+    plots._DRAWN.clear()
+    first = plots.point_summary(closed_summary)
+    assert plots.point_summary(closed_summary) is first  # the same bytes, not drawn again
+    runs = closed_summary.runs
+    changed = closed_summary.model_copy(update={"runs": (runs[0].model_copy(update={"qps": 1.0}), *runs[1:])})
+    assert plots.point_summary(changed) != first
