@@ -32,7 +32,8 @@ SLOW_MODULES = frozenset({  # real processes without one of the fixtures below
     "tests/report/test_browser.py",  # Chromium
 })
 SLOW_FIXTURES = frozenset({"lab3", "make_lab", "moto_server", "run_id", "binaries", "generators",
-                           "server_binary", "loopback_run", "native_run", "work_factor_run"})
+                           "server_binary", "loopback_run", "native_run", "work_factor_run",
+                           "warm_lab", "_warm_lab_session"})
 
 
 def pytest_collection_modifyitems(config, items):

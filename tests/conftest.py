@@ -157,24 +157,51 @@ def work_factor_run(tmp_path_factory):
                        "--fail-on-regression", "5")
 
 
+class _WarmLab:
+    """The session's warm lab: its name and the last run that deployed it (see `warm_lab`)."""
+
+    def __init__(self, tmp_path_factory: pytest.TempPathFactory) -> None:
+        self.name = f"w{os.getpid() % 10000}"
+        self._tmp = tmp_path_factory
+        self.folder: Path | None = None
+        self.done = None
+        self.up_after = False  # was the lab still up right after that run (a borrowed lab stays up)
+
+    def ensure(self) -> tuple[str, Path, object]:
+        from orchestrator.hosts import netns
+
+        if self.done is None or not netns.is_up(self.name):
+            netns.down(self.name)  # half a lab, if `orchestrate cleanup` was interrupted
+            netns.up(self.name, 2, pps=20_000)
+            self.folder, self.done = _shared_run(
+                self._tmp, "warm-lab", str(REPO / "scenarios" / "cross-host.yaml"),
+                "--set", f"hosts.lab={self.name}", "--set", "server.arch=reuseport",
+                "--set", "load.duration=3s", "--set", "baseline.enabled=false",
+                "--set", "telemetry={collectors: [pidstat, mpstat, sar], cpus: [0]}")
+            self.up_after = netns.is_up(self.name)
+        assert self.folder is not None
+        return self.name, self.folder, self.done
+
+
 @pytest.fixture(scope="session")
-def warm_lab(tmp_path_factory):
+def _warm_lab_session(tmp_path_factory):
+    from orchestrator.hosts import netns
+
+    warm = _WarmLab(tmp_path_factory)
+    try:
+        yield warm
+    finally:
+        netns.down(warm.name)
+
+
+@pytest.fixture
+def warm_lab(_warm_lab_session):
     """A 2-host netns lab capped at 20,000 pps (capped: iperf3 is not CPU-bound there), up for
     the session, deployed by one short run of scenarios/cross-host.yaml that borrowed it
     (reuseport, 3 s, no baseline, collectors pinned to CPU 0): (lab name, that run's results
     folder, the finished process). Shared by test_observer (the run's silence and what measuring
     cost) and test_plan (a warm lab to time the plan against), which each ran a run on a lab of
-    their own before; the lab is taken down at the session's end."""
-    from orchestrator.hosts import netns
-
-    name = f"w{os.getpid() % 10000}"
-    netns.up(name, 2, pps=20_000)
-    try:
-        folder, done = _shared_run(
-            tmp_path_factory, "warm-lab", str(REPO / "scenarios" / "cross-host.yaml"),
-            "--set", f"hosts.lab={name}", "--set", "server.arch=reuseport", "--set", "load.duration=3s",
-            "--set", "baseline.enabled=false",
-            "--set", "telemetry={collectors: [pidstat, mpstat, sar], cpus: [0]}")
-        yield name, folder, done
-    finally:
-        netns.down(name)
+    their own before; the lab is taken down at the session's end. `orchestrate cleanup` takes
+    every idle lab down, as it should, and tests of it run between this lab's users: a lab found
+    down is brought up and deployed again by the same run."""
+    return _warm_lab_session.ensure()

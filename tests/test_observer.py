@@ -12,8 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.hosts import netns
-
 pytestmark = pytest.mark.slow
 
 
@@ -52,7 +50,7 @@ def assert_silent(folder: Path) -> dict:
     return s
 
 
-def test_lab_run_sends_nothing_during_the_load_and_records_what_measuring_cost(warm_lab):
+def test_lab_run_sends_nothing_during_the_load_and_records_what_measuring_cost(warm_lab, _warm_lab_session):
     # the session's run on a lab it borrowed (conftest.py: cross-host, reuseport, 3 s, collectors
     # pinned to CPU 0); that a run which brought its own lab up leaves nothing of it behind is
     # test_cross_host's to check
@@ -67,4 +65,4 @@ def test_lab_run_sends_nothing_during_the_load_and_records_what_measuring_cost(w
         assert all(c["ran_on"] == [0] for c in o["collectors"].values()), (h, o)
         # our SSH daemon was idle: no session, no shell start-up files, during the load
         assert o["sshd_cpu_s_per_s"] is not None and o["sshd_cpu_s_per_s"] < 0.02, (h, o)
-    assert netns.is_up(lab)  # a run borrows a lab that is up and leaves it up
+    assert _warm_lab_session.up_after  # a run borrows a lab that is up and leaves it up
