@@ -141,8 +141,11 @@ def test_overload_is_not_sustained(generators, realtime_server, capacity):
                         "unsent": run.counts["unsent"], "latency_p99_ms": run.pct("latency", "99")})
     assert r["sustained"] is False
     assert r["achieved"] < 0.99 * rate
-    # what could not be sent waited in the queue and counts, from its intended time
-    assert run.counts["unsent"] > 0 and run.pct("latency", "99") > 100
+    # what could not be sent waited in the queue and counts, from its intended time: counted from
+    # the send, no request here could take much longer than 50 connections' turn at capacity
+    # (a few ms); CI read p99 87 ms once, where the 1.5x target was nearer the real capacity
+    in_flight_ms = 50 / capacity * 1000
+    assert run.counts["unsent"] > 0 and run.pct("latency", "99") > max(20.0, 10 * in_flight_ms)
 
 
 # One thread, 1 ms asleep per request, answering connections in turn: every connection of the
