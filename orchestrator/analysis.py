@@ -332,10 +332,10 @@ def _server_cpus(run: Run) -> dict[str, Any]:
             unmeasured = "softirq not measured on this CPU: the server's work is at least its threads'"
             out["max_basis"] = (unmeasured if rows[top].soft is None
                                 else _accounting(rows[top].busy or 0.0, t, kernel(top)))
-            out["unowned"] = sum(_unowned(rows[k].busy or 0.0, on_cpu(k), kernel(k)) for k in rows)
-            if other is not None:  # over several CPUs it is known in sum only
-                out["unowned"] = _unowned(sum(c.busy or 0 for c in rows.values()), sum(map(on_cpu, rows)),
-                                          out["unowned"], other)
+            per_cpu = sum(_unowned(rows[k].busy or 0.0, on_cpu(k), kernel(k)) for k in rows)
+            # other tasks' time is known in sum over the CPUs only: taken out of their sum
+            out["unowned"] = per_cpu if other is None else _unowned(
+                sum(c.busy or 0.0 for c in rows.values()), sum(map(on_cpu, rows)), per_cpu, other)
             out["cost_basis"] = ("softirq and irq not charged to the server's threads, per pinned CPU "
                                  "(mpstat busy - the threads there" + _less(other) + ", at most its "
                                  "softirq + irq)")

@@ -896,7 +896,7 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> records.Run:
         watchers = telemetry.watch_load(ctx, spec, pid_of)
         collectors += watchers
         started += [c.proc for c in watchers]
-        before = telemetry.cpu_reading(ctx, collectors, srv.pid)
+        before = telemetry.cpu_reading(ctx, collectors)
         ctx.pre_load_s = max(ctx.pre_load_s or 0.0, time.time() - planned)
         own_before = _own_cpu_s()
         ctx.progress(f"      load until {time.strftime('%H:%M:%S', time.localtime(end))}; "
@@ -904,7 +904,7 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> records.Run:
         # Silence: sleep through the window, then a moment for the generators to report.
         time.sleep(max(0.0, end + 0.3 - time.time()))
         own_after = _own_cpu_s()
-        after = telemetry.cpu_reading(ctx, collectors, srv.pid)
+        after = telemetry.cpu_reading(ctx, collectors)
         own_rate = round((own_after[1] - own_before[1]) / max(own_after[0] - own_before[0], 1e-9), 5)
         finished = each(generators, lambda cp: remote.wait_exit(ctx.t(cp[0]), cp[1], sc.load.timeout + 30,
                                                           quiet_until=end))
@@ -957,7 +957,7 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> records.Run:
         **({"perf": records.Perf.model_validate(flame)} if flame else {}),
         "nic_allowances": nics or None,
     })
-    run = _window_cpu(run, before, after, (server.name, srv.pid, server_cpus))
+    run = _throttled(run, before, after)
     kernel = _kernel(ctx, spec, run, server_cpus, tcp_before, tcp_after)
     run = run.model_copy(update={"kernel": kernel or None, "sysctl": kernel_set or None})
     run = run.model_copy(update={"analysis": analysis.analyse_run(
@@ -967,19 +967,15 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> records.Run:
     return run
 
 
-def _window_cpu(run: records.Run, before: dict[str, remote.CpuTimes], after: dict[str, remote.CpuTimes],
-                server: tuple[str, int, list[int]]) -> records.Run:
-    """The run with what the readings either side of the window add: other tasks' time on the
-    server's CPUs (not the server's work), and each quota-held client host's throttling."""
-    name, pid, cpus = server
-    update: dict[str, Any] = {}
-    if run.server_host_cpu:
-        other = telemetry.other_work(before.get(name), after.get(name), pid, cpus)
-        update["server_host_cpu"] = run.server_host_cpu.model_copy(update={"other": other})
-    if run.client_proc:
-        update["client_proc"] = {h: p.model_copy(update=telemetry.throttling(before.get(h), after.get(h)))
-                                 for h, p in run.client_proc.items()}
-    return run.model_copy(update=update)
+def _throttled(run: records.Run, before: dict[str, remote.CpuTimes],
+               after: dict[str, remote.CpuTimes]) -> records.Run:
+    """The run with each quota-held client host's throttling, from the readings either side of
+    the window."""
+    if not run.client_proc:
+        return run
+    return run.model_copy(update={"client_proc": {
+        h: p.model_copy(update=telemetry.throttling(before.get(h), after.get(h)))
+        for h, p in run.client_proc.items()}})
 
 
 LEAD_FIRST_S = 1.5  # before a run's first window: the pre-load steps' time is not known yet
@@ -1079,7 +1075,8 @@ def _record(ctx: Context, spec: RunSpec, raw: dict[tuple[str, str], str], gen: l
                        for c, _ in generators},
         "client_proc": {c.name: _busiest_thread(load_threads.get(c.name), ctx.facts.get(c.name))
                         for c, _ in generators if c.name in load_threads} or None,
-        "server_host_cpu": _cpu_of(telemetry_.get("mpstat", {}).get(server.name), server_cpus),
+        "server_host_cpu": _cpu_of(telemetry_.get("mpstat", {}).get(server.name), server_cpus).model_copy(
+            update={"other": telemetry_.get(telemetry.OTHER, {}).get(server.name)}),
         "affinity": _affinity_summary(affinity, server_cpus, ctx, generators),
         "server_counters": stats,
         "telemetry": plain(telemetry_),

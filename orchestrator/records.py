@@ -199,7 +199,7 @@ class RoleCpu(Record):
 
     cpus: dict[str, CpuLoad] = {}
     busy: float | None = None
-    # the server's CPUs: other tasks' time there, % of one CPU summed over them (telemetry.other_work)
+    # the server's CPUs: other tasks' time there, % of one CPU summed over them (mpstat.other_share)
     other: float | None = None
 
 

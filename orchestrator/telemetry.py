@@ -12,7 +12,7 @@ from orchestrator.errors import RunFailed
 from orchestrator.hosts import Host
 from orchestrator.plan import RunSpec
 from orchestrator.remote import each
-from orchestrator.tools import ethtool, nstat, perf, pidstat
+from orchestrator.tools import ethtool, mpstat, nstat, perf, pidstat
 
 
 class Collector(NamedTuple):
@@ -23,6 +23,8 @@ class Collector(NamedTuple):
 
 
 LOAD_PIDSTAT = "pidstat-load"  # pidstat on the load generator's own threads
+# other tasks' time on the server's CPUs over mpstat's intervals in the window (mpstat.other_share)
+OTHER = "mpstat-other"
 COLLECTOR_STARTUP_S = 0.005  # spawn to a collector's first reading (fork, exec, sadc)
 PHASE_SLACK_S = 0.1  # how far an interval may stray outside the window (spawn timing, drift)
 
@@ -31,9 +33,12 @@ def start(ctx: Context, spec: RunSpec, server_pids: list[int]) -> list[Collector
     """The scenario's collectors on every host, on the CPUs the run leaves free (if any);
     pidstat and perf watch the server's processes."""
     def start(h: Host) -> list[Collector]:
-        wanted: list[tuple[str, list[str]]] = []
+        wanted: list[tuple[str, list[str] | str]] = []
         for name in ctx.sc.telemetry.collectors:
             if name in ("pidstat", "perf") and "server" not in h.roles:
+                continue
+            if name == "mpstat" and "server" in h.roles:  # with other tasks' time on its CPUs
+                wanted.append((name, mpstat.with_other(server_pids, ctx.cpus(h, "server"))))
                 continue
             wanted.append((name, pidstat.command(server_pids) if name == "pidstat" else
                            perf.record_command(server_pids, f"{h.workdir}/{spec.run_id}/perf.data")
@@ -53,25 +58,25 @@ def watch_load(ctx: Context, spec: RunSpec, generators: dict[str, int]) -> list[
                                         pidstat.command([generators[h.name]])))
 
 
-def _spawn(ctx: Context, spec: RunSpec, h: Host, label: str, tool: str, argv: list[str]) -> Collector:
+def _spawn(ctx: Context, spec: RunSpec, h: Host, label: str, tool: str, argv: list[str] | str) -> Collector:
+    """A collector from its argv, or from an sh script (a str)."""
     sent = time.time()
-    proc = ctx.table.spawn(h.name, label, tools.base.join(argv), cpus=ctx.collector_cpus(h),
-                           workdir=f"{h.workdir}/{spec.run_id}", env=tools.get(tool).ENV)
+    cmd = argv if isinstance(argv, str) else tools.base.join(argv)
+    proc = ctx.table.spawn(h.name, label, cmd, cpus=ctx.collector_cpus(h),
+                           workdir=f"{h.workdir}/{spec.run_id}", env=tools.get(tool).ENV,
+                           shell=isinstance(argv, str))
     return Collector(proc, h, tool, (sent + time.time()) / 2)
 
 
-def cpu_reading(ctx: Context, collectors: list[Collector],
-                server_pid: int | None = None) -> dict[str, remote.CpuTimes]:
-    """CPU used so far by each host's collectors and its sshd (and the server's process group,
-    every task per CPU: see other_work): one command per host, taken just outside the
-    measurement window on both sides."""
+def cpu_reading(ctx: Context, collectors: list[Collector]) -> dict[str, remote.CpuTimes]:
+    """CPU used so far by each host's collectors and its sshd (and a quota-held host's
+    throttling): one command per host, taken just outside the measurement window on both sides."""
     def read(h: Host) -> remote.CpuTimes:
         mine = [c.proc.pid for c in collectors if c.host.name == h.name]
-        whole = [server_pid] if server_pid and h.name == ctx.lab.server.name else []
         facts = ctx.facts.get(h.name) or {}
         # a host held to a CPU quota: its cgroup's throttling (see throttling())
         cgroup = str(facts.get("cgroup") or "") if facts.get("cpu_quota") else ""
-        return remote.cpu_times(ctx.t(h), mine, sshd=h.ssh is not None, whole=whole, cgroup=cgroup)
+        return remote.cpu_times(ctx.t(h), mine, sshd=h.ssh is not None, cgroup=cgroup)
 
     hosts = list(ctx.lab.hosts)
     return dict(zip([h.name for h in hosts], each(hosts, read), strict=True))
@@ -116,28 +121,6 @@ def observer(ctx: Context, collectors: list[Collector], window: tuple[float, flo
             "hosts": hosts}
 
 
-def other_work(before: remote.CpuTimes | None, after: remote.CpuTimes | None, server_pid: int,
-               cpus: list[int]) -> float | None:
-    """Other tasks' time on the server's pinned CPUs between two readings, % of one CPU summed
-    over them: every task's time there (cpuacct, exact) less the server's own (all its threads,
-    pinned there) and their ksoftirqd threads' (softirq: the CPU's %soft, the network's work for
-    the server). What mpstat's busy holds that is neither the server's nor its softirq. None:
-    not readable (cgroup v2 has no per-CPU task time)."""
-    key = f"all:{server_pid}"
-    if (not cpus or before is None or after is None or not before.percpu_ns or not after.percpu_ns
-            or key not in before.cpu_s or key not in after.cpu_s or after.clock <= before.clock
-            or max(cpus) >= len(after.percpu_ns)):
-        return None
-
-    def delta(k: str) -> float:
-        return after.cpu_s.get(k, 0.0) - before.cpu_s.get(k, 0.0)
-
-    tasks = sum(after.percpu_ns[c] - before.percpu_ns[c] for c in cpus) / 1e9
-    soft = sum(delta(f"ksoftirqd/{c}") for c in cpus)
-    # the server's stat time has 10 ms resolution: a reading a tick short can go below 0
-    return round(max(0.0, tasks - soft - delta(key)) / (after.clock - before.clock) * 100.0, 2)
-
-
 def throttling(before: remote.CpuTimes | None, after: remote.CpuTimes | None) -> dict[str, Any]:
     """A quota-held host's cgroup between two readings (cpu.stat): the CFS periods it had work
     in, the share of them its quota throttled it in, and the share of the time it spent
@@ -170,8 +153,9 @@ def summarize(ctx: Context, collectors: list[Collector],
             continue  # folded into a flame graph, not averaged
         mod = tools.get(c.tool)
         off = (ctx.facts.get(h.name, {}).get("clock_offset_s") or 0.0)
+        text = raw.get((h.name, name), "")
         try:
-            samples = mod.parse(raw.get((h.name, name), ""))
+            samples = mod.parse(text)
             for lo, hi in stamp_windows(c.started, start, end, off):
                 summary = mod.summarize(samples, lo + off, hi + off)
                 if not empty(summary):
@@ -180,6 +164,9 @@ def summarize(ctx: Context, collectors: list[Collector],
             telemetry.setdefault(name, {})[h.name] = {"error": str(exc)}
             continue
         telemetry.setdefault(name, {})[h.name] = summary
+        if c.tool == "mpstat" and mpstat.OTHER in text:  # over the very intervals averaged above
+            ends = sorted({s.t for s in samples if s.cpu == mpstat.ALL and lo + off <= s.t <= hi + off})
+            telemetry.setdefault(OTHER, {})[h.name] = mpstat.other_share(mpstat.parse_other(text), ends)
     return telemetry
 
 

@@ -3,7 +3,6 @@ helpers; it is exercised against real sshd hosts in tests/hosts/)."""
 
 from __future__ import annotations
 
-import os
 import secrets
 import shlex
 import signal
@@ -142,20 +141,15 @@ def test_cpu_times_of_a_busy_group(t, tmp_path):
     busy = remote.spawn(t, "busy", "while :; do :; done", workdir=str(tmp_path), shell=True, cpus=[1])
     idle = remote.spawn(t, "idle", "sleep 30", workdir=str(tmp_path))
     try:
-        a = remote.cpu_times(t, [busy.pid, idle.pid], whole=[busy.pid])
+        a = remote.cpu_times(t, [busy.pid, idle.pid])
         time.sleep(1.0)
-        b = remote.cpu_times(t, [busy.pid, idle.pid], whole=[busy.pid])
+        b = remote.cpu_times(t, [busy.pid, idle.pid])
         key = str(busy.pid)
         rate = (b.cpu_s[key] - a.cpu_s[key]) / (b.clock - a.clock)
         # one spinning process: up to one CPU second per second (less if it shares CPU 1)
         assert 0.3 < rate <= 1.05
         assert b.cpu_s[str(idle.pid)] < 0.05 and b.last_cpus[key] == [1]
         assert a.own_s >= 0 and "sshd" not in a.cpu_s
-        # every task's time per CPU (cpuacct): CPU 1 ran at least the spinner's (stat: 10 ms)
-        assert a.percpu_ns and b.percpu_ns and len(b.percpu_ns) == len(os.sched_getaffinity(0))
-        spun = b.cpu_s[f"all:{key}"] - a.cpu_s[f"all:{key}"]
-        assert spun > 0.3 and (b.percpu_ns[1] - a.percpu_ns[1]) / 1e9 >= spun - 0.02
-        assert {"ksoftirqd/0", "ksoftirqd/1"} <= set(b.cpu_s)  # softirq's threads, by name
     finally:
         remote.stop_many(t, [busy, idle], grace=1)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import pytest
@@ -40,23 +39,3 @@ def test_collector_intervals_are_kept_only_when_wholly_inside_the_load():
     assert kept(100.3, 105.305, 107.305, off=2.25) == [108, 109]
     # no phase known: the rule that holds whatever the true end is comes first
     assert stamp_windows(None, 105.3, 107.3, 0.0)[0] == (106.3, 106.3)
-
-
-def test_other_work_on_the_server_cpus_is_every_task_less_the_server_and_ksoftirqd():
-    # issue 22: two readings 2 s apart; CPU 0 (the server's) ran tasks 1.6 s: the server's
-    # threads 1.0 s, ksoftirqd/0 0.2 s (softirq: %soft, the server's network work), others 0.4 s
-    from orchestrator.remote import CpuTimes
-    from orchestrator.telemetry import other_work
-
-    b = CpuTimes(100.0, {"all:42": 5.0, "ksoftirqd/0": 1.0, "ksoftirqd/1": 1.0}, {}, 0.0,
-                 (10_000_000_000, 20_000_000_000))
-    a = CpuTimes(102.0, {"all:42": 6.0, "ksoftirqd/0": 1.2, "ksoftirqd/1": 1.2}, {}, 0.0,
-                 (11_600_000_000, 21_000_000_000))
-    assert other_work(b, a, 42, [0]) == 20.0  # 0.4 s of 2 s: 20% of one CPU
-    # over both CPUs: 2.6 s of tasks, the server 1.0, ksoftirqd 0.2 + 0.2: 1.2 s of 2 s
-    assert other_work(b, a, 42, [0, 1]) == 60.0
-    # not readable (cgroup v2: no per-CPU task time), or the server not read: not measured
-    assert other_work(b, dataclasses.replace(a, percpu_ns=None), 42, [0]) is None
-    assert other_work(b, a, 7, [0]) is None
-    assert other_work(b, a, 42, [2]) is None  # a CPU the reading does not have
-    assert other_work(b, a, 42, []) is None  # the server not pinned: no CPUs of its own

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import shlex
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from orchestrator import cpus
@@ -19,9 +18,6 @@ class CpuTimes:
     cpu_s: dict[str, float]  # str(pgid) or "sshd" -> user + system s, reaped children included
     last_cpus: dict[str, list[int]]  # the same keys -> the CPUs those processes last ran on
     own_s: float  # what the reading's own shell had used: sshd is charged it when the shell ends
-    # every task's time on each CPU so far, ns (cgroup v1 root cpuacct.usage_percpu; None: not
-    # readable): with the server's own time and ksoftirqd's, the other work on its CPUs
-    percpu_ns: tuple[int, ...] | None = None
     # the cgroup's cpu.stat (cgroup v1: nr_periods, nr_throttled, throttled_time ns) when asked
     cpu_stat: dict[str, int] | None = None
 
@@ -32,10 +28,7 @@ class CpuTimes:
 # this command (its daemon, the topmost sshd, and all below it, with the shells its sessions
 # run: our control shells, which reap our commands); NS is schedstat's time on a CPU in ns,
 # far finer than stat's ticks (10 ms), which matters for collectors that use a few ms a
-# second. Each ksoftirqd/N is printed under its own name (softirq run in a thread: on the
-# CPU's %soft, the network's work, not another process's). Last, "own": the reading's own
-# shell, whose time sshd is charged when it ends.
-PERCPU = "/sys/fs/cgroup/cpuacct/cpuacct.usage_percpu"  # the root's: every task, per CPU, ns
+# second. Last, "own": the reading's own shell, whose time sshd is charged when it ends.
 _CPU_AWK = r"""
 { i = 0; while ((j = index(substr($0, i + 1), ")")) > 0) i += j  # comm may hold ")"
   o = index($0, "("); p = substr($0, 1, o - 2); comm[p] = substr($0, o + 1, i - o - 1)
@@ -44,12 +37,9 @@ function ns(p,   s) { s = ""; if ((getline s < ("/proc/" p "/schedstat")) > 0) s
   close("/proc/" p "/schedstat"); return s == "" ? "" : x[1] }
 END {
   n = split(groups, g, ","); for (k = 1; k <= n; k++) want[g[k]] = 1
-  n = split(whole, g, ","); for (k = 1; k <= n; k++) all[g[k]] = 1
   top = up[self]; while (sshd && comm[up[top]] == "sshd") top = up[top]
   for (p in stat) {
     if (grp[p] in want) print grp[p], stat[p], "|", ns(p)
-    if (grp[p] in all) print "all:" grp[p], stat[p], "|"
-    if (comm[p] ~ /^ksoftirqd\//) print comm[p], stat[p], "|", ns(p)
     if (sshd && p != self && (comm[p] == "sshd" || comm[up[p]] == "sshd")) {
       q = p; while (q > 1 && q != top) q = up[q]
       if (q == top) print "sshd", stat[p], "|", ns(p) }
@@ -58,15 +48,13 @@ END {
 }"""
 
 
-def cpu_times(t: Transport, pgids: list[int], *, sshd: bool = False, whole: Sequence[int] = (),
-              cgroup: str = "") -> CpuTimes:
+def cpu_times(t: Transport, pgids: list[int], *, sshd: bool = False, cgroup: str = "") -> CpuTimes:
     """CPU time per process group (and of every sshd) from /proc/<pid>/stat, one round trip.
-    Groups in `whole` are read from stat alone, under "all:PGID": all their threads' time
-    (schedstat's figure is the main thread's), at its 10 ms resolution. With `cgroup` (a cpu
-    cgroup's directory) its cpu.stat too: how often its CPU quota throttled it."""
-    script = (f"date +%s.%N; getconf CLK_TCK; cat {PERCPU} 2>/dev/null || echo; "
+    With `cgroup` (a cpu cgroup's directory) its cpu.stat too: how often its CPU quota
+    throttled it."""
+    script = (f"date +%s.%N; getconf CLK_TCK; "
               f"cat /proc/[0-9]*/stat 2>/dev/null | awk -v self=$$ "
-              f"-v groups={','.join(map(str, pgids))} -v whole={','.join(map(str, whole))} "
+              f"-v groups={','.join(map(str, pgids))} "
               f"-v sshd={int(sshd)} {shlex.quote(_CPU_AWK)}")
     if cgroup:  # the shell's read: no fork
         script += (f"; while read -r k v; do echo \"cpu.stat $k $v\"; done "
@@ -77,14 +65,10 @@ def cpu_times(t: Transport, pgids: list[int], *, sshd: bool = False, whole: Sequ
     except (IndexError, ValueError):
         raise RemoteError(f"cannot read process CPU times: {' '.join(lines[:2]) or 'no output'}",
                           host=t.name) from None
-    try:
-        percpu: tuple[int, ...] | None = tuple(int(x) for x in lines[2].split()) or None
-    except (IndexError, ValueError):
-        percpu = None
     cpu: dict[str, float] = {}
     last: dict[str, set[int]] = {}
     cg: dict[str, int] = {}
-    for line in lines[3:]:
+    for line in lines[2:]:
         if line.startswith("cpu.stat "):
             k, _, v = line.removeprefix("cpu.stat ").partition(" ")
             if v.strip().isdigit():
@@ -104,7 +88,7 @@ def cpu_times(t: Transport, pgids: list[int], *, sshd: bool = False, whole: Sequ
         last.setdefault(key, set()).add(where)
     own = cpu.pop("own", 0.0)
     last.pop("own", None)
-    return CpuTimes(clock, cpu, {k: sorted(v) for k, v in last.items()}, own, percpu, cg or None)
+    return CpuTimes(clock, cpu, {k: sorted(v) for k, v in last.items()}, own, cg or None)
 
 
 def group_affinity(t: Transport, pgid: int) -> dict[int, dict[str, object]]:

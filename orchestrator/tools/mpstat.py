@@ -9,7 +9,7 @@ own window with `summarize`); a line cut short by the stop is skipped.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from orchestrator.records import CpuLoad
@@ -55,6 +55,84 @@ def command(interval_s: int = 1) -> list[str]:
     if interval_s < 1:
         raise ToolError("mpstat", "interval must be >= 1 s")
     return [BINARY, "-u", "-P", "ALL", str(int(interval_s))]
+
+
+OTHER = "#other"  # a line of the other-work sampler (see with_other), ignored by parse
+PERCPU = "/sys/fs/cgroup/cpuacct/cpuacct.usage_percpu"  # cgroup v1 root: every task, per CPU, ns
+# After each interval's all-CPUs row (printed ms after mpstat read /proc/stat): the uptime (s),
+# every task's time per CPU, each server thread's and each pinned CPU's ksoftirqd's (ns).
+# Shell builtins only (read, printf, globs): no fork per reading.
+_OTHER_SH = r"""k=; for d in /proc/[0-9]*; do read -r c 2>/dev/null <"$d/comm" || continue
+  case $c in {soft}) k="$k ${{d#/proc/}}";; esac; done
+printf '%s-cpus {cpus}\n' "{tag}"
+{mpstat} | while IFS= read -r l; do printf '%s\n' "$l"
+  case $l in *" all "*) ;; *) continue;; esac
+  read -r up _ </proc/uptime; p=; read -r p 2>/dev/null <{percpu}
+  s=; for f in {tasks}; do read -r a _ 2>/dev/null <"$f" && s="$s $a"; done
+  q=; for x in $k; do read -r a _ 2>/dev/null <"/proc/$x/schedstat" && q="$q $a"; done
+  printf '%s %s |%s |%s |%s\n' "{tag}" "$up" "$p" "$s" "$q"; done"""
+
+
+def with_other(server_pids: Sequence[int], cpus: Sequence[int], interval_s: int = 1) -> str:
+    """mpstat (an sh script) that also reads, at the end of each of its own intervals, what
+    other tasks ran on the server's pinned `cpus`: every task's time there (cpuacct) less the
+    server's threads' and those CPUs' ksoftirqd threads' (softirq: the CPU's %soft, the
+    network's work for the server). Read over mpstat's intervals, not the window's edges:
+    other work comes in bursts (other_share)."""
+    return _OTHER_SH.format(
+        soft="|".join(f"ksoftirqd/{c}" for c in cpus) or "-", cpus=" ".join(map(str, cpus)),
+        tag=OTHER, mpstat=" ".join(command(interval_s)), percpu=PERCPU,
+        tasks=" ".join(f"/proc/{p}/task/*/schedstat" for p in server_pids) or "/-")
+
+
+@dataclass(frozen=True)
+class OtherSample:
+    """One reading of the other-work sampler, at the end of mpstat's interval `t`."""
+
+    t: float
+    uptime: float  # s
+    tasks_ns: tuple[int, ...]  # every task's time on the sampled CPUs, in order
+    server_ns: int  # the server's threads', in sum
+    soft_ns: int  # the sampled CPUs' ksoftirqd threads', in sum
+
+
+def parse_other(text: str) -> list[OtherSample]:
+    """The sampler's readings (with_other), each stamped with the interval it followed. None
+    read where cpuacct is not readable (cgroup v2 has no per-CPU task time)."""
+    clock = SysstatClock()
+    cpus: list[int] = []
+    t: float | None = None
+    out: list[OtherSample] = []
+    for line in text.splitlines():
+        if line.startswith(OTHER + "-cpus"):
+            cpus = [int(c) for c in line.split()[1:]]
+        elif line.startswith(OTHER + " ") and t is not None:
+            up, percpu, server, soft = line.removeprefix(OTHER).split("|")
+            every = [int(x) for x in percpu.split()]
+            if every and cpus and max(cpus) < len(every):
+                out.append(OtherSample(t, float(up), tuple(every[c] for c in cpus),
+                                       sum(int(x) for x in server.split()),
+                                       sum(int(x) for x in soft.split())))
+            t = None
+        elif not clock.banner(line) and (timed := clock.time(line)) and timed[1].split()[:1] == ["all"]:
+            t = timed[0]
+    return out
+
+
+def other_share(samples: Sequence[OtherSample], intervals: Iterable[float]) -> float | None:
+    """Other tasks' time on the sampled CPUs, % of one CPU summed over them, averaged over
+    mpstat's `intervals` (their end stamps) as mpstat's own figures are. None unless every one
+    of them has a reading at its end and at its start (the reading before)."""
+    by_t = {b.t: (a, b) for a, b in zip(samples, samples[1:], strict=False)}
+    shares = []
+    for t in intervals:
+        if t not in by_t or (dt := by_t[t][1].uptime - by_t[t][0].uptime) <= 0:
+            return None
+        a, b = by_t[t]
+        tasks = sum(b.tasks_ns) - sum(a.tasks_ns)
+        own = (b.server_ns - a.server_ns) + (b.soft_ns - a.soft_ns)
+        shares.append(max(0.0, tasks - own) / 1e9 / dt * 100.0)
+    return round(sum(shares) / len(shares), 2) if shares else None
 
 
 def parse(text: str) -> list[CpuSample]:
