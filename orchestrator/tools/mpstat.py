@@ -61,16 +61,17 @@ OTHER = "#other"  # a line of the other-work sampler (see with_other), ignored b
 PERCPU = "/sys/fs/cgroup/cpuacct/cpuacct.usage_percpu"  # cgroup v1 root: every task, per CPU, ns
 # After each interval's all-CPUs row (printed ms after mpstat read /proc/stat): the uptime (s),
 # every task's time per CPU, each server thread's and each pinned CPU's ksoftirqd's (ns).
-# Shell builtins only (read, printf, globs): no fork per reading.
-_OTHER_SH = r"""k=; for d in /proc/[0-9]*; do read -r c 2>/dev/null <"$d/comm" || continue
+# Shell builtins only (read, printf, globs): no fork per reading. mpstat starts first (the
+# ksoftirqd threads are found during its first interval): its phase is the collector's spawn.
+_OTHER_SH = r"""printf '%s-cpus {cpus}\n' "{tag}"
+{mpstat} | {{ k=; for d in /proc/[0-9]*; do read -r c 2>/dev/null <"$d/comm" || continue
   case $c in {soft}) k="$k ${{d#/proc/}}";; esac; done
-printf '%s-cpus {cpus}\n' "{tag}"
-{mpstat} | while IFS= read -r l; do printf '%s\n' "$l"
+while IFS= read -r l; do printf '%s\n' "$l"
   case $l in *" all "*) ;; *) continue;; esac
   read -r up _ </proc/uptime; p=; read -r p 2>/dev/null <{percpu}
   s=; for f in {tasks}; do read -r a _ 2>/dev/null <"$f" && s="$s $a"; done
   q=; for x in $k; do read -r a _ 2>/dev/null <"/proc/$x/schedstat" && q="$q $a"; done
-  printf '%s %s |%s |%s |%s\n' "{tag}" "$up" "$p" "$s" "$q"; done"""
+  printf '%s %s |%s |%s |%s\n' "{tag}" "$up" "$p" "$s" "$q"; done; }}"""
 
 
 def with_other(server_pids: Sequence[int], cpus: Sequence[int], interval_s: int = 1) -> str:

@@ -158,6 +158,7 @@ def test_live_other_work_sampler_reads_a_pinned_spinner(no_children):
     for a, b in zip(samples, samples[1:], strict=False):
         dt, spun = b.uptime - a.uptime, (b.server_ns - a.server_ns) / 1e9
         # all the pinned spinner's time is in CPU 1's tasks' time, which is at most the interval
-        assert 0.3 * dt < spun <= (b.tasks_ns[0] - a.tasks_ns[0]) / 1e9 + 0.005 <= dt + 0.03
+        # (give or take what ran between a reading's reads, and uptime's 10 ms resolution)
+        assert 0.3 * dt < spun <= (b.tasks_ns[0] - a.tasks_ns[0]) / 1e9 + 0.02 <= dt + 0.05
     other = mpstat.other_share(samples, [s.t for s in samples[1:]])
     assert other is not None and 0.0 <= other <= 70.0
