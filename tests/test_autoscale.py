@@ -112,4 +112,13 @@ def test_a_static_client_group_smaller_than_max_is_where_it_stops(tmp_path, run_
     assert entry["stopped"].startswith("still client-limited at 1 client host(s), all the static lab has "
                                        "(max is 4) ("), entry["stopped"]
     assert s["topology"]["clients"] == [f"orch-{name}-1"]
+    # issue 22: the quota-held client's cgroup (cpu.stat, read either side of the window) is in
+    # the summary for its host, and the client-bound verdict's evidence names its throttling
+    (run,) = s["runs"]
+    host = f"orch-{name}-1"
+    p = run["client_proc"][host]
+    assert p["periods"] > 0 and 0 < p["throttled_periods"] <= 100 and 0 <= p["throttled"] <= 100, p
+    assert run["analysis"]["verdict"] == "client-bound"
+    assert any(e.startswith(f"load generator on {host}: its CPU quota throttled it in ")
+               for e in run["analysis"]["evidence"]), run["analysis"]["evidence"]
     assert lab_traces(name) == [] and lab_cgroups(name) == []
