@@ -42,6 +42,25 @@ def test_collector_intervals_are_kept_only_when_wholly_inside_the_load():
     assert stamp_windows(None, 105.3, 107.3, 0.0)[0] == (106.3, 106.3)
 
 
+def test_a_collector_is_spawned_clear_of_a_whole_second():
+    from orchestrator.telemetry import COLLECTOR_STARTUP_S, PHASE_EDGE_S, edge_wait
+
+    def phase_after(now, off=0.0):
+        return round((now + edge_wait(now, off) + off + COLLECTOR_STARTUP_S) % 1.0, 6)
+
+    # mid-second: spawned at once
+    assert edge_wait(100.3, 0.0) == 0.0 and edge_wait(100.3, 2.25) == 0.0
+    # its intervals would end 9 ms after a whole second, or 10 ms before one (the case where a
+    # window was taken a second late): it waits until they end PHASE_EDGE_S after one
+    for now in (100.004, 99.985, 100.97):
+        assert 0.0 < edge_wait(now, 0.0) <= 2 * PHASE_EDGE_S
+        assert phase_after(now) == PHASE_EDGE_S
+    # on the host's clock: 0.7 s ahead, 100.3 here ends its intervals at .005 there
+    assert edge_wait(100.3, 0.7) > 0 and phase_after(100.3, 0.7) == PHASE_EDGE_S
+    assert all(min(p, 1 - p) >= PHASE_EDGE_S - 1e-9
+               for p in (phase_after(100 + i / 1000) for i in range(1000)))
+
+
 def test_other_work_on_the_server_cpus_is_every_task_less_the_server_and_ksoftirqd():
     # issue 22: two readings 2 s apart; CPU 0 (the server's) ran tasks 1.6 s: the server's
     # threads 1.0 s, ksoftirqd/0 0.2 s (softirq: %soft, the server's network work), others 0.4 s
