@@ -17,8 +17,9 @@ from testkit import REPO, orchestrate
 pytestmark = pytest.mark.slow
 
 CAP = 20_000
-# UDP only: the test reads the packet-rate ceilings; the TCP ones (1 s each way per client, ~5 s
-# of the run with their set-up) only add byte-rate checks far from a 64-byte request's use
+# UDP only: the test reads the packet-rate ceilings; the TCP ones (1 s each way per client, 4 s
+# of the baseline with their set-up: 20 s -> 16 s) only add byte-rate checks, far from
+# what 64-byte requests use
 FAST_BASELINE = ["--set", "baseline.iperf3.duration=2s", "--set", "baseline.iperf3.tcp=false"]
 
 
