@@ -39,3 +39,23 @@ def test_collector_intervals_are_kept_only_when_wholly_inside_the_load():
     assert kept(100.3, 105.305, 107.305, off=2.25) == [108, 109]
     # no phase known: the rule that holds whatever the true end is comes first
     assert stamp_windows(None, 105.3, 107.3, 0.0)[0] == (106.3, 106.3)
+
+
+def test_a_collector_is_spawned_clear_of_a_whole_second():
+    from orchestrator.telemetry import COLLECTOR_STARTUP_S, PHASE_EDGE_S, edge_wait
+
+    def phase_after(now, off=0.0):
+        return round((now + edge_wait(now, off) + off + COLLECTOR_STARTUP_S) % 1.0, 6)
+
+    # mid-second: spawned at once
+    assert edge_wait(100.3, 0.0) == 0.0 and edge_wait(100.3, 2.25) == 0.0
+    # its intervals would end 9 ms after a whole second, or 10 ms before one (the case where a
+    # window was taken a second late): it waits until they end PHASE_EDGE_S after one
+    for now in (100.004, 99.985, 100.97):
+        assert 0.0 < edge_wait(now, 0.0) <= 2 * PHASE_EDGE_S
+        assert phase_after(now) == PHASE_EDGE_S
+    # on the host's clock: 0.7 s ahead, 100.3 here ends its intervals at .005 there
+    assert edge_wait(100.3, 0.7) > 0 and phase_after(100.3, 0.7) == PHASE_EDGE_S
+    assert all(min(p, 1 - p) >= PHASE_EDGE_S - 1e-9
+               for p in (phase_after(100 + i / 1000) for i in range(1000)))
+
