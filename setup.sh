@@ -11,10 +11,12 @@ mode=${1:-run}; shift || true
 # telemetry, the server's build), the netns lab's (sshd per host, ip/tc for links and
 # caps) and nginx.yaml's server. orchestrator/packages.py maps each tool to one of these;
 # tests/test_packages.py checks that every tool a shipped scenario uses is in this list.
+# ccache: every build of server/ and loadgen/ goes through it where it is installed
+# (cpp-common/cmake/Conventions.cmake), so identical sources compile once per machine.
 # Installing openssh-server and nginx-light also enables their system services (port 22,
 # port 80); the lab and nginx.yaml start their own instances and need neither.
 RUN_PACKAGES=(python3 python3-venv python3-dev git ca-certificates wrk iperf3 sysstat
-              g++ cmake make procps psmisc iproute2 util-linux openssh-client sshpass
+              g++ cmake make ccache procps psmisc iproute2 util-linux openssh-client sshpass
               liburing-dev openssh-server nginx-light)
 # What the test suite adds: clang for the parser fuzz target, perf and chromium for the
 # reports, third-party HTTP clients for server/tests/test_clients.py.

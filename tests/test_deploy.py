@@ -146,18 +146,36 @@ def test_an_unreachable_host_is_a_run_failure_naming_it(lab):
 
 
 def test_ctrl_c_during_deploy_stops_ansible(lab, tmp_path):
-    """ansible-playbook runs on its own pty and would not hear Ctrl-C: deploy must stop it."""
+    """ansible-playbook runs on its own pty and would not hear Ctrl-C: deploy must stop it.
+    Ctrl-C comes once the build task has begun (it unpacks the sources first), and the build is
+    tests/data/slowbuild's: two seconds of it are still to run, however fast the compiler."""
     hosts = netns.hosts_of(lab, run_id="intr")
-    timer = threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
-    started = time.monotonic()
+    root = tmp_path / "opt"
+    unpacked = root / "src" / "slowbuild"
+    stop = threading.Event()
+    sent: list[float] = []
+
+    def interrupt_once_building() -> None:
+        deadline = time.monotonic() + 120
+        while not unpacked.exists() and time.monotonic() < deadline:
+            if stop.wait(0.02):
+                return
+        sent.append(time.monotonic())
+        os.kill(os.getpid(), signal.SIGINT)
+
+    watcher = threading.Thread(target=interrupt_once_building, daemon=True)
+    watcher.start()
     try:
-        with pytest.raises(KeyboardInterrupt):  # a fresh root: the build takes long enough
+        with pytest.raises(KeyboardInterrupt):
             deploy.deploy(Lab("netns", hosts, lab.name), tags=["server"],
-                          extra_vars={"orchestrate_root": str(tmp_path / "opt")})
+                          extra_vars={"orchestrate_root": str(root), "build_project": "slowbuild",
+                                      "build_target": "slowbuild",
+                                      "build_src": str(REPO / "tests" / "data" / "slowbuild")})
     finally:
-        timer.cancel()
-    assert time.monotonic() - started < 10
+        stop.set()
+        watcher.join()
+    assert sent and unpacked.exists()  # interrupted while building, not after
+    assert time.monotonic() - sent[0] < 10
     left = subprocess.run(["pgrep", "-af", "orchestrate-deploy-"], capture_output=True, text=True).stdout
     assert left.strip() == "", left
 

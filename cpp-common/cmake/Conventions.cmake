@@ -13,6 +13,16 @@ endif()
 option(SANITIZE "Build with AddressSanitizer + UndefinedBehaviorSanitizer" OFF)
 option(FUZZ "Build the libFuzzer target of the project's parser (needs clang)" OFF)
 
+# A compiler cache where one is installed (setup.sh installs ccache): the same sources with
+# the same flags compile once per machine, wherever they are unpacked. base_dir (the project's
+# source directory) makes the paths in the compile commands relative, so a build role's copy
+# under <root>/src/<project> and the repository's own tree share their objects.
+find_program(ORCH_CCACHE ccache)
+if(ORCH_CCACHE AND NOT CMAKE_CXX_COMPILER_LAUNCHER)
+  set(CMAKE_CXX_COMPILER_LAUNCHER ${CMAKE_COMMAND} -E env CCACHE_BASEDIR=${CMAKE_SOURCE_DIR}
+      ${ORCH_CCACHE})
+endif()
+
 set(ORCH_WARNINGS -Wall -Wextra -Werror -Wshadow -Wconversion -Wno-sign-conversion
                   -Wnon-virtual-dtor -Wold-style-cast -Wcast-align -Woverloaded-virtual)
 set(ORCH_INCLUDE_DIR ${CMAKE_CURRENT_LIST_DIR}/../include)
