@@ -6,6 +6,12 @@ import os
 
 import pytest
 
+# Most tests start the CLI (`python -m orchestrator`, a real process). Where the environment sets
+# PYTHONDONTWRITEBYTECODE (this machine and its CI do), each of those compiled orchestrator/ from
+# source again; the processes the suite starts may keep their bytecode (in __pycache__/, ignored
+# by git), so only the first one compiles.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
