@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import statistics
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -154,25 +153,11 @@ def _png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
-_DRAWN: OrderedDict[tuple[str, str], bytes | None] = OrderedDict()  # (chart, summary JSON) -> PNG
-_DRAWN_MAX = 64  # a few reports' charts (~50 kB each)
-
-
 def _styled(draw: Callable[..., bytes | None]) -> Callable[[Summary], bytes | None]:
-    """Every chart draws inside the report's rc style without touching global matplotlib state,
-    and once per summary: a process that builds a report again from the same records (a rebuild,
-    a site, the report tests) gets the same bytes without drawing them again."""
+    """Every chart draws inside the report's rc style without touching global matplotlib state."""
     def wrapper(summary: Summary) -> bytes | None:
-        key = (draw.__name__, summary.model_dump_json())
-        if key in _DRAWN:
-            _DRAWN.move_to_end(key)
-            return _DRAWN[key]
         with matplotlib.rc_context(RC):
-            png = draw(summary)
-        _DRAWN[key] = png
-        if len(_DRAWN) > _DRAWN_MAX:
-            _DRAWN.popitem(last=False)
-        return png
+            return draw(summary)
     wrapper.__name__, wrapper.__doc__ = draw.__name__, draw.__doc__
     return wrapper
 

@@ -161,12 +161,3 @@ def test_a_legend_beyond_the_room_is_still_drawn():
     far = plots._png(_legend_figure(1.6))  # ~4.6 in beyond the axes: past ROOM_IN
     assert_png(far)
     assert png_size(far)[0] > plots.DPI * (10 + plots.ROOM_IN)
-
-
-def test_a_chart_is_drawn_once_per_summary(closed_summary: Summary):
-    plots._DRAWN.clear()
-    first = plots.point_summary(closed_summary)
-    assert plots.point_summary(closed_summary) is first  # the same bytes, not drawn again
-    runs = closed_summary.runs
-    changed = closed_summary.model_copy(update={"runs": (runs[0].model_copy(update={"qps": 1.0}), *runs[1:])})
-    assert plots.point_summary(changed) != first
