@@ -104,11 +104,11 @@ class Rate(Record):
     over offered). None: not recorded (summaries written before the split)."""
 
     target: float | None = None
-    achieved: float | None = None
-    sustained: bool | None = None
-    per_second: tuple[float, ...] | None = None
-    send_fidelity: bool | None = None
-    completion: float | None = None
+    achieved: float | None = None  # None: a version-1 record's bare target (Measurement._rate_object)
+    sustained: bool | None = None  # as achieved
+    per_second: tuple[float, ...] | None = None  # the run's only: a client's share has none (load.py)
+    send_fidelity: bool | None = None  # None: summaries written before the split (above)
+    completion: float | None = None  # as send_fidelity
 
 
 class LoadSettings(Record):
@@ -150,7 +150,7 @@ class ClientResult(Record):
     host: str
     qps: float
     requests: int | None = None
-    rate: Rate | None = None
+    rate: Rate | None = None  # orchestrate-load only: wrk has no rate
     started: float | None = None  # its first request (wrk: first thread connecting), epoch s, our clock
     latency_ms: Latency | None = None
 
@@ -175,10 +175,10 @@ class ServerCpu(Record):
     """The server's threads (pidstat) and their sums."""
 
     threads: tuple[ThreadCpu, ...] = ()
-    usr: float | None = None
-    sys: float | None = None
-    cswch_s: float | None = None
-    nvcswch_s: float | None = None
+    usr: float | None = None  # None: no pidstat sample of the server (execute._server_cpu), as below
+    sys: float | None = None  # as usr
+    cswch_s: float | None = None  # as usr
+    nvcswch_s: float | None = None  # as usr
 
 
 class CpuLoad(Record):
@@ -216,9 +216,9 @@ class BusiestThread(Record):
     of_capacity: float | None = None  # all the generator's threads' CPU, % of that capacity
     # its host's cgroup under that quota over the window (cpu.stat; None: not read): the CFS
     # periods it had work in, % of them the quota throttled it in, % of the time throttled
-    periods: int | None = None
-    throttled_periods: float | None = None
-    throttled: float | None = None
+    periods: int | None = None  # None: not read (above), as the two below
+    throttled_periods: float | None = None  # as periods
+    throttled: float | None = None  # as periods
 
 
 class CounterThread(Record):
@@ -264,8 +264,8 @@ class Ceiling(Record):
     cpu_bound: str | None = None
     # Per direction, as the server sees it (rx: clients -> server; tx: the reverse test).
     # Both None with lower_bound set: a record from before directions were kept.
-    cpu_bound_rx: str | None = None
-    cpu_bound_tx: str | None = None
+    cpu_bound_rx: str | None = None  # None: not CPU-bound that way, or a record from before (above)
+    cpu_bound_tx: str | None = None  # as cpu_bound_rx
     tcp_bits_per_second: float | None = None
     # the server's tx (iperf3 -R: the server sends); *_cpu_bound: why that direction's TCP
     # figure is only a lower bound (iperf3 at a full CPU), None when it is not
@@ -338,7 +338,7 @@ class CpuCost(CpuSplit):
     it was counted once (softirq added in full, possibly twice)."""
 
     total: float | None = None
-    basis: str | None = None
+    basis: str | None = None  # None: a record from before soft was counted once (above)
 
 
 class Switches(Record):
@@ -757,7 +757,7 @@ class Summary(Record):
     resumed: int | None = None
     provider: str | None = None
     hosts: dict[str, HostFacts] = {}
-    topology: Topology | None = None
+    topology: Topology | None = None  # None: a version-1 summary whose hosts name no server (upgrade_1_to_2)
     thresholds: Opaque | None = None  # the scenario's, as analysis.Thresholds.from_dict reads them
     baseline: dict[str, BaselinePath] = {}
     timing: Opaque | None = None  # seconds per phase
