@@ -24,15 +24,14 @@ from orchestrator.plan import RunSpec
 from orchestrator.scenario import Scenario
 from orchestrator.tools import loadgen, wrk
 
-LATENCY_KEYS = ("p50", "p75", "p90", "p99", "max", "mean")
-
 
 @dataclasses.dataclass(frozen=True)
 class Measured:
-    """What the generators measured: the run record's load fields (a `Run` holding only those),
-    the measured window as (offset, end) from the start instant, and when each client began."""
+    """What the generators measured: the run record's load fields (execute adds the run's
+    identity), the measured window as (offset, end) from the start instant, and when each
+    client began."""
 
-    fields: records.Run
+    fields: records.Measurement
     window_s: tuple[float, float]
     started: dict[str, float]
 
@@ -129,18 +128,17 @@ class WrkLoad:
         total = wrk.merge([r for _, r in per_client])
         if total.requests == 0:
             raise _nothing_answered(ctx, "wrk")
-        lat = dataclasses.asdict(total.latency_ms)
         starts = _starts(ctx, [(h, wrk.started_at(err)) for h, _, err in outputs])
-        return Measured(records.Run(
+        return Measured(records.Measurement(
             requests=total.requests,
             qps=total.qps,
-            latency_ms=records.Latency(**{k: lat[k] for k in LATENCY_KEYS if k in lat}),
+            latency_ms=total.latency_ms,
             errors=records.Errors(connect=total.connect_errors, read=total.read_errors,
                                   write=total.write_errors, timeout=total.timeouts),
             non_2xx=total.non_2xx,
             clients=tuple(records.ClientResult(host=h.name, qps=r.qps, requests=r.requests,
                                                started=starts.get(h.name),
-                                               latency_ms=records.Latency(**dataclasses.asdict(r.latency_ms)))
+                                               latency_ms=r.latency_ms)
                           for h, r in per_client),
             start_skew_ms=_skew_ms(starts),
         ), (0.0, max(r.duration_s for _, r in per_client)), starts)
@@ -181,7 +179,7 @@ class NativeLoad:
             "merged": {k: getattr(total, f"{k}_hist").buckets
                        for k in ("latency", "service_time", "send_lag")},
             "hosts": {h.name: r.latency_hist.buckets for h, r in per_client}}) + "\n")
-        return Measured(records.Run(
+        return Measured(records.Measurement(
             requests=total.counts.responses,
             qps=total.qps,
             latency_ms=_latency(total.latency_ms),  # from the intended send time

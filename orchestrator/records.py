@@ -14,7 +14,8 @@ removed since, so no upgrade strips any; one that is must come with an upgrade f
 UPGRADES). A field every producer writes is required (a host-noise reading, a window, iperf3's
 results, a client's host and rate); the others have a default, each for a reason: a part not
 measured (a failed or partial run, a remote provider), a figure older formats did not keep, or
-a record the generators hand execute before it adds the run's identity (load.Measured).
+one generator's only; tests/test_records_fields.py lists the optional fields without a reason on
+their line (most only for the tests' hand-made records), a list that may only shrink.
 
 Bulky telemetry detail stays a typed-but-opaque mapping (`Opaque`): the raw collector windows
 (`telemetry`), the observer's per-host cost (`observer`), the affinity read-back, the native
@@ -82,9 +83,9 @@ class Latency(Record):
     p75: float | None = None
     p90: float | None = None
     p99: float | None = None
-    p99_9: float | None = None
-    p99_99: float | None = None
-    p99_999: float | None = None
+    p99_9: float | None = None  # the native generator's tail: wrk does not report it
+    p99_99: float | None = None  # as p99_9
+    p99_999: float | None = None  # as p99_9
     max: float | None = None
     mean: float | None = None
 
@@ -103,20 +104,22 @@ class Rate(Record):
     over offered). None: not recorded (summaries written before the split)."""
 
     target: float | None = None
-    achieved: float | None = None
-    sustained: bool | None = None
-    per_second: tuple[float, ...] | None = None
-    send_fidelity: bool | None = None
-    completion: float | None = None
+    achieved: float | None = None  # None: a version-1 record's bare target (Measurement._rate_object)
+    sustained: bool | None = None  # as achieved
+    per_second: tuple[float, ...] | None = None  # the run's only: a client's share has none (load.py)
+    send_fidelity: bool | None = None  # None: summaries written before the split (above)
+    completion: float | None = None  # as send_fidelity
 
 
 class LoadSettings(Record):
-    tool: str | None = None
-    threads: int | None = None
-    pipeline: int | None = None
-    duration_s: float | None = None
-    warmup_s: float | None = None
-    clients: int | None = None
+    """The scenario's load settings as a run used them (execute writes every field)."""
+
+    tool: str | None = None  # version-1 summaries lack it (wrk was the only generator)
+    threads: int
+    pipeline: int
+    duration_s: float
+    warmup_s: float | None = None  # version-1 summaries lack it (wrk has no warm-up)
+    clients: int
 
 
 class Errors(Record):
@@ -147,7 +150,7 @@ class ClientResult(Record):
     host: str
     qps: float
     requests: int | None = None
-    rate: Rate | None = None
+    rate: Rate | None = None  # orchestrate-load only: wrk has no rate
     started: float | None = None  # its first request (wrk: first thread connecting), epoch s, our clock
     latency_ms: Latency | None = None
 
@@ -172,10 +175,10 @@ class ServerCpu(Record):
     """The server's threads (pidstat) and their sums."""
 
     threads: tuple[ThreadCpu, ...] = ()
-    usr: float | None = None
-    sys: float | None = None
-    cswch_s: float | None = None
-    nvcswch_s: float | None = None
+    usr: float | None = None  # None: no pidstat sample of the server (execute._server_cpu), as below
+    sys: float | None = None  # as usr
+    cswch_s: float | None = None  # as usr
+    nvcswch_s: float | None = None  # as usr
 
 
 class CpuLoad(Record):
@@ -213,9 +216,9 @@ class BusiestThread(Record):
     of_capacity: float | None = None  # all the generator's threads' CPU, % of that capacity
     # its host's cgroup under that quota over the window (cpu.stat; None: not read): the CFS
     # periods it had work in, % of them the quota throttled it in, % of the time throttled
-    periods: int | None = None
-    throttled_periods: float | None = None
-    throttled: float | None = None
+    periods: int | None = None  # None: not read (above), as the two below
+    throttled_periods: float | None = None  # as periods
+    throttled: float | None = None  # as periods
 
 
 class CounterThread(Record):
@@ -261,8 +264,8 @@ class Ceiling(Record):
     cpu_bound: str | None = None
     # Per direction, as the server sees it (rx: clients -> server; tx: the reverse test).
     # Both None with lower_bound set: a record from before directions were kept.
-    cpu_bound_rx: str | None = None
-    cpu_bound_tx: str | None = None
+    cpu_bound_rx: str | None = None  # None: not CPU-bound that way, or a record from before (above)
+    cpu_bound_tx: str | None = None  # as cpu_bound_rx
     tcp_bits_per_second: float | None = None
     # the server's tx (iperf3 -R: the server sends); *_cpu_bound: why that direction's TCP
     # figure is only a lower bound (iperf3 at a full CPU), None when it is not
@@ -282,12 +285,12 @@ class RunCeilings(Ceiling):
 class Perf(Record):
     """The folded stacks kept with the run (paths relative to the results folder), or why none."""
 
-    folded: str | None = None
-    flamegraph: str | None = None
-    title: str | None = None
-    samples: int | None = None
-    top_frames: tuple[tuple[str, float], ...] | None = None
-    error: str | None = None
+    folded: str | None = None  # None: no profile (error says why), as the four below
+    flamegraph: str | None = None  # as folded
+    title: str | None = None  # as folded
+    samples: int | None = None  # as folded
+    top_frames: tuple[tuple[str, float], ...] | None = None  # as folded
+    error: str | None = None  # None: the profile was made (telemetry.flame_stacks)
 
 
 class NicAllowance(Record):
@@ -335,7 +338,7 @@ class CpuCost(CpuSplit):
     it was counted once (softirq added in full, possibly twice)."""
 
     total: float | None = None
-    basis: str | None = None
+    basis: str | None = None  # None: a record from before soft was counted once (above)
 
 
 class Switches(Record):
@@ -393,9 +396,8 @@ class Analysis(Record):
 Axes = dict[str, Value]  # a point's swept keys beyond the classic four, in order
 
 
-class Run(Record):
-    """One run of the matrix: the spec, what the load generators measured, the telemetry's
-    summaries, and its analysis."""
+class RunIdentity(Record):
+    """Which run of the matrix a record is (plan.RunSpec.as_dict): its point and repetition."""
 
     index: int | None = None
     arch: str | None = None
@@ -404,8 +406,13 @@ class Run(Record):
     repetition: int | None = None
     axes: Axes = {}
     run_id: str | None = None
+
+
+class Measurement(Record):
+    """What the load generators measured (load.Measured): a run's load fields, before execute
+    composes them with the run's identity and the telemetry into a `Run`."""
+
     rate: Rate | None = None  # open loop only
-    load: LoadSettings | None = None
     requests: int | None = None
     qps: float | None = None
     latency_ms: Latency = Latency()
@@ -413,13 +420,26 @@ class Run(Record):
     send_lag_ms: Latency | None = None  # open loop: actual send - intended send
     # open loop (orchestrate-load): actual send - max(intended, when a connection was free), the
     # client's own lag, without the wait for a busy connection (the server's); send fidelity's basis
-    client_send_lag_ms: Latency | None = None
-    requests_detail: Opaque | None = None
-    errors: Errors | None = None  # None: not measured (errors_not_measured says why)
+    client_send_lag_ms: Latency | None = None  # open loop only, as above
+    requests_detail: Opaque | None = None  # orchestrate-load's counts: wrk has none
+    errors: Errors | None = None  # None: not measured (Run.errors_not_measured says why)
     non_2xx: int | None = None
     clients: tuple[ClientResult, ...] = ()
     start_skew_ms: float | None = None  # between the first and the last client's first request
-    histograms: str | None = None
+    histograms: str | None = None  # orchestrate-load's bucket file: wrk has none
+
+    @field_validator("rate", mode="before")
+    @classmethod
+    def _rate_object(cls, v: Any) -> Any:
+        # a version-1 record of a fixed-rate run could hold the spec's bare target
+        return {"target": v} if isinstance(v, int | float) and not isinstance(v, bool) else v
+
+
+class Run(Measurement, RunIdentity):
+    """One run of the matrix: its identity, what the load generators measured, the telemetry's
+    summaries, and its analysis (fields in that order: the bases' first)."""
+
+    load: LoadSettings | None = None
     server_cpu: ServerCpu | None = None
     client_cpu: dict[str, RoleCpu] = {}
     client_proc: dict[str, BusiestThread] | None = None
@@ -440,12 +460,6 @@ class Run(Record):
     error: str | None = None
 
     _per_host = field_validator("client_cpu", "client_proc", "nic_allowances", mode="before")(_measured)
-
-    @field_validator("rate", mode="before")
-    @classmethod
-    def _rate_object(cls, v: Any) -> Any:
-        # a version-1 record of a fixed-rate run could hold the spec's bare target
-        return {"target": v} if isinstance(v, int | float) and not isinstance(v, bool) else v
 
     @property
     def key(self) -> PointKey:
@@ -515,9 +529,9 @@ class Point(Record):
 
 class Topology(Record):
     server: str
-    interface: str | None = None
+    interface: str | None = None  # None: the provider finds it by address (hosts.Host.interface)
     loopback: bool = False
-    clients: tuple[str, ...] | None = None
+    clients: tuple[str, ...] | None = None  # summaries upgraded from version 1 lack it (upgrade_1_to_2)
 
 
 class HostFacts(Record):
@@ -555,8 +569,8 @@ class UdpCeiling(Record):
     reverse: bool = False
     streams: int = 1
     processes: int = 1  # iperf3 client processes whose results were added up
-    lower_bound: bool | None = None
-    cpu_bound: str | None = None
+    lower_bound: bool | None = None  # None: baseline.py has not judged it yet (as the docstring)
+    cpu_bound: str | None = None  # as lower_bound; once judged, None: iperf3's CPU did not set the rate
     clients: int | None = None  # the all-clients-at-once aggregate: how many
     scaling: tuple[Opaque, ...] | None = None  # each process count tried while iperf3 was CPU-bound
 
@@ -579,7 +593,7 @@ class TcpThroughput(Record):
 
     bits_per_second: float
     bits_per_second_sent: float
-    retransmits: int | None = None
+    retransmits: int | None = None  # None: iperf3 could not read them
     duration_s: float
     cpu_sender_pct: float
     cpu_receiver_pct: float
@@ -708,7 +722,7 @@ class HostNoise(Record):
     intruders: tuple[Intruder, ...] = ()  # busiest first
     # doctor.pauses per pinned CPU ({band: {count, ms}, lost_pct, seconds}); None: not probed
     # (the doctor's own reading; a run probes after each reading)
-    pauses: dict[str, Opaque] | None = None
+    pauses: dict[str, Opaque] | None = None  # None: not probed (see above)
 
     @property
     def worst(self) -> float:
@@ -743,7 +757,7 @@ class Summary(Record):
     resumed: int | None = None
     provider: str | None = None
     hosts: dict[str, HostFacts] = {}
-    topology: Topology | None = None
+    topology: Topology | None = None  # None: a version-1 summary whose hosts name no server (upgrade_1_to_2)
     thresholds: Opaque | None = None  # the scenario's, as analysis.Thresholds.from_dict reads them
     baseline: dict[str, BaselinePath] = {}
     timing: Opaque | None = None  # seconds per phase

@@ -36,6 +36,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 
+from orchestrator.records import Latency
 from orchestrator.tools.base import ToolError
 
 BINARY = "wrk"
@@ -50,24 +51,17 @@ SCRIPT_NAME = "wrk.lua"
 LUA_SCRIPT = resources.files("orchestrator.tools").joinpath(SCRIPT_NAME).read_text()
 
 
-@dataclass(frozen=True)
-class Latency:
-    """Latency summary in milliseconds."""
-
-    p50: float
-    p75: float
-    p90: float
-    p99: float
-    max: float
-    mean: float
-
-    def __post_init__(self) -> None:
-        vals = (self.p50, self.p75, self.p90, self.p99, self.max)
-        if any(v < 0 or not math.isfinite(v) for v in (*vals, self.mean)):
-            raise ValueError(f"latency values must be finite and >= 0: {self}")
-        # a tiny tolerance: text output rounds each value on its own
-        if any(a > b * 1.0001 + 1e-9 for a, b in zip(vals, vals[1:], strict=False)):
-            raise ValueError(f"latency percentiles must not decrease: {self}")
+def _checked(latency: Latency) -> Latency:
+    """wrk's summary as the run record keeps it (records.Latency: wrk has no tail beyond p99),
+    refused when it is not a distribution."""
+    given = (latency.p50, latency.p75, latency.p90, latency.p99, latency.max, latency.mean)
+    if any(v is None or v < 0 or not math.isfinite(v) for v in given):
+        raise ValueError(f"latency values must be finite and >= 0: {latency}")
+    vals = [v for v in given[:5] if v is not None]  # all of them (checked above)
+    # a tiny tolerance: text output rounds each value on its own
+    if any(a > b * 1.0001 + 1e-9 for a, b in zip(vals, vals[1:], strict=False)):
+        raise ValueError(f"latency percentiles must not decrease: {latency}")
+    return latency
 
 
 @dataclass(frozen=True)
@@ -198,7 +192,7 @@ def _latency_from_histogram(hist: Sequence[tuple[int, int]], mean_us: float | No
     if mean_us is None:
         mean_us = sum(v * c for v, c in hist) / total if total else 0.0
     pcts = {k: percentile(hist, p) / 1000.0 for k, p in _WRK_PERCENTILE_KEYS.items()}
-    return Latency(**pcts, max=(hist[-1][0] if hist else 0) / 1000.0, mean=mean_us / 1000.0)
+    return _checked(Latency(**pcts, max=(hist[-1][0] if hist else 0) / 1000.0, mean=mean_us / 1000.0))
 
 
 def _from_json(doc: dict) -> WrkResult:
@@ -212,8 +206,7 @@ def _from_json(doc: dict) -> WrkResult:
         latency = _latency_from_histogram(hist, float(lat["mean"]))
         if hist:
             # wrk's own max: a sampled histogram stops at its top percentile
-            latency = Latency(latency.p50, latency.p75, latency.p90, latency.p99,
-                              int(lat["max"]) / 1000.0, latency.mean)
+            latency = _checked(latency.model_copy(update={"max": int(lat["max"]) / 1000.0}))
         return WrkResult(
             requests=requests, duration_s=duration_s, bytes=int(doc["bytes"]),
             qps=requests / duration_s, latency_ms=latency,
@@ -254,8 +247,8 @@ def _from_text(text: str) -> WrkResult:
     stats = re.search(r"^\s+Latency\s+([\d.]+\w+)\s+([\d.]+\w+)\s+([\d.]+\w+)", text, re.M)
     if len(dist) != 4 or not stats:
         raise ToolError("wrk", "no latency distribution in output (was --latency given?)")
-    latency = Latency(p50=_ms(dist["50"]), p75=_ms(dist["75"]), p90=_ms(dist["90"]),
-                      p99=_ms(dist["99"]), max=_ms(stats[3]), mean=_ms(stats[1]))
+    latency = _checked(Latency(p50=_ms(dist["50"]), p75=_ms(dist["75"]), p90=_ms(dist["90"]),
+                               p99=_ms(dist["99"]), max=_ms(stats[3]), mean=_ms(stats[1])))
     return WrkResult(requests=requests, duration_s=duration_s, bytes=nbytes, qps=qps,
                      latency_ms=latency, connect_errors=conn, read_errors=read,
                      write_errors=write, timeouts=timeout, non_2xx=int(st[1]) if st else 0,
@@ -319,11 +312,11 @@ def merge(results: Sequence[WrkResult]) -> WrkResult:
         raise ToolError("wrk", "merging needs the latency histogram of every result (LUA_SCRIPT)")
     hist = merge_histograms(r.histogram for r in results)
     weights = [sum(c for _, c in r.histogram) for r in results]
-    mean_us = (sum(r.latency_ms.mean * 1000 * w for r, w in zip(results, weights, strict=True))
+    # mean and max are set in every result (_checked)
+    mean_us = (sum((r.latency_ms.mean or 0.0) * 1000 * w for r, w in zip(results, weights, strict=True))
                / sum(weights)) if sum(weights) else 0.0
     latency = _latency_from_histogram(hist, mean_us)
-    latency = Latency(latency.p50, latency.p75, latency.p90, latency.p99,
-                      max(r.latency_ms.max for r in results), latency.mean)
+    latency = _checked(latency.model_copy(update={"max": max(r.latency_ms.max or 0.0 for r in results)}))
     return WrkResult(
         requests=sum(r.requests for r in results),
         duration_s=max(r.duration_s for r in results),

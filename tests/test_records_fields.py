@@ -1,0 +1,117 @@
+"""Which record fields are optional, and why (issue 28: required fields are required).
+
+A field of orchestrator/records.py that defaults to None is optional: some producer leaves it
+out, or an older format did not keep it. Each says which on its own line (a `#` comment), or
+is listed in UNEXPLAINED below, a list that may only shrink: a field that becomes required or
+gets its reason leaves it, and a new optional field comes with its reason.
+
+`python tests/test_records_fields.py` prints the count per record.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+RECORDS = Path(__file__).resolve().parent.parent / "orchestrator" / "records.py"
+
+# record -> its optional fields without a reason on their line (to explain or make required)
+UNEXPLAINED: dict[str, set[str]] = {
+    "Latency": {"max", "mean", "p50", "p75", "p90", "p99"},
+    "Rate": {"target"},
+    "Errors": {"connect", "read", "timeout", "write"},
+    "ClientResult": {"latency_ms", "requests"},
+    "ThreadCpu": {"busy", "command", "cpus", "cswch_s", "n", "nvcswch_s", "sys", "tgid", "tid", "usr",
+                  "wait"},
+    "CpuLoad": {"busy", "cpu", "idle", "iowait", "irq", "n", "nice", "soft", "steal", "sys", "usr"},
+    "RoleCpu": {"busy", "other"},
+    "BusiestThread": {"busy", "wait"},
+    "CounterThread": {"bytes_in", "bytes_out", "connections", "cpu", "requests", "thread", "tid"},
+    "ServerCounters": {"acceptor_connections", "arch"},
+    "Ceiling": {"clients", "cpu_bound", "loss_pct", "path", "pps_delivered",
+                "pps_delivered_reverse", "pps_sent", "tcp_bits_per_second", "tcp_bits_per_second_reverse",
+                "tcp_cpu_bound", "tcp_cpu_bound_reverse"},
+    "RunCeilings": {"aggregate"},
+    "NicAllowance": {"reset"},
+    "Pair": {"rx", "tx"},
+    "PacketsPerRequest": {"source", "tcp_segments", "total"},
+    "CpuSplit": {"soft", "sys", "usr"},
+    "CpuCost": {"total"},
+    "Switches": {"involuntary_s", "voluntary_s"},
+    "LittlesLaw": {"below_pct", "in_flight", "latency_ms", "over_pct", "qps_cap"},
+    "Balance": {"connections_max_over_mean", "requests_max_over_mean"},
+    "Analysis": {"balance", "bandwidth_basis", "bandwidth_bps", "bandwidth_use", "bytes_per_request",
+                 "ceiling_lower_bound", "ceiling_pps", "ceiling_use", "client_busy_pct",
+                 "cpu_us_per_request", "littles_law", "near_threshold", "packet_rate",
+                 "packets_per_request", "path_use", "payload_bps", "rule", "server_busy_pct",
+                 "server_cpu_split_pct", "switches", "verdict"},
+    "RunIdentity": {"arch", "connections", "index", "repetition", "run_id", "server_threads"},
+    "Measurement": {"non_2xx", "qps", "requests"},
+    "Run": {"affinity", "analysis", "baseline", "client_proc", "error", "load", "nic_allowances", "observer",
+            "perf", "server_counters", "server_cpu", "server_host_cpu", "server_stopped_cleanly", "wall_s",
+            "window"},
+    "Point": {"arch", "connections", "p50_ms_median", "p99_ms_median", "qps_mad", "qps_max", "qps_median",
+              "qps_min", "qps_stdev", "server_threads", "unstable", "verdict_agreement", "verdict_text"},
+    "HostFacts": {"address", "cpu_model", "cpus", "hostname", "kernel", "threads_per_core"},
+    "BaselinePath": {"client", "server", "tcp", "udp", "udp_aggregate", "udp_aggregate_reverse",
+                     "udp_reverse"},
+    "CapacitySearch": {"arch", "connections", "server_threads", "verdict_at_capacity"},
+    "ScaleStep": {"qps", "run_id", "verdict"},
+    "Autoscale": {"arch", "connections", "rate", "server_threads"},
+    "Cost": {"currency", "note", "prices_as_of"},
+    "Summary": {"error", "finished", "phase", "provider", "resumed", "run_id", "scenario", "source",
+                "started", "status"},
+}
+
+
+def optional_fields(source: str | None = None) -> dict[str, dict[str, str | None]]:
+    """record -> {field: its line's comment, None without one} for each field declared with a
+    None default (own declarations only: a subclass's inherited fields count once, where declared)."""
+    text = RECORDS.read_text() if source is None else source
+    lines = text.splitlines()
+    out: dict[str, dict[str, str | None]] = {}
+    for node in ast.parse(text).body:
+        if not isinstance(node, ast.ClassDef):
+            continue
+        fields = out.setdefault(node.name, {})
+        for stmt in node.body:
+            if (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
+                    and isinstance(stmt.value, ast.Constant) and stmt.value.value is None):
+                line = lines[stmt.end_lineno - 1] if stmt.end_lineno else ""
+                comment = line.split("#", 1)[1].strip() if "#" in line else None
+                fields[stmt.target.id] = comment or None
+        if not fields:
+            del out[node.name]
+    return out
+
+
+def unexplained() -> dict[str, set[str]]:
+    return {r: got for r, fs in optional_fields().items() if (got := {f for f, why in fs.items() if not why})}
+
+
+def test_every_optional_field_says_why_or_is_listed():
+    got = unexplained()
+    new = {r: fs - UNEXPLAINED.get(r, set()) for r, fs in got.items() if fs - UNEXPLAINED.get(r, set())}
+    assert not new, f"optional fields without a reason on their line (say which producer omits it): {new}"
+
+
+def test_the_list_only_shrinks():
+    got = unexplained()
+    gone = {r: fs - got.get(r, set()) for r, fs in UNEXPLAINED.items() if fs - got.get(r, set())}
+    assert not gone, f"required now, or explained on their line: remove them from UNEXPLAINED: {gone}"
+
+
+def test_the_lister_sees_a_field_without_its_reason():
+    src = ("class A(Record):\n    x: int | None = None\n    y: int | None = None  # old format\n"
+           "    z: int = 0\n    w: int\n")
+    assert optional_fields(src) == {"A": {"x": None, "y": "old format"}}
+
+
+if __name__ == "__main__":
+    total = 0
+    for record, fields in optional_fields().items():
+        total += len(fields)
+        bare = sorted(f for f, why in fields.items() if not why)
+        print(f"{record:18} {len(fields):3} optional, {len(bare):3} without a reason: {', '.join(bare)}")
+    print(f"{total} optional fields", file=sys.stderr)
