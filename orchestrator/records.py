@@ -158,17 +158,17 @@ class ClientResult(Record):
 class ThreadCpu(Record):
     """A pidstat row: one thread (or, with tid None, a process total) over the load window."""
 
-    tgid: int | None = None
-    tid: int | None = None
-    command: str | None = None
-    usr: float | None = None
-    sys: float | None = None
-    busy: float | None = None
-    wait: float | None = None
-    cswch_s: float | None = None
-    nvcswch_s: float | None = None
-    n: int | None = None
-    cpus: tuple[int, ...] | None = None
+    tgid: int
+    tid: int | None = None  # None: the process total (pidstat's TGID row; a run keeps threads only)
+    command: str
+    usr: float
+    sys: float
+    busy: float
+    wait: float | None = None  # None: summaries recorded before %wait was kept (loopback-sample)
+    cswch_s: float
+    nvcswch_s: float
+    n: int
+    cpus: tuple[int, ...]
 
 
 class ServerCpu(Record):
@@ -184,17 +184,17 @@ class ServerCpu(Record):
 class CpuLoad(Record):
     """An mpstat row: one CPU's split over the load window (busy includes softirq and irq)."""
 
-    cpu: int | None = None
-    usr: float | None = None
-    nice: float | None = None
-    sys: float | None = None
-    iowait: float | None = None
-    irq: float | None = None
-    soft: float | None = None
-    steal: float | None = None
-    idle: float | None = None
-    busy: float | None = None
-    n: int | None = None
+    cpu: int
+    usr: float
+    nice: float
+    sys: float
+    iowait: float
+    irq: float
+    soft: float | None = None  # None: not measured (mpstat has it; analysis says so, never reads 0)
+    steal: float
+    idle: float
+    busy: float
+    n: int
 
 
 class RoleCpu(Record):
@@ -224,13 +224,13 @@ class BusiestThread(Record):
 class CounterThread(Record):
     """One server thread's own counters."""
 
-    thread: int | None = None
-    cpu: int | None = None
-    tid: int | None = None
-    connections: int | None = None
-    requests: int | None = None
-    bytes_in: int | None = None
-    bytes_out: int | None = None
+    thread: int
+    cpu: int  # -1: the server did not say (tools/server.parse_stats)
+    tid: int | None = None  # None in Balance's copy (analysis.balance), as the two bytes below
+    connections: int
+    requests: int
+    bytes_in: int | None = None  # as tid
+    bytes_out: int | None = None  # as tid
 
 
 class ServerCounters(Record):

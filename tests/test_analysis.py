@@ -13,7 +13,7 @@ import pytest
 from orchestrator import analysis
 from orchestrator.records import Analysis, Run, Summary
 
-from testkit import REPO
+from testkit import REPO, counter_thread, cpu_load, thread_cpu
 
 TH = analysis.Thresholds()
 
@@ -33,11 +33,11 @@ def record(*, qps=10_000.0, rx=10_000.0, tx=10_000.0, ceiling=50_000.0, server_c
         "telemetry": {"sar": {"srv": {"interfaces": {"eth0": {"rx_pps": rx, "tx_pps": tx},
                                                       "lo": {"rx_pps": 5, "tx_pps": 5}},
                                       "iseg_s": rx, "oseg_s": tx, "retrans_s": 0.0}}},
-        "server_host_cpu": {"cpus": {"0": {"busy": server_core, "usr": usr,
-                                           "sys": server_core - usr - soft, "soft": soft}}},
-        "server_cpu": {"threads": [{"tid": 1, "busy": thread_busy, "usr": 10, "sys": thread_busy - 10}],
+        "server_host_cpu": {"cpus": {"0": cpu_load(0, server_core, usr=usr, sys=server_core - usr - soft,
+                                                   soft=soft)}},
+        "server_cpu": {"threads": [thread_cpu(1, thread_busy, usr=10, sys=thread_busy - 10)],
                        "usr": 10.0, "sys": thread_busy - 10, "cswch_s": vol, "nvcswch_s": invol},
-        "client_cpu": {"cli": {"busy": client, "cpus": {"1": {"busy": client}}}},
+        "client_cpu": {"cli": {"busy": client, "cpus": {"1": cpu_load(1, client)}}},
         "server_counters": counters,
     }
 
@@ -285,7 +285,7 @@ def test_qps_far_from_c_over_l_with_nothing_saturated_is_inconclusive():
 
 def test_review_client_busy_is_the_busiest_pinned_cpu():
     rec = record(server_core=35, thread_busy=30, client=50)
-    rec["client_cpu"] = {"cli": {"busy": 50.0, "cpus": {"1": {"busy": 100.0}, "3": {"busy": 0.0}}}}
+    rec["client_cpu"] = {"cli": {"busy": 50.0, "cpus": {"1": cpu_load(1, 100.0), "3": cpu_load(3, 0.0)}}}
     a = verdict(rec)
     assert (a.verdict, a.client_busy_pct) == (analysis.CLIENT, 100.0)
     assert a.evidence[0] == "load generator CPU 1 on cli busy 100% >= 90%"
@@ -380,9 +380,9 @@ def test_review_switch_rates_of_tens_per_second_decide_nothing():
 
 def test_hot_thread_is_server_bound_with_the_balance():
     rec = record(server_core=100, thread_busy=99, client=50)
-    rec["server_cpu"]["threads"].append({"tid": 2, "busy": 3.0})
-    rec["server_counters"] = {"threads": [{"thread": 0, "connections": 1, "requests": 50_000},
-                                          {"thread": 1, "connections": 0, "requests": 0}]}
+    rec["server_cpu"]["threads"].append(thread_cpu(2, 3.0))
+    rec["server_counters"] = {"threads": [counter_thread(0, connections=1, requests=50_000),
+                                          counter_thread(1, connections=0, requests=0)]}
     a = verdict(rec)
     assert a.verdict == analysis.SERVER
     assert ("hot thread: 2 server threads, the busiest 99% running + 0% waiting for a CPU = 99% >= 90%, "
@@ -425,8 +425,8 @@ def test_thresholds_come_from_the_scenario():
 
 
 def test_cost_per_request_and_balance():
-    counters = {"threads": [{"thread": 0, "connections": 30, "requests": 6000},
-                            {"thread": 1, "connections": 34, "requests": 4000}]}
+    counters = {"threads": [counter_thread(0, connections=30, requests=6000),
+                            counter_thread(1, connections=34, requests=4000)]}
     a = verdict(record(qps=10_000, thread_busy=40, counters=counters))
     cost = a.cpu_us_per_request
     # usr 10% + sys 30% of one CPU at 10,000 req/s = 40 us; the CPU was 50% busy with 10%
@@ -572,7 +572,7 @@ def all_cases() -> list[dict]:
         assumed = {**rec, "telemetry": {}}
         extra += [lb, nothing, no_client, assumed, allowances(dict(rec), 1), allowances(dict(rec), 5000)]
     hot = record(server_core=100, thread_busy=99)
-    hot["server_cpu"]["threads"].append({"tid": 2, "busy": 1.0})
+    hot["server_cpu"]["threads"].append(thread_cpu(2, 1.0))
     lag = record()
     lag["send_lag_ms"] = {"mean": 3.0}
     proc = record()
@@ -889,7 +889,7 @@ def test_client_busy_is_judged_per_host_from_what_each_host_has():
     # issue 22: one host with per-thread figures (idle), another with only its CPUs (full):
     # the second is not ignored
     rec = record(server_core=40, thread_busy=30, client=30)
-    rec["client_cpu"]["cli2"] = {"busy": 97.0, "cpus": {"1": {"busy": 97.0}}}
+    rec["client_cpu"]["cli2"] = {"busy": 97.0, "cpus": {"1": cpu_load(1, 97.0)}}
     rec["client_proc"] = {"cli": {"busy": 20.0, "wait": 0.0}}
     a = verdict(rec)
     assert (a.verdict, a.rule) == (analysis.CLIENT, "client"), a.evidence

@@ -9,6 +9,8 @@ import pytest
 from orchestrator import records, store
 from orchestrator.errors import UserError
 
+from testkit import thread_cpu
+
 
 def test_atomic_write_replaces_whole_and_leaves_no_temp(tmp_path):
     p = tmp_path / "x.json"
@@ -34,7 +36,7 @@ def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
 def test_summary_and_csv(tmp_path):
     rd = store.ResultsDir.create(tmp_path, "scn", "rid")
     runs = [{"run_id": "001", "qps": 10.5, "latency_ms": {"p50": 1.0}, "telemetry": {"big": 1},
-             "server_cpu": {"usr": 3.0, "threads": [{"tid": 7, "busy": 3.0}]}}]
+             "server_cpu": {"usr": 3.0, "threads": [thread_cpu(7, 3.0)]}}]
     rd.save_summary({"scenario": "scn", "runs": runs})
     data = store.load_summary(tmp_path / "scn" / "rid")
     assert isinstance(data, records.Summary) and data.scenario == "scn"

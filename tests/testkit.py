@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 # The embedded default compares server.arch in paired rounds; a test that measures one
@@ -75,3 +76,32 @@ def listener(greeting: bytes) -> Iterator[int]:
         stop.set()
         t.join()
         srv.close()
+
+
+# Hand-made telemetry rows, with every field their parser sets (records.ThreadCpu, CpuLoad and
+# CounterThread require them): a test names the numbers that decide its case, the rest is an
+# idle, unremarkable row. Defaults read as an absent field did before (0 where analysis read
+# None as 0; a thread's cpus empty: not placed, see test_analysis.placed).
+
+def thread_cpu(tid: int | None = 1, busy: float = 0.0, **fields: Any) -> dict[str, Any]:
+    """A pidstat row (tools/pidstat.summarize): usr is what busy leaves after sys."""
+    row: dict[str, Any] = {"tgid": 1, "tid": tid, "command": "server", "sys": 0.0, "busy": busy,
+                           "wait": 0.0, "cswch_s": 0.0, "nvcswch_s": 0.0, "n": 10, "cpus": [],
+                           **fields}
+    row.setdefault("usr", busy - row["sys"])
+    return row
+
+
+def cpu_load(cpu: int = 0, busy: float = 0.0, **fields: Any) -> dict[str, Any]:
+    """An mpstat row (tools/mpstat.summarize): idle is 100 - busy, usr what busy leaves after
+    sys, soft and irq."""
+    row: dict[str, Any] = {"cpu": cpu, "nice": 0.0, "sys": 0.0, "iowait": 0.0, "irq": 0.0, "soft": 0.0,
+                           "steal": 0.0, "idle": 100.0 - busy, "busy": busy, "n": 10, **fields}
+    row.setdefault("usr", busy - row["sys"] - row["soft"] - row["irq"])
+    return row
+
+
+def counter_thread(thread: int = 0, requests: int = 0, connections: int = 0, **fields: Any) -> dict[str, Any]:
+    """A server thread's own counters (tools/server.parse_stats), thread i pinned on CPU i."""
+    return {"thread": thread, "cpu": thread, "connections": connections, "requests": requests,
+            "tid": 100 + thread, "bytes_in": 0, "bytes_out": 0, **fields}
