@@ -79,15 +79,17 @@ def _measured(v: Any) -> Any:
 class Latency(Record):
     """Milliseconds. wrk reports p50..p99 and max; the native generator also the tail."""
 
-    p50: float | None = None
-    p75: float | None = None
-    p90: float | None = None
-    p99: float | None = None
+    # both generators set p50..p99, max and mean; a run that did not measure latency (null in
+    # early and partial runs, Record._null_is_absent) reads as the empty Latency() (Measurement)
+    p50: float | None = None  # None: not measured (above), as the five below
+    p75: float | None = None  # as p50
+    p90: float | None = None  # as p50
+    p99: float | None = None  # as p50
     p99_9: float | None = None  # the native generator's tail: wrk does not report it
     p99_99: float | None = None  # as p99_9
     p99_999: float | None = None  # as p99_9
-    max: float | None = None
-    mean: float | None = None
+    max: float | None = None  # as p50
+    mean: float | None = None  # as p50
 
     def at(self, key: str) -> float | None:
         """A percentile by name ("p99", "p99_9", "max", ...), None when not recorded."""
@@ -126,10 +128,10 @@ class Errors(Record):
     """The generator's error counters by kind; a kind it did not report is None (not measured,
     never read as 0 errors)."""
 
-    connect: int | None = None
-    read: int | None = None
-    write: int | None = None
-    timeout: int | None = None
+    connect: int | None = None  # None: not reported (above), as the three below
+    read: int | None = None  # as connect
+    write: int | None = None  # as connect
+    timeout: int | None = None  # as connect
 
     @property
     def missing(self) -> tuple[str, ...]:
