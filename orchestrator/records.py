@@ -203,16 +203,16 @@ class RoleCpu(Record):
     """The CPUs a role was pinned to (keys are CPU numbers as strings) and their mean busy %."""
 
     cpus: dict[str, CpuLoad] = {}
-    busy: float | None = None
+    busy: float | None = None  # None: no mpstat row for those CPUs (execute._cpu_of)
     # the server's CPUs: other tasks' time there, % of one CPU summed over them (mpstat.other_share)
-    other: float | None = None
+    other: float | None = None  # None: a client role's, or not read (telemetry.OTHER)
 
 
 class BusiestThread(Record):
     """The load generator's busiest thread on one host (pidstat %CPU and %wait)."""
 
-    busy: float | None = None
-    wait: float | None = None
+    busy: float
+    wait: float
     threads: tuple[ThreadCpu, ...] = ()
     capacity: float | None = None  # the host's CPUs' worth under its quota (None: no quota)
     of_capacity: float | None = None  # all the generator's threads' CPU, % of that capacity
@@ -240,7 +240,7 @@ class ServerCounters(Record):
 
     arch: str | None = None
     threads: tuple[CounterThread, ...] = ()
-    acceptor_connections: int | None = None
+    acceptor_connections: int | None = None  # None: no acceptor thread (reuseport), or not printed
 
     @property
     def requests(self) -> int:

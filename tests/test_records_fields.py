@@ -20,9 +20,7 @@ RECORDS = Path(__file__).resolve().parent.parent / "orchestrator" / "records.py"
 UNEXPLAINED: dict[str, set[str]] = {
     "Rate": {"target"},
     "ClientResult": {"latency_ms", "requests"},
-    "RoleCpu": {"busy", "other"},
-    "BusiestThread": {"busy", "wait"},
-    "ServerCounters": {"acceptor_connections", "arch"},
+    "ServerCounters": {"arch"},
     "Ceiling": {"clients", "cpu_bound", "loss_pct", "path", "pps_delivered",
                 "pps_delivered_reverse", "pps_sent", "tcp_bits_per_second", "tcp_bits_per_second_reverse",
                 "tcp_cpu_bound", "tcp_cpu_bound_reverse"},
