@@ -344,23 +344,25 @@ class CpuCost(CpuSplit):
 
 
 class Switches(Record):
-    voluntary_s: float | None = None
-    involuntary_s: float | None = None
+    voluntary_s: float | None = None  # None: no pidstat sample of the server (ServerCpu), as below
+    involuntary_s: float | None = None  # as voluntary_s
 
 
 class LittlesLaw(Record):
-    in_flight: float | None = None
-    latency_ms: float | None = None
-    qps_cap: float | None = None
-    below_pct: float | None = None
-    over_pct: float | None = None
+    """analysis.littles_law: all of it or none (Analysis.littles_law None)."""
+
+    in_flight: float
+    latency_ms: float
+    qps_cap: float
+    below_pct: float
+    over_pct: float
     open_loop: bool | None = None  # latency_ms is then the mean service time
 
 
 class Balance(Record):
     threads: tuple[CounterThread, ...] = ()
-    requests_max_over_mean: float | None = None
-    connections_max_over_mean: float | None = None
+    requests_max_over_mean: float | None = None  # None: a mean of 0 (nothing to share), as below
+    connections_max_over_mean: float | None = None  # as requests_max_over_mean
 
 
 class Analysis(Record):
