@@ -368,31 +368,31 @@ class Balance(Record):
 class Analysis(Record):
     """The verdict of one run with the evidence that decided it (analysis.py writes it)."""
 
-    verdict: str | None = None
-    rule: str | None = None
+    verdict: str | None = None  # None: not analysed (an empty Analysis()), as rule, near_threshold, switches
+    rule: str | None = None  # as verdict
     evidence: tuple[str, ...] = ()
     flags: tuple[str, ...] = ()
-    near_threshold: bool | None = None
-    packets_per_request: PacketsPerRequest | None = None
-    packet_rate: Pair | None = None
+    near_threshold: bool | None = None  # as verdict
+    packets_per_request: PacketsPerRequest | None = None  # None: no sar packet counts, as packet_rate
+    packet_rate: Pair | None = None  # as packets_per_request
     # TCP payload bytes per request and bits/s on the server's interface (sar's bytes less the
     # headers of the packets it counted), and the iperf3 TCP ceiling each way they are held to
-    bytes_per_request: Pair | None = None
-    payload_bps: Pair | None = None
-    bandwidth_bps: Pair | None = None
-    bandwidth_use: Pair | None = None
-    bandwidth_basis: str | None = None
-    ceiling_pps: float | None = None
-    ceiling_use: Pair | None = None
-    ceiling_lower_bound: bool | None = None
-    path_use: dict[str, float] | None = None
-    server_busy_pct: float | None = None
-    server_cpu_split_pct: CpuSplit | None = None
-    client_busy_pct: float | None = None
-    littles_law: LittlesLaw | None = None
-    cpu_us_per_request: CpuCost | None = None
-    switches: Switches | None = None
-    balance: Balance | None = None
+    bytes_per_request: Pair | None = None  # None: no sar byte counts, or recorded before they were kept
+    payload_bps: Pair | None = None  # as bytes_per_request
+    bandwidth_bps: Pair | None = None  # None: no check against a TCP ceiling, or recorded before them
+    bandwidth_use: Pair | None = None  # as bandwidth_bps
+    bandwidth_basis: str | None = None  # as bandwidth_bps
+    ceiling_pps: float | None = None  # None: no packet-rate ceiling on the run's path, as the two below
+    ceiling_use: Pair | None = None  # as ceiling_pps
+    ceiling_lower_bound: bool | None = None  # as ceiling_pps
+    path_use: dict[str, float] | None = None  # None: no other path checked
+    server_busy_pct: float | None = None  # None: no mpstat row of the server's CPUs, as the split
+    server_cpu_split_pct: CpuSplit | None = None  # as server_busy_pct
+    client_busy_pct: float | None = None  # None: no mpstat row of a client's CPUs
+    littles_law: LittlesLaw | None = None  # None: no connections, mean latency or QPS (analysis.littles_law)
+    cpu_us_per_request: CpuCost | None = None  # None: no QPS, or no pidstat of the server (cost_per_request)
+    switches: Switches | None = None  # as verdict
+    balance: Balance | None = None  # None: no server counters (analysis.balance)
 
 
 # ---------------------------------------------------------------- a run, a point, a summary
