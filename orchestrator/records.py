@@ -318,13 +318,13 @@ class KernelCounters(Record):
 # ---------------------------------------------------------------- the analysis of one run
 
 class Pair(Record):
-    rx: float | None = None
-    tx: float | None = None
+    rx: float | None = None  # None: that direction not checked (ceiling_use, bandwidth_*), as tx
+    tx: float | None = None  # as rx
 
 
 class PacketsPerRequest(Pair):
     total: float | None = None
-    tcp_segments: float | None = None
+    tcp_segments: float | None = None  # None: sar gave no TCP segment counts
     source: str | None = None
 
 
