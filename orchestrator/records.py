@@ -257,31 +257,31 @@ class Window(Record):
 class Ceiling(Record):
     """A packet-rate ceiling from the baseline, as this run is held to it."""
 
-    path: str | None = None
-    pps_delivered: float | None = None
-    pps_sent: float | None = None
-    loss_pct: float | None = None
-    pps_delivered_reverse: float | None = None
+    path: str | None = None  # None: no baseline (an empty RunCeilings), or a path's or the aggregate's own
+    pps_delivered: float | None = None  # None: no UDP baseline measured (an empty RunCeilings)
+    pps_sent: float | None = None  # as path
+    loss_pct: float | None = None  # as path
+    pps_delivered_reverse: float | None = None  # None: no reverse UDP test on that path
     lower_bound: bool | None = None  # either direction (the reasons joined in cpu_bound)
-    cpu_bound: str | None = None
+    cpu_bound: str | None = None  # None: not a lower bound (lower_bound False), or no baseline
     # Per direction, as the server sees it (rx: clients -> server; tx: the reverse test).
     # Both None with lower_bound set: a record from before directions were kept.
     cpu_bound_rx: str | None = None  # None: not CPU-bound that way, or a record from before (above)
     cpu_bound_tx: str | None = None  # as cpu_bound_rx
-    tcp_bits_per_second: float | None = None
+    tcp_bits_per_second: float | None = None  # None: no TCP test that way (baseline._tcp), as the three below
     # the server's tx (iperf3 -R: the server sends); *_cpu_bound: why that direction's TCP
     # figure is only a lower bound (iperf3 at a full CPU), None when it is not
-    tcp_bits_per_second_reverse: float | None = None
-    tcp_cpu_bound: str | None = None
-    tcp_cpu_bound_reverse: str | None = None
-    clients: int | None = None
+    tcp_bits_per_second_reverse: float | None = None  # as tcp_bits_per_second
+    tcp_cpu_bound: str | None = None  # as tcp_bits_per_second, or not CPU-bound (above)
+    tcp_cpu_bound_reverse: str | None = None  # as tcp_cpu_bound
+    clients: int | None = None  # None: not the aggregate (the one ceiling of several clients at once)
 
 
 class RunCeilings(Ceiling):
     """The tightest path at the top level, every path's own, and all clients at once."""
 
     paths: dict[str, Ceiling] = {}
-    aggregate: Ceiling | None = None
+    aggregate: Ceiling | None = None  # None: one client, or no aggregate test (baseline.compared)
 
 
 class Perf(Record):
