@@ -238,7 +238,7 @@ class CounterThread(Record):
 class ServerCounters(Record):
     """The server's own counters (tools/server.parse_stats): per thread, and its acceptor's."""
 
-    arch: str | None = None
+    arch: str
     threads: tuple[CounterThread, ...] = ()
     acceptor_connections: int | None = None  # None: no acceptor thread (reuseport), or not printed
 

@@ -13,7 +13,7 @@ import pytest
 from orchestrator import analysis
 from orchestrator.records import Analysis, Run, Summary
 
-from testkit import REPO, counter_thread, cpu_load, thread_cpu
+from testkit import REPO, counter_thread, cpu_load, server_counters, thread_cpu
 
 TH = analysis.Thresholds()
 
@@ -381,8 +381,8 @@ def test_review_switch_rates_of_tens_per_second_decide_nothing():
 def test_hot_thread_is_server_bound_with_the_balance():
     rec = record(server_core=100, thread_busy=99, client=50)
     rec["server_cpu"]["threads"].append(thread_cpu(2, 3.0))
-    rec["server_counters"] = {"threads": [counter_thread(0, connections=1, requests=50_000),
-                                          counter_thread(1, connections=0, requests=0)]}
+    rec["server_counters"] = server_counters(counter_thread(0, connections=1, requests=50_000),
+                                             counter_thread(1, connections=0, requests=0))
     a = verdict(rec)
     assert a.verdict == analysis.SERVER
     assert ("hot thread: 2 server threads, the busiest 99% running + 0% waiting for a CPU = 99% >= 90%, "
@@ -425,8 +425,8 @@ def test_thresholds_come_from_the_scenario():
 
 
 def test_cost_per_request_and_balance():
-    counters = {"threads": [counter_thread(0, connections=30, requests=6000),
-                            counter_thread(1, connections=34, requests=4000)]}
+    counters = server_counters(counter_thread(0, connections=30, requests=6000),
+                               counter_thread(1, connections=34, requests=4000))
     a = verdict(record(qps=10_000, thread_busy=40, counters=counters))
     cost = a.cpu_us_per_request
     # usr 10% + sys 30% of one CPU at 10,000 req/s = 40 us; the CPU was 50% busy with 10%

@@ -20,8 +20,8 @@ def run(usr: float, sys: float, soft: float, qps: float = 20_000.0, switches_s: 
             "cpu_us_per_request": {"usr": usr, "sys": sys, "soft": soft, "total": usr + sys + soft},
             "switches": {"voluntary_s": switches_s, "involuntary_s": 0.0},
             "packets_per_request": {"total": packets}},
-        "server_counters": {"threads": [testkit.counter_thread(requests=1000, bytes_in=80_000,
-                                                            bytes_out=120_000)]}})
+        "server_counters": testkit.server_counters(testkit.counter_thread(requests=1000, bytes_in=80_000,
+                                                                          bytes_out=120_000))})
 
 
 def test_a_sys_time_change_is_named_with_its_share_and_interval():

@@ -20,7 +20,6 @@ RECORDS = Path(__file__).resolve().parent.parent / "orchestrator" / "records.py"
 UNEXPLAINED: dict[str, set[str]] = {
     "Rate": {"target"},
     "ClientResult": {"latency_ms", "requests"},
-    "ServerCounters": {"arch"},
     "NicAllowance": {"reset"},
     "PacketsPerRequest": {"source", "total"},
     "CpuSplit": {"soft", "sys", "usr"},

@@ -105,3 +105,8 @@ def counter_thread(thread: int = 0, requests: int = 0, connections: int = 0, **f
     """A server thread's own counters (tools/server.parse_stats), thread i pinned on CPU i."""
     return {"thread": thread, "cpu": thread, "connections": connections, "requests": requests,
             "tid": 100 + thread, "bytes_in": 0, "bytes_out": 0, **fields}
+
+
+def server_counters(*threads: dict[str, Any], arch: str = "reuseport") -> dict[str, Any]:
+    """The server's stats event as parse_stats reads it (no acceptor: reuseport has none)."""
+    return {"arch": arch, "threads": list(threads)}

@@ -18,7 +18,7 @@ from orchestrator.errors import UserError
 from orchestrator.records import Summary
 from orchestrator.report import plots, render
 
-from testkit import counter_thread
+from testkit import counter_thread, server_counters
 
 ALL_CHARTS = [key for key, *_ in plots.CHARTS if key not in plots.OPEN_LOOP_CHARTS]  # closed loop
 VERDICT_HEADER = "| run | arch | threads"
@@ -201,7 +201,7 @@ def test_missing_and_none_fields_everywhere(tmp_path: Path):
              "analysis": {"verdict": "weird", "evidence": None, "flags": None, "packets_per_request": None,
                           "packet_rate": {"rx": 5.0}, "ceiling_use": {"rx": None}, "switches": {},
                           "server_cpu_split_pct": {}, "cpu_us_per_request": None, "balance": None},
-             "server_counters": {"threads": [counter_thread(0), counter_thread(1, requests=5)]},
+             "server_counters": server_counters(counter_thread(0), counter_thread(1, requests=5)),
              "perf": {"flamegraph": "raw/r3/h/flamegraph.svg"}},
         ],
     }
