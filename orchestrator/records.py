@@ -323,9 +323,11 @@ class Pair(Record):
 
 
 class PacketsPerRequest(Pair):
-    total: float | None = None
+    """analysis._packets_record: sar's packets per request on the server's interface."""
+
+    total: float
     tcp_segments: float | None = None  # None: sar gave no TCP segment counts
-    source: str | None = None
+    source: str
 
 
 class CpuSplit(Record):

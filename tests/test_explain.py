@@ -19,7 +19,7 @@ def run(usr: float, sys: float, soft: float, qps: float = 20_000.0, switches_s: 
         "qps": qps, "analysis": {
             "cpu_us_per_request": {"usr": usr, "sys": sys, "soft": soft, "total": usr + sys + soft},
             "switches": {"voluntary_s": switches_s, "involuntary_s": 0.0},
-            "packets_per_request": {"total": packets}},
+            "packets_per_request": {"total": packets, "source": "sar DEV eth0 on srv"}},
         "server_counters": testkit.server_counters(testkit.counter_thread(requests=1000, bytes_in=80_000,
                                                                           bytes_out=120_000))})
 

@@ -21,7 +21,6 @@ UNEXPLAINED: dict[str, set[str]] = {
     "Rate": {"target"},
     "ClientResult": {"latency_ms", "requests"},
     "NicAllowance": {"reset"},
-    "PacketsPerRequest": {"source", "total"},
     "CpuSplit": {"soft", "sys", "usr"},
     "CpuCost": {"total"},
     "RunIdentity": {"arch", "connections", "index", "repetition", "run_id", "server_threads"},
