@@ -105,7 +105,7 @@ class Rate(Record):
     within max(1 ms, 10% of the interval)); `completion` is the server's (answered per second
     over offered). None: not recorded (summaries written before the split)."""
 
-    target: float | None = None
+    target: float | None = None  # None: closed loop (orchestrate-load reports its achieved rate)
     achieved: float | None = None  # None: a version-1 record's bare target (Measurement._rate_object)
     sustained: bool | None = None  # as achieved
     per_second: tuple[float, ...] | None = None  # the run's only: a client's share has none (load.py)
@@ -333,7 +333,7 @@ class PacketsPerRequest(Pair):
 class CpuSplit(Record):
     usr: float | None = None
     sys: float | None = None
-    soft: float | None = None
+    soft: float | None = None  # None: softirq not measured (CpuCost; cost_per_request)
 
 
 class CpuCost(CpuSplit):
@@ -341,7 +341,7 @@ class CpuCost(CpuSplit):
     CPUs not already charged to it. `basis` says how soft was counted; None: a record from before
     it was counted once (softirq added in full, possibly twice)."""
 
-    total: float | None = None
+    total: float | None = None  # None: soft not measured, so the total is unknown (basis says)
     basis: str | None = None  # None: a record from before soft was counted once (above)
 
 
