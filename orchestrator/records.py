@@ -147,14 +147,14 @@ class Errors(Record):
 
 
 class ClientResult(Record):
-    """One load generator's share of a run (both generators set host and qps)."""
+    """One load generator's share of a run (both generators set host, qps, requests and latency)."""
 
     host: str
     qps: float
-    requests: int | None = None
+    requests: int
     rate: Rate | None = None  # orchestrate-load only: wrk has no rate
     started: float | None = None  # its first request (wrk: first thread connecting), epoch s, our clock
-    latency_ms: Latency | None = None
+    latency_ms: Latency
 
 
 class ThreadCpu(Record):

@@ -13,7 +13,7 @@ import pytest
 from orchestrator import analysis
 from orchestrator.records import Analysis, Run, Summary
 
-from testkit import REPO, counter_thread, cpu_load, server_counters, thread_cpu
+from testkit import REPO, client_result, counter_thread, cpu_load, server_counters, thread_cpu
 
 TH = analysis.Thresholds()
 
@@ -215,7 +215,7 @@ def test_review_lower_bound_ceiling_gives_no_network_verdict():
 def test_review_aggregate_load_is_held_to_the_aggregate_ceiling():
     # two clients; each path carries 50,000 pps alone, all clients at once 100,000
     rec = record(qps=55_000, rx=55_000, tx=55_000, ceiling=50_000)
-    rec["clients"] = [{"host": "c1", "qps": 27_500}, {"host": "c2", "qps": 27_500}]
+    rec["clients"] = [client_result("c1", 27_500), client_result("c2", 27_500)]
     rec["load"]["clients"] = 2
     path = {"pps_delivered": 50_000, "pps_delivered_reverse": 50_000}
     rec["baseline"].update(paths={"c1->srv": path, "c2->srv": path},
@@ -225,7 +225,7 @@ def test_review_aggregate_load_is_held_to_the_aggregate_ceiling():
     assert a.ceiling_pps == 100_000 and a.ceiling_use.rx == pytest.approx(0.55)
     assert a.path_use["c1 -> server (path c1->srv)"] == pytest.approx(0.55)
     # one path at its own ceiling is network-bound even when the aggregate has room
-    rec["clients"] = [{"host": "c1", "qps": 48_000}, {"host": "c2", "qps": 7_000}]
+    rec["clients"] = [client_result("c1", 48_000), client_result("c2", 7_000)]
     a = verdict(rec)
     assert a.verdict == analysis.NETWORK
     assert a.evidence[0].startswith("QPS 48,000 x 1.000 packets/request (measured on eth0) = 48,000 pps "
@@ -596,7 +596,7 @@ def all_cases() -> list[dict]:
     slow["send_lag_ms"] = {"mean": 0.05, "p99": 0.3}
     wide = bandwidth(record(qps=1_500, rx=1_500, tx=24_000, ceiling=1e6))  # 64 KiB responses
     grown = record(qps=55_000, rx=55_000, tx=55_000, ceiling=50_000)  # auto-scale added a third client
-    grown["clients"] = [{"host": h, "qps": 18_000} for h in ("c1", "c2", "c3")]
+    grown["clients"] = [client_result(h, 18_000) for h in ("c1", "c2", "c3")]
     grown["baseline"].update(paths={f"c{i}->srv": {"pps_delivered": 50_000} for i in (1, 2)},
                              aggregate={"pps_delivered": 58_000, "pps_delivered_reverse": 58_000,
                                         "clients": 2})
@@ -902,7 +902,7 @@ def test_client_busy_is_judged_per_host_from_what_each_host_has():
 def test_an_aggregate_ceiling_measured_with_fewer_clients_is_stale():
     # issue 22: after auto-scale the aggregate is still the first clients' one: a lower bound
     rec = record(qps=55_000, rx=55_000, tx=55_000, ceiling=50_000)
-    rec["clients"] = [{"host": h, "qps": 18_000} for h in ("c1", "c2", "c3")]
+    rec["clients"] = [client_result(h, 18_000) for h in ("c1", "c2", "c3")]
     rec["baseline"].update(paths={f"c{i}->srv": {"pps_delivered": 50_000} for i in (1, 2)},
                            aggregate={"pps_delivered": 58_000, "pps_delivered_reverse": 58_000, "clients": 2})
     a = verdict(rec)

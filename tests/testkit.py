@@ -110,3 +110,9 @@ def counter_thread(thread: int = 0, requests: int = 0, connections: int = 0, **f
 def server_counters(*threads: dict[str, Any], arch: str = "reuseport") -> dict[str, Any]:
     """The server's stats event as parse_stats reads it (no acceptor: reuseport has none)."""
     return {"arch": arch, "threads": list(threads)}
+
+
+def client_result(host: str, qps: float, **fields: Any) -> dict[str, Any]:
+    """One generator's share of a run (load.py), over a 10 s run at a flat 1 ms latency."""
+    return {"host": host, "qps": qps, "requests": int(qps * 10),
+            "latency_ms": dict.fromkeys(("p50", "p75", "p90", "p99", "max", "mean"), 1.0), **fields}
