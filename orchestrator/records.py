@@ -429,7 +429,7 @@ class Measurement(Record):
     client_send_lag_ms: Latency | None = None  # open loop only, as above
     requests_detail: Opaque | None = None  # orchestrate-load's counts: wrk has none
     errors: Errors | None = None  # None: not measured (Run.errors_not_measured says why)
-    non_2xx: int | None = None
+    non_2xx: int | None = None  # None: not measured, never 0 (failed_requests unknown: issue 22)
     clients: tuple[ClientResult, ...] = ()
     start_skew_ms: float | None = None  # between the first and the last client's first request
     histograms: str | None = None  # orchestrate-load's bucket file: wrk has none

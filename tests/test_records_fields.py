@@ -21,7 +21,7 @@ UNEXPLAINED: dict[str, set[str]] = {
     "NicAllowance": {"reset"},
     "CpuSplit": {"sys", "usr"},
     "RunIdentity": {"arch", "connections", "index", "repetition", "run_id", "server_threads"},
-    "Measurement": {"non_2xx", "qps", "requests"},
+    "Measurement": {"qps", "requests"},
     "Run": {"affinity", "analysis", "baseline", "client_proc", "error", "load", "nic_allowances", "observer",
             "perf", "server_counters", "server_cpu", "server_host_cpu", "server_stopped_cleanly", "wall_s",
             "window"},
