@@ -81,7 +81,7 @@ class Latency(Record):
 
     # both generators set p50..p99, max and mean; a run that did not measure latency (null in
     # early and partial runs, Record._null_is_absent) reads as the empty Latency() (Measurement)
-    p50: float | None = None  # None: not measured (above), as the five below
+    p50: float | None = None  # None: not measured (the comment above)
     p75: float | None = None  # as p50
     p90: float | None = None  # as p50
     p99: float | None = None  # as p50
