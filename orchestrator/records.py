@@ -297,7 +297,7 @@ class Perf(Record):
 
 class NicAllowance(Record):
     exceeded: dict[str, int | float] = {}  # counter growth over the run, by ethtool counter name
-    reset: bool | None = None
+    reset: bool  # a counter went down: the driver restarted (tools/ethtool.delta)
 
 
 class KernelCounters(Record):

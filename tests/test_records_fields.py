@@ -18,7 +18,6 @@ RECORDS = Path(__file__).resolve().parent.parent / "orchestrator" / "records.py"
 
 # record -> its optional fields without a reason on their line (to explain or make required)
 UNEXPLAINED: dict[str, set[str]] = {
-    "NicAllowance": {"reset"},
     "CpuSplit": {"sys", "usr"},
     "RunIdentity": {"arch", "connections", "index", "repetition", "run_id", "server_threads"},
     "Measurement": {"qps", "requests"},
