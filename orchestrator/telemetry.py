@@ -168,8 +168,8 @@ def summarize(ctx: Context, collectors: list[Collector],
             continue
         telemetry.setdefault(name, {})[h.name] = summary
         if c.tool == "mpstat" and mpstat.OTHER in text:  # over the very intervals averaged above
-            ends = sorted({s.t for s in samples if s.cpu == mpstat.ALL and lo + off <= s.t <= hi + off})
-            telemetry.setdefault(OTHER, {})[h.name] = mpstat.other_share(mpstat.parse_other(text), ends)
+            other = mpstat.other_in_window(text, samples, lo + off, hi + off)
+            telemetry.setdefault(OTHER, {})[h.name] = other
     return telemetry
 
 

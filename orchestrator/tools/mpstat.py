@@ -136,6 +136,13 @@ def other_share(samples: Sequence[OtherSample], intervals: Iterable[float]) -> f
     return round(sum(shares) / len(shares), 2) if shares else None
 
 
+def other_in_window(text: str, samples: Iterable[CpuSample], t0: float | None = None,
+                    t1: float | None = None) -> float | None:
+    """other_share over the very intervals `summarize(samples, t0, t1)` averages."""
+    ends = sorted({s.t for s in samples if s.cpu == ALL and in_window(s.t, t0, t1)})
+    return other_share(parse_other(text), ends)
+
+
 def parse(text: str) -> list[CpuSample]:
     clock = SysstatClock()
     columns: list[str] = []

@@ -134,6 +134,12 @@ def test_other_work_is_every_task_less_the_server_and_ksoftirqd_over_mpstats_int
     assert mpstat.other_share(samples, []) is None
     # cpuacct not readable (cgroup v2): no readings
     assert mpstat.parse_other(re.sub(r"\|\d+ \d+ \|", "| |", OTHER_TEXT)) == []
+    # from mpstat's output and a window: over the intervals summarize averages in that window
+    cpu = mpstat.parse(OTHER_TEXT)
+    assert mpstat.summarize(cpu, t0 + 1, t0 + 2)[mpstat.ALL].n == 2
+    assert mpstat.other_in_window(OTHER_TEXT, cpu, t0 + 1, t0 + 2) == both
+    assert mpstat.other_in_window(OTHER_TEXT, cpu, t0 + 0.5, t0 + 1.5) == 53.34
+    assert mpstat.other_in_window(OTHER_TEXT, cpu, t0, t0 + 1) is None  # the first has no start
 
 
 @pytest.mark.slow
