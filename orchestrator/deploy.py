@@ -197,14 +197,25 @@ def stamp_path(host: Host, extra_vars: dict[str, Any] | None = None) -> str:
     return f"{root}/.deployed.{host.name}"
 
 
+def _builds_now(h: Host) -> str:
+    """A command printing a hash of the build role's stamps in the host's root: what is built there
+    now. Another checkout's deploy, or ansible-playbook alone, into that root (the labs' is every
+    lab's) changes it, and a deploy stamp written before no longer vouches for the binaries."""
+    root = shlex.quote(str(h.vars.get("orchestrate_root") or DEFAULT_ROOT))
+    return f"cat {root}/bin/.*.stamp 2>/dev/null | sha256sum | cut -c1-64"
+
+
 def up_to_date(hosts: list[Host], digest: str, transport: Callable[[Host], Transport],
                extra_vars: dict[str, Any] | None = None) -> set[str]:
-    """Names of the hosts whose stamp says they hold `digest` already: one `cat` each, at once."""
-    def read(h: Host) -> str:
-        return transport(h).run(f"cat {shlex.quote(stamp_path(h, extra_vars))} 2>/dev/null", timeout=20,
-                                check=False).stdout.strip()
+    """Names of the hosts whose stamp says they hold `digest` already, with the builds it saw
+    still in place: one command each, at once."""
+    def read(h: Host) -> list[str]:
+        path = shlex.quote(stamp_path(h, extra_vars))
+        return transport(h).run(f"cat {path} 2>/dev/null; {_builds_now(h)}", timeout=20,
+                                check=False).stdout.split()
 
-    return {h.name for h, got in zip(hosts, each(hosts, read), strict=True) if got == digest}
+    return {h.name for h, got in zip(hosts, each(hosts, read), strict=True)
+            if len(got) == 3 and got[0] == digest and got[1] == got[2]}
 
 
 def _write_stamps(hosts: list[Host], digest: str, transport: Callable[[Host], Transport],
@@ -213,8 +224,10 @@ def _write_stamps(hosts: list[Host], digest: str, transport: Callable[[Host], Tr
         path = shlex.quote(stamp_path(h, extra_vars))
         # Best effort: a host without a stamp (say, a login that cannot write there) is
         # only deployed again next time.
-        transport(h).run(f"mkdir -p \"$(dirname {path})\" && printf '%s\\n' {digest} > {path}.new "
-                         f"&& mv -f {path}.new {path}", timeout=20, check=False)
+        transport(h).run(f"mkdir -p \"$(dirname {path})\" && "
+                         f"{{ printf '%s\\n' {digest}; {_builds_now(h)}; }} > {path}.new "
+                         f"&& mv -f {path}.new {path}",
+                         timeout=20, check=False)
 
     # one writer per stamp: lab hosts of one role share theirs
     each(list({stamp_path(h, extra_vars): h for h in hosts}.values()), write)

@@ -300,11 +300,17 @@ def test_a_new_lab_at_the_same_inputs_skips_the_deploy_and_a_changed_input_deplo
         names = ", ".join(sorted(h.name for h in second.hosts))
         assert log.read_text().startswith(f"deploy: skipped {names}: already at build-input hash ")
         assert _builds(root) == built and os.access(root / "bin" / "slowbuild", os.X_OK)  # the first's binary
+        # what another checkout's build (or ansible-playbook alone) into the root leaves: the stamps
+        # no longer vouch, and Ansible runs (the role finds its binary from other sources and rebuilds)
+        (root / "bin" / ".slowbuild.stamp").write_text("other-sources Release\n")
+        again = deploy.deploy(second, playbook=playbook, transport=lambda h: transports[h.name])
+        assert again.status == "successful" and len(_builds(root)) == 2
+        built = _builds(root)
         three = deploy.deploy(second, playbook=playbook, transport=lambda h: transports[h.name],
                               extra_vars={"build_type": "Debug"})
         assert three.status == "successful" and sum(three.changed.values()) > 0, three.changed
         rebuilt = _builds(root)
-        assert len(rebuilt) == 2 and rebuilt[-1][2] in {h.name for h in second.hosts[1:]}
+        assert len(rebuilt) == 3 and rebuilt[-1][2] in {h.name for h in second.hosts[1:]}
     finally:
         for t in transports.values():
             t.close()
