@@ -177,30 +177,60 @@ def inputs_hash(playbook: Path = SITE, tags: list[str] | None = None, skip_tags:
     return h.hexdigest()
 
 
-def stamp_path(host: Host) -> str:
-    """Where a host records the inputs hash of its last successful deploy (per host name:
-    lab hosts share one filesystem)."""
-    return f"{host.vars.get('orchestrate_root') or DEFAULT_ROOT}/.deployed.{host.name}"
+# What the tuning role sets per network namespace (runtime sysctls): it goes with a lab's
+# namespaces. Everything else a deploy does (packages, builds, /etc files) lands on the filesystem.
+NAMESPACED_VARS = ("tuning_somaxconn", "tuning_local_port_range")
 
 
-def up_to_date(hosts: list[Host], digest: str, transport: Callable[[Host], Transport]) -> set[str]:
-    """Names of the hosts whose stamp says they hold `digest` already: one `cat` each, at once."""
-    def read(h: Host) -> str:
-        return transport(h).run(f"cat {shlex.quote(stamp_path(h))} 2>/dev/null", timeout=20,
-                                check=False).stdout.strip()
+def stamp_path(host: Host, extra_vars: dict[str, Any] | None = None) -> str:
+    """Where a host records the inputs hash of its last successful deploy.
 
-    return {h.name for h, got in zip(hosts, each(hosts, read), strict=True) if got == digest}
+    A netns lab host is a namespace on this machine's filesystem: what a deploy leaves for its
+    roles lies in the shared root, whatever the lab is called, so its stamp is its roles'
+    (`.deployed.lab.client`), and a new lab at the same inputs skips Ansible. Hosts with a
+    filesystem of their own, and lab hosts given settings that live in their namespace, keep a
+    stamp per host name (netns.down removes a lab's)."""
+    root = host.vars.get("orchestrate_root") or DEFAULT_ROOT
+    namespaced = any((extra_vars or {}).get(k) is not None for k in NAMESPACED_VARS)
+    if host.vars.get("namespace") and not namespaced:
+        return f"{root}/.deployed.lab.{'+'.join(sorted(host.roles))}"
+    return f"{root}/.deployed.{host.name}"
 
 
-def _write_stamps(hosts: list[Host], digest: str, transport: Callable[[Host], Transport]) -> None:
+def _builds_now(h: Host) -> str:
+    """A command printing a hash of the build role's stamps in the host's root: what is built there
+    now. Another checkout's deploy, or ansible-playbook alone, into that root (the labs' is every
+    lab's) changes it, and a deploy stamp written before no longer vouches for the binaries."""
+    root = shlex.quote(str(h.vars.get("orchestrate_root") or DEFAULT_ROOT))
+    return f"cat {root}/bin/.*.stamp 2>/dev/null | sha256sum | cut -c1-64"
+
+
+def up_to_date(hosts: list[Host], digest: str, transport: Callable[[Host], Transport],
+               extra_vars: dict[str, Any] | None = None) -> set[str]:
+    """Names of the hosts whose stamp says they hold `digest` already, with the builds it saw
+    still in place: one command each, at once."""
+    def read(h: Host) -> list[str]:
+        path = shlex.quote(stamp_path(h, extra_vars))
+        return transport(h).run(f"cat {path} 2>/dev/null; {_builds_now(h)}", timeout=20,
+                                check=False).stdout.split()
+
+    return {h.name for h, got in zip(hosts, each(hosts, read), strict=True)
+            if len(got) == 3 and got[0] == digest and got[1] == got[2]}
+
+
+def _write_stamps(hosts: list[Host], digest: str, transport: Callable[[Host], Transport],
+                  extra_vars: dict[str, Any] | None = None) -> None:
     def write(h: Host) -> None:
-        path = shlex.quote(stamp_path(h))
+        path = shlex.quote(stamp_path(h, extra_vars))
         # Best effort: a host without a stamp (say, a login that cannot write there) is
         # only deployed again next time.
-        transport(h).run(f"mkdir -p \"$(dirname {path})\" && printf '%s\\n' {digest} > {path}.new "
-                         f"&& mv -f {path}.new {path}", timeout=20, check=False)
+        transport(h).run(f"mkdir -p \"$(dirname {path})\" && "
+                         f"{{ printf '%s\\n' {digest}; {_builds_now(h)}; }} > {path}.new "
+                         f"&& mv -f {path}.new {path}",
+                         timeout=20, check=False)
 
-    each(hosts, write)
+    # one writer per stamp: lab hosts of one role share theirs
+    each(list({stamp_path(h, extra_vars): h for h in hosts}.values()), write)
 
 
 def deploy(lab: Lab, *, tags: list[str] | None = None, skip_tags: list[str] | None = None,
@@ -221,7 +251,7 @@ def deploy(lab: Lab, *, tags: list[str] | None = None, skip_tags: list[str] | No
     digest, skipped = "", ""
     if transport is not None:
         digest = inputs_hash(playbook, tags, skip_tags, extra_vars)
-        current = up_to_date(targets, digest, transport)
+        current = up_to_date(targets, digest, transport, extra_vars)
         skipped = (f"deploy: skipped {', '.join(sorted(current))}: already at build-input hash {digest}\n"
                    if current else "")
         if len(current) == len(targets):
@@ -234,7 +264,7 @@ def deploy(lab: Lab, *, tags: list[str] | None = None, skip_tags: list[str] | No
     if skipped and log is not None and log.exists():
         _keep_log(log, skipped + log.read_text())
     if transport is not None:
-        _write_stamps(targets, digest, transport)
+        _write_stamps(targets, digest, transport, extra_vars)
     return result
 
 

@@ -76,6 +76,23 @@ def test_inventory_from_a_lab():
     assert deploy.server_binary(unchecked) == "/opt/orchestrate/bin/orchestrate-server"
 
 
+def test_lab_hosts_stamp_by_roles_others_by_name():
+    """Lab hosts share this machine's filesystem: their stamp is their roles' in the root, the
+    same for every lab; unless the deploy sets something in their namespaces (tuning sysctls)."""
+    lab_vars = {"namespace": "orch-a-1", "lab": "a", "orchestrate_root": "/tmp/o"}
+    client = Host("orch-a-1", "10.0.0.2", ("client",), "/w", vars=lab_vars)
+    both = Host("orch-a-0", "10.0.0.1", ("server", "client"), "/w",
+                vars={**lab_vars, "namespace": "orch-a-0"})
+    assert deploy.stamp_path(client) == "/tmp/o/.deployed.lab.client"
+    assert deploy.stamp_path(both) == "/tmp/o/.deployed.lab.client+server"
+    assert deploy.stamp_path(client, {"tuning_nofile": 4096}) == "/tmp/o/.deployed.lab.client"  # /etc: shared
+    assert deploy.stamp_path(client, {"tuning_somaxconn": 1024}) == "/tmp/o/.deployed.orch-a-1"
+    assert deploy.stamp_path(client, {"tuning_somaxconn": None}) == "/tmp/o/.deployed.lab.client"
+    static = Host("db1", "10.0.0.3", ("client",), "/w", vars={"orchestrate_root": "/tmp/o"})
+    assert deploy.stamp_path(static) == "/tmp/o/.deployed.db1"  # a filesystem of its own
+    assert deploy.stamp_path(Host("c", "10.0.0.4", ("client",), "/w")) == "/opt/orchestrate/.deployed.c"
+
+
 def test_playbook_alone_builds_the_server_then_changes_nothing(lab, tmp_path):
     """ansible-playbook -i <lab inventory> playbooks/site.yml, twice: the second run has changed=0."""
     root = tmp_path / "opt"  # a fresh root: the server really builds in this test
@@ -251,3 +268,49 @@ def test_hosts_sharing_a_build_directory_build_once(lab3, tmp_path):
     assert result.status == "successful"
     assert len(_builds(tmp_path / "shared")) == 1  # the other host found the stamp, under the lock
     assert os.access(tmp_path / "shared" / "bin" / "slowbuild", os.X_OK)
+
+
+def test_a_new_lab_at_the_same_inputs_skips_the_deploy_and_a_changed_input_deploys(lab, lab3, tmp_path):
+    """Two labs of other names, one after the other, in one root (as every lab's hosts share
+    /tmp/orchestrate/opt): the second finds the first's stamps and runs no play, its clients
+    using the binary the first built; a changed input (a var the build reads) runs Ansible again."""
+    import dataclasses
+
+    from orchestrator.hosts import connect
+
+    playbook = REPO / "tests" / "data" / "build-parallel.yml"
+    root = tmp_path / "opt"  # fresh: the first lab really deploys
+
+    def in_root(st: netns.LabState, run_id: str) -> Lab:
+        return Lab("netns", tuple(dataclasses.replace(h, vars={**h.vars, "orchestrate_root": str(root)})
+                                  for h in netns.hosts_of(st, run_id=run_id)), st.name)
+
+    first, second = in_root(lab, "first"), in_root(lab3, "second")
+    transports = {h.name: connect(h) for h in first.hosts + second.hosts}
+    try:
+        one = deploy.deploy(first, playbook=playbook, transport=lambda h: transports[h.name])
+        assert one.status == "successful"
+        built = _builds(root)
+        assert [host for _, _, host in built] == [first.hosts[1].name]
+        stamps = sorted(p.name for p in root.glob(".deployed.*"))
+        assert stamps == [".deployed.lab.client", ".deployed.lab.server"]  # the roles', not the hosts'
+        log = tmp_path / "deploy.log"
+        two = deploy.deploy(second, playbook=playbook, transport=lambda h: transports[h.name], log=log)
+        assert two.status == "skipped" and two.seconds == 0.0
+        names = ", ".join(sorted(h.name for h in second.hosts))
+        assert log.read_text().startswith(f"deploy: skipped {names}: already at build-input hash ")
+        assert _builds(root) == built and os.access(root / "bin" / "slowbuild", os.X_OK)  # the first's binary
+        # what another checkout's build (or ansible-playbook alone) into the root leaves: the stamps
+        # no longer vouch, and Ansible runs (the role finds its binary from other sources and rebuilds)
+        (root / "bin" / ".slowbuild.stamp").write_text("other-sources Release\n")
+        again = deploy.deploy(second, playbook=playbook, transport=lambda h: transports[h.name])
+        assert again.status == "successful" and len(_builds(root)) == 2
+        built = _builds(root)
+        three = deploy.deploy(second, playbook=playbook, transport=lambda h: transports[h.name],
+                              extra_vars={"build_type": "Debug"})
+        assert three.status == "successful" and sum(three.changed.values()) > 0, three.changed
+        rebuilt = _builds(root)
+        assert len(rebuilt) == 3 and rebuilt[-1][2] in {h.name for h in second.hosts[1:]}
+    finally:
+        for t in transports.values():
+            t.close()

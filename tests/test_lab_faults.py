@@ -61,6 +61,9 @@ def wait_for_pid(run_id: str, comm: str, timeout: float = 60) -> int:
 
 def test_ctrl_c_during_deploy(tmp_path, run_id):
     lab = lab_name("d")
+    # a play to interrupt: no stamp of an earlier lab vouches for the shared root (deploy.stamp_path)
+    for stamp in Path(netns.LAB_ORCHESTRATE_ROOT).glob(".deployed.lab.*"):
+        stamp.unlink(missing_ok=True)
     r = Run(tmp_path, run_id, SCENARIO, "--set", f"hosts.lab={lab}", *QUICK)
     r.wait_for("deploying tools and the server with Ansible", timeout=120)
     time.sleep(2)

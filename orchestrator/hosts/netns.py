@@ -51,7 +51,8 @@ from orchestrator.signals import shielded
 
 LABS_ROOT = Path(os.environ.get("ORCHESTRATE_LABS", "/tmp/orchestrate/labs"))
 # Where the deploy playbook installs the server for lab hosts: shared by every lab
-# (they all see this filesystem), so a new lab does not rebuild it.
+# (they all see this filesystem), so a new lab does not rebuild it, and its deploy stamps
+# there (deploy.stamp_path) let a new lab at the same inputs skip Ansible.
 LAB_ORCHESTRATE_ROOT = "/tmp/orchestrate/opt"
 NETWORK = ipaddress.ip_network("198.18.0.0/15")  # RFC 2544 benchmarking range
 MAX_LABS = NETWORK.num_addresses // 256  # one /24 per lab
@@ -646,9 +647,11 @@ def down(name: str, *, root: Path | None = None) -> list[str]:
 
 
 def _remove_deploy_stamps(name: str) -> list[str]:
-    """The lab's hosts' deploy stamps go with them: the binaries stay in the shared root, but what
-    a deploy set inside a namespace (its sysctls) does not, so a lab brought up again under the
-    same name must be deployed again, not skipped as "already at this hash"."""
+    """The lab's hosts' own deploy stamps go with them. A deploy that set something inside the
+    namespaces (tuning sysctls) stamps each host by name, and that is gone with the namespace, so
+    a lab brought up again under the same name is deployed again, not skipped as "already at this
+    hash". The roles' stamps (`.deployed.lab.<roles>`, deploy.stamp_path) stay: they vouch for
+    the shared root, which outlives every lab."""
     host = re.compile(rf"^\.deployed\.orch-{re.escape(name)}-\d+$")
     removed = []
     for stamp in Path(LAB_ORCHESTRATE_ROOT).glob(f".deployed.orch-{name}-*"):

@@ -55,7 +55,8 @@ def make_lab(lab_prefix: str) -> Iterator[Callable[..., netns.LabState]]:
 
 
 def leftovers(st: netns.LabState) -> list[str]:
-    """Everything of lab `st` still on the machine: namespaces, links, sshd, directory."""
+    """Everything of lab `st` still on the machine: namespaces, links, sshd, directory, its hosts'
+    own deploy stamps (not the roles' `.deployed.lab.*`, which every lab shares)."""
     left = []
     pat = re.compile(rf"^orch-{re.escape(st.name)}-\d+\b")
     nss = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.splitlines()

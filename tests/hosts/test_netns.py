@@ -151,15 +151,23 @@ def test_down_leaves_nothing(make_lab, lab_leftovers):
     t = SshTransport(h.ssh)
     proc = remote.spawn(t, "sleeper", "sleep 60", workdir=h.workdir)  # an SSH session child too
     t.close()
-    stamp = Path(netns.LAB_ORCHESTRATE_ROOT) / f".deployed.{h.name}"  # as a deploy leaves it
+    stamp = Path(netns.LAB_ORCHESTRATE_ROOT) / f".deployed.{h.name}"  # as a deploy of sysctls leaves it
     stamp.parent.mkdir(parents=True, exist_ok=True)
     stamp.write_text("hash\n")
+    shared = Path(netns.LAB_ORCHESTRATE_ROOT) / ".deployed.lab.client"  # every lab's: not this one's
+    made = not shared.exists()  # (one a deploy left is kept as it is: it vouches for the shared root)
+    if made:
+        shared.write_text("hash\n")
+    vouched = shared.read_text()
     started = time.monotonic()
     removed = netns.down(st.name)
     seconds = time.monotonic() - started
     assert seconds < 5
     assert any("sshd" in r for r in removed) and any(f"namespace {h.name}" == r for r in removed)
     assert lab_leftovers(st) == []
+    assert shared.read_text() == vouched and not any(str(shared) in r for r in removed)
+    if made:
+        shared.unlink()
     assert not netns._alive(proc.pid)  # the process started over SSH went with its host
     assert not netns.is_up(st.name) and netns.status(st.name) == []
     assert netns.down(st.name) == []  # twice is fine
