@@ -16,9 +16,10 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator.hosts import cgroups
+
 ROOT = Path("/sys/fs/cgroup/cpu")
 ACCT = Path("/sys/fs/cgroup/cpuacct")  # a hierarchy of its own here: the CPU time used
-PERIOD_US = 100_000
 
 
 @dataclass(frozen=True)
@@ -62,14 +63,13 @@ def quota(share: float) -> Iterator[Cgroup]:
         raise ValueError(f"quota share of one CPU must be within 0.01..1, got {share}")
     name = f"orch-test-{secrets.token_hex(4)}"
     path, acct = ROOT / name, ACCT / name
-    path.mkdir()
-    acct.mkdir()
     try:
-        (path / "cpu.cfs_period_us").write_text(f"{PERIOD_US}\n")
-        (path / "cpu.cfs_quota_us").write_text(f"{int(share * PERIOD_US)}\n")
+        cgroups.limit({"cpu": ROOT, "cpuacct": ACCT}, name, cpu=share)
         yield Cgroup(path, share, acct)
     finally:
         for root, group in ((ROOT, path), (ACCT, acct)):
+            if not group.is_dir():  # limit() failed before making it
+                continue
             for pid in (group / "cgroup.procs").read_text().split():  # stragglers back to the root
                 with suppress(OSError):  # exited meanwhile
                     (root / "cgroup.procs").write_text(f"{pid}\n")

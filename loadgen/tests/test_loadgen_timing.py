@@ -49,8 +49,9 @@ def capacity(generators, realtime_server) -> float:
 @pytest.mark.slow
 @pytest.mark.parametrize("fraction", [0.2, 0.5, 0.8])
 def test_pacing_accuracy(generators, realtime_server, capacity, fraction):
-    """The sends made within 1% of the target's, answers at least 99% of it, and the generator's
-    own send-lag p99 under 1 ms.
+    """The sends made within 1% of the target's (those the server kept waiting for a free
+    connection counted as unsent), answers at least 99% of it, and the generator's own send-lag
+    p99 under 1 ms.
     Closed-loop capacity on one client core is set by the client itself here (loopback TCP
     costs the sender most of its CPU), and open loop costs more per request (every request
     wakes both sides), so at 80% the generator can run out of its core: then it must say so
@@ -67,6 +68,7 @@ def test_pacing_accuracy(generators, realtime_server, capacity, fraction):
                      "latency_p99_ms": run.pct("latency", "99"),
                      "sustained": run.doc["rate"]["sustained"],
                      "due": run.counts["requests"], "sent": run.counts["sent"],
+                     "unsent": run.counts["unsent"], "queued": run.counts["queued"],
                      "window_s": run.doc["window"]["measured_s"],
                      # busy share of the loaded 2.5 s (warm-up + window)
                      "generator_cpu": round(run.cpu_s / 2.5, 3)})
@@ -76,9 +78,17 @@ def test_pacing_accuracy(generators, realtime_server, capacity, fraction):
     last = runs[-1]
     if fraction < 0.8 or last["sustained"]:
         assert last["sustained"] is True, runs
-        # pacing: the window's schedule holds the target, and the sends made are the sends due
+        # pacing: the window's schedule holds the target, and every request due is sent or,
+        # never sent, counted as unsent (its latency runs to the drain's end)
         assert abs(last["due"] / last["window_s"] - rate) <= 0.01 * rate, runs
-        assert last["sent"] >= 0.99 * last["due"], runs
+        assert last["sent"] + last["unsent"] == last["due"], runs
+        if last["queued"] == 0:
+            # no request waited for a free connection, so any send short of those due is the
+            # generator's own: the sends made are the sends due
+            assert last["sent"] >= 0.99 * last["due"], runs
+        # else the server held every connection for a while (CI once: 1.3% unsent at 80% with
+        # a 203 ms server queue, the client's own lag 0.66 ms, answers 102.5% of the target):
+        # those sends were the server's to wait for, and the lag check below is the generator's
         # answers: at least 99% of the target; more is possible near the server's capacity,
         # where requests queued in the warm-up are answered inside the window (CI once read
         # 101.7% at 80%, with a 66 ms server queue)

@@ -44,7 +44,7 @@ from typing import Any
 from orchestrator import packages
 from orchestrator.cpus import ranges
 from orchestrator.errors import RunFailed, UserError
-from orchestrator.hosts import Host, Lab
+from orchestrator.hosts import Host, Lab, cgroups
 from orchestrator.remote import SshTarget, wait_for_banner
 from orchestrator.scenario import Scenario, Size, resolve_cpus
 from orchestrator.signals import shielded
@@ -62,11 +62,9 @@ SSHD = "/usr/sbin/sshd"  # Debian's; packages.which finds it elsewhere too
 NOFILE = 1 << 20  # sshd (and so every process started over SSH) may open this many files
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 SCHEMA = 1
-CGROUP_FS = Path("/sys/fs/cgroup")
 # A sized host's cgroups: orchlab-<lab>-<i> in each hierarchy (a prefix of their own, so a
 # cgroup someone else names orch-... is never taken for a lab's).
 CGROUP_PREFIX = "orchlab-"
-CFS_PERIOD_US = 100_000  # the kernel's default: a quota of 0.5 CPU is 50 ms of every 100 ms
 
 
 @dataclass(frozen=True)
@@ -163,7 +161,7 @@ def _lab_namespaces(name: str) -> list[str]:
 
 
 def _lab_cgroups(name: str) -> list[Path]:
-    return _cgroups_named(re.compile(rf"^{CGROUP_PREFIX}{re.escape(name)}-\d+$"))
+    return cgroups.named(re.compile(rf"^{CGROUP_PREFIX}{re.escape(name)}-\d+$"))
 
 
 def _links() -> set[str]:
@@ -234,107 +232,40 @@ def _size_of(sizes: dict[str, Size], index: int) -> dict[str, Any]:
     return {"cpu": size.cpu, "cpus": cpus}
 
 
-def _cgroup_mounts() -> list[tuple[str, str, str]]:
-    """This machine's cgroup file systems: (mount point, type, options), /sys/fs/cgroup first."""
-    out = []
-    for line in Path("/proc/self/mounts").read_text().splitlines():
-        _, mnt, fstype, opts = line.split()[:4]
-        if mnt == str(CGROUP_FS) or mnt.startswith(f"{CGROUP_FS}/"):
-            out.append((mnt, fstype, opts))
-    return sorted(out)
-
-
-def _controller_dirs() -> dict[str, Path]:
-    """cgroup v1 controller -> its hierarchy's root (co-mounted controllers share one)."""
-    dirs: dict[str, Path] = {}
-    for mnt, fstype, opts in _cgroup_mounts():
-        if fstype == "cgroup":
-            for opt in opts.split(","):
-                if opt in ("cpu", "cpuacct", "cpuset"):
-                    dirs[opt] = Path(mnt)
-    return dirs
-
-
 def cgroup_name(h: LabHost) -> str:
     return CGROUP_PREFIX + h.name.removeprefix("orch-")
 
 
-def _host_cgroups(h: LabHost, dirs: dict[str, Path]) -> list[Path]:
-    """The cgroups a sized host lives in: cpu (its quota), cpuacct (its usage), cpuset."""
+def _host_controllers(h: LabHost, dirs: dict[str, Path]) -> dict[str, Path]:
+    """The hierarchies a sized host has a group in: cpu (its quota), cpuacct (its usage), cpuset."""
     if not h.sized:
-        return []
+        return {}
     wanted = ["cpu", "cpuacct"] + (["cpuset"] if h.cpus is not None else [])
-    return list(dict.fromkeys(dirs[c] / cgroup_name(h) for c in wanted if c in dirs))
+    return {c: dirs[c] for c in wanted if c in dirs}
+
+
+def _host_cgroups(h: LabHost, dirs: dict[str, Path]) -> list[Path]:
+    """The cgroups a sized host lives in, one per hierarchy."""
+    return list(dict.fromkeys(d / cgroup_name(h) for d in _host_controllers(h, dirs).values()))
 
 
 def _make_cgroups(st: LabState) -> None:
     sized = [h for h in st.hosts if h.sized]
     if not sized:
         return
-    dirs = _controller_dirs()
+    dirs = cgroups.controller_dirs()
     need = {"cpu"} | ({"cpuset"} if any(h.cpus is not None for h in sized) else set())
     if need - set(dirs):
         raise UserError(f"lab {st.name}: sized hosts need the cgroup v1 controller(s) "
-                        f"{', '.join(sorted(need - set(dirs)))}, not mounted under {CGROUP_FS} here "
+                        f"{', '.join(sorted(need - set(dirs)))}, not mounted under {cgroups.FS} here "
                         "(a cgroup v2-only machine is not supported yet)")
     for h in sized:
         try:
-            for d in _host_cgroups(h, dirs):
-                d.mkdir(exist_ok=True)
-            cpu = dirs["cpu"] / cgroup_name(h)
-            if h.cpu is not None:
-                (cpu / "cpu.cfs_period_us").write_text(f"{CFS_PERIOD_US}\n")
-                (cpu / "cpu.cfs_quota_us").write_text(f"{round(h.cpu * CFS_PERIOD_US)}\n")
-            if h.cpus is not None:
-                cs = dirs["cpuset"] / cgroup_name(h)
-                (cs / "cpuset.mems").write_text((dirs["cpuset"] / "cpuset.mems").read_text())
-                (cs / "cpuset.cpus").write_text(ranges(h.cpus) + "\n")
+            cgroups.limit(_host_controllers(h, dirs), cgroup_name(h), cpu=h.cpu,
+                          cpus=ranges(h.cpus) if h.cpus is not None else None)
         except OSError as exc:
             raise RunFailed(f"cannot size the host ({h.size_text()}): {exc}", host=h.name,
                             phase="lab") from None
-
-
-def _cgroups_named(pattern: re.Pattern[str]) -> list[Path]:
-    out = []
-    for mnt in dict.fromkeys(_controller_dirs().values()):
-        with contextlib.suppress(OSError):
-            out += [d for d in mnt.iterdir() if d.is_dir() and pattern.match(d.name)]
-    return out
-
-
-def _remove_cgroups(dirs: list[Path]) -> list[str]:
-    """Kill whatever is still inside (nothing, after the namespaces' processes), then rmdir."""
-    removed = []
-    for d in dirs:
-        deadline = time.monotonic() + 3.0
-        while True:
-            with contextlib.suppress(OSError, ValueError):
-                for pid in (d / "cgroup.procs").read_text().split():
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(int(pid), signal.SIGKILL)
-                        removed.append(f"process {pid} (in cgroup {d})")
-            try:
-                d.rmdir()
-                removed.append(f"cgroup {d}")
-                break
-            except FileNotFoundError:
-                break
-            except OSError:  # EBUSY while the killed tasks exit
-                if time.monotonic() > deadline:
-                    break
-                time.sleep(0.02)
-    return removed
-
-
-def _cgroup_mount_script() -> str:
-    """Mount this machine's cgroup hierarchies in a host's own mount namespace (`ip netns
-    exec` mounts a fresh /sys without them), best effort: they are for looking, not limiting."""
-    steps = []
-    for mnt, fstype, opts in _cgroup_mounts():
-        q = shlex.quote(mnt)
-        steps.append(f"{{ mkdir -p {q}; mount -t {fstype} -o {shlex.quote(opts)} {fstype} {q}; }} "
-                     "2>/dev/null")
-    return "".join(f"{step}; " for step in steps)
 
 
 # --- bringing a lab up ---------------------------------------------------------
@@ -442,15 +373,14 @@ def _start_sshd(st: LabState) -> None:
     if binary is None:
         raise RunFailed(str(packages.Missing("sshd", packages.TOOL_PACKAGES["sshd"])), phase="lab")
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege-separation dir sshd insists on
-    dirs = _controller_dirs()
-    mounts = _cgroup_mount_script()
+    dirs = cgroups.controller_dirs()
+    mounts = cgroups.mount_script()
     procs = []
     for h in st.hosts:
         d = Path(st.dir) / "hosts" / h.name
         sshd = shlex.join([binary, "-f", str(d / "sshd_config"), "-E", str(d / "sshd.log")])
         # Join the host's cgroups first (children inherit them), then its namespace.
-        join = "".join(f"echo $$ > {shlex.quote(str(c / 'cgroup.procs'))} && "
-                       for c in _host_cgroups(h, dirs))
+        join = cgroups.join_command(_host_cgroups(h, dirs))
         inner = f"{mounts}exec {sshd}"
         procs.append((h, subprocess.Popen(
             ["sh", "-c", f"{join}exec ip netns exec {h.name} sh -c {shlex.quote(inner)}"],
@@ -696,7 +626,7 @@ def down(name: str, *, root: Path | None = None) -> list[str]:
         with contextlib.suppress(ProcessLookupError, ValueError):
             os.kill(int(pid), signal.SIGKILL)
             removed.append(f"process {pid} (stray, {d})")
-    removed += _remove_cgroups(_lab_cgroups(name))
+    removed += cgroups.remove(_lab_cgroups(name))
     if namespaces:
         # Deleting a namespace deletes both ends of its veth.
         _sh(["ip", "-batch", "-"], input="".join(f"netns del {ns}\n" for ns in namespaces), check=False)
@@ -743,7 +673,7 @@ def _problems(st: LabState, namespaces: set[str], links: set[str]) -> tuple[str,
             out.append(f"namespace {h.name} is missing")
     if st.state == "up" and len(alive) < len(st.hosts):
         out.append(f"{len(st.hosts) - len(alive)} of {len(st.hosts)} sshd are not running")
-    dirs = _controller_dirs()
+    dirs = cgroups.controller_dirs()
     for h in st.hosts:
         missing = [str(c) for c in _host_cgroups(h, dirs) if not c.is_dir()]
         if missing:
@@ -770,7 +700,7 @@ def status(name: str | None = None, *, root: Path | None = None) -> list[LabStat
     orphans: dict[str, list[str]] = {}
     pattern = re.compile(r"^orch-(.+)-(\d+)$")
     in_cgroup = re.compile(rf"^{CGROUP_PREFIX}(.+)-(\d+)$")
-    for what in [*namespaces, *(f"cgroup {d}" for d in _cgroups_named(in_cgroup))]:
+    for what in [*namespaces, *(f"cgroup {d}" for d in cgroups.named(in_cgroup))]:
         m = (in_cgroup if what.startswith("cgroup ") else pattern).match(what.rsplit("/", 1)[-1])
         if m and m[1] not in known and (name is None or m[1] == name):
             orphans.setdefault(m[1], []).append(what)
