@@ -205,3 +205,18 @@ def warm_lab(_warm_lab_session):
     every idle lab down, as it should, and tests of it run between this lab's users: a lab found
     down is brought up and deployed again by the same run."""
     return _warm_lab_session.ensure()
+
+
+@pytest.fixture
+def deployed_lab_root(_warm_lab_session):
+    """The labs' shared orchestrate_root (netns.LAB_ORCHESTRATE_ROOT: every lab's hosts see one
+    filesystem) holding this tree's tools and server, deployed with Ansible by the warm lab's run
+    (see `warm_lab`): a lab of a test's own then runs with hosts.deploy=false instead of deploying
+    the same build again (test_gate_nightly: two deploys of ~7.7 s each). Returns that run."""
+    from orchestrator.hosts import netns
+
+    _, _, done = _warm_lab_session.ensure()
+    assert done.returncode == 0, done.stderr
+    assert all((Path(netns.LAB_ORCHESTRATE_ROOT) / "bin" / b).is_file()
+               for b in ("orchestrate-server", "orchestrate-load"))
+    return done

@@ -24,18 +24,19 @@ pytestmark = pytest.mark.slow
 # tests share, sets the rate (at 20k pps a busy machine moved QPS by a third between nights)
 CAP, TIGHTER = 5_000, 2_500
 # Short: 1 s loads, no iperf3 baseline, no collectors, one architecture (the gate judges
-# QPS; the suite's time is tight).
+# QPS; the suite's time is tight), and no deploy: the session's warm lab deployed this tree into
+# the labs' shared root already (conftest.py: deployed_lab_root), and the gate reads none of it.
 # The shipped nightly compares HEAD with the commit that last passed side by side (tests/test_nightly.py);
 # this test keeps the night-against-history gate, on one architecture with repeat: 3.
 SHORT = ["--set", "load.duration=1s", "--set", "baseline.enabled=false", "--set", "telemetry=[]",
          "--set", "server.arch=reuseport", "--set", "compare=null", "--set", "rounds=null",
-         "--set", "repeat=3", "--set", "variants={}"]
+         "--set", "repeat=3", "--set", "variants={}", "--set", "hosts.deploy=false"]
 CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
          "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 POINTS = ["reuseport threads=1 conns=64"]
 
 
-def test_nightly_gate_passes_twice_then_fires_on_a_tighter_cap(moto_server, tmp_path):
+def test_nightly_gate_passes_twice_then_fires_on_a_tighter_cap(moto_server, tmp_path, deployed_lab_root):
     env = {**CREDS, "AWS_ENDPOINT_URL_S3": moto_server, "ORCHESTRATE_CACHE": str(tmp_path / "cache")}
     s3 = boto3.session.Session(**{k.lower(): v for k, v in CREDS.items() if k != "AWS_DEFAULT_REGION"},
                                region_name="us-east-1").client("s3", endpoint_url=moto_server)
