@@ -113,6 +113,18 @@ def run(tmp_path: Path, run_id: str, sc: dict, wrk_quota: float = 1.0) -> tuple[
     return s, throttles
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _built_server() -> None:
+    """The cases that start the server by command need its Release build, which nothing else
+    may have made when this module runs alone: the product's own incremental build (a no-op
+    when it is there)."""
+    import subprocess
+
+    subprocess.run(server_tool.build_command(REPO / "server", SERVER_BINARY.parent), shell=True,
+                   check=True)
+    assert os.access(SERVER_BINARY, os.X_OK)
+
+
 def builtin(port: int, threads: int = 1, cpus: tuple[int, ...] = (0,)) -> str:
     return " ".join(server_tool.builtin_command(str(SERVER_BINARY), arch="reuseport", threads=threads,
                                                 cpus=list(cpus), port=port, bind="127.0.0.1",
