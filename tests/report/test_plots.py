@@ -164,6 +164,7 @@ def test_a_legend_beyond_the_room_is_still_drawn():
 
 
 
+@pytest.mark.slow  # 6 s: two placements compared, not breakage (the fast tier draws charts elsewhere)
 @pytest.mark.parametrize("which", ["closed_summary", "open_summary"])
 def test_titles_sit_where_matplotlibs_own_placement_puts_them(which: str, request: pytest.FixtureRequest,
                                                               monkeypatch: pytest.MonkeyPatch):
