@@ -855,6 +855,7 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> records.Run:
     started: list[remote.Process] = [srv]
     try:
         _wait_ready(ctx, srv, _ready_url(ctx, url))
+        set_up = time.monotonic()  # the steps from here to the plan are timed: see _lead
         affinity: dict[str, Any] = {"server": remote.group_affinity(ts, srv.pid)}
         server_pids = sorted({int(v["pid"]) for v in affinity["server"].values()})
 
@@ -873,7 +874,7 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> records.Run:
         # Before it, four steps per host (start, affinity, load watch, CPU reading): slow
         # hosts get the time they need, so none of it runs into the load.
         planned = time.time()
-        t0 = planned + _lead(ctx, round_trip)
+        t0 = planned + _lead(ctx.pre_load_s, round_trip, time.monotonic() - set_up)
         end = t0 + gen.busy_s(ctx)  # the planned end: [t0, end] is the measurement window
 
         def start_load(c: Host) -> remote.Process:
@@ -978,19 +979,20 @@ def _throttled(run: records.Run, before: dict[str, remote.CpuTimes],
         for h, p in run.client_proc.items()}})
 
 
-LEAD_FIRST_S = 1.5  # before a run's first window: the pre-load steps' time is not known yet
-LEAD_MIN_S = 0.5  # before later windows: never less, however fast the steps were
-LEAD_MARGIN = 3.0  # times the slowest pre-load steps so far (start, affinity, watch, reading)
+LEAD_MIN_S = 0.5  # never less, however fast the steps were
+LEAD_MARGIN = 3.0  # times the slowest steps timed so far
 
 
-def _lead(ctx: Context, round_trip: float) -> float:
+def _lead(pre_load_s: float | None, round_trip: float, set_up_s: float) -> float:
     """Seconds from now to the load's start instant: time for the four pre-load steps on every
-    client (five round trips of the one just timed), and once a window has shown how long
-    those steps take here, three times the slowest of them rather than a fixed 1.5 s (on
-    this 2-CPU machine, local hosts, the 0.5 s floor applied: a second saved per window)."""
-    if ctx.pre_load_s is None:
-        return max(LEAD_FIRST_S, 5 * round_trip)
-    return max(LEAD_MIN_S, 5 * round_trip, LEAD_MARGIN * ctx.pre_load_s)
+    client (start, affinity, load watch, CPU reading; five round trips of the one just timed),
+    and three times the slowest of those steps so far. Before a run's first window they were
+    not timed yet; the five like steps this window just took on the same hosts (server
+    affinity, NIC and kernel counters, collectors' start, the generators' preparation) stand
+    in for them, rather than a fixed 1.5 s: on this 2-CPU machine they take ~0.1 s, so the
+    0.5 s floor applies and a second is saved per `orchestrate run`."""
+    slowest = set_up_s if pre_load_s is None else pre_load_s
+    return max(LEAD_MIN_S, 5 * round_trip, LEAD_MARGIN * slowest)
 
 
 def _kernel(ctx: Context, spec: RunSpec, run: records.Run, server_cpus: list[int],

@@ -182,12 +182,11 @@ class NativeLoad:
         return Measured(records.Measurement(
             requests=total.counts.responses,
             qps=total.qps,
-            latency_ms=_latency(total.latency_ms),  # from the intended send time
-            service_time_ms=_latency(total.service_time_ms),  # from the actual send
-            send_lag_ms=_latency(total.send_lag_ms),
+            latency_ms=total.latency_ms,  # from the intended send time
+            service_time_ms=total.service_time_ms,  # from the actual send
+            send_lag_ms=total.send_lag_ms,
             # the client's own send lag (from when a connection was free), send fidelity's basis
-            client_send_lag_ms=(_latency(total.client_send_lag_ms)
-                                if total.client_send_lag_ms is not None else None),
+            client_send_lag_ms=total.client_send_lag_ms,
             rate=records.Rate(target=total.rate.target, achieved=total.rate.achieved,
                               sustained=total.rate.sustained, per_second=tuple(total.rate.per_second),
                               send_fidelity=total.rate.send_fidelity, completion=total.rate.completion),
@@ -200,12 +199,8 @@ class NativeLoad:
                 host=h.name, qps=r.qps, requests=r.counts.responses,
                 rate=records.Rate(target=r.rate.target, achieved=r.rate.achieved, sustained=r.rate.sustained,
                                   send_fidelity=r.rate.send_fidelity, completion=r.rate.completion),
-                started=starts.get(h.name), latency_ms=_latency(r.latency_ms)) for h, r in per_client),
+                started=starts.get(h.name), latency_ms=r.latency_ms) for h, r in per_client),
             start_skew_ms=_skew_ms(starts),
             histograms=str(histograms.relative_to(ctx.results.path)),
         ), (ctx.sc.load.warmup, ctx.sc.load.warmup + total.duration_s), starts)
 
-
-def _latency(d: loadgen.Distribution) -> records.Latency:
-    """A histogram's percentiles as the record keeps them (its count is in requests_detail)."""
-    return records.Latency(**{k: v for k, v in dataclasses.asdict(d).items() if k != "count"})

@@ -448,21 +448,21 @@ class Run(Measurement, RunIdentity):
     load: LoadSettings | None = None
     server_cpu: ServerCpu | None = None
     client_cpu: dict[str, RoleCpu] = {}
-    client_proc: dict[str, BusiestThread] | None = None
+    client_proc: dict[str, BusiestThread] | None = None  # None: no generator pidstat row (execute._record)
     server_host_cpu: RoleCpu | None = None
     affinity: Opaque | None = None
-    server_counters: ServerCounters | None = None
+    server_counters: ServerCounters | None = None  # None: the server printed no stats (server.parse_stats)
     telemetry: Opaque = {}
     window: Window | None = None
     baseline: RunCeilings | None = None
     server_stopped_cleanly: bool | None = None
-    observer: Opaque | None = None
-    perf: Perf | None = None
-    nic_allowances: dict[str, NicAllowance] | None = None
+    observer: Opaque | None = None  # None: version-1 summaries lack it (loopback-sample), as analysis, wall_s
+    perf: Perf | None = None  # None: perf not among the scenario's collectors (execute._one_run)
+    nic_allowances: dict[str, NicAllowance] | None = None  # None: no host's NIC counters read both sides
     kernel: dict[str, KernelCounters] | None = None  # by host
     sysctl: dict[str, dict[str, str]] | None = None  # host -> the kernel.sysctl values in force
-    analysis: Analysis | None = None
-    wall_s: float | None = None
+    analysis: Analysis | None = None  # None: as observer (version 1)
+    wall_s: float | None = None  # as observer
     error: str | None = None
 
     _per_host = field_validator("client_cpu", "client_proc", "nic_allowances", mode="before")(_measured)
@@ -512,13 +512,13 @@ class Point(Record):
     qps_mad: float | None = None
     qps_stdev: float | None = None
     unstable: bool | None = None
-    p50_ms_median: float | None = None
-    p99_ms_median: float | None = None
+    p50_ms_median: float | None = None  # None: no run of the point measured latency (summarise_points)
+    p99_ms_median: float | None = None  # as p50_ms_median
     latency_ms: Latency | None = None  # each percentile's median over the repetitions
     achieved: float | None = None  # open loop: the median achieved rate
     verdicts: dict[str, int] = {}
-    verdict_agreement: str | None = None
-    verdict_text: str | None = None
+    verdict_agreement: str | None = None  # None: no run of the point had a verdict (summarise_points)
+    verdict_text: str | None = None  # as verdict_agreement
 
     @property
     def key(self) -> PointKey:
@@ -619,11 +619,11 @@ class BaselinePath(Record):
     client: str | None = None
     server: str | None = None
     udp: UdpCeiling | None = None
-    udp_reverse: UdpCeiling | None = None
-    tcp: TcpThroughput | None = None
+    udp_reverse: UdpCeiling | None = None  # None: one machine (loopback): one way only (baseline.py)
+    tcp: TcpThroughput | None = None  # None: baseline.tcp off
     tcp_reverse: TcpThroughput | None = None  # iperf3 -R: the server sends
-    udp_aggregate: UdpCeiling | None = None
-    udp_aggregate_reverse: UdpCeiling | None = None
+    udp_aggregate: UdpCeiling | None = None  # None: one client (all at once needs more), as the reverse
+    udp_aggregate_reverse: UdpCeiling | None = None  # as udp_aggregate
 
 
 class SearchStep(Record):
@@ -646,9 +646,10 @@ class SearchStep(Record):
 class CapacitySearch(Record):
     """One capacity search of one matrix point (load.search): the highest rate that met the SLO."""
 
-    arch: str | None = None
-    server_threads: int | None = None
-    connections: int | None = None
+    # None until execute names the point: capacity._result builds the search without it
+    arch: str | None = None  # None: not named yet (above), as the two below
+    server_threads: int | None = None  # as arch
+    connections: int | None = None  # as arch
     axes: Axes = {}
     repetition: int = 1
     capacity: float | None = None  # None: not even min_rate met the SLO
@@ -657,7 +658,7 @@ class CapacitySearch(Record):
     slo: str = ""
     runs: int = 0
     steps: tuple[SearchStep, ...] = ()
-    verdict_at_capacity: str | None = None
+    verdict_at_capacity: str | None = None  # None: no rate met the SLO, or its run had no verdict
     verdict_above: str | None = None  # at the first rate above it that failed
 
     def step_at(self, rate: float | None) -> SearchStep | None:
@@ -671,19 +672,19 @@ class CapacitySearch(Record):
 
 class ScaleStep(Record):
     clients: int
-    run_id: str | None = None
-    qps: float | None = None
-    verdict: str | None = None
+    run_id: str
+    qps: float | None = None  # None: as its run's (Run.qps)
+    verdict: str | None = None  # None: its run had no verdict (execute._autoscale)
     client_limited: str | None = None  # why the client was the limit; None: it was not
 
 
 class Autoscale(Record):
     """How many client hosts a point needed (hosts.roles.client: {min, max}), and the path."""
 
-    arch: str | None = None
-    server_threads: int | None = None
-    connections: int | None = None
-    rate: float | None = None
+    arch: str
+    server_threads: int
+    connections: int
+    rate: float | None = None  # None: a closed loop
     axes: Axes = {}
     clients: int = 1  # the count the point's runs used
     limited: bool = False  # still client-limited at max
@@ -701,11 +702,11 @@ class Cost(Record):
     (per-second billing, 60 s minimum). An estimate, never a bill: `note` says from what."""
 
     estimate: bool = True
-    currency: str | None = None
+    currency: str
     total: float | None = None  # None: some instance type has no price in the table
     instance_hours: dict[str, float] = {}  # instance type -> hours held, all instances of it
-    prices_as_of: str | None = None
-    note: str | None = None
+    prices_as_of: str
+    note: str
 
 
 class Intruder(Record):
@@ -758,9 +759,9 @@ class Summary(Record):
     started: str | None = None
     finished: str | None = None
     status: str | None = None
-    phase: str | None = None
-    error: str | None = None
-    resumed: int | None = None
+    phase: str | None = None  # None: the session did not stop early (execute._Session.save), as error
+    error: str | None = None  # as phase
+    resumed: int | None = None  # None: never resumed (execute counts each resume)
     provider: str | None = None
     hosts: dict[str, HostFacts] = {}
     topology: Topology | None = None  # None: a version-1 summary whose hosts name no server (upgrade_1_to_2)

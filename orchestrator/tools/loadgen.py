@@ -32,6 +32,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from orchestrator.records import Latency
 from orchestrator.tools.base import ToolError, cpu_list
 
 BINARY = "orchestrate-load"
@@ -221,25 +222,11 @@ class Histogram:
         )
 
 
-@dataclass(frozen=True)
-class Distribution:
-    """Percentiles, max and mean of one histogram, in milliseconds."""
-
-    p50: float
-    p75: float
-    p90: float
-    p99: float
-    p99_9: float
-    p99_99: float
-    p99_999: float
-    max: float
-    mean: float
-    count: int
-
-    @classmethod
-    def of(cls, hist: Histogram) -> Distribution:
-        pct = {name: hist.percentile_us(p) / 1000.0 for name, p in PERCENTILES}
-        return cls(**pct, max=hist.max_us / 1000.0, mean=hist.mean_us / 1000.0, count=hist.count)
+def distribution(hist: Histogram) -> Latency:
+    """A histogram's percentiles, max and mean in milliseconds, as the run record keeps them
+    (its count is the histogram's, and the run's requests_detail)."""
+    pct = {name: hist.percentile_us(p) / 1000.0 for name, p in PERCENTILES}
+    return Latency(**pct, max=hist.max_us / 1000.0, mean=hist.mean_us / 1000.0)
 
 
 # ---------------------------------------------------------------- the result
@@ -309,9 +296,9 @@ class LoadResult:
     start_epoch: float
     qps: float                # responses per second in the window (= rate.achieved)
     rate: Rate
-    latency_ms: Distribution       # from the intended send time (corrected)
-    service_time_ms: Distribution  # from the actual send
-    send_lag_ms: Distribution      # actual send - intended (waiting for a connection included)
+    latency_ms: Latency       # from the intended send time (corrected)
+    service_time_ms: Latency  # from the actual send
+    send_lag_ms: Latency      # actual send - intended (waiting for a connection included)
     latency_hist: Histogram
     service_time_hist: Histogram
     send_lag_hist: Histogram
@@ -325,7 +312,7 @@ class LoadResult:
     # Open loop: actual send - max(intended, when a connection was free), the client's own lag
     # (send fidelity is judged on it). None: not reported (older output, or closed loop merged
     # with older output); fidelity then falls back to send_lag.
-    client_send_lag_ms: Distribution | None = None
+    client_send_lag_ms: Latency | None = None
     client_send_lag_hist: Histogram | None = None
 
     @property
@@ -395,12 +382,12 @@ def _from_doc(doc: Mapping[str, Any]) -> LoadResult:
         complete=not v1, drain_s=None if v1 else float(doc["window"]["drain_s"]),
         rate=_rate(target, achieved, sustained, tuple(int(x) for x in rate["per_second"]),
                    hists["send_lag"] if client_lag is None else client_lag),
-        latency_ms=Distribution.of(hists["latency"]),
-        service_time_ms=Distribution.of(hists["service_time"]),
-        send_lag_ms=Distribution.of(hists["send_lag"]),
+        latency_ms=distribution(hists["latency"]),
+        service_time_ms=distribution(hists["service_time"]),
+        send_lag_ms=distribution(hists["send_lag"]),
         latency_hist=hists["latency"], service_time_hist=hists["service_time"],
         send_lag_hist=hists["send_lag"],
-        client_send_lag_ms=None if client_lag is None else Distribution.of(client_lag),
+        client_send_lag_ms=None if client_lag is None else distribution(client_lag),
         client_send_lag_hist=client_lag,
         counts=Counts(
             requests=int(counts["requests"]), sent=int(counts["sent"]),
@@ -490,12 +477,12 @@ def merge(results: Sequence[LoadResult]) -> LoadResult:
         interrupted=any(r.interrupted for r in results),
         start_epoch=min(r.start_epoch for r in results), qps=achieved,
         rate=_rate(target, achieved, sustained, per_second, fidelity_lag),
-        latency_ms=Distribution.of(hists["latency_hist"]),
-        service_time_ms=Distribution.of(hists["service_time_hist"]),
-        send_lag_ms=Distribution.of(hists["send_lag_hist"]),
+        latency_ms=distribution(hists["latency_hist"]),
+        service_time_ms=distribution(hists["service_time_hist"]),
+        send_lag_ms=distribution(hists["send_lag_hist"]),
         latency_hist=hists["latency_hist"], service_time_hist=hists["service_time_hist"],
         send_lag_hist=hists["send_lag_hist"], counts=counts,
-        client_send_lag_ms=None if client_lag is None else Distribution.of(client_lag),
+        client_send_lag_ms=None if client_lag is None else distribution(client_lag),
         client_send_lag_hist=client_lag,
         hosts=sum(r.hosts for r in results),
         first_send_epoch=min((r.first_send_epoch for r in results if r.first_send_epoch is not None),

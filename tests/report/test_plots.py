@@ -161,3 +161,27 @@ def test_a_legend_beyond_the_room_is_still_drawn():
     far = plots._png(_legend_figure(1.6))  # ~4.6 in beyond the axes: past ROOM_IN
     assert_png(far)
     assert png_size(far)[0] > plots.DPI * (10 + plots.ROOM_IN)
+
+
+
+@pytest.mark.parametrize("which", ["closed_summary", "open_summary"])
+def test_titles_sit_where_matplotlibs_own_placement_puts_them(which: str, request: pytest.FixtureRequest,
+                                                              monkeypatch: pytest.MonkeyPatch):
+    """RC fixes each title at its axes' top (placing it cost a quarter of a chart's draw); the
+    pixels must be those of matplotlib's own placement, which moves a title up when something
+    drawn above the axes would collide with it."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    summary = request.getfixturevalue(which)
+    fixed = {key: draw(summary) for key, _, draw, _ in plots.CHARTS}
+    assert plots.RC["axes.titley"] == 1.0 and matplotlib.rcParams["axes.titley"] is None
+    monkeypatch.setattr(plots, "RC", {k: v for k, v in plots.RC.items() if k != "axes.titley"})
+    drawn = [key for key, png in fixed.items() if png is not None]
+    assert len(drawn) >= 3
+    for key, _, draw, _ in plots.CHARTS:
+        if key in drawn:
+            a, b = (np.asarray(Image.open(io.BytesIO(png))) for png in (fixed[key], draw(summary)))
+            assert a.shape == b.shape and (a == b).all(), key

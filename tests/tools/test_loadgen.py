@@ -89,7 +89,7 @@ def test_percentiles_match_the_generator_exactly(name):
         ours = {"50": dist.p50, "75": dist.p75, "90": dist.p90, "99": dist.p99, "99.9": dist.p99_9,
                 "99.99": dist.p99_99, "99.999": dist.p99_999}
         assert {k: round(v * 1000) for k, v in ours.items()} == theirs, key
-        assert hist.count == d[key]["count"] == dist.count
+        assert hist.count == d[key]["count"]
         assert dist.max == d[key]["max"] / 1000
 
 
@@ -105,7 +105,7 @@ def test_parse_open_loop_run():
     assert dict(r.counts.status)["2xx"] == 10000 and r.counts.non_2xx == 0
     # corrected latency includes the send lag, so it is never below the service time
     assert r.latency_ms.p99 >= r.service_time_ms.p99
-    assert r.latency_ms.count == r.counts.responses + r.counts.unanswered
+    assert r.latency_hist.count == r.counts.responses + r.counts.unanswered
     assert r.duration_s == 2 and not r.interrupted
 
 
