@@ -1,5 +1,10 @@
 """A corpus of broken scenario files: each gets exit 2 and located messages, never a traceback,
-and `run` starts nothing for any of them."""
+and `run` starts nothing for any of them.
+
+The corpus goes through the CLI's own entry point in this process (`cli.main`: the argument
+parsing, the loading and the error printing a user's `orchestrate validate` runs), 0.35 s of
+interpreter start saved per file; `orchestrate validate` as a real process is checked once here
+(`test_validate_as_a_process`) and in test_cli.py, and `run` below is always a real process."""
 
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from orchestrator import cli
 
 from testkit import REPO, orchestrate
 
@@ -62,18 +69,32 @@ def test_the_corpus_is_covered():
     assert {p.stem for p in CORPUS.glob("*.yaml")} == set(EXPECTED)
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_broken_scenario(name, tmp_path):
+def check_refusal(name: str, returncode: int, stdout: str, stderr: str) -> None:
+    """Exit 2 and, on stderr, exactly the expected FILE:LINE messages for this corpus file."""
     path = CORPUS / f"{name}.yaml"
-    done = orchestrate("validate", str(path))
-    assert done.returncode == 2, done.stdout + done.stderr
-    assert "Traceback" not in done.stderr
-    lines = done.stderr.strip().splitlines()
+    assert returncode == 2, stdout + stderr
+    assert "Traceback" not in stderr
+    lines = stderr.strip().splitlines()
     assert len(lines) == len(EXPECTED[name]), lines
     for line, (lineno, text) in zip(lines, EXPECTED[name], strict=True):
         assert line.startswith(f"{path}:{lineno}: "), line
         assert text in line, line
         assert re.match(rf"{re.escape(str(path))}:\d+: ", line)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_broken_scenario(name, monkeypatch, capsys):
+    monkeypatch.chdir(REPO)  # as the process below: relative inventories resolve from the checkout
+    code = cli.main(["validate", str(CORPUS / f"{name}.yaml")])
+    out = capsys.readouterr()
+    check_refusal(name, code, out.out, out.err)
+
+
+@pytest.mark.parametrize("name", ["unknown_keys", "alias_bomb"])
+def test_validate_as_a_process(name):
+    """The same refusal from `orchestrate validate` as a user runs it: real exit code and stderr."""
+    done = orchestrate("validate", str(CORPUS / f"{name}.yaml"))
+    check_refusal(name, done.returncode, done.stdout, done.stderr)
 
 
 @pytest.mark.parametrize("name", ["wrong_types", "huge_matrix", "inventory_not_found", "binary",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import textwrap
 
 from testkit import NO_COMPARE, REPO, orchestrate
@@ -90,15 +89,13 @@ def test_lab_up_status_down(tmp_path):
     assert name not in orchestrate("lab", "status").stdout
 
 
-def test_report_rebuilds_from_a_results_folder(tmp_path, repo):
+def test_report_refuses_what_is_not_a_results_folder(tmp_path, repo):
+    """The parent of a results folder is not one. (A rebuild from a results folder, a version-1
+    sample upgraded and analysed again, is report/test_render.py's
+    test_orchestrate_report_on_an_old_folder, also a real process.)"""
     import shutil
 
     folder = tmp_path / "loopback" / "sample"
     shutil.copytree(repo / "tests" / "report" / "data" / "loopback-sample", folder)
-    done = orchestrate("report", str(folder))
-    assert done.returncode == 0, done.stderr
-    html = (folder / "report.html").read_text()
-    assert "Verdicts" in html and html.count("data:image/png;base64,") >= 3
-    summary = json.loads((folder / "summary.json").read_text())
-    assert all(r["analysis"]["verdict"] for r in summary["runs"])  # re-analysed on rebuild
-    assert orchestrate("report", str(tmp_path)).returncode == 2
+    done = orchestrate("report", str(tmp_path))
+    assert done.returncode == 2 and "summary.json" in done.stderr, done.stderr

@@ -50,10 +50,12 @@ class Elements(HTMLParser):
                 if t == tag and (class_ is None or class_ in a.get("class", "").split())]
 
 
-@pytest.fixture
-def site(tmp_path: Path) -> Path:
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """30 nightly results folders (3 repetitions, 8% lower from night 20, p99 up with it), in a
-    SQLite history; the gate failed night 20."""
+    SQLite history; the gate failed night 20. Published once for the module: its tests only read
+    the site (each browser keeps its profile in the test's own tmp_path)."""
+    tmp_path = tmp_path_factory.mktemp("published")
     db = tmp_path / "history.sqlite"
     h = open_history(db)
     rng = np.random.default_rng(1)

@@ -18,7 +18,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from orchestrator import store
+from orchestrator import cli, store
 from orchestrator.errors import RunFailed
 from orchestrator.history import open_history
 from orchestrator.history.s3 import INDEX, S3History
@@ -182,10 +182,13 @@ def test_a_failed_record_leaves_nothing_half_written(s3env, tmp_path):
 
 
 @pytest.mark.parametrize("url", ["s3://", "s3:/bucket/x", "s3://Upper_Case/x", "s3://b/x//y"])
-def test_a_malformed_url_is_bad_input(url, tmp_path):
-    done = orchestrate("history", "--history", url)
-    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
-    assert "not an S3 URL" in done.stderr or "empty path segment" in done.stderr
+def test_a_malformed_url_is_bad_input(url, tmp_path, capsys):
+    """`history` through the CLI's entry point in this process (its parsing, its one-line error;
+    an interpreter start saved per URL), `run` as a real process: it must start nothing."""
+    code = cli.main(["history", "--history", url])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "not an S3 URL" in err or "empty path segment" in err
     done = orchestrate("run", "--history", url, "--results", str(tmp_path))
     assert done.returncode == 2 and "Traceback" not in done.stderr and not any(tmp_path.iterdir())
 
