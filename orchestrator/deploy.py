@@ -63,16 +63,21 @@ class DeployResult:
         return [h for h, r in self.hosts.items() if r.failed or r.unreachable]
 
 
+def root(host: Host) -> str:
+    """Where the build role installs on `host` (its orchestrate_root, else the role's default)."""
+    return str(host.vars.get("orchestrate_root") or DEFAULT_ROOT)
+
+
 def load_binary(host: Host) -> str:
     """Where the build role installed orchestrate-load on `host`."""
-    return f"{host.vars.get('orchestrate_root') or DEFAULT_ROOT}/bin/orchestrate-load"
+    return f"{root(host)}/bin/orchestrate-load"
 
 
 def server_binary(host: Host) -> str:
     """Where the build role installed the server on `host`."""
     if host.vars.get("server_binary"):
         return str(host.vars["server_binary"])
-    return f"{host.vars.get('orchestrate_root') or DEFAULT_ROOT}/bin/orchestrate-server"
+    return f"{root(host)}/bin/orchestrate-server"
 
 
 def _host_vars(h: Host) -> dict[str, Any]:
@@ -190,19 +195,17 @@ def stamp_path(host: Host, extra_vars: dict[str, Any] | None = None) -> str:
     (`.deployed.lab.client`), and a new lab at the same inputs skips Ansible. Hosts with a
     filesystem of their own, and lab hosts given settings that live in their namespace, keep a
     stamp per host name (netns.down removes a lab's)."""
-    root = host.vars.get("orchestrate_root") or DEFAULT_ROOT
     namespaced = any((extra_vars or {}).get(k) is not None for k in NAMESPACED_VARS)
     if host.vars.get("namespace") and not namespaced:
-        return f"{root}/.deployed.lab.{'+'.join(sorted(host.roles))}"
-    return f"{root}/.deployed.{host.name}"
+        return f"{root(host)}/.deployed.lab.{'+'.join(sorted(host.roles))}"
+    return f"{root(host)}/.deployed.{host.name}"
 
 
 def _builds_now(h: Host) -> str:
     """A command printing a hash of the build role's stamps in the host's root: what is built there
     now. Another checkout's deploy, or ansible-playbook alone, into that root (the labs' is every
     lab's) changes it, and a deploy stamp written before no longer vouches for the binaries."""
-    root = shlex.quote(str(h.vars.get("orchestrate_root") or DEFAULT_ROOT))
-    return f"cat {root}/bin/.*.stamp 2>/dev/null | sha256sum | cut -c1-64"
+    return f"cat {shlex.quote(root(h))}/bin/.*.stamp 2>/dev/null | sha256sum | cut -c1-64"
 
 
 def up_to_date(hosts: list[Host], digest: str, transport: Callable[[Host], Transport],

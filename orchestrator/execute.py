@@ -731,8 +731,7 @@ def _prepare_refs(ctx: Context) -> None:
         return
     refs.deploy_refs(ctx.lab, builds, repo=refs.scenario_repo(sc), log_dir=ctx.results.path / "raw",
                      progress=ctx.progress)
-    root = str(server.vars.get("orchestrate_root") or deploy.DEFAULT_ROOT)
-    ctx.server_binaries.update({r: refs.remote_binary(root, b.key) for r, b in builds.items()})
+    ctx.server_binaries.update({r: refs.remote_binary(deploy.root(server), b.key) for r, b in builds.items()})
 
 
 def _prepare_load(ctx: Context, clients: list[Host] | None = None) -> dict[str, str]:
