@@ -207,12 +207,13 @@ def warm_lab(_warm_lab_session):
     return _warm_lab_session.ensure()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def deployed_lab_root(_warm_lab_session):
     """The labs' shared orchestrate_root (netns.LAB_ORCHESTRATE_ROOT: every lab's hosts see one
     filesystem) holding this tree's tools and server, deployed with Ansible by the warm lab's run
     (see `warm_lab`): a lab of a test's own then runs with hosts.deploy=false instead of deploying
-    the same build again (test_gate_nightly: two deploys of ~7.7 s each). Returns that run."""
+    the same build again (test_gate_nightly: two deploys of ~7.7 s each; test_kernel_lab).
+    Returns that run."""
     from orchestrator.hosts import netns
 
     _, _, done = _warm_lab_session.ensure()

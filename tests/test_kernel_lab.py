@@ -45,16 +45,12 @@ def set_somaxconn(ns: str, value: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def lab(_warm_lab_session):
+def lab(deployed_lab_root):
     """One lab kept up for the module (a run borrows a lab that is up and leaves it up). Its
     hosts run the tools, the server and the load generator that the session's warm lab
     (conftest.py) deployed with Ansible, through a run, into the labs' orchestrate_root: every
     lab's hosts share that root (one filesystem), as the loss test's lab does too. Its link is
     uncapped, as the accept-queue case needs."""
-    _, _, warm = _warm_lab_session.ensure()
-    assert warm.returncode == 0, warm.stderr
-    assert all(Path(netns.LAB_ORCHESTRATE_ROOT, "bin", b).is_file()
-               for b in ("orchestrate-server", "orchestrate-load"))
     name = f"k{os.getpid() % 10000}"
     st = netns.up(name, 2)
     try:
