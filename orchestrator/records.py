@@ -331,8 +331,8 @@ class PacketsPerRequest(Pair):
 
 
 class CpuSplit(Record):
-    usr: float | None = None
-    sys: float | None = None
+    usr: float
+    sys: float
     soft: float | None = None  # None: softirq not measured (CpuCost; cost_per_request)
 
 
@@ -463,7 +463,6 @@ class Run(Measurement, RunIdentity):
     sysctl: dict[str, dict[str, str]] | None = None  # host -> the kernel.sysctl values in force
     analysis: Analysis | None = None  # None: as observer (version 1)
     wall_s: float | None = None  # as observer
-    error: str | None = None
 
     _per_host = field_validator("client_cpu", "client_proc", "nic_allowances", mode="before")(_measured)
 
@@ -487,8 +486,7 @@ class Run(Measurement, RunIdentity):
     def errors_not_measured(self) -> str | None:
         """Why the run's failed requests are unknown (None: they were measured)."""
         if self.errors is None:
-            why = f"the run failed: {self.error}" if self.error else "the record has no error counters"
-            return f"socket errors not measured ({why})"
+            return "socket errors not measured (the record has no error counters)"
         if self.errors.missing:
             return f"socket errors not measured ({', '.join(self.errors.missing)} not reported)"
         if self.non_2xx is None:
@@ -506,12 +504,12 @@ class Point(Record):
     rate: float | None = None  # the target rate; None for a closed loop
     axes: Axes = {}
     n: int = 0
-    qps_median: float | None = None
-    qps_min: float | None = None
-    qps_max: float | None = None
-    qps_mad: float | None = None
-    qps_stdev: float | None = None
-    unstable: bool | None = None
+    qps_median: float
+    qps_min: float
+    qps_max: float
+    qps_mad: float
+    qps_stdev: float
+    unstable: bool  # std dev >= 10% of the mean (pyperf's warning)
     p50_ms_median: float | None = None  # None: no run of the point measured latency (summarise_points)
     p99_ms_median: float | None = None  # as p50_ms_median
     latency_ms: Latency | None = None  # each percentile's median over the repetitions
@@ -547,13 +545,14 @@ class HostFacts(Record):
 
     model_config = ConfigDict(frozen=True, extra="allow")
 
-    hostname: str | None = None
-    address: str | None = None
+    # execute._host_facts sets all six; a host listed with null facts reads as {} (Summary._facts_or_none)
+    hostname: str | None = None  # None: null facts (above), as the five below
+    address: str | None = None  # as hostname
     roles: tuple[str, ...] = ()
-    kernel: str | None = None
-    cpu_model: str | None = None
-    cpus: int | None = None
-    threads_per_core: int | None = None
+    kernel: str | None = None  # as hostname
+    cpu_model: str | None = None  # as hostname
+    cpus: int | None = None  # as hostname
+    threads_per_core: int | None = None  # as hostname
     tool_versions: dict[str, str | None] = {}
 
 
@@ -616,9 +615,9 @@ class TcpThroughput(Record):
 class BaselinePath(Record):
     """iperf3 on one client -> server path (the aggregate runs ride on the tightest path)."""
 
-    client: str | None = None
-    server: str | None = None
-    udp: UdpCeiling | None = None
+    client: str
+    server: str
+    udp: UdpCeiling
     udp_reverse: UdpCeiling | None = None  # None: one machine (loopback): one way only (baseline.py)
     tcp: TcpThroughput | None = None  # None: baseline.tcp off
     tcp_reverse: TcpThroughput | None = None  # iperf3 -R: the server sends
@@ -757,7 +756,7 @@ class Summary(Record):
     run_id: str | None = None
     source: str | None = None
     started: str | None = None
-    finished: str | None = None
+    finished: str | None = None  # None: the opened record (execute._open_results) until its first save
     status: str | None = None
     phase: str | None = None  # None: the session did not stop early (execute._Session.save), as error
     error: str | None = None  # as phase

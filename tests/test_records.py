@@ -127,14 +127,16 @@ def test_a_field_every_producer_sets_is_required():
            "cpu_receiver_pct": 2.0}
     tcp = {"bits_per_second": 1e9, "bits_per_second_sent": 1e9, "duration_s": 5.0, "cpu_sender_pct": 1.0,
            "cpu_receiver_pct": 2.0}  # no retransmits: iperf3 could not read them
-    base = {"version": 3, "baseline": {"c->s": {"udp": udp, "tcp": tcp}},
+    ends = {"client": "c", "server": "s"}
+    base = {"version": 3, "baseline": {"c->s": {**ends, "udp": udp, "tcp": tcp}},
             "runs": [{"window": {"start": 1.0, "end": 2.0}}]}
     assert records.load(base).baseline["c->s"].tcp.retransmits is None
     no_duration = {k: v for k, v in tcp.items() if k != "duration_s"}
-    for data, where in (({**base, "baseline": {"c->s": {"udp": {**udp, "pps_delivered": None}}}},
+    for data, where in (({**base, "baseline": {"c->s": {**ends, "udp": {**udp, "pps_delivered": None}}}},
                          "baseline.c->s.udp.pps_delivered"),
-                        ({**base, "baseline": {"c->s": {"tcp": no_duration}}},
+                        ({**base, "baseline": {"c->s": {**ends, "udp": udp, "tcp": no_duration}}},
                          "baseline.c->s.tcp.duration_s"),
+                        ({**base, "baseline": {"c->s": {"server": "s", "udp": udp}}}, "baseline.c->s.client"),
                         ({**base, "runs": [{"window": {"start": 1.0}}]}, "runs.0.window.end"),
                         ({**base, "host_noise": {"before": {"when": "before"}}},
                          "host_noise.before.seconds")):

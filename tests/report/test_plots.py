@@ -9,7 +9,7 @@ import pytest
 from report_checks import assert_png, png_size
 
 from orchestrator import analysis
-from orchestrator.records import Analysis, CpuCost, Latency, Point, Rate, Run, Summary
+from orchestrator.records import Analysis, CpuCost, Latency, Rate, Run, Summary
 from orchestrator.report import plots
 
 CHART_FUNCS = {key: fn for key, _title, fn, _caption in plots.CHARTS}
@@ -49,11 +49,11 @@ def test_charts_of_an_old_summary_draw_what_the_records_hold(old_summary: Summar
 NOTHING: list[Summary] = [
     Summary(),
     Summary(runs=(Run(run_id="x"),)),
-    Summary(runs=(Run(run_id="x", analysis=Analysis()),), points=(Point(),)),
+    Summary(runs=(Run(run_id="x", analysis=Analysis()),)),
     Summary(runs=(Run.model_validate({"run_id": "x", "qps": None, "latency_ms": None, "server_counters": None,
                                       "analysis": {"packet_rate": {"rx": None, "tx": None},
                                                    "server_cpu_split_pct": None,
-                                                   "cpu_us_per_request": {}}}),)),
+                                                   "cpu_us_per_request": None}}),)),
 ]
 
 
@@ -72,7 +72,7 @@ def test_chart_with_one_run_and_holes(key: str, closed_summary: Summary):
     holed = a.model_copy(update={
         "packet_rate": a.packet_rate.model_copy(update={"tx": None}), "ceiling_pps": None,
         "ceiling_use": None, "server_cpu_split_pct": a.server_cpu_split_pct.model_copy(update={"soft": None}),
-        "client_busy_pct": None, "cpu_us_per_request": CpuCost(usr=None, sys=3.0, soft=None, total=None)})
+        "client_busy_pct": None, "cpu_us_per_request": CpuCost(usr=1.0, sys=3.0, soft=None, total=None)})
     run = Run.model_validate({**run.to_json(), "analysis": holed.to_json(),
                               "latency_ms": {**run.latency_ms.to_json(), "max": None}})
     png = CHART_FUNCS[key](Summary(runs=(run,)))
