@@ -406,9 +406,9 @@ class RunIdentity(Record):
     """Which run of the matrix a record is (plan.RunSpec.as_dict): its point and repetition."""
 
     index: int | None = None
-    arch: str | None = None
-    server_threads: int | None = None
-    connections: int | None = None
+    arch: str
+    server_threads: int
+    connections: int
     repetition: int | None = None
     axes: Axes = {}
     run_id: str | None = None
@@ -420,7 +420,7 @@ class Measurement(Record):
 
     rate: Rate | None = None  # open loop only
     requests: int | None = None
-    qps: float | None = None
+    qps: float
     latency_ms: Latency = Latency()
     service_time_ms: Latency | None = None  # open loop: from the actual send
     send_lag_ms: Latency | None = None  # open loop: actual send - intended send
@@ -498,9 +498,9 @@ class Point(Record):
     """A matrix point over its repetitions: median and spread (pyperf-style median +- MAD), and
     whether the repetitions agree on the verdict (analysis.summarise_points writes it)."""
 
-    arch: str | None = None
-    server_threads: int | None = None
-    connections: int | None = None
+    arch: str
+    server_threads: int
+    connections: int
     rate: float | None = None  # the target rate; None for a closed loop
     axes: Axes = {}
     n: int = 0

@@ -14,6 +14,8 @@ from orchestrator.errors import UserError
 from orchestrator.point import PointKey
 from orchestrator.records import Run, Summary
 
+from testkit import run_record
+
 DATA = Path(__file__).parent / "report" / "data"
 RECORDED = [DATA / "closed-loop", DATA / "open-loop"]  # version 2, analysed when recorded
 
@@ -73,7 +75,7 @@ def test_an_unknown_version_is_refused_in_one_line(version):
 @pytest.mark.parametrize(("data", "line"), [
     ([], "s.json: not a summary (a JSON object with version, runs, ...)"),
     ({"version": 2, "runs": {"a": 1}}, "s.json: runs: Input should be a valid tuple (got {'a': 1})"),
-    ({"version": 2, "runs": [{"latency_ms": {"p99": "slow"}}]},
+    ({"version": 2, "runs": [run_record(latency_ms={"p99": "slow"})]},
      "s.json: runs.0.latency_ms.p99: Input should be a valid number, unable to parse string as a number "
      "(got 'slow')"),
     ({"version": 1, "hosts": {"h": {"cpus": "many"}}},
@@ -88,8 +90,8 @@ def test_a_mistyped_field_is_refused_in_one_line_naming_its_key(data, line):
 
 def test_null_reads_as_not_measured():
     s = records.load({"version": 2, "hosts": {"h": None},
-                      "runs": [{"errors": None, "latency_ms": None, "client_proc": {"c": None},
-                                "analysis": {"evidence": None}}]})
+                      "runs": [run_record(errors=None, latency_ms=None, client_proc={"c": None},
+                                          analysis={"evidence": None})]})
     (run,) = s.runs
     # issue 22: missing error counters are not 0 errors: absent, and said so with the reason
     assert run.errors is None and run.failed_requests is None
@@ -98,22 +100,23 @@ def test_null_reads_as_not_measured():
     assert run.analysis and run.analysis.evidence == ()
     assert s.hosts["h"].roles == ()
     # a counter missing from the record is not measured either, nor is an absent non-2xx count
-    (run,) = records.load({"version": 3, "runs": [{"errors": {"connect": 0, "read": 0}, "non_2xx": 0}]}).runs
+    (run,) = records.load({"version": 3,
+                           "runs": [run_record(errors={"connect": 0, "read": 0}, non_2xx=0)]}).runs
     assert run.errors and run.errors.total is None and run.failed_requests is None
     assert run.errors_not_measured == "socket errors not measured (write, timeout not reported)"
     (run,) = records.load({"version": 3, "runs": [
-        {"errors": {"connect": 0, "read": 1, "write": 0, "timeout": 2}}]}).runs
+        run_record(errors={"connect": 0, "read": 1, "write": 0, "timeout": 2})]}).runs
     assert run.failed_requests is None and run.errors_not_measured and "non-2xx" in run.errors_not_measured
     (run,) = records.load({"version": 3, "runs": [
-        {"errors": {"connect": 0, "read": 1, "write": 0, "timeout": 2}, "non_2xx": 3}]}).runs
+        run_record(errors={"connect": 0, "read": 1, "write": 0, "timeout": 2}, non_2xx=3)]}).runs
     assert run.failed_requests == 6 and run.errors_not_measured is None
 
 
 def test_a_key_no_record_declares_is_refused_in_one_line():
     # a misspelt key is not data: it is refused, naming where it is (issue 28)
-    for data, where in (({"version": 3, "runs": [{"run_id": "r", "qsp": 1.5}]}, "runs.0.qsp"),
+    for data, where in (({"version": 3, "runs": [run_record(run_id="r", qsp=1.5)]}, "runs.0.qsp"),
                         ({"version": 3, "not_typed": 1, "runs": []}, "not_typed"),
-                        ({"version": 2, "runs": [{"latency_ms": {"p99": 1.0, "p42": 2.0}}]},
+                        ({"version": 2, "runs": [run_record(latency_ms={"p99": 1.0, "p42": 2.0})]},
                          "runs.0.latency_ms.p42")):
         with pytest.raises(UserError, match=rf"^summary.json: {where}: Extra inputs are not permitted"):
             records.load(data)
@@ -129,7 +132,7 @@ def test_a_field_every_producer_sets_is_required():
            "cpu_receiver_pct": 2.0}  # no retransmits: iperf3 could not read them
     ends = {"client": "c", "server": "s"}
     base = {"version": 3, "baseline": {"c->s": {**ends, "udp": udp, "tcp": tcp}},
-            "runs": [{"window": {"start": 1.0, "end": 2.0}}]}
+            "runs": [run_record(window={"start": 1.0, "end": 2.0})]}
     assert records.load(base).baseline["c->s"].tcp.retransmits is None
     no_duration = {k: v for k, v in tcp.items() if k != "duration_s"}
     for data, where in (({**base, "baseline": {"c->s": {**ends, "udp": {**udp, "pps_delivered": None}}}},
@@ -137,7 +140,7 @@ def test_a_field_every_producer_sets_is_required():
                         ({**base, "baseline": {"c->s": {**ends, "udp": udp, "tcp": no_duration}}},
                          "baseline.c->s.tcp.duration_s"),
                         ({**base, "baseline": {"c->s": {"server": "s", "udp": udp}}}, "baseline.c->s.client"),
-                        ({**base, "runs": [{"window": {"start": 1.0}}]}, "runs.0.window.end"),
+                        ({**base, "runs": [run_record(window={"start": 1.0})]}, "runs.0.window.end"),
                         ({**base, "host_noise": {"before": {"when": "before"}}},
                          "host_noise.before.seconds")):
         with pytest.raises(UserError, match=rf"^summary.json: {re.escape(where)}: Field required"):
@@ -153,14 +156,14 @@ def test_host_facts_keep_what_the_provider_found():
 
 
 def test_a_bare_rate_is_a_target():
-    assert Run.model_validate({"rate": 2000}).rate == records.Rate(target=2000.0)
+    assert Run.model_validate(run_record(rate=2000)).rate == records.Rate(target=2000.0)
 
 
 def test_records_are_frozen():
-    run = Run(run_id="r")
+    run = Run.model_validate(run_record(run_id="r", qps=1.0))
     with pytest.raises(ValueError):
-        run.qps = 1.0  # type: ignore[misc]
-    assert run.model_copy(update={"qps": 1.0}).qps == 1.0 and run.qps is None
+        run.qps = 2.0  # type: ignore[misc]
+    assert run.model_copy(update={"qps": 2.0}).qps == 2.0 and run.qps == 1.0
 
 
 def test_as_summary_takes_either_form():

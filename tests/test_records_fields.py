@@ -18,11 +18,10 @@ RECORDS = Path(__file__).resolve().parent.parent / "orchestrator" / "records.py"
 
 # record -> its optional fields without a reason on their line (to explain or make required)
 UNEXPLAINED: dict[str, set[str]] = {
-    "RunIdentity": {"arch", "connections", "index", "repetition", "run_id", "server_threads"},
-    "Measurement": {"qps", "requests"},
+    "RunIdentity": {"index", "repetition", "run_id"},
+    "Measurement": {"requests"},
     "Run": {"affinity", "baseline", "load", "server_cpu", "server_host_cpu", "server_stopped_cleanly",
             "window"},
-    "Point": {"arch", "connections", "server_threads"},
     "Summary": {"provider", "run_id", "scenario", "source", "started", "status"},
 }
 

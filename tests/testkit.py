@@ -130,3 +130,9 @@ def udp_ceiling(pps: float = 100_000.0, **fields: Any) -> dict[str, Any]:
     return {"length": 64, "packets_sent": n, "packets_delivered": n, "packets_lost": 0, "pps_sent": pps,
             "pps_delivered": pps, "loss_pct": 0.0, "duration_s": 1.0, "cpu_sender_pct": 50.0,
             "cpu_receiver_pct": 20.0, **fields}
+
+
+def run_record(**fields: Any) -> dict[str, Any]:
+    """A hand-made run: the matrix point it ran (plan.RunSpec) and its QPS, which execute always
+    records, with `fields` over them."""
+    return {"arch": "reuseport", "server_threads": 1, "connections": 64, "qps": 1000.0, **fields}

@@ -6,6 +6,8 @@ from orchestrator import analysis
 from orchestrator.records import Analysis, Run, Summary
 from orchestrator.report import nextstep
 
+from testkit import run_record
+
 
 def test_every_key_is_a_rule_analysis_declares():
     # analysis.RULES is the one list of rule names; a renamed rule shows here first.
@@ -13,8 +15,8 @@ def test_every_key_is_a_rule_analysis_declares():
 
 
 def _run(rid: str, verdict: str, rule: str) -> Run:
-    return Run.model_validate({"run_id": rid, "analysis": Analysis(verdict=verdict, rule=rule,
-                                                                   evidence=(f"{rid} said so",))})
+    return Run.model_validate(run_record(run_id=rid, analysis=Analysis(verdict=verdict, rule=rule,
+                                                                       evidence=(f"{rid} said so",))))
 
 
 def test_the_most_common_rule_decides_and_the_line_says_what_to_try_and_why():

@@ -12,6 +12,8 @@ from orchestrator import analysis
 from orchestrator.records import Analysis, CpuCost, Latency, Rate, Run, Summary
 from orchestrator.report import plots
 
+from testkit import run_record
+
 CHART_FUNCS = {key: fn for key, _title, fn, _caption in plots.CHARTS}
 CLOSED_LOOP = [k for k in CHART_FUNCS if k not in plots.OPEN_LOOP_CHARTS]
 # wrk has no per-thread counters to draw for a 1-thread server, and the open-loop run has one
@@ -46,21 +48,28 @@ def test_charts_of_an_old_summary_draw_what_the_records_hold(old_summary: Summar
     assert drawn == {"qps_by_threads", "point_summary", "latency_percentiles", "thread_balance"}
 
 
+# a run always has its point and QPS (records.Run): these two charts draw from them alone
+QPS_CHARTS = ("qps_by_threads", "point_summary")
 NOTHING: list[Summary] = [
     Summary(),
-    Summary(runs=(Run(run_id="x"),)),
-    Summary(runs=(Run(run_id="x", analysis=Analysis()),)),
-    Summary(runs=(Run.model_validate({"run_id": "x", "qps": None, "latency_ms": None, "server_counters": None,
-                                      "analysis": {"packet_rate": {"rx": None, "tx": None},
-                                                   "server_cpu_split_pct": None,
-                                                   "cpu_us_per_request": None}}),)),
+    Summary(runs=(Run.model_validate(run_record(run_id="x")),)),
+    Summary(runs=(Run.model_validate(run_record(run_id="x", analysis=Analysis())),)),
+    Summary(runs=(Run.model_validate(run_record(run_id="x", latency_ms=None, server_counters=None,
+                                                analysis={"packet_rate": {"rx": None, "tx": None},
+                                                          "server_cpu_split_pct": None,
+                                                          "cpu_us_per_request": None})),)),
 ]
 
 
 @pytest.mark.parametrize("summary", NOTHING)
-@pytest.mark.parametrize("key", list(CHART_FUNCS))
+@pytest.mark.parametrize("key", [k for k in CHART_FUNCS if k not in QPS_CHARTS])
 def test_chart_with_nothing_to_plot_is_none(key: str, summary: Summary):
     assert CHART_FUNCS[key](summary) is None
+
+
+@pytest.mark.parametrize("key", QPS_CHARTS)
+def test_qps_chart_without_runs_is_none(key: str):
+    assert CHART_FUNCS[key](Summary()) is None
 
 
 @pytest.mark.parametrize("key", CLOSED_LOOP)
