@@ -752,12 +752,12 @@ class HostNoise(Record):
 class Summary(Record):
     """A results folder's summary.json: the session, its hosts and baseline, runs and points."""
 
-    scenario: str | None = None
-    run_id: str | None = None
+    scenario: str
+    run_id: str
     source: str | None = None
     started: str | None = None
     finished: str | None = None  # None: the opened record (execute._open_results) until its first save
-    status: str | None = None
+    status: str
     phase: str | None = None  # None: the session did not stop early (execute._Session.save), as error
     error: str | None = None  # as phase
     resumed: int | None = None  # None: never resumed (execute counts each resume)

@@ -22,7 +22,7 @@ UNEXPLAINED: dict[str, set[str]] = {
     "Measurement": {"requests"},
     "Run": {"affinity", "baseline", "load", "server_cpu", "server_host_cpu", "server_stopped_cleanly",
             "window"},
-    "Summary": {"provider", "run_id", "scenario", "source", "started", "status"},
+    "Summary": {"provider", "source", "started"},
 }
 
 

@@ -136,3 +136,9 @@ def run_record(**fields: Any) -> dict[str, Any]:
     """A hand-made run: the matrix point it ran (plan.RunSpec) and its QPS, which execute always
     records, with `fields` over them."""
     return {"arch": "reuseport", "server_threads": 1, "connections": 64, "qps": 1000.0, **fields}
+
+
+def session(**fields: Any) -> dict[str, Any]:
+    """A hand-made summary's header: the scenario, the session's id and its status, which execute
+    always writes (execute._open_results, _Session.save), with `fields` over them."""
+    return {"scenario": "test", "run_id": "test-session", "status": "complete", **fields}

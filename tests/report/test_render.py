@@ -19,7 +19,7 @@ from orchestrator.errors import UserError
 from orchestrator.records import Summary
 from orchestrator.report import plots, render
 
-from testkit import counter_thread, run_record, server_counters, udp_ceiling
+from testkit import counter_thread, run_record, server_counters, session, udp_ceiling
 
 ALL_CHARTS = [key for key, *_ in plots.CHARTS if key not in plots.OPEN_LOOP_CHARTS]  # closed loop
 VERDICT_HEADER = "| run | arch | threads"
@@ -189,8 +189,9 @@ def test_failed_before_any_run(tmp_path: Path):
 def test_missing_and_none_fields_everywhere(tmp_path: Path):
     """A summary as sparse as its records allow: every optional field absent, None, or of the wrong type."""
     s: dict[str, Any] = {
-        "version": 1, "hosts": {"h": None, "g": {"tool_versions": None, "roles": None, "cpus": None},
-                                "k": {"tool_versions": {"wrk": "4.1.0", "nginx": None}}},
+        "version": 1, **session(),
+        "hosts": {"h": None, "g": {"tool_versions": None, "roles": None, "cpus": None},
+                  "k": {"tool_versions": {"wrk": "4.1.0", "nginx": None}}},
         # iperf3's records are whole; its TCP test may not have run
         "baseline": {"a->b": {"client": "a", "server": "b", "udp": udp_ceiling(), "tcp": None}},
         "points": [{"arch": None, "verdicts": None}],
