@@ -331,8 +331,8 @@ class PacketsPerRequest(Pair):
 
 
 class CpuSplit(Record):
-    usr: float | None = None
-    sys: float | None = None
+    usr: float
+    sys: float
     soft: float | None = None  # None: softirq not measured (CpuCost; cost_per_request)
 
 
@@ -406,9 +406,9 @@ class RunIdentity(Record):
     """Which run of the matrix a record is (plan.RunSpec.as_dict): its point and repetition."""
 
     index: int | None = None
-    arch: str | None = None
-    server_threads: int | None = None
-    connections: int | None = None
+    arch: str
+    server_threads: int
+    connections: int
     repetition: int | None = None
     axes: Axes = {}
     run_id: str | None = None
@@ -420,7 +420,7 @@ class Measurement(Record):
 
     rate: Rate | None = None  # open loop only
     requests: int | None = None
-    qps: float | None = None
+    qps: float
     latency_ms: Latency = Latency()
     service_time_ms: Latency | None = None  # open loop: from the actual send
     send_lag_ms: Latency | None = None  # open loop: actual send - intended send
@@ -463,7 +463,6 @@ class Run(Measurement, RunIdentity):
     sysctl: dict[str, dict[str, str]] | None = None  # host -> the kernel.sysctl values in force
     analysis: Analysis | None = None  # None: as observer (version 1)
     wall_s: float | None = None  # as observer
-    error: str | None = None
 
     _per_host = field_validator("client_cpu", "client_proc", "nic_allowances", mode="before")(_measured)
 
@@ -487,8 +486,7 @@ class Run(Measurement, RunIdentity):
     def errors_not_measured(self) -> str | None:
         """Why the run's failed requests are unknown (None: they were measured)."""
         if self.errors is None:
-            why = f"the run failed: {self.error}" if self.error else "the record has no error counters"
-            return f"socket errors not measured ({why})"
+            return "socket errors not measured (the record has no error counters)"
         if self.errors.missing:
             return f"socket errors not measured ({', '.join(self.errors.missing)} not reported)"
         if self.non_2xx is None:
@@ -500,18 +498,18 @@ class Point(Record):
     """A matrix point over its repetitions: median and spread (pyperf-style median +- MAD), and
     whether the repetitions agree on the verdict (analysis.summarise_points writes it)."""
 
-    arch: str | None = None
-    server_threads: int | None = None
-    connections: int | None = None
+    arch: str
+    server_threads: int
+    connections: int
     rate: float | None = None  # the target rate; None for a closed loop
     axes: Axes = {}
     n: int = 0
-    qps_median: float | None = None
-    qps_min: float | None = None
-    qps_max: float | None = None
-    qps_mad: float | None = None
-    qps_stdev: float | None = None
-    unstable: bool | None = None
+    qps_median: float
+    qps_min: float
+    qps_max: float
+    qps_mad: float
+    qps_stdev: float
+    unstable: bool  # std dev >= 10% of the mean (pyperf's warning)
     p50_ms_median: float | None = None  # None: no run of the point measured latency (summarise_points)
     p99_ms_median: float | None = None  # as p50_ms_median
     latency_ms: Latency | None = None  # each percentile's median over the repetitions
@@ -547,13 +545,14 @@ class HostFacts(Record):
 
     model_config = ConfigDict(frozen=True, extra="allow")
 
-    hostname: str | None = None
-    address: str | None = None
+    # execute._host_facts sets all six; a host listed with null facts reads as {} (Summary._facts_or_none)
+    hostname: str | None = None  # None: null facts (above), as the five below
+    address: str | None = None  # as hostname
     roles: tuple[str, ...] = ()
-    kernel: str | None = None
-    cpu_model: str | None = None
-    cpus: int | None = None
-    threads_per_core: int | None = None
+    kernel: str | None = None  # as hostname
+    cpu_model: str | None = None  # as hostname
+    cpus: int | None = None  # as hostname
+    threads_per_core: int | None = None  # as hostname
     tool_versions: dict[str, str | None] = {}
 
 
@@ -616,9 +615,9 @@ class TcpThroughput(Record):
 class BaselinePath(Record):
     """iperf3 on one client -> server path (the aggregate runs ride on the tightest path)."""
 
-    client: str | None = None
-    server: str | None = None
-    udp: UdpCeiling | None = None
+    client: str
+    server: str
+    udp: UdpCeiling
     udp_reverse: UdpCeiling | None = None  # None: one machine (loopback): one way only (baseline.py)
     tcp: TcpThroughput | None = None  # None: baseline.tcp off
     tcp_reverse: TcpThroughput | None = None  # iperf3 -R: the server sends
@@ -753,12 +752,12 @@ class HostNoise(Record):
 class Summary(Record):
     """A results folder's summary.json: the session, its hosts and baseline, runs and points."""
 
-    scenario: str | None = None
-    run_id: str | None = None
+    scenario: str
+    run_id: str
     source: str | None = None
     started: str | None = None
-    finished: str | None = None
-    status: str | None = None
+    finished: str | None = None  # None: the opened record (execute._open_results) until its first save
+    status: str
     phase: str | None = None  # None: the session did not stop early (execute._Session.save), as error
     error: str | None = None  # as phase
     resumed: int | None = None  # None: never resumed (execute counts each resume)

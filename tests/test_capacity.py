@@ -13,6 +13,8 @@ from orchestrator.plan import expected_search_runs, max_search_runs
 from orchestrator.scenario import Search
 from orchestrator.tools.loadgen import Histogram, lowest_equivalent
 
+from testkit import run_record
+
 
 def _search(**kw) -> Search:
     base = {"slo": {"p99": "2ms"}, "min_rate": 1000, "max_rate": 1_000_000, "precision": "2%"}
@@ -198,10 +200,10 @@ def test_the_plan_bounds_hold(knee):
 
 
 def test_observation_from_a_run_record():
-    rec = {"run_id": "003-x", "qps": 990.0, "requests": 990, "non_2xx": 5,
-           "errors": {"connect": 0, "read": 5, "write": 0, "timeout": 0},
-           "rate": {"target": 1000.0, "achieved": 990.0, "sustained": True},
-           "latency_ms": {"p50": 0.1, "p99": 1.5, "p99_9": None}, "analysis": {"verdict": "client-bound"}}
+    rec = run_record(run_id="003-x", qps=990.0, requests=990, non_2xx=5,
+                     errors={"connect": 0, "read": 5, "write": 0, "timeout": 0},
+                     rate={"target": 1000.0, "achieved": 990.0, "sustained": True},
+                     latency_ms={"p50": 0.1, "p99": 1.5, "p99_9": None}, analysis={"verdict": "client-bound"})
     o = capacity.observation_of(records.Run.model_validate(rec))
     assert o.achieved_ratio == pytest.approx(0.99) and o.latency_ms == {"p50": 0.1, "p99": 1.5}
     assert o.errors_pct == pytest.approx(100 * 10 / 995) and o.verdict == "client-bound"

@@ -12,7 +12,7 @@ import pytest
 from orchestrator import compare, history, stats, store
 from orchestrator.errors import UserError
 
-from testkit import NO_COMPARE, orchestrate
+from testkit import NO_COMPARE, cpu_cost, orchestrate
 
 
 def summary(qps_by_point, *, scenario="s", machine="cpu-x", status="complete", run_id="r1"):
@@ -207,7 +207,7 @@ def rounds_summary(rng, n, *, qps_ratio=1.0, cpu_ratio=1.0, drift=0.05, noise=0.
             runs.append({"run_id": f"{k}-{arch}", "arch": arch, "server_threads": 1, "connections": 64,
                          "repetition": k, "qps": q,
                          "latency_ms": {"p99": 1.0 * math.exp(rng.gauss(0, noise))},
-                         "analysis": {"cpu_us_per_request": {"total": cpu}}})
+                         "analysis": {"cpu_us_per_request": cpu_cost(cpu)}})
     return {"scenario": "s", "run_id": "r", "status": "complete", "runs": runs}
 
 

@@ -16,7 +16,7 @@ import testkit
 def run(usr: float, sys: float, soft: float, qps: float = 20_000.0, switches_s: float = 4_000.0,
         packets: float = 2.0) -> records.Run:
     return records.Run.model_validate({
-        "qps": qps, "analysis": {
+        **testkit.run_record(qps=qps), "analysis": {
             "cpu_us_per_request": {"usr": usr, "sys": sys, "soft": soft, "total": usr + sys + soft},
             "switches": {"voluntary_s": switches_s, "involuntary_s": 0.0},
             "packets_per_request": {"total": packets, "source": "sar DEV eth0 on srv"}},
@@ -47,7 +47,8 @@ def test_without_a_cpu_change_the_component_that_moved_most_is_named():
     assert e is not None and e.sentence.startswith("packets per request moved most: B/A 1.5")
     same = explain.explain([(run(10, 20, 5), run(10, 20, 5)), (run(10, 20, 5), run(10, 20, 5))], "B", "A")
     assert same is not None and same.sentence.startswith("no measured component of B against A moved")
-    assert explain.explain([(records.Run(), records.Run())], "B", "A") is None
+    bare = records.Run.model_validate(testkit.run_record())  # nothing measured per request
+    assert explain.explain([(bare, bare)], "B", "A") is None
 
 
 def test_by_cell_pairs_each_variant_with_the_baseline_round_by_round():

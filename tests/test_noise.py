@@ -12,6 +12,8 @@ import pytest
 from orchestrator import compare, noise, stats
 from orchestrator.history import open_history
 
+from testkit import cpu_cost
+
 
 def aa_summary(levels: dict[int, list[float]], *, run_id="aa", machine="cpu-x") -> dict:
     """Runs at connections=c with the given QPS per repetition (2k-1 and 2k: round k)."""
@@ -74,7 +76,7 @@ def test_below_the_floor_says_not_detectable_and_the_gate_acts_on_the_floor():
 def test_each_metric_has_its_own_floor():
     s = aa_summary({64: [100, 102, 100, 98, 100, 101]})
     for r, cpu in zip(s["runs"], [8.0, 8.8, 8.0, 7.2, 8.0, 8.4], strict=True):
-        r["analysis"] = {"cpu_us_per_request": {"total": cpu}}
+        r["analysis"] = {"cpu_us_per_request": cpu_cost(cpu)}
     got = noise.measure(s)
     assert set(got.others) == {"cpu_us_per_request"} and got.others["cpu_us_per_request"] > 2 * got.sd_log
     floors = got.floors(10)

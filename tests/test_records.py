@@ -14,6 +14,8 @@ from orchestrator.errors import UserError
 from orchestrator.point import PointKey
 from orchestrator.records import Run, Summary
 
+from testkit import run_record, session
+
 DATA = Path(__file__).parent / "report" / "data"
 RECORDED = [DATA / "closed-loop", DATA / "open-loop"]  # version 2, analysed when recorded
 
@@ -56,8 +58,8 @@ def test_version_1_is_upgraded():
 
 
 def test_version_1_points_are_dropped_to_be_remade():
-    data = {"version": 1, "runs": [], "points": [{"arch": "x", "qps_median": 1.0}]}
-    assert records.upgrade_1_to_2(data) == {"version": 2, "runs": []}
+    data = {"version": 1, **session(), "runs": [], "points": [{"arch": "x", "qps_median": 1.0}]}
+    assert records.upgrade_1_to_2(data) == {"version": 2, **session(), "runs": []}
     assert data["points"]  # the upgrade returns a new dict
     assert records.load(data).points == ()
 
@@ -72,11 +74,12 @@ def test_an_unknown_version_is_refused_in_one_line(version):
 
 @pytest.mark.parametrize(("data", "line"), [
     ([], "s.json: not a summary (a JSON object with version, runs, ...)"),
-    ({"version": 2, "runs": {"a": 1}}, "s.json: runs: Input should be a valid tuple (got {'a': 1})"),
-    ({"version": 2, "runs": [{"latency_ms": {"p99": "slow"}}]},
+    ({"version": 2, **session(), "runs": {"a": 1}},
+     "s.json: runs: Input should be a valid tuple (got {'a': 1})"),
+    ({"version": 2, **session(), "runs": [run_record(latency_ms={"p99": "slow"})]},
      "s.json: runs.0.latency_ms.p99: Input should be a valid number, unable to parse string as a number "
      "(got 'slow')"),
-    ({"version": 1, "hosts": {"h": {"cpus": "many"}}},
+    ({"version": 1, **session(), "hosts": {"h": {"cpus": "many"}}},
      "s.json: hosts.h.cpus: Input should be a valid integer, unable to parse string as an integer "
      "(got 'many')"),
 ])
@@ -87,9 +90,9 @@ def test_a_mistyped_field_is_refused_in_one_line_naming_its_key(data, line):
 
 
 def test_null_reads_as_not_measured():
-    s = records.load({"version": 2, "hosts": {"h": None},
-                      "runs": [{"errors": None, "latency_ms": None, "client_proc": {"c": None},
-                                "analysis": {"evidence": None}}]})
+    s = records.load({"version": 2, **session(), "hosts": {"h": None},
+                      "runs": [run_record(errors=None, latency_ms=None, client_proc={"c": None},
+                                          analysis={"evidence": None})]})
     (run,) = s.runs
     # issue 22: missing error counters are not 0 errors: absent, and said so with the reason
     assert run.errors is None and run.failed_requests is None
@@ -98,25 +101,26 @@ def test_null_reads_as_not_measured():
     assert run.analysis and run.analysis.evidence == ()
     assert s.hosts["h"].roles == ()
     # a counter missing from the record is not measured either, nor is an absent non-2xx count
-    (run,) = records.load({"version": 3, "runs": [{"errors": {"connect": 0, "read": 0}, "non_2xx": 0}]}).runs
+    (run,) = records.load({"version": 3, **session(),
+                           "runs": [run_record(errors={"connect": 0, "read": 0}, non_2xx=0)]}).runs
     assert run.errors and run.errors.total is None and run.failed_requests is None
     assert run.errors_not_measured == "socket errors not measured (write, timeout not reported)"
-    (run,) = records.load({"version": 3, "runs": [
-        {"errors": {"connect": 0, "read": 1, "write": 0, "timeout": 2}}]}).runs
+    (run,) = records.load({"version": 3, **session(), "runs": [
+        run_record(errors={"connect": 0, "read": 1, "write": 0, "timeout": 2})]}).runs
     assert run.failed_requests is None and run.errors_not_measured and "non-2xx" in run.errors_not_measured
-    (run,) = records.load({"version": 3, "runs": [
-        {"errors": {"connect": 0, "read": 1, "write": 0, "timeout": 2}, "non_2xx": 3}]}).runs
+    (run,) = records.load({"version": 3, **session(), "runs": [
+        run_record(errors={"connect": 0, "read": 1, "write": 0, "timeout": 2}, non_2xx=3)]}).runs
     assert run.failed_requests == 6 and run.errors_not_measured is None
 
 
 def test_a_key_no_record_declares_is_refused_in_one_line():
     # a misspelt key is not data: it is refused, naming where it is (issue 28)
-    for data, where in (({"version": 3, "runs": [{"run_id": "r", "qsp": 1.5}]}, "runs.0.qsp"),
-                        ({"version": 3, "not_typed": 1, "runs": []}, "not_typed"),
-                        ({"version": 2, "runs": [{"latency_ms": {"p99": 1.0, "p42": 2.0}}]},
+    for data, where in (({**session(), "runs": [run_record(run_id="r", qsp=1.5)]}, "runs.0.qsp"),
+                        ({**session(), "not_typed": 1, "runs": []}, "not_typed"),
+                        ({**session(), "runs": [run_record(latency_ms={"p99": 1.0, "p42": 2.0})]},
                          "runs.0.latency_ms.p42")):
         with pytest.raises(UserError, match=rf"^summary.json: {where}: Extra inputs are not permitted"):
-            records.load(data)
+            records.load({"version": 3, **data})
 
 
 def test_a_field_every_producer_sets_is_required():
@@ -127,15 +131,18 @@ def test_a_field_every_producer_sets_is_required():
            "cpu_receiver_pct": 2.0}
     tcp = {"bits_per_second": 1e9, "bits_per_second_sent": 1e9, "duration_s": 5.0, "cpu_sender_pct": 1.0,
            "cpu_receiver_pct": 2.0}  # no retransmits: iperf3 could not read them
-    base = {"version": 3, "baseline": {"c->s": {"udp": udp, "tcp": tcp}},
-            "runs": [{"window": {"start": 1.0, "end": 2.0}}]}
+    ends = {"client": "c", "server": "s"}
+    base = {"version": 3, **session(), "baseline": {"c->s": {**ends, "udp": udp, "tcp": tcp}},
+            "runs": [run_record(window={"start": 1.0, "end": 2.0})]}
     assert records.load(base).baseline["c->s"].tcp.retransmits is None
     no_duration = {k: v for k, v in tcp.items() if k != "duration_s"}
-    for data, where in (({**base, "baseline": {"c->s": {"udp": {**udp, "pps_delivered": None}}}},
+    for data, where in (({**base, "baseline": {"c->s": {**ends, "udp": {**udp, "pps_delivered": None}}}},
                          "baseline.c->s.udp.pps_delivered"),
-                        ({**base, "baseline": {"c->s": {"tcp": no_duration}}},
+                        ({**base, "baseline": {"c->s": {**ends, "udp": udp, "tcp": no_duration}}},
                          "baseline.c->s.tcp.duration_s"),
-                        ({**base, "runs": [{"window": {"start": 1.0}}]}, "runs.0.window.end"),
+                        ({**base, "baseline": {"c->s": {"server": "s", "udp": udp}}}, "baseline.c->s.client"),
+                        ({**base, "runs": [run_record(window={"start": 1.0})]}, "runs.0.window.end"),
+                        ({k: v for k, v in base.items() if k != "run_id"}, "run_id"),
                         ({**base, "host_noise": {"before": {"when": "before"}}},
                          "host_noise.before.seconds")):
         with pytest.raises(UserError, match=rf"^summary.json: {re.escape(where)}: Field required"):
@@ -144,28 +151,28 @@ def test_a_field_every_producer_sets_is_required():
 
 def test_host_facts_keep_what_the_provider_found():
     # the one open record: facts vary by provider and kernel, and the environment diff reads them
-    data = {"version": 3, "hosts": {"h": {"cpus": 2, "governor": "performance", "sysctl": {"a": "1"}}},
-            "runs": []}
+    data = {"version": 3, **session(),
+            "hosts": {"h": {"cpus": 2, "governor": "performance", "sysctl": {"a": "1"}}}, "runs": []}
     s = records.load(data)
     assert s.dump() == data and s.hosts["h"].model_extra == {"governor": "performance", "sysctl": {"a": "1"}}
 
 
 def test_a_bare_rate_is_a_target():
-    assert Run.model_validate({"rate": 2000}).rate == records.Rate(target=2000.0)
+    assert Run.model_validate(run_record(rate=2000)).rate == records.Rate(target=2000.0)
 
 
 def test_records_are_frozen():
-    run = Run(run_id="r")
+    run = Run.model_validate(run_record(run_id="r", qps=1.0))
     with pytest.raises(ValueError):
-        run.qps = 1.0  # type: ignore[misc]
-    assert run.model_copy(update={"qps": 1.0}).qps == 1.0 and run.qps is None
+        run.qps = 2.0  # type: ignore[misc]
+    assert run.model_copy(update={"qps": 2.0}).qps == 2.0 and run.qps == 1.0
 
 
 def test_as_summary_takes_either_form():
-    s = Summary(scenario="x")
+    s = Summary(**session())
     assert records.as_summary(s) is s
-    assert records.as_summary({"scenario": "x"}) == s
-    assert records.as_summary({"version": 1, "scenario": "x"}) == s
+    assert records.as_summary(session()) == s
+    assert records.as_summary({"version": 1, **session()}) == s
 
 
 def test_an_old_folder_still_compares_against_a_new_one():
@@ -183,7 +190,7 @@ def test_version_2_points_merged_across_axes_are_dropped_to_be_remade():
     run = {"arch": "reuseport", "server_threads": 1, "connections": 8, "qps": 1.0}
     plain = {"version": 2, "runs": [run], "points": [{"arch": "reuseport", "n": 1}]}
     assert records.upgrade_2_to_3(plain) == {**plain, "version": 3}  # nothing else changes
-    swept = {"version": 2, "points": [{"arch": "reuseport", "n": 2}],
+    swept = {"version": 2, **session(), "points": [{"arch": "reuseport", "n": 2}],
              "runs": [{**run, "axes": {"server.work_us": w}} for w in (0, 5)]}
     s = records.load(swept)
     assert s.points == () and [r.key["server.work_us"] for r in s.runs] == [0, 5]
@@ -203,7 +210,7 @@ def test_a_point_keeps_every_axis_in_order():
                                    "server.work_us", "load.keepalive"]
     assert points[2].key.label() == ("server.arch=reuseport server.threads=1 load.connections=8 "
                                      "server.work_us=0 load.keepalive=false")
-    s = Summary(runs=tuple(runs), points=tuple(points))
+    s = Summary(**session(), runs=tuple(runs), points=tuple(points))
     back = records.load(json.loads(json.dumps(s.dump())))
     assert back == s and back.points[2].key == points[2].key
 

@@ -18,16 +18,11 @@ RECORDS = Path(__file__).resolve().parent.parent / "orchestrator" / "records.py"
 
 # record -> its optional fields without a reason on their line (to explain or make required)
 UNEXPLAINED: dict[str, set[str]] = {
-    "CpuSplit": {"sys", "usr"},
-    "RunIdentity": {"arch", "connections", "index", "repetition", "run_id", "server_threads"},
-    "Measurement": {"qps", "requests"},
-    "Run": {"affinity", "baseline", "error", "load", "server_cpu", "server_host_cpu",
-            "server_stopped_cleanly", "window"},
-    "Point": {"arch", "connections", "qps_mad", "qps_max", "qps_median", "qps_min", "qps_stdev",
-              "server_threads", "unstable"},
-    "HostFacts": {"address", "cpu_model", "cpus", "hostname", "kernel", "threads_per_core"},
-    "BaselinePath": {"client", "server", "udp"},
-    "Summary": {"finished", "provider", "run_id", "scenario", "source", "started", "status"},
+    "RunIdentity": {"index", "repetition", "run_id"},
+    "Measurement": {"requests"},
+    "Run": {"affinity", "baseline", "load", "server_cpu", "server_host_cpu", "server_stopped_cleanly",
+            "window"},
+    "Summary": {"provider", "source", "started"},
 }
 
 

@@ -13,7 +13,7 @@ import pytest
 from orchestrator import execute, plan, records, scenario
 from orchestrator.errors import UserError
 
-from testkit import orchestrate
+from testkit import cpu_cost, orchestrate
 
 BASE = """
 name: m
@@ -123,7 +123,7 @@ def _runs(ratios: list[float]) -> list[records.Run]:
             out.append(records.Run.model_validate({
                 "arch": "reuseport", "server_threads": 1, "connections": 64, "repetition": k,
                 "qps": 1000.0, "axes": {"server.work_us": w},
-                "analysis": {"cpu_us_per_request": {"total": cpu}}}))
+                "analysis": {"cpu_us_per_request": cpu_cost(cpu)}}))
     return out
 
 

@@ -9,7 +9,7 @@ import pytest
 from orchestrator import records, store
 from orchestrator.errors import UserError
 
-from testkit import thread_cpu
+from testkit import run_record, session, thread_cpu
 
 
 def test_atomic_write_replaces_whole_and_leaves_no_temp(tmp_path):
@@ -35,16 +35,17 @@ def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
 
 def test_summary_and_csv(tmp_path):
     rd = store.ResultsDir.create(tmp_path, "scn", "rid")
-    runs = [{"run_id": "001", "qps": 10.5, "latency_ms": {"p50": 1.0}, "telemetry": {"big": 1},
-             "server_cpu": {"usr": 3.0, "threads": [thread_cpu(7, 3.0)]}}]
-    rd.save_summary({"scenario": "scn", "runs": runs})
+    runs = [run_record(run_id="001", qps=10.5, latency_ms={"p50": 1.0}, telemetry={"big": 1},
+                       server_cpu={"usr": 3.0, "threads": [thread_cpu(7, 3.0)]})]
+    rd.save_summary(session(scenario="scn", runs=runs))
     data = store.load_summary(tmp_path / "scn" / "rid")
     assert isinstance(data, records.Summary) and data.scenario == "scn"
     (run,) = data.runs
     assert (run.qps, run.latency_ms.p50, run.server_cpu.threads[0].tid) == (10.5, 1.0, 7)
     assert data.dump()["runs"] == runs  # written back as it was given
     df = pd.read_csv(tmp_path / "scn" / "rid" / "metrics.csv")
-    assert list(df.columns) == ["run_id", "qps", "latency_ms.p50", "server_cpu.usr"]
+    assert list(df.columns) == ["server.arch", "server.threads", "load.connections", "arch", "server_threads",
+                                "connections", "run_id", "qps", "latency_ms.p50", "server_cpu.usr"]
     assert json.loads((tmp_path / "scn" / "rid" / "summary.json").read_text())["version"] == 3
 
 
@@ -53,7 +54,7 @@ def test_metrics_csv_has_one_column_per_axis(tmp_path):
     runs = [{"run_id": f"00{i}", "arch": "reuseport", "server_threads": 1, "connections": 8, "qps": 1.0 + i,
              "axes": {"server.work_us": w, "load.keepalive": ka}}
             for i, (w, ka) in enumerate([(0, True), (5, False)])]
-    rd.save_summary({"scenario": "scn", "runs": runs})
+    rd.save_summary(session(scenario="scn", runs=runs))
     df = pd.read_csv(tmp_path / "scn" / "rid" / "metrics.csv")
     assert list(df.columns)[:5] == ["server.arch", "server.threads", "load.connections", "server.work_us",
                                     "load.keepalive"]  # load.rate: no run set it
@@ -63,17 +64,18 @@ def test_metrics_csv_has_one_column_per_axis(tmp_path):
 
 def test_a_typed_summary_saves_and_loads_the_same(tmp_path):
     rd = store.ResultsDir.create(tmp_path, "scn", "rid")
-    s = records.Summary(scenario="scn", status="complete",
-                        runs=(records.Run(run_id="001", arch="reuseport", qps=5.0,
+    s = records.Summary(scenario="scn", run_id="rid", status="complete",
+                        runs=(records.Run(run_id="001", arch="reuseport", server_threads=1, connections=8,
+                                          qps=5.0,
                                           rate=records.Rate(target=10.0, achieved=5.0, sustained=False)),))
     rd.save_summary(s)
     back = store.load_summary(rd.path)
     assert back == s and back.runs[0].key.as_json() == {
-        "server.arch": "reuseport", "server.threads": None, "load.connections": None, "load.rate": 10.0}
+        "server.arch": "reuseport", "server.threads": 1, "load.connections": 8, "load.rate": 10.0}
 
 
 def test_a_summary_with_a_mistyped_field_is_refused_in_one_line(tmp_path):
-    (tmp_path / "summary.json").write_text(json.dumps({"version": 2, "runs": [{"qps": "fast"}]}))
+    (tmp_path / "summary.json").write_text(json.dumps(session(version=2, runs=[run_record(qps="fast")])))
     with pytest.raises(UserError) as e:
         store.load_summary(tmp_path)
     assert str(e.value) == (f"{tmp_path / 'summary.json'}: runs.0.qps: Input should be a valid number, "
@@ -93,5 +95,5 @@ def test_saving_a_malformed_summary_is_our_bug_not_bad_input(tmp_path):
 
     rd = store.ResultsDir.create(tmp_path, "scn", "rid")
     with pytest.raises(ValidationError):
-        rd.save_summary({"scenario": "scn", "runs": [{"qps": "fast"}]})
+        rd.save_summary(session(scenario="scn", runs=[run_record(qps="fast")]))
     assert not (rd.path / "summary.json").exists()

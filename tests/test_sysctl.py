@@ -12,6 +12,8 @@ from orchestrator.errors import UserError
 from orchestrator.history import environment_differences
 from orchestrator.point import PointKey
 
+from testkit import session
+
 BASE = """
 name: k
 hosts: {provider: netns, roles: {server: 1, client: 1}}
@@ -75,9 +77,9 @@ def test_reading_and_refusing():
 
 def test_a_differing_sysctl_is_named_in_the_environment_diff():
     def summary(v: str) -> dict:
-        return {"topology": {"server": "s"}, "hosts": {"s": {"roles": ["server"], "kernel": "6.1",
+        return session(topology={"server": "s"}, hosts={"s": {"roles": ["server"], "kernel": "6.1",
                                                                "sysctl": {"net.core.somaxconn": v,
-                                                                          "net.ipv4.tcp_tw_reuse": "2"}}}}
+                                                                          "net.ipv4.tcp_tw_reuse": "2"}}})
 
     assert environment_differences(summary("128"), summary("4096")) == [
         "server sysctl: net.core.somaxconn 128 vs 4096"]

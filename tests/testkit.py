@@ -116,3 +116,29 @@ def client_result(host: str, qps: float, **fields: Any) -> dict[str, Any]:
     """One generator's share of a run (load.py), over a 10 s run at a flat 1 ms latency."""
     return {"host": host, "qps": qps, "requests": int(qps * 10),
             "latency_ms": dict.fromkeys(("p50", "p75", "p90", "p99", "max", "mean"), 1.0), **fields}
+
+
+def cpu_cost(total: float) -> dict[str, Any]:
+    """A run's server CPU per request (analysis.cost_per_request: usr and sys always, soft when
+    mpstat measured it), split 30/50/20 over a `total` in µs."""
+    return {"usr": total * 0.3, "sys": total * 0.5, "soft": total * 0.2, "total": total}
+
+
+def udp_ceiling(pps: float = 100_000.0, **fields: Any) -> dict[str, Any]:
+    """iperf3's small-datagram test (tools/iperf3.parse_udp) over 1 s, nothing lost."""
+    n = int(pps)
+    return {"length": 64, "packets_sent": n, "packets_delivered": n, "packets_lost": 0, "pps_sent": pps,
+            "pps_delivered": pps, "loss_pct": 0.0, "duration_s": 1.0, "cpu_sender_pct": 50.0,
+            "cpu_receiver_pct": 20.0, **fields}
+
+
+def run_record(**fields: Any) -> dict[str, Any]:
+    """A hand-made run: the matrix point it ran (plan.RunSpec) and its QPS, which execute always
+    records, with `fields` over them."""
+    return {"arch": "reuseport", "server_threads": 1, "connections": 64, "qps": 1000.0, **fields}
+
+
+def session(**fields: Any) -> dict[str, Any]:
+    """A hand-made summary's header: the scenario, the session's id and its status, which execute
+    always writes (execute._open_results, _Session.save), with `fields` over them."""
+    return {"scenario": "test", "run_id": "test-session", "status": "complete", **fields}

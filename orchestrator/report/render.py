@@ -311,7 +311,7 @@ def _error_flags(r: Run) -> list[str]:
     """The run's socket errors, or that they were not measured (never a silent 0)."""
     e = r.errors
     if e is None:
-        return [] if r.error else [r.errors_not_measured or "socket errors not measured"]
+        return [r.errors_not_measured or "socket errors not measured"]
     seen = sum(v for v in (e.connect, e.read, e.write, e.timeout) if v)
     if seen:
         return [f"{seen:,} socket errors" + (f" ({', '.join(e.missing)} not measured)" if e.missing else "")]
@@ -326,8 +326,6 @@ def _run_row(r: Run, folder: Path) -> dict[str, Any]:
     flags += _error_flags(r)
     if r.non_2xx:
         flags.append(f"{r.non_2xx:,} non-2xx responses")
-    if r.error:
-        flags.append(f"run failed: {r.error}")
     if r.perf and r.perf.error:
         flags.append(f"no flame graph: {r.perf.error}")
     in_window = (r.observer or {}).get("remote_commands_in_window")

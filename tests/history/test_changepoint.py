@@ -42,7 +42,7 @@ def history(seed: int, *, step_pct: float = 0.0) -> list[dict]:
                  "connections": 64, "repetition": rep,
                  "qps": float(level * (1 + NOISE * rng.standard_normal())), "latency_ms": {"p99": 1.0}}
                 for rep in range(1, 4)]
-        out.append({"scenario": "nightly", "run_id": f"night-{night:02d}",
+        out.append({"scenario": "nightly", "run_id": f"night-{night:02d}", "status": "complete",
                     "started": f"2026-11-{night + 1:02d}T02:30:00Z", "runs": runs})
     return out
 

@@ -122,7 +122,7 @@ def test_a_run_without_error_counters_has_null_errors_not_zero(tmp_path):
     runs = [{"run_id": rid, "arch": "reuseport", "server_threads": 1, "connections": 8, "qps": 10.0,
              **({"errors": e} if e is not None else {})} for rid, e in counts.items()]
     db = tmp_path / "h.sqlite"
-    record_history({"scenario": "s", "run_id": "e", "runs": runs}, tmp_path, db)
+    record_history({"scenario": "s", "run_id": "e", "status": "complete", "runs": runs}, tmp_path, db)
     with contextlib.closing(sqlite3.connect(db)) as con:
         got = dict(con.execute("SELECT run_id, errors FROM runs").fetchall())
     assert got == {"none": None, "part": None, "all": 3}

@@ -6,6 +6,8 @@ from orchestrator import analysis
 from orchestrator.records import Analysis, Run, Summary
 from orchestrator.report import nextstep
 
+from testkit import run_record, session
+
 
 def test_every_key_is_a_rule_analysis_declares():
     # analysis.RULES is the one list of rule names; a renamed rule shows here first.
@@ -13,14 +15,14 @@ def test_every_key_is_a_rule_analysis_declares():
 
 
 def _run(rid: str, verdict: str, rule: str) -> Run:
-    return Run.model_validate({"run_id": rid, "analysis": Analysis(verdict=verdict, rule=rule,
-                                                                   evidence=(f"{rid} said so",))})
+    return Run.model_validate(run_record(run_id=rid, analysis=Analysis(verdict=verdict, rule=rule,
+                                                                       evidence=(f"{rid} said so",))))
 
 
 def test_the_most_common_rule_decides_and_the_line_says_what_to_try_and_why():
-    summary = Summary(runs=[_run("a", analysis.INCONCLUSIVE, "both-saturated"),
-                            _run("b", analysis.INCONCLUSIVE, "both-saturated"),
-                            _run("c", analysis.SERVER, "server-cpu")])
+    summary = Summary(**session(), runs=[_run("a", analysis.INCONCLUSIVE, "both-saturated"),
+                                         _run("b", analysis.INCONCLUSIVE, "both-saturated"),
+                                         _run("c", analysis.SERVER, "server-cpu")])
     advice = nextstep.advise(summary)
     assert advice is not None
     verdict, nxt = advice.lines()
@@ -29,6 +31,6 @@ def test_the_most_common_rule_decides_and_the_line_says_what_to_try_and_why():
 
 
 def test_a_rule_unknown_here_gets_the_generic_advice_and_no_run_none():
-    advice = nextstep.advise(Summary(runs=[_run("a", "new-verdict", "a-rule-added-later")]))
+    advice = nextstep.advise(Summary(**session(), runs=[_run("a", "new-verdict", "a-rule-added-later")]))
     assert advice is not None and advice.next == nextstep.GENERIC[0]
-    assert nextstep.advise(Summary(runs=[])) is None
+    assert nextstep.advise(Summary(**session(), runs=[])) is None

@@ -9,8 +9,10 @@ import pytest
 from report_checks import assert_png, png_size
 
 from orchestrator import analysis
-from orchestrator.records import Analysis, CpuCost, Latency, Point, Rate, Run, Summary
+from orchestrator.records import Analysis, CpuCost, Latency, Rate, Run, Summary
 from orchestrator.report import plots
+
+from testkit import run_record, session
 
 CHART_FUNCS = {key: fn for key, _title, fn, _caption in plots.CHARTS}
 CLOSED_LOOP = [k for k in CHART_FUNCS if k not in plots.OPEN_LOOP_CHARTS]
@@ -46,21 +48,28 @@ def test_charts_of_an_old_summary_draw_what_the_records_hold(old_summary: Summar
     assert drawn == {"qps_by_threads", "point_summary", "latency_percentiles", "thread_balance"}
 
 
+# a run always has its point and QPS (records.Run): these two charts draw from them alone
+QPS_CHARTS = ("qps_by_threads", "point_summary")
 NOTHING: list[Summary] = [
-    Summary(),
-    Summary(runs=(Run(run_id="x"),)),
-    Summary(runs=(Run(run_id="x", analysis=Analysis()),), points=(Point(),)),
-    Summary(runs=(Run.model_validate({"run_id": "x", "qps": None, "latency_ms": None, "server_counters": None,
-                                      "analysis": {"packet_rate": {"rx": None, "tx": None},
-                                                   "server_cpu_split_pct": None,
-                                                   "cpu_us_per_request": {}}}),)),
+    Summary(**session()),
+    Summary(**session(), runs=(Run.model_validate(run_record(run_id="x")),)),
+    Summary(**session(), runs=(Run.model_validate(run_record(run_id="x", analysis=Analysis())),)),
+    Summary(**session(), runs=(Run.model_validate(run_record(
+        run_id="x", latency_ms=None, server_counters=None,
+        analysis={"packet_rate": {"rx": None, "tx": None}, "server_cpu_split_pct": None,
+                  "cpu_us_per_request": None})),)),
 ]
 
 
 @pytest.mark.parametrize("summary", NOTHING)
-@pytest.mark.parametrize("key", list(CHART_FUNCS))
+@pytest.mark.parametrize("key", [k for k in CHART_FUNCS if k not in QPS_CHARTS])
 def test_chart_with_nothing_to_plot_is_none(key: str, summary: Summary):
     assert CHART_FUNCS[key](summary) is None
+
+
+@pytest.mark.parametrize("key", QPS_CHARTS)
+def test_qps_chart_without_runs_is_none(key: str):
+    assert CHART_FUNCS[key](Summary(**session())) is None
 
 
 @pytest.mark.parametrize("key", CLOSED_LOOP)
@@ -72,10 +81,10 @@ def test_chart_with_one_run_and_holes(key: str, closed_summary: Summary):
     holed = a.model_copy(update={
         "packet_rate": a.packet_rate.model_copy(update={"tx": None}), "ceiling_pps": None,
         "ceiling_use": None, "server_cpu_split_pct": a.server_cpu_split_pct.model_copy(update={"soft": None}),
-        "client_busy_pct": None, "cpu_us_per_request": CpuCost(usr=None, sys=3.0, soft=None, total=None)})
+        "client_busy_pct": None, "cpu_us_per_request": CpuCost(usr=1.0, sys=3.0, soft=None, total=None)})
     run = Run.model_validate({**run.to_json(), "analysis": holed.to_json(),
                               "latency_ms": {**run.latency_ms.to_json(), "max": None}})
-    png = CHART_FUNCS[key](Summary(runs=(run,)))
+    png = CHART_FUNCS[key](Summary(**session(), runs=(run,)))
     assert png is not None, key
     assert_png(png)
 
@@ -101,7 +110,7 @@ def test_points_prefers_the_analysis(closed_summary: Summary):
 def test_several_connection_counts_make_separate_series(closed_summary: Summary):
     runs = [r.model_copy(update={"connections": 128}) if r.repetition == 1 else r
             for r in closed_summary.runs]
-    s = Summary(runs=tuple(runs))
+    s = Summary(**session(), runs=tuple(runs))
     assert len(plots.points(s)) == 8
     assert_png(plots.qps_by_threads(s) or b"")
 
@@ -118,13 +127,14 @@ def test_open_loop_curves_and_their_knee():
                    latency_ms=Latency(p50=p99 / 4, p75=p99 / 3, p90=p99 / 2, p99=p99, p99_9=p99 * 2,
                                       p99_99=p99 * 3, p99_999=p99 * 4, max=p99 * 5))
 
-    summary = Summary(runs=(run(1000, 0.3), run(2000, 0.35), run(4000, 0.5), run(8000, 9.0), run(9000, 90.0)))
+    summary = Summary(**session(), runs=(run(1000, 0.3), run(2000, 0.35), run(4000, 0.5), run(8000, 9.0),
+                                         run(9000, 90.0)))
     (curve,) = plots._open_loop_curves(summary).values()
     assert [round(r) for r, _ in curve] == [999, 1998, 3996, 7992, 8991]
     assert plots.knee(curve) == 2  # 0.5 ms is within 2x of the 0.3 ms floor; 9 ms is not
     for chart in (plots.latency_vs_rate, plots.percentile_spectrum):
         assert_png(chart(summary))
-    closed = Summary(runs=(run(1000, 0.3).model_copy(update={"rate": None}),))
+    closed = Summary(**session(), runs=(run(1000, 0.3).model_copy(update={"rate": None}),))
     assert plots.latency_vs_rate(closed) is None and plots.percentile_spectrum(closed) is None
 
 
