@@ -95,7 +95,7 @@ def test_loopback_search_finds_a_capacity_and_draws_its_curve(tmp_path, run_id):
     done = orchestrate("run", str(REPO / "scenarios" / "capacity.yaml"), "--results", str(tmp_path),
                        "--run-id", run_id, "--set", "load.duration=1s",
                        "--set", "load.warmup=300ms", "--set", "load.search.slo.p99=20ms",
-                       "--set", "load.search.precision=20%", "--set", "load.search.min_rate=20000",
+                       "--set", "load.search.precision=35%", "--set", "load.search.min_rate=20000",
                        "--set", "load.search.knee_runs=2",  # the machinery; the count is unit-tested
                        timeout=900)
     assert done.returncode == 0, done.stderr
@@ -103,9 +103,11 @@ def test_loopback_search_finds_a_capacity_and_draws_its_curve(tmp_path, run_id):
     runs = {r["run_id"]: r for r in s["runs"]}
     assert len(s["capacity"]) == 1  # one search (repeat: N runs N independent ones)
     for entry in s["capacity"]:
-        # found: above min_rate, below max_rate (20%: the bisection's machinery in fewer steps;
-        # the capped test below holds a search to 10%)
-        _check_search(entry, runs, 20)
+        # found: above min_rate, below max_rate. 35%: the bisection's machinery in one or two
+        # steps (a 40-80k bracket ends at 60k, 33%); at 20% a further step sat at the knee,
+        # where a step runs up to max_repeat (5) times (2-5 of 10-14 runs here). The capped
+        # test below holds a search to 10%.
+        _check_search(entry, runs, 35)
     _check_busy_counted_once(s["runs"])
     # (how closely two searches agree depends on the machine's noise: bench/capacity_search.py
     # measures it, bench/RESULTS.md records it)
