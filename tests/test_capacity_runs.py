@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.capacity import DECISIVE
+
 from testkit import REPO, orchestrate
 
 pytestmark = pytest.mark.slow
@@ -42,6 +44,8 @@ def _check_search(entry: dict, runs: dict[str, dict], precision_pct: float) -> N
     for s in steps:  # every step is real runs of the summary, at its rate, open loop
         for rid in s["run_ids"]:
             assert runs[rid]["rate"]["target"] == pytest.approx(s["rate"])
+        if runs[s["run_ids"][0]]["rate"]["achieved"] < DECISIVE * s["rate"]:
+            assert not s["passed"] and len(s["run_ids"]) == 1, s  # a tenth unsent: no second run
         # decided on its runs' requests pooled (their histograms, read back from the results):
         # a pooled percentile lies between the runs' own
         assert s["pooled"] is True
