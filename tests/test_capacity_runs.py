@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.capacity import DECISIVE
+
 from testkit import REPO, orchestrate
 
 pytestmark = pytest.mark.slow
@@ -42,6 +44,8 @@ def _check_search(entry: dict, runs: dict[str, dict], precision_pct: float) -> N
     for s in steps:  # every step is real runs of the summary, at its rate, open loop
         for rid in s["run_ids"]:
             assert runs[rid]["rate"]["target"] == pytest.approx(s["rate"])
+        if runs[s["run_ids"][0]]["rate"]["achieved"] < DECISIVE * s["rate"]:
+            assert not s["passed"] and len(s["run_ids"]) == 1, s  # a tenth unsent: no second run
         # decided on its runs' requests pooled (their histograms, read back from the results):
         # a pooled percentile lies between the runs' own
         assert s["pooled"] is True
@@ -95,7 +99,7 @@ def test_loopback_search_finds_a_capacity_and_draws_its_curve(tmp_path, run_id):
     done = orchestrate("run", str(REPO / "scenarios" / "capacity.yaml"), "--results", str(tmp_path),
                        "--run-id", run_id, "--set", "load.duration=1s",
                        "--set", "load.warmup=300ms", "--set", "load.search.slo.p99=20ms",
-                       "--set", "load.search.precision=20%", "--set", "load.search.min_rate=20000",
+                       "--set", "load.search.precision=35%", "--set", "load.search.min_rate=20000",
                        "--set", "load.search.knee_runs=2",  # the machinery; the count is unit-tested
                        timeout=900)
     assert done.returncode == 0, done.stderr
@@ -103,9 +107,11 @@ def test_loopback_search_finds_a_capacity_and_draws_its_curve(tmp_path, run_id):
     runs = {r["run_id"]: r for r in s["runs"]}
     assert len(s["capacity"]) == 1  # one search (repeat: N runs N independent ones)
     for entry in s["capacity"]:
-        # found: above min_rate, below max_rate (20%: the bisection's machinery in fewer steps;
-        # the capped test below holds a search to 10%)
-        _check_search(entry, runs, 20)
+        # found: above min_rate, below max_rate. 35%: the bisection's machinery in one or two
+        # steps (a 40-80k bracket ends at 60k, 33%); at 20% a further step sat at the knee,
+        # where a step runs up to max_repeat (5) times (2-5 of 10-14 runs here). The capped
+        # test below holds a search to 10%.
+        _check_search(entry, runs, 35)
     _check_busy_counted_once(s["runs"])
     # (how closely two searches agree depends on the machine's noise: bench/capacity_search.py
     # measures it, bench/RESULTS.md records it)
