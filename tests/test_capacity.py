@@ -138,6 +138,18 @@ def test_an_unsustained_rate_fails_even_with_good_latency():
     assert "achieved" in first_fail.reason and "< 99%" in first_fail.reason
 
 
+def test_a_step_that_left_a_tenth_of_its_rate_unsent_fails_on_one_run():
+    # the client can only offer 20k: at 24k it sends 83% (no further run could pool to 99%: one
+    # run decides); at 21k it sends 95%, near the knee: decided on several runs, pooled
+    found = capacity.search(_search(), Server(knee=1e9, limit=20_000))
+    failed = [s for s in found.steps if not s.passed]
+    decisive = [s for s in failed if 20_000 / s.rate < capacity.DECISIVE]
+    confirmed = [s for s in failed if 20_000 / s.rate >= capacity.DECISIVE]
+    assert decisive and confirmed
+    assert all(len(s.run_ids) == 1 and s.repeated is None for s in decisive)
+    assert all(len(s.run_ids) >= 2 and s.repeated for s in confirmed)
+
+
 def test_errors_over_the_slo_fail_a_step():
     found = capacity.search(_search(), Server(knee=1e9, errors_over=10_000))
     assert 9_800 <= found.capacity <= 10_000
