@@ -283,7 +283,10 @@ def _teardown(ctx: Context | None, transports: dict[str, Transport], *, sweep: b
                 ctx.progress(f"orchestrate: WARNING sysctl not restored: {line}; "
                              "`orchestrate cleanup` retries from the state saved on the host")
         if sweep:
-            hosts = list(transports)
+            # a host stop_all could not reach (its processes are still listed) is not tried
+            # again: that would be one more connect timeout on a dead link, to no effect
+            unreached = {p.host for p in ctx.table.procs}
+            hosts = [h for h in transports if h not in unreached]
             found = each(hosts, lambda h: _swept(transports[h], ctx.table.tag))
             seen: set[int] = set()  # lab hosts on one machine share its processes
             for host, pids in zip(hosts, found, strict=True):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -178,20 +179,6 @@ def test_iperf3_server_unreachable(tmp_path, run_id):
     assert r.summary()["status"] == "failed"
 
 
-def test_second_run_against_the_same_host_is_refused(tmp_path, run_id):
-    first = Run(tmp_path, run_id, "--set", "load.duration=3s", "--set", "baseline.enabled=false")
-    first.wait_for("[1/2]")
-    second = tmp_path / "second"
-    second.mkdir()
-    done = orchestrate("run", "--results", str(second / "results"), "--run-id", run_id + "-b", *FAST)
-    assert done.returncode == 1
-    assert f"host localhost, start: busy: run {run_id} (pid {first.proc.pid}) is running against " \
-           "this host" in done.stderr
-    rc, err = first.finish()
-    assert rc == 0, err  # the first run was not disturbed
-    assert len(first.summary()["runs"]) == 2
-
-
 @pytest.fixture
 def tiny_fs(tmp_path):
     mnt = tmp_path / "tiny"
@@ -251,10 +238,32 @@ def test_cleanup_after_the_orchestrator_was_killed_with_sigkill(tmp_path, run_id
     assert commands(run_id) == {}
 
 
-def test_cleanup_spares_a_run_that_is_alive(tmp_path, run_id):
-    r = Run(tmp_path, run_id, "--set", "load.duration=4s", "--set", "baseline.enabled=false")
+@pytest.fixture(scope="module")
+def live_run(tmp_path_factory):
+    """One run in progress, shared by the tests of what must leave a live run alone (a second
+    run, cleanup); its first load has started. Afterwards it must finish as if nobody had
+    tried: exit 0, both its runs measured, nothing of it left."""
+    run_id = f"test-{secrets.token_hex(4)}"
+    # two 4 s loads: the run stays alive well past what the tests do to it (a few s)
+    r = Run(tmp_path_factory.mktemp("live"), run_id, "--set", "load.duration=4s",
+            "--set", "baseline.enabled=false")
     r.wait_for_load()
-    done = orchestrate("cleanup", "--provider", "local")
-    assert done.returncode == 0 and run_id not in done.stdout
+    yield r
     rc, err = r.finish()
     assert rc == 0, err
+    assert len(r.summary()["runs"]) == 2
+    assert commands(run_id) == {}
+
+
+def test_second_run_against_the_same_host_is_refused(tmp_path, live_run):
+    done = orchestrate("run", "--results", str(tmp_path / "results"), "--run-id", live_run.run_id + "-b",
+                       *FAST)
+    assert done.returncode == 1, done.stderr
+    assert f"host localhost, start: busy: run {live_run.run_id} (pid {live_run.proc.pid}) is running " \
+           "against this host" in done.stderr
+
+
+def test_cleanup_spares_a_run_that_is_alive(live_run):
+    done = orchestrate("cleanup", "--provider", "local")
+    assert done.returncode == 0, done.stderr
+    assert live_run.run_id not in done.stdout
