@@ -1175,6 +1175,43 @@ def test_sessions_share_one_loader_of_botocore_models(monkeypatch, tmp_path):
     assert other is not loader and str(tmp_path) in other.search_paths
 
 
+def test_a_session_builds_each_client_once(cloud1, tmp_path, monkeypatch):
+    """A run asks its session for the same client at each step (pre-flight, provision, STS):
+    each service, endpoint and retry policy is built once per session (a client costs 15-40 ms
+    of CPU), teardown's with its own few retries, and the memo goes with its session."""
+    import gc
+
+    built: list[tuple[str, int]] = []
+    real = aws_api.make_session
+
+    def counting(region, profile=None):
+        session = real(region, profile)
+        build = session.client
+
+        def client(service, **kw):
+            built.append((service, kw["config"].retries["max_attempts"]))
+            return build(service, **kw)
+
+        session.client = client
+        return session
+
+    monkeypatch.setattr(aws_api, "make_session", counting)
+    with open_any_lab(scenario(None), **lab_kw(tmp_path, "r-once")):
+        pass
+    assert sorted(built) == [("ec2", aws_api.TEARDOWN_ATTEMPTS), ("ec2", aws_api.ATTEMPTS),
+                             ("service-quotas", aws_api.ATTEMPTS), ("ssm", aws_api.ATTEMPTS),
+                             ("sts", aws_api.ATTEMPTS)]
+    session = aws_api.boto_session(REGION)
+    assert aws_api.client(session, "ec2", None) is aws_api.client(session, "ec2", None)
+    assert aws_api.client(session, "ec2", "http://127.0.0.1:9") is not aws_api.client(session, "ec2", None)
+    other = aws_api.boto_session(REGION)
+    assert aws_api.client(other, "ec2", None) is not aws_api.client(session, "ec2", None)
+    before = len(aws_api._CLIENTS)
+    del session, other
+    gc.collect()
+    assert len(aws_api._CLIENTS) <= before - 2  # (and the lab's, where gc found it only now)
+
+
 def test_host_keys_from_the_console():
     assert aws.parse_console_host_keys(CONSOLE) == [
         "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTY=",

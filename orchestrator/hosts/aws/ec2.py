@@ -10,6 +10,7 @@ import ipaddress
 import logging
 import socket
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -113,14 +114,28 @@ def make_session(region: str | None, profile: str | None = None) -> Any:
     return session
 
 
+# session -> its clients by (service, endpoint, teardown); an entry goes with its session
+_CLIENTS: weakref.WeakKeyDictionary[Any, dict[tuple[str, str | None, bool], Any]] = \
+    weakref.WeakKeyDictionary()
+
+
 def client(session: Any, service: str, endpoint_url: str | None, *, teardown: bool = False) -> Any:
+    """The session's one client for this service, endpoint and retry policy. Building a client
+    costs 15-40 ms of CPU (botocore makes a method for each of EC2's ~700 operations) and a run
+    asks for the same one at each step (pre-flight, provision, STS for each lab); botocore's
+    clients are thread-safe, and a client keeps the credentials of its session."""
     from botocore.config import Config
 
-    # Standard retry mode backs off on throttling; ClientToken keeps run_instances retries single.
-    cfg = Config(retries={"mode": "standard", "max_attempts": TEARDOWN_ATTEMPTS if teardown else ATTEMPTS},
-                 connect_timeout=CONNECT_TIMEOUT_S, read_timeout=READ_TIMEOUT_S,
-                 user_agent_extra="orchestrate")
-    return session.client(service, endpoint_url=endpoint_url, config=cfg)
+    mine = _CLIENTS.setdefault(session, {})
+    key = (service, endpoint_url, teardown)
+    if key not in mine:
+        # Standard retry mode backs off on throttling; ClientToken keeps run_instances retries single.
+        attempts = TEARDOWN_ATTEMPTS if teardown else ATTEMPTS
+        cfg = Config(retries={"mode": "standard", "max_attempts": attempts},
+                     connect_timeout=CONNECT_TIMEOUT_S, read_timeout=READ_TIMEOUT_S,
+                     user_agent_extra="orchestrate")
+        mine[key] = session.client(service, endpoint_url=endpoint_url, config=cfg)
+    return mine[key]
 
 
 def offline(exc: BaseException) -> bool:
