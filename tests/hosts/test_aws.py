@@ -42,6 +42,8 @@ from orchestrator.hosts.aws import state as aws_state
 from orchestrator.plan import expand
 from orchestrator.scenario import Scenario
 
+from testkit import session
+
 FAKE_KEY_ID = "AKIAORCHESTRATEFAKE1"
 FAKE_SECRET = "fakeSecret/orchestrate+Test0nlyDoNotUse1234"
 FAKE_TOKEN = "fakeSessionTokenOrchestrateTestOnly"
@@ -294,7 +296,7 @@ def test_provisions_the_cross_host_topology(cloud, tmp_path):
         assert record.ids["placement-group"] == [name] and record.ids["security-group"] == [group["GroupId"]]
         # the run's estimated cost: each instance's list price for as long as it was held
         table = prices.load_prices()
-        cost = records.Summary.model_validate({"cost": lab.cost()}).cost
+        cost = records.Summary.model_validate(session(cost=lab.cost())).cost
         assert cost is not None and cost.estimate and cost.prices_as_of == table.as_of
         assert cost.instance_hours == {"c6i.2xlarge": round(1 / 60, 4), "c6i.xlarge": round(1 / 60, 4)}
         assert cost.total == pytest.approx(sum(table.prices[REGION][t] + table.public_ipv4_hourly
