@@ -754,14 +754,14 @@ class Summary(Record):
 
     scenario: str
     run_id: str
-    source: str | None = None
-    started: str | None = None
+    source: str  # the scenario file, or the embedded default's name
+    started: str
     finished: str | None = None  # None: the opened record (execute._open_results) until its first save
     status: str
     phase: str | None = None  # None: the session did not stop early (execute._Session.save), as error
     error: str | None = None  # as phase
     resumed: int | None = None  # None: never resumed (execute counts each resume)
-    provider: str | None = None
+    provider: str
     hosts: dict[str, HostFacts] = {}
     topology: Topology | None = None  # None: a version-1 summary whose hosts name no server (upgrade_1_to_2)
     thresholds: Opaque | None = None  # the scenario's, as analysis.Thresholds.from_dict reads them

@@ -13,7 +13,7 @@ import pytest
 from orchestrator import analysis
 from orchestrator.records import Analysis, Run, Summary
 
-from testkit import REPO, client_result, counter_thread, cpu_load, server_counters, thread_cpu
+from testkit import REPO, client_result, counter_thread, cpu_load, server_counters, session, thread_cpu
 
 TH = analysis.Thresholds()
 
@@ -921,12 +921,12 @@ def test_a_cost_recorded_before_softirq_was_counted_once_is_upgraded_for_compari
     old = {"usr": 10.0, "sys": 40.0, "soft": 10.0, "total": 60.0}  # as recorded before: twice
     run = Run.model_validate({**rec, "analysis": {"verdict": "x", "cpu_us_per_request": old}})
     assert analysis.cpu_cost(run).total == 50.0 and analysis.cpu_cost(run).basis
-    (up,) = analysis.upgrade_costs(Summary(scenario="s", run_id="r", status="complete", runs=(run,))).runs
+    (up,) = analysis.upgrade_costs(Summary.model_validate(session(runs=(run,)))).runs
     assert metrics.PAIRED_METRICS["cpu_us_per_request"].read(up) == 50.0
     # counted once already: read as recorded
     new = {**old, "total": 61.0, "basis": "as counted"}
     run = Run.model_validate({**rec, "analysis": {"verdict": "x", "cpu_us_per_request": new}})
-    (up,) = analysis.upgrade_costs(Summary(scenario="s", run_id="r", status="complete", runs=(run,))).runs
+    (up,) = analysis.upgrade_costs(Summary.model_validate(session(runs=(run,)))).runs
     assert metrics.PAIRED_METRICS["cpu_us_per_request"].read(up) == 61.0
 
 

@@ -12,7 +12,7 @@ import pytest
 from orchestrator import compare, history, stats, store
 from orchestrator.errors import UserError
 
-from testkit import NO_COMPARE, cpu_cost, orchestrate
+from testkit import NO_COMPARE, cpu_cost, orchestrate, session
 
 
 def summary(qps_by_point, *, scenario="s", machine="cpu-x", status="complete", run_id="r1"):
@@ -23,9 +23,9 @@ def summary(qps_by_point, *, scenario="s", machine="cpu-x", status="complete", r
                          "server_threads": threads, "connections": conns, "repetition": i, "qps": q,
                          "latency_ms": {"p50": 1.0, "p99": 2.0},
                          "errors": {"connect": 0, "read": 0, "write": 0, "timeout": 0}})
-    return {"scenario": scenario, "run_id": run_id, "status": status, "provider": "local",
-            "started": f"2026-11-27T00:00:0{run_id[-1]}Z",
-            "topology": {"server": "h"}, "hosts": {"h": {"cpu_model": machine, "cpus": 2}}, "runs": runs}
+    return session(scenario=scenario, run_id=run_id, status=status,
+                   started=f"2026-11-27T00:00:0{run_id[-1]}Z", topology={"server": "h"},
+                   hosts={"h": {"cpu_model": machine, "cpus": 2}}, runs=runs)
 
 
 P = ("reuseport", 1, 64, None)  # arch, threads, connections, rate (closed loop)
@@ -208,7 +208,7 @@ def rounds_summary(rng, n, *, qps_ratio=1.0, cpu_ratio=1.0, drift=0.05, noise=0.
                          "repetition": k, "qps": q,
                          "latency_ms": {"p99": 1.0 * math.exp(rng.gauss(0, noise))},
                          "analysis": {"cpu_us_per_request": cpu_cost(cpu)}})
-    return {"scenario": "s", "run_id": "r", "status": "complete", "runs": runs}
+    return session(scenario="s", run_id="r", runs=runs)
 
 
 def test_paired_rounds_cancel_drift_and_judge_each_metric_its_own_way():

@@ -9,7 +9,7 @@ import pytest
 
 from orchestrator import compare, records
 
-from testkit import orchestrate
+from testkit import orchestrate, session
 
 
 def _summary(run_id: str, capacities: list[float | None], qps: float = 50_000) -> dict:
@@ -21,8 +21,8 @@ def _summary(run_id: str, capacities: list[float | None], qps: float = 50_000) -
     runs = [{"run_id": f"{i:03d}", "arch": "reuseport", "server_threads": 1, "connections": 64,
              "repetition": 1, "qps": qps + i, "rate": {"target": 1000.0 * (i + 1), "achieved": qps}}
             for i in range(len(capacities))]
-    return {"version": records.FORMAT_VERSION, "scenario": "capacity", "run_id": run_id,
-            "status": "complete", "provider": "local", "runs": runs, "capacity": searches}
+    return session(version=records.FORMAT_VERSION, scenario="capacity", run_id=run_id, runs=runs,
+                   capacity=searches)
 
 
 def test_capacity_is_the_metric_when_both_sides_searched():

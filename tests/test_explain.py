@@ -94,9 +94,10 @@ def sys_summary() -> dict:
             r = run(10, sys, 5).model_dump(mode="json", exclude_none=True)
             runs.append({**r, "run_id": f"{rep}-{arch}", "arch": arch, "server_threads": 1,
                          "connections": 64, "repetition": rep})
-    return {"scenario": "s", "run_id": "r", "status": "complete", "runs": runs,
-            "rounds": {"factor": "server.arch", "baseline": "reuseport", "metric": "cpu_us_per_request",
-                       "run": 3, "stopped": "all 3 planned rounds run"}}
+    return testkit.session(scenario="s", run_id="r", runs=runs,
+                           rounds={"factor": "server.arch", "baseline": "reuseport",
+                                   "metric": "cpu_us_per_request", "run": 3,
+                                   "stopped": "all 3 planned rounds run"})
 
 
 SENTENCE = ("main-sub costs 1.29x [1.25, 1.33] the server CPU per request of reuseport, and "
@@ -189,7 +190,7 @@ def test_compare_of_two_folders_explains_each_point_with_unpaired_intervals():
             r["analysis"]["verdict"] = "server-cpu-bound"
             runs.append({**r, "run_id": f"{rid}-{rep}", "arch": "reuseport", "server_threads": 1,
                          "connections": 64, "repetition": rep})
-        return {"scenario": "s", "run_id": rid, "status": "complete", "runs": runs}
+        return testkit.session(scenario="s", run_id=rid, runs=runs)
 
     c = compare.compare(folder("a", (20, 21, 19)), folder("b", (30, 31, 29.5)), names=("night-1", "night-2"))
     ((point, e),) = c.why

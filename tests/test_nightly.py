@@ -42,8 +42,8 @@ def night(history, tmp_path: Path, rid: str, started: str, *, scenario_name: str
           status: str = "complete", gate: dict | None = None) -> None:
     folder = tmp_path / "results" / rid
     folder.mkdir(parents=True)
-    history.record({"scenario": scenario_name, "run_id": rid, "status": status, "started": started,
-                    "runs": []}, folder)
+    history.record(testkit.session(scenario=scenario_name, run_id=rid, status=status, started=started,
+                                   runs=[]), folder)
     if gate is not None:
         history.record_gate(rid, gate)
 

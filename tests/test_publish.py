@@ -17,7 +17,7 @@ import pytest
 from orchestrator import store
 from orchestrator.history import open_history
 
-from testkit import orchestrate
+from testkit import orchestrate, session
 
 NIGHTS, STEP_AT = 30, 20
 NOISE = 0.058  # this machine's single-measurement noise (tests/history/test_changepoint.py)
@@ -67,9 +67,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
                  "latency_ms": {"p50": 0.5, "p99": 1.0 + (0.2 if night >= STEP_AT else 0)},
                  "errors": {"connect": 0, "read": 0, "write": 0, "timeout": 0}} for rep in (1, 2, 3)]
         rid = f"night-{night:02d}"
-        summary = {"scenario": "nightly", "run_id": rid, "status": "complete", "provider": "netns",
-                   "started": f"2026-10-{night + 1:02d}T02:30:00Z", "topology": {"server": "h"},
-                   "hosts": {"h": {"cpu_model": "cpu-x", "cpus": 2, "roles": ["server"]}}, "runs": runs}
+        summary = session(scenario="nightly", run_id=rid, provider="netns",
+                          started=f"2026-10-{night + 1:02d}T02:30:00Z", topology={"server": "h"},
+                          hosts={"h": {"cpu_model": "cpu-x", "cpus": 2, "roles": ["server"]}}, runs=runs)
         folder = tmp_path / "results" / "nightly" / rid
         store.ResultsDir(folder).save_summary(summary)
         (folder / "report.html").write_text(f"<!doctype html><title>{rid}</title><h1>report of {rid}</h1>")
@@ -140,14 +140,14 @@ def test_a_capacity_scenario_is_drawn_as_capacity_over_time(tmp_path: Path):
     h = open_history(db)
     for night, cap in enumerate([50_000, 50_400, 49_700, 50_100, 49_900, 40_000, 40_300, 39_800, 40_100]):
         rid = f"cap-{night}"
-        summary = {"scenario": "capacity", "run_id": rid, "status": "complete", "provider": "local",
-                   "started": f"2026-10-{night + 1:02d}T02:30:00Z", "topology": {"server": "h"},
-                   "hosts": {"h": {"cpu_model": "cpu-x", "cpus": 2, "roles": ["server"]}},
-                   "runs": [{"run_id": "001-reuseport-t1-c64-rate1000-r1", "arch": "reuseport",
-                             "server_threads": 1, "connections": 64, "repetition": 1, "qps": 1000.0,
-                             "rate": {"target": 1000.0, "achieved": 1000.0, "sustained": True}}],
-                   "capacity": [{"arch": "reuseport", "server_threads": 1, "connections": 64,
-                                 "capacity": float(cap), "bound": "found"}]}
+        summary = session(scenario="capacity", run_id=rid, started=f"2026-10-{night + 1:02d}T02:30:00Z",
+                          topology={"server": "h"},
+                          hosts={"h": {"cpu_model": "cpu-x", "cpus": 2, "roles": ["server"]}},
+                          runs=[{"run_id": "001-reuseport-t1-c64-rate1000-r1", "arch": "reuseport",
+                                 "server_threads": 1, "connections": 64, "repetition": 1, "qps": 1000.0,
+                                 "rate": {"target": 1000.0, "achieved": 1000.0, "sustained": True}}],
+                          capacity=[{"arch": "reuseport", "server_threads": 1, "connections": 64,
+                                     "capacity": float(cap), "bound": "found"}])
         folder = tmp_path / "results" / rid
         store.ResultsDir(folder).save_summary(summary)
         h.record(store.load_summary(folder), folder)
@@ -171,9 +171,8 @@ def test_two_nights_within_the_noise_are_not_drawn_as_a_cliff(tmp_path: Path):
                  "latency_ms": {"p99": 1.0}} for rep in (1, 2, 3)]
         rid = f"night-{night}"
         folder = tmp_path / "results" / "nightly" / rid
-        store.ResultsDir(folder).save_summary({
-            "scenario": "nightly", "run_id": rid, "status": "complete", "provider": "local",
-            "started": f"2026-10-0{night + 1}T02:30:00Z", "runs": runs})
+        store.ResultsDir(folder).save_summary(session(scenario="nightly", run_id=rid,
+                                                      started=f"2026-10-0{night + 1}T02:30:00Z", runs=runs))
         h.record(store.load_summary(folder), folder)
     h.record_floor("aa-1", {"scenario": "nightly", "machine": "m", "results_id": "aa-1",
                             "started": "2026-10-01T01:00:00Z", "metric": "qps", "rounds": 5, "points": 1,

@@ -22,7 +22,6 @@ UNEXPLAINED: dict[str, set[str]] = {
     "Measurement": {"requests"},
     "Run": {"affinity", "baseline", "load", "server_cpu", "server_host_cpu", "server_stopped_cleanly",
             "window"},
-    "Summary": {"provider", "source", "started"},
 }
 
 

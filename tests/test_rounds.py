@@ -13,7 +13,7 @@ import pytest
 from orchestrator import execute, plan, records, scenario
 from orchestrator.errors import UserError
 
-from testkit import cpu_cost, orchestrate
+from testkit import cpu_cost, orchestrate, session
 
 BASE = """
 name: m
@@ -191,7 +191,7 @@ def _default_rounds(cpu_ratios: list[float]) -> dict:
             runs.append({"run_id": f"{k}-{arch}", "arch": arch, "server_threads": 1, "connections": 64,
                          "repetition": k, "qps": 50_000.0, "latency_ms": {"p99": 1.0},
                          "analysis": {"cpu_us_per_request": {"usr": cpu * 0.4, "sys": cpu * 0.6}}})
-    return {"scenario": "loopback", "run_id": "r", "status": "complete", "runs": runs}
+    return session(scenario="loopback", run_id="r", runs=runs)
 
 
 def test_the_embedded_default_answers_the_reference_question_in_paired_rounds():

@@ -64,7 +64,7 @@ def test_metrics_csv_has_one_column_per_axis(tmp_path):
 
 def test_a_typed_summary_saves_and_loads_the_same(tmp_path):
     rd = store.ResultsDir.create(tmp_path, "scn", "rid")
-    s = records.Summary(scenario="scn", run_id="rid", status="complete",
+    s = records.Summary(**session(scenario="scn", run_id="rid"),
                         runs=(records.Run(run_id="001", arch="reuseport", server_threads=1, connections=8,
                                           qps=5.0,
                                           rate=records.Rate(target=10.0, achieved=5.0, sustained=False)),))

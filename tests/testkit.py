@@ -139,6 +139,8 @@ def run_record(**fields: Any) -> dict[str, Any]:
 
 
 def session(**fields: Any) -> dict[str, Any]:
-    """A hand-made summary's header: the scenario, the session's id and its status, which execute
-    always writes (execute._open_results, _Session.save), with `fields` over them."""
-    return {"scenario": "test", "run_id": "test-session", "status": "complete", **fields}
+    """A hand-made summary's header: the scenario and its source, the session's id, provider,
+    start and status, which execute always writes (execute._open_results, _Session.save), with
+    `fields` over them."""
+    return {"scenario": "test", "source": "test.yaml", "run_id": "test-session", "provider": "local",
+            "started": "2026-01-01T00:00:00Z", "status": "complete", **fields}

@@ -15,7 +15,7 @@ import numpy as np
 
 from orchestrator.history import changepoint
 
-from testkit import REPO
+from testkit import REPO, session
 
 STEP_AT = 20  # the first run after the 8% drop (of 30)
 
@@ -42,8 +42,8 @@ def history(seed: int, *, step_pct: float = 0.0) -> list[dict]:
                  "connections": 64, "repetition": rep,
                  "qps": float(level * (1 + NOISE * rng.standard_normal())), "latency_ms": {"p99": 1.0}}
                 for rep in range(1, 4)]
-        out.append({"scenario": "nightly", "run_id": f"night-{night:02d}", "status": "complete",
-                    "started": f"2026-11-{night + 1:02d}T02:30:00Z", "runs": runs})
+        out.append(session(scenario="nightly", run_id=f"night-{night:02d}",
+                           started=f"2026-11-{night + 1:02d}T02:30:00Z", runs=runs))
     return out
 
 

@@ -18,6 +18,8 @@ from orchestrator.history import history_frame, history_sessions, open_history, 
 from orchestrator.history.sqlite import SCHEMA_VERSION, row_point
 from orchestrator.point import PointKey
 
+from testkit import session
+
 DATA = Path(__file__).parent.parent / "report" / "data"
 
 # the schema as version 0 wrote it (before this migration), verbatim
@@ -94,7 +96,7 @@ def test_points_with_more_axes_are_kept_whole(tmp_path):
     runs = [{"run_id": f"r{w}{ka}", "arch": "reuseport", "server_threads": 1, "connections": 8,
              "repetition": 1, "qps": 100.0 - w, "axes": {"server.work_us": w, "load.keepalive": ka}}
             for w in (0, 5) for ka in (True, False)]
-    summary = {"scenario": "s", "run_id": "x", "status": "complete", "runs": runs}
+    summary = session(scenario="s", run_id="x", runs=runs)
     record_history(summary, tmp_path, db)
     df = history_frame(db)
     assert sorted(zip(df["server.work_us"], df["load.keepalive"], strict=True)) == \
@@ -122,7 +124,7 @@ def test_a_run_without_error_counters_has_null_errors_not_zero(tmp_path):
     runs = [{"run_id": rid, "arch": "reuseport", "server_threads": 1, "connections": 8, "qps": 10.0,
              **({"errors": e} if e is not None else {})} for rid, e in counts.items()]
     db = tmp_path / "h.sqlite"
-    record_history({"scenario": "s", "run_id": "e", "status": "complete", "runs": runs}, tmp_path, db)
+    record_history(session(scenario="s", run_id="e", runs=runs), tmp_path, db)
     with contextlib.closing(sqlite3.connect(db)) as con:
         got = dict(con.execute("SELECT run_id, errors FROM runs").fetchall())
     assert got == {"none": None, "part": None, "all": 3}

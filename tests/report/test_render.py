@@ -176,8 +176,8 @@ def test_single_interrupted_run(tmp_path: Path, closed_summary: Summary):
 
 
 def test_failed_before_any_run(tmp_path: Path):
-    s = {"version": 1, "scenario": "x", "run_id": "r", "status": "failed",
-         "error": "baseline: iperf3 missing", "hosts": {}, "baseline": {}, "runs": []}
+    s = session(version=1, scenario="x", run_id="r", status="failed", error="baseline: iperf3 missing",
+                hosts={}, baseline={}, runs=[])
     paths = render.build(write_summary(tmp_path / "failed", s))
     html = paths.html.read_text()
     dom = check_self_contained(html)

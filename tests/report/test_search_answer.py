@@ -11,6 +11,8 @@ from pathlib import Path
 from orchestrator import stats, store
 from orchestrator.report import render
 
+from testkit import session
+
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "capacity_search-p99-2ms-10s-pooled.json"
 
 
@@ -32,7 +34,7 @@ def recorded_search_summary() -> dict:
                          "rate": {"target": rate, "achieved": rate if ok else rate * 0.97},
                          "latency_ms": {"p50": p99 / 3, "p99": p99, "p99_9": p99 * 2},
                          "analysis": {"verdict": "server-cpu-bound", "flags": ["a flag on every run"]}})
-    return {"scenario": "capacity", "run_id": "r", "status": "complete", "runs": runs, "capacity": capacity}
+    return session(scenario="capacity", run_id="r", runs=runs, capacity=capacity)
 
 
 def test_a_search_opens_with_its_capacity_and_curve(tmp_path: Path):
