@@ -75,7 +75,7 @@ def entries(summaries: Sequence[SummaryLike]) -> dict[tuple[str, Point], list[En
     """(scenario, point) -> one Entry per run (summaries oldest first; typed or as dicts)."""
     out: dict[tuple[str, Point], list[Entry]] = {}
     for s in map(typed, summaries):
-        rid, started, scenario = str(s.run_id), s.started or "", str(s.scenario)
+        rid, started, scenario = s.run_id, s.started, s.scenario
         if s.capacity:  # a capacity scenario: one value per point, the capacity found
             found: dict[Point, list[float]] = {}
             for c in s.capacity:

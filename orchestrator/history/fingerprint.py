@@ -62,8 +62,7 @@ def machine_fingerprint(summary: SummaryLike) -> str:
     """Which machine a result belongs to: results from different machines are never mixed."""
     s = typed(summary)
     facts = _server_facts(s)
-    return f"{s.provider if 'provider' in s.model_fields_set else '?'}|{facts.get('cpu_model', '?')}|" \
-           f"{facts.get('cpus', '?')} CPUs"
+    return f"{s.provider}|{facts.get('cpu_model', '?')}|{facts.get('cpus', '?')} CPUs"
 
 
 def environment(summary: SummaryLike) -> dict[str, dict[str, Any]]:
