@@ -200,7 +200,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(table.render(outcome.summary))
         if loaded.scenario.compare is not None:  # the floors the report shows beside the answer
             _keep_floors(history, outcome.summary, outcome.results)
-        _build_report(outcome.results)  # in the folder a remote history keeps
+        if args.no_report:
+            print(f"report: not written (--no-report); orchestrate report {outcome.results} writes it")
+        else:
+            _build_report(outcome.results)  # in the folder a remote history keeps
 
     outcome = execute.run(loaded, results_root=Path(args.results), run_id=args.resume or args.run_id,
                           history=args.history, resume=bool(args.resume), on_complete=completed,
@@ -729,6 +732,9 @@ def _run_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     r.add_argument("--resume", metavar="RUN_ID",
                    help="continue an interrupted sweep in its results folder, skipping measured runs")
     r.add_argument("--yes", action="store_true", help="do not ask before renting cloud machines")
+    r.add_argument("--no-report", action="store_true",
+                   help="skip report.md and report.html (about 2 s of charts); the summary, table and "
+                   "verdict are written as always, and `orchestrate report DIR` builds the report later")
     r.add_argument("--max-hourly", type=float, metavar="USD",
                    help="aws: refuse a plan whose worst case costs more per hour "
                    "(default: hosts.aws.max_hourly)")

@@ -54,7 +54,8 @@ def test_ctrl_c_while_adding_a_host_then_resume_grows_the_lab_until_the_client_i
     assert lab_traces(lab) == [] and lab_cgroups(lab) == []
 
     # Resumed: the kept run stands for one client host; then the lab grows one host at a time.
-    done = orchestrate("run", SCENARIO, "--results", str(r.results), "--resume", run_id, *args, timeout=900)
+    done = orchestrate("run", SCENARIO, "--results", str(r.results), "--resume", run_id, *args, timeout=900,
+                       report=True)
     assert done.returncode == 0, done.stderr
     s = json.loads((folder / "summary.json").read_text())
     assert s["status"] == "complete" and s["resumed"] == 1

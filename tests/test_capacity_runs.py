@@ -101,7 +101,7 @@ def test_loopback_search_finds_a_capacity_and_draws_its_curve(tmp_path, run_id):
                        "--set", "load.warmup=300ms", "--set", "load.search.slo.p99=20ms",
                        "--set", "load.search.precision=35%", "--set", "load.search.min_rate=20000",
                        "--set", "load.search.knee_runs=2",  # the machinery; the count is unit-tested
-                       timeout=900)
+                       timeout=900, report=True)
     assert done.returncode == 0, done.stderr
     folder, s = _summary(tmp_path)
     runs = {r["run_id"]: r for r in s["runs"]}

@@ -49,7 +49,8 @@ def test_nightly_gate_passes_twice_then_fires_on_a_tighter_cap(moto_server, tmp_
         return orchestrate("run", str(REPO / "scenarios" / "nightly.yaml"), "--results",
                            str(tmp_path / "results"), "--history", history, "--baseline", "last:5",
                            "--fail-on-regression", "5", "--yes", "--set", f"hosts.lab={lab}",
-                           "--set", f"hosts.link.pps={cap}", *SHORT, env=env, timeout=900)
+                           "--set", f"hosts.link.pps={cap}", *SHORT, env=env, timeout=900,
+                           report=True)  # the bucket keeps each night's report
 
     exits, outs = [], []
     try:

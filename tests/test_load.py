@@ -27,7 +27,7 @@ def summary_in(root: Path) -> dict:
 def test_open_loop_on_loopback_keeps_its_rate_and_records_corrected_latency(tmp_path, run_id):
     done = orchestrate("run", "--results", str(tmp_path), "--run-id", run_id, *NATIVE,
                        "--set", "load.rate=[2000, 4000]", "--set", "load.warmup=1s",
-                       "--set", "load.connections=16", timeout=600)
+                       "--set", "load.connections=16", timeout=600, report=True)
     assert done.returncode == 0, done.stderr
     folder = only_results(tmp_path)
     s = summary_in(tmp_path)

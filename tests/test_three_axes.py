@@ -29,7 +29,7 @@ def run(tmp_path_factory):
     rid = "three-axes-test"
     done = orchestrate("run", str(SCENARIO), "--results", str(root), "--run-id", rid,
                        "--history", str(root / "h.sqlite"), "--set", "load.duration=1s",
-                       "--set", "repeat=1", "--set", "telemetry=[]", timeout=600)
+                       "--set", "repeat=1", "--set", "telemetry=[]", timeout=600, report=True)
     assert done.returncode == 0, done.stderr
     return root, root / "three-axes" / rid
 

@@ -457,7 +457,8 @@ def slow_search(tmp_path_factory) -> tuple[Path, dict, str]:
     rid = f"test-{secrets.token_hex(4)}"
     deadline = time.monotonic() + 240
     while True:
-        done = orchestrate("run", str(path), "--results", str(tmp / "results"), "--run-id", rid, timeout=300)
+        done = orchestrate("run", str(path), "--results", str(tmp / "results"), "--run-id", rid, timeout=300,
+                            report=True)
         # another run holds this host (a shared machine): wait for it rather than measure beside it
         if "is running against this host" not in done.stderr or time.monotonic() > deadline:
             break

@@ -49,6 +49,11 @@ def run_loopback(tmp_path, run_id) -> dict:
         time.sleep(5)
     assert done.returncode == 0, done.stderr
     (summary,) = tmp_path.glob("*/*/summary.json")
+    # testkit's runs skip the HTML report (--no-report): none is written, and the run says how to
+    # write it later (`orchestrate report`, report/test_render.py)
+    folder = summary.parent
+    assert f"report: not written (--no-report); orchestrate report {folder} writes it" in done.stdout
+    assert not (folder / "report.html").exists() and not (folder / "report.md").exists()
     (run,) = json.loads(summary.read_text())["runs"]
     return run["analysis"]
 

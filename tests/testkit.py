@@ -18,10 +18,14 @@ NO_COMPARE = ["--set", "compare=null", "--set", "rounds=null"]
 
 
 def orchestrate(*args: str, cwd: Path | None = None, timeout: float = 300,
-                env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """The CLI as a user runs it (a real process, real exit code)."""
+                env: dict[str, str] | None = None, report: bool = False) -> subprocess.CompletedProcess:
+    """The CLI as a user runs it (a real process, real exit code). A `run` skips its HTML report
+    (--no-report: ~2 s of charts a run, which only the tests that read the report need, and
+    ask for with report=True; tests/report builds reports from real runs of its own)."""
     import os
 
+    if args[:1] == ("run",) and not report:
+        args = (*args, "--no-report")
     return subprocess.run([sys.executable, "-m", "orchestrator", *args], capture_output=True,
                           text=True, cwd=cwd or REPO, timeout=timeout, env={**os.environ, **(env or {})})
 
