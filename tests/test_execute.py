@@ -103,7 +103,7 @@ def test_builtin_server_loopback_end_to_end(loopback_run):
 def test_nginx_as_a_user_command_with_a_flame_graph(tmp_path, repo, run_id):
     done = orchestrate("run", str(repo / "scenarios" / "nginx.yaml"), "--results", str(tmp_path),
                        "--run-id", run_id, *SHORT, "--set", "telemetry=[pidstat, mpstat, sar, perf]",
-                       timeout=600)
+                       timeout=600, report=True)
     assert done.returncode == 0, done.stderr
     folder = _only_results(tmp_path)
     summary = check_results(folder, expect_runs=1, server_cpus=[0], wrk_cpus=[1])
