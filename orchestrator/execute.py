@@ -680,7 +680,7 @@ def _host_noise(ctx: Context, when: str) -> None:
     from orchestrator.doctor import checks, noise
 
     cpus = checks.pinned(ctx.sc)
-    if not cpus:
+    if not cpus or not ctx.sc.host_noise:
         return
     from orchestrator.doctor import pauses
 

@@ -501,6 +501,9 @@ class Scenario(_Model):
     telemetry: Annotated[Telemetry, BeforeValidator(
         _collectors_shorthand, json_schema_input_type=Telemetry | list[Collector])] = Telemetry()
     repeat: Annotated[int, Field(ge=1, le=1000)] = 1
+    # Read the pinned CPUs' foreign load and pauses before the first window and after the last
+    # (the summary's host_noise; local and lab hosts only): about 1.7 s an invocation.
+    host_noise: bool = True
     # A factor compared in paired rounds (each round runs every value of it once, the order
     # changing between rounds); rounds: N, or {min, max, until: 2%, order, seed}.
     compare: Compare | None = None

@@ -54,7 +54,9 @@ def run_loopback(tmp_path, run_id) -> dict:
     folder = summary.parent
     assert f"report: not written (--no-report); orchestrate report {folder} writes it" in done.stdout
     assert not (folder / "report.html").exists() and not (folder / "report.md").exists()
-    (run,) = json.loads(summary.read_text())["runs"]
+    recorded = json.loads(summary.read_text())
+    assert recorded.get("host_noise") is None  # and no host-noise reading (host_noise: false)
+    (run,) = recorded["runs"]
     return run["analysis"]
 
 

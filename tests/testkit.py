@@ -17,15 +17,17 @@ REPO = Path(__file__).resolve().parents[1]
 NO_COMPARE = ["--set", "compare=null", "--set", "rounds=null"]
 
 
-def orchestrate(*args: str, cwd: Path | None = None, timeout: float = 300,
-                env: dict[str, str] | None = None, report: bool = False) -> subprocess.CompletedProcess:
-    """The CLI as a user runs it (a real process, real exit code). A `run` skips its HTML report
-    (--no-report: ~2 s of charts a run, which only the tests that read the report need, and
-    ask for with report=True; tests/report builds reports from real runs of its own)."""
+def orchestrate(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict[str, str] | None = None,
+                report: bool = False, host_noise: bool = False) -> subprocess.CompletedProcess:
+    """The CLI as a user runs it (a real process, real exit code). A `run` skips its report
+    (--no-report: ~2 s of charts) and its host-noise readings (host_noise: false, ~1.7 s), which
+    only the tests that read them need, and ask for with report=True, host_noise=True (the
+    session's shared runs keep both: conftest.py)."""
     import os
 
-    if args[:1] == ("run",) and not report:
-        args = (*args, "--no-report")
+    if args[:1] == ("run",):
+        args = (*args, *([] if report else ["--no-report"]),
+                *([] if host_noise else ["--set", "host_noise=false"]))
     return subprocess.run([sys.executable, "-m", "orchestrator", *args], capture_output=True,
                           text=True, cwd=cwd or REPO, timeout=timeout, env={**os.environ, **(env or {})})
 
