@@ -19,7 +19,7 @@ import pytest
 
 from orchestrator.remote import LocalTransport, marked_pids
 
-from testkit import NO_COMPARE, REPO, orchestrate
+from testkit import NO_COMPARE, REPO, orchestrate, run_extras
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +35,7 @@ class Run:
         self.results = tmp / "results"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "orchestrator", "run", "--results", str(self.results),
-             "--run-id", run_id, *NO_COMPARE, *args],
+             "--run-id", run_id, *NO_COMPARE, *args, *run_extras()],
             stdout=self.out.open("w"), stderr=self.err.open("w"), cwd=REPO,
             env={**os.environ, **(env or {})})
 

@@ -17,17 +17,21 @@ REPO = Path(__file__).resolve().parents[1]
 NO_COMPARE = ["--set", "compare=null", "--set", "rounds=null"]
 
 
+def run_extras(*, report: bool = False, host_noise: bool = False) -> list[str]:
+    """What the tests add to an `orchestrate run`: it skips its report (--no-report: ~2 s of
+    charts) and its host-noise readings (host_noise: false, ~1.7 s), which only the tests that
+    read them need, and ask for with report=True, host_noise=True (the session's shared runs
+    keep both: conftest.py). A --resume gets the same, so its scenario is the run's."""
+    return [*([] if report else ["--no-report"]), *([] if host_noise else ["--set", "host_noise=false"])]
+
+
 def orchestrate(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict[str, str] | None = None,
                 report: bool = False, host_noise: bool = False) -> subprocess.CompletedProcess:
-    """The CLI as a user runs it (a real process, real exit code). A `run` skips its report
-    (--no-report: ~2 s of charts) and its host-noise readings (host_noise: false, ~1.7 s), which
-    only the tests that read them need, and ask for with report=True, host_noise=True (the
-    session's shared runs keep both: conftest.py)."""
+    """The CLI as a user runs it (a real process, real exit code); a `run` with run_extras."""
     import os
 
     if args[:1] == ("run",):
-        args = (*args, *([] if report else ["--no-report"]),
-                *([] if host_noise else ["--set", "host_noise=false"]))
+        args = (*args, *run_extras(report=report, host_noise=host_noise))
     return subprocess.run([sys.executable, "-m", "orchestrator", *args], capture_output=True,
                           text=True, cwd=cwd or REPO, timeout=timeout, env={**os.environ, **(env or {})})
 
