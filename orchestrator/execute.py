@@ -676,11 +676,13 @@ PAUSE_PROBE_S = 0.3  # per reading, before the first window and after the last
 def _host_noise(ctx: Context, when: str) -> None:
     """The host's own noise on the pinned CPUs, read while nothing of ours runs there: before
     the first window (baseline included) and after the last, never inside one. Only where
-    the run's hosts are this machine (local, netns)."""
+    the run's hosts are this machine (local, netns); none with host_noise: false."""
+    if not ctx.sc.host_noise:
+        return
     from orchestrator.doctor import checks, noise
 
     cpus = checks.pinned(ctx.sc)
-    if not cpus or not ctx.sc.host_noise:
+    if not cpus:
         return
     from orchestrator.doctor import pauses
 
