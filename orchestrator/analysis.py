@@ -301,7 +301,7 @@ def _less(other: float | None) -> str:
 
 def _server_cpus(run: Run) -> dict[str, Any]:
     """The server's pinned CPUs (mpstat: busy includes softirq) and its threads (pidstat)."""
-    host = run.server_host_cpu or RoleCpu()
+    host = run.server_host_cpu
     rows = {k: c for k, c in host.cpus.items() if c.busy is not None}
     out: dict[str, Any] = {}
     other = host.other  # other tasks' time on these CPUs (cpuacct, in sum): one CPU's is its own
@@ -696,7 +696,7 @@ def _bandwidth_checks(run: Run, pk: dict[str, Any], server: str, paths: Mapping[
                     checks.append(_Check(f"path {c.host}->{server}",
                                          f"{c.host} {'->' if d == 'rx' else '<-'} server", d, False,
                                          c.qps, c.qps * bpr * 8, bpr, source, cap, lower, "bandwidth"))
-    elif run.baseline:
+    else:
         for d in directions:
             cap, lower = tcp(run.baseline, d)
             if cap:

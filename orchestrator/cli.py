@@ -360,8 +360,7 @@ def _gate(args: argparse.Namespace, history: Any, summary: Summary) -> int:
 def _repetitions(summary: Any) -> int:
     from orchestrator.records import as_summary
 
-    return max((r.repetition for r in as_summary(summary, "summary").runs if r.repetition is not None),
-               default=1)
+    return max((r.repetition for r in as_summary(summary, "summary").runs), default=1)
 
 
 def _floor(history: Any, summary: Summary, n: int, metric: str | None = None) -> Any:

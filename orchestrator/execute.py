@@ -956,8 +956,8 @@ def _one_run(ctx: Context, spec: RunSpec, binary: str) -> records.Run:
     nics = {h: records.NicAllowance(exceeded=dict(d.exceeded), reset=d.reset)
             for h in nic_before if h in nic_after
             for d in [ethtool.delta(nic_before[h], nic_after[h])]}
-    run = _record(ctx, spec, raw, gen, generators, collectors, affinity, server_cpus, t0).model_copy(update={
-        "server_stopped_cleanly": clean,
+    run = _record(ctx, spec, raw, gen, generators, collectors, affinity, server_cpus, t0, clean)
+    run = run.model_copy(update={
         "observer": telemetry.observer(ctx, collectors, (t0, end), before, after, own_rate),
         **({"perf": records.Perf.model_validate(flame)} if flame else {}),
         "nic_allowances": nics or None,
@@ -1053,7 +1053,7 @@ def _record(ctx: Context, spec: RunSpec, raw: dict[tuple[str, str], str], gen: l
             generators: list[tuple[Host, remote.Process]],
             collectors: list[telemetry.Collector],
             affinity: dict[str, Any], server_cpus: list[int],
-            load_start: float) -> records.Run:
+            load_start: float, stopped_cleanly: bool) -> records.Run:
     """The run's record from its raw outputs; `generators` are the load generators by client."""
     sc, server = ctx.sc, ctx.lab.server
     outputs = []
@@ -1088,6 +1088,7 @@ def _record(ctx: Context, spec: RunSpec, raw: dict[tuple[str, str], str], gen: l
         "telemetry": plain(telemetry_),
         "window": {"start": start, "end": end},
         "baseline": baseline.compared(ctx.baseline),
+        "server_stopped_cleanly": stopped_cleanly,
     })
 
 

@@ -79,8 +79,6 @@ def paired_runs(runs: Iterable[Any], factor: str, baseline: Value
     baseline's run, variant's run), where both ran. A run's repetition is its round."""
     cells: dict[PointKey, dict[Value, dict[int, Any]]] = {}
     for r in runs:
-        if r.repetition is None:
-            continue
         p = run_point(r)
         if factor not in p:
             continue

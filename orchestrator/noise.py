@@ -78,7 +78,7 @@ def aa_rounds(summary: Summary, metric: str = METRIC) -> dict[Point, list[tuple[
     by_rep: dict[Point, dict[int, float]] = {}
     for r in summary.runs:
         value = read(r)
-        if value is not None and value > 0 and r.repetition is not None:
+        if value is not None and value > 0:
             by_rep.setdefault(r.key, {})[r.repetition] = value
     out: dict[Point, list[tuple[float, float]]] = {}
     for point, reps in by_rep.items():

@@ -405,13 +405,13 @@ Axes = dict[str, Value]  # a point's swept keys beyond the classic four, in orde
 class RunIdentity(Record):
     """Which run of the matrix a record is (plan.RunSpec.as_dict): its point and repetition."""
 
-    index: int | None = None
+    index: int
     arch: str
     server_threads: int
     connections: int
-    repetition: int | None = None
+    repetition: int
     axes: Axes = {}
-    run_id: str | None = None
+    run_id: str
 
 
 class Measurement(Record):
@@ -419,7 +419,7 @@ class Measurement(Record):
     composes them with the run's identity and the telemetry into a `Run`."""
 
     rate: Rate | None = None  # open loop only
-    requests: int | None = None
+    requests: int
     qps: float
     latency_ms: Latency = Latency()
     service_time_ms: Latency | None = None  # open loop: from the actual send
@@ -445,17 +445,17 @@ class Run(Measurement, RunIdentity):
     """One run of the matrix: its identity, what the load generators measured, the telemetry's
     summaries, and its analysis (fields in that order: the bases' first)."""
 
-    load: LoadSettings | None = None
-    server_cpu: ServerCpu | None = None
+    load: LoadSettings
+    server_cpu: ServerCpu
     client_cpu: dict[str, RoleCpu] = {}
     client_proc: dict[str, BusiestThread] | None = None  # None: no generator pidstat row (execute._record)
-    server_host_cpu: RoleCpu | None = None
-    affinity: Opaque | None = None
+    server_host_cpu: RoleCpu
+    affinity: Opaque
     server_counters: ServerCounters | None = None  # None: the server printed no stats (server.parse_stats)
     telemetry: Opaque = {}
-    window: Window | None = None
-    baseline: RunCeilings | None = None
-    server_stopped_cleanly: bool | None = None
+    window: Window
+    baseline: RunCeilings
+    server_stopped_cleanly: bool
     observer: Opaque | None = None  # None: version-1 summaries lack it (loopback-sample), as analysis, wall_s
     perf: Perf | None = None  # None: perf not among the scenario's collectors (execute._one_run)
     nic_allowances: dict[str, NicAllowance] | None = None  # None: no host's NIC counters read both sides
@@ -474,7 +474,7 @@ class Run(Measurement, RunIdentity):
 
     @property
     def label(self) -> str:
-        return self.run_id or f"run {self.index if self.index is not None else '?'}"
+        return self.run_id
 
     @property
     def failed_requests(self) -> int | None:

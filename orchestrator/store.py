@@ -80,8 +80,9 @@ class ResultsDir:
         self.write_text("metrics.csv", metrics_csv(data.get("runs", [])))
 
 
-# Bulky per-run detail that stays in summary.json / runs/*.json, not in the CSV.
-CSV_SKIP = {"telemetry", "affinity", "clients", "window", "server_counters", "threads", "cpus", "axes"}
+# Bulky per-run detail that stays in summary.json / runs/*.json, not in the CSV (lists too:
+# the per-client results, the server's threads).
+CSV_SKIP = {"telemetry", "affinity", "window", "server_counters", "cpus", "axes"}
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -13,7 +13,16 @@ import pytest
 from orchestrator import analysis
 from orchestrator.records import Analysis, Run, Summary
 
-from testkit import REPO, client_result, counter_thread, cpu_load, server_counters, session, thread_cpu
+from testkit import (
+    REPO,
+    client_result,
+    counter_thread,
+    cpu_load,
+    run_record,
+    server_counters,
+    session,
+    thread_cpu,
+)
 
 TH = analysis.Thresholds()
 
@@ -24,8 +33,8 @@ def record(*, qps=10_000.0, rx=10_000.0, tx=10_000.0, ceiling=50_000.0, server_c
     # closed loop by default: mean latency = C / QPS (Little's law holds exactly)
     mean = latency_ms if latency_ms is not None else connections / qps * 1000
     usr = min(10.0, server_core - soft)
-    return {
-        "arch": "reuseport", "server_threads": 1, "connections": connections,
+    return run_record(**{
+        "connections": connections,
         "load": {"threads": 1, "pipeline": 1, "duration_s": 10.0, "clients": 1},
         "qps": qps, "errors": {"connect": 0, "read": 0, "write": 0, "timeout": 0}, "non_2xx": 0,
         "latency_ms": {"p50": mean, "p99": mean * 3, "mean": mean},
@@ -39,7 +48,7 @@ def record(*, qps=10_000.0, rx=10_000.0, tx=10_000.0, ceiling=50_000.0, server_c
                        "usr": 10.0, "sys": thread_busy - 10, "cswch_s": vol, "nvcswch_s": invol},
         "client_cpu": {"cli": {"busy": client, "cpus": {"1": cpu_load(1, client)}}},
         "server_counters": counters,
-    }
+    })
 
 
 def verdict(rec, loopback=False, th=TH) -> Analysis:
@@ -399,9 +408,8 @@ def test_numbers_near_a_threshold_are_flagged():
 
 def test_points_report_agreeing_or_split_verdicts_with_counts():
     def run(q, v):
-        return Run.model_validate({"arch": "reuseport", "server_threads": 1, "connections": 8, "qps": q,
-                                   "latency_ms": {"p50": 1.0, "p99": 2.0},
-                                   "analysis": {"verdict": v, "rule": "x"}})
+        return Run.model_validate(run_record(connections=8, qps=q, latency_ms={"p50": 1.0, "p99": 2.0},
+                                             analysis={"verdict": v, "rule": "x"}))
     (p,) = analysis.summarise_points([run(100.0, "server-bound"), run(101.0, "inconclusive"),
                                       run(99.0, "server-bound")])
     assert (p.verdict_agreement, p.verdict_text) == ("split", "split: server-bound 2, inconclusive 1")
@@ -467,9 +475,8 @@ def test_other_tasks_time_on_the_server_cpu_does_not_let_softirq_be_counted_twic
 
 
 def test_points_median_and_spread():
-    runs = [Run.model_validate({"arch": "reuseport", "server_threads": 1, "connections": 8, "qps": q,
-                                "latency_ms": {"p50": 1.0, "p99": p99},
-                                "analysis": {"verdict": "server-bound"}})
+    runs = [Run.model_validate(run_record(connections=8, qps=q, latency_ms={"p50": 1.0, "p99": p99},
+                                          analysis={"verdict": "server-bound"}))
             for q, p99 in ((100.0, 5.0), (110.0, 6.0), (130.0, 9.0))]
     (p,) = analysis.summarise_points(runs)
     assert (p.n, p.qps_median, p.qps_min, p.qps_max) == (3, 110.0, 100.0, 130.0)

@@ -12,17 +12,17 @@ import pytest
 from orchestrator import compare, history, stats, store
 from orchestrator.errors import UserError
 
-from testkit import NO_COMPARE, cpu_cost, orchestrate, session
+from testkit import NO_COMPARE, cpu_cost, orchestrate, run_record, session
 
 
 def summary(qps_by_point, *, scenario="s", machine="cpu-x", status="complete", run_id="r1"):
     runs = []
     for (arch, threads, conns, _rate), values in qps_by_point.items():
         for i, q in enumerate(values, 1):
-            runs.append({"run_id": f"{len(runs) + 1:03d}-{arch}-t{threads}-c{conns}-r{i}", "arch": arch,
-                         "server_threads": threads, "connections": conns, "repetition": i, "qps": q,
-                         "latency_ms": {"p50": 1.0, "p99": 2.0},
-                         "errors": {"connect": 0, "read": 0, "write": 0, "timeout": 0}})
+            runs.append(run_record(run_id=f"{len(runs) + 1:03d}-{arch}-t{threads}-c{conns}-r{i}", arch=arch,
+                                   server_threads=threads, connections=conns, repetition=i, qps=q,
+                                   latency_ms={"p50": 1.0, "p99": 2.0},
+                                   errors={"connect": 0, "read": 0, "write": 0, "timeout": 0}))
     return session(scenario=scenario, run_id=run_id, status=status,
                    started=f"2026-11-27T00:00:0{run_id[-1]}Z", topology={"server": "h"},
                    hosts={"h": {"cpu_model": machine, "cpus": 2}}, runs=runs)
@@ -204,10 +204,9 @@ def rounds_summary(rng, n, *, qps_ratio=1.0, cpu_ratio=1.0, drift=0.05, noise=0.
         for arch, qr, cr in (("main-sub", 1.0, 1.0), ("reuseport", qps_ratio, cpu_ratio)):
             q = 100_000 * level * qr * math.exp(rng.gauss(0, noise))
             cpu = 8.0 / level * cr * math.exp(rng.gauss(0, noise))
-            runs.append({"run_id": f"{k}-{arch}", "arch": arch, "server_threads": 1, "connections": 64,
-                         "repetition": k, "qps": q,
-                         "latency_ms": {"p99": 1.0 * math.exp(rng.gauss(0, noise))},
-                         "analysis": {"cpu_us_per_request": cpu_cost(cpu)}})
+            runs.append(run_record(run_id=f"{k}-{arch}", arch=arch, repetition=k, qps=q,
+                                   latency_ms={"p99": 1.0 * math.exp(rng.gauss(0, noise))},
+                                   analysis={"cpu_us_per_request": cpu_cost(cpu)}))
     return session(scenario="s", run_id="r", runs=runs)
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from orchestrator import compare, records
 
-from testkit import orchestrate, session
+from testkit import orchestrate, run_record, session
 
 
 def _summary(run_id: str, capacities: list[float | None], qps: float = 50_000) -> dict:
@@ -18,8 +18,7 @@ def _summary(run_id: str, capacities: list[float | None], qps: float = 50_000) -
                  "steps": [{"rate": c or 1000, "passed": bool(c), "run_ids": [f"{i:03d}"]}]}
                 for i, c in enumerate(capacities)]
     # the searches' runs are at rates the searches chose: their QPS is no metric
-    runs = [{"run_id": f"{i:03d}", "arch": "reuseport", "server_threads": 1, "connections": 64,
-             "repetition": 1, "qps": qps + i, "rate": {"target": 1000.0 * (i + 1), "achieved": qps}}
+    runs = [run_record(run_id=f"{i:03d}", qps=qps + i, rate={"target": 1000.0 * (i + 1), "achieved": qps})
             for i in range(len(capacities))]
     return session(version=records.FORMAT_VERSION, scenario="capacity", run_id=run_id, runs=runs,
                    capacity=searches)

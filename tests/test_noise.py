@@ -12,13 +12,13 @@ import pytest
 from orchestrator import compare, noise, stats
 from orchestrator.history import open_history
 
-from testkit import cpu_cost, session
+from testkit import cpu_cost, run_record, session
 
 
 def aa_summary(levels: dict[int, list[float]], *, run_id="aa", machine="cpu-x") -> dict:
     """Runs at connections=c with the given QPS per repetition (2k-1 and 2k: round k)."""
-    runs = [{"run_id": f"{c}-r{i}", "arch": "reuseport", "server_threads": 1, "connections": c,
-             "repetition": i, "qps": q} for c, values in levels.items() for i, q in enumerate(values, 1)]
+    runs = [run_record(run_id=f"{c}-r{i}", connections=c, repetition=i, qps=q)
+            for c, values in levels.items() for i, q in enumerate(values, 1)]
     return session(scenario="s", run_id=run_id, started="2026-12-06T12:00:00Z", topology={"server": "h"},
                    hosts={"h": {"cpu_model": machine, "cpus": 2}}, runs=runs)
 

@@ -17,7 +17,7 @@ import pytest
 from orchestrator import store
 from orchestrator.history import open_history
 
-from testkit import orchestrate, session
+from testkit import orchestrate, run_record, session
 
 NIGHTS, STEP_AT = 30, 20
 NOISE = 0.058  # this machine's single-measurement noise (tests/history/test_changepoint.py)
@@ -61,11 +61,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     rng = np.random.default_rng(1)
     for night in range(NIGHTS):
         level = 100_000 * (0.92 if night >= STEP_AT else 1)
-        runs = [{"run_id": f"00{rep}-reuseport-t1-c64-r{rep}", "arch": "reuseport", "server_threads": 1,
-                 "connections": 64, "repetition": rep,
-                 "qps": float(level * (1 + NOISE * rng.standard_normal())),
-                 "latency_ms": {"p50": 0.5, "p99": 1.0 + (0.2 if night >= STEP_AT else 0)},
-                 "errors": {"connect": 0, "read": 0, "write": 0, "timeout": 0}} for rep in (1, 2, 3)]
+        runs = [run_record(run_id=f"00{rep}-reuseport-t1-c64-r{rep}", repetition=rep,
+                           qps=float(level * (1 + NOISE * rng.standard_normal())),
+                           latency_ms={"p50": 0.5, "p99": 1.0 + (0.2 if night >= STEP_AT else 0)},
+                           errors={"connect": 0, "read": 0, "write": 0, "timeout": 0}) for rep in (1, 2, 3)]
         rid = f"night-{night:02d}"
         summary = session(scenario="nightly", run_id=rid, provider="netns",
                           started=f"2026-10-{night + 1:02d}T02:30:00Z", topology={"server": "h"},
@@ -143,9 +142,8 @@ def test_a_capacity_scenario_is_drawn_as_capacity_over_time(tmp_path: Path):
         summary = session(scenario="capacity", run_id=rid, started=f"2026-10-{night + 1:02d}T02:30:00Z",
                           topology={"server": "h"},
                           hosts={"h": {"cpu_model": "cpu-x", "cpus": 2, "roles": ["server"]}},
-                          runs=[{"run_id": "001-reuseport-t1-c64-rate1000-r1", "arch": "reuseport",
-                                 "server_threads": 1, "connections": 64, "repetition": 1, "qps": 1000.0,
-                                 "rate": {"target": 1000.0, "achieved": 1000.0, "sustained": True}}],
+                          runs=[run_record(run_id="001-reuseport-t1-c64-rate1000-r1",
+                                           rate={"target": 1000.0, "achieved": 1000.0, "sustained": True})],
                           capacity=[{"arch": "reuseport", "server_threads": 1, "connections": 64,
                                      "capacity": float(cap), "bound": "found"}])
         folder = tmp_path / "results" / rid
@@ -166,9 +164,8 @@ def test_two_nights_within_the_noise_are_not_drawn_as_a_cliff(tmp_path: Path):
     db = tmp_path / "history.sqlite"
     h = open_history(db)
     for night, level in enumerate((100_000, 98_800)):
-        runs = [{"run_id": f"00{rep}-reuseport-t1-c64-r{rep}", "arch": "reuseport", "server_threads": 1,
-                 "connections": 64, "repetition": rep, "qps": level * (1 + 0.01 * (rep - 2)),
-                 "latency_ms": {"p99": 1.0}} for rep in (1, 2, 3)]
+        runs = [run_record(run_id=f"00{rep}-reuseport-t1-c64-r{rep}", repetition=rep,
+                           qps=level * (1 + 0.01 * (rep - 2)), latency_ms={"p99": 1.0}) for rep in (1, 2, 3)]
         rid = f"night-{night}"
         folder = tmp_path / "results" / "nightly" / rid
         store.ResultsDir(folder).save_summary(session(scenario="nightly", run_id=rid,

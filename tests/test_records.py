@@ -187,7 +187,7 @@ def test_an_old_folder_still_compares_against_a_new_one():
 
 
 def test_version_2_points_merged_across_axes_are_dropped_to_be_remade():
-    run = {"arch": "reuseport", "server_threads": 1, "connections": 8, "qps": 1.0}
+    run = run_record(connections=8, qps=1.0)
     plain = {"version": 2, "runs": [run], "points": [{"arch": "reuseport", "n": 1}]}
     assert records.upgrade_2_to_3(plain) == {**plain, "version": 3}  # nothing else changes
     swept = {"version": 2, **session(), "points": [{"arch": "reuseport", "n": 2}],
@@ -197,8 +197,8 @@ def test_version_2_points_merged_across_axes_are_dropped_to_be_remade():
 
 
 def test_a_point_keeps_every_axis_in_order():
-    runs = [Run(arch="reuseport", server_threads=1, connections=8, repetition=k, qps=q,
-                axes={"server.work_us": w, "load.keepalive": ka})
+    runs = [Run(**run_record(connections=8, repetition=k, qps=q,
+                             axes={"server.work_us": w, "load.keepalive": ka}))
             for k, (w, ka, q) in enumerate([(0, True, 10.0), (5, True, 8.0), (0, False, 3.0),
                                             (0, True, 12.0)])]
     from orchestrator import analysis

@@ -1,9 +1,8 @@
 """Which record fields are optional, and why (issue 28: required fields are required).
 
 A field of orchestrator/records.py that defaults to None is optional: some producer leaves it
-out, or an older format did not keep it. Each says which on its own line (a `#` comment), or
-is listed in UNEXPLAINED below, a list that may only shrink: a field that becomes required or
-gets its reason leaves it, and a new optional field comes with its reason.
+out, or an older format did not keep it. Each says which on its own line (a `#` comment); a
+field every producer writes is required (no default).
 
 `python tests/test_records_fields.py` prints the count per record.
 """
@@ -15,15 +14,6 @@ import sys
 from pathlib import Path
 
 RECORDS = Path(__file__).resolve().parent.parent / "orchestrator" / "records.py"
-
-# record -> its optional fields without a reason on their line (to explain or make required)
-UNEXPLAINED: dict[str, set[str]] = {
-    "RunIdentity": {"index", "repetition", "run_id"},
-    "Measurement": {"requests"},
-    "Run": {"affinity", "baseline", "load", "server_cpu", "server_host_cpu", "server_stopped_cleanly",
-            "window"},
-}
-
 
 def optional_fields(source: str | None = None) -> dict[str, dict[str, str | None]]:
     """record -> {field: its line's comment, None without one} for each field declared with a
@@ -50,16 +40,8 @@ def unexplained() -> dict[str, set[str]]:
     return {r: got for r, fs in optional_fields().items() if (got := {f for f, why in fs.items() if not why})}
 
 
-def test_every_optional_field_says_why_or_is_listed():
-    got = unexplained()
-    new = {r: fs - UNEXPLAINED.get(r, set()) for r, fs in got.items() if fs - UNEXPLAINED.get(r, set())}
-    assert not new, f"optional fields without a reason on their line (say which producer omits it): {new}"
-
-
-def test_the_list_only_shrinks():
-    got = unexplained()
-    gone = {r: fs - got.get(r, set()) for r, fs in UNEXPLAINED.items() if fs - got.get(r, set())}
-    assert not gone, f"required now, or explained on their line: remove them from UNEXPLAINED: {gone}"
+def test_every_optional_field_says_why():
+    assert not unexplained(), "optional fields without a reason on their line (say which producer omits it)"
 
 
 def test_the_lister_sees_a_field_without_its_reason():

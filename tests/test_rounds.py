@@ -13,7 +13,7 @@ import pytest
 from orchestrator import execute, plan, records, scenario
 from orchestrator.errors import UserError
 
-from testkit import cpu_cost, orchestrate, session
+from testkit import cpu_cost, orchestrate, run_record, session
 
 BASE = """
 name: m
@@ -120,10 +120,8 @@ def _runs(ratios: list[float]) -> list[records.Run]:
     out = []
     for k, ratio in enumerate(ratios, 1):
         for w, cpu in ((0, 10.0), (3, 10.0 * ratio)):
-            out.append(records.Run.model_validate({
-                "arch": "reuseport", "server_threads": 1, "connections": 64, "repetition": k,
-                "qps": 1000.0, "axes": {"server.work_us": w},
-                "analysis": {"cpu_us_per_request": cpu_cost(cpu)}}))
+            out.append(records.Run.model_validate(run_record(
+                repetition=k, axes={"server.work_us": w}, analysis={"cpu_us_per_request": cpu_cost(cpu)})))
     return out
 
 
@@ -188,9 +186,9 @@ def _default_rounds(cpu_ratios: list[float]) -> dict:
     for k, ratio in enumerate(cpu_ratios, 1):
         level = 1.0 + 0.1 * (k % 3)  # the machine's drift: both sides of a round alike
         for arch, cpu in (("main-sub", 8.0 * level), ("reuseport", 8.0 * level * ratio)):
-            runs.append({"run_id": f"{k}-{arch}", "arch": arch, "server_threads": 1, "connections": 64,
-                         "repetition": k, "qps": 50_000.0, "latency_ms": {"p99": 1.0},
-                         "analysis": {"cpu_us_per_request": {"usr": cpu * 0.4, "sys": cpu * 0.6}}})
+            runs.append(run_record(run_id=f"{k}-{arch}", arch=arch, repetition=k, qps=50_000.0,
+                                   latency_ms={"p99": 1.0},
+                                   analysis={"cpu_us_per_request": {"usr": cpu * 0.4, "sys": cpu * 0.6}}))
     return session(scenario="loopback", run_id="r", runs=runs)
 
 

@@ -44,15 +44,17 @@ def test_summary_and_csv(tmp_path):
     assert (run.qps, run.latency_ms.p50, run.server_cpu.threads[0].tid) == (10.5, 1.0, 7)
     assert data.dump()["runs"] == runs  # written back as it was given
     df = pd.read_csv(tmp_path / "scn" / "rid" / "metrics.csv")
-    assert list(df.columns) == ["server.arch", "server.threads", "load.connections", "arch", "server_threads",
-                                "connections", "run_id", "qps", "latency_ms.p50", "server_cpu.usr"]
+    assert list(df.columns) == [
+        "server.arch", "server.threads", "load.connections", "index", "arch", "server_threads", "connections",
+        "repetition", "run_id", "requests", "qps", "latency_ms.p50", "load.tool", "load.threads", "load.pipeline",
+        "load.duration_s", "load.clients", "server_cpu.usr", "server_stopped_cleanly"]
     assert json.loads((tmp_path / "scn" / "rid" / "summary.json").read_text())["version"] == 3
 
 
 def test_metrics_csv_has_one_column_per_axis(tmp_path):
     rd = store.ResultsDir.create(tmp_path, "scn", "rid")
-    runs = [{"run_id": f"00{i}", "arch": "reuseport", "server_threads": 1, "connections": 8, "qps": 1.0 + i,
-             "axes": {"server.work_us": w, "load.keepalive": ka}}
+    runs = [run_record(run_id=f"00{i}", connections=8, qps=1.0 + i,
+                       axes={"server.work_us": w, "load.keepalive": ka})
             for i, (w, ka) in enumerate([(0, True), (5, False)])]
     rd.save_summary(session(scenario="scn", runs=runs))
     df = pd.read_csv(tmp_path / "scn" / "rid" / "metrics.csv")
@@ -65,9 +67,9 @@ def test_metrics_csv_has_one_column_per_axis(tmp_path):
 def test_a_typed_summary_saves_and_loads_the_same(tmp_path):
     rd = store.ResultsDir.create(tmp_path, "scn", "rid")
     s = records.Summary(**session(scenario="scn", run_id="rid"),
-                        runs=(records.Run(run_id="001", arch="reuseport", server_threads=1, connections=8,
-                                          qps=5.0,
-                                          rate=records.Rate(target=10.0, achieved=5.0, sustained=False)),))
+                        runs=(records.Run(**run_record(
+                            run_id="001", connections=8, qps=5.0,
+                            rate=records.Rate(target=10.0, achieved=5.0, sustained=False))),))
     rd.save_summary(s)
     back = store.load_summary(rd.path)
     assert back == s and back.runs[0].key.as_json() == {

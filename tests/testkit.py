@@ -143,9 +143,14 @@ def udp_ceiling(pps: float = 100_000.0, **fields: Any) -> dict[str, Any]:
 
 
 def run_record(**fields: Any) -> dict[str, Any]:
-    """A hand-made run: the matrix point it ran (plan.RunSpec) and its QPS, which execute always
-    records, with `fields` over them."""
-    return {"arch": "reuseport", "server_threads": 1, "connections": 64, "qps": 1000.0, **fields}
+    """A hand-made run: what execute always records (execute._record: the matrix point it ran,
+    its QPS and request count, load settings, window, ...; nothing measured beyond the QPS), with
+    `fields` over them."""
+    return {"index": 0, "arch": "reuseport", "server_threads": 1, "connections": 64, "repetition": 1,
+            "run_id": "000-test", "qps": 1000.0, "requests": 10_000,
+            "load": {"tool": "wrk", "threads": 1, "pipeline": 1, "duration_s": 10.0, "clients": 1},
+            "server_cpu": {}, "server_host_cpu": {}, "affinity": {}, "window": {"start": 0.0, "end": 10.0},
+            "baseline": {}, "server_stopped_cleanly": True, **fields}
 
 
 def session(**fields: Any) -> dict[str, Any]:

@@ -386,7 +386,7 @@ def packet_rate(summary: Summary) -> bytes | None:
         if a is None or rate is None or (num(rate.rx) is None and num(rate.tx) is None):
             continue
         ceiling = num(a.ceiling_pps)
-        if ceiling is None and r.baseline:
+        if ceiling is None:
             ceiling = num(r.baseline.pps_delivered)
         use = a.ceiling_use
         rows.append((r.label, num(rate.rx), num(rate.tx), ceiling, num(use.rx) if use else None,

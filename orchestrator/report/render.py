@@ -63,7 +63,7 @@ def _flamegraphs(summary: Summary, folder: Path) -> None:
             continue
         folded = perf.load_folded((folder / stacks).read_text(errors="replace"))
         if folded:
-            title = (r.perf.title if r.perf else None) or r.run_id or ""
+            title = (r.perf.title if r.perf else None) or r.run_id
             _write(folder / svg, flamegraph.render_svg(folded, title=title))
 
 
@@ -203,8 +203,8 @@ def _answer(summary: Summary, folder: Path | None = None) -> dict[str, Any] | No
         factor, base = str(rounds["factor"]), rounds.get("baseline")
         metrics = list(dict.fromkeys([str(rounds.get("metric") or "qps"), "qps", "cpu_us_per_request"]))
     else:
-        archs = list(dict.fromkeys(r.arch for r in summary.runs if r.arch is not None))
-        if len(archs) < 2 or max((r.repetition or 1 for r in summary.runs), default=1) < 2:
+        archs = list(dict.fromkeys(r.arch for r in summary.runs))
+        if len(archs) < 2 or max((r.repetition for r in summary.runs), default=1) < 2:
             return None
         factor, base = "server.arch", ANSWER_BASELINE if ANSWER_BASELINE in archs else archs[0]
         metrics = ["qps", "cpu_us_per_request"]
@@ -334,8 +334,7 @@ def _run_row(r: Run, folder: Path) -> dict[str, Any]:
     fg = r.perf.flamegraph if r.perf else None
     split = a.server_cpu_split_pct if a else None
     cost = a.cpu_us_per_request if a else None
-    ceiling = a.ceiling_pps if a and a.ceiling_pps is not None else (
-        r.baseline.pps_delivered if r.baseline else None)
+    ceiling = a.ceiling_pps if a and a.ceiling_pps is not None else r.baseline.pps_delivered
     lower = bool(a and a.ceiling_lower_bound)
     return {
         "run_id": r.label,

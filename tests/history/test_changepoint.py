@@ -15,7 +15,7 @@ import numpy as np
 
 from orchestrator.history import changepoint
 
-from testkit import REPO, session
+from testkit import REPO, run_record, session
 
 STEP_AT = 20  # the first run after the 8% drop (of 30)
 
@@ -38,9 +38,8 @@ def history(seed: int, *, step_pct: float = 0.0) -> list[dict]:
     out = []
     for night in range(30):
         level = 100_000 * (1 - step_pct / 100 if night >= STEP_AT else 1)
-        runs = [{"run_id": f"00{rep}-reuseport-t1-c64-r{rep}", "arch": "reuseport", "server_threads": 1,
-                 "connections": 64, "repetition": rep,
-                 "qps": float(level * (1 + NOISE * rng.standard_normal())), "latency_ms": {"p99": 1.0}}
+        runs = [run_record(run_id=f"00{rep}-reuseport-t1-c64-r{rep}", repetition=rep,
+                           qps=float(level * (1 + NOISE * rng.standard_normal())), latency_ms={"p99": 1.0})
                 for rep in range(1, 4)]
         out.append(session(scenario="nightly", run_id=f"night-{night:02d}",
                            started=f"2026-11-{night + 1:02d}T02:30:00Z", runs=runs))

@@ -23,7 +23,7 @@ from orchestrator.errors import RunFailed
 from orchestrator.history import open_history
 from orchestrator.history.s3 import INDEX, S3History
 
-from testkit import orchestrate, session, stop_process
+from testkit import orchestrate, run_record, session, stop_process
 
 CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
          "AWS_DEFAULT_REGION": "us-east-1", "AWS_SESSION_TOKEN": "testing"}
@@ -68,9 +68,10 @@ def keys(client, bucket: str) -> list[str]:
 
 def results(tmp_path: Path, rid: str, qps: list[float], *, scenario: str = "s",
             started: str = "2026-11-27T00:00:00Z") -> tuple[dict, Path]:
-    runs = [{"run_id": f"{i:03d}-reuseport-r{i}", "arch": "reuseport", "server_threads": 1,
-             "connections": 64, "repetition": i, "qps": q, "latency_ms": {"p50": 1.0, "p99": 2.0},
-             "errors": {"connect": 0, "read": 0, "write": 0, "timeout": 0}} for i, q in enumerate(qps, 1)]
+    runs = [run_record(run_id=f"{i:03d}-reuseport-r{i}", repetition=i, qps=q,
+                       latency_ms={"p50": 1.0, "p99": 2.0},
+                       errors={"connect": 0, "read": 0, "write": 0, "timeout": 0})
+            for i, q in enumerate(qps, 1)]
     summary = session(scenario=scenario, run_id=rid, started=started, topology={"server": "h"},
                       hosts={"h": {"cpu_model": "cpu-x", "cpus": 2, "roles": ["server"]}}, runs=runs)
     folder = tmp_path / scenario / rid

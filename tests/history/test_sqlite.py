@@ -18,7 +18,7 @@ from orchestrator.history import history_frame, history_sessions, open_history, 
 from orchestrator.history.sqlite import SCHEMA_VERSION, row_point
 from orchestrator.point import PointKey
 
-from testkit import session
+from testkit import run_record, session
 
 DATA = Path(__file__).parent.parent / "report" / "data"
 
@@ -93,8 +93,8 @@ def test_an_old_history_is_migrated_and_compares_with_new_runs(tmp_path):
 
 def test_points_with_more_axes_are_kept_whole(tmp_path):
     db = tmp_path / "h.sqlite"
-    runs = [{"run_id": f"r{w}{ka}", "arch": "reuseport", "server_threads": 1, "connections": 8,
-             "repetition": 1, "qps": 100.0 - w, "axes": {"server.work_us": w, "load.keepalive": ka}}
+    runs = [run_record(run_id=f"r{w}{ka}", connections=8, qps=100.0 - w,
+                       axes={"server.work_us": w, "load.keepalive": ka})
             for w in (0, 5) for ka in (True, False)]
     summary = session(scenario="s", run_id="x", runs=runs)
     record_history(summary, tmp_path, db)
@@ -121,8 +121,8 @@ def test_a_run_without_error_counters_has_null_errors_not_zero(tmp_path):
     # issue 22: not measured is not 0 errors (the row's count is Errors.total, the record's own)
     counts = {"none": None, "part": {"connect": 0, "read": 2},
               "all": {"connect": 0, "read": 2, "write": 0, "timeout": 1}}
-    runs = [{"run_id": rid, "arch": "reuseport", "server_threads": 1, "connections": 8, "qps": 10.0,
-             **({"errors": e} if e is not None else {})} for rid, e in counts.items()]
+    runs = [run_record(run_id=rid, connections=8, qps=10.0, **({"errors": e} if e is not None else {}))
+            for rid, e in counts.items()]
     db = tmp_path / "h.sqlite"
     record_history(session(scenario="s", run_id="e", runs=runs), tmp_path, db)
     with contextlib.closing(sqlite3.connect(db)) as con:

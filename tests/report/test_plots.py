@@ -122,10 +122,11 @@ def test_num():
 
 def test_open_loop_curves_and_their_knee():
     def run(rate: float, p99: float) -> Run:
-        return Run(arch="reuseport", server_threads=1, connections=16, qps=rate * 0.999,
-                   rate=Rate(target=rate, achieved=rate * 0.999, sustained=True),
-                   latency_ms=Latency(p50=p99 / 4, p75=p99 / 3, p90=p99 / 2, p99=p99, p99_9=p99 * 2,
-                                      p99_99=p99 * 3, p99_999=p99 * 4, max=p99 * 5))
+        return Run(**run_record(connections=16, qps=rate * 0.999,
+                                rate=Rate(target=rate, achieved=rate * 0.999, sustained=True),
+                                latency_ms=Latency(p50=p99 / 4, p75=p99 / 3, p90=p99 / 2, p99=p99,
+                                                   p99_9=p99 * 2, p99_99=p99 * 3, p99_999=p99 * 4,
+                                                   max=p99 * 5)))
 
     summary = Summary(**session(), runs=(run(1000, 0.3), run(2000, 0.35), run(4000, 0.5), run(8000, 9.0),
                                          run(9000, 90.0)))

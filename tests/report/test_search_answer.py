@@ -11,7 +11,7 @@ from pathlib import Path
 from orchestrator import stats, store
 from orchestrator.report import render
 
-from testkit import session
+from testkit import run_record, session
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "capacity_search-p99-2ms-10s-pooled.json"
 
@@ -29,11 +29,12 @@ def recorded_search_summary() -> dict:
                          "evidence": s["evidence"], "slo": "p99 <= 2 ms, achieved >= 99% of target",
                          "steps": steps})
         for rate, ok, _, p99 in s["steps"]:
-            runs.append({"run_id": f"{rep}-{rate:.0f}", "arch": "reuseport", "server_threads": 1,
-                         "connections": 64, "repetition": rep, "qps": rate if ok else rate * 0.97,
-                         "rate": {"target": rate, "achieved": rate if ok else rate * 0.97},
-                         "latency_ms": {"p50": p99 / 3, "p99": p99, "p99_9": p99 * 2},
-                         "analysis": {"verdict": "server-cpu-bound", "flags": ["a flag on every run"]}})
+            achieved = rate if ok else rate * 0.97
+            runs.append(run_record(
+                run_id=f"{rep}-{rate:.0f}", repetition=rep, qps=achieved,
+                rate={"target": rate, "achieved": achieved},
+                latency_ms={"p50": p99 / 3, "p99": p99, "p99_9": p99 * 2},
+                analysis={"verdict": "server-cpu-bound", "flags": ["a flag on every run"]}))
     return session(scenario="capacity", run_id="r", runs=runs, capacity=capacity)
 
 
