@@ -2,7 +2,9 @@
 history in S3 (a moto server). Twice with the same cap, then once with a tighter one:
 exit 0, 0, 3; all three runs are in the S3 history, and the third names the points that
 regressed. (The cap makes every run network-bound, so the same cap gives the same QPS
-within noise and a tighter cap a real drop: the server is the same, the link is not.)"""
+within noise and a tighter cap a real drop: the server is the same, the link is not.) The
+second night is judged against the history (`last:5`), the third against the first night's
+folder, and `compare` reads the first two folders as a user would."""
 
 from __future__ import annotations
 
@@ -45,9 +47,9 @@ def test_nightly_gate_passes_twice_then_fires_on_a_tighter_cap(moto_server, tmp_
     history = f"s3://{bucket}/ci"
     lab = f"g{os.getpid() % 10000}"
 
-    def night(cap: int):
+    def night(cap: int, baseline: str = "last:5"):
         return orchestrate("run", str(REPO / "scenarios" / "nightly.yaml"), "--results",
-                           str(tmp_path / "results"), "--history", history, "--baseline", "last:5",
+                           str(tmp_path / "results"), "--history", history, "--baseline", baseline,
                            "--fail-on-regression", "5", "--yes", "--set", f"hosts.lab={lab}",
                            "--set", f"hosts.link.pps={cap}", *SHORT, env=env, timeout=900,
                            report=cap == TIGHTER)  # the bucket keeps the report the third night writes
@@ -62,7 +64,8 @@ def test_nightly_gate_passes_twice_then_fires_on_a_tighter_cap(moto_server, tmp_
             assert done.returncode == 0, done.stderr[-3000:]
         netns.down(lab)
         netns.up(lab, 2, TIGHTER)
-        done = night(TIGHTER)
+        folders = sorted((tmp_path / "results" / "nightly").iterdir())
+        done = night(TIGHTER, baseline=str(folders[0]))  # a folder, as a user names one
         exits.append(done.returncode)
         outs.append(done)
     finally:
@@ -73,6 +76,8 @@ def test_nightly_gate_passes_twice_then_fires_on_a_tighter_cap(moto_server, tmp_
     assert "nothing to compare with yet" in first.stdout
     assert "regression gate: no significant drop larger than 5%" in second.stdout
     assert "last:5 (1 run:" in second.stdout
+    done = orchestrate("compare", *map(str, folders))
+    assert done.returncode == 0 and "unpaired: A and B ran at different times" in done.stdout
     # the third names the regressed points, each with its drop
     assert "REGRESSION: 1 point(s) dropped significantly by more than 5%" in third.stderr, third.stderr
     after = third.stderr.split("dropped significantly by more than 5%:\n", 1)[1]
