@@ -32,7 +32,6 @@ SLOW_DIRS = ("server/tests/", "loadgen/tests/")
 SLOW_MODULES = frozenset({  # real processes without one of the fixtures below
     "tests/test_deploy.py",  # Ansible against lab hosts
     "tests/test_remote.py",  # SSH to lab hosts, timeouts that kill real commands
-    "tests/test_lint.py",  # ansible-lint
     "tests/hosts/test_aws.py", "tests/test_cli_aws.py",  # whole provisioning flows on moto
     "tests/hosts/test_sized.py",  # cgroups holding busy loops
     "tests/report/test_browser.py",  # Chromium

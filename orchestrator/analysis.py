@@ -33,7 +33,6 @@ from orchestrator.records import (
     PacketsPerRequest,
     Pair,
     Point,
-    RoleCpu,
     Run,
     Summary,
     Switches,

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from testkit import REPO
 
 
@@ -36,6 +38,7 @@ def _written() -> set[str]:
     return {p.name for p in REPO.iterdir()} | {str(p) for p in (REPO / "playbooks").rglob("*")}
 
 
+@pytest.mark.slow  # ansible-lint takes seconds; ruff above is in the fast tier
 def test_playbooks_pass_ansible_lint_production_profile(tmp_path):
     before = _written()
     done = _ansible_lint(Path("playbooks"), tmp_path)
@@ -45,6 +48,7 @@ def test_playbooks_pass_ansible_lint_production_profile(tmp_path):
     assert _written() == before, "ansible-lint wrote into the repository"
 
 
+@pytest.mark.slow
 def test_ansible_lint_catches_a_violation(tmp_path):
     """The same run finds a command without changed_when: the rules are really applied."""
     copy = tmp_path / "playbooks"

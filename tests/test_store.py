@@ -46,8 +46,8 @@ def test_summary_and_csv(tmp_path):
     df = pd.read_csv(tmp_path / "scn" / "rid" / "metrics.csv")
     assert list(df.columns) == [
         "server.arch", "server.threads", "load.connections", "index", "arch", "server_threads", "connections",
-        "repetition", "run_id", "requests", "qps", "latency_ms.p50", "load.tool", "load.threads", "load.pipeline",
-        "load.duration_s", "load.clients", "server_cpu.usr", "server_stopped_cleanly"]
+        "repetition", "run_id", "requests", "qps", "latency_ms.p50", "load.tool", "load.threads",
+        "load.pipeline", "load.duration_s", "load.clients", "server_cpu.usr", "server_stopped_cleanly"]
     assert json.loads((tmp_path / "scn" / "rid" / "summary.json").read_text())["version"] == 3
 
 
