@@ -109,7 +109,7 @@ def kept_lab():
 def test_client_link_cut_mid_load(tmp_path, run_id, kept_lab):
     client = kept_lab.hosts[1]
     r = Run(tmp_path, run_id, SCENARIO, "--set", f"hosts.lab={kept_lab.name}", "--set", "hosts.deploy=false",
-            "--set", "load.duration=6s", "--set", "hosts.ssh.connect_timeout=3s", *QUICK)
+            "--set", "load.duration=4s", "--set", "hosts.ssh.connect_timeout=3s", *QUICK)
     wait_for_pid(run_id, "wrk")
     time.sleep(1)
     subprocess.run(["ip", "link", "set", client.veth, "down"], check=True)

@@ -329,3 +329,33 @@ def test_kill_marked_stops_a_run_s_process_that_no_table_recorded():
         for p in (mine, theirs):
             p.kill()
             p.wait()
+
+
+def test_a_command_over_a_cut_link_fails_after_the_connect_timeout_not_its_own():
+    """The connection gives up on data the host does not acknowledge within the connect
+    timeout (TCP_USER_TIMEOUT): a command sent over a cut link fails in seconds, not after
+    its own timeout, and says the connection was lost."""
+    import os
+    import subprocess
+
+    from orchestrator.hosts import netns
+
+    name = f"rc{os.getpid() % 100000}"
+    st = netns.up(name, 1)
+    try:
+        (host,) = netns.hosts_of(st, run_id="cut", connect_timeout=2.0)
+        t = remote.SshTransport(host.ssh)
+        try:
+            assert t.run("echo up").stdout == "up\n"
+            time.sleep(3)  # idle longer than the timeout: silence alone ends nothing
+            assert t.run("echo still").stdout == "still\n"
+            subprocess.run(["ip", "link", "set", st.hosts[0].veth, "down"], check=True)
+            began = time.monotonic()
+            with pytest.raises(remote.RemoteError, match="SSH connection lost"):
+                t.run("sleep 1; echo late", timeout=60)
+            assert time.monotonic() - began < 15  # 2 s unacknowledged, then the reconnect's 2 s
+        finally:
+            subprocess.run(["ip", "link", "set", st.hosts[0].veth, "up"], check=True)
+            t.close()
+    finally:
+        netns.down(name)

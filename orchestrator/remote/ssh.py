@@ -38,6 +38,18 @@ class SshTarget:
     connect_timeout: float = 10.0
 
 
+def _fail_fast_on_a_cut_link(client: paramiko.SSHClient, seconds: float) -> None:
+    """Data sent and not acknowledged for `seconds` ends the connection (TCP_USER_TIMEOUT,
+    Linux): a command sent over a cut link fails as a lost connection after the connect
+    timeout, not after the command's own (a wait of 10 s or more), and teardown moves on.
+    A connection idle during a load sends nothing, so silence alone never ends it."""
+    transport = client.get_transport()
+    sock = getattr(transport, "sock", None)
+    if isinstance(sock, socket.socket) and hasattr(socket, "TCP_USER_TIMEOUT"):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, max(1000, int(seconds * 1000)))
+
+
 class _Timeout(Exception):
     """A command on a control shell did not finish in time (got: whether any byte came back)."""
 
@@ -156,6 +168,7 @@ class SshTransport:
             raise UserError(f"host {where}: SSH failed: {exc}") from None
         except (TimeoutError, OSError) as exc:
             raise UserError(f"host {where}: unreachable: {exc}") from None
+        _fail_fast_on_a_cut_link(client, target.connect_timeout)
         return client
 
     def _ensure_connected(self) -> None:
