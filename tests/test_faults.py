@@ -244,8 +244,8 @@ def live_run(tmp_path_factory):
     run, cleanup); its first load has started. Afterwards it must finish as if nobody had
     tried: exit 0, both its runs measured, nothing of it left."""
     run_id = f"test-{secrets.token_hex(4)}"
-    # two 4 s loads: the run stays alive well past what the tests do to it (a few s)
-    r = Run(tmp_path_factory.mktemp("live"), run_id, "--set", "load.duration=4s",
+    # two 2 s loads: the run stays alive (4 s and more) well past what the tests do to it (1 s)
+    r = Run(tmp_path_factory.mktemp("live"), run_id, "--set", "load.duration=2s",
             "--set", "baseline.enabled=false")
     r.wait_for_load()
     yield r

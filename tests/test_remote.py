@@ -347,7 +347,7 @@ def test_a_command_over_a_cut_link_fails_after_the_connect_timeout_not_its_own()
         t = remote.SshTransport(host.ssh)
         try:
             assert t.run("echo up").stdout == "up\n"
-            time.sleep(3)  # idle longer than the timeout: silence alone ends nothing
+            time.sleep(2.5)  # idle longer than the timeout: silence alone ends nothing
             assert t.run("echo still").stdout == "still\n"
             subprocess.run(["ip", "link", "set", st.hosts[0].veth, "down"], check=True)
             began = time.monotonic()
