@@ -118,11 +118,12 @@ def _shared_run(tmp_path_factory, name: str, *args: str, env: dict[str, str] | N
 @pytest.fixture(scope="session")
 def loopback_run(tmp_path_factory):
     """The embedded default as `./setup.sh run` runs it (reuseport against main-sub in paired
-    rounds, 3 s windows, a 1 s baseline), short: 2 rounds, at 1 and 2 server threads (8 runs).
+    rounds, a 1 s baseline), short: 2 rounds of 2 s windows, at 1 and 2 server threads (8 runs).
     Shared by the tests that check different properties of the same run (test_execute: the
     folder, its figures, pinning, kernel counters and the paired answer; report/test_real_run:
     the report built from it), which each made their own run before."""
-    return _shared_run(tmp_path_factory, "loopback", "--set", "server.threads=[1,2]", "--set", "rounds=2")
+    return _shared_run(tmp_path_factory, "loopback", "--set", "server.threads=[1,2]", "--set", "rounds=2",
+                       "--set", "load.duration=2s")
 
 
 @pytest.fixture(scope="session")

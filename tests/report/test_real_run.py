@@ -14,7 +14,7 @@ from orchestrator.report import render
 @pytest.mark.slow
 def test_report_from_a_fresh_real_run(loopback_run):
     # the session's short run of the embedded default (conftest.py: 2 paired rounds of both
-    # architectures at 1 and 2 threads, 8 runs of 3 s): a thread sweep and per-thread counters
+    # architectures at 1 and 2 threads, 8 runs of 2 s): a thread sweep and per-thread counters
     folder, done = loopback_run
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     runs = json.loads((folder / "summary.json").read_text())["runs"]
