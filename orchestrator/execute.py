@@ -983,7 +983,11 @@ def _throttled(run: records.Run, before: dict[str, remote.CpuTimes],
         for h, p in run.client_proc.items()}})
 
 
-LEAD_MIN_S = 0.3  # never less, however fast the steps were
+# Never less, however fast the steps were. Not 0.3 either: the collectors start about a lead
+# before the window, so with a 1 s window (after a 0.3 s warm-up) the 1 s interval mostly inside
+# it ends ~0.4 s after the window, when they are already stopped: a 0.3 s lead left every run of
+# such a search without mpstat's reading (tests/test_capacity_runs.py, loopback).
+LEAD_MIN_S = 0.5
 LEAD_MARGIN = 3.0  # times the slowest steps timed so far
 
 
@@ -993,8 +997,8 @@ def _lead(pre_load_s: float | None, round_trip: float, set_up_s: float) -> float
     and three times the slowest of those steps so far. Before a run's first window they were
     not timed yet; the five like steps this window just took on the same hosts (server
     affinity, NIC and kernel counters, collectors' start, the generators' preparation) stand
-    in for them, rather than a fixed 1.5 s: on this 2-CPU machine they take ~0.05-0.1 s, so the
-    lead is 0.3 s (the floor, or three times the steps), not 1.5 s, before every window."""
+    in for them, rather than a fixed 1.5 s: on this 2-CPU machine they take ~0.1 s, so the
+    0.5 s floor applies and a second is saved per `orchestrate run`."""
     slowest = set_up_s if pre_load_s is None else pre_load_s
     return max(LEAD_MIN_S, 5 * round_trip, LEAD_MARGIN * slowest)
 

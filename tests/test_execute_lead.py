@@ -8,7 +8,7 @@ from orchestrator import execute
 
 def test_the_first_window_is_led_by_the_steps_this_run_just_timed():
     # fast hosts: the floor, not a fixed 1.5 s
-    assert execute._lead(None, round_trip=0.01, set_up_s=0.05) == execute.LEAD_MIN_S
+    assert execute._lead(None, round_trip=0.01, set_up_s=0.1) == execute.LEAD_MIN_S
     # slow hosts: three times their set-up steps
     assert execute._lead(None, round_trip=0.05, set_up_s=1.2) == 3 * 1.2
     # a slow round trip to the clients: five of them
