@@ -133,7 +133,7 @@ def test_client_link_cut_mid_load(tmp_path, run_id, kept_lab):
 def test_client_sshd_killed_mid_load(tmp_path, run_id):
     lab = lab_name("s")
     r = Run(tmp_path, run_id, SCENARIO, "--set", f"hosts.lab={lab}", "--set", "hosts.deploy=false",
-            "--set", "load.duration=5s", *QUICK)
+            "--set", "load.duration=3s", *QUICK)
     wait_for_pid(run_id, "wrk")
     time.sleep(1)
     state = json.loads((netns.LABS_ROOT / lab / "lab.json").read_text())
@@ -210,7 +210,7 @@ def test_missing_inventory_group_is_bad_input(tmp_path):
 
 def test_cleanup_leaves_a_lab_in_use_alone(tmp_path, run_id, kept_lab):
     r = Run(tmp_path, run_id, SCENARIO, "--set", f"hosts.lab={kept_lab.name}", "--set", "hosts.deploy=false",
-            "--set", "load.duration=4s", *QUICK)
+            "--set", "load.duration=3s", *QUICK)
     wait_for_pid(run_id, "wrk")
     done = orchestrate("cleanup")
     assert done.returncode == 0, done.stderr
