@@ -305,7 +305,7 @@ def _server_cpus(run: Run) -> dict[str, Any]:
     out: dict[str, Any] = {}
     other = host.other  # other tasks' time on these CPUs (cpuacct, in sum): one CPU's is its own
     one = other if other is not None and len(rows) == 1 else 0.0
-    threads = [t for t in (run.server_cpu.threads if run.server_cpu else ()) if t.busy is not None]
+    threads = [t for t in run.server_cpu.threads if t.busy is not None]
     placed = [t for t in threads if t.cpus]
     if rows:
         out["busy"] = statistics.fmean(c.busy or 0.0 for c in rows.values())
@@ -463,9 +463,7 @@ def balance(run: Run) -> Balance | None:
 
 def _duration(run: Run) -> float | None:
     w = run.window
-    if w and w.start is not None and w.end is not None and w.end > w.start:
-        return w.end - w.start
-    return run.load.duration_s if run.load else None
+    return w.end - w.start if w.end > w.start else run.load.duration_s
 
 
 def in_flight(run: Run) -> int | None:
@@ -473,8 +471,7 @@ def in_flight(run: Run) -> int | None:
     conns = run.connections
     if not isinstance(conns, int) or conns <= 0:
         return None
-    load = run.load
-    return conns * ((load.pipeline if load else None) or 1) * ((load.clients if load else None) or 1)
+    return conns * (run.load.pipeline or 1) * (run.load.clients or 1)
 
 
 def _queued(run: Run) -> tuple[float, int] | None:
@@ -874,8 +871,7 @@ def server_evidence(run: Run, th: Thresholds) -> ServerEvidence:
             lines.append(("server-kept-from-running" if wait >= th.run_queue_wait else "",
                           say("wait", wait=pct(wait, th.run_queue_wait), rel=rel(wait, th.run_queue_wait),
                               threshold=f"{th.run_queue_wait:g}%")))
-    vol = run.server_cpu.cswch_s if run.server_cpu else None
-    invol = run.server_cpu.nvcswch_s if run.server_cpu else None
+    vol, invol = run.server_cpu.cswch_s, run.server_cpu.nvcswch_s
     if vol is not None and invol is not None:
         total = vol + invol
         share = 100.0 * invol / total if total > 0 else 0.0

@@ -1008,8 +1008,7 @@ def _kernel(ctx: Context, spec: RunSpec, run: records.Run, server_cpus: list[int
             after: dict[str, nstat.Reading]) -> dict[str, records.KernelCounters]:
     """Each host's counter rises over the run, per request and per second of the window;
     softirq counts on the CPUs pinned there."""
-    w = run.window
-    secs = w.end - w.start if w and w.start is not None and w.end is not None else None
+    secs = run.window.end - run.window.start
 
     def per(d: dict[str, int | None], unit: float | None, digits: int) -> dict[str, float | None]:
         return {k: round(v / unit, digits) if v is not None and unit else None for k, v in d.items()}

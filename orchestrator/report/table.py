@@ -33,7 +33,7 @@ def render(summary: Summary | Mapping[str, Any]) -> str:
     for r in summary.runs:
         lat = r.latency_ms
         client = [c.busy for c in r.client_cpu.values() if c.busy is not None]
-        threads = r.server_cpu.threads if r.server_cpu else ()
+        threads = r.server_cpu.threads
         per_thread = " ".join(
             f"{t.usr or 0:.0f}/{t.sys or 0:.0f}({t.cswch_s or 0:.0f},{t.nvcswch_s or 0:.0f})"
             for t in threads) or "-"
