@@ -461,7 +461,7 @@ def balance(run: Run) -> Balance | None:
                    connections_max_over_mean=ratio([t.connections or 0 for t in threads]))
 
 
-def _duration(run: Run) -> float | None:
+def _duration(run: Run) -> float:
     w = run.window
     return w.end - w.start if w.end > w.start else run.load.duration_s
 
@@ -703,7 +703,7 @@ def _bandwidth_checks(run: Run, pk: dict[str, Any], server: str, paths: Mapping[
 
 def _allowances(run: Run, th: Thresholds) -> tuple[list[str], list[str]]:
     """(evidence of allowance counters growing at a rate that matters, notes of ones that don't)."""
-    seconds = _duration(run) or 0.0
+    seconds = _duration(run)
     big, small = [], []
     for host, d in (run.nic_allowances or {}).items():
         exceeded = {k: v for k, v in d.exceeded.items() if v}

@@ -263,21 +263,29 @@ def test_wait_for_banner_needs_an_ssh_banner_not_just_a_port():
 
 
 @pytest.fixture(scope="module")
-def ssh(tmp_path_factory):
+def ssh_lab():
+    """A one-host namespace lab (its own sshd), shared by the module's SSH tests."""
     import os
 
     from orchestrator.hosts import netns
 
     name = f"rm{os.getpid() % 100000}"  # unique: other labs may be up on this machine
     try:
-        st = netns.up(name, 1)
-        t = remote.SshTransport(netns.hosts_of(st, run_id="remote")[0].ssh)
-        try:
-            yield t, f"{netns.hosts_of(st, run_id='remote')[0].workdir}/files"
-        finally:
-            t.close()
+        yield netns.up(name, 1)
     finally:
         netns.down(name)
+
+
+@pytest.fixture(scope="module")
+def ssh(ssh_lab):
+    from orchestrator.hosts import netns
+
+    (host,) = netns.hosts_of(ssh_lab, run_id="remote")
+    t = remote.SshTransport(host.ssh)
+    try:
+        yield t, f"{host.workdir}/files"
+    finally:
+        t.close()
 
 
 def test_ssh_put_text_and_get_many_carry_any_bytes(ssh, tmp_path):
@@ -331,31 +339,26 @@ def test_kill_marked_stops_a_run_s_process_that_no_table_recorded():
             p.wait()
 
 
-def test_a_command_over_a_cut_link_fails_after_the_connect_timeout_not_its_own():
+def test_a_command_over_a_cut_link_fails_after_the_connect_timeout_not_its_own(ssh_lab):
     """The connection gives up on data the host does not acknowledge within the connect
     timeout (TCP_USER_TIMEOUT): a command sent over a cut link fails in seconds, not after
-    its own timeout, and says the connection was lost."""
-    import os
+    its own timeout, and says the connection was lost. (The link is up again afterwards.)"""
     import subprocess
 
     from orchestrator.hosts import netns
 
-    name = f"rc{os.getpid() % 100000}"
-    st = netns.up(name, 1)
+    (host,) = netns.hosts_of(ssh_lab, run_id="cut", connect_timeout=2.0)
+    veth = ssh_lab.hosts[0].veth
+    t = remote.SshTransport(host.ssh)
     try:
-        (host,) = netns.hosts_of(st, run_id="cut", connect_timeout=2.0)
-        t = remote.SshTransport(host.ssh)
-        try:
-            assert t.run("echo up").stdout == "up\n"
-            time.sleep(2.5)  # idle longer than the timeout: silence alone ends nothing
-            assert t.run("echo still").stdout == "still\n"
-            subprocess.run(["ip", "link", "set", st.hosts[0].veth, "down"], check=True)
-            began = time.monotonic()
-            with pytest.raises(remote.RemoteError, match="SSH connection lost"):
-                t.run("sleep 1; echo late", timeout=60)
-            assert time.monotonic() - began < 15  # 2 s unacknowledged, then the reconnect's 2 s
-        finally:
-            subprocess.run(["ip", "link", "set", st.hosts[0].veth, "up"], check=True)
-            t.close()
+        assert t.run("echo up").stdout == "up\n"
+        time.sleep(2.5)  # idle longer than the timeout: silence alone ends nothing
+        assert t.run("echo still").stdout == "still\n"
+        subprocess.run(["ip", "link", "set", veth, "down"], check=True)
+        began = time.monotonic()
+        with pytest.raises(remote.RemoteError, match="SSH connection lost"):
+            t.run("sleep 1; echo late", timeout=60)
+        assert time.monotonic() - began < 15  # 2 s unacknowledged, then the reconnect's 2 s
     finally:
-        netns.down(name)
+        subprocess.run(["ip", "link", "set", veth, "up"], check=True)
+        t.close()
